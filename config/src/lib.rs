@@ -1,0 +1,28 @@
+//! weir's shared vocabulary: the `weir.yaml` schema, its validation with
+//! precise locations, and the immutable routing [`Snapshot`] the proxy serves.
+//!
+//! This crate does no I/O: it parses from `&str`, takes the environment and
+//! name resolution as arguments, and never reads clocks or files. Checks that
+//! need the outside world (TLS files, DNS) are made by the caller and reported
+//! through the same [`Diagnostics`].
+
+pub mod duration;
+pub mod handoff;
+pub mod location;
+pub mod model;
+pub mod schema;
+pub mod snapshot;
+pub mod validate;
+pub mod weight;
+
+pub use handoff::{Publisher, Reader, channel};
+pub use location::{Location, LocationIndex};
+pub use model::{
+    Admin, Analysis, Config, EndpointAddr, HeaderOverride, Listener, Route, Step, Stickiness,
+    Strategy, Timeouts, TlsFiles, Upstream,
+};
+pub use snapshot::{
+    Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,
+};
+pub use validate::{Diagnostic, Diagnostics, Document, parse};
+pub use weight::Weight;

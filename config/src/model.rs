@@ -1,0 +1,205 @@
+//! The validated configuration: every value checked and converted (durations,
+//! weights, endpoints, paths resolved against the config file's directory).
+//! Built only by [`crate::validate`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Weight;
+
+/// Default admin address when the file has no `admin` section.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9900";
+/// Default state directory, relative to the config file.
+pub const DEFAULT_STATE_DIR: &str = "weir-state";
+/// Default upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default time allowed until the upstream's response head.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default sticky cookie lifetime.
+pub const DEFAULT_STICKY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// A whole validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Downstream listeners, at least one, unique names and addresses.
+    pub listeners: Vec<Listener>,
+    /// The admin API.
+    pub admin: Admin,
+    /// Persisted rollout state, resolved against the config file's directory.
+    pub state_dir: PathBuf,
+    /// Routes, at least one, unique names.
+    pub routes: Vec<Route>,
+}
+
+/// A downstream listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// Unique name.
+    pub name: String,
+    /// Address to bind (an IP literal and port).
+    pub address: std::net::SocketAddr,
+    /// TLS files, when HTTPS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Certificate and key paths, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// The admin API's address and tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Address to bind.
+    pub address: std::net::SocketAddr,
+    /// Token for read-only endpoints (never empty).
+    pub reader_token: Option<String>,
+    /// Token for every endpoint (never empty; required when a reader token is set).
+    pub writer_token: Option<String>,
+}
+
+/// An upstream endpoint as written: a host name or IP literal, and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointAddr {
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Port, never 0.
+    pub port: u16,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Unique name, `[a-z0-9-]+`.
+    pub name: Arc<str>,
+    /// Host matchers; empty = any host.
+    pub hosts: Vec<crate::HostMatch>,
+    /// Path prefix, starts with `/`.
+    pub path_prefix: String,
+    /// The stable upstream.
+    pub stable: Upstream,
+    /// The canary upstream, if any.
+    pub canary: Option<Upstream>,
+    /// Fixed canary weight (routes without a strategy); zero when unset.
+    pub fixed_weight: Weight,
+    /// Cookie stickiness.
+    pub stickiness: Option<Stickiness>,
+    /// Header override.
+    pub canary_by_header: Option<HeaderOverride>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Rollout steps and analysis.
+    pub strategy: Option<Strategy>,
+}
+
+/// A revision and its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Revision label.
+    pub revision: Arc<str>,
+    /// Endpoints, at least one.
+    pub endpoints: Vec<EndpointAddr>,
+}
+
+/// Cookie stickiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stickiness {
+    /// Cookie name (an RFC 6265 token).
+    pub cookie: Arc<str>,
+    /// Cookie lifetime.
+    pub max_age: Duration,
+}
+
+/// Header override: `name: value` selects canary, `name: never` selects stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderOverride {
+    /// Header name, lowercase.
+    pub name: Arc<str>,
+    /// Value that selects the canary.
+    pub value: Arc<str>,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// Until the upstream's response head.
+    pub request: Duration,
+}
+
+/// A rollout strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strategy {
+    /// Steps, at least one.
+    pub steps: Vec<Step>,
+    /// Analysis thresholds.
+    pub analysis: Analysis,
+}
+
+/// A rollout step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Move the canary weight.
+    SetWeight(Weight),
+    /// Wait for the duration, or for `promote` when `None`.
+    Pause(Option<Duration>),
+}
+
+/// Analysis thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Analysis {
+    /// How often to judge.
+    pub interval: Duration,
+    /// How far back to look.
+    pub window: Duration,
+    /// Canary requests needed for a conclusive judgement.
+    pub min_requests: u64,
+    /// Canary error-rate limit, 0 to 1.
+    pub max_error_rate: f64,
+    /// Fail when the canary is significantly worse than stable.
+    pub compare_to_stable: bool,
+    /// Canary p99 latency limit.
+    pub max_latency_p99: Option<Duration>,
+    /// Failed judgements tolerated before abort.
+    pub failure_limit: u32,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            interval: Duration::from_secs(1),
+            window: Duration::from_secs(30),
+            min_requests: 20,
+            max_error_rate: 0.05,
+            compare_to_stable: true,
+            max_latency_p99: None,
+            failure_limit: 0,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            request: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The `weir.yaml` file as written: serde types that mirror the YAML keys
+//! (camelCase, unknown keys rejected). Values are checked and converted into
+//! the [`crate::model`] types by [`crate::validate`].
+
+use serde::Deserialize;
+
+/// A duration as written: a string such as `30s`, or a bare integer of seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    /// A bare integer: seconds.
+    Seconds(u64),
+    /// A string such as `500ms` or `1m30s`.
+    Text(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// Where downstream clients connect.
+    pub listeners: Vec<ListenerSpec>,
+    /// The admin API; default `127.0.0.1:9900` without tokens.
+    #[serde(default)]
+    pub admin: Option<AdminSpec>,
+    /// Where rollout state is persisted; default `./weir-state`.
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    /// The routes, matched by host then longest path prefix.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// Unique name, used in logs.
+    pub name: String,
+    /// `host:port` to bind.
+    pub address: String,
+    /// Serve HTTPS with these files.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+}
+
+/// Certificate and key files of a TLS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+}
+
+/// The admin listener and its tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminSpec {
+    /// `host:port` to bind.
+    pub address: String,
+    /// Bearer token for read-only endpoints.
+    #[serde(default)]
+    pub reader_token: Option<String>,
+    /// Bearer token for every endpoint.
+    #[serde(default)]
+    pub writer_token: Option<String>,
+}
+
+/// One route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Unique, `[a-z0-9-]`.
+    pub name: String,
+    /// Exact host names and `*.suffix` wildcards; empty = any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix; default `/`.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// The stable upstream.
+    pub stable: StableSpec,
+    /// The canary upstream.
+    #[serde(default)]
+    pub canary: Option<CanarySpec>,
+    /// Cookie stickiness.
+    #[serde(default)]
+    pub stickiness: Option<StickinessSpec>,
+    /// Header override.
+    #[serde(default)]
+    pub canary_by_header: Option<HeaderOverrideSpec>,
+    /// Connect and request timeouts.
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsSpec>,
+    /// Rollout steps and analysis.
+    #[serde(default)]
+    pub strategy: Option<StrategySpec>,
+}
+
+/// The stable upstream of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StableSpec {
+    /// Revision label.
+    pub revision: String,
+    /// `host:port` endpoints.
+    pub endpoints: Vec<String>,
+}
+
+/// The canary upstream of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanarySpec {
+    /// Revision label.
+    pub revision: String,
+    /// `host:port` endpoints.
+    pub endpoints: Vec<String>,
+    /// Fixed split percentage; an error together with `strategy`.
+    #[serde(default)]
+    pub weight: Option<f64>,
+}
+
+/// Cookie stickiness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StickinessSpec {
+    /// Cookie name.
+    pub cookie: String,
+    /// Cookie lifetime.
+    #[serde(default)]
+    pub max_age: Option<DurationSpec>,
+}
+
+/// Header override.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderOverrideSpec {
+    /// Header name.
+    pub name: String,
+    /// Value that selects the canary; `never` selects stable.
+    pub value: String,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimeoutsSpec {
+    /// TCP connect timeout.
+    #[serde(default)]
+    pub connect: Option<DurationSpec>,
+    /// Time allowed until the upstream's response head.
+    #[serde(default)]
+    pub request: Option<DurationSpec>,
+}
+
+/// Rollout strategy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StrategySpec {
+    /// Steps in Argo Rollouts' syntax.
+    pub steps: Vec<StepSpec>,
+    /// Analysis for the whole rollout.
+    #[serde(default)]
+    pub analysis: Option<AnalysisSpec>,
+}
+
+/// One step. Exactly one key may be set; the Argo Rollouts kinds weir does not
+/// run are accepted by the parser so that validation can refuse them by name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepSpec {
+    /// `setWeight: N`.
+    #[serde(default)]
+    pub set_weight: Option<f64>,
+    /// `pause: {}` or `pause: {duration: D}`.
+    #[serde(default)]
+    pub pause: Option<PauseSpec>,
+    /// Argo `analysis` step (refused).
+    #[serde(default)]
+    pub analysis: Option<serde::de::IgnoredAny>,
+    /// Argo `experiment` step (refused).
+    #[serde(default)]
+    pub experiment: Option<serde::de::IgnoredAny>,
+    /// Argo `setCanaryScale` step (refused).
+    #[serde(default)]
+    pub set_canary_scale: Option<serde::de::IgnoredAny>,
+    /// Argo `setHeaderRoute` step (refused).
+    #[serde(default)]
+    pub set_header_route: Option<serde::de::IgnoredAny>,
+    /// Argo `setMirrorRoute` step (refused).
+    #[serde(default)]
+    pub set_mirror_route: Option<serde::de::IgnoredAny>,
+    /// Argo `plugin` step (refused).
+    #[serde(default)]
+    pub plugin: Option<serde::de::IgnoredAny>,
+}
+
+/// A pause step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PauseSpec {
+    /// Missing: wait for `weir promote`.
+    #[serde(default)]
+    pub duration: Option<DurationSpec>,
+}
+
+/// Canary analysis thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// How often to judge; default 1s.
+    #[serde(default)]
+    pub interval: Option<DurationSpec>,
+    /// How far back to look; default 30s.
+    #[serde(default)]
+    pub window: Option<DurationSpec>,
+    /// Fewer canary requests than this is inconclusive; default 20.
+    #[serde(default)]
+    pub min_requests: Option<u64>,
+    /// Canary 5xx ratio limit, 0 to 1; default 0.05.
+    #[serde(default)]
+    pub max_error_rate: Option<f64>,
+    /// Fail when significantly worse than stable; default true.
+    #[serde(default)]
+    pub compare_to_stable: Option<bool>,
+    /// Canary p99 latency limit; none by default.
+    #[serde(default)]
+    pub max_latency_p99: Option<DurationSpec>,
+    /// Failed judgements tolerated before abort; default 0.
+    #[serde(default)]
+    pub failure_limit: Option<u32>,
+}

@@ -1,0 +1,148 @@
+//! The immutable routing snapshot the proxy serves: routes with their split,
+//! resolved endpoint addresses and the canary weight in force.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::Weight;
+use crate::model::{Config, EndpointAddr, HeaderOverride, Stickiness, Timeouts};
+
+/// Everything the proxy needs to route requests, fixed once built.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snapshot {
+    /// Set by the [`crate::Publisher`]: increases with every publish.
+    pub version: u64,
+    /// Routes in config order.
+    pub routes: Vec<RouteSnapshot>,
+}
+
+/// A host matcher.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    /// An exact, lowercase host name.
+    Exact(String),
+    /// `*.example.com`: held as `.example.com`; matches any name ending in it.
+    Suffix(String),
+}
+
+/// One route of a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSnapshot {
+    /// Route name (metric label, URL segment).
+    pub name: Arc<str>,
+    /// Host matchers; empty = any host.
+    pub hosts: Vec<HostMatch>,
+    /// Path prefix, starts with `/`.
+    pub path_prefix: String,
+    /// Where requests go.
+    pub split: Split,
+    /// Header override.
+    pub canary_by_header: Option<HeaderOverride>,
+    /// Cookie stickiness.
+    pub stickiness: Option<Stickiness>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// The stable and canary backends and the weight between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// The stable backend.
+    pub stable: Backend,
+    /// The canary backend, if the route has one.
+    pub canary: Option<Backend>,
+    /// Share of requests (or sticky clients) sent to the canary.
+    pub canary_weight: Weight,
+    /// Seed of the sticky-cookie hash: derived from the rollout id, so each
+    /// rollout picks its own cohort of clients.
+    pub cohort_seed: u64,
+}
+
+/// A revision and the addresses of its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Revision label.
+    pub revision: Arc<str>,
+    /// Resolved addresses (may be empty while a name does not resolve).
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// What control decides for a route with a rollout: the weight in force and
+/// the rollout's sequence number (part of the rollout id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOverride {
+    /// Canary weight in force.
+    pub canary_weight: Weight,
+    /// Rollout sequence number.
+    pub rollout_seq: u64,
+}
+
+/// The sticky-cookie hash seed of a rollout: route name, canary revision and,
+/// for a rollout, its sequence number (`None` for a fixed split, so editing a
+/// fixed weight keeps every cohort).
+pub fn cohort_seed(route: &str, canary_revision: &str, rollout_seq: Option<u64>) -> u64 {
+    let mut bytes = Vec::with_capacity(route.len() + canary_revision.len() + 10);
+    bytes.extend_from_slice(route.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(canary_revision.as_bytes());
+    if let Some(seq) = rollout_seq {
+        bytes.push(0);
+        bytes.extend_from_slice(&seq.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Builds a snapshot from a validated config.
+    ///
+    /// `overrides` gives, per route name, the weight and rollout sequence
+    /// decided by control (routes with a strategy); other routes use their
+    /// fixed weight. `resolve` turns an endpoint into addresses; an endpoint
+    /// that does not resolve contributes none.
+    pub fn compile(
+        config: &Config,
+        overrides: &dyn Fn(&str) -> Option<RouteOverride>,
+        resolve: &dyn Fn(&EndpointAddr) -> Vec<SocketAddr>,
+    ) -> Snapshot {
+        let backend = |upstream: &crate::Upstream| Backend {
+            revision: Arc::clone(&upstream.revision),
+            endpoints: upstream.endpoints.iter().flat_map(resolve).collect(),
+        };
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| {
+                let over = overrides(&route.name);
+                let (canary_weight, seq) = match (over, &route.strategy) {
+                    (Some(o), _) => (o.canary_weight, Some(o.rollout_seq)),
+                    // A rollout that control has not started yet sends nothing to the canary.
+                    (None, Some(_)) => (Weight::ZERO, Some(0)),
+                    (None, None) => (route.fixed_weight, None),
+                };
+                let canary = route.canary.as_ref().map(backend);
+                let canary_revision = route.canary.as_ref().map_or("", |c| &*c.revision);
+                RouteSnapshot {
+                    name: Arc::clone(&route.name),
+                    hosts: route.hosts.clone(),
+                    path_prefix: route.path_prefix.clone(),
+                    split: Split {
+                        stable: backend(&route.stable),
+                        canary_weight: if canary.is_some() {
+                            canary_weight
+                        } else {
+                            Weight::ZERO
+                        },
+                        canary,
+                        cohort_seed: cohort_seed(&route.name, canary_revision, seq),
+                    },
+                    canary_by_header: route.canary_by_header.clone(),
+                    stickiness: route.stickiness.clone(),
+                    timeouts: route.timeouts,
+                }
+            })
+            .collect();
+        Snapshot { version: 0, routes }
+    }
+}
