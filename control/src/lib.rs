@@ -1,1 +1,13 @@
-//! placeholder
+//! The weir process: the command line, loading and reloading the config,
+//! publishing routing snapshots to the proxy, and the admin API.
+//!
+//! Control changes the proxy only by publishing a new validated snapshot, and
+//! learns about traffic only from the proxy's counters.
+
+pub mod admin;
+pub mod cli;
+pub mod load;
+pub mod reload;
+pub mod run;
+pub mod telemetry;
+pub mod validate;

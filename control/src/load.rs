@@ -1,0 +1,194 @@
+//! Loading a config file: read it, validate it, and make the checks that need
+//! the outside world (TLS files, DNS), reporting every problem with its place.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use weir_config::{
+    Config, Diagnostic, Diagnostics, Document, EndpointAddr, RouteOverride, Snapshot,
+};
+
+/// A config that passed every check, with what the checks produced.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated document.
+    pub document: Document,
+    /// Per listener, its TLS config (same order as `config.listeners`).
+    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// The file's bytes, to tell a real change from a touch.
+    pub text: String,
+}
+
+/// Resolved addresses of every endpoint named by the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved(HashMap<EndpointAddr, Vec<SocketAddr>>);
+
+// === impl Loaded ===
+
+impl Loaded {
+    /// The validated config.
+    pub fn config(&self) -> &Config {
+        &self.document.config
+    }
+}
+
+/// Reads and checks `path`, with `${VAR}` taken from the process environment.
+///
+/// # Errors
+/// Every problem found, each with file, line, column and key path.
+pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        Diagnostics(vec![Diagnostic {
+            file: file.clone(),
+            location: None,
+            path: String::new(),
+            message: format!("cannot read the config file: {error}"),
+        }])
+    })?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let document = weir_config::parse(&text, &file, base_dir, &|name| std::env::var(name).ok())?;
+
+    let mut problems = Vec::new();
+    let tls = document
+        .config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let files = listener.tls.as_ref()?;
+            let mut read = |field: &str, path: &Path| match std::fs::read(path) {
+                Ok(bytes) => Some(bytes),
+                Err(error) => {
+                    let message = format!("cannot read {}: {error}", path.display());
+                    problems
+                        .push(document.diagnostic(&format!("listeners[{i}].tls.{field}"), message));
+                    None
+                }
+            };
+            let cert = read("certFile", &files.cert_file);
+            let key = read("keyFile", &files.key_file);
+            let (cert, key) = (cert?, key?);
+            match weir_proxy::tls::server_config(&cert, &key) {
+                Ok(config) => Some(config),
+                Err(error) => {
+                    let message = format!(
+                        "cannot use {} with {}: {error}",
+                        files.cert_file.display(),
+                        files.key_file.display()
+                    );
+                    problems.push(document.diagnostic(&format!("listeners[{i}].tls"), message));
+                    None
+                }
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(Loaded {
+            document,
+            tls,
+            text,
+        })
+    } else {
+        Err(Diagnostics(problems))
+    }
+}
+
+// === impl Resolved ===
+
+impl Resolved {
+    /// Resolves every endpoint of `document`. A name that does not resolve is
+    /// an error at its place in the file.
+    ///
+    /// # Errors
+    /// One diagnostic per endpoint that did not resolve.
+    pub async fn resolve(document: &Document) -> Result<Resolved, Diagnostics> {
+        let mut resolved = HashMap::new();
+        let mut problems = Vec::new();
+        for (r, route) in document.config.routes.iter().enumerate() {
+            let upstreams = std::iter::once(("stable", &route.stable))
+                .chain(route.canary.iter().map(|c| ("canary", c)));
+            for (role, upstream) in upstreams {
+                for (e, endpoint) in upstream.endpoints.iter().enumerate() {
+                    if resolved.contains_key(endpoint) {
+                        continue;
+                    }
+                    match resolve_one(endpoint).await {
+                        Ok(addrs) => {
+                            resolved.insert(endpoint.clone(), addrs);
+                        }
+                        Err(message) => problems.push(
+                            document
+                                .diagnostic(&format!("routes[{r}].{role}.endpoints[{e}]"), message),
+                        ),
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Resolved(resolved))
+        } else {
+            Err(Diagnostics(problems))
+        }
+    }
+
+    /// Resolves the names again, keeping the previous addresses of a name
+    /// that fails this time.
+    pub async fn refresh(&self) -> Resolved {
+        let mut next = self.0.clone();
+        for (endpoint, addrs) in &mut next {
+            if endpoint.host.parse::<IpAddr>().is_ok() {
+                continue;
+            }
+            match resolve_one(endpoint).await {
+                Ok(fresh) => *addrs = fresh,
+                Err(message) => {
+                    tracing::warn!(%endpoint, %message, "keeping the previous addresses")
+                }
+            }
+        }
+        Resolved(next)
+    }
+
+    /// Whether any endpoint is a name (and so worth resolving again).
+    pub fn has_names(&self) -> bool {
+        self.0.keys().any(|e| e.host.parse::<IpAddr>().is_err())
+    }
+
+    /// The snapshot for `config` with these addresses.
+    pub fn compile(
+        &self,
+        config: &Config,
+        overrides: &dyn Fn(&str) -> Option<RouteOverride>,
+    ) -> Snapshot {
+        Snapshot::compile(config, overrides, &|endpoint| {
+            self.0.get(endpoint).cloned().unwrap_or_default()
+        })
+    }
+}
+
+async fn resolve_one(endpoint: &EndpointAddr) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = endpoint.host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, endpoint.port)]);
+    }
+    let lookup = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), lookup).await {
+        Ok(Ok(addrs)) => {
+            let mut addrs: Vec<SocketAddr> = addrs.collect();
+            addrs.sort();
+            addrs.dedup();
+            if addrs.is_empty() {
+                Err(format!("{endpoint} resolves to no address"))
+            } else {
+                Ok(addrs)
+            }
+        }
+        Ok(Err(error)) => Err(format!("cannot resolve {endpoint}: {error}")),
+        Err(_) => Err(format!("resolving {endpoint} timed out after 5s")),
+    }
+}

@@ -1,0 +1,150 @@
+//! Following the config file: a changed file (edited in place or replaced by
+//! rename), SIGHUP or the admin API re-reads it; a file that does not validate
+//! is refused and the running config keeps serving. Endpoint names are
+//! resolved again every 10 s.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use weir_config::Diagnostics;
+
+use crate::load::{self, Resolved};
+use crate::run::Process;
+
+/// How often the config file is read to look for a change.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How often endpoint names are resolved again.
+pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts of reload outcomes (the initial load is not counted).
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// Reloads applied.
+    pub success: AtomicU64,
+    /// Reloads refused.
+    pub failure: AtomicU64,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new snapshot was published with this version.
+    Applied(u64),
+    /// The file is the same as the config in force.
+    Unchanged,
+}
+
+/// Why the reload was asked for, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The file changed on disk.
+    FileChanged,
+    /// SIGHUP.
+    Signal,
+    /// `POST /api/v1/reload`.
+    Api,
+}
+
+/// Watches the file, SIGHUP and DNS until `stop` turns true.
+pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP; file changes are still followed");
+            None
+        }
+    };
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resolve = tokio::time::interval(RESOLVE_INTERVAL);
+    resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resolve.tick().await;
+    // The file as last attempted, so a refused file is reported once, not every poll.
+    let mut last_attempt: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = crate::run::stopped(&mut stop) => return,
+            _ = poll.tick() => {
+                let Ok(text) = tokio::fs::read_to_string(&process.config_path).await else { continue };
+                let unchanged = { process.current.lock().await.0.text == text };
+                if unchanged {
+                    last_attempt = None;
+                    continue;
+                }
+                if last_attempt.as_deref() == Some(text.as_str()) {
+                    continue;
+                }
+                last_attempt = Some(text);
+                let _ = reload(&process, Trigger::FileChanged).await;
+            }
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                last_attempt = None;
+                let _ = reload(&process, Trigger::Signal).await;
+            }
+            _ = resolve.tick() => refresh_names(&process).await,
+        }
+    }
+}
+
+/// Re-reads the config file and publishes it if valid.
+///
+/// # Errors
+/// Every problem of the file; the config in force stays.
+pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
+    let mut current = process.current.lock().await;
+    let checked = match load::load(&process.config_path) {
+        Ok(loaded) => Resolved::resolve(&loaded.document)
+            .await
+            .map(|resolved| (loaded, resolved)),
+        Err(diagnostics) => Err(diagnostics),
+    };
+    let (loaded, resolved) = match checked {
+        Ok(pair) => pair,
+        Err(diagnostics) => {
+            process.reloads.failure.fetch_add(1, Relaxed);
+            tracing::error!(
+                ?trigger,
+                errors = diagnostics.0.len(),
+                "config refused; the running config keeps serving"
+            );
+            for d in &diagnostics.0 {
+                tracing::error!("{d}");
+            }
+            return Err(diagnostics);
+        }
+    };
+    if loaded.text == current.0.text && trigger == Trigger::FileChanged {
+        return Ok(Outcome::Unchanged);
+    }
+    let (old, new) = (current.0.config(), loaded.config());
+    if old.listeners != new.listeners
+        || old.admin.address != new.admin.address
+        || old.state_dir != new.state_dir
+    {
+        tracing::warn!(
+            "listener, admin address and stateDir changes take effect at the next restart"
+        );
+    }
+    let version = process.publisher.publish(resolved.compile(new, &|_| None));
+    *current = (loaded, resolved);
+    process.reloads.success.fetch_add(1, Relaxed);
+    tracing::info!(?trigger, version, "config reloaded");
+    Ok(Outcome::Applied(version))
+}
+
+async fn refresh_names(process: &Process) {
+    let mut current = process.current.lock().await;
+    if !current.1.has_names() {
+        return;
+    }
+    let fresh = current.1.refresh().await;
+    if fresh != current.1 {
+        let version = process
+            .publisher
+            .publish(fresh.compile(current.0.config(), &|_| None));
+        tracing::info!(version, "endpoint addresses changed");
+        current.1 = fresh;
+    }
+}

@@ -1,0 +1,196 @@
+//! `weir run`: load the config, bind the listeners, serve, follow config
+//! changes, and drain on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weir_config::Publisher;
+use weir_proxy::{Metrics, Proxy, ServeOptions};
+
+use crate::admin::{self, AdminState};
+use crate::cli::RunArgs;
+use crate::load::{self, Loaded, Resolved};
+use crate::reload::{self, ReloadCounters};
+use crate::telemetry;
+
+/// How long in-flight requests may run after SIGTERM.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the proxy until a signal stops it; exit 0 after a clean drain.
+pub fn main(args: RunArgs) -> ExitCode {
+    telemetry::init(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("weir: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the running process shares between its tasks.
+#[derive(Debug)]
+pub struct Process {
+    /// The config file being followed.
+    pub config_path: PathBuf,
+    /// Where new snapshots go.
+    pub publisher: Publisher,
+    /// The data plane.
+    pub proxy: Proxy,
+    /// The config in force and its resolved endpoints.
+    pub current: tokio::sync::Mutex<(Loaded, Resolved)>,
+    /// Reload outcomes.
+    pub reloads: ReloadCounters,
+}
+
+async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    // Installed first, so a SIGTERM during startup is a clean stop, not a kill.
+    let stop_signal = StopSignal::install()?;
+    let loaded = match load::load(&config_path) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            for d in &diagnostics.0 {
+                tracing::error!("{d}");
+            }
+            anyhow::bail!(
+                "{} has {} error(s):\n{diagnostics}",
+                config_path.display(),
+                diagnostics.0.len()
+            );
+        }
+    };
+    let resolved = match Resolved::resolve(&loaded.document).await {
+        Ok(resolved) => resolved,
+        Err(diagnostics) => anyhow::bail!(
+            "{} has endpoints that do not resolve:\n{diagnostics}",
+            config_path.display()
+        ),
+    };
+    let config = loaded.config().clone();
+
+    // Bind everything before serving anything, so a taken port fails the start.
+    let mut listeners = Vec::new();
+    for (listener, tls) in config.listeners.iter().zip(&loaded.tls) {
+        let socket = bind(listener.address)
+            .with_context(|| format!("listener {} on {}", listener.name, listener.address))?;
+        listeners.push((listener.name.clone(), socket, tls.clone()));
+    }
+    let admin_socket = bind(config.admin.address)
+        .with_context(|| format!("admin API on {}", config.admin.address))?;
+
+    let snapshot = resolved.compile(&config, &|_| None);
+    let (publisher, reader) = weir_config::channel(snapshot);
+    let metrics = Arc::new(Metrics::new());
+    let proxy = Proxy::new(reader, Arc::clone(&metrics));
+    let process = Arc::new(Process {
+        config_path,
+        publisher,
+        proxy: proxy.clone(),
+        current: tokio::sync::Mutex::new((loaded, resolved)),
+        reloads: ReloadCounters::default(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (name, socket, tls) in listeners {
+        let proxy = proxy.clone();
+        let mut stop = stop_rx.clone();
+        let local = socket.local_addr().ok();
+        tracing::info!(listener = %name, address = ?local, tls = tls.is_some(), "listening");
+        let options = ServeOptions {
+            name,
+            tls,
+            drain_timeout: DRAIN_TIMEOUT,
+            ..ServeOptions::default()
+        };
+        servers.spawn(async move {
+            proxy
+                .serve(socket, options, async move { stopped(&mut stop).await })
+                .await
+        });
+    }
+
+    let admin_state = Arc::new(AdminState::new(Arc::clone(&process)));
+    tracing::info!(address = ?admin_socket.local_addr().ok(), "admin API listening");
+    tokio::spawn(admin::serve(
+        admin_socket,
+        Arc::clone(&admin_state),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(reload::follow(Arc::clone(&process), stop_rx.clone()));
+    admin_state.set_ready(true);
+
+    stop_signal.recv().await;
+    tracing::info!("stopping: no new connections; draining in-flight requests");
+    admin_state.set_ready(false);
+    let _ = stop_tx.send(true);
+    let mut cut = 0;
+    while let Some(result) = servers.join_next().await {
+        cut += result.unwrap_or(0);
+    }
+    if cut > 0 {
+        tracing::warn!(
+            connections = cut,
+            "drain deadline reached with connections still open"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds a listening socket with `SO_REUSEADDR`, so a restart does not wait
+/// for old connections in TIME_WAIT.
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// SIGTERM and SIGINT, installed once.
+struct StopSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> anyhow::Result<StopSignal> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignal {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}

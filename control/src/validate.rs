@@ -1,0 +1,46 @@
+//! `weir validate FILE`: every error with its place, or a one-line summary.
+
+use std::process::ExitCode;
+
+use crate::cli::ValidateArgs;
+use crate::load;
+
+/// Runs the command: exit 0 with a summary when valid, 1 with every error otherwise.
+pub fn main(args: &ValidateArgs) -> ExitCode {
+    let checked = load::load(&args.file).and_then(|loaded| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        match runtime {
+            Ok(runtime) => runtime
+                .block_on(load::Resolved::resolve(&loaded.document))
+                .map(|_| loaded),
+            // Without a runtime names cannot be resolved; the rest was checked.
+            Err(_) => Ok(loaded),
+        }
+    });
+    let loaded = match checked {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            eprint!("{diagnostics}");
+            eprintln!("{}: {} error(s)", args.file.display(), diagnostics.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = loaded.config();
+    let canaries = config.routes.iter().filter(|r| r.canary.is_some()).count();
+    let rollouts = config
+        .routes
+        .iter()
+        .filter(|r| r.strategy.is_some())
+        .count();
+    println!(
+        "{}: valid: {} listener(s), {} route(s), {} with a canary, {} with a rollout strategy",
+        args.file.display(),
+        config.listeners.len(),
+        config.routes.len(),
+        canaries,
+        rollouts
+    );
+    ExitCode::SUCCESS
+}

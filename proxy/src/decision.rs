@@ -1,0 +1,168 @@
+//! The role decision of one request (stable or canary), as pure functions:
+//! the header override wins, then the sticky cookie key hashed with the
+//! rollout's cohort seed, then a weighted draw.
+
+use std::fmt;
+
+use weir_config::Weight;
+
+/// Which upstream of a route serves a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// The current revision.
+    Stable,
+    /// The new revision under test.
+    Canary,
+}
+
+/// Buckets of the sticky hash and of the weighted draw: a weight in parts per
+/// million is compared against a number in `0..BUCKETS`.
+pub const BUCKETS: u32 = 1_000_000;
+
+/// What the request says through the override header, if the route has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderVerdict {
+    /// No override header configured, or its value selects nothing.
+    None,
+    /// The header holds the configured value.
+    Canary,
+    /// The header holds `never`.
+    Stable,
+}
+
+/// The inputs of one decision that do not come from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitParams {
+    /// Whether the route has a canary backend at all.
+    pub has_canary: bool,
+    /// Canary weight.
+    pub weight: Weight,
+    /// Seed of the sticky hash (derived from the rollout id).
+    pub cohort_seed: u64,
+}
+
+/// Decides the role of a request.
+///
+/// `sticky_key` is the client's cookie key when the route is sticky (a newly
+/// issued key included); `draw` is a uniform number in `0..BUCKETS`, used only
+/// when neither the header nor a sticky key decides.
+pub fn decide(
+    split: SplitParams,
+    header: HeaderVerdict,
+    sticky_key: Option<&[u8]>,
+    draw: u32,
+) -> Role {
+    if !split.has_canary {
+        return Role::Stable;
+    }
+    match header {
+        HeaderVerdict::Canary => return Role::Canary,
+        HeaderVerdict::Stable => return Role::Stable,
+        HeaderVerdict::None => {}
+    }
+    let bucket = match sticky_key {
+        Some(key) => cohort_bucket(key, split.cohort_seed),
+        None => draw,
+    };
+    if bucket < split.weight.ppm() {
+        Role::Canary
+    } else {
+        Role::Stable
+    }
+}
+
+/// The bucket, in `0..BUCKETS`, of a sticky key within a rollout: stable for
+/// a given key and seed, so raising the weight only ever adds clients.
+pub fn cohort_bucket(key: &[u8], cohort_seed: u64) -> u32 {
+    // The modulo bias of 2^64 mod 10^6 is below 1e-13: negligible.
+    (xxhash_rust::xxh3::xxh3_64_with_seed(key, cohort_seed) % u64::from(BUCKETS)) as u32
+}
+
+/// Reads the header override: `value` selects canary, `never` selects stable.
+pub fn header_verdict(configured_value: &str, request_value: Option<&[u8]>) -> HeaderVerdict {
+    match request_value {
+        Some(v) if v == configured_value.as_bytes() => HeaderVerdict::Canary,
+        Some(v) if v.eq_ignore_ascii_case(b"never") => HeaderVerdict::Stable,
+        _ => HeaderVerdict::None,
+    }
+}
+
+/// Finds cookie `name` in the values of the request's `Cookie` headers.
+/// Returns the value only when it is a usable key: 1 to 128 bytes of cookie
+/// octets (RFC 6265), so a mangled cookie is replaced rather than trusted.
+pub fn find_cookie<'a>(
+    cookie_headers: impl Iterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    for header in cookie_headers {
+        for pair in header.split(|&b| b == b';') {
+            let pair = trim_ascii(pair);
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if &pair[..eq] != name.as_bytes() {
+                continue;
+            }
+            let mut value = trim_ascii(&pair[eq + 1..]);
+            if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+                value = &value[1..value.len() - 1];
+            }
+            if (1..=128).contains(&value.len()) && value.iter().all(|&b| is_cookie_octet(b)) {
+                return Some(value);
+            }
+            return None;
+        }
+    }
+    None
+}
+
+/// A fresh random client key: 32 lowercase hex digits (128 bits).
+pub fn new_client_key() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = fastrand::u128(..);
+    let mut key = [0u8; 32];
+    for (i, slot) in key.iter_mut().enumerate() {
+        *slot = HEX[((bits >> (4 * i)) & 0xf) as usize];
+    }
+    key
+}
+
+/// A weighted draw in `0..BUCKETS` from the thread-local generator.
+pub fn draw() -> u32 {
+    fastrand::u32(..BUCKETS)
+}
+
+fn is_cookie_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+// === impl Role ===
+
+impl Role {
+    /// The `role` label value.
+    pub const fn metric_label(self) -> &'static str {
+        match self {
+            Role::Stable => "stable",
+            Role::Canary => "canary",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.metric_label())
+    }
+}
+
+#[cfg(test)]
+mod tests;

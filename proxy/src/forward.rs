@@ -1,0 +1,312 @@
+//! The request path: match the route, decide the role, forward to an endpoint
+//! of that role, and count the answer against the route and role.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::body::ProxyBody;
+use crate::decision::{self, HeaderVerdict};
+use crate::error::{ProxyError, local_response};
+use crate::routing::{ServedBackend, ServedRoute};
+use crate::upstream::{self, Endpoint, Sender};
+use crate::{Role, Shared};
+
+/// What the proxy knows about the downstream connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Downstream {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Serves one downstream request. Never fails: every error is a response.
+pub async fn serve(
+    shared: Arc<Shared>,
+    downstream: Downstream,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    // One snapshot for the whole request, even if a new one is applied meanwhile.
+    let routing = shared.routing.load_full();
+    let host = request_host(&req).unwrap_or("");
+    let Some(index) = routing.table.find(host, req.uri().path()) else {
+        return local_response(
+            StatusCode::NOT_FOUND,
+            format!(
+                "404 no route for host {:?} path {:?}\n",
+                host,
+                req.uri().path()
+            ),
+        );
+    };
+    let route = &routing.routes[index];
+
+    let header = match &route.canary_by_header {
+        Some((name, value)) => {
+            decision::header_verdict(value, req.headers().get(name).map(HeaderValue::as_bytes))
+        }
+        None => HeaderVerdict::None,
+    };
+    let mut issued_key = None;
+    let role = match &route.sticky {
+        Some(cookie) => {
+            let found = decision::find_cookie(
+                req.headers()
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                &cookie.name,
+            );
+            let key = match found {
+                Some(key) => key,
+                None => issued_key.insert(decision::new_client_key()).as_slice(),
+            };
+            decision::decide(route.split, header, Some(key), 0)
+        }
+        None => decision::decide(route.split, header, None, decision::draw()),
+    };
+    let backend = route.backend(role);
+
+    let mut response = match forward(route, backend, role, downstream, req).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(route = %route.name, %role, %error, "upstream failed");
+            if let Some(kind) = error.metric_kind() {
+                backend.metrics.record_upstream_error(kind);
+            }
+            error.to_response(&route.name, role)
+        }
+    };
+    backend
+        .metrics
+        .record(response.status().as_u16(), started.elapsed());
+
+    if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
+        let secure = if downstream.tls { "; Secure" } else { "" };
+        let key = std::str::from_utf8(&key).unwrap_or_default();
+        if let Ok(value) = HeaderValue::from_str(&format!(
+            "{}={key}{}{secure}",
+            cookie.name, cookie.attributes
+        )) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// Sends the request to an endpoint of `backend` and returns the upstream's response.
+async fn forward(
+    route: &ServedRoute,
+    backend: &ServedBackend,
+    role: Role,
+    downstream: Downstream,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Some(endpoint) = upstream::pick(&backend.endpoints) else {
+        return Err(ProxyError::NoEndpoints {
+            route: Arc::clone(&route.name),
+            role,
+        });
+    };
+    let downstream_upgrade = prepare_request(&mut req, downstream);
+    let in_flight = endpoint.start();
+    let timeouts = route.timeouts;
+
+    let exchange = async {
+        let mut req = req;
+        // A pooled connection may have been closed by the upstream since it
+        // was parked; such a request is handed back unsent and goes on a fresh one.
+        loop {
+            let (mut sender, fresh) = match endpoint.take_idle() {
+                Some(sender) => (sender, false),
+                None => (
+                    connect(endpoint, &backend.endpoints, timeouts.connect).await?,
+                    true,
+                ),
+            };
+            if let Err(error) = sender.ready().await {
+                if fresh {
+                    return Err(ProxyError::Protocol(error));
+                }
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, sender)),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if !fresh => req = unsent,
+                    _ => return Err(ProxyError::Protocol(error.into_error())),
+                },
+            }
+        }
+    };
+    let (mut response, sender) = match tokio::time::timeout(timeouts.request, exchange).await {
+        Ok(result) => result?,
+        Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream_upgrade) = downstream_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(bridge_upgrade(downstream_upgrade, upstream_upgrade));
+        }
+        let (parts, _) = response.into_parts();
+        return Ok(Response::from_parts(parts, ProxyBody::empty()));
+    }
+    remove_hop_by_hop(response.headers_mut(), false);
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::upstream(body, Some(sender), in_flight),
+    ))
+}
+
+/// Connects to `first`, or once to another endpoint of the role if that fails
+/// (no request has been sent, so the second try is always safe).
+async fn connect(
+    first: &Arc<Endpoint>,
+    all: &[Arc<Endpoint>],
+    timeout: std::time::Duration,
+) -> Result<Sender, ProxyError> {
+    match first.connect(timeout).await {
+        Ok(sender) => Ok(sender),
+        Err(error) if all.len() < 2 => Err(error.into()),
+        Err(error) => {
+            tracing::debug!(%error, "connect failed; trying another endpoint");
+            let other = all.iter().find(|e| !Arc::ptr_eq(e, first)).unwrap_or(first);
+            Ok(other.connect(timeout).await?)
+        }
+    }
+}
+
+/// Rewrites the request for the upstream; returns the downstream's pending
+/// upgrade when the request asks for one (WebSocket).
+fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Option<OnUpgrade> {
+    let original_host = request_host(req).map(str::to_owned);
+    let wants_upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
+    let upgrade_value = if wants_upgrade {
+        req.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+
+    let headers = req.headers_mut();
+    remove_hop_by_hop(headers, true);
+    if let Some(value) = upgrade_value {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, value);
+    }
+    // Append the client to any chain already present.
+    let client = downstream.remote.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
+        _ => client,
+    };
+    if let Ok(value) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if downstream.tls { "https" } else { "http" }),
+    );
+    if let Some(host) = original_host {
+        if let Ok(value) = HeaderValue::from_str(&host) {
+            if !headers.contains_key(header::HOST) {
+                headers.insert(header::HOST, value.clone());
+            }
+            headers.insert(X_FORWARDED_HOST.clone(), value);
+        }
+    }
+
+    // The upstream speaks HTTP/1.1 and wants origin-form.
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        if let Ok(uri) = path.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    *req.version_mut() = Version::HTTP_11;
+    if wants_upgrade {
+        Some(hyper::upgrade::on(req))
+    } else {
+        None
+    }
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    if request {
+        headers.remove(header::PROXY_AUTHORIZATION);
+    }
+}
+
+fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The host the client asked for: the URI authority (HTTP/2, absolute-form)
+/// or the `Host` header.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })
+}
+
+/// Copies bytes both ways between an upgraded downstream and upstream.
+async fn bridge_upgrade(downstream: OnUpgrade, upstream: OnUpgrade) {
+    let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade failed");
+            return;
+        }
+    };
+    let mut downstream = TokioIo::new(downstream);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+        tracing::debug!(%error, "upgraded connection ended");
+    }
+}

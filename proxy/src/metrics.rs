@@ -1,0 +1,263 @@
+//! Per-route, per-role request counters and latency histograms, written by the
+//! request path with atomic increments only and rendered in the Prometheus
+//! text format.
+//!
+//! Handles are resolved once per (route, role) when a snapshot is applied, so
+//! a request never hashes a label or takes a lock.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::Role;
+
+/// Upper bounds, in seconds, of the request-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Bounds of [`DURATION_BUCKETS`] in microseconds, for the hot path.
+const BUCKET_BOUNDS_MICROS: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Lowest and highest status code with a counter of its own.
+const MIN_CODE: u16 = 100;
+const MAX_CODE: u16 = 599;
+const CODE_SLOTS: usize = (MAX_CODE - MIN_CODE + 1) as usize;
+
+/// Why an upstream exchange failed, as a bounded metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// The endpoint could not be reached.
+    Connect,
+    /// No response head within the request timeout.
+    Timeout,
+    /// The endpoint broke the HTTP exchange.
+    Protocol,
+}
+
+/// All proxy metrics: one [`RoleMetrics`] per (route, role) ever served.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    series: Mutex<BTreeMap<(Arc<str>, Role), Arc<RoleMetrics>>>,
+}
+
+/// The counters of one role of one route.
+#[derive(Debug)]
+pub struct RoleMetrics {
+    route: Arc<str>,
+    role: Role,
+    by_code: Box<[AtomicU64]>,
+    /// Non-cumulative bucket counts; the last slot is `+Inf`.
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    duration_sum_micros: AtomicU64,
+    upstream_errors: [AtomicU64; 3],
+}
+
+// === impl UpstreamErrorKind ===
+
+impl UpstreamErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [UpstreamErrorKind; 3] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Protocol,
+    ];
+
+    /// The `kind` label value.
+    pub const fn metric_label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+
+    const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// The counters of `role` on `route`, created on first use. Called when a
+    /// snapshot is applied, never per request.
+    pub fn role(&self, route: &Arc<str>, role: Role) -> Arc<RoleMetrics> {
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            series
+                .entry((Arc::clone(route), role))
+                .or_insert_with(|| Arc::new(RoleMetrics::new(Arc::clone(route), role))),
+        )
+    }
+
+    /// Every series, in (route, role) order.
+    pub fn all(&self) -> Vec<Arc<RoleMetrics>> {
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        series.values().cloned().collect()
+    }
+
+    /// Appends the request metric families in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let all = self.all();
+        out.push_str("# HELP weir_http_requests_total Requests answered downstream, by route, role and status code.\n");
+        out.push_str("# TYPE weir_http_requests_total counter\n");
+        for m in &all {
+            for (slot, count) in m.by_code.iter().enumerate() {
+                let count = count.load(Relaxed);
+                if count > 0 {
+                    let code = usize::from(MIN_CODE) + slot;
+                    let _ = writeln!(
+                        out,
+                        "weir_http_requests_total{{route=\"{}\",role=\"{}\",code=\"{code}\"}} {count}",
+                        m.route,
+                        m.role.metric_label()
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP weir_http_request_duration_seconds Time from request head to upstream response head, by route and role.\n");
+        out.push_str("# TYPE weir_http_request_duration_seconds histogram\n");
+        for m in &all {
+            let (route, role) = (&m.route, m.role.metric_label());
+            let mut cumulative = 0;
+            for (bound, bucket) in DURATION_BUCKETS.iter().zip(&m.buckets) {
+                cumulative += bucket.load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "weir_http_request_duration_seconds_bucket{{route=\"{route}\",role=\"{role}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += m.buckets[DURATION_BUCKETS.len()].load(Relaxed);
+            let sum = m.duration_sum_micros.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "weir_http_request_duration_seconds_bucket{{route=\"{route}\",role=\"{role}\",le=\"+Inf\"}} {cumulative}\n\
+                 weir_http_request_duration_seconds_sum{{route=\"{route}\",role=\"{role}\"}} {sum}\n\
+                 weir_http_request_duration_seconds_count{{route=\"{route}\",role=\"{role}\"}} {cumulative}"
+            );
+        }
+        out.push_str("# HELP weir_upstream_errors_total Failed upstream exchanges, by route, role and kind.\n");
+        out.push_str("# TYPE weir_upstream_errors_total counter\n");
+        for m in &all {
+            for kind in UpstreamErrorKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "weir_upstream_errors_total{{route=\"{}\",role=\"{}\",kind=\"{}\"}} {}",
+                    m.route,
+                    m.role.metric_label(),
+                    kind.metric_label(),
+                    m.upstream_errors[kind.slot()].load(Relaxed)
+                );
+            }
+        }
+    }
+}
+
+// === impl RoleMetrics ===
+
+impl RoleMetrics {
+    fn new(route: Arc<str>, role: Role) -> RoleMetrics {
+        RoleMetrics {
+            route,
+            role,
+            by_code: (0..CODE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: Default::default(),
+            duration_sum_micros: AtomicU64::new(0),
+            upstream_errors: Default::default(),
+        }
+    }
+
+    /// The route these counters belong to.
+    pub fn route(&self) -> &Arc<str> {
+        &self.route
+    }
+
+    /// The role these counters belong to.
+    pub fn role_label(&self) -> Role {
+        self.role
+    }
+
+    /// Counts one answered request with its status code and latency.
+    pub fn record(&self, code: u16, elapsed: Duration) {
+        // Codes outside 100..=599 cannot be sent by hyper; clamp defensively.
+        let slot = usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE);
+        self.by_code[slot].fetch_add(1, Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKET_BOUNDS_MICROS
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(BUCKET_BOUNDS_MICROS.len());
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.duration_sum_micros.fetch_add(micros, Relaxed);
+    }
+
+    /// Counts one failed upstream exchange.
+    pub fn record_upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors[kind.slot()].fetch_add(1, Relaxed);
+    }
+
+    /// Requests answered with `code` so far.
+    pub fn requests_with_code(&self, code: u16) -> u64 {
+        if !(MIN_CODE..=MAX_CODE).contains(&code) {
+            return 0;
+        }
+        self.by_code[usize::from(code - MIN_CODE)].load(Relaxed)
+    }
+
+    /// Requests answered so far, every code.
+    pub fn requests(&self) -> u64 {
+        self.by_code.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_and_cumulative_buckets() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("checkout");
+        let canary = metrics.role(&route, Role::Canary);
+        canary.record(200, Duration::from_micros(400));
+        canary.record(200, Duration::from_millis(3));
+        canary.record(502, Duration::from_secs(20));
+        canary.record_upstream_error(UpstreamErrorKind::Connect);
+        assert!(Arc::ptr_eq(&canary, &metrics.role(&route, Role::Canary)));
+
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for want in [
+            "weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"200\"} 2",
+            "weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"502\"} 1",
+            "weir_http_request_duration_seconds_bucket{route=\"checkout\",role=\"canary\",le=\"0.0005\"} 1",
+            "weir_http_request_duration_seconds_bucket{route=\"checkout\",role=\"canary\",le=\"0.005\"} 2",
+            "weir_http_request_duration_seconds_bucket{route=\"checkout\",role=\"canary\",le=\"10\"} 2",
+            "weir_http_request_duration_seconds_bucket{route=\"checkout\",role=\"canary\",le=\"+Inf\"} 3",
+            "weir_http_request_duration_seconds_count{route=\"checkout\",role=\"canary\"} 3",
+            "weir_upstream_errors_total{route=\"checkout\",role=\"canary\",kind=\"connect\"} 1",
+            "weir_upstream_errors_total{route=\"checkout\",role=\"canary\",kind=\"timeout\"} 0",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
+        assert_eq!(canary.requests(), 3);
+        assert_eq!(canary.requests_with_code(502), 1);
+    }
+}

@@ -1,0 +1,191 @@
+//! Route matching: the host picks a group of routes (exact name, then the
+//! longest `*.suffix`, then routes for any host); within a group the longest
+//! matching path prefix wins. A group with no matching prefix falls through to
+//! the next, less specific one, so a catch-all route still serves a known host.
+
+use std::collections::HashMap;
+
+use weir_config::HostMatch;
+
+/// Route indices by host, each list ordered by path prefix, longest first.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    exact: HashMap<Box<str>, Vec<Entry>>,
+    /// Ordered by suffix length, longest first.
+    suffixes: Vec<(Box<str>, Vec<Entry>)>,
+    any_host: Vec<Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    prefix: Box<str>,
+    index: usize,
+}
+
+// === impl RouteTable ===
+
+impl RouteTable {
+    /// Builds a table from each route's host matchers and path prefix, indexed
+    /// by position in `routes`.
+    pub fn new<'a>(routes: impl IntoIterator<Item = (&'a [HostMatch], &'a str)>) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (index, (hosts, prefix)) in routes.into_iter().enumerate() {
+            let entry = Entry {
+                prefix: prefix.into(),
+                index,
+            };
+            if hosts.is_empty() {
+                table.any_host.push(entry);
+                continue;
+            }
+            for host in hosts {
+                match host {
+                    HostMatch::Exact(name) => table
+                        .exact
+                        .entry(name.as_str().into())
+                        .or_default()
+                        .push(entry.clone()),
+                    HostMatch::Suffix(suffix) => {
+                        match table.suffixes.iter_mut().find(|(s, _)| **s == **suffix) {
+                            Some((_, entries)) => entries.push(entry.clone()),
+                            None => table
+                                .suffixes
+                                .push((suffix.as_str().into(), vec![entry.clone()])),
+                        }
+                    }
+                }
+            }
+        }
+        let by_prefix_len =
+            |entries: &mut Vec<Entry>| entries.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        table.exact.values_mut().for_each(by_prefix_len);
+        table
+            .suffixes
+            .iter_mut()
+            .for_each(|(_, entries)| by_prefix_len(entries));
+        table.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        by_prefix_len(&mut table.any_host);
+        table
+    }
+
+    /// The index of the route serving `host` (any case, port and trailing dot
+    /// allowed) and `path`, if any.
+    pub fn find(&self, host: &str, path: &str) -> Option<usize> {
+        let host = normalize_host(host);
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
+        if let Some(index) = self
+            .exact
+            .get(host)
+            .and_then(|entries| longest_prefix(entries, path))
+        {
+            return Some(index);
+        }
+        for (suffix, entries) in &self.suffixes {
+            // `*.example.com` matches `a.example.com`, not `example.com` itself.
+            if host.len() > suffix.len() && host.ends_with(&**suffix) {
+                if let Some(index) = longest_prefix(entries, path) {
+                    return Some(index);
+                }
+            }
+        }
+        longest_prefix(&self.any_host, path)
+    }
+}
+
+fn longest_prefix(entries: &[Entry], path: &str) -> Option<usize> {
+    entries
+        .iter()
+        .find(|e| path_has_prefix(path, &e.prefix))
+        .map(|e| e.index)
+}
+
+/// True when `prefix` matches `path` on a segment boundary: `/api` matches
+/// `/api`, `/api/` and `/api/v1`, but not `/apix`.
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Strips the port and a trailing dot from a Host value.
+fn normalize_host(host: &str) -> &str {
+    let without_port = if let Some(v6) = host.strip_prefix('[') {
+        // `[::1]:8080` -> `::1`
+        v6.split(']').next().unwrap_or(v6)
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+    };
+    without_port.strip_suffix('.').unwrap_or(without_port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact(name: &str) -> HostMatch {
+        HostMatch::Exact(name.to_owned())
+    }
+    fn suffix(name: &str) -> HostMatch {
+        HostMatch::Suffix(name.to_owned())
+    }
+
+    fn table() -> RouteTable {
+        let routes: Vec<(Vec<HostMatch>, &str)> = vec![
+            (vec![], "/"),                              // 0
+            (vec![], "/api"),                           // 1
+            (vec![exact("shop.example.com")], "/"),     // 2
+            (vec![exact("shop.example.com")], "/cart"), // 3
+            (vec![suffix(".example.com")], "/static"),  // 4
+            (vec![suffix(".eu.example.com")], "/"),     // 5
+            (vec![exact("api.example.com")], "/v2"),    // 6
+        ];
+        RouteTable::new(routes.iter().map(|(h, p)| (h.as_slice(), *p)))
+    }
+
+    #[test]
+    fn matches_host_then_longest_prefix() {
+        let t = table();
+        let cases = [
+            ("shop.example.com", "/", Some(2)),
+            ("shop.example.com", "/cart/items", Some(3)),
+            ("SHOP.Example.com:8443", "/cart", Some(3)),
+            ("shop.example.com.", "/cartoon", Some(2)),
+            ("img.example.com", "/static/a.png", Some(4)),
+            ("x.eu.example.com", "/static/a.png", Some(5)),
+            ("img.example.com", "/other", Some(0)),
+            ("example.com", "/static", Some(0)),
+            ("api.example.com", "/v2/users", Some(6)),
+            ("api.example.com", "/api/users", Some(1)),
+            ("unknown", "/apix", Some(0)),
+            ("[::1]:80", "/api", Some(1)),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(t.find(host, path), want, "{host} {path}");
+        }
+    }
+
+    #[test]
+    fn no_catch_all_means_no_match() {
+        let routes = [(vec![exact("a.test")], "/only")];
+        let t = RouteTable::new(routes.iter().map(|(h, p)| (h.as_slice(), *p)));
+        assert_eq!(t.find("a.test", "/only/x"), Some(0));
+        assert_eq!(t.find("a.test", "/"), None);
+        assert_eq!(t.find("b.test", "/only"), None);
+    }
+
+    #[test]
+    fn prefix_matches_on_segment_boundaries() {
+        assert!(path_has_prefix("/api", "/api"));
+        assert!(path_has_prefix("/api/v1", "/api"));
+        assert!(path_has_prefix("/api/v1", "/api/"));
+        assert!(!path_has_prefix("/apix", "/api"));
+        assert!(path_has_prefix("/anything", "/"));
+    }
+}

@@ -1,0 +1,139 @@
+//! The proxy's view of a snapshot: the route table plus, per route, the
+//! resolved endpoint handles and metric handles, built once when a snapshot
+//! is applied so the request path only reads.
+
+use std::sync::Arc;
+
+use http::HeaderName;
+use weir_config::{Snapshot, Timeouts};
+
+use crate::Role;
+use crate::decision::SplitParams;
+use crate::metrics::{Metrics, RoleMetrics};
+use crate::routes::RouteTable;
+use crate::upstream::{Endpoint, Registry};
+
+/// A snapshot made ready to serve.
+#[derive(Debug)]
+pub struct Routing {
+    /// The snapshot version this was built from.
+    pub version: u64,
+    /// Host and path matching.
+    pub table: RouteTable,
+    /// Routes, indexed by the table.
+    pub routes: Vec<ServedRoute>,
+}
+
+/// A route made ready to serve.
+#[derive(Debug)]
+pub struct ServedRoute {
+    /// Route name.
+    pub name: Arc<str>,
+    /// Weight, seed, and whether a canary exists.
+    pub split: SplitParams,
+    /// The stable backend.
+    pub stable: ServedBackend,
+    /// The canary backend.
+    pub canary: Option<ServedBackend>,
+    /// Header override: header name and the value that selects the canary.
+    pub canary_by_header: Option<(HeaderName, Arc<str>)>,
+    /// Sticky cookie.
+    pub sticky: Option<StickyCookie>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// A backend made ready to serve.
+#[derive(Debug)]
+pub struct ServedBackend {
+    /// Revision label.
+    pub revision: Arc<str>,
+    /// Endpoint handles (shared across snapshots).
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// This route's and role's counters.
+    pub metrics: Arc<RoleMetrics>,
+}
+
+/// The sticky cookie of a route.
+#[derive(Debug)]
+pub struct StickyCookie {
+    /// Cookie name.
+    pub name: Arc<str>,
+    /// Attributes appended after `name=key`.
+    pub attributes: Box<str>,
+}
+
+// === impl Routing ===
+
+impl Routing {
+    /// Builds the served form of `snapshot`, resolving endpoint and metric handles.
+    pub fn build(snapshot: &Snapshot, registry: &Registry, metrics: &Metrics) -> Routing {
+        let table = RouteTable::new(
+            snapshot
+                .routes
+                .iter()
+                .map(|r| (r.hosts.as_slice(), r.path_prefix.as_str())),
+        );
+        let routes = snapshot
+            .routes
+            .iter()
+            .map(|route| {
+                let backend = |b: &weir_config::Backend, role| ServedBackend {
+                    revision: Arc::clone(&b.revision),
+                    endpoints: b
+                        .endpoints
+                        .iter()
+                        .map(|&addr| registry.endpoint(addr))
+                        .collect(),
+                    metrics: metrics.role(&route.name, role),
+                };
+                ServedRoute {
+                    name: Arc::clone(&route.name),
+                    split: SplitParams {
+                        has_canary: route.split.canary.is_some(),
+                        weight: route.split.canary_weight,
+                        cohort_seed: route.split.cohort_seed,
+                    },
+                    stable: backend(&route.split.stable, Role::Stable),
+                    canary: route
+                        .split
+                        .canary
+                        .as_ref()
+                        .map(|c| backend(c, Role::Canary)),
+                    canary_by_header: route.canary_by_header.as_ref().and_then(|h| {
+                        // Validation guarantees a valid lowercase name; a bad one disables the override.
+                        HeaderName::from_bytes(h.name.as_bytes())
+                            .ok()
+                            .map(|name| (name, Arc::clone(&h.value)))
+                    }),
+                    sticky: route.stickiness.as_ref().map(|s| StickyCookie {
+                        name: Arc::clone(&s.cookie),
+                        attributes: format!(
+                            "; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+                            s.max_age.as_secs()
+                        )
+                        .into_boxed_str(),
+                    }),
+                    timeouts: route.timeouts,
+                }
+            })
+            .collect();
+        Routing {
+            version: snapshot.version,
+            table,
+            routes,
+        }
+    }
+}
+
+// === impl ServedRoute ===
+
+impl ServedRoute {
+    /// The backend serving `role` (stable when the route has no canary).
+    pub fn backend(&self, role: Role) -> &ServedBackend {
+        match (role, &self.canary) {
+            (Role::Canary, Some(canary)) => canary,
+            _ => &self.stable,
+        }
+    }
+}
