@@ -2,11 +2,16 @@
 //! (camelCase, unknown keys rejected). Values are checked and converted into
 //! the [`crate::model`] types by [`crate::validate`].
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{self, Unexpected, Visitor};
 
 /// A duration as written: a string such as `30s`, or a bare integer of seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+///
+/// Deserialized by hand rather than as an untagged enum so that a wrong value
+/// is reported at its own location, with the expected forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DurationSpec {
     /// A bare integer: seconds.
     Seconds(u64),
@@ -230,4 +235,41 @@ pub struct AnalysisSpec {
     /// Failed judgements tolerated before abort; default 0.
     #[serde(default)]
     pub failure_limit: Option<u32>,
+}
+
+/// Accepts a non-negative integer or a string for [`DurationSpec`].
+struct DurationVisitor;
+
+// === impl DurationSpec ===
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = DurationSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as `500ms`, `30s`, `5m` or `1h`, or a whole number of seconds")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationSpec, E> {
+        Ok(DurationSpec::Seconds(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationSpec, E> {
+        u64::try_from(v)
+            .map(DurationSpec::Seconds)
+            .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationSpec, E> {
+        Ok(DurationSpec::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<DurationSpec, E> {
+        Ok(DurationSpec::Text(v))
+    }
 }

@@ -40,10 +40,13 @@ pub enum UpstreamErrorKind {
     Protocol,
 }
 
+/// Counters by (route, role).
+type SeriesMap = BTreeMap<(Arc<str>, Role), Arc<RoleMetrics>>;
+
 /// All proxy metrics: one [`RoleMetrics`] per (route, role) ever served.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<(Arc<str>, Role), Arc<RoleMetrics>>>,
+    series: Mutex<SeriesMap>,
 }
 
 /// The counters of one role of one route.

@@ -57,13 +57,15 @@ impl RouteTable {
             }
         }
         let by_prefix_len =
-            |entries: &mut Vec<Entry>| entries.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+            |entries: &mut Vec<Entry>| entries.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
         table.exact.values_mut().for_each(by_prefix_len);
         table
             .suffixes
             .iter_mut()
             .for_each(|(_, entries)| by_prefix_len(entries));
-        table.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table
+            .suffixes
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         by_prefix_len(&mut table.any_host);
         table
     }

@@ -1,0 +1,957 @@
+//! Semantic checks of a parsed [`ConfigSpec`] and its conversion into the
+//! validated [`Config`]. Every problem is recorded; none stops the walk.
+//!
+//! Each conversion returns `None` after recording why, and evaluates all of
+//! its parts before combining them, so that one bad value never hides another.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Diagnostic, syntax};
+use crate::duration::parse_duration;
+use crate::location::{LocationIndex, child_key, parent};
+use crate::model::{
+    self, Admin, Analysis, Config, HeaderOverride, Listener, Route, Step, Stickiness, Strategy,
+    Timeouts, TlsFiles, Upstream,
+};
+use crate::schema::{
+    AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, ListenerSpec, RouteSpec,
+    StepSpec, StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec,
+};
+use crate::{HostMatch, Weight};
+
+/// Step kinds of Argo Rollouts that weir refuses by name.
+const REFUSED_STEPS: [&str; 6] = [
+    "analysis",
+    "experiment",
+    "setCanaryScale",
+    "setHeaderRoute",
+    "setMirrorRoute",
+    "plugin",
+];
+
+/// Walks a [`ConfigSpec`], recording a [`Diagnostic`] for every problem.
+pub(super) struct Checker<'a> {
+    file: &'a str,
+    index: &'a LocationIndex,
+    base_dir: &'a Path,
+    /// Values already reported (a failed `${VAR}`): not checked again.
+    reported: HashSet<String>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// What a route matches: no two routes may match the same.
+#[derive(PartialEq, Eq, Hash)]
+struct RouteKey {
+    hosts: Vec<String>,
+    path_prefix: String,
+}
+
+/// Records the first index of each key; returns the first index when `key`
+/// was seen before.
+fn first_seen<K: Eq + Hash>(seen: &mut HashMap<K, usize>, key: K, index: usize) -> Option<usize> {
+    match seen.get(&key) {
+        Some(first) => Some(*first),
+        None => {
+            seen.insert(key, index);
+            None
+        }
+    }
+}
+
+/// The last key of a path, for messages: `routes[0].timeouts.connect` → `connect`.
+fn last_key(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+fn weight_message(error: &crate::weight::WeightError) -> String {
+    format!(
+        "{error}; write a percentage from 0 to 100 with at most four decimals, e.g. `10` or `0.5`"
+    )
+}
+
+// === impl Checker ===
+
+impl<'a> Checker<'a> {
+    /// A checker that reports against `index`; `reported` are the problems
+    /// already found at these paths.
+    pub(super) fn new(
+        file: &'a str,
+        index: &'a LocationIndex,
+        base_dir: &'a Path,
+        reported: Vec<(String, String)>,
+    ) -> Checker<'a> {
+        let mut checker = Checker {
+            file,
+            index,
+            base_dir,
+            reported: HashSet::new(),
+            diagnostics: Vec::new(),
+        };
+        for (path, message) in reported {
+            checker.error(&path, message);
+            checker.reported.insert(path);
+        }
+        checker
+    }
+
+    /// Every problem recorded so far.
+    pub(super) fn into_diagnostics(self) -> Vec<Diagnostic> {
+        self.diagnostics
+    }
+
+    /// Checks and converts the whole file.
+    pub(super) fn config(&mut self, spec: &ConfigSpec) -> Option<Config> {
+        let (listeners, bound) = self.listeners(&spec.listeners);
+        let admin = self.admin(spec.admin.as_ref(), &bound);
+        let state_dir = self.state_dir(spec.state_dir.as_deref());
+        let routes = self.routes(&spec.routes);
+        Some(Config {
+            listeners: listeners?,
+            admin: admin?,
+            state_dir: state_dir?,
+            routes: routes?,
+        })
+    }
+
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_owned(),
+            location: self.index.find(path),
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// True when `path` or one of its ancestors was already reported.
+    fn is_reported(&self, path: &str) -> bool {
+        let mut at = Some(path);
+        while let Some(p) = at {
+            if self.reported.contains(p) {
+                return true;
+            }
+            at = parent(p);
+        }
+        false
+    }
+
+    /// `value` unless it was already reported at `path`; every check of a
+    /// value goes through here, so a failed `${VAR}` is reported only once.
+    fn text<'s>(&self, path: &str, value: &'s str) -> Option<&'s str> {
+        (!self.is_reported(path)).then_some(value)
+    }
+
+    /// A relative path resolved against the config file's directory.
+    fn file_path(&mut self, path: &str, value: &str, what: &str) -> Option<PathBuf> {
+        let value = self.text(path, value)?;
+        if value.trim().is_empty() {
+            self.error(
+                path,
+                format!("`{}` is empty; give the path of {what}", last_key(path)),
+            );
+            return None;
+        }
+        Some(self.base_dir.join(value))
+    }
+
+    fn duration(&mut self, path: &str, spec: &DurationSpec) -> Option<Duration> {
+        match spec {
+            DurationSpec::Seconds(n) => Some(Duration::from_secs(*n)),
+            DurationSpec::Text(text) => {
+                let text = self.text(path, text)?;
+                match parse_duration(text) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        self.error(path, e.to_string());
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// A duration that must be more than zero; `example` shows a good value.
+    fn positive_duration(
+        &mut self,
+        path: &str,
+        spec: &DurationSpec,
+        example: &str,
+    ) -> Option<Duration> {
+        let d = self.duration(path, spec)?;
+        if d.is_zero() {
+            self.error(
+                path,
+                format!(
+                    "`{}` is 0; it must be more than 0, e.g. `{example}`",
+                    last_key(path)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    /// An optional positive duration with a default.
+    fn duration_or(
+        &mut self,
+        path: &str,
+        spec: Option<&DurationSpec>,
+        default: Duration,
+        example: &str,
+    ) -> Option<Duration> {
+        match spec {
+            None => Some(default),
+            Some(spec) => self.positive_duration(path, spec, example),
+        }
+    }
+
+    // --- listeners and admin ---
+
+    /// The listeners, and the addresses of those whose address is valid.
+    fn listeners(
+        &mut self,
+        specs: &[ListenerSpec],
+    ) -> (Option<Vec<Listener>>, HashMap<SocketAddr, usize>) {
+        let mut bound = HashMap::new();
+        if specs.is_empty() {
+            self.error(
+                "listeners",
+                "no listeners; add at least one, e.g. `- { name: public, address: 0.0.0.0:8080 }`",
+            );
+            return (None, bound);
+        }
+        let mut names = HashMap::new();
+        let mut listeners = Some(Vec::with_capacity(specs.len()));
+        for (i, spec) in specs.iter().enumerate() {
+            let at = format!("listeners[{i}]");
+            let name = self.listener_name(&at, &spec.name);
+            if let Some(name) = &name {
+                if let Some(first) = first_seen(&mut names, name.clone(), i) {
+                    self.error(
+                        &format!("{at}.name"),
+                        format!("listener name `{name}` is already used by listeners[{first}]; give each listener its own name"),
+                    );
+                }
+            }
+            let address = self.bind_address(&format!("{at}.address"), &spec.address);
+            if let Some(address) = address {
+                // Port 0 asks the system for a free port, so it never clashes.
+                if address.port() != 0 {
+                    if let Some(first) = first_seen(&mut bound, address, i) {
+                        self.error(
+                            &format!("{at}.address"),
+                            format!("address `{address}` is already used by listeners[{first}]; give each listener its own address"),
+                        );
+                    }
+                }
+            }
+            let tls = match &spec.tls {
+                None => Some(None),
+                Some(tls) => self.tls(&format!("{at}.tls"), tls).map(Some),
+            };
+            match (&mut listeners, name, address, tls) {
+                (Some(all), Some(name), Some(address), Some(tls)) => {
+                    all.push(Listener { name, address, tls });
+                }
+                _ => listeners = None,
+            }
+        }
+        (listeners, bound)
+    }
+
+    fn listener_name(&mut self, at: &str, name: &str) -> Option<String> {
+        let path = format!("{at}.name");
+        let name = self.text(&path, name)?;
+        if name.trim().is_empty() {
+            self.error(
+                &path,
+                "the listener name is empty; give it a name such as `public`",
+            );
+            return None;
+        }
+        if name.chars().any(char::is_control) {
+            self.error(
+                &path,
+                "the listener name contains a control character; use letters, digits and `-`",
+            );
+            return None;
+        }
+        Some(name.to_owned())
+    }
+
+    fn bind_address(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        let text = self.text(path, text)?;
+        match syntax::bind_address(text) {
+            Ok(address) => Some(address),
+            Err(message) => {
+                self.error(path, message);
+                None
+            }
+        }
+    }
+
+    fn tls(&mut self, at: &str, spec: &TlsSpec) -> Option<TlsFiles> {
+        let cert_file = self.file_path(
+            &format!("{at}.certFile"),
+            &spec.cert_file,
+            "a PEM certificate chain",
+        );
+        let key_file = self.file_path(
+            &format!("{at}.keyFile"),
+            &spec.key_file,
+            "a PEM private key",
+        );
+        Some(TlsFiles {
+            cert_file: cert_file?,
+            key_file: key_file?,
+        })
+    }
+
+    fn admin(
+        &mut self,
+        spec: Option<&AdminSpec>,
+        bound: &HashMap<SocketAddr, usize>,
+    ) -> Option<Admin> {
+        let Some(spec) = spec else {
+            let address: SocketAddr = model::DEFAULT_ADMIN_ADDRESS
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9900)));
+            if let Some(i) = bound.get(&address) {
+                self.error(
+                    &format!("listeners[{i}].address"),
+                    format!("`{address}` is the admin API's default address; use another port here, or set `admin.address`"),
+                );
+                return None;
+            }
+            return Some(Admin {
+                address,
+                reader_token: None,
+                writer_token: None,
+            });
+        };
+        let address = self.bind_address("admin.address", &spec.address);
+        if let Some(address) = address {
+            if let Some(i) = bound.get(&address) {
+                self.error(
+                    "admin.address",
+                    format!("`{address}` is also the address of listeners[{i}]; give the admin API its own port"),
+                );
+            }
+        }
+        let reader_token = self.token("admin.readerToken", spec.reader_token.as_deref());
+        let writer_token = self.token("admin.writerToken", spec.writer_token.as_deref());
+        let mut ok = true;
+        if spec.reader_token.is_some() && spec.writer_token.is_none() {
+            self.error(
+                "admin.readerToken",
+                "`readerToken` is set without `writerToken`; add a `writerToken` (it may also read), or remove `readerToken`",
+            );
+            ok = false;
+        }
+        if let (Some(Some(reader)), Some(Some(writer))) = (&reader_token, &writer_token) {
+            if reader == writer {
+                self.error(
+                    "admin.readerToken",
+                    "`readerToken` equals `writerToken`, which would give readers write access; use two different tokens",
+                );
+                ok = false;
+            }
+        }
+        if let Some(address) = address {
+            let no_tokens = spec.reader_token.is_none() && spec.writer_token.is_none();
+            if no_tokens && !address.ip().is_loopback() {
+                self.error(
+                    "admin.address",
+                    format!("admin address `{address}` is not loopback and no tokens are set, so anyone could promote or abort; set `writerToken` (and optionally `readerToken`), or bind to 127.0.0.1"),
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(Admin {
+            address: address?,
+            reader_token: reader_token?,
+            writer_token: writer_token?,
+        })
+    }
+
+    /// `Some(None)` when absent; `None` when invalid.
+    fn token(&mut self, path: &str, value: Option<&str>) -> Option<Option<String>> {
+        let Some(value) = value else {
+            return Some(None);
+        };
+        let value = self.text(path, value)?;
+        match syntax::bearer_token(value) {
+            Ok(()) => Some(Some(value.to_owned())),
+            Err(message) => {
+                self.error(path, message);
+                None
+            }
+        }
+    }
+
+    fn state_dir(&mut self, value: Option<&str>) -> Option<PathBuf> {
+        match value {
+            None => Some(self.base_dir.join(model::DEFAULT_STATE_DIR)),
+            Some(value) => self.file_path(
+                "stateDir",
+                value,
+                "a directory for rollout state (or remove `stateDir` for ./weir-state)",
+            ),
+        }
+    }
+
+    // --- routes ---
+
+    fn routes(&mut self, specs: &[RouteSpec]) -> Option<Vec<Route>> {
+        if specs.is_empty() {
+            self.error(
+                "routes",
+                "no routes; add at least one with a `name`, a `stable` revision and its endpoints",
+            );
+            return None;
+        }
+        let mut names = HashMap::new();
+        let mut matches: HashMap<RouteKey, usize> = HashMap::new();
+        let mut routes = Some(Vec::with_capacity(specs.len()));
+        for (i, spec) in specs.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            let name = self.route_name(&at, &spec.name);
+            if let Some(name) = &name {
+                if let Some(first) = first_seen(&mut names, name.clone(), i) {
+                    self.error(
+                        &format!("{at}.name"),
+                        format!("route name `{name}` is already used by routes[{first}]; route names must be unique"),
+                    );
+                }
+            }
+            let hosts = self.hosts(&at, &spec.hosts);
+            let path_prefix = self.path_prefix(&at, spec.path_prefix.as_deref());
+            if let (Some(hosts), Some(path_prefix)) = (&hosts, &path_prefix) {
+                let key = RouteKey::new(hosts, path_prefix);
+                let described = key.describe_hosts();
+                if let Some(first) = first_seen(&mut matches, key, i) {
+                    self.error(
+                        &format!("{at}.pathPrefix"),
+                        format!(
+                            "routes[{first}] (`{}`) already matches {described} with pathPrefix `{path_prefix}`, so requests could go to either; give this route other hosts or another pathPrefix",
+                            specs[first].name,
+                        ),
+                    );
+                }
+            }
+            let route = self.route(&at, spec, name, hosts, path_prefix);
+            match (&mut routes, route) {
+                (Some(all), Some(route)) => all.push(route),
+                _ => routes = None,
+            }
+        }
+        routes
+    }
+
+    fn route_name(&mut self, at: &str, name: &str) -> Option<String> {
+        let path = format!("{at}.name");
+        let name = self.text(&path, name)?;
+        match syntax::route_name(name) {
+            Ok(()) => Some(name.to_owned()),
+            Err(message) => {
+                self.error(&path, message);
+                None
+            }
+        }
+    }
+
+    fn hosts(&mut self, at: &str, hosts: &[String]) -> Option<Vec<HostMatch>> {
+        let mut out = Some(Vec::with_capacity(hosts.len()));
+        let mut seen = HashMap::new();
+        for (k, host) in hosts.iter().enumerate() {
+            let path = format!("{at}.hosts[{k}]");
+            let matcher = self
+                .text(&path, host)
+                .and_then(|host| match syntax::host_match(host) {
+                    Ok(m) => Some(m),
+                    Err(message) => {
+                        self.error(&path, message);
+                        None
+                    }
+                });
+            if let Some(m) = &matcher {
+                if let Some(first) = first_seen(&mut seen, m.clone(), k) {
+                    self.error(
+                        &path,
+                        format!(
+                            "host `{host}` is already listed as hosts[{first}]; list each host once"
+                        ),
+                    );
+                    out = None;
+                }
+            }
+            match (&mut out, matcher) {
+                (Some(all), Some(m)) => all.push(m),
+                _ => out = None,
+            }
+        }
+        out
+    }
+
+    fn path_prefix(&mut self, at: &str, value: Option<&str>) -> Option<String> {
+        let path = format!("{at}.pathPrefix");
+        let Some(value) = value else {
+            return Some("/".to_owned());
+        };
+        let value = self.text(&path, value)?;
+        match syntax::path_prefix(value) {
+            Ok(()) => Some(value.to_owned()),
+            Err(message) => {
+                self.error(&path, message);
+                None
+            }
+        }
+    }
+
+    fn route(
+        &mut self,
+        at: &str,
+        spec: &RouteSpec,
+        name: Option<String>,
+        hosts: Option<Vec<HostMatch>>,
+        path_prefix: Option<String>,
+    ) -> Option<Route> {
+        let stable = self.upstream(
+            &format!("{at}.stable"),
+            &spec.stable.revision,
+            &spec.stable.endpoints,
+        );
+        let mut canary = match &spec.canary {
+            None => Some(None),
+            Some(c) => self
+                .upstream(&format!("{at}.canary"), &c.revision, &c.endpoints)
+                .map(Some),
+        };
+        if let (Some(stable), Some(Some(c))) = (&stable, &canary) {
+            if stable.revision == c.revision {
+                self.error(
+                    &format!("{at}.canary.revision"),
+                    format!("canary revision `{}` is also the stable revision; give the canary the new revision, or remove `canary`", c.revision),
+                );
+                canary = None;
+            }
+        }
+        let fixed_weight = self.fixed_weight(at, spec);
+        let stickiness = match &spec.stickiness {
+            None => Some(None),
+            Some(s) => self.stickiness(&format!("{at}.stickiness"), s).map(Some),
+        };
+        let canary_by_header = match &spec.canary_by_header {
+            None => Some(None),
+            Some(h) => self
+                .canary_by_header(&format!("{at}.canaryByHeader"), h)
+                .map(Some),
+        };
+        let timeouts = match &spec.timeouts {
+            None => Some(Timeouts::default()),
+            Some(t) => self.timeouts(&format!("{at}.timeouts"), t),
+        };
+        let strategy = match &spec.strategy {
+            None => Some(None),
+            Some(s) => self
+                .strategy(&format!("{at}.strategy"), s, spec.canary.is_some())
+                .map(Some),
+        };
+        Some(Route {
+            name: Arc::from(name?),
+            hosts: hosts?,
+            path_prefix: path_prefix?,
+            stable: stable?,
+            canary: canary?,
+            fixed_weight: fixed_weight?,
+            stickiness: stickiness?,
+            canary_by_header: canary_by_header?,
+            timeouts: timeouts?,
+            strategy: strategy?,
+        })
+    }
+
+    fn upstream(&mut self, at: &str, revision: &str, endpoints: &[String]) -> Option<Upstream> {
+        let path = format!("{at}.revision");
+        let revision = self.text(&path, revision).and_then(|revision| {
+            if revision.trim().is_empty() {
+                self.error(
+                    &path,
+                    "the revision is empty; give a label such as `v2` or an image tag",
+                );
+                None
+            } else if revision.chars().any(char::is_control) {
+                self.error(
+                    &path,
+                    format!("revision `{}` contains a control character; use a plain label such as `v2`", revision.escape_debug()),
+                );
+                None
+            } else {
+                Some(revision)
+            }
+        });
+        let endpoints = self.endpoints(&format!("{at}.endpoints"), endpoints);
+        Some(Upstream {
+            revision: Arc::from(revision?),
+            endpoints: endpoints?,
+        })
+    }
+
+    fn endpoints(&mut self, path: &str, texts: &[String]) -> Option<Vec<model::EndpointAddr>> {
+        if texts.is_empty() {
+            self.error(
+                path,
+                "no endpoints; list at least one `host:port`, e.g. `[127.0.0.1:9001]`",
+            );
+            return None;
+        }
+        let mut out = Some(Vec::with_capacity(texts.len()));
+        let mut seen = HashMap::new();
+        for (k, text) in texts.iter().enumerate() {
+            let item = format!("{path}[{k}]");
+            let endpoint = self
+                .text(&item, text)
+                .and_then(|text| match syntax::endpoint(text) {
+                    Ok(e) => Some(e),
+                    Err(message) => {
+                        self.error(&item, message);
+                        None
+                    }
+                });
+            if let Some(e) = &endpoint {
+                if let Some(first) = first_seen(&mut seen, e.clone(), k) {
+                    self.error(
+                        &item,
+                        format!("endpoint `{e}` is already listed as endpoints[{first}]; list each endpoint once"),
+                    );
+                    out = None;
+                }
+            }
+            match (&mut out, endpoint) {
+                (Some(all), Some(e)) => all.push(e),
+                _ => out = None,
+            }
+        }
+        out
+    }
+
+    fn fixed_weight(&mut self, at: &str, spec: &RouteSpec) -> Option<Weight> {
+        let Some(weight) = spec.canary.as_ref().and_then(|c| c.weight) else {
+            return Some(Weight::ZERO);
+        };
+        let path = format!("{at}.canary.weight");
+        if spec.strategy.is_some() {
+            self.error(
+                &path,
+                "remove canary.weight: a route with a strategy gets its weight from the steps",
+            );
+            return None;
+        }
+        match Weight::try_from_percent(weight) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.error(&path, weight_message(&e));
+                None
+            }
+        }
+    }
+
+    fn stickiness(&mut self, at: &str, spec: &StickinessSpec) -> Option<Stickiness> {
+        let path = format!("{at}.cookie");
+        let cookie =
+            self.text(&path, &spec.cookie)
+                .and_then(|cookie| match syntax::cookie_name(cookie) {
+                    Ok(()) => Some(cookie),
+                    Err(message) => {
+                        self.error(&path, message);
+                        None
+                    }
+                });
+        let max_age = self.duration_or(
+            &format!("{at}.maxAge"),
+            spec.max_age.as_ref(),
+            model::DEFAULT_STICKY_MAX_AGE,
+            "24h",
+        );
+        Some(Stickiness {
+            cookie: Arc::from(cookie?),
+            max_age: max_age?,
+        })
+    }
+
+    fn canary_by_header(&mut self, at: &str, spec: &HeaderOverrideSpec) -> Option<HeaderOverride> {
+        let name_path = format!("{at}.name");
+        let name =
+            self.text(&name_path, &spec.name)
+                .and_then(|name| match syntax::header_name(name) {
+                    Ok(name) => Some(name),
+                    Err(message) => {
+                        self.error(&name_path, message);
+                        None
+                    }
+                });
+        let value_path = format!("{at}.value");
+        let value = self.text(&value_path, &spec.value).and_then(|value| {
+            if let Err(message) = syntax::header_value(value) {
+                self.error(&value_path, message);
+                None
+            } else if value.eq_ignore_ascii_case("never") {
+                self.error(
+                    &value_path,
+                    "`never` is reserved: a request with it goes to stable; choose another value, e.g. `always`",
+                );
+                None
+            } else {
+                Some(value)
+            }
+        });
+        Some(HeaderOverride {
+            name: Arc::from(name?),
+            value: Arc::from(value?),
+        })
+    }
+
+    fn timeouts(&mut self, at: &str, spec: &TimeoutsSpec) -> Option<Timeouts> {
+        let defaults = Timeouts::default();
+        let connect = self.duration_or(
+            &format!("{at}.connect"),
+            spec.connect.as_ref(),
+            defaults.connect,
+            "1s",
+        );
+        let request = self.duration_or(
+            &format!("{at}.request"),
+            spec.request.as_ref(),
+            defaults.request,
+            "30s",
+        );
+        Some(Timeouts {
+            connect: connect?,
+            request: request?,
+        })
+    }
+
+    // --- strategy ---
+
+    fn strategy(&mut self, at: &str, spec: &StrategySpec, has_canary: bool) -> Option<Strategy> {
+        let mut ok = true;
+        if !has_canary {
+            self.error(
+                at,
+                "a strategy rolls out a canary, but this route has no `canary`; add `canary` with the new revision and its endpoints, or remove `strategy`",
+            );
+            ok = false;
+        }
+        let steps_path = format!("{at}.steps");
+        let mut steps = Some(Vec::with_capacity(spec.steps.len()));
+        if spec.steps.is_empty() {
+            self.error(
+                &steps_path,
+                "no steps; list at least one, e.g. `- setWeight: 10` then `- pause: {}`",
+            );
+            steps = None;
+        }
+        for (k, step) in spec.steps.iter().enumerate() {
+            let step = self.step(&format!("{steps_path}[{k}]"), step);
+            match (&mut steps, step) {
+                (Some(all), Some(step)) => all.push(step),
+                _ => steps = None,
+            }
+        }
+        let analysis = self.analysis(&format!("{at}.analysis"), spec.analysis.as_ref());
+        if !ok {
+            return None;
+        }
+        Some(Strategy {
+            steps: steps?,
+            analysis: analysis?,
+        })
+    }
+
+    fn step(&mut self, at: &str, spec: &StepSpec) -> Option<Step> {
+        let set = [
+            ("setWeight", spec.set_weight.is_some()),
+            ("pause", spec.pause.is_some()),
+            ("analysis", spec.analysis.is_some()),
+            ("experiment", spec.experiment.is_some()),
+            ("setCanaryScale", spec.set_canary_scale.is_some()),
+            ("setHeaderRoute", spec.set_header_route.is_some()),
+            ("setMirrorRoute", spec.set_mirror_route.is_some()),
+            ("plugin", spec.plugin.is_some()),
+        ];
+        // A key written with no value (`pause:`) deserializes as absent; the
+        // index still knows it was written.
+        let written: Vec<&str> = set
+            .iter()
+            .filter(|(kind, is_set)| *is_set || self.index.get(&child_key(at, kind)).is_some())
+            .map(|(kind, _)| *kind)
+            .collect();
+        let mut ok = true;
+        for kind in written.iter().filter(|k| REFUSED_STEPS.contains(k)) {
+            self.error(
+                &child_key(at, kind),
+                format!("step kind `{kind}` is not supported by weir; use setWeight and pause"),
+            );
+            ok = false;
+        }
+        match written.as_slice() {
+            [] => {
+                self.error(
+                    at,
+                    "a step must set exactly one of `setWeight` or `pause`, e.g. `- setWeight: 10` or `- pause: {}`",
+                );
+                return None;
+            }
+            [_] => {}
+            several => {
+                let list = several
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                self.error(
+                    at,
+                    format!("this step sets {list}; a step sets exactly one of `setWeight` or `pause`, so write one step per key"),
+                );
+                return None;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if written.first() == Some(&"setWeight") {
+            let path = child_key(at, "setWeight");
+            let Some(percent) = spec.set_weight else {
+                self.error(
+                    &path,
+                    "`setWeight` needs a percentage from 0 to 100, e.g. `setWeight: 10`",
+                );
+                return None;
+            };
+            return match Weight::try_from_percent(percent) {
+                Ok(w) => Some(Step::SetWeight(w)),
+                Err(e) => {
+                    self.error(&path, weight_message(&e));
+                    None
+                }
+            };
+        }
+        let path = child_key(at, "pause");
+        let Some(pause) = &spec.pause else {
+            self.error(
+                &path,
+                "`pause` needs a value: write `pause: {}` to wait for `weir promote`, or `pause: { duration: 30s }`",
+            );
+            return None;
+        };
+        match &pause.duration {
+            None => Some(Step::Pause(None)),
+            Some(d) => self
+                .positive_duration(&child_key(&path, "duration"), d, "30s")
+                .map(|d| Step::Pause(Some(d))),
+        }
+    }
+
+    fn analysis(&mut self, at: &str, spec: Option<&AnalysisSpec>) -> Option<Analysis> {
+        let defaults = Analysis::default();
+        let Some(spec) = spec else {
+            return Some(defaults);
+        };
+        let interval = self.duration_or(
+            &format!("{at}.interval"),
+            spec.interval.as_ref(),
+            defaults.interval,
+            "1s",
+        );
+        let window_path = format!("{at}.window");
+        let mut window =
+            self.duration_or(&window_path, spec.window.as_ref(), defaults.window, "30s");
+        if let (Some(interval), Some(w)) = (interval, window) {
+            if w < interval {
+                self.error(
+                    &window_path,
+                    format!("window {w:?} is shorter than interval {interval:?}; the window must cover at least one interval"),
+                );
+                window = None;
+            }
+        }
+        let min_requests = match spec.min_requests {
+            None => Some(defaults.min_requests),
+            Some(0) => {
+                self.error(
+                    &format!("{at}.minRequests"),
+                    "`minRequests` is 0; it must be at least 1, e.g. `20`",
+                );
+                None
+            }
+            Some(n) => Some(n),
+        };
+        let max_error_rate = match spec.max_error_rate {
+            None => Some(defaults.max_error_rate),
+            Some(rate) if (0.0..=1.0).contains(&rate) => Some(rate),
+            Some(rate) => {
+                let example = if rate > 1.0 && rate <= 100.0 {
+                    format!("write `{}` for {rate} %", rate / 100.0)
+                } else {
+                    "e.g. `0.05` for 5 %".to_owned()
+                };
+                self.error(
+                    &format!("{at}.maxErrorRate"),
+                    format!("`maxErrorRate` {rate} is outside 0 to 1; it is a ratio: {example}"),
+                );
+                None
+            }
+        };
+        let max_latency_p99 = match &spec.max_latency_p99 {
+            None => Some(defaults.max_latency_p99),
+            Some(d) => self
+                .positive_duration(&format!("{at}.maxLatencyP99"), d, "500ms")
+                .map(Some),
+        };
+        Some(Analysis {
+            interval: interval?,
+            window: window?,
+            min_requests: min_requests?,
+            max_error_rate: max_error_rate?,
+            compare_to_stable: spec.compare_to_stable.unwrap_or(defaults.compare_to_stable),
+            max_latency_p99: max_latency_p99?,
+            failure_limit: spec.failure_limit.unwrap_or(defaults.failure_limit),
+        })
+    }
+}
+
+// === impl RouteKey ===
+
+impl RouteKey {
+    /// The host set (sorted, as written order does not matter) and prefix.
+    fn new(hosts: &[HostMatch], path_prefix: &str) -> RouteKey {
+        let mut hosts: Vec<String> = hosts
+            .iter()
+            .map(|h| match h {
+                HostMatch::Exact(name) => name.clone(),
+                HostMatch::Suffix(suffix) => format!("*{suffix}"),
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        RouteKey {
+            hosts,
+            path_prefix: path_prefix.to_owned(),
+        }
+    }
+
+    fn describe_hosts(&self) -> String {
+        if self.hosts.is_empty() {
+            "any host".to_owned()
+        } else {
+            format!("hosts [{}]", self.hosts.join(", "))
+        }
+    }
+}
