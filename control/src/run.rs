@@ -108,6 +108,8 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The admin API outlives the listeners, so /readyz can say 503 during the drain.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (name, socket, tls) in listeners {
         let proxy = proxy.clone();
@@ -132,7 +134,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     tokio::spawn(admin::serve(
         admin_socket,
         Arc::clone(&admin_state),
-        stop_rx.clone(),
+        admin_stop_rx,
     ));
     tokio::spawn(reload::follow(Arc::clone(&process), stop_rx.clone()));
     admin_state.set_ready(true);
@@ -151,6 +153,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             "drain deadline reached with connections still open"
         );
     }
+    let _ = admin_stop_tx.send(true);
     tracing::info!("stopped");
     Ok(())
 }

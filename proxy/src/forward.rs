@@ -19,12 +19,29 @@ use crate::upstream::{self, Endpoint, Sender};
 use crate::{Role, Shared};
 
 /// What the proxy knows about the downstream connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Downstream {
     /// The client's address.
     pub remote: SocketAddr,
+    /// The client's IP as a header value, made once per connection.
+    pub client_ip: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
+}
+
+// === impl Downstream ===
+
+impl Downstream {
+    /// The downstream of a connection from `remote`.
+    pub fn new(remote: SocketAddr, tls: bool) -> Downstream {
+        let client_ip = HeaderValue::try_from(remote.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        Downstream {
+            remote,
+            client_ip,
+            tls,
+        }
+    }
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -81,6 +98,7 @@ pub async fn serve(
     };
     let backend = route.backend(role);
 
+    let tls = downstream.tls;
     let mut response = match forward(route, backend, role, downstream, req).await {
         Ok(response) => response,
         Err(error) => {
@@ -96,7 +114,7 @@ pub async fn serve(
         .record(response.status().as_u16(), started.elapsed());
 
     if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
-        let secure = if downstream.tls { "; Secure" } else { "" };
+        let secure = if tls { "; Secure" } else { "" };
         let key = std::str::from_utf8(&key).unwrap_or_default();
         if let Ok(value) = HeaderValue::from_str(&format!(
             "{}={key}{}{secure}",
@@ -195,7 +213,12 @@ async fn connect(
 /// Rewrites the request for the upstream; returns the downstream's pending
 /// upgrade when the request asks for one (WebSocket).
 fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Option<OnUpgrade> {
-    let original_host = request_host(req).map(str::to_owned);
+    // The Host header's value is reused as is (a reference-counted copy);
+    // only an HTTP/2 authority needs a new value.
+    let original_host = match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
     let wants_upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
     let upgrade_value = if wants_upgrade {
         req.headers().get(header::UPGRADE).cloned()
@@ -210,25 +233,23 @@ fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Optio
         headers.insert(header::UPGRADE, value);
     }
     // Append the client to any chain already present.
-    let client = downstream.remote.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client,
+        Some(prior) if !prior.trim().is_empty() => {
+            HeaderValue::try_from(format!("{prior}, {}", downstream.remote.ip()))
+                .unwrap_or(downstream.client_ip)
+        }
+        _ => downstream.client_ip,
     };
-    if let Ok(value) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if downstream.tls { "https" } else { "http" }),
     );
     if let Some(host) = original_host {
-        if let Ok(value) = HeaderValue::from_str(&host) {
-            if !headers.contains_key(header::HOST) {
-                headers.insert(header::HOST, value.clone());
-            }
-            headers.insert(X_FORWARDED_HOST.clone(), value);
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, host.clone());
         }
+        headers.insert(X_FORWARDED_HOST.clone(), host);
     }
 
     // The upstream speaks HTTP/1.1 and wants origin-form.

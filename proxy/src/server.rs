@@ -79,12 +79,10 @@ impl Proxy {
             let watcher = graceful.watcher();
             let handshake_timeout = options.header_read_timeout;
             tokio::spawn(async move {
-                let downstream = Downstream {
-                    remote,
-                    tls: acceptor.is_some(),
-                };
+                let downstream = Downstream::new(remote, acceptor.is_some());
                 let service = service_fn(move |req| {
                     let shared = Arc::clone(&shared);
+                    let downstream = downstream.clone();
                     async move { Ok::<_, Infallible>(forward::serve(shared, downstream, req).await) }
                 });
                 let result = match acceptor {

@@ -1,1 +1,35 @@
-//! placeholder
+//! Support code for weir's end-to-end tests. The tests start the real `weir`
+//! and `weir-loadtest` binaries from the cargo target directory on
+//! 127.0.0.1 ports, talk to them over real sockets and read `/metrics`.
+//!
+//! Everything here is bounded in time: waiting is deadline-bounded polling
+//! ([`wait_until`]) or an awaited event under [`within`], never a bare sleep
+//! used as synchronisation. Processes are killed when their handle drops, and
+//! a failing test prints weir's log.
+//!
+//! `cargo test` does not build other packages' binaries; [`binary`] runs
+//! `cargo build -p weir-control -p weir-loadtest` once per test process
+//! before handing out a path (skip with `WEIR_E2E_SKIP_BUILD=1`).
+
+mod binaries;
+mod client;
+mod config;
+mod metrics;
+mod stats;
+mod upstream;
+mod wait;
+mod weir;
+
+pub use binaries::{binary, free_addr, target_debug_dir, workspace_root};
+pub use client::{
+    Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, raw_exchange, send_many,
+};
+pub use config::{Route, WeirConfig};
+pub use metrics::{Metrics, Sample};
+pub use stats::{BinomialBounds, TAIL, binomial_bounds};
+pub use upstream::{FakeUpstream, LoadtestUpstream};
+pub use wait::{wait_until, within};
+pub use weir::{Addrs, RELOAD_LIMIT, Weir, weir_command};
+
+/// The response header fake upstreams name themselves in.
+pub const UPSTREAM_HEADER: &str = "x-upstream-name";

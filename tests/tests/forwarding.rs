@@ -1,0 +1,73 @@
+//! What the upstream sees: `X-Forwarded-*` set, hop-by-hop headers removed
+//! (the fixed list and any header named in `Connection`), end-to-end headers
+//! kept.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use weir_e2e::{Conn, FakeUpstream, Route, Weir, WeirConfig, within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_set_and_hop_by_hop_removed() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+
+    let response = within(Duration::from_secs(10), "the request", async {
+        let mut conn = Conn::open(weir.addrs.http).await.unwrap();
+        conn.get(
+            "/__upstream/headers",
+            &[
+                ("host", "shop.example.com"),
+                ("connection", "keep-alive, x-secret-hop"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("trailer", "x-checksum"),
+                ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+                ("x-secret-hop", "must not pass"),
+                ("x-end-to-end", "kept"),
+            ],
+        )
+        .await
+        .unwrap()
+    })
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = response.json();
+    let header = |name: &str| seen.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+
+    assert_eq!(
+        header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1"),
+        "{seen:#}"
+    );
+    assert_eq!(
+        header("x-forwarded-proto").as_deref(),
+        Some("http"),
+        "{seen:#}"
+    );
+    assert_eq!(
+        header("x-forwarded-host").as_deref(),
+        Some("shop.example.com"),
+        "{seen:#}"
+    );
+    assert_eq!(header("x-end-to-end").as_deref(), Some("kept"), "{seen:#}");
+    let leaked: Vec<&str> = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "x-secret-hop",
+    ]
+    .into_iter()
+    .filter(|h| header(h).is_some())
+    .collect();
+    assert!(
+        leaked.is_empty(),
+        "hop-by-hop headers reached the upstream: {leaked:?} in {seen:#}"
+    );
+}

@@ -1,0 +1,73 @@
+//! HTTP/2 and TLS through real curl: h2c with prior knowledge on the plain
+//! listener, and h2 and HTTP/1.1 negotiated by ALPN on a TLS listener with a
+//! self-signed certificate.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, within};
+
+/// Runs curl with `args` and returns (body, "<http_version> <http_code>").
+async fn curl(args: &[&str]) -> (String, String) {
+    let output = within(
+        Duration::from_secs(20),
+        "curl",
+        tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-w",
+                "\n%{http_version} %{http_code}",
+            ])
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed ({}): {}{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (body, trailer) = stdout.rsplit_once('\n').expect("curl printed -w");
+    (body.to_owned(), trailer.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_on_the_plain_listener() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    let (body, version) = curl(&["--http2-prior-knowledge", &weir.url("/h2c")]).await;
+    assert_eq!(version, "2 200");
+    assert_eq!(body, "stable\n");
+    assert_eq!(stable.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_negotiates_h2_and_http11() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])]).with_tls()).await;
+    let url = weir.https_url("/tls");
+
+    let (body, version) = curl(&["--http2", "-k", &url]).await;
+    assert_eq!(version, "2 200", "ALPN h2 over TLS");
+    assert_eq!(body, "stable\n");
+
+    let (body, version) = curl(&["--http1.1", "-k", &url]).await;
+    assert_eq!(version, "1.1 200", "HTTP/1.1 over TLS");
+    assert_eq!(body, "stable\n");
+
+    // Plain HTTP still works beside it.
+    let (body, version) = curl(&[&weir.url("/plain")]).await;
+    assert_eq!(version, "1.1 200");
+    assert_eq!(body, "stable\n");
+    assert_eq!(stable.hits(), 3);
+}

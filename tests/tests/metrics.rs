@@ -1,0 +1,81 @@
+//! `/metrics` passes `promtool check metrics` after real traffic (both
+//! roles, a 502, a reload) and carries the SPEC's families.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, free_addr, send_many, within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let config = WeirConfig::new([
+        Route::new("web", &[stable.addr]).canary(&[canary.addr], 50.0),
+        Route::new("broken", &[stable.addr])
+            .path_prefix("/broken")
+            .canary(&[free_addr()], 100.0),
+    ]);
+    let mut weir = Weir::start(config.clone()).await;
+    within(Duration::from_secs(30), "traffic and a reload", async {
+        send_many(weir.addrs.http, "/", &[], 40, 2).await.unwrap();
+        send_many(weir.addrs.http, "/broken", &[], 5, 1)
+            .await
+            .unwrap();
+        weir.reload(&config.with_weight("web", 25.0)).await;
+    })
+    .await;
+
+    let metrics = weir.metrics().await;
+    for family in [
+        "weir_http_requests_total",
+        "weir_http_request_duration_seconds",
+        "weir_upstream_errors_total",
+        "weir_canary_weight",
+        "weir_config_reloads_total",
+    ] {
+        assert!(
+            metrics.text.contains(&format!("# TYPE {family} ")),
+            "no # TYPE line for {family}:\n{}",
+            metrics.text
+        );
+    }
+    assert_eq!(
+        metrics.get("weir_canary_weight", &[("route", "web")]),
+        Some(25.0)
+    );
+
+    let mut promtool = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "promtool not runnable ({e}); it comes from Debian's `prometheus` package: \
+             apt-get install -y prometheus"
+        ),
+    };
+    promtool
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(metrics.text.as_bytes())
+        .expect("feeding promtool");
+    let out = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        metrics.text
+    );
+}

@@ -1,0 +1,180 @@
+//! Config reloads: a storm of rewrites under load drops nothing; an invalid
+//! file is refused, counted and located in the log while the old split keeps
+//! serving.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use weir_e2e::{
+    FakeUpstream, RELOAD_LIMIT, Route, Weir, WeirConfig, binary, count, send_many, wait_until,
+    within,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_storm_under_load_fails_no_request() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let config = WeirConfig::new([Route::new("web", &[stable.addr]).canary(&[canary.addr], 50.0)]);
+    let mut weir = Weir::start(config.clone()).await;
+    let successes_before = weir.reloads("success").await;
+
+    // Open-loop load from weir-loadtest for the whole storm.
+    let load = tokio::process::Command::new(binary("weir-loadtest"))
+        .args(["run", "--target", &weir.url("/storm"), "--rate", "200"])
+        .args(["--duration", "6s", "--connections", "8", "--json"])
+        .kill_on_drop(true)
+        .output();
+    let load = tokio::spawn(load);
+    wait_until(
+        Duration::from_secs(5),
+        "load to reach the upstreams",
+        || async { (stable.hits() + canary.hits() > 0).then_some(()) },
+    )
+    .await;
+
+    // 32 rewrites, alternating weights and the way the file is replaced.
+    let weights = [0.0, 100.0, 10.0, 90.0];
+    for i in 0..32 {
+        let next = config.with_weight("web", weights[i % weights.len()]);
+        if i % 2 == 0 {
+            weir.write_config(&next);
+        } else {
+            weir.write_config_in_place(&next);
+        }
+        // Pacing of the storm, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The storm's last file has weight 90; end on 100.
+    weir.write_config(&config.with_weight("web", 100.0));
+
+    let output = within(Duration::from_secs(30), "the load run", load)
+        .await
+        .expect("load task")
+        .expect("weir-loadtest run");
+    assert!(
+        output.status.success(),
+        "weir-loadtest: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(
+        report["errors"], 0,
+        "requests failed during the storm: {report:#}"
+    );
+    let by_upstream = report["byUpstream"].as_object().expect("byUpstream");
+    let mut answered = 0;
+    for (name, statuses) in by_upstream {
+        assert!(
+            name == "stable" || name == "canary",
+            "unexpected upstream {name}: {report:#}"
+        );
+        for (status, n) in statuses.as_object().expect("statuses") {
+            assert_eq!(
+                status, "200",
+                "non-200 answers during the storm: {report:#}"
+            );
+            answered += n.as_u64().expect("count");
+        }
+    }
+    assert_eq!(answered, 1200, "{report:#}");
+
+    // The last file wins.
+    wait_until(
+        RELOAD_LIMIT,
+        "weir_canary_weight{route=\"web\"} == 100",
+        || async {
+            let weight = weir
+                .metrics()
+                .await
+                .get("weir_canary_weight", &[("route", "web")]);
+            (weight == Some(100.0)).then_some(())
+        },
+    )
+    .await;
+    assert!(weir.reloads("success").await > successes_before);
+    let c = send_many(weir.addrs.http, "/", &[], 20, 2).await.unwrap();
+    assert_eq!(
+        count(&c, "canary", 200),
+        20,
+        "after the storm at weight 100: {c:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_reload_keeps_the_old_split_and_is_located_in_the_log() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let config = WeirConfig::new([Route::new("web", &[stable.addr]).canary(&[canary.addr], 0.0)]);
+    let mut weir = Weir::start(config.clone()).await;
+    let limit = Duration::from_secs(30);
+    let failures_before = weir.reloads("failure").await;
+
+    // Weight 100 and an invalid request timeout: applying any of it would
+    // show as canary traffic.
+    let mut broken_config = config.with_weight("web", 100.0);
+    broken_config.routes[0].timeouts = Some(("1s".to_owned(), "whenever".to_owned()));
+    let broken = broken_config.render(&weir.addrs);
+    let (line, value_column, key_column) = broken
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let value = l.find("\"whenever\"")?;
+            let key = l.find("request")?;
+            Some((i + 1, value + 1, key + 1))
+        })
+        .expect("the broken value is in the file");
+    weir.write_text(&broken, false);
+
+    within(
+        limit,
+        "failed reload",
+        weir.wait_for_reload("failure", failures_before),
+    )
+    .await;
+    let c = within(
+        limit,
+        "requests",
+        send_many(weir.addrs.http, "/", &[], 50, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&c, "stable", 200),
+        50,
+        "old split (weight 0) not kept: {c:?}"
+    );
+
+    let log = weir.log();
+    let located = [value_column, key_column]
+        .iter()
+        .any(|col| log.contains(&format!("weir.yaml:{line}:{col}")));
+    assert!(
+        located,
+        "the log does not locate the error at weir.yaml:{line}:{value_column} (value) \
+         or :{key_column} (key):\n{log}"
+    );
+
+    // A valid file after the broken one is applied.
+    within(
+        limit,
+        "valid reload",
+        weir.reload(&config.with_weight("web", 100.0)),
+    )
+    .await;
+    let c = within(
+        limit,
+        "requests",
+        send_many(weir.addrs.http, "/", &[], 20, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&c, "canary", 200),
+        20,
+        "weight 100 after recovery: {c:?}"
+    );
+}
