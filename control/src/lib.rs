@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod load;
 pub mod reload;
+pub mod rollout;
 pub mod run;
 pub mod telemetry;
 pub mod validate;

@@ -1,0 +1,1141 @@
+//! The rollout state machine of one route: phases, steps, commands and
+//! config changes, as pure functions from the state, the route's validated
+//! config and the time (milliseconds since the UNIX epoch, passed in) to a
+//! new state and a [`Transition`] describing the change.
+//!
+//! Every method takes `&self` and returns the new state in an [`Outcome`]:
+//! the caller persists it (when there is a transition) before acting on it.
+//!
+//! # Phases and steps
+//!
+//! - `Healthy`: no rollout; weight 0, `step_index` `None`.
+//! - `Progressing`: at a `setWeight` step. The weight applies when the step
+//!   is entered; the step completes at the first later [`RolloutState::tick`]
+//!   whose judgement is a Pass (never on an inconclusive judgement, except at
+//!   weight 0, where the canary has no traffic to judge).
+//! - `Paused`: at a `pause` step, or held by the `pause` command. A timed
+//!   pause has a deadline (`pause_deadline_ms`, wall-clock, so it survives a
+//!   restart) and completes at the first tick at or after it whose judgement
+//!   is a Pass; `pause: {}` completes only by `promote`. A held rollout never
+//!   advances by itself; analysis keeps running and can still abort it.
+//! - `Aborted`: weight 0 until `retry` or a new canary revision.
+//! - `Promoted`: every step done (or `promote --full`): weight 100 until the
+//!   config names the promoted revision as `stable.revision` (then `Healthy`).
+//!   Until then the config is behind, and a config with another canary
+//!   revision is refused ([`ConfigRefused`]).
+//!
+//! At most one step completes per tick; entering the next step happens at
+//! once (a `setWeight` sets its weight, a pause starts its timer). After the
+//! last step the rollout is `Promoted`, with `step_index` = the step count
+//! (as Argo's `currentStepIndex`).
+//!
+//! # Commands ([`Command`]; any other phase gets [`CommandRefused`], HTTP 409)
+//!
+//! | command | applies in | effect |
+//! | --- | --- | --- |
+//! | `promote` | Progressing, Paused (held or not) | the current step ends, the next is entered; releases a hold |
+//! | `promote --full` | Progressing, Paused | Promoted: weight 100 |
+//! | `abort` | Progressing, Paused, Promoted | Aborted: weight 0 (from Promoted: back to stable) |
+//! | `retry` | Aborted | step 1 again, new window start (`rollout_started_ms`), failures and evidence reset, same `rollout_seq` |
+//! | `pause` | Progressing, Paused, not held | held: phase Paused; a timed pause's remaining time is kept |
+//! | `resume` | held | released: a timed pause gets a new deadline of now + the remaining time it had when held |
+//!
+//! # Rollouts and config
+//!
+//! A rollout starts (`rollout_seq` + 1, step 1) when the config brings a
+//! canary revision that differs from the current rollout's, from the stable
+//! revision, and from the last promoted revision; also on a first start with
+//! no state. A canary revision equal to `stable.revision` never starts one.
+//! A canary removed from the config, or equal to stable, brings the route to
+//! `Healthy`. Edits to the steps apply from the next step entered; if the
+//! current step no longer exists, the rollout is held before step 1 at its
+//! current weight. Routes without a strategy are fixed splits, not managed
+//! here.
+//!
+//! # Analysis failures
+//!
+//! Each failed judgement counts (`failures`, since the rollout or retry
+//! began); when they exceed `failureLimit` the rollout aborts with the
+//! failing rule as [`AbortReason`]. A tolerated failure is a transition too
+//! (so the count is persisted); the step does not advance on it.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir_config::{Route, RouteOverride, Step, Strategy, Weight};
+
+use super::analysis::{self, Evidence, FailKind, Judgement, Observation, Verdict};
+
+/// The phase of a route's rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// No rollout: all traffic to stable.
+    Healthy,
+    /// At a `setWeight` step.
+    Progressing,
+    /// At a pause step, or held by `pause`.
+    Paused,
+    /// Rolled back: weight 0.
+    Aborted,
+    /// All steps done: weight 100 until the config catches up.
+    Promoted,
+}
+
+/// An operator command, from the CLI or the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// End the current pause (or skip the current step); go on to the next.
+    Promote,
+    /// Skip the remaining steps: 100 % canary, Promoted.
+    PromoteFull,
+    /// Weight 0 at once: Aborted.
+    Abort,
+    /// From Aborted: start the steps again.
+    Retry,
+    /// Hold the step timer.
+    Pause,
+    /// Release the step timer.
+    Resume,
+}
+
+/// Why a rollout aborted, as a bounded metric label
+/// (`weir_rollout_aborts_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbortReason {
+    /// Canary error rate above `maxErrorRate`.
+    AnalysisErrorRate,
+    /// Canary significantly worse than stable.
+    AnalysisCompare,
+    /// Canary p99 latency above `maxLatencyP99`.
+    AnalysisLatency,
+    /// The `abort` command.
+    Manual,
+}
+
+/// The persisted rollout state of one route (JSON, camelCase keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutState {
+    /// Route name.
+    pub route: String,
+    /// Current phase.
+    pub phase: Phase,
+    /// 0-based index of the current step; the step count once Promoted;
+    /// `None` without a rollout, or while held before the first step (state
+    /// file lost, steps edited away).
+    pub step_index: Option<usize>,
+    /// Canary weight in force (serialized as a percentage).
+    #[serde(with = "percent")]
+    pub canary_weight: Weight,
+    /// Sequence number of the current (or last) rollout; part of the rollout
+    /// id (cohort seed). Incremented by each new rollout, kept by retry.
+    pub rollout_seq: u64,
+    /// The config's stable revision, as last reconciled.
+    pub stable_revision: String,
+    /// The revision being rolled out (or aborted, or promoted); `None` when
+    /// Healthy.
+    pub canary_revision: Option<String>,
+    /// The last revision that completed its rollout (kept after the config
+    /// caught up, so naming it as canary again starts nothing).
+    pub promoted_revision: Option<String>,
+    /// End of the current timed pause, ms since the UNIX epoch; `None` when
+    /// not in a timed pause or while held.
+    pub pause_deadline_ms: Option<u64>,
+    /// While held in a timed pause: the time it had left.
+    pub pause_remaining_ms: Option<u64>,
+    /// Held by the `pause` command.
+    pub held: bool,
+    /// When the rollout started or was retried, ms since the UNIX epoch: the
+    /// analysis window never reaches back before it.
+    pub rollout_started_ms: u64,
+    /// Failed judgements since the rollout started (or was retried).
+    pub failures: u32,
+    /// What is going on, for `weir status`.
+    pub message: String,
+    /// Why the rollout aborted, while Aborted.
+    pub abort_reason: Option<AbortReason>,
+    /// The latest judgement (verdict, reason and per-role figures).
+    pub last_judgement: Option<Judgement>,
+    /// The comparison test's running evidence.
+    #[serde(default)]
+    pub evidence: Evidence,
+}
+
+/// A new state and what changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The state to persist (when `transition` is set) and act on.
+    pub state: RolloutState,
+    /// What changed; `None` when nothing needs persisting or logging (the
+    /// state may still carry a new judgement, message and evidence).
+    pub transition: Option<Transition>,
+}
+
+/// One change of a rollout, for logs, the status message and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// What happened.
+    pub kind: TransitionKind,
+    /// Phase before.
+    pub from: Phase,
+    /// Phase after.
+    pub to: Phase,
+    /// Step before.
+    pub from_step: Option<usize>,
+    /// Step after.
+    pub to_step: Option<usize>,
+    /// Canary weight in force after.
+    pub canary_weight: Weight,
+    /// A one-line description with the numbers.
+    pub message: String,
+}
+
+/// What a [`Transition`] was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransitionKind {
+    /// A new rollout started (new canary revision, or first start).
+    Started,
+    /// A step completed (analysis passed, pause over); the next was entered.
+    Advanced,
+    /// The last step completed: Promoted.
+    Completed,
+    /// `promote`: the current step was ended, the next entered (or Promoted).
+    Promoted,
+    /// `promote --full`.
+    PromotedFull,
+    /// Weight 0: by analysis or the `abort` command.
+    Aborted(AbortReason),
+    /// A failed judgement within `failureLimit`.
+    FailureCounted,
+    /// `retry`: the steps start again.
+    Retried,
+    /// `pause`.
+    Held,
+    /// `resume`.
+    Released,
+    /// The config names the promoted revision as stable: Healthy.
+    CaughtUp,
+    /// The canary left the config (removed, equal to stable, or the strategy
+    /// removed): Healthy.
+    Ended,
+    /// The current step no longer exists in the config: held.
+    StepsChanged,
+}
+
+/// A command that does not apply to the rollout's phase (HTTP 409).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandRefused {
+    /// The command refused.
+    pub command: Command,
+    /// The phase it was refused in (`None` for a route without strategy).
+    pub phase: Option<Phase>,
+    message: String,
+}
+
+/// A config change refused because the config is behind a promotion.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("route {route}: set stable.revision to {promoted} (promoted) before starting {requested}")]
+pub struct ConfigRefused {
+    /// Route name.
+    pub route: String,
+    /// The promoted revision the config must name as stable.
+    pub promoted: String,
+    /// The canary revision the config asked for.
+    pub requested: String,
+}
+
+// === impl Phase ===
+
+impl Phase {
+    /// Every phase, in the order of SPEC.md.
+    pub const ALL: [Phase; 5] = [
+        Phase::Healthy,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Aborted,
+        Phase::Promoted,
+    ];
+
+    /// The name, as in the status and the `phase` metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Phase::Healthy => "Healthy",
+            Phase::Progressing => "Progressing",
+            Phase::Paused => "Paused",
+            Phase::Aborted => "Aborted",
+            Phase::Promoted => "Promoted",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl Command ===
+
+impl Command {
+    /// Every command.
+    pub const ALL: [Command; 6] = [
+        Command::Promote,
+        Command::PromoteFull,
+        Command::Abort,
+        Command::Retry,
+        Command::Pause,
+        Command::Resume,
+    ];
+
+    /// The command as typed on the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Command::Promote => "promote",
+            Command::PromoteFull => "promote --full",
+            Command::Abort => "abort",
+            Command::Retry => "retry",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl AbortReason ===
+
+impl AbortReason {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [AbortReason; 4] = [
+        AbortReason::AnalysisErrorRate,
+        AbortReason::AnalysisCompare,
+        AbortReason::AnalysisLatency,
+        AbortReason::Manual,
+    ];
+
+    /// The `reason` label value.
+    pub const fn metric_label(self) -> &'static str {
+        match self {
+            AbortReason::AnalysisErrorRate => "analysis_error_rate",
+            AbortReason::AnalysisCompare => "analysis_compare",
+            AbortReason::AnalysisLatency => "analysis_latency",
+            AbortReason::Manual => "manual",
+        }
+    }
+}
+
+impl From<FailKind> for AbortReason {
+    fn from(kind: FailKind) -> Self {
+        match kind {
+            FailKind::ErrorRate => AbortReason::AnalysisErrorRate,
+            FailKind::Compare => AbortReason::AnalysisCompare,
+            FailKind::Latency => AbortReason::AnalysisLatency,
+        }
+    }
+}
+
+// === impl Transition ===
+
+impl Transition {
+    /// The abort reason, when this transition aborted the rollout.
+    pub fn abort_reason(&self) -> Option<AbortReason> {
+        match self.kind {
+            TransitionKind::Aborted(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+// === impl CommandRefused ===
+
+impl CommandRefused {
+    /// The HTTP status of every refusal: 409 Conflict.
+    pub const HTTP_STATUS: u16 = 409;
+
+    /// The refusal of any command on a route without strategy (a fixed split).
+    pub fn fixed_split(route: &str, command: Command) -> CommandRefused {
+        CommandRefused {
+            command,
+            phase: None,
+            message: format!(
+                "{command} applies only to a route with a strategy; {route} is a fixed split \
+                 (edit canary.weight in the config)"
+            ),
+        }
+    }
+
+    /// What is wrong, for the `{"error": ...}` body.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+// === impl RolloutState ===
+
+impl RolloutState {
+    /// The state of a route met for the first time (no persisted state): a
+    /// route with a strategy and a canary revision other than stable starts
+    /// rollout 1; otherwise Healthy.
+    pub fn start(route: &Route, now_ms: u64) -> Outcome {
+        let blank = RolloutState::blank(route);
+        // A Healthy state never refuses a config; the fallback is unreachable.
+        blank
+            .reconcile(route, now_ms)
+            .unwrap_or_else(|_| Outcome::unchanged(RolloutState::blank(route)))
+    }
+
+    /// The state of a route whose state file cannot be read: with a canary to
+    /// protect, Paused and held before the first step at weight 0, with a
+    /// message naming `error`. Nothing runs until an operator acts: `resume`
+    /// or `promote` start the steps from step 1, `promote --full` promotes,
+    /// `abort` aborts (then `retry` starts the steps); a new canary revision
+    /// in the config starts a new rollout as usual.
+    pub fn unreadable(route: &Route, now_ms: u64, error: &str) -> RolloutState {
+        let mut state = RolloutState::blank(route);
+        let canary = route
+            .canary
+            .as_ref()
+            .filter(|c| route.strategy.is_some() && c.revision != route.stable.revision);
+        if let Some(canary) = canary {
+            state.phase = Phase::Paused;
+            state.held = true;
+            state.canary_revision = Some(canary.revision.to_string());
+            // The lost sequence number is most likely 1, which keeps cohorts.
+            state.rollout_seq = 1;
+            state.rollout_started_ms = now_ms;
+            state.message = format!(
+                "state file unreadable ({error}): held at weight 0 until an operator acts: \
+                 resume or promote start the steps from step 1, promote --full promotes, \
+                 abort aborts"
+            );
+        }
+        state
+    }
+
+    /// True while analysis runs: Progressing or Paused.
+    pub fn is_active(&self) -> bool {
+        matches!(self.phase, Phase::Progressing | Phase::Paused)
+    }
+
+    /// True while Promoted: the config should name the promoted revision as
+    /// stable.
+    pub fn is_config_behind(&self) -> bool {
+        self.phase == Phase::Promoted
+    }
+
+    /// The weight in force and the rollout sequence for
+    /// `Snapshot::compile`; `None` when Healthy (no canary traffic).
+    pub fn route_override(&self) -> Option<RouteOverride> {
+        (self.phase != Phase::Healthy).then_some(RouteOverride {
+            canary_weight: self.canary_weight,
+            rollout_seq: self.rollout_seq,
+        })
+    }
+
+    /// Follows a (re)loaded config: starts a rollout for a new canary
+    /// revision, ends it when the canary leaves or the config catches up
+    /// with a promotion. Call for every route with a strategy on each config
+    /// load, persisted states included.
+    ///
+    /// # Errors
+    /// [`ConfigRefused`] while Promoted, when the config brings a canary
+    /// revision other than the promoted one without naming the promoted
+    /// revision as stable: the whole config should be refused.
+    pub fn reconcile(&self, route: &Route, now_ms: u64) -> Result<Outcome, ConfigRefused> {
+        let mut s = self.clone();
+        s.route = route.name.to_string();
+        s.stable_revision = route.stable.revision.to_string();
+        let Some(strategy) = &route.strategy else {
+            return Ok(self.end(s, "the route has no strategy any more (a fixed split)"));
+        };
+        let stable = &*route.stable.revision;
+        let canary = route.canary.as_ref().map(|c| &*c.revision);
+
+        if self.phase == Phase::Promoted {
+            let promoted = self
+                .promoted_revision
+                .clone()
+                .or_else(|| self.canary_revision.clone())
+                .unwrap_or_default();
+            if stable == promoted {
+                let caught_up = self.caught_up(s, &promoted);
+                return Ok(match canary {
+                    Some(c) if c != stable => {
+                        let started = caught_up.state.start_rollout(strategy, c, now_ms);
+                        started.with_from(self)
+                    }
+                    _ => caught_up,
+                });
+            }
+            return match canary {
+                Some(c) if c == stable => Ok(self.end(s, "canary.revision equals stable.revision")),
+                Some(c) if c == promoted => {
+                    s.refresh_message(strategy, now_ms);
+                    Ok(Outcome::unchanged(s))
+                }
+                Some(c) => Err(ConfigRefused {
+                    route: s.route,
+                    promoted,
+                    requested: c.to_owned(),
+                }),
+                None => Ok(self.end(s, "the canary left the config")),
+            };
+        }
+
+        match canary {
+            None => Ok(self.end(s, "the canary left the config")),
+            Some(c) if c == stable => Ok(self.end(s, "canary.revision equals stable.revision")),
+            Some(c)
+                if self.phase != Phase::Healthy && self.canary_revision.as_deref() == Some(c) =>
+            {
+                Ok(s.check_steps(self, strategy, now_ms))
+            }
+            Some(c) if self.promoted_revision.as_deref() == Some(c) => {
+                Ok(self.end(s, &format!("canary.revision {c} was already promoted")))
+            }
+            Some(c) => Ok(s.start_rollout(strategy, c, now_ms).with_from(self)),
+        }
+    }
+
+    /// Applies an operator command.
+    ///
+    /// # Errors
+    /// [`CommandRefused`] (HTTP 409) when the command does not apply to the
+    /// phase, with a message saying why; the state is unchanged.
+    pub fn command(
+        &self,
+        command: Command,
+        route: &Route,
+        now_ms: u64,
+    ) -> Result<Outcome, CommandRefused> {
+        let Some(strategy) = &route.strategy else {
+            return Err(CommandRefused::fixed_split(&route.name, command));
+        };
+        let mut s = self.clone();
+        let active = self.is_active();
+        match command {
+            Command::Promote if active => {
+                let next = self.step_index.map_or(0, |i| i + 1);
+                s.enter(strategy, next, now_ms);
+                let message = match self.step_index {
+                    None => format!("promote: the steps start at {}", s.position(strategy)),
+                    Some(_) => format!(
+                        "promote: {} ended; {}",
+                        self.position(strategy),
+                        s.position(strategy)
+                    ),
+                };
+                Ok(s.finish(self, strategy, now_ms, TransitionKind::Promoted, message))
+            }
+            Command::PromoteFull if active => {
+                s.complete(strategy);
+                let message = format!(
+                    "promote --full from {}: {} promoted, 100% canary",
+                    self.position(strategy),
+                    s.canary_name()
+                );
+                Ok(s.finish(
+                    self,
+                    strategy,
+                    now_ms,
+                    TransitionKind::PromotedFull,
+                    message,
+                ))
+            }
+            Command::Abort if active || self.phase == Phase::Promoted => {
+                let detail = format!("abort command at {}", self.position(strategy));
+                Ok(s.abort(self, strategy, now_ms, AbortReason::Manual, detail))
+            }
+            Command::Retry if self.phase == Phase::Aborted => {
+                s.restart(strategy, now_ms);
+                let message = format!(
+                    "retry: rollout {} of {} starts again at {}",
+                    s.rollout_seq,
+                    s.canary_name(),
+                    s.position(strategy)
+                );
+                Ok(s.finish(self, strategy, now_ms, TransitionKind::Retried, message))
+            }
+            Command::Pause if active && !self.held => {
+                s.held = true;
+                s.phase = Phase::Paused;
+                if let Some(deadline) = s.pause_deadline_ms.take() {
+                    s.pause_remaining_ms = Some(deadline.saturating_sub(now_ms));
+                }
+                let message = format!("held at {}{}", s.position(strategy), s.remaining_note());
+                Ok(s.finish(self, strategy, now_ms, TransitionKind::Held, message))
+            }
+            Command::Resume if active && self.held => {
+                s.release(strategy, now_ms);
+                let message = format!(
+                    "resumed at {}{}",
+                    s.position(strategy),
+                    s.remaining_note_at(now_ms)
+                );
+                Ok(s.finish(self, strategy, now_ms, TransitionKind::Released, message))
+            }
+            _ => Err(self.refusal(command, strategy)),
+        }
+    }
+
+    /// One analysis interval: judges `obs` (see [`analysis::judge`]), counts
+    /// a failure or aborts, and completes the current step when its
+    /// condition holds (a Pass; for a timed pause also `now_ms` ≥ deadline;
+    /// never while held, never for `pause: {}`).
+    ///
+    /// Call every `analysis.interval` for each route with a strategy; outside
+    /// Progressing and Paused nothing is judged and the state is returned
+    /// unchanged.
+    pub fn tick(&self, route: &Route, now_ms: u64, obs: &Observation) -> Outcome {
+        let Some(strategy) = &route.strategy else {
+            return Outcome::unchanged(self.clone());
+        };
+        if !self.is_active() {
+            return Outcome::unchanged(self.clone());
+        }
+        let mut s = self.clone();
+        let judgement = analysis::judge(&strategy.analysis, obs, &mut s.evidence);
+        let verdict = judgement.verdict.clone();
+        s.last_judgement = Some(judgement);
+
+        if let Verdict::Fail { kind, reason } = &verdict {
+            s.failures = s.failures.saturating_add(1);
+            let limit = strategy.analysis.failure_limit;
+            if s.failures > limit {
+                let detail = format!("analysis: {reason}");
+                return s.abort(self, strategy, now_ms, AbortReason::from(*kind), detail);
+            }
+            let message = format!(
+                "analysis failed ({} of {limit} tolerated): {reason}",
+                s.failures
+            );
+            return s.finish(
+                self,
+                strategy,
+                now_ms,
+                TransitionKind::FailureCounted,
+                message,
+            );
+        }
+
+        // At weight 0 the canary gets no traffic to judge (a pause before the
+        // first setWeight, or `setWeight: 0`): an inconclusive judgement must
+        // not hold such a step forever. A failure still counted above.
+        let judged_ok = verdict.is_pass() || s.canary_weight.is_zero();
+        let done = judged_ok
+            && !s.held
+            && match s.step_index.and_then(|i| strategy.steps.get(i)) {
+                Some(Step::SetWeight(_)) => true,
+                Some(Step::Pause(Some(_))) => s.pause_deadline_ms.is_none_or(|d| now_ms >= d),
+                Some(Step::Pause(None)) | None => false,
+            };
+        if !done {
+            s.refresh_message(strategy, now_ms);
+            return Outcome::unchanged(s);
+        }
+        let before = s.position(strategy);
+        let next = s.step_index.map_or(0, |i| i + 1);
+        s.enter(strategy, next, now_ms);
+        let (kind, message) = if s.phase == Phase::Promoted {
+            (
+                TransitionKind::Completed,
+                format!(
+                    "{before} done: {} promoted, 100% canary; set stable.revision to {} in the config",
+                    s.canary_name(),
+                    s.canary_name()
+                ),
+            )
+        } else {
+            (
+                TransitionKind::Advanced,
+                format!("{before} done (analysis passing): {}", s.position(strategy)),
+            )
+        };
+        s.finish(self, strategy, now_ms, kind, message)
+    }
+
+    // --- building blocks ---
+
+    fn blank(route: &Route) -> RolloutState {
+        RolloutState {
+            route: route.name.to_string(),
+            phase: Phase::Healthy,
+            step_index: None,
+            canary_weight: Weight::ZERO,
+            rollout_seq: 0,
+            stable_revision: route.stable.revision.to_string(),
+            canary_revision: None,
+            promoted_revision: None,
+            pause_deadline_ms: None,
+            pause_remaining_ms: None,
+            held: false,
+            rollout_started_ms: 0,
+            failures: 0,
+            message: format!(
+                "no rollout: all traffic to stable {}",
+                route.stable.revision
+            ),
+            abort_reason: None,
+            last_judgement: None,
+            evidence: Evidence::new(),
+        }
+    }
+
+    /// Starts a new rollout of `canary`: next sequence number, step 1.
+    fn start_rollout(mut self, strategy: &Strategy, canary: &str, now_ms: u64) -> Outcome {
+        let before = self.clone();
+        self.rollout_seq += 1;
+        self.canary_revision = Some(canary.to_owned());
+        self.restart(strategy, now_ms);
+        let message = format!(
+            "rollout {} of {canary} started (stable {}): {}",
+            self.rollout_seq,
+            self.stable_revision,
+            self.position(strategy)
+        );
+        self.finish(&before, strategy, now_ms, TransitionKind::Started, message)
+    }
+
+    /// Step 1 again with a fresh window, failure count and evidence.
+    fn restart(&mut self, strategy: &Strategy, now_ms: u64) {
+        self.rollout_started_ms = now_ms;
+        self.failures = 0;
+        self.evidence = Evidence::new();
+        self.abort_reason = None;
+        self.last_judgement = None;
+        self.enter(strategy, 0, now_ms);
+    }
+
+    /// Enters step `index`, or completes the rollout past the last step.
+    fn enter(&mut self, strategy: &Strategy, index: usize, now_ms: u64) {
+        self.held = false;
+        self.pause_remaining_ms = None;
+        self.pause_deadline_ms = None;
+        let Some(step) = strategy.steps.get(index) else {
+            self.complete(strategy);
+            return;
+        };
+        self.step_index = Some(index);
+        match *step {
+            Step::SetWeight(weight) => {
+                self.canary_weight = weight;
+                self.phase = Phase::Progressing;
+            }
+            Step::Pause(duration) => {
+                self.phase = Phase::Paused;
+                self.pause_deadline_ms = duration.map(|d| now_ms.saturating_add(millis(d)));
+            }
+        }
+    }
+
+    /// Promoted: weight 100, past the last step.
+    fn complete(&mut self, strategy: &Strategy) {
+        self.phase = Phase::Promoted;
+        self.canary_weight = Weight::FULL;
+        self.step_index = Some(strategy.steps.len());
+        self.promoted_revision = self.canary_revision.clone();
+        self.held = false;
+        self.pause_deadline_ms = None;
+        self.pause_remaining_ms = None;
+    }
+
+    fn release(&mut self, strategy: &Strategy, now_ms: u64) {
+        match self.step_index.and_then(|i| strategy.steps.get(i)) {
+            None => self.enter(strategy, 0, now_ms),
+            Some(step) => {
+                self.held = false;
+                self.phase = match step {
+                    Step::SetWeight(_) => Phase::Progressing,
+                    Step::Pause(_) => Phase::Paused,
+                };
+                if let Step::Pause(Some(_)) = step {
+                    let remaining = self.pause_remaining_ms.take().unwrap_or(0);
+                    self.pause_deadline_ms = Some(now_ms.saturating_add(remaining));
+                }
+            }
+        }
+    }
+
+    fn abort(
+        mut self,
+        before: &RolloutState,
+        strategy: &Strategy,
+        now_ms: u64,
+        reason: AbortReason,
+        detail: String,
+    ) -> Outcome {
+        if self.phase == Phase::Promoted {
+            // Rolled back after all: the canary revision is not promoted.
+            self.promoted_revision = None;
+        }
+        self.phase = Phase::Aborted;
+        self.canary_weight = Weight::ZERO;
+        self.held = false;
+        self.pause_deadline_ms = None;
+        self.pause_remaining_ms = None;
+        self.abort_reason = Some(reason);
+        let message = format!("aborted ({}): {detail}", reason.metric_label());
+        self.finish(
+            before,
+            strategy,
+            now_ms,
+            TransitionKind::Aborted(reason),
+            message,
+        )
+    }
+
+    /// Healthy without a rollout; a transition unless nothing changes.
+    fn end(&self, mut s: RolloutState, why: &str) -> Outcome {
+        let had_rollout = self.phase != Phase::Healthy || self.canary_revision.is_some();
+        if self.phase == Phase::Promoted {
+            // Never made stable: naming it as canary again is a new rollout.
+            s.promoted_revision = None;
+        }
+        s.phase = Phase::Healthy;
+        s.step_index = None;
+        s.canary_weight = Weight::ZERO;
+        s.canary_revision = None;
+        s.held = false;
+        s.pause_deadline_ms = None;
+        s.pause_remaining_ms = None;
+        s.abort_reason = None;
+        s.message = format!("no rollout: all traffic to stable {}", s.stable_revision);
+        if !had_rollout {
+            return Outcome::unchanged(s);
+        }
+        let message = format!("{why}: {}", s.message);
+        Outcome {
+            transition: Some(Transition::between(
+                self,
+                &s,
+                TransitionKind::Ended,
+                message,
+            )),
+            state: s,
+        }
+    }
+
+    /// Promoted → Healthy once stable is the promoted revision.
+    fn caught_up(&self, mut s: RolloutState, promoted: &str) -> Outcome {
+        s.phase = Phase::Healthy;
+        s.step_index = None;
+        s.canary_weight = Weight::ZERO;
+        s.canary_revision = None;
+        s.promoted_revision = Some(promoted.to_owned());
+        s.message = format!("no rollout: {promoted} was promoted and is now stable");
+        let message = format!("the config names {promoted} as stable: rollout done");
+        Outcome {
+            transition: Some(Transition::between(
+                self,
+                &s,
+                TransitionKind::CaughtUp,
+                message,
+            )),
+            state: s,
+        }
+    }
+
+    /// The same rollout continues; hold it if its current step is gone.
+    fn check_steps(mut self, before: &RolloutState, strategy: &Strategy, now_ms: u64) -> Outcome {
+        let count = strategy.steps.len();
+        match self.step_index {
+            Some(index) if self.is_active() && index >= count => {
+                self.step_index = None;
+                self.phase = Phase::Paused;
+                self.held = true;
+                self.pause_deadline_ms = None;
+                self.pause_remaining_ms = None;
+                self.message = format!(
+                    "steps changed: step {} no longer exists ({count} steps); held at weight {}%: \
+                     resume or promote start the steps from step 1, promote --full promotes, \
+                     abort aborts",
+                    index + 1,
+                    self.canary_weight
+                );
+                let message = self.message.clone();
+                Outcome {
+                    transition: Some(Transition::between(
+                        before,
+                        &self,
+                        TransitionKind::StepsChanged,
+                        message,
+                    )),
+                    state: self,
+                }
+            }
+            _ => {
+                self.refresh_message(strategy, now_ms);
+                Outcome::unchanged(self)
+            }
+        }
+    }
+
+    /// Sets the status message and wraps the state with its transition.
+    fn finish(
+        mut self,
+        before: &RolloutState,
+        strategy: &Strategy,
+        now_ms: u64,
+        kind: TransitionKind,
+        message: String,
+    ) -> Outcome {
+        match self.phase {
+            Phase::Aborted => {
+                self.message = format!("{message}; weight 0; retry starts the steps again");
+            }
+            _ => self.refresh_message(strategy, now_ms),
+        }
+        Outcome {
+            transition: Some(Transition::between(before, &self, kind, message)),
+            state: self,
+        }
+    }
+
+    /// The status message of the current situation. Aborted and held-before-
+    /// the-steps messages are written once, when entered, and kept.
+    fn refresh_message(&mut self, strategy: &Strategy, now_ms: u64) {
+        match self.phase {
+            Phase::Healthy => {
+                self.message =
+                    format!("no rollout: all traffic to stable {}", self.stable_revision);
+            }
+            Phase::Aborted => {}
+            Phase::Promoted => {
+                let v = self.canary_name();
+                self.message = format!(
+                    "{v} promoted, 100% canary; the config is behind: set stable.revision to {v}"
+                );
+            }
+            Phase::Progressing | Phase::Paused => {
+                let Some(index) = self.step_index else { return };
+                let position = self.position(strategy);
+                if self.held {
+                    self.message = format!(
+                        "held by pause at {position}{}; resume continues",
+                        self.remaining_note()
+                    );
+                    return;
+                }
+                let analysis = self.analysis_note(strategy);
+                self.message = match strategy.steps.get(index) {
+                    Some(Step::SetWeight(w)) => format!("{position}: canary at {w}%; {analysis}"),
+                    Some(Step::Pause(Some(_))) => match self.pause_deadline_ms {
+                        Some(deadline) if deadline > now_ms => {
+                            format!("{position}: {} left; {analysis}", Secs(deadline - now_ms))
+                        }
+                        _ => format!("{position}: pause over; {analysis}"),
+                    },
+                    Some(Step::Pause(None)) => {
+                        format!("{position}: waiting for promote; {analysis}")
+                    }
+                    None => position,
+                };
+            }
+        }
+    }
+
+    fn analysis_note(&self, strategy: &Strategy) -> String {
+        match self.last_judgement.as_ref().map(|j| &j.verdict) {
+            None => "waiting for the first judgement".to_owned(),
+            Some(Verdict::Pass { .. }) => "analysis passing".to_owned(),
+            Some(Verdict::Inconclusive { reason }) => format!("waiting: {reason}"),
+            Some(Verdict::Fail { reason, .. }) => format!(
+                "analysis failed ({} of {} tolerated): {reason}",
+                self.failures, strategy.analysis.failure_limit
+            ),
+        }
+    }
+
+    /// "step 2/5 (pause 30s)", "before step 1/5", "all 5 steps done".
+    fn position(&self, strategy: &Strategy) -> String {
+        let count = strategy.steps.len();
+        match self.step_index {
+            None => format!("before step 1/{count}"),
+            Some(i) => match strategy.steps.get(i) {
+                Some(step) => format!("step {}/{count} ({})", i + 1, StepText(step)),
+                None => format!("all {count} steps done"),
+            },
+        }
+    }
+
+    fn remaining_note(&self) -> String {
+        self.pause_remaining_ms
+            .map(|ms| format!(", {} of the pause left", Secs(ms)))
+            .unwrap_or_default()
+    }
+
+    fn remaining_note_at(&self, now_ms: u64) -> String {
+        self.pause_deadline_ms
+            .map(|d| format!(", {} of the pause left", Secs(d.saturating_sub(now_ms))))
+            .unwrap_or_default()
+    }
+
+    fn canary_name(&self) -> &str {
+        self.canary_revision.as_deref().unwrap_or("the canary")
+    }
+}
+
+// === impl Outcome ===
+
+impl Outcome {
+    fn unchanged(state: RolloutState) -> Outcome {
+        Outcome {
+            state,
+            transition: None,
+        }
+    }
+
+    /// Rewrites the transition's starting point (for changes made in two moves).
+    fn with_from(mut self, before: &RolloutState) -> Outcome {
+        if let Some(t) = &mut self.transition {
+            t.from = before.phase;
+            t.from_step = before.step_index;
+        }
+        self
+    }
+}
+
+// === impl Transition ===
+
+impl Transition {
+    fn between(
+        before: &RolloutState,
+        after: &RolloutState,
+        kind: TransitionKind,
+        message: String,
+    ) -> Transition {
+        Transition {
+            kind,
+            from: before.phase,
+            to: after.phase,
+            from_step: before.step_index,
+            to_step: after.step_index,
+            canary_weight: after.canary_weight,
+            message,
+        }
+    }
+}
+
+// === refusals ===
+
+impl RolloutState {
+    fn refusal(&self, command: Command, strategy: &Strategy) -> CommandRefused {
+        let route = &self.route;
+        let phase = self.phase;
+        let applies = match command {
+            Command::Promote | Command::PromoteFull => "a Progressing or Paused rollout",
+            Command::Abort => "a Progressing, Paused or Promoted rollout",
+            Command::Retry => "an Aborted rollout",
+            Command::Pause => "a Progressing or Paused rollout that is not held",
+            Command::Resume => "a rollout held by pause",
+        };
+        let situation = match phase {
+            Phase::Healthy => format!("{route} is Healthy (no rollout)"),
+            Phase::Aborted => format!(
+                "{route} is Aborted ({})",
+                if command == Command::Abort {
+                    "already"
+                } else {
+                    "retry starts the steps again"
+                }
+            ),
+            Phase::Promoted => format!(
+                "{route} is Promoted (set stable.revision to {} in the config)",
+                self.canary_name()
+            ),
+            Phase::Progressing | Phase::Paused => match command {
+                Command::Pause => format!("{route} is already held (resume releases it)"),
+                Command::Resume => {
+                    let hint = match self.step_index.and_then(|i| strategy.steps.get(i)) {
+                        Some(Step::Pause(None)) => "; promote ends the pause",
+                        _ => "",
+                    };
+                    format!(
+                        "{route} is {phase} at {}, not held{hint}",
+                        self.position(strategy)
+                    )
+                }
+                _ if self.step_index.is_none() => {
+                    format!("{route} is {phase}, held {}", self.position(strategy))
+                }
+                _ => format!("{route} is {phase} at {}", self.position(strategy)),
+            },
+        };
+        CommandRefused {
+            command,
+            phase: Some(phase),
+            message: format!("{command} applies only to {applies}; {situation}"),
+        }
+    }
+}
+
+// === formatting helpers ===
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A step as written in the config: `setWeight 5`, `pause 30s`, `pause {}`.
+struct StepText<'a>(&'a Step);
+
+impl fmt::Display for StepText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Step::SetWeight(w) => write!(f, "setWeight {w}"),
+            Step::Pause(None) => f.write_str("pause {}"),
+            Step::Pause(Some(d)) => write!(f, "pause {}", ConfigDuration(*d)),
+        }
+    }
+}
+
+/// A duration as in the config: `500ms`, `30s`, `5m`, `1h`.
+struct ConfigDuration(Duration);
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = millis(self.0);
+        if ms % 1000 != 0 {
+            write!(f, "{ms}ms")
+        } else if ms % 3_600_000 == 0 && ms > 0 {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms % 60_000 == 0 && ms > 0 {
+            write!(f, "{}m", ms / 60_000)
+        } else {
+            write!(f, "{}s", ms / 1000)
+        }
+    }
+}
+
+/// Milliseconds shown as whole seconds, rounded up: "12 s".
+struct Secs(u64);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} s", self.0.div_ceil(1000))
+    }
+}
+
+/// Serializes a [`Weight`] as a percentage (`25`, `0.5`) and back.
+mod percent {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use weir_config::Weight;
+
+    pub(super) fn serialize<S: Serializer>(weight: &Weight, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(weight.percent())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Weight, D::Error> {
+        let percent = f64::deserialize(d)?;
+        Weight::try_from_percent(percent).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;
