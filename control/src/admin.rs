@@ -15,7 +15,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+
+use crate::controller::now_ms;
 use crate::reload::{self, Trigger};
+use crate::rollout::{Command, Phase};
 use crate::run::Process;
 
 /// What the admin API serves from.
@@ -49,7 +54,7 @@ impl AdminState {
     }
 
     /// The Prometheus text exposition of every weir metric.
-    pub fn render_metrics(&self) -> String {
+    pub async fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         self.process.proxy.metrics().render(&mut out);
         let snapshot = self.process.publisher.current();
@@ -64,6 +69,7 @@ impl AdminState {
                 route.name, route.split.canary_weight
             );
         }
+        self.process.control.lock().await.render_metrics(&mut out);
         let reloads = &self.process.reloads;
         out.push_str(
             "# HELP weir_config_reloads_total Config reloads after the initial load, by result.\n",
@@ -83,25 +89,77 @@ impl AdminState {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path();
-        match (req.method(), path) {
-            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => {
+        let path = req.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        match (req.method(), segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, ["readyz"]) => {
                 if self.ready.load(Relaxed) {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 }
             }
-            (&Method::GET, "/metrics") => {
-                let mut response = Response::new(Full::new(Bytes::from(self.render_metrics())));
+            (&Method::GET, ["metrics"]) => {
+                let mut response =
+                    Response::new(Full::new(Bytes::from(self.render_metrics().await)));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                 );
                 response
             }
-            (&Method::POST, "/api/v1/reload") => {
+            (&Method::GET, ["api", "v1", "routes"]) => {
+                if let Err(response) = self.authorize(&req, Access::Read).await {
+                    return response;
+                }
+                let control = self.process.control.lock().await;
+                json(StatusCode::OK, &Value::Array(control.statuses(now_ms())))
+            }
+            (&Method::GET, ["api", "v1", "routes", name]) => {
+                if let Err(response) = self.authorize(&req, Access::Read).await {
+                    return response;
+                }
+                let control = self.process.control.lock().await;
+                match control.status(name, now_ms()) {
+                    Some(status) => json(StatusCode::OK, &status),
+                    None => error(StatusCode::NOT_FOUND, &format!("no route named {name}")),
+                }
+            }
+            (&Method::POST, ["api", "v1", "routes", name, verb]) => {
+                let (name, verb) = ((*name).to_owned(), (*verb).to_owned());
+                if let Err(response) = self.authorize(&req, Access::Write).await {
+                    return response;
+                }
+                let full = match read_json(req).await {
+                    Ok(body) => body.get("full").and_then(Value::as_bool).unwrap_or(false),
+                    Err(response) => return response,
+                };
+                let command = match (verb.as_str(), full) {
+                    ("promote", false) => Command::Promote,
+                    ("promote", true) => Command::PromoteFull,
+                    ("abort", _) => Command::Abort,
+                    ("retry", _) => Command::Retry,
+                    ("pause", _) => Command::Pause,
+                    ("resume", _) => Command::Resume,
+                    _ => {
+                        return error(
+                            StatusCode::NOT_FOUND,
+                            &format!(
+                                "no command {verb}; use promote, abort, retry, pause or resume"
+                            ),
+                        );
+                    }
+                };
+                self.run_command(&name, command).await
+            }
+            (&Method::POST, ["api", "v1", "promote"]) => {
+                if let Err(response) = self.authorize(&req, Access::Write).await {
+                    return response;
+                }
+                self.promote_all().await
+            }
+            (&Method::POST, ["api", "v1", "reload"]) => {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
@@ -120,11 +178,76 @@ impl AdminState {
                     }
                 }
             }
-            (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/reload") => error(
+            (
+                _,
+                ["healthz" | "readyz" | "metrics"]
+                | ["api", "v1", "routes" | "promote" | "reload"]
+                | ["api", "v1", "routes", _]
+                | ["api", "v1", "routes", _, _],
+            ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &format!("{} is not allowed on {path}", req.method()),
             ),
             _ => error(StatusCode::NOT_FOUND, &format!("no admin endpoint {path}")),
+        }
+    }
+
+    async fn run_command(&self, name: &str, command: Command) -> Response<Full<Bytes>> {
+        let mut control = self.process.control.lock().await;
+        let now = now_ms();
+        match control.command(name, command, now) {
+            Ok(republish) => {
+                if republish {
+                    self.process.publisher.publish(control.snapshot());
+                }
+                match control.status(name, now) {
+                    Some(status) => json(StatusCode::OK, &status),
+                    None => error(StatusCode::NOT_FOUND, &format!("no route named {name}")),
+                }
+            }
+            Err(refused) => error(
+                StatusCode::from_u16(refused.status).unwrap_or(StatusCode::CONFLICT),
+                &refused.message,
+            ),
+        }
+    }
+
+    /// Promotes every Paused route in one step and publishes once.
+    async fn promote_all(&self) -> Response<Full<Bytes>> {
+        let mut control = self.process.control.lock().await;
+        let now = now_ms();
+        let paused: Vec<String> = control
+            .rollouts
+            .iter()
+            .filter(|(_, state)| state.phase == Phase::Paused)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut promoted = Vec::new();
+        let mut republish = false;
+        let mut failures = Vec::new();
+        for name in &paused {
+            match control.command(name, Command::Promote, now) {
+                Ok(changed) => {
+                    republish |= changed;
+                    promoted.push(name.clone());
+                }
+                Err(refused) => failures.push(format!("{name}: {}", refused.message)),
+            }
+        }
+        if republish {
+            self.process.publisher.publish(control.snapshot());
+        }
+        let routes = control.statuses(now);
+        if failures.is_empty() {
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "promoted": promoted, "routes": routes }),
+            )
+        } else {
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({ "error": failures.join("; "), "promoted": promoted, "routes": routes }),
+            )
         }
     }
 
@@ -135,8 +258,8 @@ impl AdminState {
         need: Access,
     ) -> Result<(), Response<Full<Bytes>>> {
         let (reader, writer) = {
-            let current = self.process.current.lock().await;
-            let admin = &current.0.config().admin;
+            let control = self.process.control.lock().await;
+            let admin = &control.config().admin;
             (admin.reader_token.clone(), admin.writer_token.clone())
         };
         if reader.is_none() && writer.is_none() {
@@ -174,6 +297,37 @@ impl AdminState {
             ));
         }
         Ok(())
+    }
+}
+
+/// Largest admin request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Reads an optional JSON object body; empty is `{}`.
+async fn read_json(req: Request<Incoming>) -> Result<Value, Response<Full<Bytes>>> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or broken (limit 64 KiB)",
+            ));
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object, e.g. {\"full\": true}",
+        )),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not valid JSON: {e}"),
+        )),
     }
 }
 

@@ -6,7 +6,9 @@
 
 pub mod admin;
 pub mod cli;
+pub mod controller;
 pub mod load;
+pub mod persist;
 pub mod reload;
 pub mod rollout;
 pub mod run;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weir_config::Diagnostics;
 
+use crate::controller::now_ms;
 use crate::load::{self, Resolved};
 use crate::run::Process;
 
@@ -68,7 +69,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             () = crate::run::stopped(&mut stop) => return,
             _ = poll.tick() => {
                 let Ok(text) = tokio::fs::read_to_string(&process.config_path).await else { continue };
-                let unchanged = { process.current.lock().await.0.text == text };
+                let unchanged = { process.control.lock().await.loaded.text == text };
                 if unchanged {
                     last_attempt = None;
                     continue;
@@ -93,58 +94,60 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 /// # Errors
 /// Every problem of the file; the config in force stays.
 pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
-    let mut current = process.current.lock().await;
+    let mut control = process.control.lock().await;
     let checked = match load::load(&process.config_path) {
         Ok(loaded) => Resolved::resolve(&loaded.document)
             .await
             .map(|resolved| (loaded, resolved)),
         Err(diagnostics) => Err(diagnostics),
     };
-    let (loaded, resolved) = match checked {
-        Ok(pair) => pair,
-        Err(diagnostics) => {
-            process.reloads.failure.fetch_add(1, Relaxed);
-            tracing::error!(
-                ?trigger,
-                errors = diagnostics.0.len(),
-                "config refused; the running config keeps serving"
-            );
-            for d in &diagnostics.0 {
-                tracing::error!("{d}");
+    let adopted = match checked {
+        Ok((loaded, resolved)) => {
+            if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
+                return Ok(Outcome::Unchanged);
             }
-            return Err(diagnostics);
+            let (old, new) = (control.config(), loaded.config());
+            if old.listeners != new.listeners
+                || old.admin.address != new.admin.address
+                || old.state_dir != new.state_dir
+            {
+                tracing::warn!(
+                    "listener, admin address and stateDir changes take effect at the next restart"
+                );
+            }
+            control
+                .adopt(loaded, resolved, now_ms())
+                .map_err(Diagnostics)
         }
+        Err(diagnostics) => Err(diagnostics),
     };
-    if loaded.text == current.0.text && trigger == Trigger::FileChanged {
-        return Ok(Outcome::Unchanged);
-    }
-    let (old, new) = (current.0.config(), loaded.config());
-    if old.listeners != new.listeners
-        || old.admin.address != new.admin.address
-        || old.state_dir != new.state_dir
-    {
-        tracing::warn!(
-            "listener, admin address and stateDir changes take effect at the next restart"
+    if let Err(diagnostics) = adopted {
+        process.reloads.failure.fetch_add(1, Relaxed);
+        tracing::error!(
+            ?trigger,
+            errors = diagnostics.0.len(),
+            "config refused; the running config keeps serving"
         );
+        for d in &diagnostics.0 {
+            tracing::error!("{d}");
+        }
+        return Err(diagnostics);
     }
-    let version = process.publisher.publish(resolved.compile(new, &|_| None));
-    *current = (loaded, resolved);
+    let version = process.publisher.publish(control.snapshot());
     process.reloads.success.fetch_add(1, Relaxed);
     tracing::info!(?trigger, version, "config reloaded");
     Ok(Outcome::Applied(version))
 }
 
 async fn refresh_names(process: &Process) {
-    let mut current = process.current.lock().await;
-    if !current.1.has_names() {
+    let mut control = process.control.lock().await;
+    if !control.resolved.has_names() {
         return;
     }
-    let fresh = current.1.refresh().await;
-    if fresh != current.1 {
-        let version = process
-            .publisher
-            .publish(fresh.compile(current.0.config(), &|_| None));
+    let fresh = control.resolved.refresh().await;
+    if fresh != control.resolved {
+        control.resolved = fresh;
+        let version = process.publisher.publish(control.snapshot());
         tracing::info!(version, "endpoint addresses changed");
-        current.1 = fresh;
     }
 }

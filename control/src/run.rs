@@ -15,7 +15,8 @@ use weir_proxy::{Metrics, Proxy, ServeOptions};
 
 use crate::admin::{self, AdminState};
 use crate::cli::RunArgs;
-use crate::load::{self, Loaded, Resolved};
+use crate::controller::{self, ControlState};
+use crate::load::{self, Resolved};
 use crate::reload::{self, ReloadCounters};
 use crate::telemetry;
 
@@ -54,8 +55,8 @@ pub struct Process {
     pub publisher: Publisher,
     /// The data plane.
     pub proxy: Proxy,
-    /// The config in force and its resolved endpoints.
-    pub current: tokio::sync::Mutex<(Loaded, Resolved)>,
+    /// The config in force, its resolved endpoints and the rollout states.
+    pub control: tokio::sync::Mutex<ControlState>,
     /// Reload outcomes.
     pub reloads: ReloadCounters,
 }
@@ -84,10 +85,18 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         ),
     };
     let config = loaded.config().clone();
+    let tls_configs = loaded.tls.clone();
+    let control = match ControlState::restore(loaded, resolved, controller::now_ms()) {
+        Ok(control) => control,
+        Err(problems) => {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
+        }
+    };
 
     // Bind everything before serving anything, so a taken port fails the start.
     let mut listeners = Vec::new();
-    for (listener, tls) in config.listeners.iter().zip(&loaded.tls) {
+    for (listener, tls) in config.listeners.iter().zip(&tls_configs) {
         let socket = bind(listener.address)
             .with_context(|| format!("listener {} on {}", listener.name, listener.address))?;
         listeners.push((listener.name.clone(), socket, tls.clone()));
@@ -95,7 +104,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let admin_socket = bind(config.admin.address)
         .with_context(|| format!("admin API on {}", config.admin.address))?;
 
-    let snapshot = resolved.compile(&config, &|_| None);
+    let snapshot = control.snapshot();
     let (publisher, reader) = weir_config::channel(snapshot);
     let metrics = Arc::new(Metrics::new());
     let proxy = Proxy::new(reader, Arc::clone(&metrics));
@@ -103,7 +112,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         config_path,
         publisher,
         proxy: proxy.clone(),
-        current: tokio::sync::Mutex::new((loaded, resolved)),
+        control: tokio::sync::Mutex::new(control),
         reloads: ReloadCounters::default(),
     });
 
@@ -137,6 +146,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         admin_stop_rx,
     ));
     tokio::spawn(reload::follow(Arc::clone(&process), stop_rx.clone()));
+    tokio::spawn(controller::run(Arc::clone(&process), stop_rx.clone()));
     admin_state.set_ready(true);
 
     stop_signal.recv().await;

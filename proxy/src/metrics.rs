@@ -13,13 +13,29 @@ use std::time::Duration;
 
 use crate::Role;
 
-/// Upper bounds, in seconds, of the request-duration histogram buckets.
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Upper bounds, in microseconds, of the latency buckets kept per role: 1,
+/// 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 per decade from 100 µs to 60 s, so a
+/// quantile read from them is off by less than a third of its value. The
+/// exported Prometheus histogram uses a subset ([`EXPORTED_BUCKETS_MICROS`]),
+/// summed from these at render time.
+pub const LATENCY_BOUNDS_MICROS: [u64; 59] = [
+    100, 125, 150, 200, 250, 300, 400, 500, 600, 750, //
+    1_000, 1_250, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 7_500, //
+    10_000, 12_500, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 60_000, 75_000, //
+    100_000, 125_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000, 600_000,
+    750_000, //
+    1_000_000, 1_250_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 4_000_000, 5_000_000,
+    6_000_000, 7_500_000, //
+    10_000_000, 12_500_000, 15_000_000, 20_000_000, 25_000_000, 30_000_000, 40_000_000, 50_000_000,
+    60_000_000,
 ];
 
-/// Bounds of [`DURATION_BUCKETS`] in microseconds, for the hot path.
-const BUCKET_BOUNDS_MICROS: [u64; 14] = [
+/// Latency slots: one per bound plus one above the last.
+pub const LATENCY_SLOTS: usize = LATENCY_BOUNDS_MICROS.len() + 1;
+
+/// The `le` bounds of `weir_http_request_duration_seconds`, in microseconds;
+/// each is one of [`LATENCY_BOUNDS_MICROS`].
+pub const EXPORTED_BUCKETS_MICROS: [u64; 14] = [
     500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
     2_500_000, 5_000_000, 10_000_000,
 ];
@@ -43,6 +59,17 @@ pub enum UpstreamErrorKind {
 /// Counters by (route, role).
 type SeriesMap = BTreeMap<(Arc<str>, Role), Arc<RoleMetrics>>;
 
+/// Cumulative counts of one role since the process started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleCounts {
+    /// Requests answered, every status.
+    pub requests: u64,
+    /// Of those, answered 5xx (weir's own 502, 503 and 504 included).
+    pub errors: u64,
+    /// Non-cumulative latency counts per [`LATENCY_BOUNDS_MICROS`] slot.
+    pub latency: [u64; LATENCY_SLOTS],
+}
+
 /// All proxy metrics: one [`RoleMetrics`] per (route, role) ever served.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -55,8 +82,8 @@ pub struct RoleMetrics {
     route: Arc<str>,
     role: Role,
     by_code: Box<[AtomicU64]>,
-    /// Non-cumulative bucket counts; the last slot is `+Inf`.
-    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    /// Non-cumulative counts per [`LATENCY_BOUNDS_MICROS`] slot; the last is `+Inf`.
+    latency: [AtomicU64; LATENCY_SLOTS],
     duration_sum_micros: AtomicU64,
     upstream_errors: [AtomicU64; 3],
 }
@@ -139,15 +166,21 @@ impl Metrics {
         out.push_str("# TYPE weir_http_request_duration_seconds histogram\n");
         for m in &all {
             let (route, role) = (&m.route, m.role.metric_label());
+            let counts = m.latency_counts();
             let mut cumulative = 0;
-            for (bound, bucket) in DURATION_BUCKETS.iter().zip(&m.buckets) {
-                cumulative += bucket.load(Relaxed);
+            let mut slot = 0;
+            for bound in EXPORTED_BUCKETS_MICROS {
+                while slot < LATENCY_BOUNDS_MICROS.len() && LATENCY_BOUNDS_MICROS[slot] <= bound {
+                    cumulative += counts[slot];
+                    slot += 1;
+                }
+                let le = bound as f64 / 1e6;
                 let _ = writeln!(
                     out,
-                    "weir_http_request_duration_seconds_bucket{{route=\"{route}\",role=\"{role}\",le=\"{bound}\"}} {cumulative}"
+                    "weir_http_request_duration_seconds_bucket{{route=\"{route}\",role=\"{role}\",le=\"{le}\"}} {cumulative}"
                 );
             }
-            cumulative += m.buckets[DURATION_BUCKETS.len()].load(Relaxed);
+            cumulative += counts[slot..].iter().sum::<u64>();
             let sum = m.duration_sum_micros.load(Relaxed) as f64 / 1e6;
             let _ = writeln!(
                 out,
@@ -181,7 +214,7 @@ impl RoleMetrics {
             route,
             role,
             by_code: (0..CODE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            buckets: Default::default(),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
             duration_sum_micros: AtomicU64::new(0),
             upstream_errors: Default::default(),
         }
@@ -203,11 +236,9 @@ impl RoleMetrics {
         let slot = usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE);
         self.by_code[slot].fetch_add(1, Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let bucket = BUCKET_BOUNDS_MICROS
-            .iter()
-            .position(|&b| micros <= b)
-            .unwrap_or(BUCKET_BOUNDS_MICROS.len());
-        self.buckets[bucket].fetch_add(1, Relaxed);
+        // Binary search over 59 bounds: six comparisons.
+        let slot = LATENCY_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
+        self.latency[slot].fetch_add(1, Relaxed);
         self.duration_sum_micros.fetch_add(micros, Relaxed);
     }
 
@@ -227,6 +258,30 @@ impl RoleMetrics {
     /// Requests answered so far, every code.
     pub fn requests(&self) -> u64 {
         self.by_code.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// Non-cumulative latency counts per [`LATENCY_BOUNDS_MICROS`] slot.
+    pub fn latency_counts(&self) -> [u64; LATENCY_SLOTS] {
+        std::array::from_fn(|slot| self.latency[slot].load(Relaxed))
+    }
+
+    /// The cumulative counts of this role, read without locks: the control
+    /// loop samples these and subtracts two samples to get a window.
+    pub fn counts(&self) -> RoleCounts {
+        let mut requests = 0;
+        let mut errors = 0;
+        for (slot, count) in self.by_code.iter().enumerate() {
+            let count = count.load(Relaxed);
+            requests += count;
+            if usize::from(MIN_CODE) + slot >= 500 {
+                errors += count;
+            }
+        }
+        RoleCounts {
+            requests,
+            errors,
+            latency: self.latency_counts(),
+        }
     }
 }
 

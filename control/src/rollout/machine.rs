@@ -101,7 +101,7 @@ pub enum Command {
 
 /// Why a rollout aborted, as a bounded metric label
 /// (`weir_rollout_aborts_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AbortReason {
     /// Canary error rate above `maxErrorRate`.

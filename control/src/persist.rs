@@ -1,0 +1,129 @@
+//! Rollout state on disk: one JSON file per route in `stateDir`, replaced
+//! atomically (write a temporary file, fsync it, rename it over the old one,
+//! fsync the directory), so a crash at any point leaves either the old or the
+//! new state, never a torn one.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::rollout::RolloutState;
+
+/// What reading a route's state file found.
+#[derive(Debug)]
+pub enum Stored {
+    /// No file: the route has no persisted state yet.
+    Missing,
+    /// The state as persisted.
+    Found(Box<RolloutState>),
+    /// A file that cannot be read or parsed; the message says why.
+    Unreadable(String),
+}
+
+/// The state file of `route` in `state_dir`.
+pub fn path_of(state_dir: &Path, route: &str) -> PathBuf {
+    state_dir.join(format!("{route}.json"))
+}
+
+/// Creates `state_dir` if needed.
+///
+/// # Errors
+/// The I/O error, for the caller to report with the directory's name.
+pub fn ensure_dir(state_dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(state_dir)
+}
+
+/// Reads the state of `route`.
+pub fn load(state_dir: &Path, route: &str) -> Stored {
+    let path = path_of(state_dir, route);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Stored::Missing,
+        Err(error) => {
+            return Stored::Unreadable(format!("cannot read {}: {error}", path.display()));
+        }
+    };
+    match serde_json::from_slice::<RolloutState>(&bytes) {
+        Ok(state) if state.route == route => Stored::Found(Box::new(state)),
+        Ok(state) => Stored::Unreadable(format!(
+            "{} holds the state of route {}, not {route}",
+            path.display(),
+            state.route
+        )),
+        Err(error) => Stored::Unreadable(format!("cannot parse {}: {error}", path.display())),
+    }
+}
+
+/// Moves an unreadable state file aside (`<route>.json.unreadable-<ms>`), so
+/// the new state does not destroy what an operator may want to inspect.
+pub fn set_aside(state_dir: &Path, route: &str, now_ms: u64) -> Option<PathBuf> {
+    let from = path_of(state_dir, route);
+    let to = state_dir.join(format!("{route}.json.unreadable-{now_ms}"));
+    fs::rename(&from, &to).ok().map(|()| to)
+}
+
+/// Writes `state` atomically and durably.
+///
+/// # Errors
+/// The I/O error; the previous file is then untouched.
+pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
+    let path = path_of(state_dir, &state.route);
+    let tmp = state_dir.join(format!(".{}.json.tmp", state.route));
+    let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, &path)?;
+    // The rename itself is durable only once the directory is synced.
+    File::open(state_dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(route: &str) -> RolloutState {
+        let text = format!(
+            r#"{{"route":"{route}","phase":"Paused","stepIndex":1,"canaryWeight":5,"rolloutSeq":2,
+               "stableRevision":"v1","canaryRevision":"v2","promotedRevision":null,
+               "pauseDeadlineMs":1700000000000,"pauseRemainingMs":null,"held":false,
+               "rolloutStartedMs":1699999990000,"failures":0,"message":"paused",
+               "abortReason":null,"lastJudgement":null}}"#
+        );
+        serde_json::from_str(&text).expect("fixture parses")
+    }
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = std::env::temp_dir().join(format!("weir-persist-{}", std::process::id()));
+        ensure_dir(&dir).expect("temp dir");
+        assert!(matches!(load(&dir, "web"), Stored::Missing));
+        let s = state("web");
+        save(&dir, &s).expect("save");
+        match load(&dir, "web") {
+            Stored::Found(found) => assert_eq!(*found, s),
+            other => panic!("expected the saved state, got {other:?}"),
+        }
+        assert!(
+            !dir.join(".web.json.tmp").exists(),
+            "the temporary file was renamed"
+        );
+
+        fs::write(path_of(&dir, "web"), b"{ not json").expect("corrupt");
+        assert!(
+            matches!(load(&dir, "web"), Stored::Unreadable(msg) if msg.contains("cannot parse"))
+        );
+        let aside = set_aside(&dir, "web", 42).expect("moved aside");
+        assert!(aside.ends_with("web.json.unreadable-42"));
+        assert!(matches!(load(&dir, "web"), Stored::Missing));
+
+        save(&dir, &state("other")).expect("save");
+        fs::rename(path_of(&dir, "other"), path_of(&dir, "web")).expect("rename");
+        assert!(
+            matches!(load(&dir, "web"), Stored::Unreadable(msg) if msg.contains("route other"))
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
