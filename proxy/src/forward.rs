@@ -269,6 +269,22 @@ fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Optio
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
+    // Most messages carry none of them: one pass over the names present is
+    // cheaper than a hash lookup per hop-by-hop name.
+    let is_hop_by_hop = |name: &HeaderName| {
+        name == header::CONNECTION
+            || name == header::TE
+            || name == header::TRAILER
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::PROXY_AUTHENTICATE
+            || (request && name == header::PROXY_AUTHORIZATION)
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+    };
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

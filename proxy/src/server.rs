@@ -79,6 +79,16 @@ impl Proxy {
             let watcher = graceful.watcher();
             let handshake_timeout = options.header_read_timeout;
             tokio::spawn(async move {
+                // hyper's header timer starts with the first byte; a client
+                // that connects and says nothing is dropped here.
+                let mut first = [0u8; 1];
+                if !matches!(
+                    tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
+                    Ok(Ok(1))
+                ) {
+                    tracing::debug!(%remote, "no request within the header timeout");
+                    return;
+                }
                 let downstream = Downstream::new(remote, acceptor.is_some());
                 let service = service_fn(move |req| {
                     let shared = Arc::clone(&shared);
