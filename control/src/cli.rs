@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::{AdminUrl, DEFAULT_ADMIN_URL, EXIT_CODES_HELP};
+
 /// weir: a canary-release L7 proxy.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about)]
@@ -20,6 +22,25 @@ pub enum Command {
     Run(RunArgs),
     /// Check a config file and print every error with its location.
     Validate(ValidateArgs),
+    /// Show the rollout status of every route, or of one.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Status(StatusArgs),
+    /// End the current pause (or skip the current step) of a route; with
+    /// --full skip every remaining step; with --all promote every Paused route.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Promote(PromoteArgs),
+    /// Abort a route's rollout: canary weight 0 at once.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Abort(RouteArgs),
+    /// Start an aborted rollout's steps again.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Retry(RouteArgs),
+    /// Hold a route's step timer.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Pause(RouteArgs),
+    /// Release a route's step timer.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Resume(RouteArgs),
 }
 
 /// Arguments of `weir run`.
@@ -41,6 +62,76 @@ pub struct ValidateArgs {
     pub file: PathBuf,
 }
 
+/// Where a running weir's admin API is, and the token for it: the options
+/// of every command that talks to one.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The admin API's base URL (plain http:// only).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_ADMIN_URL, value_parser = AdminUrl::parse)]
+    pub admin: AdminUrl,
+    /// Bearer token for the admin API (a writer token for commands that change
+    /// a rollout).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WEIR_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_token
+    )]
+    pub token: Option<String>,
+}
+
+/// Arguments of `weir status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Only this route.
+    #[arg(value_name = "ROUTE")]
+    pub route: Option<String>,
+    /// Redraw every second until Ctrl-C, with every step marked done (✔),
+    /// current (▶) or pending (○).
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// Print the admin API's JSON as it is (one object for ROUTE, else an
+    /// array).
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
+    /// Where the admin API is.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Arguments of `weir promote`.
+#[derive(Debug, Clone, Args)]
+pub struct PromoteArgs {
+    /// The route to promote.
+    #[arg(
+        value_name = "ROUTE",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub route: Option<String>,
+    /// Skip the remaining steps: 100 % canary, phase Promoted.
+    #[arg(long, conflicts_with = "all")]
+    pub full: bool,
+    /// Promote every route that is Paused.
+    #[arg(long)]
+    pub all: bool,
+    /// Where the admin API is.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Arguments of `weir abort|retry|pause|resume`.
+#[derive(Debug, Clone, Args)]
+pub struct RouteArgs {
+    /// The route.
+    #[arg(value_name = "ROUTE")]
+    pub route: String,
+    /// Where the admin API is.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -48,4 +139,94 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines.
     Text,
+}
+
+/// Accepts a token an HTTP header can carry (visible ASCII, no spaces); an
+/// empty one means none.
+fn parse_token(token: &str) -> Result<String, String> {
+    if token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(token.to_owned())
+    } else {
+        Err("a token must be visible ASCII characters without spaces".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("weir").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn admin_commands_parse() {
+        let cli = parse(&[
+            "status",
+            "checkout",
+            "--json",
+            "--admin",
+            "http://10.0.0.1:9000",
+        ])
+        .expect("valid");
+        let Command::Status(args) = cli.command else {
+            panic!("not status");
+        };
+        assert_eq!(args.route.as_deref(), Some("checkout"));
+        assert!(args.json && !args.watch);
+        assert_eq!(args.admin.admin.to_string(), "http://10.0.0.1:9000");
+
+        let cli = parse(&["promote", "checkout", "--full", "--token", "s3cret"]).expect("valid");
+        let Command::Promote(args) = cli.command else {
+            panic!("not promote");
+        };
+        assert!(args.full && !args.all);
+        assert_eq!(args.admin.admin.to_string(), DEFAULT_ADMIN_URL);
+        assert_eq!(args.admin.token.as_deref(), Some("s3cret"));
+
+        let cli = parse(&["promote", "--all"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Promote(PromoteArgs {
+                all: true,
+                route: None,
+                ..
+            })
+        ));
+        for command in ["abort", "retry", "pause", "resume"] {
+            assert!(parse(&[command, "checkout"]).is_ok(), "{command}");
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &["promote"][..],
+            &["promote", "checkout", "--all"],
+            &["promote", "--all", "--full"],
+            &["abort"],
+            &["status", "--watch", "--json"],
+            &["status", "--admin", "https://127.0.0.1:9900"],
+            &["status", "--admin", "127.0.0.1:9900"],
+            &["status", "--token", "two words"],
+        ] {
+            let error = parse(args).expect_err("a usage error");
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+        let error = parse(&["status", "--admin", "https://weir:9900"]).expect_err("https");
+        assert!(
+            error.to_string().contains("https is not supported"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn help_lists_exit_codes() {
+        let error = parse(&["promote", "--help"]).expect_err("help exits");
+        let help = error.to_string();
+        assert!(help.contains("Exit status:"), "{help}");
+        assert!(help.contains("6  weir cannot be reached"), "{help}");
+    }
 }

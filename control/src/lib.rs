@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod controller;
 pub mod load;
 pub mod persist;

@@ -4,11 +4,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use weir_control::cli::{Cli, Command};
+use weir_control::client::{self, RouteCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => weir_control::run::main(args),
         Command::Validate(args) => weir_control::validate::main(&args),
+        Command::Status(args) => client::status(&args),
+        Command::Promote(args) => client::promote(&args),
+        Command::Abort(args) => client::route_command(&args, RouteCommand::Abort),
+        Command::Retry(args) => client::route_command(&args, RouteCommand::Retry),
+        Command::Pause(args) => client::route_command(&args, RouteCommand::Pause),
+        Command::Resume(args) => client::route_command(&args, RouteCommand::Resume),
     }
 }
