@@ -41,6 +41,20 @@ pub enum Command {
     /// Release a route's step timer.
     #[command(after_help = EXIT_CODES_HELP)]
     Resume(RouteArgs),
+    /// Run the built-in canary experiment: v2 is promoted step by step, v3
+    /// fails part of its requests and is rolled back on its own.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `weir demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the report goes (default: a new directory under the current one).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run the scenario this many times faster (e.g. 3 for a ~20 s run).
+    #[arg(long, value_name = "FACTOR")]
+    pub speed: Option<f64>,
 }
 
 /// Arguments of `weir run`.

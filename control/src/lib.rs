@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod controller;
+pub mod demo;
 pub mod load;
 pub mod persist;
 pub mod reload;

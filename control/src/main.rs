@@ -17,5 +17,6 @@ fn main() -> ExitCode {
         Command::Retry(args) => client::route_command(&args, RouteCommand::Retry),
         Command::Pause(args) => client::route_command(&args, RouteCommand::Pause),
         Command::Resume(args) => client::route_command(&args, RouteCommand::Resume),
+        Command::Demo(args) => weir_control::demo::main(&args),
     }
 }
