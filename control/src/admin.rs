@@ -198,7 +198,7 @@ impl AdminState {
         match control.command(name, command, now) {
             Ok(republish) => {
                 if republish {
-                    self.process.publisher.publish(control.snapshot());
+                    self.process.publish_applied(control.snapshot()).await;
                 }
                 match control.status(name, now) {
                     Some(status) => json(StatusCode::OK, &status),
@@ -235,7 +235,7 @@ impl AdminState {
             }
         }
         if republish {
-            self.process.publisher.publish(control.snapshot());
+            self.process.publish_applied(control.snapshot()).await;
         }
         let routes = control.statuses(now);
         if failures.is_empty() {

@@ -133,7 +133,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
         }
         return Err(diagnostics);
     }
-    let version = process.publisher.publish(control.snapshot());
+    let version = process.publish_applied(control.snapshot()).await;
     process.reloads.success.fetch_add(1, Relaxed);
     tracing::info!(?trigger, version, "config reloaded");
     Ok(Outcome::Applied(version))
@@ -147,7 +147,7 @@ async fn refresh_names(process: &Process) {
     let fresh = control.resolved.refresh().await;
     if fresh != control.resolved {
         control.resolved = fresh;
-        let version = process.publisher.publish(control.snapshot());
+        let version = process.publish_applied(control.snapshot()).await;
         tracing::info!(version, "endpoint addresses changed");
     }
 }

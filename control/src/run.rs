@@ -61,6 +61,26 @@ pub struct Process {
     pub reloads: ReloadCounters,
 }
 
+// === impl Process ===
+
+impl Process {
+    /// Publishes `snapshot` and waits (up to a second) until the proxy routes
+    /// by it, so that an answer sent after this reflects the new weights.
+    pub async fn publish_applied(&self, snapshot: weir_config::Snapshot) -> u64 {
+        let version = self.publisher.publish(snapshot);
+        let mut applied = self.proxy.applied();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(1), applied.wait_for(|v| *v >= version)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            tracing::warn!(
+                version,
+                "the proxy has not applied the new snapshot within 1 s"
+            );
+        }
+        version
+    }
+}
+
 async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // Installed first, so a SIGTERM during startup is a clean stop, not a kill.
     let stop_signal = StopSignal::install()?;

@@ -13,6 +13,43 @@ pub struct WeirConfig {
     pub routes: Vec<Route>,
     /// Also run a TLS listener (certificate generated into the temp dir).
     pub tls: bool,
+    /// `admin.readerToken`, written as is (so `${VAR}` stays a reference).
+    pub reader_token: Option<String>,
+    /// `admin.writerToken`, written as is.
+    pub writer_token: Option<String>,
+    /// Environment variables set for the weir process (for `${VAR}`).
+    pub env: Vec<(String, String)>,
+}
+
+/// A route's `strategy`: steps and analysis. Analysis keys left `None` are
+/// not written (weir's defaults apply).
+#[derive(Debug, Clone, Default)]
+pub struct Strategy {
+    /// The steps in order.
+    pub steps: Vec<Step>,
+    /// `analysis.interval`.
+    pub interval: Option<String>,
+    /// `analysis.window`.
+    pub window: Option<String>,
+    /// `analysis.minRequests`.
+    pub min_requests: Option<u64>,
+    /// `analysis.maxErrorRate`.
+    pub max_error_rate: Option<f64>,
+    /// `analysis.compareToStable`.
+    pub compare_to_stable: Option<bool>,
+    /// `analysis.maxLatencyP99`.
+    pub max_latency_p99: Option<String>,
+    /// `analysis.failureLimit`.
+    pub failure_limit: Option<u32>,
+}
+
+/// One rollout step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// `setWeight: N`.
+    SetWeight(f64),
+    /// `pause: {}` (`None`) or `pause: {duration: D}`.
+    Pause(Option<String>),
 }
 
 /// One route; defaults: any host, prefix `/`, stable revision `v1`, no
@@ -37,6 +74,8 @@ pub struct Route {
     pub canary_by_header: Option<(String, String)>,
     /// `timeouts`: connect and request, as duration strings.
     pub timeouts: Option<(String, String)>,
+    /// `strategy`; when set, `canary.weight` is not written.
+    pub strategy: Option<Strategy>,
 }
 
 fn quote(s: &str) -> String {
@@ -56,8 +95,39 @@ impl WeirConfig {
     pub fn new(routes: impl IntoIterator<Item = Route>) -> Self {
         Self {
             routes: routes.into_iter().collect(),
-            tls: false,
+            ..Self::default()
         }
+    }
+
+    /// Sets `admin.readerToken` and `admin.writerToken` (written as is).
+    #[must_use]
+    pub fn tokens(mut self, reader: Option<&str>, writer: Option<&str>) -> Self {
+        self.reader_token = reader.map(str::to_owned);
+        self.writer_token = writer.map(str::to_owned);
+        self
+    }
+
+    /// Sets environment variable `name` for the weir process.
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The same config with route `name` replaced by `f(route)`.
+    ///
+    /// # Panics
+    /// When there is no such route.
+    #[must_use]
+    pub fn with_route(&self, name: &str, f: impl FnOnce(Route) -> Route) -> Self {
+        let mut next = self.clone();
+        let slot = next
+            .routes
+            .iter_mut()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no route {name}"));
+        *slot = f(slot.clone());
+        next
     }
 
     /// Adds a TLS listener.
@@ -103,6 +173,12 @@ impl WeirConfig {
         }
         let _ = writeln!(y, "admin:");
         let _ = writeln!(y, "  address: {}", quote(&addrs.admin.to_string()));
+        if let Some(token) = &self.reader_token {
+            let _ = writeln!(y, "  readerToken: {}", quote(token));
+        }
+        if let Some(token) = &self.writer_token {
+            let _ = writeln!(y, "  writerToken: {}", quote(token));
+        }
         let _ = writeln!(y, "stateDir: state");
         let _ = writeln!(y, "routes:");
         for r in &self.routes {
@@ -120,7 +196,9 @@ impl WeirConfig {
                 let _ = writeln!(y, "    canary:");
                 let _ = writeln!(y, "      revision: {}", quote(revision));
                 let _ = writeln!(y, "      endpoints: {}", list(endpoints));
-                let _ = writeln!(y, "      weight: {weight}");
+                if r.strategy.is_none() {
+                    let _ = writeln!(y, "      weight: {weight}");
+                }
             }
             if let Some(cookie) = &r.sticky_cookie {
                 let _ = writeln!(y, "    stickiness:");
@@ -136,8 +214,112 @@ impl WeirConfig {
                 let _ = writeln!(y, "      connect: {}", quote(connect));
                 let _ = writeln!(y, "      request: {}", quote(request));
             }
+            if let Some(strategy) = &r.strategy {
+                strategy.render(&mut y);
+            }
         }
         y
+    }
+}
+
+// === impl Strategy ===
+
+impl Strategy {
+    /// These steps, analysis at weir's defaults.
+    pub fn new(steps: impl IntoIterator<Item = Step>) -> Self {
+        Self {
+            steps: steps.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// `analysis.interval` and `analysis.window`, e.g. `("200ms", "5s")`.
+    #[must_use]
+    pub fn analysis(mut self, interval: &str, window: &str) -> Self {
+        self.interval = Some(interval.to_owned());
+        self.window = Some(window.to_owned());
+        self
+    }
+
+    /// `analysis.minRequests`.
+    #[must_use]
+    pub fn min_requests(mut self, n: u64) -> Self {
+        self.min_requests = Some(n);
+        self
+    }
+
+    /// `analysis.maxErrorRate`.
+    #[must_use]
+    pub fn max_error_rate(mut self, rate: f64) -> Self {
+        self.max_error_rate = Some(rate);
+        self
+    }
+
+    /// `analysis.compareToStable`.
+    #[must_use]
+    pub fn compare_to_stable(mut self, on: bool) -> Self {
+        self.compare_to_stable = Some(on);
+        self
+    }
+
+    /// `analysis.maxLatencyP99`.
+    #[must_use]
+    pub fn max_latency_p99(mut self, limit: &str) -> Self {
+        self.max_latency_p99 = Some(limit.to_owned());
+        self
+    }
+
+    /// `analysis.failureLimit`.
+    #[must_use]
+    pub fn failure_limit(mut self, n: u32) -> Self {
+        self.failure_limit = Some(n);
+        self
+    }
+
+    fn render(&self, y: &mut String) {
+        let _ = writeln!(y, "    strategy:");
+        let _ = writeln!(y, "      steps:");
+        for step in &self.steps {
+            match step {
+                Step::SetWeight(w) => {
+                    let _ = writeln!(y, "        - setWeight: {w}");
+                }
+                Step::Pause(None) => {
+                    let _ = writeln!(y, "        - pause: {{}}");
+                }
+                Step::Pause(Some(d)) => {
+                    let _ = writeln!(y, "        - pause: {{ duration: {} }}", quote(d));
+                }
+            }
+        }
+        let mut analysis = Vec::new();
+        if let Some(v) = &self.interval {
+            analysis.push(format!("interval: {}", quote(v)));
+        }
+        if let Some(v) = &self.window {
+            analysis.push(format!("window: {}", quote(v)));
+        }
+        if let Some(v) = self.min_requests {
+            analysis.push(format!("minRequests: {v}"));
+        }
+        if let Some(v) = self.max_error_rate {
+            analysis.push(format!("maxErrorRate: {v}"));
+        }
+        if let Some(v) = self.compare_to_stable {
+            analysis.push(format!("compareToStable: {v}"));
+        }
+        if let Some(v) = &self.max_latency_p99 {
+            analysis.push(format!("maxLatencyP99: {}", quote(v)));
+        }
+        if let Some(v) = self.failure_limit {
+            analysis.push(format!("failureLimit: {v}"));
+        }
+        if !analysis.is_empty() {
+            let _ = writeln!(y, "      analysis:");
+            for line in analysis {
+                let _ = writeln!(y, "        {line}");
+            }
+        }
     }
 }
 
@@ -156,7 +338,34 @@ impl Route {
             sticky_cookie: None,
             canary_by_header: None,
             timeouts: None,
+            strategy: None,
         }
+    }
+
+    /// The canary's revision (default `v2`).
+    ///
+    /// # Panics
+    /// When the route has no canary yet.
+    #[must_use]
+    pub fn canary_revision(mut self, revision: &str) -> Self {
+        let canary = self.canary.as_mut().expect("set `canary` first");
+        canary.0 = revision.to_owned();
+        self
+    }
+
+    /// `stable.revision` and `stable.endpoints`.
+    #[must_use]
+    pub fn stable(mut self, revision: &str, endpoints: &[SocketAddr]) -> Self {
+        self.stable_revision = revision.to_owned();
+        self.stable = endpoints.iter().map(ToString::to_string).collect();
+        self
+    }
+
+    /// A rollout `strategy` (the canary's weight is then not written).
+    #[must_use]
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = Some(strategy);
+        self
     }
 
     /// A canary, revision `v2`, on `endpoints` at `weight` percent.

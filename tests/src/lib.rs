@@ -11,20 +11,24 @@
 //! `cargo build -p weir-control -p weir-loadtest` once per test process
 //! before handing out a path (skip with `WEIR_E2E_SKIP_BUILD=1`).
 
+mod admin;
 mod binaries;
 mod client;
 mod config;
+mod load;
 mod metrics;
 mod stats;
 mod upstream;
 mod wait;
 mod weir;
 
+pub use admin::{Admin, PHASES, canary_weight, phase, rollout_gauges, step_index, unix_ms};
 pub use binaries::{binary, free_addr, target_debug_dir, workspace_root};
 pub use client::{
     Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, raw_exchange, send_many,
 };
-pub use config::{Route, WeirConfig};
+pub use config::{Route, Step, Strategy, WeirConfig};
+pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample};
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
 pub use upstream::{FakeUpstream, LoadtestUpstream};

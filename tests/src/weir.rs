@@ -76,17 +76,7 @@ impl Weir {
             };
             std::fs::write(dir_path.join("weir.yaml"), config.render(&addrs))
                 .expect("writing weir.yaml");
-            let child = Command::new(binary("weir"))
-                .arg("run")
-                .arg("--config")
-                .arg(dir_path.join("weir.yaml"))
-                .args(["--log-format", "text"])
-                .current_dir(&dir_path)
-                .stdin(Stdio::null())
-                .stdout(File::create(dir_path.join("weir.stdout.log")).expect("creating log"))
-                .stderr(File::create(dir_path.join("weir.stderr.log")).expect("creating log"))
-                .spawn()
-                .expect("spawning weir");
+            let child = spawn(&dir_path, &config, false);
             let mut weir = Self {
                 addrs,
                 config: config.clone(),
@@ -147,6 +137,104 @@ impl Weir {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`) and reaps it.
+    pub fn kill9(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            self.exit = self.child.wait().ok();
+        }
+    }
+
+    /// Starts weir again after it exited (see [`Weir::kill9`]), with the
+    /// same config file, addresses and state dir, and waits for `/readyz`.
+    /// The log is appended to.
+    ///
+    /// # Panics
+    /// When the old process still runs, or the new one is not ready.
+    pub async fn restart(&mut self) {
+        assert!(self.try_exit().is_some(), "restart: weir is still running");
+        self.child = spawn(&self.dir_path, &self.config, true);
+        self.exit = None;
+        if let Err(log) = self.wait_ready().await {
+            panic!("weir did not become ready after a restart:\n{log}");
+        }
+    }
+
+    /// An admin API client without a token.
+    pub fn admin(&self) -> crate::Admin {
+        crate::Admin::new(self.addrs.admin, None)
+    }
+
+    /// An admin API client sending `Authorization: Bearer TOKEN`.
+    pub fn admin_with(&self, token: &str) -> crate::Admin {
+        crate::Admin::new(self.addrs.admin, Some(token))
+    }
+
+    /// `GET /api/v1/routes/NAME` (no token), asserting 200.
+    ///
+    /// # Panics
+    /// When the request fails or does not answer 200 (with weir's log).
+    pub async fn status(&self, name: &str) -> serde_json::Value {
+        let path = format!("/api/v1/routes/{name}");
+        let response = crate::within(Duration::from_secs(5), &path, self.admin().get(&path))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}\n{}", self.log()));
+        assert_eq!(
+            response.status,
+            200,
+            "GET {path}: {}\n{}",
+            response.text(),
+            self.log()
+        );
+        response.json()
+    }
+
+    /// Polls route `name`'s status until `accept` returns true for it;
+    /// returns that status.
+    ///
+    /// # Panics
+    /// After `limit`, with the last status seen.
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        limit: Duration,
+        what: &str,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.status(name).await;
+            if accept(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "route {name}: timed out after {limit:?} waiting for {what}; last status:\n{status:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `POST /api/v1/routes/NAME/COMMAND` with `body` (no token).
+    ///
+    /// # Panics
+    /// When the request fails.
+    pub async fn command(
+        &self,
+        name: &str,
+        command: &str,
+        body: Option<serde_json::Value>,
+    ) -> crate::Response {
+        let path = format!("/api/v1/routes/{name}/{command}");
+        crate::within(
+            Duration::from_secs(5),
+            &path,
+            self.admin().post(&path, body),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} failed: {e}\n{}", self.log()))
     }
 
     /// The temp dir holding `weir.yaml`, the logs and the state.
@@ -324,6 +412,35 @@ impl Drop for Weir {
             }
         }
     }
+}
+
+/// Spawns `weir run` on `dir/weir.yaml` with logs in `dir`, appending to
+/// them when `append`.
+fn spawn(dir: &Path, config: &WeirConfig, append: bool) -> Child {
+    let log = |name: &str| {
+        let path = dir.join(name);
+        if append {
+            File::options()
+                .append(true)
+                .create(true)
+                .open(path)
+                .expect("opening log")
+        } else {
+            File::create(path).expect("creating log")
+        }
+    };
+    Command::new(binary("weir"))
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("weir.yaml"))
+        .args(["--log-format", "text"])
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log("weir.stdout.log"))
+        .stderr(log("weir.stderr.log"))
+        .spawn()
+        .expect("spawning weir")
 }
 
 /// A `weir` command, for `weir validate` and friends.

@@ -534,11 +534,13 @@ impl<'a> Checker<'a> {
                 .upstream(&format!("{at}.canary"), &c.revision, &c.endpoints)
                 .map(Some),
         };
-        if let (Some(stable), Some(Some(c))) = (&stable, &canary) {
+        // With a strategy, a canary equal to stable is how a config catches
+        // up with a promotion (no rollout runs); without one it is a mistake.
+        if let (Some(stable), Some(Some(c)), None) = (&stable, &canary, &spec.strategy) {
             if stable.revision == c.revision {
                 self.error(
                     &format!("{at}.canary.revision"),
-                    format!("canary revision `{}` is also the stable revision; give the canary the new revision, or remove `canary`", c.revision),
+                    format!("canary revision `{}` is also the stable revision; give the canary the new revision, or remove `canary` (with a `strategy`, an equal revision means no rollout)", c.revision),
                 );
                 canary = None;
             }

@@ -1446,3 +1446,24 @@ fn cohort_seed_follows_the_canary_revision_not_the_weight() {
         "a new canary revision picks a new cohort"
     );
 }
+
+#[test]
+fn a_canary_equal_to_stable_is_a_caught_up_promotion_only_with_a_strategy() {
+    let with_strategy = "\
+listeners: [{ name: l, address: 127.0.0.1:8080 }]
+routes:
+  - name: r
+    stable: { revision: v2, endpoints: [127.0.0.1:9101] }
+    canary: { revision: v2, endpoints: [127.0.0.1:9101] }
+    strategy: { steps: [{ setWeight: 50 }] }
+";
+    let config = valid(with_strategy);
+    assert_eq!(
+        config.routes[0].canary.as_ref().map(|c| &*c.revision),
+        Some("v2")
+    );
+    let fixed = with_strategy.replace("    strategy: { steps: [{ setWeight: 50 }] }\n", "");
+    let errors = invalid(&fixed);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "routes[0].canary.revision");
+}

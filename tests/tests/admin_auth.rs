@@ -1,0 +1,170 @@
+//! Admin API authentication: bearer tokens (one from `${VAR}`, one
+//! literal), 401 without or with a wrong token, 403 for the reader token on
+//! writer endpoints, the writer token reads too, JSON error bodies; health
+//! and metrics stay open. weir refuses a non-loopback admin address without
+//! tokens.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use weir_e2e::{
+    Addrs, Conn, FakeUpstream, Response, Route, Step, Strategy, Weir, WeirConfig, free_addr, phase,
+    weir_command, within,
+};
+
+const READER: &str = "reader-7f3a9c";
+const WRITER: &str = "writer-e41b02";
+
+fn assert_error(r: &Response, status: u16, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text());
+    let json = r.json();
+    assert!(
+        json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{what}: body is not {{\"error\": \"...\"}}: {json}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_reads_and_writes() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let strategy = Strategy::new([Step::SetWeight(10.0), Step::Pause(None)])
+        .analysis("250ms", "5s")
+        .min_requests(100_000);
+    let config = WeirConfig::new([Route::new("web", &[v1.addr])
+        .canary(&[v2.addr], 0.0)
+        .strategy(strategy)])
+    .tokens(Some("${WEIR_E2E_READER_TOKEN}"), Some(WRITER))
+    .env("WEIR_E2E_READER_TOKEN", READER);
+    let weir = Weir::start(config).await;
+    let none = weir.admin();
+    let wrong = weir.admin_with("not-a-token");
+    let reader = weir.admin_with(READER);
+    let writer = weir.admin_with(WRITER);
+
+    within(Duration::from_secs(20), "admin exchanges", async {
+        // Open endpoints.
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let r = none.get(path).await.unwrap();
+            assert_eq!(r.status, 200, "GET {path} without a token: {}", r.text());
+        }
+
+        // Reads.
+        for path in ["/api/v1/routes", "/api/v1/routes/web"] {
+            assert_error(
+                &none.get(path).await.unwrap(),
+                401,
+                &format!("GET {path}, no token"),
+            );
+            assert_error(
+                &wrong.get(path).await.unwrap(),
+                401,
+                &format!("GET {path}, wrong token"),
+            );
+            for (who, client) in [("reader", &reader), ("writer", &writer)] {
+                let r = client.get(path).await.unwrap();
+                assert_eq!(r.status, 200, "GET {path} as {who}: {}", r.text());
+                r.json();
+            }
+        }
+        // A token in another scheme is no token.
+        let basic = format!("Basic {WRITER}");
+        let r = Conn::open(weir.addrs.admin)
+            .await
+            .unwrap()
+            .get("/api/v1/routes", &[("authorization", &basic)])
+            .await
+            .unwrap();
+        assert_error(&r, 401, "GET with the writer token as Basic");
+        let r = reader.get("/api/v1/routes/nosuch").await.unwrap();
+        assert_error(&r, 404, "GET unknown route as reader");
+
+        // Writes: 401 / 403 change nothing.
+        let writes = [
+            "/api/v1/routes/web/pause",
+            "/api/v1/routes/web/abort",
+            "/api/v1/routes/web/promote",
+            "/api/v1/promote",
+            "/api/v1/reload",
+        ];
+        for path in writes {
+            assert_error(
+                &none.post(path, None).await.unwrap(),
+                401,
+                &format!("POST {path}, no token"),
+            );
+            assert_error(
+                &wrong.post(path, None).await.unwrap(),
+                401,
+                &format!("POST {path}, wrong token"),
+            );
+            assert_error(
+                &reader.post(path, None).await.unwrap(),
+                403,
+                &format!("POST {path}, reader token"),
+            );
+        }
+        let s = reader.get("/api/v1/routes/web").await.unwrap().json();
+        assert_eq!(phase(&s), "Progressing", "refused writes changed it: {s:#}");
+
+        // The writer may.
+        let r = writer.post("/api/v1/routes/web/pause", None).await.unwrap();
+        assert_eq!(r.status, 200, "pause as writer: {}", r.text());
+        assert_eq!(phase(&r.json()), "Paused");
+        let r = writer.post("/api/v1/reload", None).await.unwrap();
+        assert_eq!(r.status, 200, "reload as writer: {}", r.text());
+        let r = writer
+            .post("/api/v1/routes/web/resume", None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "resume as writer: {}", r.text());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_non_loopback_admin_address_without_tokens() {
+    let v1 = FakeUpstream::start("v1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin_port = free_addr().port();
+    let addrs = Addrs {
+        http: free_addr(),
+        https: None,
+        admin: ([0, 0, 0, 0], admin_port).into(),
+    };
+    let config = WeirConfig::new([Route::new("web", &[v1.addr])]);
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, config.render(&addrs)).unwrap();
+    let mut command = tokio::process::Command::from(weir_command());
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .args(["--log-format", "text"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(20), command.output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("weir started with admin address 0.0.0.0:{admin_port} and no tokens")
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "weir exited 0 with a non-loopback admin address and no tokens:\n{stderr}{stdout}"
+    );
+    let said = format!("{stderr}{stdout}").to_ascii_lowercase();
+    assert!(
+        said.contains("admin") && said.contains("token") && said.contains("loopback"),
+        "the message should name the admin address, loopback and tokens:\n{stderr}{stdout}"
+    );
+    eprintln!("weir said: {}", stderr.trim());
+}

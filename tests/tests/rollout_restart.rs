@@ -1,0 +1,138 @@
+//! Rollout state survives `kill -9`: after a restart with the same config
+//! and state dir, each route is in the same phase, step and weight before
+//! the first request, and a timed pause keeps its original deadline.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use weir_e2e::{
+    FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, binomial_bounds, canary_weight, count,
+    phase, rollout_gauges, send_many, step_index, within,
+};
+
+/// The fields that must survive a restart unchanged.
+const KEPT: [&str; 8] = [
+    "phase",
+    "stepIndex",
+    "canaryWeight",
+    "rolloutSeq",
+    "canaryRevision",
+    "stableRevision",
+    "pauseDeadlineMs",
+    "held",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_keeps_phase_step_weight_and_pause_deadline() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    // No route advances by itself: there is never enough canary traffic.
+    let strategy = |pause: Option<&str>| {
+        Strategy::new([
+            Step::SetWeight(30.0),
+            Step::Pause(pause.map(str::to_owned)),
+            Step::SetWeight(60.0),
+        ])
+        .analysis("250ms", "5s")
+        .min_requests(100_000)
+    };
+    let route = |name: &str, pause: Option<&str>| {
+        Route::new(name, &[v1.addr])
+            .path_prefix(&format!("/{name}"))
+            .canary(&[v2.addr], 0.0)
+            .strategy(strategy(pause))
+    };
+    let config = WeirConfig::new([
+        route("indef", None),
+        route("timed", Some("30s")),
+        route("ab", None),
+    ]);
+    let mut weir = Weir::start(config).await;
+
+    // indef: Paused at `pause: {}`; timed: in its 30 s pause; ab: Aborted.
+    for name in ["indef", "timed"] {
+        let r = weir.command(name, "promote", None).await;
+        assert_eq!(r.status, 200, "promote {name}: {}", r.text());
+        let s = r.json();
+        assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+        assert_eq!(canary_weight(&s), 30.0, "{s:#}");
+    }
+    let r = weir.command("ab", "abort", None).await;
+    assert_eq!(r.status, 200, "abort: {}", r.text());
+    let mut before = Vec::new();
+    for name in ["indef", "timed", "ab"] {
+        before.push(weir.status(name).await);
+    }
+    assert!(
+        before[1]["pauseDeadlineMs"].is_u64(),
+        "timed pause: {:#}",
+        before[1]
+    );
+    let gauges_before: Vec<_> = {
+        let m = weir.metrics().await;
+        ["indef", "timed", "ab"]
+            .iter()
+            .map(|n| rollout_gauges(&m, n))
+            .collect()
+    };
+    let state_dir = weir.dir().join("state");
+    assert!(
+        std::fs::read_dir(&state_dir).is_ok_and(|mut d| d.next().is_some()),
+        "no state written in {} (stateDir: state, relative to the config file)",
+        state_dir.display()
+    );
+
+    weir.kill9();
+    within(Duration::from_secs(30), "restart", weir.restart()).await;
+
+    // Before any request through the proxy.
+    for (old, name) in before.iter().zip(["indef", "timed", "ab"]) {
+        let new = weir.status(name).await;
+        for key in KEPT {
+            assert_eq!(
+                new[key], old[key],
+                "route {name}: `{key}` changed across kill -9 and restart\nbefore: {old:#}\nafter: {new:#}"
+            );
+        }
+    }
+    let m = weir.metrics().await;
+    for (old, name) in gauges_before.iter().zip(["indef", "timed", "ab"]) {
+        assert_eq!(
+            &rollout_gauges(&m, name),
+            old,
+            "route {name}: rollout gauges changed across the restart"
+        );
+    }
+
+    // The data plane has the restored weights.
+    let n = 400;
+    let c = within(
+        Duration::from_secs(30),
+        "requests",
+        send_many(weir.addrs.http, "/indef", &[], n, 4),
+    )
+    .await
+    .unwrap();
+    let bounds = binomial_bounds(n, 0.3);
+    let canary = count(&c, "v2", 200);
+    assert!(
+        bounds.contains(canary),
+        "{canary} of {n} to the canary after the restart at weight 30, want {bounds}: {c:?}"
+    );
+    let c = within(
+        Duration::from_secs(30),
+        "requests",
+        send_many(weir.addrs.http, "/ab", &[], 40, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&c, "v1", 200),
+        40,
+        "aborted route after restart: {c:?}"
+    );
+}
