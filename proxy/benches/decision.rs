@@ -31,6 +31,17 @@ fn role_decision(c: &mut Criterion) {
             decision::decide(black_box(split), HeaderVerdict::None, key, 0)
         })
     });
+    c.bench_function("cookie/find", |b| {
+        b.iter(|| decision::find_cookie(std::iter::once(black_box(cookie)), "weir-checkout"))
+    });
+    c.bench_function("cookie/bucket", |b| {
+        b.iter(|| {
+            decision::cohort_bucket(
+                black_box(b"0123456789abcdef0123456789abcdef"),
+                black_box(0x5eed),
+            )
+        })
+    });
     c.bench_function("decide/header_override", |b| {
         b.iter(|| {
             let verdict = decision::header_verdict("always", Some(black_box(b"always")));

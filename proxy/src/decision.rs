@@ -94,27 +94,48 @@ pub fn find_cookie<'a>(
     cookie_headers: impl Iterator<Item = &'a [u8]>,
     name: &str,
 ) -> Option<&'a [u8]> {
+    let name = name.as_bytes();
     for header in cookie_headers {
-        for pair in header.split(|&b| b == b';') {
-            let pair = trim_ascii(pair);
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            if &pair[..eq] != name.as_bytes() {
-                continue;
+        let mut rest = header;
+        loop {
+            while let [b' ' | b'\t', tail @ ..] = rest {
+                rest = tail;
             }
-            let mut value = trim_ascii(&pair[eq + 1..]);
-            if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
-                value = &value[1..value.len() - 1];
+            let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+            let pair = &rest[..end];
+            if pair.len() > name.len() && pair.starts_with(name) && pair[name.len()] == b'=' {
+                return usable_key(&pair[name.len() + 1..]);
             }
-            if (1..=128).contains(&value.len()) && value.iter().all(|&b| is_cookie_octet(b)) {
-                return Some(value);
+            if end == rest.len() {
+                break;
             }
-            return None;
+            rest = &rest[end + 1..];
         }
     }
     None
 }
+
+/// The value of a cookie when it can serve as a client key.
+fn usable_key(value: &[u8]) -> Option<&[u8]> {
+    let mut value = trim_ascii(value);
+    if let [b'"', inner @ .., b'"'] = value {
+        value = inner;
+    }
+    let ok =
+        (1..=128).contains(&value.len()) && value.iter().all(|&b| COOKIE_OCTET[usize::from(b)]);
+    ok.then_some(value)
+}
+
+/// RFC 6265 `cookie-octet`: visible ASCII except `"`, `,`, `;` and `\\`.
+static COOKIE_OCTET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        table[b] = !matches!(b, 0x22 | 0x2c | 0x3b | 0x5c);
+        b += 1;
+    }
+    table
+};
 
 /// A fresh random client key: 32 lowercase hex digits (128 bits).
 pub fn new_client_key() -> [u8; 32] {
@@ -130,10 +151,6 @@ pub fn new_client_key() -> [u8; 32] {
 /// A weighted draw in `0..BUCKETS` from the thread-local generator.
 pub fn draw() -> u32 {
     fastrand::u32(..BUCKETS)
-}
-
-fn is_cookie_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
 }
 
 fn trim_ascii(mut s: &[u8]) -> &[u8] {
