@@ -5,12 +5,20 @@
 //! - [`run`] is an open-loop load generator with per-user cookie jars that
 //!   reports counts per upstream and status, per second, and latency
 //!   percentiles.
+//! - [`experiment`] runs a canary scenario end to end (upstreams, the real
+//!   weir binary, load, timed faults and commands) and writes a report.
 //!
-//! Both only ever talk to loopback unless told otherwise, and both stop by
-//! themselves: the load generator at its duration, the upstream on a signal.
+//! They only ever talk to loopback unless told otherwise, and they stop by
+//! themselves: the load generator and experiments at their duration, the
+//! upstream on a signal.
 
+pub mod experiment;
 pub mod run;
 pub mod upstream;
+
+/// The built-in demo scenario that `weir demo` runs (about a minute; a third
+/// of that with `--short`).
+pub const DEMO_SCENARIO: &str = include_str!("../scenarios/demo.yaml");
 
 use std::time::Duration;
 

@@ -88,6 +88,44 @@ pub struct Target {
     pub path: PathAndQuery,
 }
 
+/// Sees every outcome of a run as it happens, besides the [`Report`]: the
+/// experiment runner uses it for its time series. Called on the worker
+/// tasks, so it must be quick and must not block.
+pub trait Observer: Send + Sync {
+    /// A request got an HTTP response (whatever its status).
+    fn response(&self, outcome: &Outcome<'_>);
+    /// A request scheduled at `scheduled` got no response.
+    fn error(&self, scheduled: Instant, kind: ErrorKind);
+}
+
+/// One answered request, as given to an [`Observer`].
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// When the schedule said to send it; latency is measured from here.
+    pub scheduled: Instant,
+    /// When it was handed to the connection (after any connect).
+    pub sent: Instant,
+    /// When its whole body had arrived.
+    pub done: Instant,
+    /// The `x-upstream-name` of the response, `-` when absent.
+    pub upstream: &'a str,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// How a library caller runs the generator: see [`execute_with`].
+pub struct Hooks {
+    /// Told about every outcome.
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Print progress to stderr once a second.
+    pub progress: bool,
+    /// How long queued and in-flight requests may take after the sending
+    /// phase before they count as errors.
+    pub grace: Duration,
+    /// When request 0 is sent; `None` is 10 ms from the call.
+    pub start: Option<Instant>,
+}
+
 struct Job {
     scheduled: Instant,
     user: Option<usize>,
@@ -105,6 +143,7 @@ struct Shared {
     scheduled: AtomicU64,
     done: AtomicU64,
     failed: AtomicU64,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 type Sender = SendRequest<Empty<Bytes>>;
@@ -133,6 +172,15 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
 /// # Errors
 /// As [`main`].
 pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
+    execute_with(args, Hooks::default()).await
+}
+
+/// [`execute`] with an observer, a chosen start instant, grace period and
+/// progress switch.
+///
+/// # Errors
+/// As [`main`].
+pub async fn execute_with(args: &RunArgs, hooks: Hooks) -> anyhow::Result<Report> {
     check_args(args)?;
     let target = resolve_target(&args.target, args.allow_remote).await?;
     let mut headers = HeaderMap::new();
@@ -141,13 +189,15 @@ pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
         headers.insert(name.clone(), value.clone());
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let start = Instant::now() + Duration::from_millis(10);
+    let start = hooks
+        .start
+        .unwrap_or_else(|| Instant::now() + Duration::from_millis(10));
     let end = start + args.duration;
     let shared = Arc::new(Shared {
         target,
         headers,
         start,
-        deadline: end + GRACE,
+        deadline: end + hooks.grace,
         jars: (0..args.users.unwrap_or(0))
             .map(|_| Mutex::new(Jar::default()))
             .collect(),
@@ -156,13 +206,16 @@ pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
         scheduled: AtomicU64::new(0),
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        observer: hooks.observer,
     });
 
     let mut workers = JoinSet::new();
     for _ in 0..args.connections {
         workers.spawn(Arc::clone(&shared).work());
     }
-    let progress = tokio::spawn(Arc::clone(&shared).progress());
+    let progress = hooks
+        .progress
+        .then(|| tokio::spawn(Arc::clone(&shared).progress()));
 
     // Request i is sent at start + i / rate, strictly before the end.
     let count = (args.rate * args.duration.as_secs_f64()).ceil() as u64;
@@ -180,7 +233,9 @@ pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
     }
     drop(tx);
     while workers.join_next().await.is_some() {}
-    progress.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
 
     // Whatever is still queued was never sent within the grace period.
     let mut queue = shared.queue.lock().await;
@@ -193,7 +248,9 @@ pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .report(&args.target, args.rate, args.duration);
-    eprintln!("done: {} requests, {} errors", report.total, report.errors);
+    if hooks.progress {
+        eprintln!("done: {} requests, {} errors", report.total, report.errors);
+    }
     Ok(report)
 }
 
@@ -299,6 +356,31 @@ pub fn check_loopback(host: &str, addrs: &[SocketAddr], allow_remote: bool) -> a
     Ok(())
 }
 
+// === impl Hooks ===
+
+impl Default for Hooks {
+    /// No observer, progress on, [`GRACE`], start in 10 ms.
+    fn default() -> Self {
+        Self {
+            observer: None,
+            progress: true,
+            grace: GRACE,
+            start: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("observer", &self.observer.is_some())
+            .field("progress", &self.progress)
+            .field("grace", &self.grace)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
 // === impl Shared ===
 
 impl Shared {
@@ -334,7 +416,7 @@ impl Shared {
     /// and records the response.
     async fn send(&self, conn: &mut Option<Sender>, job: &Job) -> Result<(), ErrorKind> {
         let mut retried = false;
-        let response = loop {
+        let (response, sent) = loop {
             let reusable = match conn.as_mut() {
                 Some(sender) => sender.ready().await.is_ok(),
                 None => false,
@@ -343,8 +425,9 @@ impl Shared {
                 Some(sender) if reusable => sender,
                 _ => conn.insert(self.connect().await?),
             };
+            let sent = Instant::now();
             match sender.send_request(self.request(job)).await {
-                Ok(response) => break response,
+                Ok(response) => break (response, sent),
                 // The request never left: the idle connection was closed
                 // under us. Safe to send once more on a fresh one.
                 Err(e) if e.is_canceled() && !retried => {
@@ -374,6 +457,15 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .response(self.second(job), upstream, parts.status.as_u16(), latency);
+        if let Some(observer) = &self.observer {
+            observer.response(&Outcome {
+                scheduled: job.scheduled,
+                sent,
+                done: job.scheduled + latency,
+                upstream,
+                status: parts.status.as_u16(),
+            });
+        }
         self.done.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -420,6 +512,9 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .error(self.second(job), kind);
+        if let Some(observer) = &self.observer {
+            observer.error(job.scheduled, kind);
+        }
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -105,14 +105,18 @@ pub struct Upstream {
     body_bytes: AtomicU64,
 }
 
-/// Partial update of [`Faults`] as posted to `/__upstream/control`.
-#[derive(Debug, Deserialize)]
+/// Partial update of [`Faults`] as posted to `/__upstream/control`: a
+/// missing field keeps its value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FaultsUpdate {
-    error_rate: Option<f64>,
-    latency_ms: Option<u64>,
+pub struct FaultsUpdate {
+    /// New fraction of requests answered with 500, from 0 to 1.
+    pub error_rate: Option<f64>,
+    /// New delay before each answer, in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// `Some(None)` clears the fail-after time, `Some(Some(ms))` sets it.
     #[serde(default, deserialize_with = "some_option")]
-    fail_after_ms: Option<Option<u64>>,
+    pub fail_after_ms: Option<Option<u64>>,
 }
 
 type Body = Full<Bytes>;
@@ -334,10 +338,18 @@ impl Upstream {
         {
             return self.error(StatusCode::BAD_REQUEST, "errorRate must be between 0 and 1");
         }
+        let faults = self.update_faults(&update);
+        self.json(StatusCode::OK, &faults)
+    }
+
+    /// Applies `update` (as `/__upstream/control` does) and returns the
+    /// faults now in force. The caller checks that an error rate is within
+    /// 0 and 1; one outside is clamped.
+    pub fn update_faults(&self, update: &FaultsUpdate) -> Faults {
         let faults = {
             let mut faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(p) = update.error_rate {
-                faults.error_rate = p;
+                faults.error_rate = p.clamp(0.0, 1.0);
             }
             if let Some(ms) = update.latency_ms {
                 faults.latency_ms = ms;
@@ -347,8 +359,13 @@ impl Upstream {
             }
             *faults
         };
-        tracing::info!(?faults, "faults changed");
-        self.json(StatusCode::OK, &faults)
+        tracing::info!(name = %self.name, ?faults, "faults changed");
+        faults
+    }
+
+    /// The name it answers with.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Answers 101 and echoes frames on the upgraded connection.

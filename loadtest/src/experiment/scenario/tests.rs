@@ -1,0 +1,207 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+name: t
+duration: 10s
+upstreams: [{name: v1}, {name: v2-beta, errorRate: 0.1, latency: 5ms}]
+weir:
+  config: |
+    listeners: [{name: public, address: "${WEIR_LISTEN}"}]
+    admin: {address: "${WEIR_ADMIN}"}
+load: {rate: 100}
+"#;
+
+fn problems(text: &str) -> Vec<String> {
+    parse(text, "s.yaml").unwrap_err().problems
+}
+
+#[test]
+fn minimal_scenario_takes_defaults() {
+    let s = parse(MINIMAL, "s.yaml").unwrap();
+    assert_eq!(s.duration, Dur(Duration::from_secs(10)));
+    assert_eq!(s.load.path, "/");
+    assert_eq!(s.load.users, None);
+    assert_eq!(s.upstreams[1].latency, Some(Dur(Duration::from_millis(5))));
+    assert!(s.timeline.is_empty() && s.expect.is_empty());
+    assert_eq!(upstream_env_var("v2-beta"), "UPSTREAM_V2_BETA");
+}
+
+#[test]
+fn the_demo_parses_and_scales() {
+    let s = parse(crate::DEMO_SCENARIO, "demo").unwrap();
+    assert_eq!(s.name, "demo");
+    assert!(s.duration.secs() >= 45.0 && s.duration.secs() <= 65.0);
+    let short = s.scaled(3.0, "demo").unwrap();
+    assert_eq!(short.duration, Dur(Duration::from_secs(18)));
+    assert_eq!(short.timeline[1].at, Dur(Duration::from_secs(12)));
+    // Pauses are scaled inside the weir configs; analysis is not.
+    assert!(
+        short.weir.config.contains("duration: 2s"),
+        "{}",
+        short.weir.config
+    );
+    assert!(
+        short.weir.config.contains("window: 5s"),
+        "{}",
+        short.weir.config
+    );
+    let next = short.timeline[0].config.as_deref().unwrap();
+    assert!(next.contains("duration: 3s"), "{next}");
+    assert!(next.contains("${UPSTREAM_V3}"), "{next}");
+    // `within` is how fast weir must react: not scaled.
+    assert!(short.expect.iter().any(|e| matches!(e,
+        Expectation::AbortedWithin(a) if a.within == Dur(Duration::from_secs(2)))));
+    // The scaled config is still YAML with the runner's variables.
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&short.weir.config).unwrap();
+    assert!(doc.get("routes").is_some());
+    assert!(short.weir.config.contains("${WEIR_LISTEN}"));
+    assert_eq!(s.scaled(1.0, "demo").unwrap(), s);
+    assert!(s.scaled(0.0, "demo").is_err());
+}
+
+#[test]
+fn every_action_and_expectation_kind_parses() {
+    let text = format!(
+        "{MINIMAL}timeline:
+  - at: 1s
+    config: 'x: 1'
+  - at: 1500ms
+    fault: {{upstream: v1, errorRate: 0.3, latency: 50ms}}
+  - at: 2
+    command: {{route: web, action: promoteFull}}
+expect:
+  - finalPhase: {{route: web, phase: Promoted}}
+  - reachedPhase: {{route: web, phase: Promoted, revision: v2, by: 5s}}
+  - reachedStep: {{route: web, step: 3, by: 30s}}
+  - abortedWithin: {{route: web, afterAction: 1, within: 2s}}
+  - noCanaryAfterAbort: {{route: web, upstream: v1}}
+  - maxErrorRate: {{upstream: v1, below: 0.01}}
+  - maxErrorRate: {{below: 0.5}}
+"
+    );
+    let s = parse(&text, "s.yaml").unwrap();
+    assert_eq!(s.timeline[2].at, Dur(Duration::from_secs(2)));
+    assert!(matches!(
+        s.timeline[0].kind(),
+        Some(ActionKind::Config("x: 1"))
+    ));
+    assert!(matches!(
+        s.timeline[2].kind(),
+        Some(ActionKind::Command(CommandSpec {
+            action: CommandAction::PromoteFull,
+            ..
+        }))
+    ));
+    let kinds: Vec<&str> = s.expect.iter().map(Expectation::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "finalPhase",
+            "reachedPhase",
+            "reachedStep",
+            "abortedWithin",
+            "noCanaryAfterAbort",
+            "maxErrorRate",
+            "maxErrorRate"
+        ]
+    );
+}
+
+#[test]
+fn schema_errors_name_the_key_path() {
+    let p = problems(&MINIMAL.replace("load: {rate: 100}", "load: {rate: 100, burst: 3}"));
+    assert_eq!(p.len(), 1);
+    assert!(p[0].starts_with("load"), "{p:?}");
+    assert!(p[0].contains("burst"), "{p:?}");
+
+    let p = problems(&format!(
+        "{MINIMAL}timeline:\n  - at: 1s\n    fault: {{upstream: v1, errorRat: 0.3}}\n"
+    ));
+    assert!(p[0].starts_with("timeline[0].fault"), "{p:?}");
+    assert!(p[0].contains("errorRat"), "{p:?}");
+
+    let p = problems(&format!(
+        "{MINIMAL}expect:\n  - finalPhase: {{route: web, phase: Done}}\n"
+    ));
+    assert!(p[0].starts_with("expect[0]"), "{p:?}");
+    assert!(p[0].contains("Done"), "{p:?}");
+
+    let p = problems(&format!(
+        "{MINIMAL}expect:\n  - eventually: {{route: web}}\n"
+    ));
+    assert!(p[0].starts_with("expect[0]"), "{p:?}");
+    assert!(p[0].contains("eventually"), "{p:?}");
+
+    let p = problems(&MINIMAL.replace("duration: 10s", "duration: 10 parsecs"));
+    assert!(p[0].starts_with("duration"), "{p:?}");
+
+    let p = problems(&format!("{MINIMAL}bogus: 1\n"));
+    assert!(p[0].contains("bogus"), "{p:?}");
+}
+
+#[test]
+fn checks_report_every_problem_with_its_path() {
+    let text = format!(
+        "{}timeline:
+  - at: 11s
+    fault: {{upstream: v9, errorRate: 2}}
+  - at: 1s
+  - at: 1s
+    config: 'a: 1'
+    command: {{route: web, action: abort}}
+expect:
+  - abortedWithin: {{route: web, afterAction: 7, within: 2s}}
+  - noCanaryAfterAbort: {{route: web, upstream: nope}}
+  - maxErrorRate: {{upstream: v1, below: 3}}
+",
+        MINIMAL
+            .replace("{name: v1}", "{name: v1, errorRate: -1}")
+            .replace("{name: v2-beta,", "{name: v1,")
+            .replace("rate: 100", "rate: 100, users: 0")
+            .replace("\"${WEIR_ADMIN}\"", "127.0.0.1:9900")
+    );
+    let p = problems(&text);
+    let expected = [
+        "upstreams[0].errorRate: ",
+        "upstreams[1].name: another upstream",
+        "weir.config: must take its address from ${WEIR_ADMIN}",
+        "load.users: ",
+        "timeline[0].at: is after the end",
+        "timeline[0].fault.upstream: names no upstream",
+        "timeline[0].fault.errorRate: ",
+        "timeline[1]: needs exactly one",
+        "timeline[2]: needs exactly one",
+        "expect[0].abortedWithin.afterAction: the timeline has 3 actions",
+        "expect[1].noCanaryAfterAbort.upstream: names no upstream",
+        "expect[2].maxErrorRate.below: ",
+    ];
+    for want in expected {
+        assert!(
+            p.iter().any(|x| x.starts_with(want)),
+            "missing {want:?} in {p:#?}"
+        );
+    }
+    let shown = ScenarioError {
+        origin: "s.yaml".into(),
+        problems: p,
+    }
+    .to_string();
+    assert!(shown.lines().all(|l| l.starts_with("s.yaml: ")), "{shown}");
+}
+
+#[test]
+fn durations_parse_and_print() {
+    let d: Dur = serde_yaml_ng::from_str("1m30s").unwrap();
+    assert_eq!(d, Dur(Duration::from_secs(90)));
+    assert_eq!(d.to_string(), "90s");
+    assert_eq!(Dur(Duration::from_millis(1500)).to_string(), "1500ms");
+    assert_eq!(
+        Dur(Duration::from_secs(5)).scaled(3.0).to_string(),
+        "1667ms"
+    );
+    assert_eq!(
+        Dur(Duration::from_millis(1)).scaled(100.0),
+        Dur(Duration::from_millis(1))
+    );
+    assert!(serde_yaml_ng::from_str::<Dur>("-3").is_err());
+}
