@@ -136,3 +136,49 @@ async fn kill_9_keeps_phase_step_weight_and_pause_deadline() {
         "aborted route after restart: {c:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_state_file_holds_the_canary_at_weight_zero() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let strategy = Strategy::new([Step::SetWeight(30.0), Step::Pause(None)])
+        .analysis("250ms", "5s")
+        .min_requests(100_000);
+    let config = WeirConfig::new([Route::new("web", &[v1.addr])
+        .canary(&[v2.addr], 0.0)
+        .strategy(strategy)]);
+    let mut weir = Weir::start(config).await;
+    let s = weir.status("web").await;
+    assert_eq!(canary_weight(&s), 30.0, "{s:#}");
+
+    weir.kill9();
+    let state_file = weir.dir().join("state").join("web.json");
+    assert!(
+        state_file.is_file(),
+        "the state was persisted at {}",
+        state_file.display()
+    );
+    std::fs::write(&state_file, b"{ this is not a rollout state").unwrap();
+    weir.restart().await;
+
+    let s = weir.status("web").await;
+    assert_eq!(phase(&s), "Paused", "{s:#}");
+    assert_eq!(canary_weight(&s), 0.0, "{s:#}");
+    let message = s["message"].as_str().unwrap_or_default();
+    assert!(message.contains("unreadable"), "{message}");
+    let counts = send_many(weir.addrs.http, "/", &[], 50, 2).await.unwrap();
+    assert_eq!(count(&counts, "v1", 200), 50, "{counts:?}");
+    let aside = std::fs::read_dir(weir.dir().join("state"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("web.json.unreadable-")
+        });
+    assert!(aside, "the unreadable file was kept aside for the operator");
+    // Nothing re-runs the steps without an operator; resume starts them.
+    let r = weir.command("web", "resume", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(canary_weight(&r.json()), 30.0, "{}", r.text());
+}
