@@ -10,13 +10,19 @@
 //! The run is bounded: sending stops at `--duration`, and requests still
 //! queued or in flight get at most [`GRACE`] more before they are counted as
 //! errors. Targets must be loopback addresses unless `--allow-remote`.
+//!
+//! While it runs, a line of counts per second goes to stderr; when stderr is
+//! a terminal, a [progress] bar below them is redrawn in place four times a
+//! second with the last second's rate, error share and p99.
 
 mod jar;
+pub mod progress;
 mod report;
 
 pub use jar::Jar;
 pub use report::{ByUpstream, ErrorKind, Latency, Recorder, Report, SecondReport};
 
+use std::io::IsTerminal as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,9 +39,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout_at};
 
 use crate::upstream::NAME_HEADER;
+use progress::{CLEAR_LINE, Counts, Progress};
 
 /// How long requests still queued or in flight at the end of `--duration`
 /// may take before they count as errors.
@@ -43,6 +50,9 @@ pub const GRACE: Duration = Duration::from_secs(5);
 
 /// The most requests one run may schedule (`rate × duration`).
 pub const MAX_REQUESTS: f64 = 10_000_000.0;
+
+/// How often the progress bar is redrawn when stderr is a terminal.
+pub const BAR_PERIOD: Duration = Duration::from_millis(250);
 
 /// Command-line options of `weir-loadtest run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -117,7 +127,8 @@ pub struct Outcome<'a> {
 pub struct Hooks {
     /// Told about every outcome.
     pub observer: Option<Arc<dyn Observer>>,
-    /// Print progress to stderr once a second.
+    /// Print a line of counts to stderr once a second, and a live progress
+    /// bar below them when stderr is a terminal.
     pub progress: bool,
     /// How long queued and in-flight requests may take after the sending
     /// phase before they count as errors.
@@ -143,6 +154,8 @@ struct Shared {
     scheduled: AtomicU64,
     done: AtomicU64,
     failed: AtomicU64,
+    /// Of `done`, answered with a 5xx status.
+    server_errors: AtomicU64,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -167,7 +180,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the load described by `args` and returns what it observed. Progress
-/// goes to stderr once a second.
+/// goes to stderr: a line per second, and a live bar on a terminal.
 ///
 /// # Errors
 /// As [`main`].
@@ -206,6 +219,7 @@ pub async fn execute_with(args: &RunArgs, hooks: Hooks) -> anyhow::Result<Report
         scheduled: AtomicU64::new(0),
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        server_errors: AtomicU64::new(0),
         observer: hooks.observer,
     });
 
@@ -213,9 +227,10 @@ pub async fn execute_with(args: &RunArgs, hooks: Hooks) -> anyhow::Result<Report
     for _ in 0..args.connections {
         workers.spawn(Arc::clone(&shared).work());
     }
+    let tty = hooks.progress && std::io::stderr().is_terminal();
     let progress = hooks
         .progress
-        .then(|| tokio::spawn(Arc::clone(&shared).progress()));
+        .then(|| tokio::spawn(Arc::clone(&shared).progress(args.duration, tty)));
 
     // Request i is sent at start + i / rate, strictly before the end.
     let count = (args.rate * args.duration.as_secs_f64()).ceil() as u64;
@@ -235,6 +250,8 @@ pub async fn execute_with(args: &RunArgs, hooks: Hooks) -> anyhow::Result<Report
     while workers.join_next().await.is_some() {}
     if let Some(progress) = progress {
         progress.abort();
+        // Wait until it has stopped, so nothing draws after the last line.
+        let _ = progress.await;
     }
 
     // Whatever is still queued was never sent within the grace period.
@@ -249,9 +266,21 @@ pub async fn execute_with(args: &RunArgs, hooks: Hooks) -> anyhow::Result<Report
         .unwrap_or_else(PoisonError::into_inner)
         .report(&args.target, args.rate, args.duration);
     if hooks.progress {
-        eprintln!("done: {} requests, {} errors", report.total, report.errors);
+        let clear = if tty { CLEAR_LINE } else { "" };
+        write_stderr(&format!(
+            "{clear}done: {} requests, {} errors\n",
+            report.total, report.errors
+        ));
     }
     Ok(report)
+}
+
+/// Writes progress to stderr, ignoring failures: progress is best effort.
+fn write_stderr(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 fn check_args(args: &RunArgs) -> anyhow::Result<()> {
@@ -457,6 +486,9 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .response(self.second(job), upstream, parts.status.as_u16(), latency);
+        if parts.status.is_server_error() {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(observer) = &self.observer {
             observer.response(&Outcome {
                 scheduled: job.scheduled,
@@ -518,20 +550,76 @@ impl Shared {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Prints counts to stderr once a second until aborted.
-    async fn progress(self: Arc<Self>) {
-        let mut tick =
-            tokio::time::interval_at(self.start + Duration::from_secs(1), Duration::from_secs(1));
+    fn counts(&self) -> Counts {
+        Counts {
+            scheduled: self.scheduled.load(Ordering::Relaxed),
+            answered: self.done.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Prints counts to stderr once a second until aborted; with `tty`, also
+    /// redraws the bar below them every [`BAR_PERIOD`].
+    async fn progress(self: Arc<Self>, total: Duration, tty: bool) {
+        let second = Duration::from_secs(1);
+        let mut tick = if tty {
+            tokio::time::interval_at(self.start, BAR_PERIOD)
+        } else {
+            tokio::time::interval_at(self.start + second, second)
+        };
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_second = 1;
+        // Elapsed time, finished and bad requests at the last line.
+        let mut last = (Duration::ZERO, 0u64, 0u64);
+        let mut shown = Progress {
+            elapsed: Duration::ZERO,
+            total,
+            rate: 0.0,
+            error_fraction: 0.0,
+            p99: None,
+        };
         loop {
             let now = tick.tick().await;
-            let scheduled = self.scheduled.load(Ordering::Relaxed);
-            let done = self.done.load(Ordering::Relaxed);
-            let failed = self.failed.load(Ordering::Relaxed);
-            eprintln!(
-                "[{:>4}s] scheduled {scheduled}  answered {done}  errors {failed}  pending {}",
-                now.saturating_duration_since(self.start).as_secs(),
-                scheduled.saturating_sub(done + failed),
-            );
+            let elapsed = now.saturating_duration_since(self.start);
+            let mut out = String::new();
+            if tty {
+                out.push_str(CLEAR_LINE);
+            }
+            if elapsed.as_secs() >= next_second {
+                next_second = elapsed.as_secs() + 1;
+                let counts = self.counts();
+                out.push_str(&progress::second_line(elapsed.as_secs(), counts));
+                out.push('\n');
+                if tty {
+                    let finished = counts.answered + counts.failed;
+                    let bad = counts.failed + self.server_errors.load(Ordering::Relaxed);
+                    let span = elapsed.saturating_sub(last.0);
+                    let n = finished.saturating_sub(last.1);
+                    shown.rate = if span.is_zero() {
+                        0.0
+                    } else {
+                        n as f64 / span.as_secs_f64()
+                    };
+                    shown.error_fraction = if n == 0 {
+                        0.0
+                    } else {
+                        bad.saturating_sub(last.2) as f64 / n as f64
+                    };
+                    shown.p99 = self
+                        .recorder
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take_recent_p99();
+                    last = (elapsed, finished, bad);
+                }
+            }
+            if tty {
+                shown.elapsed = elapsed;
+                out.push_str(&progress::bar(&shown));
+            }
+            if !out.is_empty() {
+                write_stderr(&out);
+            }
         }
     }
 }

@@ -1,16 +1,18 @@
 //! A fake upstream: answers every request with `200` and the body `NAME\n`
 //! (or `500` and `NAME error\n` when a fault fires), tagged with
 //! `x-upstream-name: NAME`, after reading and discarding the request body and
-//! sleeping the configured latency. It speaks HTTP/1.1 and h2c on one port and
-//! echoes WebSocket frames.
+//! sleeping the configured latency: fixed (`5ms`), uniform (`5ms..50ms`) or
+//! exponential (`exp:20ms`), see [`LatencyDist`]. It speaks HTTP/1.1 and h2c
+//! on one port and echoes WebSocket frames.
 //!
 //! Special paths, all answered with the same tag:
 //! - `/__upstream/echo-body-len`: the number of request body bytes received,
 //!   counted as they stream in (constant memory);
 //! - `/__upstream/headers`: the request headers as a JSON object, name to
 //!   value (repeated headers joined with `, `);
-//! - `/__upstream/control`: `POST {"errorRate":0.5,"latencyMs":10}` changes
-//!   the faults while running (`failAfterMs` too; `null` clears it);
+//! - `/__upstream/control`: `POST {"errorRate":0.5,"latency":"5ms..50ms"}`
+//!   changes the faults while running (`latencyMs: 10` sets a fixed latency;
+//!   `failAfterMs` too, `null` clears it); `GET` shows them;
 //! - `/__upstream/stats`: request counts as JSON.
 //!
 //! Faults apply to every path but `control` and `stats`, which are not counted.
@@ -37,6 +39,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+mod latency;
+
+pub use latency::{EXP_CAP, LatencyDist, MAX_LATENCY};
+
 /// The response header that names the upstream.
 pub const NAME_HEADER: &str = "x-upstream-name";
 
@@ -52,25 +58,44 @@ pub struct UpstreamArgs {
     /// Fraction of requests answered with 500, from 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub error_rate: f64,
-    /// Delay before each answer, e.g. `500ms`.
-    #[arg(long, value_parser = crate::parse_duration, default_value = "0s")]
-    pub latency: Duration,
+    /// Delay before each answer: `5ms` (fixed), `5ms..50ms` (uniform between
+    /// the two, both included) or `exp:20ms` (exponential with that mean,
+    /// capped at 10 × the mean). Durations as in weir.yaml, at most 1h.
+    #[arg(long, value_name = "SPEC", default_value = "0s")]
+    pub latency: LatencyDist,
     /// From this long after start on, every request fails with 500.
     #[arg(long, value_parser = crate::parse_duration)]
     pub fail_after: Option<Duration>,
 }
 
-/// The faults currently injected; the body of `/__upstream/control` and of
-/// its answer. Missing fields of a control request keep their value.
+/// The faults currently injected; the answer of `/__upstream/control`.
+///
+/// In JSON: `errorRate`, `latency` (the spec, e.g. `"5ms..50ms"`),
+/// `latencyMs` (its mean in whole milliseconds, the value itself when
+/// fixed, for older readers) and `failAfterMs`. Read back, `latency` wins
+/// over `latencyMs`, which alone gives a fixed latency.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(into = "FaultsJson", from = "FaultsJson")]
 pub struct Faults {
     /// Fraction of requests answered with 500.
     pub error_rate: f64,
-    /// Delay before each answer, in milliseconds.
-    pub latency_ms: u64,
+    /// Delay before each answer.
+    pub latency: LatencyDist,
     /// Milliseconds after start from which every request fails.
     pub fail_after_ms: Option<u64>,
+}
+
+/// [`Faults`] as JSON.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FaultsJson {
+    error_rate: f64,
+    #[serde(default)]
+    latency: Option<LatencyDist>,
+    #[serde(default)]
+    latency_ms: u64,
+    #[serde(default)]
+    fail_after_ms: Option<u64>,
 }
 
 /// The body of `/__upstream/stats`.
@@ -112,7 +137,11 @@ pub struct Upstream {
 pub struct FaultsUpdate {
     /// New fraction of requests answered with 500, from 0 to 1.
     pub error_rate: Option<f64>,
-    /// New delay before each answer, in milliseconds.
+    /// New delay before each answer, as a spec string (`"5ms"`,
+    /// `"5ms..50ms"`, `"exp:20ms"`) or whole seconds.
+    pub latency: Option<LatencyDist>,
+    /// New fixed delay before each answer, in milliseconds; not together
+    /// with `latency`.
     pub latency_ms: Option<u64>,
     /// `Some(None)` clears the fail-after time, `Some(Some(ms))` sets it.
     #[serde(default, deserialize_with = "some_option")]
@@ -215,6 +244,31 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
     }
 }
 
+// === impl Faults ===
+
+impl From<Faults> for FaultsJson {
+    fn from(f: Faults) -> Self {
+        Self {
+            error_rate: f.error_rate,
+            latency: Some(f.latency),
+            latency_ms: f.latency.mean_ms(),
+            fail_after_ms: f.fail_after_ms,
+        }
+    }
+}
+
+impl From<FaultsJson> for Faults {
+    fn from(j: FaultsJson) -> Self {
+        Self {
+            error_rate: j.error_rate,
+            latency: j
+                .latency
+                .unwrap_or_else(|| LatencyDist::fixed(Duration::from_millis(j.latency_ms))),
+            fail_after_ms: j.fail_after_ms,
+        }
+    }
+}
+
 // === impl Upstream ===
 
 impl Upstream {
@@ -233,7 +287,7 @@ impl Upstream {
             started: Instant::now(),
             faults: Mutex::new(Faults {
                 error_rate: args.error_rate,
-                latency_ms: u64::try_from(args.latency.as_millis()).unwrap_or(u64::MAX),
+                latency: args.latency,
                 fail_after_ms: args
                     .fail_after
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -283,8 +337,9 @@ impl Upstream {
             }
         };
         let faults = self.faults();
-        if faults.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+        if !faults.latency.is_zero() {
+            let delay = faults.latency.sample(&mut fastrand::Rng::new());
+            tokio::time::sleep(delay).await;
         }
         if self.should_fail(&faults) {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -338,13 +393,20 @@ impl Upstream {
         {
             return self.error(StatusCode::BAD_REQUEST, "errorRate must be between 0 and 1");
         }
+        if update.latency.is_some() && update.latency_ms.is_some() {
+            return self.error(
+                StatusCode::BAD_REQUEST,
+                "give latency or latencyMs, not both",
+            );
+        }
         let faults = self.update_faults(&update);
         self.json(StatusCode::OK, &faults)
     }
 
     /// Applies `update` (as `/__upstream/control` does) and returns the
     /// faults now in force. The caller checks that an error rate is within
-    /// 0 and 1; one outside is clamped.
+    /// 0 and 1 (one outside is clamped) and that `latency` and `latencyMs`
+    /// are not both given (`latency` wins).
     pub fn update_faults(&self, update: &FaultsUpdate) -> Faults {
         let faults = {
             let mut faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
@@ -352,7 +414,10 @@ impl Upstream {
                 faults.error_rate = p.clamp(0.0, 1.0);
             }
             if let Some(ms) = update.latency_ms {
-                faults.latency_ms = ms;
+                faults.latency = LatencyDist::fixed(Duration::from_millis(ms));
+            }
+            if let Some(latency) = update.latency {
+                faults.latency = latency;
             }
             if let Some(after) = update.fail_after_ms {
                 faults.fail_after_ms = after;
@@ -489,6 +554,67 @@ mod tests {
         let u: FaultsUpdate = serde_json::from_str(r#"{"failAfterMs":null}"#).unwrap();
         assert_eq!(u.fail_after_ms, Some(None));
         assert!(serde_json::from_str::<FaultsUpdate>(r#"{"bogus":1}"#).is_err());
+        let u: FaultsUpdate = serde_json::from_str(r#"{"latency":"5ms..50ms"}"#).unwrap();
+        assert_eq!(u.latency, Some("5ms..50ms".parse().unwrap()));
+        assert_eq!(u.latency_ms, None);
+        let err = serde_json::from_str::<FaultsUpdate>(r#"{"latency":"50ms..5ms"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("above the maximum"), "{err}");
+    }
+
+    fn upstream(latency: &str) -> Upstream {
+        Upstream::new(&UpstreamArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            name: "t".into(),
+            error_rate: 0.0,
+            latency: latency.parse().unwrap(),
+            fail_after: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn latency_ms_sets_a_fixed_latency_and_latency_a_distribution() {
+        let u = upstream("exp:20ms");
+        assert_eq!(
+            u.faults().latency,
+            LatencyDist::Exponential {
+                mean: Duration::from_millis(20)
+            }
+        );
+        let f = u.update_faults(&FaultsUpdate {
+            latency_ms: Some(10),
+            ..FaultsUpdate::default()
+        });
+        assert_eq!(f.latency, LatencyDist::Fixed(Duration::from_millis(10)));
+        let f = u.update_faults(&FaultsUpdate {
+            latency: Some("5ms..50ms".parse().unwrap()),
+            ..FaultsUpdate::default()
+        });
+        assert_eq!(f.latency.to_string(), "5ms..50ms");
+        let f = u.update_faults(&FaultsUpdate {
+            latency_ms: Some(0),
+            ..FaultsUpdate::default()
+        });
+        assert!(f.latency.is_zero());
+    }
+
+    #[test]
+    fn faults_json_keeps_latency_ms_for_old_readers() {
+        let f = upstream("5ms..50ms").faults();
+        let json = serde_json::to_value(f).unwrap();
+        assert_eq!(json["latency"], "5ms..50ms");
+        assert_eq!(json["latencyMs"], 27);
+        assert_eq!(json["errorRate"], 0.0);
+        assert!(json["failAfterMs"].is_null());
+        assert_eq!(serde_json::from_value::<Faults>(json).unwrap(), f);
+        let old: Faults =
+            serde_json::from_str(r#"{"errorRate":0.5,"latencyMs":10,"failAfterMs":null}"#).unwrap();
+        assert_eq!(old.latency, LatencyDist::Fixed(Duration::from_millis(10)));
+        let json = serde_json::to_value(upstream("7ms").faults()).unwrap();
+        assert_eq!(json["latencyMs"], 7);
+        assert_eq!(json["latency"], "7ms");
     }
 
     #[test]

@@ -306,7 +306,7 @@ async fn start_upstreams(scenario: &Scenario) -> Result<Vec<Running>, Failure> {
             listen: addr,
             name: spec.name.clone(),
             error_rate: spec.error_rate,
-            latency: spec.latency.map_or(Duration::ZERO, |d| d.0),
+            latency: spec.latency.unwrap_or_default(),
             fail_after: None,
         };
         let state = Arc::new(
@@ -377,17 +377,16 @@ impl Timeline {
                 ActionKind::Fault(fault) => {
                     let update = FaultsUpdate {
                         error_rate: fault.error_rate,
-                        latency_ms: fault
-                            .latency
-                            .map(|d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)),
+                        latency: fault.latency,
+                        latency_ms: None,
                         fail_after_ms: None,
                     };
                     let text = match upstreams.iter().find(|(n, _)| *n == fault.upstream) {
                         Some((_, state)) => {
                             let now = state.update_faults(&update);
                             format!(
-                                "timeline[{i}]: fault on {}: errorRate {}, latency {} ms",
-                                fault.upstream, now.error_rate, now.latency_ms
+                                "timeline[{i}]: fault on {}: errorRate {}, latency {}",
+                                fault.upstream, now.error_rate, now.latency
                             )
                         }
                         None => format!("timeline[{i}]: no upstream {}", fault.upstream),

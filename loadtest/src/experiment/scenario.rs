@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::upstream::LatencyDist;
+
 /// The most requests one scenario may schedule (`rate × duration`).
 pub const MAX_REQUESTS: f64 = 2_000_000.0;
 
@@ -49,9 +51,10 @@ pub struct UpstreamSpec {
     /// Fraction of requests answered with 500 from the start, 0 to 1.
     #[serde(default)]
     pub error_rate: f64,
-    /// Fixed latency added to every answer.
+    /// Latency added to every answer: `5ms` (fixed), `5ms..50ms` (uniform)
+    /// or `exp:20ms` (exponential with that mean, capped at 10 × the mean).
     #[serde(default)]
-    pub latency: Option<Dur>,
+    pub latency: Option<LatencyDist>,
 }
 
 /// How weir is run.
@@ -121,9 +124,9 @@ pub struct Fault {
     /// New fraction of requests answered with 500, 0 to 1.
     #[serde(default)]
     pub error_rate: Option<f64>,
-    /// New fixed latency.
+    /// New latency, written as [`UpstreamSpec::latency`].
     #[serde(default)]
-    pub latency: Option<Dur>,
+    pub latency: Option<LatencyDist>,
 }
 
 /// A rollout command: `POST /api/v1/routes/{route}/{action}`.

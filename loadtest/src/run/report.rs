@@ -82,6 +82,8 @@ pub struct Latency {
 #[derive(Debug)]
 pub struct Recorder {
     histogram: Histogram<u64>,
+    /// Latencies since the last [`Recorder::take_recent_p99`], coarser.
+    recent: Histogram<u64>,
     seconds: Vec<Second>,
     errors: BTreeMap<ErrorKind, u64>,
 }
@@ -123,8 +125,12 @@ impl Recorder {
         // Three significant digits from 1 µs up to an hour: bounded memory.
         let histogram = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
             .expect("1 µs ..= 1 h at 3 significant digits are valid hdrhistogram bounds");
+        // Two digits are plenty for a live display and cheap to clear.
+        let recent = Histogram::new_with_bounds(1, MAX_LATENCY_US, 2)
+            .expect("1 µs ..= 1 h at 2 significant digits are valid hdrhistogram bounds");
         Self {
             histogram,
+            recent,
             seconds: Vec::new(),
             errors: BTreeMap::new(),
         }
@@ -136,6 +142,7 @@ impl Recorder {
             .unwrap_or(MAX_LATENCY_US)
             .clamp(1, MAX_LATENCY_US);
         self.histogram.saturating_record(us);
+        self.recent.saturating_record(us);
         *self
             .second(second)
             .by_upstream
@@ -149,6 +156,18 @@ impl Recorder {
     pub fn error(&mut self, second: u64, kind: ErrorKind) {
         self.second(second).errors += 1;
         *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// The 99th percentile latency of the responses recorded since the
+    /// last call (to two significant digits), `None` if there were none;
+    /// starts the next window.
+    pub fn take_recent_p99(&mut self) -> Option<Duration> {
+        if self.recent.is_empty() {
+            return None;
+        }
+        let p99 = Duration::from_micros(self.recent.value_at_quantile(0.99));
+        self.recent.reset();
+        Some(p99)
     }
 
     fn second(&mut self, second: u64) -> &mut Second {
@@ -321,5 +340,26 @@ mod tests {
         assert!(json["latencyMs"].get("p999").is_some());
         let text = report.to_string();
         assert!(text.contains("stable"), "{text}");
+    }
+
+    #[test]
+    fn recent_p99_covers_one_window_at_a_time() {
+        let mut r = Recorder::new();
+        assert_eq!(r.take_recent_p99(), None);
+        for ms in 1..=100 {
+            r.response(0, "a", 200, Duration::from_millis(ms));
+        }
+        let p99 = r.take_recent_p99().unwrap();
+        assert!(
+            (Duration::from_millis(98)..=Duration::from_millis(101)).contains(&p99),
+            "{p99:?}"
+        );
+        assert_eq!(r.take_recent_p99(), None);
+        r.response(1, "a", 200, Duration::from_millis(2));
+        let p99 = r.take_recent_p99().unwrap();
+        assert!(p99 < Duration::from_millis(3), "{p99:?}");
+        // The whole-run histogram keeps everything.
+        let report = r.report("t", 1.0, Duration::from_secs(2));
+        assert!(report.latency_ms.max >= 99.0, "{report:?}");
     }
 }

@@ -21,7 +21,10 @@ fn minimal_scenario_takes_defaults() {
     assert_eq!(s.duration, Dur(Duration::from_secs(10)));
     assert_eq!(s.load.path, "/");
     assert_eq!(s.load.users, None);
-    assert_eq!(s.upstreams[1].latency, Some(Dur(Duration::from_millis(5))));
+    assert_eq!(
+        s.upstreams[1].latency,
+        Some(LatencyDist::Fixed(Duration::from_millis(5)))
+    );
     assert!(s.timeline.is_empty() && s.expect.is_empty());
     assert_eq!(upstream_env_var("v2-beta"), "UPSTREAM_V2_BETA");
 }
@@ -204,4 +207,42 @@ fn durations_parse_and_print() {
         Dur(Duration::from_millis(1))
     );
     assert!(serde_yaml_ng::from_str::<Dur>("-3").is_err());
+}
+
+#[test]
+fn latencies_take_a_distribution() {
+    let text = format!(
+        "{}timeline:
+  - at: 1s
+    fault: {{upstream: v1, latency: exp:20ms}}
+  - at: 2s
+    fault:
+      upstream: v1
+      latency: 1ms..3ms
+",
+        MINIMAL.replace("latency: 5ms", "latency: 5ms..50ms")
+    );
+    let s = parse(&text, "s.yaml").unwrap();
+    assert_eq!(
+        s.upstreams[1].latency,
+        Some(LatencyDist::Uniform {
+            min: Duration::from_millis(5),
+            max: Duration::from_millis(50)
+        })
+    );
+    assert_eq!(s.upstreams[0].latency, None);
+    let latency = |i: usize| s.timeline[i].fault.as_ref().unwrap().latency.unwrap();
+    assert_eq!(latency(0).to_string(), "exp:20ms");
+    assert_eq!(latency(1).to_string(), "1ms..3ms");
+    // Still scaled by nothing: latency is not a timeline duration.
+    assert_eq!(s.scaled(3.0, "s.yaml").unwrap().upstreams, s.upstreams);
+
+    let p = problems(&MINIMAL.replace("latency: 5ms", "latency: 50ms..5ms"));
+    assert!(p[0].starts_with("upstreams[1].latency"), "{p:?}");
+    assert!(p[0].contains("above the maximum"), "{p:?}");
+    let p = problems(&format!(
+        "{MINIMAL}timeline:\n  - at: 1s\n    fault: {{upstream: v1, latency: exp:0s}}\n"
+    ));
+    assert!(p[0].starts_with("timeline[0].fault.latency"), "{p:?}");
+    assert!(p[0].contains("more than 0"), "{p:?}");
 }
