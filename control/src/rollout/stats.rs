@@ -103,23 +103,13 @@ impl RoleTotals {
 // === impl LatencyHistogram ===
 
 impl LatencyHistogram {
-    /// Suggested bucket bounds, in microseconds: 1, 1.25, 1.5, 2, 2.5, 3, 4,
+    /// The proxy's latency bucket bounds, in microseconds: 1, 1.25, 1.5, 2, 2.5, 3, 4,
     /// 5, 6, 7.5 per decade from 100 µs to 60 s. Neighbouring bounds differ by
     /// at most a third, so an interpolated quantile is off by less than its
     /// bucket's width; Prometheus' usual bounds (0.5 ms … 10 s, as in the
     /// proxy's `weir_http_request_duration_seconds`) are all among them, and
     /// so is every round limit such as 200 ms, 250 ms, 300 ms, 500 ms, 1 s.
-    pub const DEFAULT_BOUNDS_MICROS: &'static [u64] = &[
-        100, 125, 150, 200, 250, 300, 400, 500, 600, 750, //
-        1_000, 1_250, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 7_500, //
-        10_000, 12_500, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 60_000, 75_000, //
-        100_000, 125_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000, 600_000,
-        750_000, //
-        1_000_000, 1_250_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 4_000_000, 5_000_000,
-        6_000_000, 7_500_000, //
-        10_000_000, 12_500_000, 15_000_000, 20_000_000, 25_000_000, 30_000_000, 40_000_000,
-        50_000_000, 60_000_000,
-    ];
+    pub const DEFAULT_BOUNDS_MICROS: &'static [u64] = &weir_proxy::metrics::LATENCY_BOUNDS_MICROS;
 
     /// An empty histogram with the given bounds (microseconds).
     ///
