@@ -30,6 +30,10 @@ pub struct AdminState {
     ready: AtomicBool,
 }
 
+/// The address of the admin API's caller.
+#[derive(Debug, Clone, Copy)]
+struct Peer(std::net::SocketAddr);
+
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Access {
@@ -88,7 +92,12 @@ impl AdminState {
         out
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        req.extensions_mut().insert(Peer(peer));
         let path = req.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         match (req.method(), segments.as_slice()) {
@@ -263,8 +272,21 @@ impl AdminState {
             (admin.reader_token.clone(), admin.writer_token.clone())
         };
         if reader.is_none() && writer.is_none() {
-            // No tokens: validation only allows this on a loopback address.
-            return Ok(());
+            // No tokens: only local callers. Validation allows this only on a
+            // loopback address, but the socket keeps the address it was bound
+            // to at startup while a reload may change the config's.
+            let local = req
+                .extensions()
+                .get::<Peer>()
+                .is_some_and(|p| p.0.ip().is_loopback());
+            return if local {
+                Ok(())
+            } else {
+                Err(error(
+                    StatusCode::FORBIDDEN,
+                    "without tokens the admin API answers only local callers",
+                ))
+            };
         }
         let presented = req
             .headers()
@@ -383,7 +405,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(state.handle(req).await) }
+                async move { Ok::<_, Infallible>(state.handle(req, remote).await) }
             });
             if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)

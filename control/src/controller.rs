@@ -180,7 +180,12 @@ impl ControlState {
             }
             let reconciled = match self.rollouts.get(&*route.name) {
                 Some(state) => state.reconcile(route, now),
-                None => Ok(RolloutState::start(route, now)),
+                // A strategy that comes back finds its route's last state
+                // (sequence, promoted revision) on disk.
+                None => match persist::load(&self.state_dir, &route.name) {
+                    Stored::Found(state) => state.reconcile(route, now),
+                    Stored::Missing | Stored::Unreadable(_) => Ok(RolloutState::start(route, now)),
+                },
             };
             match reconciled {
                 Ok(outcome) => outcomes.push(outcome),
@@ -203,6 +208,29 @@ impl ControlState {
                         self.state_dir.display()
                     ),
                 )]);
+            }
+        }
+        // A route that keeps its name but loses its strategy ends its rollout;
+        // the ended state is written so a restart does not resurrect it.
+        for (name, state) in &self.rollouts {
+            let Some(route) = loaded
+                .config()
+                .routes
+                .iter()
+                .find(|r| &*r.name == name.as_str())
+            else {
+                continue;
+            };
+            if route.strategy.is_some() {
+                continue;
+            }
+            if let Ok(ended) = state.reconcile(route, now) {
+                if let Err(error) = persist::save(&self.state_dir, &ended.state) {
+                    tracing::warn!(route = %name, %error, "cannot persist the end of the rollout");
+                }
+                if let Some(t) = &ended.transition {
+                    tracing::info!(route = %name, kind = ?t.kind, "{}", t.message);
+                }
             }
         }
         let mut rollouts = BTreeMap::new();
@@ -620,7 +648,11 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             _ = ticker.tick() => {}
         }
         let mut control = process.control.lock().await;
-        let sample = |route: &str, role: Role| metrics.role(&Arc::from(route), role).counts();
+        let sample = |route: &str, role: Role| {
+            metrics
+                .get(route, role)
+                .map_or_else(RoleCounts::zero, |m| m.counts())
+        };
         if control.tick(sample, now_ms()) {
             process.publisher.publish(control.snapshot());
         }

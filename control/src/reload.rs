@@ -94,13 +94,15 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 /// # Errors
 /// Every problem of the file; the config in force stays.
 pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
-    let mut control = process.control.lock().await;
+    // Reading and resolving (DNS can take seconds) happen before the control
+    // state is locked, so the control loop and the admin API never wait on them.
     let checked = match load::load(&process.config_path) {
         Ok(loaded) => Resolved::resolve(&loaded.document)
             .await
             .map(|resolved| (loaded, resolved)),
         Err(diagnostics) => Err(diagnostics),
     };
+    let mut control = process.control.lock().await;
     let adopted = match checked {
         Ok((loaded, resolved)) => {
             if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
@@ -140,12 +142,14 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
 }
 
 async fn refresh_names(process: &Process) {
-    let mut control = process.control.lock().await;
-    if !control.resolved.has_names() {
+    let resolved = process.control.lock().await.resolved.clone();
+    if !resolved.has_names() {
         return;
     }
-    let fresh = control.resolved.refresh().await;
-    if fresh != control.resolved {
+    let fresh = resolved.refresh().await;
+    let mut control = process.control.lock().await;
+    // A reload meanwhile brought its own, newer resolution.
+    if fresh != control.resolved && control.resolved == resolved {
         control.resolved = fresh;
         let version = process.publish_applied(control.snapshot()).await;
         tracing::info!(version, "endpoint addresses changed");

@@ -28,6 +28,9 @@ pub enum ProxyError {
     /// The upstream broke the exchange.
     #[error("upstream exchange failed: {0}")]
     Protocol(#[source] hyper::Error),
+    /// The upstream switched protocols though the client did not ask to.
+    #[error("upstream answered 101 Switching Protocols to a request without an upgrade")]
+    UnexpectedUpgrade,
 }
 
 // === impl ProxyError ===
@@ -37,7 +40,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Protocol(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect(_) | ProxyError::Protocol(_) | ProxyError::UnexpectedUpgrade => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -48,7 +53,9 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. } => None,
             ProxyError::Connect(_) => Some(UpstreamErrorKind::Connect),
             ProxyError::UpstreamTimeout(_) => Some(UpstreamErrorKind::Timeout),
-            ProxyError::Protocol(_) => Some(UpstreamErrorKind::Protocol),
+            ProxyError::Protocol(_) | ProxyError::UnexpectedUpgrade => {
+                Some(UpstreamErrorKind::Protocol)
+            }
         }
     }
 
@@ -59,7 +66,9 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. } => "no upstream endpoint available",
             ProxyError::Connect(_) => "upstream unreachable",
             ProxyError::UpstreamTimeout(_) => "upstream timed out",
-            ProxyError::Protocol(_) => "upstream broke the exchange",
+            ProxyError::Protocol(_) | ProxyError::UnexpectedUpgrade => {
+                "upstream broke the exchange"
+            }
         };
         local_response(
             status,

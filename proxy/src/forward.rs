@@ -99,6 +99,13 @@ pub async fn serve(
     let backend = route.backend(role);
 
     let tls = downstream.tls;
+    // Counts the request even if the client goes away before the answer
+    // (the future is dropped): a hanging upstream must show in the counters.
+    let mut pending = Pending {
+        metrics: &backend.metrics,
+        started,
+        answered: false,
+    };
     let mut response = match forward(route, backend, role, downstream, req).await {
         Ok(response) => response,
         Err(error) => {
@@ -109,6 +116,7 @@ pub async fn serve(
             error.to_response(&route.name, role)
         }
     };
+    pending.answered = true;
     backend
         .metrics
         .record(response.status().as_u16(), started.elapsed());
@@ -141,7 +149,6 @@ async fn forward(
         });
     };
     let downstream_upgrade = prepare_request(&mut req, downstream);
-    let in_flight = endpoint.start();
     let timeouts = route.timeouts;
 
     let exchange = async {
@@ -149,21 +156,27 @@ async fn forward(
         // A pooled connection may have been closed by the upstream since it
         // was parked; such a request is handed back unsent and goes on a fresh one.
         loop {
-            let (mut sender, fresh) = match endpoint.take_idle() {
-                Some(sender) => (sender, false),
-                None => (
-                    connect(endpoint, &backend.endpoints, timeouts.connect).await?,
-                    true,
-                ),
-            };
-            if let Err(error) = sender.ready().await {
-                if fresh {
-                    return Err(ProxyError::Protocol(error));
+            let (used, mut sender, fresh) = match endpoint.take_idle() {
+                Some(sender) => (Arc::clone(endpoint), sender, false),
+                None => {
+                    let (used, sender) =
+                        connect(endpoint, &backend.endpoints, timeouts.connect).await?;
+                    (used, sender, true)
                 }
+            };
+            if fresh {
+                sender.ready().await.map_err(ProxyError::Protocol)?;
+            } else if !matches!(
+                tokio::time::timeout(POOLED_READY_WAIT, sender.ready()).await,
+                Ok(Ok(()))
+            ) {
+                // Closed, or still busy with an earlier exchange (an upload the
+                // upstream answered before reading it all): not for this request.
                 continue;
             }
+            let in_flight = used.start();
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, sender)),
+                Ok(response) => return Ok((response, sender, in_flight)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if !fresh => req = unsent,
                     _ => return Err(ProxyError::Protocol(error.into_error())),
@@ -171,16 +184,20 @@ async fn forward(
             }
         }
     };
-    let (mut response, sender) = match tokio::time::timeout(timeouts.request, exchange).await {
-        Ok(result) => result?,
-        Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
-    };
+    let (mut response, sender, in_flight) =
+        match tokio::time::timeout(timeouts.request, exchange).await {
+            Ok(result) => result?,
+            Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
+        };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(downstream_upgrade) = downstream_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(bridge_upgrade(downstream_upgrade, upstream_upgrade));
-        }
+        // A switch the client did not ask for (or cannot take, over HTTP/2)
+        // would leave both sides speaking different protocols.
+        let Some(downstream_upgrade) = downstream_upgrade else {
+            return Err(ProxyError::UnexpectedUpgrade);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(bridge_upgrade(downstream_upgrade, upstream_upgrade));
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
@@ -188,24 +205,47 @@ async fn forward(
     let (parts, body) = response.into_parts();
     Ok(Response::from_parts(
         parts,
-        ProxyBody::upstream(body, Some(sender), in_flight),
+        ProxyBody::upstream(body, sender, in_flight, timeouts.request),
     ))
 }
 
+/// How long a pooled connection may take to become ready before another
+/// one is used instead.
+const POOLED_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A request being answered; counted as 499 (client closed) if dropped first.
+struct Pending<'a> {
+    metrics: &'a crate::metrics::RoleMetrics,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.metrics.record(CLIENT_CLOSED, self.started.elapsed());
+        }
+    }
+}
+
+/// The status recorded for a request whose client left before the answer.
+const CLIENT_CLOSED: u16 = 499;
+
 /// Connects to `first`, or once to another endpoint of the role if that fails
-/// (no request has been sent, so the second try is always safe).
+/// (no request has been sent, so the second try is always safe). Returns the
+/// endpoint actually used: its pool gets the connection back.
 async fn connect(
     first: &Arc<Endpoint>,
     all: &[Arc<Endpoint>],
     timeout: std::time::Duration,
-) -> Result<Sender, ProxyError> {
+) -> Result<(Arc<Endpoint>, Sender), ProxyError> {
     match first.connect(timeout).await {
-        Ok(sender) => Ok(sender),
+        Ok(sender) => Ok((Arc::clone(first), sender)),
         Err(error) if all.len() < 2 => Err(error.into()),
         Err(error) => {
             tracing::debug!(%error, "connect failed; trying another endpoint");
             let other = all.iter().find(|e| !Arc::ptr_eq(e, first)).unwrap_or(first);
-            Ok(other.connect(timeout).await?)
+            Ok((Arc::clone(other), other.connect(timeout).await?))
         }
     }
 }
@@ -246,9 +286,9 @@ fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Optio
         HeaderValue::from_static(if downstream.tls { "https" } else { "http" }),
     );
     if let Some(host) = original_host {
-        if !headers.contains_key(header::HOST) {
-            headers.insert(header::HOST, host.clone());
-        }
+        // The authority, when the request has one, is the host (RFC 9112
+        // §3.2.2): the upstream sees the host the request was routed by.
+        headers.insert(header::HOST, host.clone());
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
 

@@ -42,7 +42,7 @@ pub const EXPORTED_BUCKETS_MICROS: [u64; 14] = [
 
 /// Lowest and highest status code with a counter of its own.
 const MIN_CODE: u16 = 100;
-const MAX_CODE: u16 = 599;
+const MAX_CODE: u16 = 999;
 const CODE_SLOTS: usize = (MAX_CODE - MIN_CODE + 1) as usize;
 
 /// Why an upstream exchange failed, as a bounded metric label.
@@ -59,15 +59,35 @@ pub enum UpstreamErrorKind {
 /// Counters by (route, role).
 type SeriesMap = BTreeMap<(Arc<str>, Role), Arc<RoleMetrics>>;
 
+/// Whether a status counts as an error of the role: any 5xx (weir's own
+/// 502, 503 and 504 included) and 499, a client that gave up waiting.
+fn is_error_code(code: usize) -> bool {
+    (500..=599).contains(&code) || code == 499
+}
+
 /// Cumulative counts of one role since the process started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleCounts {
     /// Requests answered, every status.
     pub requests: u64,
-    /// Of those, answered 5xx (weir's own 502, 503 and 504 included).
+    /// Of those, answered 5xx (weir's own 502, 503 and 504 included), or
+    /// abandoned by the client before the answer (recorded as 499).
     pub errors: u64,
     /// Non-cumulative latency counts per [`LATENCY_BOUNDS_MICROS`] slot.
     pub latency: [u64; LATENCY_SLOTS],
+}
+
+// === impl RoleCounts ===
+
+impl RoleCounts {
+    /// No requests at all.
+    pub fn zero() -> RoleCounts {
+        RoleCounts {
+            requests: 0,
+            errors: 0,
+            latency: [0; LATENCY_SLOTS],
+        }
+    }
 }
 
 /// All proxy metrics: one [`RoleMetrics`] per (route, role) ever served.
@@ -132,6 +152,16 @@ impl Metrics {
                 .entry((Arc::clone(route), role))
                 .or_insert_with(|| Arc::new(RoleMetrics::new(Arc::clone(route), role))),
         )
+    }
+
+    /// The counters of `role` on `route`, if any request was ever counted
+    /// for them or a snapshot named them; never creates a series.
+    pub fn get(&self, route: &str, role: Role) -> Option<Arc<RoleMetrics>> {
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        series.get(&(Arc::from(route), role)).cloned()
     }
 
     /// Every series, in (route, role) order.
@@ -232,7 +262,7 @@ impl RoleMetrics {
 
     /// Counts one answered request with its status code and latency.
     pub fn record(&self, code: u16, elapsed: Duration) {
-        // Codes outside 100..=599 cannot be sent by hyper; clamp defensively.
+        // hyper sends only 100..=999; clamp defensively.
         let slot = usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE);
         self.by_code[slot].fetch_add(1, Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
@@ -273,7 +303,7 @@ impl RoleMetrics {
         for (slot, count) in self.by_code.iter().enumerate() {
             let count = count.load(Relaxed);
             requests += count;
-            if usize::from(MIN_CODE) + slot >= 500 {
+            if is_error_code(usize::from(MIN_CODE) + slot) {
                 errors += count;
             }
         }

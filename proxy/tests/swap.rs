@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -47,10 +49,26 @@ async fn upstream(name: &'static str) -> Upstream {
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let wait = Arc::clone(&wait);
                         async move {
-                            if req.uri().path() == "/slow" {
-                                wait.notified().await;
-                            }
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name))))
+                            let body: BoxBody<Bytes, Infallible> = match req.uri().path() {
+                                "/slow" => {
+                                    wait.notified().await;
+                                    Full::new(Bytes::from(name)).boxed()
+                                }
+                                // No length: sent chunked.
+                                "/chunked" => {
+                                    StreamBody::new(futures_util::stream::iter([
+                                        Ok::<_, Infallible>(Frame::data(Bytes::from(name))),
+                                    ]))
+                                    .boxed()
+                                }
+                                // The head, then nothing.
+                                "/stall" => StreamBody::new(futures_util::stream::pending::<
+                                    Result<Frame<Bytes>, Infallible>,
+                                >())
+                                .boxed(),
+                                _ => Full::new(Bytes::from(name)).boxed(),
+                            };
+                            Ok::<_, Infallible>(Response::new(body))
                         }
                     });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -237,5 +255,55 @@ async fn unreachable_canary_is_a_counted_502() {
             "weir_upstream_errors_total{route=\"web\",role=\"canary\",kind=\"connect\"} 1"
         ),
         "{out}"
+    );
+}
+
+#[tokio::test]
+async fn chunked_responses_return_their_connection_to_the_pool() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let (_publisher, _proxy, addr, _stop) =
+        start_proxy(snapshot(stable.addr, canary.addr, 0)).await;
+    let mut sender = client(addr).await;
+    for _ in 0..20 {
+        assert_eq!(
+            get(&mut sender, "/chunked").await,
+            (200, "stable".to_owned())
+        );
+    }
+    assert_eq!(
+        stable.connections.load(Ordering::SeqCst),
+        1,
+        "20 chunked responses over one pooled connection"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_upstream_body_is_cut_after_the_request_timeout() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let mut stalling = snapshot(stable.addr, canary.addr, 0);
+    stalling.routes[0].timeouts.request = Duration::from_millis(300);
+    let (_publisher, _proxy, addr, _stop) = start_proxy(stalling).await;
+    let mut sender = client(addr).await;
+    sender.ready().await.expect("client ready");
+    let req = Request::get("/stall")
+        .header("host", "test")
+        .body(Empty::new())
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, sender.send_request(req))
+        .await
+        .expect("deadline")
+        .expect("head");
+    assert_eq!(response.status(), 200);
+    let started = std::time::Instant::now();
+    let body = tokio::time::timeout(DEADLINE, response.into_body().collect())
+        .await
+        .expect("the body ends");
+    assert!(
+        body.is_err(),
+        "a stalled body ends with an error, not a clean end"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "cut after the timeout, not before"
     );
 }
