@@ -145,6 +145,11 @@ impl Endpoint {
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() >= MAX_IDLE_PER_ENDPOINT {
+            // The pool is last-in-first-out: the oldest entries may be long
+            // closed or expired. Drop those before refusing a live one.
+            idle.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_TIMEOUT);
+        }
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push((sender, Instant::now()));
         }
