@@ -387,7 +387,13 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 
 /// Serves the admin API on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A slow or silent client must not hold an admin connection forever.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .max_buf_size(64 * 1024);
     loop {
         let (stream, remote) = tokio::select! {
             () = crate::run::stopped(&mut stop) => return,

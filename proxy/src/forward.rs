@@ -273,12 +273,19 @@ fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Optio
         headers.insert(header::UPGRADE, value);
     }
     // Append the client to any chain already present.
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => {
-            HeaderValue::try_from(format!("{prior}, {}", downstream.remote.ip()))
-                .unwrap_or(downstream.client_ip)
-        }
-        _ => downstream.client_ip,
+    // Several X-Forwarded-For lines form one list (RFC 9110 §5.3).
+    let prior: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let xff = if prior.is_empty() {
+        downstream.client_ip
+    } else {
+        HeaderValue::try_from(format!("{}, {}", prior.join(", "), downstream.remote.ip()))
+            .unwrap_or(downstream.client_ip)
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(

@@ -71,3 +71,30 @@ async fn forwarded_headers_set_and_hop_by_hop_removed() {
         "hop-by-hop headers reached the upstream: {leaked:?} in {seen:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_lines_are_kept_and_extended() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    let response = within(Duration::from_secs(10), "the request", async {
+        let mut conn = Conn::open(weir.addrs.http).await.unwrap();
+        conn.get(
+            "/__upstream/headers",
+            &[
+                ("host", "shop.example.com"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-for", "198.51.100.2, 192.0.2.9"),
+            ],
+        )
+        .await
+        .unwrap()
+    })
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = response.json();
+    assert_eq!(
+        seen.get("x-forwarded-for").and_then(|v| v.as_str()),
+        Some("203.0.113.7, 198.51.100.2, 192.0.2.9, 127.0.0.1"),
+        "{seen:#}"
+    );
+}
