@@ -353,9 +353,10 @@ impl ControlState {
     /// Samples the proxy's counters and judges every route whose interval
     /// has passed. Returns whether to republish.
     pub fn tick(&mut self, sample: impl Fn(&str, Role) -> RoleCounts, now: u64) -> bool {
-        let routes: Vec<Route> = self.config().routes.clone();
-        let mut republish = false;
-        for route in &routes {
+        // Borrow the config's routes field by field (no copy of the config
+        // every 100 ms); the judged outcomes are kept once the borrow ends.
+        let mut judged = Vec::new();
+        for route in &self.loaded.config().routes {
             let name: &str = &route.name;
             let at = Sample {
                 at_ms: now,
@@ -367,10 +368,14 @@ impl ControlState {
                 .as_ref()
                 .map_or(30_000, |s| duration_ms(s.analysis.window))
                 + 2_000;
-            self.history
-                .entry(name.to_owned())
-                .or_default()
-                .push(at, keep_ms);
+            match self.history.get_mut(name) {
+                Some(history) => history.push(at, keep_ms),
+                None => self
+                    .history
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(at, keep_ms),
+            }
 
             let (Some(strategy), Some(state)) = (&route.strategy, self.rollouts.get(name)) else {
                 continue;
@@ -392,9 +397,12 @@ impl ControlState {
                 .get(name)
                 .map(|h| h.observation(since))
                 .unwrap_or_else(empty_observation);
-            let outcome = state.tick(route, now, &observation);
+            judged.push((name.to_owned(), state.tick(route, now, &observation)));
+        }
+        let mut republish = false;
+        for (name, outcome) in judged {
             // A state that cannot be persisted stays as it was (logged in `keep`).
-            if let Ok(changed) = self.keep(name, outcome) {
+            if let Ok(changed) = self.keep(&name, outcome) {
                 republish |= changed;
             }
         }

@@ -250,16 +250,6 @@ impl RoleMetrics {
         }
     }
 
-    /// The route these counters belong to.
-    pub fn route(&self) -> &Arc<str> {
-        &self.route
-    }
-
-    /// The role these counters belong to.
-    pub fn role_label(&self) -> Role {
-        self.role
-    }
-
     /// Counts one answered request with its status code and latency.
     pub fn record(&self, code: u16, elapsed: Duration) {
         // hyper sends only 100..=999; clamp defensively.
