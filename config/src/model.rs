@@ -139,8 +139,13 @@ pub struct Timeouts {
 pub struct Strategy {
     /// Steps, at least one.
     pub steps: Vec<Step>,
-    /// Analysis thresholds.
+    /// Analysis thresholds (weir's defaults when the config has no
+    /// `analysis` block).
     pub analysis: Analysis,
+    /// The config has an `analysis` block: a step waits for a passing
+    /// judgement. Without one, steps advance by time and commands alone and
+    /// the default thresholds only abort a failing canary.
+    pub gated_by_analysis: bool,
 }
 
 /// A rollout step.

@@ -774,6 +774,7 @@ impl<'a> Checker<'a> {
         Some(Strategy {
             steps: steps?,
             analysis: analysis?,
+            gated_by_analysis: spec.analysis.is_some(),
         })
     }
 

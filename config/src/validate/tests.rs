@@ -212,6 +212,7 @@ fn spec_example_parses_into_the_model() {
                     max_latency_p99: Some(Duration::from_millis(500)),
                     failure_limit: 0,
                 },
+                gated_by_analysis: true,
             }),
         }],
     };

@@ -11,13 +11,19 @@
 //! - `Healthy`: no rollout; weight 0, `step_index` `None`.
 //! - `Progressing`: at a `setWeight` step. The weight applies when the step
 //!   is entered; the step completes at the first later [`RolloutState::tick`]
-//!   whose judgement is a Pass (never on an inconclusive judgement, except at
-//!   weight 0, where the canary has no traffic to judge).
+//!   whose judgement allows it (see below).
 //! - `Paused`: at a `pause` step, or held by the `pause` command. A timed
 //!   pause has a deadline (`pause_deadline_ms`, wall-clock, so it survives a
 //!   restart) and completes at the first tick at or after it whose judgement
-//!   is a Pass; `pause: {}` completes only by `promote`. A held rollout never
+//!   allows it; `pause: {}` completes only by `promote`. A held rollout never
 //!   advances by itself; analysis keeps running and can still abort it.
+//!
+//! A judgement allows a step to complete unless it is a Fail. With an
+//! `analysis` block in the config (`Strategy::gated_by_analysis`) an
+//! inconclusive judgement (fewer than `minRequests` canary requests) holds
+//! the step too, except at weight 0, where the canary has no traffic to
+//! judge. Without one, steps go by time and commands alone, as in Argo
+//! Rollouts, and the default thresholds only abort a failing canary.
 //! - `Aborted`: weight 0 until `retry` or a new canary revision.
 //! - `Promoted`: every step done (or `promote --full`): weight 100 until the
 //!   config names the promoted revision as `stable.revision` (then `Healthy`).
@@ -587,8 +593,9 @@ impl RolloutState {
 
     /// One analysis interval: judges `obs` (see [`analysis::judge`]), counts
     /// a failure or aborts, and completes the current step when its
-    /// condition holds (a Pass; for a timed pause also `now_ms` ≥ deadline;
-    /// never while held, never for `pause: {}`).
+    /// condition holds (no Fail, and a Pass when the strategy is gated by
+    /// analysis; for a timed pause also `now_ms` ≥ deadline; never while
+    /// held, never for `pause: {}`).
     ///
     /// Call every `analysis.interval` for each route with a strategy; outside
     /// Progressing and Paused nothing is judged and the state is returned
@@ -625,10 +632,14 @@ impl RolloutState {
             );
         }
 
-        // At weight 0 the canary gets no traffic to judge (a pause before the
-        // first setWeight, or `setWeight: 0`): an inconclusive judgement must
-        // not hold such a step forever. A failure still counted above.
-        let judged_ok = verdict.is_pass() || s.canary_weight.is_zero();
+        // Only an `analysis` block makes a step wait for a pass; without one
+        // the default thresholds only abort (counted above) and steps go by
+        // time and commands, as in Argo Rollouts. At weight 0 the canary gets
+        // no traffic to judge (a pause before the first setWeight, or
+        // `setWeight: 0`): an inconclusive judgement must not hold such a
+        // step forever either.
+        let judged_ok =
+            !strategy.gated_by_analysis || verdict.is_pass() || s.canary_weight.is_zero();
         let done = judged_ok
             && !s.held
             && match s.step_index.and_then(|i| strategy.steps.get(i)) {
@@ -653,9 +664,14 @@ impl RolloutState {
                 ),
             )
         } else {
+            let why = if strategy.gated_by_analysis && verdict.is_pass() {
+                " (analysis passing)"
+            } else {
+                ""
+            };
             (
                 TransitionKind::Advanced,
-                format!("{before} done (analysis passing): {}", s.position(strategy)),
+                format!("{before} done{why}: {}", s.position(strategy)),
             )
         };
         s.finish(self, strategy, now_ms, kind, message)
@@ -942,10 +958,17 @@ impl RolloutState {
     }
 
     fn analysis_note(&self, strategy: &Strategy) -> String {
+        let gated = strategy.gated_by_analysis;
         match self.last_judgement.as_ref().map(|j| &j.verdict) {
-            None => "waiting for the first judgement".to_owned(),
+            None if gated => "waiting for the first judgement".to_owned(),
             Some(Verdict::Pass { .. }) => "analysis passing".to_owned(),
-            Some(Verdict::Inconclusive { reason }) => format!("waiting: {reason}"),
+            Some(Verdict::Inconclusive { reason }) if gated => {
+                format!("the step waits for minRequests: {reason}")
+            }
+            // Without an analysis block nothing waits on the judgement.
+            None | Some(Verdict::Inconclusive { .. }) => {
+                "no analysis block: steps go by time and commands".to_owned()
+            }
             Some(Verdict::Fail { reason, .. }) => format!(
                 "analysis failed ({} of {} tolerated): {reason}",
                 self.failures, strategy.analysis.failure_limit

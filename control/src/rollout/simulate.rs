@@ -192,6 +192,7 @@ fn route(analysis: Analysis) -> Route {
                 Step::Pause(None),
             ],
             analysis,
+            gated_by_analysis: true,
         }),
     }
 }

@@ -55,6 +55,7 @@ impl Fixture {
             strategy: Some(Strategy {
                 steps: spec_steps(),
                 analysis: Analysis::default(),
+                gated_by_analysis: true,
             }),
         })
     }
@@ -79,6 +80,14 @@ impl Fixture {
     fn failure_limit(mut self, limit: u32) -> Fixture {
         if let Some(s) = &mut self.0.strategy {
             s.analysis.failure_limit = limit;
+        }
+        self
+    }
+
+    /// No `analysis` block in the config: steps go by time and commands.
+    fn without_analysis_block(mut self) -> Fixture {
+        if let Some(s) = &mut self.0.strategy {
+            s.gated_by_analysis = false;
         }
         self
     }
@@ -472,7 +481,8 @@ fn set_weight_advances_only_on_a_pass() {
     );
     assert_eq!(
         waiting.state.message,
-        "step 1/5 (setWeight 5): canary at 5%; waiting: 5 canary requests in the window, need 20"
+        "step 1/5 (setWeight 5): canary at 5%; the step waits for minRequests: 5 canary requests \
+         in the window, need 20"
     );
     let passed = waiting.state.tick(&route(), T0 + 2 * SEC, &pass());
     assert_eq!(shape(&passed.state), (Phase::Paused, Some(1), 5, false));
@@ -501,9 +511,9 @@ fn a_timed_pause_ends_by_itself_at_its_deadline() {
     assert_eq!(late.transition, None);
     assert_eq!(shape(&late.state), (Phase::Paused, Some(1), 5, false));
     assert!(
-        late.state
-            .message
-            .starts_with("step 2/5 (pause 30s): pause over; waiting: 5 canary"),
+        late.state.message.starts_with(
+            "step 2/5 (pause 30s): pause over; the step waits for minRequests: 5 canary"
+        ),
         "{}",
         late.state.message
     );
@@ -547,8 +557,79 @@ fn steps_at_weight_zero_do_not_wait_for_canary_traffic() {
     assert_eq!(shape(&s), (Phase::Progressing, Some(2), 10, false));
     assert!(
         s.message
-            .ends_with("waiting: 0 canary requests in the window, need 20")
+            .ends_with("the step waits for minRequests: 0 canary requests in the window, need 20")
     );
+}
+
+#[test]
+fn without_an_analysis_block_steps_go_by_time_and_commands() {
+    let r = Fixture::new().without_analysis_block().0;
+    let no_canary_traffic = observation((0, 0), (0, 0));
+    let s = RolloutState::start(&r, T0).state;
+    assert_eq!(shape(&s), (Phase::Progressing, Some(0), 5, false));
+    // setWeight completes at the first tick, with no canary traffic at all.
+    let out = s.tick(&r, T0 + SEC, &no_canary_traffic);
+    assert_eq!(shape(&out.state), (Phase::Paused, Some(1), 5, false));
+    let t = out.transition.expect("advancing is a transition");
+    assert_eq!(
+        t.message,
+        "step 1/5 (setWeight 5) done: step 2/5 (pause 30s)"
+    );
+    assert!(
+        !out.state.message.contains("minRequests"),
+        "nothing waits for minRequests: {}",
+        out.state.message
+    );
+    // The timed pause runs on its clock alone.
+    let s = out.state.tick(&r, T0 + 30 * SEC, &no_canary_traffic).state;
+    assert_eq!(shape(&s), (Phase::Paused, Some(1), 5, false));
+    assert_eq!(
+        s.message,
+        "step 2/5 (pause 30s): 1 s left; no analysis block: steps go by time and commands"
+    );
+    let s = s.tick(&r, T0 + 31 * SEC, &no_canary_traffic).state;
+    assert_eq!(shape(&s), (Phase::Progressing, Some(2), 25, false));
+    let s = s.tick(&r, T0 + 32 * SEC, &no_canary_traffic).state;
+    assert_eq!(shape(&s), (Phase::Paused, Some(3), 25, false));
+    // `pause: {}` still holds without an analysis block.
+    let mut s = s;
+    for i in 0..20 {
+        let out = s.tick(&r, T0 + (33 + i) * SEC, &no_canary_traffic);
+        assert_eq!(out.transition, None);
+        s = out.state;
+    }
+    assert_eq!(shape(&s), (Phase::Paused, Some(3), 25, false));
+    // promote goes on; the last setWeight completes on the next tick.
+    let s = ok(s.command(Command::Promote, &r, T0 + 60 * SEC)).state;
+    assert_eq!(shape(&s), (Phase::Progressing, Some(4), 100, false));
+    let out = s.tick(&r, T0 + 61 * SEC, &no_canary_traffic);
+    assert_eq!(shape(&out.state), (Phase::Promoted, Some(5), 100, false));
+    assert_eq!(
+        out.transition.map(|t| t.kind),
+        Some(TransitionKind::Completed)
+    );
+}
+
+#[test]
+fn without_an_analysis_block_a_failing_canary_still_aborts() {
+    let r = Fixture::new().without_analysis_block().0;
+    let s = RolloutState::start(&r, T0).state;
+    let out = s.tick(&r, T0 + SEC, &failing());
+    assert_eq!(shape(&out.state), (Phase::Aborted, Some(0), 0, false));
+    assert_eq!(
+        out.transition.and_then(|t| t.abort_reason()),
+        Some(AbortReason::AnalysisErrorRate)
+    );
+}
+
+#[test]
+fn without_an_analysis_block_a_held_step_stays_held() {
+    let r = Fixture::new().without_analysis_block().0;
+    let s = RolloutState::start(&r, T0).state;
+    let s = ok(s.command(Command::Pause, &r, T0 + SEC)).state;
+    let out = s.tick(&r, T0 + 2 * SEC, &inconclusive());
+    assert_eq!(out.transition, None);
+    assert_eq!(shape(&out.state), (Phase::Paused, Some(0), 5, true));
 }
 
 #[test]
