@@ -204,12 +204,17 @@ impl AdminState {
     async fn run_command(&self, name: &str, command: Command) -> Response<Full<Bytes>> {
         let mut control = self.process.control.lock().await;
         let now = now_ms();
-        match control.command(name, command, now) {
+        match control.command(name, command, now).await {
             Ok(republish) => {
-                if republish {
-                    self.process.publish_applied(control.snapshot()).await;
+                // Published under the lock, so snapshots keep the order of
+                // the states; the wait for the proxy happens without it.
+                let version = republish.then(|| self.process.publisher.publish(control.snapshot()));
+                let status = control.status(name, now);
+                drop(control);
+                if let Some(version) = version {
+                    self.process.wait_applied(version).await;
                 }
-                match control.status(name, now) {
+                match status {
                     Some(status) => json(StatusCode::OK, &status),
                     None => error(StatusCode::NOT_FOUND, &format!("no route named {name}")),
                 }
@@ -235,7 +240,7 @@ impl AdminState {
         let mut republish = false;
         let mut failures = Vec::new();
         for name in &paused {
-            match control.command(name, Command::Promote, now) {
+            match control.command(name, Command::Promote, now).await {
                 Ok(changed) => {
                     republish |= changed;
                     promoted.push(name.clone());
@@ -243,10 +248,12 @@ impl AdminState {
                 Err(refused) => failures.push(format!("{name}: {}", refused.message)),
             }
         }
-        if republish {
-            self.process.publish_applied(control.snapshot()).await;
-        }
+        let version = republish.then(|| self.process.publisher.publish(control.snapshot()));
         let routes = control.statuses(now);
+        drop(control);
+        if let Some(version) = version {
+            self.process.wait_applied(version).await;
+        }
         if failures.is_empty() {
             json(
                 StatusCode::OK,

@@ -16,8 +16,8 @@ use weir_proxy::metrics::{LATENCY_BOUNDS_MICROS, RoleCounts};
 use crate::load::{Loaded, Resolved};
 use crate::persist::{self, Stored};
 use crate::rollout::{
-    AbortReason, Command, CommandRefused, LatencyHistogram, Observation, Outcome, Phase,
-    RoleSummary, RoleTotals, RoleWindow, RolloutState, TransitionKind,
+    AbortReason, Command, CommandRefused, ConfigRefused, LatencyHistogram, Observation, Outcome,
+    Phase, RoleSummary, RoleTotals, RoleWindow, RolloutState, TransitionKind,
 };
 use crate::run::Process;
 
@@ -76,12 +76,12 @@ pub fn now_ms() -> u64 {
 
 impl ControlState {
     /// The state at startup: persisted rollouts are restored (an unreadable
-    /// file holds its route at weight 0), new ones started, all reconciled
-    /// with the config and persisted.
+    /// file holds its route at weight 0, a config behind its promotion holds
+    /// its route as persisted), new ones started, all reconciled with the
+    /// config and persisted. Runs before anything is served.
     ///
     /// # Errors
-    /// Diagnostics when the state directory cannot be used or the config is
-    /// behind a promotion in a way that cannot be served.
+    /// Diagnostics when the state directory cannot be used.
     pub fn restore(
         loaded: Loaded,
         resolved: Resolved,
@@ -100,50 +100,46 @@ impl ControlState {
         }
         let mut rollouts = BTreeMap::new();
         let mut problems = Vec::new();
-        for (index, route) in config.routes.iter().enumerate() {
+        for route in &config.routes {
             if route.strategy.is_none() {
                 continue;
             }
-            let restored = match persist::load(&state_dir, &route.name) {
-                Stored::Found(state) => state
-                    .reconcile(route, now)
-                    .map_err(|refused| refused.to_string()),
-                Stored::Missing => Ok(RolloutState::start(route, now)),
+            let outcome = match persist::load(&state_dir, &route.name) {
+                // A config behind its promotion holds that route alone, as
+                // persisted; every other route serves normally.
+                Stored::Found(state) => state.reconcile(route, now).unwrap_or_else(|refused| {
+                    tracing::warn!(route = %route.name, "{refused}; the route is held as persisted until the config catches up");
+                    Outcome {
+                        state: state.held_behind(&refused),
+                        transition: None,
+                    }
+                }),
+                Stored::Missing => RolloutState::start(route, now),
                 Stored::Unreadable(error) => {
                     tracing::error!(route = %route.name, %error, "rollout state unreadable; holding the canary at weight 0");
                     if let Some(aside) = persist::set_aside(&state_dir, &route.name, now) {
                         tracing::warn!(route = %route.name, file = %aside.display(), "unreadable state file kept aside");
                     }
-                    let held = RolloutState::unreadable(route, now, &error);
-                    Ok(Outcome {
-                        state: held,
+                    Outcome {
+                        state: RolloutState::unreadable(route, now, &error),
                         transition: None,
-                    })
+                    }
                 }
             };
-            match restored {
-                Ok(outcome) => {
-                    if let Err(error) = persist::save(&state_dir, &outcome.state) {
-                        problems.push(loaded.document.diagnostic(
-                            "stateDir",
-                            format!(
-                                "cannot write the state of route {} in {}: {error}",
-                                route.name,
-                                state_dir.display()
-                            ),
-                        ));
-                    }
-                    if let Some(t) = &outcome.transition {
-                        tracing::info!(route = %route.name, kind = ?t.kind, "{}", t.message);
-                    }
-                    rollouts.insert(route.name.to_string(), outcome.state);
-                }
-                Err(message) => problems.push(
-                    loaded
-                        .document
-                        .diagnostic(&format!("routes[{index}].canary.revision"), message),
-                ),
+            if let Err(error) = persist::save(&state_dir, &outcome.state) {
+                problems.push(loaded.document.diagnostic(
+                    "stateDir",
+                    format!(
+                        "cannot write the state of route {} in {}: {error}",
+                        route.name,
+                        state_dir.display()
+                    ),
+                ));
             }
+            if let Some(t) = &outcome.transition {
+                tracing::info!(route = %route.name, kind = ?t.kind, "{}", t.message);
+            }
+            rollouts.insert(route.name.to_string(), outcome.state);
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -161,12 +157,17 @@ impl ControlState {
 
     /// Takes a reloaded config: each route with a strategy is reconciled
     /// (a new canary revision starts a rollout, a caught-up promotion ends
-    /// one), the changes persisted, and only then the config adopted.
+    /// one), the changes persisted (off the runtime threads), and only then
+    /// the config adopted.
+    ///
+    /// A route held at startup because its config was behind a promotion
+    /// stays held while the new config asks for the same canary revision.
     ///
     /// # Errors
-    /// Diagnostics naming the change needed (a config behind a promotion)
-    /// or the state that cannot be persisted; nothing is changed then.
-    pub fn adopt(
+    /// Diagnostics naming the change needed (a config that brings another
+    /// canary revision while behind a promotion) or the state that cannot be
+    /// persisted; nothing is changed then.
+    pub async fn adopt(
         &mut self,
         loaded: Loaded,
         resolved: Resolved,
@@ -179,13 +180,25 @@ impl ControlState {
                 continue;
             }
             let reconciled = match self.rollouts.get(&*route.name) {
-                Some(state) => state.reconcile(route, now),
+                Some(state) => match state.reconcile(route, now) {
+                    Err(refused) if self.is_held_behind(&refused) => Ok(Outcome {
+                        state: state.held_behind(&refused),
+                        transition: None,
+                    }),
+                    reconciled => reconciled,
+                },
                 // A strategy that comes back finds its route's last state
                 // (sequence, promoted revision) on disk.
-                None => match persist::load(&self.state_dir, &route.name) {
-                    Stored::Found(state) => state.reconcile(route, now),
-                    Stored::Missing | Stored::Unreadable(_) => Ok(RolloutState::start(route, now)),
-                },
+                None => {
+                    match persist::load_off_runtime(self.state_dir.clone(), route.name.to_string())
+                        .await
+                    {
+                        Stored::Found(state) => state.reconcile(route, now),
+                        Stored::Missing | Stored::Unreadable(_) => {
+                            Ok(RolloutState::start(route, now))
+                        }
+                    }
+                }
             };
             match reconciled {
                 Ok(outcome) => outcomes.push(outcome),
@@ -198,13 +211,19 @@ impl ControlState {
         if !problems.is_empty() {
             return Err(problems);
         }
-        for outcome in outcomes.iter().filter(|o| o.transition.is_some()) {
-            if let Err(error) = persist::save(&self.state_dir, &outcome.state) {
+        let changed: Vec<RolloutState> = outcomes
+            .iter()
+            .filter(|o| o.transition.is_some())
+            .map(|o| o.state.clone())
+            .collect();
+        let written = persist::save_off_runtime(self.state_dir.clone(), changed.clone()).await;
+        for (state, result) in changed.iter().zip(written) {
+            if let Err(error) = result {
                 return Err(vec![loaded.document.diagnostic(
                     "stateDir",
                     format!(
                         "cannot persist the state of route {} in {}: {error}",
-                        outcome.state.route,
+                        state.route,
                         self.state_dir.display()
                     ),
                 )]);
@@ -212,6 +231,7 @@ impl ControlState {
         }
         // A route that keeps its name but loses its strategy ends its rollout;
         // the ended state is written so a restart does not resurrect it.
+        let mut ended = Vec::new();
         for (name, state) in &self.rollouts {
             let Some(route) = loaded
                 .config()
@@ -224,13 +244,17 @@ impl ControlState {
             if route.strategy.is_some() {
                 continue;
             }
-            if let Ok(ended) = state.reconcile(route, now) {
-                if let Err(error) = persist::save(&self.state_dir, &ended.state) {
-                    tracing::warn!(route = %name, %error, "cannot persist the end of the rollout");
-                }
-                if let Some(t) = &ended.transition {
+            if let Ok(outcome) = state.reconcile(route, now) {
+                if let Some(t) = &outcome.transition {
                     tracing::info!(route = %name, kind = ?t.kind, "{}", t.message);
                 }
+                ended.push(outcome.state);
+            }
+        }
+        let written = persist::save_off_runtime(self.state_dir.clone(), ended.clone()).await;
+        for (state, result) in ended.iter().zip(written) {
+            if let Err(error) = result {
+                tracing::warn!(route = %state.route, %error, "cannot persist the end of the rollout");
             }
         }
         let mut rollouts = BTreeMap::new();
@@ -255,6 +279,17 @@ impl ControlState {
         Ok(())
     }
 
+    /// Whether the config in force already asks for the canary revision
+    /// `refused` names: its route was held at startup and stays held.
+    fn is_held_behind(&self, refused: &ConfigRefused) -> bool {
+        self.config()
+            .routes
+            .iter()
+            .find(|r| *r.name == *refused.route)
+            .and_then(|r| r.canary.as_ref())
+            .is_some_and(|c| *c.revision == *refused.requested)
+    }
+
     /// The config in force.
     pub fn config(&self) -> &Config {
         self.loaded.config()
@@ -268,20 +303,40 @@ impl ControlState {
         })
     }
 
-    /// Records a transition's side effects and keeps `outcome.state`.
-    /// Returns whether the snapshot must be republished.
+    /// Persists `outcome.state` (when it is a transition) off the runtime
+    /// threads, then keeps it. Returns whether the snapshot must be
+    /// republished.
+    async fn keep(&mut self, route: &str, outcome: Outcome) -> Result<bool, String> {
+        let written = if outcome.transition.is_some() {
+            persist::save_off_runtime(self.state_dir.clone(), vec![outcome.state.clone()])
+                .await
+                .pop()
+                .unwrap_or(Ok(()))
+        } else {
+            Ok(())
+        };
+        self.apply(route, outcome, written)
+    }
+
+    /// Records a transition's side effects and keeps `outcome.state`, given
+    /// the result of writing it (`Ok` when nothing needed writing). Returns
+    /// whether the snapshot must be republished.
     ///
-    /// The state is written first; if that fails the old state stays, except
-    /// for an abort, which takes effect anyway (a bad canary must not keep
-    /// traffic because a disk is full).
-    fn keep(&mut self, route: &str, outcome: Outcome) -> Result<bool, String> {
-        let state_dir = self.state_dir.clone();
+    /// If the write failed the old state stays, except for an abort, which
+    /// takes effect anyway (a bad canary must not keep traffic because a
+    /// disk is full).
+    fn apply(
+        &mut self,
+        route: &str,
+        outcome: Outcome,
+        written: std::io::Result<()>,
+    ) -> Result<bool, String> {
         let old_override = self
             .rollouts
             .get(route)
             .and_then(RolloutState::route_override);
         if let Some(transition) = &outcome.transition {
-            if let Err(error) = persist::save(&state_dir, &outcome.state) {
+            if let Err(error) = written {
                 let message = format!("cannot persist the state of route {route}: {error}");
                 if !matches!(transition.kind, TransitionKind::Aborted(_)) {
                     tracing::error!(route, "{message}; the transition is not applied");
@@ -308,24 +363,19 @@ impl ControlState {
         Ok(changed)
     }
 
-    /// Applies an operator command to `route`. Returns whether to republish.
+    /// Applies an operator command to `route`; the new state is written
+    /// before it is kept. Returns whether to republish.
     ///
     /// # Errors
     /// 404 for an unknown route, 409 for a command that does not apply, 500
     /// when the state cannot be persisted.
-    pub fn command(
+    pub async fn command(
         &mut self,
         route: &str,
         command: Command,
         now: u64,
     ) -> Result<bool, CommandError> {
-        let Some(config_route) = self
-            .config()
-            .routes
-            .iter()
-            .find(|r| &*r.name == route)
-            .cloned()
-        else {
+        let Some(config_route) = self.config().routes.iter().find(|r| &*r.name == route) else {
             return Err(CommandError {
                 status: 404,
                 message: format!("no route named {route}"),
@@ -339,22 +389,56 @@ impl ControlState {
             });
         };
         let outcome = state
-            .command(command, &config_route, now)
+            .command(command, config_route, now)
             .map_err(|refused| CommandError {
                 status: 409,
                 message: refused.message().to_owned(),
             })?;
-        self.keep(route, outcome).map_err(|message| CommandError {
-            status: 500,
-            message,
-        })
+        self.keep(route, outcome)
+            .await
+            .map_err(|message| CommandError {
+                status: 500,
+                message,
+            })
     }
 
     /// Samples the proxy's counters and judges every route whose interval
-    /// has passed. Returns whether to republish.
-    pub fn tick(&mut self, sample: impl Fn(&str, Role) -> RoleCounts, now: u64) -> bool {
+    /// has passed; the transitions are written (off the runtime threads)
+    /// before they are kept. Returns whether to republish.
+    pub async fn tick(&mut self, sample: impl Fn(&str, Role) -> RoleCounts, now: u64) -> bool {
+        let judged = self.judge(sample, now);
+        let changed: Vec<RolloutState> = judged
+            .iter()
+            .filter(|(_, o)| o.transition.is_some())
+            .map(|(_, o)| o.state.clone())
+            .collect();
+        let mut written = persist::save_off_runtime(self.state_dir.clone(), changed)
+            .await
+            .into_iter();
+        let mut republish = false;
+        for (name, outcome) in judged {
+            let result = if outcome.transition.is_some() {
+                written.next().unwrap_or(Ok(()))
+            } else {
+                Ok(())
+            };
+            // A state that cannot be persisted stays as it was (logged in `apply`).
+            if let Ok(changed) = self.apply(&name, outcome, result) {
+                republish |= changed;
+            }
+        }
+        republish
+    }
+
+    /// Records a sample of every route and judges those whose interval has
+    /// passed; no I/O.
+    fn judge(
+        &mut self,
+        sample: impl Fn(&str, Role) -> RoleCounts,
+        now: u64,
+    ) -> Vec<(String, Outcome)> {
         // Borrow the config's routes field by field (no copy of the config
-        // every 100 ms); the judged outcomes are kept once the borrow ends.
+        // every 100 ms).
         let mut judged = Vec::new();
         for route in &self.loaded.config().routes {
             let name: &str = &route.name;
@@ -399,14 +483,7 @@ impl ControlState {
                 .unwrap_or_else(empty_observation);
             judged.push((name.to_owned(), state.tick(route, now, &observation)));
         }
-        let mut republish = false;
-        for (name, outcome) in judged {
-            // A state that cannot be persisted stays as it was (logged in `keep`).
-            if let Ok(changed) = self.keep(&name, outcome) {
-                republish |= changed;
-            }
-        }
-        republish
+        judged
     }
 
     /// The status of every route, in config order.
@@ -661,7 +738,7 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                 .get(route, role)
                 .map_or_else(RoleCounts::zero, |m| m.counts())
         };
-        if control.tick(sample, now_ms()) {
+        if control.tick(sample, now_ms()).await {
             process.publisher.publish(control.snapshot());
         }
     }

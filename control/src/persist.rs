@@ -80,6 +80,42 @@ pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
     File::open(state_dir)?.sync_all()
 }
 
+/// Writes each of `states` as [`save`] does, in order, on tokio's blocking
+/// pool: the fsyncs never stall the runtime threads that serve traffic.
+/// Returns one result per state, in the same order; the caller acts on a
+/// state only after its write succeeded.
+pub async fn save_off_runtime(
+    state_dir: PathBuf,
+    states: Vec<RolloutState>,
+) -> Vec<io::Result<()>> {
+    let count = states.len();
+    let written = tokio::task::spawn_blocking(move || {
+        states
+            .iter()
+            .map(|state| save(&state_dir, state))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match written {
+        Ok(results) => results,
+        // The writing task panicked or was cancelled: no write can be trusted.
+        Err(error) => (0..count)
+            .map(|_| {
+                Err(io::Error::other(format!(
+                    "the state writer failed: {error}"
+                )))
+            })
+            .collect(),
+    }
+}
+
+/// Reads the state of `route` as [`load`] does, on tokio's blocking pool.
+pub async fn load_off_runtime(state_dir: PathBuf, route: String) -> Stored {
+    tokio::task::spawn_blocking(move || load(&state_dir, &route))
+        .await
+        .unwrap_or_else(|error| Stored::Unreadable(format!("the state reader failed: {error}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

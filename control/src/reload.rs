@@ -119,6 +119,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
             }
             control
                 .adopt(loaded, resolved, now_ms())
+                .await
                 .map_err(Diagnostics)
         }
         Err(diagnostics) => Err(diagnostics),
@@ -135,7 +136,9 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
         }
         return Err(diagnostics);
     }
-    let version = process.publish_applied(control.snapshot()).await;
+    let version = process.publisher.publish(control.snapshot());
+    drop(control);
+    process.wait_applied(version).await;
     process.reloads.success.fetch_add(1, Relaxed);
     tracing::info!(?trigger, version, "config reloaded");
     Ok(Outcome::Applied(version))
@@ -151,7 +154,9 @@ async fn refresh_names(process: &Process) {
     // A reload meanwhile brought its own, newer resolution.
     if fresh != control.resolved && control.resolved == resolved {
         control.resolved = fresh;
-        let version = process.publish_applied(control.snapshot()).await;
+        let version = process.publisher.publish(control.snapshot());
+        drop(control);
+        process.wait_applied(version).await;
         tracing::info!(version, "endpoint addresses changed");
     }
 }

@@ -68,6 +68,15 @@ impl Process {
     /// by it, so that an answer sent after this reflects the new weights.
     pub async fn publish_applied(&self, snapshot: weir_config::Snapshot) -> u64 {
         let version = self.publisher.publish(snapshot);
+        self.wait_applied(version).await;
+        version
+    }
+
+    /// Waits (up to a second) until the proxy routes by snapshot `version`
+    /// or a later one. Call it after releasing the control lock: publish
+    /// under the lock (so snapshots go out in the order of the states they
+    /// come from), wait without it.
+    pub async fn wait_applied(&self, version: u64) {
         let mut applied = self.proxy.applied();
         let waited =
             tokio::time::timeout(Duration::from_secs(1), applied.wait_for(|v| *v >= version)).await;
@@ -77,7 +86,6 @@ impl Process {
                 "the proxy has not applied the new snapshot within 1 s"
             );
         }
-        version
     }
 }
 

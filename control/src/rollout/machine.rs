@@ -510,6 +510,23 @@ impl RolloutState {
         }
     }
 
+    /// The state of a route whose config is behind its promotion when weir
+    /// starts (`refused` came from [`RolloutState::reconcile`]): phase,
+    /// step and weight stay as persisted and no rollout starts; the message
+    /// names the change the config needs. Other routes are not affected.
+    pub fn held_behind(&self, refused: &ConfigRefused) -> RolloutState {
+        let mut s = self.clone();
+        s.message = format!(
+            "held: the config is behind a promotion: set stable.revision to {promoted} \
+             (promoted) before starting {requested}; canary weight kept at {weight}%, \
+             no rollout of {requested} until then",
+            promoted = refused.promoted,
+            requested = refused.requested,
+            weight = s.canary_weight,
+        );
+        s
+    }
+
     /// Applies an operator command.
     ///
     /// # Errors

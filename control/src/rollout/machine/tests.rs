@@ -1003,6 +1003,37 @@ fn promoted_stays_until_the_config_catches_up() {
 }
 
 #[test]
+fn a_config_behind_at_start_holds_the_route_as_persisted() {
+    let p = promoted();
+    let refused = reconcile_refused(&p, &Fixture::new().canary(Some("v3")).0);
+    assert_eq!(
+        (refused.promoted.as_str(), refused.requested.as_str()),
+        ("v2", "v3")
+    );
+    let held = p.held_behind(&refused);
+    assert_eq!(shape(&held), shape(&p));
+    assert_eq!(held.canary_revision.as_deref(), Some("v2"));
+    assert_eq!(held.rollout_seq, p.rollout_seq);
+    assert_eq!(
+        held.message,
+        "held: the config is behind a promotion: set stable.revision to v2 (promoted) before \
+         starting v3; canary weight kept at 100%, no rollout of v3 until then"
+    );
+    // The fixed config takes it from there: v2 stable, v3 starts a rollout.
+    let fixed = Fixture::new().stable("v2").canary(Some("v3")).0;
+    let next = reconcile(&held, &fixed, T0 + 5 * SEC);
+    assert_eq!(shape(&next.state), (Phase::Progressing, Some(0), 5, false));
+    assert_eq!(next.state.canary_revision.as_deref(), Some("v3"));
+}
+
+fn reconcile_refused(state: &RolloutState, route: &Route) -> ConfigRefused {
+    match state.reconcile(route, T0 + 2 * SEC) {
+        Ok(outcome) => panic!("expected a refusal, got {outcome:?}"),
+        Err(refused) => refused,
+    }
+}
+
+#[test]
 fn steps_edited_away_hold_the_rollout() {
     let s = paused_indefinite();
     let shorter = Fixture::new()
