@@ -41,6 +41,167 @@ enum Access {
     Write,
 }
 
+/// An admin endpoint, as routed from the method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint<'a> {
+    Healthz,
+    Readyz,
+    Metrics,
+    Routes,
+    Route(&'a str),
+    Command(&'a str, Verb),
+    PromoteAll,
+    Reload,
+}
+
+/// A route command as named in its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Promote,
+    Abort,
+    Retry,
+    Pause,
+    Resume,
+}
+
+/// A request that reaches no endpoint: the status and the `error` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NoEndpoint {
+    status: StatusCode,
+    message: String,
+}
+
+// === impl Endpoint ===
+
+impl<'a> Endpoint<'a> {
+    /// Routes `method` and `path`: an unknown path, a command that does not
+    /// exist, or a path with a `.` or `..` segment is 404; a known path with
+    /// another method is 405.
+    fn of(method: &Method, path: &'a str) -> Result<Endpoint<'a>, NoEndpoint> {
+        let not_found = |message: String| NoEndpoint {
+            status: StatusCode::NOT_FOUND,
+            message,
+        };
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        // Never resolved: a dot-segment names no endpoint and no route.
+        if let Some(dots) = segments.iter().find(|s| is_dot_segment(s)) {
+            return Err(not_found(format!(
+                "no admin endpoint {path}: the path has a `{dots}` segment"
+            )));
+        }
+        let get = method == Method::GET;
+        let post = method == Method::POST;
+        let endpoint = match segments.as_slice() {
+            ["healthz"] if get => Endpoint::Healthz,
+            ["readyz"] if get => Endpoint::Readyz,
+            ["metrics"] if get => Endpoint::Metrics,
+            ["api", "v1", "routes"] if get => Endpoint::Routes,
+            ["api", "v1", "routes", name] if get => Endpoint::Route(name),
+            ["api", "v1", "routes", name, verb] => {
+                let Some(verb) = Verb::from_path(verb) else {
+                    return Err(not_found(format!(
+                        "no command {verb}; use promote, abort, retry, pause or resume"
+                    )));
+                };
+                if !post {
+                    return Err(NoEndpoint::method_not_allowed(method, path));
+                }
+                Endpoint::Command(name, verb)
+            }
+            ["api", "v1", "promote"] if post => Endpoint::PromoteAll,
+            ["api", "v1", "reload"] if post => Endpoint::Reload,
+            ["healthz" | "readyz" | "metrics"]
+            | ["api", "v1", "routes" | "promote" | "reload"]
+            | ["api", "v1", "routes", _] => {
+                return Err(NoEndpoint::method_not_allowed(method, path));
+            }
+            _ => return Err(not_found(format!("no admin endpoint {path}"))),
+        };
+        Ok(endpoint)
+    }
+}
+
+/// `.` or `..`, also percent-encoded (`%2e`, `%2E`).
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+    decoded == "." || decoded == ".."
+}
+
+// === impl NoEndpoint ===
+
+impl NoEndpoint {
+    fn method_not_allowed(method: &Method, path: &str) -> NoEndpoint {
+        NoEndpoint {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: format!("{method} is not allowed on {path}"),
+        }
+    }
+}
+
+// === impl Verb ===
+
+impl Verb {
+    fn from_path(verb: &str) -> Option<Verb> {
+        Some(match verb {
+            "promote" => Verb::Promote,
+            "abort" => Verb::Abort,
+            "retry" => Verb::Retry,
+            "pause" => Verb::Pause,
+            "resume" => Verb::Resume,
+            _ => return None,
+        })
+    }
+
+    /// The command, given the request body (a JSON object; `{}` when
+    /// empty). `promote` takes `full`, a boolean; any other field, or
+    /// `full` on another command, is refused with a message naming it.
+    fn command(self, body: &Value) -> Result<Command, String> {
+        let fields = body.as_object().map(|o| o.iter()).into_iter().flatten();
+        let mut full = false;
+        let mut unknown = Vec::new();
+        for (key, value) in fields {
+            match (self, key.as_str()) {
+                (Verb::Promote, "full") => {
+                    full = value.as_bool().ok_or_else(|| {
+                        format!("full must be a boolean (true or false), not {value}")
+                    })?;
+                }
+                _ => unknown.push(format!("`{key}`")),
+            }
+        }
+        if !unknown.is_empty() {
+            let accepted = match self {
+                Verb::Promote => "only `full` (a boolean) is accepted",
+                _ => "this command takes no fields",
+            };
+            return Err(format!(
+                "unknown field{} {} in the {} body; {accepted}",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown.join(", "),
+                self.as_str()
+            ));
+        }
+        Ok(match self {
+            Verb::Promote if full => Command::PromoteFull,
+            Verb::Promote => Command::Promote,
+            Verb::Abort => Command::Abort,
+            Verb::Retry => Command::Retry,
+            Verb::Pause => Command::Pause,
+            Verb::Resume => Command::Resume,
+        })
+    }
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            Verb::Promote => "promote",
+            Verb::Abort => "abort",
+            Verb::Retry => "retry",
+            Verb::Pause => "pause",
+            Verb::Resume => "resume",
+        }
+    }
+}
+
 // === impl AdminState ===
 
 impl AdminState {
@@ -99,17 +260,20 @@ impl AdminState {
     ) -> Response<Full<Bytes>> {
         req.extensions_mut().insert(Peer(peer));
         let path = req.uri().path().to_owned();
-        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        match (req.method(), segments.as_slice()) {
-            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, ["readyz"]) => {
+        let endpoint = match Endpoint::of(req.method(), &path) {
+            Ok(endpoint) => endpoint,
+            Err(refused) => return error(refused.status, &refused.message),
+        };
+        match endpoint {
+            Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
+            Endpoint::Readyz => {
                 if self.ready.load(Relaxed) {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 }
             }
-            (&Method::GET, ["metrics"]) => {
+            Endpoint::Metrics => {
                 let mut response =
                     Response::new(Full::new(Bytes::from(self.render_metrics().await)));
                 response.headers_mut().insert(
@@ -118,14 +282,14 @@ impl AdminState {
                 );
                 response
             }
-            (&Method::GET, ["api", "v1", "routes"]) => {
+            Endpoint::Routes => {
                 if let Err(response) = self.authorize(&req, Access::Read).await {
                     return response;
                 }
                 let control = self.process.control.lock().await;
                 json(StatusCode::OK, &Value::Array(control.statuses(now_ms())))
             }
-            (&Method::GET, ["api", "v1", "routes", name]) => {
+            Endpoint::Route(name) => {
                 if let Err(response) = self.authorize(&req, Access::Read).await {
                     return response;
                 }
@@ -135,40 +299,28 @@ impl AdminState {
                     None => error(StatusCode::NOT_FOUND, &format!("no route named {name}")),
                 }
             }
-            (&Method::POST, ["api", "v1", "routes", name, verb]) => {
-                let (name, verb) = ((*name).to_owned(), (*verb).to_owned());
+            Endpoint::Command(name, verb) => {
+                let name = name.to_owned();
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
-                let full = match read_json(req).await {
-                    Ok(body) => body.get("full").and_then(Value::as_bool).unwrap_or(false),
+                let body = match read_json(req).await {
+                    Ok(body) => body,
                     Err(response) => return response,
                 };
-                let command = match (verb.as_str(), full) {
-                    ("promote", false) => Command::Promote,
-                    ("promote", true) => Command::PromoteFull,
-                    ("abort", _) => Command::Abort,
-                    ("retry", _) => Command::Retry,
-                    ("pause", _) => Command::Pause,
-                    ("resume", _) => Command::Resume,
-                    _ => {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            &format!(
-                                "no command {verb}; use promote, abort, retry, pause or resume"
-                            ),
-                        );
-                    }
+                let command = match verb.command(&body) {
+                    Ok(command) => command,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, &message),
                 };
                 self.run_command(&name, command).await
             }
-            (&Method::POST, ["api", "v1", "promote"]) => {
+            Endpoint::PromoteAll => {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
                 self.promote_all().await
             }
-            (&Method::POST, ["api", "v1", "reload"]) => {
+            Endpoint::Reload => {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
@@ -187,17 +339,6 @@ impl AdminState {
                     }
                 }
             }
-            (
-                _,
-                ["healthz" | "readyz" | "metrics"]
-                | ["api", "v1", "routes" | "promote" | "reload"]
-                | ["api", "v1", "routes", _]
-                | ["api", "v1", "routes", _, _],
-            ) => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("{} is not allowed on {path}", req.method()),
-            ),
-            _ => error(StatusCode::NOT_FOUND, &format!("no admin endpoint {path}")),
         }
     }
 
@@ -299,8 +440,7 @@ impl AdminState {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer_token);
         let Some(presented) = presented else {
             return Err(error(
                 StatusCode::UNAUTHORIZED,
@@ -327,6 +467,16 @@ impl AdminState {
         }
         Ok(())
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme name is
+/// case-insensitive (RFC 9110 section 11.1) and any run of spaces or tabs
+/// may separate it from the token; another scheme or an empty token is none.
+fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    let token = token.trim_start_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Largest admin request body accepted.
@@ -432,7 +582,153 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_tolerates_spaces() {
+        let cases: [(&str, Option<&str>); 14] = [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER abc", Some("abc")),
+            ("bEaReR abc", Some("abc")),
+            ("Bearer    abc", Some("abc")),
+            ("Bearer\tabc", Some("abc")),
+            ("Bearer abc  ", Some("abc")),
+            ("  Bearer abc", Some("abc")),
+            ("Bearer", None),
+            ("Bearer   ", None),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+            ("Bearers abc", None),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(bearer_token(value), want, "Authorization: {value:?}");
+        }
+    }
+
+    #[test]
+    fn routes_every_method_and_path() {
+        use Endpoint::*;
+        let (get, post, put) = (Method::GET, Method::POST, Method::PUT);
+        let ok: [(&Method, &str, Endpoint<'_>); 13] = [
+            (&get, "/healthz", Healthz),
+            (&get, "/readyz", Readyz),
+            (&get, "/metrics", Metrics),
+            (&get, "/api/v1/routes", Routes),
+            (&get, "/api/v1/routes/", Routes),
+            (&get, "/api/v1/routes/web", Route("web")),
+            (
+                &post,
+                "/api/v1/routes/web/promote",
+                Command("web", Verb::Promote),
+            ),
+            (
+                &post,
+                "/api/v1/routes/web/abort",
+                Command("web", Verb::Abort),
+            ),
+            (
+                &post,
+                "/api/v1/routes/web/retry",
+                Command("web", Verb::Retry),
+            ),
+            (
+                &post,
+                "/api/v1/routes/web/pause",
+                Command("web", Verb::Pause),
+            ),
+            (
+                &post,
+                "/api/v1/routes/web/resume",
+                Command("web", Verb::Resume),
+            ),
+            (&post, "/api/v1/promote", PromoteAll),
+            (&post, "/api/v1/reload", Reload),
+        ];
+        for (method, path, want) in ok {
+            assert_eq!(Endpoint::of(method, path), Ok(want), "{method} {path}");
+        }
+        let refused: [(&Method, &str, u16, &str); 14] = [
+            (&get, "/api/v1/routes/../x", 404, "`..` segment"),
+            (&get, "/api/v1/routes/./x", 404, "`.` segment"),
+            (&get, "/api/v1/routes/%2e%2e/x", 404, "`%2e%2e` segment"),
+            (&post, "/api/v1/routes/web/../promote", 404, "`..` segment"),
+            (&get, "/api/v1/../healthz", 404, "`..` segment"),
+            (&get, "/nosuch", 404, "no admin endpoint /nosuch"),
+            (&get, "/api/v1/routes/web/x/y", 404, "no admin endpoint"),
+            (&post, "/api/v1/routes/web/launch", 404, "no command launch"),
+            (&get, "/api/v1/routes/web/launch", 404, "no command launch"),
+            (
+                &get,
+                "/api/v1/routes/web/promote",
+                405,
+                "GET is not allowed",
+            ),
+            (&post, "/api/v1/routes/web", 405, "POST is not allowed"),
+            (&post, "/healthz", 405, "POST is not allowed"),
+            (&get, "/api/v1/reload", 405, "GET is not allowed"),
+            (&put, "/api/v1/promote", 405, "PUT is not allowed"),
+        ];
+        for (method, path, status, says) in refused {
+            match Endpoint::of(method, path) {
+                Ok(endpoint) => panic!("{method} {path}: routed to {endpoint:?}"),
+                Err(no) => {
+                    assert_eq!(
+                        no.status.as_u16(),
+                        status,
+                        "{method} {path}: {}",
+                        no.message
+                    );
+                    assert!(no.message.contains(says), "{method} {path}: {}", no.message);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn command_bodies_are_checked() {
+        let body = |text: &str| serde_json::from_str::<Value>(text).expect("test JSON");
+        let ok = [
+            (Verb::Promote, "{}", Command::Promote),
+            (Verb::Promote, r#"{"full": false}"#, Command::Promote),
+            (Verb::Promote, r#"{"full": true}"#, Command::PromoteFull),
+            (Verb::Abort, "{}", Command::Abort),
+            (Verb::Resume, "{}", Command::Resume),
+        ];
+        for (verb, text, want) in ok {
+            assert_eq!(verb.command(&body(text)), Ok(want), "{verb:?} {text}");
+        }
+        let refused = [
+            (
+                Verb::Promote,
+                r#"{"full": "true"}"#,
+                "full must be a boolean",
+            ),
+            (Verb::Promote, r#"{"full": 1}"#, "full must be a boolean"),
+            (
+                Verb::Promote,
+                r#"{"ful": true}"#,
+                "unknown field `ful` in the promote body",
+            ),
+            (
+                Verb::Promote,
+                r#"{"full": true, "now": 1, "x": 2}"#,
+                "unknown fields `now`, `x`",
+            ),
+            (
+                Verb::Abort,
+                r#"{"full": true}"#,
+                "unknown field `full` in the abort body",
+            ),
+        ];
+        for (verb, text, says) in refused {
+            match verb.command(&body(text)) {
+                Ok(command) => panic!("{verb:?} {text}: accepted as {command:?}"),
+                Err(message) => assert!(message.contains(says), "{verb:?} {text}: {message}"),
+            }
+        }
+    }
 
     #[test]
     fn compares_tokens() {
