@@ -1,0 +1,183 @@
+//! Admin API requests through real curl: the bearer scheme in any case and
+//! with several spaces; paths with dot-segments are 404 with a JSON error;
+//! a promote body with `full` not a boolean or an unknown field is 400
+//! naming it and changes nothing; an empty body and `{}` are a plain
+//! promote.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index, within};
+
+const READER: &str = "reader-5d21e0";
+const WRITER: &str = "writer-9c44ab";
+
+/// Runs curl with `args` against the admin API; returns (status, body).
+async fn curl(args: &[&str]) -> (u16, String) {
+    let output = within(
+        Duration::from_secs(20),
+        "curl",
+        tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed ({}): {}{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (body, code) = stdout.rsplit_once('\n').expect("curl printed -w");
+    (code.parse().expect("an HTTP status"), body.to_owned())
+}
+
+/// The `error` message of a JSON error body.
+fn error_of(body: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("not a JSON error body ({e}): {body}"));
+    json["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no `error` in {json}"))
+        .to_owned()
+}
+
+async fn start() -> (Weir, FakeUpstream, FakeUpstream) {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    // Held at each step: the canary never gets minRequests requests.
+    let strategy = Strategy::new([
+        Step::SetWeight(10.0),
+        Step::SetWeight(20.0),
+        Step::SetWeight(30.0),
+        Step::Pause(None),
+    ])
+    .analysis("250ms", "5s")
+    .min_requests(100_000);
+    let config = WeirConfig::new([Route::new("web", &[v1.addr])
+        .canary(&[v2.addr], 0.0)
+        .strategy(strategy)])
+    .tokens(Some(READER), Some(WRITER));
+    (Weir::start(config).await, v1, v2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let (weir, _v1, _v2) = start().await;
+    let url = format!("http://{}/api/v1/routes/web", weir.addrs.admin);
+    for header in [
+        format!("Authorization: Bearer {READER}"),
+        format!("Authorization: bearer {READER}"),
+        format!("Authorization: BEARER {READER}"),
+        format!("Authorization: Bearer    {READER}"),
+        format!("authorization: bEaReR {WRITER}"),
+    ] {
+        let (status, body) = curl(&["-H", &header, &url]).await;
+        assert_eq!(status, 200, "{header}: {body}");
+        let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(s["name"], "web", "{header}: {body}");
+    }
+    // Still 401: another scheme, no token, a wrong token in lower case.
+    for header in [
+        format!("Authorization: Basic {READER}"),
+        "Authorization: bearer".to_owned(),
+        "Authorization: bearer not-the-token".to_owned(),
+        format!("Authorization: Bearer{READER}"),
+    ] {
+        let (status, body) = curl(&["-H", &header, &url]).await;
+        assert_eq!(status, 401, "{header}: {body}");
+        assert!(!error_of(&body).is_empty());
+    }
+    // The reader token in lower case is still a reader: 403 on a write.
+    let write = format!("{url}/pause");
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: bearer {READER}"),
+        &write,
+    ])
+    .await;
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_and_bad_promote_bodies_are_refused_by_name() {
+    let (weir, _v1, _v2) = start().await;
+    let admin = format!("http://{}", weir.addrs.admin);
+    let auth = format!("Authorization: Bearer {WRITER}");
+
+    // Dot-segments, sent as written: 404 naming the segment.
+    for path in [
+        "/api/v1/routes/../x",
+        "/api/v1/routes/web/../promote",
+        "/api/v1/routes/%2e%2e/web",
+    ] {
+        let url = format!("{admin}{path}");
+        let (status, body) = curl(&["--path-as-is", "-H", &auth, &url]).await;
+        assert_eq!(status, 404, "GET {path}: {body}");
+        let message = error_of(&body);
+        assert!(message.contains("segment"), "GET {path}: {message}");
+    }
+    let (status, body) = curl(&["-H", &auth, &format!("{admin}/api/v1/nosuch")]).await;
+    assert_eq!(status, 404, "{body}");
+
+    // Bad promote bodies: 400 naming the field; the rollout stays at step 1.
+    let promote = format!("{admin}/api/v1/routes/web/promote");
+    let json = "Content-Type: application/json";
+    for (body, says) in [
+        (r#"{"full": "true"}"#, "full must be a boolean"),
+        (r#"{"full": 1}"#, "full must be a boolean"),
+        (r#"{"fulll": true}"#, "`fulll`"),
+        (r#"{"full": true, "force": true}"#, "`force`"),
+    ] {
+        let (status, answer) =
+            curl(&["-X", "POST", "-H", &auth, "-H", json, "-d", body, &promote]).await;
+        assert_eq!(status, 400, "promote {body}: {answer}");
+        let message = error_of(&answer);
+        assert!(message.contains(says), "promote {body}: {message}");
+    }
+    let (status, answer) = curl(&["-H", &auth, &format!("{admin}/api/v1/routes/web")]).await;
+    assert_eq!(status, 200, "{answer}");
+    let s: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (phase(&s), step_index(&s)),
+        ("Progressing", Some(0)),
+        "a refused promote changed the rollout: {s:#}"
+    );
+
+    // An empty body and `{}` are a plain promote: one step each.
+    let (status, answer) = curl(&["-X", "POST", "-H", &auth, &promote]).await;
+    assert_eq!(status, 200, "promote, empty body: {answer}");
+    let s: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(step_index(&s), Some(1), "{s:#}");
+    let (status, answer) =
+        curl(&["-X", "POST", "-H", &auth, "-H", json, "-d", "{}", &promote]).await;
+    assert_eq!(status, 200, "promote {{}}: {answer}");
+    let s: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(step_index(&s), Some(2), "{s:#}");
+    // `{"full": false}` is a plain promote too.
+    let (status, answer) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        json,
+        "-d",
+        r#"{"full": false}"#,
+        &promote,
+    ])
+    .await;
+    assert_eq!(status, 200, "promote full false: {answer}");
+    let s: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(3)), "{s:#}");
+}
