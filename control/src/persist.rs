@@ -131,6 +131,57 @@ mod tests {
         serde_json::from_str(&text).expect("fixture parses")
     }
 
+    /// The temporary file is a FIFO, so opening it for writing blocks until
+    /// a reader opens it. The reader is a task on the same single-threaded
+    /// runtime: it can run only if the write is off the runtime thread.
+    #[test]
+    fn writes_do_not_block_the_runtime_thread() {
+        let dir = std::env::temp_dir().join(format!("weir-persist-fifo-{}", std::process::id()));
+        ensure_dir(&dir).expect("temp dir");
+        let fifo = dir.join(".web.json.tmp");
+        let _ = fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (state_dir, reader_path) = (dir.clone(), fifo.clone());
+        let runner = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let reader = tokio::spawn(async move {
+                    tokio::fs::read_to_string(&reader_path)
+                        .await
+                        .unwrap_or_default()
+                });
+                // A FIFO cannot be fsynced, so the save itself fails; what
+                // matters is that the reader ran meanwhile.
+                let _ = save_off_runtime(state_dir, vec![state("web")]).await;
+                let read = reader.await.expect("the reader task ran");
+                let _ = done_tx.send(read);
+            });
+        });
+        let read = match done_rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(read) => read,
+            Err(_) => {
+                // Unblock the writer so the thread can end, then fail.
+                let _ = fs::read(&fifo);
+                panic!("the state write blocked the runtime thread");
+            }
+        };
+        let _ = runner.join();
+        assert!(
+            read.contains("\"route\": \"web\""),
+            "read through the FIFO: {read}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn saves_and_loads_atomically() {
         let dir = std::env::temp_dir().join(format!("weir-persist-{}", std::process::id()));

@@ -1,0 +1,84 @@
+//! A transition whose state file cannot be written does not take effect
+//! (the command answers 500 naming the route, the rollout stays as it was),
+//! except an abort, which takes effect anyway; the proxy keeps serving.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use weir_e2e::{
+    FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, canary_weight, count, phase, send_many,
+    step_index, within,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_state_write_refuses_the_transition_but_not_an_abort() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let strategy = Strategy::new([Step::SetWeight(40.0), Step::Pause(None)])
+        .analysis("250ms", "5s")
+        .min_requests(100_000);
+    let config = WeirConfig::new([Route::new("web", &[v1.addr])
+        .canary(&[v2.addr], 0.0)
+        .strategy(strategy)]);
+    let weir = Weir::start(config).await;
+
+    // The state is written to a temporary file first: a directory in its
+    // place makes every write of route web fail (even for root).
+    let blocker = weir.dir().join("state").join(".web.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+
+    let r = weir.command("web", "pause", None).await;
+    assert_eq!(
+        r.status,
+        500,
+        "pause with an unwritable state: {}",
+        r.text()
+    );
+    let message = r.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("cannot persist the state of route web"),
+        "{message}"
+    );
+    let s = weir.status("web").await;
+    assert_eq!(
+        (phase(&s), step_index(&s), s["held"].as_bool()),
+        ("Progressing", Some(0), Some(false)),
+        "a transition that was not written took effect: {s:#}"
+    );
+    assert_eq!(canary_weight(&s), 40.0, "{s:#}");
+
+    // Traffic still flows at the weight in force.
+    let c = within(
+        Duration::from_secs(30),
+        "requests",
+        send_many(weir.addrs.http, "/", &[], 40, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&c, "v1", 200) + count(&c, "v2", 200), 40, "{c:?}");
+
+    // An abort takes effect even though it cannot be written.
+    let r = weir.command("web", "abort", None).await;
+    assert_eq!(
+        r.status,
+        200,
+        "abort with an unwritable state: {}",
+        r.text()
+    );
+    let s = r.json();
+    assert_eq!((phase(&s), canary_weight(&s)), ("Aborted", 0.0), "{s:#}");
+    let hits = v2.hits();
+    let c = within(
+        Duration::from_secs(30),
+        "requests after abort",
+        send_many(weir.addrs.http, "/", &[], 40, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&c, "v1", 200), 40, "{c:?}");
+    assert_eq!(v2.hits(), hits, "the canary got traffic after the abort");
+}
