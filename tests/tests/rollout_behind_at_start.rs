@@ -70,8 +70,51 @@ async fn a_route_behind_its_promotion_is_held_and_the_others_serve() {
     let ready = get(weir.addrs.admin, "/readyz").await.unwrap();
     assert_eq!(ready.status, 200);
 
+    // A reload that changes another route keeps the held route held.
+    let other2 = FakeUpstream::start("other2").await;
+    let edited = behind.with_route("other", |r| r.stable("v1", &[other2.addr]));
+    within(
+        RELOAD_LIMIT,
+        "reload of another route",
+        weir.reload(&edited),
+    )
+    .await;
+    let s = weir.status("shop").await;
+    assert_eq!((phase(&s), canary_weight(&s)), ("Promoted", 100.0), "{s:#}");
+    assert!(
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("set stable.revision to v2")),
+        "{s:#}"
+    );
+    let c = within(
+        LIMIT,
+        "requests to /other after the reload",
+        send_many(weir.addrs.http, "/other", &[], 10, 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&c, "other2", 200), 10, "{c:?}");
+
+    // Yet another revision while behind is refused, naming the change.
+    let failures = weir.reloads("failure").await;
+    weir.write_config(&edited.with_route("shop", |r| r.canary_revision("v4")));
+    within(
+        RELOAD_LIMIT,
+        "a refused reload",
+        weir.wait_for_reload("failure", failures),
+    )
+    .await;
+    let r = weir.admin().post("/api/v1/reload", None).await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("set stable.revision to v2"),
+        "{}",
+        r.text()
+    );
+
     // The fixed config: v2 is stable, v3 starts its rollout.
-    let caught_up = behind.with_route("shop", |r| r.stable("v2", &[v2.addr]));
+    let caught_up = edited.with_route("shop", |r| r.stable("v2", &[v2.addr]));
     within(RELOAD_LIMIT, "reload", weir.reload(&caught_up)).await;
     let s = weir.status("shop").await;
     assert_eq!(
