@@ -1,7 +1,8 @@
 //! The control loop: per-route rollout states, the counters sampled from the
 //! proxy every 100 ms, judgement every `analysis.interval`, and publishing a
 //! new snapshot whenever a weight changes. Every transition is persisted
-//! before it is acted on.
+//! before it is acted on, on tokio's blocking pool (the fsyncs never stall
+//! the runtime threads that serve traffic).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -89,6 +89,10 @@ pub async fn save_off_runtime(
     states: Vec<RolloutState>,
 ) -> Vec<io::Result<()>> {
     let count = states.len();
+    if count == 0 {
+        // The common case of a control-loop tick: no thread hand-off.
+        return Vec::new();
+    }
     let written = tokio::task::spawn_blocking(move || {
         states
             .iter()

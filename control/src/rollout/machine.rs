@@ -17,6 +17,11 @@
 //!   restart) and completes at the first tick at or after it whose judgement
 //!   allows it; `pause: {}` completes only by `promote`. A held rollout never
 //!   advances by itself; analysis keeps running and can still abort it.
+//! - `Aborted`: weight 0 until `retry` or a new canary revision.
+//! - `Promoted`: every step done (or `promote --full`): weight 100 until the
+//!   config names the promoted revision as `stable.revision` (then `Healthy`).
+//!   Until then the config is behind, and a config with another canary
+//!   revision is refused ([`ConfigRefused`]).
 //!
 //! A judgement allows a step to complete unless it is a Fail. With an
 //! `analysis` block in the config (`Strategy::gated_by_analysis`) an
@@ -24,11 +29,6 @@
 //! the step too, except at weight 0, where the canary has no traffic to
 //! judge. Without one, steps go by time and commands alone, as in Argo
 //! Rollouts, and the default thresholds only abort a failing canary.
-//! - `Aborted`: weight 0 until `retry` or a new canary revision.
-//! - `Promoted`: every step done (or `promote --full`): weight 100 until the
-//!   config names the promoted revision as `stable.revision` (then `Healthy`).
-//!   Until then the config is behind, and a config with another canary
-//!   revision is refused ([`ConfigRefused`]).
 //!
 //! At most one step completes per tick; entering the next step happens at
 //! once (a `setWeight` sets its weight, a pause starts its timer). After the
@@ -453,7 +453,8 @@ impl RolloutState {
     /// # Errors
     /// [`ConfigRefused`] while Promoted, when the config brings a canary
     /// revision other than the promoted one without naming the promoted
-    /// revision as stable: the whole config should be refused.
+    /// revision as stable: a reload should be refused as a whole; at
+    /// startup the route is held instead ([`RolloutState::held_behind`]).
     pub fn reconcile(&self, route: &Route, now_ms: u64) -> Result<Outcome, ConfigRefused> {
         let mut s = self.clone();
         s.route = route.name.to_string();
