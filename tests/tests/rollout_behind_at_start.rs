@@ -1,7 +1,10 @@
 //! A route whose config is behind its promotion when weir starts (the state
 //! says Promoted v2, the config still names v1 as stable and brings a new
-//! canary v3) is held as persisted, with a status message naming the change
-//! needed; weir starts, is ready, and the other routes serve normally. Once
+//! canary v3) is held at its phase and step with weight 0 (neither the
+//! promoted v2, which the config no longer names, nor the never-judged v3
+//! gets traffic: the config's stable v1 serves), with a status message naming
+//! the change needed; weir starts, is ready, and the other routes serve
+//! normally. Once
 //! the config names v2 as stable, v3's rollout starts.
 
 #![allow(
@@ -50,7 +53,7 @@ async fn a_route_behind_its_promotion_is_held_and_the_others_serve() {
 
     let s = weir.status("shop").await;
     assert_eq!(phase(&s), "Promoted", "held as persisted: {s:#}");
-    assert_eq!(canary_weight(&s), 100.0, "weight as persisted: {s:#}");
+    assert_eq!(canary_weight(&s), 0.0, "held at weight 0: {s:#}");
     assert_eq!(s["canaryRevision"], "v2", "no rollout of v3: {s:#}");
     let message = s["message"].as_str().unwrap_or_default();
     assert!(
@@ -58,7 +61,16 @@ async fn a_route_behind_its_promotion_is_held_and_the_others_serve() {
         "the message names the change needed: {s:#}"
     );
 
-    // The other route serves.
+    // The held route is served by the config's stable; the other route serves.
+    let held = within(
+        LIMIT,
+        "requests to /shop",
+        send_many(weir.addrs.http, "/shop", &[], 20, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&held, "v1", 200), 20, "{held:?}");
+    assert_eq!(v3.hits(), 0, "the never-judged v3 gets nothing");
     let c = within(
         LIMIT,
         "requests to /other",
@@ -80,7 +92,7 @@ async fn a_route_behind_its_promotion_is_held_and_the_others_serve() {
     )
     .await;
     let s = weir.status("shop").await;
-    assert_eq!((phase(&s), canary_weight(&s)), ("Promoted", 100.0), "{s:#}");
+    assert_eq!((phase(&s), canary_weight(&s)), ("Promoted", 0.0), "{s:#}");
     assert!(
         s["message"]
             .as_str()

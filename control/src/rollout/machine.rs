@@ -484,6 +484,9 @@ impl RolloutState {
             return match canary {
                 Some(c) if c == stable => Ok(self.end(s, "canary.revision equals stable.revision")),
                 Some(c) if c == promoted => {
+                    // Promoted serves the canary at 100 %, also after a
+                    // start that held the route behind at weight 0.
+                    s.canary_weight = Weight::FULL;
                     s.refresh_message(strategy, now_ms);
                     Ok(Outcome::unchanged(s))
                 }
@@ -512,18 +515,21 @@ impl RolloutState {
     }
 
     /// The state of a route whose config is behind its promotion when weir
-    /// starts (`refused` came from [`RolloutState::reconcile`]): phase,
-    /// step and weight stay as persisted and no rollout starts; the message
-    /// names the change the config needs. Other routes are not affected.
+    /// starts (`refused` came from [`RolloutState::reconcile`]): phase and
+    /// step stay as persisted and no rollout starts, but the canary weight is
+    /// 0: the promoted revision is not in the config any more, and the
+    /// revision it names instead has never been judged, so the config's
+    /// stable serves until an operator fixes the config. The message names
+    /// the change needed. Other routes are not affected.
     pub fn held_behind(&self, refused: &ConfigRefused) -> RolloutState {
         let mut s = self.clone();
+        s.canary_weight = Weight::ZERO;
         s.message = format!(
-            "held: the config is behind a promotion: set stable.revision to {promoted} \
-             (promoted) before starting {requested}; canary weight kept at {weight}%, \
-             no rollout of {requested} until then",
+            "held at weight 0: the config is behind a promotion: set stable.revision to \
+             {promoted} (promoted) before starting {requested}; stable serves every request \
+             until then",
             promoted = refused.promoted,
             requested = refused.requested,
-            weight = s.canary_weight,
         );
         s
     }

@@ -1011,14 +1011,20 @@ fn a_config_behind_at_start_holds_the_route_as_persisted() {
         ("v2", "v3")
     );
     let held = p.held_behind(&refused);
-    assert_eq!(shape(&held), shape(&p));
+    assert_eq!(held.phase, Phase::Promoted);
+    assert_eq!(held.step_index, p.step_index);
+    assert!(held.canary_weight.is_zero(), "the config's stable serves");
     assert_eq!(held.canary_revision.as_deref(), Some("v2"));
     assert_eq!(held.rollout_seq, p.rollout_seq);
     assert_eq!(
         held.message,
-        "held: the config is behind a promotion: set stable.revision to v2 (promoted) before \
-         starting v3; canary weight kept at 100%, no rollout of v3 until then"
+        "held at weight 0: the config is behind a promotion: set stable.revision to v2 \
+         (promoted) before starting v3; stable serves every request until then"
     );
+    // A config that names the promoted canary again serves it at 100 %.
+    let back = reconcile(&held, &Fixture::new().canary(Some("v2")).0, T0 + 3 * SEC);
+    assert_eq!(back.state.phase, Phase::Promoted);
+    assert_eq!(back.state.canary_weight, Weight::FULL);
     // The fixed config takes it from there: v2 stable, v3 starts a rollout.
     let fixed = Fixture::new().stable("v2").canary(Some("v3")).0;
     let next = reconcile(&held, &fixed, T0 + 5 * SEC);
