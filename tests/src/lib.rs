@@ -15,6 +15,7 @@ mod admin;
 mod binaries;
 mod client;
 mod config;
+mod kube_api;
 mod load;
 mod metrics;
 mod stats;
@@ -28,6 +29,7 @@ pub use client::{
     Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, raw_exchange, send_many,
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
+pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample};
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
