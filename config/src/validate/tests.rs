@@ -577,6 +577,20 @@ fn route_errors_are_located() {
             "e.g. `check-out`",
         ),
         (
+            format!("  - name: api/v2\n{ok}"),
+            "routes[0].name",
+            5,
+            5,
+            "route name `api/v2` contains `/`; use lowercase letters, digits and `-` (the name is used in URLs and metric labels), e.g. `api-v2`",
+        ),
+        (
+            format!("  - name: 'café:1'\n{ok}"),
+            "routes[0].name",
+            5,
+            5,
+            "contains `é`",
+        ),
+        (
             format!("  - name: -checkout\n{ok}"),
             "routes[0].name",
             5,
