@@ -59,11 +59,7 @@ fn suggested_route_name(name: &str) -> String {
             out.push('-');
         }
     }
-    let trimmed: String = out
-        .trim_matches('-')
-        .chars()
-        .take(MAX_ROUTE_NAME)
-        .collect();
+    let trimmed: String = out.trim_matches('-').chars().take(MAX_ROUTE_NAME).collect();
     let trimmed = trimmed.trim_end_matches('-');
     if trimmed.is_empty() {
         "checkout".to_owned()
@@ -386,7 +382,10 @@ mod tests {
         ];
         for (name, want) in cases {
             let message = route_name(name).expect_err(name);
-            assert!(message.contains(&format!("e.g. `{want}`")), "{name}: {message}");
+            assert!(
+                message.contains(&format!("e.g. `{want}`")),
+                "{name}: {message}"
+            );
             assert_eq!(route_name(want), Ok(()), "{name} suggests {want}");
         }
         let long = format!("{}/", "a".repeat(100));

@@ -163,6 +163,7 @@ fn spec_example_parses_into_the_model() {
                 cert_file: PathBuf::from("/etc/weir/certs/tls.crt"),
                 key_file: PathBuf::from("/etc/weir/certs/tls.key"),
             }),
+            max_connections: model::DEFAULT_MAX_CONNECTIONS,
         }],
         admin: Admin {
             address: addr("127.0.0.1:9900"),
@@ -194,6 +195,7 @@ fn spec_example_parses_into_the_model() {
             timeouts: Timeouts {
                 connect: Duration::from_secs(1),
                 request: Duration::from_secs(30),
+                idle: model::DEFAULT_IDLE_TIMEOUT,
             },
             strategy: Some(Strategy {
                 steps: vec![
@@ -1077,7 +1079,7 @@ fn argo_step_kinds_are_refused_by_name() {
 }
 
 #[test]
-fn structural_errors_give_one_located_diagnostic() {
+fn each_structural_error_is_located() {
     let cases: Vec<(String, &str, usize, usize, &str)> = vec![
         (
             format!(
@@ -1188,7 +1190,7 @@ fn structural_errors_give_one_located_diagnostic() {
                 "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n---\nroutes: []\n"
             ),
             "",
-            1,
+            7,
             1,
             "more than one YAML document",
         ),
