@@ -158,10 +158,17 @@ impl LocationIndex {
                     }
                 }
                 Err(error) => {
+                    // The scanner's own bound on flow nesting (`[[[...`) can
+                    // be reached while it looks ahead, before ours.
+                    let message = if error.info() == "recursion limit exceeded" {
+                        format!("the YAML nests deeper than {MAX_DEPTH} levels")
+                    } else {
+                        error.info().to_owned()
+                    };
                     builder.index.syntax_error = Some(SyntaxError {
                         location: Location::from_marker(*error.marker()),
                         path: builder.current_path(),
-                        message: error.info().to_owned(),
+                        message,
                     });
                     break;
                 }

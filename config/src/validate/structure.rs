@@ -417,9 +417,10 @@ impl Walk<'_> {
         } else {
             (scalar.text.clone(), None)
         };
-        let plain = if !scalar.plain || (from.is_some() && matches!(kind, Kind::Text)) {
-            // A quoted value, or text substituted into a text key, is text
-            // whatever it looks like.
+        // Text keys take any scalar as text. Elsewhere a quoted value is text,
+        // except that a substituted one is typed by what it expands to: in a
+        // flow mapping `{ weight: ${W} }` must be quoted to parse at all.
+        let plain = if matches!(kind, Kind::Text) || (!scalar.plain && from.is_none()) {
             Plain::Text
         } else {
             resolve_plain(&text)

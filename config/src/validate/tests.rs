@@ -1483,3 +1483,5 @@ routes:
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].path, "routes[0].canary.revision");
 }
+
+mod structure;

@@ -229,7 +229,14 @@ fn refuse_tag(tag: Option<&Tag>, at: Location) -> Result<(), TreeError> {
 }
 
 fn refused_tag(tag: Option<&Tag>, at: Location) -> TreeError {
-    let shown = tag.map_or_else(String::new, |t| format!("{}{}", t.handle, t.suffix));
+    let shown = tag.map_or_else(String::new, |t| {
+        let handle = if t.handle == "tag:yaml.org,2002:" {
+            "!!"
+        } else {
+            &t.handle
+        };
+        format!("{handle}{}", t.suffix)
+    });
     TreeError {
         at,
         message: format!(
