@@ -549,3 +549,78 @@ fn describe_kind(kind: &Kind) -> &'static str {
         Kind::Shape(_) => "a mapping",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ConfigSpec;
+
+    /// A value of `kind` with every optional key present.
+    fn sample(kind: &Kind) -> Typed {
+        match kind {
+            Kind::Text => Typed::String("x".to_owned()),
+            Kind::Number | Kind::Whole(_) | Kind::Duration => Typed::Number(Number::from(1u64)),
+            Kind::Bool | Kind::Any => Typed::Bool(true),
+            Kind::List(item) => Typed::Sequence(vec![sample(item)]),
+            Kind::Shape(fields) => Typed::Mapping(
+                fields
+                    .iter()
+                    .map(|f| (Typed::String(f.key.to_owned()), sample(&f.kind)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The mapping at `path` (keys, with `None` for a list's first item).
+    fn at_path<'v>(value: &'v mut Typed, path: &[Option<&str>]) -> &'v mut Mapping {
+        let mut at = value;
+        for step in path {
+            at = match (step, at) {
+                (Some(key), Typed::Mapping(map)) => map.get_mut(*key).expect("a sampled key"),
+                (None, Typed::Sequence(items)) => items.first_mut().expect("a sampled item"),
+                _ => panic!("the sample does not follow {path:?}"),
+            };
+        }
+        match at {
+            Typed::Mapping(map) => map,
+            _ => panic!("no mapping at {path:?}"),
+        }
+    }
+
+    /// Each table must name exactly the keys of its schema type, or a key
+    /// added to one would be refused (or never read) by the other. serde's
+    /// own "unknown field" message lists the type's keys.
+    #[test]
+    fn the_tables_list_exactly_the_keys_of_the_schema_types() {
+        let root = sample(&Kind::Shape(&CONFIG));
+        let mut pending: Vec<(Vec<Option<&str>>, &[Field])> = vec![(Vec::new(), &CONFIG)];
+        let mut checked = 0;
+        while let Some((path, fields)) = pending.pop() {
+            let mut value = root.clone();
+            at_path(&mut value, &path).insert(Typed::String("__probe__".to_owned()), Typed::Null);
+            let error = match serde_yaml_ng::from_value::<ConfigSpec>(value) {
+                Ok(_) => panic!("{path:?}: the schema type accepts any key"),
+                Err(error) => error.to_string(),
+            };
+            let mut serde_keys: Vec<&str> = error.split('`').skip(3).step_by(2).collect();
+            let mut table_keys: Vec<&str> = fields.iter().map(|f| f.key).collect();
+            serde_keys.sort_unstable();
+            table_keys.sort_unstable();
+            assert_eq!(table_keys, serde_keys, "{path:?}: {error}");
+            checked += 1;
+            for field in fields {
+                let mut child = path.clone();
+                child.push(Some(field.key));
+                match &field.kind {
+                    Kind::Shape(inner) => pending.push((child, inner)),
+                    Kind::List(Kind::Shape(inner)) => {
+                        child.push(None);
+                        pending.push((child, inner));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(checked, 14, "every mapping of the file is checked");
+    }
+}
