@@ -11,6 +11,10 @@ use std::fmt;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+/// Deepest nesting of sequences and mappings read; deeper input is refused
+/// before it can exhaust the stack of anything that walks it.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// A 1-based line and column in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
@@ -134,12 +138,41 @@ impl LocationIndex {
     pub fn build(text: &str) -> LocationIndex {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        if let Err(error) = parser.load(&mut builder, false) {
-            builder.index.syntax_error = Some(SyntaxError {
-                location: Location::from_marker(*error.marker()),
-                path: builder.current_path(),
-                message: error.info().to_owned(),
-            });
+        // Events are pulled one by one rather than with `Parser::load`, which
+        // recurses once per nesting level.
+        while !builder.done {
+            match parser.next_token() {
+                Ok((event, mark)) => {
+                    let end = matches!(event, Event::StreamEnd);
+                    builder.on_event(event, mark);
+                    if builder.frames.len() > MAX_DEPTH {
+                        builder.index.syntax_error = Some(SyntaxError {
+                            location: Location::from_marker(mark),
+                            path: builder.current_path(),
+                            message: format!("the YAML nests deeper than {MAX_DEPTH} levels"),
+                        });
+                        break;
+                    }
+                    if end {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    // The scanner's own bound on flow nesting (`[[[...`) can
+                    // be reached while it looks ahead, before ours.
+                    let message = if error.info() == "recursion limit exceeded" {
+                        format!("the YAML nests deeper than {MAX_DEPTH} levels")
+                    } else {
+                        error.info().to_owned()
+                    };
+                    builder.index.syntax_error = Some(SyntaxError {
+                        location: Location::from_marker(*error.marker()),
+                        path: builder.current_path(),
+                        message,
+                    });
+                    break;
+                }
+            }
         }
         builder.index
     }

@@ -1,5 +1,6 @@
 //! The `weir.yaml` file as written: serde types that mirror the YAML keys
-//! (camelCase, unknown keys rejected). Values are checked and converted into
+//! (camelCase, unknown keys rejected), read from the tree the structural pass
+//! of [`crate::validate`] has checked and typed (keep the two in step). Values are checked and converted into
 //! the [`crate::model`] types by [`crate::validate`].
 
 use std::fmt;
@@ -46,6 +47,9 @@ pub struct ListenerSpec {
     /// Serve HTTPS with these files.
     #[serde(default)]
     pub tls: Option<TlsSpec>,
+    /// Most simultaneous client connections; default 10000.
+    #[serde(default)]
+    pub max_connections: Option<u64>,
 }
 
 /// Certificate and key files of a TLS listener.
@@ -154,9 +158,12 @@ pub struct TimeoutsSpec {
     /// TCP connect timeout.
     #[serde(default)]
     pub connect: Option<DurationSpec>,
-    /// Time allowed until the upstream's response head.
+    /// Time allowed for the whole response.
     #[serde(default)]
     pub request: Option<DurationSpec>,
+    /// Longest gap between two body chunks once the head is sent; default 60s.
+    #[serde(default)]
+    pub idle: Option<DurationSpec>,
 }
 
 /// Rollout strategy.

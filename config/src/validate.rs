@@ -1,23 +1,28 @@
 //! Parsing and validation of `weir.yaml`: every error at once, each with
 //! `FILE:LINE:COLUMN` and the key path.
 //!
-//! Three passes: serde reads the structure into the [`crate::schema`] types
-//! (the first structural error stops it), `${VAR}` references are replaced,
-//! and the semantic checks convert into [`crate::model`] types, recording
-//! every problem. Locations come from a [`LocationIndex`] of the same text.
+//! Three passes: the YAML is read into a tree (iteratively, with bounded
+//! nesting and alias expansion); the tree is checked against the shape of the
+//! file, with `${VAR}` replaced in each value before it is typed, recording
+//! every unknown key, wrong type and missing key; then the [`crate::schema`]
+//! types are read from it and the semantic checks convert them into
+//! [`crate::model`] types, recording every problem. Locations come from a
+//! [`LocationIndex`] of the same text.
 
 use std::fmt;
 use std::path::Path;
 
-use crate::location::{RootKind, parent};
+use crate::location::RootKind;
 use crate::schema::ConfigSpec;
 use crate::{Config, Location, LocationIndex};
 
 mod check;
 mod env;
+mod structure;
 mod syntax;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +59,10 @@ pub struct Document {
 /// # Errors
 /// Every problem found, each with its location and key path.
 ///
-/// A structural problem (YAML syntax, an unknown key, a wrong type, a missing
-/// key) stops at the first one, as the rest of the file cannot be read
-/// reliably; all other problems are reported together, in file order.
+/// A YAML syntax error is reported alone, as the parser stops there. Every
+/// structural problem (an unknown key, a wrong type, a missing key) is
+/// reported together, and then the semantic checks are skipped; otherwise
+/// every semantic problem is reported together. Always in file order.
 pub fn parse(
     text: &str,
     file: &str,
@@ -90,8 +96,7 @@ pub fn parse(
         }
         Some(RootKind::Mapping) | None => {}
     }
-    let mut spec = deserialize(text, file, &index).map_err(|d| Diagnostics(vec![d]))?;
-    let reported = env::substitute(&mut spec, env);
+    let (spec, reported) = structure(text, file, &index, env)?;
     let mut checker = check::Checker::new(file, &index, base_dir, reported);
     let config = checker.config(&spec);
     let mut diagnostics = checker.into_diagnostics();
@@ -114,37 +119,78 @@ pub fn parse(
     }
 }
 
-/// Reads the file's structure into the schema types.
-fn deserialize(text: &str, file: &str, index: &LocationIndex) -> Result<ConfigSpec, Diagnostic> {
-    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = key_path(error.path());
-        let inner = error.into_inner();
-        let location = inner
-            .location()
-            .map(|at| Location {
-                line: at.line(),
-                column: at.column(),
-            })
-            .or_else(|| index.find(&path));
-        // serde reads events as it goes and may stop at a wrong key before it
-        // reaches a syntax error further down; the syntax error comes first.
-        if let Some(syntax) = index.syntax_error() {
-            return Diagnostic {
-                file: file.to_owned(),
-                location: Some(syntax.location),
-                path: syntax.path.clone(),
-                message: format!("invalid YAML: {}", syntax.message),
-            };
-        }
-        let message = serde_message(&inner, &path);
-        Diagnostic {
+/// Reads the file's structure into the schema types, with `${VAR}`
+/// replaced; returns the `${VAR}` problems to report with the semantic ones.
+///
+/// # Errors
+/// A YAML syntax error alone (the parser stops there), or every structural
+/// problem (unknown keys, wrong types, missing keys) together with every
+/// `${VAR}` problem.
+fn structure(
+    text: &str,
+    file: &str,
+    index: &LocationIndex,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(ConfigSpec, Vec<(String, String)>), Diagnostics> {
+    let single = |location: Location, path: String, message: String| {
+        Diagnostics(vec![Diagnostic {
             file: file.to_owned(),
-            location,
+            location: Some(location),
             path,
             message,
+        }])
+    };
+    if let Some(syntax) = index.syntax_error() {
+        return Err(single(
+            syntax.location,
+            syntax.path.clone(),
+            format!("invalid YAML: {}", syntax.message),
+        ));
+    }
+    let root = match tree::read(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return Err(single(
+                Location { line: 1, column: 1 },
+                String::new(),
+                "the file has no settings; it needs at least `listeners` and `routes`".to_owned(),
+            ));
         }
-    })
+        Err(error) => return Err(single(error.at, String::new(), error.message)),
+    };
+    let (typed, problems) = structure::check(&root, file, index, env);
+    let Some(typed) = typed else {
+        let mut diagnostics = problems.structural;
+        diagnostics.extend(
+            problems
+                .environment
+                .into_iter()
+                .map(|(path, message)| Diagnostic {
+                    file: file.to_owned(),
+                    location: index.find(&path),
+                    path,
+                    message,
+                }),
+        );
+        diagnostics.sort_by_key(|d| (d.location.is_none(), d.location));
+        return Err(Diagnostics(diagnostics));
+    };
+    // The structural pass checked every key and type, so this only fails
+    // when the schema types and that pass disagree: a bug, reported as such.
+    serde_path_to_error::deserialize(typed)
+        .map(|spec| (spec, problems.environment))
+        .map_err(|error| {
+            let path = key_path(error.path());
+            Diagnostics(vec![Diagnostic {
+                file: file.to_owned(),
+                location: index.find(&path),
+                message: format!(
+                    "{} (the structural check missed this: a bug in weir)",
+                    error.into_inner()
+                ),
+                path,
+            }])
+        })
 }
 
 /// A `serde_path_to_error` path in our syntax: `routes[0].canary.weight`.
@@ -171,85 +217,6 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
         }
     }
     out
-}
-
-/// serde's message without the location and path it repeats, with Rust type
-/// names replaced by what a YAML author writes, and a suggestion for a
-/// misspelt key.
-fn serde_message(error: &serde_yaml_ng::Error, path: &str) -> String {
-    let mut message = error.to_string();
-    if let Some(at) = error.location() {
-        let suffix = format!(" at line {} column {}", at.line(), at.column());
-        message = message.replacen(&suffix, "", 1);
-    }
-    for prefix in [Some(path), parent(path)].into_iter().flatten() {
-        if prefix.is_empty() {
-            continue;
-        }
-        if let Some(rest) = message.strip_prefix(&format!("{prefix}: ")) {
-            message = rest.to_owned();
-            break;
-        }
-    }
-    if message.starts_with("deserializing from YAML containing more than one document") {
-        message = "the file holds more than one YAML document (a `---` line after the first); weir reads one: remove the others".to_owned();
-    }
-    message = friendly_types(&message);
-    if let Some(suggestion) = suggest_key(&message) {
-        message.push_str(&format!("; did you mean `{suggestion}`?"));
-    }
-    message
-}
-
-/// Replaces Rust type names in "expected ..." with YAML words.
-fn friendly_types(message: &str) -> String {
-    let mut out = message
-        .replace("expected f64", "expected a number")
-        .replace("expected u64", "expected a whole number")
-        .replace("expected u32", "expected a whole number")
-        .replace("unit value", "nothing (null)");
-    if let Some(at) = out.find("expected struct ") {
-        let name_start = at + "expected struct ".len();
-        let name_end = out[name_start..]
-            .find(|c: char| !c.is_alphanumeric())
-            .map_or(out.len(), |n| name_start + n);
-        out.replace_range(at..name_end, "expected a mapping");
-    }
-    out
-}
-
-/// For "unknown field `x`, expected ...", the expected key closest to `x`,
-/// when it is close enough to be a typo.
-fn suggest_key(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (unknown, expected) = rest.split_once('`')?;
-    let expected = expected.split_once("expected")?.1;
-    expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|candidate| (edit_distance(unknown, candidate), candidate))
-        .filter(|(distance, candidate)| {
-            *distance > 0 && *distance <= 2 && *distance < candidate.len()
-        })
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate.to_owned())
-}
-
-/// Levenshtein distance over chars, case-insensitive.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.to_lowercase().chars().collect();
-    let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 // === impl Document ===

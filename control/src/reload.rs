@@ -96,7 +96,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
     // Reading and resolving (DNS can take seconds) happen before the control
     // state is locked, so the control loop and the admin API never wait on them.
-    let checked = match load::load(&process.config_path) {
+    let checked = match load_guarded(&process.config_path) {
         Ok(loaded) => Resolved::resolve(&loaded.document)
             .await
             .map(|resolved| (loaded, resolved)),
@@ -142,6 +142,26 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
     process.reloads.success.fetch_add(1, Relaxed);
     tracing::info!(?trigger, version, "config reloaded");
     Ok(Outcome::Applied(version))
+}
+
+/// [`load::load`], with a panic in validation turned into a refused reload:
+/// a bug in the checks must not take down a process that is serving.
+fn load_guarded(path: &std::path::Path) -> Result<load::Loaded, Diagnostics> {
+    std::panic::catch_unwind(|| load::load(path)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(Diagnostics(vec![weir_config::Diagnostic {
+            file: path.display().to_string(),
+            location: None,
+            path: String::new(),
+            message: format!(
+                "validating the file failed inside weir ({what}); the file is refused, please report this as a bug"
+            ),
+        }]))
+    })
 }
 
 async fn refresh_names(process: &Process) {

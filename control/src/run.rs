@@ -127,7 +127,12 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     for (listener, tls) in config.listeners.iter().zip(&tls_configs) {
         let socket = bind(listener.address)
             .with_context(|| format!("listener {} on {}", listener.name, listener.address))?;
-        listeners.push((listener.name.clone(), socket, tls.clone()));
+        listeners.push((
+            listener.name.clone(),
+            socket,
+            tls.clone(),
+            listener.max_connections,
+        ));
     }
     let admin_socket = bind(config.admin.address)
         .with_context(|| format!("admin API on {}", config.admin.address))?;
@@ -148,7 +153,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // The admin API outlives the listeners, so /readyz can say 503 during the drain.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for (name, socket, tls) in listeners {
+    for (name, socket, tls, max_connections) in listeners {
         let proxy = proxy.clone();
         let mut stop = stop_rx.clone();
         let local = socket.local_addr().ok();
@@ -157,6 +162,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             name,
             tls,
             drain_timeout: DRAIN_TIMEOUT,
+            max_connections,
             ..ServeOptions::default()
         };
         servers.spawn(async move {

@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins.
     pub drain_timeout: Duration,
+    /// Most simultaneous client connections (`listeners[].maxConnections`).
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
@@ -39,6 +41,7 @@ impl Default for ServeOptions {
             tls: None,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            max_connections: weir_config::model::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

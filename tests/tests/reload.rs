@@ -1,6 +1,6 @@
 //! Config reloads: a storm of rewrites under load drops nothing; an invalid
 //! file is refused, counted and located in the log while the old split keeps
-//! serving.
+//! serving; a route name that once crashed validation is refused the same way.
 
 #![allow(
     clippy::unwrap_used,
@@ -177,4 +177,43 @@ async fn invalid_reload_keeps_the_old_split_and_is_located_in_the_log() {
         20,
         "weight 100 after recovery: {c:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_slash_in_a_route_name_is_refused_and_weir_keeps_serving() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let config = WeirConfig::new([Route::new("web", &[stable.addr]).canary(&[canary.addr], 0.0)]);
+    let mut weir = Weir::start(config.clone()).await;
+    let limit = Duration::from_secs(30);
+    let failures_before = weir.reloads("failure").await;
+
+    // The route renamed `api/v2`, unquoted as an operator would write it, and
+    // weight 100 so that applying any of it would show as canary traffic.
+    let rendered = config.with_weight("web", 100.0).render(&weir.addrs);
+    assert!(rendered.contains("- name: \"web\""), "{rendered}");
+    let edited = rendered.replace("- name: \"web\"", "- name: api/v2");
+    weir.write_text(&edited, true);
+
+    within(
+        limit,
+        "failed reload",
+        weir.wait_for_reload("failure", failures_before),
+    )
+    .await;
+    assert_eq!(weir.try_exit(), None, "weir exited:\n{}", weir.log());
+    let c = within(
+        limit,
+        "requests",
+        send_many(weir.addrs.http, "/", &[], 20, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&c, "stable", 200), 20, "old split not kept: {c:?}");
+    let log = weir.log();
+    assert!(
+        log.contains("routes[0].name: route name `api/v2` contains `/`"),
+        "the refusal does not name routes[0].name:\n{log}"
+    );
+    assert_eq!(weir.try_exit(), None, "weir exited:\n{log}");
 }

@@ -106,3 +106,62 @@ routes:
         );
     }
 }
+
+/// Writes `text` to a temporary `name` and validates it; returns the exit
+/// code and everything printed.
+fn validate_text(name: &str, text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    let out = validate(&file);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), all)
+}
+
+#[test]
+fn a_route_name_with_a_slash_colon_or_accent_is_an_error_not_a_crash() {
+    for name in ["api/v2", "\"api:v2\"", "café", "shop/checkout"] {
+        let text = format!(
+            "listeners:\n  - name: public\n    address: 127.0.0.1:18080\nroutes:\n  - name: {name}\n    stable: {{ revision: v1, endpoints: [127.0.0.1:9001] }}\n"
+        );
+        let (code, all) = validate_text("names.yaml", &text);
+        assert_eq!(code, Some(1), "weir validate on `name: {name}`: {all}");
+        assert!(
+            all.contains("names.yaml:5:5: routes[0].name: route name"),
+            "`name: {name}` not reported at routes[0].name:\n{all}"
+        );
+    }
+}
+
+#[test]
+fn several_structural_errors_are_reported_together_each_located() {
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:18080
+    maxConections: 100
+routes:
+  - name: web
+    stable: { revision: v1, endpoints: [127.0.0.1:9001] }
+    canary: { revision: v2, endpoints: [127.0.0.1:9101], weight: ten }
+    strategy:
+      steps:
+        - setWeight: 10
+        - pause: { duration: 30s }
+        - setWieght: 20
+";
+    let (code, all) = validate_text("structure.yaml", text);
+    assert_eq!(code, Some(1), "{all}");
+    for located in [
+        "structure.yaml:4:5: listeners[0].maxConections: unknown field `maxConections`",
+        "structure.yaml:8:66: routes[0].canary.weight: invalid type: string \"ten\", expected a number",
+        "structure.yaml:13:11: routes[0].strategy.steps[2].setWieght: unknown field `setWieght`",
+    ] {
+        assert!(all.contains(located), "missing `{located}` in:\n{all}");
+    }
+    assert!(all.contains("3 error(s)"), "{all}");
+}

@@ -253,9 +253,15 @@ impl<'a> Checker<'a> {
                 None => Some(None),
                 Some(tls) => self.tls(&format!("{at}.tls"), tls).map(Some),
             };
-            match (&mut listeners, name, address, tls) {
-                (Some(all), Some(name), Some(address), Some(tls)) => {
-                    all.push(Listener { name, address, tls });
+            let max_connections = self.max_connections(&at, spec.max_connections);
+            match (&mut listeners, name, address, tls, max_connections) {
+                (Some(all), Some(name), Some(address), Some(tls), Some(max_connections)) => {
+                    all.push(Listener {
+                        name,
+                        address,
+                        tls,
+                        max_connections,
+                    });
                 }
                 _ => listeners = None,
             }
@@ -281,6 +287,27 @@ impl<'a> Checker<'a> {
             return None;
         }
         Some(name.to_owned())
+    }
+
+    fn max_connections(&mut self, at: &str, value: Option<u64>) -> Option<usize> {
+        let Some(value) = value else {
+            return Some(model::DEFAULT_MAX_CONNECTIONS);
+        };
+        let path = format!("{at}.maxConnections");
+        if value == 0 {
+            self.error(
+                &path,
+                "`maxConnections` is 0, which would refuse every client; it must be at least 1, e.g. `10000`",
+            );
+            return None;
+        }
+        match usize::try_from(value) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(&path, format!("`maxConnections` {value} is too large"));
+                None
+            }
+        }
     }
 
     fn bind_address(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
@@ -734,9 +761,16 @@ impl<'a> Checker<'a> {
             defaults.request,
             "30s",
         );
+        let idle = self.duration_or(
+            &format!("{at}.idle"),
+            spec.idle.as_ref(),
+            defaults.idle,
+            "60s",
+        );
         Some(Timeouts {
             connect: connect?,
             request: request?,
+            idle: idle?,
         })
     }
 

@@ -24,22 +24,11 @@ pub(super) fn route_name(name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        let fixed: String = name
-            .chars()
-            .map(|c| match c {
-                '_' | '.' | ' ' => '-',
-                c => c.to_ascii_lowercase(),
-            })
-            .collect();
-        let example = if route_name(&fixed).is_ok() {
-            fixed
-        } else {
-            "checkout".to_owned()
-        };
         return Err(format!(
-            "route name `{}` contains {}; {RULE} (the name is used in URLs and metric labels), e.g. `{example}`",
+            "route name `{}` contains {}; {RULE} (the name is used in URLs and metric labels), e.g. `{}`",
             name.escape_debug(),
-            describe_char(c)
+            describe_char(c),
+            suggested_route_name(name)
         ));
     }
     if name.len() > MAX_ROUTE_NAME {
@@ -55,6 +44,28 @@ pub(super) fn route_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A valid route name close to `name`: lowercase ASCII letters and digits
+/// kept, separators turned into `-`, anything else dropped; `checkout` when
+/// nothing usable is left. Always passes [`route_name`].
+fn suggested_route_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if matches!(c, '-' | '_' | '.' | ' ' | '/' | ':') && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed: String = out.trim_matches('-').chars().take(MAX_ROUTE_NAME).collect();
+    let trimmed = trimmed.trim_end_matches('-');
+    if trimmed.is_empty() {
+        "checkout".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 /// A host a route matches: an exact name or `*.suffix`.
@@ -347,5 +358,38 @@ fn describe_char(c: char) -> String {
         format!("the character `{}`", c.escape_default())
     } else {
         format!("`{c}`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_route_name_gets_a_valid_suggestion_without_recursion() {
+        let cases = [
+            ("api/v2", "api-v2"),
+            ("api:v2", "api-v2"),
+            ("café", "caf"),
+            ("Checkout", "checkout"),
+            ("check_out", "check-out"),
+            ("a//b", "a-b"),
+            ("/", "checkout"),
+            ("ééé", "checkout"),
+            ("x.y z", "x-y-z"),
+            ("-a_", "a"),
+            ("日本/route", "route"),
+        ];
+        for (name, want) in cases {
+            let message = route_name(name).expect_err(name);
+            assert!(
+                message.contains(&format!("e.g. `{want}`")),
+                "{name}: {message}"
+            );
+            assert_eq!(route_name(want), Ok(()), "{name} suggests {want}");
+        }
+        let long = format!("{}/", "a".repeat(100));
+        let suggestion = suggested_route_name(&long);
+        assert_eq!(route_name(&suggestion), Ok(()), "{suggestion}");
     }
 }

@@ -163,6 +163,7 @@ fn spec_example_parses_into_the_model() {
                 cert_file: PathBuf::from("/etc/weir/certs/tls.crt"),
                 key_file: PathBuf::from("/etc/weir/certs/tls.key"),
             }),
+            max_connections: model::DEFAULT_MAX_CONNECTIONS,
         }],
         admin: Admin {
             address: addr("127.0.0.1:9900"),
@@ -194,6 +195,7 @@ fn spec_example_parses_into_the_model() {
             timeouts: Timeouts {
                 connect: Duration::from_secs(1),
                 request: Duration::from_secs(30),
+                idle: model::DEFAULT_IDLE_TIMEOUT,
             },
             strategy: Some(Strategy {
                 steps: vec![
@@ -576,6 +578,20 @@ fn route_errors_are_located() {
             5,
             5,
             "e.g. `check-out`",
+        ),
+        (
+            format!("  - name: api/v2\n{ok}"),
+            "routes[0].name",
+            5,
+            5,
+            "route name `api/v2` contains `/`; use lowercase letters, digits and `-` (the name is used in URLs and metric labels), e.g. `api-v2`",
+        ),
+        (
+            format!("  - name: 'café:1'\n{ok}"),
+            "routes[0].name",
+            5,
+            5,
+            "contains `é`",
         ),
         (
             format!("  - name: -checkout\n{ok}"),
@@ -1064,7 +1080,7 @@ fn argo_step_kinds_are_refused_by_name() {
 }
 
 #[test]
-fn structural_errors_give_one_located_diagnostic() {
+fn each_structural_error_is_located() {
     let cases: Vec<(String, &str, usize, usize, &str)> = vec![
         (
             format!(
@@ -1175,7 +1191,7 @@ fn structural_errors_give_one_located_diagnostic() {
                 "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n---\nroutes: []\n"
             ),
             "",
-            1,
+            7,
             1,
             "more than one YAML document",
         ),
@@ -1468,3 +1484,5 @@ routes:
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].path, "routes[0].canary.revision");
 }
+
+mod structure;

@@ -1,0 +1,626 @@
+//! The structural pass: the YAML tree checked against the shape of
+//! `weir.yaml` (known keys, value types, required keys), every problem
+//! recorded with its place, and `${VAR}` replaced in every value before the
+//! value is typed, so that `weight: ${CANARY_WEIGHT}` is a number.
+//!
+//! The result is a typed `serde_yaml_ng::Value` that the [`crate::schema`]
+//! types read without surprise. A substituted value stays one scalar: the
+//! YAML structure is fixed before substitution, so a value holding `: ` or a
+//! newline cannot add keys.
+
+use serde_yaml_ng::{Mapping, Number, Value as Typed};
+
+use super::env::{self, Env};
+use super::tree::{Node, Scalar, Value};
+use crate::location::child_key;
+use crate::{Diagnostic, Location, LocationIndex};
+
+/// The type a key's value must have.
+#[derive(Debug)]
+enum Kind {
+    /// Any scalar, read as its text.
+    Text,
+    /// A number (integer or decimal).
+    Number,
+    /// A whole number from 0 to the bound.
+    Whole(u64),
+    /// `true` or `false`.
+    Bool,
+    /// `500ms`, `30s`, ... or a whole number of seconds.
+    Duration,
+    /// Anything; read only to know that the key is there.
+    Any,
+    /// A list of one kind.
+    List(&'static Kind),
+    /// A mapping with these keys.
+    Shape(&'static [Field]),
+}
+
+/// A key of a mapping.
+#[derive(Debug)]
+struct Field {
+    key: &'static str,
+    kind: Kind,
+    required: bool,
+}
+
+const fn required(key: &'static str, kind: Kind) -> Field {
+    Field {
+        key,
+        kind,
+        required: true,
+    }
+}
+
+const fn optional(key: &'static str, kind: Kind) -> Field {
+    Field {
+        key,
+        kind,
+        required: false,
+    }
+}
+
+static TEXTS: Kind = Kind::Text;
+
+static TLS: [Field; 2] = [
+    required("certFile", Kind::Text),
+    required("keyFile", Kind::Text),
+];
+
+static LISTENER: [Field; 4] = [
+    required("name", Kind::Text),
+    required("address", Kind::Text),
+    optional("tls", Kind::Shape(&TLS)),
+    optional("maxConnections", Kind::Whole(u32::MAX as u64)),
+];
+static LISTENER_KIND: Kind = Kind::Shape(&LISTENER);
+
+static ADMIN: [Field; 3] = [
+    required("address", Kind::Text),
+    optional("readerToken", Kind::Text),
+    optional("writerToken", Kind::Text),
+];
+
+static STABLE: [Field; 2] = [
+    required("revision", Kind::Text),
+    required("endpoints", Kind::List(&TEXTS)),
+];
+
+static CANARY: [Field; 3] = [
+    required("revision", Kind::Text),
+    required("endpoints", Kind::List(&TEXTS)),
+    optional("weight", Kind::Number),
+];
+
+static STICKINESS: [Field; 2] = [
+    required("cookie", Kind::Text),
+    optional("maxAge", Kind::Duration),
+];
+
+static HEADER_OVERRIDE: [Field; 2] = [required("name", Kind::Text), required("value", Kind::Text)];
+
+static TIMEOUTS: [Field; 3] = [
+    optional("connect", Kind::Duration),
+    optional("request", Kind::Duration),
+    optional("idle", Kind::Duration),
+];
+
+static PAUSE: [Field; 1] = [optional("duration", Kind::Duration)];
+
+static STEP: [Field; 8] = [
+    optional("setWeight", Kind::Number),
+    optional("pause", Kind::Shape(&PAUSE)),
+    optional("analysis", Kind::Any),
+    optional("experiment", Kind::Any),
+    optional("setCanaryScale", Kind::Any),
+    optional("setHeaderRoute", Kind::Any),
+    optional("setMirrorRoute", Kind::Any),
+    optional("plugin", Kind::Any),
+];
+static STEP_KIND: Kind = Kind::Shape(&STEP);
+
+static ANALYSIS: [Field; 7] = [
+    optional("interval", Kind::Duration),
+    optional("window", Kind::Duration),
+    optional("minRequests", Kind::Whole(u64::MAX)),
+    optional("maxErrorRate", Kind::Number),
+    optional("compareToStable", Kind::Bool),
+    optional("maxLatencyP99", Kind::Duration),
+    optional("failureLimit", Kind::Whole(u32::MAX as u64)),
+];
+
+static STRATEGY: [Field; 2] = [
+    required("steps", Kind::List(&STEP_KIND)),
+    optional("analysis", Kind::Shape(&ANALYSIS)),
+];
+
+static ROUTE: [Field; 9] = [
+    required("name", Kind::Text),
+    optional("hosts", Kind::List(&TEXTS)),
+    optional("pathPrefix", Kind::Text),
+    required("stable", Kind::Shape(&STABLE)),
+    optional("canary", Kind::Shape(&CANARY)),
+    optional("stickiness", Kind::Shape(&STICKINESS)),
+    optional("canaryByHeader", Kind::Shape(&HEADER_OVERRIDE)),
+    optional("timeouts", Kind::Shape(&TIMEOUTS)),
+    optional("strategy", Kind::Shape(&STRATEGY)),
+];
+static ROUTE_KIND: Kind = Kind::Shape(&ROUTE);
+
+static CONFIG: [Field; 4] = [
+    required("listeners", Kind::List(&LISTENER_KIND)),
+    optional("admin", Kind::Shape(&ADMIN)),
+    optional("stateDir", Kind::Text),
+    required("routes", Kind::List(&ROUTE_KIND)),
+];
+
+/// The structural problems of a document and the `${VAR}` problems found on
+/// the way.
+#[derive(Debug, Default)]
+pub(super) struct Problems {
+    /// Unknown keys, wrong types, missing keys: the file cannot be read.
+    pub(super) structural: Vec<Diagnostic>,
+    /// `(path, message)` of each `${VAR}` that could not be replaced; such a
+    /// value is replaced by a harmless placeholder of its type.
+    pub(super) environment: Vec<(String, String)>,
+}
+
+/// Walks the tree.
+struct Walk<'a> {
+    file: &'a str,
+    index: &'a LocationIndex,
+    env: Env<'a>,
+    problems: Problems,
+}
+
+/// What a scalar's plain text means in YAML 1.2's core schema.
+enum Plain {
+    Null,
+    Bool(bool),
+    Integer(i128),
+    Float(f64),
+    Text,
+}
+
+/// Checks `root` against the shape of `weir.yaml`, replacing `${VAR}` in
+/// values; returns the typed value when there is no structural problem.
+pub(super) fn check(
+    root: &Node,
+    file: &str,
+    index: &LocationIndex,
+    env: Env<'_>,
+) -> (Option<Typed>, Problems) {
+    let mut walk = Walk {
+        file,
+        index,
+        env,
+        problems: Problems::default(),
+    };
+    let typed = walk.shape(root, &CONFIG, "");
+    let problems = walk.problems;
+    let typed = if problems.structural.is_empty() {
+        typed
+    } else {
+        None
+    };
+    (typed, problems)
+}
+
+/// serde's way of listing the expected keys.
+fn expected_keys(fields: &[Field]) -> String {
+    let quoted: Vec<String> = fields.iter().map(|f| format!("`{}`", f.key)).collect();
+    match quoted.as_slice() {
+        [] => "no keys".to_owned(),
+        [one] => format!("expected {one}"),
+        [a, b] => format!("expected {a} or {b}"),
+        all => format!("expected one of {}", all.join(", ")),
+    }
+}
+
+/// The expected key closest to `unknown`, when close enough to be a typo.
+fn suggest_key(unknown: &str, fields: &[Field]) -> Option<&'static str> {
+    fields
+        .iter()
+        .map(|f| (edit_distance(unknown, f.key), f.key))
+        .filter(|(distance, key)| *distance > 0 && *distance <= 2 && *distance < key.len())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, key)| key)
+}
+
+/// Levenshtein distance over chars, case-insensitive.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// Resolves a plain scalar as YAML 1.2's core schema does.
+fn resolve_plain(text: &str) -> Plain {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Plain::Null,
+        "true" | "True" | "TRUE" => return Plain::Bool(true),
+        "false" | "False" | "FALSE" => return Plain::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Plain::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Plain::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Plain::Float(f64::NAN),
+        _ => {}
+    }
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let negative = text.starts_with('-');
+    let radix = |digits: &str, radix: u32| {
+        i128::from_str_radix(digits, radix)
+            .ok()
+            .map(|n| if negative { -n } else { n })
+    };
+    let integer = if let Some(hex) = text.strip_prefix("0x") {
+        radix(hex, 16).filter(|_| !hex.starts_with(['+', '-']))
+    } else if let Some(octal) = text.strip_prefix("0o") {
+        radix(octal, 8).filter(|_| !octal.starts_with(['+', '-']))
+    } else if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than an i128 holds is still an integer, too large for
+        // any key; saturate so the range check reports it.
+        Some(radix(unsigned, 10).unwrap_or(if negative { i128::MIN } else { i128::MAX }))
+    } else {
+        None
+    };
+    if let Some(n) = integer {
+        return Plain::Integer(n);
+    }
+    let is_float_text = !unsigned.is_empty()
+        && unsigned
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && unsigned.bytes().any(|b| b.is_ascii_digit())
+        && !unsigned.starts_with(['e', 'E']);
+    match text.parse::<f64>() {
+        Ok(f) if is_float_text => Plain::Float(f),
+        _ => Plain::Text,
+    }
+}
+
+// === impl Walk ===
+
+impl Walk<'_> {
+    fn error(&mut self, path: &str, at: Option<Location>, message: impl Into<String>) {
+        self.problems.structural.push(Diagnostic {
+            file: self.file.to_owned(),
+            location: at.or_else(|| self.index.find(path)),
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// The node as `kind` wants it; `None` after recording why it cannot be.
+    fn node(&mut self, node: &Node, kind: &Kind, path: &str) -> Option<Typed> {
+        match kind {
+            Kind::Any => Some(Typed::Bool(true)),
+            Kind::Shape(fields) => self.shape(node, fields, path),
+            Kind::List(item) => self.list(node, item, path),
+            Kind::Text | Kind::Number | Kind::Whole(_) | Kind::Bool | Kind::Duration => {
+                let Value::Scalar(scalar) = &node.value else {
+                    self.wrong_type(node, describe_kind(kind), path, None);
+                    return None;
+                };
+                self.scalar(node, scalar, kind, path)
+            }
+        }
+    }
+
+    fn shape(&mut self, node: &Node, fields: &[Field], path: &str) -> Option<Typed> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, "a mapping", path, None);
+            return None;
+        };
+        let mut out = Some(Mapping::new());
+        let mut seen: Vec<&str> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if !entry.key_is_scalar {
+                self.error(
+                    &child_key(path, "?"),
+                    Some(entry.key_at),
+                    "a key must be a plain name, not a list or mapping",
+                );
+                out = None;
+                continue;
+            }
+            let key_path = child_key(path, &entry.key);
+            let Some(field) = fields.iter().find(|f| f.key == entry.key) else {
+                let mut message = format!(
+                    "unknown field `{}`, {}",
+                    entry.key.escape_debug(),
+                    expected_keys(fields)
+                );
+                if let Some(suggestion) = suggest_key(&entry.key, fields) {
+                    message.push_str(&format!("; did you mean `{suggestion}`?"));
+                }
+                self.error(&key_path, Some(entry.key_at), message);
+                out = None;
+                continue;
+            };
+            if seen.contains(&field.key) {
+                self.error(
+                    &key_path,
+                    Some(entry.key_at),
+                    format!("duplicate key `{}`; write each key once", field.key),
+                );
+                out = None;
+                continue;
+            }
+            seen.push(field.key);
+            // A key written without a value (`pause:`) counts as absent; the
+            // location index still knows it was written.
+            if !field.required && is_null(&entry.value) {
+                continue;
+            }
+            match self.node(&entry.value, &field.kind, &key_path) {
+                Some(value) => {
+                    if let Some(map) = &mut out {
+                        map.insert(Typed::String(field.key.to_owned()), value);
+                    }
+                }
+                None => out = None,
+            }
+        }
+        for field in fields.iter().filter(|f| f.required) {
+            if !seen.contains(&field.key) {
+                let at = if path.is_empty() {
+                    Some(Location { line: 1, column: 1 })
+                } else {
+                    self.index.get(path).or(Some(node.at))
+                };
+                self.error(path, at, format!("missing field `{}`", field.key));
+                out = None;
+            }
+        }
+        out.map(Typed::Mapping)
+    }
+
+    fn list(&mut self, node: &Node, item: &Kind, path: &str) -> Option<Typed> {
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(node, "a list", path, None);
+            return None;
+        };
+        let mut out = Some(Vec::with_capacity(items.len()));
+        for (i, element) in items.iter().enumerate() {
+            let value = self.node(element, item, &format!("{path}[{i}]"));
+            match (&mut out, value) {
+                (Some(all), Some(value)) => all.push(value),
+                _ => out = None,
+            }
+        }
+        out.map(Typed::Sequence)
+    }
+
+    fn scalar(&mut self, node: &Node, scalar: &Scalar, kind: &Kind, path: &str) -> Option<Typed> {
+        // Substitution comes before typing, so `${VAR}` can give a number.
+        let (text, from) = if scalar.text.contains("${") {
+            match env::expand(&scalar.text, self.env) {
+                Ok(expanded) => (expanded, Some(scalar.text.as_str())),
+                Err(messages) => {
+                    self.problems
+                        .environment
+                        .extend(messages.into_iter().map(|m| (path.to_owned(), m)));
+                    return Some(placeholder(kind, &scalar.text));
+                }
+            }
+        } else {
+            (scalar.text.clone(), None)
+        };
+        // Text keys take any scalar as text. Elsewhere a quoted value is text,
+        // except that a substituted one is typed by what it expands to: in a
+        // flow mapping `{ weight: ${W} }` must be quoted to parse at all.
+        let plain = if matches!(kind, Kind::Text) || (!scalar.plain && from.is_none()) {
+            Plain::Text
+        } else {
+            resolve_plain(&text)
+        };
+        let typed = match (kind, &plain) {
+            (_, Plain::Null) => None,
+            (Kind::Text, _) => Some(Typed::String(text.clone())),
+            (Kind::Number, Plain::Integer(n)) => {
+                // An integer beyond f64's exact range is still far out of any
+                // key's range; the semantic check reports it.
+                #[allow(clippy::cast_precision_loss)]
+                Some(Typed::Number(Number::from(*n as f64)))
+            }
+            (Kind::Number, Plain::Float(f)) => Some(Typed::Number(Number::from(*f))),
+            (Kind::Whole(_) | Kind::Duration, Plain::Integer(n)) => {
+                let bound = if let Kind::Whole(max) = kind {
+                    *max
+                } else {
+                    u64::MAX
+                };
+                match u64::try_from(*n) {
+                    Ok(n) if n <= bound => Some(Typed::Number(Number::from(n))),
+                    _ => {
+                        let what = match kind {
+                            Kind::Duration => "a duration of 0 seconds or more".to_owned(),
+                            _ => format!("a whole number from 0 to {bound}"),
+                        };
+                        self.error(
+                            path,
+                            Some(node.at),
+                            format!(
+                                "invalid value: integer `{text}`, expected {what}{}",
+                                expanded_from(from, &text)
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (Kind::Duration, Plain::Text) => Some(Typed::String(text.clone())),
+            (Kind::Bool, Plain::Bool(b)) => Some(Typed::Bool(*b)),
+            _ => None,
+        };
+        if typed.is_none() {
+            self.wrong_type(node, describe_kind(kind), path, Some((&plain, &text, from)));
+        }
+        typed
+    }
+
+    fn wrong_type(
+        &mut self,
+        node: &Node,
+        expected: &str,
+        path: &str,
+        scalar: Option<(&Plain, &str, Option<&str>)>,
+    ) {
+        let found = match (&node.value, scalar) {
+            (Value::Seq(_), _) => "a list".to_owned(),
+            (Value::Map(_), _) => "a mapping".to_owned(),
+            (Value::Scalar(_), Some((plain, text, _))) => describe_scalar(plain, text),
+            (Value::Scalar(s), None) => {
+                let plain = if s.plain {
+                    resolve_plain(&s.text)
+                } else {
+                    Plain::Text
+                };
+                describe_scalar(&plain, &s.text)
+            }
+        };
+        let from = scalar.map_or(String::new(), |(_, text, from)| expanded_from(from, text));
+        self.error(
+            path,
+            Some(node.at),
+            format!("invalid type: {found}, expected {expected}{from}"),
+        );
+    }
+}
+
+/// A value of `kind` that passes the semantic checks, for a value whose
+/// `${VAR}` could not be replaced (already reported).
+fn placeholder(kind: &Kind, text: &str) -> Typed {
+    match kind {
+        Kind::Number => Typed::Number(Number::from(0u64)),
+        Kind::Whole(_) | Kind::Duration => Typed::Number(Number::from(1u64)),
+        Kind::Bool | Kind::Any => Typed::Bool(true),
+        Kind::Text | Kind::List(_) | Kind::Shape(_) => Typed::String(text.to_owned()),
+    }
+}
+
+fn expanded_from(from: Option<&str>, text: &str) -> String {
+    match from {
+        Some(written) => format!(
+            " (`{}` expands to `{}`)",
+            written.escape_debug(),
+            text.escape_debug()
+        ),
+        None => String::new(),
+    }
+}
+
+fn is_null(node: &Node) -> bool {
+    matches!(&node.value, Value::Scalar(s) if s.plain && matches!(resolve_plain(&s.text), Plain::Null))
+}
+
+fn describe_scalar(plain: &Plain, text: &str) -> String {
+    match plain {
+        Plain::Null => "nothing (null)".to_owned(),
+        Plain::Bool(b) => format!("boolean `{b}`"),
+        Plain::Integer(_) => format!("integer `{text}`"),
+        Plain::Float(_) => format!("floating point `{text}`"),
+        Plain::Text => format!("string {:?}", text),
+    }
+}
+
+fn describe_kind(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Text => "a string",
+        Kind::Number => "a number",
+        Kind::Whole(_) => "a whole number",
+        Kind::Bool => "`true` or `false`",
+        Kind::Duration => {
+            "a duration such as `500ms`, `30s`, `5m` or `1h`, or a whole number of seconds"
+        }
+        Kind::Any => "a value",
+        Kind::List(_) => "a list",
+        Kind::Shape(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ConfigSpec;
+
+    /// A value of `kind` with every optional key present.
+    fn sample(kind: &Kind) -> Typed {
+        match kind {
+            Kind::Text => Typed::String("x".to_owned()),
+            Kind::Number | Kind::Whole(_) | Kind::Duration => Typed::Number(Number::from(1u64)),
+            Kind::Bool | Kind::Any => Typed::Bool(true),
+            Kind::List(item) => Typed::Sequence(vec![sample(item)]),
+            Kind::Shape(fields) => Typed::Mapping(
+                fields
+                    .iter()
+                    .map(|f| (Typed::String(f.key.to_owned()), sample(&f.kind)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The mapping at `path` (keys, with `None` for a list's first item).
+    fn at_path<'v>(value: &'v mut Typed, path: &[Option<&str>]) -> &'v mut Mapping {
+        let mut at = value;
+        for step in path {
+            at = match (step, at) {
+                (Some(key), Typed::Mapping(map)) => map.get_mut(*key).expect("a sampled key"),
+                (None, Typed::Sequence(items)) => items.first_mut().expect("a sampled item"),
+                _ => panic!("the sample does not follow {path:?}"),
+            };
+        }
+        match at {
+            Typed::Mapping(map) => map,
+            _ => panic!("no mapping at {path:?}"),
+        }
+    }
+
+    /// Each table must name exactly the keys of its schema type, or a key
+    /// added to one would be refused (or never read) by the other. serde's
+    /// own "unknown field" message lists the type's keys.
+    #[test]
+    fn the_tables_list_exactly_the_keys_of_the_schema_types() {
+        let root = sample(&Kind::Shape(&CONFIG));
+        let mut pending: Vec<(Vec<Option<&str>>, &[Field])> = vec![(Vec::new(), &CONFIG)];
+        let mut checked = 0;
+        while let Some((path, fields)) = pending.pop() {
+            let mut value = root.clone();
+            at_path(&mut value, &path).insert(Typed::String("__probe__".to_owned()), Typed::Null);
+            let error = match serde_yaml_ng::from_value::<ConfigSpec>(value) {
+                Ok(_) => panic!("{path:?}: the schema type accepts any key"),
+                Err(error) => error.to_string(),
+            };
+            let mut serde_keys: Vec<&str> = error.split('`').skip(3).step_by(2).collect();
+            let mut table_keys: Vec<&str> = fields.iter().map(|f| f.key).collect();
+            serde_keys.sort_unstable();
+            table_keys.sort_unstable();
+            assert_eq!(table_keys, serde_keys, "{path:?}: {error}");
+            checked += 1;
+            for field in fields {
+                let mut child = path.clone();
+                child.push(Some(field.key));
+                match &field.kind {
+                    Kind::Shape(inner) => pending.push((child, inner)),
+                    Kind::List(Kind::Shape(inner)) => {
+                        child.push(None);
+                        pending.push((child, inner));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(checked, 14, "every mapping of the file is checked");
+    }
+}

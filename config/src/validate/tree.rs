@@ -1,0 +1,263 @@
+//! The YAML document as a tree of located nodes, read from the parser's
+//! events without recursion.
+//!
+//! Nesting is bounded by [`MAX_DEPTH`] and alias expansion by
+//! [`MAX_NODES`], so no input can exhaust the stack or the memory.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::Location;
+use crate::location::MAX_DEPTH;
+
+/// Most nodes a document may hold once aliases are expanded.
+pub(super) const MAX_NODES: usize = 100_000;
+
+/// A node and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Node {
+    /// Where the node starts.
+    pub(super) at: Location,
+    /// What it holds.
+    pub(super) value: Value,
+    /// Nodes in this subtree, itself included.
+    size: usize,
+}
+
+/// A node's content.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Value {
+    /// A scalar as written.
+    Scalar(Scalar),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, entries in file order (duplicates kept, for the checks).
+    Map(Vec<Entry>),
+}
+
+/// A scalar's text and how it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Scalar {
+    /// The text, after YAML unescaping.
+    pub(super) text: String,
+    /// Plain (unquoted, untagged): its type follows from its text.
+    pub(super) plain: bool,
+}
+
+/// A mapping entry.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Entry {
+    /// The key's text; `?` for a key that is not a scalar.
+    pub(super) key: String,
+    /// Where the key is written.
+    pub(super) key_at: Location,
+    /// False when the key is a sequence or mapping.
+    pub(super) key_is_scalar: bool,
+    /// The value.
+    pub(super) value: Node,
+}
+
+/// Why the document cannot be read as a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TreeError {
+    /// Where.
+    pub(super) at: Location,
+    /// What is wrong.
+    pub(super) message: String,
+}
+
+/// A sequence or mapping being read.
+struct Open {
+    at: Location,
+    anchor: usize,
+    is_map: bool,
+    items: Vec<Node>,
+    entries: Vec<Entry>,
+    /// A mapping's key read, waiting for its value.
+    key: Option<(String, Location, bool)>,
+    size: usize,
+}
+
+/// Reads the first document of `text`; `Ok(None)` when there is none.
+///
+/// # Errors
+/// A YAML syntax error, nesting deeper than [`MAX_DEPTH`], aliases that
+/// expand beyond [`MAX_NODES`], a tag, or a second document.
+pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Open> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut total = 0usize;
+    let mut root: Option<Node> = None;
+    let mut documents = 0usize;
+    loop {
+        let (event, mark) = parser.next_token().map_err(|error| TreeError {
+            at: location(*error.marker()),
+            message: format!("invalid YAML: {}", error.info()),
+        })?;
+        let at = location(mark);
+        let (node, anchor) = match event {
+            Event::StreamEnd => return Ok(root),
+            Event::DocumentStart => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(TreeError {
+                        at,
+                        message: "the file holds more than one YAML document (a `---` line after the first); weir reads one: remove the others".to_owned(),
+                    });
+                }
+                continue;
+            }
+            Event::Nothing | Event::StreamStart | Event::DocumentEnd => continue,
+            Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
+                refuse_tag(tag.as_ref(), at)?;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(too_deep(at));
+                }
+                stack.push(Open {
+                    at,
+                    anchor,
+                    is_map: matches!(event, Event::MappingStart(..)),
+                    items: Vec::new(),
+                    entries: Vec::new(),
+                    key: None,
+                    size: 1,
+                });
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(open) => open.close(),
+                None => continue,
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let plain = match &tag {
+                    None => matches!(style, TScalarStyle::Plain),
+                    Some(tag) if tag.suffix == "str" => false,
+                    Some(_) => return Err(refused_tag(tag.as_ref(), at)),
+                };
+                let node = Node {
+                    at,
+                    value: Value::Scalar(Scalar { text, plain }),
+                    size: 1,
+                };
+                (node, anchor)
+            }
+            Event::Alias(id) => {
+                let Some(node) = anchors.get(&id) else {
+                    return Err(TreeError {
+                        at,
+                        message: "an alias names an anchor that is not defined before it"
+                            .to_owned(),
+                    });
+                };
+                let mut node = node.clone();
+                node.at = at;
+                (node, 0)
+            }
+        };
+        total = total.saturating_add(node.size);
+        if total > MAX_NODES {
+            return Err(TreeError {
+                at,
+                message: format!(
+                    "the document holds more than {MAX_NODES} values once aliases are expanded; write it out more simply"
+                ),
+            });
+        }
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => {
+                if root.is_none() {
+                    root = Some(node);
+                }
+            }
+            Some(open) => open.attach(node),
+        }
+    }
+}
+
+// === impl Open ===
+
+impl Open {
+    /// The finished node and its anchor id (0 for none).
+    fn close(self) -> (Node, usize) {
+        let value = if self.is_map {
+            Value::Map(self.entries)
+        } else {
+            Value::Seq(self.items)
+        };
+        let node = Node {
+            at: self.at,
+            value,
+            size: self.size,
+        };
+        (node, self.anchor)
+    }
+
+    fn attach(&mut self, node: Node) {
+        self.size = self.size.saturating_add(node.size);
+        if !self.is_map {
+            self.items.push(node);
+            return;
+        }
+        match self.key.take() {
+            None => {
+                self.key = Some(match node.value {
+                    Value::Scalar(scalar) => (scalar.text, node.at, true),
+                    Value::Seq(_) | Value::Map(_) => ("?".to_owned(), node.at, false),
+                });
+            }
+            Some((key, key_at, key_is_scalar)) => self.entries.push(Entry {
+                key,
+                key_at,
+                key_is_scalar,
+                value: node,
+            }),
+        }
+    }
+}
+
+fn refuse_tag(tag: Option<&Tag>, at: Location) -> Result<(), TreeError> {
+    match tag {
+        None => Ok(()),
+        Some(_) => Err(refused_tag(tag, at)),
+    }
+}
+
+fn refused_tag(tag: Option<&Tag>, at: Location) -> TreeError {
+    let shown = tag.map_or_else(String::new, |t| {
+        let handle = if t.handle == "tag:yaml.org,2002:" {
+            "!!"
+        } else {
+            &t.handle
+        };
+        format!("{handle}{}", t.suffix)
+    });
+    TreeError {
+        at,
+        message: format!(
+            "YAML tag `{shown}` is not supported; remove it (quote a value to make it a string)"
+        ),
+    }
+}
+
+fn too_deep(at: Location) -> TreeError {
+    TreeError {
+        at,
+        message: format!(
+            "the YAML nests deeper than {MAX_DEPTH} levels; a weir.yaml needs fewer than 10"
+        ),
+    }
+}
+
+fn location(mark: Marker) -> Location {
+    // yaml-rust2 counts lines from 1 but columns from 0.
+    Location {
+        line: mark.line(),
+        column: mark.col() + 1,
+    }
+}
