@@ -15,8 +15,12 @@ pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9900";
 pub const DEFAULT_STATE_DIR: &str = "weir-state";
 /// Default upstream connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default time allowed until the upstream's response head.
+/// Default time allowed for the whole upstream response.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default longest silence between two parts of a response body.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default open client connections allowed per listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default sticky cookie lifetime.
 pub const DEFAULT_STICKY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -42,6 +46,8 @@ pub struct Listener {
     pub address: std::net::SocketAddr,
     /// TLS files, when HTTPS.
     pub tls: Option<TlsFiles>,
+    /// Open client connections allowed at once.
+    pub max_connections: usize,
 }
 
 /// Certificate and key paths, resolved against the config file's directory.
@@ -130,8 +136,10 @@ pub struct HeaderOverride {
 pub struct Timeouts {
     /// TCP connect.
     pub connect: Duration,
-    /// Until the upstream's response head.
+    /// The whole upstream response, head and body.
     pub request: Duration,
+    /// Longest silence between two parts of a response body.
+    pub idle: Duration,
 }
 
 /// A rollout strategy.
@@ -190,6 +198,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: DEFAULT_CONNECT_TIMEOUT,
             request: DEFAULT_REQUEST_TIMEOUT,
+            idle: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct ListenerSpec {
     /// Serve HTTPS with these files.
     #[serde(default)]
     pub tls: Option<TlsSpec>,
+    /// Open client connections allowed at once; default 10000.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 /// Certificate and key files of a TLS listener.
@@ -154,9 +157,12 @@ pub struct TimeoutsSpec {
     /// TCP connect timeout.
     #[serde(default)]
     pub connect: Option<DurationSpec>,
-    /// Time allowed until the upstream's response head.
+    /// Time allowed for the whole upstream response, head and body.
     #[serde(default)]
     pub request: Option<DurationSpec>,
+    /// Longest silence allowed between two parts of a response body.
+    #[serde(default)]
+    pub idle: Option<DurationSpec>,
 }
 
 /// Rollout strategy.

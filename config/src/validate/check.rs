@@ -253,9 +253,25 @@ impl<'a> Checker<'a> {
                 None => Some(None),
                 Some(tls) => self.tls(&format!("{at}.tls"), tls).map(Some),
             };
-            match (&mut listeners, name, address, tls) {
-                (Some(all), Some(name), Some(address), Some(tls)) => {
-                    all.push(Listener { name, address, tls });
+            let max_connections = match spec.max_connections {
+                None => Some(crate::model::DEFAULT_MAX_CONNECTIONS),
+                Some(0) => {
+                    self.error(
+                        &format!("{at}.maxConnections"),
+                        "maxConnections is 0, which would refuse every client; give at least 1 (default 10000)",
+                    );
+                    None
+                }
+                Some(n) => Some(n),
+            };
+            match (&mut listeners, name, address, tls, max_connections) {
+                (Some(all), Some(name), Some(address), Some(tls), Some(max_connections)) => {
+                    all.push(Listener {
+                        name,
+                        address,
+                        tls,
+                        max_connections,
+                    });
                 }
                 _ => listeners = None,
             }
@@ -734,9 +750,16 @@ impl<'a> Checker<'a> {
             defaults.request,
             "30s",
         );
+        let idle = self.duration_or(
+            &format!("{at}.idle"),
+            spec.idle.as_ref(),
+            defaults.idle,
+            "60s",
+        );
         Some(Timeouts {
             connect: connect?,
             request: request?,
+            idle: idle?,
         })
     }
 

@@ -163,6 +163,7 @@ fn spec_example_parses_into_the_model() {
                 cert_file: PathBuf::from("/etc/weir/certs/tls.crt"),
                 key_file: PathBuf::from("/etc/weir/certs/tls.key"),
             }),
+            max_connections: 10_000,
         }],
         admin: Admin {
             address: addr("127.0.0.1:9900"),
@@ -194,6 +195,7 @@ fn spec_example_parses_into_the_model() {
             timeouts: Timeouts {
                 connect: Duration::from_secs(1),
                 request: Duration::from_secs(30),
+                idle: Duration::from_secs(60),
             },
             strategy: Some(Strategy {
                 steps: vec![
