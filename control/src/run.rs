@@ -234,7 +234,7 @@ fn descriptor_budget(listeners_total: usize) -> Option<Arc<tokio::sync::Semaphor
     if listeners_total <= budget {
         return None;
     }
-    tracing::warn!(
+    tracing::info!(
         open_files = nofile,
         connections = budget,
         "the listeners' maxConnections add up to more than the open-file limit allows; client connections are capped"
