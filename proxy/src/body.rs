@@ -223,13 +223,14 @@ impl UpstreamBody {
     /// Counts the request once, with the failure that ended its body if any.
     fn count(&mut self, failure: Option<UpstreamErrorKind>) {
         if let Some(account) = self.account.take() {
+            // The request first, so a sample never sees more errors than requests.
+            account
+                .metrics
+                .record(account.code, account.started.elapsed());
             if let Some(kind) = failure {
                 account.metrics.record_upstream_error(kind);
                 account.metrics.record_failed_body(account.code);
             }
-            account
-                .metrics
-                .record(account.code, account.started.elapsed());
         }
     }
 }
