@@ -287,6 +287,13 @@ impl Endpoint {
     }
 }
 
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // No snapshot names the address any more: it is not ejected either.
+        self.health.metrics.ejected.store(0, Relaxed);
+    }
+}
+
 /// Milliseconds since the first call in this process: the clock of ejections.
 pub fn clock_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
