@@ -258,7 +258,7 @@ impl<'a> Checker<'a> {
                 Some(0) => {
                     self.error(
                         &format!("{at}.maxConnections"),
-                        "maxConnections is 0, which would refuse every client; give at least 1 (default 10000)",
+                        "`maxConnections` is 0, which would refuse every client; give at least 1 (default 10000)",
                     );
                     None
                 }
