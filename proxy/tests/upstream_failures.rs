@@ -26,6 +26,9 @@ use weir_proxy::{Metrics, Proxy, Role, ServeOptions};
 /// Generous bound for anything that should happen promptly.
 const DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long [`Behaviour::SlowBody`] pauses in the middle of its body.
+const SLOW_BODY_PAUSE: Duration = Duration::from_millis(300);
+
 /// What a raw fake upstream does with each request it reads.
 #[derive(Clone, Copy)]
 enum Behaviour {
@@ -41,6 +44,8 @@ enum Behaviour {
     Ok,
     /// Reads the request and never answers.
     Hang,
+    /// A chunked `200`: one chunk, 300 ms of silence, the last chunk.
+    SlowBody,
 }
 
 /// A fake upstream speaking raw HTTP/1.1; counts the requests it reads.
@@ -98,6 +103,13 @@ async fn raw_upstream(behaviour: Behaviour) -> RawUpstream {
                                 }
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
+                        }
+                        Behaviour::SlowBody => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+                                .await;
+                            tokio::time::sleep(SLOW_BODY_PAUSE).await;
+                            b"4\r\nlast\r\n0\r\n\r\n"
                         }
                         Behaviour::Hang => {
                             std::future::pending::<()>().await;
@@ -453,4 +465,35 @@ async fn over_its_connection_limit_a_listener_closes_new_clients() {
     .expect("the held connections are closed");
     let mut sender = client(running.addr).await;
     assert_eq!(get(&mut sender, "/").await, (200, true));
+}
+
+#[tokio::test]
+async fn the_request_duration_covers_the_response_body() {
+    let upstream = raw_upstream(Behaviour::SlowBody).await;
+    let running = start(
+        snapshot(&[upstream.addr], Timeouts::default()),
+        ServeOptions::default(),
+    )
+    .await;
+    let mut sender = client(running.addr).await;
+    assert_eq!(get(&mut sender, "/").await, (200, true));
+    let counts = running
+        .proxy
+        .metrics()
+        .get("web", Role::Stable)
+        .unwrap()
+        .counts();
+    assert_eq!((counts.requests, counts.errors), (1, 0));
+    let out = rendered(&running.proxy);
+    let sum = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("weir_http_request_duration_seconds_sum{route=\"web\",role=\"stable\"} ")
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no duration sum in\n{out}"));
+    assert!(
+        sum >= SLOW_BODY_PAUSE.as_secs_f64(),
+        "the duration ({sum} s) ends with the body, after its {SLOW_BODY_PAUSE:?} pause"
+    );
 }
