@@ -283,6 +283,14 @@ impl Metrics {
     }
 }
 
+/// A label value in the Prometheus text format: `\\`, `"` and newlines escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 impl Metrics {
     fn render_listeners(&self, out: &mut String) {
         let listeners: Vec<(String, Arc<ListenerMetrics>)> = {
@@ -297,6 +305,10 @@ impl Metrics {
         if listeners.is_empty() {
             return;
         }
+        let listeners: Vec<(String, Arc<ListenerMetrics>)> = listeners
+            .into_iter()
+            .map(|(name, m)| (escape_label(&name), m))
+            .collect();
         out.push_str("# HELP weir_connections_open Client connections open, by listener.\n");
         out.push_str("# TYPE weir_connections_open gauge\n");
         for (name, m) in &listeners {
@@ -460,5 +472,18 @@ mod tests {
         }
         assert_eq!(canary.requests(), 3);
         assert_eq!(canary.requests_with_code(502), 1);
+    }
+
+    #[test]
+    fn listener_names_are_escaped_in_labels() {
+        let metrics = Metrics::new();
+        metrics
+            .listener("a \"quoted\" \\ name")
+            .refused
+            .fetch_add(2, Relaxed);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let want = "weir_connections_refused_total{listener=\"a \\\"quoted\\\" \\\\ name\"} 2";
+        assert!(out.contains(want), "missing {want} in\n{out}");
     }
 }
