@@ -103,8 +103,17 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
         Err(diagnostics) => Err(diagnostics),
     };
     let mut control = process.control.lock().await;
+    // Certificates are read again at every reload; applied once it succeeds.
+    let mut certificates = Vec::new();
     let adopted = match checked {
         Ok((loaded, resolved)) => {
+            certificates = loaded
+                .config()
+                .listeners
+                .iter()
+                .zip(&loaded.tls)
+                .filter_map(|(l, tls)| Some((l.name.clone(), Arc::clone(tls.as_ref()?))))
+                .collect();
             if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
                 return Ok(Outcome::Unchanged);
             }
@@ -135,6 +144,11 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
             tracing::error!("{d}");
         }
         return Err(diagnostics);
+    }
+    for (name, cell) in &process.listener_tls {
+        if let Some((_, config)) = certificates.iter().find(|(n, _)| n == name) {
+            cell.store(Arc::clone(config));
+        }
     }
     let version = process.publisher.publish(control.snapshot());
     drop(control);

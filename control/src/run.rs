@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_config::Publisher;
@@ -59,6 +60,9 @@ pub struct Process {
     pub control: tokio::sync::Mutex<ControlState>,
     /// Reload outcomes.
     pub reloads: ReloadCounters,
+    /// The TLS config of each HTTPS listener, by listener name; a reload
+    /// stores the certificate it read, used by new connections.
+    pub listener_tls: Vec<(String, Arc<ArcSwap<rustls::ServerConfig>>)>,
 }
 
 // === impl Process ===
@@ -124,16 +128,23 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
 
     // Bind everything before serving anything, so a taken port fails the start.
     let mut listeners = Vec::new();
+    let mut listener_tls = Vec::new();
     for (listener, tls) in config.listeners.iter().zip(&tls_configs) {
         let socket = bind(listener.address)
             .with_context(|| format!("listener {} on {}", listener.name, listener.address))?;
-        listeners.push((
-            listener.name.clone(),
-            socket,
-            tls.clone(),
-            listener.max_connections,
-        ));
+        let tls = tls.clone().map(|config| Arc::new(ArcSwap::new(config)));
+        if let Some(cell) = &tls {
+            listener_tls.push((listener.name.clone(), Arc::clone(cell)));
+        }
+        listeners.push((listener.name.clone(), socket, tls, listener.max_connections));
     }
+    let shared_limit = descriptor_budget(
+        config
+            .listeners
+            .iter()
+            .map(|l| l.max_connections)
+            .fold(0, usize::saturating_add),
+    );
     let admin_socket = bind(config.admin.address)
         .with_context(|| format!("admin API on {}", config.admin.address))?;
 
@@ -147,6 +158,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         proxy: proxy.clone(),
         control: tokio::sync::Mutex::new(control),
         reloads: ReloadCounters::default(),
+        listener_tls,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -163,6 +175,7 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             tls,
             drain_timeout: DRAIN_TIMEOUT,
             max_connections,
+            shared_limit: shared_limit.clone(),
             ..ServeOptions::default()
         };
         servers.spawn(async move {
@@ -200,6 +213,41 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let _ = admin_stop_tx.send(true);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Descriptors kept out of the client budget: the admin API, the state and
+/// config files, the runtime's own.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Raises the soft limit of open files to the hard limit, and returns a
+/// limit shared by every listener when their `maxConnections` add up to more
+/// than half of what is left after [`RESERVED_DESCRIPTORS`] (each client
+/// connection may need an upstream connection too). `None`: no shared limit
+/// is needed.
+fn descriptor_budget(listeners_total: usize) -> Option<Arc<tokio::sync::Semaphore>> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(%error, "cannot raise the open-file limit");
+        }
+    }
+    let nofile = getrlimit(Resource::Nofile).current?;
+    let budget = nofile.saturating_sub(RESERVED_DESCRIPTORS) / 2;
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX).max(1);
+    if listeners_total <= budget {
+        return None;
+    }
+    tracing::info!(
+        open_files = nofile,
+        connections = budget,
+        "the listeners' maxConnections add up to more than the open-file limit allows; client connections are capped"
+    );
+    Some(Arc::new(tokio::sync::Semaphore::new(budget)))
 }
 
 /// Binds a listening socket with `SO_REUSEADDR`, so a restart does not wait

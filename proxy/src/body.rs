@@ -4,6 +4,7 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::metrics::{RoleMetrics, UpstreamErrorKind};
 use crate::upstream::{InFlight, Sender};
 
 /// Errors while streaming a body downstream.
@@ -38,14 +40,47 @@ pub struct UpstreamBody {
     done: bool,
     /// Longest wait for the next frame before the body is cut.
     idle_timeout: Duration,
+    /// The route's request timeout, for messages.
+    request_timeout: Duration,
+    /// The whole response must have arrived by then.
+    deadline: Instant,
     /// Armed while waiting for a frame; allocated only when one is late.
-    idle: Option<Pin<Box<Sleep>>>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The request's counters, until it is counted.
+    account: Option<ResponseAccount>,
 }
 
-/// The upstream sent nothing for longer than the route's request timeout.
+/// Where and how a proxied response is counted once its body ends.
+#[derive(Debug)]
+pub struct ResponseAccount {
+    /// The route's and role's counters.
+    pub metrics: Arc<RoleMetrics>,
+    /// The status sent downstream.
+    pub code: u16,
+    /// When the request head arrived.
+    pub started: std::time::Instant,
+}
+
+/// How long an upstream body may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Longest silence between two frames.
+    pub idle: Duration,
+    /// The route's request timeout, for messages.
+    pub request: Duration,
+    /// When the whole response must have arrived.
+    pub deadline: Instant,
+}
+
+/// The upstream sent nothing for longer than the route's idle timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream body stalled for {0:?}")]
 pub struct BodyStalled(Duration);
+
+/// The upstream response took longer than the route's request timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response not complete within the request timeout of {0:?}")]
+pub struct ResponseDeadline(Duration);
 
 // === impl ProxyBody ===
 
@@ -61,21 +96,28 @@ impl ProxyBody {
     }
 
     /// Streams `body` downstream; `sender` goes back to the pool of the
-    /// in-flight endpoint at its end. A wait longer than `idle_timeout` for
-    /// the next frame ends the body with an error.
+    /// in-flight endpoint at its end. A wait longer than the idle limit for
+    /// the next frame, or a body still running at the deadline, ends the
+    /// body with an error. The request is counted in `account` when the
+    /// body ends, breaks or is dropped; a break or a timeout also counts as
+    /// an upstream error of the role.
     pub fn upstream(
         body: Incoming,
         sender: Sender,
         in_flight: InFlight,
-        idle_timeout: Duration,
+        limits: BodyLimits,
+        account: ResponseAccount,
     ) -> ProxyBody {
         ProxyBody::Upstream(UpstreamBody {
             body,
             sender: Some(sender),
             in_flight,
             done: false,
-            idle_timeout,
-            idle: None,
+            idle_timeout: limits.idle,
+            request_timeout: limits.request,
+            deadline: limits.deadline,
+            timer: None,
+            account: Some(account),
         })
     }
 }
@@ -117,33 +159,77 @@ impl UpstreamBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if self.body.is_end_stream() {
                     self.done = true;
+                    self.count(None);
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                if let Some(idle) = self.idle.as_mut() {
-                    idle.as_mut().reset(Instant::now() + self.idle_timeout);
+                let now = Instant::now();
+                if now >= self.deadline {
+                    return Poll::Ready(Some(Err(self.cut_at_deadline())));
+                }
+                if let Some(timer) = self.timer.as_mut() {
+                    timer
+                        .as_mut()
+                        .reset((now + self.idle_timeout).min(self.deadline));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
                 self.done = true;
+                self.count(None);
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => {
+                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, "upstream body broken");
+                self.sender = None;
+                self.count(Some(UpstreamErrorKind::Protocol));
+                Poll::Ready(Some(Err(error.into())))
+            }
             Poll::Pending => {
-                let timeout = self.idle_timeout;
-                let idle = self
-                    .idle
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if idle.as_mut().poll(cx).is_ready() {
-                    tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), ?timeout, "upstream body stalled");
-                    // The connection is mid-response: never reuse it.
-                    self.sender = None;
-                    return Poll::Ready(Some(Err(BodyStalled(timeout).into())));
+                let (idle, deadline) = (self.idle_timeout, self.deadline);
+                let timer = self.timer.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(
+                        (Instant::now() + idle).min(deadline),
+                    ))
+                });
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
-                Poll::Pending
+                if Instant::now() >= self.deadline {
+                    return Poll::Ready(Some(Err(self.cut_at_deadline())));
+                }
+                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, "upstream body stalled");
+                // The connection is mid-response: never reuse it.
+                self.sender = None;
+                self.count(Some(UpstreamErrorKind::Timeout));
+                Poll::Ready(Some(Err(BodyStalled(idle).into())))
+            }
+        }
+    }
+
+    fn cut_at_deadline(&mut self) -> BodyError {
+        tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
+        self.sender = None;
+        self.count(Some(UpstreamErrorKind::Timeout));
+        ResponseDeadline(self.request_timeout).into()
+    }
+
+    /// Counts the request once, with the failure that ended its body if any.
+    fn count(&mut self, failure: Option<UpstreamErrorKind>) {
+        if let Some(account) = self.account.take() {
+            // The request first, so a sample never sees more errors than requests.
+            account
+                .metrics
+                .record(account.code, account.started.elapsed());
+            if let Some(kind) = failure {
+                account.metrics.record_upstream_error(kind);
+                account.metrics.record_failed_body(account.code);
             }
         }
     }
@@ -151,6 +237,9 @@ impl UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
+        // Not polled to its end (a HEAD answer, or a client that left):
+        // counted with the code it was sent with.
+        self.count(None);
         // Only a connection whose response was read to the end may carry the
         // next request; one dropped mid-body is closed with its sender.
         if let Some(sender) = self.sender.take() {

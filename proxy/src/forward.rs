@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::ProxyBody;
+use crate::body::{BodyLimits, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
 use crate::routing::{ServedBackend, ServedRoute};
@@ -106,7 +106,7 @@ pub async fn serve(
         started,
         answered: false,
     };
-    let mut response = match forward(route, backend, role, downstream, req).await {
+    let mut response = match forward(route, backend, role, downstream, req, started).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(route = %route.name, %role, %error, "upstream failed");
@@ -117,9 +117,12 @@ pub async fn serve(
         }
     };
     pending.answered = true;
-    backend
-        .metrics
-        .record(response.status().as_u16(), started.elapsed());
+    // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
+    if !matches!(response.body(), ProxyBody::Upstream(_)) {
+        backend
+            .metrics
+            .record(response.status().as_u16(), started.elapsed());
+    }
 
     if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
         let secure = if tls { "; Secure" } else { "" };
@@ -141,6 +144,7 @@ async fn forward(
     role: Role,
     downstream: Downstream,
     mut req: Request<Incoming>,
+    started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Some(endpoint) = upstream::pick(&backend.endpoints) else {
         return Err(ProxyError::NoEndpoints {
@@ -150,6 +154,8 @@ async fn forward(
     };
     let downstream_upgrade = prepare_request(&mut req, downstream);
     let timeouts = route.timeouts;
+    // `timeouts.request` bounds the whole response, head and body.
+    let deadline = tokio::time::Instant::now() + timeouts.request;
 
     let exchange = async {
         let mut req = req;
@@ -176,7 +182,14 @@ async fn forward(
             }
             let in_flight = used.start();
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, sender, in_flight)),
+                Ok(response) => {
+                    if response.status().is_server_error() {
+                        used.record_failure(&backend.endpoints);
+                    } else {
+                        used.record_success();
+                    }
+                    return Ok((response, sender, in_flight));
+                }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if !fresh => req = unsent,
                     _ => return Err(ProxyError::Protocol(error.into_error())),
@@ -184,11 +197,11 @@ async fn forward(
             }
         }
     };
-    let (mut response, sender, in_flight) =
-        match tokio::time::timeout(timeouts.request, exchange).await {
-            Ok(result) => result?,
-            Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
-        };
+    let (mut response, sender, in_flight) = match tokio::time::timeout_at(deadline, exchange).await
+    {
+        Ok(result) => result?,
+        Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
+    };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch the client did not ask for (or cannot take, over HTTP/2)
@@ -202,10 +215,20 @@ async fn forward(
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
     remove_hop_by_hop(response.headers_mut(), false);
+    let account = ResponseAccount {
+        metrics: Arc::clone(&backend.metrics),
+        code: response.status().as_u16(),
+        started,
+    };
+    let limits = BodyLimits {
+        idle: timeouts.idle,
+        request: timeouts.request,
+        deadline,
+    };
     let (parts, body) = response.into_parts();
     Ok(Response::from_parts(
         parts,
-        ProxyBody::upstream(body, sender, in_flight, timeouts.request),
+        ProxyBody::upstream(body, sender, in_flight, limits, account),
     ))
 }
 
@@ -231,9 +254,10 @@ impl Drop for Pending<'_> {
 /// The status recorded for a request whose client left before the answer.
 const CLIENT_CLOSED: u16 = 499;
 
-/// Connects to `first`, or once to another endpoint of the role if that fails
-/// (no request has been sent, so the second try is always safe). Returns the
-/// endpoint actually used: its pool gets the connection back.
+/// Connects to `first`, or once to another endpoint of the role, drawn at
+/// random, if that fails (no request has been sent, so the second try is
+/// always safe). Each failed connect counts towards the endpoint's ejection.
+/// Returns the endpoint actually used: its pool gets the connection back.
 async fn connect(
     first: &Arc<Endpoint>,
     all: &[Arc<Endpoint>],
@@ -241,11 +265,19 @@ async fn connect(
 ) -> Result<(Arc<Endpoint>, Sender), ProxyError> {
     match first.connect(timeout).await {
         Ok(sender) => Ok((Arc::clone(first), sender)),
-        Err(error) if all.len() < 2 => Err(error.into()),
         Err(error) => {
-            tracing::debug!(%error, "connect failed; trying another endpoint");
-            let other = all.iter().find(|e| !Arc::ptr_eq(e, first)).unwrap_or(first);
-            Ok((Arc::clone(other), other.connect(timeout).await?))
+            first.record_failure(all);
+            let Some(other) = upstream::pick_other(all, first) else {
+                return Err(error.into());
+            };
+            tracing::debug!(%error, retry = %other.addr(), "connect failed; trying another endpoint");
+            match other.connect(timeout).await {
+                Ok(sender) => Ok((Arc::clone(other), sender)),
+                Err(error) => {
+                    other.record_failure(all);
+                    Err(error.into())
+                }
+            }
         }
     }
 }

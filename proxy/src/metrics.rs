@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ const CODE_SLOTS: usize = (MAX_CODE - MIN_CODE + 1) as usize;
 pub enum UpstreamErrorKind {
     /// The endpoint could not be reached.
     Connect,
-    /// No response head within the request timeout.
+    /// No response within the request timeout, or a body silent past the idle timeout.
     Timeout,
     /// The endpoint broke the HTTP exchange.
     Protocol,
@@ -90,10 +91,32 @@ impl RoleCounts {
     }
 }
 
-/// All proxy metrics: one [`RoleMetrics`] per (route, role) ever served.
+/// All proxy metrics: one [`RoleMetrics`] per (route, role) ever served,
+/// one [`ListenerMetrics`] per listener and one [`EndpointMetrics`] per
+/// upstream address.
 #[derive(Debug, Default)]
 pub struct Metrics {
     series: Mutex<SeriesMap>,
+    listeners: Mutex<BTreeMap<String, Arc<ListenerMetrics>>>,
+    endpoints: Mutex<BTreeMap<SocketAddr, Arc<EndpointMetrics>>>,
+}
+
+/// The connection counters of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerMetrics {
+    /// Client connections open now.
+    pub open: AtomicUsize,
+    /// Client connections closed at once because a connection limit was reached.
+    pub refused: AtomicU64,
+}
+
+/// The passive health of one upstream address, shared by every route that names it.
+#[derive(Debug, Default)]
+pub struct EndpointMetrics {
+    /// Times the endpoint was ejected after consecutive failures.
+    pub ejections: AtomicU64,
+    /// 1 while the endpoint is ejected, else 0.
+    pub ejected: AtomicU64,
 }
 
 /// The counters of one role of one route.
@@ -106,6 +129,8 @@ pub struct RoleMetrics {
     latency: [AtomicU64; LATENCY_SLOTS],
     duration_sum_micros: AtomicU64,
     upstream_errors: [AtomicU64; 3],
+    /// Responses sent with a non-error code whose body then broke or stalled.
+    failed_bodies: AtomicU64,
 }
 
 // === impl UpstreamErrorKind ===
@@ -164,6 +189,25 @@ impl Metrics {
         series.get(&(Arc::from(route), role)).cloned()
     }
 
+    /// The connection counters of the listener `name`, created on first use.
+    pub fn listener(&self, name: &str) -> Arc<ListenerMetrics> {
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(listeners.entry(name.to_owned()).or_default())
+    }
+
+    /// The health counters of the upstream `addr`, created on first use.
+    /// Called when an endpoint is first named, never per request.
+    pub fn endpoint(&self, addr: SocketAddr) -> Arc<EndpointMetrics> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(endpoints.entry(addr).or_default())
+    }
+
     /// Every series, in (route, role) order.
     pub fn all(&self) -> Vec<Arc<RoleMetrics>> {
         let series = self
@@ -173,8 +217,11 @@ impl Metrics {
         series.values().cloned().collect()
     }
 
-    /// Appends the request metric families in the Prometheus text format.
+    /// Appends the request, connection and endpoint metric families in the
+    /// Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        self.render_listeners(out);
+        self.render_endpoints(out);
         let all = self.all();
         out.push_str("# HELP weir_http_requests_total Requests answered downstream, by route, role and status code.\n");
         out.push_str("# TYPE weir_http_requests_total counter\n");
@@ -192,7 +239,7 @@ impl Metrics {
                 }
             }
         }
-        out.push_str("# HELP weir_http_request_duration_seconds Time from request head to upstream response head, by route and role.\n");
+        out.push_str("# HELP weir_http_request_duration_seconds Time from request head to the end of the response body, by route and role.\n");
         out.push_str("# TYPE weir_http_request_duration_seconds histogram\n");
         for m in &all {
             let (route, role) = (&m.route, m.role.metric_label());
@@ -236,6 +283,84 @@ impl Metrics {
     }
 }
 
+/// A label value in the Prometheus text format: `\\`, `"` and newlines escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    fn render_listeners(&self, out: &mut String) {
+        let listeners: Vec<(String, Arc<ListenerMetrics>)> = {
+            let map = self
+                .listeners
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.iter()
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect()
+        };
+        if listeners.is_empty() {
+            return;
+        }
+        let listeners: Vec<(String, Arc<ListenerMetrics>)> = listeners
+            .into_iter()
+            .map(|(name, m)| (escape_label(&name), m))
+            .collect();
+        out.push_str("# HELP weir_connections_open Client connections open, by listener.\n");
+        out.push_str("# TYPE weir_connections_open gauge\n");
+        for (name, m) in &listeners {
+            let _ = writeln!(
+                out,
+                "weir_connections_open{{listener=\"{name}\"}} {}",
+                m.open.load(Relaxed)
+            );
+        }
+        out.push_str("# HELP weir_connections_refused_total Client connections closed at once because a connection limit was reached, by listener.\n");
+        out.push_str("# TYPE weir_connections_refused_total counter\n");
+        for (name, m) in &listeners {
+            let _ = writeln!(
+                out,
+                "weir_connections_refused_total{{listener=\"{name}\"}} {}",
+                m.refused.load(Relaxed)
+            );
+        }
+    }
+
+    fn render_endpoints(&self, out: &mut String) {
+        let endpoints: Vec<(SocketAddr, Arc<EndpointMetrics>)> = {
+            let map = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.iter().map(|(k, v)| (*k, Arc::clone(v))).collect()
+        };
+        if endpoints.is_empty() {
+            return;
+        }
+        out.push_str("# HELP weir_upstream_ejections_total Times an upstream endpoint was ejected after consecutive failures, by endpoint address.\n");
+        out.push_str("# TYPE weir_upstream_ejections_total counter\n");
+        for (addr, m) in &endpoints {
+            let _ = writeln!(
+                out,
+                "weir_upstream_ejections_total{{endpoint=\"{addr}\"}} {}",
+                m.ejections.load(Relaxed)
+            );
+        }
+        out.push_str("# HELP weir_upstream_ejected Whether an upstream endpoint is ejected now (1) or not (0), by endpoint address.\n");
+        out.push_str("# TYPE weir_upstream_ejected gauge\n");
+        for (addr, m) in &endpoints {
+            let _ = writeln!(
+                out,
+                "weir_upstream_ejected{{endpoint=\"{addr}\"}} {}",
+                m.ejected.load(Relaxed)
+            );
+        }
+    }
+}
+
 // === impl RoleMetrics ===
 
 impl RoleMetrics {
@@ -247,6 +372,7 @@ impl RoleMetrics {
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
             duration_sum_micros: AtomicU64::new(0),
             upstream_errors: Default::default(),
+            failed_bodies: AtomicU64::new(0),
         }
     }
 
@@ -260,6 +386,15 @@ impl RoleMetrics {
         let slot = LATENCY_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
         self.latency[slot].fetch_add(1, Relaxed);
         self.duration_sum_micros.fetch_add(micros, Relaxed);
+    }
+
+    /// Counts a response body that broke or stalled after its head was sent
+    /// with `code`: an error of the role for the analysis, unless the code
+    /// already counts as one.
+    pub fn record_failed_body(&self, code: u16) {
+        if !is_error_code(usize::from(code)) {
+            self.failed_bodies.fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts one failed upstream exchange.
@@ -299,7 +434,7 @@ impl RoleMetrics {
         }
         RoleCounts {
             requests,
-            errors,
+            errors: errors + self.failed_bodies.load(Relaxed),
             latency: self.latency_counts(),
         }
     }
@@ -337,5 +472,18 @@ mod tests {
         }
         assert_eq!(canary.requests(), 3);
         assert_eq!(canary.requests_with_code(502), 1);
+    }
+
+    #[test]
+    fn listener_names_are_escaped_in_labels() {
+        let metrics = Metrics::new();
+        metrics
+            .listener("a \"quoted\" \\ name")
+            .refused
+            .fetch_add(2, Relaxed);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let want = "weir_connections_refused_total{listener=\"a \\\"quoted\\\" \\\\ name\"} 2";
+        assert!(out.contains(want), "missing {want} in\n{out}");
     }
 }

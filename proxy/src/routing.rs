@@ -83,7 +83,7 @@ impl Routing {
                     endpoints: b
                         .endpoints
                         .iter()
-                        .map(|&addr| registry.endpoint(addr))
+                        .map(|&addr| registry.endpoint(addr, metrics))
                         .collect(),
                     metrics: metrics.role(&route.name, role),
                 };

@@ -3,18 +3,24 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::Proxy;
 use crate::forward::{self, Downstream};
+use crate::metrics::ListenerMetrics;
 
 /// Largest request head accepted; a larger one is answered 431.
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
@@ -22,16 +28,22 @@ pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// How a listener serves connections.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Name of the listener, for logs.
+    /// Name of the listener, for logs and the `listener` metric label.
     pub name: String,
-    /// TLS, when the listener is HTTPS.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS, when the listener is HTTPS; the config in the cell when a
+    /// connection arrives is used, so a new certificate applies to new
+    /// connections at once.
+    pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     /// A client that has not sent its request head within this is dropped.
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins.
     pub drain_timeout: Duration,
-    /// Most simultaneous client connections (`listeners[].maxConnections`).
+    /// Client connections this listener keeps open at once; more are closed
+    /// as soon as they are accepted.
     pub max_connections: usize,
+    /// A limit shared with other listeners (the process's descriptor budget):
+    /// each connection also needs one of its permits.
+    pub shared_limit: Option<Arc<Semaphore>>,
 }
 
 impl Default for ServeOptions {
@@ -42,7 +54,25 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             max_connections: weir_config::model::DEFAULT_MAX_CONNECTIONS,
+            shared_limit: None,
         }
+    }
+}
+
+/// Shortest and longest pause after a failed accept (out of descriptors).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Holds a connection's place under the limits while it is open.
+struct OpenConnection {
+    metrics: Arc<ListenerMetrics>,
+    _own: OwnedSemaphorePermit,
+    _shared: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.open.fetch_sub(1, Relaxed);
     }
 }
 
@@ -51,7 +81,8 @@ impl Default for ServeOptions {
 impl Proxy {
     /// Serves connections accepted on `listener` until `shutdown` completes,
     /// then stops accepting and lets in-flight requests finish for up to the
-    /// drain timeout. Returns the number of connections cut at the deadline.
+    /// drain timeout; connections still open then are closed. Returns the
+    /// number of connections cut at the deadline.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -59,94 +90,157 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
     ) -> usize {
         let builder = Arc::new(http_builder(&options));
-        let acceptor = options.tls.clone().map(TlsAcceptor::from);
+        let metrics = self.shared.metrics.listener(&options.name);
+        let own_limit = Arc::new(Semaphore::new(
+            options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+        ));
         let graceful = GracefulShutdown::new();
+        // Turns true at the drain deadline: every connection still open is dropped.
+        let (cut_tx, cut_rx) = watch::channel(false);
+        let mut backoff: Option<Duration> = None;
         tokio::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
+                    Ok(pair) => {
+                        if backoff.take().is_some() {
+                            tracing::info!(listener = %options.name, "accepting again");
+                        }
+                        pair
+                    }
                     Err(error) => {
-                        // Out of descriptors or similar: back off instead of spinning.
-                        tracing::warn!(listener = %options.name, %error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of descriptors or similar: back off instead of
+                        // spinning, and say so once per episode.
+                        let pause = match backoff {
+                            None => {
+                                tracing::warn!(listener = %options.name, %error, "accept failed; backing off until it succeeds");
+                                ACCEPT_BACKOFF_MIN
+                            }
+                            Some(last) => (last * 2).min(ACCEPT_BACKOFF_MAX),
+                        };
+                        backoff = Some(pause);
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(pause) => continue,
+                        }
+                    }
+                },
+            };
+            let shared_permit = match &options.shared_limit {
+                None => None,
+                Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        refuse(&metrics, &options.name, remote, stream);
                         continue;
                     }
                 },
             };
+            let Ok(own_permit) = Arc::clone(&own_limit).try_acquire_owned() else {
+                refuse(&metrics, &options.name, remote, stream);
+                continue;
+            };
+            metrics.open.fetch_add(1, Relaxed);
+            let open = OpenConnection {
+                metrics: Arc::clone(&metrics),
+                _own: own_permit,
+                _shared: shared_permit,
+            };
             let _ = stream.set_nodelay(true);
             let shared = Arc::clone(&self.shared);
             let builder = Arc::clone(&builder);
-            let acceptor = acceptor.clone();
+            let acceptor = options
+                .tls
+                .as_ref()
+                .map(|tls| TlsAcceptor::from(tls.load_full()));
             let watcher = graceful.watcher();
             let handshake_timeout = options.header_read_timeout;
+            let mut cut = cut_rx.clone();
             tokio::spawn(async move {
-                // hyper's header timer starts with the first byte; a client
-                // that connects and says nothing is dropped here.
-                let mut first = [0u8; 1];
-                if !matches!(
-                    tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
-                    Ok(Ok(1))
-                ) {
-                    tracing::debug!(%remote, "no request within the header timeout");
-                    return;
-                }
-                let downstream = Downstream::new(remote, acceptor.is_some());
-                let service = service_fn(move |req| {
-                    let shared = Arc::clone(&shared);
-                    let downstream = downstream.clone();
-                    async move { Ok::<_, Infallible>(forward::serve(shared, downstream, req).await) }
-                });
-                let result = match acceptor {
-                    None => {
-                        watcher
-                            .watch(
-                                builder
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), service),
-                            )
-                            .await
+                let _open = open;
+                let connection = async move {
+                    // hyper's header timer starts with the first byte; a client
+                    // that connects and says nothing is dropped here.
+                    let mut first = [0u8; 1];
+                    if !matches!(
+                        tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
+                        Ok(Ok(1))
+                    ) {
+                        tracing::debug!(%remote, "no request within the header timeout");
+                        return;
                     }
-                    Some(acceptor) => {
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                        {
-                            Ok(Ok(tls)) => {
-                                watcher
-                                    .watch(
-                                        builder.serve_connection_with_upgrades(
+                    let downstream = Downstream::new(remote, acceptor.is_some());
+                    let service = service_fn(move |req| {
+                        let shared = Arc::clone(&shared);
+                        let downstream = downstream.clone();
+                        async move { Ok::<_, Infallible>(forward::serve(shared, downstream, req).await) }
+                    });
+                    let result = match acceptor {
+                        None => {
+                            watcher
+                                .watch(
+                                    builder.serve_connection_with_upgrades(
+                                        TokioIo::new(stream),
+                                        service,
+                                    ),
+                                )
+                                .await
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls)) => {
+                                    watcher
+                                        .watch(builder.serve_connection_with_upgrades(
                                             TokioIo::new(tls),
                                             service,
-                                        ),
-                                    )
-                                    .await
-                            }
-                            Ok(Err(error)) => {
-                                tracing::debug!(%remote, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%remote, "TLS handshake timed out");
-                                return;
+                                        ))
+                                        .await
+                                }
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%remote, "TLS handshake timed out");
+                                    return;
+                                }
                             }
                         }
+                    };
+                    if let Err(error) = result {
+                        tracing::debug!(%remote, %error, "downstream connection ended with an error");
                     }
                 };
-                if let Err(error) = result {
-                    tracing::debug!(%remote, %error, "downstream connection ended with an error");
+                tokio::select! {
+                    () = connection => {}
+                    _ = cut.wait_for(|cut| *cut) => {
+                        tracing::debug!(%remote, "connection cut at the drain deadline");
+                    }
                 }
             });
         }
         drop(listener);
-        let open = graceful.count();
-        tracing::info!(listener = %options.name, connections = open, "draining");
+        tracing::info!(listener = %options.name, connections = metrics.open.load(Relaxed), "draining");
         tokio::select! {
             () = graceful.shutdown() => 0,
             () = tokio::time::sleep(options.drain_timeout) => {
-                tracing::warn!(listener = %options.name, "drain timeout reached; closing remaining connections");
+                let open = metrics.open.load(Relaxed);
+                let _ = cut_tx.send(true);
+                tracing::warn!(listener = %options.name, connections = open, "drain timeout reached; cutting the connections still open");
                 open
             }
         }
     }
+}
+
+/// Closes a connection accepted over a limit, and counts it.
+fn refuse(metrics: &ListenerMetrics, listener: &str, remote: SocketAddr, stream: TcpStream) {
+    metrics.refused.fetch_add(1, Relaxed);
+    tracing::debug!(%listener, %remote, "connection limit reached; connection closed");
+    drop(stream);
 }
 
 fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {

@@ -5,11 +5,19 @@
 //! Endpoints live in a [`Registry`] keyed by address and are shared by every
 //! snapshot that names them, so a config swap keeps the pools of unchanged
 //! endpoints warm.
+//!
+//! Passive ejection: an endpoint that fails [`EJECT_AFTER_FAILURES`] times in
+//! a row (a failed connect or a 5xx answer) is left out of the balancing for
+//! a back-off period that starts at [`FIRST_EJECTION`] and doubles with each
+//! ejection up to [`MAX_EJECTION`]; a success resets both. A role never loses
+//! its last endpoint: an endpoint is not ejected while every other endpoint
+//! of the role is, and when all are out anyway the one ejected longest ago
+//! is used. All of it is atomics: the request path takes no lock.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -17,10 +25,18 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::metrics::{EndpointMetrics, Metrics};
+
 /// Idle pooled connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At most this many idle connections are kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+/// Consecutive failures (connect errors or 5xx answers) that eject an endpoint.
+pub const EJECT_AFTER_FAILURES: u32 = 5;
+/// How long a first ejection lasts; each further one in a row doubles it.
+pub const FIRST_EJECTION: Duration = Duration::from_secs(10);
+/// The longest ejection.
+pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 
 /// The sending half of a pooled upstream connection.
 pub type Sender = http1::SendRequest<Incoming>;
@@ -31,6 +47,20 @@ pub struct Endpoint {
     addr: SocketAddr,
     outstanding: AtomicUsize,
     idle: Mutex<Vec<(Sender, Instant)>>,
+    health: Health,
+}
+
+/// Passive health of an endpoint, in milliseconds since [`clock_ms`]'s epoch.
+#[derive(Debug)]
+struct Health {
+    consecutive_failures: AtomicU32,
+    /// Ejections since the last success; sets the next back-off.
+    ejections_in_row: AtomicU32,
+    /// Ejected until this time; 0 when never ejected.
+    ejected_until_ms: AtomicU64,
+    /// When the current or last ejection began.
+    ejected_at_ms: AtomicU64,
+    metrics: Arc<EndpointMetrics>,
 }
 
 /// Every endpoint currently named by some snapshot, by address.
@@ -79,7 +109,7 @@ pub struct InFlight(Arc<Endpoint>);
 impl Registry {
     /// The endpoint for `addr`, shared with every snapshot that names it.
     /// Called when a snapshot is applied, never per request.
-    pub fn endpoint(&self, addr: SocketAddr) -> Arc<Endpoint> {
+    pub fn endpoint(&self, addr: SocketAddr, metrics: &Metrics) -> Arc<Endpoint> {
         let mut endpoints = self
             .endpoints
             .lock()
@@ -87,7 +117,7 @@ impl Registry {
         if let Some(live) = endpoints.get(&addr).and_then(Weak::upgrade) {
             return live;
         }
-        let fresh = Arc::new(Endpoint::new(addr));
+        let fresh = Arc::new(Endpoint::new(addr, metrics.endpoint(addr)));
         endpoints.insert(addr, Arc::downgrade(&fresh));
         // Forget endpoints no snapshot names any more.
         endpoints.retain(|_, weak| weak.strong_count() > 0);
@@ -98,12 +128,88 @@ impl Registry {
 // === impl Endpoint ===
 
 impl Endpoint {
-    fn new(addr: SocketAddr) -> Endpoint {
+    fn new(addr: SocketAddr, metrics: Arc<EndpointMetrics>) -> Endpoint {
+        metrics.ejected.store(0, Relaxed);
         Endpoint {
             addr,
             outstanding: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
+            health: Health {
+                consecutive_failures: AtomicU32::new(0),
+                ejections_in_row: AtomicU32::new(0),
+                ejected_until_ms: AtomicU64::new(0),
+                ejected_at_ms: AtomicU64::new(0),
+                metrics,
+            },
         }
+    }
+
+    /// Whether the endpoint is ejected at `now_ms` (see [`clock_ms`]).
+    pub fn is_ejected(&self, now_ms: u64) -> bool {
+        let until = self.health.ejected_until_ms.load(Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if now_ms < until {
+            return true;
+        }
+        // The back-off is over: the endpoint is back in the balancing.
+        if self.health.metrics.ejected.load(Relaxed) != 0 {
+            self.health.metrics.ejected.store(0, Relaxed);
+        }
+        false
+    }
+
+    /// Counts an exchange that went well: the endpoint's failure streak and
+    /// back-off start over.
+    pub fn record_success(&self) {
+        let health = &self.health;
+        if health.consecutive_failures.load(Relaxed) != 0 {
+            health.consecutive_failures.store(0, Relaxed);
+        }
+        if health.ejections_in_row.load(Relaxed) != 0 {
+            health.ejections_in_row.store(0, Relaxed);
+        }
+    }
+
+    /// Counts a failed connect or a 5xx answer; the failure that completes a
+    /// streak of [`EJECT_AFTER_FAILURES`] ejects the endpoint, unless every
+    /// other endpoint of `role_endpoints` is ejected already.
+    pub fn record_failure(&self, role_endpoints: &[Arc<Endpoint>]) {
+        let health = &self.health;
+        let streak = health.consecutive_failures.fetch_add(1, Relaxed) + 1;
+        if streak < EJECT_AFTER_FAILURES {
+            return;
+        }
+        let now = clock_ms();
+        if self.is_ejected(now) {
+            return;
+        }
+        let others_serving = role_endpoints
+            .iter()
+            .any(|e| !std::ptr::eq(Arc::as_ptr(e), self) && !e.is_ejected(now));
+        if !others_serving {
+            // The role's last endpoint stays in; a success will reset it.
+            return;
+        }
+        // One of the concurrent failures wins the ejection.
+        if health
+            .consecutive_failures
+            .compare_exchange(streak, 0, Relaxed, Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let in_row = health.ejections_in_row.fetch_add(1, Relaxed).min(16);
+        let backoff = FIRST_EJECTION.saturating_mul(1 << in_row).min(MAX_EJECTION);
+        let backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+        health.ejected_at_ms.store(now, Relaxed);
+        health
+            .ejected_until_ms
+            .store(now.saturating_add(backoff_ms).max(1), Relaxed);
+        health.metrics.ejections.fetch_add(1, Relaxed);
+        health.metrics.ejected.store(1, Relaxed);
+        tracing::warn!(endpoint = %self.addr, failures = streak, ?backoff, "endpoint ejected after consecutive failures");
     }
 
     /// The endpoint's address.
@@ -181,24 +287,97 @@ impl Endpoint {
     }
 }
 
-/// Picks an endpoint: the less loaded of two chosen at random (power of two
-/// choices), which avoids herding onto one endpoint without global state.
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // No snapshot names the address any more: it is not ejected either.
+        self.health.metrics.ejected.store(0, Relaxed);
+    }
+}
+
+/// Milliseconds since the first call in this process: the clock of ejections.
+pub fn clock_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = EPOCH.get_or_init(Instant::now);
+    // Never 0, which means "not ejected".
+    u64::try_from(epoch.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+/// Picks an endpoint among those not ejected: the less loaded of two chosen
+/// at random (power of two choices), which avoids herding onto one endpoint
+/// without global state. When every endpoint is ejected, the one ejected
+/// longest ago.
 pub fn pick(endpoints: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
     match endpoints.len() {
         0 => None,
         1 => endpoints.first(),
         n => {
-            let a = fastrand::usize(..n);
-            // A second, different index.
-            let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-            let (ea, eb) = (&endpoints[a], &endpoints[b]);
-            Some(if eb.outstanding() < ea.outstanding() {
-                eb
-            } else {
-                ea
-            })
+            let now = clock_ms();
+            let serving = endpoints.iter().filter(|e| !e.is_ejected(now)).count();
+            match serving {
+                0 => longest_ejected(endpoints),
+                1 => endpoints.iter().find(|e| !e.is_ejected(now)),
+                _ if serving == n => {
+                    let a = fastrand::usize(..n);
+                    // A second, different index.
+                    let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                    Some(less_loaded(&endpoints[a], &endpoints[b]))
+                }
+                _ => {
+                    let a = fastrand::usize(..serving);
+                    let b = (a + 1 + fastrand::usize(..serving - 1)) % serving;
+                    let ea = nth_serving(endpoints, now, a)?;
+                    let eb = nth_serving(endpoints, now, b)?;
+                    Some(less_loaded(ea, eb))
+                }
+            }
         }
     }
+}
+
+/// Another endpoint than `failed`, at random among those not ejected (or the
+/// one ejected longest ago), to retry a failed connect on.
+pub fn pick_other<'a>(
+    endpoints: &'a [Arc<Endpoint>],
+    failed: &Arc<Endpoint>,
+) -> Option<&'a Arc<Endpoint>> {
+    let now = clock_ms();
+    let is_other = |e: &&Arc<Endpoint>| !Arc::ptr_eq(e, failed);
+    let serving = endpoints
+        .iter()
+        .filter(is_other)
+        .filter(|e| !e.is_ejected(now))
+        .count();
+    if serving == 0 {
+        let others: Vec<Arc<Endpoint>> = endpoints.iter().filter(is_other).cloned().collect();
+        let chosen = longest_ejected(&others)?;
+        return endpoints.iter().find(|e| Arc::ptr_eq(e, chosen));
+    }
+    let k = fastrand::usize(..serving);
+    endpoints
+        .iter()
+        .filter(is_other)
+        .filter(|e| !e.is_ejected(now))
+        .nth(k)
+}
+
+fn less_loaded<'a>(a: &'a Arc<Endpoint>, b: &'a Arc<Endpoint>) -> &'a Arc<Endpoint> {
+    if b.outstanding() < a.outstanding() {
+        b
+    } else {
+        a
+    }
+}
+
+fn nth_serving(endpoints: &[Arc<Endpoint>], now: u64, k: usize) -> Option<&Arc<Endpoint>> {
+    endpoints.iter().filter(|e| !e.is_ejected(now)).nth(k)
+}
+
+fn longest_ejected(endpoints: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
+    endpoints
+        .iter()
+        .min_by_key(|e| e.health.ejected_at_ms.load(Relaxed))
 }
 
 // === impl InFlight ===
@@ -224,24 +403,106 @@ mod tests {
     fn registry_shares_live_endpoints_and_forgets_dropped_ones() {
         let registry = Registry::default();
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
-        let a = registry.endpoint(addr);
-        let b = registry.endpoint(addr);
+        let metrics = Metrics::new();
+        let a = registry.endpoint(addr, &metrics);
+        let b = registry.endpoint(addr, &metrics);
         assert!(Arc::ptr_eq(&a, &b));
         drop((a, b));
-        let c = registry.endpoint(addr);
+        let c = registry.endpoint(addr, &metrics);
         assert_eq!(Arc::strong_count(&c), 1);
     }
 
     #[test]
     fn pick_prefers_the_less_loaded_of_two() {
         let registry = Registry::default();
+        let metrics = Metrics::new();
         let endpoints: Vec<_> = (1..=2)
-            .map(|p| registry.endpoint(SocketAddr::from(([127, 0, 0, 1], p))))
+            .map(|p| registry.endpoint(SocketAddr::from(([127, 0, 0, 1], p)), &metrics))
             .collect();
         let _busy: Vec<_> = (0..3).map(|_| endpoints[0].start()).collect();
         for _ in 0..100 {
             assert_eq!(pick(&endpoints).map(|e| e.addr().port()), Some(2));
         }
         assert_eq!(endpoints[0].outstanding(), 3);
+    }
+
+    fn three_endpoints(metrics: &Metrics) -> (Registry, Vec<Arc<Endpoint>>) {
+        let registry = Registry::default();
+        let endpoints = (1..=3)
+            .map(|p| registry.endpoint(SocketAddr::from(([127, 0, 0, 1], p)), metrics))
+            .collect();
+        (registry, endpoints)
+    }
+
+    #[test]
+    fn consecutive_failures_eject_an_endpoint_until_its_back_off_ends() {
+        let metrics = Metrics::new();
+        let (_registry, endpoints) = three_endpoints(&metrics);
+        for _ in 0..EJECT_AFTER_FAILURES - 1 {
+            endpoints[0].record_failure(&endpoints);
+        }
+        assert!(!endpoints[0].is_ejected(clock_ms()));
+        endpoints[0].record_failure(&endpoints);
+        assert!(endpoints[0].is_ejected(clock_ms()));
+        for _ in 0..200 {
+            let chosen = pick(&endpoints).map(|e| e.addr().port());
+            assert_ne!(chosen, Some(1), "an ejected endpoint was picked");
+            let other = pick_other(&endpoints, &endpoints[1]).map(|e| e.addr().port());
+            assert_eq!(other, Some(3));
+        }
+        let back = clock_ms() + u64::try_from(FIRST_EJECTION.as_millis()).unwrap_or(0) + 1;
+        assert!(!endpoints[0].is_ejected(back));
+        let rendered = {
+            let mut out = String::new();
+            metrics.render(&mut out);
+            out
+        };
+        assert!(
+            rendered.contains("weir_upstream_ejections_total{endpoint=\"127.0.0.1:1\"} 1"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn a_success_breaks_the_failure_streak() {
+        let metrics = Metrics::new();
+        let (_registry, endpoints) = three_endpoints(&metrics);
+        for _ in 0..EJECT_AFTER_FAILURES - 1 {
+            endpoints[0].record_failure(&endpoints);
+        }
+        endpoints[0].record_success();
+        endpoints[0].record_failure(&endpoints);
+        assert!(!endpoints[0].is_ejected(clock_ms()));
+    }
+
+    #[test]
+    fn the_last_serving_endpoint_of_a_role_is_never_ejected() {
+        let metrics = Metrics::new();
+        let (_registry, endpoints) = three_endpoints(&metrics);
+        for endpoint in &endpoints {
+            for _ in 0..EJECT_AFTER_FAILURES {
+                endpoint.record_failure(&endpoints);
+            }
+        }
+        let now = clock_ms();
+        let serving: Vec<_> = endpoints.iter().filter(|e| !e.is_ejected(now)).collect();
+        assert_eq!(serving.len(), 1);
+        assert_eq!(serving[0].addr().port(), 3);
+        for _ in 0..50 {
+            assert_eq!(pick(&endpoints).map(|e| e.addr().port()), Some(3));
+        }
+    }
+
+    #[test]
+    fn the_retry_endpoint_is_drawn_at_random() {
+        let metrics = Metrics::new();
+        let (_registry, endpoints) = three_endpoints(&metrics);
+        let mut seen = [false; 4];
+        for _ in 0..200 {
+            if let Some(e) = pick_other(&endpoints, &endpoints[0]) {
+                seen[usize::from(e.addr().port())] = true;
+            }
+        }
+        assert_eq!(seen, [false, false, true, true]);
     }
 }

@@ -19,6 +19,10 @@ pub struct WeirConfig {
     pub writer_token: Option<String>,
     /// Environment variables set for the weir process (for `${VAR}`).
     pub env: Vec<(String, String)>,
+    /// `maxConnections` of every listener; weir's default when `None`.
+    pub max_connections: Option<usize>,
+    /// The open-file limit (`ulimit -n`) weir is started with.
+    pub open_file_limit: Option<u64>,
 }
 
 /// A route's `strategy`: steps and analysis. Analysis keys left `None` are
@@ -130,6 +134,20 @@ impl WeirConfig {
         next
     }
 
+    /// Sets `maxConnections` on every listener.
+    #[must_use]
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = Some(limit);
+        self
+    }
+
+    /// Starts weir under `ulimit -n limit`.
+    #[must_use]
+    pub fn open_file_limit(mut self, limit: u64) -> Self {
+        self.open_file_limit = Some(limit);
+        self
+    }
+
     /// Adds a TLS listener.
     #[must_use]
     pub fn with_tls(mut self) -> Self {
@@ -164,9 +182,15 @@ impl WeirConfig {
         let _ = writeln!(y, "listeners:");
         let _ = writeln!(y, "  - name: plain");
         let _ = writeln!(y, "    address: {}", quote(&addrs.http.to_string()));
+        if let Some(limit) = self.max_connections {
+            let _ = writeln!(y, "    maxConnections: {limit}");
+        }
         if let Some(https) = addrs.https {
             let _ = writeln!(y, "  - name: secure");
             let _ = writeln!(y, "    address: {}", quote(&https.to_string()));
+            if let Some(limit) = self.max_connections {
+                let _ = writeln!(y, "    maxConnections: {limit}");
+            }
             let _ = writeln!(y, "    tls:");
             let _ = writeln!(y, "      certFile: tls.crt");
             let _ = writeln!(y, "      keyFile: tls.key");

@@ -429,7 +429,17 @@ fn spawn(dir: &Path, config: &WeirConfig, append: bool) -> Child {
             File::create(path).expect("creating log")
         }
     };
-    Command::new(binary("weir"))
+    let mut command = match config.open_file_limit {
+        None => Command::new(binary("weir")),
+        Some(limit) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(binary("weir"));
+            sh
+        }
+    };
+    command
         .arg("run")
         .arg("--config")
         .arg(dir.join("weir.yaml"))

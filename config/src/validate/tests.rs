@@ -318,7 +318,7 @@ fn defaults_apply_when_keys_are_absent() {
     stable: {{ revision: v1, endpoints: [a:1] }}
     canary: {{ revision: v2, endpoints: [b:1] }}
     stickiness: {{ cookie: k }}
-    timeouts: {{ request: 5s }}
+    timeouts: {{ request: 5s, idle: 2s }}
     strategy:
       steps: [{{ setWeight: 50 }}]
       analysis: {{ maxErrorRate: 0.1 }}
@@ -331,6 +331,11 @@ fn defaults_apply_when_keys_are_absent() {
     );
     assert_eq!(route.timeouts.connect, model::DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(route.timeouts.request, Duration::from_secs(5));
+    assert_eq!(route.timeouts.idle, Duration::from_secs(2));
+    assert_eq!(
+        config.listeners[0].max_connections,
+        model::DEFAULT_MAX_CONNECTIONS
+    );
     let analysis = route.strategy.as_ref().map(|s| s.analysis);
     assert_eq!(
         analysis,
@@ -463,6 +468,15 @@ fn top_level_errors_are_located() {
             3,
             5,
             "port `65536` is not a number from 0 to 65535",
+        ),
+        (
+            format!(
+                "listeners:\n  - name: a\n    address: 0.0.0.0:1\n    maxConnections: 0\n{route}"
+            ),
+            "listeners[0].maxConnections",
+            4,
+            5,
+            "`maxConnections` is 0, which would refuse every client",
         ),
         (
             format!("listeners:\n  - name: ''\n    address: 0.0.0.0:1\n{route}"),
@@ -890,6 +904,13 @@ fn route_errors_are_located() {
             7,
             17,
             "`connect` is 0",
+        ),
+        (
+            format!("  - name: r\n{ok}    timeouts:\n      idle: 0\n"),
+            "routes[0].timeouts.idle",
+            8,
+            7,
+            "`idle` is 0",
         ),
         (
             format!("  - name: r\n{ok}    timeouts:\n      request: 1d\n"),

@@ -1,0 +1,160 @@
+//! Certificate rotation without a restart: after the certificate files are
+//! replaced and the config reloaded, new TLS connections get the new
+//! certificate, connections made before keep working, and a certificate
+//! that does not load is refused while the one in force stays.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, within};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Accepts any server certificate: the test only reads which one it got.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connection (HTTP/1.1 by ALPN) and the certificate the server showed.
+async fn connect(addr: SocketAddr) -> (TlsStream<TcpStream>, Vec<u8>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = within(
+        LIMIT,
+        "TLS handshake",
+        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .unwrap();
+    let certificate = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.as_ref().to_vec())
+        .unwrap();
+    (tls, certificate)
+}
+
+/// One keep-alive `GET /` on `tls`; returns the response head and body text.
+async fn get(tls: &mut TlsStream<TcpStream>) -> String {
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The fake upstream answers "stable\n" with a length: read until it is in.
+    while !String::from_utf8_lossy(&seen).ends_with("stable\n") {
+        let n = within(LIMIT, "response", tls.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_the_new_certificate_to_new_connections() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])]).with_tls()).await;
+    let https = weir.addrs.https.unwrap();
+
+    let (mut old, first) = connect(https).await;
+    assert!(get(&mut old).await.starts_with("HTTP/1.1 200"));
+
+    let next = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(weir.dir().join("tls.crt"), next.cert.pem()).unwrap();
+    std::fs::write(weir.dir().join("tls.key"), next.signing_key.serialize_pem()).unwrap();
+    let reload = within(LIMIT, "reload", weir.admin().post("/api/v1/reload", None))
+        .await
+        .unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.text());
+
+    let (mut fresh, second) = connect(https).await;
+    assert_ne!(
+        second, first,
+        "a new connection still got the old certificate"
+    );
+    assert_eq!(second, next.cert.der().as_ref());
+    assert!(get(&mut fresh).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        get(&mut old).await.starts_with("HTTP/1.1 200"),
+        "the connection made before the reload keeps working"
+    );
+
+    // A certificate that does not load is refused; the one in force stays.
+    std::fs::write(weir.dir().join("tls.crt"), "not a certificate\n").unwrap();
+    let refused = within(LIMIT, "reload", weir.admin().post("/api/v1/reload", None))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(refused.text().contains("tls"), "{}", refused.text());
+    let (mut after, third) = connect(https).await;
+    assert_eq!(third, second);
+    assert!(get(&mut after).await.starts_with("HTTP/1.1 200"));
+}
