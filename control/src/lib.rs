@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod controller;
 pub mod demo;
 pub mod load;

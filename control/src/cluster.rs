@@ -1,0 +1,4 @@
+//! weir on Kubernetes (SPEC section 10): the pieces that talk to the API
+//! server through `kube`.
+
+pub mod lease;
