@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::ProxyBody;
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
+use crate::metrics::{ClientErrorKind, RejectReason};
 use crate::routing::{ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
 use crate::{Role, Shared};
@@ -57,6 +58,13 @@ pub async fn serve(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    if let Err(reason) = check_head(&req) {
+        shared.metrics.record_rejected(reason);
+        return local_response(
+            StatusCode::BAD_REQUEST,
+            format!("400 {}\n", reason_text(reason)),
+        );
+    }
     // One snapshot for the whole request, even if a new one is applied meanwhile.
     let routing = shared.routing.load_full();
     let host = request_host(&req).unwrap_or("");
@@ -107,19 +115,32 @@ pub async fn serve(
         answered: false,
     };
     let mut response = match forward(route, backend, role, downstream, req).await {
-        Ok(response) => response,
+        Ok(response) => {
+            pending.answered = true;
+            backend
+                .metrics
+                .record(response.status().as_u16(), started.elapsed());
+            response
+        }
         Err(error) => {
-            tracing::debug!(route = %route.name, %role, %error, "upstream failed");
-            if let Some(kind) = error.metric_kind() {
-                backend.metrics.record_upstream_error(kind);
+            pending.answered = true;
+            let response = error.to_response(&route.name, role);
+            let status = response.status().as_u16();
+            if let Some(kind) = error.client_error_kind() {
+                tracing::debug!(route = %route.name, %role, %error, "client error");
+                backend
+                    .metrics
+                    .record_client_error(kind, status, started.elapsed());
+            } else {
+                tracing::debug!(route = %route.name, %role, %error, "upstream failed");
+                if let Some(kind) = error.metric_kind() {
+                    backend.metrics.record_upstream_error(kind);
+                }
+                backend.metrics.record(status, started.elapsed());
             }
-            error.to_response(&route.name, role)
+            response
         }
     };
-    pending.answered = true;
-    backend
-        .metrics
-        .record(response.status().as_u16(), started.elapsed());
 
     if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
         let secure = if tls { "; Secure" } else { "" };
@@ -148,7 +169,7 @@ async fn forward(
             role,
         });
     };
-    let downstream_upgrade = prepare_request(&mut req, downstream);
+    let downstream_upgrade = prepare_request(&mut req, downstream, endpoint);
     let timeouts = route.timeouts;
 
     let exchange = async {
@@ -165,7 +186,7 @@ async fn forward(
                 }
             };
             if fresh {
-                sender.ready().await.map_err(ProxyError::Protocol)?;
+                sender.ready().await.map_err(ProxyError::from_exchange)?;
             } else if !matches!(
                 tokio::time::timeout(POOLED_READY_WAIT, sender.ready()).await,
                 Ok(Ok(()))
@@ -179,7 +200,7 @@ async fn forward(
                 Ok(response) => return Ok((response, sender, in_flight)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if !fresh => req = unsent,
-                    _ => return Err(ProxyError::Protocol(error.into_error())),
+                    _ => return Err(ProxyError::from_exchange(error.into_error())),
                 },
             }
         }
@@ -190,6 +211,17 @@ async fn forward(
             Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
         };
 
+    // Dropping the response and its sender here closes that upstream
+    // connection: after a malformed head it is never reused.
+    let status = response.status().as_u16();
+    if status > 599 {
+        return Err(ProxyError::InvalidStatus(status));
+    }
+    if response.headers().contains_key(header::TRANSFER_ENCODING)
+        && response.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::AmbiguousLength);
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch the client did not ask for (or cannot take, over HTTP/2)
         // would leave both sides speaking different protocols.
@@ -223,7 +255,13 @@ struct Pending<'a> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.answered {
-            self.metrics.record(CLIENT_CLOSED, self.started.elapsed());
+            // Not an error of the role, but the time waited stays in the
+            // latency: a hanging upstream shows through p99 and 504s.
+            self.metrics.record_client_error(
+                ClientErrorKind::Abandoned,
+                CLIENT_CLOSED,
+                self.started.elapsed(),
+            );
         }
     }
 }
@@ -250,27 +288,66 @@ async fn connect(
     }
 }
 
-/// Rewrites the request for the upstream; returns the downstream's pending
-/// upgrade when the request asks for one (WebSocket).
-fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Option<OnUpgrade> {
+/// Checks what RFC 9112 section 3.2 asks of a request's host before the
+/// request is routed: exactly one `Host` in HTTP/1.1, at most one otherwise,
+/// and no userinfo in it or in an absolute-form target.
+fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(RejectReason::DuplicateHost);
+    }
+    if host.is_none() && req.version() == Version::HTTP_11 {
+        return Err(RejectReason::MissingHost);
+    }
+    let userinfo = req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+        || host.is_some_and(|h| h.as_bytes().contains(&b'@'));
+    if userinfo {
+        return Err(RejectReason::HostUserinfo);
+    }
+    Ok(())
+}
+
+/// The body of the 400 answered for `reason`.
+fn reason_text(reason: RejectReason) -> &'static str {
+    match reason {
+        RejectReason::MissingHost => "bad request: an HTTP/1.1 request needs a Host header",
+        RejectReason::DuplicateHost => "bad request: more than one Host header",
+        RejectReason::HostUserinfo => "bad request: userinfo (user@) is not allowed in the host",
+    }
+}
+
+/// The only protocol a client may switch to through weir. `h2c` in
+/// particular is dropped: weir's own listener serves HTTP/2, and a tunnelled
+/// connection would bypass routing and metrics for every later request.
+const WEBSOCKET: &str = "websocket";
+
+/// Rewrites the request for the upstream `endpoint`; returns the
+/// downstream's pending upgrade when the request asks for one weir forwards
+/// (WebSocket). Any other `Upgrade` is removed with the hop-by-hop headers.
+fn prepare_request(
+    req: &mut Request<Incoming>,
+    downstream: Downstream,
+    endpoint: &Endpoint,
+) -> Option<OnUpgrade> {
     // The Host header's value is reused as is (a reference-counted copy);
     // only an HTTP/2 authority needs a new value.
     let original_host = match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let wants_upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
-    let upgrade_value = if wants_upgrade {
-        req.headers().get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
+    let wants_upgrade = req.version() == Version::HTTP_11
+        && is_upgrade_request(req.headers())
+        && upgrades_to(req.headers(), WEBSOCKET);
 
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, true);
-    if let Some(value) = upgrade_value {
+    if wants_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, value);
+        headers.insert(header::UPGRADE, HeaderValue::from_static(WEBSOCKET));
     }
     // Append the client to any chain already present.
     // Several X-Forwarded-For lines form one list (RFC 9110 §5.3).
@@ -297,6 +374,10 @@ fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Optio
         // §3.2.2): the upstream sees the host the request was routed by.
         headers.insert(header::HOST, host.clone());
         headers.insert(X_FORWARDED_HOST.clone(), host);
+    } else if let Ok(authority) = HeaderValue::try_from(endpoint.addr().to_string()) {
+        // HTTP/1.0 may omit Host; the HTTP/1.1 request sent upstream must
+        // not (RFC 9112 §3.2): name the endpoint it goes to.
+        headers.insert(header::HOST, authority);
     }
 
     // The upstream speaks HTTP/1.1 and wants origin-form.
@@ -357,6 +438,19 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     if request {
         headers.remove(header::PROXY_AUTHORIZATION);
     }
+}
+
+/// Whether the `Upgrade` header lists `protocol` (any version, any case).
+fn upgrades_to(headers: &HeaderMap, protocol: &str) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| {
+            let name = token.trim().split('/').next().unwrap_or_default();
+            name.eq_ignore_ascii_case(protocol)
+        })
 }
 
 fn is_upgrade_request(headers: &HeaderMap) -> bool {

@@ -17,6 +17,7 @@ mod client;
 mod config;
 mod load;
 mod metrics;
+mod raw;
 mod stats;
 mod upstream;
 mod wait;
@@ -30,6 +31,7 @@ pub use client::{
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample};
+pub use raw::{RawResponse, RawUpstream, Received, raw_request};
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
 pub use upstream::{FakeUpstream, LoadtestUpstream};
 pub use wait::{wait_until, within};
