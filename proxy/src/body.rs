@@ -40,6 +40,8 @@ pub struct UpstreamBody {
     idle_timeout: Duration,
     /// Armed while waiting for a frame; allocated only when one is late.
     idle: Option<Pin<Box<Sleep>>>,
+    /// A frame read before the head was answered, sent first.
+    first: Option<Frame<Bytes>>,
 }
 
 /// The upstream sent nothing for longer than the route's request timeout.
@@ -76,7 +78,21 @@ impl ProxyBody {
             done: false,
             idle_timeout,
             idle: None,
+            first: None,
         })
+    }
+
+    /// Puts back the first frame of an upstream body, read before answering
+    /// to check the body's framing; `None` when the body had already ended.
+    #[must_use]
+    pub fn with_first_frame(mut self, first: Option<Frame<Bytes>>) -> ProxyBody {
+        if let ProxyBody::Upstream(up) = &mut self {
+            match first {
+                Some(frame) => up.first = Some(frame),
+                None => up.done = true,
+            }
+        }
+        self
     }
 }
 
@@ -96,7 +112,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream(up) => up.done || up.body.is_end_stream(),
+            ProxyBody::Upstream(up) => up.first.is_none() && (up.done || up.body.is_end_stream()),
             ProxyBody::Local(data) => data.is_none(),
         }
     }
@@ -117,6 +133,12 @@ impl UpstreamBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if self.body.is_end_stream() {

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -171,6 +173,8 @@ async fn forward(
     };
     let downstream_upgrade = prepare_request(&mut req, downstream, endpoint);
     let timeouts = route.timeouts;
+    let deadline = tokio::time::Instant::now() + timeouts.request;
+    let request_has_body = !req.body().is_end_stream();
 
     let exchange = async {
         let mut req = req;
@@ -206,7 +210,7 @@ async fn forward(
         }
     };
     let (mut response, sender, in_flight) =
-        match tokio::time::timeout(timeouts.request, exchange).await {
+        match tokio::time::timeout_at(deadline, exchange).await {
             Ok(result) => result?,
             Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
         };
@@ -233,12 +237,28 @@ async fn forward(
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
+    // A chunked body is framed frame by frame, so its first error would only
+    // show after a 200 head went out. When the client is not still sending
+    // (where an upstream may wait for more of the request before writing),
+    // read the first frame before answering, within the same deadline.
+    let chunked = response.headers().contains_key(header::TRANSFER_ENCODING);
+    let first = if chunked && !request_has_body {
+        match tokio::time::timeout_at(deadline, response.body_mut().frame()).await {
+            Ok(Some(Ok(frame))) => Some(Some(frame)),
+            Ok(None) => Some(None),
+            Ok(Some(Err(error))) => return Err(ProxyError::Protocol(error)),
+            Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
+        }
+    } else {
+        None
+    };
     remove_hop_by_hop(response.headers_mut(), false);
     let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::upstream(body, sender, in_flight, timeouts.request),
-    ))
+    let mut body = ProxyBody::upstream(body, sender, in_flight, timeouts.request);
+    if let Some(first) = first {
+        body = body.with_first_frame(first);
+    }
+    Ok(Response::from_parts(parts, body))
 }
 
 /// How long a pooled connection may take to become ready before another
