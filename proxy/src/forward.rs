@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
+use futures_util::FutureExt as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -173,8 +173,6 @@ async fn forward(
     };
     let downstream_upgrade = prepare_request(&mut req, downstream, endpoint);
     let timeouts = route.timeouts;
-    let deadline = tokio::time::Instant::now() + timeouts.request;
-    let request_has_body = !req.body().is_end_stream();
 
     let exchange = async {
         let mut req = req;
@@ -210,7 +208,7 @@ async fn forward(
         }
     };
     let (mut response, sender, in_flight) =
-        match tokio::time::timeout_at(deadline, exchange).await {
+        match tokio::time::timeout(timeouts.request, exchange).await {
             Ok(result) => result?,
             Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
         };
@@ -237,17 +235,17 @@ async fn forward(
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
-    // A chunked body is framed frame by frame, so its first error would only
-    // show after a 200 head went out. When the client is not still sending
-    // (where an upstream may wait for more of the request before writing),
-    // read the first frame before answering, within the same deadline.
-    let chunked = response.headers().contains_key(header::TRANSFER_ENCODING);
-    let first = if chunked && !request_has_body {
-        match tokio::time::timeout_at(deadline, response.body_mut().frame()).await {
-            Ok(Some(Ok(frame))) => Some(Some(frame)),
-            Ok(None) => Some(None),
-            Ok(Some(Err(error))) => return Err(ProxyError::Protocol(error)),
-            Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
+    // A chunked body is framed frame by frame, so an error in it would only
+    // show after a 200 head went out. What already arrived with the head is
+    // decoded by now: take a first frame that is ready (never wait for one,
+    // a streamed response may rightly take its time) so a broken one is a
+    // 502 rather than a cut connection.
+    let first = if response.headers().contains_key(header::TRANSFER_ENCODING) {
+        match response.body_mut().frame().now_or_never() {
+            Some(Some(Ok(frame))) => Some(Some(frame)),
+            Some(None) => Some(None),
+            Some(Some(Err(error))) => return Err(ProxyError::Protocol(error)),
+            None => None,
         }
     } else {
         None
