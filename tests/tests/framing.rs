@@ -373,3 +373,29 @@ async fn an_upstream_101_to_a_stripped_upgrade_is_a_502() {
         m.text
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_both_lengths_is_sent_chunked_and_its_connection_closed() {
+    let upstream = raw_upstream_with(b"").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+
+    // A second request pipelined after it must not be read: the
+    // connection closes after the answer (RFC 9112 section 6.3).
+    let request = b"POST /both HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 3\r\n\
+        Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+        GET /smuggled HTTP/1.1\r\nHost: shop.test\r\n\r\n";
+    let r = raw_request(weir.addrs.http, request, LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(
+        String::from_utf8_lossy(&r.raw).matches("HTTP/1.1").count(),
+        1,
+        "one answer, then the connection closed: {:?}",
+        String::from_utf8_lossy(&r.raw)
+    );
+    let received = upstream.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let head = received[0].head.to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert_eq!(received[0].body, b"5\r\nhello\r\n0\r\n\r\n");
+}
