@@ -10,8 +10,11 @@
 
 use std::time::Duration;
 
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
-    FakeUpstream, Metrics, RawUpstream, Route, Weir, WeirConfig, raw_request, wait_until,
+    FakeUpstream, LoadtestUpstream, Metrics, RawUpstream, Route, Weir, WeirConfig, raw_request,
+    wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -398,4 +401,55 @@ async fn a_request_with_both_lengths_is_sent_chunked_and_its_connection_closed()
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     assert!(!head.contains("content-length"), "{head}");
     assert_eq!(received[0].body, b"5\r\nhello\r\n0\r\n\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_counts_once_against_its_role() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let weir = Weir::start(WeirConfig::new([Route::new("ws", &[stable.addr])
+        .canary(&[canary.addr], 0.0)
+        .canary_by_header("x-canary", "always")]))
+    .await;
+
+    within(LIMIT, "a websocket exchange with the canary", async {
+        let request = http::Request::get(format!("ws://{}/chat", weir.addrs.http))
+            .header("host", weir.addrs.http.to_string())
+            .header("x-canary", "always")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header(
+                "sec-websocket-key",
+                tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+            )
+            .body(())
+            .unwrap();
+        let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(response.status(), 101);
+        for i in 0..5 {
+            let text = format!("hello {i}");
+            ws.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+        }
+        ws.close(None).await.unwrap();
+    })
+    .await;
+    assert_eq!(canary.stats().await["websockets"], 1);
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get(
+            "weir_http_requests_total",
+            &[("route", "ws"), ("role", "canary"), ("code", "101")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("weir_http_requests_total", &[("route", "ws")]),
+        1.0,
+        "{}",
+        m.text
+    );
 }
