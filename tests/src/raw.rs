@@ -23,7 +23,7 @@ pub struct Received {
 }
 
 /// Chooses the raw answer to a request from its head.
-pub type Answer = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
+type Answer = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
 
 /// An upstream on `127.0.0.1:0` that writes `answer(head)` for every request
 /// and keeps each connection open afterwards (so reuse by weir shows).
