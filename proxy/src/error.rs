@@ -79,9 +79,12 @@ impl ProxyError {
     pub fn client_error_kind(&self) -> Option<ClientErrorKind> {
         match self {
             ProxyError::ClientBody(error) => {
-                let incomplete = std::error::Error::source(error)
-                    .and_then(|source| source.downcast_ref::<hyper::Error>())
-                    .is_some_and(hyper::Error::is_incomplete_message);
+                let incomplete = error_chain(error).any(|e| {
+                    e.downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_incomplete_message)
+                        || e.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+                });
                 Some(if incomplete {
                     ClientErrorKind::IncompleteBody
                 } else {
@@ -128,6 +131,13 @@ impl ProxyError {
             format!("{} {what} (route {route}, {role})\n", status.as_u16()),
         )
     }
+}
+
+/// `error` and its sources, outermost first.
+fn error_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
 }
 
 /// A short plain-text response made by weir.

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
     FakeUpstream, LoadtestUpstream, Metrics, RawUpstream, Route, Weir, WeirConfig, raw_request,
@@ -452,4 +453,47 @@ async fn a_websocket_counts_once_against_its_role() {
         "{}",
         m.text
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_short_by_the_client_is_not_an_upstream_error() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+
+    let mut stream = tokio::net::TcpStream::connect(weir.addrs.http).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nhello")
+        .await
+        .unwrap();
+    wait_until(LIMIT, "the upstream received the head", || async {
+        (stable.hits() == 1).then_some(())
+    })
+    .await;
+    stream.shutdown().await.unwrap();
+    drop(stream);
+
+    let m = wait_until(LIMIT, "the cut upload counted", || async {
+        let m = weir.metrics().await;
+        (m.sum("weir_client_errors_total", &[("route", "web")]) == 1.0).then_some(m)
+    })
+    .await;
+    // Answered 400 when hyper reports the short body first, recorded 499
+    // when it drops the request for the closed connection first.
+    let client_caused = m.sum(
+        "weir_client_errors_total",
+        &[("route", "web"), ("kind", "incomplete_body")],
+    ) + m.sum(
+        "weir_client_errors_total",
+        &[("route", "web"), ("kind", "abandoned")],
+    );
+    assert_eq!(client_caused, 1.0, "{}", m.text);
+    assert_eq!(upstream_errors(&m, "web"), 0.0, "{}", m.text);
+    let server_errors: f64 = ["500", "502", "503", "504"]
+        .iter()
+        .map(|code| m.sum("weir_http_requests_total", &[("code", code)]))
+        .sum();
+    assert_eq!(server_errors, 0.0, "{}", m.text);
+
+    let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
 }
