@@ -78,7 +78,12 @@ async fn broken_chunked_request_bodies_get_400_and_count_as_client_errors() {
             LIMIT,
         )
         .await;
-        assert_eq!(r.status, 400, "{what}: {:?}", String::from_utf8_lossy(&r.raw));
+        assert_eq!(
+            r.status,
+            400,
+            "{what}: {:?}",
+            String::from_utf8_lossy(&r.raw)
+        );
         assert!(r.text().contains("framing"), "{what}: {}", r.text());
     }
 
@@ -147,7 +152,12 @@ async fn host_problems_get_400_before_routing() {
     ];
     for (reason, request, says) in cases {
         let r = raw_request(weir.addrs.http, request, LIMIT).await;
-        assert_eq!(r.status, 400, "{reason}: {:?}", String::from_utf8_lossy(&r.raw));
+        assert_eq!(
+            r.status,
+            400,
+            "{reason}: {:?}",
+            String::from_utf8_lossy(&r.raw)
+        );
         assert!(r.text().contains(says), "{reason}: {}", r.text());
     }
     assert_eq!(stable.hits(), 0, "a refused request reached the upstream");
@@ -460,7 +470,9 @@ async fn an_upload_cut_short_by_the_client_is_not_an_upstream_error() {
     let stable = FakeUpstream::start("stable").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
 
-    let mut stream = tokio::net::TcpStream::connect(weir.addrs.http).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(weir.addrs.http)
+        .await
+        .unwrap();
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nhello")
         .await

@@ -53,7 +53,11 @@ fn full(bytes: impl Into<Bytes>) -> OriginBody {
 /// headers; `/status/N` answers N.
 async fn origin(req: Request<Incoming>) -> Response<OriginBody> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path().to_owned();
     let mut response = match path.as_str() {
         "/echo" => {
@@ -129,6 +133,9 @@ async fn start_origin() -> SocketAddr {
     addr
 }
 
+/// One exchange: method, target, extra request headers, request body.
+type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], Sent);
+
 /// How a case's request body is framed.
 #[derive(Debug, Clone, Copy)]
 enum Sent {
@@ -150,12 +157,12 @@ fn request(method: &Method, target: &str, headers: &[(&str, &str)], sent: Sent) 
         Sent::Length(text) => Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
             .boxed_unsync(),
-        Sent::Chunked(parts) => StreamBody::new(stream::iter(
-            parts
-                .iter()
-                .map(|p| Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(p.as_bytes())))),
-        ))
-        .boxed_unsync(),
+        Sent::Chunked(parts) => {
+            StreamBody::new(stream::iter(parts.iter().map(|p| {
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(p.as_bytes())))
+            })))
+            .boxed_unsync()
+        }
     };
     builder.body(body).unwrap()
 }
@@ -201,10 +208,25 @@ async fn responses_and_forwarded_requests_match_a_direct_exchange() {
         ("connection", "x-hop"),
         ("x-hop", "hop-by-hop, named in Connection"),
     ];
-    let cases: Vec<(Method, &str, &[(&str, &str)], Sent)> = vec![
-        (Method::GET, "/echo?q=1&r=%20x", odd_request_headers, Sent::Nothing),
-        (Method::POST, "/echo", &[("content-type", "text/plain")], Sent::Length("hello")),
-        (Method::PUT, "/echo", &[], Sent::Chunked(&["chunk one, ", "chunk two, ", "three"])),
+    let cases: Vec<Case<'_>> = vec![
+        (
+            Method::GET,
+            "/echo?q=1&r=%20x",
+            odd_request_headers,
+            Sent::Nothing,
+        ),
+        (
+            Method::POST,
+            "/echo",
+            &[("content-type", "text/plain")],
+            Sent::Length("hello"),
+        ),
+        (
+            Method::PUT,
+            "/echo",
+            &[],
+            Sent::Chunked(&["chunk one, ", "chunk two, ", "three"]),
+        ),
         (Method::PATCH, "/echo", &[], Sent::Length("")),
         (Method::DELETE, "/echo", &[], Sent::Nothing),
         (Method::OPTIONS, "/echo", &[], Sent::Nothing),
@@ -214,8 +236,18 @@ async fn responses_and_forwarded_requests_match_a_direct_exchange() {
         (Method::HEAD, "/chunked", &[], Sent::Nothing),
         (Method::GET, "/big", &[], Sent::Nothing),
         (Method::GET, "/status/204", &[], Sent::Nothing),
-        (Method::GET, "/status/304", &[("if-none-match", "\"v1\"")], Sent::Nothing),
-        (Method::POST, "/status/418", &[], Sent::Chunked(&["ignored"])),
+        (
+            Method::GET,
+            "/status/304",
+            &[("if-none-match", "\"v1\"")],
+            Sent::Nothing,
+        ),
+        (
+            Method::POST,
+            "/status/418",
+            &[],
+            Sent::Chunked(&["ignored"]),
+        ),
         (Method::GET, "/echo", &[], Sent::Nothing),
     ];
 
@@ -249,7 +281,8 @@ async fn responses_and_forwarded_requests_match_a_direct_exchange() {
                 b.headers
             );
             if echo {
-                let (seen_direct, seen_proxied) = (seen_by_origin(&a.body), seen_by_origin(&b.body));
+                let (seen_direct, seen_proxied) =
+                    (seen_by_origin(&a.body), seen_by_origin(&b.body));
                 assert_eq!(seen_direct, seen_proxied, "{what}: what the origin saw");
                 let raw: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
                 for name in FORWARDING {
