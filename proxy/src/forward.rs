@@ -506,3 +506,75 @@ async fn bridge_upgrade(downstream: OnUpgrade, upstream: OnUpgrade) {
         tracing::debug!(%error, "upgraded connection ended");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(version: Version, target: &str, hosts: &[&str]) -> Request<()> {
+        let mut builder = Request::get(target).version(version);
+        for host in hosts {
+            builder = builder.header(header::HOST, *host);
+        }
+        builder.body(()).unwrap_or_else(|e| panic!("{target}: {e}"))
+    }
+
+    #[test]
+    fn check_head_follows_rfc_9112_on_host() {
+        use RejectReason::*;
+        let cases = [
+            (Version::HTTP_11, "/", &["a.test"][..], Ok(())),
+            (Version::HTTP_11, "/", &[][..], Err(MissingHost)),
+            (Version::HTTP_10, "/", &[][..], Ok(())),
+            (Version::HTTP_2, "https://a.test/", &[][..], Ok(())),
+            (
+                Version::HTTP_11,
+                "/",
+                &["a.test", "a.test"][..],
+                Err(DuplicateHost),
+            ),
+            (
+                Version::HTTP_10,
+                "/",
+                &["a.test", "b.test"][..],
+                Err(DuplicateHost),
+            ),
+            (
+                Version::HTTP_11,
+                "http://u@a.test/",
+                &["a.test"][..],
+                Err(HostUserinfo),
+            ),
+            (
+                Version::HTTP_11,
+                "/",
+                &["u:p@a.test"][..],
+                Err(HostUserinfo),
+            ),
+            (Version::HTTP_11, "/a@b", &["a.test"][..], Ok(())),
+        ];
+        for (version, target, hosts, want) in cases {
+            assert_eq!(
+                check_head(&head(version, target, hosts)),
+                want,
+                "{version:?} {target} {hosts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_websocket_is_an_upgrade_weir_forwards() {
+        for (value, want) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("h2c, websocket/13", true),
+            ("h2c", false),
+            ("TLS/1.2", false),
+            ("websockets", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::UPGRADE, HeaderValue::from_static(value));
+            assert_eq!(upgrades_to(&headers, WEBSOCKET), want, "{value}");
+        }
+    }
+}
