@@ -126,9 +126,22 @@ impl ProxyError {
                 _ => "request body framing is invalid",
             },
         };
+        // The client's own mistake is named precisely (hyper's innermost
+        // cause, e.g. "Invalid chunk size line"); an upstream's is not
+        // shown, it may name internal addresses.
+        let detail = match self {
+            ProxyError::ClientBody(error) => error_chain(error)
+                .last()
+                .map(|cause| format!(": {cause}"))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         local_response(
             status,
-            format!("{} {what} (route {route}, {role})\n", status.as_u16()),
+            format!(
+                "{} {what}{detail} (route {route}, {role})\n",
+                status.as_u16()
+            ),
         )
     }
 }

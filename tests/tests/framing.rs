@@ -85,6 +85,12 @@ async fn broken_chunked_request_bodies_get_400_and_count_as_client_errors() {
             String::from_utf8_lossy(&r.raw)
         );
         assert!(r.text().contains("framing"), "{what}: {}", r.text());
+        // hyper's own words for what is wrong follow.
+        assert!(
+            r.text().to_ascii_lowercase().contains("chunk"),
+            "{what}: {}",
+            r.text()
+        );
     }
 
     let n = cases.len() as f64;
