@@ -48,6 +48,8 @@ pub struct UpstreamBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// The request's counters, until it is counted.
     account: Option<ResponseAccount>,
+    /// A frame read before the head was answered, sent first.
+    first: Option<Frame<Bytes>>,
 }
 
 /// Where and how a proxied response is counted once its body ends.
@@ -118,7 +120,21 @@ impl ProxyBody {
             deadline: limits.deadline,
             timer: None,
             account: Some(account),
+            first: None,
         })
+    }
+
+    /// Puts back the first frame of an upstream body, read before answering
+    /// to check the body's framing; `None` when the body had already ended.
+    #[must_use]
+    pub fn with_first_frame(mut self, first: Option<Frame<Bytes>>) -> ProxyBody {
+        if let ProxyBody::Upstream(up) = &mut self {
+            match first {
+                Some(frame) => up.first = Some(frame),
+                None => up.done = true,
+            }
+        }
+        self
     }
 }
 
@@ -138,7 +154,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream(up) => up.done || up.body.is_end_stream(),
+            ProxyBody::Upstream(up) => up.first.is_none() && (up.done || up.body.is_end_stream()),
             ProxyBody::Local(data) => data.is_none(),
         }
     }
@@ -159,6 +175,9 @@ impl UpstreamBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
         if self.done {
             return Poll::Ready(None);
         }

@@ -5,7 +5,7 @@ use http::{Response, StatusCode, header};
 
 use crate::Role;
 use crate::body::ProxyBody;
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{ClientErrorKind, UpstreamErrorKind};
 use crate::upstream::ConnectError;
 
 /// A request that no upstream answered.
@@ -31,31 +31,80 @@ pub enum ProxyError {
     /// The upstream switched protocols though the client did not ask to.
     #[error("upstream answered 101 Switching Protocols to a request without an upgrade")]
     UnexpectedUpgrade,
+    /// The upstream answered a status code outside 100 to 599.
+    #[error("upstream answered status {0}, outside 100 to 599")]
+    InvalidStatus(u16),
+    /// The upstream response carried both `Content-Length` and
+    /// `Transfer-Encoding`: its length is ambiguous (RFC 9112 section 6.3).
+    #[error("upstream response has both Content-Length and Transfer-Encoding")]
+    AmbiguousLength,
+    /// The client's request body could not be read: the client's fault, not
+    /// the upstream's.
+    #[error("request body from the client is broken: {0}")]
+    ClientBody(#[source] hyper::Error),
 }
 
 // === impl ProxyError ===
 
 impl ProxyError {
+    /// Classifies a failed upstream exchange: a request body that could not
+    /// be read from the client surfaces as hyper's "user body" error whose
+    /// source is the downstream connection's own error.
+    pub fn from_exchange(error: hyper::Error) -> ProxyError {
+        let client_body = error.is_user()
+            && std::error::Error::source(&error).is_some_and(|source| source.is::<hyper::Error>());
+        if client_body {
+            ProxyError::ClientBody(error)
+        } else {
+            ProxyError::Protocol(error)
+        }
+    }
+
     /// The status sent downstream.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Protocol(_) | ProxyError::UnexpectedUpgrade => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Protocol(_)
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::InvalidStatus(_)
+            | ProxyError::AmbiguousLength => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `kind` label of `weir_client_errors_total` when the client caused
+    /// the failure; such a failure is never an upstream error.
+    pub fn client_error_kind(&self) -> Option<ClientErrorKind> {
+        match self {
+            ProxyError::ClientBody(error) => {
+                let incomplete = error_chain(error).any(|e| {
+                    e.downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_incomplete_message)
+                        || e.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+                });
+                Some(if incomplete {
+                    ClientErrorKind::IncompleteBody
+                } else {
+                    ClientErrorKind::Framing
+                })
+            }
+            _ => None,
         }
     }
 
     /// The `kind` label of `weir_upstream_errors_total`, if the error counts there.
     pub fn metric_kind(&self) -> Option<UpstreamErrorKind> {
         match self {
-            ProxyError::NoEndpoints { .. } => None,
+            ProxyError::NoEndpoints { .. } | ProxyError::ClientBody(_) => None,
             ProxyError::Connect(_) => Some(UpstreamErrorKind::Connect),
             ProxyError::UpstreamTimeout(_) => Some(UpstreamErrorKind::Timeout),
-            ProxyError::Protocol(_) | ProxyError::UnexpectedUpgrade => {
-                Some(UpstreamErrorKind::Protocol)
-            }
+            ProxyError::Protocol(_)
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::InvalidStatus(_)
+            | ProxyError::AmbiguousLength => Some(UpstreamErrorKind::Protocol),
         }
     }
 
@@ -66,15 +115,42 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. } => "no upstream endpoint available",
             ProxyError::Connect(_) => "upstream unreachable",
             ProxyError::UpstreamTimeout(_) => "upstream timed out",
-            ProxyError::Protocol(_) | ProxyError::UnexpectedUpgrade => {
-                "upstream broke the exchange"
-            }
+            ProxyError::Protocol(_)
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::InvalidStatus(_)
+            | ProxyError::AmbiguousLength => "upstream broke the exchange",
+            ProxyError::ClientBody(_) => match self.client_error_kind() {
+                Some(ClientErrorKind::IncompleteBody) => {
+                    "request body ended before its declared length"
+                }
+                _ => "request body framing is invalid",
+            },
+        };
+        // The client's own mistake is named precisely (hyper's innermost
+        // cause, e.g. "Invalid chunk size line"); an upstream's is not
+        // shown, it may name internal addresses.
+        let detail = match self {
+            ProxyError::ClientBody(error) => error_chain(error)
+                .last()
+                .map(|cause| format!(": {cause}"))
+                .unwrap_or_default(),
+            _ => String::new(),
         };
         local_response(
             status,
-            format!("{} {what} (route {route}, {role})\n", status.as_u16()),
+            format!(
+                "{} {what}{detail} (route {route}, {role})\n",
+                status.as_u16()
+            ),
         )
     }
+}
+
+/// `error` and its sources, outermost first.
+fn error_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
 }
 
 /// A short plain-text response made by weir.

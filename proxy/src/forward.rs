@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -14,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::{BodyLimits, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
+use crate::metrics::{ClientErrorKind, RejectReason};
 use crate::routing::{ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
 use crate::{Role, Shared};
@@ -57,6 +60,13 @@ pub async fn serve(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    if let Err(reason) = check_head(&req) {
+        shared.metrics.record_rejected(reason);
+        return local_response(
+            StatusCode::BAD_REQUEST,
+            format!("400 {}\n", reason_text(reason)),
+        );
+    }
     // One snapshot for the whole request, even if a new one is applied meanwhile.
     let routing = shared.routing.load_full();
     let host = request_host(&req).unwrap_or("");
@@ -107,22 +117,35 @@ pub async fn serve(
         answered: false,
     };
     let mut response = match forward(route, backend, role, downstream, req, started).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::debug!(route = %route.name, %role, %error, "upstream failed");
-            if let Some(kind) = error.metric_kind() {
-                backend.metrics.record_upstream_error(kind);
+        Ok(response) => {
+            pending.answered = true;
+            // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
+            if !matches!(response.body(), ProxyBody::Upstream(_)) {
+                backend
+                    .metrics
+                    .record(response.status().as_u16(), started.elapsed());
             }
-            error.to_response(&route.name, role)
+            response
+        }
+        Err(error) => {
+            pending.answered = true;
+            let response = error.to_response(&route.name, role);
+            let status = response.status().as_u16();
+            if let Some(kind) = error.client_error_kind() {
+                tracing::debug!(route = %route.name, %role, %error, "client error");
+                backend
+                    .metrics
+                    .record_client_error(kind, status, started.elapsed());
+            } else {
+                tracing::debug!(route = %route.name, %role, %error, "upstream failed");
+                if let Some(kind) = error.metric_kind() {
+                    backend.metrics.record_upstream_error(kind);
+                }
+                backend.metrics.record(status, started.elapsed());
+            }
+            response
         }
     };
-    pending.answered = true;
-    // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
-    if !matches!(response.body(), ProxyBody::Upstream(_)) {
-        backend
-            .metrics
-            .record(response.status().as_u16(), started.elapsed());
-    }
 
     if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
         let secure = if tls { "; Secure" } else { "" };
@@ -152,7 +175,7 @@ async fn forward(
             role,
         });
     };
-    let downstream_upgrade = prepare_request(&mut req, downstream);
+    let downstream_upgrade = prepare_request(&mut req, downstream, endpoint);
     let timeouts = route.timeouts;
     // `timeouts.request` bounds the whole response, head and body.
     let deadline = tokio::time::Instant::now() + timeouts.request;
@@ -171,7 +194,7 @@ async fn forward(
                 }
             };
             if fresh {
-                sender.ready().await.map_err(ProxyError::Protocol)?;
+                sender.ready().await.map_err(ProxyError::from_exchange)?;
             } else if !matches!(
                 tokio::time::timeout(POOLED_READY_WAIT, sender.ready()).await,
                 Ok(Ok(()))
@@ -192,7 +215,7 @@ async fn forward(
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if !fresh => req = unsent,
-                    _ => return Err(ProxyError::Protocol(error.into_error())),
+                    _ => return Err(ProxyError::from_exchange(error.into_error())),
                 },
             }
         }
@@ -203,6 +226,17 @@ async fn forward(
         Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
     };
 
+    // Dropping the response and its sender here closes that upstream
+    // connection: after a malformed head it is never reused.
+    let status = response.status().as_u16();
+    if status > 599 {
+        return Err(ProxyError::InvalidStatus(status));
+    }
+    if response.headers().contains_key(header::TRANSFER_ENCODING)
+        && response.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::AmbiguousLength);
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch the client did not ask for (or cannot take, over HTTP/2)
         // would leave both sides speaking different protocols.
@@ -214,6 +248,21 @@ async fn forward(
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
+    // A chunked body is framed frame by frame, so an error in it would only
+    // show after a 200 head went out. What already arrived with the head is
+    // decoded by now: take a first frame that is ready (never wait for one,
+    // a streamed response may rightly take its time) so a broken one is a
+    // 502 rather than a cut connection.
+    let first = if response.headers().contains_key(header::TRANSFER_ENCODING) {
+        match response.body_mut().frame().now_or_never() {
+            Some(Some(Ok(frame))) => Some(Some(frame)),
+            Some(None) => Some(None),
+            Some(Some(Err(error))) => return Err(ProxyError::Protocol(error)),
+            None => None,
+        }
+    } else {
+        None
+    };
     remove_hop_by_hop(response.headers_mut(), false);
     let account = ResponseAccount {
         metrics: Arc::clone(&backend.metrics),
@@ -226,10 +275,11 @@ async fn forward(
         deadline,
     };
     let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::upstream(body, sender, in_flight, limits, account),
-    ))
+    let mut body = ProxyBody::upstream(body, sender, in_flight, limits, account);
+    if let Some(first) = first {
+        body = body.with_first_frame(first);
+    }
+    Ok(Response::from_parts(parts, body))
 }
 
 /// How long a pooled connection may take to become ready before another
@@ -246,7 +296,13 @@ struct Pending<'a> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.answered {
-            self.metrics.record(CLIENT_CLOSED, self.started.elapsed());
+            // Not an error of the role, but the time waited stays in the
+            // latency: a hanging upstream shows through p99 and 504s.
+            self.metrics.record_client_error(
+                ClientErrorKind::Abandoned,
+                CLIENT_CLOSED,
+                self.started.elapsed(),
+            );
         }
     }
 }
@@ -282,27 +338,66 @@ async fn connect(
     }
 }
 
-/// Rewrites the request for the upstream; returns the downstream's pending
-/// upgrade when the request asks for one (WebSocket).
-fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Option<OnUpgrade> {
+/// Checks what RFC 9112 section 3.2 asks of a request's host before the
+/// request is routed: exactly one `Host` in HTTP/1.1, at most one otherwise,
+/// and no userinfo in it or in an absolute-form target.
+fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(RejectReason::DuplicateHost);
+    }
+    if host.is_none() && req.version() == Version::HTTP_11 {
+        return Err(RejectReason::MissingHost);
+    }
+    let userinfo = req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+        || host.is_some_and(|h| h.as_bytes().contains(&b'@'));
+    if userinfo {
+        return Err(RejectReason::HostUserinfo);
+    }
+    Ok(())
+}
+
+/// The body of the 400 answered for `reason`.
+fn reason_text(reason: RejectReason) -> &'static str {
+    match reason {
+        RejectReason::MissingHost => "bad request: an HTTP/1.1 request needs a Host header",
+        RejectReason::DuplicateHost => "bad request: more than one Host header",
+        RejectReason::HostUserinfo => "bad request: userinfo (user@) is not allowed in the host",
+    }
+}
+
+/// The only protocol a client may switch to through weir. `h2c` in
+/// particular is dropped: weir's own listener serves HTTP/2, and a tunnelled
+/// connection would bypass routing and metrics for every later request.
+const WEBSOCKET: &str = "websocket";
+
+/// Rewrites the request for the upstream `endpoint`; returns the
+/// downstream's pending upgrade when the request asks for one weir forwards
+/// (WebSocket). Any other `Upgrade` is removed with the hop-by-hop headers.
+fn prepare_request(
+    req: &mut Request<Incoming>,
+    downstream: Downstream,
+    endpoint: &Endpoint,
+) -> Option<OnUpgrade> {
     // The Host header's value is reused as is (a reference-counted copy);
     // only an HTTP/2 authority needs a new value.
     let original_host = match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let wants_upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
-    let upgrade_value = if wants_upgrade {
-        req.headers().get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
+    let wants_upgrade = req.version() == Version::HTTP_11
+        && is_upgrade_request(req.headers())
+        && upgrades_to(req.headers(), WEBSOCKET);
 
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, true);
-    if let Some(value) = upgrade_value {
+    if wants_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, value);
+        headers.insert(header::UPGRADE, HeaderValue::from_static(WEBSOCKET));
     }
     // Append the client to any chain already present.
     // Several X-Forwarded-For lines form one list (RFC 9110 §5.3).
@@ -329,6 +424,10 @@ fn prepare_request(req: &mut Request<Incoming>, downstream: Downstream) -> Optio
         // §3.2.2): the upstream sees the host the request was routed by.
         headers.insert(header::HOST, host.clone());
         headers.insert(X_FORWARDED_HOST.clone(), host);
+    } else if let Ok(authority) = HeaderValue::try_from(endpoint.addr().to_string()) {
+        // HTTP/1.0 may omit Host; the HTTP/1.1 request sent upstream must
+        // not (RFC 9112 §3.2): name the endpoint it goes to.
+        headers.insert(header::HOST, authority);
     }
 
     // The upstream speaks HTTP/1.1 and wants origin-form.
@@ -391,6 +490,19 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     }
 }
 
+/// Whether the `Upgrade` header lists `protocol` (any version, any case).
+fn upgrades_to(headers: &HeaderMap, protocol: &str) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| {
+            let name = token.trim().split('/').next().unwrap_or_default();
+            name.eq_ignore_ascii_case(protocol)
+        })
+}
+
 fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers
@@ -424,5 +536,77 @@ async fn bridge_upgrade(downstream: OnUpgrade, upstream: OnUpgrade) {
     let mut upstream = TokioIo::new(upstream);
     if let Err(error) = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
         tracing::debug!(%error, "upgraded connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(version: Version, target: &str, hosts: &[&str]) -> Request<()> {
+        let mut builder = Request::get(target).version(version);
+        for host in hosts {
+            builder = builder.header(header::HOST, *host);
+        }
+        builder.body(()).unwrap_or_else(|e| panic!("{target}: {e}"))
+    }
+
+    #[test]
+    fn check_head_follows_rfc_9112_on_host() {
+        use RejectReason::*;
+        let cases = [
+            (Version::HTTP_11, "/", &["a.test"][..], Ok(())),
+            (Version::HTTP_11, "/", &[][..], Err(MissingHost)),
+            (Version::HTTP_10, "/", &[][..], Ok(())),
+            (Version::HTTP_2, "https://a.test/", &[][..], Ok(())),
+            (
+                Version::HTTP_11,
+                "/",
+                &["a.test", "a.test"][..],
+                Err(DuplicateHost),
+            ),
+            (
+                Version::HTTP_10,
+                "/",
+                &["a.test", "b.test"][..],
+                Err(DuplicateHost),
+            ),
+            (
+                Version::HTTP_11,
+                "http://u@a.test/",
+                &["a.test"][..],
+                Err(HostUserinfo),
+            ),
+            (
+                Version::HTTP_11,
+                "/",
+                &["u:p@a.test"][..],
+                Err(HostUserinfo),
+            ),
+            (Version::HTTP_11, "/a@b", &["a.test"][..], Ok(())),
+        ];
+        for (version, target, hosts, want) in cases {
+            assert_eq!(
+                check_head(&head(version, target, hosts)),
+                want,
+                "{version:?} {target} {hosts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_websocket_is_an_upgrade_weir_forwards() {
+        for (value, want) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("h2c, websocket/13", true),
+            ("h2c", false),
+            ("TLS/1.2", false),
+            ("websockets", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::UPGRADE, HeaderValue::from_static(value));
+            assert_eq!(upgrades_to(&headers, WEBSOCKET), want, "{value}");
+        }
     }
 }

@@ -57,22 +57,50 @@ pub enum UpstreamErrorKind {
     Protocol,
 }
 
+/// A request failure the client caused, as a bounded metric label. These
+/// are answered 4xx (or 499 when nobody is left to answer), counted in
+/// `weir_http_requests_total` with the role the request was routed to, and
+/// kept out of `weir_upstream_errors_total` and the rollout analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// The request body's framing was broken (bad chunk size, bare LF, data
+    /// past the chunk size, an oversized chunk extension); answered 400.
+    Framing,
+    /// The request body ended before its declared length; answered 400.
+    IncompleteBody,
+    /// The client went away before the answer; recorded as 499.
+    Abandoned,
+}
+
+/// A request head refused before routing, as a bounded metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// HTTP/1.1 request without `Host` (RFC 9112 section 3.2).
+    MissingHost,
+    /// More than one `Host` header (RFC 9112 section 3.2).
+    DuplicateHost,
+    /// Userinfo (`user@`) in the target's authority or in `Host`.
+    HostUserinfo,
+}
+
 /// Counters by (route, role).
 type SeriesMap = BTreeMap<(Arc<str>, Role), Arc<RoleMetrics>>;
 
-/// Whether a status counts as an error of the role: any 5xx (weir's own
-/// 502, 503 and 504 included) and 499, a client that gave up waiting.
+/// Whether a status counts as an error of the role: any 5xx, weir's own
+/// 502, 503 and 504 included. A 499 (the client left) is not: a client must
+/// not be able to fail a canary by hanging up; a hanging canary still shows
+/// through the latency of those requests and through 504s.
 fn is_error_code(code: usize) -> bool {
-    (500..=599).contains(&code) || code == 499
+    (500..=599).contains(&code)
 }
 
 /// Cumulative counts of one role since the process started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleCounts {
-    /// Requests answered, every status.
+    /// Requests answered, every status, less those whose failure the client
+    /// caused (see [`ClientErrorKind`]).
     pub requests: u64,
-    /// Of those, answered 5xx (weir's own 502, 503 and 504 included), or
-    /// abandoned by the client before the answer (recorded as 499).
+    /// Of those, answered 5xx (weir's own 502, 503 and 504 included).
     pub errors: u64,
     /// Non-cumulative latency counts per [`LATENCY_BOUNDS_MICROS`] slot.
     pub latency: [u64; LATENCY_SLOTS],
@@ -99,6 +127,7 @@ pub struct Metrics {
     series: Mutex<SeriesMap>,
     listeners: Mutex<BTreeMap<String, Arc<ListenerMetrics>>>,
     endpoints: Mutex<BTreeMap<SocketAddr, Arc<EndpointMetrics>>>,
+    rejected: [AtomicU64; 3],
 }
 
 /// The connection counters of one listener.
@@ -131,6 +160,7 @@ pub struct RoleMetrics {
     upstream_errors: [AtomicU64; 3],
     /// Responses sent with a non-error code whose body then broke or stalled.
     failed_bodies: AtomicU64,
+    client_errors: [AtomicU64; 3],
 }
 
 // === impl UpstreamErrorKind ===
@@ -149,6 +179,54 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Connect => "connect",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+
+    const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+// === impl ClientErrorKind ===
+
+impl ClientErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [ClientErrorKind; 3] = [
+        ClientErrorKind::Framing,
+        ClientErrorKind::IncompleteBody,
+        ClientErrorKind::Abandoned,
+    ];
+
+    /// The `kind` label value.
+    pub const fn metric_label(self) -> &'static str {
+        match self {
+            ClientErrorKind::Framing => "framing",
+            ClientErrorKind::IncompleteBody => "incomplete_body",
+            ClientErrorKind::Abandoned => "abandoned",
+        }
+    }
+
+    const fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+// === impl RejectReason ===
+
+impl RejectReason {
+    /// Every reason, in label order.
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::MissingHost,
+        RejectReason::DuplicateHost,
+        RejectReason::HostUserinfo,
+    ];
+
+    /// The `reason` label value.
+    pub const fn metric_label(self) -> &'static str {
+        match self {
+            RejectReason::MissingHost => "missing_host",
+            RejectReason::DuplicateHost => "duplicate_host",
+            RejectReason::HostUserinfo => "host_userinfo",
         }
     }
 
@@ -217,6 +295,16 @@ impl Metrics {
         series.values().cloned().collect()
     }
 
+    /// Counts one request head refused before routing.
+    pub fn record_rejected(&self, reason: RejectReason) {
+        self.rejected[reason.slot()].fetch_add(1, Relaxed);
+    }
+
+    /// Request heads refused with `reason` so far.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason.slot()].load(Relaxed)
+    }
+
     /// Appends the request, connection and endpoint metric families in the
     /// Prometheus text format.
     pub fn render(&self, out: &mut String) {
@@ -279,6 +367,30 @@ impl Metrics {
                     m.upstream_errors[kind.slot()].load(Relaxed)
                 );
             }
+        }
+        out.push_str("# HELP weir_client_errors_total Requests that failed through the client's fault (also in weir_http_requests_total, never in the analysis), by route, role and kind.\n");
+        out.push_str("# TYPE weir_client_errors_total counter\n");
+        for m in &all {
+            for kind in ClientErrorKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "weir_client_errors_total{{route=\"{}\",role=\"{}\",kind=\"{}\"}} {}",
+                    m.route,
+                    m.role.metric_label(),
+                    kind.metric_label(),
+                    m.client_errors[kind.slot()].load(Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP weir_rejected_requests_total Request heads refused with 400 before routing, by reason.\n");
+        out.push_str("# TYPE weir_rejected_requests_total counter\n");
+        for reason in RejectReason::ALL {
+            let _ = writeln!(
+                out,
+                "weir_rejected_requests_total{{reason=\"{}\"}} {}",
+                reason.metric_label(),
+                self.rejected(reason)
+            );
         }
     }
 }
@@ -373,14 +485,42 @@ impl RoleMetrics {
             duration_sum_micros: AtomicU64::new(0),
             upstream_errors: Default::default(),
             failed_bodies: AtomicU64::new(0),
+            client_errors: Default::default(),
         }
     }
 
     /// Counts one answered request with its status code and latency.
     pub fn record(&self, code: u16, elapsed: Duration) {
+        self.count_code(code);
+        self.record_latency(elapsed);
+    }
+
+    /// Counts one request that failed through the client's fault, answered
+    /// (or recorded) with `code`. Only an abandoned request keeps its
+    /// latency: the time a client waited for a hanging upstream is the
+    /// upstream's, while a broken body says nothing about the upstream.
+    pub fn record_client_error(&self, kind: ClientErrorKind, code: u16, elapsed: Duration) {
+        // The code first: `counts` reads the client errors first, so it
+        // never sees more of them than of codes.
+        self.count_code(code);
+        self.client_errors[kind.slot()].fetch_add(1, Relaxed);
+        if kind == ClientErrorKind::Abandoned {
+            self.record_latency(elapsed);
+        }
+    }
+
+    /// Requests that failed with `kind` through the client's fault so far.
+    pub fn client_errors(&self, kind: ClientErrorKind) -> u64 {
+        self.client_errors[kind.slot()].load(Relaxed)
+    }
+
+    fn count_code(&self, code: u16) {
         // hyper sends only 100..=999; clamp defensively.
         let slot = usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE);
         self.by_code[slot].fetch_add(1, Relaxed);
+    }
+
+    fn record_latency(&self, elapsed: Duration) {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         // Binary search over 59 bounds: six comparisons.
         let slot = LATENCY_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
@@ -423,6 +563,7 @@ impl RoleMetrics {
     /// The cumulative counts of this role, read without locks: the control
     /// loop samples these and subtracts two samples to get a window.
     pub fn counts(&self) -> RoleCounts {
+        let client_caused: u64 = self.client_errors.iter().map(|c| c.load(Relaxed)).sum();
         let mut requests = 0;
         let mut errors = 0;
         for (slot, count) in self.by_code.iter().enumerate() {
@@ -433,7 +574,7 @@ impl RoleMetrics {
             }
         }
         RoleCounts {
-            requests,
+            requests: requests.saturating_sub(client_caused),
             errors: errors + self.failed_bodies.load(Relaxed),
             latency: self.latency_counts(),
         }
@@ -485,5 +626,36 @@ mod tests {
         metrics.render(&mut out);
         let want = "weir_connections_refused_total{listener=\"a \\\"quoted\\\" \\\\ name\"} 2";
         assert!(out.contains(want), "missing {want} in\n{out}");
+    }
+
+    #[test]
+    fn client_errors_stay_out_of_the_analysis_counts() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("checkout");
+        let canary = metrics.role(&route, Role::Canary);
+        canary.record(200, Duration::from_millis(1));
+        canary.record(503, Duration::from_millis(1));
+        canary.record_client_error(ClientErrorKind::Framing, 400, Duration::from_millis(1));
+        canary.record_client_error(ClientErrorKind::Abandoned, 499, Duration::from_secs(20));
+
+        let counts = canary.counts();
+        assert_eq!((counts.requests, counts.errors), (2, 1));
+        // The abandoned request's wait stays in the latency; the broken body does not.
+        assert_eq!(counts.latency.iter().sum::<u64>(), 3);
+        assert_eq!(canary.requests(), 4);
+
+        metrics.record_rejected(RejectReason::DuplicateHost);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for want in [
+            "weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"400\"} 1",
+            "weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"499\"} 1",
+            "weir_client_errors_total{route=\"checkout\",role=\"canary\",kind=\"framing\"} 1",
+            "weir_client_errors_total{route=\"checkout\",role=\"canary\",kind=\"abandoned\"} 1",
+            "weir_rejected_requests_total{reason=\"duplicate_host\"} 1",
+            "weir_rejected_requests_total{reason=\"missing_host\"} 0",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
     }
 }

@@ -1,0 +1,517 @@
+//! Broken framing from clients is the client's fault (400, counted in
+//! `weir_client_errors_total`, never an upstream error), and broken framing
+//! from upstreams is the upstream's (502, an upstream protocol error, and
+//! the connection is not reused). Raw sockets on both sides.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::AsyncWriteExt as _;
+use tokio_tungstenite::tungstenite::Message;
+use weir_e2e::{
+    FakeUpstream, LoadtestUpstream, Metrics, RawUpstream, Route, Weir, WeirConfig, raw_request,
+    wait_until, within,
+};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Request bodies whose chunked framing is broken, by what is wrong.
+fn broken_chunked_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("bad chunk size", b"zz\r\nhello\r\n0\r\n\r\n".to_vec()),
+        (
+            "overflowing chunk size",
+            b"FFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n".to_vec(),
+        ),
+        ("bare LF", b"5\nhello\n0\n\n".to_vec()),
+        (
+            "more data than the size says",
+            b"5\r\nhello world\r\n0\r\n\r\n".to_vec(),
+        ),
+        ("huge chunk extension", {
+            let mut body = b"5;ext=".to_vec();
+            body.extend(std::iter::repeat_n(b'a', 20_000));
+            body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+            body
+        }),
+    ]
+}
+
+fn chunked_post(header: Option<(&str, &str)>, body: &[u8]) -> Vec<u8> {
+    let mut request =
+        b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n".to_vec();
+    if let Some((name, value)) = header {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body);
+    request
+}
+
+fn get_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+fn upstream_errors(m: &Metrics, route: &str) -> f64 {
+    m.sum("weir_upstream_errors_total", &[("route", route)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_chunked_request_bodies_get_400_and_count_as_client_errors() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
+        .canary(&[canary.addr], 0.0)
+        .canary_by_header("x-canary", "always")]))
+    .await;
+
+    let cases = broken_chunked_bodies();
+    for (what, body) in &cases {
+        let r = raw_request(
+            weir.addrs.http,
+            &chunked_post(Some(("x-canary", "always")), body),
+            LIMIT,
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            400,
+            "{what}: {:?}",
+            String::from_utf8_lossy(&r.raw)
+        );
+        assert!(r.text().contains("framing"), "{what}: {}", r.text());
+        // hyper's own words for what is wrong follow.
+        assert!(
+            r.text().to_ascii_lowercase().contains("chunk"),
+            "{what}: {}",
+            r.text()
+        );
+    }
+
+    let n = cases.len() as f64;
+    let m = weir.metrics().await;
+    let canary_labels = [("route", "web"), ("role", "canary")];
+    assert_eq!(
+        m.sum(
+            "weir_http_requests_total",
+            &[("route", "web"), ("role", "canary"), ("code", "400")]
+        ),
+        n,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("weir_http_requests_total", &canary_labels),
+        n,
+        "nothing but the 400s: {}",
+        m.text
+    );
+    assert_eq!(
+        m.get(
+            "weir_client_errors_total",
+            &[("route", "web"), ("role", "canary"), ("kind", "framing")]
+        ),
+        Some(n),
+        "{}",
+        m.text
+    );
+    assert_eq!(upstream_errors(&m, "web"), 0.0, "{}", m.text);
+    assert_eq!(stable.hits(), 0, "the stable upstream got a broken request");
+
+    // The next client is served as usual.
+    let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(r.header("x-upstream-name"), Some("stable"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_problems_get_400_before_routing() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "missing_host",
+            b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "Host header",
+        ),
+        (
+            "duplicate_host",
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "more than one Host",
+        ),
+        (
+            "host_userinfo",
+            b"GET http://a@b.test/ HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "userinfo",
+        ),
+        (
+            "host_userinfo",
+            b"GET / HTTP/1.1\r\nHost: a@b.test\r\nConnection: close\r\n\r\n",
+            "userinfo",
+        ),
+    ];
+    for (reason, request, says) in cases {
+        let r = raw_request(weir.addrs.http, request, LIMIT).await;
+        assert_eq!(
+            r.status,
+            400,
+            "{reason}: {:?}",
+            String::from_utf8_lossy(&r.raw)
+        );
+        assert!(r.text().contains(says), "{reason}: {}", r.text());
+    }
+    assert_eq!(stable.hits(), 0, "a refused request reached the upstream");
+
+    let m = weir.metrics().await;
+    for (reason, want) in [
+        ("missing_host", 1.0),
+        ("duplicate_host", 1.0),
+        ("host_userinfo", 2.0),
+    ] {
+        assert_eq!(
+            m.get("weir_rejected_requests_total", &[("reason", reason)]),
+            Some(want),
+            "{reason}: {}",
+            m.text
+        );
+    }
+    // Refused before routing: not a request of any role.
+    assert_eq!(m.sum("weir_http_requests_total", &[]), 0.0, "{}", m.text);
+
+    let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(stable.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_without_host_is_sent_upstream_with_the_endpoint_as_host() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+
+    let r = raw_request(
+        weir.addrs.http,
+        b"GET /__upstream/headers HTTP/1.0\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    let seen: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(seen["host"], stable.addr.to_string(), "{seen:#}");
+    assert!(seen.get("x-forwarded-host").is_none(), "{seen:#}");
+
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get(
+            "weir_http_requests_total",
+            &[("route", "web"), ("role", "stable"), ("code", "200")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(stable.hits(), 2);
+}
+
+/// A raw upstream that answers `/bad` with `bad` and anything else with a
+/// plain 200 naming the path.
+async fn raw_upstream_with(bad: &'static [u8]) -> RawUpstream {
+    RawUpstream::start(move |head| {
+        if head.starts_with("GET /bad ") {
+            bad.to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".to_vec()
+        }
+    })
+    .await
+}
+
+/// Sends `/bad` through weir and expects a 502 counted as a protocol error
+/// of the stable role; then `/next` must be served on a new upstream
+/// connection.
+async fn expect_502_and_no_reuse(upstream: &RawUpstream, weir: &Weir) {
+    let r = raw_request(weir.addrs.http, &get_request("/bad"), LIMIT).await;
+    assert_eq!(r.status, 502, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert!(r.text().contains("upstream"), "{}", r.text());
+
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get(
+            "weir_upstream_errors_total",
+            &[("route", "web"), ("role", "stable"), ("kind", "protocol")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("weir_http_requests_total", &[("route", "web")]),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get(
+            "weir_http_requests_total",
+            &[("route", "web"), ("role", "stable"), ("code", "502")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+
+    let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(r.body, b"ok\n");
+    let received = upstream.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(received[0].head.starts_with("GET /bad "), "{received:?}");
+    assert!(received[1].head.starts_with("GET /next "), "{received:?}");
+    assert_ne!(
+        received[0].connection, received[1].connection,
+        "the connection of the broken response was reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_status_outside_100_to_599_is_a_502() {
+    let upstream = raw_upstream_with(b"HTTP/1.1 600 Odd\r\nContent-Length: 3\r\n\r\nodd").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    expect_502_and_no_reuse(&upstream, &weir).await;
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get("weir_http_requests_total", &[("code", "600")]),
+        None,
+        "{}",
+        m.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_response_with_both_lengths_is_a_502() {
+    let upstream = raw_upstream_with(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    expect_502_and_no_reuse(&upstream, &weir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_response_with_a_bad_chunk_size_is_a_502() {
+    let upstream = raw_upstream_with(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    expect_502_and_no_reuse(&upstream, &weir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_other_than_websocket_are_not_forwarded() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
+        .canary(&[canary.addr], 0.0)
+        .canary_by_header("x-canary", "always")]))
+    .await;
+
+    // An h2c upgrade followed, on the same connection, by a request for the
+    // canary: the upgrade must not open a tunnel that skips routing.
+    let mut request = b"GET /__upstream/headers HTTP/1.1\r\nHost: shop.test\r\n\
+        Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+        HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+        .to_vec();
+    request.extend_from_slice(
+        b"GET /second HTTP/1.1\r\nHost: shop.test\r\nx-canary: always\r\nConnection: close\r\n\r\n",
+    );
+    let r = raw_request(weir.addrs.http, &request, LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    let text = String::from_utf8_lossy(&r.raw).into_owned();
+    assert!(!text.contains(" 101 "), "{text}");
+    let first_body_end = text.find("HTTP/1.1 200 OK").unwrap();
+    let seen = &text[first_body_end..];
+    for header in ["\"upgrade\"", "\"http2-settings\"", "\"connection\""] {
+        assert!(!seen.contains(header), "upstream saw {header}: {text}");
+    }
+    assert!(
+        text.matches("HTTP/1.1 200 OK").count() == 2 && text.contains("canary\n"),
+        "the second request was routed to the canary: {text}"
+    );
+    assert_eq!((stable.hits(), canary.hits()), (1, 1));
+
+    wait_until(LIMIT, "both requests counted", || async {
+        let m = weir.metrics().await;
+        (m.sum("weir_http_requests_total", &[("route", "web")]) == 2.0).then_some(())
+    })
+    .await;
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get(
+            "weir_http_requests_total",
+            &[("route", "web"), ("role", "canary"), ("code", "200")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_101_to_a_stripped_upgrade_is_a_502() {
+    let upstream = raw_upstream_with(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let r = raw_request(
+        weir.addrs.http,
+        b"GET /bad HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(r.status, 502, "{:?}", String::from_utf8_lossy(&r.raw));
+    let received = upstream.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let head = received[0].head.to_ascii_lowercase();
+    assert!(!head.contains("upgrade"), "upstream saw {head}");
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get(
+            "weir_upstream_errors_total",
+            &[("route", "web"), ("role", "stable"), ("kind", "protocol")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_both_lengths_is_sent_chunked_and_its_connection_closed() {
+    let upstream = raw_upstream_with(b"").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+
+    // A second request pipelined after it must not be read: the
+    // connection closes after the answer (RFC 9112 section 6.3).
+    let request = b"POST /both HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 3\r\n\
+        Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+        GET /smuggled HTTP/1.1\r\nHost: shop.test\r\n\r\n";
+    let r = raw_request(weir.addrs.http, request, LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(
+        String::from_utf8_lossy(&r.raw).matches("HTTP/1.1").count(),
+        1,
+        "one answer, then the connection closed: {:?}",
+        String::from_utf8_lossy(&r.raw)
+    );
+    let received = upstream.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let head = received[0].head.to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert_eq!(received[0].body, b"5\r\nhello\r\n0\r\n\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_counts_once_against_its_role() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let weir = Weir::start(WeirConfig::new([Route::new("ws", &[stable.addr])
+        .canary(&[canary.addr], 0.0)
+        .canary_by_header("x-canary", "always")]))
+    .await;
+
+    within(LIMIT, "a websocket exchange with the canary", async {
+        let request = http::Request::get(format!("ws://{}/chat", weir.addrs.http))
+            .header("host", weir.addrs.http.to_string())
+            .header("x-canary", "always")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header(
+                "sec-websocket-key",
+                tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+            )
+            .body(())
+            .unwrap();
+        let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(response.status(), 101);
+        for i in 0..5 {
+            let text = format!("hello {i}");
+            ws.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+        }
+        ws.close(None).await.unwrap();
+    })
+    .await;
+    assert_eq!(canary.stats().await["websockets"], 1);
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get(
+            "weir_http_requests_total",
+            &[("route", "ws"), ("role", "canary"), ("code", "101")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("weir_http_requests_total", &[("route", "ws")]),
+        1.0,
+        "{}",
+        m.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_short_by_the_client_is_not_an_upstream_error() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+
+    let mut stream = tokio::net::TcpStream::connect(weir.addrs.http)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nhello")
+        .await
+        .unwrap();
+    wait_until(LIMIT, "the upstream received the head", || async {
+        (stable.hits() == 1).then_some(())
+    })
+    .await;
+    stream.shutdown().await.unwrap();
+    drop(stream);
+
+    let m = wait_until(LIMIT, "the cut upload counted", || async {
+        let m = weir.metrics().await;
+        (m.sum("weir_client_errors_total", &[("route", "web")]) == 1.0).then_some(m)
+    })
+    .await;
+    // Answered 400 when hyper reports the short body first, recorded 499
+    // when it drops the request for the closed connection first.
+    let client_caused = m.sum(
+        "weir_client_errors_total",
+        &[("route", "web"), ("kind", "incomplete_body")],
+    ) + m.sum(
+        "weir_client_errors_total",
+        &[("route", "web"), ("kind", "abandoned")],
+    );
+    assert_eq!(client_caused, 1.0, "{}", m.text);
+    assert_eq!(upstream_errors(&m, "web"), 0.0, "{}", m.text);
+    let server_errors: f64 = ["500", "502", "503", "504"]
+        .iter()
+        .map(|code| m.sum("weir_http_requests_total", &[("code", code)]))
+        .sum();
+    assert_eq!(server_errors, 0.0, "{}", m.text);
+
+    let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+}
