@@ -22,8 +22,8 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// A downstream response body.
 #[derive(Debug)]
 pub enum ProxyBody {
-    /// Streamed from an upstream.
-    Upstream(UpstreamBody),
+    /// Streamed from an upstream (boxed: a local answer need not carry its size).
+    Upstream(Box<UpstreamBody>),
     /// Made by weir (errors, 404); `None` once sent.
     Local(Option<Bytes>),
 }
@@ -110,7 +110,7 @@ impl ProxyBody {
         limits: BodyLimits,
         account: ResponseAccount,
     ) -> ProxyBody {
-        ProxyBody::Upstream(UpstreamBody {
+        ProxyBody::Upstream(Box::new(UpstreamBody {
             body,
             sender: Some(sender),
             in_flight,
@@ -121,7 +121,7 @@ impl ProxyBody {
             timer: None,
             account: Some(account),
             first: None,
-        })
+        }))
     }
 
     /// Puts back the first frame of an upstream body, read before answering
