@@ -100,6 +100,8 @@ pub struct Route {
     pub canary_by_header: Option<HeaderOverride>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
+    /// Protocols a client may switch to with `Upgrade`, lowercase.
+    pub upgrades: Vec<Arc<str>>,
     /// Rollout steps and analysis.
     pub strategy: Option<Strategy>,
 }

@@ -102,6 +102,9 @@ pub struct RouteSpec {
     /// Connect and request timeouts.
     #[serde(default)]
     pub timeouts: Option<TimeoutsSpec>,
+    /// Protocols a client may switch to with `Upgrade`; default `[websocket]`.
+    #[serde(default)]
+    pub upgrades: Option<Vec<String>>,
     /// Rollout steps and analysis.
     #[serde(default)]
     pub strategy: Option<StrategySpec>,

@@ -42,6 +42,8 @@ pub struct RouteSnapshot {
     pub stickiness: Option<Stickiness>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
+    /// Protocols a client may switch to with `Upgrade`, lowercase.
+    pub upgrades: Vec<Arc<str>>,
 }
 
 /// The stable and canary backends and the weight between them.
@@ -140,6 +142,7 @@ impl Snapshot {
                     canary_by_header: route.canary_by_header.clone(),
                     stickiness: route.stickiness.clone(),
                     timeouts: route.timeouts,
+                    upgrades: route.upgrades.clone(),
                 }
             })
             .collect();

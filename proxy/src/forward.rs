@@ -175,7 +175,7 @@ async fn forward(
             role,
         });
     };
-    let downstream_upgrade = prepare_request(&mut req, downstream, endpoint);
+    let downstream_upgrade = prepare_request(&mut req, downstream, endpoint, &route.upgrades);
     let timeouts = route.timeouts;
     // `timeouts.request` bounds the whole response, head and body.
     let deadline = tokio::time::Instant::now() + timeouts.request;
@@ -370,18 +370,18 @@ fn reason_text(reason: RejectReason) -> &'static str {
     }
 }
 
-/// The only protocol a client may switch to through weir. `h2c` in
-/// particular is dropped: weir's own listener serves HTTP/2, and a tunnelled
-/// connection would bypass routing and metrics for every later request.
-const WEBSOCKET: &str = "websocket";
-
 /// Rewrites the request for the upstream `endpoint`; returns the
-/// downstream's pending upgrade when the request asks for one weir forwards
-/// (WebSocket). Any other `Upgrade` is removed with the hop-by-hop headers.
+/// downstream's pending upgrade when the request asks for a protocol the
+/// route forwards (`upgrades`, by default WebSocket only). Any other
+/// `Upgrade` is removed with the hop-by-hop headers: `h2c` in particular
+/// (validation never lets a route allow it), since weir's own listener
+/// serves HTTP/2 and a tunnelled connection would carry every later request
+/// past routing and metrics.
 fn prepare_request(
     req: &mut Request<Incoming>,
     downstream: Downstream,
     endpoint: &Endpoint,
+    upgrades: &[Arc<str>],
 ) -> Option<OnUpgrade> {
     // The Host header's value is reused as is (a reference-counted copy);
     // only an HTTP/2 authority needs a new value.
@@ -389,15 +389,18 @@ fn prepare_request(
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let wants_upgrade = req.version() == Version::HTTP_11
-        && is_upgrade_request(req.headers())
-        && upgrades_to(req.headers(), WEBSOCKET);
+    let upgrade = if req.version() == Version::HTTP_11 && is_upgrade_request(req.headers()) {
+        allowed_upgrade(req.headers(), upgrades)
+    } else {
+        None
+    };
+    let wants_upgrade = upgrade.is_some();
 
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, true);
-    if wants_upgrade {
+    if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static(WEBSOCKET));
+        headers.insert(header::UPGRADE, upgrade);
     }
     // Append the client to any chain already present.
     // Several X-Forwarded-For lines form one list (RFC 9110 §5.3).
@@ -490,17 +493,25 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     }
 }
 
-/// Whether the `Upgrade` header lists `protocol` (any version, any case).
-fn upgrades_to(headers: &HeaderMap, protocol: &str) -> bool {
-    headers
+/// The protocols of the `Upgrade` header (with their versions, in the
+/// client's order) whose names `allowed` lists, any case; `None` when none
+/// is.
+fn allowed_upgrade(headers: &HeaderMap, allowed: &[Arc<str>]) -> Option<HeaderValue> {
+    let kept: Vec<&str> = headers
         .get_all(header::UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| {
-            let name = token.trim().split('/').next().unwrap_or_default();
-            name.eq_ignore_ascii_case(protocol)
+        .map(str::trim)
+        .filter(|token| {
+            let name = token.split('/').next().unwrap_or_default();
+            allowed.iter().any(|a| name.eq_ignore_ascii_case(a))
         })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
 }
 
 fn is_upgrade_request(headers: &HeaderMap) -> bool {
@@ -595,18 +606,28 @@ mod tests {
     }
 
     #[test]
-    fn only_websocket_is_an_upgrade_weir_forwards() {
-        for (value, want) in [
-            ("websocket", true),
-            ("WebSocket", true),
-            ("h2c, websocket/13", true),
-            ("h2c", false),
-            ("TLS/1.2", false),
-            ("websockets", false),
+    fn only_the_routes_upgrades_are_forwarded() {
+        let websocket: Vec<Arc<str>> = vec![Arc::from("websocket")];
+        let both: Vec<Arc<str>> = vec![Arc::from("websocket"), Arc::from("tls")];
+        for (value, allowed, want) in [
+            ("websocket", &websocket, Some("websocket")),
+            ("WebSocket", &websocket, Some("WebSocket")),
+            ("h2c, websocket/13", &websocket, Some("websocket/13")),
+            ("h2c", &websocket, None),
+            ("TLS/1.2", &websocket, None),
+            ("TLS/1.2", &both, Some("TLS/1.2")),
+            ("h2c, TLS/1.2, websocket", &both, Some("TLS/1.2, websocket")),
+            ("websockets", &websocket, None),
+            ("websocket", &Vec::new(), None),
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(header::UPGRADE, HeaderValue::from_static(value));
-            assert_eq!(upgrades_to(&headers, WEBSOCKET), want, "{value}");
+            let got = allowed_upgrade(&headers, allowed);
+            assert_eq!(
+                got.as_ref().and_then(|v| v.to_str().ok()),
+                want,
+                "{value} with {allowed:?}"
+            );
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct ServedRoute {
     pub sticky: Option<StickyCookie>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
+    /// Protocols a client may switch to with `Upgrade`, lowercase.
+    pub upgrades: Box<[Arc<str>]>,
 }
 
 /// A backend made ready to serve.
@@ -115,6 +117,7 @@ impl Routing {
                         .into_boxed_str(),
                     }),
                     timeouts: route.timeouts,
+                    upgrades: route.upgrades.iter().cloned().collect(),
                 }
             })
             .collect();

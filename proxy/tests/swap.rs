@@ -104,6 +104,7 @@ fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {
             canary_by_header: None,
             stickiness: None,
             timeouts: Timeouts::default(),
+            upgrades: vec![Arc::from("websocket")],
         }],
     }
 }

@@ -149,6 +149,7 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
             canary_by_header: None,
             stickiness: None,
             timeouts,
+            upgrades: vec![Arc::from("websocket")],
         }],
     }
 }

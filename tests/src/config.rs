@@ -78,6 +78,8 @@ pub struct Route {
     pub canary_by_header: Option<(String, String)>,
     /// `timeouts`: connect and request, as duration strings.
     pub timeouts: Option<(String, String)>,
+    /// `upgrades`: protocols clients may switch to; unset means weir's default.
+    pub upgrades: Option<Vec<String>>,
     /// `strategy`; when set, `canary.weight` is not written.
     pub strategy: Option<Strategy>,
 }
@@ -238,6 +240,9 @@ impl WeirConfig {
                 let _ = writeln!(y, "      connect: {}", quote(connect));
                 let _ = writeln!(y, "      request: {}", quote(request));
             }
+            if let Some(upgrades) = &r.upgrades {
+                let _ = writeln!(y, "    upgrades: {}", list(upgrades));
+            }
             if let Some(strategy) = &r.strategy {
                 strategy.render(&mut y);
             }
@@ -362,6 +367,7 @@ impl Route {
             sticky_cookie: None,
             canary_by_header: None,
             timeouts: None,
+            upgrades: None,
             strategy: None,
         }
     }
@@ -435,6 +441,13 @@ impl Route {
     #[must_use]
     pub fn timeouts(mut self, connect: &str, request: &str) -> Self {
         self.timeouts = Some((connect.to_owned(), request.to_owned()));
+        self
+    }
+
+    /// The protocols clients may switch to through this route (`upgrades`).
+    #[must_use]
+    pub fn upgrades(mut self, protocols: &[&str]) -> Self {
+        self.upgrades = Some(protocols.iter().map(|p| (*p).to_owned()).collect());
         self
     }
 }

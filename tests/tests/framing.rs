@@ -515,3 +515,45 @@ async fn an_upload_cut_short_by_the_client_is_not_an_upstream_error() {
     let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_forwards_the_upgrades_it_lists_and_strips_the_others() {
+    let tunnel = FakeUpstream::start("tunnel").await;
+    let plain = FakeUpstream::start("plain").await;
+    let weir = Weir::start(WeirConfig::new([
+        Route::new("tunnel", &[tunnel.addr])
+            .hosts(&["tunnel.test"])
+            .upgrades(&["x-tunnel"]),
+        Route::new("plain", &[plain.addr]),
+    ]))
+    .await;
+    let ask = |host: &str| {
+        format!(
+            "GET /__upstream/headers HTTP/1.1\r\nHost: {host}\r\n\
+             Connection: Upgrade, close\r\nUpgrade: h2c, X-Tunnel/2, websocket\r\n\r\n"
+        )
+    };
+
+    // The route that lists x-tunnel forwards it, alone, with Connection: upgrade.
+    let r = raw_request(weir.addrs.http, ask("tunnel.test").as_bytes(), LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    let text = String::from_utf8_lossy(&r.raw).into_owned();
+    assert!(
+        text.contains("\"upgrade\":\"X-Tunnel/2\"") && text.contains("\"connection\":\"upgrade\""),
+        "the upstream sees only the listed protocol: {text}"
+    );
+
+    // The route with the default list forwards websocket only.
+    let r = raw_request(weir.addrs.http, ask("plain.test").as_bytes(), LIMIT).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    let text = String::from_utf8_lossy(&r.raw).into_owned();
+    assert!(
+        text.contains("\"upgrade\":\"websocket\""),
+        "the default list forwards websocket alone: {text}"
+    );
+    assert!(
+        !text.contains("X-Tunnel") && !text.contains("h2c"),
+        "{text}"
+    );
+    assert_eq!((tunnel.hits(), plain.hits()), (1, 1));
+}

@@ -587,6 +587,7 @@ impl<'a> Checker<'a> {
             None => Some(Timeouts::default()),
             Some(t) => self.timeouts(&format!("{at}.timeouts"), t),
         };
+        let upgrades = self.upgrades(&format!("{at}.upgrades"), spec.upgrades.as_deref());
         let strategy = match &spec.strategy {
             None => Some(None),
             Some(s) => self
@@ -603,8 +604,47 @@ impl<'a> Checker<'a> {
             stickiness: stickiness?,
             canary_by_header: canary_by_header?,
             timeouts: timeouts?,
+            upgrades: upgrades?,
             strategy: strategy?,
         })
+    }
+
+    /// The protocols a route lets clients switch to: `websocket` when
+    /// unset; each a token (RFC 9110 section 5.6.2), named once. `h2c` and
+    /// `h2` are refused: weir serves HTTP/2 on its own listeners, and a
+    /// tunnelled HTTP/2 connection would carry later requests past routing
+    /// and metrics.
+    fn upgrades(&mut self, at: &str, spec: Option<&[String]>) -> Option<Vec<Arc<str>>> {
+        let Some(spec) = spec else {
+            return Some(vec![Arc::from(DEFAULT_UPGRADE)]);
+        };
+        let mut upgrades: Vec<Arc<str>> = Vec::with_capacity(spec.len());
+        let mut ok = true;
+        for (i, protocol) in spec.iter().enumerate() {
+            let path = format!("{at}[{i}]");
+            let name = protocol.trim().to_ascii_lowercase();
+            let problem = if name.is_empty() || !name.bytes().all(is_token_byte) {
+                Some(format!(
+                    "`{protocol}` is not a protocol name (letters, digits and !#$%&'*+-.^_`|~, no spaces or `/`)"
+                ))
+            } else if name == "h2c" || name == "h2" {
+                Some(format!(
+                    "`{protocol}` cannot be forwarded: weir serves HTTP/2 on its own listeners, and a tunnelled connection would bypass routing and metrics"
+                ))
+            } else if upgrades.iter().any(|u| **u == *name) {
+                Some(format!("`{protocol}` is listed twice"))
+            } else {
+                None
+            };
+            match problem {
+                Some(message) => {
+                    self.error(&path, message);
+                    ok = false;
+                }
+                None => upgrades.push(Arc::from(name)),
+            }
+        }
+        ok.then_some(upgrades)
     }
 
     fn upstream(&mut self, at: &str, revision: &str, endpoints: &[String]) -> Option<Upstream> {
@@ -991,4 +1031,12 @@ impl RouteKey {
             format!("hosts [{}]", self.hosts.join(", "))
         }
     }
+}
+
+/// The protocol a route lets clients upgrade to when `upgrades` is unset.
+const DEFAULT_UPGRADE: &str = "websocket";
+
+/// A byte of an RFC 9110 token (`tchar`).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -134,7 +134,7 @@ static STRATEGY: [Field; 2] = [
     optional("analysis", Kind::Shape(&ANALYSIS)),
 ];
 
-static ROUTE: [Field; 9] = [
+static ROUTE: [Field; 10] = [
     required("name", Kind::Text),
     optional("hosts", Kind::List(&TEXTS)),
     optional("pathPrefix", Kind::Text),
@@ -143,6 +143,7 @@ static ROUTE: [Field; 9] = [
     optional("stickiness", Kind::Shape(&STICKINESS)),
     optional("canaryByHeader", Kind::Shape(&HEADER_OVERRIDE)),
     optional("timeouts", Kind::Shape(&TIMEOUTS)),
+    optional("upgrades", Kind::List(&TEXTS)),
     optional("strategy", Kind::Shape(&STRATEGY)),
 ];
 static ROUTE_KIND: Kind = Kind::Shape(&ROUTE);

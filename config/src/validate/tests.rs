@@ -197,6 +197,7 @@ fn spec_example_parses_into_the_model() {
                 request: Duration::from_secs(30),
                 idle: model::DEFAULT_IDLE_TIMEOUT,
             },
+            upgrades: vec![Arc::from("websocket")],
             strategy: Some(Strategy {
                 steps: vec![
                     Step::SetWeight(Weight::from_percent_int(5)),
@@ -1507,3 +1508,46 @@ routes:
 }
 
 mod structure;
+
+#[test]
+fn upgrades_default_to_websocket_and_refuse_h2c_bad_names_and_repeats() {
+    let route = "  - name: r\n    stable: { revision: v1, endpoints: [a:1] }\n";
+    let names = |config: &Config| -> Vec<String> {
+        config.routes[0]
+            .upgrades
+            .iter()
+            .map(|u| u.to_string())
+            .collect()
+    };
+    assert_eq!(names(&valid(&format!("{HEADER}{route}"))), ["websocket"]);
+    assert_eq!(
+        names(&valid(&format!(
+            "{HEADER}{route}    upgrades: [TLS, websocket]\n"
+        ))),
+        ["tls", "websocket"]
+    );
+    assert!(names(&valid(&format!("{HEADER}{route}    upgrades: []\n"))).is_empty());
+    assert_cases(&[
+        (
+            format!("{HEADER}{route}    upgrades: [h2c]\n"),
+            "routes[0].upgrades[0]",
+            7,
+            16,
+            "cannot be forwarded",
+        ),
+        (
+            format!("{HEADER}{route}    upgrades: [websocket, 'a b']\n"),
+            "routes[0].upgrades[1]",
+            7,
+            27,
+            "is not a protocol name",
+        ),
+        (
+            format!("{HEADER}{route}    upgrades: [websocket, WebSocket]\n"),
+            "routes[0].upgrades[1]",
+            7,
+            27,
+            "listed twice",
+        ),
+    ]);
+}

@@ -186,6 +186,7 @@ fn route(analysis: Analysis) -> Route {
         stickiness: None,
         canary_by_header: None,
         timeouts: Timeouts::default(),
+        upgrades: vec![Arc::from("websocket")],
         strategy: Some(Strategy {
             steps: vec![
                 Step::SetWeight(Weight::from_percent_int(10)),

@@ -52,6 +52,7 @@ impl Fixture {
             stickiness: None,
             canary_by_header: None,
             timeouts: Timeouts::default(),
+            upgrades: vec![Arc::from("websocket")],
             strategy: Some(Strategy {
                 steps: spec_steps(),
                 analysis: Analysis::default(),
