@@ -18,10 +18,9 @@ use tokio::sync::watch;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 
-use crate::controller::now_ms;
+use crate::process::{Process, stopped};
 use crate::reload::{self, Trigger};
 use crate::rollout::{Command, Phase};
-use crate::run::Process;
 
 /// What the admin API serves from.
 #[derive(Debug)]
@@ -287,14 +286,17 @@ impl AdminState {
                     return response;
                 }
                 let control = self.process.control.lock().await;
-                json(StatusCode::OK, &Value::Array(control.statuses(now_ms())))
+                json(
+                    StatusCode::OK,
+                    &Value::Array(control.statuses(self.process.now_ms())),
+                )
             }
             Endpoint::Route(name) => {
                 if let Err(response) = self.authorize(&req, Access::Read).await {
                     return response;
                 }
                 let control = self.process.control.lock().await;
-                match control.status(name, now_ms()) {
+                match control.status(name, self.process.now_ms()) {
                     Some(status) => json(StatusCode::OK, &status),
                     None => error(StatusCode::NOT_FOUND, &format!("no route named {name}")),
                 }
@@ -344,7 +346,7 @@ impl AdminState {
 
     async fn run_command(&self, name: &str, command: Command) -> Response<Full<Bytes>> {
         let mut control = self.process.control.lock().await;
-        let now = now_ms();
+        let now = self.process.now_ms();
         match control.command(name, command, now).await {
             Ok(republish) => {
                 // Published under the lock, so snapshots keep the order of
@@ -370,7 +372,7 @@ impl AdminState {
     /// Promotes every Paused route in one step and publishes once.
     async fn promote_all(&self) -> Response<Full<Bytes>> {
         let mut control = self.process.control.lock().await;
-        let now = now_ms();
+        let now = self.process.now_ms();
         let paused: Vec<String> = control
             .rollouts
             .iter()
@@ -553,7 +555,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         .max_buf_size(64 * 1024);
     loop {
         let (stream, remote) = tokio::select! {
-            () = crate::run::stopped(&mut stop) => return,
+            () = stopped(&mut stop) => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {

@@ -11,6 +11,7 @@ pub mod controller;
 pub mod demo;
 pub mod load;
 pub mod persist;
+pub mod process;
 pub mod reload;
 pub mod rollout;
 pub mod run;

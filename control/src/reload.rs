@@ -4,29 +4,21 @@
 //! resolved again every 10 s.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use weir_config::Diagnostics;
+use weir_config::{Diagnostic, Diagnostics};
 
-use crate::controller::now_ms;
 use crate::load::{self, Resolved};
-use crate::run::Process;
+use crate::process::{Process, stopped};
+
+pub use crate::process::ReloadCounters;
 
 /// How often the config file is read to look for a change.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often endpoint names are resolved again.
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Counts of reload outcomes (the initial load is not counted).
-#[derive(Debug, Default)]
-pub struct ReloadCounters {
-    /// Reloads applied.
-    pub success: AtomicU64,
-    /// Reloads refused.
-    pub failure: AtomicU64,
-}
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +58,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let mut last_attempt: Option<String> = None;
     loop {
         tokio::select! {
-            () = crate::run::stopped(&mut stop) => return,
+            () = stopped(&mut stop) => return,
             _ = poll.tick() => {
                 let Ok(text) = tokio::fs::read_to_string(&process.config_path).await else { continue };
                 let unchanged = { process.control.lock().await.loaded.text == text };
@@ -96,7 +88,20 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
     // Reading and resolving (DNS can take seconds) happen before the control
     // state is locked, so the control loop and the admin API never wait on them.
-    let checked = match load::load(&process.config_path) {
+    // The file and the TLS keys are read on the blocking pool, never on a
+    // runtime thread that serves traffic.
+    let path = process.config_path.clone();
+    let read = tokio::task::spawn_blocking(move || load::load(&path))
+        .await
+        .unwrap_or_else(|error| {
+            Err(Diagnostics(vec![Diagnostic {
+                file: process.config_path.display().to_string(),
+                location: None,
+                path: String::new(),
+                message: format!("the config reader failed: {error}"),
+            }]))
+        });
+    let checked = match read {
         Ok(loaded) => Resolved::resolve(&loaded.document)
             .await
             .map(|resolved| (loaded, resolved)),
@@ -118,7 +123,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
                 );
             }
             control
-                .adopt(loaded, resolved, now_ms())
+                .adopt(loaded, resolved, process.now_ms())
                 .await
                 .map_err(Diagnostics)
         }
