@@ -15,7 +15,9 @@ pub mod status;
 
 pub use control_loop::{SAMPLE_INTERVAL, run};
 pub use history::History;
-pub use state::{CommandError, ControlState};
+pub use state::ControlState;
+
+pub use crate::messages::CommandError;
 pub use status::format_duration;
 
 pub use crate::process::now_ms;

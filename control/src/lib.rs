@@ -10,6 +10,7 @@ pub mod client;
 pub mod controller;
 pub mod demo;
 pub mod load;
+pub mod messages;
 pub mod persist;
 pub mod process;
 pub mod reload;

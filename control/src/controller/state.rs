@@ -12,6 +12,7 @@ use weir_proxy::metrics::RoleCounts;
 
 use super::history::{History, Sample, duration_ms, empty_observation};
 use crate::load::{Loaded, Resolved};
+use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
 use crate::rollout::{
     AbortReason, Command, CommandRefused, ConfigRefused, Outcome, RolloutState, TransitionKind,
@@ -35,15 +36,6 @@ pub struct ControlState {
     last_judged: BTreeMap<String, u64>,
     /// Where state is persisted: fixed at startup.
     store: Arc<dyn StateStore>,
-}
-
-/// A command refused or failed, with the HTTP status to answer.
-#[derive(Debug)]
-pub struct CommandError {
-    /// 404, 409 or 500.
-    pub status: u16,
-    /// What is wrong.
-    pub message: String,
 }
 
 // === impl ControlState ===
@@ -295,7 +287,7 @@ impl ControlState {
     /// Persists `outcome.state` (when it is a transition) off the runtime
     /// threads, then keeps it. Returns whether the snapshot must be
     /// republished.
-    async fn keep(&mut self, route: &str, outcome: Outcome) -> Result<bool, String> {
+    async fn keep(&mut self, route: &str, outcome: Outcome) -> Result<bool, CommandError> {
         let written = if outcome.transition.is_some() {
             persist::save_off_runtime(Arc::clone(&self.store), vec![outcome.state.clone()])
                 .await
@@ -319,19 +311,22 @@ impl ControlState {
         route: &str,
         outcome: Outcome,
         written: std::io::Result<()>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, CommandError> {
         let old_override = self
             .rollouts
             .get(route)
             .and_then(RolloutState::route_override);
         if let Some(transition) = &outcome.transition {
             if let Err(error) = written {
-                let message = format!("cannot persist the state of route {route}: {error}");
+                let failed = CommandError::NotPersisted {
+                    route: route.to_owned(),
+                    error: error.to_string(),
+                };
                 if !matches!(transition.kind, TransitionKind::Aborted(_)) {
-                    tracing::error!(route, "{message}; the transition is not applied");
-                    return Err(message);
+                    tracing::error!(route, "{failed}; the transition is not applied");
+                    return Err(failed);
                 }
-                tracing::error!(route, "{message}; aborting anyway");
+                tracing::error!(route, "{failed}; aborting anyway");
             }
             tracing::info!(
                 route,
@@ -365,30 +360,19 @@ impl ControlState {
         now: u64,
     ) -> Result<bool, CommandError> {
         let Some(config_route) = self.config().routes.iter().find(|r| &*r.name == route) else {
-            return Err(CommandError {
-                status: 404,
-                message: format!("no route named {route}"),
+            return Err(CommandError::NoRoute {
+                route: route.to_owned(),
             });
         };
         let Some(state) = self.rollouts.get(route) else {
-            let refused = CommandRefused::fixed_split(route, command);
-            return Err(CommandError {
-                status: 409,
-                message: refused.message().to_owned(),
-            });
+            return Err(CommandError::Refused(CommandRefused::fixed_split(
+                route, command,
+            )));
         };
         let outcome = state
             .command(command, config_route, now)
-            .map_err(|refused| CommandError {
-                status: 409,
-                message: refused.message().to_owned(),
-            })?;
-        self.keep(route, outcome)
-            .await
-            .map_err(|message| CommandError {
-                status: 500,
-                message,
-            })
+            .map_err(CommandError::Refused)?;
+        self.keep(route, outcome).await
     }
 
     /// Samples the proxy's counters and judges every route whose interval

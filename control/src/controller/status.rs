@@ -2,18 +2,19 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use weir_config::status::{self, Analysis, Phase, RoleStats, RouteStatus};
 use weir_config::{Route, Step};
 
 use super::ControlState;
 use super::history::{duration_ms, empty_observation};
-use crate::rollout::{Phase, RoleSummary};
+use crate::messages;
+use crate::rollout::{RoleSummary, Verdict};
 
 // === impl ControlState ===
 
 impl ControlState {
     /// The status of every route, in config order.
-    pub fn statuses(&self, now: u64) -> Vec<Value> {
+    pub fn statuses(&self, now: u64) -> Vec<RouteStatus> {
         self.config()
             .routes
             .iter()
@@ -22,7 +23,7 @@ impl ControlState {
     }
 
     /// The status of `route`, if it exists.
-    pub fn status(&self, route: &str, now: u64) -> Option<Value> {
+    pub fn status(&self, route: &str, now: u64) -> Option<RouteStatus> {
         self.config()
             .routes
             .iter()
@@ -30,12 +31,12 @@ impl ControlState {
             .map(|r| self.status_of(r, now))
     }
 
-    fn status_of(&self, route: &Route, now: u64) -> Value {
+    fn status_of(&self, route: &Route, now: u64) -> RouteStatus {
         let name: &str = &route.name;
-        let steps: Vec<Value> = route
+        let steps: Vec<status::Step> = route
             .strategy
             .as_ref()
-            .map_or_else(Vec::new, |s| s.steps.iter().map(step_json).collect());
+            .map_or_else(Vec::new, |s| s.steps.iter().map(step_status).collect());
         let window_ms = route
             .strategy
             .as_ref()
@@ -51,70 +52,83 @@ impl ControlState {
             .unwrap_or_else(empty_observation);
         let judgement = state.and_then(|s| s.last_judgement.as_ref());
         let (verdict, reason) = match judgement.map(|j| &j.verdict) {
-            Some(crate::rollout::Verdict::Pass { reason }) => (json!("pass"), json!(reason)),
-            Some(crate::rollout::Verdict::Inconclusive { reason }) => {
-                (json!("inconclusive"), json!(reason))
-            }
-            Some(crate::rollout::Verdict::Fail { reason, .. }) => (json!("fail"), json!(reason)),
-            None => (Value::Null, Value::Null),
+            Some(Verdict::Pass { reason }) => (Some("pass"), Some(reason.clone())),
+            Some(Verdict::Inconclusive { reason }) => (Some("inconclusive"), Some(reason.clone())),
+            Some(Verdict::Fail { reason, .. }) => (Some("fail"), Some(reason.clone())),
+            None => (None, None),
         };
-        let analysis = json!({
-            "windowSeconds": (now.saturating_sub(since)).min(window_ms) as f64 / 1000.0,
-            "stable": RoleSummary::of(&observation.stable),
-            "canary": RoleSummary::of(&observation.canary),
-            "verdict": verdict,
-            "reason": reason,
-            "failures": state.map_or(0, |s| s.failures),
-        });
+        let analysis = Analysis {
+            window_seconds: (now.saturating_sub(since)).min(window_ms) as f64 / 1000.0,
+            stable: Some(role_stats(RoleSummary::of(&observation.stable))),
+            canary: Some(role_stats(RoleSummary::of(&observation.canary))),
+            verdict: verdict.map(str::to_owned),
+            reason,
+            failures: state.map_or(0, |s| u64::from(s.failures)),
+        };
+        let stable_revision = Some(route.stable.revision.to_string());
         match state {
-            Some(s) => json!({
-                "name": name,
-                "phase": s.phase.as_str(),
-                "stepIndex": s.step_index,
-                "stepCount": steps.len(),
-                "steps": steps,
-                "canaryWeight": s.canary_weight.percent(),
-                "stableRevision": &*route.stable.revision,
-                "canaryRevision": s.canary_revision,
-                "promotedRevision": s.promoted_revision,
-                "configBehind": s.is_config_behind(),
-                "held": s.held,
-                "pauseDeadlineMs": s.pause_deadline_ms,
-                "rolloutSeq": s.rollout_seq,
-                "strategy": true,
-                "message": s.message,
-                "analysis": analysis,
-            }),
-            None => json!({
-                "name": name,
-                "phase": Phase::Healthy.as_str(),
-                "stepIndex": Value::Null,
-                "stepCount": 0,
-                "steps": [],
-                "canaryWeight": route.canary.as_ref().map_or(0.0, |_| route.fixed_weight.percent()),
-                "stableRevision": &*route.stable.revision,
-                "canaryRevision": route.canary.as_ref().map(|c| &*c.revision),
-                "promotedRevision": Value::Null,
-                "configBehind": false,
-                "held": false,
-                "pauseDeadlineMs": Value::Null,
-                "rolloutSeq": Value::Null,
-                "strategy": false,
-                "message": match &route.canary {
-                    Some(c) => format!("fixed split: {} % to {}", route.fixed_weight, c.revision),
-                    None => "no canary".to_owned(),
+            Some(s) => RouteStatus {
+                name: name.to_owned(),
+                phase: s.phase,
+                step_index: s.step_index,
+                step_count: steps.len(),
+                steps,
+                canary_weight: s.canary_weight.percent(),
+                stable_revision,
+                canary_revision: s.canary_revision.clone(),
+                promoted_revision: s.promoted_revision.clone(),
+                config_behind: s.is_config_behind(),
+                held: s.held,
+                pause_deadline_ms: s.pause_deadline_ms,
+                rollout_seq: Some(s.rollout_seq),
+                strategy: true,
+                message: s.message.clone(),
+                analysis: Some(analysis),
+            },
+            None => RouteStatus {
+                name: name.to_owned(),
+                phase: Phase::Healthy,
+                step_index: None,
+                step_count: 0,
+                steps: Vec::new(),
+                canary_weight: route
+                    .canary
+                    .as_ref()
+                    .map_or(0.0, |_| route.fixed_weight.percent()),
+                stable_revision,
+                canary_revision: route.canary.as_ref().map(|c| c.revision.to_string()),
+                promoted_revision: None,
+                config_behind: false,
+                held: false,
+                pause_deadline_ms: None,
+                rollout_seq: None,
+                strategy: false,
+                message: match &route.canary {
+                    Some(c) => messages::fixed_split(&route.fixed_weight, &c.revision),
+                    None => messages::NO_CANARY.to_owned(),
                 },
-                "analysis": analysis,
-            }),
+                analysis: Some(analysis),
+            },
         }
     }
 }
 
-fn step_json(step: &Step) -> Value {
+fn role_stats(summary: RoleSummary) -> RoleStats {
+    RoleStats {
+        requests: summary.requests,
+        errors: summary.errors,
+        error_rate: summary.error_rate,
+        latency_p99_ms: summary.latency_p99_ms,
+    }
+}
+
+fn step_status(step: &Step) -> status::Step {
     match step {
-        Step::SetWeight(w) => json!({ "setWeight": w.percent() }),
-        Step::Pause(None) => json!({ "pause": {} }),
-        Step::Pause(Some(d)) => json!({ "pause": { "duration": format_duration(*d) } }),
+        Step::SetWeight(w) => status::Step::SetWeight(w.percent()),
+        Step::Pause(None) => status::Step::Pause { duration: None },
+        Step::Pause(Some(d)) => status::Step::Pause {
+            duration: Some(format_duration(*d)),
+        },
     }
 }
 

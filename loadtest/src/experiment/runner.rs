@@ -24,7 +24,7 @@ use super::report::{
     self, Event, EventKind, ExperimentReport, RouteState, RunData, Sample, UpstreamInfo, WeirInfo,
     round_ms,
 };
-use super::scenario::{ActionKind, Scenario, upstream_env_var};
+use super::scenario::{ActionKind, Phase, Scenario, upstream_env_var};
 use super::{Failure, html};
 use crate::run::{self, Hooks, RunArgs};
 use crate::upstream::{FaultsUpdate, Upstream, UpstreamArgs};
@@ -602,7 +602,7 @@ pub(crate) fn changes(t: f64, before: Option<&RouteState>, now: &RouteState) -> 
             Some(Value::from(now.phase.clone())),
             format!("{}: phase {} → {}", now.name, before.phase, now.phase),
         ));
-        if now.phase == "Aborted" {
+        if now.phase == Phase::Aborted.as_str() {
             let why = now
                 .reason
                 .clone()
