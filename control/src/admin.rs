@@ -585,6 +585,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
 }
 
 #[cfg(test)]
+mod request_table;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

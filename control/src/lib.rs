@@ -9,6 +9,8 @@ pub mod cli;
 pub mod client;
 pub mod controller;
 pub mod demo;
+#[cfg(test)]
+mod fixtures;
 pub mod load;
 pub mod messages;
 pub mod persist;
