@@ -21,3 +21,12 @@ pub use crate::messages::CommandError;
 pub use status::format_duration;
 
 pub use crate::process::now_ms;
+
+/// The span of everything control does for one route (judgement,
+/// transitions, reload decisions), so each log line names its route.
+pub fn route_span(route: &str) -> tracing::Span {
+    tracing::info_span!("route", route = %route)
+}
+
+#[cfg(test)]
+mod tests;

@@ -188,7 +188,7 @@ fn log_change(trigger: Trigger, change: &Change) {
         | Change::CanaryRevision { route: r, .. } => Some(r.as_str()),
         Change::RestartNeeded(_) | Change::Tokens => None,
     };
-    let _span = route.map(|r| tracing::info_span!("route", route = r).entered());
+    let _route = route.map(|r| crate::controller::route_span(r).entered());
     match change {
         Change::RestartNeeded(key) => tracing::warn!(?trigger, key, "{}", messages::RESTART_NEEDED),
         change => tracing::info!(?trigger, ?change, "config change"),

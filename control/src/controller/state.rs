@@ -11,6 +11,7 @@ use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
 use super::history::{History, Sample, duration_ms, empty_observation};
+use super::route_span;
 use crate::load::{Loaded, Resolved};
 use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
@@ -85,11 +86,14 @@ impl ControlState {
             if route.strategy.is_none() {
                 continue;
             }
+            let _route = route_span(&route.name).entered();
             let outcome = match store.load(&route.name) {
                 // A config behind its promotion holds that route alone, as
                 // persisted; every other route serves normally.
                 Stored::Found(state) => state.reconcile(route, now).unwrap_or_else(|refused| {
-                    tracing::warn!(route = %route.name, "{refused}; the route is held as persisted until the config catches up");
+                    tracing::warn!(
+                        "{refused}; the route is held as persisted until the config catches up"
+                    );
                     Outcome {
                         state: state.held_behind(&refused),
                         transition: None,
@@ -97,9 +101,9 @@ impl ControlState {
                 }),
                 Stored::Missing => RolloutState::start(route, now),
                 Stored::Unreadable(error) => {
-                    tracing::error!(route = %route.name, %error, "rollout state unreadable; holding the canary at weight 0");
+                    tracing::error!(%error, "rollout state unreadable; holding the canary at weight 0");
                     if let Some(aside) = store.set_aside(&route.name, now) {
-                        tracing::warn!(route = %route.name, file = %aside, "unreadable state file kept aside");
+                        tracing::warn!(file = %aside, "unreadable state file kept aside");
                     }
                     Outcome {
                         state: RolloutState::unreadable(route, now, &error),
@@ -118,7 +122,7 @@ impl ControlState {
                 ));
             }
             if let Some(t) = &outcome.transition {
-                tracing::info!(route = %route.name, kind = ?t.kind, "{}", t.message);
+                tracing::info!(kind = ?t.kind, "{}", t.message);
             }
             rollouts.insert(route.name.to_string(), outcome.state);
         }
@@ -227,7 +231,8 @@ impl ControlState {
             }
             if let Ok(outcome) = state.reconcile(route, now) {
                 if let Some(t) = &outcome.transition {
-                    tracing::info!(route = %name, kind = ?t.kind, "{}", t.message);
+                    let _route = route_span(name).entered();
+                    tracing::info!(kind = ?t.kind, "{}", t.message);
                 }
                 ended.push(outcome.state);
             }
@@ -235,13 +240,15 @@ impl ControlState {
         let written = persist::save_off_runtime(Arc::clone(&self.store), ended.clone()).await;
         for (state, result) in ended.iter().zip(written) {
             if let Err(error) = result {
-                tracing::warn!(route = %state.route, %error, "cannot persist the end of the rollout");
+                let _route = route_span(&state.route).entered();
+                tracing::warn!(%error, "cannot persist the end of the rollout");
             }
         }
         let mut rollouts = BTreeMap::new();
         for outcome in outcomes {
             if let Some(t) = &outcome.transition {
-                tracing::info!(route = %outcome.state.route, kind = ?t.kind, weight = %t.canary_weight, "{}", t.message);
+                let _route = route_span(&outcome.state.route).entered();
+                tracing::info!(kind = ?t.kind, weight = %t.canary_weight, "{}", t.message);
             }
             rollouts.insert(outcome.state.route.clone(), outcome.state);
         }
@@ -312,6 +319,7 @@ impl ControlState {
         outcome: Outcome,
         written: std::io::Result<()>,
     ) -> Result<bool, CommandError> {
+        let _route = route_span(route).entered();
         let old_override = self
             .rollouts
             .get(route)
@@ -323,13 +331,12 @@ impl ControlState {
                     error: error.to_string(),
                 };
                 if !matches!(transition.kind, TransitionKind::Aborted(_)) {
-                    tracing::error!(route, "{failed}; the transition is not applied");
+                    tracing::error!("{failed}; the transition is not applied");
                     return Err(failed);
                 }
-                tracing::error!(route, "{failed}; aborting anyway");
+                tracing::error!("{failed}; aborting anyway");
             }
             tracing::info!(
-                route,
                 kind = ?transition.kind,
                 from = transition.from.as_str(),
                 to = transition.to.as_str(),
@@ -454,7 +461,12 @@ impl ControlState {
                 .get(name)
                 .map(|h| h.observation(since))
                 .unwrap_or_else(empty_observation);
-            judged.push((name.to_owned(), state.tick(route, now, &observation)));
+            let outcome = state.tick(route, now, &observation);
+            if let Some(judgement) = &outcome.state.last_judgement {
+                let _route = route_span(name).entered();
+                tracing::debug!(verdict = ?judgement.verdict, "canary judged");
+            }
+            judged.push((name.to_owned(), outcome));
         }
         judged
     }
