@@ -2,11 +2,6 @@
 //! of its requests and is rolled back; every expectation holds and the
 //! report has its four charts.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 mod common;
 
 use std::time::Duration;

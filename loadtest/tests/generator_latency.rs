@@ -2,11 +2,6 @@
 //! 20 ms before each answer gives p50 and p99 of 20 ms, give or take the
 //! histogram's precision and, upward only, scheduler noise.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 mod common;
 
 use std::time::Duration;

@@ -1,11 +1,6 @@
 //! The generator holds its rate: 2,000 req/s for 10 s against a real
 //! `weir-loadtest upstream` process, counted by the upstream itself.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 mod common;
 
 use std::time::{Duration, Instant};

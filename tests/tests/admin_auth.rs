@@ -4,11 +4,6 @@
 //! and metrics stay open. weir refuses a non-loopback admin address without
 //! tokens.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -4,11 +4,6 @@
 //! naming it and changes nothing; an empty body and `{}` are a plain
 //! promote.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index, within};

@@ -2,11 +2,6 @@
 //! `abort`, `retry`, `promote --all`, and its exit codes (0 ok, 1 other API
 //! error, 3 conflict, 4 not found, 5 auth, 6 unreachable).
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -34,7 +29,7 @@ async fn cli(admin: &str, args: &[&str], token: Option<&str>) -> Output {
     tokio::time::timeout(Duration::from_secs(20), command.output())
         .await
         .unwrap_or_else(|_| panic!("weir {args:?} did not finish within 20 s"))
-        .unwrap()
+        .expect("running weir")
 }
 
 fn expect_exit(output: &Output, code: i32, what: &str) {

@@ -1,11 +1,6 @@
 //! SIGTERM: weir stops accepting at once, `/readyz` turns 503, the request
 //! in flight still completes, and the process exits 0.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;

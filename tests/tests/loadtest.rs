@@ -2,11 +2,6 @@
 //! (name tag, body counting, header echo, faults, WebSocket echo) and the
 //! load generator's report and bounds. The other tests rely on both.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 

@@ -2,11 +2,6 @@
 //! is aborted by analysis within seconds, its weight drops to 0 at once, and
 //! no further request reaches it.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use tokio::time::Instant;

@@ -7,11 +7,6 @@
 //! normally. Once
 //! the config names v2 as stable, v3's rollout starts.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{

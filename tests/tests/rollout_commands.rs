@@ -3,11 +3,6 @@
 //! for a command that does not apply, 404 for an unknown route; a config
 //! with yet another canary while Promoted-and-behind is refused.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{

@@ -1,11 +1,6 @@
 //! No false rollback: when canary and stable fail at the same low rate
 //! (2 %, below `maxErrorRate`), 20 s of judgements every 500 ms never abort.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 

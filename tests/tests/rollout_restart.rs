@@ -2,11 +2,6 @@
 //! and state dir, each route is in the same phase, step and weight before
 //! the first request, and a timed pause keeps its original deadline.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{

@@ -2,11 +2,6 @@
 //! (the command answers 500 naming the route, the rollout stays as it was),
 //! except an abort, which takes effect anyway; the proxy keeps serving.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{

@@ -2,11 +2,6 @@
 //! an unreachable endpoint gives 502 (`kind="connect"`), a slow one 504
 //! after `timeouts.request` (`kind="timeout"`).
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::{Duration, Instant};
 
 use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, free_addr, send_many, within};
