@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{run_loadtest, shown, weir};
+use common::{run_loadtest, weir};
+use weir_e2e::shown;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_short_demo_passes_with_a_full_report() {

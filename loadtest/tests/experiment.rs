@@ -8,7 +8,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{run_loadtest, shown, weir};
+use common::{run_loadtest, weir};
+use weir_e2e::shown;
 
 const LIMIT: Duration = Duration::from_secs(40);
 

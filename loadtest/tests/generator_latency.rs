@@ -6,11 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{UpstreamProcess, run_loadtest, shown};
+use common::run_loadtest;
+use weir_e2e::{LoadtestUpstream, shown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_milliseconds_in_twenty_milliseconds_out() {
-    let upstream = UpstreamProcess::start("slow", &["--latency", "20ms"]);
+    let upstream = LoadtestUpstream::start("slow", &["--latency", "20ms"]);
     let target = format!("http://{}/", upstream.addr);
     let output = run_loadtest(
         &[

@@ -5,11 +5,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{UpstreamProcess, get_json, run_loadtest, shown};
+use common::run_loadtest;
+use weir_e2e::{LoadtestUpstream, get_json, shown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_per_second_for_ten_seconds() {
-    let upstream = UpstreamProcess::start("rate", &[]);
+    let upstream = LoadtestUpstream::start("rate", &[]);
     let target = format!("http://{}/", upstream.addr);
     let started = Instant::now();
     let output = run_loadtest(
