@@ -52,13 +52,11 @@ fn stdout_json(output: &Output, what: &str) -> serde_json::Value {
 }
 
 fn config(v1: &FakeUpstream, v2: &FakeUpstream) -> WeirConfig {
-    let strategy = Strategy::new([
+    let strategy = Strategy::unjudged([
         Step::SetWeight(10.0),
         Step::Pause(None),
         Step::SetWeight(50.0),
-    ])
-    .analysis("250ms", "5s")
-    .min_requests(100_000);
+    ]);
     WeirConfig::new([Route::new("web", &[v1.addr])
         .canary(&[v2.addr], 0.0)
         .strategy(strategy)])
