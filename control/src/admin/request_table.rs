@@ -331,7 +331,25 @@ async fn answers_read_as_the_status_type() {
         ]
     );
 
-    in_memory.clock.advance(std::time::Duration::from_secs(1));
+    // The window is read on the process's clock: none yet at the start,
+    // 1.5 s once the clock moved by that much.
+    let window = |routes: &[RouteStatus]| routes[0].analysis.as_ref().map(|a| a.window_seconds);
+    assert_eq!(window(&routes), Some(0.0));
+    in_memory
+        .clock
+        .advance(std::time::Duration::from_millis(1_500));
+    let later = call(
+        &admin,
+        &Method::GET,
+        "/api/v1/routes",
+        Caller::Reader,
+        "",
+        local,
+    )
+    .await;
+    let later: Vec<RouteStatus> = serde_json::from_slice(&later.body).expect("statuses");
+    assert_eq!(window(&later), Some(1.5));
+
     let promoted = call(
         &admin,
         &Method::POST,
