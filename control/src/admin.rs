@@ -22,10 +22,11 @@ use serde_json::Value;
 use serde::Serialize;
 use weir_config::status::PromoteAll;
 
+use crate::controller::transitions;
 use crate::messages::{self, Refusal};
 use crate::process::{Process, stopped};
 use crate::reload::{self, Trigger};
-use crate::rollout::{Command, Phase};
+use crate::rollout::Command;
 
 /// What the admin API serves from.
 #[derive(Debug)]
@@ -347,18 +348,15 @@ impl AdminState {
     }
 
     async fn run_command(&self, name: &str, command: Command) -> Response<Full<Bytes>> {
-        let mut control = self.process.control.lock().await;
-        let now = self.process.now_ms();
-        match control.command(name, command, now).await {
-            Ok(republish) => {
-                // Published under the lock, so snapshots keep the order of
-                // the states; the wait for the proxy happens without it.
-                let version = republish.then(|| self.process.publisher.publish(control.snapshot()));
-                let status = control.status(name, now);
-                drop(control);
-                if let Some(version) = version {
+        match transitions::command(&self.process, name, command).await {
+            Ok(published) => {
+                if let Some(version) = published {
                     self.process.wait_applied(version).await;
                 }
+                let status = {
+                    let control = self.process.control.lock().await;
+                    control.status(name, self.process.now_ms())
+                };
                 match status {
                     Some(status) => json(StatusCode::OK, &status),
                     None => refusal(&Refusal::NoRoute {
@@ -372,40 +370,22 @@ impl AdminState {
 
     /// Promotes every Paused route in one step and publishes once.
     async fn promote_all(&self) -> Response<Full<Bytes>> {
-        let mut control = self.process.control.lock().await;
-        let now = self.process.now_ms();
-        let paused: Vec<String> = control
-            .rollouts
-            .iter()
-            .filter(|(_, state)| state.phase == Phase::Paused)
-            .map(|(name, _)| name.clone())
-            .collect();
-        let mut promoted = Vec::new();
-        let mut republish = false;
-        let mut failures = Vec::new();
-        for name in &paused {
-            match control.command(name, Command::Promote, now).await {
-                Ok(changed) => {
-                    republish |= changed;
-                    promoted.push(name.clone());
-                }
-                Err(refused) => failures.push(format!("{name}: {refused}")),
-            }
-        }
-        let version = republish.then(|| self.process.publisher.publish(control.snapshot()));
-        let routes = control.statuses(now);
-        drop(control);
-        if let Some(version) = version {
+        let done = transitions::promote_paused(&self.process).await;
+        if let Some(version) = done.published {
             self.process.wait_applied(version).await;
         }
-        let status = if failures.is_empty() {
+        let routes = {
+            let control = self.process.control.lock().await;
+            control.statuses(self.process.now_ms())
+        };
+        let status = if done.failures.is_empty() {
             StatusCode::OK
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };
         let answer = PromoteAll {
-            error: (!failures.is_empty()).then(|| failures.join("; ")),
-            promoted,
+            error: (!done.failures.is_empty()).then(|| done.failures.join("; ")),
+            promoted: done.promoted,
             routes,
         };
         json(status, &answer)

@@ -2,7 +2,9 @@
 //! follows ([`state`]), the counter samples judged over windows
 //! ([`history`]), the status the admin API answers ([`status`]), the
 //! rollout metrics ([`metrics`]), and the loop that samples, judges and
-//! publishes every 100 ms ([`control_loop`]). Every transition is persisted
+//! publishes every 100 ms ([`control_loop`]), and changes made through the
+//! process handle without holding the control lock across a write
+//! ([`transitions`]). Every transition is persisted
 //! through a [`StateStore`](crate::persist::StateStore) before it is acted
 //! on, on tokio's blocking pool (the fsyncs never stall the runtime threads
 //! that serve traffic).
@@ -12,6 +14,7 @@ pub mod history;
 pub mod metrics;
 pub mod state;
 pub mod status;
+pub mod transitions;
 
 pub use control_loop::{SAMPLE_INTERVAL, run};
 pub use history::History;

@@ -8,7 +8,7 @@ use weir_proxy::{Metrics, Proxy};
 
 use crate::controller::ControlState;
 use crate::load::{Loaded, Resolved};
-use crate::persist::MemoryStore;
+use crate::persist::{MemoryStore, StateStore};
 use crate::process::{ManualClock, Process};
 
 /// Where the fixtures' clock starts: 2023-11-14, in ms since the epoch.
@@ -80,10 +80,24 @@ pub(crate) async fn resolved(loaded: &Loaded) -> Resolved {
 /// it). Must run in a tokio runtime.
 pub(crate) async fn process(text: &str, config_path: PathBuf) -> InMemory {
     let store = Arc::new(MemoryStore::default());
+    let (process, clock) = process_with(text, config_path, store.clone()).await;
+    InMemory {
+        process,
+        clock,
+        store,
+    }
+}
+
+/// A process as [`process`] makes it, over `store`.
+pub(crate) async fn process_with(
+    text: &str,
+    config_path: PathBuf,
+    store: Arc<dyn StateStore>,
+) -> (Arc<Process>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::at(START_MS));
     let loaded = loaded(text);
     let resolved = resolved(&loaded).await;
-    let control = ControlState::restore_with(loaded, resolved, store.clone(), START_MS)
+    let control = ControlState::restore_with(loaded, resolved, store, START_MS)
         .unwrap_or_else(|d| panic!("restore: {d:?}"));
     let (publisher, reader) = weir_config::channel(control.snapshot());
     let proxy = Proxy::new(reader, Arc::new(Metrics::new()));
@@ -94,9 +108,5 @@ pub(crate) async fn process(text: &str, config_path: PathBuf) -> InMemory {
         control,
         clock.clone(),
     ));
-    InMemory {
-        process,
-        clock,
-        store,
-    }
+    (process, clock)
 }

@@ -39,8 +39,14 @@ pub struct Process {
     pub publisher: Publisher,
     /// The data plane.
     pub proxy: Proxy,
-    /// The config in force, its resolved endpoints and the rollout states.
+    /// The config in force, its resolved endpoints and the rollout states;
+    /// held briefly, never across a write or a wait for the proxy.
     pub control: tokio::sync::Mutex<ControlState>,
+    /// Held by whoever changes rollout states (commands, the control loop,
+    /// reloads) for the whole change, before the control lock: changes
+    /// never interleave, and the control lock is free while a state is
+    /// written.
+    pub transitions: tokio::sync::Mutex<()>,
     /// Reload outcomes.
     pub reloads: ReloadCounters,
     /// Where control reads the time.
@@ -114,6 +120,7 @@ impl Process {
             publisher,
             proxy,
             control: tokio::sync::Mutex::new(control),
+            transitions: tokio::sync::Mutex::new(()),
             reloads: ReloadCounters::default(),
             clock,
         }

@@ -140,6 +140,8 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
             .map(|resolved| (loaded, resolved)),
         Err(diagnostics) => Err(diagnostics),
     };
+    // A reload changes rollout states: it waits for other changes to end.
+    let writing = process.transitions.lock().await;
     let mut control = process.control.lock().await;
     let adopted = match checked {
         Ok((loaded, resolved)) => {
@@ -171,6 +173,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
     }
     let version = process.publisher.publish(control.snapshot());
     drop(control);
+    drop(writing);
     process.wait_applied(version).await;
     process.reloads.success.fetch_add(1, Relaxed);
     tracing::info!(?trigger, version, "config reloaded");

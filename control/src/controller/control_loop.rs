@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
+use super::transitions;
 use crate::process::{Process, stopped};
 
 /// How often the proxy's counters are sampled: the granularity of windows.
@@ -23,14 +24,12 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             () = stopped(&mut stop) => return,
             _ = ticker.tick() => {}
         }
-        let mut control = process.control.lock().await;
         let sample = |route: &str, role: Role| {
             metrics
                 .get(route, role)
                 .map_or_else(RoleCounts::zero, |m| m.counts())
         };
-        if control.tick(sample, process.now_ms()).await {
-            process.publisher.publish(control.snapshot());
-        }
+        // Published without waiting: nothing answers a caller here.
+        let _ = transitions::tick(&process, sample).await;
     }
 }

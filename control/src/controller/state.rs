@@ -295,15 +295,13 @@ impl ControlState {
     /// threads, then keeps it. Returns whether the snapshot must be
     /// republished.
     async fn keep(&mut self, route: &str, outcome: Outcome) -> Result<bool, CommandError> {
-        let written = if outcome.transition.is_some() {
-            persist::save_off_runtime(Arc::clone(&self.store), vec![outcome.state.clone()])
-                .await
-                .pop()
-                .unwrap_or(Ok(()))
-        } else {
-            Ok(())
-        };
+        let written = write_outcome(self.store(), &outcome).await;
         self.apply(route, outcome, written)
+    }
+
+    /// Where states are persisted.
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        Arc::clone(&self.store)
     }
 
     /// Records a transition's side effects and keeps `outcome.state`, given
@@ -313,7 +311,7 @@ impl ControlState {
     /// If the write failed the old state stays, except for an abort, which
     /// takes effect anyway (a bad canary must not keep traffic because a
     /// disk is full).
-    fn apply(
+    pub fn apply(
         &mut self,
         route: &str,
         outcome: Outcome,
@@ -366,6 +364,21 @@ impl ControlState {
         command: Command,
         now: u64,
     ) -> Result<bool, CommandError> {
+        let outcome = self.decide_command(route, command, now)?;
+        self.keep(route, outcome).await
+    }
+
+    /// What operator command `command` on `route` would do; changes nothing.
+    /// Write the outcome ([`write_outcome`]), then [`Self::apply`] it.
+    ///
+    /// # Errors
+    /// 404 for an unknown route, 409 for a command that does not apply.
+    pub fn decide_command(
+        &self,
+        route: &str,
+        command: Command,
+        now: u64,
+    ) -> Result<Outcome, CommandError> {
         let Some(config_route) = self.config().routes.iter().find(|r| &*r.name == route) else {
             return Err(CommandError::NoRoute {
                 route: route.to_owned(),
@@ -376,10 +389,9 @@ impl ControlState {
                 route, command,
             )));
         };
-        let outcome = state
+        state
             .command(command, config_route, now)
-            .map_err(CommandError::Refused)?;
-        self.keep(route, outcome).await
+            .map_err(CommandError::Refused)
     }
 
     /// Samples the proxy's counters and judges every route whose interval
@@ -387,14 +399,18 @@ impl ControlState {
     /// before they are kept. Returns whether to republish.
     pub async fn tick(&mut self, sample: impl Fn(&str, Role) -> RoleCounts, now: u64) -> bool {
         let judged = self.judge(sample, now);
-        let changed: Vec<RolloutState> = judged
-            .iter()
-            .filter(|(_, o)| o.transition.is_some())
-            .map(|(_, o)| o.state.clone())
-            .collect();
-        let mut written = persist::save_off_runtime(Arc::clone(&self.store), changed)
-            .await
-            .into_iter();
+        let written = write_judged(self.store(), &judged).await;
+        self.apply_judged(judged, written)
+    }
+
+    /// Keeps the outcomes of [`Self::judge`], given the results of
+    /// [`write_judged`]. Returns whether to republish.
+    pub fn apply_judged(
+        &mut self,
+        judged: Vec<(String, Outcome)>,
+        written: Vec<std::io::Result<()>>,
+    ) -> bool {
+        let mut written = written.into_iter();
         let mut republish = false;
         for (name, outcome) in judged {
             let result = if outcome.transition.is_some() {
@@ -411,8 +427,9 @@ impl ControlState {
     }
 
     /// Records a sample of every route and judges those whose interval has
-    /// passed; no I/O.
-    fn judge(
+    /// passed; no I/O. Write the outcomes ([`write_judged`]), then keep them
+    /// ([`Self::apply_judged`]).
+    pub fn judge(
         &mut self,
         sample: impl Fn(&str, Role) -> RoleCounts,
         now: u64,
@@ -470,4 +487,30 @@ impl ControlState {
         }
         judged
     }
+}
+
+/// Writes `outcome.state` to `store` when it is a transition (off the
+/// runtime threads); `Ok` when there is nothing to write.
+pub async fn write_outcome(store: Arc<dyn StateStore>, outcome: &Outcome) -> std::io::Result<()> {
+    if outcome.transition.is_none() {
+        return Ok(());
+    }
+    persist::save_off_runtime(store, vec![outcome.state.clone()])
+        .await
+        .pop()
+        .unwrap_or(Ok(()))
+}
+
+/// Writes the transitions among `judged` to `store` (off the runtime
+/// threads), one result per transition, in order.
+pub async fn write_judged(
+    store: Arc<dyn StateStore>,
+    judged: &[(String, Outcome)],
+) -> Vec<std::io::Result<()>> {
+    let changed: Vec<RolloutState> = judged
+        .iter()
+        .filter(|(_, o)| o.transition.is_some())
+        .map(|(_, o)| o.state.clone())
+        .collect();
+    persist::save_off_runtime(store, changed).await
 }
