@@ -12,6 +12,7 @@ pub mod location;
 pub mod model;
 pub mod schema;
 pub mod snapshot;
+pub mod status;
 pub mod validate;
 pub mod weight;
 

@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::{AdminUrl, DEFAULT_ADMIN_URL, EXIT_CODES_HELP};
 
+pub mod commands;
+
 /// weir: a canary-release L7 proxy.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about)]

@@ -1,7 +1,7 @@
-//! The commands that talk to a running weir through its admin API (SPEC.md
-//! sections 6 and 8): `weir status [ROUTE] [--watch] [--json]`,
-//! `weir promote ROUTE [--full]`, `weir promote --all`, `weir abort`,
-//! `weir retry`, `weir pause` and `weir resume`.
+//! The client of weir's admin API (SPEC.md sections 6 and 8), used by the
+//! commands in [`crate::cli::commands`]: `weir status [ROUTE] [--watch]
+//! [--json]`, `weir promote ROUTE [--full]`, `weir promote --all`,
+//! `weir abort`, `weir retry`, `weir pause` and `weir resume`.
 //!
 //! A small HTTP/1.1 client on a current-thread runtime: plain `http://` only,
 //! one connection per request, one deadline over connect and answer. It
@@ -11,7 +11,7 @@
 use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::io::{self, IsTerminal as _, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,8 +24,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
-
-use crate::cli::{AdminArgs, PromoteArgs, RouteArgs, StatusArgs};
 
 pub mod api;
 pub mod render;
@@ -582,87 +580,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-// === commands ===
-
-/// `weir status [ROUTE] [--watch] [--json]`.
-pub fn status(args: &StatusArgs) -> ExitCode {
-    let Some(client) = client(&args.admin) else {
-        return Exit::Usage.into();
-    };
-    let route = args.route.as_deref();
-    if args.watch {
-        let terminal = io::stdout().is_terminal();
-        return block_on(async {
-            let mut stdout = io::stdout();
-            let stop = ctrl_c();
-            watch(&client, route, WATCH_INTERVAL, &mut stdout, terminal, stop)
-                .await
-                .into()
-        });
-    }
-    block_on(async {
-        let now = now_ms();
-        let outcome = match (route, args.json) {
-            (Some(name), true) => client
-                .route_json(name)
-                .await
-                .map(|raw| render::pretty_json(&raw)),
-            (None, true) => client
-                .routes_json()
-                .await
-                .map(|raw| render::pretty_json(&raw)),
-            (Some(name), false) => client
-                .route(name)
-                .await
-                .map(|status| render::route_text(&status, now)),
-            (None, false) => client
-                .routes()
-                .await
-                .map(|routes| render::routes_text(&routes, now)),
-        };
-        finish(outcome)
-    })
-}
-
-/// `weir promote ROUTE [--full]` and `weir promote --all`.
-pub fn promote(args: &PromoteArgs) -> ExitCode {
-    let Some(client) = client(&args.admin) else {
-        return Exit::Usage.into();
-    };
-    block_on(async {
-        let outcome = match (&args.route, args.all) {
-            (_, true) => client
-                .promote_all()
-                .await
-                .map(|answer| render::promote_all_line(&answer)),
-            (Some(route), false) => client
-                .command(route, RouteCommand::Promote { full: args.full })
-                .await
-                .map(|status| render::command_line(&status)),
-            (None, false) => {
-                // clap requires one of the two; kept for callers building args by hand.
-                eprintln!("weir: promote needs a ROUTE or --all");
-                return Exit::Usage.into();
-            }
-        };
-        finish(outcome)
-    })
-}
-
-/// `weir abort|retry|pause|resume ROUTE` (or any other [`RouteCommand`]).
-pub fn route_command(args: &RouteArgs, command: RouteCommand) -> ExitCode {
-    let Some(client) = client(&args.admin) else {
-        return Exit::Usage.into();
-    };
-    block_on(async {
-        let outcome = client
-            .command(&args.route, command)
-            .await
-            .map(|status| render::command_line(&status));
-        finish(outcome)
-    })
-}
-
 /// `weir status --watch`: fetches and draws a frame every `interval` until
 /// `stop` completes, then returns [`Exit::Success`].
 ///
@@ -738,65 +655,10 @@ pub async fn watch<W: Write>(
 
 // === helpers ===
 
-/// The client for `--admin` and `--token`, or `None` after printing why not.
-fn client(args: &AdminArgs) -> Option<AdminClient> {
-    match AdminClient::new(args.admin.clone(), args.token.as_deref()) {
-        Ok(client) => Some(client),
-        Err(error) => {
-            eprintln!("weir: {error}");
-            None
-        }
-    }
-}
-
-/// Runs `future` on a current-thread runtime; a runtime that cannot start is
-/// reported and ends the command with exit 1.
-fn block_on(future: impl Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(future),
-        Err(error) => {
-            eprintln!("weir: cannot start the runtime: {error}");
-            Exit::Refused.into()
-        }
-    }
-}
-
-/// Prints the result of a one-shot command: the text on stdout and exit 0,
-/// or `weir: <error>` on stderr and the error's exit code.
-fn finish(outcome: Result<String, ClientError>) -> ExitCode {
-    match outcome {
-        Ok(mut text) => {
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            let mut stdout = io::stdout().lock();
-            // A closed stdout (`| head`) is not the command's failure.
-            let _ = stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush());
-            Exit::Success.into()
-        }
-        Err(error) => {
-            eprintln!("weir: {error}");
-            error.exit().into()
-        }
-    }
-}
-
 async fn fetch(client: &AdminClient, route: Option<&str>) -> Result<Vec<RouteStatus>, ClientError> {
     match route {
         Some(name) => client.route(name).await.map(|status| vec![status]),
         None => client.routes().await,
-    }
-}
-
-/// Completes on Ctrl-C; never, if the signal cannot be listened for.
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 
@@ -813,7 +675,8 @@ fn encode_segment(name: &str) -> String {
     out
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the UNIX epoch, for the views.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, duration_ms)

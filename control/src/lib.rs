@@ -10,8 +10,12 @@ pub mod client;
 pub mod cluster;
 pub mod controller;
 pub mod demo;
+#[cfg(test)]
+mod fixtures;
 pub mod load;
+pub mod messages;
 pub mod persist;
+pub mod process;
 pub mod reload;
 pub mod rollout;
 pub mod run;

@@ -3,20 +3,21 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use weir_control::cli::commands;
 use weir_control::cli::{Cli, Command};
-use weir_control::client::{self, RouteCommand};
+use weir_control::client::RouteCommand;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => weir_control::run::main(args),
         Command::Validate(args) => weir_control::validate::main(&args),
-        Command::Status(args) => client::status(&args),
-        Command::Promote(args) => client::promote(&args),
-        Command::Abort(args) => client::route_command(&args, RouteCommand::Abort),
-        Command::Retry(args) => client::route_command(&args, RouteCommand::Retry),
-        Command::Pause(args) => client::route_command(&args, RouteCommand::Pause),
-        Command::Resume(args) => client::route_command(&args, RouteCommand::Resume),
+        Command::Status(args) => commands::status(&args),
+        Command::Promote(args) => commands::promote(&args),
+        Command::Abort(args) => commands::route_command(&args, RouteCommand::Abort),
+        Command::Retry(args) => commands::route_command(&args, RouteCommand::Retry),
+        Command::Pause(args) => commands::route_command(&args, RouteCommand::Pause),
+        Command::Resume(args) => commands::route_command(&args, RouteCommand::Resume),
         Command::Demo(args) => weir_control::demo::main(&args),
     }
 }

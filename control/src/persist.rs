@@ -1,13 +1,55 @@
-//! Rollout state on disk: one JSON file per route in `stateDir`, replaced
-//! atomically (write a temporary file, fsync it, rename it over the old one,
-//! fsync the directory), so a crash at any point leaves either the old or the
-//! new state, never a torn one.
+//! Where rollout state is kept: the [`StateStore`] trait the controller
+//! uses, and its first implementation, [`FileStore`]: one JSON file per
+//! route in `stateDir`, replaced atomically (write a temporary file, fsync
+//! it, rename it over the old one, fsync the directory), so a crash at any
+//! point leaves either the old or the new state, never a torn one.
+//!
+//! Stores block (files, later the Kubernetes API); the controller calls
+//! them through [`save_off_runtime`] and [`load_off_runtime`], on tokio's
+//! blocking pool, never on the runtime threads that serve traffic.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::rollout::RolloutState;
+
+/// Loads, saves and sets aside the [`RolloutState`] of routes. Every
+/// method may block; call them off the runtime threads.
+pub trait StateStore: fmt::Debug + Send + Sync {
+    /// Reads the state of `route`.
+    fn load(&self, route: &str) -> Stored;
+
+    /// Writes `state` durably; once this returns `Ok`, a restart finds it.
+    ///
+    /// # Errors
+    /// The I/O error; the previous state is then untouched.
+    fn save(&self, state: &RolloutState) -> io::Result<()>;
+
+    /// Keeps an unreadable state of `route` aside, so the new state does not
+    /// destroy what an operator may want to inspect; returns where it went.
+    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String>;
+
+    /// Where the states are, for messages (a directory, a resource).
+    fn location(&self) -> String;
+}
+
+/// The state files in one directory (`stateDir`).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+/// States held in memory: for tests, and for a process that must not
+/// write (nothing survives a restart).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    states: Mutex<BTreeMap<String, RolloutState>>,
+    failing: std::sync::atomic::AtomicBool,
+}
 
 /// What reading a route's state file found.
 #[derive(Debug)]
@@ -18,6 +60,90 @@ pub enum Stored {
     Found(Box<RolloutState>),
     /// A file that cannot be read or parsed; the message says why.
     Unreadable(String),
+}
+
+// === impl FileStore ===
+
+impl FileStore {
+    /// The store in `dir`, created if needed.
+    ///
+    /// # Errors
+    /// The I/O error, for the caller to report with the directory's name.
+    pub fn open(dir: PathBuf) -> io::Result<FileStore> {
+        ensure_dir(&dir)?;
+        Ok(FileStore { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl StateStore for FileStore {
+    fn load(&self, route: &str) -> Stored {
+        load(&self.dir, route)
+    }
+
+    fn save(&self, state: &RolloutState) -> io::Result<()> {
+        save(&self.dir, state)
+    }
+
+    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
+        set_aside(&self.dir, route, now_ms).map(|p| p.display().to_string())
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+// === impl MemoryStore ===
+
+impl MemoryStore {
+    /// Makes every later save fail (a full disk), or succeed again.
+    pub fn fail_saves(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The state saved for `route`, if any.
+    pub fn get(&self, route: &str) -> Option<RolloutState> {
+        self.states
+            .lock()
+            .ok()
+            .and_then(|states| states.get(route).cloned())
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn load(&self, route: &str) -> Stored {
+        match self.get(route) {
+            Some(state) => Stored::Found(Box::new(state)),
+            None => Stored::Missing,
+        }
+    }
+
+    fn save(&self, state: &RolloutState) -> io::Result<()> {
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io::Error::other("the store refuses writes"));
+        }
+        let mut states = self
+            .states
+            .lock()
+            .map_err(|_| io::Error::other("the store's lock is poisoned"))?;
+        states.insert(state.route.clone(), state.clone());
+        Ok(())
+    }
+
+    fn set_aside(&self, route: &str, _now_ms: u64) -> Option<String> {
+        let mut states = self.states.lock().ok()?;
+        states.remove(route).map(|_| format!("memory:{route}"))
+    }
+
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
 }
 
 /// The state file of `route` in `state_dir`.
@@ -80,12 +206,12 @@ pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
     File::open(state_dir)?.sync_all()
 }
 
-/// Writes each of `states` as [`save`] does, in order, on tokio's blocking
-/// pool: the fsyncs never stall the runtime threads that serve traffic.
-/// Returns one result per state, in the same order; the caller acts on a
-/// state only after its write succeeded.
+/// Writes each of `states` to `store`, in order, on tokio's blocking pool:
+/// the fsyncs never stall the runtime threads that serve traffic. Returns
+/// one result per state, in the same order; the caller acts on a state only
+/// after its write succeeded.
 pub async fn save_off_runtime(
-    state_dir: PathBuf,
+    store: Arc<dyn StateStore>,
     states: Vec<RolloutState>,
 ) -> Vec<io::Result<()>> {
     let count = states.len();
@@ -96,7 +222,7 @@ pub async fn save_off_runtime(
     let written = tokio::task::spawn_blocking(move || {
         states
             .iter()
-            .map(|state| save(&state_dir, state))
+            .map(|state| store.save(state))
             .collect::<Vec<_>>()
     })
     .await;
@@ -113,9 +239,9 @@ pub async fn save_off_runtime(
     }
 }
 
-/// Reads the state of `route` as [`load`] does, on tokio's blocking pool.
-pub async fn load_off_runtime(state_dir: PathBuf, route: String) -> Stored {
-    tokio::task::spawn_blocking(move || load(&state_dir, &route))
+/// Reads the state of `route` from `store`, on tokio's blocking pool.
+pub async fn load_off_runtime(store: Arc<dyn StateStore>, route: String) -> Stored {
+    tokio::task::spawn_blocking(move || store.load(&route))
         .await
         .unwrap_or_else(|error| Stored::Unreadable(format!("the state reader failed: {error}")))
 }
@@ -165,7 +291,8 @@ mod tests {
                 });
                 // A FIFO cannot be fsynced, so the save itself fails; what
                 // matters is that the reader ran meanwhile.
-                let _ = save_off_runtime(state_dir, vec![state("web")]).await;
+                let store: Arc<dyn StateStore> = Arc::new(FileStore { dir: state_dir });
+                let _ = save_off_runtime(store, vec![state("web")]).await;
                 let read = reader.await.expect("the reader task ran");
                 let _ = done_tx.send(read);
             });

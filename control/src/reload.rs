@@ -4,29 +4,22 @@
 //! resolved again every 10 s.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use weir_config::Diagnostics;
+use weir_config::{Config, Diagnostic, Diagnostics};
 
-use crate::controller::now_ms;
 use crate::load::{self, Resolved};
-use crate::run::Process;
+use crate::messages;
+use crate::process::{Process, stopped};
+
+pub use crate::process::ReloadCounters;
 
 /// How often the config file is read to look for a change.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often endpoint names are resolved again.
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Counts of reload outcomes (the initial load is not counted).
-#[derive(Debug, Default)]
-pub struct ReloadCounters {
-    /// Reloads applied.
-    pub success: AtomicU64,
-    /// Reloads refused.
-    pub failure: AtomicU64,
-}
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +28,38 @@ pub enum Outcome {
     Applied(u64),
     /// The file is the same as the config in force.
     Unchanged,
+}
+
+/// One difference between the config in force and a new one, as a reload
+/// reports it. Routes are named; a route can have several changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A route that was not there.
+    RouteAdded(String),
+    /// A route that is gone (its rollout with it).
+    RouteRemoved(String),
+    /// Anything else about a route: hosts, prefix, endpoints, weights,
+    /// stickiness, timeouts, steps or analysis.
+    RouteEdited(String),
+    /// The canary revision of a route changed (or a canary came or went):
+    /// with a strategy, a rollout starts or ends.
+    CanaryRevision {
+        /// The route.
+        route: String,
+        /// The revision before, if any.
+        from: Option<String>,
+        /// The revision now, if any.
+        to: Option<String>,
+    },
+    /// A route got a strategy: its rollout state is restored or started.
+    StrategyAdded(String),
+    /// A route lost its strategy: its rollout ends, the ended state is kept.
+    StrategyRemoved(String),
+    /// Listeners, the admin address or `stateDir` changed: logged, applied
+    /// at the next restart. Names the key.
+    RestartNeeded(&'static str),
+    /// The admin tokens changed: applied at once.
+    Tokens,
 }
 
 /// Why the reload was asked for, for logs.
@@ -66,7 +91,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let mut last_attempt: Option<String> = None;
     loop {
         tokio::select! {
-            () = crate::run::stopped(&mut stop) => return,
+            () = stopped(&mut stop) => return,
             _ = poll.tick() => {
                 let Ok(text) = tokio::fs::read_to_string(&process.config_path).await else { continue };
                 let unchanged = { process.control.lock().await.loaded.text == text };
@@ -96,12 +121,27 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
     // Reading and resolving (DNS can take seconds) happen before the control
     // state is locked, so the control loop and the admin API never wait on them.
-    let checked = match load_guarded(&process.config_path) {
+    // The file and the TLS keys are read on the blocking pool, never on a
+    // runtime thread that serves traffic.
+    let path = process.config_path.clone();
+    let read = tokio::task::spawn_blocking(move || load_guarded(&path))
+        .await
+        .unwrap_or_else(|error| {
+            Err(Diagnostics(vec![Diagnostic {
+                file: process.config_path.display().to_string(),
+                location: None,
+                path: String::new(),
+                message: format!("the config reader failed: {error}"),
+            }]))
+        });
+    let checked = match read {
         Ok(loaded) => Resolved::resolve(&loaded.document)
             .await
             .map(|resolved| (loaded, resolved)),
         Err(diagnostics) => Err(diagnostics),
     };
+    // A reload changes rollout states: it waits for other changes to end.
+    let writing = process.transitions.lock().await;
     let mut control = process.control.lock().await;
     // Certificates are read again at every reload; applied once it succeeds.
     let mut certificates = Vec::new();
@@ -117,17 +157,11 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
             if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
                 return Ok(Outcome::Unchanged);
             }
-            let (old, new) = (control.config(), loaded.config());
-            if old.listeners != new.listeners
-                || old.admin.address != new.admin.address
-                || old.state_dir != new.state_dir
-            {
-                tracing::warn!(
-                    "listener, admin address and stateDir changes take effect at the next restart"
-                );
+            for change in changes(control.config(), loaded.config()) {
+                log_change(trigger, &change);
             }
             control
-                .adopt(loaded, resolved, now_ms())
+                .adopt(loaded, resolved, process.now_ms())
                 .await
                 .map_err(Diagnostics)
         }
@@ -138,7 +172,8 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
         tracing::error!(
             ?trigger,
             errors = diagnostics.0.len(),
-            "config refused; the running config keeps serving"
+            "{}",
+            messages::CONFIG_REFUSED
         );
         for d in &diagnostics.0 {
             tracing::error!("{d}");
@@ -152,6 +187,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
     }
     let version = process.publisher.publish(control.snapshot());
     drop(control);
+    drop(writing);
     process.wait_applied(version).await;
     process.reloads.success.fetch_add(1, Relaxed);
     tracing::info!(?trigger, version, "config reloaded");
@@ -178,6 +214,89 @@ fn load_guarded(path: &std::path::Path) -> Result<load::Loaded, Diagnostics> {
     })
 }
 
+/// Logs `change`, in the span of its route when it has one.
+fn log_change(trigger: Trigger, change: &Change) {
+    let route = match change {
+        Change::RouteAdded(r)
+        | Change::RouteRemoved(r)
+        | Change::RouteEdited(r)
+        | Change::StrategyAdded(r)
+        | Change::StrategyRemoved(r)
+        | Change::CanaryRevision { route: r, .. } => Some(r.as_str()),
+        Change::RestartNeeded(_) | Change::Tokens => None,
+    };
+    let _route = route.map(|r| crate::controller::route_span(r).entered());
+    match change {
+        Change::RestartNeeded(key) => tracing::warn!(?trigger, key, "{}", messages::RESTART_NEEDED),
+        change => tracing::info!(?trigger, ?change, "config change"),
+    }
+}
+
+/// What `new` changes compared with `old`, routes in the order of `old`
+/// then the new ones; empty when nothing does. Pure: the table tests of
+/// reload decisions start here.
+pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if old.listeners != new.listeners {
+        changes.push(Change::RestartNeeded("listeners"));
+    }
+    if old.admin.address != new.admin.address {
+        changes.push(Change::RestartNeeded("admin.address"));
+    }
+    if old.state_dir != new.state_dir {
+        changes.push(Change::RestartNeeded("stateDir"));
+    }
+    if (&old.admin.reader_token, &old.admin.writer_token)
+        != (&new.admin.reader_token, &new.admin.writer_token)
+    {
+        changes.push(Change::Tokens);
+    }
+    for before in &old.routes {
+        let name = before.name.to_string();
+        let Some(after) = new.routes.iter().find(|r| r.name == before.name) else {
+            changes.push(Change::RouteRemoved(name));
+            continue;
+        };
+        if before == after {
+            continue;
+        }
+        let revision = |r: &weir_config::Route| r.canary.as_ref().map(|c| c.revision.to_string());
+        let (from, to) = (revision(before), revision(after));
+        if from != to {
+            changes.push(Change::CanaryRevision {
+                route: name.clone(),
+                from,
+                to,
+            });
+        }
+        match (before.strategy.is_some(), after.strategy.is_some()) {
+            (false, true) => changes.push(Change::StrategyAdded(name.clone())),
+            (true, false) => changes.push(Change::StrategyRemoved(name.clone())),
+            _ => {}
+        }
+        let mut same_rest = after.clone();
+        same_rest.canary.clone_from(&before.canary);
+        same_rest.strategy.clone_from(&before.strategy);
+        let canary_rest_same = match (&before.canary, &after.canary) {
+            (Some(b), Some(a)) => b.endpoints == a.endpoints,
+            _ => true,
+        };
+        let strategy_same = match (&before.strategy, &after.strategy) {
+            (Some(b), Some(a)) => b == a,
+            _ => true,
+        };
+        if same_rest != *before || !canary_rest_same || !strategy_same {
+            changes.push(Change::RouteEdited(name));
+        }
+    }
+    for after in &new.routes {
+        if !old.routes.iter().any(|r| r.name == after.name) {
+            changes.push(Change::RouteAdded(after.name.to_string()));
+        }
+    }
+    changes
+}
+
 async fn refresh_names(process: &Process) {
     let resolved = process.control.lock().await.resolved.clone();
     if !resolved.has_names() {
@@ -194,3 +313,6 @@ async fn refresh_names(process: &Process) {
         tracing::info!(version, "endpoint addresses changed");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,6 @@
 //! `weir run`: load the config, bind the listeners, serve, follow config
-//! changes, and drain on SIGTERM or SIGINT.
+//! changes, and drain on SIGTERM or SIGINT. Only wiring: the parts share
+//! a [`Process`] handle and know nothing of this module.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,15 +12,17 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use weir_config::Publisher;
 use weir_proxy::{Metrics, Proxy, ServeOptions};
 
 use crate::admin::{self, AdminState};
 use crate::cli::RunArgs;
 use crate::controller::{self, ControlState};
 use crate::load::{self, Resolved};
-use crate::reload::{self, ReloadCounters};
+use crate::process::{Clock, Process, SystemClock};
+use crate::reload;
 use crate::telemetry;
+
+pub use crate::process::stopped;
 
 /// How long in-flight requests may run after SIGTERM.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,52 +50,6 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
-/// What the running process shares between its tasks.
-#[derive(Debug)]
-pub struct Process {
-    /// The config file being followed.
-    pub config_path: PathBuf,
-    /// Where new snapshots go.
-    pub publisher: Publisher,
-    /// The data plane.
-    pub proxy: Proxy,
-    /// The config in force, its resolved endpoints and the rollout states.
-    pub control: tokio::sync::Mutex<ControlState>,
-    /// Reload outcomes.
-    pub reloads: ReloadCounters,
-    /// The TLS config of each HTTPS listener, by listener name; a reload
-    /// stores the certificate it read, used by new connections.
-    pub listener_tls: Vec<(String, Arc<ArcSwap<rustls::ServerConfig>>)>,
-}
-
-// === impl Process ===
-
-impl Process {
-    /// Publishes `snapshot` and waits (up to a second) until the proxy routes
-    /// by it, so that an answer sent after this reflects the new weights.
-    pub async fn publish_applied(&self, snapshot: weir_config::Snapshot) -> u64 {
-        let version = self.publisher.publish(snapshot);
-        self.wait_applied(version).await;
-        version
-    }
-
-    /// Waits (up to a second) until the proxy routes by snapshot `version`
-    /// or a later one. Call it after releasing the control lock: publish
-    /// under the lock (so snapshots go out in the order of the states they
-    /// come from), wait without it.
-    pub async fn wait_applied(&self, version: u64) {
-        let mut applied = self.proxy.applied();
-        let waited =
-            tokio::time::timeout(Duration::from_secs(1), applied.wait_for(|v| *v >= version)).await;
-        if !matches!(waited, Ok(Ok(_))) {
-            tracing::warn!(
-                version,
-                "the proxy has not applied the new snapshot within 1 s"
-            );
-        }
-    }
-}
-
 async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // Installed first, so a SIGTERM during startup is a clean stop, not a kill.
     let stop_signal = StopSignal::install()?;
@@ -116,9 +73,10 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             config_path.display()
         ),
     };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = loaded.config().clone();
     let tls_configs = loaded.tls.clone();
-    let control = match ControlState::restore(loaded, resolved, controller::now_ms()) {
+    let control = match ControlState::restore(loaded, resolved, clock.now_ms()) {
         Ok(control) => control,
         Err(problems) => {
             let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -152,14 +110,10 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let (publisher, reader) = weir_config::channel(snapshot);
     let metrics = Arc::new(Metrics::new());
     let proxy = Proxy::new(reader, Arc::clone(&metrics));
-    let process = Arc::new(Process {
-        config_path,
-        publisher,
-        proxy: proxy.clone(),
-        control: tokio::sync::Mutex::new(control),
-        reloads: ReloadCounters::default(),
-        listener_tls,
-    });
+    let process = Arc::new(
+        Process::new(config_path, publisher, proxy.clone(), control, clock)
+            .with_listener_tls(listener_tls),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // The admin API outlives the listeners, so /readyz can say 503 during the drain.
@@ -260,11 +214,6 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(1024)
-}
-
-/// Completes once `stop` turns true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// SIGTERM and SIGINT, installed once.

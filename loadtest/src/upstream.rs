@@ -530,10 +530,6 @@ fn headers_json(headers: &HeaderMap) -> serde_json::Map<String, serde_json::Valu
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
 mod tests {
     use super::*;
 

@@ -2,16 +2,12 @@
 //! of its requests and is rolled back; every expectation holds and the
 //! report has its four charts.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 mod common;
 
 use std::time::Duration;
 
-use common::{run_loadtest, shown, weir};
+use common::{run_loadtest, weir};
+use weir_e2e::shown;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_short_demo_passes_with_a_full_report() {

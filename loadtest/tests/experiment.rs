@@ -3,17 +3,13 @@
 //! that cannot hold exits 1, and a bad scenario or a weir that cannot start
 //! exits 2.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{run_loadtest, shown, weir};
+use common::{run_loadtest, weir};
+use weir_e2e::shown;
 
 const LIMIT: Duration = Duration::from_secs(40);
 
@@ -53,21 +49,21 @@ async fn experiment(
     extra: &[&str],
 ) -> (std::process::Output, serde_json::Value) {
     let file = dir.join("scenario.yaml");
-    std::fs::write(&file, text).unwrap();
+    std::fs::write(&file, text).expect("writing the scenario");
     let out = dir.join("run");
     let weir = weir();
     let mut args = vec![
         "experiment",
-        file.to_str().unwrap(),
+        file.to_str().expect("a UTF-8 temp path"),
         "--out",
-        out.to_str().unwrap(),
+        out.to_str().expect("a UTF-8 temp path"),
         "--weir",
-        weir.to_str().unwrap(),
+        weir.to_str().expect("a UTF-8 target path"),
     ];
     args.extend_from_slice(extra);
     let output = run_loadtest(&args, LIMIT).await;
     let report = std::fs::read(out.join("report.json"))
-        .map(|bytes| serde_json::from_slice(&bytes).unwrap())
+        .map(|bytes| serde_json::from_slice(&bytes).expect("report.json is JSON"))
         .unwrap_or(serde_json::Value::Null);
     (output, report)
 }
@@ -168,7 +164,7 @@ async fn a_bad_scenario_or_a_failed_start_exits_2() {
     let output = run_loadtest(
         &[
             "experiment",
-            file.to_str().unwrap(),
+            file.to_str().expect("a UTF-8 temp path"),
             "--out",
             dir.path().join("run").to_str().unwrap(),
             "--weir",

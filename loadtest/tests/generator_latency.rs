@@ -2,20 +2,16 @@
 //! 20 ms before each answer gives p50 and p99 of 20 ms, give or take the
 //! histogram's precision and, upward only, scheduler noise.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 mod common;
 
 use std::time::Duration;
 
-use common::{UpstreamProcess, run_loadtest, shown};
+use common::run_loadtest;
+use weir_e2e::{LoadtestUpstream, shown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_milliseconds_in_twenty_milliseconds_out() {
-    let upstream = UpstreamProcess::start("slow", &["--latency", "20ms"]);
+    let upstream = LoadtestUpstream::start("slow", &["--latency", "20ms"]);
     let target = format!("http://{}/", upstream.addr);
     let output = run_loadtest(
         &[

@@ -153,6 +153,22 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// How long [`get_json`] waits for a whole answer.
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(10);
+
+/// `GET path` on a fresh connection to `addr`, as JSON.
+///
+/// # Panics
+/// When the exchange fails, the answer is not JSON, or no whole answer
+/// arrives within [`ANSWER_LIMIT`].
+pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let what = format!("GET {path} on {addr}");
+    crate::within(ANSWER_LIMIT, &what, get(addr, path))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .json()
+}
+
 /// `GET path` on a fresh connection to `addr`.
 ///
 /// # Errors

@@ -262,6 +262,24 @@ impl Strategy {
         }
     }
 
+    /// These steps, moved only by time and commands: judged every 250 ms
+    /// over 5 s, but never with enough requests (100 000) for a verdict.
+    pub fn unjudged(steps: impl IntoIterator<Item = Step>) -> Self {
+        Self::new(steps)
+            .analysis("250ms", "5s")
+            .min_requests(100_000)
+    }
+
+    /// These steps, judged every 200 ms over 5 s from 20 requests on:
+    /// above 5 % errors, or significantly worse than stable, aborts.
+    pub fn judged(steps: impl IntoIterator<Item = Step>) -> Self {
+        Self::new(steps)
+            .analysis("200ms", "5s")
+            .min_requests(20)
+            .max_error_rate(0.05)
+            .compare_to_stable(true)
+    }
+
     /// `analysis.interval` and `analysis.window`, e.g. `("200ms", "5s")`.
     #[must_use]
     pub fn analysis(mut self, interval: &str, window: &str) -> Self {
@@ -370,6 +388,19 @@ impl Route {
             upgrades: None,
             strategy: None,
         }
+    }
+
+    /// Route `name` rolling out canary `v2` on `canary` from stable `v1` on
+    /// `stable` with `strategy`.
+    pub fn rollout(
+        name: &str,
+        stable: &[SocketAddr],
+        canary: &[SocketAddr],
+        strategy: Strategy,
+    ) -> Self {
+        Self::new(name, stable)
+            .canary(canary, 0.0)
+            .strategy(strategy)
     }
 
     /// The canary's revision (default `v2`).

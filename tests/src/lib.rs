@@ -18,6 +18,7 @@ mod config;
 mod kube_api;
 mod load;
 mod metrics;
+mod process;
 mod raw;
 mod stats;
 mod upstream;
@@ -27,12 +28,14 @@ mod weir;
 pub use admin::{Admin, PHASES, canary_weight, phase, rollout_gauges, step_index, unix_ms};
 pub use binaries::{binary, free_addr, target_debug_dir, workspace_root};
 pub use client::{
-    Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, raw_exchange, send_many,
+    ANSWER_LIMIT, Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, get_json,
+    raw_exchange, send_many,
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample};
+pub use process::{run_within, shown};
 pub use raw::{RawResponse, RawUpstream, Received, raw_request};
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
 pub use upstream::{FakeUpstream, LoadtestUpstream};

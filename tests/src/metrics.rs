@@ -121,10 +121,6 @@ fn parse_sample(line: &str) -> Option<Sample> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
 mod tests {
     use super::*;
 

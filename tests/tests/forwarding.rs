@@ -2,11 +2,6 @@
 //! (the fixed list and any header named in `Connection`), end-to-end headers
 //! kept.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{Conn, FakeUpstream, Route, Weir, WeirConfig, within};

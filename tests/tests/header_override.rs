@@ -2,11 +2,6 @@
 //! reaches the canary at weight 0, `x-canary: never` reaches stable at
 //! weight 100.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{Conn, CookieJar, FakeUpstream, Route, Weir, WeirConfig, count, send_many, within};

@@ -2,11 +2,6 @@
 //! listener, and h2 and HTTP/1.1 negotiated by ALPN on a TLS listener with a
 //! self-signed certificate.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, within};

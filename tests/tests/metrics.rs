@@ -1,11 +1,6 @@
 //! `/metrics` passes `promtool check metrics` after real traffic (both
 //! roles, a 502, a reload) and carries the SPEC's families.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;

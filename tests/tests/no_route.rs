@@ -2,11 +2,6 @@
 //! and path, never reaches an upstream, and is not in
 //! `weir_http_requests_total`.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{Conn, FakeUpstream, Route, Weir, WeirConfig, within};

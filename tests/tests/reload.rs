@@ -2,11 +2,6 @@
 //! file is refused, counted and located in the log while the old split keeps
 //! serving; a route name that once crashed validation is refused the same way.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{

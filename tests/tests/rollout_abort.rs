@@ -2,11 +2,6 @@
 //! is aborted by analysis within seconds, its weight drops to 0 at once, and
 //! no further request reaches it.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -29,14 +24,13 @@ const REASONS: [&str; 3] = [
 async fn a_failing_canary_is_aborted_and_gets_no_more_traffic() {
     let stable = LoadtestUpstream::start("stable", &[]);
     let canary = LoadtestUpstream::start("canary", &[]);
-    let strategy = Strategy::new([Step::SetWeight(30.0), Step::Pause(None)])
-        .analysis("200ms", "5s")
-        .min_requests(20)
-        .max_error_rate(0.05)
-        .compare_to_stable(true);
-    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
-        .canary(&[canary.addr], 0.0)
-        .strategy(strategy)]))
+    let strategy = Strategy::judged([Step::SetWeight(30.0), Step::Pause(None)]);
+    let weir = Weir::start(WeirConfig::new([Route::rollout(
+        "web",
+        &[stable.addr],
+        &[canary.addr],
+        strategy,
+    )]))
     .await;
 
     let load = Load::start(weir.addrs.http, "/", 300, 6);

@@ -7,11 +7,6 @@
 //! normally. Once
 //! the config names v2 as stable, v3's rollout starts.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{
@@ -27,9 +22,7 @@ async fn a_route_behind_its_promotion_is_held_and_the_others_serve() {
     let v2 = FakeUpstream::start("v2").await;
     let v3 = FakeUpstream::start("v3").await;
     let other = FakeUpstream::start("other").await;
-    let strategy = Strategy::new([Step::SetWeight(10.0), Step::Pause(None)])
-        .analysis("250ms", "5s")
-        .min_requests(100_000);
+    let strategy = Strategy::unjudged([Step::SetWeight(10.0), Step::Pause(None)]);
     let config = WeirConfig::new([
         Route::new("shop", &[v1.addr])
             .path_prefix("/shop")

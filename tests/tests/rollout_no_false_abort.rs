@@ -1,11 +1,6 @@
 //! No false rollback: when canary and stable fail at the same low rate
 //! (2 %, below `maxErrorRate`), 20 s of judgements every 500 ms never abort.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,11 +16,8 @@ const RUN: Duration = Duration::from_secs(20);
 async fn equal_error_rates_do_not_abort() {
     let stable = LoadtestUpstream::start("stable", &["--error-rate", "0.02"]);
     let canary = LoadtestUpstream::start("canary", &["--error-rate", "0.02"]);
-    let strategy = Strategy::new([Step::SetWeight(30.0), Step::Pause(None)])
-        .analysis("500ms", "5s")
-        .min_requests(20)
-        .max_error_rate(0.05)
-        .compare_to_stable(true);
+    let strategy =
+        Strategy::judged([Step::SetWeight(30.0), Step::Pause(None)]).analysis("500ms", "5s");
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
         .canary(&[canary.addr], 0.0)
         .strategy(strategy)]))

@@ -3,11 +3,6 @@
 //! `promote` reaches `Promoted`, and a rollout restarted mid-way (`kill -9`)
 //! resumes and still progresses.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{

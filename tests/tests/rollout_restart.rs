@@ -2,11 +2,6 @@
 //! and state dir, each route is in the same phase, step and weight before
 //! the first request, and a timed pause keeps its original deadline.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{
@@ -141,12 +136,8 @@ async fn kill_9_keeps_phase_step_weight_and_pause_deadline() {
 async fn an_unreadable_state_file_holds_the_canary_at_weight_zero() {
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
-    let strategy = Strategy::new([Step::SetWeight(30.0), Step::Pause(None)])
-        .analysis("250ms", "5s")
-        .min_requests(100_000);
-    let config = WeirConfig::new([Route::new("web", &[v1.addr])
-        .canary(&[v2.addr], 0.0)
-        .strategy(strategy)]);
+    let strategy = Strategy::unjudged([Step::SetWeight(30.0), Step::Pause(None)]);
+    let config = WeirConfig::new([Route::rollout("web", &[v1.addr], &[v2.addr], strategy)]);
     let mut weir = Weir::start(config).await;
     let s = weir.status("web").await;
     assert_eq!(canary_weight(&s), 30.0, "{s:#}");

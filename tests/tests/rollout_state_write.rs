@@ -2,11 +2,6 @@
 //! (the command answers 500 naming the route, the rollout stays as it was),
 //! except an abort, which takes effect anyway; the proxy keeps serving.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{
@@ -18,12 +13,8 @@ use weir_e2e::{
 async fn a_failed_state_write_refuses_the_transition_but_not_an_abort() {
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
-    let strategy = Strategy::new([Step::SetWeight(40.0), Step::Pause(None)])
-        .analysis("250ms", "5s")
-        .min_requests(100_000);
-    let config = WeirConfig::new([Route::new("web", &[v1.addr])
-        .canary(&[v2.addr], 0.0)
-        .strategy(strategy)]);
+    let strategy = Strategy::unjudged([Step::SetWeight(40.0), Step::Pause(None)]);
+    let config = WeirConfig::new([Route::rollout("web", &[v1.addr], &[v2.addr], strategy)]);
     let weir = Weir::start(config).await;
 
     // The state is written to a temporary file first: a directory in its

@@ -4,11 +4,6 @@
 //! step leaves the canary Promoted at 100 % until the config names it as
 //! stable. A new canary revision in the config starts a new rollout.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use tokio::time::Instant;

@@ -2,11 +2,6 @@
 //! canary matches the weight within a binomial bound (see
 //! `weir_e2e::binomial_bounds` for the derivation).
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, binomial_bounds, count, send_many, within};

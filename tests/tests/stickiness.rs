@@ -3,11 +3,6 @@
 //! canary revision, so the same cohorts) moves no canary client back to
 //! stable; weight 0 sends everyone to stable.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 

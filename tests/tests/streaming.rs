@@ -2,11 +2,6 @@
 //! the upstream intact without weir buffering it, and a request head over
 //! 64 KiB is refused with 431.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

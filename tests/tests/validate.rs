@@ -2,11 +2,6 @@
 //! example; every error with FILE:LINE:COLUMN and its key path, and a
 //! non-zero exit, for a bad file.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::process::Output;
 
 use weir_e2e::{weir_command, workspace_root};

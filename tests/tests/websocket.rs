@@ -1,11 +1,6 @@
 //! WebSocket through weir: the upgrade reaches the upstream and frames are
 //! echoed both ways.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
-
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};

@@ -440,7 +440,7 @@ fn phase_symbol(phase: &Phase) -> char {
         Phase::Progressing => '◌',
         Phase::Paused => '‖',
         Phase::Aborted => '✖',
-        Phase::Other(_) | Phase::Unknown => '?',
+        Phase::Unknown => '?',
     }
 }
 

@@ -76,7 +76,7 @@ fn missing_and_null_fields_take_defaults() {
         r#"{"phase": "Degraded", "steps": [{"analysis": {}}, {"pause": {"duration": 45}}]}"#,
     )
     .expect("parses");
-    assert_eq!(odd.phase, Phase::Other("Degraded".to_owned()));
+    assert_eq!(odd.phase, Phase::Unknown);
     assert_eq!(odd.steps[0], Step::Other(r#"{"analysis":{}}"#.to_owned()));
     assert_eq!(render::step_text(&odd.steps[1]), "pause 45s");
     let none: RouteStatus = serde_json::from_str(r#"{"phase": null}"#).expect("parses");
@@ -279,6 +279,7 @@ fn command_lines() {
         "no route is Paused: nothing promoted"
     );
     let some = PromoteAll {
+        error: None,
         promoted: vec!["a".to_owned(), "b".to_owned()],
         routes: Vec::new(),
     };

@@ -71,22 +71,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use weir_config::{Route, RouteOverride, Step, Strategy, Weight};
 
-use super::analysis::{self, Evidence, FailKind, Judgement, Observation, Verdict};
+pub use weir_config::status::Phase;
 
-/// The phase of a route's rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Phase {
-    /// No rollout: all traffic to stable.
-    Healthy,
-    /// At a `setWeight` step.
-    Progressing,
-    /// At a pause step, or held by `pause`.
-    Paused,
-    /// Rolled back: weight 0.
-    Aborted,
-    /// All steps done: weight 100 until the config catches up.
-    Promoted,
-}
+use super::analysis::{self, Evidence, FailKind, Judgement, Observation, Verdict};
 
 /// An operator command, from the CLI or the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,7 +113,9 @@ pub enum AbortReason {
 pub struct RolloutState {
     /// Route name.
     pub route: String,
-    /// Current phase.
+    /// Current phase; never [`Phase::Unknown`] (a state file naming another
+    /// phase is unreadable).
+    #[serde(deserialize_with = "weir_config::status::known_phase")]
     pub phase: Phase,
     /// 0-based index of the current step; the step count once Promoted;
     /// `None` without a rollout, or while held before the first step (state
@@ -251,36 +240,6 @@ pub struct ConfigRefused {
     pub promoted: String,
     /// The canary revision the config asked for.
     pub requested: String,
-}
-
-// === impl Phase ===
-
-impl Phase {
-    /// Every phase, in the order of SPEC.md.
-    pub const ALL: [Phase; 5] = [
-        Phase::Healthy,
-        Phase::Progressing,
-        Phase::Paused,
-        Phase::Aborted,
-        Phase::Promoted,
-    ];
-
-    /// The name, as in the status and the `phase` metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Phase::Healthy => "Healthy",
-            Phase::Progressing => "Progressing",
-            Phase::Paused => "Paused",
-            Phase::Aborted => "Aborted",
-            Phase::Promoted => "Promoted",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 // === impl Command ===
@@ -946,7 +905,8 @@ impl RolloutState {
                 self.message =
                     format!("no rollout: all traffic to stable {}", self.stable_revision);
             }
-            Phase::Aborted => {}
+            // A state never holds Unknown (see `RolloutState::phase`).
+            Phase::Aborted | Phase::Unknown => {}
             Phase::Promoted => {
                 let v = self.canary_name();
                 self.message = format!(
@@ -1084,7 +1044,7 @@ impl RolloutState {
             Command::Resume => "a rollout held by pause",
         };
         let situation = match phase {
-            Phase::Healthy => format!("{route} is Healthy (no rollout)"),
+            Phase::Healthy | Phase::Unknown => format!("{route} is {phase} (no rollout)"),
             Phase::Aborted => format!(
                 "{route} is Aborted ({})",
                 if command == Command::Abort {

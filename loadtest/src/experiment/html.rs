@@ -547,8 +547,4 @@ fn events_table(page: &mut String, report: &ExperimentReport) {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
 mod tests;

@@ -192,10 +192,6 @@ impl Recorded {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
 mod tests {
     use std::time::Duration;
 

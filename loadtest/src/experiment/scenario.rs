@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::upstream::LatencyDist;
 
+pub use weir_config::status::{Phase, known_phase};
+
 /// The most requests one scenario may schedule (`rate × duration`).
 pub const MAX_REQUESTS: f64 = 2_000_000.0;
 
@@ -157,21 +159,6 @@ pub enum CommandAction {
     Resume,
 }
 
-/// A rollout phase, spelled as the admin API does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum Phase {
-    /// No rollout.
-    Healthy,
-    /// Steps are running.
-    Progressing,
-    /// Paused.
-    Paused,
-    /// Rolled back.
-    Aborted,
-    /// All steps done.
-    Promoted,
-}
-
 /// One check made at the end of the run, written as a one-key map such as
 /// `finalPhase: {route: web, phase: Promoted}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -218,7 +205,8 @@ struct ExpectationSpec {
 pub struct FinalPhase {
     /// The route.
     pub route: String,
-    /// The phase expected.
+    /// The phase expected (one of the five; a misspelled one is an error).
+    #[serde(deserialize_with = "known_phase")]
     pub phase: Phase,
 }
 
@@ -228,7 +216,8 @@ pub struct FinalPhase {
 pub struct ReachedPhase {
     /// The route.
     pub route: String,
-    /// The phase expected.
+    /// The phase expected (one of the five; a misspelled one is an error).
+    #[serde(deserialize_with = "known_phase")]
     pub phase: Phase,
     /// The canary revision it must have had then.
     #[serde(default)]
@@ -664,21 +653,6 @@ impl CommandAction {
     }
 }
 
-// === impl Phase ===
-
-impl Phase {
-    /// As the admin API spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Healthy => "Healthy",
-            Self::Progressing => "Progressing",
-            Self::Paused => "Paused",
-            Self::Aborted => "Aborted",
-            Self::Promoted => "Promoted",
-        }
-    }
-}
-
 // === impl Expectation ===
 
 impl TryFrom<ExpectationSpec> for Expectation {
@@ -801,8 +775,4 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
 mod tests;

@@ -306,10 +306,6 @@ fn statuses_text(statuses: &BTreeMap<String, u64>) -> String {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    reason = "in a test, a failed unwrap is a failed assertion"
-)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,299 @@
+//! The rollout status as the admin API answers it (SPEC.md section 6): one
+//! set of serde types that the server writes and every reader (the CLI, the
+//! load test's scenario runner) reads, and the one [`Phase`] type.
+//!
+//! Reading is tolerant on purpose, so that one reader understands older and
+//! newer servers: unknown fields are ignored, a phase this build does not
+//! know reads as [`Phase::Unknown`], and missing or `null` fields take their
+//! defaults. Where a phase is *input* (a persisted state, a scenario file),
+//! read it with [`known_phase`], which refuses names it does not know.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The phase of a route's rollout (SPEC.md section 4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// No rollout: all traffic to stable (or a fixed split).
+    Healthy,
+    /// At a `setWeight` step.
+    Progressing,
+    /// At a pause step, or held by `pause`.
+    Paused,
+    /// Rolled back: weight 0.
+    Aborted,
+    /// All steps done: weight 100 until the config catches up.
+    Promoted,
+    /// A phase this build does not know (from a newer server), or none.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// One route's rollout status, as `GET /api/v1/routes/{name}` answers it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RouteStatus {
+    /// The route's name.
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    /// The rollout phase.
+    #[serde(deserialize_with = "nullable")]
+    pub phase: Phase,
+    /// The 0-based current step; `None` without a rollout. Equals
+    /// `step_count` once the rollout is promoted.
+    pub step_index: Option<usize>,
+    /// How many steps the strategy has; 0 for a fixed split.
+    #[serde(deserialize_with = "nullable")]
+    pub step_count: usize,
+    /// The strategy's steps, in order.
+    #[serde(deserialize_with = "nullable")]
+    pub steps: Vec<Step>,
+    /// The share of requests sent to the canary, in percent.
+    #[serde(deserialize_with = "nullable")]
+    pub canary_weight: f64,
+    /// The revision the stable upstream serves, when the config names one.
+    pub stable_revision: Option<String>,
+    /// The revision the canary upstream serves, when the config names one.
+    pub canary_revision: Option<String>,
+    /// The revision that was promoted, if any.
+    pub promoted_revision: Option<String>,
+    /// True when a rollout was promoted but the config still names the old
+    /// stable revision.
+    #[serde(deserialize_with = "nullable")]
+    pub config_behind: bool,
+    /// True when an operator holds the step timer (`weir pause`).
+    #[serde(deserialize_with = "nullable")]
+    pub held: bool,
+    /// When a timed pause ends, in milliseconds since the UNIX epoch.
+    pub pause_deadline_ms: Option<u64>,
+    /// Counts the rollouts (and retries) of this route; `None` for a route
+    /// without a strategy.
+    pub rollout_seq: Option<u64>,
+    /// False for a fixed split (a canary without a strategy).
+    #[serde(deserialize_with = "nullable")]
+    pub strategy: bool,
+    /// What weir says about the route now.
+    #[serde(deserialize_with = "nullable")]
+    pub message: String,
+    /// The canary's figures over the analysis window and the last verdict.
+    pub analysis: Option<Analysis>,
+}
+
+/// One step of a rollout strategy, as the status shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// `{"setWeight": 25}`: move the canary weight, in percent.
+    SetWeight(f64),
+    /// `{"pause": {}}` (until promoted) or `{"pause": {"duration": "30s"}}`.
+    Pause {
+        /// How long the pause lasts, as written (`1m30s`); `None` waits for
+        /// `promote`.
+        duration: Option<String>,
+    },
+    /// A step kind this build does not know, as compact JSON.
+    Other(String),
+}
+
+/// The canary judgement over the last window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Analysis {
+    /// The length of the judged window, in seconds.
+    #[serde(deserialize_with = "nullable")]
+    pub window_seconds: f64,
+    /// The stable role's counts over the window.
+    pub stable: Option<RoleStats>,
+    /// The canary role's counts over the window.
+    pub canary: Option<RoleStats>,
+    /// The last verdict: `pass`, `fail` or `inconclusive`; `None` before the
+    /// first judgement.
+    pub verdict: Option<String>,
+    /// Why the last verdict was reached.
+    pub reason: Option<String>,
+    /// Failed judgements since the rollout began.
+    #[serde(deserialize_with = "nullable")]
+    pub failures: u64,
+}
+
+/// One role's counts over the analysis window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RoleStats {
+    /// Requests answered.
+    #[serde(deserialize_with = "nullable")]
+    pub requests: u64,
+    /// 5xx answers and proxy errors.
+    #[serde(deserialize_with = "nullable")]
+    pub errors: u64,
+    /// `errors / requests`, a fraction; `None` without requests.
+    pub error_rate: Option<f64>,
+    /// The 99th latency percentile in milliseconds; `None` without requests.
+    pub latency_p99_ms: Option<f64>,
+}
+
+/// The answer of `POST /api/v1/promote`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromoteAll {
+    /// Why some routes could not be promoted; absent when all were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The routes that were promoted.
+    #[serde(deserialize_with = "nullable")]
+    pub promoted: Vec<String>,
+    /// Every route's status after the command.
+    #[serde(deserialize_with = "nullable")]
+    pub routes: Vec<RouteStatus>,
+}
+
+/// Reads a field whose `null` means its default.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Reads a phase that must be one of the five of SPEC.md section 4: for
+/// input (persisted state, scenario files), where a misspelled phase is an
+/// error, not [`Phase::Unknown`].
+///
+/// # Errors
+/// Names the phase read and the phases accepted.
+pub fn known_phase<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Phase, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    Phase::ALL
+        .into_iter()
+        .find(|p| p.as_str() == name)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown phase `{name}`; expected one of Healthy, Progressing, Paused, Aborted, Promoted"
+            ))
+        })
+}
+
+// === impl Phase ===
+
+impl Phase {
+    /// Every phase a rollout can be in, in the order of SPEC.md.
+    pub const ALL: [Phase; 5] = [
+        Phase::Healthy,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Aborted,
+        Phase::Promoted,
+    ];
+
+    /// The phase as SPEC.md spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Phase::Healthy => "Healthy",
+            Phase::Progressing => "Progressing",
+            Phase::Paused => "Paused",
+            Phase::Aborted => "Aborted",
+            Phase::Promoted => "Promoted",
+            Phase::Unknown => "Unknown",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+// === impl Step ===
+
+impl Step {
+    /// Reads a step from its JSON; shapes this build does not know become
+    /// [`Step::Other`] rather than an error.
+    pub fn from_json(value: &serde_json::Value) -> Step {
+        if let Some(weight) = value.get("setWeight").and_then(serde_json::Value::as_f64) {
+            return Step::SetWeight(weight);
+        }
+        if let Some(pause) = value.get("pause") {
+            let duration = match pause.get("duration") {
+                Some(serde_json::Value::String(text)) => Some(text.clone()),
+                // A bare number of seconds, as the config allows.
+                Some(serde_json::Value::Number(seconds)) => Some(format!("{seconds}s")),
+                _ => None,
+            };
+            return Step::Pause { duration };
+        }
+        Step::Other(value.to_string())
+    }
+
+    /// The step as JSON: `{"setWeight": 25}`, `{"pause": {}}` or
+    /// `{"pause": {"duration": "30s"}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Step::SetWeight(weight) => serde_json::json!({ "setWeight": weight }),
+            Step::Pause { duration: None } => serde_json::json!({ "pause": {} }),
+            Step::Pause {
+                duration: Some(duration),
+            } => serde_json::json!({ "pause": { "duration": duration } }),
+            Step::Other(raw) => {
+                serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.clone()))
+            }
+        }
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Ok(Step::from_json(&value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_read_tolerantly_as_output_and_strictly_as_input() {
+        #[derive(Deserialize)]
+        struct Input {
+            #[serde(deserialize_with = "known_phase")]
+            phase: Phase,
+        }
+        let read = |text: &str| serde_json::from_str::<Phase>(text).expect("a phase");
+        assert_eq!(read("\"Paused\""), Phase::Paused);
+        assert_eq!(read("\"Degraded\""), Phase::Unknown);
+        for phase in Phase::ALL {
+            let text = format!("{{\"phase\": \"{phase}\"}}");
+            let input: Input = serde_json::from_str(&text).expect("a known phase");
+            assert_eq!(input.phase, phase);
+        }
+        let refused = serde_json::from_str::<Input>(r#"{"phase": "Degraded"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("unknown phase `Degraded`"), "{refused}");
+        let refused = serde_json::from_str::<Input>(r#"{"phase": "Unknown"}"#);
+        assert!(refused.is_err(), "Unknown is no input phase");
+    }
+
+    #[test]
+    fn steps_write_the_shapes_they_read() {
+        for text in [
+            r#"{"setWeight":25.0}"#,
+            r#"{"pause":{}}"#,
+            r#"{"pause":{"duration":"1m30s"}}"#,
+            r#"{"experiment":{"x":1}}"#,
+        ] {
+            let step: Step = serde_json::from_str(text).expect("a step");
+            assert_eq!(serde_json::to_string(&step).expect("JSON"), text);
+        }
+    }
+}

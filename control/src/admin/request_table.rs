@@ -1,0 +1,365 @@
+//! The whole admin request handling, without sockets: every path, method
+//! and token against a process in memory, in order (commands change the
+//! state the next rows see).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use serde_json::Value;
+use weir_config::status::{Phase, PromoteAll, RouteStatus};
+
+use super::AdminState;
+use crate::fixtures::{self, InMemory};
+use crate::messages::Refusal;
+
+const READER: &str = "read-token";
+const WRITER: &str = "write-token";
+
+/// Who calls: which token, from where.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    Anonymous,
+    Wrong,
+    Reader,
+    Writer,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+fn peer(ip: [u8; 4]) -> SocketAddr {
+    SocketAddr::from((ip, 40_000))
+}
+
+async fn call(
+    admin: &AdminState,
+    method: &Method,
+    path: &str,
+    caller: Caller,
+    body: &str,
+    from: SocketAddr,
+) -> Answer {
+    let mut request = Request::builder().method(method.clone()).uri(path);
+    let token = match caller {
+        Caller::Anonymous => None,
+        Caller::Wrong => Some("nope"),
+        Caller::Reader => Some(READER),
+        Caller::Writer => Some(WRITER),
+    };
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("a valid request");
+    let response = admin.handle(request, from).await;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a full body")
+        .to_bytes();
+    Answer { status, body }
+}
+
+fn error_of(answer: &Answer) -> String {
+    serde_json::from_slice::<Value>(&answer.body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+async fn started() -> (InMemory, AdminState) {
+    let routes = [
+        fixtures::route(
+            "web",
+            Some("[{setWeight: 20}, {pause: {}}, {setWeight: 50}]"),
+        ),
+        fixtures::route("fixed", None),
+    ]
+    .concat();
+    let text = fixtures::config_text(Some((READER, WRITER)), &routes);
+    let config_path = std::env::temp_dir().join(format!(
+        "weir-admin-table-{}-missing.yaml",
+        std::process::id()
+    ));
+    let in_memory = fixtures::process(&text, config_path).await;
+    let admin = AdminState::new(Arc::clone(&in_memory.process));
+    (in_memory, admin)
+}
+
+#[tokio::test]
+async fn every_path_method_and_token_answers_its_status() {
+    use Caller::*;
+    let (in_memory, admin) = started().await;
+    let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+    let local = peer([127, 0, 0, 1]);
+    // (method, path, caller, body, status), in order: commands change the
+    // state later rows see.
+    let table: Vec<(&Method, &str, Caller, &str, u16)> = vec![
+        // Open endpoints: any caller.
+        (&get, "/healthz", Anonymous, "", 200),
+        (&get, "/healthz", Wrong, "", 200),
+        (&get, "/readyz", Anonymous, "", 503),
+        (&get, "/metrics", Anonymous, "", 200),
+        (&post, "/healthz", Writer, "", 405),
+        (&put, "/metrics", Writer, "", 405),
+        (&get, "/nosuch", Writer, "", 404),
+        (&get, "/api/v1/routes/../healthz", Writer, "", 404),
+        // Reading: a token is needed, either one will do.
+        (&get, "/api/v1/routes", Anonymous, "", 401),
+        (&get, "/api/v1/routes", Wrong, "", 401),
+        (&get, "/api/v1/routes", Reader, "", 200),
+        (&get, "/api/v1/routes", Writer, "", 200),
+        (&get, "/api/v1/routes/", Reader, "", 200),
+        (&get, "/api/v1/routes/web", Anonymous, "", 401),
+        (&get, "/api/v1/routes/web", Wrong, "", 401),
+        (&get, "/api/v1/routes/web", Reader, "", 200),
+        (&get, "/api/v1/routes/fixed", Writer, "", 200),
+        (&get, "/api/v1/routes/nosuch", Reader, "", 404),
+        (&delete, "/api/v1/routes/web", Writer, "", 405),
+        (&post, "/api/v1/routes", Writer, "", 405),
+        // Commands: the writer token only.
+        (&post, "/api/v1/routes/web/pause", Anonymous, "", 401),
+        (&post, "/api/v1/routes/web/pause", Wrong, "", 401),
+        (&post, "/api/v1/routes/web/pause", Reader, "", 403),
+        (&get, "/api/v1/routes/web/pause", Writer, "", 405),
+        (&post, "/api/v1/routes/web/launch", Writer, "", 404),
+        (&post, "/api/v1/routes/web/pause", Writer, "", 200),
+        (&post, "/api/v1/routes/web/pause", Writer, "", 409),
+        (&post, "/api/v1/routes/web/resume", Writer, "", 200),
+        (&post, "/api/v1/routes/web/resume", Writer, "", 409),
+        (&post, "/api/v1/routes/web/retry", Writer, "", 409),
+        (&post, "/api/v1/routes/nosuch/abort", Writer, "", 404),
+        (&post, "/api/v1/routes/fixed/abort", Writer, "", 409),
+        // Bodies are checked before the command runs.
+        (&post, "/api/v1/routes/web/promote", Writer, "[1]", 400),
+        (&post, "/api/v1/routes/web/promote", Writer, "{", 400),
+        (
+            &post,
+            "/api/v1/routes/web/promote",
+            Writer,
+            r#"{"full": "yes"}"#,
+            400,
+        ),
+        (
+            &post,
+            "/api/v1/routes/web/abort",
+            Writer,
+            r#"{"full": true}"#,
+            400,
+        ),
+        (&post, "/api/v1/routes/web/promote", Writer, "{}", 200),
+        (
+            &post,
+            "/api/v1/routes/web/promote",
+            Writer,
+            r#"{"full": true}"#,
+            200,
+        ),
+        (&post, "/api/v1/routes/web/promote", Writer, "", 409),
+        (&post, "/api/v1/routes/web/abort", Writer, "", 200),
+        (&post, "/api/v1/routes/web/abort", Writer, "", 409),
+        (&post, "/api/v1/routes/web/retry", Reader, "", 403),
+        (&post, "/api/v1/routes/web/retry", Writer, "", 200),
+        // Promote every Paused route; reload.
+        (&post, "/api/v1/promote", Reader, "", 403),
+        (&get, "/api/v1/promote", Writer, "", 405),
+        (&post, "/api/v1/promote", Writer, "", 200),
+        (&post, "/api/v1/reload", Anonymous, "", 401),
+        (&post, "/api/v1/reload", Reader, "", 403),
+        (&get, "/api/v1/reload", Writer, "", 405),
+        // The config file does not exist: refused, the config in force stays.
+        (&post, "/api/v1/reload", Writer, "", 400),
+    ];
+    for (method, path, caller, body, want) in table {
+        let answer = call(&admin, method, path, caller, body, local).await;
+        assert_eq!(
+            answer.status.as_u16(),
+            want,
+            "{method} {path} as {caller:?} with {body:?}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        if !answer.status.is_success() && !path.ends_with("readyz") {
+            assert!(
+                !error_of(&answer).is_empty(),
+                "{method} {path}: a refusal names its reason"
+            );
+        }
+    }
+    admin.set_ready(true);
+    let ready = call(&admin, &get, "/readyz", Anonymous, "", local).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let web = in_memory.process.control.lock().await.rollouts["web"].clone();
+    assert_eq!(web.phase, Phase::Progressing, "retried, at its first step");
+    assert!(
+        in_memory
+            .store
+            .get("web")
+            .is_some_and(|s| s.rollout_seq == web.rollout_seq),
+        "every transition was saved"
+    );
+}
+
+#[tokio::test]
+async fn refusals_say_what_is_wrong() {
+    use Caller::*;
+    let (_in_memory, admin) = started().await;
+    let local = peer([127, 0, 0, 1]);
+    let cases: [(&Method, &str, Caller, Refusal); 5] = [
+        (
+            &Method::GET,
+            "/api/v1/routes",
+            Anonymous,
+            Refusal::MissingToken,
+        ),
+        (&Method::GET, "/api/v1/routes", Wrong, Refusal::WrongToken),
+        (
+            &Method::POST,
+            "/api/v1/routes/web/abort",
+            Reader,
+            Refusal::ReaderCannotWrite,
+        ),
+        (
+            &Method::GET,
+            "/api/v1/routes/nosuch",
+            Reader,
+            Refusal::NoRoute {
+                route: "nosuch".to_owned(),
+            },
+        ),
+        (
+            &Method::POST,
+            "/api/v1/routes/web",
+            Writer,
+            Refusal::MethodNotAllowed {
+                method: Method::POST,
+                path: "/api/v1/routes/web".to_owned(),
+            },
+        ),
+    ];
+    for (method, path, caller, want) in cases {
+        let answer = call(&admin, method, path, caller, "", local).await;
+        assert_eq!(answer.status, want.status(), "{method} {path}");
+        assert_eq!(error_of(&answer), want.to_string(), "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn without_tokens_only_local_callers_are_answered() {
+    let text = fixtures::config_text(None, &fixtures::route("web", Some("[{pause: {}}]")));
+    let in_memory = fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+    let admin = AdminState::new(Arc::clone(&in_memory.process));
+    for (from, want) in [
+        (peer([127, 0, 0, 1]), StatusCode::OK),
+        (peer([10, 0, 0, 7]), StatusCode::FORBIDDEN),
+    ] {
+        let answer = call(
+            &admin,
+            &Method::GET,
+            "/api/v1/routes",
+            Caller::Anonymous,
+            "",
+            from,
+        )
+        .await;
+        assert_eq!(answer.status, want, "from {from}");
+    }
+    let far = call(
+        &admin,
+        &Method::POST,
+        "/api/v1/routes/web/promote",
+        Caller::Anonymous,
+        "",
+        peer([10, 0, 0, 7]),
+    )
+    .await;
+    assert_eq!(error_of(&far), Refusal::LocalOnly.to_string());
+}
+
+#[tokio::test]
+async fn answers_read_as_the_status_type() {
+    let (in_memory, admin) = started().await;
+    let local = peer([127, 0, 0, 1]);
+    let answer = call(
+        &admin,
+        &Method::GET,
+        "/api/v1/routes",
+        Caller::Reader,
+        "",
+        local,
+    )
+    .await;
+    let routes: Vec<RouteStatus> = serde_json::from_slice(&answer.body).expect("statuses");
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["web", "fixed"]);
+    assert_eq!(routes[0].phase, Phase::Progressing);
+    assert_eq!((routes[0].step_index, routes[0].step_count), (Some(0), 3));
+    assert_eq!(routes[0].canary_weight, 20.0);
+    assert_eq!((routes[1].strategy, routes[1].rollout_seq), (false, None));
+    // The JSON keys are the contract's, in the order they always had.
+    let raw: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let keys: Vec<&str> = raw[0]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        [
+            "analysis",
+            "canaryRevision",
+            "canaryWeight",
+            "configBehind",
+            "held",
+            "message",
+            "name",
+            "pauseDeadlineMs",
+            "phase",
+            "promotedRevision",
+            "rolloutSeq",
+            "stableRevision",
+            "stepCount",
+            "stepIndex",
+            "steps",
+            "strategy",
+        ]
+    );
+
+    // The window is read on the process's clock: none yet at the start,
+    // 1.5 s once the clock moved by that much.
+    let window = |routes: &[RouteStatus]| routes[0].analysis.as_ref().map(|a| a.window_seconds);
+    assert_eq!(window(&routes), Some(0.0));
+    in_memory
+        .clock
+        .advance(std::time::Duration::from_millis(1_500));
+    let later = call(
+        &admin,
+        &Method::GET,
+        "/api/v1/routes",
+        Caller::Reader,
+        "",
+        local,
+    )
+    .await;
+    let later: Vec<RouteStatus> = serde_json::from_slice(&later.body).expect("statuses");
+    assert_eq!(window(&later), Some(1.5));
+
+    let promoted = call(
+        &admin,
+        &Method::POST,
+        "/api/v1/promote",
+        Caller::Writer,
+        "",
+        local,
+    )
+    .await;
+    let answer: PromoteAll = serde_json::from_slice(&promoted.body).expect("promote answer");
+    assert_eq!(answer.promoted, Vec::<String>::new(), "nothing was Paused");
+    assert_eq!(answer.error, None);
+}

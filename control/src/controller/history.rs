@@ -1,0 +1,155 @@
+//! Samples of each route's cumulative counters, and the windows of counts
+//! the judgement reads from them.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use weir_proxy::metrics::{LATENCY_BOUNDS_MICROS, RoleCounts};
+
+use crate::rollout::{LatencyHistogram, Observation, RoleTotals, RoleWindow};
+
+/// Samples of one route's cumulative counters, oldest first.
+#[derive(Debug, Default)]
+pub struct History {
+    samples: VecDeque<Sample>,
+}
+
+/// The counters of both roles at one time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    pub(crate) at_ms: u64,
+    pub(crate) stable: RoleCounts,
+    pub(crate) canary: RoleCounts,
+}
+
+// === impl History ===
+
+impl History {
+    /// Adds `sample`, dropping those older than `keep_ms` before it.
+    pub(crate) fn push(&mut self, sample: Sample, keep_ms: u64) {
+        self.samples.push_back(sample);
+        // Keep one sample older than the window, so a window always has a start.
+        while self.samples.len() > 2 && self.samples[1].at_ms + keep_ms < sample.at_ms {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Counts from the first sample at or after `since_ms` to the latest.
+    pub(crate) fn observation(&self, since_ms: u64) -> Observation {
+        let (Some(first), Some(last)) = (
+            self.samples.iter().find(|s| s.at_ms >= since_ms),
+            self.samples.back(),
+        ) else {
+            return empty_observation();
+        };
+        Observation {
+            stable: window(&first.stable, &last.stable),
+            canary: window(&first.canary, &last.canary),
+            stable_total: totals(&last.stable),
+            canary_total: totals(&last.canary),
+        }
+    }
+}
+
+fn window(from: &RoleCounts, to: &RoleCounts) -> RoleWindow {
+    let counts = to
+        .latency
+        .iter()
+        .zip(&from.latency)
+        .map(|(b, a)| b.saturating_sub(*a))
+        .collect();
+    RoleWindow {
+        requests: to.requests.saturating_sub(from.requests),
+        errors: to.errors.saturating_sub(from.errors),
+        latency: LatencyHistogram::from_counts(LATENCY_BOUNDS_MICROS.to_vec(), counts)
+            .unwrap_or_else(|_| LatencyHistogram::with_default_bounds()),
+    }
+}
+
+fn totals(counts: &RoleCounts) -> RoleTotals {
+    RoleTotals {
+        requests: counts.requests,
+        errors: counts.errors,
+    }
+}
+
+/// No requests, no totals.
+pub(crate) fn empty_observation() -> Observation {
+    Observation {
+        stable: RoleWindow::empty(),
+        canary: RoleWindow::empty(),
+        stable_total: RoleTotals::default(),
+        canary_total: RoleTotals::default(),
+    }
+}
+
+/// `d` in whole milliseconds.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_starts_at_the_first_sample_after_its_start() {
+        let counts = |requests, errors| RoleCounts {
+            requests,
+            errors,
+            latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
+        };
+        let mut history = History::default();
+        for (at, requests, errors) in [
+            (1_000, 10, 0),
+            (1_100, 20, 1),
+            (1_200, 35, 3),
+            (1_300, 50, 4),
+        ] {
+            history.push(
+                Sample {
+                    at_ms: at,
+                    stable: counts(requests * 9, 0),
+                    canary: counts(requests, errors),
+                },
+                60_000,
+            );
+        }
+        let obs = history.observation(1_150);
+        assert_eq!((obs.canary.requests, obs.canary.errors), (15, 1));
+        assert_eq!((obs.stable.requests, obs.canary_total.requests), (135, 50));
+        let all = history.observation(0);
+        assert_eq!(all.canary.requests, 40);
+    }
+
+    #[test]
+    fn history_keeps_one_sample_older_than_the_window() {
+        let zero = RoleCounts {
+            requests: 0,
+            errors: 0,
+            latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
+        };
+        let mut history = History::default();
+        for at in (0..100).map(|i| i * 100) {
+            history.push(
+                Sample {
+                    at_ms: at,
+                    stable: zero,
+                    canary: zero,
+                },
+                1_000,
+            );
+        }
+        assert!(
+            history.samples.len() <= 13,
+            "{} samples kept",
+            history.samples.len()
+        );
+        assert!(
+            history
+                .samples
+                .front()
+                .is_some_and(|s| s.at_ms <= 9_900 - 1_000)
+        );
+    }
+}

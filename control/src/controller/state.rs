@@ -1,0 +1,516 @@
+//! The rollout state of every route and the config it follows: restored at
+//! startup, reconciled with each reloaded config, changed by commands and by
+//! the judgement of each tick. Every transition is saved to the
+//! [`StateStore`] (off the runtime threads) before it is kept.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use weir_config::{Config, Diagnostic};
+use weir_proxy::Role;
+use weir_proxy::metrics::RoleCounts;
+
+use super::history::{History, Sample, duration_ms, empty_observation};
+use super::route_span;
+use crate::load::{Loaded, Resolved};
+use crate::messages::CommandError;
+use crate::persist::{self, FileStore, StateStore, Stored};
+use crate::rollout::{
+    AbortReason, Command, CommandRefused, ConfigRefused, Outcome, RolloutState, TransitionKind,
+};
+
+/// Everything control decides, guarded by one lock in
+/// [`Process`](crate::process::Process).
+#[derive(Debug)]
+pub struct ControlState {
+    /// The config in force.
+    pub loaded: Loaded,
+    /// Its resolved endpoints.
+    pub resolved: Resolved,
+    /// Rollout state of every route with a strategy.
+    pub rollouts: BTreeMap<String, RolloutState>,
+    /// Counter samples per route.
+    pub history: BTreeMap<String, History>,
+    /// `weir_rollout_aborts_total` by (route, reason).
+    pub aborts: BTreeMap<(String, AbortReason), u64>,
+    /// When each route was last judged (ms since the epoch).
+    last_judged: BTreeMap<String, u64>,
+    /// Where state is persisted: fixed at startup.
+    store: Arc<dyn StateStore>,
+}
+
+// === impl ControlState ===
+
+impl ControlState {
+    /// The state at startup, with the rollout states in the config's
+    /// `stateDir` (created if needed); see [`Self::restore_with`].
+    ///
+    /// # Errors
+    /// Diagnostics when the state directory cannot be used.
+    pub fn restore(
+        loaded: Loaded,
+        resolved: Resolved,
+        now: u64,
+    ) -> Result<ControlState, Vec<Diagnostic>> {
+        let state_dir = loaded.config().state_dir.clone();
+        match FileStore::open(state_dir.clone()) {
+            Ok(store) => ControlState::restore_with(loaded, resolved, Arc::new(store), now),
+            Err(error) => Err(vec![loaded.document.diagnostic(
+                "stateDir",
+                format!(
+                    "cannot create the state directory {}: {error}",
+                    state_dir.display()
+                ),
+            )]),
+        }
+    }
+
+    /// The state at startup: persisted rollouts are restored from `store`
+    /// (an unreadable state holds its route at weight 0, a config behind its
+    /// promotion holds its route as persisted), new ones started, all
+    /// reconciled with the config and persisted. Runs before anything is
+    /// served (the store is called on the current thread).
+    ///
+    /// # Errors
+    /// Diagnostics when a state cannot be written.
+    pub fn restore_with(
+        loaded: Loaded,
+        resolved: Resolved,
+        store: Arc<dyn StateStore>,
+        now: u64,
+    ) -> Result<ControlState, Vec<Diagnostic>> {
+        let config = loaded.config();
+        let mut rollouts = BTreeMap::new();
+        let mut problems = Vec::new();
+        for route in &config.routes {
+            if route.strategy.is_none() {
+                continue;
+            }
+            let _route = route_span(&route.name).entered();
+            let outcome = match store.load(&route.name) {
+                // A config behind its promotion holds that route alone, as
+                // persisted; every other route serves normally.
+                Stored::Found(state) => state.reconcile(route, now).unwrap_or_else(|refused| {
+                    tracing::warn!(
+                        "{refused}; the route is held as persisted until the config catches up"
+                    );
+                    Outcome {
+                        state: state.held_behind(&refused),
+                        transition: None,
+                    }
+                }),
+                Stored::Missing => RolloutState::start(route, now),
+                Stored::Unreadable(error) => {
+                    tracing::error!(%error, "rollout state unreadable; holding the canary at weight 0");
+                    if let Some(aside) = store.set_aside(&route.name, now) {
+                        tracing::warn!(file = %aside, "unreadable state file kept aside");
+                    }
+                    Outcome {
+                        state: RolloutState::unreadable(route, now, &error),
+                        transition: None,
+                    }
+                }
+            };
+            if let Err(error) = store.save(&outcome.state) {
+                problems.push(loaded.document.diagnostic(
+                    "stateDir",
+                    format!(
+                        "cannot write the state of route {} in {}: {error}",
+                        route.name,
+                        store.location()
+                    ),
+                ));
+            }
+            if let Some(t) = &outcome.transition {
+                tracing::info!(kind = ?t.kind, "{}", t.message);
+            }
+            rollouts.insert(route.name.to_string(), outcome.state);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(ControlState {
+            loaded,
+            resolved,
+            rollouts,
+            history: BTreeMap::new(),
+            aborts: BTreeMap::new(),
+            last_judged: BTreeMap::new(),
+            store,
+        })
+    }
+
+    /// Takes a reloaded config: each route with a strategy is reconciled
+    /// (a new canary revision starts a rollout, a caught-up promotion ends
+    /// one), the changes persisted (off the runtime threads), and only then
+    /// the config adopted.
+    ///
+    /// A route held at startup because its config was behind a promotion
+    /// stays held while the new config asks for the same canary revision.
+    ///
+    /// # Errors
+    /// Diagnostics naming the change needed (a config that brings another
+    /// canary revision while behind a promotion) or the state that cannot be
+    /// persisted; nothing is changed then.
+    pub async fn adopt(
+        &mut self,
+        loaded: Loaded,
+        resolved: Resolved,
+        now: u64,
+    ) -> Result<(), Vec<Diagnostic>> {
+        let mut outcomes = Vec::new();
+        let mut problems = Vec::new();
+        for (index, route) in loaded.config().routes.iter().enumerate() {
+            if route.strategy.is_none() {
+                continue;
+            }
+            let reconciled = match self.rollouts.get(&*route.name) {
+                Some(state) => match state.reconcile(route, now) {
+                    Err(refused) if self.is_held_behind(&refused) => Ok(Outcome {
+                        state: state.held_behind(&refused),
+                        transition: None,
+                    }),
+                    reconciled => reconciled,
+                },
+                // A strategy that comes back finds its route's last state
+                // (sequence, promoted revision) on disk.
+                None => {
+                    match persist::load_off_runtime(Arc::clone(&self.store), route.name.to_string())
+                        .await
+                    {
+                        Stored::Found(state) => state.reconcile(route, now),
+                        Stored::Missing | Stored::Unreadable(_) => {
+                            Ok(RolloutState::start(route, now))
+                        }
+                    }
+                }
+            };
+            match reconciled {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(refused) => problems.push(loaded.document.diagnostic(
+                    &format!("routes[{index}].canary.revision"),
+                    refused.to_string(),
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let changed: Vec<RolloutState> = outcomes
+            .iter()
+            .filter(|o| o.transition.is_some())
+            .map(|o| o.state.clone())
+            .collect();
+        let written = persist::save_off_runtime(Arc::clone(&self.store), changed.clone()).await;
+        for (state, result) in changed.iter().zip(written) {
+            if let Err(error) = result {
+                return Err(vec![loaded.document.diagnostic(
+                    "stateDir",
+                    format!(
+                        "cannot persist the state of route {} in {}: {error}",
+                        state.route,
+                        self.store.location()
+                    ),
+                )]);
+            }
+        }
+        // A route that keeps its name but loses its strategy ends its rollout;
+        // the ended state is written so a restart does not resurrect it.
+        let mut ended = Vec::new();
+        for (name, state) in &self.rollouts {
+            let Some(route) = loaded
+                .config()
+                .routes
+                .iter()
+                .find(|r| &*r.name == name.as_str())
+            else {
+                continue;
+            };
+            if route.strategy.is_some() {
+                continue;
+            }
+            if let Ok(outcome) = state.reconcile(route, now) {
+                if let Some(t) = &outcome.transition {
+                    let _route = route_span(name).entered();
+                    tracing::info!(kind = ?t.kind, "{}", t.message);
+                }
+                ended.push(outcome.state);
+            }
+        }
+        let written = persist::save_off_runtime(Arc::clone(&self.store), ended.clone()).await;
+        for (state, result) in ended.iter().zip(written) {
+            if let Err(error) = result {
+                let _route = route_span(&state.route).entered();
+                tracing::warn!(%error, "cannot persist the end of the rollout");
+            }
+        }
+        let mut rollouts = BTreeMap::new();
+        for outcome in outcomes {
+            if let Some(t) = &outcome.transition {
+                let _route = route_span(&outcome.state.route).entered();
+                tracing::info!(kind = ?t.kind, weight = %t.canary_weight, "{}", t.message);
+            }
+            rollouts.insert(outcome.state.route.clone(), outcome.state);
+        }
+        let names: Vec<String> = loaded
+            .config()
+            .routes
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
+        self.history.retain(|name, _| names.contains(name));
+        self.last_judged
+            .retain(|name, _| rollouts.contains_key(name));
+        self.rollouts = rollouts;
+        self.loaded = loaded;
+        self.resolved = resolved;
+        Ok(())
+    }
+
+    /// Whether the config in force already asks for the canary revision
+    /// `refused` names: its route was held at startup and stays held.
+    fn is_held_behind(&self, refused: &ConfigRefused) -> bool {
+        self.config()
+            .routes
+            .iter()
+            .find(|r| *r.name == *refused.route)
+            .and_then(|r| r.canary.as_ref())
+            .is_some_and(|c| *c.revision == *refused.requested)
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        self.loaded.config()
+    }
+
+    /// The snapshot for the config in force and the rollout weights.
+    pub fn snapshot(&self) -> weir_config::Snapshot {
+        let rollouts = &self.rollouts;
+        self.resolved.compile(self.config(), &|name| {
+            rollouts.get(name).and_then(RolloutState::route_override)
+        })
+    }
+
+    /// Persists `outcome.state` (when it is a transition) off the runtime
+    /// threads, then keeps it. Returns whether the snapshot must be
+    /// republished.
+    async fn keep(&mut self, route: &str, outcome: Outcome) -> Result<bool, CommandError> {
+        let written = write_outcome(self.store(), &outcome).await;
+        self.apply(route, outcome, written)
+    }
+
+    /// Where states are persisted.
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Records a transition's side effects and keeps `outcome.state`, given
+    /// the result of writing it (`Ok` when nothing needed writing). Returns
+    /// whether the snapshot must be republished.
+    ///
+    /// If the write failed the old state stays, except for an abort, which
+    /// takes effect anyway (a bad canary must not keep traffic because a
+    /// disk is full).
+    pub fn apply(
+        &mut self,
+        route: &str,
+        outcome: Outcome,
+        written: std::io::Result<()>,
+    ) -> Result<bool, CommandError> {
+        let _route = route_span(route).entered();
+        let old_override = self
+            .rollouts
+            .get(route)
+            .and_then(RolloutState::route_override);
+        if let Some(transition) = &outcome.transition {
+            if let Err(error) = written {
+                let failed = CommandError::NotPersisted {
+                    route: route.to_owned(),
+                    error: error.to_string(),
+                };
+                if !matches!(transition.kind, TransitionKind::Aborted(_)) {
+                    tracing::error!("{failed}; the transition is not applied");
+                    return Err(failed);
+                }
+                tracing::error!("{failed}; aborting anyway");
+            }
+            tracing::info!(
+                kind = ?transition.kind,
+                from = transition.from.as_str(),
+                to = transition.to.as_str(),
+                step = ?transition.to_step,
+                weight = %transition.canary_weight,
+                "{}",
+                transition.message
+            );
+            if let Some(reason) = transition.abort_reason() {
+                *self.aborts.entry((route.to_owned(), reason)).or_default() += 1;
+            }
+        }
+        let changed = outcome.state.route_override() != old_override;
+        self.rollouts.insert(route.to_owned(), outcome.state);
+        Ok(changed)
+    }
+
+    /// Applies an operator command to `route`; the new state is written
+    /// before it is kept. Returns whether to republish.
+    ///
+    /// # Errors
+    /// 404 for an unknown route, 409 for a command that does not apply, 500
+    /// when the state cannot be persisted.
+    pub async fn command(
+        &mut self,
+        route: &str,
+        command: Command,
+        now: u64,
+    ) -> Result<bool, CommandError> {
+        let outcome = self.decide_command(route, command, now)?;
+        self.keep(route, outcome).await
+    }
+
+    /// What operator command `command` on `route` would do; changes nothing.
+    /// Write the outcome ([`write_outcome`]), then [`Self::apply`] it.
+    ///
+    /// # Errors
+    /// 404 for an unknown route, 409 for a command that does not apply.
+    pub fn decide_command(
+        &self,
+        route: &str,
+        command: Command,
+        now: u64,
+    ) -> Result<Outcome, CommandError> {
+        let Some(config_route) = self.config().routes.iter().find(|r| &*r.name == route) else {
+            return Err(CommandError::NoRoute {
+                route: route.to_owned(),
+            });
+        };
+        let Some(state) = self.rollouts.get(route) else {
+            return Err(CommandError::Refused(CommandRefused::fixed_split(
+                route, command,
+            )));
+        };
+        state
+            .command(command, config_route, now)
+            .map_err(CommandError::Refused)
+    }
+
+    /// Samples the proxy's counters and judges every route whose interval
+    /// has passed; the transitions are written (off the runtime threads)
+    /// before they are kept. Returns whether to republish.
+    pub async fn tick(&mut self, sample: impl Fn(&str, Role) -> RoleCounts, now: u64) -> bool {
+        let judged = self.judge(sample, now);
+        let written = write_judged(self.store(), &judged).await;
+        self.apply_judged(judged, written)
+    }
+
+    /// Keeps the outcomes of [`Self::judge`], given the results of
+    /// [`write_judged`]. Returns whether to republish.
+    pub fn apply_judged(
+        &mut self,
+        judged: Vec<(String, Outcome)>,
+        written: Vec<std::io::Result<()>>,
+    ) -> bool {
+        let mut written = written.into_iter();
+        let mut republish = false;
+        for (name, outcome) in judged {
+            let result = if outcome.transition.is_some() {
+                written.next().unwrap_or(Ok(()))
+            } else {
+                Ok(())
+            };
+            // A state that cannot be persisted stays as it was (logged in `apply`).
+            if let Ok(changed) = self.apply(&name, outcome, result) {
+                republish |= changed;
+            }
+        }
+        republish
+    }
+
+    /// Records a sample of every route and judges those whose interval has
+    /// passed; no I/O. Write the outcomes ([`write_judged`]), then keep them
+    /// ([`Self::apply_judged`]).
+    pub fn judge(
+        &mut self,
+        sample: impl Fn(&str, Role) -> RoleCounts,
+        now: u64,
+    ) -> Vec<(String, Outcome)> {
+        // Borrow the config's routes field by field (no copy of the config
+        // every 100 ms).
+        let mut judged = Vec::new();
+        for route in &self.loaded.config().routes {
+            let name: &str = &route.name;
+            let at = Sample {
+                at_ms: now,
+                stable: sample(name, Role::Stable),
+                canary: sample(name, Role::Canary),
+            };
+            let keep_ms = route
+                .strategy
+                .as_ref()
+                .map_or(30_000, |s| duration_ms(s.analysis.window))
+                + 2_000;
+            match self.history.get_mut(name) {
+                Some(history) => history.push(at, keep_ms),
+                None => self
+                    .history
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(at, keep_ms),
+            }
+
+            let (Some(strategy), Some(state)) = (&route.strategy, self.rollouts.get(name)) else {
+                continue;
+            };
+            if !state.is_active() {
+                continue;
+            }
+            let interval = duration_ms(strategy.analysis.interval);
+            let last = self.last_judged.get(name).copied().unwrap_or(0);
+            if now.saturating_sub(last) < interval {
+                continue;
+            }
+            self.last_judged.insert(name.to_owned(), now);
+            let since = now
+                .saturating_sub(duration_ms(strategy.analysis.window))
+                .max(state.rollout_started_ms);
+            let observation = self
+                .history
+                .get(name)
+                .map(|h| h.observation(since))
+                .unwrap_or_else(empty_observation);
+            let outcome = state.tick(route, now, &observation);
+            if let Some(judgement) = &outcome.state.last_judgement {
+                let _route = route_span(name).entered();
+                tracing::debug!(verdict = ?judgement.verdict, "canary judged");
+            }
+            judged.push((name.to_owned(), outcome));
+        }
+        judged
+    }
+}
+
+/// Writes `outcome.state` to `store` when it is a transition (off the
+/// runtime threads); `Ok` when there is nothing to write.
+pub async fn write_outcome(store: Arc<dyn StateStore>, outcome: &Outcome) -> std::io::Result<()> {
+    if outcome.transition.is_none() {
+        return Ok(());
+    }
+    persist::save_off_runtime(store, vec![outcome.state.clone()])
+        .await
+        .pop()
+        .unwrap_or(Ok(()))
+}
+
+/// Writes the transitions among `judged` to `store` (off the runtime
+/// threads), one result per transition, in order.
+pub async fn write_judged(
+    store: Arc<dyn StateStore>,
+    judged: &[(String, Outcome)],
+) -> Vec<std::io::Result<()>> {
+    let changed: Vec<RolloutState> = judged
+        .iter()
+        .filter(|(_, o)| o.transition.is_some())
+        .map(|(_, o)| o.state.clone())
+        .collect();
+    persist::save_off_runtime(store, changed).await
+}

@@ -1,0 +1,166 @@
+//! The status of each route, as the admin API answers it.
+
+use std::time::Duration;
+
+use weir_config::status::{self, Analysis, Phase, RoleStats, RouteStatus};
+use weir_config::{Route, Step};
+
+use super::ControlState;
+use super::history::{duration_ms, empty_observation};
+use crate::messages;
+use crate::rollout::{RoleSummary, Verdict};
+
+// === impl ControlState ===
+
+impl ControlState {
+    /// The status of every route, in config order.
+    pub fn statuses(&self, now: u64) -> Vec<RouteStatus> {
+        self.config()
+            .routes
+            .iter()
+            .map(|r| self.status_of(r, now))
+            .collect()
+    }
+
+    /// The status of `route`, if it exists.
+    pub fn status(&self, route: &str, now: u64) -> Option<RouteStatus> {
+        self.config()
+            .routes
+            .iter()
+            .find(|r| &*r.name == route)
+            .map(|r| self.status_of(r, now))
+    }
+
+    fn status_of(&self, route: &Route, now: u64) -> RouteStatus {
+        let name: &str = &route.name;
+        let steps: Vec<status::Step> = route
+            .strategy
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.steps.iter().map(step_status).collect());
+        let window_ms = route
+            .strategy
+            .as_ref()
+            .map_or(30_000, |s| duration_ms(s.analysis.window));
+        let state = self.rollouts.get(name);
+        let since = now
+            .saturating_sub(window_ms)
+            .max(state.map_or(0, |s| s.rollout_started_ms));
+        let observation = self
+            .history
+            .get(name)
+            .map(|h| h.observation(since))
+            .unwrap_or_else(empty_observation);
+        let judgement = state.and_then(|s| s.last_judgement.as_ref());
+        let (verdict, reason) = match judgement.map(|j| &j.verdict) {
+            Some(Verdict::Pass { reason }) => (Some("pass"), Some(reason.clone())),
+            Some(Verdict::Inconclusive { reason }) => (Some("inconclusive"), Some(reason.clone())),
+            Some(Verdict::Fail { reason, .. }) => (Some("fail"), Some(reason.clone())),
+            None => (None, None),
+        };
+        let analysis = Analysis {
+            window_seconds: (now.saturating_sub(since)).min(window_ms) as f64 / 1000.0,
+            stable: Some(role_stats(RoleSummary::of(&observation.stable))),
+            canary: Some(role_stats(RoleSummary::of(&observation.canary))),
+            verdict: verdict.map(str::to_owned),
+            reason,
+            failures: state.map_or(0, |s| u64::from(s.failures)),
+        };
+        let stable_revision = Some(route.stable.revision.to_string());
+        match state {
+            Some(s) => RouteStatus {
+                name: name.to_owned(),
+                phase: s.phase,
+                step_index: s.step_index,
+                step_count: steps.len(),
+                steps,
+                canary_weight: s.canary_weight.percent(),
+                stable_revision,
+                canary_revision: s.canary_revision.clone(),
+                promoted_revision: s.promoted_revision.clone(),
+                config_behind: s.is_config_behind(),
+                held: s.held,
+                pause_deadline_ms: s.pause_deadline_ms,
+                rollout_seq: Some(s.rollout_seq),
+                strategy: true,
+                message: s.message.clone(),
+                analysis: Some(analysis),
+            },
+            None => RouteStatus {
+                name: name.to_owned(),
+                phase: Phase::Healthy,
+                step_index: None,
+                step_count: 0,
+                steps: Vec::new(),
+                canary_weight: route
+                    .canary
+                    .as_ref()
+                    .map_or(0.0, |_| route.fixed_weight.percent()),
+                stable_revision,
+                canary_revision: route.canary.as_ref().map(|c| c.revision.to_string()),
+                promoted_revision: None,
+                config_behind: false,
+                held: false,
+                pause_deadline_ms: None,
+                rollout_seq: None,
+                strategy: false,
+                message: match &route.canary {
+                    Some(c) => messages::fixed_split(&route.fixed_weight, &c.revision),
+                    None => messages::NO_CANARY.to_owned(),
+                },
+                analysis: Some(analysis),
+            },
+        }
+    }
+}
+
+fn role_stats(summary: RoleSummary) -> RoleStats {
+    RoleStats {
+        requests: summary.requests,
+        errors: summary.errors,
+        error_rate: summary.error_rate,
+        latency_p99_ms: summary.latency_p99_ms,
+    }
+}
+
+fn step_status(step: &Step) -> status::Step {
+    match step {
+        Step::SetWeight(w) => status::Step::SetWeight(w.percent()),
+        Step::Pause(None) => status::Step::Pause { duration: None },
+        Step::Pause(Some(d)) => status::Step::Pause {
+            duration: Some(format_duration(*d)),
+        },
+    }
+}
+
+/// `90s` → `1m30s`, `500ms` → `500ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = duration_ms(d);
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_durations_as_written() {
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+}

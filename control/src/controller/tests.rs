@@ -1,0 +1,165 @@
+//! The control state against an in-memory store: log lines carry their
+//! route's span; a state being written holds no reader up.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use super::{ControlState, transitions};
+use crate::fixtures::{self, START_MS};
+use crate::persist::{MemoryStore, StateStore, Stored};
+use crate::rollout::{Command, Phase, RolloutState};
+
+/// A store whose saves, once armed, wait until the test releases them.
+#[derive(Debug)]
+struct GatedStore {
+    inner: MemoryStore,
+    armed: AtomicBool,
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl StateStore for GatedStore {
+    fn load(&self, route: &str) -> Stored {
+        self.inner.load(route)
+    }
+
+    fn save(&self, state: &RolloutState) -> std::io::Result<()> {
+        if self.armed.load(Relaxed) {
+            let _ = self.entered.lock().expect("sender").send(());
+            let released = self
+                .release
+                .lock()
+                .expect("receiver")
+                .recv_timeout(Duration::from_secs(20));
+            if released.is_err() {
+                return Err(std::io::Error::other("never released"));
+            }
+        }
+        self.inner.save(state)
+    }
+
+    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
+        self.inner.set_aside(route, now_ms)
+    }
+
+    fn location(&self) -> String {
+        "gated".to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_is_answered_while_a_state_is_written() {
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::default(),
+        armed: AtomicBool::new(false),
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    });
+    let text = fixtures::config_text(None, &fixtures::route("web", Some("[{setWeight: 20}]")));
+    let (process, _clock) =
+        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    store.armed.store(true, Relaxed);
+
+    let commanding = Arc::clone(&process);
+    let command =
+        tokio::spawn(async move { transitions::command(&commanding, "web", Command::Abort).await });
+    let began =
+        tokio::task::spawn_blocking(move || entered_rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .expect("the waiting task");
+    assert!(began.is_ok(), "the abort's state write began");
+
+    // The write waits for the test; the control lock is free meanwhile, and
+    // the abort has not taken effect before its state is written.
+    let phase = tokio::time::timeout(Duration::from_secs(10), async {
+        let control = process.control.lock().await;
+        control.status("web", START_MS).map(|s| s.phase)
+    })
+    .await
+    .expect("the status is answered while a state is written");
+    assert_eq!(phase, Some(Phase::Progressing));
+
+    release_tx.send(()).expect("release");
+    let published = tokio::time::timeout(Duration::from_secs(10), command)
+        .await
+        .expect("the command ends once written")
+        .expect("the command task")
+        .expect("aborted");
+    assert!(
+        published.is_some(),
+        "the weight changed: a snapshot was published"
+    );
+    let control = process.control.lock().await;
+    assert_eq!(control.rollouts["web"].phase, Phase::Aborted);
+    assert_eq!(
+        store.inner.get("web").map(|s| s.phase),
+        Some(Phase::Aborted)
+    );
+}
+
+/// Log output collected in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test binary, from a global subscriber (a scoped
+/// one races with other tests over tracing's per-callsite interest cache).
+fn captured_log() -> Captured {
+    static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        captured
+    })
+    .clone()
+}
+
+#[tokio::test]
+async fn transitions_are_logged_in_their_routes_span() {
+    let captured = captured_log();
+    let routes = [
+        fixtures::route("spanned-web", Some("[{setWeight: 20}, {pause: {}}]")),
+        fixtures::route("spanned-api", Some("[{setWeight: 20}, {pause: {}}]")),
+    ]
+    .concat();
+    let loaded = fixtures::loaded(&fixtures::config_text(None, &routes));
+    let resolved = fixtures::resolved(&loaded).await;
+    let store = Arc::new(MemoryStore::default());
+    let mut control = ControlState::restore_with(loaded, resolved, store, START_MS)
+        .unwrap_or_else(|d| panic!("restore: {d:?}"));
+    control
+        .command("spanned-api", Command::Abort, START_MS + 1_000)
+        .await
+        .expect("aborted");
+
+    let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
+    let logged = |route: &str, kind: &str| {
+        text.lines()
+            .any(|l| l.contains(&format!("route{{route={route}}}")) && l.contains(kind))
+    };
+    assert!(logged("spanned-web", "kind=Started"), "{text}");
+    assert!(logged("spanned-api", "kind=Started"), "{text}");
+    assert!(logged("spanned-api", "kind=Aborted"), "{text}");
+    assert!(!logged("spanned-web", "kind=Aborted"), "{text}");
+}

@@ -1,0 +1,116 @@
+//! Changing rollout states through the process handle. Every writer (an
+//! operator command, a tick of the control loop, a reload) holds the
+//! process's transition lock for the whole change, so changes never
+//! interleave; the control lock is held only to decide and to keep, never
+//! across the write, so readers (status, metrics, the tokens of each admin
+//! request) do not wait for a disk. A state is still written before it takes
+//! effect.
+
+use weir_proxy::Role;
+use weir_proxy::metrics::RoleCounts;
+
+use super::state::{write_judged, write_outcome};
+use crate::messages::CommandError;
+use crate::process::Process;
+use crate::rollout::Command;
+
+/// What promoting every Paused route did.
+#[derive(Debug, Default)]
+pub struct PromotedAll {
+    /// The routes promoted.
+    pub promoted: Vec<String>,
+    /// `route: why` for each route that could not be.
+    pub failures: Vec<String>,
+    /// The snapshot version published, if weights changed.
+    pub published: Option<u64>,
+}
+
+/// Runs operator `command` on `route`: decided under the control lock,
+/// written without it, kept and published under it again. Returns the
+/// snapshot version published, if the weights changed; wait for the proxy
+/// to apply it with [`Process::wait_applied`].
+///
+/// # Errors
+/// 404 for an unknown route, 409 for a command that does not apply, 500
+/// when the state cannot be persisted (nothing changes then).
+pub async fn command(
+    process: &Process,
+    route: &str,
+    command: Command,
+) -> Result<Option<u64>, CommandError> {
+    let _writing = process.transitions.lock().await;
+    let now = process.now_ms();
+    let (outcome, store) = {
+        let control = process.control.lock().await;
+        (
+            control.decide_command(route, command, now)?,
+            control.store(),
+        )
+    };
+    let written = write_outcome(store, &outcome).await;
+    let mut control = process.control.lock().await;
+    let republish = control.apply(route, outcome, written)?;
+    Ok(republish.then(|| process.publisher.publish(control.snapshot())))
+}
+
+/// Promotes every Paused route, each written before it is kept, and
+/// publishes once.
+pub async fn promote_paused(process: &Process) -> PromotedAll {
+    let _writing = process.transitions.lock().await;
+    let now = process.now_ms();
+    let (paused, store) = {
+        let control = process.control.lock().await;
+        let paused: Vec<String> = control
+            .rollouts
+            .iter()
+            .filter(|(_, state)| state.phase == crate::rollout::Phase::Paused)
+            .map(|(name, _)| name.clone())
+            .collect();
+        (paused, control.store())
+    };
+    let mut done = PromotedAll::default();
+    let mut republish = false;
+    for name in paused {
+        let decided = process
+            .control
+            .lock()
+            .await
+            .decide_command(&name, Command::Promote, now);
+        let kept = match decided {
+            Ok(outcome) => {
+                let written = write_outcome(store.clone(), &outcome).await;
+                process.control.lock().await.apply(&name, outcome, written)
+            }
+            Err(refused) => Err(refused),
+        };
+        match kept {
+            Ok(changed) => {
+                republish |= changed;
+                done.promoted.push(name);
+            }
+            Err(refused) => done.failures.push(format!("{name}: {refused}")),
+        }
+    }
+    if republish {
+        let control = process.control.lock().await;
+        done.published = Some(process.publisher.publish(control.snapshot()));
+    }
+    done
+}
+
+/// One tick of the control loop: samples the counters and judges under
+/// the control lock, writes the transitions without it, keeps them and
+/// publishes under it again. Returns the version published, if any.
+pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) -> Option<u64> {
+    let _writing = process.transitions.lock().await;
+    let now = process.now_ms();
+    let (judged, store) = {
+        let mut control = process.control.lock().await;
+        (control.judge(sample, now), control.store())
+    };
+    let written = write_judged(store, &judged).await;
+    let mut control = process.control.lock().await;
+    control
+        .apply_judged(judged, written)
+        .then(|| process.publisher.publish(control.snapshot()))
+}

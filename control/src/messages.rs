@@ -1,0 +1,200 @@
+//! The wording of what control tells its users: admin API refusals, command
+//! errors, reload outcomes and the status of routes without a rollout. Code
+//! and tests name a message by its variant or constructor; the sentence is
+//! written once, here. (The rollout state machine words its transitions in
+//! `rollout::machine`, beside the rules they describe.)
+
+use std::fmt;
+
+use http::{Method, StatusCode};
+use weir_config::Weight;
+
+use crate::rollout::CommandRefused;
+
+/// Why the admin API refused a request, with the status it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No endpoint at this path.
+    NoEndpoint {
+        /// The request path.
+        path: String,
+    },
+    /// The path has a `.` or `..` segment (also percent-encoded).
+    DotSegment {
+        /// The request path.
+        path: String,
+        /// The segment as written.
+        segment: String,
+    },
+    /// `/api/v1/routes/{name}/{verb}` with a verb that is no command.
+    NoCommand {
+        /// The verb as written.
+        verb: String,
+    },
+    /// A known path with another method.
+    MethodNotAllowed {
+        /// The request method.
+        method: Method,
+        /// The request path.
+        path: String,
+    },
+    /// No route of this name in the config in force.
+    NoRoute {
+        /// The name asked for.
+        route: String,
+    },
+    /// No tokens are configured and the caller is not on loopback.
+    LocalOnly,
+    /// No `Authorization: Bearer` header.
+    MissingToken,
+    /// A bearer token that is neither the reader's nor the writer's.
+    WrongToken,
+    /// The reader token on a command that changes something.
+    ReaderCannotWrite,
+    /// The body is over the limit or broke off.
+    BodyTooLarge,
+    /// The body is JSON but not an object.
+    BodyNotObject,
+    /// The body is not JSON.
+    BodyNotJson {
+        /// The parser's message.
+        error: String,
+    },
+    /// The body's fields do not fit the command.
+    BadCommandBody {
+        /// What is wrong with them.
+        problem: String,
+    },
+}
+
+/// A command that was refused or could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// No route of this name (404).
+    NoRoute {
+        /// The name asked for.
+        route: String,
+    },
+    /// The command does not apply in the route's phase (409).
+    Refused(CommandRefused),
+    /// The new state could not be persisted; nothing changed (500).
+    NotPersisted {
+        /// The route.
+        route: String,
+        /// The store's error.
+        error: String,
+    },
+}
+
+/// The log line of a config whose listeners, admin address or `stateDir`
+/// changed: those take effect at the next restart.
+pub const RESTART_NEEDED: &str =
+    "listener, admin address and stateDir changes take effect at the next restart";
+
+/// The log line of a refused config.
+pub const CONFIG_REFUSED: &str = "config refused; the running config keeps serving";
+
+/// The status message of a route without a canary.
+pub const NO_CANARY: &str = "no canary";
+
+/// The status message of a route with a canary and no strategy.
+pub fn fixed_split(weight: &Weight, canary_revision: &str) -> String {
+    format!("fixed split: {weight} % to {canary_revision}")
+}
+
+/// The `error` of a refused reload, from the refusal of each problem.
+pub fn config_refused(errors: &[String]) -> String {
+    format!("config refused: {}", errors.join("; "))
+}
+
+/// The message of a state that could not be persisted.
+pub fn not_persisted(route: &str, error: &dyn fmt::Display) -> String {
+    format!("cannot persist the state of route {route}: {error}")
+}
+
+// === impl Refusal ===
+
+impl Refusal {
+    /// The HTTP status the refusal answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NoEndpoint { .. }
+            | Refusal::DotSegment { .. }
+            | Refusal::NoCommand { .. }
+            | Refusal::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Refusal::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::LocalOnly | Refusal::ReaderCannotWrite => StatusCode::FORBIDDEN,
+            Refusal::MissingToken | Refusal::WrongToken => StatusCode::UNAUTHORIZED,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyNotObject
+            | Refusal::BodyNotJson { .. }
+            | Refusal::BadCommandBody { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoEndpoint { path } => write!(f, "no admin endpoint {path}"),
+            Refusal::DotSegment { path, segment } => write!(
+                f,
+                "no admin endpoint {path}: the path has a `{segment}` segment"
+            ),
+            Refusal::NoCommand { verb } => write!(
+                f,
+                "no command {verb}; use promote, abort, retry, pause or resume"
+            ),
+            Refusal::MethodNotAllowed { method, path } => {
+                write!(f, "{method} is not allowed on {path}")
+            }
+            Refusal::NoRoute { route } => write!(f, "no route named {route}"),
+            Refusal::LocalOnly => {
+                f.write_str("without tokens the admin API answers only local callers")
+            }
+            Refusal::MissingToken => {
+                f.write_str("missing bearer token (Authorization: Bearer TOKEN)")
+            }
+            Refusal::WrongToken => f.write_str("wrong bearer token"),
+            Refusal::ReaderCannotWrite => {
+                f.write_str("the reader token cannot change anything; use the writer token")
+            }
+            Refusal::BodyTooLarge => f.write_str("request body too large or broken (limit 64 KiB)"),
+            Refusal::BodyNotObject => {
+                f.write_str("the body must be a JSON object, e.g. {\"full\": true}")
+            }
+            Refusal::BodyNotJson { error } => write!(f, "the body is not valid JSON: {error}"),
+            Refusal::BadCommandBody { problem } => f.write_str(problem),
+        }
+    }
+}
+
+// === impl CommandError ===
+
+impl CommandError {
+    /// The HTTP status the error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CommandError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            CommandError::Refused(_) => StatusCode::CONFLICT,
+            CommandError::NotPersisted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::NoRoute { route } => Refusal::NoRoute {
+                route: route.clone(),
+            }
+            .fmt(f),
+            CommandError::Refused(refused) => f.write_str(refused.message()),
+            CommandError::NotPersisted { route, error } => {
+                f.write_str(&not_persisted(route, error))
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}

@@ -1,0 +1,174 @@
+//! The handle of a running weir process: what the admin API, reloads and the
+//! control loop share. They depend on this module and not on each other or
+//! on `run`, which only wires them together; a test builds a [`Process`]
+//! in memory (no sockets, no files) and drives time through its [`Clock`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+use tokio::sync::watch;
+use weir_config::Publisher;
+use weir_proxy::Proxy;
+
+use crate::controller::ControlState;
+
+/// Where control reads the time: wall-clock milliseconds since the UNIX
+/// epoch (persisted deadlines survive a restart).
+pub trait Clock: fmt::Debug + Send + Sync {
+    /// Milliseconds since the UNIX epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+/// A clock that moves only when told: for tests.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+/// What the running process shares between its tasks.
+#[derive(Debug)]
+pub struct Process {
+    /// The config file being followed.
+    pub config_path: PathBuf,
+    /// Where new snapshots go.
+    pub publisher: Publisher,
+    /// The data plane.
+    pub proxy: Proxy,
+    /// The config in force, its resolved endpoints and the rollout states;
+    /// held briefly, never across a write or a wait for the proxy.
+    pub control: tokio::sync::Mutex<ControlState>,
+    /// Held by whoever changes rollout states (commands, the control loop,
+    /// reloads) for the whole change, before the control lock: changes
+    /// never interleave, and the control lock is free while a state is
+    /// written.
+    pub transitions: tokio::sync::Mutex<()>,
+    /// Reload outcomes.
+    pub reloads: ReloadCounters,
+    /// Where control reads the time.
+    pub clock: Arc<dyn Clock>,
+    /// The TLS config of each HTTPS listener, by listener name; a reload
+    /// stores the certificate it read, used by new connections.
+    pub listener_tls: Vec<(String, Arc<ArcSwap<rustls::ServerConfig>>)>,
+}
+
+/// Counts of reload outcomes (the initial load is not counted).
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// Reloads applied.
+    pub success: AtomicU64,
+    /// Reloads refused.
+    pub failure: AtomicU64,
+}
+
+/// Wall-clock milliseconds since the UNIX epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+// === impl SystemClock ===
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}
+
+// === impl ManualClock ===
+
+impl ManualClock {
+    /// A clock that reads `now_ms` until moved.
+    pub fn at(now_ms: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(now_ms))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_add(by, Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+// === impl Process ===
+
+impl Process {
+    /// A process handle over `control`, publishing to `publisher` and
+    /// serving through `proxy`, with time from `clock`.
+    pub fn new(
+        config_path: PathBuf,
+        publisher: Publisher,
+        proxy: Proxy,
+        control: ControlState,
+        clock: Arc<dyn Clock>,
+    ) -> Process {
+        Process {
+            config_path,
+            publisher,
+            proxy,
+            control: tokio::sync::Mutex::new(control),
+            transitions: tokio::sync::Mutex::new(()),
+            reloads: ReloadCounters::default(),
+            clock,
+            listener_tls: Vec::new(),
+        }
+    }
+
+    /// The process with the TLS config cells of its HTTPS listeners, which
+    /// reloads update.
+    #[must_use]
+    pub fn with_listener_tls(
+        mut self,
+        listener_tls: Vec<(String, Arc<ArcSwap<rustls::ServerConfig>>)>,
+    ) -> Process {
+        self.listener_tls = listener_tls;
+        self
+    }
+
+    /// The time now, from the process's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Publishes `snapshot` and waits (up to a second) until the proxy routes
+    /// by it, so that an answer sent after this reflects the new weights.
+    pub async fn publish_applied(&self, snapshot: weir_config::Snapshot) -> u64 {
+        let version = self.publisher.publish(snapshot);
+        self.wait_applied(version).await;
+        version
+    }
+
+    /// Waits (up to a second) until the proxy routes by snapshot `version`
+    /// or a later one. Call it after releasing the control lock: publish
+    /// under the lock (so snapshots go out in the order of the states they
+    /// come from), wait without it.
+    pub async fn wait_applied(&self, version: u64) {
+        let mut applied = self.proxy.applied();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(1), applied.wait_for(|v| *v >= version)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            tracing::warn!(
+                version,
+                "the proxy has not applied the new snapshot within 1 s"
+            );
+        }
+    }
+}

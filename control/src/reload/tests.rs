@@ -1,0 +1,355 @@
+//! Reload decisions, every kind of change, without a process: what a new
+//! config changes ([`changes`]), and what the control state makes of it
+//! (`ControlState::adopt`) — rollouts started, ended, kept, or the config
+//! refused with the state untouched.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use weir_config::status::Phase;
+
+use super::*;
+use crate::controller::ControlState;
+use crate::fixtures::{self, START_MS};
+use crate::persist::MemoryStore;
+use crate::rollout::Command;
+
+const STEPS: &str = "[{setWeight: 20}, {pause: {}}]";
+
+fn web(stable: &str, canary: Option<&str>, steps: Option<&str>) -> String {
+    let canary = match (canary, steps) {
+        (Some(c), Some(_)) => {
+            format!("    canary: {{revision: {c}, endpoints: [127.0.0.1:9002]}}\n")
+        }
+        (Some(c), None) => {
+            format!("    canary: {{revision: {c}, endpoints: [127.0.0.1:9002], weight: 10}}\n")
+        }
+        (None, _) => String::new(),
+    };
+    let strategy = steps.map_or_else(String::new, |s| {
+        format!("    strategy:\n      steps: {s}\n")
+    });
+    format!(
+        "  - name: web\n    pathPrefix: /web\n    stable: {{revision: {stable}, endpoints: [127.0.0.1:9001]}}\n{canary}{strategy}"
+    )
+}
+
+fn base_routes() -> String {
+    [
+        web("v1", Some("v2"), Some(STEPS)),
+        fixtures::route("fixed", None),
+    ]
+    .concat()
+}
+
+fn base() -> String {
+    fixtures::config_text(Some(("r", "w")), &base_routes())
+}
+
+async fn control(text: &str) -> (ControlState, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::default());
+    let loaded = fixtures::loaded(text);
+    let resolved = fixtures::resolved(&loaded).await;
+    let control = ControlState::restore_with(loaded, resolved, store.clone(), START_MS)
+        .unwrap_or_else(|d| panic!("restore: {d:?}"));
+    (control, store)
+}
+
+fn phase_of(control: &ControlState, route: &str) -> Option<Phase> {
+    control.rollouts.get(route).map(|s| s.phase)
+}
+
+/// What adopting the new config must leave behind.
+#[derive(Debug)]
+enum Then {
+    /// Adopted; each route's rollout phase (`None`: no rollout).
+    Adopted(&'static [(&'static str, Option<Phase>)]),
+}
+
+#[tokio::test]
+async fn every_kind_of_change_is_decided() {
+    let s = |t: &str| t.to_owned();
+    let edited_endpoints = base_routes().replace("127.0.0.1:9001", "127.0.0.1:9011");
+    let cases: Vec<(&str, String, Vec<Change>, Then)> = vec![
+        (
+            "unchanged",
+            base(),
+            vec![],
+            Then::Adopted(&[("web", Some(Phase::Progressing)), ("fixed", None)]),
+        ),
+        (
+            "route added",
+            fixtures::config_text(
+                Some(("r", "w")),
+                &[base_routes(), fixtures::route("other", Some(STEPS))].concat(),
+            ),
+            vec![Change::RouteAdded(s("other"))],
+            Then::Adopted(&[
+                ("web", Some(Phase::Progressing)),
+                ("other", Some(Phase::Progressing)),
+            ]),
+        ),
+        (
+            "route removed",
+            fixtures::config_text(Some(("r", "w")), &fixtures::route("fixed", None)),
+            vec![Change::RouteRemoved(s("web"))],
+            Then::Adopted(&[("web", None), ("fixed", None)]),
+        ),
+        (
+            "route edited",
+            fixtures::config_text(Some(("r", "w")), &edited_endpoints),
+            vec![
+                Change::RouteEdited(s("web")),
+                Change::RouteEdited(s("fixed")),
+            ],
+            Then::Adopted(&[("web", Some(Phase::Progressing))]),
+        ),
+        (
+            "canary revision changed",
+            fixtures::config_text(
+                Some(("r", "w")),
+                &[
+                    web("v1", Some("v3"), Some(STEPS)),
+                    fixtures::route("fixed", None),
+                ]
+                .concat(),
+            ),
+            vec![Change::CanaryRevision {
+                route: s("web"),
+                from: Some(s("v2")),
+                to: Some(s("v3")),
+            }],
+            Then::Adopted(&[("web", Some(Phase::Progressing))]),
+        ),
+        (
+            "strategy removed",
+            fixtures::config_text(
+                Some(("r", "w")),
+                &[web("v1", Some("v2"), None), fixtures::route("fixed", None)].concat(),
+            ),
+            vec![
+                Change::StrategyRemoved(s("web")),
+                Change::RouteEdited(s("web")),
+            ],
+            Then::Adopted(&[("web", None)]),
+        ),
+        (
+            "strategy added",
+            fixtures::config_text(
+                Some(("r", "w")),
+                &[
+                    web("v1", Some("v2"), Some(STEPS)),
+                    fixtures::route("fixed", Some(STEPS)),
+                ]
+                .concat(),
+            ),
+            vec![
+                Change::StrategyAdded(s("fixed")),
+                Change::RouteEdited(s("fixed")),
+            ],
+            Then::Adopted(&[
+                ("web", Some(Phase::Progressing)),
+                ("fixed", Some(Phase::Progressing)),
+            ]),
+        ),
+        (
+            "listeners changed",
+            base().replacen("127.0.0.1:0", "127.0.0.1:1", 1),
+            vec![Change::RestartNeeded("listeners")],
+            Then::Adopted(&[("web", Some(Phase::Progressing))]),
+        ),
+        (
+            "admin address changed",
+            base().replace(
+                "  address: 127.0.0.1:0\n  readerToken",
+                "  address: 127.0.0.1:1\n  readerToken",
+            ),
+            vec![Change::RestartNeeded("admin.address")],
+            Then::Adopted(&[("web", Some(Phase::Progressing))]),
+        ),
+        (
+            "stateDir changed",
+            base().replace("stateDir: state", "stateDir: elsewhere"),
+            vec![Change::RestartNeeded("stateDir")],
+            Then::Adopted(&[("web", Some(Phase::Progressing))]),
+        ),
+        (
+            "tokens changed",
+            fixtures::config_text(Some(("r2", "w2")), &base_routes()),
+            vec![Change::Tokens],
+            Then::Adopted(&[("web", Some(Phase::Progressing))]),
+        ),
+    ];
+    for (what, text, want_changes, then) in cases {
+        let (mut control, store) = control(&base()).await;
+        let new = fixtures::loaded(&text);
+        assert_eq!(
+            changes(control.config(), new.config()),
+            want_changes,
+            "{what}: changes"
+        );
+        let resolved = fixtures::resolved(&new).await;
+        let adopted = control.adopt(new.clone(), resolved, START_MS + 1_000).await;
+        let Then::Adopted(phases) = then;
+        assert!(adopted.is_ok(), "{what}: refused: {adopted:?}");
+        assert_eq!(
+            control.config(),
+            new.config(),
+            "{what}: the new config is in force"
+        );
+        for (route, phase) in phases {
+            assert_eq!(phase_of(&control, route), *phase, "{what}: {route}");
+            if let Some(state) = control.rollouts.get(*route) {
+                assert_eq!(
+                    store.get(route).as_ref(),
+                    Some(state),
+                    "{what}: {route} saved"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_canary_revision_starts_a_new_rollout() {
+    let (mut control, store) = control(&base()).await;
+    let before = control.rollouts["web"].rollout_seq;
+    let text = fixtures::config_text(
+        Some(("r", "w")),
+        &[
+            web("v1", Some("v3"), Some(STEPS)),
+            fixtures::route("fixed", None),
+        ]
+        .concat(),
+    );
+    let new = fixtures::loaded(&text);
+    let resolved = fixtures::resolved(&new).await;
+    control
+        .adopt(new, resolved, START_MS + 1_000)
+        .await
+        .expect("adopted");
+    let web = &control.rollouts["web"];
+    assert_eq!(
+        (web.canary_revision.as_deref(), web.rollout_seq),
+        (Some("v3"), before + 1)
+    );
+    assert_eq!(store.get("web").as_ref(), Some(web));
+}
+
+#[tokio::test]
+async fn a_config_behind_a_promotion_is_refused_until_it_catches_up() {
+    let (mut control, store) = control(&base()).await;
+    control
+        .command("web", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    assert_eq!(phase_of(&control, "web"), Some(Phase::Promoted));
+    let in_force = control.config().clone();
+    let promoted = control.rollouts["web"].clone();
+
+    // Another canary while the config still names v1 as stable.
+    let behind = fixtures::config_text(
+        Some(("r", "w")),
+        &[
+            web("v1", Some("v3"), Some(STEPS)),
+            fixtures::route("fixed", None),
+        ]
+        .concat(),
+    );
+    let new = fixtures::loaded(&behind);
+    let resolved = fixtures::resolved(&new).await;
+    let refused = control.adopt(new, resolved, START_MS + 2_000).await;
+    let problems = refused.err().unwrap_or_default();
+    assert!(
+        problems
+            .iter()
+            .any(|d| d.path == "routes[0].canary.revision"),
+        "{problems:?}"
+    );
+    assert_eq!(control.config(), &in_force, "the config in force stays");
+    assert_eq!(control.rollouts["web"], promoted, "the state stays");
+    assert_eq!(store.get("web").as_ref(), Some(&promoted));
+
+    // Caught up: v2 is the stable revision now, and v3 may start.
+    let caught_up = fixtures::config_text(
+        Some(("r", "w")),
+        &[
+            web("v2", Some("v3"), Some(STEPS)),
+            fixtures::route("fixed", None),
+        ]
+        .concat(),
+    );
+    let new = fixtures::loaded(&caught_up);
+    let resolved = fixtures::resolved(&new).await;
+    control
+        .adopt(new, resolved, START_MS + 3_000)
+        .await
+        .expect("caught up");
+    assert_eq!(phase_of(&control, "web"), Some(Phase::Progressing));
+    assert_eq!(
+        control.rollouts["web"].canary_revision.as_deref(),
+        Some("v3")
+    );
+}
+
+#[tokio::test]
+async fn a_state_that_cannot_be_saved_refuses_the_config() {
+    let (mut control, store) = control(&base()).await;
+    let before = control.rollouts["web"].clone();
+    store.fail_saves(true);
+    let text = fixtures::config_text(
+        Some(("r", "w")),
+        &[
+            web("v1", Some("v3"), Some(STEPS)),
+            fixtures::route("fixed", None),
+        ]
+        .concat(),
+    );
+    let new = fixtures::loaded(&text);
+    let resolved = fixtures::resolved(&new).await;
+    let refused = control.adopt(new, resolved, START_MS + 1_000).await;
+    let problems = refused.err().unwrap_or_default();
+    assert!(
+        problems.iter().any(|d| d.path == "stateDir"),
+        "{problems:?}"
+    );
+    assert_eq!(control.rollouts["web"], before, "the state stays");
+}
+
+#[tokio::test]
+async fn an_invalid_file_is_refused_and_the_running_config_keeps_serving() {
+    let dir = std::env::temp_dir().join(format!("weir-reload-table-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("weir.yaml");
+    let in_memory = fixtures::process(&base(), path.clone()).await;
+    let process = &in_memory.process;
+    let version = process.publisher.current().version;
+
+    std::fs::write(&path, base().replace("routes:", "routez:")).expect("write");
+    let refused = reload(process, Trigger::Api).await;
+    let diagnostics = refused.err().map(|d| d.0).unwrap_or_default();
+    assert!(
+        diagnostics.iter().any(|d| d.file.ends_with("weir.yaml")),
+        "names the file: {diagnostics:?}"
+    );
+    assert_eq!(process.reloads.failure.load(Relaxed), 1);
+    assert_eq!(
+        process.publisher.current().version,
+        version,
+        "nothing published"
+    );
+    assert_eq!(process.control.lock().await.loaded.text, base());
+
+    // The same config again is applied (an API reload always publishes).
+    std::fs::write(&path, base()).expect("write");
+    let applied = reload(process, Trigger::Api).await;
+    assert!(
+        matches!(applied, Ok(Outcome::Applied(v)) if v > version),
+        "{applied:?}"
+    );
+    // A file change to the same text is no change at all.
+    let unchanged = reload(process, Trigger::FileChanged).await;
+    assert!(matches!(unchanged, Ok(Outcome::Unchanged)), "{unchanged:?}");
+    assert_eq!(process.reloads.success.load(Relaxed), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
