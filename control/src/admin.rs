@@ -535,15 +535,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(10))
         .max_buf_size(64 * 1024);
+    let mut backoff = weir_proxy::server::AcceptBackoff::new("admin");
     loop {
         let (stream, remote) = tokio::select! {
             () = stopped(&mut stop) => return,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff.succeeded();
+                    pair
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
+                    let pause = backoff.failed(&error);
+                    tokio::select! {
+                        () = stopped(&mut stop) => return,
+                        () = tokio::time::sleep(pause) => continue,
+                    }
                 }
             },
         };

@@ -97,29 +97,18 @@ impl Proxy {
         let graceful = GracefulShutdown::new();
         // Turns true at the drain deadline: every connection still open is dropped.
         let (cut_tx, cut_rx) = watch::channel(false);
-        let mut backoff: Option<Duration> = None;
+        let mut backoff = AcceptBackoff::new(&options.name);
         tokio::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => {
-                        if backoff.take().is_some() {
-                            tracing::info!(listener = %options.name, "accepting again");
-                        }
+                        backoff.succeeded();
                         pair
                     }
                     Err(error) => {
-                        // Out of descriptors or similar: back off instead of
-                        // spinning, and say so once per episode.
-                        let pause = match backoff {
-                            None => {
-                                tracing::warn!(listener = %options.name, %error, "accept failed; backing off until it succeeds");
-                                ACCEPT_BACKOFF_MIN
-                            }
-                            Some(last) => (last * 2).min(ACCEPT_BACKOFF_MAX),
-                        };
-                        backoff = Some(pause);
+                        let pause = backoff.failed(&error);
                         tokio::select! {
                             () = &mut shutdown => break,
                             () = tokio::time::sleep(pause) => continue,
@@ -257,4 +246,60 @@ fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     builder
+}
+
+/// The pause after a failed `accept` (out of descriptors, or similar): from
+/// 10 ms, doubling up to 1 s, reset by the next success; logged once per
+/// episode instead of at every retry.
+#[derive(Debug)]
+pub struct AcceptBackoff {
+    listener: String,
+    pause: Option<Duration>,
+}
+
+// === impl AcceptBackoff ===
+
+impl AcceptBackoff {
+    /// No failure yet on the listener named `listener`.
+    pub fn new(listener: &str) -> AcceptBackoff {
+        AcceptBackoff {
+            listener: listener.to_owned(),
+            pause: None,
+        }
+    }
+
+    /// Records a failed accept; returns how long to wait before the next.
+    pub fn failed(&mut self, error: &std::io::Error) -> Duration {
+        let pause = match self.pause {
+            None => {
+                tracing::warn!(listener = %self.listener, %error, "accept failed; backing off until it succeeds");
+                ACCEPT_BACKOFF_MIN
+            }
+            Some(last) => (last * 2).min(ACCEPT_BACKOFF_MAX),
+        };
+        self.pause = Some(pause);
+        pause
+    }
+
+    /// Records a successful accept, ending an episode of failures.
+    pub fn succeeded(&mut self) {
+        if self.pause.take().is_some() {
+            tracing::info!(listener = %self.listener, "accepting again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod accept_backoff_tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_a_second_and_reset_on_success() {
+        let mut backoff = AcceptBackoff::new("public");
+        let error = std::io::Error::from_raw_os_error(24);
+        let pauses: Vec<u128> = (0..9).map(|_| backoff.failed(&error).as_millis()).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(&error), ACCEPT_BACKOFF_MIN);
+    }
 }

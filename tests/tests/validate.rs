@@ -105,9 +105,9 @@ routes:
 /// Writes `text` to a temporary `name` and validates it; returns the exit
 /// code and everything printed.
 fn validate_text(name: &str, text: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let file = dir.path().join(name);
-    std::fs::write(&file, text).unwrap();
+    std::fs::write(&file, text).expect("writing the config");
     let out = validate(&file);
     let all = format!(
         "{}{}",
