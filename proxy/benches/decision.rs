@@ -31,6 +31,7 @@ fn role_decision(c: &mut Criterion) {
             decision::decide(black_box(split), HeaderVerdict::None, key, 0)
         })
     });
+    c.bench_function("client_key/new", |b| b.iter(decision::new_client_key));
     c.bench_function("cookie/find", |b| {
         b.iter(|| decision::find_cookie(std::iter::once(black_box(cookie)), "weir-checkout"))
     });

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use rand::Rng as _;
 use weir_config::Weight;
 
 /// Which upstream of a route serves a request.
@@ -137,10 +138,13 @@ static COOKIE_OCTET: [bool; 256] = {
     table
 };
 
-/// A fresh random client key: 32 lowercase hex digits (128 bits).
+/// A fresh random client key: 32 lowercase hex digits (128 bits) from the
+/// thread's cryptographically secure generator (ChaCha, seeded and reseeded
+/// from the operating system): a key is a client's identity, so it must not
+/// be guessable from keys seen before.
 pub fn new_client_key() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = fastrand::u128(..);
+    let bits: u128 = rand::rng().random();
     let mut key = [0u8; 32];
     for (i, slot) in key.iter_mut().enumerate() {
         *slot = HEX[((bits >> (4 * i)) & 0xf) as usize];
@@ -150,7 +154,7 @@ pub fn new_client_key() -> [u8; 32] {
 
 /// A weighted draw in `0..BUCKETS` from the thread-local generator.
 pub fn draw() -> u32 {
-    fastrand::u32(..BUCKETS)
+    rand::rng().random_range(..BUCKETS)
 }
 
 fn trim_ascii(mut s: &[u8]) -> &[u8] {

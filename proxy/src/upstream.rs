@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use rand::Rng as _;
 use tokio::net::TcpStream;
 
 use crate::metrics::{EndpointMetrics, Metrics};
@@ -319,14 +320,16 @@ pub fn pick(endpoints: &[Arc<Endpoint>]) -> Option<&Arc<Endpoint>> {
                 0 => longest_ejected(endpoints),
                 1 => endpoints.iter().find(|e| !e.is_ejected(now)),
                 _ if serving == n => {
-                    let a = fastrand::usize(..n);
+                    let mut rng = rand::rng();
+                    let a = rng.random_range(..n);
                     // A second, different index.
-                    let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                    let b = (a + 1 + rng.random_range(..n - 1)) % n;
                     Some(less_loaded(&endpoints[a], &endpoints[b]))
                 }
                 _ => {
-                    let a = fastrand::usize(..serving);
-                    let b = (a + 1 + fastrand::usize(..serving - 1)) % serving;
+                    let mut rng = rand::rng();
+                    let a = rng.random_range(..serving);
+                    let b = (a + 1 + rng.random_range(..serving - 1)) % serving;
                     let ea = nth_serving(endpoints, now, a)?;
                     let eb = nth_serving(endpoints, now, b)?;
                     Some(less_loaded(ea, eb))
@@ -354,7 +357,7 @@ pub fn pick_other<'a>(
         let chosen = longest_ejected(&others)?;
         return endpoints.iter().find(|e| Arc::ptr_eq(e, chosen));
     }
-    let k = fastrand::usize(..serving);
+    let k = rand::rng().random_range(..serving);
     endpoints
         .iter()
         .filter(is_other)

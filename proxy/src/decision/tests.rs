@@ -165,6 +165,8 @@ fn finds_cookie_among_others_and_rejects_mangled_values() {
 fn client_keys_are_hex_and_distinct() {
     let a = new_client_key();
     let b = new_client_key();
+    let many: std::collections::HashSet<[u8; 32]> = (0..10_000).map(|_| new_client_key()).collect();
+    assert_eq!(many.len(), 10_000, "no key repeats");
     assert_ne!(a, b);
     assert!(a.iter().all(u8::is_ascii_hexdigit));
 }
