@@ -15,6 +15,7 @@ mod admin;
 mod binaries;
 mod client;
 mod config;
+mod curl;
 mod kube_api;
 mod load;
 mod metrics;
@@ -32,6 +33,7 @@ pub use client::{
     raw_exchange, send_many,
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
+pub use curl::curl;
 pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample};

@@ -4,35 +4,15 @@
 //! naming it and changes nothing; an empty body and `{}` are a plain
 //! promote.
 
-use std::time::Duration;
-
-use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index, within};
+use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index};
 
 const READER: &str = "reader-5d21e0";
 const WRITER: &str = "writer-9c44ab";
 
 /// Runs curl with `args` against the admin API; returns (status, body).
 async fn curl(args: &[&str]) -> (u16, String) {
-    let output = within(
-        Duration::from_secs(20),
-        "curl",
-        tokio::process::Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("curl is installed");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "curl {args:?} failed ({}): {}{stdout}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let (body, code) = stdout.rsplit_once('\n').expect("curl printed -w");
-    (code.parse().expect("an HTTP status"), body.to_owned())
+    let (body, code) = weir_e2e::curl(args, "%{http_code}").await;
+    (code.parse().expect("an HTTP status"), body)
 }
 
 /// The `error` message of a JSON error body.

@@ -2,38 +2,11 @@
 //! listener, and h2 and HTTP/1.1 negotiated by ALPN on a TLS listener with a
 //! self-signed certificate.
 
-use std::time::Duration;
+use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig};
 
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, within};
-
-/// Runs curl with `args` and returns (body, "<http_version> <http_code>").
+/// Runs curl with `args`; returns (body, "<http_version> <http_code>").
 async fn curl(args: &[&str]) -> (String, String) {
-    let output = within(
-        Duration::from_secs(20),
-        "curl",
-        tokio::process::Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "-w",
-                "\n%{http_version} %{http_code}",
-            ])
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("curl is installed");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "curl {args:?} failed ({}): {}{stdout}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let (body, trailer) = stdout.rsplit_once('\n').expect("curl printed -w");
-    (body.to_owned(), trailer.to_owned())
+    weir_e2e::curl(args, "%{http_version} %{http_code}").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
