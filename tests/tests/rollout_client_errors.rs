@@ -53,23 +53,10 @@ async fn broken_bodies_and_abandoned_requests_do_not_abort_a_healthy_canary() {
     })
     .await;
 
-    // Broken chunked uploads to the canary: the client's fault.
-    for i in 0..BROKEN {
-        let request = format!(
-            "POST /upload HTTP/1.1\r\nHost: shop.test\r\n{}: {}\r\n\
-             Transfer-Encoding: chunked\r\n\r\n5\r\nhello world\r\n0\r\n\r\n",
-            CANARY.0, CANARY.1
-        );
-        let r = raw_request(weir.addrs.http, request.as_bytes(), Duration::from_secs(10)).await;
-        assert_eq!(
-            r.status,
-            400,
-            "broken upload {i}: {:?}",
-            String::from_utf8_lossy(&r.raw)
-        );
-    }
-
-    // Clients that leave while the canary is slow: 499, not an error.
+    // Clients that leave while the canary is slow: 499, not an error. This
+    // runs first: every earlier request has been answered, so a new hit at
+    // the canary is the slow request (a broken upload's upstream request may
+    // still arrive after its client got 400).
     canary.set_delay(Duration::from_secs(30));
     for i in 0..ABANDONED {
         let before = canary.hits();
@@ -101,6 +88,22 @@ async fn broken_bodies_and_abandoned_requests_do_not_abort_a_healthy_canary() {
         .await;
     }
     canary.set_delay(Duration::ZERO);
+
+    // Broken chunked uploads to the canary: the client's fault.
+    for i in 0..BROKEN {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: shop.test\r\n{}: {}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello world\r\n0\r\n\r\n",
+            CANARY.0, CANARY.1
+        );
+        let r = raw_request(weir.addrs.http, request.as_bytes(), Duration::from_secs(10)).await;
+        assert_eq!(
+            r.status,
+            400,
+            "broken upload {i}: {:?}",
+            String::from_utf8_lossy(&r.raw)
+        );
+    }
 
     // The next step needs a passing judgement over a window that holds all
     // of the above.
