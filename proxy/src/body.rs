@@ -21,9 +21,13 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A downstream response body.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the upstream body would cost an allocation per proxied response; local answers are rare"
+)]
 pub enum ProxyBody {
-    /// Streamed from an upstream (boxed: a local answer need not carry its size).
-    Upstream(Box<UpstreamBody>),
+    /// Streamed from an upstream.
+    Upstream(UpstreamBody),
     /// Made by weir (errors, 404); `None` once sent.
     Local(Option<Bytes>),
 }
@@ -110,7 +114,7 @@ impl ProxyBody {
         limits: BodyLimits,
         account: ResponseAccount,
     ) -> ProxyBody {
-        ProxyBody::Upstream(Box::new(UpstreamBody {
+        ProxyBody::Upstream(UpstreamBody {
             body,
             sender: Some(sender),
             in_flight,
@@ -121,7 +125,7 @@ impl ProxyBody {
             timer: None,
             account: Some(account),
             first: None,
-        }))
+        })
     }
 
     /// Puts back the first frame of an upstream body, read before answering
