@@ -5,8 +5,9 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
 use serde::de::{self, Unexpected, Visitor};
+use serde::{Deserialize, Serialize};
 
 /// A duration as written: a string such as `30s`, or a bare integer of seconds.
 ///
@@ -77,7 +78,7 @@ pub struct AdminSpec {
 }
 
 /// One route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteSpec {
     /// Unique, `[a-z0-9-]`.
@@ -111,30 +112,38 @@ pub struct RouteSpec {
 }
 
 /// The stable upstream of a route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StableSpec {
     /// Revision label.
     pub revision: String,
     /// `host:port` endpoints.
+    #[serde(default)]
     pub endpoints: Vec<String>,
+    /// A Kubernetes Service whose ready endpoints serve this role.
+    #[serde(default)]
+    pub service: Option<ServiceRefSpec>,
 }
 
 /// The canary upstream of a route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanarySpec {
     /// Revision label.
     pub revision: String,
     /// `host:port` endpoints.
+    #[serde(default)]
     pub endpoints: Vec<String>,
+    /// A Kubernetes Service whose ready endpoints serve this role.
+    #[serde(default)]
+    pub service: Option<ServiceRefSpec>,
     /// Fixed split percentage; an error together with `strategy`.
     #[serde(default)]
     pub weight: Option<f64>,
 }
 
 /// Cookie stickiness.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StickinessSpec {
     /// Cookie name.
@@ -145,7 +154,7 @@ pub struct StickinessSpec {
 }
 
 /// Header override.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderOverrideSpec {
     /// Header name.
@@ -155,7 +164,7 @@ pub struct HeaderOverrideSpec {
 }
 
 /// Upstream timeouts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeoutsSpec {
     /// TCP connect timeout.
@@ -170,7 +179,7 @@ pub struct TimeoutsSpec {
 }
 
 /// Rollout strategy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StrategySpec {
     /// Steps in Argo Rollouts' syntax.
@@ -182,7 +191,7 @@ pub struct StrategySpec {
 
 /// One step. Exactly one key may be set; the Argo Rollouts kinds weir does not
 /// run are accepted by the parser so that validation can refuse them by name.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StepSpec {
     /// `setWeight: N`.
@@ -193,26 +202,32 @@ pub struct StepSpec {
     pub pause: Option<PauseSpec>,
     /// Argo `analysis` step (refused).
     #[serde(default)]
-    pub analysis: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "any_object")]
+    pub analysis: Option<serde_json::Value>,
     /// Argo `experiment` step (refused).
     #[serde(default)]
-    pub experiment: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "any_object")]
+    pub experiment: Option<serde_json::Value>,
     /// Argo `setCanaryScale` step (refused).
     #[serde(default)]
-    pub set_canary_scale: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "any_object")]
+    pub set_canary_scale: Option<serde_json::Value>,
     /// Argo `setHeaderRoute` step (refused).
     #[serde(default)]
-    pub set_header_route: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "any_object")]
+    pub set_header_route: Option<serde_json::Value>,
     /// Argo `setMirrorRoute` step (refused).
     #[serde(default)]
-    pub set_mirror_route: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "any_object")]
+    pub set_mirror_route: Option<serde_json::Value>,
     /// Argo `plugin` step (refused).
     #[serde(default)]
-    pub plugin: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "any_object")]
+    pub plugin: Option<serde_json::Value>,
 }
 
 /// A pause step.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PauseSpec {
     /// Missing: wait for `weir promote`.
@@ -221,7 +236,7 @@ pub struct PauseSpec {
 }
 
 /// Canary analysis thresholds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalysisSpec {
     /// How often to judge; default 1s.
@@ -245,6 +260,81 @@ pub struct AnalysisSpec {
     /// Failed judgements tolerated before abort; default 0.
     #[serde(default)]
     pub failure_limit: Option<u32>,
+}
+
+/// A Kubernetes Service and one of its ports.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRefSpec {
+    /// The Service's name, in the route's namespace.
+    pub name: String,
+    /// The Service port: its number or its name.
+    pub port: PortSpec,
+}
+
+/// A Service port as written: a number or a name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    /// The port number.
+    Number(u16),
+    /// The port's name.
+    Name(String),
+}
+
+/// The schema of a value that is a number or a string
+/// (`x-kubernetes-int-or-string`).
+fn int_or_string(description: &str) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": description,
+        "x-kubernetes-int-or-string": true
+    })
+}
+
+/// The schema of an Argo Rollouts step kind weir refuses by name: any
+/// object, kept as written so that validation can name it.
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+impl JsonSchema for PortSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PortSpec".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        int_or_string("The Service port: its number or its name.")
+    }
+}
+
+impl JsonSchema for DurationSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DurationSpec".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        int_or_string("A duration such as `500ms`, `30s`, `5m` or `1h`, or whole seconds.")
+    }
+}
+
+impl Serialize for DurationSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DurationSpec::Seconds(seconds) => serializer.serialize_u64(*seconds),
+            DurationSpec::Text(text) => serializer.serialize_str(text),
+        }
+    }
 }
 
 /// Accepts a non-negative integer or a string for [`DurationSpec`].

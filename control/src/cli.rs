@@ -46,6 +46,9 @@ pub enum Command {
     /// Run the built-in canary experiment: v2 is promoted step by step, v3
     /// fails part of its requests and is rolled back on its own.
     Demo(DemoArgs),
+    /// Print the CanaryRoute CustomResourceDefinition as YAML, for
+    /// `weir crd | kubectl apply -f -`.
+    Crd,
 }
 
 /// Arguments of `weir demo`.
@@ -68,6 +71,10 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Watch CanaryRoutes, Services and EndpointSlices even when the config
+    /// has no `kubernetes` block (its defaults apply).
+    #[arg(long)]
+    pub kubernetes: bool,
 }
 
 /// Arguments of `weir validate`.

@@ -2,3 +2,4 @@
 //! server through `kube`.
 
 pub mod lease;
+pub mod resource;

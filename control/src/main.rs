@@ -19,5 +19,15 @@ fn main() -> ExitCode {
         Command::Pause(args) => commands::route_command(&args, RouteCommand::Pause),
         Command::Resume(args) => commands::route_command(&args, RouteCommand::Resume),
         Command::Demo(args) => weir_control::demo::main(&args),
+        Command::Crd => match weir_control::cluster::resource::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("weir: cannot render the CRD: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -550,6 +550,10 @@ impl<'a> Checker<'a> {
         hosts: Option<Vec<HostMatch>>,
         path_prefix: Option<String>,
     ) -> Option<Route> {
+        self.no_service(&format!("{at}.stable"), spec.stable.service.as_ref());
+        if let Some(c) = &spec.canary {
+            self.no_service(&format!("{at}.canary"), c.service.as_ref());
+        }
         let stable = self.upstream(
             &format!("{at}.stable"),
             &spec.stable.revision,
@@ -645,6 +649,16 @@ impl<'a> Checker<'a> {
             }
         }
         ok.then_some(upgrades)
+    }
+
+    /// A `service` in a `weir.yaml` route: Services are for CanaryRoutes.
+    fn no_service(&mut self, at: &str, service: Option<&crate::schema::ServiceRefSpec>) {
+        if service.is_some() {
+            self.error(
+                &format!("{at}.service"),
+                "a Kubernetes Service is named in a CanaryRoute, not in weir.yaml; list the `endpoints` here",
+            );
+        }
     }
 
     fn upstream(&mut self, at: &str, revision: &str, endpoints: &[String]) -> Option<Upstream> {

@@ -81,16 +81,20 @@ static ADMIN: [Field; 3] = [
     optional("writerToken", Kind::Text),
 ];
 
-static STABLE: [Field; 2] = [
+static STABLE: [Field; 3] = [
     required("revision", Kind::Text),
     required("endpoints", Kind::List(&TEXTS)),
+    optional("service", Kind::Shape(&SERVICE)),
 ];
 
-static CANARY: [Field; 3] = [
+static CANARY: [Field; 4] = [
     required("revision", Kind::Text),
     required("endpoints", Kind::List(&TEXTS)),
+    optional("service", Kind::Shape(&SERVICE)),
     optional("weight", Kind::Number),
 ];
+
+static SERVICE: [Field; 2] = [required("name", Kind::Text), required("port", Kind::Any)];
 
 static STICKINESS: [Field; 2] = [
     required("cookie", Kind::Text),
@@ -560,8 +564,10 @@ mod tests {
     fn sample(kind: &Kind) -> Typed {
         match kind {
             Kind::Text => Typed::String("x".to_owned()),
-            Kind::Number | Kind::Whole(_) | Kind::Duration => Typed::Number(Number::from(1u64)),
-            Kind::Bool | Kind::Any => Typed::Bool(true),
+            Kind::Number | Kind::Whole(_) | Kind::Duration | Kind::Any => {
+                Typed::Number(Number::from(1u64))
+            }
+            Kind::Bool => Typed::Bool(true),
             Kind::List(item) => Typed::Sequence(vec![sample(item)]),
             Kind::Shape(fields) => Typed::Mapping(
                 fields
@@ -622,6 +628,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 14, "every mapping of the file is checked");
+        assert_eq!(checked, 16, "every mapping of the file is checked");
     }
 }

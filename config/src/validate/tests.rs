@@ -1111,7 +1111,7 @@ fn each_structural_error_is_located() {
             "routes[0].canary.weightt",
             10,
             7,
-            "unknown field `weightt`, expected one of `revision`, `endpoints`, `weight`; did you mean `weight`?",
+            "unknown field `weightt`, expected one of `revision`, `endpoints`, `service`, `weight`; did you mean `weight`?",
         ),
         (
             format!(

@@ -1,0 +1,217 @@
+//! The `CanaryRoute` custom resource (`weir.dev/v1alpha1`, SPEC section 10):
+//! a `weir.yaml` route without `name`, kept in the cluster, whose `status`
+//! is the rollout state every replica shares.
+//!
+//! The spec is built from the same serde types as a route of `weir.yaml`
+//! ([`weir_config::schema`]), so the two vocabularies cannot drift: a test
+//! checks that the spec has exactly the route's keys but `name`.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use weir_config::schema::{
+    CanarySpec, HeaderOverrideSpec, StableSpec, StickinessSpec, StrategySpec, TimeoutsSpec,
+};
+
+/// What a CanaryRoute asks for: a `weir.yaml` route without `name`, whose
+/// `stable` and `canary` may name a Service instead of (or besides)
+/// endpoints.
+#[derive(CustomResource, Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "CanaryRoute",
+    namespaced,
+    status = "CanaryRouteStatus",
+    shortname = "cnr",
+    doc = "A route whose traffic weir splits between a stable and a canary upstream, with the rollout that moves the split.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Weight", type_ = "number", json_path = ".status.canaryWeight"),
+    printcolumn(name = "Step", type_ = "integer", json_path = ".status.stepIndex"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryRouteSpec {
+    /// Exact host names and `*.suffix` wildcards; empty = any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Path prefix; default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// The stable upstream.
+    pub stable: StableSpec,
+    /// The canary upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
+    /// Cookie stickiness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<StickinessSpec>,
+    /// Header override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_by_header: Option<HeaderOverrideSpec>,
+    /// Connect, request and idle timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsSpec>,
+    /// Protocols a client may switch to with `Upgrade`; default `[websocket]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<Vec<String>>,
+    /// Rollout steps (Argo Rollouts' syntax) and analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategySpec>,
+}
+
+/// The rollout state of a CanaryRoute, shared by every replica: written by
+/// the leader only (each write carrying the `resourceVersion` it read), read
+/// by all. The command inputs (`abort`, `promoteFull`, `paused`, `promote`)
+/// are written by any replica or by `kubectl patch --subresource=status`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CanaryRouteStatus {
+    /// The `metadata.generation` this state was reconciled with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The rollout phase: Healthy, Progressing, Paused, Aborted or Promoted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The 0-based current step; the step count once promoted; absent
+    /// without a rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_index: Option<i64>,
+    /// How many steps the strategy has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_count: Option<i64>,
+    /// The share of requests sent to the canary, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<f64>,
+    /// The stable revision, as last reconciled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// The revision being rolled out (or aborted, or promoted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<String>,
+    /// The last revision that completed its rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_revision: Option<String>,
+    /// The rollout's identity: `seq` and the canary revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_id: Option<String>,
+    /// The rollout's sequence number; seeds the sticky cohort on every replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// When the rollout started or was retried (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_start_time: Option<String>,
+    /// When the current timed pause started (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_start_time: Option<String>,
+    /// When the current timed pause ends (RFC 3339): kept across failover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_deadline: Option<String>,
+    /// While held in a timed pause: the milliseconds it had left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_remaining_ms: Option<u64>,
+    /// Held by the `pause` command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
+    /// Failed judgements since the rollout started or was retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    /// Why the rollout aborted, while Aborted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+    /// What is going on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The replica that wrote this status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The last judgement, over the counters of every replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<StatusAnalysis>,
+    /// `Progressing`, `Aborted`, `Ready`, and problems with the spec.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<StatusCondition>,
+    /// Input: abort the rollout (`false` again while Aborted: retry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort: Option<bool>,
+    /// Input: promote to 100 % at once, skipping the remaining steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote_full: Option<bool>,
+    /// Input: hold the rollout where it is (`false` again: resume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// Input: end the current pause and go on to the next step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote: Option<bool>,
+}
+
+/// The last judgement of a CanaryRoute's canary.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StatusAnalysis {
+    /// The stable role over the window.
+    pub stable: StatusRoleStats,
+    /// The canary role over the window.
+    pub canary: StatusRoleStats,
+    /// Replicas counted / replicas known, e.g. `3/3`.
+    pub coverage: String,
+    /// Replicas whose counters were counted.
+    pub replicas_counted: u32,
+    /// Replicas known (the endpoints of the peers Service).
+    pub replicas_known: u32,
+    /// The last verdict: Pass, Fail or Inconclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One role's counts over the analysis window, summed over replicas.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StatusRoleStats {
+    /// Requests answered.
+    pub requests: u64,
+    /// Of those, 5xx.
+    pub errors: u64,
+    /// errors / requests, 0 without requests.
+    pub error_rate: f64,
+    /// p99 latency in milliseconds, absent without requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p99_ms: Option<f64>,
+}
+
+/// A condition, as Kubernetes objects report them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StatusCondition {
+    /// `Progressing`, `Aborted`, `Ready`, `Invalid`, `ServiceMissing`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// One CamelCase word.
+    pub reason: String,
+    /// What and where, for a human.
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// The CRD as YAML, for `weir crd`.
+///
+/// # Errors
+/// When the definition cannot be serialized (never, for this type).
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    use kube::CustomResourceExt as _;
+    serde_yaml_ng::to_string(&CanaryRoute::crd())
+}
+
+#[cfg(test)]
+mod tests;
