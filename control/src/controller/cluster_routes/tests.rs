@@ -67,7 +67,12 @@ fn state_at(route: &Route, step: usize) -> RolloutState {
 #[tokio::test]
 async fn a_leader_starts_the_rollout_of_a_route_without_status_and_writes_it() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(&[route.clone()], true, &seen(None, vec![]), START_MS);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
     let [(name, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
         panic!("one write expected: {decisions:?}");
     };
@@ -86,7 +91,12 @@ async fn a_leader_starts_the_rollout_of_a_route_without_status_and_writes_it() {
 #[tokio::test]
 async fn a_failed_status_write_keeps_nothing() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(&[route.clone()], true, &seen(None, vec![]), START_MS);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
     let conflict = std::io::Error::other("409: the status changed since it was read");
     control.apply_cluster(vec![route], true, decisions, vec![Err(conflict)]);
     assert!(!control.rollouts.contains_key("shop/checkout"));
@@ -98,7 +108,7 @@ async fn a_follower_serves_the_weight_of_the_status_and_writes_nothing() {
     let (mut control, route) = control().await;
     let status = state_at(&route, 2);
     let decisions = control.decide_cluster(
-        &[route.clone()],
+        std::slice::from_ref(&route),
         false,
         &seen(Some(status.clone()), vec![]),
         START_MS,
@@ -118,7 +128,12 @@ async fn a_follower_serves_the_weight_of_the_status_and_writes_nothing() {
 #[tokio::test]
 async fn a_follower_without_status_sends_nothing_to_the_canary() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(&[route.clone()], false, &seen(None, vec![]), START_MS);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        false,
+        &seen(None, vec![]),
+        START_MS,
+    );
     assert_eq!(
         decisions,
         vec![("shop/checkout".to_owned(), ClusterDecision::Drop)]
@@ -132,7 +147,7 @@ async fn a_follower_aborts_at_once_on_an_abort_input() {
     let (control, route) = control().await;
     let status = state_at(&route, 2);
     let decisions = control.decide_cluster(
-        &[route.clone()],
+        std::slice::from_ref(&route),
         false,
         &seen(Some(status), vec![Command::Abort]),
         START_MS,
@@ -150,7 +165,7 @@ async fn a_leader_acts_on_a_promote_input_and_writes_the_next_step() {
     let paused = state_at(&route, 1);
     assert_eq!(paused.phase, Phase::Paused);
     let decisions = control.decide_cluster(
-        &[route.clone()],
+        std::slice::from_ref(&route),
         true,
         &seen(Some(paused), vec![Command::Promote]),
         START_MS,
@@ -165,7 +180,12 @@ async fn a_leader_acts_on_a_promote_input_and_writes_the_next_step() {
 #[tokio::test]
 async fn a_leader_writes_its_state_back_over_a_status_it_cannot_read() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(&[route.clone()], true, &seen(None, vec![]), START_MS);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
     control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
     let nonsense = |_: &str| Observed {
         stored: Stored::Unreadable("status.stepIndex: 7 is past the 4 steps".to_owned()),
@@ -185,7 +205,12 @@ async fn a_leader_writes_its_state_back_over_a_status_it_cannot_read() {
 #[tokio::test]
 async fn a_leader_keeps_its_own_state_when_the_status_matches_it() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(&[route.clone()], true, &seen(None, vec![]), START_MS);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
     control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
     let mine = control.rollouts["shop/checkout"].clone();
     let decisions =
@@ -201,7 +226,7 @@ async fn only_the_leader_judges_canary_routes() {
     let (mut control, route) = control().await;
     let status = state_at(&route, 0);
     let decisions = control.decide_cluster(
-        &[route.clone()],
+        std::slice::from_ref(&route),
         false,
         &seen(Some(status), vec![]),
         START_MS,
@@ -224,7 +249,12 @@ async fn only_the_leader_judges_canary_routes() {
 #[tokio::test]
 async fn a_route_that_leaves_the_cluster_loses_its_state() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(&[route.clone()], true, &seen(None, vec![]), START_MS);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
     control.apply_cluster(vec![route], true, decisions, vec![Ok(())]);
     let (republish, _) = control.apply_cluster(vec![], true, vec![], vec![]);
     assert!(republish);
