@@ -369,6 +369,23 @@ impl Cluster {
         self.replicas[i].kill9();
     }
 
+    /// Freezes replica `i` with SIGSTOP: it holds its sockets and its Lease
+    /// record but does nothing (a hung process, or a node cut off).
+    ///
+    /// # Panics
+    /// When `kill -STOP` fails.
+    pub fn stop_process(&self, i: usize) {
+        signal(self.replicas[i].pid(), "-STOP");
+    }
+
+    /// Lets replica `i` run again after [`Cluster::stop_process`] (SIGCONT).
+    ///
+    /// # Panics
+    /// When `kill -CONT` fails.
+    pub fn continue_process(&self, i: usize) {
+        signal(self.replicas[i].pid(), "-CONT");
+    }
+
     /// Starts replica `i` again after [`Cluster::kill`] (same config, ports
     /// and identity) and waits for `/readyz`.
     ///
@@ -456,4 +473,13 @@ fn replica_index(identity: &str) -> Option<usize> {
 
 fn address_type(addr: SocketAddr) -> &'static str {
     if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// `kill SIGNAL PID`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
 }
