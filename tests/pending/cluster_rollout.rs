@@ -73,7 +73,12 @@ async fn sample(cluster: &Cluster, i: usize, n: u64) -> Counts {
 
 /// Waits until [`IN_A_ROW`] answers in a row from replica `i` all come from
 /// `upstream` with 200; returns how long that took.
-async fn wait_serving_only(cluster: &Cluster, i: usize, upstream: &str, limit: Duration) -> Duration {
+async fn wait_serving_only(
+    cluster: &Cluster,
+    i: usize,
+    upstream: &str,
+    limit: Duration,
+) -> Duration {
     let started = Instant::now();
     let what = format!("{} to answer only from {upstream}", replica_name(i));
     wait_until(limit, &what, || async {
@@ -89,7 +94,11 @@ fn assert_split(counts: &Counts, weight: f64, who: &str) {
     let v1 = count(counts, "v1", 200);
     let v2 = count(counts, "v2", 200);
     let total: u64 = counts.values().flat_map(|s| s.values()).sum();
-    assert_eq!(v1 + v2, total, "{who}: every request answered 200: {counts:?}");
+    assert_eq!(
+        v1 + v2,
+        total,
+        "{who}: every request answered 200: {counts:?}"
+    );
     let bounds = binomial_bounds(total, weight / 100.0);
     assert!(
         bounds.contains(v2),
@@ -112,13 +121,20 @@ async fn a_rollout_advances_and_every_replica_serves_the_leaders_weight_within_a
     cluster.apply_canary_route(
         NAMESPACE,
         ROUTE,
-        route_spec(json!([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]), None),
+        route_spec(
+            json!([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]),
+            None,
+        ),
     );
 
     let status = cluster
-        .wait_status(NAMESPACE, ROUTE, START_LIMIT, "Paused at step 1, 50 %", |s| {
-            s["phase"] == "Paused" && step_index(s) == Some(1) && s["canaryWeight"] == 50.0
-        })
+        .wait_status(
+            NAMESPACE,
+            ROUTE,
+            START_LIMIT,
+            "Paused at step 1, 50 %",
+            |s| s["phase"] == "Paused" && step_index(s) == Some(1) && s["canaryWeight"] == 50.0,
+        )
         .await;
     let leader = cluster.wait_leader(START_LIMIT).await;
     assert_eq!(status["leader"], replica_name(leader), "{status:#}");
@@ -146,10 +162,9 @@ async fn a_rollout_advances_and_every_replica_serves_the_leaders_weight_within_a
         })
         .await;
     let written = Instant::now();
-    let took = join_all(
-        (0..cluster.len()).map(|i| wait_serving_only(&cluster, i, "v2", APPLY_LIMIT)),
-    )
-    .await;
+    let took =
+        join_all((0..cluster.len()).map(|i| wait_serving_only(&cluster, i, "v2", APPLY_LIMIT)))
+            .await;
     eprintln!(
         "from the status write (as seen by polling the API server) to each replica serving \
          100 %: {took:?} (write seen at {:?} ago)",
@@ -160,7 +175,10 @@ async fn a_rollout_advances_and_every_replica_serves_the_leaders_weight_within_a
             s["phase"] == "Promoted"
         })
         .await;
-    assert_eq!(status["promote"], false, "the leader clears the request: {status:#}");
+    assert_eq!(
+        status["promote"], false,
+        "the leader clears the request: {status:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,9 +202,13 @@ async fn the_leader_killed_another_leads_within_20_s_and_continues_at_the_same_s
         ),
     );
     let paused = cluster
-        .wait_status(NAMESPACE, ROUTE, START_LIMIT, "the timed pause at 30 %", |s| {
-            s["phase"] == "Paused" && step_index(s) == Some(1)
-        })
+        .wait_status(
+            NAMESPACE,
+            ROUTE,
+            START_LIMIT,
+            "the timed pause at 30 %",
+            |s| s["phase"] == "Paused" && step_index(s) == Some(1),
+        )
         .await;
     // The pause began at or before this instant.
     let pause_seen = Instant::now();
@@ -209,7 +231,13 @@ async fn the_leader_killed_another_leads_within_20_s_and_continues_at_the_same_s
         replica_name(old)
     );
     let resumed = cluster.status(NAMESPACE, ROUTE);
-    for field in ["rolloutId", "seq", "pauseStartTime", "stepIndex", "canaryWeight"] {
+    for field in [
+        "rolloutId",
+        "seq",
+        "pauseStartTime",
+        "stepIndex",
+        "canaryWeight",
+    ] {
         assert_eq!(
             resumed[field], paused[field],
             "{field} kept across the failover\nbefore: {paused:#}\nafter: {resumed:#}"
@@ -291,9 +319,13 @@ async fn a_canary_failing_across_the_replicas_is_aborted_from_the_summed_counter
     // With an analysis block the first step waits for a passing judgement,
     // at 50 %, with counters from every replica.
     cluster
-        .wait_status(NAMESPACE, ROUTE, START_LIMIT, "50 % with 3/3 coverage", |s| {
-            s["canaryWeight"] == 50.0 && s["analysis"]["coverage"] == "3/3"
-        })
+        .wait_status(
+            NAMESPACE,
+            ROUTE,
+            START_LIMIT,
+            "50 % with 3/3 coverage",
+            |s| s["canaryWeight"] == 50.0 && s["analysis"]["coverage"] == "3/3",
+        )
         .await;
 
     // Fewer requests per replica than minRequests: no replica alone has
@@ -309,7 +341,9 @@ async fn a_canary_failing_across_the_replicas_is_aborted_from_the_summed_counter
     assert!(most_on_one < MIN_REQUESTS);
 
     let aborted = cluster
-        .wait_status(NAMESPACE, ROUTE, START_LIMIT, "Aborted", |s| s["phase"] == "Aborted")
+        .wait_status(NAMESPACE, ROUTE, START_LIMIT, "Aborted", |s| {
+            s["phase"] == "Aborted"
+        })
         .await;
     assert_eq!(aborted["canaryWeight"], 0.0, "{aborted:#}");
     assert_eq!(aborted["abort"], true, "{aborted:#}");
@@ -413,7 +447,10 @@ async fn the_guardrail_aborts_while_the_leader_is_stopped() {
     cluster.apply_canary_route(
         NAMESPACE,
         ROUTE,
-        route_spec(json!([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]), None),
+        route_spec(
+            json!([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]),
+            None,
+        ),
     );
     cluster
         .wait_status(NAMESPACE, ROUTE, START_LIMIT, "Paused at 50 %", |s| {
@@ -437,11 +474,18 @@ async fn the_guardrail_aborts_while_the_leader_is_stopped() {
     // without renewal: before any other replica could take the Lease over
     // (15 s), so the abort is the guardrail's, not a new leader's.
     let status = cluster
-        .wait_status(NAMESPACE, ROUTE, Duration::from_secs(15), "abort: true", |s| {
-            s["abort"] == true
-        })
+        .wait_status(
+            NAMESPACE,
+            ROUTE,
+            Duration::from_secs(15),
+            "abort: true",
+            |s| s["abort"] == true,
+        )
         .await;
-    eprintln!("guardrail abort {:?} after the leader stopped", stopped.elapsed());
+    eprintln!(
+        "guardrail abort {:?} after the leader stopped",
+        stopped.elapsed()
+    );
     assert_eq!(
         cluster.leader(),
         Some(leader),
@@ -457,7 +501,9 @@ async fn the_guardrail_aborts_while_the_leader_is_stopped() {
     // The next leader finds `abort: true` and completes the abort.
     let new = cluster.wait_new_leader(leader, FAILOVER_LIMIT).await;
     let status = cluster
-        .wait_status(NAMESPACE, ROUTE, APPLY_LIMIT, "Aborted", |s| s["phase"] == "Aborted")
+        .wait_status(NAMESPACE, ROUTE, APPLY_LIMIT, "Aborted", |s| {
+            s["phase"] == "Aborted"
+        })
         .await;
     assert_eq!(status["canaryWeight"], 0.0);
     assert_eq!(status["leader"], replica_name(new));
