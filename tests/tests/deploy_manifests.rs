@@ -708,3 +708,42 @@ fn the_manifests_are_listed_in_the_readme_in_order_of_application() {
         last += at + mention.len();
     }
 }
+
+#[test]
+fn every_pod_meets_the_restricted_pod_security_profile_its_namespace_enforces() {
+    let docs = documents();
+    for namespace in docs.iter().filter(|d| kind(d) == "Namespace") {
+        assert_eq!(
+            namespace.value["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "restricted",
+            "{}: namespace {}",
+            namespace.file,
+            name(namespace)
+        );
+    }
+    let deployments: Vec<&Doc> = docs.iter().filter(|d| kind(d) == "Deployment").collect();
+    assert_eq!(deployments.len(), 3, "weir and the two example revisions");
+    for deployment in deployments {
+        let who = format!("{}: Deployment {}", deployment.file, name(deployment));
+        let pod = &deployment.value["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{who}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{who}"
+        );
+        assert!(
+            pod["hostNetwork"].is_null() && pod["hostPID"].is_null(),
+            "{who}"
+        );
+        for container in pod["containers"].as_array().expect("containers") {
+            let context = &container["securityContext"];
+            assert_eq!(context["allowPrivilegeEscalation"], false, "{who}");
+            assert_eq!(context["capabilities"]["drop"], json!(["ALL"]), "{who}");
+            assert!(context["capabilities"]["add"].is_null(), "{who}");
+            assert_ne!(context["privileged"], true, "{who}");
+        }
+        for volume in pod["volumes"].as_array().into_iter().flatten() {
+            assert!(volume["hostPath"].is_null(), "{who}: no hostPath volumes");
+        }
+    }
+}
