@@ -747,3 +747,57 @@ fn every_pod_meets_the_restricted_pod_security_profile_its_namespace_enforces() 
         }
     }
 }
+
+#[test]
+fn the_image_runs_weir_as_the_user_and_on_the_ports_the_deployment_expects() {
+    let dockerfile =
+        std::fs::read_to_string(workspace_root().join("Dockerfile")).expect("a Dockerfile");
+    // The instructions of the last stage, the one that runs.
+    let last_stage = dockerfile
+        .rsplit_once("\nFROM ")
+        .map(|(_, stage)| stage)
+        .expect("a multi-stage build");
+    let instruction = |name: &str| -> String {
+        last_stage
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{name} ")))
+            .last()
+            .unwrap_or_else(|| panic!("the runtime stage has no {name}"))
+            .trim()
+            .to_owned()
+    };
+    assert!(
+        dockerfile.contains("cargo build --release -p weir-control --locked"),
+        "the image builds the weir binary of this workspace"
+    );
+    assert_eq!(instruction("ENTRYPOINT"), r#"["/usr/local/bin/weir"]"#);
+    assert_eq!(
+        instruction("CMD"),
+        r#"["run", "--config", "/etc/weir/weir.yaml"]"#
+    );
+
+    let docs = documents();
+    let pod = pod(&docs);
+    let container = weir_container(&docs);
+    let uid = pod["spec"]["securityContext"]["runAsUser"]
+        .as_i64()
+        .expect("runAsUser");
+    assert_eq!(
+        instruction("USER"),
+        format!("{uid}:{uid}"),
+        "numeric, non-root"
+    );
+    assert_ne!(uid, 0);
+
+    let exposed: BTreeSet<i64> = instruction("EXPOSE")
+        .split_whitespace()
+        .map(|p| p.parse().expect("a port number"))
+        .collect();
+    let declared: BTreeSet<i64> = container["ports"]
+        .as_array()
+        .expect("container ports")
+        .iter()
+        .filter_map(|p| p["containerPort"].as_i64())
+        .collect();
+    assert_eq!(exposed, declared);
+}
