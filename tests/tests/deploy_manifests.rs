@@ -761,7 +761,7 @@ fn the_image_runs_weir_as_the_user_and_on_the_ports_the_deployment_expects() {
         last_stage
             .lines()
             .filter_map(|l| l.strip_prefix(&format!("{name} ")))
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("the runtime stage has no {name}"))
             .trim()
             .to_owned()
