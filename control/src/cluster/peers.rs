@@ -241,22 +241,32 @@ async fn read_peers(
         }
         while let Some(joined) = reads.join_next().await {
             let Ok((addr, answer)) = joined else { continue };
-            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            let recorded = answer.and_then(|counters| {
-                let recorded = tally.record(addr, &counters, Instant::now())?;
-                Ok((counters.replica, recorded))
-            });
-            match recorded {
-                Ok((replica, Recorded::Restarted)) => {
-                    tracing::info!(peer = %addr, %replica, "the peer restarted; its counts before the restart stay in the sum");
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    if tally.failed(addr, &error) {
-                        tracing::warn!(peer = %addr, %error, "cannot read the peer's counters");
-                    } else {
-                        tracing::debug!(peer = %addr, %error, "cannot read the peer's counters");
+            // Decided under the lock, logged after it.
+            let outcome = {
+                let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+                match answer.and_then(|counters| {
+                    let recorded = tally.record(addr, &counters, Instant::now())?;
+                    Ok((counters.replica, recorded))
+                }) {
+                    Ok(recorded) => Ok(recorded),
+                    Err(error) => {
+                        let news = tally.failed(addr, &error);
+                        Err((error, news))
                     }
+                }
+            };
+            match outcome {
+                Ok((replica, Recorded::Restarted)) => tracing::info!(
+                    peer = %addr,
+                    %replica,
+                    "the peer restarted; its counts before the restart stay in the sum"
+                ),
+                Ok(_) => {}
+                Err((error, true)) => {
+                    tracing::warn!(peer = %addr, %error, "cannot read the peer's counters");
+                }
+                Err((error, false)) => {
+                    tracing::debug!(peer = %addr, %error, "cannot read the peer's counters");
                 }
             }
         }
