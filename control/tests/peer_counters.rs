@@ -1,7 +1,8 @@
 //! `PeerCounters` over three real `weir run` processes: it sums exactly
 //! what each one counted; a replica killed with SIGKILL keeps its last
 //! counts in the sum while the coverage drops to 2 of 3; restarted on the
-//! same address, it adds only what it counts after the restart.
+//! same address, it adds only what it counts after the restart. A wrong
+//! token is refused by every peer, and each failure says why.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -70,8 +71,24 @@ async fn sums_three_replicas_through_a_kill_and_a_restart() {
     }
     let addrs: Vec<SocketAddr> = replicas.iter().map(|w| w.addrs.admin).collect();
     let (_set, peer_set) = watch::channel(addrs);
-    let peers = PeerCounters::start(peer_set, Some(READER)).expect("a valid token");
+    let peers = PeerCounters::start(peer_set.clone(), Some(READER)).expect("a valid token");
     wait_for_coverage(&peers, (3, 3)).await;
+    // A wrong token: every peer refuses, each failure says so.
+    let refused =
+        PeerCounters::start(peer_set.clone(), Some("not-the-token")).expect("a valid header");
+    let failures = wait_until(SHOWS_WITHIN, "three refusals", || async {
+        let failures = refused.failures();
+        (failures.len() == 3).then_some(failures)
+    })
+    .await;
+    for (addr, why) in &failures {
+        assert!(
+            why.contains("401") && why.contains("wrong bearer token"),
+            "{addr}: {why}"
+        );
+    }
+    assert_eq!(refused.coverage(), (0, 3));
+    drop(refused);
     // Counting begins at the first answers.
     wait_for_sum(&peers, 0, "nothing counted yet").await;
 
