@@ -3,3 +3,4 @@
 
 pub mod lease;
 pub mod resource;
+pub mod status_codec;
