@@ -1,6 +1,8 @@
 //! weir on Kubernetes (SPEC section 10): the pieces that talk to the API
 //! server through `kube`.
 
+pub mod events;
 pub mod lease;
 pub mod resource;
 pub mod status_codec;
+pub mod status_store;
