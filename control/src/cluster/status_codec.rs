@@ -48,6 +48,11 @@ use crate::rollout::{
 /// Service) is kept as it is.
 pub const PHASE_CONDITIONS: [&str; 3] = ["Progressing", "Aborted", "Ready"];
 
+/// The condition type telling that the status written over was refused
+/// (nonsense patched by hand): `True` with the field and the problem, then
+/// `False` once a write follows a readable status.
+pub const REFUSED_CONDITION: &str = "StatusRefused";
+
 /// What a status holds besides the rollout state.
 #[derive(Debug, Clone, Copy)]
 pub struct StatusContext<'a> {
@@ -61,6 +66,9 @@ pub struct StatusContext<'a> {
     pub pause_lengths_ms: &'a [Option<u64>],
     /// Replicas counted and known in the last judgement, when known.
     pub coverage: Option<Coverage>,
+    /// Why the status written over was refused, if it was: reported in
+    /// the `StatusRefused` condition.
+    pub refused: Option<&'a StatusRefused>,
     /// Now, in milliseconds since the UNIX epoch (`lastTransitionTime`).
     pub now_ms: u64,
 }
@@ -136,7 +144,7 @@ pub fn encode(
             .last_judgement
             .as_ref()
             .map(|j| encode_analysis(j, ctx.coverage, previous.analysis.as_ref())),
-        conditions: conditions(state, &previous.conditions, ctx.now_ms),
+        conditions: conditions(state, &previous.conditions, ctx.refused, ctx.now_ms),
         abort: Some(settled_abort(previous, state)),
         promote_full: previous.promote_full.map(|_| false),
         paused: Some(state.held),
@@ -195,14 +203,33 @@ fn encode_role(summary: &RoleSummary) -> StatusRoleStats {
     }
 }
 
-/// `Progressing`, `Aborted` and `Ready` from the phase, then the other
+/// `Progressing`, `Aborted` and `Ready` from the phase, `StatusRefused`
+/// when the status written over was refused (or had been), then the other
 /// conditions of `previous` as they were.
 fn conditions(
     state: &RolloutState,
     previous: &[StatusCondition],
+    refused: Option<&StatusRefused>,
     now_ms: u64,
 ) -> Vec<StatusCondition> {
-    let mut out: Vec<StatusCondition> = derive_conditions(state)
+    let mut derived: Vec<Derived> = derive_conditions(state).into();
+    let had_refusal = previous.iter().any(|c| c.type_ == REFUSED_CONDITION);
+    match refused {
+        Some(refused) => derived.push(Derived {
+            type_: REFUSED_CONDITION,
+            status: true,
+            reason: "InvalidStatus".to_owned(),
+            message: format!("{refused}; the rollout state before it was kept"),
+        }),
+        None if had_refusal => derived.push(Derived {
+            type_: REFUSED_CONDITION,
+            status: false,
+            reason: "StatusReadable".to_owned(),
+            message: "the status reads as a rollout state".to_owned(),
+        }),
+        None => {}
+    }
+    let mut out: Vec<StatusCondition> = derived
         .into_iter()
         .map(|d| {
             let status = if d.status { "True" } else { "False" };
@@ -222,7 +249,9 @@ fn conditions(
     out.extend(
         previous
             .iter()
-            .filter(|c| !PHASE_CONDITIONS.contains(&c.type_.as_str()))
+            .filter(|c| {
+                !PHASE_CONDITIONS.contains(&c.type_.as_str()) && c.type_ != REFUSED_CONDITION
+            })
             .cloned(),
     );
     out

@@ -191,6 +191,7 @@ impl StatusStore {
                  written safely"
             ))
         })?;
+        let decoded = status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len());
         let status = status_codec::encode(
             state,
             &seen.status,
@@ -199,13 +200,14 @@ impl StatusStore {
                 observed_generation: seen.generation,
                 pause_lengths_ms: &seen.pause_lengths_ms,
                 coverage: seen.coverage,
+                refused: decoded.as_ref().err(),
                 now_ms,
             },
         );
-        let previous = status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len())
+        // Over a refused status the change is unknown: no Event is made up.
+        let event = decoded
             .ok()
-            .flatten();
-        let event = events::transition_between(previous.as_ref(), state)
+            .and_then(|previous| events::transition_between(previous.as_ref(), state))
             .and_then(|kind| EventReason::from_transition(kind, state.phase))
             .map(|reason| {
                 let regarding = RouteRef {

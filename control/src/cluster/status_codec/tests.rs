@@ -14,6 +14,7 @@ fn ctx(now_ms: u64) -> StatusContext<'static> {
             counted: 3,
             known: 3,
         }),
+        refused: None,
         now_ms,
     }
 }
@@ -681,5 +682,53 @@ fn the_step_limit_is_the_status_step_count_then_the_specs() {
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Err("status.stepIndex: 1 is past the 1 step".to_owned())
+    );
+}
+
+#[test]
+fn a_write_over_a_refused_status_says_so_in_a_condition() {
+    let mut nonsense = status_of(&State::progressing());
+    nonsense.step_index = Some(7);
+    let refused = decode(ROUTE, &nonsense, 5).expect_err("refused");
+    let written = encode(
+        &State::progressing().0,
+        &nonsense,
+        &StatusContext {
+            refused: Some(&refused),
+            ..ctx(T0 + 5_000)
+        },
+    );
+    let c = condition(&written, REFUSED_CONDITION);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "InvalidStatus")
+    );
+    assert!(
+        c.message
+            .starts_with("status.stepIndex: 7 is past the 5 steps"),
+        "{c:?}"
+    );
+    assert_eq!(written.step_index, Some(0), "the kept state is written");
+    // The next write over a readable status clears it.
+    let next = encode(&State::timed_pause().0, &written, &ctx(T0 + 9_000));
+    let c = condition(&next, REFUSED_CONDITION);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "StatusReadable")
+    );
+    assert_eq!(c.last_transition_time, Some(format_time(T0 + 9_000)));
+    assert_eq!(
+        next.conditions
+            .iter()
+            .filter(|c| c.type_ == REFUSED_CONDITION)
+            .count(),
+        1
+    );
+    // Without a refusal ever, there is no such condition.
+    assert!(
+        status_of(&State::progressing())
+            .conditions
+            .iter()
+            .all(|c| c.type_ != REFUSED_CONDITION)
     );
 }

@@ -161,6 +161,7 @@ fn status_of(state: &RolloutState) -> Value {
             observed_generation: Some(2),
             pause_lengths_ms: &[None, Some(30_000), None, None, None],
             coverage: None,
+            refused: None,
             now_ms: T0,
         },
     );
@@ -418,6 +419,41 @@ async fn a_route_never_read_is_not_written_and_loads_as_missing() {
     // A lagging watch event does not take the store back.
     store.observe(ROUTE, &route("2", &json!({})));
     assert_eq!(store.resource_version(ROUTE).as_deref(), Some("4"));
+    drop(store);
+    no_more_requests(api).await;
+}
+
+#[tokio::test]
+async fn a_write_over_a_refused_status_names_the_refusal_and_sends_no_event() {
+    let (store, mut api) = store();
+    let mut nonsense = status_of(&state(Phase::Progressing, Some(0), 5));
+    nonsense["phase"] = json!("Exploded");
+    store.observe(ROUTE, &route("5", &nonsense));
+    assert!(matches!(store.load(ROUTE), Stored::Unreadable(_)));
+
+    // The state kept from before the nonsense is written back over it.
+    let saving = save_in_background(&store, state(Phase::Progressing, Some(0), 5));
+    let patch = next(&mut api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    assert_eq!(patch.body["status"]["phase"], "Progressing");
+    let refusal = patch.body["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == "StatusRefused"))
+        .cloned()
+        .expect("a StatusRefused condition");
+    assert_eq!(refusal["status"], "True");
+    let message = refusal["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("status.phase: \"Exploded\" is not a phase"),
+        "{message}"
+    );
+    let answered = object("6", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
     drop(store);
     no_more_requests(api).await;
 }
