@@ -2,6 +2,9 @@
 //! server through `kube`, and the counters shared between replicas.
 
 pub mod counters;
+pub mod events;
 pub mod lease;
 pub mod peers;
 pub mod resource;
+pub mod status_codec;
+pub mod status_store;

@@ -51,6 +51,15 @@ pub struct MemoryStore {
     failing: std::sync::atomic::AtomicBool,
 }
 
+/// One store for every route: cluster routes (`NAMESPACE/NAME`, a `/` in
+/// the name) go to `cluster`, file routes to `files`, so the state machine
+/// has one code path for both.
+#[derive(Debug, Clone)]
+pub struct RoutedStore {
+    files: Arc<dyn StateStore>,
+    cluster: Arc<dyn StateStore>,
+}
+
 /// What reading a route's state file found.
 #[derive(Debug)]
 pub enum Stored {
@@ -143,6 +152,51 @@ impl StateStore for MemoryStore {
 
     fn location(&self) -> String {
         "memory".to_owned()
+    }
+}
+
+// === impl RoutedStore ===
+
+impl RoutedStore {
+    /// File routes to `files`, CanaryRoutes to `cluster`.
+    pub fn new(files: Arc<dyn StateStore>, cluster: Arc<dyn StateStore>) -> RoutedStore {
+        RoutedStore { files, cluster }
+    }
+
+    /// True for the name of a cluster route (`NAMESPACE/NAME`): file route
+    /// names never hold a `/`.
+    pub fn is_cluster_route(route: &str) -> bool {
+        route.contains('/')
+    }
+
+    fn store_of(&self, route: &str) -> &dyn StateStore {
+        if RoutedStore::is_cluster_route(route) {
+            &*self.cluster
+        } else {
+            &*self.files
+        }
+    }
+}
+
+impl StateStore for RoutedStore {
+    fn load(&self, route: &str) -> Stored {
+        self.store_of(route).load(route)
+    }
+
+    fn save(&self, state: &RolloutState) -> io::Result<()> {
+        self.store_of(&state.route).save(state)
+    }
+
+    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
+        self.store_of(route).set_aside(route, now_ms)
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "{} (file routes) or {} (CanaryRoutes)",
+            self.files.location(),
+            self.cluster.location()
+        )
     }
 }
 
@@ -311,6 +365,32 @@ mod tests {
             "read through the FIFO: {read}"
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_routed_store_sends_cluster_routes_to_the_cluster_store() {
+        let files = Arc::new(MemoryStore::default());
+        let cluster = Arc::new(MemoryStore::default());
+        let routed = RoutedStore::new(files.clone(), cluster.clone());
+        routed.save(&state("web")).expect("saved");
+        routed.save(&state("shop/checkout")).expect("saved");
+        assert!(files.get("web").is_some() && files.get("shop/checkout").is_none());
+        assert!(cluster.get("shop/checkout").is_some() && cluster.get("web").is_none());
+        assert!(
+            matches!(routed.load("shop/checkout"), Stored::Found(s) if s.route == "shop/checkout")
+        );
+        cluster.fail_saves(true);
+        assert!(routed.save(&state("shop/checkout")).is_err());
+        assert!(
+            routed.save(&state("web")).is_ok(),
+            "file routes are not affected"
+        );
+        assert_eq!(
+            routed.set_aside("shop/checkout", 1).as_deref(),
+            Some("memory:shop/checkout")
+        );
+        assert!(matches!(routed.load("shop/checkout"), Stored::Missing));
+        assert!(matches!(routed.load("web"), Stored::Found(_)));
     }
 
     #[test]

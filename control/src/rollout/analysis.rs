@@ -275,6 +275,16 @@ impl Evidence {
         }
     }
 
+    /// No evidence yet, for a rollout taken over from another process (a
+    /// new leader resuming from the CanaryRoute status): the next counters
+    /// read are the baseline, so nothing is counted twice.
+    pub fn taken_over() -> Evidence {
+        Evidence {
+            baseline: Baseline::Unknown,
+            ..Evidence::new()
+        }
+    }
+
     /// The evidence against equal error rates: an e-value, which equal rates
     /// push above `1/ALPHA` with probability at most `ALPHA` over the whole
     /// rollout. Starts at 0.

@@ -1,0 +1,441 @@
+//! The rollout state of CanaryRoutes kept in their `status` (SPEC section
+//! 10): [`StatusStore`] is the [`StateStore`] of cluster routes
+//! (`NAMESPACE/NAME`), so the state machine keeps one code path for file
+//! and cluster routes ([`crate::persist::RoutedStore`] picks the store).
+//!
+//! The store holds, per route, the last CanaryRoute seen (its status,
+//! `resourceVersion`, generation and steps), fed by the runtime from its
+//! watch through [`StatusStore::observe`]. A save is one merge PATCH of
+//! `/status` that carries that `resourceVersion` as a precondition: when
+//! the status changed meanwhile (another leader wrote, a command arrived)
+//! the API server answers 409, nothing is kept, and the caller decides again
+//! from the newer status the watch delivers. So a deposed leader never
+//! overwrites a newer state.
+//!
+//! Each save also sends the transition's Event: before the status write for
+//! an abort, after it for the others; a failed or slow Event is logged and
+//! never stops the status write.
+//!
+//! [`StateStore`] is synchronous and called on tokio's blocking pool: the
+//! request runs as a task on the runtime whose handle the store keeps, and
+//! the calling thread waits for its answer (2 s at most). Waiting on a
+//! channel rather than `Handle::block_on` keeps a call from a runtime thread
+//! (the controller's start-up restore) an error instead of a panic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use tokio::runtime::Handle;
+use weir_config::duration::parse_duration;
+use weir_config::schema::DurationSpec;
+
+use super::events::{self, EventReason, RouteRef};
+use super::resource::{CanaryRoute, CanaryRouteStatus};
+use super::status_codec::{self, Coverage, StatusContext};
+use crate::persist::{StateStore, Stored};
+use crate::rollout::{Command, RolloutState};
+
+/// How long a status write may take before it counts as failed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long an abort's Event may delay the status write that follows it.
+pub const EVENT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The rollout states of CanaryRoutes, in their `status`.
+pub struct StatusStore {
+    client: kube::Client,
+    runtime: Handle,
+    identity: String,
+    routes: Mutex<BTreeMap<String, Seen>>,
+}
+
+/// A CanaryRoute as last seen (from the watch or the answer to a write).
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    status: CanaryRouteStatus,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    uid: Option<String>,
+    /// One entry per step: a timed pause's length in milliseconds.
+    pause_lengths_ms: Vec<Option<u64>>,
+    coverage: Option<Coverage>,
+}
+
+/// Everything one status write needs, taken from the store under its lock.
+struct Write {
+    namespace: String,
+    name: String,
+    resource_version: String,
+    body: Value,
+    event: Option<(EventReason, k8s_openapi::api::events::v1::Event)>,
+}
+
+// === impl StatusStore ===
+
+impl StatusStore {
+    /// A store writing through `client`, running its requests on `runtime`,
+    /// signing the status and Events as `identity` (`POD_NAME`).
+    pub fn new(client: kube::Client, runtime: Handle, identity: &str) -> StatusStore {
+        StatusStore {
+            client,
+            runtime,
+            identity: identity.to_owned(),
+            routes: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Takes the CanaryRoute `route` (`NAMESPACE/NAME`) as the watch
+    /// delivered it. An object older than the one already seen (a lagging
+    /// watch event after this store's own write) is ignored.
+    pub fn observe(&self, route: &str, object: &CanaryRoute) {
+        let incoming = object.metadata.resource_version.clone();
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        let seen = routes.entry(route.to_owned()).or_default();
+        if is_older(incoming.as_deref(), seen.resource_version.as_deref()) {
+            return;
+        }
+        seen.status = object.status.clone().unwrap_or_default();
+        seen.resource_version = incoming;
+        seen.generation = object.metadata.generation;
+        seen.uid = object.metadata.uid.clone();
+        seen.pause_lengths_ms = pause_lengths_ms(object);
+    }
+
+    /// Forgets a deleted CanaryRoute.
+    pub fn forget(&self, route: &str) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.remove(route);
+        }
+    }
+
+    /// The replicas counted in `route`'s last judgement, written with its
+    /// next status.
+    pub fn set_coverage(&self, route: &str, coverage: Coverage) {
+        if let Ok(mut routes) = self.routes.lock()
+            && let Some(seen) = routes.get_mut(route)
+        {
+            seen.coverage = Some(coverage);
+        }
+    }
+
+    /// The `resourceVersion` the next write of `route` will carry.
+    pub fn resource_version(&self, route: &str) -> Option<String> {
+        self.routes
+            .lock()
+            .ok()?
+            .get(route)
+            .and_then(|s| s.resource_version.clone())
+    }
+
+    /// The status of `route` as last seen.
+    pub fn status(&self, route: &str) -> Option<CanaryRouteStatus> {
+        Some(self.routes.lock().ok()?.get(route)?.status.clone())
+    }
+
+    /// Writes the input of `command` into `route`'s status, from any
+    /// replica: one merge PATCH of `/status` without a precondition (the
+    /// leader acts on it at its next read).
+    ///
+    /// # Errors
+    /// A route name without `/`, the API server's refusal (404 for a
+    /// CanaryRoute that does not exist), a transport error, or no answer
+    /// within [`WRITE_TIMEOUT`].
+    pub async fn write_input(&self, route: &str, command: Command) -> io::Result<()> {
+        let (namespace, name) = split_route(route)?;
+        let api: Api<CanaryRoute> = Api::namespaced(self.client.clone(), namespace);
+        let body = json!({ "status": status_codec::input_of(command) });
+        let written = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body)),
+        )
+        .await;
+        match written {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(kube::Error::Api(status))) if status.code == 404 => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("CanaryRoute {route} does not exist"),
+            )),
+            Ok(Err(error)) => Err(io::Error::other(format!(
+                "cannot write {command} into the status of CanaryRoute {route}: {error}"
+            ))),
+            Err(_) => Err(no_answer(route)),
+        }
+    }
+
+    /// Takes what one write needs under the lock, which is never held
+    /// across a request.
+    fn prepare(&self, state: &RolloutState, now_ms: u64) -> io::Result<Write> {
+        let route = &state.route;
+        let (namespace, name) = split_route(route)?;
+        let routes = self
+            .routes
+            .lock()
+            .map_err(|_| io::Error::other("the status store's lock is poisoned"))?;
+        let seen = routes.get(route.as_str()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("CanaryRoute {route} has not been read yet; its status cannot be written"),
+            )
+        })?;
+        let resource_version = seen.resource_version.clone().ok_or_else(|| {
+            io::Error::other(format!(
+                "CanaryRoute {route} was read without a resourceVersion; its status cannot be \
+                 written safely"
+            ))
+        })?;
+        let decoded = status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len());
+        let status = status_codec::encode(
+            state,
+            &seen.status,
+            &StatusContext {
+                leader: &self.identity,
+                observed_generation: seen.generation,
+                pause_lengths_ms: &seen.pause_lengths_ms,
+                coverage: seen.coverage,
+                refused: decoded.as_ref().err(),
+                now_ms,
+            },
+        );
+        // Over a refused status the change is unknown: no Event is made up.
+        let event = decoded
+            .ok()
+            .and_then(|previous| events::transition_between(previous.as_ref(), state))
+            .and_then(|kind| EventReason::from_transition(kind, state.phase))
+            .map(|reason| {
+                let regarding = RouteRef {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    uid: seen.uid.clone(),
+                    resource_version: Some(resource_version.clone()),
+                };
+                let event =
+                    events::event(reason, &state.message, &regarding, &self.identity, now_ms);
+                (reason, event)
+            });
+        Ok(Write {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            body: status_patch(&seen.status, &status, &resource_version)?,
+            resource_version,
+            event,
+        })
+    }
+
+    /// Keeps the CanaryRoute the API server answered a write with.
+    fn record(&self, route: &str, object: &CanaryRoute) {
+        self.observe(route, object);
+    }
+}
+
+impl StateStore for StatusStore {
+    fn load(&self, route: &str) -> Stored {
+        let Ok(routes) = self.routes.lock() else {
+            return Stored::Unreadable("the status store's lock is poisoned".to_owned());
+        };
+        let Some(seen) = routes.get(route) else {
+            return Stored::Missing;
+        };
+        match status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len()) {
+            Ok(Some(state)) => Stored::Found(Box::new(state)),
+            Ok(None) => Stored::Missing,
+            Err(refused) => Stored::Unreadable(format!(
+                "the status of CanaryRoute {route} is refused: {refused}"
+            )),
+        }
+    }
+
+    fn save(&self, state: &RolloutState) -> io::Result<()> {
+        let route = state.route.clone();
+        let write = self.prepare(state, now_ms())?;
+        let resource_version = write.resource_version.clone();
+        let client = self.client.clone();
+        let (answer_tx, answer) = std::sync::mpsc::channel();
+        let task_route = route.clone();
+        let task = self.runtime.spawn(async move {
+            let Write {
+                namespace,
+                name,
+                resource_version: _,
+                body,
+                event,
+            } = write;
+            let (before, after) = match event {
+                Some((EventReason::Aborted, event)) => (Some(event), None),
+                other => (None, other.map(|(_, event)| event)),
+            };
+            if let Some(event) = before {
+                send_event(client.clone(), event, &task_route).await;
+            }
+            let api: Api<CanaryRoute> = Api::namespaced(client.clone(), &namespace);
+            let written = tokio::time::timeout(
+                WRITE_TIMEOUT,
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)),
+            )
+            .await;
+            if let (Ok(Ok(_)), Some(event)) = (&written, after) {
+                let route = task_route.clone();
+                tokio::spawn(async move { send_event(client, event, &route).await });
+            }
+            let _ = answer_tx.send(written);
+        });
+        let waited = answer.recv_timeout(EVENT_TIMEOUT + WRITE_TIMEOUT + Duration::from_secs(1));
+        match waited {
+            Ok(Ok(Ok(object))) => {
+                self.record(&route, &object);
+                Ok(())
+            }
+            Ok(Ok(Err(kube::Error::Api(status)))) if status.code == 409 => {
+                Err(io::Error::other(format!(
+                    "the status of CanaryRoute {route} changed since it was read \
+                     (resourceVersion {resource_version}); nothing was written, the next \
+                     decision starts from the newer status"
+                )))
+            }
+            Ok(Ok(Err(error))) => Err(io::Error::other(format!(
+                "cannot write the status of CanaryRoute {route}: {error}"
+            ))),
+            Ok(Err(_)) => Err(no_answer(&route)),
+            Err(_) => {
+                task.abort();
+                Err(no_answer(&route))
+            }
+        }
+    }
+
+    fn set_aside(&self, _route: &str, _now_ms: u64) -> Option<String> {
+        // A refused status stays in the resource, where an operator reads
+        // it, until the leader's next write replaces it: nothing to move.
+        None
+    }
+
+    fn location(&self) -> String {
+        "the status of its CanaryRoute".to_owned()
+    }
+}
+
+impl fmt::Debug for StatusStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusStore")
+            .field("identity", &self.identity)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends an Event within [`EVENT_TIMEOUT`]; a failure is logged, nothing more.
+async fn send_event(client: kube::Client, event: k8s_openapi::api::events::v1::Event, route: &str) {
+    let reason = event.reason.clone().unwrap_or_default();
+    match tokio::time::timeout(EVENT_TIMEOUT, events::send(client, &event)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(route, reason, %error, "cannot send the Event");
+        }
+        Err(_) => {
+            tracing::warn!(route, reason, timeout = ?EVENT_TIMEOUT, "no answer to the Event in time");
+        }
+    }
+}
+
+/// The merge patch writing `next` over `previous` with the precondition
+/// `resourceVersion`: fields `previous` had and `next` has not are `null`,
+/// since a merge patch keeps what it does not mention.
+fn status_patch(
+    previous: &CanaryRouteStatus,
+    next: &CanaryRouteStatus,
+    resource_version: &str,
+) -> io::Result<Value> {
+    let previous = serde_json::to_value(previous).map_err(io::Error::other)?;
+    let mut status = serde_json::to_value(next).map_err(io::Error::other)?;
+    null_removed(&previous, &mut status);
+    Ok(json!({
+        "metadata": { "resourceVersion": resource_version },
+        "status": status,
+    }))
+}
+
+/// Sets to `null` every key of `previous` that `next` lacks, in nested
+/// objects too (lists are replaced whole by a merge patch).
+fn null_removed(previous: &Value, next: &mut Value) {
+    if let (Value::Object(previous), Value::Object(next)) = (previous, next) {
+        for (key, old) in previous {
+            match next.get_mut(key) {
+                Some(new) => null_removed(old, new),
+                None => {
+                    next.insert(key.clone(), Value::Null);
+                }
+            }
+        }
+    }
+}
+
+/// `NAMESPACE/NAME` → (namespace, name).
+fn split_route(route: &str) -> io::Result<(&str, &str)> {
+    route
+        .split_once('/')
+        .filter(|(namespace, name)| !namespace.is_empty() && !name.is_empty())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{route:?} is not a CanaryRoute name (NAMESPACE/NAME)"),
+            )
+        })
+}
+
+/// True when both versions are numbers and `incoming` is below `seen`
+/// (versions are opaque to clients, but every API server counts upward).
+fn is_older(incoming: Option<&str>, seen: Option<&str>) -> bool {
+    match (
+        incoming.and_then(|v| v.parse::<u64>().ok()),
+        seen.and_then(|v| v.parse::<u64>().ok()),
+    ) {
+        (Some(incoming), Some(seen)) => incoming < seen,
+        _ => false,
+    }
+}
+
+/// Per step of the CanaryRoute's strategy: a timed pause's length.
+fn pause_lengths_ms(object: &CanaryRoute) -> Vec<Option<u64>> {
+    let Some(strategy) = &object.spec.strategy else {
+        return Vec::new();
+    };
+    strategy
+        .steps
+        .iter()
+        .map(|step| {
+            let duration = step.pause.as_ref()?.duration.as_ref()?;
+            let length = match duration {
+                DurationSpec::Seconds(seconds) => Duration::from_secs(*seconds),
+                DurationSpec::Text(text) => parse_duration(text).ok()?,
+            };
+            u64::try_from(length.as_millis()).ok()
+        })
+        .collect()
+}
+
+fn no_answer(route: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "no answer from the API server within {} s while writing the status of CanaryRoute \
+             {route}; nothing is assumed written",
+            WRITE_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

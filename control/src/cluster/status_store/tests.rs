@@ -1,0 +1,459 @@
+//! The requests a [`StatusStore`] sends, against kube's mocked client: each
+//! test plays the API server, taking the requests one by one and answering
+//! them; a request that does not come fails the test at the guard's
+//! deadline, an extra one fails the check that the service saw no more.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use http_body_util::BodyExt as _;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock;
+use weir_config::Weight;
+
+use super::*;
+use crate::rollout::{AbortReason, Evidence, Phase};
+
+/// Only a guard against a hang: requests come at once.
+const GUARD: Duration = Duration::from_secs(10);
+const ROUTE: &str = "shop/checkout";
+const STATUS_PATH: &str = "/apis/weir.dev/v1alpha1/namespaces/shop/canaryroutes/checkout/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+const T0: u64 = 1_700_000_000_000;
+
+type ApiHandle = mock::Handle<Request<Body>, Response<Body>>;
+
+/// One request the store sent, and the means to answer it.
+struct Sent {
+    method: http::Method,
+    path: String,
+    content_type: String,
+    body: Value,
+    respond: mock::SendResponse<Response<Body>>,
+}
+
+impl Sent {
+    fn answer(self, code: u16, body: &Value) {
+        let mut response =
+            Response::new(Body::from(serde_json::to_vec(body).expect("a JSON body")));
+        *response.status_mut() = http::StatusCode::from_u16(code).expect("a status code");
+        self.respond.send_response(response);
+    }
+}
+
+fn store() -> (Arc<StatusStore>, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let store = StatusStore::new(client, Handle::current(), "weir-0");
+    (Arc::new(store), handle)
+}
+
+async fn next(handle: &mut ApiHandle) -> Sent {
+    let (request, respond) = tokio::time::timeout(GUARD, handle.next_request())
+        .await
+        .expect("a request before the guard's deadline")
+        .expect("the service is still in use");
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect().await.expect("the request body").to_bytes();
+    Sent {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        content_type: parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        respond,
+    }
+}
+
+/// Once every client is gone the mocked service ends: no request is left.
+async fn no_more_requests(mut handle: ApiHandle) {
+    let extra = tokio::time::timeout(GUARD, handle.next_request())
+        .await
+        .expect("the clients are dropped before the guard's deadline");
+    if let Some((request, _)) = extra {
+        panic!(
+            "an unexpected request: {} {}",
+            request.method(),
+            request.uri()
+        );
+    }
+}
+
+/// Rollout 3 of v2 at `step` of the SPEC's five steps.
+fn state(phase: Phase, step: Option<usize>, percent: u32) -> RolloutState {
+    RolloutState {
+        route: ROUTE.to_owned(),
+        phase,
+        step_index: step,
+        canary_weight: Weight::from_percent_int(percent),
+        rollout_seq: 3,
+        stable_revision: "v1".to_owned(),
+        canary_revision: Some("v2".to_owned()),
+        promoted_revision: None,
+        pause_deadline_ms: None,
+        pause_remaining_ms: None,
+        held: false,
+        rollout_started_ms: T0,
+        failures: 0,
+        message: format!("{phase} at step {step:?}"),
+        abort_reason: None,
+        last_judgement: None,
+        evidence: Evidence::new(),
+    }
+}
+
+fn timed_pause() -> RolloutState {
+    let mut s = state(Phase::Paused, Some(1), 5);
+    s.pause_deadline_ms = Some(T0 + 30_000);
+    s
+}
+
+fn aborted() -> RolloutState {
+    let mut s = state(Phase::Aborted, Some(0), 0);
+    s.abort_reason = Some(AbortReason::AnalysisErrorRate);
+    s.message = "aborted (analysis_error_rate): analysis: canary error rate 30%".to_owned();
+    s
+}
+
+/// The CanaryRoute at `resource_version` with `status`.
+fn object(resource_version: &str, status: &Value) -> Value {
+    json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "CanaryRoute",
+        "metadata": {
+            "name": "checkout",
+            "namespace": "shop",
+            "uid": "uid-checkout",
+            "generation": 2,
+            "resourceVersion": resource_version,
+        },
+        "spec": {
+            "stable": {"revision": "v1", "endpoints": ["10.0.0.1:80"]},
+            "canary": {"revision": "v2", "endpoints": ["10.0.0.2:80"]},
+            "strategy": {"steps": [
+                {"setWeight": 5},
+                {"pause": {"duration": "30s"}},
+                {"setWeight": 25},
+                {"pause": {}},
+                {"setWeight": 100},
+            ]},
+        },
+        "status": status,
+    })
+}
+
+fn route(resource_version: &str, status: &Value) -> CanaryRoute {
+    serde_json::from_value(object(resource_version, status)).expect("a CanaryRoute")
+}
+
+/// The status the leader wrote for `state`, as the API server keeps it.
+fn status_of(state: &RolloutState) -> Value {
+    let status = status_codec::encode(
+        state,
+        &CanaryRouteStatus::default(),
+        &StatusContext {
+            leader: "weir-0",
+            observed_generation: Some(2),
+            pause_lengths_ms: &[None, Some(30_000), None, None, None],
+            coverage: None,
+            refused: None,
+            now_ms: T0,
+        },
+    );
+    serde_json::to_value(status).expect("a status")
+}
+
+/// The API server's answer to a write with a stale `resourceVersion`.
+fn conflict() -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "Operation cannot be fulfilled on canaryroutes.weir.dev \"checkout\": \
+                    the object has been modified; please apply your changes to the latest \
+                    version and try again",
+        "reason": "Conflict", "code": 409,
+    })
+}
+
+fn save_in_background(
+    store: &Arc<StatusStore>,
+    state: RolloutState,
+) -> tokio::task::JoinHandle<io::Result<()>> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.save(&state))
+}
+
+#[tokio::test]
+async fn a_step_advance_is_one_status_patch_carrying_the_resource_version() {
+    let (store, mut api) = store();
+    store.observe(ROUTE, &route("7", &status_of(&timed_pause())));
+    let saving = save_in_background(&store, state(Phase::Progressing, Some(2), 25));
+
+    let patch = next(&mut api).await;
+    assert_eq!(patch.method, http::Method::PATCH);
+    assert_eq!(patch.path, STATUS_PATH);
+    assert_eq!(patch.content_type, "application/merge-patch+json");
+    assert_eq!(patch.body["metadata"], json!({"resourceVersion": "7"}));
+    let status = &patch.body["status"];
+    assert_eq!(status["phase"], "Progressing");
+    assert_eq!(status["stepIndex"], 2);
+    assert_eq!(status["canaryWeight"], 25.0);
+    assert_eq!(status["leader"], "weir-0");
+    assert_eq!(status["observedGeneration"], 2);
+    // The pause is over: a merge patch removes only what it names as null.
+    assert_eq!(status["pauseDeadline"], Value::Null);
+    assert!(
+        status
+            .as_object()
+            .is_some_and(|s| s.contains_key("pauseDeadline"))
+    );
+    let answered = object("8", status);
+    patch.answer(200, &answered);
+
+    let written = tokio::time::timeout(GUARD, saving).await.expect("in time");
+    written.expect("the save ran").expect("the save succeeded");
+    assert_eq!(store.resource_version(ROUTE).as_deref(), Some("8"));
+    match store.load(ROUTE) {
+        Stored::Found(found) => assert_eq!(found.step_index, Some(2)),
+        other => panic!("the written state, not {other:?}"),
+    }
+
+    // The transition's Event follows the write.
+    let event = next(&mut api).await;
+    assert_eq!(
+        (event.method.clone(), event.path.as_str()),
+        (http::Method::POST, EVENTS_PATH)
+    );
+    assert_eq!(event.body["reason"], "StepAdvanced");
+    assert_eq!(event.body["type"], "Normal");
+    assert_eq!(event.body["regarding"]["name"], "checkout");
+    assert_eq!(event.body["reportingInstance"], "weir-0");
+    let created = event.body.clone();
+    event.answer(201, &created);
+
+    drop(store);
+    no_more_requests(api).await;
+}
+
+#[tokio::test]
+async fn a_conflict_keeps_nothing_and_the_next_save_carries_the_newer_version() {
+    let (store, mut api) = store();
+    let before = status_of(&timed_pause());
+    store.observe(ROUTE, &route("7", &before));
+
+    let saving = save_in_background(&store, state(Phase::Progressing, Some(2), 25));
+    let patch = next(&mut api).await;
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "7");
+    patch.answer(409, &conflict());
+    let refused = tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect_err("a conflict fails the save");
+    assert!(
+        refused.to_string().contains("changed since it was read"),
+        "{refused}"
+    );
+    assert_eq!(store.resource_version(ROUTE).as_deref(), Some("7"));
+    match store.load(ROUTE) {
+        Stored::Found(found) => assert_eq!(*found, {
+            let mut expected = timed_pause();
+            expected.evidence = Evidence::taken_over();
+            expected
+        }),
+        other => panic!("the state as read, not {other:?}"),
+    }
+
+    // The watch brings the newer status (a promote input), and the leader
+    // decides again from it.
+    let mut newer = before.clone();
+    newer["promote"] = json!(true);
+    store.observe(ROUTE, &route("9", &newer));
+    let saving = save_in_background(&store, state(Phase::Progressing, Some(2), 25));
+    let patch = next(&mut api).await;
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "9");
+    assert_eq!(
+        patch.body["status"]["promote"], false,
+        "acted on, so cleared"
+    );
+    let answered = object("10", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the second save succeeded");
+    assert_eq!(store.resource_version(ROUTE).as_deref(), Some("10"));
+
+    let event = next(&mut api).await;
+    assert_eq!(event.body["reason"], "StepAdvanced");
+    event.answer(201, &json!({}));
+    drop(store);
+    no_more_requests(api).await;
+}
+
+#[tokio::test]
+async fn an_abort_sends_its_event_then_writes_the_status() {
+    let (store, mut api) = store();
+    store.observe(
+        ROUTE,
+        &route("7", &status_of(&state(Phase::Progressing, Some(0), 5))),
+    );
+    let saving = save_in_background(&store, aborted());
+
+    let event = next(&mut api).await;
+    assert_eq!(
+        (event.method.clone(), event.path.as_str()),
+        (http::Method::POST, EVENTS_PATH)
+    );
+    assert_eq!(event.body["reason"], "Aborted");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reportingController"], "weir.dev/weir");
+    let note = event.body["note"].as_str().unwrap_or_default().to_owned();
+    assert!(note.contains("analysis_error_rate"), "{note}");
+    event.answer(201, &json!({}));
+
+    let patch = next(&mut api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "7");
+    assert_eq!(patch.body["status"]["phase"], "Aborted");
+    assert_eq!(patch.body["status"]["canaryWeight"], 0.0);
+    assert_eq!(
+        patch.body["status"]["abort"], true,
+        "an analysis abort sets abort"
+    );
+    assert_eq!(patch.body["status"]["abortReason"], "analysis_error_rate");
+    let answered = object("8", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
+    drop(store);
+    no_more_requests(api).await;
+}
+
+#[tokio::test]
+async fn a_refused_event_does_not_stop_the_aborts_status_write() {
+    let (store, mut api) = store();
+    store.observe(
+        ROUTE,
+        &route("7", &status_of(&state(Phase::Progressing, Some(0), 5))),
+    );
+    let saving = save_in_background(&store, aborted());
+
+    let event = next(&mut api).await;
+    assert_eq!(event.path, EVENTS_PATH);
+    event.answer(
+        403,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "events is forbidden", "reason": "Forbidden", "code": 403}),
+    );
+    let patch = next(&mut api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    let answered = object("8", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the status was written all the same");
+    drop(store);
+    no_more_requests(api).await;
+}
+
+#[tokio::test]
+async fn a_command_on_a_follower_is_one_input_patch_without_precondition() {
+    let (store, mut api) = store();
+    let writing = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.write_input(ROUTE, Command::Promote).await })
+    };
+    let patch = next(&mut api).await;
+    assert_eq!(patch.method, http::Method::PATCH);
+    assert_eq!(patch.path, STATUS_PATH);
+    assert_eq!(patch.content_type, "application/merge-patch+json");
+    assert_eq!(patch.body, json!({"status": {"promote": true}}));
+    patch.answer(200, &object("12", &json!({"promote": true})));
+    tokio::time::timeout(GUARD, writing)
+        .await
+        .expect("in time")
+        .expect("the write ran")
+        .expect("the input was written");
+    drop(store);
+    no_more_requests(api).await;
+}
+
+#[tokio::test]
+async fn a_route_never_read_is_not_written_and_loads_as_missing() {
+    let (store, api) = store();
+    let refused = save_in_background(&store, state(Phase::Progressing, Some(0), 5))
+        .await
+        .expect("the save ran")
+        .expect_err("nothing to carry as resourceVersion");
+    assert!(
+        refused.to_string().contains("has not been read yet"),
+        "{refused}"
+    );
+    assert!(matches!(store.load(ROUTE), Stored::Missing));
+
+    // A CanaryRoute without a state yet, then one with nonsense in status.
+    store.observe(ROUTE, &route("3", &json!({"promote": true})));
+    assert!(matches!(store.load(ROUTE), Stored::Missing));
+    let mut nonsense = status_of(&state(Phase::Progressing, Some(0), 5));
+    nonsense["stepIndex"] = json!(7);
+    store.observe(ROUTE, &route("4", &nonsense));
+    match store.load(ROUTE) {
+        Stored::Unreadable(message) => assert_eq!(
+            message,
+            "the status of CanaryRoute shop/checkout is refused: \
+             status.stepIndex: 7 is past the 5 steps"
+        ),
+        other => panic!("refused, not {other:?}"),
+    }
+    // A lagging watch event does not take the store back.
+    store.observe(ROUTE, &route("2", &json!({})));
+    assert_eq!(store.resource_version(ROUTE).as_deref(), Some("4"));
+    drop(store);
+    no_more_requests(api).await;
+}
+
+#[tokio::test]
+async fn a_write_over_a_refused_status_names_the_refusal_and_sends_no_event() {
+    let (store, mut api) = store();
+    let mut nonsense = status_of(&state(Phase::Progressing, Some(0), 5));
+    nonsense["phase"] = json!("Exploded");
+    store.observe(ROUTE, &route("5", &nonsense));
+    assert!(matches!(store.load(ROUTE), Stored::Unreadable(_)));
+
+    // The state kept from before the nonsense is written back over it.
+    let saving = save_in_background(&store, state(Phase::Progressing, Some(0), 5));
+    let patch = next(&mut api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    assert_eq!(patch.body["status"]["phase"], "Progressing");
+    let refusal = patch.body["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == "StatusRefused"))
+        .cloned()
+        .expect("a StatusRefused condition");
+    assert_eq!(refusal["status"], "True");
+    let message = refusal["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("status.phase: \"Exploded\" is not a phase"),
+        "{message}"
+    );
+    let answered = object("6", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
+    drop(store);
+    no_more_requests(api).await;
+}
