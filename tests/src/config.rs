@@ -23,6 +23,8 @@ pub struct WeirConfig {
     pub max_connections: Option<usize>,
     /// The open-file limit (`ulimit -n`) weir is started with.
     pub open_file_limit: Option<u64>,
+    /// Start weir with `--log-format json` instead of `text`.
+    pub log_json: bool,
 }
 
 /// A route's `strategy`: steps and analysis. Analysis keys left `None` are
@@ -147,6 +149,13 @@ impl WeirConfig {
     #[must_use]
     pub fn open_file_limit(mut self, limit: u64) -> Self {
         self.open_file_limit = Some(limit);
+        self
+    }
+
+    /// Starts weir with `--log-format json`: one JSON object per log line.
+    #[must_use]
+    pub fn log_json(mut self) -> Self {
+        self.log_json = true;
         self
     }
 
