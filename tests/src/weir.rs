@@ -444,7 +444,10 @@ fn spawn(dir: &Path, config: &WeirConfig, append: bool) -> Child {
         .arg("run")
         .arg("--config")
         .arg(dir.join("weir.yaml"))
-        .args(["--log-format", if config.log_json { "json" } else { "text" }])
+        .args([
+            "--log-format",
+            if config.log_json { "json" } else { "text" },
+        ])
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .stdin(Stdio::null())
