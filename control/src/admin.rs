@@ -1,7 +1,6 @@
 //! The admin API: health, readiness, Prometheus metrics, and the control
 //! endpoints, with reader and writer bearer tokens.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,10 +10,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use weir_proxy::server::HyperService;
 
 use http_body_util::BodyExt as _;
 use serde_json::Value;
@@ -35,6 +34,9 @@ pub struct AdminState {
     process: Arc<Process>,
     ready: AtomicBool,
     replica: Replica,
+    /// A slot per admin request being answered (probes aside); shared by
+    /// every connection, see [`stack`].
+    in_flight: Arc<Semaphore>,
 }
 
 /// The address of the admin API's caller.
@@ -211,6 +213,7 @@ impl AdminState {
             process,
             ready: AtomicBool::new(false),
             replica,
+            in_flight: Arc::new(Semaphore::new(stack::ADMIN_CONCURRENCY)),
         }
     }
 
@@ -576,13 +579,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                 }
             },
         };
-        let state = Arc::clone(&state);
+        let service = HyperService(stack::admin_stack(Arc::clone(&state), remote));
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(state.handle(req, remote).await) }
-            });
             if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await
@@ -595,6 +594,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
 
 #[cfg(test)]
 mod request_table;
+pub mod stack;
 
 #[cfg(test)]
 mod tests {

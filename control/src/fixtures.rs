@@ -2,14 +2,17 @@
 //! memory (no sockets, no files, a clock that moves when told).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use weir_proxy::{Metrics, Proxy};
 
 use crate::controller::ControlState;
 use crate::load::{Loaded, Resolved};
-use crate::persist::{MemoryStore, StateStore};
+use crate::persist::{MemoryStore, StateStore, Stored};
 use crate::process::{ManualClock, Process};
+use crate::rollout::RolloutState;
 
 /// Where the fixtures' clock starts: 2023-11-14, in ms since the epoch.
 pub(crate) const START_MS: u64 = 1_700_000_000_000;
@@ -22,6 +25,63 @@ pub(crate) struct InMemory {
     pub(crate) clock: Arc<ManualClock>,
     /// Its state store.
     pub(crate) store: Arc<MemoryStore>,
+}
+
+/// A store whose saves, once armed, wait until the test releases them: a
+/// state write stalled for as long as a test needs.
+#[derive(Debug)]
+pub(crate) struct GatedStore {
+    /// Where the states go once released.
+    pub(crate) inner: MemoryStore,
+    /// Whether saves wait; off while a process is being built.
+    pub(crate) armed: AtomicBool,
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl GatedStore {
+    /// An unarmed store, the receiver told when an armed save begins, and
+    /// the sender that lets one save go on.
+    pub(crate) fn new() -> (Arc<GatedStore>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::default(),
+            armed: AtomicBool::new(false),
+            entered: Mutex::new(entered_tx),
+            release: Mutex::new(release_rx),
+        });
+        (store, entered_rx, release_tx)
+    }
+}
+
+impl StateStore for GatedStore {
+    fn load(&self, route: &str) -> Stored {
+        self.inner.load(route)
+    }
+
+    fn save(&self, state: &RolloutState) -> std::io::Result<()> {
+        if self.armed.load(Relaxed) {
+            let _ = self.entered.lock().expect("sender").send(());
+            let released = self
+                .release
+                .lock()
+                .expect("receiver")
+                .recv_timeout(Duration::from_secs(20));
+            if released.is_err() {
+                return Err(std::io::Error::other("never released"));
+            }
+        }
+        self.inner.save(state)
+    }
+
+    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
+        self.inner.set_aside(route, now_ms)
+    }
+
+    fn location(&self) -> String {
+        "gated".to_owned()
+    }
 }
 
 /// A config of `routes` (YAML list items, indented by four), with the

@@ -65,6 +65,11 @@ pub enum Refusal {
         /// What is wrong with them.
         problem: String,
     },
+    /// As many admin requests as allowed are being answered already.
+    Busy {
+        /// How many may be answered at once.
+        limit: usize,
+    },
 }
 
 /// A command that was refused or could not be carried out.
@@ -136,6 +141,7 @@ impl Refusal {
             Refusal::BodyNotObject
             | Refusal::BodyNotJson { .. }
             | Refusal::BadCommandBody { .. } => StatusCode::BAD_REQUEST,
+            Refusal::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -172,6 +178,10 @@ impl fmt::Display for Refusal {
             }
             Refusal::BodyNotJson { error } => write!(f, "the body is not valid JSON: {error}"),
             Refusal::BadCommandBody { problem } => f.write_str(problem),
+            Refusal::Busy { limit } => write!(
+                f,
+                "the admin API is busy: {limit} requests are already being answered; try again shortly"
+            ),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weir_config::{Config, Diagnostic, Diagnostics};
 
+use crate::controller::state::adoption;
 use crate::load::{self, Resolved};
 use crate::messages;
 use crate::process::{Process, stopped};
@@ -140,58 +141,91 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
             .map(|resolved| (loaded, resolved)),
         Err(diagnostics) => Err(diagnostics),
     };
-    // A reload changes rollout states: it waits for other changes to end.
+    // A reload changes rollout states: it waits for other changes to end,
+    // and holds the transition lock until its states are kept. As for
+    // commands and ticks, the control lock is held only to decide and to
+    // keep, never while a state is written, so status reads, metrics and
+    // token checks do not wait for a disk; the states are still written
+    // before the new config takes effect.
     let writing = process.transitions.lock().await;
-    let mut control = process.control.lock().await;
-    // Certificates are read again at every reload; applied once it succeeds.
-    let mut certificates = Vec::new();
     let adopted = match checked {
-        Ok((loaded, resolved)) => {
-            certificates = loaded
-                .config()
-                .listeners
-                .iter()
-                .zip(&loaded.tls)
-                .filter_map(|(l, tls)| Some((l.name.clone(), Arc::clone(tls.as_ref()?))))
-                .collect();
-            if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
-                return Ok(Outcome::Unchanged);
-            }
-            for change in changes(control.file_config(), loaded.config()) {
-                log_change(trigger, &change);
-            }
-            control
-                .adopt(loaded, resolved, process.now_ms())
-                .await
-                .map_err(Diagnostics)
-        }
+        Ok((loaded, resolved)) => adopt(process, trigger, loaded, resolved).await,
         Err(diagnostics) => Err(diagnostics),
     };
-    if let Err(diagnostics) = adopted {
-        process.reloads.failure.fetch_add(1, Relaxed);
-        tracing::error!(
-            ?trigger,
-            errors = diagnostics.0.len(),
-            "{}",
-            messages::CONFIG_REFUSED
-        );
-        for d in &diagnostics.0 {
-            tracing::error!("{d}");
+    let version = match adopted {
+        Ok(Some(version)) => version,
+        Ok(None) => return Ok(Outcome::Unchanged),
+        Err(diagnostics) => {
+            process.reloads.failure.fetch_add(1, Relaxed);
+            tracing::error!(
+                ?trigger,
+                errors = diagnostics.0.len(),
+                "{}",
+                messages::CONFIG_REFUSED
+            );
+            for d in &diagnostics.0 {
+                tracing::error!("{d}");
+            }
+            return Err(diagnostics);
         }
-        return Err(diagnostics);
-    }
-    for (name, cell) in &process.listener_tls {
-        if let Some((_, config)) = certificates.iter().find(|(n, _)| n == name) {
-            cell.store(Arc::clone(config));
-        }
-    }
-    let version = process.publisher.publish(control.snapshot());
-    drop(control);
+    };
     drop(writing);
     process.wait_applied(version).await;
     process.reloads.success.fetch_add(1, Relaxed);
     tracing::info!(?trigger, version, "config reloaded");
     Ok(Outcome::Applied(version))
+}
+
+/// Adopts a valid config: decided under the control lock, the changed
+/// rollout states written without it, then kept and published under it
+/// again, with the certificates read. Returns the snapshot version
+/// published, or `None` for a file change that changes nothing. The caller
+/// holds the transition lock.
+async fn adopt(
+    process: &Process,
+    trigger: Trigger,
+    loaded: load::Loaded,
+    resolved: Resolved,
+) -> Result<Option<u64>, Diagnostics> {
+    // Certificates are read again at every reload; applied once it succeeds.
+    let certificates: Vec<(String, Arc<rustls::ServerConfig>)> = loaded
+        .config()
+        .listeners
+        .iter()
+        .zip(&loaded.tls)
+        .filter_map(|(l, tls)| Some((l.name.clone(), Arc::clone(tls.as_ref()?))))
+        .collect();
+    let (returning, store) = {
+        let control = process.control.lock().await;
+        if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
+            return Ok(None);
+        }
+        for change in changes(control.file_config(), loaded.config()) {
+            log_change(trigger, &change);
+        }
+        (
+            control.returning_strategies(loaded.config()),
+            control.store(),
+        )
+    };
+    let stored = adoption::load_returning(Arc::clone(&store), returning).await;
+    let now = process.now_ms();
+    let adoption = process
+        .control
+        .lock()
+        .await
+        .decide_adoption(loaded, resolved, stored, now)
+        .map_err(Diagnostics)?;
+    adoption.write(store).await.map_err(Diagnostics)?;
+
+    let mut control = process.control.lock().await;
+    control.keep_adoption(adoption);
+    for (name, cell) in &process.listener_tls {
+        if let Some((_, config)) = certificates.iter().find(|(n, _)| n == name) {
+            cell.store(Arc::clone(config));
+        }
+    }
+    Ok(Some(process.publisher.publish(control.snapshot())))
 }
 
 /// [`load::load`], with a panic in validation turned into a refused reload:

@@ -12,11 +12,13 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tracing::Instrument as _;
 
 use crate::body::{BodyLimits, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
 use crate::metrics::{ClientErrorKind, RejectReason};
+use crate::request_id::X_REQUEST_ID;
 use crate::routing::{ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
 use crate::{Role, Shared};
@@ -30,19 +32,23 @@ pub struct Downstream {
     pub client_ip: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The connection's span (listener, peer, tls): the parent of each
+    /// request's span, also for HTTP/2 streams, which run in tasks of their own.
+    pub span: tracing::Span,
 }
 
 // === impl Downstream ===
 
 impl Downstream {
-    /// The downstream of a connection from `remote`.
-    pub fn new(remote: SocketAddr, tls: bool) -> Downstream {
+    /// The downstream of a connection from `remote`, logged in `span`.
+    pub fn new(remote: SocketAddr, tls: bool, span: tracing::Span) -> Downstream {
         let client_ip = HeaderValue::try_from(remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
         Downstream {
             remote,
             client_ip,
             tls,
+            span,
         }
     }
 }
@@ -55,8 +61,8 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// Serves one downstream request. Never fails: every error is a response.
 pub async fn serve(
-    shared: Arc<Shared>,
-    downstream: Downstream,
+    shared: &Shared,
+    downstream: &Downstream,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -108,6 +114,29 @@ pub async fn serve(
     };
     let backend = route.backend(role);
 
+    // The request's span is at debug level: at the default level (info) a
+    // request pays for one level check, and no span is made and no field
+    // formatted (tracing evaluates the fields of enabled spans only). A
+    // warning about the request is logged in the span made by
+    // `warning_span`, made only then, so it says where it came from at any
+    // level; what it needs is kept here (reference-counted copies, no
+    // allocation).
+    let request_id = req.headers().get(&X_REQUEST_ID).cloned();
+    let span = tracing::debug_span!(
+        parent: &downstream.span,
+        "request",
+        method = %req.method(),
+        path = req.uri().path(),
+        request_id = %ShowId(request_id.as_ref()),
+        route = &*route.name,
+        role = %role,
+    );
+    let about = About {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        request_id,
+    };
+
     let tls = downstream.tls;
     // Counts the request even if the client goes away before the answer
     // (the future is dropped): a hanging upstream must show in the counters.
@@ -116,7 +145,10 @@ pub async fn serve(
         started,
         answered: false,
     };
-    let mut response = match forward(route, backend, role, downstream, req, started).await {
+    let forwarded = forward(route, backend, role, downstream, req, started)
+        .instrument(span.clone())
+        .await;
+    let mut response = match forwarded {
         Ok(response) => {
             pending.answered = true;
             // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
@@ -132,12 +164,15 @@ pub async fn serve(
             let response = error.to_response(&route.name, role);
             let status = response.status().as_u16();
             if let Some(kind) = error.client_error_kind() {
-                tracing::debug!(route = %route.name, %role, %error, "client error");
+                span.in_scope(|| tracing::debug!(%error, "client error"));
                 backend
                     .metrics
                     .record_client_error(kind, status, started.elapsed());
             } else {
-                tracing::debug!(route = %route.name, %role, %error, "upstream failed");
+                // An answer weir made up (502, 503, 504) is worth a warning:
+                // the upstream is down, slow or broken.
+                warning_span(span, &about, downstream, route, role)
+                    .in_scope(|| tracing::warn!(status, %error, "upstream failed"));
                 if let Some(kind) = error.metric_kind() {
                     backend.metrics.record_upstream_error(kind);
                 }
@@ -160,12 +195,58 @@ pub async fn serve(
     response
 }
 
+/// What a warning about a request says about it, kept while the request
+/// itself goes upstream.
+struct About {
+    method: http::Method,
+    uri: Uri,
+    request_id: Option<HeaderValue>,
+}
+
+/// Shows a request id, or `-` for none.
+struct ShowId<'a>(Option<&'a HeaderValue>);
+
+impl std::fmt::Display for ShowId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.and_then(|id| id.to_str().ok()) {
+            Some(id) => f.write_str(id),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The span to log a warning about a request in: its own when it is
+/// enabled (debug level), else a warn-level one with the same fields and
+/// the client's address, made now, so that the warning names its route and
+/// request id whatever the level.
+fn warning_span(
+    span: tracing::Span,
+    about: &About,
+    downstream: &Downstream,
+    route: &ServedRoute,
+    role: Role,
+) -> tracing::Span {
+    if !span.is_disabled() {
+        return span;
+    }
+    tracing::warn_span!(
+        parent: &downstream.span,
+        "request",
+        method = %about.method,
+        path = about.uri.path(),
+        request_id = %ShowId(about.request_id.as_ref()),
+        route = &*route.name,
+        role = %role,
+        peer = %downstream.remote,
+    )
+}
+
 /// Sends the request to an endpoint of `backend` and returns the upstream's response.
 async fn forward(
     route: &ServedRoute,
     backend: &ServedBackend,
     role: Role,
-    downstream: Downstream,
+    downstream: &Downstream,
     mut req: Request<Incoming>,
     started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -379,7 +460,7 @@ fn reason_text(reason: RejectReason) -> &'static str {
 /// past routing and metrics.
 fn prepare_request(
     req: &mut Request<Incoming>,
-    downstream: Downstream,
+    downstream: &Downstream,
     endpoint: &Endpoint,
     upgrades: &[Arc<str>],
 ) -> Option<OnUpgrade> {
@@ -412,10 +493,10 @@ fn prepare_request(
         .filter(|v| !v.is_empty())
         .collect();
     let xff = if prior.is_empty() {
-        downstream.client_ip
+        downstream.client_ip.clone()
     } else {
         HeaderValue::try_from(format!("{}, {}", prior.join(", "), downstream.remote.ip()))
-            .unwrap_or(downstream.client_ip)
+            .unwrap_or_else(|_| downstream.client_ip.clone())
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(

@@ -17,6 +17,7 @@ pub mod decision;
 pub mod error;
 pub mod forward;
 pub mod metrics;
+pub mod request_id;
 pub mod routes;
 pub mod routing;
 pub mod server;

@@ -10,17 +10,23 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tower::util::Oneshot;
+use tower::{Service, ServiceBuilder, ServiceExt as _};
+use tracing::Instrument as _;
 
-use crate::Proxy;
+use crate::body::ProxyBody;
 use crate::forward::{self, Downstream};
 use crate::metrics::ListenerMetrics;
+use crate::request_id::RequestIdLayer;
+use crate::{Proxy, Shared};
 
 /// Largest request head accepted; a larger one is answered 431.
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
@@ -146,70 +152,79 @@ impl Proxy {
             let watcher = graceful.watcher();
             let handshake_timeout = options.header_read_timeout;
             let mut cut = cut_rx.clone();
-            tokio::spawn(async move {
-                let _open = open;
-                let connection = async move {
-                    // hyper's header timer starts with the first byte; a client
-                    // that connects and says nothing is dropped here.
-                    let mut first = [0u8; 1];
-                    if !matches!(
-                        tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
-                        Ok(Ok(1))
-                    ) {
-                        tracing::debug!(%remote, "no request within the header timeout");
-                        return;
-                    }
-                    let downstream = Downstream::new(remote, acceptor.is_some());
-                    let service = service_fn(move |req| {
-                        let shared = Arc::clone(&shared);
-                        let downstream = downstream.clone();
-                        async move { Ok::<_, Infallible>(forward::serve(shared, downstream, req).await) }
-                    });
-                    let result = match acceptor {
-                        None => {
-                            watcher
-                                .watch(
-                                    builder.serve_connection_with_upgrades(
+            // Debug level, as each request's span (see `forward::serve`): at
+            // the default level a connection pays for a level check only.
+            let span = tracing::debug_span!(
+                "connection",
+                listener = %options.name,
+                peer = %remote,
+                tls = acceptor.is_some(),
+            );
+            let downstream = Downstream::new(remote, acceptor.is_some(), span.clone());
+            tokio::spawn(
+                async move {
+                    let _open = open;
+                    let connection = async move {
+                        // hyper's header timer starts with the first byte; a client
+                        // that connects and says nothing is dropped here.
+                        let mut first = [0u8; 1];
+                        if !matches!(
+                            tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
+                            Ok(Ok(1))
+                        ) {
+                            tracing::debug!("no request within the header timeout");
+                            return;
+                        }
+                        let service =
+                            HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
+                        let result = match acceptor {
+                            None => {
+                                watcher
+                                    .watch(builder.serve_connection_with_upgrades(
                                         TokioIo::new(stream),
                                         service,
-                                    ),
+                                    ))
+                                    .await
+                            }
+                            Some(acceptor) => {
+                                match tokio::time::timeout(
+                                    handshake_timeout,
+                                    acceptor.accept(stream),
                                 )
                                 .await
-                        }
-                        Some(acceptor) => {
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(tls)) => {
-                                    watcher
-                                        .watch(builder.serve_connection_with_upgrades(
-                                            TokioIo::new(tls),
-                                            service,
-                                        ))
-                                        .await
-                                }
-                                Ok(Err(error)) => {
-                                    tracing::debug!(%remote, %error, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%remote, "TLS handshake timed out");
-                                    return;
+                                {
+                                    Ok(Ok(tls)) => {
+                                        watcher
+                                            .watch(builder.serve_connection_with_upgrades(
+                                                TokioIo::new(tls),
+                                                service,
+                                            ))
+                                            .await
+                                    }
+                                    Ok(Err(error)) => {
+                                        tracing::debug!(%error, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!("TLS handshake timed out");
+                                        return;
+                                    }
                                 }
                             }
+                        };
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "downstream connection ended with an error");
                         }
                     };
-                    if let Err(error) = result {
-                        tracing::debug!(%remote, %error, "downstream connection ended with an error");
-                    }
-                };
-                tokio::select! {
-                    () = connection => {}
-                    _ = cut.wait_for(|cut| *cut) => {
-                        tracing::debug!(%remote, "connection cut at the drain deadline");
+                    tokio::select! {
+                        () = connection => {}
+                        _ = cut.wait_for(|cut| *cut) => {
+                            tracing::debug!("connection cut at the drain deadline");
+                        }
                     }
                 }
-            });
+                .instrument(span),
+            );
         }
         drop(listener);
         tracing::info!(listener = %options.name, connections = metrics.open.load(Relaxed), "draining");
@@ -222,6 +237,58 @@ impl Proxy {
                 open
             }
         }
+    }
+}
+
+/// What every request of one downstream connection shares.
+struct Connection {
+    shared: Arc<Shared>,
+    downstream: Downstream,
+}
+
+/// The tower stack of a proxy listener, built for each connection:
+/// outermost layer first, the forwarder last. Per-route timeouts are not a
+/// layer: they come with each snapshot and the forwarder applies them.
+fn proxy_stack(
+    connection: Arc<Connection>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        // Takes the client's `x-request-id` or makes one; it goes upstream
+        // and into the request's span.
+        .layer(RequestIdLayer)
+        .service(tower::service_fn(move |req| {
+            let connection = Arc::clone(&connection);
+            async move {
+                let Connection { shared, downstream } = &*connection;
+                Ok(forward::serve(shared, downstream, req).await)
+            }
+        }))
+}
+
+/// A tower service as hyper calls it: hyper's `call` takes `&self`, tower's
+/// `&mut self`, so each request gets a clone of the stack, readied and
+/// called once (as axum and hyper-util do). Every layer weir stacks is cheap
+/// to clone: reference counts, no allocation.
+#[derive(Debug, Clone)]
+pub struct HyperService<S>(pub S);
+
+impl<S, Req> hyper::service::Service<Req> for HyperService<S>
+where
+    S: Service<Req> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Oneshot<S, Req>;
+
+    fn call(&self, req: Req) -> Self::Future {
+        self.0.clone().oneshot(req)
     }
 }
 

@@ -26,6 +26,8 @@ pub struct WeirConfig {
     /// Top-level YAML appended after `routes` as written (for example a
     /// `kubernetes:` block).
     pub extra: String,
+    /// Start weir with `--log-format json` instead of `text`.
+    pub log_json: bool,
 }
 
 /// A route's `strategy`: steps and analysis. Analysis keys left `None` are
@@ -160,6 +162,13 @@ impl WeirConfig {
         if !self.extra.ends_with('\n') {
             self.extra.push('\n');
         }
+        self
+    }
+
+    /// Starts weir with `--log-format json`: one JSON object per log line.
+    #[must_use]
+    pub fn log_json(mut self) -> Self {
+        self.log_json = true;
         self
     }
 

@@ -34,7 +34,8 @@ pub struct Addrs {
     pub admin: SocketAddr,
 }
 
-/// A running `weir run --config FILE --log-format text`. Killed on drop; if
+/// A running `weir run --config FILE --log-format text` (or `json`, see
+/// [`WeirConfig::log_json`]). Killed on drop; if
 /// the test is failing then, its log is printed and its temp dir kept.
 #[derive(Debug)]
 pub struct Weir {
@@ -443,7 +444,10 @@ fn spawn(dir: &Path, config: &WeirConfig, append: bool) -> Child {
         .arg("run")
         .arg("--config")
         .arg(dir.join("weir.yaml"))
-        .args(["--log-format", "text"])
+        .args([
+            "--log-format",
+            if config.log_json { "json" } else { "text" },
+        ])
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .stdin(Stdio::null())

@@ -39,7 +39,15 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
     "x-hop",
 ];
-const FORWARDING: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+
+/// The headers weir adds to every forwarded request (`x-request-id` when
+/// the client sent none).
+const FORWARDING: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
 const ODD_NAME: &str = "x-tchar!#$%&'*+-.^_`|~";
 
 type OriginBody = UnsyncBoxBody<Bytes, Infallible>;

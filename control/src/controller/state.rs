@@ -20,6 +20,10 @@ use crate::rollout::{
     AbortReason, Command, CommandRefused, ConfigRefused, Outcome, RolloutState, TransitionKind,
 };
 
+pub mod adoption;
+
+pub use adoption::Adoption;
+
 /// Everything control decides, guarded by one lock in
 /// [`Process`](crate::process::Process).
 #[derive(Debug)]
@@ -157,7 +161,12 @@ impl ControlState {
     /// Takes a reloaded config: each route with a strategy is reconciled
     /// (a new canary revision starts a rollout, a caught-up promotion ends
     /// one), the changes persisted (off the runtime threads), and only then
-    /// the config adopted.
+    /// the config adopted. The steps, for a caller that must not hold the
+    /// control lock while states are written (a reload): the states of
+    /// returning strategies are read ([`Self::returning_strategies`],
+    /// [`adoption::load_returning`]), the adoption decided
+    /// ([`Self::decide_adoption`]), written ([`Adoption::write`]) and kept
+    /// ([`Self::keep_adoption`]).
     ///
     /// A route held at startup because its config was behind a promotion
     /// stays held while the new config asks for the same canary revision.
@@ -172,120 +181,11 @@ impl ControlState {
         resolved: Resolved,
         now: u64,
     ) -> Result<(), Vec<Diagnostic>> {
-        let mut outcomes = Vec::new();
-        let mut problems = Vec::new();
-        for (index, route) in loaded.config().routes.iter().enumerate() {
-            if route.strategy.is_none() {
-                continue;
-            }
-            let reconciled = match self.rollouts.get(&*route.name) {
-                Some(state) => match state.reconcile(route, now) {
-                    Err(refused) if self.is_held_behind(&refused) => Ok(Outcome {
-                        state: state.held_behind(&refused),
-                        transition: None,
-                    }),
-                    reconciled => reconciled,
-                },
-                // A strategy that comes back finds its route's last state
-                // (sequence, promoted revision) on disk.
-                None => {
-                    match persist::load_off_runtime(Arc::clone(&self.store), route.name.to_string())
-                        .await
-                    {
-                        Stored::Found(state) => state.reconcile(route, now),
-                        Stored::Missing | Stored::Unreadable(_) => {
-                            Ok(RolloutState::start(route, now))
-                        }
-                    }
-                }
-            };
-            match reconciled {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(refused) => problems.push(loaded.document.diagnostic(
-                    &format!("routes[{index}].canary.revision"),
-                    refused.to_string(),
-                )),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let changed: Vec<RolloutState> = outcomes
-            .iter()
-            .filter(|o| o.transition.is_some())
-            .map(|o| o.state.clone())
-            .collect();
-        let written = persist::save_off_runtime(Arc::clone(&self.store), changed.clone()).await;
-        for (state, result) in changed.iter().zip(written) {
-            if let Err(error) = result {
-                return Err(vec![loaded.document.diagnostic(
-                    "stateDir",
-                    format!(
-                        "cannot persist the state of route {} in {}: {error}",
-                        state.route,
-                        self.store.location()
-                    ),
-                )]);
-            }
-        }
-        // A route that keeps its name but loses its strategy ends its rollout;
-        // the ended state is written so a restart does not resurrect it.
-        let mut ended = Vec::new();
-        for (name, state) in &self.rollouts {
-            let Some(route) = loaded
-                .config()
-                .routes
-                .iter()
-                .find(|r| &*r.name == name.as_str())
-            else {
-                continue;
-            };
-            if route.strategy.is_some() {
-                continue;
-            }
-            if let Ok(outcome) = state.reconcile(route, now) {
-                if let Some(t) = &outcome.transition {
-                    let _route = route_span(name).entered();
-                    tracing::info!(kind = ?t.kind, "{}", t.message);
-                }
-                ended.push(outcome.state);
-            }
-        }
-        let written = persist::save_off_runtime(Arc::clone(&self.store), ended.clone()).await;
-        for (state, result) in ended.iter().zip(written) {
-            if let Err(error) = result {
-                let _route = route_span(&state.route).entered();
-                tracing::warn!(%error, "cannot persist the end of the rollout");
-            }
-        }
-        let mut rollouts = BTreeMap::new();
-        for outcome in outcomes {
-            if let Some(t) = &outcome.transition {
-                let _route = route_span(&outcome.state.route).entered();
-                tracing::info!(kind = ?t.kind, weight = %t.canary_weight, "{}", t.message);
-            }
-            rollouts.insert(outcome.state.route.clone(), outcome.state);
-        }
-        // The CanaryRoutes' states follow the cluster, not the file.
-        for (name, state) in &self.rollouts {
-            if is_cluster_route(name) {
-                rollouts.insert(name.clone(), state.clone());
-            }
-        }
-        let names: Vec<String> = loaded
-            .config()
-            .routes
-            .iter()
-            .chain(&self.cluster_routes)
-            .map(|r| r.name.to_string())
-            .collect();
-        self.history.retain(|name, _| names.contains(name));
-        self.last_judged
-            .retain(|name, _| rollouts.contains_key(name));
-        self.rollouts = rollouts;
-        self.loaded = loaded;
-        self.resolved = resolved;
-        self.rebuild_effective();
+        let returning = self.returning_strategies(loaded.config());
+        let stored = adoption::load_returning(self.store(), returning).await;
+        let adoption = self.decide_adoption(loaded, resolved, stored, now)?;
+        adoption.write(self.store()).await?;
+        self.keep_adoption(adoption);
         Ok(())
     }
 

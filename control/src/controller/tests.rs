@@ -2,63 +2,18 @@
 //! route's span; a state being written holds no reader up.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{ControlState, transitions};
-use crate::fixtures::{self, START_MS};
-use crate::persist::{MemoryStore, StateStore, Stored};
-use crate::rollout::{Command, Phase, RolloutState};
-
-/// A store whose saves, once armed, wait until the test releases them.
-#[derive(Debug)]
-struct GatedStore {
-    inner: MemoryStore,
-    armed: AtomicBool,
-    entered: Mutex<mpsc::Sender<()>>,
-    release: Mutex<mpsc::Receiver<()>>,
-}
-
-impl StateStore for GatedStore {
-    fn load(&self, route: &str) -> Stored {
-        self.inner.load(route)
-    }
-
-    fn save(&self, state: &RolloutState) -> std::io::Result<()> {
-        if self.armed.load(Relaxed) {
-            let _ = self.entered.lock().expect("sender").send(());
-            let released = self
-                .release
-                .lock()
-                .expect("receiver")
-                .recv_timeout(Duration::from_secs(20));
-            if released.is_err() {
-                return Err(std::io::Error::other("never released"));
-            }
-        }
-        self.inner.save(state)
-    }
-
-    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
-        self.inner.set_aside(route, now_ms)
-    }
-
-    fn location(&self) -> String {
-        "gated".to_owned()
-    }
-}
+use crate::fixtures::{self, GatedStore, START_MS};
+use crate::persist::MemoryStore;
+use crate::rollout::{Command, Phase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_is_answered_while_a_state_is_written() {
-    let (entered_tx, entered_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel();
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::default(),
-        armed: AtomicBool::new(false),
-        entered: Mutex::new(entered_tx),
-        release: Mutex::new(release_rx),
-    });
+    let (store, entered_rx, release_tx) = GatedStore::new();
     let text = fixtures::config_text(None, &fixtures::route("web", Some("[{setWeight: 20}]")));
     let (process, _clock) =
         fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;

@@ -353,3 +353,81 @@ async fn an_invalid_file_is_refused_and_the_running_config_keeps_serving() {
     assert_eq!(process.reloads.success.load(Relaxed), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_is_answered_while_a_reload_writes_a_state() {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, StatusCode, header};
+    use http_body_util::{BodyExt as _, Full};
+
+    use crate::admin::AdminState;
+    use crate::fixtures::GatedStore;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.yaml");
+    let (store, entered, release) = GatedStore::new();
+    let (process, _clock) = fixtures::process_with(&base(), path.clone(), store.clone()).await;
+    let admin = AdminState::new(Arc::clone(&process));
+    // A new canary revision: the reload starts a rollout, whose state it
+    // must write before the new config takes effect.
+    let v3 = fixtures::config_text(
+        Some(("r", "w")),
+        &[
+            web("v1", Some("v3"), Some(STEPS)),
+            fixtures::route("fixed", None),
+        ]
+        .concat(),
+    );
+    std::fs::write(&path, &v3).expect("write");
+    store.armed.store(true, Relaxed);
+
+    let reloading = Arc::clone(&process);
+    let reload = tokio::spawn(async move { reload(&reloading, Trigger::Api).await });
+    let began = tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("the waiting task");
+    assert!(began.is_ok(), "the reload's state write began");
+
+    // The write waits for the test; a status read goes through meanwhile,
+    // and still shows the config in force: nothing takes effect unwritten.
+    let routes = || {
+        Request::get("/api/v1/routes")
+            .header(header::AUTHORIZATION, "Bearer r")
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request")
+    };
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+    let answer = tokio::time::timeout(Duration::from_secs(10), admin.handle(routes(), peer))
+        .await
+        .expect("GET /api/v1/routes is answered while a reload writes a state");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body = answer.into_body().collect().await.expect("body").to_bytes();
+    let statuses: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let canary_of_web = |statuses: &serde_json::Value| {
+        statuses
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == "web"))
+            .map(|web| web["canaryRevision"].clone())
+    };
+    assert_eq!(canary_of_web(&statuses), Some("v2".into()), "{statuses}");
+    assert_eq!(process.control.lock().await.loaded.text, base());
+
+    release.send(()).expect("release");
+    let reloaded = tokio::time::timeout(Duration::from_secs(10), reload)
+        .await
+        .expect("the reload ends once written")
+        .expect("the reload task");
+    assert!(matches!(reloaded, Ok(Outcome::Applied(_))), "{reloaded:?}");
+    let control = process.control.lock().await;
+    assert_eq!(control.loaded.text, v3);
+    assert_eq!(
+        control.rollouts["web"].canary_revision.as_deref(),
+        Some("v3")
+    );
+    assert_eq!(
+        store.inner.get("web").and_then(|s| s.canary_revision),
+        Some("v3".to_owned())
+    );
+}
