@@ -33,8 +33,40 @@ pub struct Config {
     pub admin: Admin,
     /// Persisted rollout state, resolved against the config file's directory.
     pub state_dir: PathBuf,
-    /// Routes, at least one, unique names.
+    /// Routes, unique names; at least one unless `kubernetes` is set.
     pub routes: Vec<Route>,
+    /// Routes from the cluster (the `kubernetes` block, or `weir run
+    /// --kubernetes`); `None` when weir does not watch a cluster.
+    pub kubernetes: Option<Kubernetes>,
+}
+
+/// Default name of the Lease used for leader election.
+pub const DEFAULT_LEASE: &str = "weir-leader";
+/// Default name of the headless Service whose endpoints are the replicas.
+pub const DEFAULT_PEERS: &str = "weir-peers";
+
+/// The `kubernetes` block: where CanaryRoutes are watched and how the
+/// replicas act as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kubernetes {
+    /// Watched namespaces (DNS-1123 labels, sorted, unique); `None` = all.
+    pub namespaces: Option<Vec<String>>,
+    /// The Lease in weir's own namespace (a DNS-1123 subdomain).
+    pub lease: String,
+    /// The headless Service of the replicas (a DNS-1123 label).
+    pub peers: String,
+    /// Whether this replica may lead.
+    pub role: KubernetesRole,
+}
+
+/// What a replica may do in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KubernetesRole {
+    /// Campaigns for the Lease; the leader runs rollouts and writes status.
+    #[default]
+    Candidate,
+    /// Never campaigns and never writes (a sidecar); routes and reports counters.
+    Follower,
 }
 
 /// A downstream listener.
@@ -184,6 +216,28 @@ pub struct Analysis {
     pub max_latency_p99: Option<Duration>,
     /// Failed judgements tolerated before abort.
     pub failure_limit: u32,
+}
+
+impl Default for Kubernetes {
+    /// The block with every default: all namespaces, `weir-leader`,
+    /// `weir-peers`, `candidate` (what `weir run --kubernetes` uses).
+    fn default() -> Self {
+        Kubernetes {
+            namespaces: None,
+            lease: DEFAULT_LEASE.to_owned(),
+            peers: DEFAULT_PEERS.to_owned(),
+            role: KubernetesRole::Candidate,
+        }
+    }
+}
+
+impl Kubernetes {
+    /// True when CanaryRoutes of `namespace` are watched.
+    pub fn watches(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|all| all.iter().any(|n| n == namespace))
+    }
 }
 
 impl Default for Analysis {

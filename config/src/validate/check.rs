@@ -15,12 +15,12 @@ use super::{Diagnostic, syntax};
 use crate::duration::parse_duration;
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
-    self, Admin, Analysis, Config, HeaderOverride, Listener, Route, Step, Stickiness, Strategy,
-    Timeouts, TlsFiles, Upstream,
+    self, Admin, Analysis, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener, Route,
+    Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
 };
 use crate::schema::{
-    AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, ListenerSpec, RouteSpec,
-    StepSpec, StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec,
+    AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, KubernetesSpec,
+    ListenerSpec, RouteSpec, StepSpec, StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec,
 };
 use crate::{HostMatch, Weight};
 
@@ -109,13 +109,136 @@ impl<'a> Checker<'a> {
         let (listeners, bound) = self.listeners(&spec.listeners);
         let admin = self.admin(spec.admin.as_ref(), &bound);
         let state_dir = self.state_dir(spec.state_dir.as_deref());
-        let routes = self.routes(&spec.routes);
+        // `kubernetes:` written without a value is the block with defaults.
+        let kubernetes = match &spec.kubernetes {
+            Some(k) => self.kubernetes(k).map(Some),
+            None if self.index.get("kubernetes").is_some() => {
+                self.kubernetes(&KubernetesSpec::default()).map(Some)
+            }
+            None => Some(None),
+        };
+        let from_cluster = !matches!(kubernetes, Some(None));
+        let routes = self.routes(&spec.routes, from_cluster);
         Some(Config {
             listeners: listeners?,
             admin: admin?,
             state_dir: state_dir?,
             routes: routes?,
+            kubernetes: kubernetes?,
         })
+    }
+
+    // --- kubernetes ---
+
+    fn kubernetes(&mut self, spec: &KubernetesSpec) -> Option<Kubernetes> {
+        let namespaces = match &spec.namespaces {
+            None => Some(None),
+            Some(list) => self.namespaces("kubernetes.namespaces", list).map(Some),
+        };
+        let lease = self.object_name(
+            "kubernetes.lease",
+            spec.lease.as_deref(),
+            model::DEFAULT_LEASE,
+            syntax::dns_subdomain,
+            "the Lease",
+        );
+        let peers = self.object_name(
+            "kubernetes.peers",
+            spec.peers.as_deref(),
+            model::DEFAULT_PEERS,
+            syntax::dns_label,
+            "the peers Service",
+        );
+        let role = match spec.role.as_deref() {
+            None => Some(KubernetesRole::Candidate),
+            Some(role) => {
+                let path = "kubernetes.role";
+                self.text(path, role).and_then(|role| match role {
+                    "candidate" => Some(KubernetesRole::Candidate),
+                    "follower" => Some(KubernetesRole::Follower),
+                    other => {
+                        self.error(
+                            path,
+                            format!("role `{}` is not known; write `candidate` (may lead the replicas) or `follower` (a sidecar: never leads, never writes)", other.escape_debug()),
+                        );
+                        None
+                    }
+                })
+            }
+        };
+        Some(Kubernetes {
+            namespaces: namespaces?,
+            lease: lease?,
+            peers: peers?,
+            role: role?,
+        })
+    }
+
+    /// Watched namespaces: DNS-1123 labels, each once, sorted.
+    fn namespaces(&mut self, path: &str, list: &[String]) -> Option<Vec<String>> {
+        if list.is_empty() {
+            self.error(
+                path,
+                "the list is empty, which would watch no namespace; name at least one, or remove `namespaces` to watch all",
+            );
+            return None;
+        }
+        let mut out = Some(Vec::with_capacity(list.len()));
+        let mut seen = HashMap::new();
+        for (k, name) in list.iter().enumerate() {
+            let item = format!("{path}[{k}]");
+            let valid = self
+                .text(&item, name)
+                .and_then(|name| match syntax::dns_label(name) {
+                    Ok(()) => Some(name.to_owned()),
+                    Err(why) => {
+                        self.error(&item, format!("namespace `{}`: {why}", name.escape_debug()));
+                        None
+                    }
+                });
+            if let Some(name) = &valid {
+                if let Some(first) = first_seen(&mut seen, name.clone(), k) {
+                    self.error(
+                        &item,
+                        format!("namespace `{name}` is already listed as namespaces[{first}]; list each namespace once"),
+                    );
+                    out = None;
+                }
+            }
+            match (&mut out, valid) {
+                (Some(all), Some(name)) => all.push(name),
+                _ => out = None,
+            }
+        }
+        if let Some(all) = &mut out {
+            all.sort();
+        }
+        out
+    }
+
+    /// The name of a Kubernetes object, `default` when absent.
+    fn object_name(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: &str,
+        rule: fn(&str) -> Result<(), String>,
+        what: &str,
+    ) -> Option<String> {
+        let Some(value) = value else {
+            return Some(default.to_owned());
+        };
+        let value = self.text(path, value)?;
+        match rule(value) {
+            Ok(()) => Some(value.to_owned()),
+            Err(why) => {
+                self.error(
+                    path,
+                    format!("`{}` cannot name {what}: {why}", value.escape_debug()),
+                );
+                None
+            }
+        }
     }
 
     fn error(&mut self, path: &str, message: impl Into<String>) {
@@ -436,8 +559,10 @@ impl<'a> Checker<'a> {
 
     // --- routes ---
 
-    fn routes(&mut self, specs: &[RouteSpec]) -> Option<Vec<Route>> {
-        if specs.is_empty() {
+    /// The file's routes; with `from_cluster`, CanaryRoutes bring routes
+    /// too and the file may have none.
+    fn routes(&mut self, specs: &[RouteSpec], from_cluster: bool) -> Option<Vec<Route>> {
+        if specs.is_empty() && !from_cluster {
             self.error(
                 "routes",
                 "no routes; add at least one with a `name`, a `stable` revision and its endpoints",
