@@ -114,7 +114,8 @@ pub struct EndpointAddr {
 /// One route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// Unique name, `[a-z0-9-]+`.
+    /// Unique name: `[a-z0-9-]+` in `weir.yaml`, `NAMESPACE/NAME` for a
+    /// CanaryRoute.
     pub name: Arc<str>,
     /// Host matchers; empty = any host.
     pub hosts: Vec<crate::HostMatch>,
@@ -143,8 +144,28 @@ pub struct Route {
 pub struct Upstream {
     /// Revision label.
     pub revision: Arc<str>,
-    /// Endpoints, at least one.
+    /// Endpoints: at least one in `weir.yaml`; in a CanaryRoute whose role
+    /// names a Service, those listed besides it (possibly none).
     pub endpoints: Vec<EndpointAddr>,
+}
+
+/// A Kubernetes Service named by a role of a CanaryRoute, in the route's
+/// namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceRef {
+    /// The Service's name (a DNS-1123 label).
+    pub name: String,
+    /// One of its ports.
+    pub port: PortRef,
+}
+
+/// A Service port: its number or its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PortRef {
+    /// The Service port number, 1 to 65535.
+    Number(u16),
+    /// The Service port's name (an IANA service name).
+    Name(String),
 }
 
 /// Cookie stickiness.
@@ -260,6 +281,15 @@ impl Default for Timeouts {
             connect: DEFAULT_CONNECT_TIMEOUT,
             request: DEFAULT_REQUEST_TIMEOUT,
             idle: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::location::RootKind;
 use crate::schema::ConfigSpec;
 use crate::{Config, Location, LocationIndex};
 
+mod canary_route;
 mod check;
 mod env;
 mod structure;
@@ -23,6 +24,8 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 mod tree;
+
+pub use canary_route::{ClusterRouteSpec, SpecProblem, validate_canary_route};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,12 +15,13 @@ use super::{Diagnostic, syntax};
 use crate::duration::parse_duration;
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
-    self, Admin, Analysis, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener, Route,
-    Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    self, Admin, Analysis, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener, PortRef,
+    Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
 };
 use crate::schema::{
     AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, KubernetesSpec,
-    ListenerSpec, RouteSpec, StepSpec, StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec,
+    ListenerSpec, PortSpec, RouteSpec, ServiceRefSpec, StepSpec, StickinessSpec, StrategySpec,
+    TimeoutsSpec, TlsSpec,
 };
 use crate::{HostMatch, Weight};
 
@@ -42,6 +43,9 @@ pub(super) struct Checker<'a> {
     /// Values already reported (a failed `${VAR}`): not checked again.
     reported: HashSet<String>,
     diagnostics: Vec<Diagnostic>,
+    /// Checking a CanaryRoute: a role may name a Service instead of
+    /// endpoints.
+    cluster: bool,
 }
 
 /// What a route matches: no two routes may match the same.
@@ -91,12 +95,100 @@ impl<'a> Checker<'a> {
             base_dir,
             reported: HashSet::new(),
             diagnostics: Vec::new(),
+            cluster: false,
         };
         for (path, message) in reported {
             checker.error(&path, message);
             checker.reported.insert(path);
         }
         checker
+    }
+
+    /// A checker of a CanaryRoute's spec, whose paths start at `spec`.
+    pub(super) fn for_cluster(index: &'a LocationIndex) -> Checker<'a> {
+        let mut checker = Checker::new("", index, Path::new(""), Vec::new());
+        checker.cluster = true;
+        checker
+    }
+
+    /// Checks and converts a CanaryRoute's spec (read as a route of
+    /// `weir.yaml`), named `name`; returns the route and the Services of
+    /// its stable and canary roles.
+    pub(super) fn cluster_route(
+        &mut self,
+        spec: &RouteSpec,
+        name: &str,
+    ) -> Option<(Route, Option<ServiceRef>, Option<ServiceRef>)> {
+        let at = "spec";
+        let hosts = self.hosts(at, &spec.hosts);
+        let path_prefix = self.path_prefix(at, spec.path_prefix.as_deref());
+        let stable_service = self.service(
+            "spec.stable",
+            spec.stable.service.as_ref(),
+            spec.stable.endpoints.is_empty(),
+        );
+        let canary_service = match &spec.canary {
+            None => Some(None),
+            Some(c) => self.service("spec.canary", c.service.as_ref(), c.endpoints.is_empty()),
+        };
+        let route = self.route(at, spec, Some(name.to_owned()), hosts, path_prefix);
+        Some((route?, stable_service?, canary_service?))
+    }
+
+    /// The Service of a CanaryRoute's role at `at`; a role needs a Service,
+    /// endpoints, or both.
+    fn service(
+        &mut self,
+        at: &str,
+        spec: Option<&ServiceRefSpec>,
+        no_endpoints: bool,
+    ) -> Option<Option<ServiceRef>> {
+        let Some(spec) = spec else {
+            if no_endpoints {
+                self.error(
+                    at,
+                    "no `service` and no `endpoints`; name a Service, e.g. `service: {name: checkout-v1, port: 80}`, or list `endpoints`, or both",
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let name_path = format!("{at}.service.name");
+        let name = match syntax::dns_label(&spec.name) {
+            Ok(()) => Some(spec.name.clone()),
+            Err(why) => {
+                self.error(
+                    &name_path,
+                    format!(
+                        "`{}` cannot name a Service: {why}",
+                        spec.name.escape_debug()
+                    ),
+                );
+                None
+            }
+        };
+        let port_path = format!("{at}.service.port");
+        let port = match &spec.port {
+            PortSpec::Number(0) => {
+                self.error(
+                    &port_path,
+                    "port 0 is not a Service port; write its number from 1 to 65535 or its name, e.g. `80` or `http`",
+                );
+                None
+            }
+            PortSpec::Number(n) => Some(PortRef::Number(*n)),
+            PortSpec::Name(text) => match syntax::port_name(text) {
+                Ok(()) => Some(PortRef::Name(text.clone())),
+                Err(why) => {
+                    self.error(&port_path, why);
+                    None
+                }
+            },
+        };
+        Some(Some(ServiceRef {
+            name: name?,
+            port: port?,
+        }))
     }
 
     /// Every problem recorded so far.
@@ -675,9 +767,11 @@ impl<'a> Checker<'a> {
         hosts: Option<Vec<HostMatch>>,
         path_prefix: Option<String>,
     ) -> Option<Route> {
-        self.no_service(&format!("{at}.stable"), spec.stable.service.as_ref());
-        if let Some(c) = &spec.canary {
-            self.no_service(&format!("{at}.canary"), c.service.as_ref());
+        if !self.cluster {
+            self.no_service(&format!("{at}.stable"), spec.stable.service.as_ref());
+            if let Some(c) = &spec.canary {
+                self.no_service(&format!("{at}.canary"), c.service.as_ref());
+            }
         }
         let stable = self.upstream(
             &format!("{at}.stable"),
@@ -777,7 +871,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A `service` in a `weir.yaml` route: Services are for CanaryRoutes.
-    fn no_service(&mut self, at: &str, service: Option<&crate::schema::ServiceRefSpec>) {
+    fn no_service(&mut self, at: &str, service: Option<&ServiceRefSpec>) {
         if service.is_some() {
             self.error(
                 &format!("{at}.service"),
@@ -813,7 +907,9 @@ impl<'a> Checker<'a> {
     }
 
     fn endpoints(&mut self, path: &str, texts: &[String]) -> Option<Vec<model::EndpointAddr>> {
-        if texts.is_empty() {
+        // A CanaryRoute's role without endpoints names a Service (checked
+        // with the Service).
+        if texts.is_empty() && !self.cluster {
             self.error(
                 path,
                 "no endpoints; list at least one `host:port`, e.g. `[127.0.0.1:9001]`",

@@ -725,4 +725,32 @@ mod tests {
         }
         assert_eq!(checked, 17, "every mapping of the file is checked");
     }
+
+    /// A CanaryRoute's spec is a route without `name`: its tables name the
+    /// route's keys but `name`, and the stable and canary tables those of
+    /// `weir.yaml`.
+    #[test]
+    fn the_cluster_tables_are_the_route_tables_without_name() {
+        let keys = |fields: &[Field]| {
+            let mut keys: Vec<&str> = fields.iter().map(|f| f.key).collect();
+            keys.sort_unstable();
+            keys
+        };
+        let mut route = keys(&ROUTE);
+        route.retain(|k| *k != "name");
+        assert_eq!(keys(&CLUSTER_ROUTE), route);
+        assert_eq!(keys(&CLUSTER_STABLE), keys(&STABLE));
+        assert_eq!(keys(&CLUSTER_CANARY), keys(&CANARY));
+        let sample = sample(&Kind::Shape(&CLUSTER_ROUTE));
+        let mut with_name = sample.clone();
+        if let Typed::Mapping(map) = &mut with_name {
+            map.insert(
+                Typed::String("name".to_owned()),
+                Typed::String("a/b".to_owned()),
+            );
+        }
+        if let Err(error) = serde_yaml_ng::from_value::<crate::schema::RouteSpec>(with_name) {
+            panic!("a sampled spec with a name is a route: {error}");
+        }
+    }
 }

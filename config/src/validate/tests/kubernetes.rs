@@ -32,7 +32,10 @@ fn the_block_with_every_key_is_read_into_the_model() {
 #[test]
 fn an_empty_or_valueless_block_means_every_default() {
     let want = Some(Kubernetes::default());
-    assert_eq!(valid(&format!("{NO_ROUTES}kubernetes: {{}}\n")).kubernetes, want);
+    assert_eq!(
+        valid(&format!("{NO_ROUTES}kubernetes: {{}}\n")).kubernetes,
+        want
+    );
     assert_eq!(valid(&format!("{NO_ROUTES}kubernetes:\n")).kubernetes, want);
     let defaults = Kubernetes::default();
     assert_eq!(defaults.lease, "weir-leader");
