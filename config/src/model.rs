@@ -2,6 +2,7 @@
 //! weights, endpoints, paths resolved against the config file's directory).
 //! Built only by [`crate::validate`].
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,8 +50,8 @@ pub const DEFAULT_PEERS: &str = "weir-peers";
 /// replicas act as one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kubernetes {
-    /// Watched namespaces (DNS-1123 labels, sorted, unique); `None` = all.
-    pub namespaces: Option<Vec<String>>,
+    /// Watched namespaces (DNS-1123 labels); `None` = all.
+    pub namespaces: Option<BTreeSet<String>>,
     /// The Lease in weir's own namespace (a DNS-1123 subdomain).
     pub lease: String,
     /// The headless Service of the replicas (a DNS-1123 label).
@@ -257,7 +258,7 @@ impl Kubernetes {
     pub fn watches(&self, namespace: &str) -> bool {
         self.namespaces
             .as_ref()
-            .is_none_or(|all| all.iter().any(|n| n == namespace))
+            .is_none_or(|all| all.contains(namespace))
     }
 }
 

@@ -4,7 +4,7 @@
 //! Each conversion returns `None` after recording why, and evaluates all of
 //! its parts before combining them, so that one bad value never hides another.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -266,8 +266,8 @@ impl<'a> Checker<'a> {
         })
     }
 
-    /// Watched namespaces: DNS-1123 labels, each once, sorted.
-    fn namespaces(&mut self, path: &str, list: &[String]) -> Option<Vec<String>> {
+    /// Watched namespaces: DNS-1123 labels, each once.
+    fn namespaces(&mut self, path: &str, list: &[String]) -> Option<BTreeSet<String>> {
         if list.is_empty() {
             self.error(
                 path,
@@ -275,7 +275,7 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
-        let mut out = Some(Vec::with_capacity(list.len()));
+        let mut out = Some(BTreeSet::new());
         let mut seen = HashMap::new();
         for (k, name) in list.iter().enumerate() {
             let item = format!("{path}[{k}]");
@@ -298,12 +298,11 @@ impl<'a> Checker<'a> {
                 }
             }
             match (&mut out, valid) {
-                (Some(all), Some(name)) => all.push(name),
+                (Some(all), Some(name)) => {
+                    all.insert(name);
+                }
                 _ => out = None,
             }
-        }
-        if let Some(all) = &mut out {
-            all.sort();
         }
         out
     }

@@ -20,7 +20,7 @@ fn the_block_with_every_key_is_read_into_the_model() {
     assert_eq!(
         config.kubernetes,
         Some(Kubernetes {
-            namespaces: Some(vec!["billing".to_owned(), "shop".to_owned()]),
+            namespaces: Some(["billing".to_owned(), "shop".to_owned()].into()),
             lease: "weir.leader-1".to_owned(),
             peers: "weir-replicas".to_owned(),
             role: KubernetesRole::Follower,
