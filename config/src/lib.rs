@@ -26,6 +26,7 @@ pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,
 };
 pub use validate::{
-    ClusterRouteSpec, Diagnostic, Diagnostics, Document, SpecProblem, parse, validate_canary_route,
+    ClusterRouteSpec, Diagnostic, Diagnostics, Document, SpecProblem, parse, parse_with_kubernetes,
+    validate_canary_route,
 };
 pub use weight::Weight;

@@ -46,6 +46,9 @@ pub(super) struct Checker<'a> {
     /// Checking a CanaryRoute: a role may name a Service instead of
     /// endpoints.
     cluster: bool,
+    /// A file without a `kubernetes` block gets the block with its
+    /// defaults (`weir run --kubernetes`).
+    assume_kubernetes: bool,
 }
 
 /// What a route matches: no two routes may match the same.
@@ -96,12 +99,19 @@ impl<'a> Checker<'a> {
             reported: HashSet::new(),
             diagnostics: Vec::new(),
             cluster: false,
+            assume_kubernetes: false,
         };
         for (path, message) in reported {
             checker.error(&path, message);
             checker.reported.insert(path);
         }
         checker
+    }
+
+    /// With `assume`, a file without a `kubernetes` block gets the block
+    /// with its defaults.
+    pub(super) fn assume_kubernetes(&mut self, assume: bool) {
+        self.assume_kubernetes = assume;
     }
 
     /// A checker of a CanaryRoute's spec, whose paths start at `spec`.
@@ -204,7 +214,7 @@ impl<'a> Checker<'a> {
         // `kubernetes:` written without a value is the block with defaults.
         let kubernetes = match &spec.kubernetes {
             Some(k) => self.kubernetes(k).map(Some),
-            None if self.index.get("kubernetes").is_some() => {
+            None if self.assume_kubernetes || self.index.get("kubernetes").is_some() => {
                 self.kubernetes(&KubernetesSpec::default()).map(Some)
             }
             None => Some(None),

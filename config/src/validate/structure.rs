@@ -230,6 +230,9 @@ struct Walk<'a> {
     /// `None`: values are taken as written (a CanaryRoute has no `${VAR}`).
     env: Option<Env<'a>>,
     problems: Problems,
+    /// Keys taken as written wherever a required key may stand in for them
+    /// (`kubernetes` for `weir run --kubernetes`).
+    assumed: &'static [&'static str],
 }
 
 /// What a scalar's plain text means in YAML 1.2's core schema.
@@ -243,17 +246,22 @@ enum Plain {
 
 /// Checks `root` against the shape of `weir.yaml`, replacing `${VAR}` in
 /// values; returns the typed value when there is no structural problem.
+///
+/// With `kubernetes`, the file is read as if it had a `kubernetes` block
+/// (`weir run --kubernetes`): `routes` may be left out.
 pub(super) fn check(
     root: &Node,
     file: &str,
     index: &LocationIndex,
     env: Env<'_>,
+    kubernetes: bool,
 ) -> (Option<Typed>, Problems) {
     let mut walk = Walk {
         file,
         index,
         env: Some(env),
         problems: Problems::default(),
+        assumed: if kubernetes { &["kubernetes"] } else { &[] },
     };
     let typed = walk.shape(root, &CONFIG, "");
     walk.finish(typed)
@@ -268,6 +276,7 @@ pub(super) fn check_cluster_route(root: &Node, index: &LocationIndex) -> (Option
         index,
         env: None,
         problems: Problems::default(),
+        assumed: &[],
     };
     let typed = walk.shape(root, &CLUSTER_ROUTE, "spec");
     walk.finish(typed)
@@ -456,7 +465,9 @@ impl Walk<'_> {
             }
         }
         for field in fields.iter().filter(|f| f.required) {
-            let excused = field.unless.is_some_and(|other| seen.contains(&other));
+            let excused = field
+                .unless
+                .is_some_and(|other| seen.contains(&other) || self.assumed.contains(&other));
             if !seen.contains(&field.key) && !excused {
                 let at = if path.is_empty() {
                     Some(Location { line: 1, column: 1 })

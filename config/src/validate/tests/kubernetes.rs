@@ -148,3 +148,31 @@ fn each_wrong_key_is_refused_with_its_place() {
         ),
     ]);
 }
+
+#[test]
+fn parsing_for_weir_run_kubernetes_assumes_the_block() {
+    let listeners = "listeners:\n  - name: public\n    address: 127.0.0.1:8080\n";
+    let parse = |text: &str| {
+        parse_with_kubernetes(text, "weir.yaml", Path::new(BASE_DIR), &|_| None)
+            .map(|doc| doc.config)
+    };
+    for text in [listeners.to_owned(), format!("{listeners}routes: []\n")] {
+        let config = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.kubernetes, Some(Kubernetes::default()));
+        assert!(config.routes.is_empty());
+    }
+    // A block in the file is read as written.
+    let config = parse(&format!("{listeners}kubernetes: {{ role: follower }}\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.kubernetes.map(|k| k.role),
+        Some(KubernetesRole::Follower)
+    );
+    // Other problems are still found.
+    let errors = match parse(&format!("{listeners}kubernetes: {{ role: boss }}\n")) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(Diagnostics(errors)) => errors,
+    };
+    let paths: Vec<&str> = errors.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(paths, ["kubernetes.role"]);
+}
