@@ -22,6 +22,7 @@ use serde_json::Value;
 use serde::Serialize;
 use weir_config::status::PromoteAll;
 
+use crate::cluster::counters::{Replica, ReplicaCounters};
 use crate::controller::transitions;
 use crate::messages::{self, Refusal};
 use crate::process::{Process, stopped};
@@ -33,6 +34,7 @@ use crate::rollout::Command;
 pub struct AdminState {
     process: Arc<Process>,
     ready: AtomicBool,
+    replica: Replica,
 }
 
 /// The address of the admin API's caller.
@@ -54,6 +56,7 @@ enum Endpoint<'a> {
     Metrics,
     Routes,
     Route(&'a str),
+    Counters,
     Command(&'a str, Verb),
     PromoteAll,
     Reload,
@@ -92,6 +95,7 @@ impl<'a> Endpoint<'a> {
             ["metrics"] if get => Endpoint::Metrics,
             ["api", "v1", "routes"] if get => Endpoint::Routes,
             ["api", "v1", "routes", name] if get => Endpoint::Route(name),
+            ["api", "v1", "counters"] if get => Endpoint::Counters,
             ["api", "v1", "routes", name, verb] => {
                 let Some(verb) = Verb::from_path(verb) else {
                     return Err(Refusal::NoCommand {
@@ -106,7 +110,7 @@ impl<'a> Endpoint<'a> {
             ["api", "v1", "promote"] if post => Endpoint::PromoteAll,
             ["api", "v1", "reload"] if post => Endpoint::Reload,
             ["healthz" | "readyz" | "metrics"]
-            | ["api", "v1", "routes" | "promote" | "reload"]
+            | ["api", "v1", "routes" | "counters" | "promote" | "reload"]
             | ["api", "v1", "routes", _] => {
                 return Err(method_not_allowed(method, path));
             }
@@ -202,10 +206,19 @@ impl Verb {
 impl AdminState {
     /// Admin state over the running process; not ready until [`Self::set_ready`].
     pub fn new(process: Arc<Process>) -> AdminState {
+        let replica = Replica::detect(None, process.now_ms());
         AdminState {
             process,
             ready: AtomicBool::new(false),
+            replica,
         }
+    }
+
+    /// The same state, naming this replica `replica` in `/api/v1/counters`.
+    #[must_use]
+    pub fn with_replica(mut self, replica: Replica) -> AdminState {
+        self.replica = replica;
+        self
     }
 
     /// Sets what `/readyz` answers.
@@ -303,6 +316,16 @@ impl AdminState {
                         route: name.to_owned(),
                     }),
                 }
+            }
+            Endpoint::Counters => {
+                if let Err(response) = self.authorize(&req, Access::Read).await {
+                    return response;
+                }
+                let snapshot = self.process.publisher.current();
+                let names = snapshot.routes.iter().map(|route| &*route.name);
+                let counters =
+                    ReplicaCounters::read(&self.replica, self.process.proxy.metrics(), names);
+                json(StatusCode::OK, &counters)
             }
             Endpoint::Command(name, verb) => {
                 let name = name.to_owned();
@@ -604,13 +627,14 @@ mod tests {
     fn routes_every_method_and_path() {
         use Endpoint::*;
         let (get, post, put) = (Method::GET, Method::POST, Method::PUT);
-        let ok: [(&Method, &str, Endpoint<'_>); 13] = [
+        let ok: [(&Method, &str, Endpoint<'_>); 14] = [
             (&get, "/healthz", Healthz),
             (&get, "/readyz", Readyz),
             (&get, "/metrics", Metrics),
             (&get, "/api/v1/routes", Routes),
             (&get, "/api/v1/routes/", Routes),
             (&get, "/api/v1/routes/web", Route("web")),
+            (&get, "/api/v1/counters", Counters),
             (
                 &post,
                 "/api/v1/routes/web/promote",
@@ -653,7 +677,7 @@ mod tests {
             verb: "launch".to_owned(),
         };
         let not_allowed = |method: &Method, path: &str| method_not_allowed(method, path);
-        let refused: [(&Method, &str, Refusal, u16); 14] = [
+        let refused: [(&Method, &str, Refusal, u16); 15] = [
             (
                 &get,
                 "/api/v1/routes/../x",
@@ -706,6 +730,12 @@ mod tests {
                 405,
             ),
             (&post, "/healthz", not_allowed(&post, "/healthz"), 405),
+            (
+                &post,
+                "/api/v1/counters",
+                not_allowed(&post, "/api/v1/counters"),
+                405,
+            ),
             (
                 &get,
                 "/api/v1/reload",

@@ -1,6 +1,8 @@
 //! weir on Kubernetes (SPEC section 10): the pieces that talk to the API
-//! server through `kube`.
+//! server through `kube`, and the counters shared between replicas.
 
+pub mod counters;
 pub mod discovery;
 pub mod lease;
+pub mod peers;
 pub mod resource;

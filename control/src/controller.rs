@@ -9,6 +9,7 @@
 //! on, on tokio's blocking pool (the fsyncs never stall the runtime threads
 //! that serve traffic).
 
+pub mod cluster_routes;
 pub mod control_loop;
 pub mod history;
 pub mod metrics;

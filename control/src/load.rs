@@ -166,8 +166,15 @@ impl Resolved {
         config: &Config,
         overrides: &dyn Fn(&str) -> Option<RouteOverride>,
     ) -> Snapshot {
-        Snapshot::compile(config, overrides, &|endpoint| {
-            self.0.get(endpoint).cloned().unwrap_or_default()
+        // CanaryRoutes' endpoints are addresses from EndpointSlices, never
+        // names: they need no lookup.
+        Snapshot::compile(config, overrides, &|endpoint| match self.0.get(endpoint) {
+            Some(addrs) => addrs.clone(),
+            None => endpoint
+                .host
+                .parse::<IpAddr>()
+                .map(|ip| vec![SocketAddr::new(ip, endpoint.port)])
+                .unwrap_or_default(),
         })
     }
 }

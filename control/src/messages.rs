@@ -107,6 +107,13 @@ pub fn config_refused(errors: &[String]) -> String {
     format!("config refused: {}", errors.join("; "))
 }
 
+/// Why a judgement over several replicas is inconclusive: counters came
+/// from `counted` of `known` replicas, fewer than two thirds.
+pub fn too_few_replicas(counted: usize, known: usize) -> String {
+    let need = crate::cluster::peers::replicas_needed(known);
+    format!("counters from {counted} of {known} replicas; need {need}")
+}
+
 /// The message of a state that could not be persisted.
 pub fn not_persisted(route: &str, error: &dyn fmt::Display) -> String {
     format!("cannot persist the state of route {route}: {error}")

@@ -157,7 +157,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
             if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
                 return Ok(Outcome::Unchanged);
             }
-            for change in changes(control.config(), loaded.config()) {
+            for change in changes(control.file_config(), loaded.config()) {
                 log_change(trigger, &change);
             }
             control

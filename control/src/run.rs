@@ -16,6 +16,7 @@ use weir_proxy::{Metrics, Proxy, ServeOptions};
 
 use crate::admin::{self, AdminState};
 use crate::cli::RunArgs;
+use crate::cluster::counters::Replica;
 use crate::controller::{self, ControlState};
 use crate::load::{self, Resolved};
 use crate::process::{Clock, Process, SystemClock};
@@ -51,6 +52,8 @@ pub fn main(args: RunArgs) -> ExitCode {
 }
 
 async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    // Peers reading /api/v1/counters tell a restart by this time.
+    let started_at = crate::process::now_ms();
     // Installed first, so a SIGTERM during startup is a clean stop, not a kill.
     let stop_signal = StopSignal::install()?;
     let loaded = match load::load(&config_path) {
@@ -139,7 +142,8 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         });
     }
 
-    let admin_state = Arc::new(AdminState::new(Arc::clone(&process)));
+    let replica = Replica::detect(admin_socket.local_addr().ok(), started_at);
+    let admin_state = Arc::new(AdminState::new(Arc::clone(&process)).with_replica(replica));
     tracing::info!(address = ?admin_socket.local_addr().ok(), "admin API listening");
     tokio::spawn(admin::serve(
         admin_socket,

@@ -23,6 +23,9 @@ pub struct WeirConfig {
     pub max_connections: Option<usize>,
     /// The open-file limit (`ulimit -n`) weir is started with.
     pub open_file_limit: Option<u64>,
+    /// Top-level YAML appended after `routes` as written (for example a
+    /// `kubernetes:` block).
+    pub extra: String,
 }
 
 /// A route's `strategy`: steps and analysis. Analysis keys left `None` are
@@ -150,6 +153,16 @@ impl WeirConfig {
         self
     }
 
+    /// Appends `yaml`, top-level keys as written, after `routes`.
+    #[must_use]
+    pub fn extra(mut self, yaml: &str) -> Self {
+        self.extra.push_str(yaml);
+        if !self.extra.ends_with('\n') {
+            self.extra.push('\n');
+        }
+        self
+    }
+
     /// Adds a TLS listener.
     #[must_use]
     pub fn with_tls(mut self) -> Self {
@@ -206,7 +219,11 @@ impl WeirConfig {
             let _ = writeln!(y, "  writerToken: {}", quote(token));
         }
         let _ = writeln!(y, "stateDir: state");
-        let _ = writeln!(y, "routes:");
+        if self.routes.is_empty() {
+            let _ = writeln!(y, "routes: []");
+        } else {
+            let _ = writeln!(y, "routes:");
+        }
         for r in &self.routes {
             let _ = writeln!(y, "  - name: {}", quote(&r.name));
             if !r.hosts.is_empty() {
@@ -247,6 +264,7 @@ impl WeirConfig {
                 strategy.render(&mut y);
             }
         }
+        y.push_str(&self.extra);
         y
     }
 }

@@ -222,6 +222,46 @@ impl KubeApi {
         stored
     }
 
+    /// Creates an object or changes everything of it but `status`, as
+    /// `kubectl apply` does for a kind with a status subresource: the status
+    /// another client wrote stays, and `metadata.generation` goes up when the
+    /// rest changed. Returns the object as stored.
+    ///
+    /// # Panics
+    /// When `object` has no `metadata.name`.
+    pub fn apply(&self, collection: &str, object: Value) -> Value {
+        let key = Key {
+            collection: collection.trim_matches('/').to_owned(),
+            namespace: object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            name: object["metadata"]["name"]
+                .as_str()
+                .expect("an object has metadata.name")
+                .to_owned(),
+        };
+        let mut store = self.state.lock();
+        let stored = store.write(&key, object, Write::Spec);
+        self.state.notify(&store);
+        stored
+    }
+
+    /// The stored objects of a collection, in one namespace or (`None`) in
+    /// all, ordered by namespace and name.
+    pub fn list(&self, collection: &str, namespace: Option<&str>) -> Vec<Value> {
+        let collection = collection.trim_matches('/');
+        self.state
+            .lock()
+            .objects
+            .iter()
+            .filter(|(key, _)| {
+                key.collection == collection && namespace.is_none_or(|ns| key.namespace == ns)
+            })
+            .map(|(_, object)| object.clone())
+            .collect()
+    }
+
     /// The stored object, if any.
     pub fn get(&self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
         let key = Key {

@@ -14,6 +14,7 @@
 mod admin;
 mod binaries;
 mod client;
+mod cluster;
 mod config;
 mod curl;
 mod kube_api;
@@ -31,6 +32,10 @@ pub use binaries::{binary, free_addr, target_debug_dir, workspace_root};
 pub use client::{
     ANSWER_LIMIT, Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, get_json,
     raw_exchange, send_many,
+};
+pub use cluster::{
+    CANARY_ROUTES, Cluster, ENDPOINT_SLICES, EVENTS, EndpointState, LEASE, LEASES, PEERS,
+    SERVICE_NAME_LABEL, SERVICE_PORT_NAME, SERVICES, WEIR_NAMESPACE, replica_name,
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use curl::curl;

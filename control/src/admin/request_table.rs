@@ -10,6 +10,9 @@ use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::Value;
 use weir_config::status::{Phase, PromoteAll, RouteStatus};
+use weir_proxy::Role;
+
+use crate::cluster::counters::{Replica, ReplicaCounters};
 
 use super::AdminState;
 use crate::fixtures::{self, InMemory};
@@ -125,6 +128,17 @@ async fn every_path_method_and_token_answers_its_status() {
         (&get, "/api/v1/routes/nosuch", Reader, "", 404),
         (&delete, "/api/v1/routes/web", Writer, "", 405),
         (&post, "/api/v1/routes", Writer, "", 405),
+        // Counters: read like the routes.
+        (&get, "/api/v1/counters", Anonymous, "", 401),
+        (&get, "/api/v1/counters", Wrong, "", 401),
+        (&get, "/api/v1/counters", Reader, "", 200),
+        (&get, "/api/v1/counters", Writer, "", 200),
+        (&get, "/api/v1/counters/", Reader, "", 200),
+        (&post, "/api/v1/counters", Anonymous, "", 405),
+        (&post, "/api/v1/counters", Reader, "", 405),
+        (&post, "/api/v1/counters", Writer, "", 405),
+        (&put, "/api/v1/counters", Writer, "", 405),
+        (&get, "/api/v1/counters/web", Reader, "", 404),
         // Commands: the writer token only.
         (&post, "/api/v1/routes/web/pause", Anonymous, "", 401),
         (&post, "/api/v1/routes/web/pause", Wrong, "", 401),
@@ -362,4 +376,44 @@ async fn answers_read_as_the_status_type() {
     let answer: PromoteAll = serde_json::from_slice(&promoted.body).expect("promote answer");
     assert_eq!(answer.promoted, Vec::<String>::new(), "nothing was Paused");
     assert_eq!(answer.error, None);
+}
+
+#[tokio::test]
+async fn counters_answer_every_route_of_this_replica() {
+    let (in_memory, admin) = started().await;
+    let admin = admin.with_replica(Replica {
+        name: "weir-7".to_owned(),
+        started_at: 1_234,
+    });
+    let metrics = in_memory.process.proxy.metrics();
+    let canary = metrics.role(&std::sync::Arc::from("web"), Role::Canary);
+    canary.record(200, std::time::Duration::from_millis(1));
+    canary.record(502, std::time::Duration::from_millis(1));
+    let answer = call(
+        &admin,
+        &Method::GET,
+        "/api/v1/counters",
+        Caller::Reader,
+        "",
+        peer([127, 0, 0, 1]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let counters: ReplicaCounters = serde_json::from_slice(&answer.body).expect("counters");
+    assert_eq!(
+        (counters.replica.as_str(), counters.started_at),
+        ("weir-7", 1_234)
+    );
+    let routes: Vec<&str> = counters.routes.keys().map(String::as_str).collect();
+    assert_eq!(routes, ["fixed", "web"]);
+    let web = &counters.routes["web"];
+    assert_eq!((web.canary.requests, web.canary.errors), (2, 1));
+    assert_eq!(web.stable.requests, 0);
+    assert_eq!(web.canary.latency.len(), weir_proxy::metrics::LATENCY_SLOTS);
+    let raw: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let keys: Vec<&str> = raw
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["replica", "routes", "startedAt"]);
 }

@@ -52,6 +52,9 @@ pub struct Leadership {
     pub is_leader: bool,
     /// The identity holding the Lease, if it is held and not expired.
     pub leader: Option<String>,
+    /// When a leader was last heard from: this replica's own renewal, or
+    /// the last change of the holder's record, by this replica's clock.
+    pub heard_at: Option<Instant>,
 }
 
 /// One candidate in the election.
@@ -226,22 +229,28 @@ impl Elector {
             if !is_leader {
                 last_renewal = None;
             }
-            let next = Leadership {
-                is_leader,
-                leader: if is_leader {
-                    Some(self.config.identity.clone())
-                } else if answered {
-                    self.holder()
-                } else {
-                    None
-                },
+            let leader = if is_leader {
+                Some(self.config.identity.clone())
+            } else if answered {
+                self.holder()
+            } else {
+                None
+            };
+            let heard_at = if is_leader {
+                last_renewal
+            } else {
+                leader
+                    .as_ref()
+                    .and(self.observed.as_ref().map(|o| o.changed_at))
             };
             leadership.send_if_modified(|current| {
-                if *current == next {
+                current.heard_at = heard_at;
+                if current.is_leader == is_leader && current.leader == leader {
                     return false;
                 }
-                tracing::info!(lease = %self.config.name, leader = ?next.leader, is_leader = next.is_leader, "leadership changed");
-                *current = next;
+                tracing::info!(lease = %self.config.name, leader = ?leader, is_leader, "leadership changed");
+                current.is_leader = is_leader;
+                current.leader = leader;
                 true
             });
             tokio::select! {
@@ -253,6 +262,50 @@ impl Elector {
             leadership.send_replace(Leadership::default());
             if let Err(error) = self.release().await {
                 tracing::warn!(lease = %self.config.name, %error, "cannot release the leader Lease");
+            }
+        }
+    }
+
+    /// Follows the election without taking part (a follower: it never
+    /// leads): reads the Lease every retry period and publishes who holds
+    /// it and when the holder was last heard from, until `shutdown`.
+    pub async fn observe(
+        mut self,
+        leadership: watch::Sender<Leadership>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let attempt = self.config.renew_deadline / 2;
+            match tokio::time::timeout(attempt, self.api.get_opt(&self.config.name)).await {
+                Ok(Ok(lease)) => {
+                    let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+                    if self.observed.as_ref().is_none_or(|o| o.spec != spec) {
+                        self.observed = Some(Observed {
+                            spec,
+                            changed_at: Instant::now(),
+                        });
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(lease = %self.config.name, %error, "cannot read the leader Lease");
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.config.name, ?attempt, "no answer from the API server about the leader Lease");
+                }
+            }
+            let leader = self.holder();
+            let heard_at = leader
+                .as_ref()
+                .and(self.observed.as_ref().map(|o| o.changed_at));
+            leadership.send_if_modified(|current| {
+                current.heard_at = heard_at;
+                let changed = current.leader != leader;
+                current.leader = leader;
+                changed
+            });
+            tokio::select! {
+                () = tokio::time::sleep(self.config.retry_period) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
             }
         }
     }

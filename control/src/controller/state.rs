@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weir_config::{Config, Diagnostic};
+use weir_config::{Config, Diagnostic, Route};
 use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
+use super::cluster_routes::is_cluster_route;
 use super::history::{History, Sample, duration_ms, empty_observation};
 use super::route_span;
 use crate::load::{Loaded, Resolved};
@@ -37,6 +38,14 @@ pub struct ControlState {
     last_judged: BTreeMap<String, u64>,
     /// Where state is persisted: fixed at startup.
     store: Arc<dyn StateStore>,
+    /// The CanaryRoutes in force, compiled (after the file's routes).
+    pub(super) cluster_routes: Vec<Route>,
+    /// Whether this replica leads the CanaryRoutes' rollouts.
+    pub(super) cluster_leading: bool,
+    /// Whether the leader counts enough replicas to judge CanaryRoutes.
+    pub(super) cluster_coverage_ok: bool,
+    /// The file's config with the CanaryRoutes appended: every route served.
+    effective: Config,
 }
 
 // === impl ControlState ===
@@ -129,6 +138,7 @@ impl ControlState {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let effective = loaded.config().clone();
         Ok(ControlState {
             loaded,
             resolved,
@@ -137,6 +147,10 @@ impl ControlState {
             aborts: BTreeMap::new(),
             last_judged: BTreeMap::new(),
             store,
+            cluster_routes: Vec::new(),
+            cluster_leading: false,
+            cluster_coverage_ok: true,
+            effective,
         })
     }
 
@@ -252,10 +266,17 @@ impl ControlState {
             }
             rollouts.insert(outcome.state.route.clone(), outcome.state);
         }
+        // The CanaryRoutes' states follow the cluster, not the file.
+        for (name, state) in &self.rollouts {
+            if is_cluster_route(name) {
+                rollouts.insert(name.clone(), state.clone());
+            }
+        }
         let names: Vec<String> = loaded
             .config()
             .routes
             .iter()
+            .chain(&self.cluster_routes)
             .map(|r| r.name.to_string())
             .collect();
         self.history.retain(|name, _| names.contains(name));
@@ -264,7 +285,15 @@ impl ControlState {
         self.rollouts = rollouts;
         self.loaded = loaded;
         self.resolved = resolved;
+        self.rebuild_effective();
         Ok(())
+    }
+
+    /// Rebuilds the routes served: the file's, then the CanaryRoutes.
+    pub(super) fn rebuild_effective(&mut self) {
+        let mut effective = self.loaded.config().clone();
+        effective.routes.extend(self.cluster_routes.iter().cloned());
+        self.effective = effective;
     }
 
     /// Whether the config in force already asks for the canary revision
@@ -278,8 +307,13 @@ impl ControlState {
             .is_some_and(|c| *c.revision == *refused.requested)
     }
 
-    /// The config in force.
+    /// The config in force, with the CanaryRoutes among its routes.
     pub fn config(&self) -> &Config {
+        &self.effective
+    }
+
+    /// The config file in force, without the CanaryRoutes.
+    pub fn file_config(&self) -> &Config {
         self.loaded.config()
     }
 
@@ -437,7 +471,7 @@ impl ControlState {
         // Borrow the config's routes field by field (no copy of the config
         // every 100 ms).
         let mut judged = Vec::new();
-        for route in &self.loaded.config().routes {
+        for route in &self.effective.routes {
             let name: &str = &route.name;
             let at = Sample {
                 at_ms: now,
@@ -458,6 +492,10 @@ impl ControlState {
                     .push(at, keep_ms),
             }
 
+            // Only the leader judges CanaryRoutes; the others follow its status.
+            if is_cluster_route(name) && !self.cluster_leading {
+                continue;
+            }
             let (Some(strategy), Some(state)) = (&route.strategy, self.rollouts.get(name)) else {
                 continue;
             };
@@ -473,11 +511,14 @@ impl ControlState {
             let since = now
                 .saturating_sub(duration_ms(strategy.analysis.window))
                 .max(state.rollout_started_ms);
-            let observation = self
-                .history
-                .get(name)
-                .map(|h| h.observation(since))
-                .unwrap_or_else(empty_observation);
+            // Without the counters of two thirds of the replicas, a
+            // CanaryRoute's judgement is inconclusive.
+            let observation = match self.history.get(name) {
+                Some(h) if self.cluster_coverage_ok || !is_cluster_route(name) => {
+                    h.observation(since)
+                }
+                _ => empty_observation(),
+            };
             let outcome = state.tick(route, now, &observation);
             if let Some(judgement) = &outcome.state.last_judgement {
                 let _route = route_span(name).entered();

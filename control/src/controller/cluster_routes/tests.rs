@@ -1,0 +1,269 @@
+//! The decisions about CanaryRoutes, leader and follower, without a cluster.
+
+use std::sync::Arc;
+
+use weir_config::{Route, Weight};
+use weir_proxy::metrics::RoleCounts;
+
+use super::*;
+use crate::controller::ControlState;
+use crate::fixtures::{self, START_MS};
+use crate::persist::{MemoryStore, Stored};
+use crate::rollout::{Phase, TransitionKind};
+
+const STEPS: &str = "[{setWeight: 5}, {pause: {}}, {setWeight: 25}, {pause: {duration: 1m}}]";
+
+/// A control state with one file route (`web`, a fixed split) and the
+/// CanaryRoute `shop/checkout` as discovery would compile it.
+async fn control() -> (ControlState, Route) {
+    let text = fixtures::config_text(
+        None,
+        &(fixtures::route("web", None) + &fixtures::route("checkout", Some(STEPS))),
+    );
+    let loaded = fixtures::loaded(&text);
+    let resolved = fixtures::resolved(&loaded).await;
+    let mut cluster_route = loaded.config().routes[1].clone();
+    cluster_route.name = Arc::from("shop/checkout");
+    cluster_route.path_prefix = "/shop".to_owned();
+    let single = fixtures::loaded(&fixtures::config_text(None, &fixtures::route("web", None)));
+    let control =
+        ControlState::restore_with(single, resolved, Arc::new(MemoryStore::default()), START_MS)
+            .expect("restores");
+    (control, cluster_route)
+}
+
+fn seen(state: Option<RolloutState>, inputs: Vec<Command>) -> impl Fn(&str) -> Observed {
+    move |_| Observed {
+        stored: match &state {
+            Some(s) => Stored::Found(Box::new(s.clone())),
+            None => Stored::Missing,
+        },
+        inputs: inputs.clone(),
+    }
+}
+
+fn canary_weight(control: &ControlState, route: &str) -> Weight {
+    let snapshot = control.snapshot();
+    snapshot
+        .routes
+        .iter()
+        .find(|r| &*r.name == route)
+        .map(|r| r.split.canary_weight)
+        .expect("the route is in the snapshot")
+}
+
+/// The state of `route` after `steps` (0-based index) as a leader would have it.
+fn state_at(route: &Route, step: usize) -> RolloutState {
+    let mut state = RolloutState::start(route, START_MS).state;
+    for _ in 0..step {
+        state = state
+            .command(Command::Promote, route, START_MS)
+            .expect("promote applies")
+            .state;
+    }
+    state
+}
+
+#[tokio::test]
+async fn a_leader_starts_the_rollout_of_a_route_without_status_and_writes_it() {
+    let (mut control, route) = control().await;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
+    let [(name, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
+        panic!("one write expected: {decisions:?}");
+    };
+    assert_eq!(name, "shop/checkout");
+    assert_eq!(outcome.state.canary_weight, Weight::from_percent_int(5));
+    let (republish, kept) = control.apply_cluster(vec![route], true, decisions, vec![Ok(())]);
+    assert!(republish);
+    assert!(matches!(kept.as_slice(), [(_, t)] if t.kind == TransitionKind::Started));
+    assert_eq!(
+        canary_weight(&control, "shop/checkout"),
+        Weight::from_percent_int(5)
+    );
+    assert_eq!(canary_weight(&control, "web"), Weight::from_percent_int(10));
+}
+
+#[tokio::test]
+async fn a_failed_status_write_keeps_nothing() {
+    let (mut control, route) = control().await;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
+    let conflict = std::io::Error::other("409: the status changed since it was read");
+    control.apply_cluster(vec![route], true, decisions, vec![Err(conflict)]);
+    assert!(!control.rollouts.contains_key("shop/checkout"));
+    assert_eq!(canary_weight(&control, "shop/checkout"), Weight::ZERO);
+}
+
+#[tokio::test]
+async fn a_follower_serves_the_weight_of_the_status_and_writes_nothing() {
+    let (mut control, route) = control().await;
+    let status = state_at(&route, 2);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        false,
+        &seen(Some(status.clone()), vec![]),
+        START_MS,
+    );
+    assert_eq!(
+        decisions,
+        vec![("shop/checkout".to_owned(), ClusterDecision::Keep(status))]
+    );
+    let (republish, kept) = control.apply_cluster(vec![route], false, decisions, vec![]);
+    assert!(republish && kept.is_empty());
+    assert_eq!(
+        canary_weight(&control, "shop/checkout"),
+        Weight::from_percent_int(25)
+    );
+}
+
+#[tokio::test]
+async fn a_follower_without_status_sends_nothing_to_the_canary() {
+    let (mut control, route) = control().await;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        false,
+        &seen(None, vec![]),
+        START_MS,
+    );
+    assert_eq!(
+        decisions,
+        vec![("shop/checkout".to_owned(), ClusterDecision::Drop)]
+    );
+    control.apply_cluster(vec![route], false, decisions, vec![]);
+    assert_eq!(canary_weight(&control, "shop/checkout"), Weight::ZERO);
+}
+
+#[tokio::test]
+async fn a_follower_aborts_at_once_on_an_abort_input() {
+    let (control, route) = control().await;
+    let status = state_at(&route, 2);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        false,
+        &seen(Some(status), vec![Command::Abort]),
+        START_MS,
+    );
+    let [(_, ClusterDecision::Keep(state))] = decisions.as_slice() else {
+        panic!("a follower keeps: {decisions:?}");
+    };
+    assert_eq!(state.phase, Phase::Aborted);
+    assert_eq!(state.canary_weight, Weight::ZERO);
+}
+
+#[tokio::test]
+async fn a_leader_acts_on_a_promote_input_and_writes_the_next_step() {
+    let (control, route) = control().await;
+    let paused = state_at(&route, 1);
+    assert_eq!(paused.phase, Phase::Paused);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(Some(paused), vec![Command::Promote]),
+        START_MS,
+    );
+    let [(_, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
+        panic!("a write expected: {decisions:?}");
+    };
+    assert_eq!(outcome.state.step_index, Some(2));
+    assert_eq!(outcome.state.canary_weight, Weight::from_percent_int(25));
+}
+
+#[tokio::test]
+async fn a_leader_writes_its_state_back_over_a_status_it_cannot_read() {
+    let (mut control, route) = control().await;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
+    let nonsense = |_: &str| Observed {
+        stored: Stored::Unreadable("status.stepIndex: 7 is past the 4 steps".to_owned()),
+        inputs: vec![],
+    };
+    let decisions = control.decide_cluster(&[route], true, &nonsense, START_MS);
+    let [(_, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
+        panic!("a rewrite expected: {decisions:?}");
+    };
+    assert_eq!(
+        outcome.state.step_index,
+        Some(0),
+        "the last known state, not the nonsense"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_keeps_its_own_state_when_the_status_matches_it() {
+    let (mut control, route) = control().await;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
+    let mine = control.rollouts["shop/checkout"].clone();
+    let decisions =
+        control.decide_cluster(&[route], true, &seen(Some(mine.clone()), vec![]), START_MS);
+    assert_eq!(
+        decisions,
+        vec![("shop/checkout".to_owned(), ClusterDecision::Keep(mine))]
+    );
+}
+
+#[tokio::test]
+async fn only_the_leader_judges_canary_routes() {
+    let (mut control, route) = control().await;
+    let status = state_at(&route, 0);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        false,
+        &seen(Some(status), vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route], false, decisions, vec![]);
+    let zero = |_: &str, _| RoleCounts::zero();
+    let later = START_MS + 5_000;
+    assert!(
+        control.judge(zero, later).is_empty(),
+        "a follower does not judge"
+    );
+    control.set_leading(true);
+    let judged = control.judge(zero, later + 5_000);
+    assert!(
+        judged.iter().any(|(name, _)| name == "shop/checkout"),
+        "{judged:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_route_that_leaves_the_cluster_loses_its_state() {
+    let (mut control, route) = control().await;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route], true, decisions, vec![Ok(())]);
+    let (republish, _) = control.apply_cluster(vec![], true, vec![], vec![]);
+    assert!(republish);
+    assert!(!control.rollouts.contains_key("shop/checkout"));
+    assert!(
+        control
+            .snapshot()
+            .routes
+            .iter()
+            .all(|r| &*r.name != "shop/checkout")
+    );
+}
