@@ -19,11 +19,14 @@ pub mod weight;
 pub use handoff::{Publisher, Reader, channel};
 pub use location::{Location, LocationIndex};
 pub use model::{
-    Admin, Analysis, Config, EndpointAddr, HeaderOverride, Listener, Route, Step, Stickiness,
-    Strategy, Timeouts, TlsFiles, Upstream,
+    Admin, Analysis, Config, EndpointAddr, HeaderOverride, Kubernetes, KubernetesRole, Listener,
+    PortRef, Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
 };
 pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,
 };
-pub use validate::{Diagnostic, Diagnostics, Document, parse};
+pub use validate::{
+    ClusterRouteSpec, Diagnostic, Diagnostics, Document, SpecProblem, parse, parse_with_kubernetes,
+    validate_canary_route,
+};
 pub use weight::Weight;

@@ -2,6 +2,7 @@
 //! weights, endpoints, paths resolved against the config file's directory).
 //! Built only by [`crate::validate`].
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,8 +34,40 @@ pub struct Config {
     pub admin: Admin,
     /// Persisted rollout state, resolved against the config file's directory.
     pub state_dir: PathBuf,
-    /// Routes, at least one, unique names.
+    /// Routes, unique names; at least one unless `kubernetes` is set.
     pub routes: Vec<Route>,
+    /// Routes from the cluster (the `kubernetes` block, or `weir run
+    /// --kubernetes`); `None` when weir does not watch a cluster.
+    pub kubernetes: Option<Kubernetes>,
+}
+
+/// Default name of the Lease used for leader election.
+pub const DEFAULT_LEASE: &str = "weir-leader";
+/// Default name of the headless Service whose endpoints are the replicas.
+pub const DEFAULT_PEERS: &str = "weir-peers";
+
+/// The `kubernetes` block: where CanaryRoutes are watched and how the
+/// replicas act as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kubernetes {
+    /// Watched namespaces (DNS-1123 labels); `None` = all.
+    pub namespaces: Option<BTreeSet<String>>,
+    /// The Lease in weir's own namespace (a DNS-1123 subdomain).
+    pub lease: String,
+    /// The headless Service of the replicas (a DNS-1123 label).
+    pub peers: String,
+    /// Whether this replica may lead.
+    pub role: KubernetesRole,
+}
+
+/// What a replica may do in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KubernetesRole {
+    /// Campaigns for the Lease; the leader runs rollouts and writes status.
+    #[default]
+    Candidate,
+    /// Never campaigns and never writes (a sidecar); routes and reports counters.
+    Follower,
 }
 
 /// A downstream listener.
@@ -82,7 +115,8 @@ pub struct EndpointAddr {
 /// One route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// Unique name, `[a-z0-9-]+`.
+    /// Unique name: `[a-z0-9-]+` in `weir.yaml`, `NAMESPACE/NAME` for a
+    /// CanaryRoute.
     pub name: Arc<str>,
     /// Host matchers; empty = any host.
     pub hosts: Vec<crate::HostMatch>,
@@ -111,8 +145,28 @@ pub struct Route {
 pub struct Upstream {
     /// Revision label.
     pub revision: Arc<str>,
-    /// Endpoints, at least one.
+    /// Endpoints: at least one in `weir.yaml`; in a CanaryRoute whose role
+    /// names a Service, those listed besides it (possibly none).
     pub endpoints: Vec<EndpointAddr>,
+}
+
+/// A Kubernetes Service named by a role of a CanaryRoute, in the route's
+/// namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceRef {
+    /// The Service's name (a DNS-1123 label).
+    pub name: String,
+    /// One of its ports.
+    pub port: PortRef,
+}
+
+/// A Service port: its number or its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PortRef {
+    /// The Service port number, 1 to 65535.
+    Number(u16),
+    /// The Service port's name (an IANA service name).
+    Name(String),
 }
 
 /// Cookie stickiness.
@@ -186,6 +240,28 @@ pub struct Analysis {
     pub failure_limit: u32,
 }
 
+impl Default for Kubernetes {
+    /// The block with every default: all namespaces, `weir-leader`,
+    /// `weir-peers`, `candidate` (what `weir run --kubernetes` uses).
+    fn default() -> Self {
+        Kubernetes {
+            namespaces: None,
+            lease: DEFAULT_LEASE.to_owned(),
+            peers: DEFAULT_PEERS.to_owned(),
+            role: KubernetesRole::Candidate,
+        }
+    }
+}
+
+impl Kubernetes {
+    /// True when CanaryRoutes of `namespace` are watched.
+    pub fn watches(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|all| all.contains(namespace))
+    }
+}
+
 impl Default for Analysis {
     fn default() -> Self {
         Analysis {
@@ -206,6 +282,15 @@ impl Default for Timeouts {
             connect: DEFAULT_CONNECT_TIMEOUT,
             request: DEFAULT_REQUEST_TIMEOUT,
             idle: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
         }
     }
 }

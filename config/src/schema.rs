@@ -33,8 +33,31 @@ pub struct ConfigSpec {
     /// Where rollout state is persisted; default `./weir-state`.
     #[serde(default)]
     pub state_dir: Option<String>,
-    /// The routes, matched by host then longest path prefix.
+    /// The routes, matched by host then longest path prefix; may be empty
+    /// (or absent) only with a `kubernetes` block.
+    #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Routes from CanaryRoutes, Services and EndpointSlices (SPEC 10).
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesSpec>,
+}
+
+/// The `kubernetes` block.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesSpec {
+    /// Watched namespaces; absent = all.
+    #[serde(default)]
+    pub namespaces: Option<Vec<String>>,
+    /// The Lease of leader election; default `weir-leader`.
+    #[serde(default)]
+    pub lease: Option<String>,
+    /// The headless Service whose endpoints are the replicas; default `weir-peers`.
+    #[serde(default)]
+    pub peers: Option<String>,
+    /// `candidate` (may lead) or `follower` (never leads); default `candidate`.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 /// One listener.

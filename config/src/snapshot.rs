@@ -108,12 +108,22 @@ impl Snapshot {
         overrides: &dyn Fn(&str) -> Option<RouteOverride>,
         resolve: &dyn Fn(&EndpointAddr) -> Vec<SocketAddr>,
     ) -> Snapshot {
+        Snapshot::compile_routes(&config.routes, overrides, resolve)
+    }
+
+    /// Builds a snapshot from validated routes, in the order given: the
+    /// file's routes and those of CanaryRoutes alike (see [`Snapshot::compile`]).
+    /// A role without endpoints gets an empty backend (the proxy answers 503).
+    pub fn compile_routes(
+        routes: &[crate::Route],
+        overrides: &dyn Fn(&str) -> Option<RouteOverride>,
+        resolve: &dyn Fn(&EndpointAddr) -> Vec<SocketAddr>,
+    ) -> Snapshot {
         let backend = |upstream: &crate::Upstream| Backend {
             revision: Arc::clone(&upstream.revision),
             endpoints: upstream.endpoints.iter().flat_map(resolve).collect(),
         };
-        let routes = config
-            .routes
+        let routes = routes
             .iter()
             .map(|route| {
                 let over = overrides(&route.name);

@@ -16,6 +16,7 @@ use crate::location::RootKind;
 use crate::schema::ConfigSpec;
 use crate::{Config, Location, LocationIndex};
 
+mod canary_route;
 mod check;
 mod env;
 mod structure;
@@ -23,6 +24,8 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 mod tree;
+
+pub use canary_route::{ClusterRouteSpec, SpecProblem, validate_canary_route};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +72,32 @@ pub fn parse(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Document, Diagnostics> {
+    parse_with(text, file, base_dir, env, false)
+}
+
+/// As [`parse`], for `weir run --kubernetes`: a file without a
+/// `kubernetes` block gets the block with its defaults (so `routes` may be
+/// empty or absent); a block in the file is read as written.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_with_kubernetes(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Document, Diagnostics> {
+    parse_with(text, file, base_dir, env, true)
+}
+
+/// [`parse`], with the `kubernetes` block assumed when `kubernetes`.
+fn parse_with(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    kubernetes: bool,
+) -> Result<Document, Diagnostics> {
     let index = LocationIndex::build(text);
     let whole = |message: &str| {
         Diagnostics(vec![Diagnostic {
@@ -96,8 +125,9 @@ pub fn parse(
         }
         Some(RootKind::Mapping) | None => {}
     }
-    let (spec, reported) = structure(text, file, &index, env)?;
+    let (spec, reported) = structure(text, file, &index, env, kubernetes)?;
     let mut checker = check::Checker::new(file, &index, base_dir, reported);
+    checker.assume_kubernetes(kubernetes);
     let config = checker.config(&spec);
     let mut diagnostics = checker.into_diagnostics();
     match config {
@@ -131,6 +161,7 @@ fn structure(
     file: &str,
     index: &LocationIndex,
     env: &dyn Fn(&str) -> Option<String>,
+    kubernetes: bool,
 ) -> Result<(ConfigSpec, Vec<(String, String)>), Diagnostics> {
     let single = |location: Location, path: String, message: String| {
         Diagnostics(vec![Diagnostic {
@@ -158,7 +189,7 @@ fn structure(
         }
         Err(error) => return Err(single(error.at, String::new(), error.message)),
     };
-    let (typed, problems) = structure::check(&root, file, index, env);
+    let (typed, problems) = structure::check(&root, file, index, env, kubernetes);
     let Some(typed) = typed else {
         let mut diagnostics = problems.structural;
         diagnostics.extend(

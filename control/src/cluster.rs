@@ -2,6 +2,7 @@
 //! server through `kube`, and the counters shared between replicas.
 
 pub mod counters;
+pub mod discovery;
 pub mod events;
 pub mod lease;
 pub mod peers;

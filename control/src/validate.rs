@@ -34,8 +34,16 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
         .iter()
         .filter(|r| r.strategy.is_some())
         .count();
+    let cluster = match config.kubernetes.as_ref().map(|k| k.namespaces.as_ref()) {
+        None => String::new(),
+        Some(None) => ", and CanaryRoutes of every namespace".to_owned(),
+        Some(Some(watched)) => format!(
+            ", and CanaryRoutes of namespace(s) {}",
+            watched.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
     println!(
-        "{}: valid: {} listener(s), {} route(s), {} with a canary, {} with a rollout strategy",
+        "{}: valid: {} listener(s), {} route(s), {} with a canary, {} with a rollout strategy{cluster}",
         args.file.display(),
         config.listeners.len(),
         config.routes.len(),

@@ -473,7 +473,6 @@ fn every_variable_of_weir_yaml_comes_from_the_container_environment() {
 }
 
 #[test]
-#[ignore = "waits for the `kubernetes:` block in the config schema (SPEC 10), developed on another branch"]
 fn the_config_map_passes_weir_validate() {
     let docs = documents();
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -632,6 +631,31 @@ fn the_disruption_budget_covers_the_deployments_pods() {
         &budget["spec"]["selector"]["matchLabels"],
         &pod(&docs)["metadata"]["labels"]
     ));
+}
+
+#[test]
+fn the_example_canary_route_passes_weirs_validation() {
+    let docs = documents();
+    let routes: Vec<&Doc> = docs.iter().filter(|d| kind(d) == "CanaryRoute").collect();
+    assert!(
+        !routes.is_empty(),
+        "the manifests hold an example CanaryRoute"
+    );
+    for route in routes {
+        let namespace = route.value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        let spec = &route.value["spec"];
+        if let Err(problems) = weir_config::validate_canary_route(namespace, name(route), spec) {
+            let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            panic!(
+                "{}: CanaryRoute {}: {}",
+                route.file,
+                name(route),
+                shown.join("; ")
+            );
+        }
+    }
 }
 
 #[test]

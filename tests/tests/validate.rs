@@ -160,3 +160,31 @@ routes:
     }
     assert!(all.contains("3 error(s)"), "{all}");
 }
+
+#[test]
+fn a_kubernetes_block_lets_routes_be_empty_and_its_mistakes_are_located() {
+    let listeners = "listeners:\n  - name: public\n    address: 127.0.0.1:18080\n";
+    let (code, all) = validate_text(
+        "cluster.yaml",
+        &format!("{listeners}routes: []\nkubernetes:\n  namespaces: [shop]\n"),
+    );
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains("0 route(s)") && all.contains("CanaryRoutes of namespace(s) shop"),
+        "{all}"
+    );
+    let (code, all) = validate_text(
+        "cluster.yaml",
+        &format!("{listeners}kubernetes:\n  role: leader\n  lease: Weir\n"),
+    );
+    assert_eq!(code, Some(1), "{all}");
+    for (line, path) in [(5, "kubernetes.role"), (6, "kubernetes.lease")] {
+        assert!(
+            all.contains(&format!("cluster.yaml:{line}:3: {path}: ")),
+            "no error at cluster.yaml:{line}:3 for {path} in:\n{all}"
+        );
+    }
+    let (code, all) = validate_text("plain.yaml", &format!("{listeners}routes: []\n"));
+    assert_eq!(code, Some(1), "{all}");
+    assert!(all.contains("plain.yaml:4:1: routes: no routes"), "{all}");
+}

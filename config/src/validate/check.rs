@@ -4,7 +4,7 @@
 //! Each conversion returns `None` after recording why, and evaluates all of
 //! its parts before combining them, so that one bad value never hides another.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,12 +15,13 @@ use super::{Diagnostic, syntax};
 use crate::duration::parse_duration;
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
-    self, Admin, Analysis, Config, HeaderOverride, Listener, Route, Step, Stickiness, Strategy,
-    Timeouts, TlsFiles, Upstream,
+    self, Admin, Analysis, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener, PortRef,
+    Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
 };
 use crate::schema::{
-    AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, ListenerSpec, RouteSpec,
-    StepSpec, StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec,
+    AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, KubernetesSpec,
+    ListenerSpec, PortSpec, RouteSpec, ServiceRefSpec, StepSpec, StickinessSpec, StrategySpec,
+    TimeoutsSpec, TlsSpec,
 };
 use crate::{HostMatch, Weight};
 
@@ -42,6 +43,12 @@ pub(super) struct Checker<'a> {
     /// Values already reported (a failed `${VAR}`): not checked again.
     reported: HashSet<String>,
     diagnostics: Vec<Diagnostic>,
+    /// Checking a CanaryRoute: a role may name a Service instead of
+    /// endpoints.
+    cluster: bool,
+    /// A file without a `kubernetes` block gets the block with its
+    /// defaults (`weir run --kubernetes`).
+    assume_kubernetes: bool,
 }
 
 /// What a route matches: no two routes may match the same.
@@ -91,12 +98,107 @@ impl<'a> Checker<'a> {
             base_dir,
             reported: HashSet::new(),
             diagnostics: Vec::new(),
+            cluster: false,
+            assume_kubernetes: false,
         };
         for (path, message) in reported {
             checker.error(&path, message);
             checker.reported.insert(path);
         }
         checker
+    }
+
+    /// With `assume`, a file without a `kubernetes` block gets the block
+    /// with its defaults.
+    pub(super) fn assume_kubernetes(&mut self, assume: bool) {
+        self.assume_kubernetes = assume;
+    }
+
+    /// A checker of a CanaryRoute's spec, whose paths start at `spec`.
+    pub(super) fn for_cluster(index: &'a LocationIndex) -> Checker<'a> {
+        let mut checker = Checker::new("", index, Path::new(""), Vec::new());
+        checker.cluster = true;
+        checker
+    }
+
+    /// Checks and converts a CanaryRoute's spec (read as a route of
+    /// `weir.yaml`), named `name`; returns the route and the Services of
+    /// its stable and canary roles.
+    pub(super) fn cluster_route(
+        &mut self,
+        spec: &RouteSpec,
+        name: &str,
+    ) -> Option<(Route, Option<ServiceRef>, Option<ServiceRef>)> {
+        let at = "spec";
+        let hosts = self.hosts(at, &spec.hosts);
+        let path_prefix = self.path_prefix(at, spec.path_prefix.as_deref());
+        let stable_service = self.service(
+            "spec.stable",
+            spec.stable.service.as_ref(),
+            spec.stable.endpoints.is_empty(),
+        );
+        let canary_service = match &spec.canary {
+            None => Some(None),
+            Some(c) => self.service("spec.canary", c.service.as_ref(), c.endpoints.is_empty()),
+        };
+        let route = self.route(at, spec, Some(name.to_owned()), hosts, path_prefix);
+        Some((route?, stable_service?, canary_service?))
+    }
+
+    /// The Service of a CanaryRoute's role at `at`; a role needs a Service,
+    /// endpoints, or both.
+    fn service(
+        &mut self,
+        at: &str,
+        spec: Option<&ServiceRefSpec>,
+        no_endpoints: bool,
+    ) -> Option<Option<ServiceRef>> {
+        let Some(spec) = spec else {
+            if no_endpoints {
+                self.error(
+                    at,
+                    "no `service` and no `endpoints`; name a Service, e.g. `service: {name: checkout-v1, port: 80}`, or list `endpoints`, or both",
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let name_path = format!("{at}.service.name");
+        let name = match syntax::dns_label(&spec.name) {
+            Ok(()) => Some(spec.name.clone()),
+            Err(why) => {
+                self.error(
+                    &name_path,
+                    format!(
+                        "`{}` cannot name a Service: {why}",
+                        spec.name.escape_debug()
+                    ),
+                );
+                None
+            }
+        };
+        let port_path = format!("{at}.service.port");
+        let port = match &spec.port {
+            PortSpec::Number(0) => {
+                self.error(
+                    &port_path,
+                    "port 0 is not a Service port; write its number from 1 to 65535 or its name, e.g. `80` or `http`",
+                );
+                None
+            }
+            PortSpec::Number(n) => Some(PortRef::Number(*n)),
+            PortSpec::Name(text) => match syntax::port_name(text) {
+                Ok(()) => Some(PortRef::Name(text.clone())),
+                Err(why) => {
+                    self.error(&port_path, why);
+                    None
+                }
+            },
+        };
+        Some(Some(ServiceRef {
+            name: name?,
+            port: port?,
+        }))
     }
 
     /// Every problem recorded so far.
@@ -109,13 +211,135 @@ impl<'a> Checker<'a> {
         let (listeners, bound) = self.listeners(&spec.listeners);
         let admin = self.admin(spec.admin.as_ref(), &bound);
         let state_dir = self.state_dir(spec.state_dir.as_deref());
-        let routes = self.routes(&spec.routes);
+        // `kubernetes:` written without a value is the block with defaults.
+        let kubernetes = match &spec.kubernetes {
+            Some(k) => self.kubernetes(k).map(Some),
+            None if self.assume_kubernetes || self.index.get("kubernetes").is_some() => {
+                self.kubernetes(&KubernetesSpec::default()).map(Some)
+            }
+            None => Some(None),
+        };
+        let from_cluster = !matches!(kubernetes, Some(None));
+        let routes = self.routes(&spec.routes, from_cluster);
         Some(Config {
             listeners: listeners?,
             admin: admin?,
             state_dir: state_dir?,
             routes: routes?,
+            kubernetes: kubernetes?,
         })
+    }
+
+    // --- kubernetes ---
+
+    fn kubernetes(&mut self, spec: &KubernetesSpec) -> Option<Kubernetes> {
+        let namespaces = match &spec.namespaces {
+            None => Some(None),
+            Some(list) => self.namespaces("kubernetes.namespaces", list).map(Some),
+        };
+        let lease = self.object_name(
+            "kubernetes.lease",
+            spec.lease.as_deref(),
+            model::DEFAULT_LEASE,
+            syntax::dns_subdomain,
+            "the Lease",
+        );
+        let peers = self.object_name(
+            "kubernetes.peers",
+            spec.peers.as_deref(),
+            model::DEFAULT_PEERS,
+            syntax::dns_label,
+            "the peers Service",
+        );
+        let role = match spec.role.as_deref() {
+            None => Some(KubernetesRole::Candidate),
+            Some(role) => {
+                let path = "kubernetes.role";
+                self.text(path, role).and_then(|role| match role {
+                    "candidate" => Some(KubernetesRole::Candidate),
+                    "follower" => Some(KubernetesRole::Follower),
+                    other => {
+                        self.error(
+                            path,
+                            format!("role `{}` is not known; write `candidate` (may lead the replicas) or `follower` (a sidecar: never leads, never writes)", other.escape_debug()),
+                        );
+                        None
+                    }
+                })
+            }
+        };
+        Some(Kubernetes {
+            namespaces: namespaces?,
+            lease: lease?,
+            peers: peers?,
+            role: role?,
+        })
+    }
+
+    /// Watched namespaces: DNS-1123 labels, each once.
+    fn namespaces(&mut self, path: &str, list: &[String]) -> Option<BTreeSet<String>> {
+        if list.is_empty() {
+            self.error(
+                path,
+                "the list is empty, which would watch no namespace; name at least one, or remove `namespaces` to watch all",
+            );
+            return None;
+        }
+        let mut out = Some(BTreeSet::new());
+        let mut seen = HashMap::new();
+        for (k, name) in list.iter().enumerate() {
+            let item = format!("{path}[{k}]");
+            let valid = self
+                .text(&item, name)
+                .and_then(|name| match syntax::dns_label(name) {
+                    Ok(()) => Some(name.to_owned()),
+                    Err(why) => {
+                        self.error(&item, format!("namespace `{}`: {why}", name.escape_debug()));
+                        None
+                    }
+                });
+            if let Some(name) = &valid {
+                if let Some(first) = first_seen(&mut seen, name.clone(), k) {
+                    self.error(
+                        &item,
+                        format!("namespace `{name}` is already listed as namespaces[{first}]; list each namespace once"),
+                    );
+                    out = None;
+                }
+            }
+            match (&mut out, valid) {
+                (Some(all), Some(name)) => {
+                    all.insert(name);
+                }
+                _ => out = None,
+            }
+        }
+        out
+    }
+
+    /// The name of a Kubernetes object, `default` when absent.
+    fn object_name(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: &str,
+        rule: fn(&str) -> Result<(), String>,
+        what: &str,
+    ) -> Option<String> {
+        let Some(value) = value else {
+            return Some(default.to_owned());
+        };
+        let value = self.text(path, value)?;
+        match rule(value) {
+            Ok(()) => Some(value.to_owned()),
+            Err(why) => {
+                self.error(
+                    path,
+                    format!("`{}` cannot name {what}: {why}", value.escape_debug()),
+                );
+                None
+            }
+        }
     }
 
     fn error(&mut self, path: &str, message: impl Into<String>) {
@@ -436,8 +660,10 @@ impl<'a> Checker<'a> {
 
     // --- routes ---
 
-    fn routes(&mut self, specs: &[RouteSpec]) -> Option<Vec<Route>> {
-        if specs.is_empty() {
+    /// The file's routes; with `from_cluster`, CanaryRoutes bring routes
+    /// too and the file may have none.
+    fn routes(&mut self, specs: &[RouteSpec], from_cluster: bool) -> Option<Vec<Route>> {
+        if specs.is_empty() && !from_cluster {
             self.error(
                 "routes",
                 "no routes; add at least one with a `name`, a `stable` revision and its endpoints",
@@ -550,9 +776,11 @@ impl<'a> Checker<'a> {
         hosts: Option<Vec<HostMatch>>,
         path_prefix: Option<String>,
     ) -> Option<Route> {
-        self.no_service(&format!("{at}.stable"), spec.stable.service.as_ref());
-        if let Some(c) = &spec.canary {
-            self.no_service(&format!("{at}.canary"), c.service.as_ref());
+        if !self.cluster {
+            self.no_service(&format!("{at}.stable"), spec.stable.service.as_ref());
+            if let Some(c) = &spec.canary {
+                self.no_service(&format!("{at}.canary"), c.service.as_ref());
+            }
         }
         let stable = self.upstream(
             &format!("{at}.stable"),
@@ -652,7 +880,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A `service` in a `weir.yaml` route: Services are for CanaryRoutes.
-    fn no_service(&mut self, at: &str, service: Option<&crate::schema::ServiceRefSpec>) {
+    fn no_service(&mut self, at: &str, service: Option<&ServiceRefSpec>) {
         if service.is_some() {
             self.error(
                 &format!("{at}.service"),
@@ -688,7 +916,9 @@ impl<'a> Checker<'a> {
     }
 
     fn endpoints(&mut self, path: &str, texts: &[String]) -> Option<Vec<model::EndpointAddr>> {
-        if texts.is_empty() {
+        // A CanaryRoute's role without endpoints names a Service (checked
+        // with the Service).
+        if texts.is_empty() && !self.cluster {
             self.error(
                 path,
                 "no endpoints; list at least one `host:port`, e.g. `[127.0.0.1:9001]`",

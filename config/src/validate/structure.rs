@@ -30,6 +30,8 @@ enum Kind {
     Duration,
     /// Anything; read only to know that the key is there.
     Any,
+    /// A port: a whole number from 0 to 65535, or a name (any other text).
+    Port,
     /// A list of one kind.
     List(&'static Kind),
     /// A mapping with these keys.
@@ -42,6 +44,8 @@ struct Field {
     key: &'static str,
     kind: Kind,
     required: bool,
+    /// A sibling key whose presence makes this required key optional.
+    unless: Option<&'static str>,
 }
 
 const fn required(key: &'static str, kind: Kind) -> Field {
@@ -49,6 +53,17 @@ const fn required(key: &'static str, kind: Kind) -> Field {
         key,
         kind,
         required: true,
+        unless: None,
+    }
+}
+
+/// Required unless the sibling key `other` is written.
+const fn required_unless(key: &'static str, kind: Kind, other: &'static str) -> Field {
+    Field {
+        key,
+        kind,
+        required: true,
+        unless: Some(other),
     }
 }
 
@@ -57,6 +72,7 @@ const fn optional(key: &'static str, kind: Kind) -> Field {
         key,
         kind,
         required: false,
+        unless: None,
     }
 }
 
@@ -94,7 +110,7 @@ static CANARY: [Field; 4] = [
     optional("weight", Kind::Number),
 ];
 
-static SERVICE: [Field; 2] = [required("name", Kind::Text), required("port", Kind::Any)];
+static SERVICE: [Field; 2] = [required("name", Kind::Text), required("port", Kind::Port)];
 
 static STICKINESS: [Field; 2] = [
     required("cookie", Kind::Text),
@@ -152,11 +168,48 @@ static ROUTE: [Field; 10] = [
 ];
 static ROUTE_KIND: Kind = Kind::Shape(&ROUTE);
 
-static CONFIG: [Field; 4] = [
+static KUBERNETES: [Field; 4] = [
+    optional("namespaces", Kind::List(&TEXTS)),
+    optional("lease", Kind::Text),
+    optional("peers", Kind::Text),
+    optional("role", Kind::Text),
+];
+
+static CONFIG: [Field; 5] = [
     required("listeners", Kind::List(&LISTENER_KIND)),
     optional("admin", Kind::Shape(&ADMIN)),
     optional("stateDir", Kind::Text),
-    required("routes", Kind::List(&ROUTE_KIND)),
+    // CanaryRoutes bring the routes of a config with a `kubernetes` block.
+    required_unless("routes", Kind::List(&ROUTE_KIND), "kubernetes"),
+    optional("kubernetes", Kind::Shape(&KUBERNETES)),
+];
+
+/// `stable` of a CanaryRoute: a Service, endpoints, or both.
+static CLUSTER_STABLE: [Field; 3] = [
+    required("revision", Kind::Text),
+    optional("endpoints", Kind::List(&TEXTS)),
+    optional("service", Kind::Shape(&SERVICE)),
+];
+
+/// `canary` of a CanaryRoute: a Service, endpoints, or both.
+static CLUSTER_CANARY: [Field; 4] = [
+    required("revision", Kind::Text),
+    optional("endpoints", Kind::List(&TEXTS)),
+    optional("service", Kind::Shape(&SERVICE)),
+    optional("weight", Kind::Number),
+];
+
+/// The `spec` of a CanaryRoute: a route of `weir.yaml` without `name`.
+static CLUSTER_ROUTE: [Field; 9] = [
+    optional("hosts", Kind::List(&TEXTS)),
+    optional("pathPrefix", Kind::Text),
+    required("stable", Kind::Shape(&CLUSTER_STABLE)),
+    optional("canary", Kind::Shape(&CLUSTER_CANARY)),
+    optional("stickiness", Kind::Shape(&STICKINESS)),
+    optional("canaryByHeader", Kind::Shape(&HEADER_OVERRIDE)),
+    optional("timeouts", Kind::Shape(&TIMEOUTS)),
+    optional("upgrades", Kind::List(&TEXTS)),
+    optional("strategy", Kind::Shape(&STRATEGY)),
 ];
 
 /// The structural problems of a document and the `${VAR}` problems found on
@@ -174,8 +227,12 @@ pub(super) struct Problems {
 struct Walk<'a> {
     file: &'a str,
     index: &'a LocationIndex,
-    env: Env<'a>,
+    /// `None`: values are taken as written (a CanaryRoute has no `${VAR}`).
+    env: Option<Env<'a>>,
     problems: Problems,
+    /// Keys taken as written wherever a required key may stand in for them
+    /// (`kubernetes` for `weir run --kubernetes`).
+    assumed: &'static [&'static str],
 }
 
 /// What a scalar's plain text means in YAML 1.2's core schema.
@@ -189,26 +246,40 @@ enum Plain {
 
 /// Checks `root` against the shape of `weir.yaml`, replacing `${VAR}` in
 /// values; returns the typed value when there is no structural problem.
+///
+/// With `kubernetes`, the file is read as if it had a `kubernetes` block
+/// (`weir run --kubernetes`): `routes` may be left out.
 pub(super) fn check(
     root: &Node,
     file: &str,
     index: &LocationIndex,
     env: Env<'_>,
+    kubernetes: bool,
 ) -> (Option<Typed>, Problems) {
     let mut walk = Walk {
         file,
         index,
-        env,
+        env: Some(env),
         problems: Problems::default(),
+        assumed: if kubernetes { &["kubernetes"] } else { &[] },
     };
     let typed = walk.shape(root, &CONFIG, "");
-    let problems = walk.problems;
-    let typed = if problems.structural.is_empty() {
-        typed
-    } else {
-        None
+    walk.finish(typed)
+}
+
+/// Checks the `spec` of a CanaryRoute (`root`, reported at `spec...`
+/// paths) against the shape of a route without `name`; values are taken as
+/// written. Returns the typed value when there is no structural problem.
+pub(super) fn check_cluster_route(root: &Node, index: &LocationIndex) -> (Option<Typed>, Problems) {
+    let mut walk = Walk {
+        file: "",
+        index,
+        env: None,
+        problems: Problems::default(),
+        assumed: &[],
     };
-    (typed, problems)
+    let typed = walk.shape(root, &CLUSTER_ROUTE, "spec");
+    walk.finish(typed)
 }
 
 /// serde's way of listing the expected keys.
@@ -297,6 +368,17 @@ fn resolve_plain(text: &str) -> Plain {
 // === impl Walk ===
 
 impl Walk<'_> {
+    /// The typed value, kept only when no structural problem was found.
+    fn finish(self, typed: Option<Typed>) -> (Option<Typed>, Problems) {
+        let problems = self.problems;
+        let typed = if problems.structural.is_empty() {
+            typed
+        } else {
+            None
+        };
+        (typed, problems)
+    }
+
     fn error(&mut self, path: &str, at: Option<Location>, message: impl Into<String>) {
         self.problems.structural.push(Diagnostic {
             file: self.file.to_owned(),
@@ -312,7 +394,12 @@ impl Walk<'_> {
             Kind::Any => Some(Typed::Bool(true)),
             Kind::Shape(fields) => self.shape(node, fields, path),
             Kind::List(item) => self.list(node, item, path),
-            Kind::Text | Kind::Number | Kind::Whole(_) | Kind::Bool | Kind::Duration => {
+            Kind::Text
+            | Kind::Number
+            | Kind::Whole(_)
+            | Kind::Bool
+            | Kind::Duration
+            | Kind::Port => {
                 let Value::Scalar(scalar) = &node.value else {
                     self.wrong_type(node, describe_kind(kind), path, None);
                     return None;
@@ -378,7 +465,10 @@ impl Walk<'_> {
             }
         }
         for field in fields.iter().filter(|f| f.required) {
-            if !seen.contains(&field.key) {
+            let excused = field
+                .unless
+                .is_some_and(|other| seen.contains(&other) || self.assumed.contains(&other));
+            if !seen.contains(&field.key) && !excused {
                 let at = if path.is_empty() {
                     Some(Location { line: 1, column: 1 })
                 } else {
@@ -409,8 +499,9 @@ impl Walk<'_> {
 
     fn scalar(&mut self, node: &Node, scalar: &Scalar, kind: &Kind, path: &str) -> Option<Typed> {
         // Substitution comes before typing, so `${VAR}` can give a number.
-        let (text, from) = if scalar.text.contains("${") {
-            match env::expand(&scalar.text, self.env) {
+        let env = self.env.filter(|_| scalar.text.contains("${"));
+        let (text, from) = if let Some(env) = env {
+            match env::expand(&scalar.text, env) {
                 Ok(expanded) => (expanded, Some(scalar.text.as_str())),
                 Err(messages) => {
                     self.problems
@@ -465,7 +556,21 @@ impl Walk<'_> {
                     }
                 }
             }
-            (Kind::Duration, Plain::Text) => Some(Typed::String(text.clone())),
+            (Kind::Duration | Kind::Port, Plain::Text) => Some(Typed::String(text.clone())),
+            (Kind::Port, Plain::Integer(n)) => match u16::try_from(*n) {
+                Ok(n) => Some(Typed::Number(Number::from(n))),
+                Err(_) => {
+                    self.error(
+                        path,
+                        Some(node.at),
+                        format!(
+                            "invalid value: integer `{text}`, expected a port number from 1 to 65535{}",
+                            expanded_from(from, &text)
+                        ),
+                    );
+                    return None;
+                }
+            },
             (Kind::Bool, Plain::Bool(b)) => Some(Typed::Bool(*b)),
             _ => None,
         };
@@ -509,7 +614,7 @@ impl Walk<'_> {
 fn placeholder(kind: &Kind, text: &str) -> Typed {
     match kind {
         Kind::Number => Typed::Number(Number::from(0u64)),
-        Kind::Whole(_) | Kind::Duration => Typed::Number(Number::from(1u64)),
+        Kind::Whole(_) | Kind::Duration | Kind::Port => Typed::Number(Number::from(1u64)),
         Kind::Bool | Kind::Any => Typed::Bool(true),
         Kind::Text | Kind::List(_) | Kind::Shape(_) => Typed::String(text.to_owned()),
     }
@@ -550,6 +655,7 @@ fn describe_kind(kind: &Kind) -> &'static str {
             "a duration such as `500ms`, `30s`, `5m` or `1h`, or a whole number of seconds"
         }
         Kind::Any => "a value",
+        Kind::Port => "a port number or a port name",
         Kind::List(_) => "a list",
         Kind::Shape(_) => "a mapping",
     }
@@ -564,7 +670,7 @@ mod tests {
     fn sample(kind: &Kind) -> Typed {
         match kind {
             Kind::Text => Typed::String("x".to_owned()),
-            Kind::Number | Kind::Whole(_) | Kind::Duration | Kind::Any => {
+            Kind::Number | Kind::Whole(_) | Kind::Duration | Kind::Any | Kind::Port => {
                 Typed::Number(Number::from(1u64))
             }
             Kind::Bool => Typed::Bool(true),
@@ -628,6 +734,34 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 16, "every mapping of the file is checked");
+        assert_eq!(checked, 17, "every mapping of the file is checked");
+    }
+
+    /// A CanaryRoute's spec is a route without `name`: its tables name the
+    /// route's keys but `name`, and the stable and canary tables those of
+    /// `weir.yaml`.
+    #[test]
+    fn the_cluster_tables_are_the_route_tables_without_name() {
+        let keys = |fields: &[Field]| {
+            let mut keys: Vec<&str> = fields.iter().map(|f| f.key).collect();
+            keys.sort_unstable();
+            keys
+        };
+        let mut route = keys(&ROUTE);
+        route.retain(|k| *k != "name");
+        assert_eq!(keys(&CLUSTER_ROUTE), route);
+        assert_eq!(keys(&CLUSTER_STABLE), keys(&STABLE));
+        assert_eq!(keys(&CLUSTER_CANARY), keys(&CANARY));
+        let sample = sample(&Kind::Shape(&CLUSTER_ROUTE));
+        let mut with_name = sample.clone();
+        if let Typed::Mapping(map) = &mut with_name {
+            map.insert(
+                Typed::String("name".to_owned()),
+                Typed::String("a/b".to_owned()),
+            );
+        }
+        if let Err(error) = serde_yaml_ng::from_value::<crate::schema::RouteSpec>(with_name) {
+            panic!("a sampled spec with a name is a route: {error}");
+        }
     }
 }

@@ -361,6 +361,91 @@ fn describe_char(c: char) -> String {
     }
 }
 
+/// A Kubernetes DNS-1123 label (a namespace, a Service): at most 63
+/// lowercase letters, digits and `-`, starting and ending with a letter or
+/// digit.
+pub(super) fn dns_label(text: &str) -> Result<(), String> {
+    const RULE: &str = "a DNS-1123 label is lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters, e.g. `shop`";
+    if text.is_empty() {
+        return Err(format!("the name is empty; {RULE}"));
+    }
+    if text.len() > 63 {
+        return Err(format!("it has {} characters; {RULE}", text.len()));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("it contains {}; {RULE}", describe_char(c)));
+    }
+    if text.starts_with('-') || text.ends_with('-') {
+        return Err(format!("it starts or ends with `-`; {RULE}"));
+    }
+    Ok(())
+}
+
+/// A Kubernetes DNS-1123 subdomain (a Lease): at most 253 characters,
+/// DNS-1123 labels joined by `.`.
+pub(super) fn dns_subdomain(text: &str) -> Result<(), String> {
+    const RULE: &str = "a DNS-1123 subdomain is lowercase letters, digits, `-` and `.`, each part starting and ending with a letter or digit, at most 253 characters, e.g. `weir-leader`";
+    if text.is_empty() {
+        return Err(format!("the name is empty; {RULE}"));
+    }
+    if text.len() > 253 {
+        return Err(format!("it has {} characters; {RULE}", text.len()));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Err(format!("it contains {}; {RULE}", describe_char(c)));
+    }
+    let well_formed = text.split('.').all(|part| {
+        !part.is_empty() && !part.starts_with('-') && !part.ends_with('-') && part.len() <= 63
+    });
+    if !well_formed {
+        return Err(format!(
+            "a part between dots is empty or starts or ends with `-`; {RULE}"
+        ));
+    }
+    Ok(())
+}
+
+/// A port name (IANA service name, as Kubernetes checks it): at most 15
+/// lowercase letters, digits and `-`, at least one letter, no `-` at
+/// either end and no `--`.
+pub(super) fn port_name(text: &str) -> Result<(), String> {
+    const RULE: &str = "a port name is at most 15 lowercase letters, digits and `-`, with at least one letter, no `-` at either end and no `--`, e.g. `http`";
+    if text.is_empty() {
+        return Err(format!("the port name is empty; {RULE}"));
+    }
+    if text.len() > 15 {
+        return Err(format!(
+            "port name `{text}` has {} characters; {RULE}",
+            text.len()
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "port name `{}` contains {}; {RULE}",
+            text.escape_debug(),
+            describe_char(c)
+        ));
+    }
+    if !text.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(format!("port name `{text}` has no letter; {RULE}"));
+    }
+    if text.starts_with('-') || text.ends_with('-') || text.contains("--") {
+        return Err(format!(
+            "port name `{text}` has `-` at an end or `--`; {RULE}"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

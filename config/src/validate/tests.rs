@@ -218,6 +218,7 @@ fn spec_example_parses_into_the_model() {
                 gated_by_analysis: true,
             }),
         }],
+        kubernetes: None,
     };
     assert_eq!(doc.config, want);
     assert_eq!(doc.file, "weir.yaml");
@@ -1507,6 +1508,7 @@ routes:
     assert_eq!(errors[0].path, "routes[0].canary.revision");
 }
 
+mod kubernetes;
 mod structure;
 
 #[test]

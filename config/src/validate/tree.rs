@@ -180,6 +180,64 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
     }
 }
 
+/// The tree of a JSON value (a CanaryRoute's `spec` as the API server
+/// returns it), every node at `at`: JSON strings are quoted scalars, numbers,
+/// booleans and null plain ones, so they are typed as in a YAML file.
+///
+/// # Errors
+/// Nesting deeper than [`MAX_DEPTH`].
+pub(super) fn from_json(value: &serde_json::Value, at: Location) -> Result<Node, TreeError> {
+    from_json_at(value, at, 0)
+}
+
+fn from_json_at(value: &serde_json::Value, at: Location, depth: usize) -> Result<Node, TreeError> {
+    use serde_json::Value as Json;
+    let scalar = |text: String, plain: bool| Node {
+        at,
+        value: Value::Scalar(Scalar { text, plain }),
+        size: 1,
+    };
+    let node = match value {
+        Json::Null => scalar("null".to_owned(), true),
+        Json::Bool(b) => scalar(b.to_string(), true),
+        Json::Number(n) => scalar(n.to_string(), true),
+        Json::String(text) => scalar(text.clone(), false),
+        Json::Array(_) | Json::Object(_) if depth >= MAX_DEPTH => return Err(too_deep(at)),
+        Json::Array(items) => {
+            let items = items
+                .iter()
+                .map(|item| from_json_at(item, at, depth + 1))
+                .collect::<Result<Vec<Node>, TreeError>>()?;
+            let size = 1 + items.iter().map(|n| n.size).sum::<usize>();
+            Node {
+                at,
+                value: Value::Seq(items),
+                size,
+            }
+        }
+        Json::Object(map) => {
+            let entries = map
+                .iter()
+                .map(|(key, value)| {
+                    Ok(Entry {
+                        key: key.clone(),
+                        key_at: at,
+                        key_is_scalar: true,
+                        value: from_json_at(value, at, depth + 1)?,
+                    })
+                })
+                .collect::<Result<Vec<Entry>, TreeError>>()?;
+            let size = 1 + entries.iter().map(|e| e.value.size).sum::<usize>();
+            Node {
+                at,
+                value: Value::Map(entries),
+                size,
+            }
+        }
+    };
+    Ok(node)
+}
+
 // === impl Open ===
 
 impl Open {

@@ -1,0 +1,349 @@
+//! A CanaryRoute's spec: a valid one, each kind of problem at its path,
+//! and the same message as `weir.yaml` for the same wrong value.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::model::{EndpointAddr, PortRef, Step};
+use crate::{HostMatch, Weight};
+
+fn problems(spec: Value) -> Vec<(String, String)> {
+    match validate_canary_route("shop", "checkout", &spec) {
+        Ok(valid) => panic!("expected problems, got {valid:?}\nfor {spec}"),
+        Err(problems) => problems.into_iter().map(|p| (p.path, p.message)).collect(),
+    }
+}
+
+/// The one problem of `spec`, at `path`, whose message contains `needle`.
+#[track_caller]
+fn assert_single(spec: Value, path: &str, needle: &str) {
+    let found = problems(spec.clone());
+    let [(at, message)] = found.as_slice() else {
+        panic!("expected one problem at {path}, got {found:#?}\nfor {spec}");
+    };
+    assert_eq!(at, path, "for {spec}");
+    assert!(
+        message.contains(needle),
+        "{path}: expected ...{needle}..., got {message}"
+    );
+}
+
+fn stable_service() -> Value {
+    json!({"revision": "v1", "service": {"name": "checkout-v1", "port": 80}})
+}
+
+#[test]
+fn a_valid_spec_gives_the_route_and_its_services() {
+    let spec = json!({
+        "hosts": ["shop.example.com"],
+        "pathPrefix": "/cart",
+        "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": "http"}},
+        "canary": {
+            "revision": "v2",
+            "service": {"name": "checkout-v2", "port": 8080},
+            "endpoints": ["10.0.0.9:8080"]
+        },
+        "strategy": {"steps": [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"pause": {}}]}
+    });
+    let valid = validate_canary_route("shop", "checkout", &spec).expect("the spec is valid");
+    assert_eq!(&*valid.route.name, "shop/checkout");
+    assert_eq!(
+        valid.route.hosts,
+        [HostMatch::Exact("shop.example.com".to_owned())]
+    );
+    assert_eq!(valid.route.path_prefix, "/cart");
+    assert!(valid.route.stable.endpoints.is_empty());
+    let canary = valid.route.canary.as_ref().expect("a canary");
+    assert_eq!(
+        canary.endpoints,
+        [EndpointAddr {
+            host: "10.0.0.9".to_owned(),
+            port: 8080
+        }]
+    );
+    assert_eq!(
+        valid.stable_service,
+        Some(ServiceRef {
+            name: "checkout-v1".to_owned(),
+            port: PortRef::Name("http".to_owned()),
+        })
+    );
+    assert_eq!(
+        valid.canary_service,
+        Some(ServiceRef {
+            name: "checkout-v2".to_owned(),
+            port: PortRef::Number(8080),
+        })
+    );
+    let steps = &valid.route.strategy.as_ref().expect("a strategy").steps;
+    assert_eq!(
+        steps,
+        &[
+            Step::SetWeight(Weight::from_percent_int(10)),
+            Step::Pause(Some(std::time::Duration::from_secs(30))),
+            Step::Pause(None),
+        ]
+    );
+}
+
+#[test]
+fn endpoints_alone_are_enough() {
+    let spec = json!({"stable": {"revision": "v1", "endpoints": ["[fd00::1]:80"]}});
+    let valid = validate_canary_route("shop", "checkout", &spec).expect("the spec is valid");
+    assert_eq!(valid.stable_service, None);
+    assert_eq!(valid.route.stable.endpoints[0].host, "fd00::1");
+}
+
+#[test]
+fn each_kind_of_problem_names_its_field() {
+    let with_steps = |steps: Value| {
+        json!({
+            "stable": stable_service(),
+            "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+            "strategy": {"steps": steps}
+        })
+    };
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"stable": {"revision": "v1"}}),
+            "spec.stable",
+            "no `service` and no `endpoints`; name a Service",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "Checkout", "port": 80}}}),
+            "spec.stable.service.name",
+            "`Checkout` cannot name a Service: it contains `C`",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "checkout", "port": 0}}}),
+            "spec.stable.service.port",
+            "port 0 is not a Service port",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "checkout", "port": 70000}}}),
+            "spec.stable.service.port",
+            "invalid value: integer `70000`, expected a port number from 1 to 65535",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "checkout", "port": "web-frontend-http"}}}),
+            "spec.stable.service.port",
+            "port name `web-frontend-http` has 17 characters",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "checkout", "port": "8080"}}}),
+            "spec.stable.service.port",
+            "port name `8080` has no letter",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "checkout", "port": true}}}),
+            "spec.stable.service.port",
+            "invalid type: boolean `true`, expected a port number or a port name",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "checkout"}}}),
+            "spec.stable.service",
+            "missing field `port`",
+        ),
+        (json!({"hosts": []}), "spec", "missing field `stable`"),
+        (
+            json!({"stable": {"revision": "v1", "endpoints": ["localhost"]}}),
+            "spec.stable.endpoints[0]",
+            "`localhost` has no port",
+        ),
+        (
+            json!({"stable": stable_service(), "hosts": ["*"]}),
+            "spec.hosts[0]",
+            "`*` alone is not a host pattern",
+        ),
+        (
+            json!({"stable": stable_service(), "pathPrefix": "cart"}),
+            "spec.pathPrefix",
+            "must start with `/`",
+        ),
+        (
+            json!({"stable": stable_service(), "canary": {"revision": "v2", "endpoints": ["a:1"], "weight": "ten"}}),
+            "spec.canary.weight",
+            "invalid type: string \"ten\", expected a number",
+        ),
+        (
+            with_steps(json!([{"setWeight": 10}, {"pause": {"duration": "0s"}}])),
+            "spec.strategy.steps[1].pause.duration",
+            "`duration` is 0",
+        ),
+        (
+            with_steps(json!([{"setWeight": 150}])),
+            "spec.strategy.steps[0].setWeight",
+            "write a percentage from 0 to 100",
+        ),
+        (
+            with_steps(json!([{"experiment": {"duration": "1h"}}])),
+            "spec.strategy.steps[0].experiment",
+            "step kind `experiment` is not supported by weir",
+        ),
+        (
+            with_steps(json!([])),
+            "spec.strategy.steps",
+            "no steps; list at least one",
+        ),
+        (
+            json!({"stable": stable_service(), "strategy": {"steps": [{"setWeight": 10}]}}),
+            "spec.strategy",
+            "this route has no `canary`",
+        ),
+        (
+            json!("checkout"),
+            "spec",
+            "invalid type: string \"checkout\", expected a mapping",
+        ),
+    ];
+    for (spec, path, needle) in cases {
+        assert_single(spec, path, needle);
+    }
+}
+
+#[test]
+fn unknown_fields_inside_spec_are_named() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"name": "checkout", "stable": stable_service()}),
+            "spec.name",
+            "unknown field `name`, expected one of `hosts`, `pathPrefix`, `stable`, `canary`",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "endpoint": ["a:1"]}}),
+            "spec.stable.endpoint",
+            "unknown field `endpoint`, expected one of `revision`, `endpoints`, `service`; did you mean `endpoints`?",
+        ),
+        (
+            json!({"stable": {"revision": "v1", "service": {"name": "a", "port": 80, "namespace": "b"}}}),
+            "spec.stable.service.namespace",
+            "unknown field `namespace`, expected `name` or `port`",
+        ),
+        (
+            json!({"stable": stable_service(), "canary": {"revision": "v2", "endpoints": ["a:1"]},
+                   "strategy": {"steps": [{"setWieght": 5}]}}),
+            "spec.strategy.steps[0].setWieght",
+            "unknown field `setWieght`",
+        ),
+    ];
+    for (spec, path, needle) in cases {
+        assert_single(spec, path, needle);
+    }
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let spec = json!({
+        "pathPrefix": "cart",
+        "stable": {"revision": "v1"},
+        "canary": {"revision": "v2", "endpoints": ["a:1"]},
+        "strategy": {"steps": [{"setWeight": 101}]}
+    });
+    let paths: Vec<String> = problems(spec).into_iter().map(|(path, _)| path).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.pathPrefix",
+            "spec.stable",
+            "spec.strategy.steps[0].setWeight"
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_value_gets_the_same_message_as_in_weir_yaml() {
+    // (the route's keys as YAML, the same as JSON, the path below the route)
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "strategy: { steps: [ { setWeight: 5 }, { pause: { duration: 0s } } ] }",
+            json!({"strategy": {"steps": [{"setWeight": 5}, {"pause": {"duration": "0s"}}]}}),
+            "strategy.steps[1].pause.duration",
+        ),
+        (
+            "strategy: { steps: [ { setWeight: 100.5 } ] }",
+            json!({"strategy": {"steps": [{"setWeight": 100.5}]}}),
+            "strategy.steps[0].setWeight",
+        ),
+        (
+            "strategy: { steps: [ { setCanaryScale: { replicas: 1 } } ] }",
+            json!({"strategy": {"steps": [{"setCanaryScale": {"replicas": 1}}]}}),
+            "strategy.steps[0].setCanaryScale",
+        ),
+        (
+            "strategy: { steps: [ { setWeight: 5 } ], analysis: { maxErrorRate: 5 } }",
+            json!({"strategy": {"steps": [{"setWeight": 5}], "analysis": {"maxErrorRate": 5}}}),
+            "strategy.analysis.maxErrorRate",
+        ),
+        (
+            "strategy: { steps: [ { setWeight: 5, pause: {} } ] }",
+            json!({"strategy": {"steps": [{"setWeight": 5, "pause": {}}]}}),
+            "strategy.steps[0]",
+        ),
+        (
+            "strategy: { steps: [ { setWeigth: 5 } ] }",
+            json!({"strategy": {"steps": [{"setWeigth": 5}]}}),
+            "strategy.steps[0].setWeigth",
+        ),
+        (
+            "hosts: ['shop.example.com:443']",
+            json!({"hosts": ["shop.example.com:443"]}),
+            "hosts[0]",
+        ),
+        (
+            "stickiness: { cookie: 'a b' }",
+            json!({"stickiness": {"cookie": "a b"}}),
+            "stickiness.cookie",
+        ),
+        (
+            "canaryByHeader: { name: x-canary, value: never }",
+            json!({"canaryByHeader": {"name": "x-canary", "value": "never"}}),
+            "canaryByHeader.value",
+        ),
+        (
+            "timeouts: { connect: soon }",
+            json!({"timeouts": {"connect": "soon"}}),
+            "timeouts.connect",
+        ),
+        (
+            "upgrades: [h2c]",
+            json!({"upgrades": ["h2c"]}),
+            "upgrades[0]",
+        ),
+    ];
+    for (yaml, extra, below) in cases {
+        let text = format!(
+            "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nroutes:\n  - name: checkout\n    stable: {{ revision: v1, endpoints: [10.0.0.1:80] }}\n    canary: {{ revision: v2, endpoints: [10.0.0.2:80] }}\n    {yaml}\n"
+        );
+        let file = match crate::parse(&text, "weir.yaml", Path::new("/"), &|_| None) {
+            Ok(doc) => panic!("expected an error for {yaml}, got {:?}", doc.config),
+            Err(diagnostics) => diagnostics.0,
+        };
+        let mut spec = json!({
+            "stable": {"revision": "v1", "endpoints": ["10.0.0.1:80"]},
+            "canary": {"revision": "v2", "endpoints": ["10.0.0.2:80"]},
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let cluster = problems(spec);
+        let file: Vec<(String, String)> = file
+            .into_iter()
+            .map(|d| (d.path.replacen("routes[0]", "spec", 1), d.message))
+            .collect();
+        assert_eq!(cluster, file, "for {yaml}");
+        assert_eq!(cluster.len(), 1, "for {yaml}");
+        assert_eq!(cluster[0].0, format!("spec.{below}"));
+    }
+}
+
+#[test]
+fn a_service_in_weir_yaml_is_still_refused() {
+    let text = "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nroutes:\n  - name: checkout\n    stable: { revision: v1, endpoints: [10.0.0.1:80], service: { name: checkout, port: http } }\n";
+    let Err(diagnostics) = crate::parse(text, "weir.yaml", Path::new("/"), &|_| None) else {
+        panic!("a Service in weir.yaml is refused");
+    };
+    let paths: Vec<&str> = diagnostics.0.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(paths, ["routes[0].stable.service"]);
+}
