@@ -7,5 +7,6 @@ pub mod events;
 pub mod lease;
 pub mod peers;
 pub mod resource;
+pub mod runtime;
 pub mod status_codec;
 pub mod status_store;

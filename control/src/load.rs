@@ -39,6 +39,15 @@ impl Loaded {
 /// # Errors
 /// Every problem found, each with file, line, column and key path.
 pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
+    load_with(path, false)
+}
+
+/// [`load`], with the `kubernetes` block assumed when `kubernetes`
+/// (`weir run --kubernetes`): its defaults apply when the file has none.
+///
+/// # Errors
+/// Every problem found, each with file, line, column and key path.
+pub fn load_with(path: &Path, kubernetes: bool) -> Result<Loaded, Diagnostics> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| {
         Diagnostics(vec![Diagnostic {
@@ -52,7 +61,12 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let document = weir_config::parse(&text, &file, base_dir, &|name| std::env::var(name).ok())?;
+    let env = |name: &str| std::env::var(name).ok();
+    let document = if kubernetes {
+        weir_config::parse_with_kubernetes(&text, &file, base_dir, &env)?
+    } else {
+        weir_config::parse(&text, &file, base_dir, &env)?
+    };
 
     let mut problems = Vec::new();
     let tls = document

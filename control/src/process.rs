@@ -56,6 +56,9 @@ pub struct Process {
     /// The TLS config of each HTTPS listener, by listener name; a reload
     /// stores the certificate it read, used by new connections.
     pub listener_tls: Vec<(String, Arc<ArcSwap<rustls::ServerConfig>>)>,
+    /// The Kubernetes side, once started (SPEC section 10); unset without
+    /// a `kubernetes` block.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::runtime::Cluster>>,
 }
 
 /// Counts of reload outcomes (the initial load is not counted).
@@ -129,6 +132,7 @@ impl Process {
             reloads: ReloadCounters::default(),
             clock,
             listener_tls: Vec::new(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 

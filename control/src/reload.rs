@@ -125,7 +125,10 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
     // The file and the TLS keys are read on the blocking pool, never on a
     // runtime thread that serves traffic.
     let path = process.config_path.clone();
-    let read = tokio::task::spawn_blocking(move || load_guarded(&path))
+    // A process that follows a cluster keeps doing so (the kubernetes block
+    // is read at startup only): a file without the block may have no routes.
+    let kubernetes = process.cluster.get().is_some();
+    let read = tokio::task::spawn_blocking(move || load_guarded(&path, kubernetes))
         .await
         .unwrap_or_else(|error| {
             Err(Diagnostics(vec![Diagnostic {
@@ -230,8 +233,8 @@ async fn adopt(
 
 /// [`load::load`], with a panic in validation turned into a refused reload:
 /// a bug in the checks must not take down a process that is serving.
-fn load_guarded(path: &std::path::Path) -> Result<load::Loaded, Diagnostics> {
-    std::panic::catch_unwind(|| load::load(path)).unwrap_or_else(|panic| {
+fn load_guarded(path: &std::path::Path, kubernetes: bool) -> Result<load::Loaded, Diagnostics> {
+    std::panic::catch_unwind(|| load::load_with(path, kubernetes)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())

@@ -17,6 +17,8 @@ use weir_proxy::{Metrics, Proxy, ServeOptions};
 use crate::admin::{self, AdminState};
 use crate::cli::RunArgs;
 use crate::cluster::counters::Replica;
+use crate::cluster::runtime::{self, Settings};
+use crate::cluster::status_store::StatusStore;
 use crate::controller::{self, ControlState};
 use crate::load::{self, Resolved};
 use crate::process::{Clock, Process, SystemClock};
@@ -41,7 +43,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args.config)) {
+    match runtime.block_on(serve(args.config, args.kubernetes)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -51,12 +53,12 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()> {
     // Peers reading /api/v1/counters tell a restart by this time.
     let started_at = crate::process::now_ms();
     // Installed first, so a SIGTERM during startup is a clean stop, not a kill.
     let stop_signal = StopSignal::install()?;
-    let loaded = match load::load(&config_path) {
+    let loaded = match load::load_with(&config_path, kubernetes_flag) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             for d in &diagnostics.0 {
@@ -79,13 +81,40 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = loaded.config().clone();
     let tls_configs = loaded.tls.clone();
-    let control = match ControlState::restore(loaded, resolved, clock.now_ms()) {
-        Ok(control) => control,
-        Err(problems) => {
-            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
+    // The Kubernetes client is made before anything is restored: the
+    // CanaryRoutes' states live in their status. Reaching the API server is
+    // left to the watchers, which retry (readiness waits for them).
+    let kubernetes = config
+        .kubernetes
+        .clone()
+        .or_else(|| kubernetes_flag.then(weir_config::Kubernetes::default));
+    let cluster_parts = match kubernetes {
+        Some(kubernetes) => {
+            let client = kube::Client::try_default().await.context(
+                "no Kubernetes credentials: neither an in-cluster service account nor a usable KUBECONFIG",
+            )?;
+            let settings = Settings::from_env(kubernetes);
+            tracing::info!(identity = %settings.identity, namespace = %settings.namespace, candidate = settings.is_candidate(), "following the cluster");
+            let statuses = Arc::new(StatusStore::new(
+                client.clone(),
+                tokio::runtime::Handle::current(),
+                &settings.identity,
+            ));
+            Some((client, settings, statuses))
         }
+        None => None,
     };
+    let cluster_store = cluster_parts
+        .as_ref()
+        .map(|(_, _, statuses)| Arc::clone(statuses) as Arc<dyn crate::persist::StateStore>);
+    let control =
+        match ControlState::restore_beside(loaded, resolved, cluster_store, clock.now_ms()) {
+            Ok(control) => control,
+            Err(problems) => {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
+            }
+        };
 
     // Bind everything before serving anything, so a taken port fails the start.
     let mut listeners = Vec::new();
@@ -152,7 +181,33 @@ async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     ));
     tokio::spawn(reload::follow(Arc::clone(&process), stop_rx.clone()));
     tokio::spawn(controller::run(Arc::clone(&process), stop_rx.clone()));
-    admin_state.set_ready(true);
+    match cluster_parts {
+        Some((client, settings, statuses)) => {
+            let token = config
+                .admin
+                .reader_token
+                .clone()
+                .or_else(|| config.admin.writer_token.clone());
+            let cluster = runtime::start(
+                Arc::clone(&process),
+                client,
+                settings,
+                statuses,
+                token,
+                stop_rx.clone(),
+            );
+            let _ = process.cluster.set(Arc::clone(&cluster));
+            // Ready once the first full lists of every watched kind are applied.
+            let admin_state = Arc::clone(&admin_state);
+            let mut ready = cluster.ready.clone();
+            tokio::spawn(async move {
+                if ready.wait_for(|ready| *ready).await.is_ok() {
+                    admin_state.set_ready(true);
+                }
+            });
+        }
+        None => admin_state.set_ready(true),
+    }
 
     stop_signal.recv().await;
     tracing::info!("stopping: no new connections; draining in-flight requests");

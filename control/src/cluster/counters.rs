@@ -185,7 +185,7 @@ impl fmt::Display for Replica {
 }
 
 /// The kernel's host name (Linux), or `/etc/hostname`.
-fn host_name() -> Option<String> {
+pub fn host_name() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|path| non_empty(std::fs::read_to_string(path).ok()))

@@ -8,7 +8,9 @@ use tokio::sync::watch;
 use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
+use super::cluster_routes::is_cluster_route;
 use super::transitions;
+use crate::cluster::peers::enough_coverage;
 use crate::process::{Process, stopped};
 
 /// How often the proxy's counters are sampled: the granularity of windows.
@@ -24,10 +26,22 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             () = stopped(&mut stop) => return,
             _ = ticker.tick() => {}
         }
-        let sample = |route: &str, role: Role| {
-            metrics
+        // The leader judges CanaryRoutes on the sum of every replica's
+        // counters; everything else on this replica's own.
+        let peers = match process.cluster.get().and_then(|c| c.peers.as_ref()) {
+            Some(peers) => {
+                let (counted, known) = peers.coverage();
+                let mut control = process.control.lock().await;
+                control.set_cluster_coverage(enough_coverage(counted, known));
+                control.is_leading().then_some(peers)
+            }
+            None => None,
+        };
+        let sample = |route: &str, role: Role| match peers {
+            Some(peers) if is_cluster_route(route) => peers.sum(route, role),
+            _ => metrics
                 .get(route, role)
-                .map_or_else(RoleCounts::zero, |m| m.counts())
+                .map_or_else(RoleCounts::zero, |m| m.counts()),
         };
         // Published without waiting: nothing answers a caller here.
         let _ = transitions::tick(&process, sample).await;

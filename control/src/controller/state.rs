@@ -78,6 +78,37 @@ impl ControlState {
         }
     }
 
+    /// The state at startup, with the file routes' states in the config's
+    /// `stateDir` and the CanaryRoutes' in `cluster` (their status), when
+    /// weir follows a cluster.
+    ///
+    /// # Errors
+    /// Diagnostics when the state directory cannot be used.
+    pub fn restore_beside(
+        loaded: Loaded,
+        resolved: Resolved,
+        cluster: Option<Arc<dyn StateStore>>,
+        now: u64,
+    ) -> Result<ControlState, Vec<Diagnostic>> {
+        let Some(cluster) = cluster else {
+            return ControlState::restore(loaded, resolved, now);
+        };
+        let state_dir = loaded.config().state_dir.clone();
+        match FileStore::open(state_dir.clone()) {
+            Ok(files) => {
+                let store = persist::RoutedStore::new(Arc::new(files), cluster);
+                ControlState::restore_with(loaded, resolved, Arc::new(store), now)
+            }
+            Err(error) => Err(vec![loaded.document.diagnostic(
+                "stateDir",
+                format!(
+                    "cannot create the state directory {}: {error}",
+                    state_dir.display()
+                ),
+            )]),
+        }
+    }
+
     /// The state at startup: persisted rollouts are restored from `store`
     /// (an unreadable state holds its route at weight 0, a config behind its
     /// promotion holds its route as persisted), new ones started, all

@@ -1,0 +1,554 @@
+//! The Kubernetes side of a running weir (SPEC section 10): watches
+//! CanaryRoutes, Services and EndpointSlices with kube-runtime reflectors,
+//! compiles them into the routes the proxy serves, takes part in the
+//! leader election, feeds the status the leader writes into the rollout
+//! states, and keeps the guardrail.
+//!
+//! Nothing here waits on the proxy: a change is compiled, decided and
+//! published as a new snapshot like a reload, through the process handle.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use weir_config::{Kubernetes, KubernetesRole};
+
+use super::discovery::{self, ClusterObjects, ObjectKey};
+use super::lease::{Elector, Leadership, LeaseConfig};
+use super::peers::PeerCounters;
+use super::resource::CanaryRoute;
+use super::status_codec;
+use super::status_store::StatusStore;
+use crate::controller::cluster_routes::{Observed, is_cluster_route};
+use crate::persist::{self, StateStore};
+use crate::process::{Process, stopped};
+use crate::rollout::Command;
+
+/// How long the leader may be silent before the guardrail may act.
+pub const LEADER_SILENCE: Duration = Duration::from_secs(5);
+/// The guardrail's error rate: a canary failing this much locally is
+/// aborted by any replica while the leader is silent.
+pub const GUARDRAIL_ERROR_RATE: f64 = 0.5;
+/// The guardrail's fewest canary requests.
+pub const GUARDRAIL_MIN_REQUESTS: u64 = 50;
+/// Changes that arrive together are compiled once.
+const COALESCE: Duration = Duration::from_millis(20);
+
+/// Who this replica is in the cluster, and what it follows.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `kubernetes` block of the config (or its defaults).
+    pub kubernetes: Kubernetes,
+    /// This replica's identity in the election (`POD_NAME`).
+    pub identity: String,
+    /// weir's own namespace (`POD_NAMESPACE`): the Lease and the peers
+    /// Service are there.
+    pub namespace: String,
+}
+
+/// What the admin API and the control loop use of the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This replica's settings.
+    pub settings: Settings,
+    /// The statuses of the CanaryRoutes, as last seen, and their writer.
+    pub statuses: Arc<StatusStore>,
+    /// Who leads.
+    pub leadership: watch::Receiver<Leadership>,
+    /// Every replica's counters (the leader judges their sum).
+    pub peers: Option<PeerCounters>,
+    /// True once the first full list of every watched kind is applied.
+    pub ready: watch::Receiver<bool>,
+}
+
+/// The reflector stores of the watched kinds.
+#[derive(Clone)]
+struct Stores {
+    canary_routes: Vec<Store<CanaryRoute>>,
+    services: Vec<Store<Service>>,
+    endpoint_slices: Vec<Store<EndpointSlice>>,
+}
+
+// === impl Settings ===
+
+impl Settings {
+    /// The settings of `kubernetes` for this pod: identity from `POD_NAME`
+    /// (else the host name), namespace from `POD_NAMESPACE` (else `default`).
+    pub fn from_env(kubernetes: Kubernetes) -> Settings {
+        let identity = std::env::var("POD_NAME")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(super::counters::host_name)
+            .unwrap_or_else(|| "weir".to_owned());
+        let namespace = std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        Settings {
+            kubernetes,
+            identity,
+            namespace,
+        }
+    }
+
+    /// Whether this replica may lead.
+    pub fn is_candidate(&self) -> bool {
+        self.kubernetes.role == KubernetesRole::Candidate
+    }
+}
+
+// === impl Cluster ===
+
+impl Cluster {
+    /// Whether this replica leads now.
+    pub fn is_leader(&self) -> bool {
+        self.leadership.borrow().is_leader
+    }
+
+    /// Writes `command` as the status input of CanaryRoute `route`, for the
+    /// leader to act on.
+    ///
+    /// # Errors
+    /// What the API server answered, or that it did not.
+    pub async fn command(&self, route: &str, command: Command) -> Result<(), std::io::Error> {
+        self.statuses.write_input(route, command).await
+    }
+}
+
+/// Starts the watchers, the election, the counters of the peers and the
+/// loops that keep the process in step with the cluster; returns the handle
+/// at once (it is ready when [`Cluster::ready`] turns true).
+pub fn start(
+    process: Arc<Process>,
+    client: Client,
+    settings: Settings,
+    statuses: Arc<StatusStore>,
+    admin_token: Option<String>,
+    stop: watch::Receiver<bool>,
+) -> Arc<Cluster> {
+    let changed = Arc::new(Notify::new());
+    let namespaces = watched_namespaces(&settings);
+    let mut stores = Stores {
+        canary_routes: Vec::new(),
+        services: Vec::new(),
+        endpoint_slices: Vec::new(),
+    };
+    for namespace in &namespaces {
+        stores.canary_routes.push(reflect(
+            api(&client, namespace.as_deref()),
+            &changed,
+            stop.clone(),
+        ));
+        stores.services.push(reflect(
+            api(&client, namespace.as_deref()),
+            &changed,
+            stop.clone(),
+        ));
+        stores.endpoint_slices.push(reflect(
+            api(&client, namespace.as_deref()),
+            &changed,
+            stop.clone(),
+        ));
+    }
+    // The peers Service lives in weir's own namespace, watched or not.
+    let peers_watched = namespaces
+        .iter()
+        .any(|n| n.as_deref().is_none_or(|n| n == settings.namespace));
+    if !peers_watched {
+        stores.endpoint_slices.push(reflect(
+            api(&client, Some(&settings.namespace)),
+            &changed,
+            stop.clone(),
+        ));
+    }
+
+    let (leadership_tx, leadership) = watch::channel(Leadership::default());
+    let elector = Elector::new(
+        client.clone(),
+        LeaseConfig::new(
+            &settings.namespace,
+            &settings.kubernetes.lease,
+            &settings.identity,
+        ),
+    );
+    if settings.is_candidate() {
+        tokio::spawn(elector.run(leadership_tx, stop.clone()));
+    } else {
+        tokio::spawn(elector.observe(leadership_tx, stop.clone()));
+    }
+
+    let (peers_tx, peers_rx) = watch::channel(Vec::new());
+    let peers = if settings.is_candidate() {
+        match PeerCounters::start(peers_rx, admin_token.as_deref()) {
+            Ok(peers) => Some(peers),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the counters of the other replicas");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let (ready_tx, ready) = watch::channel(false);
+    let cluster = Arc::new(Cluster {
+        settings,
+        statuses,
+        leadership,
+        peers,
+        ready,
+    });
+    tokio::spawn(follow(
+        process,
+        Arc::clone(&cluster),
+        stores,
+        changed,
+        ready_tx,
+        peers_tx,
+        stop,
+    ));
+    cluster
+}
+
+/// The namespaces to watch: each listed one, or `None` for all.
+fn watched_namespaces(settings: &Settings) -> Vec<Option<String>> {
+    match &settings.kubernetes.namespaces {
+        Some(list) => list.iter().cloned().map(Some).collect(),
+        None => vec![None],
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts a reflector of `api` into a new store: each change rings
+/// `changed`. Errors are logged and retried with backoff.
+fn reflect<K>(api: Api<K>, changed: &Arc<Notify>, mut stop: watch::Receiver<bool>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let changed = Arc::clone(changed);
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        loop {
+            let event = tokio::select! {
+                () = stopped(&mut stop) => return,
+                event = stream.next() => event,
+            };
+            match event {
+                Some(Ok(_)) => {
+                    if failing {
+                        tracing::info!(%kind, "watching again");
+                        failing = false;
+                    }
+                    changed.notify_one();
+                }
+                Some(Err(error)) => {
+                    if !failing {
+                        tracing::warn!(%kind, %error, "cannot watch; retrying with backoff");
+                    }
+                    failing = true;
+                }
+                None => return,
+            }
+        }
+    });
+    reader
+}
+
+/// Keeps the process in step with the cluster until `stop`: waits for the
+/// first full lists, then recompiles and decides at every change of the
+/// watched objects or of the leadership.
+async fn follow(
+    process: Arc<Process>,
+    cluster: Arc<Cluster>,
+    stores: Stores,
+    changed: Arc<Notify>,
+    ready_tx: watch::Sender<bool>,
+    peers_tx: watch::Sender<Vec<SocketAddr>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    tokio::select! {
+        () = stopped(&mut stop) => return,
+        () = all_ready(&stores) => {}
+    }
+    tracing::info!(elapsed = ?started.elapsed(), "first lists of CanaryRoutes, Services and EndpointSlices applied");
+    let mut leadership = cluster.leadership.clone();
+    let mut guardrail = tokio::time::interval(Duration::from_millis(250));
+    guardrail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::select! {
+                () = stopped(&mut stop) => return,
+                () = changed.notified() => {}
+                _ = leadership.changed() => {}
+                _ = guardrail.tick() => {
+                    guard(&process, &cluster).await;
+                    continue;
+                }
+            }
+            tokio::time::sleep(COALESCE).await;
+        }
+        sync(&process, &cluster, &stores, &peers_tx).await;
+        if first {
+            let _ = ready_tx.send(true);
+            first = false;
+        }
+    }
+}
+
+/// Waits until every store has applied its first full list.
+async fn all_ready(stores: &Stores) {
+    for store in &stores.canary_routes {
+        let _ = store.wait_until_ready().await;
+    }
+    for store in &stores.services {
+        let _ = store.wait_until_ready().await;
+    }
+    for store in &stores.endpoint_slices {
+        let _ = store.wait_until_ready().await;
+    }
+}
+
+/// Compiles the watched objects, records the statuses seen, and brings
+/// the rollout states and the snapshot in step: decided under the control
+/// lock, written (by the leader) without it, kept and published under it.
+async fn sync(
+    process: &Process,
+    cluster: &Cluster,
+    stores: &Stores,
+    peers_tx: &watch::Sender<Vec<SocketAddr>>,
+) {
+    let objects = collect(stores);
+    let namespaces: Option<BTreeSet<String>> = cluster
+        .settings
+        .kubernetes
+        .namespaces
+        .as_ref()
+        .map(|list| list.iter().cloned().collect());
+    let compiled = discovery::compile_cluster_routes(&objects, namespaces.as_ref());
+    for (key, route) in &objects.canary_routes {
+        cluster.statuses.observe(&key.to_string(), route);
+    }
+    let peers = peer_addresses(
+        stores,
+        &cluster.settings.namespace,
+        &cluster.settings.kubernetes.peers,
+    );
+    peers_tx.send_if_modified(|current| {
+        if *current == peers {
+            return false;
+        }
+        *current = peers;
+        true
+    });
+
+    let leading = cluster.is_leader() && cluster.settings.is_candidate();
+    let _writing = process.transitions.lock().await;
+    let now = process.now_ms();
+    let (routes, decisions, store) = {
+        let control = process.control.lock().await;
+        // A CanaryRoute matching the same requests as a file route is not served.
+        let conflicts = discovery::snapshot_routes(control.file_config(), &compiled).conflicts;
+        let routes: Vec<weir_config::Route> = compiled
+            .routes
+            .into_iter()
+            .map(|c| c.route)
+            .filter(|r| !conflicts.contains_key(&*r.name))
+            .collect();
+        let observe = |name: &str| Observed {
+            stored: StateStore::load(&*cluster.statuses, name),
+            inputs: cluster
+                .statuses
+                .status(name)
+                .map(|status| status_codec::inputs(&status))
+                .unwrap_or_default(),
+        };
+        let decisions = control.decide_cluster(&routes, leading, &observe, now);
+        (routes, decisions, control.store())
+    };
+    let to_write: Vec<_> = decisions
+        .iter()
+        .filter_map(|(_, d)| match d {
+            crate::controller::cluster_routes::ClusterDecision::Write(o) => Some(o.state.clone()),
+            _ => None,
+        })
+        .collect();
+    let written = persist::save_off_runtime(store, to_write).await;
+    let mut control = process.control.lock().await;
+    let (republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
+    if republish {
+        process.publisher.publish(control.snapshot());
+    }
+}
+
+/// The admin addresses of the replicas: the ready endpoints of the peers
+/// Service's EndpointSlices, on the port named `admin` (or the slice's only
+/// port), sorted.
+fn peer_addresses(stores: &Stores, namespace: &str, service: &str) -> Vec<SocketAddr> {
+    let mut addresses = Vec::new();
+    for store in &stores.endpoint_slices {
+        for slice in store.state() {
+            let labels = slice.metadata.labels.as_ref();
+            let of_service = labels
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .is_some_and(|name| name == service);
+            if !of_service || slice.metadata.namespace.as_deref() != Some(namespace) {
+                continue;
+            }
+            let ports = slice.ports.as_deref().unwrap_or_default();
+            let port = ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some("admin"))
+                .or(if ports.len() == 1 {
+                    ports.first()
+                } else {
+                    None
+                })
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok());
+            let Some(port) = port else { continue };
+            for endpoint in &slice.endpoints {
+                let conditions = endpoint.conditions.as_ref();
+                let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+                let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+                if !ready || terminating {
+                    continue;
+                }
+                for address in &endpoint.addresses {
+                    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+                        addresses.push(SocketAddr::new(ip, port));
+                    }
+                }
+            }
+        }
+    }
+    addresses.sort_unstable();
+    addresses.dedup();
+    addresses
+}
+
+/// The objects of every store, keyed by `NAMESPACE/NAME`.
+fn collect(stores: &Stores) -> ClusterObjects {
+    let mut objects = ClusterObjects::default();
+    for store in &stores.canary_routes {
+        for route in store.state() {
+            objects
+                .canary_routes
+                .insert(ObjectKey::of(&route.metadata), route);
+        }
+    }
+    for store in &stores.services {
+        for service in store.state() {
+            objects
+                .services
+                .insert(ObjectKey::of(&service.metadata), service);
+        }
+    }
+    for store in &stores.endpoint_slices {
+        for slice in store.state() {
+            objects
+                .endpoint_slices
+                .insert(ObjectKey::of(&slice.metadata), slice);
+        }
+    }
+    objects
+}
+
+/// The guardrail: while the leader is silent, a canary failing badly on
+/// this replica's own traffic is aborted here and now, and `abort: true`
+/// is written for the leader to come.
+async fn guard(process: &Process, cluster: &Cluster) {
+    let silent = {
+        let leadership = cluster.leadership.borrow();
+        !leadership.is_leader
+            && leadership
+                .heard_at
+                .is_none_or(|at| at.elapsed() >= LEADER_SILENCE)
+    };
+    if !silent {
+        return;
+    }
+    let now = process.now_ms();
+    let failing: Vec<String> = {
+        let control = process.control.lock().await;
+        control
+            .rollouts
+            .iter()
+            .filter(|(name, state)| is_cluster_route(name) && state.is_active())
+            .filter(|(name, state)| {
+                control.history.get(*name).is_some_and(|history| {
+                    let since = now.saturating_sub(30_000).max(state.rollout_started_ms);
+                    let seen = history.observation(since);
+                    let canary = seen.canary;
+                    canary.requests >= GUARDRAIL_MIN_REQUESTS
+                        && canary.errors as f64 >= GUARDRAIL_ERROR_RATE * canary.requests as f64
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    for name in failing {
+        crate::controller::route_span(&name).in_scope(|| {
+            tracing::warn!(
+                "guardrail: the canary fails on this replica and no leader has been heard from for 5 s; aborting"
+            );
+        });
+        let republish = {
+            let mut control = process.control.lock().await;
+            let route = control
+                .config()
+                .routes
+                .iter()
+                .find(|r| *r.name == *name)
+                .cloned();
+            let aborted = route.and_then(|route| {
+                control
+                    .rollouts
+                    .get(&name)
+                    .and_then(|s| s.command(Command::Abort, &route, now).ok())
+            });
+            match aborted {
+                Some(outcome) => {
+                    control.rollouts.insert(name.clone(), outcome.state);
+                    true
+                }
+                None => false,
+            }
+        };
+        if republish {
+            let control = process.control.lock().await;
+            process.publisher.publish(control.snapshot());
+        }
+        if let Err(error) = cluster.statuses.write_input(&name, Command::Abort).await {
+            tracing::warn!(%error, "guardrail: cannot write abort to the status");
+        }
+    }
+}
