@@ -116,6 +116,26 @@ pub fn find_cookie<'a>(
     None
 }
 
+/// [`find_cookie`] through the `cookie` crate's `Cookie` header parser,
+/// with the same answer (the same usable-key check; a header that is not
+/// UTF-8 is skipped).
+pub fn find_cookie_by_crate<'a>(
+    cookie_headers: impl Iterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    for header in cookie_headers {
+        let Ok(header) = std::str::from_utf8(header) else {
+            continue;
+        };
+        for cookie in cookie::Cookie::split_parse(header).flatten() {
+            if cookie.name() == name {
+                return usable_key(cookie.value_raw()?.as_bytes());
+            }
+        }
+    }
+    None
+}
+
 /// The value of a cookie when it can serve as a client key.
 fn usable_key(value: &[u8]) -> Option<&[u8]> {
     let mut value = trim_ascii(value);
