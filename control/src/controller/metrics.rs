@@ -32,7 +32,7 @@ pub const ROLLOUT_ABORTS: Family = Family {
     labels: &["route", "reason"],
 };
 
-/// Every rollout family, in exposition order.
+/// Every rollout family (the page lists families in name order).
 pub const ROLLOUT_FAMILIES: [Family; 3] = [ROLLOUT_PHASE, ROLLOUT_STEP, ROLLOUT_ABORTS];
 
 // === impl ControlState ===

@@ -110,7 +110,7 @@ pub const UPSTREAM_EJECTED: Family = Family {
     labels: &["endpoint"],
 };
 
-/// Every family the proxy exports, in exposition order.
+/// Every family the proxy exports (a registry writes them in name order).
 pub const PROXY_FAMILIES: [Family; 9] = [
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
