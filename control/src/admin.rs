@@ -1,7 +1,6 @@
 //! The admin API: health, readiness, Prometheus metrics, and the control
 //! endpoints, with reader and writer bearer tokens.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -231,37 +230,7 @@ impl AdminState {
 
     /// The Prometheus text exposition of every weir metric.
     pub async fn render_metrics(&self) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        self.process.proxy.metrics().render(&mut out);
-        let snapshot = self.process.publisher.current();
-        out.push_str(
-            "# HELP weir_canary_weight Share of requests sent to the canary, in percent.\n",
-        );
-        out.push_str("# TYPE weir_canary_weight gauge\n");
-        for route in &snapshot.routes {
-            let _ = writeln!(
-                out,
-                "weir_canary_weight{{route=\"{}\"}} {}",
-                route.name, route.split.canary_weight
-            );
-        }
-        self.process.control.lock().await.render_metrics(&mut out);
-        let reloads = &self.process.reloads;
-        out.push_str(
-            "# HELP weir_config_reloads_total Config reloads after the initial load, by result.\n",
-        );
-        out.push_str("# TYPE weir_config_reloads_total counter\n");
-        let _ = writeln!(
-            out,
-            "weir_config_reloads_total{{result=\"success\"}} {}",
-            reloads.success.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "weir_config_reloads_total{{result=\"failure\"}} {}",
-            reloads.failure.load(Relaxed)
-        );
-        out
+        self.process.render_metrics().await
     }
 
     /// Answers one admin request from `peer`: the whole admin API short of

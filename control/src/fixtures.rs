@@ -161,12 +161,9 @@ pub(crate) async fn process_with(
         .unwrap_or_else(|d| panic!("restore: {d:?}"));
     let (publisher, reader) = weir_config::channel(control.snapshot());
     let proxy = Proxy::new(reader, Arc::new(Metrics::new()));
-    let process = Arc::new(Process::new(
-        config_path,
-        publisher,
-        proxy,
-        control,
-        clock.clone(),
-    ));
+    let process = Arc::new(
+        Process::new(config_path, publisher, proxy, control, clock.clone())
+            .expect("the metric families are valid and registered once"),
+    );
     (process, clock)
 }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod cluster;
 pub mod controller;
 pub mod demo;
+pub mod exposition;
 #[cfg(test)]
 mod fixtures;
 pub mod load;

@@ -16,6 +16,7 @@ use weir_config::Publisher;
 use weir_proxy::Proxy;
 
 use crate::controller::ControlState;
+pub use crate::exposition::ReloadCounters;
 
 /// Where control reads the time: wall-clock milliseconds since the UNIX
 /// epoch (persisted deadlines survive a restart).
@@ -51,6 +52,9 @@ pub struct Process {
     pub transitions: tokio::sync::Mutex<()>,
     /// Reload outcomes.
     pub reloads: ReloadCounters,
+    /// Every metric but the rollout families, for `/metrics` (see
+    /// [`crate::exposition`]).
+    pub registry: prometheus::Registry,
     /// Where control reads the time.
     pub clock: Arc<dyn Clock>,
     /// The TLS config of each HTTPS listener, by listener name; a reload
@@ -59,15 +63,6 @@ pub struct Process {
     /// The Kubernetes side, once started (SPEC section 10); unset without
     /// a `kubernetes` block.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::runtime::Cluster>>,
-}
-
-/// Counts of reload outcomes (the initial load is not counted).
-#[derive(Debug, Default)]
-pub struct ReloadCounters {
-    /// Reloads applied.
-    pub success: AtomicU64,
-    /// Reloads refused.
-    pub failure: AtomicU64,
 }
 
 /// Wall-clock milliseconds since the UNIX epoch.
@@ -116,24 +111,29 @@ impl Clock for ManualClock {
 impl Process {
     /// A process handle over `control`, publishing to `publisher` and
     /// serving through `proxy`, with time from `clock`.
+    ///
+    /// # Errors
+    /// When the metrics registry refuses a metric family.
     pub fn new(
         config_path: PathBuf,
         publisher: Publisher,
         proxy: Proxy,
         control: ControlState,
         clock: Arc<dyn Clock>,
-    ) -> Process {
-        Process {
+    ) -> prometheus::Result<Process> {
+        let (registry, reloads) = crate::exposition::registry(&proxy, publisher.reader())?;
+        Ok(Process {
             config_path,
             publisher,
             proxy,
             control: tokio::sync::Mutex::new(control),
             transitions: tokio::sync::Mutex::new(()),
-            reloads: ReloadCounters::default(),
+            reloads,
+            registry,
             clock,
             listener_tls: Vec::new(),
             cluster: std::sync::OnceLock::new(),
-        }
+        })
     }
 
     /// The process with the TLS config cells of its HTTPS listeners, which

@@ -4,7 +4,6 @@
 //! resolved again every 10 s.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -159,7 +158,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
         Ok(Some(version)) => version,
         Ok(None) => return Ok(Outcome::Unchanged),
         Err(diagnostics) => {
-            process.reloads.failure.fetch_add(1, Relaxed);
+            process.reloads.failure.inc();
             tracing::error!(
                 ?trigger,
                 errors = diagnostics.0.len(),
@@ -174,7 +173,7 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
     };
     drop(writing);
     process.wait_applied(version).await;
-    process.reloads.success.fetch_add(1, Relaxed);
+    process.reloads.success.inc();
     tracing::info!(?trigger, version, "config reloaded");
     Ok(Outcome::Applied(version))
 }

@@ -144,6 +144,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let proxy = Proxy::new(reader, Arc::clone(&metrics));
     let process = Arc::new(
         Process::new(config_path, publisher, proxy.clone(), control, clock)
+            .context("metrics registry")?
             .with_listener_tls(listener_tls),
     );
 

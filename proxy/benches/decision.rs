@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the per-request decisions: route matching, cookie
-//! parsing and the role decision.
+//! parsing (weir's own parser beside the `cookie` crate's) and the role
+//! decision.
 
 use std::hint::black_box;
 
@@ -7,6 +8,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use weir_config::{HostMatch, Weight};
 use weir_proxy::decision::{self, HeaderVerdict, SplitParams};
 use weir_proxy::routes::RouteTable;
+use weir_proxy::routing::StickyCookie;
 
 fn role_decision(c: &mut Criterion) {
     let split = SplitParams {
@@ -51,6 +53,42 @@ fn role_decision(c: &mut Criterion) {
     });
 }
 
+/// The sticky cookie read from realistic `Cookie` headers, by weir's own
+/// parser (`find_cookie`, on the request path) and through the `cookie`
+/// crate (`find_cookie_by_crate`); and the `Set-Cookie` the `cookie` crate
+/// builds when a key is issued.
+fn sticky_cookie(c: &mut Criterion) {
+    const STICKY: &[u8] = b"weir-checkout=0123456789abcdef0123456789abcdef";
+    // Ten cookies a shop's pages typically carry, then the sticky one.
+    const AMONG_TEN: &[u8] = b"_ga=GA1.2.1234567890.1700000000; _gid=GA1.2.987654321.1700000000; \
+        session=eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoiNDIifQ.c2lnbmF0dXJl; theme=dark; lang=en-US; \
+        consent=analytics%3Dyes%2Cads%3Dno; cart=3; tz=Europe%2FBerlin; ab_test=b; \
+        csrftoken=Zx9Q2mK7pL4vB8nR1tY6wE3sA5dF0gH; \
+        weir-checkout=0123456789abcdef0123456789abcdef";
+    let cases: [(&str, &[&[u8]]); 3] = [
+        ("no_cookie", &[]),
+        ("sticky_alone", &[STICKY]),
+        ("sticky_among_10", &[AMONG_TEN]),
+    ];
+    for (case, headers) in cases {
+        c.bench_function(&format!("sticky_cookie/hand_written/{case}"), |b| {
+            b.iter(|| decision::find_cookie(black_box(headers).iter().copied(), "weir-checkout"))
+        });
+        c.bench_function(&format!("sticky_cookie/cookie_crate/{case}"), |b| {
+            b.iter(|| {
+                decision::find_cookie_by_crate(black_box(headers).iter().copied(), "weir-checkout")
+            })
+        });
+    }
+    let sticky = StickyCookie {
+        name: "weir-checkout".into(),
+        max_age: cookie::time::Duration::hours(24),
+    };
+    c.bench_function("sticky_cookie/set_cookie", |b| {
+        b.iter(|| sticky.set_cookie(black_box("0123456789abcdef0123456789abcdef"), false))
+    });
+}
+
 fn route_matching(c: &mut Criterion) {
     let hosts: Vec<Vec<HostMatch>> = (0..50)
         .map(|i| vec![HostMatch::Exact(format!("svc{i}.example.com"))])
@@ -71,5 +109,5 @@ fn route_matching(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, role_decision, route_matching);
+criterion_group!(benches, role_decision, sticky_cookie, route_matching);
 criterion_main!(benches);

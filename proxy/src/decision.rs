@@ -91,6 +91,17 @@ pub fn header_verdict(configured_value: &str, request_value: Option<&[u8]>) -> H
 /// Finds cookie `name` in the values of the request's `Cookie` headers.
 /// Returns the value only when it is a usable key: 1 to 128 bytes of cookie
 /// octets (RFC 6265), so a mangled cookie is replaced rather than trusted.
+///
+/// This hand-written scan, not the `cookie` crate, is on the request path
+/// because it is measurably faster. `cargo bench -p weir-proxy --bench
+/// decision -- sticky_cookie` (criterion, shared 2-core machine, bench
+/// profile without LTO) measured the sticky cookie alone at 43 ns here
+/// against 188 ns through the crate ([`find_cookie_by_crate`]), and the
+/// sticky cookie after ten others at 0.23 µs against 1.5 µs; with no
+/// `Cookie` header both take under 5 ns. The crate builds a full `Cookie`
+/// (attributes included) for every pair it passes. Both return the same key
+/// (a test checks it on tricky headers); `Set-Cookie` is built by the crate
+/// ([`crate::routing::StickyCookie::set_cookie`]), once per new client.
 pub fn find_cookie<'a>(
     cookie_headers: impl Iterator<Item = &'a [u8]>,
     name: &str,
@@ -111,6 +122,26 @@ pub fn find_cookie<'a>(
                 break;
             }
             rest = &rest[end + 1..];
+        }
+    }
+    None
+}
+
+/// [`find_cookie`] through the `cookie` crate's `Cookie` header parser,
+/// with the same answer (the same usable-key check; a header that is not
+/// UTF-8 is skipped).
+pub fn find_cookie_by_crate<'a>(
+    cookie_headers: impl Iterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    for header in cookie_headers {
+        let Ok(header) = std::str::from_utf8(header) else {
+            continue;
+        };
+        for cookie in cookie::Cookie::split_parse(header).flatten() {
+            if cookie.name() == name {
+                return usable_key(cookie.value_raw()?.as_bytes());
+            }
         }
     }
     None

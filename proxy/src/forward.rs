@@ -183,12 +183,8 @@ pub async fn serve(
     };
 
     if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
-        let secure = if tls { "; Secure" } else { "" };
         let key = std::str::from_utf8(&key).unwrap_or_default();
-        if let Ok(value) = HeaderValue::from_str(&format!(
-            "{}={key}{}{secure}",
-            cookie.name, cookie.attributes
-        )) {
+        if let Some(value) = cookie.set_cookie(key, tls) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
     }

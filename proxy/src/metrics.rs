@@ -1,12 +1,16 @@
 //! Per-route, per-role request counters and latency histograms, written by the
-//! request path with atomic increments only and rendered in the Prometheus
-//! text format.
+//! request path with atomic increments only, read by the rollout analysis,
+//! and exported through the `prometheus` crate by [`ProxyCollector`] (see
+//! [`exposition`] for why a collector rather than `prometheus` handles).
 //!
 //! Handles are resolved once per (route, role) when a snapshot is applied, so
 //! a request never hashes a label or takes a lock.
 
+pub mod exposition;
+
+pub use exposition::{Family, ProxyCollector};
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -305,171 +309,24 @@ impl Metrics {
         self.rejected[reason.slot()].load(Relaxed)
     }
 
-    /// Appends the request, connection and endpoint metric families in the
-    /// Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        self.render_listeners(out);
-        self.render_endpoints(out);
-        let all = self.all();
-        out.push_str("# HELP weir_http_requests_total Requests answered downstream, by route, role and status code.\n");
-        out.push_str("# TYPE weir_http_requests_total counter\n");
-        for m in &all {
-            for (slot, count) in m.by_code.iter().enumerate() {
-                let count = count.load(Relaxed);
-                if count > 0 {
-                    let code = usize::from(MIN_CODE) + slot;
-                    let _ = writeln!(
-                        out,
-                        "weir_http_requests_total{{route=\"{}\",role=\"{}\",code=\"{code}\"}} {count}",
-                        m.route,
-                        m.role.metric_label()
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP weir_http_request_duration_seconds Time from request head to the end of the response body, by route and role.\n");
-        out.push_str("# TYPE weir_http_request_duration_seconds histogram\n");
-        for m in &all {
-            let (route, role) = (&m.route, m.role.metric_label());
-            let counts = m.latency_counts();
-            let mut cumulative = 0;
-            let mut slot = 0;
-            for bound in EXPORTED_BUCKETS_MICROS {
-                while slot < LATENCY_BOUNDS_MICROS.len() && LATENCY_BOUNDS_MICROS[slot] <= bound {
-                    cumulative += counts[slot];
-                    slot += 1;
-                }
-                let le = bound as f64 / 1e6;
-                let _ = writeln!(
-                    out,
-                    "weir_http_request_duration_seconds_bucket{{route=\"{route}\",role=\"{role}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            cumulative += counts[slot..].iter().sum::<u64>();
-            let sum = m.duration_sum_micros.load(Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "weir_http_request_duration_seconds_bucket{{route=\"{route}\",role=\"{role}\",le=\"+Inf\"}} {cumulative}\n\
-                 weir_http_request_duration_seconds_sum{{route=\"{route}\",role=\"{role}\"}} {sum}\n\
-                 weir_http_request_duration_seconds_count{{route=\"{route}\",role=\"{role}\"}} {cumulative}"
-            );
-        }
-        out.push_str("# HELP weir_upstream_errors_total Failed upstream exchanges, by route, role and kind.\n");
-        out.push_str("# TYPE weir_upstream_errors_total counter\n");
-        for m in &all {
-            for kind in UpstreamErrorKind::ALL {
-                let _ = writeln!(
-                    out,
-                    "weir_upstream_errors_total{{route=\"{}\",role=\"{}\",kind=\"{}\"}} {}",
-                    m.route,
-                    m.role.metric_label(),
-                    kind.metric_label(),
-                    m.upstream_errors[kind.slot()].load(Relaxed)
-                );
-            }
-        }
-        out.push_str("# HELP weir_client_errors_total Requests that failed through the client's fault (also in weir_http_requests_total, never in the analysis), by route, role and kind.\n");
-        out.push_str("# TYPE weir_client_errors_total counter\n");
-        for m in &all {
-            for kind in ClientErrorKind::ALL {
-                let _ = writeln!(
-                    out,
-                    "weir_client_errors_total{{route=\"{}\",role=\"{}\",kind=\"{}\"}} {}",
-                    m.route,
-                    m.role.metric_label(),
-                    kind.metric_label(),
-                    m.client_errors[kind.slot()].load(Relaxed)
-                );
-            }
-        }
-        out.push_str("# HELP weir_rejected_requests_total Request heads refused with 400 before routing, by reason.\n");
-        out.push_str("# TYPE weir_rejected_requests_total counter\n");
-        for reason in RejectReason::ALL {
-            let _ = writeln!(
-                out,
-                "weir_rejected_requests_total{{reason=\"{}\"}} {}",
-                reason.metric_label(),
-                self.rejected(reason)
-            );
-        }
-    }
-}
-
-/// A label value in the Prometheus text format: `\\`, `"` and newlines escaped.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-impl Metrics {
-    fn render_listeners(&self, out: &mut String) {
-        let listeners: Vec<(String, Arc<ListenerMetrics>)> = {
-            let map = self
-                .listeners
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.iter()
-                .map(|(k, v)| (k.clone(), Arc::clone(v)))
-                .collect()
-        };
-        if listeners.is_empty() {
-            return;
-        }
-        let listeners: Vec<(String, Arc<ListenerMetrics>)> = listeners
-            .into_iter()
-            .map(|(name, m)| (escape_label(&name), m))
-            .collect();
-        out.push_str("# HELP weir_connections_open Client connections open, by listener.\n");
-        out.push_str("# TYPE weir_connections_open gauge\n");
-        for (name, m) in &listeners {
-            let _ = writeln!(
-                out,
-                "weir_connections_open{{listener=\"{name}\"}} {}",
-                m.open.load(Relaxed)
-            );
-        }
-        out.push_str("# HELP weir_connections_refused_total Client connections closed at once because a connection limit was reached, by listener.\n");
-        out.push_str("# TYPE weir_connections_refused_total counter\n");
-        for (name, m) in &listeners {
-            let _ = writeln!(
-                out,
-                "weir_connections_refused_total{{listener=\"{name}\"}} {}",
-                m.refused.load(Relaxed)
-            );
-        }
+    /// Every listener's counters, by name.
+    fn listeners_by_name(&self) -> Vec<(String, Arc<ListenerMetrics>)> {
+        let map = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter()
+            .map(|(name, m)| (name.clone(), Arc::clone(m)))
+            .collect()
     }
 
-    fn render_endpoints(&self, out: &mut String) {
-        let endpoints: Vec<(SocketAddr, Arc<EndpointMetrics>)> = {
-            let map = self
-                .endpoints
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.iter().map(|(k, v)| (*k, Arc::clone(v))).collect()
-        };
-        if endpoints.is_empty() {
-            return;
-        }
-        out.push_str("# HELP weir_upstream_ejections_total Times an upstream endpoint was ejected after consecutive failures, by endpoint address.\n");
-        out.push_str("# TYPE weir_upstream_ejections_total counter\n");
-        for (addr, m) in &endpoints {
-            let _ = writeln!(
-                out,
-                "weir_upstream_ejections_total{{endpoint=\"{addr}\"}} {}",
-                m.ejections.load(Relaxed)
-            );
-        }
-        out.push_str("# HELP weir_upstream_ejected Whether an upstream endpoint is ejected now (1) or not (0), by endpoint address.\n");
-        out.push_str("# TYPE weir_upstream_ejected gauge\n");
-        for (addr, m) in &endpoints {
-            let _ = writeln!(
-                out,
-                "weir_upstream_ejected{{endpoint=\"{addr}\"}} {}",
-                m.ejected.load(Relaxed)
-            );
-        }
+    /// Every upstream address's health counters, by address.
+    fn endpoints_by_address(&self) -> Vec<(SocketAddr, Arc<EndpointMetrics>)> {
+        let map = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter().map(|(addr, m)| (*addr, Arc::clone(m))).collect()
     }
 }
 
@@ -548,6 +405,14 @@ impl RoleMetrics {
             return 0;
         }
         self.by_code[usize::from(code - MIN_CODE)].load(Relaxed)
+    }
+
+    /// Every status code answered at least once, with its count, in code order.
+    pub fn codes_counted(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (MIN_CODE..=MAX_CODE)
+            .zip(self.by_code.iter())
+            .map(|(code, count)| (code, count.load(Relaxed)))
+            .filter(|&(_, count)| count > 0)
     }
 
     /// Requests answered so far, every code.
@@ -657,5 +522,90 @@ mod tests {
         ] {
             assert!(out.contains(want), "missing {want} in\n{out}");
         }
+    }
+
+    #[test]
+    fn a_registry_gathers_every_proxy_family_with_its_type() {
+        let metrics = Arc::new(Metrics::new());
+        let route: Arc<str> = Arc::from("web");
+        metrics
+            .role(&route, Role::Stable)
+            .record(200, Duration::from_millis(2));
+        metrics.listener("public");
+        metrics.endpoint(SocketAddr::from(([127, 0, 0, 1], 9001)));
+        let registry = prometheus::Registry::new();
+        registry
+            .register(Box::new(ProxyCollector::new(Arc::clone(&metrics)).unwrap()))
+            .unwrap();
+
+        let families = registry.gather();
+        let mut got: Vec<(String, prometheus::proto::MetricType)> = families
+            .iter()
+            .map(|f| (f.name().to_owned(), f.get_field_type()))
+            .collect();
+        let mut want: Vec<(String, prometheus::proto::MetricType)> = exposition::PROXY_FAMILIES
+            .iter()
+            .map(|f| (f.name.to_owned(), f.kind))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want);
+
+        // A second collector of the same families is refused by name.
+        assert!(
+            registry
+                .register(Box::new(ProxyCollector::new(metrics).unwrap()))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_duration_histogram_keeps_its_exported_buckets_byte_for_byte() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("web");
+        let stable = metrics.role(&route, Role::Stable);
+        stable.record(200, Duration::from_micros(400));
+        stable.record(200, Duration::from_micros(2_400));
+        stable.record(200, Duration::from_secs(11));
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let start = out
+            .find("# HELP weir_http_request_duration_seconds ")
+            .unwrap();
+        let end = out[start..]
+            .find("# HELP weir_upstream_errors_total")
+            .unwrap()
+            + start;
+        let labels = "route=\"web\",role=\"stable\"";
+        let mut want = String::from(
+            "# HELP weir_http_request_duration_seconds Time from request head to the end of the response body, by route and role.\n\
+             # TYPE weir_http_request_duration_seconds histogram\n",
+        );
+        for (le, count) in [
+            ("0.0005", 1),
+            ("0.001", 1),
+            ("0.0025", 2),
+            ("0.005", 2),
+            ("0.01", 2),
+            ("0.025", 2),
+            ("0.05", 2),
+            ("0.1", 2),
+            ("0.25", 2),
+            ("0.5", 2),
+            ("1", 2),
+            ("2.5", 2),
+            ("5", 2),
+            ("10", 2),
+            ("+Inf", 3),
+        ] {
+            want.push_str(&format!(
+                "weir_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {count}\n"
+            ));
+        }
+        want.push_str(&format!(
+            "weir_http_request_duration_seconds_sum{{{labels}}} 11.0028\n\
+             weir_http_request_duration_seconds_count{{{labels}}} 3\n"
+        ));
+        assert_eq!(&out[start..end], want);
     }
 }

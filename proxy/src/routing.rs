@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use weir_config::{Snapshot, Timeouts};
 
 use crate::Role;
@@ -61,8 +61,8 @@ pub struct ServedBackend {
 pub struct StickyCookie {
     /// Cookie name.
     pub name: Arc<str>,
-    /// Attributes appended after `name=key`.
-    pub attributes: Box<str>,
+    /// How long a client keeps the key it was issued (`Max-Age`).
+    pub max_age: cookie::time::Duration,
 }
 
 // === impl Routing ===
@@ -110,11 +110,9 @@ impl Routing {
                     }),
                     sticky: route.stickiness.as_ref().map(|s| StickyCookie {
                         name: Arc::clone(&s.cookie),
-                        attributes: format!(
-                            "; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
-                            s.max_age.as_secs()
-                        )
-                        .into_boxed_str(),
+                        max_age: cookie::time::Duration::seconds(
+                            i64::try_from(s.max_age.as_secs()).unwrap_or(i64::MAX),
+                        ),
                     }),
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.iter().cloned().collect(),
@@ -129,6 +127,25 @@ impl Routing {
     }
 }
 
+// === impl StickyCookie ===
+
+impl StickyCookie {
+    /// The `Set-Cookie` value that issues `key` to a client, built by the
+    /// `cookie` crate: `NAME=KEY; HttpOnly; SameSite=Lax; Path=/;
+    /// Max-Age=SECONDS`, with `Secure` when the client came over TLS.
+    /// `None` only for a key that cannot be a header value.
+    pub fn set_cookie(&self, key: &str, secure: bool) -> Option<HeaderValue> {
+        let cookie = cookie::Cookie::build((&*self.name, key))
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .secure(secure)
+            .path("/")
+            .max_age(self.max_age)
+            .build();
+        HeaderValue::try_from(cookie.to_string()).ok()
+    }
+}
+
 // === impl ServedRoute ===
 
 impl ServedRoute {
@@ -138,5 +155,32 @@ impl ServedRoute {
             (Role::Canary, Some(canary)) => canary,
             _ => &self.stable,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cookie_issues_the_key_with_its_attributes() {
+        let sticky = StickyCookie {
+            name: Arc::from("weir-web"),
+            max_age: cookie::time::Duration::hours(24),
+        };
+        let key = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            sticky.set_cookie(key, false).unwrap(),
+            "weir-web=0123456789abcdef0123456789abcdef; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400"
+        );
+        assert_eq!(
+            sticky.set_cookie(key, true).unwrap(),
+            "weir-web=0123456789abcdef0123456789abcdef; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=86400"
+        );
+        // What a client stores parses back to the key.
+        let issued = sticky.set_cookie(key, true).unwrap();
+        let parsed = cookie::Cookie::parse(issued.to_str().unwrap()).unwrap();
+        assert_eq!((parsed.name(), parsed.value()), ("weir-web", key));
+        assert_eq!(parsed.max_age(), Some(sticky.max_age));
     }
 }

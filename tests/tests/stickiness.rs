@@ -145,3 +145,59 @@ async fn sticky_clients_keep_their_role_across_weight_changes() {
         "at weight 0 not every client is on stable: {by_role:?}"
     );
 }
+
+/// Splits an issued `Set-Cookie` into the client key and what follows it.
+fn issued_key<'a>(set_cookie: &'a str, name: &str) -> (&'a str, &'a str) {
+    let rest = set_cookie
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix('='))
+        .unwrap_or_else(|| panic!("Set-Cookie {set_cookie:?} does not start with {name}="));
+    let end = rest.find(';').unwrap_or(rest.len());
+    let (key, attributes) = rest.split_at(end);
+    assert!(
+        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "key {key:?} is not 32 hex digits"
+    );
+    (key, attributes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sticky_cookie_is_issued_once_with_its_attributes() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let config = WeirConfig::new([Route::new("web", &[stable.addr])
+        .canary(&[canary.addr], 50.0)
+        .sticky(COOKIE)])
+    .with_tls();
+    let weir = Weir::start(config).await;
+    let set_cookie = "%header{set-cookie}";
+
+    let (_, plain) = weir_e2e::curl(&[&weir.url("/")], set_cookie).await;
+    let (key, attributes) = issued_key(&plain, COOKIE);
+    assert_eq!(
+        attributes,
+        "; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400"
+    );
+
+    let (_, over_tls) = weir_e2e::curl(&["-k", &weir.https_url("/")], set_cookie).await;
+    let (_, attributes) = issued_key(&over_tls, COOKIE);
+    assert_eq!(
+        attributes,
+        "; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=86400"
+    );
+
+    // A client that sends its key back, among other cookies, keeps it: no
+    // new cookie, and the same upstream every time.
+    let cookie = format!("Cookie: _ga=GA1.2.3; {COOKIE}={key}; theme=dark");
+    let mut upstreams = BTreeMap::new();
+    for _ in 0..10 {
+        let (body, again) = weir_e2e::curl(&["-H", &cookie, &weir.url("/")], set_cookie).await;
+        assert_eq!(again, "", "a client with a key gets no new one");
+        *upstreams.entry(body).or_insert(0) += 1;
+    }
+    assert_eq!(
+        upstreams.len(),
+        1,
+        "one upstream for one key: {upstreams:?}"
+    );
+}

@@ -1,42 +1,68 @@
-//! The rollout metric families: phase, step and aborts per route.
+//! The rollout metric families: phase, step and aborts per route, built from
+//! the control state when `/metrics` is scraped (see
+//! [`crate::exposition`]).
+
+use prometheus::proto::{MetricFamily, MetricType};
+use weir_proxy::metrics::Family;
 
 use super::ControlState;
 use crate::rollout::{AbortReason, Phase};
 
+/// `weir_rollout_phase{route, phase}`: 1 for the current phase, 0 for the others.
+pub const ROLLOUT_PHASE: Family = Family {
+    name: "weir_rollout_phase",
+    help: "Rollout phase of each route: 1 for the current phase.",
+    kind: MetricType::GAUGE,
+    labels: &["route", "phase"],
+};
+
+/// `weir_rollout_step{route}`: 0-based index of the current step.
+pub const ROLLOUT_STEP: Family = Family {
+    name: "weir_rollout_step",
+    help: "0-based index of the current rollout step.",
+    kind: MetricType::GAUGE,
+    labels: &["route"],
+};
+
+/// `weir_rollout_aborts_total{route, reason}`.
+pub const ROLLOUT_ABORTS: Family = Family {
+    name: "weir_rollout_aborts_total",
+    help: "Rollouts aborted, by route and reason.",
+    kind: MetricType::COUNTER,
+    labels: &["route", "reason"],
+};
+
+/// Every rollout family (the page lists families in name order).
+pub const ROLLOUT_FAMILIES: [Family; 3] = [ROLLOUT_PHASE, ROLLOUT_STEP, ROLLOUT_ABORTS];
+
 // === impl ControlState ===
 
 impl ControlState {
-    /// The rollout metric families in the Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str(
-            "# HELP weir_rollout_phase Rollout phase of each route: 1 for the current phase.\n",
-        );
-        out.push_str("# TYPE weir_rollout_phase gauge\n");
+    /// The rollout metric families with their current values; a family
+    /// without samples (no route has a rollout step) is left out.
+    pub fn metric_families(&self) -> Vec<MetricFamily> {
+        let mut phases = Vec::new();
         for route in &self.config().routes {
-            let phase = self
+            let current = self
                 .rollouts
                 .get(&*route.name)
                 .map_or(Phase::Healthy, |s| s.phase);
-            for p in Phase::ALL {
-                let _ = writeln!(
-                    out,
-                    "weir_rollout_phase{{route=\"{}\",phase=\"{}\"}} {}",
-                    route.name,
-                    p.as_str(),
-                    u8::from(p == phase)
-                );
+            for phase in Phase::ALL {
+                phases.push(ROLLOUT_PHASE.gauge(
+                    &[&route.name, phase.as_str()],
+                    f64::from(u8::from(phase == current)),
+                ));
             }
         }
-        out.push_str("# HELP weir_rollout_step 0-based index of the current rollout step.\n");
-        out.push_str("# TYPE weir_rollout_step gauge\n");
-        for (name, state) in &self.rollouts {
-            if let Some(step) = state.step_index {
-                let _ = writeln!(out, "weir_rollout_step{{route=\"{name}\"}} {step}");
-            }
-        }
-        out.push_str("# HELP weir_rollout_aborts_total Rollouts aborted, by route and reason.\n");
-        out.push_str("# TYPE weir_rollout_aborts_total counter\n");
+        let steps = self
+            .rollouts
+            .iter()
+            .filter_map(|(name, state)| {
+                let step = state.step_index?;
+                Some(ROLLOUT_STEP.gauge(&[name], step as f64))
+            })
+            .collect();
+        let mut aborts = Vec::new();
         for name in self.rollouts.keys() {
             for reason in AbortReason::ALL {
                 let count = self
@@ -44,12 +70,17 @@ impl ControlState {
                     .get(&(name.clone(), reason))
                     .copied()
                     .unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "weir_rollout_aborts_total{{route=\"{name}\",reason=\"{}\"}} {count}",
-                    reason.metric_label()
-                );
+                aborts.push(ROLLOUT_ABORTS.counter(&[name, reason.metric_label()], count));
             }
         }
+        [
+            (ROLLOUT_PHASE, phases),
+            (ROLLOUT_STEP, steps),
+            (ROLLOUT_ABORTS, aborts),
+        ]
+        .into_iter()
+        .filter(|(_, samples)| !samples.is_empty())
+        .map(|(family, samples)| family.with(samples))
+        .collect()
     }
 }

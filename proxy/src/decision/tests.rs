@@ -170,3 +170,42 @@ fn client_keys_are_hex_and_distinct() {
     assert_ne!(a, b);
     assert!(a.iter().all(u8::is_ascii_hexdigit));
 }
+
+#[test]
+fn the_cookie_crate_finds_the_same_key_as_the_hand_written_parser() {
+    let cases: &[&[&[u8]]] = &[
+        &[],
+        &[b""],
+        &[b"SRV=abc123"],
+        &[b"a=1; b=2", b"SRV=abc123 ; other=x"],
+        &[b"session=s1; theme=dark; SRV=0123456789abcdef0123456789abcdef; lang=en"],
+        &[b"SRV=\"k1\""],
+        &[b"SRV="],
+        &[b"SRV=a,b"],
+        &[b"SRV=a\\b"],
+        &[b"SRVX=1; XSRV=2"],
+        &[b"XSRV=2; SRV=3"],
+        &[b";;  ; SRV=4;"],
+        &[b"SRV=first; SRV=second"],
+        &[b"noequals; SRV=5"],
+        &[b"a=\xff\xfe", b"SRV=6"],
+    ];
+    for headers in cases {
+        let hand = find_cookie(headers.iter().copied(), "SRV");
+        let by_crate = find_cookie_by_crate(headers.iter().copied(), "SRV");
+        assert_eq!(
+            hand,
+            by_crate,
+            "{:?}",
+            headers
+                .iter()
+                .map(|h| String::from_utf8_lossy(h))
+                .collect::<Vec<_>>()
+        );
+    }
+    let long = format!("SRV={}", "k".repeat(129));
+    assert_eq!(
+        find_cookie_by_crate([long.as_bytes()].into_iter(), "SRV"),
+        None
+    );
+}

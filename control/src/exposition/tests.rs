@@ -1,0 +1,93 @@
+//! The whole `/metrics` page of a process in memory: every family once,
+//! with its type, the registry's and the control state's merged.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir_proxy::Role;
+use weir_proxy::metrics::exposition::PROXY_FAMILIES;
+
+use super::{CANARY_WEIGHT, CONFIG_RELOADS};
+use crate::controller::metrics::ROLLOUT_FAMILIES;
+use crate::fixtures::{config_text, process, route};
+
+/// The value of the sample line that starts with `series` (name and labels).
+fn value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn the_page_has_every_family_once_with_its_type() {
+    let text = config_text(
+        None,
+        &format!(
+            "{}{}",
+            route("fixed", None),
+            route("rolling", Some("[{setWeight: 5}, {pause: {}}]"))
+        ),
+    );
+    let in_memory = process(&text, PathBuf::from("/nonexistent/weir.yaml")).await;
+    let process = &in_memory.process;
+    let metrics = process.proxy.metrics();
+    metrics
+        .role(&"fixed".into(), Role::Canary)
+        .record(503, Duration::from_millis(3));
+    metrics.listener("public");
+    process.reloads.failure.inc();
+
+    let page = process.render_metrics().await;
+
+    let families = PROXY_FAMILIES
+        .iter()
+        .chain(&ROLLOUT_FAMILIES)
+        .chain([&CANARY_WEIGHT, &CONFIG_RELOADS]);
+    for family in families {
+        let kind = format!("{:?}", family.kind).to_lowercase();
+        let type_line = format!("# TYPE {} {kind}\n", family.name);
+        assert_eq!(
+            page.matches(&type_line).count(),
+            1,
+            "{type_line:?} once in\n{page}"
+        );
+    }
+    let type_lines: Vec<&str> = page.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let mut sorted = type_lines.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(type_lines, sorted, "families in name order, none twice");
+
+    for (series, want) in [
+        ("weir_canary_weight{route=\"fixed\"}", 10.0),
+        ("weir_canary_weight{route=\"rolling\"}", 5.0),
+        (
+            "weir_rollout_phase{route=\"rolling\",phase=\"Progressing\"}",
+            1.0,
+        ),
+        (
+            "weir_rollout_phase{route=\"rolling\",phase=\"Healthy\"}",
+            0.0,
+        ),
+        ("weir_rollout_phase{route=\"fixed\",phase=\"Healthy\"}", 1.0),
+        ("weir_rollout_step{route=\"rolling\"}", 0.0),
+        (
+            "weir_rollout_aborts_total{route=\"rolling\",reason=\"manual\"}",
+            0.0,
+        ),
+        ("weir_config_reloads_total{result=\"failure\"}", 1.0),
+        ("weir_config_reloads_total{result=\"success\"}", 0.0),
+        (
+            "weir_http_requests_total{route=\"fixed\",role=\"canary\",code=\"503\"}",
+            1.0,
+        ),
+        ("weir_connections_open{listener=\"public\"}", 0.0),
+    ] {
+        assert_eq!(value(&page, series), Some(want), "{series} in\n{page}");
+    }
+    assert_eq!(
+        page.matches("weir_rollout_phase{route=\"rolling\"").count(),
+        5,
+        "every phase exported:\n{page}"
+    );
+}
