@@ -27,7 +27,7 @@ use super::discovery::{self, ClusterObjects, ObjectKey};
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
 use super::resource::CanaryRoute;
-use super::status_codec;
+use super::status_codec::{self, Coverage};
 use super::status_store::StatusStore;
 use crate::controller::cluster_routes::{Observed, is_cluster_route};
 use crate::persist::{self, StateStore};
@@ -41,6 +41,9 @@ pub const LEADER_SILENCE: Duration = Duration::from_secs(5);
 pub const GUARDRAIL_ERROR_RATE: f64 = 0.5;
 /// The guardrail's fewest canary requests.
 pub const GUARDRAIL_MIN_REQUESTS: u64 = 50;
+/// How often the leader brings the judgement in the status up to date
+/// (when its verdict, reason or coverage changed).
+pub const STATUS_REFRESH: Duration = Duration::from_secs(2);
 /// Changes that arrive together are compiled once.
 const COALESCE: Duration = Duration::from_millis(20);
 
@@ -302,6 +305,8 @@ async fn follow(
     let mut leadership = cluster.leadership.clone();
     let mut guardrail = tokio::time::interval(Duration::from_millis(250));
     guardrail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refresh = tokio::time::interval(STATUS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
     loop {
         if !first {
@@ -313,6 +318,10 @@ async fn follow(
                     guard(&process, &cluster).await;
                     continue;
                 }
+                _ = refresh.tick() => {
+                    refresh_judgements(&process, &cluster).await;
+                    continue;
+                }
             }
             tokio::time::sleep(COALESCE).await;
         }
@@ -320,6 +329,46 @@ async fn follow(
         if first {
             let _ = ready_tx.send(true);
             first = false;
+        }
+    }
+}
+
+/// The leader writes the judgement of each CanaryRoute whose status tells
+/// another verdict, reason or coverage, with the coverage of the replicas'
+/// counters; a write that loses a race (409) is retried at the next round.
+async fn refresh_judgements(process: &Process, cluster: &Cluster) {
+    let coverage = cluster.peers.as_ref().map(|peers| {
+        let (counted, known) = peers.coverage();
+        Coverage {
+            counted: u32::try_from(counted).unwrap_or(u32::MAX),
+            known: u32::try_from(known).unwrap_or(u32::MAX),
+        }
+    });
+    let _writing = process.transitions.lock().await;
+    let (stale, store) = {
+        let control = process.control.lock().await;
+        if !control.is_leading() {
+            return;
+        }
+        let stale: Vec<_> = control
+            .rollouts
+            .iter()
+            .filter(|(name, _)| is_cluster_route(name))
+            .filter_map(|(name, state)| {
+                if let Some(coverage) = coverage {
+                    cluster.statuses.set_coverage(name, coverage);
+                }
+                cluster
+                    .statuses
+                    .judgement_is_stale(state)
+                    .then(|| state.clone())
+            })
+            .collect();
+        (stale, control.store())
+    };
+    for result in persist::save_off_runtime(store, stale).await {
+        if let Err(error) = result {
+            tracing::debug!(%error, "the judgement in the status is not updated this round");
         }
     }
 }

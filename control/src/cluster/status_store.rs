@@ -170,6 +170,37 @@ impl StatusStore {
         }
     }
 
+    /// Whether the status seen for `state`'s route tells another judgement
+    /// than `state` holds (verdict, reason or coverage): the leader then
+    /// writes it again, so `kubectl get` shows the analysis in force.
+    pub fn judgement_is_stale(&self, state: &RolloutState) -> bool {
+        let Ok(routes) = self.routes.lock() else {
+            return false;
+        };
+        let Some(seen) = routes.get(state.route.as_str()) else {
+            return false;
+        };
+        let encoded = status_codec::encode(
+            state,
+            &seen.status,
+            &StatusContext {
+                leader: &self.identity,
+                observed_generation: seen.generation,
+                pause_lengths_ms: &seen.pause_lengths_ms,
+                coverage: seen.coverage,
+                refused: None,
+                now_ms: 0,
+            },
+        );
+        let summary = |status: &CanaryRouteStatus| {
+            status
+                .analysis
+                .as_ref()
+                .map(|a| (a.verdict.clone(), a.reason.clone(), a.coverage.clone()))
+        };
+        summary(&encoded) != summary(&seen.status)
+    }
+
     /// Takes what one write needs under the lock, which is never held
     /// across a request.
     fn prepare(&self, state: &RolloutState, now_ms: u64) -> io::Result<Write> {
