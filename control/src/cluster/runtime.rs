@@ -23,6 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use weir_config::{Kubernetes, KubernetesRole};
 
+use super::conditions::ProblemReporter;
 use super::discovery::{self, ClusterObjects, ObjectKey};
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
@@ -203,6 +204,7 @@ pub fn start(
         None
     };
 
+    let problems = ProblemReporter::new(client, &settings.identity);
     let (ready_tx, ready) = watch::channel(false);
     let cluster = Arc::new(Cluster {
         settings,
@@ -215,6 +217,7 @@ pub fn start(
         process,
         Arc::clone(&cluster),
         stores,
+        problems,
         changed,
         ready_tx,
         peers_tx,
@@ -291,6 +294,7 @@ async fn follow(
     process: Arc<Process>,
     cluster: Arc<Cluster>,
     stores: Stores,
+    problems: ProblemReporter,
     changed: Arc<Notify>,
     ready_tx: watch::Sender<bool>,
     peers_tx: watch::Sender<Vec<SocketAddr>>,
@@ -320,12 +324,13 @@ async fn follow(
                 }
                 _ = refresh.tick() => {
                     refresh_judgements(&process, &cluster).await;
+                    problems.retry(cluster.is_leader(), &cluster.statuses).await;
                     continue;
                 }
             }
             tokio::time::sleep(COALESCE).await;
         }
-        sync(&process, &cluster, &stores, &peers_tx).await;
+        sync(&process, &cluster, &stores, &problems, &peers_tx).await;
         if first {
             let _ = ready_tx.send(true);
             first = false;
@@ -393,6 +398,7 @@ async fn sync(
     process: &Process,
     cluster: &Cluster,
     stores: &Stores,
+    problems: &ProblemReporter,
     peers_tx: &watch::Sender<Vec<SocketAddr>>,
 ) {
     let objects = collect(stores);
@@ -422,7 +428,7 @@ async fn sync(
     let leading = cluster.is_leader() && cluster.settings.is_candidate();
     let _writing = process.transitions.lock().await;
     let now = process.now_ms();
-    let (routes, decisions, store) = {
+    let (routes, decisions, store, conflicts) = {
         let control = process.control.lock().await;
         // A CanaryRoute matching the same requests as a file route is not served.
         let conflicts = discovery::snapshot_routes(control.file_config(), &compiled).conflicts;
@@ -441,7 +447,7 @@ async fn sync(
                 .unwrap_or_default(),
         };
         let decisions = control.decide_cluster(&routes, leading, &observe, now);
-        (routes, decisions, control.store())
+        (routes, decisions, control.store(), conflicts)
     };
     let to_write: Vec<_> = decisions
         .iter()
@@ -451,11 +457,20 @@ async fn sync(
         })
         .collect();
     let written = persist::save_off_runtime(store, to_write).await;
-    let mut control = process.control.lock().await;
-    let (republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
-    if republish {
-        process.publisher.publish(control.snapshot());
+    {
+        let mut control = process.control.lock().await;
+        let (republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
+        if republish {
+            process.publisher.publish(control.snapshot());
+        }
     }
+    let mut found = compiled.problems;
+    for (name, conflict) in conflicts {
+        found.entry(name).or_default().extend(conflict);
+    }
+    problems
+        .report(leading, &objects, found, &cluster.statuses)
+        .await;
 }
 
 /// The admin addresses of the replicas: the ready endpoints of the peers
