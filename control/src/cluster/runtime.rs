@@ -73,6 +73,8 @@ pub struct Cluster {
     pub peers: Option<PeerCounters>,
     /// True once the first full list of every watched kind is applied.
     pub ready: watch::Receiver<bool>,
+    /// Writes the CanaryRoutes' problems as conditions (the leader only).
+    problems: ProblemReporter,
 }
 
 /// The reflector stores of the watched kinds.
@@ -212,12 +214,12 @@ pub fn start(
         leadership,
         peers,
         ready,
+        problems,
     });
     tokio::spawn(follow(
         process,
         Arc::clone(&cluster),
         stores,
-        problems,
         changed,
         ready_tx,
         peers_tx,
@@ -294,7 +296,6 @@ async fn follow(
     process: Arc<Process>,
     cluster: Arc<Cluster>,
     stores: Stores,
-    problems: ProblemReporter,
     changed: Arc<Notify>,
     ready_tx: watch::Sender<bool>,
     peers_tx: watch::Sender<Vec<SocketAddr>>,
@@ -324,13 +325,13 @@ async fn follow(
                 }
                 _ = refresh.tick() => {
                     refresh_judgements(&process, &cluster).await;
-                    problems.retry(cluster.is_leader(), &cluster.statuses).await;
+                    cluster.problems.retry(cluster.is_leader(), &cluster.statuses).await;
                     continue;
                 }
             }
             tokio::time::sleep(COALESCE).await;
         }
-        sync(&process, &cluster, &stores, &problems, &peers_tx).await;
+        sync(&process, &cluster, &stores, &peers_tx).await;
         if first {
             let _ = ready_tx.send(true);
             first = false;
@@ -398,7 +399,6 @@ async fn sync(
     process: &Process,
     cluster: &Cluster,
     stores: &Stores,
-    problems: &ProblemReporter,
     peers_tx: &watch::Sender<Vec<SocketAddr>>,
 ) {
     let objects = collect(stores);
@@ -468,7 +468,8 @@ async fn sync(
     for (name, conflict) in conflicts {
         found.entry(name).or_default().extend(conflict);
     }
-    problems
+    cluster
+        .problems
         .report(leading, &objects, found, &cluster.statuses)
         .await;
 }
