@@ -1,6 +1,7 @@
 //! weir on Kubernetes (SPEC section 10): the pieces that talk to the API
 //! server through `kube`, and the counters shared between replicas.
 
+pub mod conditions;
 pub mod counters;
 pub mod discovery;
 pub mod events;

@@ -90,9 +90,15 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
         .or_else(|| kubernetes_flag.then(weir_config::Kubernetes::default));
     let cluster_parts = match kubernetes {
         Some(kubernetes) => {
-            let client = kube::Client::try_default().await.context(
+            let mut kube_config = kube::Config::infer().await.context(
                 "no Kubernetes credentials: neither an in-cluster service account nor a usable KUBECONFIG",
             )?;
+            // kube's own retry of 429/503/504 (15 times, up to minutes) would
+            // hide an API server that answers 503 from the watchers' backoff
+            // and its log line; every caller here retries on its own.
+            kube_config.default_retry = false;
+            let client = kube::Client::try_from(kube_config)
+                .context("cannot build the Kubernetes client")?;
             let settings = Settings::from_env(kubernetes);
             tracing::info!(identity = %settings.identity, namespace = %settings.namespace, candidate = settings.is_candidate(), "following the cluster");
             let statuses = Arc::new(StatusStore::new(

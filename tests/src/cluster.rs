@@ -96,20 +96,34 @@ impl Cluster {
     pub async fn start_with(replicas: usize, base: WeirConfig, config_extra: &str) -> Cluster {
         let mut cluster = Cluster::without_replicas().await;
         for i in 0..replicas {
-            let config = base
-                .clone()
-                .env("POD_NAME", &replica_name(i))
-                .env("POD_NAMESPACE", WEIR_NAMESPACE)
-                .env("KUBECONFIG", &cluster.kubeconfig.to_string_lossy())
-                .extra(&format!(
-                    "kubernetes:\n  lease: {LEASE}\n  peers: {PEERS}\n  role: candidate\n"
-                ))
-                .extra(config_extra);
+            let config = cluster.replica_config(i, base.clone(), config_extra);
             let weir = Weir::start(config).await;
             cluster.set_peer(i, weir.addrs.admin, true);
             cluster.replicas.push(weir);
         }
         cluster
+    }
+
+    /// Starts one more replica without waiting for `/readyz` (nor publishing
+    /// it as a peer): for what weir does before it is ready. Returns its
+    /// index.
+    pub fn start_replica_unready(&mut self, config_extra: &str) -> usize {
+        let i = self.replicas.len();
+        let config = self.replica_config(i, WeirConfig::default(), config_extra);
+        self.replicas.push(Weir::start_unready(config));
+        i
+    }
+
+    /// Replica `i`'s config: `base`, its identity and the kubeconfig, the
+    /// `kubernetes:` block, then `config_extra`.
+    fn replica_config(&self, i: usize, base: WeirConfig, config_extra: &str) -> WeirConfig {
+        base.env("POD_NAME", &replica_name(i))
+            .env("POD_NAMESPACE", WEIR_NAMESPACE)
+            .env("KUBECONFIG", &self.kubeconfig.to_string_lossy())
+            .extra(&format!(
+                "kubernetes:\n  lease: {LEASE}\n  peers: {PEERS}\n  role: candidate\n"
+            ))
+            .extra(config_extra)
     }
 
     /// The API server, its kubeconfig and the peers Service, without any

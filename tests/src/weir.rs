@@ -107,6 +107,40 @@ impl Weir {
         unreachable!("the last attempt either returns or panics")
     }
 
+    /// Writes `config` into a fresh temp dir with freshly picked ports and
+    /// starts weir without waiting for it to be ready: for tests of what it
+    /// does before it is (no retry when a picked port was taken).
+    ///
+    /// # Panics
+    /// When the temp dir or the config cannot be written, or weir not spawned.
+    pub fn start_unready(config: WeirConfig) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-e2e-")
+            .tempdir()
+            .expect("creating a temp dir");
+        let dir_path = dir.path().to_path_buf();
+        if config.tls {
+            write_self_signed(&dir_path);
+        }
+        let addrs = Addrs {
+            http: free_addr(),
+            https: config.tls.then(free_addr),
+            admin: free_addr(),
+        };
+        std::fs::write(dir_path.join("weir.yaml"), config.render(&addrs))
+            .expect("writing weir.yaml");
+        let child = spawn(&dir_path, &config, false);
+        Self {
+            addrs,
+            config,
+            dir: Some(dir),
+            dir_path,
+            child,
+            exit: None,
+            writes: 0,
+        }
+    }
+
     /// Polls `/readyz` until 200; `Err(log)` when weir exits or the limit
     /// passes.
     async fn wait_ready(&mut self) -> Result<(), String> {

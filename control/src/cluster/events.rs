@@ -156,6 +156,35 @@ pub fn event(
     instance: &str,
     now_ms: u64,
 ) -> Event {
+    build(
+        (reason.as_str(), reason.action(), reason.event_type()),
+        note,
+        route,
+        instance,
+        now_ms,
+    )
+}
+
+/// A `Warning` Event about a problem of `route` (a condition turned
+/// `True`): `reason` is the condition's type, `note` its message.
+pub fn problem(reason: &str, note: &str, route: &RouteRef, instance: &str, now_ms: u64) -> Event {
+    build(
+        (reason, "ReportProblem", "Warning"),
+        note,
+        route,
+        instance,
+        now_ms,
+    )
+}
+
+/// The Event of `(reason, action, type)` about `route`.
+fn build(
+    (reason, action, type_): (&str, &str, &str),
+    note: &str,
+    route: &RouteRef,
+    instance: &str,
+    now_ms: u64,
+) -> Event {
     let now = i64::try_from(now_ms)
         .ok()
         .and_then(|ms| Timestamp::from_millisecond(ms).ok())
@@ -168,10 +197,10 @@ pub fn event(
             ..ObjectMeta::default()
         },
         event_time: Some(MicroTime(now)),
-        action: Some(reason.action().to_owned()),
-        reason: Some(reason.as_str().to_owned()),
+        action: Some(action.to_owned()),
+        reason: Some(reason.to_owned()),
         note: Some(truncate(note, NOTE_LIMIT).to_owned()),
-        type_: Some(reason.event_type().to_owned()),
+        type_: Some(type_.to_owned()),
         reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
         reporting_instance: Some(instance.to_owned()),
         regarding: Some(ObjectReference {

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use weir_config::{Kubernetes, KubernetesRole};
 
+use super::conditions::ProblemReporter;
 use super::discovery::{self, ClusterObjects, ObjectKey};
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
@@ -72,6 +73,8 @@ pub struct Cluster {
     pub peers: Option<PeerCounters>,
     /// True once the first full list of every watched kind is applied.
     pub ready: watch::Receiver<bool>,
+    /// Writes the CanaryRoutes' problems as conditions (the leader only).
+    problems: ProblemReporter,
 }
 
 /// The reflector stores of the watched kinds.
@@ -203,6 +206,7 @@ pub fn start(
         None
     };
 
+    let problems = ProblemReporter::new(client, &settings.identity);
     let (ready_tx, ready) = watch::channel(false);
     let cluster = Arc::new(Cluster {
         settings,
@@ -210,6 +214,7 @@ pub fn start(
         leadership,
         peers,
         ready,
+        problems,
     });
     tokio::spawn(follow(
         process,
@@ -320,6 +325,7 @@ async fn follow(
                 }
                 _ = refresh.tick() => {
                     refresh_judgements(&process, &cluster).await;
+                    cluster.problems.retry(cluster.is_leader(), &cluster.statuses).await;
                     continue;
                 }
             }
@@ -422,7 +428,7 @@ async fn sync(
     let leading = cluster.is_leader() && cluster.settings.is_candidate();
     let _writing = process.transitions.lock().await;
     let now = process.now_ms();
-    let (routes, decisions, store) = {
+    let (routes, decisions, store, conflicts) = {
         let control = process.control.lock().await;
         // A CanaryRoute matching the same requests as a file route is not served.
         let conflicts = discovery::snapshot_routes(control.file_config(), &compiled).conflicts;
@@ -441,7 +447,7 @@ async fn sync(
                 .unwrap_or_default(),
         };
         let decisions = control.decide_cluster(&routes, leading, &observe, now);
-        (routes, decisions, control.store())
+        (routes, decisions, control.store(), conflicts)
     };
     let to_write: Vec<_> = decisions
         .iter()
@@ -451,11 +457,21 @@ async fn sync(
         })
         .collect();
     let written = persist::save_off_runtime(store, to_write).await;
-    let mut control = process.control.lock().await;
-    let (republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
-    if republish {
-        process.publisher.publish(control.snapshot());
+    {
+        let mut control = process.control.lock().await;
+        let (republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
+        if republish {
+            process.publisher.publish(control.snapshot());
+        }
     }
+    let mut found = compiled.problems;
+    for (name, conflict) in conflicts {
+        found.entry(name).or_default().extend(conflict);
+    }
+    cluster
+        .problems
+        .report(leading, &objects, found, &cluster.statuses)
+        .await;
 }
 
 /// The admin addresses of the replicas: the ready endpoints of the peers

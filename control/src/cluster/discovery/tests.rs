@@ -726,3 +726,75 @@ fn file_routes_come_first_and_win_a_conflict() {
             .expect("an address")]
     );
 }
+
+/// The EndpointSlice `stable-1` of Service `stable` with `endpoints`, as
+/// the API server sends it in a watch event of `type_`.
+fn slice_event(type_: &str, endpoints: &[(&str, Conditions)]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(address, (ready, serving, terminating))| {
+            json!({"addresses": [address],
+                   "conditions": {"ready": ready, "serving": serving, "terminating": terminating}})
+        })
+        .collect();
+    json!({
+        "type": type_,
+        "object": {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "namespace": "shop",
+                "name": "stable-1",
+                "resourceVersion": "12",
+                "labels": {SERVICE_NAME_LABEL: "stable"},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+            "endpoints": endpoints,
+        },
+    })
+}
+
+/// Applies a watch event to the objects as the reflector's store does.
+fn apply_slice_event(objects: &mut Objects, event: Value) {
+    let event: kube::api::WatchEvent<EndpointSlice> =
+        serde_json::from_value(event).expect("a watch event");
+    match event {
+        kube::api::WatchEvent::Added(slice) | kube::api::WatchEvent::Modified(slice) => {
+            objects
+                .0
+                .endpoint_slices
+                .insert(ObjectKey::of(&slice.metadata), Arc::new(slice));
+        }
+        other => panic!("not an added or modified object: {other:?}"),
+    }
+}
+
+#[test]
+fn a_watch_event_marking_a_pod_terminating_drops_it_from_the_route() {
+    let terminating: Conditions = (Some(false), Some(true), Some(true));
+    let mut objects = Objects::default()
+        .route(canary_route("shop", "checkout", services_spec("/")))
+        .service(plain_service("shop", "stable"))
+        .service(plain_service("shop", "canary"))
+        .slice(plain_slice("shop", "canary", &[("10.0.2.1", READY)]));
+    apply_slice_event(
+        &mut objects,
+        slice_event("ADDED", &[("10.0.1.1", READY), ("10.0.1.2", READY)]),
+    );
+    let (stable, _) = only_route_endpoints(&objects.compile());
+    assert_eq!(stable, ["10.0.1.1:8080", "10.0.1.2:8080"]);
+
+    apply_slice_event(
+        &mut objects,
+        slice_event(
+            "MODIFIED",
+            &[("10.0.1.1", READY), ("10.0.1.2", terminating)],
+        ),
+    );
+    let compiled = objects.compile();
+    let (stable, canary) = only_route_endpoints(&compiled);
+    assert_eq!(stable, ["10.0.1.1:8080"], "the terminating pod is dropped");
+    assert_eq!(canary, ["10.0.2.1:8080"]);
+    assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
+}

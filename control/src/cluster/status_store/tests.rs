@@ -457,3 +457,76 @@ async fn a_write_over_a_refused_status_names_the_refusal_and_sends_no_event() {
     drop(store);
     no_more_requests(api).await;
 }
+
+/// A follower's tick sends nothing, even with a timed pause past its end:
+/// only the leader writes. The same tick as leader sends the advance, so
+/// the mocked API server would see a follower's request.
+#[tokio::test]
+async fn a_followers_tick_makes_no_request() {
+    use crate::controller::cluster_routes::Observed;
+    use crate::controller::transitions;
+    use crate::fixtures;
+    use weir_proxy::metrics::RoleCounts;
+
+    let (store, mut api) = store();
+    store.observe(ROUTE, &route("7", &status_of(&timed_pause())));
+    let steps = "[{setWeight: 5}, {pause: {duration: 30s}}, {setWeight: 25}, {pause: {}}, {setWeight: 100}]";
+    let with_steps = fixtures::loaded(&fixtures::config_text(
+        None,
+        &fixtures::route("checkout", Some(steps)),
+    ));
+    let mut cluster_route = with_steps.config().routes[0].clone();
+    cluster_route.name = Arc::from(ROUTE);
+    cluster_route.path_prefix = "/shop".to_owned();
+    let (process, clock) = fixtures::process_with(
+        &fixtures::config_text(None, &fixtures::route("web", None)),
+        std::path::PathBuf::from("/nonexistent/weir.yaml"),
+        Arc::clone(&store) as Arc<dyn StateStore>,
+    )
+    .await;
+    assert_eq!(fixtures::START_MS, T0);
+    clock.advance(Duration::from_secs(60));
+    {
+        let mut control = process.control.lock().await;
+        let observe = |name: &str| Observed {
+            stored: StateStore::load(&*store, name),
+            inputs: Vec::new(),
+        };
+        let routes = vec![cluster_route];
+        let decisions = control.decide_cluster(&routes, false, &observe, process.now_ms());
+        control.apply_cluster(routes, false, decisions, Vec::new());
+        assert_eq!(
+            control.rollouts.get(ROUTE).map(|s| s.step_index),
+            Some(Some(1)),
+            "the follower keeps the status's state"
+        );
+    }
+    let counts = |_: &str, _| RoleCounts::zero();
+
+    transitions::tick(&process, counts).await;
+    // A request sent during the tick would be queued by now.
+    let follower_sent = futures_util::FutureExt::now_or_never(api.next_request());
+    assert!(follower_sent.is_none(), "a follower's tick sent a request");
+    assert_eq!(
+        process.control.lock().await.rollouts[ROUTE].step_index,
+        Some(1),
+        "a follower does not advance"
+    );
+
+    process.control.lock().await.set_leading(true);
+    let leading = tokio::spawn({
+        let process = Arc::clone(&process);
+        async move { transitions::tick(&process, counts).await }
+    });
+    let patch = next(&mut api).await;
+    assert_eq!(
+        (patch.method.clone(), patch.path.as_str()),
+        (http::Method::PATCH, STATUS_PATH)
+    );
+    assert_eq!(patch.body["status"]["stepIndex"], 2, "{:#}", patch.body);
+    patch.answer(409, &conflict());
+    leading.await.expect("the leader's tick ends");
+    drop(process);
+    drop(store);
+    no_more_requests(api).await;
+}

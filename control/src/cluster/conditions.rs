@@ -1,0 +1,289 @@
+//! The problems discovery finds in CanaryRoutes (a spec that does not
+//! validate, a missing Service or port, a conflict with another route) as
+//! conditions in their `status` and as Events (SPEC section 10).
+//!
+//! One condition per kind of problem (`Invalid`, `ServiceMissing`,
+//! `PortMissing`, `Conflict`): `True` with the kind as reason and a message
+//! naming each field or role, `False` once the problem is gone (a condition
+//! never set stays absent). A `Warning` Event goes out when a condition
+//! turns `True` or its message changes, after the status write that says
+//! so, so a retried write or a new leader (which reads the condition
+//! already `True`) sends none again.
+//!
+//! Only the leader writes. A write is one merge PATCH of `status.conditions`
+//! carrying the `resourceVersion` last read: a merge patch replaces the
+//! whole list, so the list written is the one read with the problem
+//! conditions changed, and the precondition keeps it from replacing
+//! conditions written meanwhile. A write that fails is logged and tried
+//! again at the next change or judgement refresh.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::discovery::{
+    CONFLICT, ClusterObjects, INVALID, ObjectKey, PORT_MISSING, RouteProblem, SERVICE_MISSING,
+};
+use super::events::{self, RouteRef};
+use super::resource::{CanaryRoute, StatusCondition};
+use super::status_codec::format_time;
+use super::status_store::{EVENT_TIMEOUT, StatusStore, WRITE_TIMEOUT};
+
+/// The condition types of problems, one per [`RouteProblem::reason`].
+pub const PROBLEM_CONDITIONS: [&str; 4] = [INVALID, SERVICE_MISSING, PORT_MISSING, CONFLICT];
+
+/// The conditions to write over a status, and the problems to tell in an
+/// Event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionUpdate {
+    /// The whole `conditions` list: the one read, with the problem
+    /// conditions set.
+    pub conditions: Vec<StatusCondition>,
+    /// `(type, message)` of each condition that turned `True` or whose
+    /// message changed.
+    pub appeared: Vec<(&'static str, String)>,
+}
+
+/// Writes the problem conditions of the CanaryRoutes the leader sees.
+pub struct ProblemReporter {
+    client: kube::Client,
+    identity: String,
+    /// The last problems reported, when a write of them failed: tried again
+    /// at the next [`ProblemReporter::retry`].
+    failed: Mutex<Option<Pending>>,
+}
+
+/// What a failed round needs to be tried again.
+struct Pending {
+    routes: BTreeMap<String, Option<String>>,
+    problems: BTreeMap<String, Vec<RouteProblem>>,
+}
+
+/// The problem conditions for `problems` over `previous` (the conditions
+/// read), at `now_ms`; `None` when nothing is to change.
+pub fn update(
+    previous: &[StatusCondition],
+    problems: &[RouteProblem],
+    now_ms: u64,
+) -> Option<ConditionUpdate> {
+    let mut conditions = previous.to_vec();
+    let mut appeared = Vec::new();
+    for type_ in PROBLEM_CONDITIONS {
+        let found: Vec<String> = problems
+            .iter()
+            .filter(|p| p.reason == type_)
+            .map(ToString::to_string)
+            .collect();
+        let current = conditions.iter().position(|c| c.type_ == type_);
+        let (status, reason, message) = if found.is_empty() {
+            match current.map(|i| &conditions[i]) {
+                Some(c) if c.status == "True" => {
+                    ("False", resolved_reason(type_), resolved_message(type_))
+                }
+                _ => continue,
+            }
+        } else {
+            ("True", type_, found.join("; "))
+        };
+        let kept_time = current
+            .map(|i| &conditions[i])
+            .filter(|c| c.status == status)
+            .and_then(|c| c.last_transition_time.clone());
+        if status == "True"
+            && current
+                .is_none_or(|i| conditions[i].status != "True" || conditions[i].message != message)
+        {
+            appeared.push((type_, message.clone()));
+        }
+        let condition = StatusCondition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: Some(kept_time.unwrap_or_else(|| format_time(now_ms))),
+        };
+        match current {
+            Some(i) => conditions[i] = condition,
+            None => conditions.push(condition),
+        }
+    }
+    (conditions != previous).then_some(ConditionUpdate {
+        conditions,
+        appeared,
+    })
+}
+
+/// The reason of a problem condition set back to `False`.
+fn resolved_reason(type_: &str) -> &'static str {
+    match type_ {
+        INVALID => "Valid",
+        SERVICE_MISSING => "ServiceFound",
+        PORT_MISSING => "PortFound",
+        _ => "NoConflict",
+    }
+}
+
+fn resolved_message(type_: &str) -> String {
+    match type_ {
+        INVALID => "the spec validates".to_owned(),
+        SERVICE_MISSING => "every Service named exists".to_owned(),
+        PORT_MISSING => "every Service port named exists".to_owned(),
+        _ => "no other route matches the same requests".to_owned(),
+    }
+}
+
+// === impl ProblemReporter ===
+
+impl ProblemReporter {
+    /// A reporter writing through `client`, signing Events as `identity`.
+    pub fn new(client: kube::Client, identity: &str) -> ProblemReporter {
+        ProblemReporter {
+            client,
+            identity: identity.to_owned(),
+            failed: Mutex::new(None),
+        }
+    }
+
+    /// Brings the problem conditions of every CanaryRoute of `objects` in
+    /// step with `problems` (by route name), when `leading`; the statuses
+    /// and `resourceVersion`s are those `statuses` last saw, and it keeps
+    /// the objects the API server answers with.
+    pub async fn report(
+        &self,
+        leading: bool,
+        objects: &ClusterObjects,
+        problems: BTreeMap<String, Vec<RouteProblem>>,
+        statuses: &StatusStore,
+    ) {
+        let routes = objects
+            .canary_routes
+            .iter()
+            .map(|(key, route): (&ObjectKey, _)| (key.to_string(), route.metadata.uid.clone()))
+            .collect();
+        self.run(leading, Pending { routes, problems }, statuses)
+            .await;
+    }
+
+    /// Tries the last round again when one of its writes failed.
+    pub async fn retry(&self, leading: bool, statuses: &StatusStore) {
+        let pending = self.failed.lock().ok().and_then(|mut f| f.take());
+        if let Some(pending) = pending {
+            self.run(leading, pending, statuses).await;
+        }
+    }
+
+    async fn run(&self, leading: bool, pending: Pending, statuses: &StatusStore) {
+        if !leading {
+            if let Ok(mut failed) = self.failed.lock() {
+                *failed = None;
+            }
+            return;
+        }
+        let now_ms = now_ms();
+        let writes = pending.routes.iter().map(|(route, uid)| {
+            let problems = pending.problems.get(route).map_or(&[][..], Vec::as_slice);
+            self.write(route, uid.as_deref(), problems, statuses, now_ms)
+        });
+        let results = futures_util::future::join_all(writes).await;
+        let mut any_failed = false;
+        for (route, result) in pending.routes.keys().zip(results) {
+            if let Err(error) = result {
+                tracing::warn!(route, %error, "cannot write the problem conditions; trying again at the next change");
+                any_failed = true;
+            }
+        }
+        if let Ok(mut failed) = self.failed.lock() {
+            *failed = any_failed.then_some(pending);
+        }
+    }
+
+    /// Writes `route`'s problem conditions when they change, then the
+    /// Events of those that appeared.
+    async fn write(
+        &self,
+        route: &str,
+        uid: Option<&str>,
+        problems: &[RouteProblem],
+        statuses: &StatusStore,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let Some(status) = statuses.status(route) else {
+            return Ok(());
+        };
+        let Some(update) = update(&status.conditions, problems, now_ms) else {
+            return Ok(());
+        };
+        let (namespace, name) = route
+            .split_once('/')
+            .ok_or_else(|| format!("{route:?} is not a CanaryRoute name"))?;
+        let resource_version = statuses
+            .resource_version(route)
+            .ok_or_else(|| "read without a resourceVersion".to_owned())?;
+        let body = json!({
+            "metadata": {"resourceVersion": resource_version},
+            "status": {"conditions": update.conditions},
+        });
+        let api: Api<CanaryRoute> = Api::namespaced(self.client.clone(), namespace);
+        let written = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body)),
+        )
+        .await;
+        let object = match written {
+            Ok(Ok(object)) => object,
+            Ok(Err(kube::Error::Api(status))) if status.code == 409 => {
+                return Err(format!(
+                    "the status changed since it was read (resourceVersion {resource_version})"
+                ));
+            }
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "no answer from the API server within {} s",
+                    WRITE_TIMEOUT.as_secs()
+                ));
+            }
+        };
+        statuses.observe(route, &object);
+        let regarding = RouteRef {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            uid: uid.map(str::to_owned),
+            resource_version: object.metadata.resource_version.clone(),
+        };
+        for (type_, message) in update.appeared {
+            let event = events::problem(type_, &message, &regarding, &self.identity, now_ms);
+            match tokio::time::timeout(EVENT_TIMEOUT, events::send(self.client.clone(), &event))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(route, reason = type_, %error, "cannot send the Event")
+                }
+                Err(_) => tracing::warn!(route, reason = type_, "no answer to the Event in time"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ProblemReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProblemReporter")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

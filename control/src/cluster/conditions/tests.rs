@@ -1,0 +1,247 @@
+use super::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn problem(field_or_role: &str, reason: &'static str, message: &str) -> RouteProblem {
+    RouteProblem {
+        field_or_role: field_or_role.to_owned(),
+        reason,
+        message: message.to_owned(),
+    }
+}
+
+fn condition(type_: &str, status: &str, message: &str, at: u64) -> StatusCondition {
+    StatusCondition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: if status == "True" {
+            type_.to_owned()
+        } else {
+            "Other".to_owned()
+        },
+        message: message.to_owned(),
+        last_transition_time: Some(format_time(at)),
+    }
+}
+
+#[test]
+fn a_problem_becomes_a_true_condition_beside_the_phase_conditions() {
+    let previous = vec![condition("Ready", "True", "no rollout", T0)];
+    let problems = [
+        problem(
+            "stable",
+            SERVICE_MISSING,
+            "the stable Service `shop/a` does not exist",
+        ),
+        problem(
+            "canary",
+            SERVICE_MISSING,
+            "the canary Service `shop/b` does not exist",
+        ),
+    ];
+    let update = update(&previous, &problems, T0 + 5).expect("a change");
+    assert_eq!(update.conditions.len(), 2, "{update:?}");
+    assert_eq!(update.conditions[0], previous[0]);
+    let missing = &update.conditions[1];
+    assert_eq!(missing.type_, "ServiceMissing");
+    assert_eq!(missing.status, "True");
+    assert_eq!(missing.reason, "ServiceMissing");
+    assert_eq!(
+        missing.message,
+        "stable: the stable Service `shop/a` does not exist; canary: the canary Service `shop/b` does not exist"
+    );
+    assert_eq!(missing.last_transition_time, Some(format_time(T0 + 5)));
+    assert_eq!(
+        update.appeared,
+        vec![("ServiceMissing", missing.message.clone())]
+    );
+}
+
+#[test]
+fn a_condition_already_written_changes_nothing_and_tells_no_event() {
+    let problems = [problem(
+        "spec.strategy.steps[0].pause.duration",
+        INVALID,
+        "not a duration",
+    )];
+    let first = update(&[], &problems, T0).expect("a change");
+    assert_eq!(first.appeared.len(), 1);
+    assert_eq!(update(&first.conditions, &problems, T0 + 1000), None);
+}
+
+#[test]
+fn a_problem_gone_sets_its_condition_false_and_one_never_set_stays_absent() {
+    let previous = vec![
+        condition("Invalid", "True", "spec.pathPrefix: bad", T0),
+        condition("Progressing", "False", "no rollout", T0),
+    ];
+    let update = update(&previous, &[], T0 + 10).expect("a change");
+    assert_eq!(update.conditions.len(), 2, "{update:?}");
+    let invalid = &update.conditions[0];
+    assert_eq!(
+        (
+            invalid.type_.as_str(),
+            invalid.status.as_str(),
+            invalid.reason.as_str()
+        ),
+        ("Invalid", "False", "Valid")
+    );
+    assert_eq!(invalid.last_transition_time, Some(format_time(T0 + 10)));
+    assert!(update.appeared.is_empty());
+    assert_eq!(super::update(&update.conditions, &[], T0 + 20), None);
+}
+
+#[test]
+fn a_changed_message_is_told_again_and_keeps_the_transition_time() {
+    let previous = vec![condition(
+        "PortMissing",
+        "True",
+        "stable: no port `web`",
+        T0,
+    )];
+    let problems = [problem("stable", PORT_MISSING, "no port `admin`")];
+    let update = update(&previous, &problems, T0 + 10).expect("a change");
+    assert_eq!(update.conditions[0].message, "stable: no port `admin`");
+    assert_eq!(
+        update.conditions[0].last_transition_time,
+        Some(format_time(T0))
+    );
+    assert_eq!(update.appeared.len(), 1);
+}
+
+mod against_the_api {
+    //! The requests of [`ProblemReporter`] against kube's mocked client.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use http_body_util::BodyExt as _;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tokio::runtime::Handle;
+    use tower_test::mock;
+
+    use super::*;
+
+    const GUARD: Duration = Duration::from_secs(10);
+    const STATUS_PATH: &str = "/apis/weir.dev/v1alpha1/namespaces/shop/canaryroutes/broken/status";
+    const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+
+    type ApiHandle = mock::Handle<Request<Body>, Response<Body>>;
+
+    fn object(resource_version: &str, conditions: &Value) -> CanaryRoute {
+        serde_json::from_value(json!({
+            "apiVersion": "weir.dev/v1alpha1",
+            "kind": "CanaryRoute",
+            "metadata": {"name": "broken", "namespace": "shop", "uid": "uid-broken",
+                         "resourceVersion": resource_version},
+            "spec": {"stable": {"revision": "v1", "endpoints": ["10.0.0.1:80"]}},
+            "status": {"phase": "Healthy", "conditions": conditions},
+        }))
+        .expect("a CanaryRoute")
+    }
+
+    async fn next(
+        handle: &mut ApiHandle,
+    ) -> (String, String, Value, mock::SendResponse<Response<Body>>) {
+        let (request, respond) = tokio::time::timeout(GUARD, handle.next_request())
+            .await
+            .expect("a request before the guard's deadline")
+            .expect("the service is still in use");
+        let (parts, body) = request.into_parts();
+        let bytes = body.collect().await.expect("the body").to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (
+            parts.method.to_string(),
+            parts.uri.path().to_owned(),
+            body,
+            respond,
+        )
+    }
+
+    fn answer(respond: mock::SendResponse<Response<Body>>, code: u16, body: &Value) {
+        let mut response = Response::new(Body::from(serde_json::to_vec(body).expect("JSON")));
+        *response.status_mut() = http::StatusCode::from_u16(code).expect("a code");
+        respond.send_response(response);
+    }
+
+    #[tokio::test]
+    async fn the_leader_writes_the_whole_list_with_the_resource_version_then_one_event() {
+        let (service, mut api) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let statuses = Arc::new(StatusStore::new(
+            client.clone(),
+            Handle::current(),
+            "weir-0",
+        ));
+        let reporter = Arc::new(ProblemReporter::new(client, "weir-0"));
+        let ready = json!([{"type": "Ready", "status": "True", "reason": "NoRollout",
+                            "message": "no rollout", "lastTransitionTime": "2023-11-14T22:13:20.000Z"}]);
+        let seen = object("7", &ready);
+        statuses.observe("shop/broken", &seen);
+        let mut objects = ClusterObjects::default();
+        objects
+            .canary_routes
+            .insert(ObjectKey::new("shop", "broken"), Arc::new(seen));
+        let problems: BTreeMap<String, Vec<RouteProblem>> = [(
+            "shop/broken".to_owned(),
+            vec![problem(
+                "spec.strategy.steps[1].pause.duration",
+                INVALID,
+                "`soon` is not a duration",
+            )],
+        )]
+        .into();
+
+        // A follower writes nothing.
+        reporter
+            .report(false, &objects, problems.clone(), &statuses)
+            .await;
+        assert!(futures_util::FutureExt::now_or_never(api.next_request()).is_none());
+
+        let reporting = tokio::spawn({
+            let (reporter, statuses, objects, problems) = (
+                Arc::clone(&reporter),
+                Arc::clone(&statuses),
+                objects.clone(),
+                problems.clone(),
+            );
+            async move { reporter.report(true, &objects, problems, &statuses).await }
+        });
+        let (method, path, body, respond) = next(&mut api).await;
+        assert_eq!((method.as_str(), path.as_str()), ("PATCH", STATUS_PATH));
+        assert_eq!(body["metadata"], json!({"resourceVersion": "7"}));
+        let conditions = body["status"]["conditions"].as_array().expect("a list");
+        assert_eq!(conditions.len(), 2, "{body:#}");
+        assert_eq!(
+            conditions[0], ready[0],
+            "the phase conditions read are kept"
+        );
+        assert_eq!(conditions[1]["type"], "Invalid");
+        assert_eq!(conditions[1]["status"], "True");
+        assert_eq!(
+            conditions[1]["message"],
+            "spec.strategy.steps[1].pause.duration: `soon` is not a duration"
+        );
+        let written = object("8", &body["status"]["conditions"]);
+        answer(respond, 200, &serde_json::to_value(&written).expect("JSON"));
+
+        let (method, path, event, respond) = next(&mut api).await;
+        assert_eq!((method.as_str(), path.as_str()), ("POST", EVENTS_PATH));
+        assert_eq!(event["reason"], "Invalid");
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["regarding"]["uid"], "uid-broken");
+        assert_eq!(event["note"], conditions[1]["message"]);
+        answer(respond, 201, &event);
+        reporting.await.expect("the report ends");
+
+        // Written once: the same problems again send nothing.
+        reporter.report(true, &objects, problems, &statuses).await;
+        assert!(futures_util::FutureExt::now_or_never(api.next_request()).is_none());
+        assert_eq!(
+            statuses.resource_version("shop/broken").as_deref(),
+            Some("8")
+        );
+    }
+}
