@@ -6,7 +6,7 @@
 use std::fmt;
 
 use schemars::JsonSchema;
-use serde::de::{self, Unexpected, Visitor};
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// A duration as written: a string such as `30s`, or a bare integer of seconds.
@@ -299,8 +299,10 @@ pub struct ServiceRefSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PortSpec {
-    /// The port number.
-    Number(u16),
+    /// The port number (any integer is read, so that a value out of range
+    /// is refused by validation, naming the field, rather than by the
+    /// reader of the whole list).
+    Number(i64),
     /// The port's name.
     Name(String),
 }
@@ -383,9 +385,10 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationSpec, E> {
-        u64::try_from(v)
-            .map(DurationSpec::Seconds)
-            .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        // A negative number is kept as written, so that validation refuses
+        // it at its place instead of the whole document failing to read.
+        Ok(u64::try_from(v)
+            .map_or_else(|_| DurationSpec::Text(v.to_string()), DurationSpec::Seconds))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationSpec, E> {

@@ -179,14 +179,16 @@ impl<'a> Checker<'a> {
         };
         let port_path = format!("{at}.service.port");
         let port = match &spec.port {
-            PortSpec::Number(0) => {
-                self.error(
-                    &port_path,
-                    "port 0 is not a Service port; write its number from 1 to 65535 or its name, e.g. `80` or `http`",
-                );
-                None
-            }
-            PortSpec::Number(n) => Some(PortRef::Number(*n)),
+            PortSpec::Number(n) => match u16::try_from(*n) {
+                Ok(port) if port != 0 => Some(PortRef::Number(port)),
+                _ => {
+                    self.error(
+                        &port_path,
+                        format!("port {n} is not a Service port; write its number from 1 to 65535 or its name, e.g. `80` or `http`"),
+                    );
+                    None
+                }
+            },
             PortSpec::Name(text) => match syntax::port_name(text) {
                 Ok(()) => Some(PortRef::Name(text.clone())),
                 Err(why) => {

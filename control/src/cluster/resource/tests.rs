@@ -254,3 +254,33 @@ fn the_crd_in_deploy_is_what_weir_crd_prints() {
         "regenerate it: weir crd > deploy/kubernetes/crd.yaml (keeping the first line)"
     );
 }
+
+#[test]
+fn values_the_schema_lets_through_but_weir_refuses_are_read_and_refused_by_field() {
+    // The API server checks types, not ranges: a CanaryRoute with a port
+    // out of range or a negative duration must still be read (one bad
+    // object must not stop the list of every CanaryRoute) and be refused
+    // by validation at its field.
+    let refused_at = |stable_port: i64, pause: i64| {
+        let object = json!({
+            "apiVersion": "weir.dev/v1alpha1",
+            "kind": "CanaryRoute",
+            "metadata": {"name": "checkout", "namespace": "shop"},
+            "spec": {
+                "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": stable_port}},
+                "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+                "strategy": {"steps": [{"setWeight": 5}, {"pause": {"duration": pause}}]},
+            },
+        });
+        let route: CanaryRoute = serde_json::from_value(object).expect("the object is read");
+        let spec = serde_json::to_value(&route.spec).expect("serializes");
+        let problems =
+            weir_config::validate_canary_route("shop", "checkout", &spec).expect_err("refused");
+        problems.into_iter().map(|p| p.path).collect::<Vec<_>>()
+    };
+    assert_eq!(refused_at(70_000, 5), ["spec.stable.service.port"]);
+    assert_eq!(
+        refused_at(80, -5),
+        ["spec.strategy.steps[1].pause.duration"]
+    );
+}
