@@ -1,6 +1,7 @@
 //! The admin API: health, readiness, Prometheus metrics, and the control
 //! endpoints, with reader and writer bearer tokens.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -49,16 +50,17 @@ enum Access {
     Write,
 }
 
-/// An admin endpoint, as routed from the method and path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An admin endpoint, as routed from the method and path. Route names are
+/// percent-decoded (`shop%2Fcheckout` is the CanaryRoute `shop/checkout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint<'a> {
     Healthz,
     Readyz,
     Metrics,
     Routes,
-    Route(&'a str),
+    Route(Cow<'a, str>),
     Counters,
-    Command(&'a str, Verb),
+    Command(Cow<'a, str>, Verb),
     PromoteAll,
     Reload,
 }
@@ -78,7 +80,8 @@ enum Verb {
 impl<'a> Endpoint<'a> {
     /// Routes `method` and `path`: an unknown path, a command that does not
     /// exist, or a path with a `.` or `..` segment is 404; a known path with
-    /// another method is 405.
+    /// another method is 405; a route name that does not percent-decode to
+    /// UTF-8 is 400.
     fn of(method: &Method, path: &'a str) -> Result<Endpoint<'a>, Refusal> {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         // Never resolved: a dot-segment names no endpoint and no route.
@@ -95,7 +98,7 @@ impl<'a> Endpoint<'a> {
             ["readyz"] if get => Endpoint::Readyz,
             ["metrics"] if get => Endpoint::Metrics,
             ["api", "v1", "routes"] if get => Endpoint::Routes,
-            ["api", "v1", "routes", name] if get => Endpoint::Route(name),
+            ["api", "v1", "routes", name] if get => Endpoint::Route(route_name(name)?),
             ["api", "v1", "counters"] if get => Endpoint::Counters,
             ["api", "v1", "routes", name, verb] => {
                 let Some(verb) = Verb::from_path(verb) else {
@@ -106,7 +109,7 @@ impl<'a> Endpoint<'a> {
                 if !post {
                     return Err(method_not_allowed(method, path));
                 }
-                Endpoint::Command(name, verb)
+                Endpoint::Command(route_name(name)?, verb)
             }
             ["api", "v1", "promote"] if post => Endpoint::PromoteAll,
             ["api", "v1", "reload"] if post => Endpoint::Reload,
@@ -129,6 +132,49 @@ impl<'a> Endpoint<'a> {
 fn is_dot_segment(segment: &str) -> bool {
     let decoded = segment.replace("%2e", ".").replace("%2E", ".");
     decoded == "." || decoded == ".."
+}
+
+/// The route name of a path segment, percent-decoded: `%XX` is the byte
+/// `XX` (hex, either case) and the bytes must be UTF-8. A `%` without two
+/// hex digits after it, or bytes that are not UTF-8, are refused naming
+/// the segment.
+fn route_name(segment: &str) -> Result<Cow<'_, str>, Refusal> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
+    let refused = |problem: String| Refusal::BadRouteName {
+        segment: segment.to_owned(),
+        problem,
+    };
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte != b'%' {
+            decoded.push(byte);
+            at += 1;
+            continue;
+        }
+        let digits = bytes.get(at + 1..at + 3).and_then(|hex| {
+            let high = char::from(*hex.first()?).to_digit(16)?;
+            let low = char::from(*hex.get(1)?).to_digit(16)?;
+            u8::try_from(high * 16 + low).ok()
+        });
+        let Some(escaped) = digits else {
+            let written = String::from_utf8_lossy(&bytes[at..(at + 3).min(bytes.len())]);
+            return Err(refused(format!(
+                "`{written}` at byte {at} is not a percent-escape (% and two hex digits)"
+            )));
+        };
+        decoded.push(escaped);
+        at += 3;
+    }
+    String::from_utf8(decoded).map(Cow::Owned).map_err(|error| {
+        refused(format!(
+            "it decodes to bytes that are not UTF-8 ({})",
+            error.utf8_error()
+        ))
+    })
 }
 
 fn method_not_allowed(method: &Method, path: &str) -> Refusal {
@@ -280,12 +326,12 @@ impl AdminState {
                 }
                 let status = {
                     let control = self.process.control.lock().await;
-                    control.status(name, self.process.now_ms())
+                    control.status(&name, self.process.now_ms())
                 };
                 match status {
                     Some(status) => json(StatusCode::OK, &status),
                     None => refusal(&Refusal::NoRoute {
-                        route: name.to_owned(),
+                        route: name.into_owned(),
                     }),
                 }
             }
@@ -300,7 +346,7 @@ impl AdminState {
                 json(StatusCode::OK, &counters)
             }
             Endpoint::Command(name, verb) => {
-                let name = name.to_owned();
+                let name = name.into_owned();
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
@@ -596,38 +642,56 @@ mod tests {
     fn routes_every_method_and_path() {
         use Endpoint::*;
         let (get, post, put) = (Method::GET, Method::POST, Method::PUT);
-        let ok: [(&Method, &str, Endpoint<'_>); 14] = [
+        let route = |name: &'static str| Route(Cow::Borrowed(name));
+        let command = |name: &'static str, verb| Command(Cow::Borrowed(name), verb);
+        let ok: [(&Method, &str, Endpoint<'_>); 18] = [
             (&get, "/healthz", Healthz),
             (&get, "/readyz", Readyz),
             (&get, "/metrics", Metrics),
             (&get, "/api/v1/routes", Routes),
             (&get, "/api/v1/routes/", Routes),
-            (&get, "/api/v1/routes/web", Route("web")),
+            (&get, "/api/v1/routes/web", route("web")),
+            (
+                &get,
+                "/api/v1/routes/shop%2Fcheckout",
+                route("shop/checkout"),
+            ),
+            (
+                &get,
+                "/api/v1/routes/shop%2fcheckout",
+                route("shop/checkout"),
+            ),
+            (&get, "/api/v1/routes/caf%C3%A9", route("café")),
+            (
+                &post,
+                "/api/v1/routes/shop%2Fcheckout/abort",
+                command("shop/checkout", Verb::Abort),
+            ),
             (&get, "/api/v1/counters", Counters),
             (
                 &post,
                 "/api/v1/routes/web/promote",
-                Command("web", Verb::Promote),
+                command("web", Verb::Promote),
             ),
             (
                 &post,
                 "/api/v1/routes/web/abort",
-                Command("web", Verb::Abort),
+                command("web", Verb::Abort),
             ),
             (
                 &post,
                 "/api/v1/routes/web/retry",
-                Command("web", Verb::Retry),
+                command("web", Verb::Retry),
             ),
             (
                 &post,
                 "/api/v1/routes/web/pause",
-                Command("web", Verb::Pause),
+                command("web", Verb::Pause),
             ),
             (
                 &post,
                 "/api/v1/routes/web/resume",
-                Command("web", Verb::Resume),
+                command("web", Verb::Resume),
             ),
             (&post, "/api/v1/promote", PromoteAll),
             (&post, "/api/v1/reload", Reload),
@@ -646,7 +710,48 @@ mod tests {
             verb: "launch".to_owned(),
         };
         let not_allowed = |method: &Method, path: &str| method_not_allowed(method, path);
-        let refused: [(&Method, &str, Refusal, u16); 15] = [
+        let bad_name = |segment: &str, problem: &str| Refusal::BadRouteName {
+            segment: segment.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let not_an_escape = |written: &str, at: usize| {
+            format!("`{written}` at byte {at} is not a percent-escape (% and two hex digits)")
+        };
+        let refused: [(&Method, &str, Refusal, u16); 20] = [
+            (
+                &get,
+                "/api/v1/routes/shop%ZZcheckout",
+                bad_name("shop%ZZcheckout", &not_an_escape("%ZZ", 4)),
+                400,
+            ),
+            (
+                &get,
+                "/api/v1/routes/shop%2",
+                bad_name("shop%2", &not_an_escape("%2", 4)),
+                400,
+            ),
+            (
+                &post,
+                "/api/v1/routes/%/abort",
+                bad_name("%", &not_an_escape("%", 0)),
+                400,
+            ),
+            (
+                &post,
+                "/api/v1/routes/shop%FFx/abort",
+                bad_name(
+                    "shop%FFx",
+                    "it decodes to bytes that are not UTF-8 \
+                     (invalid utf-8 sequence of 1 bytes from index 4)",
+                ),
+                400,
+            ),
+            (
+                &get,
+                "/api/v1/routes/%2E%2e",
+                dots("/api/v1/routes/%2E%2e", "%2E%2e"),
+                404,
+            ),
             (
                 &get,
                 "/api/v1/routes/../x",
