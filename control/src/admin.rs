@@ -19,7 +19,7 @@ use http_body_util::BodyExt as _;
 use serde_json::Value;
 
 use serde::Serialize;
-use weir_config::status::PromoteAll;
+use weir_config::status::{PromoteAll, RouteStatus};
 
 use crate::cluster::counters::{Replica, ReplicaCounters};
 use crate::controller::transitions;
@@ -314,21 +314,13 @@ impl AdminState {
                 if let Err(response) = self.authorize(&req, Access::Read).await {
                     return response;
                 }
-                let statuses = {
-                    let control = self.process.control.lock().await;
-                    control.statuses(self.process.now_ms())
-                };
-                json(StatusCode::OK, &statuses)
+                json(StatusCode::OK, &self.statuses().await)
             }
             Endpoint::Route(name) => {
                 if let Err(response) = self.authorize(&req, Access::Read).await {
                     return response;
                 }
-                let status = {
-                    let control = self.process.control.lock().await;
-                    control.status(&name, self.process.now_ms())
-                };
-                match status {
+                match self.status(&name).await {
                     Some(status) => json(StatusCode::OK, &status),
                     None => refusal(&Refusal::NoRoute {
                         route: name.into_owned(),
@@ -388,17 +380,65 @@ impl AdminState {
         }
     }
 
+    /// Every route's status, CanaryRoutes with their leader and coverage.
+    async fn statuses(&self) -> Vec<RouteStatus> {
+        let mut statuses = {
+            let control = self.process.control.lock().await;
+            control.statuses(self.process.now_ms())
+        };
+        if let Some(cluster) = self.process.cluster.get() {
+            cluster_commands::annotate(cluster, &mut statuses);
+        }
+        statuses
+    }
+
+    /// The status of route `name`, a CanaryRoute's with its leader and
+    /// coverage; `None` for an unknown route.
+    async fn status(&self, name: &str) -> Option<RouteStatus> {
+        let status = {
+            let control = self.process.control.lock().await;
+            control.status(name, self.process.now_ms())
+        };
+        let mut statuses: Vec<RouteStatus> = status.into_iter().collect();
+        if let Some(cluster) = self.process.cluster.get() {
+            cluster_commands::annotate(cluster, &mut statuses);
+        }
+        statuses.pop()
+    }
+
+    /// Runs `command` on route `name`: a file route's here, a CanaryRoute's
+    /// through its status (see [`cluster_commands`]).
     async fn run_command(&self, name: &str, command: Command) -> Response<Full<Bytes>> {
+        if let Some(cluster) = cluster_commands::cluster_of(&self.process, name) {
+            let pending =
+                match cluster_commands::command(&self.process, cluster, name, command).await {
+                    Ok(cluster_commands::Commanded::Acted) => None,
+                    Ok(cluster_commands::Commanded::Pending) => {
+                        Some(cluster_commands::pending_message(name, command))
+                    }
+                    Err(why) => return cluster_commands::not_written(name, command, &why),
+                };
+            return match self.status(name).await {
+                Some(mut status) => {
+                    let code = if pending.is_some() {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::OK
+                    };
+                    status.pending_command = pending;
+                    json(code, &status)
+                }
+                None => refusal(&Refusal::NoRoute {
+                    route: name.to_owned(),
+                }),
+            };
+        }
         match transitions::command(&self.process, name, command).await {
             Ok(published) => {
                 if let Some(version) = published {
                     self.process.wait_applied(version).await;
                 }
-                let status = {
-                    let control = self.process.control.lock().await;
-                    control.status(name, self.process.now_ms())
-                };
-                match status {
+                match self.status(name).await {
                     Some(status) => json(StatusCode::OK, &status),
                     None => refusal(&Refusal::NoRoute {
                         route: name.to_owned(),
@@ -409,24 +449,41 @@ impl AdminState {
         }
     }
 
-    /// Promotes every Paused route in one step and publishes once.
+    /// Promotes every Paused route: file routes in one step, published
+    /// once; CanaryRoutes through their status. 500 when a file route could
+    /// not be promoted, 503 when the API server did not take a CanaryRoute's
+    /// input, 202 when the leader has not acted on one in time.
     async fn promote_all(&self) -> Response<Full<Bytes>> {
         let done = transitions::promote_paused(&self.process).await;
         if let Some(version) = done.published {
             self.process.wait_applied(version).await;
         }
-        let routes = {
-            let control = self.process.control.lock().await;
-            control.statuses(self.process.now_ms())
+        let cluster = match self.process.cluster.get() {
+            Some(cluster) => cluster_commands::promote_paused(&self.process, cluster).await,
+            None => cluster_commands::PromotedAll::default(),
         };
-        let status = if done.failures.is_empty() {
-            StatusCode::OK
-        } else {
+        let mut routes = self.statuses().await;
+        for status in &mut routes {
+            if cluster.pending.contains(&status.name) {
+                status.pending_command = Some(cluster_commands::pending_message(
+                    &status.name,
+                    Command::Promote,
+                ));
+            }
+        }
+        let status = if !done.failures.is_empty() {
             StatusCode::INTERNAL_SERVER_ERROR
+        } else if !cluster.failures.is_empty() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else if !cluster.pending.is_empty() {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
         };
+        let failures: Vec<String> = done.failures.into_iter().chain(cluster.failures).collect();
         let answer = PromoteAll {
-            error: (!done.failures.is_empty()).then(|| done.failures.join("; ")),
-            promoted: done.promoted,
+            error: (!failures.is_empty()).then(|| failures.join("; ")),
+            promoted: done.promoted.into_iter().chain(cluster.promoted).collect(),
             routes,
         };
         json(status, &answer)
@@ -607,6 +664,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
     }
 }
 
+mod cluster_commands;
 #[cfg(test)]
 mod request_table;
 pub mod stack;
