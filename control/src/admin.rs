@@ -450,8 +450,8 @@ impl AdminState {
     }
 
     /// Promotes every Paused route: file routes in one step, published
-    /// once; CanaryRoutes through their status. 500 when a file route could
-    /// not be promoted, 503 when the API server did not take a CanaryRoute's
+    /// once; CanaryRoutes through their status. 500 when a route could not
+    /// be promoted, 503 when the API server did not take a CanaryRoute's
     /// input, 202 when the leader has not acted on one in time.
     async fn promote_all(&self) -> Response<Full<Bytes>> {
         let done = transitions::promote_paused(&self.process).await;
@@ -471,7 +471,7 @@ impl AdminState {
                 ));
             }
         }
-        let status = if !done.failures.is_empty() {
+        let status = if !done.failures.is_empty() || !cluster.refused.is_empty() {
             StatusCode::INTERNAL_SERVER_ERROR
         } else if !cluster.failures.is_empty() {
             StatusCode::SERVICE_UNAVAILABLE
@@ -480,7 +480,12 @@ impl AdminState {
         } else {
             StatusCode::OK
         };
-        let failures: Vec<String> = done.failures.into_iter().chain(cluster.failures).collect();
+        let failures: Vec<String> = done
+            .failures
+            .into_iter()
+            .chain(cluster.refused)
+            .chain(cluster.failures)
+            .collect();
         let answer = PromoteAll {
             error: (!failures.is_empty()).then(|| failures.join("; ")),
             promoted: done.promoted.into_iter().chain(cluster.promoted).collect(),

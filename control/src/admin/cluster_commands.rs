@@ -64,6 +64,9 @@ pub(super) struct PromotedAll {
     pub(super) promoted: Vec<String>,
     /// The routes whose `promote` is written but not acted on in time.
     pub(super) pending: Vec<String>,
+    /// `route: why` for each route whose promotion does not apply (as for
+    /// a file route; nothing is written).
+    pub(super) refused: Vec<String>,
     /// `route: why` for each route whose input could not be written.
     pub(super) failures: Vec<String>,
 }
@@ -119,19 +122,27 @@ pub(super) async fn command(
     })
 }
 
-/// Writes `promote` into the status of every Paused CanaryRoute, then
-/// waits (up to [`LEADER_WAIT`] in all) for the leader to act on each.
+/// Writes `promote` into the status of every Paused CanaryRoute where it
+/// applies, then waits (up to [`LEADER_WAIT`] in all) for the leader to act
+/// on each.
 pub(super) async fn promote_paused(process: &Process, cluster: &Cluster) -> PromotedAll {
+    let mut done = PromotedAll::default();
     let paused: Vec<(String, RolloutState)> = {
         let control = process.control.lock().await;
-        control
+        let now = process.now_ms();
+        let mut paused = Vec::new();
+        let candidates = control
             .rollouts
             .iter()
-            .filter(|(name, state)| is_cluster_route(name) && state.phase == Phase::Paused)
-            .map(|(name, state)| (name.clone(), state.clone()))
-            .collect()
+            .filter(|(name, state)| is_cluster_route(name) && state.phase == Phase::Paused);
+        for (name, state) in candidates {
+            match control.decide_command(name, Command::Promote, now) {
+                Ok(_) => paused.push((name.clone(), state.clone())),
+                Err(refused) => done.refused.push(format!("{name}: {refused}")),
+            }
+        }
+        paused
     };
-    let mut done = PromotedAll::default();
     let mut written = Vec::new();
     for (name, before) in paused {
         match cluster.command(&name, Command::Promote).await {

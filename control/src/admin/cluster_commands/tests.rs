@@ -425,3 +425,24 @@ fn what_shows_each_command_done() {
         );
     }
 }
+
+#[tokio::test]
+async fn promote_all_is_503_when_the_api_server_does_not_take_the_input() {
+    let replica = replica().await;
+    let call = replica.call(Method::POST, "/api/v1/promote");
+    drop(replica.api);
+    let answer = answered(call).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.body["promoted"], json!([]));
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("shop/checkout: ")),
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        replica.in_memory.process.control.lock().await.rollouts[ROUTE].phase,
+        Phase::Paused
+    );
+}
