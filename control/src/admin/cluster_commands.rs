@@ -71,8 +71,9 @@ pub(super) struct PromotedAll {
     pub(super) failures: Vec<String>,
 }
 
-/// Whether `name` is a CanaryRoute of a running cluster: its commands go
-/// through the status. Without a cluster every route is the file's.
+/// The cluster whose leader runs route `name`'s commands, when `name` is a
+/// CanaryRoute (its commands go through its status); `None` for a file
+/// route, and for every route without a cluster.
 pub(super) fn cluster_of<'a>(process: &'a Process, name: &str) -> Option<&'a Cluster> {
     process
         .cluster
