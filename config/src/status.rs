@@ -79,6 +79,19 @@ pub struct RouteStatus {
     pub message: String,
     /// The canary's figures over the analysis window and the last verdict.
     pub analysis: Option<Analysis>,
+    /// For a CanaryRoute: the replica that leads its rollout (the holder of
+    /// the Lease); absent for a file route, or while no replica leads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// For a CanaryRoute: the replicas whose counters are summed for the
+    /// judgement, of those known, as `counted/known` (`"3/3"`); absent for a
+    /// file route, or when not known yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<String>,
+    /// For a CanaryRoute: a command written for the leader that it has not
+    /// acted on yet, and what that means; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_command: Option<String>,
 }
 
 /// One step of a rollout strategy, as the status shows it.
@@ -259,6 +272,41 @@ impl<'de> Deserialize<'de> for Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_fields_are_optional_both_ways() {
+        let read = |text: &str| serde_json::from_str::<RouteStatus>(text).expect("a status");
+        let file_route = read(r#"{"name": "web", "phase": "Healthy"}"#);
+        assert_eq!(
+            (
+                file_route.leader,
+                file_route.coverage,
+                file_route.pending_command
+            ),
+            (None, None, None)
+        );
+        let nulls = read(r#"{"name": "web", "leader": null, "coverage": null}"#);
+        assert_eq!((nulls.leader, nulls.coverage), (None, None));
+        let cluster_route = read(
+            r#"{"name": "shop/checkout", "leader": "weir-0", "coverage": "2/3",
+                "pendingCommand": "abort is written"}"#,
+        );
+        assert_eq!(cluster_route.leader.as_deref(), Some("weir-0"));
+        assert_eq!(cluster_route.coverage.as_deref(), Some("2/3"));
+        assert_eq!(
+            cluster_route.pending_command.as_deref(),
+            Some("abort is written")
+        );
+
+        // Written only when set, so a file route's status keeps its keys.
+        let written = serde_json::to_value(RouteStatus::default()).expect("JSON");
+        for key in ["leader", "coverage", "pendingCommand"] {
+            assert!(written.get(key).is_none(), "{key} in {written}");
+        }
+        let written = serde_json::to_value(&cluster_route).expect("JSON");
+        assert_eq!(written["leader"], "weir-0");
+        assert_eq!(written["coverage"], "2/3");
+    }
 
     #[test]
     fn phases_read_tolerantly_as_output_and_strictly_as_input() {

@@ -1,6 +1,7 @@
 //! The admin API: health, readiness, Prometheus metrics, and the control
 //! endpoints, with reader and writer bearer tokens.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -18,7 +19,7 @@ use http_body_util::BodyExt as _;
 use serde_json::Value;
 
 use serde::Serialize;
-use weir_config::status::PromoteAll;
+use weir_config::status::{PromoteAll, RouteStatus};
 
 use crate::cluster::counters::{Replica, ReplicaCounters};
 use crate::controller::transitions;
@@ -49,16 +50,17 @@ enum Access {
     Write,
 }
 
-/// An admin endpoint, as routed from the method and path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An admin endpoint, as routed from the method and path. Route names are
+/// percent-decoded (`shop%2Fcheckout` is the CanaryRoute `shop/checkout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint<'a> {
     Healthz,
     Readyz,
     Metrics,
     Routes,
-    Route(&'a str),
+    Route(Cow<'a, str>),
     Counters,
-    Command(&'a str, Verb),
+    Command(Cow<'a, str>, Verb),
     PromoteAll,
     Reload,
 }
@@ -78,7 +80,8 @@ enum Verb {
 impl<'a> Endpoint<'a> {
     /// Routes `method` and `path`: an unknown path, a command that does not
     /// exist, or a path with a `.` or `..` segment is 404; a known path with
-    /// another method is 405.
+    /// another method is 405; a route name that does not percent-decode to
+    /// UTF-8 is 400.
     fn of(method: &Method, path: &'a str) -> Result<Endpoint<'a>, Refusal> {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         // Never resolved: a dot-segment names no endpoint and no route.
@@ -95,7 +98,7 @@ impl<'a> Endpoint<'a> {
             ["readyz"] if get => Endpoint::Readyz,
             ["metrics"] if get => Endpoint::Metrics,
             ["api", "v1", "routes"] if get => Endpoint::Routes,
-            ["api", "v1", "routes", name] if get => Endpoint::Route(name),
+            ["api", "v1", "routes", name] if get => Endpoint::Route(route_name(name)?),
             ["api", "v1", "counters"] if get => Endpoint::Counters,
             ["api", "v1", "routes", name, verb] => {
                 let Some(verb) = Verb::from_path(verb) else {
@@ -106,7 +109,7 @@ impl<'a> Endpoint<'a> {
                 if !post {
                     return Err(method_not_allowed(method, path));
                 }
-                Endpoint::Command(name, verb)
+                Endpoint::Command(route_name(name)?, verb)
             }
             ["api", "v1", "promote"] if post => Endpoint::PromoteAll,
             ["api", "v1", "reload"] if post => Endpoint::Reload,
@@ -129,6 +132,49 @@ impl<'a> Endpoint<'a> {
 fn is_dot_segment(segment: &str) -> bool {
     let decoded = segment.replace("%2e", ".").replace("%2E", ".");
     decoded == "." || decoded == ".."
+}
+
+/// The route name of a path segment, percent-decoded: `%XX` is the byte
+/// `XX` (hex, either case) and the bytes must be UTF-8. A `%` without two
+/// hex digits after it, or bytes that are not UTF-8, are refused naming
+/// the segment.
+fn route_name(segment: &str) -> Result<Cow<'_, str>, Refusal> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
+    let refused = |problem: String| Refusal::BadRouteName {
+        segment: segment.to_owned(),
+        problem,
+    };
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte != b'%' {
+            decoded.push(byte);
+            at += 1;
+            continue;
+        }
+        let digits = bytes.get(at + 1..at + 3).and_then(|hex| {
+            let high = char::from(*hex.first()?).to_digit(16)?;
+            let low = char::from(*hex.get(1)?).to_digit(16)?;
+            u8::try_from(high * 16 + low).ok()
+        });
+        let Some(escaped) = digits else {
+            let written = String::from_utf8_lossy(&bytes[at..(at + 3).min(bytes.len())]);
+            return Err(refused(format!(
+                "`{written}` at byte {at} is not a percent-escape (% and two hex digits)"
+            )));
+        };
+        decoded.push(escaped);
+        at += 3;
+    }
+    String::from_utf8(decoded).map(Cow::Owned).map_err(|error| {
+        refused(format!(
+            "it decodes to bytes that are not UTF-8 ({})",
+            error.utf8_error()
+        ))
+    })
 }
 
 fn method_not_allowed(method: &Method, path: &str) -> Refusal {
@@ -268,24 +314,16 @@ impl AdminState {
                 if let Err(response) = self.authorize(&req, Access::Read).await {
                     return response;
                 }
-                let statuses = {
-                    let control = self.process.control.lock().await;
-                    control.statuses(self.process.now_ms())
-                };
-                json(StatusCode::OK, &statuses)
+                json(StatusCode::OK, &self.statuses().await)
             }
             Endpoint::Route(name) => {
                 if let Err(response) = self.authorize(&req, Access::Read).await {
                     return response;
                 }
-                let status = {
-                    let control = self.process.control.lock().await;
-                    control.status(name, self.process.now_ms())
-                };
-                match status {
+                match self.status(&name).await {
                     Some(status) => json(StatusCode::OK, &status),
                     None => refusal(&Refusal::NoRoute {
-                        route: name.to_owned(),
+                        route: name.into_owned(),
                     }),
                 }
             }
@@ -300,7 +338,7 @@ impl AdminState {
                 json(StatusCode::OK, &counters)
             }
             Endpoint::Command(name, verb) => {
-                let name = name.to_owned();
+                let name = name.into_owned();
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
@@ -342,17 +380,65 @@ impl AdminState {
         }
     }
 
+    /// Every route's status, CanaryRoutes with their leader and coverage.
+    async fn statuses(&self) -> Vec<RouteStatus> {
+        let mut statuses = {
+            let control = self.process.control.lock().await;
+            control.statuses(self.process.now_ms())
+        };
+        if let Some(cluster) = self.process.cluster.get() {
+            cluster_commands::annotate(cluster, &mut statuses);
+        }
+        statuses
+    }
+
+    /// The status of route `name`, a CanaryRoute's with its leader and
+    /// coverage; `None` for an unknown route.
+    async fn status(&self, name: &str) -> Option<RouteStatus> {
+        let status = {
+            let control = self.process.control.lock().await;
+            control.status(name, self.process.now_ms())
+        };
+        let mut statuses: Vec<RouteStatus> = status.into_iter().collect();
+        if let Some(cluster) = self.process.cluster.get() {
+            cluster_commands::annotate(cluster, &mut statuses);
+        }
+        statuses.pop()
+    }
+
+    /// Runs `command` on route `name`: a file route's here, a CanaryRoute's
+    /// through its status (see [`cluster_commands`]).
     async fn run_command(&self, name: &str, command: Command) -> Response<Full<Bytes>> {
+        if let Some(cluster) = cluster_commands::cluster_of(&self.process, name) {
+            let pending =
+                match cluster_commands::command(&self.process, cluster, name, command).await {
+                    Ok(cluster_commands::Commanded::Acted) => None,
+                    Ok(cluster_commands::Commanded::Pending) => {
+                        Some(cluster_commands::pending_message(name, command))
+                    }
+                    Err(why) => return cluster_commands::not_written(name, command, &why),
+                };
+            return match self.status(name).await {
+                Some(mut status) => {
+                    let code = if pending.is_some() {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::OK
+                    };
+                    status.pending_command = pending;
+                    json(code, &status)
+                }
+                None => refusal(&Refusal::NoRoute {
+                    route: name.to_owned(),
+                }),
+            };
+        }
         match transitions::command(&self.process, name, command).await {
             Ok(published) => {
                 if let Some(version) = published {
                     self.process.wait_applied(version).await;
                 }
-                let status = {
-                    let control = self.process.control.lock().await;
-                    control.status(name, self.process.now_ms())
-                };
-                match status {
+                match self.status(name).await {
                     Some(status) => json(StatusCode::OK, &status),
                     None => refusal(&Refusal::NoRoute {
                         route: name.to_owned(),
@@ -363,24 +449,46 @@ impl AdminState {
         }
     }
 
-    /// Promotes every Paused route in one step and publishes once.
+    /// Promotes every Paused route: file routes in one step, published
+    /// once; CanaryRoutes through their status. 500 when a route could not
+    /// be promoted, 503 when the API server did not take a CanaryRoute's
+    /// input, 202 when the leader has not acted on one in time.
     async fn promote_all(&self) -> Response<Full<Bytes>> {
         let done = transitions::promote_paused(&self.process).await;
         if let Some(version) = done.published {
             self.process.wait_applied(version).await;
         }
-        let routes = {
-            let control = self.process.control.lock().await;
-            control.statuses(self.process.now_ms())
+        let cluster = match self.process.cluster.get() {
+            Some(cluster) => cluster_commands::promote_paused(&self.process, cluster).await,
+            None => cluster_commands::PromotedAll::default(),
         };
-        let status = if done.failures.is_empty() {
-            StatusCode::OK
-        } else {
+        let mut routes = self.statuses().await;
+        for status in &mut routes {
+            if cluster.pending.contains(&status.name) {
+                status.pending_command = Some(cluster_commands::pending_message(
+                    &status.name,
+                    Command::Promote,
+                ));
+            }
+        }
+        let status = if !done.failures.is_empty() || !cluster.refused.is_empty() {
             StatusCode::INTERNAL_SERVER_ERROR
+        } else if !cluster.failures.is_empty() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else if !cluster.pending.is_empty() {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
         };
+        let failures: Vec<String> = done
+            .failures
+            .into_iter()
+            .chain(cluster.refused)
+            .chain(cluster.failures)
+            .collect();
         let answer = PromoteAll {
-            error: (!done.failures.is_empty()).then(|| done.failures.join("; ")),
-            promoted: done.promoted,
+            error: (!failures.is_empty()).then(|| failures.join("; ")),
+            promoted: done.promoted.into_iter().chain(cluster.promoted).collect(),
             routes,
         };
         json(status, &answer)
@@ -561,6 +669,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
     }
 }
 
+mod cluster_commands;
 #[cfg(test)]
 mod request_table;
 pub mod stack;
@@ -596,38 +705,56 @@ mod tests {
     fn routes_every_method_and_path() {
         use Endpoint::*;
         let (get, post, put) = (Method::GET, Method::POST, Method::PUT);
-        let ok: [(&Method, &str, Endpoint<'_>); 14] = [
+        let route = |name: &'static str| Route(Cow::Borrowed(name));
+        let command = |name: &'static str, verb| Command(Cow::Borrowed(name), verb);
+        let ok: [(&Method, &str, Endpoint<'_>); 18] = [
             (&get, "/healthz", Healthz),
             (&get, "/readyz", Readyz),
             (&get, "/metrics", Metrics),
             (&get, "/api/v1/routes", Routes),
             (&get, "/api/v1/routes/", Routes),
-            (&get, "/api/v1/routes/web", Route("web")),
+            (&get, "/api/v1/routes/web", route("web")),
+            (
+                &get,
+                "/api/v1/routes/shop%2Fcheckout",
+                route("shop/checkout"),
+            ),
+            (
+                &get,
+                "/api/v1/routes/shop%2fcheckout",
+                route("shop/checkout"),
+            ),
+            (&get, "/api/v1/routes/caf%C3%A9", route("café")),
+            (
+                &post,
+                "/api/v1/routes/shop%2Fcheckout/abort",
+                command("shop/checkout", Verb::Abort),
+            ),
             (&get, "/api/v1/counters", Counters),
             (
                 &post,
                 "/api/v1/routes/web/promote",
-                Command("web", Verb::Promote),
+                command("web", Verb::Promote),
             ),
             (
                 &post,
                 "/api/v1/routes/web/abort",
-                Command("web", Verb::Abort),
+                command("web", Verb::Abort),
             ),
             (
                 &post,
                 "/api/v1/routes/web/retry",
-                Command("web", Verb::Retry),
+                command("web", Verb::Retry),
             ),
             (
                 &post,
                 "/api/v1/routes/web/pause",
-                Command("web", Verb::Pause),
+                command("web", Verb::Pause),
             ),
             (
                 &post,
                 "/api/v1/routes/web/resume",
-                Command("web", Verb::Resume),
+                command("web", Verb::Resume),
             ),
             (&post, "/api/v1/promote", PromoteAll),
             (&post, "/api/v1/reload", Reload),
@@ -646,7 +773,48 @@ mod tests {
             verb: "launch".to_owned(),
         };
         let not_allowed = |method: &Method, path: &str| method_not_allowed(method, path);
-        let refused: [(&Method, &str, Refusal, u16); 15] = [
+        let bad_name = |segment: &str, problem: &str| Refusal::BadRouteName {
+            segment: segment.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let not_an_escape = |written: &str, at: usize| {
+            format!("`{written}` at byte {at} is not a percent-escape (% and two hex digits)")
+        };
+        let refused: [(&Method, &str, Refusal, u16); 20] = [
+            (
+                &get,
+                "/api/v1/routes/shop%ZZcheckout",
+                bad_name("shop%ZZcheckout", &not_an_escape("%ZZ", 4)),
+                400,
+            ),
+            (
+                &get,
+                "/api/v1/routes/shop%2",
+                bad_name("shop%2", &not_an_escape("%2", 4)),
+                400,
+            ),
+            (
+                &post,
+                "/api/v1/routes/%/abort",
+                bad_name("%", &not_an_escape("%", 0)),
+                400,
+            ),
+            (
+                &post,
+                "/api/v1/routes/shop%FFx/abort",
+                bad_name(
+                    "shop%FFx",
+                    "it decodes to bytes that are not UTF-8 \
+                     (invalid utf-8 sequence of 1 bytes from index 4)",
+                ),
+                400,
+            ),
+            (
+                &get,
+                "/api/v1/routes/%2E%2e",
+                dots("/api/v1/routes/%2E%2e", "%2E%2e"),
+                404,
+            ),
             (
                 &get,
                 "/api/v1/routes/../x",

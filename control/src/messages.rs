@@ -31,6 +31,13 @@ pub enum Refusal {
         /// The verb as written.
         verb: String,
     },
+    /// The route name in the path does not percent-decode to UTF-8.
+    BadRouteName {
+        /// The path segment as written.
+        segment: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A known path with another method.
     MethodNotAllowed {
         /// The request method.
@@ -139,6 +146,7 @@ impl Refusal {
             Refusal::MissingToken | Refusal::WrongToken => StatusCode::UNAUTHORIZED,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyNotObject
+            | Refusal::BadRouteName { .. }
             | Refusal::BodyNotJson { .. }
             | Refusal::BadCommandBody { .. } => StatusCode::BAD_REQUEST,
             Refusal::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -157,6 +165,11 @@ impl fmt::Display for Refusal {
             Refusal::NoCommand { verb } => write!(
                 f,
                 "no command {verb}; use promote, abort, retry, pause or resume"
+            ),
+            Refusal::BadRouteName { segment, problem } => write!(
+                f,
+                "the route name `{segment}` in the path cannot be read: {problem}; \
+                 encode a route name as UTF-8 with %XX escapes (shop%2Fcheckout)"
             ),
             Refusal::MethodNotAllowed { method, path } => {
                 write!(f, "{method} is not allowed on {path}")

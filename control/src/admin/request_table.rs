@@ -126,6 +126,20 @@ async fn every_path_method_and_token_answers_its_status() {
         (&get, "/api/v1/routes/web", Reader, "", 200),
         (&get, "/api/v1/routes/fixed", Writer, "", 200),
         (&get, "/api/v1/routes/nosuch", Reader, "", 404),
+        // Route names are percent-decoded; a bad escape is 400.
+        (&get, "/api/v1/routes/w%65b", Reader, "", 200),
+        (&get, "/api/v1/routes/shop%2Fcheckout", Reader, "", 404),
+        (&get, "/api/v1/routes/shop%2", Reader, "", 400),
+        (&get, "/api/v1/routes/%FF", Reader, "", 400),
+        (&get, "/api/v1/routes/%2e%2E", Reader, "", 404),
+        (
+            &post,
+            "/api/v1/routes/shop%2Fcheckout/abort",
+            Writer,
+            "",
+            404,
+        ),
+        (&post, "/api/v1/routes/shop%ZZ/abort", Writer, "", 400),
         (&delete, "/api/v1/routes/web", Writer, "", 405),
         (&post, "/api/v1/routes", Writer, "", 405),
         // Counters: read like the routes.
@@ -226,7 +240,24 @@ async fn refusals_say_what_is_wrong() {
     use Caller::*;
     let (_in_memory, admin) = started().await;
     let local = peer([127, 0, 0, 1]);
-    let cases: [(&Method, &str, Caller, Refusal); 5] = [
+    let cases: [(&Method, &str, Caller, Refusal); 7] = [
+        (
+            &Method::GET,
+            "/api/v1/routes/shop%2Fnosuch",
+            Reader,
+            Refusal::NoRoute {
+                route: "shop/nosuch".to_owned(),
+            },
+        ),
+        (
+            &Method::POST,
+            "/api/v1/routes/shop%2/pause",
+            Writer,
+            Refusal::BadRouteName {
+                segment: "shop%2".to_owned(),
+                problem: "`%2` at byte 4 is not a percent-escape (% and two hex digits)".to_owned(),
+            },
+        ),
         (
             &Method::GET,
             "/api/v1/routes",

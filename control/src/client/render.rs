@@ -153,20 +153,63 @@ pub fn command_line(route: &RouteStatus) -> String {
     if route.config_behind && !route.message.contains("config is behind") {
         let _ = write!(line, " (WARNING: {})", config_behind_text(route));
     }
+    if let Some(pending) = &route.pending_command {
+        let _ = write!(line, " (pending: {pending})");
+    }
     line
 }
 
-/// The line `weir promote --all` prints on success.
+/// For a CanaryRoute (a name with `/`, or a status naming a leader or a
+/// coverage): `leader weir-0, counters from 3/3 replicas`; `no leader` while
+/// none leads; the counters part only when the coverage is known. `None`
+/// for a file route.
+pub fn cluster_text(route: &RouteStatus) -> Option<String> {
+    let is_cluster_route =
+        route.name.contains('/') || route.leader.is_some() || route.coverage.is_some();
+    if !is_cluster_route {
+        return None;
+    }
+    let mut text = match &route.leader {
+        Some(leader) => format!("leader {leader}"),
+        None => "no leader".to_owned(),
+    };
+    if let Some(coverage) = &route.coverage {
+        let _ = write!(text, ", counters from {coverage} replicas");
+    }
+    Some(text)
+}
+
+/// The line `weir promote --all` prints on success, with a line per
+/// CanaryRoute whose promotion the leader has not carried out yet.
 pub fn promote_all_line(answer: &PromoteAll) -> String {
-    if answer.promoted.is_empty() {
-        "no route is Paused: nothing promoted".to_owned()
-    } else {
-        format!(
+    let pending: Vec<&RouteStatus> = answer
+        .routes
+        .iter()
+        .filter(|r| r.pending_command.is_some())
+        .collect();
+    let mut lines = Vec::new();
+    if !answer.promoted.is_empty() {
+        lines.push(format!(
             "promoted {} route(s): {}",
             answer.promoted.len(),
             answer.promoted.join(", ")
-        )
+        ));
+    } else if pending.is_empty() {
+        lines.push("no route is Paused: nothing promoted".to_owned());
     }
+    let mut text = lines.join("\n");
+    for route in pending {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let _ = write!(
+            text,
+            "{}: pending: {}",
+            route.name,
+            route.pending_command.as_deref().unwrap_or_default()
+        );
+    }
+    text
 }
 
 // === weir status ===
@@ -201,6 +244,12 @@ pub fn route_text(route: &RouteStatus, now_ms: u64) -> String {
         let _ = writeln!(out, "  ⚠ WARNING: {}", config_behind_text(route));
     }
     field(&mut out, 2, TEXT_LABEL, "revisions", &revisions_text(route));
+    if let Some(cluster) = cluster_text(route) {
+        field(&mut out, 2, TEXT_LABEL, "cluster", &cluster);
+    }
+    if let Some(pending) = &route.pending_command {
+        field(&mut out, 2, TEXT_LABEL, "pending", pending);
+    }
     if let Some(current) = current_step_text(route, now_ms) {
         field(&mut out, 2, TEXT_LABEL, "step", &current);
     }
@@ -312,6 +361,9 @@ pub fn watch_route(route: &RouteStatus, now_ms: u64) -> String {
         "Revisions:",
         &revisions_text(route),
     );
+    if let Some(cluster) = cluster_text(route) {
+        field(&mut out, 0, WATCH_LABEL, "Cluster:", &cluster);
+    }
     if route.config_behind {
         field(
             &mut out,

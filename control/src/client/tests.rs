@@ -252,6 +252,67 @@ fn watch_frames_show_errors_and_the_last_answer() {
     assert_fits(&frame);
 }
 
+#[test]
+fn canary_routes_show_their_leader_and_coverage() {
+    let mut route = fixture();
+    route.name = "shop/checkout".to_owned();
+    route.leader = Some("weir-0".to_owned());
+    route.coverage = Some("3/3".to_owned());
+    let text = render::route_text(&route, NOW);
+    assert!(
+        text.contains("\n  cluster    leader weir-0, counters from 3/3 replicas\n"),
+        "{text}"
+    );
+    assert!(
+        render::watch_route(&route, NOW)
+            .contains("Cluster:       leader weir-0, counters from 3/3 replicas"),
+    );
+    assert_fits(&text);
+
+    route.leader = None;
+    route.coverage = None;
+    assert_eq!(render::cluster_text(&route).as_deref(), Some("no leader"));
+    route.coverage = Some("1/3".to_owned());
+    assert_eq!(
+        render::cluster_text(&route).as_deref(),
+        Some("no leader, counters from 1/3 replicas")
+    );
+    // A file route says nothing of leaders.
+    let file_route = fixture();
+    assert_eq!(render::cluster_text(&file_route), None);
+    let text = render::route_text(&file_route, NOW);
+    assert!(!text.contains("leader"), "{text}");
+}
+
+#[test]
+fn a_pending_command_is_said() {
+    let mut route = fixture();
+    route.name = "shop/checkout".to_owned();
+    route.phase = Phase::Paused;
+    route.step_index = Some(1);
+    route.canary_weight = 5.0;
+    route.message = "pause 30s".to_owned();
+    route.pending_command = Some("abort is written; the leader has not acted".to_owned());
+    assert_eq!(
+        render::command_line(&route),
+        "shop/checkout: Paused at step 2/5, canary 5%: pause 30s \
+         (pending: abort is written; the leader has not acted)"
+    );
+    assert!(
+        render::route_text(&route, NOW)
+            .contains("  pending    abort is written; the leader has not acted"),
+    );
+    let answer = PromoteAll {
+        error: None,
+        promoted: Vec::new(),
+        routes: vec![route],
+    };
+    assert_eq!(
+        render::promote_all_line(&answer),
+        "shop/checkout: pending: abort is written; the leader has not acted"
+    );
+}
+
 // --- one-line results ---
 
 #[test]

@@ -84,6 +84,9 @@ impl ControlState {
                 strategy: true,
                 message: s.message.clone(),
                 analysis: Some(analysis),
+                leader: None,
+                coverage: None,
+                pending_command: None,
             },
             None => RouteStatus {
                 name: name.to_owned(),
@@ -108,6 +111,9 @@ impl ControlState {
                     None => messages::NO_CANARY.to_owned(),
                 },
                 analysis: Some(analysis),
+                leader: None,
+                coverage: None,
+                pending_command: None,
             },
         }
     }

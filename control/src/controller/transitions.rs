@@ -9,6 +9,7 @@
 use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
+use super::cluster_routes::is_cluster_route;
 use super::state::{write_judged, write_outcome};
 use crate::messages::CommandError;
 use crate::process::Process;
@@ -53,8 +54,9 @@ pub async fn command(
     Ok(republish.then(|| process.publisher.publish(control.snapshot())))
 }
 
-/// Promotes every Paused route, each written before it is kept, and
-/// publishes once.
+/// Promotes every Paused file route, each written before it is kept, and
+/// publishes once. CanaryRoutes are left out: their commands go through
+/// their status, for the leader to act on (see the admin API).
 pub async fn promote_paused(process: &Process) -> PromotedAll {
     let _writing = process.transitions.lock().await;
     let now = process.now_ms();
@@ -63,7 +65,9 @@ pub async fn promote_paused(process: &Process) -> PromotedAll {
         let paused: Vec<String> = control
             .rollouts
             .iter()
-            .filter(|(_, state)| state.phase == crate::rollout::Phase::Paused)
+            .filter(|(name, state)| {
+                state.phase == crate::rollout::Phase::Paused && !is_cluster_route(name)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         (paused, control.store())
