@@ -55,6 +55,8 @@ pub(super) enum NotWritten {
     Gone(io::Error),
     /// The API server did not take the input (503).
     Unavailable(io::Error),
+    /// This replica is a follower, which never writes status (409).
+    Follower,
 }
 
 /// What promoting every Paused CanaryRoute did.
@@ -94,6 +96,9 @@ pub(super) async fn command(
     name: &str,
     command: Command,
 ) -> Result<Commanded, NotWritten> {
+    if !cluster.settings.is_candidate() {
+        return Err(NotWritten::Follower);
+    }
     let before = {
         let control = process.control.lock().await;
         control
@@ -137,6 +142,12 @@ pub(super) async fn promote_paused(process: &Process, cluster: &Cluster) -> Prom
             .iter()
             .filter(|(name, state)| is_cluster_route(name) && state.phase == Phase::Paused);
         for (name, state) in candidates {
+            if !cluster.settings.is_candidate() {
+                done.refused.push(format!(
+                    "{name}: this replica is a follower and never writes status"
+                ));
+                continue;
+            }
             match control.decide_command(name, Command::Promote, now) {
                 Ok(_) => paused.push((name.clone(), state.clone())),
                 Err(refused) => done.refused.push(format!("{name}: {refused}")),
@@ -258,6 +269,13 @@ pub(super) fn not_written(name: &str, command: Command, why: &NotWritten) -> Res
         NotWritten::Gone(error) => (
             StatusCode::NOT_FOUND,
             format!("{error}; {command} is not written"),
+        ),
+        NotWritten::Follower => (
+            StatusCode::CONFLICT,
+            format!(
+                "this replica is a follower (kubernetes.role: follower) and never writes status; \
+                 send {command} for {name} to a gateway replica, or patch the CanaryRoute's status"
+            ),
         ),
         NotWritten::Unavailable(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -116,6 +116,26 @@ impl Settings {
 // === impl Cluster ===
 
 impl Cluster {
+    /// The handle over its parts; problems are written through `client`.
+    pub fn new(
+        settings: Settings,
+        client: Client,
+        statuses: Arc<StatusStore>,
+        leadership: watch::Receiver<Leadership>,
+        peers: Option<PeerCounters>,
+        ready: watch::Receiver<bool>,
+    ) -> Cluster {
+        let problems = ProblemReporter::new(client, &settings.identity);
+        Cluster {
+            settings,
+            statuses,
+            leadership,
+            peers,
+            ready,
+            problems,
+        }
+    }
+
     /// Whether this replica leads now.
     pub fn is_leader(&self) -> bool {
         self.leadership.borrow().is_leader
@@ -206,16 +226,10 @@ pub fn start(
         None
     };
 
-    let problems = ProblemReporter::new(client, &settings.identity);
     let (ready_tx, ready) = watch::channel(false);
-    let cluster = Arc::new(Cluster {
-        settings,
-        statuses,
-        leadership,
-        peers,
-        ready,
-        problems,
-    });
+    let cluster = Arc::new(Cluster::new(
+        settings, client, statuses, leadership, peers, ready,
+    ));
     tokio::spawn(follow(
         process,
         Arc::clone(&cluster),

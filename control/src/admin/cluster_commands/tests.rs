@@ -74,7 +74,7 @@ async fn replica() -> Replica {
     let (service, api) = mock::pair::<Request<Body>, http::Response<Body>>();
     let client = kube::Client::new(service, "default");
     let statuses = Arc::new(StatusStore::new(
-        client,
+        client.clone(),
         tokio::runtime::Handle::current(),
         "weir-1",
     ));
@@ -84,22 +84,17 @@ async fn replica() -> Replica {
         heard_at: None,
     });
     let (ready_tx, ready) = watch::channel(true);
-    let cluster = Cluster {
-        settings: Settings {
-            kubernetes: Kubernetes {
-                namespaces: None,
-                lease: "weir-leader".to_owned(),
-                peers: "weir-peers".to_owned(),
-                role: KubernetesRole::Candidate,
-            },
-            identity: "weir-1".to_owned(),
-            namespace: "weir".to_owned(),
+    let settings = Settings {
+        kubernetes: Kubernetes {
+            namespaces: None,
+            lease: "weir-leader".to_owned(),
+            peers: "weir-peers".to_owned(),
+            role: KubernetesRole::Candidate,
         },
-        statuses,
-        leadership,
-        peers: None,
-        ready,
+        identity: "weir-1".to_owned(),
+        namespace: "weir".to_owned(),
     };
+    let cluster = Cluster::new(settings, client, statuses, leadership, None, ready);
     in_memory
         .process
         .cluster
