@@ -230,7 +230,13 @@ async fn the_leader_killed_another_leads_within_20_s_and_continues_at_the_same_s
         killed.elapsed(),
         replica_name(old)
     );
-    let resumed = cluster.status(NAMESPACE, ROUTE);
+    // The new leader names itself in the status even though nothing else
+    // changed (the rollout is in the middle of its pause).
+    let resumed = cluster
+        .wait_status(NAMESPACE, ROUTE, APPLY_LIMIT, "the new leader named", |s| {
+            s["leader"] == replica_name(new)
+        })
+        .await;
     for field in [
         "rolloutId",
         "seq",

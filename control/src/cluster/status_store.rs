@@ -171,8 +171,9 @@ impl StatusStore {
     }
 
     /// Whether the status seen for `state`'s route tells another judgement
-    /// than `state` holds (verdict, reason or coverage): the leader then
-    /// writes it again, so `kubectl get` shows the analysis in force.
+    /// than `state` holds (verdict, reason or coverage), or names another
+    /// leader: the leader then writes it again, so `kubectl get` shows the
+    /// analysis in force and who leads.
     pub fn judgement_is_stale(&self, state: &RolloutState) -> bool {
         let Ok(routes) = self.routes.lock() else {
             return false;
@@ -198,7 +199,9 @@ impl StatusStore {
                 .as_ref()
                 .map(|a| (a.verdict.clone(), a.reason.clone(), a.coverage.clone()))
         };
+        // A new leader names itself at once, even when nothing else changed.
         summary(&encoded) != summary(&seen.status)
+            || seen.status.leader.as_deref() != Some(self.identity.as_str())
     }
 
     /// Takes what one write needs under the lock, which is never held
