@@ -8,6 +8,11 @@ use weir_proxy::metrics::{LATENCY_BOUNDS_MICROS, RoleCounts};
 
 use crate::rollout::{LatencyHistogram, Observation, RoleTotals, RoleWindow};
 
+/// Samples younger than this (before the latest) are all kept.
+const RECENT_MS: u64 = 2_000;
+/// Older samples are kept at most this far apart.
+const COARSE_MS: u64 = 1_000;
+
 /// Samples of one route's cumulative counters, oldest first.
 #[derive(Debug, Default)]
 pub struct History {
@@ -25,13 +30,34 @@ pub(crate) struct Sample {
 // === impl History ===
 
 impl History {
-    /// Adds `sample`, dropping those older than `keep_ms` before it.
+    /// Adds `sample`, dropping those older than `keep_ms` before it, and
+    /// thinning those older than [`RECENT_MS`] to one per [`COARSE_MS`]: a
+    /// window's end is always the latest sample, its start is found within
+    /// a second, and a route holds about 50 samples instead of 320 (each
+    /// about 1 KiB with its latency slots).
     pub(crate) fn push(&mut self, sample: Sample, keep_ms: u64) {
         self.samples.push_back(sample);
         // Keep one sample older than the window, so a window always has a start.
         while self.samples.len() > 2 && self.samples[1].at_ms + keep_ms < sample.at_ms {
             self.samples.pop_front();
         }
+        let mut old_end = self
+            .samples
+            .iter()
+            .position(|s| s.at_ms + RECENT_MS > sample.at_ms)
+            .unwrap_or(self.samples.len());
+        while old_end >= 3
+            && self.samples[old_end - 1].at_ms - self.samples[old_end - 3].at_ms <= COARSE_MS
+        {
+            self.samples.remove(old_end - 2);
+            old_end -= 1;
+        }
+    }
+
+    /// How many samples are held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.samples.len()
     }
 
     /// Counts from the first sample at or after `since_ms` to the latest.
@@ -150,6 +176,47 @@ mod tests {
                 .samples
                 .front()
                 .is_some_and(|s| s.at_ms <= 9_900 - 1_000)
+        );
+    }
+
+    #[test]
+    fn old_samples_are_thinned_to_one_a_second_and_recent_ones_kept() {
+        let counts = |requests| RoleCounts {
+            requests,
+            errors: 0,
+            latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
+        };
+        let mut history = History::default();
+        // 32 s of samples every 100 ms, one request each.
+        for i in 0..=320u64 {
+            history.push(
+                Sample {
+                    at_ms: i * 100,
+                    stable: counts(0),
+                    canary: counts(i),
+                },
+                32_000,
+            );
+        }
+        // 20 recent samples, then about one a second over 30 s.
+        assert!(history.len() <= 55, "{} samples kept", history.len());
+        assert!(history.len() >= 45, "{} samples kept", history.len());
+        let gaps: Vec<u64> = history
+            .samples
+            .iter()
+            .zip(history.samples.iter().skip(1))
+            .map(|(a, b)| b.at_ms - a.at_ms)
+            .collect();
+        assert!(gaps.iter().all(|g| *g <= COARSE_MS), "{gaps:?}");
+        // The last 2 s are all there: a window ending now is exact.
+        let recent = history.observation(32_000 - 1_500);
+        assert_eq!(recent.canary.requests, 15);
+        // An older start is found within a second.
+        let window = history.observation(32_000 - 10_000);
+        assert!(
+            (90..=100).contains(&window.canary.requests),
+            "{}",
+            window.canary.requests
         );
     }
 }
