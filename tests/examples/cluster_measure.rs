@@ -384,7 +384,37 @@ async fn memory(routes: usize) {
         rss(&cluster),
         load_average()
     );
+
+    // Endpoint churn with the routes fixed: whether memory follows the
+    // number of rebuilds rather than the number of routes.
+    for round in 1..=CHURN_ROUNDS {
+        let addr = if round % 2 == 0 { v1.addr } else { v2.addr };
+        cluster.set_endpoints(NAMESPACE, "route-0-v1", &[(addr, true, true, false)]);
+        let expected = if round % 2 == 0 { "v1" } else { "v2" };
+        wait_until(
+            Duration::from_secs(10),
+            "the churned endpoint served",
+            || async {
+                cluster
+                    .get(0, "/r0")
+                    .await
+                    .ok()
+                    .filter(|r| r.status == 200 && r.upstream() == expected)
+                    .map(|_| ())
+            },
+        )
+        .await;
+        if round % (CHURN_ROUNDS / 4) == 0 {
+            println!(
+                "after {round} endpoint changes of one Service: VmRSS {} KiB",
+                rss(&cluster)
+            );
+        }
+    }
 }
+
+/// How many endpoint changes the memory measurement makes at the end.
+const CHURN_ROUNDS: usize = 200;
 
 /// The replica named in the Lease, read from the API server's store.
 fn lease_holder(cluster: &Cluster) -> Option<String> {
