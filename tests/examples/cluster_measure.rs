@@ -55,6 +55,9 @@ const FAILOVER_LIMIT: Duration = Duration::from_secs(60);
 /// How often a probe sends a request to its replica.
 const PROBE_EVERY: Duration = Duration::from_millis(1);
 
+/// Moments something changed, with its new value, shared with a task.
+type Changes<T> = Arc<Mutex<Vec<(Instant, T)>>>;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -113,9 +116,7 @@ fn weight(status: &Value) -> Option<f64> {
 /// Times and new values of `canaryWeight` of CanaryRoute `shop/checkout`
 /// as the API server stores them: each entry is the first moment the
 /// server held that weight after holding another.
-fn record_weight_writes(
-    cluster: &Arc<Cluster>,
-) -> (Arc<Mutex<Vec<(Instant, f64)>>>, JoinHandle<()>) {
+fn record_weight_writes(cluster: &Arc<Cluster>) -> (Changes<f64>, JoinHandle<()>) {
     let writes = Arc::new(Mutex::new(Vec::new()));
     let mut changed = cluster.api.subscribe();
     let task = tokio::spawn({
@@ -150,8 +151,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A probe of one replica: one request per [`PROBE_EVERY`] on a keep-alive
 /// connection; records when the answering upstream changes.
-fn probe(addr: SocketAddr) -> (Arc<Mutex<Vec<(Instant, String)>>>, JoinHandle<()>) {
-    let switches = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
+fn probe(addr: SocketAddr) -> (Changes<String>, JoinHandle<()>) {
+    let switches: Changes<String> = Arc::new(Mutex::new(Vec::new()));
     let task = tokio::spawn({
         let switches = Arc::clone(&switches);
         async move {
