@@ -5,6 +5,9 @@
 //! weir-loadtest` (a no-op when they are fresh; cargo has released its lock
 //! by the time tests run). This way a test never runs a stale `weir`. Set
 //! `WEIR_E2E_SKIP_BUILD=1` to use whatever is in the target directory.
+//! Set `WEIR_E2E_PROFILE=release` to run (and build) the release binaries
+//! instead of those of the profile the tests were built in, as the
+//! measurement examples do.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -14,20 +17,31 @@ use std::sync::OnceLock;
 /// The packages whose binaries the tests run.
 const PACKAGES: [&str; 2] = ["weir-control", "weir-loadtest"];
 
+/// The environment variable naming the profile whose binaries to run.
+const PROFILE_VAR: &str = "WEIR_E2E_PROFILE";
+
 /// `<target dir>/<profile>` (normally `target/debug`), found from the
-/// running test executable, which lives in `<target dir>/<profile>/deps/`.
+/// running executable, which lives in `<target dir>/<profile>/deps/` (a
+/// test) or `<target dir>/<profile>/examples/` (an example); with
+/// `WEIR_E2E_PROFILE` set, that profile's directory beside it.
 ///
 /// # Panics
 /// When the executable path has no such ancestor.
 pub fn target_debug_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
-    let deps = exe.parent().expect("the test executable is in a directory");
-    let dir = if deps.file_name().is_some_and(|n| n == "deps") {
-        deps.parent().expect("deps/ has a parent")
+    let parent = exe.parent().expect("the test executable is in a directory");
+    let dir = if parent
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
+        parent.parent().expect("deps/ has a parent")
     } else {
-        deps
+        parent
     };
-    dir.to_path_buf()
+    match std::env::var(PROFILE_VAR) {
+        Ok(profile) if !profile.is_empty() => dir.with_file_name(profile),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// The path of binary `name` in [`target_debug_dir`], built first (once per

@@ -312,6 +312,13 @@ impl KubeApi {
     pub fn resource_version(&self) -> u64 {
         self.state.lock().version
     }
+
+    /// A receiver woken right after every request the server handles (with
+    /// the resource version then current): to see a write the moment it is
+    /// stored, by the server's own clock.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.state.changed.subscribe()
+    }
 }
 
 impl Drop for KubeApi {
