@@ -114,14 +114,40 @@ impl Cluster {
         i
     }
 
+    /// Starts one more replica with `base` and `role: follower` (a sidecar:
+    /// it never leads and never writes), waited for until `/readyz` answers
+    /// 200 and published as a peer endpoint. Returns its index.
+    ///
+    /// # Panics
+    /// When it does not become ready (with its log).
+    pub async fn start_follower(&mut self, base: WeirConfig) -> usize {
+        let i = self.replicas.len();
+        let config = self.replica_config_as(i, base, "", "follower");
+        let weir = Weir::start(config).await;
+        self.set_peer(i, weir.addrs.admin, true);
+        self.replicas.push(weir);
+        i
+    }
+
     /// Replica `i`'s config: `base`, its identity and the kubeconfig, the
     /// `kubernetes:` block, then `config_extra`.
     fn replica_config(&self, i: usize, base: WeirConfig, config_extra: &str) -> WeirConfig {
+        self.replica_config_as(i, base, config_extra, "candidate")
+    }
+
+    /// [`Cluster::replica_config`] with the given `kubernetes.role`.
+    fn replica_config_as(
+        &self,
+        i: usize,
+        base: WeirConfig,
+        config_extra: &str,
+        role: &str,
+    ) -> WeirConfig {
         base.env("POD_NAME", &replica_name(i))
             .env("POD_NAMESPACE", WEIR_NAMESPACE)
             .env("KUBECONFIG", &self.kubeconfig.to_string_lossy())
             .extra(&format!(
-                "kubernetes:\n  lease: {LEASE}\n  peers: {PEERS}\n  role: candidate\n"
+                "kubernetes:\n  lease: {LEASE}\n  peers: {PEERS}\n  role: {role}\n"
             ))
             .extra(config_extra)
     }

@@ -198,3 +198,66 @@ async fn the_cli_against_a_replica_that_does_not_lead_shows_aborts_and_retries_a
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_routes_by_the_leaders_status_and_never_writes() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let base = WeirConfig::default().tokens(Some(READER), Some(WRITER));
+    let mut cluster = Cluster::start_with(1, base.clone(), "").await;
+    let sidecar = cluster.start_follower(base).await;
+    cluster.add_service(NAMESPACE, "checkout-v1", 80);
+    cluster.add_service(NAMESPACE, "checkout-v2", 80);
+    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
+    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.apply_canary_route(
+        NAMESPACE,
+        NAME,
+        json!({
+            "pathPrefix": "/",
+            "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
+            "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+            "strategy": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]},
+        }),
+    );
+    cluster
+        .wait_status(NAMESPACE, NAME, START_LIMIT, "Paused at step 1", |s| {
+            s["phase"] == "Paused" && s["stepIndex"] == 1 && s["canaryWeight"] == 50.0
+        })
+        .await;
+    assert_eq!(
+        cluster.wait_leader(START_LIMIT).await,
+        0,
+        "the candidate leads"
+    );
+
+    // The follower splits by the leader's status.
+    wait_until(FOLLOW_LIMIT, "the follower to serve both roles", || async {
+        let counts = send_many(cluster.replica(sidecar).addrs.http, "/", &[], 40, 2)
+            .await
+            .ok()?;
+        (count(&counts, "v1", 200) > 0 && count(&counts, "v2", 200) > 0).then_some(())
+    })
+    .await;
+
+    // A command sent to the follower is refused: it never writes status.
+    let admin = cluster.replica(sidecar).addrs.admin;
+    let refused = cli(admin, &["abort", ROUTE], WRITER).await;
+    expect_exit(&refused, 3, "weir abort on a follower");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("follower"),
+        "{}",
+        shown(&refused)
+    );
+    let status = cluster.status(NAMESPACE, NAME);
+    assert_eq!(status["phase"], "Paused", "nothing was written: {status:#}");
+
+    // The leader acts on a status input written with kubectl; the follower
+    // follows, and it never took the Lease.
+    cluster
+        .patch_status(NAMESPACE, NAME, json!({"status": {"promote": true}}))
+        .await;
+    wait_serving_only(&cluster, sidecar, "v2").await;
+    assert_eq!(cluster.leader(), Some(0));
+    assert_eq!(cluster.status(NAMESPACE, NAME)["leader"], replica_name(0));
+}
