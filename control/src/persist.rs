@@ -15,6 +15,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::controller::cluster_routes::is_cluster_route;
 use crate::rollout::RolloutState;
 
 /// Loads, saves and sets aside the [`RolloutState`] of routes. Every
@@ -163,14 +164,8 @@ impl RoutedStore {
         RoutedStore { files, cluster }
     }
 
-    /// True for the name of a cluster route (`NAMESPACE/NAME`): file route
-    /// names never hold a `/`.
-    pub fn is_cluster_route(route: &str) -> bool {
-        route.contains('/')
-    }
-
     fn store_of(&self, route: &str) -> &dyn StateStore {
-        if RoutedStore::is_cluster_route(route) {
+        if is_cluster_route(route) {
             &*self.cluster
         } else {
             &*self.files

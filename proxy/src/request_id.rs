@@ -42,7 +42,10 @@ pub fn new_request_id() -> HeaderValue {
         nibble += 1;
     }
     // Hex digits and dashes are always a valid header value.
-    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("-"))
+    // Owned by a reference-counted buffer from the start, so the copies the
+    // request span and the upstream request make cost no further allocation.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
 
 // === impl RequestId ===

@@ -170,8 +170,7 @@ impl Replica {
     /// This process: named by `POD_NAME`, else the host name, else
     /// `admin` (the admin API's address), started at `started_at`.
     pub fn detect(admin: Option<SocketAddr>, started_at: u64) -> Replica {
-        let name = non_empty(std::env::var("POD_NAME").ok())
-            .or_else(host_name)
+        let name = pod_or_host_name()
             .or_else(|| admin.map(|a| a.to_string()))
             .unwrap_or_else(|| "unknown".to_owned());
         Replica { name, started_at }
@@ -184,8 +183,13 @@ impl fmt::Display for Replica {
     }
 }
 
+/// This pod's name (`POD_NAME`), else the host name: a replica's identity.
+pub fn pod_or_host_name() -> Option<String> {
+    non_empty(std::env::var("POD_NAME").ok()).or_else(host_name)
+}
+
 /// The kernel's host name (Linux), or `/etc/hostname`.
-pub fn host_name() -> Option<String> {
+fn host_name() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|path| non_empty(std::fs::read_to_string(path).ok()))

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
@@ -377,6 +377,39 @@ fn describe_ports(ports: &[ServicePort]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The admin addresses of the replicas: the ready endpoints of the peers
+/// Service `service` in `namespace`, on each slice's port named `admin` (or
+/// its only port), sorted.
+pub fn peer_addresses(objects: &ClusterObjects, namespace: &str, service: &str) -> Vec<SocketAddr> {
+    let mut gathered = Gathered::default();
+    let slices = slices_by_service(objects);
+    for slice in slices.get(&(namespace, service)).into_iter().flatten() {
+        let ports = slice.ports.as_deref().unwrap_or_default();
+        let port = ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some("admin"))
+            .or(if ports.len() == 1 {
+                ports.first()
+            } else {
+                None
+            })
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok());
+        if let Some(port) = port {
+            for endpoint in &slice.endpoints {
+                gathered.add(endpoint, port);
+            }
+        }
+    }
+    let mut addresses: Vec<SocketAddr> = gathered
+        .ready
+        .iter()
+        .filter_map(|e| Some(SocketAddr::new(e.host.parse().ok()?, e.port)))
+        .collect();
+    addresses.sort_unstable();
+    addresses
 }
 
 /// The EndpointSlices of each Service, by namespace and Service name.

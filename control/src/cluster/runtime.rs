@@ -91,11 +91,7 @@ impl Settings {
     /// The settings of `kubernetes` for this pod: identity from `POD_NAME`
     /// (else the host name), namespace from `POD_NAMESPACE` (else `default`).
     pub fn from_env(kubernetes: Kubernetes) -> Settings {
-        let identity = std::env::var("POD_NAME")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .or_else(super::counters::host_name)
-            .unwrap_or_else(|| "weir".to_owned());
+        let identity = super::counters::pod_or_host_name().unwrap_or_else(|| "weir".to_owned());
         let namespace = std::env::var("POD_NAMESPACE")
             .ok()
             .filter(|v| !v.is_empty())
@@ -426,8 +422,8 @@ async fn sync(
     for (key, route) in &objects.canary_routes {
         cluster.statuses.observe(&key.to_string(), route);
     }
-    let peers = peer_addresses(
-        stores,
+    let peers = discovery::peer_addresses(
+        &objects,
         &cluster.settings.namespace,
         &cluster.settings.kubernetes.peers,
     );
@@ -486,52 +482,6 @@ async fn sync(
         .problems
         .report(leading, &objects, found, &cluster.statuses)
         .await;
-}
-
-/// The admin addresses of the replicas: the ready endpoints of the peers
-/// Service's EndpointSlices, on the port named `admin` (or the slice's only
-/// port), sorted.
-fn peer_addresses(stores: &Stores, namespace: &str, service: &str) -> Vec<SocketAddr> {
-    let mut addresses = Vec::new();
-    for store in &stores.endpoint_slices {
-        for slice in store.state() {
-            let labels = slice.metadata.labels.as_ref();
-            let of_service = labels
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                .is_some_and(|name| name == service);
-            if !of_service || slice.metadata.namespace.as_deref() != Some(namespace) {
-                continue;
-            }
-            let ports = slice.ports.as_deref().unwrap_or_default();
-            let port = ports
-                .iter()
-                .find(|p| p.name.as_deref() == Some("admin"))
-                .or(if ports.len() == 1 {
-                    ports.first()
-                } else {
-                    None
-                })
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok());
-            let Some(port) = port else { continue };
-            for endpoint in &slice.endpoints {
-                let conditions = endpoint.conditions.as_ref();
-                let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-                let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-                if !ready || terminating {
-                    continue;
-                }
-                for address in &endpoint.addresses {
-                    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
-                        addresses.push(SocketAddr::new(ip, port));
-                    }
-                }
-            }
-        }
-    }
-    addresses.sort_unstable();
-    addresses.dedup();
-    addresses
 }
 
 /// The objects of every store, keyed by `NAMESPACE/NAME`.

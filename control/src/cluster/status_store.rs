@@ -37,7 +37,7 @@ use weir_config::schema::DurationSpec;
 
 use super::events::{self, EventReason, RouteRef};
 use super::resource::{CanaryRoute, CanaryRouteStatus};
-use super::status_codec::{self, Coverage, StatusContext};
+use super::status_codec::{self, Coverage, StatusContext, StatusRefused};
 use crate::persist::{StateStore, Stored};
 use crate::rollout::{Command, RolloutState};
 
@@ -181,18 +181,7 @@ impl StatusStore {
         let Some(seen) = routes.get(state.route.as_str()) else {
             return false;
         };
-        let encoded = status_codec::encode(
-            state,
-            &seen.status,
-            &StatusContext {
-                leader: &self.identity,
-                observed_generation: seen.generation,
-                pause_lengths_ms: &seen.pause_lengths_ms,
-                coverage: seen.coverage,
-                refused: None,
-                now_ms: 0,
-            },
-        );
+        let encoded = status_codec::encode(state, &seen.status, &self.context(seen, None, 0));
         let summary = |status: &CanaryRouteStatus| {
             status
                 .analysis
@@ -202,6 +191,23 @@ impl StatusStore {
         // A new leader names itself at once, even when nothing else changed.
         summary(&encoded) != summary(&seen.status)
             || seen.status.leader.as_deref() != Some(self.identity.as_str())
+    }
+
+    /// What encoding a state for the route `seen` needs besides the state.
+    fn context<'a>(
+        &'a self,
+        seen: &'a Seen,
+        refused: Option<&'a StatusRefused>,
+        now_ms: u64,
+    ) -> StatusContext<'a> {
+        StatusContext {
+            leader: &self.identity,
+            observed_generation: seen.generation,
+            pause_lengths_ms: &seen.pause_lengths_ms,
+            coverage: seen.coverage,
+            refused,
+            now_ms,
+        }
     }
 
     /// Takes what one write needs under the lock, which is never held
@@ -229,14 +235,7 @@ impl StatusStore {
         let status = status_codec::encode(
             state,
             &seen.status,
-            &StatusContext {
-                leader: &self.identity,
-                observed_generation: seen.generation,
-                pause_lengths_ms: &seen.pause_lengths_ms,
-                coverage: seen.coverage,
-                refused: decoded.as_ref().err(),
-                now_ms,
-            },
+            &self.context(seen, decoded.as_ref().err(), now_ms),
         );
         // Over a refused status the change is unknown: no Event is made up.
         let event = decoded

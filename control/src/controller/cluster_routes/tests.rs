@@ -64,6 +64,18 @@ fn state_at(route: &Route, step: usize) -> RolloutState {
     state
 }
 
+/// `control`, leading, starts `route`'s rollout (no status yet) and keeps it
+/// as written.
+fn lead_the_start(control: &mut ControlState, route: &Route) {
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(route),
+        true,
+        &seen(None, vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
+}
+
 #[tokio::test]
 async fn a_leader_starts_the_rollout_of_a_route_without_status_and_writes_it() {
     let (mut control, route) = control().await;
@@ -180,13 +192,7 @@ async fn a_leader_acts_on_a_promote_input_and_writes_the_next_step() {
 #[tokio::test]
 async fn a_leader_writes_its_state_back_over_a_status_it_cannot_read() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(
-        std::slice::from_ref(&route),
-        true,
-        &seen(None, vec![]),
-        START_MS,
-    );
-    control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
+    lead_the_start(&mut control, &route);
     let nonsense = |_: &str| Observed {
         stored: Stored::Unreadable("status.stepIndex: 7 is past the 4 steps".to_owned()),
         inputs: vec![],
@@ -205,13 +211,7 @@ async fn a_leader_writes_its_state_back_over_a_status_it_cannot_read() {
 #[tokio::test]
 async fn a_leader_keeps_its_own_state_when_the_status_matches_it() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(
-        std::slice::from_ref(&route),
-        true,
-        &seen(None, vec![]),
-        START_MS,
-    );
-    control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
+    lead_the_start(&mut control, &route);
     let mine = control.rollouts["shop/checkout"].clone();
     let decisions =
         control.decide_cluster(&[route], true, &seen(Some(mine.clone()), vec![]), START_MS);
@@ -249,13 +249,7 @@ async fn only_the_leader_judges_canary_routes() {
 #[tokio::test]
 async fn a_route_that_leaves_the_cluster_loses_its_state() {
     let (mut control, route) = control().await;
-    let decisions = control.decide_cluster(
-        std::slice::from_ref(&route),
-        true,
-        &seen(None, vec![]),
-        START_MS,
-    );
-    control.apply_cluster(vec![route], true, decisions, vec![Ok(())]);
+    lead_the_start(&mut control, &route);
     let (republish, _) = control.apply_cluster(vec![], true, vec![], vec![]);
     assert!(republish);
     assert!(!control.rollouts.contains_key("shop/checkout"));
