@@ -6,7 +6,7 @@
 use std::task::{Context, Poll};
 
 use http::Request;
-use http::header::{HeaderName, HeaderValue};
+use http::header::{Entry, HeaderName, HeaderValue};
 use rand::Rng as _;
 use tower::{Layer, Service};
 
@@ -32,14 +32,14 @@ pub fn new_request_id() -> HeaderValue {
     let random: u128 = rand::rng().random();
     // RFC 9562: version 4 in bits 48-51, variant 0b10 in bits 64-65.
     let bits = (random & !(0xf << 76) | (0x4 << 76)) & !(0b11 << 62) | (0b10 << 62);
+    // Two hex digits per byte, most significant first; dashes after the
+    // 4th, 6th, 8th and 10th byte (8-4-4-4-12).
     let mut text = [b'-'; 36];
-    let mut nibble = 0;
-    for (i, slot) in text.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
-        }
-        *slot = HEX[((bits >> (124 - 4 * nibble)) & 0xf) as usize];
-        nibble += 1;
+    let mut at = 0;
+    for (i, byte) in bits.to_be_bytes().into_iter().enumerate() {
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += if matches!(i, 3 | 5 | 7 | 9) { 3 } else { 2 };
     }
     // Hex digits and dashes are always a valid header value.
     // Owned by a reference-counted buffer from the start, so the copies the
@@ -63,13 +63,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let has_id = req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .is_some_and(|id| !id.is_empty());
-        if !has_id {
-            req.headers_mut()
-                .insert(X_REQUEST_ID.clone(), new_request_id());
+        // One lookup: the entry is either the client's id or where ours goes.
+        match req.headers_mut().entry(&X_REQUEST_ID) {
+            Entry::Occupied(mut id) => {
+                if id.get().is_empty() {
+                    id.insert(new_request_id());
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(new_request_id());
+            }
         }
         self.inner.call(req)
     }
