@@ -324,6 +324,8 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
         AbortReason::AnalysisCompare => "AnalysisCompare",
         AbortReason::AnalysisLatency => "AnalysisLatency",
         AbortReason::Manual => "AbortCommand",
+        AbortReason::Webhook => "WebhookFailed",
+        AbortReason::WebhookRollback => "WebhookRollback",
     }
 }
 
@@ -450,6 +452,7 @@ pub fn decode(
         abort_reason,
         last_judgement,
         evidence: Evidence::taken_over(),
+        webhooks: Default::default(),
     }))
 }
 

@@ -64,6 +64,7 @@ impl State {
                 reason: "canary error rate 0.1% within 5%".to_owned(),
             })),
             evidence: Evidence::new(),
+            webhooks: Default::default(),
         })
     }
 
