@@ -277,16 +277,14 @@ impl Hooks {
                     &transition.message,
                     now_ms,
                 );
-                if calls.is_empty() {
-                    continue;
-                }
-                let hooks = Arc::clone(self);
-                let name = route.name.to_string();
-                tokio::spawn(async move {
-                    for call in calls {
+                // Each on its own: a hanging hook delays no other.
+                for call in calls {
+                    let hooks = Arc::clone(self);
+                    let name = route.name.to_string();
+                    tokio::spawn(async move {
                         hooks.call(&name, kind, &call).await;
-                    }
-                });
+                    });
+                }
             }
         }
         for trigger in triggers_of(transition) {
