@@ -54,6 +54,8 @@ pub struct GateAnswer {
     pub kind: WebhookKind,
     /// The rollout asked about (its start or retry time).
     pub rollout_started_ms: u64,
+    /// The step the rollout waited to enter when asked, if it waited.
+    pub wait_step: Option<usize>,
     /// Every hook answered 2xx.
     pub passed: bool,
     /// `hook: what it answered` of the first hook that did not pass, or of
@@ -171,6 +173,7 @@ impl Hooks {
             let hooks = Arc::clone(self);
             let route = route.name.to_string();
             let started = state.rollout_started_ms;
+            let wait_step = state.webhooks.wait.as_ref().map(|w| w.step);
             tokio::spawn(async move {
                 let (passed, detail) = hooks.run_group(&route, kind, calls).await;
                 let mut table = hooks.lock();
@@ -179,6 +182,7 @@ impl Hooks {
                     route,
                     kind,
                     rollout_started_ms: started,
+                    wait_step,
                     passed,
                     detail,
                 });
@@ -348,7 +352,100 @@ fn hook_calls(
         .collect()
 }
 
-/// Whether `answer` is about the rollout `state` is in now.
+/// Whether `answer` is about the rollout `state` is in now and, for a
+/// gate, about the step it waits to enter now (an answer that arrives late
+/// never opens the next gate of the same type).
 pub fn answer_applies(answer: &GateAnswer, state: &RolloutState) -> bool {
-    answer.rollout_started_ms == state.rollout_started_ms
+    let same_wait = crate::rollout::Gate::of(answer.kind).is_none()
+        || answer.wait_step == state.webhooks.wait.as_ref().map(|w| w.step);
+    answer.rollout_started_ms == state.rollout_started_ms && same_wait
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::fixtures::{config_text, loaded, route};
+
+    fn checkout() -> Route {
+        let text = config_text(
+            None,
+            &format!(
+                "{}      webhooks:\n        - {{ name: gate, type: confirm-traffic-increase, url: http://127.0.0.1:1/ }}\n",
+                route("checkout", Some("[{setWeight: 20}, {setWeight: 60}]"))
+            ),
+        );
+        loaded(&text).config().routes[0].clone()
+    }
+
+    #[test]
+    fn an_answer_applies_only_to_the_wait_it_was_asked_about() {
+        let route = checkout();
+        let state = RolloutState::start(&route, 1_000).state;
+        let answer = |wait_step, started| GateAnswer {
+            route: "checkout".to_owned(),
+            kind: WebhookKind::ConfirmTrafficIncrease,
+            rollout_started_ms: started,
+            wait_step,
+            passed: true,
+            detail: String::new(),
+        };
+        assert_eq!(state.webhooks.wait.as_ref().map(|w| w.step), Some(0));
+        assert!(answer_applies(&answer(Some(0), 1_000), &state));
+        assert!(
+            !answer_applies(&answer(Some(1), 1_000), &state),
+            "another step"
+        );
+        assert!(
+            !answer_applies(&answer(Some(0), 999), &state),
+            "another rollout"
+        );
+        let rollback = GateAnswer {
+            kind: WebhookKind::Rollback,
+            ..answer(None, 1_000)
+        };
+        assert!(answer_applies(&rollback, &state));
+    }
+
+    #[test]
+    fn the_body_is_flaggers_with_weirs_fields() {
+        let route = checkout();
+        let state = RolloutState::start(&route, 1_000).state;
+        let metadata = [("cmd".to_owned(), "hey".to_owned())].into();
+        let body = Payload::new("checkout", &state, "waiting", 1_000).for_hook(
+            "gate",
+            WebhookKind::ConfirmTrafficIncrease,
+            &metadata,
+            1_000,
+        );
+        let json = serde_json::to_value(&body).expect("JSON");
+        assert_eq!(json["name"], "checkout");
+        assert_eq!(json["namespace"], "default");
+        assert_eq!(json["phase"], "Waiting");
+        assert_eq!(json["metadata"], serde_json::json!({"cmd": "hey"}));
+        assert_eq!(json["weir"]["type"], "confirm-traffic-increase");
+        assert_eq!(json["weir"]["timestamp"], "1970-01-01T00:00:01.000Z");
+        assert!(json["weir"].get("event").is_none());
+
+        let event = Payload::new("shop/checkout", &state, "started", 2_000).for_hook(
+            "all",
+            WebhookKind::Event,
+            &BTreeMap::new(),
+            2_000,
+        );
+        let json = serde_json::to_value(&event).expect("JSON");
+        assert_eq!(
+            (json["namespace"].as_str(), json["name"].as_str()),
+            (Some("shop"), Some("checkout"))
+        );
+        assert_eq!(json["metadata"]["eventMessage"], "started");
+        assert_eq!(json["metadata"]["eventType"], "Normal");
+        assert_eq!(json["metadata"]["timestamp"], "2000");
+
+        let notice = Payload::new("checkout", &state, "x", 1).for_event("on-rollout-aborted");
+        let json = serde_json::to_value(&notice).expect("JSON");
+        assert_eq!(json["weir"]["event"], "on-rollout-aborted");
+        assert!(json["weir"].get("hook").is_none());
+    }
 }
