@@ -58,6 +58,14 @@
 //! current weight. Routes without a strategy are fixed splits, not managed
 //! here.
 //!
+//! # Webhook gates
+//!
+//! Flagger's gates (`confirm-rollout`, `pre-rollout`,
+//! `confirm-traffic-increase`, `confirm-promotion`) hold the entry of a
+//! step until their hooks answer 2xx, and `rollout` and `rollback` hooks can
+//! abort; the answers come in through [`RolloutState::on_gate_result`]. See
+//! the `gates` module.
+//!
 //! # Analysis failures
 //!
 //! Each failed judgement counts (`failures`, since the rollout or retry

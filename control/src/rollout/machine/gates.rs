@@ -117,10 +117,11 @@ impl RolloutState {
         self.webhooks.wait.as_ref().map(|w| w.gate)
     }
 
-    /// True while traffic moves by the steps: active, not held, not waiting
-    /// on a gate, past the first gates (when `rollout` hooks are called).
+    /// True while the canary is being analysed: active, not held, past the
+    /// first gates (when `rollout` hooks are called; as in Flagger, also
+    /// while a later gate waits).
     pub fn is_running_steps(&self) -> bool {
-        self.is_active() && !self.held && self.webhooks.wait.is_none() && self.step_index.is_some()
+        self.is_active() && !self.held && self.step_index.is_some()
     }
 
     /// Enters step `index`, or waits on the first gate before it.
@@ -206,7 +207,12 @@ impl RolloutState {
             let detail = format!("{kind} webhook failed: {detail}");
             return self.abort(before, strategy, now_ms, AbortReason::Webhook, detail);
         }
-        if let Some(w) = &mut self.webhooks.wait {
+        if let Some(w) = self
+            .webhooks
+            .wait
+            .as_mut()
+            .filter(|w| w.gate.kind() == kind)
+        {
             w.detail = Some(detail.to_owned());
         }
         let message = format!(
