@@ -376,7 +376,7 @@ async fn hanging_and_dead_receivers_never_hold_a_rollout_back() {
         strategy,
     )])
     .extra(&format!(
-        "notifications:\n  - name: gone\n    url: http://{dead}/\n    triggers: [on-rollout-step-completed, on-rollout-paused, on-rollout-completed]\n    timeout: 30s\n    retryMax: 20\n  - name: chat\n    url: {}\n    triggers: [on-rollout-completed]\n",
+        "notifications:\n  - name: gone\n    url: http://{dead}/\n    triggers: [on-rollout-step-completed, on-rollout-paused, on-rollout-completed]\n    timeout: 30s\n    retryMax: 20\n  - name: chat\n    url: {}\n    triggers: [on-rollout-updated, on-rollout-completed]\n",
         receiver.url("notify")
     ));
     let weir = Weir::start(config).await;
@@ -386,8 +386,13 @@ async fn hanging_and_dead_receivers_never_hold_a_rollout_back() {
     assert_eq!(canary_weight(&s), 100.0, "{s:#}");
     let post = receiver.wait_for("post", 1, LIMIT).await;
     assert_eq!(post[0].json["phase"], "Succeeded");
-    let notified = receiver.wait_for("notify", 1, LIMIT).await;
-    assert_eq!(notified[0].json["weir"]["event"], "on-rollout-completed");
+    // The start (made while weir started) and the promotion, in order.
+    let notified = receiver.wait_for("notify", 2, LIMIT).await;
+    let events: Vec<&str> = notified
+        .iter()
+        .filter_map(|n| n.json["weir"]["event"].as_str())
+        .collect();
+    assert_eq!(events, ["on-rollout-updated", "on-rollout-completed"]);
     // Each event hook was called once per transition, the reset one with
     // its retries; the hanging one is still waiting for an answer.
     let s = weir

@@ -54,6 +54,9 @@ pub struct ControlState {
     /// Webhook calls and notifications; `None` until the process sets them
     /// (nothing is called or sent before).
     hooks: Option<Arc<crate::webhooks::Hooks>>,
+    /// Transitions made before the hooks were set (at startup), announced
+    /// when they are.
+    unannounced: Vec<(Transition, RolloutState)>,
 }
 
 // === impl ControlState ===
@@ -130,6 +133,7 @@ impl ControlState {
         let config = loaded.config();
         let mut rollouts = BTreeMap::new();
         let mut problems = Vec::new();
+        let mut unannounced = Vec::new();
         for route in &config.routes {
             if route.strategy.is_none() {
                 continue;
@@ -171,6 +175,7 @@ impl ControlState {
             }
             if let Some(t) = &outcome.transition {
                 tracing::info!(kind = ?t.kind, "{}", t.message);
+                unannounced.push((t.clone(), outcome.state.clone()));
             }
             rollouts.insert(route.name.to_string(), outcome.state);
         }
@@ -191,6 +196,7 @@ impl ControlState {
             cluster_coverage_ok: true,
             effective,
             hooks: None,
+            unannounced,
         })
     }
 
@@ -226,8 +232,13 @@ impl ControlState {
     }
 
     /// Calls webhooks and sends notifications through `hooks` from now on.
+    /// The transitions made at startup are announced now.
     pub fn set_hooks(&mut self, hooks: Arc<crate::webhooks::Hooks>) {
         self.hooks = Some(hooks);
+        let now = crate::process::now_ms();
+        for (transition, state) in std::mem::take(&mut self.unannounced) {
+            self.announce(&state.route, &transition, &state, now);
+        }
     }
 
     /// The webhook side, once set.
