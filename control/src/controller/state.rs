@@ -248,7 +248,7 @@ impl ControlState {
 
     /// Announces a kept transition of `route` to its `event` and
     /// `post-rollout` hooks and to the notification receivers (spawned;
-    /// never waits).
+    /// never waits); a CanaryRoute's only on the leader.
     pub(super) fn announce(
         &self,
         route: &str,
@@ -257,6 +257,10 @@ impl ControlState {
         now: u64,
     ) {
         let Some(hooks) = &self.hooks else { return };
+        // A CanaryRoute is announced by its leader alone.
+        if is_cluster_route(route) && !self.cluster_leading {
+            return;
+        }
         let config = self.config();
         if let Some(route) = config.routes.iter().find(|r| &*r.name == route) {
             hooks.announce(route, transition, state, &config.notifications, now);
