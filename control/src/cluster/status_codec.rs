@@ -137,6 +137,8 @@ pub fn encode(
         pause_remaining_ms: state.pause_remaining_ms,
         held: Some(state.held),
         failures: Some(state.failures),
+        webhooks: (state.webhooks != crate::rollout::WebhookProgress::default())
+            .then(|| state.webhooks.clone()),
         abort_reason: state.abort_reason.map(|r| r.metric_label().to_owned()),
         message: Some(state.message.clone()),
         leader: Some(ctx.leader.to_owned()),
@@ -452,7 +454,7 @@ pub fn decode(
         abort_reason,
         last_judgement,
         evidence: Evidence::taken_over(),
-        webhooks: Default::default(),
+        webhooks: status.webhooks.clone().unwrap_or_default(),
     }))
 }
 

@@ -15,13 +15,14 @@
 //! (`webhook_rollback`). `promote` goes past a waiting gate (the operator
 //! decides); `pause` holds it, and `resume` waits again.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weir_config::{Route, Step, Strategy, WebhookKind};
 
 use super::{AbortReason, Outcome, Phase, RolloutState, TransitionKind};
 
 /// A gate that holds a step until its hooks answer 2xx.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Gate {
     /// Before the first step.
@@ -35,7 +36,7 @@ pub enum Gate {
 }
 
 /// The gate a rollout waits on, and the step it leads to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateWait {
     /// The gate.
@@ -48,7 +49,7 @@ pub struct GateWait {
 }
 
 /// The webhook side of a rollout's state (persisted with it).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookProgress {
     /// The gate the rollout waits on.
