@@ -8,6 +8,7 @@
 
 pub mod duration;
 pub mod handoff;
+pub mod hooks;
 pub mod location;
 pub mod model;
 pub mod schema;
@@ -17,6 +18,7 @@ pub mod validate;
 pub mod weight;
 
 pub use handoff::{Publisher, Reader, channel};
+pub use hooks::{Notification, Trigger, Webhook, WebhookKind, Webhooks};
 pub use location::{Location, LocationIndex};
 pub use model::{
     Admin, Analysis, Config, EndpointAddr, HeaderOverride, Kubernetes, KubernetesRole, Listener,

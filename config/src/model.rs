@@ -39,6 +39,8 @@ pub struct Config {
     /// Routes from the cluster (the `kubernetes` block, or `weir run
     /// --kubernetes`); `None` when weir does not watch a cluster.
     pub kubernetes: Option<Kubernetes>,
+    /// Receivers told of rollout transitions (SPEC 14).
+    pub notifications: Vec<crate::Notification>,
 }
 
 /// Default name of the Lease used for leader election.
@@ -210,6 +212,8 @@ pub struct Strategy {
     /// judgement. Without one, steps advance by time and commands alone and
     /// the default thresholds only abort a failing canary.
     pub gated_by_analysis: bool,
+    /// Flagger's webhooks and their threshold (SPEC 14).
+    pub webhooks: crate::Webhooks,
 }
 
 /// A rollout step.

@@ -3,6 +3,7 @@
 //! of [`crate::validate`] has checked and typed (keep the two in step). Values are checked and converted into
 //! the [`crate::model`] types by [`crate::validate`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -40,6 +41,9 @@ pub struct ConfigSpec {
     /// Routes from CanaryRoutes, Services and EndpointSlices (SPEC 10).
     #[serde(default)]
     pub kubernetes: Option<KubernetesSpec>,
+    /// Receivers told of rollout transitions (SPEC 14).
+    #[serde(default)]
+    pub notifications: Vec<NotificationSpec>,
 }
 
 /// The `kubernetes` block.
@@ -210,6 +214,59 @@ pub struct StrategySpec {
     /// Analysis for the whole rollout.
     #[serde(default)]
     pub analysis: Option<AnalysisSpec>,
+    /// Flagger's webhooks: gates and events.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSpec>,
+    /// Failed `pre-rollout` and `rollout` webhook checks tolerated; default 0.
+    #[serde(default)]
+    pub threshold: Option<u32>,
+}
+
+/// One webhook of `strategy.webhooks`, as in Flagger.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// Unique within the route.
+    pub name: String,
+    /// `confirm-rollout`, `pre-rollout`, `rollout`, `confirm-traffic-increase`,
+    /// `confirm-promotion`, `post-rollout`, `rollback` or `event`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `http://` or `https://` URL the JSON body is POSTed to.
+    pub url: String,
+    /// Time allowed for one attempt; default 10s.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+    /// Further attempts after a failed one; default 0.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Sent as `metadata` in the body.
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// One receiver of `notifications`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationSpec {
+    /// Unique; the `receiver` label of the notification metrics.
+    pub name: String,
+    /// `http://` or `https://` URL the JSON body is POSTed to.
+    pub url: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Argo Rollouts trigger names (`on-rollout-aborted`, ...).
+    pub triggers: Vec<String>,
+    /// Route names; absent or empty = every route.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    /// Time allowed for one attempt; default 10s.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+    /// Further attempts after a failed one, with exponential backoff; default 5.
+    #[serde(default)]
+    pub retry_max: Option<u32>,
 }
 
 /// One step. Exactly one key may be set; the Argo Rollouts kinds weir does not

@@ -92,6 +92,41 @@ pub struct RouteStatus {
     /// acted on yet, and what that means; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_command: Option<String>,
+    /// The route's webhooks (SPEC 14) and how each last answered; absent
+    /// for a route without webhooks.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
+    pub webhooks: Vec<WebhookStatus>,
+}
+
+/// One webhook of a route and its last call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WebhookStatus {
+    /// The hook's name.
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    /// Its type (`confirm-rollout`, `pre-rollout`, ...).
+    #[serde(rename = "type", deserialize_with = "nullable")]
+    pub kind: String,
+    /// The rollout waits for this hook to answer 2xx.
+    #[serde(deserialize_with = "nullable")]
+    pub waiting: bool,
+    /// `pass` (2xx), `fail` (another status) or `error` (no answer);
+    /// `None` before the first call.
+    pub last_result: Option<String>,
+    /// The last answer's status code, if it was answered.
+    pub status_code: Option<u16>,
+    /// Attempts of the last call (1 plus its retries).
+    #[serde(deserialize_with = "nullable")]
+    pub attempts: u32,
+    /// What the last call got (`HTTP 503: not yet`, `no answer within 1s`).
+    #[serde(deserialize_with = "nullable")]
+    pub message: String,
+    /// When the last call ended, in milliseconds since the UNIX epoch.
+    pub last_called_ms: Option<u64>,
+    /// Calls made since weir started.
+    #[serde(deserialize_with = "nullable")]
+    pub calls: u64,
 }
 
 /// One step of a rollout strategy, as the status shows it.

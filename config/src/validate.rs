@@ -24,6 +24,7 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 mod tree;
+mod webhooks;
 
 pub use canary_route::{ClusterRouteSpec, SpecProblem, validate_canary_route};
 

@@ -18,6 +18,9 @@
 //!   `[max(now − window, rollout_started_ms), now]` and their monotonic
 //!   totals.
 //! - **Commands.** [`RolloutState::command`]; a [`CommandRefused`] is a 409.
+//! - **Webhook answers.** [`RolloutState::on_gate_result`] with the answer
+//!   of the hooks of one type; [`RolloutState::waiting_gate`] says which
+//!   gate's hooks to call.
 //! - **After each call.** Keep the returned state. When the [`Outcome`] has a
 //!   transition, persist the state first, then publish a snapshot with
 //!   [`RolloutState::route_override`], log the transition, and count
@@ -30,7 +33,7 @@ pub mod stats;
 
 pub use analysis::{Evidence, FailKind, Judgement, Observation, RoleSummary, Verdict, judge};
 pub use machine::{
-    AbortReason, Command, CommandRefused, ConfigRefused, Outcome, Phase, RolloutState, Transition,
-    TransitionKind,
+    AbortReason, Command, CommandRefused, ConfigRefused, Gate, GateWait, Outcome, Phase,
+    RolloutState, Transition, TransitionKind, WebhookProgress,
 };
 pub use stats::{LatencyHistogram, Quantile, RoleTotals, RoleWindow};

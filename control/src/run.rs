@@ -153,6 +153,9 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             .context("metrics registry")?
             .with_listener_tls(listener_tls),
     );
+    let hooks = crate::webhooks::Hooks::new(&process.registry, &config.notifications)
+        .context("metrics registry")?;
+    process.control.lock().await.set_hooks(Arc::new(hooks));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // The admin API outlives the listeners, so /readyz can say 503 during the drain.

@@ -47,6 +47,7 @@ fn state(phase: Phase, step: Option<usize>, percent: u32) -> RolloutState {
         abort_reason: None,
         last_judgement: None,
         evidence: Evidence::new(),
+        webhooks: Default::default(),
     }
 }
 

@@ -50,6 +50,10 @@ pub struct Strategy {
     pub max_latency_p99: Option<String>,
     /// `analysis.failureLimit`.
     pub failure_limit: Option<u32>,
+    /// `webhooks`: (name, type, url, extra keys as flow-mapping entries).
+    pub webhooks: Vec<(String, String, String, String)>,
+    /// `threshold`.
+    pub threshold: Option<u32>,
 }
 
 /// One rollout step.
@@ -350,6 +354,26 @@ impl Strategy {
         self
     }
 
+    /// Adds a webhook: `name`, `type`, `url`, and more keys written as they
+    /// go in a flow mapping (`"timeout: 1s, retries: 2"`, or empty).
+    #[must_use]
+    pub fn webhook(mut self, name: &str, kind: &str, url: &str, extra: &str) -> Self {
+        self.webhooks.push((
+            name.to_owned(),
+            kind.to_owned(),
+            url.to_owned(),
+            extra.to_owned(),
+        ));
+        self
+    }
+
+    /// `threshold`: failed webhook checks tolerated.
+    #[must_use]
+    pub fn threshold(mut self, n: u32) -> Self {
+        self.threshold = Some(n);
+        self
+    }
+
     fn render(&self, y: &mut String) {
         let _ = writeln!(y, "    strategy:");
         let _ = writeln!(y, "      steps:");
@@ -393,6 +417,26 @@ impl Strategy {
             for line in analysis {
                 let _ = writeln!(y, "        {line}");
             }
+        }
+        if !self.webhooks.is_empty() {
+            let _ = writeln!(y, "      webhooks:");
+            for (name, kind, url, extra) in &self.webhooks {
+                let more = if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {extra}")
+                };
+                let _ = writeln!(
+                    y,
+                    "        - {{ name: {}, type: {}, url: {}{more} }}",
+                    quote(name),
+                    quote(kind),
+                    quote(url)
+                );
+            }
+        }
+        if let Some(n) = self.threshold {
+            let _ = writeln!(y, "      threshold: {n}");
         }
     }
 }

@@ -17,6 +17,7 @@ mod client;
 mod cluster;
 mod config;
 mod curl;
+mod hook_receiver;
 mod kube_api;
 mod load;
 mod metrics;
@@ -39,6 +40,7 @@ pub use cluster::{
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use curl::curl;
+pub use hook_receiver::{Answer, HookReceiver, Received as HookRequest};
 pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample};

@@ -223,12 +223,14 @@ impl<'a> Checker<'a> {
         };
         let from_cluster = !matches!(kubernetes, Some(None));
         let routes = self.routes(&spec.routes, from_cluster);
+        let notifications = self.notifications(&spec.notifications, &spec.routes);
         Some(Config {
             listeners: listeners?,
             admin: admin?,
             state_dir: state_dir?,
             routes: routes?,
             kubernetes: kubernetes?,
+            notifications: notifications?,
         })
     }
 
@@ -344,7 +346,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
             file: self.file.to_owned(),
             location: self.index.find(path),
@@ -367,7 +369,7 @@ impl<'a> Checker<'a> {
 
     /// `value` unless it was already reported at `path`; every check of a
     /// value goes through here, so a failed `${VAR}` is reported only once.
-    fn text<'s>(&self, path: &str, value: &'s str) -> Option<&'s str> {
+    pub(super) fn text<'s>(&self, path: &str, value: &'s str) -> Option<&'s str> {
         (!self.is_reported(path)).then_some(value)
     }
 
@@ -422,7 +424,7 @@ impl<'a> Checker<'a> {
     }
 
     /// An optional positive duration with a default.
-    fn duration_or(
+    pub(super) fn duration_or(
         &mut self,
         path: &str,
         spec: Option<&DurationSpec>,
@@ -1088,6 +1090,7 @@ impl<'a> Checker<'a> {
             }
         }
         let analysis = self.analysis(&format!("{at}.analysis"), spec.analysis.as_ref());
+        let webhooks = self.webhooks(at, spec);
         if !ok {
             return None;
         }
@@ -1095,6 +1098,7 @@ impl<'a> Checker<'a> {
             steps: steps?,
             analysis: analysis?,
             gated_by_analysis: spec.analysis.is_some(),
+            webhooks: webhooks?,
         })
     }
 

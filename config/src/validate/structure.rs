@@ -34,6 +34,8 @@ enum Kind {
     Port,
     /// A list of one kind.
     List(&'static Kind),
+    /// A mapping of any keys to values of one kind.
+    Map(&'static Kind),
     /// A mapping with these keys.
     Shape(&'static [Field]),
 }
@@ -149,10 +151,33 @@ static ANALYSIS: [Field; 7] = [
     optional("failureLimit", Kind::Whole(u32::MAX as u64)),
 ];
 
-static STRATEGY: [Field; 2] = [
+static WEBHOOK: [Field; 6] = [
+    required("name", Kind::Text),
+    required("type", Kind::Text),
+    required("url", Kind::Text),
+    optional("timeout", Kind::Duration),
+    optional("retries", Kind::Whole(u32::MAX as u64)),
+    optional("metadata", Kind::Map(&TEXTS)),
+];
+static WEBHOOK_KIND: Kind = Kind::Shape(&WEBHOOK);
+
+static STRATEGY: [Field; 4] = [
     required("steps", Kind::List(&STEP_KIND)),
     optional("analysis", Kind::Shape(&ANALYSIS)),
+    optional("webhooks", Kind::List(&WEBHOOK_KIND)),
+    optional("threshold", Kind::Whole(u32::MAX as u64)),
 ];
+
+static NOTIFICATION: [Field; 7] = [
+    required("name", Kind::Text),
+    required("url", Kind::Text),
+    optional("headers", Kind::Map(&TEXTS)),
+    required("triggers", Kind::List(&TEXTS)),
+    optional("routes", Kind::List(&TEXTS)),
+    optional("timeout", Kind::Duration),
+    optional("retryMax", Kind::Whole(u32::MAX as u64)),
+];
+static NOTIFICATION_KIND: Kind = Kind::Shape(&NOTIFICATION);
 
 static ROUTE: [Field; 10] = [
     required("name", Kind::Text),
@@ -175,13 +200,14 @@ static KUBERNETES: [Field; 4] = [
     optional("role", Kind::Text),
 ];
 
-static CONFIG: [Field; 5] = [
+static CONFIG: [Field; 6] = [
     required("listeners", Kind::List(&LISTENER_KIND)),
     optional("admin", Kind::Shape(&ADMIN)),
     optional("stateDir", Kind::Text),
     // CanaryRoutes bring the routes of a config with a `kubernetes` block.
     required_unless("routes", Kind::List(&ROUTE_KIND), "kubernetes"),
     optional("kubernetes", Kind::Shape(&KUBERNETES)),
+    optional("notifications", Kind::List(&NOTIFICATION_KIND)),
 ];
 
 /// `stable` of a CanaryRoute: a Service, endpoints, or both.
@@ -394,6 +420,7 @@ impl Walk<'_> {
             Kind::Any => Some(Typed::Bool(true)),
             Kind::Shape(fields) => self.shape(node, fields, path),
             Kind::List(item) => self.list(node, item, path),
+            Kind::Map(item) => self.map(node, item, path),
             Kind::Text
             | Kind::Number
             | Kind::Whole(_)
@@ -495,6 +522,45 @@ impl Walk<'_> {
             }
         }
         out.map(Typed::Sequence)
+    }
+
+    fn map(&mut self, node: &Node, item: &Kind, path: &str) -> Option<Typed> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, "a mapping", path, None);
+            return None;
+        };
+        let mut out = Some(Mapping::new());
+        let mut seen: Vec<&str> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let key_path = child_key(path, &entry.key);
+            if !entry.key_is_scalar {
+                self.error(
+                    &child_key(path, "?"),
+                    Some(entry.key_at),
+                    "a key must be a plain name, not a list or mapping",
+                );
+                out = None;
+                continue;
+            }
+            if seen.contains(&entry.key.as_str()) {
+                self.error(
+                    &key_path,
+                    Some(entry.key_at),
+                    format!("duplicate key `{}`; write each key once", entry.key),
+                );
+                out = None;
+                continue;
+            }
+            seen.push(&entry.key);
+            let value = self.node(&entry.value, item, &key_path);
+            match (&mut out, value) {
+                (Some(map), Some(value)) => {
+                    map.insert(Typed::String(entry.key.clone()), value);
+                }
+                _ => out = None,
+            }
+        }
+        out.map(Typed::Mapping)
     }
 
     fn scalar(&mut self, node: &Node, scalar: &Scalar, kind: &Kind, path: &str) -> Option<Typed> {
@@ -616,7 +682,9 @@ fn placeholder(kind: &Kind, text: &str) -> Typed {
         Kind::Number => Typed::Number(Number::from(0u64)),
         Kind::Whole(_) | Kind::Duration | Kind::Port => Typed::Number(Number::from(1u64)),
         Kind::Bool | Kind::Any => Typed::Bool(true),
-        Kind::Text | Kind::List(_) | Kind::Shape(_) => Typed::String(text.to_owned()),
+        Kind::Text | Kind::List(_) | Kind::Map(_) | Kind::Shape(_) => {
+            Typed::String(text.to_owned())
+        }
     }
 }
 
@@ -657,7 +725,7 @@ fn describe_kind(kind: &Kind) -> &'static str {
         Kind::Any => "a value",
         Kind::Port => "a port number or a port name",
         Kind::List(_) => "a list",
-        Kind::Shape(_) => "a mapping",
+        Kind::Map(_) | Kind::Shape(_) => "a mapping",
     }
 }
 
@@ -675,6 +743,11 @@ mod tests {
             }
             Kind::Bool => Typed::Bool(true),
             Kind::List(item) => Typed::Sequence(vec![sample(item)]),
+            Kind::Map(item) => Typed::Mapping(
+                [(Typed::String("k".to_owned()), sample(item))]
+                    .into_iter()
+                    .collect(),
+            ),
             Kind::Shape(fields) => Typed::Mapping(
                 fields
                     .iter()
@@ -734,7 +807,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 17, "every mapping of the file is checked");
+        assert_eq!(checked, 19, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

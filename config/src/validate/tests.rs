@@ -216,9 +216,11 @@ fn spec_example_parses_into_the_model() {
                     failure_limit: 0,
                 },
                 gated_by_analysis: true,
+                webhooks: crate::Webhooks::default(),
             }),
         }],
         kubernetes: None,
+        notifications: Vec::new(),
     };
     assert_eq!(doc.config, want);
     assert_eq!(doc.file, "weir.yaml");
@@ -1510,6 +1512,7 @@ routes:
 
 mod kubernetes;
 mod structure;
+mod webhooks;
 
 #[test]
 fn upgrades_default_to_websocket_and_refuse_h2c_bad_names_and_repeats() {

@@ -267,7 +267,28 @@ pub fn route_text(route: &RouteStatus, now_ms: u64) -> String {
         analysis_table(&mut out, 4, analysis);
         field(&mut out, 2, TEXT_LABEL, "verdict", &verdict_text(analysis));
     }
+    for hook in &route.webhooks {
+        field(&mut out, 2, TEXT_LABEL, "webhook", &webhook_text(hook));
+    }
     out
+}
+
+/// One webhook and its last call: `load-test (pre-rollout, waited on):
+/// fail after 3 attempts: HTTP 503: not ready`.
+pub fn webhook_text(hook: &weir_config::status::WebhookStatus) -> String {
+    let waiting = if hook.waiting { ", waited on" } else { "" };
+    let last = match &hook.last_result {
+        None => "not called yet".to_owned(),
+        Some(result) => {
+            let attempts = if hook.attempts > 1 {
+                format!(" after {} attempts", hook.attempts)
+            } else {
+                String::new()
+            };
+            format!("{result}{attempts}: {}", hook.message)
+        }
+    };
+    format!("{} ({}{waiting}): {last}", hook.name, hook.kind)
 }
 
 // === weir status --watch ===
@@ -404,6 +425,12 @@ pub fn watch_route(route: &RouteStatus, now_ms: u64) -> String {
             "Verdict:",
             &verdict_text(analysis),
         );
+    }
+    if !route.webhooks.is_empty() {
+        out.push_str("\nWebhooks:\n");
+        for hook in &route.webhooks {
+            let _ = writeln!(out, "  {}", webhook_text(hook));
+        }
     }
     out
 }

@@ -508,3 +508,33 @@ fn tokens_and_names() {
     assert_eq!(encode_segment("api-v2.x_y"), "api-v2.x_y");
     assert_eq!(RouteCommand::Promote { full: true }.name(), "promote");
 }
+
+#[test]
+fn webhooks_show_their_last_call_in_the_status_and_the_watch() {
+    let mut route = fixture();
+    route.webhooks = serde_json::from_value(serde_json::json!([
+        {"name": "approve", "type": "confirm-promotion", "waiting": true,
+         "lastResult": "fail", "statusCode": 403, "attempts": 3,
+         "message": "HTTP 403: not yet", "lastCalledMs": NOW, "calls": 7},
+        {"name": "smoke", "type": "pre-rollout"}
+    ]))
+    .expect("webhook statuses parse");
+    let text = render::route_text(&route, NOW);
+    assert!(
+        text.contains("webhook    approve (confirm-promotion, waited on): fail after 3 attempts:")
+            && text.contains("403: not yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smoke (pre-rollout): not called yet"),
+        "{text}"
+    );
+    assert_fits(&text);
+    let watch = render::watch_route(&route, NOW);
+    assert!(
+        watch.contains("Webhooks:\n  approve (confirm-promotion"),
+        "{watch}"
+    );
+    // A status without webhooks shows none.
+    assert!(!render::route_text(&fixture(), NOW).contains("webhook"));
+}

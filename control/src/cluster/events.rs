@@ -67,6 +67,8 @@ impl EventReason {
             TransitionKind::Aborted(_) => Some(EventReason::Aborted),
             TransitionKind::Held | TransitionKind::StepsChanged => Some(EventReason::Paused),
             TransitionKind::FailureCounted
+            | TransitionKind::WebhookFailureCounted
+            | TransitionKind::GatePassed
             | TransitionKind::Released
             | TransitionKind::CaughtUp
             | TransitionKind::Ended => None,
@@ -263,6 +265,7 @@ mod tests {
             abort_reason: None,
             last_judgement: None,
             evidence: Evidence::new(),
+            webhooks: Default::default(),
         }
     }
 

@@ -120,6 +120,9 @@ pub struct CanaryRouteStatus {
     /// Failed judgements since the rollout started or was retried.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u32>,
+    /// The webhook gate the rollout waits on and the failed webhook checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<crate::rollout::WebhookProgress>,
     /// Why the rollout aborted, while Aborted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,

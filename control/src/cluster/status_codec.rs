@@ -137,6 +137,8 @@ pub fn encode(
         pause_remaining_ms: state.pause_remaining_ms,
         held: Some(state.held),
         failures: Some(state.failures),
+        webhooks: (state.webhooks != crate::rollout::WebhookProgress::default())
+            .then(|| state.webhooks.clone()),
         abort_reason: state.abort_reason.map(|r| r.metric_label().to_owned()),
         message: Some(state.message.clone()),
         leader: Some(ctx.leader.to_owned()),
@@ -324,6 +326,8 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
         AbortReason::AnalysisCompare => "AnalysisCompare",
         AbortReason::AnalysisLatency => "AnalysisLatency",
         AbortReason::Manual => "AbortCommand",
+        AbortReason::Webhook => "WebhookFailed",
+        AbortReason::WebhookRollback => "WebhookRollback",
     }
 }
 
@@ -450,6 +454,7 @@ pub fn decode(
         abort_reason,
         last_judgement,
         evidence: Evidence::taken_over(),
+        webhooks: status.webhooks.clone().unwrap_or_default(),
     }))
 }
 

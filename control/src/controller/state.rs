@@ -17,7 +17,8 @@ use crate::load::{Loaded, Resolved};
 use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
 use crate::rollout::{
-    AbortReason, Command, CommandRefused, ConfigRefused, Outcome, RolloutState, TransitionKind,
+    AbortReason, Command, CommandRefused, ConfigRefused, Outcome, RolloutState, Transition,
+    TransitionKind,
 };
 
 pub mod adoption;
@@ -50,6 +51,12 @@ pub struct ControlState {
     pub(super) cluster_coverage_ok: bool,
     /// The file's config with the CanaryRoutes appended: every route served.
     effective: Config,
+    /// Webhook calls and notifications; `None` until the process sets them
+    /// (nothing is called or sent before).
+    hooks: Option<Arc<crate::webhooks::Hooks>>,
+    /// Transitions made before the hooks were set (at startup), announced
+    /// when they are.
+    unannounced: Vec<(Transition, RolloutState)>,
 }
 
 // === impl ControlState ===
@@ -126,6 +133,7 @@ impl ControlState {
         let config = loaded.config();
         let mut rollouts = BTreeMap::new();
         let mut problems = Vec::new();
+        let mut unannounced = Vec::new();
         for route in &config.routes {
             if route.strategy.is_none() {
                 continue;
@@ -167,6 +175,7 @@ impl ControlState {
             }
             if let Some(t) = &outcome.transition {
                 tracing::info!(kind = ?t.kind, "{}", t.message);
+                unannounced.push((t.clone(), outcome.state.clone()));
             }
             rollouts.insert(route.name.to_string(), outcome.state);
         }
@@ -186,6 +195,8 @@ impl ControlState {
             cluster_leading: false,
             cluster_coverage_ok: true,
             effective,
+            hooks: None,
+            unannounced,
         })
     }
 
@@ -218,6 +229,42 @@ impl ControlState {
         adoption.write(self.store()).await?;
         self.keep_adoption(adoption);
         Ok(())
+    }
+
+    /// Calls webhooks and sends notifications through `hooks` from now on.
+    /// The transitions made at startup are announced now.
+    pub fn set_hooks(&mut self, hooks: Arc<crate::webhooks::Hooks>) {
+        self.hooks = Some(hooks);
+        let now = crate::process::now_ms();
+        for (transition, state) in std::mem::take(&mut self.unannounced) {
+            self.announce(&state.route, &transition, &state, now);
+        }
+    }
+
+    /// The webhook side, once set.
+    pub fn hooks(&self) -> Option<&Arc<crate::webhooks::Hooks>> {
+        self.hooks.as_ref()
+    }
+
+    /// Announces a kept transition of `route` to its `event` and
+    /// `post-rollout` hooks and to the notification receivers (spawned;
+    /// never waits); a CanaryRoute's only on the leader.
+    pub(super) fn announce(
+        &self,
+        route: &str,
+        transition: &Transition,
+        state: &RolloutState,
+        now: u64,
+    ) {
+        let Some(hooks) = &self.hooks else { return };
+        // A CanaryRoute is announced by its leader alone.
+        if is_cluster_route(route) && !self.cluster_leading {
+            return;
+        }
+        let config = self.config();
+        if let Some(route) = config.routes.iter().find(|r| &*r.name == route) {
+            hooks.announce(route, transition, state, &config.notifications, now);
+        }
     }
 
     /// Rebuilds the routes served: the file's, then the CanaryRoutes.
@@ -311,6 +358,7 @@ impl ControlState {
             if let Some(reason) = transition.abort_reason() {
                 *self.aborts.entry((route.to_owned(), reason)).or_default() += 1;
             }
+            self.announce(route, transition, &outcome.state, crate::process::now_ms());
         }
         let changed = outcome.state.route_override() != old_override;
         self.rollouts.insert(route.to_owned(), outcome.state);
@@ -458,6 +506,93 @@ impl ControlState {
             judged.push((name.to_owned(), outcome));
         }
         judged
+    }
+}
+
+// === webhook gates ===
+
+impl ControlState {
+    /// The webhook answers that came in, as outcomes of the routes they
+    /// are about (an answer about another rollout than the current one is
+    /// dropped); no I/O. Write them ([`write_judged`]), then keep them
+    /// ([`Self::apply_judged`]).
+    pub fn answer_gates(&self, now: u64) -> Vec<(String, Outcome)> {
+        let Some(hooks) = &self.hooks else {
+            return Vec::new();
+        };
+        let mut states: BTreeMap<String, RolloutState> = BTreeMap::new();
+        let mut changed: Vec<String> = Vec::new();
+        let mut transitions: Vec<(String, Outcome)> = Vec::new();
+        for answer in hooks.take_answers() {
+            let Some(route) = self
+                .config()
+                .routes
+                .iter()
+                .find(|r| *r.name == answer.route)
+            else {
+                continue;
+            };
+            let Some(state) = states
+                .get(&answer.route)
+                .or_else(|| self.rollouts.get(&answer.route))
+            else {
+                continue;
+            };
+            if !crate::webhooks::answer_applies(&answer, state) {
+                continue;
+            }
+            let outcome =
+                state.on_gate_result(route, answer.kind, answer.passed, &answer.detail, now);
+            if outcome.state == *state && outcome.transition.is_none() {
+                continue;
+            }
+            if !changed.contains(&answer.route) {
+                changed.push(answer.route.clone());
+            }
+            states.insert(answer.route.clone(), outcome.state.clone());
+            if outcome.transition.is_some() {
+                transitions.push((answer.route.clone(), outcome));
+            }
+        }
+        // One outcome per route: several transitions of one route are kept
+        // in order; a route whose answers only changed its message keeps
+        // the last state.
+        let mut out = transitions;
+        for name in changed {
+            if !out.iter().any(|(n, _)| *n == name) {
+                if let Some(state) = states.remove(&name) {
+                    out.push((
+                        name,
+                        Outcome {
+                            state,
+                            transition: None,
+                        },
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts the webhook calls that are due (spawned; never waits). Only
+    /// the leader calls the hooks of CanaryRoutes.
+    pub fn schedule_hooks(&self, now: u64) {
+        let Some(hooks) = &self.hooks else { return };
+        for route in &self.config().routes {
+            if route
+                .strategy
+                .as_ref()
+                .is_none_or(|s| s.webhooks.hooks.is_empty())
+            {
+                continue;
+            }
+            if is_cluster_route(&route.name) && !self.cluster_leading {
+                continue;
+            }
+            if let Some(state) = self.rollouts.get(&*route.name) {
+                hooks.schedule(route, state, now);
+            }
+        }
     }
 }
 

@@ -66,6 +66,10 @@ impl ControlState {
             failures: state.map_or(0, |s| u64::from(s.failures)),
         };
         let stable_revision = Some(route.stable.revision.to_string());
+        let webhooks = match (self.hooks(), &route.strategy) {
+            (Some(hooks), Some(strategy)) => hooks.statuses(name, strategy, state),
+            _ => Vec::new(),
+        };
         match state {
             Some(s) => RouteStatus {
                 name: name.to_owned(),
@@ -87,6 +91,7 @@ impl ControlState {
                 leader: None,
                 coverage: None,
                 pending_command: None,
+                webhooks,
             },
             None => RouteStatus {
                 name: name.to_owned(),
@@ -114,6 +119,7 @@ impl ControlState {
                 leader: None,
                 coverage: None,
                 pending_command: None,
+                webhooks: Vec::new(),
             },
         }
     }

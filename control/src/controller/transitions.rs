@@ -6,6 +6,8 @@
 //! request) do not wait for a disk. A state is still written before it takes
 //! effect.
 
+use std::sync::Arc;
+
 use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
@@ -108,13 +110,21 @@ pub async fn promote_paused(process: &Process) -> PromotedAll {
 pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) -> Option<u64> {
     let _writing = process.transitions.lock().await;
     let now = process.now_ms();
-    let (judged, store) = {
-        let mut control = process.control.lock().await;
-        (control.judge(sample, now), control.store())
+    // Webhook answers first, kept on their own: the judgement below then
+    // starts from the states they made.
+    let (answered, store) = {
+        let control = process.control.lock().await;
+        (control.answer_gates(now), control.store())
     };
+    let mut republish = false;
+    if !answered.is_empty() {
+        let written = write_judged(Arc::clone(&store), &answered).await;
+        republish |= process.control.lock().await.apply_judged(answered, written);
+    }
+    let judged = process.control.lock().await.judge(sample, now);
     let written = write_judged(store, &judged).await;
     let mut control = process.control.lock().await;
-    control
-        .apply_judged(judged, written)
-        .then(|| process.publisher.publish(control.snapshot()))
+    republish |= control.apply_judged(judged, written);
+    control.schedule_hooks(now);
+    republish.then(|| process.publisher.publish(control.snapshot()))
 }

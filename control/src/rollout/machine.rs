@@ -58,6 +58,14 @@
 //! current weight. Routes without a strategy are fixed splits, not managed
 //! here.
 //!
+//! # Webhook gates
+//!
+//! Flagger's gates (`confirm-rollout`, `pre-rollout`,
+//! `confirm-traffic-increase`, `confirm-promotion`) hold the entry of a
+//! step until their hooks answer 2xx, and `rollout` and `rollback` hooks can
+//! abort; the answers come in through [`RolloutState::on_gate_result`]. See
+//! the `gates` module.
+//!
 //! # Analysis failures
 //!
 //! Each failed judgement counts (`failures`, since the rollout or retry
@@ -74,6 +82,10 @@ use weir_config::{Route, RouteOverride, Step, Strategy, Weight};
 pub use weir_config::status::Phase;
 
 use super::analysis::{self, Evidence, FailKind, Judgement, Observation, Verdict};
+
+mod gates;
+
+pub use gates::{Gate, GateWait, WebhookProgress};
 
 /// An operator command, from the CLI or the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +117,10 @@ pub enum AbortReason {
     AnalysisLatency,
     /// The `abort` command.
     Manual,
+    /// `pre-rollout` or `rollout` webhook checks failed beyond `threshold`.
+    Webhook,
+    /// A `rollback` webhook answered 2xx.
+    WebhookRollback,
 }
 
 /// The persisted rollout state of one route (JSON, camelCase keys).
@@ -156,6 +172,9 @@ pub struct RolloutState {
     /// The comparison test's running evidence.
     #[serde(default)]
     pub evidence: Evidence,
+    /// The webhook gate waited on and the failed webhook checks.
+    #[serde(default)]
+    pub webhooks: WebhookProgress,
 }
 
 /// A new state and what changed.
@@ -217,6 +236,11 @@ pub enum TransitionKind {
     Ended,
     /// The current step no longer exists in the config: held.
     StepsChanged,
+    /// A webhook gate answered 2xx: the next gate is waited on, or the
+    /// step it held is entered.
+    GatePassed,
+    /// A failed `pre-rollout` or `rollout` webhook check within `threshold`.
+    WebhookFailureCounted,
 }
 
 /// A command that does not apply to the rollout's phase (HTTP 409).
@@ -278,11 +302,13 @@ impl fmt::Display for Command {
 
 impl AbortReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AbortReason; 4] = [
+    pub const ALL: [AbortReason; 6] = [
         AbortReason::AnalysisErrorRate,
         AbortReason::AnalysisCompare,
         AbortReason::AnalysisLatency,
         AbortReason::Manual,
+        AbortReason::Webhook,
+        AbortReason::WebhookRollback,
     ];
 
     /// The `reason` label value.
@@ -292,6 +318,8 @@ impl AbortReason {
             AbortReason::AnalysisCompare => "analysis_compare",
             AbortReason::AnalysisLatency => "analysis_latency",
             AbortReason::Manual => "manual",
+            AbortReason::Webhook => "webhook",
+            AbortReason::WebhookRollback => "webhook_rollback",
         }
     }
 }
@@ -625,6 +653,7 @@ impl RolloutState {
             !strategy.gated_by_analysis || verdict.is_pass() || s.canary_weight.is_zero();
         let done = judged_ok
             && !s.held
+            && s.webhooks.wait.is_none()
             && match s.step_index.and_then(|i| strategy.steps.get(i)) {
                 Some(Step::SetWeight(_)) => true,
                 Some(Step::Pause(Some(_))) => s.pause_deadline_ms.is_none_or(|d| now_ms >= d),
@@ -636,8 +665,10 @@ impl RolloutState {
         }
         let before = s.position(strategy);
         let next = s.step_index.map_or(0, |i| i + 1);
-        s.enter(strategy, next, now_ms);
-        let (kind, message) = if s.phase == Phase::Promoted {
+        s.enter_gated(strategy, next, now_ms);
+        let (kind, message) = if let Some(note) = s.gate_note(strategy) {
+            (TransitionKind::Advanced, format!("{before} done; {note}"))
+        } else if s.phase == Phase::Promoted {
             (
                 TransitionKind::Completed,
                 format!(
@@ -684,6 +715,7 @@ impl RolloutState {
             abort_reason: None,
             last_judgement: None,
             evidence: Evidence::new(),
+            webhooks: WebhookProgress::default(),
         }
     }
 
@@ -709,12 +741,14 @@ impl RolloutState {
         self.evidence = Evidence::new();
         self.abort_reason = None;
         self.last_judgement = None;
-        self.enter(strategy, 0, now_ms);
+        self.webhooks = WebhookProgress::default();
+        self.enter_gated(strategy, 0, now_ms);
     }
 
     /// Enters step `index`, or completes the rollout past the last step.
     fn enter(&mut self, strategy: &Strategy, index: usize, now_ms: u64) {
         self.held = false;
+        self.webhooks.wait = None;
         self.pause_remaining_ms = None;
         self.pause_deadline_ms = None;
         let Some(step) = strategy.steps.get(index) else {
@@ -741,11 +775,18 @@ impl RolloutState {
         self.step_index = Some(strategy.steps.len());
         self.promoted_revision = self.canary_revision.clone();
         self.held = false;
+        self.webhooks.wait = None;
         self.pause_deadline_ms = None;
         self.pause_remaining_ms = None;
     }
 
     fn release(&mut self, strategy: &Strategy, now_ms: u64) {
+        if self.webhooks.wait.is_some() {
+            // Waits on its gate again.
+            self.held = false;
+            self.phase = Phase::Paused;
+            return;
+        }
         match self.step_index.and_then(|i| strategy.steps.get(i)) {
             None => self.enter(strategy, 0, now_ms),
             Some(step) => {
@@ -777,6 +818,7 @@ impl RolloutState {
         self.phase = Phase::Aborted;
         self.canary_weight = Weight::ZERO;
         self.held = false;
+        self.webhooks.wait = None;
         self.pause_deadline_ms = None;
         self.pause_remaining_ms = None;
         self.abort_reason = Some(reason);
@@ -802,6 +844,7 @@ impl RolloutState {
         s.canary_weight = Weight::ZERO;
         s.canary_revision = None;
         s.held = false;
+        s.webhooks.wait = None;
         s.pause_deadline_ms = None;
         s.pause_remaining_ms = None;
         s.abort_reason = None;
@@ -844,8 +887,10 @@ impl RolloutState {
     /// The same rollout continues; hold it if its current step is gone.
     fn check_steps(mut self, before: &RolloutState, strategy: &Strategy, now_ms: u64) -> Outcome {
         let count = strategy.steps.len();
-        match self.step_index {
-            Some(index) if self.is_active() && index >= count => {
+        let gate_gone = self.webhooks.wait.as_ref().is_some_and(|w| w.step >= count);
+        match self.step_index.or(gate_gone.then_some(count)) {
+            Some(index) if self.is_active() && (index >= count || gate_gone) => {
+                self.webhooks.wait = None;
                 self.step_index = None;
                 self.phase = Phase::Paused;
                 self.held = true;
@@ -914,6 +959,12 @@ impl RolloutState {
                 );
             }
             Phase::Progressing | Phase::Paused => {
+                if !self.held {
+                    if let Some(note) = self.gate_note(strategy) {
+                        self.message = format!("{note}; {}", self.analysis_note(strategy));
+                        return;
+                    }
+                }
                 let Some(index) = self.step_index else { return };
                 let position = self.position(strategy);
                 if self.held {

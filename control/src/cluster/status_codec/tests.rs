@@ -64,6 +64,7 @@ impl State {
                 reason: "canary error rate 0.1% within 5%".to_owned(),
             })),
             evidence: Evidence::new(),
+            webhooks: Default::default(),
         })
     }
 
@@ -187,6 +188,29 @@ fn a_failed_judgement_keeps_its_rule() {
             .expect("a state");
         assert_eq!(decoded, state.0, "{kind:?}");
     }
+}
+
+#[test]
+fn a_webhook_gate_wait_survives_a_failover() {
+    let mut state = State::progressing();
+    state.0.phase = Phase::Paused;
+    state.0.webhooks = crate::rollout::WebhookProgress {
+        wait: Some(crate::rollout::GateWait {
+            gate: crate::rollout::Gate::ConfirmTrafficIncrease,
+            step: 1,
+            detail: Some("approve: HTTP 403".to_owned()),
+        }),
+        failures: 1,
+    };
+    let status = status_of(&state);
+    let json = serde_json::to_value(&status).expect("the status serializes");
+    assert_eq!(json["webhooks"]["wait"]["gate"], "confirm-traffic-increase");
+    let read: CanaryRouteStatus = serde_json::from_value(json).expect("and reads back");
+    let decoded = decode(ROUTE, &read, 5).expect("decodes").expect("a state");
+    assert_eq!(decoded, state.0);
+    // Without webhooks the status has no `webhooks`.
+    let plain = serde_json::to_value(status_of(&State::progressing())).expect("serializes");
+    assert!(plain.get("webhooks").is_none(), "{plain:#}");
 }
 
 #[test]

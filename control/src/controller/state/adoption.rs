@@ -149,10 +149,12 @@ impl ControlState {
             }
         }
         let mut rollouts = BTreeMap::new();
+        let mut announced = Vec::new();
         for outcome in outcomes {
             if let Some(t) = &outcome.transition {
                 let _route = route_span(&outcome.state.route).entered();
                 tracing::info!(kind = ?t.kind, weight = %t.canary_weight, "{}", t.message);
+                announced.push((t.clone(), outcome.state.clone()));
             }
             rollouts.insert(outcome.state.route.clone(), outcome.state);
         }
@@ -176,6 +178,13 @@ impl ControlState {
         self.loaded = loaded;
         self.resolved = resolved;
         self.rebuild_effective();
+        if let Some(hooks) = self.hooks() {
+            hooks.notifier.sync(&self.config().notifications);
+        }
+        let now = crate::process::now_ms();
+        for (transition, state) in announced {
+            self.announce(&state.route, &transition, &state, now);
+        }
     }
 }
 

@@ -57,6 +57,7 @@ impl Fixture {
                 steps: spec_steps(),
                 analysis: Analysis::default(),
                 gated_by_analysis: true,
+                webhooks: weir_config::Webhooks::default(),
             }),
         })
     }
@@ -848,7 +849,9 @@ fn abort_reasons_have_bounded_labels() {
             "analysis_error_rate",
             "analysis_compare",
             "analysis_latency",
-            "manual"
+            "manual",
+            "webhook",
+            "webhook_rollback"
         ]
     );
     assert_eq!(
@@ -1146,3 +1149,5 @@ fn state_roundtrips_through_json() {
     bad["canaryWeight"] = serde_json::json!(101.0);
     assert!(serde_json::from_value::<RolloutState>(bad).is_err());
 }
+
+mod gates;

@@ -1,0 +1,327 @@
+//! Notifications (SPEC 14): each receiver of `notifications` has a bounded
+//! queue ([`QUEUE_CAPACITY`]) and one task that delivers it in order. A
+//! notification is POSTed until a 2xx answer, with `timeout` per attempt
+//! and up to `retryMax` retries with exponential backoff
+//! ([`notification_backoff`]); then it counts as sent or failed. When the
+//! queue is full the oldest notification is dropped and counted, so a slow
+//! or dead receiver costs at most one full queue of memory and never
+//! delays a rollout: enqueuing takes a short lock and never waits.
+//!
+//! Metrics, per receiver: `weir_notifications_sent_total`,
+//! `weir_notifications_failed_total`, `weir_notifications_dropped_total`
+//! and the gauge `weir_notifications_queued`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use tokio::sync::Notify;
+use weir_config::{Notification, Trigger};
+
+use crate::rollout::{AbortReason, Phase, Transition, TransitionKind};
+use crate::webhooks::HookClient;
+
+/// The most notifications queued per receiver; beyond it the oldest is
+/// dropped.
+pub const QUEUE_CAPACITY: usize = 10_000;
+
+/// The backoff before the n-th retry of a notification (0-based): 500 ms,
+/// doubling, at most 30 s.
+pub fn notification_backoff(retry: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << retry.min(6)).min(30_000))
+}
+
+/// The triggers a transition fires (Argo Rollouts' names):
+///
+/// | transition | triggers |
+/// | --- | --- |
+/// | started, retried | `on-rollout-updated`, `on-analysis-run-running` |
+/// | a step completed (by time, analysis, a gate or `promote`) | `on-rollout-step-completed` |
+/// | promoted (last step, `promote --full`) | `on-rollout-completed` |
+/// | aborted | `on-rollout-aborted`; by analysis also `on-analysis-run-failed` |
+/// | a failed judgement within `failureLimit` | `on-analysis-run-failed` |
+/// | a failed webhook check within `threshold` | `on-analysis-run-error` |
+/// | into Paused (a pause step, `pause`, a gate that waits, steps changed) | `on-rollout-paused` |
+///
+/// Resume, the end of a rollout by the config, and a passed gate that
+/// enters a step without completing one fire nothing else.
+pub fn triggers_of(transition: &Transition) -> Vec<Trigger> {
+    let mut triggers = Vec::new();
+    match transition.kind {
+        TransitionKind::Started | TransitionKind::Retried => {
+            triggers.extend([Trigger::RolloutUpdated, Trigger::AnalysisRunRunning]);
+        }
+        TransitionKind::Advanced | TransitionKind::Promoted => {
+            triggers.push(Trigger::RolloutStepCompleted);
+        }
+        TransitionKind::Aborted(reason) => {
+            triggers.push(Trigger::RolloutAborted);
+            if matches!(
+                reason,
+                AbortReason::AnalysisErrorRate
+                    | AbortReason::AnalysisCompare
+                    | AbortReason::AnalysisLatency
+            ) {
+                triggers.push(Trigger::AnalysisRunFailed);
+            }
+        }
+        TransitionKind::FailureCounted => triggers.push(Trigger::AnalysisRunFailed),
+        TransitionKind::WebhookFailureCounted => triggers.push(Trigger::AnalysisRunError),
+        TransitionKind::Completed
+        | TransitionKind::PromotedFull
+        | TransitionKind::GatePassed
+        | TransitionKind::Held
+        | TransitionKind::Released
+        | TransitionKind::CaughtUp
+        | TransitionKind::Ended
+        | TransitionKind::StepsChanged => {}
+    }
+    if transition.to == Phase::Promoted && transition.from != Phase::Promoted {
+        triggers.push(Trigger::RolloutCompleted);
+    }
+    let paused = transition.to == Phase::Paused
+        && (transition.from != Phase::Paused || transition.from_step != transition.to_step);
+    if paused && !matches!(transition.kind, TransitionKind::Released) {
+        triggers.push(Trigger::RolloutPaused);
+    }
+    triggers
+}
+
+/// The receivers and their queues.
+#[derive(Debug)]
+pub struct Notifier {
+    client: HookClient,
+    receivers: Mutex<HashMap<String, Arc<Receiver>>>,
+    sent: IntCounterVec,
+    failed: IntCounterVec,
+    dropped: IntCounterVec,
+    queued: IntGaugeVec,
+}
+
+/// One receiver: its config, queue and counters.
+#[derive(Debug)]
+struct Receiver {
+    config: Mutex<Notification>,
+    queue: Mutex<VecDeque<Bytes>>,
+    wake: Notify,
+    removed: AtomicBool,
+    sent: IntCounter,
+    failed: IntCounter,
+    dropped: IntCounter,
+    queued: IntGauge,
+}
+
+// === impl Notifier ===
+
+impl Notifier {
+    /// No receivers yet; the metric families registered in `registry`.
+    ///
+    /// # Errors
+    /// When a family is already registered.
+    pub fn new(registry: &Registry, client: HookClient) -> prometheus::Result<Notifier> {
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
+            let family = IntCounterVec::new(Opts::new(name, help), &["receiver"])?;
+            registry.register(Box::new(family.clone()))?;
+            Ok(family)
+        };
+        let sent = counter(
+            "weir_notifications_sent_total",
+            "Notifications a receiver answered with 2xx.",
+        )?;
+        let failed = counter(
+            "weir_notifications_failed_total",
+            "Notifications given up after retryMax retries.",
+        )?;
+        let dropped = counter(
+            "weir_notifications_dropped_total",
+            "Notifications dropped because the receiver's queue was full.",
+        )?;
+        let queued = IntGaugeVec::new(
+            Opts::new(
+                "weir_notifications_queued",
+                "Notifications waiting in a receiver's queue.",
+            ),
+            &["receiver"],
+        )?;
+        registry.register(Box::new(queued.clone()))?;
+        Ok(Notifier {
+            client,
+            receivers: Mutex::new(HashMap::new()),
+            sent,
+            failed,
+            dropped,
+            queued,
+        })
+    }
+
+    /// Follows the config's receivers: new ones get a queue and a task,
+    /// changed ones their new settings (for the next attempt), removed ones
+    /// deliver what they hold and stop. Outside a tokio runtime the tasks
+    /// start at the first notification.
+    pub fn sync(&self, notifications: &[Notification]) {
+        let mut receivers = self
+            .receivers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        receivers.retain(|name, receiver| {
+            let kept = notifications.iter().any(|n| *n.name == **name);
+            if !kept {
+                receiver.removed.store(true, Ordering::Relaxed);
+                receiver.wake.notify_one();
+            }
+            kept
+        });
+        for notification in notifications {
+            match receivers.get(&*notification.name) {
+                Some(receiver) => {
+                    *receiver
+                        .config
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = notification.clone();
+                }
+                None => {
+                    let receiver = self.receiver(notification);
+                    receivers.insert(notification.name.to_string(), receiver);
+                }
+            }
+        }
+    }
+
+    fn receiver(&self, notification: &Notification) -> Arc<Receiver> {
+        let name = &*notification.name;
+        let receiver = Arc::new(Receiver {
+            config: Mutex::new(notification.clone()),
+            queue: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            removed: AtomicBool::new(false),
+            sent: self.sent.with_label_values(&[name]),
+            failed: self.failed.with_label_values(&[name]),
+            dropped: self.dropped.with_label_values(&[name]),
+            queued: self.queued.with_label_values(&[name]),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(deliver(Arc::clone(&receiver), self.client.clone()));
+        }
+        receiver
+    }
+
+    /// Queues `body` for every receiver of `notifications` that wants
+    /// `trigger` on `route`. Never waits.
+    pub fn enqueue(
+        &self,
+        notifications: &[Notification],
+        trigger: Trigger,
+        route: &str,
+        body: &Bytes,
+    ) {
+        for notification in notifications.iter().filter(|n| n.wants(trigger, route)) {
+            let receiver = {
+                let receivers = self
+                    .receivers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                receivers.get(&*notification.name).cloned()
+            };
+            let receiver = match receiver {
+                Some(receiver) => receiver,
+                None => {
+                    self.sync(notifications);
+                    let receivers = self
+                        .receivers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    match receivers.get(&*notification.name) {
+                        Some(receiver) => Arc::clone(receiver),
+                        None => continue,
+                    }
+                }
+            };
+            receiver.push(body.clone());
+        }
+    }
+
+    /// Notifications queued for `receiver`, if it exists.
+    pub fn queued(&self, receiver: &str) -> Option<usize> {
+        let receivers = self
+            .receivers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let receiver = receivers.get(receiver)?;
+        let queue = receiver
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(queue.len())
+    }
+}
+
+// === impl Receiver ===
+
+impl Receiver {
+    fn push(&self, body: Bytes) {
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.len() >= QUEUE_CAPACITY {
+                queue.pop_front();
+                self.dropped.inc();
+            }
+            queue.push_back(body);
+            self.queued
+                .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
+        }
+        self.wake.notify_one();
+    }
+
+    fn pop(&self) -> Option<Bytes> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = queue.pop_front();
+        self.queued
+            .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
+        next
+    }
+}
+
+/// Delivers `receiver`'s queue in order until it is removed and empty.
+async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
+    loop {
+        let Some(body) = receiver.pop() else {
+            if receiver.removed.load(Ordering::Relaxed) {
+                return;
+            }
+            receiver.wake.notified().await;
+            continue;
+        };
+        let config = receiver
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let outcome = client
+            .post(
+                &config.url,
+                &config.headers,
+                body,
+                config.timeout,
+                config.retry_max,
+                notification_backoff,
+            )
+            .await;
+        if outcome.passed {
+            receiver.sent.inc();
+        } else {
+            receiver.failed.inc();
+            tracing::warn!(
+                receiver = %config.name,
+                attempts = outcome.attempts,
+                "notification given up: {}",
+                outcome.detail
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

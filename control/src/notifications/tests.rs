@@ -1,0 +1,223 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_config::Weight;
+
+use super::*;
+use crate::rollout::AbortReason;
+
+fn transition(
+    kind: TransitionKind,
+    from: Phase,
+    to: Phase,
+    steps: (Option<usize>, Option<usize>),
+) -> Transition {
+    Transition {
+        kind,
+        from,
+        to,
+        from_step: steps.0,
+        to_step: steps.1,
+        canary_weight: Weight::ZERO,
+        message: String::new(),
+    }
+}
+
+#[test]
+fn each_transition_fires_its_triggers() {
+    use Phase::*;
+    use Trigger::*;
+    let at = |a: usize, b: usize| (Some(a), Some(b));
+    let cases: Vec<(Transition, Vec<Trigger>)> = vec![
+        (
+            transition(
+                TransitionKind::Started,
+                Healthy,
+                Progressing,
+                (None, Some(0)),
+            ),
+            vec![RolloutUpdated, AnalysisRunRunning],
+        ),
+        (
+            transition(TransitionKind::Retried, Aborted, Progressing, at(1, 0)),
+            vec![RolloutUpdated, AnalysisRunRunning],
+        ),
+        (
+            transition(TransitionKind::Advanced, Progressing, Progressing, at(0, 1)),
+            vec![RolloutStepCompleted],
+        ),
+        (
+            transition(TransitionKind::Advanced, Progressing, Paused, at(0, 1)),
+            vec![RolloutStepCompleted, RolloutPaused],
+        ),
+        (
+            transition(TransitionKind::Completed, Progressing, Promoted, at(2, 3)),
+            vec![RolloutCompleted],
+        ),
+        (
+            transition(TransitionKind::PromotedFull, Paused, Promoted, at(1, 3)),
+            vec![RolloutCompleted],
+        ),
+        (
+            transition(TransitionKind::Promoted, Paused, Promoted, at(2, 3)),
+            vec![RolloutStepCompleted, RolloutCompleted],
+        ),
+        (
+            transition(
+                TransitionKind::Aborted(AbortReason::AnalysisErrorRate),
+                Progressing,
+                Aborted,
+                at(0, 0),
+            ),
+            vec![RolloutAborted, AnalysisRunFailed],
+        ),
+        (
+            transition(
+                TransitionKind::Aborted(AbortReason::Manual),
+                Paused,
+                Aborted,
+                at(1, 1),
+            ),
+            vec![RolloutAborted],
+        ),
+        (
+            transition(
+                TransitionKind::Aborted(AbortReason::Webhook),
+                Paused,
+                Aborted,
+                (None, None),
+            ),
+            vec![RolloutAborted],
+        ),
+        (
+            transition(
+                TransitionKind::FailureCounted,
+                Progressing,
+                Progressing,
+                at(0, 0),
+            ),
+            vec![AnalysisRunFailed],
+        ),
+        (
+            transition(
+                TransitionKind::WebhookFailureCounted,
+                Paused,
+                Paused,
+                (None, None),
+            ),
+            vec![AnalysisRunError],
+        ),
+        (
+            transition(TransitionKind::Held, Progressing, Paused, at(0, 0)),
+            vec![RolloutPaused],
+        ),
+        (
+            transition(TransitionKind::Released, Paused, Paused, at(1, 1)),
+            vec![],
+        ),
+        (
+            transition(
+                TransitionKind::GatePassed,
+                Paused,
+                Progressing,
+                (None, Some(0)),
+            ),
+            vec![],
+        ),
+        (
+            transition(TransitionKind::CaughtUp, Promoted, Healthy, (Some(3), None)),
+            vec![],
+        ),
+        (
+            transition(TransitionKind::Ended, Progressing, Healthy, (Some(0), None)),
+            vec![],
+        ),
+    ];
+    for (t, want) in cases {
+        assert_eq!(
+            triggers_of(&t),
+            want,
+            "{:?} {:?}→{:?}",
+            t.kind,
+            t.from,
+            t.to
+        );
+    }
+}
+
+fn receiver(name: &str) -> Notification {
+    Notification {
+        name: Arc::from(name),
+        url: Arc::from("http://127.0.0.1:9/"),
+        headers: Vec::new(),
+        triggers: vec![Trigger::RolloutAborted],
+        routes: vec!["checkout".to_owned()],
+        timeout: Duration::from_secs(1),
+        retry_max: 0,
+    }
+}
+
+fn counter(registry: &Registry, name: &str, receiver: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .filter(|m| m.get_label().iter().any(|l| l.value() == receiver))
+        .map(|m| {
+            if m.get_counter().get_value() != 0.0 {
+                m.get_counter().get_value()
+            } else {
+                m.get_gauge().get_value()
+            }
+        })
+        .sum()
+}
+
+/// Outside a runtime no task delivers: the queue only fills.
+#[test]
+fn a_full_queue_drops_the_oldest_and_counts_it() {
+    let registry = Registry::new();
+    let notifier = Notifier::new(&registry, HookClient::new()).expect("registry");
+    let receivers = [receiver("slack"), receiver("other")];
+    notifier.sync(&receivers);
+    for n in 0..QUEUE_CAPACITY + 5 {
+        let body = Bytes::from(n.to_string());
+        notifier.enqueue(&receivers, Trigger::RolloutAborted, "checkout", &body);
+    }
+    // Not wanted: another trigger, another route.
+    notifier.enqueue(
+        &receivers,
+        Trigger::RolloutCompleted,
+        "checkout",
+        &Bytes::new(),
+    );
+    notifier.enqueue(&receivers, Trigger::RolloutAborted, "cart", &Bytes::new());
+    assert_eq!(notifier.queued("slack"), Some(QUEUE_CAPACITY));
+    assert_eq!(
+        counter(&registry, "weir_notifications_dropped_total", "slack"),
+        5.0
+    );
+    assert_eq!(
+        counter(&registry, "weir_notifications_queued", "slack"),
+        QUEUE_CAPACITY as f64
+    );
+    let receivers = notifier.receivers.lock().expect("lock");
+    let queue = receivers["slack"].queue.lock().expect("lock");
+    assert_eq!(queue.front().map(|b| b.to_vec()), Some(b"5".to_vec()));
+}
+
+#[test]
+fn backoffs_grow_and_are_capped() {
+    let delays: Vec<u64> = (0..9)
+        .map(|n| u64::try_from(notification_backoff(n).as_millis()).expect("small"))
+        .collect();
+    assert_eq!(
+        delays,
+        [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+    );
+    let hook: Vec<u64> = (0..6)
+        .map(|n| u64::try_from(crate::webhooks::webhook_backoff(n).as_millis()).expect("small"))
+        .collect();
+    assert_eq!(hook, [200, 400, 800, 1600, 2000, 2000]);
+}
