@@ -6,6 +6,7 @@
 //! need the outside world (TLS files, DNS) are made by the caller and reported
 //! through the same [`Diagnostics`].
 
+pub mod condition;
 pub mod duration;
 pub mod handoff;
 pub mod location;
