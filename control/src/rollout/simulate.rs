@@ -194,6 +194,7 @@ fn route(analysis: Analysis) -> Route {
             ],
             analysis,
             gated_by_analysis: true,
+            background: None,
         }),
     }
 }

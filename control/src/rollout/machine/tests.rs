@@ -57,6 +57,7 @@ impl Fixture {
                 steps: spec_steps(),
                 analysis: Analysis::default(),
                 gated_by_analysis: true,
+                background: None,
             }),
         })
     }
