@@ -20,8 +20,9 @@ pub mod weight;
 pub use handoff::{Publisher, Reader, channel};
 pub use location::{Location, LocationIndex};
 pub use model::{
-    Admin, Analysis, Config, EndpointAddr, HeaderOverride, Kubernetes, KubernetesRole, Listener,
-    PortRef, Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    Admin, Analysis, AnalysisRef, Config, EndpointAddr, HeaderOverride, JsonPath, Kubernetes,
+    KubernetesRole, Listener, Metric, PortRef, PrometheusQuery, Provider, Route, ServiceRef, Step,
+    Stickiness, Strategy, Timeouts, TlsFiles, Upstream, WebRequest,
 };
 pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,

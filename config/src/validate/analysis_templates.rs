@@ -411,13 +411,15 @@ fn headers(list: &[HeaderSpec], values: &HashMap<String, String>) -> Vec<(String
 
 fn http_url(text: &str) -> Result<String, String> {
     let trimmed = text.trim();
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"));
-    match rest {
+    if trimmed.starts_with("https://") {
+        return Err(format!(
+            "`{trimmed}`: weir's analysis providers speak plain http:// only for now; put a local proxy in front of an https:// endpoint"
+        ));
+    }
+    match trimmed.strip_prefix("http://") {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_owned()),
         _ => Err(format!(
-            "`{trimmed}` is not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
+            "`{trimmed}` is not an http:// URL with a host, e.g. `http://127.0.0.1:9090`"
         )),
     }
 }

@@ -323,6 +323,7 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
         AbortReason::AnalysisErrorRate => "AnalysisErrorRate",
         AbortReason::AnalysisCompare => "AnalysisCompare",
         AbortReason::AnalysisLatency => "AnalysisLatency",
+        AbortReason::AnalysisRun => "AnalysisRun",
         AbortReason::Manual => "AbortCommand",
     }
 }
@@ -415,7 +416,7 @@ pub fn decode(
                     refused(
                         "abortReason",
                         format!(
-                            "{label:?} is not an abort reason (analysis_error_rate, \
+                            "{label:?} is not an abort reason (analysis_error_rate, analysis_run, \
                              analysis_compare, analysis_latency, manual)"
                         ),
                     )

@@ -195,7 +195,7 @@ fn template_problems_are_located() {
             "analysisTemplates[0].metrics[0].provider.prometheus.address",
             14,
             13,
-            "not an http:// or https:// URL",
+            "not an http:// URL",
         ),
     ];
     assert_cases(&cases);

@@ -849,6 +849,7 @@ fn abort_reasons_have_bounded_labels() {
             "analysis_error_rate",
             "analysis_compare",
             "analysis_latency",
+            "analysis_run",
             "manual"
         ]
     );
@@ -1147,3 +1148,5 @@ fn state_roundtrips_through_json() {
     bad["canaryWeight"] = serde_json::json!(101.0);
     assert!(serde_json::from_value::<RolloutState>(bad).is_err());
 }
+
+mod analysis_runs;
