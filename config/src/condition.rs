@@ -239,6 +239,11 @@ impl Value {
         match self {
             Value::Nil => serde_json::Value::Null,
             Value::Bool(b) => serde_json::Value::Bool(*b),
+            // Whole numbers as integers, as the JSON they came from wrote them.
+            #[allow(clippy::cast_possible_truncation)]
+            Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+                serde_json::Value::Number(serde_json::Number::from(*n as i64))
+            }
             Value::Number(n) => serde_json::Number::from_f64(*n).map_or_else(
                 || serde_json::Value::String(number_text(*n)),
                 serde_json::Value::Number,

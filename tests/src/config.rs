@@ -50,6 +50,8 @@ pub struct Strategy {
     pub max_latency_p99: Option<String>,
     /// `analysis.failureLimit`.
     pub failure_limit: Option<u32>,
+    /// Lines of the `analysis` block written as is (e.g. `templates: [...]`).
+    pub analysis_lines: Vec<String>,
 }
 
 /// One rollout step.
@@ -59,6 +61,8 @@ pub enum Step {
     SetWeight(f64),
     /// `pause: {}` (`None`) or `pause: {duration: D}`.
     Pause(Option<String>),
+    /// A step written as is, e.g. `analysis: { templates: [...] }`.
+    Raw(String),
 }
 
 /// One route; defaults: any host, prefix `/`, stable revision `v1`, no
@@ -364,6 +368,9 @@ impl Strategy {
                 Step::Pause(Some(d)) => {
                     let _ = writeln!(y, "        - pause: {{ duration: {} }}", quote(d));
                 }
+                Step::Raw(text) => {
+                    let _ = writeln!(y, "        - {text}");
+                }
             }
         }
         let mut analysis = Vec::new();
@@ -388,6 +395,7 @@ impl Strategy {
         if let Some(v) = self.failure_limit {
             analysis.push(format!("failureLimit: {v}"));
         }
+        analysis.extend(self.analysis_lines.iter().cloned());
         if !analysis.is_empty() {
             let _ = writeln!(y, "      analysis:");
             for line in analysis {
