@@ -45,6 +45,9 @@ pub struct RunView {
     pub state: RunState,
 }
 
+/// A metric due for a measurement: its index in the run, and the metric.
+type DueMetric = (usize, Arc<weir_config::Metric>);
+
 #[derive(Default)]
 struct Table {
     routes: BTreeMap<String, RouteRuns>,
@@ -201,11 +204,7 @@ impl AnalysisRuns {
 
     /// What is due next in run `key` of `route`, with the metrics to
     /// measure; `None` when the run has ended or is gone.
-    fn next_due(
-        &self,
-        route: &str,
-        key: &RunKey,
-    ) -> Option<(u64, Vec<(usize, Arc<weir_config::Metric>)>)> {
+    fn next_due(&self, route: &str, key: &RunKey) -> Option<(u64, Vec<DueMetric>)> {
         let table = self.lock();
         let current = table
             .routes
