@@ -88,3 +88,94 @@ fn encodings() {
         "sum%28x%7Ba%3D%22b+c%22%7D%29"
     );
 }
+
+fn prometheus_at(addr: std::net::SocketAddr, timeout: Duration) -> Provider {
+    Provider::Prometheus(PrometheusQuery {
+        address: format!("http://{addr}"),
+        query: "up".to_owned(),
+        timeout,
+        headers: vec![("x-scope".to_owned(), "weir".to_owned())],
+        basic_auth: Some(("user".to_owned(), "pass".to_owned())),
+    })
+}
+
+/// A server on a real socket that reads one request and sends `answer`
+/// (or nothing, when `None`); returns the request it read.
+async fn one_answer(
+    answer: Option<String>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let addr = listener.local_addr().expect("an address");
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("a connection");
+        let mut read = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Head and the short form body arrive together or soon after.
+        while !String::from_utf8_lossy(&read).contains("query=") {
+            let n = stream.read(&mut buffer).await.expect("reading");
+            if n == 0 {
+                break;
+            }
+            read.extend_from_slice(&buffer[..n]);
+        }
+        match answer {
+            Some(answer) => {
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+            // Never answers: held open until the client gives up.
+            None => {
+                let _ = stream.read(&mut buffer).await;
+            }
+        }
+        String::from_utf8_lossy(&read).into_owned()
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn prometheus_over_a_socket_error_answers_timeouts_and_refusals() {
+    let client = client();
+    let body = r#"{"status":"error","errorType":"execution","error":"query timed out in expression evaluation"}"#;
+    let answer = format!(
+        "HTTP/1.1 422 Unprocessable Entity\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (addr, request) = one_answer(Some(answer)).await;
+    let measured = measure(&client, &prometheus_at(addr, Duration::from_secs(30))).await;
+    assert_eq!(
+        measured.value,
+        Err("Prometheus answered 422 Unprocessable Entity: execution: query timed out in expression evaluation".to_owned())
+    );
+    assert_eq!(measured.resolved, "up");
+    let request = request.await.expect("the server ran").to_ascii_lowercase();
+    assert!(request.starts_with("post /api/v1/query "), "{request}");
+    assert!(
+        request.contains("authorization: basic dxnlcjpwyxnz"),
+        "{request}"
+    );
+    assert!(request.contains("x-scope: weir"), "{request}");
+    assert!(request.ends_with("query=up"), "{request}");
+
+    // A server that never answers: an errored measurement at the timeout.
+    let (addr, _held) = one_answer(None).await;
+    let measured = measure(&client, &prometheus_at(addr, Duration::from_secs(1))).await;
+    assert_eq!(
+        measured.value,
+        Err("no answer within 1 s (the provider's timeout)".to_owned())
+    );
+
+    // Nothing listening.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+        listener.local_addr().expect("an address")
+    };
+    let measured = measure(&client, &prometheus_at(closed, Duration::from_secs(30))).await;
+    let error = measured.value.expect_err("refused");
+    assert!(
+        error.starts_with(&format!("cannot reach http://{closed}/api/v1/query")),
+        "{error}"
+    );
+}
