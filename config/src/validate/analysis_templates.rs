@@ -457,6 +457,14 @@ fn build_metric(
                 "`count` is 0; it must be at least 1 (leave it out with `interval` to measure until the run ends)".to_owned(),
             ));
         }
+        Some(n) if n > 1 && interval.is_none() => {
+            return Err(fail(
+                "count",
+                format!(
+                    "`count` {n} needs an `interval` between the measurements, e.g. `interval: 30s`"
+                ),
+            ));
+        }
         Some(n) => {
             Some(u32::try_from(n).map_err(|_| fail("count", format!("`count` {n} is too large")))?)
         }

@@ -133,8 +133,9 @@ impl AnalysisRuns {
     }
 
     /// Ends the runs of `route` other than `keep` (terminating those still
-    /// measuring) and keeps them among the finished runs.
-    pub fn keep_only(&self, route: &str, keep: &[RunKey], now_ms: u64, why: &str) {
+    /// measuring, the rollout being in `phase`) and keeps them among the
+    /// finished runs.
+    pub fn keep_only(&self, route: &str, keep: &[RunKey], now_ms: u64, phase: &str) {
         let mut table = self.lock();
         let Some(runs) = table.routes.get_mut(route) else {
             return;
@@ -150,7 +151,11 @@ impl AnalysisRuns {
             if let Some(task) = run.task.take() {
                 task.abort();
             }
-            run.view.state.terminate(now_ms, why);
+            let why = match run.view.key.kind {
+                super::RunKind::Step(_) => format!("the rollout left the step (it is {phase})"),
+                super::RunKind::Background => format!("the rollout is {phase}"),
+            };
+            run.view.state.terminate(now_ms, &why);
             runs.finished.push_back(run.view);
             if runs.finished.len() > KEPT_FINISHED_RUNS {
                 runs.finished.pop_front();

@@ -503,12 +503,8 @@ impl ControlState {
                 .into_iter()
                 .map(|(key, _)| key)
                 .collect();
-            self.analysis_runs.keep_only(
-                name,
-                &still,
-                now,
-                &format!("the rollout is {}", state.phase),
-            );
+            self.analysis_runs
+                .keep_only(name, &still, now, state.phase.as_str());
             match (position, transition) {
                 (Some(i), Some(t)) => {
                     judged[i].1 = Outcome {

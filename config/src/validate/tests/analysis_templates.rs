@@ -183,6 +183,13 @@ fn template_problems_are_located() {
             "`interval` is 0",
         ),
         (
+            file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG).replace("interval: 5s", "count: 3"),
+            "analysisTemplates[0].metrics[0].count",
+            9,
+            9,
+            "`count` 3 needs an `interval`",
+        ),
+        (
             file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG).replace("interval: 5s", "interval: soon"),
             "analysisTemplates[0].metrics[0].interval",
             9,
