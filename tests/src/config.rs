@@ -354,6 +354,14 @@ impl Strategy {
         self
     }
 
+    /// A line of the `analysis` block written as is, e.g.
+    /// `templates: [{templateName: errors}]`.
+    #[must_use]
+    pub fn background(mut self, line: &str) -> Self {
+        self.analysis_lines.push(line.to_owned());
+        self
+    }
+
     fn render(&self, y: &mut String) {
         let _ = writeln!(y, "    strategy:");
         let _ = writeln!(y, "      steps:");

@@ -38,6 +38,17 @@ fn templates(prometheus: &str) -> String {
           prometheus:
             address: {prometheus}
             query: '{ERROR_RATIO}'
+  - name: errors-in-background
+    args: [{{name: route}}]
+    metrics:
+      - name: error-ratio
+        interval: 1s
+        consecutiveErrorLimit: 120
+        successCondition: len(result) == 0 || result[0] <= 0.05
+        provider:
+          prometheus:
+            address: {prometheus}
+            query: '{ERROR_RATIO}'
   - name: broken
     metrics:
       - name: syntax
@@ -81,6 +92,18 @@ async fn prometheus_templates_pass_abort_and_report_query_errors() {
     let config = WeirConfig::new([
         route("good", stable.addr, canary.addr, &uses("errors", "good")),
         route("bad", stable.addr, failing.addr, &uses("errors", "bad")),
+        // A background run for the whole rollout, at a step that waits.
+        Route::rollout(
+            "background",
+            &[stable.addr],
+            &[failing.addr],
+            Strategy::new([Step::SetWeight(50.0), Step::Pause(None)])
+                .max_error_rate(1.0)
+                .compare_to_stable(false)
+                .background("templates: [{templateName: errors-in-background}]")
+                .background("args: [{name: route, value: background}]"),
+        )
+        .path_prefix("/background"),
         // No traffic and no `analysis` block: the steps go by commands.
         Route::rollout(
             "broken",
@@ -101,6 +124,7 @@ async fn prometheus_templates_pass_abort_and_report_query_errors() {
     let loads = [
         Load::start(weir.addrs.http, "/good", 40, 2),
         Load::start(weir.addrs.http, "/bad", 40, 2),
+        Load::start(weir.addrs.http, "/background", 40, 2),
     ];
 
     // Promote into the analysis step once Prometheus has the canaries'
@@ -139,6 +163,19 @@ async fn prometheus_templates_pass_abort_and_report_query_errors() {
         .wait_status("broken", LIMIT, "Aborted", |s| phase(s) != "Progressing")
         .await;
     assert_eq!(phase(&broken), "Aborted", "{broken:#}");
+
+    let background = weir
+        .wait_status("background", LIMIT, "Aborted", |s| phase(s) == "Aborted")
+        .await;
+    assert!(
+        background["message"].as_str().is_some_and(
+            |m| m.contains("aborted (analysis_run): the background analysis run is Failed")
+        ),
+        "{background:#}"
+    );
+    let runs = analysis_runs(&weir, "background").await;
+    assert_eq!(runs[0]["kind"], "background", "{runs:#}");
+    assert_eq!(runs[0]["phase"], "Failed", "{runs:#}");
 
     // The runs, their metrics and measurements in the admin API.
     let runs = analysis_runs(&weir, "good").await;
