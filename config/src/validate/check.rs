@@ -1226,6 +1226,13 @@ impl<'a> Checker<'a> {
         templates: &[crate::schema::TemplateRefSpec],
         args: &[crate::schema::ArgValueSpec],
     ) -> Option<model::AnalysisRef> {
+        if self.cluster {
+            self.error(
+                at,
+                "analysis templates are defined in weir.yaml only for now: a CanaryRoute cannot use them yet; remove the templates, or route this service from weir.yaml",
+            );
+            return None;
+        }
         let mut problems = Vec::new();
         let resolved =
             analysis_templates::resolve(&self.templates, at, templates, args, &mut |p, m| {
