@@ -6,6 +6,7 @@
 //! need the outside world (TLS files, DNS) are made by the caller and reported
 //! through the same [`Diagnostics`].
 
+pub mod condition;
 pub mod duration;
 pub mod handoff;
 pub mod hooks;
@@ -21,8 +22,9 @@ pub use handoff::{Publisher, Reader, channel};
 pub use hooks::{Notification, Trigger, Webhook, WebhookKind, Webhooks};
 pub use location::{Location, LocationIndex};
 pub use model::{
-    Admin, Analysis, Config, EndpointAddr, HeaderOverride, Kubernetes, KubernetesRole, Listener,
-    PortRef, Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    Admin, Analysis, AnalysisRef, Config, EndpointAddr, HeaderOverride, JsonPath, Kubernetes,
+    KubernetesRole, Listener, Metric, PortRef, PrometheusQuery, Provider, Route, ServiceRef, Step,
+    Stickiness, Strategy, Timeouts, TlsFiles, Upstream, WebRequest,
 };
 pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,

@@ -10,6 +10,12 @@ use std::time::Duration;
 
 use crate::Weight;
 
+pub mod analysis_templates;
+
+pub use analysis_templates::{
+    AnalysisRef, JsonPath, JsonStep, Metric, PrometheusQuery, Provider, WebRequest,
+};
+
 /// Default admin address when the file has no `admin` section.
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9900";
 /// Default state directory, relative to the config file.
@@ -214,15 +220,20 @@ pub struct Strategy {
     pub gated_by_analysis: bool,
     /// Flagger's webhooks and their threshold (SPEC 14).
     pub webhooks: crate::Webhooks,
+    /// Templates run in the background for the whole rollout
+    /// (`strategy.analysis.templates`).
+    pub background: Option<Arc<AnalysisRef>>,
 }
 
 /// A rollout step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Move the canary weight.
     SetWeight(Weight),
     /// Wait for the duration, or for `promote` when `None`.
     Pause(Option<Duration>),
+    /// Wait for a run of analysis templates.
+    Analysis(Arc<AnalysisRef>),
 }
 
 /// Analysis thresholds.

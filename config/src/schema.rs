@@ -44,6 +44,190 @@ pub struct ConfigSpec {
     /// Receivers told of rollout transitions (SPEC 14).
     #[serde(default)]
     pub notifications: Vec<NotificationSpec>,
+    /// Argo-style analysis templates, used by `analysis` steps and
+    /// background analysis (SPEC 13).
+    #[serde(default)]
+    pub analysis_templates: Vec<AnalysisTemplateSpec>,
+}
+
+/// One analysis template: named metrics measured by a provider and judged
+/// by conditions (Argo Rollouts' `AnalysisTemplate` spec).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisTemplateSpec {
+    /// Unique name, used by `templateName`.
+    pub name: String,
+    /// Arguments, `{{args.NAME}}` in the metrics' strings.
+    #[serde(default)]
+    pub args: Vec<TemplateArgSpec>,
+    /// The metrics, at least one.
+    pub metrics: Vec<MetricSpec>,
+}
+
+/// An argument of a template: without `value`, every use must give one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateArgSpec {
+    /// The name in `{{args.NAME}}`.
+    pub name: String,
+    /// The default value.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// One metric of a template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricSpec {
+    /// Unique within the run.
+    pub name: String,
+    /// Time between measurements; absent: one measurement (unless `count`).
+    #[serde(default)]
+    pub interval: Option<DurationSpec>,
+    /// Wait before the first measurement; default 0.
+    #[serde(default)]
+    pub initial_delay: Option<DurationSpec>,
+    /// Measurements to take; absent with `interval`: until the run ends.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// True means the measurement succeeded.
+    #[serde(default)]
+    pub success_condition: Option<String>,
+    /// True means the measurement failed.
+    #[serde(default)]
+    pub failure_condition: Option<String>,
+    /// Failed measurements tolerated; default 0, -1 never fails.
+    #[serde(default)]
+    pub failure_limit: Option<i64>,
+    /// Inconclusive measurements tolerated; default 0.
+    #[serde(default)]
+    pub inconclusive_limit: Option<u64>,
+    /// Consecutive errored measurements tolerated; default 4.
+    #[serde(default)]
+    pub consecutive_error_limit: Option<u64>,
+    /// Measured and shown, never failing the run.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    /// Where the value comes from.
+    pub provider: MetricProviderSpec,
+}
+
+/// The provider of a metric: exactly one key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricProviderSpec {
+    /// A Prometheus instant query.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusProviderSpec>,
+    /// An HTTP request whose JSON answer is judged.
+    #[serde(default)]
+    pub web: Option<WebProviderSpec>,
+}
+
+/// A Prometheus instant query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusProviderSpec {
+    /// `http://host:port` of the Prometheus server.
+    pub address: String,
+    /// The PromQL query.
+    pub query: String,
+    /// Seconds allowed for the answer; default 30.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: Vec<HeaderSpec>,
+    /// Credentials.
+    #[serde(default)]
+    pub authentication: Option<PrometheusAuthSpec>,
+}
+
+/// Credentials for Prometheus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusAuthSpec {
+    /// HTTP basic authentication.
+    #[serde(default)]
+    pub basic: Option<BasicAuthSpec>,
+}
+
+/// HTTP basic authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuthSpec {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A request header, as Argo writes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderSpec {
+    /// Header name.
+    pub key: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// An HTTP request whose answer is judged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebProviderSpec {
+    /// `http://...` URL.
+    pub url: String,
+    /// `GET` (default), `POST` or `PUT`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: Vec<HeaderSpec>,
+    /// Request body as text.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Request body as JSON (sent with `Content-Type: application/json`).
+    #[serde(default)]
+    pub json_body: Option<serde_json::Value>,
+    /// The part of the JSON answer handed to the conditions, e.g. `{$.data}`.
+    #[serde(default)]
+    pub json_path: Option<String>,
+    /// Seconds allowed for the answer; default 10.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Templates to run together with argument values (Argo's `RolloutAnalysis`):
+/// a canary `analysis` step, `strategy.analysis`, or a blue-green pre/post
+/// promotion analysis.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisRefSpec {
+    /// The templates, by name.
+    #[serde(default)]
+    pub templates: Vec<TemplateRefSpec>,
+    /// Values of the templates' arguments.
+    #[serde(default)]
+    pub args: Vec<ArgValueSpec>,
+}
+
+/// One template of an [`AnalysisRefSpec`].
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRefSpec {
+    /// The template's `name`.
+    pub template_name: String,
+}
+
+/// An argument value given to templates.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArgValueSpec {
+    /// The argument's name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// The `kubernetes` block.
@@ -280,10 +464,10 @@ pub struct StepSpec {
     /// `pause: {}` or `pause: {duration: D}`.
     #[serde(default)]
     pub pause: Option<PauseSpec>,
-    /// Argo `analysis` step (refused).
+    /// `analysis: {templates: [...], args: [...]}`: wait for a run of
+    /// the templates.
     #[serde(default)]
-    #[schemars(schema_with = "any_object")]
-    pub analysis: Option<serde_json::Value>,
+    pub analysis: Option<AnalysisRefSpec>,
     /// Argo `experiment` step (refused).
     #[serde(default)]
     #[schemars(schema_with = "any_object")]
@@ -340,6 +524,29 @@ pub struct AnalysisSpec {
     /// Failed judgements tolerated before abort; default 0.
     #[serde(default)]
     pub failure_limit: Option<u32>,
+    /// Templates run in the background for the whole rollout.
+    #[serde(default)]
+    pub templates: Vec<TemplateRefSpec>,
+    /// Values of the background templates' arguments.
+    #[serde(default)]
+    pub args: Vec<ArgValueSpec>,
+}
+
+// === impl AnalysisSpec ===
+
+impl AnalysisSpec {
+    /// True when a key of the built-in judge is written (not only
+    /// background templates).
+    pub fn has_builtin_keys(&self) -> bool {
+        self.interval.is_some()
+            || self.window.is_some()
+            || self.min_requests.is_some()
+            || self.max_error_rate.is_some()
+            || self.compare_to_stable.is_some()
+            || self.max_latency_p99.is_some()
+            || self.failure_limit.is_some()
+            || (self.templates.is_empty() && self.args.is_empty())
+    }
 }
 
 /// A Kubernetes Service and one of its ports.

@@ -16,6 +16,7 @@ use crate::location::RootKind;
 use crate::schema::ConfigSpec;
 use crate::{Config, Location, LocationIndex};
 
+mod analysis_templates;
 mod canary_route;
 mod check;
 mod env;

@@ -59,6 +59,8 @@ enum Endpoint<'a> {
     Metrics,
     Routes,
     Route(Cow<'a, str>),
+    /// `GET /api/v1/routes/{name}/analysisruns`.
+    AnalysisRuns(Cow<'a, str>),
     Counters,
     Command(Cow<'a, str>, Verb),
     PromoteAll,
@@ -100,6 +102,12 @@ impl<'a> Endpoint<'a> {
             ["api", "v1", "routes"] if get => Endpoint::Routes,
             ["api", "v1", "routes", name] if get => Endpoint::Route(route_name(name)?),
             ["api", "v1", "counters"] if get => Endpoint::Counters,
+            ["api", "v1", "routes", name, "analysisruns"] if get => {
+                Endpoint::AnalysisRuns(route_name(name)?)
+            }
+            ["api", "v1", "routes", _, "analysisruns"] => {
+                return Err(method_not_allowed(method, path));
+            }
             ["api", "v1", "routes", name, verb] => {
                 let Some(verb) = Verb::from_path(verb) else {
                     return Err(Refusal::NoCommand {
@@ -322,6 +330,25 @@ impl AdminState {
                 }
                 match self.status(&name).await {
                     Some(status) => json(StatusCode::OK, &status),
+                    None => refusal(&Refusal::NoRoute {
+                        route: name.into_owned(),
+                    }),
+                }
+            }
+            Endpoint::AnalysisRuns(name) => {
+                if let Err(response) = self.authorize(&req, Access::Read).await {
+                    return response;
+                }
+                let runs = {
+                    let control = self.process.control.lock().await;
+                    let known = control.config().routes.iter().any(|r| *r.name == *name);
+                    known.then(|| control.analysis_runs.clone())
+                };
+                match runs {
+                    Some(runs) => json(
+                        StatusCode::OK,
+                        &crate::analysis_templates::engine::runs_json(&runs.runs(&name)),
+                    ),
                     None => refusal(&Refusal::NoRoute {
                         route: name.into_owned(),
                     }),
@@ -707,7 +734,17 @@ mod tests {
         let (get, post, put) = (Method::GET, Method::POST, Method::PUT);
         let route = |name: &'static str| Route(Cow::Borrowed(name));
         let command = |name: &'static str, verb| Command(Cow::Borrowed(name), verb);
-        let ok: [(&Method, &str, Endpoint<'_>); 18] = [
+        let ok: [(&Method, &str, Endpoint<'_>); 20] = [
+            (
+                &get,
+                "/api/v1/routes/web/analysisruns",
+                AnalysisRuns(Cow::Borrowed("web")),
+            ),
+            (
+                &get,
+                "/api/v1/routes/shop%2Fcheckout/analysisruns/",
+                AnalysisRuns(Cow::Borrowed("shop/checkout")),
+            ),
             (&get, "/healthz", Healthz),
             (&get, "/readyz", Readyz),
             (&get, "/metrics", Metrics),

@@ -449,6 +449,18 @@ impl AdminClient {
         self.json_text(body)
     }
 
+    /// `GET /api/v1/routes/{name}/analysisruns`: the route's analysis
+    /// template runs, as JSON.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::route`].
+    pub async fn analysis_runs(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/api/v1/routes/{}/analysisruns", encode_segment(name));
+        let body = self.call(Method::GET, &path, None).await?;
+        self.decode(&body)
+    }
+
     /// Runs `command` on route `name` and returns the route's new status.
     ///
     /// # Errors

@@ -125,7 +125,12 @@ impl Collector for CanaryWeights {
 impl Process {
     /// The Prometheus text exposition of every weir metric.
     pub async fn render_metrics(&self) -> String {
-        let rollout = self.control.lock().await.metric_families();
+        let (rollout, runs) = {
+            let control = self.control.lock().await;
+            (control.metric_families(), control.analysis_runs.clone())
+        };
+        let mut rollout = rollout;
+        rollout.extend(runs.metric_families());
         let mut families = self.registry.gather();
         families.extend(rollout);
         families.sort_by(|a, b| a.name().cmp(b.name()));

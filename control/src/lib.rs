@@ -5,6 +5,7 @@
 //! learns about traffic only from the proxy's counters.
 
 pub mod admin;
+pub mod analysis_templates;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -44,6 +44,7 @@ pub fn notification_backoff(retry: u32) -> Duration {
 /// | aborted | `on-rollout-aborted`; by analysis also `on-analysis-run-failed` |
 /// | a failed judgement within `failureLimit` | `on-analysis-run-failed` |
 /// | a failed webhook check within `threshold` | `on-analysis-run-error` |
+/// | an analysis template run ended Inconclusive | `on-rollout-paused` (it holds) |
 /// | into Paused (a pause step, `pause`, a gate that waits, steps changed) | `on-rollout-paused` |
 ///
 /// Resume, the end of a rollout by the config, and a passed gate that
@@ -64,6 +65,7 @@ pub fn triggers_of(transition: &Transition) -> Vec<Trigger> {
                 AbortReason::AnalysisErrorRate
                     | AbortReason::AnalysisCompare
                     | AbortReason::AnalysisLatency
+                    | AbortReason::AnalysisRun
             ) {
                 triggers.push(Trigger::AnalysisRunFailed);
             }
@@ -73,6 +75,7 @@ pub fn triggers_of(transition: &Transition) -> Vec<Trigger> {
         TransitionKind::Completed
         | TransitionKind::PromotedFull
         | TransitionKind::GatePassed
+        | TransitionKind::AnalysisInconclusive
         | TransitionKind::Held
         | TransitionKind::Released
         | TransitionKind::CaughtUp

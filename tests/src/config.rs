@@ -54,6 +54,8 @@ pub struct Strategy {
     pub webhooks: Vec<(String, String, String, String)>,
     /// `threshold`.
     pub threshold: Option<u32>,
+    /// Lines of the `analysis` block written as is (e.g. `templates: [...]`).
+    pub analysis_lines: Vec<String>,
 }
 
 /// One rollout step.
@@ -63,6 +65,8 @@ pub enum Step {
     SetWeight(f64),
     /// `pause: {}` (`None`) or `pause: {duration: D}`.
     Pause(Option<String>),
+    /// A step written as is, e.g. `analysis: { templates: [...] }`.
+    Raw(String),
 }
 
 /// One route; defaults: any host, prefix `/`, stable revision `v1`, no
@@ -374,6 +378,14 @@ impl Strategy {
         self
     }
 
+    /// A line of the `analysis` block written as is, e.g.
+    /// `templates: [{templateName: errors}]`.
+    #[must_use]
+    pub fn background(mut self, line: &str) -> Self {
+        self.analysis_lines.push(line.to_owned());
+        self
+    }
+
     fn render(&self, y: &mut String) {
         let _ = writeln!(y, "    strategy:");
         let _ = writeln!(y, "      steps:");
@@ -387,6 +399,9 @@ impl Strategy {
                 }
                 Step::Pause(Some(d)) => {
                     let _ = writeln!(y, "        - pause: {{ duration: {} }}", quote(d));
+                }
+                Step::Raw(text) => {
+                    let _ = writeln!(y, "        - {text}");
                 }
             }
         }
@@ -412,6 +427,7 @@ impl Strategy {
         if let Some(v) = self.failure_limit {
             analysis.push(format!("failureLimit: {v}"));
         }
+        analysis.extend(self.analysis_lines.iter().cloned());
         if !analysis.is_empty() {
             let _ = writeln!(y, "      analysis:");
             for line in analysis {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::analysis_templates::{self, Catalog};
 use super::{Diagnostic, syntax};
 use crate::duration::parse_duration;
 use crate::location::{LocationIndex, child_key, parent};
@@ -26,8 +27,7 @@ use crate::schema::{
 use crate::{HostMatch, Weight};
 
 /// Step kinds of Argo Rollouts that weir refuses by name.
-const REFUSED_STEPS: [&str; 6] = [
-    "analysis",
+const REFUSED_STEPS: [&str; 5] = [
     "experiment",
     "setCanaryScale",
     "setHeaderRoute",
@@ -49,6 +49,8 @@ pub(super) struct Checker<'a> {
     /// A file without a `kubernetes` block gets the block with its
     /// defaults (`weir run --kubernetes`).
     assume_kubernetes: bool,
+    /// The file's analysis templates, for the references to them.
+    templates: Catalog,
 }
 
 /// What a route matches: no two routes may match the same.
@@ -100,6 +102,7 @@ impl<'a> Checker<'a> {
             diagnostics: Vec::new(),
             cluster: false,
             assume_kubernetes: false,
+            templates: Catalog::default(),
         };
         for (path, message) in reported {
             checker.error(&path, message);
@@ -210,6 +213,13 @@ impl<'a> Checker<'a> {
 
     /// Checks and converts the whole file.
     pub(super) fn config(&mut self, spec: &ConfigSpec) -> Option<Config> {
+        let mut problems = Vec::new();
+        self.templates = analysis_templates::catalog(&spec.analysis_templates, &mut |p, m| {
+            problems.push((p.to_owned(), m));
+        });
+        for (path, message) in problems {
+            self.error(&path, message);
+        }
         let (listeners, bound) = self.listeners(&spec.listeners);
         let admin = self.admin(spec.admin.as_ref(), &bound);
         let state_dir = self.state_dir(spec.state_dir.as_deref());
@@ -1091,13 +1101,25 @@ impl<'a> Checker<'a> {
         }
         let analysis = self.analysis(&format!("{at}.analysis"), spec.analysis.as_ref());
         let webhooks = self.webhooks(at, spec);
+        let background = match &spec.analysis {
+            Some(a) if !a.templates.is_empty() || !a.args.is_empty() => self
+                .analysis_ref(&format!("{at}.analysis"), &a.templates, &a.args)
+                .map(|r| Some(Arc::new(r))),
+            _ => Some(None),
+        };
         if !ok {
             return None;
         }
         Some(Strategy {
             steps: steps?,
             analysis: analysis?,
-            gated_by_analysis: spec.analysis.is_some(),
+            // Background templates alone do not make steps wait for the
+            // built-in judge: only its own keys do.
+            gated_by_analysis: spec
+                .analysis
+                .as_ref()
+                .is_some_and(AnalysisSpec::has_builtin_keys),
+            background: background?,
             webhooks: webhooks?,
         })
     }
@@ -1124,7 +1146,9 @@ impl<'a> Checker<'a> {
         for kind in written.iter().filter(|k| REFUSED_STEPS.contains(k)) {
             self.error(
                 &child_key(at, kind),
-                format!("step kind `{kind}` is not supported by weir; use setWeight and pause"),
+                format!(
+                    "step kind `{kind}` is not supported by weir; use setWeight, pause and analysis"
+                ),
             );
             ok = false;
         }
@@ -1132,7 +1156,7 @@ impl<'a> Checker<'a> {
             [] => {
                 self.error(
                     at,
-                    "a step must set exactly one of `setWeight` or `pause`, e.g. `- setWeight: 10` or `- pause: {}`",
+                    "a step must set exactly one of `setWeight`, `pause` or `analysis`, e.g. `- setWeight: 10` or `- pause: {}`",
                 );
                 return None;
             }
@@ -1145,13 +1169,26 @@ impl<'a> Checker<'a> {
                     .join(" and ");
                 self.error(
                     at,
-                    format!("this step sets {list}; a step sets exactly one of `setWeight` or `pause`, so write one step per key"),
+                    format!("this step sets {list}; a step sets exactly one of `setWeight`, `pause` or `analysis`, so write one step per key"),
                 );
                 return None;
             }
         }
         if !ok {
             return None;
+        }
+        if written.first() == Some(&"analysis") {
+            let path = child_key(at, "analysis");
+            let Some(reference) = &spec.analysis else {
+                self.error(
+                    &path,
+                    "`analysis` needs templates, e.g. `analysis: {templates: [{templateName: error-rate}]}`",
+                );
+                return None;
+            };
+            return self
+                .analysis_ref(&path, &reference.templates, &reference.args)
+                .map(|r| Step::Analysis(Arc::new(r)));
         }
         if written.first() == Some(&"setWeight") {
             let path = child_key(at, "setWeight");
@@ -1184,6 +1221,31 @@ impl<'a> Checker<'a> {
                 .positive_duration(&child_key(&path, "duration"), d, "30s")
                 .map(|d| Step::Pause(Some(d))),
         }
+    }
+
+    /// Resolves a reference to analysis templates at `at`.
+    fn analysis_ref(
+        &mut self,
+        at: &str,
+        templates: &[crate::schema::TemplateRefSpec],
+        args: &[crate::schema::ArgValueSpec],
+    ) -> Option<model::AnalysisRef> {
+        if self.cluster {
+            self.error(
+                at,
+                "analysis templates are defined in weir.yaml only for now: a CanaryRoute cannot use them yet; remove the templates, or route this service from weir.yaml",
+            );
+            return None;
+        }
+        let mut problems = Vec::new();
+        let resolved =
+            analysis_templates::resolve(&self.templates, at, templates, args, &mut |p, m| {
+                problems.push((p.to_owned(), m));
+            });
+        for (path, message) in problems {
+            self.error(&path, message);
+        }
+        resolved
     }
 
     fn analysis(&mut self, at: &str, spec: Option<&AnalysisSpec>) -> Option<Analysis> {

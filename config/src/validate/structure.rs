@@ -24,6 +24,10 @@ enum Kind {
     Number,
     /// A whole number from 0 to the bound.
     Whole(u64),
+    /// A whole number within the bounds (may be negative).
+    Integer(i64, i64),
+    /// Any YAML value, kept as written (a JSON body).
+    Json,
     /// `true` or `false`.
     Bool,
     /// `500ms`, `30s`, ... or a whole number of seconds.
@@ -132,7 +136,7 @@ static PAUSE: [Field; 1] = [optional("duration", Kind::Duration)];
 static STEP: [Field; 8] = [
     optional("setWeight", Kind::Number),
     optional("pause", Kind::Shape(&PAUSE)),
-    optional("analysis", Kind::Any),
+    optional("analysis", Kind::Shape(&ANALYSIS_REF)),
     optional("experiment", Kind::Any),
     optional("setCanaryScale", Kind::Any),
     optional("setHeaderRoute", Kind::Any),
@@ -141,7 +145,77 @@ static STEP: [Field; 8] = [
 ];
 static STEP_KIND: Kind = Kind::Shape(&STEP);
 
-static ANALYSIS: [Field; 7] = [
+static TEMPLATE_REF: [Field; 1] = [required("templateName", Kind::Text)];
+static TEMPLATE_REF_KIND: Kind = Kind::Shape(&TEMPLATE_REF);
+
+static ARG_VALUE: [Field; 2] = [required("name", Kind::Text), required("value", Kind::Text)];
+static ARG_VALUE_KIND: Kind = Kind::Shape(&ARG_VALUE);
+
+/// Templates and argument values: an `analysis` step, and (with the
+/// built-in thresholds) `strategy.analysis`.
+static ANALYSIS_REF: [Field; 2] = [
+    optional("templates", Kind::List(&TEMPLATE_REF_KIND)),
+    optional("args", Kind::List(&ARG_VALUE_KIND)),
+];
+
+static TEMPLATE_ARG: [Field; 2] = [required("name", Kind::Text), optional("value", Kind::Text)];
+static TEMPLATE_ARG_KIND: Kind = Kind::Shape(&TEMPLATE_ARG);
+
+static HEADER: [Field; 2] = [required("key", Kind::Text), required("value", Kind::Text)];
+static HEADER_KIND: Kind = Kind::Shape(&HEADER);
+
+static BASIC_AUTH: [Field; 2] = [
+    required("username", Kind::Text),
+    required("password", Kind::Text),
+];
+static PROMETHEUS_AUTH: [Field; 1] = [optional("basic", Kind::Shape(&BASIC_AUTH))];
+
+static PROMETHEUS: [Field; 5] = [
+    required("address", Kind::Text),
+    required("query", Kind::Text),
+    optional("timeout", Kind::Whole(86_400)),
+    optional("headers", Kind::List(&HEADER_KIND)),
+    optional("authentication", Kind::Shape(&PROMETHEUS_AUTH)),
+];
+
+static WEB: [Field; 7] = [
+    required("url", Kind::Text),
+    optional("method", Kind::Text),
+    optional("headers", Kind::List(&HEADER_KIND)),
+    optional("body", Kind::Text),
+    optional("jsonBody", Kind::Json),
+    optional("jsonPath", Kind::Text),
+    optional("timeoutSeconds", Kind::Whole(86_400)),
+];
+
+static PROVIDER: [Field; 2] = [
+    optional("prometheus", Kind::Shape(&PROMETHEUS)),
+    optional("web", Kind::Shape(&WEB)),
+];
+
+static METRIC: [Field; 11] = [
+    required("name", Kind::Text),
+    optional("interval", Kind::Duration),
+    optional("initialDelay", Kind::Duration),
+    optional("count", Kind::Whole(u32::MAX as u64)),
+    optional("successCondition", Kind::Text),
+    optional("failureCondition", Kind::Text),
+    optional("failureLimit", Kind::Integer(-1, u32::MAX as i64)),
+    optional("inconclusiveLimit", Kind::Whole(u32::MAX as u64)),
+    optional("consecutiveErrorLimit", Kind::Whole(u32::MAX as u64)),
+    optional("dryRun", Kind::Bool),
+    required("provider", Kind::Shape(&PROVIDER)),
+];
+static METRIC_KIND: Kind = Kind::Shape(&METRIC);
+
+static TEMPLATE: [Field; 3] = [
+    required("name", Kind::Text),
+    optional("args", Kind::List(&TEMPLATE_ARG_KIND)),
+    required("metrics", Kind::List(&METRIC_KIND)),
+];
+static TEMPLATE_KIND: Kind = Kind::Shape(&TEMPLATE);
+
+static ANALYSIS: [Field; 9] = [
     optional("interval", Kind::Duration),
     optional("window", Kind::Duration),
     optional("minRequests", Kind::Whole(u64::MAX)),
@@ -149,6 +223,8 @@ static ANALYSIS: [Field; 7] = [
     optional("compareToStable", Kind::Bool),
     optional("maxLatencyP99", Kind::Duration),
     optional("failureLimit", Kind::Whole(u32::MAX as u64)),
+    optional("templates", Kind::List(&TEMPLATE_REF_KIND)),
+    optional("args", Kind::List(&ARG_VALUE_KIND)),
 ];
 
 static WEBHOOK: [Field; 6] = [
@@ -200,7 +276,7 @@ static KUBERNETES: [Field; 4] = [
     optional("role", Kind::Text),
 ];
 
-static CONFIG: [Field; 6] = [
+static CONFIG: [Field; 7] = [
     required("listeners", Kind::List(&LISTENER_KIND)),
     optional("admin", Kind::Shape(&ADMIN)),
     optional("stateDir", Kind::Text),
@@ -208,6 +284,7 @@ static CONFIG: [Field; 6] = [
     required_unless("routes", Kind::List(&ROUTE_KIND), "kubernetes"),
     optional("kubernetes", Kind::Shape(&KUBERNETES)),
     optional("notifications", Kind::List(&NOTIFICATION_KIND)),
+    optional("analysisTemplates", Kind::List(&TEMPLATE_KIND)),
 ];
 
 /// `stable` of a CanaryRoute: a Service, endpoints, or both.
@@ -418,12 +495,14 @@ impl Walk<'_> {
     fn node(&mut self, node: &Node, kind: &Kind, path: &str) -> Option<Typed> {
         match kind {
             Kind::Any => Some(Typed::Bool(true)),
+            Kind::Json => Some(as_written(node)),
             Kind::Shape(fields) => self.shape(node, fields, path),
             Kind::List(item) => self.list(node, item, path),
             Kind::Map(item) => self.map(node, item, path),
             Kind::Text
             | Kind::Number
             | Kind::Whole(_)
+            | Kind::Integer(..)
             | Kind::Bool
             | Kind::Duration
             | Kind::Port => {
@@ -622,6 +701,20 @@ impl Walk<'_> {
                     }
                 }
             }
+            (Kind::Integer(min, max), Plain::Integer(n)) => match i64::try_from(*n) {
+                Ok(n) if (*min..=*max).contains(&n) => Some(Typed::Number(Number::from(n))),
+                _ => {
+                    self.error(
+                            path,
+                            Some(node.at),
+                            format!(
+                                "invalid value: integer `{text}`, expected a whole number from {min} to {max}{}",
+                                expanded_from(from, &text)
+                            ),
+                        );
+                    return None;
+                }
+            },
             (Kind::Duration | Kind::Port, Plain::Text) => Some(Typed::String(text.clone())),
             (Kind::Port, Plain::Integer(n)) => match u16::try_from(*n) {
                 Ok(n) => Some(Typed::Number(Number::from(n))),
@@ -680,8 +773,11 @@ impl Walk<'_> {
 fn placeholder(kind: &Kind, text: &str) -> Typed {
     match kind {
         Kind::Number => Typed::Number(Number::from(0u64)),
-        Kind::Whole(_) | Kind::Duration | Kind::Port => Typed::Number(Number::from(1u64)),
+        Kind::Whole(_) | Kind::Integer(..) | Kind::Duration | Kind::Port => {
+            Typed::Number(Number::from(1u64))
+        }
         Kind::Bool | Kind::Any => Typed::Bool(true),
+        Kind::Json => Typed::String(text.to_owned()),
         Kind::Text | Kind::List(_) | Kind::Map(_) | Kind::Shape(_) => {
             Typed::String(text.to_owned())
         }
@@ -696,6 +792,31 @@ fn expanded_from(from: Option<&str>, text: &str) -> String {
             text.escape_debug()
         ),
         None => String::new(),
+    }
+}
+
+/// A value kept as written (a JSON body): plain scalars typed as YAML 1.2's
+/// core schema types them, quoted ones as strings.
+fn as_written(node: &Node) -> Typed {
+    match &node.value {
+        Value::Scalar(s) if !s.plain => Typed::String(s.text.clone()),
+        Value::Scalar(s) => match resolve_plain(&s.text) {
+            Plain::Null => Typed::Null,
+            Plain::Bool(b) => Typed::Bool(b),
+            Plain::Integer(n) => i64::try_from(n).map_or_else(
+                |_| Typed::String(s.text.clone()),
+                |n| Typed::Number(Number::from(n)),
+            ),
+            Plain::Float(f) => Typed::Number(Number::from(f)),
+            Plain::Text => Typed::String(s.text.clone()),
+        },
+        Value::Seq(items) => Typed::Sequence(items.iter().map(as_written).collect()),
+        Value::Map(entries) => Typed::Mapping(
+            entries
+                .iter()
+                .map(|e| (Typed::String(e.key.clone()), as_written(&e.value)))
+                .collect(),
+        ),
     }
 }
 
@@ -717,7 +838,8 @@ fn describe_kind(kind: &Kind) -> &'static str {
     match kind {
         Kind::Text => "a string",
         Kind::Number => "a number",
-        Kind::Whole(_) => "a whole number",
+        Kind::Whole(_) | Kind::Integer(..) => "a whole number",
+        Kind::Json => "a value",
         Kind::Bool => "`true` or `false`",
         Kind::Duration => {
             "a duration such as `500ms`, `30s`, `5m` or `1h`, or a whole number of seconds"
@@ -738,9 +860,13 @@ mod tests {
     fn sample(kind: &Kind) -> Typed {
         match kind {
             Kind::Text => Typed::String("x".to_owned()),
-            Kind::Number | Kind::Whole(_) | Kind::Duration | Kind::Any | Kind::Port => {
-                Typed::Number(Number::from(1u64))
-            }
+            Kind::Number
+            | Kind::Whole(_)
+            | Kind::Integer(..)
+            | Kind::Duration
+            | Kind::Any
+            | Kind::Json
+            | Kind::Port => Typed::Number(Number::from(1u64)),
             Kind::Bool => Typed::Bool(true),
             Kind::List(item) => Typed::Sequence(vec![sample(item)]),
             Kind::Map(item) => Typed::Mapping(
@@ -807,7 +933,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 19, "every mapping of the file is checked");
+        assert_eq!(checked, 34, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

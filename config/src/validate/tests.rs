@@ -217,6 +217,7 @@ fn spec_example_parses_into_the_model() {
                 },
                 gated_by_analysis: true,
                 webhooks: crate::Webhooks::default(),
+                background: None,
             }),
         }],
         kubernetes: None,
@@ -945,7 +946,7 @@ fn route_errors_are_located() {
             "routes[0].strategy.steps[1]",
             11,
             11,
-            "a step must set exactly one of `setWeight` or `pause`",
+            "a step must set exactly one of `setWeight`, `pause` or `analysis`",
         ),
         (
             format!(
@@ -1076,10 +1077,6 @@ fn route_errors_are_located() {
 #[test]
 fn argo_step_kinds_are_refused_by_name() {
     let kinds = [
-        (
-            "analysis",
-            "{ templates: [{ templateName: success-rate }] }",
-        ),
         ("experiment", "{ duration: 1h, templates: [] }"),
         ("setCanaryScale", "{ replicas: 3 }"),
         ("setHeaderRoute", "{ name: header-route }"),
@@ -1098,8 +1095,9 @@ fn argo_step_kinds_are_refused_by_name() {
 "
         );
         let path = format!("routes[0].strategy.steps[1].{kind}");
-        let needle =
-            format!("step kind `{kind}` is not supported by weir; use setWeight and pause");
+        let needle = format!(
+            "step kind `{kind}` is not supported by weir; use setWeight, pause and analysis"
+        );
         assert_eq!(check_single(&text, &path, 11, 11, &needle), Ok(()));
     }
 }
@@ -1510,6 +1508,7 @@ routes:
     assert_eq!(errors[0].path, "routes[0].canary.revision");
 }
 
+mod analysis_templates;
 mod kubernetes;
 mod structure;
 mod webhooks;

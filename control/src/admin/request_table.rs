@@ -126,6 +126,12 @@ async fn every_path_method_and_token_answers_its_status() {
         (&get, "/api/v1/routes/web", Reader, "", 200),
         (&get, "/api/v1/routes/fixed", Writer, "", 200),
         (&get, "/api/v1/routes/nosuch", Reader, "", 404),
+        // Analysis runs: read like the routes.
+        (&get, "/api/v1/routes/web/analysisruns", Anonymous, "", 401),
+        (&get, "/api/v1/routes/web/analysisruns", Reader, "", 200),
+        (&get, "/api/v1/routes/web/analysisruns", Writer, "", 200),
+        (&get, "/api/v1/routes/nosuch/analysisruns", Reader, "", 404),
+        (&post, "/api/v1/routes/web/analysisruns", Writer, "", 405),
         // Route names are percent-decoded; a bad escape is 400.
         (&get, "/api/v1/routes/w%65b", Reader, "", 200),
         (&get, "/api/v1/routes/shop%2Fcheckout", Reader, "", 404),

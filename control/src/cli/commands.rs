@@ -38,10 +38,14 @@ pub fn status(args: &StatusArgs) -> ExitCode {
                 .routes_json()
                 .await
                 .map(|raw| render::pretty_json(&raw)),
-            (Some(name), false) => client
-                .route(name)
-                .await
-                .map(|status| render::route_text(&status, now)),
+            (Some(name), false) => match client.route(name).await {
+                Ok(status) => {
+                    // The runs are extra: a failure to read them leaves them out.
+                    let runs = client.analysis_runs(name).await.unwrap_or_default();
+                    Ok(render::route_text(&status, now) + &render::analysis_runs_text(&runs))
+                }
+                Err(error) => Err(error),
+            },
             (None, false) => client
                 .routes()
                 .await

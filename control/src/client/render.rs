@@ -291,6 +291,58 @@ pub fn webhook_text(hook: &weir_config::status::WebhookStatus) -> String {
     format!("{} ({}{waiting}): {last}", hook.name, hook.kind)
 }
 
+/// The most recent analysis template runs shown by `weir status ROUTE`.
+const SHOWN_RUNS: usize = 3;
+
+/// `weir status ROUTE`'s lines about analysis template runs (the answer of
+/// `GET /api/v1/routes/{name}/analysisruns`): the latest runs, each with
+/// its phase and message, and per metric its counts and last measurement.
+/// Empty without runs.
+pub fn analysis_runs_text(runs: &serde_json::Value) -> String {
+    let Some(runs) = runs.as_array().filter(|r| !r.is_empty()) else {
+        return String::new();
+    };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let mut out = String::new();
+    field(&mut out, 2, TEXT_LABEL, "runs", "analysis templates");
+    for run in runs.iter().skip(runs.len().saturating_sub(SHOWN_RUNS)) {
+        let templates: Vec<String> = run["templates"]
+            .as_array()
+            .map(|t| t.iter().map(text).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    {} ({}): {}: {}",
+            text(&run["name"]),
+            templates.join(", "),
+            text(&run["phase"]),
+            text(&run["message"])
+        );
+        for metric in run["metrics"].as_array().into_iter().flatten() {
+            let last = metric["measurements"]
+                .as_array()
+                .and_then(|m| m.last())
+                .map(|m| match (&m["value"], m["message"].as_str()) {
+                    (_, Some(message)) => format!("; last: {message}"),
+                    (serde_json::Value::Null, None) => String::new(),
+                    (value, None) => format!("; last value {value}"),
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      {}: {}, {} successful, {} failed, {} inconclusive, {} errors{last}",
+                text(&metric["name"]),
+                text(&metric["phase"]),
+                metric["successful"],
+                metric["failed"],
+                metric["inconclusive"],
+                metric["error"],
+            );
+        }
+    }
+    out
+}
+
 // === weir status --watch ===
 
 /// The first line of a watch frame: what is watched, where, and when.

@@ -538,3 +538,33 @@ fn webhooks_show_their_last_call_in_the_status_and_the_watch() {
     // A status without webhooks shows none.
     assert!(!render::route_text(&fixture(), NOW).contains("webhook"));
 }
+
+#[test]
+fn status_shows_the_latest_analysis_runs_briefly() {
+    assert_eq!(render::analysis_runs_text(&serde_json::json!([])), "");
+    let runs = serde_json::json!([
+        {"name": "rollout 1 background", "templates": ["errors"], "phase": "Running", "message": "",
+         "metrics": [{"name": "error-ratio", "phase": "Running", "successful": 3, "failed": 0,
+                      "inconclusive": 0, "error": 1,
+                      "measurements": [{"value": [0.002], "message": null}]}]},
+        {"name": "rollout 1 step 3", "templates": ["smoke"], "phase": "Error",
+         "message": "metric smoke: 1 errors in a row exceed consecutiveErrorLimit 0: no answer",
+         "metrics": [{"name": "smoke", "phase": "Error", "successful": 0, "failed": 0,
+                      "inconclusive": 0, "error": 1,
+                      "measurements": [{"value": null, "message": "no answer within 5 s"}]}]}
+    ]);
+    let text = render::analysis_runs_text(&runs);
+    assert!(
+        text.contains("rollout 1 background (errors): Running"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error-ratio: Running, 3 successful, 0 failed, 0 inconclusive, 1 errors; last value [0.002]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rollout 1 step 3 (smoke): Error: metric smoke"),
+        "{text}"
+    );
+    assert!(text.contains("last: no answer within 5 s"), "{text}");
+}

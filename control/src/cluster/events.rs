@@ -65,7 +65,9 @@ impl EventReason {
             TransitionKind::Advanced | TransitionKind::Promoted => Some(EventReason::StepAdvanced),
             TransitionKind::Completed | TransitionKind::PromotedFull => Some(EventReason::Promoted),
             TransitionKind::Aborted(_) => Some(EventReason::Aborted),
-            TransitionKind::Held | TransitionKind::StepsChanged => Some(EventReason::Paused),
+            TransitionKind::Held
+            | TransitionKind::StepsChanged
+            | TransitionKind::AnalysisInconclusive => Some(EventReason::Paused),
             TransitionKind::FailureCounted
             | TransitionKind::WebhookFailureCounted
             | TransitionKind::GatePassed

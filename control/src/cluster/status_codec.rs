@@ -325,6 +325,7 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
         AbortReason::AnalysisErrorRate => "AnalysisErrorRate",
         AbortReason::AnalysisCompare => "AnalysisCompare",
         AbortReason::AnalysisLatency => "AnalysisLatency",
+        AbortReason::AnalysisRun => "AnalysisRun",
         AbortReason::Manual => "AbortCommand",
         AbortReason::Webhook => "WebhookFailed",
         AbortReason::WebhookRollback => "WebhookRollback",
@@ -419,7 +420,7 @@ pub fn decode(
                     refused(
                         "abortReason",
                         format!(
-                            "{label:?} is not an abort reason (analysis_error_rate, \
+                            "{label:?} is not an abort reason (analysis_error_rate, analysis_run, \
                              analysis_compare, analysis_latency, manual)"
                         ),
                     )

@@ -13,6 +13,7 @@ use weir_proxy::metrics::RoleCounts;
 use super::cluster_routes::is_cluster_route;
 use super::history::{History, Sample, duration_ms, empty_observation};
 use super::route_span;
+use crate::analysis_templates::AnalysisRuns;
 use crate::load::{Loaded, Resolved};
 use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
@@ -57,6 +58,8 @@ pub struct ControlState {
     /// Transitions made before the hooks were set (at startup), announced
     /// when they are.
     unannounced: Vec<(Transition, RolloutState)>,
+    /// The analysis template runs of every route.
+    pub analysis_runs: AnalysisRuns,
 }
 
 // === impl ControlState ===
@@ -197,6 +200,7 @@ impl ControlState {
             effective,
             hooks: None,
             unannounced,
+            analysis_runs: AnalysisRuns::new(),
         })
     }
 
@@ -505,7 +509,69 @@ impl ControlState {
             }
             judged.push((name.to_owned(), outcome));
         }
+        self.follow_analysis_runs(&mut judged, now);
         judged
+    }
+
+    /// Starts the analysis template runs each rollout wants, ends the
+    /// others, and hands every wanted run's phase to its rollout (after
+    /// this tick's judgement, in `judged`). Reads the runs' state only:
+    /// measurements happen in their own tasks.
+    fn follow_analysis_runs(&self, judged: &mut Vec<(String, Outcome)>, now: u64) {
+        let mut names: Vec<&str> = Vec::with_capacity(self.effective.routes.len());
+        for route in &self.effective.routes {
+            let name: &str = &route.name;
+            names.push(name);
+            if is_cluster_route(name) && !self.cluster_leading {
+                continue;
+            }
+            let Some(strategy) = &route.strategy else {
+                continue;
+            };
+            let position = judged.iter().position(|(n, _)| n == name);
+            let Some(mut state) = position
+                .map(|i| judged[i].1.state.clone())
+                .or_else(|| self.rollouts.get(name).cloned())
+            else {
+                continue;
+            };
+            let mut transition = None;
+            let wanted = state.wanted_analysis_runs(strategy);
+            for (key, analysis) in &wanted {
+                let (phase, message) = self.analysis_runs.ensure(name, key, analysis, now);
+                let outcome = state.on_analysis_result(route, key, phase, &message, now);
+                if outcome.transition.is_some() {
+                    transition = outcome.transition;
+                }
+                state = outcome.state;
+            }
+            // The state may have moved on (a step completed, an abort).
+            let still: Vec<_> = state
+                .wanted_analysis_runs(strategy)
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect();
+            self.analysis_runs
+                .keep_only(name, &still, now, state.phase.as_str());
+            match (position, transition) {
+                (Some(i), Some(t)) => {
+                    judged[i].1 = Outcome {
+                        state,
+                        transition: Some(t),
+                    }
+                }
+                (Some(i), None) => judged[i].1.state = state,
+                (None, Some(t)) => judged.push((
+                    name.to_owned(),
+                    Outcome {
+                        state,
+                        transition: Some(t),
+                    },
+                )),
+                (None, None) => {}
+            }
+        }
+        self.analysis_runs.forget_other_routes(&names);
     }
 }
 

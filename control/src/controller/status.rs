@@ -141,6 +141,16 @@ fn step_status(step: &Step) -> status::Step {
         Step::Pause(Some(d)) => status::Step::Pause {
             duration: Some(format_duration(*d)),
         },
+        Step::Analysis(analysis) => {
+            let templates: Vec<serde_json::Value> = analysis
+                .templates
+                .iter()
+                .map(|t| serde_json::json!({ "templateName": &**t }))
+                .collect();
+            status::Step::Other(
+                serde_json::json!({ "analysis": { "templates": templates } }).to_string(),
+            )
+        }
     }
 }
 

@@ -82,6 +82,7 @@ use weir_config::{Route, RouteOverride, Step, Strategy, Weight};
 pub use weir_config::status::Phase;
 
 use super::analysis::{self, Evidence, FailKind, Judgement, Observation, Verdict};
+use crate::analysis_templates::{RunKey, RunKind, RunPhase};
 
 mod gates;
 
@@ -115,6 +116,8 @@ pub enum AbortReason {
     AnalysisCompare,
     /// Canary p99 latency above `maxLatencyP99`.
     AnalysisLatency,
+    /// An analysis template run Failed or Error.
+    AnalysisRun,
     /// The `abort` command.
     Manual,
     /// `pre-rollout` or `rollout` webhook checks failed beyond `threshold`.
@@ -241,6 +244,8 @@ pub enum TransitionKind {
     GatePassed,
     /// A failed `pre-rollout` or `rollout` webhook check within `threshold`.
     WebhookFailureCounted,
+    /// An analysis template run ended Inconclusive: held for an operator.
+    AnalysisInconclusive,
 }
 
 /// A command that does not apply to the rollout's phase (HTTP 409).
@@ -302,10 +307,11 @@ impl fmt::Display for Command {
 
 impl AbortReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AbortReason; 6] = [
+    pub const ALL: [AbortReason; 7] = [
         AbortReason::AnalysisErrorRate,
         AbortReason::AnalysisCompare,
         AbortReason::AnalysisLatency,
+        AbortReason::AnalysisRun,
         AbortReason::Manual,
         AbortReason::Webhook,
         AbortReason::WebhookRollback,
@@ -317,6 +323,7 @@ impl AbortReason {
             AbortReason::AnalysisErrorRate => "analysis_error_rate",
             AbortReason::AnalysisCompare => "analysis_compare",
             AbortReason::AnalysisLatency => "analysis_latency",
+            AbortReason::AnalysisRun => "analysis_run",
             AbortReason::Manual => "manual",
             AbortReason::Webhook => "webhook",
             AbortReason::WebhookRollback => "webhook_rollback",
@@ -657,12 +664,127 @@ impl RolloutState {
             && match s.step_index.and_then(|i| strategy.steps.get(i)) {
                 Some(Step::SetWeight(_)) => true,
                 Some(Step::Pause(Some(_))) => s.pause_deadline_ms.is_none_or(|d| now_ms >= d),
-                Some(Step::Pause(None)) | None => false,
+                // An analysis step completes by its run's result alone.
+                Some(Step::Pause(None) | Step::Analysis(_)) | None => false,
             };
         if !done {
             s.refresh_message(strategy, now_ms);
             return Outcome::unchanged(s);
         }
+        let why = if strategy.gated_by_analysis && verdict.is_pass() {
+            " (analysis passing)"
+        } else {
+            ""
+        };
+        s.advance(self, strategy, now_ms, why)
+    }
+
+    /// The analysis runs the rollout wants now: the current `analysis`
+    /// step's, and the background run while Progressing or Paused. Each
+    /// comes with the templates to run.
+    pub fn wanted_analysis_runs(
+        &self,
+        strategy: &Strategy,
+    ) -> Vec<(RunKey, std::sync::Arc<weir_config::AnalysisRef>)> {
+        let mut wanted = Vec::new();
+        if !self.is_active() {
+            return wanted;
+        }
+        let key = |kind| RunKey {
+            rollout_seq: self.rollout_seq,
+            rollout_started_ms: self.rollout_started_ms,
+            kind,
+        };
+        if let Some(background) = &strategy.background {
+            wanted.push((key(RunKind::Background), std::sync::Arc::clone(background)));
+        }
+        if let Some((index, Step::Analysis(analysis))) = self
+            .step_index
+            .and_then(|i| strategy.steps.get(i).map(|step| (i, step)))
+        {
+            wanted.push((key(RunKind::Step(index)), std::sync::Arc::clone(analysis)));
+        }
+        wanted
+    }
+
+    /// The phase of analysis run `run` (see [`Self::wanted_analysis_runs`]):
+    /// a run of another rollout, retry or step is ignored. Failed or Error
+    /// aborts ([`AbortReason::AnalysisRun`]); Inconclusive holds the
+    /// rollout (Paused) for an operator; Successful completes the current
+    /// `analysis` step (not while held; a background run's success changes
+    /// nothing). Call on every tick with each wanted run's phase.
+    pub fn on_analysis_result(
+        &self,
+        route: &Route,
+        run: &RunKey,
+        phase: RunPhase,
+        message: &str,
+        now_ms: u64,
+    ) -> Outcome {
+        let unchanged = || Outcome::unchanged(self.clone());
+        let Some(strategy) = &route.strategy else {
+            return unchanged();
+        };
+        if !self.is_active()
+            || run.rollout_seq != self.rollout_seq
+            || run.rollout_started_ms != self.rollout_started_ms
+        {
+            return unchanged();
+        }
+        let what = match run.kind {
+            RunKind::Step(index) => {
+                let is_current = self.step_index == Some(index)
+                    && matches!(strategy.steps.get(index), Some(Step::Analysis(_)));
+                if !is_current {
+                    return unchanged();
+                }
+                format!("the analysis run of step {}", index + 1)
+            }
+            RunKind::Background => "the background analysis run".to_owned(),
+        };
+        let s = self.clone();
+        match phase {
+            RunPhase::Failed | RunPhase::Error => {
+                let detail = format!("{what} is {phase}: {message}");
+                s.abort(self, strategy, now_ms, AbortReason::AnalysisRun, detail)
+            }
+            RunPhase::Inconclusive if !self.held => {
+                let mut s = s;
+                s.held = true;
+                s.phase = Phase::Paused;
+                s.pause_deadline_ms = None;
+                let note = format!(
+                    "{what} is Inconclusive ({message}); held at {} for an operator: \
+                     promote goes on to the next step, abort aborts",
+                    s.position(strategy)
+                );
+                let mut outcome = s.finish(
+                    self,
+                    strategy,
+                    now_ms,
+                    TransitionKind::AnalysisInconclusive,
+                    note.clone(),
+                );
+                outcome.state.message = note;
+                outcome
+            }
+            RunPhase::Successful if !self.held && matches!(run.kind, RunKind::Step(_)) => {
+                s.advance(self, strategy, now_ms, " (analysis run Successful)")
+            }
+            _ => unchanged(),
+        }
+    }
+
+    /// The current step is done: the next is entered (or the rollout is
+    /// Promoted past the last one).
+    fn advance(
+        mut self,
+        before_state: &RolloutState,
+        strategy: &Strategy,
+        now_ms: u64,
+        why: &str,
+    ) -> Outcome {
+        let s = &mut self;
         let before = s.position(strategy);
         let next = s.step_index.map_or(0, |i| i + 1);
         s.enter_gated(strategy, next, now_ms);
@@ -678,17 +800,12 @@ impl RolloutState {
                 ),
             )
         } else {
-            let why = if strategy.gated_by_analysis && verdict.is_pass() {
-                " (analysis passing)"
-            } else {
-                ""
-            };
             (
                 TransitionKind::Advanced,
                 format!("{before} done{why}: {}", s.position(strategy)),
             )
         };
-        s.finish(self, strategy, now_ms, kind, message)
+        self.finish(before_state, strategy, now_ms, kind, message)
     }
 
     // --- building blocks ---
@@ -756,15 +873,17 @@ impl RolloutState {
             return;
         };
         self.step_index = Some(index);
-        match *step {
+        match step {
             Step::SetWeight(weight) => {
-                self.canary_weight = weight;
+                self.canary_weight = *weight;
                 self.phase = Phase::Progressing;
             }
             Step::Pause(duration) => {
                 self.phase = Phase::Paused;
                 self.pause_deadline_ms = duration.map(|d| now_ms.saturating_add(millis(d)));
             }
+            // The weight stays; the step waits for its run.
+            Step::Analysis(_) => self.phase = Phase::Progressing,
         }
     }
 
@@ -792,7 +911,7 @@ impl RolloutState {
             Some(step) => {
                 self.held = false;
                 self.phase = match step {
-                    Step::SetWeight(_) => Phase::Progressing,
+                    Step::SetWeight(_) | Step::Analysis(_) => Phase::Progressing,
                     Step::Pause(_) => Phase::Paused,
                 };
                 if let Step::Pause(Some(_)) = step {
@@ -986,6 +1105,9 @@ impl RolloutState {
                     Some(Step::Pause(None)) => {
                         format!("{position}: waiting for promote; {analysis}")
                     }
+                    Some(Step::Analysis(_)) => {
+                        format!("{position}: waiting for the analysis run; {analysis}")
+                    }
                     None => position,
                 };
             }
@@ -1149,6 +1271,7 @@ impl fmt::Display for StepText<'_> {
             Step::SetWeight(w) => write!(f, "setWeight {w}"),
             Step::Pause(None) => f.write_str("pause {}"),
             Step::Pause(Some(d)) => write!(f, "pause {}", ConfigDuration(*d)),
+            Step::Analysis(analysis) => write!(f, "analysis {}", analysis.templates.join(", ")),
         }
     }
 }

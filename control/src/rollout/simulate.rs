@@ -195,6 +195,7 @@ fn route(analysis: Analysis) -> Route {
             analysis,
             gated_by_analysis: true,
             webhooks: weir_config::Webhooks::default(),
+            background: None,
         }),
     }
 }

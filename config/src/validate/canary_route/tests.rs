@@ -347,3 +347,20 @@ fn a_service_in_weir_yaml_is_still_refused() {
     let paths: Vec<&str> = diagnostics.0.iter().map(|d| d.path.as_str()).collect();
     assert_eq!(paths, ["routes[0].stable.service"]);
 }
+
+#[test]
+fn analysis_templates_are_refused_in_a_canary_route_for_now() {
+    let spec = json!({
+        "stable": stable_service(),
+        "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+        "strategy": {"steps": [
+            {"setWeight": 10},
+            {"analysis": {"templates": [{"templateName": "errors"}]}}
+        ]}
+    });
+    assert_single(
+        spec,
+        "spec.strategy.steps[1].analysis",
+        "a CanaryRoute cannot use them yet",
+    );
+}

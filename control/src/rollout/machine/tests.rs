@@ -58,6 +58,7 @@ impl Fixture {
                 analysis: Analysis::default(),
                 gated_by_analysis: true,
                 webhooks: weir_config::Webhooks::default(),
+                background: None,
             }),
         })
     }
@@ -849,6 +850,7 @@ fn abort_reasons_have_bounded_labels() {
             "analysis_error_rate",
             "analysis_compare",
             "analysis_latency",
+            "analysis_run",
             "manual",
             "webhook",
             "webhook_rollback"
@@ -1150,4 +1152,5 @@ fn state_roundtrips_through_json() {
     assert!(serde_json::from_value::<RolloutState>(bad).is_err());
 }
 
+mod analysis_runs;
 mod gates;

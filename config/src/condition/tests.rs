@@ -1,0 +1,165 @@
+use super::*;
+
+fn list(items: &[f64]) -> Value {
+    Value::List(items.iter().map(|n| Value::Number(*n)).collect())
+}
+
+fn json(text: &str) -> Value {
+    Value::from_json(&serde_json::from_str(text).expect("test JSON"))
+}
+
+fn check(condition: &str, result: &Value) -> Result<bool, EvalError> {
+    Condition::parse(condition)
+        .unwrap_or_else(|e| panic!("{condition}: {e}"))
+        .eval(result)
+}
+
+/// The conditions of Argo Rollouts' documentation and examples, each with
+/// results that make it true and false.
+#[test]
+fn argo_documented_conditions() {
+    let cases: Vec<(&str, Value, bool)> = vec![
+        ("result[0] >= 0.95", list(&[0.97]), true),
+        ("result[0] >= 0.95", list(&[0.5]), false),
+        ("result[0] <= 0.01", list(&[0.001]), true),
+        (
+            "len(result) == 0 || isNaN(result[0]) || result[0] <= 0.01",
+            list(&[]),
+            true,
+        ),
+        (
+            "len(result) == 0 || isNaN(result[0]) || result[0] <= 0.01",
+            list(&[f64::NAN]),
+            true,
+        ),
+        (
+            "len(result) == 0 || isNaN(result[0]) || result[0] <= 0.01",
+            list(&[0.2]),
+            false,
+        ),
+        ("len(result) == 0 || result[0] >= 0.95", list(&[]), true),
+        (
+            "isNaN(result) || result >= 0.95",
+            Value::Number(f64::NAN),
+            true,
+        ),
+        ("isNaN(result) || result >= 0.95", Value::Number(0.5), false),
+        ("default(result, 0) >= 0.9", Value::Nil, false),
+        ("default(result, 1) >= 0.9", Value::Nil, true),
+        ("default(result, 0) >= 0.9", Value::Number(0.95), true),
+        ("default(result[0], 0) >= 0.9", list(&[]), false),
+        ("all(result, {# < 0.01})", list(&[0.001, 0.002]), true),
+        ("all(result, {# < 0.01})", list(&[0.001, 0.2]), false),
+        ("any(result, {# > 0.5})", list(&[0.1, 0.7]), true),
+        ("any(result, {# > 0.5})", list(&[]), false),
+        ("asInt(result) == 200", Value::Text("200".to_owned()), true),
+        ("asInt(result) == 200", Value::Number(404.0), false),
+        (
+            "asFloat(result) >= 0.9",
+            Value::Text("0.95".to_owned()),
+            true,
+        ),
+        ("result == true", Value::Bool(true), true),
+        (
+            "result.failed == 0",
+            json(r#"{"failed": 0, "passed": 12}"#),
+            true,
+        ),
+        ("result.failed == 0", json(r#"{"failed": 3}"#), false),
+        (
+            "result.ok && result.successPercent >= 0.90",
+            json(r#"{"ok": true, "successPercent": 0.95}"#),
+            true,
+        ),
+        (
+            "result.data.ok and not result.data.degraded",
+            json(r#"{"data": {"ok": true, "degraded": false}}"#),
+            true,
+        ),
+        (
+            "result['status'] == 'green'",
+            json(r#"{"status": "green"}"#),
+            true,
+        ),
+        ("isInf(result[0])", list(&[f64::INFINITY]), true),
+        ("isNil(result.missing)", json("{}"), true),
+        ("!(result[0] > 5)", list(&[3.0]), true),
+        ("result[0] * 100 - 1 > 90 % 7 + 2 * 3", list(&[0.5]), true),
+        ("-result[0] < 0", list(&[1.0]), true),
+        ("result[-1] == 3", list(&[1.0, 2.0, 3.0]), true),
+        ("result ?? 5 == 5", Value::Nil, true),
+        (
+            "len(result) > 0 && result[0] == result[1]",
+            list(&[1.0, 1.0]),
+            true,
+        ),
+        ("result[0] >= 1e-3", list(&[0.002]), true),
+    ];
+    for (condition, result, want) in cases {
+        assert_eq!(
+            check(condition, &result),
+            Ok(want),
+            "{condition} with {result:?}"
+        );
+    }
+}
+
+/// A runtime problem is an error of the measurement, never a panic.
+#[test]
+fn runtime_errors() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("result[0] >= 0.95", list(&[]), "out of range"),
+        ("result.x > 1", Value::Number(1.0), "field `x`"),
+        ("result > 1", Value::Text("a".to_owned()), "two numbers"),
+        ("result", Value::Number(1.0), "not true or false"),
+        ("isNaN(result)", list(&[1.0]), "isNaN needs a number"),
+        ("asInt(result) == 1", Value::Text("x".to_owned()), "asInt"),
+        ("result[0.5] == 1", list(&[1.0]), "whole number"),
+    ];
+    for (condition, result, part) in cases {
+        let error = check(condition, &result).expect_err(condition);
+        assert!(error.0.contains(part), "{condition}: {error}");
+    }
+}
+
+/// A condition that does not parse names the column and what was expected.
+#[test]
+fn parse_errors_name_the_column() {
+    let cases = [
+        ("result[0] >=", 13, "expected a value"),
+        ("result[0 >= 1", 14, "expected `]`"),
+        ("resutl > 1", 1, "unknown name `resutl`"),
+        ("len(result > 1", 15, "expected `)`"),
+        ("result > 1 1", 12, "expected an operator"),
+        ("all(result, # > 1)", 13, "inside a predicate"),
+        ("# > 1", 1, "inside a predicate"),
+        ("result == 'a", 11, "closing quote"),
+        ("result @ 1", 8, "unexpected character"),
+        ("len(result, 1) > 0", 1, "takes 1 argument"),
+        ("isNaN > 1", 1, "is a function"),
+        ("", 1, "expected a value"),
+    ];
+    for (condition, column, part) in cases {
+        let error = Condition::parse(condition).expect_err(condition);
+        assert_eq!(error.column, column, "{condition}: {error}");
+        assert!(error.message.contains(part), "{condition}: {error}");
+    }
+}
+
+/// `!` binds tighter than comparisons and `&&` tighter than `||`, as in expr.
+#[test]
+fn precedence_follows_expr() {
+    assert_eq!(check("true || false && false", &Value::Nil), Ok(true));
+    assert_eq!(check("!false == true", &Value::Nil), Ok(true));
+    assert_eq!(check("1 + 2 * 3 == 7", &Value::Nil), Ok(true));
+    assert_eq!(check("(1 + 2) * 3 == 9", &Value::Nil), Ok(true));
+    // Short-circuit: the right side is not evaluated.
+    assert_eq!(
+        check("len(result) == 0 || result[0] > 1", &list(&[])),
+        Ok(true)
+    );
+    assert_eq!(
+        check("len(result) > 0 && result[0] > 1", &list(&[])),
+        Ok(false)
+    );
+}

@@ -1,0 +1,618 @@
+//! Checks of `analysisTemplates` and of the references to them (canary
+//! `analysis` steps, `strategy.analysis.templates`): every template on its
+//! own (names, limits, durations, providers, `{{args.NAME}}` naming a
+//! declared argument, conditions that parse), then each reference resolved
+//! into an [`AnalysisRef`] (known templates, every argument given a value,
+//! the conditions parsed again with the values in place).
+//!
+//! Problems are reported through a callback as `(key path, message)`, so
+//! that they read like every other diagnostic, with `FILE:LINE:COL`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::condition::Condition;
+use crate::duration::parse_duration;
+use crate::model::analysis_templates::{
+    DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_PROMETHEUS_TIMEOUT, DEFAULT_WEB_TIMEOUT,
+};
+use crate::model::{AnalysisRef, JsonPath, Metric, PrometheusQuery, Provider, WebRequest};
+use crate::schema::{
+    AnalysisTemplateSpec, ArgValueSpec, DurationSpec, HeaderSpec, MetricSpec, TemplateRefSpec,
+};
+
+/// Where a problem is and what it is.
+pub(super) type Report<'r> = dyn FnMut(&str, String) + 'r;
+
+/// The templates of the file, by name, as written; those with a problem
+/// are known (a reference to one is not "unknown") but never resolved.
+#[derive(Debug, Default)]
+pub(super) struct Catalog {
+    templates: HashMap<String, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    spec: AnalysisTemplateSpec,
+    path: String,
+    valid: bool,
+}
+
+/// Checks every template; returns them by name.
+pub(super) fn catalog(specs: &[AnalysisTemplateSpec], report: &mut Report<'_>) -> Catalog {
+    let mut catalog = Catalog::default();
+    for (i, spec) in specs.iter().enumerate() {
+        let path = format!("analysisTemplates[{i}]");
+        let mut valid = check_template(&path, spec, report);
+        if spec.name.trim().is_empty() {
+            report(
+                &format!("{path}.name"),
+                "the template name is empty; name it, e.g. `error-rate`".to_owned(),
+            );
+            valid = false;
+        }
+        if let Some(first) = catalog.templates.get(&spec.name) {
+            report(
+                &format!("{path}.name"),
+                format!(
+                    "template `{}` is already defined at {}; give each template its own name",
+                    spec.name, first.path
+                ),
+            );
+            continue;
+        }
+        catalog.templates.insert(
+            spec.name.clone(),
+            Entry {
+                spec: spec.clone(),
+                path,
+                valid,
+            },
+        );
+    }
+    catalog
+}
+
+/// Resolves a reference at `at`: `None` after reporting why it cannot be.
+pub(super) fn resolve(
+    catalog: &Catalog,
+    at: &str,
+    templates: &[TemplateRefSpec],
+    args: &[ArgValueSpec],
+    report: &mut Report<'_>,
+) -> Option<AnalysisRef> {
+    if templates.is_empty() {
+        report(
+            &format!("{at}.templates"),
+            "no templates; name at least one, e.g. `templates: [{templateName: error-rate}]`"
+                .to_owned(),
+        );
+        return None;
+    }
+    let mut ok = true;
+    let mut used: Vec<&Entry> = Vec::new();
+    for (k, template) in templates.iter().enumerate() {
+        let path = format!("{at}.templates[{k}].templateName");
+        match catalog.templates.get(&template.template_name) {
+            Some(entry) => {
+                ok &= entry.valid;
+                used.push(entry);
+            }
+            None => {
+                let mut known: Vec<&str> = catalog.templates.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                let known = if known.is_empty() {
+                    "no template is defined (top-level `analysisTemplates`)".to_owned()
+                } else {
+                    format!("defined: {}", known.join(", "))
+                };
+                report(
+                    &path,
+                    format!("unknown template `{}`; {known}", template.template_name),
+                );
+                ok = false;
+            }
+        }
+    }
+    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, arg) in args.iter().enumerate() {
+        let path = format!("{at}.args[{k}].name");
+        if given.insert(&arg.name, &arg.value).is_some() {
+            report(
+                &path,
+                format!("argument `{}` is given twice; give it once", arg.name),
+            );
+            ok = false;
+        }
+        let declared = used
+            .iter()
+            .any(|e| e.spec.args.iter().any(|a| a.name == arg.name));
+        if !declared && !used.is_empty() && used.len() == templates.len() {
+            report(
+                &path,
+                format!(
+                    "argument `{}` is not declared by {}; remove it or declare it in the template's `args`",
+                    arg.name,
+                    names(&used)
+                ),
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    let mut metrics: Vec<Arc<Metric>> = Vec::new();
+    let mut seen_metrics: HashMap<String, String> = HashMap::new();
+    for entry in &used {
+        let mut template_values = HashMap::new();
+        for arg in &entry.spec.args {
+            let value = given
+                .get(arg.name.as_str())
+                .map(|v| (*v).to_owned())
+                .or_else(|| arg.value.clone());
+            match value {
+                Some(value) => {
+                    values.insert(arg.name.clone(), value.clone());
+                    template_values.insert(arg.name.clone(), value);
+                }
+                None => {
+                    let path = if args.is_empty() {
+                        at.to_owned()
+                    } else {
+                        format!("{at}.args")
+                    };
+                    report(
+                        &path,
+                        format!(
+                            "template `{}` needs a value for argument `{}` (`{{{{args.{}}}}}`); add `{{name: {}, value: ...}}` to `args`",
+                            entry.spec.name, arg.name, arg.name, arg.name
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        for (m, spec) in entry.spec.metrics.iter().enumerate() {
+            let metric_path = format!("{}.metrics[{m}]", entry.path);
+            if let Some(first) = seen_metrics.insert(spec.name.clone(), entry.spec.name.clone()) {
+                report(
+                    &format!("{at}.templates"),
+                    format!(
+                        "metric `{}` is in templates `{first}` and `{}`; metric names must be unique within a run",
+                        spec.name, entry.spec.name
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            match build_metric(&entry.spec.name, spec, &template_values) {
+                Ok(metric) => metrics.push(Arc::new(metric)),
+                Err((key, why)) => {
+                    report(
+                        at,
+                        format!("with these arguments, {metric_path}.{key} {why}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(AnalysisRef {
+        templates: used
+            .iter()
+            .map(|e| Arc::from(e.spec.name.as_str()))
+            .collect(),
+        args: values.into_iter().collect(),
+        metrics,
+    })
+}
+
+fn names(used: &[&Entry]) -> String {
+    let list: Vec<String> = used.iter().map(|e| format!("`{}`", e.spec.name)).collect();
+    format!(
+        "template{} {}",
+        if list.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    )
+}
+
+/// Checks a template on its own; false after reporting a problem.
+fn check_template(path: &str, spec: &AnalysisTemplateSpec, report: &mut Report<'_>) -> bool {
+    let mut ok = true;
+    let mut declared: HashMap<&str, Option<&str>> = HashMap::new();
+    for (k, arg) in spec.args.iter().enumerate() {
+        let arg_path = format!("{path}.args[{k}].name");
+        if arg.name.trim().is_empty() {
+            report(&arg_path, "the argument name is empty".to_owned());
+            ok = false;
+        } else if declared.insert(&arg.name, arg.value.as_deref()).is_some() {
+            report(
+                &arg_path,
+                format!("argument `{}` is declared twice", arg.name),
+            );
+            ok = false;
+        }
+    }
+    if spec.metrics.is_empty() {
+        report(
+            &format!("{path}.metrics"),
+            "no metrics; a template measures at least one".to_owned(),
+        );
+        return false;
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (m, metric) in spec.metrics.iter().enumerate() {
+        let at = format!("{path}.metrics[{m}]");
+        if metric.name.trim().is_empty() {
+            report(&format!("{at}.name"), "the metric name is empty".to_owned());
+            ok = false;
+        } else if let Some(first) = seen.insert(&metric.name, m) {
+            report(
+                &format!("{at}.name"),
+                format!(
+                    "metric `{}` is already metrics[{first}] of this template; names must be unique",
+                    metric.name
+                ),
+            );
+            ok = false;
+        }
+        ok &= check_metric(&at, metric, &declared, report);
+    }
+    ok
+}
+
+/// Every string of a metric that may hold `{{args.NAME}}`, with its key.
+fn metric_strings(spec: &MetricSpec) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut push = |key: &str, value: &str| out.push((key.to_owned(), value.to_owned()));
+    if let Some(c) = &spec.success_condition {
+        push("successCondition", c);
+    }
+    if let Some(c) = &spec.failure_condition {
+        push("failureCondition", c);
+    }
+    if let Some(p) = &spec.provider.prometheus {
+        push("provider.prometheus.address", &p.address);
+        push("provider.prometheus.query", &p.query);
+        for (k, h) in p.headers.iter().enumerate() {
+            push(&format!("provider.prometheus.headers[{k}].value"), &h.value);
+        }
+    }
+    if let Some(w) = &spec.provider.web {
+        push("provider.web.url", &w.url);
+        if let Some(b) = &w.body {
+            push("provider.web.body", b);
+        }
+        if let Some(b) = &w.json_body {
+            push("provider.web.jsonBody", &b.to_string());
+        }
+        for (k, h) in w.headers.iter().enumerate() {
+            push(&format!("provider.web.headers[{k}].value"), &h.value);
+        }
+    }
+    out
+}
+
+fn check_metric(
+    at: &str,
+    spec: &MetricSpec,
+    declared: &HashMap<&str, Option<&str>>,
+    report: &mut Report<'_>,
+) -> bool {
+    let mut ok = true;
+    for (key, text) in metric_strings(spec) {
+        for placeholder in placeholders(&text) {
+            match placeholder {
+                Ok(name) if declared.contains_key(name.as_str()) => {}
+                Ok(name) => {
+                    let mut known: Vec<&str> = declared.keys().copied().collect();
+                    known.sort_unstable();
+                    report(
+                        &format!("{at}.{key}"),
+                        format!(
+                            "`{{{{args.{name}}}}}` names no argument of this template ({}); declare it under `args`",
+                            if known.is_empty() {
+                                "it declares none".to_owned()
+                            } else {
+                                format!("declared: {}", known.join(", "))
+                            }
+                        ),
+                    );
+                    ok = false;
+                }
+                Err(written) => {
+                    report(
+                        &format!("{at}.{key}"),
+                        format!(
+                            "`{written}` is not a placeholder weir knows; write `{{{{args.NAME}}}}`"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    if !ok {
+        return false;
+    }
+    // The template alone: arguments without a default stand in as `0`, so
+    // that a condition's syntax is checked where it is written.
+    let stand_in: HashMap<String, String> = declared
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.unwrap_or("0").to_owned()))
+        .collect();
+    match build_metric("", spec, &stand_in) {
+        Ok(_) => true,
+        Err((key, why)) => {
+            report(&format!("{at}.{key}"), why);
+            false
+        }
+    }
+}
+
+/// The `{{...}}` of `text`: `Ok(NAME)` for `{{args.NAME}}`, `Err(written)`
+/// for anything else.
+fn placeholders(text: &str) -> Vec<Result<String, String>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let inner = after[..end].trim();
+        match inner.strip_prefix("args.") {
+            Some(name) if !name.is_empty() => out.push(Ok(name.to_owned())),
+            _ => out.push(Err(format!("{{{{{}}}}}", &after[..end]))),
+        }
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+/// `text` with every `{{args.NAME}}` replaced by its value.
+fn substitute(text: &str, values: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        out.push_str(&rest[..start]);
+        let inner = after[..end].trim();
+        match inner.strip_prefix("args.").and_then(|n| values.get(n)) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn duration(spec: &DurationSpec) -> Result<Duration, String> {
+    match spec {
+        DurationSpec::Seconds(s) => Ok(Duration::from_secs(*s)),
+        DurationSpec::Text(text) => parse_duration(text).map_err(|e| e.to_string()),
+    }
+}
+
+fn headers(list: &[HeaderSpec], values: &HashMap<String, String>) -> Vec<(String, String)> {
+    list.iter()
+        .map(|h| (h.key.clone(), substitute(&h.value, values)))
+        .collect()
+}
+
+fn http_url(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with("https://") {
+        return Err(format!(
+            "`{trimmed}`: weir's analysis providers speak plain http:// only for now; put a local proxy in front of an https:// endpoint"
+        ));
+    }
+    match trimmed.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_owned()),
+        _ => Err(format!(
+            "`{trimmed}` is not an http:// URL with a host, e.g. `http://127.0.0.1:9090`"
+        )),
+    }
+}
+
+/// The metric with `values` in place; `Err((key, why))` names the first
+/// problem.
+fn build_metric(
+    template: &str,
+    spec: &MetricSpec,
+    values: &HashMap<String, String>,
+) -> Result<Metric, (String, String)> {
+    let fail = |key: &str, why: String| (key.to_owned(), why);
+    let interval = match &spec.interval {
+        None => None,
+        Some(d) => {
+            let d = duration(d).map_err(|e| fail("interval", e))?;
+            if d.is_zero() {
+                return Err(fail(
+                    "interval",
+                    "`interval` is 0; it must be more than 0, e.g. `30s`".to_owned(),
+                ));
+            }
+            Some(d)
+        }
+    };
+    let initial_delay = match &spec.initial_delay {
+        None => Duration::ZERO,
+        Some(d) => duration(d).map_err(|e| fail("initialDelay", e))?,
+    };
+    let count = match spec.count {
+        None => None,
+        Some(0) => {
+            return Err(fail(
+                "count",
+                "`count` is 0; it must be at least 1 (leave it out with `interval` to measure until the run ends)".to_owned(),
+            ));
+        }
+        Some(n) if n > 1 && interval.is_none() => {
+            return Err(fail(
+                "count",
+                format!(
+                    "`count` {n} needs an `interval` between the measurements, e.g. `interval: 30s`"
+                ),
+            ));
+        }
+        Some(n) => {
+            Some(u32::try_from(n).map_err(|_| fail("count", format!("`count` {n} is too large")))?)
+        }
+    };
+    let condition =
+        |key: &str, text: &Option<String>| -> Result<Option<Condition>, (String, String)> {
+            match text {
+                None => Ok(None),
+                Some(text) if text.trim().is_empty() => Ok(None),
+                Some(text) => {
+                    let resolved = substitute(text, values);
+                    Condition::parse(&resolved).map(Some).map_err(|e| {
+                        let shown = if resolved == *text {
+                            String::new()
+                        } else {
+                            format!(" (`{}` with the arguments in place)", resolved.trim())
+                        };
+                        fail(key, format!("the condition does not parse{shown}: {e}"))
+                    })
+                }
+            }
+        };
+    let success_condition = condition("successCondition", &spec.success_condition)?;
+    let failure_condition = condition("failureCondition", &spec.failure_condition)?;
+    let failure_limit = match spec.failure_limit {
+        None => Some(0),
+        Some(-1) => None,
+        Some(n) => Some(u32::try_from(n).map_err(|_| {
+            fail(
+                "failureLimit",
+                format!("`failureLimit` {n} must be -1 (never fail) or from 0 up"),
+            )
+        })?),
+    };
+    let limit = |key: &str, value: Option<u64>, default: u32| {
+        value.map_or(Ok(default), |n| {
+            u32::try_from(n).map_err(|_| fail(key, format!("`{key}` {n} is too large")))
+        })
+    };
+    let inconclusive_limit = limit("inconclusiveLimit", spec.inconclusive_limit, 0)?;
+    let consecutive_error_limit = limit(
+        "consecutiveErrorLimit",
+        spec.consecutive_error_limit,
+        DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+    )?;
+    let provider = match (&spec.provider.prometheus, &spec.provider.web) {
+        (Some(p), None) => {
+            let address = http_url(&substitute(&p.address, values))
+                .map_err(|e| fail("provider.prometheus.address", e))?;
+            let query = substitute(&p.query, values);
+            if query.trim().is_empty() {
+                return Err(fail(
+                    "provider.prometheus.query",
+                    "the query is empty; write a PromQL query".to_owned(),
+                ));
+            }
+            let timeout = match p.timeout {
+                None => DEFAULT_PROMETHEUS_TIMEOUT,
+                Some(0) => {
+                    return Err(fail(
+                        "provider.prometheus.timeout",
+                        "`timeout` is 0 seconds; it must be at least 1, e.g. `30`".to_owned(),
+                    ));
+                }
+                Some(s) => Duration::from_secs(s),
+            };
+            Provider::Prometheus(PrometheusQuery {
+                address: address.trim_end_matches('/').to_owned(),
+                query: query.trim().to_owned(),
+                timeout,
+                headers: headers(&p.headers, values),
+                basic_auth: p
+                    .authentication
+                    .as_ref()
+                    .and_then(|a| a.basic.as_ref())
+                    .map(|b| (b.username.clone(), b.password.clone())),
+            })
+        }
+        (None, Some(w)) => {
+            let url =
+                http_url(&substitute(&w.url, values)).map_err(|e| fail("provider.web.url", e))?;
+            let method = w.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "POST" | "PUT") {
+                return Err(fail(
+                    "provider.web.method",
+                    format!("method `{method}` is not supported; write GET, POST or PUT"),
+                ));
+            }
+            if w.body.is_some() && w.json_body.is_some() {
+                return Err(fail(
+                    "provider.web.jsonBody",
+                    "`body` and `jsonBody` are both set; keep one".to_owned(),
+                ));
+            }
+            let json_path = match &w.json_path {
+                None => None,
+                Some(p) => Some(JsonPath::parse(p).map_err(|e| fail("provider.web.jsonPath", e))?),
+            };
+            let body = match (&w.body, &w.json_body) {
+                (Some(b), _) => Some(substitute(b, values)),
+                (None, Some(j)) => Some(substitute(&j.to_string(), values)),
+                (None, None) => None,
+            };
+            let timeout = match w.timeout_seconds {
+                None => DEFAULT_WEB_TIMEOUT,
+                Some(0) => {
+                    return Err(fail(
+                        "provider.web.timeoutSeconds",
+                        "`timeoutSeconds` is 0; it must be at least 1, e.g. `10`".to_owned(),
+                    ));
+                }
+                Some(s) => Duration::from_secs(s),
+            };
+            Provider::Web(WebRequest {
+                url,
+                method,
+                headers: headers(&w.headers, values),
+                body,
+                json_body: w.json_body.is_some(),
+                json_path,
+                timeout,
+            })
+        }
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                "provider",
+                "`prometheus` and `web` are both set; a metric has one provider".to_owned(),
+            ));
+        }
+        (None, None) => {
+            return Err(fail(
+                "provider",
+                "no provider; set `prometheus: {address, query}` or `web: {url}`".to_owned(),
+            ));
+        }
+    };
+    Ok(Metric {
+        template: Arc::from(template),
+        name: Arc::from(spec.name.as_str()),
+        interval,
+        initial_delay,
+        count,
+        success_condition,
+        failure_condition,
+        failure_limit,
+        inconclusive_limit,
+        consecutive_error_limit,
+        dry_run: spec.dry_run.unwrap_or(false),
+        provider,
+    })
+}

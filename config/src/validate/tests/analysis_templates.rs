@@ -1,0 +1,286 @@
+//! `analysisTemplates` and the references to them, valid and invalid.
+
+use super::*;
+use crate::model::{Provider, Step};
+
+/// A file with one template and a route that uses it in a step and in the
+/// background; `{COND}`, `{LIMIT}`, `{STEP}` and `{BG}` are replaced.
+const TEMPLATE_FILE: &str = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: errors
+    args: [{name: route}, {name: max, value: "0.01"}]
+    metrics:
+      - name: error-ratio
+        interval: 5s
+        successCondition: {COND}
+        failureLimit: {LIMIT}
+        provider:
+          prometheus:
+            address: http://127.0.0.1:9090
+            query: 'sum(rate(weir_http_requests_total{route="{{args.route}}"}[1m]))'
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - setWeight: 10
+        - analysis: {STEP}
+      analysis: {BG}
+"#;
+
+const GOOD_CONDITION: &str = "len(result) == 0 || isNaN(result[0]) || result[0] <= {{args.max}}";
+const GOOD_STEP: &str =
+    "{ templates: [{ templateName: errors }], args: [{ name: route, value: r }] }";
+const GOOD_BG: &str = "{ templates: [{ templateName: errors }], args: [{ name: route, value: r }, { name: max, value: '0.5' }] }";
+
+fn file(condition: &str, limit: &str, step: &str, background: &str) -> String {
+    TEMPLATE_FILE
+        .replace("{COND}", condition)
+        .replace("{LIMIT}", limit)
+        .replace("{STEP}", step)
+        .replace("{BG}", background)
+}
+
+#[test]
+fn a_template_resolves_into_steps_and_background_runs() {
+    let config = valid(&file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG));
+    let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
+    let Step::Analysis(step) = &strategy.steps[1] else {
+        panic!("step 2 is an analysis step: {:?}", strategy.steps[1]);
+    };
+    assert_eq!(step.templates, vec![Arc::<str>::from("errors")]);
+    assert_eq!(
+        step.args,
+        vec![
+            ("max".to_owned(), "0.01".to_owned()),
+            ("route".to_owned(), "r".to_owned())
+        ]
+    );
+    let metric = &step.metrics[0];
+    assert_eq!(&*metric.name, "error-ratio");
+    assert_eq!(metric.interval, Some(Duration::from_secs(5)));
+    assert_eq!(metric.count, None);
+    assert_eq!(metric.failure_limit, Some(1));
+    assert_eq!(metric.inconclusive_limit, 0);
+    assert_eq!(metric.consecutive_error_limit, 4);
+    let condition = metric.success_condition.as_ref().expect("a condition");
+    assert!(
+        condition.text().ends_with("result[0] <= 0.01"),
+        "{condition}"
+    );
+    let Provider::Prometheus(query) = &metric.provider else {
+        panic!("a Prometheus metric");
+    };
+    assert_eq!(
+        query.query,
+        r#"sum(rate(weir_http_requests_total{route="r"}[1m]))"#
+    );
+    assert_eq!(query.timeout, Duration::from_secs(30));
+    let background = strategy.background.as_ref().expect("a background run");
+    let condition = background.metrics[0]
+        .success_condition
+        .as_ref()
+        .expect("a condition");
+    assert!(
+        condition.text().ends_with("result[0] <= 0.5"),
+        "{condition}"
+    );
+    // Background templates alone do not make steps wait for the built-in judge.
+    assert!(!strategy.gated_by_analysis);
+    // -1 turns the failure limit off.
+    let config = valid(&file(GOOD_CONDITION, "-1", GOOD_STEP, GOOD_BG));
+    let Step::Analysis(step) = &config.routes[0]
+        .strategy
+        .as_ref()
+        .expect("a strategy")
+        .steps[1]
+    else {
+        panic!("an analysis step");
+    };
+    assert_eq!(step.metrics[0].failure_limit, None);
+}
+
+#[test]
+fn template_problems_are_located() {
+    let cases = vec![
+        (
+            file(
+                GOOD_CONDITION,
+                "1",
+                "{ templates: [{ templateName: nope }] }",
+                GOOD_BG,
+            ),
+            "routes[0].strategy.steps[1].analysis.templates[0].templateName",
+            23,
+            37,
+            "unknown template `nope`; defined: errors",
+        ),
+        (
+            file(
+                GOOD_CONDITION,
+                "1",
+                "{ templates: [{ templateName: errors }] }",
+                GOOD_BG,
+            ),
+            "routes[0].strategy.steps[1].analysis",
+            23,
+            11,
+            "template `errors` needs a value for argument `route`",
+        ),
+        (
+            file(
+                GOOD_CONDITION,
+                "1",
+                GOOD_STEP,
+                "{ templates: [{ templateName: errors }], args: [{ name: rout, value: r }] }",
+            ),
+            "routes[0].strategy.analysis.args[0].name",
+            24,
+            67,
+            "argument `rout` is not declared by template `errors`",
+        ),
+        (
+            file("result[0] <= ", "1", GOOD_STEP, GOOD_BG),
+            "analysisTemplates[0].metrics[0].successCondition",
+            10,
+            9,
+            "the condition does not parse: at column 13: expected a value",
+        ),
+        (
+            file("result[0] <= {{args.maximum}}", "1", GOOD_STEP, GOOD_BG),
+            "analysisTemplates[0].metrics[0].successCondition",
+            10,
+            9,
+            "`{{args.maximum}}` names no argument of this template (declared: max, route)",
+        ),
+        (
+            file(
+                GOOD_CONDITION,
+                "1",
+                GOOD_STEP,
+                "{ templates: [{ templateName: errors }], args: [{ name: route, value: r }, { name: max, value: 'x y' }] }",
+            ),
+            "routes[0].strategy.analysis",
+            24,
+            7,
+            "the condition does not parse",
+        ),
+        (
+            file(GOOD_CONDITION, "-2", GOOD_STEP, GOOD_BG),
+            "analysisTemplates[0].metrics[0].failureLimit",
+            11,
+            23,
+            "expected a whole number from -1 to",
+        ),
+        (
+            file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG).replace("interval: 5s", "interval: 0s"),
+            "analysisTemplates[0].metrics[0].interval",
+            9,
+            9,
+            "`interval` is 0",
+        ),
+        (
+            file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG).replace("interval: 5s", "count: 3"),
+            "analysisTemplates[0].metrics[0].count",
+            9,
+            9,
+            "`count` 3 needs an `interval`",
+        ),
+        (
+            file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG).replace("interval: 5s", "interval: soon"),
+            "analysisTemplates[0].metrics[0].interval",
+            9,
+            9,
+            "invalid duration",
+        ),
+        (
+            file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG)
+                .replace("http://127.0.0.1:9090", "127.0.0.1:9090"),
+            "analysisTemplates[0].metrics[0].provider.prometheus.address",
+            14,
+            13,
+            "not an http:// URL",
+        ),
+    ];
+    assert_cases(&cases);
+}
+
+#[test]
+fn web_provider_fields_are_read_and_checked() {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: smoke
+    metrics:
+      - name: smoke
+        successCondition: result.failed == 0
+        provider:
+          web:
+            url: http://127.0.0.1:8000/smoke
+            method: POST
+            headers: [{key: x-token, value: abc}]
+            jsonBody: {suite: checkout, retries: 2}
+            jsonPath: "{$.summary}"
+            timeoutSeconds: 60
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - analysis: { templates: [{ templateName: smoke }] }
+"#;
+    let config = valid(text);
+    let Step::Analysis(step) = &config.routes[0]
+        .strategy
+        .as_ref()
+        .expect("a strategy")
+        .steps[0]
+    else {
+        panic!("an analysis step");
+    };
+    let Provider::Web(web) = &step.metrics[0].provider else {
+        panic!("a web metric");
+    };
+    assert_eq!(web.method, "POST");
+    assert_eq!(web.headers, vec![("x-token".to_owned(), "abc".to_owned())]);
+    assert_eq!(
+        web.body.as_deref(),
+        Some(r#"{"retries":2,"suite":"checkout"}"#)
+    );
+    assert!(web.json_body);
+    assert_eq!(web.timeout, Duration::from_secs(60));
+    let path = web.json_path.as_ref().expect("a path");
+    let answer = serde_json::json!({"summary": {"failed": 0}});
+    assert_eq!(
+        path.select(&answer),
+        Some(&serde_json::json!({"failed": 0}))
+    );
+
+    let bad = text.replace("\"{$.summary}\"", "\"{$.items[?(@.x)]}\"");
+    assert_eq!(
+        check_single(
+            &bad,
+            "analysisTemplates[0].metrics[0].provider.web.jsonPath",
+            15,
+            13,
+            "weir reads a whole index"
+        ),
+        Ok(())
+    );
+    let bad = text.replace("method: POST", "method: PATCH");
+    assert_eq!(
+        check_single(
+            &bad,
+            "analysisTemplates[0].metrics[0].provider.web.method",
+            12,
+            13,
+            "method `PATCH` is not supported"
+        ),
+        Ok(())
+    );
+}

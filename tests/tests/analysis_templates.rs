@@ -1,0 +1,378 @@
+//! Analysis templates against a real Prometheus scraping weir every second,
+//! and against a small web endpoint: an `analysis` step passes for a
+//! healthy canary, aborts a canary the fake upstream makes fail, and a
+//! query Prometheus cannot parse is an errored measurement carrying
+//! Prometheus' own message.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use weir_e2e::{
+    Load, LoadtestUpstream, Prometheus, Route, Step, Strategy, Weir, WeirConfig, free_addr, phase,
+    step_index, wait_until,
+};
+
+/// Prometheus' start, two scrapes and the run: slack for 2 busy cores.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The canary's 5xx ratio over the last 10 s; empty until Prometheus has
+/// two scrapes of the route's canary requests.
+const ERROR_RATIO: &str = "(sum(rate(weir_http_requests_total{route=\"{{args.route}}\",role=\"canary\",code=~\"5..\"}[10s])) or vector(0)) / sum(rate(weir_http_requests_total{route=\"{{args.route}}\",role=\"canary\"}[10s]))";
+
+fn templates(prometheus: &str) -> String {
+    format!(
+        r#"analysisTemplates:
+  - name: errors
+    args: [{{name: route}}, {{name: max, value: "0.05"}}]
+    metrics:
+      - name: error-ratio
+        interval: 1s
+        count: 2
+        successCondition: len(result) == 1 && result[0] <= {{{{args.max}}}}
+        provider:
+          prometheus:
+            address: {prometheus}
+            query: '{ERROR_RATIO}'
+  - name: errors-in-background
+    args: [{{name: route}}]
+    metrics:
+      - name: error-ratio
+        interval: 1s
+        consecutiveErrorLimit: 120
+        successCondition: len(result) == 0 || result[0] <= 0.05
+        provider:
+          prometheus:
+            address: {prometheus}
+            query: '{ERROR_RATIO}'
+  - name: broken
+    metrics:
+      - name: syntax
+        consecutiveErrorLimit: 0
+        provider:
+          prometheus:
+            address: {prometheus}
+            query: sum(rate(weir_http_requests_total[1m])) by
+"#
+    )
+}
+
+/// setWeight 50, wait for promote (the test promotes once Prometheus has
+/// data), the analysis step, then 100 %. The built-in judge cannot fail
+/// (`maxErrorRate: 1`), so only the template decides.
+fn route(name: &str, stable: SocketAddr, canary: SocketAddr, analysis: &str) -> Route {
+    let strategy = Strategy::new([
+        Step::SetWeight(50.0),
+        Step::Pause(None),
+        Step::Raw(analysis.to_owned()),
+        Step::SetWeight(100.0),
+    ])
+    .max_error_rate(1.0)
+    .compare_to_stable(false);
+    Route::rollout(name, &[stable], &[canary], strategy).path_prefix(&format!("/{name}"))
+}
+
+fn uses(template: &str, route: &str) -> String {
+    format!(
+        "analysis: {{ templates: [{{ templateName: {template} }}], args: [{{ name: route, value: {route} }}] }}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_templates_pass_abort_and_report_query_errors() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let failing = LoadtestUpstream::start("failing", &["--error-rate", "1"]);
+    let prometheus_addr = free_addr();
+    let prometheus_url = format!("http://{prometheus_addr}");
+    let config = WeirConfig::new([
+        route("good", stable.addr, canary.addr, &uses("errors", "good")),
+        route("bad", stable.addr, failing.addr, &uses("errors", "bad")),
+        // A background run for the whole rollout, at a step that waits.
+        Route::rollout(
+            "background",
+            &[stable.addr],
+            &[failing.addr],
+            Strategy::new([Step::SetWeight(50.0), Step::Pause(None)])
+                .max_error_rate(1.0)
+                .compare_to_stable(false)
+                .background("templates: [{templateName: errors-in-background}]")
+                .background("args: [{name: route, value: background}]"),
+        )
+        .path_prefix("/background"),
+        // No traffic and no `analysis` block: the steps go by commands.
+        Route::rollout(
+            "broken",
+            &[stable.addr],
+            &[canary.addr],
+            Strategy::new([
+                Step::SetWeight(50.0),
+                Step::Pause(None),
+                Step::Raw("analysis: { templates: [{ templateName: broken }] }".to_owned()),
+                Step::SetWeight(100.0),
+            ]),
+        )
+        .path_prefix("/broken"),
+    ])
+    .extra(&templates(&prometheus_url));
+    let weir = Weir::start(config).await;
+    let prometheus = Prometheus::start(prometheus_addr, &[weir.addrs.admin]).await;
+    let loads = [
+        Load::start(weir.addrs.http, "/good", 40, 2),
+        Load::start(weir.addrs.http, "/bad", 40, 2),
+        Load::start(weir.addrs.http, "/background", 40, 2),
+    ];
+
+    // Promote into the analysis step once Prometheus has the canaries'
+    // requests of both routes.
+    for name in ["good", "bad"] {
+        let query = ERROR_RATIO.replace("{{args.route}}", name);
+        wait_until(
+            LIMIT,
+            &format!("Prometheus has {name}'s canary rate"),
+            || async {
+                let result = prometheus.query(&query).await?;
+                (result.as_array().is_some_and(|r| r.len() == 1)).then_some(())
+            },
+        )
+        .await;
+    }
+    for name in ["good", "bad", "broken"] {
+        weir.wait_status(name, LIMIT, "the pause", |s| step_index(s) == Some(1))
+            .await;
+        let answer = weir.command(name, "promote", None).await;
+        assert_eq!(answer.status, 200, "{name}: {}", answer.text());
+    }
+
+    let good = weir
+        .wait_status("good", LIMIT, "Promoted", |s| phase(s) != "Progressing")
+        .await;
+    assert_eq!(phase(&good), "Promoted", "{good:#}\n{}", weir.log());
+    let bad = weir
+        .wait_status("bad", LIMIT, "Aborted", |s| phase(s) != "Progressing")
+        .await;
+    assert_eq!(phase(&bad), "Aborted", "{bad:#}");
+    let message = bad["message"].as_str().unwrap_or_default();
+    assert!(message.contains("aborted (analysis_run)"), "{bad:#}");
+    assert!(message.contains("Failed"), "{bad:#}");
+    let broken = weir
+        .wait_status("broken", LIMIT, "Aborted", |s| phase(s) != "Progressing")
+        .await;
+    assert_eq!(phase(&broken), "Aborted", "{broken:#}");
+
+    let background = weir
+        .wait_status("background", LIMIT, "Aborted", |s| phase(s) == "Aborted")
+        .await;
+    assert!(
+        background["message"].as_str().is_some_and(
+            |m| m.contains("aborted (analysis_run): the background analysis run is Failed")
+        ),
+        "{background:#}"
+    );
+    let runs = analysis_runs(&weir, "background").await;
+    assert_eq!(runs[0]["kind"], "background", "{runs:#}");
+    assert_eq!(runs[0]["phase"], "Failed", "{runs:#}");
+
+    // The runs, their metrics and measurements in the admin API.
+    let runs = analysis_runs(&weir, "good").await;
+    let run = &runs[0];
+    assert_eq!(run["phase"], "Successful", "{runs:#}");
+    assert_eq!(run["kind"], "step", "{runs:#}");
+    assert_eq!(run["templates"], serde_json::json!(["errors"]));
+    let metric = &run["metrics"][0];
+    assert_eq!(metric["successful"], 2, "{runs:#}");
+    assert!(
+        metric["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("route=\"good\"")),
+        "the resolved query: {runs:#}"
+    );
+    let value = &metric["measurements"][0]["value"];
+    assert!(value[0].as_f64().is_some_and(|v| v <= 0.05), "{runs:#}");
+
+    let runs = analysis_runs(&weir, "bad").await;
+    assert_eq!(runs[0]["phase"], "Failed", "{runs:#}");
+    let measured = &runs[0]["metrics"][0]["measurements"][0];
+    assert_eq!(measured["phase"], "Failed", "{runs:#}");
+    assert!(
+        measured["value"][0].as_f64().is_some_and(|v| v > 0.5),
+        "{runs:#}"
+    );
+
+    let runs = analysis_runs(&weir, "broken").await;
+    assert_eq!(runs[0]["phase"], "Error", "{runs:#}");
+    let measured = &runs[0]["metrics"][0]["measurements"][0];
+    assert_eq!(measured["phase"], "Error", "{runs:#}");
+    let error = measured["message"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("Prometheus answered 400 Bad Request: bad_data:")
+            && error.contains("parse error"),
+        "Prometheus' own message: {runs:#}"
+    );
+
+    let m = weir.metrics().await;
+    let counted = |route: &str, phase: &str| {
+        m.sum(
+            "weir_analysis_measurements_total",
+            &[("route", route), ("phase", phase)],
+        )
+    };
+    assert_eq!(counted("good", "Successful"), 2.0, "{}", m.text);
+    assert_eq!(counted("bad", "Failed"), 1.0, "{}", m.text);
+    assert_eq!(counted("broken", "Error"), 1.0, "{}", m.text);
+    assert_eq!(
+        m.sum(
+            "weir_rollout_aborts_total",
+            &[("route", "bad"), ("reason", "analysis_run")]
+        ),
+        1.0
+    );
+    promtool_accepts(&m.text);
+    for load in loads {
+        load.stop().await;
+    }
+}
+
+/// `promtool check metrics` passes on `text`.
+fn promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's `prometheus` package)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("feeding promtool");
+    let out = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+}
+
+async fn analysis_runs(weir: &Weir, route: &str) -> serde_json::Value {
+    let path = format!("/api/v1/routes/{route}/analysisruns");
+    let answer = weir.admin().get(&path).await.expect("GET analysisruns");
+    assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+    answer.json()
+}
+
+/// A web endpoint answering `{"summary": {"failed": N}}` with N = 0 on
+/// `/smoke` and 2 elsewhere.
+async fn smoke_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the smoke server");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let failed = if req.uri().path() == "/smoke" { 0 } else { 2 };
+                    let body = format!(r#"{{"summary": {{"failed": {failed}, "passed": 12}}}}"#);
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_templates_read_the_json_path() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let smoke = smoke_server().await;
+    let template = format!(
+        r#"analysisTemplates:
+  - name: smoke
+    args: [{{name: path}}]
+    metrics:
+      - name: smoke
+        successCondition: result.failed == 0
+        provider:
+          web: {{url: "http://{smoke}{{{{args.path}}}}", method: POST, jsonBody: {{suite: checkout}}, jsonPath: "{{$.summary}}", timeoutSeconds: 5}}
+"#
+    );
+    let step = |path: &str| {
+        Step::Raw(format!(
+            "analysis: {{ templates: [{{ templateName: smoke }}], args: [{{ name: path, value: {path} }}] }}"
+        ))
+    };
+    let config = WeirConfig::new([
+        Route::rollout(
+            "pass",
+            &[stable.addr],
+            &[canary.addr],
+            Strategy::new([
+                Step::SetWeight(10.0),
+                step("/smoke"),
+                Step::SetWeight(100.0),
+            ]),
+        )
+        .path_prefix("/pass"),
+        Route::rollout(
+            "fail",
+            &[stable.addr],
+            &[canary.addr],
+            Strategy::new([
+                Step::SetWeight(10.0),
+                step("/smoke-bad"),
+                Step::SetWeight(100.0),
+            ]),
+        )
+        .path_prefix("/fail"),
+    ])
+    .extra(&template);
+    let weir = Weir::start(config).await;
+    let pass = weir
+        .wait_status("pass", LIMIT, "Promoted", |s| phase(s) == "Promoted")
+        .await;
+    assert_eq!(step_index(&pass), Some(3), "{pass:#}");
+    let fail = weir
+        .wait_status("fail", LIMIT, "Aborted", |s| phase(s) == "Aborted")
+        .await;
+    assert!(
+        fail["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("analysis_run")),
+        "{fail:#}"
+    );
+    let runs = analysis_runs(&weir, "pass").await;
+    let metric = &runs[0]["metrics"][0];
+    assert_eq!(metric["provider"], "web", "{runs:#}");
+    assert_eq!(
+        metric["request"],
+        format!("POST http://{smoke}/smoke"),
+        "{runs:#}"
+    );
+    assert_eq!(
+        metric["measurements"][0]["value"],
+        serde_json::json!({"failed": 0, "passed": 12}),
+        "{runs:#}"
+    );
+    let runs = analysis_runs(&weir, "fail").await;
+    assert_eq!(
+        runs[0]["metrics"][0]["measurements"][0]["phase"], "Failed",
+        "{runs:#}"
+    );
+}
