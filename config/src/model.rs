@@ -238,6 +238,11 @@ pub struct Analysis {
     pub max_latency_p99: Option<Duration>,
     /// Failed judgements tolerated before abort.
     pub failure_limit: u32,
+    /// Canary errors in the window tolerated beyond the count stable's
+    /// error rate predicts for the canary's requests; above it the rollout
+    /// aborts at once, whatever `minRequests` and `failureLimit` say.
+    /// `None`: off.
+    pub max_excess_errors: Option<u64>,
 }
 
 impl Default for Kubernetes {
@@ -272,6 +277,7 @@ impl Default for Analysis {
             compare_to_stable: true,
             max_latency_p99: None,
             failure_limit: 0,
+            max_excess_errors: None,
         }
     }
 }

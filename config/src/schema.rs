@@ -283,6 +283,10 @@ pub struct AnalysisSpec {
     /// Failed judgements tolerated before abort; default 0.
     #[serde(default)]
     pub failure_limit: Option<u32>,
+    /// Canary errors tolerated beyond what stable's error rate predicts
+    /// before an immediate abort; off by default.
+    #[serde(default)]
+    pub max_excess_errors: Option<u64>,
 }
 
 /// A Kubernetes Service and one of its ports.

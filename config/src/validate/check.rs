@@ -1246,6 +1246,7 @@ impl<'a> Checker<'a> {
             compare_to_stable: spec.compare_to_stable.unwrap_or(defaults.compare_to_stable),
             max_latency_p99: max_latency_p99?,
             failure_limit: spec.failure_limit.unwrap_or(defaults.failure_limit),
+            max_excess_errors: spec.max_excess_errors.or(defaults.max_excess_errors),
         })
     }
 }

@@ -139,7 +139,7 @@ static STEP: [Field; 8] = [
 ];
 static STEP_KIND: Kind = Kind::Shape(&STEP);
 
-static ANALYSIS: [Field; 7] = [
+static ANALYSIS: [Field; 8] = [
     optional("interval", Kind::Duration),
     optional("window", Kind::Duration),
     optional("minRequests", Kind::Whole(u64::MAX)),
@@ -147,6 +147,7 @@ static ANALYSIS: [Field; 7] = [
     optional("compareToStable", Kind::Bool),
     optional("maxLatencyP99", Kind::Duration),
     optional("failureLimit", Kind::Whole(u32::MAX as u64)),
+    optional("maxExcessErrors", Kind::Whole(u64::MAX)),
 ];
 
 static STRATEGY: [Field; 2] = [

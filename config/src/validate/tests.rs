@@ -214,6 +214,7 @@ fn spec_example_parses_into_the_model() {
                     compare_to_stable: true,
                     max_latency_p99: Some(Duration::from_millis(500)),
                     failure_limit: 0,
+                    max_excess_errors: None,
                 },
                 gated_by_analysis: true,
             }),
@@ -323,7 +324,7 @@ fn defaults_apply_when_keys_are_absent() {
     timeouts: {{ request: 5s, idle: 2s }}
     strategy:
       steps: [{{ setWeight: 50 }}]
-      analysis: {{ maxErrorRate: 0.1 }}
+      analysis: {{ maxErrorRate: 0.1, maxExcessErrors: 5 }}
 "
     ));
     let route = &config.routes[0];
@@ -343,6 +344,7 @@ fn defaults_apply_when_keys_are_absent() {
         analysis,
         Some(Analysis {
             max_error_rate: 0.1,
+            max_excess_errors: Some(5),
             ..Analysis::default()
         })
     );
@@ -1033,6 +1035,24 @@ fn route_errors_are_located() {
             11,
             9,
             "`minRequests` is 0; it must be at least 1",
+        ),
+        (
+            format!(
+                "  - name: r\n{with_canary}    strategy:\n      steps: [pause: {{}}]\n      analysis:\n        maxExcessErrors: -3\n"
+            ),
+            "routes[0].strategy.analysis.maxExcessErrors",
+            11,
+            26,
+            "a whole number",
+        ),
+        (
+            format!(
+                "  - name: r\n{with_canary}    strategy:\n      steps: [pause: {{}}]\n      analysis:\n        maxExcessErrors: 2.5\n"
+            ),
+            "routes[0].strategy.analysis.maxExcessErrors",
+            11,
+            26,
+            "a whole number",
         ),
         (
             format!(

@@ -323,6 +323,7 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
         AbortReason::AnalysisErrorRate => "AnalysisErrorRate",
         AbortReason::AnalysisCompare => "AnalysisCompare",
         AbortReason::AnalysisLatency => "AnalysisLatency",
+        AbortReason::AnalysisExcessErrors => "AnalysisExcessErrors",
         AbortReason::Manual => "AbortCommand",
     }
 }
@@ -416,7 +417,7 @@ pub fn decode(
                         "abortReason",
                         format!(
                             "{label:?} is not an abort reason (analysis_error_rate, \
-                             analysis_compare, analysis_latency, manual)"
+                             analysis_compare, analysis_latency, analysis_excess_errors, manual)"
                         ),
                     )
                 })
@@ -522,7 +523,9 @@ fn decode_role(field: &'static str, stats: &StatusRoleStats) -> Result<RoleSumma
 
 /// The rule a failed judgement broke, from the analysis's own wording.
 fn fail_kind_of(reason: &str) -> FailKind {
-    if reason.contains("significantly above stable") {
+    if reason.contains("maxExcessErrors") {
+        FailKind::ExcessErrors
+    } else if reason.contains("significantly above stable") {
         FailKind::Compare
     } else if reason.contains("latency") {
         FailKind::Latency

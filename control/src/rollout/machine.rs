@@ -62,7 +62,8 @@
 //!
 //! Each failed judgement counts (`failures`, since the rollout or retry
 //! began); when they exceed `failureLimit` the rollout aborts with the
-//! failing rule as [`AbortReason`]. A tolerated failure is a transition too
+//! failing rule as [`AbortReason`]; a failure of `maxExcessErrors` aborts
+//! at once, whatever `failureLimit` says. A tolerated failure is a transition too
 //! (so the count is persisted); the step does not advance on it.
 
 use std::fmt;
@@ -103,6 +104,8 @@ pub enum AbortReason {
     AnalysisCompare,
     /// Canary p99 latency above `maxLatencyP99`.
     AnalysisLatency,
+    /// Canary errors beyond stable's prediction above `maxExcessErrors`.
+    AnalysisExcessErrors,
     /// The `abort` command.
     Manual,
 }
@@ -278,10 +281,11 @@ impl fmt::Display for Command {
 
 impl AbortReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AbortReason; 4] = [
+    pub const ALL: [AbortReason; 5] = [
         AbortReason::AnalysisErrorRate,
         AbortReason::AnalysisCompare,
         AbortReason::AnalysisLatency,
+        AbortReason::AnalysisExcessErrors,
         AbortReason::Manual,
     ];
 
@@ -291,6 +295,7 @@ impl AbortReason {
             AbortReason::AnalysisErrorRate => "analysis_error_rate",
             AbortReason::AnalysisCompare => "analysis_compare",
             AbortReason::AnalysisLatency => "analysis_latency",
+            AbortReason::AnalysisExcessErrors => "analysis_excess_errors",
             AbortReason::Manual => "manual",
         }
     }
@@ -302,6 +307,7 @@ impl From<FailKind> for AbortReason {
             FailKind::ErrorRate => AbortReason::AnalysisErrorRate,
             FailKind::Compare => AbortReason::AnalysisCompare,
             FailKind::Latency => AbortReason::AnalysisLatency,
+            FailKind::ExcessErrors => AbortReason::AnalysisExcessErrors,
         }
     }
 }
@@ -598,7 +604,8 @@ impl RolloutState {
         if let Verdict::Fail { kind, reason } = &verdict {
             s.failures = s.failures.saturating_add(1);
             let limit = strategy.analysis.failure_limit;
-            if s.failures > limit {
+            // `maxExcessErrors` bounds harm by count: never tolerated.
+            if s.failures > limit || *kind == FailKind::ExcessErrors {
                 let detail = format!("analysis: {reason}");
                 return s.abort(self, strategy, now_ms, AbortReason::from(*kind), detail);
             }
