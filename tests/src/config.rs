@@ -50,6 +50,8 @@ pub struct Strategy {
     pub max_latency_p99: Option<String>,
     /// `analysis.failureLimit`.
     pub failure_limit: Option<u32>,
+    /// `analysis.maxExcessErrors`.
+    pub max_excess_errors: Option<u64>,
 }
 
 /// One rollout step.
@@ -350,6 +352,13 @@ impl Strategy {
         self
     }
 
+    /// `analysis.maxExcessErrors`.
+    #[must_use]
+    pub fn max_excess_errors(mut self, n: u64) -> Self {
+        self.max_excess_errors = Some(n);
+        self
+    }
+
     fn render(&self, y: &mut String) {
         let _ = writeln!(y, "    strategy:");
         let _ = writeln!(y, "      steps:");
@@ -387,6 +396,9 @@ impl Strategy {
         }
         if let Some(v) = self.failure_limit {
             analysis.push(format!("failureLimit: {v}"));
+        }
+        if let Some(v) = self.max_excess_errors {
+            analysis.push(format!("maxExcessErrors: {v}"));
         }
         if !analysis.is_empty() {
             let _ = writeln!(y, "      analysis:");
