@@ -20,7 +20,8 @@ pub use handoff::{Publisher, Reader, channel};
 pub use location::{Location, LocationIndex};
 pub use model::{
     Admin, Analysis, Config, EndpointAddr, HeaderOverride, Kubernetes, KubernetesRole, Listener,
-    PortRef, Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    PortRef, Route, ServiceRef, StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles,
+    Upstream,
 };
 pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,

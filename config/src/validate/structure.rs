@@ -155,7 +155,13 @@ static STRATEGY: [Field; 2] = [
     optional("analysis", Kind::Shape(&ANALYSIS)),
 ];
 
-static ROUTE: [Field; 10] = [
+static STABLE_FALLBACK: [Field; 3] = [
+    optional("methods", Kind::List(&TEXTS)),
+    optional("maxBodyBytes", Kind::Text),
+    optional("budget", Kind::Number),
+];
+
+static ROUTE: [Field; 11] = [
     required("name", Kind::Text),
     optional("hosts", Kind::List(&TEXTS)),
     optional("pathPrefix", Kind::Text),
@@ -166,6 +172,7 @@ static ROUTE: [Field; 10] = [
     optional("timeouts", Kind::Shape(&TIMEOUTS)),
     optional("upgrades", Kind::List(&TEXTS)),
     optional("strategy", Kind::Shape(&STRATEGY)),
+    optional("stableFallback", Kind::Shape(&STABLE_FALLBACK)),
 ];
 static ROUTE_KIND: Kind = Kind::Shape(&ROUTE);
 
@@ -201,7 +208,7 @@ static CLUSTER_CANARY: [Field; 4] = [
 ];
 
 /// The `spec` of a CanaryRoute: a route of `weir.yaml` without `name`.
-static CLUSTER_ROUTE: [Field; 9] = [
+static CLUSTER_ROUTE: [Field; 10] = [
     optional("hosts", Kind::List(&TEXTS)),
     optional("pathPrefix", Kind::Text),
     required("stable", Kind::Shape(&CLUSTER_STABLE)),
@@ -211,6 +218,7 @@ static CLUSTER_ROUTE: [Field; 9] = [
     optional("timeouts", Kind::Shape(&TIMEOUTS)),
     optional("upgrades", Kind::List(&TEXTS)),
     optional("strategy", Kind::Shape(&STRATEGY)),
+    optional("stableFallback", Kind::Shape(&STABLE_FALLBACK)),
 ];
 
 /// The structural problems of a document and the `${VAR}` problems found on
@@ -735,7 +743,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 17, "every mapping of the file is checked");
+        assert_eq!(checked, 18, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

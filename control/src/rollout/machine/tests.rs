@@ -53,6 +53,7 @@ impl Fixture {
             canary_by_header: None,
             timeouts: Timeouts::default(),
             upgrades: vec![Arc::from("websocket")],
+            stable_fallback: None,
             strategy: Some(Strategy {
                 steps: spec_steps(),
                 analysis: Analysis::default(),
