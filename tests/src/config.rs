@@ -89,6 +89,9 @@ pub struct Route {
     pub upgrades: Option<Vec<String>>,
     /// `strategy`; when set, `canary.weight` is not written.
     pub strategy: Option<Strategy>,
+    /// `stableFallback`, a YAML flow mapping written as is (`{}` for the
+    /// defaults).
+    pub stable_fallback: Option<String>,
 }
 
 fn quote(s: &str) -> String {
@@ -271,6 +274,9 @@ impl WeirConfig {
             if let Some(upgrades) = &r.upgrades {
                 let _ = writeln!(y, "    upgrades: {}", list(upgrades));
             }
+            if let Some(fallback) = &r.stable_fallback {
+                let _ = writeln!(y, "    stableFallback: {fallback}");
+            }
             if let Some(strategy) = &r.strategy {
                 strategy.render(&mut y);
             }
@@ -426,6 +432,7 @@ impl Route {
             timeouts: None,
             upgrades: None,
             strategy: None,
+            stable_fallback: None,
         }
     }
 
@@ -440,6 +447,13 @@ impl Route {
         Self::new(name, stable)
             .canary(canary, 0.0)
             .strategy(strategy)
+    }
+
+    /// `stableFallback: YAML`, a flow mapping such as `{ budget: 1 }`.
+    #[must_use]
+    pub fn stable_fallback(mut self, yaml: &str) -> Self {
+        self.stable_fallback = Some(yaml.to_owned());
+        self
     }
 
     /// The canary's revision (default `v2`).

@@ -27,7 +27,8 @@ use crate::{UPSTREAM_HEADER, binary};
 /// `/__upstream/headers` answers the request headers as JSON. Counts the
 /// requests that arrive, and can fail deterministically: with
 /// [`FakeUpstream::fail_every`] `n`, the `n`th, `2n`th, ... request answers
-/// 500. Stops accepting when dropped.
+/// 500 (or the status of [`FakeUpstream::fail_with`]). Stops accepting when
+/// dropped.
 #[derive(Debug)]
 pub struct FakeUpstream {
     /// Where it listens.
@@ -37,6 +38,7 @@ pub struct FakeUpstream {
     hits: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
     fail_every: Arc<AtomicU64>,
+    fail_status: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -65,36 +67,41 @@ impl FakeUpstream {
         let hits = Arc::new(AtomicU64::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let fail_every = Arc::new(AtomicU64::new(0));
+        let fail_status = Arc::new(AtomicU64::new(500));
         let tag = HeaderValue::from_str(name).expect("upstream name is a header value");
         let task = tokio::spawn({
             let name = name.to_owned();
             let hits = Arc::clone(&hits);
             let delay_ms = Arc::clone(&delay_ms);
             let fail_every = Arc::clone(&fail_every);
+            let fail_status = Arc::clone(&fail_status);
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let _ = stream.set_nodelay(true);
-                    let (name, tag, hits, delay_ms, fail_every) = (
+                    let (name, tag, hits, delay_ms, fail_every, fail_status) = (
                         name.clone(),
                         tag.clone(),
                         Arc::clone(&hits),
                         Arc::clone(&delay_ms),
                         Arc::clone(&fail_every),
+                        Arc::clone(&fail_status),
                     );
                     tokio::spawn(async move {
                         let service = service_fn(move |req| {
-                            let (name, tag, hits, delay_ms, fail_every) = (
+                            let (name, tag, hits, delay_ms, fail_every, fail_status) = (
                                 name.clone(),
                                 tag.clone(),
                                 Arc::clone(&hits),
                                 Arc::clone(&delay_ms),
                                 Arc::clone(&fail_every),
+                                Arc::clone(&fail_status),
                             );
                             async move {
                                 let faults = Faults {
                                     hits: &hits,
                                     delay_ms: &delay_ms,
                                     fail_every: &fail_every,
+                                    fail_status: &fail_status,
                                 };
                                 Ok::<_, Infallible>(answer(req, &name, tag, faults).await)
                             }
@@ -112,6 +119,7 @@ impl FakeUpstream {
             hits,
             delay_ms,
             fail_every,
+            fail_status,
             task,
         }
     }
@@ -132,6 +140,11 @@ impl FakeUpstream {
     /// 0 turns this off.
     pub fn fail_every(&self, n: u64) {
         self.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// The status a failing request answers from now on (default 500).
+    pub fn fail_with(&self, status: u16) {
+        self.fail_status.store(u64::from(status), Ordering::SeqCst);
     }
 
     /// Requests that have arrived so far (counted before the delay).
@@ -157,6 +170,7 @@ struct Faults<'a> {
     hits: &'a AtomicU64,
     delay_ms: &'a AtomicU64,
     fail_every: &'a AtomicU64,
+    fail_status: &'a AtomicU64,
 }
 
 async fn answer(
@@ -169,6 +183,7 @@ async fn answer(
         hits,
         delay_ms,
         fail_every,
+        fail_status,
     } = faults;
     let number = hits.fetch_add(1, Ordering::SeqCst) + 1;
     let every = fail_every.load(Ordering::SeqCst);
@@ -197,7 +212,9 @@ async fn answer(
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     if fails {
-        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        let status = u16::try_from(fail_status.load(Ordering::SeqCst)).unwrap_or(500);
+        *response.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     }
     response.headers_mut().insert(UPSTREAM_HEADER, tag);
     response
