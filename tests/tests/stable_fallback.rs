@@ -31,6 +31,9 @@ fn canary_failures(m: &Metrics) -> f64 {
         .sum()
 }
 
+/// Builds one request of a case, afresh for each send.
+type MakeRequest = fn() -> Request<weir_e2e::Body>;
+
 fn fallbacks(m: &Metrics) -> (f64, f64) {
     (
         m.sum("weir_stable_fallback_total", &[("route", "web")]),
@@ -138,7 +141,7 @@ async fn only_listed_methods_with_bodies_under_the_limit_are_retried() {
     .expect("connected");
     // (what, request, retried)
     let mut visible = 0;
-    let cases: [(&str, fn() -> Request<weir_e2e::Body>, bool); 5] = [
+    let cases: [(&str, MakeRequest, bool); 5] = [
         (
             "GET",
             || Request::get("/").body(body(0)).expect("a request"),
