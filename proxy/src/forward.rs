@@ -163,14 +163,14 @@ pub async fn serve(
     let failure = replay
         .as_ref()
         .and_then(|_| fallback::retryable_failure(&outcome));
-    let said = Said {
+    let context = RequestContext {
         span: &span,
         about: &about,
         downstream,
         route,
         started,
     };
-    let mut response = answer(outcome, backend, role, &said);
+    let mut response = answer(outcome, backend, role, &context);
     if let (Some(replay), Some(failure), Some(policy)) = (replay, failure, &route.fallback) {
         if policy.try_retry() {
             span.in_scope(|| {
@@ -198,7 +198,7 @@ pub async fn serve(
             .instrument(span.clone())
             .await;
             pending.answered = true;
-            response = answer(outcome, stable, Role::Stable, &said);
+            response = answer(outcome, stable, Role::Stable, &context);
         } else {
             span.in_scope(|| {
                 tracing::debug!(?failure, "canary failed; stableFallback budget spent")
@@ -221,9 +221,9 @@ fn answer(
     outcome: Result<Response<ProxyBody>, ProxyError>,
     backend: &ServedBackend,
     role: Role,
-    said: &Said<'_>,
+    context: &RequestContext<'_>,
 ) -> Response<ProxyBody> {
-    let started = said.started;
+    let started = context.started;
     match outcome {
         Ok(response) => {
             // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
@@ -235,10 +235,11 @@ fn answer(
             response
         }
         Err(error) => {
-            let response = error.to_response(&said.route.name, role);
+            let response = error.to_response(&context.route.name, role);
             let status = response.status().as_u16();
             if let Some(kind) = error.client_error_kind() {
-                said.span
+                context
+                    .span
                     .in_scope(|| tracing::debug!(%error, "client error"));
                 backend
                     .metrics
@@ -247,10 +248,10 @@ fn answer(
                 // An answer weir made up (502, 503, 504) is worth a warning:
                 // the upstream is down, slow or broken.
                 warning_span(
-                    said.span.clone(),
-                    said.about,
-                    said.downstream,
-                    said.route,
+                    context.span.clone(),
+                    context.about,
+                    context.downstream,
+                    context.route,
                     role,
                 )
                 .in_scope(|| tracing::warn!(status, %error, "upstream failed"));
@@ -265,7 +266,7 @@ fn answer(
 }
 
 /// What [`answer`] needs to log and time an attempt.
-struct Said<'a> {
+struct RequestContext<'a> {
     span: &'a tracing::Span,
     about: &'a About,
     downstream: &'a Downstream,
