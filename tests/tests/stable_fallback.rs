@@ -2,7 +2,8 @@
 //! nothing (their requests are answered by stable) while the analysis still
 //! sees every canary failure and aborts the rollout; methods that are not
 //! listed, and bodies above `maxBodyBytes`, fail visibly; the budget caps
-//! the retries at its share of the route's requests.
+//! the retries at its share of the route's requests; bodies kept whole, kept
+//! in part or streamed reach the upstream intact, retried or not.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use weir_e2e::{
-    Conn, FAILED, FakeUpstream, Load, Metrics, Route, Step, Strategy, Weir, WeirConfig, count,
-    free_addr, phase, send_many, within,
+    Conn, FAILED, FakeUpstream, Load, LoadtestUpstream, Metrics, Route, Step, Strategy, Weir,
+    WeirConfig, count, free_addr, phase, send_many, within,
 };
 
 /// `weir_http_requests_total` of `route` for `role` and `code`.
@@ -245,4 +246,71 @@ async fn the_budget_caps_retries_at_its_share_of_requests() {
     assert!(retried > 0.0 && denied > 0.0, "{}", m.text);
     assert_eq!(denied, visible as f64, "{}", m.text);
     assert_eq!(retried + denied, canary_failures(&m), "{}", m.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_bodies_reach_the_upstream_whole() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let fallback = "{ methods: [PUT], maxBodyBytes: 1KiB, budget: 1 }";
+    let weir = Weir::start(WeirConfig::new([
+        // Every request to a working canary: kept, kept in part, or streamed.
+        Route::new("kept", &[stable.addr])
+            .hosts(&["kept.test"])
+            .canary(&[canary.addr], 100.0)
+            .stable_fallback(fallback),
+        // Every request to a canary that refuses: retried on stable.
+        Route::new("retried", &[stable.addr])
+            .hosts(&["retried.test"])
+            .canary(&[free_addr()], 100.0)
+            .stable_fallback(fallback),
+    ]))
+    .await;
+
+    let mut conn = within(
+        Duration::from_secs(5),
+        "a connection",
+        Conn::open(weir.addrs.http),
+    )
+    .await
+    .expect("connected");
+    // (host, body, length, the upstream that answers)
+    let cases: [(&str, weir_e2e::Body, usize, &str); 7] = [
+        ("kept.test", body(500), 500, "canary"),
+        ("kept.test", chunked(1000), 1000, "canary"),
+        ("kept.test", chunked(5000), 5000, "canary"),
+        ("kept.test", body(5000), 5000, "canary"),
+        ("retried.test", body(1024), 1024, "stable"),
+        ("retried.test", chunked(1000), 1000, "stable"),
+        ("retried.test", body(0), 0, "stable"),
+    ];
+    for (host, body, length, upstream) in cases {
+        let request = Request::put("/__upstream/echo-body-len")
+            .header("host", host)
+            .body(body)
+            .expect("a request");
+        let response = within(Duration::from_secs(10), host, conn.send(request))
+            .await
+            .unwrap_or_else(|e| panic!("{host} {length}: {e}"));
+        assert_eq!(response.status, 200, "{host} {length}: {}", response.text());
+        assert_eq!(response.upstream(), upstream, "{host} {length}");
+        assert_eq!(
+            response.text().trim(),
+            length.to_string(),
+            "{host}: the upstream received the whole body"
+        );
+    }
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.sum("weir_stable_fallback_total", &[("route", "retried")]),
+        3.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("weir_stable_fallback_total", &[("route", "kept")]),
+        0.0,
+        "{}",
+        m.text
+    );
 }
