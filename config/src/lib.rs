@@ -23,8 +23,8 @@ pub use hooks::{Notification, Trigger, Webhook, WebhookKind, Webhooks};
 pub use location::{Location, LocationIndex};
 pub use model::{
     Admin, Analysis, AnalysisRef, Config, EndpointAddr, HeaderOverride, JsonPath, Kubernetes,
-    KubernetesRole, Listener, Metric, PortRef, PrometheusQuery, Provider, Route, ServiceRef, Step,
-    Stickiness, Strategy, Timeouts, TlsFiles, Upstream, WebRequest,
+    KubernetesRole, Listener, Metric, PortRef, PrometheusQuery, Provider, Route, ServiceRef,
+    StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream, WebRequest,
 };
 pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,

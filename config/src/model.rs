@@ -146,6 +146,42 @@ pub struct Route {
     pub upgrades: Vec<Arc<str>>,
     /// Rollout steps and analysis.
     pub strategy: Option<Strategy>,
+    /// Retry on stable of failed canary requests; `None`: off.
+    pub stable_fallback: Option<StableFallback>,
+}
+
+/// Default methods of `stableFallback`.
+pub const DEFAULT_FALLBACK_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
+/// Default `stableFallback.maxBodyBytes`: 64 KiB.
+pub const DEFAULT_FALLBACK_MAX_BODY_BYTES: u64 = 64 * 1024;
+/// Largest `stableFallback.maxBodyBytes`: 16 MiB, since every retryable
+/// request in flight holds its body in memory.
+pub const MAX_FALLBACK_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Default `stableFallback.budget`: retries up to 20 % of the route's requests.
+pub const DEFAULT_FALLBACK_BUDGET: f64 = 0.2;
+
+/// `stableFallback`: a canary request that failed before any response byte
+/// reached the client is sent once to stable, when its method is listed and
+/// its body was kept whole under `max_body_bytes`, within the budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StableFallback {
+    /// Methods that may be retried (RFC 9110 tokens, case-sensitive, unique).
+    pub methods: Vec<Arc<str>>,
+    /// Largest request body kept for a retry, in bytes.
+    pub max_body_bytes: u64,
+    /// Retries allowed per request of the route over the last 10 s, above 0
+    /// and at most 1.
+    pub budget: f64,
+}
+
+impl Default for StableFallback {
+    fn default() -> Self {
+        StableFallback {
+            methods: DEFAULT_FALLBACK_METHODS.map(Arc::from).to_vec(),
+            max_body_bytes: DEFAULT_FALLBACK_MAX_BODY_BYTES,
+            budget: DEFAULT_FALLBACK_BUDGET,
+        }
+    }
 }
 
 /// A revision and its endpoints.
@@ -253,6 +289,11 @@ pub struct Analysis {
     pub max_latency_p99: Option<Duration>,
     /// Failed judgements tolerated before abort.
     pub failure_limit: u32,
+    /// Canary errors in the window tolerated beyond the count stable's
+    /// error rate predicts for the canary's requests; above it the rollout
+    /// aborts at once, whatever `minRequests` and `failureLimit` say.
+    /// `None`: off.
+    pub max_excess_errors: Option<u64>,
 }
 
 impl Default for Kubernetes {
@@ -287,6 +328,7 @@ impl Default for Analysis {
             compare_to_stable: true,
             max_latency_p99: None,
             failure_limit: 0,
+            max_excess_errors: None,
         }
     }
 }

@@ -320,6 +320,26 @@ pub struct RouteSpec {
     /// Rollout steps and analysis.
     #[serde(default)]
     pub strategy: Option<StrategySpec>,
+    /// Retry on stable a canary request that failed before answering.
+    #[serde(default)]
+    pub stable_fallback: Option<StableFallbackSpec>,
+}
+
+/// `stableFallback`: which failed canary requests are sent once to stable.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StableFallbackSpec {
+    /// Methods that may be retried; default `[GET, HEAD, OPTIONS]`.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Largest request body kept for a retry, e.g. `64KiB`; default 64 KiB.
+    #[serde(default)]
+    #[schemars(schema_with = "byte_size_schema")]
+    pub max_body_bytes: Option<String>,
+    /// Retries allowed per request of the route over the last 10 s, 0 to 1;
+    /// default 0.2.
+    #[serde(default)]
+    pub budget: Option<f64>,
 }
 
 /// The stable upstream of a route.
@@ -524,6 +544,10 @@ pub struct AnalysisSpec {
     /// Failed judgements tolerated before abort; default 0.
     #[serde(default)]
     pub failure_limit: Option<u32>,
+    /// Canary errors tolerated beyond what stable's error rate predicts
+    /// before an immediate abort; off by default.
+    #[serde(default)]
+    pub max_excess_errors: Option<u64>,
     /// Templates run in the background for the whole rollout.
     #[serde(default)]
     pub templates: Vec<TemplateRefSpec>,
@@ -545,6 +569,7 @@ impl AnalysisSpec {
             || self.compare_to_stable.is_some()
             || self.max_latency_p99.is_some()
             || self.failure_limit.is_some()
+            || self.max_excess_errors.is_some()
             || (self.templates.is_empty() && self.args.is_empty())
     }
 }
@@ -578,6 +603,11 @@ fn int_or_string(description: &str) -> schemars::Schema {
         "description": description,
         "x-kubernetes-int-or-string": true
     })
+}
+
+/// The schema of a byte size: a number of bytes or a string such as `64KiB`.
+fn byte_size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    int_or_string("A size in bytes, or a string such as `64KiB` or `1MiB`.")
 }
 
 /// The schema of an Argo Rollouts step kind weir refuses by name: any

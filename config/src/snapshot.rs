@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::Weight;
-use crate::model::{Config, EndpointAddr, HeaderOverride, Stickiness, Timeouts};
+use crate::model::{Config, EndpointAddr, HeaderOverride, StableFallback, Stickiness, Timeouts};
 
 /// Everything the proxy needs to route requests, fixed once built.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -44,6 +44,8 @@ pub struct RouteSnapshot {
     pub timeouts: Timeouts,
     /// Protocols a client may switch to with `Upgrade`, lowercase.
     pub upgrades: Vec<Arc<str>>,
+    /// Retry on stable of failed canary requests; `None`: off.
+    pub stable_fallback: Option<StableFallback>,
 }
 
 /// The stable and canary backends and the weight between them.
@@ -153,6 +155,7 @@ impl Snapshot {
                     stickiness: route.stickiness.clone(),
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.clone(),
+                    stable_fallback: route.stable_fallback.clone(),
                 }
             })
             .collect();

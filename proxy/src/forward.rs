@@ -17,7 +17,9 @@ use tracing::Instrument as _;
 use crate::body::{BodyLimits, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
+use crate::fallback;
 use crate::metrics::{ClientErrorKind, RejectReason};
+use crate::request_body::{self, BufferedBody, Kept, RequestBody};
 use crate::request_id::X_REQUEST_ID;
 use crate::routing::{ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
@@ -138,6 +140,9 @@ pub async fn serve(
     };
 
     let tls = downstream.tls;
+    if let Some(policy) = &route.fallback {
+        policy.record_request();
+    }
     // Counts the request even if the client goes away before the answer
     // (the future is dropped): a hanging upstream must show in the counters.
     let mut pending = Pending {
@@ -145,12 +150,82 @@ pub async fn serve(
         started,
         answered: false,
     };
-    let forwarded = forward(route, backend, role, downstream, req, started)
-        .instrument(span.clone())
-        .await;
-    let mut response = match forwarded {
-        Ok(response) => {
+    let (outcome, replay) = match keep_for_fallback(route, role, req).await {
+        Ok((req, replay)) => {
+            let outcome = forward(route, backend, role, downstream, req, started)
+                .instrument(span.clone())
+                .await;
+            (outcome, replay)
+        }
+        Err(error) => (Err(error), None),
+    };
+    pending.answered = true;
+    let failure = replay
+        .as_ref()
+        .and_then(|_| fallback::retryable_failure(&outcome));
+    let context = RequestContext {
+        span: &span,
+        about: &about,
+        downstream,
+        route,
+        started,
+    };
+    let mut response = answer(outcome, backend, role, &context);
+    if let (Some(replay), Some(failure), Some(policy)) = (replay, failure, &route.fallback) {
+        if policy.try_retry() {
+            span.in_scope(|| {
+                tracing::debug!(
+                    ?failure,
+                    "canary failed before answering; sending the request to stable"
+                )
+            });
+            // Dropping the canary's answer unsent counts it (its body's account).
+            drop(response);
+            let stable = &route.stable;
+            let mut pending = Pending {
+                metrics: &stable.metrics,
+                started,
+                answered: false,
+            };
+            let outcome = forward(
+                route,
+                stable,
+                Role::Stable,
+                downstream,
+                replay.into_request(),
+                started,
+            )
+            .instrument(span.clone())
+            .await;
             pending.answered = true;
+            response = answer(outcome, stable, Role::Stable, &context);
+        } else {
+            span.in_scope(|| {
+                tracing::debug!(?failure, "canary failed; stableFallback budget spent")
+            });
+        }
+    }
+
+    if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
+        let key = std::str::from_utf8(&key).unwrap_or_default();
+        if let Some(value) = cookie.set_cookie(key, tls) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// Counts the outcome of one attempt against `backend` and turns it into
+/// the downstream response (an error into weir's own answer).
+fn answer(
+    outcome: Result<Response<ProxyBody>, ProxyError>,
+    backend: &ServedBackend,
+    role: Role,
+    context: &RequestContext<'_>,
+) -> Response<ProxyBody> {
+    let started = context.started;
+    match outcome {
+        Ok(response) => {
             // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
             if !matches!(response.body(), ProxyBody::Upstream(_)) {
                 backend
@@ -160,19 +235,26 @@ pub async fn serve(
             response
         }
         Err(error) => {
-            pending.answered = true;
-            let response = error.to_response(&route.name, role);
+            let response = error.to_response(&context.route.name, role);
             let status = response.status().as_u16();
             if let Some(kind) = error.client_error_kind() {
-                span.in_scope(|| tracing::debug!(%error, "client error"));
+                context
+                    .span
+                    .in_scope(|| tracing::debug!(%error, "client error"));
                 backend
                     .metrics
                     .record_client_error(kind, status, started.elapsed());
             } else {
                 // An answer weir made up (502, 503, 504) is worth a warning:
                 // the upstream is down, slow or broken.
-                warning_span(span, &about, downstream, route, role)
-                    .in_scope(|| tracing::warn!(status, %error, "upstream failed"));
+                warning_span(
+                    context.span.clone(),
+                    context.about,
+                    context.downstream,
+                    context.route,
+                    role,
+                )
+                .in_scope(|| tracing::warn!(status, %error, "upstream failed"));
                 if let Some(kind) = error.metric_kind() {
                     backend.metrics.record_upstream_error(kind);
                 }
@@ -180,15 +262,75 @@ pub async fn serve(
             }
             response
         }
-    };
-
-    if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
-        let key = std::str::from_utf8(&key).unwrap_or_default();
-        if let Some(value) = cookie.set_cookie(key, tls) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
     }
-    response
+}
+
+/// What [`answer`] needs to log and time an attempt.
+struct RequestContext<'a> {
+    span: &'a tracing::Span,
+    about: &'a About,
+    downstream: &'a Downstream,
+    route: &'a ServedRoute,
+    started: Instant,
+}
+
+/// A request kept for a retry on stable: its head as the client sent it
+/// and its whole body.
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: BufferedBody,
+}
+
+impl Replay {
+    fn into_request(self) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::Buffered(self.body));
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
+
+/// On a route with `stableFallback`, reads a canary request's body whole
+/// when its method and size allow a retry, and keeps a copy of the request
+/// for it; any other request goes on streamed, with nothing kept.
+async fn keep_for_fallback(
+    route: &ServedRoute,
+    role: Role,
+    req: Request<Incoming>,
+) -> Result<(Request<RequestBody>, Option<Replay>), ProxyError> {
+    let policy = match (&route.fallback, role) {
+        (Some(policy), Role::Canary) if policy.may_keep(req.method(), req.headers()) => policy,
+        _ => return Ok((req.map(RequestBody::Streamed), None)),
+    };
+    let (parts, body) = req.into_parts();
+    // A client this slow with a small body would have made the upstream
+    // exchange time out just the same.
+    let limit = route.timeouts.request;
+    let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes))
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout(limit))?
+        .map_err(ProxyError::ClientBody)?;
+    match kept {
+        Kept::Whole(body) => {
+            let replay = Replay {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                version: parts.version,
+                headers: parts.headers.clone(),
+                body: body.clone(),
+            };
+            Ok((
+                Request::from_parts(parts, RequestBody::Buffered(body)),
+                Some(replay),
+            ))
+        }
+        Kept::TooLarge(body) => Ok((Request::from_parts(parts, body), None)),
+    }
 }
 
 /// What a warning about a request says about it, kept while the request
@@ -243,7 +385,7 @@ async fn forward(
     backend: &ServedBackend,
     role: Role,
     downstream: &Downstream,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Some(endpoint) = upstream::pick(&backend.endpoints) else {
@@ -454,8 +596,8 @@ fn reason_text(reason: RejectReason) -> &'static str {
 /// (validation never lets a route allow it), since weir's own listener
 /// serves HTTP/2 and a tunnelled connection would carry every later request
 /// past routing and metrics.
-fn prepare_request(
-    req: &mut Request<Incoming>,
+fn prepare_request<B>(
+    req: &mut Request<B>,
     downstream: &Downstream,
     endpoint: &Endpoint,
     upgrades: &[Arc<str>],

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::Role;
+use crate::fallback::FallbackCounters;
 
 /// Upper bounds, in microseconds, of the latency buckets kept per role: 1,
 /// 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 per decade from 100 µs to 60 s, so a
@@ -132,6 +133,7 @@ pub struct Metrics {
     listeners: Mutex<BTreeMap<String, Arc<ListenerMetrics>>>,
     endpoints: Mutex<BTreeMap<SocketAddr, Arc<EndpointMetrics>>>,
     rejected: [AtomicU64; 3],
+    fallbacks: Mutex<BTreeMap<Arc<str>, Arc<FallbackCounters>>>,
 }
 
 /// The connection counters of one listener.
@@ -288,6 +290,27 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(endpoints.entry(addr).or_default())
+    }
+
+    /// The `stableFallback` budget window and counters of `route`, created
+    /// on first use. Called when a snapshot is applied, never per request.
+    pub fn fallback(&self, route: &Arc<str>) -> Arc<FallbackCounters> {
+        let mut fallbacks = self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(fallbacks.entry(Arc::clone(route)).or_default())
+    }
+
+    /// Every route's `stableFallback` counters, by route name.
+    fn fallbacks_by_route(&self) -> Vec<(Arc<str>, Arc<FallbackCounters>)> {
+        let map = self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter()
+            .map(|(route, c)| (Arc::clone(route), Arc::clone(c)))
+            .collect()
     }
 
     /// Every series, in (route, role) order.
@@ -533,6 +556,7 @@ mod tests {
             .record(200, Duration::from_millis(2));
         metrics.listener("public");
         metrics.endpoint(SocketAddr::from(([127, 0, 0, 1], 9001)));
+        metrics.fallback(&route);
         let registry = prometheus::Registry::new();
         registry
             .register(Box::new(ProxyCollector::new(Arc::clone(&metrics)).unwrap()))

@@ -9,6 +9,7 @@ use weir_config::{Snapshot, Timeouts};
 
 use crate::Role;
 use crate::decision::SplitParams;
+use crate::fallback::FallbackPolicy;
 use crate::metrics::{Metrics, RoleMetrics};
 use crate::routes::RouteTable;
 use crate::upstream::{Endpoint, Registry};
@@ -43,6 +44,8 @@ pub struct ServedRoute {
     pub timeouts: Timeouts,
     /// Protocols a client may switch to with `Upgrade`, lowercase.
     pub upgrades: Box<[Arc<str>]>,
+    /// `stableFallback`; `None`: failed canary requests are not retried.
+    pub fallback: Option<FallbackPolicy>,
 }
 
 /// A backend made ready to serve.
@@ -122,6 +125,10 @@ impl Routing {
                     }),
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.iter().cloned().collect(),
+                    fallback: route
+                        .stable_fallback
+                        .as_ref()
+                        .map(|config| FallbackPolicy::new(config, metrics.fallback(&route.name))),
                 }
             })
             .collect();

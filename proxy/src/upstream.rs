@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rand::Rng as _;
 use tokio::net::TcpStream;
 
 use crate::metrics::{EndpointMetrics, Metrics};
+use crate::request_body::RequestBody;
 
 /// Idle pooled connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,7 +40,7 @@ pub const FIRST_EJECTION: Duration = Duration::from_secs(10);
 pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 
 /// The sending half of a pooled upstream connection.
-pub type Sender = http1::SendRequest<Incoming>;
+pub type Sender = http1::SendRequest<RequestBody>;
 
 /// One upstream address with its connection pool.
 #[derive(Debug)]

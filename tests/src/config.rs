@@ -56,6 +56,8 @@ pub struct Strategy {
     pub threshold: Option<u32>,
     /// Lines of the `analysis` block written as is (e.g. `templates: [...]`).
     pub analysis_lines: Vec<String>,
+    /// `analysis.maxExcessErrors`.
+    pub max_excess_errors: Option<u64>,
 }
 
 /// One rollout step.
@@ -95,6 +97,9 @@ pub struct Route {
     pub upgrades: Option<Vec<String>>,
     /// `strategy`; when set, `canary.weight` is not written.
     pub strategy: Option<Strategy>,
+    /// `stableFallback`, a YAML flow mapping written as is (`{}` for the
+    /// defaults).
+    pub stable_fallback: Option<String>,
 }
 
 fn quote(s: &str) -> String {
@@ -277,6 +282,9 @@ impl WeirConfig {
             if let Some(upgrades) = &r.upgrades {
                 let _ = writeln!(y, "    upgrades: {}", list(upgrades));
             }
+            if let Some(fallback) = &r.stable_fallback {
+                let _ = writeln!(y, "    stableFallback: {fallback}");
+            }
             if let Some(strategy) = &r.strategy {
                 strategy.render(&mut y);
             }
@@ -386,6 +394,13 @@ impl Strategy {
         self
     }
 
+    /// `analysis.maxExcessErrors`.
+    #[must_use]
+    pub fn max_excess_errors(mut self, n: u64) -> Self {
+        self.max_excess_errors = Some(n);
+        self
+    }
+
     fn render(&self, y: &mut String) {
         let _ = writeln!(y, "    strategy:");
         let _ = writeln!(y, "      steps:");
@@ -428,6 +443,9 @@ impl Strategy {
             analysis.push(format!("failureLimit: {v}"));
         }
         analysis.extend(self.analysis_lines.iter().cloned());
+        if let Some(v) = self.max_excess_errors {
+            analysis.push(format!("maxExcessErrors: {v}"));
+        }
         if !analysis.is_empty() {
             let _ = writeln!(y, "      analysis:");
             for line in analysis {
@@ -474,6 +492,7 @@ impl Route {
             timeouts: None,
             upgrades: None,
             strategy: None,
+            stable_fallback: None,
         }
     }
 
@@ -488,6 +507,13 @@ impl Route {
         Self::new(name, stable)
             .canary(canary, 0.0)
             .strategy(strategy)
+    }
+
+    /// `stableFallback: YAML`, a flow mapping such as `{ budget: 1 }`.
+    #[must_use]
+    pub fn stable_fallback(mut self, yaml: &str) -> Self {
+        self.stable_fallback = Some(yaml.to_owned());
+        self
     }
 
     /// The canary's revision (default `v2`).

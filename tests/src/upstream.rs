@@ -25,7 +25,10 @@ use crate::{UPSTREAM_HEADER, binary};
 /// An in-process upstream on `127.0.0.1:0` that answers every request with
 /// 200, body `NAME\n` and `x-upstream-name: NAME` after an adjustable delay;
 /// `/__upstream/headers` answers the request headers as JSON. Counts the
-/// requests that arrive. Stops accepting when dropped.
+/// requests that arrive, and can fail deterministically: with
+/// [`FakeUpstream::fail_every`] `n`, the `n`th, `2n`th, ... request answers
+/// 500 (or the status of [`FakeUpstream::fail_with`]). Stops accepting when
+/// dropped.
 #[derive(Debug)]
 pub struct FakeUpstream {
     /// Where it listens.
@@ -34,6 +37,8 @@ pub struct FakeUpstream {
     pub name: String,
     hits: Arc<AtomicU64>,
     delay_ms: Arc<AtomicU64>,
+    fail_every: Arc<AtomicU64>,
+    fail_status: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -61,30 +66,44 @@ impl FakeUpstream {
         let addr = listener.local_addr().expect("bound address");
         let hits = Arc::new(AtomicU64::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let fail_every = Arc::new(AtomicU64::new(0));
+        let fail_status = Arc::new(AtomicU64::new(500));
         let tag = HeaderValue::from_str(name).expect("upstream name is a header value");
         let task = tokio::spawn({
             let name = name.to_owned();
             let hits = Arc::clone(&hits);
             let delay_ms = Arc::clone(&delay_ms);
+            let fail_every = Arc::clone(&fail_every);
+            let fail_status = Arc::clone(&fail_status);
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let _ = stream.set_nodelay(true);
-                    let (name, tag, hits, delay_ms) = (
+                    let (name, tag, hits, delay_ms, fail_every, fail_status) = (
                         name.clone(),
                         tag.clone(),
                         Arc::clone(&hits),
                         Arc::clone(&delay_ms),
+                        Arc::clone(&fail_every),
+                        Arc::clone(&fail_status),
                     );
                     tokio::spawn(async move {
                         let service = service_fn(move |req| {
-                            let (name, tag, hits, delay_ms) = (
+                            let (name, tag, hits, delay_ms, fail_every, fail_status) = (
                                 name.clone(),
                                 tag.clone(),
                                 Arc::clone(&hits),
                                 Arc::clone(&delay_ms),
+                                Arc::clone(&fail_every),
+                                Arc::clone(&fail_status),
                             );
                             async move {
-                                Ok::<_, Infallible>(answer(req, &name, tag, &hits, &delay_ms).await)
+                                let faults = Faults {
+                                    hits: &hits,
+                                    delay_ms: &delay_ms,
+                                    fail_every: &fail_every,
+                                    fail_status: &fail_status,
+                                };
+                                Ok::<_, Infallible>(answer(req, &name, tag, faults).await)
                             }
                         });
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -99,8 +118,33 @@ impl FakeUpstream {
             name: name.to_owned(),
             hits,
             delay_ms,
+            fail_every,
+            fail_status,
             task,
         }
+    }
+
+    /// Binds and starts serving, answering 500 to every `n`th request
+    /// (see [`FakeUpstream::fail_every`]).
+    ///
+    /// # Panics
+    /// When binding fails.
+    pub async fn failing_every(name: &str, n: u64) -> Self {
+        let upstream = Self::start(name).await;
+        upstream.fail_every(n);
+        upstream
+    }
+
+    /// From now on, the request whose arrival number (counted from the
+    /// first, as [`FakeUpstream::hits`]) is a multiple of `n` answers 500;
+    /// 0 turns this off.
+    pub fn fail_every(&self, n: u64) {
+        self.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// The status a failing request answers from now on (default 500).
+    pub fn fail_with(&self, status: u16) {
+        self.fail_status.store(u64::from(status), Ordering::SeqCst);
     }
 
     /// Requests that have arrived so far (counted before the delay).
@@ -121,14 +165,29 @@ impl Drop for FakeUpstream {
     }
 }
 
+/// A [`FakeUpstream`]'s counter and fault settings, for one answer.
+struct Faults<'a> {
+    hits: &'a AtomicU64,
+    delay_ms: &'a AtomicU64,
+    fail_every: &'a AtomicU64,
+    fail_status: &'a AtomicU64,
+}
+
 async fn answer(
     req: Request<Incoming>,
     name: &str,
     tag: HeaderValue,
-    hits: &AtomicU64,
-    delay_ms: &AtomicU64,
+    faults: Faults<'_>,
 ) -> Response<Full<Bytes>> {
-    hits.fetch_add(1, Ordering::SeqCst);
+    let Faults {
+        hits,
+        delay_ms,
+        fail_every,
+        fail_status,
+    } = faults;
+    let number = hits.fetch_add(1, Ordering::SeqCst) + 1;
+    let every = fail_every.load(Ordering::SeqCst);
+    let fails = every > 0 && number % every == 0;
     let (parts, body) = req.into_parts();
     // Read the body to the end so the connection stays reusable.
     let _ = body.collect().await;
@@ -152,6 +211,11 @@ async fn answer(
         format!("{name}\n")
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
+    if fails {
+        let status = u16::try_from(fail_status.load(Ordering::SeqCst)).unwrap_or(500);
+        *response.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
     response.headers_mut().insert(UPSTREAM_HEADER, tag);
     response
         .headers_mut()

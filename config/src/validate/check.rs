@@ -17,12 +17,12 @@ use crate::duration::parse_duration;
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
     self, Admin, Analysis, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener, PortRef,
-    Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    Route, ServiceRef, StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
 };
 use crate::schema::{
     AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, KubernetesSpec,
-    ListenerSpec, PortSpec, RouteSpec, ServiceRefSpec, StepSpec, StickinessSpec, StrategySpec,
-    TimeoutsSpec, TlsSpec,
+    ListenerSpec, PortSpec, RouteSpec, ServiceRefSpec, StableFallbackSpec, StepSpec,
+    StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec,
 };
 use crate::{HostMatch, Weight};
 
@@ -840,6 +840,12 @@ impl<'a> Checker<'a> {
                 .strategy(&format!("{at}.strategy"), s, spec.canary.is_some())
                 .map(Some),
         };
+        let stable_fallback = match &spec.stable_fallback {
+            None => Some(None),
+            Some(f) => self
+                .stable_fallback(&format!("{at}.stableFallback"), f)
+                .map(Some),
+        };
         Some(Route {
             name: Arc::from(name?),
             hosts: hosts?,
@@ -852,7 +858,93 @@ impl<'a> Checker<'a> {
             timeouts: timeouts?,
             upgrades: upgrades?,
             strategy: strategy?,
+            stable_fallback: stable_fallback?,
         })
+    }
+
+    /// `stableFallback`: methods are tokens named once (CONNECT refused: a
+    /// tunnel cannot be replayed), `maxBodyBytes` a size up to 16 MiB,
+    /// `budget` above 0 and at most 1.
+    fn stable_fallback(&mut self, at: &str, spec: &StableFallbackSpec) -> Option<StableFallback> {
+        let defaults = StableFallback::default();
+        let methods = match &spec.methods {
+            None => Some(defaults.methods),
+            Some(list) => self.fallback_methods(&format!("{at}.methods"), list),
+        };
+        let max_body_bytes = match &spec.max_body_bytes {
+            None => Some(defaults.max_body_bytes),
+            Some(text) => {
+                let path = format!("{at}.maxBodyBytes");
+                match parse_byte_size(text) {
+                    Ok(n) if n <= model::MAX_FALLBACK_BODY_BYTES => Some(n),
+                    Ok(n) => {
+                        self.error(
+                            &path,
+                            format!("`maxBodyBytes` {n} is above 16MiB; every retryable request in flight holds its body in memory"),
+                        );
+                        None
+                    }
+                    Err(message) => {
+                        self.error(&path, message);
+                        None
+                    }
+                }
+            }
+        };
+        let budget = match spec.budget {
+            None => Some(defaults.budget),
+            Some(b) if b > 0.0 && b <= 1.0 => Some(b),
+            Some(b) => {
+                let hint = if b > 1.0 && b <= 100.0 {
+                    format!("write `{}` for {b} %", b / 100.0)
+                } else {
+                    "e.g. `0.2` for 20 %; remove `stableFallback` to turn retries off".to_owned()
+                };
+                self.error(
+                    &format!("{at}.budget"),
+                    format!("`budget` {b} is outside (0, 1]; it is the ratio of retries to the route's requests: {hint}"),
+                );
+                None
+            }
+        };
+        Some(StableFallback {
+            methods: methods?,
+            max_body_bytes: max_body_bytes?,
+            budget: budget?,
+        })
+    }
+
+    fn fallback_methods(&mut self, at: &str, list: &[String]) -> Option<Vec<Arc<str>>> {
+        if list.is_empty() {
+            self.error(
+                at,
+                "no methods listed; list at least one, e.g. `[GET, HEAD, OPTIONS]`, or remove `stableFallback`",
+            );
+            return None;
+        }
+        let mut methods: Vec<Arc<str>> = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for (i, method) in list.iter().enumerate() {
+            let problem = if method.is_empty() || !method.bytes().all(is_token_byte) {
+                Some(format!(
+                    "`{method}` is not an HTTP method (letters, digits and !#$%&'*+-.^_`|~, no spaces)"
+                ))
+            } else if method == "CONNECT" {
+                Some("`CONNECT` cannot be retried: it opens a tunnel".to_owned())
+            } else if methods.iter().any(|m| **m == **method) {
+                Some(format!("`{method}` is listed twice"))
+            } else {
+                None
+            };
+            match problem {
+                Some(message) => {
+                    self.error(&format!("{at}[{i}]"), message);
+                    ok = false;
+                }
+                None => methods.push(Arc::from(method.as_str())),
+            }
+        }
+        ok.then_some(methods)
     }
 
     /// The protocols a route lets clients switch to: `websocket` when
@@ -1312,6 +1404,7 @@ impl<'a> Checker<'a> {
             compare_to_stable: spec.compare_to_stable.unwrap_or(defaults.compare_to_stable),
             max_latency_p99: max_latency_p99?,
             failure_limit: spec.failure_limit.unwrap_or(defaults.failure_limit),
+            max_excess_errors: spec.max_excess_errors.or(defaults.max_excess_errors),
         })
     }
 }
@@ -1347,6 +1440,31 @@ impl RouteKey {
 
 /// The protocol a route lets clients upgrade to when `upgrades` is unset.
 const DEFAULT_UPGRADE: &str = "websocket";
+
+/// A size in bytes: a whole number, optionally followed by `B`, `KiB`,
+/// `MiB` (powers of 1024) or `kB`, `MB` (powers of 1000).
+fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let expected =
+        "write a number of bytes or a size such as `64KiB` or `1MiB` (units B, KiB, MiB, kB, MB)";
+    let multiplier = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "kB" | "KB" => 1000,
+        "MB" => 1000 * 1000,
+        other => return Err(format!("`{text}`: unknown unit `{other}`; {expected}")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; {expected}"))?;
+    n.checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large; {expected}"))
+}
 
 /// A byte of an RFC 9110 token (`tchar`).
 fn is_token_byte(b: u8) -> bool {

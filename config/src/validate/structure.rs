@@ -215,7 +215,7 @@ static TEMPLATE: [Field; 3] = [
 ];
 static TEMPLATE_KIND: Kind = Kind::Shape(&TEMPLATE);
 
-static ANALYSIS: [Field; 9] = [
+static ANALYSIS: [Field; 10] = [
     optional("interval", Kind::Duration),
     optional("window", Kind::Duration),
     optional("minRequests", Kind::Whole(u64::MAX)),
@@ -225,6 +225,7 @@ static ANALYSIS: [Field; 9] = [
     optional("failureLimit", Kind::Whole(u32::MAX as u64)),
     optional("templates", Kind::List(&TEMPLATE_REF_KIND)),
     optional("args", Kind::List(&ARG_VALUE_KIND)),
+    optional("maxExcessErrors", Kind::Whole(u64::MAX)),
 ];
 
 static WEBHOOK: [Field; 6] = [
@@ -255,7 +256,13 @@ static NOTIFICATION: [Field; 7] = [
 ];
 static NOTIFICATION_KIND: Kind = Kind::Shape(&NOTIFICATION);
 
-static ROUTE: [Field; 10] = [
+static STABLE_FALLBACK: [Field; 3] = [
+    optional("methods", Kind::List(&TEXTS)),
+    optional("maxBodyBytes", Kind::Text),
+    optional("budget", Kind::Number),
+];
+
+static ROUTE: [Field; 11] = [
     required("name", Kind::Text),
     optional("hosts", Kind::List(&TEXTS)),
     optional("pathPrefix", Kind::Text),
@@ -266,6 +273,7 @@ static ROUTE: [Field; 10] = [
     optional("timeouts", Kind::Shape(&TIMEOUTS)),
     optional("upgrades", Kind::List(&TEXTS)),
     optional("strategy", Kind::Shape(&STRATEGY)),
+    optional("stableFallback", Kind::Shape(&STABLE_FALLBACK)),
 ];
 static ROUTE_KIND: Kind = Kind::Shape(&ROUTE);
 
@@ -303,7 +311,7 @@ static CLUSTER_CANARY: [Field; 4] = [
 ];
 
 /// The `spec` of a CanaryRoute: a route of `weir.yaml` without `name`.
-static CLUSTER_ROUTE: [Field; 9] = [
+static CLUSTER_ROUTE: [Field; 10] = [
     optional("hosts", Kind::List(&TEXTS)),
     optional("pathPrefix", Kind::Text),
     required("stable", Kind::Shape(&CLUSTER_STABLE)),
@@ -313,6 +321,7 @@ static CLUSTER_ROUTE: [Field; 9] = [
     optional("timeouts", Kind::Shape(&TIMEOUTS)),
     optional("upgrades", Kind::List(&TEXTS)),
     optional("strategy", Kind::Shape(&STRATEGY)),
+    optional("stableFallback", Kind::Shape(&STABLE_FALLBACK)),
 ];
 
 /// The structural problems of a document and the `${VAR}` problems found on
@@ -933,7 +942,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 34, "every mapping of the file is checked");
+        assert_eq!(checked, 35, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

@@ -198,6 +198,7 @@ fn spec_example_parses_into_the_model() {
                 idle: model::DEFAULT_IDLE_TIMEOUT,
             },
             upgrades: vec![Arc::from("websocket")],
+            stable_fallback: None,
             strategy: Some(Strategy {
                 steps: vec![
                     Step::SetWeight(Weight::from_percent_int(5)),
@@ -214,6 +215,7 @@ fn spec_example_parses_into_the_model() {
                     compare_to_stable: true,
                     max_latency_p99: Some(Duration::from_millis(500)),
                     failure_limit: 0,
+                    max_excess_errors: None,
                 },
                 gated_by_analysis: true,
                 webhooks: crate::Webhooks::default(),
@@ -326,7 +328,7 @@ fn defaults_apply_when_keys_are_absent() {
     timeouts: {{ request: 5s, idle: 2s }}
     strategy:
       steps: [{{ setWeight: 50 }}]
-      analysis: {{ maxErrorRate: 0.1 }}
+      analysis: {{ maxErrorRate: 0.1, maxExcessErrors: 5 }}
 "
     ));
     let route = &config.routes[0];
@@ -346,6 +348,7 @@ fn defaults_apply_when_keys_are_absent() {
         analysis,
         Some(Analysis {
             max_error_rate: 0.1,
+            max_excess_errors: Some(5),
             ..Analysis::default()
         })
     );
@@ -1039,6 +1042,24 @@ fn route_errors_are_located() {
         ),
         (
             format!(
+                "  - name: r\n{with_canary}    strategy:\n      steps: [pause: {{}}]\n      analysis:\n        maxExcessErrors: -3\n"
+            ),
+            "routes[0].strategy.analysis.maxExcessErrors",
+            11,
+            26,
+            "a whole number",
+        ),
+        (
+            format!(
+                "  - name: r\n{with_canary}    strategy:\n      steps: [pause: {{}}]\n      analysis:\n        maxExcessErrors: 2.5\n"
+            ),
+            "routes[0].strategy.analysis.maxExcessErrors",
+            11,
+            26,
+            "a whole number",
+        ),
+        (
+            format!(
                 "  - name: r\n{with_canary}    strategy:\n      steps: [pause: {{}}]\n      analysis:\n        maxErrorRate: 5\n"
             ),
             "routes[0].strategy.analysis.maxErrorRate",
@@ -1552,6 +1573,116 @@ fn upgrades_default_to_websocket_and_refuse_h2c_bad_names_and_repeats() {
             7,
             27,
             "listed twice",
+        ),
+    ]);
+}
+
+#[test]
+fn stable_fallback_has_defaults_and_located_errors() {
+    let route = "  - name: r\n    stable: { revision: v1, endpoints: [a:1] }\n";
+    let fallback = |config: &Config| config.routes[0].stable_fallback.clone();
+    assert_eq!(fallback(&valid(&format!("{HEADER}{route}"))), None);
+    assert_eq!(
+        fallback(&valid(&format!(
+            "{HEADER}{route}    stableFallback: {{}}\n"
+        ))),
+        Some(model::StableFallback {
+            methods: vec![Arc::from("GET"), Arc::from("HEAD"), Arc::from("OPTIONS")],
+            max_body_bytes: 65_536,
+            budget: 0.2,
+        })
+    );
+    for (written, bytes) in [
+        ("64KiB", 65_536),
+        ("1MiB", 1_048_576),
+        ("100", 100),
+        ("0", 0),
+        ("2kB", 2_000),
+        ("512B", 512),
+    ] {
+        let config = valid(&format!(
+            "{HEADER}{route}    stableFallback: {{ methods: [GET, PUT], maxBodyBytes: {written}, budget: 0.05 }}\n"
+        ));
+        assert_eq!(
+            fallback(&config),
+            Some(model::StableFallback {
+                methods: vec![Arc::from("GET"), Arc::from("PUT")],
+                max_body_bytes: bytes,
+                budget: 0.05,
+            }),
+            "{written}"
+        );
+    }
+    assert_cases(&[
+        (
+            format!("{HEADER}{route}    stableFallback: {{ budget: 20 }}\n"),
+            "routes[0].stableFallback.budget",
+            7,
+            23,
+            "`budget` 20 is outside (0, 1]; it is the ratio of retries to the route's requests: write `0.2` for 20 %",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ budget: 0 }}\n"),
+            "routes[0].stableFallback.budget",
+            7,
+            23,
+            "remove `stableFallback` to turn retries off",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ maxBodyBytes: 64KB2 }}\n"),
+            "routes[0].stableFallback.maxBodyBytes",
+            7,
+            23,
+            "unknown unit `KB2`",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ maxBodyBytes: 1GiB }}\n"),
+            "routes[0].stableFallback.maxBodyBytes",
+            7,
+            23,
+            "unknown unit `GiB`",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ maxBodyBytes: 17MiB }}\n"),
+            "routes[0].stableFallback.maxBodyBytes",
+            7,
+            23,
+            "is above 16MiB",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ methods: [] }}\n"),
+            "routes[0].stableFallback.methods",
+            7,
+            23,
+            "no methods listed",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ methods: [GET, CONNECT] }}\n"),
+            "routes[0].stableFallback.methods[1]",
+            7,
+            38,
+            "`CONNECT` cannot be retried",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ methods: [GET, GET] }}\n"),
+            "routes[0].stableFallback.methods[1]",
+            7,
+            38,
+            "`GET` is listed twice",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ methods: ['G T'] }}\n"),
+            "routes[0].stableFallback.methods[0]",
+            7,
+            33,
+            "is not an HTTP method",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ retries: 2 }}\n"),
+            "routes[0].stableFallback.retries",
+            7,
+            23,
+            "unknown field `retries`",
         ),
     ]);
 }

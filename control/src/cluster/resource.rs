@@ -10,7 +10,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weir_config::schema::{
-    CanarySpec, HeaderOverrideSpec, StableSpec, StickinessSpec, StrategySpec, TimeoutsSpec,
+    CanarySpec, HeaderOverrideSpec, StableFallbackSpec, StableSpec, StickinessSpec, StrategySpec,
+    TimeoutsSpec,
 };
 
 /// What a CanaryRoute asks for: a `weir.yaml` route without `name`, whose
@@ -62,6 +63,9 @@ pub struct CanaryRouteSpec {
     /// Rollout steps (Argo Rollouts' syntax) and analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<StrategySpec>,
+    /// Retry on stable a canary request that failed before answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_fallback: Option<StableFallbackSpec>,
 }
 
 /// The rollout state of a CanaryRoute, shared by every replica: written by

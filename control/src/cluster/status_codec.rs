@@ -326,6 +326,7 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
         AbortReason::AnalysisCompare => "AnalysisCompare",
         AbortReason::AnalysisLatency => "AnalysisLatency",
         AbortReason::AnalysisRun => "AnalysisRun",
+        AbortReason::AnalysisExcessErrors => "AnalysisExcessErrors",
         AbortReason::Manual => "AbortCommand",
         AbortReason::Webhook => "WebhookFailed",
         AbortReason::WebhookRollback => "WebhookRollback",
@@ -420,8 +421,8 @@ pub fn decode(
                     refused(
                         "abortReason",
                         format!(
-                            "{label:?} is not an abort reason (analysis_error_rate, analysis_run, \
-                             analysis_compare, analysis_latency, manual)"
+                            "{label:?} is not an abort reason ({})",
+                            AbortReason::ALL.map(AbortReason::metric_label).join(", ")
                         ),
                     )
                 })
@@ -528,7 +529,9 @@ fn decode_role(field: &'static str, stats: &StatusRoleStats) -> Result<RoleSumma
 
 /// The rule a failed judgement broke, from the analysis's own wording.
 fn fail_kind_of(reason: &str) -> FailKind {
-    if reason.contains("significantly above stable") {
+    if reason.contains("maxExcessErrors") {
+        FailKind::ExcessErrors
+    } else if reason.contains("significantly above stable") {
         FailKind::Compare
     } else if reason.contains("latency") {
         FailKind::Latency

@@ -35,6 +35,8 @@ async fn the_page_has_every_family_once_with_its_type() {
         .role(&"fixed".into(), Role::Canary)
         .record(503, Duration::from_millis(3));
     metrics.listener("public");
+    // As a snapshot with `stableFallback` on the route would.
+    metrics.fallback(&"fixed".into());
     process.reloads.failure.inc();
 
     let page = process.render_metrics().await;

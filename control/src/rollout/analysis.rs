@@ -5,6 +5,17 @@
 //!
 //! A judgement is, in this order:
 //!
+//! 0. **Fail (excess errors)**, with `maxExcessErrors: N`, when the canary's
+//!    errors in the window exceed by more than `N` the count that stable's
+//!    error rate in the same window predicts for the canary's requests:
+//!    `canary_errors − canary_requests × stable_errors / stable_requests > N`
+//!    (stable without requests in the window predicts 0). Checked before
+//!    everything else, `minRequests` included: it bounds the number of users
+//!    a bad canary hurts, at any weight and any traffic. It is a count, not a
+//!    test: with equal error rates it fires only when the canary's errors
+//!    drift more than `N` above their expectation within one window, so `N`
+//!    should be well above the square root of the canary errors a window
+//!    normally holds (exact integer arithmetic, no rounding).
 //! 1. **Inconclusive** when the canary served fewer than `minRequests`
 //!    requests in the window.
 //! 2. **Fail (error rate)** when the canary's error rate in the window is
@@ -145,6 +156,8 @@ pub enum FailKind {
     Compare,
     /// Canary p99 latency above `maxLatencyP99`.
     Latency,
+    /// Canary errors beyond stable's prediction above `maxExcessErrors`.
+    ExcessErrors,
 }
 
 /// One role's figures over the window, for the status.
@@ -389,7 +402,12 @@ pub fn judge(analysis: &Analysis, obs: &Observation, evidence: &mut Evidence) ->
             None
         }
     };
-    let verdict = if obs.canary.requests < analysis.min_requests {
+    let verdict = if let Some(fail) = analysis
+        .max_excess_errors
+        .and_then(|limit| excess_failure(limit, obs))
+    {
+        fail
+    } else if obs.canary.requests < analysis.min_requests {
         let n = obs.canary.requests;
         Verdict::Inconclusive {
             reason: format!(
@@ -442,6 +460,48 @@ fn error_rate_failure(limit: f64, canary: &RoleWindow) -> Option<Verdict> {
             Rate(limit),
             confidence_percent(),
             Rate(lower)
+        ),
+    })
+}
+
+/// `maxExcessErrors`: the canary's errors beyond the count stable's error
+/// rate predicts for its requests, compared in integers:
+/// `c·S − C·s > N·S` with `C`, `c` the canary's requests and errors and `S`,
+/// `s` stable's (with `S` = 0: `c > N`).
+fn excess_failure(limit: u64, obs: &Observation) -> Option<Verdict> {
+    let (canary_n, canary_k) = (
+        obs.canary.requests,
+        obs.canary.errors.min(obs.canary.requests),
+    );
+    let (stable_n, stable_k) = (
+        obs.stable.requests,
+        obs.stable.errors.min(obs.stable.requests),
+    );
+    let over = if stable_n == 0 {
+        canary_k > limit
+    } else {
+        let scaled_excess = i128::from(canary_k) * i128::from(stable_n)
+            - i128::from(canary_n) * i128::from(stable_k);
+        scaled_excess > i128::from(limit) * i128::from(stable_n)
+    };
+    if !over {
+        return None;
+    }
+    let expected = ratio(stable_k, stable_n).map_or(0.0, |rate| rate * canary_n as f64);
+    let stable_rate = match ratio(stable_k, stable_n) {
+        Some(rate) => format!(
+            "stable error rate {} ({stable_k} of {stable_n})",
+            Rate(rate)
+        ),
+        None => "no stable requests in the window".to_owned(),
+    };
+    Some(Verdict::Fail {
+        kind: FailKind::ExcessErrors,
+        reason: format!(
+            "canary errors {canary_k} of {canary_n} exceed the {} predicted by {stable_rate} \
+             by {}, more than maxExcessErrors {limit}",
+            Count(expected),
+            Count(canary_k as f64 - expected),
         ),
     })
 }
@@ -542,6 +602,17 @@ impl fmt::Display for Rate {
         } else {
             &text
         };
+        f.write_str(text)
+    }
+}
+
+/// An expected count: whole, or with two decimals trimmed: 3, 4.5, 0.33.
+struct Count(f64);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = format!("{:.2}", self.0);
+        let text = text.trim_end_matches('0').trim_end_matches('.');
         f.write_str(text)
     }
 }

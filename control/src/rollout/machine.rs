@@ -70,7 +70,8 @@
 //!
 //! Each failed judgement counts (`failures`, since the rollout or retry
 //! began); when they exceed `failureLimit` the rollout aborts with the
-//! failing rule as [`AbortReason`]. A tolerated failure is a transition too
+//! failing rule as [`AbortReason`]; a failure of `maxExcessErrors` aborts
+//! at once, whatever `failureLimit` says. A tolerated failure is a transition too
 //! (so the count is persisted); the step does not advance on it.
 
 use std::fmt;
@@ -118,6 +119,8 @@ pub enum AbortReason {
     AnalysisLatency,
     /// An analysis template run Failed or Error.
     AnalysisRun,
+    /// Canary errors beyond stable's prediction above `maxExcessErrors`.
+    AnalysisExcessErrors,
     /// The `abort` command.
     Manual,
     /// `pre-rollout` or `rollout` webhook checks failed beyond `threshold`.
@@ -307,11 +310,12 @@ impl fmt::Display for Command {
 
 impl AbortReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AbortReason; 7] = [
+    pub const ALL: [AbortReason; 8] = [
         AbortReason::AnalysisErrorRate,
         AbortReason::AnalysisCompare,
         AbortReason::AnalysisLatency,
         AbortReason::AnalysisRun,
+        AbortReason::AnalysisExcessErrors,
         AbortReason::Manual,
         AbortReason::Webhook,
         AbortReason::WebhookRollback,
@@ -324,6 +328,7 @@ impl AbortReason {
             AbortReason::AnalysisCompare => "analysis_compare",
             AbortReason::AnalysisLatency => "analysis_latency",
             AbortReason::AnalysisRun => "analysis_run",
+            AbortReason::AnalysisExcessErrors => "analysis_excess_errors",
             AbortReason::Manual => "manual",
             AbortReason::Webhook => "webhook",
             AbortReason::WebhookRollback => "webhook_rollback",
@@ -337,6 +342,7 @@ impl From<FailKind> for AbortReason {
             FailKind::ErrorRate => AbortReason::AnalysisErrorRate,
             FailKind::Compare => AbortReason::AnalysisCompare,
             FailKind::Latency => AbortReason::AnalysisLatency,
+            FailKind::ExcessErrors => AbortReason::AnalysisExcessErrors,
         }
     }
 }
@@ -633,7 +639,8 @@ impl RolloutState {
         if let Verdict::Fail { kind, reason } = &verdict {
             s.failures = s.failures.saturating_add(1);
             let limit = strategy.analysis.failure_limit;
-            if s.failures > limit {
+            // `maxExcessErrors` bounds harm by count: never tolerated.
+            if s.failures > limit || *kind == FailKind::ExcessErrors {
                 let detail = format!("analysis: {reason}");
                 return s.abort(self, strategy, now_ms, AbortReason::from(*kind), detail);
             }

@@ -187,6 +187,7 @@ fn route(analysis: Analysis) -> Route {
         canary_by_header: None,
         timeouts: Timeouts::default(),
         upgrades: vec![Arc::from("websocket")],
+        stable_fallback: None,
         strategy: Some(Strategy {
             steps: vec![
                 Step::SetWeight(Weight::from_percent_int(10)),

@@ -110,8 +110,24 @@ pub const UPSTREAM_EJECTED: Family = Family {
     labels: &["endpoint"],
 };
 
+/// `weir_stable_fallback_total{route}`.
+pub const STABLE_FALLBACK: Family = Family {
+    name: "weir_stable_fallback_total",
+    help: "Failed canary requests sent once to stable (stableFallback), by route.",
+    kind: MetricType::COUNTER,
+    labels: &["route"],
+};
+
+/// `weir_stable_fallback_denied_total{route}`.
+pub const STABLE_FALLBACK_DENIED: Family = Family {
+    name: "weir_stable_fallback_denied_total",
+    help: "Failed canary requests that stableFallback would have retried but its budget was spent, by route.",
+    kind: MetricType::COUNTER,
+    labels: &["route"],
+};
+
 /// Every family the proxy exports (a registry writes them in name order).
-pub const PROXY_FAMILIES: [Family; 9] = [
+pub const PROXY_FAMILIES: [Family; 11] = [
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
     UPSTREAM_EJECTIONS,
@@ -121,6 +137,8 @@ pub const PROXY_FAMILIES: [Family; 9] = [
     UPSTREAM_ERRORS,
     CLIENT_ERRORS,
     REJECTED_REQUESTS,
+    STABLE_FALLBACK,
+    STABLE_FALLBACK_DENIED,
 ];
 
 /// The `prometheus` collector of the proxy's counters: reads the atomics of
@@ -328,6 +346,21 @@ impl Metrics {
                 .map(|&reason| {
                     REJECTED_REQUESTS.counter(&[reason.metric_label()], self.rejected(reason))
                 })
+                .collect(),
+        );
+        let fallbacks = self.fallbacks_by_route();
+        push(
+            &STABLE_FALLBACK,
+            fallbacks
+                .iter()
+                .map(|(route, c)| STABLE_FALLBACK.counter(&[route], c.retried.load(Relaxed)))
+                .collect(),
+        );
+        push(
+            &STABLE_FALLBACK_DENIED,
+            fallbacks
+                .iter()
+                .map(|(route, c)| STABLE_FALLBACK_DENIED.counter(&[route], c.denied.load(Relaxed)))
                 .collect(),
         );
         families

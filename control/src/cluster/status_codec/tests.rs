@@ -177,6 +177,11 @@ fn a_failed_judgement_keeps_its_rule() {
             FailKind::Latency,
             "canary p99 latency 800ms above 500ms (100 requests)",
         ),
+        (
+            FailKind::ExcessErrors,
+            "canary errors 9 of 300 exceed the 3 predicted by stable error rate 0.01 \
+             (100 of 10000) by 6, more than maxExcessErrors 5",
+        ),
     ] {
         let mut state = State::progressing();
         state.0.last_judgement = Some(judgement(Verdict::Fail {

@@ -347,3 +347,83 @@ fn rates_show_four_significant_digits() {
     assert_eq!(EValue(100.0).to_string(), "100");
     assert_eq!(EValue(3.2e5).to_string(), "3.2e5");
 }
+
+fn excess(limit: u64) -> Analysis {
+    Analysis {
+        max_excess_errors: Some(limit),
+        ..no_compare()
+    }
+}
+
+/// `maxExcessErrors` on exact counts: the excess is `c − C·s/S`, and the
+/// judgement fails only when it is strictly above the limit.
+#[test]
+fn excess_errors_fail_exactly_above_the_limit() {
+    // (name, limit, canary (requests, errors), stable (requests, errors), fails)
+    let cases = [
+        // Stable 1 %: 300 canary requests predict 3 errors.
+        ("at the limit", 5, (300, 8), (10_000, 100), false),
+        ("one above the limit", 5, (300, 9), (10_000, 100), true),
+        // 301 requests predict 3.01: 9 errors are 5.99 over, not above 5.99 < 6.
+        ("a fraction below", 5, (301, 9), (10_000, 100), true),
+        ("a fraction above", 5, (301, 8), (10_000, 100), false),
+        // 350 requests predict 3.5: 8 errors are 4.5 over, 9 are 5.5 over.
+        ("half below", 5, (350, 8), (10_000, 100), false),
+        ("half above", 5, (350, 9), (10_000, 100), true),
+        // Below minRequests (20): still judged, so low weights are covered.
+        ("few requests", 2, (5, 3), (10_000, 100), true),
+        ("few requests within", 2, (5, 2), (10_000, 100), false),
+        // Stable without requests predicts nothing.
+        ("no stable requests", 4, (10, 5), (0, 0), true),
+        ("no stable requests within", 4, (10, 4), (0, 0), false),
+        // A canary better than stable has a negative excess.
+        ("better than stable", 0, (1000, 0), (1000, 50), false),
+        ("limit 0, one excess error", 0, (100, 1), (1000, 0), true),
+        // Stable failing everything predicts every canary error.
+        ("stable all errors", 0, (100, 100), (50, 50), false),
+    ];
+    for (name, limit, canary, stable, fails) in cases {
+        let got = judge(&excess(limit), &obs(canary, stable), &mut Evidence::new());
+        let kind = got.verdict.fail_kind();
+        assert_eq!(
+            kind == Some(FailKind::ExcessErrors),
+            fails,
+            "{name}: {:?}",
+            got.verdict
+        );
+    }
+}
+
+#[test]
+fn excess_errors_reason_gives_the_numbers() {
+    let got = judge(
+        &excess(5),
+        &obs((350, 9), (10_000, 100)),
+        &mut Evidence::new(),
+    );
+    assert_eq!(
+        got.verdict,
+        Verdict::Fail {
+            kind: FailKind::ExcessErrors,
+            reason: "canary errors 9 of 350 exceed the 3.5 predicted by stable error rate 0.01 \
+                     (100 of 10000) by 5.5, more than maxExcessErrors 5"
+                .to_owned(),
+        }
+    );
+    let got = judge(&excess(4), &obs((10, 5), (0, 0)), &mut Evidence::new());
+    assert_eq!(
+        got.verdict.reason(),
+        "canary errors 5 of 10 exceed the 0 predicted by no stable requests in the window \
+         by 5, more than maxExcessErrors 4"
+    );
+}
+
+#[test]
+fn without_max_excess_errors_few_requests_stay_inconclusive() {
+    let got = judge(
+        &no_compare(),
+        &obs((5, 5), (10_000, 0)),
+        &mut Evidence::new(),
+    );
+    assert!(got.verdict.is_inconclusive(), "{:?}", got.verdict);
+}

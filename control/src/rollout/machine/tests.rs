@@ -53,6 +53,7 @@ impl Fixture {
             canary_by_header: None,
             timeouts: Timeouts::default(),
             upgrades: vec![Arc::from("websocket")],
+            stable_fallback: None,
             strategy: Some(Strategy {
                 steps: spec_steps(),
                 analysis: Analysis::default(),
@@ -842,6 +843,36 @@ fn failure_limit_counts_failed_judgements_since_the_start() {
 }
 
 #[test]
+fn excess_errors_abort_at_once_whatever_the_failure_limit() {
+    let mut r = Fixture::new().failure_limit(3).0;
+    if let Some(s) = &mut r.strategy {
+        s.analysis.max_excess_errors = Some(5);
+    }
+    let s = RolloutState::start(&r, T0).state;
+    // 6 canary errors of 10 requests, stable clean: below minRequests, 6 > 5.
+    let outcome = s.tick(&r, T0 + SEC, &observation((10, 6), (2700, 0)));
+    assert_eq!(shape(&outcome.state), (Phase::Aborted, Some(0), 0, false));
+    let t = outcome.transition.expect("a transition");
+    assert_eq!(t.abort_reason(), Some(AbortReason::AnalysisExcessErrors));
+    assert!(
+        t.message.starts_with(
+            "aborted (analysis_excess_errors): analysis: canary errors 6 of 10 exceed the 0 \
+             predicted by stable error rate 0 (0 of 2700) by 6, more than maxExcessErrors 5"
+        ),
+        "{}",
+        t.message
+    );
+    // 5 errors are within the limit (and too few requests to judge).
+    let held = s.tick(&r, T0 + SEC, &observation((10, 5), (2700, 0)));
+    assert_eq!(held.state.phase, Phase::Progressing);
+    assert!(
+        held.state
+            .last_judgement
+            .is_some_and(|j| j.verdict.is_inconclusive())
+    );
+}
+
+#[test]
 fn abort_reasons_have_bounded_labels() {
     let labels: Vec<_> = AbortReason::ALL.iter().map(|r| r.metric_label()).collect();
     assert_eq!(
@@ -851,10 +882,15 @@ fn abort_reasons_have_bounded_labels() {
             "analysis_compare",
             "analysis_latency",
             "analysis_run",
+            "analysis_excess_errors",
             "manual",
             "webhook",
             "webhook_rollback"
         ]
+    );
+    assert_eq!(
+        AbortReason::from(FailKind::ExcessErrors),
+        AbortReason::AnalysisExcessErrors
     );
     assert_eq!(
         AbortReason::from(FailKind::Compare),

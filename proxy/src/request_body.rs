@@ -1,0 +1,172 @@
+//! The request body the proxy sends upstream: the client's body streamed
+//! through as it arrives, or, on a route with `stableFallback`, kept whole in
+//! memory so that a failed canary attempt can be sent again to stable.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// A request body on its way upstream.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// The client's body, streamed as it arrives (every route without
+    /// `stableFallback`, and stable requests).
+    Streamed(Incoming),
+    /// A body read to its end before sending: it can be sent again.
+    Buffered(BufferedBody),
+    /// The start of a body that turned out larger than the limit while being
+    /// kept, then the rest streamed: sent once, never again.
+    Prefixed {
+        /// What was read before the limit was passed; `None` once sent.
+        head: Option<Bytes>,
+        /// The rest of the client's body.
+        rest: Incoming,
+    },
+}
+
+/// A whole request body: its data and trailers, cheap to clone (`Bytes`).
+#[derive(Debug, Clone, Default)]
+pub struct BufferedBody {
+    /// The data, if any; `None` once sent.
+    data: Option<Bytes>,
+    /// The trailers, if any; `None` once sent.
+    trailers: Option<HeaderMap>,
+}
+
+/// What [`keep`] made of a client's body.
+#[derive(Debug)]
+pub enum Kept {
+    /// Read whole within the limit: can be sent again.
+    Whole(BufferedBody),
+    /// Declared or found larger than the limit: to be sent once.
+    TooLarge(RequestBody),
+}
+
+// === impl RequestBody ===
+
+impl From<Incoming> for RequestBody {
+    fn from(body: Incoming) -> Self {
+        RequestBody::Streamed(body)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Buffered(body) => Poll::Ready(body.next_frame().map(Ok)),
+            RequestBody::Prefixed { head, rest } => match head.take() {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Streamed(body) => body.is_end_stream(),
+            RequestBody::Buffered(body) => body.data.is_none() && body.trailers.is_none(),
+            RequestBody::Prefixed { head, rest } => head.is_none() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Streamed(body) => body.size_hint(),
+            RequestBody::Buffered(body) => {
+                SizeHint::with_exact(body.data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            RequestBody::Prefixed { head, rest } => {
+                let head = head.as_ref().map_or(0, |d| d.len() as u64);
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(head));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(head));
+                }
+                hint
+            }
+        }
+    }
+}
+
+// === impl BufferedBody ===
+
+impl BufferedBody {
+    /// The body's size in bytes.
+    pub fn len(&self) -> usize {
+        self.data.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// True for a body without data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn next_frame(&mut self) -> Option<Frame<Bytes>> {
+        if let Some(data) = self.data.take() {
+            return Some(Frame::data(data));
+        }
+        self.trailers.take().map(Frame::trailers)
+    }
+}
+
+/// Reads `body` to its end when it fits in `limit` bytes. A body whose
+/// declared length is above the limit is not read at all; one found larger
+/// while reading keeps what was read in front of the rest. Either is
+/// [`Kept::TooLarge`], to be sent once.
+///
+/// # Errors
+/// The client's body broke (bad framing, cut short).
+pub async fn keep(mut body: Incoming, limit: u64) -> Result<Kept, hyper::Error> {
+    if body.is_end_stream() {
+        return Ok(Kept::Whole(BufferedBody::default()));
+    }
+    if body.size_hint().lower() > limit {
+        return Ok(Kept::TooLarge(RequestBody::Streamed(body)));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut trailers = None;
+    let mut length: u64 = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = match frame?.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+                continue;
+            }
+        };
+        length = length.saturating_add(frame.len() as u64);
+        // A single frame is kept as it is; only a second one is copied.
+        match (&mut first, &mut joined) {
+            (None, None) => first = Some(frame),
+            (Some(_), None) => {
+                let mut all = BytesMut::from(first.take().unwrap_or_default());
+                all.extend_from_slice(&frame);
+                joined = Some(all);
+            }
+            (_, Some(all)) => all.extend_from_slice(&frame),
+        }
+        if length > limit {
+            let head = joined.map(BytesMut::freeze).or(first);
+            return Ok(Kept::TooLarge(RequestBody::Prefixed { head, rest: body }));
+        }
+    }
+    Ok(Kept::Whole(BufferedBody {
+        data: joined.map(BytesMut::freeze).or(first),
+        trailers,
+    }))
+}
