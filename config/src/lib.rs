@@ -7,6 +7,7 @@
 //! through the same [`Diagnostics`].
 
 pub mod duration;
+pub mod grpc;
 pub mod handoff;
 pub mod location;
 pub mod model;
@@ -16,11 +17,13 @@ pub mod status;
 pub mod validate;
 pub mod weight;
 
+pub use grpc::{GRPC_CODE_NAMES, GRPC_CODES, GrpcCodeSet};
 pub use handoff::{Publisher, Reader, channel};
 pub use location::{Location, LocationIndex};
 pub use model::{
     Admin, Analysis, Config, EndpointAddr, HeaderOverride, Kubernetes, KubernetesRole, Listener,
     PortRef, Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    UpstreamProtocol, UpstreamTls,
 };
 pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,

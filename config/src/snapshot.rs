@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::Weight;
-use crate::model::{Config, EndpointAddr, HeaderOverride, Stickiness, Timeouts};
+use crate::grpc::GrpcCodeSet;
+use crate::model::{
+    Config, EndpointAddr, HeaderOverride, Stickiness, Timeouts, UpstreamProtocol, UpstreamTls,
+};
 
 /// Everything the proxy needs to route requests, fixed once built.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -44,6 +47,8 @@ pub struct RouteSnapshot {
     pub timeouts: Timeouts,
     /// Protocols a client may switch to with `Upgrade`, lowercase.
     pub upgrades: Vec<Arc<str>>,
+    /// gRPC statuses that count as errors of a role.
+    pub grpc_error_codes: GrpcCodeSet,
 }
 
 /// The stable and canary backends and the weight between them.
@@ -67,6 +72,10 @@ pub struct Backend {
     pub revision: Arc<str>,
     /// Resolved addresses (may be empty while a name does not resolve).
     pub endpoints: Vec<SocketAddr>,
+    /// The protocol spoken to the endpoints.
+    pub protocol: UpstreamProtocol,
+    /// TLS to the endpoints.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// What control decides for a route with a rollout: the weight in force and
@@ -122,6 +131,8 @@ impl Snapshot {
         let backend = |upstream: &crate::Upstream| Backend {
             revision: Arc::clone(&upstream.revision),
             endpoints: upstream.endpoints.iter().flat_map(resolve).collect(),
+            protocol: upstream.protocol,
+            tls: upstream.tls.clone(),
         };
         let routes = routes
             .iter()
@@ -153,6 +164,10 @@ impl Snapshot {
                     stickiness: route.stickiness.clone(),
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.clone(),
+                    grpc_error_codes: route
+                        .strategy
+                        .as_ref()
+                        .map_or(GrpcCodeSet::DEFAULT_ERRORS, |s| s.analysis.grpc_error_codes),
                 }
             })
             .collect();

@@ -97,17 +97,27 @@ static ADMIN: [Field; 3] = [
     optional("writerToken", Kind::Text),
 ];
 
-static STABLE: [Field; 3] = [
+static STABLE: [Field; 5] = [
     required("revision", Kind::Text),
     required("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
 ];
 
-static CANARY: [Field; 4] = [
+static CANARY: [Field; 6] = [
     required("revision", Kind::Text),
     required("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
     optional("weight", Kind::Number),
+];
+
+static UPSTREAM_TLS: [Field; 3] = [
+    optional("caFile", Kind::Text),
+    optional("serverName", Kind::Text),
+    optional("insecureSkipVerify", Kind::Bool),
 ];
 
 static SERVICE: [Field; 2] = [required("name", Kind::Text), required("port", Kind::Port)];
@@ -139,7 +149,7 @@ static STEP: [Field; 8] = [
 ];
 static STEP_KIND: Kind = Kind::Shape(&STEP);
 
-static ANALYSIS: [Field; 7] = [
+static ANALYSIS: [Field; 8] = [
     optional("interval", Kind::Duration),
     optional("window", Kind::Duration),
     optional("minRequests", Kind::Whole(u64::MAX)),
@@ -147,6 +157,7 @@ static ANALYSIS: [Field; 7] = [
     optional("compareToStable", Kind::Bool),
     optional("maxLatencyP99", Kind::Duration),
     optional("failureLimit", Kind::Whole(u32::MAX as u64)),
+    optional("grpcErrorCodes", Kind::List(&TEXTS)),
 ];
 
 static STRATEGY: [Field; 2] = [
@@ -185,17 +196,21 @@ static CONFIG: [Field; 5] = [
 ];
 
 /// `stable` of a CanaryRoute: a Service, endpoints, or both.
-static CLUSTER_STABLE: [Field; 3] = [
+static CLUSTER_STABLE: [Field; 5] = [
     required("revision", Kind::Text),
     optional("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
 ];
 
 /// `canary` of a CanaryRoute: a Service, endpoints, or both.
-static CLUSTER_CANARY: [Field; 4] = [
+static CLUSTER_CANARY: [Field; 6] = [
     required("revision", Kind::Text),
     optional("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
     optional("weight", Kind::Number),
 ];
 
@@ -734,7 +749,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 17, "every mapping of the file is checked");
+        assert_eq!(checked, 19, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

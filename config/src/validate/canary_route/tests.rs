@@ -214,7 +214,7 @@ fn unknown_fields_inside_spec_are_named() {
         (
             json!({"stable": {"revision": "v1", "endpoint": ["a:1"]}}),
             "spec.stable.endpoint",
-            "unknown field `endpoint`, expected one of `revision`, `endpoints`, `service`; did you mean `endpoints`?",
+            "unknown field `endpoint`, expected one of `revision`, `endpoints`, `service`, `protocol`, `tls`; did you mean `endpoints`?",
         ),
         (
             json!({"stable": {"revision": "v1", "service": {"name": "a", "port": 80, "namespace": "b"}}}),
