@@ -28,6 +28,8 @@ pub const GRPC_CODE_NAMES: [&str; GRPC_CODES] = [
 /// How many gRPC status codes there are (0 to 16).
 pub const GRPC_CODES: usize = 17;
 
+/// `grpc-status` 1.
+pub const GRPC_CANCELLED: u8 = 1;
 /// `grpc-status` 2.
 pub const GRPC_UNKNOWN: u8 = 2;
 /// `grpc-status` 4.

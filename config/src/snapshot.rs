@@ -103,6 +103,27 @@ pub fn cohort_seed(route: &str, canary_revision: &str, rollout_seq: Option<u64>)
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
+/// `tls` with its server name: `serverName` when written, else the host
+/// the endpoints share (a DNS name), else none (each endpoint is then
+/// checked by its IP address).
+fn tls_with_name(tls: &Arc<UpstreamTls>, endpoints: &[EndpointAddr]) -> Arc<UpstreamTls> {
+    if tls.server_name.is_some() {
+        return Arc::clone(tls);
+    }
+    let mut hosts = endpoints.iter().map(|e| e.host.as_str());
+    let shared = hosts
+        .next()
+        .filter(|first| first.parse::<std::net::IpAddr>().is_err())
+        .filter(|first| endpoints.iter().all(|e| e.host == *first));
+    match shared {
+        Some(host) => Arc::new(UpstreamTls {
+            server_name: Some(Arc::from(host)),
+            ..UpstreamTls::clone(tls)
+        }),
+        None => Arc::clone(tls),
+    }
+}
+
 // === impl Snapshot ===
 
 impl Snapshot {
@@ -132,7 +153,10 @@ impl Snapshot {
             revision: Arc::clone(&upstream.revision),
             endpoints: upstream.endpoints.iter().flat_map(resolve).collect(),
             protocol: upstream.protocol,
-            tls: upstream.tls.clone(),
+            tls: upstream
+                .tls
+                .as_ref()
+                .map(|tls| tls_with_name(tls, &upstream.endpoints)),
         };
         let routes = routes
             .iter()

@@ -16,6 +16,7 @@ pub mod body;
 pub mod decision;
 pub mod error;
 pub mod forward;
+pub mod grpc;
 pub mod metrics;
 pub mod request_id;
 pub mod routes;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use weir_config::{Snapshot, Timeouts};
+use weir_config::{GrpcCodeSet, Snapshot, Timeouts};
 
 use crate::Role;
 use crate::decision::SplitParams;
@@ -43,6 +43,8 @@ pub struct ServedRoute {
     pub timeouts: Timeouts,
     /// Protocols a client may switch to with `Upgrade`, lowercase.
     pub upgrades: Box<[Arc<str>]>,
+    /// gRPC statuses that count as errors of a role.
+    pub grpc_error_codes: GrpcCodeSet,
 }
 
 /// A backend made ready to serve.
@@ -85,7 +87,9 @@ impl Routing {
                     endpoints: b
                         .endpoints
                         .iter()
-                        .map(|&addr| registry.endpoint(addr, metrics))
+                        .map(|&addr| {
+                            registry.endpoint_with(addr, b.protocol, b.tls.as_ref(), metrics)
+                        })
                         .collect(),
                     metrics: metrics.role(&route.name, role),
                 };
@@ -116,6 +120,7 @@ impl Routing {
                     }),
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.iter().cloned().collect(),
+                    grpc_error_codes: route.grpc_error_codes,
                 }
             })
             .collect();

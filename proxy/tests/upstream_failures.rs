@@ -141,6 +141,8 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
                 stable: Backend {
                     revision: Arc::from("v1"),
                     endpoints: stable.to_vec(),
+                    protocol: weir_config::UpstreamProtocol::Http1,
+                    tls: None,
                 },
                 canary: None,
                 canary_weight: Weight::from_percent_int(0),
@@ -150,6 +152,7 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
             stickiness: None,
             timeouts,
             upgrades: vec![Arc::from("websocket")],
+            grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
         }],
     }
 }
