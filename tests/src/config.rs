@@ -87,6 +87,10 @@ pub struct Route {
     pub upgrades: Option<Vec<String>>,
     /// `strategy`; when set, `canary.weight` is not written.
     pub strategy: Option<Strategy>,
+    /// More `stable` keys, each a YAML line as written (`protocol: h2c`).
+    pub stable_keys: Vec<String>,
+    /// More `canary` keys, each a YAML line as written.
+    pub canary_keys: Vec<String>,
 }
 
 fn quote(s: &str) -> String {
@@ -244,10 +248,16 @@ impl WeirConfig {
             let _ = writeln!(y, "    stable:");
             let _ = writeln!(y, "      revision: {}", quote(&r.stable_revision));
             let _ = writeln!(y, "      endpoints: {}", list(&r.stable));
+            for line in &r.stable_keys {
+                let _ = writeln!(y, "      {line}");
+            }
             if let Some((revision, endpoints, weight)) = &r.canary {
                 let _ = writeln!(y, "    canary:");
                 let _ = writeln!(y, "      revision: {}", quote(revision));
                 let _ = writeln!(y, "      endpoints: {}", list(endpoints));
+                for line in &r.canary_keys {
+                    let _ = writeln!(y, "      {line}");
+                }
                 if r.strategy.is_none() {
                     let _ = writeln!(y, "      weight: {weight}");
                 }
@@ -414,6 +424,8 @@ impl Route {
             timeouts: None,
             upgrades: None,
             strategy: None,
+            stable_keys: Vec::new(),
+            canary_keys: Vec::new(),
         }
     }
 
@@ -428,6 +440,20 @@ impl Route {
         Self::new(name, stable)
             .canary(canary, 0.0)
             .strategy(strategy)
+    }
+
+    /// Adds a key to `stable`, a YAML line as written (`protocol: h2c`).
+    #[must_use]
+    pub fn stable_key(mut self, line: &str) -> Self {
+        self.stable_keys.push(line.to_owned());
+        self
+    }
+
+    /// Adds a key to `canary`, a YAML line as written.
+    #[must_use]
+    pub fn canary_key(mut self, line: &str) -> Self {
+        self.canary_keys.push(line.to_owned());
+        self
     }
 
     /// The canary's revision (default `v2`).

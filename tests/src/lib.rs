@@ -17,6 +17,7 @@ mod client;
 mod cluster;
 mod config;
 mod curl;
+pub mod grpc;
 mod kube_api;
 mod load;
 mod metrics;
