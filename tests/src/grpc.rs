@@ -109,9 +109,14 @@ impl Pki {
         let ca_key = rcgen::KeyPair::generate().expect("a CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "weir test CA");
+        // Each CA its own name: a certificate from another CA is then an
+        // unknown issuer, as with a real mistake.
+        static CAS: AtomicU64 = AtomicU64::new(0);
+        let serial = CAS.fetch_add(1, Ordering::Relaxed);
+        ca_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("weir test CA {} {serial}", std::process::id()),
+        );
         let ca_cert = ca_params.self_signed(&ca_key).expect("the CA certificate");
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let key = rcgen::KeyPair::generate().expect("a server key");
