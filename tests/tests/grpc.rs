@@ -264,3 +264,41 @@ async fn a_rollout_whose_grpc_canary_fails_a_fifth_of_its_calls_is_aborted() {
     ];
     assert_eq!(m.sum("weir_http_requests_total", &stable_errors), 0.0);
 }
+
+/// Unary calls per second through weir and straight to the upstream, in
+/// the same run; prints both (a figure to compare, not a bound: run with
+/// `--ignored --nocapture`, preferably on an idle machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn grpc_unary_calls_per_second_through_weir_and_direct() {
+    const CALLS: usize = 4_000;
+    const CONCURRENCY: usize = 16;
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    let weir = Weir::start(WeirConfig::new([h2c_route("grpc", &upstream)])).await;
+
+    async fn rate(client: GrpcClient) -> f64 {
+        // Warm the connections first.
+        client.call(UNARY, b"warm", &[]).await;
+        let started = std::time::Instant::now();
+        let workers = (0..CONCURRENCY).map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..CALLS / CONCURRENCY {
+                    let reply = client.call(UNARY, b"0123456789abcdef", &[]).await;
+                    assert_eq!(reply.status(), Some(0));
+                }
+            })
+        });
+        for worker in futures_util::future::join_all(workers).await {
+            worker.expect("a worker");
+        }
+        CALLS as f64 / started.elapsed().as_secs_f64()
+    }
+
+    let direct = rate(GrpcClient::h2c(upstream.addr).await).await;
+    let through = rate(GrpcClient::h2c(weir.addrs.http).await).await;
+    eprintln!(
+        "gRPC unary calls/s, {CALLS} calls, {CONCURRENCY} concurrent, one HTTP/2 connection each: direct {direct:.0}, through weir {through:.0} ({:.0} %)",
+        100.0 * through / direct
+    );
+}
