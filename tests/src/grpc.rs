@@ -171,7 +171,16 @@ impl GrpcUpstream {
     /// # Panics
     /// When binding fails.
     pub async fn h2c(name: &str, failure: Option<Failure>) -> Self {
-        Self::start(name, failure, None).await
+        Self::start(name, failure, None, None).await
+    }
+
+    /// Starts serving in cleartext, closing each connection gracefully (an
+    /// HTTP/2 GOAWAY) once it has carried `calls` unary calls.
+    ///
+    /// # Panics
+    /// When binding fails.
+    pub async fn h2c_with_goaway(name: &str, calls: u64) -> Self {
+        Self::start(name, None, None, Some(calls)).await
     }
 
     /// Starts serving over TLS with `tls`.
@@ -179,13 +188,14 @@ impl GrpcUpstream {
     /// # Panics
     /// When binding fails.
     pub async fn tls(name: &str, failure: Option<Failure>, tls: Arc<rustls::ServerConfig>) -> Self {
-        Self::start(name, failure, Some(tls)).await
+        Self::start(name, failure, Some(tls), None).await
     }
 
     async fn start(
         name: &str,
         failure: Option<Failure>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        goaway_after: Option<u64>,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -199,6 +209,7 @@ impl GrpcUpstream {
             failure,
             calls: Arc::clone(&calls),
             te_trailers: Arc::clone(&te_trailers),
+            goaway_after,
         });
         let task = tokio::spawn({
             let connections = Arc::clone(&connections);
@@ -208,17 +219,39 @@ impl GrpcUpstream {
                     connections.fetch_add(1, Ordering::SeqCst);
                     let (server, tls) = (Arc::clone(&server), tls.clone());
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| {
-                            let server = Arc::clone(&server);
-                            async move { Ok::<_, Infallible>(server.answer(req).await) }
-                        });
+                        let served = Arc::new(AtomicU64::new(0));
+                        let enough = Arc::new(tokio::sync::Notify::new());
+                        let goaway_after = server.goaway_after;
+                        let service = {
+                            let (served, enough) = (Arc::clone(&served), Arc::clone(&enough));
+                            service_fn(move |req| {
+                                let (server, served, enough) = (
+                                    Arc::clone(&server),
+                                    Arc::clone(&served),
+                                    Arc::clone(&enough),
+                                );
+                                async move {
+                                    let answer = server.answer(req).await;
+                                    let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                                    if goaway_after.is_some_and(|limit| n >= limit) {
+                                        enough.notify_one();
+                                    }
+                                    Ok::<_, Infallible>(answer)
+                                }
+                            })
+                        };
                         let builder =
                             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                         match tls {
                             None => {
-                                let _ = builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
+                                let connection =
+                                    builder.serve_connection(TokioIo::new(stream), service);
+                                tokio::pin!(connection);
+                                tokio::select! {
+                                    _ = connection.as_mut() => return,
+                                    () = enough.notified() => connection.as_mut().graceful_shutdown(),
+                                }
+                                let _ = connection.await;
                             }
                             Some(config) => {
                                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -270,6 +303,8 @@ struct Server {
     failure: Option<Failure>,
     calls: Arc<AtomicU64>,
     te_trailers: Arc<AtomicU64>,
+    /// Close each connection gracefully (GOAWAY) after this many calls.
+    goaway_after: Option<u64>,
 }
 
 impl Server {

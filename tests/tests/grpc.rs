@@ -87,6 +87,57 @@ async fn a_unary_call_passes_through_h2c_with_its_trailers_intact() {
     );
     // One connection carried both: HTTP/2 to the upstream is multiplexed.
     assert_eq!(upstream.connections(), 1);
+    // Series with and without `grpc_code` side by side pass promtool.
+    promtool_check(&m.text);
+}
+
+/// `promtool check metrics` on `text`.
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's `prometheus` package) runs");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("feeding promtool");
+    let out = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_sends_goaway_gets_a_new_connection() {
+    // Each upstream connection is closed gracefully after two calls.
+    let upstream = GrpcUpstream::h2c_with_goaway("v1", 2).await;
+    let weir = Weir::start(WeirConfig::new([h2c_route("grpc", &upstream)])).await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    for i in 0..6 {
+        let reply = within(CALL_LIMIT, "a call", client.call(UNARY, b"x", &[])).await;
+        assert_eq!(
+            reply.status(),
+            Some(0),
+            "call {i}: {reply:?}\n{}",
+            weir.log()
+        );
+    }
+    assert_eq!(upstream.calls(), 6);
+    assert!(
+        upstream.connections() >= 3,
+        "{} connections for 6 calls, 2 per connection",
+        upstream.connections()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
