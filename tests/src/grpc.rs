@@ -75,6 +75,7 @@ pub struct GrpcUpstream {
     calls: Arc<AtomicU64>,
     te_trailers: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -204,6 +205,7 @@ impl GrpcUpstream {
         let calls = Arc::new(AtomicU64::new(0));
         let te_trailers = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicU64::new(0));
         let server = Arc::new(Server {
             name: name.to_owned(),
             failure,
@@ -213,12 +215,15 @@ impl GrpcUpstream {
         });
         let task = tokio::spawn({
             let connections = Arc::clone(&connections);
+            let closed = Arc::clone(&closed);
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let _ = stream.set_nodelay(true);
                     connections.fetch_add(1, Ordering::SeqCst);
                     let (server, tls) = (Arc::clone(&server), tls.clone());
+                    let closed = Arc::clone(&closed);
                     tokio::spawn(async move {
+                        let _closed = CountOnDrop(closed);
                         let served = Arc::new(AtomicU64::new(0));
                         let enough = Arc::new(tokio::sync::Notify::new());
                         let goaway_after = server.goaway_after;
@@ -272,6 +277,7 @@ impl GrpcUpstream {
             calls,
             te_trailers,
             connections,
+            closed,
             task,
         }
     }
@@ -289,6 +295,20 @@ impl GrpcUpstream {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections that have ended so far.
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Adds one to its counter when dropped.
+struct CountOnDrop(Arc<AtomicU64>);
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
