@@ -975,6 +975,13 @@ impl<'a> Checker<'a> {
     fn upstream_tls(&mut self, at: &str, spec: &UpstreamTlsSpec) -> Option<Arc<UpstreamTls>> {
         let ca_file = match &spec.ca_file {
             None => Some(None),
+            Some(_) if self.cluster => {
+                self.error(
+                    &format!("{at}.caFile"),
+                    "`caFile` names a file of weir's own, which a CanaryRoute cannot ship; use the system's roots (leave `caFile` out) or put the route in weir.yaml",
+                );
+                None
+            }
             Some(file) => self
                 .file_path(
                     &format!("{at}.caFile"),

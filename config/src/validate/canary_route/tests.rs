@@ -347,3 +347,25 @@ fn a_service_in_weir_yaml_is_still_refused() {
     let paths: Vec<&str> = diagnostics.0.iter().map(|d| d.path.as_str()).collect();
     assert_eq!(paths, ["routes[0].stable.service"]);
 }
+
+#[test]
+fn a_canary_route_may_speak_h2_to_its_service_but_names_no_ca_file() {
+    let spec = json!({
+        "stable": {"revision": "v1", "service": {"name": "api", "port": 443}, "protocol": "h2"},
+    });
+    let valid = validate_canary_route("shop", "api", &spec).expect("a valid spec");
+    assert_eq!(valid.route.stable.protocol, crate::UpstreamProtocol::H2);
+    assert!(valid.route.stable.tls.is_some());
+
+    assert_single(
+        json!({
+            "stable": {
+                "revision": "v1",
+                "service": {"name": "api", "port": 443},
+                "tls": {"caFile": "/etc/ca.pem"},
+            },
+        }),
+        "spec.stable.tls.caFile",
+        "a CanaryRoute cannot ship",
+    );
+}
