@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use weir_e2e::grpc::{Failure, GrpcClient, GrpcUpstream, HANG, Pki, STREAM, UNARY};
+use weir_e2e::grpc::{Failure, GrpcClient, GrpcUpstream, HANG, STREAM, UNARY};
 use weir_e2e::{Route, Step, Strategy, Weir, WeirConfig, phase, wait_until, within};
 
 const CALL_LIMIT: Duration = Duration::from_secs(10);
@@ -134,7 +134,7 @@ async fn an_upstream_that_sends_goaway_gets_a_new_connection() {
         if i % 2 == 1 {
             // A call racing the GOAWAY on the wire would fail (see README);
             // the next one goes once the old connection is gone.
-            let closed = (i + 1) / 2;
+            let closed = i.div_ceil(2);
             wait_until(CALL_LIMIT, "the upstream closed its connection", || async {
                 (upstream.closed() >= closed).then_some(())
             })
