@@ -538,6 +538,38 @@ mod tests {
     }
 
     #[test]
+    fn grpc_calls_are_counted_by_status_and_their_errors_reach_the_analysis() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("grpc");
+        let canary = metrics.role(&route, Role::Canary);
+        canary.record(200, Duration::from_millis(1));
+        canary.record_grpc(0, false, Duration::from_millis(1));
+        canary.record_grpc(14, true, Duration::from_millis(1));
+        canary.record_grpc(14, true, Duration::from_millis(1));
+        canary.record_grpc(5, false, Duration::from_millis(1));
+        // A status past 16 is UNKNOWN.
+        canary.record_grpc(99, true, Duration::from_millis(1));
+
+        let counts = canary.counts();
+        assert_eq!((counts.requests, counts.errors), (6, 3));
+        assert_eq!(canary.requests(), 6);
+        assert_eq!(canary.grpc_calls_with_status(2), 1);
+
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for want in [
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"OK\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"UNAVAILABLE\"} 2",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"NOT_FOUND\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"UNKNOWN\"} 1",
+            "weir_upstream_errors_total{route=\"grpc\",role=\"canary\",kind=\"tls\"} 0",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
+    }
+
+    #[test]
     fn listener_names_are_escaped_in_labels() {
         let metrics = Metrics::new();
         metrics
