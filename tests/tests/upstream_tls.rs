@@ -68,10 +68,19 @@ async fn a_certificate_from_another_ca_is_refused_with_502_and_kind_tls() {
     let upstream = GrpcUpstream::tls("v1", None, upstream_pki.server_config()).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let wrong_ca = write_ca(dir.path(), &other);
-    let weir =
-        Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])
-            .stable_key(&format!("tls: {{ caFile: {wrong_ca:?} }}"))]))
-        .await;
+    let right_ca = dir.path().join("right-ca.pem");
+    std::fs::write(&right_ca, &upstream_pki.ca_pem).expect("writing right-ca.pem");
+    let right_ca = right_ca.display().to_string();
+    let weir = Weir::start(WeirConfig::new([
+        Route::new("web", &[upstream.addr]).stable_key(&format!("tls: {{ caFile: {wrong_ca:?} }}")),
+        // The right CA, but a name the certificate does not cover.
+        Route::new("named", &[upstream.addr])
+            .path_prefix("/named")
+            .stable_key(&format!(
+                "tls: {{ caFile: {right_ca:?}, serverName: other.test }}"
+            )),
+    ]))
+    .await;
 
     let (body, code) = weir_e2e::curl(&[&weir.url("/")], "%{http_code}").await;
     assert_eq!(code, "502", "{body}");
@@ -81,7 +90,18 @@ async fn a_certificate_from_another_ca_is_refused_with_502_and_kind_tls() {
         (log.contains("TLS handshake with") && log.contains("UnknownIssuer")).then_some(())
     })
     .await;
+    let (_, code) = weir_e2e::curl(&[&weir.url("/named")], "%{http_code}").await;
+    assert_eq!(code, "502");
+    wait_until(Duration::from_secs(5), "the name in the log", || async {
+        let log = weir.log();
+        (log.contains("server name other.test") && log.contains("certificate not valid for name"))
+            .then_some(())
+    })
+    .await;
+
     let m = weir.metrics().await;
+    let named = [("route", "named"), ("role", "stable"), ("kind", "tls")];
+    assert_eq!(m.get("weir_upstream_errors_total", &named), Some(1.0));
     let tls = [("route", "web"), ("role", "stable"), ("kind", "tls")];
     assert_eq!(
         m.get("weir_upstream_errors_total", &tls),
