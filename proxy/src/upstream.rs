@@ -358,33 +358,14 @@ impl Endpoint {
     /// # Errors
     /// [`ConnectError`] naming the endpoint and what failed.
     pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
-        let addr = self.addr;
         let stream = self.tcp(timeout).await?;
-        let (sender, connection) = match &self.tls {
-            None => http1::Builder::new()
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| ConnectError::Handshake { addr, source })?,
+        match &self.tls {
+            None => http1_over(self.addr, TokioIo::new(stream)).await,
             Some(connector) => {
                 let stream = self.tls_handshake(connector, stream, timeout).await?;
-                let (sender, connection) = http1::Builder::new()
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|source| ConnectError::Handshake { addr, source })?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.with_upgrades().await {
-                        tracing::debug!(%addr, %error, "upstream connection ended");
-                    }
-                });
-                return Ok(sender);
+                http1_over(self.addr, TokioIo::new(stream)).await
             }
-        };
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%addr, %error, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+        }
     }
 
     /// The endpoint's HTTP/2 connection, opened within `timeout` if there
@@ -402,34 +383,14 @@ impl Endpoint {
     }
 
     async fn connect_h2(&self, timeout: Duration) -> Result<H2Sender, ConnectError> {
-        let addr = self.addr;
         let stream = self.tcp(timeout).await?;
-        let builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-        let (sender, connection) = match &self.tls {
-            None => builder
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| ConnectError::Handshake { addr, source })?,
+        match &self.tls {
+            None => http2_over(self.addr, TokioIo::new(stream)).await,
             Some(connector) => {
                 let stream = self.tls_handshake(connector, stream, timeout).await?;
-                let (sender, connection) = builder
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|source| ConnectError::Handshake { addr, source })?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
-                    }
-                });
-                return Ok(sender);
+                http2_over(self.addr, TokioIo::new(stream)).await
             }
-        };
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
-            }
-        });
-        Ok(sender)
+        }
     }
 
     async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
@@ -480,6 +441,42 @@ impl Drop for Endpoint {
         // No snapshot names the address any more: it is not ejected either.
         self.health.metrics.ejected.store(0, Relaxed);
     }
+}
+
+/// The HTTP/1.1 handshake on `io` (TCP or TLS); the connection runs in a
+/// task of its own.
+async fn http1_over<I>(addr: SocketAddr, io: I) -> Result<Sender, ConnectError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%addr, %error, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The HTTP/2 handshake on `io` (TCP or TLS); the connection runs in a
+/// task of its own.
+async fn http2_over<I>(addr: SocketAddr, io: I) -> Result<H2Sender, ConnectError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(io)
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 /// Milliseconds since the first call in this process: the clock of ejections.
