@@ -178,3 +178,38 @@ routes:
         "{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_an_unreadable_ca_file_is_refused_and_the_running_tls_keeps_serving() {
+    let pki = Pki::new();
+    let upstream = GrpcUpstream::tls("v1", None, pki.server_config()).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = write_ca(dir.path(), &pki);
+    let config = WeirConfig::new([
+        Route::new("web", &[upstream.addr]).stable_key(&format!("tls: {{ caFile: {ca:?} }}"))
+    ]);
+    let mut weir = Weir::start(config.clone()).await;
+    let (body, code) = weir_e2e::curl(&[&weir.url("/")], "%{http_code}").await;
+    assert_eq!((body.as_str(), code.as_str()), ("v1\n", "200"));
+
+    let missing = dir.path().join("gone.pem").display().to_string();
+    let broken =
+        WeirConfig::new([Route::new("web", &[upstream.addr])
+            .stable_key(&format!("tls: {{ caFile: {missing:?} }}"))]);
+    let before = weir.reloads("failure").await;
+    weir.write_config(&broken);
+    weir.wait_for_reload("failure", before).await;
+    assert!(
+        weir.log().contains(&format!(
+            "routes[0].stable.tls.caFile: cannot read {missing}"
+        )),
+        "{}",
+        weir.log()
+    );
+    let (body, code) = weir_e2e::curl(&[&weir.url("/")], "%{http_code}").await;
+    assert_eq!(
+        (body.as_str(), code.as_str()),
+        ("v1\n", "200"),
+        "the running config keeps serving"
+    );
+}
