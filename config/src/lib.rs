@@ -8,6 +8,7 @@
 
 pub mod condition;
 pub mod duration;
+pub mod grpc;
 pub mod handoff;
 pub mod hooks;
 pub mod location;
@@ -18,13 +19,15 @@ pub mod status;
 pub mod validate;
 pub mod weight;
 
+pub use grpc::{GRPC_CODE_NAMES, GRPC_CODES, GrpcCodeSet};
 pub use handoff::{Publisher, Reader, channel};
 pub use hooks::{Notification, Trigger, Webhook, WebhookKind, Webhooks};
 pub use location::{Location, LocationIndex};
 pub use model::{
     Admin, Analysis, AnalysisRef, Config, EndpointAddr, HeaderOverride, JsonPath, Kubernetes,
     KubernetesRole, Listener, Metric, PortRef, PrometheusQuery, Provider, Route, ServiceRef,
-    StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream, WebRequest,
+    StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream, UpstreamProtocol,
+    UpstreamTls, WebRequest,
 };
 pub use snapshot::{
     Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Weight;
+use crate::grpc::GrpcCodeSet;
 
 pub mod analysis_templates;
 
@@ -192,6 +193,39 @@ pub struct Upstream {
     /// Endpoints: at least one in `weir.yaml`; in a CanaryRoute whose role
     /// names a Service, those listed besides it (possibly none).
     pub endpoints: Vec<EndpointAddr>,
+    /// The protocol spoken to the endpoints.
+    pub protocol: UpstreamProtocol,
+    /// TLS to the endpoints; always set for [`UpstreamProtocol::H2`].
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// The protocol weir speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, pooled keep-alive connections (over TLS with `tls`).
+    #[default]
+    Http1,
+    /// HTTP/2 in cleartext with prior knowledge: one multiplexed connection
+    /// per endpoint.
+    H2c,
+    /// HTTP/2 over TLS, negotiated with ALPN `h2`.
+    H2,
+}
+
+/// TLS from weir to an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct UpstreamTls {
+    /// PEM file of the trusted CAs, resolved against the config file's
+    /// directory; the system's roots when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// The contents of `ca_file`, read by the process that loads the
+    /// config (this crate does no I/O); `None` until then.
+    pub ca_pem: Option<Arc<[u8]>>,
+    /// SNI and the name checked in the certificate; the endpoint's host
+    /// when `None`.
+    pub server_name: Option<Arc<str>>,
+    /// Accept any certificate.
+    pub insecure_skip_verify: bool,
 }
 
 /// A Kubernetes Service named by a role of a CanaryRoute, in the route's
@@ -294,6 +328,8 @@ pub struct Analysis {
     /// aborts at once, whatever `minRequests` and `failureLimit` say.
     /// `None`: off.
     pub max_excess_errors: Option<u64>,
+    /// gRPC statuses that count as errors of a role.
+    pub grpc_error_codes: GrpcCodeSet,
 }
 
 impl Default for Kubernetes {
@@ -329,6 +365,7 @@ impl Default for Analysis {
             max_latency_p99: None,
             failure_limit: 0,
             max_excess_errors: None,
+            grpc_error_codes: GrpcCodeSet::DEFAULT_ERRORS,
         }
     }
 }
@@ -340,6 +377,22 @@ impl Default for Timeouts {
             request: DEFAULT_REQUEST_TIMEOUT,
             idle: DEFAULT_IDLE_TIMEOUT,
         }
+    }
+}
+
+impl UpstreamProtocol {
+    /// The name written in the config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::H2 => "h2",
+        }
+    }
+
+    /// Whether the protocol is HTTP/2 (`h2c` or `h2`).
+    pub const fn is_http2(self) -> bool {
+        matches!(self, UpstreamProtocol::H2c | UpstreamProtocol::H2)
     }
 }
 

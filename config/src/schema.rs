@@ -354,6 +354,13 @@ pub struct StableSpec {
     /// A Kubernetes Service whose ready endpoints serve this role.
     #[serde(default)]
     pub service: Option<ServiceRefSpec>,
+    /// The upstream protocol: `http1` (default), `h2c` (HTTP/2 cleartext)
+    /// or `h2` (HTTP/2 over TLS).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// TLS to the upstream.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsSpec>,
 }
 
 /// The canary upstream of a route.
@@ -368,9 +375,34 @@ pub struct CanarySpec {
     /// A Kubernetes Service whose ready endpoints serve this role.
     #[serde(default)]
     pub service: Option<ServiceRefSpec>,
+    /// The upstream protocol: `http1` (default), `h2c` (HTTP/2 cleartext)
+    /// or `h2` (HTTP/2 over TLS).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// TLS to the upstream.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsSpec>,
     /// Fixed split percentage; an error together with `strategy`.
     #[serde(default)]
     pub weight: Option<f64>,
+}
+
+/// TLS from weir to an upstream.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// PEM file of the CAs that sign the upstream's certificate; the
+    /// system's roots when absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// The name sent as SNI and checked against the certificate; default
+    /// the endpoint's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any certificate (tests only: no protection against a
+    /// man in the middle); default false.
+    #[serde(default)]
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// Cookie stickiness.
@@ -544,6 +576,10 @@ pub struct AnalysisSpec {
     /// Failed judgements tolerated before abort; default 0.
     #[serde(default)]
     pub failure_limit: Option<u32>,
+    /// gRPC status names that count as errors of a role; default
+    /// UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+    #[serde(default)]
+    pub grpc_error_codes: Option<Vec<String>>,
     /// Canary errors tolerated beyond what stable's error rate predicts
     /// before an immediate abort; off by default.
     #[serde(default)]

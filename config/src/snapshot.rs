@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::Weight;
-use crate::model::{Config, EndpointAddr, HeaderOverride, StableFallback, Stickiness, Timeouts};
+use crate::grpc::GrpcCodeSet;
+use crate::model::{
+    Config, EndpointAddr, HeaderOverride, StableFallback, Stickiness, Timeouts, UpstreamProtocol,
+    UpstreamTls,
+};
 
 /// Everything the proxy needs to route requests, fixed once built.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -46,6 +50,8 @@ pub struct RouteSnapshot {
     pub upgrades: Vec<Arc<str>>,
     /// Retry on stable of failed canary requests; `None`: off.
     pub stable_fallback: Option<StableFallback>,
+    /// gRPC statuses that count as errors of a role.
+    pub grpc_error_codes: GrpcCodeSet,
 }
 
 /// The stable and canary backends and the weight between them.
@@ -69,6 +75,10 @@ pub struct Backend {
     pub revision: Arc<str>,
     /// Resolved addresses (may be empty while a name does not resolve).
     pub endpoints: Vec<SocketAddr>,
+    /// The protocol spoken to the endpoints.
+    pub protocol: UpstreamProtocol,
+    /// TLS to the endpoints.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// What control decides for a route with a rollout: the weight in force and
@@ -94,6 +104,27 @@ pub fn cohort_seed(route: &str, canary_revision: &str, rollout_seq: Option<u64>)
         bytes.extend_from_slice(&seq.to_le_bytes());
     }
     xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// `tls` with its server name: `serverName` when written, else the host
+/// the endpoints share (a DNS name), else none (each endpoint is then
+/// checked by its IP address).
+fn tls_with_name(tls: &Arc<UpstreamTls>, endpoints: &[EndpointAddr]) -> Arc<UpstreamTls> {
+    if tls.server_name.is_some() {
+        return Arc::clone(tls);
+    }
+    let mut hosts = endpoints.iter().map(|e| e.host.as_str());
+    let shared = hosts
+        .next()
+        .filter(|first| first.parse::<std::net::IpAddr>().is_err())
+        .filter(|first| endpoints.iter().all(|e| e.host == *first));
+    match shared {
+        Some(host) => Arc::new(UpstreamTls {
+            server_name: Some(Arc::from(host)),
+            ..UpstreamTls::clone(tls)
+        }),
+        None => Arc::clone(tls),
+    }
 }
 
 // === impl Snapshot ===
@@ -124,6 +155,11 @@ impl Snapshot {
         let backend = |upstream: &crate::Upstream| Backend {
             revision: Arc::clone(&upstream.revision),
             endpoints: upstream.endpoints.iter().flat_map(resolve).collect(),
+            protocol: upstream.protocol,
+            tls: upstream
+                .tls
+                .as_ref()
+                .map(|tls| tls_with_name(tls, &upstream.endpoints)),
         };
         let routes = routes
             .iter()
@@ -156,6 +192,10 @@ impl Snapshot {
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.clone(),
                     stable_fallback: route.stable_fallback.clone(),
+                    grpc_error_codes: route
+                        .strategy
+                        .as_ref()
+                        .map_or(GrpcCodeSet::DEFAULT_ERRORS, |s| s.analysis.grpc_error_codes),
                 }
             })
             .collect();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use weir_config::{
-    Config, Diagnostic, Diagnostics, Document, EndpointAddr, RouteOverride, Snapshot,
+    Config, Diagnostic, Diagnostics, Document, EndpointAddr, RouteOverride, Snapshot, UpstreamTls,
 };
 
 /// A config that passed every check, with what the checks produced.
@@ -62,7 +62,7 @@ pub fn load_with(path: &Path, kubernetes: bool) -> Result<Loaded, Diagnostics> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let env = |name: &str| std::env::var(name).ok();
-    let document = if kubernetes {
+    let mut document = if kubernetes {
         weir_config::parse_with_kubernetes(&text, &file, base_dir, &env)?
     } else {
         weir_config::parse(&text, &file, base_dir, &env)?
@@ -102,6 +102,7 @@ pub fn load_with(path: &Path, kubernetes: bool) -> Result<Loaded, Diagnostics> {
             }
         })
         .collect();
+    load_upstream_tls(&mut document, &mut problems);
     if problems.is_empty() {
         Ok(Loaded {
             document,
@@ -110,6 +111,63 @@ pub fn load_with(path: &Path, kubernetes: bool) -> Result<Loaded, Diagnostics> {
         })
     } else {
         Err(Diagnostics(problems))
+    }
+}
+
+/// Reads the `caFile` of every role that has one into the config (the
+/// snapshot carries the certificates to the proxy) and checks that each
+/// role's TLS settings make a client: PEM certificates in the file, system
+/// roots when there is no file, a usable server name.
+fn load_upstream_tls(document: &mut Document, problems: &mut Vec<Diagnostic>) {
+    let mut found = Vec::new();
+    for (r, route) in document.config.routes.iter().enumerate() {
+        let roles = std::iter::once(("stable", &route.stable))
+            .chain(route.canary.iter().map(|c| ("canary", c)));
+        for (role, upstream) in roles {
+            let Some(tls) = &upstream.tls else { continue };
+            let at = format!("routes[{r}].{role}");
+            let mut tls = UpstreamTls::clone(tls);
+            if let Some(file) = &tls.ca_file {
+                match std::fs::read(file) {
+                    Ok(pem) => tls.ca_pem = Some(Arc::from(pem)),
+                    Err(error) => {
+                        problems.push(document.diagnostic(
+                            &format!("{at}.tls.caFile"),
+                            format!("cannot read {}: {error}", file.display()),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            if let Err(error) = weir_proxy::upstream::tls::check(&tls) {
+                // Say it where the setting is written: the CA file, the
+                // `tls` block, or `protocol: h2` alone.
+                let path = if tls.ca_file.is_some() {
+                    format!("{at}.tls.caFile")
+                } else if document.index.find(&format!("{at}.tls")).is_some() {
+                    format!("{at}.tls")
+                } else {
+                    format!("{at}.protocol")
+                };
+                let message = match &tls.ca_file {
+                    Some(file) => format!("{}: {error}", file.display()),
+                    None => error.to_string(),
+                };
+                problems.push(document.diagnostic(&path, message));
+                continue;
+            }
+            found.push((r, role, Arc::new(tls)));
+        }
+    }
+    for (r, role, tls) in found {
+        let route = &mut document.config.routes[r];
+        let upstream = match role {
+            "stable" => Some(&mut route.stable),
+            _ => route.canary.as_mut(),
+        };
+        if let Some(upstream) = upstream {
+            upstream.tls = Some(tls);
+        }
     }
 }
 

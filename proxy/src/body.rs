@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::grpc::GrpcAccount;
 use crate::metrics::{RoleMetrics, UpstreamErrorKind};
 use crate::upstream::{InFlight, Sender};
 
@@ -36,7 +37,8 @@ pub enum ProxyBody {
 #[derive(Debug)]
 pub struct UpstreamBody {
     body: Incoming,
-    /// Returned to the endpoint's pool when the body was read to its end.
+    /// Returned to the endpoint's pool when the body was read to its end
+    /// (HTTP/1.1; an HTTP/2 connection is shared and never pooled).
     sender: Option<Sender>,
     in_flight: InFlight,
     /// The body ended cleanly (hyper's `is_end_stream` is only true for a
@@ -65,6 +67,9 @@ pub struct ResponseAccount {
     pub code: u16,
     /// When the request head arrived.
     pub started: std::time::Instant,
+    /// For a gRPC call answered 200: its status, counted with the gRPC
+    /// code rather than the HTTP one.
+    pub grpc: Option<GrpcAccount>,
 }
 
 /// How long an upstream body may take.
@@ -109,14 +114,14 @@ impl ProxyBody {
     /// an upstream error of the role.
     pub fn upstream(
         body: Incoming,
-        sender: Sender,
+        sender: Option<Sender>,
         in_flight: InFlight,
         limits: BodyLimits,
         account: ResponseAccount,
     ) -> ProxyBody {
         ProxyBody::Upstream(UpstreamBody {
             body,
-            sender: Some(sender),
+            sender,
             in_flight,
             done: false,
             idle_timeout: limits.idle,
@@ -187,6 +192,9 @@ impl UpstreamBody {
         }
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    self.note_grpc_status(trailers);
+                }
                 if self.body.is_end_stream() {
                     self.done = true;
                     self.count(None);
@@ -194,6 +202,10 @@ impl UpstreamBody {
                 }
                 let now = Instant::now();
                 if now >= self.deadline {
+                    if self.is_grpc_call() {
+                        // The frame is lost to the call anyway: its deadline passed.
+                        return self.grpc_deadline_trailers();
+                    }
                     return Poll::Ready(Some(Err(self.cut_at_deadline())));
                 }
                 if let Some(timer) = self.timer.as_mut() {
@@ -207,6 +219,11 @@ impl UpstreamBody {
                 self.done = true;
                 self.count(None);
                 Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(_))) if self.is_grpc_call() && Instant::now() >= self.deadline => {
+                // A call cut by its own deadline (the upstream may enforce
+                // `grpc-timeout` too): DEADLINE_EXCEEDED, not a broken body.
+                self.grpc_deadline_trailers()
             }
             Poll::Ready(Some(Err(error))) => {
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, "upstream body broken");
@@ -225,6 +242,9 @@ impl UpstreamBody {
                     return Poll::Pending;
                 }
                 if Instant::now() >= self.deadline {
+                    if self.is_grpc_call() {
+                        return self.grpc_deadline_trailers();
+                    }
                     return Poll::Ready(Some(Err(self.cut_at_deadline())));
                 }
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, "upstream body stalled");
@@ -236,6 +256,31 @@ impl UpstreamBody {
         }
     }
 
+    fn is_grpc_call(&self) -> bool {
+        self.account.as_ref().is_some_and(|a| a.grpc.is_some())
+    }
+
+    fn note_grpc_status(&mut self, trailers: &http::HeaderMap) {
+        if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
+            if let Some(status) = crate::grpc::status(trailers) {
+                grpc.status = Some(status);
+            }
+        }
+    }
+
+    /// Ends a gRPC call at its deadline with DEADLINE_EXCEEDED trailers, as
+    /// a gRPC client expects, rather than a reset stream.
+    fn grpc_deadline_trailers(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
+        self.sender = None;
+        self.done = true;
+        if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
+            grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
+        }
+        self.count(Some(UpstreamErrorKind::Timeout));
+        Poll::Ready(Some(Ok(Frame::trailers(crate::grpc::deadline_trailers()))))
+    }
+
     fn cut_at_deadline(&mut self) -> BodyError {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
         self.sender = None;
@@ -245,6 +290,34 @@ impl UpstreamBody {
 
     /// Counts the request once, with the failure that ended its body if any.
     fn count(&mut self, failure: Option<UpstreamErrorKind>) {
+        self.count_ended(failure, false);
+    }
+
+    /// [`UpstreamBody::count`]; `dropped` when the body was not read to its
+    /// end (the client left): a gRPC call without a status then counts as
+    /// CANCELLED, and one that ended cleanly without a status as UNKNOWN,
+    /// as a gRPC client sees them.
+    fn count_ended(&mut self, failure: Option<UpstreamErrorKind>, dropped: bool) {
+        if let Some(grpc) = self.account.as_ref().and_then(|a| a.grpc) {
+            let status = match (grpc.status, failure, dropped) {
+                (Some(status), _, _) => Some(status),
+                // A broken body is counted as one, by its HTTP code.
+                (None, Some(_), _) => None,
+                (None, None, true) => Some(weir_config::grpc::GRPC_CANCELLED),
+                (None, None, false) => Some(weir_config::grpc::GRPC_UNKNOWN),
+            };
+            if let (Some(status), Some(account)) = (status, self.account.take()) {
+                account.metrics.record_grpc(
+                    status,
+                    grpc.errors.contains(status),
+                    account.started.elapsed(),
+                );
+                if let Some(kind) = failure {
+                    account.metrics.record_upstream_error(kind);
+                }
+                return;
+            }
+        }
         if let Some(account) = self.account.take() {
             // The request first, so a sample never sees more errors than requests.
             account
@@ -262,7 +335,8 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // Not polled to its end (a HEAD answer, or a client that left):
         // counted with the code it was sent with.
-        self.count(None);
+        let dropped = !(self.done || self.body.is_end_stream());
+        self.count_ended(None, dropped);
         // Only a connection whose response was read to the end may carry the
         // next request; one dropped mid-body is closed with its sender.
         if let Some(sender) = self.sender.take() {

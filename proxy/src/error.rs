@@ -99,6 +99,9 @@ impl ProxyError {
     pub fn metric_kind(&self) -> Option<UpstreamErrorKind> {
         match self {
             ProxyError::NoEndpoints { .. } | ProxyError::ClientBody(_) => None,
+            ProxyError::Connect(ConnectError::Tls { .. } | ConnectError::TlsConfig { .. }) => {
+                Some(UpstreamErrorKind::Tls)
+            }
             ProxyError::Connect(_) => Some(UpstreamErrorKind::Connect),
             ProxyError::UpstreamTimeout(_) => Some(UpstreamErrorKind::Timeout),
             ProxyError::Protocol(_)
@@ -113,6 +116,9 @@ impl ProxyError {
         let status = self.status();
         let what = match self {
             ProxyError::NoEndpoints { .. } => "no upstream endpoint available",
+            ProxyError::Connect(ConnectError::Tls { .. } | ConnectError::TlsConfig { .. }) => {
+                "upstream TLS handshake failed"
+            }
             ProxyError::Connect(_) => "upstream unreachable",
             ProxyError::UpstreamTimeout(_) => "upstream timed out",
             ProxyError::Protocol(_)

@@ -18,6 +18,7 @@ use crate::body::{BodyLimits, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
 use crate::fallback;
+use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason};
 use crate::request_body::{self, BufferedBody, Kept, RequestBody};
 use crate::request_id::X_REQUEST_ID;
@@ -143,6 +144,7 @@ pub async fn serve(
     if let Some(policy) = &route.fallback {
         policy.record_request();
     }
+    let grpc = grpc::is_grpc(req.headers());
     // Counts the request even if the client goes away before the answer
     // (the future is dropped): a hanging upstream must show in the counters.
     let mut pending = Pending {
@@ -152,7 +154,7 @@ pub async fn serve(
     };
     let (outcome, replay) = match keep_for_fallback(route, role, req).await {
         Ok((req, replay)) => {
-            let outcome = forward(route, backend, role, downstream, req, started)
+            let outcome = forward(route, backend, role, downstream, req, started, grpc)
                 .instrument(span.clone())
                 .await;
             (outcome, replay)
@@ -169,6 +171,7 @@ pub async fn serve(
         downstream,
         route,
         started,
+        grpc,
     };
     let mut response = answer(outcome, backend, role, &context);
     if let (Some(replay), Some(failure), Some(policy)) = (replay, failure, &route.fallback) {
@@ -194,6 +197,7 @@ pub async fn serve(
                 downstream,
                 replay.into_request(),
                 started,
+                grpc,
             )
             .instrument(span.clone())
             .await;
@@ -234,6 +238,27 @@ fn answer(
             }
             response
         }
+        Err(ProxyError::UpstreamTimeout(timeout)) if context.grpc => {
+            warning_span(
+                context.span.clone(),
+                context.about,
+                context.downstream,
+                context.route,
+                role,
+            )
+            .in_scope(|| {
+                tracing::warn!(
+                    ?timeout,
+                    "gRPC call exceeded its deadline before the upstream answered"
+                )
+            });
+            let metrics = &backend.metrics;
+            metrics.record_upstream_error(crate::metrics::UpstreamErrorKind::Timeout);
+            let status = grpc::DEADLINE_EXCEEDED;
+            let is_error = context.route.grpc_error_codes.contains(status);
+            metrics.record_grpc(status, is_error, started.elapsed());
+            grpc::deadline_exceeded_response()
+        }
         Err(error) => {
             let response = error.to_response(&context.route.name, role);
             let status = response.status().as_u16();
@@ -272,6 +297,9 @@ struct RequestContext<'a> {
     downstream: &'a Downstream,
     route: &'a ServedRoute,
     started: Instant,
+    /// The request is a gRPC call: a deadline passed is answered in gRPC's
+    /// terms.
+    grpc: bool,
 }
 
 /// A request kept for a retry on stable: its head as the client sent it
@@ -387,6 +415,7 @@ async fn forward(
     downstream: &Downstream,
     mut req: Request<RequestBody>,
     started: Instant,
+    grpc: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Some(endpoint) = upstream::pick(&backend.endpoints) else {
         return Err(ProxyError::NoEndpoints {
@@ -394,13 +423,28 @@ async fn forward(
             role,
         });
     };
-    let downstream_upgrade = prepare_request(&mut req, downstream, endpoint, &route.upgrades);
-    let timeouts = route.timeouts;
+    let te_trailers = endpoint.is_http2() && grpc::asks_for_trailers(req.headers());
+    let mut downstream_upgrade = prepare_request(&mut req, downstream, endpoint, &route.upgrades);
+    if endpoint.is_http2() {
+        // An HTTP/2 stream cannot be upgraded.
+        downstream_upgrade = None;
+        to_http2(&mut req, endpoint, te_trailers);
+    }
+    let mut timeouts = route.timeouts;
+    if grpc {
+        // The call's own deadline, when shorter, bounds it instead.
+        if let Some(deadline) = grpc::timeout(req.headers()) {
+            timeouts.request = timeouts.request.min(deadline);
+        }
+    }
     // `timeouts.request` bounds the whole response, head and body.
     let deadline = tokio::time::Instant::now() + timeouts.request;
 
     let exchange = async {
         let mut req = req;
+        if endpoint.is_http2() {
+            return exchange_h2(endpoint, &backend.endpoints, req, timeouts.connect).await;
+        }
         // A pooled connection may have been closed by the upstream since it
         // was parked; such a request is handed back unsent and goes on a fresh one.
         loop {
@@ -430,7 +474,7 @@ async fn forward(
                     } else {
                         used.record_success();
                     }
-                    return Ok((response, sender, in_flight));
+                    return Ok((response, Some(sender), in_flight));
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if !fresh => req = unsent,
@@ -483,10 +527,17 @@ async fn forward(
         None
     };
     remove_hop_by_hop(response.headers_mut(), false);
+    let code = response.status().as_u16();
     let account = ResponseAccount {
         metrics: Arc::clone(&backend.metrics),
-        code: response.status().as_u16(),
+        code,
         started,
+        // A gRPC status rides on a 200; any other code is counted as HTTP.
+        grpc: (grpc && code == 200).then(|| grpc::GrpcAccount {
+            errors: route.grpc_error_codes,
+            // A trailers-only answer has its status in the head.
+            status: grpc::status(response.headers()),
+        }),
     };
     let limits = BodyLimits {
         idle: timeouts.idle,
@@ -554,6 +605,92 @@ async fn connect(
                 }
             }
         }
+    }
+}
+
+/// Sends `req` on the HTTP/2 connection of `first`, or of another endpoint
+/// of the role when `first` cannot be reached. A request the connection
+/// refused unsent (a GOAWAY raced it) goes once more on a new connection.
+async fn exchange_h2(
+    first: &Arc<Endpoint>,
+    all: &[Arc<Endpoint>],
+    mut req: Request<RequestBody>,
+    connect_timeout: std::time::Duration,
+) -> Result<(Response<Incoming>, Option<Sender>, upstream::InFlight), ProxyError> {
+    let mut retried = false;
+    loop {
+        let (used, mut sender) = match first.h2_sender(connect_timeout).await {
+            Ok((sender, _)) => (Arc::clone(first), sender),
+            Err(error) => {
+                first.record_failure(all);
+                let Some(other) = upstream::pick_other(all, first) else {
+                    return Err(error.into());
+                };
+                tracing::debug!(%error, retry = %other.addr(), "connect failed; trying another endpoint");
+                match other.h2_sender(connect_timeout).await {
+                    Ok((sender, _)) => (Arc::clone(other), sender),
+                    Err(error) => {
+                        other.record_failure(all);
+                        return Err(error.into());
+                    }
+                }
+            }
+        };
+        let in_flight = used.start();
+        match sender.try_send_request(req).await {
+            Ok(response) => {
+                if response.status().is_server_error() {
+                    used.record_failure(all);
+                } else {
+                    used.record_success();
+                }
+                return Ok((response, None, in_flight));
+            }
+            Err(mut error) => match error.take_message() {
+                Some(unsent) if !retried => {
+                    tracing::debug!(endpoint = %used.addr(), error = %error.error(), "HTTP/2 connection refused the request; reconnecting");
+                    used.h2_reset();
+                    retried = true;
+                    req = unsent;
+                }
+                _ => return Err(ProxyError::from_exchange(error.into_error())),
+            },
+        }
+    }
+}
+
+/// Turns a request prepared for HTTP/1.1 into one for an HTTP/2 upstream:
+/// the host goes into the `:authority` (the `Host` header is dropped, as
+/// RFC 9113 section 8.3.1 prefers), the scheme says whether TLS carries it,
+/// and `te: trailers`, the one `TE` HTTP/2 allows, is kept for gRPC.
+fn to_http2<B>(req: &mut Request<B>, endpoint: &Endpoint, te_trailers: bool) {
+    let scheme = if endpoint.is_tls() {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    };
+    let authority = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
+        .or_else(|| http::uri::Authority::try_from(endpoint.addr().to_string()).ok());
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = authority;
+    parts.path_and_query = Some(
+        req.uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+        req.headers_mut().remove(header::HOST);
+    }
+    *req.version_mut() = Version::HTTP_2;
+    if te_trailers {
+        req.headers_mut()
+            .insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 

@@ -17,6 +17,7 @@ pub mod decision;
 pub mod error;
 pub mod fallback;
 pub mod forward;
+pub mod grpc;
 pub mod metrics;
 pub mod request_body;
 pub mod request_id;

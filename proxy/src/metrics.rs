@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use weir_config::grpc::GRPC_CODES;
+
 use crate::Role;
 use crate::fallback::FallbackCounters;
 
@@ -60,6 +62,9 @@ pub enum UpstreamErrorKind {
     Timeout,
     /// The endpoint broke the HTTP exchange.
     Protocol,
+    /// The TLS handshake with the endpoint failed (unknown CA, a name the
+    /// certificate is not valid for, no TLS client for its settings).
+    Tls,
 }
 
 /// A request failure the client caused, as a bounded metric label. These
@@ -163,20 +168,26 @@ pub struct RoleMetrics {
     /// Non-cumulative counts per [`LATENCY_BOUNDS_MICROS`] slot; the last is `+Inf`.
     latency: [AtomicU64; LATENCY_SLOTS],
     duration_sum_micros: AtomicU64,
-    upstream_errors: [AtomicU64; 3],
+    upstream_errors: [AtomicU64; 4],
     /// Responses sent with a non-error code whose body then broke or stalled.
     failed_bodies: AtomicU64,
     client_errors: [AtomicU64; 3],
+    /// gRPC calls answered with HTTP 200 and a `grpc-status`, by status
+    /// (these are not in `by_code`).
+    grpc_by_status: [AtomicU64; GRPC_CODES],
+    /// Of those, the calls whose status the route counts as an error.
+    grpc_errors: AtomicU64,
 }
 
 // === impl UpstreamErrorKind ===
 
 impl UpstreamErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [UpstreamErrorKind; 3] = [
+    pub const ALL: [UpstreamErrorKind; 4] = [
         UpstreamErrorKind::Connect,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Protocol,
+        UpstreamErrorKind::Tls,
     ];
 
     /// The `kind` label value.
@@ -185,6 +196,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Connect => "connect",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
+            UpstreamErrorKind::Tls => "tls",
         }
     }
 
@@ -366,6 +378,8 @@ impl RoleMetrics {
             upstream_errors: Default::default(),
             failed_bodies: AtomicU64::new(0),
             client_errors: Default::default(),
+            grpc_by_status: Default::default(),
+            grpc_errors: AtomicU64::new(0),
         }
     }
 
@@ -373,6 +387,38 @@ impl RoleMetrics {
     pub fn record(&self, code: u16, elapsed: Duration) {
         self.count_code(code);
         self.record_latency(elapsed);
+    }
+
+    /// Counts one gRPC call answered with HTTP 200 and the gRPC `status`
+    /// (0 to 16; anything else counts as UNKNOWN), an error of the role when
+    /// `is_error`.
+    pub fn record_grpc(&self, status: u8, is_error: bool, elapsed: Duration) {
+        let slot = if usize::from(status) < GRPC_CODES {
+            usize::from(status)
+        } else {
+            usize::from(weir_config::grpc::GRPC_UNKNOWN)
+        };
+        // The call first, so a sample never sees more errors than calls.
+        self.grpc_by_status[slot].fetch_add(1, Relaxed);
+        if is_error {
+            self.grpc_errors.fetch_add(1, Relaxed);
+        }
+        self.record_latency(elapsed);
+    }
+
+    /// gRPC calls answered with HTTP 200 and `status` so far.
+    pub fn grpc_calls_with_status(&self, status: u8) -> u64 {
+        self.grpc_by_status
+            .get(usize::from(status))
+            .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// Every gRPC status answered at least once, with its count, in code order.
+    pub fn grpc_statuses_counted(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        (0u8..)
+            .zip(self.grpc_by_status.iter())
+            .map(|(status, count)| (status, count.load(Relaxed)))
+            .filter(|&(_, count)| count > 0)
     }
 
     /// Counts one request that failed through the client's fault, answered
@@ -438,9 +484,19 @@ impl RoleMetrics {
             .filter(|&(_, count)| count > 0)
     }
 
-    /// Requests answered so far, every code.
+    /// Requests answered so far, every code, gRPC calls included.
     pub fn requests(&self) -> u64 {
-        self.by_code.iter().map(|c| c.load(Relaxed)).sum()
+        self.by_code.iter().map(|c| c.load(Relaxed)).sum::<u64>()
+            + self
+                .grpc_by_status
+                .iter()
+                .map(|c| c.load(Relaxed))
+                .sum::<u64>()
+    }
+
+    /// Upstream failures of `kind` so far.
+    pub fn upstream_errors(&self, kind: UpstreamErrorKind) -> u64 {
+        self.upstream_errors[kind.slot()].load(Relaxed)
     }
 
     /// Non-cumulative latency counts per [`LATENCY_BOUNDS_MICROS`] slot.
@@ -452,8 +508,9 @@ impl RoleMetrics {
     /// loop samples these and subtracts two samples to get a window.
     pub fn counts(&self) -> RoleCounts {
         let client_caused: u64 = self.client_errors.iter().map(|c| c.load(Relaxed)).sum();
-        let mut requests = 0;
-        let mut errors = 0;
+        // Errors before calls: each call is counted before its error.
+        let mut errors = self.grpc_errors.load(Relaxed);
+        let mut requests: u64 = self.grpc_by_status.iter().map(|c| c.load(Relaxed)).sum();
         for (slot, count) in self.by_code.iter().enumerate() {
             let count = count.load(Relaxed);
             requests += count;
@@ -501,6 +558,38 @@ mod tests {
         }
         assert_eq!(canary.requests(), 3);
         assert_eq!(canary.requests_with_code(502), 1);
+    }
+
+    #[test]
+    fn grpc_calls_are_counted_by_status_and_their_errors_reach_the_analysis() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("grpc");
+        let canary = metrics.role(&route, Role::Canary);
+        canary.record(200, Duration::from_millis(1));
+        canary.record_grpc(0, false, Duration::from_millis(1));
+        canary.record_grpc(14, true, Duration::from_millis(1));
+        canary.record_grpc(14, true, Duration::from_millis(1));
+        canary.record_grpc(5, false, Duration::from_millis(1));
+        // A status past 16 is UNKNOWN.
+        canary.record_grpc(99, true, Duration::from_millis(1));
+
+        let counts = canary.counts();
+        assert_eq!((counts.requests, counts.errors), (6, 3));
+        assert_eq!(canary.requests(), 6);
+        assert_eq!(canary.grpc_calls_with_status(2), 1);
+
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for want in [
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"OK\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"UNAVAILABLE\"} 2",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"NOT_FOUND\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"UNKNOWN\"} 1",
+            "weir_upstream_errors_total{route=\"grpc\",role=\"canary\",kind=\"tls\"} 0",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use weir_config::{Snapshot, Timeouts};
+use weir_config::{GrpcCodeSet, Snapshot, Timeouts};
 
 use crate::Role;
 use crate::decision::SplitParams;
@@ -46,6 +46,8 @@ pub struct ServedRoute {
     pub upgrades: Box<[Arc<str>]>,
     /// `stableFallback`; `None`: failed canary requests are not retried.
     pub fallback: Option<FallbackPolicy>,
+    /// gRPC statuses that count as errors of a role.
+    pub grpc_error_codes: GrpcCodeSet,
 }
 
 /// A backend made ready to serve.
@@ -92,7 +94,9 @@ impl Routing {
                     endpoints: b
                         .endpoints
                         .iter()
-                        .map(|&addr| registry.endpoint(addr, metrics))
+                        .map(|&addr| {
+                            registry.endpoint_with(addr, b.protocol, b.tls.as_ref(), metrics)
+                        })
                         .collect(),
                     metrics: metrics.role(&route.name, role),
                 };
@@ -129,6 +133,7 @@ impl Routing {
                         .stable_fallback
                         .as_ref()
                         .map(|config| FallbackPolicy::new(config, metrics.fallback(&route.name))),
+                    grpc_error_codes: route.grpc_error_codes,
                 }
             })
             .collect();

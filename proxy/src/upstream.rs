@@ -1,10 +1,11 @@
-//! Upstream endpoints: pooled keep-alive HTTP/1.1 connections per address,
-//! outstanding-request counts for balancing, and the one place where an
-//! upstream exchange is started.
+//! Upstream endpoints: pooled keep-alive HTTP/1.1 connections per address
+//! (or one multiplexed HTTP/2 connection, see [`h2`]), over TCP or TLS (see
+//! [`tls`]), outstanding-request counts for balancing, and the one place
+//! where an upstream connection is opened.
 //!
-//! Endpoints live in a [`Registry`] keyed by address and are shared by every
-//! snapshot that names them, so a config swap keeps the pools of unchanged
-//! endpoints warm.
+//! Endpoints live in a [`Registry`] keyed by address, protocol and TLS
+//! settings and are shared by every snapshot that names them, so a config
+//! swap keeps the pools of unchanged endpoints warm.
 //!
 //! Passive ejection: an endpoint that fails [`EJECT_AFTER_FAILURES`] times in
 //! a row (a failed connect or a 5xx answer) is left out of the balancing for
@@ -21,12 +22,20 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::Rng as _;
 use tokio::net::TcpStream;
 
+use weir_config::{UpstreamProtocol, UpstreamTls};
+
 use crate::metrics::{EndpointMetrics, Metrics};
 use crate::request_body::RequestBody;
+
+pub mod h2;
+pub mod tls;
+
+use self::h2::{H2Connection, H2Sender};
+use self::tls::{TlsConnector, UpstreamTlsError};
 
 /// Idle pooled connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,6 +58,20 @@ pub struct Endpoint {
     outstanding: AtomicUsize,
     idle: Mutex<Vec<(Sender, Instant)>>,
     health: Health,
+    protocol: UpstreamProtocol,
+    /// The TLS connector, or why none could be made; `None` in cleartext.
+    tls: Option<Result<TlsConnector, UpstreamTlsError>>,
+    /// The HTTP/2 connection, for `h2c` and `h2`.
+    h2: H2Connection,
+}
+
+/// What tells two endpoints apart: the same address spoken to differently
+/// is another endpoint, with its own connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EndpointKey {
+    addr: SocketAddr,
+    protocol: UpstreamProtocol,
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Passive health of an endpoint, in milliseconds since [`clock_ms`]'s epoch.
@@ -67,7 +90,7 @@ struct Health {
 /// Every endpoint currently named by some snapshot, by address.
 #[derive(Debug, Default)]
 pub struct Registry {
-    endpoints: Mutex<HashMap<SocketAddr, Weak<Endpoint>>>,
+    endpoints: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
 }
 
 /// Why no connection could be had.
@@ -90,7 +113,28 @@ pub enum ConnectError {
         /// The limit.
         timeout: Duration,
     },
-    /// The HTTP/1.1 handshake failed.
+    /// The TLS handshake failed: an unknown CA, a certificate not valid
+    /// for the name, no common protocol.
+    #[error("TLS handshake with {addr} (server name {server_name}): {source}")]
+    Tls {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The name checked in the certificate.
+        server_name: String,
+        /// rustls' reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No TLS client could be made for the endpoint.
+    #[error("TLS to {addr}: {source}")]
+    TlsConfig {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: UpstreamTlsError,
+    },
+    /// The HTTP/1.1 or HTTP/2 handshake failed.
     #[error("handshake with {addr}: {source}")]
     Handshake {
         /// The endpoint.
@@ -108,18 +152,47 @@ pub struct InFlight(Arc<Endpoint>);
 // === impl Registry ===
 
 impl Registry {
-    /// The endpoint for `addr`, shared with every snapshot that names it.
-    /// Called when a snapshot is applied, never per request.
+    /// The HTTP/1.1 cleartext endpoint for `addr`, shared with every
+    /// snapshot that names it. Called when a snapshot is applied, never per
+    /// request.
     pub fn endpoint(&self, addr: SocketAddr, metrics: &Metrics) -> Arc<Endpoint> {
+        self.endpoint_with(addr, UpstreamProtocol::Http1, None, metrics)
+    }
+
+    /// The endpoint for `addr` spoken to with `protocol` and `tls`, shared
+    /// with every snapshot that names it the same way. Called when a
+    /// snapshot is applied, never per request.
+    pub fn endpoint_with(
+        &self,
+        addr: SocketAddr,
+        protocol: UpstreamProtocol,
+        tls: Option<&Arc<UpstreamTls>>,
+        metrics: &Metrics,
+    ) -> Arc<Endpoint> {
+        let key = EndpointKey {
+            addr,
+            protocol,
+            tls: tls.cloned(),
+        };
         let mut endpoints = self
             .endpoints
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(live) = endpoints.get(&addr).and_then(Weak::upgrade) {
+        if let Some(live) = endpoints.get(&key).and_then(Weak::upgrade) {
             return live;
         }
-        let fresh = Arc::new(Endpoint::new(addr, metrics.endpoint(addr)));
-        endpoints.insert(addr, Arc::downgrade(&fresh));
+        let connector = tls.map(|tls| {
+            TlsConnector::new(tls, protocol, addr).inspect_err(|error| {
+                tracing::warn!(endpoint = %addr, %error, "no TLS to this upstream; its requests are answered 502");
+            })
+        });
+        let fresh = Arc::new(Endpoint::new(
+            addr,
+            metrics.endpoint(addr),
+            protocol,
+            connector,
+        ));
+        endpoints.insert(key, Arc::downgrade(&fresh));
         // Forget endpoints no snapshot names any more.
         endpoints.retain(|_, weak| weak.strong_count() > 0);
         fresh
@@ -129,9 +202,17 @@ impl Registry {
 // === impl Endpoint ===
 
 impl Endpoint {
-    fn new(addr: SocketAddr, metrics: Arc<EndpointMetrics>) -> Endpoint {
+    fn new(
+        addr: SocketAddr,
+        metrics: Arc<EndpointMetrics>,
+        protocol: UpstreamProtocol,
+        tls: Option<Result<TlsConnector, UpstreamTlsError>>,
+    ) -> Endpoint {
         metrics.ejected.store(0, Relaxed);
         Endpoint {
+            protocol,
+            tls,
+            h2: H2Connection::default(),
             addr,
             outstanding: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
@@ -262,12 +343,64 @@ impl Endpoint {
         }
     }
 
-    /// Opens a new connection, within `timeout`.
+    /// Whether the endpoint speaks HTTP/2 (`h2c` or `h2`).
+    pub fn is_http2(&self) -> bool {
+        self.protocol.is_http2()
+    }
+
+    /// Whether the endpoint is reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Opens a new HTTP/1.1 connection, within `timeout` (TCP and TLS).
     ///
     /// # Errors
     /// [`ConnectError`] naming the endpoint and what failed.
     pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
+        let stream = self.tcp(timeout).await?;
+        match &self.tls {
+            None => http1_over(self.addr, TokioIo::new(stream)).await,
+            Some(connector) => {
+                let stream = self.tls_handshake(connector, stream, timeout).await?;
+                http1_over(self.addr, TokioIo::new(stream)).await
+            }
+        }
+    }
+
+    /// The endpoint's HTTP/2 connection, opened within `timeout` if there
+    /// is none; `true` with a connection opened for this request.
+    ///
+    /// # Errors
+    /// [`ConnectError`] naming the endpoint and what failed.
+    pub async fn h2_sender(&self, timeout: Duration) -> Result<(H2Sender, bool), ConnectError> {
+        self.h2.get_or_open(self.connect_h2(timeout)).await
+    }
+
+    /// Forgets the HTTP/2 connection after it refused a request.
+    pub fn h2_reset(&self) {
+        self.h2.reset();
+    }
+
+    async fn connect_h2(&self, timeout: Duration) -> Result<H2Sender, ConnectError> {
+        let stream = self.tcp(timeout).await?;
+        match &self.tls {
+            None => http2_over(self.addr, TokioIo::new(stream)).await,
+            Some(connector) => {
+                let stream = self.tls_handshake(connector, stream, timeout).await?;
+                http2_over(self.addr, TokioIo::new(stream)).await
+            }
+        }
+    }
+
+    async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let addr = self.addr;
+        if let Some(Err(source)) = &self.tls {
+            return Err(ConnectError::TlsConfig {
+                addr,
+                source: source.clone(),
+            });
+        }
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
@@ -275,16 +408,31 @@ impl Endpoint {
         };
         // Small writes of heads must not wait for delayed ACKs.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| ConnectError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%addr, %error, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
+    }
+
+    async fn tls_handshake(
+        &self,
+        connector: &Result<TlsConnector, UpstreamTlsError>,
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
+        let addr = self.addr;
+        let connector = connector
+            .as_ref()
+            .map_err(|source| ConnectError::TlsConfig {
+                addr,
+                source: source.clone(),
+            })?;
+        match tokio::time::timeout(timeout, connector.connect(stream)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(source)) => Err(ConnectError::Tls {
+                addr,
+                server_name: connector.server_name(),
+                source,
+            }),
+            Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+        }
     }
 }
 
@@ -293,6 +441,42 @@ impl Drop for Endpoint {
         // No snapshot names the address any more: it is not ejected either.
         self.health.metrics.ejected.store(0, Relaxed);
     }
+}
+
+/// The HTTP/1.1 handshake on `io` (TCP or TLS); the connection runs in a
+/// task of its own.
+async fn http1_over<I>(addr: SocketAddr, io: I) -> Result<Sender, ConnectError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%addr, %error, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The HTTP/2 handshake on `io` (TCP or TLS); the connection runs in a
+/// task of its own.
+async fn http2_over<I>(addr: SocketAddr, io: I) -> Result<H2Sender, ConnectError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(io)
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 /// Milliseconds since the first call in this process: the clock of ejections.

@@ -88,6 +88,8 @@ fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {
     let backend = |revision: &str, addr| Backend {
         revision: Arc::from(revision),
         endpoints: vec![addr],
+        protocol: weir_config::UpstreamProtocol::Http1,
+        tls: None,
     };
     Snapshot {
         version: 0,
@@ -106,6 +108,7 @@ fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {
             timeouts: Timeouts::default(),
             upgrades: vec![Arc::from("websocket")],
             stable_fallback: None,
+            grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
         }],
     }
 }

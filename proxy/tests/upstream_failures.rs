@@ -141,6 +141,8 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
                 stable: Backend {
                     revision: Arc::from("v1"),
                     endpoints: stable.to_vec(),
+                    protocol: weir_config::UpstreamProtocol::Http1,
+                    tls: None,
                 },
                 canary: None,
                 canary_weight: Weight::from_percent_int(0),
@@ -151,6 +153,7 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
             timeouts,
             upgrades: vec![Arc::from("websocket")],
             stable_fallback: None,
+            grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
         }],
     }
 }

@@ -100,6 +100,10 @@ pub struct Route {
     /// `stableFallback`, a YAML flow mapping written as is (`{}` for the
     /// defaults).
     pub stable_fallback: Option<String>,
+    /// More `stable` keys, each a YAML line as written (`protocol: h2c`).
+    pub stable_keys: Vec<String>,
+    /// More `canary` keys, each a YAML line as written.
+    pub canary_keys: Vec<String>,
 }
 
 fn quote(s: &str) -> String {
@@ -257,10 +261,16 @@ impl WeirConfig {
             let _ = writeln!(y, "    stable:");
             let _ = writeln!(y, "      revision: {}", quote(&r.stable_revision));
             let _ = writeln!(y, "      endpoints: {}", list(&r.stable));
+            for line in &r.stable_keys {
+                let _ = writeln!(y, "      {line}");
+            }
             if let Some((revision, endpoints, weight)) = &r.canary {
                 let _ = writeln!(y, "    canary:");
                 let _ = writeln!(y, "      revision: {}", quote(revision));
                 let _ = writeln!(y, "      endpoints: {}", list(endpoints));
+                for line in &r.canary_keys {
+                    let _ = writeln!(y, "      {line}");
+                }
                 if r.strategy.is_none() {
                     let _ = writeln!(y, "      weight: {weight}");
                 }
@@ -493,6 +503,8 @@ impl Route {
             upgrades: None,
             strategy: None,
             stable_fallback: None,
+            stable_keys: Vec::new(),
+            canary_keys: Vec::new(),
         }
     }
 
@@ -513,6 +525,20 @@ impl Route {
     #[must_use]
     pub fn stable_fallback(mut self, yaml: &str) -> Self {
         self.stable_fallback = Some(yaml.to_owned());
+        self
+    }
+
+    /// Adds a key to `stable`, a YAML line as written (`protocol: h2c`).
+    #[must_use]
+    pub fn stable_key(mut self, line: &str) -> Self {
+        self.stable_keys.push(line.to_owned());
+        self
+    }
+
+    /// Adds a key to `canary`, a YAML line as written.
+    #[must_use]
+    pub fn canary_key(mut self, line: &str) -> Self {
+        self.canary_keys.push(line.to_owned());
         self
     }
 

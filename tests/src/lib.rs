@@ -17,6 +17,7 @@ mod client;
 mod cluster;
 mod config;
 mod curl;
+pub mod grpc;
 mod hook_receiver;
 mod kube_api;
 mod load;

@@ -14,15 +14,17 @@ use std::time::Duration;
 use super::analysis_templates::{self, Catalog};
 use super::{Diagnostic, syntax};
 use crate::duration::parse_duration;
+use crate::grpc::{GRPC_CODE_NAMES, GrpcCodeSet, grpc_code_by_name};
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
     self, Admin, Analysis, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener, PortRef,
     Route, ServiceRef, StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    UpstreamProtocol, UpstreamTls,
 };
 use crate::schema::{
     AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, KubernetesSpec,
     ListenerSpec, PortSpec, RouteSpec, ServiceRefSpec, StableFallbackSpec, StepSpec,
-    StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec,
+    StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec, UpstreamTlsSpec,
 };
 use crate::{HostMatch, Weight};
 
@@ -800,11 +802,19 @@ impl<'a> Checker<'a> {
             &format!("{at}.stable"),
             &spec.stable.revision,
             &spec.stable.endpoints,
+            spec.stable.protocol.as_deref(),
+            spec.stable.tls.as_ref(),
         );
         let mut canary = match &spec.canary {
             None => Some(None),
             Some(c) => self
-                .upstream(&format!("{at}.canary"), &c.revision, &c.endpoints)
+                .upstream(
+                    &format!("{at}.canary"),
+                    &c.revision,
+                    &c.endpoints,
+                    c.protocol.as_deref(),
+                    c.tls.as_ref(),
+                )
                 .map(Some),
         };
         // With a strategy, a canary equal to stable is how a config catches
@@ -995,7 +1005,14 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn upstream(&mut self, at: &str, revision: &str, endpoints: &[String]) -> Option<Upstream> {
+    fn upstream(
+        &mut self,
+        at: &str,
+        revision: &str,
+        endpoints: &[String],
+        protocol: Option<&str>,
+        tls: Option<&UpstreamTlsSpec>,
+    ) -> Option<Upstream> {
         let path = format!("{at}.revision");
         let revision = self.text(&path, revision).and_then(|revision| {
             if revision.trim().is_empty() {
@@ -1015,10 +1032,105 @@ impl<'a> Checker<'a> {
             }
         });
         let endpoints = self.endpoints(&format!("{at}.endpoints"), endpoints);
+        let protocol = self.upstream_protocol(&format!("{at}.protocol"), protocol);
+        let tls = match (protocol, tls) {
+            (Some(UpstreamProtocol::H2c), Some(_)) => {
+                self.error(
+                    &format!("{at}.tls"),
+                    "`protocol: h2c` is HTTP/2 without TLS; write `protocol: h2` for HTTP/2 over TLS, or remove `tls`",
+                );
+                None
+            }
+            (_, Some(spec)) => self.upstream_tls(&format!("{at}.tls"), spec).map(Some),
+            // HTTP/2 over TLS with every default: the system's roots, the
+            // endpoint's host as the name.
+            (Some(UpstreamProtocol::H2), None) => Some(Some(Arc::new(UpstreamTls::default()))),
+            (_, None) => Some(None),
+        };
         Some(Upstream {
             revision: Arc::from(revision?),
             endpoints: endpoints?,
+            protocol: protocol?,
+            tls: tls?,
         })
+    }
+
+    fn upstream_protocol(&mut self, path: &str, value: Option<&str>) -> Option<UpstreamProtocol> {
+        let Some(value) = value else {
+            return Some(UpstreamProtocol::Http1);
+        };
+        match self.text(path, value)? {
+            "http1" => Some(UpstreamProtocol::Http1),
+            "h2c" => Some(UpstreamProtocol::H2c),
+            "h2" => Some(UpstreamProtocol::H2),
+            other => {
+                self.error(
+                    path,
+                    format!(
+                        "`{}` is not an upstream protocol; use `http1` (the default), `h2c` (HTTP/2 in cleartext) or `h2` (HTTP/2 over TLS)",
+                        other.escape_debug()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn upstream_tls(&mut self, at: &str, spec: &UpstreamTlsSpec) -> Option<Arc<UpstreamTls>> {
+        let ca_file = match &spec.ca_file {
+            None => Some(None),
+            Some(_) if self.cluster => {
+                self.error(
+                    &format!("{at}.caFile"),
+                    "`caFile` names a file of weir's own, which a CanaryRoute cannot ship; use the system's roots (leave `caFile` out) or put the route in weir.yaml",
+                );
+                None
+            }
+            Some(file) => self
+                .file_path(
+                    &format!("{at}.caFile"),
+                    file,
+                    "a PEM file of CA certificates",
+                )
+                .map(Some),
+        };
+        let name_path = format!("{at}.serverName");
+        let server_name = match &spec.server_name {
+            None => Some(None),
+            Some(name) => self.text(&name_path, name).and_then(|name| {
+                let ok = !name.is_empty()
+                    && name.len() <= 253
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
+                if ok {
+                    Some(Some(Arc::from(name.to_ascii_lowercase())))
+                } else {
+                    self.error(
+                        &name_path,
+                        format!(
+                            "`{}` is not a host name or IP address to check the upstream's certificate against, e.g. `api.internal.example.com`",
+                            name.escape_debug()
+                        ),
+                    );
+                    None
+                }
+            }),
+        };
+        let insecure_skip_verify = spec.insecure_skip_verify.unwrap_or(false);
+        if insecure_skip_verify && spec.ca_file.is_some() {
+            self.error(
+                &format!("{at}.insecureSkipVerify"),
+                "`insecureSkipVerify: true` ignores `caFile`; remove one of them",
+            );
+            return None;
+        }
+        Some(Arc::new(UpstreamTls {
+            ca_file: ca_file?,
+            ca_pem: None,
+            server_name: server_name?,
+            insecure_skip_verify,
+        }))
     }
 
     fn endpoints(&mut self, path: &str, texts: &[String]) -> Option<Vec<model::EndpointAddr>> {
@@ -1396,6 +1508,10 @@ impl<'a> Checker<'a> {
                 .positive_duration(&format!("{at}.maxLatencyP99"), d, "500ms")
                 .map(Some),
         };
+        let grpc_error_codes = match &spec.grpc_error_codes {
+            None => Some(defaults.grpc_error_codes),
+            Some(names) => self.grpc_codes(&format!("{at}.grpcErrorCodes"), names),
+        };
         Some(Analysis {
             interval: interval?,
             window: window?,
@@ -1405,7 +1521,39 @@ impl<'a> Checker<'a> {
             max_latency_p99: max_latency_p99?,
             failure_limit: spec.failure_limit.unwrap_or(defaults.failure_limit),
             max_excess_errors: spec.max_excess_errors.or(defaults.max_excess_errors),
+            grpc_error_codes: grpc_error_codes?,
         })
+    }
+
+    /// gRPC status names, each once, in any case.
+    fn grpc_codes(&mut self, at: &str, names: &[String]) -> Option<GrpcCodeSet> {
+        let mut set = Some(GrpcCodeSet::EMPTY);
+        for (i, name) in names.iter().enumerate() {
+            let path = format!("{at}[{i}]");
+            let Some(name) = self.text(&path, name) else {
+                set = None;
+                continue;
+            };
+            match grpc_code_by_name(name.trim()) {
+                Some(code) if set.is_some_and(|s| s.contains(code)) => {
+                    self.error(&path, format!("`{name}` is listed twice"));
+                    set = None;
+                }
+                Some(code) => set = set.map(|s| s.with(code)),
+                None => {
+                    self.error(
+                        &path,
+                        format!(
+                            "`{}` is not a gRPC status name; use one of {}",
+                            name.escape_debug(),
+                            GRPC_CODE_NAMES.join(", ")
+                        ),
+                    );
+                    set = None;
+                }
+            }
+        }
+        set
     }
 }
 

@@ -103,17 +103,27 @@ static ADMIN: [Field; 3] = [
     optional("writerToken", Kind::Text),
 ];
 
-static STABLE: [Field; 3] = [
+static STABLE: [Field; 5] = [
     required("revision", Kind::Text),
     required("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
 ];
 
-static CANARY: [Field; 4] = [
+static CANARY: [Field; 6] = [
     required("revision", Kind::Text),
     required("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
     optional("weight", Kind::Number),
+];
+
+static UPSTREAM_TLS: [Field; 3] = [
+    optional("caFile", Kind::Text),
+    optional("serverName", Kind::Text),
+    optional("insecureSkipVerify", Kind::Bool),
 ];
 
 static SERVICE: [Field; 2] = [required("name", Kind::Text), required("port", Kind::Port)];
@@ -215,7 +225,7 @@ static TEMPLATE: [Field; 3] = [
 ];
 static TEMPLATE_KIND: Kind = Kind::Shape(&TEMPLATE);
 
-static ANALYSIS: [Field; 10] = [
+static ANALYSIS: [Field; 11] = [
     optional("interval", Kind::Duration),
     optional("window", Kind::Duration),
     optional("minRequests", Kind::Whole(u64::MAX)),
@@ -226,6 +236,7 @@ static ANALYSIS: [Field; 10] = [
     optional("templates", Kind::List(&TEMPLATE_REF_KIND)),
     optional("args", Kind::List(&ARG_VALUE_KIND)),
     optional("maxExcessErrors", Kind::Whole(u64::MAX)),
+    optional("grpcErrorCodes", Kind::List(&TEXTS)),
 ];
 
 static WEBHOOK: [Field; 6] = [
@@ -296,17 +307,21 @@ static CONFIG: [Field; 7] = [
 ];
 
 /// `stable` of a CanaryRoute: a Service, endpoints, or both.
-static CLUSTER_STABLE: [Field; 3] = [
+static CLUSTER_STABLE: [Field; 5] = [
     required("revision", Kind::Text),
     optional("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
 ];
 
 /// `canary` of a CanaryRoute: a Service, endpoints, or both.
-static CLUSTER_CANARY: [Field; 4] = [
+static CLUSTER_CANARY: [Field; 6] = [
     required("revision", Kind::Text),
     optional("endpoints", Kind::List(&TEXTS)),
     optional("service", Kind::Shape(&SERVICE)),
+    optional("protocol", Kind::Text),
+    optional("tls", Kind::Shape(&UPSTREAM_TLS)),
     optional("weight", Kind::Number),
 ];
 
@@ -942,7 +957,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 35, "every mapping of the file is checked");
+        assert_eq!(checked, 37, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

@@ -178,10 +178,14 @@ fn spec_example_parses_into_the_model() {
             stable: Upstream {
                 revision: Arc::from("v1"),
                 endpoints: vec![endpoint("127.0.0.1", 9001), endpoint("127.0.0.1", 9002)],
+                protocol: crate::UpstreamProtocol::Http1,
+                tls: None,
             },
             canary: Some(Upstream {
                 revision: Arc::from("v2"),
                 endpoints: vec![endpoint("127.0.0.1", 9101)],
+                protocol: crate::UpstreamProtocol::Http1,
+                tls: None,
             }),
             fixed_weight: Weight::ZERO,
             stickiness: Some(Stickiness {
@@ -216,6 +220,7 @@ fn spec_example_parses_into_the_model() {
                     max_latency_p99: Some(Duration::from_millis(500)),
                     failure_limit: 0,
                     max_excess_errors: None,
+                    grpc_error_codes: crate::GrpcCodeSet::DEFAULT_ERRORS,
                 },
                 gated_by_analysis: true,
                 webhooks: crate::Webhooks::default(),
@@ -1133,7 +1138,7 @@ fn each_structural_error_is_located() {
             "routes[0].canary.weightt",
             10,
             7,
-            "unknown field `weightt`, expected one of `revision`, `endpoints`, `service`, `weight`; did you mean `weight`?",
+            "unknown field `weightt`, expected one of `revision`, `endpoints`, `service`, `protocol`, `tls`, `weight`; did you mean `weight`?",
         ),
         (
             format!(
@@ -1683,6 +1688,128 @@ fn stable_fallback_has_defaults_and_located_errors() {
             7,
             23,
             "unknown field `retries`",
+        ),
+    ]);
+}
+
+#[test]
+fn upstream_protocols_and_tls_parse_into_the_model() {
+    let config = valid(&format!(
+        "{HEADER}  - name: grpc
+    stable:
+      revision: v1
+      endpoints: [127.0.0.1:9001]
+      protocol: h2c
+    canary:
+      revision: v2
+      endpoints: [api.internal:443]
+      protocol: h2
+      tls: {{ caFile: certs/ca.pem, serverName: API.internal }}
+    strategy:
+      steps: [{{ setWeight: 10 }}]
+      analysis: {{ grpcErrorCodes: [unavailable, INTERNAL] }}
+  - name: plain
+    pathPrefix: /plain
+    stable:
+      revision: v1
+      endpoints: [127.0.0.1:9002]
+      tls: {{ insecureSkipVerify: true }}
+  - name: h2-defaults
+    pathPrefix: /h2
+    stable:
+      revision: v1
+      endpoints: [127.0.0.1:9003]
+      protocol: h2
+"
+    ));
+    let grpc = &config.routes[0];
+    assert_eq!(grpc.stable.protocol, crate::UpstreamProtocol::H2c);
+    assert_eq!(grpc.stable.tls, None);
+    let canary = grpc.canary.as_ref().expect("a canary");
+    assert_eq!(canary.protocol, crate::UpstreamProtocol::H2);
+    let tls = canary.tls.as_deref().expect("tls");
+    assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/weir/certs/ca.pem")));
+    assert_eq!(tls.server_name.as_deref(), Some("api.internal"));
+    assert!(!tls.insecure_skip_verify);
+    let codes = grpc
+        .strategy
+        .as_ref()
+        .expect("a strategy")
+        .analysis
+        .grpc_error_codes;
+    assert_eq!(codes.codes().collect::<Vec<_>>(), [13, 14]);
+
+    let plain = &config.routes[1].stable;
+    assert_eq!(plain.protocol, crate::UpstreamProtocol::Http1);
+    assert!(plain.tls.as_deref().is_some_and(|t| t.insecure_skip_verify));
+    // `h2` alone is TLS with the system's roots and the endpoint's name.
+    let defaults = &config.routes[2].stable;
+    assert_eq!(
+        defaults.tls.as_deref(),
+        Some(&crate::UpstreamTls::default())
+    );
+}
+
+#[test]
+fn upstream_protocol_and_tls_errors_are_located() {
+    let route = |extra: &str| {
+        format!(
+            "{HEADER}  - name: r\n    stable:\n      revision: v1\n      endpoints: [127.0.0.1:1]\n{extra}"
+        )
+    };
+    assert_cases(&[
+        (
+            route("      protocol: http3\n"),
+            "routes[0].stable.protocol",
+            9,
+            7,
+            "`http3` is not an upstream protocol; use `http1`",
+        ),
+        (
+            route("      protocol: h2c\n      tls: { serverName: a.test }\n"),
+            "routes[0].stable.tls",
+            10,
+            7,
+            "`protocol: h2c` is HTTP/2 without TLS",
+        ),
+        (
+            route("      tls: { caFile: ca.pem, insecureSkipVerify: true }\n"),
+            "routes[0].stable.tls.insecureSkipVerify",
+            9,
+            30,
+            "ignores `caFile`",
+        ),
+        (
+            route("      tls: { serverName: 'a b' }\n"),
+            "routes[0].stable.tls.serverName",
+            9,
+            14,
+            "is not a host name or IP address",
+        ),
+        (
+            route("      tls: { caFile: '' }\n"),
+            "routes[0].stable.tls.caFile",
+            9,
+            14,
+            "`caFile` is empty",
+        ),
+        (
+            route(
+                "    canary:\n      revision: v2\n      endpoints: [127.0.0.1:2]\n    strategy:\n      steps: [{ setWeight: 1 }]\n      analysis: { grpcErrorCodes: [UNAVAILABLE, NOPE] }\n",
+            ),
+            "routes[0].strategy.analysis.grpcErrorCodes[1]",
+            14,
+            49,
+            "`NOPE` is not a gRPC status name; use one of OK, CANCELLED",
+        ),
+        (
+            route(
+                "    canary:\n      revision: v2\n      endpoints: [127.0.0.1:2]\n    strategy:\n      steps: [{ setWeight: 1 }]\n      analysis: { grpcErrorCodes: [INTERNAL, internal] }\n",
+            ),
+            "routes[0].strategy.analysis.grpcErrorCodes[1]",
+            14,
+            46,
+            "`internal` is listed twice",
         ),
     ]);
 }

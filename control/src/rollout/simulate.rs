@@ -175,6 +175,8 @@ fn route(analysis: Analysis) -> Route {
             host: "127.0.0.1".to_owned(),
             port,
         }],
+        protocol: weir_config::UpstreamProtocol::Http1,
+        tls: None,
     };
     Route {
         name: Arc::from("simulated"),

@@ -46,6 +46,13 @@ pub const HTTP_REQUESTS: Family = Family {
     labels: &["route", "role", "code"],
 };
 
+/// The samples of `weir_http_requests_total` for gRPC calls, which also
+/// carry `grpc_code`: the same family, not registered on its own.
+const HTTP_REQUESTS_GRPC: Family = Family {
+    labels: &["route", "role", "code", "grpc_code"],
+    ..HTTP_REQUESTS
+};
+
 /// `weir_http_request_duration_seconds{route, role}`.
 pub const HTTP_REQUEST_DURATION: Family = Family {
     name: "weir_http_request_duration_seconds",
@@ -321,6 +328,10 @@ impl Metrics {
             let (route, role) = (&*m.route, m.role.metric_label());
             for (code, count) in m.codes_counted() {
                 requests.push(HTTP_REQUESTS.counter(&[route, role, &code.to_string()], count));
+            }
+            for (status, count) in m.grpc_statuses_counted() {
+                let name = weir_config::grpc::grpc_code_name(status).unwrap_or("UNKNOWN");
+                requests.push(HTTP_REQUESTS_GRPC.counter(&[route, role, "200", name], count));
             }
             durations.push(m.duration_sample(route, role));
             for kind in UpstreamErrorKind::ALL {

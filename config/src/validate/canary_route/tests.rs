@@ -214,7 +214,7 @@ fn unknown_fields_inside_spec_are_named() {
         (
             json!({"stable": {"revision": "v1", "endpoint": ["a:1"]}}),
             "spec.stable.endpoint",
-            "unknown field `endpoint`, expected one of `revision`, `endpoints`, `service`; did you mean `endpoints`?",
+            "unknown field `endpoint`, expected one of `revision`, `endpoints`, `service`, `protocol`, `tls`; did you mean `endpoints`?",
         ),
         (
             json!({"stable": {"revision": "v1", "service": {"name": "a", "port": 80, "namespace": "b"}}}),
@@ -362,5 +362,27 @@ fn analysis_templates_are_refused_in_a_canary_route_for_now() {
         spec,
         "spec.strategy.steps[1].analysis",
         "a CanaryRoute cannot use them yet",
+    );
+}
+
+#[test]
+fn a_canary_route_may_speak_h2_to_its_service_but_names_no_ca_file() {
+    let spec = json!({
+        "stable": {"revision": "v1", "service": {"name": "api", "port": 443}, "protocol": "h2"},
+    });
+    let valid = validate_canary_route("shop", "api", &spec).expect("a valid spec");
+    assert_eq!(valid.route.stable.protocol, crate::UpstreamProtocol::H2);
+    assert!(valid.route.stable.tls.is_some());
+
+    assert_single(
+        json!({
+            "stable": {
+                "revision": "v1",
+                "service": {"name": "api", "port": 443},
+                "tls": {"caFile": "/etc/ca.pem"},
+            },
+        }),
+        "spec.stable.tls.caFile",
+        "a CanaryRoute cannot ship",
     );
 }

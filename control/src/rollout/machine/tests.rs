@@ -33,6 +33,8 @@ fn upstream(revision: &str, port: u16) -> Upstream {
             host: "127.0.0.1".to_owned(),
             port,
         }],
+        protocol: weir_config::UpstreamProtocol::Http1,
+        tls: None,
     }
 }
 

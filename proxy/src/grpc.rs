@@ -1,0 +1,167 @@
+//! gRPC on the request path: recognising a call, its deadline
+//! (`grpc-timeout`), its status (`grpc-status`, in trailers or in a
+//! trailers-only head), and the answer weir makes when the deadline passes
+//! first (HTTP 200, `grpc-status: 4`, as Envoy answers).
+//!
+//! Everything here reads header bytes in place: no allocation per call.
+
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use weir_config::GrpcCodeSet;
+use weir_config::grpc::GRPC_DEADLINE_EXCEEDED;
+
+use crate::body::ProxyBody;
+
+/// `grpc-status`.
+pub static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// `grpc-message`.
+pub static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+/// `grpc-timeout`.
+pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The `grpc-message` of a call weir ends at its deadline.
+const DEADLINE_MESSAGE: &str = "deadline exceeded before the upstream answered (weir)";
+
+/// How a gRPC call is counted once its response ends.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcAccount {
+    /// The statuses that count as errors of the role.
+    pub errors: GrpcCodeSet,
+    /// The call's status, once seen.
+    pub status: Option<u8>,
+}
+
+/// Whether a request is a gRPC call: `content-type: application/grpc`,
+/// alone or with a suffix (`application/grpc+proto`, ...).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.len() >= 16 && value[..16].eq_ignore_ascii_case(b"application/grpc")
+    })
+}
+
+/// Whether the request's `TE` says the client takes trailers (gRPC
+/// clients send `te: trailers`).
+pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+}
+
+/// The call's deadline from `grpc-timeout` (1 to 8 digits and a unit of
+/// `H`, `M`, `S`, `m`, `u` or `n`); `None` when absent or malformed.
+pub fn timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(&GRPC_TIMEOUT)?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// The `grpc-status` in `headers` (trailers, or a trailers-only head), if
+/// it is a number; a number above 16 is kept as is (counted as UNKNOWN).
+pub fn status(headers: &HeaderMap) -> Option<u8> {
+    let value = headers.get(&GRPC_STATUS)?.as_bytes();
+    if value.is_empty() || value.len() > 3 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = value.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    u8::try_from(n).ok()
+}
+
+/// The trailers that end a call at its deadline: DEADLINE_EXCEEDED.
+pub fn deadline_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::with_capacity(2);
+    trailers.insert(GRPC_STATUS.clone(), HeaderValue::from_static("4"));
+    trailers.insert(
+        GRPC_MESSAGE.clone(),
+        HeaderValue::from_static(DEADLINE_MESSAGE),
+    );
+    trailers
+}
+
+/// The answer to a call whose deadline passed before the upstream's head:
+/// HTTP 200, trailers-only, `grpc-status: 4` (DEADLINE_EXCEEDED).
+pub fn deadline_exceeded_response() -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.extend(deadline_trailers());
+    response
+}
+
+/// `grpc-status` 4.
+pub const DEADLINE_EXCEEDED: u8 = GRPC_DEADLINE_EXCEEDED;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn grpc_calls_are_told_by_their_content_type() {
+        for (value, want) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC", true),
+            ("application/json", false),
+            ("application/grp", false),
+        ] {
+            assert_eq!(is_grpc(&headers("content-type", value)), want, "{value}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_timeout_follows_the_wire_format() {
+        for (value, want) in [
+            ("1S", Some(Duration::from_secs(1))),
+            ("250m", Some(Duration::from_millis(250))),
+            ("2H", Some(Duration::from_secs(7200))),
+            ("3M", Some(Duration::from_secs(180))),
+            ("99999999u", Some(Duration::from_micros(99_999_999))),
+            ("10n", Some(Duration::from_nanos(10))),
+            ("123456789S", None),
+            ("S", None),
+            ("10s", None),
+            ("-1S", None),
+        ] {
+            assert_eq!(timeout(&headers("grpc-timeout", value)), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn grpc_status_is_read_as_a_number() {
+        assert_eq!(status(&headers("grpc-status", "0")), Some(0));
+        assert_eq!(status(&headers("grpc-status", "14")), Some(14));
+        assert_eq!(status(&headers("grpc-status", "200")), Some(200));
+        assert_eq!(status(&headers("grpc-status", "x")), None);
+        assert_eq!(status(&headers("grpc-status", "1000")), None);
+        assert_eq!(status(&HeaderMap::new()), None);
+    }
+}
