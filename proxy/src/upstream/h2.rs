@@ -11,9 +11,9 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use hyper::client::conn::http2;
 
 use crate::request_body::RequestBody;
-use hyper::client::conn::http2;
 
 /// The sending half of an HTTP/2 upstream connection.
 pub type H2Sender = http2::SendRequest<RequestBody>;
