@@ -23,7 +23,8 @@ pub use model::{
     PortRef, Route, ServiceRef, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
 };
 pub use snapshot::{
-    Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,
+    Backend, GatewayRule, HeaderEdits, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split,
+    WeightedBackend, cohort_seed,
 };
 pub use validate::{
     ClusterRouteSpec, Diagnostic, Diagnostics, Document, SpecProblem, parse, parse_with_kubernetes,

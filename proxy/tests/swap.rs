@@ -105,6 +105,7 @@ fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {
             stickiness: None,
             timeouts: Timeouts::default(),
             upgrades: vec![Arc::from("websocket")],
+            gateway: None,
         }],
     }
 }

@@ -150,6 +150,7 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
             stickiness: None,
             timeouts,
             upgrades: vec![Arc::from("websocket")],
+            gateway: None,
         }],
     }
 }
