@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod counters;
 pub mod discovery;
 pub mod events;
+pub mod gateway_api;
 pub mod lease;
 pub mod peers;
 pub mod resource;
