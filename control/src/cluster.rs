@@ -6,6 +6,7 @@ pub mod counters;
 pub mod discovery;
 pub mod events;
 pub mod gateway_api;
+pub mod gateway_routes;
 pub mod lease;
 pub mod peers;
 pub mod resource;
