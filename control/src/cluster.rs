@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod events;
 pub mod gateway_api;
 pub mod gateway_routes;
+pub mod gateway_status;
 pub mod lease;
 pub mod peers;
 pub mod resource;
