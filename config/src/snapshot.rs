@@ -61,6 +61,9 @@ pub struct GatewayRule {
     pub method: Option<String>,
     /// Headers the request must carry: lowercase name, exact value.
     pub headers: Vec<(String, String)>,
+    /// Headers whose whole value must match a regular expression:
+    /// lowercase name, pattern (a valid `regex` crate pattern).
+    pub header_patterns: Vec<(String, String)>,
     /// The backends: each gets `weight / Σ weights` of the requests. No
     /// backend, or all weights 0: the request is answered 500.
     pub backends: Vec<WeightedBackend>,
@@ -82,6 +85,10 @@ pub struct WeightedBackend {
     pub resolved: bool,
     /// Resolved addresses (empty: its share is answered 503).
     pub endpoints: Vec<SocketAddr>,
+    /// Edits of the request headers for this backend only (after the rule's).
+    pub request_headers: HeaderEdits,
+    /// Edits of the response headers for this backend only (after the rule's).
+    pub response_headers: HeaderEdits,
 }
 
 /// The edits of a header modifier filter, applied in the order remove, set, add.

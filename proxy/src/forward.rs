@@ -94,15 +94,18 @@ pub async fn serve(
     };
     let route = &routing.routes[index];
     let mut issued_key = None;
+    let mut backend_response_edits = None;
     let (role, backend) = match route.rule.as_deref() {
         None => {
             let role = decide_role(route, &req, &mut issued_key);
             (role, route.backend(role))
         }
         Some(rule) => match rule.choose(decision::draw()) {
-            RuleChoice::Backend(backend) => {
+            RuleChoice::Backend(chosen) => {
                 rule.request_headers.apply(req.headers_mut());
-                (Role::Stable, backend)
+                chosen.request_headers.apply(req.headers_mut());
+                backend_response_edits = Some(&chosen.response_headers);
+                (Role::Stable, &chosen.backend)
             }
             RuleChoice::Unresolved(backend) => {
                 backend.metrics.record(500, started.elapsed());
@@ -184,6 +187,9 @@ pub async fn serve(
 
     if let Some(rule) = &route.rule {
         rule.response_headers.apply(response.headers_mut());
+    }
+    if let Some(edits) = backend_response_edits {
+        edits.apply(response.headers_mut());
     }
     if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
         let key = std::str::from_utf8(&key).unwrap_or_default();

@@ -55,6 +55,8 @@ pub struct ServedRule {
     pub method: Option<Method>,
     /// Headers the request must carry with exactly these values.
     pub headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Headers whose whole value must match these expressions.
+    pub header_patterns: Box<[(HeaderName, regex::Regex)]>,
     /// The backends, each with the running sum of the weights up to and
     /// including its own.
     pub backends: Box<[(u64, WeightedServedBackend)]>,
@@ -73,6 +75,10 @@ pub struct WeightedServedBackend {
     pub resolved: bool,
     /// Its endpoints and counters.
     pub backend: ServedBackend,
+    /// Edits of the request headers for this backend (after the rule's).
+    pub request_headers: ServedHeaderEdits,
+    /// Edits of the response headers for this backend (after the rule's).
+    pub response_headers: ServedHeaderEdits,
 }
 
 /// The header edits of a filter, names and values parsed once.
@@ -87,7 +93,7 @@ pub struct ServedHeaderEdits {
 #[derive(Debug)]
 pub enum RuleChoice<'a> {
     /// To this backend.
-    Backend(&'a ServedBackend),
+    Backend(&'a WeightedServedBackend),
     /// Answer 500 and count it against this backend: its reference did not resolve.
     Unresolved(&'a ServedBackend),
     /// Answer 500: the rule has no backend with a weight.
@@ -227,6 +233,8 @@ impl ServedRule {
                     WeightedServedBackend {
                         resolved: b.resolved,
                         backend,
+                        request_headers: ServedHeaderEdits::build(&b.request_headers),
+                        response_headers: ServedHeaderEdits::build(&b.response_headers),
                     },
                 )
             })
@@ -237,6 +245,17 @@ impl ServedRule {
                 .as_deref()
                 .and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
             headers: header_pairs(&rule.headers),
+            header_patterns: rule
+                .header_patterns
+                .iter()
+                .filter_map(|(name, pattern)| {
+                    // The whole value must match, as Envoy's `safe_regex` does.
+                    Some((
+                        HeaderName::from_bytes(name.as_bytes()).ok()?,
+                        regex::Regex::new(&format!("^(?:{pattern})$")).ok()?,
+                    ))
+                })
+                .collect(),
             backends,
             total_weight,
             request_headers: ServedHeaderEdits::build(&rule.request_headers),
@@ -251,6 +270,12 @@ impl ServedRule {
                 .headers
                 .iter()
                 .all(|(name, value)| headers.get(name) == Some(value))
+            && self.header_patterns.iter().all(|(name, pattern)| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| pattern.is_match(v))
+            })
     }
 
     /// The backend for a uniform `draw` in `0..BUCKETS`: backend `i` gets
@@ -264,7 +289,7 @@ impl ServedRule {
         let point = u64::from(draw) * self.total_weight / u64::from(crate::decision::BUCKETS);
         let index = self.backends.partition_point(|(upto, _)| *upto <= point);
         match self.backends.get(index) {
-            Some((_, chosen)) if chosen.resolved => RuleChoice::Backend(&chosen.backend),
+            Some((_, chosen)) if chosen.resolved => RuleChoice::Backend(chosen),
             Some((_, chosen)) => RuleChoice::Unresolved(&chosen.backend),
             None => RuleChoice::NoBackend,
         }
@@ -354,12 +379,14 @@ mod tests {
             weight,
             resolved,
             endpoints: vec!["127.0.0.1:9".parse().unwrap()],
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
         }
     }
 
     fn label(choice: RuleChoice<'_>) -> String {
         match choice {
-            RuleChoice::Backend(b) => b.label.to_string(),
+            RuleChoice::Backend(b) => b.backend.label.to_string(),
             RuleChoice::Unresolved(b) => format!("unresolved {}", b.label),
             RuleChoice::NoBackend => "none".to_owned(),
         }
@@ -423,6 +450,22 @@ mod tests {
         assert!(!served.accepts(&Method::GET, &headers));
         headers.insert("x-canary", HeaderValue::from_static("Always"));
         assert!(!served.accepts(&Method::POST, &headers));
+
+        // Flagger's session affinity: the cookie anywhere in `Cookie`.
+        let sticky = GatewayRule {
+            header_patterns: vec![("cookie".to_owned(), ".*flagger-cookie.*abc.*".to_owned())],
+            ..GatewayRule::default()
+        };
+        let sticky = ServedRule::build(&Arc::from("shop/web"), &sticky, &registry, &metrics);
+        let mut cookies = HeaderMap::new();
+        assert!(!sticky.accepts(&Method::GET, &cookies));
+        cookies.insert(
+            "cookie",
+            HeaderValue::from_static("a=1; flagger-cookie=abc; b=2"),
+        );
+        assert!(sticky.accepts(&Method::GET, &cookies));
+        cookies.insert("cookie", HeaderValue::from_static("flagger-cookie=xyz"));
+        assert!(!sticky.accepts(&Method::GET, &cookies));
 
         headers.insert("x-env", HeaderValue::from_static("prod"));
         headers.insert("x-debug", HeaderValue::from_static("1"));

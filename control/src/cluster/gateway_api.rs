@@ -331,8 +331,8 @@ pub struct HttpBackendRef {
     /// Default 1; 0 to 1,000,000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
-    /// Filters for this backend only (not supported by weir).
-    pub filters: Vec<Value>,
+    /// Filters for this backend only (the header modifiers).
+    pub filters: Vec<HttpRouteFilter>,
     /// Fields weir does not read: set ones make the rule unsupported.
     #[serde(flatten)]
     pub other: Map<String, Value>,

@@ -37,8 +37,8 @@ use weir_config::{
 
 use super::discovery::{ClusterObjects, ObjectKey, role_endpoints, slices_by_service};
 use super::gateway_api::{
-    CONTROLLER_NAME, GatewayListener, HeaderModifier, HttpBackendRef, HttpRoute, HttpRouteRule,
-    ParentReference,
+    CONTROLLER_NAME, GatewayListener, HeaderModifier, HttpBackendRef, HttpRoute, HttpRouteFilter,
+    HttpRouteRule, ParentReference,
 };
 
 /// Reason: accepted.
@@ -359,6 +359,7 @@ pub fn compile_gateways(
                             exact_path: matched.exact,
                             method: matched.method.clone(),
                             headers: matched.headers.clone(),
+                            header_patterns: matched.header_patterns.clone(),
                             backends: backends.clone(),
                             request_headers: rule.request_headers.clone(),
                             response_headers: rule.response_headers.clone(),
@@ -376,7 +377,7 @@ pub fn compile_gateways(
             let rule = c.route.gateway.as_deref();
             (
                 rule.is_none_or(|r| r.method.is_none()),
-                std::cmp::Reverse(rule.map_or(0, |r| r.headers.len())),
+                std::cmp::Reverse(rule.map_or(0, |r| r.headers.len() + r.header_patterns.len())),
             )
         };
         rank(a)
@@ -404,6 +405,7 @@ struct CheckedMatch {
     exact: bool,
     method: Option<String>,
     headers: Vec<(String, String)>,
+    header_patterns: Vec<(String, String)>,
 }
 
 /// The rules of `route` as weir serves them, or a verdict naming every
@@ -476,22 +478,41 @@ fn check_rules(route: &HttpRoute) -> Result<Vec<CheckedRule>, Verdict> {
                 value.trim_end_matches('/').to_owned()
             };
             let mut headers = Vec::new();
+            let mut header_patterns = Vec::new();
             for (k, header) in matched.headers.iter().enumerate() {
-                match header.type_.as_deref().unwrap_or("Exact") {
-                    "Exact" => {}
-                    other => unsupported.push(format!(
-                        "{at}.headers[{k}].type: `{other}` is not supported by weir (Exact is)"
-                    )),
-                }
-                if !is_header_name(&header.name)
-                    || http::HeaderValue::from_str(&header.value).is_err()
-                {
+                if !is_header_name(&header.name) {
                     unsupported.push(format!(
-                        "{at}.headers[{k}]: `{}: {}` is not a valid header",
-                        header.name, header.value
+                        "{at}.headers[{k}].name: `{}` is not a valid header name",
+                        header.name
                     ));
                 }
-                headers.push((header.name.to_ascii_lowercase(), header.value.clone()));
+                let name = header.name.to_ascii_lowercase();
+                match header.type_.as_deref().unwrap_or("Exact") {
+                    "Exact" => {
+                        if http::HeaderValue::from_str(&header.value).is_err() {
+                            unsupported.push(format!(
+                                "{at}.headers[{k}].value: `{}` is not a valid header value",
+                                header.value
+                            ));
+                        }
+                        headers.push((name, header.value.clone()));
+                    }
+                    "RegularExpression" => {
+                        // The proxy matches the whole value, as Envoy does.
+                        if let Err(error) = regex::Regex::new(&format!("^(?:{})$", header.value)) {
+                            let why = error.to_string();
+                            unsupported.push(format!(
+                                "{at}.headers[{k}].value: `{}` is not a regular expression weir reads: {}",
+                                header.value,
+                                why.lines().last().unwrap_or_default().trim()
+                            ));
+                        }
+                        header_patterns.push((name, header.value.clone()));
+                    }
+                    other => unsupported.push(format!(
+                        "{at}.headers[{k}].type: `{other}` is not supported by weir (Exact and RegularExpression are)"
+                    )),
+                }
             }
             let method = matched.method.as_deref().map(str::to_ascii_uppercase);
             checked.matches.push(CheckedMatch {
@@ -499,6 +520,7 @@ fn check_rules(route: &HttpRoute) -> Result<Vec<CheckedRule>, Verdict> {
                 exact,
                 method,
                 headers,
+                header_patterns,
             });
         }
         for (k, filter) in rule.filters.iter().enumerate() {
@@ -517,11 +539,7 @@ fn check_rules(route: &HttpRoute) -> Result<Vec<CheckedRule>, Verdict> {
         }
         for (k, backend) in rule.backend_refs.iter().enumerate() {
             let at = format!("{at}.backendRefs[{k}]");
-            if !backend.filters.is_empty() {
-                unsupported.push(format!(
-                    "{at}.filters: backend filters are not supported by weir"
-                ));
-            }
+            backend_edits(&at, &backend.filters, &mut unsupported);
             for field in backend
                 .other
                 .iter()
@@ -599,6 +617,37 @@ fn edits(
     }
 }
 
+/// The request and response edits of a backend's filters (header
+/// modifiers only; anything else is reported).
+fn backend_edits(
+    at: &str,
+    filters: &[HttpRouteFilter],
+    unsupported: &mut Vec<String>,
+) -> (HeaderEdits, HeaderEdits) {
+    let (mut request, mut response) = (HeaderEdits::default(), HeaderEdits::default());
+    for (f, filter) in filters.iter().enumerate() {
+        let at = format!("{at}.filters[{f}]");
+        match filter.type_.as_str() {
+            "RequestHeaderModifier" => edits(
+                &at,
+                filter.request_header_modifier.as_ref(),
+                &mut request,
+                unsupported,
+            ),
+            "ResponseHeaderModifier" => edits(
+                &at,
+                filter.response_header_modifier.as_ref(),
+                &mut response,
+                unsupported,
+            ),
+            other => unsupported.push(format!(
+                "{at}.type: filter `{other}` is not supported by weir (RequestHeaderModifier and ResponseHeaderModifier are)"
+            )),
+        }
+    }
+    (request, response)
+}
+
 fn is_header_name(name: &str) -> bool {
     http::HeaderName::from_bytes(name.as_bytes()).is_ok()
 }
@@ -634,11 +683,16 @@ fn resolve_backends(
                     (false, Vec::new())
                 }
             };
+            // Problems of the filters are reported by `check_rules`.
+            let (request_headers, response_headers) =
+                backend_edits(&at, &backend.filters, &mut Vec::new());
             backends.push(WeightedBackend {
                 name: Arc::from(backend.name.as_str()),
                 weight,
                 resolved,
                 endpoints,
+                request_headers,
+                response_headers,
             });
         }
         rules.push(backends);

@@ -458,11 +458,12 @@ fn the_shape_argo_rollouts_writes_stable_canary_weights_and_a_header_route() {
 }
 
 #[test]
-fn the_shape_flagger_writes_weights_served_and_its_cookie_rule_reported() {
+fn the_shapes_flagger_writes_weights_and_session_affinity_by_cookie() {
     // Flagger writes the primary and canary weights with group "" and kind
-    // Service; with session affinity it adds a rule matching the `Cookie`
-    // header by regular expression and a Set-Cookie filter on the canary
-    // backendRef. Weir does neither: the route is reported, not half served.
+    // Service; with session affinity it puts first a rule matching its
+    // cookie in the `Cookie` header by regular expression (all to the
+    // canary), and gives the canary backend of the weighted rule a filter
+    // that sets that cookie.
     let mut objects = cluster();
     service(&mut objects, "podinfo-primary", "10.0.0.3");
     service(&mut objects, "podinfo-canary", "10.0.0.4");
@@ -505,15 +506,24 @@ fn the_shape_flagger_writes_weights_served_and_its_cookie_rule_reported() {
     });
     route(&mut objects, "podinfo", "2024-01-01T00:00:00Z", sticky);
     let compiled = compile(&objects);
-    assert!(compiled.routes.is_empty(), "{:#?}", compiled.routes);
-    let verdict = parent_verdict(&compiled, "podinfo");
+    assert!(parent_verdict(&compiled, "podinfo").accepted.status);
+    assert_eq!(compiled.routes.len(), 2, "{:#?}", compiled.routes);
+    let cookie_rule = rule(&compiled.routes[0]);
     assert_eq!(
-        (verdict.accepted.status, verdict.accepted.reason),
-        (false, UNSUPPORTED_VALUE)
+        cookie_rule.header_patterns,
+        [("cookie".to_owned(), ".*flagger-cookie.*abc.*".to_owned())]
     );
+    let shares: Vec<u32> = cookie_rule.backends.iter().map(|b| b.weight).collect();
+    assert_eq!(shares, [0, 100]);
+    let weighted = rule(&compiled.routes[1]);
+    assert!(weighted.header_patterns.is_empty());
+    assert!(weighted.backends[0].response_headers.is_empty());
     assert_eq!(
-        verdict.accepted.message,
-        "the route is not served: spec.rules[0].matches[0].headers[0].type: `RegularExpression` is not supported by weir (Exact is); spec.rules[1].backendRefs[1].filters: backend filters are not supported by weir"
+        weighted.backends[1].response_headers.add,
+        [(
+            "set-cookie".to_owned(),
+            "flagger-cookie=abc; Max-Age=86400".to_owned()
+        )]
     );
 }
 
@@ -531,6 +541,15 @@ fn anything_unsupported_is_named_and_the_route_not_served() {
         (
             json!({"matches": [{"queryParams": [{"name": "canary", "value": "1"}]}]}),
             "spec.rules[0].matches[0].queryParams: query parameter matches are not supported by weir",
+        ),
+        (
+            json!({"backendRefs": [{"name": "web-v1", "port": 80,
+                                    "filters": [{"type": "RequestMirror", "requestMirror": {}}]}]}),
+            "spec.rules[0].backendRefs[0].filters[0].type: filter `RequestMirror` is not supported by weir (RequestHeaderModifier and ResponseHeaderModifier are)",
+        ),
+        (
+            json!({"matches": [{"headers": [{"type": "RegularExpression", "name": "x-user", "value": "(unclosed"}]}]}),
+            "spec.rules[0].matches[0].headers[0].value: `(unclosed` is not a regular expression weir reads: error: unclosed group",
         ),
         (
             json!({"retry": {"attempts": 3}}),
