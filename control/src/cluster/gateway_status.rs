@@ -41,10 +41,14 @@ pub struct GatewayStatusWriter {
     /// transition times) and the `resourceVersion` it was written over: the
     /// same status over the same version is not written twice while the
     /// watch catches up.
-    written: Mutex<BTreeMap<(&'static str, ObjectKey), (String, serde_json::Value)>>,
+    written: Mutex<Written>,
     /// The inputs of the last round, when a write of it failed.
     failed: Mutex<Option<(ClusterObjects, CompiledGateways)>>,
 }
+
+/// Per object (kind and key): the `resourceVersion` a status was written
+/// over and that status without its transition times.
+type Written = BTreeMap<(&'static str, ObjectKey), (String, serde_json::Value)>;
 
 /// The GatewayClass status for `verdict` over `current`; `None` when
 /// nothing changes.
@@ -329,10 +333,7 @@ impl GatewayStatusWriter {
         1
     }
 
-    fn lock_written(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<(&'static str, ObjectKey), (String, serde_json::Value)>>
-    {
+    fn lock_written(&self) -> std::sync::MutexGuard<'_, Written> {
         self.written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
