@@ -57,6 +57,9 @@ pub struct GatewayRule {
     /// The path must equal the route's `path_prefix` (`Exact`) rather than
     /// start with it (`PathPrefix`).
     pub exact_path: bool,
+    /// The ports of the weir listeners it is served on (those of the
+    /// Gateway listeners it is attached to); empty: every listener.
+    pub listener_ports: Vec<u16>,
     /// The request method, uppercase, when the match names one.
     pub method: Option<String>,
     /// Headers the request must carry: lowercase name, exact value.

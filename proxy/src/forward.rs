@@ -28,6 +28,8 @@ use crate::{Role, Shared};
 pub struct Downstream {
     /// The client's address.
     pub remote: SocketAddr,
+    /// The port of the listener the connection came in on (0 when unknown).
+    pub local_port: u16,
     /// The client's IP as a header value, made once per connection.
     pub client_ip: HeaderValue,
     /// Whether the connection is TLS.
@@ -40,12 +42,19 @@ pub struct Downstream {
 // === impl Downstream ===
 
 impl Downstream {
+    /// The same downstream, received on the listener of `port`.
+    pub fn on_port(mut self, port: u16) -> Downstream {
+        self.local_port = port;
+        self
+    }
+
     /// The downstream of a connection from `remote`, logged in `span`.
     pub fn new(remote: SocketAddr, tls: bool, span: tracing::Span) -> Downstream {
         let client_ip = HeaderValue::try_from(remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
         Downstream {
             remote,
+            local_port: 0,
             client_ip,
             tls,
             span,
@@ -80,7 +89,7 @@ pub async fn serve(
         routing.routes[index]
             .rule
             .as_ref()
-            .is_none_or(|rule| rule.accepts(req.method(), req.headers()))
+            .is_none_or(|rule| rule.accepts(downstream.local_port, req.method(), req.headers()))
     };
     let Some(index) = routing.table.find_where(host, req.uri().path(), accepts) else {
         return local_response(

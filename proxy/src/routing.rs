@@ -51,6 +51,8 @@ pub struct ServedRoute {
 /// A Gateway API rule made ready to serve.
 #[derive(Debug)]
 pub struct ServedRule {
+    /// The local ports of the listeners it is served on; empty: every one.
+    pub listener_ports: Box<[u16]>,
     /// The method the request must have.
     pub method: Option<Method>,
     /// Headers the request must carry with exactly these values.
@@ -240,6 +242,7 @@ impl ServedRule {
             })
             .collect();
         ServedRule {
+            listener_ports: rule.listener_ports.iter().copied().collect(),
             method: rule
                 .method
                 .as_deref()
@@ -263,9 +266,11 @@ impl ServedRule {
         }
     }
 
-    /// Whether a request with `method` and `headers` meets the rule's conditions.
-    pub fn accepts(&self, method: &Method, headers: &HeaderMap) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method)
+    /// Whether a request with `method` and `headers`, received on the
+    /// listener of `local_port`, meets the rule's conditions.
+    pub fn accepts(&self, local_port: u16, method: &Method, headers: &HeaderMap) -> bool {
+        (self.listener_ports.is_empty() || self.listener_ports.contains(&local_port))
+            && self.method.as_ref().is_none_or(|m| m == method)
             && self
                 .headers
                 .iter()
@@ -446,10 +451,17 @@ mod tests {
         let served = ServedRule::build(&Arc::from("shop/web"), &rule, &registry, &metrics);
         let mut headers = HeaderMap::new();
         headers.insert("x-canary", HeaderValue::from_static("always"));
-        assert!(served.accepts(&Method::POST, &headers));
-        assert!(!served.accepts(&Method::GET, &headers));
+        assert!(served.accepts(8080, &Method::POST, &headers));
+        assert!(!served.accepts(8080, &Method::GET, &headers));
         headers.insert("x-canary", HeaderValue::from_static("Always"));
-        assert!(!served.accepts(&Method::POST, &headers));
+        assert!(!served.accepts(8080, &Method::POST, &headers));
+        let on_80 = GatewayRule {
+            listener_ports: vec![80],
+            ..GatewayRule::default()
+        };
+        let on_80 = ServedRule::build(&Arc::from("shop/web"), &on_80, &registry, &metrics);
+        assert!(on_80.accepts(80, &Method::GET, &HeaderMap::new()));
+        assert!(!on_80.accepts(8080, &Method::GET, &HeaderMap::new()));
 
         // Flagger's session affinity: the cookie anywhere in `Cookie`.
         let sticky = GatewayRule {
@@ -458,14 +470,14 @@ mod tests {
         };
         let sticky = ServedRule::build(&Arc::from("shop/web"), &sticky, &registry, &metrics);
         let mut cookies = HeaderMap::new();
-        assert!(!sticky.accepts(&Method::GET, &cookies));
+        assert!(!sticky.accepts(8080, &Method::GET, &cookies));
         cookies.insert(
             "cookie",
             HeaderValue::from_static("a=1; flagger-cookie=abc; b=2"),
         );
-        assert!(sticky.accepts(&Method::GET, &cookies));
+        assert!(sticky.accepts(8080, &Method::GET, &cookies));
         cookies.insert("cookie", HeaderValue::from_static("flagger-cookie=xyz"));
-        assert!(!sticky.accepts(&Method::GET, &cookies));
+        assert!(!sticky.accepts(8080, &Method::GET, &cookies));
 
         headers.insert("x-env", HeaderValue::from_static("prod"));
         headers.insert("x-debug", HeaderValue::from_static("1"));

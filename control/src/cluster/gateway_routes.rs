@@ -4,8 +4,8 @@
 //! the verdict its status must tell.
 //!
 //! - A Gateway listener is served when its protocol is `HTTP` and weir has
-//!   a listener on its port; the routes attached to it are served on every
-//!   weir listener (weir's listeners come from `weir.yaml`).
+//!   a listener on its port (weir's listeners come from `weir.yaml`); the
+//!   routes attached to it are served on that weir listener only.
 //! - An HTTPRoute attaches to a listener of one of our Gateways that admits
 //!   its namespace and shares a host name with it (exact names and `*.`
 //!   wildcards; the route is served for the intersection).
@@ -267,8 +267,8 @@ pub fn compile_gateways(
             continue;
         }
         let mut verdicts = Vec::new();
-        let mut hosts: Vec<HostMatch> = Vec::new();
-        let mut any_host = false;
+        // Per weir listener port: any host, or these host names.
+        let mut by_port: BTreeMap<u16, (bool, Vec<HostMatch>)> = BTreeMap::new();
         let checked = check_rules(route);
         let resolved = resolve_backends(key, route, objects, &slices);
         for parent in &route.spec.parent_refs {
@@ -292,9 +292,10 @@ pub fn compile_gateways(
                 &checked,
             );
             if let Ok(intersections) = &accepted {
-                for found in intersections {
+                for (port, found) in intersections {
+                    let (any_host, hosts) = by_port.entry(*port).or_default();
                     match found {
-                        None => any_host = true,
+                        None => *any_host = true,
                         Some(names) => {
                             for name in names {
                                 if !hosts.contains(name) {
@@ -323,11 +324,21 @@ pub fn compile_gateways(
         let (Ok(rules), true) = (&checked, attached) else {
             continue;
         };
-        if any_host {
-            hosts.clear();
+        // Ports with the same host names share their routes.
+        let mut served_on: Vec<(Vec<HostMatch>, Vec<u16>)> = Vec::new();
+        for (port, (any_host, hosts)) in by_port {
+            let hosts = if any_host { Vec::new() } else { hosts };
+            match served_on.iter_mut().find(|(h, _)| *h == hosts) {
+                Some((_, ports)) => ports.push(port),
+                None => served_on.push((hosts, vec![port])),
+            }
         }
         let name: Arc<str> = Arc::from(key.to_string());
-        for (rule_index, rule) in rules.iter().enumerate() {
+        for ((rule_index, rule), (hosts, ports)) in rules
+            .iter()
+            .enumerate()
+            .flat_map(|r| served_on.iter().map(move |s| (r, s)))
+        {
             let backends = &resolved.rules[rule_index];
             for (match_index, matched) in rule.matches.iter().enumerate() {
                 candidates.push(Candidate {
@@ -357,6 +368,7 @@ pub fn compile_gateways(
                         upgrades: vec![Arc::from("websocket")],
                         gateway: Some(Arc::new(GatewayRule {
                             exact_path: matched.exact,
+                            listener_ports: ports.clone(),
                             method: matched.method.clone(),
                             headers: matched.headers.clone(),
                             header_patterns: matched.header_patterns.clone(),
@@ -787,8 +799,9 @@ fn resolve_one(
         .collect())
 }
 
-/// Attaches `route` to the listeners of `gateway` its `parent` names: the
-/// host names served per listener (`None`: any host), or why none admits it.
+/// Attaches `route` to the listeners of `gateway` its `parent` names: per
+/// listener, its port and the host names served (`None`: any host), or why
+/// none admits it.
 #[allow(clippy::too_many_arguments)]
 fn attach(
     key: &ObjectKey,
@@ -798,7 +811,7 @@ fn attach(
     served: &[ServedListener<'_>],
     verdict: &mut GatewayVerdict,
     checked: &Result<Vec<CheckedRule>, Verdict>,
-) -> Result<Vec<Option<Vec<HostMatch>>>, Verdict> {
+) -> Result<Vec<(u16, Option<Vec<HostMatch>>)>, Verdict> {
     let named: Vec<&ServedListener<'_>> = served
         .iter()
         .filter(|s| s.gateway == *gateway)
@@ -845,7 +858,8 @@ fn attach(
     for listener in admitted {
         if let Some(hosts) = intersect(listener.listener.hostname.as_deref(), &route.spec.hostnames)
         {
-            found.push(hosts);
+            let port = u16::try_from(listener.listener.port).unwrap_or_default();
+            found.push((port, hosts));
             attached_to.push(listener.listener.name.clone());
         }
     }

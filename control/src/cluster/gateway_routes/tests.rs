@@ -150,6 +150,7 @@ fn weights_70_30_become_two_backends_with_their_endpoints() {
         vec![HostMatch::Exact("shop.example.com".to_owned())]
     );
     assert_eq!(served.path_prefix, "/");
+    assert_eq!(rule(served).listener_ports, [8080]);
     assert_eq!(
         backends(served),
         vec![
@@ -408,6 +409,52 @@ fn wildcard_hostnames_intersect_with_the_listener() {
         (verdict.accepted.status, verdict.accepted.reason),
         (false, NO_MATCHING_LISTENER_HOSTNAME)
     );
+}
+
+#[test]
+fn a_route_is_served_on_each_listener_port_with_that_listeners_host_names() {
+    let mut objects = cluster();
+    gateway(
+        &mut objects,
+        "two",
+        "weir",
+        json!([
+            {"name": "shop", "port": 8080, "protocol": "HTTP", "hostname": "shop.example.com"},
+            {"name": "api", "port": 9090, "protocol": "HTTP", "hostname": "api.example.com"},
+            {"name": "any", "port": 7070, "protocol": "HTTP", "hostname": "shop.example.com"},
+        ]),
+    );
+    route(
+        &mut objects,
+        "both",
+        "2024-01-01T00:00:00Z",
+        json!({"parentRefs": [{"name": "two"}], "rules": [{"backendRefs": [backend("web-v1", json!(1))]}]}),
+    );
+    let compiled = compile_gateways(&objects, None, &[7070, 8080, 9090]);
+    let served: Vec<(Vec<HostMatch>, Vec<u16>)> = compiled
+        .routes
+        .iter()
+        .map(|r| (r.hosts.clone(), rule(r).listener_ports.clone()))
+        .collect();
+    assert_eq!(
+        served,
+        vec![
+            (
+                vec![HostMatch::Exact("shop.example.com".to_owned())],
+                vec![7070, 8080]
+            ),
+            (
+                vec![HostMatch::Exact("api.example.com".to_owned())],
+                vec![9090]
+            ),
+        ]
+    );
+    let listeners: Vec<i32> = compiled.gateways[&ObjectKey::new("shop", "two")]
+        .listeners
+        .iter()
+        .map(|l| l.attached_routes)
+        .collect();
+    assert_eq!(listeners, [1, 1, 1]);
 }
 
 #[test]
