@@ -141,6 +141,10 @@ pub struct ParentVerdict {
     pub resolved_refs: Verdict,
 }
 
+/// A listener a route is attached to: its port and the host names served
+/// there (`None`: any host).
+type Attached = (u16, Option<Vec<HostMatch>>);
+
 /// A listener weir serves.
 struct ServedListener<'a> {
     gateway: ObjectKey,
@@ -811,7 +815,7 @@ fn attach(
     served: &[ServedListener<'_>],
     verdict: &mut GatewayVerdict,
     checked: &Result<Vec<CheckedRule>, Verdict>,
-) -> Result<Vec<(u16, Option<Vec<HostMatch>>)>, Verdict> {
+) -> Result<Vec<Attached>, Verdict> {
     let named: Vec<&ServedListener<'_>> = served
         .iter()
         .filter(|s| s.gateway == *gateway)
