@@ -30,7 +30,8 @@ pub use model::{
     UpstreamTls, WebRequest,
 };
 pub use snapshot::{
-    Backend, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split, cohort_seed,
+    Backend, GatewayRule, HeaderEdits, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split,
+    WeightedBackend, cohort_seed,
 };
 pub use validate::{
     ClusterRouteSpec, Diagnostic, Diagnostics, Document, SpecProblem, parse, parse_with_kubernetes,

@@ -67,6 +67,10 @@ pub struct Kubernetes {
     pub peers: String,
     /// Whether this replica may lead.
     pub role: KubernetesRole,
+    /// Whether weir serves the Gateway API (GatewayClasses whose
+    /// `controllerName` is `weir.dev/gateway-controller`, their Gateways
+    /// and HTTPRoutes).
+    pub gateway_api: bool,
 }
 
 /// What a replica may do in the cluster.
@@ -341,6 +345,7 @@ impl Default for Kubernetes {
             lease: DEFAULT_LEASE.to_owned(),
             peers: DEFAULT_PEERS.to_owned(),
             role: KubernetesRole::Candidate,
+            gateway_api: false,
         }
     }
 }

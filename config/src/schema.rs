@@ -246,6 +246,9 @@ pub struct KubernetesSpec {
     /// `candidate` (may lead) or `follower` (never leads); default `candidate`.
     #[serde(default)]
     pub role: Option<String>,
+    /// Serve the Gateway API (GatewayClass, Gateway, HTTPRoute); default false.
+    #[serde(default)]
+    pub gateway_api: Option<bool>,
 }
 
 /// One listener.

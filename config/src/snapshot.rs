@@ -52,6 +52,65 @@ pub struct RouteSnapshot {
     pub stable_fallback: Option<StableFallback>,
     /// gRPC statuses that count as errors of a role.
     pub grpc_error_codes: GrpcCodeSet,
+    /// A Gateway API rule (an HTTPRoute's match and its backends): when set,
+    /// it narrows the match and its weighted backends replace `split`.
+    pub gateway: Option<Arc<GatewayRule>>,
+}
+
+/// One match of one rule of a Gateway API HTTPRoute, served as a route: the
+/// conditions a request must meet beyond host and path prefix, the weighted
+/// backends it goes to and the header edits on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GatewayRule {
+    /// The path must equal the route's `path_prefix` (`Exact`) rather than
+    /// start with it (`PathPrefix`).
+    pub exact_path: bool,
+    /// The ports of the weir listeners it is served on (those of the
+    /// Gateway listeners it is attached to); empty: every listener.
+    pub listener_ports: Vec<u16>,
+    /// The request method, uppercase, when the match names one.
+    pub method: Option<String>,
+    /// Headers the request must carry: lowercase name, exact value.
+    pub headers: Vec<(String, String)>,
+    /// Headers whose whole value must match a regular expression:
+    /// lowercase name, pattern (a valid `regex` crate pattern).
+    pub header_patterns: Vec<(String, String)>,
+    /// The backends: each gets `weight / Σ weights` of the requests. No
+    /// backend, or all weights 0: the request is answered 500.
+    pub backends: Vec<WeightedBackend>,
+    /// Edits of the request headers before forwarding.
+    pub request_headers: HeaderEdits,
+    /// Edits of the response headers before they go downstream.
+    pub response_headers: HeaderEdits,
+}
+
+/// A backend of a Gateway API rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedBackend {
+    /// The backend Service's name: the `role` label of its metrics.
+    pub name: Arc<str>,
+    /// Its weight, 0 to 1,000,000.
+    pub weight: u32,
+    /// Whether the reference resolved (the Service and port exist); the
+    /// share of an unresolved one is answered 500, as the Gateway API asks.
+    pub resolved: bool,
+    /// Resolved addresses (empty: its share is answered 503).
+    pub endpoints: Vec<SocketAddr>,
+    /// Edits of the request headers for this backend only (after the rule's).
+    pub request_headers: HeaderEdits,
+    /// Edits of the response headers for this backend only (after the rule's).
+    pub response_headers: HeaderEdits,
+}
+
+/// The edits of a header modifier filter, applied in the order remove, set, add.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderEdits {
+    /// Headers replaced (or added when absent): lowercase name, value.
+    pub set: Vec<(String, String)>,
+    /// Headers appended: lowercase name, value.
+    pub add: Vec<(String, String)>,
+    /// Headers removed, lowercase.
+    pub remove: Vec<String>,
 }
 
 /// The stable and canary backends and the weight between them.
@@ -127,6 +186,15 @@ fn tls_with_name(tls: &Arc<UpstreamTls>, endpoints: &[EndpointAddr]) -> Arc<Upst
     }
 }
 
+// === impl HeaderEdits ===
+
+impl HeaderEdits {
+    /// True when the filter changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
 // === impl Snapshot ===
 
 impl Snapshot {
@@ -196,6 +264,7 @@ impl Snapshot {
                         .strategy
                         .as_ref()
                         .map_or(GrpcCodeSet::DEFAULT_ERRORS, |s| s.analysis.grpc_error_codes),
+                    gateway: None,
                 }
             })
             .collect();

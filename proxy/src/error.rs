@@ -112,7 +112,7 @@ impl ProxyError {
     }
 
     /// The downstream response. The body names the condition, not internal addresses.
-    pub fn to_response(&self, route: &str, role: Role) -> Response<ProxyBody> {
+    pub fn to_response(&self, route: &str, role: impl std::fmt::Display) -> Response<ProxyBody> {
         let status = self.status();
         let what = match self {
             ProxyError::NoEndpoints { .. } => "no upstream endpoint available",

@@ -22,7 +22,7 @@ use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason};
 use crate::request_body::{self, BufferedBody, Kept, RequestBody};
 use crate::request_id::X_REQUEST_ID;
-use crate::routing::{ServedBackend, ServedRoute};
+use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
 use crate::{Role, Shared};
 
@@ -31,6 +31,8 @@ use crate::{Role, Shared};
 pub struct Downstream {
     /// The client's address.
     pub remote: SocketAddr,
+    /// The port of the listener the connection came in on (0 when unknown).
+    pub local_port: u16,
     /// The client's IP as a header value, made once per connection.
     pub client_ip: HeaderValue,
     /// Whether the connection is TLS.
@@ -43,12 +45,19 @@ pub struct Downstream {
 // === impl Downstream ===
 
 impl Downstream {
+    /// The same downstream, received on the listener of `port`.
+    pub fn on_port(mut self, port: u16) -> Downstream {
+        self.local_port = port;
+        self
+    }
+
     /// The downstream of a connection from `remote`, logged in `span`.
     pub fn new(remote: SocketAddr, tls: bool, span: tracing::Span) -> Downstream {
         let client_ip = HeaderValue::try_from(remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
         Downstream {
             remote,
+            local_port: 0,
             client_ip,
             tls,
             span,
@@ -66,7 +75,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 pub async fn serve(
     shared: &Shared,
     downstream: &Downstream,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     if let Err(reason) = check_head(&req) {
@@ -79,7 +88,13 @@ pub async fn serve(
     // One snapshot for the whole request, even if a new one is applied meanwhile.
     let routing = shared.routing.load_full();
     let host = request_host(&req).unwrap_or("");
-    let Some(index) = routing.table.find(host, req.uri().path()) else {
+    let accepts = |index: usize| {
+        routing.routes[index]
+            .rule
+            .as_ref()
+            .is_none_or(|rule| rule.accepts(downstream.local_port, req.method(), req.headers()))
+    };
+    let Some(index) = routing.table.find_where(host, req.uri().path(), accepts) else {
         return local_response(
             StatusCode::NOT_FOUND,
             format!(
@@ -90,32 +105,29 @@ pub async fn serve(
         );
     };
     let route = &routing.routes[index];
-
-    let header = match &route.canary_by_header {
-        Some((name, value)) => {
-            decision::header_verdict(value, req.headers().get(name).map(HeaderValue::as_bytes))
-        }
-        None => HeaderVerdict::None,
-    };
     let mut issued_key = None;
-    let role = match &route.sticky {
-        Some(cookie) => {
-            let found = decision::find_cookie(
-                req.headers()
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                &cookie.name,
-            );
-            let key = match found {
-                Some(key) => key,
-                None => issued_key.insert(decision::new_client_key()).as_slice(),
-            };
-            decision::decide(route.split, header, Some(key), 0)
+    let mut backend_response_edits = None;
+    let (role, backend) = match route.rule.as_deref() {
+        None => {
+            let role = decide_role(route, &req, &mut issued_key);
+            (role, route.backend(role))
         }
-        None => decision::decide(route.split, header, None, decision::draw()),
+        Some(rule) => match rule.choose(decision::draw()) {
+            RuleChoice::Backend(chosen) => {
+                rule.request_headers.apply(req.headers_mut());
+                chosen.request_headers.apply(req.headers_mut());
+                backend_response_edits = Some(&chosen.response_headers);
+                (Role::Stable, &chosen.backend)
+            }
+            RuleChoice::Unresolved(backend) => {
+                backend.metrics.record(500, started.elapsed());
+                return rule_not_served(route, "the backend chosen does not resolve");
+            }
+            RuleChoice::NoBackend => {
+                return rule_not_served(route, "the rule has no backend with a weight");
+            }
+        },
     };
-    let backend = route.backend(role);
 
     // The request's span is at debug level: at the default level (info) a
     // request pays for one level check, and no span is made and no field
@@ -132,7 +144,7 @@ pub async fn serve(
         path = req.uri().path(),
         request_id = %ShowId(request_id.as_ref()),
         route = &*route.name,
-        role = %role,
+        role = &*backend.label,
     );
     let about = About {
         method: req.method().clone(),
@@ -210,6 +222,12 @@ pub async fn serve(
         }
     }
 
+    if let Some(rule) = &route.rule {
+        rule.response_headers.apply(response.headers_mut());
+    }
+    if let Some(edits) = backend_response_edits {
+        edits.apply(response.headers_mut());
+    }
     if let (Some(key), Some(cookie)) = (issued_key, &route.sticky) {
         let key = std::str::from_utf8(&key).unwrap_or_default();
         if let Some(value) = cookie.set_cookie(key, tls) {
@@ -260,7 +278,7 @@ fn answer(
             grpc::deadline_exceeded_response()
         }
         Err(error) => {
-            let response = error.to_response(&context.route.name, role);
+            let response = error.to_response(&context.route.name, &backend.label);
             let status = response.status().as_u16();
             if let Some(kind) = error.client_error_kind() {
                 context
@@ -358,6 +376,47 @@ async fn keep_for_fallback(
             ))
         }
         Kept::TooLarge(body) => Ok((Request::from_parts(parts, body), None)),
+    }
+}
+
+/// A 500 for a request a Gateway API rule cannot serve (the Gateway API's answer).
+fn rule_not_served(route: &ServedRoute, why: &str) -> Response<ProxyBody> {
+    local_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("500 {why} (route {})\n", route.name),
+    )
+}
+
+/// The role of a request on a stable/canary route: the header override,
+/// then the sticky key (a new one issued into `issued_key` when the client
+/// has none), then a weighted draw.
+fn decide_role<B>(
+    route: &ServedRoute,
+    req: &Request<B>,
+    issued_key: &mut Option<[u8; 32]>,
+) -> Role {
+    let header = match &route.canary_by_header {
+        Some((name, value)) => {
+            decision::header_verdict(value, req.headers().get(name).map(HeaderValue::as_bytes))
+        }
+        None => HeaderVerdict::None,
+    };
+    match &route.sticky {
+        Some(cookie) => {
+            let found = decision::find_cookie(
+                req.headers()
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                &cookie.name,
+            );
+            let key = match found {
+                Some(key) => key,
+                None => issued_key.insert(decision::new_client_key()).as_slice(),
+            };
+            decision::decide(route.split, header, Some(key), 0)
+        }
+        None => decision::decide(route.split, header, None, decision::draw()),
     }
 }
 

@@ -93,8 +93,17 @@ pub enum RejectReason {
     HostUserinfo,
 }
 
-/// Counters by (route, role).
-type SeriesMap = BTreeMap<(Arc<str>, Role), Arc<RoleMetrics>>;
+/// Counters by (route, role label): `stable` and `canary`, or a Gateway
+/// API backend's Service name.
+type SeriesMap = BTreeMap<(Arc<str>, SeriesRole), Arc<RoleMetrics>>;
+
+/// The role part of a series key: stable and canary first, in that order,
+/// then Gateway API backends by name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum SeriesRole {
+    Role(Role),
+    Backend(Arc<str>),
+}
 
 /// Whether a status counts as an error of the role: any 5xx, weir's own
 /// 502, 503 and 504 included. A 499 (the client left) is not: a client must
@@ -163,7 +172,8 @@ pub struct EndpointMetrics {
 #[derive(Debug)]
 pub struct RoleMetrics {
     route: Arc<str>,
-    role: Role,
+    /// The `role` label.
+    role: Arc<str>,
     by_code: Box<[AtomicU64]>,
     /// Non-cumulative counts per [`LATENCY_BOUNDS_MICROS`] slot; the last is `+Inf`.
     latency: [AtomicU64; LATENCY_SLOTS],
@@ -264,15 +274,34 @@ impl Metrics {
     /// The counters of `role` on `route`, created on first use. Called when a
     /// snapshot is applied, never per request.
     pub fn role(&self, route: &Arc<str>, role: Role) -> Arc<RoleMetrics> {
+        self.series(route, SeriesRole::Role(role))
+    }
+
+    /// The counters of the backend whose `role` label is `label` (a Gateway
+    /// API backend's Service name) on `route`, created on first use. Called
+    /// when a snapshot is applied, never per request.
+    pub fn labelled(&self, route: &Arc<str>, label: &Arc<str>) -> Arc<RoleMetrics> {
+        self.series(route, SeriesRole::Backend(Arc::clone(label)))
+    }
+
+    fn series(&self, route: &Arc<str>, role: SeriesRole) -> Arc<RoleMetrics> {
         let mut series = self
             .series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(
             series
-                .entry((Arc::clone(route), role))
-                .or_insert_with(|| Arc::new(RoleMetrics::new(Arc::clone(route), role))),
+                .entry((Arc::clone(route), role.clone()))
+                .or_insert_with(|| Arc::new(RoleMetrics::new(Arc::clone(route), role.label()))),
         )
+    }
+
+    /// Counters that are never exported: for a backend no request can reach.
+    pub fn unexported(route: &Arc<str>, role: Role) -> Arc<RoleMetrics> {
+        Arc::new(RoleMetrics::new(
+            Arc::clone(route),
+            Arc::from(role.metric_label()),
+        ))
     }
 
     /// The counters of `role` on `route`, if any request was ever counted
@@ -282,7 +311,9 @@ impl Metrics {
             .series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        series.get(&(Arc::from(route), role)).cloned()
+        series
+            .get(&(Arc::from(route), SeriesRole::Role(role)))
+            .cloned()
     }
 
     /// The connection counters of the listener `name`, created on first use.
@@ -365,10 +396,22 @@ impl Metrics {
     }
 }
 
+// === impl SeriesRole ===
+
+impl SeriesRole {
+    /// The `role` label.
+    fn label(&self) -> Arc<str> {
+        match self {
+            SeriesRole::Role(role) => Arc::from(role.metric_label()),
+            SeriesRole::Backend(name) => Arc::clone(name),
+        }
+    }
+}
+
 // === impl RoleMetrics ===
 
 impl RoleMetrics {
-    fn new(route: Arc<str>, role: Role) -> RoleMetrics {
+    fn new(route: Arc<str>, role: Arc<str>) -> RoleMetrics {
         RoleMetrics {
             route,
             role,

@@ -2,6 +2,12 @@
 //! longest `*.suffix`, then routes for any host); within a group the longest
 //! matching path prefix wins. A group with no matching prefix falls through to
 //! the next, less specific one, so a catch-all route still serves a known host.
+//!
+//! A Gateway API rule may match its path exactly: an exact path beats a
+//! prefix of the same length. Entries of equal path length keep the order
+//! they were given (routes of the file, then CanaryRoutes, then Gateway API
+//! rules in their precedence order), and a caller may refuse an entry (a
+//! method or header condition not met) so that the next one is tried.
 
 use std::collections::HashMap;
 
@@ -19,6 +25,8 @@ pub struct RouteTable {
 #[derive(Debug, Clone)]
 struct Entry {
     prefix: Box<str>,
+    /// The path must equal `prefix`.
+    exact: bool,
     index: usize,
 }
 
@@ -28,10 +36,23 @@ impl RouteTable {
     /// Builds a table from each route's host matchers and path prefix, indexed
     /// by position in `routes`.
     pub fn new<'a>(routes: impl IntoIterator<Item = (&'a [HostMatch], &'a str)>) -> RouteTable {
+        RouteTable::with_exact(
+            routes
+                .into_iter()
+                .map(|(hosts, prefix)| (hosts, prefix, false)),
+        )
+    }
+
+    /// Builds a table from each route's host matchers, path and whether the
+    /// path must match exactly, indexed by position in `routes`.
+    pub fn with_exact<'a>(
+        routes: impl IntoIterator<Item = (&'a [HostMatch], &'a str, bool)>,
+    ) -> RouteTable {
         let mut table = RouteTable::default();
-        for (index, (hosts, prefix)) in routes.into_iter().enumerate() {
+        for (index, (hosts, prefix, exact)) in routes.into_iter().enumerate() {
             let entry = Entry {
                 prefix: prefix.into(),
+                exact,
                 index,
             };
             if hosts.is_empty() {
@@ -56,8 +77,9 @@ impl RouteTable {
                 }
             }
         }
-        let by_prefix_len =
-            |entries: &mut Vec<Entry>| entries.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
+        let by_prefix_len = |entries: &mut Vec<Entry>| {
+            entries.sort_by_key(|e| (std::cmp::Reverse(e.prefix.len()), !e.exact));
+        };
         table.exact.values_mut().for_each(by_prefix_len);
         table
             .suffixes
@@ -73,6 +95,17 @@ impl RouteTable {
     /// The index of the route serving `host` (any case, port and trailing dot
     /// allowed) and `path`, if any.
     pub fn find(&self, host: &str, path: &str) -> Option<usize> {
+        self.find_where(host, path, |_| true)
+    }
+
+    /// As [`RouteTable::find`], skipping the routes `accepts` refuses (by
+    /// index): a Gateway API rule whose method or headers do not match.
+    pub fn find_where(
+        &self,
+        host: &str,
+        path: &str,
+        accepts: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let host = normalize_host(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -84,26 +117,37 @@ impl RouteTable {
         if let Some(index) = self
             .exact
             .get(host)
-            .and_then(|entries| longest_prefix(entries, path))
+            .and_then(|entries| longest_prefix(entries, path, &accepts))
         {
             return Some(index);
         }
         for (suffix, entries) in &self.suffixes {
             // `*.example.com` matches `a.example.com`, not `example.com` itself.
             if host.len() > suffix.len() && host.ends_with(&**suffix) {
-                if let Some(index) = longest_prefix(entries, path) {
+                if let Some(index) = longest_prefix(entries, path, &accepts) {
                     return Some(index);
                 }
             }
         }
-        longest_prefix(&self.any_host, path)
+        longest_prefix(&self.any_host, path, &accepts)
     }
 }
 
-fn longest_prefix(entries: &[Entry], path: &str) -> Option<usize> {
+fn longest_prefix(
+    entries: &[Entry],
+    path: &str,
+    accepts: &impl Fn(usize) -> bool,
+) -> Option<usize> {
     entries
         .iter()
-        .find(|e| path_has_prefix(path, &e.prefix))
+        .find(|e| {
+            let path_matches = if e.exact {
+                path == &*e.prefix
+            } else {
+                path_has_prefix(path, &e.prefix)
+            };
+            path_matches && accepts(e.index)
+        })
         .map(|e| e.index)
 }
 
@@ -180,6 +224,30 @@ mod tests {
         assert_eq!(t.find("a.test", "/only/x"), Some(0));
         assert_eq!(t.find("a.test", "/"), None);
         assert_eq!(t.find("b.test", "/only"), None);
+    }
+
+    #[test]
+    fn an_exact_path_beats_a_prefix_and_a_refused_entry_falls_through() {
+        let routes: Vec<(Vec<HostMatch>, &str, bool)> = vec![
+            (vec![], "/", false),               // 0
+            (vec![], "/api", false),            // 1
+            (vec![], "/api", true),             // 2
+            (vec![], "/api/v1", false),         // 3: refused below
+            (vec![exact("a.test")], "/", true), // 4
+        ];
+        let t = RouteTable::with_exact(routes.iter().map(|(h, p, e)| (h.as_slice(), *p, *e)));
+        let accepts = |index: usize| index != 3;
+        let cases = [
+            ("x.test", "/api", Some(2)),
+            ("x.test", "/api/", Some(1)),
+            ("x.test", "/api/v1/users", Some(1)),
+            ("a.test", "/", Some(4)),
+            ("a.test", "/other", Some(0)),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(t.find_where(host, path, accepts), want, "{host} {path}");
+        }
+        assert_eq!(t.find("x.test", "/api/v1/users"), Some(3));
     }
 
     #[test]

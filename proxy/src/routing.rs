@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue};
-use weir_config::{GrpcCodeSet, Snapshot, Timeouts};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use weir_config::{GatewayRule, GrpcCodeSet, HeaderEdits, Snapshot, Timeouts};
 
 use crate::Role;
 use crate::decision::SplitParams;
@@ -48,11 +48,71 @@ pub struct ServedRoute {
     pub fallback: Option<FallbackPolicy>,
     /// gRPC statuses that count as errors of a role.
     pub grpc_error_codes: GrpcCodeSet,
+    /// A Gateway API rule: its conditions and weighted backends replace the
+    /// stable/canary decision.
+    pub rule: Option<Box<ServedRule>>,
+}
+
+/// A Gateway API rule made ready to serve.
+#[derive(Debug)]
+pub struct ServedRule {
+    /// The local ports of the listeners it is served on; empty: every one.
+    pub listener_ports: Box<[u16]>,
+    /// The method the request must have.
+    pub method: Option<Method>,
+    /// Headers the request must carry with exactly these values.
+    pub headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Headers whose whole value must match these expressions.
+    pub header_patterns: Box<[(HeaderName, regex::Regex)]>,
+    /// The backends, each with the running sum of the weights up to and
+    /// including its own.
+    pub backends: Box<[(u64, WeightedServedBackend)]>,
+    /// The sum of the weights.
+    pub total_weight: u64,
+    /// Edits of the request headers.
+    pub request_headers: ServedHeaderEdits,
+    /// Edits of the response headers.
+    pub response_headers: ServedHeaderEdits,
+}
+
+/// A backend of a Gateway API rule.
+#[derive(Debug)]
+pub struct WeightedServedBackend {
+    /// Whether its reference resolved; an unresolved one is answered 500.
+    pub resolved: bool,
+    /// Its endpoints and counters.
+    pub backend: ServedBackend,
+    /// Edits of the request headers for this backend (after the rule's).
+    pub request_headers: ServedHeaderEdits,
+    /// Edits of the response headers for this backend (after the rule's).
+    pub response_headers: ServedHeaderEdits,
+}
+
+/// The header edits of a filter, names and values parsed once.
+#[derive(Debug, Default)]
+pub struct ServedHeaderEdits {
+    remove: Box<[HeaderName]>,
+    set: Box<[(HeaderName, HeaderValue)]>,
+    add: Box<[(HeaderName, HeaderValue)]>,
+}
+
+/// Where a Gateway API rule sends a request.
+#[derive(Debug)]
+pub enum RuleChoice<'a> {
+    /// To this backend.
+    Backend(&'a WeightedServedBackend),
+    /// Answer 500 and count it against this backend: its reference did not resolve.
+    Unresolved(&'a ServedBackend),
+    /// Answer 500: the rule has no backend with a weight.
+    NoBackend,
 }
 
 /// A backend made ready to serve.
 #[derive(Debug)]
 pub struct ServedBackend {
+    /// The `role` label: `stable`, `canary`, or a Gateway API backend's
+    /// Service name.
+    pub label: Arc<str>,
     /// Revision label.
     pub revision: Arc<str>,
     /// Endpoint handles (shared across snapshots).
@@ -79,68 +139,223 @@ pub struct StickyCookie {
 impl Routing {
     /// Builds the served form of `snapshot`, resolving endpoint and metric handles.
     pub fn build(snapshot: &Snapshot, registry: &Registry, metrics: &Metrics) -> Routing {
-        let table = RouteTable::new(
+        let table = RouteTable::with_exact(snapshot.routes.iter().map(|r| {
+            let exact = r.gateway.as_ref().is_some_and(|g| g.exact_path);
+            (r.hosts.as_slice(), r.path_prefix.as_str(), exact)
+        }));
+        let routes =
             snapshot
                 .routes
                 .iter()
-                .map(|r| (r.hosts.as_slice(), r.path_prefix.as_str())),
-        );
-        let routes = snapshot
-            .routes
-            .iter()
-            .map(|route| {
-                let backend = |b: &weir_config::Backend, role| ServedBackend {
-                    revision: Arc::clone(&b.revision),
-                    endpoints: b
-                        .endpoints
-                        .iter()
-                        .map(|&addr| {
-                            registry.endpoint_with(addr, b.protocol, b.tls.as_ref(), metrics)
-                        })
-                        .collect(),
-                    metrics: metrics.role(&route.name, role),
-                };
-                ServedRoute {
-                    name: Arc::clone(&route.name),
-                    split: SplitParams {
-                        has_canary: route.split.canary.is_some(),
-                        weight: route.split.canary_weight,
-                        cohort_seed: route.split.cohort_seed,
-                    },
-                    stable: backend(&route.split.stable, Role::Stable),
-                    canary: route
-                        .split
-                        .canary
-                        .as_ref()
-                        .map(|c| backend(c, Role::Canary)),
-                    canary_by_header: route.canary_by_header.as_ref().and_then(|h| {
-                        // Validation guarantees a valid lowercase name; a bad one disables the override.
-                        HeaderName::from_bytes(h.name.as_bytes())
-                            .ok()
-                            .map(|name| (name, Arc::clone(&h.value)))
-                    }),
-                    sticky: route.stickiness.as_ref().map(|s| {
-                        StickyCookie::new(
-                            Arc::clone(&s.cookie),
-                            cookie::time::Duration::seconds(
-                                i64::try_from(s.max_age.as_secs()).unwrap_or(i64::MAX),
-                            ),
-                        )
-                    }),
-                    timeouts: route.timeouts,
-                    upgrades: route.upgrades.iter().cloned().collect(),
-                    fallback: route
-                        .stable_fallback
-                        .as_ref()
-                        .map(|config| FallbackPolicy::new(config, metrics.fallback(&route.name))),
-                    grpc_error_codes: route.grpc_error_codes,
-                }
-            })
-            .collect();
+                .map(|route| {
+                    let backend = |b: &weir_config::Backend, role: Role| ServedBackend {
+                        label: Arc::from(role.metric_label()),
+                        revision: Arc::clone(&b.revision),
+                        endpoints: b
+                            .endpoints
+                            .iter()
+                            .map(|&addr| {
+                                registry.endpoint_with(addr, b.protocol, b.tls.as_ref(), metrics)
+                            })
+                            .collect(),
+                        metrics: metrics.role(&route.name, role),
+                    };
+                    let rule = route.gateway.as_ref().map(|rule| {
+                        Box::new(ServedRule::build(&route.name, rule, registry, metrics))
+                    });
+                    // A Gateway API rule never serves `stable`: its counters stay unexported.
+                    let stable = if rule.is_some() {
+                        ServedBackend {
+                            label: Arc::from(Role::Stable.metric_label()),
+                            revision: Arc::clone(&route.split.stable.revision),
+                            endpoints: Vec::new(),
+                            metrics: Metrics::unexported(&route.name, Role::Stable),
+                        }
+                    } else {
+                        backend(&route.split.stable, Role::Stable)
+                    };
+                    ServedRoute {
+                        name: Arc::clone(&route.name),
+                        split: SplitParams {
+                            has_canary: route.split.canary.is_some(),
+                            weight: route.split.canary_weight,
+                            cohort_seed: route.split.cohort_seed,
+                        },
+                        stable,
+                        canary: route
+                            .split
+                            .canary
+                            .as_ref()
+                            .map(|c| backend(c, Role::Canary)),
+                        canary_by_header: route.canary_by_header.as_ref().and_then(|h| {
+                            // Validation guarantees a valid lowercase name; a bad one disables the override.
+                            HeaderName::from_bytes(h.name.as_bytes())
+                                .ok()
+                                .map(|name| (name, Arc::clone(&h.value)))
+                        }),
+                        sticky: route.stickiness.as_ref().map(|s| {
+                            StickyCookie::new(
+                                Arc::clone(&s.cookie),
+                                cookie::time::Duration::seconds(
+                                    i64::try_from(s.max_age.as_secs()).unwrap_or(i64::MAX),
+                                ),
+                            )
+                        }),
+                        timeouts: route.timeouts,
+                        upgrades: route.upgrades.iter().cloned().collect(),
+                        fallback: route.stable_fallback.as_ref().map(|config| {
+                            FallbackPolicy::new(config, metrics.fallback(&route.name))
+                        }),
+                        grpc_error_codes: route.grpc_error_codes,
+                        rule,
+                    }
+                })
+                .collect();
         Routing {
             version: snapshot.version,
             table,
             routes,
+        }
+    }
+}
+
+// === impl ServedRule ===
+
+impl ServedRule {
+    /// Resolves the rule's backends (endpoint and metric handles) and parses
+    /// its header names and values; a name or value that is not valid HTTP
+    /// (the compiler refuses those) is left out.
+    pub fn build(
+        route: &Arc<str>,
+        rule: &GatewayRule,
+        registry: &Registry,
+        metrics: &Metrics,
+    ) -> ServedRule {
+        let mut total_weight = 0u64;
+        let backends = rule
+            .backends
+            .iter()
+            .map(|b| {
+                total_weight += u64::from(b.weight);
+                let backend = ServedBackend {
+                    label: Arc::clone(&b.name),
+                    revision: Arc::clone(&b.name),
+                    endpoints: b
+                        .endpoints
+                        .iter()
+                        .map(|&addr| registry.endpoint(addr, metrics))
+                        .collect(),
+                    metrics: metrics.labelled(route, &b.name),
+                };
+                (
+                    total_weight,
+                    WeightedServedBackend {
+                        resolved: b.resolved,
+                        backend,
+                        request_headers: ServedHeaderEdits::build(&b.request_headers),
+                        response_headers: ServedHeaderEdits::build(&b.response_headers),
+                    },
+                )
+            })
+            .collect();
+        ServedRule {
+            listener_ports: rule.listener_ports.iter().copied().collect(),
+            method: rule
+                .method
+                .as_deref()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
+            headers: header_pairs(&rule.headers),
+            header_patterns: rule
+                .header_patterns
+                .iter()
+                .filter_map(|(name, pattern)| {
+                    // The whole value must match, as Envoy's `safe_regex` does.
+                    Some((
+                        HeaderName::from_bytes(name.as_bytes()).ok()?,
+                        regex::Regex::new(&format!("^(?:{pattern})$")).ok()?,
+                    ))
+                })
+                .collect(),
+            backends,
+            total_weight,
+            request_headers: ServedHeaderEdits::build(&rule.request_headers),
+            response_headers: ServedHeaderEdits::build(&rule.response_headers),
+        }
+    }
+
+    /// Whether a request with `method` and `headers`, received on the
+    /// listener of `local_port`, meets the rule's conditions.
+    pub fn accepts(&self, local_port: u16, method: &Method, headers: &HeaderMap) -> bool {
+        (self.listener_ports.is_empty() || self.listener_ports.contains(&local_port))
+            && self.method.as_ref().is_none_or(|m| m == method)
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| headers.get(name) == Some(value))
+            && self.header_patterns.iter().all(|(name, pattern)| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| pattern.is_match(v))
+            })
+    }
+
+    /// The backend for a uniform `draw` in `0..BUCKETS`: backend `i` gets
+    /// `weight_i / Σ weights` of the draws.
+    pub fn choose(&self, draw: u32) -> RuleChoice<'_> {
+        if self.total_weight == 0 {
+            return RuleChoice::NoBackend;
+        }
+        // `total_weight` is at most 1e6 × the number of backends, so the
+        // product stays far below u64::MAX.
+        let point = u64::from(draw) * self.total_weight / u64::from(crate::decision::BUCKETS);
+        let index = self.backends.partition_point(|(upto, _)| *upto <= point);
+        match self.backends.get(index) {
+            Some((_, chosen)) if chosen.resolved => RuleChoice::Backend(chosen),
+            Some((_, chosen)) => RuleChoice::Unresolved(&chosen.backend),
+            None => RuleChoice::NoBackend,
+        }
+    }
+}
+
+/// Parsed header names and values; invalid ones left out.
+fn header_pairs(pairs: &[(String, String)]) -> Box<[(HeaderName, HeaderValue)]> {
+    pairs
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect()
+}
+
+// === impl ServedHeaderEdits ===
+
+impl ServedHeaderEdits {
+    fn build(edits: &HeaderEdits) -> ServedHeaderEdits {
+        ServedHeaderEdits {
+            remove: edits
+                .remove
+                .iter()
+                .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+                .collect(),
+            set: header_pairs(&edits.set),
+            add: header_pairs(&edits.add),
+        }
+    }
+
+    /// Applies the edits to `headers`: remove, then set, then add.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
         }
     }
 }
@@ -220,6 +435,117 @@ impl ServedRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn weighted(name: &str, weight: u32, resolved: bool) -> weir_config::WeightedBackend {
+        weir_config::WeightedBackend {
+            name: Arc::from(name),
+            weight,
+            resolved,
+            endpoints: vec!["127.0.0.1:9".parse().unwrap()],
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+        }
+    }
+
+    fn label(choice: RuleChoice<'_>) -> String {
+        match choice {
+            RuleChoice::Backend(b) => b.backend.label.to_string(),
+            RuleChoice::Unresolved(b) => format!("unresolved {}", b.label),
+            RuleChoice::NoBackend => "none".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_rule_splits_draws_by_weight_over_the_sum() {
+        let metrics = Metrics::new();
+        let registry = Registry::default();
+        let route: Arc<str> = Arc::from("shop/web");
+        let rule = GatewayRule {
+            backends: vec![
+                weighted("web-v1", 70, true),
+                weighted("web-v2", 30, true),
+                weighted("web-v3", 0, true),
+                weighted("gone", 100, false),
+            ],
+            ..GatewayRule::default()
+        };
+        let served = ServedRule::build(&route, &rule, &registry, &metrics);
+        // Σ = 200: web-v1 gets draws below 35 %, web-v2 up to 50 %, the
+        // missing Service (answered 500) the other half, web-v3 none.
+        let cases = [
+            (0, "web-v1"),
+            (349_999, "web-v1"),
+            (350_000, "web-v2"),
+            (499_999, "web-v2"),
+            (500_000, "unresolved gone"),
+            (999_999, "unresolved gone"),
+        ];
+        for (draw, want) in cases {
+            assert_eq!(label(served.choose(draw)), want, "draw {draw}");
+        }
+        let zero = GatewayRule {
+            backends: vec![weighted("web-v1", 0, true), weighted("web-v2", 0, true)],
+            ..GatewayRule::default()
+        };
+        let served = ServedRule::build(&route, &zero, &registry, &metrics);
+        assert_eq!(label(served.choose(0)), "none");
+        assert_eq!(label(served.choose(999_999)), "none");
+    }
+
+    #[test]
+    fn a_rule_checks_method_and_exact_header_values_and_edits_headers() {
+        let metrics = Metrics::new();
+        let registry = Registry::default();
+        let rule = GatewayRule {
+            method: Some("POST".to_owned()),
+            headers: vec![("x-canary".to_owned(), "always".to_owned())],
+            request_headers: HeaderEdits {
+                set: vec![("x-env".to_owned(), "canary".to_owned())],
+                add: vec![("x-via".to_owned(), "weir".to_owned())],
+                remove: vec!["x-debug".to_owned()],
+            },
+            ..GatewayRule::default()
+        };
+        let served = ServedRule::build(&Arc::from("shop/web"), &rule, &registry, &metrics);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-canary", HeaderValue::from_static("always"));
+        assert!(served.accepts(8080, &Method::POST, &headers));
+        assert!(!served.accepts(8080, &Method::GET, &headers));
+        headers.insert("x-canary", HeaderValue::from_static("Always"));
+        assert!(!served.accepts(8080, &Method::POST, &headers));
+        let on_80 = GatewayRule {
+            listener_ports: vec![80],
+            ..GatewayRule::default()
+        };
+        let on_80 = ServedRule::build(&Arc::from("shop/web"), &on_80, &registry, &metrics);
+        assert!(on_80.accepts(80, &Method::GET, &HeaderMap::new()));
+        assert!(!on_80.accepts(8080, &Method::GET, &HeaderMap::new()));
+
+        // Flagger's session affinity: the cookie anywhere in `Cookie`.
+        let sticky = GatewayRule {
+            header_patterns: vec![("cookie".to_owned(), ".*flagger-cookie.*abc.*".to_owned())],
+            ..GatewayRule::default()
+        };
+        let sticky = ServedRule::build(&Arc::from("shop/web"), &sticky, &registry, &metrics);
+        let mut cookies = HeaderMap::new();
+        assert!(!sticky.accepts(8080, &Method::GET, &cookies));
+        cookies.insert(
+            "cookie",
+            HeaderValue::from_static("a=1; flagger-cookie=abc; b=2"),
+        );
+        assert!(sticky.accepts(8080, &Method::GET, &cookies));
+        cookies.insert("cookie", HeaderValue::from_static("flagger-cookie=xyz"));
+        assert!(!sticky.accepts(8080, &Method::GET, &cookies));
+
+        headers.insert("x-env", HeaderValue::from_static("prod"));
+        headers.insert("x-debug", HeaderValue::from_static("1"));
+        headers.insert("x-via", HeaderValue::from_static("edge"));
+        served.request_headers.apply(&mut headers);
+        assert_eq!(headers.get("x-env").unwrap(), "canary");
+        assert!(headers.get("x-debug").is_none());
+        let via: Vec<_> = headers.get_all("x-via").iter().collect();
+        assert_eq!(via, ["edge", "weir"]);
+    }
 
     #[test]
     fn set_cookie_issues_the_key_with_its_attributes() {

@@ -104,6 +104,7 @@ impl Proxy {
         // Turns true at the drain deadline: every connection still open is dropped.
         let (cut_tx, cut_rx) = watch::channel(false);
         let mut backoff = AcceptBackoff::new(&options.name);
+        let local_port = listener.local_addr().map_or(0, |addr| addr.port());
         tokio::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
@@ -160,7 +161,8 @@ impl Proxy {
                 peer = %remote,
                 tls = acceptor.is_some(),
             );
-            let downstream = Downstream::new(remote, acceptor.is_some(), span.clone());
+            let downstream =
+                Downstream::new(remote, acceptor.is_some(), span.clone()).on_port(local_port);
             tokio::spawn(
                 async move {
                     let _open = open;

@@ -109,6 +109,7 @@ fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {
             upgrades: vec![Arc::from("websocket")],
             stable_fallback: None,
             grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
+            gateway: None,
         }],
     }
 }

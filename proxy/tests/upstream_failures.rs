@@ -154,6 +154,7 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
             upgrades: vec![Arc::from("websocket")],
             stable_fallback: None,
             grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
+            gateway: None,
         }],
     }
 }

@@ -48,6 +48,15 @@ pub const CANARY_ROUTES: &str = "apis/weir.dev/v1alpha1/canaryroutes";
 /// Collection path of Leases.
 pub const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
 
+/// Collection path of GatewayClasses (cluster-scoped).
+pub const GATEWAY_CLASSES: &str = "apis/gateway.networking.k8s.io/v1/gatewayclasses";
+
+/// Collection path of Gateways.
+pub const GATEWAYS: &str = "apis/gateway.networking.k8s.io/v1/gateways";
+
+/// Collection path of HTTPRoutes.
+pub const HTTP_ROUTES: &str = "apis/gateway.networking.k8s.io/v1/httproutes";
+
 /// Collection path of `events.k8s.io/v1` Events.
 pub const EVENTS: &str = "apis/events.k8s.io/v1/events";
 
@@ -72,6 +81,8 @@ pub struct Cluster {
     pub api: KubeApi,
     kubeconfig: PathBuf,
     dir: TempDir,
+    /// Lines added to every replica's `kubernetes:` block.
+    kubernetes_extra: String,
 }
 
 // === impl Cluster ===
@@ -97,6 +108,23 @@ impl Cluster {
         let mut cluster = Cluster::without_replicas().await;
         for i in 0..replicas {
             let config = cluster.replica_config(i, base.clone(), config_extra);
+            let weir = Weir::start(config).await;
+            cluster.set_peer(i, weir.addrs.admin, true);
+            cluster.replicas.push(weir);
+        }
+        cluster
+    }
+
+    /// As [`Cluster::start`], with `kubernetes.gatewayApi: true`: the
+    /// replicas also serve the Gateway API.
+    ///
+    /// # Panics
+    /// As [`Cluster::start`].
+    pub async fn start_with_gateway_api(replicas: usize) -> Cluster {
+        let mut cluster = Cluster::without_replicas().await;
+        cluster.kubernetes_extra = "  gatewayApi: true\n".to_owned();
+        for i in 0..replicas {
+            let config = cluster.replica_config(i, WeirConfig::default(), "");
             let weir = Weir::start(config).await;
             cluster.set_peer(i, weir.addrs.admin, true);
             cluster.replicas.push(weir);
@@ -147,7 +175,8 @@ impl Cluster {
             .env("POD_NAMESPACE", WEIR_NAMESPACE)
             .env("KUBECONFIG", &self.kubeconfig.to_string_lossy())
             .extra(&format!(
-                "kubernetes:\n  lease: {LEASE}\n  peers: {PEERS}\n  role: {role}\n"
+                "kubernetes:\n  lease: {LEASE}\n  peers: {PEERS}\n  role: {role}\n{}",
+                self.kubernetes_extra
             ))
             .extra(config_extra)
     }
@@ -182,6 +211,7 @@ impl Cluster {
             api,
             kubeconfig,
             dir,
+            kubernetes_extra: String::new(),
         }
     }
 

@@ -45,7 +45,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Collections whose objects have a `status` subresource.
-const STATUS_SUBRESOURCE: [&str; 4] = ["canaryroutes", "services", "pods", "deployments"];
+const STATUS_SUBRESOURCE: [&str; 7] = [
+    "canaryroutes",
+    "services",
+    "pods",
+    "deployments",
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+];
 
 /// How long a watch runs when the client names no `timeoutSeconds`.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(300);

@@ -518,6 +518,36 @@ fn rbac_grants_exactly_what_weir_calls() {
                 &["get", "patch", "update"]
             ),
             ("events.k8s.io", "events", &["create", "patch"]),
+            (
+                "gateway.networking.k8s.io",
+                "gatewayclasses",
+                &["get", "list", "watch"]
+            ),
+            (
+                "gateway.networking.k8s.io",
+                "gateways",
+                &["get", "list", "watch"]
+            ),
+            (
+                "gateway.networking.k8s.io",
+                "httproutes",
+                &["get", "list", "watch"]
+            ),
+            (
+                "gateway.networking.k8s.io",
+                "gatewayclasses/status",
+                &["get", "patch", "update"]
+            ),
+            (
+                "gateway.networking.k8s.io",
+                "gateways/status",
+                &["get", "patch", "update"]
+            ),
+            (
+                "gateway.networking.k8s.io",
+                "httproutes/status",
+                &["get", "patch", "update"]
+            ),
         ])
     );
 

@@ -289,6 +289,7 @@ impl<'a> Checker<'a> {
             lease: lease?,
             peers: peers?,
             role: role?,
+            gateway_api: spec.gateway_api.unwrap_or(false),
         })
     }
 

@@ -288,11 +288,12 @@ static ROUTE: [Field; 11] = [
 ];
 static ROUTE_KIND: Kind = Kind::Shape(&ROUTE);
 
-static KUBERNETES: [Field; 4] = [
+static KUBERNETES: [Field; 5] = [
     optional("namespaces", Kind::List(&TEXTS)),
     optional("lease", Kind::Text),
     optional("peers", Kind::Text),
     optional("role", Kind::Text),
+    optional("gatewayApi", Kind::Bool),
 ];
 
 static CONFIG: [Field; 7] = [

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_config::{Config, EndpointAddr, HostMatch, PortRef, Route, ServiceRef, Upstream};
 
+use super::gateway_api::{Gateway, GatewayClass, HttpRoute};
 use super::resource::CanaryRoute;
 
 /// The label of an EndpointSlice that names its Service.
@@ -46,6 +47,13 @@ pub struct ClusterObjects {
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     /// EndpointSlices (`discovery.k8s.io/v1`).
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    /// GatewayClasses (cluster-scoped: empty namespace), when the Gateway
+    /// API is watched.
+    pub gateway_classes: BTreeMap<ObjectKey, Arc<GatewayClass>>,
+    /// Gateways.
+    pub gateways: BTreeMap<ObjectKey, Arc<Gateway>>,
+    /// HTTPRoutes.
+    pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
 }
 
 /// The namespace and name of an object.
@@ -265,7 +273,7 @@ fn add_endpoints(upstream: &mut Upstream, found: BTreeSet<EndpointAddr>) {
 /// The endpoints of `service` in `namespace` for `role`: ready ones, else
 /// serving and terminating ones; none (and a problem) when the Service or
 /// its port does not exist.
-fn role_endpoints(
+pub(crate) fn role_endpoints(
     namespace: &str,
     role: &str,
     service: &ServiceRef,
@@ -413,7 +421,9 @@ pub fn peer_addresses(objects: &ClusterObjects, namespace: &str, service: &str) 
 }
 
 /// The EndpointSlices of each Service, by namespace and Service name.
-fn slices_by_service(objects: &ClusterObjects) -> BTreeMap<(&str, &str), Vec<&EndpointSlice>> {
+pub(crate) fn slices_by_service(
+    objects: &ClusterObjects,
+) -> BTreeMap<(&str, &str), Vec<&EndpointSlice>> {
     let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
     for (key, slice) in &objects.endpoint_slices {
         let service = slice

@@ -1,5 +1,7 @@
-//! The Kubernetes side of a running weir (SPEC section 10): watches
-//! CanaryRoutes, Services and EndpointSlices with kube-runtime reflectors,
+//! The Kubernetes side of a running weir (SPEC sections 10 and 11): watches
+//! CanaryRoutes, Services and EndpointSlices (and, with
+//! `kubernetes.gatewayApi`, GatewayClasses, Gateways and HTTPRoutes) with
+//! kube-runtime reflectors,
 //! compiles them into the routes the proxy serves, takes part in the
 //! leader election, feeds the status the leader writes into the rollout
 //! states, and keeps the guardrail.
@@ -25,6 +27,9 @@ use weir_config::{Kubernetes, KubernetesRole};
 
 use super::conditions::ProblemReporter;
 use super::discovery::{self, ClusterObjects, ObjectKey};
+use super::gateway_api::{Gateway, GatewayClass, HttpRoute};
+use super::gateway_routes;
+use super::gateway_status::GatewayStatusWriter;
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
 use super::resource::CanaryRoute;
@@ -75,6 +80,8 @@ pub struct Cluster {
     pub ready: watch::Receiver<bool>,
     /// Writes the CanaryRoutes' problems as conditions (the leader only).
     problems: ProblemReporter,
+    /// Writes the status of the Gateway API objects (the leader only).
+    gateway_statuses: GatewayStatusWriter,
 }
 
 /// The reflector stores of the watched kinds.
@@ -83,6 +90,10 @@ struct Stores {
     canary_routes: Vec<Store<CanaryRoute>>,
     services: Vec<Store<Service>>,
     endpoint_slices: Vec<Store<EndpointSlice>>,
+    /// Empty unless `kubernetes.gatewayApi`.
+    gateway_classes: Vec<Store<GatewayClass>>,
+    gateways: Vec<Store<Gateway>>,
+    http_routes: Vec<Store<HttpRoute>>,
 }
 
 // === impl Settings ===
@@ -121,7 +132,7 @@ impl Cluster {
         peers: Option<PeerCounters>,
         ready: watch::Receiver<bool>,
     ) -> Cluster {
-        let problems = ProblemReporter::new(client, &settings.identity);
+        let problems = ProblemReporter::new(client.clone(), &settings.identity);
         Cluster {
             settings,
             statuses,
@@ -129,6 +140,7 @@ impl Cluster {
             peers,
             ready,
             problems,
+            gateway_statuses: GatewayStatusWriter::new(client),
         }
     }
 
@@ -164,7 +176,27 @@ pub fn start(
         canary_routes: Vec::new(),
         services: Vec::new(),
         endpoint_slices: Vec::new(),
+        gateway_classes: Vec::new(),
+        gateways: Vec::new(),
+        http_routes: Vec::new(),
     };
+    if settings.kubernetes.gateway_api {
+        stores
+            .gateway_classes
+            .push(reflect(Api::all(client.clone()), &changed, stop.clone()));
+        for namespace in &namespaces {
+            stores.gateways.push(reflect(
+                api(&client, namespace.as_deref()),
+                &changed,
+                stop.clone(),
+            ));
+            stores.http_routes.push(reflect(
+                api(&client, namespace.as_deref()),
+                &changed,
+                stop.clone(),
+            ));
+        }
+    }
     for namespace in &namespaces {
         stores.canary_routes.push(reflect(
             api(&client, namespace.as_deref()),
@@ -336,6 +368,7 @@ async fn follow(
                 _ = refresh.tick() => {
                     refresh_judgements(&process, &cluster).await;
                     cluster.problems.retry(cluster.is_leader(), &cluster.statuses).await;
+                    cluster.gateway_statuses.retry(cluster.is_leader() && cluster.settings.is_candidate()).await;
                     continue;
                 }
             }
@@ -400,6 +433,15 @@ async fn all_ready(stores: &Stores) {
     for store in &stores.endpoint_slices {
         let _ = store.wait_until_ready().await;
     }
+    for store in &stores.gateway_classes {
+        let _ = store.wait_until_ready().await;
+    }
+    for store in &stores.gateways {
+        let _ = store.wait_until_ready().await;
+    }
+    for store in &stores.http_routes {
+        let _ = store.wait_until_ready().await;
+    }
 }
 
 /// Compiles the watched objects, records the statuses seen, and brings
@@ -436,6 +478,24 @@ async fn sync(
     });
 
     let leading = cluster.is_leader() && cluster.settings.is_candidate();
+    let gateways = if cluster.settings.kubernetes.gateway_api {
+        let ports: Vec<u16> = {
+            let control = process.control.lock().await;
+            control
+                .file_config()
+                .listeners
+                .iter()
+                .map(|l| l.address.port())
+                .collect()
+        };
+        Some(gateway_routes::compile_gateways(
+            &objects,
+            namespaces.as_ref(),
+            &ports,
+        ))
+    } else {
+        None
+    };
     let _writing = process.transitions.lock().await;
     let now = process.now_ms();
     let (routes, decisions, store, conflicts) = {
@@ -469,7 +529,10 @@ async fn sync(
     let written = persist::save_off_runtime(store, to_write).await;
     {
         let mut control = process.control.lock().await;
-        let (republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
+        let (mut republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
+        if let Some(gateways) = &gateways {
+            republish |= control.set_gateway_routes(gateways.routes.clone());
+        }
         if republish {
             process.publisher.publish(control.snapshot());
         }
@@ -482,6 +545,12 @@ async fn sync(
         .problems
         .report(leading, &objects, found, &cluster.statuses)
         .await;
+    if let Some(gateways) = &gateways {
+        cluster
+            .gateway_statuses
+            .write(leading, &objects, gateways)
+            .await;
+    }
 }
 
 /// The objects of every store, keyed by `NAMESPACE/NAME`.
@@ -506,6 +575,27 @@ fn collect(stores: &Stores) -> ClusterObjects {
             objects
                 .endpoint_slices
                 .insert(ObjectKey::of(&slice.metadata), slice);
+        }
+    }
+    for store in &stores.gateway_classes {
+        for class in store.state() {
+            objects
+                .gateway_classes
+                .insert(ObjectKey::of(&class.metadata), class);
+        }
+    }
+    for store in &stores.gateways {
+        for gateway in store.state() {
+            objects
+                .gateways
+                .insert(ObjectKey::of(&gateway.metadata), gateway);
+        }
+    }
+    for store in &stores.http_routes {
+        for route in store.state() {
+            objects
+                .http_routes
+                .insert(ObjectKey::of(&route.metadata), route);
         }
     }
     objects

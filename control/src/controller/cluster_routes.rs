@@ -169,6 +169,17 @@ impl ControlState {
         self.cluster_leading = leading;
     }
 
+    /// Replaces the routes of the Gateway API's HTTPRoutes (served after the
+    /// file's routes and the CanaryRoutes); returns whether they changed,
+    /// so that the snapshot must be republished.
+    pub fn set_gateway_routes(&mut self, routes: Vec<weir_config::RouteSnapshot>) -> bool {
+        if routes == self.gateway_routes {
+            return false;
+        }
+        self.gateway_routes = routes;
+        true
+    }
+
     /// Records whether the leader counts enough replicas (two thirds) to
     /// judge CanaryRoutes; without them their judgements are inconclusive.
     pub fn set_cluster_coverage(&mut self, enough: bool) {

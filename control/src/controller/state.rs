@@ -50,6 +50,8 @@ pub struct ControlState {
     pub(super) cluster_leading: bool,
     /// Whether the leader counts enough replicas to judge CanaryRoutes.
     pub(super) cluster_coverage_ok: bool,
+    /// The routes of the Gateway API's HTTPRoutes, served after every other.
+    pub(super) gateway_routes: Vec<weir_config::RouteSnapshot>,
     /// The file's config with the CanaryRoutes appended: every route served.
     effective: Config,
     /// Webhook calls and notifications; `None` until the process sets them
@@ -197,6 +199,7 @@ impl ControlState {
             cluster_routes: Vec::new(),
             cluster_leading: false,
             cluster_coverage_ok: true,
+            gateway_routes: Vec::new(),
             effective,
             hooks: None,
             unannounced,
@@ -302,9 +305,11 @@ impl ControlState {
     /// The snapshot for the config in force and the rollout weights.
     pub fn snapshot(&self) -> weir_config::Snapshot {
         let rollouts = &self.rollouts;
-        self.resolved.compile(self.config(), &|name| {
+        let mut snapshot = self.resolved.compile(self.config(), &|name| {
             rollouts.get(name).and_then(RolloutState::route_override)
-        })
+        });
+        snapshot.routes.extend(self.gateway_routes.iter().cloned());
+        snapshot
     }
 
     /// Persists `outcome.state` (when it is a transition) off the runtime

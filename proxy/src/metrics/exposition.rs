@@ -325,7 +325,7 @@ impl Metrics {
         let mut upstream_errors = Vec::with_capacity(all.len() * UpstreamErrorKind::ALL.len());
         let mut client_errors = Vec::with_capacity(all.len() * ClientErrorKind::ALL.len());
         for m in &all {
-            let (route, role) = (&*m.route, m.role.metric_label());
+            let (route, role) = (&*m.route, &*m.role);
             for (code, count) in m.codes_counted() {
                 requests.push(HTTP_REQUESTS.counter(&[route, role, &code.to_string()], count));
             }

@@ -15,7 +15,7 @@ routes: []
 #[test]
 fn the_block_with_every_key_is_read_into_the_model() {
     let config = valid(&format!(
-        "{NO_ROUTES}kubernetes:\n  namespaces: [shop, billing]\n  lease: weir.leader-1\n  peers: weir-replicas\n  role: follower\n"
+        "{NO_ROUTES}kubernetes:\n  namespaces: [shop, billing]\n  lease: weir.leader-1\n  peers: weir-replicas\n  role: follower\n  gatewayApi: true\n"
     ));
     assert_eq!(
         config.kubernetes,
@@ -24,6 +24,7 @@ fn the_block_with_every_key_is_read_into_the_model() {
             lease: "weir.leader-1".to_owned(),
             peers: "weir-replicas".to_owned(),
             role: KubernetesRole::Follower,
+            gateway_api: true,
         })
     );
     assert!(config.routes.is_empty());
