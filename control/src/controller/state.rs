@@ -50,6 +50,9 @@ pub struct ControlState {
     pub(super) cluster_coverage_ok: bool,
     /// The file's config with the CanaryRoutes appended: every route served.
     effective: Config,
+    /// The live events of transitions, verdicts and rates (see
+    /// [`super::events`]).
+    pub events: super::events::EventBus,
 }
 
 // === impl ControlState ===
@@ -186,6 +189,7 @@ impl ControlState {
             cluster_leading: false,
             cluster_coverage_ok: true,
             effective,
+            events: super::events::EventBus::new(),
         })
     }
 
@@ -313,7 +317,8 @@ impl ControlState {
             }
         }
         let changed = outcome.state.route_override() != old_override;
-        self.rollouts.insert(route.to_owned(), outcome.state);
+        let previous = self.rollouts.insert(route.to_owned(), outcome.state);
+        self.announce(route, outcome.transition.as_ref(), previous.as_ref());
         Ok(changed)
     }
 

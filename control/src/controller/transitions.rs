@@ -114,7 +114,7 @@ pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) 
     };
     let written = write_judged(store, &judged).await;
     let mut control = process.control.lock().await;
-    control
-        .apply_judged(judged, written)
-        .then(|| process.publisher.publish(control.snapshot()))
+    let republish = control.apply_judged(judged, written);
+    control.sample_rates(now);
+    republish.then(|| process.publisher.publish(control.snapshot()))
 }

@@ -149,10 +149,12 @@ impl ControlState {
             }
         }
         let mut rollouts = BTreeMap::new();
+        let mut adopted = Vec::new();
         for outcome in outcomes {
             if let Some(t) = &outcome.transition {
                 let _route = route_span(&outcome.state.route).entered();
                 tracing::info!(kind = ?t.kind, weight = %t.canary_weight, "{}", t.message);
+                adopted.push((outcome.state.route.clone(), t.clone()));
             }
             rollouts.insert(outcome.state.route.clone(), outcome.state);
         }
@@ -176,6 +178,7 @@ impl ControlState {
         self.loaded = loaded;
         self.resolved = resolved;
         self.rebuild_effective();
+        self.announce_adopted(&adopted);
     }
 }
 
