@@ -202,7 +202,7 @@ function handle(name, data, id) {
   }
   render();
   if (name !== "samples" && name !== "snapshot" && data.at) {
-    requestAnimationFrame(() => window.weirShown.push({ event: name, id, ms: Date.now() - data.at }));
+    requestAnimationFrame(() => window.weirShown.push({ event: name, id, kind: data.kind, ms: Date.now() - data.at }));
   }
 }
 
