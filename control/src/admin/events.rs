@@ -11,6 +11,10 @@
 //! snapshot), and one that takes no bytes for [`STALLED`] is dropped.
 //! Neither slows the control loop or another reader.
 //!
+//! The token is checked when a stream opens. A reload may change the
+//! tokens, so every stream ends after an applied `reload` event: the page
+//! reconnects at once, showing its token again (or asking for a new one).
+//!
 //! A stream holds no admin request slot once its head is sent (it would
 //! hold one for as long as a page stays open); streams have their own
 //! limit, [`MAX_EVENT_STREAMS`].
@@ -118,11 +122,15 @@ async fn forward(
     let mut keep_alive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     loop {
+        let mut last = false;
         let frame = tokio::select! {
             () = frames.closed() => return,
             _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
             received = events.recv() => match received {
-                Ok(event) => event.frame.clone(),
+                Ok(event) => {
+                    last = event.name == "reload" && event.data["applied"] == true;
+                    event.frame.clone()
+                }
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "an event stream lagged; ending it");
                     let lagged = Event::unnumbered("lagged", &json!({ "skipped": skipped }));
@@ -133,6 +141,7 @@ async fn forward(
             },
         };
         match tokio::time::timeout(STALLED, frames.send(frame)).await {
+            Ok(Ok(())) if last => return,
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {

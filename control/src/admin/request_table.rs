@@ -604,3 +604,36 @@ async fn a_command_reaches_an_open_event_stream_as_a_transition_then_a_command()
     );
     drop(in_memory);
 }
+
+#[tokio::test]
+async fn a_refused_reload_reaches_an_open_event_stream_with_its_errors() {
+    let (_in_memory, admin) = started().await;
+    let local = peer([127, 0, 0, 1]);
+    let (_, mut stream) = first_frame(open_events(&admin, Some(READER), local).await).await;
+    let refused = call(
+        &admin,
+        &Method::POST,
+        "/api/v1/reload",
+        Caller::Writer,
+        "",
+        local,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), stream.frame())
+        .await
+        .expect("an event within 10 s")
+        .expect("a frame")
+        .expect("no error");
+    let text = String::from_utf8_lossy(frame.data_ref().expect("data")).into_owned();
+    assert!(text.contains("event: reload\n"), "{text}");
+    let reload = frame_data(&text);
+    assert_eq!(
+        (&reload["applied"], &reload["trigger"]),
+        (&Value::from(false), &Value::from("api"))
+    );
+    assert!(
+        reload["errors"].as_array().is_some_and(|e| !e.is_empty()),
+        "the errors are named: {reload}"
+    );
+}

@@ -302,6 +302,20 @@ const COMMANDS = [
   ["resume", "Resume", {}, "Resume the rollout of %s?"],
 ];
 
+// Whether `verb` applies to route `r` now (the API answers 409 otherwise).
+function applies(r, verb, body) {
+  if (!r.strategy) return false;
+  const active = r.phase === "Progressing" || r.phase === "Paused";
+  switch (verb) {
+    case "promote": return active;
+    case "abort": return active || r.phase === "Promoted";
+    case "retry": return r.phase === "Aborted";
+    case "pause": return active && !r.held;
+    case "resume": return !!r.held;
+    default: return !body;
+  }
+}
+
 function routeView(name) {
   const r = state.routes.get(name);
   if (!r) {
@@ -314,7 +328,8 @@ function routeView(name) {
     : "";
   const buttons = COMMANDS.map(([verb, label, body, question]) =>
     h("button", { type: "button", "data-command": label.toLowerCase().replace(" ", "-"),
-      class: verb === "abort" ? "danger" : null, disabled: !writable, title: why || null,
+      class: verb === "abort" ? "danger" : null, disabled: !writable || !applies(r, verb, body),
+      title: why || (applies(r, verb, body) ? null : label + " does not apply to a route " + (r.held ? "held" : r.phase)),
       onclick: () => confirmCommand(question.replace("%s", name), () => runCommand(name, verb, body)) }, label));
   const steps = (r.steps || []).map((s, i) => {
     const at = r.stepIndex;
@@ -380,7 +395,7 @@ function chartCard(field, title) {
   return h("div", { class: "card" }, h("h2", {}, title),
     h("canvas", { "data-field": field, id: "chart-" + field, width: 360, height: 140 }),
     h("div", { class: "legend" }, h("span", { class: "s" }, "■ stable"), " ", h("span", { class: "c" }, "■ canary"),
-      " · last " + CHART_SECONDS / 60 + " minutes"));
+      " · up to the last " + CHART_SECONDS / 60 + " minutes"));
 }
 
 function runsCard(name) {
@@ -424,23 +439,26 @@ function drawChart(canvas, samples, field) {
   g.scale(ratio, ratio);
   g.clearRect(0, 0, width, height);
   const now = samples.length ? samples[samples.length - 1].at : Date.now();
-  const from = now - CHART_SECONDS * 1000;
+  // The last three minutes, or less while there is less (at least 30 s).
+  const first = samples.length ? samples[0].at : now;
+  const span = Math.min(CHART_SECONDS * 1000, Math.max(30000, now - first));
+  const from = now - span;
   const shown = samples.filter((s) => s.at >= from);
   const value = (s, role) => {
     const v = s[role][field];
     return v === null || v === undefined ? null : field === "errorRate" ? v * 100 : v;
   };
-  let max = 0;
-  for (const s of shown) for (const role of ["stable", "canary"]) max = Math.max(max, value(s, role) || 0);
-  max = max > 0 ? max * 1.15 : 1;
+  let top = 0;
+  for (const s of shown) for (const role of ["stable", "canary"]) top = Math.max(top, value(s, role) || 0);
+  const max = top > 0 ? top * 1.15 : 1;
   const pad = { left: 4, right: 4, top: 14, bottom: 4 };
-  const x = (at) => pad.left + ((at - from) / (CHART_SECONDS * 1000)) * (width - pad.left - pad.right);
+  const x = (at) => pad.left + ((at - from) / span) * (width - pad.left - pad.right);
   const y = (v) => height - pad.bottom - (v / max) * (height - pad.top - pad.bottom);
   g.strokeStyle = "#d9dee5";
   g.beginPath(); g.moveTo(pad.left, y(0)); g.lineTo(width - pad.right, y(0)); g.stroke();
   g.fillStyle = "#5f6b7a";
   g.font = "11px system-ui, sans-serif";
-  g.fillText("max " + (max / 1.15).toFixed(field === "rps" ? 0 : 2) + (field === "errorRate" ? " %" : ""), pad.left, 11);
+  g.fillText("max " + top.toFixed(field === "rps" ? 0 : 2) + (field === "errorRate" ? " %" : ""), pad.left, 11);
   let points = 0;
   for (const [role, color] of [["stable", "#2f6fd6"], ["canary", "#e07a10"]]) {
     g.strokeStyle = color;
