@@ -80,11 +80,32 @@ pub struct RateSample {
 #[serde(rename_all = "camelCase")]
 pub struct RoleRates {
     /// Requests per second.
+    #[serde(serialize_with = "shortest")]
     pub rps: f32,
     /// Errors over requests; `None` without requests.
+    #[serde(serialize_with = "shortest_or_null")]
     pub error_rate: Option<f32>,
     /// The 99th latency percentile in ms; `None` without requests.
+    #[serde(serialize_with = "shortest_or_null")]
     pub p99_ms: Option<f32>,
+}
+
+/// An `f32` as the shortest decimal that reads back as it (`0.2`, not the
+/// `0.20000000298023224` of its exact value as an `f64`).
+fn shortest<S: serde::Serializer>(value: &f32, serializer: S) -> Result<S::Ok, S::Error> {
+    let decimal: f64 = value.to_string().parse().unwrap_or(f64::from(*value));
+    serializer.serialize_f64(decimal)
+}
+
+/// [`shortest`], or `null`.
+fn shortest_or_null<S: serde::Serializer>(
+    value: &Option<f32>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => shortest(value, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 // === impl EventBus ===
@@ -440,6 +461,44 @@ mod tests {
         assert_eq!(recent.len(), RECENT_KEPT, "samples are not kept");
         assert_eq!(recent[0]["data"]["n"], 3, "the oldest ones went first");
         assert_eq!(bus.next_id(), (RECENT_KEPT + 5) as u64);
+    }
+
+    #[tokio::test]
+    async fn the_control_loop_sends_each_routes_rates_once_a_second() {
+        use crate::controller::transitions;
+        use weir_proxy::Role;
+        use weir_proxy::metrics::{LATENCY_SLOTS, RoleCounts};
+
+        let text = crate::fixtures::config_text(
+            None,
+            &crate::fixtures::route("web", Some("[{pause: {}}]")),
+        );
+        let in_memory = crate::fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+        let process = &in_memory.process;
+        let mut reader = process.control.lock().await.events.subscribe();
+        // 10 stable and 5 canary requests per 100 ms tick, 1 canary error.
+        for tick in 0..=12u64 {
+            let sample = move |_: &str, role: Role| RoleCounts {
+                requests: tick * if role == Role::Stable { 10 } else { 5 },
+                errors: if role == Role::Canary { tick } else { 0 },
+                latency: [0; LATENCY_SLOTS],
+            };
+            transitions::tick(process, sample).await;
+            in_memory
+                .clock
+                .advance(std::time::Duration::from_millis(100));
+        }
+        let samples: Vec<Arc<Event>> = std::iter::from_fn(|| reader.try_recv().ok())
+            .filter(|e| e.name == "samples")
+            .collect();
+        assert_eq!(samples.len(), 2, "one at the start, one a second later");
+        let web = &samples[1].data["routes"]["web"];
+        assert_eq!(web["stable"]["rps"], 100.0, "{web}");
+        assert_eq!(web["canary"]["rps"], 50.0, "{web}");
+        assert_eq!(web["canary"]["errorRate"], 0.2, "{web}");
+        assert_eq!(web["stable"]["errorRate"], 0.0, "{web}");
+        let kept = process.control.lock().await.events.samples()["web"].len();
+        assert_eq!(kept, 2, "and kept for a page that opens");
     }
 
     #[test]

@@ -501,10 +501,10 @@ async function runCommand(name, verb, body) {
   if (res.ok) {
     const status = await res.json();
     if (status && status.name) state.routes.set(status.name, status);
-    state.notice = { text: verb + (body.full ? " --full" : "") + " done.", error: false };
+    state.notice = { text: clock(Date.now()) + " " + verb + (body.full ? " --full" : "") + " done.", error: false };
   } else {
     const why = await errorOf(res);
-    state.notice = { text: verb + " refused (" + res.status + "): " + why, error: true };
+    state.notice = { text: clock(Date.now()) + " " + verb + " refused (" + res.status + "): " + why, error: true };
     if (res.status === 401) askToken("The token was refused (" + why + ").");
   }
   render();
