@@ -4,6 +4,7 @@
 //! the route page with live charts but disables the buttons, saying why;
 //! the writer token promotes (with a confirmation) and the new step shows
 //! without a reload; an abort caused by a failing canary shows by itself.
+//! Without tokens in the config, the page asks for none and acts.
 //! Screenshots go to `target/dashboard-screenshots/`.
 
 use std::time::Duration;
@@ -19,6 +20,9 @@ const WRITER: &str = "dashboard-writer-token";
 /// Deadlines for what the page shows; the time it took is measured by the
 /// page itself and printed.
 const SHOWN: Duration = Duration::from_secs(15);
+
+/// One browser at a time: two on 2 cores would starve weir.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `script` in the page; `null` when it throws or the page is between
 /// two documents.
@@ -82,6 +86,7 @@ async fn shown_after(browser: &Browser, event: &str, kind: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_a_live_rollout_and_acts_with_the_writer_token() {
+    let _one = ONE_BROWSER.lock().await;
     let stable = LoadtestUpstream::start("stable", &[]);
     let canary = LoadtestUpstream::start("canary", &[]);
     let strategy = Strategy::judged([
@@ -302,4 +307,51 @@ async fn the_dashboard_shows_a_live_rollout_and_acts_with_the_writer_token() {
 
     browser.quit().await;
     load.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_page_asks_for_none_and_acts() {
+    let _one = ONE_BROWSER.lock().await;
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let strategy = Strategy::unjudged([Step::SetWeight(20.0), Step::Pause(None)]);
+    let weir = Weir::start(WeirConfig::new([Route::rollout(
+        "web",
+        &[stable.addr],
+        &[canary.addr],
+        strategy,
+    )]))
+    .await;
+    let browser = Browser::start(1024, 800).await;
+    browser
+        .goto(&format!("http://{}/ui/#/routes/web", weir.addrs.admin))
+        .await;
+    let promote = shown(
+        &browser,
+        "Promote enabled without a token",
+        "const b = document.querySelector('#actions button[data-command=\"promote\"]');
+         return b && !b.disabled;",
+    )
+    .await;
+    assert_eq!(promote, true);
+    let asked = read(
+        &browser,
+        "return [document.getElementById('token-form').hidden,
+                 document.getElementById('token-button').hidden];",
+    )
+    .await;
+    assert_eq!(asked, json!([true, true]), "no token asked for");
+    click(&browser, "#actions button[data-command=\"promote\"]").await;
+    click(&browser, "#confirm-yes").await;
+    shown(
+        &browser,
+        "Paused at step 2 of 2",
+        "const p = document.getElementById('phase');
+         return p && p.textContent === 'Paused'
+            && document.getElementById('step').textContent === '2 / 2';",
+    )
+    .await;
+    let s = weir.status("web").await;
+    assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+    browser.quit().await;
 }
