@@ -1,5 +1,6 @@
 //! The admin API: health, readiness, Prometheus metrics, and the control
-//! endpoints, with reader and writer bearer tokens.
+//! endpoints, with reader and writer bearer tokens; the live events
+//! ([`events`]) and the dashboard that shows them ([`ui`]).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct AdminState {
     /// A slot per admin request being answered (probes aside); shared by
     /// every connection, see [`stack`].
     in_flight: Arc<Semaphore>,
+    /// A slot per open event stream, see [`events`].
+    event_streams: Arc<Semaphore>,
 }
 
 /// The address of the admin API's caller.
@@ -65,6 +68,9 @@ enum Endpoint<'a> {
     Command(Cow<'a, str>, Verb),
     PromoteAll,
     Reload,
+    Events,
+    Ui(ui::Asset),
+    UiRedirect,
 }
 
 /// A route command as named in its path.
@@ -121,9 +127,25 @@ impl<'a> Endpoint<'a> {
             }
             ["api", "v1", "promote"] if post => Endpoint::PromoteAll,
             ["api", "v1", "reload"] if post => Endpoint::Reload,
-            ["healthz" | "readyz" | "metrics"]
-            | ["api", "v1", "routes" | "counters" | "promote" | "reload"]
-            | ["api", "v1", "routes", _] => {
+            ["api", "v1", "events"] if get => Endpoint::Events,
+            ["ui"] if get && !path.ends_with('/') => Endpoint::UiRedirect,
+            ["ui"] if get => Endpoint::Ui(ui::Asset::Page),
+            ["ui", file] if get => match ui::Asset::named(file) {
+                Some(asset) => Endpoint::Ui(asset),
+                None => {
+                    return Err(Refusal::NoEndpoint {
+                        path: path.to_owned(),
+                    });
+                }
+            },
+            ["healthz" | "readyz" | "metrics" | "ui"]
+            | [
+                "api",
+                "v1",
+                "routes" | "counters" | "promote" | "reload" | "events",
+            ]
+            | ["api", "v1", "routes", _]
+            | ["ui", _] => {
                 return Err(method_not_allowed(method, path));
             }
             _ => {
@@ -267,6 +289,7 @@ impl AdminState {
             ready: AtomicBool::new(false),
             replica,
             in_flight: Arc::new(Semaphore::new(stack::ADMIN_CONCURRENCY)),
+            event_streams: Arc::new(Semaphore::new(events::MAX_EVENT_STREAMS)),
         }
     }
 
@@ -289,7 +312,7 @@ impl AdminState {
 
     /// Answers one admin request from `peer`: the whole admin API short of
     /// the socket, so tests call it with a `Request` in memory.
-    pub async fn handle<B>(&self, mut req: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>>
+    pub async fn handle<B>(&self, mut req: Request<B>, peer: SocketAddr) -> Response<AdminBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
@@ -298,8 +321,25 @@ impl AdminState {
         let path = req.uri().path().to_owned();
         let endpoint = match Endpoint::of(req.method(), &path) {
             Ok(endpoint) => endpoint,
-            Err(refused) => return refusal(&refused),
+            Err(refused) => return refusal(&refused).map(AdminBody::from),
         };
+        match endpoint {
+            Endpoint::Events => match self.access(&req).await {
+                Ok(access) => events::answer(self, access).await,
+                Err(response) => response.map(AdminBody::from),
+            },
+            Endpoint::Ui(asset) => ui::answer(asset).map(AdminBody::from),
+            Endpoint::UiRedirect => ui::redirect().map(AdminBody::from),
+            endpoint => self.answer(endpoint, req).await.map(AdminBody::from),
+        }
+    }
+
+    /// Answers a request for `endpoint`, one that is answered at once.
+    async fn answer<B>(&self, endpoint: Endpoint<'_>, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         match endpoint {
             Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
             Endpoint::Readyz => {
@@ -377,13 +417,18 @@ impl AdminState {
                     Ok(command) => command,
                     Err(problem) => return refusal(&Refusal::BadCommandBody { problem }),
                 };
-                self.run_command(&name, command).await
+                let response = self.run_command(&name, command).await;
+                self.announce_command(&name, command.as_str(), &response)
+                    .await;
+                response
             }
             Endpoint::PromoteAll => {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
-                self.promote_all().await
+                let response = self.promote_all().await;
+                self.announce_command("*", "promote --all", &response).await;
+                response
             }
             Endpoint::Reload => {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
@@ -404,7 +449,34 @@ impl AdminState {
                     }
                 }
             }
+            // Streamed or static: answered by `handle`.
+            Endpoint::Events | Endpoint::Ui(_) | Endpoint::UiRedirect => {
+                refusal(&Refusal::NoEndpoint {
+                    path: req.uri().path().to_owned(),
+                })
+            }
         }
+    }
+
+    /// Tells the event stream's readers how operator command `command` on
+    /// `route` was answered.
+    async fn announce_command(&self, route: &str, command: &str, response: &Response<Full<Bytes>>) {
+        let status = response.status().as_u16();
+        let error = if response.status().is_success() {
+            None
+        } else {
+            let body = response
+                .body()
+                .clone()
+                .collect()
+                .await
+                .map(|b| b.to_bytes());
+            body.ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+        };
+        let mut control = self.process.control.lock().await;
+        control.announce_command(route, command, status, error.as_deref());
     }
 
     /// Every route's status, CanaryRoutes with their leader and coverage.
@@ -527,6 +599,16 @@ impl AdminState {
         req: &Request<B>,
         need: Access,
     ) -> Result<(), Response<Full<Bytes>>> {
+        if self.access(req).await? < need {
+            return Err(refusal(&Refusal::ReaderCannotWrite));
+        }
+        Ok(())
+    }
+
+    /// What the caller of `req` may do, by its bearer token against the
+    /// tokens of the config in force; without tokens, a local caller may
+    /// do everything.
+    async fn access<B>(&self, req: &Request<B>) -> Result<Access, Response<Full<Bytes>>> {
         let (reader, writer) = {
             let control = self.process.control.lock().await;
             let admin = &control.config().admin;
@@ -541,7 +623,7 @@ impl AdminState {
                 .get::<Peer>()
                 .is_some_and(|p| p.0.ip().is_loopback());
             return if local {
-                Ok(())
+                Ok(Access::Write)
             } else {
                 Err(refusal(&Refusal::LocalOnly))
             };
@@ -559,17 +641,13 @@ impl AdminState {
                 .as_deref()
                 .is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
         };
-        let access = if matches(&writer) {
-            Access::Write
+        if matches(&writer) {
+            Ok(Access::Write)
         } else if matches(&reader) {
-            Access::Read
+            Ok(Access::Read)
         } else {
-            return Err(refusal(&Refusal::WrongToken));
-        };
-        if access < need {
-            return Err(refusal(&Refusal::ReaderCannotWrite));
+            Err(refusal(&Refusal::WrongToken))
         }
-        Ok(())
     }
 }
 
@@ -697,9 +775,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
 }
 
 mod cluster_commands;
+pub mod events;
 #[cfg(test)]
 mod request_table;
 pub mod stack;
+pub mod ui;
+
+pub use events::AdminBody;
 
 #[cfg(test)]
 mod tests {
@@ -734,7 +816,7 @@ mod tests {
         let (get, post, put) = (Method::GET, Method::POST, Method::PUT);
         let route = |name: &'static str| Route(Cow::Borrowed(name));
         let command = |name: &'static str, verb| Command(Cow::Borrowed(name), verb);
-        let ok: [(&Method, &str, Endpoint<'_>); 20] = [
+        let ok: [(&Method, &str, Endpoint<'_>); 27] = [
             (
                 &get,
                 "/api/v1/routes/web/analysisruns",
@@ -745,6 +827,13 @@ mod tests {
                 "/api/v1/routes/shop%2Fcheckout/analysisruns/",
                 AnalysisRuns(Cow::Borrowed("shop/checkout")),
             ),
+            (&get, "/api/v1/events", Events),
+            (&get, "/api/v1/events/", Events),
+            (&get, "/ui", UiRedirect),
+            (&get, "/ui/", Ui(ui::Asset::Page)),
+            (&get, "/ui/index.html", Ui(ui::Asset::Page)),
+            (&get, "/ui/app.js", Ui(ui::Asset::Script)),
+            (&get, "/ui/app.css", Ui(ui::Asset::Style)),
             (&get, "/healthz", Healthz),
             (&get, "/readyz", Readyz),
             (&get, "/metrics", Metrics),
@@ -817,7 +906,16 @@ mod tests {
         let not_an_escape = |written: &str, at: usize| {
             format!("`{written}` at byte {at} is not a percent-escape (% and two hex digits)")
         };
-        let refused: [(&Method, &str, Refusal, u16); 20] = [
+        let refused: [(&Method, &str, Refusal, u16); 24] = [
+            (
+                &post,
+                "/api/v1/events",
+                not_allowed(&post, "/api/v1/events"),
+                405,
+            ),
+            (&post, "/ui/", not_allowed(&post, "/ui/"), 405),
+            (&get, "/ui/main.js", nowhere("/ui/main.js"), 404),
+            (&get, "/ui/../metrics", dots("/ui/../metrics", ".."), 404),
             (
                 &get,
                 "/api/v1/routes/shop%ZZcheckout",

@@ -11,6 +11,7 @@
 
 pub mod cluster_routes;
 pub mod control_loop;
+pub mod events;
 pub mod history;
 pub mod metrics;
 pub mod state;

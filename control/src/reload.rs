@@ -168,10 +168,21 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
             for d in &diagnostics.0 {
                 tracing::error!("{d}");
             }
+            let errors: Vec<String> = diagnostics.0.iter().map(ToString::to_string).collect();
+            let mut control = process.control.lock().await;
+            control.announce_reload(&format!("{trigger:?}"), None, &errors, process.now_ms());
             return Err(diagnostics);
         }
     };
     drop(writing);
+    let mut control = process.control.lock().await;
+    control.announce_reload(
+        &format!("{trigger:?}"),
+        Some(version),
+        &[],
+        process.now_ms(),
+    );
+    drop(control);
     process.wait_applied(version).await;
     process.reloads.success.inc();
     tracing::info!(?trigger, version, "config reloaded");

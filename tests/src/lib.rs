@@ -13,6 +13,7 @@
 
 mod admin;
 mod binaries;
+mod browser;
 mod client;
 mod cluster;
 mod config;
@@ -32,6 +33,7 @@ mod weir;
 
 pub use admin::{Admin, PHASES, canary_weight, phase, rollout_gauges, step_index, unix_ms};
 pub use binaries::{binary, free_addr, target_debug_dir, workspace_root};
+pub use browser::{Browser, CHROMEDRIVER, CHROMIUM, WebDriverError};
 pub use client::{
     ANSWER_LIMIT, Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, get_json,
     raw_exchange, send_many,

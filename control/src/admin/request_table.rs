@@ -159,6 +159,24 @@ async fn every_path_method_and_token_answers_its_status() {
         (&post, "/api/v1/counters", Writer, "", 405),
         (&put, "/api/v1/counters", Writer, "", 405),
         (&get, "/api/v1/counters/web", Reader, "", 404),
+        // Events: read like the routes (streams that open: see below).
+        (&get, "/api/v1/events", Anonymous, "", 401),
+        (&get, "/api/v1/events", Wrong, "", 401),
+        (&post, "/api/v1/events", Writer, "", 405),
+        (&get, "/api/v1/events/web", Reader, "", 404),
+        // The dashboard's files: no token (they hold no data).
+        (&get, "/ui", Anonymous, "", 308),
+        (&get, "/ui/", Anonymous, "", 200),
+        (&get, "/ui/", Wrong, "", 200),
+        (&get, "/ui/index.html", Anonymous, "", 200),
+        (&get, "/ui/app.js", Anonymous, "", 200),
+        (&get, "/ui/app.css", Anonymous, "", 200),
+        (&get, "/ui/icon.svg", Anonymous, "", 200),
+        (&get, "/ui/nosuch.js", Anonymous, "", 404),
+        (&get, "/ui/app.js/x", Anonymous, "", 404),
+        (&get, "/ui/../api/v1/routes", Anonymous, "", 404),
+        (&post, "/ui/", Writer, "", 405),
+        (&post, "/ui/app.js", Writer, "", 405),
         // Commands: the writer token only.
         (&post, "/api/v1/routes/web/pause", Anonymous, "", 401),
         (&post, "/api/v1/routes/web/pause", Wrong, "", 401),
@@ -220,7 +238,10 @@ async fn every_path_method_and_token_answers_its_status() {
             "{method} {path} as {caller:?} with {body:?}: {}",
             String::from_utf8_lossy(&answer.body)
         );
-        if !answer.status.is_success() && !path.ends_with("readyz") {
+        if !answer.status.is_success()
+            && !answer.status.is_redirection()
+            && !path.ends_with("readyz")
+        {
             assert!(
                 !error_of(&answer).is_empty(),
                 "{method} {path}: a refusal names its reason"
@@ -453,4 +474,172 @@ async fn counters_answer_every_route_of_this_replica() {
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
     assert_eq!(keys, ["replica", "routes", "startedAt"]);
+}
+
+/// The first frame of an event stream, and the rest of the stream.
+async fn first_frame(answer: http::Response<super::AdminBody>) -> (String, super::AdminBody) {
+    let mut body = answer.into_body();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("a frame within 10 s")
+        .expect("a frame")
+        .expect("no error");
+    let data = frame.into_data().expect("a data frame");
+    (String::from_utf8_lossy(&data).into_owned(), body)
+}
+
+/// The JSON of an SSE frame's `data:` line.
+fn frame_data(frame: &str) -> Value {
+    let data = frame
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no data line in {frame:?}"));
+    serde_json::from_str(data).expect("JSON data")
+}
+
+async fn open_events(
+    admin: &AdminState,
+    token: Option<&str>,
+    from: SocketAddr,
+) -> http::Response<super::AdminBody> {
+    let mut request = Request::get("/api/v1/events");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request");
+    admin.handle(request, from).await
+}
+
+#[tokio::test]
+async fn event_streams_open_with_a_snapshot_saying_what_the_caller_may_do() {
+    let (_in_memory, admin) = started().await;
+    let local = peer([127, 0, 0, 1]);
+    for (token, access) in [(READER, "read"), (WRITER, "write")] {
+        let answer = open_events(&admin, Some(token), local).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(
+            answer.headers()[header::CONTENT_TYPE],
+            "text/event-stream",
+            "{token}"
+        );
+        let (frame, _stream) = first_frame(answer).await;
+        assert!(frame.starts_with("event: snapshot\n"), "{frame}");
+        let snapshot = frame_data(&frame);
+        assert_eq!(snapshot["access"], access, "{token}: {snapshot}");
+        assert_eq!(snapshot["tokens"], true);
+        let names: Vec<&str> = snapshot["routes"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|s| s["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, ["web", "fixed"], "{snapshot}");
+    }
+
+    // Without tokens, a local caller may do everything; a far one nothing.
+    let text = fixtures::config_text(None, &fixtures::route("web", Some("[{pause: {}}]")));
+    let in_memory = fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+    let open = AdminState::new(Arc::clone(&in_memory.process));
+    let (frame, _stream) = first_frame(open_events(&open, None, local).await).await;
+    let snapshot = frame_data(&frame);
+    assert_eq!(
+        (&snapshot["access"], &snapshot["tokens"]),
+        (&Value::from("write"), &Value::from(false))
+    );
+    let far = open_events(&open, None, peer([10, 0, 0, 7])).await;
+    assert_eq!(far.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_command_reaches_an_open_event_stream_as_a_transition_then_a_command() {
+    let (in_memory, admin) = started().await;
+    let local = peer([127, 0, 0, 1]);
+    let (_, mut stream) = first_frame(open_events(&admin, Some(READER), local).await).await;
+    let answer = call(
+        &admin,
+        &Method::POST,
+        "/api/v1/routes/web/pause",
+        Caller::Writer,
+        "",
+        local,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let refused = call(
+        &admin,
+        &Method::POST,
+        "/api/v1/routes/web/pause",
+        Caller::Writer,
+        "",
+        local,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), stream.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("a frame")
+            .expect("no error");
+        let text = String::from_utf8_lossy(frame.data_ref().expect("data")).into_owned();
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("event: "))
+            .unwrap_or_default()
+            .to_owned();
+        events.push((name, frame_data(&text)));
+    }
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["transition", "command", "command"]);
+    let (_, held) = &events[0];
+    assert_eq!(
+        (&held["route"], &held["kind"]),
+        (&Value::from("web"), &Value::from("held"))
+    );
+    assert_eq!(held["status"]["held"], true, "{held}");
+    assert_eq!(
+        (&events[1].1["ok"], &events[1].1["status"]),
+        (&Value::from(true), &Value::from(200))
+    );
+    assert_eq!(events[2].1["status"], 409);
+    assert!(
+        events[2].1["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "a refused command says why: {}",
+        events[2].1
+    );
+    drop(in_memory);
+}
+
+#[tokio::test]
+async fn a_refused_reload_reaches_an_open_event_stream_with_its_errors() {
+    let (_in_memory, admin) = started().await;
+    let local = peer([127, 0, 0, 1]);
+    let (_, mut stream) = first_frame(open_events(&admin, Some(READER), local).await).await;
+    let refused = call(
+        &admin,
+        &Method::POST,
+        "/api/v1/reload",
+        Caller::Writer,
+        "",
+        local,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), stream.frame())
+        .await
+        .expect("an event within 10 s")
+        .expect("a frame")
+        .expect("no error");
+    let text = String::from_utf8_lossy(frame.data_ref().expect("data")).into_owned();
+    assert!(text.contains("event: reload\n"), "{text}");
+    let reload = frame_data(&text);
+    assert_eq!(
+        (&reload["applied"], &reload["trigger"]),
+        (&Value::from(false), &Value::from("api"))
+    );
+    assert!(
+        reload["errors"].as_array().is_some_and(|e| !e.is_empty()),
+        "the errors are named: {reload}"
+    );
 }

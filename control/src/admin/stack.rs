@@ -11,16 +11,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Method, Request, Response, header};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tower::util::{Either, Oneshot};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt as _};
 
-use super::{AdminState, refusal};
+use super::{AdminBody, AdminState, refusal};
 use crate::messages::Refusal;
 
 /// Admin requests answered at once, health probes aside; more are refused
@@ -49,7 +47,7 @@ pub struct ProbesLayer<P> {
 pub fn admin_stack(
     state: Arc<AdminState>,
     peer: SocketAddr,
-) -> impl Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send>
+) -> impl Service<Request<Incoming>, Response = Response<AdminBody>, Error = BoxError, Future: Send>
 + Clone
 + Send
 + 'static {
@@ -72,8 +70,8 @@ pub fn admin_stack(
 /// The answer to a request the load shedder refused (503, `Retry-After: 1`);
 /// other answers pass through.
 fn answer_overload(
-    result: Result<Response<Full<Bytes>>, BoxError>,
-) -> Result<Response<Full<Bytes>>, BoxError> {
+    result: Result<Response<AdminBody>, BoxError>,
+) -> Result<Response<AdminBody>, BoxError> {
     let error = match result {
         Ok(response) => return Ok(response),
         Err(error) => error,
@@ -85,13 +83,14 @@ fn answer_overload(
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return Ok(response);
+        return Ok(response.map(AdminBody::from));
     }
     // The API itself never fails; should a layer below, say so.
     Ok(super::error(
         http::StatusCode::INTERNAL_SERVER_ERROR,
         &format!("the admin API failed: {error}"),
-    ))
+    )
+    .map(AdminBody::from))
 }
 
 fn is_probe<B>(req: &Request<B>) -> bool {

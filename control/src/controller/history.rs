@@ -60,6 +60,13 @@ impl History {
         self.samples.len()
     }
 
+    /// The times of the first sample at or after `since_ms` and of the
+    /// latest: the span [`Self::observation`] counts over.
+    pub(crate) fn span_ms(&self, since_ms: u64) -> Option<(u64, u64)> {
+        let first = self.samples.iter().find(|s| s.at_ms >= since_ms)?;
+        Some((first.at_ms, self.samples.back()?.at_ms))
+    }
+
     /// Counts from the first sample at or after `since_ms` to the latest.
     pub(crate) fn observation(&self, since_ms: u64) -> Observation {
         let (Some(first), Some(last)) = (

@@ -62,6 +62,9 @@ pub struct ControlState {
     unannounced: Vec<(Transition, RolloutState)>,
     /// The analysis template runs of every route.
     pub analysis_runs: AnalysisRuns,
+    /// The live events of transitions, verdicts and rates (see
+    /// [`super::events`]).
+    pub events: super::events::EventBus,
 }
 
 // === impl ControlState ===
@@ -204,6 +207,7 @@ impl ControlState {
             hooks: None,
             unannounced,
             analysis_runs: AnalysisRuns::new(),
+            events: super::events::EventBus::new(),
         })
     }
 
@@ -244,7 +248,7 @@ impl ControlState {
         self.hooks = Some(hooks);
         let now = crate::process::now_ms();
         for (transition, state) in std::mem::take(&mut self.unannounced) {
-            self.announce(&state.route, &transition, &state, now);
+            self.notify_hooks(&state.route, &transition, &state, now);
         }
     }
 
@@ -256,7 +260,7 @@ impl ControlState {
     /// Announces a kept transition of `route` to its `event` and
     /// `post-rollout` hooks and to the notification receivers (spawned;
     /// never waits); a CanaryRoute's only on the leader.
-    pub(super) fn announce(
+    pub(super) fn notify_hooks(
         &self,
         route: &str,
         transition: &Transition,
@@ -367,10 +371,11 @@ impl ControlState {
             if let Some(reason) = transition.abort_reason() {
                 *self.aborts.entry((route.to_owned(), reason)).or_default() += 1;
             }
-            self.announce(route, transition, &outcome.state, crate::process::now_ms());
+            self.notify_hooks(route, transition, &outcome.state, crate::process::now_ms());
         }
         let changed = outcome.state.route_override() != old_override;
-        self.rollouts.insert(route.to_owned(), outcome.state);
+        let previous = self.rollouts.insert(route.to_owned(), outcome.state);
+        self.announce(route, outcome.transition.as_ref(), previous.as_ref());
         Ok(changed)
     }
 

@@ -126,5 +126,6 @@ pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) 
     let mut control = process.control.lock().await;
     republish |= control.apply_judged(judged, written);
     control.schedule_hooks(now);
+    control.sample_rates(now);
     republish.then(|| process.publisher.publish(control.snapshot()))
 }

@@ -150,11 +150,13 @@ impl ControlState {
         }
         let mut rollouts = BTreeMap::new();
         let mut announced = Vec::new();
+        let mut adopted = Vec::new();
         for outcome in outcomes {
             if let Some(t) = &outcome.transition {
                 let _route = route_span(&outcome.state.route).entered();
                 tracing::info!(kind = ?t.kind, weight = %t.canary_weight, "{}", t.message);
                 announced.push((t.clone(), outcome.state.clone()));
+                adopted.push((outcome.state.route.clone(), t.clone()));
             }
             rollouts.insert(outcome.state.route.clone(), outcome.state);
         }
@@ -183,8 +185,9 @@ impl ControlState {
         }
         let now = crate::process::now_ms();
         for (transition, state) in announced {
-            self.announce(&state.route, &transition, &state, now);
+            self.notify_hooks(&state.route, &transition, &state, now);
         }
+        self.announce_adopted(&adopted);
     }
 }
 

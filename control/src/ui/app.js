@@ -1,0 +1,535 @@
+// weir's dashboard: the route list and a route page, kept live by the
+// admin API's event stream (GET /api/v1/events), read with fetch() so the
+// token travels in a header (EventSource cannot send one). The token stays
+// in this tab (sessionStorage) and never goes in a URL.
+"use strict";
+
+const TOKEN_KEY = "weir-token";
+const CHART_SECONDS = 180;
+const RECENT_SHOWN = 50;
+
+const state = {
+  routes: new Map(),   // name -> route status
+  samples: new Map(),  // name -> [{at, stable, canary}]
+  events: [],          // recent events, newest last: {id, event, data}
+  verdicts: new Map(), // name -> [verdict data], newest last
+  access: null,        // "read" | "write" once connected
+  tokens: true,        // whether weir asks for tokens
+  runs: new Map(),     // name -> analysis runs, when weir has them
+  notice: null,        // {text, error} about the last command
+};
+// What a test reads back: ms from an event's stamp to the frame showing it.
+window.weirShown = [];
+
+const $ = (id) => document.getElementById(id);
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+// === tokens ===
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+function headers(extra) {
+  const all = Object.assign({}, extra);
+  const t = token();
+  if (t) all.Authorization = "Bearer " + t;
+  return all;
+}
+
+function askToken(message) {
+  $("token-message").textContent = message;
+  $("token-message").className = token() ? "error" : "";
+  $("token-form").hidden = false;
+  $("token-input").focus();
+}
+
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const t = $("token-input").value.trim();
+  $("token-input").value = "";
+  if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+  $("token-form").hidden = true;
+  reconnect();
+});
+
+$("token-button").addEventListener("click", () => {
+  askToken(state.access === "read"
+    ? "Signed in with the reader token: enter the writer token to act."
+    : "Enter another token.");
+});
+
+async function errorOf(res) {
+  try { return (await res.json()).error || res.statusText; } catch (_) { return res.statusText; }
+}
+
+// === the event stream ===
+
+let stream = null;
+let retryMs = 500;
+
+function reconnect() {
+  if (stream) stream.abort();
+  retryMs = 500;
+  connect();
+}
+
+async function connect() {
+  const controller = new AbortController();
+  stream = controller;
+  setLive(false, "connecting");
+  let res;
+  try {
+    res = await fetch("/api/v1/events", { headers: headers(), cache: "no-store", signal: controller.signal });
+  } catch (e) {
+    return retry(controller, "weir is unreachable");
+  }
+  if (res.status === 401) {
+    const why = await errorOf(res);
+    const had = token();
+    askToken(had
+      ? "The token was refused (" + why + "). Enter the reader or the writer token."
+      : "This weir asks for a token: the reader token shows, the writer token acts.");
+    if (had) $("token-message").className = "error";
+    setLive(false, "needs a token");
+    return;
+  }
+  if (!res.ok) return retry(controller, "events answered " + res.status + ": " + (await errorOf(res)));
+  setLive(true, "live");
+  retryMs = 500;
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        dispatch(block);
+      }
+    }
+  } catch (e) { /* aborted or cut: reconnect below */ }
+  retry(controller, "reconnecting");
+}
+
+function retry(controller, why) {
+  if (stream !== controller) return;
+  setLive(false, why);
+  setTimeout(() => { if (stream === controller) connect(); }, retryMs);
+  retryMs = Math.min(retryMs * 2, 10000);
+}
+
+function setLive(on, text) {
+  $("live").className = "live " + (on ? "on" : "off");
+  $("live").textContent = text;
+}
+
+function dispatch(block) {
+  let name = "message", data = "", id = null;
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") name = value;
+    else if (field === "data") data += (data ? "\n" : "") + value;
+    else if (field === "id") id = Number(value);
+  }
+  if (!data) return;
+  let payload;
+  try { payload = JSON.parse(data); } catch (_) { return; }
+  handle(name, payload, id);
+}
+
+function handle(name, data, id) {
+  switch (name) {
+    case "snapshot":
+      state.routes = new Map(data.routes.map((r) => [r.name, r]));
+      state.samples = new Map(Object.entries(data.samples || {}));
+      state.events = [];
+      state.verdicts = new Map();
+      for (const e of data.recent || []) remember(e.event, e.data, e.id);
+      state.access = data.access;
+      state.tokens = data.tokens;
+      break;
+    case "samples":
+      for (const [route, sample] of Object.entries(data.routes)) {
+        const list = state.samples.get(route) || [];
+        list.push(sample);
+        while (list.length && list[0].at < sample.at - CHART_SECONDS * 1000) list.shift();
+        state.samples.set(route, list);
+      }
+      // The route page keeps its elements (a button being clicked stays
+      // the same button); only the charts and the served weight move.
+      if (currentRoute() !== null && $("served")) {
+        $("served").textContent = pct(servedWeight(currentRoute()));
+        drawCharts();
+        return;
+      }
+      break;
+    case "transition":
+      if (data.status) state.routes.set(data.route, data.status);
+      remember(name, data, id);
+      if (data.route === currentRoute()) loadRuns();
+      break;
+    case "reload":
+      if (data.applied) state.routes = new Map(data.routes.map((r) => [r.name, r]));
+      remember(name, data, id);
+      break;
+    case "verdict": case "command":
+      remember(name, data, id);
+      break;
+    case "lagged":
+      return; // the stream ends; the reconnect brings a fresh snapshot
+    default:
+      remember(name, data, id);
+  }
+  render();
+  if (name !== "samples" && name !== "snapshot" && data.at) {
+    requestAnimationFrame(() => window.weirShown.push({ event: name, id, kind: data.kind, ms: Date.now() - data.at }));
+  }
+}
+
+function remember(name, data, id) {
+  state.events.push({ event: name, data, id });
+  if (state.events.length > RECENT_SHOWN) state.events.shift();
+  if (name === "verdict") {
+    const list = state.verdicts.get(data.route) || [];
+    list.push(data);
+    if (list.length > 10) list.shift();
+    state.verdicts.set(data.route, list);
+  }
+}
+
+// === views ===
+
+function currentRoute() {
+  const m = location.hash.match(/^#\/routes\/(.+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+window.addEventListener("hashchange", () => { state.notice = null; render(); loadRuns(); });
+
+function render() {
+  $("token-button").hidden = !state.tokens;
+  $("access").textContent = state.access === "read" ? "reader token: read-only"
+    : state.access === "write" ? (state.tokens ? "writer token" : "") : "";
+  const view = $("view");
+  const name = currentRoute();
+  const page = name === null ? listView() : routeView(name);
+  view.replaceChildren(page);
+  drawCharts();
+}
+
+const pct = (v) => (v === null || v === undefined ? "–" : (+v).toFixed(v % 1 ? 2 : 0) + " %");
+const rate = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(2) + " %");
+const ms = (v) => (v === null || v === undefined ? "–" : (+v).toFixed(1) + " ms");
+const clock = (at) => new Date(at).toLocaleTimeString();
+
+function servedWeight(name) {
+  const list = state.samples.get(name);
+  const last = list && list[list.length - 1];
+  if (!last) return null;
+  const total = last.stable.rps + last.canary.rps;
+  return total > 0 ? (100 * last.canary.rps) / total : null;
+}
+
+function stepText(r) {
+  if (r.blueGreen && r.blueGreen.stage) return r.blueGreen.stage;
+  if (r.stage) return r.stage;
+  if (!r.strategy) return "fixed split";
+  if (r.stepIndex === null || r.stepIndex === undefined) return "–";
+  return Math.min(r.stepIndex + 1, r.stepCount) + " / " + r.stepCount;
+}
+
+function verdictCell(r) {
+  const a = r.analysis || {};
+  if (!a.verdict) return h("span", { class: "muted" }, "none yet");
+  return h("span", { class: "verdict " + a.verdict, title: a.reason || "" }, a.verdict);
+}
+
+function listView() {
+  const rows = [...state.routes.values()].map((r) =>
+    h("tr", { "data-route": r.name },
+      h("td", {}, h("a", { href: "#/routes/" + encodeURIComponent(r.name) }, r.name)),
+      h("td", {}, h("span", { class: "phase " + r.phase }, r.phase)),
+      h("td", { class: "narrow-hide" }, r.blueGreen ? "blue-green" : r.strategy ? "canary steps" : "fixed"),
+      h("td", {}, stepText(r)),
+      h("td", {}, pct(r.canaryWeight), h("span", { class: "muted" }, " / " + pct(servedWeight(r.name)))),
+      h("td", { class: "narrow-hide" }, (r.stableRevision || "–") + " → " + (r.canaryRevision || "–")),
+      h("td", {}, verdictCell(r))));
+  return h("section", {},
+    h("h1", {}, "Routes"),
+    h("div", { class: "scroll" }, h("table", { id: "routes" },
+      h("thead", {}, h("tr", {}, h("th", {}, "route"), h("th", {}, "phase"),
+        h("th", { class: "narrow-hide" }, "strategy"), h("th", {}, "step"),
+        h("th", {}, "weight set / served"), h("th", { class: "narrow-hide" }, "revisions stable → canary"),
+        h("th", {}, "last verdict"))),
+      h("tbody", {}, rows))),
+    state.routes.size ? null : h("p", { class: "muted" }, state.access ? "No routes." : "Waiting for weir…"));
+}
+
+function stepLabel(s) {
+  if (typeof s !== "object" || s === null) return String(s);
+  if ("setWeight" in s) return "weight " + s.setWeight + " %";
+  if ("pause" in s) return s.pause && s.pause.duration ? "pause " + s.pause.duration : "pause until promoted";
+  if ("analysis" in s) return "analysis";
+  return Object.keys(s)[0] || "step";
+}
+
+const COMMANDS = [
+  ["promote", "Promote", {}, "Promote %s to its next step?"],
+  ["promote", "Promote full", { full: true }, "Promote %s fully (100 % canary, skipping the remaining steps)?"],
+  ["abort", "Abort", {}, "Abort the rollout of %s (canary weight 0)?"],
+  ["retry", "Retry", {}, "Retry the rollout of %s from its first step?"],
+  ["pause", "Pause", {}, "Hold the rollout of %s?"],
+  ["resume", "Resume", {}, "Resume the rollout of %s?"],
+];
+
+// Whether `verb` applies to route `r` now (the API answers 409 otherwise).
+function applies(r, verb, body) {
+  if (!r.strategy) return false;
+  const active = r.phase === "Progressing" || r.phase === "Paused";
+  switch (verb) {
+    case "promote": return active;
+    case "abort": return active || r.phase === "Promoted";
+    case "retry": return r.phase === "Aborted";
+    case "pause": return active && !r.held;
+    case "resume": return !!r.held;
+    default: return !body;
+  }
+}
+
+function routeView(name) {
+  const r = state.routes.get(name);
+  if (!r) {
+    return h("section", {}, h("p", {}, h("a", { href: "#/" }, "← routes")),
+      h("p", { class: "muted" }, state.access ? "No route named " + name + "." : "Waiting for weir…"));
+  }
+  const writable = state.access === "write";
+  const why = state.access === "read"
+    ? "The reader token shows but cannot act: use the writer token to run commands."
+    : "";
+  const buttons = COMMANDS.map(([verb, label, body, question]) =>
+    h("button", { type: "button", "data-command": label.toLowerCase().replace(" ", "-"),
+      class: verb === "abort" ? "danger" : null, disabled: !writable || !applies(r, verb, body),
+      title: why || (applies(r, verb, body) ? null : label + " does not apply to a route " + (r.held ? "held" : r.phase)),
+      onclick: () => confirmCommand(question.replace("%s", name), () => runCommand(name, verb, body)) }, label));
+  const steps = (r.steps || []).map((s, i) => {
+    const at = r.stepIndex;
+    const cls = at === null || at === undefined ? "" : i < at ? "done" : i === at ? "current" : "";
+    return h("li", { class: cls || null, "aria-current": cls === "current" ? "step" : null }, (i + 1) + ". " + stepLabel(s));
+  });
+  const a = r.analysis || {};
+  const verdicts = (state.verdicts.get(name) || []).slice().reverse();
+  const lastVerdicts = verdicts.length
+    ? verdicts.map((v) => h("li", {}, h("time", {}, clock(v.at) + " "), h("span", { class: "verdict " + v.verdict }, v.verdict), " ", v.reason))
+    : a.verdict ? [h("li", {}, h("span", { class: "verdict " + a.verdict }, a.verdict), " ", a.reason || "")] : [h("li", { class: "muted" }, "none yet")];
+  const events = state.events.filter((e) => !e.data.route || e.data.route === name || e.data.route === "*")
+    .slice().reverse().map(eventLine);
+  return h("section", {},
+    h("p", {}, h("a", { href: "#/" }, "← routes")),
+    h("h1", {}, name, " ", h("span", { id: "phase", class: "phase " + r.phase }, r.phase)),
+    h("p", { id: "message" }, r.message),
+    h("div", { class: "actions", id: "actions" }, buttons,
+      why ? h("span", { id: "actions-why", class: "muted" }, why) : null),
+    state.notice ? h("p", { id: "notice", class: state.notice.error ? "error" : "muted" }, state.notice.text) : null,
+    h("div", { class: "grid" },
+      h("div", { class: "card wide" }, h("h2", {}, r.blueGreen ? "Stage" : "Steps"),
+        r.blueGreen ? h("p", {}, stepText(r))
+          : steps.length ? h("ol", { class: "steps", id: "steps" }, steps) : h("p", { class: "muted" }, "No steps: a fixed split.")),
+      h("div", { class: "card" }, h("h2", {}, "Weight"), h("dl", { class: "kv" },
+        h("dt", {}, "set"), h("dd", { id: "weight" }, pct(r.canaryWeight)),
+        h("dt", {}, "served"), h("dd", { id: "served" }, pct(servedWeight(name))),
+        h("dt", {}, "step"), h("dd", { id: "step" }, stepText(r)))),
+      h("div", { class: "card" }, h("h2", {}, "Revisions"), h("dl", { class: "kv" },
+        h("dt", {}, "stable"), h("dd", {}, r.stableRevision || "–"),
+        h("dt", {}, "canary"), h("dd", {}, r.canaryRevision || "–"),
+        h("dt", {}, "promoted"), h("dd", {}, r.promotedRevision || "–"))),
+      h("div", { class: "card" }, h("h2", {}, "Window (" + (a.windowSeconds || 0) + " s)"), h("dl", { class: "kv" },
+        ...["stable", "canary"].flatMap((role) => {
+          const s = a[role] || {};
+          return [h("dt", {}, role), h("dd", {}, (s.requests || 0) + " req, " + rate(s.errorRate) + " errors, p99 " + ms(s.latencyP99Ms))];
+        }),
+        h("dt", {}, "failures"), h("dd", {}, a.failures || 0))),
+      chartCard("rps", "Requests per second"),
+      chartCard("errorRate", "Error rate"),
+      chartCard("p99Ms", "p99 latency (ms)"),
+      h("div", { class: "card wide" }, h("h2", {}, "Last verdicts"), h("ul", { class: "events", id: "verdicts" }, lastVerdicts)),
+      runsCard(name),
+      webhooksCard(r),
+      h("div", { class: "card wide" }, h("h2", {}, "Recent events"),
+        h("ul", { class: "events", id: "events" }, events.length ? events : h("li", { class: "muted" }, "none yet")))));
+}
+
+function eventLine(e) {
+  const d = e.data;
+  let text;
+  switch (e.event) {
+    case "transition": text = d.kind.replace(/_/g, " ") + ": " + d.message; break;
+    case "verdict": text = "verdict " + d.verdict + ": " + d.reason; break;
+    case "command": text = "command " + d.command + (d.ok ? " done" : " refused (" + d.status + "): " + (d.error || "")); break;
+    case "reload": text = d.applied ? "config reloaded (" + d.trigger + ")" : "config refused: " + (d.errors || []).join("; "); break;
+    default: text = e.event;
+  }
+  return h("li", { "data-event": e.event }, h("time", {}, d.at ? clock(d.at) + " " : ""), text);
+}
+
+function chartCard(field, title) {
+  return h("div", { class: "card" }, h("h2", {}, title),
+    h("canvas", { "data-field": field, id: "chart-" + field, width: 360, height: 140 }),
+    h("div", { class: "legend" }, h("span", { class: "s" }, "■ stable"), " ", h("span", { class: "c" }, "■ canary"),
+      " · up to the last " + CHART_SECONDS / 60 + " minutes"));
+}
+
+function runsCard(name) {
+  const runs = state.runs.get(name);
+  if (!Array.isArray(runs) || !runs.length) return null;
+  return h("div", { class: "card wide" }, h("h2", {}, "Analysis runs"),
+    h("ul", { class: "events", id: "runs" }, runs.slice(-10).reverse().map((run) =>
+      h("li", {}, h("strong", {}, run.name || "run"), " ",
+        (run.templates || []).join(", "), " ",
+        h("span", { class: "phase" }, run.phase || ""), " ", run.message || "",
+        h("ul", {}, (run.metrics || []).map((m) => {
+          const last = (m.measurements || []).slice(-1)[0];
+          const value = last && last.value !== undefined && last.value !== null ? " last " + JSON.stringify(last.value) : "";
+          return h("li", { class: "muted" }, m.name + " " + (m.phase || "") + ": " +
+            (m.successful || 0) + " successful, " + (m.failed || 0) + " failed, " +
+            (m.inconclusive || 0) + " inconclusive, " + (m.error || 0) + " errors" + value +
+            (last && last.message ? " (" + last.message + ")" : ""));
+        }))))));
+}
+
+function webhooksCard(r) {
+  const hooks = r.webhooks;
+  if (!hooks || (Array.isArray(hooks) && !hooks.length)) return null;
+  const list = Array.isArray(hooks) ? hooks : Object.entries(hooks).map(([name, v]) => Object.assign({ name }, v));
+  return h("div", { class: "card wide" }, h("h2", {}, "Webhooks"),
+    h("ul", { class: "events", id: "webhooks" }, list.map((w) =>
+      h("li", {}, h("strong", {}, w.name || w.type || "hook"), " ", w.type && w.name ? "(" + w.type + ") " : "",
+        w.waiting ? "waited on · " : "", w.lastResult || "not called yet",
+        w.attempts > 1 ? " after " + w.attempts + " attempts" : "", " ", w.message || ""))));
+}
+
+// === charts ===
+
+function drawCharts() {
+  const name = currentRoute();
+  const samples = (name && state.samples.get(name)) || [];
+  for (const canvas of document.querySelectorAll("canvas[data-field]")) {
+    drawChart(canvas, samples, canvas.dataset.field);
+  }
+}
+
+function drawChart(canvas, samples, field) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 360, height = canvas.clientHeight || 140;
+  canvas.width = width * ratio;
+  canvas.height = height * ratio;
+  const g = canvas.getContext("2d");
+  g.scale(ratio, ratio);
+  g.clearRect(0, 0, width, height);
+  const now = samples.length ? samples[samples.length - 1].at : Date.now();
+  // The last three minutes, or less while there is less (at least 30 s).
+  const first = samples.length ? samples[0].at : now;
+  const span = Math.min(CHART_SECONDS * 1000, Math.max(30000, now - first));
+  const from = now - span;
+  const shown = samples.filter((s) => s.at >= from);
+  const value = (s, role) => {
+    const v = s[role][field];
+    return v === null || v === undefined ? null : field === "errorRate" ? v * 100 : v;
+  };
+  let top = 0;
+  for (const s of shown) for (const role of ["stable", "canary"]) top = Math.max(top, value(s, role) || 0);
+  const max = top > 0 ? top * 1.15 : 1;
+  const pad = { left: 4, right: 4, top: 14, bottom: 4 };
+  const x = (at) => pad.left + ((at - from) / span) * (width - pad.left - pad.right);
+  const y = (v) => height - pad.bottom - (v / max) * (height - pad.top - pad.bottom);
+  g.strokeStyle = "#d9dee5";
+  g.beginPath(); g.moveTo(pad.left, y(0)); g.lineTo(width - pad.right, y(0)); g.stroke();
+  g.fillStyle = "#5f6b7a";
+  g.font = "11px system-ui, sans-serif";
+  g.fillText("max " + top.toFixed(field === "rps" ? 0 : 2) + (field === "errorRate" ? " %" : ""), pad.left, 11);
+  let points = 0;
+  for (const [role, color] of [["stable", "#2f6fd6"], ["canary", "#e07a10"]]) {
+    g.strokeStyle = color;
+    g.lineWidth = 1.5;
+    g.beginPath();
+    let drawing = false;
+    for (const s of shown) {
+      const v = value(s, role);
+      if (v === null) { drawing = false; continue; }
+      if (drawing) g.lineTo(x(s.at), y(v)); else g.moveTo(x(s.at), y(v));
+      drawing = true;
+      points += 1;
+    }
+    g.stroke();
+  }
+  canvas.dataset.points = String(points);
+}
+
+// === commands ===
+
+function confirmCommand(question, action) {
+  $("confirm-text").textContent = question;
+  $("confirm").hidden = false;
+  $("confirm-yes").onclick = () => { $("confirm").hidden = true; action(); };
+  $("confirm-no").onclick = () => { $("confirm").hidden = true; };
+  $("confirm-yes").focus();
+}
+
+async function runCommand(name, verb, body) {
+  state.notice = { text: verb + "…", error: false };
+  render();
+  let res;
+  try {
+    res = await fetch("/api/v1/routes/" + encodeURIComponent(name) + "/" + verb, {
+      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body) });
+  } catch (e) {
+    state.notice = { text: "weir is unreachable: " + e.message, error: true };
+    return render();
+  }
+  if (res.ok) {
+    const status = await res.json();
+    if (status && status.name) state.routes.set(status.name, status);
+    state.notice = { text: clock(Date.now()) + " " + verb + (body.full ? " --full" : "") + " done.", error: false };
+  } else {
+    const why = await errorOf(res);
+    state.notice = { text: clock(Date.now()) + " " + verb + " refused (" + res.status + "): " + why, error: true };
+    if (res.status === 401) askToken("The token was refused (" + why + ").");
+  }
+  render();
+}
+
+// === analysis runs (shown when weir has them) ===
+
+async function loadRuns() {
+  const name = currentRoute();
+  if (name === null) return;
+  try {
+    const res = await fetch("/api/v1/routes/" + encodeURIComponent(name) + "/analysisruns", { headers: headers() });
+    if (!res.ok) return;
+    const body = await res.json();
+    state.runs.set(name, Array.isArray(body) ? body : []);
+    render();
+  } catch (_) { /* not there: nothing to show */ }
+}
+
+connect();
+loadRuns();

@@ -1,0 +1,357 @@
+//! The dashboard in a real browser (headless Chromium over WebDriver),
+//! against a running weir with a rollout under load: the page asks for a
+//! token and says so when one is wrong; the reader token shows the list and
+//! the route page with live charts but disables the buttons, saying why;
+//! the writer token promotes (with a confirmation) and the new step shows
+//! without a reload; an abort caused by a failing canary shows by itself.
+//! Without tokens in the config, the page asks for none and acts.
+//! Screenshots go to `target/dashboard-screenshots/`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weir_e2e::{
+    Browser, Load, LoadtestUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index,
+    wait_until, workspace_root,
+};
+
+const READER: &str = "dashboard-reader-token";
+const WRITER: &str = "dashboard-writer-token";
+/// Deadlines for what the page shows; the time it took is measured by the
+/// page itself and printed.
+const SHOWN: Duration = Duration::from_secs(15);
+
+/// One browser at a time: two on 2 cores would starve weir.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `script` in the page; `null` when it throws or the page is between
+/// two documents.
+async fn read(browser: &Browser, script: &str) -> Value {
+    browser
+        .script(script, json!([]))
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until `script` returns something other than `null`, `false`, `""`
+/// or `0`, and returns it.
+async fn shown(browser: &Browser, what: &str, script: &str) -> Value {
+    wait_until(SHOWN, what, || async {
+        let value = read(browser, script).await;
+        let empty = matches!(&value, Value::Null | Value::Bool(false))
+            || value.as_str() == Some("")
+            || value.as_f64() == Some(0.0);
+        (!empty).then_some(value)
+    })
+    .await
+}
+
+/// Clicks `selector`, again if the page re-rendered it meanwhile.
+async fn click(browser: &Browser, selector: &str) {
+    wait_until(SHOWN, &format!("a click on {selector}"), || async {
+        browser.click(selector).await.ok()
+    })
+    .await;
+}
+
+/// Types `token` into the token form and submits it.
+async fn enter_token(browser: &Browser, token: &str) {
+    shown(
+        browser,
+        "the token form",
+        "return !document.getElementById('token-form').hidden;",
+    )
+    .await;
+    browser
+        .type_into("#token-input", token)
+        .await
+        .expect("typing the token");
+    click(browser, "#token-form button[type=submit]").await;
+}
+
+/// The page's own measure of the last `event` it showed: ms from the
+/// event's stamp in weir to the animation frame after it was drawn.
+async fn shown_after(browser: &Browser, event: &str, kind: &str) -> Value {
+    let script = format!(
+        "const all = window.weirShown.filter((s) => s.event === '{event}' && s.kind === '{kind}');
+         return all.length ? all[all.length - 1].ms : null;"
+    );
+    shown(
+        browser,
+        &format!("the page's measure of {event} {kind}"),
+        &script,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_live_rollout_and_acts_with_the_writer_token() {
+    let _one = ONE_BROWSER.lock().await;
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let strategy = Strategy::judged([
+        Step::SetWeight(20.0),
+        Step::Pause(None),
+        Step::SetWeight(50.0),
+        Step::Pause(None),
+    ]);
+    let config = WeirConfig::new([Route::rollout(
+        "web",
+        &[stable.addr],
+        &[canary.addr],
+        strategy,
+    )])
+    .tokens(Some(READER), Some(WRITER));
+    let weir = Weir::start(config).await;
+    let load = Load::start(weir.addrs.http, "/", 100, 4);
+    let reader = weir.admin_with(READER);
+    let status = || async {
+        let answer = reader.get("/api/v1/routes/web").await.ok()?;
+        (answer.status == 200).then(|| answer.json())
+    };
+    let s = wait_until(SHOWN, "Paused at step 2 of 4", || async {
+        status().await.filter(|s| step_index(s) == Some(1))
+    })
+    .await;
+    assert_eq!(phase(&s), "Paused", "{s:#}");
+
+    let shots = workspace_root().join("target/dashboard-screenshots");
+    let browser = Browser::start(1280, 1000).await;
+    let ui = format!("http://{}/ui/", weir.addrs.admin);
+    browser.goto(&ui).await;
+
+    // No token yet: the page asks for one.
+    let asked = shown(
+        &browser,
+        "the page asking for a token",
+        "return !document.getElementById('token-form').hidden
+            && document.getElementById('token-message').textContent;",
+    )
+    .await;
+    assert!(
+        asked
+            .as_str()
+            .is_some_and(|m| m.contains("asks for a token")),
+        "{asked}"
+    );
+
+    // A wrong token: a clear message, and the form again.
+    enter_token(&browser, "not-a-token").await;
+    let refused = shown(
+        &browser,
+        "a wrong token refused",
+        "const m = document.getElementById('token-message');
+         return !document.getElementById('token-form').hidden
+            && m.className === 'error' && m.textContent;",
+    )
+    .await;
+    assert!(
+        refused
+            .as_str()
+            .is_some_and(|m| m.contains("token was refused") && m.contains("wrong")),
+        "{refused}"
+    );
+
+    // The reader token: the list shows the route and its phase.
+    enter_token(&browser, READER).await;
+    let listed = shown(
+        &browser,
+        "the route in the list",
+        "const p = document.querySelector('tr[data-route=\"web\"] .phase');
+         return p && p.textContent;",
+    )
+    .await;
+    assert_eq!(listed, "Paused");
+    browser.screenshot(&shots.join("list.png")).await;
+
+    // The route page: live charts, and the buttons disabled with a reason.
+    click(&browser, "tr[data-route=\"web\"] a").await;
+    let points = shown(
+        &browser,
+        "points on the request-rate chart",
+        "const c = document.querySelector('canvas[data-field=\"rps\"]');
+         return c && Number(c.dataset.points || 0);",
+    )
+    .await;
+    assert!(points.as_f64().is_some_and(|n| n > 0.0), "{points}");
+    let buttons = read(
+        &browser,
+        "return [...document.querySelectorAll('#actions button')]
+            .map((b) => [b.textContent, b.disabled]);",
+    )
+    .await;
+    assert_eq!(
+        buttons,
+        json!([
+            ["Promote", true],
+            ["Promote full", true],
+            ["Abort", true],
+            ["Retry", true],
+            ["Pause", true],
+            ["Resume", true]
+        ])
+    );
+    let why = read(
+        &browser,
+        "return document.getElementById('actions-why').textContent;",
+    )
+    .await;
+    assert!(
+        why.as_str().is_some_and(|w| w.contains("writer token")),
+        "{why}"
+    );
+
+    // The writer token: Promote, confirmed, moves the rollout on, and the
+    // page shows the new step without a reload.
+    click(&browser, "#token-button").await;
+    enter_token(&browser, WRITER).await;
+    shown(
+        &browser,
+        "the buttons enabled",
+        "const b = document.querySelector('#actions button[data-command=\"promote\"]');
+         return b && !b.disabled;",
+    )
+    .await;
+    read(&browser, "window.weirNotReloaded = true; return null;").await;
+    click(&browser, "#actions button[data-command=\"promote\"]").await;
+    let question = shown(
+        &browser,
+        "the confirmation",
+        "return !document.getElementById('confirm').hidden
+            && document.getElementById('confirm-text').textContent;",
+    )
+    .await;
+    assert!(
+        question.as_str().is_some_and(|q| q.contains("Promote web")),
+        "{question}"
+    );
+    click(&browser, "#confirm-yes").await;
+    let step = shown(
+        &browser,
+        "step 3 or later marked current",
+        "const steps = [...document.querySelectorAll('#steps li')];
+         const at = steps.findIndex((li) => li.classList.contains('current'));
+         return at >= 2 && at + 1;",
+    )
+    .await;
+    assert!(step.as_f64().is_some_and(|s| s >= 3.0), "{step}");
+    let s = status().await.expect("the status");
+    assert!(
+        step_index(&s).is_some_and(|i| i >= 2),
+        "the rollout moved on: {s:#}"
+    );
+    let promoted_ms = shown_after(&browser, "transition", "promoted").await;
+    eprintln!("promote: weir's transition to the page's next frame: {promoted_ms} ms");
+    assert_eq!(
+        read(&browser, "return window.weirNotReloaded === true;").await,
+        true,
+        "the page was not reloaded"
+    );
+    // Wait for the charts to have both roles, for the screenshot.
+    shown(
+        &browser,
+        "canary traffic on the chart",
+        "const c = document.querySelector('canvas[data-field=\"rps\"]');
+         return c && Number(c.dataset.points || 0) > 10;",
+    )
+    .await;
+    browser.screenshot(&shots.join("route.png")).await;
+
+    // A failing canary is aborted by analysis; the page shows it by itself.
+    canary.control(json!({"errorRate": 1.0})).await;
+    let aborted = shown(
+        &browser,
+        "the abort on the page",
+        "const p = document.getElementById('phase');
+         return p && p.textContent === 'Aborted'
+            && document.querySelector('#events li[data-event=\"transition\"]').textContent;",
+    )
+    .await;
+    assert!(
+        aborted.as_str().is_some_and(|e| e.contains("aborted")),
+        "{aborted}"
+    );
+    let aborted_ms = shown_after(&browser, "transition", "aborted").await;
+    eprintln!("abort: weir's transition to the page's next frame: {aborted_ms} ms");
+    browser.screenshot(&shots.join("route-aborted.png")).await;
+
+    // The token stays out of the URL; nothing is fetched from elsewhere.
+    let leaks = read(
+        &browser,
+        &format!(
+            "const origin = location.origin;
+             return [location.href.includes('{WRITER}'),
+                     performance.getEntriesByType('resource')
+                        .map((e) => e.name).filter((n) => !n.startsWith(origin))];"
+        ),
+    )
+    .await;
+    assert_eq!(leaks, json!([false, []]));
+    assert!(
+        !weir.log().contains(WRITER) && !weir.log().contains(READER),
+        "no token in weir's log"
+    );
+
+    // A narrow screen: one column.
+    browser
+        .set_window_size(420, 900)
+        .await
+        .expect("a narrow window");
+    shown(
+        &browser,
+        "one column on a narrow screen",
+        "const g = document.querySelector('.grid');
+         return g && getComputedStyle(g).gridTemplateColumns.split(' ').length === 1;",
+    )
+    .await;
+
+    browser.quit().await;
+    load.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_page_asks_for_none_and_acts() {
+    let _one = ONE_BROWSER.lock().await;
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let strategy = Strategy::unjudged([Step::SetWeight(20.0), Step::Pause(None)]);
+    let weir = Weir::start(WeirConfig::new([Route::rollout(
+        "web",
+        &[stable.addr],
+        &[canary.addr],
+        strategy,
+    )]))
+    .await;
+    let browser = Browser::start(1024, 800).await;
+    browser
+        .goto(&format!("http://{}/ui/#/routes/web", weir.addrs.admin))
+        .await;
+    let promote = shown(
+        &browser,
+        "Promote enabled without a token",
+        "const b = document.querySelector('#actions button[data-command=\"promote\"]');
+         return b && !b.disabled;",
+    )
+    .await;
+    assert_eq!(promote, true);
+    let asked = read(
+        &browser,
+        "return [document.getElementById('token-form').hidden,
+                 document.getElementById('token-button').hidden];",
+    )
+    .await;
+    assert_eq!(asked, json!([true, true]), "no token asked for");
+    click(&browser, "#actions button[data-command=\"promote\"]").await;
+    click(&browser, "#confirm-yes").await;
+    shown(
+        &browser,
+        "Paused at step 2 of 2",
+        "const p = document.getElementById('phase');
+         return p && p.textContent === 'Paused'
+            && document.getElementById('step').textContent === '2 / 2';",
+    )
+    .await;
+    let s = weir.status("web").await;
+    assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+    browser.quit().await;
+}
