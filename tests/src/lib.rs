@@ -23,6 +23,7 @@ mod load;
 mod metrics;
 mod process;
 mod raw;
+mod recording_upstream;
 mod stats;
 mod upstream;
 mod wait;
@@ -46,6 +47,9 @@ pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample};
 pub use process::{run_within, shown};
 pub use raw::{RawResponse, RawUpstream, Received, raw_request};
+pub use recording_upstream::{
+    ConnectionRecord, Framing, RecordingUpstream, Reply, UpstreamRequest,
+};
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
 pub use upstream::{FakeUpstream, LoadtestUpstream};
 pub use wait::{wait_until, within};
