@@ -384,17 +384,7 @@ fn get_close(path: &str) -> String {
 #[derive(Debug, Clone)]
 struct ClientResponse {
     status: u16,
-    headers: Vec<(String, String)>,
     body: Vec<u8>,
-}
-
-impl ClientResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// Writes `request` to weir on a new connection and reads until weir
@@ -466,11 +456,7 @@ fn split_responses(raw: &[u8], head_requests: &[usize]) -> Vec<ClientResponse> {
         };
         at += used;
         if status >= 200 {
-            out.push(ClientResponse {
-                status,
-                headers,
-                body,
-            });
+            out.push(ClientResponse { status, body });
         }
     }
     out
@@ -627,4 +613,215 @@ async fn forwarded_framing_is_normalised() {
         );
     }
     assert_eq!(upstream.violations(), vec![]);
+}
+
+/// What must become of one broken (or unusual) upstream response.
+#[derive(Debug, Clone, Copy)]
+enum Answered {
+    /// 502 from weir, and the upstream connection is never used again.
+    BadGateway,
+    /// This status and body reach the client.
+    Served(u16, &'static [u8]),
+    /// The head reached the client before the upstream broke off: the body
+    /// is cut short and the client connection closed, so the client sees
+    /// the failure; the upstream connection is never used again.
+    CutShort,
+}
+
+/// The response-side table: (name, method, raw upstream reply, outcome).
+fn response_cases() -> Vec<(&'static str, &'static str, Reply, Answered)> {
+    vec![
+        (
+            "both framing headers",
+            "GET",
+            Reply::keep(
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            ),
+            Answered::BadGateway,
+        ),
+        (
+            "two differing lengths",
+            "GET",
+            Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 3\r\n\r\nhello"),
+            Answered::BadGateway,
+        ),
+        (
+            "content-length not all digits",
+            "GET",
+            Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello"),
+            Answered::BadGateway,
+        ),
+        (
+            "garbage status line",
+            "GET",
+            Reply::keep("HTTP/1.1 two hundred OK\r\nContent-Length: 5\r\n\r\nhello"),
+            Answered::BadGateway,
+        ),
+        (
+            "not HTTP at all",
+            "GET",
+            Reply::keep("SSH-2.0-OpenSSH_9.6\r\n\r\n"),
+            Answered::BadGateway,
+        ),
+        (
+            "chunk size overflowing 64 bits",
+            "GET",
+            Reply::keep(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+            ),
+            Answered::BadGateway,
+        ),
+        (
+            "NUL in a header value",
+            "GET",
+            Reply::keep("HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 5\r\n\r\nhello"),
+            Answered::BadGateway,
+        ),
+        (
+            "close before the head ends",
+            "GET",
+            Reply::close("HTTP/1.1 200 OK\r\nContent-Le"),
+            Answered::BadGateway,
+        ),
+        (
+            "close mid-body",
+            "GET",
+            Reply::close("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+            Answered::CutShort,
+        ),
+        (
+            "close mid-chunk",
+            "GET",
+            Reply::close("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nabc"),
+            Answered::CutShort,
+        ),
+        (
+            "100 then final",
+            "GET",
+            Reply::keep(
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+            ),
+            Answered::Served(200, b"final"),
+        ),
+        (
+            "103 early hints then final",
+            "GET",
+            Reply::keep(
+                "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+            ),
+            Answered::Served(200, b"final"),
+        ),
+        (
+            "HEAD answered with a length and no body",
+            "HEAD",
+            Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            Answered::Served(200, b""),
+        ),
+        (
+            "204 with a body",
+            "GET",
+            Reply::keep("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello"),
+            Answered::Served(204, b""),
+        ),
+        (
+            "304 with a body",
+            "GET",
+            Reply::keep("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello"),
+            Answered::Served(304, b""),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_framing_table() {
+    let scripted = std::sync::Arc::new(std::sync::Mutex::new(Reply::ok("unset")));
+    let upstream = RecordingUpstream::start({
+        let scripted = std::sync::Arc::clone(&scripted);
+        move |r: &UpstreamRequest| {
+            if r.target == "/bad" {
+                scripted.lock().unwrap().clone()
+            } else {
+                Reply::ok(&format!("stable {}", r.target))
+            }
+        }
+    })
+    .await;
+    let weir =
+        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let mut failures = Vec::new();
+    for (name, method, reply, answered) in response_cases() {
+        *scripted.lock().unwrap() = reply;
+        let before = upstream.requests().len();
+        let request =
+            format!("{method} /bad HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+        let (raw, closed) = exchange(weir.addrs.http, request.as_bytes()).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let head_end = find(&raw, b"\r\n\r\n").map_or(raw.len(), |i| i + 4);
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = &raw[head_end..];
+        let ok = closed
+            && match answered {
+                Answered::BadGateway => status == 502,
+                Answered::Served(want, want_body) => {
+                    status == want
+                        && split_responses(&raw, if method == "HEAD" { &[0] } else { &[] })
+                            .first()
+                            .is_some_and(|r| r.body == want_body)
+                }
+                Answered::CutShort => {
+                    status == 200 && {
+                        let length = split_responses_lenient_length(&text);
+                        length.is_none_or(|n| body.len() < n)
+                    }
+                }
+            };
+        if !ok {
+            failures.push(format!("{name}: want {answered:?}, client got {text:?}"));
+            continue;
+        }
+        // The next request is served, and after a broken answer never on
+        // the broken connection.
+        let (raw, _) = exchange(weir.addrs.http, get_close("/next").as_bytes()).await;
+        let responses = split_responses(&raw, &[]);
+        if responses.len() != 1 || responses[0].body != b"stable /next" {
+            failures.push(format!(
+                "{name}: next request got {:?}",
+                String::from_utf8_lossy(&raw)
+            ));
+            continue;
+        }
+        let reached = upstream.requests().split_off(before);
+        if reached.len() != 2 {
+            failures.push(format!("{name}: upstream saw {reached:?}"));
+            continue;
+        }
+        if !matches!(answered, Answered::Served(..))
+            && reached[0].connection == reached[1].connection
+        {
+            failures.push(format!(
+                "{name}: the upstream connection was reused after a broken answer"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(upstream.violations(), vec![]);
+}
+
+/// The Content-Length in a response head, if any (a chunked body counts as
+/// unbounded: `None`).
+fn split_responses_lenient_length(text: &str) -> Option<usize> {
+    text.split("\r\n\r\n").next()?.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())?
+    })
 }
