@@ -825,3 +825,122 @@ fn split_responses_lenient_length(text: &str) -> Option<usize> {
             .then(|| v.trim().parse().ok())?
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_across_routes_and_roles_are_answered_in_order() {
+    let stable = echoing_target("stable").await;
+    let canary = echoing_target("canary").await;
+    let other = echoing_target("other").await;
+    let weir = weir_on_path_under_test(WeirConfig::new([
+        Route::new("web", &[stable.addr])
+            .canary(&[canary.addr], 0.0)
+            .canary_by_header("x-canary", "always"),
+        Route::new("api", &[other.addr]).path_prefix("/api"),
+    ]))
+    .await;
+
+    // Each request names where it must go; bodies of both framings in
+    // between, a HEAD whose answer has no body, and the last one closes.
+    let plan: [(&str, &str, &str); 6] = [
+        ("GET", "/one", "stable"),
+        ("POST", "/two", "canary"),
+        ("GET", "/api/three", "other"),
+        ("HEAD", "/four", "canary"),
+        ("POST", "/api/five", "other"),
+        ("GET", "/six", "stable"),
+    ];
+    let mut request = String::new();
+    for (i, (method, path, role)) in plan.iter().enumerate() {
+        request.push_str(&format!("{method} {path} HTTP/1.1\r\nHost: shop.test\r\n"));
+        if *role == "canary" {
+            request.push_str("x-canary: always\r\n");
+        }
+        if i == plan.len() - 1 {
+            request.push_str("Connection: close\r\n");
+        }
+        match (*method, i % 2) {
+            ("POST", 0) => request.push_str("Content-Length: 5\r\n\r\nhello"),
+            ("POST", _) => request.push_str(&format!(
+                "Transfer-Encoding: chunked\r\n\r\n{HELLO_CHUNKED}"
+            )),
+            _ => request.push_str("\r\n"),
+        }
+    }
+    let (raw, closed) = exchange(weir.addrs.http, request.as_bytes()).await;
+    assert!(closed, "{:?}", String::from_utf8_lossy(&raw));
+    let responses = split_responses(&raw, &[3]);
+    let got: Vec<(u16, String)> = responses
+        .iter()
+        .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
+        .collect();
+    let want: Vec<(u16, String)> = plan
+        .iter()
+        .map(|(method, path, role)| {
+            let body = if *method == "HEAD" {
+                String::new()
+            } else {
+                format!("{role} {path}")
+            };
+            (200, body)
+        })
+        .collect();
+    assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&raw));
+    for (upstream, n) in [(&stable, 2), (&canary, 2), (&other, 2)] {
+        let reached = upstream.requests();
+        assert_eq!(reached.len(), n, "{reached:?}");
+        for r in &reached {
+            let want = if r.method == "POST" { 5 } else { 0 };
+            assert_eq!(r.body.len(), want, "{r:?}");
+        }
+        assert_eq!(upstream.violations(), vec![]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_gets_the_body_forwarded_once() {
+    let upstream = echoing_target("stable").await;
+    let weir =
+        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let mut stream = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\n\
+              Expect: 100-continue\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // The client waits for the interim answer before sending the body.
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while find(&seen, b"\r\n\r\n").is_none() {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .expect("no 100 Continue in time")
+            .unwrap();
+        assert_ne!(
+            n,
+            0,
+            "closed before 100 Continue: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    stream.write_all(b"hello").await.unwrap();
+    let (rest, closed) = read_to_close(&mut stream, deadline).await;
+    assert!(closed);
+    seen.extend_from_slice(&rest);
+    let responses = split_responses(&seen, &[]);
+    assert_eq!(responses.len(), 1, "{:?}", String::from_utf8_lossy(&seen));
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(responses[0].body, b"stable /upload");
+    let reached = upstream.requests();
+    assert_eq!(reached.len(), 1, "{reached:?}");
+    assert_eq!(reached[0].body, b"hello");
+    assert_eq!(upstream.violations(), vec![]);
+}
