@@ -17,6 +17,7 @@ mod client;
 mod cluster;
 mod config;
 mod curl;
+mod forwarding_path;
 mod hook_receiver;
 mod kube_api;
 mod load;
@@ -41,6 +42,7 @@ pub use cluster::{
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use curl::curl;
+pub use forwarding_path::ForwardingPath;
 pub use hook_receiver::{Answer, HookReceiver, Received as HookRequest};
 pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};

@@ -6,8 +6,8 @@
 //! upstream responses give 502 (or the documented behaviour) and their
 //! connection is never reused.
 //!
-//! weir is started through [`weir_on_path_under_test`], the one place that
-//! picks the forwarding path the suite runs against.
+//! weir is started through [`ForwardingPath`], the one place that picks
+//! the forwarding path the suite runs against (`WEIR_FORWARDING_PATH`).
 
 #![allow(
     clippy::unwrap_used,
@@ -19,25 +19,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use weir_e2e::{Framing, RecordingUpstream, Reply, Route, UpstreamRequest, Weir, WeirConfig};
+use weir_e2e::{
+    ForwardingPath, Framing, RecordingUpstream, Reply, Route, UpstreamRequest, Weir, WeirConfig,
+};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// The HTTP/1 forwarding paths weir has; the suite runs against each.
-#[derive(Debug, Clone, Copy)]
-enum ForwardingPath {
-    /// hyper's server and client (the only path today).
-    Hyper,
-}
-
-/// The path this run exercises.
-const PATH_UNDER_TEST: ForwardingPath = ForwardingPath::Hyper;
-
-/// Starts weir with `config` set up for [`PATH_UNDER_TEST`].
+/// Starts weir with `config` on the forwarding path under test.
 async fn weir_on_path_under_test(config: WeirConfig) -> Weir {
-    match PATH_UNDER_TEST {
-        ForwardingPath::Hyper => Weir::start(config).await,
-    }
+    ForwardingPath::under_test().start_weir(config).await
 }
 
 /// What must become of one case's client bytes.
@@ -774,7 +764,7 @@ async fn upstream_framing_table() {
                 }
                 Answered::CutShort => {
                     status == 200 && {
-                        let length = split_responses_lenient_length(&text);
+                        let length = declared_length(&text);
                         length.is_none_or(|n| body.len() < n)
                     }
                 }
@@ -818,7 +808,7 @@ async fn upstream_framing_table() {
 
 /// The Content-Length in a response head, if any (a chunked body counts as
 /// unbounded: `None`).
-fn split_responses_lenient_length(text: &str) -> Option<usize> {
+fn declared_length(text: &str) -> Option<usize> {
     text.split("\r\n\r\n").next()?.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
         n.eq_ignore_ascii_case("content-length")
