@@ -186,19 +186,6 @@ fn request_cases() -> Vec<Case> {
             refused(0),
         ),
         case(
-            "transfer-encoding identity, chunked",
-            te("identity, chunked"),
-            Outcome::Forwarded(&[5]),
-        ),
-        case(
-            "two transfer-encoding lines, gzip then chunked",
-            post(
-                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
-                HELLO_CHUNKED,
-            ),
-            Outcome::Forwarded(&[5]),
-        ),
-        case(
             "two transfer-encoding lines, chunked then gzip",
             post(
                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
@@ -933,4 +920,42 @@ async fn expect_100_continue_gets_the_body_forwarded_once() {
     assert_eq!(reached.len(), 1, "{reached:?}");
     assert_eq!(reached[0].body, b"hello");
     assert_eq!(upstream.violations(), vec![]);
+}
+
+/// Known failure of the hyper path: a transfer coding weir does not
+/// implement, before the final `chunked`, is dropped from the forwarded
+/// request while its coded bytes are passed on as if unencoded. RFC 9112
+/// section 6.1 asks for 501 (Not Implemented); nothing must reach the
+/// upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the hyper path forwards `Transfer-Encoding: gzip, chunked` as plain chunked, dropping gzip"]
+async fn transfer_codings_other_than_chunked_are_refused_with_501() {
+    let upstream = echoing_target("stable").await;
+    let weir =
+        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let mut failures = Vec::new();
+    for (name, headers) in [
+        ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n"),
+        (
+            "identity, chunked",
+            "Transfer-Encoding: identity, chunked\r\n",
+        ),
+        (
+            "gzip then chunked on two lines",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        ),
+    ] {
+        let case = case(
+            name,
+            post(headers, HELLO_CHUNKED),
+            Outcome::Refused {
+                status: 501,
+                reached: 0,
+            },
+        );
+        if let Err(why) = run_case(&weir, &upstream, &case).await {
+            failures.push(why);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
