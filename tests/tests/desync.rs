@@ -329,10 +329,8 @@ fn request_cases() -> Vec<Case> {
         ),
         case(
             "HTTP/1.0 with keep-alive stays open",
-            format!(
-                "GET /a HTTP/1.0\r\nHost: shop.test\r\nConnection: keep-alive\r\n\r\n\
-                 GET /b HTTP/1.0\r\nHost: shop.test\r\n\r\n"
-            ),
+            "GET /a HTTP/1.0\r\nHost: shop.test\r\nConnection: keep-alive\r\n\r\n\
+             GET /b HTTP/1.0\r\nHost: shop.test\r\n\r\n",
             Outcome::Forwarded(&[0, 0]),
         ),
         case(

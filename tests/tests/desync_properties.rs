@@ -40,8 +40,11 @@ async fn weir_for(upstream: &RecordingUpstream) -> Weir {
         .await
 }
 
+/// A request as the upstream saw it: method, target, body.
+type Seen = (String, String, Vec<u8>);
+
 /// What the upstream saw of a request, without the connection index.
-fn seen(r: &UpstreamRequest) -> (String, String, Vec<u8>) {
+fn seen(r: &UpstreamRequest) -> Seen {
     (r.method.clone(), r.target.clone(), r.body.clone())
 }
 
@@ -107,7 +110,7 @@ fn chunked(rng: &mut fastrand::Rng, body: &[u8]) -> Vec<u8> {
 }
 
 /// Up to five random valid requests, pipelined, the last closing.
-fn pipelined(rng: &mut fastrand::Rng) -> (Vec<u8>, Vec<(String, String, Vec<u8>)>) {
+fn pipelined(rng: &mut fastrand::Rng) -> (Vec<u8>, Vec<Seen>) {
     let n = rng.usize(1..=5);
     let mut wire = Vec::new();
     let mut want = Vec::new();
