@@ -451,7 +451,11 @@ async fn echoing_target(name: &'static str) -> RecordingUpstream {
 /// description of what went wrong, if anything.
 async fn run_case(weir: &Weir, upstream: &RecordingUpstream, case: &Case) -> Result<(), String> {
     let before = upstream.requests().len();
-    let (raw, closed) = exchange(weir.addrs.http, &case.request).await;
+    // Every case ends its connection (a close, an HTTP/1.0 request or a
+    // refusal), so a request written after it must never be read.
+    let mut request = case.request.clone();
+    request.extend_from_slice(get("/smuggled").as_bytes());
+    let (raw, closed) = exchange(weir.addrs.http, &request).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let fail = |what: String| Err(format!("{}: {what}\nclient got: {text:?}", case.name));
     if !closed {
@@ -459,6 +463,11 @@ async fn run_case(weir: &Weir, upstream: &RecordingUpstream, case: &Case) -> Res
     }
     let responses = split_responses(&raw, &[]);
     let reached: Vec<UpstreamRequest> = upstream.requests().split_off(before);
+    if reached.iter().any(|r| r.target == "/smuggled") {
+        return fail(format!(
+            "a request after the case reached the upstream: {reached:?}"
+        ));
+    }
     let violations = upstream.violations();
     if !violations.is_empty() {
         return fail(format!("the upstream saw ambiguous bytes: {violations:?}"));
