@@ -18,6 +18,7 @@ mod client;
 mod cluster;
 mod config;
 mod curl;
+mod forwarding_path;
 pub mod grpc;
 mod hook_receiver;
 mod kube_api;
@@ -26,6 +27,7 @@ mod metrics;
 mod process;
 mod prometheus;
 mod raw;
+mod recording_upstream;
 mod stats;
 mod upstream;
 mod wait;
@@ -45,6 +47,7 @@ pub use cluster::{
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use curl::curl;
+pub use forwarding_path::ForwardingPath;
 pub use hook_receiver::{Answer, HookReceiver, Received as HookRequest};
 pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};
@@ -52,6 +55,9 @@ pub use metrics::{Metrics, Sample};
 pub use process::{run_within, shown};
 pub use prometheus::{PROMETHEUS_BINARY, Prometheus};
 pub use raw::{RawResponse, RawUpstream, Received, raw_request};
+pub use recording_upstream::{
+    ConnectionRecord, Framing, RecordingUpstream, Reply, UpstreamRequest,
+};
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
 pub use upstream::{FakeUpstream, LoadtestUpstream};
 pub use wait::{wait_until, within};
