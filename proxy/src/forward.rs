@@ -80,10 +80,17 @@ pub async fn serve(
     let started = Instant::now();
     if let Err(reason) = check_head(&req) {
         shared.metrics.record_rejected(reason);
-        return local_response(
-            StatusCode::BAD_REQUEST,
-            format!("400 {}\n", reason_text(reason)),
+        let status = reason_status(reason);
+        let mut response = local_response(
+            status,
+            format!("{} {}\n", status.as_u16(), reason_text(reason)),
         );
+        // The head was refused: what follows it on the connection is not
+        // trusted either.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
     // One snapshot for the whole request, even if a new one is applied meanwhile.
     let routing = shared.routing.load_full();
@@ -773,7 +780,28 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     if userinfo {
         return Err(RejectReason::HostUserinfo);
     }
+    // RFC 9112 section 6.1: weir (like its upstreams) decodes `chunked`
+    // alone; any other coding, in one line or several, is a 501.
+    let other_coding = req
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"));
+    if other_coding {
+        return Err(RejectReason::UnsupportedTransferCoding);
+    }
     Ok(())
+}
+
+/// The status answered for `reason`: 501 for a transfer coding weir does
+/// not implement, 400 otherwise.
+fn reason_status(reason: RejectReason) -> StatusCode {
+    match reason {
+        RejectReason::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::BAD_REQUEST,
+    }
 }
 
 /// The body of the 400 answered for `reason`.
@@ -782,6 +810,9 @@ fn reason_text(reason: RejectReason) -> &'static str {
         RejectReason::MissingHost => "bad request: an HTTP/1.1 request needs a Host header",
         RejectReason::DuplicateHost => "bad request: more than one Host header",
         RejectReason::HostUserinfo => "bad request: userinfo (user@) is not allowed in the host",
+        RejectReason::UnsupportedTransferCoding => {
+            "not implemented: a Transfer-Encoding other than chunked"
+        }
     }
 }
 
@@ -975,6 +1006,42 @@ mod tests {
             builder = builder.header(header::HOST, *host);
         }
         builder.body(()).unwrap_or_else(|e| panic!("{target}: {e}"))
+    }
+
+    #[test]
+    fn transfer_codings_other_than_chunked_are_not_implemented() {
+        for (codings, refused) in [
+            (&["chunked"][..], false),
+            (&["Chunked"][..], false),
+            (&[" chunked "][..], false),
+            (&["chunked,"][..], false),
+            (&["gzip, chunked"][..], true),
+            (&["identity, chunked"][..], true),
+            (&["gzip", "chunked"][..], true),
+            (&["chunked;q=1"][..], true),
+        ] {
+            let mut req = head(Version::HTTP_11, "/", &["a.test"]);
+            for coding in codings {
+                req.headers_mut().append(
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_str(coding).unwrap_or_else(|e| panic!("{coding}: {e}")),
+                );
+            }
+            let want = if refused {
+                Err(RejectReason::UnsupportedTransferCoding)
+            } else {
+                Ok(())
+            };
+            assert_eq!(check_head(&req), want, "{codings:?}");
+        }
+        assert_eq!(
+            reason_status(RejectReason::UnsupportedTransferCoding),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        assert_eq!(
+            reason_status(RejectReason::MissingHost),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

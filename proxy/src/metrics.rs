@@ -91,6 +91,10 @@ pub enum RejectReason {
     DuplicateHost,
     /// Userinfo (`user@`) in the target's authority or in `Host`.
     HostUserinfo,
+    /// A `Transfer-Encoding` with a coding other than `chunked` (RFC 9112
+    /// section 6.1: 501); forwarding it as plain chunked would hand the
+    /// upstream coded bytes as if they were not.
+    UnsupportedTransferCoding,
 }
 
 /// Counters by (route, role label): `stable` and `canary`, or a Gateway
@@ -146,7 +150,7 @@ pub struct Metrics {
     series: Mutex<SeriesMap>,
     listeners: Mutex<BTreeMap<String, Arc<ListenerMetrics>>>,
     endpoints: Mutex<BTreeMap<SocketAddr, Arc<EndpointMetrics>>>,
-    rejected: [AtomicU64; 3],
+    rejected: [AtomicU64; 4],
     fallbacks: Mutex<BTreeMap<Arc<str>, Arc<FallbackCounters>>>,
 }
 
@@ -243,10 +247,11 @@ impl ClientErrorKind {
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 3] = [
+    pub const ALL: [RejectReason; 4] = [
         RejectReason::MissingHost,
         RejectReason::DuplicateHost,
         RejectReason::HostUserinfo,
+        RejectReason::UnsupportedTransferCoding,
     ];
 
     /// The `reason` label value.
@@ -255,6 +260,7 @@ impl RejectReason {
             RejectReason::MissingHost => "missing_host",
             RejectReason::DuplicateHost => "duplicate_host",
             RejectReason::HostUserinfo => "host_userinfo",
+            RejectReason::UnsupportedTransferCoding => "unsupported_transfer_coding",
         }
     }
 

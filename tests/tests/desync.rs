@@ -929,13 +929,11 @@ async fn expect_100_continue_gets_the_body_forwarded_once() {
     assert_eq!(upstream.violations(), vec![]);
 }
 
-/// Known failure of the hyper path: a transfer coding weir does not
-/// implement, before the final `chunked`, is dropped from the forwarded
-/// request while its coded bytes are passed on as if unencoded. RFC 9112
-/// section 6.1 asks for 501 (Not Implemented); nothing must reach the
-/// upstream.
+/// A transfer coding weir does not implement, before the final `chunked`,
+/// would otherwise be dropped from the forwarded request while its coded
+/// bytes are passed on as if unencoded. RFC 9112 section 6.1 asks for 501
+/// (Not Implemented); nothing reaches the upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the hyper path forwards `Transfer-Encoding: gzip, chunked` as plain chunked, dropping gzip"]
 async fn transfer_codings_other_than_chunked_are_refused_with_501() {
     let upstream = echoing_target("stable").await;
     let weir =
