@@ -3,7 +3,6 @@
 
 use http::{Response, StatusCode, header};
 
-use crate::Role;
 use crate::body::ProxyBody;
 use crate::metrics::{ClientErrorKind, UpstreamErrorKind};
 use crate::upstream::ConnectError;
@@ -12,12 +11,13 @@ use crate::upstream::ConnectError;
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// The role has no endpoint (a name that does not resolve, say).
-    #[error("route {route}: no {role} endpoint is available")]
+    #[error("route {route}: no {backend} endpoint is available")]
     NoEndpoints {
         /// Route name.
         route: std::sync::Arc<str>,
-        /// The role chosen.
-        role: Role,
+        /// The role chosen (`stable`, `canary`), or a Gateway API backend's
+        /// Service name.
+        backend: std::sync::Arc<str>,
     },
     /// The upstream could not be reached.
     #[error(transparent)]

@@ -173,7 +173,7 @@ pub async fn serve(
     };
     let (outcome, replay) = match keep_for_fallback(route, role, req).await {
         Ok((req, replay)) => {
-            let outcome = forward(route, backend, role, downstream, req, started, grpc)
+            let outcome = forward(route, backend, downstream, req, started, grpc)
                 .instrument(span.clone())
                 .await;
             (outcome, replay)
@@ -192,7 +192,7 @@ pub async fn serve(
         started,
         grpc,
     };
-    let mut response = answer(outcome, backend, role, &context);
+    let mut response = answer(outcome, backend, &context);
     if let (Some(replay), Some(failure), Some(policy)) = (replay, failure, &route.fallback) {
         if policy.try_retry() {
             span.in_scope(|| {
@@ -212,7 +212,6 @@ pub async fn serve(
             let outcome = forward(
                 route,
                 stable,
-                Role::Stable,
                 downstream,
                 replay.into_request(),
                 started,
@@ -221,7 +220,7 @@ pub async fn serve(
             .instrument(span.clone())
             .await;
             pending.answered = true;
-            response = answer(outcome, stable, Role::Stable, &context);
+            response = answer(outcome, stable, &context);
         } else {
             span.in_scope(|| {
                 tracing::debug!(?failure, "canary failed; stableFallback budget spent")
@@ -249,7 +248,6 @@ pub async fn serve(
 fn answer(
     outcome: Result<Response<ProxyBody>, ProxyError>,
     backend: &ServedBackend,
-    role: Role,
     context: &RequestContext<'_>,
 ) -> Response<ProxyBody> {
     let started = context.started;
@@ -269,7 +267,7 @@ fn answer(
                 context.about,
                 context.downstream,
                 context.route,
-                role,
+                &backend.label,
             )
             .in_scope(|| {
                 tracing::warn!(
@@ -302,7 +300,7 @@ fn answer(
                     context.about,
                     context.downstream,
                     context.route,
-                    role,
+                    &backend.label,
                 )
                 .in_scope(|| tracing::warn!(status, %error, "upstream failed"));
                 if let Some(kind) = error.metric_kind() {
@@ -456,7 +454,7 @@ fn warning_span(
     about: &About,
     downstream: &Downstream,
     route: &ServedRoute,
-    role: Role,
+    backend: &str,
 ) -> tracing::Span {
     if !span.is_disabled() {
         return span;
@@ -468,7 +466,7 @@ fn warning_span(
         path = about.uri.path(),
         request_id = %ShowId(about.request_id.as_ref()),
         route = &*route.name,
-        role = %role,
+        role = backend,
         peer = %downstream.remote,
     )
 }
@@ -477,7 +475,6 @@ fn warning_span(
 async fn forward(
     route: &ServedRoute,
     backend: &ServedBackend,
-    role: Role,
     downstream: &Downstream,
     mut req: Request<RequestBody>,
     started: Instant,
@@ -486,7 +483,7 @@ async fn forward(
     let Some(endpoint) = upstream::pick(&backend.endpoints) else {
         return Err(ProxyError::NoEndpoints {
             route: Arc::clone(&route.name),
-            role,
+            backend: Arc::clone(&backend.label),
         });
     };
     let te_trailers = endpoint.is_http2() && grpc::asks_for_trailers(req.headers());

@@ -4,7 +4,6 @@ use std::time::Duration;
 use http::{HeaderValue, Response};
 
 use super::*;
-use crate::Role;
 use crate::upstream::ConnectError;
 
 fn policy(budget: f64) -> FallbackPolicy {
@@ -127,7 +126,7 @@ fn outcome(kind: &str) -> Result<Response<()>, ProxyError> {
         "timeout" => Err(ProxyError::UpstreamTimeout(Duration::from_secs(30))),
         "no endpoint" => Err(ProxyError::NoEndpoints {
             route: Arc::from("web"),
-            role: Role::Canary,
+            backend: Arc::from("canary"),
         }),
         "bad status" => Err(ProxyError::InvalidStatus(700)),
         "502" => status(502),
