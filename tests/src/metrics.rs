@@ -1,4 +1,5 @@
-//! Reading Prometheus text format: enough to find one sample's value.
+//! Reading Prometheus text format: enough to find one sample's value; and
+//! `promtool`, the judge of the format.
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +119,39 @@ fn parse_sample(line: &str) -> Option<Sample> {
         labels,
         value,
     })
+}
+
+/// Asserts that `promtool check metrics` (Debian's `prometheus` package,
+/// which the test command installs) accepts `text`.
+pub fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut promtool = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "promtool not runnable ({e}); it comes from Debian's `prometheus` package: \
+             apt-get install -y prometheus"
+        ),
+    };
+    promtool
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("feeding promtool");
+    let out = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
 }
 
 #[cfg(test)]

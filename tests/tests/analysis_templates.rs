@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use weir_e2e::{
     Load, LoadtestUpstream, Prometheus, Route, Step, Strategy, Weir, WeirConfig, free_addr, phase,
-    step_index, wait_until,
+    promtool_check, step_index, wait_until,
 };
 
 /// Prometheus' start, two scrapes and the run: slack for 2 busy cores.
@@ -231,36 +231,10 @@ async fn prometheus_templates_pass_abort_and_report_query_errors() {
         ),
         1.0
     );
-    promtool_accepts(&m.text);
+    promtool_check(&m.text);
     for load in loads {
         load.stop().await;
     }
-}
-
-/// `promtool check metrics` passes on `text`.
-fn promtool_accepts(text: &str) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's `prometheus` package)");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("feeding promtool");
-    let out = promtool.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
 }
 
 async fn analysis_runs(weir: &Weir, route: &str) -> serde_json::Value {

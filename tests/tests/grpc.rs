@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use weir_e2e::grpc::{Failure, GrpcClient, GrpcUpstream, HANG, STREAM, UNARY};
-use weir_e2e::{Route, Step, Strategy, Weir, WeirConfig, phase, wait_until, within};
+use weir_e2e::{
+    Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check, wait_until, within,
+};
 
 const CALL_LIMIT: Duration = Duration::from_secs(10);
 
@@ -89,32 +91,6 @@ async fn a_unary_call_passes_through_h2c_with_its_trailers_intact() {
     assert_eq!(upstream.connections(), 1);
     // Series with and without `grpc_code` side by side pass promtool.
     promtool_check(&m.text);
-}
-
-/// `promtool check metrics` on `text`.
-fn promtool_check(text: &str) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's `prometheus` package) runs");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("feeding promtool");
-    let out = promtool.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

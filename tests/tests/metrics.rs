@@ -1,11 +1,11 @@
 //! `/metrics` passes `promtool check metrics` after real traffic (both
 //! roles, a 502, a reload) and carries the SPEC's families.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, free_addr, send_many, within};
+use weir_e2e::{
+    FakeUpstream, Route, Weir, WeirConfig, free_addr, promtool_check, send_many, within,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool() {
@@ -46,31 +46,5 @@ async fn metrics_pass_promtool() {
         Some(25.0)
     );
 
-    let mut promtool = match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => panic!(
-            "promtool not runnable ({e}); it comes from Debian's `prometheus` package: \
-             apt-get install -y prometheus"
-        ),
-    };
-    promtool
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(metrics.text.as_bytes())
-        .expect("feeding promtool");
-    let out = promtool.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        metrics.text
-    );
+    promtool_check(&metrics.text);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weir_e2e::{
     Answer, FakeUpstream, HookReceiver, Route, Step, Strategy, Weir, WeirConfig, canary_weight,
-    phase, send_many, step_index, wait_until, within,
+    phase, promtool_check, send_many, step_index, wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -242,32 +242,6 @@ async fn a_failing_pre_rollout_aborts_before_any_canary_request_and_notifies_at_
         0.0
     );
     promtool_check(&m.text);
-}
-
-/// `promtool check metrics` accepts `text`.
-fn promtool_check(text: &str) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's `prometheus` package) runs");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("feeding promtool");
-    let out = promtool.wait_with_output().expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
