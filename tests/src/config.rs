@@ -58,6 +58,9 @@ pub struct Strategy {
     pub analysis_lines: Vec<String>,
     /// `analysis.maxExcessErrors`.
     pub max_excess_errors: Option<u64>,
+    /// Lines of a `blueGreen` block written as is (indented under it);
+    /// when there are any, `steps` is not written.
+    pub blue_green: Vec<String>,
 }
 
 /// One rollout step.
@@ -411,9 +414,25 @@ impl Strategy {
         self
     }
 
+    /// A blue-green strategy (SPEC 12) with these lines of its `blueGreen`
+    /// block, written as is (e.g. `autoPromotionEnabled: false`).
+    pub fn blue_green<S: AsRef<str>>(lines: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            blue_green: lines.into_iter().map(|l| l.as_ref().to_owned()).collect(),
+            ..Self::default()
+        }
+    }
+
     fn render(&self, y: &mut String) {
         let _ = writeln!(y, "    strategy:");
-        let _ = writeln!(y, "      steps:");
+        if self.blue_green.is_empty() {
+            let _ = writeln!(y, "      steps:");
+        } else {
+            let _ = writeln!(y, "      blueGreen:");
+            for line in &self.blue_green {
+                let _ = writeln!(y, "        {line}");
+            }
+        }
         for step in &self.steps {
             match step {
                 Step::SetWeight(w) => {
