@@ -51,9 +51,17 @@ pub enum Command {
     Crd,
 }
 
+/// The built-in experiments of `weir demo --scenario NAME`.
+pub const DEMO_SCENARIOS: [&str; 2] = ["demo", "blue-green"];
+
 /// Arguments of `weir demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// The built-in experiment: `demo` (canary steps, a bad canary rolled
+    /// back) or `blue-green` (a release swapped in after its smoke test,
+    /// then a slow one swapped back; needs `/usr/bin/prometheus`).
+    #[arg(long, value_name = "NAME", default_value = "demo", value_parser = DEMO_SCENARIOS)]
+    pub scenario: String,
     /// Where the report goes (default: a new directory under the current one).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

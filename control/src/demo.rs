@@ -1,6 +1,6 @@
-//! `weir demo`: runs the built-in canary experiment with `weir-loadtest`,
-//! which starts its own upstreams, this `weir`, the load and the timeline,
-//! and writes a report.
+//! `weir demo`: runs a built-in experiment (`--scenario`, by default the
+//! canary one) with `weir-loadtest`, which starts its own upstreams, this
+//! `weir`, the load and the timeline, and writes a report.
 //!
 //! The experiment runner lives in `weir-loadtest` (control never links the
 //! load-test crate); the demo finds that binary next to its own, and when
@@ -30,7 +30,7 @@ pub fn main(args: &DemoArgs) -> ExitCode {
     };
     let mut command = Command::new(&loadtest);
     command
-        .args(["experiment", "--builtin", "demo", "--weir"])
+        .args(["experiment", "--builtin", &args.scenario, "--weir"])
         .arg(&weir);
     if let Some(out) = &args.out {
         command.arg("--out").arg(out);

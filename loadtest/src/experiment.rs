@@ -18,9 +18,11 @@ mod check;
 mod html;
 mod observe;
 mod process;
+mod prometheus;
 pub mod report;
 mod runner;
 pub mod scenario;
+mod smoke;
 
 pub use report::ExperimentReport;
 pub use scenario::{Scenario, ScenarioError};
@@ -53,7 +55,7 @@ pub struct ExperimentArgs {
     )]
     pub file: Option<PathBuf>,
     /// Run a built-in scenario instead of a file.
-    #[arg(long, value_name = "NAME", value_parser = ["demo"])]
+    #[arg(long, value_name = "NAME", value_parser = BUILTIN_SCENARIOS)]
     pub builtin: Option<String>,
     /// The weir binary; default: `weir` next to this executable, then on PATH.
     #[arg(long, value_name = "PATH")]
@@ -211,10 +213,14 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<ExperimentRepo
     runner::run(&plan).await
 }
 
+/// The names of the built-in scenarios.
+pub const BUILTIN_SCENARIOS: [&str; 2] = ["demo", "blue-green"];
+
 /// The text of a built-in scenario.
 pub fn builtin(name: &str) -> Option<&'static str> {
     match name {
         "demo" => Some(crate::DEMO_SCENARIO),
+        "blue-green" => Some(crate::BLUE_GREEN_SCENARIO),
         _ => None,
     }
 }

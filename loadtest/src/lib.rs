@@ -20,6 +20,11 @@ pub mod upstream;
 /// of that with `--short`).
 pub const DEMO_SCENARIO: &str = include_str!("../scenarios/demo.yaml");
 
+/// The built-in blue-green scenario that `weir demo --scenario blue-green`
+/// runs: a good release swapped in after its smoke test, then a slow one
+/// swapped back by a Prometheus-backed post-promotion analysis.
+pub const BLUE_GREEN_SCENARIO: &str = include_str!("../scenarios/blue-green.yaml");
+
 use std::time::Duration;
 
 /// Parses a command-line duration with the grammar of `weir.yaml`

@@ -63,3 +63,92 @@ async fn the_short_demo_passes_with_a_full_report() {
     }
     assert!(html.contains("PASS"));
 }
+
+/// `weir demo --scenario blue-green`, three times faster: v2 is swapped in
+/// after its smoke test and promoted, v3 is swapped in and back out by the
+/// Prometheus-backed post-promotion analysis, and no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blue_green_demo_promotes_v2_and_swaps_back_from_v3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("blue-green");
+    let output = weir_e2e::run_within(
+        &weir(),
+        &[
+            "demo",
+            "--scenario",
+            "blue-green",
+            "--speed",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    )
+    .await;
+    let text = shown(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "prometheus http://127.0.0.1:",
+        "smoke test of web revision v2",
+        "blue-green stage",
+        "ABORTED canary v3",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{text}");
+    }
+    assert!(!stdout.contains("FAIL"), "{text}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(report["scenario"], "blue-green");
+    assert_eq!(report["summary"]["failed"], 0, "no request went unanswered");
+    let smoke: Vec<&serde_json::Value> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "smoke")
+        .collect();
+    assert!(
+        smoke.iter().any(|e| e["revision"] == "v2"
+            && e["text"].as_str().unwrap().contains("20 passed, 0 failed")),
+        "{smoke:#?}"
+    );
+    let stages: Vec<&str> = report["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    assert!(stages.contains(&"PostPromotion"), "{stages:?}");
+    let aborts = report["summary"]["aborts"].as_array().unwrap();
+    assert_eq!(aborts.len(), 1, "{aborts:#?}");
+    assert_eq!(aborts[0]["revision"], "v3", "{aborts:#?}");
+    assert_eq!(aborts[0]["upstream"], "v3", "{aborts:#?}");
+    let upstreams = &report["summary"]["upstreams"];
+    for name in ["v1", "v2", "v3"] {
+        let u = &upstreams[name];
+        assert!(u["responses"].as_u64().unwrap() > 0, "{name}: {u}");
+        assert_eq!(u["errors"], 0, "{name}: {u}");
+    }
+    assert!(out.join("report.html").is_file());
+    assert!(out.join("prometheus/prometheus.yml").is_file());
+}
+
+/// An unknown scenario is refused with the list of known ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_demo_scenario_lists_the_known_ones() {
+    let output = weir_e2e::run_within(
+        &weir(),
+        &["demo", "--scenario", "purple"],
+        Duration::from_secs(20),
+    )
+    .await;
+    let text = shown(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("purple") && stderr.contains("demo") && stderr.contains("blue-green"),
+        "{text}"
+    );
+}

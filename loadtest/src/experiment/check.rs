@@ -124,6 +124,41 @@ fn check(run: &RunData, aborts: &[AbortSummary], e: &Expectation) -> (String, bo
                 ),
             }
         }
+        Expectation::ReachedStage(e) => {
+            let mut expected = format!("{} reaches blue-green stage {}", e.route, e.stage.as_str());
+            if let Some(revision) = &e.revision {
+                expected.push_str(&format!(" with new revision {revision}"));
+            }
+            let hit = states(run, &e.route).find(|(_, r)| {
+                r.stage.as_deref() == Some(e.stage.as_str())
+                    && e.revision
+                        .as_deref()
+                        .is_none_or(|rev| r.canary_revision.as_deref() == Some(rev))
+            });
+            match hit {
+                Some((t, r)) => (
+                    expected,
+                    true,
+                    format!("{} at {t:.2} s{}", e.stage.as_str(), revision_text(r)),
+                ),
+                None => {
+                    let mut stages: Vec<String> = Vec::new();
+                    for (_, r) in states(run, &e.route) {
+                        if let Some(stage) = &r.stage
+                            && stages.last() != Some(stage)
+                        {
+                            stages.push(stage.clone());
+                        }
+                    }
+                    let detail = if stages.is_empty() {
+                        "no blue-green stage was seen".to_owned()
+                    } else {
+                        format!("not seen; stages seen: {}", stages.join(" → "))
+                    };
+                    (expected, false, detail)
+                }
+            }
+        }
         Expectation::AbortedWithin(e) => {
             let expected = format!(
                 "{} aborted within {} of timeline[{}]",

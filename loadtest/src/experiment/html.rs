@@ -267,9 +267,14 @@ fn markers(report: &ExperimentReport) -> Vec<Marker> {
                 EventKind::Config => MarkerKind::Config,
                 EventKind::Fault => MarkerKind::Fault,
                 EventKind::Command => MarkerKind::Command,
-                EventKind::Step => MarkerKind::Step,
+                EventKind::Step | EventKind::Stage => MarkerKind::Step,
                 EventKind::Abort => MarkerKind::Abort,
-                EventKind::Phase | EventKind::Weight | EventKind::Revision | EventKind::Weir => {
+                EventKind::Phase
+                | EventKind::Weight
+                | EventKind::Revision
+                | EventKind::Weir
+                | EventKind::Smoke
+                | EventKind::Prometheus => {
                     return None;
                 }
             };

@@ -131,6 +131,9 @@ pub struct RouteSample {
     pub canary_revision: Option<String>,
     /// The stable revision.
     pub stable_revision: Option<String>,
+    /// The blue-green stage of a blue-green route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// Something that happened.
@@ -182,6 +185,12 @@ pub enum EventKind {
     Abort,
     /// Something about the weir process itself.
     Weir,
+    /// A blue-green route's stage changed.
+    Stage,
+    /// The built-in smoke tester ran a test.
+    Smoke,
+    /// Something about the scenario's Prometheus.
+    Prometheus,
 }
 
 /// The outcome of one expectation.
@@ -307,6 +316,8 @@ pub(crate) struct RouteState {
     pub(crate) stable_revision: Option<String>,
     pub(crate) message: String,
     pub(crate) reason: Option<String>,
+    /// `blueGreen.stage` of a blue-green route.
+    pub(crate) stage: Option<String>,
 }
 
 /// Builds the report; the expectations are checked here.
@@ -363,6 +374,7 @@ pub(crate) fn build(run: &RunData) -> ExperimentReport {
                     weight: r.weight,
                     canary_revision: r.canary_revision.clone(),
                     stable_revision: r.stable_revision.clone(),
+                    stage: r.stage.clone(),
                 })
             })
             .collect(),

@@ -20,11 +20,15 @@ use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 
 use super::observe::Observations;
 use super::process::{Admin, Weir};
+use super::prometheus;
 use super::report::{
     self, Event, EventKind, ExperimentReport, RouteState, RunData, Sample, UpstreamInfo, WeirInfo,
     round_ms,
 };
-use super::scenario::{ActionKind, Phase, Scenario, upstream_env_var};
+use super::scenario::{
+    ActionKind, PROMETHEUS_VAR, Phase, SMOKE_TESTER_VAR, Scenario, upstream_env_var,
+};
+use super::smoke;
 use super::{Failure, html};
 use crate::run::{self, Hooks, RunArgs};
 use crate::upstream::{FaultsUpdate, Upstream, UpstreamArgs};
@@ -38,6 +42,9 @@ pub(crate) const READY_WITHIN: Duration = Duration::from_secs(15);
 
 /// How long requests still in flight at the end of the load may take.
 pub(crate) const LOAD_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the scenario's Prometheus may take to answer `/-/ready`.
+pub(crate) const PROMETHEUS_READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// How long weir may take to exit after SIGTERM.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -112,6 +119,29 @@ async fn run_with(plan: &Plan, upstreams: &[Running]) -> Result<ExperimentReport
     for u in upstreams {
         env.insert(upstream_env_var(&u.name), u.addr.to_string());
     }
+    // Prometheus and the smoke tester get their addresses before weir
+    // starts, so that weir's config can name them.
+    let planned_prometheus = match &scenario.prometheus {
+        Some(spec) => {
+            let planned = prometheus::Planned::new(spec).map_err(Failure::Start)?;
+            env.insert(PROMETHEUS_VAR.into(), planned.url());
+            Some(planned)
+        }
+        None => None,
+    };
+    let smoke_listener = match &scenario.smoke_tester {
+        Some(_) => {
+            let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(|e| Failure::Start(format!("binding the smoke tester: {e}")))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Failure::Start(format!("the smoke tester: {e}")))?;
+            env.insert(SMOKE_TESTER_VAR.into(), addr.to_string());
+            Some(listener)
+        }
+        None => None,
+    };
     let config_path = plan.dir.join("weir.yaml");
     std::fs::write(&config_path, &scenario.weir.config)
         .map_err(|e| Failure::Start(format!("writing {}: {e}", config_path.display())))?;
@@ -143,6 +173,35 @@ async fn run_with(plan: &Plan, upstreams: &[Running]) -> Result<ExperimentReport
             .collect();
         println!("upstreams: {}", list.join(", "));
     }
+    let prometheus = match &planned_prometheus {
+        Some(planned) => {
+            let starting = Instant::now();
+            match planned
+                .start(
+                    weir.admin.addr(),
+                    &plan.dir.join("prometheus"),
+                    PROMETHEUS_READY_WITHIN,
+                )
+                .await
+            {
+                Ok(running) => {
+                    if !plan.quiet {
+                        println!(
+                            "prometheus {} ready in {:.2} s, scraping weir's /metrics every second",
+                            planned.url(),
+                            starting.elapsed().as_secs_f64()
+                        );
+                    }
+                    Some(running)
+                }
+                Err(e) => {
+                    weir.stop(STOP_GRACE).await;
+                    return Err(Failure::Start(e));
+                }
+            }
+        }
+        None => None,
+    };
 
     // t = 0: the first request. A little ahead so every task is waiting.
     let start = Instant::now() + Duration::from_millis(200);
@@ -185,6 +244,27 @@ async fn run_with(plan: &Plan, upstreams: &[Running]) -> Result<ExperimentReport
         }
         .run(),
     );
+    let smoke_task = smoke_listener.map(|listener| {
+        let requests = scenario
+            .smoke_tester
+            .as_ref()
+            .and_then(|s| s.requests)
+            .unwrap_or(smoke::DEFAULT_REQUESTS);
+        let events = Arc::clone(&events);
+        let report: Arc<dyn Fn(&smoke::Outcome) + Send + Sync> = Arc::new(move |outcome| {
+            events.push(Event {
+                t: since(start),
+                kind: EventKind::Smoke,
+                route: Some(outcome.route.clone()),
+                action: None,
+                from: None,
+                to: None,
+                revision: Some(outcome.revision.clone()),
+                text: outcome.text(),
+            });
+        });
+        tokio::spawn(smoke::serve(listener, weir.listen, requests, report))
+    });
     let printer = (!plan.quiet).then(|| {
         tokio::spawn(print_seconds(
             scenario.duration.0,
@@ -230,7 +310,13 @@ async fn run_with(plan: &Plan, upstreams: &[Running]) -> Result<ExperimentReport
     let _ = stop_tx.send(true);
     let samples = sampler.await.unwrap_or_default();
     let listen = weir.listen;
+    if let Some(task) = smoke_task {
+        task.abort();
+    }
     let mut stopped = weir.stop(STOP_GRACE).await;
+    if let Some(prometheus) = prometheus {
+        prometheus.stop().await;
+    }
     if !plan.quiet {
         println!("weir {stopped}");
     }
@@ -524,9 +610,18 @@ fn weir_event(t: f64, text: String) -> Event {
 pub(crate) fn parse_routes(body: &[u8]) -> Result<Vec<RouteState>, String> {
     let routes: Vec<RouteStatus> = serde_json::from_slice(body)
         .map_err(|e| format!("/api/v1/routes is not a list of route statuses: {e}"))?;
+    // The blue-green stage, read apart so that a status type without it
+    // still parses.
+    let raw: Vec<Value> = serde_json::from_slice(body).unwrap_or_default();
+    let stages: Vec<Option<String>> = raw
+        .iter()
+        .map(|r| r["blueGreen"]["stage"].as_str().map(str::to_owned))
+        .collect();
     Ok(routes
         .into_iter()
-        .map(|r| RouteState {
+        .zip(stages.into_iter().chain(std::iter::repeat(None)))
+        .map(|(r, stage)| RouteState {
+            stage,
             name: r.name,
             phase: r.phase.as_str().to_owned(),
             step: r.step_index.map(|i| i as u64),
@@ -617,6 +712,23 @@ pub(crate) fn changes(t: f64, before: Option<&RouteState>, now: &RouteState) -> 
             abort.revision = now.canary_revision.clone();
             out.push(abort);
         }
+    }
+    if before.stage != now.stage
+        && let Some(stage) = &now.stage
+    {
+        out.push(event(
+            EventKind::Stage,
+            before.stage.clone().map(Value::from),
+            Some(Value::from(stage.clone())),
+            format!(
+                "{}: blue-green stage {} → {stage}{}",
+                now.name,
+                before.stage.as_deref().unwrap_or("none"),
+                now.canary_revision
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" (new revision {r})"))
+            ),
+        ));
     }
     if before.step != now.step {
         out.push(event(

@@ -41,7 +41,47 @@ pub struct Scenario {
     /// Checked at the end; the run passes when all hold.
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// A real Prometheus scraping weir, for analysis templates; its URL is
+    /// in `${PROMETHEUS_URL}`.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusSpec>,
+    /// The built-in smoke tester, a `pre-rollout` webhook target; its
+    /// address is in `${SMOKE_TESTER}`.
+    #[serde(default)]
+    pub smoke_tester: Option<SmokeTesterSpec>,
 }
+
+/// A Prometheus server (Debian's `prometheus` package) that the runner
+/// starts on a loopback port, scraping weir's `/metrics` every second.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusSpec {
+    /// The server binary; default [`PROMETHEUS_BINARY`].
+    #[serde(default)]
+    pub binary: Option<String>,
+}
+
+/// The built-in smoke tester: a small HTTP server that, for each webhook
+/// call, sends requests through weir to the host (and header) named in the
+/// call's `metadata` and answers 200 when every one answered 2xx, else 500,
+/// as Flagger's load tester does for a `pre-rollout` gate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmokeTesterSpec {
+    /// Requests per test unless the call's `metadata.requests` says;
+    /// default 20.
+    #[serde(default)]
+    pub requests: Option<u64>,
+}
+
+/// Where Debian's `prometheus` package installs the server.
+pub const PROMETHEUS_BINARY: &str = "/usr/bin/prometheus";
+
+/// The variable holding the URL of the scenario's Prometheus.
+pub const PROMETHEUS_VAR: &str = "PROMETHEUS_URL";
+
+/// The variable holding the address of the scenario's smoke tester.
+pub const SMOKE_TESTER_VAR: &str = "SMOKE_TESTER";
 
 /// One fake upstream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -179,6 +219,8 @@ pub enum Expectation {
     /// The load generator's 5xx share of the responses from an upstream (or
     /// of all requests, failed ones included) stayed below `below`.
     MaxErrorRate(MaxErrorRate),
+    /// The route was seen in a blue-green stage (with a new revision).
+    ReachedStage(ReachedStage),
 }
 
 /// The YAML shape of an [`Expectation`]: a map with exactly one key.
@@ -197,6 +239,8 @@ struct ExpectationSpec {
     no_canary_after_abort: Option<NoCanaryAfterAbort>,
     #[serde(default)]
     max_error_rate: Option<MaxErrorRate>,
+    #[serde(default)]
+    reached_stage: Option<ReachedStage>,
 }
 
 /// See [`Expectation::FinalPhase`].
@@ -261,6 +305,35 @@ pub struct NoCanaryAfterAbort {
     pub route: String,
     /// The upstream that must get nothing.
     pub upstream: String,
+}
+
+/// See [`Expectation::ReachedStage`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReachedStage {
+    /// The route.
+    pub route: String,
+    /// The blue-green stage (`Preview`, `PrePromotion`,
+    /// `AwaitingPromotion`, `PostPromotion`, `Done`).
+    pub stage: BlueGreenStage,
+    /// The new revision it must have had then.
+    #[serde(default)]
+    pub revision: Option<String>,
+}
+
+/// The stages of a blue-green release (SPEC 12), as in the status JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum BlueGreenStage {
+    /// The new revision answers the preview only.
+    Preview,
+    /// The pre-promotion analysis runs against the preview.
+    PrePromotion,
+    /// Waiting for `weir promote`.
+    AwaitingPromotion,
+    /// Swapped; the post-promotion analysis runs.
+    PostPromotion,
+    /// The release is complete.
+    Done,
 }
 
 /// See [`Expectation::MaxErrorRate`].
@@ -453,6 +526,29 @@ impl Scenario {
                 );
             }
         }
+        let configs = std::iter::once(("weir.config".to_owned(), &self.weir.config)).chain(
+            self.timeline.iter().enumerate().filter_map(|(i, a)| {
+                a.config
+                    .as_ref()
+                    .map(|c| (format!("timeline[{i}].config"), c))
+            }),
+        );
+        for (path, config) in configs {
+            if self.prometheus.is_none() && config.contains(&format!("${{{PROMETHEUS_VAR}}}")) {
+                problem(
+                    path.clone(),
+                    &format!("uses ${{{PROMETHEUS_VAR}}}: add `prometheus: {{}}` to the scenario"),
+                );
+            }
+            if self.smoke_tester.is_none() && config.contains(&format!("${{{SMOKE_TESTER_VAR}}}")) {
+                problem(
+                    path,
+                    &format!(
+                        "uses ${{{SMOKE_TESTER_VAR}}}: add `smokeTester: {{}}` to the scenario"
+                    ),
+                );
+            }
+        }
         if let Some(token) = &self.weir.token
             && (token.is_empty() || http::HeaderValue::from_str(token).is_err())
         {
@@ -550,7 +646,8 @@ impl Scenario {
                 }
                 Expectation::FinalPhase(_)
                 | Expectation::ReachedPhase(_)
-                | Expectation::ReachedStep(_) => {}
+                | Expectation::ReachedStep(_)
+                | Expectation::ReachedStage(_) => {}
             }
         }
         problems
@@ -653,6 +750,21 @@ impl CommandAction {
     }
 }
 
+// === impl BlueGreenStage ===
+
+impl BlueGreenStage {
+    /// As written in the status JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preview => "Preview",
+            Self::PrePromotion => "PrePromotion",
+            Self::AwaitingPromotion => "AwaitingPromotion",
+            Self::PostPromotion => "PostPromotion",
+            Self::Done => "Done",
+        }
+    }
+}
+
 // === impl Expectation ===
 
 impl TryFrom<ExpectationSpec> for Expectation {
@@ -666,6 +778,7 @@ impl TryFrom<ExpectationSpec> for Expectation {
             spec.aborted_within.map(Self::AbortedWithin),
             spec.no_canary_after_abort.map(Self::NoCanaryAfterAbort),
             spec.max_error_rate.map(Self::MaxErrorRate),
+            spec.reached_stage.map(Self::ReachedStage),
         ]
         .into_iter()
         .flatten();
@@ -673,7 +786,7 @@ impl TryFrom<ExpectationSpec> for Expectation {
             (Some(one), None) => Ok(one),
             _ => Err(
                 "an expectation needs exactly one of finalPhase, reachedPhase, \
-                      reachedStep, abortedWithin, noCanaryAfterAbort, maxErrorRate"
+                      reachedStep, abortedWithin, noCanaryAfterAbort, maxErrorRate, reachedStage"
                     .to_owned(),
             ),
         }
@@ -690,6 +803,7 @@ impl Expectation {
             Self::AbortedWithin(_) => "abortedWithin",
             Self::NoCanaryAfterAbort(_) => "noCanaryAfterAbort",
             Self::MaxErrorRate(_) => "maxErrorRate",
+            Self::ReachedStage(_) => "reachedStage",
         }
     }
 }

@@ -50,6 +50,7 @@ fn report() -> ExperimentReport {
                 weight: if (3.0..5.2).contains(&t) { 20.0 } else { 0.0 },
                 canary_revision: Some("v2".into()),
                 stable_revision: Some("v1".into()),
+                stage: None,
             }
         })
         .collect();

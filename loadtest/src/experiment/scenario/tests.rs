@@ -246,3 +246,53 @@ fn latencies_take_a_distribution() {
     assert!(p[0].starts_with("timeline[0].fault.latency"), "{p:?}");
     assert!(p[0].contains("more than 0"), "{p:?}");
 }
+
+#[test]
+fn the_blue_green_scenario_parses_and_scales() {
+    let s = parse(crate::BLUE_GREEN_SCENARIO, "blue-green").unwrap();
+    assert_eq!(s.name, "blue-green");
+    assert!(s.prometheus.is_some() && s.smoke_tester.is_some());
+    assert!(s.expect.iter().any(|e| matches!(e,
+        Expectation::ReachedStage(r) if r.stage == BlueGreenStage::PostPromotion
+            && r.revision.as_deref() == Some("v3"))));
+    let short = s.scaled(3.0, "blue-green").unwrap();
+    assert_eq!(short.duration, Dur(Duration::from_secs(20)));
+    assert_eq!(short.timeline[1].at, Dur(Duration::from_secs(12)));
+    let next = short.timeline[1].config.as_deref().unwrap();
+    for var in ["${PROMETHEUS_URL}", "${SMOKE_TESTER}", "${UPSTREAM_V3}"] {
+        assert!(next.contains(var), "{var} in {next}");
+    }
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(next).unwrap();
+    assert!(
+        doc["routes"][0]["strategy"]["blueGreen"].is_mapping(),
+        "{next}"
+    );
+}
+
+#[test]
+fn prometheus_and_the_smoke_tester_must_be_asked_for() {
+    let text = MINIMAL.replace(
+        "admin: {address: \"${WEIR_ADMIN}\"}",
+        "admin: {address: \"${WEIR_ADMIN}\"}\n    # ${PROMETHEUS_URL} ${SMOKE_TESTER}",
+    );
+    let found = problems(&text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p
+                == "weir.config: uses ${PROMETHEUS_URL}: add `prometheus: {}` to the scenario"),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(
+            |p| p == "weir.config: uses ${SMOKE_TESTER}: add `smokeTester: {}` to the scenario"
+        ),
+        "{found:?}"
+    );
+    let asked = format!("{text}prometheus: {{}}\nsmokeTester: {{requests: 5}}\n");
+    let s = parse(&asked, "s.yaml").unwrap();
+    assert_eq!(s.smoke_tester.and_then(|t| t.requests), Some(5));
+    let stage = "expect: [{reachedStage: {route: web, stage: Previewing}}]\n";
+    let found = problems(&format!("{MINIMAL}{stage}"));
+    assert!(found[0].contains("expect[0]"), "{found:?}");
+}
