@@ -114,7 +114,9 @@ fn manual_and_delayed_promotion_add_a_pause_before_the_swap() {
 
 #[test]
 fn the_snapshot_carries_the_preview_and_whether_it_is_live() {
-    let config = valid(&file("preview: {hosts: [p.example.com], header: {name: x-p, value: '1'}}"));
+    let config = valid(&file(
+        "preview: {hosts: [p.example.com], header: {name: x-p, value: '1'}}",
+    ));
     for live in [false, true] {
         let snapshot = compile(&config, &|name| {
             (name == "shop").then_some(RouteOverride {
@@ -125,7 +127,10 @@ fn the_snapshot_carries_the_preview_and_whether_it_is_live() {
         });
         let preview = snapshot.routes[0].preview.as_ref().expect("a preview");
         assert_eq!(preview.live, live);
-        assert_eq!(preview.hosts, vec![HostMatch::Exact("p.example.com".to_owned())]);
+        assert_eq!(
+            preview.hosts,
+            vec![HostMatch::Exact("p.example.com".to_owned())]
+        );
         assert!(snapshot.routes[1].preview.is_none());
     }
 }
@@ -207,8 +212,10 @@ fn blue_green_errors_are_located() {
 
 #[test]
 fn steps_and_blue_green_exclude_each_other_and_blue_green_needs_a_canary() {
-    let both = file("preview: {hosts: [p.example.com]}")
-        .replace("      blueGreen:\n", "      steps: [{setWeight: 10}]\n      blueGreen:\n");
+    let both = file("preview: {hosts: [p.example.com]}").replace(
+        "      blueGreen:\n",
+        "      steps: [{setWeight: 10}]\n      blueGreen:\n",
+    );
     check_single(
         &both,
         "routes[0].strategy.blueGreen",
