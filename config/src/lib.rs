@@ -24,14 +24,14 @@ pub use handoff::{Publisher, Reader, channel};
 pub use hooks::{Notification, Trigger, Webhook, WebhookKind, Webhooks};
 pub use location::{Location, LocationIndex};
 pub use model::{
-    Admin, Analysis, AnalysisRef, Config, EndpointAddr, HeaderOverride, JsonPath, Kubernetes,
-    KubernetesRole, Listener, Metric, PortRef, PrometheusQuery, Provider, Route, ServiceRef,
-    StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream, UpstreamProtocol,
-    UpstreamTls, WebRequest,
+    Admin, Analysis, AnalysisRef, BlueGreen, Config, EndpointAddr, HeaderOverride, JsonPath,
+    Kubernetes, KubernetesRole, Listener, Metric, PortRef, Preview, PrometheusQuery, Provider,
+    Route, ServiceRef, StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
+    UpstreamProtocol, UpstreamTls, WebRequest,
 };
 pub use snapshot::{
-    Backend, GatewayRule, HeaderEdits, HostMatch, RouteOverride, RouteSnapshot, Snapshot, Split,
-    WeightedBackend, cohort_seed,
+    Backend, GatewayRule, HeaderEdits, HostMatch, PreviewSnapshot, RouteOverride, RouteSnapshot,
+    Snapshot, Split, WeightedBackend, cohort_seed,
 };
 pub use validate::{
     ClusterRouteSpec, Diagnostic, Diagnostics, Document, SpecProblem, parse, parse_with_kubernetes,

@@ -297,6 +297,107 @@ pub struct Strategy {
     /// Templates run in the background for the whole rollout
     /// (`strategy.analysis.templates`).
     pub background: Option<Arc<AnalysisRef>>,
+    /// A blue-green rollout: `steps` are then those of
+    /// [`BlueGreen::steps`], never written by the user.
+    pub blue_green: Option<Arc<BlueGreen>>,
+}
+
+/// Default `blueGreen.scaleDownDelaySeconds`.
+pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+
+/// `strategy.blueGreen` (SPEC 12). The rollout runs it as steps
+/// ([`BlueGreen::steps`]): the preview at weight 0, the pre-promotion
+/// analysis, the wait for promotion, the swap to weight 100 in one
+/// snapshot, then the post-promotion analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlueGreen {
+    /// How requests reach the new revision before the swap.
+    pub preview: Preview,
+    /// Promote without `weir promote`.
+    pub auto_promotion_enabled: bool,
+    /// Wait before an automatic promotion.
+    pub auto_promotion_delay: Duration,
+    /// After the promotion, how long `abort` still swaps back.
+    pub scale_down_delay: Duration,
+    /// Templates run against the preview before the swap.
+    pub pre_promotion: Option<Arc<AnalysisRef>>,
+    /// Templates run after the swap; a failure swaps back.
+    pub post_promotion: Option<Arc<AnalysisRef>>,
+}
+
+/// The preview of a blue-green route: hosts and/or a header (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    /// Host matchers that reach the route's preview.
+    pub hosts: Vec<crate::HostMatch>,
+    /// Header name (lowercase) and value that reach the preview.
+    pub header: Option<HeaderOverride>,
+}
+
+// === impl BlueGreen ===
+
+impl BlueGreen {
+    /// The steps the rollout runs, in order: preview (`setWeight: 0`), the
+    /// pre-promotion analysis (if any), the wait for promotion (`pause: {}`
+    /// without auto-promotion, a timed pause with a delay), the swap
+    /// (`setWeight: 100`) and the post-promotion analysis (if any).
+    pub fn steps(&self) -> Vec<Step> {
+        let mut steps = vec![Step::SetWeight(Weight::ZERO)];
+        if let Some(pre) = &self.pre_promotion {
+            steps.push(Step::Analysis(Arc::clone(pre)));
+        }
+        if !self.auto_promotion_enabled {
+            steps.push(Step::Pause(None));
+        } else if !self.auto_promotion_delay.is_zero() {
+            steps.push(Step::Pause(Some(self.auto_promotion_delay)));
+        }
+        steps.push(Step::SetWeight(Weight::FULL));
+        if let Some(post) = &self.post_promotion {
+            steps.push(Step::Analysis(Arc::clone(post)));
+        }
+        steps
+    }
+
+    /// The index of the pre-promotion analysis step, if any.
+    pub fn pre_promotion_step(&self) -> Option<usize> {
+        self.pre_promotion.as_ref().map(|_| 1)
+    }
+
+    /// The index of the swap (`setWeight: 100`).
+    pub fn swap_step(&self) -> usize {
+        let waits = !self.auto_promotion_enabled || !self.auto_promotion_delay.is_zero();
+        1 + usize::from(self.pre_promotion.is_some()) + usize::from(waits)
+    }
+
+    /// The index of the post-promotion analysis step, if any.
+    pub fn post_promotion_step(&self) -> Option<usize> {
+        self.post_promotion.as_ref().map(|_| self.swap_step() + 1)
+    }
+
+    /// The stage of a rollout at step `index` (`None`: before the first
+    /// step); the stage past the last step is `Done`.
+    pub fn stage_at(&self, index: Option<usize>) -> crate::status::BlueGreenStage {
+        use crate::status::BlueGreenStage as Stage;
+        let Some(index) = index else {
+            return Stage::Preview;
+        };
+        let swap = self.swap_step();
+        if index == 0 {
+            Stage::Preview
+        } else if Some(index) == self.pre_promotion_step() {
+            Stage::PrePromotion
+        } else if index < swap {
+            Stage::AwaitingPromotion
+        } else if index < self.steps_len() {
+            Stage::PostPromotion
+        } else {
+            Stage::Done
+        }
+    }
+
+    fn steps_len(&self) -> usize {
+        self.swap_step() + 1 + usize::from(self.post_promotion.is_some())
+    }
 }
 
 /// A rollout step.

@@ -448,8 +448,13 @@ pub struct TimeoutsSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StrategySpec {
-    /// Steps in Argo Rollouts' syntax.
+    /// Steps in Argo Rollouts' syntax (a canary rollout); exclusive with
+    /// `blueGreen`.
+    #[serde(default)]
     pub steps: Vec<StepSpec>,
+    /// A blue-green rollout (SPEC 12); exclusive with `steps`.
+    #[serde(default)]
+    pub blue_green: Option<BlueGreenSpec>,
     /// Analysis for the whole rollout.
     #[serde(default)]
     pub analysis: Option<AnalysisSpec>,
@@ -459,6 +464,55 @@ pub struct StrategySpec {
     /// Failed `pre-rollout` and `rollout` webhook checks tolerated; default 0.
     #[serde(default)]
     pub threshold: Option<u32>,
+}
+
+/// `strategy.blueGreen`: the new revision is reached through a preview
+/// before one swap moves every request to it (Argo Rollouts' blue-green).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueGreenSpec {
+    /// How to reach the new revision before promotion.
+    pub preview: PreviewSpec,
+    /// Promote on its own once the preview is ready; false waits for
+    /// `weir promote`. Default true.
+    #[serde(default)]
+    pub auto_promotion_enabled: Option<bool>,
+    /// Seconds to wait before an automatic promotion; default 0.
+    #[serde(default)]
+    pub auto_promotion_seconds: Option<u64>,
+    /// Seconds after the promotion during which `abort` still swaps back
+    /// to the old revision; default 30.
+    #[serde(default)]
+    pub scale_down_delay_seconds: Option<u64>,
+    /// Templates run against the preview before the swap.
+    #[serde(default)]
+    pub pre_promotion_analysis: Option<AnalysisRefSpec>,
+    /// Templates run after the swap; a failure swaps back.
+    #[serde(default)]
+    pub post_promotion_analysis: Option<AnalysisRefSpec>,
+}
+
+/// `blueGreen.preview`: the hosts and/or the header that reach the new
+/// revision before promotion (at least one).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreviewSpec {
+    /// Host names (exact or `*.suffix`) served by the new revision.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// A request header that selects the new revision.
+    #[serde(default)]
+    pub header: Option<PreviewHeaderSpec>,
+}
+
+/// The preview header: a request carrying `name: value` reaches the preview.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreviewHeaderSpec {
+    /// Header name.
+    pub name: String,
+    /// The value that selects the preview.
+    pub value: String,
 }
 
 /// One webhook of `strategy.webhooks`, as in Flagger.

@@ -55,6 +55,21 @@ pub struct RouteSnapshot {
     /// A Gateway API rule (an HTTPRoute's match and its backends): when set,
     /// it narrows the match and its weighted backends replace `split`.
     pub gateway: Option<Arc<GatewayRule>>,
+    /// A blue-green route's preview: its hosts also find this route; while
+    /// it is live, requests through them or with its header go to the canary.
+    pub preview: Option<PreviewSnapshot>,
+}
+
+/// The preview of a blue-green route in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewSnapshot {
+    /// Hosts that reach the preview (and otherwise the route as usual).
+    pub hosts: Vec<HostMatch>,
+    /// Header name (lowercase) and value that reach the preview.
+    pub header: Option<HeaderOverride>,
+    /// Whether preview requests go to the canary now (a blue-green rollout
+    /// is in progress or promoted); when not, they follow the weight.
+    pub live: bool,
 }
 
 /// One match of one rule of a Gateway API HTTPRoute, served as a route: the
@@ -148,6 +163,8 @@ pub struct RouteOverride {
     pub canary_weight: Weight,
     /// Rollout sequence number.
     pub rollout_seq: u64,
+    /// A blue-green route's preview sends its requests to the canary.
+    pub preview_live: bool,
 }
 
 /// The sticky-cookie hash seed of a rollout: route name, canary revision and,
@@ -233,6 +250,15 @@ impl Snapshot {
             .iter()
             .map(|route| {
                 let over = overrides(&route.name);
+                let preview = route
+                    .strategy
+                    .as_ref()
+                    .and_then(|s| s.blue_green.as_ref())
+                    .map(|bg| PreviewSnapshot {
+                        hosts: bg.preview.hosts.clone(),
+                        header: bg.preview.header.clone(),
+                        live: route.canary.is_some() && over.is_some_and(|o| o.preview_live),
+                    });
                 let (canary_weight, seq) = match (over, &route.strategy) {
                     (Some(o), _) => (o.canary_weight, Some(o.rollout_seq)),
                     // A rollout that control has not started yet sends nothing to the canary.
@@ -265,6 +291,7 @@ impl Snapshot {
                         .as_ref()
                         .map_or(GrpcCodeSet::DEFAULT_ERRORS, |s| s.analysis.grpc_error_codes),
                     gateway: None,
+                    preview,
                 }
             })
             .collect();

@@ -31,6 +31,80 @@ pub enum Phase {
     Unknown,
 }
 
+/// The stage of a blue-green rollout (SPEC 12), beside its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlueGreenStage {
+    /// The preview reaches the new revision; active traffic stays on the
+    /// old one. The `pre-rollout` webhooks run here.
+    Preview,
+    /// The pre-promotion analysis runs against the preview.
+    PrePromotion,
+    /// Waiting for `promote`, the auto-promotion delay or the
+    /// `confirm-promotion` webhook.
+    AwaitingPromotion,
+    /// Swapped: the new revision is active; the post-promotion analysis runs.
+    PostPromotion,
+    /// Promoted (or no rollout).
+    Done,
+}
+
+impl BlueGreenStage {
+    /// Every stage, in order (for the metric's series).
+    pub const ALL: [BlueGreenStage; 5] = [
+        BlueGreenStage::Preview,
+        BlueGreenStage::PrePromotion,
+        BlueGreenStage::AwaitingPromotion,
+        BlueGreenStage::PostPromotion,
+        BlueGreenStage::Done,
+    ];
+
+    /// The name in the status and the metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BlueGreenStage::Preview => "Preview",
+            BlueGreenStage::PrePromotion => "PrePromotion",
+            BlueGreenStage::AwaitingPromotion => "AwaitingPromotion",
+            BlueGreenStage::PostPromotion => "PostPromotion",
+            BlueGreenStage::Done => "Done",
+        }
+    }
+}
+
+impl fmt::Display for BlueGreenStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The blue-green part of a route status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BlueGreenStatus {
+    /// The stage; `None` from a server that sent a stage this build does
+    /// not know.
+    pub stage: Option<BlueGreenStage>,
+    /// Whether preview requests reach the new revision now.
+    #[serde(deserialize_with = "nullable")]
+    pub preview_live: bool,
+    /// The preview hosts, as written.
+    #[serde(deserialize_with = "nullable")]
+    pub preview_hosts: Vec<String>,
+    /// The preview header, `name: value`.
+    pub preview_header: Option<PreviewHeaderStatus>,
+}
+
+/// The preview header of a blue-green route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PreviewHeaderStatus {
+    /// Header name.
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    /// The value that selects the preview.
+    #[serde(deserialize_with = "nullable")]
+    pub value: String,
+}
+
 /// One route's rollout status, as `GET /api/v1/routes/{name}` answers it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -96,6 +170,9 @@ pub struct RouteStatus {
     /// for a route without webhooks.
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     pub webhooks: Vec<WebhookStatus>,
+    /// For a blue-green route: its stage and preview; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
 }
 
 /// One webhook of a route and its last call.

@@ -101,7 +101,16 @@ pub async fn serve(
             .as_ref()
             .is_none_or(|rule| rule.accepts(downstream.local_port, req.method(), req.headers()))
     };
-    let Some(index) = routing.table.find_where(host, req.uri().path(), accepts) else {
+    // A preview host finds its blue-green route first: another route's
+    // wildcard or catch-all may cover it too.
+    let preview_index = if routing.preview_table.is_empty() {
+        None
+    } else {
+        routing.preview_table.find(host, req.uri().path())
+    };
+    let Some(index) =
+        preview_index.or_else(|| routing.table.find_where(host, req.uri().path(), accepts))
+    else {
         return local_response(
             StatusCode::NOT_FOUND,
             format!(
@@ -116,7 +125,12 @@ pub async fn serve(
     let mut backend_response_edits = None;
     let (role, backend) = match route.rule.as_deref() {
         None => {
-            let role = decide_role(route, &req, &mut issued_key);
+            let role = if is_preview_request(route, preview_index.is_some(), &req) {
+                // The preview pins no one: no sticky cookie is issued.
+                Role::Canary
+            } else {
+                decide_role(route, &req, &mut issued_key)
+            };
             (role, route.backend(role))
         }
         Some(rule) => match rule.choose(decision::draw()) {
@@ -390,6 +404,18 @@ fn rule_not_served(route: &ServedRoute, why: &str) -> Response<ProxyBody> {
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("500 {why} (route {})\n", route.name),
     )
+}
+
+/// True when a blue-green route's preview is live and the request came
+/// through a preview host or carries the preview header.
+fn is_preview_request<B>(route: &ServedRoute, via_preview_host: bool, req: &Request<B>) -> bool {
+    route.live_preview.as_ref().is_some_and(|preview| {
+        via_preview_host
+            || preview
+                .header
+                .as_ref()
+                .is_some_and(|(name, value)| req.headers().get(name) == Some(value))
+    })
 }
 
 /// The role of a request on a stable/canary route: the header override,

@@ -48,8 +48,38 @@ impl RouteTable {
     pub fn with_exact<'a>(
         routes: impl IntoIterator<Item = (&'a [HostMatch], &'a str, bool)>,
     ) -> RouteTable {
+        RouteTable::indexed(
+            routes
+                .into_iter()
+                .enumerate()
+                .map(|(index, (hosts, prefix, exact))| (index, hosts, prefix, exact)),
+        )
+    }
+
+    /// Builds a table of host names only (entries without hosts are left
+    /// out), each with the index it answers: the preview hosts of
+    /// blue-green routes, which find their route by index.
+    pub fn for_hosts<'a>(
+        routes: impl IntoIterator<Item = (usize, &'a [HostMatch], &'a str)>,
+    ) -> RouteTable {
+        RouteTable::indexed(
+            routes
+                .into_iter()
+                .filter(|(_, hosts, _)| !hosts.is_empty())
+                .map(|(index, hosts, prefix)| (index, hosts, prefix, false)),
+        )
+    }
+
+    /// True when the table has no entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.suffixes.is_empty() && self.any_host.is_empty()
+    }
+
+    fn indexed<'a>(
+        routes: impl IntoIterator<Item = (usize, &'a [HostMatch], &'a str, bool)>,
+    ) -> RouteTable {
         let mut table = RouteTable::default();
-        for (index, (hosts, prefix, exact)) in routes.into_iter().enumerate() {
+        for (index, hosts, prefix, exact) in routes {
             let entry = Entry {
                 prefix: prefix.into(),
                 exact,
@@ -248,6 +278,22 @@ mod tests {
             assert_eq!(t.find_where(host, path, accepts), want, "{host} {path}");
         }
         assert_eq!(t.find("x.test", "/api/v1/users"), Some(3));
+    }
+
+    #[test]
+    fn a_host_table_answers_the_given_indices_and_never_any_host() {
+        let routes: Vec<(usize, Vec<HostMatch>, &str)> = vec![
+            (0, vec![], "/"),
+            (2, vec![exact("preview.shop.test")], "/"),
+            (5, vec![suffix(".pr.test")], "/api"),
+        ];
+        let t = RouteTable::for_hosts(routes.iter().map(|(i, h, p)| (*i, h.as_slice(), *p)));
+        assert!(!t.is_empty());
+        assert_eq!(t.find("preview.shop.test", "/x"), Some(2));
+        assert_eq!(t.find("a.pr.test", "/api/v1"), Some(5));
+        assert_eq!(t.find("a.pr.test", "/other"), None);
+        assert_eq!(t.find("shop.test", "/"), None);
+        assert!(RouteTable::for_hosts(std::iter::empty()).is_empty());
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct Routing {
     pub version: u64,
     /// Host and path matching.
     pub table: RouteTable,
+    /// The preview hosts of blue-green routes, looked up before `table`
+    /// (a preview host may be covered by another route's wildcard or
+    /// catch-all); empty without blue-green routes.
+    pub preview_table: RouteTable,
     /// Routes, indexed by the table.
     pub routes: Vec<ServedRoute>,
 }
@@ -51,6 +55,17 @@ pub struct ServedRoute {
     /// A Gateway API rule: its conditions and weighted backends replace the
     /// stable/canary decision.
     pub rule: Option<Box<ServedRule>>,
+    /// A blue-green route's live preview: the header that selects it (the
+    /// preview hosts are in [`Routing::preview_table`]); `None` while the
+    /// preview is not live, when preview requests follow the weight.
+    pub live_preview: Option<LivePreview>,
+}
+
+/// The preview of a blue-green route while it is live.
+#[derive(Debug)]
+pub struct LivePreview {
+    /// A request with this header and value is a preview request.
+    pub header: Option<(HeaderName, HeaderValue)>,
 }
 
 /// A Gateway API rule made ready to serve.
@@ -143,6 +158,11 @@ impl Routing {
             let exact = r.gateway.as_ref().is_some_and(|g| g.exact_path);
             (r.hosts.as_slice(), r.path_prefix.as_str(), exact)
         }));
+        let preview_table =
+            RouteTable::for_hosts(snapshot.routes.iter().enumerate().filter_map(|(index, r)| {
+                let preview = r.preview.as_ref()?;
+                Some((index, preview.hosts.as_slice(), r.path_prefix.as_str()))
+            }));
         let routes =
             snapshot
                 .routes
@@ -208,12 +228,25 @@ impl Routing {
                         }),
                         grpc_error_codes: route.grpc_error_codes,
                         rule,
+                        live_preview: route.preview.as_ref().filter(|p| p.live).map(|p| {
+                            LivePreview {
+                                // Validation guarantees a valid name and value; a bad one
+                                // leaves the preview to its hosts.
+                                header: p.header.as_ref().and_then(|h| {
+                                    Some((
+                                        HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                                        HeaderValue::from_str(&h.value).ok()?,
+                                    ))
+                                }),
+                            }
+                        }),
                     }
                 })
                 .collect();
         Routing {
             version: snapshot.version,
             table,
+            preview_table,
             routes,
         }
     }

@@ -110,6 +110,7 @@ fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {
             stable_fallback: None,
             grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
             gateway: None,
+            preview: None,
         }],
     }
 }

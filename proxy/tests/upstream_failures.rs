@@ -155,6 +155,7 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
             stable_fallback: None,
             grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
             gateway: None,
+            preview: None,
         }],
     }
 }

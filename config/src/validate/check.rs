@@ -17,14 +17,15 @@ use crate::duration::parse_duration;
 use crate::grpc::{GRPC_CODE_NAMES, GrpcCodeSet, grpc_code_by_name};
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
-    self, Admin, Analysis, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener, PortRef,
-    Route, ServiceRef, StableFallback, Step, Stickiness, Strategy, Timeouts, TlsFiles, Upstream,
-    UpstreamProtocol, UpstreamTls,
+    self, Admin, Analysis, BlueGreen, Config, HeaderOverride, Kubernetes, KubernetesRole, Listener,
+    PortRef, Preview, Route, ServiceRef, StableFallback, Step, Stickiness, Strategy, Timeouts,
+    TlsFiles, Upstream, UpstreamProtocol, UpstreamTls,
 };
 use crate::schema::{
-    AdminSpec, AnalysisSpec, ConfigSpec, DurationSpec, HeaderOverrideSpec, KubernetesSpec,
-    ListenerSpec, PortSpec, RouteSpec, ServiceRefSpec, StableFallbackSpec, StepSpec,
-    StickinessSpec, StrategySpec, TimeoutsSpec, TlsSpec, UpstreamTlsSpec,
+    AdminSpec, AnalysisRefSpec, AnalysisSpec, BlueGreenSpec, ConfigSpec, DurationSpec,
+    HeaderOverrideSpec, KubernetesSpec, ListenerSpec, PortSpec, PreviewHeaderSpec, RouteSpec,
+    ServiceRefSpec, StableFallbackSpec, StepSpec, StickinessSpec, StrategySpec, TimeoutsSpec,
+    TlsSpec, UpstreamTlsSpec,
 };
 use crate::{HostMatch, Weight};
 
@@ -722,7 +723,49 @@ impl<'a> Checker<'a> {
                 _ => routes = None,
             }
         }
+        if let Some(all) = &routes {
+            self.preview_hosts_unique(all);
+        }
         routes
+    }
+
+    /// A blue-green preview host must reach only its own route's preview:
+    /// not another route's host, nor another preview, nor its own route's
+    /// hosts (every request would then be a preview request).
+    fn preview_hosts_unique(&mut self, routes: &[Route]) {
+        let mut owners: HashMap<&HostMatch, (usize, &str)> = HashMap::new();
+        for (i, route) in routes.iter().enumerate() {
+            for host in &route.hosts {
+                owners.entry(host).or_insert((i, "hosts"));
+            }
+        }
+        for (i, route) in routes.iter().enumerate() {
+            let Some(bg) = route.strategy.as_ref().and_then(|s| s.blue_green.as_ref()) else {
+                continue;
+            };
+            for (k, host) in bg.preview.hosts.iter().enumerate() {
+                let path = format!("routes[{i}].strategy.blueGreen.preview.hosts[{k}]");
+                match owners.get(host) {
+                    Some((j, what)) => {
+                        let owner = if *j == i {
+                            "this route".to_owned()
+                        } else {
+                            format!("routes[{j}] (`{}`)", routes[*j].name)
+                        };
+                        self.error(
+                            &path,
+                            format!(
+                                "preview host `{}` is also in the {what} of {owner}; a preview host must reach only this route's new revision, so give the preview a host of its own",
+                                HostText(host)
+                            ),
+                        );
+                    }
+                    None => {
+                        owners.insert(host, (i, "preview hosts"));
+                    }
+                }
+            }
+        }
     }
 
     fn route_name(&mut self, at: &str, name: &str) -> Option<String> {
@@ -1289,13 +1332,29 @@ impl<'a> Checker<'a> {
             ok = false;
         }
         let steps_path = format!("{at}.steps");
+        let bg_path = format!("{at}.blueGreen");
+        let steps_written = !spec.steps.is_empty() || self.index.get(&steps_path).is_some();
         let mut steps = Some(Vec::with_capacity(spec.steps.len()));
-        if spec.steps.is_empty() {
-            self.error(
-                &steps_path,
-                "no steps; list at least one, e.g. `- setWeight: 10` then `- pause: {}`",
-            );
-            steps = None;
+        let mut blue_green = Some(None);
+        match &spec.blue_green {
+            Some(_) if steps_written => {
+                self.error(
+                    &bg_path,
+                    "a strategy has either `steps` (a canary rollout) or `blueGreen`, not both; remove one of them",
+                );
+                steps = None;
+            }
+            Some(bg) => {
+                blue_green = self.blue_green(&bg_path, bg).map(|bg| Some(Arc::new(bg)));
+            }
+            None if spec.steps.is_empty() => {
+                self.error(
+                    &steps_path,
+                    "no steps; list at least one, e.g. `- setWeight: 10` then `- pause: {}`, or write `blueGreen` instead",
+                );
+                steps = None;
+            }
+            None => {}
         }
         for (k, step) in spec.steps.iter().enumerate() {
             let step = self.step(&format!("{steps_path}[{k}]"), step);
@@ -1315,8 +1374,14 @@ impl<'a> Checker<'a> {
         if !ok {
             return None;
         }
+        let blue_green = blue_green?;
+        let steps = match &blue_green {
+            Some(bg) => bg.steps(),
+            None => steps?,
+        };
         Some(Strategy {
-            steps: steps?,
+            steps,
+            blue_green,
             analysis: analysis?,
             // Background templates alone do not make steps wait for the
             // built-in judge: only its own keys do.
@@ -1326,6 +1391,97 @@ impl<'a> Checker<'a> {
                 .is_some_and(AnalysisSpec::has_builtin_keys),
             background: background?,
             webhooks: webhooks?,
+        })
+    }
+
+    /// `strategy.blueGreen`: a preview with hosts and/or a header, the
+    /// promotion settings and the pre/post-promotion analyses.
+    fn blue_green(&mut self, at: &str, spec: &BlueGreenSpec) -> Option<BlueGreen> {
+        let preview_path = format!("{at}.preview");
+        let hosts = self.hosts(&preview_path, &spec.preview.hosts);
+        let header = match &spec.preview.header {
+            None => Some(None),
+            Some(h) => self
+                .preview_header(&format!("{preview_path}.header"), h)
+                .map(Some),
+        };
+        let mut ok = true;
+        if spec.preview.hosts.is_empty() && spec.preview.header.is_none() {
+            self.error(
+                &preview_path,
+                "a preview needs `hosts`, a `header`, or both, e.g. `header: {name: x-weir-preview, value: \"1\"}`",
+            );
+            ok = false;
+        }
+        let analysis = |checker: &mut Self, key: &str, spec: Option<&AnalysisRefSpec>| match spec {
+            None => Some(None),
+            Some(r) => {
+                let path = format!("{at}.{key}");
+                if r.templates.is_empty() {
+                    checker.error(
+                        &path,
+                        format!("`{key}` needs templates, e.g. `{key}: {{templates: [{{templateName: smoke}}]}}`"),
+                    );
+                    return None;
+                }
+                checker
+                    .analysis_ref(&path, &r.templates, &r.args)
+                    .map(|r| Some(Arc::new(r)))
+            }
+        };
+        let pre = analysis(
+            self,
+            "prePromotionAnalysis",
+            spec.pre_promotion_analysis.as_ref(),
+        );
+        let post = analysis(
+            self,
+            "postPromotionAnalysis",
+            spec.post_promotion_analysis.as_ref(),
+        );
+        if !ok {
+            return None;
+        }
+        Some(BlueGreen {
+            preview: Preview {
+                hosts: hosts?,
+                header: header?,
+            },
+            auto_promotion_enabled: spec.auto_promotion_enabled.unwrap_or(true),
+            auto_promotion_delay: Duration::from_secs(spec.auto_promotion_seconds.unwrap_or(0)),
+            scale_down_delay: spec
+                .scale_down_delay_seconds
+                .map_or(model::DEFAULT_SCALE_DOWN_DELAY, Duration::from_secs),
+            pre_promotion: pre?,
+            post_promotion: post?,
+        })
+    }
+
+    fn preview_header(&mut self, at: &str, spec: &PreviewHeaderSpec) -> Option<HeaderOverride> {
+        let name_path = format!("{at}.name");
+        let name =
+            self.text(&name_path, &spec.name)
+                .and_then(|name| match syntax::header_name(name) {
+                    Ok(name) => Some(name),
+                    Err(message) => {
+                        self.error(&name_path, message);
+                        None
+                    }
+                });
+        let value_path = format!("{at}.value");
+        let value =
+            self.text(&value_path, &spec.value).and_then(|value| {
+                match syntax::header_value(value) {
+                    Ok(()) => Some(value),
+                    Err(message) => {
+                        self.error(&value_path, message);
+                        None
+                    }
+                }
+            });
+        Some(HeaderOverride {
+            name: Arc::from(name?),
+            value: Arc::from(value?),
         })
     }
 
@@ -1555,6 +1711,18 @@ impl<'a> Checker<'a> {
             }
         }
         set
+    }
+}
+
+/// A host matcher as written: `shop.example.com`, `*.example.com`.
+struct HostText<'a>(&'a HostMatch);
+
+impl std::fmt::Display for HostText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            HostMatch::Exact(name) => f.write_str(name),
+            HostMatch::Suffix(suffix) => write!(f, "*{suffix}"),
+        }
     }
 }
 

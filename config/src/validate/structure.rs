@@ -249,8 +249,26 @@ static WEBHOOK: [Field; 6] = [
 ];
 static WEBHOOK_KIND: Kind = Kind::Shape(&WEBHOOK);
 
-static STRATEGY: [Field; 4] = [
-    required("steps", Kind::List(&STEP_KIND)),
+static PREVIEW_HEADER: [Field; 2] = [required("name", Kind::Text), required("value", Kind::Text)];
+
+static PREVIEW: [Field; 2] = [
+    optional("hosts", Kind::List(&TEXTS)),
+    optional("header", Kind::Shape(&PREVIEW_HEADER)),
+];
+
+static BLUE_GREEN: [Field; 6] = [
+    required("preview", Kind::Shape(&PREVIEW)),
+    optional("autoPromotionEnabled", Kind::Bool),
+    optional("autoPromotionSeconds", Kind::Whole(u32::MAX as u64)),
+    optional("scaleDownDelaySeconds", Kind::Whole(u32::MAX as u64)),
+    optional("prePromotionAnalysis", Kind::Shape(&ANALYSIS_REF)),
+    optional("postPromotionAnalysis", Kind::Shape(&ANALYSIS_REF)),
+];
+
+/// `steps` and `blueGreen` exclude each other; the check names the pair.
+static STRATEGY: [Field; 5] = [
+    optional("steps", Kind::List(&STEP_KIND)),
+    optional("blueGreen", Kind::Shape(&BLUE_GREEN)),
     optional("analysis", Kind::Shape(&ANALYSIS)),
     optional("webhooks", Kind::List(&WEBHOOK_KIND)),
     optional("threshold", Kind::Whole(u32::MAX as u64)),
@@ -958,7 +976,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 37, "every mapping of the file is checked");
+        assert_eq!(checked, 46, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

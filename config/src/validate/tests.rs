@@ -225,6 +225,7 @@ fn spec_example_parses_into_the_model() {
                 gated_by_analysis: true,
                 webhooks: crate::Webhooks::default(),
                 background: None,
+                blue_green: None,
             }),
         }],
         kubernetes: None,
@@ -1481,6 +1482,7 @@ fn compiled_snapshot_has_the_configured_split() {
         (route == "api").then_some(RouteOverride {
             canary_weight: Weight::from_percent_int(25),
             rollout_seq: 3,
+            preview_live: false,
         })
     });
     assert_eq!(
@@ -1813,3 +1815,4 @@ fn upstream_protocol_and_tls_errors_are_located() {
         ),
     ]);
 }
+mod blue_green;

@@ -384,6 +384,7 @@ pub fn compile_gateways(
                             request_headers: rule.request_headers.clone(),
                             response_headers: rule.response_headers.clone(),
                         })),
+                        preview: None,
                     },
                 });
             }

@@ -199,6 +199,7 @@ fn route(analysis: Analysis) -> Route {
             gated_by_analysis: true,
             webhooks: weir_config::Webhooks::default(),
             background: None,
+            blue_green: None,
         }),
     }
 }

@@ -62,6 +62,7 @@ impl Fixture {
                 gated_by_analysis: true,
                 webhooks: weir_config::Webhooks::default(),
                 background: None,
+                blue_green: None,
             }),
         })
     }
@@ -699,7 +700,8 @@ fn promote_full_skips_the_remaining_steps() {
         outcome.state.route_override(),
         Some(RouteOverride {
             canary_weight: Weight::FULL,
-            rollout_seq: 1
+            rollout_seq: 1,
+            preview_live: false,
         })
     );
     let t = outcome.transition.expect("a transition");
@@ -766,7 +768,8 @@ fn abort_sets_weight_zero_at_once() {
         s.route_override(),
         Some(RouteOverride {
             canary_weight: Weight::ZERO,
-            rollout_seq: 1
+            rollout_seq: 1,
+            preview_live: false,
         })
     );
     let t = outcome.transition.expect("a transition");
@@ -1128,7 +1131,8 @@ fn an_unreadable_state_file_holds_at_weight_zero() {
         s.route_override(),
         Some(RouteOverride {
             canary_weight: Weight::ZERO,
-            rollout_seq: 1
+            rollout_seq: 1,
+            preview_live: false,
         })
     );
     // Passing judgements never start the steps.
