@@ -610,18 +610,13 @@ fn weir_event(t: f64, text: String) -> Event {
 pub(crate) fn parse_routes(body: &[u8]) -> Result<Vec<RouteState>, String> {
     let routes: Vec<RouteStatus> = serde_json::from_slice(body)
         .map_err(|e| format!("/api/v1/routes is not a list of route statuses: {e}"))?;
-    // The blue-green stage, read apart so that a status type without it
-    // still parses.
-    let raw: Vec<Value> = serde_json::from_slice(body).unwrap_or_default();
-    let stages: Vec<Option<String>> = raw
-        .iter()
-        .map(|r| r["blueGreen"]["stage"].as_str().map(str::to_owned))
-        .collect();
     Ok(routes
         .into_iter()
-        .zip(stages.into_iter().chain(std::iter::repeat(None)))
-        .map(|(r, stage)| RouteState {
-            stage,
+        .map(|r| RouteState {
+            stage: r
+                .blue_green
+                .and_then(|b| b.stage)
+                .map(|s| s.as_str().to_owned()),
             name: r.name,
             phase: r.phase.as_str().to_owned(),
             step: r.step_index.map(|i| i as u64),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::upstream::LatencyDist;
 
-pub use weir_config::status::{Phase, known_phase};
+pub use weir_config::status::{BlueGreenStage, Phase, known_phase};
 
 /// The most requests one scenario may schedule (`rate × duration`).
 pub const MAX_REQUESTS: f64 = 2_000_000.0;
@@ -319,21 +319,6 @@ pub struct ReachedStage {
     /// The new revision it must have had then.
     #[serde(default)]
     pub revision: Option<String>,
-}
-
-/// The stages of a blue-green release (SPEC 12), as in the status JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum BlueGreenStage {
-    /// The new revision answers the preview only.
-    Preview,
-    /// The pre-promotion analysis runs against the preview.
-    PrePromotion,
-    /// Waiting for `weir promote`.
-    AwaitingPromotion,
-    /// Swapped; the post-promotion analysis runs.
-    PostPromotion,
-    /// The release is complete.
-    Done,
 }
 
 /// See [`Expectation::MaxErrorRate`].
@@ -746,21 +731,6 @@ impl CommandAction {
             Self::Retry => "retry",
             Self::Pause => "pause",
             Self::Resume => "resume",
-        }
-    }
-}
-
-// === impl BlueGreenStage ===
-
-impl BlueGreenStage {
-    /// As written in the status JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Preview => "Preview",
-            Self::PrePromotion => "PrePromotion",
-            Self::AwaitingPromotion => "AwaitingPromotion",
-            Self::PostPromotion => "PostPromotion",
-            Self::Done => "Done",
         }
     }
 }
