@@ -157,19 +157,30 @@ fn preview(host: &str) -> String {
     )
 }
 
-/// Route `name` on host `NAME.test`, stable `v1` on `blue`, with a
-/// blue-green strategy of `lines` (and no canary yet).
-fn route<S: AsRef<str>>(
-    name: &str,
-    blue: &FakeUpstream,
+/// Route `name` on host `NAME.test`, stable `v1` on `blue`, no release.
+fn route(name: &str, blue: &FakeUpstream) -> Route {
+    Route::new(name, &[blue.addr]).hosts(&[&format!("{name}.test")])
+}
+
+/// `route` releasing `v2` on `green` blue-green, with the preview of
+/// [`preview`] and these more lines of the `blueGreen` block.
+fn release<S: AsRef<str>>(
+    route: Route,
+    green: &FakeUpstream,
     lines: impl IntoIterator<Item = S>,
 ) -> Route {
-    let host = format!("{name}.test");
+    let host = route.hosts[0].clone();
     let mut all = vec![preview(&host)];
     all.extend(lines.into_iter().map(|l| l.as_ref().to_owned()));
-    Route::new(name, &[blue.addr])
-        .hosts(&[&host])
+    route
+        .canary(&[green.addr], 0.0)
         .strategy(Strategy::blue_green(all))
+}
+
+/// Adds webhook `name` of `kind` at `url` to the route's strategy.
+fn with_webhook(mut route: Route, name: &str, kind: &str, url: &str) -> Route {
+    route.strategy = route.strategy.map(|s| s.webhook(name, kind, url, ""));
+    route
 }
 
 /// `weir ARGS --admin URL`, with no token.
@@ -240,20 +251,6 @@ fn from_upstream(sent: &[Sent], upstream: &str) -> usize {
     sent.iter().filter(|s| s.upstream == upstream).count()
 }
 
-/// Route `auto`: promoted by itself once its `pre-rollout` gate at
-/// `receiver`'s `/smoke` passes.
-fn auto_route(blue: &FakeUpstream, receiver: &HookReceiver) -> Route {
-    let strategy = Strategy::blue_green([
-        preview("auto.test"),
-        "autoPromotionEnabled: true".to_owned(),
-        "scaleDownDelaySeconds: 30".to_owned(),
-    ])
-    .webhook("smoke", "pre-rollout", &receiver.url("smoke"), "");
-    Route::new("auto", &[blue.addr])
-        .hosts(&["auto.test"])
-        .strategy(strategy)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preview_answers_from_the_new_revision_and_the_swap_fails_no_request() {
     let blue_manual = FakeUpstream::start("blue-manual").await;
@@ -262,9 +259,12 @@ async fn the_preview_answers_from_the_new_revision_and_the_swap_fails_no_request
     let green_auto = FakeUpstream::start("green-auto").await;
     let receiver = HookReceiver::start().await;
     let config = WeirConfig::new([
-        route("manual", &blue_manual, ["autoPromotionEnabled: false"])
-            .canary(&[green_manual.addr], 0.0),
-        auto_route(&blue_auto, &receiver),
+        release(
+            route("manual", &blue_manual),
+            &green_manual,
+            ["autoPromotionEnabled: false"],
+        ),
+        route("auto", &blue_auto),
     ]);
     let mut weir = Weir::start(config).await;
     let addr = weir.addrs.http;
@@ -353,9 +353,14 @@ async fn the_preview_answers_from_the_new_revision_and_the_swap_fails_no_request
     // `auto`: the new revision appears in the config; the pre-rollout gate
     // passes and the route swaps by itself.
     let reload_at = Instant::now();
-    let next = weir
-        .config
-        .with_route("auto", |r| r.canary(&[green_auto.addr], 0.0));
+    let next = weir.config.with_route("auto", |r| {
+        let r = release(
+            r,
+            &green_auto,
+            ["autoPromotionEnabled: true", "scaleDownDelaySeconds: 30"],
+        );
+        with_webhook(r, "smoke", "pre-rollout", &receiver.url("smoke"))
+    });
     weir.reload(&next).await;
     let s = weir
         .wait_status("auto", LIMIT, "stage Done", |s| stage(s) == "Done")
@@ -495,22 +500,8 @@ async fn failing_pre_promotion_gates_abort_before_active_traffic_sees_the_new_re
           web: {{url: "http://{smoke}/smoke", method: POST, jsonPath: "{{$.summary}}", timeoutSeconds: 30}}
 "#
     );
-    let config = WeirConfig::new([
-        Route::new("hooked", &[blue_hooked.addr])
-            .hosts(&["hooked.test"])
-            .strategy(Strategy::blue_green([preview("hooked.test")]).webhook(
-                "smoke",
-                "pre-rollout",
-                &receiver.url("pre"),
-                "",
-            )),
-        route(
-            "smoked",
-            &blue_smoked,
-            ["prePromotionAnalysis: {templates: [{templateName: smoke}]}"],
-        ),
-    ])
-    .extra(&template);
+    let config = WeirConfig::new([route("hooked", &blue_hooked), route("smoked", &blue_smoked)])
+        .extra(&template);
     let mut weir = Weir::start(config).await;
     weir_addr
         .set(weir.addrs.http)
@@ -524,8 +515,17 @@ async fn failing_pre_promotion_gates_abort_before_active_traffic_sees_the_new_re
     let released = Instant::now();
     let next = weir
         .config
-        .with_route("hooked", |r| r.canary(&[green_hooked.addr], 0.0))
-        .with_route("smoked", |r| r.canary(&[green_smoked.addr], 0.0));
+        .with_route("hooked", |r| {
+            let r = release(r, &green_hooked, Vec::<String>::new());
+            with_webhook(r, "smoke", "pre-rollout", &receiver.url("pre"))
+        })
+        .with_route("smoked", |r| {
+            release(
+                r,
+                &green_smoked,
+                ["prePromotionAnalysis: {templates: [{templateName: smoke}]}"],
+            )
+        });
     weir.reload(&next).await;
     let mut took = Vec::new();
     for name in ["hooked", "smoked"] {
@@ -600,15 +600,7 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
             query: '{ERROR_RATIO}'
 "#
     );
-    let config = WeirConfig::new([route(
-        "post",
-        &blue,
-        [
-            "postPromotionAnalysis: {templates: [{templateName: errors}], args: [{name: route, value: post}]}",
-            "scaleDownDelaySeconds: 60",
-        ],
-    )])
-    .extra(&template);
+    let config = WeirConfig::new([route("post", &blue)]).extra(&template);
     let mut weir = Weir::start(config).await;
     let prometheus = Prometheus::start(prometheus_addr, &[weir.addrs.admin]).await;
     let load = ActiveLoad::start(weir.addrs.http, "post.test");
@@ -625,7 +617,16 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     let released = Instant::now();
     let next = weir
         .config
-        .with_route("post", |r| r.canary(&[green.addr], 0.0));
+        .with_route("post", |r| {
+            release(
+                r,
+                &green,
+                [
+                    "postPromotionAnalysis: {templates: [{templateName: errors}], args: [{name: route, value: post}]}",
+                    "scaleDownDelaySeconds: 60",
+                ],
+            )
+        });
     weir.reload(&next).await;
     let s = weir
         .wait_status("post", LIMIT, "stage PostPromotion", |s| {
