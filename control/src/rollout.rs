@@ -33,7 +33,7 @@ pub mod stats;
 
 pub use analysis::{Evidence, FailKind, Judgement, Observation, RoleSummary, Verdict, judge};
 pub use machine::{
-    AbortReason, Command, CommandRefused, ConfigRefused, Gate, GateWait, Outcome, Phase,
-    RolloutState, Transition, TransitionKind, WebhookProgress,
+    AbortReason, BlueGreenStage, Command, CommandRefused, ConfigRefused, Gate, GateWait, Outcome,
+    Phase, RolloutState, Transition, TransitionKind, WebhookProgress,
 };
 pub use stats::{LatencyHistogram, Quantile, RoleTotals, RoleWindow};

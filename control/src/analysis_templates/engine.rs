@@ -153,6 +153,9 @@ impl AnalysisRuns {
             }
             let why = match run.view.key.kind {
                 super::RunKind::Step(_) => format!("the rollout left the step (it is {phase})"),
+                super::RunKind::PrePromotion(_) | super::RunKind::PostPromotion(_) => {
+                    format!("the rollout left the stage (it is {phase})")
+                }
                 super::RunKind::Background => format!("the rollout is {phase}"),
             };
             run.view.state.terminate(now_ms, &why);
@@ -351,10 +354,7 @@ pub fn runs_json(views: &[RunView]) -> serde_json::Value {
                     })
                 })
                 .collect();
-            let step = match view.key.kind {
-                super::RunKind::Step(i) => Some(i),
-                super::RunKind::Background => None,
-            };
+            let step = view.key.kind.step_index();
             serde_json::json!({
                 "name": view.key.to_string(),
                 "kind": view.key.kind.as_str(),

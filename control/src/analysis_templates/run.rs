@@ -75,6 +75,12 @@ pub enum RunKind {
     Step(usize),
     /// `strategy.analysis.templates`, for the whole rollout.
     Background,
+    /// A blue-green `prePromotionAnalysis`, against the preview; the
+    /// 0-based index of its step.
+    PrePromotion(usize),
+    /// A blue-green `postPromotionAnalysis`, after the swap; the 0-based
+    /// index of its step.
+    PostPromotion(usize),
 }
 
 /// One measurement.
@@ -177,16 +183,31 @@ impl std::fmt::Display for RunKey {
         match self.kind {
             RunKind::Step(i) => write!(f, "rollout {} step {}", self.rollout_seq, i + 1),
             RunKind::Background => write!(f, "rollout {} background", self.rollout_seq),
+            RunKind::PrePromotion(_) => write!(f, "rollout {} pre-promotion", self.rollout_seq),
+            RunKind::PostPromotion(_) => {
+                write!(f, "rollout {} post-promotion", self.rollout_seq)
+            }
         }
     }
 }
 
 impl RunKind {
-    /// `step` or `background`, for the admin API.
+    /// `step`, `background`, `prePromotion` or `postPromotion`, for the
+    /// admin API.
     pub const fn as_str(self) -> &'static str {
         match self {
             RunKind::Step(_) => "step",
             RunKind::Background => "background",
+            RunKind::PrePromotion(_) => "prePromotion",
+            RunKind::PostPromotion(_) => "postPromotion",
+        }
+    }
+
+    /// The index of the step the run belongs to; `None` for a background run.
+    pub const fn step_index(self) -> Option<usize> {
+        match self {
+            RunKind::Step(i) | RunKind::PrePromotion(i) | RunKind::PostPromotion(i) => Some(i),
+            RunKind::Background => None,
         }
     }
 }

@@ -268,6 +268,8 @@ mod tests {
             last_judgement: None,
             evidence: Evidence::new(),
             webhooks: Default::default(),
+            promoted_ms: None,
+            blue_green_stage: None,
         }
     }
 

@@ -68,6 +68,15 @@ pub struct CanaryRouteSpec {
     pub stable_fallback: Option<StableFallbackSpec>,
 }
 
+/// The blue-green part of a CanaryRoute's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BlueGreenStatus {
+    /// `Preview`, `PrePromotion`, `AwaitingPromotion`, `PostPromotion` or `Done`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+}
+
 /// The rollout state of a CanaryRoute, shared by every replica: written by
 /// the leader only (each write carrying the `resourceVersion` it read), read
 /// by all. The command inputs (`abort`, `promoteFull`, `paused`, `promote`)
@@ -127,6 +136,13 @@ pub struct CanaryRouteStatus {
     /// The webhook gate the rollout waits on and the failed webhook checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<crate::rollout::WebhookProgress>,
+    /// When the rollout was promoted (RFC 3339): a blue-green `abort` swaps
+    /// back until `scaleDownDelaySeconds` after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_time: Option<String>,
+    /// A blue-green rollout's stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
     /// Why the rollout aborted, while Aborted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,

@@ -38,9 +38,12 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 use weir_config::Weight;
 
-use super::resource::{CanaryRouteStatus, StatusAnalysis, StatusCondition, StatusRoleStats};
+use super::resource::{
+    BlueGreenStatus, CanaryRouteStatus, StatusAnalysis, StatusCondition, StatusRoleStats,
+};
 use crate::rollout::{
-    AbortReason, Command, Evidence, FailKind, Judgement, Phase, RoleSummary, RolloutState, Verdict,
+    AbortReason, BlueGreenStage, Command, Evidence, FailKind, Judgement, Phase, RoleSummary,
+    RolloutState, Verdict,
 };
 
 /// The condition types this module derives from the phase; any other
@@ -139,6 +142,10 @@ pub fn encode(
         failures: Some(state.failures),
         webhooks: (state.webhooks != crate::rollout::WebhookProgress::default())
             .then(|| state.webhooks.clone()),
+        promoted_time: state.promoted_ms.map(format_time),
+        blue_green: state.blue_green_stage.map(|stage| BlueGreenStatus {
+            stage: Some(stage.as_str().to_owned()),
+        }),
         abort_reason: state.abort_reason.map(|r| r.metric_label().to_owned()),
         message: Some(state.message.clone()),
         leader: Some(ctx.leader.to_owned()),
@@ -330,6 +337,8 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
         AbortReason::Manual => "AbortCommand",
         AbortReason::Webhook => "WebhookFailed",
         AbortReason::WebhookRollback => "WebhookRollback",
+        AbortReason::PrePromotionAnalysis => "PrePromotionAnalysis",
+        AbortReason::PostPromotionAnalysis => "PostPromotionAnalysis",
     }
 }
 
@@ -457,6 +466,30 @@ pub fn decode(
         last_judgement,
         evidence: Evidence::taken_over(),
         webhooks: status.webhooks.clone().unwrap_or_default(),
+        promoted_ms: status
+            .promoted_time
+            .as_deref()
+            .map(|t| parse_time("promotedTime", t))
+            .transpose()?,
+        blue_green_stage: status
+            .blue_green
+            .as_ref()
+            .and_then(|bg| bg.stage.as_deref())
+            .map(|name| {
+                BlueGreenStage::ALL
+                    .into_iter()
+                    .find(|stage| stage.as_str() == name)
+                    .ok_or_else(|| {
+                        refused(
+                            "blueGreen.stage",
+                            format!(
+                                "{name:?} is not a stage ({})",
+                                BlueGreenStage::ALL.map(BlueGreenStage::as_str).join(", ")
+                            ),
+                        )
+                    })
+            })
+            .transpose()?,
     }))
 }
 

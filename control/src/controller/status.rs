@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use weir_config::status::{self, Analysis, Phase, RoleStats, RouteStatus};
+use weir_config::status::{
+    self, Analysis, BlueGreenStage, BlueGreenStatus, Phase, PreviewHeaderStatus, RoleStats,
+    RouteStatus,
+};
 use weir_config::{Route, Step};
 
 use super::ControlState;
 use super::history::{duration_ms, empty_observation};
 use crate::messages;
-use crate::rollout::{RoleSummary, Verdict};
+use crate::rollout::{RoleSummary, RolloutState, Verdict};
 
 // === impl ControlState ===
 
@@ -92,6 +95,7 @@ impl ControlState {
                 coverage: None,
                 pending_command: None,
                 webhooks,
+                blue_green: blue_green_status(route, Some(s)),
             },
             None => RouteStatus {
                 name: name.to_owned(),
@@ -120,9 +124,43 @@ impl ControlState {
                 coverage: None,
                 pending_command: None,
                 webhooks: Vec::new(),
+                blue_green: blue_green_status(route, None),
             },
         }
     }
+}
+
+/// The stage and preview of a blue-green route; `None` for other routes.
+/// Without a rollout state the route is `Done` (nothing to promote).
+pub(crate) fn blue_green_status(
+    route: &Route,
+    state: Option<&RolloutState>,
+) -> Option<BlueGreenStatus> {
+    let strategy = route.strategy.as_ref()?;
+    let bg = strategy.blue_green.as_ref()?;
+    let stage = state
+        .and_then(|s| s.blue_green_stage(strategy))
+        .unwrap_or(BlueGreenStage::Done);
+    let preview_live = state
+        .and_then(RolloutState::route_override)
+        .is_some_and(|o| o.preview_live);
+    Some(BlueGreenStatus {
+        stage: Some(stage),
+        preview_live,
+        preview_hosts: bg
+            .preview
+            .hosts
+            .iter()
+            .map(|h| match h {
+                weir_config::HostMatch::Exact(name) => name.clone(),
+                weir_config::HostMatch::Suffix(suffix) => format!("*{suffix}"),
+            })
+            .collect(),
+        preview_header: bg.preview.header.as_ref().map(|h| PreviewHeaderStatus {
+            name: h.name.to_string(),
+            value: h.value.to_string(),
+        }),
+    })
 }
 
 fn role_stats(summary: RoleSummary) -> RoleStats {

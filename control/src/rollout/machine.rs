@@ -80,7 +80,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use weir_config::{Route, RouteOverride, Step, Strategy, Weight};
 
-pub use weir_config::status::Phase;
+pub use weir_config::status::{BlueGreenStage, Phase};
 
 use super::analysis::{self, Evidence, FailKind, Judgement, Observation, Verdict};
 use crate::analysis_templates::{RunKey, RunKind, RunPhase};
@@ -127,6 +127,11 @@ pub enum AbortReason {
     Webhook,
     /// A `rollback` webhook answered 2xx.
     WebhookRollback,
+    /// A blue-green pre-promotion analysis run Failed or Error (the active
+    /// traffic never saw the new revision).
+    PrePromotionAnalysis,
+    /// A blue-green post-promotion analysis run Failed or Error: swapped back.
+    PostPromotionAnalysis,
 }
 
 /// The persisted rollout state of one route (JSON, camelCase keys).
@@ -181,6 +186,15 @@ pub struct RolloutState {
     /// The webhook gate waited on and the failed webhook checks.
     #[serde(default)]
     pub webhooks: WebhookProgress,
+    /// When the rollout was promoted, ms since the UNIX epoch: a blue-green
+    /// `abort` swaps back until `scaleDownDelaySeconds` after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_ms: Option<u64>,
+    /// A blue-green rollout's stage as of the last transition (the stage
+    /// follows from the phase, the step and the gate waited on; see
+    /// [`RolloutState::blue_green_stage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green_stage: Option<BlueGreenStage>,
 }
 
 /// A new state and what changed.
@@ -310,7 +324,7 @@ impl fmt::Display for Command {
 
 impl AbortReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AbortReason; 8] = [
+    pub const ALL: [AbortReason; 10] = [
         AbortReason::AnalysisErrorRate,
         AbortReason::AnalysisCompare,
         AbortReason::AnalysisLatency,
@@ -319,6 +333,8 @@ impl AbortReason {
         AbortReason::Manual,
         AbortReason::Webhook,
         AbortReason::WebhookRollback,
+        AbortReason::PrePromotionAnalysis,
+        AbortReason::PostPromotionAnalysis,
     ];
 
     /// The `reason` label value.
@@ -332,6 +348,8 @@ impl AbortReason {
             AbortReason::Manual => "manual",
             AbortReason::Webhook => "webhook",
             AbortReason::WebhookRollback => "webhook_rollback",
+            AbortReason::PrePromotionAnalysis => "pre_promotion_analysis",
+            AbortReason::PostPromotionAnalysis => "post_promotion_analysis",
         }
     }
 }
@@ -442,7 +460,51 @@ impl RolloutState {
         (self.phase != Phase::Healthy).then_some(RouteOverride {
             canary_weight: self.canary_weight,
             rollout_seq: self.rollout_seq,
+            // A blue-green preview serves the new revision from the start
+            // of the rollout; an abort takes it away with the weight.
+            preview_live: matches!(
+                self.phase,
+                Phase::Progressing | Phase::Paused | Phase::Promoted
+            ),
         })
+    }
+
+    /// The stage of a blue-green rollout (`None` for a canary strategy):
+    /// `Preview` before and at the first step (the `pre-rollout` webhooks
+    /// wait there), `PrePromotion` at the pre-promotion analysis,
+    /// `AwaitingPromotion` at the wait for promotion and while the
+    /// `confirm-promotion` webhook holds the swap, `PostPromotion` from the
+    /// swap on, `Done` once Promoted (and without a rollout). An aborted
+    /// rollout keeps the stage it was aborted in (recorded at the abort).
+    pub fn blue_green_stage(&self, strategy: &Strategy) -> Option<BlueGreenStage> {
+        let bg = strategy.blue_green.as_ref()?;
+        Some(match self.phase {
+            Phase::Healthy | Phase::Promoted | Phase::Unknown => BlueGreenStage::Done,
+            Phase::Aborted if self.blue_green_stage.is_some() => {
+                self.blue_green_stage.unwrap_or(BlueGreenStage::Preview)
+            }
+            Phase::Progressing | Phase::Paused | Phase::Aborted => match &self.webhooks.wait {
+                Some(wait) if wait.step == bg.swap_step() => BlueGreenStage::AwaitingPromotion,
+                Some(wait) => bg.stage_at(wait.step.checked_sub(1)),
+                None => match bg.stage_at(self.step_index) {
+                    // Swapped back after the promotion.
+                    BlueGreenStage::Done => BlueGreenStage::PostPromotion,
+                    stage => stage,
+                },
+            },
+        })
+    }
+
+    /// Whether `abort` applies while Promoted: always for a canary; for a
+    /// blue-green rollout only within `scaleDownDelaySeconds` of the
+    /// promotion, while the old revision is the switch-back target.
+    fn can_swap_back(&self, strategy: &Strategy, now_ms: u64) -> bool {
+        match &strategy.blue_green {
+            None => true,
+            Some(bg) => self
+                .promoted_ms
+                .is_some_and(|at| now_ms < at.saturating_add(millis(bg.scale_down_delay))),
+        }
     }
 
     /// Follows a (re)loaded config: starts a rollout for a new canary
@@ -565,7 +627,7 @@ impl RolloutState {
                 Ok(s.finish(self, strategy, now_ms, TransitionKind::Promoted, message))
             }
             Command::PromoteFull if active => {
-                s.complete(strategy);
+                s.complete(strategy, now_ms);
                 let message = format!(
                     "promote --full from {}: {} promoted, 100% canary",
                     self.position(strategy),
@@ -579,7 +641,10 @@ impl RolloutState {
                     message,
                 ))
             }
-            Command::Abort if active || self.phase == Phase::Promoted => {
+            Command::Abort
+                if active
+                    || (self.phase == Phase::Promoted && self.can_swap_back(strategy, now_ms)) =>
+            {
                 let detail = format!("abort command at {}", self.position(strategy));
                 Ok(s.abort(self, strategy, now_ms, AbortReason::Manual, detail))
             }
@@ -709,7 +774,10 @@ impl RolloutState {
             .step_index
             .and_then(|i| strategy.steps.get(i).map(|step| (i, step)))
         {
-            wanted.push((key(RunKind::Step(index)), std::sync::Arc::clone(analysis)));
+            wanted.push((
+                key(run_kind(strategy, index)),
+                std::sync::Arc::clone(analysis),
+            ));
         }
         wanted
     }
@@ -738,22 +806,39 @@ impl RolloutState {
         {
             return unchanged();
         }
-        let what = match run.kind {
-            RunKind::Step(index) => {
+        let (what, reason) = match run.kind {
+            RunKind::Step(index) | RunKind::PrePromotion(index) | RunKind::PostPromotion(index) => {
                 let is_current = self.step_index == Some(index)
-                    && matches!(strategy.steps.get(index), Some(Step::Analysis(_)));
+                    && matches!(strategy.steps.get(index), Some(Step::Analysis(_)))
+                    && run.kind == run_kind(strategy, index);
                 if !is_current {
                     return unchanged();
                 }
-                format!("the analysis run of step {}", index + 1)
+                match run.kind {
+                    RunKind::PrePromotion(_) => (
+                        "the pre-promotion analysis run".to_owned(),
+                        AbortReason::PrePromotionAnalysis,
+                    ),
+                    RunKind::PostPromotion(_) => (
+                        "the post-promotion analysis run".to_owned(),
+                        AbortReason::PostPromotionAnalysis,
+                    ),
+                    _ => (
+                        format!("the analysis run of step {}", index + 1),
+                        AbortReason::AnalysisRun,
+                    ),
+                }
             }
-            RunKind::Background => "the background analysis run".to_owned(),
+            RunKind::Background => (
+                "the background analysis run".to_owned(),
+                AbortReason::AnalysisRun,
+            ),
         };
         let s = self.clone();
         match phase {
             RunPhase::Failed | RunPhase::Error => {
                 let detail = format!("{what} is {phase}: {message}");
-                s.abort(self, strategy, now_ms, AbortReason::AnalysisRun, detail)
+                s.abort(self, strategy, now_ms, reason, detail)
             }
             RunPhase::Inconclusive if !self.held => {
                 let mut s = s;
@@ -775,7 +860,7 @@ impl RolloutState {
                 outcome.state.message = note;
                 outcome
             }
-            RunPhase::Successful if !self.held && matches!(run.kind, RunKind::Step(_)) => {
+            RunPhase::Successful if !self.held && run.kind != RunKind::Background => {
                 s.advance(self, strategy, now_ms, " (analysis run Successful)")
             }
             _ => unchanged(),
@@ -840,6 +925,8 @@ impl RolloutState {
             last_judgement: None,
             evidence: Evidence::new(),
             webhooks: WebhookProgress::default(),
+            promoted_ms: None,
+            blue_green_stage: None,
         }
     }
 
@@ -876,7 +963,7 @@ impl RolloutState {
         self.pause_remaining_ms = None;
         self.pause_deadline_ms = None;
         let Some(step) = strategy.steps.get(index) else {
-            self.complete(strategy);
+            self.complete(strategy, now_ms);
             return;
         };
         self.step_index = Some(index);
@@ -895,7 +982,8 @@ impl RolloutState {
     }
 
     /// Promoted: weight 100, past the last step.
-    fn complete(&mut self, strategy: &Strategy) {
+    fn complete(&mut self, strategy: &Strategy, now_ms: u64) {
+        self.promoted_ms = Some(now_ms);
         self.phase = Phase::Promoted;
         self.canary_weight = Weight::FULL;
         self.step_index = Some(strategy.steps.len());
@@ -941,6 +1029,11 @@ impl RolloutState {
             // Rolled back after all: the canary revision is not promoted.
             self.promoted_revision = None;
         }
+        // An aborted blue-green rollout keeps the stage it was aborted in.
+        self.blue_green_stage = self.blue_green_stage(strategy).map(|stage| match stage {
+            BlueGreenStage::Done => BlueGreenStage::PostPromotion,
+            stage => stage,
+        });
         self.phase = Phase::Aborted;
         self.canary_weight = Weight::ZERO;
         self.held = false;
@@ -975,6 +1068,7 @@ impl RolloutState {
         s.pause_remaining_ms = None;
         s.abort_reason = None;
         s.message = format!("no rollout: all traffic to stable {}", s.stable_revision);
+        s.blue_green_stage = s.blue_green_stage.map(|_| BlueGreenStage::Done);
         if !had_rollout {
             return Outcome::unchanged(s);
         }
@@ -998,6 +1092,7 @@ impl RolloutState {
         s.canary_revision = None;
         s.promoted_revision = Some(promoted.to_owned());
         s.message = format!("no rollout: {promoted} was promoted and is now stable");
+        s.blue_green_stage = s.blue_green_stage.map(|_| BlueGreenStage::Done);
         let message = format!("the config names {promoted} as stable: rollout done");
         Outcome {
             transition: Some(Transition::between(
@@ -1062,6 +1157,7 @@ impl RolloutState {
             }
             _ => self.refresh_message(strategy, now_ms),
         }
+        self.blue_green_stage = self.blue_green_stage(strategy);
         Outcome {
             transition: Some(Transition::between(before, &self, kind, message)),
             state: self,
@@ -1083,6 +1179,22 @@ impl RolloutState {
                 self.message = format!(
                     "{v} promoted, 100% canary; the config is behind: set stable.revision to {v}"
                 );
+                if let (Some(bg), Some(at)) = (&strategy.blue_green, self.promoted_ms) {
+                    let until = at.saturating_add(millis(bg.scale_down_delay));
+                    let note = if now_ms < until {
+                        format!(
+                            "; abort swaps back to {} for {}",
+                            self.stable_revision,
+                            Secs(until - now_ms)
+                        )
+                    } else {
+                        format!(
+                            "; scaleDownDelaySeconds is over: {} is no longer the switch-back target",
+                            self.stable_revision
+                        )
+                    };
+                    self.message.push_str(&note);
+                }
             }
             Phase::Progressing | Phase::Paused => {
                 if !self.held {
@@ -1143,6 +1255,19 @@ impl RolloutState {
     /// "step 2/5 (pause 30s)", "before step 1/5", "all 5 steps done".
     fn position(&self, strategy: &Strategy) -> String {
         let count = strategy.steps.len();
+        if let Some(stage) = self.blue_green_stage(strategy) {
+            return match self
+                .step_index
+                .and_then(|i| strategy.steps.get(i).map(|s| (i, s)))
+            {
+                Some((i, step)) => format!(
+                    "blue-green {stage} (step {}/{count}: {})",
+                    i + 1,
+                    StepText(step)
+                ),
+                None => format!("blue-green {stage}"),
+            };
+        }
         match self.step_index {
             None => format!("before step 1/{count}"),
             Some(i) => match strategy.steps.get(i) {
@@ -1233,6 +1358,12 @@ impl RolloutState {
                     "retry starts the steps again"
                 }
             ),
+            Phase::Promoted if command == Command::Abort => format!(
+                "{route} is Promoted and its scaleDownDelaySeconds is over: {} is no longer \
+                 the switch-back target (set stable.revision to {} in the config)",
+                self.stable_revision,
+                self.canary_name()
+            ),
             Phase::Promoted => format!(
                 "{route} is Promoted (set stable.revision to {} in the config)",
                 self.canary_name()
@@ -1260,6 +1391,16 @@ impl RolloutState {
             phase: Some(phase),
             message: format!("{command} applies only to {applies}; {situation}"),
         }
+    }
+}
+
+/// The kind of the analysis run of step `index`: a blue-green pre- or
+/// post-promotion run, or a canary `analysis` step.
+fn run_kind(strategy: &Strategy, index: usize) -> RunKind {
+    match &strategy.blue_green {
+        Some(bg) if bg.pre_promotion_step() == Some(index) => RunKind::PrePromotion(index),
+        Some(bg) if bg.post_promotion_step() == Some(index) => RunKind::PostPromotion(index),
+        _ => RunKind::Step(index),
     }
 }
 

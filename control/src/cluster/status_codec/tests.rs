@@ -65,6 +65,8 @@ impl State {
             })),
             evidence: Evidence::new(),
             webhooks: Default::default(),
+            promoted_ms: None,
+            blue_green_stage: None,
         })
     }
 

@@ -6,7 +6,8 @@
 //! Before entering step `k` the rollout passes, in this order, each gate
 //! the strategy has hooks for: `confirm-rollout` and `pre-rollout` (k = 0),
 //! `confirm-traffic-increase` (step k raises the weight) and
-//! `confirm-promotion` (k is the last step). While it waits it is Paused at
+//! `confirm-promotion` (k is the last step; for blue-green, k is the swap,
+//! and no `confirm-traffic-increase` is asked). While it waits it is Paused at
 //! the weight it had (0 before the first step), `step_index` unchanged, and
 //! analysis still runs. A confirm gate that answers anything but 2xx keeps
 //! it waiting with a message; a failed `pre-rollout` or `rollout` check
@@ -93,6 +94,18 @@ fn gates_before(strategy: &Strategy, index: usize, weight: weir_config::Weight) 
         return Vec::new();
     };
     let mut gates = Vec::new();
+    if let Some(bg) = &strategy.blue_green {
+        // Blue-green: the first gates before the preview, confirm-promotion
+        // before the swap; the swap is one move, not a traffic increase.
+        if index == 0 {
+            gates.extend([Gate::ConfirmRollout, Gate::PreRollout]);
+        }
+        if index == bg.swap_step() {
+            gates.push(Gate::ConfirmPromotion);
+        }
+        gates.retain(|g| hooks.has(g.kind()));
+        return gates;
+    }
     if index == 0 {
         gates.extend([Gate::ConfirmRollout, Gate::PreRollout]);
     }

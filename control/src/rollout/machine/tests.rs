@@ -701,7 +701,7 @@ fn promote_full_skips_the_remaining_steps() {
         Some(RouteOverride {
             canary_weight: Weight::FULL,
             rollout_seq: 1,
-            preview_live: false,
+            preview_live: true,
         })
     );
     let t = outcome.transition.expect("a transition");
@@ -890,7 +890,9 @@ fn abort_reasons_have_bounded_labels() {
             "analysis_excess_errors",
             "manual",
             "webhook",
-            "webhook_rollback"
+            "webhook_rollback",
+            "pre_promotion_analysis",
+            "post_promotion_analysis"
         ]
     );
     assert_eq!(
@@ -1132,7 +1134,7 @@ fn an_unreadable_state_file_holds_at_weight_zero() {
         Some(RouteOverride {
             canary_weight: Weight::ZERO,
             rollout_seq: 1,
-            preview_live: false,
+            preview_live: true,
         })
     );
     // Passing judgements never start the steps.
@@ -1195,4 +1197,5 @@ fn state_roundtrips_through_json() {
 }
 
 mod analysis_runs;
+mod blue_green;
 mod gates;

@@ -1,0 +1,654 @@
+//! Blue-green rollouts (SPEC 12) in the state machine: the stages, every
+//! command in every stage, each failure path, the scale-down delay, the
+//! webhook gates and stale run results.
+
+use std::collections::BTreeMap;
+
+use weir_config::{
+    AnalysisRef, BlueGreen, HeaderOverride, Preview, Webhook, WebhookKind, Webhooks,
+};
+
+use super::*;
+use crate::analysis_templates::{RunKey, RunKind, RunPhase};
+
+use BlueGreenStage::{AwaitingPromotion, Done, PostPromotion, PrePromotion};
+
+fn templates(name: &str) -> Arc<AnalysisRef> {
+    Arc::new(AnalysisRef {
+        templates: vec![Arc::from(name)],
+        args: Vec::new(),
+        metrics: Vec::new(),
+    })
+}
+
+/// A blue-green route; the fixture's analysis block stays (gated).
+struct Bg {
+    pre: bool,
+    post: bool,
+    auto: bool,
+    delay_s: u64,
+    hooks: Vec<WebhookKind>,
+}
+
+impl Bg {
+    /// Pre- and post-promotion analysis, manual promotion: steps
+    /// preview, pre, pause {}, swap, post.
+    fn manual() -> Bg {
+        Bg {
+            pre: true,
+            post: true,
+            auto: false,
+            delay_s: 0,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Automatic promotion at once, no analysis runs: preview, swap.
+    fn auto() -> Bg {
+        Bg {
+            pre: false,
+            post: false,
+            auto: true,
+            delay_s: 0,
+            hooks: Vec::new(),
+        }
+    }
+
+    fn route(&self) -> Route {
+        let bg = BlueGreen {
+            preview: Preview {
+                hosts: vec![weir_config::HostMatch::Exact("preview.shop".to_owned())],
+                header: Some(HeaderOverride {
+                    name: Arc::from("x-preview"),
+                    value: Arc::from("1"),
+                }),
+            },
+            auto_promotion_enabled: self.auto,
+            auto_promotion_delay: Duration::from_secs(self.delay_s),
+            scale_down_delay: Duration::from_secs(30),
+            pre_promotion: self.pre.then(|| templates("smoke")),
+            post_promotion: self.post.then(|| templates("errors")),
+        };
+        let mut route = Fixture::new().steps(bg.steps()).0;
+        if let Some(s) = &mut route.strategy {
+            s.blue_green = Some(Arc::new(bg));
+            s.webhooks = Webhooks {
+                hooks: self
+                    .hooks
+                    .iter()
+                    .map(|kind| Webhook {
+                        name: Arc::from(kind.as_str()),
+                        kind: *kind,
+                        url: Arc::from("http://127.0.0.1:1/"),
+                        timeout: Duration::from_secs(1),
+                        retries: 0,
+                        metadata: BTreeMap::new(),
+                    })
+                    .collect(),
+                threshold: 0,
+            };
+        }
+        route
+    }
+}
+
+fn manual_route() -> Route {
+    Bg::manual().route()
+}
+
+fn strategy(route: &Route) -> &Strategy {
+    route.strategy.as_ref().expect("a strategy")
+}
+
+fn stage(s: &RolloutState, route: &Route) -> BlueGreenStage {
+    s.blue_green_stage(strategy(route))
+        .expect("a blue-green stage")
+}
+
+fn run_key(s: &RolloutState, kind: RunKind) -> RunKey {
+    RunKey {
+        rollout_seq: s.rollout_seq,
+        rollout_started_ms: s.rollout_started_ms,
+        kind,
+    }
+}
+
+fn run_result(
+    s: &RolloutState,
+    route: &Route,
+    kind: RunKind,
+    phase: RunPhase,
+    now: u64,
+) -> Outcome {
+    s.on_analysis_result(route, &run_key(s, kind), phase, "metric m: why", now)
+}
+
+fn bg_cmd(s: &RolloutState, command: Command, now: u64) -> RolloutState {
+    ok(s.command(command, &manual_route(), now)).state
+}
+
+// --- the stages of the manual route ---
+
+/// Step 1 (preview, weight 0), Progressing.
+fn preview() -> RolloutState {
+    RolloutState::start(&manual_route(), T0).state
+}
+
+/// Step 2: the pre-promotion analysis runs.
+fn pre_promotion() -> RolloutState {
+    preview().tick(&manual_route(), T0 + SEC, &pass()).state
+}
+
+/// Step 3: waiting for promote.
+fn awaiting() -> RolloutState {
+    run_result(
+        &pre_promotion(),
+        &manual_route(),
+        RunKind::PrePromotion(1),
+        RunPhase::Successful,
+        T0 + 2 * SEC,
+    )
+    .state
+}
+
+fn awaiting_held() -> RolloutState {
+    bg_cmd(&awaiting(), Command::Pause, T0 + 2 * SEC)
+}
+
+/// Step 4: swapped, weight 100.
+fn swapped() -> RolloutState {
+    bg_cmd(&awaiting(), Command::Promote, T0 + 3 * SEC)
+}
+
+/// Step 5: the post-promotion analysis runs.
+fn post_promotion() -> RolloutState {
+    swapped().tick(&manual_route(), T0 + 4 * SEC, &pass()).state
+}
+
+/// Promoted at T0 + 5 s.
+fn done() -> RolloutState {
+    run_result(
+        &post_promotion(),
+        &manual_route(),
+        RunKind::PostPromotion(4),
+        RunPhase::Successful,
+        T0 + 5 * SEC,
+    )
+    .state
+}
+
+fn aborted_in_pre_promotion() -> RolloutState {
+    bg_cmd(&pre_promotion(), Command::Abort, T0 + 2 * SEC)
+}
+
+/// (phase, step, weight %, held, stage)
+type BgShape = (Phase, Option<usize>, u32, bool, BlueGreenStage);
+
+fn bg_shape(s: &RolloutState) -> BgShape {
+    let (phase, step, weight, held) = shape(s);
+    (phase, step, weight, held, stage(s, &manual_route()))
+}
+
+#[test]
+fn the_stages_follow_each_other_with_the_weight_and_the_preview() {
+    use Phase::*;
+    let cases: [(&str, RolloutState, BgShape); 8] = [
+        (
+            "preview",
+            preview(),
+            (Progressing, Some(0), 0, false, BlueGreenStage::Preview),
+        ),
+        (
+            "pre",
+            pre_promotion(),
+            (Progressing, Some(1), 0, false, PrePromotion),
+        ),
+        (
+            "awaiting",
+            awaiting(),
+            (Paused, Some(2), 0, false, AwaitingPromotion),
+        ),
+        (
+            "held",
+            awaiting_held(),
+            (Paused, Some(2), 0, true, AwaitingPromotion),
+        ),
+        (
+            "swapped",
+            swapped(),
+            (Progressing, Some(3), 100, false, PostPromotion),
+        ),
+        (
+            "post",
+            post_promotion(),
+            (Progressing, Some(4), 100, false, PostPromotion),
+        ),
+        ("done", done(), (Promoted, Some(5), 100, false, Done)),
+        (
+            "aborted",
+            aborted_in_pre_promotion(),
+            (Aborted, Some(1), 0, false, PrePromotion),
+        ),
+    ];
+    for (name, state, want) in cases {
+        assert_eq!(bg_shape(&state), want, "{name}");
+        // The stage is persisted with the state.
+        assert_eq!(state.blue_green_stage, Some(want.4), "{name}");
+        let live = state.route_override().is_some_and(|o| o.preview_live);
+        assert_eq!(live, name != "aborted", "{name}: preview live");
+        assert!(
+            state.message.contains("blue-green") || name == "done" || name == "aborted",
+            "{name}: {}",
+            state.message
+        );
+    }
+    assert!(
+        awaiting().message.contains("waiting for promote"),
+        "{}",
+        awaiting().message
+    );
+    assert_eq!(done().promoted_revision.as_deref(), Some("v2"));
+    assert!(
+        done().message.contains("abort swaps back to v1 for 30 s"),
+        "{}",
+        done().message
+    );
+}
+
+#[test]
+fn every_command_in_every_stage() {
+    use Command::*;
+    use Phase::*;
+    type Want = Result<BgShape, &'static str>;
+    let now = T0 + 10 * SEC;
+    let fixtures: [(&str, Fixed); 8] = [
+        ("preview", preview),
+        ("pre", pre_promotion),
+        ("awaiting", awaiting),
+        ("held", awaiting_held),
+        ("swapped", swapped),
+        ("post", post_promotion),
+        ("done", done),
+        ("aborted", aborted_in_pre_promotion),
+    ];
+    let promoted: Want = Ok((Promoted, Some(5), 100, false, Done));
+    let no_retry: Want = Err("retry applies only to an Aborted rollout");
+    let no_resume: Want = Err("resume applies only to a rollout held by pause");
+    let table: [[Want; 6]; 8] = [
+        [
+            Ok((Progressing, Some(1), 0, false, PrePromotion)),
+            promoted,
+            Ok((Aborted, Some(0), 0, false, BlueGreenStage::Preview)),
+            no_retry,
+            Ok((Paused, Some(0), 0, true, BlueGreenStage::Preview)),
+            no_resume,
+        ],
+        [
+            Ok((Paused, Some(2), 0, false, AwaitingPromotion)),
+            promoted,
+            Ok((Aborted, Some(1), 0, false, PrePromotion)),
+            no_retry,
+            Ok((Paused, Some(1), 0, true, PrePromotion)),
+            no_resume,
+        ],
+        [
+            Ok((Progressing, Some(3), 100, false, PostPromotion)),
+            promoted,
+            Ok((Aborted, Some(2), 0, false, AwaitingPromotion)),
+            no_retry,
+            Ok((Paused, Some(2), 0, true, AwaitingPromotion)),
+            no_resume,
+        ],
+        [
+            Ok((Progressing, Some(3), 100, false, PostPromotion)),
+            promoted,
+            Ok((Aborted, Some(2), 0, false, AwaitingPromotion)),
+            no_retry,
+            Err("pause applies only to a Progressing or Paused rollout that is not held"),
+            Ok((Paused, Some(2), 0, false, AwaitingPromotion)),
+        ],
+        [
+            Ok((Progressing, Some(4), 100, false, PostPromotion)),
+            promoted,
+            Ok((Aborted, Some(3), 0, false, PostPromotion)),
+            no_retry,
+            Ok((Paused, Some(3), 100, true, PostPromotion)),
+            no_resume,
+        ],
+        [
+            promoted,
+            promoted,
+            Ok((Aborted, Some(4), 0, false, PostPromotion)),
+            no_retry,
+            Ok((Paused, Some(4), 100, true, PostPromotion)),
+            no_resume,
+        ],
+        [
+            Err("promote applies only to a Progressing or Paused rollout; checkout is Promoted"),
+            Err(
+                "promote --full applies only to a Progressing or Paused rollout; checkout is Promoted",
+            ),
+            // Within scaleDownDelaySeconds: swapped back at once.
+            Ok((Aborted, Some(5), 0, false, PostPromotion)),
+            no_retry,
+            Err("pause applies only to a Progressing or Paused rollout that is not held"),
+            no_resume,
+        ],
+        [
+            Err("promote applies only to a Progressing or Paused rollout; checkout is Aborted"),
+            Err(
+                "promote --full applies only to a Progressing or Paused rollout; checkout is Aborted",
+            ),
+            Err(
+                "abort applies only to a Progressing, Paused or Promoted rollout; checkout is Aborted (already)",
+            ),
+            // Retry starts again at the preview.
+            Ok((Progressing, Some(0), 0, false, BlueGreenStage::Preview)),
+            Err("pause applies only to a Progressing or Paused rollout that is not held"),
+            no_resume,
+        ],
+    ];
+    let route = manual_route();
+    for ((name, fixture), wants) in fixtures.iter().zip(&table) {
+        let before = fixture();
+        for (command, want) in Command::ALL.iter().zip(wants) {
+            match (want, before.command(*command, &route, now)) {
+                (Ok(shape_want), Ok(outcome)) => {
+                    assert_eq!(bg_shape(&outcome.state), *shape_want, "{name}: {command}");
+                    let t = outcome.transition.expect("a transition");
+                    assert_eq!(t.canary_weight, outcome.state.canary_weight);
+                    assert_eq!(
+                        outcome.state.blue_green_stage,
+                        Some(shape_want.4),
+                        "{name}: {command}"
+                    );
+                }
+                (Err(message), Err(refused)) => {
+                    assert!(
+                        refused.message().starts_with(message),
+                        "{name}: {command}: {}",
+                        refused.message()
+                    );
+                    assert_eq!(refused.phase, Some(before.phase));
+                }
+                (want, got) => panic!("{name}: {command}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+    // Swapped back from Done: the new revision is not promoted after all.
+    let back = bg_cmd(&done(), Abort, now);
+    assert_eq!(back.promoted_revision, None);
+    assert_eq!(back.abort_reason, Some(AbortReason::Manual));
+}
+
+#[test]
+fn abort_after_the_scale_down_delay_is_refused() {
+    let route = manual_route();
+    let promoted_at = T0 + 5 * SEC;
+    let within = ok(done().command(Command::Abort, &route, promoted_at + 29 * SEC));
+    assert_eq!(within.state.canary_weight, Weight::ZERO);
+    let late = done()
+        .command(Command::Abort, &route, promoted_at + 30 * SEC)
+        .expect_err("abort after the delay");
+    assert!(
+        late.message()
+            .contains("scaleDownDelaySeconds is over: v1 is no longer the switch-back target"),
+        "{}",
+        late.message()
+    );
+    // The persisted promotion time keeps the delay across a restart.
+    let json = serde_json::to_string(&done()).expect("serializable");
+    let back: RolloutState = serde_json::from_str(&json).expect("deserializable");
+    assert_eq!(back.promoted_ms, Some(promoted_at));
+    assert!(
+        back.command(Command::Abort, &route, promoted_at + 31 * SEC)
+            .is_err()
+    );
+    // A canary route's Promoted phase keeps its abort.
+    assert!(
+        promoted()
+            .command(Command::Abort, &super::route(), T0 + 3_600 * SEC)
+            .is_ok()
+    );
+}
+
+#[test]
+fn automatic_promotion_swaps_after_the_preview_and_its_delay() {
+    let route = Bg::auto().route();
+    let s = RolloutState::start(&route, T0).state;
+    assert_eq!(
+        (stage(&s, &route), s.canary_weight),
+        (BlueGreenStage::Preview, Weight::ZERO)
+    );
+    let swapped = s.tick(&route, T0 + SEC, &pass());
+    assert_eq!(swapped.state.canary_weight, Weight::FULL);
+    assert_eq!(stage(&swapped.state, &route), PostPromotion);
+    assert_eq!(
+        swapped.transition.map(|t| t.kind),
+        Some(TransitionKind::Advanced)
+    );
+    let done = swapped.state.tick(&route, T0 + 2 * SEC, &pass()).state;
+    assert_eq!((done.phase, stage(&done, &route)), (Phase::Promoted, Done));
+
+    let delayed = Bg {
+        delay_s: 20,
+        ..Bg::auto()
+    }
+    .route();
+    let s = RolloutState::start(&delayed, T0).state;
+    let waiting = s.tick(&delayed, T0 + SEC, &pass()).state;
+    assert_eq!(stage(&waiting, &delayed), AwaitingPromotion);
+    assert_eq!(waiting.pause_deadline_ms, Some(T0 + 21 * SEC));
+    let still = waiting.tick(&delayed, T0 + 20 * SEC, &pass()).state;
+    assert_eq!(
+        (stage(&still, &delayed), still.canary_weight),
+        (AwaitingPromotion, Weight::ZERO)
+    );
+    let swapped = still.tick(&delayed, T0 + 21 * SEC, &pass()).state;
+    assert_eq!(
+        (stage(&swapped, &delayed), swapped.canary_weight),
+        (PostPromotion, Weight::FULL)
+    );
+}
+
+#[test]
+fn a_failed_or_errored_pre_promotion_analysis_aborts_before_any_active_traffic() {
+    let route = manual_route();
+    for phase in [RunPhase::Failed, RunPhase::Error] {
+        let out = run_result(
+            &pre_promotion(),
+            &route,
+            RunKind::PrePromotion(1),
+            phase,
+            T0 + 2 * SEC,
+        );
+        assert_eq!(out.state.phase, Phase::Aborted, "{phase}");
+        assert_eq!(out.state.canary_weight, Weight::ZERO);
+        assert_eq!(
+            out.state.abort_reason,
+            Some(AbortReason::PrePromotionAnalysis)
+        );
+        assert!(
+            out.state
+                .message
+                .contains("the pre-promotion analysis run is"),
+            "{}",
+            out.state.message
+        );
+        assert!(!out.state.route_override().is_some_and(|o| o.preview_live));
+    }
+    // Inconclusive holds for an operator, still at weight 0.
+    let held = run_result(
+        &pre_promotion(),
+        &route,
+        RunKind::PrePromotion(1),
+        RunPhase::Inconclusive,
+        T0 + 2 * SEC,
+    )
+    .state;
+    assert_eq!(
+        bg_shape(&held),
+        (Phase::Paused, Some(1), 0, true, PrePromotion)
+    );
+}
+
+#[test]
+fn a_failed_post_promotion_analysis_swaps_back_at_once() {
+    let route = manual_route();
+    let out = run_result(
+        &post_promotion(),
+        &route,
+        RunKind::PostPromotion(4),
+        RunPhase::Failed,
+        T0 + 5 * SEC,
+    );
+    assert_eq!(out.state.phase, Phase::Aborted);
+    assert_eq!(out.state.canary_weight, Weight::ZERO);
+    assert_eq!(
+        out.state.abort_reason,
+        Some(AbortReason::PostPromotionAnalysis)
+    );
+    assert_eq!(
+        AbortReason::PostPromotionAnalysis.metric_label(),
+        "post_promotion_analysis"
+    );
+    assert_eq!(
+        out.transition.and_then(|t| t.abort_reason()),
+        Some(AbortReason::PostPromotionAnalysis)
+    );
+}
+
+#[test]
+fn the_built_in_judge_aborts_a_failing_preview() {
+    let route = manual_route();
+    let out = preview().tick(&route, T0 + SEC, &failing());
+    assert_eq!(out.state.phase, Phase::Aborted);
+    assert_eq!(out.state.canary_weight, Weight::ZERO);
+    assert_eq!(out.state.abort_reason, Some(AbortReason::AnalysisErrorRate));
+    // And after the swap, the active traffic.
+    let out = swapped().tick(&route, T0 + 4 * SEC, &failing());
+    assert_eq!(
+        (out.state.phase, out.state.canary_weight),
+        (Phase::Aborted, Weight::ZERO)
+    );
+}
+
+#[test]
+fn stale_and_foreign_run_results_are_ignored() {
+    let route = manual_route();
+    // A pre-promotion result after the swap.
+    let post = post_promotion();
+    for phase in [RunPhase::Failed, RunPhase::Successful] {
+        let out = run_result(&post, &route, RunKind::PrePromotion(1), phase, T0 + 5 * SEC);
+        assert_eq!(out, Outcome::unchanged(post.clone()), "{phase}");
+    }
+    // A result keyed as a plain step for the pre-promotion step.
+    let pre = pre_promotion();
+    let out = run_result(
+        &pre,
+        &route,
+        RunKind::Step(1),
+        RunPhase::Failed,
+        T0 + 2 * SEC,
+    );
+    assert_eq!(out.state.phase, Phase::Progressing);
+    // A result of the rollout before a retry.
+    let retried = bg_cmd(&aborted_in_pre_promotion(), Command::Retry, T0 + 3 * SEC);
+    let at_pre = retried.tick(&route, T0 + 4 * SEC, &pass()).state;
+    let old = RunKey {
+        rollout_started_ms: T0,
+        ..run_key(&at_pre, RunKind::PrePromotion(1))
+    };
+    let out = at_pre.on_analysis_result(&route, &old, RunPhase::Failed, "old", T0 + 5 * SEC);
+    assert_eq!(out.state.phase, Phase::Progressing);
+    // The runs the stages want.
+    let kinds = |s: &RolloutState| -> Vec<RunKind> {
+        s.wanted_analysis_runs(strategy(&route))
+            .into_iter()
+            .map(|(k, _)| k.kind)
+            .collect()
+    };
+    assert_eq!(kinds(&preview()), vec![]);
+    assert_eq!(kinds(&pre_promotion()), vec![RunKind::PrePromotion(1)]);
+    assert_eq!(kinds(&awaiting()), vec![]);
+    assert_eq!(kinds(&post_promotion()), vec![RunKind::PostPromotion(4)]);
+    assert_eq!(kinds(&done()), vec![]);
+}
+
+#[test]
+fn the_webhook_gates_run_against_the_preview_and_before_the_swap() {
+    use WebhookKind::*;
+    let route = Bg {
+        hooks: vec![PreRollout, ConfirmPromotion, ConfirmTrafficIncrease],
+        ..Bg::auto()
+    }
+    .route();
+    let s = RolloutState::start(&route, T0).state;
+    assert_eq!(s.waiting_gate(), Some(Gate::PreRollout));
+    assert_eq!(
+        (stage(&s, &route), s.canary_weight),
+        (BlueGreenStage::Preview, Weight::ZERO)
+    );
+    assert!(
+        s.route_override().is_some_and(|o| o.preview_live),
+        "the gate tests the preview"
+    );
+    // A failing pre-rollout gate aborts at weight 0.
+    let failed = s
+        .on_gate_result(&route, PreRollout, false, "503", T0 + SEC)
+        .state;
+    assert_eq!(
+        (failed.phase, failed.canary_weight),
+        (Phase::Aborted, Weight::ZERO)
+    );
+    assert_eq!(failed.abort_reason, Some(AbortReason::Webhook));
+    // Passing it enters the preview step; then confirm-promotion (and no
+    // confirm-traffic-increase) holds the swap.
+    let previewing = s
+        .on_gate_result(&route, PreRollout, true, "200", T0 + SEC)
+        .state;
+    assert_eq!(previewing.step_index, Some(0));
+    let held = previewing.tick(&route, T0 + 2 * SEC, &pass()).state;
+    assert_eq!(held.waiting_gate(), Some(Gate::ConfirmPromotion));
+    assert_eq!(
+        (stage(&held, &route), held.canary_weight),
+        (AwaitingPromotion, Weight::ZERO)
+    );
+    // Aborted while the gate holds the swap: the stage it was aborted in.
+    let aborted = ok(held.command(Command::Abort, &route, T0 + 3 * SEC)).state;
+    assert_eq!(stage(&aborted, &route), AwaitingPromotion);
+    assert_eq!(aborted.blue_green_stage, Some(AwaitingPromotion));
+    let swapped = held
+        .on_gate_result(&route, ConfirmPromotion, true, "200", T0 + 3 * SEC)
+        .state;
+    assert_eq!(
+        (stage(&swapped, &route), swapped.canary_weight),
+        (PostPromotion, Weight::FULL)
+    );
+}
+
+#[test]
+fn every_stage_survives_a_restart() {
+    let route = manual_route();
+    for state in [
+        preview(),
+        pre_promotion(),
+        awaiting(),
+        awaiting_held(),
+        swapped(),
+        post_promotion(),
+        done(),
+        aborted_in_pre_promotion(),
+    ] {
+        let json = serde_json::to_string(&state).expect("serializable");
+        let back: RolloutState = serde_json::from_str(&json).expect("deserializable");
+        assert_eq!(back, state);
+        let resumed = back.reconcile(&route, T0 + 6 * SEC).expect("same config");
+        assert_eq!(resumed.transition, None, "{json}");
+        assert_eq!(bg_shape(&resumed.state), bg_shape(&state));
+    }
+    // A stage whose run was in flight wants the run again.
+    let json = serde_json::to_string(&pre_promotion()).expect("serializable");
+    let back: RolloutState = serde_json::from_str(&json).expect("deserializable");
+    assert_eq!(back.wanted_analysis_runs(strategy(&route)).len(), 1);
+}
