@@ -618,14 +618,20 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     let next = weir
         .config
         .with_route("post", |r| {
-            release(
+            let mut r = release(
                 r,
                 &green,
                 [
                     "postPromotionAnalysis: {templates: [{templateName: errors}], args: [{name: route, value: post}]}",
                     "scaleDownDelaySeconds: 60",
                 ],
-            )
+            );
+            // The built-in judge would swap back within a second: only the
+            // template decides here.
+            r.strategy = r
+                .strategy
+                .map(|s| s.max_error_rate(1.0).compare_to_stable(false));
+            r
         });
     weir.reload(&next).await;
     let s = weir
@@ -655,8 +661,15 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     assert_eq!(count(&fresh, "blue-post", 200), 50, "{fresh:?}");
     let sent = load.stop().await;
 
-    settled_on(&sent, "green-post", released);
-    let back = settled_on(&sent, "blue-post", swapped);
+    // The first answer from the new revision marks the swap; the first
+    // from the old one after it, the swap back.
+    let first_green = sent
+        .iter()
+        .filter(|s| s.at > released && s.upstream == "green-post")
+        .map(|s| s.at + s.latency)
+        .min()
+        .expect("the load reached the new revision after the swap");
+    let back = settled_on(&sent, "blue-post", first_green);
     let on_green = from_upstream(&sent, "green-post");
     println!(
         "blue-green swap back: the post-promotion analysis swapped back {:.0} ms after the swap \
