@@ -125,6 +125,13 @@ async fn the_blue_green_demo_promotes_v2_and_swaps_back_from_v3() {
     assert_eq!(aborts.len(), 1, "{aborts:#?}");
     assert_eq!(aborts[0]["revision"], "v3", "{aborts:#?}");
     assert_eq!(aborts[0]["upstream"], "v3", "{aborts:#?}");
+    assert!(
+        aborts[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("post-promotion analysis"),
+        "swapped back by the Prometheus analysis: {aborts:#?}"
+    );
     let upstreams = &report["summary"]["upstreams"];
     for name in ["v1", "v2", "v3"] {
         let u = &upstreams[name];

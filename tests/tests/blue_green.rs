@@ -591,6 +591,7 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     metrics:
       - name: error-ratio
         interval: 1s
+        initialDelay: 2s
         count: 30
         consecutiveErrorLimit: 30
         successCondition: len(result) == 0 || isNaN(result[0]) || result[0] <= 0.1
@@ -694,5 +695,23 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
         m.sum("weir_rollout_aborts_total", &[("route", "post")]) >= 1.0,
         "{}",
         m.text
+    );
+
+    // The next revision gets a release of its own: preview, then the swap.
+    let fixed = FakeUpstream::start("green-post-fixed").await;
+    let next = weir.config.with_route("post", |r| {
+        r.canary(&[fixed.addr], 0.0).canary_revision("v3")
+    });
+    weir.reload(&next).await;
+    let s = weir
+        .wait_status("post", LIMIT, "v3 swapped in, or aborted", |s| {
+            s["canaryRevision"] == "v3"
+                && (matches!(stage(s), "PostPromotion" | "Done") || phase(s) == "Aborted")
+        })
+        .await;
+    assert_ne!(
+        phase(&s),
+        "Aborted",
+        "a new revision after a swap back is released, not aborted: {s:#}"
     );
 }

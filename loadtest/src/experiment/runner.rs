@@ -687,11 +687,17 @@ pub(crate) fn changes(t: f64, before: Option<&RouteState>, now: &RouteState) -> 
             format!("{}: phase {} → {}", now.name, before.phase, now.phase),
         ));
         if now.phase == Phase::Aborted.as_str() {
-            let why = now
-                .reason
-                .clone()
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| now.message.clone());
+            // weir's message names the cause when something other than the
+            // built-in judge aborted (an analysis run, a webhook, a command);
+            // the judge's last reason otherwise.
+            let why = if now.message.starts_with("aborted") {
+                now.message.clone()
+            } else {
+                now.reason
+                    .clone()
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| now.message.clone())
+            };
             let mut abort = event(
                 EventKind::Abort,
                 Some(Value::from(before.weight)),
