@@ -574,6 +574,41 @@ async fn failing_pre_promotion_gates_abort_before_active_traffic_sees_the_new_re
     );
 }
 
+/// `route` releasing `v2` on `green`: auto-promotion after a `pre-rollout`
+/// gate at `receiver`'s `/smoke` and a `confirm-promotion` gate at its
+/// `/confirm`, the `errors`
+/// template after the swap. The built-in judge would swap back within a
+/// second: only the template decides here.
+fn post_release(route: Route, green: &FakeUpstream, receiver: &HookReceiver) -> Route {
+    let route = release(
+        route,
+        green,
+        [
+            "postPromotionAnalysis: {templates: [{templateName: errors}], args: [{name: route, value: post}]}",
+            "scaleDownDelaySeconds: 60",
+        ],
+    );
+    let route = with_webhook(route, "smoke", "pre-rollout", &receiver.url("smoke"));
+    let mut route = with_webhook(
+        route,
+        "confirm",
+        "confirm-promotion",
+        &receiver.url("confirm"),
+    );
+    route.strategy = route
+        .strategy
+        .map(|s| s.max_error_rate(1.0).compare_to_stable(false));
+    route
+}
+
+/// `GET /api/v1/routes/ROUTE/analysisruns`.
+async fn analysis_runs(weir: &Weir, route: &str) -> serde_json::Value {
+    let path = format!("/api/v1/routes/{route}/analysisruns");
+    let answer = weir.admin().get(&path).await.expect("GET analysisruns");
+    assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+    answer.json()
+}
+
 /// The route's 5xx ratio over the last 5 s, whichever revision answered;
 /// empty until Prometheus has two scrapes of the route.
 const ERROR_RATIO: &str = "(sum(rate(weir_http_requests_total{route=\"{{args.route}}\",code=~\"5..\"}[5s])) or vector(0)) / sum(rate(weir_http_requests_total{route=\"{{args.route}}\"}[5s]))";
@@ -583,6 +618,7 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     let blue = FakeUpstream::start("blue-post").await;
     // Half of the new revision's answers are 500s.
     let green = FakeUpstream::failing_every("green-post", 2).await;
+    let receiver = HookReceiver::start().await;
     let prometheus_addr = free_addr();
     let template = format!(
         r#"analysisTemplates:
@@ -618,22 +654,7 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     let released = Instant::now();
     let next = weir
         .config
-        .with_route("post", |r| {
-            let mut r = release(
-                r,
-                &green,
-                [
-                    "postPromotionAnalysis: {templates: [{templateName: errors}], args: [{name: route, value: post}]}",
-                    "scaleDownDelaySeconds: 60",
-                ],
-            );
-            // The built-in judge would swap back within a second: only the
-            // template decides here.
-            r.strategy = r
-                .strategy
-                .map(|s| s.max_error_rate(1.0).compare_to_stable(false));
-            r
-        });
+        .with_route("post", |r| post_release(r, &green, &receiver));
     weir.reload(&next).await;
     let s = weir
         .wait_status("post", LIMIT, "stage PostPromotion", |s| {
@@ -678,13 +699,7 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
         (aborted - swapped).as_secs_f64() * 1e3,
     );
     assert_eq!(failed(&sent).1, 0, "every request got an answer");
-    let runs = weir
-        .admin()
-        .get("/api/v1/routes/post/analysisruns")
-        .await
-        .expect("GET analysisruns");
-    assert_eq!(runs.status, 200, "{}", runs.text());
-    let runs = runs.json();
+    let runs = analysis_runs(&weir, "post").await;
     assert!(
         runs.as_array()
             .is_some_and(|r| r.iter().any(|run| run["phase"] == "Failed")),
@@ -697,21 +712,47 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
         m.text
     );
 
-    // The next revision gets a release of its own: preview, then the swap.
+    // The next revision, with the same strategy, gets a release of its own
+    // from the start: its confirm-promotion gate, asked before the swap,
+    // now says no and holds it at the preview; no post-promotion analysis
+    // runs for it before its swap.
+    receiver.answer("confirm", Answer::Status(403));
+    let asked = receiver.count("confirm");
     let fixed = FakeUpstream::start("green-post-fixed").await;
-    let next = weir.config.with_route("post", |r| {
-        r.canary(&[fixed.addr], 0.0).canary_revision("v3")
+    let next = weir.config.with_route("post", |_| {
+        post_release(route("post", &blue), &fixed, &receiver).canary_revision("v3")
     });
     weir.reload(&next).await;
     let s = weir
-        .wait_status("post", LIMIT, "v3 swapped in, or aborted", |s| {
+        .wait_status("post", LIMIT, "v3 held by its gate, or past it", |s| {
             s["canaryRevision"] == "v3"
-                && (matches!(stage(s), "PostPromotion" | "Done") || phase(s) == "Aborted")
+                && (receiver.count("confirm") > asked
+                    || matches!(stage(s), "PostPromotion" | "Done")
+                    || phase(s) == "Aborted")
         })
         .await;
-    assert_ne!(
-        phase(&s),
-        "Aborted",
-        "a new revision after a swap back is released, not aborted: {s:#}"
+    assert!(
+        matches!(stage(&s), "Preview" | "PrePromotion" | "AwaitingPromotion")
+            && phase(&s) != "Aborted",
+        "a new revision after a swap back starts at its preview: {s:#}"
+    );
+    assert_eq!(canary_weight(&s), 0.0, "{s:#}");
+    let active = within(
+        LIMIT,
+        "active requests while v3 waits",
+        send_many(weir.addrs.http, "/", &[("host", "post.test")], 20, 1),
+    )
+    .await
+    .expect("active requests while v3 waits");
+    assert_eq!(count(&active, "blue-post", 200), 20, "{active:?}");
+    let runs = analysis_runs(&weir, "post").await;
+    let post_runs = runs.as_array().map_or(0, |r| {
+        r.iter()
+            .filter(|run| run["kind"] == "postPromotion")
+            .count()
+    });
+    assert_eq!(
+        post_runs, 1,
+        "no post-promotion analysis for v3 before its swap: {runs:#}"
     );
 }
