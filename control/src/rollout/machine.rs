@@ -1124,6 +1124,7 @@ impl RolloutState {
                     index + 1,
                     self.canary_weight
                 );
+                self.blue_green_stage = self.blue_green_stage(strategy);
                 let message = self.message.clone();
                 Outcome {
                     transition: Some(Transition::between(
