@@ -547,8 +547,14 @@ fn a_blue_green_spec_counts_the_steps_its_rollout_runs() {
     };
     let cases = [
         (spec(None, None, false, false), vec![None, None]),
-        (spec(Some(false), None, true, true), vec![None, None, None, None, None]),
-        (spec(None, Some(20), false, true), vec![None, Some(20_000), None, None]),
+        (
+            spec(Some(false), None, true, true),
+            vec![None, None, None, None, None],
+        ),
+        (
+            spec(None, Some(20), false, true),
+            vec![None, Some(20_000), None, None],
+        ),
     ];
     for (bg, want) in cases {
         assert_eq!(blue_green_pause_lengths_ms(&bg), want, "{bg:?}");
