@@ -28,27 +28,32 @@ fn stage(status: &serde_json::Value) -> &str {
     status["blueGreen"]["stage"].as_str().unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_preview_reaches_the_new_revision_until_promote_swaps() {
-    let blue = FakeUpstream::start("blue").await;
-    let green = FakeUpstream::start("green").await;
+/// weir with route `shop` (hosts `shop.test`) turned blue-green with a new
+/// revision, without auto-promotion, waiting in `AwaitingPromotion`.
+async fn awaiting_promotion(blue: &FakeUpstream, green: &FakeUpstream) -> Weir {
     let route = Route::new("shop", &[blue.addr])
         .hosts(&["shop.test"])
         .canary(&[green.addr], 0.0);
     let mut weir = Weir::start(WeirConfig::new([route])).await;
-
     // The same route, now blue-green with a new revision v2.
     let fixed = weir.config.render(&weir.addrs);
+    assert!(fixed.contains("      weight: 0\n"), "{fixed}");
     let blue_green = fixed.replacen("      weight: 0\n", "", 1)
         + "    strategy:\n      blueGreen:\n        preview:\n          hosts: [preview.shop.test]\n          \
            header: {name: x-weir-preview, value: \"1\"}\n        autoPromotionEnabled: false\n";
-    assert_ne!(
-        blue_green,
-        fixed + "x",
-        "the rendered config has the fixed weight"
-    );
     weir.write_text(&blue_green, false);
+    weir.wait_status("shop", LIMIT, "stage AwaitingPromotion", |s| {
+        stage(s) == "AwaitingPromotion"
+    })
+    .await;
+    weir
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_reaches_the_new_revision_until_promote_swaps() {
+    let blue = FakeUpstream::start("blue").await;
+    let green = FakeUpstream::start("green").await;
+    let weir = awaiting_promotion(&blue, &green).await;
     let s = weir
         .wait_status("shop", LIMIT, "stage AwaitingPromotion", |s| {
             stage(s) == "AwaitingPromotion"
@@ -112,5 +117,40 @@ async fn the_preview_reaches_the_new_revision_until_promote_swaps() {
     assert_eq!(s["canaryWeight"], 100.0, "{s:#}");
     for _ in 0..5 {
         assert_eq!(upstream_of(&weir, "shop.test", &[]).await, "green");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_resumes_in_the_same_stage_and_abort_takes_the_preview_away() {
+    let blue = FakeUpstream::start("blue").await;
+    let green = FakeUpstream::start("green").await;
+    let mut weir = awaiting_promotion(&blue, &green).await;
+
+    weir.kill9();
+    weir.restart().await;
+    let s = weir.status("shop").await;
+    assert_eq!(stage(&s), "AwaitingPromotion", "{s:#}");
+    assert_eq!(s["phase"], "Paused", "{s:#}");
+    assert_eq!(s["canaryWeight"], 0.0, "{s:#}");
+    assert_eq!(upstream_of(&weir, "preview.shop.test", &[]).await, "green");
+    assert_eq!(upstream_of(&weir, "shop.test", &[]).await, "blue");
+
+    let answer = weir.command("shop", "abort", None).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let s = weir.status("shop").await;
+    assert_eq!(s["phase"], "Aborted", "{s:#}");
+    assert_eq!(
+        stage(&s),
+        "AwaitingPromotion",
+        "the stage it was aborted in: {s:#}"
+    );
+    assert_eq!(s["blueGreen"]["previewLive"], false, "{s:#}");
+    // The command's answer comes after the snapshot is published.
+    for _ in 0..5 {
+        assert_eq!(upstream_of(&weir, "preview.shop.test", &[]).await, "blue");
+        assert_eq!(
+            upstream_of(&weir, "shop.test", &["x-weir-preview: 1"]).await,
+            "blue"
+        );
     }
 }
