@@ -66,6 +66,21 @@
 //! abort; the answers come in through [`RolloutState::on_gate_result`]. See
 //! the `gates` module.
 //!
+//! # Blue-green
+//!
+//! A `blueGreen` strategy runs as the steps [`weir_config::BlueGreen::steps`]
+//! builds: `setWeight: 0` (the preview), the pre-promotion `analysis` step,
+//! a pause (`{}` without auto-promotion, `autoPromotionSeconds` with it),
+//! `setWeight: 100` (the swap) and the post-promotion `analysis` step, so
+//! commands, persistence and judgement are those of a canary rollout. What
+//! differs: the stage ([`RolloutState::blue_green_stage`]) is derived from
+//! the step and recorded with each transition; the gates are
+//! `confirm-rollout` and `pre-rollout` before the preview and
+//! `confirm-promotion` before the swap; the analysis runs are
+//! [`RunKind::PrePromotion`] and [`RunKind::PostPromotion`], whose failure
+//! aborts with their own reason; and once Promoted, `abort` (the swap back)
+//! applies only within `scaleDownDelaySeconds` of `promoted_ms`.
+//!
 //! # Analysis failures
 //!
 //! Each failed judgement counts (`failures`, since the rollout or retry
