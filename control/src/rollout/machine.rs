@@ -1124,6 +1124,46 @@ impl RolloutState {
     fn check_steps(mut self, before: &RolloutState, strategy: &Strategy, now_ms: u64) -> Outcome {
         let count = strategy.steps.len();
         let gate_gone = self.webhooks.wait.as_ref().is_some_and(|w| w.step >= count);
+        // A blue-green edit that adds or removes a stage (or a switch
+        // between blue-green and steps) moves the meaning of the step index.
+        let in_steps = self.step_index.is_some() || self.webhooks.wait.is_some();
+        let stage_moved = self.is_active()
+            && in_steps
+            && match (&strategy.blue_green, self.blue_green_stage) {
+                (Some(_), recorded) => recorded != self.blue_green_stage(strategy),
+                (None, recorded) => recorded.is_some(),
+            };
+        if stage_moved {
+            let from = self
+                .blue_green_stage
+                .map_or_else(|| "canary steps".to_owned(), |s| format!("stage {s}"));
+            let to = self
+                .blue_green_stage(strategy)
+                .map_or_else(|| "canary steps".to_owned(), |s| format!("stage {s}"));
+            self.webhooks.wait = None;
+            self.step_index = None;
+            self.phase = Phase::Paused;
+            self.held = true;
+            self.pause_deadline_ms = None;
+            self.pause_remaining_ms = None;
+            self.message = format!(
+                "the strategy changed under the rollout ({from} would now be {to}); held at \
+                 weight {}%: resume or promote start again from step 1, promote --full \
+                 promotes, abort aborts",
+                self.canary_weight
+            );
+            self.blue_green_stage = self.blue_green_stage(strategy);
+            let message = self.message.clone();
+            return Outcome {
+                transition: Some(Transition::between(
+                    before,
+                    &self,
+                    TransitionKind::StepsChanged,
+                    message,
+                )),
+                state: self,
+            };
+        }
         match self.step_index.or(gate_gone.then_some(count)) {
             Some(index) if self.is_active() && (index >= count || gate_gone) => {
                 self.webhooks.wait = None;
