@@ -82,6 +82,7 @@ impl fmt::Display for BlueGreenStage {
 pub struct BlueGreenStatus {
     /// The stage; `None` from a server that sent a stage this build does
     /// not know.
+    #[serde(deserialize_with = "stage_or_none")]
     pub stage: Option<BlueGreenStage>,
     /// Whether preview requests reach the new revision now.
     #[serde(deserialize_with = "nullable")]
@@ -271,6 +272,18 @@ pub struct PromoteAll {
     /// Every route's status after the command.
     #[serde(deserialize_with = "nullable")]
     pub routes: Vec<RouteStatus>,
+}
+
+/// Reads a blue-green stage; one this build does not know reads as `None`.
+fn stage_or_none<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BlueGreenStage>, D::Error> {
+    let name = Option::<String>::deserialize(deserializer)?;
+    Ok(name.and_then(|name| {
+        BlueGreenStage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == name)
+    }))
 }
 
 /// Reads a field whose `null` means its default.

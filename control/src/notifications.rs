@@ -39,7 +39,7 @@ pub fn notification_backoff(retry: u32) -> Duration {
 /// | transition | triggers |
 /// | --- | --- |
 /// | started, retried | `on-rollout-updated`, `on-analysis-run-running` |
-/// | a step completed (by time, analysis, a gate or `promote`) | `on-rollout-step-completed` |
+/// | a step completed (by time, analysis, a gate or `promote`); for blue-green, each stage change | `on-rollout-step-completed` |
 /// | promoted (last step, `promote --full`) | `on-rollout-completed` |
 /// | aborted | `on-rollout-aborted`; by analysis also `on-analysis-run-failed` |
 /// | a failed judgement within `failureLimit` | `on-analysis-run-failed` |
@@ -66,6 +66,8 @@ pub fn triggers_of(transition: &Transition) -> Vec<Trigger> {
                     | AbortReason::AnalysisCompare
                     | AbortReason::AnalysisLatency
                     | AbortReason::AnalysisRun
+                    | AbortReason::PrePromotionAnalysis
+                    | AbortReason::PostPromotionAnalysis
             ) {
                 triggers.push(Trigger::AnalysisRunFailed);
             }

@@ -48,6 +48,8 @@ fn state(phase: Phase, step: Option<usize>, percent: u32) -> RolloutState {
         last_judgement: None,
         evidence: Evidence::new(),
         webhooks: Default::default(),
+        promoted_ms: None,
+        blue_green_stage: None,
     }
 }
 

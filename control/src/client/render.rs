@@ -227,10 +227,11 @@ pub fn routes_text(routes: &[RouteStatus], now_ms: u64) -> String {
 /// revisions, the current step, the message and the analysis.
 pub fn route_text(route: &RouteStatus, now_ms: u64) -> String {
     let mut out = String::new();
-    let step = match step_label(route) {
-        Some(step) => step,
-        None if !route.strategy => "fixed split".to_owned(),
-        None => "no rollout".to_owned(),
+    let step = match (stage_text(route), step_label(route)) {
+        (Some(stage), _) => stage,
+        (None, Some(step)) => step,
+        (None, None) if !route.strategy => "fixed split".to_owned(),
+        (None, None) => "no rollout".to_owned(),
     };
     let _ = writeln!(
         out,
@@ -244,6 +245,9 @@ pub fn route_text(route: &RouteStatus, now_ms: u64) -> String {
         let _ = writeln!(out, "  ⚠ WARNING: {}", config_behind_text(route));
     }
     field(&mut out, 2, TEXT_LABEL, "revisions", &revisions_text(route));
+    if let Some(preview) = preview_text(route) {
+        field(&mut out, 2, TEXT_LABEL, "preview", &preview);
+    }
     if let Some(cluster) = cluster_text(route) {
         field(&mut out, 2, TEXT_LABEL, "cluster", &cluster);
     }
@@ -405,12 +409,26 @@ pub fn watch_route(route: &RouteStatus, now_ms: u64) -> String {
         "Phase:",
         &format!("{} {}", phase_symbol(&route.phase), phase_label(route)),
     );
-    let strategy = if route.strategy {
+    let strategy = if route.blue_green.is_some() {
+        "blue-green".to_owned()
+    } else if route.strategy {
         format!("canary, {} step(s)", route.step_count)
     } else {
         "fixed split".to_owned()
     };
     field(&mut out, 0, WATCH_LABEL, "Strategy:", &strategy);
+    if let Some(stage) = stage_text(route) {
+        field(
+            &mut out,
+            0,
+            WATCH_LABEL,
+            "Stage:",
+            stage.trim_start_matches("blue-green "),
+        );
+    }
+    if let Some(preview) = preview_text(route) {
+        field(&mut out, 0, WATCH_LABEL, "Preview:", &preview);
+    }
     if let Some(step) = step_label(route) {
         field(
             &mut out,
@@ -554,6 +572,34 @@ fn newline(out: &mut String, depth: usize) {
     for _ in 0..depth {
         out.push_str("  ");
     }
+}
+
+/// `blue-green AwaitingPromotion` for a blue-green route; `None` otherwise.
+pub fn stage_text(route: &RouteStatus) -> Option<String> {
+    let bg = route.blue_green.as_ref()?;
+    Some(match bg.stage {
+        Some(stage) => format!("blue-green {stage}"),
+        None => "blue-green (unknown stage)".to_owned(),
+    })
+}
+
+/// A blue-green route's preview: `hosts preview.shop.example.com, header
+/// x-weir-preview: 1 (live)`; `None` for other routes.
+pub fn preview_text(route: &RouteStatus) -> Option<String> {
+    let bg = route.blue_green.as_ref()?;
+    let mut parts = Vec::new();
+    if !bg.preview_hosts.is_empty() {
+        parts.push(format!("hosts {}", bg.preview_hosts.join(", ")));
+    }
+    if let Some(header) = &bg.preview_header {
+        parts.push(format!("header {}: {}", header.name, header.value));
+    }
+    let live = if bg.preview_live {
+        "live: preview requests go to the new revision"
+    } else {
+        "not live: preview requests follow the weight"
+    };
+    Some(format!("{} ({live})", parts.join(", ")))
 }
 
 /// The phase, with `(held)` when an operator holds the timer.

@@ -568,3 +568,37 @@ fn status_shows_the_latest_analysis_runs_briefly() {
     );
     assert!(text.contains("last: no answer within 5 s"), "{text}");
 }
+
+#[test]
+fn blue_green_routes_show_their_stage_and_preview() {
+    let mut json: serde_json::Value = serde_json::from_str(FIXTURE).expect("the fixture parses");
+    json["phase"] = "Paused".into();
+    json["stepIndex"] = 1.into();
+    json["stepCount"] = 3.into();
+    json["steps"] = serde_json::json!([{"setWeight": 0}, {"pause": {}}, {"setWeight": 100}]);
+    json["canaryWeight"] = 0.into();
+    json["blueGreen"] = serde_json::json!({
+        "stage": "AwaitingPromotion",
+        "previewLive": true,
+        "previewHosts": ["preview.shop.example.com"],
+        "previewHeader": {"name": "x-weir-preview", "value": "1"}
+    });
+    let route: RouteStatus = serde_json::from_value(json).expect("a blue-green status");
+    let text = render::route_text(&route, NOW);
+    for expected in [
+        "checkout  Paused  blue-green AwaitingPromotion  canary 0%",
+        "preview    hosts preview.shop.example.com, header x-weir-preview: 1 (live",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    let watch = render::watch_route(&route, NOW);
+    for expected in ["Strategy:", "blue-green", "Stage:", "AwaitingPromotion"] {
+        assert!(watch.contains(expected), "missing {expected:?} in\n{watch}");
+    }
+    assert_fits(&text);
+    // A canary route has no stage; a stage this build does not know reads.
+    assert_eq!(render::stage_text(&fixture()), None);
+    let newer: weir_config::status::BlueGreenStatus =
+        serde_json::from_str(r#"{"stage": "Mirroring"}"#).expect("tolerant");
+    assert_eq!(newer.stage, None);
+}

@@ -204,20 +204,107 @@ pub fn snapshot_routes(config: &Config, cluster: &CompiledCluster) -> SnapshotRo
         conflicts: BTreeMap::new(),
     };
     out.routes.extend(config.routes.iter().cloned());
+    let mut hosts = HostOwners::default();
+    for route in &config.routes {
+        hosts.claim(route, &format!("the weir.yaml route `{}`", route.name));
+    }
     for cluster_route in &cluster.routes {
-        let key = match_key(&cluster_route.route);
-        match file.get(&key) {
-            Some(owner) => {
-                let problem = conflict(&key, &format!("the weir.yaml route `{owner}`"));
-                out.conflicts
-                    .entry(cluster_route.route.name.to_string())
-                    .or_default()
-                    .push(problem);
+        let route = &cluster_route.route;
+        let key = match_key(route);
+        let problem = match file.get(&key) {
+            Some(owner) => Some(conflict(&key, &format!("the weir.yaml route `{owner}`"))),
+            None => hosts.preview_conflict(route),
+        };
+        match problem {
+            Some(problem) => out
+                .conflicts
+                .entry(route.name.to_string())
+                .or_default()
+                .push(problem),
+            None => {
+                hosts.claim(route, &format!("the CanaryRoute `{}`", route.name));
+                out.routes.push(route.clone());
             }
-            None => out.routes.push(cluster_route.route.clone()),
         }
     }
     out
+}
+
+/// The hosts and blue-green preview hosts of the routes served so far, with
+/// who serves them: a preview host must reach one route's preview only.
+#[derive(Default)]
+struct HostOwners {
+    hosts: BTreeMap<String, String>,
+    previews: BTreeMap<String, String>,
+}
+
+impl HostOwners {
+    fn claim(&mut self, route: &Route, owner: &str) {
+        for host in &route.hosts {
+            self.hosts
+                .entry(host_text(host))
+                .or_insert_with(|| owner.to_owned());
+        }
+        for host in preview_hosts(route) {
+            self.previews
+                .entry(host_text(host))
+                .or_insert_with(|| owner.to_owned());
+        }
+    }
+
+    /// The conflict of a route whose preview host is a host or preview host
+    /// of a route served already (or one of its own hosts), or whose host
+    /// is a preview host of one.
+    fn preview_conflict(&self, route: &Route) -> Option<RouteProblem> {
+        let own: Vec<String> = route.hosts.iter().map(host_text).collect();
+        let problem = |field: &str, message: String| RouteProblem {
+            field_or_role: field.to_owned(),
+            reason: CONFLICT,
+            message,
+        };
+        for host in preview_hosts(route).map(host_text) {
+            let owner = if own.contains(&host) {
+                Some("this CanaryRoute itself")
+            } else {
+                self.hosts
+                    .get(&host)
+                    .or(self.previews.get(&host))
+                    .map(String::as_str)
+            };
+            if let Some(owner) = owner {
+                return Some(problem(
+                    "spec.strategy.blueGreen.preview.hosts",
+                    format!(
+                        "preview host `{host}` is also served by {owner}; a preview host must reach only this route's new revision, so give the preview a host of its own"
+                    ),
+                ));
+            }
+        }
+        own.iter().find_map(|host| {
+            let owner = self.previews.get(host)?;
+            Some(problem(
+                "spec.hosts",
+                format!(
+                    "host `{host}` is a blue-green preview host of {owner}, which keeps it; give this CanaryRoute other hosts"
+                ),
+            ))
+        })
+    }
+}
+
+fn preview_hosts(route: &Route) -> impl Iterator<Item = &HostMatch> {
+    route
+        .strategy
+        .iter()
+        .filter_map(|s| s.blue_green.as_deref())
+        .flat_map(|bg| bg.preview.hosts.iter())
+}
+
+fn host_text(host: &HostMatch) -> String {
+    match host {
+        HostMatch::Exact(name) => name.clone(),
+        HostMatch::Suffix(suffix) => format!("*{suffix}"),
+    }
 }
 
 /// Validates one CanaryRoute and gives its roles their endpoints; records

@@ -434,11 +434,36 @@ fn is_older(incoming: Option<&str>, seen: Option<&str>) -> bool {
     }
 }
 
+/// Per step of a blue-green strategy (as `weir_config::BlueGreen::steps`
+/// runs it): the preview, the pre-promotion analysis, the wait for
+/// promotion (timed with `autoPromotionSeconds`), the swap, the
+/// post-promotion analysis.
+fn blue_green_pause_lengths_ms(bg: &weir_config::schema::BlueGreenSpec) -> Vec<Option<u64>> {
+    let mut steps = vec![None];
+    if bg.pre_promotion_analysis.is_some() {
+        steps.push(None);
+    }
+    let delay_s = bg.auto_promotion_seconds.unwrap_or(0);
+    match bg.auto_promotion_enabled.unwrap_or(true) {
+        false => steps.push(None),
+        true if delay_s > 0 => steps.push(Some(delay_s.saturating_mul(1000))),
+        true => {}
+    }
+    steps.push(None);
+    if bg.post_promotion_analysis.is_some() {
+        steps.push(None);
+    }
+    steps
+}
+
 /// Per step of the CanaryRoute's strategy: a timed pause's length.
 fn pause_lengths_ms(object: &CanaryRoute) -> Vec<Option<u64>> {
     let Some(strategy) = &object.spec.strategy else {
         return Vec::new();
     };
+    if let Some(bg) = &strategy.blue_green {
+        return blue_green_pause_lengths_ms(bg);
+    }
     strategy
         .steps
         .iter()

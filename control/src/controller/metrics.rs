@@ -6,7 +6,7 @@ use prometheus::proto::{MetricFamily, MetricType};
 use weir_proxy::metrics::Family;
 
 use super::ControlState;
-use crate::rollout::{AbortReason, Phase};
+use crate::rollout::{AbortReason, BlueGreenStage, Phase};
 
 /// `weir_rollout_phase{route, phase}`: 1 for the current phase, 0 for the others.
 pub const ROLLOUT_PHASE: Family = Family {
@@ -32,7 +32,17 @@ pub const ROLLOUT_ABORTS: Family = Family {
     labels: &["route", "reason"],
 };
 
-/// Every rollout family (the page lists families in name order).
+/// `weir_blue_green_stage{route, stage}`: for each blue-green route, 1 for
+/// its current stage, 0 for the others.
+pub const BLUE_GREEN_STAGE: Family = Family {
+    name: "weir_blue_green_stage",
+    help: "Blue-green stage of each blue-green route: 1 for the current stage.",
+    kind: MetricType::GAUGE,
+    labels: &["route", "stage"],
+};
+
+/// Every rollout family of every config (the page lists families in name
+/// order); [`BLUE_GREEN_STAGE`] is there only with a blue-green route.
 pub const ROLLOUT_FAMILIES: [Family; 3] = [ROLLOUT_PHASE, ROLLOUT_STEP, ROLLOUT_ABORTS];
 
 // === impl ControlState ===
@@ -51,6 +61,23 @@ impl ControlState {
                 phases.push(ROLLOUT_PHASE.gauge(
                     &[&route.name, phase.as_str()],
                     f64::from(u8::from(phase == current)),
+                ));
+            }
+        }
+        let mut stages = Vec::new();
+        for route in &self.config().routes {
+            let Some(strategy) = route.strategy.as_ref().filter(|s| s.blue_green.is_some()) else {
+                continue;
+            };
+            let current = self
+                .rollouts
+                .get(&*route.name)
+                .and_then(|s| s.blue_green_stage(strategy))
+                .unwrap_or(BlueGreenStage::Done);
+            for stage in BlueGreenStage::ALL {
+                stages.push(BLUE_GREEN_STAGE.gauge(
+                    &[&route.name, stage.as_str()],
+                    f64::from(u8::from(stage == current)),
                 ));
             }
         }
@@ -74,6 +101,7 @@ impl ControlState {
             }
         }
         [
+            (BLUE_GREEN_STAGE, stages),
             (ROLLOUT_PHASE, phases),
             (ROLLOUT_STEP, steps),
             (ROLLOUT_ABORTS, aborts),

@@ -93,3 +93,32 @@ async fn the_page_has_every_family_once_with_its_type() {
         "every phase exported:\n{page}"
     );
 }
+
+#[tokio::test]
+async fn a_blue_green_route_exports_its_stage() {
+    let blue_green = "  - name: shop\n    stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n    \
+         canary: {revision: v2, endpoints: [127.0.0.1:9002]}\n    strategy:\n      \
+         blueGreen: {preview: {header: {name: x-preview, value: '1'}}, autoPromotionEnabled: false}\n";
+    let text = config_text(None, &format!("{}{blue_green}", route("fixed", None)));
+    let in_memory = process(&text, PathBuf::from("/nonexistent/weir.yaml")).await;
+    let page = in_memory.process.render_metrics().await;
+    assert_eq!(
+        page.matches("# TYPE weir_blue_green_stage gauge\n").count(),
+        1,
+        "{page}"
+    );
+    for (stage, want) in [
+        ("Preview", 1.0),
+        ("PrePromotion", 0.0),
+        ("AwaitingPromotion", 0.0),
+        ("PostPromotion", 0.0),
+        ("Done", 0.0),
+    ] {
+        let series = format!("weir_blue_green_stage{{route=\"shop\",stage=\"{stage}\"}}");
+        assert_eq!(value(&page, &series), Some(want), "{series} in\n{page}");
+    }
+    assert!(
+        !page.contains("weir_blue_green_stage{route=\"fixed\""),
+        "only blue-green routes have a stage:\n{page}"
+    );
+}

@@ -132,6 +132,25 @@ fn each_transition_fires_its_triggers() {
             transition(TransitionKind::Ended, Progressing, Healthy, (Some(0), None)),
             vec![],
         ),
+        // Blue-green: a failed pre- or post-promotion analysis.
+        (
+            transition(
+                TransitionKind::Aborted(AbortReason::PrePromotionAnalysis),
+                Progressing,
+                Aborted,
+                at(1, 1),
+            ),
+            vec![RolloutAborted, AnalysisRunFailed],
+        ),
+        (
+            transition(
+                TransitionKind::Aborted(AbortReason::PostPromotionAnalysis),
+                Progressing,
+                Aborted,
+                at(3, 3),
+            ),
+            vec![RolloutAborted, AnalysisRunFailed],
+        ),
     ];
     for (t, want) in cases {
         assert_eq!(

@@ -66,6 +66,21 @@
 //! abort; the answers come in through [`RolloutState::on_gate_result`]. See
 //! the `gates` module.
 //!
+//! # Blue-green
+//!
+//! A `blueGreen` strategy runs as the steps [`weir_config::BlueGreen::steps`]
+//! builds: `setWeight: 0` (the preview), the pre-promotion `analysis` step,
+//! a pause (`{}` without auto-promotion, `autoPromotionSeconds` with it),
+//! `setWeight: 100` (the swap) and the post-promotion `analysis` step, so
+//! commands, persistence and judgement are those of a canary rollout. What
+//! differs: the stage ([`RolloutState::blue_green_stage`]) is derived from
+//! the step and recorded with each transition; the gates are
+//! `confirm-rollout` and `pre-rollout` before the preview and
+//! `confirm-promotion` before the swap; the analysis runs are
+//! [`RunKind::PrePromotion`] and [`RunKind::PostPromotion`], whose failure
+//! aborts with their own reason; and once Promoted, `abort` (the swap back)
+//! applies only within `scaleDownDelaySeconds` of `promoted_ms`.
+//!
 //! # Analysis failures
 //!
 //! Each failed judgement counts (`failures`, since the rollout or retry
@@ -1109,6 +1124,46 @@ impl RolloutState {
     fn check_steps(mut self, before: &RolloutState, strategy: &Strategy, now_ms: u64) -> Outcome {
         let count = strategy.steps.len();
         let gate_gone = self.webhooks.wait.as_ref().is_some_and(|w| w.step >= count);
+        // A blue-green edit that adds or removes a stage (or a switch
+        // between blue-green and steps) moves the meaning of the step index.
+        let in_steps = self.step_index.is_some() || self.webhooks.wait.is_some();
+        let stage_moved = self.is_active()
+            && in_steps
+            && match (&strategy.blue_green, self.blue_green_stage) {
+                (Some(_), recorded) => recorded != self.blue_green_stage(strategy),
+                (None, recorded) => recorded.is_some(),
+            };
+        if stage_moved {
+            let from = self
+                .blue_green_stage
+                .map_or_else(|| "canary steps".to_owned(), |s| format!("stage {s}"));
+            let to = self
+                .blue_green_stage(strategy)
+                .map_or_else(|| "canary steps".to_owned(), |s| format!("stage {s}"));
+            self.webhooks.wait = None;
+            self.step_index = None;
+            self.phase = Phase::Paused;
+            self.held = true;
+            self.pause_deadline_ms = None;
+            self.pause_remaining_ms = None;
+            self.message = format!(
+                "the strategy changed under the rollout ({from} would now be {to}); held at \
+                 weight {}%: resume or promote start again from step 1, promote --full \
+                 promotes, abort aborts",
+                self.canary_weight
+            );
+            self.blue_green_stage = self.blue_green_stage(strategy);
+            let message = self.message.clone();
+            return Outcome {
+                transition: Some(Transition::between(
+                    before,
+                    &self,
+                    TransitionKind::StepsChanged,
+                    message,
+                )),
+                state: self,
+            };
+        }
         match self.step_index.or(gate_gone.then_some(count)) {
             Some(index) if self.is_active() && (index >= count || gate_gone) => {
                 self.webhooks.wait = None;
@@ -1124,6 +1179,7 @@ impl RolloutState {
                     index + 1,
                     self.canary_weight
                 );
+                self.blue_green_stage = self.blue_green_stage(strategy);
                 let message = self.message.clone();
                 Outcome {
                     transition: Some(Transition::between(

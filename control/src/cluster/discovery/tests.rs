@@ -798,3 +798,73 @@ fn a_watch_event_marking_a_pod_terminating_drops_it_from_the_route() {
     assert_eq!(canary, ["10.0.2.1:8080"]);
     assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
 }
+
+#[test]
+fn a_preview_host_served_by_another_route_is_a_conflict() {
+    let text = "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nroutes:\n  - name: home\n    hosts: [shop.example.com]\n    stable: { revision: v1, endpoints: [10.0.0.1:80] }\nkubernetes: {}\n";
+    let config = weir_config::parse(text, "weir.yaml", std::path::Path::new("/"), &|_| None)
+        .expect("the test config is valid")
+        .config;
+    let blue_green = |hosts: Value, preview: &str, path: &str| {
+        let mut spec = services_spec(path);
+        spec["hosts"] = hosts;
+        spec["strategy"] = json!({"blueGreen": {"preview": {"hosts": [preview]}}});
+        spec
+    };
+    let mut plain = services_spec("/plain");
+    plain["hosts"] = json!(["preview.cart.test"]);
+    let cluster = Objects::default()
+        // Its preview is the file route's host.
+        .route(canary_route(
+            "shop",
+            "a-steals",
+            blue_green(json!([]), "shop.example.com", "/a"),
+        ))
+        // Served: its preview is its own.
+        .route(canary_route(
+            "shop",
+            "b-cart",
+            blue_green(json!(["cart.test"]), "preview.cart.test", "/b"),
+        ))
+        // Its preview is one of its own hosts.
+        .route(canary_route(
+            "shop",
+            "c-self",
+            blue_green(json!(["c.test"]), "c.test", "/c"),
+        ))
+        // Its host is b-cart's preview host.
+        .route(canary_route("shop", "d-plain", plain))
+        .both_services("shop")
+        .compile();
+    let merged = snapshot_routes(&config, &cluster);
+    let names: Vec<&str> = merged.routes.iter().map(|r| &*r.name).collect();
+    assert_eq!(names, ["home", "shop/b-cart"]);
+    let problems: Vec<(&str, &str)> = merged
+        .conflicts
+        .iter()
+        .flat_map(|(route, problems)| {
+            problems
+                .iter()
+                .map(move |p| (route.as_str(), p.field_or_role.as_str()))
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("shop/a-steals", "spec.strategy.blueGreen.preview.hosts"),
+            ("shop/c-self", "spec.strategy.blueGreen.preview.hosts"),
+            ("shop/d-plain", "spec.hosts"),
+        ]
+    );
+    let message = |route: &str| merged.conflicts[route][0].message.clone();
+    assert!(
+        message("shop/a-steals").contains("also served by the weir.yaml route `home`"),
+        "{}",
+        message("shop/a-steals")
+    );
+    assert!(
+        message("shop/d-plain").contains("preview host of the CanaryRoute `shop/b-cart`"),
+        "{}",
+        message("shop/d-plain")
+    );
+}

@@ -533,3 +533,30 @@ async fn a_followers_tick_makes_no_request() {
     drop(store);
     no_more_requests(api).await;
 }
+
+#[test]
+fn a_blue_green_spec_counts_the_steps_its_rollout_runs() {
+    use weir_config::schema::{AnalysisRefSpec, BlueGreenSpec, PreviewSpec};
+    let spec = |auto: Option<bool>, seconds: Option<u64>, pre: bool, post: bool| BlueGreenSpec {
+        preview: PreviewSpec::default(),
+        auto_promotion_enabled: auto,
+        auto_promotion_seconds: seconds,
+        scale_down_delay_seconds: None,
+        pre_promotion_analysis: pre.then(AnalysisRefSpec::default),
+        post_promotion_analysis: post.then(AnalysisRefSpec::default),
+    };
+    let cases = [
+        (spec(None, None, false, false), vec![None, None]),
+        (
+            spec(Some(false), None, true, true),
+            vec![None, None, None, None, None],
+        ),
+        (
+            spec(None, Some(20), false, true),
+            vec![None, Some(20_000), None, None],
+        ),
+    ];
+    for (bg, want) in cases {
+        assert_eq!(blue_green_pause_lengths_ms(&bg), want, "{bg:?}");
+    }
+}

@@ -652,3 +652,65 @@ fn every_stage_survives_a_restart() {
     let back: RolloutState = serde_json::from_str(&json).expect("deserializable");
     assert_eq!(back.wanted_analysis_runs(strategy(&route)).len(), 1);
 }
+
+#[test]
+fn an_edit_that_moves_the_stages_holds_the_rollout_where_it_is() {
+    // Auto-promotion switched on while waiting for promote: the wait is
+    // gone and step 3 would now be the swap.
+    let auto = Bg {
+        auto: true,
+        ..Bg::manual()
+    }
+    .route();
+    let out = awaiting()
+        .reconcile(&auto, T0 + 6 * SEC)
+        .expect("same revision");
+    let t = out.transition.expect("a transition");
+    assert_eq!(t.kind, TransitionKind::StepsChanged);
+    assert_eq!(shape(&out.state), (Phase::Paused, None, 0, true));
+    assert!(
+        out.state
+            .message
+            .contains("stage AwaitingPromotion would now be stage PostPromotion"),
+        "{}",
+        out.state.message
+    );
+    // It stays held, and resume starts again at the preview.
+    let again = out
+        .state
+        .reconcile(&auto, T0 + 7 * SEC)
+        .expect("same config");
+    assert_eq!(again.transition, None);
+    let resumed = ok(out.state.command(Command::Resume, &auto, T0 + 8 * SEC)).state;
+    assert_eq!(stage(&resumed, &auto), BlueGreenStage::Preview);
+
+    // An edit that keeps the stages changes nothing (the delay is unused
+    // without auto-promotion).
+    let longer = Bg {
+        delay_s: 45,
+        ..Bg::manual()
+    }
+    .route();
+    assert_eq!(
+        awaiting()
+            .reconcile(&longer, T0 + 6 * SEC)
+            .expect("ok")
+            .transition,
+        None
+    );
+
+    // The strategy switched to canary steps mid-rollout, and back.
+    let canary = super::route();
+    let out = swapped()
+        .reconcile(&canary, T0 + 6 * SEC)
+        .expect("same revision");
+    assert_eq!(out.state.canary_weight, Weight::FULL, "held where it is");
+    assert_eq!(shape(&out.state), (Phase::Paused, None, 100, true));
+    let out = progressing()
+        .reconcile(&manual_route(), T0 + 6 * SEC)
+        .expect("ok");
+    assert_eq!(
+        out.transition.map(|t| t.kind),
+        Some(TransitionKind::StepsChanged)
+    );
+}
