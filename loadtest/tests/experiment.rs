@@ -177,3 +177,24 @@ async fn a_bad_scenario_or_a_failed_start_exits_2() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("could not start"), "{text}");
 }
+
+/// A scenario that asks for Prometheus where its binary is missing stops
+/// before weir starts, saying how to install it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_prometheus_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}prometheus: {{binary: /nonexistent/prometheus}}\n",
+        scenario("  - finalPhase: {route: web, phase: Promoted}\n")
+    );
+    let (output, report) = experiment(dir.path(), &text, &[]).await;
+    let text = shown(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/prometheus is missing")
+            && stderr.contains("apt-get install prometheus"),
+        "{text}"
+    );
+    assert!(report.is_null());
+}
