@@ -968,6 +968,8 @@ impl RolloutState {
         self.abort_reason = None;
         self.last_judgement = None;
         self.webhooks = WebhookProgress::default();
+        // Not the last rollout's step while a gate holds step 1.
+        self.step_index = None;
         self.enter_gated(strategy, 0, now_ms);
     }
 
