@@ -65,7 +65,7 @@ pub struct AnalysisTemplateSpec {
 }
 
 /// An argument of a template: without `value`, every use must give one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateArgSpec {
     /// The name in `{{args.NAME}}`.
@@ -76,7 +76,7 @@ pub struct TemplateArgSpec {
 }
 
 /// One metric of a template.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSpec {
     /// Unique within the run.
@@ -113,7 +113,7 @@ pub struct MetricSpec {
 }
 
 /// The provider of a metric: exactly one key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricProviderSpec {
     /// A Prometheus instant query.
@@ -125,7 +125,7 @@ pub struct MetricProviderSpec {
 }
 
 /// A Prometheus instant query.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusProviderSpec {
     /// `http://host:port` of the Prometheus server.
@@ -144,7 +144,7 @@ pub struct PrometheusProviderSpec {
 }
 
 /// Credentials for Prometheus.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusAuthSpec {
     /// HTTP basic authentication.
@@ -153,7 +153,7 @@ pub struct PrometheusAuthSpec {
 }
 
 /// HTTP basic authentication.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BasicAuthSpec {
     /// User name.
@@ -163,7 +163,7 @@ pub struct BasicAuthSpec {
 }
 
 /// A request header, as Argo writes them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderSpec {
     /// Header name.
@@ -173,7 +173,7 @@ pub struct HeaderSpec {
 }
 
 /// An HTTP request whose answer is judged.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebProviderSpec {
     /// `http://...` URL.
@@ -189,6 +189,7 @@ pub struct WebProviderSpec {
     pub body: Option<String>,
     /// Request body as JSON (sent with `Content-Type: application/json`).
     #[serde(default)]
+    #[schemars(schema_with = "any_json")]
     pub json_body: Option<serde_json::Value>,
     /// The part of the JSON answer handed to the conditions, e.g. `{$.data}`.
     #[serde(default)]
@@ -641,6 +642,14 @@ fn int_or_string(description: &str) -> schemars::Schema {
     schemars::json_schema!({
         "description": description,
         "x-kubernetes-int-or-string": true
+    })
+}
+
+/// The schema of any JSON value, kept as written.
+fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Request body as JSON (sent with `Content-Type: application/json`).",
+        "x-kubernetes-preserve-unknown-fields": true
     })
 }
 

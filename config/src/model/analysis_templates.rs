@@ -26,6 +26,12 @@ pub struct AnalysisRef {
     pub args: Vec<(String, String)>,
     /// Every metric of every template, arguments replaced.
     pub metrics: Vec<Arc<Metric>>,
+    /// Why the templates cannot be resolved now (a CanaryRoute naming an
+    /// AnalysisTemplate that is missing or invalid): a run of this
+    /// reference measures nothing and waits, with this message, until the
+    /// route is compiled again with the templates resolved. Always `None`
+    /// for `weir.yaml` routes, where such a reference does not validate.
+    pub waiting_for: Option<Arc<str>>,
 }
 
 /// One metric, ready to measure.

@@ -225,6 +225,13 @@ static TEMPLATE: [Field; 3] = [
 ];
 static TEMPLATE_KIND: Kind = Kind::Shape(&TEMPLATE);
 
+/// The `spec` of an AnalysisTemplate: a template of `weir.yaml` without
+/// `name` (its `metadata.name`).
+static CLUSTER_TEMPLATE: [Field; 2] = [
+    optional("args", Kind::List(&TEMPLATE_ARG_KIND)),
+    required("metrics", Kind::List(&METRIC_KIND)),
+];
+
 static ANALYSIS: [Field; 11] = [
     optional("interval", Kind::Duration),
     optional("window", Kind::Duration),
@@ -407,6 +414,24 @@ pub(super) fn check_cluster_route(root: &Node, index: &LocationIndex) -> (Option
         assumed: &[],
     };
     let typed = walk.shape(root, &CLUSTER_ROUTE, "spec");
+    walk.finish(typed)
+}
+
+/// Checks the `spec` of an AnalysisTemplate (`root`, reported at `spec...`
+/// paths) against the shape of a template without `name`; values are taken
+/// as written. Returns the typed value when there is no structural problem.
+pub(super) fn check_cluster_template(
+    root: &Node,
+    index: &LocationIndex,
+) -> (Option<Typed>, Problems) {
+    let mut walk = Walk {
+        file: "",
+        index,
+        env: None,
+        problems: Problems::default(),
+        assumed: &[],
+    };
+    let typed = walk.shape(root, &CLUSTER_TEMPLATE, "spec");
     walk.finish(typed)
 }
 
