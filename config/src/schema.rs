@@ -128,7 +128,7 @@ pub struct MetricProviderSpec {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusProviderSpec {
-    /// `http://host:port` of the Prometheus server.
+    /// `http://host:port` or `https://host:port` of the Prometheus server.
     pub address: String,
     /// The PromQL query.
     pub query: String,
@@ -141,6 +141,9 @@ pub struct PrometheusProviderSpec {
     /// Credentials.
     #[serde(default)]
     pub authentication: Option<PrometheusAuthSpec>,
+    /// Skip the verification of the server's certificate (`https://`).
+    #[serde(default)]
+    pub insecure: Option<bool>,
 }
 
 /// Credentials for Prometheus.
@@ -176,7 +179,7 @@ pub struct HeaderSpec {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebProviderSpec {
-    /// `http://...` URL.
+    /// `http://...` or `https://...` URL.
     pub url: String,
     /// `GET` (default), `POST` or `PUT`.
     #[serde(default)]
@@ -197,6 +200,9 @@ pub struct WebProviderSpec {
     /// Seconds allowed for the answer; default 10.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// Skip the verification of the server's certificate (`https://`).
+    #[serde(default)]
+    pub insecure: Option<bool>,
 }
 
 /// Templates to run together with argument values (Argo's `RolloutAnalysis`):

@@ -477,15 +477,13 @@ fn headers(list: &[HeaderSpec], values: &HashMap<String, String>) -> Vec<(String
 
 fn http_url(text: &str) -> Result<String, String> {
     let trimmed = text.trim();
-    if trimmed.starts_with("https://") {
-        return Err(format!(
-            "`{trimmed}`: weir's analysis providers speak plain http:// only for now; put a local proxy in front of an https:// endpoint"
-        ));
-    }
-    match trimmed.strip_prefix("http://") {
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"));
+    match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_owned()),
         _ => Err(format!(
-            "`{trimmed}` is not an http:// URL with a host, e.g. `http://127.0.0.1:9090`"
+            "`{trimmed}` is not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
         )),
     }
 }
@@ -607,6 +605,7 @@ fn build_metric(
                     .as_ref()
                     .and_then(|a| a.basic.as_ref())
                     .map(|b| (b.username.clone(), b.password.clone())),
+                insecure: p.insecure.unwrap_or(false),
             })
         }
         (None, Some(w)) => {
@@ -652,6 +651,7 @@ fn build_metric(
                 json_body: w.json_body.is_some(),
                 json_path,
                 timeout,
+                insecure: w.insecure.unwrap_or(false),
             })
         }
         (Some(_), Some(_)) => {

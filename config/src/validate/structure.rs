@@ -180,15 +180,16 @@ static BASIC_AUTH: [Field; 2] = [
 ];
 static PROMETHEUS_AUTH: [Field; 1] = [optional("basic", Kind::Shape(&BASIC_AUTH))];
 
-static PROMETHEUS: [Field; 5] = [
+static PROMETHEUS: [Field; 6] = [
     required("address", Kind::Text),
     required("query", Kind::Text),
     optional("timeout", Kind::Whole(86_400)),
     optional("headers", Kind::List(&HEADER_KIND)),
     optional("authentication", Kind::Shape(&PROMETHEUS_AUTH)),
+    optional("insecure", Kind::Bool),
 ];
 
-static WEB: [Field; 7] = [
+static WEB: [Field; 8] = [
     required("url", Kind::Text),
     optional("method", Kind::Text),
     optional("headers", Kind::List(&HEADER_KIND)),
@@ -196,6 +197,7 @@ static WEB: [Field; 7] = [
     optional("jsonBody", Kind::Json),
     optional("jsonPath", Kind::Text),
     optional("timeoutSeconds", Kind::Whole(86_400)),
+    optional("insecure", Kind::Bool),
 ];
 
 static PROVIDER: [Field; 2] = [

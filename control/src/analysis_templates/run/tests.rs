@@ -25,6 +25,7 @@ fn metric() -> Metric {
             timeout: Duration::from_secs(30),
             headers: Vec::new(),
             basic_auth: None,
+            insecure: false,
         }),
     }
 }
