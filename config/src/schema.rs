@@ -52,7 +52,7 @@ pub struct ConfigSpec {
 
 /// One analysis template: named metrics measured by a provider and judged
 /// by conditions (Argo Rollouts' `AnalysisTemplate` spec).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalysisTemplateSpec {
     /// Unique name, used by `templateName`.
@@ -65,7 +65,7 @@ pub struct AnalysisTemplateSpec {
 }
 
 /// An argument of a template: without `value`, every use must give one.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateArgSpec {
     /// The name in `{{args.NAME}}`.
@@ -76,7 +76,7 @@ pub struct TemplateArgSpec {
 }
 
 /// One metric of a template.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSpec {
     /// Unique within the run.
@@ -113,7 +113,7 @@ pub struct MetricSpec {
 }
 
 /// The provider of a metric: exactly one key.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricProviderSpec {
     /// A Prometheus instant query.
@@ -125,7 +125,7 @@ pub struct MetricProviderSpec {
 }
 
 /// A Prometheus instant query.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusProviderSpec {
     /// `http://host:port` or `https://host:port` of the Prometheus server.
@@ -147,7 +147,7 @@ pub struct PrometheusProviderSpec {
 }
 
 /// Credentials for Prometheus.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusAuthSpec {
     /// HTTP basic authentication.
@@ -156,7 +156,7 @@ pub struct PrometheusAuthSpec {
 }
 
 /// HTTP basic authentication.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BasicAuthSpec {
     /// User name.
@@ -166,7 +166,7 @@ pub struct BasicAuthSpec {
 }
 
 /// A request header, as Argo writes them.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderSpec {
     /// Header name.
@@ -176,7 +176,7 @@ pub struct HeaderSpec {
 }
 
 /// An HTTP request whose answer is judged.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebProviderSpec {
     /// `http://...` or `https://...` URL.

@@ -4,7 +4,8 @@
 //! a template that is missing, then invalid, holds the step with a
 //! condition naming the template and the field while the route keeps
 //! serving, and the template applied later lets the rollout proceed. A
-//! CanaryRoute naming a good template meanwhile is never held up.
+//! CanaryRoute naming a good template meanwhile is never held up, and one
+//! may name a template of `weir.yaml` too.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -100,7 +101,17 @@ async fn a_namespaced_template_runs_and_a_missing_one_holds_until_it_is_applied(
     let v2 = FakeUpstream::start("v2").await;
     let smoke = smoke_server().await;
     let host = smoke.to_string();
-    let cluster = Cluster::start(1, "").await;
+    // A template of weir.yaml, which CanaryRoutes may name too.
+    let file_template = r#"analysisTemplates:
+  - name: from-file
+    args: [{name: host}]
+    metrics:
+      - name: smoke
+        successCondition: result.failed == 0
+        provider:
+          web: {url: "http://{{args.host}}/smoke", jsonPath: "{$.summary}", timeoutSeconds: 5}
+"#;
+    let mut cluster = Cluster::start(1, file_template).await;
     cluster.add_service(NAMESPACE, "checkout-v1", 80);
     cluster.add_service(NAMESPACE, "checkout-v2", 80);
     cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
@@ -109,6 +120,11 @@ async fn a_namespaced_template_runs_and_a_missing_one_holds_until_it_is_applied(
     // `cart` names a good template; `checkout` one that does not exist yet.
     cluster.apply_analysis_template(NAMESPACE, "ok", smoke_template("result.failed == 0"));
     cluster.apply_canary_route(NAMESPACE, "cart", route_spec("/cart", "ok", &host));
+    cluster.apply_canary_route(
+        NAMESPACE,
+        "orders",
+        route_spec("/orders", "from-file", &host),
+    );
     cluster.apply_canary_route(NAMESPACE, "checkout", route_spec("/", "smoke", &host));
 
     let status = cluster
@@ -139,12 +155,14 @@ async fn a_namespaced_template_runs_and_a_missing_one_holds_until_it_is_applied(
     })
     .await;
 
-    // The good template's route is never held up by the other one.
-    cluster
-        .wait_status(NAMESPACE, "cart", LIMIT, "cart Promoted", |s| {
-            s["phase"] == "Promoted"
-        })
-        .await;
+    // The good templates' routes are never held up by the other one.
+    for name in ["cart", "orders"] {
+        cluster
+            .wait_status(NAMESPACE, name, LIMIT, "Promoted", |s| {
+                s["phase"] == "Promoted"
+            })
+            .await;
+    }
 
     // An invalid template: still held, the condition names template and field.
     cluster.apply_analysis_template(NAMESPACE, "smoke", smoke_template("result.failed =="));
@@ -197,4 +215,27 @@ async fn a_namespaced_template_runs_and_a_missing_one_holds_until_it_is_applied(
         json!({"failed": 0, "passed": 12}),
         "{runs:#}"
     );
+
+    // A template added to weir.yaml by a reload resolves a waiting route.
+    cluster.apply_canary_route(NAMESPACE, "late", route_spec("/late", "added-later", &host));
+    cluster
+        .wait_status(NAMESPACE, "late", LIMIT, "held, naming the template", |s| {
+            unresolved_message(s).is_some_and(|m| m.contains("`added-later`"))
+        })
+        .await;
+    let path = cluster.replica(0).config_path();
+    let text = std::fs::read_to_string(&path).expect("reading weir.yaml");
+    let added = file_template
+        .replace("analysisTemplates:\n", "")
+        .replace("from-file", "added-later");
+    let before = cluster.replica(0).reloads("success").await;
+    cluster
+        .replica_mut(0)
+        .write_text(&format!("{text}{added}"), false);
+    cluster.replica(0).wait_for_reload("success", before).await;
+    cluster
+        .wait_status(NAMESPACE, "late", LIMIT, "late Promoted", |s| {
+            s["phase"] == "Promoted"
+        })
+        .await;
 }

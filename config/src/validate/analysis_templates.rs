@@ -81,23 +81,45 @@ pub(super) fn catalog(specs: &[AnalysisTemplateSpec], report: &mut Report<'_>) -
     catalog
 }
 
-/// The AnalysisTemplates of `namespace`, by name: each spec (its name in
-/// place) when it is valid, else the spec if it could be read and why it
-/// is not valid.
+/// The templates a CanaryRoute of `namespace` may name: the valid
+/// `analysisTemplates` of `weir.yaml` (`file`), and the AnalysisTemplates
+/// of `namespace` by name, each spec (its name in place) when it is valid,
+/// else the spec if it could be read and why it is not valid. A name found
+/// in both is refused: a reference to it says so, rather than one of the
+/// two silently winning.
 pub(super) fn namespace_catalog<'t>(
     namespace: &str,
+    file: &[AnalysisTemplateSpec],
     templates: impl Iterator<Item = (&'t str, Option<&'t AnalysisTemplateSpec>, Option<String>)>,
 ) -> Catalog {
     let mut catalog = Catalog {
         templates: HashMap::new(),
         namespace: Some(namespace.to_owned()),
     };
+    for spec in file {
+        catalog.templates.insert(
+            spec.name.clone(),
+            Entry {
+                spec: spec.clone(),
+                path: format!("the weir.yaml template `{}`", spec.name),
+                valid: true,
+                problem: None,
+            },
+        );
+    }
     for (name, spec, problem) in templates {
         let spec = spec.cloned().unwrap_or_else(|| AnalysisTemplateSpec {
             name: name.to_owned(),
             args: Vec::new(),
             metrics: Vec::new(),
         });
+        let problem = if catalog.templates.contains_key(name) {
+            Some(format!(
+                "both AnalysisTemplate `{namespace}/{name}` and the `analysisTemplates` of weir.yaml define `{name}`; rename one of them"
+            ))
+        } else {
+            problem.map(|p| format!("AnalysisTemplate `{namespace}/{name}` is invalid: {p}"))
+        };
         catalog.templates.insert(
             name.to_owned(),
             Entry {
@@ -134,14 +156,7 @@ pub(super) fn resolve(
         match catalog.templates.get(&template.template_name) {
             Some(entry) => {
                 if let (false, Some(problem)) = (entry.valid, &entry.problem) {
-                    report(
-                        &path,
-                        format!(
-                            "AnalysisTemplate `{}/{}` is invalid: {problem}",
-                            catalog.namespace.as_deref().unwrap_or_default(),
-                            template.template_name
-                        ),
-                    );
+                    report(&path, problem.clone());
                 }
                 ok &= entry.valid;
                 used.push(entry);
@@ -160,11 +175,11 @@ pub(super) fn resolve(
                         known.join(", ")
                     ),
                     Some(namespace) if known.is_empty() => format!(
-                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` (it has none)",
+                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` nor in weir.yaml (neither has any)",
                         template.template_name
                     ),
                     Some(namespace) => format!(
-                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` (it has: {})",
+                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` nor in weir.yaml (known: {})",
                         template.template_name,
                         known.join(", ")
                     ),

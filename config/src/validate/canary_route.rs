@@ -37,6 +37,8 @@ pub struct ClusterRouteSpec {
 pub struct NamespaceTemplates {
     namespace: String,
     templates: BTreeMap<String, NamespaceTemplate>,
+    /// The `analysisTemplates` of `weir.yaml`, also visible.
+    file: Vec<AnalysisTemplateSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,7 +213,16 @@ impl NamespaceTemplates {
         NamespaceTemplates {
             namespace: namespace.to_owned(),
             templates: BTreeMap::new(),
+            file: Vec::new(),
         }
+    }
+
+    /// The same, with the `analysisTemplates` of `weir.yaml` (already
+    /// validated, as [`crate::Config::analysis_templates`] holds them) also
+    /// visible; a name defined in both is refused where it is used.
+    pub fn with_file_templates(mut self, file: &[AnalysisTemplateSpec]) -> NamespaceTemplates {
+        self.file = file.to_vec();
+        self
     }
 
     /// Validates the AnalysisTemplate `name` of this namespace and keeps
@@ -246,6 +257,7 @@ impl NamespaceTemplates {
     fn catalog(&self) -> analysis_templates::Catalog {
         analysis_templates::namespace_catalog(
             &self.namespace,
+            &self.file,
             self.templates.iter().map(|(name, template)| {
                 let problem = (!template.problems.is_empty()).then(|| {
                     template

@@ -251,6 +251,7 @@ impl<'a> Checker<'a> {
         let routes = self.routes(&spec.routes, from_cluster);
         let notifications = self.notifications(&spec.notifications, &spec.routes);
         Some(Config {
+            analysis_templates: spec.analysis_templates.clone(),
             listeners: listeners?,
             admin: admin?,
             state_dir: state_dir?,

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weir_config::schema::AnalysisTemplateSpec;
 use weir_config::{
     Config, EndpointAddr, HostMatch, NamespaceTemplates, PortRef, Route, ServiceRef, SpecProblem,
     Upstream,
@@ -135,7 +136,9 @@ struct Gathered {
 type MatchKey = (Vec<String>, String);
 
 /// Compiles the CanaryRoutes of the watched `namespaces` (`None`: all) with
-/// the endpoints of their Services.
+/// the endpoints of their Services, resolving their analysis templates
+/// among the AnalysisTemplates of their namespace and `file_templates`
+/// (the `analysisTemplates` of `weir.yaml`).
 ///
 /// A role naming a Service gets the endpoints of the Service's
 /// EndpointSlices (label [`SERVICE_NAME_LABEL`]) that are ready and not
@@ -148,6 +151,7 @@ type MatchKey = (Vec<String>, String);
 pub fn compile_cluster_routes(
     objects: &ClusterObjects,
     namespaces: Option<&BTreeSet<String>>,
+    file_templates: &[AnalysisTemplateSpec],
 ) -> CompiledCluster {
     let slices = slices_by_service(objects);
     let mut compiled = CompiledCluster::default();
@@ -156,9 +160,9 @@ pub fn compile_cluster_routes(
         if namespaces.is_some_and(|watched| !watched.contains(&key.namespace)) {
             continue;
         }
-        let in_namespace = templates
-            .entry(key.namespace.as_str())
-            .or_insert_with(|| NamespaceTemplates::new(&key.namespace));
+        let in_namespace = templates.entry(key.namespace.as_str()).or_insert_with(|| {
+            NamespaceTemplates::new(&key.namespace).with_file_templates(file_templates)
+        });
         if let Err(problems) = in_namespace.insert(&key.name, &template.spec.as_json()) {
             compiled.template_problems.insert(key.clone(), problems);
         }
@@ -170,7 +174,7 @@ pub fn compile_cluster_routes(
         }
         let name = key.to_string();
         let mut problems = Vec::new();
-        let none = NamespaceTemplates::new(&key.namespace);
+        let none = NamespaceTemplates::new(&key.namespace).with_file_templates(file_templates);
         let templates = templates.get(key.namespace.as_str()).unwrap_or(&none);
         if let Some(route) = compile_one(
             key,

@@ -80,6 +80,9 @@ pub struct Cluster {
     pub ready: watch::Receiver<bool>,
     /// Writes the CanaryRoutes' problems as conditions (the leader only).
     problems: ProblemReporter,
+    /// Rung when the file config changed: the cluster is compiled again
+    /// (its templates and routes are part of the result).
+    resync: Notify,
     /// Writes the status of the Gateway API objects (the leader only).
     gateway_statuses: GatewayStatusWriter,
 }
@@ -141,8 +144,15 @@ impl Cluster {
             peers,
             ready,
             problems,
+            resync: Notify::new(),
             gateway_statuses: GatewayStatusWriter::new(client),
         }
+    }
+
+    /// Compiles the cluster's objects again soon: the file config changed
+    /// (its analysis templates and routes take part).
+    pub fn resync(&self) {
+        self.resync.notify_one();
     }
 
     /// Whether this replica leads now.
@@ -369,6 +379,7 @@ async fn follow(
             tokio::select! {
                 () = stopped(&mut stop) => return,
                 () = changed.notified() => {}
+                () = cluster.resync.notified() => {}
                 _ = leadership.changed() => {}
                 _ = guardrail.tick() => {
                     guard(&process, &cluster).await;
@@ -480,7 +491,15 @@ async fn sync(
         .namespaces
         .as_ref()
         .map(|list| list.iter().cloned().collect());
-    let compiled = discovery::compile_cluster_routes(&objects, namespaces.as_ref());
+    let file_templates = process
+        .control
+        .lock()
+        .await
+        .file_config()
+        .analysis_templates
+        .clone();
+    let compiled =
+        discovery::compile_cluster_routes(&objects, namespaces.as_ref(), &file_templates);
     log_template_problems(&compiled.template_problems, logged_templates);
     for (key, route) in &objects.canary_routes {
         cluster.statuses.observe(&key.to_string(), route);

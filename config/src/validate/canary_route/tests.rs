@@ -474,6 +474,64 @@ fn an_analysis_template_spec_is_checked_for_unknown_keys_and_a_name_key() {
     );
 }
 
+/// The `analysisTemplates` of a `weir.yaml` defining `smoke` (the
+/// template of [`smoke_template`]).
+fn file_templates() -> Vec<AnalysisTemplateSpec> {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: smoke
+    args: [{name: path}]
+    metrics:
+      - name: smoke
+        successCondition: result.ok == true
+        provider:
+          web: {url: "http://127.0.0.1:9000{{args.path}}"}
+kubernetes:
+"#;
+    let document =
+        crate::parse(text, "weir.yaml", Path::new("/"), &|_| None).expect("a valid weir.yaml");
+    document.config.analysis_templates
+}
+
+#[test]
+fn a_canary_route_may_name_a_template_of_weir_yaml() {
+    let templates = NamespaceTemplates::new("shop").with_file_templates(&file_templates());
+    let valid = validate_canary_route_in("shop", "checkout", &analysis_route(), &templates)
+        .expect("a valid spec");
+    assert!(valid.waiting.is_empty(), "{:?}", valid.waiting);
+    match &analysis_step(&valid).metrics[0].provider {
+        crate::Provider::Web(web) => assert_eq!(web.url, "http://127.0.0.1:9000/ok"),
+        other => panic!("expected the web provider, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_name_in_both_the_namespace_and_weir_yaml_is_refused_where_it_is_used() {
+    let mut templates = NamespaceTemplates::new("shop").with_file_templates(&file_templates());
+    templates
+        .insert("smoke", &smoke_template())
+        .expect("valid on its own");
+    let valid = validate_canary_route_in("shop", "checkout", &analysis_route(), &templates)
+        .expect("the route is still valid");
+    let [waiting] = valid.waiting.as_slice() else {
+        panic!("expected one waiting reference, got {:?}", valid.waiting);
+    };
+    assert_eq!(
+        waiting.path,
+        "spec.strategy.steps[1].analysis.templates[0].templateName"
+    );
+    assert!(
+        waiting.message.contains(
+            "both AnalysisTemplate `shop/smoke` and the `analysisTemplates` of weir.yaml define `smoke`"
+        ),
+        "{}",
+        waiting.message
+    );
+    assert!(analysis_step(&valid).waiting_for.is_some());
+}
+
 #[test]
 fn an_empty_template_list_is_still_the_routes_own_mistake() {
     let spec = json!({

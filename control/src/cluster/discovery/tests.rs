@@ -168,7 +168,7 @@ impl Objects {
     }
 
     fn compile(&self) -> CompiledCluster {
-        compile_cluster_routes(&self.0, None)
+        compile_cluster_routes(&self.0, None, &[])
     }
 }
 
@@ -598,10 +598,10 @@ fn only_canary_routes_of_watched_namespaces_are_compiled() {
         .both_services("shop")
         .both_services("billing");
     let watched: BTreeSet<String> = ["shop".to_owned()].into();
-    let compiled = compile_cluster_routes(&objects.0, Some(&watched));
+    let compiled = compile_cluster_routes(&objects.0, Some(&watched), &[]);
     assert_eq!(route_names(&compiled), ["shop/checkout"]);
     assert!(compiled.problems.is_empty());
-    let all = compile_cluster_routes(&objects.0, None);
+    let all = compile_cluster_routes(&objects.0, None, &[]);
     // Same hosts and prefix in two namespaces: the older serves.
     assert_eq!(route_names(&all), ["billing/invoices"]);
 }
@@ -893,7 +893,7 @@ fn analysis_templates_resolve_in_their_namespace_and_a_bad_one_holds_only_its_us
     let other = &compiled.problems["shop/uses-other"][0].message;
     assert!(
         other.contains(
-            "there is no AnalysisTemplate `elsewhere` in namespace `shop` (it has: bad, good)"
+            "there is no AnalysisTemplate `elsewhere` in namespace `shop` nor in weir.yaml (known: bad, good)"
         ),
         "{other}"
     );
