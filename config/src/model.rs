@@ -48,6 +48,9 @@ pub struct Config {
     pub kubernetes: Option<Kubernetes>,
     /// Receivers told of rollout transitions (SPEC 14).
     pub notifications: Vec<crate::Notification>,
+    /// The `analysisTemplates` as written, each valid: CanaryRoutes may
+    /// name them too (SPEC 13).
+    pub analysis_templates: Vec<crate::schema::AnalysisTemplateSpec>,
 }
 
 /// Default name of the Lease used for leader election.

@@ -52,7 +52,7 @@ pub struct ConfigSpec {
 
 /// One analysis template: named metrics measured by a provider and judged
 /// by conditions (Argo Rollouts' `AnalysisTemplate` spec).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalysisTemplateSpec {
     /// Unique name, used by `templateName`.
@@ -65,7 +65,7 @@ pub struct AnalysisTemplateSpec {
 }
 
 /// An argument of a template: without `value`, every use must give one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateArgSpec {
     /// The name in `{{args.NAME}}`.
@@ -76,7 +76,7 @@ pub struct TemplateArgSpec {
 }
 
 /// One metric of a template.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSpec {
     /// Unique within the run.
@@ -113,7 +113,7 @@ pub struct MetricSpec {
 }
 
 /// The provider of a metric: exactly one key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricProviderSpec {
     /// A Prometheus instant query.
@@ -125,10 +125,10 @@ pub struct MetricProviderSpec {
 }
 
 /// A Prometheus instant query.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusProviderSpec {
-    /// `http://host:port` of the Prometheus server.
+    /// `http://host:port` or `https://host:port` of the Prometheus server.
     pub address: String,
     /// The PromQL query.
     pub query: String,
@@ -141,10 +141,13 @@ pub struct PrometheusProviderSpec {
     /// Credentials.
     #[serde(default)]
     pub authentication: Option<PrometheusAuthSpec>,
+    /// Skip the verification of the server's certificate (`https://`).
+    #[serde(default)]
+    pub insecure: Option<bool>,
 }
 
 /// Credentials for Prometheus.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusAuthSpec {
     /// HTTP basic authentication.
@@ -153,7 +156,7 @@ pub struct PrometheusAuthSpec {
 }
 
 /// HTTP basic authentication.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BasicAuthSpec {
     /// User name.
@@ -163,7 +166,7 @@ pub struct BasicAuthSpec {
 }
 
 /// A request header, as Argo writes them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderSpec {
     /// Header name.
@@ -173,10 +176,10 @@ pub struct HeaderSpec {
 }
 
 /// An HTTP request whose answer is judged.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebProviderSpec {
-    /// `http://...` URL.
+    /// `http://...` or `https://...` URL.
     pub url: String,
     /// `GET` (default), `POST` or `PUT`.
     #[serde(default)]
@@ -189,6 +192,7 @@ pub struct WebProviderSpec {
     pub body: Option<String>,
     /// Request body as JSON (sent with `Content-Type: application/json`).
     #[serde(default)]
+    #[schemars(schema_with = "any_json")]
     pub json_body: Option<serde_json::Value>,
     /// The part of the JSON answer handed to the conditions, e.g. `{$.data}`.
     #[serde(default)]
@@ -196,6 +200,9 @@ pub struct WebProviderSpec {
     /// Seconds allowed for the answer; default 10.
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// Skip the verification of the server's certificate (`https://`).
+    #[serde(default)]
+    pub insecure: Option<bool>,
 }
 
 /// Templates to run together with argument values (Argo's `RolloutAnalysis`):
@@ -695,6 +702,14 @@ fn int_or_string(description: &str) -> schemars::Schema {
     schemars::json_schema!({
         "description": description,
         "x-kubernetes-int-or-string": true
+    })
+}
+
+/// The schema of any JSON value, kept as written.
+fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Request body as JSON (sent with `Content-Type: application/json`).",
+        "x-kubernetes-preserve-unknown-fields": true
     })
 }
 

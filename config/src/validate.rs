@@ -27,7 +27,10 @@ mod tests;
 mod tree;
 mod webhooks;
 
-pub use canary_route::{ClusterRouteSpec, SpecProblem, validate_canary_route};
+pub use canary_route::{
+    ClusterRouteSpec, NamespaceTemplates, SpecProblem, validate_analysis_template,
+    validate_canary_route, validate_canary_route_in,
+};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

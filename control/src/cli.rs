@@ -46,8 +46,8 @@ pub enum Command {
     /// Run the built-in canary experiment: v2 is promoted step by step, v3
     /// fails part of its requests and is rolled back on its own.
     Demo(DemoArgs),
-    /// Print the CanaryRoute CustomResourceDefinition as YAML, for
-    /// `weir crd | kubectl apply -f -`.
+    /// Print the CanaryRoute and AnalysisTemplate
+    /// CustomResourceDefinitions as YAML, for `weir crd | kubectl apply -f -`.
     Crd,
 }
 

@@ -175,6 +175,11 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
         }
     };
     drop(writing);
+    // CanaryRoutes may name the file's analysis templates, and a file
+    // route may now match what a CanaryRoute matches: compile them again.
+    if let Some(cluster) = process.cluster.get() {
+        cluster.resync();
+    }
     let mut control = process.control.lock().await;
     control.announce_reload(
         &format!("{trigger:?}"),

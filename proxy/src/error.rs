@@ -114,6 +114,16 @@ impl ProxyError {
     /// The downstream response. The body names the condition, not internal addresses.
     pub fn to_response(&self, route: &str, role: impl std::fmt::Display) -> Response<ProxyBody> {
         let status = self.status();
+        local_response(
+            status,
+            format!("{} {}\n", status.as_u16(), self.describe(route, role)),
+        )
+    }
+
+    /// What went wrong, for the client: the condition, the client's own
+    /// mistake precisely, and the route and role; never an internal
+    /// address. `upstream unreachable (route checkout, canary)`.
+    pub fn describe(&self, route: &str, role: impl std::fmt::Display) -> String {
         let what = match self {
             ProxyError::NoEndpoints { .. } => "no upstream endpoint available",
             ProxyError::Connect(ConnectError::Tls { .. } | ConnectError::TlsConfig { .. }) => {
@@ -142,13 +152,7 @@ impl ProxyError {
                 .unwrap_or_default(),
             _ => String::new(),
         };
-        local_response(
-            status,
-            format!(
-                "{} {what}{detail} (route {route}, {role})\n",
-                status.as_u16()
-            ),
-        )
+        format!("{what}{detail} (route {route}, {role})")
     }
 }
 

@@ -320,6 +320,20 @@ fn answer(
                 if let Some(kind) = error.metric_kind() {
                     backend.metrics.record_upstream_error(kind);
                 }
+                // A gRPC client reads weir's own 502, 503 and 504 in gRPC's
+                // terms, counted with that `grpc_code`.
+                let grpc_status = context
+                    .grpc
+                    .then(|| grpc::status_for(response.status()))
+                    .flatten();
+                if let Some(grpc_status) = grpc_status {
+                    let is_error = context.route.grpc_error_codes.contains(grpc_status);
+                    backend
+                        .metrics
+                        .record_grpc(grpc_status, is_error, started.elapsed());
+                    let message = error.describe(&context.route.name, &backend.label);
+                    return grpc::error_response(grpc_status, &message);
+                }
                 backend.metrics.record(status, started.elapsed());
             }
             response

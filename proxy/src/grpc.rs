@@ -1,7 +1,8 @@
 //! gRPC on the request path: recognising a call, its deadline
 //! (`grpc-timeout`), its status (`grpc-status`, in trailers or in a
-//! trailers-only head), and the answer weir makes when the deadline passes
-//! first (HTTP 200, `grpc-status: 4`, as Envoy answers).
+//! trailers-only head), and the answers weir makes in gRPC's terms, as
+//! Envoy does: when the deadline passes first (HTTP 200, `grpc-status: 4`)
+//! and for its own 502, 503 and 504 (`grpc-status` 14 UNAVAILABLE, 14, 4).
 //!
 //! Everything here reads header bytes in place: no allocation per call.
 
@@ -113,6 +114,52 @@ pub fn deadline_exceeded_response() -> Response<ProxyBody> {
 /// `grpc-status` 4.
 pub const DEADLINE_EXCEEDED: u8 = GRPC_DEADLINE_EXCEEDED;
 
+/// `grpc-status` 14.
+pub const UNAVAILABLE: u8 = 14;
+
+/// The gRPC status a call gets for an HTTP status weir made up: 502 and
+/// 503 are UNAVAILABLE, 504 is DEADLINE_EXCEEDED (Envoy's and gRPC's own
+/// mapping); `None` for the others.
+pub fn status_for(http: StatusCode) -> Option<u8> {
+    match http.as_u16() {
+        502 | 503 => Some(UNAVAILABLE),
+        504 => Some(DEADLINE_EXCEEDED),
+        _ => None,
+    }
+}
+
+/// A trailers-only answer made by weir: HTTP 200, `content-type:
+/// application/grpc`, `grpc-status: status` and `grpc-message: message`
+/// (percent-encoded as gRPC asks). For the error path only: it allocates.
+pub fn error_response(status: u8, message: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(GRPC_STATUS.clone(), HeaderValue::from(u16::from(status)));
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
+        headers.insert(GRPC_MESSAGE.clone(), value);
+    }
+    response
+}
+
+/// `grpc-message` encoding: printable ASCII but `%` as is, every other
+/// byte of the UTF-8 as `%XX`.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +200,22 @@ mod tests {
         ] {
             assert_eq!(timeout(&headers("grpc-timeout", value)), want, "{value}");
         }
+    }
+
+    #[test]
+    fn weirs_own_errors_map_to_grpc_statuses_with_an_encoded_message() {
+        assert_eq!(status_for(StatusCode::BAD_GATEWAY), Some(14));
+        assert_eq!(status_for(StatusCode::SERVICE_UNAVAILABLE), Some(14));
+        assert_eq!(status_for(StatusCode::GATEWAY_TIMEOUT), Some(4));
+        assert_eq!(status_for(StatusCode::BAD_REQUEST), None);
+        let response = error_response(14, "upstream unreachable (route r\u{e9}, 100%)");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(status(response.headers()), Some(14));
+        assert_eq!(
+            response.headers()[&GRPC_MESSAGE],
+            "upstream unreachable (route r%C3%A9, 100%25)"
+        );
+        assert!(is_grpc(response.headers()));
     }
 
     #[test]

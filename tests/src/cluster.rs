@@ -45,6 +45,9 @@ pub const ENDPOINT_SLICES: &str = "apis/discovery.k8s.io/v1/endpointslices";
 /// Collection path of CanaryRoutes.
 pub const CANARY_ROUTES: &str = "apis/weir.dev/v1alpha1/canaryroutes";
 
+/// Collection path of AnalysisTemplates.
+pub const ANALYSIS_TEMPLATES: &str = "apis/weir.dev/v1alpha1/analysistemplates";
+
 /// Collection path of Leases.
 pub const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
 
@@ -372,6 +375,20 @@ impl Cluster {
             json!({
                 "apiVersion": "weir.dev/v1alpha1",
                 "kind": "CanaryRoute",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": spec,
+            }),
+        )
+    }
+
+    /// Creates AnalysisTemplate `namespace/name` with `spec`, or replaces
+    /// its spec, as `kubectl apply` does. Returns the object as stored.
+    pub fn apply_analysis_template(&self, namespace: &str, name: &str, spec: Value) -> Value {
+        self.api.apply(
+            ANALYSIS_TEMPLATES,
+            json!({
+                "apiVersion": "weir.dev/v1alpha1",
+                "kind": "AnalysisTemplate",
                 "metadata": {"name": name, "namespace": namespace},
                 "spec": spec,
             }),

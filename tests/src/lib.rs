@@ -41,9 +41,9 @@ pub use client::{
     raw_exchange, send_many,
 };
 pub use cluster::{
-    CANARY_ROUTES, Cluster, ENDPOINT_SLICES, EVENTS, EndpointState, GATEWAY_CLASSES, GATEWAYS,
-    HTTP_ROUTES, LEASE, LEASES, PEERS, SERVICE_NAME_LABEL, SERVICE_PORT_NAME, SERVICES,
-    WEIR_NAMESPACE, replica_name,
+    ANALYSIS_TEMPLATES, CANARY_ROUTES, Cluster, ENDPOINT_SLICES, EVENTS, EndpointState,
+    GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, LEASE, LEASES, PEERS, SERVICE_NAME_LABEL,
+    SERVICE_PORT_NAME, SERVICES, WEIR_NAMESPACE, replica_name,
 };
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use curl::curl;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use weir_e2e::grpc::{Failure, GrpcClient, GrpcUpstream, HANG, STREAM, UNARY};
 use weir_e2e::{
-    Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check, wait_until, within,
+    Route, Step, Strategy, Weir, WeirConfig, free_addr, phase, promtool_check, wait_until, within,
 };
 
 const CALL_LIMIT: Duration = Duration::from_secs(10);
@@ -246,6 +246,62 @@ async fn the_shorter_of_grpc_timeout_and_the_route_timeout_ends_a_call_with_dead
             m.text
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weirs_own_502_reaches_a_grpc_client_as_unavailable_in_a_trailers_only_answer() {
+    // Nothing listens there: every call is weir's own 502.
+    let closed = free_addr();
+    let weir = Weir::start(WeirConfig::new([
+        Route::new("down", &[closed]).stable_key("protocol: h2c")
+    ]))
+    .await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    let reply = within(
+        CALL_LIMIT,
+        "a call to an unreachable upstream",
+        client.call(UNARY, b"x", &[]),
+    )
+    .await;
+    assert_eq!(reply.http_status, 200, "{reply:?}");
+    assert_eq!(reply.status(), Some(14), "UNAVAILABLE: {reply:?}");
+    assert!(reply.trailers.is_none(), "trailers-only: {reply:?}");
+    assert!(reply.messages.is_empty(), "{reply:?}");
+    assert_eq!(
+        reply.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/grpc"[..])
+    );
+    assert_eq!(
+        reply.trailer("grpc-message"),
+        Some("upstream unreachable (route down, stable)"),
+        "{reply:?}"
+    );
+
+    // A plain HTTP client still gets the 502.
+    let (_, code) = weir_e2e::curl(&[&weir.url("/")], "%{http_code}").await;
+    assert_eq!(code, "502");
+
+    let m = weir.metrics().await;
+    let grpc = [
+        ("route", "down"),
+        ("role", "stable"),
+        ("code", "200"),
+        ("grpc_code", "UNAVAILABLE"),
+    ];
+    assert_eq!(m.sum("weir_http_requests_total", &grpc), 1.0, "{}", m.text);
+    let plain = [("route", "down"), ("code", "502")];
+    assert_eq!(m.sum("weir_http_requests_total", &plain), 1.0, "{}", m.text);
+    assert_eq!(
+        m.sum(
+            "weir_upstream_errors_total",
+            &[("route", "down"), ("kind", "connect")]
+        ),
+        2.0,
+        "{}",
+        m.text
+    );
+    // Both count as errors of the role for the analysis.
+    assert_eq!(counters(&weir, "down", "stable").await, (2, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

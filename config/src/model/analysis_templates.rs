@@ -26,6 +26,12 @@ pub struct AnalysisRef {
     pub args: Vec<(String, String)>,
     /// Every metric of every template, arguments replaced.
     pub metrics: Vec<Arc<Metric>>,
+    /// Why the templates cannot be resolved now (a CanaryRoute naming an
+    /// AnalysisTemplate that is missing or invalid): a run of this
+    /// reference measures nothing and waits, with this message, until the
+    /// route is compiled again with the templates resolved. Always `None`
+    /// for `weir.yaml` routes, where such a reference does not validate.
+    pub waiting_for: Option<Arc<str>>,
 }
 
 /// One metric, ready to measure.
@@ -69,7 +75,7 @@ pub enum Provider {
 /// A Prometheus instant query, arguments replaced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrometheusQuery {
-    /// `http://host:port` (no trailing slash).
+    /// `http://host:port` or `https://host:port` (no trailing slash).
     pub address: String,
     /// The PromQL query.
     pub query: String,
@@ -79,12 +85,14 @@ pub struct PrometheusQuery {
     pub headers: Vec<(String, String)>,
     /// Basic authentication: user name and password.
     pub basic_auth: Option<(String, String)>,
+    /// Accept any certificate over `https://` (Argo's `insecure`).
+    pub insecure: bool,
 }
 
 /// An HTTP request, arguments replaced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebRequest {
-    /// `http://...` URL.
+    /// `http://...` or `https://...` URL.
     pub url: String,
     /// `GET`, `POST` or `PUT`.
     pub method: String,
@@ -98,6 +106,8 @@ pub struct WebRequest {
     pub json_path: Option<JsonPath>,
     /// Time allowed for the answer.
     pub timeout: Duration,
+    /// Accept any certificate over `https://` (Argo's `insecure`).
+    pub insecure: bool,
 }
 
 /// The simple JSON path subset weir reads: `$.a.b[0].c`, optionally in

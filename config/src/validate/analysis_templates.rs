@@ -30,6 +30,9 @@ pub(super) type Report<'r> = dyn FnMut(&str, String) + 'r;
 #[derive(Debug, Default)]
 pub(super) struct Catalog {
     templates: HashMap<String, Entry>,
+    /// The namespace of AnalysisTemplates (Kubernetes mode); `None` for
+    /// the file's `analysisTemplates`.
+    namespace: Option<String>,
 }
 
 #[derive(Debug)]
@@ -37,6 +40,9 @@ struct Entry {
     spec: AnalysisTemplateSpec,
     path: String,
     valid: bool,
+    /// Why an AnalysisTemplate is not valid (a file template's problems
+    /// are reported where it is written).
+    problem: Option<String>,
 }
 
 /// Checks every template; returns them by name.
@@ -68,6 +74,59 @@ pub(super) fn catalog(specs: &[AnalysisTemplateSpec], report: &mut Report<'_>) -
                 spec: spec.clone(),
                 path,
                 valid,
+                problem: None,
+            },
+        );
+    }
+    catalog
+}
+
+/// The templates a CanaryRoute of `namespace` may name: the valid
+/// `analysisTemplates` of `weir.yaml` (`file`), and the AnalysisTemplates
+/// of `namespace` by name, each spec (its name in place) when it is valid,
+/// else the spec if it could be read and why it is not valid. A name found
+/// in both is refused: a reference to it says so, rather than one of the
+/// two silently winning.
+pub(super) fn namespace_catalog<'t>(
+    namespace: &str,
+    file: &[AnalysisTemplateSpec],
+    templates: impl Iterator<Item = (&'t str, Option<&'t AnalysisTemplateSpec>, Option<String>)>,
+) -> Catalog {
+    let mut catalog = Catalog {
+        templates: HashMap::new(),
+        namespace: Some(namespace.to_owned()),
+    };
+    for spec in file {
+        catalog.templates.insert(
+            spec.name.clone(),
+            Entry {
+                spec: spec.clone(),
+                path: format!("the weir.yaml template `{}`", spec.name),
+                valid: true,
+                problem: None,
+            },
+        );
+    }
+    for (name, spec, problem) in templates {
+        let spec = spec.cloned().unwrap_or_else(|| AnalysisTemplateSpec {
+            name: name.to_owned(),
+            args: Vec::new(),
+            metrics: Vec::new(),
+        });
+        let problem = if catalog.templates.contains_key(name) {
+            Some(format!(
+                "both AnalysisTemplate `{namespace}/{name}` and the `analysisTemplates` of weir.yaml define `{name}`; rename one of them"
+            ))
+        } else {
+            problem.map(|p| format!("AnalysisTemplate `{namespace}/{name}` is invalid: {p}"))
+        };
+        catalog.templates.insert(
+            name.to_owned(),
+            Entry {
+                spec,
+                path: format!("AnalysisTemplate `{namespace}/{name}` spec"),
+                valid: problem.is_none(),
+                problem,
             },
         );
     }
@@ -96,21 +155,36 @@ pub(super) fn resolve(
         let path = format!("{at}.templates[{k}].templateName");
         match catalog.templates.get(&template.template_name) {
             Some(entry) => {
+                if let (false, Some(problem)) = (entry.valid, &entry.problem) {
+                    report(&path, problem.clone());
+                }
                 ok &= entry.valid;
                 used.push(entry);
             }
             None => {
                 let mut known: Vec<&str> = catalog.templates.keys().map(String::as_str).collect();
                 known.sort_unstable();
-                let known = if known.is_empty() {
-                    "no template is defined (top-level `analysisTemplates`)".to_owned()
-                } else {
-                    format!("defined: {}", known.join(", "))
+                let message = match &catalog.namespace {
+                    None if known.is_empty() => format!(
+                        "unknown template `{}`; no template is defined (top-level `analysisTemplates`)",
+                        template.template_name
+                    ),
+                    None => format!(
+                        "unknown template `{}`; defined: {}",
+                        template.template_name,
+                        known.join(", ")
+                    ),
+                    Some(namespace) if known.is_empty() => format!(
+                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` nor in weir.yaml (neither has any)",
+                        template.template_name
+                    ),
+                    Some(namespace) => format!(
+                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` nor in weir.yaml (known: {})",
+                        template.template_name,
+                        known.join(", ")
+                    ),
                 };
-                report(
-                    &path,
-                    format!("unknown template `{}`; {known}", template.template_name),
-                );
+                report(&path, message);
                 ok = false;
             }
         }
@@ -128,7 +202,9 @@ pub(super) fn resolve(
         let declared = used
             .iter()
             .any(|e| e.spec.args.iter().any(|a| a.name == arg.name));
-        if !declared && !used.is_empty() && used.len() == templates.len() {
+        // An invalid template's arguments may not be known.
+        let all_known = used.len() == templates.len() && used.iter().all(|e| e.valid);
+        if !declared && !used.is_empty() && all_known {
             report(
                 &path,
                 format!(
@@ -213,6 +289,7 @@ pub(super) fn resolve(
             .collect(),
         args: values.into_iter().collect(),
         metrics,
+        waiting_for: None,
     })
 }
 
@@ -226,7 +303,11 @@ fn names(used: &[&Entry]) -> String {
 }
 
 /// Checks a template on its own; false after reporting a problem.
-fn check_template(path: &str, spec: &AnalysisTemplateSpec, report: &mut Report<'_>) -> bool {
+pub(super) fn check_template(
+    path: &str,
+    spec: &AnalysisTemplateSpec,
+    report: &mut Report<'_>,
+) -> bool {
     let mut ok = true;
     let mut declared: HashMap<&str, Option<&str>> = HashMap::new();
     for (k, arg) in spec.args.iter().enumerate() {
@@ -411,15 +492,13 @@ fn headers(list: &[HeaderSpec], values: &HashMap<String, String>) -> Vec<(String
 
 fn http_url(text: &str) -> Result<String, String> {
     let trimmed = text.trim();
-    if trimmed.starts_with("https://") {
-        return Err(format!(
-            "`{trimmed}`: weir's analysis providers speak plain http:// only for now; put a local proxy in front of an https:// endpoint"
-        ));
-    }
-    match trimmed.strip_prefix("http://") {
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"));
+    match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_owned()),
         _ => Err(format!(
-            "`{trimmed}` is not an http:// URL with a host, e.g. `http://127.0.0.1:9090`"
+            "`{trimmed}` is not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
         )),
     }
 }
@@ -541,6 +620,7 @@ fn build_metric(
                     .as_ref()
                     .and_then(|a| a.basic.as_ref())
                     .map(|b| (b.username.clone(), b.password.clone())),
+                insecure: p.insecure.unwrap_or(false),
             })
         }
         (None, Some(w)) => {
@@ -586,6 +666,7 @@ fn build_metric(
                 json_body: w.json_body.is_some(),
                 json_path,
                 timeout,
+                insecure: w.insecure.unwrap_or(false),
             })
         }
         (Some(_), Some(_)) => {

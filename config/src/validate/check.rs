@@ -52,8 +52,13 @@ pub(super) struct Checker<'a> {
     /// A file without a `kubernetes` block gets the block with its
     /// defaults (`weir run --kubernetes`).
     assume_kubernetes: bool,
-    /// The file's analysis templates, for the references to them.
+    /// The file's analysis templates (or, for a CanaryRoute, the
+    /// AnalysisTemplates of its namespace), for the references to them.
     templates: Catalog,
+    /// A CanaryRoute's references to AnalysisTemplates that cannot be
+    /// resolved now, as `(path, message)`: the route is served and the
+    /// analysis waits.
+    waiting: Vec<(String, String)>,
 }
 
 /// What a route matches: no two routes may match the same.
@@ -106,6 +111,7 @@ impl<'a> Checker<'a> {
             cluster: false,
             assume_kubernetes: false,
             templates: Catalog::default(),
+            waiting: Vec::new(),
         };
         for (path, message) in reported {
             checker.error(&path, message);
@@ -120,11 +126,19 @@ impl<'a> Checker<'a> {
         self.assume_kubernetes = assume;
     }
 
-    /// A checker of a CanaryRoute's spec, whose paths start at `spec`.
-    pub(super) fn for_cluster(index: &'a LocationIndex) -> Checker<'a> {
+    /// A checker of a CanaryRoute's spec, whose paths start at `spec`,
+    /// resolving references in `templates` (its namespace's).
+    pub(super) fn for_cluster(index: &'a LocationIndex, templates: Catalog) -> Checker<'a> {
         let mut checker = Checker::new("", index, Path::new(""), Vec::new());
         checker.cluster = true;
+        checker.templates = templates;
         checker
+    }
+
+    /// The references of a CanaryRoute that wait for their templates, as
+    /// `(path, message)`.
+    pub(super) fn take_waiting(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.waiting)
     }
 
     /// Checks and converts a CanaryRoute's spec (read as a route of
@@ -238,6 +252,7 @@ impl<'a> Checker<'a> {
         let routes = self.routes(&spec.routes, from_cluster);
         let notifications = self.notifications(&spec.notifications, &spec.routes);
         Some(Config {
+            analysis_templates: spec.analysis_templates.clone(),
             listeners: listeners?,
             admin: admin?,
             state_dir: state_dir?,
@@ -1591,18 +1606,31 @@ impl<'a> Checker<'a> {
         templates: &[crate::schema::TemplateRefSpec],
         args: &[crate::schema::ArgValueSpec],
     ) -> Option<model::AnalysisRef> {
-        if self.cluster {
-            self.error(
-                at,
-                "analysis templates are defined in weir.yaml only for now: a CanaryRoute cannot use them yet; remove the templates, or route this service from weir.yaml",
-            );
-            return None;
-        }
         let mut problems = Vec::new();
         let resolved =
             analysis_templates::resolve(&self.templates, at, templates, args, &mut |p, m| {
                 problems.push((p.to_owned(), m));
             });
+        // A CanaryRoute's templates are other objects, which may come,
+        // go or be fixed at any time: the route is served and the analysis
+        // waits for them (an empty list is the route's own mistake).
+        if self.cluster && resolved.is_none() && !templates.is_empty() {
+            let waiting_for = problems
+                .iter()
+                .map(|(path, message)| format!("{path}: {message}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.waiting.extend(problems);
+            return Some(model::AnalysisRef {
+                templates: templates
+                    .iter()
+                    .map(|t| Arc::from(t.template_name.as_str()))
+                    .collect(),
+                args: Vec::new(),
+                metrics: Vec::new(),
+                waiting_for: Some(Arc::from(waiting_for)),
+            });
+        }
         for (path, message) in problems {
             self.error(&path, message);
         }

@@ -180,15 +180,16 @@ static BASIC_AUTH: [Field; 2] = [
 ];
 static PROMETHEUS_AUTH: [Field; 1] = [optional("basic", Kind::Shape(&BASIC_AUTH))];
 
-static PROMETHEUS: [Field; 5] = [
+static PROMETHEUS: [Field; 6] = [
     required("address", Kind::Text),
     required("query", Kind::Text),
     optional("timeout", Kind::Whole(86_400)),
     optional("headers", Kind::List(&HEADER_KIND)),
     optional("authentication", Kind::Shape(&PROMETHEUS_AUTH)),
+    optional("insecure", Kind::Bool),
 ];
 
-static WEB: [Field; 7] = [
+static WEB: [Field; 8] = [
     required("url", Kind::Text),
     optional("method", Kind::Text),
     optional("headers", Kind::List(&HEADER_KIND)),
@@ -196,6 +197,7 @@ static WEB: [Field; 7] = [
     optional("jsonBody", Kind::Json),
     optional("jsonPath", Kind::Text),
     optional("timeoutSeconds", Kind::Whole(86_400)),
+    optional("insecure", Kind::Bool),
 ];
 
 static PROVIDER: [Field; 2] = [
@@ -224,6 +226,13 @@ static TEMPLATE: [Field; 3] = [
     required("metrics", Kind::List(&METRIC_KIND)),
 ];
 static TEMPLATE_KIND: Kind = Kind::Shape(&TEMPLATE);
+
+/// The `spec` of an AnalysisTemplate: a template of `weir.yaml` without
+/// `name` (its `metadata.name`).
+static CLUSTER_TEMPLATE: [Field; 2] = [
+    optional("args", Kind::List(&TEMPLATE_ARG_KIND)),
+    required("metrics", Kind::List(&METRIC_KIND)),
+];
 
 static ANALYSIS: [Field; 11] = [
     optional("interval", Kind::Duration),
@@ -425,6 +434,24 @@ pub(super) fn check_cluster_route(root: &Node, index: &LocationIndex) -> (Option
         assumed: &[],
     };
     let typed = walk.shape(root, &CLUSTER_ROUTE, "spec");
+    walk.finish(typed)
+}
+
+/// Checks the `spec` of an AnalysisTemplate (`root`, reported at `spec...`
+/// paths) against the shape of a template without `name`; values are taken
+/// as written. Returns the typed value when there is no structural problem.
+pub(super) fn check_cluster_template(
+    root: &Node,
+    index: &LocationIndex,
+) -> (Option<Typed>, Problems) {
+    let mut walk = Walk {
+        file: "",
+        index,
+        env: None,
+        problems: Problems::default(),
+        assumed: &[],
+    };
+    let typed = walk.shape(root, &CLUSTER_TEMPLATE, "spec");
     walk.finish(typed)
 }
 

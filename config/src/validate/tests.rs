@@ -156,6 +156,7 @@ fn spec_example_parses_into_the_model() {
     ];
     let doc = parse_env(SPEC_EXAMPLE, &vars).unwrap_or_else(|e| panic!("{e}"));
     let want = Config {
+        analysis_templates: Vec::new(),
         listeners: vec![Listener {
             name: "public".to_owned(),
             address: addr("0.0.0.0:8080"),

@@ -96,7 +96,8 @@ impl AnalysisRuns {
     }
 
     /// The phase and message of run `key` of `route`, starting it (a task
-    /// on the current tokio runtime) when it is not known yet. Never waits
+    /// on the current tokio runtime) when it is not known yet, or when it
+    /// was waiting for templates that `analysis` now resolves. Never waits
     /// on a measurement.
     pub fn ensure(
         &self,
@@ -107,8 +108,19 @@ impl AnalysisRuns {
     ) -> (RunPhase, String) {
         let mut table = self.lock();
         let runs = table.routes.entry(route.to_owned()).or_default();
-        if let Some(current) = runs.current.iter().find(|c| c.view.key == *key) {
-            return (current.view.state.phase, current.view.state.message.clone());
+        if let Some(i) = runs.current.iter().position(|c| c.view.key == *key) {
+            let state = &runs.current[i].view.state;
+            // A run waiting for its templates is replaced once they are
+            // resolved (or waits with the new reason); any other run keeps
+            // the templates it started with.
+            let replace = state.waiting_for.is_some() && state.waiting_for != analysis.waiting_for;
+            if !replace {
+                return (state.phase, state.message.clone());
+            }
+            let waited = runs.current.remove(i);
+            if let Some(task) = waited.task {
+                task.abort();
+            }
         }
         let state = RunState::new(analysis, now_ms);
         let answer = (state.phase, state.message.clone());

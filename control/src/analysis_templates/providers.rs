@@ -1,22 +1,34 @@
 //! The providers of analysis templates: a Prometheus instant query and a
-//! web request, each a plain async function of a shared HTTP client, run
+//! web request, each a plain async function of a shared HTTP(S) client, run
 //! by the measurement tasks of [`super::engine`] (never on the control
 //! loop's tick). Every failure is an `Err` with a message saying what went
 //! wrong and where: it becomes an errored measurement.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use weir_config::condition::{Value, parse_float};
-use weir_config::{PrometheusQuery, Provider, WebRequest};
+use weir_config::{PrometheusQuery, Provider, UpstreamTls, WebRequest};
+use weir_proxy::upstream::tls::UpstreamTlsError;
 
-/// The client every measurement uses (plain HTTP, pooled).
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The clients every measurement uses (pooled): `http://` and `https://`
+/// verified against the system's roots, and one accepting any certificate
+/// for providers with `insecure: true`. The TLS settings are those of
+/// upstream TLS (SPEC 16), so `SSL_CERT_FILE` adds a private CA to both.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    /// Verifies certificates; `Err` says why it cannot (no system roots).
+    verified: Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, Arc<str>>,
+    /// Accepts any certificate (Argo's `insecure`).
+    insecure: Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, Arc<str>>,
+}
 
 /// Largest answer read from a provider.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -30,14 +42,66 @@ pub struct Measured {
     pub resolved: String,
 }
 
-/// A client for the providers.
+/// The clients for the providers.
 pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(2)
-        .build(connector)
+    let build = |insecure_skip_verify: bool| {
+        let tls = UpstreamTls {
+            ca_file: None,
+            ca_pem: None,
+            server_name: None,
+            insecure_skip_verify,
+        };
+        let config = weir_proxy::upstream::tls::client_config(&tls)
+            .map_err(|e| match e {
+                UpstreamTlsError::NoSystemRoots => Arc::from(
+                    "the system has no root certificates to verify the server with; set SSL_CERT_FILE to a CA file, or `insecure: true` for tests",
+                ),
+                other => Arc::from(format!("no TLS client: {other}")),
+            })?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(2)
+            .build(connector))
+    };
+    HttpClient {
+        verified: build(false),
+        insecure: build(true),
+    }
+}
+
+// === impl HttpClient ===
+
+impl HttpClient {
+    async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+        insecure: bool,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let client = if insecure {
+            &self.insecure
+        } else {
+            &self.verified
+        };
+        match client {
+            Ok(client) => client.request(request).await.map_err(|e| error_chain(&e)),
+            // Plain http:// needs no roots; an https:// request says why it fails.
+            Err(why) if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) => {
+                Err(why.to_string())
+            }
+            Err(_) => match &self.insecure {
+                Ok(client) => client.request(request).await.map_err(|e| error_chain(&e)),
+                Err(why) => Err(why.to_string()),
+            },
+        }
+    }
 }
 
 /// What `provider` is asked, for display.
@@ -90,7 +154,7 @@ fn prometheus<'a>(client: &'a HttpClient, p: &'a PrometheusQuery) -> Asked<'a> {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("cannot build the request to {url}: {e}"))?;
-        let (status, body) = send(client, request, &url).await?;
+        let (status, body) = send(client, request, &url, p.insecure).await?;
         prometheus_value(status, &body)
     })
 }
@@ -181,7 +245,7 @@ async fn web(client: &HttpClient, w: &WebRequest) -> Result<Value, String> {
     let request = request
         .body(Full::new(body))
         .map_err(|e| format!("cannot build the request to {}: {e}", w.url))?;
-    let (status, body) = send(client, request, &w.url).await?;
+    let (status, body) = send(client, request, &w.url, w.insecure).await?;
     if !status.is_success() {
         return Err(format!("{} answered {status}: {}", w.url, excerpt(&body)));
     }
@@ -210,11 +274,12 @@ async fn send(
     client: &HttpClient,
     request: Request<Full<Bytes>>,
     url: &str,
+    insecure: bool,
 ) -> Result<(http::StatusCode, Bytes), String> {
     let answer = client
-        .request(request)
+        .request(request, insecure)
         .await
-        .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = answer.status();
     let body = Limited::new(answer.into_body(), MAX_ANSWER_BYTES)
         .collect()

@@ -144,6 +144,10 @@ pub struct RunState {
     pub started_ms: u64,
     /// When it ended.
     pub finished_ms: Option<u64>,
+    /// Why its templates could not be resolved when it started: such a
+    /// run measures nothing and stays Pending until replaced by a run of
+    /// the resolved reference.
+    pub waiting_for: Option<Arc<str>>,
 }
 
 /// The phase of a measurement of `metric` that gave `value` (see the
@@ -392,8 +396,20 @@ impl MetricRun {
 // === impl RunState ===
 
 impl RunState {
-    /// A run of `analysis` starting at `now_ms`.
+    /// A run of `analysis` starting at `now_ms`; Pending, measuring
+    /// nothing, while its templates cannot be resolved.
     pub fn new(analysis: &AnalysisRef, now_ms: u64) -> RunState {
+        if let Some(why) = &analysis.waiting_for {
+            return RunState {
+                templates: analysis.templates.clone(),
+                metrics: Vec::new(),
+                phase: RunPhase::Pending,
+                message: format!("waiting for its analysis templates: {why}"),
+                started_ms: now_ms,
+                finished_ms: None,
+                waiting_for: Some(Arc::clone(why)),
+            };
+        }
         RunState {
             templates: analysis.templates.clone(),
             metrics: analysis
@@ -405,6 +421,7 @@ impl RunState {
             message: "measuring".to_owned(),
             started_ms: now_ms,
             finished_ms: None,
+            waiting_for: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! conditions in their `status` and as Events (SPEC section 10).
 //!
 //! One condition per kind of problem (`Invalid`, `ServiceMissing`,
-//! `PortMissing`, `Conflict`): `True` with the kind as reason and a message
+//! `PortMissing`, `Conflict`, `AnalysisTemplateUnresolved`): `True` with the kind as reason and a message
 //! naming each field or role, `False` once the problem is gone (a condition
 //! never set stays absent). A `Warning` Event goes out when a condition
 //! turns `True` or its message changes, after the status write that says
@@ -26,7 +26,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::discovery::{
-    CONFLICT, ClusterObjects, INVALID, ObjectKey, PORT_MISSING, RouteProblem, SERVICE_MISSING,
+    ANALYSIS_TEMPLATE_UNRESOLVED, CONFLICT, ClusterObjects, INVALID, ObjectKey, PORT_MISSING,
+    RouteProblem, SERVICE_MISSING,
 };
 use super::events::{self, RouteRef};
 use super::resource::{CanaryRoute, StatusCondition};
@@ -34,7 +35,13 @@ use super::status_codec::format_time;
 use super::status_store::{EVENT_TIMEOUT, StatusStore, WRITE_TIMEOUT};
 
 /// The condition types of problems, one per [`RouteProblem::reason`].
-pub const PROBLEM_CONDITIONS: [&str; 4] = [INVALID, SERVICE_MISSING, PORT_MISSING, CONFLICT];
+pub const PROBLEM_CONDITIONS: [&str; 5] = [
+    INVALID,
+    SERVICE_MISSING,
+    PORT_MISSING,
+    CONFLICT,
+    ANALYSIS_TEMPLATE_UNRESOLVED,
+];
 
 /// The conditions to write over a status, and the problems to tell in an
 /// Event.
@@ -123,6 +130,7 @@ fn resolved_reason(type_: &str) -> &'static str {
         INVALID => "Valid",
         SERVICE_MISSING => "ServiceFound",
         PORT_MISSING => "PortFound",
+        ANALYSIS_TEMPLATE_UNRESOLVED => "AnalysisTemplatesResolved",
         _ => "NoConflict",
     }
 }
@@ -132,6 +140,9 @@ fn resolved_message(type_: &str) -> String {
         INVALID => "the spec validates".to_owned(),
         SERVICE_MISSING => "every Service named exists".to_owned(),
         PORT_MISSING => "every Service port named exists".to_owned(),
+        ANALYSIS_TEMPLATE_UNRESOLVED => {
+            "every AnalysisTemplate named exists and validates".to_owned()
+        }
         _ => "no other route matches the same requests".to_owned(),
     }
 }

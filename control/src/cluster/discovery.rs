@@ -15,10 +15,14 @@ use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weir_config::{Config, EndpointAddr, HostMatch, PortRef, Route, ServiceRef, Upstream};
+use weir_config::schema::AnalysisTemplateSpec;
+use weir_config::{
+    Config, EndpointAddr, HostMatch, NamespaceTemplates, PortRef, Route, ServiceRef, SpecProblem,
+    Upstream,
+};
 
 use super::gateway_api::{Gateway, GatewayClass, HttpRoute};
-use super::resource::CanaryRoute;
+use super::resource::{AnalysisTemplate, CanaryRoute};
 
 /// The label of an EndpointSlice that names its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -37,12 +41,19 @@ pub const PORT_MISSING: &str = "PortMissing";
 /// is not served.
 pub const CONFLICT: &str = "Conflict";
 
+/// The `reason` of a [`RouteProblem`] for an analysis that names an
+/// AnalysisTemplate that is missing or invalid (or leaves one of its
+/// arguments without a value): the route is served, the analysis waits.
+pub const ANALYSIS_TEMPLATE_UNRESOLVED: &str = "AnalysisTemplateUnresolved";
+
 /// The objects discovery reads, keyed by namespace and name; the values are
 /// shared with the reflectors' stores.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterObjects {
     /// CanaryRoutes of every namespace (those not watched are skipped).
     pub canary_routes: BTreeMap<ObjectKey, Arc<CanaryRoute>>,
+    /// AnalysisTemplates, which CanaryRoutes of their namespace name.
+    pub analysis_templates: BTreeMap<ObjectKey, Arc<AnalysisTemplate>>,
     /// Services.
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     /// EndpointSlices (`discovery.k8s.io/v1`).
@@ -73,6 +84,9 @@ pub struct CompiledCluster {
     /// Per route name, what is wrong with it (a route may be served and
     /// still have problems: a missing Service leaves one role empty).
     pub problems: BTreeMap<String, Vec<RouteProblem>>,
+    /// Per AnalysisTemplate that does not validate, its problems, each
+    /// naming its field.
+    pub template_problems: BTreeMap<ObjectKey, Vec<SpecProblem>>,
 }
 
 /// A route compiled from a CanaryRoute.
@@ -122,7 +136,9 @@ struct Gathered {
 type MatchKey = (Vec<String>, String);
 
 /// Compiles the CanaryRoutes of the watched `namespaces` (`None`: all) with
-/// the endpoints of their Services.
+/// the endpoints of their Services, resolving their analysis templates
+/// among the AnalysisTemplates of their namespace and `file_templates`
+/// (the `analysisTemplates` of `weir.yaml`).
 ///
 /// A role naming a Service gets the endpoints of the Service's
 /// EndpointSlices (label [`SERVICE_NAME_LABEL`]) that are ready and not
@@ -135,9 +151,22 @@ type MatchKey = (Vec<String>, String);
 pub fn compile_cluster_routes(
     objects: &ClusterObjects,
     namespaces: Option<&BTreeSet<String>>,
+    file_templates: &[AnalysisTemplateSpec],
 ) -> CompiledCluster {
     let slices = slices_by_service(objects);
     let mut compiled = CompiledCluster::default();
+    let mut templates: BTreeMap<&str, NamespaceTemplates> = BTreeMap::new();
+    for (key, template) in &objects.analysis_templates {
+        if namespaces.is_some_and(|watched| !watched.contains(&key.namespace)) {
+            continue;
+        }
+        let in_namespace = templates.entry(key.namespace.as_str()).or_insert_with(|| {
+            NamespaceTemplates::new(&key.namespace).with_file_templates(file_templates)
+        });
+        if let Err(problems) = in_namespace.insert(&key.name, &template.spec.as_json()) {
+            compiled.template_problems.insert(key.clone(), problems);
+        }
+    }
     let mut candidates: Vec<(ClusterRoute, Option<&Time>)> = Vec::new();
     for (key, canary_route) in &objects.canary_routes {
         if namespaces.is_some_and(|watched| !watched.contains(&key.namespace)) {
@@ -145,7 +174,16 @@ pub fn compile_cluster_routes(
         }
         let name = key.to_string();
         let mut problems = Vec::new();
-        if let Some(route) = compile_one(key, canary_route, objects, &slices, &mut problems) {
+        let none = NamespaceTemplates::new(&key.namespace).with_file_templates(file_templates);
+        let templates = templates.get(key.namespace.as_str()).unwrap_or(&none);
+        if let Some(route) = compile_one(
+            key,
+            canary_route,
+            templates,
+            objects,
+            &slices,
+            &mut problems,
+        ) {
             candidates.push((
                 ClusterRoute {
                     route,
@@ -312,6 +350,7 @@ fn host_text(host: &HostMatch) -> String {
 fn compile_one(
     key: &ObjectKey,
     canary_route: &CanaryRoute,
+    templates: &NamespaceTemplates,
     objects: &ClusterObjects,
     slices: &BTreeMap<(&str, &str), Vec<&EndpointSlice>>,
     problems: &mut Vec<RouteProblem>,
@@ -327,17 +366,26 @@ fn compile_one(
             return None;
         }
     };
-    let valid = match weir_config::validate_canary_route(&key.namespace, &key.name, &spec) {
-        Ok(valid) => valid,
-        Err(invalid) => {
-            problems.extend(invalid.into_iter().map(|problem| RouteProblem {
-                field_or_role: problem.path,
-                reason: INVALID,
-                message: problem.message,
-            }));
-            return None;
-        }
-    };
+    let valid =
+        match weir_config::validate_canary_route_in(&key.namespace, &key.name, &spec, templates) {
+            Ok(valid) => valid,
+            Err(invalid) => {
+                problems.extend(invalid.into_iter().map(|problem| RouteProblem {
+                    field_or_role: problem.path,
+                    reason: INVALID,
+                    message: problem.message,
+                }));
+                return None;
+            }
+        };
+    problems.extend(valid.waiting.into_iter().map(|problem| RouteProblem {
+        field_or_role: problem.path,
+        reason: ANALYSIS_TEMPLATE_UNRESOLVED,
+        message: format!(
+            "{}; the analysis waits until it is resolved",
+            problem.message
+        ),
+    }));
     let mut route = valid.route;
     if let Some(service) = &valid.stable_service {
         let found = role_endpoints(&key.namespace, "stable", service, objects, slices, problems);

@@ -6,12 +6,14 @@
 //! ([`weir_config::schema`]), so the two vocabularies cannot drift: a test
 //! checks that the spec has exactly the route's keys but `name`.
 
+use std::collections::BTreeMap;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weir_config::schema::{
-    CanarySpec, HeaderOverrideSpec, StableFallbackSpec, StableSpec, StickinessSpec, StrategySpec,
-    TimeoutsSpec,
+    CanarySpec, HeaderOverrideSpec, MetricSpec, StableFallbackSpec, StableSpec, StickinessSpec,
+    StrategySpec, TemplateArgSpec, TimeoutsSpec,
 };
 
 /// What a CanaryRoute asks for: a `weir.yaml` route without `name`, whose
@@ -75,6 +77,43 @@ pub struct BlueGreenStatus {
     /// `Preview`, `PrePromotion`, `AwaitingPromotion`, `PostPromotion` or `Done`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+}
+
+// The fields are kept as written and validated by weir (not by serde), so
+// that a wrong one is reported naming the template and the field; unknown
+// fields are kept by the API server so that weir can name them instead of
+// their being dropped silently.
+/// What an AnalysisTemplate holds (SPEC 13, Kubernetes mode): one entry of
+/// `weir.yaml`'s `analysisTemplates` without `name`, which is
+/// `metadata.name`; CanaryRoutes of the same namespace name it in
+/// `templateName`.
+#[derive(CustomResource, Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "AnalysisTemplate",
+    namespaced,
+    doc = "Named metrics, measured by a provider and judged by conditions, that the analysis steps of CanaryRoutes in the same namespace run (Argo Rollouts' AnalysisTemplate spec, with the Prometheus and web providers).",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct AnalysisTemplateSpec {
+    /// Arguments, `{{args.NAME}}` in the metrics' strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<TemplateArgSpec>>")]
+    pub args: Option<serde_json::Value>,
+    /// The metrics, at least one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<MetricSpec>")]
+    pub metrics: Option<serde_json::Value>,
+    /// Keys weir does not know, kept to be reported.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 /// The rollout state of a CanaryRoute, shared by every replica: written by
@@ -227,13 +266,37 @@ pub struct StatusCondition {
     pub last_transition_time: Option<String>,
 }
 
-/// The CRD as YAML, for `weir crd`.
+/// The CRDs as YAML, for `weir crd`: CanaryRoute, then AnalysisTemplate,
+/// as two documents.
 ///
 /// # Errors
-/// When the definition cannot be serialized (never, for this type).
+/// When a definition cannot be serialized (never, for these types).
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     use kube::CustomResourceExt as _;
-    serde_yaml_ng::to_string(&CanaryRoute::crd())
+    let canary_route = serde_yaml_ng::to_string(&CanaryRoute::crd())?;
+    let analysis_template = serde_yaml_ng::to_string(&AnalysisTemplate::crd())?;
+    Ok(format!("{canary_route}---\n{analysis_template}"))
+}
+
+// === impl AnalysisTemplateSpec ===
+
+impl AnalysisTemplateSpec {
+    /// The spec as written, for validation: the keys present, unknown ones
+    /// included.
+    pub fn as_json(&self) -> serde_json::Value {
+        let mut map: serde_json::Map<String, serde_json::Value> = self
+            .unknown
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(args) = &self.args {
+            map.insert("args".to_owned(), args.clone());
+        }
+        if let Some(metrics) = &self.metrics {
+            map.insert("metrics".to_owned(), metrics.clone());
+        }
+        serde_json::Value::Object(map)
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The Kubernetes side of a running weir (SPEC sections 10 and 11): watches
-//! CanaryRoutes, Services and EndpointSlices (and, with
+//! CanaryRoutes, AnalysisTemplates, Services and EndpointSlices (and, with
 //! `kubernetes.gatewayApi`, GatewayClasses, Gateways and HTTPRoutes) with
 //! kube-runtime reflectors,
 //! compiles them into the routes the proxy serves, takes part in the
@@ -9,7 +9,7 @@
 //! Nothing here waits on the proxy: a change is compiled, decided and
 //! published as a new snapshot like a reload, through the process handle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,7 @@ use super::gateway_routes;
 use super::gateway_status::GatewayStatusWriter;
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
-use super::resource::CanaryRoute;
+use super::resource::{AnalysisTemplate, CanaryRoute};
 use super::status_codec::{self, Coverage};
 use super::status_store::StatusStore;
 use crate::controller::cluster_routes::{Observed, is_cluster_route};
@@ -80,6 +80,9 @@ pub struct Cluster {
     pub ready: watch::Receiver<bool>,
     /// Writes the CanaryRoutes' problems as conditions (the leader only).
     problems: ProblemReporter,
+    /// Rung when the file config changed: the cluster is compiled again
+    /// (its templates and routes are part of the result).
+    resync: Notify,
     /// Writes the status of the Gateway API objects (the leader only).
     gateway_statuses: GatewayStatusWriter,
 }
@@ -88,6 +91,7 @@ pub struct Cluster {
 #[derive(Clone)]
 struct Stores {
     canary_routes: Vec<Store<CanaryRoute>>,
+    analysis_templates: Vec<Store<AnalysisTemplate>>,
     services: Vec<Store<Service>>,
     endpoint_slices: Vec<Store<EndpointSlice>>,
     /// Empty unless `kubernetes.gatewayApi`.
@@ -140,8 +144,15 @@ impl Cluster {
             peers,
             ready,
             problems,
+            resync: Notify::new(),
             gateway_statuses: GatewayStatusWriter::new(client),
         }
+    }
+
+    /// Compiles the cluster's objects again soon: the file config changed
+    /// (its analysis templates and routes take part).
+    pub fn resync(&self) {
+        self.resync.notify_one();
     }
 
     /// Whether this replica leads now.
@@ -174,6 +185,7 @@ pub fn start(
     let namespaces = watched_namespaces(&settings);
     let mut stores = Stores {
         canary_routes: Vec::new(),
+        analysis_templates: Vec::new(),
         services: Vec::new(),
         endpoint_slices: Vec::new(),
         gateway_classes: Vec::new(),
@@ -199,6 +211,11 @@ pub fn start(
     }
     for namespace in &namespaces {
         stores.canary_routes.push(reflect(
+            api(&client, namespace.as_deref()),
+            &changed,
+            stop.clone(),
+        ));
+        stores.analysis_templates.push(reflect(
             api(&client, namespace.as_deref()),
             &changed,
             stop.clone(),
@@ -348,7 +365,9 @@ async fn follow(
         () = stopped(&mut stop) => return,
         () = all_ready(&stores) => {}
     }
-    tracing::info!(elapsed = ?started.elapsed(), "first lists of CanaryRoutes, Services and EndpointSlices applied");
+    tracing::info!(elapsed = ?started.elapsed(), "first lists of CanaryRoutes, AnalysisTemplates, Services and EndpointSlices applied");
+    // The problems of each invalid AnalysisTemplate, as last logged.
+    let mut logged_templates: BTreeMap<ObjectKey, String> = BTreeMap::new();
     let mut leadership = cluster.leadership.clone();
     let mut guardrail = tokio::time::interval(Duration::from_millis(250));
     guardrail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -360,6 +379,7 @@ async fn follow(
             tokio::select! {
                 () = stopped(&mut stop) => return,
                 () = changed.notified() => {}
+                () = cluster.resync.notified() => {}
                 _ = leadership.changed() => {}
                 _ = guardrail.tick() => {
                     guard(&process, &cluster).await;
@@ -374,7 +394,14 @@ async fn follow(
             }
             tokio::time::sleep(COALESCE).await;
         }
-        sync(&process, &cluster, &stores, &peers_tx).await;
+        sync(
+            &process,
+            &cluster,
+            &stores,
+            &peers_tx,
+            &mut logged_templates,
+        )
+        .await;
         if first {
             let _ = ready_tx.send(true);
             first = false;
@@ -427,6 +454,9 @@ async fn all_ready(stores: &Stores) {
     for store in &stores.canary_routes {
         let _ = store.wait_until_ready().await;
     }
+    for store in &stores.analysis_templates {
+        let _ = store.wait_until_ready().await;
+    }
     for store in &stores.services {
         let _ = store.wait_until_ready().await;
     }
@@ -452,6 +482,7 @@ async fn sync(
     cluster: &Cluster,
     stores: &Stores,
     peers_tx: &watch::Sender<Vec<SocketAddr>>,
+    logged_templates: &mut BTreeMap<ObjectKey, String>,
 ) {
     let objects = collect(stores);
     let namespaces: Option<BTreeSet<String>> = cluster
@@ -460,7 +491,16 @@ async fn sync(
         .namespaces
         .as_ref()
         .map(|list| list.iter().cloned().collect());
-    let compiled = discovery::compile_cluster_routes(&objects, namespaces.as_ref());
+    let file_templates = process
+        .control
+        .lock()
+        .await
+        .file_config()
+        .analysis_templates
+        .clone();
+    let compiled =
+        discovery::compile_cluster_routes(&objects, namespaces.as_ref(), &file_templates);
+    log_template_problems(&compiled.template_problems, logged_templates);
     for (key, route) in &objects.canary_routes {
         cluster.statuses.observe(&key.to_string(), route);
     }
@@ -553,9 +593,43 @@ async fn sync(
     }
 }
 
+/// Logs each AnalysisTemplate that does not validate, once per set of
+/// problems, and that it validates again once fixed. The CanaryRoutes
+/// naming it say so in their status.
+fn log_template_problems(
+    found: &BTreeMap<ObjectKey, Vec<weir_config::SpecProblem>>,
+    logged: &mut BTreeMap<ObjectKey, String>,
+) {
+    for (key, problems) in found {
+        let text = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if logged.get(key) != Some(&text) {
+            tracing::warn!(template = %key, problems = %text, "AnalysisTemplate does not validate; the analyses naming it wait");
+            logged.insert(key.clone(), text);
+        }
+    }
+    logged.retain(|key, _| {
+        let still = found.contains_key(key);
+        if !still {
+            tracing::info!(template = %key, "AnalysisTemplate validates again (or is gone)");
+        }
+        still
+    });
+}
+
 /// The objects of every store, keyed by `NAMESPACE/NAME`.
 fn collect(stores: &Stores) -> ClusterObjects {
     let mut objects = ClusterObjects::default();
+    for store in &stores.analysis_templates {
+        for template in store.state() {
+            objects
+                .analysis_templates
+                .insert(ObjectKey::of(&template.metadata), template);
+        }
+    }
     for store in &stores.canary_routes {
         for route in store.state() {
             objects

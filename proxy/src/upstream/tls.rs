@@ -118,7 +118,14 @@ pub fn check(tls: &UpstreamTls) -> Result<(), UpstreamTlsError> {
     Ok(())
 }
 
-fn client_config(tls: &UpstreamTls) -> Result<rustls::ClientConfig, UpstreamTlsError> {
+/// A rustls client config for `tls`: its CA file's certificates (loaded
+/// into `ca_pem`), else the system's roots (which honour `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR`), or any certificate with `insecure_skip_verify`; no
+/// ALPN. Also used by the control plane's HTTPS clients.
+///
+/// # Errors
+/// [`UpstreamTlsError`] when the CAs cannot be used.
+pub fn client_config(tls: &UpstreamTls) -> Result<rustls::ClientConfig, UpstreamTlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()

@@ -348,20 +348,201 @@ fn a_service_in_weir_yaml_is_still_refused() {
     assert_eq!(paths, ["routes[0].stable.service"]);
 }
 
-#[test]
-fn analysis_templates_are_refused_in_a_canary_route_for_now() {
-    let spec = json!({
+fn analysis_route() -> Value {
+    json!({
         "stable": stable_service(),
         "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
         "strategy": {"steps": [
             {"setWeight": 10},
-            {"analysis": {"templates": [{"templateName": "errors"}]}}
+            {"analysis": {"templates": [{"templateName": "smoke"}], "args": [{"name": "path", "value": "/ok"}]}}
         ]}
+    })
+}
+
+fn smoke_template() -> Value {
+    json!({
+        "args": [{"name": "path"}],
+        "metrics": [{
+            "name": "smoke",
+            "successCondition": "result.ok == true",
+            "provider": {"web": {"url": "http://127.0.0.1:8000{{args.path}}", "jsonPath": "{$}"}}
+        }]
+    })
+}
+
+fn analysis_step(valid: &ClusterRouteSpec) -> &crate::AnalysisRef {
+    let steps = &valid.route.strategy.as_ref().expect("a strategy").steps;
+    match &steps[1] {
+        Step::Analysis(analysis) => analysis,
+        other => panic!("expected an analysis step, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_analysis_step_resolves_an_analysis_template_of_the_namespace() {
+    let mut templates = NamespaceTemplates::new("shop");
+    templates
+        .insert("smoke", &smoke_template())
+        .expect("a valid template");
+    let valid = validate_canary_route_in("shop", "checkout", &analysis_route(), &templates)
+        .expect("a valid spec");
+    assert!(valid.waiting.is_empty(), "{:?}", valid.waiting);
+    let analysis = analysis_step(&valid);
+    assert_eq!(analysis.waiting_for, None);
+    assert_eq!(analysis.metrics.len(), 1);
+    match &analysis.metrics[0].provider {
+        crate::Provider::Web(web) => assert_eq!(web.url, "http://127.0.0.1:8000/ok"),
+        other => panic!("expected the web provider, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_analysis_template_leaves_the_route_served_and_its_step_waiting() {
+    let valid = validate_canary_route_in(
+        "shop",
+        "checkout",
+        &analysis_route(),
+        &NamespaceTemplates::new("shop"),
+    )
+    .expect("the route is still valid");
+    let [waiting] = valid.waiting.as_slice() else {
+        panic!("expected one waiting reference, got {:?}", valid.waiting);
+    };
+    assert_eq!(
+        waiting.path,
+        "spec.strategy.steps[1].analysis.templates[0].templateName"
+    );
+    assert!(
+        waiting
+            .message
+            .contains("there is no AnalysisTemplate `smoke` in namespace `shop`"),
+        "{}",
+        waiting.message
+    );
+    let analysis = analysis_step(&valid);
+    assert!(analysis.metrics.is_empty());
+    let why = analysis.waiting_for.as_deref().expect("a waiting step");
+    assert!(why.contains("no AnalysisTemplate `smoke`"), "{why}");
+}
+
+#[test]
+fn an_invalid_analysis_template_is_reported_at_its_field_and_by_the_routes_using_it() {
+    let mut bad = smoke_template();
+    bad["metrics"][0]["successCondition"] = json!("result.ok ==");
+    let mut templates = NamespaceTemplates::new("shop");
+    let problems = templates
+        .insert("smoke", &bad)
+        .expect_err("the condition does not parse");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, "spec.metrics[0].successCondition");
+    assert!(
+        problems[0].message.contains("does not parse"),
+        "{}",
+        problems[0].message
+    );
+    let valid = validate_canary_route_in("shop", "checkout", &analysis_route(), &templates)
+        .expect("the route is still valid");
+    let [waiting] = valid.waiting.as_slice() else {
+        panic!("expected one waiting reference, got {:?}", valid.waiting);
+    };
+    assert!(
+        waiting
+            .message
+            .contains("AnalysisTemplate `shop/smoke` is invalid: spec.metrics[0].successCondition"),
+        "{}",
+        waiting.message
+    );
+}
+
+#[test]
+fn an_analysis_template_spec_is_checked_for_unknown_keys_and_a_name_key() {
+    let mut with_name = smoke_template();
+    with_name["name"] = json!("smoke");
+    let problems = validate_analysis_template("smoke", &with_name).expect_err("`name` is metadata");
+    assert_eq!(problems[0].path, "spec.name", "{problems:?}");
+    let mut typo = smoke_template();
+    typo["metrics"][0]["sucessCondition"] = json!("true");
+    let problems = validate_analysis_template("smoke", &typo).expect_err("a typo");
+    assert_eq!(
+        problems[0].path, "spec.metrics[0].sucessCondition",
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].message.contains("successCondition"),
+        "{}",
+        problems[0].message
+    );
+}
+
+/// The `analysisTemplates` of a `weir.yaml` defining `smoke` (the
+/// template of [`smoke_template`]).
+fn file_templates() -> Vec<AnalysisTemplateSpec> {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: smoke
+    args: [{name: path}]
+    metrics:
+      - name: smoke
+        successCondition: result.ok == true
+        provider:
+          web: {url: "http://127.0.0.1:9000{{args.path}}"}
+kubernetes:
+"#;
+    let document =
+        crate::parse(text, "weir.yaml", Path::new("/"), &|_| None).expect("a valid weir.yaml");
+    document.config.analysis_templates
+}
+
+#[test]
+fn a_canary_route_may_name_a_template_of_weir_yaml() {
+    let templates = NamespaceTemplates::new("shop").with_file_templates(&file_templates());
+    let valid = validate_canary_route_in("shop", "checkout", &analysis_route(), &templates)
+        .expect("a valid spec");
+    assert!(valid.waiting.is_empty(), "{:?}", valid.waiting);
+    match &analysis_step(&valid).metrics[0].provider {
+        crate::Provider::Web(web) => assert_eq!(web.url, "http://127.0.0.1:9000/ok"),
+        other => panic!("expected the web provider, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_name_in_both_the_namespace_and_weir_yaml_is_refused_where_it_is_used() {
+    let mut templates = NamespaceTemplates::new("shop").with_file_templates(&file_templates());
+    templates
+        .insert("smoke", &smoke_template())
+        .expect("valid on its own");
+    let valid = validate_canary_route_in("shop", "checkout", &analysis_route(), &templates)
+        .expect("the route is still valid");
+    let [waiting] = valid.waiting.as_slice() else {
+        panic!("expected one waiting reference, got {:?}", valid.waiting);
+    };
+    assert_eq!(
+        waiting.path,
+        "spec.strategy.steps[1].analysis.templates[0].templateName"
+    );
+    assert!(
+        waiting.message.contains(
+            "both AnalysisTemplate `shop/smoke` and the `analysisTemplates` of weir.yaml define `smoke`"
+        ),
+        "{}",
+        waiting.message
+    );
+    assert!(analysis_step(&valid).waiting_for.is_some());
+}
+
+#[test]
+fn an_empty_template_list_is_still_the_routes_own_mistake() {
+    let spec = json!({
+        "stable": stable_service(),
+        "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+        "strategy": {"steps": [{"setWeight": 10}, {"analysis": {"templates": []}}]}
     });
     assert_single(
         spec,
-        "spec.strategy.steps[1].analysis",
-        "a CanaryRoute cannot use them yet",
+        "spec.strategy.steps[1].analysis.templates",
+        "no templates",
     );
 }
 

@@ -202,7 +202,7 @@ fn template_problems_are_located() {
             "analysisTemplates[0].metrics[0].provider.prometheus.address",
             14,
             13,
-            "not an http:// URL",
+            "not an http:// or https:// URL",
         ),
     ];
     assert_cases(&cases);
@@ -283,4 +283,47 @@ routes:
         ),
         Ok(())
     );
+}
+
+#[test]
+fn https_addresses_and_argos_insecure_are_read_for_both_providers() {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: both
+    metrics:
+      - name: smoke
+        provider:
+          web: { url: "https://smoke.example:8443/smoke", insecure: true }
+      - name: errors
+        provider:
+          prometheus: { address: "https://prometheus.example:9091/", query: up }
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - analysis: { templates: [{ templateName: both }] }
+"#;
+    let config = valid(text);
+    let Step::Analysis(step) = &config.routes[0]
+        .strategy
+        .as_ref()
+        .expect("a strategy")
+        .steps[0]
+    else {
+        panic!("an analysis step");
+    };
+    let Provider::Web(web) = &step.metrics[0].provider else {
+        panic!("a web metric");
+    };
+    assert_eq!(web.url, "https://smoke.example:8443/smoke");
+    assert!(web.insecure);
+    let Provider::Prometheus(prometheus) = &step.metrics[1].provider else {
+        panic!("a Prometheus metric");
+    };
+    assert_eq!(prometheus.address, "https://prometheus.example:9091");
+    assert!(!prometheus.insecure, "verified unless `insecure: true`");
 }

@@ -66,6 +66,7 @@ fn web_answers_are_read_at_the_json_path() {
         json_body: false,
         json_path: Some(JsonPath::parse("{$.data.items[1].ok}").expect("parses")),
         timeout: Duration::from_secs(1),
+        insecure: false,
     };
     let body = br#"{"data":{"items":[{"ok":false},{"ok":true}]}}"#;
     assert_eq!(web_value(&request, body), Ok(Value::Bool(true)));
@@ -96,6 +97,7 @@ fn prometheus_at(addr: std::net::SocketAddr, timeout: Duration) -> Provider {
         timeout,
         headers: vec![("x-scope".to_owned(), "weir".to_owned())],
         basic_auth: Some(("user".to_owned(), "pass".to_owned())),
+        insecure: false,
     })
 }
 

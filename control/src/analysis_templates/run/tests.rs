@@ -25,6 +25,7 @@ fn metric() -> Metric {
             timeout: Duration::from_secs(30),
             headers: Vec::new(),
             basic_auth: None,
+            insecure: false,
         }),
     }
 }
@@ -240,6 +241,7 @@ fn a_run_is_the_worst_of_its_metrics_and_dry_runs_never_fail_it() {
             named("b", true, 1),
             named("c", false, 1),
         ],
+        waiting_for: None,
     };
     let mut state = RunState::new(&analysis, 0);
     let (at, due) = state.next_due().expect("due");
@@ -275,4 +277,61 @@ fn a_run_is_the_worst_of_its_metrics_and_dry_runs_never_fail_it() {
     let mut state = RunState::new(&analysis, 0);
     state.terminate(7, "the rollout was promoted");
     assert_eq!((state.phase, state.finished_ms), (S, Some(7)));
+}
+
+#[test]
+fn a_run_of_an_unresolved_reference_waits_pending_and_measures_nothing() {
+    let analysis = AnalysisRef {
+        templates: vec![Arc::from("smoke")],
+        args: Vec::new(),
+        metrics: Vec::new(),
+        waiting_for: Some(Arc::from("there is no AnalysisTemplate `smoke`")),
+    };
+    let state = RunState::new(&analysis, 7);
+    assert_eq!(state.phase, RunPhase::Pending);
+    assert!(
+        state.message.contains("no AnalysisTemplate `smoke`"),
+        "{}",
+        state.message
+    );
+    assert_eq!(state.next_due(), None);
+    assert_eq!(state.finished_ms, None);
+}
+
+#[test]
+fn the_engine_replaces_a_waiting_run_once_its_templates_resolve_and_keeps_any_other() {
+    use crate::analysis_templates::engine::AnalysisRuns;
+    let key = RunKey {
+        rollout_seq: 1,
+        rollout_started_ms: 0,
+        kind: RunKind::Step(1),
+    };
+    let waiting = |why: &str| AnalysisRef {
+        templates: vec![Arc::from("t")],
+        args: Vec::new(),
+        metrics: Vec::new(),
+        waiting_for: Some(Arc::from(why)),
+    };
+    let resolved = AnalysisRef {
+        templates: vec![Arc::from("t")],
+        args: Vec::new(),
+        metrics: vec![Arc::new(metric())],
+        waiting_for: None,
+    };
+    let runs = AnalysisRuns::new();
+    let (phase, message) = runs.ensure("shop/checkout", &key, &waiting("missing"), 0);
+    assert_eq!(phase, RunPhase::Pending);
+    assert!(message.ends_with("missing"), "{message}");
+    let (_, message) = runs.ensure("shop/checkout", &key, &waiting("invalid"), 1);
+    assert!(message.ends_with("invalid"), "the new reason: {message}");
+    let (phase, _) = runs.ensure("shop/checkout", &key, &resolved, 2);
+    assert_eq!(phase, RunPhase::Running);
+    let view = runs.runs("shop/checkout");
+    assert_eq!(view.len(), 1, "the waiting run is replaced, not kept");
+    assert_eq!(view[0].state.metrics.len(), 1);
+    assert_eq!(view[0].state.started_ms, 2);
+    // A template changed (or gone) later: the run keeps what it started with.
+    let (phase, _) = runs.ensure("shop/checkout", &key, &waiting("gone"), 3);
+    assert_eq!(phase, RunPhase::Running);
+    assert_eq!(runs.runs("shop/checkout")[0].state.metrics.len(), 1);
 }

@@ -168,7 +168,7 @@ impl Objects {
     }
 
     fn compile(&self) -> CompiledCluster {
-        compile_cluster_routes(&self.0, None)
+        compile_cluster_routes(&self.0, None, &[])
     }
 }
 
@@ -598,10 +598,10 @@ fn only_canary_routes_of_watched_namespaces_are_compiled() {
         .both_services("shop")
         .both_services("billing");
     let watched: BTreeSet<String> = ["shop".to_owned()].into();
-    let compiled = compile_cluster_routes(&objects.0, Some(&watched));
+    let compiled = compile_cluster_routes(&objects.0, Some(&watched), &[]);
     assert_eq!(route_names(&compiled), ["shop/checkout"]);
     assert!(compiled.problems.is_empty());
-    let all = compile_cluster_routes(&objects.0, None);
+    let all = compile_cluster_routes(&objects.0, None, &[]);
     // Same hosts and prefix in two namespaces: the older serves.
     assert_eq!(route_names(&all), ["billing/invoices"]);
 }
@@ -867,4 +867,121 @@ fn a_preview_host_served_by_another_route_is_a_conflict() {
         "{}",
         message("shop/d-plain")
     );
+}
+
+fn analysis_template(namespace: &str, name: &str, spec: Value) -> Arc<AnalysisTemplate> {
+    let object = json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": spec,
+    });
+    Arc::new(serde_json::from_value(object).expect("test AnalysisTemplates deserialize"))
+}
+
+fn template_spec(success: &str) -> Value {
+    json!({"metrics": [{
+        "name": "smoke",
+        "successCondition": success,
+        "provider": {"web": {"url": "http://127.0.0.1:8000/smoke"}}
+    }]})
+}
+
+fn spec_using(path_prefix: &str, template: &str) -> Value {
+    let mut spec = services_spec(path_prefix);
+    spec["strategy"] = json!({"steps": [
+        {"setWeight": 10},
+        {"analysis": {"templates": [{"templateName": template}]}}
+    ]});
+    spec
+}
+
+impl Objects {
+    fn template(mut self, template: Arc<AnalysisTemplate>) -> Objects {
+        self.0
+            .analysis_templates
+            .insert(ObjectKey::of(&template.metadata), template);
+        self
+    }
+}
+
+#[test]
+fn analysis_templates_resolve_in_their_namespace_and_a_bad_one_holds_only_its_users() {
+    let compiled = Objects::default()
+        .both_services("shop")
+        .both_services("other")
+        .template(analysis_template(
+            "shop",
+            "good",
+            template_spec("result == 1"),
+        ))
+        .template(analysis_template("shop", "bad", template_spec("result ==")))
+        // Same name, another namespace: not visible from `shop`.
+        .template(analysis_template(
+            "other",
+            "elsewhere",
+            template_spec("true"),
+        ))
+        .route(canary_route(
+            "shop",
+            "uses-good",
+            spec_using("/good", "good"),
+        ))
+        .route(canary_route("shop", "uses-bad", spec_using("/bad", "bad")))
+        .route(canary_route(
+            "shop",
+            "uses-other",
+            spec_using("/other", "elsewhere"),
+        ))
+        .compile();
+    let served: Vec<&str> = compiled.routes.iter().map(|r| &*r.route.name).collect();
+    assert_eq!(
+        served,
+        ["shop/uses-bad", "shop/uses-good", "shop/uses-other"],
+        "every route is served"
+    );
+    assert_eq!(
+        problem_summary(&compiled),
+        [
+            (
+                "shop/uses-bad".to_owned(),
+                "spec.strategy.steps[1].analysis.templates[0].templateName".to_owned(),
+                ANALYSIS_TEMPLATE_UNRESOLVED
+            ),
+            (
+                "shop/uses-other".to_owned(),
+                "spec.strategy.steps[1].analysis.templates[0].templateName".to_owned(),
+                ANALYSIS_TEMPLATE_UNRESOLVED
+            ),
+        ]
+    );
+    let bad = &compiled.problems["shop/uses-bad"][0].message;
+    assert!(
+        bad.contains("AnalysisTemplate `shop/bad` is invalid: spec.metrics[0].successCondition"),
+        "{bad}"
+    );
+    let other = &compiled.problems["shop/uses-other"][0].message;
+    assert!(
+        other.contains(
+            "there is no AnalysisTemplate `elsewhere` in namespace `shop` nor in weir.yaml (known: bad, good)"
+        ),
+        "{other}"
+    );
+    let invalid: Vec<String> = compiled
+        .template_problems
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(invalid, ["shop/bad"]);
+    let good = compiled
+        .routes
+        .iter()
+        .find(|r| &*r.route.name == "shop/uses-good")
+        .expect("served");
+    let steps = &good.route.strategy.as_ref().expect("a strategy").steps;
+    let weir_config::Step::Analysis(analysis) = &steps[1] else {
+        panic!("an analysis step: {steps:?}");
+    };
+    assert_eq!(analysis.waiting_for, None);
+    assert_eq!(analysis.metrics.len(), 1);
 }

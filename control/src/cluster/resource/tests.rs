@@ -235,10 +235,56 @@ fn status_round_trips_and_reads_what_it_does_not_know() {
 }
 
 #[test]
-fn crd_yaml_is_the_crd() {
+fn crd_yaml_is_the_two_crds() {
+    use serde::Deserialize as _;
     let yaml = crd_yaml().expect("renders");
-    let parsed: Value = serde_yaml_ng::from_str(&yaml).expect("YAML");
-    assert_eq!(parsed, crd());
+    let parsed: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .map(|document| Value::deserialize(document).expect("YAML"))
+        .collect();
+    let template = serde_json::to_value(AnalysisTemplate::crd()).expect("the CRD serializes");
+    assert_eq!(parsed, [crd(), template]);
+}
+
+#[test]
+fn the_analysis_template_schema_is_structural_and_has_the_keys_of_a_template_but_name() {
+    let crd = serde_json::to_value(AnalysisTemplate::crd()).expect("the CRD serializes");
+    assert_eq!(crd["metadata"]["name"], "analysistemplates.weir.dev");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    let root = version_schema(&crd);
+    let spec = &root["properties"]["spec"];
+    let mut problems = Vec::new();
+    structural_problems(spec, "spec", &mut problems);
+    assert_eq!(problems, Vec::<String>::new());
+    let keys: Vec<&str> = spec["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["args", "metrics"]);
+    // Unknown keys reach weir, which names them, instead of being pruned.
+    assert_eq!(spec["x-kubernetes-preserve-unknown-fields"], json!(true));
+    let metric = &spec["properties"]["metrics"]["items"]["properties"];
+    for key in ["successCondition", "interval", "provider", "dryRun"] {
+        assert!(metric.get(key).is_some(), "metrics[] has {key}");
+    }
+}
+
+#[test]
+fn an_analysis_template_is_read_whatever_its_fields_hold() {
+    // One wrong template must not stop the list of every template: any
+    // JSON under `spec` is read, and validation names what is wrong.
+    let object = json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "errors", "namespace": "shop"},
+        "spec": {"metrics": "not a list", "dryRun": [{"metricName": "x"}]}
+    });
+    let template: AnalysisTemplate = serde_json::from_value(object).expect("read");
+    let problems = weir_config::validate_analysis_template("errors", &template.spec.as_json())
+        .expect_err("refused");
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"spec.dryRun"), "{problems:?}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ fn analysis() -> Arc<AnalysisRef> {
         templates: vec![Arc::from("errors")],
         args: Vec::new(),
         metrics: Vec::new(),
+        waiting_for: None,
     })
 }
 

@@ -18,6 +18,7 @@ fn templates(name: &str) -> Arc<AnalysisRef> {
         templates: vec![Arc::from(name)],
         args: Vec::new(),
         metrics: Vec::new(),
+        waiting_for: None,
     })
 }
 
