@@ -794,7 +794,7 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
 
 /// The status answered for `reason`: 501 for a transfer coding weir does
 /// not implement, 400 otherwise.
-fn reason_status(reason: RejectReason) -> StatusCode {
+pub(crate) fn reason_status(reason: RejectReason) -> StatusCode {
     match reason {
         RejectReason::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::BAD_REQUEST,
@@ -802,7 +802,7 @@ fn reason_status(reason: RejectReason) -> StatusCode {
 }
 
 /// The body of the 400 answered for `reason`.
-fn reason_text(reason: RejectReason) -> &'static str {
+pub(crate) fn reason_text(reason: RejectReason) -> &'static str {
     match reason {
         RejectReason::MissingHost => "bad request: an HTTP/1.1 request needs a Host header",
         RejectReason::DuplicateHost => "bad request: more than one Host header",
