@@ -245,7 +245,7 @@ pub async fn serve(
 
 /// Counts the outcome of one attempt against `backend` and turns it into
 /// the downstream response (an error into weir's own answer).
-fn answer(
+pub(crate) fn answer(
     outcome: Result<Response<ProxyBody>, ProxyError>,
     backend: &ServedBackend,
     context: &RequestContext<'_>,
@@ -314,15 +314,15 @@ fn answer(
 }
 
 /// What [`answer`] needs to log and time an attempt.
-struct RequestContext<'a> {
-    span: &'a tracing::Span,
-    about: &'a About,
-    downstream: &'a Downstream,
-    route: &'a ServedRoute,
-    started: Instant,
+pub(crate) struct RequestContext<'a> {
+    pub(crate) span: &'a tracing::Span,
+    pub(crate) about: &'a About,
+    pub(crate) downstream: &'a Downstream,
+    pub(crate) route: &'a ServedRoute,
+    pub(crate) started: Instant,
     /// The request is a gRPC call: a deadline passed is answered in gRPC's
     /// terms.
-    grpc: bool,
+    pub(crate) grpc: bool,
 }
 
 /// A request kept for a retry on stable: its head as the client sent it
@@ -400,21 +400,38 @@ fn decide_role<B>(
     req: &Request<B>,
     issued_key: &mut Option<[u8; 32]>,
 ) -> Role {
+    decide_role_from(
+        route,
+        |name| req.headers().get(name).map(HeaderValue::as_bytes),
+        || {
+            req.headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+        },
+        issued_key,
+    )
+}
+
+/// [`decide_role`] on borrowed bytes: `header` gives the value of a
+/// request header by name, `cookies` every `Cookie` line. Shared by both
+/// forwarding paths.
+pub(crate) fn decide_role_from<'a, C>(
+    route: &ServedRoute,
+    header: impl Fn(&HeaderName) -> Option<&'a [u8]>,
+    cookies: impl FnOnce() -> C,
+    issued_key: &mut Option<[u8; 32]>,
+) -> Role
+where
+    C: Iterator<Item = &'a [u8]>,
+{
     let header = match &route.canary_by_header {
-        Some((name, value)) => {
-            decision::header_verdict(value, req.headers().get(name).map(HeaderValue::as_bytes))
-        }
+        Some((name, value)) => decision::header_verdict(value, header(name)),
         None => HeaderVerdict::None,
     };
     match &route.sticky {
         Some(cookie) => {
-            let found = decision::find_cookie(
-                req.headers()
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                &cookie.name,
-            );
+            let found = decision::find_cookie(cookies(), &cookie.name);
             let key = match found {
                 Some(key) => key,
                 None => issued_key.insert(decision::new_client_key()).as_slice(),
@@ -427,10 +444,10 @@ fn decide_role<B>(
 
 /// What a warning about a request says about it, kept while the request
 /// itself goes upstream.
-struct About {
-    method: http::Method,
-    uri: Uri,
-    request_id: Option<HeaderValue>,
+pub(crate) struct About {
+    pub(crate) method: http::Method,
+    pub(crate) uri: Uri,
+    pub(crate) request_id: Option<HeaderValue>,
 }
 
 /// Shows a request id, or `-` for none.
@@ -620,10 +637,10 @@ async fn forward(
 const POOLED_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A request being answered; counted as 499 (client closed) if dropped first.
-struct Pending<'a> {
-    metrics: &'a crate::metrics::RoleMetrics,
-    started: Instant,
-    answered: bool,
+pub(crate) struct Pending<'a> {
+    pub(crate) metrics: &'a crate::metrics::RoleMetrics,
+    pub(crate) started: Instant,
+    pub(crate) answered: bool,
 }
 
 impl Drop for Pending<'_> {

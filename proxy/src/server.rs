@@ -24,6 +24,9 @@ use tracing::Instrument as _;
 
 use crate::body::ProxyBody;
 use crate::forward::{self, Downstream};
+use crate::http1::ForwardingPath;
+use crate::http1::connection::{self as own_path, Ended};
+use crate::http1::prefixed::Prefixed;
 use crate::metrics::ListenerMetrics;
 use crate::request_id::RequestIdLayer;
 use crate::{Proxy, Shared};
@@ -50,6 +53,9 @@ pub struct ServeOptions {
     /// A limit shared with other listeners (the process's descriptor budget):
     /// each connection also needs one of its permits.
     pub shared_limit: Option<Arc<Semaphore>>,
+    /// Which code forwards HTTP/1.1 on a cleartext listener; TLS listeners
+    /// always use hyper.
+    pub forwarding: ForwardingPath,
 }
 
 impl Default for ServeOptions {
@@ -61,6 +67,7 @@ impl Default for ServeOptions {
             drain_timeout: Duration::from_secs(10),
             max_connections: weir_config::model::DEFAULT_MAX_CONNECTIONS,
             shared_limit: None,
+            forwarding: ForwardingPath::default(),
         }
     }
 }
@@ -103,6 +110,9 @@ impl Proxy {
         let graceful = GracefulShutdown::new();
         // Turns true at the drain deadline: every connection still open is dropped.
         let (cut_tx, cut_rx) = watch::channel(false);
+        // Turns true when the drain begins, for connections on weir's own
+        // path (hyper's are told through `graceful`).
+        let (draining_tx, draining_rx) = watch::channel(false);
         let mut backoff = AcceptBackoff::new(&options.name);
         let local_port = listener.local_addr().map_or(0, |addr| addr.port());
         tokio::pin!(shutdown);
@@ -153,6 +163,13 @@ impl Proxy {
             let watcher = graceful.watcher();
             let handshake_timeout = options.header_read_timeout;
             let mut cut = cut_rx.clone();
+            let own =
+                (options.forwarding == ForwardingPath::Own && acceptor.is_none()).then(|| {
+                    own_path::Limits {
+                        header_read_timeout: handshake_timeout,
+                        draining: draining_rx.clone(),
+                    }
+                });
             // Debug level, as each request's span (see `forward::serve`): at
             // the default level a connection pays for a level check only.
             let span = tracing::debug_span!(
@@ -175,6 +192,29 @@ impl Proxy {
                             Ok(Ok(1))
                         ) {
                             tracing::debug!("no request within the header timeout");
+                            return;
+                        }
+                        if let Some(limits) = own {
+                            // The watcher is held while weir's own path serves,
+                            // so the drain waits for this connection too.
+                            let (stream, read) =
+                                match own_path::serve(&shared, &downstream, stream, limits).await {
+                                    Ended::Closed => return,
+                                    Ended::HandOff { stream, read } => (stream, read),
+                                };
+                            let service = HyperService(proxy_stack(Arc::new(Connection {
+                                shared,
+                                downstream,
+                            })));
+                            let result = watcher
+                                .watch(builder.serve_connection_with_upgrades(
+                                    TokioIo::new(Prefixed::new(read, stream)),
+                                    service,
+                                ))
+                                .await;
+                            if let Err(error) = result {
+                                tracing::debug!(%error, "downstream connection ended with an error");
+                            }
                             return;
                         }
                         let service =
@@ -229,6 +269,7 @@ impl Proxy {
             );
         }
         drop(listener);
+        let _ = draining_tx.send(true);
         tracing::info!(listener = %options.name, connections = metrics.open.load(Relaxed), "draining");
         tokio::select! {
             () = graceful.shutdown() => 0,

@@ -142,7 +142,7 @@ pub fn parse<'h, 'b>(
     }
     let framing = match (fields.chunked, fields.length) {
         (true, _) => Framing::Chunked,
-        (false, Some(0) | None) => Framing::None,
+        (false, None) => Framing::None,
         (false, Some(n)) => Framing::Length(n),
     };
     // RFC 9112 section 6.3: a request with both framings is answered and

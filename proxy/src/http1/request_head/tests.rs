@@ -19,7 +19,7 @@ fn framing_follows_rfc_9112_and_the_hyper_path() {
     use Framing::*;
     let cases: &[(&str, Result<Option<(Framing, bool)>, u16>)] = &[
         ("Content-Length: 5\r\n", Ok(Some((Length(5), true)))),
-        ("Content-Length: 0\r\n", Ok(Some((None, true)))),
+        ("Content-Length: 0\r\n", Ok(Some((Length(0), true)))),
         ("", Ok(Some((None, true)))),
         ("Transfer-Encoding: chunked\r\n", Ok(Some((Chunked, true)))),
         (
