@@ -44,3 +44,5 @@ impl ForwardingPath {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown forwarding path {0:?}: known paths are `hyper` and `own`")]
 pub struct UnknownForwardingPath(pub String);
+#[cfg(test)]
+mod properties;
