@@ -298,15 +298,16 @@ impl Conn<'_> {
             return self.fail(plan, route, backend, error, false).await;
         }
         let whole_request = matches!(body, BodyLeft::Done);
-        if plan.expect_continue && !whole_request && self.buf.is_empty() {
-            if self
+        if plan.expect_continue
+            && !whole_request
+            && self.buf.is_empty()
+            && self
                 .client
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .await
                 .is_err()
-            {
-                return Next::Close;
-            }
+        {
+            return Next::Close;
         }
         let timeouts = route.timeouts;
         let deadline = tokio::time::Instant::from_std(plan.started) + timeouts.request;

@@ -1,7 +1,10 @@
 use super::*;
 
-/// The head's framing and keep-alive, or the refusal's status.
-fn judge(input: &[u8]) -> Result<Option<(Framing, bool)>, u16> {
+/// The head's framing and keep-alive (`None` while partial), or the
+/// refusal's status.
+type Judged = Result<Option<(Framing, bool)>, u16>;
+
+fn judge(input: &[u8]) -> Judged {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     match parse(input, &mut headers) {
         Ok(Parsed::Complete(head)) => Ok(Some((head.framing, head.keep_alive))),
@@ -17,7 +20,7 @@ fn post(fields: &str) -> Vec<u8> {
 #[test]
 fn framing_follows_rfc_9112_and_the_hyper_path() {
     use Framing::*;
-    let cases: &[(&str, Result<Option<(Framing, bool)>, u16>)] = &[
+    let cases: &[(&str, Judged)] = &[
         ("Content-Length: 5\r\n", Ok(Some((Length(5), true)))),
         ("Content-Length: 0\r\n", Ok(Some((Length(0), true)))),
         ("", Ok(Some((None, true)))),
