@@ -451,7 +451,7 @@ pub(crate) struct About {
 }
 
 /// Shows a request id, or `-` for none.
-struct ShowId<'a>(Option<&'a HeaderValue>);
+pub(crate) struct ShowId<'a>(pub(crate) Option<&'a HeaderValue>);
 
 impl std::fmt::Display for ShowId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -669,16 +669,30 @@ async fn connect(
     all: &[Arc<Endpoint>],
     timeout: std::time::Duration,
 ) -> Result<(Arc<Endpoint>, Sender), ProxyError> {
-    match first.connect(timeout).await {
-        Ok(sender) => Ok((Arc::clone(first), sender)),
+    connect_with(first, all, |endpoint| endpoint.connect(timeout)).await
+}
+
+/// [`connect`] with `open` making the connection: an HTTP/1.1 sender here,
+/// a raw socket on weir's own path.
+pub(crate) async fn connect_with<'a, T, F, Fut>(
+    first: &'a Arc<Endpoint>,
+    all: &'a [Arc<Endpoint>],
+    open: F,
+) -> Result<(Arc<Endpoint>, T), ProxyError>
+where
+    F: Fn(&'a Arc<Endpoint>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::upstream::ConnectError>>,
+{
+    match open(first).await {
+        Ok(connection) => Ok((Arc::clone(first), connection)),
         Err(error) => {
             first.record_failure(all);
             let Some(other) = upstream::pick_other(all, first) else {
                 return Err(error.into());
             };
             tracing::debug!(%error, retry = %other.addr(), "connect failed; trying another endpoint");
-            match other.connect(timeout).await {
-                Ok(sender) => Ok((Arc::clone(other), sender)),
+            match open(other).await {
+                Ok(connection) => Ok((Arc::clone(other), connection)),
                 Err(error) => {
                     other.record_failure(all);
                     Err(error.into())

@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
-use super::request_head::{self, Framing, MAX_HEADERS, Parsed, Refusal};
+use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
 use super::response_head;
 use crate::Shared;
 use crate::body::ProxyBody;
@@ -37,6 +37,9 @@ use crate::upstream::{self, Endpoint};
 
 /// How long a connection may sit idle between requests.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// Most bytes of pipelined requests read ahead while an answer is awaited.
+const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 16 * 1024;
@@ -71,6 +74,9 @@ enum Next {
     Continue,
     Close,
     HandOff,
+    /// The client left before its answer: close, and count the request as
+    /// abandoned.
+    ClientGone,
 }
 
 /// The buffers of one connection, reused by every request on it.
@@ -86,7 +92,7 @@ struct Conn<'s> {
     to_client: Vec<u8>,
     /// Bytes from the upstream not yet served.
     from_upstream: Vec<u8>,
-    /// The current request's method and target, for messages.
+    /// The current request's method, target and request id, for messages.
     line: Vec<u8>,
     limits: Limits,
 }
@@ -98,6 +104,7 @@ struct Plan {
     role: crate::Role,
     head_len: usize,
     method_len: usize,
+    target_len: usize,
     framing: Framing,
     keep_alive: bool,
     expect_continue: bool,
@@ -141,6 +148,7 @@ pub async fn serve(
                 let _ = conn.client.shutdown().await;
                 return Ended::Closed;
             }
+            Next::ClientGone => return Ended::Closed,
             Next::HandOff => {
                 return Ended::HandOff {
                     stream: conn.client,
@@ -170,7 +178,7 @@ impl Conn<'_> {
             answered: false,
         };
         let next = self.exchange(&plan, route, backend).await;
-        pending.answered = true;
+        pending.answered = !matches!(next, Next::ClientGone);
         next
     }
 
@@ -327,7 +335,9 @@ impl Conn<'_> {
                 Some(stream) => (Arc::clone(first), stream, true),
                 None => match tokio::time::timeout_at(
                     deadline,
-                    connect(first, &backend.endpoints, timeouts.connect),
+                    forward::connect_with(first, &backend.endpoints, |endpoint| {
+                        endpoint.connect_tcp(timeouts.connect)
+                    }),
                 )
                 .await
                 {
@@ -373,6 +383,7 @@ impl Conn<'_> {
                 Err(HeadError::Failed(error)) => {
                     return self.fail(plan, route, backend, error, whole_request).await;
                 }
+                Err(HeadError::ClientGone) => return Next::ClientGone,
             }
         };
         if answer.status >= 500 {
@@ -487,9 +498,18 @@ impl Conn<'_> {
                     }
                 }
             }
-            let read =
-                tokio::time::timeout_at(deadline, read_more(upstream, &mut self.from_upstream))
-                    .await;
+            // The client is watched meanwhile: one that closes gives up the
+            // request (counted 499, as on the hyper path); pipelined bytes
+            // are kept for later, up to a bound.
+            let read = tokio::select! {
+                read = tokio::time::timeout_at(deadline, read_more(upstream, &mut self.from_upstream)) => read,
+                client = read_more(&mut self.client, &mut self.buf), if self.buf.len() < PIPELINE_LIMIT => {
+                    match client {
+                        Ok(0) | Err(_) => return Err(HeadError::ClientGone),
+                        Ok(_) => continue,
+                    }
+                }
+            };
             match read {
                 Ok(Ok(0)) if !received_any => return Err(HeadError::ClosedSilently),
                 Ok(Ok(0)) => {
@@ -519,7 +539,7 @@ impl Conn<'_> {
         plan: &Plan,
         backend: &ServedBackend,
         endpoint: &Arc<Endpoint>,
-        mut upstream: TcpStream,
+        upstream: TcpStream,
         answer: Answer,
         deadline: tokio::time::Instant,
         idle: Duration,
@@ -556,7 +576,17 @@ impl Conn<'_> {
                 .await;
         }
         let mut failure = None;
+        let mut upstream = Some(upstream);
         loop {
+            if matches!(body, BodyLeft::Done) {
+                // Back in the pool before the client sees the end, so its
+                // next request finds it there.
+                if let Some(upstream) = upstream.take() {
+                    if answer.reusable && self.from_upstream.is_empty() {
+                        endpoint.put_raw_idle(upstream);
+                    }
+                }
+            }
             if self.client.write_all(&self.to_client).await.is_err() {
                 // The client left: counted with the code it was sent.
                 backend.metrics.record(code, plan.started.elapsed());
@@ -566,10 +596,12 @@ impl Conn<'_> {
             if matches!(body, BodyLeft::Done) {
                 break;
             }
+            let Some(stream) = upstream.as_mut() else {
+                break;
+            };
             let wait = (tokio::time::Instant::now() + idle).min(deadline);
             let read =
-                tokio::time::timeout_at(wait, read_more(&mut upstream, &mut self.from_upstream))
-                    .await;
+                tokio::time::timeout_at(wait, read_more(stream, &mut self.from_upstream)).await;
             match read {
                 Ok(Ok(0)) if matches!(body, BodyLeft::UntilClose) => break,
                 Ok(Ok(0)) | Ok(Err(_)) => {
@@ -603,9 +635,6 @@ impl Conn<'_> {
             // The client sees the cut: no last chunk, a short body, a close.
             return Next::Close;
         }
-        if answer.reusable && self.from_upstream.is_empty() {
-            endpoint.put_raw_idle(upstream);
-        }
         if answer.close {
             Next::Close
         } else {
@@ -624,13 +653,22 @@ impl Conn<'_> {
         error: ProxyError,
         request_read: bool,
     ) -> Next {
+        let (method, rest) = self.line.split_at(plan.method_len);
+        let (target, request_id) = rest.split_at(plan.target_len.min(rest.len()));
         let about = About {
-            method: http::Method::from_bytes(&self.line[..plan.method_len])
-                .unwrap_or(http::Method::GET),
-            uri: http::Uri::try_from(&self.line[plan.method_len..]).unwrap_or_default(),
-            request_id: None,
+            method: http::Method::from_bytes(method).unwrap_or(http::Method::GET),
+            uri: http::Uri::try_from(target).unwrap_or_default(),
+            request_id: http::HeaderValue::from_bytes(request_id).ok(),
         };
-        let span = tracing::Span::none();
+        let span = tracing::debug_span!(
+            parent: &self.downstream.span,
+            "request",
+            method = %about.method,
+            path = about.uri.path(),
+            request_id = %forward::ShowId(about.request_id.as_ref()),
+            route = &*route.name,
+            role = &*backend.label,
+        );
         let context = RequestContext {
             span: &span,
             about: &about,
@@ -727,13 +765,14 @@ fn plan(
         || cookie_values(head.headers),
         &mut issued_key,
     );
-    write_upstream_head(to_upstream, head, downstream);
+    write_upstream_head(to_upstream, head, downstream, line);
     Planned::Forward(Plan {
         routing: Arc::clone(&routing),
         route: index,
         role,
         head_len: head.len,
         method_len: head.method.len(),
+        target_len: head.target.len(),
         framing: head.framing,
         keep_alive: head.keep_alive,
         expect_continue: head.expect_continue,
@@ -816,6 +855,8 @@ enum SendError {
 enum HeadError {
     /// The upstream closed without a byte of answer.
     ClosedSilently,
+    /// The client closed its connection while waiting.
+    ClientGone,
     /// Anything else.
     Failed(ProxyError),
 }
@@ -933,32 +974,6 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
     stream.read_buf(buf).await
 }
 
-/// Connects to `first`, or once to another endpoint of the role if that
-/// fails, as [`forward`] does; counts failed connects towards ejection.
-async fn connect(
-    first: &Arc<Endpoint>,
-    all: &[Arc<Endpoint>],
-    timeout: Duration,
-) -> Result<(Arc<Endpoint>, TcpStream), ProxyError> {
-    match first.connect_tcp(timeout).await {
-        Ok(stream) => Ok((Arc::clone(first), stream)),
-        Err(error) => {
-            first.record_failure(all);
-            let Some(other) = upstream::pick_other(all, first) else {
-                return Err(error.into());
-            };
-            tracing::debug!(%error, retry = %other.addr(), "connect failed; trying another endpoint");
-            match other.connect_tcp(timeout).await {
-                Ok(stream) => Ok((Arc::clone(other), stream)),
-                Err(error) => {
-                    other.record_failure(all);
-                    Err(error.into())
-                }
-            }
-        }
-    }
-}
-
 /// Whether a route needs what only the hyper path does.
 fn needs_hyper(route: &ServedRoute) -> bool {
     route.fallback.is_some()
@@ -1054,11 +1069,12 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// `prepare_request`: hop-by-hop fields removed, `Host` kept (or the
 /// endpoint named for an HTTP/1.0 request without one), the
 /// `X-Forwarded-*` fields set, an `x-request-id` added when missing, and
-/// the body's framing.
+/// the body's framing. The request id is appended to `line`.
 fn write_upstream_head(
     out: &mut Vec<u8>,
     head: &request_head::RequestHead<'_, '_>,
     downstream: &Downstream,
+    line: &mut Vec<u8>,
 ) {
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
@@ -1075,16 +1091,17 @@ fn write_upstream_head(
             if field.value.is_empty() {
                 continue;
             }
+            if !request_id {
+                line.extend_from_slice(field.value);
+            }
             request_id = true;
         }
         push_field(out, name.as_bytes(), field.value);
     }
     if !request_id {
-        push_field(
-            out,
-            b"x-request-id",
-            &crate::request_id::new_request_id_text(),
-        );
+        let id = crate::request_id::new_request_id_text();
+        push_field(out, b"x-request-id", &id);
+        line.extend_from_slice(&id);
     }
     // Append the client to any chain already present.
     out.extend_from_slice(b"x-forwarded-for: ");
