@@ -310,8 +310,8 @@ impl StopSignal {
     }
 }
 
-/// The HTTP/1 forwarding path named by `WEIR_FORWARDING_PATH` (`hyper`, the
-/// default, or `own`): a switch for the deployment, not for the routes, so
+/// The HTTP/1 forwarding path named by `WEIR_FORWARDING_PATH` (`own`, the
+/// default, or `hyper`): a switch for the deployment, not for the routes, so
 /// it lives in the environment rather than in `weir.yaml`.
 fn forwarding_path() -> anyhow::Result<weir_proxy::http1::ForwardingPath> {
     match std::env::var("WEIR_FORWARDING_PATH") {

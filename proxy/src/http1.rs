@@ -18,9 +18,9 @@ pub mod response_head;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ForwardingPath {
     /// hyper's HTTP/1 server and client, for every request.
-    #[default]
     Hyper,
     /// weir's own path ([`connection`]), handing to hyper what it does not do.
+    #[default]
     Own,
 }
 

@@ -15,14 +15,14 @@ pub enum ForwardingPath {
 }
 
 impl ForwardingPath {
-    /// The path named by `WEIR_FORWARDING_PATH` (default `hyper`).
+    /// The path named by `WEIR_FORWARDING_PATH` (default `own`, as in the binary).
     ///
     /// # Panics
     /// When the variable names no known path.
     pub fn under_test() -> Self {
         match std::env::var("WEIR_FORWARDING_PATH").as_deref() {
-            Err(_) | Ok("hyper") => Self::Hyper,
-            Ok("own") => Self::Own,
+            Ok("hyper") => Self::Hyper,
+            Err(_) | Ok("own") => Self::Own,
             Ok(other) => {
                 panic!("WEIR_FORWARDING_PATH={other:?}: known paths are `hyper` and `own`")
             }
