@@ -16,7 +16,9 @@
 //! extensions or trailers.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use http::HeaderName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
 use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
@@ -95,6 +98,57 @@ struct Conn<'s> {
     /// The current request's method, target and request id, for messages.
     line: Vec<u8>,
     limits: Limits,
+    /// The connection's one timer (see [`Timer`]).
+    timer: Timer,
+}
+
+/// The one timer of a connection, for every deadline it has in turn (the
+/// head, the keep-alive wait, the request, the body's idle limit). It is
+/// re-armed lazily: only for a nearer deadline than the one it is set to,
+/// or when it fires before the deadline being waited for; a later deadline
+/// is left alone. So a busy keep-alive connection touches the timer wheel
+/// about once per period rather than once or twice per request.
+struct Timer {
+    sleep: Pin<Box<Sleep>>,
+}
+
+/// A deadline passed.
+#[derive(Debug)]
+struct TimedOut;
+
+// === impl Timer ===
+
+impl Timer {
+    fn new() -> Timer {
+        Timer {
+            sleep: Box::pin(tokio::time::sleep(KEEP_ALIVE_TIMEOUT)),
+        }
+    }
+
+    /// Runs `work` until it ends or `deadline` passes.
+    async fn run<F: Future>(
+        &mut self,
+        deadline: tokio::time::Instant,
+        work: F,
+    ) -> Result<F::Output, TimedOut> {
+        if self.sleep.deadline() > deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return Ok(out),
+                () = &mut self.sleep => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(TimedOut);
+                    }
+                    // Fired for an earlier deadline: on to this one.
+                    self.sleep.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
 }
 
 /// The decisions made on one request head; owns nothing of the buffer.
@@ -140,6 +194,7 @@ pub async fn serve(
         from_upstream: Vec::with_capacity(READ_SIZE),
         line: Vec::new(),
         limits,
+        timer: Timer::new(),
     };
     loop {
         match conn.one_request().await {
@@ -236,11 +291,10 @@ impl Conn<'_> {
             }
             let read = match deadline {
                 Some(deadline) => {
-                    match tokio::time::timeout_at(
-                        deadline,
-                        read_more(&mut self.client, &mut self.buf),
-                    )
-                    .await
+                    match self
+                        .timer
+                        .run(deadline, read_more(&mut self.client, &mut self.buf))
+                        .await
                     {
                         Ok(read) => read,
                         Err(_) => {
@@ -255,7 +309,7 @@ impl Conn<'_> {
                     }
                     let mut draining = self.limits.draining.clone();
                     tokio::select! {
-                        read = tokio::time::timeout(KEEP_ALIVE_TIMEOUT, read_more(&mut self.client, &mut self.buf)) => match read {
+                        read = self.timer.run(tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT, read_more(&mut self.client, &mut self.buf)) => match read {
                             Ok(read) => read,
                             Err(_) => return Ok(None),
                         },
@@ -411,7 +465,10 @@ impl Conn<'_> {
         deadline: tokio::time::Instant,
         plan: &Plan,
     ) -> Result<(), SendError> {
-        let write = tokio::time::timeout_at(deadline, upstream.write_all(&self.to_upstream)).await;
+        let write = self
+            .timer
+            .run(deadline, upstream.write_all(&self.to_upstream))
+            .await;
         match write {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(SendError::Upstream(ProxyError::UpstreamIo(error))),
@@ -424,8 +481,10 @@ impl Conn<'_> {
         // The rest of the body, as the client sends it.
         while !matches!(body, BodyLeft::Done) {
             self.to_upstream.clear();
-            let read =
-                tokio::time::timeout_at(deadline, read_more(&mut self.client, &mut self.buf)).await;
+            let read = self
+                .timer
+                .run(deadline, read_more(&mut self.client, &mut self.buf))
+                .await;
             match read {
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     return Err(SendError::Client(ProxyError::ClientFraming {
@@ -441,8 +500,10 @@ impl Conn<'_> {
                 }
             }
             pump(body, &mut self.buf, &mut self.to_upstream, true).map_err(SendError::Client)?;
-            let write =
-                tokio::time::timeout_at(deadline, upstream.write_all(&self.to_upstream)).await;
+            let write = self
+                .timer
+                .run(deadline, upstream.write_all(&self.to_upstream))
+                .await;
             match write {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return Err(SendError::Client(ProxyError::UpstreamIo(error))),
@@ -502,7 +563,7 @@ impl Conn<'_> {
             // request (counted 499, as on the hyper path); pipelined bytes
             // are kept for later, up to a bound.
             let read = tokio::select! {
-                read = tokio::time::timeout_at(deadline, read_more(upstream, &mut self.from_upstream)) => read,
+                read = self.timer.run(deadline, read_more(upstream, &mut self.from_upstream)) => read,
                 client = read_more(&mut self.client, &mut self.buf), if self.buf.len() < PIPELINE_LIMIT => {
                     match client {
                         Ok(0) | Err(_) => return Err(HeadError::ClientGone),
@@ -600,8 +661,10 @@ impl Conn<'_> {
                 break;
             };
             let wait = (tokio::time::Instant::now() + idle).min(deadline);
-            let read =
-                tokio::time::timeout_at(wait, read_more(stream, &mut self.from_upstream)).await;
+            let read = self
+                .timer
+                .run(wait, read_more(stream, &mut self.from_upstream))
+                .await;
             match read {
                 Ok(Ok(0)) if matches!(body, BodyLeft::UntilClose) => break,
                 Ok(Ok(0)) | Ok(Err(_)) => {
