@@ -1225,3 +1225,73 @@ fn write_local_bytes(out: &mut Vec<u8>, status: u16, text: &[u8], close: bool) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(text);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_timer_fires_at_each_deadline_however_it_was_armed() {
+        let mut timer = Timer::new();
+        let start = tokio::time::Instant::now();
+        // Armed for a near deadline by work that ends at once.
+        let near = start + Duration::from_millis(20);
+        assert!(matches!(timer.run(near, async { 7 }).await, Ok(7)));
+        // A later deadline is not cut short by the earlier arming.
+        let later = start + Duration::from_millis(80);
+        let waited = timer.run(later, std::future::pending::<()>()).await;
+        assert!(waited.is_err());
+        assert!(tokio::time::Instant::now() >= later);
+        // A nearer deadline than the one armed is kept too.
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        assert!(matches!(timer.run(far, async { 1 }).await, Ok(1)));
+        let soon = tokio::time::Instant::now() + Duration::from_millis(30);
+        assert!(timer.run(soon, std::future::pending::<()>()).await.is_err());
+        assert!(tokio::time::Instant::now() >= soon);
+    }
+
+    #[test]
+    fn the_upstream_head_drops_hop_by_hop_fields_and_sets_forwarded_ones() {
+        let input = b"POST /p?q HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive, X-Hop\r\n\
+            X-Hop: secret\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: x\r\n\
+            X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: abc\r\nX-Kept: yes\r\n\
+            Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Ok(Parsed::Complete(head)) = request_head::parse(input, &mut headers) else {
+            panic!("not parsed");
+        };
+        let downstream = Downstream::new(
+            "192.0.2.7:5000".parse().unwrap_or_else(|e| panic!("{e}")),
+            false,
+            tracing::Span::none(),
+        );
+        let mut out = Vec::new();
+        let mut line = Vec::new();
+        write_upstream_head(&mut out, &head, &downstream, &mut line);
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert!(text.starts_with("post /p?q http/1.1\r\n"), "{text}");
+        for kept in [
+            "x-kept: yes\r\n",
+            "x-request-id: abc\r\n",
+            "x-forwarded-for: 10.0.0.1, 192.0.2.7\r\n",
+            "x-forwarded-proto: http\r\n",
+            "host: shop.test\r\n",
+            "x-forwarded-host: shop.test\r\n",
+            "transfer-encoding: chunked\r\n",
+        ] {
+            assert!(text.contains(kept), "{kept:?} missing in {text}");
+        }
+        for dropped in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "te:",
+            "proxy-authorization",
+            "expect",
+        ] {
+            assert!(!text.contains(dropped), "{dropped:?} kept in {text}");
+        }
+        assert!(text.ends_with("\r\n\r\n"));
+        assert_eq!(line, b"abc");
+    }
+}
