@@ -346,7 +346,6 @@ impl Conn<'_> {
         route: &ServedRoute,
         backend: &ServedBackend,
     ) -> Next {
-        // A 404 planned by `plan` is already in `to_client`.
         self.buf.drain(..plan.head_len);
         let mut body = match plan.framing {
             Framing::None | Framing::Length(0) => BodyLeft::Done,
@@ -385,7 +384,9 @@ impl Conn<'_> {
         // sat idle gets a whole request once more on a fresh connection.
         let mut retried = false;
         let (endpoint, upstream, _in_flight, answer) = loop {
-            let (endpoint, mut upstream, pooled) = match first.take_raw_idle() {
+            // After a stale pooled connection, a fresh one.
+            let idle = if retried { None } else { first.take_raw_idle() };
+            let (endpoint, mut upstream, pooled) = match idle {
                 Some(stream) => (Arc::clone(first), stream, true),
                 None => match tokio::time::timeout_at(
                     deadline,
