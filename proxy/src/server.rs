@@ -180,6 +180,30 @@ impl Proxy {
             );
             let downstream =
                 Downstream::new(remote, acceptor.is_some(), span.clone()).on_port(local_port);
+            if let Some(limits) = own {
+                // A task of its own: hyper's connection state is not part
+                // of it unless the connection is handed over.
+                let own = OwnConnection {
+                    shared,
+                    downstream,
+                    builder,
+                    watcher,
+                    limits,
+                };
+                tokio::spawn(
+                    async move {
+                        let _open = open;
+                        tokio::select! {
+                            () = own.serve(stream, handshake_timeout) => {}
+                            _ = cut.wait_for(|cut| *cut) => {
+                                tracing::debug!("connection cut at the drain deadline");
+                            }
+                        }
+                    }
+                    .instrument(span),
+                );
+                continue;
+            }
             tokio::spawn(
                 async move {
                     let _open = open;
@@ -192,29 +216,6 @@ impl Proxy {
                             Ok(Ok(1))
                         ) {
                             tracing::debug!("no request within the header timeout");
-                            return;
-                        }
-                        if let Some(limits) = own {
-                            // The watcher is held while weir's own path serves,
-                            // so the drain waits for this connection too.
-                            let (stream, read) =
-                                match own_path::serve(&shared, &downstream, stream, limits).await {
-                                    Ended::Closed => return,
-                                    Ended::HandOff { stream, read } => (stream, read),
-                                };
-                            let service = HyperService(proxy_stack(Arc::new(Connection {
-                                shared,
-                                downstream,
-                            })));
-                            let result = watcher
-                                .watch(builder.serve_connection_with_upgrades(
-                                    TokioIo::new(Prefixed::new(read, stream)),
-                                    service,
-                                ))
-                                .await;
-                            if let Err(error) = result {
-                                tracing::debug!(%error, "downstream connection ended with an error");
-                            }
                             return;
                         }
                         let service =
@@ -279,6 +280,58 @@ impl Proxy {
                 tracing::warn!(listener = %options.name, connections = open, "drain timeout reached; cutting the connections still open");
                 open
             }
+        }
+    }
+}
+
+/// A connection served by weir's own HTTP/1 path, with what it needs to
+/// hand the connection to hyper.
+struct OwnConnection {
+    shared: Arc<Shared>,
+    downstream: Downstream,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: own_path::Limits,
+}
+
+// === impl OwnConnection ===
+
+impl OwnConnection {
+    /// Serves `stream`; a client that says nothing within
+    /// `handshake_timeout` is dropped, as on the hyper path.
+    async fn serve(self, stream: TcpStream, handshake_timeout: Duration) {
+        let OwnConnection {
+            shared,
+            downstream,
+            builder,
+            watcher,
+            limits,
+        } = self;
+        let mut first = [0u8; 1];
+        if !matches!(
+            tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
+            Ok(Ok(1))
+        ) {
+            tracing::debug!("no request within the header timeout");
+            return;
+        }
+        // The watcher is held while weir's own path serves, so the drain
+        // waits for this connection too.
+        let (stream, read) = match own_path::serve(&shared, &downstream, stream, limits).await {
+            Ended::Closed => return,
+            Ended::HandOff { stream, read } => (stream, read),
+        };
+        let service = HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
+        // Boxed: hyper's connection state is paid for only by the
+        // connections handed to it.
+        let result =
+            Box::pin(watcher.watch(builder.serve_connection_with_upgrades(
+                TokioIo::new(Prefixed::new(read, stream)),
+                service,
+            )))
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "downstream connection ended with an error");
         }
     }
 }

@@ -44,8 +44,16 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
 const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
 
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 16 * 1024;
+/// How long an idle connection keeps its buffers.
+const BUFFERS_KEPT_IDLE: Duration = Duration::from_secs(1);
+
+/// The first allocation of a read buffer.
+const FIRST_READ: usize = 4096;
+/// The least room a read is given.
+const MIN_READ: usize = 1024;
+/// The most a read buffer grows to for one read (a larger head or
+/// pipeline grows it further, by what it holds).
+const MAX_READ: usize = 64 * 1024;
 
 /// How a connection left weir's own path.
 #[derive(Debug)]
@@ -188,10 +196,11 @@ pub async fn serve(
         shared,
         downstream,
         client,
-        buf: Vec::with_capacity(READ_SIZE),
-        to_upstream: Vec::with_capacity(4096),
-        to_client: Vec::with_capacity(4096),
-        from_upstream: Vec::with_capacity(READ_SIZE),
+        // Made at first use, kept while the connection is busy.
+        buf: Vec::new(),
+        to_upstream: Vec::new(),
+        to_client: Vec::new(),
+        from_upstream: Vec::new(),
         line: Vec::new(),
         limits,
         timer: Timer::new(),
@@ -249,24 +258,29 @@ impl Conn<'_> {
                     }
                 } else {
                     let started = Instant::now();
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    let planned = match request_head::parse(&self.buf, &mut headers) {
-                        Ok(Parsed::Complete(head)) => plan(
-                            self.shared,
-                            self.downstream,
-                            &mut self.to_upstream,
-                            &mut self.line,
-                            &head,
-                            started,
-                        ),
-                        Ok(Parsed::Partial) => Planned::Partial,
-                        Err(refusal) => {
-                            self.refuse(refusal).await;
-                            return Err(Next::Close);
+                    // The header array ends with this block, before any
+                    // await: it is not kept in the connection's future.
+                    let planned = {
+                        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                        match request_head::parse(&self.buf, &mut headers) {
+                            Ok(Parsed::Complete(head)) => plan(
+                                self.shared,
+                                self.downstream,
+                                &mut self.to_upstream,
+                                &mut self.line,
+                                &head,
+                                started,
+                            ),
+                            Ok(Parsed::Partial) => Planned::Partial,
+                            Err(refusal) => Planned::Refused(refusal),
                         }
                     };
                     match planned {
                         Planned::Partial => {}
+                        Planned::Refused(refusal) => {
+                            self.refuse(refusal).await;
+                            return Err(Next::Close);
+                        }
                         Planned::Forward(plan) => return Ok(Some(plan)),
                         Planned::HandOff => return Err(Next::HandOff),
                         Planned::NoRoute {
@@ -303,25 +317,60 @@ impl Conn<'_> {
                         }
                     }
                 }
-                None => {
-                    if *self.limits.draining.borrow() {
-                        return Ok(None);
-                    }
-                    let mut draining = self.limits.draining.clone();
-                    tokio::select! {
-                        read = self.timer.run(tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT, read_more(&mut self.client, &mut self.buf)) => match read {
-                            Ok(read) => read,
-                            Err(_) => return Ok(None),
-                        },
-                        _ = draining.wait_for(|draining| *draining) => return Ok(None),
-                    }
-                }
+                None => match self.wait_idle().await {
+                    Some(end) => match self
+                        .timer
+                        .run(end, read_more(&mut self.client, &mut self.buf))
+                        .await
+                    {
+                        Ok(read) => read,
+                        Err(_) => return Ok(None),
+                    },
+                    None => return Ok(None),
+                },
             };
             match read {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Waits between requests until the client sends more; `None` when
+    /// it closes, idles out or the listener drains. Otherwise the end of
+    /// the keep-alive wait. After [`BUFFERS_KEPT_IDLE`] the buffers are
+    /// given back: an idle connection costs little more than its socket.
+    async fn wait_idle(&mut self) -> Option<tokio::time::Instant> {
+        if *self.limits.draining.borrow() {
+            return None;
+        }
+        let end = tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT;
+        let mut phase_end = (tokio::time::Instant::now() + BUFFERS_KEPT_IDLE).min(end);
+        let mut draining = self.limits.draining.clone();
+        loop {
+            tokio::select! {
+                ready = self.timer.run(phase_end, self.client.readable()) => match ready {
+                    Ok(Ok(())) => return Some(end),
+                    Ok(Err(_)) => return None,
+                    Err(TimedOut) if phase_end >= end => return None,
+                    Err(TimedOut) => {
+                        self.release_buffers();
+                        phase_end = end;
+                    }
+                },
+                _ = draining.wait_for(|draining| *draining) => return None,
+            }
+        }
+    }
+
+    /// Frees the buffers of an idle connection; they are made again for
+    /// its next request.
+    fn release_buffers(&mut self) {
+        self.buf = Vec::new();
+        self.to_upstream = Vec::new();
+        self.to_client = Vec::new();
+        self.from_upstream = Vec::new();
+        self.line = Vec::new();
     }
 
     /// Answers a refused head and counts it.
@@ -761,6 +810,8 @@ impl Conn<'_> {
 enum Planned {
     /// The head has not ended.
     Partial,
+    /// The head is refused.
+    Refused(Refusal),
     /// Forward as planned; the upstream head is written.
     Forward(Plan),
     /// For hyper's server.
@@ -1030,12 +1081,19 @@ fn chunked_fault(error: super::chunked::ChunkedError) -> &'static str {
     }
 }
 
-/// Reads once from `stream` into the spare room of `buf`.
+/// Reads once from `stream` into the spare room of `buf`. The buffer
+/// starts small (most heads and answers fit in [`FIRST_READ`]) and doubles
+/// while reads fill it, up to [`MAX_READ`] per read.
 async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_SIZE / 4 {
-        buf.reserve(READ_SIZE);
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(buf.capacity().clamp(FIRST_READ, MAX_READ));
     }
-    stream.read_buf(buf).await
+    let spare = buf.capacity() - buf.len();
+    let read = stream.read_buf(buf).await?;
+    if read == spare && buf.capacity() < MAX_READ {
+        buf.reserve(buf.capacity());
+    }
+    Ok(read)
 }
 
 /// Whether a route needs what only the hyper path does.
