@@ -131,3 +131,28 @@ async fn an_unknown_forwarding_path_stops_weir_with_its_name() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weirs_own_answer_to_a_sticky_request_still_sets_the_issued_cookie() {
+    // Nothing listens there: every request is answered 502 by weir.
+    let unreachable = weir_e2e::free_addr();
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[unreachable]).sticky("weir-web")
+        ]))
+        .await;
+    let head = within(LIMIT, "the request", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(&mut client).await.0
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("set-cookie: weir-web="),
+        "{head}"
+    );
+}

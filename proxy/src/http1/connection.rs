@@ -798,7 +798,22 @@ impl Conn<'_> {
             _ => bytes::Bytes::new(),
         };
         self.to_client.clear();
-        write_local_bytes(&mut self.to_client, status, &text, !keep);
+        // As on the hyper path, a key issued for this request is set even
+        // on weir's own answer.
+        let set_cookie = match (&plan.issued_key, &route.sticky) {
+            (Some(key), Some(cookie)) => cookie.set_cookie(
+                std::str::from_utf8(key).unwrap_or_default(),
+                self.downstream.tls,
+            ),
+            _ => None,
+        };
+        write_local_bytes(
+            &mut self.to_client,
+            status,
+            &text,
+            !keep,
+            set_cookie.as_ref().map(http::HeaderValue::as_bytes),
+        );
         if self.client.write_all(&self.to_client).await.is_err() || !keep {
             return Next::Close;
         }
@@ -1265,10 +1280,17 @@ fn write_upstream_head(
 
 /// A short answer made by weir, as `error::local_response` makes it.
 fn write_local(out: &mut Vec<u8>, status: u16, text: &str, close: bool) {
-    write_local_bytes(out, status, text.as_bytes(), close);
+    write_local_bytes(out, status, text.as_bytes(), close, None);
 }
 
-fn write_local_bytes(out: &mut Vec<u8>, status: u16, text: &[u8], close: bool) {
+/// [`write_local`] with bytes, and a `Set-Cookie` when one was issued.
+fn write_local_bytes(
+    out: &mut Vec<u8>,
+    status: u16,
+    text: &[u8],
+    close: bool,
+    set_cookie: Option<&[u8]>,
+) {
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -1278,6 +1300,9 @@ fn write_local_bytes(out: &mut Vec<u8>, status: u16, text: &[u8], close: bool) {
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
         text.len()
     );
+    if let Some(cookie) = set_cookie {
+        push_field(out, b"set-cookie", cookie);
+    }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
