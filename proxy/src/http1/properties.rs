@@ -7,6 +7,7 @@
 
 use super::chunked::{self, ChunkedError, LAST_CHUNK, decode_split, encode_chunk};
 use super::request_head::{self, MAX_HEADERS, Parsed};
+use super::response_head;
 
 /// Random inputs per property.
 const RUNS: usize = 3000;
@@ -57,6 +58,33 @@ fn check_head_prefixes(input: &[u8]) {
             "prefix of {end} bytes gives {prefix:?}, whole gives {whole:?}: {:?}",
             String::from_utf8_lossy(input)
         );
+    }
+}
+
+/// The outcome of parsing a response head, comparable across calls.
+fn response_outcome(
+    input: &[u8],
+    head_request: bool,
+) -> Result<Option<(u16, usize, bool)>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    response_head::parse(input, &mut headers, head_request)
+        .map(|head| head.map(|h| (h.status, h.len, h.reusable)))
+        .map_err(|broken| broken.0)
+}
+
+/// Every prefix of an upstream's answer parses as not yet whole, or as the
+/// whole does.
+fn check_response_prefixes(input: &[u8]) {
+    for head_request in [false, true] {
+        let whole = response_outcome(input, head_request);
+        for end in 0..input.len() {
+            let prefix = response_outcome(&input[..end], head_request);
+            assert!(
+                prefix == Ok(None) || prefix == whole,
+                "prefix of {end} bytes gives {prefix:?}, whole gives {whole:?}: {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 }
 
@@ -198,6 +226,40 @@ fn request_heads_parse_the_same_on_every_prefix() {
     }
 }
 
+/// An answer head made of well-formed lines with fragments dropped in.
+fn random_response(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    let status = [
+        "HTTP/1.1 200 OK",
+        "HTTP/1.1 204 No Content",
+        "HTTP/1.0 200 OK",
+        "HTTP/1.1 100 Continue",
+        "HTTP/1.1 600 X",
+        "HTTP/1.1 2OO OK",
+    ];
+    out.extend_from_slice(status[rng.usize(..status.len())].as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for _ in 0..rng.usize(0..6) {
+        match rng.u8(..10) {
+            0 => out.push(rng.u8(..)),
+            _ => {
+                out.extend_from_slice(FRAGMENTS[rng.usize(..FRAGMENTS.len())].as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\nbody");
+    out
+}
+
+#[test]
+fn response_heads_parse_the_same_on_every_prefix() {
+    let mut rng = rng();
+    for _ in 0..RUNS {
+        check_response_prefixes(&random_response(&mut rng));
+    }
+}
+
 #[test]
 fn chunked_bodies_decode_the_same_however_split() {
     let mut rng = rng();
@@ -240,6 +302,10 @@ fn the_kept_corpus_replays() {
                 as &mut dyn FnMut(&[u8], &mut fastrand::Rng),
         ),
         ("chunked", &mut check_chunked_splits),
+        (
+            "responses",
+            &mut (|input: &[u8], _: &mut fastrand::Rng| check_response_prefixes(input)),
+        ),
     ] {
         let entries =
             std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("corpus {dir}: {e}"));
