@@ -156,3 +156,45 @@ async fn weirs_own_answer_to_a_sticky_request_still_sets_the_issued_cookie() {
         "{head}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
+    // Answers 413 as soon as it has a head, without reading the body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
+            .await
+            .unwrap();
+        // Keeps the connection open, reading nothing more.
+        std::future::pending::<()>().await;
+    });
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let (head, body) = within(LIMIT, "the early answer", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        // A megabyte announced, a few bytes sent: the rest never comes.
+        client
+            .write_all(b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 1000000\r\n\r\nfirst bytes")
+            .await
+            .unwrap();
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(body, b"too big\n");
+}

@@ -459,8 +459,8 @@ impl Conn<'_> {
             let sent = self
                 .send_request(&mut upstream, &mut body, deadline, plan)
                 .await;
-            match sent {
-                Ok(()) => {}
+            let cut = match sent {
+                Ok(sent) => sent == Sent::Cut,
                 Err(SendError::Upstream(error)) => {
                     if pooled && whole_request && !retried {
                         retried = true;
@@ -471,10 +471,13 @@ impl Conn<'_> {
                 Err(SendError::Client(error)) => {
                     return self.fail(plan, route, backend, error, false).await;
                 }
-            }
+            };
             // The answer's head; a pooled connection that closes before a
             // byte of it may not have seen the request.
-            match self.read_response_head(&mut upstream, plan, deadline).await {
+            match self
+                .read_response_head(&mut upstream, plan, deadline, cut)
+                .await
+            {
                 Ok(answer) => break (endpoint, upstream, in_flight, answer),
                 Err(HeadError::ClosedSilently) if pooled && whole_request && !retried => {
                     retried = true;
@@ -514,7 +517,7 @@ impl Conn<'_> {
         body: &mut BodyLeft,
         deadline: tokio::time::Instant,
         plan: &Plan,
-    ) -> Result<(), SendError> {
+    ) -> Result<Sent, SendError> {
         let write = self
             .timer
             .run(deadline, upstream.write_all(&self.to_upstream))
@@ -528,13 +531,19 @@ impl Conn<'_> {
                 )));
             }
         }
-        // The rest of the body, as the client sends it.
+        // The rest of the body, as the client sends it, unless the upstream
+        // answers (or closes) first: an early answer, a 413 say, is passed
+        // on as on the hyper path.
+        let mut probe = [0u8; 1];
         while !matches!(body, BodyLeft::Done) {
             self.to_upstream.clear();
-            let read = self
-                .timer
-                .run(deadline, read_more(&mut self.client, &mut self.buf))
-                .await;
+            let read = tokio::select! {
+                read = self.timer.run(deadline, read_more(&mut self.client, &mut self.buf)) => read,
+                _ = upstream.peek(&mut probe) => {
+                    tracing::debug!("upstream answered before the request body ended");
+                    return Ok(Sent::Cut);
+                }
+            };
             match read {
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     return Err(SendError::Client(ProxyError::ClientFraming {
@@ -556,7 +565,9 @@ impl Conn<'_> {
                 .await;
             match write {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(SendError::Client(ProxyError::UpstreamIo(error))),
+                // The upstream stopped reading: its answer, if it sent one,
+                // is read next.
+                Ok(Err(_)) => return Ok(Sent::Cut),
                 Err(_) => {
                     return Err(SendError::Client(ProxyError::UpstreamTimeout(
                         deadline_length(plan, deadline),
@@ -564,7 +575,7 @@ impl Conn<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(Sent::Whole)
     }
 
     /// Reads the upstream's final answer head (interim 1xx answers are
@@ -575,6 +586,7 @@ impl Conn<'_> {
         upstream: &mut TcpStream,
         plan: &Plan,
         deadline: tokio::time::Instant,
+        cut: bool,
     ) -> Result<Answer, HeadError> {
         self.from_upstream.clear();
         let mut received_any = false;
@@ -595,10 +607,14 @@ impl Conn<'_> {
                         let answer = write_client_head(
                             &mut self.to_client,
                             self.downstream.tls,
-                            draining,
+                            draining || cut,
                             &head,
                             plan,
                         );
+                        let answer = Answer {
+                            reusable: answer.reusable && !cut,
+                            ..answer
+                        };
                         let len = head.len;
                         self.from_upstream.drain(..len);
                         return Ok(answer);
@@ -913,11 +929,12 @@ fn plan(
     })
 }
 
-/// The downstream head of an answer, into `to_client`.
+/// The downstream head of an answer, into `out`; `must_close`: the
+/// client connection closes after it (a drain, or a request body cut short).
 fn write_client_head(
     out: &mut Vec<u8>,
     tls: bool,
-    draining: bool,
+    must_close: bool,
     head: &response_head::ResponseHead<'_, '_>,
     plan: &Plan,
 ) -> Answer {
@@ -925,7 +942,7 @@ fn write_client_head(
     // An HTTP/1.0 client cannot take chunks: the body runs to the close.
     let downstream_chunked = head.framing == Framing::Chunked && plan.minor == 1;
     let close = !plan.keep_alive
-        || draining
+        || must_close
         || head.framing == Framing::UntilClose
         || (head.framing == Framing::Chunked && !downstream_chunked);
     out.clear();
@@ -971,6 +988,17 @@ fn write_client_head(
         downstream_chunked,
         close,
     }
+}
+
+/// How much of a request went upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// All of it.
+    Whole,
+    /// The upstream answered or stopped reading before the body ended: the
+    /// rest of the body is never read, so both connections close after the
+    /// answer.
+    Cut,
 }
 
 /// Why a request could not be sent.
