@@ -160,6 +160,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let (stop_tx, stop_rx) = watch::channel(false);
     // The admin API outlives the listeners, so /readyz can say 503 during the drain.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let forwarding = forwarding_path()?;
     let mut servers = tokio::task::JoinSet::new();
     for (name, socket, tls, max_connections) in listeners {
         let proxy = proxy.clone();
@@ -172,6 +173,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             drain_timeout: DRAIN_TIMEOUT,
             max_connections,
             shared_limit: shared_limit.clone(),
+            forwarding,
             ..ServeOptions::default()
         };
         servers.spawn(async move {
@@ -305,5 +307,16 @@ impl StopSignal {
             _ = self.term.recv() => tracing::info!("SIGTERM received"),
             _ = self.int.recv() => tracing::info!("SIGINT received"),
         }
+    }
+}
+
+/// The HTTP/1 forwarding path named by `WEIR_FORWARDING_PATH` (`own`, the
+/// default, or `hyper`): a switch for the deployment, not for the routes, so
+/// it lives in the environment rather than in `weir.yaml`.
+fn forwarding_path() -> anyhow::Result<weir_proxy::http1::ForwardingPath> {
+    match std::env::var("WEIR_FORWARDING_PATH") {
+        Err(_) => Ok(weir_proxy::http1::ForwardingPath::default()),
+        Ok(name) => weir_proxy::http1::ForwardingPath::from_name(&name)
+            .context("environment variable WEIR_FORWARDING_PATH"),
     }
 }

@@ -38,6 +38,22 @@ pub enum ProxyError {
     /// `Transfer-Encoding`: its length is ambiguous (RFC 9112 section 6.3).
     #[error("upstream response has both Content-Length and Transfer-Encoding")]
     AmbiguousLength,
+    /// The upstream's answer broke HTTP/1.1 framing (weir's own path).
+    #[error("upstream answer is malformed: {0}")]
+    BrokenAnswer(&'static str),
+    /// The upstream connection failed or closed before a whole answer
+    /// head (weir's own path).
+    #[error("upstream connection failed: {0}")]
+    UpstreamIo(#[source] std::io::Error),
+    /// The client's request body broke its framing (weir's own path):
+    /// what is wrong, and whether it merely ended early.
+    #[error("request body from the client is broken: {what}")]
+    ClientFraming {
+        /// What is wrong.
+        what: &'static str,
+        /// The body ended before its declared length.
+        incomplete: bool,
+    },
     /// The client's request body could not be read: the client's fault, not
     /// the upstream's.
     #[error("request body from the client is broken: {0}")]
@@ -68,9 +84,11 @@ impl ProxyError {
             | ProxyError::Protocol(_)
             | ProxyError::UnexpectedUpgrade
             | ProxyError::InvalidStatus(_)
-            | ProxyError::AmbiguousLength => StatusCode::BAD_GATEWAY,
+            | ProxyError::AmbiguousLength
+            | ProxyError::BrokenAnswer(_)
+            | ProxyError::UpstreamIo(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -91,6 +109,11 @@ impl ProxyError {
                     ClientErrorKind::Framing
                 })
             }
+            ProxyError::ClientFraming { incomplete, .. } => Some(if *incomplete {
+                ClientErrorKind::IncompleteBody
+            } else {
+                ClientErrorKind::Framing
+            }),
             _ => None,
         }
     }
@@ -98,7 +121,9 @@ impl ProxyError {
     /// The `kind` label of `weir_upstream_errors_total`, if the error counts there.
     pub fn metric_kind(&self) -> Option<UpstreamErrorKind> {
         match self {
-            ProxyError::NoEndpoints { .. } | ProxyError::ClientBody(_) => None,
+            ProxyError::NoEndpoints { .. }
+            | ProxyError::ClientBody(_)
+            | ProxyError::ClientFraming { .. } => None,
             ProxyError::Connect(ConnectError::Tls { .. } | ConnectError::TlsConfig { .. }) => {
                 Some(UpstreamErrorKind::Tls)
             }
@@ -107,7 +132,9 @@ impl ProxyError {
             ProxyError::Protocol(_)
             | ProxyError::UnexpectedUpgrade
             | ProxyError::InvalidStatus(_)
-            | ProxyError::AmbiguousLength => Some(UpstreamErrorKind::Protocol),
+            | ProxyError::AmbiguousLength
+            | ProxyError::BrokenAnswer(_)
+            | ProxyError::UpstreamIo(_) => Some(UpstreamErrorKind::Protocol),
         }
     }
 
@@ -134,13 +161,17 @@ impl ProxyError {
             ProxyError::Protocol(_)
             | ProxyError::UnexpectedUpgrade
             | ProxyError::InvalidStatus(_)
-            | ProxyError::AmbiguousLength => "upstream broke the exchange",
-            ProxyError::ClientBody(_) => match self.client_error_kind() {
-                Some(ClientErrorKind::IncompleteBody) => {
-                    "request body ended before its declared length"
+            | ProxyError::AmbiguousLength
+            | ProxyError::BrokenAnswer(_)
+            | ProxyError::UpstreamIo(_) => "upstream broke the exchange",
+            ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => {
+                match self.client_error_kind() {
+                    Some(ClientErrorKind::IncompleteBody) => {
+                        "request body ended before its declared length"
+                    }
+                    _ => "request body framing is invalid",
                 }
-                _ => "request body framing is invalid",
-            },
+            }
         };
         // The client's own mistake is named precisely (hyper's innermost
         // cause, e.g. "Invalid chunk size line"); an upstream's is not
@@ -150,6 +181,7 @@ impl ProxyError {
                 .last()
                 .map(|cause| format!(": {cause}"))
                 .unwrap_or_default(),
+            ProxyError::ClientFraming { what, .. } => format!(": {what}"),
             _ => String::new(),
         };
         format!("{what}{detail} (route {route}, {role})")

@@ -259,7 +259,7 @@ pub async fn serve(
 
 /// Counts the outcome of one attempt against `backend` and turns it into
 /// the downstream response (an error into weir's own answer).
-fn answer(
+pub(crate) fn answer(
     outcome: Result<Response<ProxyBody>, ProxyError>,
     backend: &ServedBackend,
     context: &RequestContext<'_>,
@@ -342,15 +342,15 @@ fn answer(
 }
 
 /// What [`answer`] needs to log and time an attempt.
-struct RequestContext<'a> {
-    span: &'a tracing::Span,
-    about: &'a About,
-    downstream: &'a Downstream,
-    route: &'a ServedRoute,
-    started: Instant,
+pub(crate) struct RequestContext<'a> {
+    pub(crate) span: &'a tracing::Span,
+    pub(crate) about: &'a About,
+    pub(crate) downstream: &'a Downstream,
+    pub(crate) route: &'a ServedRoute,
+    pub(crate) started: Instant,
     /// The request is a gRPC call: a deadline passed is answered in gRPC's
     /// terms.
-    grpc: bool,
+    pub(crate) grpc: bool,
 }
 
 /// A request kept for a retry on stable: its head as the client sent it
@@ -440,21 +440,38 @@ fn decide_role<B>(
     req: &Request<B>,
     issued_key: &mut Option<[u8; 32]>,
 ) -> Role {
+    decide_role_from(
+        route,
+        |name| req.headers().get(name).map(HeaderValue::as_bytes),
+        || {
+            req.headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+        },
+        issued_key,
+    )
+}
+
+/// [`decide_role`] on borrowed bytes: `header` gives the value of a
+/// request header by name, `cookies` every `Cookie` line. Shared by both
+/// forwarding paths.
+pub(crate) fn decide_role_from<'a, C>(
+    route: &ServedRoute,
+    header: impl Fn(&HeaderName) -> Option<&'a [u8]>,
+    cookies: impl FnOnce() -> C,
+    issued_key: &mut Option<[u8; 32]>,
+) -> Role
+where
+    C: Iterator<Item = &'a [u8]>,
+{
     let header = match &route.canary_by_header {
-        Some((name, value)) => {
-            decision::header_verdict(value, req.headers().get(name).map(HeaderValue::as_bytes))
-        }
+        Some((name, value)) => decision::header_verdict(value, header(name)),
         None => HeaderVerdict::None,
     };
     match &route.sticky {
         Some(cookie) => {
-            let found = decision::find_cookie(
-                req.headers()
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                &cookie.name,
-            );
+            let found = decision::find_cookie(cookies(), &cookie.name);
             let key = match found {
                 Some(key) => key,
                 None => issued_key.insert(decision::new_client_key()).as_slice(),
@@ -467,14 +484,14 @@ fn decide_role<B>(
 
 /// What a warning about a request says about it, kept while the request
 /// itself goes upstream.
-struct About {
-    method: http::Method,
-    uri: Uri,
-    request_id: Option<HeaderValue>,
+pub(crate) struct About {
+    pub(crate) method: http::Method,
+    pub(crate) uri: Uri,
+    pub(crate) request_id: Option<HeaderValue>,
 }
 
 /// Shows a request id, or `-` for none.
-struct ShowId<'a>(Option<&'a HeaderValue>);
+pub(crate) struct ShowId<'a>(pub(crate) Option<&'a HeaderValue>);
 
 impl std::fmt::Display for ShowId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -660,10 +677,10 @@ async fn forward(
 const POOLED_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A request being answered; counted as 499 (client closed) if dropped first.
-struct Pending<'a> {
-    metrics: &'a crate::metrics::RoleMetrics,
-    started: Instant,
-    answered: bool,
+pub(crate) struct Pending<'a> {
+    pub(crate) metrics: &'a crate::metrics::RoleMetrics,
+    pub(crate) started: Instant,
+    pub(crate) answered: bool,
 }
 
 impl Drop for Pending<'_> {
@@ -692,16 +709,30 @@ async fn connect(
     all: &[Arc<Endpoint>],
     timeout: std::time::Duration,
 ) -> Result<(Arc<Endpoint>, Sender), ProxyError> {
-    match first.connect(timeout).await {
-        Ok(sender) => Ok((Arc::clone(first), sender)),
+    connect_with(first, all, |endpoint| endpoint.connect(timeout)).await
+}
+
+/// [`connect`] with `open` making the connection: an HTTP/1.1 sender here,
+/// a raw socket on weir's own path.
+pub(crate) async fn connect_with<'a, T, F, Fut>(
+    first: &'a Arc<Endpoint>,
+    all: &'a [Arc<Endpoint>],
+    open: F,
+) -> Result<(Arc<Endpoint>, T), ProxyError>
+where
+    F: Fn(&'a Arc<Endpoint>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::upstream::ConnectError>>,
+{
+    match open(first).await {
+        Ok(connection) => Ok((Arc::clone(first), connection)),
         Err(error) => {
             first.record_failure(all);
             let Some(other) = upstream::pick_other(all, first) else {
                 return Err(error.into());
             };
             tracing::debug!(%error, retry = %other.addr(), "connect failed; trying another endpoint");
-            match other.connect(timeout).await {
-                Ok(sender) => Ok((Arc::clone(other), sender)),
+            match open(other).await {
+                Ok(connection) => Ok((Arc::clone(other), connection)),
                 Err(error) => {
                     other.record_failure(all);
                     Err(error.into())
@@ -834,7 +865,7 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
 
 /// The status answered for `reason`: 501 for a transfer coding weir does
 /// not implement, 400 otherwise.
-fn reason_status(reason: RejectReason) -> StatusCode {
+pub(crate) fn reason_status(reason: RejectReason) -> StatusCode {
     match reason {
         RejectReason::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::BAD_REQUEST,
@@ -842,7 +873,7 @@ fn reason_status(reason: RejectReason) -> StatusCode {
 }
 
 /// The body of the 400 answered for `reason`.
-fn reason_text(reason: RejectReason) -> &'static str {
+pub(crate) fn reason_text(reason: RejectReason) -> &'static str {
     match reason {
         RejectReason::MissingHost => "bad request: an HTTP/1.1 request needs a Host header",
         RejectReason::DuplicateHost => "bad request: more than one Host header",

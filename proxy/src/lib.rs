@@ -18,6 +18,7 @@ pub mod error;
 pub mod fallback;
 pub mod forward;
 pub mod grpc;
+pub mod http1;
 pub mod metrics;
 pub mod request_body;
 pub mod request_id;

@@ -28,6 +28,16 @@ pub struct RequestIdLayer;
 /// A new request id: a random (version 4) UUID in its usual text form,
 /// 36 characters. Costs one small allocation, for the header value.
 pub fn new_request_id() -> HeaderValue {
+    let text = new_request_id_text();
+    // Hex digits and dashes are always a valid header value.
+    // Owned by a reference-counted buffer from the start, so the copies the
+    // request span and the upstream request make cost no further allocation.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// The text of a new request id (see [`new_request_id`]), without allocating.
+pub fn new_request_id_text() -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let random: u128 = rand::rng().random();
     // RFC 9562: version 4 in bits 48-51, variant 0b10 in bits 64-65.
@@ -41,11 +51,7 @@ pub fn new_request_id() -> HeaderValue {
         text[at + 1] = HEX[usize::from(byte & 0xf)];
         at += if matches!(i, 3 | 5 | 7 | 9) { 3 } else { 2 };
     }
-    // Hex digits and dashes are always a valid header value.
-    // Owned by a reference-counted buffer from the start, so the copies the
-    // request span and the upstream request make cost no further allocation.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
-        .unwrap_or(HeaderValue::from_static("-"))
+    text
 }
 
 // === impl RequestId ===

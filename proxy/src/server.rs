@@ -24,6 +24,9 @@ use tracing::Instrument as _;
 
 use crate::body::ProxyBody;
 use crate::forward::{self, Downstream};
+use crate::http1::ForwardingPath;
+use crate::http1::connection::{self as own_path, Ended};
+use crate::http1::prefixed::Prefixed;
 use crate::metrics::ListenerMetrics;
 use crate::request_id::RequestIdLayer;
 use crate::{Proxy, Shared};
@@ -50,6 +53,9 @@ pub struct ServeOptions {
     /// A limit shared with other listeners (the process's descriptor budget):
     /// each connection also needs one of its permits.
     pub shared_limit: Option<Arc<Semaphore>>,
+    /// Which code forwards HTTP/1.1 on a cleartext listener; TLS listeners
+    /// always use hyper.
+    pub forwarding: ForwardingPath,
 }
 
 impl Default for ServeOptions {
@@ -61,6 +67,7 @@ impl Default for ServeOptions {
             drain_timeout: Duration::from_secs(10),
             max_connections: weir_config::model::DEFAULT_MAX_CONNECTIONS,
             shared_limit: None,
+            forwarding: ForwardingPath::default(),
         }
     }
 }
@@ -103,6 +110,9 @@ impl Proxy {
         let graceful = GracefulShutdown::new();
         // Turns true at the drain deadline: every connection still open is dropped.
         let (cut_tx, cut_rx) = watch::channel(false);
+        // Turns true when the drain begins, for connections on weir's own
+        // path (hyper's are told through `graceful`).
+        let (draining_tx, draining_rx) = watch::channel(false);
         let mut backoff = AcceptBackoff::new(&options.name);
         let local_port = listener.local_addr().map_or(0, |addr| addr.port());
         tokio::pin!(shutdown);
@@ -153,6 +163,13 @@ impl Proxy {
             let watcher = graceful.watcher();
             let handshake_timeout = options.header_read_timeout;
             let mut cut = cut_rx.clone();
+            let own =
+                (options.forwarding == ForwardingPath::Own && acceptor.is_none()).then(|| {
+                    own_path::Limits {
+                        header_read_timeout: handshake_timeout,
+                        draining: draining_rx.clone(),
+                    }
+                });
             // Debug level, as each request's span (see `forward::serve`): at
             // the default level a connection pays for a level check only.
             let span = tracing::debug_span!(
@@ -163,6 +180,30 @@ impl Proxy {
             );
             let downstream =
                 Downstream::new(remote, acceptor.is_some(), span.clone()).on_port(local_port);
+            if let Some(limits) = own {
+                // A task of its own: hyper's connection state is not part
+                // of it unless the connection is handed over.
+                let own = OwnConnection {
+                    shared,
+                    downstream,
+                    builder,
+                    watcher,
+                    limits,
+                };
+                tokio::spawn(
+                    async move {
+                        let _open = open;
+                        tokio::select! {
+                            () = own.serve(stream, handshake_timeout) => {}
+                            _ = cut.wait_for(|cut| *cut) => {
+                                tracing::debug!("connection cut at the drain deadline");
+                            }
+                        }
+                    }
+                    .instrument(span),
+                );
+                continue;
+            }
             tokio::spawn(
                 async move {
                     let _open = open;
@@ -229,6 +270,7 @@ impl Proxy {
             );
         }
         drop(listener);
+        let _ = draining_tx.send(true);
         tracing::info!(listener = %options.name, connections = metrics.open.load(Relaxed), "draining");
         tokio::select! {
             () = graceful.shutdown() => 0,
@@ -238,6 +280,58 @@ impl Proxy {
                 tracing::warn!(listener = %options.name, connections = open, "drain timeout reached; cutting the connections still open");
                 open
             }
+        }
+    }
+}
+
+/// A connection served by weir's own HTTP/1 path, with what it needs to
+/// hand the connection to hyper.
+struct OwnConnection {
+    shared: Arc<Shared>,
+    downstream: Downstream,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: own_path::Limits,
+}
+
+// === impl OwnConnection ===
+
+impl OwnConnection {
+    /// Serves `stream`; a client that says nothing within
+    /// `handshake_timeout` is dropped, as on the hyper path.
+    async fn serve(self, stream: TcpStream, handshake_timeout: Duration) {
+        let OwnConnection {
+            shared,
+            downstream,
+            builder,
+            watcher,
+            limits,
+        } = self;
+        let mut first = [0u8; 1];
+        if !matches!(
+            tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
+            Ok(Ok(1))
+        ) {
+            tracing::debug!("no request within the header timeout");
+            return;
+        }
+        // The watcher is held while weir's own path serves, so the drain
+        // waits for this connection too.
+        let (stream, read) = match own_path::serve(&shared, &downstream, stream, limits).await {
+            Ended::Closed => return,
+            Ended::HandOff { stream, read } => (stream, read),
+        };
+        let service = HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
+        // Boxed: hyper's connection state is paid for only by the
+        // connections handed to it.
+        let result =
+            Box::pin(watcher.watch(builder.serve_connection_with_upgrades(
+                TokioIo::new(Prefixed::new(read, stream)),
+                service,
+            )))
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "downstream connection ended with an error");
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Endpoint {
     addr: SocketAddr,
     outstanding: AtomicUsize,
     idle: Mutex<Vec<(Sender, Instant)>>,
+    /// Idle raw connections of weir's own HTTP/1 path ([`crate::http1`]).
+    raw_idle: Mutex<Vec<(TcpStream, Instant)>>,
     health: Health,
     protocol: UpstreamProtocol,
     /// The TLS connector, or why none could be made; `None` in cleartext.
@@ -216,6 +218,7 @@ impl Endpoint {
             addr,
             outstanding: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
+            raw_idle: Mutex::new(Vec::new()),
             health: Health {
                 consecutive_failures: AtomicU32::new(0),
                 ejections_in_row: AtomicU32::new(0),
@@ -341,6 +344,49 @@ impl Endpoint {
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push((sender, Instant::now()));
         }
+    }
+
+    /// A pooled raw connection of weir's own HTTP/1 path that is still
+    /// open and silent, if any.
+    pub fn take_raw_idle(&self) -> Option<TcpStream> {
+        let mut idle = self
+            .raw_idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some((stream, since)) = idle.pop() {
+            // Bytes or an end of stream on an idle connection: the upstream
+            // closed it, or said something no request asked for.
+            let mut probe = [0u8; 1];
+            let silent = matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            if silent && since.elapsed() < IDLE_TIMEOUT {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a raw connection whose last exchange was read cleanly to its
+    /// end, with nothing after it.
+    pub fn put_raw_idle(&self, stream: TcpStream) {
+        let mut idle = self
+            .raw_idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() >= MAX_IDLE_PER_ENDPOINT {
+            idle.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+        }
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
+    /// Opens a plain TCP connection within `timeout`, for weir's own
+    /// HTTP/1 path (cleartext HTTP/1.1 endpoints only).
+    ///
+    /// # Errors
+    /// [`ConnectError`] naming the endpoint and what failed.
+    pub async fn connect_tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
+        self.tcp(timeout).await
     }
 
     /// Whether the endpoint speaks HTTP/2 (`h2c` or `h2`).

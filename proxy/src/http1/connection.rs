@@ -1,0 +1,1409 @@
+//! The driver of one downstream connection on weir's own HTTP/1 path: one
+//! task reads requests into a reused buffer, decides each one's route and
+//! role on borrowed bytes, drives the upstream socket itself (taken from and
+//! returned to the endpoint's pool of raw connections), and answers
+//! strictly in order.
+//!
+//! Handed to hyper's server, with every byte already read, when the
+//! connection or a request needs what this path does not do: an HTTP/2
+//! preface, an `Upgrade` or `CONNECT`, a request target that is not in
+//! origin form, a gRPC call, a route with a Gateway API rule or
+//! `stableFallback`, or a route with an HTTP/2 or TLS upstream. Requests
+//! before it have been answered by then.
+//!
+//! Bodies are re-framed: a `Content-Length` body is copied as is, a chunked
+//! one is validated by [`ChunkedDecoder`] and sent as plain chunks without
+//! extensions or trailers.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderName;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
+use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
+use super::response_head;
+use crate::Shared;
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::forward::{self, About, Downstream, Pending, RequestContext};
+use crate::routing::{Routing, ServedBackend, ServedRoute};
+use crate::upstream::{self, Endpoint};
+
+/// How long a connection may sit idle between requests.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// Most bytes of pipelined requests read ahead while an answer is awaited.
+const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
+
+/// How long an idle connection keeps its buffers.
+const BUFFERS_KEPT_IDLE: Duration = Duration::from_secs(1);
+
+/// The first allocation of a read buffer.
+const FIRST_READ: usize = 4096;
+/// The least room a read is given.
+const MIN_READ: usize = 1024;
+/// The most a read buffer grows to for one read (a larger head or
+/// pipeline grows it further, by what it holds).
+const MAX_READ: usize = 64 * 1024;
+
+/// How a connection left weir's own path.
+#[derive(Debug)]
+pub enum Ended {
+    /// Closed, or to be closed: nothing more to do.
+    Closed,
+    /// For hyper's server: the socket and the bytes already read from it,
+    /// starting with a request not yet answered.
+    HandOff {
+        /// The downstream socket.
+        stream: TcpStream,
+        /// Bytes read and not yet served.
+        read: Vec<u8>,
+    },
+}
+
+/// What a connection's driver needs from its listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A started request head must be whole within this.
+    pub header_read_timeout: Duration,
+    /// Turns true when the listener drains: idle connections close, busy
+    /// ones after their current answer.
+    pub draining: watch::Receiver<bool>,
+}
+
+/// What to do after one request.
+enum Next {
+    Continue,
+    Close,
+    HandOff,
+    /// The client left before its answer: close, and count the request as
+    /// abandoned.
+    ClientGone,
+}
+
+/// The buffers of one connection, reused by every request on it.
+struct Conn<'s> {
+    shared: &'s Shared,
+    downstream: &'s Downstream,
+    client: TcpStream,
+    /// Bytes from the client not yet served.
+    buf: Vec<u8>,
+    /// What goes upstream next.
+    to_upstream: Vec<u8>,
+    /// What goes to the client next.
+    to_client: Vec<u8>,
+    /// Bytes from the upstream not yet served.
+    from_upstream: Vec<u8>,
+    /// The current request's method, target and request id, for messages.
+    line: Vec<u8>,
+    limits: Limits,
+    /// The connection's one timer (see [`Timer`]).
+    timer: Timer,
+}
+
+/// The one timer of a connection, for every deadline it has in turn (the
+/// head, the keep-alive wait, the request, the body's idle limit). It is
+/// re-armed lazily: only for a nearer deadline than the one it is set to,
+/// or when it fires before the deadline being waited for; a later deadline
+/// is left alone. So a busy keep-alive connection touches the timer wheel
+/// about once per period rather than once or twice per request.
+struct Timer {
+    sleep: Pin<Box<Sleep>>,
+}
+
+/// A deadline passed.
+#[derive(Debug)]
+struct TimedOut;
+
+// === impl Timer ===
+
+impl Timer {
+    fn new() -> Timer {
+        Timer {
+            sleep: Box::pin(tokio::time::sleep(KEEP_ALIVE_TIMEOUT)),
+        }
+    }
+
+    /// Runs `work` until it ends or `deadline` passes.
+    async fn run<F: Future>(
+        &mut self,
+        deadline: tokio::time::Instant,
+        work: F,
+    ) -> Result<F::Output, TimedOut> {
+        if self.sleep.deadline() > deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return Ok(out),
+                () = &mut self.sleep => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(TimedOut);
+                    }
+                    // Fired for an earlier deadline: on to this one.
+                    self.sleep.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+}
+
+/// The decisions made on one request head; owns nothing of the buffer.
+struct Plan {
+    routing: Arc<Routing>,
+    route: usize,
+    role: crate::Role,
+    head_len: usize,
+    method_len: usize,
+    target_len: usize,
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    head_request: bool,
+    minor: u8,
+    issued_key: Option<[u8; 32]>,
+    started: Instant,
+}
+
+/// How much of a request or response body is left to copy.
+enum BodyLeft {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+/// Serves the requests of `client` until it closes, or until one needs
+/// hyper.
+pub async fn serve(
+    shared: &Shared,
+    downstream: &Downstream,
+    client: TcpStream,
+    limits: Limits,
+) -> Ended {
+    let mut conn = Conn {
+        shared,
+        downstream,
+        client,
+        // Made at first use, kept while the connection is busy.
+        buf: Vec::new(),
+        to_upstream: Vec::new(),
+        to_client: Vec::new(),
+        from_upstream: Vec::new(),
+        line: Vec::new(),
+        limits,
+        timer: Timer::new(),
+    };
+    loop {
+        match conn.one_request().await {
+            Next::Continue => {}
+            Next::Close => {
+                let _ = conn.client.shutdown().await;
+                return Ended::Closed;
+            }
+            Next::ClientGone => return Ended::Closed,
+            Next::HandOff => {
+                return Ended::HandOff {
+                    stream: conn.client,
+                    read: conn.buf,
+                };
+            }
+        }
+    }
+}
+
+// === impl Conn ===
+
+impl Conn<'_> {
+    /// Reads, forwards and answers one request.
+    async fn one_request(&mut self) -> Next {
+        let plan = match self.read_head().await {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Next::Close,
+            Err(next) => return next,
+        };
+        let routing = Arc::clone(&plan.routing);
+        let route = &routing.routes[plan.route];
+        let backend = route.backend(plan.role);
+        let mut pending = Pending {
+            metrics: &backend.metrics,
+            started: plan.started,
+            answered: false,
+        };
+        let next = self.exchange(&plan, route, backend).await;
+        pending.answered = !matches!(next, Next::ClientGone);
+        next
+    }
+
+    /// Waits for a whole head and plans its request. `Ok(None)`: the
+    /// client closed or idled out between requests.
+    async fn read_head(&mut self) -> Result<Option<Plan>, Next> {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if !self.buf.is_empty() {
+                if is_http2_preface_start(&self.buf) {
+                    if self.buf.len() >= 4 {
+                        return Err(Next::HandOff);
+                    }
+                } else {
+                    let started = Instant::now();
+                    // The header array ends with this block, before any
+                    // await: it is not kept in the connection's future.
+                    let planned = {
+                        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                        match request_head::parse(&self.buf, &mut headers) {
+                            Ok(Parsed::Complete(head)) => plan(
+                                self.shared,
+                                self.downstream,
+                                &mut self.to_upstream,
+                                &mut self.line,
+                                &head,
+                                started,
+                            ),
+                            Ok(Parsed::Partial) => Planned::Partial,
+                            Err(refusal) => Planned::Refused(refusal),
+                        }
+                    };
+                    match planned {
+                        Planned::Partial => {}
+                        Planned::Refused(refusal) => {
+                            self.refuse(refusal).await;
+                            return Err(Next::Close);
+                        }
+                        Planned::Forward(plan) => return Ok(Some(plan)),
+                        Planned::HandOff => return Err(Next::HandOff),
+                        Planned::NoRoute {
+                            text,
+                            head_len,
+                            keep_alive,
+                        } => {
+                            self.buf.drain(..head_len);
+                            self.to_client.clear();
+                            write_local(&mut self.to_client, 404, &text, !keep_alive);
+                            if self.client.write_all(&self.to_client).await.is_err() || !keep_alive
+                            {
+                                return Err(Next::Close);
+                            }
+                            return Err(Next::Continue);
+                        }
+                    }
+                }
+                deadline.get_or_insert_with(|| {
+                    tokio::time::Instant::now() + self.limits.header_read_timeout
+                });
+            }
+            let read = match deadline {
+                Some(deadline) => {
+                    match self
+                        .timer
+                        .run(deadline, read_more(&mut self.client, &mut self.buf))
+                        .await
+                    {
+                        Ok(read) => read,
+                        Err(_) => {
+                            tracing::debug!("request head not whole within the header timeout");
+                            return Ok(None);
+                        }
+                    }
+                }
+                None => match self.wait_idle().await {
+                    Some(end) => match self
+                        .timer
+                        .run(end, read_more(&mut self.client, &mut self.buf))
+                        .await
+                    {
+                        Ok(read) => read,
+                        Err(_) => return Ok(None),
+                    },
+                    None => return Ok(None),
+                },
+            };
+            match read {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Waits between requests until the client sends more; `None` when
+    /// it closes, idles out or the listener drains. Otherwise the end of
+    /// the keep-alive wait. After [`BUFFERS_KEPT_IDLE`] the buffers are
+    /// given back: an idle connection costs little more than its socket.
+    async fn wait_idle(&mut self) -> Option<tokio::time::Instant> {
+        if *self.limits.draining.borrow() {
+            return None;
+        }
+        let end = tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT;
+        let mut phase_end = (tokio::time::Instant::now() + BUFFERS_KEPT_IDLE).min(end);
+        let mut draining = self.limits.draining.clone();
+        loop {
+            tokio::select! {
+                ready = self.timer.run(phase_end, self.client.readable()) => match ready {
+                    Ok(Ok(())) => return Some(end),
+                    Ok(Err(_)) => return None,
+                    Err(TimedOut) if phase_end >= end => return None,
+                    Err(TimedOut) => {
+                        self.release_buffers();
+                        phase_end = end;
+                    }
+                },
+                _ = draining.wait_for(|draining| *draining) => return None,
+            }
+        }
+    }
+
+    /// Frees the buffers of an idle connection; they are made again for
+    /// its next request.
+    fn release_buffers(&mut self) {
+        self.buf = Vec::new();
+        self.to_upstream = Vec::new();
+        self.to_client = Vec::new();
+        self.from_upstream = Vec::new();
+        self.line = Vec::new();
+    }
+
+    /// Answers a refused head and counts it.
+    async fn refuse(&mut self, refusal: Refusal) {
+        if let Some(reason) = refusal.reason {
+            self.shared.metrics.record_rejected(reason);
+        }
+        let text = if refusal.reason.is_some() {
+            format!("{} {}\n", refusal.status, refusal.what)
+        } else {
+            format!("{} bad request: {}\n", refusal.status, refusal.what)
+        };
+        self.to_client.clear();
+        write_local(&mut self.to_client, refusal.status, &text, true);
+        let _ = self.client.write_all(&self.to_client).await;
+    }
+
+    /// Forwards the planned request and streams the answer back.
+    async fn exchange(
+        &mut self,
+        plan: &Plan,
+        route: &ServedRoute,
+        backend: &ServedBackend,
+    ) -> Next {
+        self.buf.drain(..plan.head_len);
+        let mut body = match plan.framing {
+            Framing::None | Framing::Length(0) => BodyLeft::Done,
+            Framing::Length(n) => BodyLeft::Length(n),
+            Framing::Chunked => BodyLeft::Chunked(ChunkedDecoder::new()),
+            Framing::UntilClose => BodyLeft::Done,
+        };
+        // What of the body came with the head is checked before anything
+        // goes upstream: a refused body reaches no upstream at all.
+        if let Err(error) = pump(&mut body, &mut self.buf, &mut self.to_upstream, true) {
+            return self.fail(plan, route, backend, error, false).await;
+        }
+        let whole_request = matches!(body, BodyLeft::Done);
+        if plan.expect_continue
+            && !whole_request
+            && self.buf.is_empty()
+            && self
+                .client
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return Next::Close;
+        }
+        let timeouts = route.timeouts;
+        let deadline = tokio::time::Instant::from_std(plan.started) + timeouts.request;
+        let Some(first) = upstream::pick(&backend.endpoints) else {
+            let error = ProxyError::NoEndpoints {
+                route: Arc::clone(&route.name),
+                backend: Arc::clone(&backend.label),
+            };
+            return self.fail(plan, route, backend, error, whole_request).await;
+        };
+
+        // Send the request; a pooled connection the upstream closed while it
+        // sat idle gets a whole request once more on a fresh connection.
+        let mut retried = false;
+        let (endpoint, upstream, _in_flight, answer) = loop {
+            // After a stale pooled connection, a fresh one.
+            let idle = if retried { None } else { first.take_raw_idle() };
+            let (endpoint, mut upstream, pooled) = match idle {
+                Some(stream) => (Arc::clone(first), stream, true),
+                None => match tokio::time::timeout_at(
+                    deadline,
+                    forward::connect_with(first, &backend.endpoints, |endpoint| {
+                        endpoint.connect_tcp(timeouts.connect)
+                    }),
+                )
+                .await
+                {
+                    Ok(Ok((endpoint, stream))) => (endpoint, stream, false),
+                    Ok(Err(error)) => {
+                        return self.fail(plan, route, backend, error, whole_request).await;
+                    }
+                    Err(_) => {
+                        let error = ProxyError::UpstreamTimeout(timeouts.request);
+                        return self.fail(plan, route, backend, error, whole_request).await;
+                    }
+                },
+            };
+            let in_flight = endpoint.start();
+            let sent = self
+                .send_request(&mut upstream, &mut body, deadline, plan)
+                .await;
+            let cut = match sent {
+                Ok(sent) => sent == Sent::Cut,
+                Err(SendError::Upstream(error)) => {
+                    if pooled && whole_request && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return self.fail(plan, route, backend, error, false).await;
+                }
+                Err(SendError::Client(error)) => {
+                    return self.fail(plan, route, backend, error, false).await;
+                }
+            };
+            // The answer's head; a pooled connection that closes before a
+            // byte of it may not have seen the request.
+            match self
+                .read_response_head(&mut upstream, plan, deadline, cut)
+                .await
+            {
+                Ok(answer) => break (endpoint, upstream, in_flight, answer),
+                Err(HeadError::ClosedSilently) if pooled && whole_request && !retried => {
+                    retried = true;
+                    continue;
+                }
+                Err(HeadError::ClosedSilently) => {
+                    let error = ProxyError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into());
+                    return self.fail(plan, route, backend, error, whole_request).await;
+                }
+                Err(HeadError::Failed(error)) => {
+                    return self.fail(plan, route, backend, error, whole_request).await;
+                }
+                Err(HeadError::ClientGone) => return Next::ClientGone,
+            }
+        };
+        if answer.status >= 500 {
+            endpoint.record_failure(&backend.endpoints);
+        } else {
+            endpoint.record_success();
+        }
+        self.stream_response(
+            plan,
+            backend,
+            &endpoint,
+            upstream,
+            answer,
+            deadline,
+            timeouts.idle,
+        )
+        .await
+    }
+
+    /// Writes the upstream head and the request body.
+    async fn send_request(
+        &mut self,
+        upstream: &mut TcpStream,
+        body: &mut BodyLeft,
+        deadline: tokio::time::Instant,
+        plan: &Plan,
+    ) -> Result<Sent, SendError> {
+        let write = self
+            .timer
+            .run(deadline, upstream.write_all(&self.to_upstream))
+            .await;
+        match write {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(SendError::Upstream(ProxyError::UpstreamIo(error))),
+            Err(_) => {
+                return Err(SendError::Client(ProxyError::UpstreamTimeout(
+                    deadline_length(plan, deadline),
+                )));
+            }
+        }
+        // The rest of the body, as the client sends it, unless the upstream
+        // answers (or closes) first: an early answer, a 413 say, is passed
+        // on as on the hyper path.
+        let mut probe = [0u8; 1];
+        while !matches!(body, BodyLeft::Done) {
+            self.to_upstream.clear();
+            let read = tokio::select! {
+                read = self.timer.run(deadline, read_more(&mut self.client, &mut self.buf)) => read,
+                _ = upstream.peek(&mut probe) => {
+                    tracing::debug!("upstream answered before the request body ended");
+                    return Ok(Sent::Cut);
+                }
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    return Err(SendError::Client(ProxyError::ClientFraming {
+                        what: "the connection closed inside the body",
+                        incomplete: true,
+                    }));
+                }
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    return Err(SendError::Client(ProxyError::UpstreamTimeout(
+                        deadline_length(plan, deadline),
+                    )));
+                }
+            }
+            pump(body, &mut self.buf, &mut self.to_upstream, true).map_err(SendError::Client)?;
+            let write = self
+                .timer
+                .run(deadline, upstream.write_all(&self.to_upstream))
+                .await;
+            match write {
+                Ok(Ok(())) => {}
+                // The upstream stopped reading: its answer, if it sent one,
+                // is read next.
+                Ok(Err(_)) => return Ok(Sent::Cut),
+                Err(_) => {
+                    return Err(SendError::Client(ProxyError::UpstreamTimeout(
+                        deadline_length(plan, deadline),
+                    )));
+                }
+            }
+        }
+        Ok(Sent::Whole)
+    }
+
+    /// Reads the upstream's final answer head (interim 1xx answers are
+    /// skipped) and writes the downstream head into `to_client`; the head's
+    /// bytes are removed from `from_upstream`.
+    async fn read_response_head(
+        &mut self,
+        upstream: &mut TcpStream,
+        plan: &Plan,
+        deadline: tokio::time::Instant,
+        cut: bool,
+    ) -> Result<Answer, HeadError> {
+        self.from_upstream.clear();
+        let mut received_any = false;
+        loop {
+            if !self.from_upstream.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match response_head::parse(&self.from_upstream, &mut headers, plan.head_request) {
+                    Ok(Some(head)) if head.status == 101 => {
+                        return Err(HeadError::Failed(ProxyError::UnexpectedUpgrade));
+                    }
+                    Ok(Some(head)) if head.status < 200 => {
+                        let len = head.len;
+                        self.from_upstream.drain(..len);
+                        continue;
+                    }
+                    Ok(Some(head)) => {
+                        let draining = *self.limits.draining.borrow();
+                        let answer = write_client_head(
+                            &mut self.to_client,
+                            self.downstream.tls,
+                            draining || cut,
+                            &head,
+                            plan,
+                        );
+                        let answer = Answer {
+                            reusable: answer.reusable && !cut,
+                            ..answer
+                        };
+                        let len = head.len;
+                        self.from_upstream.drain(..len);
+                        return Ok(answer);
+                    }
+                    Ok(None) => {}
+                    Err(broken) => {
+                        return Err(HeadError::Failed(ProxyError::BrokenAnswer(broken.0)));
+                    }
+                }
+            }
+            // The client is watched meanwhile: one that closes gives up the
+            // request (counted 499, as on the hyper path); pipelined bytes
+            // are kept for later, up to a bound.
+            let read = tokio::select! {
+                read = self.timer.run(deadline, read_more(upstream, &mut self.from_upstream)) => read,
+                client = read_more(&mut self.client, &mut self.buf), if self.buf.len() < PIPELINE_LIMIT => {
+                    match client {
+                        Ok(0) | Err(_) => return Err(HeadError::ClientGone),
+                        Ok(_) => continue,
+                    }
+                }
+            };
+            match read {
+                Ok(Ok(0)) if !received_any => return Err(HeadError::ClosedSilently),
+                Ok(Ok(0)) => {
+                    return Err(HeadError::Failed(ProxyError::BrokenAnswer(
+                        "connection closed inside the answer head",
+                    )));
+                }
+                Ok(Ok(_)) => received_any = true,
+                Ok(Err(error)) if !received_any && is_reset(&error) => {
+                    return Err(HeadError::ClosedSilently);
+                }
+                Ok(Err(error)) => return Err(HeadError::Failed(ProxyError::UpstreamIo(error))),
+                Err(_) => {
+                    return Err(HeadError::Failed(ProxyError::UpstreamTimeout(
+                        deadline_length(plan, deadline),
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Streams the answer's body to the client, counts the request, and
+    /// pools the upstream connection when it ended cleanly.
+    #[allow(clippy::too_many_arguments, reason = "the pieces of one exchange")]
+    async fn stream_response(
+        &mut self,
+        plan: &Plan,
+        backend: &ServedBackend,
+        endpoint: &Arc<Endpoint>,
+        upstream: TcpStream,
+        answer: Answer,
+        deadline: tokio::time::Instant,
+        idle: Duration,
+    ) -> Next {
+        let code = answer.status;
+        let mut body = match answer.framing {
+            Framing::None | Framing::Length(0) => BodyLeft::Done,
+            Framing::Length(n) => BodyLeft::Length(n),
+            Framing::Chunked => BodyLeft::Chunked(ChunkedDecoder::new()),
+            Framing::UntilClose => BodyLeft::UntilClose,
+        };
+        let head_len = self.to_client.len();
+        // What came with the head is checked before the head goes out: a
+        // broken first chunk is a 502, not a cut answer.
+        if let Err(error) = pump(
+            &mut body,
+            &mut self.from_upstream,
+            &mut self.to_client,
+            answer.downstream_chunked,
+        ) {
+            let ProxyError::ClientFraming { what, .. } = error else {
+                return Next::Close;
+            };
+            self.to_client.truncate(head_len);
+            let error = ProxyError::BrokenAnswer(what);
+            return self
+                .fail(
+                    plan,
+                    &plan.routing.routes[plan.route],
+                    backend,
+                    error,
+                    false,
+                )
+                .await;
+        }
+        let mut failure = None;
+        let mut upstream = Some(upstream);
+        loop {
+            if matches!(body, BodyLeft::Done) {
+                // Back in the pool before the client sees the end, so its
+                // next request finds it there.
+                if let Some(upstream) = upstream.take() {
+                    if answer.reusable && self.from_upstream.is_empty() {
+                        endpoint.put_raw_idle(upstream);
+                    }
+                }
+            }
+            if self.client.write_all(&self.to_client).await.is_err() {
+                // The client left: counted with the code it was sent.
+                backend.metrics.record(code, plan.started.elapsed());
+                return Next::Close;
+            }
+            self.to_client.clear();
+            if matches!(body, BodyLeft::Done) {
+                break;
+            }
+            let Some(stream) = upstream.as_mut() else {
+                break;
+            };
+            let wait = (tokio::time::Instant::now() + idle).min(deadline);
+            let read = self
+                .timer
+                .run(wait, read_more(stream, &mut self.from_upstream))
+                .await;
+            match read {
+                Ok(Ok(0)) if matches!(body, BodyLeft::UntilClose) => break,
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    failure = Some(crate::metrics::UpstreamErrorKind::Protocol);
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    failure = Some(crate::metrics::UpstreamErrorKind::Timeout);
+                    break;
+                }
+            }
+            if pump(
+                &mut body,
+                &mut self.from_upstream,
+                &mut self.to_client,
+                answer.downstream_chunked,
+            )
+            .is_err()
+            {
+                failure = Some(crate::metrics::UpstreamErrorKind::Protocol);
+                break;
+            }
+        }
+        let metrics = &backend.metrics;
+        metrics.record(code, plan.started.elapsed());
+        if let Some(kind) = failure {
+            tracing::debug!(endpoint = %endpoint.addr(), ?kind, "upstream body broken; closing the client connection");
+            metrics.record_upstream_error(kind);
+            metrics.record_failed_body(code);
+            // The client sees the cut: no last chunk, a short body, a close.
+            return Next::Close;
+        }
+        if answer.close {
+            Next::Close
+        } else {
+            Next::Continue
+        }
+    }
+
+    /// Answers `error` as the hyper path does (same status, body, counters
+    /// and log), then keeps the connection only when the request was read
+    /// whole and the client wants more.
+    async fn fail(
+        &mut self,
+        plan: &Plan,
+        route: &ServedRoute,
+        backend: &ServedBackend,
+        error: ProxyError,
+        request_read: bool,
+    ) -> Next {
+        let (method, rest) = self.line.split_at(plan.method_len);
+        let (target, request_id) = rest.split_at(plan.target_len.min(rest.len()));
+        let about = About {
+            method: http::Method::from_bytes(method).unwrap_or(http::Method::GET),
+            uri: http::Uri::try_from(target).unwrap_or_default(),
+            request_id: http::HeaderValue::from_bytes(request_id).ok(),
+        };
+        let span = tracing::debug_span!(
+            parent: &self.downstream.span,
+            "request",
+            method = %about.method,
+            path = about.uri.path(),
+            request_id = %forward::ShowId(about.request_id.as_ref()),
+            route = &*route.name,
+            role = &*backend.label,
+        );
+        let context = RequestContext {
+            span: &span,
+            about: &about,
+            downstream: self.downstream,
+            route,
+            started: plan.started,
+            grpc: false,
+        };
+        let response = forward::answer(Err(error), backend, &context);
+        let keep = request_read && plan.keep_alive && !*self.limits.draining.borrow();
+        let status = response.status().as_u16();
+        let text = match response.into_body() {
+            ProxyBody::Local(Some(text)) => text,
+            _ => bytes::Bytes::new(),
+        };
+        self.to_client.clear();
+        // As on the hyper path, a key issued for this request is set even
+        // on weir's own answer.
+        let set_cookie = match (&plan.issued_key, &route.sticky) {
+            (Some(key), Some(cookie)) => cookie.set_cookie(
+                std::str::from_utf8(key).unwrap_or_default(),
+                self.downstream.tls,
+            ),
+            _ => None,
+        };
+        write_local_bytes(
+            &mut self.to_client,
+            status,
+            &text,
+            !keep,
+            set_cookie.as_ref().map(http::HeaderValue::as_bytes),
+        );
+        if self.client.write_all(&self.to_client).await.is_err() || !keep {
+            return Next::Close;
+        }
+        Next::Continue
+    }
+}
+
+/// What [`plan`] decided.
+enum Planned {
+    /// The head has not ended.
+    Partial,
+    /// The head is refused.
+    Refused(Refusal),
+    /// Forward as planned; the upstream head is written.
+    Forward(Plan),
+    /// For hyper's server.
+    HandOff,
+    /// No route: this 404, then go on when the client may.
+    NoRoute {
+        text: String,
+        head_len: usize,
+        keep_alive: bool,
+    },
+}
+
+/// Decides where a parsed request goes, and writes its upstream head
+/// into `to_upstream` and its method and target into `line`.
+fn plan(
+    shared: &Shared,
+    downstream: &Downstream,
+    to_upstream: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+    head: &request_head::RequestHead<'_, '_>,
+    started: Instant,
+) -> Planned {
+    // One snapshot for the whole request, even if a new one is applied meanwhile.
+    let routing = shared.routing.load_full();
+    if !head.target.starts_with('/')
+        || head.wants_upgrade
+        || head.host.is_none()
+        || is_grpc(head.headers)
+    {
+        return Planned::HandOff;
+    }
+    let host = head.host.filter(|h| is_visible(h)).unwrap_or(b"");
+    let host = std::str::from_utf8(host).unwrap_or("");
+    let path = head.target.split('?').next().unwrap_or(head.target);
+    let has_rule = Cell::new(false);
+    let found = routing.table.find_where(host, path, |index| {
+        if routing.routes[index].rule.is_some() {
+            has_rule.set(true);
+        }
+        true
+    });
+    if has_rule.get() {
+        return Planned::HandOff;
+    }
+    line.clear();
+    line.extend_from_slice(head.method.as_bytes());
+    line.extend_from_slice(head.target.as_bytes());
+    let Some(index) = found else {
+        // A body after a 404 is not read: the connection closes instead.
+        let keep_alive =
+            head.keep_alive && matches!(head.framing, Framing::None | Framing::Length(0));
+        return Planned::NoRoute {
+            text: format!("404 no route for host {host:?} path {path:?}\n"),
+            head_len: head.len,
+            keep_alive,
+        };
+    };
+    let route = &routing.routes[index];
+    if needs_hyper(route) {
+        return Planned::HandOff;
+    }
+    let mut issued_key = None;
+    let role = forward::decide_role_from(
+        route,
+        |name| header_value(head.headers, name.as_str()),
+        || cookie_values(head.headers),
+        &mut issued_key,
+    );
+    write_upstream_head(to_upstream, head, downstream, line);
+    Planned::Forward(Plan {
+        routing: Arc::clone(&routing),
+        route: index,
+        role,
+        head_len: head.len,
+        method_len: head.method.len(),
+        target_len: head.target.len(),
+        framing: head.framing,
+        keep_alive: head.keep_alive,
+        expect_continue: head.expect_continue,
+        head_request: head.method == "HEAD",
+        minor: head.minor,
+        issued_key,
+        started,
+    })
+}
+
+/// The downstream head of an answer, into `out`; `must_close`: the
+/// client connection closes after it (a drain, or a request body cut short).
+fn write_client_head(
+    out: &mut Vec<u8>,
+    tls: bool,
+    must_close: bool,
+    head: &response_head::ResponseHead<'_, '_>,
+    plan: &Plan,
+) -> Answer {
+    let route = &plan.routing.routes[plan.route];
+    // An HTTP/1.0 client cannot take chunks: the body runs to the close.
+    let downstream_chunked = head.framing == Framing::Chunked && plan.minor == 1;
+    let close = !plan.keep_alive
+        || must_close
+        || head.framing == Framing::UntilClose
+        || (head.framing == Framing::Chunked && !downstream_chunked);
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {} ", head.status);
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let keep_length = head.framing == Framing::None && head.status != 204;
+    for field in head.headers {
+        let name = field.name;
+        if is_hop_by_hop(name, false)
+            || named_in_connection(head.headers, name)
+            || (name.eq_ignore_ascii_case("content-length") && !keep_length)
+        {
+            continue;
+        }
+        push_field(out, name.as_bytes(), field.value);
+    }
+    if let (Some(key), Some(cookie)) = (&plan.issued_key, &route.sticky) {
+        let key = std::str::from_utf8(key).unwrap_or_default();
+        if let Some(value) = cookie.set_cookie(key, tls) {
+            push_field(out, b"set-cookie", value.as_bytes());
+        }
+    }
+    match head.framing {
+        Framing::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        Framing::Chunked if downstream_chunked => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        _ => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if plan.minor == 0 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Answer {
+        status: head.status,
+        framing: head.framing,
+        reusable: head.reusable,
+        downstream_chunked,
+        close,
+    }
+}
+
+/// How much of a request went upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// All of it.
+    Whole,
+    /// The upstream answered or stopped reading before the body ended: the
+    /// rest of the body is never read, so both connections close after the
+    /// answer.
+    Cut,
+}
+
+/// Why a request could not be sent.
+enum SendError {
+    /// The upstream connection failed (maybe a stale pooled one).
+    Upstream(ProxyError),
+    /// The client's body failed, or the exchange timed out.
+    Client(ProxyError),
+}
+
+/// Why no answer head was had.
+enum HeadError {
+    /// The upstream closed without a byte of answer.
+    ClosedSilently,
+    /// The client closed its connection while waiting.
+    ClientGone,
+    /// Anything else.
+    Failed(ProxyError),
+}
+
+/// The answer's head as far as streaming its body needs.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    status: u16,
+    framing: Framing,
+    reusable: bool,
+    downstream_chunked: bool,
+    close: bool,
+}
+
+/// The route's request timeout, as the error names it.
+fn deadline_length(plan: &Plan, _deadline: tokio::time::Instant) -> Duration {
+    plan.routing.routes[plan.route].timeouts.request
+}
+
+/// Whether the read error means the peer reset or closed the connection.
+fn is_reset(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Moves what `input` holds of the body into `out` (chunk data re-framed
+/// when `chunked_out`, raw otherwise) and removes it from `input`.
+///
+/// # Errors
+/// [`ProxyError::ClientFraming`] with the chunked fault.
+fn pump(
+    body: &mut BodyLeft,
+    input: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    chunked_out: bool,
+) -> Result<(), ProxyError> {
+    match body {
+        BodyLeft::Done => {}
+        BodyLeft::UntilClose => {
+            out.extend_from_slice(input);
+            input.clear();
+        }
+        BodyLeft::Length(left) => {
+            let take = usize::try_from(*left).map_or(input.len(), |left| left.min(input.len()));
+            out.extend_from_slice(&input[..take]);
+            input.drain(..take);
+            *left -= take as u64;
+            if *left == 0 {
+                *body = BodyLeft::Done;
+            }
+        }
+        BodyLeft::Chunked(decoder) => {
+            let mut at = 0;
+            let mut done = false;
+            while at < input.len() {
+                let (used, decoded) =
+                    decoder
+                        .decode(&input[at..])
+                        .map_err(|error| ProxyError::ClientFraming {
+                            what: chunked_fault(error),
+                            incomplete: false,
+                        })?;
+                match decoded {
+                    Decoded::Data(range) => {
+                        let data = &input[at + range.start..at + range.end];
+                        if chunked_out {
+                            encode_chunk(out, data);
+                        } else {
+                            out.extend_from_slice(data);
+                        }
+                    }
+                    Decoded::NeedMore => {}
+                    Decoded::Done => done = true,
+                }
+                at += used;
+                if done {
+                    break;
+                }
+            }
+            input.drain(..at);
+            if done {
+                if chunked_out {
+                    out.extend_from_slice(LAST_CHUNK);
+                }
+                *body = BodyLeft::Done;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The text of a chunked fault.
+fn chunked_fault(error: super::chunked::ChunkedError) -> &'static str {
+    use super::chunked::ChunkedError::*;
+    match error {
+        InvalidSize => "invalid chunk size line",
+        SizeOverflow => "chunk size overflows 64 bits",
+        SizeLineTooLong => "chunk size line too long",
+        InvalidExtension => "invalid chunk extension",
+        BareLineEnding => "chunked line not ended by CRLF",
+        MissingDataCrlf => "chunk data not followed by CRLF",
+        InvalidTrailers => "invalid trailer section",
+    }
+}
+
+/// Reads once from `stream` into the spare room of `buf`. The buffer
+/// starts small (most heads and answers fit in [`FIRST_READ`]) and doubles
+/// while reads fill it, up to [`MAX_READ`] per read.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(buf.capacity().clamp(FIRST_READ, MAX_READ));
+    }
+    let spare = buf.capacity() - buf.len();
+    let read = stream.read_buf(buf).await?;
+    if read == spare && buf.capacity() < MAX_READ {
+        buf.reserve(buf.capacity());
+    }
+    Ok(read)
+}
+
+/// Whether a route needs what only the hyper path does.
+fn needs_hyper(route: &ServedRoute) -> bool {
+    route.fallback.is_some()
+        || route.rule.is_some()
+        || route
+            .stable
+            .endpoints
+            .iter()
+            .chain(route.canary.iter().flat_map(|c| c.endpoints.iter()))
+            .any(|e| e.is_http2() || e.is_tls())
+}
+
+/// Whether the buffer starts like the HTTP/2 connection preface.
+fn is_http2_preface_start(buf: &[u8]) -> bool {
+    const PREFACE: &[u8] = b"PRI ";
+    let n = buf.len().min(PREFACE.len());
+    buf[..n] == PREFACE[..n]
+}
+
+/// Whether `value` is what `HeaderValue::to_str` accepts: visible ASCII and tabs.
+fn is_visible(value: &[u8]) -> bool {
+    value.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
+}
+
+/// `content-type: application/grpc...`, as [`crate::grpc::is_grpc`].
+fn is_grpc(headers: &[httparse::Header<'_>]) -> bool {
+    header_value(headers, "content-type")
+        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
+}
+
+/// The first value of header `name`.
+fn header_value<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// Every `Cookie` line.
+fn cookie_values<'a, 'b: 'a>(
+    headers: &'a [httparse::Header<'b>],
+) -> impl Iterator<Item = &'b [u8]> + 'a {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+        .map(|h| h.value)
+}
+
+/// Hop-by-hop fields (RFC 9110 section 7.6.1) and the framing fields weir
+/// writes itself; on requests, the fields weir sets (`Host`, the
+/// `X-Forwarded-*` ones) and `Expect`, answered by weir.
+fn is_hop_by_hop(name: &str, request: bool) -> bool {
+    const BOTH: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    const REQUEST: [&str; 7] = [
+        "proxy-authorization",
+        "content-length",
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "expect",
+    ];
+    BOTH.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || (request && REQUEST.iter().any(|h| name.eq_ignore_ascii_case(h)))
+}
+
+/// Whether a `Connection` field names `name` (and so makes it hop-by-hop).
+fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The upstream request head, with the rewriting of `forward`'s
+/// `prepare_request`: hop-by-hop fields removed, `Host` kept (or the
+/// endpoint named for an HTTP/1.0 request without one), the
+/// `X-Forwarded-*` fields set, an `x-request-id` added when missing, and
+/// the body's framing. The request id is appended to `line`.
+fn write_upstream_head(
+    out: &mut Vec<u8>,
+    head: &request_head::RequestHead<'_, '_>,
+    downstream: &Downstream,
+    line: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut request_id = false;
+    for field in head.headers {
+        let name = field.name;
+        if is_hop_by_hop(name, true) || named_in_connection(head.headers, name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-request-id") {
+            if field.value.is_empty() {
+                continue;
+            }
+            if !request_id {
+                line.extend_from_slice(field.value);
+            }
+            request_id = true;
+        }
+        push_field(out, name.as_bytes(), field.value);
+    }
+    if !request_id {
+        let id = crate::request_id::new_request_id_text();
+        push_field(out, b"x-request-id", &id);
+        line.extend_from_slice(&id);
+    }
+    // Append the client to any chain already present.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    let forwarded = HeaderName::from_static("x-forwarded-for");
+    if !named_in_connection(head.headers, forwarded.as_str()) {
+        for field in head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(forwarded.as_str()))
+        {
+            let value = field.value.trim_ascii();
+            if !value.is_empty() && std::str::from_utf8(value).is_ok() {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    out.extend_from_slice(downstream.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    push_field(
+        out,
+        b"x-forwarded-proto",
+        if downstream.tls { b"https" } else { b"http" },
+    );
+    // A request without Host (HTTP/1.0) goes to hyper, which names the endpoint.
+    if let Some(host) = head.host {
+        push_field(out, b"host", host);
+        push_field(out, b"x-forwarded-host", host);
+    }
+    match head.framing {
+        Framing::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::None | Framing::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A short answer made by weir, as `error::local_response` makes it.
+fn write_local(out: &mut Vec<u8>, status: u16, text: &str, close: bool) {
+    write_local_bytes(out, status, text.as_bytes(), close, None);
+}
+
+/// [`write_local`] with bytes, and a `Set-Cookie` when one was issued.
+fn write_local_bytes(
+    out: &mut Vec<u8>,
+    status: u16,
+    text: &[u8],
+    close: bool,
+    set_cookie: Option<&[u8]>,
+) {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
+        text.len()
+    );
+    if let Some(cookie) = set_cookie {
+        push_field(out, b"set-cookie", cookie);
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_timer_fires_at_each_deadline_however_it_was_armed() {
+        let mut timer = Timer::new();
+        let start = tokio::time::Instant::now();
+        // Armed for a near deadline by work that ends at once.
+        let near = start + Duration::from_millis(20);
+        assert!(matches!(timer.run(near, async { 7 }).await, Ok(7)));
+        // A later deadline is not cut short by the earlier arming.
+        let later = start + Duration::from_millis(80);
+        let waited = timer.run(later, std::future::pending::<()>()).await;
+        assert!(waited.is_err());
+        assert!(tokio::time::Instant::now() >= later);
+        // A nearer deadline than the one armed is kept too.
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        assert!(matches!(timer.run(far, async { 1 }).await, Ok(1)));
+        let soon = tokio::time::Instant::now() + Duration::from_millis(30);
+        assert!(timer.run(soon, std::future::pending::<()>()).await.is_err());
+        assert!(tokio::time::Instant::now() >= soon);
+    }
+
+    #[test]
+    fn the_upstream_head_drops_hop_by_hop_fields_and_sets_forwarded_ones() {
+        let input = b"POST /p?q HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive, X-Hop\r\n\
+            X-Hop: secret\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: x\r\n\
+            X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: abc\r\nX-Kept: yes\r\n\
+            Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Ok(Parsed::Complete(head)) = request_head::parse(input, &mut headers) else {
+            panic!("not parsed");
+        };
+        let downstream = Downstream::new(
+            "192.0.2.7:5000".parse().unwrap_or_else(|e| panic!("{e}")),
+            false,
+            tracing::Span::none(),
+        );
+        let mut out = Vec::new();
+        let mut line = Vec::new();
+        write_upstream_head(&mut out, &head, &downstream, &mut line);
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert!(text.starts_with("post /p?q http/1.1\r\n"), "{text}");
+        for kept in [
+            "x-kept: yes\r\n",
+            "x-request-id: abc\r\n",
+            "x-forwarded-for: 10.0.0.1, 192.0.2.7\r\n",
+            "x-forwarded-proto: http\r\n",
+            "host: shop.test\r\n",
+            "x-forwarded-host: shop.test\r\n",
+            "transfer-encoding: chunked\r\n",
+        ] {
+            assert!(text.contains(kept), "{kept:?} missing in {text}");
+        }
+        for dropped in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "te:",
+            "proxy-authorization",
+            "expect",
+        ] {
+            assert!(!text.contains(dropped), "{dropped:?} kept in {text}");
+        }
+        assert!(text.ends_with("\r\n\r\n"));
+        assert_eq!(line, b"abc");
+    }
+}

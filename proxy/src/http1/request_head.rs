@@ -1,0 +1,316 @@
+//! The request head: parsed in place by `httparse` from the connection's
+//! buffer, then judged by weir's framing rules (RFC 9112), the same
+//! decisions hyper's server and `forward::check_head` make on the other
+//! path: a request is either framed without doubt or refused, and a
+//! refused head closes its connection.
+
+use crate::metrics::RejectReason;
+
+/// Largest request head; a longer one is answered 431 (as on the hyper path).
+pub const MAX_HEAD: usize = crate::server::MAX_REQUEST_HEAD;
+/// Most header fields in a head; more is answered 431 (hyper's limit).
+pub const MAX_HEADERS: usize = 100;
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// The `chunked` transfer coding.
+    Chunked,
+    /// Everything until the connection closes (responses only).
+    UntilClose,
+}
+
+/// A parsed and accepted request head, borrowing the connection's buffer.
+#[derive(Debug)]
+pub struct RequestHead<'h, 'b> {
+    /// The method token.
+    pub method: &'b str,
+    /// The request target as sent.
+    pub target: &'b str,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    /// The header fields, in order.
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, final empty line included.
+    pub len: usize,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Whether the client lets the connection carry another request.
+    pub keep_alive: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub expect_continue: bool,
+    /// The request asks to switch protocols (`Upgrade`) or to tunnel (`CONNECT`).
+    pub wants_upgrade: bool,
+    /// The `Host` field's value, if any.
+    pub host: Option<&'b [u8]>,
+}
+
+/// Why a request head was refused: the status, what is wrong (said in the
+/// answer's body) and the metric reason, when weir counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// 400, 431 or 501.
+    pub status: u16,
+    /// What is wrong, for the client.
+    pub what: &'static str,
+    /// The `weir_rejected_requests_total` reason, for the checks the hyper
+    /// path counts too.
+    pub reason: Option<RejectReason>,
+}
+
+/// The outcome of parsing the front of a buffer.
+#[derive(Debug)]
+pub enum Parsed<T> {
+    /// A whole head.
+    Complete(T),
+    /// The head has not ended yet.
+    Partial,
+}
+
+const fn bad(what: &'static str) -> Refusal {
+    Refusal {
+        status: 400,
+        what,
+        reason: None,
+    }
+}
+
+const TOO_LARGE: Refusal = Refusal {
+    status: 431,
+    what: "request header fields too large",
+    reason: None,
+};
+
+// === impl Refusal ===
+
+impl Refusal {
+    fn rejected(reason: RejectReason) -> Refusal {
+        Refusal {
+            status: crate::forward::reason_status(reason).as_u16(),
+            what: crate::forward::reason_text(reason),
+            reason: Some(reason),
+        }
+    }
+}
+
+/// Parses a request head from the front of `buf` into `headers`.
+///
+/// # Errors
+/// A [`Refusal`] for a head that is malformed, ambiguous or too large.
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+) -> Result<Parsed<RequestHead<'h, 'b>>, Refusal> {
+    let mut req = httparse::Request::new(headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= MAX_HEAD {
+                return Err(TOO_LARGE);
+            }
+            return Ok(Parsed::Partial);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(TOO_LARGE),
+        Err(error) => return Err(bad(syntax_error(error))),
+    };
+    if len > MAX_HEAD {
+        return Err(TOO_LARGE);
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(bad("malformed request line"));
+    };
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+    let fields = judge_fields(headers, minor, Side::Request)?;
+    if fields.hosts > 1 {
+        return Err(Refusal::rejected(RejectReason::DuplicateHost));
+    }
+    if fields.hosts == 0 && minor == 1 {
+        return Err(Refusal::rejected(RejectReason::MissingHost));
+    }
+    let authority_userinfo = target
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|a| a.contains('@')));
+    if authority_userinfo || fields.host.is_some_and(|h| h.contains(&b'@')) {
+        return Err(Refusal::rejected(RejectReason::HostUserinfo));
+    }
+    if fields.other_coding {
+        return Err(Refusal::rejected(RejectReason::UnsupportedTransferCoding));
+    }
+    let framing = match (fields.chunked, fields.length) {
+        (true, _) => Framing::Chunked,
+        (false, None) => Framing::None,
+        (false, Some(n)) => Framing::Length(n),
+    };
+    // RFC 9112 section 6.3: a request with both framings is answered and
+    // the connection closed, whatever it asked for.
+    let keep_alive =
+        !fields.both_framings && !fields.close && (minor == 1 || fields.keep_alive_token);
+    Ok(Parsed::Complete(RequestHead {
+        method,
+        target,
+        minor,
+        headers,
+        len,
+        framing,
+        keep_alive,
+        expect_continue: fields.expect_continue,
+        wants_upgrade: method.eq_ignore_ascii_case("CONNECT")
+            || (fields.upgrade_field && fields.upgrade_token),
+        host: fields.host,
+    }))
+}
+
+/// What the syntax error of a head says to the client.
+pub(crate) fn syntax_error(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::HeaderName => {
+            "invalid header field name (whitespace before the colon, obs-fold or a bad character)"
+        }
+        httparse::Error::HeaderValue => "invalid header field value (a control character)",
+        httparse::Error::NewLine => "invalid line ending (a bare CR)",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid method or request target",
+        httparse::Error::TooManyHeaders => "too many header fields",
+        httparse::Error::Version => "unsupported HTTP version",
+    }
+}
+
+/// Which message a head starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Request,
+    Response,
+}
+
+/// What the header fields of a head say about framing and the connection.
+#[derive(Debug, Default)]
+pub(crate) struct Fields<'b> {
+    pub(crate) length: Option<u64>,
+    /// A `Transfer-Encoding` whose last coding is `chunked`.
+    pub(crate) chunked: bool,
+    /// A coding other than `chunked` before the final `chunked`.
+    pub(crate) other_coding: bool,
+    /// Any `Transfer-Encoding` at all.
+    pub(crate) transfer_encoding: bool,
+    pub(crate) both_framings: bool,
+    pub(crate) close: bool,
+    pub(crate) keep_alive_token: bool,
+    pub(crate) upgrade_token: bool,
+    pub(crate) upgrade_field: bool,
+    pub(crate) expect_continue: bool,
+    pub(crate) hosts: usize,
+    pub(crate) host: Option<&'b [u8]>,
+}
+
+/// Reads the fields weir frames and routes by, refusing what two parsers
+/// could read differently. In the order hyper reads them: a
+/// `Content-Length` before a `Transfer-Encoding` must be valid, one after
+/// it is ignored; the last `Transfer-Encoding` line must end in `chunked`.
+pub(crate) fn judge_fields<'b>(
+    headers: &[httparse::Header<'b>],
+    minor: u8,
+    side: Side,
+) -> Result<Fields<'b>, Refusal> {
+    let mut fields = Fields::default();
+    let mut saw_length = false;
+    for header in headers {
+        let name = header.name.as_bytes();
+        let value = header.value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if minor == 0 && side == Side::Request {
+                return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+            }
+            fields.transfer_encoding = true;
+            let mut codings = value
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|c| !c.is_empty())
+                .peekable();
+            let mut last_chunked = false;
+            while let Some(coding) = codings.next() {
+                let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                if codings.peek().is_none() {
+                    last_chunked = chunked;
+                } else if !chunked {
+                    fields.other_coding = true;
+                }
+            }
+            if !last_chunked {
+                // A coding after `chunked`, or none: only a line ending in
+                // `chunked` frames a request.
+                fields.other_coding |= !value.is_empty();
+            }
+            fields.chunked = last_chunked;
+            // An earlier line's codings count too.
+            if fields.length.is_some() || saw_length {
+                fields.both_framings = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            saw_length = true;
+            if fields.transfer_encoding {
+                fields.both_framings = true;
+                continue;
+            }
+            let Some(length) = parse_length(value) else {
+                return Err(bad("invalid Content-Length (not all digits, or a list)"));
+            };
+            match fields.length {
+                Some(prev) if prev != length => {
+                    return Err(bad("differing Content-Length values"));
+                }
+                _ => fields.length = Some(length),
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    fields.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    fields.keep_alive_token = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    fields.upgrade_token = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            fields.hosts += 1;
+            fields.host = Some(value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            fields.upgrade_field = true;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            fields.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    if fields.transfer_encoding && !fields.chunked {
+        match side {
+            // hyper refuses a request whose last coding is not chunked.
+            Side::Request => {
+                return Err(bad("Transfer-Encoding does not end in chunked"));
+            }
+            // A response so framed runs until the connection closes.
+            Side::Response => fields.other_coding = true,
+        }
+    }
+    if fields.chunked {
+        fields.length = None;
+    }
+    Ok(fields)
+}
+
+/// A `Content-Length` value: ASCII digits only, fitting in 64 bits.
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+#[cfg(test)]
+mod tests;

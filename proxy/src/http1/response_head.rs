@@ -1,0 +1,203 @@
+//! The upstream's response head: parsed in place by `httparse`, with the
+//! framing rules of RFC 9112 section 6.3 and the checks the hyper path
+//! makes (`forward::forward`): a status outside 100 to 599, both framing
+//! headers, a `Content-Length` that is not one number, or any syntax fault
+//! is a broken answer (502), and its connection is never reused.
+
+use super::request_head::{Framing, MAX_HEADERS, Side, judge_fields, syntax_error};
+
+/// Largest response head accepted from an upstream.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// A parsed and accepted response head, borrowing the upstream buffer.
+#[derive(Debug)]
+pub struct ResponseHead<'h, 'b> {
+    /// The status code, 100 to 599.
+    pub status: u16,
+    /// The reason phrase as sent.
+    pub reason: &'b str,
+    /// The header fields, in order.
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, final empty line included.
+    pub len: usize,
+    /// How the body is delimited, given the request's method.
+    pub framing: Framing,
+    /// Whether the upstream connection may carry another request after
+    /// this response's body (HTTP/1.1 without `Connection: close`, and a
+    /// length-delimited body).
+    pub reusable: bool,
+}
+
+/// Why an upstream response head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BrokenHead(pub &'static str);
+
+/// Parses a response head from the front of `buf`; `Ok(None)` when it has
+/// not ended yet. `head_request`: the request was `HEAD`, so no body
+/// follows whatever the head says.
+///
+/// # Errors
+/// [`BrokenHead`] for a malformed, ambiguous or oversized head.
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    head_request: bool,
+) -> Result<Option<ResponseHead<'h, 'b>>, BrokenHead> {
+    let mut response = httparse::Response::new(headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= MAX_HEAD {
+                return Err(BrokenHead("response head too large"));
+            }
+            return Ok(None);
+        }
+        Err(error) => return Err(BrokenHead(syntax_error(error))),
+    };
+    let (Some(minor), Some(status)) = (response.version, response.code) else {
+        return Err(BrokenHead("malformed status line"));
+    };
+    if !(100..=599).contains(&status) {
+        return Err(BrokenHead("status outside 100 to 599"));
+    }
+    let headers: &'h [httparse::Header<'b>] = response.headers;
+    let fields =
+        judge_fields(headers, minor, Side::Response).map_err(|refusal| BrokenHead(refusal.what))?;
+    if fields.both_framings {
+        return Err(BrokenHead("both Content-Length and Transfer-Encoding"));
+    }
+    let no_body = head_request || status < 200 || status == 204 || status == 304;
+    let framing = if no_body {
+        Framing::None
+    } else if fields.chunked {
+        Framing::Chunked
+    } else if fields.transfer_encoding {
+        Framing::UntilClose
+    } else {
+        match fields.length {
+            Some(0) => Framing::None,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    // A 204 or 304 that announces a body anyway may send one: what follows
+    // on the connection is in doubt.
+    let stray_body = (status == 204 || status == 304)
+        && (fields.transfer_encoding || fields.length.is_some_and(|n| n > 0));
+    let reusable = minor == 1
+        && !fields.close
+        && framing != Framing::UntilClose
+        && !stray_body
+        && status != 101;
+    Ok(Some(ResponseHead {
+        status,
+        reason: response.reason.unwrap_or(""),
+        headers,
+        len,
+        framing,
+        reusable,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judge(input: &[u8], head_request: bool) -> Result<Option<(u16, Framing, bool)>, BrokenHead> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse(input, &mut headers, head_request)
+            .map(|head| head.map(|h| (h.status, h.framing, h.reusable)))
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112_section_6_3() {
+        use Framing::*;
+        for (input, head_request, want) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..],
+                false,
+                Some((200, Length(5), true)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                true,
+                Some((200, None, true)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Some((200, Chunked, true)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                Some((200, UntilClose, false)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n",
+                false,
+                Some((200, UntilClose, false)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+                false,
+                Some((200, Length(5), false)),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n",
+                false,
+                Some((200, Length(5), false)),
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                false,
+                Some((204, None, true)),
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+                false,
+                Some((204, None, false)),
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                false,
+                Some((304, None, false)),
+            ),
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                false,
+                Some((100, None, true)),
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Le", false, Option::None),
+        ] {
+            assert_eq!(
+                judge(input, head_request),
+                Ok(want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn broken_heads_are_refused() {
+        for input in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            b"HTTP/1.1 two hundred OK\r\n\r\n",
+            b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\n\r\n",
+            b"HTTP/1.1 600 Odd\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\n\r\n",
+        ] {
+            assert!(
+                judge(input, false).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! weir's own HTTP/1 path, whatever `WEIR_FORWARDING_PATH` the suite runs
+//! with: upstream connections reused after clean answers, what it does not
+//! do handed to hyper on the same connection, and a path name it does not
+//! know refused at start.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use weir_e2e::{
+    ForwardingPath, LoadtestUpstream, RecordingUpstream, Reply, Route, UpstreamRequest, Weir,
+    WeirConfig, within,
+};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Reads one response with a `Content-Length` body off `stream`; returns
+/// the head and the body.
+async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + length {
+                return (head, raw[end + 4..end + 4 + length].to_vec());
+            }
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert_ne!(n, 0, "closed early: {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_after_clean_answers_only() {
+    let upstream = RecordingUpstream::start(|r: &UpstreamRequest| {
+        if r.target == "/close" {
+            Reply::close("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        } else {
+            Reply::ok("stable")
+        }
+    })
+    .await;
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    within(LIMIT, "the requests", async {
+        for path in ["/a", "/b", "/close", "/c", "/d"] {
+            let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            let (head, _) = read_response(&mut client).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        }
+    })
+    .await;
+    let connections: Vec<(String, usize)> = upstream
+        .requests()
+        .iter()
+        .map(|r| (r.target.clone(), r.connection))
+        .collect();
+    assert_eq!(
+        connections,
+        [
+            ("/a".to_owned(), 0),
+            ("/b".to_owned(), 0),
+            ("/close".to_owned(), 0),
+            ("/c".to_owned(), 1),
+            ("/d".to_owned(), 1),
+        ],
+        "one connection until the upstream closed it"
+    );
+    assert_eq!(upstream.violations(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_after_a_plain_request_is_handed_to_hyper() {
+    let echo = LoadtestUpstream::start("echo", &[]);
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([Route::new("ws", &[echo.addr])]))
+        .await;
+    within(LIMIT, "the exchange", async {
+        let mut stream = TcpStream::connect(weir.addrs.http).await.unwrap();
+        stream
+            .write_all(b"GET /plain HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let url = format!("ws://{}/chat", weir.addrs.http);
+        let (mut ws, response) = tokio_tungstenite::client_async(url, stream)
+            .await
+            .expect("websocket handshake on the same connection");
+        assert_eq!(response.status(), 101);
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+        ws.close(None).await.unwrap();
+    })
+    .await;
+    assert_eq!(echo.stats().await["websockets"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_forwarding_path_stops_weir_with_its_name() {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let mut weir = Weir::start_unready(
+        WeirConfig::new([Route::new("web", &[upstream.addr])])
+            .env("WEIR_FORWARDING_PATH", "fastest"),
+    );
+    let status = weir.wait_exit(LIMIT).await;
+    assert!(!status.success());
+    let log = weir.log();
+    assert!(
+        log.contains("WEIR_FORWARDING_PATH") && log.contains("\"fastest\""),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weirs_own_answer_to_a_sticky_request_still_sets_the_issued_cookie() {
+    // Nothing listens there: every request is answered 502 by weir.
+    let unreachable = weir_e2e::free_addr();
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[unreachable]).sticky("weir-web")
+        ]))
+        .await;
+    let head = within(LIMIT, "the request", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(&mut client).await.0
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("set-cookie: weir-web="),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
+    // Answers 413 as soon as it has a head, without reading the body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
+            .await
+            .unwrap();
+        // Keeps the connection open, reading nothing more.
+        std::future::pending::<()>().await;
+    });
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let (head, body) = within(LIMIT, "the early answer", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        // A megabyte announced, a few bytes sent: the rest never comes.
+        client
+            .write_all(b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 1000000\r\n\r\nfirst bytes")
+            .await
+            .unwrap();
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(body, b"too big\n");
+}
