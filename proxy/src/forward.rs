@@ -423,12 +423,24 @@ fn rule_not_served(route: &ServedRoute, why: &str) -> Response<ProxyBody> {
 /// True when a blue-green route's preview is live and the request came
 /// through a preview host or carries the preview header.
 fn is_preview_request<B>(route: &ServedRoute, via_preview_host: bool, req: &Request<B>) -> bool {
+    is_preview_request_from(route, via_preview_host, |name| {
+        req.headers().get(name).map(HeaderValue::as_bytes)
+    })
+}
+
+/// [`is_preview_request`] over any way of reading a request header, so that
+/// both forwarding paths decide alike.
+pub(crate) fn is_preview_request_from<'a>(
+    route: &ServedRoute,
+    via_preview_host: bool,
+    header: impl Fn(&HeaderName) -> Option<&'a [u8]>,
+) -> bool {
     route.live_preview.as_ref().is_some_and(|preview| {
         via_preview_host
             || preview
                 .header
                 .as_ref()
-                .is_some_and(|(name, value)| req.headers().get(name) == Some(value))
+                .is_some_and(|(name, value)| header(name) == Some(value.as_bytes()))
     })
 }
 

@@ -18,6 +18,7 @@ use weir_config::{
     Backend, HeaderOverride, HostMatch, PreviewSnapshot, RouteSnapshot, Snapshot, Split,
     Stickiness, Timeouts, Weight,
 };
+use weir_proxy::http1::ForwardingPath;
 use weir_proxy::{Metrics, Proxy, Role, ServeOptions};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -117,6 +118,7 @@ fn snapshot(addrs: [SocketAddr; 3], percent: u32, live: bool) -> Snapshot {
 
 async fn start_proxy(
     initial: Snapshot,
+    forwarding: ForwardingPath,
 ) -> (
     weir_config::Publisher,
     Proxy,
@@ -133,9 +135,16 @@ async fn start_proxy(
     let serving = proxy.clone();
     tokio::spawn(async move {
         serving
-            .serve(listener, ServeOptions::default(), async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
+            .serve(
+                listener,
+                ServeOptions {
+                    forwarding,
+                    ..ServeOptions::default()
+                },
+                async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                },
+            )
             .await
     });
     (publisher, proxy, metrics, addr, stop_tx)
@@ -177,13 +186,27 @@ async fn wait_applied(proxy: &Proxy, version: u64) {
 }
 
 #[tokio::test]
-async fn a_live_preview_reaches_the_canary_by_host_and_by_header_and_pins_no_one() {
+async fn a_live_preview_reaches_the_canary_by_host_and_by_header_and_pins_no_one_on_the_own_path() {
+    a_live_preview_reaches_the_canary_by_host_and_by_header_and_pins_no_one(ForwardingPath::Own)
+        .await;
+}
+
+#[tokio::test]
+async fn a_live_preview_reaches_the_canary_by_host_and_by_header_and_pins_no_one_on_hyper() {
+    a_live_preview_reaches_the_canary_by_host_and_by_header_and_pins_no_one(ForwardingPath::Hyper)
+        .await;
+}
+
+async fn a_live_preview_reaches_the_canary_by_host_and_by_header_and_pins_no_one(
+    forwarding: ForwardingPath,
+) {
     let addrs = [
         upstream("blue").await,
         upstream("green").await,
         upstream("rest").await,
     ];
-    let (publisher, proxy, metrics, addr, _stop) = start_proxy(snapshot(addrs, 0, true)).await;
+    let (publisher, proxy, metrics, addr, _stop) =
+        start_proxy(snapshot(addrs, 0, true), forwarding).await;
 
     for _ in 0..20 {
         let (body, cookie) = get(addr, "preview.shop.test", None).await;

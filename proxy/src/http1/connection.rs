@@ -878,11 +878,19 @@ fn plan(
     let host = std::str::from_utf8(host).unwrap_or("");
     let path = head.target.split('?').next().unwrap_or(head.target);
     let has_rule = Cell::new(false);
-    let found = routing.table.find_where(host, path, |index| {
-        if routing.routes[index].rule.is_some() {
-            has_rule.set(true);
-        }
-        true
+    // A preview host finds its blue-green route first, as on the hyper path.
+    let preview_index = if routing.preview_table.is_empty() {
+        None
+    } else {
+        routing.preview_table.find(host, path)
+    };
+    let found = preview_index.or_else(|| {
+        routing.table.find_where(host, path, |index| {
+            if routing.routes[index].rule.is_some() {
+                has_rule.set(true);
+            }
+            true
+        })
     });
     if has_rule.get() {
         return Planned::HandOff;
@@ -905,12 +913,19 @@ fn plan(
         return Planned::HandOff;
     }
     let mut issued_key = None;
-    let role = forward::decide_role_from(
-        route,
-        |name| header_value(head.headers, name.as_str()),
-        || cookie_values(head.headers),
-        &mut issued_key,
-    );
+    let role = if forward::is_preview_request_from(route, preview_index.is_some(), |name| {
+        header_value(head.headers, name.as_str())
+    }) {
+        // The preview pins no one: no sticky cookie is issued.
+        crate::Role::Canary
+    } else {
+        forward::decide_role_from(
+            route,
+            |name| header_value(head.headers, name.as_str()),
+            || cookie_values(head.headers),
+            &mut issued_key,
+        )
+    };
     write_upstream_head(to_upstream, head, downstream, line);
     Planned::Forward(Plan {
         routing: Arc::clone(&routing),
