@@ -6,8 +6,8 @@
 //! upstream responses give 502 (or the documented behaviour) and their
 //! connection is never reused.
 //!
-//! weir is started through [`ForwardingPath`], the one place that picks
-//! the forwarding path the suite runs against (`WEIR_FORWARDING_PATH`).
+//! Every test runs on both forwarding paths ([`ForwardingPath`]: weir's
+//! own and hyper's), as `TEST::own` and `TEST::hyper`.
 
 #![allow(
     clippy::unwrap_used,
@@ -24,11 +24,6 @@ use weir_e2e::{
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-/// Starts weir with `config` on the forwarding path under test.
-async fn weir_on_path_under_test(config: WeirConfig) -> Weir {
-    ForwardingPath::under_test().start_weir(config).await
-}
 
 /// What must become of one case's client bytes.
 #[derive(Debug, Clone, Copy)]
@@ -516,11 +511,11 @@ async fn run_case(weir: &Weir, upstream: &RecordingUpstream, case: &Case) -> Res
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_framing_table() {
+async fn client_framing_table(path: ForwardingPath) {
     let upstream = echoing_target("stable").await;
-    let weir =
-        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
     let mut failures = Vec::new();
     for case in request_cases() {
         if let Err(why) = run_case(&weir, &upstream, &case).await {
@@ -541,11 +536,11 @@ async fn client_framing_table() {
     assert_eq!(responses[0].body, b"stable /next");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwarded_framing_is_normalised() {
+async fn forwarded_framing_is_normalised(path: ForwardingPath) {
     let upstream = echoing_target("stable").await;
-    let weir =
-        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
     for (name, request, framing) in [
         (
             "obfuscated chunked",
@@ -716,8 +711,7 @@ fn response_cases() -> Vec<(&'static str, &'static str, Reply, Answered)> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_framing_table() {
+async fn upstream_framing_table(path: ForwardingPath) {
     let scripted = std::sync::Arc::new(std::sync::Mutex::new(Reply::ok("unset")));
     let upstream = RecordingUpstream::start({
         let scripted = std::sync::Arc::clone(&scripted);
@@ -730,8 +724,9 @@ async fn upstream_framing_table() {
         }
     })
     .await;
-    let weir =
-        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
     let mut failures = Vec::new();
     for (name, method, reply, answered) in response_cases() {
         *scripted.lock().unwrap() = reply;
@@ -810,18 +805,18 @@ fn declared_length(text: &str) -> Option<usize> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelined_requests_across_routes_and_roles_are_answered_in_order() {
+async fn pipelined_requests_across_routes_and_roles_are_answered_in_order(path: ForwardingPath) {
     let stable = echoing_target("stable").await;
     let canary = echoing_target("canary").await;
     let other = echoing_target("other").await;
-    let weir = weir_on_path_under_test(WeirConfig::new([
-        Route::new("web", &[stable.addr])
-            .canary(&[canary.addr], 0.0)
-            .canary_by_header("x-canary", "always"),
-        Route::new("api", &[other.addr]).path_prefix("/api"),
-    ]))
-    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[stable.addr])
+                .canary(&[canary.addr], 0.0)
+                .canary_by_header("x-canary", "always"),
+            Route::new("api", &[other.addr]).path_prefix("/api"),
+        ]))
+        .await;
 
     // Each request names where it must go; bodies of both framings in
     // between, a HEAD whose answer has no body, and the last one closes.
@@ -880,11 +875,11 @@ async fn pipelined_requests_across_routes_and_roles_are_answered_in_order() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expect_100_continue_gets_the_body_forwarded_once() {
+async fn expect_100_continue_gets_the_body_forwarded_once(path: ForwardingPath) {
     let upstream = echoing_target("stable").await;
-    let weir =
-        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
     let mut stream = TcpStream::connect(weir.addrs.http).await.unwrap();
     let deadline = tokio::time::Instant::now() + LIMIT;
     stream
@@ -933,11 +928,11 @@ async fn expect_100_continue_gets_the_body_forwarded_once() {
 /// would otherwise be dropped from the forwarded request while its coded
 /// bytes are passed on as if unencoded. RFC 9112 section 6.1 asks for 501
 /// (Not Implemented); nothing reaches the upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transfer_codings_other_than_chunked_are_refused_with_501() {
+async fn transfer_codings_other_than_chunked_are_refused_with_501(path: ForwardingPath) {
     let upstream = echoing_target("stable").await;
-    let weir =
-        weir_on_path_under_test(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
     let mut failures = Vec::new();
     for (name, headers) in [
         ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n"),
@@ -964,3 +959,30 @@ async fn transfer_codings_other_than_chunked_are_refused_with_501() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Runs `$test` once on each forwarding path, as the tests `$test::own`
+/// and `$test::hyper`: both paths must give the same observable result.
+macro_rules! on_both_paths {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn own() {
+                super::$test(weir_e2e::ForwardingPath::Own).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hyper() {
+                super::$test(weir_e2e::ForwardingPath::Hyper).await;
+            }
+        }
+    )*};
+}
+
+on_both_paths!(
+    client_framing_table,
+    forwarded_framing_is_normalised,
+    upstream_framing_table,
+    pipelined_requests_across_routes_and_roles_are_answered_in_order,
+    expect_100_continue_gets_the_body_forwarded_once,
+    transfer_codings_other_than_chunked_are_refused_with_501,
+);

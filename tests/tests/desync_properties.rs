@@ -6,6 +6,8 @@
 //!
 //! proptest is not available to this workspace, so inputs come from
 //! `fastrand` with a printed seed; `DESYNC_SEED=N` replays a failure.
+//! Each property runs on both forwarding paths, as `TEST::own` and
+//! `TEST::hyper`.
 
 #![allow(
     clippy::unwrap_used,
@@ -33,10 +35,9 @@ fn seed() -> u64 {
         .unwrap_or_else(|| fastrand::u64(..))
 }
 
-/// Starts weir on the forwarding path under test.
-async fn weir_for(upstream: &RecordingUpstream) -> Weir {
-    ForwardingPath::under_test()
-        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+/// Starts weir on `path` in front of `upstream`.
+async fn weir_for(path: ForwardingPath, upstream: &RecordingUpstream) -> Weir {
+    path.start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
         .await
 }
 
@@ -173,12 +174,11 @@ fn split(rng: &mut fastrand::Rng, wire: &[u8]) -> Vec<Vec<u8>> {
     pieces
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_split_of_pipelined_requests_reaches_the_upstream_unchanged() {
+async fn any_split_of_pipelined_requests_reaches_the_upstream_unchanged(path: ForwardingPath) {
     let seed = seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let upstream = RecordingUpstream::start(|r: &UpstreamRequest| Reply::ok(&r.target)).await;
-    let weir = weir_for(&upstream).await;
+    let weir = weir_for(path, &upstream).await;
     for run in 0..RUNS {
         let (wire, want) = pipelined(&mut rng);
         let pieces = split(&mut rng, &wire);
@@ -204,12 +204,11 @@ async fn any_split_of_pipelined_requests_reaches_the_upstream_unchanged() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_valid_chunking_forwards_the_same_body_bytes() {
+async fn any_valid_chunking_forwards_the_same_body_bytes(path: ForwardingPath) {
     let seed = seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let upstream = RecordingUpstream::start(|r: &UpstreamRequest| Reply::ok(&r.target)).await;
-    let weir = weir_for(&upstream).await;
+    let weir = weir_for(path, &upstream).await;
     for run in 0..RUNS {
         let b = body(&mut rng, 20_000);
         let mut wire = b"POST /c HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\
@@ -231,3 +230,26 @@ async fn any_valid_chunking_forwards_the_same_body_bytes() {
     }
     assert_eq!(upstream.violations(), vec![], "seed {seed}");
 }
+
+/// Runs `$test` once on each forwarding path, as the tests `$test::own`
+/// and `$test::hyper`: both paths must give the same observable result.
+macro_rules! on_both_paths {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn own() {
+                super::$test(weir_e2e::ForwardingPath::Own).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hyper() {
+                super::$test(weir_e2e::ForwardingPath::Hyper).await;
+            }
+        }
+    )*};
+}
+
+on_both_paths!(
+    any_split_of_pipelined_requests_reaches_the_upstream_unchanged,
+    any_valid_chunking_forwards_the_same_body_bytes,
+);
