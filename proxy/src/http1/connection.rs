@@ -38,8 +38,8 @@ use crate::forward::{self, About, Downstream, Pending, RequestContext};
 use crate::routing::{Routing, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint};
 
-/// How long a connection may sit idle between requests.
-pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// The timer's first deadline, re-armed before every use.
+const FIRST_DEADLINE: Duration = Duration::from_secs(75);
 
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
 const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
@@ -129,7 +129,7 @@ struct TimedOut;
 impl Timer {
     fn new() -> Timer {
         Timer {
-            sleep: Box::pin(tokio::time::sleep(KEEP_ALIVE_TIMEOUT)),
+            sleep: Box::pin(tokio::time::sleep(FIRST_DEADLINE)),
         }
     }
 
@@ -344,7 +344,10 @@ impl Conn<'_> {
         if *self.limits.draining.borrow() {
             return None;
         }
-        let end = tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT;
+        // As on the hyper path, whose header timer runs from the end of
+        // the last answer: an idle client holds its connection for the
+        // listener's header timeout, not longer.
+        let end = tokio::time::Instant::now() + self.limits.header_read_timeout;
         let mut phase_end = (tokio::time::Instant::now() + BUFFERS_KEPT_IDLE).min(end);
         let mut draining = self.limits.draining.clone();
         loop {
