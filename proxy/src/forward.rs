@@ -575,7 +575,16 @@ async fn forward(
     let exchange = async {
         let mut req = req;
         if endpoint.is_http2() {
-            return exchange_h2(endpoint, &backend.endpoints, req, timeouts.connect).await;
+            // Boxed: an HTTP/2 handshake's future is about 13 KB, and
+            // inline it would make every request's future that large, to
+            // be moved (copied) on every HTTP/1 request too.
+            return Box::pin(exchange_h2(
+                endpoint,
+                &backend.endpoints,
+                req,
+                timeouts.connect,
+            ))
+            .await;
         }
         // A pooled connection may have been closed by the upstream since it
         // was parked; such a request is handed back unsent and goes on a fresh one.
@@ -583,8 +592,10 @@ async fn forward(
             let (used, mut sender, fresh) = match endpoint.take_idle() {
                 Some(sender) => (Arc::clone(endpoint), sender, false),
                 None => {
+                    // Boxed, as the HTTP/2 exchange above: a new connection
+                    // (TCP, TLS, handshake) is rare beside a pooled one.
                     let (used, sender) =
-                        connect(endpoint, &backend.endpoints, timeouts.connect).await?;
+                        Box::pin(connect(endpoint, &backend.endpoints, timeouts.connect)).await?;
                     (used, sender, true)
                 }
             };
