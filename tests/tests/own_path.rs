@@ -198,3 +198,78 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
     );
     assert_eq!(body, b"too big\n");
 }
+
+/// Reads from `stream` until the peer closes it; what it sent.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return raw,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Runs `$test` once on each forwarding path, as `$test::own` and
+/// `$test::hyper`: both paths must behave the same.
+macro_rules! on_both_paths {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn own() {
+                super::$test(weir_e2e::ForwardingPath::Own).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hyper() {
+                super::$test(weir_e2e::ForwardingPath::Hyper).await;
+            }
+        }
+    )*};
+}
+
+/// A POST sent whole on a pooled connection that the upstream closes
+/// without answering may have been acted on: it is answered 502, never
+/// sent a second time (RFC 9112 section 9.3.1).
+async fn a_post_the_upstream_closed_on_unanswered_is_not_sent_again(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|r: &UpstreamRequest| {
+        if r.method == "POST" {
+            // Read whole, then the connection closes without a byte.
+            Reply::close(Vec::new())
+        } else {
+            Reply::ok("warm")
+        }
+    })
+    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let head = within(LIMIT, "the requests", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        // Leaves an idle upstream connection in the pool.
+        client
+            .write_all(b"GET /warm HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        client
+            .write_all(b"POST /pay HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\n\r\nmoney")
+            .await
+            .unwrap();
+        read_response(&mut client).await.0
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let posts = upstream
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "the POST reached the upstream {posts} times");
+}
+
+on_both_paths!(
+    a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
+);

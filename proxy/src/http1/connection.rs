@@ -171,6 +171,9 @@ struct Plan {
     keep_alive: bool,
     expect_continue: bool,
     head_request: bool,
+    /// The method is idempotent (RFC 9110 section 9.2.2): the request may
+    /// be sent again after a connection closed on it unanswered.
+    idempotent: bool,
     minor: u8,
     issued_key: Option<[u8; 32]>,
     started: Instant,
@@ -479,7 +482,11 @@ impl Conn<'_> {
                 .await
             {
                 Ok(answer) => break (endpoint, upstream, in_flight, answer),
-                Err(HeadError::ClosedSilently) if pooled && whole_request && !retried => {
+                // Only an idempotent request: the upstream may have acted on
+                // it before closing (RFC 9112 section 9.3.1).
+                Err(HeadError::ClosedSilently)
+                    if pooled && whole_request && !retried && plan.idempotent =>
+                {
                     retried = true;
                     continue;
                 }
@@ -938,6 +945,7 @@ fn plan(
         keep_alive: head.keep_alive,
         expect_continue: head.expect_continue,
         head_request: head.method == "HEAD",
+        idempotent: is_idempotent(head.method),
         minor: head.minor,
         issued_key,
         started,
@@ -1152,6 +1160,11 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
         buf.reserve(buf.capacity());
     }
     Ok(read)
+}
+
+/// Whether `method` is idempotent (RFC 9110 section 9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(&method)
 }
 
 /// Whether a route needs what only the hyper path does.
