@@ -270,6 +270,60 @@ async fn a_post_the_upstream_closed_on_unanswered_is_not_sent_again(path: Forwar
     assert_eq!(posts, 1, "the POST reached the upstream {posts} times");
 }
 
+/// An HTTP/1.0 client cannot take an interim answer: its
+/// `Expect: 100-continue` is ignored (RFC 9110 section 10.1.1), as hyper does.
+async fn an_http_1_0_client_is_never_sent_100_continue(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (head_seen, head_arrived) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut head_seen = Some(head_seen);
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                if let Some(signal) = head_seen.take() {
+                    let _ = signal.send(());
+                }
+                if seen.len() >= end + 4 + 5 {
+                    break;
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let raw = within(LIMIT, "the upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(
+                b"POST /up HTTP/1.0\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        // The body once the upstream has the head, as a client that
+        // stops waiting for the 100 would send it.
+        head_arrived.await.unwrap();
+        client.write_all(b"hello").await.unwrap();
+        read_until_closed(&mut client).await
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    // hyper answers an HTTP/1.0 request as HTTP/1.0, weir's own path as 1.1.
+    assert!(text.starts_with("HTTP/1.") && text[8..].starts_with(" 200"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
+    an_http_1_0_client_is_never_sent_100_continue,
 );

@@ -157,7 +157,9 @@ pub fn parse<'h, 'b>(
         len,
         framing,
         keep_alive,
-        expect_continue: fields.expect_continue,
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 section
+        // 10.1.1): it cannot take an interim answer.
+        expect_continue: fields.expect_continue && minor == 1,
         wants_upgrade: method.eq_ignore_ascii_case("CONNECT")
             || (fields.upgrade_field && fields.upgrade_token),
         host: fields.host,
