@@ -319,11 +319,77 @@ async fn an_http_1_0_client_is_never_sent_100_continue(path: ForwardingPath) {
     .await;
     let text = String::from_utf8_lossy(&raw);
     // hyper answers an HTTP/1.0 request as HTTP/1.0, weir's own path as 1.1.
-    assert!(text.starts_with("HTTP/1.") && text[8..].starts_with(" 200"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.") && text[8..].starts_with(" 200"),
+        "{text}"
+    );
     assert!(!text.contains("100 Continue"), "{text}");
+}
+
+/// The same exchanges, ended in different ways, are counted once each in
+/// `weir_http_requests_total` with the same codes on both paths.
+async fn every_request_is_counted_once_with_its_code(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|r: &UpstreamRequest| match r.target.as_str() {
+        "/cut" => Reply::close("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+        "/garbage" => Reply::close("garbage\r\n\r\n"),
+        _ => Reply::ok("fine"),
+    })
+    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let exchanges: [&[u8]; 6] = [
+        b"GET /ok HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        b"HEAD /ok HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        b"GET /cut HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        b"GET /garbage HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        // The client leaves inside its body.
+        b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nten bytes.",
+        // The client leaves after the 100 Continue, before its body.
+        b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    ];
+    within(LIMIT, "the exchanges", async {
+        for (i, request) in exchanges.iter().enumerate() {
+            let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            client.write_all(request).await.unwrap();
+            if i < 4 {
+                read_until_closed(&mut client).await;
+            } else if i == 5 {
+                let mut interim = [0u8; 25];
+                client.read_exact(&mut interim).await.unwrap();
+                assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            drop(client);
+        }
+    })
+    .await;
+    let counts = within(LIMIT, "every exchange counted", async {
+        loop {
+            let metrics = weir.metrics().await;
+            let total = metrics.sum("weir_http_requests_total", &[]);
+            if total >= exchanges.len() as f64 {
+                let mut by_code: Vec<(String, f64)> = metrics
+                    .samples
+                    .iter()
+                    .filter(|s| s.name == "weir_http_requests_total" && s.value > 0.0)
+                    .map(|s| {
+                        let code = s.labels.iter().find(|(n, _)| n == "code").unwrap();
+                        (code.1.clone(), s.value)
+                    })
+                    .collect();
+                by_code.sort_by(|a, b| a.0.cmp(&b.0));
+                return by_code;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let want = [("200", 3.0), ("400", 2.0), ("502", 1.0)].map(|(code, n)| (code.to_owned(), n));
+    assert_eq!(counts, want, "{}", path.name());
 }
 
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
+    every_request_is_counted_once_with_its_code,
 );
