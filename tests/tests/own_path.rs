@@ -388,8 +388,31 @@ async fn every_request_is_counted_once_with_its_code(path: ForwardingPath) {
     assert_eq!(counts, want, "{}", path.name());
 }
 
+/// A connection that never sends a byte holds a slot only for the header
+/// timeout (10 s), not for the keep-alive wait between requests (75 s),
+/// as on hyper's server, nginx (`client_header_timeout`) and HAProxy
+/// (`timeout http-request`).
+async fn a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout(
+    path: ForwardingPath,
+) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    // Well past the header timeout, well before the keep-alive one.
+    let sent = within(
+        Duration::from_secs(45),
+        "the silent connection closed",
+        async { read_until_closed(&mut client).await },
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&sent), "");
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
     every_request_is_counted_once_with_its_code,
+    a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout,
 );
