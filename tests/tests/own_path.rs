@@ -410,9 +410,52 @@ async fn a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout
     assert_eq!(String::from_utf8_lossy(&sent), "");
 }
 
+/// A request target is read as hyper (the `http` crate) reads it: a
+/// fragment is cut off before routing and forwarding, and a character it
+/// refuses (`<`, `>` or a backtick in the path; `"`, `<` or `>` in the
+/// query) is a 400 that reaches no upstream.
+async fn a_request_target_is_read_the_same_on_both_paths(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    for (target, status, forwarded) in [
+        ("/a#frag", 200, Some("/a")),
+        ("/a?q=1#frag?x", 200, Some("/a?q=1")),
+        ("/a?q=`x`", 200, Some("/a?q=`x`")),
+        ("/a<b", 400, None),
+        ("/a>b", 400, None),
+        ("/a`b", 400, None),
+        ("/a?q=\"x\"", 400, None),
+        ("/a?q=<x>", 400, None),
+    ] {
+        let before = upstream.requests().len();
+        let raw = within(LIMIT, target, async {
+            let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            read_until_closed(&mut client).await
+        })
+        .await;
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{target}: {text}"
+        );
+        let reached: Vec<String> = upstream.requests()[before..]
+            .iter()
+            .map(|r| r.target.clone())
+            .collect();
+        let want: Vec<String> = forwarded.into_iter().map(str::to_owned).collect();
+        assert_eq!(reached, want, "{target}");
+    }
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
     every_request_is_counted_once_with_its_code,
     a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout,
+    a_request_target_is_read_the_same_on_both_paths,
 );

@@ -123,6 +123,16 @@ pub fn parse<'h, 'b>(
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(bad("malformed request line"));
     };
+    // An origin-form target as hyper reads it (the `http` crate): the
+    // fragment cut off, so both paths route and forward the same target,
+    // and the characters it refuses refused here too.
+    let target = match target.find('#') {
+        Some(end) if target.starts_with('/') => &target[..end],
+        _ => target,
+    };
+    if target.starts_with('/') && !is_valid_origin_form(target.as_bytes()) {
+        return Err(bad("invalid character in the request target"));
+    }
     let headers: &'h [httparse::Header<'b>] = req.headers;
     let fields = judge_fields(headers, minor, Side::Request)?;
     if fields.hosts > 1 {
@@ -164,6 +174,18 @@ pub fn parse<'h, 'b>(
             || (fields.upgrade_field && fields.upgrade_token),
         host: fields.host,
     }))
+}
+
+/// Whether an origin-form target (no fragment) holds only what the `http`
+/// crate accepts: httparse lets through `<`, `>` and a backtick in the
+/// path, and `"`, `<` and `>` in the query, which hyper answers 400.
+fn is_valid_origin_form(target: &[u8]) -> bool {
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, &b""[..]),
+    };
+    !path.iter().any(|b| matches!(b, b'<' | b'>' | b'`'))
+        && !query.iter().any(|b| matches!(b, b'"' | b'<' | b'>'))
 }
 
 /// What the syntax error of a head says to the client.
