@@ -452,10 +452,38 @@ async fn a_request_target_is_read_the_same_on_both_paths(path: ForwardingPath) {
     }
 }
 
+/// `X-Forwarded-For` lines are joined and the client appended, as on the
+/// hyper path: a line that is not visible ASCII is left out of the chain.
+async fn x_forwarded_for_is_appended_to_the_same_chain(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    within(LIMIT, "the request", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(
+                "GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 10.0.0.1\r\n\
+                 X-Forwarded-For: caf\u{e9}\r\nX-Forwarded-For: 10.0.0.2\r\nConnection: close\r\n\r\n"
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        read_until_closed(&mut client).await
+    })
+    .await;
+    let requests = upstream.requests();
+    assert_eq!(
+        requests[0].header_values("x-forwarded-for"),
+        ["10.0.0.1, 10.0.0.2, 127.0.0.1"]
+    );
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
     every_request_is_counted_once_with_its_code,
     a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout,
     a_request_target_is_read_the_same_on_both_paths,
+    x_forwarded_for_is_appended_to_the_same_chain,
 );

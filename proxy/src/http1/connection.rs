@@ -1306,7 +1306,8 @@ fn write_upstream_head(
             .filter(|h| h.name.eq_ignore_ascii_case(forwarded.as_str()))
         {
             let value = field.value.trim_ascii();
-            if !value.is_empty() && std::str::from_utf8(value).is_ok() {
+            // As `HeaderValue::to_str` on the hyper path: visible ASCII only.
+            if !value.is_empty() && is_visible(value) {
                 out.extend_from_slice(value);
                 out.extend_from_slice(b", ");
             }
