@@ -137,6 +137,23 @@ fn request_cases() -> Vec<Case> {
             cl("184467440737095516160"),
             refused(0),
         ),
+        // hyper's largest length is u64::MAX - 2; above it, 431.
+        case(
+            "content-length u64::MAX",
+            cl("18446744073709551615"),
+            Outcome::Refused {
+                status: 431,
+                reached: 0,
+            },
+        ),
+        case(
+            "content-length u64::MAX - 1",
+            cl("18446744073709551614"),
+            Outcome::Refused {
+                status: 431,
+                reached: 0,
+            },
+        ),
         // Transfer-Encoding.
         case("transfer-encoding gzip", te("gzip"), refused(0)),
         case(

@@ -11,6 +11,9 @@ pub const MAX_HEAD: usize = crate::server::MAX_REQUEST_HEAD;
 /// Most header fields in a head; more is answered 431 (hyper's limit).
 pub const MAX_HEADERS: usize = 100;
 
+/// Largest `Content-Length` accepted, as in hyper (`u64::MAX - 2`).
+pub const MAX_LENGTH: u64 = u64::MAX - 2;
+
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -282,6 +285,15 @@ pub(crate) fn judge_fields<'b>(
             let Some(length) = parse_length(value) else {
                 return Err(bad("invalid Content-Length (not all digits, or a list)"));
             };
+            // hyper's largest length; above it hyper answers 431 (and a
+            // length that large breaks many an upstream's parser).
+            if length > MAX_LENGTH {
+                return Err(Refusal {
+                    status: 431,
+                    what: "Content-Length too large",
+                    reason: None,
+                });
+            }
             match fields.length {
                 Some(prev) if prev != length => {
                     return Err(bad("differing Content-Length values"));
