@@ -423,7 +423,15 @@ fn split_responses(raw: &[u8], head_requests: &[usize]) -> Vec<ClientResponse> {
         let length = headers
             .iter()
             .find(|(n, _)| n == "content-length")
-            .map(|(_, v)| v.parse::<usize>().unwrap());
+            // hyper passes on a list of one repeated value as it came.
+            .map(|(_, v)| {
+                v.split(',')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap()
+            });
         let chunked = headers
             .iter()
             .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
@@ -639,6 +647,20 @@ fn response_cases() -> Vec<(&'static str, &'static str, Reply, Answered)> {
             "two differing lengths",
             "GET",
             Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 3\r\n\r\nhello"),
+            Answered::BadGateway,
+        ),
+        // RFC 9110 section 8.6 lets a recipient take a list of one value
+        // repeated; hyper's client does.
+        (
+            "equal content-length list",
+            "GET",
+            Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello"),
+            Answered::Served(200, b"hello"),
+        ),
+        (
+            "differing content-length list",
+            "GET",
+            Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 5, 3\r\n\r\nhello"),
             Answered::BadGateway,
         ),
         (

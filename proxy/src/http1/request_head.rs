@@ -282,7 +282,14 @@ pub(crate) fn judge_fields<'b>(
                 fields.both_framings = true;
                 continue;
             }
-            let Some(length) = parse_length(value) else {
+            // RFC 9110 section 8.6: an upstream's list of one value
+            // repeated is that value, as hyper's client reads it; hyper's
+            // server refuses any list in a request.
+            let length = match side {
+                Side::Request => parse_length(value),
+                Side::Response => parse_length_list(value),
+            };
+            let Some(length) = length else {
                 return Err(bad("invalid Content-Length (not all digits, or a list)"));
             };
             // hyper's largest length; above it hyper answers 431 (and a
@@ -333,6 +340,16 @@ pub(crate) fn judge_fields<'b>(
         fields.length = None;
     }
     Ok(fields)
+}
+
+/// A `Content-Length` value that is a list of one length repeated
+/// (`5, 5`), or one length.
+fn parse_length_list(value: &[u8]) -> Option<u64> {
+    let mut lengths = value
+        .split(|&b| b == b',')
+        .map(|v| parse_length(v.trim_ascii()));
+    let first = lengths.next()??;
+    lengths.all(|n| n == Some(first)).then_some(first)
 }
 
 /// A `Content-Length` value: ASCII digits only, fitting in 64 bits.
