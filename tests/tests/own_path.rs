@@ -479,6 +479,59 @@ async fn x_forwarded_for_is_appended_to_the_same_chain(path: ForwardingPath) {
     );
 }
 
+/// An interim answer (`103 Early Hints`) sent while an upload is under
+/// way is not the answer: the rest of the body still goes upstream, and
+/// the final answer reaches the client.
+async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (hints_sent, hints_arrived) = tokio::sync::oneshot::channel::<()>();
+    let body = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut hints_sent = Some(hints_sent);
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                if let Some(signal) = hints_sent.take() {
+                    stream
+                        .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = signal.send(());
+                }
+                if seen.len() >= end + 4 + 10 {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    return seen[end + 4..].to_vec();
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed inside the body");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let (head, answer) = within(LIMIT, "the upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+            .await
+            .unwrap();
+        hints_arrived.await.unwrap();
+        client.write_all(b"-rest").await.unwrap();
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(answer, b"ok");
+    assert_eq!(body.await.unwrap(), b"first-rest");
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -486,4 +539,5 @@ on_both_paths!(
     a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout,
     a_request_target_is_read_the_same_on_both_paths,
     x_forwarded_for_is_appended_to_the_same_chain,
+    an_interim_answer_during_an_upload_does_not_cut_it,
 );

@@ -540,13 +540,17 @@ impl Conn<'_> {
         }
         // The rest of the body, as the client sends it, unless the upstream
         // answers (or closes) first: an early answer, a 413 say, is passed
-        // on as on the hyper path.
-        let mut probe = [0u8; 1];
+        // on as on the hyper path. Interim 1xx answers are skipped: the
+        // upload goes on, as on the hyper path.
+        self.from_upstream.clear();
         while !matches!(body, BodyLeft::Done) {
             self.to_upstream.clear();
             let read = tokio::select! {
                 read = self.timer.run(deadline, read_more(&mut self.client, &mut self.buf)) => read,
-                _ = upstream.peek(&mut probe) => {
+                early = read_more(upstream, &mut self.from_upstream) => {
+                    if matches!(early, Ok(n) if n > 0) && skip_interim(&mut self.from_upstream) {
+                        continue;
+                    }
                     tracing::debug!("upstream answered before the request body ended");
                     return Ok(Sent::Cut);
                 }
@@ -595,8 +599,8 @@ impl Conn<'_> {
         deadline: tokio::time::Instant,
         cut: bool,
     ) -> Result<Answer, HeadError> {
-        self.from_upstream.clear();
-        let mut received_any = false;
+        // Bytes of an early answer may be here already (see `send_request`).
+        let mut received_any = !self.from_upstream.is_empty();
         loop {
             if !self.from_upstream.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -1010,6 +1014,22 @@ fn write_client_head(
         reusable: head.reusable,
         downstream_chunked,
         close,
+    }
+}
+
+/// Removes whole interim (1xx, not 101) answer heads from the front of
+/// `from_upstream`; whether nothing is left after them.
+fn skip_interim(from_upstream: &mut Vec<u8>) -> bool {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let len = match response_head::parse(from_upstream, &mut headers, false) {
+            Ok(Some(head)) if head.status < 200 && head.status != 101 => head.len,
+            _ => return from_upstream.is_empty(),
+        };
+        from_upstream.drain(..len);
+        if from_upstream.is_empty() {
+            return true;
+        }
     }
 }
 
