@@ -363,25 +363,23 @@ async fn every_request_is_counted_once_with_its_code(path: ForwardingPath) {
         }
     })
     .await;
-    let counts = within(LIMIT, "every exchange counted", async {
-        loop {
-            let metrics = weir.metrics().await;
-            let total = metrics.sum("weir_http_requests_total", &[]);
-            if total >= exchanges.len() as f64 {
-                let mut by_code: Vec<(String, f64)> = metrics
-                    .samples
-                    .iter()
-                    .filter(|s| s.name == "weir_http_requests_total" && s.value > 0.0)
-                    .map(|s| {
-                        let code = s.labels.iter().find(|(n, _)| n == "code").unwrap();
-                        (code.1.clone(), s.value)
-                    })
-                    .collect();
-                by_code.sort_by(|a, b| a.0.cmp(&b.0));
-                return by_code;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let counts = weir_e2e::wait_until(LIMIT, "every exchange counted", || async {
+        let metrics = weir.metrics().await;
+        let total = metrics.sum("weir_http_requests_total", &[]);
+        if total < exchanges.len() as f64 {
+            return None;
         }
+        let mut by_code: Vec<(String, f64)> = metrics
+            .samples
+            .iter()
+            .filter(|s| s.name == "weir_http_requests_total" && s.value > 0.0)
+            .map(|s| {
+                let code = s.labels.iter().find(|(n, _)| n == "code").unwrap();
+                (code.1.clone(), s.value)
+            })
+            .collect();
+        by_code.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(by_code)
     })
     .await;
     let want = [("200", 3.0), ("400", 2.0), ("502", 1.0)].map(|(code, n)| (code.to_owned(), n));
