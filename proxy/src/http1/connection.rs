@@ -38,7 +38,8 @@ use crate::forward::{self, About, Downstream, Pending, RequestContext};
 use crate::routing::{Routing, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint};
 
-/// How long a connection may sit idle between requests.
+/// The longest a connection may sit idle between requests (the listener's
+/// header timeout, when shorter, ends the wait first).
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
@@ -347,7 +348,11 @@ impl Conn<'_> {
         if *self.limits.draining.borrow() {
             return None;
         }
-        let end = tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT;
+        // As on hyper's server, whose header timer runs from the end of the
+        // last answer: an idle connection is closed after the listener's
+        // header timeout when that is the shorter.
+        let end =
+            tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT.min(self.limits.header_read_timeout);
         let mut phase_end = (tokio::time::Instant::now() + BUFFERS_KEPT_IDLE).min(end);
         let mut draining = self.limits.draining.clone();
         loop {
