@@ -198,3 +198,344 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
     );
     assert_eq!(body, b"too big\n");
 }
+
+/// Reads from `stream` until the peer closes it; what it sent.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return raw,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Runs `$test` once on each forwarding path, as `$test::own` and
+/// `$test::hyper`: both paths must behave the same.
+macro_rules! on_both_paths {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn own() {
+                super::$test(weir_e2e::ForwardingPath::Own).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hyper() {
+                super::$test(weir_e2e::ForwardingPath::Hyper).await;
+            }
+        }
+    )*};
+}
+
+/// A POST sent whole on a pooled connection that the upstream closes
+/// without answering may have been acted on: it is answered 502, never
+/// sent a second time (RFC 9112 section 9.3.1).
+async fn a_post_the_upstream_closed_on_unanswered_is_not_sent_again(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|r: &UpstreamRequest| {
+        if r.method == "POST" {
+            // Read whole, then the connection closes without a byte.
+            Reply::close(Vec::new())
+        } else {
+            Reply::ok("warm")
+        }
+    })
+    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let head = within(LIMIT, "the requests", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        // Leaves an idle upstream connection in the pool.
+        client
+            .write_all(b"GET /warm HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        client
+            .write_all(b"POST /pay HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\n\r\nmoney")
+            .await
+            .unwrap();
+        read_response(&mut client).await.0
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let posts = upstream
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "the POST reached the upstream {posts} times");
+}
+
+/// An HTTP/1.0 client cannot take an interim answer: its
+/// `Expect: 100-continue` is ignored (RFC 9110 section 10.1.1), as hyper does.
+async fn an_http_1_0_client_is_never_sent_100_continue(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (head_seen, head_arrived) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut head_seen = Some(head_seen);
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                if let Some(signal) = head_seen.take() {
+                    let _ = signal.send(());
+                }
+                if seen.len() >= end + 4 + 5 {
+                    break;
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let raw = within(LIMIT, "the upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(
+                b"POST /up HTTP/1.0\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        // The body once the upstream has the head, as a client that
+        // stops waiting for the 100 would send it.
+        head_arrived.await.unwrap();
+        client.write_all(b"hello").await.unwrap();
+        read_until_closed(&mut client).await
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    // hyper answers an HTTP/1.0 request as HTTP/1.0, weir's own path as 1.1.
+    assert!(
+        text.starts_with("HTTP/1.") && text[8..].starts_with(" 200"),
+        "{text}"
+    );
+    assert!(!text.contains("100 Continue"), "{text}");
+}
+
+/// The same exchanges, ended in different ways, are counted once each in
+/// `weir_http_requests_total` with the same codes on both paths.
+async fn every_request_is_counted_once_with_its_code(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|r: &UpstreamRequest| match r.target.as_str() {
+        "/cut" => Reply::close("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+        "/garbage" => Reply::close("garbage\r\n\r\n"),
+        _ => Reply::ok("fine"),
+    })
+    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let exchanges: [&[u8]; 6] = [
+        b"GET /ok HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        b"HEAD /ok HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        b"GET /cut HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        b"GET /garbage HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        // The client leaves inside its body.
+        b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nten bytes.",
+        // The client leaves after the 100 Continue, before its body.
+        b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    ];
+    within(LIMIT, "the exchanges", async {
+        for (i, request) in exchanges.iter().enumerate() {
+            let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            client.write_all(request).await.unwrap();
+            if i < 4 {
+                read_until_closed(&mut client).await;
+            } else if i == 5 {
+                let mut interim = [0u8; 25];
+                client.read_exact(&mut interim).await.unwrap();
+                assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            drop(client);
+        }
+    })
+    .await;
+    let counts = weir_e2e::wait_until(LIMIT, "every exchange counted", || async {
+        let metrics = weir.metrics().await;
+        let total = metrics.sum("weir_http_requests_total", &[]);
+        if total < exchanges.len() as f64 {
+            return None;
+        }
+        let mut by_code: Vec<(String, f64)> = metrics
+            .samples
+            .iter()
+            .filter(|s| s.name == "weir_http_requests_total" && s.value > 0.0)
+            .map(|s| {
+                let code = s.labels.iter().find(|(n, _)| n == "code").unwrap();
+                (code.1.clone(), s.value)
+            })
+            .collect();
+        by_code.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(by_code)
+    })
+    .await;
+    let want = [("200", 3.0), ("400", 2.0), ("502", 1.0)].map(|(code, n)| (code.to_owned(), n));
+    assert_eq!(counts, want, "{}", path.name());
+}
+
+/// A connection that never sends a byte holds a slot only for the header
+/// timeout (10 s), not for the keep-alive wait between requests (75 s),
+/// as on hyper's server, nginx (`client_header_timeout`) and HAProxy
+/// (`timeout http-request`).
+async fn a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout(
+    path: ForwardingPath,
+) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    // Well past the header timeout, well before the keep-alive one.
+    let sent = within(
+        Duration::from_secs(45),
+        "the silent connection closed",
+        async { read_until_closed(&mut client).await },
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&sent), "");
+}
+
+/// A request target is read as hyper (the `http` crate) reads it: a
+/// fragment is cut off before routing and forwarding, and a character it
+/// refuses (`<`, `>` or a backtick in the path; `"`, `<` or `>` in the
+/// query) is a 400 that reaches no upstream.
+async fn a_request_target_is_read_the_same_on_both_paths(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    for (target, status, forwarded) in [
+        ("/a#frag", 200, Some("/a")),
+        ("/a?q=1#frag?x", 200, Some("/a?q=1")),
+        ("/a?q=`x`", 200, Some("/a?q=`x`")),
+        ("/a<b", 400, None),
+        ("/a>b", 400, None),
+        ("/a`b", 400, None),
+        ("/a?q=\"x\"", 400, None),
+        ("/a?q=<x>", 400, None),
+    ] {
+        let before = upstream.requests().len();
+        let raw = within(LIMIT, target, async {
+            let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            read_until_closed(&mut client).await
+        })
+        .await;
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{target}: {text}"
+        );
+        let reached: Vec<String> = upstream.requests()[before..]
+            .iter()
+            .map(|r| r.target.clone())
+            .collect();
+        let want: Vec<String> = forwarded.into_iter().map(str::to_owned).collect();
+        assert_eq!(reached, want, "{target}");
+    }
+}
+
+/// `X-Forwarded-For` lines are joined and the client appended, as on the
+/// hyper path: a line that is not visible ASCII is left out of the chain.
+async fn x_forwarded_for_is_appended_to_the_same_chain(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    within(LIMIT, "the request", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(
+                "GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 10.0.0.1\r\n\
+                 X-Forwarded-For: caf\u{e9}\r\nX-Forwarded-For: 10.0.0.2\r\nConnection: close\r\n\r\n"
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        read_until_closed(&mut client).await
+    })
+    .await;
+    let requests = upstream.requests();
+    assert_eq!(
+        requests[0].header_values("x-forwarded-for"),
+        ["10.0.0.1, 10.0.0.2, 127.0.0.1"]
+    );
+}
+
+/// An interim answer (`103 Early Hints`) sent while an upload is under
+/// way is not the answer: the rest of the body still goes upstream, and
+/// the final answer reaches the client.
+async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (hints_sent, hints_arrived) = tokio::sync::oneshot::channel::<()>();
+    let body = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut hints_sent = Some(hints_sent);
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                if let Some(signal) = hints_sent.take() {
+                    stream
+                        .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = signal.send(());
+                }
+                if seen.len() >= end + 4 + 10 {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    return seen[end + 4..].to_vec();
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed inside the body");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let (head, answer) = within(LIMIT, "the upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+            .await
+            .unwrap();
+        hints_arrived.await.unwrap();
+        client.write_all(b"-rest").await.unwrap();
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(answer, b"ok");
+    assert_eq!(body.await.unwrap(), b"first-rest");
+}
+
+on_both_paths!(
+    a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
+    an_http_1_0_client_is_never_sent_100_continue,
+    every_request_is_counted_once_with_its_code,
+    a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout,
+    a_request_target_is_read_the_same_on_both_paths,
+    x_forwarded_for_is_appended_to_the_same_chain,
+    an_interim_answer_during_an_upload_does_not_cut_it,
+);

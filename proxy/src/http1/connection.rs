@@ -38,8 +38,9 @@ use crate::forward::{self, About, Downstream, Pending, RequestContext};
 use crate::routing::{Routing, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint};
 
-/// The timer's first deadline, re-armed before every use.
-const FIRST_DEADLINE: Duration = Duration::from_secs(75);
+/// The longest a connection may sit idle between requests (the listener's
+/// header timeout, when shorter, ends the wait first).
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
 const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
@@ -129,7 +130,7 @@ struct TimedOut;
 impl Timer {
     fn new() -> Timer {
         Timer {
-            sleep: Box::pin(tokio::time::sleep(FIRST_DEADLINE)),
+            sleep: Box::pin(tokio::time::sleep(KEEP_ALIVE_TIMEOUT)),
         }
     }
 
@@ -171,6 +172,9 @@ struct Plan {
     keep_alive: bool,
     expect_continue: bool,
     head_request: bool,
+    /// The method is idempotent (RFC 9110 section 9.2.2): the request may
+    /// be sent again after a connection closed on it unanswered.
+    idempotent: bool,
     minor: u8,
     issued_key: Option<[u8; 32]>,
     started: Instant,
@@ -344,10 +348,11 @@ impl Conn<'_> {
         if *self.limits.draining.borrow() {
             return None;
         }
-        // As on the hyper path, whose header timer runs from the end of
-        // the last answer: an idle client holds its connection for the
-        // listener's header timeout, not longer.
-        let end = tokio::time::Instant::now() + self.limits.header_read_timeout;
+        // As on hyper's server, whose header timer runs from the end of the
+        // last answer: an idle connection is closed after the listener's
+        // header timeout when that is the shorter.
+        let end =
+            tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT.min(self.limits.header_read_timeout);
         let mut phase_end = (tokio::time::Instant::now() + BUFFERS_KEPT_IDLE).min(end);
         let mut draining = self.limits.draining.clone();
         loop {
@@ -482,7 +487,11 @@ impl Conn<'_> {
                 .await
             {
                 Ok(answer) => break (endpoint, upstream, in_flight, answer),
-                Err(HeadError::ClosedSilently) if pooled && whole_request && !retried => {
+                // Only an idempotent request: the upstream may have acted on
+                // it before closing (RFC 9112 section 9.3.1).
+                Err(HeadError::ClosedSilently)
+                    if pooled && whole_request && !retried && plan.idempotent =>
+                {
                     retried = true;
                     continue;
                 }
@@ -536,13 +545,17 @@ impl Conn<'_> {
         }
         // The rest of the body, as the client sends it, unless the upstream
         // answers (or closes) first: an early answer, a 413 say, is passed
-        // on as on the hyper path.
-        let mut probe = [0u8; 1];
+        // on as on the hyper path. Interim 1xx answers are skipped: the
+        // upload goes on, as on the hyper path.
+        self.from_upstream.clear();
         while !matches!(body, BodyLeft::Done) {
             self.to_upstream.clear();
             let read = tokio::select! {
                 read = self.timer.run(deadline, read_more(&mut self.client, &mut self.buf)) => read,
-                _ = upstream.peek(&mut probe) => {
+                early = read_more(upstream, &mut self.from_upstream) => {
+                    if matches!(early, Ok(n) if n > 0) && skip_interim(&mut self.from_upstream) {
+                        continue;
+                    }
                     tracing::debug!("upstream answered before the request body ended");
                     return Ok(Sent::Cut);
                 }
@@ -591,8 +604,8 @@ impl Conn<'_> {
         deadline: tokio::time::Instant,
         cut: bool,
     ) -> Result<Answer, HeadError> {
-        self.from_upstream.clear();
-        let mut received_any = false;
+        // Bytes of an early answer may be here already (see `send_request`).
+        let mut received_any = !self.from_upstream.is_empty();
         loop {
             if !self.from_upstream.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -941,6 +954,7 @@ fn plan(
         keep_alive: head.keep_alive,
         expect_continue: head.expect_continue,
         head_request: head.method == "HEAD",
+        idempotent: is_idempotent(head.method),
         minor: head.minor,
         issued_key,
         started,
@@ -1005,6 +1019,22 @@ fn write_client_head(
         reusable: head.reusable,
         downstream_chunked,
         close,
+    }
+}
+
+/// Removes whole interim (1xx, not 101) answer heads from the front of
+/// `from_upstream`; whether nothing is left after them.
+fn skip_interim(from_upstream: &mut Vec<u8>) -> bool {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let len = match response_head::parse(from_upstream, &mut headers, false) {
+            Ok(Some(head)) if head.status < 200 && head.status != 101 => head.len,
+            _ => return from_upstream.is_empty(),
+        };
+        from_upstream.drain(..len);
+        if from_upstream.is_empty() {
+            return true;
+        }
     }
 }
 
@@ -1157,6 +1187,11 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
     Ok(read)
 }
 
+/// Whether `method` is idempotent (RFC 9110 section 9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(&method)
+}
+
 /// Whether a route needs what only the hyper path does.
 fn needs_hyper(route: &ServedRoute) -> bool {
     route.fallback.is_some()
@@ -1296,7 +1331,8 @@ fn write_upstream_head(
             .filter(|h| h.name.eq_ignore_ascii_case(forwarded.as_str()))
         {
             let value = field.value.trim_ascii();
-            if !value.is_empty() && std::str::from_utf8(value).is_ok() {
+            // As `HeaderValue::to_str` on the hyper path: visible ASCII only.
+            if !value.is_empty() && is_visible(value) {
                 out.extend_from_slice(value);
                 out.extend_from_slice(b", ");
             }

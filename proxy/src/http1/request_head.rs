@@ -11,6 +11,9 @@ pub const MAX_HEAD: usize = crate::server::MAX_REQUEST_HEAD;
 /// Most header fields in a head; more is answered 431 (hyper's limit).
 pub const MAX_HEADERS: usize = 100;
 
+/// Largest `Content-Length` accepted, as in hyper (`u64::MAX - 2`).
+pub const MAX_LENGTH: u64 = u64::MAX - 2;
+
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -123,6 +126,16 @@ pub fn parse<'h, 'b>(
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(bad("malformed request line"));
     };
+    // An origin-form target as hyper reads it (the `http` crate): the
+    // fragment cut off, so both paths route and forward the same target,
+    // and the characters it refuses refused here too.
+    let target = match target.find('#') {
+        Some(end) if target.starts_with('/') => &target[..end],
+        _ => target,
+    };
+    if target.starts_with('/') && !is_valid_origin_form(target.as_bytes()) {
+        return Err(bad("invalid character in the request target"));
+    }
     let headers: &'h [httparse::Header<'b>] = req.headers;
     let fields = judge_fields(headers, minor, Side::Request)?;
     if fields.hosts > 1 {
@@ -157,11 +170,25 @@ pub fn parse<'h, 'b>(
         len,
         framing,
         keep_alive,
-        expect_continue: fields.expect_continue,
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 section
+        // 10.1.1): it cannot take an interim answer.
+        expect_continue: fields.expect_continue && minor == 1,
         wants_upgrade: method.eq_ignore_ascii_case("CONNECT")
             || (fields.upgrade_field && fields.upgrade_token),
         host: fields.host,
     }))
+}
+
+/// Whether an origin-form target (no fragment) holds only what the `http`
+/// crate accepts: httparse lets through `<`, `>` and a backtick in the
+/// path, and `"`, `<` and `>` in the query, which hyper answers 400.
+fn is_valid_origin_form(target: &[u8]) -> bool {
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, &b""[..]),
+    };
+    !path.iter().any(|b| matches!(b, b'<' | b'>' | b'`'))
+        && !query.iter().any(|b| matches!(b, b'"' | b'<' | b'>'))
 }
 
 /// What the syntax error of a head says to the client.
@@ -255,9 +282,25 @@ pub(crate) fn judge_fields<'b>(
                 fields.both_framings = true;
                 continue;
             }
-            let Some(length) = parse_length(value) else {
+            // RFC 9110 section 8.6: an upstream's list of one value
+            // repeated is that value, as hyper's client reads it; hyper's
+            // server refuses any list in a request.
+            let length = match side {
+                Side::Request => parse_length(value),
+                Side::Response => parse_length_list(value),
+            };
+            let Some(length) = length else {
                 return Err(bad("invalid Content-Length (not all digits, or a list)"));
             };
+            // hyper's largest length; above it hyper answers 431 (and a
+            // length that large breaks many an upstream's parser).
+            if length > MAX_LENGTH {
+                return Err(Refusal {
+                    status: 431,
+                    what: "Content-Length too large",
+                    reason: None,
+                });
+            }
             match fields.length {
                 Some(prev) if prev != length => {
                     return Err(bad("differing Content-Length values"));
@@ -297,6 +340,16 @@ pub(crate) fn judge_fields<'b>(
         fields.length = None;
     }
     Ok(fields)
+}
+
+/// A `Content-Length` value that is a list of one length repeated
+/// (`5, 5`), or one length.
+fn parse_length_list(value: &[u8]) -> Option<u64> {
+    let mut lengths = value
+        .split(|&b| b == b',')
+        .map(|v| parse_length(v.trim_ascii()));
+    let first = lengths.next()??;
+    lengths.all(|n| n == Some(first)).then_some(first)
 }
 
 /// A `Content-Length` value: ASCII digits only, fitting in 64 bits.

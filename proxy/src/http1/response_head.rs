@@ -187,6 +187,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 3\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            // Above hyper's largest length.
+            b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n",
             b"HTTP/1.1 two hundred OK\r\n\r\n",
             b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\n\r\n",
