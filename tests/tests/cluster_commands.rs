@@ -124,11 +124,18 @@ async fn the_cli_against_a_replica_that_does_not_lead_shows_aborts_and_retries_a
     // weir status --json on the follower: the CanaryRoute beside the file
     // routes, with the leader and the coverage of the counters once the
     // follower has read every replica's.
-    let listed = wait_until(START_LIMIT, "the status to count 3/3 replicas", || async {
-        let output = cli(admin, &["status", "--json"], READER).await;
-        expect_exit(&output, 0, "weir status --json");
-        checkout_of(&output).filter(|route| route["coverage"] == "3/3")
-    })
+    // The follower learns the phase from the CanaryRoute's status through
+    // its watch, which may come a little after the leader wrote it.
+    let listed = wait_until(
+        START_LIMIT,
+        "the status to count 3/3 replicas and show the pause",
+        || async {
+            let output = cli(admin, &["status", "--json"], READER).await;
+            expect_exit(&output, 0, "weir status --json");
+            checkout_of(&output)
+                .filter(|route| route["coverage"] == "3/3" && route["phase"] == "Paused")
+        },
+    )
     .await;
     assert_eq!(listed["leader"], replica_name(leader), "{listed:#}");
     assert_eq!(listed["phase"], "Paused", "{listed:#}");
