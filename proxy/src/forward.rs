@@ -736,6 +736,7 @@ async fn connect(
 }
 
 /// [`connect`] with `open` making the connection: an HTTP/1.1 sender here,
+/// the endpoint's HTTP/2 connection in [`exchange_h2`],
 /// a raw socket on weir's own path.
 pub(crate) async fn connect_with<'a, T, F, Fut>(
     first: &'a Arc<Endpoint>,
@@ -776,23 +777,8 @@ async fn exchange_h2(
 ) -> Result<(Response<Incoming>, Option<Sender>, upstream::InFlight), ProxyError> {
     let mut retried = false;
     loop {
-        let (used, mut sender) = match first.h2_sender(connect_timeout).await {
-            Ok((sender, _)) => (Arc::clone(first), sender),
-            Err(error) => {
-                first.record_failure(all);
-                let Some(other) = upstream::pick_other(all, first) else {
-                    return Err(error.into());
-                };
-                tracing::debug!(%error, retry = %other.addr(), "connect failed; trying another endpoint");
-                match other.h2_sender(connect_timeout).await {
-                    Ok((sender, _)) => (Arc::clone(other), sender),
-                    Err(error) => {
-                        other.record_failure(all);
-                        return Err(error.into());
-                    }
-                }
-            }
-        };
+        let (used, (mut sender, _)) =
+            connect_with(first, all, |endpoint| endpoint.h2_sender(connect_timeout)).await?;
         let in_flight = used.start();
         match sender.try_send_request(req).await {
             Ok(response) => {
