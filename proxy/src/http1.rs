@@ -13,6 +13,7 @@ pub mod connection;
 pub mod prefixed;
 pub mod request_head;
 pub mod response_head;
+pub mod spare_buffers;
 
 /// Which code forwards HTTP/1.1 requests on a cleartext listener.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -429,6 +429,16 @@ impl StickyCookie {
         HeaderValue::try_from(value).ok()
     }
 
+    /// Appends the value of [`StickyCookie::set_cookie`] to `out`, without
+    /// making a header value: for weir's own HTTP/1 path, whose keys are
+    /// weir's own hexadecimal ones.
+    pub fn push_set_cookie(&self, out: &mut Vec<u8>, key: &[u8], secure: bool) {
+        out.extend_from_slice(self.name.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(key);
+        out.extend_from_slice(self.attributes[usize::from(secure)].as_bytes());
+    }
+
     /// [`StickyCookie::set_cookie`] built by the `cookie` crate for every
     /// key: the reference the fast form is tested and benchmarked against.
     pub fn set_cookie_by_crate(&self, key: &str, secure: bool) -> Option<HeaderValue> {
@@ -597,6 +607,18 @@ mod tests {
         let parsed = cookie::Cookie::parse(issued.to_str().unwrap()).unwrap();
         assert_eq!((parsed.name(), parsed.value()), ("weir-web", key));
         assert_eq!(parsed.max_age(), Some(sticky.max_age));
+    }
+
+    #[test]
+    fn push_set_cookie_writes_what_set_cookie_makes() {
+        let sticky = StickyCookie::new(Arc::from("weir-web"), cookie::time::Duration::hours(24));
+        let key = "0123456789abcdef0123456789abcdef";
+        for secure in [false, true] {
+            let mut out = b"set-cookie: ".to_vec();
+            sticky.push_set_cookie(&mut out, key.as_bytes(), secure);
+            let made = sticky.set_cookie(key, secure).unwrap();
+            assert_eq!(&out[b"set-cookie: ".len()..], made.as_bytes());
+        }
     }
 
     #[test]

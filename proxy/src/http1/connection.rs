@@ -31,6 +31,7 @@ use tokio::time::Sleep;
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
 use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
 use super::response_head;
+use super::spare_buffers::{self, BufferSet};
 use crate::Shared;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
@@ -44,9 +45,6 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
 const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
-
-/// How long an idle connection keeps its buffers.
-const BUFFERS_KEPT_IDLE: Duration = Duration::from_secs(1);
 
 /// The first allocation of a read buffer.
 const FIRST_READ: usize = 4096;
@@ -200,7 +198,7 @@ pub async fn serve(
         shared,
         downstream,
         client,
-        // Made at first use, kept while the connection is busy.
+        // Taken from this thread's spares while the connection is busy.
         buf: Vec::new(),
         to_upstream: Vec::new(),
         to_client: Vec::new(),
@@ -214,9 +212,15 @@ pub async fn serve(
             Next::Continue => {}
             Next::Close => {
                 let _ = conn.client.shutdown().await;
+                conn.buf.clear();
+                conn.give_back_buffers();
                 return Ended::Closed;
             }
-            Next::ClientGone => return Ended::Closed,
+            Next::ClientGone => {
+                conn.buf.clear();
+                conn.give_back_buffers();
+                return Ended::Closed;
+            }
             Next::HandOff => {
                 return Ended::HandOff {
                     stream: conn.client,
@@ -342,8 +346,8 @@ impl Conn<'_> {
 
     /// Waits between requests until the client sends more; `None` when
     /// it closes, idles out or the listener drains. Otherwise the end of
-    /// the keep-alive wait. After [`BUFFERS_KEPT_IDLE`] the buffers are
-    /// given back: an idle connection costs little more than its socket.
+    /// the keep-alive wait. The buffers wait in this thread's spares
+    /// meanwhile: an idle connection costs little more than its socket.
     async fn wait_idle(&mut self) -> Option<tokio::time::Instant> {
         if *self.limits.draining.borrow() {
             return None;
@@ -353,32 +357,40 @@ impl Conn<'_> {
         // header timeout when that is the shorter.
         let end =
             tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT.min(self.limits.header_read_timeout);
-        let mut phase_end = (tokio::time::Instant::now() + BUFFERS_KEPT_IDLE).min(end);
+        self.give_back_buffers();
         let mut draining = self.limits.draining.clone();
-        loop {
-            tokio::select! {
-                ready = self.timer.run(phase_end, self.client.readable()) => match ready {
-                    Ok(Ok(())) => return Some(end),
-                    Ok(Err(_)) => return None,
-                    Err(TimedOut) if phase_end >= end => return None,
-                    Err(TimedOut) => {
-                        self.release_buffers();
-                        phase_end = end;
-                    }
-                },
-                _ = draining.wait_for(|draining| *draining) => return None,
-            }
+        let readable = tokio::select! {
+            ready = self.timer.run(end, self.client.readable()) => matches!(ready, Ok(Ok(()))),
+            _ = draining.wait_for(|draining| *draining) => false,
+        };
+        if !readable {
+            return None;
         }
+        self.take_buffers();
+        Some(end)
     }
 
-    /// Frees the buffers of an idle connection; they are made again for
-    /// its next request.
-    fn release_buffers(&mut self) {
-        self.buf = Vec::new();
-        self.to_upstream = Vec::new();
-        self.to_client = Vec::new();
-        self.from_upstream = Vec::new();
-        self.line = Vec::new();
+    /// Gives the connection's buffers to this thread's spares; they must
+    /// hold nothing unserved.
+    fn give_back_buffers(&mut self) {
+        debug_assert!(self.buf.is_empty());
+        spare_buffers::give_back(BufferSet {
+            from_client: std::mem::take(&mut self.buf),
+            to_upstream: std::mem::take(&mut self.to_upstream),
+            to_client: std::mem::take(&mut self.to_client),
+            from_upstream: std::mem::take(&mut self.from_upstream),
+            line: std::mem::take(&mut self.line),
+        });
+    }
+
+    /// Takes a set of buffers from this thread's spares.
+    fn take_buffers(&mut self) {
+        let set = spare_buffers::take();
+        self.buf = set.from_client;
+        self.to_upstream = set.to_upstream;
+        self.to_client = set.to_client;
+        self.from_upstream = set.from_upstream;
+        self.line = set.line;
     }
 
     /// Answers a refused head and counts it.
@@ -445,12 +457,14 @@ impl Conn<'_> {
             let idle = if retried { None } else { first.take_raw_idle() };
             let (endpoint, mut upstream, pooled) = match idle {
                 Some(stream) => (Arc::clone(first), stream, true),
-                None => match tokio::time::timeout_at(
+                // Boxed, as `fail`: only a new upstream connection pays for
+                // the connect's state, not every connection's task.
+                None => match Box::pin(tokio::time::timeout_at(
                     deadline,
                     forward::connect_with(first, &backend.endpoints, |endpoint| {
                         endpoint.connect_tcp(timeouts.connect)
                     }),
-                )
+                ))
                 .await
                 {
                     Ok(Ok((endpoint, stream))) => (endpoint, stream, false),
@@ -790,7 +804,22 @@ impl Conn<'_> {
     /// Answers `error` as the hyper path does (same status, body, counters
     /// and log), then keeps the connection only when the request was read
     /// whole and the client wants more.
-    async fn fail(
+    ///
+    /// Boxed: a failure is rare, and its state, kept inline, would add
+    /// most of a kilobyte to every connection's task, idle ones included.
+    fn fail<'a>(
+        &'a mut self,
+        plan: &'a Plan,
+        route: &'a ServedRoute,
+        backend: &'a ServedBackend,
+        error: ProxyError,
+        request_read: bool,
+    ) -> Pin<Box<dyn Future<Output = Next> + Send + 'a>> {
+        Box::pin(self.answer_failure(plan, route, backend, error, request_read))
+    }
+
+    /// See [`Conn::fail`].
+    async fn answer_failure(
         &mut self,
         plan: &Plan,
         route: &ServedRoute,
@@ -978,7 +1007,9 @@ fn write_client_head(
         || head.framing == Framing::UntilClose
         || (head.framing == Framing::Chunked && !downstream_chunked);
     out.clear();
-    let _ = write!(out, "HTTP/1.1 {} ", head.status);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(head.status));
+    out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let keep_length = head.framing == Framing::None && head.status != 204;
@@ -993,14 +1024,15 @@ fn write_client_head(
         push_field(out, name.as_bytes(), field.value);
     }
     if let (Some(key), Some(cookie)) = (&plan.issued_key, &route.sticky) {
-        let key = std::str::from_utf8(key).unwrap_or_default();
-        if let Some(value) = cookie.set_cookie(key, tls) {
-            push_field(out, b"set-cookie", value.as_bytes());
-        }
+        out.extend_from_slice(b"set-cookie: ");
+        cookie.push_set_cookie(out, key, tls);
+        out.extend_from_slice(b"\r\n");
     }
     match head.framing {
         Framing::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked if downstream_chunked => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -1283,6 +1315,23 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `n` in decimal, as `write!` would, without the formatting
+/// machinery (a status and a length on every answer).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // The remainder is a single digit.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// The upstream request head, with the rewriting of `forward`'s
 /// `prepare_request`: hop-by-hop fields removed, `Host` kept (or the
 /// endpoint named for an HTTP/1.0 request without one), the
@@ -1352,7 +1401,9 @@ fn write_upstream_head(
     }
     match head.framing {
         Framing::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::None | Framing::UntilClose => {}
@@ -1395,6 +1446,26 @@ fn write_local_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_decimal_writes_what_write_writes() {
+        for n in [
+            0,
+            7,
+            10,
+            99,
+            100,
+            204,
+            65_535,
+            1_000_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 
     #[tokio::test]
     async fn the_timer_fires_at_each_deadline_however_it_was_armed() {
