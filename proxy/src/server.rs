@@ -300,13 +300,8 @@ impl OwnConnection {
     /// Serves `stream`; a client that says nothing within
     /// `handshake_timeout` is dropped, as on the hyper path.
     async fn serve(self, stream: TcpStream, handshake_timeout: Duration) {
-        let OwnConnection {
-            shared,
-            downstream,
-            builder,
-            watcher,
-            limits,
-        } = self;
+        // Fields are used in place, not moved to locals: in a future, a
+        // moved field still takes its room beside the local's.
         let mut first = [0u8; 1];
         if !matches!(
             tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
@@ -317,19 +312,25 @@ impl OwnConnection {
         }
         // The watcher is held while weir's own path serves, so the drain
         // waits for this connection too.
-        let (stream, read) = match own_path::serve(&shared, &downstream, stream, limits).await {
-            Ended::Closed => return,
-            Ended::HandOff { stream, read } => (stream, read),
-        };
-        let service = HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
+        let (stream, read) =
+            match own_path::serve(&self.shared, &self.downstream, stream, self.limits).await {
+                Ended::Closed => return,
+                Ended::HandOff { stream, read } => (stream, read),
+            };
+        let service = HyperService(proxy_stack(Arc::new(Connection {
+            shared: self.shared,
+            downstream: self.downstream,
+        })));
         // Boxed: hyper's connection state is paid for only by the
         // connections handed to it.
-        let result =
-            Box::pin(watcher.watch(builder.serve_connection_with_upgrades(
-                TokioIo::new(Prefixed::new(read, stream)),
-                service,
-            )))
-            .await;
+        let result = Box::pin(
+            self.watcher
+                .watch(self.builder.serve_connection_with_upgrades(
+                    TokioIo::new(Prefixed::new(read, stream)),
+                    service,
+                )),
+        )
+        .await;
         if let Err(error) = result {
             tracing::debug!(%error, "downstream connection ended with an error");
         }
