@@ -530,6 +530,111 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath
     assert_eq!(body.await.unwrap(), b"first-rest");
 }
 
+/// Seconds since the Unix epoch of an IMF-fixdate (`Sun, 06 Nov 1994
+/// 08:49:37 GMT`, RFC 9110 section 5.6.7); `None` when it is not one.
+fn parse_imf_fixdate(text: &str) -> Option<u64> {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = text.split(' ').collect();
+    let [weekday, day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    if text.len() != 29 || day.len() != 2 || year.len() != 4 || time.len() != 8 {
+        return None;
+    }
+    let day: u64 = day.parse().ok()?;
+    let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
+    let year: u64 = year.parse().ok()?;
+    let mut clock = time.split(':').map(|n| n.parse::<u64>().ok());
+    let (hours, minutes, seconds) = (clock.next()??, clock.next()??, clock.next()??);
+    // Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let year_of_era = y - era * 400;
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    if weekday.strip_suffix(',')? != DAYS[(days % 7) as usize] {
+        return None;
+    }
+    Some(days * 86_400 + hours * 3600 + minutes * 60 + seconds)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Every answer carries a `date` field, as hyper's server adds it: a
+/// forwarded answer without one gets the current time, an upstream's own
+/// is passed on verbatim, and weir's own 404 and 502 have one too.
+async fn every_answer_carries_one_date(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|r: &UpstreamRequest| {
+        if r.target == "/dated" {
+            Reply::keep(
+                "HTTP/1.1 200 OK\r\nDate: Tue, 15 Nov 1994 08:12:31 GMT\r\nContent-Length: 2\r\n\r\nok",
+            )
+        } else {
+            Reply::ok("undated")
+        }
+    })
+    .await;
+    // Nothing listens there: weir answers 502.
+    let unreachable = weir_e2e::free_addr();
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream.addr]).hosts(&["shop.test"]),
+            Route::new("down", &[unreachable]).hosts(&["down.test"]),
+        ]))
+        .await;
+    for (host, target, status) in [
+        ("shop.test", "/undated", 200),
+        ("shop.test", "/dated", 200),
+        ("nowhere.test", "/", 404),
+        ("down.test", "/", 502),
+    ] {
+        let before = unix_now();
+        let raw = within(LIMIT, target, async {
+            let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            read_until_closed(&mut client).await
+        })
+        .await;
+        let after = unix_now();
+        let text = String::from_utf8_lossy(&raw);
+        let head = text.split("\r\n\r\n").next().unwrap();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{host}{target}: {head}"
+        );
+        let dates: Vec<&str> = head
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("date").then(|| value.trim())
+            })
+            .collect();
+        assert_eq!(dates.len(), 1, "{host}{target}: {head}");
+        if target == "/dated" {
+            assert_eq!(dates[0], "Tue, 15 Nov 1994 08:12:31 GMT", "{head}");
+        } else {
+            let date = parse_imf_fixdate(dates[0])
+                .unwrap_or_else(|| panic!("{host}{target}: not an IMF-fixdate: {head}"));
+            assert!(
+                before.saturating_sub(1) <= date && date <= after + 1,
+                "{host}{target}: {date} not between {before} and {after}: {head}"
+            );
+        }
+    }
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -538,4 +643,5 @@ on_both_paths!(
     a_request_target_is_read_the_same_on_both_paths,
     x_forwarded_for_is_appended_to_the_same_chain,
     an_interim_answer_during_an_upload_does_not_cut_it,
+    every_answer_carries_one_date,
 );

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
+use super::date::push_date_field;
 use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
 use super::response_head;
 use crate::Shared;
@@ -982,6 +983,7 @@ fn write_client_head(
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let keep_length = head.framing == Framing::None && head.status != 204;
+    let mut has_date = false;
     for field in head.headers {
         let name = field.name;
         if is_hop_by_hop(name, false)
@@ -990,7 +992,12 @@ fn write_client_head(
         {
             continue;
         }
+        has_date |= name.eq_ignore_ascii_case("date");
         push_field(out, name.as_bytes(), field.value);
+    }
+    // As hyper's server does: an upstream's own date is passed on as is.
+    if !has_date {
+        push_date_field(out);
     }
     if let (Some(key), Some(cookie)) = (&plan.issued_key, &route.sticky) {
         let key = std::str::from_utf8(key).unwrap_or_default();
@@ -1382,6 +1389,7 @@ fn write_local_bytes(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
         text.len()
     );
+    push_date_field(out);
     if let Some(cookie) = set_cookie {
         push_field(out, b"set-cookie", cookie);
     }
