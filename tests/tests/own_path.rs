@@ -635,6 +635,96 @@ async fn every_answer_carries_one_date(path: ForwardingPath) {
     }
 }
 
+/// Holds a process stopped (SIGSTOP) until dropped (SIGCONT): what peers
+/// send meanwhile waits in its sockets, so it finds bytes and a reset
+/// already there when it goes on.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        signal(pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// The counts of `weir_http_requests_total` by code, once they add up to
+/// `total`.
+async fn codes_once_counted(weir: &Weir, total: f64) -> Vec<(String, f64)> {
+    weir_e2e::wait_until(LIMIT, "every request counted", || async {
+        let metrics = weir.metrics().await;
+        if metrics.sum("weir_http_requests_total", &[]) < total {
+            return None;
+        }
+        let mut by_code: Vec<(String, f64)> = metrics
+            .samples
+            .iter()
+            .filter(|s| s.name == "weir_http_requests_total" && s.value > 0.0)
+            .map(|s| {
+                let code = s.labels.iter().find(|(n, _)| n == "code").unwrap();
+                (code.1.clone(), s.value)
+            })
+            .collect();
+        by_code.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(by_code)
+    })
+    .await
+}
+
+/// A client that is gone when weir writes its `100 Continue` left before
+/// its answer: the request is counted as abandoned (499), as any other
+/// request whose client left.
+async fn a_client_gone_before_its_100_continue_is_counted_as_abandoned(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    within(LIMIT, "the first request", async {
+        client
+            .write_all(b"GET /first HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    })
+    .await;
+    {
+        // weir is served the head and the reset at once: its 100 Continue
+        // can only fail.
+        let _stopped = Stopped::new(weir.pid());
+        client
+            .write_all(
+                b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        client.set_zero_linger().unwrap();
+        drop(client);
+    }
+    let counts = codes_once_counted(&weir, 2.0).await;
+    let want = [("200", 1.0), ("499", 1.0)].map(|(code, n)| (code.to_owned(), n));
+    assert_eq!(counts, want, "{}", path.name());
+    let abandoned = weir
+        .metrics()
+        .await
+        .sum("weir_client_errors_total", &[("kind", "abandoned")]);
+    assert_eq!(abandoned, 1.0);
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -644,4 +734,5 @@ on_both_paths!(
     x_forwarded_for_is_appended_to_the_same_chain,
     an_interim_answer_during_an_upload_does_not_cut_it,
     every_answer_carries_one_date,
+    a_client_gone_before_its_100_continue_is_counted_as_abandoned,
 );

@@ -426,7 +426,9 @@ impl Conn<'_> {
                 .await
                 .is_err()
         {
-            return Next::Close;
+            // The client left before its body: counted as abandoned, as
+            // on the hyper path, whose connection ends with that write.
+            return Next::ClientGone;
         }
         let timeouts = route.timeouts;
         let deadline = tokio::time::Instant::from_std(plan.started) + timeouts.request;
