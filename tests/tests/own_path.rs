@@ -725,6 +725,74 @@ async fn a_client_gone_before_its_100_continue_is_counted_as_abandoned(path: For
     assert_eq!(abandoned, 1.0);
 }
 
+/// A client that reads the head of a big answer and then stops reading
+/// holds neither the upstream connection nor weir's buffers: once nothing
+/// could be written to it for the route's `timeouts.idle`, weir closes
+/// the client connection and the upstream one, and counts the request
+/// with the code it was sent, as for any client that left mid-body.
+async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout(path: ForwardingPath) {
+    // More than every socket buffer on the way can hold.
+    const BODY: usize = 64 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (closed, upstream_closed) = tokio::sync::oneshot::channel::<usize>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let piece = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < BODY && stream.write_all(&piece).await.is_ok() {
+            sent += piece.len();
+        }
+        let _ = closed.send(sent);
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream]).idle_timeout("1s")
+        ]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let mut received = within(LIMIT, "the answer's head", async {
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        assert!(raw.starts_with(b"HTTP/1.1 200"));
+        raw.len()
+    })
+    .await;
+    // The client reads nothing more until the upstream connection is gone.
+    let sent = within(LIMIT, "the upstream connection closed", upstream_closed)
+        .await
+        .unwrap();
+    assert!(sent < BODY, "the upstream sent its whole body");
+    received += within(LIMIT, "the client connection closed", async {
+        read_until_closed(&mut client).await.len()
+    })
+    .await;
+    assert!(
+        received < BODY,
+        "{received} bytes reached the client after it stopped reading"
+    );
+    let counts = codes_once_counted(&weir, 1.0).await;
+    assert_eq!(counts, [("200".to_owned(), 1.0)], "{}", path.name());
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -735,4 +803,5 @@ on_both_paths!(
     an_interim_answer_during_an_upload_does_not_cut_it,
     every_answer_carries_one_date,
     a_client_gone_before_its_100_continue_is_counted_as_abandoned,
+    a_client_that_stops_reading_is_cut_after_the_idle_timeout,
 );

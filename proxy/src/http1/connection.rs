@@ -38,6 +38,7 @@ use crate::error::ProxyError;
 use crate::forward::{self, About, Downstream, Pending, RequestContext};
 use crate::routing::{Routing, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint};
+use weir_config::model::DEFAULT_IDLE_TIMEOUT;
 
 /// The longest a connection may sit idle between requests (the listener's
 /// header timeout, when shorter, ends the wait first).
@@ -296,8 +297,14 @@ impl Conn<'_> {
                             self.buf.drain(..head_len);
                             self.to_client.clear();
                             write_local(&mut self.to_client, 404, &text, !keep_alive);
-                            if self.client.write_all(&self.to_client).await.is_err() || !keep_alive
-                            {
+                            let written = write_client(
+                                &mut self.timer,
+                                &mut self.client,
+                                &self.to_client,
+                                DEFAULT_IDLE_TIMEOUT,
+                            )
+                            .await;
+                            if written.is_err() || !keep_alive {
                                 return Err(Next::Close);
                             }
                             return Err(Next::Continue);
@@ -394,7 +401,13 @@ impl Conn<'_> {
         };
         self.to_client.clear();
         write_local(&mut self.to_client, refusal.status, &text, true);
-        let _ = self.client.write_all(&self.to_client).await;
+        let _ = write_client(
+            &mut self.timer,
+            &mut self.client,
+            &self.to_client,
+            DEFAULT_IDLE_TIMEOUT,
+        )
+        .await;
     }
 
     /// Forwards the planned request and streams the answer back.
@@ -420,11 +433,14 @@ impl Conn<'_> {
         if plan.expect_continue
             && !whole_request
             && self.buf.is_empty()
-            && self
-                .client
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
+            && write_client(
+                &mut self.timer,
+                &mut self.client,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                route.timeouts.idle,
+            )
+            .await
+            .is_err()
         {
             // The client left before its body: counted as abandoned, as
             // on the hyper path, whose connection ends with that write.
@@ -733,8 +749,12 @@ impl Conn<'_> {
                     }
                 }
             }
-            if self.client.write_all(&self.to_client).await.is_err() {
-                // The client left: counted with the code it was sent.
+            if write_client(&mut self.timer, &mut self.client, &self.to_client, idle)
+                .await
+                .is_err()
+            {
+                // The client left, or stopped reading: counted with the
+                // code it was sent.
                 backend.metrics.record(code, plan.started.elapsed());
                 return Next::Close;
             }
@@ -849,7 +869,14 @@ impl Conn<'_> {
             !keep,
             set_cookie.as_ref().map(http::HeaderValue::as_bytes),
         );
-        if self.client.write_all(&self.to_client).await.is_err() || !keep {
+        let written = write_client(
+            &mut self.timer,
+            &mut self.client,
+            &self.to_client,
+            route.timeouts.idle,
+        )
+        .await;
+        if written.is_err() || !keep {
             return Next::Close;
         }
         Next::Continue
@@ -1099,6 +1126,35 @@ fn is_reset(error: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::BrokenPipe
     )
+}
+
+/// Writes all of `bytes` to the client. A client that takes none of them
+/// for `stall` (it stopped reading, its window is shut) is reset rather
+/// than waited for: the answer's upstream connection and buffers are not
+/// held for it, and the kernel drops what is queued for it.
+async fn write_client(
+    timer: &mut Timer,
+    client: &mut TcpStream,
+    mut bytes: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let deadline = tokio::time::Instant::now() + stall;
+        match timer.run(deadline, client.write(bytes)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(written)) => bytes = &bytes[written..],
+            Ok(Err(error)) => return Err(error),
+            Err(TimedOut) => {
+                tracing::debug!(
+                    ?stall,
+                    "client took nothing within the idle timeout; resetting it"
+                );
+                let _ = client.set_zero_linger();
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Moves what `input` holds of the body into `out` (chunk data re-framed
