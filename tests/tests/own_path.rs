@@ -793,6 +793,49 @@ async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout(path: Forward
     assert_eq!(counts, [("200".to_owned(), 1.0)], "{}", path.name());
 }
 
+/// The chunk extensions of one body are bounded in total, as hyper bounds
+/// them (16 KiB): a body of one-byte chunks each with a 1 KiB extension is
+/// refused with 400 once they add up, never forwarded whole.
+async fn chunk_extensions_are_bounded_per_body(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let raw = within(LIMIT, "the upload", async {
+        let client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        let (mut from_weir, mut to_weir) = client.into_split();
+        // Sent while the answer is read: weir may close before the end.
+        let upload = tokio::spawn(async move {
+            to_weir
+                .write_all(
+                    b"POST /up HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+                )
+                .await?;
+            let chunk = format!("1;{}\r\nx\r\n", "e".repeat(1024));
+            for _ in 0..1000 {
+                to_weir.write_all(chunk.as_bytes()).await?;
+            }
+            to_weir.write_all(b"0\r\n\r\n").await
+        });
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match from_weir.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = upload.await;
+        raw
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert_eq!(upstream.requests(), vec![], "a whole request went upstream");
+    let counts = codes_once_counted(&weir, 1.0).await;
+    assert_eq!(counts, [("400".to_owned(), 1.0)], "{}", path.name());
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -804,4 +847,5 @@ on_both_paths!(
     every_answer_carries_one_date,
     a_client_gone_before_its_100_continue_is_counted_as_abandoned,
     a_client_that_stops_reading_is_cut_after_the_idle_timeout,
+    chunk_extensions_are_bounded_per_body,
 );

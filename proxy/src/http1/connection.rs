@@ -1231,6 +1231,7 @@ fn chunked_fault(error: super::chunked::ChunkedError) -> &'static str {
         SizeOverflow => "chunk size overflows 64 bits",
         SizeLineTooLong => "chunk size line too long",
         InvalidExtension => "invalid chunk extension",
+        ExtensionsOverLimit => "chunk extensions over limit",
         BareLineEnding => "chunked line not ended by CRLF",
         MissingDataCrlf => "chunk data not followed by CRLF",
         InvalidTrailers => "invalid trailer section",
