@@ -836,6 +836,73 @@ async fn chunk_extensions_are_bounded_per_body(path: ForwardingPath) {
     assert_eq!(counts, [("400".to_owned(), 1.0)], "{}", path.name());
 }
 
+/// An interim answer whose head arrives in two pieces while the upload is
+/// under way (`HTTP/1.1 100 Continue\r\n`, then the final `\r\n`) is still
+/// an interim answer: the upload goes on to its end, and the final answer
+/// reaches the client.
+async fn an_interim_head_split_across_reads_does_not_cut_the_upload(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (half_sent, half_arrived) = tokio::sync::oneshot::channel::<()>();
+    let (rest_sent, rest_arrived) = tokio::sync::oneshot::channel::<()>();
+    let body = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut half_sent = Some(half_sent);
+        let mut rest_sent = Some(rest_sent);
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                let body = seen.len() - end - 4;
+                if body >= 5 {
+                    if let Some(signal) = half_sent.take() {
+                        stream
+                            .write_all(b"HTTP/1.1 100 Continue\r\n")
+                            .await
+                            .unwrap();
+                        let _ = signal.send(());
+                    }
+                }
+                if body >= 10 {
+                    if let Some(signal) = rest_sent.take() {
+                        stream.write_all(b"\r\n").await.unwrap();
+                        let _ = signal.send(());
+                    }
+                }
+                if body >= 15 {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    return seen[end + 4..].to_vec();
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed inside the body");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let (head, answer) = within(LIMIT, "the upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 15\r\n\r\nfirst")
+            .await
+            .unwrap();
+        half_arrived.await.unwrap();
+        client.write_all(b"-mid-").await.unwrap();
+        rest_arrived.await.unwrap();
+        client.write_all(b"-last").await.unwrap();
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(answer, b"ok");
+    assert_eq!(body.await.unwrap(), b"first-mid--last");
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -848,4 +915,5 @@ on_both_paths!(
     a_client_gone_before_its_100_continue_is_counted_as_abandoned,
     a_client_that_stops_reading_is_cut_after_the_idle_timeout,
     chunk_extensions_are_bounded_per_body,
+    an_interim_head_split_across_reads_does_not_cut_the_upload,
 );

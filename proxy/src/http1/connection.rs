@@ -1059,18 +1059,18 @@ fn write_client_head(
 }
 
 /// Removes whole interim (1xx, not 101) answer heads from the front of
-/// `from_upstream`; whether nothing is left after them.
+/// `from_upstream`; whether no final answer has begun: nothing is left, or
+/// only a head not yet whole (an interim head may arrive in pieces, and
+/// the upload goes on until it is known to be one).
 fn skip_interim(from_upstream: &mut Vec<u8>) -> bool {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let len = match response_head::parse(from_upstream, &mut headers, false) {
             Ok(Some(head)) if head.status < 200 && head.status != 101 => head.len,
-            _ => return from_upstream.is_empty(),
+            Ok(None) => return true,
+            Ok(Some(_)) | Err(_) => return false,
         };
         from_upstream.drain(..len);
-        if from_upstream.is_empty() {
-            return true;
-        }
     }
 }
 
