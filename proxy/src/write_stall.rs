@@ -160,6 +160,44 @@ impl AsyncWrite for WriteStall {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_fails_after_the_limit_and_resets() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let mut peer = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        let limit = Arc::new(StallLimit::default());
+        limit.note(Duration::from_millis(200), false);
+        let mut stream = WriteStall::new(stream, limit);
+        let piece = vec![0u8; 64 * 1024];
+        let mut written = 0usize;
+        let error = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match stream.write(&piece).await {
+                    Ok(n) => written += n,
+                    Err(error) => return error,
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the write never failed"));
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        drop(stream);
+        // Reset: the peer cannot read all that was written.
+        let mut read = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = peer.read(&mut buf).await {
+            read += n;
+        }
+        assert!(read < written, "{read} of {written} bytes still delivered");
+    }
 
     #[test]
     fn the_limit_is_the_last_routes_or_on_http2_the_longest() {
