@@ -903,6 +903,47 @@ async fn an_interim_head_split_across_reads_does_not_cut_the_upload(path: Forwar
     assert_eq!(body.await.unwrap(), b"first-mid--last");
 }
 
+/// An upstream answer whose chunk extensions add up past the bound is
+/// not passed on whole either: the client gets the head and a cut body
+/// (no last chunk, the connection closed), and the upstream is counted
+/// as having broken the exchange.
+async fn an_answer_over_the_chunk_extension_bound_is_cut(path: ForwardingPath) {
+    let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..100 {
+        answer.extend_from_slice(format!("1;{}\r\nx\r\n", "e".repeat(1024)).as_bytes());
+    }
+    answer.extend_from_slice(b"0\r\n\r\n");
+    let upstream =
+        RecordingUpstream::start(move |_: &UpstreamRequest| Reply::keep(answer.clone())).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let raw = within(LIMIT, "the answer", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        read_until_closed(&mut client).await
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the whole body went out: {text}"
+    );
+    let delivered = text.split("\r\n\r\n").nth(1).unwrap().matches('x').count();
+    assert!(delivered < 100, "{delivered} chunks delivered");
+    let counts = codes_once_counted(&weir, 1.0).await;
+    assert_eq!(counts, [("200".to_owned(), 1.0)], "{}", path.name());
+    let broken = weir
+        .metrics()
+        .await
+        .sum("weir_upstream_errors_total", &[("kind", "protocol")]);
+    assert_eq!(broken, 1.0, "{}", path.name());
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -916,4 +957,5 @@ on_both_paths!(
     a_client_that_stops_reading_is_cut_after_the_idle_timeout,
     chunk_extensions_are_bounded_per_body,
     an_interim_head_split_across_reads_does_not_cut_the_upload,
+    an_answer_over_the_chunk_extension_bound_is_cut,
 );
