@@ -24,6 +24,7 @@ use crate::request_body::{self, BufferedBody, Kept, RequestBody};
 use crate::request_id::X_REQUEST_ID;
 use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
+use crate::write_stall::StallLimit;
 use crate::{Role, Shared};
 
 /// What the proxy knows about the downstream connection.
@@ -40,6 +41,9 @@ pub struct Downstream {
     /// The connection's span (listener, peer, tls): the parent of each
     /// request's span, also for HTTP/2 streams, which run in tasks of their own.
     pub span: tracing::Span,
+    /// The write timeout of a connection served by hyper, told the idle
+    /// limit of each request's route.
+    pub write_stall: Option<Arc<StallLimit>>,
 }
 
 // === impl Downstream ===
@@ -49,6 +53,21 @@ impl Downstream {
     pub fn on_port(mut self, port: u16) -> Downstream {
         self.local_port = port;
         self
+    }
+
+    /// The same downstream, its writes bounded by `limit` (see
+    /// [`crate::write_stall`]).
+    pub fn with_write_stall(mut self, limit: Arc<StallLimit>) -> Downstream {
+        self.write_stall = Some(limit);
+        self
+    }
+
+    /// Bounds the connection's writes by the idle limit of the route that
+    /// answers the request of `version`.
+    fn note_idle_timeout(&self, idle: std::time::Duration, version: Version) {
+        if let Some(limit) = &self.write_stall {
+            limit.note(idle, version == Version::HTTP_2);
+        }
     }
 
     /// The downstream of a connection from `remote`, logged in `span`.
@@ -61,6 +80,7 @@ impl Downstream {
             client_ip,
             tls,
             span,
+            write_stall: None,
         }
     }
 }
@@ -111,6 +131,7 @@ pub async fn serve(
     let Some(index) =
         preview_index.or_else(|| routing.table.find_where(host, req.uri().path(), accepts))
     else {
+        downstream.note_idle_timeout(weir_config::model::DEFAULT_IDLE_TIMEOUT, req.version());
         return local_response(
             StatusCode::NOT_FOUND,
             format!(
@@ -121,6 +142,7 @@ pub async fn serve(
         );
     };
     let route = &routing.routes[index];
+    downstream.note_idle_timeout(route.timeouts.idle, req.version());
     let mut issued_key = None;
     let mut backend_response_edits = None;
     let (role, backend) = match route.rule.as_deref() {

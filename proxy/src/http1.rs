@@ -10,6 +10,7 @@
 
 pub mod chunked;
 pub mod connection;
+pub mod date;
 pub mod prefixed;
 pub mod request_head;
 pub mod response_head;

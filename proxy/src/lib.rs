@@ -27,6 +27,7 @@ pub mod routing;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod write_stall;
 
 pub use decision::Role;
 pub use metrics::Metrics;

@@ -29,6 +29,7 @@ use crate::http1::connection::{self as own_path, Ended};
 use crate::http1::prefixed::Prefixed;
 use crate::metrics::ListenerMetrics;
 use crate::request_id::RequestIdLayer;
+use crate::write_stall::{StallLimit, WriteStall};
 use crate::{Proxy, Shared};
 
 /// Largest request head accepted; a larger one is answered 431.
@@ -218,6 +219,9 @@ impl Proxy {
                             tracing::debug!("no request within the header timeout");
                             return;
                         }
+                        let limit = Arc::new(StallLimit::default());
+                        let downstream = downstream.with_write_stall(Arc::clone(&limit));
+                        let stream = WriteStall::new(stream, limit);
                         let service =
                             HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
                         let result = match acceptor {
@@ -317,9 +321,12 @@ impl OwnConnection {
                 Ended::Closed => return,
                 Ended::HandOff { stream, read } => (stream, read),
             };
+        let limit = Arc::new(StallLimit::default());
+        let downstream = self.downstream.with_write_stall(Arc::clone(&limit));
+        let stream = WriteStall::new(stream, limit);
         let service = HyperService(proxy_stack(Arc::new(Connection {
             shared: self.shared,
-            downstream: self.downstream,
+            downstream,
         })));
         // Boxed: hyper's connection state is paid for only by the
         // connections handed to it.

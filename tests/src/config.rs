@@ -96,6 +96,8 @@ pub struct Route {
     pub canary_by_header: Option<(String, String)>,
     /// `timeouts`: connect and request, as duration strings.
     pub timeouts: Option<(String, String)>,
+    /// `timeouts.idle`, as a duration string.
+    pub idle_timeout: Option<String>,
     /// `upgrades`: protocols clients may switch to; unset means weir's default.
     pub upgrades: Option<Vec<String>>,
     /// `strategy`; when set, `canary.weight` is not written.
@@ -287,10 +289,15 @@ impl WeirConfig {
                 let _ = writeln!(y, "      name: {}", quote(name));
                 let _ = writeln!(y, "      value: {}", quote(value));
             }
-            if let Some((connect, request)) = &r.timeouts {
+            if r.timeouts.is_some() || r.idle_timeout.is_some() {
                 let _ = writeln!(y, "    timeouts:");
+            }
+            if let Some((connect, request)) = &r.timeouts {
                 let _ = writeln!(y, "      connect: {}", quote(connect));
                 let _ = writeln!(y, "      request: {}", quote(request));
+            }
+            if let Some(idle) = &r.idle_timeout {
+                let _ = writeln!(y, "      idle: {}", quote(idle));
             }
             if let Some(upgrades) = &r.upgrades {
                 let _ = writeln!(y, "    upgrades: {}", list(upgrades));
@@ -519,6 +526,7 @@ impl Route {
             sticky_cookie: None,
             canary_by_header: None,
             timeouts: None,
+            idle_timeout: None,
             upgrades: None,
             strategy: None,
             stable_fallback: None,
@@ -630,6 +638,13 @@ impl Route {
     #[must_use]
     pub fn timeouts(mut self, connect: &str, request: &str) -> Self {
         self.timeouts = Some((connect.to_owned(), request.to_owned()));
+        self
+    }
+
+    /// `timeouts.idle`: the longest a body may make no progress, e.g. `"1s"`.
+    #[must_use]
+    pub fn idle_timeout(mut self, idle: &str) -> Self {
+        self.idle_timeout = Some(idle.to_owned());
         self
     }
 

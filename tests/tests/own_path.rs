@@ -530,6 +530,420 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath
     assert_eq!(body.await.unwrap(), b"first-rest");
 }
 
+/// Seconds since the Unix epoch of an IMF-fixdate (`Sun, 06 Nov 1994
+/// 08:49:37 GMT`, RFC 9110 section 5.6.7); `None` when it is not one.
+fn parse_imf_fixdate(text: &str) -> Option<u64> {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = text.split(' ').collect();
+    let [weekday, day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    if text.len() != 29 || day.len() != 2 || year.len() != 4 || time.len() != 8 {
+        return None;
+    }
+    let day: u64 = day.parse().ok()?;
+    let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
+    let year: u64 = year.parse().ok()?;
+    let mut clock = time.split(':').map(|n| n.parse::<u64>().ok());
+    let (hours, minutes, seconds) = (clock.next()??, clock.next()??, clock.next()??);
+    // Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let year_of_era = y - era * 400;
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    if weekday.strip_suffix(',')? != DAYS[(days % 7) as usize] {
+        return None;
+    }
+    Some(days * 86_400 + hours * 3600 + minutes * 60 + seconds)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Every answer carries a `date` field, as hyper's server adds it: a
+/// forwarded answer without one gets the current time, an upstream's own
+/// is passed on verbatim, and weir's own 404 and 502 have one too.
+async fn every_answer_carries_one_date(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|r: &UpstreamRequest| {
+        if r.target == "/dated" {
+            Reply::keep(
+                "HTTP/1.1 200 OK\r\nDate: Tue, 15 Nov 1994 08:12:31 GMT\r\nContent-Length: 2\r\n\r\nok",
+            )
+        } else {
+            Reply::ok("undated")
+        }
+    })
+    .await;
+    // Nothing listens there: weir answers 502.
+    let unreachable = weir_e2e::free_addr();
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream.addr]).hosts(&["shop.test"]),
+            Route::new("down", &[unreachable]).hosts(&["down.test"]),
+        ]))
+        .await;
+    for (host, target, status) in [
+        ("shop.test", "/undated", 200),
+        ("shop.test", "/dated", 200),
+        ("nowhere.test", "/", 404),
+        ("down.test", "/", 502),
+    ] {
+        let before = unix_now();
+        let raw = within(LIMIT, target, async {
+            let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            read_until_closed(&mut client).await
+        })
+        .await;
+        let after = unix_now();
+        let text = String::from_utf8_lossy(&raw);
+        let head = text.split("\r\n\r\n").next().unwrap();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{host}{target}: {head}"
+        );
+        let dates: Vec<&str> = head
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("date").then(|| value.trim())
+            })
+            .collect();
+        assert_eq!(dates.len(), 1, "{host}{target}: {head}");
+        if target == "/dated" {
+            assert_eq!(dates[0], "Tue, 15 Nov 1994 08:12:31 GMT", "{head}");
+        } else {
+            let date = parse_imf_fixdate(dates[0])
+                .unwrap_or_else(|| panic!("{host}{target}: not an IMF-fixdate: {head}"));
+            assert!(
+                before.saturating_sub(1) <= date && date <= after + 1,
+                "{host}{target}: {date} not between {before} and {after}: {head}"
+            );
+        }
+    }
+}
+
+/// Holds a process stopped (SIGSTOP) until dropped (SIGCONT): what peers
+/// send meanwhile waits in its sockets, so it finds bytes and a reset
+/// already there when it goes on.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        signal(pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// The counts of `weir_http_requests_total` by code, once they add up to
+/// `total`.
+async fn codes_once_counted(weir: &Weir, total: f64) -> Vec<(String, f64)> {
+    weir_e2e::wait_until(LIMIT, "every request counted", || async {
+        let metrics = weir.metrics().await;
+        if metrics.sum("weir_http_requests_total", &[]) < total {
+            return None;
+        }
+        let mut by_code: Vec<(String, f64)> = metrics
+            .samples
+            .iter()
+            .filter(|s| s.name == "weir_http_requests_total" && s.value > 0.0)
+            .map(|s| {
+                let code = s.labels.iter().find(|(n, _)| n == "code").unwrap();
+                (code.1.clone(), s.value)
+            })
+            .collect();
+        by_code.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(by_code)
+    })
+    .await
+}
+
+/// A client that is gone when weir writes its `100 Continue` left before
+/// its answer: the request is counted as abandoned (499), as any other
+/// request whose client left.
+async fn a_client_gone_before_its_100_continue_is_counted_as_abandoned(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    within(LIMIT, "the first request", async {
+        client
+            .write_all(b"GET /first HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    })
+    .await;
+    {
+        // weir is served the head and the reset at once: its 100 Continue
+        // can only fail.
+        let _stopped = Stopped::new(weir.pid());
+        client
+            .write_all(
+                b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        client.set_zero_linger().unwrap();
+        drop(client);
+    }
+    let counts = codes_once_counted(&weir, 2.0).await;
+    let want = [("200", 1.0), ("499", 1.0)].map(|(code, n)| (code.to_owned(), n));
+    assert_eq!(counts, want, "{}", path.name());
+    let abandoned = weir
+        .metrics()
+        .await
+        .sum("weir_client_errors_total", &[("kind", "abandoned")]);
+    assert_eq!(abandoned, 1.0);
+}
+
+/// A client that reads the head of a big answer and then stops reading
+/// holds neither the upstream connection nor weir's buffers: once nothing
+/// could be written to it for the route's `timeouts.idle`, weir closes
+/// the client connection and the upstream one, and counts the request
+/// with the code it was sent, as for any client that left mid-body.
+async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout(path: ForwardingPath) {
+    // More than every socket buffer on the way can hold.
+    const BODY: usize = 64 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (closed, upstream_closed) = tokio::sync::oneshot::channel::<usize>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let piece = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < BODY && stream.write_all(&piece).await.is_ok() {
+            sent += piece.len();
+        }
+        let _ = closed.send(sent);
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream]).idle_timeout("1s")
+        ]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let mut received = within(LIMIT, "the answer's head", async {
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        assert!(raw.starts_with(b"HTTP/1.1 200"));
+        raw.len()
+    })
+    .await;
+    // The client reads nothing more until the upstream connection is gone.
+    let sent = within(LIMIT, "the upstream connection closed", upstream_closed)
+        .await
+        .unwrap();
+    assert!(sent < BODY, "the upstream sent its whole body");
+    received += within(LIMIT, "the client connection closed", async {
+        read_until_closed(&mut client).await.len()
+    })
+    .await;
+    assert!(
+        received < BODY,
+        "{received} bytes reached the client after it stopped reading"
+    );
+    let counts = codes_once_counted(&weir, 1.0).await;
+    assert_eq!(counts, [("200".to_owned(), 1.0)], "{}", path.name());
+}
+
+/// The chunk extensions of one body are bounded in total, as hyper bounds
+/// them (16 KiB): a body of one-byte chunks each with a 1 KiB extension is
+/// refused with 400 once they add up, never forwarded whole.
+async fn chunk_extensions_are_bounded_per_body(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let raw = within(LIMIT, "the upload", async {
+        let client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        let (mut from_weir, mut to_weir) = client.into_split();
+        // Sent while the answer is read: weir may close before the end.
+        let upload = tokio::spawn(async move {
+            to_weir
+                .write_all(
+                    b"POST /up HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+                )
+                .await?;
+            let chunk = format!("1;{}\r\nx\r\n", "e".repeat(1024));
+            for _ in 0..1000 {
+                to_weir.write_all(chunk.as_bytes()).await?;
+            }
+            to_weir.write_all(b"0\r\n\r\n").await
+        });
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match from_weir.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = upload.await;
+        raw
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert_eq!(upstream.requests(), vec![], "a whole request went upstream");
+    let counts = codes_once_counted(&weir, 1.0).await;
+    assert_eq!(counts, [("400".to_owned(), 1.0)], "{}", path.name());
+}
+
+/// An interim answer whose head arrives in two pieces while the upload is
+/// under way (`HTTP/1.1 100 Continue\r\n`, then the final `\r\n`) is still
+/// an interim answer: the upload goes on to its end, and the final answer
+/// reaches the client.
+async fn an_interim_head_split_across_reads_does_not_cut_the_upload(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (half_sent, half_arrived) = tokio::sync::oneshot::channel::<()>();
+    let (rest_sent, rest_arrived) = tokio::sync::oneshot::channel::<()>();
+    let body = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut half_sent = Some(half_sent);
+        let mut rest_sent = Some(rest_sent);
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                let body = seen.len() - end - 4;
+                if body >= 5 {
+                    if let Some(signal) = half_sent.take() {
+                        stream
+                            .write_all(b"HTTP/1.1 100 Continue\r\n")
+                            .await
+                            .unwrap();
+                        let _ = signal.send(());
+                    }
+                }
+                if body >= 10 {
+                    if let Some(signal) = rest_sent.take() {
+                        stream.write_all(b"\r\n").await.unwrap();
+                        let _ = signal.send(());
+                    }
+                }
+                if body >= 15 {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    return seen[end + 4..].to_vec();
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed inside the body");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let (head, answer) = within(LIMIT, "the upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 15\r\n\r\nfirst")
+            .await
+            .unwrap();
+        half_arrived.await.unwrap();
+        client.write_all(b"-mid-").await.unwrap();
+        rest_arrived.await.unwrap();
+        client.write_all(b"-last").await.unwrap();
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(answer, b"ok");
+    assert_eq!(body.await.unwrap(), b"first-mid--last");
+}
+
+/// An upstream answer whose chunk extensions add up past the bound is
+/// not passed on whole either: the client gets the head and a cut body
+/// (no last chunk, the connection closed), and the upstream is counted
+/// as having broken the exchange.
+async fn an_answer_over_the_chunk_extension_bound_is_cut(path: ForwardingPath) {
+    let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..100 {
+        answer.extend_from_slice(format!("1;{}\r\nx\r\n", "e".repeat(1024)).as_bytes());
+    }
+    answer.extend_from_slice(b"0\r\n\r\n");
+    let upstream =
+        RecordingUpstream::start(move |_: &UpstreamRequest| Reply::keep(answer.clone())).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let raw = within(LIMIT, "the answer", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        read_until_closed(&mut client).await
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the whole body went out: {text}"
+    );
+    let delivered = text.split("\r\n\r\n").nth(1).unwrap().matches('x').count();
+    assert!(delivered < 100, "{delivered} chunks delivered");
+    let counts = codes_once_counted(&weir, 1.0).await;
+    assert_eq!(counts, [("200".to_owned(), 1.0)], "{}", path.name());
+    let broken = weir
+        .metrics()
+        .await
+        .sum("weir_upstream_errors_total", &[("kind", "protocol")]);
+    assert_eq!(broken, 1.0, "{}", path.name());
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -538,4 +952,10 @@ on_both_paths!(
     a_request_target_is_read_the_same_on_both_paths,
     x_forwarded_for_is_appended_to_the_same_chain,
     an_interim_answer_during_an_upload_does_not_cut_it,
+    every_answer_carries_one_date,
+    a_client_gone_before_its_100_continue_is_counted_as_abandoned,
+    a_client_that_stops_reading_is_cut_after_the_idle_timeout,
+    chunk_extensions_are_bounded_per_body,
+    an_interim_head_split_across_reads_does_not_cut_the_upload,
+    an_answer_over_the_chunk_extension_bound_is_cut,
 );

@@ -6,7 +6,8 @@
 //! It is strict where a lenient peer would let two parsers disagree: the
 //! size is plain hex (no sign, no `0x`) and must fit in 64 bits, every line
 //! ends in CRLF (a bare LF is refused), extensions may not hold control
-//! characters, and the size line and the trailer section are bounded.
+//! characters, and the size line, the extensions of a whole body and the
+//! trailer section are bounded, as hyper bounds them.
 //! Extensions and trailer fields are validated and dropped: the driver
 //! re-frames the data it is given (see [`encode_chunk`]).
 
@@ -16,6 +17,13 @@ use std::ops::Range;
 pub const MAX_SIZE_LINE: usize = 4096;
 /// Largest trailer section.
 pub const MAX_TRAILERS: usize = 16 * 1024;
+/// Most bytes of chunk extensions in one body, all chunks together (after
+/// each `;`, up to the line's CR), as hyper's `CHUNKED_EXTENSIONS_LIMIT`:
+/// the body whose extensions reach it is refused. Without it, a body of
+/// one-byte chunks with long extensions would pass any amount of them.
+pub const MAX_EXTENSIONS: u64 = 16 * 1024;
+/// Most trailer fields, as hyper's default header count.
+pub const MAX_TRAILER_FIELDS: usize = 100;
 
 /// Why a chunked body was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -32,14 +40,17 @@ pub enum ChunkedError {
     /// A control character in a chunk extension.
     #[error("invalid chunk extension")]
     InvalidExtension,
+    /// The extensions of the body's chunks reach [`MAX_EXTENSIONS`] bytes.
+    #[error("chunk extensions over limit")]
+    ExtensionsOverLimit,
     /// A line ended in a bare LF, or a CR not followed by LF.
     #[error("chunked line not ended by CRLF")]
     BareLineEnding,
     /// A chunk's data not followed by CRLF.
     #[error("chunk data not followed by CRLF")]
     MissingDataCrlf,
-    /// A trailer line with a control character, or a trailer section over
-    /// [`MAX_TRAILERS`].
+    /// A trailer line with a control character, a trailer section over
+    /// [`MAX_TRAILERS`] bytes or over [`MAX_TRAILER_FIELDS`] fields.
     #[error("invalid trailer section")]
     InvalidTrailers,
 }
@@ -91,6 +102,10 @@ pub struct ChunkedDecoder {
     state: State,
     /// Bytes of the current size line, or of the trailer section.
     line: usize,
+    /// Bytes of extensions so far, every chunk of the body counted.
+    extensions: u64,
+    /// Trailer fields so far.
+    trailer_fields: usize,
 }
 
 // === impl ChunkedDecoder ===
@@ -110,6 +125,8 @@ impl ChunkedDecoder {
                 digits: 0,
             },
             line: 0,
+            extensions: 0,
+            trailer_fields: 0,
         }
     }
 
@@ -195,9 +212,14 @@ impl ChunkedDecoder {
             State::Extension { value } => match byte {
                 b'\r' => State::SizeLf { value },
                 b'\n' => return Err(BareLineEnding),
-                b'\t' => State::Extension { value },
+                b'\t' | 0x20..0x7f | 0x80.. => {
+                    self.extensions += 1;
+                    if self.extensions >= MAX_EXTENSIONS {
+                        return Err(ExtensionsOverLimit);
+                    }
+                    State::Extension { value }
+                }
                 0..0x20 | 0x7f => return Err(InvalidExtension),
-                _ => State::Extension { value },
             },
             State::SizeLf { value } => {
                 if byte != b'\n' {
@@ -230,7 +252,13 @@ impl ChunkedDecoder {
                     (State::TrailerStart, b'\r') => State::EndLf,
                     // A trailer line may not start with whitespace (obs-fold).
                     (State::TrailerStart, b' ' | b'\t' | b':') => return Err(InvalidTrailers),
-                    (State::TrailerLf, b'\n') => State::TrailerStart,
+                    (State::TrailerLf, b'\n') => {
+                        self.trailer_fields += 1;
+                        if self.trailer_fields > MAX_TRAILER_FIELDS {
+                            return Err(InvalidTrailers);
+                        }
+                        State::TrailerStart
+                    }
                     (State::TrailerLf, _) | (_, b'\n') => return Err(BareLineEnding),
                     (_, b'\r') => State::TrailerLf,
                     (_, b'\t') => State::TrailerLine,

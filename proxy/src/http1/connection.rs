@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
+use super::date::push_date_field;
 use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
 use super::response_head;
 use super::spare_buffers::{self, BufferSet};
@@ -38,6 +39,7 @@ use crate::error::ProxyError;
 use crate::forward::{self, About, Downstream, Pending, RequestContext};
 use crate::routing::{Routing, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint};
+use weir_config::model::DEFAULT_IDLE_TIMEOUT;
 
 /// The longest a connection may sit idle between requests (the listener's
 /// header timeout, when shorter, ends the wait first).
@@ -299,8 +301,14 @@ impl Conn<'_> {
                             self.buf.drain(..head_len);
                             self.to_client.clear();
                             write_local(&mut self.to_client, 404, &text, !keep_alive);
-                            if self.client.write_all(&self.to_client).await.is_err() || !keep_alive
-                            {
+                            let written = write_client(
+                                &mut self.timer,
+                                &mut self.client,
+                                &self.to_client,
+                                DEFAULT_IDLE_TIMEOUT,
+                            )
+                            .await;
+                            if written.is_err() || !keep_alive {
                                 return Err(Next::Close);
                             }
                             return Err(Next::Continue);
@@ -405,7 +413,13 @@ impl Conn<'_> {
         };
         self.to_client.clear();
         write_local(&mut self.to_client, refusal.status, &text, true);
-        let _ = self.client.write_all(&self.to_client).await;
+        let _ = write_client(
+            &mut self.timer,
+            &mut self.client,
+            &self.to_client,
+            DEFAULT_IDLE_TIMEOUT,
+        )
+        .await;
     }
 
     /// Forwards the planned request and streams the answer back.
@@ -431,13 +445,18 @@ impl Conn<'_> {
         if plan.expect_continue
             && !whole_request
             && self.buf.is_empty()
-            && self
-                .client
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
+            && write_client(
+                &mut self.timer,
+                &mut self.client,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                route.timeouts.idle,
+            )
+            .await
+            .is_err()
         {
-            return Next::Close;
+            // The client left before its body: counted as abandoned, as
+            // on the hyper path, whose connection ends with that write.
+            return Next::ClientGone;
         }
         let timeouts = route.timeouts;
         let deadline = tokio::time::Instant::from_std(plan.started) + timeouts.request;
@@ -744,8 +763,12 @@ impl Conn<'_> {
                     }
                 }
             }
-            if self.client.write_all(&self.to_client).await.is_err() {
-                // The client left: counted with the code it was sent.
+            if write_client(&mut self.timer, &mut self.client, &self.to_client, idle)
+                .await
+                .is_err()
+            {
+                // The client left, or stopped reading: counted with the
+                // code it was sent.
                 backend.metrics.record(code, plan.started.elapsed());
                 return Next::Close;
             }
@@ -875,7 +898,14 @@ impl Conn<'_> {
             !keep,
             set_cookie.as_ref().map(http::HeaderValue::as_bytes),
         );
-        if self.client.write_all(&self.to_client).await.is_err() || !keep {
+        let written = write_client(
+            &mut self.timer,
+            &mut self.client,
+            &self.to_client,
+            route.timeouts.idle,
+        )
+        .await;
+        if written.is_err() || !keep {
             return Next::Close;
         }
         Next::Continue
@@ -1013,6 +1043,7 @@ fn write_client_head(
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let keep_length = head.framing == Framing::None && head.status != 204;
+    let mut has_date = false;
     for field in head.headers {
         let name = field.name;
         if is_hop_by_hop(name, false)
@@ -1021,7 +1052,12 @@ fn write_client_head(
         {
             continue;
         }
+        has_date |= name.eq_ignore_ascii_case("date");
         push_field(out, name.as_bytes(), field.value);
+    }
+    // As hyper's server does: an upstream's own date is passed on as is.
+    if !has_date {
+        push_date_field(out);
     }
     if let (Some(key), Some(cookie)) = (&plan.issued_key, &route.sticky) {
         out.extend_from_slice(b"set-cookie: ");
@@ -1055,18 +1091,18 @@ fn write_client_head(
 }
 
 /// Removes whole interim (1xx, not 101) answer heads from the front of
-/// `from_upstream`; whether nothing is left after them.
+/// `from_upstream`; whether no final answer has begun: nothing is left, or
+/// only a head not yet whole (an interim head may arrive in pieces, and
+/// the upload goes on until it is known to be one).
 fn skip_interim(from_upstream: &mut Vec<u8>) -> bool {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let len = match response_head::parse(from_upstream, &mut headers, false) {
             Ok(Some(head)) if head.status < 200 && head.status != 101 => head.len,
-            _ => return from_upstream.is_empty(),
+            Ok(None) => return true,
+            Ok(Some(_)) | Err(_) => return false,
         };
         from_upstream.drain(..len);
-        if from_upstream.is_empty() {
-            return true;
-        }
     }
 }
 
@@ -1122,6 +1158,41 @@ fn is_reset(error: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::BrokenPipe
     )
+}
+
+/// Writes all of `bytes` to the client. A client that takes none of them
+/// for `stall` (it stopped reading, its window is shut) is reset rather
+/// than waited for: the answer's upstream connection and buffers are not
+/// held for it, and the kernel drops what is queued for it.
+async fn write_client(
+    timer: &mut Timer,
+    client: &mut TcpStream,
+    mut bytes: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    // Most answers fit in the socket's buffer: one write, no clock or timer.
+    match client.try_write(bytes) {
+        Ok(written) => bytes = &bytes[written..],
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(error) => return Err(error),
+    }
+    while !bytes.is_empty() {
+        let deadline = tokio::time::Instant::now() + stall;
+        match timer.run(deadline, client.write(bytes)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(written)) => bytes = &bytes[written..],
+            Ok(Err(error)) => return Err(error),
+            Err(TimedOut) => {
+                tracing::debug!(
+                    ?stall,
+                    "client took nothing within the idle timeout; resetting it"
+                );
+                let _ = client.set_zero_linger();
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Moves what `input` holds of the body into `out` (chunk data re-framed
@@ -1198,6 +1269,7 @@ fn chunked_fault(error: super::chunked::ChunkedError) -> &'static str {
         SizeOverflow => "chunk size overflows 64 bits",
         SizeLineTooLong => "chunk size line too long",
         InvalidExtension => "invalid chunk extension",
+        ExtensionsOverLimit => "chunk extensions over limit",
         BareLineEnding => "chunked line not ended by CRLF",
         MissingDataCrlf => "chunk data not followed by CRLF",
         InvalidTrailers => "invalid trailer section",
@@ -1433,6 +1505,7 @@ fn write_local_bytes(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
         text.len()
     );
+    push_date_field(out);
     if let Some(cookie) = set_cookie {
         push_field(out, b"set-cookie", cookie);
     }

@@ -218,6 +218,38 @@ fn random_chunked(rng: &mut fastrand::Rng) -> Vec<u8> {
     out
 }
 
+/// Bodies of many short chunks with random extension lengths around the
+/// per-body bound are refused exactly when their extensions reach it,
+/// however split: no number of chunks carries more.
+#[test]
+fn chunk_extensions_are_bounded_per_body() {
+    let mut rng = rng();
+    for _ in 0..200 {
+        let mut body = Vec::new();
+        let mut total = 0;
+        for _ in 0..rng.usize(1..40) {
+            let len = rng.usize(1..1200);
+            body.extend_from_slice(b"1;");
+            body.extend(std::iter::repeat_n(b'e', len));
+            body.extend_from_slice(b"\r\nx\r\n");
+            total += len as u64;
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        let splits: Vec<usize> = (0..rng.usize(1..8))
+            .map(|_| rng.usize(0..=body.len()))
+            .collect();
+        let got = decode_split(&body, &splits);
+        if total >= chunked::MAX_EXTENSIONS {
+            assert_eq!(got, Err(ChunkedError::ExtensionsOverLimit), "{total}");
+        } else {
+            assert!(
+                matches!(got, Ok((_, Some(n))) if n == body.len()),
+                "{total}"
+            );
+        }
+    }
+}
+
 #[test]
 fn request_heads_parse_the_same_on_every_prefix() {
     let mut rng = rng();

@@ -90,6 +90,61 @@ fn size_lines_and_trailers_are_bounded() {
     );
 }
 
+/// A body of one-byte chunks, each with an extension of the given length.
+fn with_extensions(lengths: &[usize]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for &len in lengths {
+        body.extend_from_slice(b"1;");
+        body.extend(std::iter::repeat_n(b'e', len));
+        body.extend_from_slice(b"\r\nx\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    body
+}
+
+#[test]
+fn the_extensions_of_a_whole_body_are_bounded_as_hyper_bounds_them() {
+    // Each size line is well within its own bound; together they are not.
+    let mut lengths = vec![1024; 15];
+    lengths.push(1023);
+    let under = with_extensions(&lengths);
+    assert_eq!(
+        decode_split(&under, &[]).map(|(data, _)| data.len()),
+        Ok(16)
+    );
+    lengths.push(1);
+    assert_eq!(
+        decode_every_split(&with_extensions(&lengths)),
+        Err(ChunkedError::ExtensionsOverLimit)
+    );
+    // Many one-byte chunks with 1 KiB extensions end at the bound, not later.
+    assert_eq!(
+        decode_split(&with_extensions(&[1024; 1000]), &[]),
+        Err(ChunkedError::ExtensionsOverLimit)
+    );
+}
+
+#[test]
+fn trailer_fields_are_counted_as_hyper_counts_them() {
+    let trailers = |fields: usize| {
+        let mut body = b"0\r\n".to_vec();
+        for _ in 0..fields {
+            body.extend_from_slice(b"T: 1\r\n");
+        }
+        body.extend_from_slice(b"\r\n");
+        body
+    };
+    let hundred = trailers(MAX_TRAILER_FIELDS);
+    assert_eq!(
+        decode_split(&hundred, &[]),
+        Ok((Vec::new(), Some(hundred.len())))
+    );
+    assert_eq!(
+        decode_split(&trailers(MAX_TRAILER_FIELDS + 1), &[]),
+        Err(ChunkedError::InvalidTrailers)
+    );
+}
+
 #[test]
 fn an_unfinished_body_asks_for_more() {
     for input in [
