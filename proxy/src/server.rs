@@ -184,11 +184,11 @@ impl Proxy {
             if let Some(limits) = own {
                 // A task of its own: hyper's connection state is not part
                 // of it unless the connection is handed over.
-                let own = OwnConnection {
+                let mut own = OwnConnection {
                     shared,
                     downstream,
                     builder,
-                    watcher,
+                    watcher: Some(watcher),
                     limits,
                 };
                 tokio::spawn(
@@ -294,7 +294,8 @@ struct OwnConnection {
     shared: Arc<Shared>,
     downstream: Downstream,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Taken when the connection is handed to hyper's server.
+    watcher: Option<hyper_util::server::graceful::Watcher>,
     limits: own_path::Limits,
 }
 
@@ -303,9 +304,11 @@ struct OwnConnection {
 impl OwnConnection {
     /// Serves `stream`; a client that says nothing within
     /// `handshake_timeout` is dropped, as on the hyper path.
-    async fn serve(self, stream: TcpStream, handshake_timeout: Duration) {
-        // Fields are used in place, not moved to locals: in a future, a
-        // moved field still takes its room beside the local's.
+    ///
+    /// Borrows the connection: the task owns it once, and this future
+    /// keeps a reference, not a second copy (a future keeps its arguments
+    /// as passed and as bound; on every connection, idle ones included).
+    async fn serve(&mut self, stream: TcpStream, handshake_timeout: Duration) {
         let mut first = [0u8; 1];
         if !matches!(
             tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
@@ -316,28 +319,35 @@ impl OwnConnection {
         }
         // The watcher is held while weir's own path serves, so the drain
         // waits for this connection too.
-        let (stream, read) =
-            match own_path::serve(&self.shared, &self.downstream, stream, self.limits).await {
-                Ended::Closed => return,
-                Ended::HandOff { stream, read } => (stream, read),
-            };
+        let (stream, read) = match own_path::serve(
+            &self.shared,
+            &self.downstream,
+            stream,
+            self.limits.clone(),
+        )
+        .await
+        {
+            Ended::Closed => return,
+            Ended::HandOff { stream, read } => (stream, read),
+        };
         let limit = Arc::new(StallLimit::default());
-        let downstream = self.downstream.with_write_stall(Arc::clone(&limit));
+        let downstream = self.downstream.clone().with_write_stall(Arc::clone(&limit));
         let stream = WriteStall::new(stream, limit);
         let service = HyperService(proxy_stack(Arc::new(Connection {
-            shared: self.shared,
+            shared: Arc::clone(&self.shared),
             downstream,
         })));
         // Boxed: hyper's connection state is paid for only by the
         // connections handed to it.
-        let result = Box::pin(
-            self.watcher
-                .watch(self.builder.serve_connection_with_upgrades(
-                    TokioIo::new(Prefixed::new(read, stream)),
-                    service,
-                )),
-        )
-        .await;
+        let Some(watcher) = self.watcher.take() else {
+            return;
+        };
+        let result =
+            Box::pin(watcher.watch(self.builder.serve_connection_with_upgrades(
+                TokioIo::new(Prefixed::new(read, stream)),
+                service,
+            )))
+            .await;
         if let Err(error) = result {
             tracing::debug!(%error, "downstream connection ended with an error");
         }
