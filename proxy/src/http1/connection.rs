@@ -1044,10 +1044,11 @@ fn write_client_head(
     out.extend_from_slice(b"\r\n");
     let keep_length = head.framing == Framing::None && head.status != 204;
     let mut has_date = false;
+    let names_fields = connection_names_fields(head.headers);
     for field in head.headers {
         let name = field.name;
         if is_hop_by_hop(name, false)
-            || named_in_connection(head.headers, name)
+            || (names_fields && named_in_connection(head.headers, name))
             || (name.eq_ignore_ascii_case("content-length") && !keep_length)
         {
             continue;
@@ -1367,8 +1368,25 @@ fn is_hop_by_hop(name: &str, request: bool) -> bool {
         "x-forwarded-host",
         "expect",
     ];
+    // Most fields are none of these: their length alone says so.
+    if !matches!(name.len(), 2 | 4 | 6 | 7 | 10 | 14..=19) {
+        return false;
+    }
     BOTH.iter().any(|h| name.eq_ignore_ascii_case(h))
         || (request && REQUEST.iter().any(|h| name.eq_ignore_ascii_case(h)))
+}
+
+/// Whether a `Connection` field names anything but `keep-alive` (itself
+/// hop-by-hop), so that other fields must be checked against it; most
+/// heads have none. (`close` counts: the hyper path removes a field named
+/// `close` too.)
+fn connection_names_fields(headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|token| !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// Whether a `Connection` field names `name` (and so makes it hop-by-hop).
@@ -1421,9 +1439,10 @@ fn write_upstream_head(
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut request_id = false;
+    let names_fields = connection_names_fields(head.headers);
     for field in head.headers {
         let name = field.name;
-        if is_hop_by_hop(name, true) || named_in_connection(head.headers, name) {
+        if is_hop_by_hop(name, true) || (names_fields && named_in_connection(head.headers, name)) {
             continue;
         }
         if name.eq_ignore_ascii_case("x-request-id") {
@@ -1519,6 +1538,48 @@ fn write_local_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_names_are_found_whatever_their_case_and_others_pass() {
+        for name in [
+            "Connection",
+            "TE",
+            "upgrade",
+            "Proxy-Connection",
+            "keep-alive",
+        ] {
+            assert!(is_hop_by_hop(name, false), "{name}");
+        }
+        for name in ["Host", "content-length", "X-Forwarded-For", "expect"] {
+            assert!(!is_hop_by_hop(name, false), "{name}");
+            assert!(is_hop_by_hop(name, true), "{name}");
+        }
+        for name in [
+            "date",
+            "content-type",
+            "x-request-id",
+            "set-cookie",
+            "tee",
+            "hosts",
+        ] {
+            assert!(!is_hop_by_hop(name, true), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_a_connection_field_naming_a_field_asks_for_the_per_field_check() {
+        let field = |name, value: &'static [u8]| httparse::Header { name, value };
+        assert!(!connection_names_fields(&[field("host", b"a")]));
+        assert!(!connection_names_fields(&[field(
+            "Connection",
+            b" Keep-Alive "
+        )]));
+        assert!(connection_names_fields(&[field(
+            "connection",
+            b"keep-alive, x-secret"
+        )]));
+        assert!(connection_names_fields(&[field("Connection", b"close")]));
+    }
 
     #[test]
     fn push_decimal_writes_what_write_writes() {
