@@ -944,6 +944,45 @@ async fn an_answer_over_the_chunk_extension_bound_is_cut(path: ForwardingPath) {
     assert_eq!(broken, 1.0, "{}", path.name());
 }
 
+/// An HTTP/1.0 client that asked to keep its connection is told it is kept
+/// (`connection: keep-alive`) on every answer, weir's own 404 and 502
+/// included, and its next request is served on it, as hyper does: without
+/// the field such a client waits for the close.
+async fn an_http_1_0_keep_alive_client_is_told_on_every_answer(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("stable")).await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream.addr]).hosts(&["shop.test"]),
+            Route::new("gone", &[dead]).hosts(&["gone.test"]),
+        ]))
+        .await;
+    within(LIMIT, "the requests", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        for (host, status) in [
+            ("gone.test", " 502 "),
+            ("nowhere.test", " 404 "),
+            ("shop.test", " 200 "),
+            ("gone.test", " 502 "),
+        ] {
+            let request =
+                format!("GET / HTTP/1.0\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n");
+            client.write_all(request.as_bytes()).await.unwrap();
+            let (head, _) = read_response(&mut client).await;
+            assert!(head.contains(status), "{} {host}: {head}", path.name());
+            assert!(
+                head.to_ascii_lowercase().contains("connection: keep-alive"),
+                "{} {host}: {head}",
+                path.name()
+            );
+        }
+    })
+    .await;
+}
+
 on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
@@ -958,4 +997,5 @@ on_both_paths!(
     chunk_extensions_are_bounded_per_body,
     an_interim_head_split_across_reads_does_not_cut_the_upload,
     an_answer_over_the_chunk_extension_bound_is_cut,
+    an_http_1_0_keep_alive_client_is_told_on_every_answer,
 );

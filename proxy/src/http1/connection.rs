@@ -297,10 +297,11 @@ impl Conn<'_> {
                             text,
                             head_len,
                             keep_alive,
+                            minor,
                         } => {
                             self.buf.drain(..head_len);
                             self.to_client.clear();
-                            write_local(&mut self.to_client, 404, &text, !keep_alive);
+                            write_local(&mut self.to_client, 404, &text, !keep_alive, minor);
                             let written = write_client(
                                 &mut self.timer,
                                 &mut self.client,
@@ -412,7 +413,7 @@ impl Conn<'_> {
             format!("{} bad request: {}\n", refusal.status, refusal.what)
         };
         self.to_client.clear();
-        write_local(&mut self.to_client, refusal.status, &text, true);
+        write_local(&mut self.to_client, refusal.status, &text, true, 1);
         let _ = write_client(
             &mut self.timer,
             &mut self.client,
@@ -896,6 +897,7 @@ impl Conn<'_> {
             status,
             &text,
             !keep,
+            plan.minor,
             set_cookie.as_ref().map(http::HeaderValue::as_bytes),
         );
         let written = write_client(
@@ -927,6 +929,7 @@ enum Planned {
         text: String,
         head_len: usize,
         keep_alive: bool,
+        minor: u8,
     },
 }
 
@@ -981,6 +984,7 @@ fn plan(
             text: format!("404 no route for host {host:?} path {path:?}\n"),
             head_len: head.len,
             keep_alive,
+            minor: head.minor,
         };
     };
     let route = &routing.routes[index];
@@ -1502,9 +1506,10 @@ fn write_upstream_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// A short answer made by weir, as `error::local_response` makes it.
-fn write_local(out: &mut Vec<u8>, status: u16, text: &str, close: bool) {
-    write_local_bytes(out, status, text.as_bytes(), close, None);
+/// A short answer made by weir, as `error::local_response` makes it, to
+/// a request of HTTP/1.`minor`.
+fn write_local(out: &mut Vec<u8>, status: u16, text: &str, close: bool, minor: u8) {
+    write_local_bytes(out, status, text.as_bytes(), close, minor, None);
 }
 
 /// [`write_local`] with bytes, and a `Set-Cookie` when one was issued.
@@ -1513,6 +1518,7 @@ fn write_local_bytes(
     status: u16,
     text: &[u8],
     close: bool,
+    minor: u8,
     set_cookie: Option<&[u8]>,
 ) {
     let reason = http::StatusCode::from_u16(status)
@@ -1530,6 +1536,9 @@ fn write_local_bytes(
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
+    } else if minor == 0 {
+        // An HTTP/1.0 client takes a connection as closed unless told.
+        out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(text);
