@@ -16,13 +16,20 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(decode_split(input, &every), whole, "fed byte by byte");
     for salt in 0..4 {
         let splits = split_offsets(input, 1 + salt as usize, salt);
-        assert_eq!(decode_split(input, &splits), whole, "fed in pieces cut at {splits:?}");
+        assert_eq!(
+            decode_split(input, &splits),
+            whole,
+            "fed in pieces cut at {splits:?}"
+        );
     }
     for end in split_offsets(input, 3, 99) {
         let prefix = decode_split(&input[..end], &[]);
         match (&prefix, &whole) {
             (Ok((data, None)), Ok((all, _))) => {
-                assert!(all.starts_with(data), "the first {end} bytes give other data");
+                assert!(
+                    all.starts_with(data),
+                    "the first {end} bytes give other data"
+                );
             }
             (Ok((_, None)), Err(_)) => {}
             _ => assert_eq!(prefix, whole, "the first {end} bytes"),
@@ -30,7 +37,11 @@ fuzz_target!(|input: &[u8]| {
     }
     let data = match whole {
         Ok((data, Some(used))) => {
-            assert!(used <= input.len(), "a body of {used} bytes in {}", input.len());
+            assert!(
+                used <= input.len(),
+                "a body of {used} bytes in {}",
+                input.len()
+            );
             assert_eq!(
                 decode_split(&input[..used], &[]),
                 Ok((data.clone(), Some(used))),

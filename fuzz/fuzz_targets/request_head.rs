@@ -11,22 +11,29 @@ use weir_proxy::http1::request_head::{Framing, MAX_HEAD};
 
 fuzz_target!(|input: &[u8]| {
     let whole = request_outcome(input);
-    let boundary = match whole {
+    let boundaries = match whole {
         RequestOutcome::Complete { len, framing, .. } => {
-            assert!(len <= input.len(), "head of {len} bytes in {} bytes", input.len());
+            assert!(
+                len <= input.len(),
+                "head of {len} bytes in {} bytes",
+                input.len()
+            );
             assert!(len <= MAX_HEAD, "head of {len} bytes accepted");
-            assert!(framing != Framing::UntilClose, "a request framed until close");
+            assert!(
+                framing != Framing::UntilClose,
+                "a request framed until close"
+            );
             // The head alone, without what follows it, is the same head.
             assert_eq!(request_outcome(&input[..len]), whole, "the head alone");
-            Some(len)
+            vec![len, MAX_HEAD]
         }
         RequestOutcome::Refused(status, _) => {
             assert!(matches!(status, 400 | 431 | 501), "refused with {status}");
-            None
+            vec![MAX_HEAD]
         }
-        RequestOutcome::Partial => None,
+        RequestOutcome::Partial => vec![MAX_HEAD],
     };
-    for end in prefix_lengths(input, boundary) {
+    for end in prefix_lengths(input, &boundaries) {
         let prefix = request_outcome(&input[..end]);
         assert!(
             prefix == RequestOutcome::Partial || prefix == whole,

@@ -16,7 +16,12 @@ fuzz_target!(|input: &[u8]| {
     let head = response_outcome(input, true);
     match (get, head) {
         (Ok(Some(get)), Ok(Some(head))) => {
-            assert!(get.len <= input.len(), "head of {} bytes in {}", get.len, input.len());
+            assert!(
+                get.len <= input.len(),
+                "head of {} bytes in {}",
+                get.len,
+                input.len()
+            );
             assert!(get.len <= MAX_HEAD, "head of {} bytes accepted", get.len);
             assert!((100..=599).contains(&get.status), "status {}", get.status);
             assert_eq!(
@@ -34,10 +39,11 @@ fuzz_target!(|input: &[u8]| {
         (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
         (get, head) => panic!("read as {get:?}, and as {head:?} for HEAD"),
     }
-    let boundary = get.ok().flatten().map(|decision| decision.len);
+    let mut boundaries = vec![MAX_HEAD];
+    boundaries.extend(get.ok().flatten().map(|decision| decision.len));
     for head_request in [false, true] {
         let whole = response_outcome(input, head_request);
-        for end in prefix_lengths(input, boundary) {
+        for end in prefix_lengths(input, &boundaries) {
             let prefix = response_outcome(&input[..end], head_request);
             assert!(
                 prefix == Ok(None) || prefix == whole,

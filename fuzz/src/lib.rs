@@ -14,17 +14,16 @@ const SAMPLED_PREFIXES: usize = 64;
 /// The lengths at which a connection may have parsed `input` before the
 /// whole of it arrived: every length for a short input; for a long one a
 /// sample drawn from the input's own bytes (so a run replays exactly), plus
-/// the lengths around `boundary` (the end of the head, when there is one).
-pub fn prefix_lengths(input: &[u8], boundary: Option<usize>) -> Vec<usize> {
+/// the lengths around each of `boundaries` (the end of the head, the
+/// parser's limit).
+pub fn prefix_lengths(input: &[u8], boundaries: &[usize]) -> Vec<usize> {
     let len = input.len();
     if len <= EVERY_PREFIX_UP_TO {
         return (0..len).collect();
     }
-    let mut state = input
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let mut state = input.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     let mut lengths: Vec<usize> = (0..SAMPLED_PREFIXES)
         .map(|_| {
             state = splitmix(state);
@@ -32,8 +31,12 @@ pub fn prefix_lengths(input: &[u8], boundary: Option<usize>) -> Vec<usize> {
         })
         .collect();
     lengths.extend((0..EVERY_PREFIX_UP_TO / 4).filter(|&n| n < len));
-    if let Some(end) = boundary {
-        lengths.extend([end.saturating_sub(1), end, end + 1].into_iter().filter(|&n| n < len));
+    for &end in boundaries {
+        lengths.extend(
+            [end.saturating_sub(1), end, end + 1]
+                .into_iter()
+                .filter(|&n| n < len),
+        );
     }
     lengths
 }
