@@ -316,10 +316,10 @@ fn push_hex(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// Decodes `input` fed in the pieces given by `splits` (offsets); returns
-/// the data and how many bytes the body used, or the error. For tests.
-#[cfg(test)]
-pub(crate) fn decode_split(
+/// Decodes `input` fed in the pieces given by `splits` (offsets) the way
+/// the connection feeds the decoder; returns the data and how many bytes
+/// the body used, or the error. For the property tests and the fuzz targets.
+pub fn decode_split(
     input: &[u8],
     splits: &[usize],
 ) -> Result<(Vec<u8>, Option<usize>), ChunkedError> {

@@ -320,27 +320,29 @@ fn random_data_survives_encoding_and_decoding() {
     }
 }
 
-/// The kept corpus: every file under `requests/` is replayed as a request
-/// head, every file under `chunked/` as a chunked body.
+/// The kept corpora, this one and the fuzzers' (`fuzz/corpus/`): every
+/// file of a request directory is replayed as a request head, of a chunked
+/// one as a chunked body, of a response one as a response head.
 #[test]
 fn the_kept_corpus_replays() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/http1-corpus");
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate_dir.join("tests/http1-corpus");
+    let fuzz = crate_dir.join("../fuzz/corpus");
     let mut rng = rng();
     let mut replayed = 0;
+    let heads: fn(&[u8], &mut fastrand::Rng) = |input, _| check_head_prefixes(input);
+    let responses: fn(&[u8], &mut fastrand::Rng) = |input, _| check_response_prefixes(input);
+    let bodies: fn(&[u8], &mut fastrand::Rng) = check_chunked_splits;
     for (dir, check) in [
-        (
-            "requests",
-            &mut (|input: &[u8], _: &mut fastrand::Rng| check_head_prefixes(input))
-                as &mut dyn FnMut(&[u8], &mut fastrand::Rng),
-        ),
-        ("chunked", &mut check_chunked_splits),
-        (
-            "responses",
-            &mut (|input: &[u8], _: &mut fastrand::Rng| check_response_prefixes(input)),
-        ),
+        (root.join("requests"), heads),
+        (root.join("chunked"), bodies),
+        (root.join("responses"), responses),
+        (fuzz.join("request_head"), heads),
+        (fuzz.join("chunked"), bodies),
+        (fuzz.join("response_head"), responses),
     ] {
         let entries =
-            std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("corpus {dir}: {e}"));
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()));
         for entry in entries {
             let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
             let input = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

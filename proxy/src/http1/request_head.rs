@@ -109,7 +109,9 @@ pub fn parse<'h, 'b>(
     headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
 ) -> Result<Parsed<RequestHead<'h, 'b>>, Refusal> {
     let mut req = httparse::Request::new(headers);
-    let len = match req.parse(buf) {
+    // No further than the limit: what lies past it cannot change the
+    // answer, however the bytes arrived.
+    let len = match req.parse(&buf[..buf.len().min(MAX_HEAD)]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= MAX_HEAD {

@@ -147,6 +147,18 @@ fn oversized_heads_are_431() {
     assert_eq!(judge(many.as_bytes()), Err(431));
 }
 
+/// The fuzz targets' property at the limit: a head still open there was a
+/// 431 when the connection had read exactly the limit, and a 400 when a bad
+/// byte past the limit came in the same read.
+#[test]
+fn an_oversized_head_is_431_however_it_arrives() {
+    let mut input = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
+    input.resize(MAX_HEAD + 10, b'a');
+    input.extend_from_slice(b"\0\r\n\r\n");
+    assert_eq!(judge(&input[..MAX_HEAD]), Err(431));
+    assert_eq!(judge(&input), Err(431));
+}
+
 #[test]
 fn expect_and_upgrade_are_noticed() {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
