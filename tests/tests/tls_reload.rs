@@ -158,3 +158,79 @@ async fn a_reload_serves_the_new_certificate_to_new_connections() {
     assert_eq!(third, second);
     assert!(get(&mut after).await.starts_with("HTTP/1.1 200"));
 }
+
+/// A TLS client that stops reading a large answer is cut after the route's
+/// idle timeout, as a cleartext one is (`own_path.rs`): the write limit sits
+/// under rustls, and the upstream connection is closed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_stops_reading_is_cut_after_the_idle_timeout() {
+    // More than every socket buffer on the way can hold.
+    const BODY: usize = 64 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (closed, upstream_closed) = tokio::sync::oneshot::channel::<usize>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let piece = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < BODY && stream.write_all(&piece).await.is_ok() {
+            sent += piece.len();
+        }
+        let _ = closed.send(sent);
+    });
+    let weir = Weir::start(
+        WeirConfig::new([Route::new("web", &[upstream]).idle_timeout("1s")]).with_tls(),
+    )
+    .await;
+    let (mut tls, _) = connect(weir.addrs.https.unwrap()).await;
+    let mut received = within(LIMIT, "the answer's head", async {
+        tls.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0);
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        assert!(raw.starts_with(b"HTTP/1.1 200"), "{raw:?}");
+        raw.len()
+    })
+    .await;
+    // The client reads nothing more until the upstream connection is gone.
+    let sent = within(
+        Duration::from_secs(30),
+        "the upstream connection closed",
+        upstream_closed,
+    )
+    .await
+    .unwrap();
+    assert!(sent < BODY, "the upstream sent its whole body");
+    received += within(LIMIT, "the client connection closed", async {
+        let mut total = 0;
+        let mut chunk = vec![0u8; 64 * 1024];
+        // A reset, or a TLS stream cut without close_notify, ends it too.
+        while let Ok(n) = tls.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    })
+    .await;
+    assert!(
+        received < BODY,
+        "{received} bytes reached the client after it stopped reading"
+    );
+}
