@@ -91,21 +91,13 @@ enum Next {
     ClientGone,
 }
 
-/// The buffers of one connection, reused by every request on it.
+/// One connection's state between its requests.
 struct Conn<'s> {
     shared: &'s Shared,
     downstream: &'s Downstream,
     client: TcpStream,
-    /// Bytes from the client not yet served.
-    buf: Vec<u8>,
-    /// What goes upstream next.
-    to_upstream: Vec<u8>,
-    /// What goes to the client next.
-    to_client: Vec<u8>,
-    /// Bytes from the upstream not yet served.
-    from_upstream: Vec<u8>,
-    /// The current request's method, target and request id, for messages.
-    line: Vec<u8>,
+    /// Taken from this thread's spares while the connection is busy.
+    buffers: BufferSet,
     limits: Limits,
     /// The connection's one timer (see [`Timer`]).
     timer: Timer,
@@ -200,33 +192,26 @@ pub async fn serve(
         shared,
         downstream,
         client,
-        // Taken from this thread's spares while the connection is busy.
-        buf: Vec::new(),
-        to_upstream: Vec::new(),
-        to_client: Vec::new(),
-        from_upstream: Vec::new(),
-        line: Vec::new(),
+        buffers: BufferSet::default(),
         limits,
         timer: Timer::new(),
     };
     loop {
         match conn.one_request().await {
             Next::Continue => {}
-            Next::Close => {
-                let _ = conn.client.shutdown().await;
-                conn.buf.clear();
-                conn.give_back_buffers();
-                return Ended::Closed;
-            }
-            Next::ClientGone => {
-                conn.buf.clear();
+            next @ (Next::Close | Next::ClientGone) => {
+                if matches!(next, Next::Close) {
+                    let _ = conn.client.shutdown().await;
+                }
+                // Unserved pipelined bytes go with the connection.
+                conn.buffers.from_client.clear();
                 conn.give_back_buffers();
                 return Ended::Closed;
             }
             Next::HandOff => {
                 return Ended::HandOff {
                     stream: conn.client,
-                    read: conn.buf,
+                    read: conn.buffers.from_client,
                 };
             }
         }
@@ -261,9 +246,9 @@ impl Conn<'_> {
     async fn read_head(&mut self) -> Result<Option<Plan>, Next> {
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
-            if !self.buf.is_empty() {
-                if is_http2_preface_start(&self.buf) {
-                    if self.buf.len() >= 4 {
+            if !self.buffers.from_client.is_empty() {
+                if is_http2_preface_start(&self.buffers.from_client) {
+                    if self.buffers.from_client.len() >= 4 {
                         return Err(Next::HandOff);
                     }
                 } else {
@@ -272,12 +257,12 @@ impl Conn<'_> {
                     // await: it is not kept in the connection's future.
                     let planned = {
                         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                        match request_head::parse(&self.buf, &mut headers) {
+                        match request_head::parse(&self.buffers.from_client, &mut headers) {
                             Ok(Parsed::Complete(head)) => plan(
                                 self.shared,
                                 self.downstream,
-                                &mut self.to_upstream,
-                                &mut self.line,
+                                &mut self.buffers.to_upstream,
+                                &mut self.buffers.line,
                                 &head,
                                 started,
                             ),
@@ -299,13 +284,19 @@ impl Conn<'_> {
                             keep_alive,
                             minor,
                         } => {
-                            self.buf.drain(..head_len);
-                            self.to_client.clear();
-                            write_local(&mut self.to_client, 404, &text, !keep_alive, minor);
+                            self.buffers.from_client.drain(..head_len);
+                            self.buffers.to_client.clear();
+                            write_local(
+                                &mut self.buffers.to_client,
+                                404,
+                                &text,
+                                !keep_alive,
+                                minor,
+                            );
                             let written = write_client(
                                 &mut self.timer,
                                 &mut self.client,
-                                &self.to_client,
+                                &self.buffers.to_client,
                                 DEFAULT_IDLE_TIMEOUT,
                             )
                             .await;
@@ -324,7 +315,10 @@ impl Conn<'_> {
                 Some(deadline) => {
                     match self
                         .timer
-                        .run(deadline, read_more(&mut self.client, &mut self.buf))
+                        .run(
+                            deadline,
+                            read_more(&mut self.client, &mut self.buffers.from_client),
+                        )
                         .await
                     {
                         Ok(read) => read,
@@ -337,7 +331,10 @@ impl Conn<'_> {
                 None => match self.wait_idle().await {
                     Some(end) => match self
                         .timer
-                        .run(end, read_more(&mut self.client, &mut self.buf))
+                        .run(
+                            end,
+                            read_more(&mut self.client, &mut self.buffers.from_client),
+                        )
                         .await
                     {
                         Ok(read) => read,
@@ -375,31 +372,15 @@ impl Conn<'_> {
         if !readable {
             return None;
         }
-        self.take_buffers();
+        self.buffers = spare_buffers::take();
         Some(end)
     }
 
     /// Gives the connection's buffers to this thread's spares; they must
     /// hold nothing unserved.
     fn give_back_buffers(&mut self) {
-        debug_assert!(self.buf.is_empty());
-        spare_buffers::give_back(BufferSet {
-            from_client: std::mem::take(&mut self.buf),
-            to_upstream: std::mem::take(&mut self.to_upstream),
-            to_client: std::mem::take(&mut self.to_client),
-            from_upstream: std::mem::take(&mut self.from_upstream),
-            line: std::mem::take(&mut self.line),
-        });
-    }
-
-    /// Takes a set of buffers from this thread's spares.
-    fn take_buffers(&mut self) {
-        let set = spare_buffers::take();
-        self.buf = set.from_client;
-        self.to_upstream = set.to_upstream;
-        self.to_client = set.to_client;
-        self.from_upstream = set.from_upstream;
-        self.line = set.line;
+        debug_assert!(self.buffers.from_client.is_empty());
+        spare_buffers::give_back(std::mem::take(&mut self.buffers));
     }
 
     /// Answers a refused head and counts it.
@@ -412,12 +393,12 @@ impl Conn<'_> {
         } else {
             format!("{} bad request: {}\n", refusal.status, refusal.what)
         };
-        self.to_client.clear();
-        write_local(&mut self.to_client, refusal.status, &text, true, 1);
+        self.buffers.to_client.clear();
+        write_local(&mut self.buffers.to_client, refusal.status, &text, true, 1);
         let _ = write_client(
             &mut self.timer,
             &mut self.client,
-            &self.to_client,
+            &self.buffers.to_client,
             DEFAULT_IDLE_TIMEOUT,
         )
         .await;
@@ -430,7 +411,7 @@ impl Conn<'_> {
         route: &ServedRoute,
         backend: &ServedBackend,
     ) -> Next {
-        self.buf.drain(..plan.head_len);
+        self.buffers.from_client.drain(..plan.head_len);
         let mut body = match plan.framing {
             Framing::None | Framing::Length(0) => BodyLeft::Done,
             Framing::Length(n) => BodyLeft::Length(n),
@@ -439,13 +420,18 @@ impl Conn<'_> {
         };
         // What of the body came with the head is checked before anything
         // goes upstream: a refused body reaches no upstream at all.
-        if let Err(error) = pump(&mut body, &mut self.buf, &mut self.to_upstream, true) {
+        if let Err(error) = pump(
+            &mut body,
+            &mut self.buffers.from_client,
+            &mut self.buffers.to_upstream,
+            true,
+        ) {
             return self.fail(plan, route, backend, error, false).await;
         }
         let whole_request = matches!(body, BodyLeft::Done);
         if plan.expect_continue
             && !whole_request
-            && self.buf.is_empty()
+            && self.buffers.from_client.is_empty()
             && write_client(
                 &mut self.timer,
                 &mut self.client,
@@ -566,7 +552,7 @@ impl Conn<'_> {
     ) -> Result<Sent, SendError> {
         let write = self
             .timer
-            .run(deadline, upstream.write_all(&self.to_upstream))
+            .run(deadline, upstream.write_all(&self.buffers.to_upstream))
             .await;
         match write {
             Ok(Ok(())) => {}
@@ -581,13 +567,13 @@ impl Conn<'_> {
         // answers (or closes) first: an early answer, a 413 say, is passed
         // on as on the hyper path. Interim 1xx answers are skipped: the
         // upload goes on, as on the hyper path.
-        self.from_upstream.clear();
+        self.buffers.from_upstream.clear();
         while !matches!(body, BodyLeft::Done) {
-            self.to_upstream.clear();
+            self.buffers.to_upstream.clear();
             let read = tokio::select! {
-                read = self.timer.run(deadline, read_more(&mut self.client, &mut self.buf)) => read,
-                early = read_more(upstream, &mut self.from_upstream) => {
-                    if matches!(early, Ok(n) if n > 0) && skip_interim(&mut self.from_upstream) {
+                read = self.timer.run(deadline, read_more(&mut self.client, &mut self.buffers.from_client)) => read,
+                early = read_more(upstream, &mut self.buffers.from_upstream) => {
+                    if matches!(early, Ok(n) if n > 0) && skip_interim(&mut self.buffers.from_upstream) {
                         continue;
                     }
                     tracing::debug!("upstream answered before the request body ended");
@@ -608,10 +594,16 @@ impl Conn<'_> {
                     )));
                 }
             }
-            pump(body, &mut self.buf, &mut self.to_upstream, true).map_err(SendError::Client)?;
+            pump(
+                body,
+                &mut self.buffers.from_client,
+                &mut self.buffers.to_upstream,
+                true,
+            )
+            .map_err(SendError::Client)?;
             let write = self
                 .timer
-                .run(deadline, upstream.write_all(&self.to_upstream))
+                .run(deadline, upstream.write_all(&self.buffers.to_upstream))
                 .await;
             match write {
                 Ok(Ok(())) => {}
@@ -639,23 +631,27 @@ impl Conn<'_> {
         cut: bool,
     ) -> Result<Answer, HeadError> {
         // Bytes of an early answer may be here already (see `send_request`).
-        let mut received_any = !self.from_upstream.is_empty();
+        let mut received_any = !self.buffers.from_upstream.is_empty();
         loop {
-            if !self.from_upstream.is_empty() {
+            if !self.buffers.from_upstream.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match response_head::parse(&self.from_upstream, &mut headers, plan.head_request) {
+                match response_head::parse(
+                    &self.buffers.from_upstream,
+                    &mut headers,
+                    plan.head_request,
+                ) {
                     Ok(Some(head)) if head.status == 101 => {
                         return Err(HeadError::Failed(ProxyError::UnexpectedUpgrade));
                     }
                     Ok(Some(head)) if head.status < 200 => {
                         let len = head.len;
-                        self.from_upstream.drain(..len);
+                        self.buffers.from_upstream.drain(..len);
                         continue;
                     }
                     Ok(Some(head)) => {
                         let draining = *self.limits.draining.borrow();
                         let answer = write_client_head(
-                            &mut self.to_client,
+                            &mut self.buffers.to_client,
                             self.downstream.tls,
                             draining || cut,
                             &head,
@@ -666,7 +662,7 @@ impl Conn<'_> {
                             ..answer
                         };
                         let len = head.len;
-                        self.from_upstream.drain(..len);
+                        self.buffers.from_upstream.drain(..len);
                         return Ok(answer);
                     }
                     Ok(None) => {}
@@ -679,8 +675,8 @@ impl Conn<'_> {
             // request (counted 499, as on the hyper path); pipelined bytes
             // are kept for later, up to a bound.
             let read = tokio::select! {
-                read = self.timer.run(deadline, read_more(upstream, &mut self.from_upstream)) => read,
-                client = read_more(&mut self.client, &mut self.buf), if self.buf.len() < PIPELINE_LIMIT => {
+                read = self.timer.run(deadline, read_more(upstream, &mut self.buffers.from_upstream)) => read,
+                client = read_more(&mut self.client, &mut self.buffers.from_client), if self.buffers.from_client.len() < PIPELINE_LIMIT => {
                     match client {
                         Ok(0) | Err(_) => return Err(HeadError::ClientGone),
                         Ok(_) => continue,
@@ -728,19 +724,19 @@ impl Conn<'_> {
             Framing::Chunked => BodyLeft::Chunked(ChunkedDecoder::new()),
             Framing::UntilClose => BodyLeft::UntilClose,
         };
-        let head_len = self.to_client.len();
+        let head_len = self.buffers.to_client.len();
         // What came with the head is checked before the head goes out: a
         // broken first chunk is a 502, not a cut answer.
         if let Err(error) = pump(
             &mut body,
-            &mut self.from_upstream,
-            &mut self.to_client,
+            &mut self.buffers.from_upstream,
+            &mut self.buffers.to_client,
             answer.downstream_chunked,
         ) {
             let ProxyError::ClientFraming { what, .. } = error else {
                 return Next::Close;
             };
-            self.to_client.truncate(head_len);
+            self.buffers.to_client.truncate(head_len);
             let error = ProxyError::BrokenAnswer(what);
             return self
                 .fail(
@@ -759,21 +755,26 @@ impl Conn<'_> {
                 // Back in the pool before the client sees the end, so its
                 // next request finds it there.
                 if let Some(upstream) = upstream.take() {
-                    if answer.reusable && self.from_upstream.is_empty() {
+                    if answer.reusable && self.buffers.from_upstream.is_empty() {
                         endpoint.put_raw_idle(upstream);
                     }
                 }
             }
-            if write_client(&mut self.timer, &mut self.client, &self.to_client, idle)
-                .await
-                .is_err()
+            if write_client(
+                &mut self.timer,
+                &mut self.client,
+                &self.buffers.to_client,
+                idle,
+            )
+            .await
+            .is_err()
             {
                 // The client left, or stopped reading: counted with the
                 // code it was sent.
                 backend.metrics.record(code, plan.started.elapsed());
                 return Next::Close;
             }
-            self.to_client.clear();
+            self.buffers.to_client.clear();
             if matches!(body, BodyLeft::Done) {
                 break;
             }
@@ -783,7 +784,7 @@ impl Conn<'_> {
             let wait = (tokio::time::Instant::now() + idle).min(deadline);
             let read = self
                 .timer
-                .run(wait, read_more(stream, &mut self.from_upstream))
+                .run(wait, read_more(stream, &mut self.buffers.from_upstream))
                 .await;
             match read {
                 Ok(Ok(0)) if matches!(body, BodyLeft::UntilClose) => break,
@@ -799,8 +800,8 @@ impl Conn<'_> {
             }
             if pump(
                 &mut body,
-                &mut self.from_upstream,
-                &mut self.to_client,
+                &mut self.buffers.from_upstream,
+                &mut self.buffers.to_client,
                 answer.downstream_chunked,
             )
             .is_err()
@@ -851,7 +852,7 @@ impl Conn<'_> {
         error: ProxyError,
         request_read: bool,
     ) -> Next {
-        let (method, rest) = self.line.split_at(plan.method_len);
+        let (method, rest) = self.buffers.line.split_at(plan.method_len);
         let (target, request_id) = rest.split_at(plan.target_len.min(rest.len()));
         let about = About {
             method: http::Method::from_bytes(method).unwrap_or(http::Method::GET),
@@ -882,7 +883,7 @@ impl Conn<'_> {
             ProxyBody::Local(Some(text)) => text,
             _ => bytes::Bytes::new(),
         };
-        self.to_client.clear();
+        self.buffers.to_client.clear();
         // As on the hyper path, a key issued for this request is set even
         // on weir's own answer.
         let set_cookie = match (&plan.issued_key, &route.sticky) {
@@ -893,7 +894,7 @@ impl Conn<'_> {
             _ => None,
         };
         write_local_bytes(
-            &mut self.to_client,
+            &mut self.buffers.to_client,
             status,
             &text,
             !keep,
@@ -903,7 +904,7 @@ impl Conn<'_> {
         let written = write_client(
             &mut self.timer,
             &mut self.client,
-            &self.to_client,
+            &self.buffers.to_client,
             route.timeouts.idle,
         )
         .await;
