@@ -59,7 +59,7 @@ pub use recording_upstream::{
     ConnectionRecord, Framing, RecordingUpstream, Reply, UpstreamRequest,
 };
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
-pub use upstream::{FakeUpstream, LoadtestUpstream};
+pub use upstream::{FakeUpstream, LoadtestUpstream, large_body_upstream};
 pub use wait::{wait_until, within};
 pub use weir::{Addrs, RELOAD_LIMIT, Weir, weir_command};
 

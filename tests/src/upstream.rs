@@ -312,3 +312,39 @@ impl Drop for LoadtestUpstream {
         let _ = self.child.wait();
     }
 }
+
+/// A one-connection upstream that answers its first request with a body of
+/// `body_len` bytes of `x`, written until the body ends or the connection
+/// fails. The returned receiver gives how many body bytes it wrote once it
+/// stopped: for tests of a client that stops reading, which must not hold
+/// the upstream connection.
+pub async fn large_body_upstream(
+    body_len: usize,
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<usize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
+    let addr = listener.local_addr().expect("local address");
+    let (stopped, stopped_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accepting");
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.expect("reading the request");
+            assert_ne!(n, 0, "the request ended before its head");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("writing the head");
+        let piece = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < body_len && stream.write_all(&piece).await.is_ok() {
+            sent += piece.len();
+        }
+        let _ = stopped.send(sent);
+    });
+    (addr, stopped_rx)
+}

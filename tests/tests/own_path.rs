@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
     ForwardingPath, LoadtestUpstream, RecordingUpstream, Reply, Route, UpstreamRequest, Weir,
-    WeirConfig, within,
+    WeirConfig, large_body_upstream, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -733,27 +733,7 @@ async fn a_client_gone_before_its_100_continue_is_counted_as_abandoned(path: For
 async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout(path: ForwardingPath) {
     // More than every socket buffer on the way can hold.
     const BODY: usize = 64 << 20;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    let (closed, upstream_closed) = tokio::sync::oneshot::channel::<usize>();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert_ne!(n, 0);
-            seen.extend_from_slice(&chunk[..n]);
-        }
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let piece = vec![b'x'; 64 * 1024];
-        let mut sent = 0;
-        while sent < BODY && stream.write_all(&piece).await.is_ok() {
-            sent += piece.len();
-        }
-        let _ = closed.send(sent);
-    });
+    let (upstream, upstream_closed) = large_body_upstream(BODY).await;
     let weir = path
         .start_weir(WeirConfig::new([
             Route::new("web", &[upstream]).idle_timeout("1s")

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, within};
+use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, large_body_upstream, within};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -166,27 +166,7 @@ async fn a_reload_serves_the_new_certificate_to_new_connections() {
 async fn a_tls_client_that_stops_reading_is_cut_after_the_idle_timeout() {
     // More than every socket buffer on the way can hold.
     const BODY: usize = 64 << 20;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    let (closed, upstream_closed) = tokio::sync::oneshot::channel::<usize>();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert_ne!(n, 0);
-            seen.extend_from_slice(&chunk[..n]);
-        }
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let piece = vec![b'x'; 64 * 1024];
-        let mut sent = 0;
-        while sent < BODY && stream.write_all(&piece).await.is_ok() {
-            sent += piece.len();
-        }
-        let _ = closed.send(sent);
-    });
+    let (upstream, upstream_closed) = large_body_upstream(BODY).await;
     let weir = Weir::start(
         WeirConfig::new([Route::new("web", &[upstream]).idle_timeout("1s")]).with_tls(),
     )
