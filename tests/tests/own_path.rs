@@ -477,28 +477,44 @@ async fn x_forwarded_for_is_appended_to_the_same_chain(path: ForwardingPath) {
     );
 }
 
-/// An interim answer (`103 Early Hints`) sent while an upload is under
-/// way is not the answer: the rest of the body still goes upstream, and
-/// the final answer reaches the client.
-async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath) {
+/// An upstream for uploads that answers as the body arrives: once it holds
+/// at least `at` bytes of the body it writes each `(at, bytes)` of
+/// `interim` in turn and says so on the matching receiver, and once it
+/// holds `body_len` bytes it answers `200` with body `ok`. The task gives
+/// the body it received.
+async fn upload_upstream(
+    interim: Vec<(usize, &'static [u8])>,
+    body_len: usize,
+) -> (
+    std::net::SocketAddr,
+    Vec<tokio::sync::oneshot::Receiver<()>>,
+    tokio::task::JoinHandle<Vec<u8>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
-    let (hints_sent, hints_arrived) = tokio::sync::oneshot::channel::<()>();
+    let (mut steps, arrived): (Vec<_>, Vec<_>) = interim
+        .into_iter()
+        .map(|(at, bytes)| {
+            let (sent, arrived) = tokio::sync::oneshot::channel::<()>();
+            ((at, bytes, Some(sent)), arrived)
+        })
+        .unzip();
     let body = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let mut seen = Vec::new();
         let mut chunk = [0u8; 4096];
-        let mut hints_sent = Some(hints_sent);
         loop {
             if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                if let Some(signal) = hints_sent.take() {
-                    stream
-                        .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
-                        .await
-                        .unwrap();
-                    let _ = signal.send(());
+                let body = seen.len() - end - 4;
+                for (at, bytes, sent) in &mut steps {
+                    if body >= *at {
+                        if let Some(signal) = sent.take() {
+                            stream.write_all(bytes).await.unwrap();
+                            let _ = signal.send(());
+                        }
+                    }
                 }
-                if seen.len() >= end + 4 + 10 {
+                if body >= body_len {
                     stream
                         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                         .await
@@ -511,6 +527,19 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath
             seen.extend_from_slice(&chunk[..n]);
         }
     });
+    (upstream, arrived, body)
+}
+
+/// An interim answer (`103 Early Hints`) sent while an upload is under
+/// way is not the answer: the rest of the body still goes upstream, and
+/// the final answer reaches the client.
+async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath) {
+    let (upstream, arrived, body) = upload_upstream(
+        vec![(0, b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")],
+        10,
+    )
+    .await;
+    let [hints_arrived] = <[_; 1]>::try_from(arrived).unwrap();
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
@@ -821,47 +850,9 @@ async fn chunk_extensions_are_bounded_per_body(path: ForwardingPath) {
 /// an interim answer: the upload goes on to its end, and the final answer
 /// reaches the client.
 async fn an_interim_head_split_across_reads_does_not_cut_the_upload(path: ForwardingPath) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    let (half_sent, half_arrived) = tokio::sync::oneshot::channel::<()>();
-    let (rest_sent, rest_arrived) = tokio::sync::oneshot::channel::<()>();
-    let body = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let mut half_sent = Some(half_sent);
-        let mut rest_sent = Some(rest_sent);
-        loop {
-            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                let body = seen.len() - end - 4;
-                if body >= 5 {
-                    if let Some(signal) = half_sent.take() {
-                        stream
-                            .write_all(b"HTTP/1.1 100 Continue\r\n")
-                            .await
-                            .unwrap();
-                        let _ = signal.send(());
-                    }
-                }
-                if body >= 10 {
-                    if let Some(signal) = rest_sent.take() {
-                        stream.write_all(b"\r\n").await.unwrap();
-                        let _ = signal.send(());
-                    }
-                }
-                if body >= 15 {
-                    stream
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                        .await
-                        .unwrap();
-                    return seen[end + 4..].to_vec();
-                }
-            }
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert_ne!(n, 0, "closed inside the body");
-            seen.extend_from_slice(&chunk[..n]);
-        }
-    });
+    let (upstream, arrived, body) =
+        upload_upstream(vec![(5, b"HTTP/1.1 100 Continue\r\n"), (10, b"\r\n")], 15).await;
+    let [half_arrived, rest_arrived] = <[_; 2]>::try_from(arrived).unwrap();
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
