@@ -42,3 +42,23 @@ impl ForwardingPath {
         Weir::start(config.env("WEIR_FORWARDING_PATH", self.name())).await
     }
 }
+
+/// Runs each async `fn(ForwardingPath)` named once on each forwarding path,
+/// as the tests `NAME::own` and `NAME::hyper`: both paths must give the
+/// same observable result.
+#[macro_export]
+macro_rules! on_both_paths {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn own() {
+                super::$test($crate::ForwardingPath::Own).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hyper() {
+                super::$test($crate::ForwardingPath::Hyper).await;
+            }
+        }
+    )*};
+}

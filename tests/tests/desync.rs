@@ -999,25 +999,7 @@ async fn transfer_codings_other_than_chunked_are_refused_with_501(path: Forwardi
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// Runs `$test` once on each forwarding path, as the tests `$test::own`
-/// and `$test::hyper`: both paths must give the same observable result.
-macro_rules! on_both_paths {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn own() {
-                super::$test(weir_e2e::ForwardingPath::Own).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn hyper() {
-                super::$test(weir_e2e::ForwardingPath::Hyper).await;
-            }
-        }
-    )*};
-}
-
-on_both_paths!(
+weir_e2e::on_both_paths!(
     client_framing_table,
     forwarded_framing_is_normalised,
     upstream_framing_table,

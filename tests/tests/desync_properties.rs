@@ -231,25 +231,7 @@ async fn any_valid_chunking_forwards_the_same_body_bytes(path: ForwardingPath) {
     assert_eq!(upstream.violations(), vec![], "seed {seed}");
 }
 
-/// Runs `$test` once on each forwarding path, as the tests `$test::own`
-/// and `$test::hyper`: both paths must give the same observable result.
-macro_rules! on_both_paths {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn own() {
-                super::$test(weir_e2e::ForwardingPath::Own).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn hyper() {
-                super::$test(weir_e2e::ForwardingPath::Hyper).await;
-            }
-        }
-    )*};
-}
-
-on_both_paths!(
+weir_e2e::on_both_paths!(
     any_split_of_pipelined_requests_reaches_the_upstream_unchanged,
     any_valid_chunking_forwards_the_same_body_bytes,
 );

@@ -211,24 +211,6 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// Runs `$test` once on each forwarding path, as `$test::own` and
-/// `$test::hyper`: both paths must behave the same.
-macro_rules! on_both_paths {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn own() {
-                super::$test(weir_e2e::ForwardingPath::Own).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn hyper() {
-                super::$test(weir_e2e::ForwardingPath::Hyper).await;
-            }
-        }
-    )*};
-}
-
 /// A POST sent whole on a pooled connection that the upstream closes
 /// without answering may have been acted on: it is answered 502, never
 /// sent a second time (RFC 9112 section 9.3.1).
@@ -670,8 +652,27 @@ async fn every_answer_carries_one_date(path: ForwardingPath) {
 struct Stopped(u32);
 
 impl Stopped {
+    /// Stops `pid` and returns once the kernel shows it stopped: a signal
+    /// is delivered later than `kill` returns.
     fn new(pid: u32) -> Stopped {
         signal(pid, "-STOP");
+        let deadline = std::time::Instant::now() + LIMIT;
+        // Every thread: the state follows the command name, which is in
+        // parentheses.
+        let all_stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .all(|task| {
+                    let stat = std::fs::read_to_string(task.unwrap().path().join("stat"))
+                        .unwrap_or_default();
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+        };
+        while !all_stopped() {
+            assert!(std::time::Instant::now() < deadline, "{pid} not stopped");
+            std::thread::yield_now();
+        }
         Stopped(pid)
     }
 }
@@ -954,7 +955,7 @@ async fn an_http_1_0_keep_alive_client_is_told_on_every_answer(path: ForwardingP
     .await;
 }
 
-on_both_paths!(
+weir_e2e::on_both_paths!(
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
     every_request_is_counted_once_with_its_code,
