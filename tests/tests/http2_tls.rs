@@ -1,8 +1,26 @@
 //! HTTP/2 and TLS through real curl: h2c with prior knowledge on the plain
 //! listener, and h2 and HTTP/1.1 negotiated by ALPN on a TLS listener with a
-//! self-signed certificate.
+//! self-signed certificate; and an h2c client that stops reading is cut
+//! as an HTTP/1 one is.
 
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig};
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, large_body_upstream, within};
 
 /// Runs curl with `args`; returns (body, "<http_version> <http_code>").
 async fn curl(args: &[&str]) -> (String, String) {
@@ -38,4 +56,92 @@ async fn tls_listener_negotiates_h2_and_http11() {
     assert_eq!(version, "1.1 200");
     assert_eq!(body, "stable\n");
     assert_eq!(stable.hits(), 3);
+}
+
+/// A client socket whose reads stop for good once `paused` is set: a
+/// client that stops reading while its writes still go through.
+struct PausableStream {
+    inner: TcpStream,
+    paused: Arc<AtomicBool>,
+}
+
+impl AsyncRead for PausableStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.paused.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PausableStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An h2c client that opens wide flow-control windows and then stops
+/// reading a large answer is cut after the route's idle timeout, as an
+/// HTTP/1 client is (`own_path.rs`): flow control never stops weir here,
+/// the full socket does, and the upstream connection is closed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_client_that_stops_reading_is_cut_after_the_idle_timeout() {
+    // More than every socket and stream buffer on the way can hold.
+    const BODY: usize = 64 << 20;
+    let (upstream, upstream_closed) = large_body_upstream(BODY).await;
+    let weir = Weir::start(WeirConfig::new([
+        Route::new("web", &[upstream]).idle_timeout("1s")
+    ]))
+    .await;
+    let paused = Arc::new(AtomicBool::new(false));
+    let stream = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let io = TokioIo::new(PausableStream {
+        inner: stream,
+        paused: Arc::clone(&paused),
+    });
+    let (mut sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(1 << 30)
+        .initial_connection_window_size(1 << 30)
+        .handshake(io)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(weir.url("/big"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = within(
+        Duration::from_secs(10),
+        "the answer's head",
+        sender.send_request(request),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    // Nothing more is read from the socket: weir's writes stall once the
+    // socket buffers are full.
+    paused.store(true, Ordering::Relaxed);
+    let sent = within(
+        Duration::from_secs(30),
+        "the upstream connection closed",
+        upstream_closed,
+    )
+    .await
+    .unwrap();
+    assert!(sent < BODY, "the upstream sent its whole body");
 }
