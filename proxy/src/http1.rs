@@ -42,9 +42,48 @@ impl ForwardingPath {
     }
 }
 
+/// Whether the field name `name` is `lower`, ignoring case; `lower` is
+/// lowercase letters and `-` only. A field name is a token (httparse
+/// refuses any other), and no token byte but a letter's other case meets
+/// such a byte by the case bit alone, so one OR per byte compares, with
+/// no branch inside the name.
+pub(crate) fn field_is(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
+    name.len() == lower.len()
+        && name
+            .iter()
+            .zip(lower)
+            .fold(0, |differ, (&n, &l)| differ | ((n | 0x20) ^ l))
+            == 0
+}
+
 /// A forwarding path name that is neither `hyper` nor `own`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown forwarding path {0:?}: known paths are `hyper` and `own`")]
 pub struct UnknownForwardingPath(pub String);
 #[cfg(test)]
 mod properties;
+
+#[cfg(test)]
+mod tests {
+    use super::field_is;
+
+    #[test]
+    fn a_field_name_matches_in_any_case_and_nothing_else_does() {
+        assert!(field_is(b"Content-Length", b"content-length"));
+        assert!(field_is(b"HOST", b"host"));
+        assert!(field_is(b"x-Forwarded-FOR", b"x-forwarded-for"));
+        assert!(!field_is(b"hosts", b"host"));
+        assert!(!field_is(b"hist", b"host"));
+        assert!(!field_is(b"content_length", b"content-length"));
+        // Every token byte that is neither the letter nor its other case.
+        let tokens =
+            (0u8..128).filter(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b));
+        for b in tokens {
+            for l in b"az-" {
+                let same = b == *l || b == l.to_ascii_uppercase();
+                assert_eq!(field_is(&[b], &[*l]), same, "{b} against {l}");
+            }
+        }
+    }
+}

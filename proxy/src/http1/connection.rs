@@ -22,7 +22,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -30,6 +29,7 @@ use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
 use super::date::push_date_field;
+use super::field_is;
 use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
 use super::response_head;
 use super::spare_buffers::{self, BufferSet};
@@ -91,14 +91,22 @@ enum Next {
     ClientGone,
 }
 
+/// The listener's drain as one connection waits for it: a future made
+/// once per connection, so that its waiter is registered with the drain
+/// signal once rather than at every idle wait. It ends when the listener
+/// drains (or goes away); the connection then closes and never polls it
+/// again.
+type DrainWait<'d> = Pin<&'d mut (dyn Future<Output = ()> + Send)>;
+
 /// One connection's state between its requests.
-struct Conn<'s> {
+struct Conn<'s, 'd> {
     shared: &'s Shared,
     downstream: &'s Downstream,
     client: TcpStream,
     /// Taken from this thread's spares while the connection is busy.
     buffers: BufferSet,
     limits: Limits,
+    drain: DrainWait<'d>,
     /// The connection's one timer (see [`Timer`]).
     timer: Timer,
 }
@@ -188,12 +196,17 @@ pub async fn serve(
     client: TcpStream,
     limits: Limits,
 ) -> Ended {
+    let mut draining = limits.draining.clone();
+    let drain = std::pin::pin!(async move {
+        let _ = draining.wait_for(|draining| *draining).await;
+    });
     let mut conn = Conn {
         shared,
         downstream,
         client,
         buffers: BufferSet::default(),
         limits,
+        drain,
         timer: Timer::new(),
     };
     loop {
@@ -220,7 +233,7 @@ pub async fn serve(
 
 // === impl Conn ===
 
-impl Conn<'_> {
+impl Conn<'_, '_> {
     /// Reads, forwards and answers one request.
     async fn one_request(&mut self) -> Next {
         let plan = match self.read_head().await {
@@ -364,10 +377,10 @@ impl Conn<'_> {
         let end =
             tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT.min(self.limits.header_read_timeout);
         self.give_back_buffers();
-        let mut draining = self.limits.draining.clone();
         let readable = tokio::select! {
+            biased;
             ready = self.timer.run(end, self.client.readable()) => matches!(ready, Ok(Ok(()))),
-            _ = draining.wait_for(|draining| *draining) => false,
+            () = self.drain.as_mut() => false,
         };
         if !readable {
             return None;
@@ -675,6 +688,8 @@ impl Conn<'_> {
             // request (counted 499, as on the hyper path); pipelined bytes
             // are kept for later, up to a bound.
             let read = tokio::select! {
+                // The answer first: a client's bytes wait their turn.
+                biased;
                 read = self.timer.run(deadline, read_more(upstream, &mut self.buffers.from_upstream)) => read,
                 client = read_more(&mut self.client, &mut self.buffers.from_client), if self.buffers.from_client.len() < PIPELINE_LIMIT => {
                     match client {
@@ -1049,16 +1064,16 @@ fn write_client_head(
     out.extend_from_slice(b"\r\n");
     let keep_length = head.framing == Framing::None && head.status != 204;
     let mut has_date = false;
-    let names_fields = connection_names_fields(head.headers);
+    let names_fields = head.connection_names_fields;
     for field in head.headers {
         let name = field.name;
         if is_hop_by_hop(name, false)
             || (names_fields && named_in_connection(head.headers, name))
-            || (name.eq_ignore_ascii_case("content-length") && !keep_length)
+            || (field_is(name.as_bytes(), b"content-length") && !keep_length)
         {
             continue;
         }
-        has_date |= name.eq_ignore_ascii_case("date");
+        has_date |= field_is(name.as_bytes(), b"date");
         push_field(out, name.as_bytes(), field.value);
     }
     // As hyper's server does: an upstream's own date is passed on as is.
@@ -1328,8 +1343,12 @@ fn is_visible(value: &[u8]) -> bool {
 
 /// `content-type: application/grpc...`, as [`crate::grpc::is_grpc`].
 fn is_grpc(headers: &[httparse::Header<'_>]) -> bool {
-    header_value(headers, "content-type")
-        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
+    headers
+        .iter()
+        .find(|h| field_is(h.name.as_bytes(), b"content-type"))
+        .is_some_and(|h| {
+            h.value.len() >= 16 && h.value[..16].eq_ignore_ascii_case(b"application/grpc")
+        })
 }
 
 /// The first value of header `name`.
@@ -1346,7 +1365,7 @@ fn cookie_values<'a, 'b: 'a>(
 ) -> impl Iterator<Item = &'b [u8]> + 'a {
     headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+        .filter(|h| field_is(h.name.as_bytes(), b"cookie"))
         .map(|h| h.value)
 }
 
@@ -1354,44 +1373,24 @@ fn cookie_values<'a, 'b: 'a>(
 /// writes itself; on requests, the fields weir sets (`Host`, the
 /// `X-Forwarded-*` ones) and `Expect`, answered by weir.
 fn is_hop_by_hop(name: &str, request: bool) -> bool {
-    const BOTH: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    const REQUEST: [&str; 7] = [
-        "proxy-authorization",
-        "content-length",
-        "host",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "expect",
-    ];
+    let name = name.as_bytes();
     // Most fields are none of these: their length alone says so.
-    if !matches!(name.len(), 2 | 4 | 6 | 7 | 10 | 14..=19) {
-        return false;
-    }
-    BOTH.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || (request && REQUEST.iter().any(|h| name.eq_ignore_ascii_case(h)))
-}
-
-/// Whether a `Connection` field names anything but `keep-alive` (itself
-/// hop-by-hop), so that other fields must be checked against it; most
-/// heads have none. (`close` counts: the hyper path removes a field named
-/// `close` too.)
-fn connection_names_fields(headers: &[httparse::Header<'_>]) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|token| !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive"))
+    let (both, only_request): (&[&[u8]], &[&[u8]]) = match name.len() {
+        2 => (&[b"te"], &[]),
+        4 => (&[], &[b"host"]),
+        6 => (&[], &[b"expect"]),
+        7 => (&[b"trailer", b"upgrade"], &[]),
+        10 => (&[b"connection", b"keep-alive"], &[]),
+        14 => (&[], &[b"content-length"]),
+        15 => (&[], &[b"x-forwarded-for"]),
+        16 => (&[b"proxy-connection"], &[b"x-forwarded-host"]),
+        17 => (&[b"transfer-encoding"], &[b"x-forwarded-proto"]),
+        18 => (&[b"proxy-authenticate"], &[]),
+        19 => (&[], &[b"proxy-authorization"]),
+        _ => return false,
+    };
+    both.iter().any(|h| field_is(name, h))
+        || (request && only_request.iter().any(|h| field_is(name, h)))
 }
 
 /// Whether a `Connection` field names `name` (and so makes it hop-by-hop).
@@ -1427,6 +1426,9 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[start..]);
 }
 
+/// The field a client's address is appended to.
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
 /// The upstream request head, with the rewriting of `forward`'s
 /// `prepare_request`: hop-by-hop fields removed, `Host` kept (or the
 /// endpoint named for an HTTP/1.0 request without one), the
@@ -1444,13 +1446,18 @@ fn write_upstream_head(
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut request_id = false;
-    let names_fields = connection_names_fields(head.headers);
+    let mut forwarded_for = false;
+    let names_fields = head.connection_names_fields;
     for field in head.headers {
         let name = field.name;
-        if is_hop_by_hop(name, true) || (names_fields && named_in_connection(head.headers, name)) {
+        if is_hop_by_hop(name, true) {
+            forwarded_for |= field_is(name.as_bytes(), FORWARDED_FOR.as_bytes());
             continue;
         }
-        if name.eq_ignore_ascii_case("x-request-id") {
+        if names_fields && named_in_connection(head.headers, name) {
+            continue;
+        }
+        if field_is(name.as_bytes(), b"x-request-id") {
             if field.value.is_empty() {
                 continue;
             }
@@ -1468,12 +1475,11 @@ fn write_upstream_head(
     }
     // Append the client to any chain already present.
     out.extend_from_slice(b"x-forwarded-for: ");
-    let forwarded = HeaderName::from_static("x-forwarded-for");
-    if !named_in_connection(head.headers, forwarded.as_str()) {
+    if forwarded_for && !(names_fields && named_in_connection(head.headers, FORWARDED_FOR)) {
         for field in head
             .headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(forwarded.as_str()))
+            .filter(|h| h.name.eq_ignore_ascii_case(FORWARDED_FOR))
         {
             let value = field.value.trim_ascii();
             // As `HeaderValue::to_str` on the hyper path: visible ASCII only.
@@ -1574,21 +1580,6 @@ mod tests {
         ] {
             assert!(!is_hop_by_hop(name, true), "{name}");
         }
-    }
-
-    #[test]
-    fn only_a_connection_field_naming_a_field_asks_for_the_per_field_check() {
-        let field = |name, value: &'static [u8]| httparse::Header { name, value };
-        assert!(!connection_names_fields(&[field("host", b"a")]));
-        assert!(!connection_names_fields(&[field(
-            "Connection",
-            b" Keep-Alive "
-        )]));
-        assert!(connection_names_fields(&[field(
-            "connection",
-            b"keep-alive, x-secret"
-        )]));
-        assert!(connection_names_fields(&[field("Connection", b"close")]));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! path: a request is either framed without doubt or refused, and a
 //! refused head closes its connection.
 
+use super::field_is;
 use crate::metrics::RejectReason;
 
 /// Largest request head; a longer one is answered 431 (as on the hyper path).
@@ -50,6 +51,8 @@ pub struct RequestHead<'h, 'b> {
     pub wants_upgrade: bool,
     /// The `Host` field's value, if any.
     pub host: Option<&'b [u8]>,
+    /// A `Connection` field names other fields (hop-by-hop for this hop).
+    pub connection_names_fields: bool,
 }
 
 /// Why a request head was refused: the status, what is wrong (said in the
@@ -146,9 +149,11 @@ pub fn parse<'h, 'b>(
     if fields.hosts == 0 && minor == 1 {
         return Err(Refusal::rejected(RejectReason::MissingHost));
     }
-    let authority_userinfo = target
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|a| a.contains('@')));
+    // Only an absolute-form target has an authority.
+    let authority_userinfo = !target.starts_with('/')
+        && target
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|a| a.contains('@')));
     if authority_userinfo || fields.host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::rejected(RejectReason::HostUserinfo));
     }
@@ -178,6 +183,7 @@ pub fn parse<'h, 'b>(
         wants_upgrade: method.eq_ignore_ascii_case("CONNECT")
             || (fields.upgrade_field && fields.upgrade_token),
         host: fields.host,
+        connection_names_fields: fields.connection_names_fields,
     }))
 }
 
@@ -215,6 +221,17 @@ pub(crate) enum Side {
     Response,
 }
 
+/// The fields [`judge_fields`] reads.
+#[derive(Clone, Copy)]
+enum JudgedField {
+    TransferEncoding,
+    ContentLength,
+    Connection,
+    Host,
+    Upgrade,
+    Expect,
+}
+
 /// What the header fields of a head say about framing and the connection.
 #[derive(Debug, Default)]
 pub(crate) struct Fields<'b> {
@@ -231,6 +248,10 @@ pub(crate) struct Fields<'b> {
     pub(crate) upgrade_token: bool,
     pub(crate) upgrade_field: bool,
     pub(crate) expect_continue: bool,
+    /// A `Connection` token other than `keep-alive`: it names a field
+    /// that is hop-by-hop for this message (`close` and `upgrade` included,
+    /// as fields of those names would be).
+    pub(crate) connection_names_fields: bool,
     pub(crate) hosts: usize,
     pub(crate) host: Option<&'b [u8]>,
 }
@@ -248,84 +269,104 @@ pub(crate) fn judge_fields<'b>(
     let mut saw_length = false;
     for header in headers {
         let name = header.name.as_bytes();
+        // Most fields are none of these: their length alone says so, and
+        // their value is not looked at.
+        let field = match name.len() {
+            17 if field_is(name, b"transfer-encoding") => JudgedField::TransferEncoding,
+            14 if field_is(name, b"content-length") => JudgedField::ContentLength,
+            10 if field_is(name, b"connection") => JudgedField::Connection,
+            4 if field_is(name, b"host") => JudgedField::Host,
+            7 if field_is(name, b"upgrade") => JudgedField::Upgrade,
+            6 if field_is(name, b"expect") => JudgedField::Expect,
+            _ => continue,
+        };
         let value = header.value.trim_ascii();
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if minor == 0 && side == Side::Request {
-                return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
-            }
-            fields.transfer_encoding = true;
-            let mut codings = value
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-                .filter(|c| !c.is_empty())
-                .peekable();
-            let mut last_chunked = false;
-            while let Some(coding) = codings.next() {
-                let chunked = coding.eq_ignore_ascii_case(b"chunked");
-                if codings.peek().is_none() {
-                    last_chunked = chunked;
-                } else if !chunked {
-                    fields.other_coding = true;
+        match field {
+            JudgedField::TransferEncoding => {
+                if minor == 0 && side == Side::Request {
+                    return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+                }
+                fields.transfer_encoding = true;
+                let mut codings = value
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|c| !c.is_empty())
+                    .peekable();
+                let mut last_chunked = false;
+                while let Some(coding) = codings.next() {
+                    let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    if codings.peek().is_none() {
+                        last_chunked = chunked;
+                    } else if !chunked {
+                        fields.other_coding = true;
+                    }
+                }
+                if !last_chunked {
+                    // A coding after `chunked`, or none: only a line ending
+                    // in `chunked` frames a request.
+                    fields.other_coding |= !value.is_empty();
+                }
+                fields.chunked = last_chunked;
+                // An earlier line's codings count too.
+                if fields.length.is_some() || saw_length {
+                    fields.both_framings = true;
                 }
             }
-            if !last_chunked {
-                // A coding after `chunked`, or none: only a line ending in
-                // `chunked` frames a request.
-                fields.other_coding |= !value.is_empty();
-            }
-            fields.chunked = last_chunked;
-            // An earlier line's codings count too.
-            if fields.length.is_some() || saw_length {
-                fields.both_framings = true;
-            }
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            saw_length = true;
-            if fields.transfer_encoding {
-                fields.both_framings = true;
-                continue;
-            }
-            // RFC 9110 section 8.6: an upstream's list of one value
-            // repeated is that value, as hyper's client reads it; hyper's
-            // server refuses any list in a request.
-            let length = match side {
-                Side::Request => parse_length(value),
-                Side::Response => parse_length_list(value),
-            };
-            let Some(length) = length else {
-                return Err(bad("invalid Content-Length (not all digits, or a list)"));
-            };
-            // hyper's largest length; above it hyper answers 431 (and a
-            // length that large breaks many an upstream's parser).
-            if length > MAX_LENGTH {
-                return Err(Refusal {
-                    status: 431,
-                    what: "Content-Length too large",
-                    reason: None,
-                });
-            }
-            match fields.length {
-                Some(prev) if prev != length => {
-                    return Err(bad("differing Content-Length values"));
+            JudgedField::ContentLength => {
+                saw_length = true;
+                if fields.transfer_encoding {
+                    fields.both_framings = true;
+                    continue;
                 }
-                _ => fields.length = Some(length),
-            }
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    fields.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    fields.keep_alive_token = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    fields.upgrade_token = true;
+                // RFC 9110 section 8.6: an upstream's list of one value
+                // repeated is that value, as hyper's client reads it;
+                // hyper's server refuses any list in a request.
+                let length = match side {
+                    Side::Request => parse_length(value),
+                    Side::Response => parse_length_list(value),
+                };
+                let Some(length) = length else {
+                    return Err(bad("invalid Content-Length (not all digits, or a list)"));
+                };
+                // hyper's largest length; above it hyper answers 431 (and
+                // a length that large breaks many an upstream's parser).
+                if length > MAX_LENGTH {
+                    return Err(Refusal {
+                        status: 431,
+                        what: "Content-Length too large",
+                        reason: None,
+                    });
+                }
+                match fields.length {
+                    Some(prev) if prev != length => {
+                        return Err(bad("differing Content-Length values"));
+                    }
+                    _ => fields.length = Some(length),
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            fields.hosts += 1;
-            fields.host = Some(value);
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            fields.upgrade_field = true;
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            fields.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+            JudgedField::Connection => {
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        fields.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        fields.keep_alive_token = true;
+                        continue;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        fields.upgrade_token = true;
+                    } else if token.is_empty() {
+                        continue;
+                    }
+                    fields.connection_names_fields = true;
+                }
+            }
+            JudgedField::Host => {
+                fields.hosts += 1;
+                fields.host = Some(value);
+            }
+            JudgedField::Upgrade => fields.upgrade_field = true,
+            JudgedField::Expect => {
+                fields.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+            }
         }
     }
     if fields.transfer_encoding && !fields.chunked {

@@ -26,6 +26,8 @@ pub struct ResponseHead<'h, 'b> {
     /// this response's body (HTTP/1.1 without `Connection: close`, and a
     /// length-delimited body).
     pub reusable: bool,
+    /// A `Connection` field names other fields (hop-by-hop for this hop).
+    pub connection_names_fields: bool,
 }
 
 /// Why an upstream response head was refused.
@@ -99,6 +101,7 @@ pub fn parse<'h, 'b>(
         len,
         framing,
         reusable,
+        connection_names_fields: fields.connection_names_fields,
     }))
 }
 

@@ -175,3 +175,21 @@ fn expect_and_upgrade_are_noticed() {
     };
     assert!(head.wants_upgrade);
 }
+
+#[test]
+fn only_a_connection_token_other_than_keep_alive_names_fields() {
+    let names = |fields: &str| {
+        let input = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match parse(input.as_bytes(), &mut headers) {
+            Ok(Parsed::Complete(head)) => head.connection_names_fields,
+            _ => panic!("{fields:?} refused"),
+        }
+    };
+    assert!(!names(""));
+    assert!(!names("Connection: Keep-Alive \r\n"));
+    assert!(!names("Connection: ,keep-alive,\r\n"));
+    assert!(names("connection: keep-alive, x-secret\r\n"));
+    assert!(names("Connection: close\r\n"));
+    assert!(names("Connection: keep-alive\r\nConnection: x-b\r\n"));
+}
