@@ -1,10 +1,19 @@
 //! SIGTERM: weir stops accepting at once, `/readyz` turns 503, the request
-//! in flight still completes, and the process exits 0.
+//! in flight still completes, idle keep-alive connections are closed at
+//! once, and the process exits 0.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
 
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use weir_e2e::{Conn, FakeUpstream, Route, Weir, WeirConfig, wait_until, within};
+use weir_e2e::{
+    Conn, FakeUpstream, ForwardingPath, Route, Weir, WeirConfig, on_both_paths, wait_until, within,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
@@ -78,4 +87,49 @@ async fn readyz_after_sigterm(admin: std::net::SocketAddr) -> Result<String, Str
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+on_both_paths!(an_idle_keep_alive_connection_is_closed_when_the_drain_starts);
+
+/// A keep-alive connection waiting between requests holds no request, so
+/// the drain closes it at once rather than when it idles out, and weir
+/// exits without waiting for it.
+async fn an_idle_keep_alive_connection_is_closed_when_the_drain_starts(path: ForwardingPath) {
+    let stable = FakeUpstream::start("stable").await;
+    let mut weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[stable.addr])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let answer = within(Duration::from_secs(10), "the first answer", async {
+        client
+            .write_all(b"GET /one HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.ends_with(b"stable\n") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed before the answer ended: {seen:?}");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    weir.sigterm();
+    // Without the drain, the idle connection would close only after the
+    // listener's header timeout (10 s); the drain closes it in moments.
+    let after = within(
+        Duration::from_secs(8),
+        "the idle connection closed",
+        async {
+            let mut rest = Vec::new();
+            let _ = client.read_to_end(&mut rest).await;
+            rest
+        },
+    )
+    .await;
+    assert!(after.is_empty(), "bytes after the drain: {after:?}");
+    let status = weir.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "weir exited with {status} after SIGTERM");
 }
