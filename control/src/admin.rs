@@ -86,10 +86,10 @@ enum Verb {
 // === impl Endpoint ===
 
 impl<'a> Endpoint<'a> {
-    /// Routes `method` and `path`: an unknown path, a command that does not
-    /// exist, or a path with a `.` or `..` segment is 404; a known path with
-    /// another method is 405; a route name that does not percent-decode to
-    /// UTF-8 is 400.
+    /// Routes `method` and `path` (HEAD as GET): an unknown path, a command
+    /// that does not exist, or a path with a `.` or `..` segment is 404; a
+    /// known path with another method is 405; a route name that does not
+    /// percent-decode to UTF-8 is 400.
     fn of(method: &Method, path: &'a str) -> Result<Endpoint<'a>, Refusal> {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         // Never resolved: a dot-segment names no endpoint and no route.
@@ -99,7 +99,9 @@ impl<'a> Endpoint<'a> {
                 segment: (*dots).to_owned(),
             });
         }
-        let get = method == Method::GET;
+        // HEAD is GET without the body (hyper leaves the body out), as
+        // every HTTP server answers it: `curl -I .../healthz` works.
+        let get = method == Method::GET || method == Method::HEAD;
         let post = method == Method::POST;
         let endpoint = match segments.as_slice() {
             ["healthz"] if get => Endpoint::Healthz,

@@ -2,7 +2,7 @@
 //! with several spaces; paths with dot-segments are 404 with a JSON error;
 //! a promote body with `full` not a boolean or an unknown field is 400
 //! naming it and changes nothing; an empty body and `{}` are a plain
-//! promote.
+//! promote; HEAD answers as GET without a body.
 
 use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index};
 
@@ -153,4 +153,37 @@ async fn dot_segments_and_bad_promote_bodies_are_refused_by_name() {
     assert_eq!(status, 200, "promote full false: {answer}");
     let s: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(3)), "{s:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_answers_as_get_without_a_body() {
+    let (weir, _v1, _v2) = start().await;
+    let admin = format!("http://{}", weir.addrs.admin);
+    let reader = format!("Authorization: Bearer {READER}");
+    for (path, auth, status) in [
+        ("/healthz", None, 200),
+        ("/readyz", None, 200),
+        ("/metrics", None, 200),
+        ("/api/v1/routes", Some(&reader), 200),
+        ("/api/v1/routes/web", Some(&reader), 200),
+        ("/api/v1/routes", None, 401),
+        ("/api/v1/routes/nosuch", Some(&reader), 404),
+    ] {
+        let url = format!("{admin}{path}");
+        let mut args = vec!["-I"];
+        if let Some(auth) = auth {
+            args.extend(["-H", auth.as_str()]);
+        }
+        args.push(&url);
+        let (head, code) = weir_e2e::curl(&args, "%{http_code} %{size_download}").await;
+        assert_eq!(
+            code,
+            format!("{status} 0"),
+            "HEAD {path}: status and body bytes\n{head}"
+        );
+    }
+    // A command is still POST only.
+    let url = format!("{admin}/api/v1/routes/web/promote");
+    let (_, code) = weir_e2e::curl(&["-I", "-H", &reader, &url], "%{http_code}").await;
+    assert_eq!(code, "405", "HEAD on a command");
 }
