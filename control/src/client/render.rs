@@ -66,7 +66,8 @@ pub fn percent(weight: f64) -> String {
 }
 
 /// A step as the config spells it: `setWeight 25`, `pause 30s`,
-/// `pause (until promote)`.
+/// `pause (until promote)`, `analysis errors, smoke`; a step of another
+/// kind as its JSON.
 pub fn step_text(step: &Step) -> String {
     match step {
         Step::SetWeight(weight) => format!("setWeight {}", percent(*weight).trim_end_matches('%')),
@@ -74,8 +75,22 @@ pub fn step_text(step: &Step) -> String {
             duration: Some(duration),
         } => format!("pause {duration}"),
         Step::Pause { duration: None } => "pause (until promote)".to_owned(),
-        Step::Other(json) => json.clone(),
+        Step::Other(json) => analysis_step_text(json).unwrap_or_else(|| json.clone()),
     }
+}
+
+/// `analysis NAME, NAME` for an analysis step's JSON that names its
+/// templates (`{"analysis": {"templates": [{"templateName": ...}]}}`).
+fn analysis_step_text(json: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let names: Vec<&str> = value
+        .get("analysis")?
+        .get("templates")?
+        .as_array()?
+        .iter()
+        .map(|t| t.get("templateName").and_then(serde_json::Value::as_str))
+        .collect::<Option<_>>()?;
+    (!names.is_empty()).then(|| format!("analysis {}", names.join(", ")))
 }
 
 /// `step 3/5` (1-based) for a route with a rollout; `step 5/5` once promoted;
