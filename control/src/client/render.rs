@@ -93,6 +93,11 @@ fn analysis_step_text(json: &str) -> Option<String> {
     (!names.is_empty()).then(|| format!("analysis {}", names.join(", ")))
 }
 
+/// A route with neither a canary revision nor canary traffic: no split.
+fn has_no_canary(route: &RouteStatus) -> bool {
+    route.canary_revision.is_none() && route.canary_weight == 0.0
+}
+
 /// `step 3/5` (1-based) for a route with a rollout; `step 5/5` once promoted;
 /// `None` without a rollout or steps.
 pub fn step_label(route: &RouteStatus) -> Option<String> {
@@ -245,8 +250,9 @@ pub fn route_text(route: &RouteStatus, now_ms: u64) -> String {
     let step = match (stage_text(route), step_label(route)) {
         (Some(stage), _) => stage,
         (None, Some(step)) => step,
-        (None, None) if !route.strategy => "fixed split".to_owned(),
-        (None, None) => "no rollout".to_owned(),
+        (None, None) if route.strategy => "no rollout".to_owned(),
+        (None, None) if has_no_canary(route) => "no canary".to_owned(),
+        (None, None) => "fixed split".to_owned(),
     };
     let _ = writeln!(
         out,
@@ -428,6 +434,8 @@ pub fn watch_route(route: &RouteStatus, now_ms: u64) -> String {
         "blue-green".to_owned()
     } else if route.strategy {
         format!("canary, {} step(s)", route.step_count)
+    } else if has_no_canary(route) {
+        "none (no canary)".to_owned()
     } else {
         "fixed split".to_owned()
     };

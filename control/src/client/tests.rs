@@ -614,3 +614,27 @@ fn an_analysis_step_is_shown_by_its_template_names() {
     .expect("parses");
     assert_eq!(render::step_text(&route.steps[0]), "analysis errors, smoke");
 }
+
+#[test]
+fn a_route_without_a_canary_is_not_called_a_fixed_split() {
+    let route: RouteStatus = serde_json::from_str(
+        r#"{"name": "api", "phase": "Healthy", "stableRevision": "v1", "canaryRevision": null,
+            "canaryWeight": 0, "strategy": false, "steps": []}"#,
+    )
+    .expect("parses");
+    let text = render::route_text(&route, NOW);
+    assert!(
+        text.starts_with("api  Healthy  no canary  canary 0%"),
+        "{text}"
+    );
+    let split: RouteStatus = serde_json::from_str(
+        r#"{"name": "web", "phase": "Healthy", "stableRevision": "v1", "canaryRevision": "v2",
+            "canaryWeight": 10, "strategy": false, "steps": []}"#,
+    )
+    .expect("parses");
+    let text = render::route_text(&split, NOW);
+    assert!(
+        text.starts_with("web  Healthy  fixed split  canary 10%"),
+        "{text}"
+    );
+}
