@@ -733,7 +733,27 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 }
 
 fn refusal(refused: &Refusal) -> Response<Full<Bytes>> {
-    error(refused.status(), &refused.to_string())
+    let mut response = error(refused.status(), &refused.to_string());
+    // A 405 says which methods the path answers, as HTTP asks.
+    if let Refusal::MethodNotAllowed { path, .. } = refused
+        && let Some(allow) = allowed_methods(path)
+    {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    response
+}
+
+/// The methods a known path answers, for the `Allow` header of a 405.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    if Endpoint::of(&Method::GET, path).is_ok() {
+        Some("GET, HEAD")
+    } else if Endpoint::of(&Method::POST, path).is_ok() {
+        Some("POST")
+    } else {
+        None
+    }
 }
 
 /// Serves the admin API on `listener` until `stop` turns true.

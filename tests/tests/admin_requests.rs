@@ -2,7 +2,8 @@
 //! with several spaces; paths with dot-segments are 404 with a JSON error;
 //! a promote body with `full` not a boolean or an unknown field is 400
 //! naming it and changes nothing; an empty body and `{}` are a plain
-//! promote; HEAD answers as GET without a body.
+//! promote; HEAD answers as GET without a body; a 405 names the allowed
+//! methods in `Allow`.
 
 use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index};
 
@@ -186,4 +187,43 @@ async fn head_answers_as_get_without_a_body() {
     let url = format!("{admin}/api/v1/routes/web/promote");
     let (_, code) = weir_e2e::curl(&["-I", "-H", &reader, &url], "%{http_code}").await;
     assert_eq!(code, "405", "HEAD on a command");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_405_names_the_methods_the_path_answers() {
+    let (weir, _v1, _v2) = start().await;
+    let admin = format!("http://{}", weir.addrs.admin);
+    let writer = format!("Authorization: Bearer {WRITER}");
+    for (method, path, allow) in [
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/api/v1/routes/web", "GET, HEAD"),
+        ("GET", "/api/v1/routes/web/promote", "POST"),
+        ("GET", "/api/v1/reload", "POST"),
+    ] {
+        let url = format!("{admin}{path}");
+        let (head, code) = weir_e2e::curl(
+            &[
+                "-X",
+                method,
+                "-H",
+                &writer,
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &url,
+            ],
+            "%{http_code}",
+        )
+        .await;
+        assert_eq!(code, "405", "{method} {path}:\n{head}");
+        let allowed = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("allow: ")
+                    .or_else(|| l.strip_prefix("Allow: "))
+            })
+            .map(str::trim);
+        assert_eq!(allowed, Some(allow), "{method} {path}:\n{head}");
+    }
 }
