@@ -40,6 +40,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         }
         let value: u64 = rest[..digits].parse().map_err(|_| err("too large"))?;
         rest = &rest[digits..];
+        if rest.starts_with('.') {
+            return Err(err("numbers must be whole; write `1500ms`, not `1.5s`"));
+        }
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(value),
@@ -79,6 +82,14 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
+    }
+
+    #[test]
+    fn a_fraction_is_refused_saying_to_use_a_smaller_unit() {
+        let message = parse_duration("1.5s").expect_err("a fraction").to_string();
+        assert!(message.contains("write `1500ms`, not `1.5s`"), "{message}");
+        let message = parse_duration("2.5").expect_err("a fraction").to_string();
+        assert!(message.contains("must be whole"), "{message}");
     }
 
     #[test]

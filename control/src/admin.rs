@@ -86,10 +86,10 @@ enum Verb {
 // === impl Endpoint ===
 
 impl<'a> Endpoint<'a> {
-    /// Routes `method` and `path`: an unknown path, a command that does not
-    /// exist, or a path with a `.` or `..` segment is 404; a known path with
-    /// another method is 405; a route name that does not percent-decode to
-    /// UTF-8 is 400.
+    /// Routes `method` and `path` (HEAD as GET): an unknown path, a command
+    /// that does not exist, or a path with a `.` or `..` segment is 404; a
+    /// known path with another method is 405; a route name that does not
+    /// percent-decode to UTF-8 is 400.
     fn of(method: &Method, path: &'a str) -> Result<Endpoint<'a>, Refusal> {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         // Never resolved: a dot-segment names no endpoint and no route.
@@ -99,7 +99,9 @@ impl<'a> Endpoint<'a> {
                 segment: (*dots).to_owned(),
             });
         }
-        let get = method == Method::GET;
+        // HEAD is GET without the body (hyper leaves the body out), as
+        // every HTTP server answers it: `curl -I .../healthz` works.
+        let get = method == Method::GET || method == Method::HEAD;
         let post = method == Method::POST;
         let endpoint = match segments.as_slice() {
             ["healthz"] if get => Endpoint::Healthz,
@@ -731,7 +733,27 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 }
 
 fn refusal(refused: &Refusal) -> Response<Full<Bytes>> {
-    error(refused.status(), &refused.to_string())
+    let mut response = error(refused.status(), &refused.to_string());
+    // A 405 says which methods the path answers, as HTTP asks.
+    if let Refusal::MethodNotAllowed { path, .. } = refused
+        && let Some(allow) = allowed_methods(path)
+    {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    response
+}
+
+/// The methods a known path answers, for the `Allow` header of a 405.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    if Endpoint::of(&Method::GET, path).is_ok() {
+        Some("GET, HEAD")
+    } else if Endpoint::of(&Method::POST, path).is_ok() {
+        Some("POST")
+    } else {
+        None
+    }
 }
 
 /// Serves the admin API on `listener` until `stop` turns true.

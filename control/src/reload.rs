@@ -67,6 +67,8 @@ pub enum Change {
 pub enum Trigger {
     /// The file changed on disk.
     FileChanged,
+    /// The file changed back to the config in force after a refused version.
+    FileRestored,
     /// SIGHUP.
     Signal,
     /// `POST /api/v1/reload`.
@@ -96,7 +98,11 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                 let Ok(text) = tokio::fs::read_to_string(&process.config_path).await else { continue };
                 let unchanged = { process.control.lock().await.loaded.text == text };
                 if unchanged {
-                    last_attempt = None;
+                    // A refused file put back as the config in force is a
+                    // change of the file that is applied: counted as a success.
+                    if last_attempt.take().is_some() {
+                        let _ = reload(&process, Trigger::FileRestored).await;
+                    }
                     continue;
                 }
                 if last_attempt.as_deref() == Some(text.as_str()) {

@@ -185,8 +185,14 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     for (name, socket, tls, max_connections) in listeners {
         let proxy = proxy.clone();
         let mut stop = stop_rx.clone();
-        let local = socket.local_addr().ok();
-        tracing::info!(listener = %name, address = ?local, tls = tls.is_some(), "listening");
+        match socket.local_addr() {
+            Ok(local) => {
+                tracing::info!(listener = %name, address = %local, tls = tls.is_some(), "listening");
+            }
+            Err(error) => {
+                tracing::info!(listener = %name, %error, tls = tls.is_some(), "listening; its address is unknown");
+            }
+        }
         let options = ServeOptions {
             name,
             tls,
@@ -205,7 +211,10 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
 
     let replica = Replica::detect(admin_socket.local_addr().ok(), started_at);
     let admin_state = Arc::new(AdminState::new(Arc::clone(&process)).with_replica(replica));
-    tracing::info!(address = ?admin_socket.local_addr().ok(), "admin API listening");
+    match admin_socket.local_addr() {
+        Ok(local) => tracing::info!(address = %local, "admin API listening"),
+        Err(error) => tracing::info!(%error, "admin API listening; its address is unknown"),
+    }
     tokio::spawn(admin::serve(
         admin_socket,
         Arc::clone(&admin_state),

@@ -446,6 +446,34 @@ mod tests {
         let notice = Payload::new("checkout", &state, "x", 1).for_event("on-rollout-aborted");
         let json = serde_json::to_value(&notice).expect("JSON");
         assert_eq!(json["weir"]["event"], "on-rollout-aborted");
-        assert!(json["weir"].get("hook").is_none());
+        assert!(json["weir"]["hook"].is_null());
+    }
+
+    #[test]
+    fn a_notification_has_every_field_of_a_hook_body_with_event_set() {
+        let route = checkout();
+        let state = RolloutState::start(&route, 1_000).state;
+        let keys = |payload: &Payload| -> Vec<String> {
+            let json = serde_json::to_value(payload).expect("JSON");
+            let mut keys: Vec<String> = json["weir"]
+                .as_object()
+                .expect("the weir object")
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        };
+        let hook = Payload::new("checkout", &state, "x", 1).for_hook(
+            "gate",
+            WebhookKind::Rollout,
+            &BTreeMap::new(),
+            1,
+        );
+        let notice = Payload::new("checkout", &state, "x", 1).for_event("on-rollout-aborted");
+        let mut want = keys(&hook);
+        want.push("event".to_owned());
+        want.sort();
+        assert_eq!(keys(&notice), want);
     }
 }

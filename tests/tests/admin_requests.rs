@@ -2,7 +2,8 @@
 //! with several spaces; paths with dot-segments are 404 with a JSON error;
 //! a promote body with `full` not a boolean or an unknown field is 400
 //! naming it and changes nothing; an empty body and `{}` are a plain
-//! promote.
+//! promote; HEAD answers as GET without a body; a 405 names the allowed
+//! methods in `Allow`.
 
 use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index};
 
@@ -153,4 +154,76 @@ async fn dot_segments_and_bad_promote_bodies_are_refused_by_name() {
     assert_eq!(status, 200, "promote full false: {answer}");
     let s: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(3)), "{s:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_answers_as_get_without_a_body() {
+    let (weir, _v1, _v2) = start().await;
+    let admin = format!("http://{}", weir.addrs.admin);
+    let reader = format!("Authorization: Bearer {READER}");
+    for (path, auth, status) in [
+        ("/healthz", None, 200),
+        ("/readyz", None, 200),
+        ("/metrics", None, 200),
+        ("/api/v1/routes", Some(&reader), 200),
+        ("/api/v1/routes/web", Some(&reader), 200),
+        ("/api/v1/routes", None, 401),
+        ("/api/v1/routes/nosuch", Some(&reader), 404),
+    ] {
+        let url = format!("{admin}{path}");
+        let mut args = vec!["-I"];
+        if let Some(auth) = auth {
+            args.extend(["-H", auth.as_str()]);
+        }
+        args.push(&url);
+        let (head, code) = weir_e2e::curl(&args, "%{http_code} %{size_download}").await;
+        assert_eq!(
+            code,
+            format!("{status} 0"),
+            "HEAD {path}: status and body bytes\n{head}"
+        );
+    }
+    // A command is still POST only.
+    let url = format!("{admin}/api/v1/routes/web/promote");
+    let (_, code) = weir_e2e::curl(&["-I", "-H", &reader, &url], "%{http_code}").await;
+    assert_eq!(code, "405", "HEAD on a command");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_405_names_the_methods_the_path_answers() {
+    let (weir, _v1, _v2) = start().await;
+    let admin = format!("http://{}", weir.addrs.admin);
+    let writer = format!("Authorization: Bearer {WRITER}");
+    for (method, path, allow) in [
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/api/v1/routes/web", "GET, HEAD"),
+        ("GET", "/api/v1/routes/web/promote", "POST"),
+        ("GET", "/api/v1/reload", "POST"),
+    ] {
+        let url = format!("{admin}{path}");
+        let (head, code) = weir_e2e::curl(
+            &[
+                "-X",
+                method,
+                "-H",
+                &writer,
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &url,
+            ],
+            "%{http_code}",
+        )
+        .await;
+        assert_eq!(code, "405", "{method} {path}:\n{head}");
+        let allowed = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("allow: ")
+                    .or_else(|| l.strip_prefix("Allow: "))
+            })
+            .map(str::trim);
+        assert_eq!(allowed, Some(allow), "{method} {path}:\n{head}");
+    }
 }

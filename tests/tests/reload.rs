@@ -1,6 +1,7 @@
 //! Config reloads: a storm of rewrites under load drops nothing; an invalid
 //! file is refused, counted and located in the log while the old split keeps
-//! serving; a route name that once crashed validation is refused the same way.
+//! serving; a route name that once crashed validation is refused the same way;
+//! putting the running file back after a refused one counts as a success.
 
 use std::time::Duration;
 
@@ -211,4 +212,33 @@ async fn a_reload_with_a_slash_in_a_route_name_is_refused_and_weir_keeps_serving
         "the refusal does not name routes[0].name:\n{log}"
     );
     assert_eq!(weir.try_exit(), None, "weir exited:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn putting_back_the_running_file_after_a_refused_one_counts_a_successful_reload() {
+    let stable = FakeUpstream::start("stable").await;
+    let config = WeirConfig::new([Route::new("web", &[stable.addr])]);
+    let mut weir = Weir::start(config.clone()).await;
+    let limit = Duration::from_secs(30);
+    let failures_before = weir.reloads("failure").await;
+    let successes_before = weir.reloads("success").await;
+
+    weir.write_text("routes: [", true);
+    within(
+        limit,
+        "failed reload",
+        weir.wait_for_reload("failure", failures_before),
+    )
+    .await;
+
+    // The file as weir started with it: the edit that fixes the mistake.
+    weir.write_config_in_place(&config);
+    let successes = within(
+        limit,
+        "successful reload",
+        weir.wait_for_reload("success", successes_before),
+    )
+    .await;
+    assert_eq!(successes, successes_before + 1.0);
+    assert_eq!(weir.reloads("failure").await, failures_before + 1.0);
 }

@@ -1,6 +1,7 @@
 //! Request ids and request logging: each request goes upstream with an
 //! `x-request-id` (the client's, or a new one), and a failed upstream
-//! request is logged as a warning that names its route, role and request id.
+//! request is logged as a warning that names its route, role and request id;
+//! the startup log names each listener and the admin API by its address.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -109,4 +110,18 @@ async fn a_failed_upstream_request_is_a_warning_naming_its_route_and_request_id(
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_log_names_each_address_as_written() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    let log = weir.log();
+    for line in [
+        format!("address={}", weir.addrs.http),
+        format!("admin API listening address={}", weir.addrs.admin),
+    ] {
+        assert!(log.contains(&line), "no `{line}` in the log:\n{log}");
+    }
+    assert!(!log.contains("Some("), "a Rust Option in the log:\n{log}");
 }

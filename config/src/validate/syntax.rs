@@ -189,6 +189,9 @@ fn split_host_port(text: &str) -> Result<(&str, bool, &str), String> {
         };
     }
     match text.rsplit_once(':') {
+        None if text.bytes().all(|b| b.is_ascii_digit()) => Err(format!(
+            "`{text}` is a port without an address; write e.g. `127.0.0.1:{text}`"
+        )),
         None => Err(format!("`{text}` has no port; write e.g. `{text}:8080`")),
         Some((host, _)) if host.contains(':') => Err(format!(
             "`{text}`: write an IPv6 address in brackets followed by the port, e.g. `[::1]:8080`"
@@ -476,5 +479,12 @@ mod tests {
         let long = format!("{}/", "a".repeat(100));
         let suggestion = suggested_route_name(&long);
         assert_eq!(route_name(&suggestion), Ok(()), "{suggestion}");
+    }
+
+    #[test]
+    fn a_port_alone_is_refused_with_an_address_to_write() {
+        let want = "`8080` is a port without an address; write e.g. `127.0.0.1:8080`";
+        assert_eq!(bind_address("8080").expect_err("a port alone"), want);
+        assert_eq!(endpoint("8080").expect_err("a port alone"), want);
     }
 }

@@ -94,7 +94,8 @@ fn answer_overload(
 }
 
 fn is_probe<B>(req: &Request<B>) -> bool {
-    req.method() == Method::GET && matches!(req.uri().path(), "/healthz" | "/readyz")
+    (req.method() == Method::GET || req.method() == Method::HEAD)
+        && matches!(req.uri().path(), "/healthz" | "/readyz")
 }
 
 // === impl Probes ===

@@ -66,7 +66,8 @@ pub fn percent(weight: f64) -> String {
 }
 
 /// A step as the config spells it: `setWeight 25`, `pause 30s`,
-/// `pause (until promote)`.
+/// `pause (until promote)`, `analysis errors, smoke`; a step of another
+/// kind as its JSON.
 pub fn step_text(step: &Step) -> String {
     match step {
         Step::SetWeight(weight) => format!("setWeight {}", percent(*weight).trim_end_matches('%')),
@@ -74,8 +75,27 @@ pub fn step_text(step: &Step) -> String {
             duration: Some(duration),
         } => format!("pause {duration}"),
         Step::Pause { duration: None } => "pause (until promote)".to_owned(),
-        Step::Other(json) => json.clone(),
+        Step::Other(json) => analysis_step_text(json).unwrap_or_else(|| json.clone()),
     }
+}
+
+/// `analysis NAME, NAME` for an analysis step's JSON that names its
+/// templates (`{"analysis": {"templates": [{"templateName": ...}]}}`).
+fn analysis_step_text(json: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let names: Vec<&str> = value
+        .get("analysis")?
+        .get("templates")?
+        .as_array()?
+        .iter()
+        .map(|t| t.get("templateName").and_then(serde_json::Value::as_str))
+        .collect::<Option<_>>()?;
+    (!names.is_empty()).then(|| format!("analysis {}", names.join(", ")))
+}
+
+/// A route with neither a canary revision nor canary traffic: no split.
+fn has_no_canary(route: &RouteStatus) -> bool {
+    route.canary_revision.is_none() && route.canary_weight == 0.0
 }
 
 /// `step 3/5` (1-based) for a route with a rollout; `step 5/5` once promoted;
@@ -230,8 +250,9 @@ pub fn route_text(route: &RouteStatus, now_ms: u64) -> String {
     let step = match (stage_text(route), step_label(route)) {
         (Some(stage), _) => stage,
         (None, Some(step)) => step,
-        (None, None) if !route.strategy => "fixed split".to_owned(),
-        (None, None) => "no rollout".to_owned(),
+        (None, None) if route.strategy => "no rollout".to_owned(),
+        (None, None) if has_no_canary(route) => "no canary".to_owned(),
+        (None, None) => "fixed split".to_owned(),
     };
     let _ = writeln!(
         out,
@@ -413,6 +434,8 @@ pub fn watch_route(route: &RouteStatus, now_ms: u64) -> String {
         "blue-green".to_owned()
     } else if route.strategy {
         format!("canary, {} step(s)", route.step_count)
+    } else if has_no_canary(route) {
+        "none (no canary)".to_owned()
     } else {
         "fixed split".to_owned()
     };

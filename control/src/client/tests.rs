@@ -79,6 +79,7 @@ fn missing_and_null_fields_take_defaults() {
     assert_eq!(odd.phase, Phase::Unknown);
     assert_eq!(odd.steps[0], Step::Other(r#"{"analysis":{}}"#.to_owned()));
     assert_eq!(render::step_text(&odd.steps[1]), "pause 45s");
+    assert_eq!(render::step_text(&odd.steps[0]), r#"{"analysis":{}}"#);
     let none: RouteStatus = serde_json::from_str(r#"{"phase": null}"#).expect("parses");
     assert_eq!(none.phase, Phase::Unknown);
 }
@@ -601,4 +602,39 @@ fn blue_green_routes_show_their_stage_and_preview() {
     let newer: weir_config::status::BlueGreenStatus =
         serde_json::from_str(r#"{"stage": "Mirroring"}"#).expect("tolerant");
     assert_eq!(newer.stage, None);
+}
+
+#[test]
+fn an_analysis_step_is_shown_by_its_template_names() {
+    let route: RouteStatus = serde_json::from_str(
+        r#"{"phase": "Paused", "steps": [
+            {"analysis": {"templates": [{"templateName": "errors"}, {"templateName": "smoke"}],
+                          "args": [{"name": "route", "value": "web"}]}}]}"#,
+    )
+    .expect("parses");
+    assert_eq!(render::step_text(&route.steps[0]), "analysis errors, smoke");
+}
+
+#[test]
+fn a_route_without_a_canary_is_not_called_a_fixed_split() {
+    let route: RouteStatus = serde_json::from_str(
+        r#"{"name": "api", "phase": "Healthy", "stableRevision": "v1", "canaryRevision": null,
+            "canaryWeight": 0, "strategy": false, "steps": []}"#,
+    )
+    .expect("parses");
+    let text = render::route_text(&route, NOW);
+    assert!(
+        text.starts_with("api  Healthy  no canary  canary 0%"),
+        "{text}"
+    );
+    let split: RouteStatus = serde_json::from_str(
+        r#"{"name": "web", "phase": "Healthy", "stableRevision": "v1", "canaryRevision": "v2",
+            "canaryWeight": 10, "strategy": false, "steps": []}"#,
+    )
+    .expect("parses");
+    let text = render::route_text(&split, NOW);
+    assert!(
+        text.starts_with("web  Healthy  fixed split  canary 10%"),
+        "{text}"
+    );
 }

@@ -149,6 +149,10 @@ pub enum AbortReason {
     PostPromotionAnalysis,
 }
 
+/// How the message of a rollout held by an Inconclusive analysis run ends;
+/// the message is kept for as long as the hold lasts.
+const INCONCLUSIVE_HOLD: &str = "for an operator: promote goes on to the next step, abort aborts";
+
 /// The persisted rollout state of one route (JSON, camelCase keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -861,8 +865,7 @@ impl RolloutState {
                 s.phase = Phase::Paused;
                 s.pause_deadline_ms = None;
                 let note = format!(
-                    "{what} is Inconclusive ({message}); held at {} for an operator: \
-                     promote goes on to the next step, abort aborts",
+                    "{what} is Inconclusive ({message}); held at {} {INCONCLUSIVE_HOLD}",
                     s.position(strategy)
                 );
                 let mut outcome = s.finish(
@@ -1264,10 +1267,14 @@ impl RolloutState {
                 let Some(index) = self.step_index else { return };
                 let position = self.position(strategy);
                 if self.held {
-                    self.message = format!(
-                        "held by pause at {position}{}; resume continues",
-                        self.remaining_note()
-                    );
+                    // A hold for an Inconclusive run keeps the note written
+                    // when it began: it says why, and what the operator can do.
+                    if !self.message.ends_with(INCONCLUSIVE_HOLD) {
+                        self.message = format!(
+                            "held by pause at {position}{}; resume continues",
+                            self.remaining_note()
+                        );
+                    }
                     return;
                 }
                 let analysis = self.analysis_note(strategy);

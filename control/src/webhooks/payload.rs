@@ -44,11 +44,11 @@ pub struct Payload {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WeirFields {
-    /// The hook's name; absent in a notification.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The hook's name; null in a notification, which has every field of
+    /// a hook's body (SPEC: "the same body with `weir.event` set").
     pub hook: Option<String>,
-    /// The hook's type; absent in a notification.
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    /// The hook's type; null in a notification.
+    #[serde(rename = "type")]
     pub kind: Option<&'static str>,
     /// The trigger of a notification (`on-rollout-aborted`); absent for a hook.
     #[serde(skip_serializing_if = "Option::is_none")]

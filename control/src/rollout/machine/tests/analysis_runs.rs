@@ -182,6 +182,29 @@ fn an_inconclusive_run_holds_for_an_operator() {
 }
 
 #[test]
+fn the_note_of_an_inconclusive_hold_stays_until_the_operator_acts() {
+    let route = analysis_route();
+    let held = result(
+        &at_analysis_step(),
+        RunKind::Step(1),
+        RunPhase::Inconclusive,
+    )
+    .state;
+    let note = held.message.clone();
+    let later = held.tick(&route, T0 + 5 * SEC, &pass()).state;
+    assert_eq!(later.message, note);
+    let later = later.tick(&route, T0 + 60 * SEC, &pass()).state;
+    assert_eq!(later.message, note);
+    // An operator's pause and resume write their own messages again.
+    let promoted = cmd_on(&later, Command::Promote);
+    assert!(
+        !promoted.message.contains("Inconclusive"),
+        "{}",
+        promoted.message
+    );
+}
+
+#[test]
 fn results_of_other_runs_are_ignored() {
     let s = at_analysis_step();
     let stale = [
