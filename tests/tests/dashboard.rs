@@ -315,14 +315,23 @@ async fn without_tokens_the_page_asks_for_none_and_acts() {
     let stable = LoadtestUpstream::start("stable", &[]);
     let canary = LoadtestUpstream::start("canary", &[]);
     let strategy = Strategy::unjudged([Step::SetWeight(20.0), Step::Pause(None)]);
-    let weir = Weir::start(WeirConfig::new([Route::rollout(
-        "web",
-        &[stable.addr],
-        &[canary.addr],
-        strategy,
-    )]))
+    let weir = Weir::start(WeirConfig::new([
+        Route::rollout("web", &[stable.addr], &[canary.addr], strategy),
+        Route::new("api", &[stable.addr]).path_prefix("/api"),
+    ]))
     .await;
     let browser = Browser::start(1024, 800).await;
+    browser
+        .goto(&format!("http://{}/ui/#/", weir.addrs.admin))
+        .await;
+    // A route with no canary is not called a split, as `weir status` says.
+    shown(
+        &browser,
+        "the route without a canary listed as such",
+        "const cells = document.querySelectorAll('tr[data-route=\"api\"] td');
+         return cells.length > 3 && cells[3].textContent === 'no canary';",
+    )
+    .await;
     browser
         .goto(&format!("http://{}/ui/#/routes/web", weir.addrs.admin))
         .await;

@@ -250,10 +250,15 @@ function servedWeight(name) {
   return total > 0 ? (100 * last.canary.rps) / total : null;
 }
 
+// A route with neither a canary revision nor canary traffic splits nothing.
+function hasNoCanary(r) {
+  return !r.canaryRevision && !r.canaryWeight;
+}
+
 function stepText(r) {
   if (r.blueGreen && r.blueGreen.stage) return r.blueGreen.stage;
   if (r.stage) return r.stage;
-  if (!r.strategy) return "fixed split";
+  if (!r.strategy) return hasNoCanary(r) ? "no canary" : "fixed split";
   if (r.stepIndex === null || r.stepIndex === undefined) return "–";
   return Math.min(r.stepIndex + 1, r.stepCount) + " / " + r.stepCount;
 }
@@ -269,7 +274,7 @@ function listView() {
     h("tr", { "data-route": r.name },
       h("td", {}, h("a", { href: "#/routes/" + encodeURIComponent(r.name) }, r.name)),
       h("td", {}, h("span", { class: "phase " + r.phase }, r.phase)),
-      h("td", { class: "narrow-hide" }, r.blueGreen ? "blue-green" : r.strategy ? "canary steps" : "fixed"),
+      h("td", { class: "narrow-hide" }, r.blueGreen ? "blue-green" : r.strategy ? "canary steps" : hasNoCanary(r) ? "none" : "fixed"),
       h("td", {}, stepText(r)),
       h("td", {}, pct(r.canaryWeight), h("span", { class: "muted" }, " / " + pct(servedWeight(r.name)))),
       h("td", { class: "narrow-hide" }, (r.stableRevision || "–") + " → " + (r.canaryRevision || "–")),
@@ -353,7 +358,7 @@ function routeView(name) {
     h("div", { class: "grid" },
       h("div", { class: "card wide" }, h("h2", {}, r.blueGreen ? "Stage" : "Steps"),
         r.blueGreen ? h("p", {}, stepText(r))
-          : steps.length ? h("ol", { class: "steps", id: "steps" }, steps) : h("p", { class: "muted" }, "No steps: a fixed split.")),
+          : steps.length ? h("ol", { class: "steps", id: "steps" }, steps) : h("p", { class: "muted" }, hasNoCanary(r) ? "No steps: no canary." : "No steps: a fixed split.")),
       h("div", { class: "card" }, h("h2", {}, "Weight"), h("dl", { class: "kv" },
         h("dt", {}, "set"), h("dd", { id: "weight" }, pct(r.canaryWeight)),
         h("dt", {}, "served"), h("dd", { id: "served" }, pct(servedWeight(name))),
