@@ -195,7 +195,7 @@ impl Proxy {
                     async move {
                         let _open = open;
                         tokio::select! {
-                            () = own.serve(stream, handshake_timeout) => {}
+                            () = own.serve(stream) => {}
                             _ = cut.wait_for(|cut| *cut) => {
                                 tracing::debug!("connection cut at the drain deadline");
                             }
@@ -302,21 +302,14 @@ struct OwnConnection {
 // === impl OwnConnection ===
 
 impl OwnConnection {
-    /// Serves `stream`; a client that says nothing within
-    /// `handshake_timeout` is dropped, as on the hyper path.
+    /// Serves `stream`; a client that says nothing within the header
+    /// timeout is dropped, as on the hyper path (the own path's wait for a
+    /// first request is bounded by it, so no peek is needed first).
     ///
     /// Borrows the connection: the task owns it once, and this future
     /// keeps a reference, not a second copy (a future keeps its arguments
     /// as passed and as bound; on every connection, idle ones included).
-    async fn serve(&mut self, stream: TcpStream, handshake_timeout: Duration) {
-        let mut first = [0u8; 1];
-        if !matches!(
-            tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await,
-            Ok(Ok(1))
-        ) {
-            tracing::debug!("no request within the header timeout");
-            return;
-        }
+    async fn serve(&mut self, stream: TcpStream) {
         // The watcher is held while weir's own path serves, so the drain
         // waits for this connection too.
         let (stream, read) = match own_path::serve(
