@@ -54,12 +54,12 @@ pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample, promtool_check};
 pub use process::{run_within, shown};
 pub use prometheus::{PROMETHEUS_BINARY, Prometheus};
-pub use raw::{RawResponse, RawUpstream, Received, raw_request};
+pub use raw::{RawResponse, RawUpstream, Received, raw_request, read_through_head};
 pub use recording_upstream::{
     ConnectionRecord, Framing, RecordingUpstream, Reply, UpstreamRequest,
 };
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
-pub use upstream::{FakeUpstream, LoadtestUpstream, large_body_upstream};
+pub use upstream::{FakeUpstream, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream};
 pub use wait::{wait_until, within};
 pub use weir::{Addrs, RELOAD_LIMIT, Weir, weir_command};
 

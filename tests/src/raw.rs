@@ -11,6 +11,22 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+/// Reads from `stream` until what was read holds a whole head (its blank
+/// line); everything read so far, which may go past the head.
+///
+/// # Panics
+/// When the stream fails or ends before the head does.
+pub async fn read_through_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await.expect("reading a head");
+        assert_ne!(n, 0, "the stream ended before its head: {seen:?}");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    seen
+}
+
 /// One request as a [`RawUpstream`] read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {

@@ -313,38 +313,63 @@ impl Drop for LoadtestUpstream {
     }
 }
 
+/// The body of a [`LargeBodyUpstream`]: more than every socket buffer on
+/// the way can hold.
+pub const LARGE_BODY: usize = 64 << 20;
+
 /// A one-connection upstream that answers its first request with a body of
-/// `body_len` bytes of `x`, written until the body ends or the connection
-/// fails. The returned receiver gives how many body bytes it wrote once it
-/// stopped: for tests of a client that stops reading, which must not hold
-/// the upstream connection.
-pub async fn large_body_upstream(
-    body_len: usize,
-) -> (SocketAddr, tokio::sync::oneshot::Receiver<usize>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
-    let addr = listener.local_addr().expect("local address");
-    let (stopped, stopped_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accepting");
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut chunk).await.expect("reading the request");
-            assert_ne!(n, 0, "the request ended before its head");
-            seen.extend_from_slice(&chunk[..n]);
+/// [`LARGE_BODY`] bytes of `x`, written until the body ends or the
+/// connection fails: for tests of a client that stops reading, which must
+/// not hold the upstream connection.
+#[derive(Debug)]
+pub struct LargeBodyUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// How many body bytes it wrote, once it stopped.
+    stopped: tokio::sync::oneshot::Receiver<usize>,
+}
+
+impl LargeBodyUpstream {
+    /// Starts it on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When it cannot bind.
+    pub async fn start() -> LargeBodyUpstream {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
+        let addr = listener.local_addr().expect("local address");
+        let (stopped, stopped_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accepting");
+            crate::read_through_head(&mut stream).await;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LARGE_BODY}\r\n\r\n");
+            stream
+                .write_all(head.as_bytes())
+                .await
+                .expect("writing the head");
+            let piece = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < LARGE_BODY && stream.write_all(&piece).await.is_ok() {
+                sent += piece.len();
+            }
+            let _ = stopped.send(sent);
+        });
+        LargeBodyUpstream {
+            addr,
+            stopped: stopped_rx,
         }
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n");
-        stream
-            .write_all(head.as_bytes())
+    }
+
+    /// Waits up to `limit` for its connection to be closed, and checks that
+    /// it was closed before the whole body went out; the body bytes sent.
+    ///
+    /// # Panics
+    /// When the connection is not closed in time, or the body went out whole.
+    pub async fn stopped_short(self, limit: Duration) -> usize {
+        let sent = crate::within(limit, "the upstream connection closed", self.stopped)
             .await
-            .expect("writing the head");
-        let piece = vec![b'x'; 64 * 1024];
-        let mut sent = 0;
-        while sent < body_len && stream.write_all(&piece).await.is_ok() {
-            sent += piece.len();
-        }
-        let _ = stopped.send(sent);
-    });
-    (addr, stopped_rx)
+            .expect("the upstream task ended");
+        assert!(sent < LARGE_BODY, "the upstream sent its whole body");
+        sent
+    }
 }

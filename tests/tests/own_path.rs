@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
-    ForwardingPath, LoadtestUpstream, RecordingUpstream, Reply, Route, UpstreamRequest, Weir,
-    WeirConfig, large_body_upstream, within,
+    ForwardingPath, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream, RecordingUpstream, Reply,
+    Route, UpstreamRequest, Weir, WeirConfig, read_through_head, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -164,13 +164,7 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert_ne!(n, 0);
-            seen.extend_from_slice(&chunk[..n]);
-        }
+        read_through_head(&mut stream).await;
         stream
             .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
             .await
@@ -512,6 +506,35 @@ async fn upload_upstream(
     (upstream, arrived, body)
 }
 
+/// Uploads `first` and then each of `rest` once the upstream's matching
+/// signal in `arrived` came (see [`upload_upstream`]), as one request of
+/// the pieces' whole length; the answer's head and body.
+async fn upload_in_pieces(
+    weir: &Weir,
+    first: &[u8],
+    arrived: Vec<tokio::sync::oneshot::Receiver<()>>,
+    rest: &[&[u8]],
+) -> (String, Vec<u8>) {
+    assert_eq!(arrived.len(), rest.len(), "one signal per later piece");
+    let length = first.len() + rest.iter().map(|piece| piece.len()).sum::<usize>();
+    within(LIMIT, "the upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        let head =
+            format!("POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {length}\r\n\r\n");
+        // The head and the first piece in one write.
+        client
+            .write_all(&[head.as_bytes(), first].concat())
+            .await
+            .unwrap();
+        for (signal, piece) in arrived.into_iter().zip(rest) {
+            signal.await.unwrap();
+            client.write_all(piece).await.unwrap();
+        }
+        read_response(&mut client).await
+    })
+    .await
+}
+
 /// An interim answer (`103 Early Hints`) sent while an upload is under
 /// way is not the answer: the rest of the body still goes upstream, and
 /// the final answer reaches the client.
@@ -521,21 +544,10 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath
         10,
     )
     .await;
-    let [hints_arrived] = <[_; 1]>::try_from(arrived).unwrap();
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
-    let (head, answer) = within(LIMIT, "the upload", async {
-        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
-        client
-            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
-            .await
-            .unwrap();
-        hints_arrived.await.unwrap();
-        client.write_all(b"-rest").await.unwrap();
-        read_response(&mut client).await
-    })
-    .await;
+    let (head, answer) = upload_in_pieces(&weir, b"first", arrived, &[b"-rest"]).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(answer, b"ok");
     assert_eq!(body.await.unwrap(), b"first-rest");
@@ -761,12 +773,10 @@ async fn a_client_gone_before_its_100_continue_is_counted_as_abandoned(path: For
 /// the client connection and the upstream one, and counts the request
 /// with the code it was sent, as for any client that left mid-body.
 async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout(path: ForwardingPath) {
-    // More than every socket buffer on the way can hold.
-    const BODY: usize = 64 << 20;
-    let (upstream, upstream_closed) = large_body_upstream(BODY).await;
+    let upstream = LargeBodyUpstream::start().await;
     let weir = path
         .start_weir(WeirConfig::new([
-            Route::new("web", &[upstream]).idle_timeout("1s")
+            Route::new("web", &[upstream.addr]).idle_timeout("1s")
         ]))
         .await;
     let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
@@ -775,28 +785,19 @@ async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout(path: Forward
             .write_all(b"GET /big HTTP/1.1\r\nHost: shop.test\r\n\r\n")
             .await
             .unwrap();
-        let mut raw = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = client.read(&mut chunk).await.unwrap();
-            assert_ne!(n, 0);
-            raw.extend_from_slice(&chunk[..n]);
-        }
+        let raw = read_through_head(&mut client).await;
         assert!(raw.starts_with(b"HTTP/1.1 200"));
         raw.len()
     })
     .await;
     // The client reads nothing more until the upstream connection is gone.
-    let sent = within(LIMIT, "the upstream connection closed", upstream_closed)
-        .await
-        .unwrap();
-    assert!(sent < BODY, "the upstream sent its whole body");
+    upstream.stopped_short(LIMIT).await;
     received += within(LIMIT, "the client connection closed", async {
         read_until_closed(&mut client).await.len()
     })
     .await;
     assert!(
-        received < BODY,
+        received < LARGE_BODY,
         "{received} bytes reached the client after it stopped reading"
     );
     let counts = codes_once_counted(&weir, 1.0).await;
@@ -853,23 +854,10 @@ async fn chunk_extensions_are_bounded_per_body(path: ForwardingPath) {
 async fn an_interim_head_split_across_reads_does_not_cut_the_upload(path: ForwardingPath) {
     let (upstream, arrived, body) =
         upload_upstream(vec![(5, b"HTTP/1.1 100 Continue\r\n"), (10, b"\r\n")], 15).await;
-    let [half_arrived, rest_arrived] = <[_; 2]>::try_from(arrived).unwrap();
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
-    let (head, answer) = within(LIMIT, "the upload", async {
-        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
-        client
-            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 15\r\n\r\nfirst")
-            .await
-            .unwrap();
-        half_arrived.await.unwrap();
-        client.write_all(b"-mid-").await.unwrap();
-        rest_arrived.await.unwrap();
-        client.write_all(b"-last").await.unwrap();
-        read_response(&mut client).await
-    })
-    .await;
+    let (head, answer) = upload_in_pieces(&weir, b"first", arrived, &[b"-mid-", b"-last"]).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(answer, b"ok");
     assert_eq!(body.await.unwrap(), b"first-mid--last");

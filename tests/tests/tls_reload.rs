@@ -20,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, large_body_upstream, within};
+use weir_e2e::{
+    FakeUpstream, LARGE_BODY, LargeBodyUpstream, Route, Weir, WeirConfig, read_through_head, within,
+};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -164,11 +166,9 @@ async fn a_reload_serves_the_new_certificate_to_new_connections() {
 /// under rustls, and the upstream connection is closed with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_client_that_stops_reading_is_cut_after_the_idle_timeout() {
-    // More than every socket buffer on the way can hold.
-    const BODY: usize = 64 << 20;
-    let (upstream, upstream_closed) = large_body_upstream(BODY).await;
+    let upstream = LargeBodyUpstream::start().await;
     let weir = Weir::start(
-        WeirConfig::new([Route::new("web", &[upstream]).idle_timeout("1s")]).with_tls(),
+        WeirConfig::new([Route::new("web", &[upstream.addr]).idle_timeout("1s")]).with_tls(),
     )
     .await;
     let (mut tls, _) = connect(weir.addrs.https.unwrap()).await;
@@ -176,26 +176,13 @@ async fn a_tls_client_that_stops_reading_is_cut_after_the_idle_timeout() {
         tls.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .unwrap();
-        let mut raw = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tls.read(&mut chunk).await.unwrap();
-            assert_ne!(n, 0);
-            raw.extend_from_slice(&chunk[..n]);
-        }
+        let raw = read_through_head(&mut tls).await;
         assert!(raw.starts_with(b"HTTP/1.1 200"), "{raw:?}");
         raw.len()
     })
     .await;
     // The client reads nothing more until the upstream connection is gone.
-    let sent = within(
-        Duration::from_secs(30),
-        "the upstream connection closed",
-        upstream_closed,
-    )
-    .await
-    .unwrap();
-    assert!(sent < BODY, "the upstream sent its whole body");
+    upstream.stopped_short(Duration::from_secs(30)).await;
     received += within(LIMIT, "the client connection closed", async {
         let mut total = 0;
         let mut chunk = vec![0u8; 64 * 1024];
@@ -210,7 +197,7 @@ async fn a_tls_client_that_stops_reading_is_cut_after_the_idle_timeout() {
     })
     .await;
     assert!(
-        received < BODY,
+        received < LARGE_BODY,
         "{received} bytes reached the client after it stopped reading"
     );
 }
