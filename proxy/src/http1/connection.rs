@@ -298,21 +298,7 @@ impl Conn<'_, '_> {
                             minor,
                         } => {
                             self.buffers.from_client.drain(..head_len);
-                            self.buffers.to_client.clear();
-                            write_local(
-                                &mut self.buffers.to_client,
-                                404,
-                                &text,
-                                !keep_alive,
-                                minor,
-                            );
-                            let written = write_client(
-                                &mut self.timer,
-                                &mut self.client,
-                                &self.buffers.to_client,
-                                DEFAULT_IDLE_TIMEOUT,
-                            )
-                            .await;
+                            let written = self.answer_locally(404, &text, !keep_alive, minor).await;
                             if written.is_err() || !keep_alive {
                                 return Err(Next::Close);
                             }
@@ -406,15 +392,27 @@ impl Conn<'_, '_> {
         } else {
             format!("{} bad request: {}\n", refusal.status, refusal.what)
         };
+        let _ = self.answer_locally(refusal.status, &text, true, 1).await;
+    }
+
+    /// Writes a short answer of weir's own (see [`write_local`]) to the
+    /// client, under the default idle limit.
+    async fn answer_locally(
+        &mut self,
+        status: u16,
+        text: &str,
+        close: bool,
+        minor: u8,
+    ) -> std::io::Result<()> {
         self.buffers.to_client.clear();
-        write_local(&mut self.buffers.to_client, refusal.status, &text, true, 1);
-        let _ = write_client(
+        write_local(&mut self.buffers.to_client, status, text, close, minor);
+        write_client(
             &mut self.timer,
             &mut self.client,
             &self.buffers.to_client,
             DEFAULT_IDLE_TIMEOUT,
         )
-        .await;
+        .await
     }
 
     /// Forwards the planned request and streams the answer back.
