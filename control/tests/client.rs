@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use weir_control::client::{AdminClient, AdminUrl, ClientError, Exit, Phase, RouteCommand, watch};
+use weir_e2e::ClosedPort;
 
 const WRITER: &str = "writer-token";
 const READER: &str = "reader-token";
@@ -166,12 +167,6 @@ fn client(url: &AdminUrl, token: Option<&str>) -> AdminClient {
         .with_timeout(Duration::from_secs(2))
 }
 
-/// A port nothing listens on: bound, then released.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("local address")
-}
-
 #[tokio::test]
 async fn reads_statuses() {
     let fake = start_fake_admin().await;
@@ -281,7 +276,8 @@ async fn refusals_map_to_exit_codes() {
 
 #[tokio::test]
 async fn an_unreachable_weir_exits_6_naming_the_url() {
-    let addr = closed_port().await;
+    let closed = ClosedPort::bind();
+    let addr = closed.addr;
     let url = url_of(addr);
     let error = client(&url, Some(WRITER))
         .routes()
@@ -409,7 +405,8 @@ async fn watch_draws_frames_until_stopped() {
 
 #[tokio::test]
 async fn watch_keeps_trying_while_weir_is_unreachable() {
-    let url = url_of(closed_port().await);
+    let closed = ClosedPort::bind();
+    let url = url_of(closed.addr);
     let (exit, text) = run_watch(&client(&url, None), None, false, 3).await;
     assert_eq!(exit, Exit::Success);
     assert_eq!(text.matches("cannot reach weir at").count(), 3, "{text}");

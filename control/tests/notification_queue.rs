@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use weir_config::{Notification, Trigger};
 use weir_control::notifications::{Notifier, QUEUE_CAPACITY};
 use weir_control::webhooks::HookClient;
-use weir_e2e::{HookReceiver, wait_until};
+use weir_e2e::{ClosedPort, HookReceiver, wait_until};
 
 fn notification(name: &str, url: String, retry_max: u32) -> Notification {
     Notification {
@@ -98,13 +98,10 @@ async fn notifications_reach_a_live_receiver_one_by_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_is_down_costs_one_full_queue() {
-    let dead = {
-        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        socket.local_addr().expect("addr")
-    };
+    let dead = ClosedPort::bind();
     let registry = Registry::new();
     let notifier = Notifier::new(&registry, HookClient::new()).expect("registry");
-    let receivers = [notification("gone", format!("http://{dead}/"), 20)];
+    let receivers = [notification("gone", format!("http://{}/", dead.addr), 20)];
     notifier.sync(&receivers);
     let before = rss_kib();
     let pushed = QUEUE_CAPACITY + 1_000;

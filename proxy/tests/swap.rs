@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, watch};
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
 use weir_proxy::{Metrics, Proxy, ServeOptions};
@@ -82,6 +82,19 @@ async fn upstream(name: &'static str) -> Upstream {
         connections,
         gate,
     }
+}
+
+/// A loopback port held bound but not listening, without `SO_REUSEADDR`:
+/// connections to it are refused and nothing else can bind it while the
+/// returned socket lives (a released port could be taken by another test).
+fn closed_port() -> (TcpSocket, SocketAddr) {
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket.set_reuseaddr(false).expect("clearing SO_REUSEADDR");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("binding 127.0.0.1:0");
+    let addr = socket.local_addr().expect("bound address");
+    (socket, addr)
 }
 
 fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {
@@ -240,12 +253,8 @@ async fn upstream_pools_survive_a_swap() {
 #[tokio::test]
 async fn unreachable_canary_is_a_counted_502() {
     let stable = upstream("stable").await;
-    // A port that was just free: nothing listens there.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // Held bound, never listening: every connection is refused.
+    let (_closed_port, closed) = closed_port();
     let (_publisher, proxy, addr, _stop) = start_proxy(snapshot(stable.addr, closed, 100)).await;
     let mut sender = client(addr).await;
     let (status, body) = get(&mut sender, "/").await;

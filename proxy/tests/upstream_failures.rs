@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
 use weir_proxy::{Metrics, Proxy, Role, ServeOptions};
@@ -128,6 +128,19 @@ async fn raw_upstream(behaviour: Behaviour) -> RawUpstream {
         }
     });
     RawUpstream { addr, requests }
+}
+
+/// A loopback port held bound but not listening, without `SO_REUSEADDR`:
+/// connections to it are refused and nothing else can bind it while the
+/// returned socket lives (a released port could be taken by another test).
+fn closed_port() -> (TcpSocket, SocketAddr) {
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket.set_reuseaddr(false).expect("clearing SO_REUSEADDR");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("binding 127.0.0.1:0");
+    let addr = socket.local_addr().expect("bound address");
+    (socket, addr)
 }
 
 fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
@@ -359,11 +372,8 @@ async fn an_endpoint_answering_5xx_is_ejected_after_five_in_a_row() {
 
 #[tokio::test]
 async fn an_unreachable_endpoint_is_ejected_and_no_longer_tried_first() {
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Held bound, never listening: every connection is refused.
+    let (_closed_port, closed) = closed_port();
     let healthy = raw_upstream(Behaviour::Ok).await;
     let running = start(
         snapshot(&[closed, healthy.addr], Timeouts::default()),

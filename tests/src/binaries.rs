@@ -1,4 +1,4 @@
-//! Where the binaries under test are, and free loopback ports.
+//! Where the binaries under test are, and free loopback ports to listen on.
 //!
 //! `cargo test` does not build other packages' binaries, so the first call to
 //! [`binary`] in a test process runs `cargo build -p weir-control -p
@@ -100,7 +100,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// A loopback address whose port was free a moment ago: bound to
 /// `127.0.0.1:0` and released. Someone else may take it before weir binds
-/// it, so [`crate::Weir::start`] retries on a bind failure.
+/// it, so [`crate::Weir::start`] retries on a bind failure. For an address
+/// that must stay unreachable, use [`crate::ClosedPort`] instead.
 ///
 /// # Panics
 /// When no port can be bound at all.

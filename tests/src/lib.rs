@@ -15,6 +15,7 @@ mod admin;
 mod binaries;
 mod browser;
 mod client;
+mod closed_port;
 mod cluster;
 mod config;
 mod curl;
@@ -40,6 +41,7 @@ pub use client::{
     ANSWER_LIMIT, Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, get_json,
     raw_exchange, send_many,
 };
+pub use closed_port::ClosedPort;
 pub use cluster::{
     ANALYSIS_TEMPLATES, CANARY_ROUTES, Cluster, ENDPOINT_SLICES, EVENTS, EndpointState,
     GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, LEASE, LEASES, PEERS, SERVICE_NAME_LABEL,

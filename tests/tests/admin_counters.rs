@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, free_addr, send_many, unix_ms, wait_until};
+use weir_e2e::{ClosedPort, FakeUpstream, Route, Weir, WeirConfig, send_many, unix_ms, wait_until};
 
 const READER: &str = "reader-41c7aa";
 const WRITER: &str = "writer-0be913";
@@ -35,6 +35,7 @@ async fn counters_answer_the_replica_and_its_counts_per_route_and_role() {
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
     let before_start = unix_ms();
+    let broken = ClosedPort::bind();
     let config = WeirConfig::new([
         Route::new("web", &[v1.addr])
             .canary(&[v2.addr], 0.0)
@@ -42,7 +43,7 @@ async fn counters_answer_the_replica_and_its_counts_per_route_and_role() {
         // Nothing listens there: every request is a 502 of the canary.
         Route::new("broken", &[v1.addr])
             .path_prefix("/broken")
-            .canary(&[free_addr()], 100.0),
+            .canary(&[broken.addr], 100.0),
     ])
     .tokens(Some(READER), Some(WRITER))
     .env("POD_NAME", "weir-e2e-0");

@@ -6,7 +6,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use weir_e2e::{
-    FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, free_addr, phase, step_index,
+    ClosedPort, FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index,
     weir_command,
 };
 
@@ -130,8 +130,8 @@ async fn status_promote_abort_retry_and_exit_codes() {
     let out = cli(&admin, &["status", "nosuch"], None).await;
     expect_exit(&out, 4, "weir status nosuch (404)");
 
-    let closed = format!("http://{}", free_addr());
-    let out = cli(&closed, &["status"], None).await;
+    let closed = ClosedPort::bind();
+    let out = cli(&format!("http://{}", closed.addr), &["status"], None).await;
     expect_exit(&out, 6, "weir status against nothing");
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use weir_e2e::grpc::{Failure, GrpcClient, GrpcUpstream, HANG, STREAM, UNARY};
 use weir_e2e::{
-    Route, Step, Strategy, Weir, WeirConfig, free_addr, phase, promtool_check, wait_until, within,
+    ClosedPort, Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check, wait_until, within,
 };
 
 const CALL_LIMIT: Duration = Duration::from_secs(10);
@@ -251,9 +251,9 @@ async fn the_shorter_of_grpc_timeout_and_the_route_timeout_ends_a_call_with_dead
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weirs_own_502_reaches_a_grpc_client_as_unavailable_in_a_trailers_only_answer() {
     // Nothing listens there: every call is weir's own 502.
-    let closed = free_addr();
+    let closed = ClosedPort::bind();
     let weir = Weir::start(WeirConfig::new([
-        Route::new("down", &[closed]).stable_key("protocol: h2c")
+        Route::new("down", &[closed.addr]).stable_key("protocol: h2c")
     ]))
     .await;
     let client = GrpcClient::h2c(weir.addrs.http).await;

@@ -10,7 +10,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use http::Request;
 use http_body_util::{BodyExt as _, Full};
 use tokio_tungstenite::tungstenite::Message;
-use weir_e2e::{Conn, LoadtestUpstream, binary, free_addr, wait_until, within};
+use weir_e2e::{ClosedPort, Conn, LoadtestUpstream, binary, wait_until, within};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -216,12 +216,12 @@ async fn run_reports_counts_per_upstream_and_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_counts_failures_and_stops_within_its_grace() {
-    // Nothing listens on a released port: every request is a connect error.
-    let closed = free_addr();
+    // Nothing listens on a held port: every request is a connect error.
+    let closed = ClosedPort::bind();
     let out = loadtest(&[
         "run",
         "--target",
-        &format!("http://{closed}/"),
+        &format!("http://{}/", closed.addr),
         "--rate",
         "50",
         "--duration",

@@ -4,18 +4,19 @@
 use std::time::Duration;
 
 use weir_e2e::{
-    FakeUpstream, Route, Weir, WeirConfig, free_addr, promtool_check, send_many, within,
+    ClosedPort, FakeUpstream, Route, Weir, WeirConfig, promtool_check, send_many, within,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool() {
     let stable = FakeUpstream::start("stable").await;
     let canary = FakeUpstream::start("canary").await;
+    let broken = ClosedPort::bind();
     let config = WeirConfig::new([
         Route::new("web", &[stable.addr]).canary(&[canary.addr], 50.0),
         Route::new("broken", &[stable.addr])
             .path_prefix("/broken")
-            .canary(&[free_addr()], 100.0),
+            .canary(&[broken.addr], 100.0),
     ]);
     let mut weir = Weir::start(config.clone()).await;
     within(Duration::from_secs(30), "traffic and a reload", async {

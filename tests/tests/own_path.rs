@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
-    ForwardingPath, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream, RecordingUpstream, Reply,
-    Route, UpstreamRequest, Weir, WeirConfig, read_through_head, within,
+    ClosedPort, ForwardingPath, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream, RecordingUpstream,
+    Reply, Route, UpstreamRequest, Weir, WeirConfig, read_through_head, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -135,10 +135,10 @@ async fn an_unknown_forwarding_path_stops_weir_with_its_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weirs_own_answer_to_a_sticky_request_still_sets_the_issued_cookie() {
     // Nothing listens there: every request is answered 502 by weir.
-    let unreachable = weir_e2e::free_addr();
+    let unreachable = ClosedPort::bind();
     let weir = ForwardingPath::Own
         .start_weir(WeirConfig::new([
-            Route::new("web", &[unreachable]).sticky("weir-web")
+            Route::new("web", &[unreachable.addr]).sticky("weir-web")
         ]))
         .await;
     let head = within(LIMIT, "the request", async {
@@ -608,11 +608,11 @@ async fn every_answer_carries_one_date(path: ForwardingPath) {
     })
     .await;
     // Nothing listens there: weir answers 502.
-    let unreachable = weir_e2e::free_addr();
+    let unreachable = ClosedPort::bind();
     let weir = path
         .start_weir(WeirConfig::new([
             Route::new("web", &[upstream.addr]).hosts(&["shop.test"]),
-            Route::new("down", &[unreachable]).hosts(&["down.test"]),
+            Route::new("down", &[unreachable.addr]).hosts(&["down.test"]),
         ]))
         .await;
     for (host, target, status) in [
@@ -910,14 +910,12 @@ async fn an_answer_over_the_chunk_extension_bound_is_cut(path: ForwardingPath) {
 /// the field such a client waits for the close.
 async fn an_http_1_0_keep_alive_client_is_told_on_every_answer(path: ForwardingPath) {
     let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("stable")).await;
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    // Nothing listens there: weir answers 502.
+    let dead = ClosedPort::bind();
     let weir = path
         .start_weir(WeirConfig::new([
             Route::new("web", &[upstream.addr]).hosts(&["shop.test"]),
-            Route::new("gone", &[dead]).hosts(&["gone.test"]),
+            Route::new("gone", &[dead.addr]).hosts(&["gone.test"]),
         ]))
         .await;
     within(LIMIT, "the requests", async {

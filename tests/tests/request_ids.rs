@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use weir_e2e::{Conn, FakeUpstream, Route, Weir, WeirConfig, free_addr, wait_until, within};
+use weir_e2e::{ClosedPort, Conn, FakeUpstream, Route, Weir, WeirConfig, wait_until, within};
 
 /// The `x-request-id` the upstream received for a request with `headers`.
 async fn id_upstream_got(weir: &Weir, headers: &[(&str, &str)]) -> String {
@@ -61,13 +61,13 @@ fn log_lines(weir: &Weir, level: &str, message: &str) -> Vec<serde_json::Value> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upstream_request_is_a_warning_naming_its_route_and_request_id() {
-    // Bound and released: nothing listens there.
-    let dead = free_addr();
+    // Held bound, never listening: every connection is refused.
+    let dead = ClosedPort::bind();
     // At the default level the request span is off and the warning makes
     // its own; at debug level it is logged in the request's span.
     for rust_log in ["info", "debug"] {
         let weir = Weir::start(
-            WeirConfig::new([Route::new("web", &[dead]).timeouts("1s", "5s")])
+            WeirConfig::new([Route::new("web", &[dead.addr]).timeouts("1s", "5s")])
                 .env("RUST_LOG", rust_log)
                 .log_json(),
         )

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use weir_e2e::{
-    Conn, FAILED, FakeUpstream, Load, LoadtestUpstream, Metrics, Route, Step, Strategy, Weir,
-    WeirConfig, count, free_addr, phase, send_many, within,
+    ClosedPort, Conn, FAILED, FakeUpstream, Load, LoadtestUpstream, Metrics, Route, Step, Strategy,
+    Weir, WeirConfig, count, phase, send_many, within,
 };
 
 /// `weir_http_requests_total` of `route` for `role` and `code`.
@@ -63,13 +63,13 @@ fn chunked(bytes: usize) -> weir_e2e::Body {
 async fn a_refusing_canary_costs_get_users_nothing_and_is_aborted() {
     let stable = FakeUpstream::start("stable").await;
     // Nothing listens there: every connection is refused.
-    let canary = free_addr();
+    let canary = ClosedPort::bind();
     let strategy = Strategy::judged([Step::SetWeight(50.0), Step::Pause(None)]);
     // At 50 % weight, half the requests need a retry: a budget of 1.
     let weir = Weir::start(WeirConfig::new([Route::rollout(
         "web",
         &[stable.addr],
-        &[canary],
+        &[canary.addr],
         strategy,
     )
     .stable_fallback("{ budget: 1 }")]))
@@ -127,9 +127,10 @@ async fn a_refusing_canary_costs_get_users_nothing_and_is_aborted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_listed_methods_with_bodies_under_the_limit_are_retried() {
     let stable = FakeUpstream::start("stable").await;
-    let canary = free_addr();
+    // Nothing listens there: every connection is refused.
+    let canary = ClosedPort::bind();
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
-        .canary(&[canary], 50.0)
+        .canary(&[canary.addr], 50.0)
         .stable_fallback("{ methods: [GET, PUT], maxBodyBytes: 1KiB, budget: 1 }")]))
     .await;
 
@@ -218,9 +219,10 @@ async fn the_budget_caps_retries_at_its_share_of_requests() {
     const N: u64 = 400;
     const BUDGET: f64 = 0.1;
     let stable = FakeUpstream::start("stable").await;
-    let canary = free_addr();
+    // Nothing listens there: every connection is refused.
+    let canary = ClosedPort::bind();
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
-        .canary(&[canary], 50.0)
+        .canary(&[canary.addr], 50.0)
         .stable_fallback(&format!("{{ budget: {BUDGET} }}"))]))
     .await;
 
@@ -252,6 +254,7 @@ async fn the_budget_caps_retries_at_its_share_of_requests() {
 async fn kept_bodies_reach_the_upstream_whole() {
     let stable = LoadtestUpstream::start("stable", &[]);
     let canary = LoadtestUpstream::start("canary", &[]);
+    let refusing = ClosedPort::bind();
     let fallback = "{ methods: [PUT], maxBodyBytes: 1KiB, budget: 1 }";
     let weir = Weir::start(WeirConfig::new([
         // Every request to a working canary: kept, kept in part, or streamed.
@@ -262,7 +265,7 @@ async fn kept_bodies_reach_the_upstream_whole() {
         // Every request to a canary that refuses: retried on stable.
         Route::new("retried", &[stable.addr])
             .hosts(&["retried.test"])
-            .canary(&[free_addr()], 100.0)
+            .canary(&[refusing.addr], 100.0)
             .stable_fallback(fallback),
     ]))
     .await;

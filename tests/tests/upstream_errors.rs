@@ -4,15 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, free_addr, send_many, within};
+use weir_e2e::{ClosedPort, FakeUpstream, Route, Weir, WeirConfig, send_many, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_canary_gives_502_counted_per_role() {
     let stable = FakeUpstream::start("stable").await;
-    // Bound and released: nothing listens there.
-    let closed = free_addr();
+    // Held bound, never listening: every connection is refused.
+    let closed = ClosedPort::bind();
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
-        .canary(&[closed], 100.0)
+        .canary(&[closed.addr], 100.0)
         .timeouts("1s", "5s")]))
     .await;
 

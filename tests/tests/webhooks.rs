@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_e2e::{
-    Answer, FakeUpstream, HookReceiver, Route, Step, Strategy, Weir, WeirConfig, canary_weight,
-    phase, promtool_check, send_many, step_index, wait_until, within,
+    Answer, ClosedPort, FakeUpstream, HookReceiver, Route, Step, Strategy, Weir, WeirConfig,
+    canary_weight, phase, promtool_check, send_many, step_index, wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -321,10 +321,7 @@ async fn hanging_and_dead_receivers_never_hold_a_rollout_back() {
     receiver.answer("hang", Answer::Hang);
     receiver.answer("reset", Answer::Reset);
     // A port nothing listens on.
-    let dead = {
-        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        socket.local_addr().expect("addr")
-    };
+    let dead = ClosedPort::bind();
     let strategy = strategy([
         Step::SetWeight(50.0),
         Step::Pause(Some("300ms".to_owned())),
@@ -350,7 +347,8 @@ async fn hanging_and_dead_receivers_never_hold_a_rollout_back() {
         strategy,
     )])
     .extra(&format!(
-        "notifications:\n  - name: gone\n    url: http://{dead}/\n    triggers: [on-rollout-step-completed, on-rollout-paused, on-rollout-completed]\n    timeout: 30s\n    retryMax: 20\n  - name: chat\n    url: {}\n    triggers: [on-rollout-updated, on-rollout-completed]\n",
+        "notifications:\n  - name: gone\n    url: http://{}/\n    triggers: [on-rollout-step-completed, on-rollout-paused, on-rollout-completed]\n    timeout: 30s\n    retryMax: 20\n  - name: chat\n    url: {}\n    triggers: [on-rollout-updated, on-rollout-completed]\n",
+        dead.addr,
         receiver.url("notify")
     ));
     let weir = Weir::start(config).await;

@@ -170,14 +170,15 @@ async fn prometheus_over_a_socket_error_answers_timeouts_and_refusals() {
     );
 
     // Nothing listening.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
-        listener.local_addr().expect("an address")
-    };
-    let measured = measure(&client, &prometheus_at(closed, Duration::from_secs(30))).await;
+    let closed = weir_e2e::ClosedPort::bind();
+    let measured = measure(
+        &client,
+        &prometheus_at(closed.addr, Duration::from_secs(30)),
+    )
+    .await;
     let error = measured.value.expect_err("refused");
     assert!(
-        error.starts_with(&format!("cannot reach http://{closed}/api/v1/query")),
+        error.starts_with(&format!("cannot reach http://{}/api/v1/query", closed.addr)),
         "{error}"
     );
 }
