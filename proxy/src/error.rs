@@ -124,9 +124,9 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. }
             | ProxyError::ClientBody(_)
             | ProxyError::ClientFraming { .. } => None,
-            ProxyError::Connect(ConnectError::Tls { .. } | ConnectError::TlsConfig { .. }) => {
-                Some(UpstreamErrorKind::Tls)
-            }
+            // A failed TLS handshake, or no TLS client for the endpoint's
+            // settings, is a connection not established: `connect`, one of
+            // the three kinds the label has.
             ProxyError::Connect(_) => Some(UpstreamErrorKind::Connect),
             ProxyError::UpstreamTimeout(_) => Some(UpstreamErrorKind::Timeout),
             ProxyError::Protocol(_)
@@ -204,4 +204,27 @@ pub fn local_response(status: StatusCode, text: String) -> Response<ProxyBody> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_tls_handshake_is_a_connect_error_that_names_tls() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8443));
+        let error = ProxyError::Connect(ConnectError::Tls {
+            addr,
+            server_name: "shop.test".to_owned(),
+            source: std::io::Error::other("invalid peer certificate: UnknownIssuer"),
+        });
+        assert_eq!(error.metric_kind(), Some(UpstreamErrorKind::Connect));
+        assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            error.describe("checkout", "canary"),
+            "upstream TLS handshake failed (route checkout, canary)"
+        );
+    }
 }

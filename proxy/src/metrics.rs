@@ -56,15 +56,14 @@ const CODE_SLOTS: usize = (MAX_CODE - MIN_CODE + 1) as usize;
 /// Why an upstream exchange failed, as a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
-    /// The endpoint could not be reached.
+    /// No connection to the endpoint was established: it could not be
+    /// reached, or the TLS handshake with it failed (unknown CA, a name the
+    /// certificate is not valid for, no TLS client for its settings).
     Connect,
     /// No response within the request timeout, or a body silent past the idle timeout.
     Timeout,
     /// The endpoint broke the HTTP exchange.
     Protocol,
-    /// The TLS handshake with the endpoint failed (unknown CA, a name the
-    /// certificate is not valid for, no TLS client for its settings).
-    Tls,
 }
 
 /// A request failure the client caused, as a bounded metric label. These
@@ -182,7 +181,7 @@ pub struct RoleMetrics {
     /// Non-cumulative counts per [`LATENCY_BOUNDS_MICROS`] slot; the last is `+Inf`.
     latency: [AtomicU64; LATENCY_SLOTS],
     duration_sum_micros: AtomicU64,
-    upstream_errors: [AtomicU64; 4],
+    upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
     /// Responses sent with a non-error code whose body then broke or stalled.
     failed_bodies: AtomicU64,
     client_errors: [AtomicU64; 3],
@@ -197,11 +196,10 @@ pub struct RoleMetrics {
 
 impl UpstreamErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [UpstreamErrorKind; 4] = [
+    pub const ALL: [UpstreamErrorKind; 3] = [
         UpstreamErrorKind::Connect,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Protocol,
-        UpstreamErrorKind::Tls,
     ];
 
     /// The `kind` label value.
@@ -210,7 +208,6 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Connect => "connect",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
-            UpstreamErrorKind::Tls => "tls",
         }
     }
 
@@ -635,10 +632,33 @@ mod tests {
             "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"UNAVAILABLE\"} 2",
             "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"NOT_FOUND\"} 1",
             "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"UNKNOWN\"} 1",
-            "weir_upstream_errors_total{route=\"grpc\",role=\"canary\",kind=\"tls\"} 0",
+            "weir_upstream_errors_total{route=\"grpc\",role=\"canary\",kind=\"protocol\"} 0",
         ] {
             assert!(out.contains(want), "missing {want} in\n{out}");
         }
+    }
+
+    #[test]
+    fn upstream_errors_are_pre_initialised_with_exactly_the_three_kinds() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("checkout");
+        metrics.role(&route, Role::Stable);
+        metrics.role(&route, Role::Canary);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let series: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("weir_upstream_errors_total{"))
+            .collect();
+        let mut want = Vec::new();
+        for role in ["stable", "canary"] {
+            for kind in ["connect", "timeout", "protocol"] {
+                want.push(format!(
+                    "weir_upstream_errors_total{{route=\"checkout\",role=\"{role}\",kind=\"{kind}\"}} 0"
+                ));
+            }
+        }
+        assert_eq!(series, want, "{out}");
     }
 
     #[test]
