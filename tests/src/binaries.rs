@@ -99,9 +99,9 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A loopback address whose port was free a moment ago: bound to
-/// `127.0.0.1:0` and released. Someone else may take it before weir binds
-/// it, so [`crate::Weir::start`] retries on a bind failure. For an address
-/// that must stay unreachable, use [`crate::ClosedPort`] instead.
+/// `127.0.0.1:0` and released, so anyone may take it at once. For a port a
+/// program will listen on later, use [`crate::ReservedPort`]; for an address
+/// that must stay unreachable, [`crate::ClosedPort`].
 ///
 /// # Panics
 /// When no port can be bound at all.

@@ -1,5 +1,5 @@
 //! A headless Chromium driven over the W3C WebDriver HTTP protocol: Debian's
-//! `chromedriver` started on a free loopback port, one session, a fresh
+//! `chromedriver` started on a reserved loopback port, one session, a fresh
 //! profile directory, and the few commands the dashboard's test needs
 //! (navigate, run a script, click, type, screenshot, window size).
 //!
@@ -60,7 +60,10 @@ impl Browser {
             "the browser test needs {CHROMIUM} and {CHROMEDRIVER} \
              (apt-get install chromium chromium-driver; scripts/test does it)"
         );
-        let addr = crate::free_addr();
+        // Reserved until chromedriver answers; it binds the port with
+        // SO_REUSEADDR, which the reservation allows.
+        let reserved = crate::ReservedPort::bind();
+        let addr = reserved.addr;
         let mut command = Command::new(CHROMEDRIVER);
         command
             .arg(format!("--port={}", addr.port()))
@@ -84,6 +87,7 @@ impl Browser {
             (status["ready"] == true).then_some(())
         })
         .await;
+        drop(reserved);
         let args = [
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),

@@ -29,6 +29,7 @@ mod process;
 mod prometheus;
 mod raw;
 mod recording_upstream;
+mod reserved_port;
 mod stats;
 mod upstream;
 mod wait;
@@ -60,6 +61,7 @@ pub use raw::{RawResponse, RawUpstream, Received, raw_request, read_through_head
 pub use recording_upstream::{
     ConnectionRecord, Framing, RecordingUpstream, Reply, UpstreamRequest,
 };
+pub use reserved_port::ReservedPort;
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
 pub use upstream::{FakeUpstream, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream};
 pub use wait::{wait_until, within};

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::client::get;
-use crate::wait_until;
+use crate::{ReservedPort, wait_until};
 
 /// Where the package installs the server.
 pub const PROMETHEUS_BINARY: &str = "/usr/bin/prometheus";
@@ -23,14 +23,16 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus on `addr` (picked with [`crate::free_addr`], so
+    /// Starts Prometheus on the `reserved` port (reserved beforehand, so
     /// that a config can name it before it runs) scraping `/metrics` of
-    /// `targets` every second, and waits until it is ready.
+    /// `targets` every second, and waits until it is ready; the reservation
+    /// is released then.
     ///
     /// # Panics
     /// When the binary is missing (install the `prometheus` package) or it
     /// is not ready within 30 s; the panic message holds its log.
-    pub async fn start(addr: SocketAddr, targets: &[SocketAddr]) -> Prometheus {
+    pub async fn start(reserved: ReservedPort, targets: &[SocketAddr]) -> Prometheus {
+        let addr = reserved.addr;
         let dir = tempfile::Builder::new()
             .prefix("weir-prometheus-")
             .tempdir()
@@ -78,6 +80,8 @@ impl Prometheus {
         if ready.is_err() {
             panic!("Prometheus was not ready in 30 s:\n{}", prometheus.log());
         }
+        // It listens now: nobody else can bind the port.
+        drop(reserved);
         prometheus
     }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::config::WeirConfig;
 use crate::metrics::Metrics;
-use crate::{binary, free_addr, wait_until};
+use crate::{ReservedPort, binary, wait_until};
 
 /// How long weir may take from spawn to `/readyz` 200.
 const READY_LIMIT: Duration = Duration::from_secs(20);
@@ -43,6 +43,9 @@ pub struct Weir {
     pub addrs: Addrs,
     /// The config last written.
     pub config: WeirConfig,
+    // The ports in `addrs`, kept from other tests for as long as this weir
+    // may (re)bind them: across a `kill9` and `restart` too.
+    _reserved: Vec<ReservedPort>,
     dir: Option<TempDir>,
     dir_path: PathBuf,
     child: Child,
@@ -53,7 +56,7 @@ pub struct Weir {
 // === impl Weir ===
 
 impl Weir {
-    /// Writes `config` into a fresh temp dir with freshly picked ports,
+    /// Writes `config` into a fresh temp dir with freshly reserved ports,
     /// starts weir and waits until `GET /readyz` answers 200. The whole start
     /// is retried when weir exits because a port was taken in between.
     ///
@@ -70,16 +73,13 @@ impl Weir {
             write_self_signed(&dir_path);
         }
         for attempt in 1..=START_ATTEMPTS {
-            let addrs = Addrs {
-                http: free_addr(),
-                https: config.tls.then(free_addr),
-                admin: free_addr(),
-            };
+            let (addrs, reserved) = reserve_addrs(config.tls);
             std::fs::write(dir_path.join("weir.yaml"), config.render(&addrs))
                 .expect("writing weir.yaml");
             let child = spawn(&dir_path, &config, false);
             let mut weir = Self {
                 addrs,
+                _reserved: reserved,
                 config: config.clone(),
                 dir: None,
                 dir_path: dir_path.clone(),
@@ -107,7 +107,7 @@ impl Weir {
         unreachable!("the last attempt either returns or panics")
     }
 
-    /// Writes `config` into a fresh temp dir with freshly picked ports and
+    /// Writes `config` into a fresh temp dir with freshly reserved ports and
     /// starts weir without waiting for it to be ready: for tests of what it
     /// does before it is (no retry when a picked port was taken).
     ///
@@ -122,16 +122,13 @@ impl Weir {
         if config.tls {
             write_self_signed(&dir_path);
         }
-        let addrs = Addrs {
-            http: free_addr(),
-            https: config.tls.then(free_addr),
-            admin: free_addr(),
-        };
+        let (addrs, reserved) = reserve_addrs(config.tls);
         std::fs::write(dir_path.join("weir.yaml"), config.render(&addrs))
             .expect("writing weir.yaml");
         let child = spawn(&dir_path, &config, false);
         Self {
             addrs,
+            _reserved: reserved,
             config,
             dir: Some(dir),
             dir_path,
@@ -447,6 +444,26 @@ impl Drop for Weir {
             }
         }
     }
+}
+
+/// Reserves the ports weir will listen on (a TLS one when `tls`): the
+/// addresses, and the guards that keep them from other tests until weir binds.
+fn reserve_addrs(tls: bool) -> (Addrs, Vec<ReservedPort>) {
+    let http = ReservedPort::bind();
+    let https = tls.then(ReservedPort::bind);
+    let admin = ReservedPort::bind();
+    let addrs = Addrs {
+        http: http.addr,
+        https: https.as_ref().map(|port| port.addr),
+        admin: admin.addr,
+    };
+    (
+        addrs,
+        [Some(http), https, Some(admin)]
+            .into_iter()
+            .flatten()
+            .collect(),
+    )
 }
 
 /// Spawns `weir run` on `dir/weir.yaml` with logs in `dir`, appending to

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use weir_e2e::{
-    Addrs, Conn, FakeUpstream, Response, Route, Step, Strategy, Weir, WeirConfig, free_addr, phase,
-    weir_command, within,
+    Addrs, Conn, FakeUpstream, ReservedPort, Response, Route, Step, Strategy, Weir, WeirConfig,
+    phase, weir_command, within,
 };
 
 const READER: &str = "reader-7f3a9c";
@@ -122,9 +122,13 @@ async fn tokens_guard_reads_and_writes() {
 async fn refuses_a_non_loopback_admin_address_without_tokens() {
     let v1 = FakeUpstream::start("v1").await;
     let dir = tempfile::tempdir().unwrap();
-    let admin_port = free_addr().port();
+    // Reserved for the whole test: should weir wrongly start, it binds
+    // these ports and not one another test is using.
+    let http = ReservedPort::bind();
+    let admin = ReservedPort::bind();
+    let admin_port = admin.addr.port();
     let addrs = Addrs {
-        http: free_addr(),
+        http: http.addr,
         https: None,
         admin: ([0, 0, 0, 0], admin_port).into(),
     };

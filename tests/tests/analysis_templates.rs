@@ -13,8 +13,8 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use weir_e2e::{
-    Load, LoadtestUpstream, Prometheus, Route, Step, Strategy, Weir, WeirConfig, free_addr, phase,
-    promtool_check, step_index, wait_until,
+    Load, LoadtestUpstream, Prometheus, ReservedPort, Route, Step, Strategy, Weir, WeirConfig,
+    phase, promtool_check, step_index, wait_until,
 };
 
 /// Prometheus' start, two scrapes and the run: slack for 2 busy cores.
@@ -87,7 +87,8 @@ async fn prometheus_templates_pass_abort_and_report_query_errors() {
     let stable = LoadtestUpstream::start("stable", &[]);
     let canary = LoadtestUpstream::start("canary", &[]);
     let failing = LoadtestUpstream::start("failing", &["--error-rate", "1"]);
-    let prometheus_addr = free_addr();
+    let prometheus_port = ReservedPort::bind();
+    let prometheus_addr = prometheus_port.addr;
     let prometheus_url = format!("http://{prometheus_addr}");
     let config = WeirConfig::new([
         route("good", stable.addr, canary.addr, &uses("errors", "good")),
@@ -120,7 +121,7 @@ async fn prometheus_templates_pass_abort_and_report_query_errors() {
     ])
     .extra(&templates(&prometheus_url));
     let weir = Weir::start(config).await;
-    let prometheus = Prometheus::start(prometheus_addr, &[weir.addrs.admin]).await;
+    let prometheus = Prometheus::start(prometheus_port, &[weir.addrs.admin]).await;
     let loads = [
         Load::start(weir.addrs.http, "/good", 40, 2),
         Load::start(weir.addrs.http, "/bad", 40, 2),

@@ -29,8 +29,8 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use weir_e2e::{
-    Answer, Conn, FakeUpstream, HookReceiver, Prometheus, Route, Strategy, Weir, WeirConfig,
-    canary_weight, count, free_addr, phase, send_many, shown, wait_until, weir_command, within,
+    Answer, Conn, FakeUpstream, HookReceiver, Prometheus, ReservedPort, Route, Strategy, Weir,
+    WeirConfig, canary_weight, count, phase, send_many, shown, wait_until, weir_command, within,
 };
 
 /// A rollout's whole course on 2 busy cores, Prometheus' scrapes included.
@@ -619,7 +619,8 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     // Half of the new revision's answers are 500s.
     let green = FakeUpstream::failing_every("green-post", 2).await;
     let receiver = HookReceiver::start().await;
-    let prometheus_addr = free_addr();
+    let prometheus_port = ReservedPort::bind();
+    let prometheus_addr = prometheus_port.addr;
     let template = format!(
         r#"analysisTemplates:
   - name: errors
@@ -639,7 +640,7 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     );
     let config = WeirConfig::new([route("post", &blue)]).extra(&template);
     let mut weir = Weir::start(config).await;
-    let prometheus = Prometheus::start(prometheus_addr, &[weir.addrs.admin]).await;
+    let prometheus = Prometheus::start(prometheus_port, &[weir.addrs.admin]).await;
     let load = ActiveLoad::start(weir.addrs.http, "post.test");
     let query = ERROR_RATIO.replace("{{args.route}}", "post");
     wait_until(LIMIT, "Prometheus has the route's rate", || async {
