@@ -9,7 +9,6 @@
 //! instead of those of the profile the tests were built in, as the
 //! measurement examples do.
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -96,18 +95,4 @@ fn build() -> Result<(), String> {
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map_or(manifest.clone(), PathBuf::from)
-}
-
-/// A loopback address whose port was free a moment ago: bound to
-/// `127.0.0.1:0` and released, so anyone may take it at once. For a port a
-/// program will listen on later, use [`crate::ReservedPort`]; for an address
-/// that must stay unreachable, [`crate::ClosedPort`].
-///
-/// # Panics
-/// When no port can be bound at all.
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("bound listener has an address")
 }

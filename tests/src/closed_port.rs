@@ -1,7 +1,7 @@
 //! [`ClosedPort`]: a loopback address that stays unreachable for as long as
 //! a test holds it, for upstreams, receivers and admin URLs nobody answers.
 //!
-//! A port that was bound and released ([`crate::free_addr`]) is only free
+//! A port that was bound and released is only free
 //! for a moment: a weir or a fake upstream started by another test in the
 //! same process may take it and answer. A [`ClosedPort`] keeps its socket
 //! bound but not listening, without `SO_REUSEADDR`, so on Linux a connection

@@ -36,7 +36,7 @@ mod wait;
 mod weir;
 
 pub use admin::{Admin, PHASES, canary_weight, phase, rollout_gauges, step_index, unix_ms};
-pub use binaries::{binary, free_addr, target_debug_dir, workspace_root};
+pub use binaries::{binary, target_debug_dir, workspace_root};
 pub use browser::{Browser, CHROMEDRIVER, CHROMIUM, WebDriverError};
 pub use client::{
     ANSWER_LIMIT, Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, get_json,

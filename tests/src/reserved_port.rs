@@ -2,7 +2,7 @@
 //! it later (weir, Prometheus, chromedriver), so that no other test is handed
 //! the same port in between.
 //!
-//! A port that was bound and released ([`crate::free_addr`]) is only free
+//! A port that was bound and released is only free
 //! for a moment: another test's `bind(127.0.0.1:0)` may get it before the
 //! intended program binds it, which then fails to start or, worse, the test
 //! talks to someone else's program. A [`ReservedPort`] keeps a socket bound
