@@ -14,10 +14,13 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
 use weir_proxy::{Metrics, Proxy, ServeOptions};
+
+mod support;
+use support::closed_port;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -82,19 +85,6 @@ async fn upstream(name: &'static str) -> Upstream {
         connections,
         gate,
     }
-}
-
-/// A loopback port held bound but not listening, without `SO_REUSEADDR`:
-/// connections to it are refused and nothing else can bind it while the
-/// returned socket lives (a released port could be taken by another test).
-fn closed_port() -> (TcpSocket, SocketAddr) {
-    let socket = TcpSocket::new_v4().expect("a socket");
-    socket.set_reuseaddr(false).expect("clearing SO_REUSEADDR");
-    socket
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("binding 127.0.0.1:0");
-    let addr = socket.local_addr().expect("bound address");
-    (socket, addr)
 }
 
 fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32) -> Snapshot {

@@ -18,10 +18,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
 use weir_proxy::{Metrics, Proxy, Role, ServeOptions};
+
+mod support;
+use support::closed_port;
 
 /// Generous bound for anything that should happen promptly.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -128,19 +131,6 @@ async fn raw_upstream(behaviour: Behaviour) -> RawUpstream {
         }
     });
     RawUpstream { addr, requests }
-}
-
-/// A loopback port held bound but not listening, without `SO_REUSEADDR`:
-/// connections to it are refused and nothing else can bind it while the
-/// returned socket lives (a released port could be taken by another test).
-fn closed_port() -> (TcpSocket, SocketAddr) {
-    let socket = TcpSocket::new_v4().expect("a socket");
-    socket.set_reuseaddr(false).expect("clearing SO_REUSEADDR");
-    socket
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("binding 127.0.0.1:0");
-    let addr = socket.local_addr().expect("bound address");
-    (socket, addr)
 }
 
 fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {

@@ -15,12 +15,12 @@ mod admin;
 mod binaries;
 mod browser;
 mod client;
-mod closed_port;
 mod cluster;
 mod config;
 mod curl;
 mod forwarding_path;
 pub mod grpc;
+mod held_port;
 mod hook_receiver;
 mod kube_api;
 mod load;
@@ -29,7 +29,6 @@ mod process;
 mod prometheus;
 mod raw;
 mod recording_upstream;
-mod reserved_port;
 mod stats;
 mod upstream;
 mod wait;
@@ -42,7 +41,6 @@ pub use client::{
     ANSWER_LIMIT, Body, Conn, CookieJar, Counts, Error, Response, count, empty, get, get_json,
     raw_exchange, send_many,
 };
-pub use closed_port::ClosedPort;
 pub use cluster::{
     ANALYSIS_TEMPLATES, CANARY_ROUTES, Cluster, ENDPOINT_SLICES, EVENTS, EndpointState,
     GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, LEASE, LEASES, PEERS, SERVICE_NAME_LABEL,
@@ -51,6 +49,7 @@ pub use cluster::{
 pub use config::{Route, Step, Strategy, WeirConfig};
 pub use curl::curl;
 pub use forwarding_path::ForwardingPath;
+pub use held_port::{ClosedPort, ReservedPort};
 pub use hook_receiver::{Answer, HookReceiver, Received as HookRequest};
 pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};
@@ -61,7 +60,6 @@ pub use raw::{RawResponse, RawUpstream, Received, raw_request, read_through_head
 pub use recording_upstream::{
     ConnectionRecord, Framing, RecordingUpstream, Reply, UpstreamRequest,
 };
-pub use reserved_port::ReservedPort;
 pub use stats::{BinomialBounds, TAIL, binomial_bounds};
 pub use upstream::{FakeUpstream, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream};
 pub use wait::{wait_until, within};
