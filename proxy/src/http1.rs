@@ -9,6 +9,7 @@
 //! The codec ([`request_head`], [`response_head`], [`chunked`]) does no I/O.
 
 pub mod chunked;
+pub mod client_socket;
 pub mod connection;
 pub mod date;
 pub mod prefixed;

@@ -15,6 +15,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use rustix::io::Errno;
+use rustix::net::SocketFlags;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -25,6 +29,7 @@ use tracing::Instrument as _;
 use crate::body::ProxyBody;
 use crate::forward::{self, Downstream};
 use crate::http1::ForwardingPath;
+use crate::http1::client_socket::ClientSocket;
 use crate::http1::connection::{self as own_path, Ended};
 use crate::http1::prefixed::Prefixed;
 use crate::metrics::ListenerMetrics;
@@ -116,6 +121,13 @@ impl Proxy {
         let (draining_tx, draining_rx) = watch::channel(false);
         let mut backoff = AcceptBackoff::new(&options.name);
         let local_port = listener.local_addr().map_or(0, |addr| addr.port());
+        let listener = match Listener::new(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(listener = %options.name, %error, "listener could not be registered with the poller; it serves nothing");
+                return 0;
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
@@ -155,6 +167,7 @@ impl Proxy {
                 _shared: shared_permit,
             };
             let _ = stream.set_nodelay(true);
+
             let shared = Arc::clone(&self.shared);
             let builder = Arc::clone(&builder);
             let acceptor = options
@@ -195,7 +208,7 @@ impl Proxy {
                     async move {
                         let _open = open;
                         tokio::select! {
-                            () = own.serve(stream) => {}
+                            () = own.serve(ClientSocket::unregistered(stream)) => {}
                             _ = cut.wait_for(|cut| *cut) => {
                                 tracing::debug!("connection cut at the drain deadline");
                             }
@@ -209,6 +222,13 @@ impl Proxy {
                 async move {
                     let _open = open;
                     let connection = async move {
+                        let stream = match TcpStream::from_std(stream) {
+                            Ok(stream) => stream,
+                            Err(error) => {
+                                tracing::warn!(%error, "connection closed: it could not be registered with the poller");
+                                return;
+                            }
+                        };
                         // hyper's header timer starts with the first byte; a client
                         // that connects and says nothing is dropped here.
                         let mut first = [0u8; 1];
@@ -309,7 +329,7 @@ impl OwnConnection {
     /// Borrows the connection: the task owns it once, and this future
     /// keeps a reference, not a second copy (a future keeps its arguments
     /// as passed and as bound; on every connection, idle ones included).
-    async fn serve(&mut self, stream: TcpStream) {
+    async fn serve(&mut self, stream: ClientSocket) {
         // The watcher is held while weir's own path serves, so the drain
         // waits for this connection too.
         let (stream, read) = match own_path::serve(
@@ -400,7 +420,12 @@ where
 }
 
 /// Closes a connection accepted over a limit, and counts it.
-fn refuse(metrics: &ListenerMetrics, listener: &str, remote: SocketAddr, stream: TcpStream) {
+fn refuse(
+    metrics: &ListenerMetrics,
+    listener: &str,
+    remote: SocketAddr,
+    stream: std::net::TcpStream,
+) {
     metrics.refused.fetch_add(1, Relaxed);
     tracing::debug!(%listener, %remote, "connection limit reached; connection closed");
     drop(stream);
@@ -420,6 +445,69 @@ fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     builder
+}
+
+/// A listening socket accepting connections that are not registered with
+/// the runtime's poller: weir's own path registers a connection only when
+/// it must wait on it (see `http1::client_socket`); hyper's connections
+/// are registered at once.
+struct Listener {
+    socket: AsyncFd<std::net::TcpListener>,
+}
+
+// === impl Listener ===
+
+impl Listener {
+    /// Takes `listener` over from tokio.
+    fn new(listener: TcpListener) -> std::io::Result<Listener> {
+        let listener = listener.into_std()?;
+        // Deprecated because a type whose `as_raw_fd` is not its own
+        // descriptor would make it unsound; a `std::net::TcpListener` owns
+        // its descriptor, which lives and closes with the `AsyncFd`.
+        #[allow(deprecated)]
+        let socket = AsyncFd::with_interest(listener, Interest::READABLE)?;
+        Ok(Listener { socket })
+    }
+
+    /// The next connection, non-blocking and close-on-exec, with its
+    /// peer's address.
+    async fn accept(&self) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.socket.readable().await?;
+            let accepted = ready.try_io(|socket| {
+                loop {
+                    match rustix::net::acceptfrom_with(
+                        socket.get_ref(),
+                        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+                    ) {
+                        Err(Errno::INTR) => {}
+                        result => return result.map_err(std::io::Error::from),
+                    }
+                }
+            });
+            let Ok(accepted) = accepted else {
+                // Would block: readiness cleared, wait again.
+                continue;
+            };
+            let (socket, peer) = accepted?;
+            // As tokio's accept does: a flood of connections must still
+            // let the thread's other tasks run.
+            tokio::task::coop::consume_budget().await;
+            let stream = std::net::TcpStream::from(socket);
+            let peer = match peer.map(SocketAddr::try_from) {
+                Some(Ok(peer)) => peer,
+                _ => match stream.peer_addr() {
+                    Ok(peer) => peer,
+                    // Gone already: not a failure of the listener.
+                    Err(error) => {
+                        tracing::debug!(%error, "accepted connection without a peer address; closed");
+                        continue;
+                    }
+                },
+            };
+            return Ok((stream, peer));
+        }
+    }
 }
 
 /// The pause after a failed `accept` (out of descriptors, or similar): from

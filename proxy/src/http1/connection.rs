@@ -22,12 +22,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
+use super::client_socket::{ClientSocket, read_more};
 use super::date::push_date_field;
 use super::field_is;
 use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
@@ -47,14 +48,6 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
 const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
-
-/// The first allocation of a read buffer.
-const FIRST_READ: usize = 4096;
-/// The least room a read is given.
-const MIN_READ: usize = 1024;
-/// The most a read buffer grows to for one read (a larger head or
-/// pipeline grows it further, by what it holds).
-const MAX_READ: usize = 64 * 1024;
 
 /// How a connection left weir's own path.
 #[derive(Debug)]
@@ -102,7 +95,7 @@ type DrainWait<'d> = Pin<&'d mut (dyn Future<Output = ()> + Send)>;
 struct Conn<'s, 'd> {
     shared: &'s Shared,
     downstream: &'s Downstream,
-    client: TcpStream,
+    client: ClientSocket,
     /// Taken from this thread's spares while the connection is busy.
     buffers: BufferSet,
     limits: Limits,
@@ -202,7 +195,7 @@ enum BodyLeft {
 pub async fn serve(
     shared: &Shared,
     downstream: &Downstream,
-    client: TcpStream,
+    client: ClientSocket,
     limits: Limits,
 ) -> Ended {
     let mut draining = limits.draining.clone();
@@ -231,9 +224,13 @@ pub async fn serve(
                 return Ended::Closed;
             }
             Next::HandOff => {
-                return Ended::HandOff {
-                    stream: conn.client,
-                    read: conn.buffers.from_client,
+                let read = std::mem::take(&mut conn.buffers.from_client);
+                return match conn.client.into_registered() {
+                    Ok(stream) => Ended::HandOff { stream, read },
+                    Err(error) => {
+                        tracing::warn!(%error, "connection closed: it could not be handed to hyper");
+                        Ended::Closed
+                    }
                 };
             }
         }
@@ -325,7 +322,7 @@ impl Conn<'_, '_> {
                         .timer
                         .run(
                             deadline,
-                            read_more(&mut self.client, &mut self.buffers.from_client),
+                            self.client.read_more(&mut self.buffers.from_client),
                         )
                         .await
                     {
@@ -336,20 +333,41 @@ impl Conn<'_, '_> {
                         }
                     }
                 }
-                None => match self.wait_idle().await {
-                    Some(end) => match self
-                        .timer
-                        .run(
-                            end,
-                            read_more(&mut self.client, &mut self.buffers.from_client),
-                        )
-                        .await
-                    {
-                        Ok(read) => read,
-                        Err(_) => return Ok(None),
-                    },
-                    None => return Ok(None),
-                },
+                None => {
+                    // A socket not yet registered (see `client_socket`)
+                    // usually has its next request there already (a new
+                    // connection's first, a pipelined one): it is read
+                    // without registering. Otherwise wait for one.
+                    let mut read_now = None;
+                    if !self.client.is_registered() && !*self.limits.draining.borrow() {
+                        // Reads and writes of an unregistered socket spend
+                        // none of the task's budget, as tokio's do: a
+                        // client pipelining requests answered locally must
+                        // still let the thread's other tasks run.
+                        tokio::task::coop::consume_budget().await;
+                        if self.buffers.from_client.capacity() == 0 {
+                            self.buffers = spare_buffers::take();
+                        }
+                        match self.client.try_read(&mut self.buffers.from_client) {
+                            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                            read => read_now = Some(read),
+                        }
+                    }
+                    match read_now {
+                        Some(read) => read,
+                        None => match self.wait_idle().await {
+                            Some(end) => match self
+                                .timer
+                                .run(end, self.client.read_more(&mut self.buffers.from_client))
+                                .await
+                            {
+                                Ok(read) => read,
+                                Err(_) => return Ok(None),
+                            },
+                            None => return Ok(None),
+                        },
+                    }
+                }
             };
             match read {
                 Ok(0) | Err(_) => return Ok(None),
@@ -591,7 +609,7 @@ impl Conn<'_, '_> {
         while !matches!(body, BodyLeft::Done) {
             self.buffers.to_upstream.clear();
             let read = tokio::select! {
-                read = self.timer.run(deadline, read_more(&mut self.client, &mut self.buffers.from_client)) => read,
+                read = self.timer.run(deadline, self.client.read_more(&mut self.buffers.from_client)) => read,
                 early = read_more(upstream, &mut self.buffers.from_upstream) => {
                     if matches!(early, Ok(n) if n > 0) && skip_interim(&mut self.buffers.from_upstream) {
                         continue;
@@ -693,12 +711,14 @@ impl Conn<'_, '_> {
             }
             // The client is watched meanwhile: one that closes gives up the
             // request (counted 499, as on the hyper path); pipelined bytes
-            // are kept for later, up to a bound.
+            // are kept for later, up to a bound. A client socket not yet
+            // registered is watched from `WATCH_AFTER` into the request.
+            let watch_from = tokio::time::Instant::from_std(plan.started);
             let read = tokio::select! {
                 // The answer first: a client's bytes wait their turn.
                 biased;
                 read = self.timer.run(deadline, read_more(upstream, &mut self.buffers.from_upstream)) => read,
-                client = read_more(&mut self.client, &mut self.buffers.from_client), if self.buffers.from_client.len() < PIPELINE_LIMIT => {
+                client = self.client.watch(&mut self.buffers.from_client, watch_from), if self.buffers.from_client.len() < PIPELINE_LIMIT => {
                     match client {
                         Ok(0) | Err(_) => return Err(HeadError::ClientGone),
                         Ok(_) => continue,
@@ -1194,7 +1214,7 @@ fn is_reset(error: &std::io::Error) -> bool {
 /// held for it, and the kernel drops what is queued for it.
 async fn write_client(
     timer: &mut Timer,
-    client: &mut TcpStream,
+    client: &mut ClientSocket,
     mut bytes: &[u8],
     stall: Duration,
 ) -> std::io::Result<()> {
@@ -1302,21 +1322,6 @@ fn chunked_fault(error: super::chunked::ChunkedError) -> &'static str {
         MissingDataCrlf => "chunk data not followed by CRLF",
         InvalidTrailers => "invalid trailer section",
     }
-}
-
-/// Reads once from `stream` into the spare room of `buf`. The buffer
-/// starts small (most heads and answers fit in [`FIRST_READ`]) and doubles
-/// while reads fill it, up to [`MAX_READ`] per read.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < MIN_READ {
-        buf.reserve(buf.capacity().clamp(FIRST_READ, MAX_READ));
-    }
-    let spare = buf.capacity() - buf.len();
-    let read = stream.read_buf(buf).await?;
-    if read == spare && buf.capacity() < MAX_READ {
-        buf.reserve(buf.capacity());
-    }
-    Ok(read)
 }
 
 /// Whether `method` is idempotent (RFC 9110 section 9.2.2).
