@@ -20,6 +20,7 @@ mod observe;
 mod process;
 mod prometheus;
 pub mod report;
+mod reserved_port;
 mod runner;
 pub mod scenario;
 mod smoke;

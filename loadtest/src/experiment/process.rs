@@ -1,12 +1,13 @@
 //! The weir process under test and a small client for its admin API.
 //!
 //! weir is started as `weir run --config FILE --log-format json` with its
-//! output in a log file, on loopback ports picked just before; it is ready
+//! output in a log file, on loopback ports reserved for it (see
+//! [`ReservedPort`]) and held for its whole life; it is ready
 //! when `/readyz` answers 200, and it is stopped with SIGTERM, then SIGKILL
 //! if it has not exited in time. Every wait has a deadline.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -19,13 +20,16 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 
+use super::reserved_port::ReservedPort;
+
 /// How long one admin request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often `/readyz` is asked while weir starts.
 const READY_POLL: Duration = Duration::from_millis(50);
 
-/// Start attempts when weir could not bind a port picked for it.
+/// Start attempts when weir could not bind a port reserved for it (a
+/// program binding that very port explicitly can still take it).
 const START_ATTEMPTS: usize = 3;
 
 /// A client of weir's admin API on a loopback address.
@@ -44,6 +48,9 @@ pub(crate) struct Weir {
     /// The admin API.
     pub(crate) admin: Admin,
     log: PathBuf,
+    /// The public and admin ports' reservations, held while weir runs so
+    /// that a restart finds them still free.
+    _ports: [ReservedPort; 2],
 }
 
 /// Why weir did not come up.
@@ -139,10 +146,10 @@ impl Admin {
 
 impl Weir {
     /// Starts `binary run --config CONFIG --log-format json` with `env`
-    /// plus `WEIR_LISTEN` and `WEIR_ADMIN` on freshly picked loopback ports,
-    /// writing its output to `log`, and waits until `/readyz` answers 200 or
-    /// `ready_within` passes. A start that failed because a picked port was
-    /// taken meanwhile is tried again with new ports.
+    /// plus `WEIR_LISTEN` and `WEIR_ADMIN` on freshly reserved loopback
+    /// ports, writing its output to `log`, and waits until `/readyz`
+    /// answers 200 or `ready_within` passes. A start that failed because a
+    /// reserved port was taken anyway is tried again with new ports.
     ///
     /// # Errors
     /// When the binary cannot be run, weir exits before it is ready (with
@@ -157,7 +164,8 @@ impl Weir {
     ) -> Result<Weir, StartError> {
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let (listen, admin) = free_ports()?;
+            let ports = reserve_ports()?;
+            let (listen, admin) = (ports[0].addr, ports[1].addr);
             let file = std::fs::File::create(log)
                 .map_err(|e| StartError(format!("creating {}: {e}", log.display())))?;
             let err = file
@@ -181,6 +189,7 @@ impl Weir {
                 listen,
                 admin: Admin::new(admin, token.clone()),
                 log: log.to_owned(),
+                _ports: ports,
             };
             match weir.wait_ready(ready_within).await {
                 Ok(()) => return Ok(weir),
@@ -270,17 +279,9 @@ impl Weir {
     }
 }
 
-/// Two distinct loopback ports that were free a moment ago. Someone may
-/// take one before weir binds it: [`Weir::start`] then tries again.
-fn free_ports() -> Result<(SocketAddr, SocketAddr), StartError> {
-    let bind = || {
-        TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| StartError(format!("binding 127.0.0.1:0: {e}")))
-    };
-    let (a, b) = (bind()?, bind()?);
-    let addr = |l: &TcpListener| {
-        l.local_addr()
-            .map_err(|e| StartError(format!("reading a bound address: {e}")))
-    };
-    Ok((addr(&a)?, addr(&b)?))
+/// Two distinct loopback ports reserved for weir.
+fn reserve_ports() -> Result<[ReservedPort; 2], StartError> {
+    let reserve =
+        || ReservedPort::bind().map_err(|e| StartError(format!("reserving a loopback port: {e}")));
+    Ok([reserve()?, reserve()?])
 }

@@ -4,7 +4,7 @@
 //!
 //! Stopped by [`Prometheus::stop`], or killed when dropped.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep};
 
 use super::process::Admin;
+use super::reserved_port::ReservedPort;
 use super::scenario::{PROMETHEUS_BINARY, PrometheusSpec};
 
 /// How often `/-/ready` is asked while Prometheus starts.
@@ -27,23 +28,25 @@ pub(crate) struct Prometheus {
 }
 
 /// The binary and the address a scenario's Prometheus will use, chosen
-/// before weir starts so that weir's config can name it.
-#[derive(Debug, Clone)]
+/// before weir starts so that weir's config can name it; the port is
+/// reserved for it for the whole run.
+#[derive(Debug)]
 pub(crate) struct Planned {
     /// The server binary.
     pub(crate) binary: PathBuf,
     /// Where it will listen.
     pub(crate) addr: SocketAddr,
+    _port: ReservedPort,
 }
 
 // === impl Planned ===
 
 impl Planned {
-    /// Checks that the binary exists and picks a free loopback port.
+    /// Checks that the binary exists and reserves a loopback port.
     ///
     /// # Errors
     /// A message saying how to install Prometheus when the binary is
-    /// missing, or why no port could be picked.
+    /// missing, or why no port could be reserved.
     pub(crate) fn new(spec: &PrometheusSpec) -> Result<Self, String> {
         let binary = PathBuf::from(spec.binary.as_deref().unwrap_or(PROMETHEUS_BINARY));
         if !binary.is_file() {
@@ -53,10 +56,13 @@ impl Planned {
                 binary.display()
             ));
         }
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("picking a port for Prometheus: {e}"))?;
-        Ok(Self { binary, addr })
+        let port =
+            ReservedPort::bind().map_err(|e| format!("reserving a port for Prometheus: {e}"))?;
+        Ok(Self {
+            binary,
+            addr: port.addr,
+            _port: port,
+        })
     }
 
     /// `http://ADDR`.
