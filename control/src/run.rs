@@ -147,6 +147,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let mut listener_tls = Vec::new();
     for (listener, tls) in config.listeners.iter().zip(&tls_configs) {
         let socket = bind(listener.address)
+            .and_then(weir_proxy::Listener::new)
             .with_context(|| format!("listener {} on {}", listener.name, listener.address))?;
         let tls = tls.clone().map(|config| Arc::new(ArcSwap::new(config)));
         if let Some(cell) = &tls {

@@ -31,7 +31,7 @@ pub mod write_stall;
 
 pub use decision::Role;
 pub use metrics::Metrics;
-pub use server::ServeOptions;
+pub use server::{Listener, ServeOptions};
 
 /// A running data plane: the routing in force and everything shared by connections.
 #[derive(Debug, Clone)]

@@ -104,7 +104,7 @@ impl Proxy {
     /// number of connections cut at the deadline.
     pub async fn serve(
         &self,
-        listener: TcpListener,
+        listener: Listener,
         options: ServeOptions,
         shutdown: impl Future<Output = ()>,
     ) -> usize {
@@ -121,13 +121,6 @@ impl Proxy {
         let (draining_tx, draining_rx) = watch::channel(false);
         let mut backoff = AcceptBackoff::new(&options.name);
         let local_port = listener.local_addr().map_or(0, |addr| addr.port());
-        let listener = match Listener::new(listener) {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(listener = %options.name, %error, "listener could not be registered with the poller; it serves nothing");
-                return 0;
-            }
-        };
         tokio::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
@@ -166,8 +159,10 @@ impl Proxy {
                 _own: own_permit,
                 _shared: shared_permit,
             };
+            // On Linux accepted sockets inherit TCP_NODELAY from the
+            // listener (see `Listener::new`): no setsockopt per connection.
+            #[cfg(not(target_os = "linux"))]
             let _ = stream.set_nodelay(true);
-
             let shared = Arc::clone(&self.shared);
             let builder = Arc::clone(&builder);
             let acceptor = options
@@ -447,26 +442,41 @@ fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// A listening socket accepting connections that are not registered with
-/// the runtime's poller: weir's own path registers a connection only when
-/// it must wait on it (see `http1::client_socket`); hyper's connections
-/// are registered at once.
-struct Listener {
+/// A listening socket for [`Proxy::serve`], accepting connections that
+/// are not registered with the runtime's poller: weir's own path registers
+/// a connection only when it must wait on it (see `http1::client_socket`);
+/// hyper's connections are registered at once.
+#[derive(Debug)]
+pub struct Listener {
     socket: AsyncFd<std::net::TcpListener>,
 }
 
 // === impl Listener ===
 
 impl Listener {
-    /// Takes `listener` over from tokio.
-    fn new(listener: TcpListener) -> std::io::Result<Listener> {
+    /// Takes `listener` over from tokio; must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// When the socket cannot be registered with the runtime's poller.
+    pub fn new(listener: TcpListener) -> std::io::Result<Listener> {
         let listener = listener.into_std()?;
+        // Answers go out as written, never held back for more: Nagle off.
+        // On Linux every accepted socket inherits this.
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
         // Deprecated because a type whose `as_raw_fd` is not its own
         // descriptor would make it unsound; a `std::net::TcpListener` owns
         // its descriptor, which lives and closes with the `AsyncFd`.
         #[allow(deprecated)]
         let socket = AsyncFd::with_interest(listener, Interest::READABLE)?;
         Ok(Listener { socket })
+    }
+
+    /// The address the socket listens on.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.get_ref().local_addr()
     }
 
     /// The next connection, non-blocking and close-on-exec, with its
@@ -548,6 +558,34 @@ impl AcceptBackoff {
         if self.pause.take().is_some() {
             tracing::info!(listener = %self.listener, "accepting again");
         }
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_are_non_blocking_without_nagle_with_their_peer() {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listener = Listener::new(listener).unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let client = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        let (accepted, peer) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Some(peer), client.local_addr().ok());
+        assert_eq!(accepted.nodelay().ok(), Some(true), "TCP_NODELAY");
+        let mut byte = [0u8; 1];
+        let read = std::io::Read::read(&mut &accepted, &mut byte);
+        assert_eq!(
+            read.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "a blocking socket would have waited here"
+        );
     }
 }
 

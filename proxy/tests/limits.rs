@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use weir_config::Snapshot;
-use weir_proxy::{Metrics, Proxy, ServeOptions};
+use weir_proxy::{Listener, Metrics, Proxy, ServeOptions};
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -22,7 +22,15 @@ async fn start() -> std::net::SocketAddr {
         header_read_timeout: HEADER_READ_TIMEOUT,
         ..ServeOptions::default()
     };
-    tokio::spawn(async move { proxy.serve(listener, options, std::future::pending()).await });
+    tokio::spawn(async move {
+        proxy
+            .serve(
+                Listener::new(listener).expect("registering the listener"),
+                options,
+                std::future::pending(),
+            )
+            .await
+    });
     addr
 }
 

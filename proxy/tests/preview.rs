@@ -19,7 +19,7 @@ use weir_config::{
     Stickiness, Timeouts, Weight,
 };
 use weir_proxy::http1::ForwardingPath;
-use weir_proxy::{Metrics, Proxy, Role, ServeOptions};
+use weir_proxy::{Listener, Metrics, Proxy, Role, ServeOptions};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -136,7 +136,7 @@ async fn start_proxy(
     tokio::spawn(async move {
         serving
             .serve(
-                listener,
+                Listener::new(listener).expect("registering the listener"),
                 ServeOptions {
                     forwarding,
                     ..ServeOptions::default()

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
-use weir_proxy::{Metrics, Proxy, ServeOptions};
+use weir_proxy::{Listener, Metrics, Proxy, ServeOptions};
 
 mod support;
 use support::closed_port;
@@ -134,9 +134,13 @@ async fn start_proxy(
     let serving = proxy.clone();
     tokio::spawn(async move {
         serving
-            .serve(listener, ServeOptions::default(), async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
+            .serve(
+                Listener::new(listener).expect("registering the listener"),
+                ServeOptions::default(),
+                async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                },
+            )
             .await
     });
     (publisher, proxy, addr, stop_tx)

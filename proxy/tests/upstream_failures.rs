@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
-use weir_proxy::{Metrics, Proxy, Role, ServeOptions};
+use weir_proxy::{Listener, Metrics, Proxy, Role, ServeOptions};
 
 mod support;
 use support::closed_port;
@@ -180,9 +180,13 @@ async fn start(snapshot: Snapshot, options: ServeOptions) -> Running {
     let serving = proxy.clone();
     let served = tokio::spawn(async move {
         serving
-            .serve(listener, options, async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
+            .serve(
+                Listener::new(listener).expect("registering the listener"),
+                options,
+                async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                },
+            )
             .await
     });
     Running {
