@@ -13,10 +13,13 @@
 //! for longer than [`WATCH_AFTER`]; from then on it is an ordinary tokio
 //! socket.
 
+use std::future::Future;
 use std::io::Write as _;
 use std::net::Shutdown;
+use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use rustix::buffer::spare_capacity;
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
@@ -35,6 +38,9 @@ const MIN_READ: usize = 1024;
 /// The most a read buffer grows to for one read (a larger head or
 /// pipeline grows it further, by what it holds).
 const MAX_READ: usize = 64 * 1024;
+
+/// A read on the heap: the delayed watch of an unregistered socket.
+type BoxedRead<'a> = Pin<Box<dyn Future<Output = std::io::Result<usize>> + Send + 'a>>;
 
 /// A downstream socket, registered with the poller or not yet.
 #[derive(Debug)]
@@ -130,7 +136,12 @@ impl ClientSocket {
                 result => return result,
             }
         }
-        read_more(self.registered()?, buf).await
+        // Awaited here rather than through `read_more`: every connection's
+        // future holds this one's room, and a nested future adds to it.
+        let spare = make_room(buf);
+        let read = self.registered()?.read_buf(buf).await?;
+        grow_if_filled(buf, read, spare);
+        Ok(read)
     }
 
     /// As [`ClientSocket::read_more`], for watching the client while the
@@ -138,27 +149,30 @@ impl ClientSocket {
     /// unregistered socket is left alone until [`WATCH_AFTER`] past
     /// `started`, so that a quick answer costs no registration.
     ///
-    /// # Errors
-    /// The read's error.
-    pub async fn watch(
-        &mut self,
-        buf: &mut Vec<u8>,
+    /// The wait of an unregistered socket is boxed, its timer with it: a
+    /// registered socket's watch, the common one, is no larger than a read.
+    pub fn watch<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
         started: tokio::time::Instant,
-    ) -> std::io::Result<usize> {
-        if !self.is_registered() {
-            // Boxed: only waits of unregistered sockets pay for the
-            // timer's room.
-            Box::pin(tokio::time::sleep_until(started + WATCH_AFTER)).await;
+    ) -> Either<impl Future<Output = std::io::Result<usize>> + Send + 'a, BoxedRead<'a>> {
+        if self.is_registered() {
+            return Either::Left(self.read_more(buf));
         }
-        self.read_more(buf).await
+        Either::Right(Box::pin(async move {
+            tokio::time::sleep_until(started + WATCH_AFTER).await;
+            self.read_more(buf).await
+        }))
     }
 
-    /// Waits until the socket is readable (registering it).
+    /// A wait until the socket is readable, registering it first.
     ///
     /// # Errors
-    /// The registration's or the wait's error.
-    pub async fn readable(&mut self) -> std::io::Result<()> {
-        self.registered()?.readable().await
+    /// The registration's error.
+    pub fn readable(
+        &mut self,
+    ) -> std::io::Result<impl Future<Output = std::io::Result<()>> + Send + '_> {
+        Ok(self.registered()?.readable())
     }
 
     /// Writes what the socket takes now: `WouldBlock` when it takes
@@ -175,13 +189,16 @@ impl ClientSocket {
         }
     }
 
-    /// Writes some of `bytes`, waiting until the socket takes any
-    /// (registering it).
+    /// A write of some of `bytes` that waits until the socket takes any,
+    /// registering it first.
     ///
     /// # Errors
-    /// The write's error.
-    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.registered()?.write(bytes).await
+    /// The registration's error.
+    pub fn write<'a>(
+        &'a mut self,
+        bytes: &'a [u8],
+    ) -> std::io::Result<impl Future<Output = std::io::Result<usize>> + Send + 'a> {
+        Ok(self.registered()?.write(bytes))
     }
 
     /// Sets `SO_LINGER` to zero, so that closing the socket resets it.

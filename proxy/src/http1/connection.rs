@@ -390,9 +390,12 @@ impl Conn<'_, '_> {
         let end =
             tokio::time::Instant::now() + KEEP_ALIVE_TIMEOUT.min(self.limits.header_read_timeout);
         self.give_back_buffers();
+        let Ok(readable) = self.client.readable() else {
+            return None;
+        };
         let readable = tokio::select! {
             biased;
-            ready = self.timer.run(end, self.client.readable()) => matches!(ready, Ok(Ok(()))),
+            ready = self.timer.run(end, readable) => matches!(ready, Ok(Ok(()))),
             () = self.drain.as_mut() => false,
         };
         if !readable {
@@ -1226,7 +1229,8 @@ async fn write_client(
     }
     while !bytes.is_empty() {
         let deadline = tokio::time::Instant::now() + stall;
-        match timer.run(deadline, client.write(bytes)).await {
+        let write = client.write(bytes)?;
+        match timer.run(deadline, write).await {
             Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(Ok(written)) => bytes = &bytes[written..],
             Ok(Err(error)) => return Err(error),
