@@ -485,12 +485,20 @@ impl Listener {
         loop {
             let mut ready = self.socket.readable().await?;
             let accepted = ready.try_io(|socket| {
+                let mut lost = 0;
                 loop {
                     match rustix::net::acceptfrom_with(
                         socket.get_ref(),
                         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
                     ) {
                         Err(Errno::INTR) => {}
+                        // Bounded: an error that took no connection from the
+                        // queue would come back forever; it then pauses the
+                        // listener as any other failure.
+                        Err(errno) if is_lost_connection(errno) && lost < LOST_IN_A_ROW => {
+                            lost += 1;
+                            tracing::debug!(error = %std::io::Error::from(errno), "connection lost before it was accepted");
+                        }
                         result => return result.map_err(std::io::Error::from),
                     }
                 }
@@ -518,6 +526,31 @@ impl Listener {
             return Ok((stream, peer));
         }
     }
+}
+
+/// Connections lost before their accept retried at once in a row; one
+/// more pauses the listener (see [`is_lost_connection`]).
+const LOST_IN_A_ROW: usize = 64;
+
+/// Whether `accept` failed for the connection it took rather than for the
+/// listener: on Linux a connection's pending network error comes back from
+/// `accept` (accept(2), "Error handling": the TCP/IP errors listed there,
+/// and an aborted connection), to be treated as "try again". The others
+/// (out of descriptors or memory, a security module refusing) pause the
+/// listener.
+fn is_lost_connection(errno: Errno) -> bool {
+    [
+        Errno::CONNABORTED,
+        Errno::NETDOWN,
+        Errno::PROTO,
+        Errno::NOPROTOOPT,
+        Errno::HOSTDOWN,
+        Errno::NONET,
+        Errno::HOSTUNREACH,
+        Errno::OPNOTSUPP,
+        Errno::NETUNREACH,
+    ]
+    .contains(&errno)
 }
 
 /// The pause after a failed `accept` (out of descriptors, or similar): from
@@ -564,6 +597,25 @@ impl AcceptBackoff {
 #[cfg(test)]
 mod listener_tests {
     use super::*;
+
+    #[test]
+    fn a_connection_lost_before_accept_is_retried_and_running_out_pauses() {
+        for lost in [Errno::CONNABORTED, Errno::PROTO, Errno::NETUNREACH] {
+            assert!(is_lost_connection(lost), "{lost:?}");
+        }
+        for listener_failure in [
+            Errno::MFILE,
+            Errno::NFILE,
+            Errno::NOBUFS,
+            Errno::NOMEM,
+            Errno::PERM,
+        ] {
+            assert!(
+                !is_lost_connection(listener_failure),
+                "{listener_failure:?}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn accepted_sockets_are_non_blocking_without_nagle_with_their_peer() {
