@@ -341,9 +341,10 @@ impl Conn<'_, '_> {
                     let mut read_now = None;
                     if !self.client.is_registered() && !*self.limits.draining.borrow() {
                         // Reads and writes of an unregistered socket spend
-                        // none of the task's budget, as tokio's do: a
-                        // client pipelining requests answered locally must
-                        // still let the thread's other tasks run.
+                        // none of the task's coop budget, where tokio's do;
+                        // this spends it, so that a client pipelining
+                        // requests answered locally still lets the
+                        // thread's other tasks run.
                         tokio::task::coop::consume_budget().await;
                         if self.buffers.from_client.capacity() == 0 {
                             self.buffers = spare_buffers::take();
