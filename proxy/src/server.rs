@@ -159,10 +159,6 @@ impl Proxy {
                 _own: own_permit,
                 _shared: shared_permit,
             };
-            // On Linux accepted sockets inherit TCP_NODELAY from the
-            // listener (see `Listener::new`): no setsockopt per connection.
-            #[cfg(not(target_os = "linux"))]
-            let _ = stream.set_nodelay(true);
             let shared = Arc::clone(&self.shared);
             let builder = Arc::clone(&builder);
             let acceptor = options
@@ -479,8 +475,8 @@ impl Listener {
         self.socket.get_ref().local_addr()
     }
 
-    /// The next connection, non-blocking and close-on-exec, with its
-    /// peer's address.
+    /// The next connection, non-blocking, close-on-exec and without
+    /// Nagle's delay, with its peer's address.
     async fn accept(&self) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
         loop {
             let mut ready = self.socket.readable().await?;
@@ -512,6 +508,10 @@ impl Listener {
             // let the thread's other tasks run.
             tokio::task::coop::consume_budget().await;
             let stream = std::net::TcpStream::from(socket);
+            // On Linux accepted sockets inherit TCP_NODELAY from the
+            // listener (see `Listener::new`): no setsockopt per connection.
+            #[cfg(not(target_os = "linux"))]
+            let _ = stream.set_nodelay(true);
             let peer = match peer.map(SocketAddr::try_from) {
                 Some(Ok(peer)) => peer,
                 _ => match stream.peer_addr() {

@@ -34,9 +34,8 @@ pub(crate) struct Prometheus {
 pub(crate) struct Planned {
     /// The server binary.
     pub(crate) binary: PathBuf,
-    /// Where it will listen.
-    pub(crate) addr: SocketAddr,
-    _port: ReservedPort,
+    /// Where it will listen, held for it.
+    port: ReservedPort,
 }
 
 // === impl Planned ===
@@ -58,16 +57,12 @@ impl Planned {
         }
         let port =
             ReservedPort::bind().map_err(|e| format!("reserving a port for Prometheus: {e}"))?;
-        Ok(Self {
-            binary,
-            addr: port.addr,
-            _port: port,
-        })
+        Ok(Self { binary, port })
     }
 
     /// `http://ADDR`.
     pub(crate) fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.port.addr)
     }
 
     /// Starts it scraping `target`'s `/metrics` every second, with its
@@ -99,7 +94,7 @@ impl Planned {
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address={}", self.addr))
+            .arg(format!("--web.listen-address={}", self.port.addr))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))
@@ -107,7 +102,7 @@ impl Planned {
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
         let mut prometheus = Prometheus { child, log };
-        let admin = Admin::new(self.addr, None);
+        let admin = Admin::new(self.port.addr, None);
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = prometheus.child.try_wait() {
@@ -123,7 +118,7 @@ impl Planned {
                 let _ = prometheus.child.kill().await;
                 return Err(format!(
                     "Prometheus on {} was not ready within {within:?}; its log ends:\n{}",
-                    self.addr,
+                    self.port.addr,
                     prometheus.log_tail(20)
                 ));
             }

@@ -23,6 +23,7 @@ use futures_util::future::Either;
 use rustix::buffer::spare_capacity;
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -78,11 +79,9 @@ impl ClientSocket {
     /// # Errors
     /// The registration's error; the socket is then closed.
     pub fn registered(&mut self) -> std::io::Result<&mut TcpStream> {
-        if let State::Unregistered(_) = self.state {
-            let State::Unregistered(stream) = std::mem::replace(&mut self.state, State::Lost)
-            else {
-                unreachable!("matched just above");
-            };
+        if matches!(self.state, State::Unregistered(_))
+            && let State::Unregistered(stream) = std::mem::replace(&mut self.state, State::Lost)
+        {
             self.state = State::Registered(TcpStream::from_std(stream)?);
         }
         match &mut self.state {
@@ -206,23 +205,24 @@ impl ClientSocket {
     /// # Errors
     /// The option's error.
     pub fn set_zero_linger(&self) -> std::io::Result<()> {
-        let linger = Some(Duration::ZERO);
-        match &self.state {
-            State::Unregistered(stream) => socket2::SockRef::from(stream).set_linger(linger),
-            State::Registered(stream) => socket2::SockRef::from(stream).set_linger(linger),
-            State::Lost => Err(lost()),
-        }
+        self.socket()?.set_linger(Some(Duration::ZERO))
     }
 
     /// Shuts the sending side down: the client reads the end of the
-    /// stream after what was written.
+    /// stream after what was written (tokio's `shutdown` does the same
+    /// call, at once).
     ///
     /// # Errors
     /// The shutdown's error.
-    pub async fn shutdown(&mut self) -> std::io::Result<()> {
-        match &mut self.state {
-            State::Unregistered(stream) => stream.shutdown(Shutdown::Write),
-            State::Registered(stream) => stream.shutdown().await,
+    pub fn shutdown(&self) -> std::io::Result<()> {
+        self.socket()?.shutdown(Shutdown::Write)
+    }
+
+    /// The socket, registered or not, for its options and `shutdown`.
+    fn socket(&self) -> std::io::Result<SockRef<'_>> {
+        match &self.state {
+            State::Unregistered(stream) => Ok(SockRef::from(stream)),
+            State::Registered(stream) => Ok(SockRef::from(stream)),
             State::Lost => Err(lost()),
         }
     }
@@ -307,7 +307,7 @@ mod tests {
         };
         assert_eq!(&buf[..read], b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(socket.try_write(b"HTTP/1.1 200 OK\r\n\r\n").ok(), Some(19));
-        socket.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+        socket.shutdown().unwrap_or_else(|e| panic!("{e}"));
         assert!(!socket.is_registered());
         let mut answer = Vec::new();
         client

@@ -216,7 +216,7 @@ pub async fn serve(
             Next::Continue => {}
             next @ (Next::Close | Next::ClientGone) => {
                 if matches!(next, Next::Close) {
-                    let _ = conn.client.shutdown().await;
+                    let _ = conn.client.shutdown();
                 }
                 // Unserved pipelined bytes go with the connection.
                 conn.buffers.from_client.clear();
