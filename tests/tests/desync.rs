@@ -999,6 +999,49 @@ async fn transfer_codings_other_than_chunked_are_refused_with_501(path: Forwardi
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+async fn weirs_own_answers_to_head_have_no_body(path: ForwardingPath) {
+    let stable = echoing_target("stable").await;
+    let refused = weir_e2e::ClosedPort::bind();
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[stable.addr]).hosts(&["shop.test"]),
+            Route::new("down", &[refused.addr])
+                .hosts(&["shop.test"])
+                .path_prefix("/down"),
+        ]))
+        .await;
+    // Pipelined: weir's own 404 and 502 to HEAD requests, then a GET. A
+    // body after either head would be read as the next answer's status line.
+    let request = "HEAD /x HTTP/1.1\r\nHost: nowhere.test\r\n\r\n\
+        HEAD /down/y HTTP/1.1\r\nHost: shop.test\r\n\r\n\
+        GET /z HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n";
+    let (raw, closed) = exchange(weir.addrs.http, request.as_bytes()).await;
+    assert!(closed, "{:?}", String::from_utf8_lossy(&raw));
+    let responses = split_responses(&raw, &[0, 1]);
+    let got: Vec<(u16, String)> = responses
+        .iter()
+        .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (404, String::new()),
+            (502, String::new()),
+            (200, "stable /z".to_owned())
+        ],
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    // Each head still says how long a GET's body would be.
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    for head in text.split("\r\n\r\n").take(2) {
+        assert!(
+            head.contains("content-length: ") && !head.contains("content-length: 0"),
+            "{head:?}"
+        );
+    }
+}
+
 weir_e2e::on_both_paths!(
     client_framing_table,
     forwarded_framing_is_normalised,
@@ -1006,4 +1049,5 @@ weir_e2e::on_both_paths!(
     pipelined_requests_across_routes_and_roles_are_answered_in_order,
     expect_100_continue_gets_the_body_forwarded_once,
     transfer_codings_other_than_chunked_are_refused_with_501,
+    weirs_own_answers_to_head_have_no_body,
 );

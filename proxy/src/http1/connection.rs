@@ -302,9 +302,12 @@ impl Conn<'_, '_> {
                             head_len,
                             keep_alive,
                             minor,
+                            head_request,
                         } => {
                             self.buffers.from_client.drain(..head_len);
-                            let written = self.answer_locally(404, &text, !keep_alive, minor).await;
+                            let written = self
+                                .answer_locally(404, &text, !keep_alive, minor, head_request)
+                                .await;
                             if written.is_err() || !keep_alive {
                                 return Err(Next::Close);
                             }
@@ -423,20 +426,27 @@ impl Conn<'_, '_> {
         } else {
             format!("{} bad request: {}\n", refusal.status, refusal.what)
         };
-        let _ = self.answer_locally(refusal.status, &text, true, 1).await;
+        let _ = self
+            .answer_locally(refusal.status, &text, true, 1, false)
+            .await;
     }
 
     /// Writes a short answer of weir's own (see [`write_local`]) to the
-    /// client, under the default idle limit.
+    /// client, under the default idle limit; the answer to a HEAD request
+    /// has the head alone.
     async fn answer_locally(
         &mut self,
         status: u16,
         text: &str,
         close: bool,
         minor: u8,
+        head_request: bool,
     ) -> std::io::Result<()> {
         self.buffers.to_client.clear();
         write_local(&mut self.buffers.to_client, status, text, close, minor);
+        if head_request {
+            drop_local_body(&mut self.buffers.to_client, text.len());
+        }
         write_client(
             &mut self.timer,
             &mut self.client,
@@ -947,6 +957,9 @@ impl Conn<'_, '_> {
             plan.minor,
             set_cookie.as_ref().map(http::HeaderValue::as_bytes),
         );
+        if plan.head_request {
+            drop_local_body(&mut self.buffers.to_client, text.len());
+        }
         let written = write_client(
             &mut self.timer,
             &mut self.client,
@@ -977,6 +990,7 @@ enum Planned {
         head_len: usize,
         keep_alive: bool,
         minor: u8,
+        head_request: bool,
     },
 }
 
@@ -1032,6 +1046,7 @@ fn plan(
             head_len: head.len,
             keep_alive,
             minor: head.minor,
+            head_request: head.method == "HEAD",
         };
     };
     let route = &routing.routes[index];
@@ -1534,6 +1549,14 @@ fn write_upstream_head(
 /// a request of HTTP/1.`minor`.
 fn write_local(out: &mut Vec<u8>, status: u16, text: &str, close: bool, minor: u8) {
     write_local_bytes(out, status, text.as_bytes(), close, minor, None);
+}
+
+/// Cuts the body of `len` bytes off an answer [`write_local`] wrote, for a
+/// HEAD request: its head, `Content-Length` included, stays as a GET's
+/// would be (RFC 9110 section 9.3.2), and a client reads no body after it.
+fn drop_local_body(out: &mut Vec<u8>, len: usize) {
+    debug_assert!(out.len() >= len);
+    out.truncate(out.len().saturating_sub(len));
 }
 
 /// [`write_local`] with bytes, and a `Set-Cookie` when one was issued.
