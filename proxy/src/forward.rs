@@ -72,8 +72,7 @@ impl Downstream {
 
     /// The downstream of a connection from `remote`, logged in `span`.
     pub fn new(remote: SocketAddr, tls: bool, span: tracing::Span) -> Downstream {
-        let client_ip = HeaderValue::try_from(remote.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown"));
+        let client_ip = client_ip_value(remote.ip());
         Downstream {
             remote,
             local_port: 0,
@@ -83,6 +82,36 @@ impl Downstream {
             write_stall: None,
         }
     }
+}
+
+/// `ip` as a header value, as `to_string` writes it. An IPv4 address is
+/// written without the formatting machinery: this runs for every
+/// connection, and `to_string` cost about 600 instructions of the 21,000
+/// in user space per `Connection: close` request (callgrind, `ab -c 8`).
+fn client_ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return HeaderValue::try_from(ip.to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -1105,6 +1134,36 @@ mod tests {
             builder = builder.header(header::HOST, *host);
         }
         builder.body(()).unwrap_or_else(|e| panic!("{target}: {e}"))
+    }
+
+    #[test]
+    fn a_client_ip_is_written_as_to_string_writes_it() {
+        let mut ips: Vec<std::net::IpAddr> = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.9",
+            "255.255.255.255",
+            "1.20.199.100",
+            "::1",
+            "::ffff:10.1.2.3",
+            "2001:db8::8a2e:370:7334",
+        ]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .collect();
+        // Every octet value, in every position.
+        ips.extend(
+            (0..=255u8).map(|o| {
+                std::net::IpAddr::from(std::net::Ipv4Addr::new(o, 255 - o, o / 3, o ^ 0x5a))
+            }),
+        );
+        for ip in ips {
+            assert_eq!(
+                client_ip_value(ip).as_bytes(),
+                ip.to_string().as_bytes(),
+                "{ip}"
+            );
+        }
     }
 
     #[test]

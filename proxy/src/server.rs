@@ -195,7 +195,14 @@ impl Proxy {
                     watcher: Some(watcher),
                     limits,
                 };
-                tokio::spawn(
+                // Boxed: tokio moves a task's future by value some seven
+                // times between here and its end (into the task, and its
+                // stage set at the start and end), each a copy of the whole
+                // connection state; a box is copied once and then moved as
+                // a pointer. Under `Connection: close` traffic those copies
+                // were about 2,000 of some 21,000 user-space instructions
+                // per request (callgrind, `ab -c 8`).
+                tokio::spawn(Box::pin(
                     async move {
                         let _open = open;
                         tokio::select! {
@@ -206,10 +213,11 @@ impl Proxy {
                         }
                     }
                     .instrument(span),
-                );
+                ));
                 continue;
             }
-            tokio::spawn(
+            // Boxed, as the own path's task above.
+            tokio::spawn(Box::pin(
                 async move {
                     let _open = open;
                     let connection = async move {
@@ -282,7 +290,7 @@ impl Proxy {
                     }
                 }
                 .instrument(span),
-            );
+            ));
         }
         drop(listener);
         let _ = draining_tx.send(true);
