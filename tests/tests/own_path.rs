@@ -193,6 +193,67 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
     assert_eq!(body, b"too big\n");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_uploading_after_an_early_answer_is_not_reset() {
+    // Answers 413 as soon as it has a head, without reading the body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_through_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
+            .await
+            .unwrap();
+        std::future::pending::<()>().await;
+    });
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    // Far more than the sockets' buffers hold: the client is still writing
+    // when weir has answered. Closed with those bytes unread, weir's socket
+    // would be reset, and the client's writes would fail.
+    const BODY: usize = 16 << 20;
+    let (written, answer, end) = within(LIMIT, "the upload and its answer", async {
+        let client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        let (mut reader, mut writer) = client.into_split();
+        let upload = tokio::spawn(async move {
+            writer
+                .write_all(
+                    format!(
+                        "POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {BODY}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..BODY / chunk.len() {
+                writer.write_all(&chunk).await?;
+            }
+            writer.shutdown().await
+        });
+        let written = upload.await.unwrap();
+        let mut raw = Vec::new();
+        let end = loop {
+            let mut chunk = [0u8; 4096];
+            match reader.read(&mut chunk).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+                Err(error) => break Err(error),
+            }
+        };
+        (written, String::from_utf8_lossy(&raw).into_owned(), end)
+    })
+    .await;
+    assert!(written.is_ok(), "the upload failed: {written:?}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.ends_with("too big\n"), "{answer}");
+    assert!(
+        end.is_ok(),
+        "the answer ended with {end:?}, not a clean close"
+    );
+}
+
 /// Reads from `stream` until the peer closes it; what it sent.
 async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     let mut raw = Vec::new();

@@ -49,6 +49,11 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
 const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
 
+/// How long a connection closed with part of a request unread goes on
+/// reading and dropping what the client sends (see [`Conn::linger`]), as
+/// nginx's `lingering_timeout`.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+
 /// How a connection left weir's own path.
 #[derive(Debug)]
 pub enum Ended {
@@ -102,6 +107,9 @@ struct Conn<'s, 'd> {
     drain: DrainWait<'d>,
     /// The connection's one timer (see [`Timer`]).
     timer: Timer,
+    /// An answer was written while the client may still be sending its
+    /// request (an unread body, a refused head): the close lingers.
+    request_unread: bool,
 }
 
 /// The one timer of a connection, for every deadline it has in turn (the
@@ -210,13 +218,16 @@ pub async fn serve(
         limits,
         drain,
         timer: Timer::new(),
+        request_unread: false,
     };
     loop {
         match conn.one_request().await {
             Next::Continue => {}
             next @ (Next::Close | Next::ClientGone) => {
-                if matches!(next, Next::Close) {
-                    let _ = conn.client.shutdown();
+                // Otherwise the close itself ends the stream after the
+                // answer (a FIN, as `shutdown` would send, one call fewer).
+                if matches!(next, Next::Close) && conn.request_unread {
+                    conn.linger().await;
                 }
                 // Unserved pipelined bytes go with the connection.
                 conn.buffers.from_client.clear();
@@ -309,6 +320,8 @@ impl Conn<'_, '_> {
                                 .answer_locally(404, &text, !keep_alive, minor, head_request)
                                 .await;
                             if written.is_err() || !keep_alive {
+                                // Its body, if any, is not read.
+                                self.request_unread = written.is_ok();
                                 return Err(Next::Close);
                             }
                             return Err(Next::Continue);
@@ -426,9 +439,10 @@ impl Conn<'_, '_> {
         } else {
             format!("{} bad request: {}\n", refusal.status, refusal.what)
         };
-        let _ = self
+        let written = self
             .answer_locally(refusal.status, &text, true, 1, false)
             .await;
+        self.request_unread = written.is_ok();
     }
 
     /// Writes a short answer of weir's own (see [`write_local`]) to the
@@ -629,6 +643,7 @@ impl Conn<'_, '_> {
                         continue;
                     }
                     tracing::debug!("upstream answered before the request body ended");
+                    self.request_unread = true;
                     return Ok(Sent::Cut);
                 }
             };
@@ -661,7 +676,10 @@ impl Conn<'_, '_> {
                 Ok(Ok(())) => {}
                 // The upstream stopped reading: its answer, if it sent one,
                 // is read next.
-                Ok(Err(_)) => return Ok(Sent::Cut),
+                Ok(Err(_)) => {
+                    self.request_unread = !matches!(body, BodyLeft::Done);
+                    return Ok(Sent::Cut);
+                }
                 Err(_) => {
                     return Err(SendError::Client(ProxyError::UpstreamTimeout(
                         deadline_length(plan, deadline),
@@ -828,6 +846,7 @@ impl Conn<'_, '_> {
                 // The client left, or stopped reading: counted with the
                 // code it was sent.
                 backend.metrics.record(code, plan.started.elapsed());
+                self.request_unread = false;
                 return Next::Close;
             }
             self.buffers.to_client.clear();
@@ -968,9 +987,34 @@ impl Conn<'_, '_> {
         )
         .await;
         if written.is_err() || !keep {
+            self.request_unread = written.is_ok() && !request_read;
             return Next::Close;
         }
         Next::Continue
+    }
+
+    /// Closes gracefully after an answer that left part of the request
+    /// unread (RFC 9112 section 9.6): the sending side is shut, so the
+    /// client reads the answer and then its end, and what the client still
+    /// sends is read and dropped until it closes, for at most
+    /// [`LINGER_TIME`]. Closed at once with those bytes unread, the socket
+    /// would be reset, and a client still uploading would see its write
+    /// fail rather than the answer.
+    async fn linger(&mut self) {
+        if self.client.shutdown().is_err() {
+            return;
+        }
+        let until = tokio::time::Instant::now() + LINGER_TIME;
+        loop {
+            self.buffers.from_client.clear();
+            let read = self
+                .timer
+                .run(until, self.client.read_more(&mut self.buffers.from_client))
+                .await;
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
+                return;
+            }
+        }
     }
 }
 
