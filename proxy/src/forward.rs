@@ -694,6 +694,11 @@ async fn forward(
     {
         return Err(ProxyError::AmbiguousLength);
     }
+    // weir decodes `chunked` alone, and `Transfer-Encoding` is not passed
+    // on: a body under another coding would reach the client without it.
+    if names_other_coding(response.headers()) {
+        return Err(ProxyError::BrokenAnswer(OTHER_CODING));
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch the client did not ask for (or cannot take, over HTTP/2)
         // would leave both sides speaking different protocols.
@@ -910,17 +915,25 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     }
     // RFC 9112 section 6.1: weir (like its upstreams) decodes `chunked`
     // alone; any other coding, in one line or several, is a 501.
-    let other_coding = req
-        .headers()
+    if names_other_coding(req.headers()) {
+        return Err(RejectReason::UnsupportedTransferCoding);
+    }
+    Ok(())
+}
+
+/// Why an upstream's answer under a transfer coding other than `chunked`
+/// is a 502.
+pub(crate) const OTHER_CODING: &str = "a transfer coding other than chunked";
+
+/// Whether `headers` name a transfer coding other than `chunked`, in one
+/// `Transfer-Encoding` line or several.
+fn names_other_coding(headers: &HeaderMap) -> bool {
+    headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
-        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"));
-    if other_coding {
-        return Err(RejectReason::UnsupportedTransferCoding);
-    }
-    Ok(())
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The status answered for `reason`: 501 for a transfer coding weir does

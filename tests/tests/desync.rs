@@ -669,6 +669,22 @@ fn response_cases() -> Vec<(&'static str, &'static str, Reply, Answered)> {
             Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello"),
             Answered::BadGateway,
         ),
+        // weir decodes `chunked` alone and does not pass the header on: a
+        // body under another coding would reach the client without it.
+        (
+            "a transfer coding before chunked",
+            "GET",
+            Reply::keep(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            ),
+            Answered::BadGateway,
+        ),
+        (
+            "a transfer coding alone, to the close",
+            "GET",
+            Reply::close("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello"),
+            Answered::BadGateway,
+        ),
         (
             "garbage status line",
             "GET",

@@ -5,6 +5,7 @@
 //! is a broken answer (502), and its connection is never reused.
 
 use super::request_head::{Framing, MAX_HEADERS, Side, judge_fields, syntax_error};
+use crate::forward::OTHER_CODING;
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -71,13 +72,17 @@ pub fn parse<'h, 'b>(
     if fields.both_framings {
         return Err(BrokenHead("both Content-Length and Transfer-Encoding"));
     }
+    // weir decodes `chunked` alone: a body under another coding (`gzip,
+    // chunked`, or `gzip` to the close) would reach the client with its
+    // coding dropped, as the header is not passed on.
+    if fields.other_coding {
+        return Err(BrokenHead(OTHER_CODING));
+    }
     let no_body = head_request || status < 200 || status == 204 || status == 304;
     let framing = if no_body {
         Framing::None
     } else if fields.chunked {
         Framing::Chunked
-    } else if fields.transfer_encoding {
-        Framing::UntilClose
     } else {
         match fields.length {
             Some(0) => Framing::None,
@@ -135,11 +140,6 @@ mod tests {
                 Some((200, Chunked, true)),
             ),
             (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                false,
-                Some((200, UntilClose, false)),
-            ),
-            (
                 b"HTTP/1.1 200 OK\r\n\r\n",
                 false,
                 Some((200, UntilClose, false)),
@@ -179,6 +179,23 @@ mod tests {
             assert_eq!(
                 judge(input, head_request),
                 Ok(want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_under_a_coding_other_than_chunked_is_broken() {
+        for input in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        ] {
+            assert_eq!(
+                judge(input, false),
+                Err(BrokenHead(OTHER_CODING)),
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
