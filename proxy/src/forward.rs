@@ -607,6 +607,7 @@ async fn forward(
         });
     };
     let te_trailers = endpoint.is_http2() && grpc::asks_for_trailers(req.headers());
+    let head_request = req.method() == http::Method::HEAD;
     let mut downstream_upgrade = prepare_request(&mut req, downstream, endpoint, &route.upgrades);
     if endpoint.is_http2() {
         // An HTTP/2 stream cannot be upgraded.
@@ -694,9 +695,22 @@ async fn forward(
     {
         return Err(ProxyError::AmbiguousLength);
     }
-    // weir decodes `chunked` alone, and `Transfer-Encoding` is not passed
-    // on: a body under another coding would reach the client without it.
-    if names_other_coding(response.headers()) {
+    // A body under a coding weir does not decode (see `is_chunked_alone`);
+    // an answer without a body may name any.
+    let may_have_body = !head_request
+        && !response.status().is_informational()
+        && response.status() != StatusCode::NO_CONTENT
+        && response.status() != StatusCode::NOT_MODIFIED;
+    if may_have_body
+        && response.headers().contains_key(header::TRANSFER_ENCODING)
+        && !crate::http1::is_chunked_alone(
+            response
+                .headers()
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
+    {
         return Err(ProxyError::BrokenAnswer(OTHER_CODING));
     }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -921,9 +935,9 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     Ok(())
 }
 
-/// Why an upstream's answer under a transfer coding other than `chunked`
-/// is a 502.
-pub(crate) const OTHER_CODING: &str = "a transfer coding other than chunked";
+/// Why an upstream's answer with a body under a transfer coding other
+/// than `chunked` alone is a 502.
+pub(crate) const OTHER_CODING: &str = "a transfer coding other than chunked alone";
 
 /// Whether `headers` name a transfer coding other than `chunked`, in one
 /// `Transfer-Encoding` line or several.

@@ -43,6 +43,22 @@ impl ForwardingPath {
     }
 }
 
+/// Whether an answer's `Transfer-Encoding` lines `values` name `chunked`
+/// once and nothing else: the one coding weir decodes. Its codings are not
+/// passed on (the header is hop-by-hop), so a body under any other, under
+/// `chunked` twice, or framed by an empty last coding, would reach the
+/// client still coded.
+pub(crate) fn is_chunked_alone<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    let mut codings = values
+        .into_iter()
+        .flat_map(|value| value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    codings
+        .next()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
+}
+
 /// Whether the field name `name` is `lower`, ignoring case; `lower` is
 /// lowercase letters and `-` only. A field name is a token (httparse
 /// refuses any other), and no token byte but a letter's other case meets

@@ -686,6 +686,29 @@ fn response_cases() -> Vec<(&'static str, &'static str, Reply, Answered)> {
             Answered::BadGateway,
         ),
         (
+            "chunked twice",
+            "GET",
+            Reply::keep(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            ),
+            Answered::BadGateway,
+        ),
+        (
+            "chunked then an empty coding",
+            "GET",
+            Reply::close(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            ),
+            Answered::BadGateway,
+        ),
+        // Without a body the codings frame nothing.
+        (
+            "a transfer coding on the answer to HEAD",
+            "HEAD",
+            Reply::keep("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Answered::Served(200, b""),
+        ),
+        (
             "garbage status line",
             "GET",
             Reply::keep("HTTP/1.1 two hundred OK\r\nContent-Length: 5\r\n\r\nhello"),

@@ -210,22 +210,38 @@ async fn a_client_still_uploading_after_an_early_answer_is_not_reset() {
     let weir = ForwardingPath::Own
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
-    // Far more than the sockets' buffers hold: the client is still writing
-    // when weir has answered. Closed with those bytes unread, weir's socket
-    // would be reset, and the client's writes would fail.
+    let answer = upload_past_the_answer(&weir, "shop.test").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.ends_with("too big\n"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_uploading_after_a_404_is_not_reset() {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("stable")).await;
+    let weir = ForwardingPath::Own
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream.addr]).hosts(&["shop.test"])
+        ]))
+        .await;
+    let answer = upload_past_the_answer(&weir, "nowhere.test").await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert_eq!(upstream.requests().len(), 0);
+}
+
+/// Uploads a body far larger than the sockets' buffers hold to `host`,
+/// whose answer comes before the body is read: the client is still
+/// writing when weir has answered. Closed with those bytes unread, weir's
+/// socket would be reset, and the client's writes would fail. Asserts that
+/// every write succeeds and the answer ends with a clean close; returns
+/// the answer.
+async fn upload_past_the_answer(weir: &Weir, host: &str) -> String {
     const BODY: usize = 16 << 20;
+    let head = format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {BODY}\r\n\r\n");
     let (written, answer, end) = within(LIMIT, "the upload and its answer", async {
         let client = TcpStream::connect(weir.addrs.http).await.unwrap();
         let (mut reader, mut writer) = client.into_split();
         let upload = tokio::spawn(async move {
-            writer
-                .write_all(
-                    format!(
-                        "POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {BODY}\r\n\r\n"
-                    )
-                    .as_bytes(),
-                )
-                .await?;
+            writer.write_all(head.as_bytes()).await?;
             let chunk = vec![b'x'; 64 * 1024];
             for _ in 0..BODY / chunk.len() {
                 writer.write_all(&chunk).await?;
@@ -246,12 +262,11 @@ async fn a_client_still_uploading_after_an_early_answer_is_not_reset() {
     })
     .await;
     assert!(written.is_ok(), "the upload failed: {written:?}");
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.ends_with("too big\n"), "{answer}");
     assert!(
         end.is_ok(),
         "the answer ended with {end:?}, not a clean close"
     );
+    answer
 }
 
 /// Reads from `stream` until the peer closes it; what it sent.

@@ -107,9 +107,24 @@ struct Conn<'s, 'd> {
     drain: DrainWait<'d>,
     /// The connection's one timer (see [`Timer`]).
     timer: Timer,
-    /// An answer was written while the client may still be sending its
-    /// request (an unread body, a refused head): the close lingers.
-    request_unread: bool,
+    /// How the connection is to be closed when the answer being written
+    /// is its last.
+    closing: Closing,
+}
+
+/// How a connection's last answer is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// The close itself ends the stream after the answer: a FIN, as
+    /// `shutdown` would send, one call fewer.
+    Close,
+    /// `shutdown` first: the answer runs to the close, or the client sent
+    /// bytes beyond its last request, and the end of the stream must reach
+    /// the client ahead of the reset that a close with unread bytes sends.
+    Shutdown,
+    /// The answer was written while the client may still be sending its
+    /// request (an unread body, a refused head): see [`Conn::linger`].
+    Linger,
 }
 
 /// The one timer of a connection, for every deadline it has in turn (the
@@ -218,16 +233,23 @@ pub async fn serve(
         limits,
         drain,
         timer: Timer::new(),
-        request_unread: false,
+        closing: Closing::Close,
     };
     loop {
         match conn.one_request().await {
             Next::Continue => {}
             next @ (Next::Close | Next::ClientGone) => {
-                // Otherwise the close itself ends the stream after the
-                // answer (a FIN, as `shutdown` would send, one call fewer).
-                if matches!(next, Next::Close) && conn.request_unread {
-                    conn.linger().await;
+                if matches!(next, Next::Close) {
+                    match conn.closing {
+                        Closing::Linger => conn.linger().await,
+                        Closing::Shutdown => {
+                            let _ = conn.client.shutdown();
+                        }
+                        Closing::Close if !conn.buffers.from_client.is_empty() => {
+                            let _ = conn.client.shutdown();
+                        }
+                        Closing::Close => {}
+                    }
                 }
                 // Unserved pipelined bytes go with the connection.
                 conn.buffers.from_client.clear();
@@ -314,14 +336,17 @@ impl Conn<'_, '_> {
                             keep_alive,
                             minor,
                             head_request,
+                            with_body,
                         } => {
                             self.buffers.from_client.drain(..head_len);
                             let written = self
                                 .answer_locally(404, &text, !keep_alive, minor, head_request)
                                 .await;
                             if written.is_err() || !keep_alive {
-                                // Its body, if any, is not read.
-                                self.request_unread = written.is_ok();
+                                // Its body is not forwarded.
+                                if written.is_ok() && with_body {
+                                    self.closing = Closing::Linger;
+                                }
                                 return Err(Next::Close);
                             }
                             return Err(Next::Continue);
@@ -442,7 +467,9 @@ impl Conn<'_, '_> {
         let written = self
             .answer_locally(refusal.status, &text, true, 1, false)
             .await;
-        self.request_unread = written.is_ok();
+        if written.is_ok() {
+            self.closing = Closing::Linger;
+        }
     }
 
     /// Writes a short answer of weir's own (see [`write_local`]) to the
@@ -643,7 +670,7 @@ impl Conn<'_, '_> {
                         continue;
                     }
                     tracing::debug!("upstream answered before the request body ended");
-                    self.request_unread = true;
+                    self.closing = Closing::Linger;
                     return Ok(Sent::Cut);
                 }
             };
@@ -670,14 +697,23 @@ impl Conn<'_, '_> {
             .map_err(SendError::Client)?;
             let write = self
                 .timer
-                .run(deadline, upstream.write_all(&self.buffers.to_upstream))
+                .run(
+                    deadline,
+                    write_body(
+                        upstream,
+                        &self.buffers.to_upstream,
+                        &mut self.buffers.from_upstream,
+                    ),
+                )
                 .await;
             match write {
-                Ok(Ok(())) => {}
-                // The upstream stopped reading: its answer, if it sent one,
-                // is read next.
-                Ok(Err(_)) => {
-                    self.request_unread = !matches!(body, BodyLeft::Done);
+                Ok(Ok(BodyWrite::Written)) => {}
+                // The upstream answered, closed or stopped reading: its
+                // answer, if it sent one, is read next.
+                Ok(Ok(BodyWrite::Answered) | Err(_)) => {
+                    if !matches!(body, BodyLeft::Done) {
+                        self.closing = Closing::Linger;
+                    }
                     return Ok(Sent::Cut);
                 }
                 Err(_) => {
@@ -792,6 +828,12 @@ impl Conn<'_, '_> {
         idle: Duration,
     ) -> Next {
         let code = answer.status;
+        let until_close = answer.framing == Framing::UntilClose
+            || (answer.framing == Framing::Chunked && !answer.downstream_chunked);
+        if until_close && self.closing == Closing::Close {
+            // The client knows where this answer ends by the end of the stream.
+            self.closing = Closing::Shutdown;
+        }
         let mut body = match answer.framing {
             Framing::None | Framing::Length(0) => BodyLeft::Done,
             Framing::Length(n) => BodyLeft::Length(n),
@@ -846,7 +888,7 @@ impl Conn<'_, '_> {
                 // The client left, or stopped reading: counted with the
                 // code it was sent.
                 backend.metrics.record(code, plan.started.elapsed());
-                self.request_unread = false;
+                self.closing = Closing::Close;
                 return Next::Close;
             }
             self.buffers.to_client.clear();
@@ -987,7 +1029,9 @@ impl Conn<'_, '_> {
         )
         .await;
         if written.is_err() || !keep {
-            self.request_unread = written.is_ok() && !request_read;
+            if written.is_ok() && !request_read {
+                self.closing = Closing::Linger;
+            }
             return Next::Close;
         }
         Next::Continue
@@ -1005,7 +1049,10 @@ impl Conn<'_, '_> {
             return;
         }
         let until = tokio::time::Instant::now() + LINGER_TIME;
-        loop {
+        // The clock is read at every turn: a client that keeps the socket
+        // full has a read ready each time, and the timer would never be
+        // polled.
+        while tokio::time::Instant::now() < until {
             self.buffers.from_client.clear();
             let read = self
                 .timer
@@ -1035,6 +1082,8 @@ enum Planned {
         keep_alive: bool,
         minor: u8,
         head_request: bool,
+        /// The request has a body, which is not read.
+        with_body: bool,
     },
 }
 
@@ -1082,15 +1131,17 @@ fn plan(
     line.extend_from_slice(head.method.as_bytes());
     line.extend_from_slice(head.target.as_bytes());
     let Some(index) = found else {
-        // A body after a 404 is not read: the connection closes instead.
-        let keep_alive =
-            head.keep_alive && matches!(head.framing, Framing::None | Framing::Length(0));
+        // A body after a 404 is not forwarded: the connection closes
+        // instead, lingering to drop it.
+        let with_body = !matches!(head.framing, Framing::None | Framing::Length(0));
+        let keep_alive = head.keep_alive && !with_body;
         return Planned::NoRoute {
             text: format!("404 no route for host {host:?} path {path:?}\n"),
             head_len: head.len,
             keep_alive,
             minor: head.minor,
             head_request: head.method == "HEAD",
+            with_body,
         };
     };
     let route = &routing.routes[index];
@@ -1217,14 +1268,61 @@ fn skip_interim(from_upstream: &mut Vec<u8>) -> bool {
     }
 }
 
+/// What became of a write of request body bytes (see [`write_body`]).
+enum BodyWrite {
+    /// All of them went.
+    Written,
+    /// The upstream began its final answer, or closed, while the write
+    /// waited: the bytes may not all have gone.
+    Answered,
+}
+
+/// Writes `bytes` of a request body to `upstream`, and while the write
+/// waits, reads what the upstream sends into `from_upstream`: an upstream
+/// that stops reading to answer early (a 413, say) would otherwise hold the
+/// write until the request's deadline. Interim 1xx answers are skipped;
+/// what is read stays bounded, as a head longer than [`MAX_HEAD`] is no
+/// interim answer.
+async fn write_body(
+    upstream: &TcpStream,
+    mut bytes: &[u8],
+    from_upstream: &mut Vec<u8>,
+) -> std::io::Result<BodyWrite> {
+    while !bytes.is_empty() {
+        match upstream.try_write(bytes) {
+            Ok(written) => {
+                bytes = &bytes[written..];
+                continue;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+        tokio::select! {
+            ready = upstream.writable() => ready?,
+            ready = upstream.readable() => {
+                ready?;
+                from_upstream.reserve(4096);
+                match upstream.try_read_buf(from_upstream) {
+                    Ok(0) => return Ok(BodyWrite::Answered),
+                    Ok(_) if !skip_interim(from_upstream) => return Ok(BodyWrite::Answered),
+                    Ok(_) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+    }
+    Ok(BodyWrite::Written)
+}
+
 /// How much of a request went upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sent {
     /// All of it.
     Whole,
     /// The upstream answered or stopped reading before the body ended: the
-    /// rest of the body is never read, so both connections close after the
-    /// answer.
+    /// rest of the body is not forwarded, so both connections close after
+    /// the answer (the client's lingering: see [`Conn::linger`]).
     Cut,
 }
 
@@ -1595,7 +1693,8 @@ fn write_local(out: &mut Vec<u8>, status: u16, text: &str, close: bool, minor: u
     write_local_bytes(out, status, text.as_bytes(), close, minor, None);
 }
 
-/// Cuts the body of `len` bytes off an answer [`write_local`] wrote, for a
+/// Cuts the body of `len` bytes off an answer [`write_local`] or
+/// [`write_local_bytes`] wrote, for a
 /// HEAD request: its head, `Content-Length` included, stays as a GET's
 /// would be (RFC 9110 section 9.3.2), and a client reads no body after it.
 fn drop_local_body(out: &mut Vec<u8>, len: usize) {

@@ -238,7 +238,9 @@ pub(crate) struct Fields<'b> {
     pub(crate) length: Option<u64>,
     /// A `Transfer-Encoding` whose last coding is `chunked`.
     pub(crate) chunked: bool,
-    /// A coding other than `chunked` before the final `chunked`.
+    /// A coding other than `chunked`, anywhere in the list, or a list that
+    /// does not end in `chunked` (a request so framed is a 501; an answer
+    /// is judged by [`super::is_chunked_alone`]).
     pub(crate) other_coding: bool,
     /// Any `Transfer-Encoding` at all.
     pub(crate) transfer_encoding: bool,

@@ -5,6 +5,7 @@
 //! is a broken answer (502), and its connection is never reused.
 
 use super::request_head::{Framing, MAX_HEADERS, Side, judge_fields, syntax_error};
+use super::{field_is, is_chunked_alone};
 use crate::forward::OTHER_CODING;
 
 /// Largest response head accepted from an upstream.
@@ -72,13 +73,20 @@ pub fn parse<'h, 'b>(
     if fields.both_framings {
         return Err(BrokenHead("both Content-Length and Transfer-Encoding"));
     }
-    // weir decodes `chunked` alone: a body under another coding (`gzip,
-    // chunked`, or `gzip` to the close) would reach the client with its
-    // coding dropped, as the header is not passed on.
-    if fields.other_coding {
+    let no_body = head_request || status < 200 || status == 204 || status == 304;
+    // A body under a coding weir does not decode (see `is_chunked_alone`);
+    // an answer without a body may name any.
+    if fields.transfer_encoding
+        && !no_body
+        && !is_chunked_alone(
+            headers
+                .iter()
+                .filter(|h| field_is(h.name.as_bytes(), b"transfer-encoding"))
+                .map(|h| h.value),
+        )
+    {
         return Err(BrokenHead(OTHER_CODING));
     }
-    let no_body = head_request || status < 200 || status == 204 || status == 304;
     let framing = if no_body {
         Framing::None
     } else if fields.chunked {
@@ -192,10 +200,38 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n",
         ] {
             assert_eq!(
                 judge(input, false),
                 Err(BrokenHead(OTHER_CODING)),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // Without a body, the codings frame nothing (a 304 that names a
+        // framing may still send a body: its connection is not reused).
+        for (input, head_request, status, reusable) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"[..],
+                true,
+                200,
+                true,
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                false,
+                304,
+                false,
+            ),
+        ] {
+            assert_eq!(
+                judge(input, head_request),
+                Ok(Some((status, Framing::None, reusable))),
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
