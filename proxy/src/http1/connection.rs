@@ -20,6 +20,7 @@ use std::future::Future;
 use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt as _;
@@ -241,7 +242,9 @@ pub async fn serve(
             next @ (Next::Close | Next::ClientGone) => {
                 if matches!(next, Next::Close) {
                     match conn.closing {
-                        Closing::Linger => conn.linger().await,
+                        // Boxed: rare, and inline it would add to every
+                        // connection's future.
+                        Closing::Linger => Box::pin(conn.linger()).await,
                         Closing::Shutdown => {
                             let _ = conn.client.shutdown();
                         }
@@ -1297,18 +1300,24 @@ async fn write_body(
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(error) => return Err(error),
         }
-        tokio::select! {
-            ready = upstream.writable() => ready?,
-            ready = upstream.readable() => {
-                ready?;
-                from_upstream.reserve(4096);
-                match upstream.try_read_buf(from_upstream) {
-                    Ok(0) => return Ok(BodyWrite::Answered),
-                    Ok(_) if !skip_interim(from_upstream) => return Ok(BodyWrite::Answered),
-                    Ok(_) => {}
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(error) => return Err(error),
-                }
+        // Polled readiness rather than tokio's `writable` and `readable`
+        // futures: this wait is part of every connection's future, and
+        // those would add to its size.
+        let readable = std::future::poll_fn(|cx| {
+            if upstream.poll_write_ready(cx)?.is_ready() {
+                return Poll::Ready(Ok(false));
+            }
+            upstream.poll_read_ready(cx).map_ok(|()| true)
+        })
+        .await?;
+        if readable {
+            from_upstream.reserve(4096);
+            match upstream.try_read_buf(from_upstream) {
+                Ok(0) => return Ok(BodyWrite::Answered),
+                Ok(_) if !skip_interim(from_upstream) => return Ok(BodyWrite::Answered),
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
             }
         }
     }
