@@ -25,7 +25,7 @@ use crate::request_id::X_REQUEST_ID;
 use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
 use crate::write_stall::StallLimit;
-use crate::{Role, Shared};
+use crate::{Role, Shared, http1};
 
 /// What the proxy knows about the downstream connection.
 #[derive(Debug, Clone)]
@@ -697,13 +697,9 @@ async fn forward(
     }
     // A body under a coding weir does not decode (see `is_chunked_alone`);
     // an answer without a body may name any.
-    let may_have_body = !head_request
-        && !response.status().is_informational()
-        && response.status() != StatusCode::NO_CONTENT
-        && response.status() != StatusCode::NOT_MODIFIED;
-    if may_have_body
+    if !http1::answer_has_no_body(head_request, response.status().as_u16())
         && response.headers().contains_key(header::TRANSFER_ENCODING)
-        && !crate::http1::is_chunked_alone(
+        && !http1::is_chunked_alone(
             response
                 .headers()
                 .get_all(header::TRANSFER_ENCODING)
@@ -711,7 +707,7 @@ async fn forward(
                 .map(HeaderValue::as_bytes),
         )
     {
-        return Err(ProxyError::BrokenAnswer(OTHER_CODING));
+        return Err(ProxyError::BrokenAnswer(http1::OTHER_CODING));
     }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch the client did not ask for (or cannot take, over HTTP/2)
@@ -935,19 +931,16 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     Ok(())
 }
 
-/// Why an upstream's answer with a body under a transfer coding other
-/// than `chunked` alone is a 502.
-pub(crate) const OTHER_CODING: &str = "a transfer coding other than chunked alone";
-
 /// Whether `headers` name a transfer coding other than `chunked`, in one
 /// `Transfer-Encoding` line or several.
 fn names_other_coding(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
+    http1::transfer_codings(
+        headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+    .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The status answered for `reason`: 501 for a transfer coding weir does

@@ -43,16 +43,35 @@ impl ForwardingPath {
     }
 }
 
+/// The codings of `Transfer-Encoding` lines `values`, in order, trimmed;
+/// an empty element of a list is an empty coding.
+pub(crate) fn transfer_codings<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = &'a [u8]> {
+    values
+        .into_iter()
+        .flat_map(|value| value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Why an upstream's answer with a body under a transfer coding other
+/// than `chunked` alone is a 502.
+pub(crate) const OTHER_CODING: &str = "a transfer coding other than chunked alone";
+
+/// Whether an answer of `status` to a request (a `HEAD` one when
+/// `head_request`) has no body, whatever its fields say (RFC 9112
+/// section 6.3).
+pub(crate) fn answer_has_no_body(head_request: bool, status: u16) -> bool {
+    head_request || status < 200 || status == 204 || status == 304
+}
+
 /// Whether an answer's `Transfer-Encoding` lines `values` name `chunked`
 /// once and nothing else: the one coding weir decodes. Its codings are not
 /// passed on (the header is hop-by-hop), so a body under any other, under
 /// `chunked` twice, or framed by an empty last coding, would reach the
 /// client still coded.
 pub(crate) fn is_chunked_alone<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
-    let mut codings = values
-        .into_iter()
-        .flat_map(|value| value.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii);
+    let mut codings = transfer_codings(values);
     codings
         .next()
         .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))

@@ -195,7 +195,7 @@ impl Proxy {
                     watcher: Some(watcher),
                     limits,
                 };
-                // Boxed: tokio moves a task's future by value some seven
+                // Boxed: tokio moves a task's future by value about eight
                 // times between here and its end (into the task, and its
                 // stage set at the start and end), each a copy of the whole
                 // connection state; a box is copied once and then moved as

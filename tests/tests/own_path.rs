@@ -157,9 +157,9 @@ async fn weirs_own_answer_to_a_sticky_request_still_sets_the_issued_cookie() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
-    // Answers 413 as soon as it has a head, without reading the body.
+/// An upstream that answers 413 as soon as it has a head, without reading
+/// the body, and keeps the connection open, reading nothing more.
+async fn early_413_upstream() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -169,9 +169,14 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
             .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
             .await
             .unwrap();
-        // Keeps the connection open, reading nothing more.
         std::future::pending::<()>().await;
     });
+    upstream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
+    let upstream = early_413_upstream().await;
     let weir = ForwardingPath::Own
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
@@ -195,18 +200,7 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_still_uploading_after_an_early_answer_is_not_reset() {
-    // Answers 413 as soon as it has a head, without reading the body.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        read_through_head(&mut stream).await;
-        stream
-            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")
-            .await
-            .unwrap();
-        std::future::pending::<()>().await;
-    });
+    let upstream = early_413_upstream().await;
     let weir = ForwardingPath::Own
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;

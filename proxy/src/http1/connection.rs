@@ -241,17 +241,15 @@ pub async fn serve(
             Next::Continue => {}
             next @ (Next::Close | Next::ClientGone) => {
                 if matches!(next, Next::Close) {
+                    let pipelined = !conn.buffers.from_client.is_empty();
                     match conn.closing {
                         // Boxed: rare, and inline it would add to every
                         // connection's future.
                         Closing::Linger => Box::pin(conn.linger()).await,
-                        Closing::Shutdown => {
+                        Closing::Close if !pipelined => {}
+                        Closing::Shutdown | Closing::Close => {
                             let _ = conn.client.shutdown();
                         }
-                        Closing::Close if !conn.buffers.from_client.is_empty() => {
-                            let _ = conn.client.shutdown();
-                        }
-                        Closing::Close => {}
                     }
                 }
                 // Unserved pipelined bytes go with the connection.
@@ -1703,9 +1701,9 @@ fn write_local(out: &mut Vec<u8>, status: u16, text: &str, close: bool, minor: u
 }
 
 /// Cuts the body of `len` bytes off an answer [`write_local`] or
-/// [`write_local_bytes`] wrote, for a
-/// HEAD request: its head, `Content-Length` included, stays as a GET's
-/// would be (RFC 9110 section 9.3.2), and a client reads no body after it.
+/// [`write_local_bytes`] wrote, for a HEAD request: its head,
+/// `Content-Length` included, stays as a GET's would be (RFC 9110 section
+/// 9.3.2), and a client reads no body after it.
 fn drop_local_body(out: &mut Vec<u8>, len: usize) {
     debug_assert!(out.len() >= len);
     out.truncate(out.len().saturating_sub(len));

@@ -5,8 +5,7 @@
 //! is a broken answer (502), and its connection is never reused.
 
 use super::request_head::{Framing, MAX_HEADERS, Side, judge_fields, syntax_error};
-use super::{field_is, is_chunked_alone};
-use crate::forward::OTHER_CODING;
+use super::{OTHER_CODING, answer_has_no_body, field_is, is_chunked_alone};
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -73,7 +72,7 @@ pub fn parse<'h, 'b>(
     if fields.both_framings {
         return Err(BrokenHead("both Content-Length and Transfer-Encoding"));
     }
-    let no_body = head_request || status < 200 || status == 204 || status == 304;
+    let no_body = answer_has_no_body(head_request, status);
     // A body under a coding weir does not decode (see `is_chunked_alone`);
     // an answer without a body may name any.
     if fields.transfer_encoding
