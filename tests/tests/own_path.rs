@@ -623,6 +623,110 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath
     assert_eq!(body.await.unwrap(), b"first-rest");
 }
 
+/// An upstream that answers as it reads: a chunked `200` head as soon as
+/// it has the request head, then each piece of the body it reads echoed as
+/// a chunk, and the last chunk once the whole `Content-Length` body came.
+/// The task gives the body it received.
+async fn echo_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let body = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = read_through_head(&mut stream).await;
+        let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let mut received = seen.split_off(end);
+        let mut echoed = 0;
+        loop {
+            if received.len() > echoed {
+                let piece = &received[echoed..];
+                let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat();
+                stream.write_all(&chunk).await.unwrap();
+                echoed = received.len();
+            }
+            if received.len() >= length {
+                stream.write_all(b"0\r\n\r\n").await.unwrap();
+                return received;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed inside the body: {received:?}");
+            received.extend_from_slice(&chunk[..n]);
+        }
+    });
+    (upstream, body)
+}
+
+/// The data of the whole chunks in `raw`, a chunked body so far (no
+/// extensions, no trailers), and whether its last chunk came.
+fn chunk_data(mut raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut data = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return (data, true);
+        }
+        let Some(piece) = raw.get(line_end + 2..line_end + 2 + size) else {
+            break;
+        };
+        data.extend_from_slice(piece);
+        raw = raw.get(line_end + 2 + size + 2..).unwrap_or_default();
+    }
+    (data, false)
+}
+
+/// An upstream that starts its answer before the body ends and finishes it
+/// only with the whole body (an echo) gets the rest of the body: the
+/// client sends its second piece only once it saw the first one echoed.
+async fn an_answer_begun_before_the_upload_ends_gets_the_rest_of_the_body(path: ForwardingPath) {
+    let (upstream, received) = echo_upstream().await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let answer = within(LIMIT, "the echoed upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut sent_rest = false;
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let (echoed, whole) = chunk_data(&raw[end + 4..]);
+                if whole {
+                    return (String::from_utf8_lossy(&raw[..end]).into_owned(), echoed);
+                }
+                if !sent_rest && echoed == b"first" {
+                    client.write_all(b"-rest").await.unwrap();
+                    sent_rest = true;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed early: {:?}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let (head, echoed) = answer;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(echoed, b"first-rest", "{}", path.name());
+    assert_eq!(received.await.unwrap(), b"first-rest");
+}
+
 /// Seconds since the Unix epoch of an IMF-fixdate (`Sun, 06 Nov 1994
 /// 08:49:37 GMT`, RFC 9110 section 5.6.7); `None` when it is not one.
 fn parse_imf_fixdate(text: &str) -> Option<u64> {
@@ -1019,6 +1123,7 @@ weir_e2e::on_both_paths!(
     a_request_target_is_read_the_same_on_both_paths,
     x_forwarded_for_is_appended_to_the_same_chain,
     an_interim_answer_during_an_upload_does_not_cut_it,
+    an_answer_begun_before_the_upload_ends_gets_the_rest_of_the_body,
     every_answer_carries_one_date,
     a_client_gone_before_its_100_continue_is_counted_as_abandoned,
     a_client_that_stops_reading_is_cut_after_the_idle_timeout,

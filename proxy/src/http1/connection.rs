@@ -552,7 +552,7 @@ impl Conn<'_, '_> {
         // Send the request; a pooled connection the upstream closed while it
         // sat idle gets a whole request once more on a fresh connection.
         let mut retried = false;
-        let (endpoint, upstream, _in_flight, answer) = loop {
+        let (endpoint, upstream, _in_flight, answer, cut) = loop {
             // After a stale pooled connection, a fresh one.
             let idle = if retried { None } else { first.take_raw_idle() };
             let (endpoint, mut upstream, pooled) = match idle {
@@ -600,7 +600,7 @@ impl Conn<'_, '_> {
                 .read_response_head(&mut upstream, plan, deadline, cut)
                 .await
             {
-                Ok(answer) => break (endpoint, upstream, in_flight, answer),
+                Ok(answer) => break (endpoint, upstream, in_flight, answer, cut),
                 // Only an idempotent request: the upstream may have acted on
                 // it before closing (RFC 9112 section 9.3.1).
                 Err(HeadError::ClosedSilently)
@@ -630,6 +630,7 @@ impl Conn<'_, '_> {
             &endpoint,
             upstream,
             answer,
+            cut.then_some(&mut body),
             deadline,
             timeouts.idle,
         )
@@ -702,7 +703,7 @@ impl Conn<'_, '_> {
                     deadline,
                     write_body(
                         upstream,
-                        &self.buffers.to_upstream,
+                        &mut self.buffers.to_upstream,
                         &mut self.buffers.from_upstream,
                     ),
                 )
@@ -816,7 +817,10 @@ impl Conn<'_, '_> {
     }
 
     /// Streams the answer's body to the client, counts the request, and
-    /// pools the upstream connection when it ended cleanly.
+    /// pools the upstream connection when it ended cleanly. After an early
+    /// answer ([`Sent::Cut`]), what is left of the request body (`upload`,
+    /// and what of it `to_upstream` still holds) goes on to the upstream
+    /// meanwhile.
     #[allow(clippy::too_many_arguments, reason = "the pieces of one exchange")]
     async fn stream_response(
         &mut self,
@@ -825,6 +829,7 @@ impl Conn<'_, '_> {
         endpoint: &Arc<Endpoint>,
         upstream: TcpStream,
         answer: Answer,
+        mut upload: Option<&mut BodyLeft>,
         deadline: tokio::time::Instant,
         idle: Duration,
     ) -> Next {
@@ -867,6 +872,10 @@ impl Conn<'_, '_> {
         }
         let mut failure = None;
         let mut upstream = Some(upstream);
+        // The request body still going upstream beside the answer.
+        let mut uploading = upload
+            .as_deref()
+            .is_some_and(|upload| upload_left(upload, &self.buffers.to_upstream));
         loop {
             if matches!(body, BodyLeft::Done) {
                 // Back in the pool before the client sees the end, so its
@@ -899,11 +908,50 @@ impl Conn<'_, '_> {
             let Some(stream) = upstream.as_mut() else {
                 break;
             };
-            let wait = (tokio::time::Instant::now() + idle).min(deadline);
-            let read = self
-                .timer
-                .run(wait, read_more(stream, &mut self.buffers.from_upstream))
+            let read = loop {
+                let wait = (tokio::time::Instant::now() + idle).min(deadline);
+                let Some(upload) = upload.as_deref_mut().filter(|_| uploading) else {
+                    break self
+                        .timer
+                        .run(wait, read_more(stream, &mut self.buffers.from_upstream))
+                        .await;
+                };
+                // Boxed: only an upload still going when its answer came
+                // pays for this state, not every connection's task.
+                let moved = Box::pin(self.timer.run(
+                    wait,
+                    upload_beside_answer(
+                        stream,
+                        &mut self.buffers.from_upstream,
+                        &mut self.client,
+                        &mut self.buffers.from_client,
+                        &mut self.buffers.to_upstream,
+                        upload,
+                    ),
+                ))
                 .await;
+                match moved {
+                    Ok(Ok(Moved::Answer(read))) => break Ok(Ok(read)),
+                    Ok(Ok(Moved::Upload)) => {
+                        uploading = upload_left(upload, &self.buffers.to_upstream);
+                    }
+                    Ok(Ok(Moved::UpstreamTookNoMore)) => {
+                        tracing::debug!("upstream stopped taking the body before its answer ended");
+                        self.buffers.to_upstream.clear();
+                        uploading = false;
+                    }
+                    Ok(Ok(Moved::ClientBroken(what))) => {
+                        // The answer cannot end as the upstream means it to:
+                        // counted as sent, as when the client leaves.
+                        tracing::debug!(what, "client body broken while its answer streamed");
+                        backend.metrics.record(code, plan.started.elapsed());
+                        self.closing = Closing::Close;
+                        return Next::Close;
+                    }
+                    Ok(Err(error)) => break Ok(Err(error)),
+                    Err(timed_out) => break Err(timed_out),
+                }
+            };
             match read {
                 Ok(Ok(0)) if matches!(body, BodyLeft::UntilClose) => break,
                 Ok(Ok(0)) | Ok(Err(_)) => {
@@ -927,6 +975,18 @@ impl Conn<'_, '_> {
                 failure = Some(crate::metrics::UpstreamErrorKind::Protocol);
                 break;
             }
+        }
+        if let Some(upload) = upload
+            && self.closing == Closing::Linger
+            && !upload_left(upload, &self.buffers.to_upstream)
+        {
+            // An early answer, but the whole body went after all: nothing
+            // of the client's is left unread.
+            self.closing = if until_close {
+                Closing::Shutdown
+            } else {
+                Closing::Close
+            };
         }
         let metrics = &backend.metrics;
         metrics.record(code, plan.started.elapsed());
@@ -1278,21 +1338,36 @@ enum BodyWrite {
     Answered,
 }
 
-/// Writes `bytes` of a request body to `upstream`, and while the write
-/// waits, reads what the upstream sends into `from_upstream`: an upstream
-/// that stops reading to answer early (a 413, say) would otherwise hold the
-/// write until the request's deadline. Interim 1xx answers are skipped;
-/// what is read stays bounded, as a head longer than [`MAX_HEAD`] is no
-/// interim answer.
+/// Writes the request body bytes in `to_upstream` to `upstream`, and while
+/// the write waits, reads what the upstream sends into `from_upstream`: an
+/// upstream that stops reading to answer early (a 413, say) would otherwise
+/// hold the write until the request's deadline. Interim 1xx answers are
+/// skipped; what is read stays bounded, as a head longer than [`MAX_HEAD`]
+/// is no interim answer. What was written is removed from `to_upstream`,
+/// so that after an early answer the rest can still go (see
+/// [`upload_beside_answer`]).
 async fn write_body(
     upstream: &TcpStream,
-    mut bytes: &[u8],
+    to_upstream: &mut Vec<u8>,
     from_upstream: &mut Vec<u8>,
 ) -> std::io::Result<BodyWrite> {
-    while !bytes.is_empty() {
-        match upstream.try_write(bytes) {
-            Ok(written) => {
-                bytes = &bytes[written..];
+    let mut written = 0;
+    let result = write_body_from(upstream, to_upstream, &mut written, from_upstream).await;
+    to_upstream.drain(..written);
+    result
+}
+
+/// [`write_body`] from `*written` on, counting there what it writes.
+async fn write_body_from(
+    upstream: &TcpStream,
+    to_upstream: &[u8],
+    written: &mut usize,
+    from_upstream: &mut Vec<u8>,
+) -> std::io::Result<BodyWrite> {
+    while *written < to_upstream.len() {
+        match upstream.try_write(&to_upstream[*written..]) {
+            Ok(wrote) => {
+                *written += wrote;
                 continue;
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -1322,14 +1397,109 @@ async fn write_body(
     Ok(BodyWrite::Written)
 }
 
+/// Whether any of the request body is yet to go upstream: unread in
+/// `upload`, or read and unwritten in `to_upstream`.
+fn upload_left(upload: &BodyLeft, to_upstream: &[u8]) -> bool {
+    !matches!(upload, BodyLeft::Done) || !to_upstream.is_empty()
+}
+
+/// What moved while an answer streamed beside its upload (see
+/// [`upload_beside_answer`]).
+enum Moved {
+    /// Bytes of the answer, read into `from_upstream` (0: the upstream
+    /// closed).
+    Answer(usize),
+    /// Body bytes were read from the client or written upstream.
+    Upload,
+    /// The upstream refused more of the body (it closed its side, or reset):
+    /// the rest is not sent.
+    UpstreamTookNoMore,
+    /// The client's body broke: what went wrong.
+    ClientBroken(&'static str),
+}
+
+/// Waits for the next bytes of an answer that came before its request's
+/// body ended, and meanwhile goes on sending that body: what `to_upstream`
+/// holds, then what the client sends, through `upload`'s framing. An
+/// upstream that answers as it reads (an echo, a streaming transform)
+/// needs the rest of the body to finish its answer; one that wants no more
+/// (a 413) stops reading or closes, and its answer ends the exchange.
+///
+/// # Errors
+/// A failed read of the upstream.
+async fn upload_beside_answer(
+    upstream: &TcpStream,
+    from_upstream: &mut Vec<u8>,
+    client: &mut ClientSocket,
+    from_client: &mut Vec<u8>,
+    to_upstream: &mut Vec<u8>,
+    upload: &mut BodyLeft,
+) -> std::io::Result<Moved> {
+    let client = match client.registered() {
+        Ok(client) => client,
+        Err(_) => return Ok(Moved::ClientBroken("the client connection failed")),
+    };
+    loop {
+        // The answer first: the client is waiting for it.
+        from_upstream.reserve(4096);
+        match upstream.try_read_buf(from_upstream) {
+            Ok(read) => return Ok(Moved::Answer(read)),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+        if !to_upstream.is_empty() {
+            match upstream.try_write(to_upstream) {
+                Ok(written) => {
+                    to_upstream.drain(..written);
+                    return Ok(Moved::Upload);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Ok(Moved::UpstreamTookNoMore),
+            }
+        } else if !matches!(upload, BodyLeft::Done) {
+            from_client.reserve(4096);
+            match client.try_read_buf(from_client) {
+                Ok(0) => {
+                    return Ok(Moved::ClientBroken("the connection closed inside the body"));
+                }
+                Ok(_) => {
+                    return Ok(match pump(upload, from_client, to_upstream, true) {
+                        Ok(()) => Moved::Upload,
+                        Err(ProxyError::ClientFraming { what, .. }) => Moved::ClientBroken(what),
+                        Err(_) => Moved::ClientBroken("the body is broken"),
+                    });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Ok(Moved::ClientBroken("the client connection failed")),
+            }
+        } else {
+            // All of the body went: only the answer is left to wait for.
+            return Ok(Moved::Upload);
+        }
+        std::future::poll_fn(|cx| {
+            if upstream.poll_read_ready(cx)?.is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            if to_upstream.is_empty() {
+                client.poll_read_ready(cx)
+            } else {
+                upstream.poll_write_ready(cx)
+            }
+        })
+        .await?;
+    }
+}
+
 /// How much of a request went upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sent {
     /// All of it.
     Whole,
-    /// The upstream answered or stopped reading before the body ended: the
-    /// rest of the body is not forwarded, so both connections close after
-    /// the answer (the client's lingering: see [`Conn::linger`]).
+    /// The upstream answered or stopped reading before the body ended. The
+    /// rest of the body goes on beside the answer while the upstream takes
+    /// it (see [`upload_beside_answer`]), and both connections close after
+    /// the answer (lingering on the client if its body was not all read:
+    /// see [`Conn::linger`]).
     Cut,
 }
 
