@@ -5,6 +5,7 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub struct UpstreamBody {
     /// Returned to the endpoint's pool when the body was read to its end
     /// (HTTP/1.1; an HTTP/2 connection is shared and never pooled).
     sender: Option<Sender>,
+    /// Turns true once the request's body was sent whole; `None` when it
+    /// had none to stream (see [`crate::request_body::RequestBody::tracked`]).
+    upload: Option<Arc<AtomicBool>>,
     in_flight: InFlight,
     /// The body ended cleanly (hyper's `is_end_stream` is only true for a
     /// known length, so chunked bodies are tracked here).
@@ -107,7 +111,10 @@ impl ProxyBody {
     }
 
     /// Streams `body` downstream; `sender` goes back to the pool of the
-    /// in-flight endpoint at its end. A wait longer than the idle limit for
+    /// in-flight endpoint at its end, unless the request's body was still
+    /// being sent (`upload` not yet true): that connection is closed, so an
+    /// upstream that answered without reading the whole body (a 413) does
+    /// not hold the upload, and the client's connection, forever. A wait longer than the idle limit for
     /// the next frame, or a body still running at the deadline, ends the
     /// body with an error. The request is counted in `account` when the
     /// body ends, breaks or is dropped; a break or a timeout also counts as
@@ -115,6 +122,7 @@ impl ProxyBody {
     pub fn upstream(
         body: Incoming,
         sender: Option<Sender>,
+        upload: Option<Arc<AtomicBool>>,
         in_flight: InFlight,
         limits: BodyLimits,
         account: ResponseAccount,
@@ -122,6 +130,7 @@ impl ProxyBody {
         ProxyBody::Upstream(UpstreamBody {
             body,
             sender,
+            upload,
             in_flight,
             done: false,
             idle_timeout: limits.idle,
@@ -227,7 +236,7 @@ impl UpstreamBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, "upstream body broken");
-                self.sender = None;
+                self.close_connection();
                 self.count(Some(UpstreamErrorKind::Protocol));
                 Poll::Ready(Some(Err(error.into())))
             }
@@ -249,10 +258,17 @@ impl UpstreamBody {
                 }
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, "upstream body stalled");
                 // The connection is mid-response: never reuse it.
-                self.sender = None;
+                self.close_connection();
                 self.count(Some(UpstreamErrorKind::Timeout));
                 Poll::Ready(Some(Err(BodyStalled(idle).into())))
             }
+        }
+    }
+
+    /// Closes the upstream connection: the exchange on it broke.
+    fn close_connection(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            sender.abort();
         }
     }
 
@@ -272,7 +288,7 @@ impl UpstreamBody {
     /// a gRPC client expects, rather than a reset stream.
     fn grpc_deadline_trailers(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
-        self.sender = None;
+        self.close_connection();
         self.done = true;
         if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
             grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
@@ -283,7 +299,7 @@ impl UpstreamBody {
 
     fn cut_at_deadline(&mut self) -> BodyError {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
-        self.sender = None;
+        self.close_connection();
         self.count(Some(UpstreamErrorKind::Timeout));
         ResponseDeadline(self.request_timeout).into()
     }
@@ -337,11 +353,18 @@ impl Drop for UpstreamBody {
         // counted with the code it was sent with.
         let dropped = !(self.done || self.body.is_end_stream());
         self.count_ended(None, dropped);
-        // Only a connection whose response was read to the end may carry the
-        // next request; one dropped mid-body is closed with its sender.
+        // Only a connection whose exchange ended whole, its response read
+        // to the end and its request body sent, may carry the next request;
+        // any other is closed.
+        let uploading = self
+            .upload
+            .as_ref()
+            .is_some_and(|ended| !ended.load(Ordering::Acquire));
         if let Some(sender) = self.sender.take() {
-            if self.done || self.body.is_end_stream() {
+            if (self.done || self.body.is_end_stream()) && !uploading {
                 self.in_flight.endpoint().put_idle(sender);
+            } else {
+                sender.abort();
             }
         }
     }

@@ -608,6 +608,7 @@ async fn forward(
     };
     let te_trailers = endpoint.is_http2() && grpc::asks_for_trailers(req.headers());
     let head_request = req.method() == http::Method::HEAD;
+    let downstream_http1 = req.version() < http::Version::HTTP_2;
     let mut downstream_upgrade = prepare_request(&mut req, downstream, endpoint, &route.upgrades);
     if endpoint.is_http2() {
         // An HTTP/2 stream cannot be upgraded.
@@ -623,6 +624,19 @@ async fn forward(
     }
     // `timeouts.request` bounds the whole response, head and body.
     let deadline = tokio::time::Instant::now() + timeouts.request;
+    // A body to stream over HTTP/1.1 is tracked: an answer that ends before
+    // it was all sent closes the connection (see `ProxyBody::upstream`).
+    let upload = if endpoint.is_http2() || http_body::Body::is_end_stream(req.body()) {
+        None
+    } else {
+        let body = std::mem::replace(
+            req.body_mut(),
+            RequestBody::Buffered(BufferedBody::default()),
+        );
+        let (body, ended) = body.tracked();
+        *req.body_mut() = body;
+        Some(ended)
+    };
 
     let exchange = async {
         let mut req = req;
@@ -657,8 +671,9 @@ async fn forward(
                 tokio::time::timeout(POOLED_READY_WAIT, sender.ready()).await,
                 Ok(Ok(()))
             ) {
-                // Closed, or still busy with an earlier exchange (an upload the
-                // upstream answered before reading it all): not for this request.
+                // Closed meanwhile, or not ready in time: not for this
+                // request. (A connection whose answer came before its
+                // upload ended is closed, not pooled: see `ProxyBody::upstream`.)
                 continue;
             }
             let in_flight = used.start();
@@ -736,6 +751,19 @@ async fn forward(
         None
     };
     remove_hop_by_hop(response.headers_mut(), false);
+    if downstream_http1
+        && upload
+            .as_ref()
+            .is_some_and(|ended| !ended.load(std::sync::atomic::Ordering::Acquire))
+    {
+        // Answered before the upload ended: the upstream connection closes
+        // at the answer's end, and the rest of the body goes with it, so
+        // the client's connection cannot carry another request (as on the
+        // own path).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let code = response.status().as_u16();
     let account = ResponseAccount {
         metrics: Arc::clone(&backend.metrics),
@@ -754,7 +782,7 @@ async fn forward(
         deadline,
     };
     let (parts, body) = response.into_parts();
-    let mut body = ProxyBody::upstream(body, sender, in_flight, limits, account);
+    let mut body = ProxyBody::upstream(body, sender, upload, in_flight, limits, account);
     if let Some(first) = first {
         body = body.with_first_frame(first);
     }

@@ -3,6 +3,8 @@
 //! memory so that a failed canary attempt can be sent again to stable.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -26,6 +28,15 @@ pub enum RequestBody {
         /// The rest of the client's body.
         rest: Incoming,
     },
+    /// A body still to be read when sent upstream over HTTP/1.1, whose end
+    /// is noted for the answer's side: an answer that ends before its
+    /// upload (see [`RequestBody::tracked`]) closes the connection.
+    Tracked {
+        /// The body itself.
+        body: Box<RequestBody>,
+        /// Turns true once `body` has been read to its end.
+        ended: Arc<AtomicBool>,
+    },
 }
 
 /// A whole request body: its data and trailers, cheap to clone (`Bytes`).
@@ -48,6 +59,19 @@ pub enum Kept {
 
 // === impl RequestBody ===
 
+impl RequestBody {
+    /// This body, with a flag that turns true once it has been read to its
+    /// end: whether the upload finished, for the answer's side to know.
+    pub fn tracked(self) -> (RequestBody, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(false));
+        let body = RequestBody::Tracked {
+            body: Box::new(self),
+            ended: Arc::clone(&ended),
+        };
+        (body, ended)
+    }
+}
+
 impl From<Incoming> for RequestBody {
     fn from(body: Incoming) -> Self {
         RequestBody::Streamed(body)
@@ -69,6 +93,13 @@ impl Body for RequestBody {
                 Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
+            RequestBody::Tracked { body, ended } => {
+                let polled = Pin::new(body.as_mut()).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None)) || body.is_end_stream() {
+                    ended.store(true, Ordering::Release);
+                }
+                polled
+            }
         }
     }
 
@@ -77,6 +108,7 @@ impl Body for RequestBody {
             RequestBody::Streamed(body) => body.is_end_stream(),
             RequestBody::Buffered(body) => body.data.is_none() && body.trailers.is_none(),
             RequestBody::Prefixed { head, rest } => head.is_none() && rest.is_end_stream(),
+            RequestBody::Tracked { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -96,6 +128,7 @@ impl Body for RequestBody {
                 }
                 hint
             }
+            RequestBody::Tracked { body, .. } => body.size_hint(),
         }
     }
 }

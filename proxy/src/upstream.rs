@@ -48,8 +48,13 @@ pub const FIRST_EJECTION: Duration = Duration::from_secs(10);
 /// The longest ejection.
 pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 
-/// The sending half of a pooled upstream connection.
-pub type Sender = http1::SendRequest<RequestBody>;
+/// The sending half of a pooled HTTP/1.1 upstream connection, with the
+/// means to stop the task that runs the connection.
+#[derive(Debug)]
+pub struct Sender {
+    send: http1::SendRequest<RequestBody>,
+    connection: tokio::task::AbortHandle,
+}
 
 /// One upstream address with its connection pool.
 #[derive(Debug)]
@@ -494,22 +499,51 @@ impl Drop for Endpoint {
     }
 }
 
+// === impl Sender ===
+
+impl Sender {
+    /// Closes the connection at once, whatever it is still doing: a body
+    /// still being sent that its answer no longer needs, a broken or
+    /// stalled answer. Dropping a sender instead leaves the connection's
+    /// task to end by itself, which an upgrade needs.
+    pub fn abort(self) {
+        self.connection.abort();
+    }
+}
+
+impl std::ops::Deref for Sender {
+    type Target = http1::SendRequest<RequestBody>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.send
+    }
+}
+
+impl std::ops::DerefMut for Sender {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.send
+    }
+}
+
 /// The HTTP/1.1 handshake on `io` (TCP or TLS); the connection runs in a
 /// task of its own.
 async fn http1_over<I>(addr: SocketAddr, io: I) -> Result<Sender, ConnectError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, connection) = http1::Builder::new()
+    let (send, connection) = http1::Builder::new()
         .handshake(io)
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%addr, %error, "upstream connection ended");
         }
     });
-    Ok(sender)
+    Ok(Sender {
+        send,
+        connection: task.abort_handle(),
+    })
 }
 
 /// The HTTP/2 handshake on `io` (TCP or TLS); the connection runs in a

@@ -4,6 +4,11 @@
 //! client that stops reading holds neither the upstream connection nor
 //! buffers for longer than that. weir's own HTTP/1 path does the same in
 //! its driver (`http1::connection`).
+//!
+//! The same socket lingers when it is dropped before the client closed its
+//! side, as the own path does (see `http1::connection::LINGER_TIME`): an
+//! answer hyper wrote while the client was still uploading (an upstream's
+//! early 413) reaches it, rather than a reset that discards it.
 
 use std::future::Future as _;
 use std::io;
@@ -29,7 +34,8 @@ pub struct StallLimit {
 /// A downstream socket whose writes fail with [`io::ErrorKind::TimedOut`]
 /// after making no progress for its [`StallLimit`]; the socket is then
 /// reset, so the kernel drops what is queued for a client that reads none
-/// of it. Reads pass through.
+/// of it. Reads pass through. Dropped before the client closed, it lingers
+/// (see [`linger`]).
 #[derive(Debug)]
 pub struct WriteStall {
     stream: TcpStream,
@@ -38,6 +44,10 @@ pub struct WriteStall {
     timer: Option<Pin<Box<Sleep>>>,
     /// The last write waited: the timer runs from its start.
     waiting: bool,
+    /// A read found the end of the client's stream.
+    client_closed: bool,
+    /// The socket was set to be reset on close: it must not linger.
+    reset: bool,
 }
 
 // === impl StallLimit ===
@@ -74,6 +84,8 @@ impl WriteStall {
             limit,
             timer: None,
             waiting: false,
+            client_closed: false,
+            reset: false,
         }
     }
 
@@ -104,6 +116,7 @@ impl WriteStall {
             "client took nothing within the idle timeout; resetting it"
         );
         let _ = self.stream.set_zero_linger();
+        self.reset = true;
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "the client took no bytes within the idle timeout",
@@ -117,7 +130,13 @@ impl AsyncRead for WriteStall {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let (room, filled) = (buf.remaining(), buf.filled().len());
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && room > 0 && buf.filled().len() == filled {
+            this.client_closed = true;
+        }
+        polled
     }
 }
 
@@ -154,6 +173,57 @@ impl AsyncWrite for WriteStall {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+impl Drop for WriteStall {
+    fn drop(&mut self) {
+        if self.client_closed || self.reset {
+            return;
+        }
+        // A second descriptor of the socket keeps it open once this one is
+        // closed; the close of the last one ends the linger.
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(copy) = socket2::SockRef::from(&self.stream).try_clone() else {
+            return;
+        };
+        handle.spawn(linger(copy.into()));
+    }
+}
+
+/// Lingers on a client socket weir is done with, as nginx does (RFC 9112
+/// section 9.6): shuts the sending side, then reads and drops what the
+/// client still sends until it closes, for at most
+/// [`LINGER_TIME`](crate::http1::connection::LINGER_TIME). Closed at once
+/// with bytes unread, the socket would be reset, and a client still
+/// uploading would see its writes fail instead of reading the answer.
+async fn linger(stream: std::net::TcpStream) {
+    let Ok(stream) = TcpStream::from_std(stream) else {
+        return;
+    };
+    if socket2::SockRef::from(&stream)
+        .shutdown(std::net::Shutdown::Write)
+        .is_err()
+    {
+        return;
+    }
+    let until = Instant::now() + crate::http1::connection::LINGER_TIME;
+    let mut scratch = [0u8; 4096];
+    // The clock is read at every turn: a client that keeps the socket full
+    // has a read ready each time, and the timer would never be polled.
+    while Instant::now() < until {
+        match tokio::time::timeout_at(until, stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
     }
 }
 

@@ -174,10 +174,11 @@ async fn early_413_upstream() -> std::net::SocketAddr {
     upstream
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
+/// An answer that comes before the upload ends reaches the client at
+/// once, and says the connection closes.
+async fn an_upstream_answer_before_the_upload_ends_reaches_the_client(path: ForwardingPath) {
     let upstream = early_413_upstream().await;
-    let weir = ForwardingPath::Own
+    let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
     let (head, body) = within(LIMIT, "the early answer", async {
@@ -198,10 +199,12 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client() {
     assert_eq!(body, b"too big\n");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_still_uploading_after_an_early_answer_is_not_reset() {
+/// A client still uploading when the upstream answered early reads the
+/// answer and a clean close: weir lingers rather than resetting it, and
+/// does not hold the upload for an upstream that reads no more.
+async fn a_client_still_uploading_after_an_early_answer_is_not_reset(path: ForwardingPath) {
     let upstream = early_413_upstream().await;
-    let weir = ForwardingPath::Own
+    let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
         .await;
     let answer = upload_past_the_answer(&weir, "shop.test").await;
@@ -209,10 +212,11 @@ async fn a_client_still_uploading_after_an_early_answer_is_not_reset() {
     assert!(answer.ends_with("too big\n"), "{answer}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_still_uploading_after_a_404_is_not_reset() {
+/// A client still uploading when weir answered `404` itself reads it and
+/// a clean close.
+async fn a_client_still_uploading_after_a_404_is_not_reset(path: ForwardingPath) {
     let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("stable")).await;
-    let weir = ForwardingPath::Own
+    let weir = path
         .start_weir(WeirConfig::new([
             Route::new("web", &[upstream.addr]).hosts(&["shop.test"])
         ]))
@@ -1116,6 +1120,9 @@ async fn an_http_1_0_keep_alive_client_is_told_on_every_answer(path: ForwardingP
 }
 
 weir_e2e::on_both_paths!(
+    an_upstream_answer_before_the_upload_ends_reaches_the_client,
+    a_client_still_uploading_after_an_early_answer_is_not_reset,
+    a_client_still_uploading_after_a_404_is_not_reset,
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
     an_http_1_0_client_is_never_sent_100_continue,
     every_request_is_counted_once_with_its_code,
