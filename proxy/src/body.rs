@@ -44,6 +44,9 @@ pub struct UpstreamBody {
     /// Turns true once the request's body was sent whole; `None` when it
     /// had none to stream (see [`crate::request_body::RequestBody::tracked`]).
     upload: Option<Arc<AtomicBool>>,
+    /// The answer is a 2xx: the upstream took the request, and may still be
+    /// reading its body when the answer ends.
+    accepted: bool,
     in_flight: InFlight,
     /// The body ended cleanly (hyper's `is_end_stream` is only true for a
     /// known length, so chunked bodies are tracked here).
@@ -131,6 +134,7 @@ impl ProxyBody {
             body,
             sender,
             upload,
+            accepted: (200..300).contains(&account.code),
             in_flight,
             done: false,
             idle_timeout: limits.idle,
@@ -236,7 +240,7 @@ impl UpstreamBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, "upstream body broken");
-                self.close_connection();
+                self.sender = None;
                 self.count(Some(UpstreamErrorKind::Protocol));
                 Poll::Ready(Some(Err(error.into())))
             }
@@ -258,17 +262,10 @@ impl UpstreamBody {
                 }
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, "upstream body stalled");
                 // The connection is mid-response: never reuse it.
-                self.close_connection();
+                self.sender = None;
                 self.count(Some(UpstreamErrorKind::Timeout));
                 Poll::Ready(Some(Err(BodyStalled(idle).into())))
             }
-        }
-    }
-
-    /// Closes the upstream connection: the exchange on it broke.
-    fn close_connection(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            sender.abort();
         }
     }
 
@@ -288,7 +285,7 @@ impl UpstreamBody {
     /// a gRPC client expects, rather than a reset stream.
     fn grpc_deadline_trailers(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
-        self.close_connection();
+        self.sender = None;
         self.done = true;
         if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
             grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
@@ -299,7 +296,7 @@ impl UpstreamBody {
 
     fn cut_at_deadline(&mut self) -> BodyError {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
-        self.close_connection();
+        self.sender = None;
         self.count(Some(UpstreamErrorKind::Timeout));
         ResponseDeadline(self.request_timeout).into()
     }
@@ -361,10 +358,27 @@ impl Drop for UpstreamBody {
             .as_ref()
             .is_some_and(|ended| !ended.load(Ordering::Acquire));
         if let Some(sender) = self.sender.take() {
-            if (self.done || self.body.is_end_stream()) && !uploading {
+            let whole = self.done || self.body.is_end_stream();
+            if whole && !uploading {
                 self.in_flight.endpoint().put_idle(sender);
+            } else if whole && self.accepted {
+                // The upstream took the request and answered before reading
+                // all of it (an ingest endpoint's `202`): the connection
+                // sends the rest, then closes, with no sender left; but no
+                // later than the request's deadline.
+                if let (Ok(runtime), Some(connection)) =
+                    (tokio::runtime::Handle::try_current(), sender.release())
+                {
+                    let deadline = self.deadline;
+                    runtime.spawn(async move {
+                        tokio::time::sleep_until(deadline).await;
+                        connection.abort();
+                    });
+                }
             } else {
-                sender.abort();
+                // A refusal (a 413), or an answer cut short: no more of the
+                // body goes (see `Sender`).
+                drop(sender);
             }
         }
     }

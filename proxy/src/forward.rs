@@ -700,7 +700,8 @@ async fn forward(
     };
 
     // Dropping the response and its sender here closes that upstream
-    // connection: after a malformed head it is never reused.
+    // connection at once (see `Sender`): after a malformed head it is
+    // never reused, nor left sending the client's body.
     let status = response.status().as_u16();
     if status > 599 {
         return Err(ProxyError::InvalidStatus(status));
@@ -731,6 +732,11 @@ async fn forward(
             return Err(ProxyError::UnexpectedUpgrade);
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
+        // The connection's task hands the upgraded stream over: it must
+        // run on.
+        if let Some(sender) = sender {
+            sender.release();
+        }
         tokio::spawn(bridge_upgrade(downstream_upgrade, upstream_upgrade));
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::empty()));

@@ -95,7 +95,19 @@ impl Body for RequestBody {
             },
             RequestBody::Tracked { body, ended } => {
                 let polled = Pin::new(body.as_mut()).poll_frame(cx);
-                if matches!(polled, Poll::Ready(None)) || body.is_end_stream() {
+                // hyper's client polls no further once a declared length is
+                // met or trailers came, so the end is noted by those too,
+                // not only by the last poll.
+                let end = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(frame))) => {
+                        frame.is_trailers()
+                            || body.is_end_stream()
+                            || body.size_hint().exact() == Some(0)
+                    }
+                    _ => false,
+                };
+                if end {
                     ended.store(true, Ordering::Release);
                 }
                 polled

@@ -48,12 +48,16 @@ pub const FIRST_EJECTION: Duration = Duration::from_secs(10);
 /// The longest ejection.
 pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 
-/// The sending half of a pooled HTTP/1.1 upstream connection, with the
-/// means to stop the task that runs the connection.
+/// The sending half of a pooled HTTP/1.1 upstream connection. Dropped, it
+/// stops the task that runs the connection at once (unless
+/// [`released`](Sender::release)): whatever the connection was still doing
+/// (sending a body its answer no longer needs, reading a broken or stalled
+/// answer, or nothing, idle in the pool) ends with it.
 #[derive(Debug)]
 pub struct Sender {
     send: http1::SendRequest<RequestBody>,
-    connection: tokio::task::AbortHandle,
+    /// `None` once released.
+    connection: Option<tokio::task::AbortHandle>,
 }
 
 /// One upstream address with its connection pool.
@@ -502,12 +506,19 @@ impl Drop for Endpoint {
 // === impl Sender ===
 
 impl Sender {
-    /// Closes the connection at once, whatever it is still doing: a body
-    /// still being sent that its answer no longer needs, a broken or
-    /// stalled answer. Dropping a sender instead leaves the connection's
-    /// task to end by itself, which an upgrade needs.
-    pub fn abort(self) {
-        self.connection.abort();
+    /// Drops the sender and leaves the connection's task to end by itself
+    /// (an upgrade hands its stream over; a body still wanted is sent to
+    /// its end); returns the handle that would stop it.
+    pub fn release(mut self) -> Option<tokio::task::AbortHandle> {
+        self.connection.take()
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.abort();
+        }
     }
 }
 
@@ -542,7 +553,7 @@ where
     });
     Ok(Sender {
         send,
-        connection: task.abort_handle(),
+        connection: Some(task.abort_handle()),
     })
 }
 

@@ -181,6 +181,16 @@ impl Drop for WriteStall {
         if self.client_closed || self.reset {
             return;
         }
+        // A client that closed while nobody read (its end of stream waits
+        // unread) needs no lingering either.
+        let mut probe = [0u8; 1];
+        if let Ok((0, _)) = rustix::net::recv(
+            &self.stream,
+            &mut probe,
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+        ) {
+            return;
+        }
         // A second descriptor of the socket keeps it open once this one is
         // closed; the close of the last one ends the linger.
         let Ok(handle) = tokio::runtime::Handle::try_current() else {

@@ -627,40 +627,65 @@ async fn an_interim_answer_during_an_upload_does_not_cut_it(path: ForwardingPath
     assert_eq!(body.await.unwrap(), b"first-rest");
 }
 
+/// Reads a request head off `stream`; what came of the body after it, and
+/// its `Content-Length`.
+async fn read_head_and_length(stream: &mut TcpStream) -> (Vec<u8>, usize) {
+    let mut seen = read_through_head(stream).await;
+    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (seen.split_off(end), length)
+}
+
 /// An upstream that answers as it reads: a chunked `200` head as soon as
 /// it has the request head, then each piece of the body it reads echoed as
 /// a chunk, and the last chunk once the whole `Content-Length` body came.
 /// The task gives the body it received.
 async fn echo_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    early_answer_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        true,
+    )
+    .await
+}
+
+/// An upstream that accepts a request (`202`) as soon as it has the head,
+/// then reads the whole `Content-Length` body; the task gives the body.
+async fn accept_then_read_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    early_answer_upstream(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", false).await
+}
+
+/// An upstream that writes `head` as soon as it has a request's head, then
+/// reads the whole `Content-Length` body, echoing each piece as a chunk
+/// (and the last chunk at the end) when `echo`. The task gives the body.
+async fn early_answer_upstream(
+    head: &'static [u8],
+    echo: bool,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     let body = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut seen = read_through_head(&mut stream).await;
-        let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
-        let mut received = seen.split_off(end);
+        let (mut received, length) = read_head_and_length(&mut stream).await;
+        stream.write_all(head).await.unwrap();
         let mut echoed = 0;
         loop {
-            if received.len() > echoed {
+            if echo && received.len() > echoed {
                 let piece = &received[echoed..];
                 let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat();
                 stream.write_all(&chunk).await.unwrap();
                 echoed = received.len();
             }
             if received.len() >= length {
-                stream.write_all(b"0\r\n\r\n").await.unwrap();
+                if echo {
+                    stream.write_all(b"0\r\n\r\n").await.unwrap();
+                }
                 return received;
             }
             let mut chunk = [0u8; 4096];
@@ -670,6 +695,92 @@ async fn echo_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u
         }
     });
     (upstream, body)
+}
+
+/// Starts weir on `path` in front of `upstream` and sends it the head of
+/// a 10-byte upload with its first 5 bytes, `first`; weir and the client's
+/// connection.
+async fn post_first_piece(
+    path: ForwardingPath,
+    upstream: std::net::SocketAddr,
+) -> (Weir, TcpStream) {
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    client
+        .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+        .await
+        .unwrap();
+    (weir, client)
+}
+
+/// An upstream that accepted a request before reading its body still gets
+/// all of it: the client sends the rest only after it read the `202`.
+async fn an_upload_accepted_before_its_end_is_sent_whole(path: ForwardingPath) {
+    let (upstream, received) = accept_then_read_upstream().await;
+    let (_weir, mut client) = post_first_piece(path, upstream).await;
+    let head = within(LIMIT, "the accepted upload", async {
+        let (head, _) = read_response(&mut client).await;
+        client.write_all(b"-rest").await.unwrap();
+        head
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    let body = within(LIMIT, "the body upstream", received).await.unwrap();
+    assert_eq!(body, b"first-rest", "{}", path.name());
+}
+
+/// Requests whose bodies went whole, however framed (a length, chunks,
+/// chunks with trailers), keep the client's connection and the
+/// upstream's: the end of each body is seen, so none is taken for an
+/// upload still going.
+async fn a_body_sent_whole_keeps_both_connections(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("stable")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let requests: [&[u8]; 4] = [
+        b"POST /length HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /chunks HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /trailers HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n",
+        b"GET /after HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+    ];
+    within(LIMIT, "the requests", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        for request in requests {
+            client.write_all(request).await.unwrap();
+            let (head, body) = read_response(&mut client).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{}: {head}", path.name());
+            assert!(
+                !head.to_ascii_lowercase().contains("connection: close"),
+                "{}: {head}",
+                path.name()
+            );
+            assert_eq!(body, b"stable");
+        }
+    })
+    .await;
+    let seen: Vec<(String, usize, Vec<u8>)> = upstream
+        .requests()
+        .into_iter()
+        .map(|r| (r.target, r.connection, r.body))
+        .collect();
+    let want: Vec<(String, usize, Vec<u8>)> = [
+        ("/length", b"hello".as_slice()),
+        ("/chunks", b"hello"),
+        ("/trailers", b"hello"),
+        ("/after", b""),
+    ]
+    .into_iter()
+    .map(|(target, body)| (target.to_owned(), 0, body.to_vec()))
+    .collect();
+    assert_eq!(
+        seen,
+        want,
+        "{}: all on one upstream connection",
+        path.name()
+    );
 }
 
 /// The data of the whole chunks in `raw`, a chunked body so far (no
@@ -696,15 +807,8 @@ fn chunk_data(mut raw: &[u8]) -> (Vec<u8>, bool) {
 /// client sends its second piece only once it saw the first one echoed.
 async fn an_answer_begun_before_the_upload_ends_gets_the_rest_of_the_body(path: ForwardingPath) {
     let (upstream, received) = echo_upstream().await;
-    let weir = path
-        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
-        .await;
+    let (_weir, mut client) = post_first_piece(path, upstream).await;
     let answer = within(LIMIT, "the echoed upload", async {
-        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
-        client
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
-            .await
-            .unwrap();
         let mut raw = Vec::new();
         let mut sent_rest = false;
         loop {
@@ -1131,6 +1235,8 @@ weir_e2e::on_both_paths!(
     x_forwarded_for_is_appended_to_the_same_chain,
     an_interim_answer_during_an_upload_does_not_cut_it,
     an_answer_begun_before_the_upload_ends_gets_the_rest_of_the_body,
+    a_body_sent_whole_keeps_both_connections,
+    an_upload_accepted_before_its_end_is_sent_whole,
     every_answer_carries_one_date,
     a_client_gone_before_its_100_continue_is_counted_as_abandoned,
     a_client_that_stops_reading_is_cut_after_the_idle_timeout,

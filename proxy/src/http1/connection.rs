@@ -876,8 +876,11 @@ impl Conn<'_, '_> {
         let mut uploading = upload
             .as_deref()
             .is_some_and(|upload| upload_left(upload, &self.buffers.to_upstream));
+        // An upstream that accepted the request (2xx) may still be reading
+        // its body when its answer ends: the upload is finished after it.
+        let accepted = (200..300).contains(&code);
         loop {
-            if matches!(body, BodyLeft::Done) {
+            if matches!(body, BodyLeft::Done) && !(uploading && accepted) {
                 // Back in the pool before the client sees the end, so its
                 // next request finds it there.
                 if let Some(upstream) = upstream.take() {
@@ -918,18 +921,7 @@ impl Conn<'_, '_> {
                 };
                 // Boxed: only an upload still going when its answer came
                 // pays for this state, not every connection's task.
-                let moved = Box::pin(self.timer.run(
-                    wait,
-                    upload_beside_answer(
-                        stream,
-                        &mut self.buffers.from_upstream,
-                        &mut self.client,
-                        &mut self.buffers.from_client,
-                        &mut self.buffers.to_upstream,
-                        upload,
-                    ),
-                ))
-                .await;
+                let moved = Box::pin(self.upload_step(stream, upload, wait)).await;
                 match moved {
                     Ok(Ok(Moved::Answer(read))) => break Ok(Ok(read)),
                     Ok(Ok(Moved::Upload)) => {
@@ -941,12 +933,11 @@ impl Conn<'_, '_> {
                         uploading = false;
                     }
                     Ok(Ok(Moved::ClientBroken(what))) => {
-                        // The answer cannot end as the upstream means it to:
-                        // counted as sent, as when the client leaves.
+                        // The answer still goes to the client (one that saw
+                        // it begin may stop sending and half-close); the
+                        // body's end is not sent, and both connections close.
                         tracing::debug!(what, "client body broken while its answer streamed");
-                        backend.metrics.record(code, plan.started.elapsed());
-                        self.closing = Closing::Close;
-                        return Next::Close;
+                        uploading = false;
                     }
                     Ok(Err(error)) => break Ok(Err(error)),
                     Err(timed_out) => break Err(timed_out),
@@ -976,18 +967,6 @@ impl Conn<'_, '_> {
                 break;
             }
         }
-        if let Some(upload) = upload
-            && self.closing == Closing::Linger
-            && !upload_left(upload, &self.buffers.to_upstream)
-        {
-            // An early answer, but the whole body went after all: nothing
-            // of the client's is left unread.
-            self.closing = if until_close {
-                Closing::Shutdown
-            } else {
-                Closing::Close
-            };
-        }
         let metrics = &backend.metrics;
         metrics.record(code, plan.started.elapsed());
         if let Some(kind) = failure {
@@ -997,10 +976,76 @@ impl Conn<'_, '_> {
             // The client sees the cut: no last chunk, a short body, a close.
             return Next::Close;
         }
+        if let (Some(upload), Some(stream)) = (upload.as_deref_mut(), upstream.as_ref())
+            && uploading
+        {
+            // Boxed, as the upload beside the answer above.
+            Box::pin(self.finish_upload(stream, upload, deadline, idle)).await;
+        }
+        if self.closing == Closing::Linger
+            && upload
+                .as_deref()
+                .is_some_and(|upload| !upload_left(upload, &self.buffers.to_upstream))
+        {
+            // An early answer, but the whole body went after all: nothing
+            // of the client's is left unread.
+            self.closing = if until_close {
+                Closing::Shutdown
+            } else {
+                Closing::Close
+            };
+        }
         if answer.close {
             Next::Close
         } else {
             Next::Continue
+        }
+    }
+
+    /// One step of [`upload_beside_answer`] on this connection's buffers,
+    /// by `wait` at the latest.
+    async fn upload_step(
+        &mut self,
+        upstream: &TcpStream,
+        upload: &mut BodyLeft,
+        wait: tokio::time::Instant,
+    ) -> Result<std::io::Result<Moved>, TimedOut> {
+        self.timer
+            .run(
+                wait,
+                upload_beside_answer(
+                    upstream,
+                    &mut self.buffers.from_upstream,
+                    &mut self.client,
+                    &mut self.buffers.from_client,
+                    &mut self.buffers.to_upstream,
+                    upload,
+                ),
+            )
+            .await
+    }
+
+    /// Sends the rest of a request body after its answer ended: the
+    /// upstream accepted the request (2xx) before reading all of it, and
+    /// may still want it (an ingest endpoint that answers `202` at once).
+    /// Each step waits at most `idle`, and all of it ends by `deadline`;
+    /// anything the upstream sends meanwhile, a refusal to take more, or a
+    /// broken client body ends it early.
+    async fn finish_upload(
+        &mut self,
+        upstream: &TcpStream,
+        upload: &mut BodyLeft,
+        deadline: tokio::time::Instant,
+        idle: Duration,
+    ) {
+        while upload_left(upload, &self.buffers.to_upstream) {
+            let wait = (tokio::time::Instant::now() + idle).min(deadline);
+            // Whatever the upstream sends now is no part of the answer.
+            let moved = self.upload_step(upstream, upload, wait).await;
+            if !matches!(moved, Ok(Ok(Moved::Upload))) {
+                tracing::debug!("the rest of the body after the answer not sent whole");
+                return;
+            }
         }
     }
 
