@@ -240,7 +240,7 @@ impl UpstreamBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, "upstream body broken");
-                self.sender = None;
+                self.close_connection();
                 self.count(Some(UpstreamErrorKind::Protocol));
                 Poll::Ready(Some(Err(error.into())))
             }
@@ -262,10 +262,18 @@ impl UpstreamBody {
                 }
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, "upstream body stalled");
                 // The connection is mid-response: never reuse it.
-                self.sender = None;
+                self.close_connection();
                 self.count(Some(UpstreamErrorKind::Timeout));
                 Poll::Ready(Some(Err(BodyStalled(idle).into())))
             }
+        }
+    }
+
+    /// Closes the upstream connection at once: its answer broke or ran
+    /// out of time, and it must not go on sending the request's body.
+    fn close_connection(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            sender.abort();
         }
     }
 
@@ -285,7 +293,7 @@ impl UpstreamBody {
     /// a gRPC client expects, rather than a reset stream.
     fn grpc_deadline_trailers(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
-        self.sender = None;
+        self.close_connection();
         self.done = true;
         if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
             grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
@@ -296,7 +304,7 @@ impl UpstreamBody {
 
     fn cut_at_deadline(&mut self) -> BodyError {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
-        self.sender = None;
+        self.close_connection();
         self.count(Some(UpstreamErrorKind::Timeout));
         ResponseDeadline(self.request_timeout).into()
     }
@@ -366,20 +374,14 @@ impl Drop for UpstreamBody {
                 // all of it (an ingest endpoint's `202`): the connection
                 // sends the rest, then closes, with no sender left; but no
                 // later than the request's deadline.
-                if let (Ok(runtime), Some(connection)) =
-                    (tokio::runtime::Handle::try_current(), sender.release())
-                {
-                    let deadline = self.deadline;
-                    runtime.spawn(async move {
-                        tokio::time::sleep_until(deadline).await;
-                        connection.abort();
-                    });
-                }
-            } else {
+                sender.release_until(self.deadline);
+            } else if uploading {
                 // A refusal (a 413), or an answer cut short: no more of the
-                // body goes (see `Sender`).
-                drop(sender);
+                // body goes.
+                sender.abort();
             }
+            // Otherwise dropped: the client left mid-answer, and the
+            // connection ends by itself, as hyper closes it.
         }
     }
 }

@@ -699,17 +699,22 @@ async fn forward(
         Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
     };
 
-    // Dropping the response and its sender here closes that upstream
-    // connection at once (see `Sender`): after a malformed head it is
+    // An answer refused here closes its upstream connection at once: it is
     // never reused, nor left sending the client's body.
+    let refuse = |sender: Option<Sender>, error: ProxyError| {
+        if let Some(sender) = sender {
+            sender.abort();
+        }
+        Err(error)
+    };
     let status = response.status().as_u16();
     if status > 599 {
-        return Err(ProxyError::InvalidStatus(status));
+        return refuse(sender, ProxyError::InvalidStatus(status));
     }
     if response.headers().contains_key(header::TRANSFER_ENCODING)
         && response.headers().contains_key(header::CONTENT_LENGTH)
     {
-        return Err(ProxyError::AmbiguousLength);
+        return refuse(sender, ProxyError::AmbiguousLength);
     }
     // A body under a coding weir does not decode (see `is_chunked_alone`);
     // an answer without a body may name any.
@@ -723,20 +728,15 @@ async fn forward(
                 .map(HeaderValue::as_bytes),
         )
     {
-        return Err(ProxyError::BrokenAnswer(http1::OTHER_CODING));
+        return refuse(sender, ProxyError::BrokenAnswer(http1::OTHER_CODING));
     }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch the client did not ask for (or cannot take, over HTTP/2)
         // would leave both sides speaking different protocols.
         let Some(downstream_upgrade) = downstream_upgrade else {
-            return Err(ProxyError::UnexpectedUpgrade);
+            return refuse(sender, ProxyError::UnexpectedUpgrade);
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        // The connection's task hands the upgraded stream over: it must
-        // run on.
-        if let Some(sender) = sender {
-            sender.release();
-        }
         tokio::spawn(bridge_upgrade(downstream_upgrade, upstream_upgrade));
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
@@ -750,7 +750,7 @@ async fn forward(
         match response.body_mut().frame().now_or_never() {
             Some(Some(Ok(frame))) => Some(Some(frame)),
             Some(None) => Some(None),
-            Some(Some(Err(error))) => return Err(ProxyError::Protocol(error)),
+            Some(Some(Err(error))) => return refuse(sender, ProxyError::Protocol(error)),
             None => None,
         }
     } else {

@@ -48,16 +48,15 @@ pub const FIRST_EJECTION: Duration = Duration::from_secs(10);
 /// The longest ejection.
 pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 
-/// The sending half of a pooled HTTP/1.1 upstream connection. Dropped, it
-/// stops the task that runs the connection at once (unless
-/// [`released`](Sender::release)): whatever the connection was still doing
-/// (sending a body its answer no longer needs, reading a broken or stalled
-/// answer, or nothing, idle in the pool) ends with it.
+/// The sending half of a pooled HTTP/1.1 upstream connection, with the
+/// task that runs the connection. Dropped, it leaves that task to end by
+/// itself, once what it is doing is done (an upgrade hands its stream
+/// over, a body still going is sent to its end); [`Sender::abort`] stops
+/// it at once.
 #[derive(Debug)]
 pub struct Sender {
     send: http1::SendRequest<RequestBody>,
-    /// `None` once released.
-    connection: Option<tokio::task::AbortHandle>,
+    connection: tokio::task::JoinHandle<()>,
 }
 
 /// One upstream address with its connection pool.
@@ -506,19 +505,27 @@ impl Drop for Endpoint {
 // === impl Sender ===
 
 impl Sender {
-    /// Drops the sender and leaves the connection's task to end by itself
-    /// (an upgrade hands its stream over; a body still wanted is sent to
-    /// its end); returns the handle that would stop it.
-    pub fn release(mut self) -> Option<tokio::task::AbortHandle> {
-        self.connection.take()
+    /// Closes the connection at once, whatever it is still doing: sending
+    /// a body its answer no longer needs, reading a broken answer.
+    pub fn abort(self) {
+        self.connection.abort();
     }
-}
 
-impl Drop for Sender {
-    fn drop(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            connection.abort();
-        }
+    /// Drops the sender and leaves the connection's task to end by itself,
+    /// but no later than `deadline` (a body still wanted is sent to its
+    /// end, within the request's deadline).
+    pub fn release_until(self, deadline: tokio::time::Instant) {
+        let connection = self.connection;
+        let stop = connection.abort_handle();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            stop.abort();
+            return;
+        };
+        runtime.spawn(async move {
+            if tokio::time::timeout_at(deadline, connection).await.is_err() {
+                stop.abort();
+            }
+        });
     }
 }
 
@@ -553,7 +560,7 @@ where
     });
     Ok(Sender {
         send,
-        connection: Some(task.abort_handle()),
+        connection: task,
     })
 }
 

@@ -731,6 +731,44 @@ async fn an_upload_accepted_before_its_end_is_sent_whole(path: ForwardingPath) {
     assert_eq!(body, b"first-rest", "{}", path.name());
 }
 
+/// On the own path, a client that half-closes inside its body once its
+/// answer began still gets the whole answer: the upstream sends the
+/// answer's second half only after the client shut its side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_inside_its_body_gets_the_whole_answer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (closed, client_closed) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_through_head(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf1")
+            .await
+            .unwrap();
+        client_closed.await.unwrap();
+        stream.write_all(b"half2").await.unwrap();
+        std::future::pending::<()>().await;
+    });
+    let (_weir, mut client) = post_first_piece(ForwardingPath::Own, upstream).await;
+    let answer = within(LIMIT, "the whole answer", async {
+        let mut raw = Vec::new();
+        while !raw.ends_with(b"half1") {
+            let mut chunk = [0u8; 4096];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed early: {:?}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        client.shutdown().await.unwrap();
+        closed.send(()).unwrap();
+        raw.extend(read_until_closed(&mut client).await);
+        String::from_utf8_lossy(&raw).into_owned()
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nhalf1half2"), "{answer}");
+}
+
 /// Requests whose bodies went whole, however framed (a length, chunks,
 /// chunks with trailers), keep the client's connection and the
 /// upstream's: the end of each body is seen, so none is taken for an

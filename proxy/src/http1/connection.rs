@@ -879,6 +879,9 @@ impl Conn<'_, '_> {
         // An upstream that accepted the request (2xx) may still be reading
         // its body when its answer ends: the upload is finished after it.
         let accepted = (200..300).contains(&code);
+        // The client stopped sending inside its body: an answer that then
+        // stalls waits for that body, and is no fault of the upstream's.
+        let mut client_stopped = false;
         loop {
             if matches!(body, BodyLeft::Done) && !(uploading && accepted) {
                 // Back in the pool before the client sees the end, so its
@@ -932,12 +935,22 @@ impl Conn<'_, '_> {
                         self.buffers.to_upstream.clear();
                         uploading = false;
                     }
-                    Ok(Ok(Moved::ClientBroken(what))) => {
+                    Ok(Ok(Moved::ClientClosed)) => {
                         // The answer still goes to the client (one that saw
                         // it begin may stop sending and half-close); the
                         // body's end is not sent, and both connections close.
-                        tracing::debug!(what, "client body broken while its answer streamed");
+                        tracing::debug!("client stopped inside its body while its answer streamed");
                         uploading = false;
+                        client_stopped = true;
+                    }
+                    Ok(Ok(Moved::ClientBroken(what))) => {
+                        // As on the hyper path, a broken body breaks the
+                        // exchange: counted with the code the client was
+                        // sent, as when it leaves.
+                        tracing::debug!(what, "client body broken while its answer streamed");
+                        backend.metrics.record(code, plan.started.elapsed());
+                        self.closing = Closing::Close;
+                        return Next::Close;
                     }
                     Ok(Err(error)) => break Ok(Err(error)),
                     Err(timed_out) => break Err(timed_out),
@@ -970,9 +983,11 @@ impl Conn<'_, '_> {
         let metrics = &backend.metrics;
         metrics.record(code, plan.started.elapsed());
         if let Some(kind) = failure {
-            tracing::debug!(endpoint = %endpoint.addr(), ?kind, "upstream body broken; closing the client connection");
-            metrics.record_upstream_error(kind);
-            metrics.record_failed_body(code);
+            tracing::debug!(endpoint = %endpoint.addr(), ?kind, client_stopped, "upstream body broken; closing the client connection");
+            if !client_stopped {
+                metrics.record_upstream_error(kind);
+                metrics.record_failed_body(code);
+            }
             // The client sees the cut: no last chunk, a short body, a close.
             return Next::Close;
         }
@@ -1459,7 +1474,10 @@ enum Moved {
     /// The upstream refused more of the body (it closed its side, or reset):
     /// the rest is not sent.
     UpstreamTookNoMore,
-    /// The client's body broke: what went wrong.
+    /// The client stopped sending inside its body: it closed (or
+    /// half-closed) its side, or its connection failed.
+    ClientClosed,
+    /// The client's body broke its framing: what is wrong.
     ClientBroken(&'static str),
 }
 
@@ -1482,7 +1500,7 @@ async fn upload_beside_answer(
 ) -> std::io::Result<Moved> {
     let client = match client.registered() {
         Ok(client) => client,
-        Err(_) => return Ok(Moved::ClientBroken("the client connection failed")),
+        Err(_) => return Ok(Moved::ClientClosed),
     };
     loop {
         // The answer first: the client is waiting for it.
@@ -1504,9 +1522,7 @@ async fn upload_beside_answer(
         } else if !matches!(upload, BodyLeft::Done) {
             from_client.reserve(4096);
             match client.try_read_buf(from_client) {
-                Ok(0) => {
-                    return Ok(Moved::ClientBroken("the connection closed inside the body"));
-                }
+                Ok(0) => return Ok(Moved::ClientClosed),
                 Ok(_) => {
                     return Ok(match pump(upload, from_client, to_upstream, true) {
                         Ok(()) => Moved::Upload,
@@ -1515,7 +1531,7 @@ async fn upload_beside_answer(
                     });
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return Ok(Moved::ClientBroken("the client connection failed")),
+                Err(_) => return Ok(Moved::ClientClosed),
             }
         } else {
             // All of the body went: only the answer is left to wait for.
