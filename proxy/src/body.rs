@@ -208,7 +208,9 @@ impl UpstreamBody {
                 if let Some(trailers) = frame.trailers_ref() {
                     self.note_grpc_status(trailers);
                 }
-                if self.body.is_end_stream() {
+                // Trailers end a body; hyper's `is_end_stream` says so only
+                // for a known length.
+                if frame.is_trailers() || self.body.is_end_stream() {
                     self.done = true;
                     self.count(None);
                     return Poll::Ready(Some(Ok(frame)));

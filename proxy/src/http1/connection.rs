@@ -882,6 +882,9 @@ impl Conn<'_, '_> {
         // The client stopped sending inside its body: an answer that then
         // stalls waits for that body, and is no fault of the upstream's.
         let mut client_stopped = false;
+        // The answer's own framing broke: the upstream's fault whatever the
+        // client did.
+        let mut answer_broken = false;
         loop {
             if matches!(body, BodyLeft::Done) && !(uploading && accepted) {
                 // Back in the pool before the client sees the end, so its
@@ -949,7 +952,8 @@ impl Conn<'_, '_> {
                         // sent, as when it leaves.
                         tracing::debug!(what, "client body broken while its answer streamed");
                         backend.metrics.record(code, plan.started.elapsed());
-                        self.closing = Closing::Close;
+                        // Part of the request is unread: `closing` stays
+                        // `Linger`.
                         return Next::Close;
                     }
                     Ok(Err(error)) => break Ok(Err(error)),
@@ -976,6 +980,7 @@ impl Conn<'_, '_> {
             )
             .is_err()
             {
+                answer_broken = true;
                 failure = Some(crate::metrics::UpstreamErrorKind::Protocol);
                 break;
             }
@@ -984,7 +989,7 @@ impl Conn<'_, '_> {
         metrics.record(code, plan.started.elapsed());
         if let Some(kind) = failure {
             tracing::debug!(endpoint = %endpoint.addr(), ?kind, client_stopped, "upstream body broken; closing the client connection");
-            if !client_stopped {
+            if answer_broken || !client_stopped {
                 metrics.record_upstream_error(kind);
                 metrics.record_failed_body(code);
             }
