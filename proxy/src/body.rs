@@ -42,7 +42,7 @@ pub struct UpstreamBody {
     /// (HTTP/1.1; an HTTP/2 connection is shared and never pooled).
     sender: Option<Sender>,
     /// Turns true once the request's body was sent whole; `None` when it
-    /// had none to stream (see [`crate::request_body::RequestBody::tracked`]).
+    /// had none to stream (see [`crate::request_body::RequestBody::track`]).
     upload: Option<Arc<AtomicBool>>,
     /// The answer is a 2xx: the upstream took the request, and may still be
     /// reading its body when the answer ends.
@@ -115,9 +115,10 @@ impl ProxyBody {
 
     /// Streams `body` downstream; `sender` goes back to the pool of the
     /// in-flight endpoint at its end, unless the request's body was still
-    /// being sent (`upload` not yet true): that connection is closed, so an
-    /// upstream that answered without reading the whole body (a 413) does
-    /// not hold the upload, and the client's connection, forever. A wait longer than the idle limit for
+    /// being sent (`upload` not yet true): that connection is closed (after
+    /// a 2xx, once it sent the rest), so an upstream that answered without
+    /// reading the whole body (a 413) does not hold the upload, and the
+    /// client's connection, forever. A wait longer than the idle limit for
     /// the next frame, or a body still running at the deadline, ends the
     /// body with an error. The request is counted in `account` when the
     /// body ends, breaks or is dropped; a break or a timeout also counts as

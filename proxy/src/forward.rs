@@ -626,17 +626,8 @@ async fn forward(
     let deadline = tokio::time::Instant::now() + timeouts.request;
     // A body to stream over HTTP/1.1 is tracked: an answer that ends before
     // it was all sent closes the connection (see `ProxyBody::upstream`).
-    let upload = if endpoint.is_http2() || http_body::Body::is_end_stream(req.body()) {
-        None
-    } else {
-        let body = std::mem::replace(
-            req.body_mut(),
-            RequestBody::Buffered(BufferedBody::default()),
-        );
-        let (body, ended) = body.tracked();
-        *req.body_mut() = body;
-        Some(ended)
-    };
+    let upload = (!endpoint.is_http2() && !http_body::Body::is_end_stream(req.body()))
+        .then(|| req.body_mut().track());
 
     let exchange = async {
         let mut req = req;

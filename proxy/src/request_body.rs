@@ -30,7 +30,7 @@ pub enum RequestBody {
     },
     /// A body still to be read when sent upstream over HTTP/1.1, whose end
     /// is noted for the answer's side: an answer that ends before its
-    /// upload (see [`RequestBody::tracked`]) closes the connection.
+    /// upload (see [`RequestBody::track`]) closes the connection.
     Tracked {
         /// The body itself.
         body: Box<RequestBody>,
@@ -60,15 +60,17 @@ pub enum Kept {
 // === impl RequestBody ===
 
 impl RequestBody {
-    /// This body, with a flag that turns true once it has been read to its
-    /// end: whether the upload finished, for the answer's side to know.
-    pub fn tracked(self) -> (RequestBody, Arc<AtomicBool>) {
+    /// Makes this body [`RequestBody::Tracked`]; the flag turns true once it
+    /// has been read to its end: whether the upload finished, for the
+    /// answer's side to know.
+    pub fn track(&mut self) -> Arc<AtomicBool> {
         let ended = Arc::new(AtomicBool::new(false));
-        let body = RequestBody::Tracked {
-            body: Box::new(self),
+        let body = std::mem::replace(self, RequestBody::Buffered(BufferedBody::default()));
+        *self = RequestBody::Tracked {
+            body: Box::new(body),
             ended: Arc::clone(&ended),
         };
-        (body, ended)
+        ended
     }
 }
 

@@ -6,7 +6,7 @@
 //! its driver (`http1::connection`).
 //!
 //! The same socket lingers when it is dropped before the client closed its
-//! side, as the own path does (see `http1::connection::LINGER_TIME`): an
+//! side, as the own path does (see `http1::client_socket::linger`): an
 //! answer hyper wrote while the client was still uploading (an upstream's
 //! early 413) reaches it, rather than a reset that discards it.
 
@@ -35,7 +35,7 @@ pub struct StallLimit {
 /// after making no progress for its [`StallLimit`]; the socket is then
 /// reset, so the kernel drops what is queued for a client that reads none
 /// of it. Reads pass through. Dropped before the client closed, it lingers
-/// (see [`linger`]).
+/// (see [`crate::http1::client_socket::linger`]).
 #[derive(Debug)]
 pub struct WriteStall {
     stream: TcpStream,
@@ -199,41 +199,12 @@ impl Drop for WriteStall {
         let Ok(copy) = socket2::SockRef::from(&self.stream).try_clone() else {
             return;
         };
-        handle.spawn(linger(copy.into()));
-    }
-}
-
-/// Lingers on a client socket weir is done with, as nginx does (RFC 9112
-/// section 9.6): shuts the sending side, then reads and drops what the
-/// client still sends until it closes, for at most
-/// [`LINGER_TIME`](crate::http1::connection::LINGER_TIME). Closed at once
-/// with bytes unread, the socket would be reset, and a client still
-/// uploading would see its writes fail instead of reading the answer.
-async fn linger(stream: std::net::TcpStream) {
-    let Ok(stream) = TcpStream::from_std(stream) else {
-        return;
-    };
-    if socket2::SockRef::from(&stream)
-        .shutdown(std::net::Shutdown::Write)
-        .is_err()
-    {
-        return;
-    }
-    let until = Instant::now() + crate::http1::connection::LINGER_TIME;
-    let mut scratch = [0u8; 4096];
-    // The clock is read at every turn: a client that keeps the socket full
-    // has a read ready each time, and the timer would never be polled.
-    while Instant::now() < until {
-        match tokio::time::timeout_at(until, stream.readable()).await {
-            Ok(Ok(())) => {}
-            _ => return,
-        }
-        match stream.try_read(&mut scratch) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
+        let copy: std::net::TcpStream = copy.into();
+        handle.spawn(async move {
+            if let Ok(stream) = TcpStream::from_std(copy) {
+                crate::http1::client_socket::linger(&stream).await;
+            }
+        });
     }
 }
 

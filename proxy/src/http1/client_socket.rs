@@ -32,6 +32,11 @@ use tokio::net::TcpStream;
 /// request up at most this much later).
 pub const WATCH_AFTER: Duration = Duration::from_millis(10);
 
+/// How long a client connection weir is done with goes on reading and
+/// dropping what the client sends (see [`linger`]), as nginx's
+/// `lingering_timeout`.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+
 /// The first allocation of a read buffer.
 const FIRST_READ: usize = 4096;
 /// The least room a read is given.
@@ -263,6 +268,37 @@ pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
     let read = stream.read_buf(buf).await?;
     grow_if_filled(buf, read, spare);
     Ok(read)
+}
+
+/// Lingers on a client socket weir is done with, as nginx does (RFC 9112
+/// section 9.6), on both forwarding paths: shuts the sending side, so the
+/// client reads the answer and then its end, then reads and drops what the
+/// client still sends until it closes, for at most [`LINGER_TIME`]. Closed
+/// at once with bytes unread, the socket would be reset, and a client
+/// still uploading would see its writes fail instead of reading the
+/// answer.
+pub async fn linger(stream: &TcpStream) {
+    if SockRef::from(stream).shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + LINGER_TIME;
+    let mut scratch = [0u8; 4096];
+    // The clock is read at every turn: a client that keeps the socket full
+    // has a read ready each time, and the timer would never be polled.
+    while tokio::time::Instant::now() < until {
+        if !matches!(
+            tokio::time::timeout_at(until, stream.readable()).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
-use super::client_socket::{ClientSocket, read_more};
+use super::client_socket::{self, ClientSocket, read_more};
 use super::date::push_date_field;
 use super::field_is;
 use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
@@ -49,11 +49,6 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Most bytes of pipelined requests read ahead while an answer is awaited.
 const PIPELINE_LIMIT: usize = 2 * MAX_HEAD;
-
-/// How long a connection closed with part of a request unread goes on
-/// reading and dropping what the client sends (see [`Conn::linger`]), as
-/// nginx's `lingering_timeout`.
-pub const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// How a connection left weir's own path.
 #[derive(Debug)]
@@ -124,7 +119,7 @@ enum Closing {
     /// the client ahead of the reset that a close with unread bytes sends.
     Shutdown,
     /// The answer was written while the client may still be sending its
-    /// request (an unread body, a refused head): see [`Conn::linger`].
+    /// request (an unread body, a refused head): see [`client_socket::linger`].
     Linger,
 }
 
@@ -245,7 +240,11 @@ pub async fn serve(
                     match conn.closing {
                         // Boxed: rare, and inline it would add to every
                         // connection's future.
-                        Closing::Linger => Box::pin(conn.linger()).await,
+                        Closing::Linger => {
+                            if let Ok(stream) = conn.client.registered() {
+                                Box::pin(client_socket::linger(stream)).await;
+                            }
+                        }
                         Closing::Close if !pipelined => {}
                         Closing::Shutdown | Closing::Close => {
                             let _ = conn.client.shutdown();
@@ -1162,33 +1161,6 @@ impl Conn<'_, '_> {
         }
         Next::Continue
     }
-
-    /// Closes gracefully after an answer that left part of the request
-    /// unread (RFC 9112 section 9.6): the sending side is shut, so the
-    /// client reads the answer and then its end, and what the client still
-    /// sends is read and dropped until it closes, for at most
-    /// [`LINGER_TIME`]. Closed at once with those bytes unread, the socket
-    /// would be reset, and a client still uploading would see its write
-    /// fail rather than the answer.
-    async fn linger(&mut self) {
-        if self.client.shutdown().is_err() {
-            return;
-        }
-        let until = tokio::time::Instant::now() + LINGER_TIME;
-        // The clock is read at every turn: a client that keeps the socket
-        // full has a read ready each time, and the timer would never be
-        // polled.
-        while tokio::time::Instant::now() < until {
-            self.buffers.from_client.clear();
-            let read = self
-                .timer
-                .run(until, self.client.read_more(&mut self.buffers.from_client))
-                .await;
-            if !matches!(read, Ok(Ok(n)) if n > 0) {
-                return;
-            }
-        }
-    }
 }
 
 /// What [`plan`] decided.
@@ -1416,23 +1388,10 @@ async fn write_body(
     to_upstream: &mut Vec<u8>,
     from_upstream: &mut Vec<u8>,
 ) -> std::io::Result<BodyWrite> {
-    let mut written = 0;
-    let result = write_body_from(upstream, to_upstream, &mut written, from_upstream).await;
-    to_upstream.drain(..written);
-    result
-}
-
-/// [`write_body`] from `*written` on, counting there what it writes.
-async fn write_body_from(
-    upstream: &TcpStream,
-    to_upstream: &[u8],
-    written: &mut usize,
-    from_upstream: &mut Vec<u8>,
-) -> std::io::Result<BodyWrite> {
-    while *written < to_upstream.len() {
-        match upstream.try_write(&to_upstream[*written..]) {
-            Ok(wrote) => {
-                *written += wrote;
+    while !to_upstream.is_empty() {
+        match upstream.try_write(to_upstream) {
+            Ok(written) => {
+                to_upstream.drain(..written);
                 continue;
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -1565,7 +1524,7 @@ enum Sent {
     /// rest of the body goes on beside the answer while the upstream takes
     /// it (see [`upload_beside_answer`]), and both connections close after
     /// the answer (lingering on the client if its body was not all read:
-    /// see [`Conn::linger`]).
+    /// see [`client_socket::linger`]).
     Cut,
 }
 
