@@ -5,7 +5,6 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::grpc::GrpcAccount;
 use crate::metrics::{RoleMetrics, UpstreamErrorKind};
+use crate::request_body::UploadProgress;
 use crate::upstream::{InFlight, Sender};
 
 /// Errors while streaming a body downstream.
@@ -43,7 +43,7 @@ pub struct UpstreamBody {
     sender: Option<Sender>,
     /// Turns true once the request's body was sent whole; `None` when it
     /// had none to stream (see [`crate::request_body::RequestBody::track`]).
-    upload: Option<Arc<AtomicBool>>,
+    upload: Option<Arc<UploadProgress>>,
     /// The answer is a 2xx: the upstream took the request, and may still be
     /// reading its body when the answer ends.
     accepted: bool,
@@ -115,7 +115,7 @@ impl ProxyBody {
 
     /// Streams `body` downstream; `sender` goes back to the pool of the
     /// in-flight endpoint at its end, unless the request's body was still
-    /// being sent (`upload` not yet true): that connection is closed (after
+    /// being sent (`upload` not yet ended): that connection is closed (after
     /// a 2xx, once it sent the rest), so an upstream that answered without
     /// reading the whole body (a 413) does not hold the upload, and the
     /// client's connection, forever. A wait longer than the idle limit for
@@ -126,7 +126,7 @@ impl ProxyBody {
     pub fn upstream(
         body: Incoming,
         sender: Option<Sender>,
-        upload: Option<Arc<AtomicBool>>,
+        upload: Option<Arc<UploadProgress>>,
         in_flight: InFlight,
         limits: BodyLimits,
         account: ResponseAccount,
@@ -242,9 +242,15 @@ impl UpstreamBody {
                 self.grpc_deadline_trailers()
             }
             Poll::Ready(Some(Err(error))) => {
-                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, "upstream body broken");
+                // A client that closed inside its upload (or broke it)
+                // breaks hyper's exchange: not the upstream's fault.
+                let client_failed = self
+                    .upload
+                    .as_ref()
+                    .is_some_and(|upload| upload.client_failed());
+                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, client_failed, "upstream body broken");
                 self.close_connection();
-                self.count(Some(UpstreamErrorKind::Protocol));
+                self.count((!client_failed).then_some(UpstreamErrorKind::Protocol));
                 Poll::Ready(Some(Err(error.into())))
             }
             Poll::Pending => {
@@ -263,10 +269,11 @@ impl UpstreamBody {
                     }
                     return Poll::Ready(Some(Err(self.cut_at_deadline())));
                 }
-                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, "upstream body stalled");
+                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, client_stalled = self.waits_on_client(), "upstream body stalled");
                 // The connection is mid-response: never reuse it.
                 self.close_connection();
-                self.count(Some(UpstreamErrorKind::Timeout));
+                let failure = self.stall_failure();
+                self.count(failure);
                 Poll::Ready(Some(Err(BodyStalled(idle).into())))
             }
         }
@@ -308,8 +315,23 @@ impl UpstreamBody {
     fn cut_at_deadline(&mut self) -> BodyError {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
         self.close_connection();
-        self.count(Some(UpstreamErrorKind::Timeout));
+        let failure = self.stall_failure();
+        self.count(failure);
         ResponseDeadline(self.request_timeout).into()
+    }
+
+    /// Whether the answer waits on the client: the upload beside it took
+    /// all that came and waits for more.
+    fn waits_on_client(&self) -> bool {
+        self.upload
+            .as_ref()
+            .is_some_and(|upload| upload.waiting_on_client())
+    }
+
+    /// What a body that ran out of time counts against the upstream:
+    /// nothing when it waited on the client's stalled upload.
+    fn stall_failure(&self) -> Option<UpstreamErrorKind> {
+        (!self.waits_on_client()).then_some(UpstreamErrorKind::Timeout)
     }
 
     /// Counts the request once, with the failure that ended its body if any.
@@ -364,10 +386,7 @@ impl Drop for UpstreamBody {
         // Only a connection whose exchange ended whole, its response read
         // to the end and its request body sent, may carry the next request;
         // any other is closed.
-        let uploading = self
-            .upload
-            .as_ref()
-            .is_some_and(|ended| !ended.load(Ordering::Acquire));
+        let uploading = self.upload.as_ref().is_some_and(|upload| !upload.ended());
         if let Some(sender) = self.sender.take() {
             let whole = self.done || self.body.is_end_stream();
             if whole && !uploading {

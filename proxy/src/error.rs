@@ -54,6 +54,11 @@ pub enum ProxyError {
         /// The body ended before its declared length.
         incomplete: bool,
     },
+    /// The request's deadline passed while weir waited for more of the
+    /// client's body, the upstream having taken all that came: the
+    /// client's stall, not the upstream's.
+    #[error("request body from the client stalled: not all of it came within {0:?}")]
+    ClientBodyTimeout(std::time::Duration),
     /// The client's request body could not be read: the client's fault, not
     /// the upstream's.
     #[error("request body from the client is broken: {0}")]
@@ -89,6 +94,7 @@ impl ProxyError {
             | ProxyError::UpstreamIo(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -114,6 +120,7 @@ impl ProxyError {
             } else {
                 ClientErrorKind::Framing
             }),
+            ProxyError::ClientBodyTimeout(_) => Some(ClientErrorKind::BodyTimeout),
             _ => None,
         }
     }
@@ -123,7 +130,8 @@ impl ProxyError {
         match self {
             ProxyError::NoEndpoints { .. }
             | ProxyError::ClientBody(_)
-            | ProxyError::ClientFraming { .. } => None,
+            | ProxyError::ClientFraming { .. }
+            | ProxyError::ClientBodyTimeout(_) => None,
             // A failed TLS handshake, or no TLS client for the endpoint's
             // settings, is a connection not established: `connect`, one of
             // the three kinds the label has.
@@ -164,6 +172,9 @@ impl ProxyError {
             | ProxyError::AmbiguousLength
             | ProxyError::BrokenAnswer(_)
             | ProxyError::UpstreamIo(_) => "upstream broke the exchange",
+            ProxyError::ClientBodyTimeout(_) => {
+                "request body not received whole within the request timeout"
+            }
             ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => {
                 match self.client_error_kind() {
                     Some(ClientErrorKind::IncompleteBody) => {

@@ -20,7 +20,7 @@ use crate::error::{ProxyError, local_response};
 use crate::fallback;
 use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason};
-use crate::request_body::{self, BufferedBody, Kept, RequestBody};
+use crate::request_body::{self, BufferedBody, Kept, RequestBody, UploadProgress};
 use crate::request_id::X_REQUEST_ID;
 use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
@@ -236,9 +236,11 @@ pub async fn serve(
         started,
         answered: false,
     };
+    let downstream_http1 = req.version() < Version::HTTP_2;
+    let mut upload = None;
     let (outcome, replay) = match keep_for_fallback(route, role, req).await {
         Ok((req, replay)) => {
-            let outcome = forward(route, backend, downstream, req, started, grpc)
+            let outcome = forward(route, backend, downstream, req, started, grpc, &mut upload)
                 .instrument(span.clone())
                 .await;
             (outcome, replay)
@@ -246,6 +248,20 @@ pub async fn serve(
         Err(error) => (Err(error), None),
     };
     pending.answered = true;
+    // A deadline passed while the client was still sending its body: the
+    // connection cannot carry another request, and the answer says so.
+    // (Other failures drop the body before the answer, and hyper's server
+    // then reads what is left of it if it has all come, or else closes
+    // and says so itself; but the upstream connection given up on at the
+    // deadline may still hold the body as the answer goes out.)
+    let upload_cut = downstream_http1
+        && match &outcome {
+            Err(ProxyError::ClientBodyTimeout(_)) => true,
+            Err(ProxyError::UpstreamTimeout(_)) => {
+                replay.is_none() && upload.as_ref().is_some_and(|upload| !upload.ended())
+            }
+            _ => false,
+        };
     let failure = replay
         .as_ref()
         .and_then(|_| fallback::retryable_failure(&outcome));
@@ -281,6 +297,7 @@ pub async fn serve(
                 replay.into_request(),
                 started,
                 grpc,
+                &mut None,
             )
             .instrument(span.clone())
             .await;
@@ -293,6 +310,11 @@ pub async fn serve(
         }
     }
 
+    if upload_cut {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(rule) = &route.rule {
         rule.response_headers.apply(response.headers_mut());
     }
@@ -438,12 +460,12 @@ async fn keep_for_fallback(
         _ => return Ok((req.map(RequestBody::Streamed), None)),
     };
     let (parts, body) = req.into_parts();
-    // A client this slow with a small body would have made the upstream
-    // exchange time out just the same.
+    // Bounded as the upstream exchange would bound a client this slow:
+    // its stall, not the role's.
     let limit = route.timeouts.request;
     let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes))
         .await
-        .map_err(|_| ProxyError::UpstreamTimeout(limit))?
+        .map_err(|_| ProxyError::ClientBodyTimeout(limit))?
         .map_err(ProxyError::ClientBody)?;
     match kept {
         Kept::Whole(body) => {
@@ -599,6 +621,7 @@ async fn forward(
     mut req: Request<RequestBody>,
     started: Instant,
     grpc: bool,
+    tracked: &mut Option<Arc<UploadProgress>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Some(endpoint) = upstream::pick(&backend.endpoints) else {
         return Err(ProxyError::NoEndpoints {
@@ -628,6 +651,7 @@ async fn forward(
     // it was all sent closes the connection (see `ProxyBody::upstream`).
     let upload = (!endpoint.is_http2() && !http_body::Body::is_end_stream(req.body()))
         .then(|| req.body_mut().track());
+    tracked.clone_from(&upload);
 
     let exchange = async {
         let mut req = req;
@@ -668,8 +692,13 @@ async fn forward(
                 continue;
             }
             let in_flight = used.start();
+            // Given up on before its answer (the request's deadline, or the
+            // client left), the connection stops at once rather than going
+            // on sending the body to an upstream no one waits for.
+            let unanswered = sender.stop_on_drop();
             match sender.try_send_request(req).await {
                 Ok(response) => {
+                    unanswered.disarm();
                     if response.status().is_server_error() {
                         used.record_failure(&backend.endpoints);
                     } else {
@@ -687,6 +716,11 @@ async fn forward(
     let (mut response, sender, in_flight) = match tokio::time::timeout_at(deadline, exchange).await
     {
         Ok(result) => result?,
+        // The upstream took all of the body that came, and waits for more:
+        // the client stalled, not the upstream.
+        Err(_) if upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
+            return Err(ProxyError::ClientBodyTimeout(timeouts.request));
+        }
         Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
     };
 
@@ -748,11 +782,7 @@ async fn forward(
         None
     };
     remove_hop_by_hop(response.headers_mut(), false);
-    if downstream_http1
-        && upload
-            .as_ref()
-            .is_some_and(|ended| !ended.load(std::sync::atomic::Ordering::Acquire))
-    {
+    if downstream_http1 && upload.as_ref().is_some_and(|upload| !upload.ended()) {
         // Answered before the upload ended: the upstream connection closes
         // at the answer's end, and the rest of the body goes with it, so
         // the client's connection cannot carry another request (as on the

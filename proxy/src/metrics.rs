@@ -79,6 +79,10 @@ pub enum ClientErrorKind {
     IncompleteBody,
     /// The client went away before the answer; recorded as 499.
     Abandoned,
+    /// The client stalled inside its body: the request's deadline passed
+    /// while weir waited for more of it, the upstream having taken all
+    /// that came; answered 408.
+    BodyTimeout,
 }
 
 /// A request head refused before routing, as a bounded metric label.
@@ -184,7 +188,7 @@ pub struct RoleMetrics {
     upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
     /// Responses sent with a non-error code whose body then broke or stalled.
     failed_bodies: AtomicU64,
-    client_errors: [AtomicU64; 3],
+    client_errors: [AtomicU64; ClientErrorKind::ALL.len()],
     /// gRPC calls answered with HTTP 200 and a `grpc-status`, by status
     /// (these are not in `by_code`).
     grpc_by_status: [AtomicU64; GRPC_CODES],
@@ -220,10 +224,11 @@ impl UpstreamErrorKind {
 
 impl ClientErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ClientErrorKind; 3] = [
+    pub const ALL: [ClientErrorKind; 4] = [
         ClientErrorKind::Framing,
         ClientErrorKind::IncompleteBody,
         ClientErrorKind::Abandoned,
+        ClientErrorKind::BodyTimeout,
     ];
 
     /// The `kind` label value.
@@ -232,6 +237,7 @@ impl ClientErrorKind {
             ClientErrorKind::Framing => "framing",
             ClientErrorKind::IncompleteBody => "incomplete_body",
             ClientErrorKind::Abandoned => "abandoned",
+            ClientErrorKind::BodyTimeout => "body_timeout",
         }
     }
 

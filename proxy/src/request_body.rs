@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -34,10 +34,25 @@ pub enum RequestBody {
     Tracked {
         /// The body itself.
         body: Box<RequestBody>,
-        /// Turns true once `body` has been read to its end.
-        ended: Arc<AtomicBool>,
+        /// How far `body` has been read.
+        progress: Arc<UploadProgress>,
     },
 }
+
+/// How far a tracked request body has been read (see
+/// [`RequestBody::track`]), as the answer's side sees it.
+#[derive(Debug, Default)]
+pub struct UploadProgress(AtomicU8);
+
+/// [`UploadProgress`]: the last read of the body gave data.
+const SENDING: u8 = 0;
+/// [`UploadProgress`]: the last read of the body found nothing yet.
+const WAITING_ON_CLIENT: u8 = 1;
+/// [`UploadProgress`]: the body has been read to its end.
+const ENDED: u8 = 2;
+/// [`UploadProgress`]: the body could not be read (the client closed
+/// inside it, or broke its framing).
+const CLIENT_FAILED: u8 = 3;
 
 /// A whole request body: its data and trailers, cheap to clone (`Bytes`).
 #[derive(Debug, Clone, Default)]
@@ -60,17 +75,40 @@ pub enum Kept {
 // === impl RequestBody ===
 
 impl RequestBody {
-    /// Makes this body [`RequestBody::Tracked`]; the flag turns true once it
-    /// has been read to its end: whether the upload finished, for the
-    /// answer's side to know.
-    pub fn track(&mut self) -> Arc<AtomicBool> {
-        let ended = Arc::new(AtomicBool::new(false));
+    /// Makes this body [`RequestBody::Tracked`]: whether the upload
+    /// finished, or waits on the client, for the answer's side to know.
+    pub fn track(&mut self) -> Arc<UploadProgress> {
+        let progress = Arc::new(UploadProgress::default());
         let body = std::mem::replace(self, RequestBody::Buffered(BufferedBody::default()));
         *self = RequestBody::Tracked {
             body: Box::new(body),
-            ended: Arc::clone(&ended),
+            progress: Arc::clone(&progress),
         };
-        ended
+        progress
+    }
+}
+
+// === impl UploadProgress ===
+
+impl UploadProgress {
+    /// Whether the body has been read to its end.
+    pub fn ended(&self) -> bool {
+        self.0.load(Ordering::Acquire) == ENDED
+    }
+
+    /// Whether the body's last read found nothing yet: all that came of it
+    /// was taken, and the upload waits on the client. (hyper reads the
+    /// body only while it has room to buffer what it sends, so an upstream
+    /// that stopped reading leaves this false, unless the client is slower
+    /// still than the socket buffers between them fill.)
+    pub fn waiting_on_client(&self) -> bool {
+        self.0.load(Ordering::Acquire) == WAITING_ON_CLIENT
+    }
+
+    /// Whether the body could not be read: the client closed inside it,
+    /// or broke its framing.
+    pub fn client_failed(&self) -> bool {
+        self.0.load(Ordering::Acquire) == CLIENT_FAILED
     }
 }
 
@@ -95,23 +133,27 @@ impl Body for RequestBody {
                 Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
-            RequestBody::Tracked { body, ended } => {
+            RequestBody::Tracked { body, progress } => {
                 let polled = Pin::new(body.as_mut()).poll_frame(cx);
                 // hyper's client polls no further once a declared length is
                 // met or trailers came, so the end is noted by those too,
                 // not only by the last poll.
-                let end = match &polled {
-                    Poll::Ready(None) => true,
+                let state = match &polled {
+                    Poll::Ready(None) => ENDED,
                     Poll::Ready(Some(Ok(frame))) => {
-                        frame.is_trailers()
+                        if frame.is_trailers()
                             || body.is_end_stream()
                             || body.size_hint().exact() == Some(0)
+                        {
+                            ENDED
+                        } else {
+                            SENDING
+                        }
                     }
-                    _ => false,
+                    Poll::Pending => WAITING_ON_CLIENT,
+                    Poll::Ready(Some(Err(_))) => CLIENT_FAILED,
                 };
-                if end {
-                    ended.store(true, Ordering::Release);
-                }
+                progress.0.store(state, Ordering::Release);
                 polled
             }
         }
@@ -158,6 +200,15 @@ impl BufferedBody {
     /// True for a body without data.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A body of `data` alone.
+    #[cfg(test)]
+    pub(crate) fn of(data: Bytes) -> BufferedBody {
+        BufferedBody {
+            data: Some(data),
+            trailers: None,
+        }
     }
 
     fn next_frame(&mut self) -> Option<Frame<Bytes>> {

@@ -511,6 +511,13 @@ impl Sender {
         self.connection.abort();
     }
 
+    /// A guard that stops the connection when dropped, unless disarmed:
+    /// held over an exchange, it closes a connection whose answer is no
+    /// longer awaited.
+    pub fn stop_on_drop(&self) -> StopOnDrop {
+        StopOnDrop(Some(self.connection.abort_handle()))
+    }
+
     /// Drops the sender and leaves the connection's task to end by itself,
     /// but no later than `deadline` (a body still wanted is sent to its
     /// end, within the request's deadline).
@@ -526,6 +533,25 @@ impl Sender {
                 stop.abort();
             }
         });
+    }
+}
+
+/// Stops an upstream connection when dropped (see [`Sender::stop_on_drop`]).
+#[derive(Debug)]
+pub struct StopOnDrop(Option<tokio::task::AbortHandle>);
+
+impl StopOnDrop {
+    /// Leaves the connection running.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            stop.abort();
+        }
     }
 }
 
@@ -789,6 +815,54 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(pick(&endpoints).map(|e| e.addr().port()), Some(3));
         }
+    }
+
+    /// An exchange given up on before its answer (its future dropped at
+    /// the request's deadline) stops its connection, which was still
+    /// sending the body to an upstream that reads no more.
+    #[tokio::test]
+    async fn an_exchange_given_up_before_its_answer_stops_its_connection() {
+        const BODY: usize = 64 << 20;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        // Takes the connection and reads nothing from it.
+        let _upstream = tokio::spawn(async move {
+            let accepted = listener.accept().await;
+            std::future::pending::<()>().await;
+            drop(accepted);
+        });
+        let metrics = Metrics::new();
+        let registry = Registry::default();
+        let endpoint = registry.endpoint(addr, &metrics);
+        let mut sender = endpoint
+            .connect(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        // More than the socket buffers between them hold.
+        let body = RequestBody::Buffered(crate::request_body::BufferedBody::of(
+            bytes::Bytes::from(vec![b'x'; BODY]),
+        ));
+        let request = http::Request::post("http://upstream.test/up")
+            .header(http::header::CONTENT_LENGTH, BODY)
+            .body(body)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let unanswered = sender.stop_on_drop();
+        let exchange =
+            tokio::time::timeout(Duration::from_millis(200), sender.try_send_request(request))
+                .await;
+        assert!(exchange.is_err(), "the upstream never answers");
+        assert!(
+            !sender.connection.is_finished(),
+            "the connection still sends the body"
+        );
+        drop(unanswered);
+        let ended = tokio::time::timeout(Duration::from_secs(5), &mut sender.connection).await;
+        assert!(
+            matches!(&ended, Ok(Err(error)) if error.is_cancelled()),
+            "the connection was not stopped: {ended:?}"
+        );
     }
 
     #[test]

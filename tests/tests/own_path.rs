@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
     ClosedPort, ForwardingPath, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream, RecordingUpstream,
-    Reply, Route, UpstreamRequest, Weir, WeirConfig, read_through_head, within,
+    Reply, Route, UpstreamRequest, Weir, WeirConfig, read_through_head, wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -1261,6 +1261,195 @@ async fn an_http_1_0_keep_alive_client_is_told_on_every_answer(path: ForwardingP
     .await;
 }
 
+/// An upstream that reads whatever comes on one connection and never
+/// answers.
+async fn reading_silent_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut chunk = [0u8; 4096];
+        while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
+    });
+    upstream
+}
+
+/// An upstream that reads a request's head, then nothing more, and never
+/// answers: it holds the connection open with the body unread.
+async fn head_only_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_through_head(&mut stream).await;
+        std::future::pending::<()>().await;
+    });
+    upstream
+}
+
+/// Requests of `route` counted with `code`, errors of its upstream, and
+/// its client errors of `kind`.
+async fn failure_counts(weir: &Weir, code: &str, kind: &str) -> (f64, f64, f64) {
+    let m = weir.metrics().await;
+    let route = ("route", "web");
+    (
+        m.sum("weir_http_requests_total", &[route, ("code", code)]),
+        m.sum("weir_upstream_errors_total", &[route]),
+        m.sum("weir_client_errors_total", &[route, ("kind", kind)]),
+    )
+}
+
+/// A client that stalls inside its upload, the upstream having read all
+/// that came, gets `408` at the request's deadline and a closed
+/// connection; the stall is the client's (`body_timeout`), never an
+/// upstream timeout of the role, so slow uploads cannot make a canary look
+/// broken.
+async fn a_client_that_stalls_inside_its_body_gets_408(path: ForwardingPath) {
+    let upstream = reading_silent_upstream().await;
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream]).timeouts("1s", "1s")
+        ]))
+        .await;
+    let head = within(LIMIT, "the 408", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut client).await;
+        read_until_closed(&mut client).await;
+        head
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{}: {head}", path.name());
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(
+        failure_counts(&weir, "408", "body_timeout").await,
+        (1.0, 0.0, 1.0),
+        "{}: 408s, upstream errors, body timeouts",
+        path.name()
+    );
+}
+
+/// An upstream that stops reading an upload and never answers is the one
+/// at fault: `504` at the request's deadline, an upstream timeout of the
+/// role, and the client's connection closed (its upload never ended).
+async fn an_upstream_that_stops_reading_an_upload_is_a_504(path: ForwardingPath) {
+    let upstream = head_only_upstream().await;
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream]).timeouts("1s", "1s")
+        ]))
+        .await;
+    let head = within(LIMIT, "the 504", async {
+        let client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        let (mut reader, mut writer) = client.into_split();
+        // More than the socket buffers on the way hold, so weir's writes
+        // to the upstream wait, whatever the path buffers.
+        let upload = tokio::spawn(async move {
+            let head =
+                b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 1073741824\r\n\r\n";
+            let chunk = vec![b'x'; 256 * 1024];
+            let mut written = writer.write_all(head).await;
+            while written.is_ok() {
+                written = writer.write_all(&chunk).await;
+            }
+        });
+        let head = String::from_utf8_lossy(&read_through_head(&mut reader).await).into_owned();
+        upload.abort();
+        head
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 504"), "{}: {head}", path.name());
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(
+        failure_counts(&weir, "504", "body_timeout").await,
+        (1.0, 1.0, 0.0),
+        "{}: 504s, upstream errors, body timeouts",
+        path.name()
+    );
+}
+
+/// weir's own `502` to a request whose upload is still going says the
+/// connection closes: the rest of the body is never read as a request.
+async fn a_502_during_an_upload_says_the_connection_closes(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_through_head(&mut stream).await;
+        // Closed without an answer, inside the body.
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let head = within(LIMIT, "the 502", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 1000000\r\n\r\nfirst bytes")
+            .await
+            .unwrap();
+        read_response(&mut client).await.0
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{}: {head}", path.name());
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{}: {head}",
+        path.name()
+    );
+}
+
+/// A client that leaves inside its upload while the answer streams (an
+/// echo waiting for the rest) is counted with the code it was sent, never
+/// as an error of the upstream's.
+async fn a_client_that_leaves_inside_its_body_is_not_an_upstream_error(path: ForwardingPath) {
+    let (upstream, _received) = echo_upstream().await;
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream]).idle_timeout("1s")
+        ]))
+        .await;
+    within(LIMIT, "the first piece echoed", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                if chunk_data(&raw[end + 4..]).0 == b"first" {
+                    return;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed early: {:?}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let counts = wait_until(LIMIT, "the request counted", || async {
+        let counts = failure_counts(&weir, "200", "abandoned").await;
+        (counts.0 == 1.0).then_some(counts)
+    })
+    .await;
+    assert_eq!(
+        counts,
+        (1.0, 0.0, 0.0),
+        "{}: 200s, upstream errors, abandoned",
+        path.name()
+    );
+}
+
 weir_e2e::on_both_paths!(
     an_upstream_answer_before_the_upload_ends_reaches_the_client,
     a_client_still_uploading_after_an_early_answer_is_not_reset,
@@ -1282,4 +1471,8 @@ weir_e2e::on_both_paths!(
     an_interim_head_split_across_reads_does_not_cut_the_upload,
     an_answer_over_the_chunk_extension_bound_is_cut,
     an_http_1_0_keep_alive_client_is_told_on_every_answer,
+    a_client_that_stalls_inside_its_body_gets_408,
+    an_upstream_that_stops_reading_an_upload_is_a_504,
+    a_502_during_an_upload_says_the_connection_closes,
+    a_client_that_leaves_inside_its_body_is_not_an_upstream_error,
 );

@@ -684,7 +684,8 @@ impl Conn<'_, '_> {
                 }
                 Ok(Ok(_)) => {}
                 Err(_) => {
-                    return Err(SendError::Client(ProxyError::UpstreamTimeout(
+                    // The upstream has all that came: the client stalled.
+                    return Err(SendError::Client(ProxyError::ClientBodyTimeout(
                         deadline_length(plan, deadline),
                     )));
                 }
@@ -878,8 +879,9 @@ impl Conn<'_, '_> {
         // An upstream that accepted the request (2xx) may still be reading
         // its body when its answer ends: the upload is finished after it.
         let accepted = (200..300).contains(&code);
-        // The client stopped sending inside its body: an answer that then
-        // stalls waits for that body, and is no fault of the upstream's.
+        // The client stopped sending inside its body (closed, or stalled
+        // until a timeout): an answer that then stalls waits for that body,
+        // and is no fault of the upstream's.
         let mut client_stopped = false;
         // The answer's own framing broke: the upstream's fault whatever the
         // client did.
@@ -956,7 +958,18 @@ impl Conn<'_, '_> {
                         return Next::Close;
                     }
                     Ok(Err(error)) => break Ok(Err(error)),
-                    Err(timed_out) => break Err(timed_out),
+                    Err(timed_out) => {
+                        // All that came of the body went upstream, and more
+                        // is due: the answer waits on the client, which
+                        // stalled.
+                        if self.buffers.to_upstream.is_empty() {
+                            tracing::debug!(
+                                "client stalled inside its body while its answer streamed"
+                            );
+                            client_stopped = true;
+                        }
+                        break Err(timed_out);
+                    }
                 }
             };
             match read {
