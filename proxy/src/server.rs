@@ -83,7 +83,8 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Holds a connection's place under the limits while it is open.
-struct OpenConnection {
+#[derive(Debug)]
+pub(crate) struct OpenConnection {
     metrics: Arc<ListenerMetrics>,
     _own: OwnedSemaphorePermit,
     _shared: Option<OwnedSemaphorePermit>,
@@ -194,6 +195,7 @@ impl Proxy {
                     builder,
                     watcher: Some(watcher),
                     limits,
+                    place: Some(open),
                 };
                 // Boxed: tokio moves a task's future by value about eight
                 // times between here and its end (into the task, and its
@@ -204,7 +206,6 @@ impl Proxy {
                 // per request (callgrind, `ab -c 8`).
                 tokio::spawn(Box::pin(
                     async move {
-                        let _open = open;
                         tokio::select! {
                             () = own.serve(ClientSocket::unregistered(stream)) => {}
                             _ = cut.wait_for(|cut| *cut) => {
@@ -219,7 +220,9 @@ impl Proxy {
             // Boxed, as the own path's task above.
             tokio::spawn(Box::pin(
                 async move {
-                    let _open = open;
+                    // Moved into the connection's socket once it has one;
+                    // dropped with the connection before that.
+                    let place = Some(open);
                     let connection = async move {
                         let stream = match TcpStream::from_std(stream) {
                             Ok(stream) => stream,
@@ -240,7 +243,7 @@ impl Proxy {
                         }
                         let limit = Arc::new(StallLimit::default());
                         let downstream = downstream.with_write_stall(Arc::clone(&limit));
-                        let stream = WriteStall::new(stream, limit);
+                        let stream = WriteStall::new(stream, limit).holding(place);
                         let service =
                             HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
                         let result = match acceptor {
@@ -316,6 +319,9 @@ struct OwnConnection {
     /// Taken when the connection is handed to hyper's server.
     watcher: Option<hyper_util::server::graceful::Watcher>,
     limits: own_path::Limits,
+    /// The connection's place under the listener's limits; handed to the
+    /// socket with the connection (see [`WriteStall::holding`]).
+    place: Option<OpenConnection>,
 }
 
 // === impl OwnConnection ===
@@ -344,7 +350,7 @@ impl OwnConnection {
         };
         let limit = Arc::new(StallLimit::default());
         let downstream = self.downstream.clone().with_write_stall(Arc::clone(&limit));
-        let stream = WriteStall::new(stream, limit);
+        let stream = WriteStall::new(stream, limit).holding(self.place.take());
         let service = HyperService(proxy_stack(Arc::new(Connection {
             shared: Arc::clone(&self.shared),
             downstream,

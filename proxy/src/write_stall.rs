@@ -23,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use weir_config::model::DEFAULT_IDLE_TIMEOUT;
 
+use crate::server::OpenConnection;
+
 /// How long a write to one downstream connection may make no progress:
 /// the idle limit of the route its requests go to, set by each request.
 #[derive(Debug, Default)]
@@ -48,6 +50,9 @@ pub struct WriteStall {
     client_closed: bool,
     /// The socket was set to be reset on close: it must not linger.
     reset: bool,
+    /// The connection's place under the listener's limits, kept until
+    /// the socket is closed, lingering included.
+    place: Option<OpenConnection>,
 }
 
 // === impl StallLimit ===
@@ -86,7 +91,15 @@ impl WriteStall {
             waiting: false,
             client_closed: false,
             reset: false,
+            place: None,
         }
+    }
+
+    /// Keeps `place` until the socket is closed: a lingering socket
+    /// still counts as an open connection of its listener.
+    pub(crate) fn holding(mut self, place: Option<OpenConnection>) -> WriteStall {
+        self.place = place;
+        self
     }
 
     /// Passes on a write's result; one that waits starts the timer (or
@@ -200,10 +213,12 @@ impl Drop for WriteStall {
             return;
         };
         let copy: std::net::TcpStream = copy.into();
+        let place = self.place.take();
         handle.spawn(async move {
             if let Ok(stream) = TcpStream::from_std(copy) {
                 crate::http1::client_socket::linger(&stream).await;
             }
+            drop(place);
         });
     }
 }

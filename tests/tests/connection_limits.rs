@@ -1,7 +1,8 @@
 //! Client connection limits on the real binary: a listener over its
 //! `maxConnections` closes new clients at once and counts them, the admin
-//! API keeps answering, and a process with few file descriptors caps its
-//! clients below the limit instead of running out.
+//! API keeps answering, a connection that lingers keeps its place, and a
+//! process with few file descriptors caps its clients below the limit
+//! instead of running out.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weir_e2e::{FakeUpstream, Route, Weir, WeirConfig, get, wait_until, within};
+use weir_e2e::{FakeUpstream, ForwardingPath, Route, Weir, WeirConfig, get, wait_until, within};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -105,3 +106,54 @@ async fn with_256_open_files_300_half_open_clients_leave_the_admin_api_answering
     );
     drop(held);
 }
+
+/// A connection weir closed with part of an upload unread lingers (it
+/// shuts its side, then reads and drops what the client still sends) and
+/// keeps its place under `maxConnections` until the client closes, on
+/// both paths: lingering sockets cannot pile up past the limit.
+async fn a_lingering_connection_keeps_its_place_under_the_limit(path: ForwardingPath) {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = path
+        .start_weir(
+            WeirConfig::new([Route::new("web", &[stable.addr]).hosts(&["shop.test"])])
+                .max_connections(1),
+        )
+        .await;
+    let mut first = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let answer = within(LIMIT, "the 404 and weir's end of the stream", async {
+        // No route for the host: answered at once, with the body unread.
+        first
+            .write_all(b"POST /up HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 1000000\r\n\r\nfirst bytes")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        first.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    // weir's side is shut, the client's open: the connection lingers, and
+    // holds the only place.
+    let mut second = half_sent(weir.addrs.http).await;
+    let mut buf = [0u8; 64];
+    let read = within(LIMIT, "the second connection closed", second.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{}: {read:?}", path.name());
+    assert_eq!(
+        gauge(&weir, "weir_connections_refused_total", "plain").await,
+        1.0,
+        "{}",
+        path.name()
+    );
+    assert_eq!(gauge(&weir, "weir_connections_open", "plain").await, 1.0);
+    drop(first);
+    wait_until(LIMIT, "the lingering connection closed", || async {
+        (gauge(&weir, "weir_connections_open", "plain").await == 0.0).then_some(())
+    })
+    .await;
+    let served = within(LIMIT, "GET / after the linger", get(weir.addrs.http, "/"))
+        .await
+        .unwrap();
+    assert_eq!(served.status, 404);
+}
+
+weir_e2e::on_both_paths!(a_lingering_connection_keeps_its_place_under_the_limit);
