@@ -317,3 +317,61 @@ async fn kept_bodies_reach_the_upstream_whole() {
         m.text
     );
 }
+
+/// A client that stalls inside a body weir keeps for a retry is answered
+/// `408` at the request's deadline and counted as its own fault: never a
+/// canary failure (which the analysis would count) nor a retry on stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_inside_a_kept_body_is_not_a_canary_failure() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
+        .canary(&[canary.addr], 100.0)
+        .timeouts("1s", "1s")
+        .stable_fallback("{ methods: [PUT], maxBodyBytes: 1KiB, budget: 1 }")]))
+    .await;
+    let answer = within(Duration::from_secs(20), "the 408", async {
+        let mut client = tokio::net::TcpStream::connect(weir.addrs.http)
+            .await
+            .expect("connected");
+        client
+            .write_all(b"PUT /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nfirst")
+            .await
+            .expect("the head sent");
+        let mut raw = Vec::new();
+        let _ = client.read_to_end(&mut raw).await;
+        String::from_utf8_lossy(&raw).into_owned()
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let m = weir.metrics().await;
+    assert_eq!(requests(&m, "canary", "408"), 1.0, "{}", m.text);
+    assert_eq!(canary_failures(&m), 0.0, "{}", m.text);
+    assert_eq!(
+        m.sum(
+            "weir_client_errors_total",
+            &[
+                ("route", "web"),
+                ("role", "canary"),
+                ("kind", "body_timeout")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.sum("weir_upstream_errors_total", &[("route", "web")]),
+        0.0
+    );
+    assert_eq!(fallbacks(&m), (0.0, 0.0));
+    assert_eq!(
+        canary.hits() + stable.hits(),
+        0,
+        "nothing was sent upstream"
+    );
+}
