@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::grpc::GrpcAccount;
-use crate::metrics::{RoleMetrics, UpstreamErrorKind};
+use crate::metrics::{ClientErrorKind, RoleMetrics, UpstreamErrorKind};
 use crate::request_body::UploadProgress;
 use crate::upstream::{InFlight, Sender};
 
@@ -305,10 +305,21 @@ impl UpstreamBody {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
         self.close_connection();
         self.done = true;
-        if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
-            grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
+        if self.waits_on_client() {
+            // The call's own client stalled its stream: its fault, not the
+            // role's.
+            if let Some(account) = self.account.take() {
+                account.metrics.record_grpc_client_error(
+                    ClientErrorKind::BodyTimeout,
+                    crate::grpc::DEADLINE_EXCEEDED,
+                );
+            }
+        } else {
+            if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
+                grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
+            }
+            self.count(Some(UpstreamErrorKind::Timeout));
         }
-        self.count(Some(UpstreamErrorKind::Timeout));
         Poll::Ready(Some(Ok(Frame::trailers(crate::grpc::deadline_trailers()))))
     }
 

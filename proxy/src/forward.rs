@@ -258,7 +258,10 @@ pub async fn serve(
         && match &outcome {
             Err(ProxyError::ClientBodyTimeout(_)) => true,
             Err(ProxyError::UpstreamTimeout(_)) => {
-                replay.is_none() && upload.as_ref().is_some_and(|upload| !upload.ended())
+                replay.is_none()
+                    && upload
+                        .as_ref()
+                        .is_some_and(|upload| upload.started() && !upload.ended())
             }
             _ => false,
         };
@@ -347,6 +350,20 @@ pub(crate) fn answer(
                     .record(response.status().as_u16(), started.elapsed());
             }
             response
+        }
+        Err(ProxyError::ClientBodyTimeout(timeout)) if context.grpc => {
+            // The call's deadline, in gRPC's terms, but the client's stall:
+            // not an error of the role.
+            context.span.in_scope(|| {
+                tracing::debug!(
+                    ?timeout,
+                    "gRPC call's client stalled its stream past the deadline"
+                )
+            });
+            backend
+                .metrics
+                .record_grpc_client_error(ClientErrorKind::BodyTimeout, grpc::DEADLINE_EXCEEDED);
+            grpc::deadline_exceeded_response()
         }
         Err(ProxyError::UpstreamTimeout(timeout)) if context.grpc => {
             warning_span(
@@ -647,10 +664,10 @@ async fn forward(
     }
     // `timeouts.request` bounds the whole response, head and body.
     let deadline = tokio::time::Instant::now() + timeouts.request;
-    // A body to stream over HTTP/1.1 is tracked: an answer that ends before
-    // it was all sent closes the connection (see `ProxyBody::upstream`).
-    let upload = (!endpoint.is_http2() && !http_body::Body::is_end_stream(req.body()))
-        .then(|| req.body_mut().track());
+    // A body to stream is tracked: an answer that ends before it was all
+    // sent closes an HTTP/1.1 connection (see `ProxyBody::upstream`), and
+    // a deadline that passes while it waits on the client is the client's.
+    let upload = (!http_body::Body::is_end_stream(req.body())).then(|| req.body_mut().track());
     tracked.clone_from(&upload);
 
     let exchange = async {

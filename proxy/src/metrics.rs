@@ -445,13 +445,8 @@ impl RoleMetrics {
     /// (0 to 16; anything else counts as UNKNOWN), an error of the role when
     /// `is_error`.
     pub fn record_grpc(&self, status: u8, is_error: bool, elapsed: Duration) {
-        let slot = if usize::from(status) < GRPC_CODES {
-            usize::from(status)
-        } else {
-            usize::from(weir_config::grpc::GRPC_UNKNOWN)
-        };
         // The call first, so a sample never sees more errors than calls.
-        self.grpc_by_status[slot].fetch_add(1, Relaxed);
+        self.grpc_by_status[grpc_slot(status)].fetch_add(1, Relaxed);
         if is_error {
             self.grpc_errors.fetch_add(1, Relaxed);
         }
@@ -485,6 +480,15 @@ impl RoleMetrics {
         if kind == ClientErrorKind::Abandoned {
             self.record_latency(elapsed);
         }
+    }
+
+    /// Counts one gRPC call that failed through the client's fault, answered
+    /// HTTP 200 with `status`: counted with that status, never as an error
+    /// of the role (nor as a request in the analysis).
+    pub fn record_grpc_client_error(&self, kind: ClientErrorKind, status: u8) {
+        // The call first: `counts` never sees more client errors than calls.
+        self.grpc_by_status[grpc_slot(status)].fetch_add(1, Relaxed);
+        self.client_errors[kind.slot()].fetch_add(1, Relaxed);
     }
 
     /// Requests that failed with `kind` through the client's fault so far.
@@ -575,6 +579,16 @@ impl RoleMetrics {
             errors: errors + self.failed_bodies.load(Relaxed),
             latency: self.latency_counts(),
         }
+    }
+}
+
+/// The slot of gRPC status `status` in a role's counts; an unknown
+/// status counts as `UNKNOWN`.
+fn grpc_slot(status: u8) -> usize {
+    if usize::from(status) < GRPC_CODES {
+        usize::from(status)
+    } else {
+        usize::from(weir_config::grpc::GRPC_UNKNOWN)
     }
 }
 

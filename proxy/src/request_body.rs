@@ -44,15 +44,17 @@ pub enum RequestBody {
 #[derive(Debug, Default)]
 pub struct UploadProgress(AtomicU8);
 
+/// [`UploadProgress`]: the body has not been read yet.
+const NOT_STARTED: u8 = 0;
 /// [`UploadProgress`]: the last read of the body gave data.
-const SENDING: u8 = 0;
+const SENDING: u8 = 1;
 /// [`UploadProgress`]: the last read of the body found nothing yet.
-const WAITING_ON_CLIENT: u8 = 1;
+const WAITING_ON_CLIENT: u8 = 2;
 /// [`UploadProgress`]: the body has been read to its end.
-const ENDED: u8 = 2;
+const ENDED: u8 = 3;
 /// [`UploadProgress`]: the body could not be read (the client closed
 /// inside it, or broke its framing).
-const CLIENT_FAILED: u8 = 3;
+const CLIENT_FAILED: u8 = 4;
 
 /// A whole request body: its data and trailers, cheap to clone (`Bytes`).
 #[derive(Debug, Clone, Default)]
@@ -91,6 +93,11 @@ impl RequestBody {
 // === impl UploadProgress ===
 
 impl UploadProgress {
+    /// Whether the body has been read at all.
+    pub fn started(&self) -> bool {
+        self.0.load(Ordering::Acquire) != NOT_STARTED
+    }
+
     /// Whether the body has been read to its end.
     pub fn ended(&self) -> bool {
         self.0.load(Ordering::Acquire) == ENDED
@@ -98,9 +105,12 @@ impl UploadProgress {
 
     /// Whether the body's last read found nothing yet: all that came of it
     /// was taken, and the upload waits on the client. (hyper reads the
-    /// body only while it has room to buffer what it sends, so an upstream
-    /// that stopped reading leaves this false, unless the client is slower
-    /// still than the socket buffers between them fill.)
+    /// body only while it has room to buffer what it sends, over HTTP/2
+    /// only while the stream's window is open, so an upstream that stopped
+    /// reading leaves this false, unless the client is slower still than
+    /// the socket buffers between them fill. Between two pieces of a body
+    /// that came at once, it may be true for the moment hyper's server
+    /// takes to hand over the second.)
     pub fn waiting_on_client(&self) -> bool {
         self.0.load(Ordering::Acquire) == WAITING_ON_CLIENT
     }

@@ -394,3 +394,149 @@ async fn grpc_unary_calls_per_second_through_weir_and_direct() {
         100.0 * through / direct
     );
 }
+
+/// A gRPC client that stalls its request stream past the deadline gets
+/// DEADLINE_EXCEEDED, as for any deadline, but the stall is its own:
+/// counted as `body_timeout`, neither an upstream timeout nor a call the
+/// analysis sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_client_stalling_its_stream_past_the_deadline_is_not_an_error_of_the_role() {
+    use futures_util::StreamExt as _;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    let weir = Weir::start(WeirConfig::new([
+        h2c_route("grpc", &upstream).timeouts("1s", "1s")
+    ]))
+    .await;
+    let stream = tokio::net::TcpStream::connect(weir.addrs.http)
+        .await
+        .expect("connecting");
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    // One message, then nothing more, the stream left open.
+    let messages = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Frame::data(weir_e2e::grpc::frame(b"x")))
+    })
+    .chain(futures_util::stream::pending())
+    .boxed();
+    let request = http::Request::post(format!("http://{}{HANG}", weir.addrs.http))
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(StreamBody::new(messages))
+        .expect("a request");
+    let response = within(
+        CALL_LIMIT,
+        "the stalled call's answer",
+        sender.send_request(request),
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"4"[..]),
+        "{:?}",
+        response.headers()
+    );
+    let m = weir.metrics().await;
+    let route = ("route", "grpc");
+    assert_eq!(
+        m.sum(
+            "weir_http_requests_total",
+            &[route, ("grpc_code", "DEADLINE_EXCEEDED")]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum(
+            "weir_client_errors_total",
+            &[route, ("kind", "body_timeout")]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("weir_upstream_errors_total", &[route]),
+        0.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(counters(&weir, "grpc", "stable").await, (0, 0));
+}
+
+/// A plain HTTP/1.1 upload towards an HTTP/2 upstream that stalls inside
+/// its body gets `408`, the client's fault, as towards HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_its_body_towards_an_h2c_upstream_gets_408() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    // An h2c upstream that takes requests and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding");
+    let upstream = listener.local_addr().expect("bound address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(|_request| async {
+                        std::future::pending::<
+                            Result<
+                                http::Response<http_body_util::Empty<bytes::Bytes>>,
+                                std::convert::Infallible,
+                            >,
+                        >()
+                        .await
+                    }),
+                ),
+            );
+        }
+    });
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream])
+        .stable_key("protocol: h2c")
+        .timeouts("1s", "1s")]))
+    .await;
+    let answer = within(CALL_LIMIT, "the 408", async {
+        let mut client = tokio::net::TcpStream::connect(weir.addrs.http)
+            .await
+            .expect("connecting");
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nfirst")
+            .await
+            .expect("the head sent");
+        let mut raw = Vec::new();
+        let _ = client.read_to_end(&mut raw).await;
+        String::from_utf8_lossy(&raw).into_owned()
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let m = weir.metrics().await;
+    let route = ("route", "web");
+    assert_eq!(
+        m.sum(
+            "weir_client_errors_total",
+            &[route, ("kind", "body_timeout")]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("weir_upstream_errors_total", &[route]),
+        0.0,
+        "{}",
+        m.text
+    );
+}

@@ -1411,13 +1411,30 @@ async fn a_502_during_an_upload_says_the_connection_closes(path: ForwardingPath)
 /// echo waiting for the rest) is counted with the code it was sent, never
 /// as an error of the upstream's.
 async fn a_client_that_leaves_inside_its_body_is_not_an_upstream_error(path: ForwardingPath) {
+    client_stops_inside_its_body(path, true).await;
+}
+
+/// A client that stalls inside its upload while the answer streams (an
+/// echo waiting for the rest) has the answer cut at the idle timeout, and
+/// is counted with the code it was sent: the answer waited on the client,
+/// not on the upstream.
+async fn a_client_that_stalls_inside_its_body_while_the_answer_streams_is_not_an_upstream_error(
+    path: ForwardingPath,
+) {
+    client_stops_inside_its_body(path, false).await;
+}
+
+/// Sends half of an upload to an echo, reads the first piece back, then
+/// closes (`leave`) or stalls until weir closes; asserts the request was
+/// counted as a `200` and not as an upstream error.
+async fn client_stops_inside_its_body(path: ForwardingPath, leave: bool) {
     let (upstream, _received) = echo_upstream().await;
     let weir = path
         .start_weir(WeirConfig::new([
             Route::new("web", &[upstream]).idle_timeout("1s")
         ]))
         .await;
-    within(LIMIT, "the first piece echoed", async {
+    let mut client = within(LIMIT, "the first piece echoed", async {
         let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
         client
             .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
@@ -1427,7 +1444,7 @@ async fn a_client_that_leaves_inside_its_body_is_not_an_upstream_error(path: For
         loop {
             if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
                 if chunk_data(&raw[end + 4..]).0 == b"first" {
-                    return;
+                    return client;
                 }
             }
             let mut chunk = [0u8; 4096];
@@ -1437,6 +1454,13 @@ async fn a_client_that_leaves_inside_its_body_is_not_an_upstream_error(path: For
         }
     })
     .await;
+    if leave {
+        drop(client);
+    } else {
+        let rest = within(LIMIT, "the answer cut", read_until_closed(&mut client)).await;
+        let (_, whole) = chunk_data(&rest);
+        assert!(!whole, "{}: the answer ended whole", path.name());
+    }
     let counts = wait_until(LIMIT, "the request counted", || async {
         let counts = failure_counts(&weir, "200", "abandoned").await;
         (counts.0 == 1.0).then_some(counts)
@@ -1475,4 +1499,5 @@ weir_e2e::on_both_paths!(
     an_upstream_that_stops_reading_an_upload_is_a_504,
     a_502_during_an_upload_says_the_connection_closes,
     a_client_that_leaves_inside_its_body_is_not_an_upstream_error,
+    a_client_that_stalls_inside_its_body_while_the_answer_streams_is_not_an_upstream_error,
 );
