@@ -457,19 +457,8 @@ async fn a_grpc_client_stalling_its_stream_past_the_deadline_is_not_an_error_of_
         m.text
     );
     assert_eq!(
-        m.sum(
-            "weir_client_errors_total",
-            &[route, ("kind", "body_timeout")]
-        ),
-        1.0,
-        "{}",
-        m.text
-    );
-    assert_eq!(
-        m.sum("weir_upstream_errors_total", &[route]),
-        0.0,
-        "{}",
-        m.text
+        body_timeouts_and_upstream_errors(&weir, "grpc").await,
+        (1.0, 0.0)
     );
     assert_eq!(counters(&weir, "grpc", "stable").await, (0, 0));
 }
@@ -479,7 +468,6 @@ async fn a_grpc_client_stalling_its_stream_past_the_deadline_is_not_an_error_of_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stalling_its_body_towards_an_h2c_upstream_gets_408() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     // An h2c upstream that takes requests and never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -508,35 +496,33 @@ async fn a_client_stalling_its_body_towards_an_h2c_upstream_gets_408() {
         .stable_key("protocol: h2c")
         .timeouts("1s", "1s")]))
     .await;
-    let answer = within(CALL_LIMIT, "the 408", async {
-        let mut client = tokio::net::TcpStream::connect(weir.addrs.http)
-            .await
-            .expect("connecting");
-        client
-            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nfirst")
-            .await
-            .expect("the head sent");
-        let mut raw = Vec::new();
-        let _ = client.read_to_end(&mut raw).await;
-        String::from_utf8_lossy(&raw).into_owned()
-    })
+    let answer = weir_e2e::raw_request(
+        weir.addrs.http,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nfirst",
+        CALL_LIMIT,
+    )
     .await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    let m = weir.metrics().await;
-    let route = ("route", "web");
     assert_eq!(
+        answer.status,
+        408,
+        "{:?}",
+        String::from_utf8_lossy(&answer.raw)
+    );
+    assert_eq!(
+        body_timeouts_and_upstream_errors(&weir, "web").await,
+        (1.0, 0.0)
+    );
+}
+
+/// `route`'s client errors of kind `body_timeout`, and its upstream errors.
+async fn body_timeouts_and_upstream_errors(weir: &Weir, route: &str) -> (f64, f64) {
+    let m = weir.metrics().await;
+    let route = ("route", route);
+    (
         m.sum(
             "weir_client_errors_total",
-            &[route, ("kind", "body_timeout")]
+            &[route, ("kind", "body_timeout")],
         ),
-        1.0,
-        "{}",
-        m.text
-    );
-    assert_eq!(
         m.sum("weir_upstream_errors_total", &[route]),
-        0.0,
-        "{}",
-        m.text
-    );
+    )
 }

@@ -323,8 +323,6 @@ async fn kept_bodies_reach_the_upstream_whole() {
 /// canary failure (which the analysis would count) nor a retry on stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stalling_inside_a_kept_body_is_not_a_canary_failure() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
     let stable = FakeUpstream::start("stable").await;
     let canary = FakeUpstream::start("canary").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
@@ -332,24 +330,15 @@ async fn a_client_stalling_inside_a_kept_body_is_not_a_canary_failure() {
         .timeouts("1s", "1s")
         .stable_fallback("{ methods: [PUT], maxBodyBytes: 1KiB, budget: 1 }")]))
     .await;
-    let answer = within(Duration::from_secs(20), "the 408", async {
-        let mut client = tokio::net::TcpStream::connect(weir.addrs.http)
-            .await
-            .expect("connected");
-        client
-            .write_all(b"PUT /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nfirst")
-            .await
-            .expect("the head sent");
-        let mut raw = Vec::new();
-        let _ = client.read_to_end(&mut raw).await;
-        String::from_utf8_lossy(&raw).into_owned()
-    })
+    let answer = weir_e2e::raw_request(
+        weir.addrs.http,
+        b"PUT /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nfirst",
+        Duration::from_secs(20),
+    )
     .await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("connection: close"),
-        "{answer}"
-    );
+    let text = String::from_utf8_lossy(&answer.raw);
+    assert_eq!(answer.status, 408, "{text}");
+    assert_eq!(answer.header("connection"), Some("close"), "{text}");
     let m = weir.metrics().await;
     assert_eq!(requests(&m, "canary", "408"), 1.0, "{}", m.text);
     assert_eq!(canary_failures(&m), 0.0, "{}", m.text);
