@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::grpc::GrpcAccount;
-use crate::metrics::{ClientErrorKind, RoleMetrics, UpstreamErrorKind};
+use crate::metrics::{RoleMetrics, UpstreamErrorKind};
 use crate::request_body::UploadProgress;
 use crate::upstream::{InFlight, Sender};
 
@@ -250,7 +250,13 @@ impl UpstreamBody {
                     .is_some_and(|upload| upload.client_failed());
                 tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, client_failed, "upstream body broken");
                 self.close_connection();
-                self.count((!client_failed).then_some(UpstreamErrorKind::Protocol));
+                if client_failed {
+                    // Counted as a client that left (a gRPC call as
+                    // CANCELLED).
+                    self.count_ended(None, true);
+                } else {
+                    self.count(Some(UpstreamErrorKind::Protocol));
+                }
                 Poll::Ready(Some(Err(error.into())))
             }
             Poll::Pending => {
@@ -305,21 +311,10 @@ impl UpstreamBody {
         tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
         self.close_connection();
         self.done = true;
-        if self.waits_on_client() {
-            // The call's own client stalled its stream: its fault, not the
-            // role's.
-            if let Some(account) = self.account.take() {
-                account.metrics.record_grpc_client_error(
-                    ClientErrorKind::BodyTimeout,
-                    crate::grpc::DEADLINE_EXCEEDED,
-                );
-            }
-        } else {
-            if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
-                grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
-            }
-            self.count(Some(UpstreamErrorKind::Timeout));
+        if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
+            grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
         }
+        self.count(Some(UpstreamErrorKind::Timeout));
         Poll::Ready(Some(Ok(Frame::trailers(crate::grpc::deadline_trailers()))))
     }
 
@@ -332,11 +327,14 @@ impl UpstreamBody {
     }
 
     /// Whether the answer waits on the client: the upload beside it took
-    /// all that came and waits for more.
+    /// all that came and waits for more. Never for a gRPC call, whose
+    /// request stream may rightly stay quiet while the answer streams.
     fn waits_on_client(&self) -> bool {
-        self.upload
-            .as_ref()
-            .is_some_and(|upload| upload.waiting_on_client())
+        !self.is_grpc_call()
+            && self
+                .upload
+                .as_ref()
+                .is_some_and(|upload| upload.waiting_on_client())
     }
 
     /// What a body that ran out of time counts against the upstream:

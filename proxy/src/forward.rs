@@ -667,7 +667,11 @@ async fn forward(
     // A body to stream is tracked: an answer that ends before it was all
     // sent closes an HTTP/1.1 connection (see `ProxyBody::upstream`), and
     // a deadline that passes while it waits on the client is the client's.
-    let upload = (!http_body::Body::is_end_stream(req.body())).then(|| req.body_mut().track());
+    // Not a gRPC call's towards HTTP/2: its request stream may rightly stay
+    // quiet (a bidirectional call), so its stalls are not told apart.
+    let grpc_stream = grpc && endpoint.is_http2();
+    let upload = (!http_body::Body::is_end_stream(req.body()) && !grpc_stream)
+        .then(|| req.body_mut().track());
     tracked.clone_from(&upload);
 
     let exchange = async {
@@ -735,7 +739,7 @@ async fn forward(
         Ok(result) => result?,
         // The upstream took all of the body that came, and waits for more:
         // the client stalled, not the upstream.
-        Err(_) if upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
+        Err(_) if !grpc && upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
             return Err(ProxyError::ClientBodyTimeout(timeouts.request));
         }
         Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
@@ -799,7 +803,10 @@ async fn forward(
         None
     };
     remove_hop_by_hop(response.headers_mut(), false);
-    if downstream_http1 && upload.as_ref().is_some_and(|upload| !upload.ended()) {
+    if downstream_http1
+        && !endpoint.is_http2()
+        && upload.as_ref().is_some_and(|upload| !upload.ended())
+    {
         // Answered before the upload ended: the upstream connection closes
         // at the answer's end, and the rest of the body goes with it, so
         // the client's connection cannot carry another request (as on the
