@@ -41,8 +41,8 @@ pub struct UpstreamBody {
     /// Returned to the endpoint's pool when the body was read to its end
     /// (HTTP/1.1; an HTTP/2 connection is shared and never pooled).
     sender: Option<Sender>,
-    /// Turns true once the request's body was sent whole; `None` when it
-    /// had none to stream (see [`crate::request_body::RequestBody::track`]).
+    /// How far the request's body was sent; `None` when it had none to
+    /// stream (see [`crate::request_body::RequestBody::track`]).
     upload: Option<Arc<UploadProgress>>,
     /// The answer is a 2xx: the upstream took the request, and may still be
     /// reading its body when the answer ends.
@@ -327,14 +327,13 @@ impl UpstreamBody {
     }
 
     /// Whether the answer waits on the client: the upload beside it took
-    /// all that came and waits for more. Never for a gRPC call, whose
-    /// request stream may rightly stay quiet while the answer streams.
+    /// all that came and waits for more (never for a gRPC call, whose
+    /// request stream may rightly stay quiet: see
+    /// [`UploadProgress::waiting_on_client`]).
     fn waits_on_client(&self) -> bool {
-        !self.is_grpc_call()
-            && self
-                .upload
-                .as_ref()
-                .is_some_and(|upload| upload.waiting_on_client())
+        self.upload
+            .as_ref()
+            .is_some_and(|upload| upload.waiting_on_client())
     }
 
     /// What a body that ran out of time counts against the upstream:

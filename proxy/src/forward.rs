@@ -667,11 +667,12 @@ async fn forward(
     // A body to stream is tracked: an answer that ends before it was all
     // sent closes an HTTP/1.1 connection (see `ProxyBody::upstream`), and
     // a deadline that passes while it waits on the client is the client's.
-    // Not a gRPC call's towards HTTP/2: its request stream may rightly stay
-    // quiet (a bidirectional call), so its stalls are not told apart.
+    // A gRPC call's request stream may rightly stay quiet (a bidirectional
+    // call): its stalls are not told apart, and towards HTTP/2, where
+    // nothing else needs it, it is not tracked at all.
     let grpc_stream = grpc && endpoint.is_http2();
     let upload = (!http_body::Body::is_end_stream(req.body()) && !grpc_stream)
-        .then(|| req.body_mut().track());
+        .then(|| req.body_mut().track(!grpc));
     tracked.clone_from(&upload);
 
     let exchange = async {
@@ -739,7 +740,7 @@ async fn forward(
         Ok(result) => result?,
         // The upstream took all of the body that came, and waits for more:
         // the client stalled, not the upstream.
-        Err(_) if !grpc && upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
+        Err(_) if upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
             return Err(ProxyError::ClientBodyTimeout(timeouts.request));
         }
         Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),

@@ -28,9 +28,10 @@ pub enum RequestBody {
         /// The rest of the client's body.
         rest: Incoming,
     },
-    /// A body still to be read when sent upstream over HTTP/1.1, whose end
-    /// is noted for the answer's side: an answer that ends before its
-    /// upload (see [`RequestBody::track`]) closes the connection.
+    /// A body still to be read when sent upstream, whose progress is noted
+    /// for the answer's side (see [`RequestBody::track`]): an answer that
+    /// ends before its upload closes an HTTP/1.1 connection, and a
+    /// deadline that passes while it waits on the client is the client's.
     Tracked {
         /// The body itself.
         body: Box<RequestBody>,
@@ -41,8 +42,14 @@ pub enum RequestBody {
 
 /// How far a tracked request body has been read (see
 /// [`RequestBody::track`]), as the answer's side sees it.
-#[derive(Debug, Default)]
-pub struct UploadProgress(AtomicU8);
+#[derive(Debug)]
+pub struct UploadProgress {
+    /// What the last read of the body gave: one of the states below.
+    state: AtomicU8,
+    /// A quiet body is a stalled client: false for a request whose body
+    /// may rightly stay quiet while it waits (a gRPC call's stream).
+    quiet_is_stall: bool,
+}
 
 /// [`UploadProgress`]: the body has not been read yet.
 const NOT_STARTED: u8 = 0;
@@ -79,8 +86,14 @@ pub enum Kept {
 impl RequestBody {
     /// Makes this body [`RequestBody::Tracked`]: whether the upload
     /// finished, or waits on the client, for the answer's side to know.
-    pub fn track(&mut self) -> Arc<UploadProgress> {
-        let progress = Arc::new(UploadProgress::default());
+    /// `quiet_is_stall`: whether a body that waits on its client counts as
+    /// that client's stall (not for a gRPC call, whose stream may rightly
+    /// stay quiet).
+    pub fn track(&mut self, quiet_is_stall: bool) -> Arc<UploadProgress> {
+        let progress = Arc::new(UploadProgress {
+            state: AtomicU8::new(NOT_STARTED),
+            quiet_is_stall,
+        });
         let body = std::mem::replace(self, RequestBody::Buffered(BufferedBody::default()));
         *self = RequestBody::Tracked {
             body: Box::new(body),
@@ -95,16 +108,17 @@ impl RequestBody {
 impl UploadProgress {
     /// Whether the body has been read at all.
     pub fn started(&self) -> bool {
-        self.0.load(Ordering::Acquire) != NOT_STARTED
+        self.state.load(Ordering::Acquire) != NOT_STARTED
     }
 
     /// Whether the body has been read to its end.
     pub fn ended(&self) -> bool {
-        self.0.load(Ordering::Acquire) == ENDED
+        self.state.load(Ordering::Acquire) == ENDED
     }
 
-    /// Whether the body's last read found nothing yet: all that came of it
-    /// was taken, and the upload waits on the client. (hyper reads the
+    /// Whether the body's last read found nothing yet, for a body whose
+    /// quiet is a stall: all that came of it was taken, and the upload
+    /// waits on the client. (hyper reads the
     /// body only while it has room to buffer what it sends, over HTTP/2
     /// only while the stream's window is open, so an upstream that stopped
     /// reading leaves this false, unless the client is slower still than
@@ -112,13 +126,13 @@ impl UploadProgress {
     /// that came at once, it may be true for the moment hyper's server
     /// takes to hand over the second.)
     pub fn waiting_on_client(&self) -> bool {
-        self.0.load(Ordering::Acquire) == WAITING_ON_CLIENT
+        self.quiet_is_stall && self.state.load(Ordering::Acquire) == WAITING_ON_CLIENT
     }
 
     /// Whether the body could not be read: the client closed inside it,
     /// or broke its framing.
     pub fn client_failed(&self) -> bool {
-        self.0.load(Ordering::Acquire) == CLIENT_FAILED
+        self.state.load(Ordering::Acquire) == CLIENT_FAILED
     }
 }
 
@@ -163,7 +177,7 @@ impl Body for RequestBody {
                     Poll::Pending => WAITING_ON_CLIENT,
                     Poll::Ready(Some(Err(_))) => CLIENT_FAILED,
                 };
-                progress.0.store(state, Ordering::Release);
+                progress.state.store(state, Ordering::Release);
                 polled
             }
         }

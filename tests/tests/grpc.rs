@@ -399,19 +399,32 @@ async fn grpc_unary_calls_per_second_through_weir_and_direct() {
 /// bidirectional call's may) while the upstream never answers is the
 /// upstream's failure: DEADLINE_EXCEEDED, an upstream timeout and an error
 /// of the role, never taken for the client's stall (a hung canary must
-/// show in the analysis).
+/// show in the analysis), whether the upstream speaks HTTP/2 or HTTP/1.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_grpc_request_stream_does_not_hide_a_hung_upstream() {
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    quiet_stream_to_a_hung_upstream(h2c_route("grpc", &upstream)).await;
+}
+
+/// [`a_quiet_grpc_request_stream_does_not_hide_a_hung_upstream`] towards
+/// an HTTP/1.1 upstream, where the body is tracked for the connection's
+/// sake but its quiet is still not taken for a stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_grpc_request_stream_to_an_http_1_1_upstream_does_not_hide_it_either() {
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    quiet_stream_to_a_hung_upstream(Route::new("grpc", &[upstream.addr])).await;
+}
+
+/// Calls `HANG` through `route` (named `grpc`, with a 1 s request
+/// timeout added) with one message and the stream left open; asserts the
+/// deadline counts against the upstream.
+async fn quiet_stream_to_a_hung_upstream(route: Route) {
     use futures_util::StreamExt as _;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
-    let upstream = GrpcUpstream::h2c("v1", None).await;
-    let weir = Weir::start(WeirConfig::new([
-        h2c_route("grpc", &upstream).timeouts("1s", "1s")
-    ]))
-    .await;
+    let weir = Weir::start(WeirConfig::new([route.timeouts("1s", "1s")])).await;
     let stream = tokio::net::TcpStream::connect(weir.addrs.http)
         .await
         .expect("connecting");
