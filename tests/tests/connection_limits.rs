@@ -32,6 +32,18 @@ async fn gauge(weir: &Weir, name: &str, listener: &str) -> f64 {
     weir.metrics().await.sum(name, &[("listener", listener)])
 }
 
+/// Waits until the plain listener has no connection open (`what`), then
+/// sends it a `GET /`.
+async fn get_once_none_open(weir: &Weir, what: &str) -> weir_e2e::Response {
+    wait_until(LIMIT, what, || async {
+        (gauge(weir, "weir_connections_open", "plain").await == 0.0).then_some(())
+    })
+    .await;
+    within(LIMIT, "GET / once none is open", get(weir.addrs.http, "/"))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_listener_closes_new_clients_and_the_admin_api_still_answers() {
     let stable = FakeUpstream::start("stable").await;
@@ -62,13 +74,7 @@ async fn a_full_listener_closes_new_clients_and_the_admin_api_still_answers() {
     assert_eq!(health.status, 200);
 
     drop(held);
-    wait_until(LIMIT, "the held connections closed", || async {
-        (gauge(&weir, "weir_connections_open", "plain").await == 0.0).then_some(())
-    })
-    .await;
-    let served = within(LIMIT, "GET / after the limit", get(weir.addrs.http, "/"))
-        .await
-        .unwrap();
+    let served = get_once_none_open(&weir, "the held connections closed").await;
     assert_eq!(served.status, 200);
     assert_eq!(served.text(), "stable\n");
 }
@@ -146,13 +152,7 @@ async fn a_lingering_connection_keeps_its_place_under_the_limit(path: Forwarding
     );
     assert_eq!(gauge(&weir, "weir_connections_open", "plain").await, 1.0);
     drop(first);
-    wait_until(LIMIT, "the lingering connection closed", || async {
-        (gauge(&weir, "weir_connections_open", "plain").await == 0.0).then_some(())
-    })
-    .await;
-    let served = within(LIMIT, "GET / after the linger", get(weir.addrs.http, "/"))
-        .await
-        .unwrap();
+    let served = get_once_none_open(&weir, "the lingering connection closed").await;
     assert_eq!(served.status, 404);
 }
 

@@ -16,7 +16,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
     ClosedPort, ForwardingPath, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream, RecordingUpstream,
-    Reply, Route, UpstreamRequest, Weir, WeirConfig, read_through_head, wait_until, within,
+    Reply, Route, UpstreamRequest, Weir, WeirConfig, raw_request, read_through_head, wait_until,
+    within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -191,11 +192,7 @@ async fn an_upstream_answer_before_the_upload_ends_reaches_the_client(path: Forw
         read_response(&mut client).await
     })
     .await;
-    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains("connection: close"),
-        "{head}"
-    );
+    assert_closing_answer(&head, 413, path);
     assert_eq!(body, b"too big\n");
 }
 
@@ -1299,34 +1296,45 @@ async fn failure_counts(weir: &Weir, code: &str, kind: &str) -> (f64, f64, f64) 
     )
 }
 
+/// Asserts that `head` is a `status` answer that says the connection
+/// closes.
+fn assert_closing_answer(head: &str, status: u16, path: ForwardingPath) {
+    assert!(
+        head.starts_with(&format!("HTTP/1.1 {status}")),
+        "{}: {head}",
+        path.name()
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{}: {head}",
+        path.name()
+    );
+}
+
+/// Starts weir on `path` in front of `upstream` with a 1 s request
+/// deadline.
+async fn weir_with_a_short_deadline(path: ForwardingPath, upstream: std::net::SocketAddr) -> Weir {
+    path.start_weir(WeirConfig::new([
+        Route::new("web", &[upstream]).timeouts("1s", "1s")
+    ]))
+    .await
+}
+
 /// A client that stalls inside its upload, the upstream having read all
 /// that came, gets `408` at the request's deadline and a closed
 /// connection; the stall is the client's (`body_timeout`), never an
 /// upstream timeout of the role, so slow uploads cannot make a canary look
 /// broken.
 async fn a_client_that_stalls_inside_its_body_gets_408(path: ForwardingPath) {
-    let upstream = reading_silent_upstream().await;
-    let weir = path
-        .start_weir(WeirConfig::new([
-            Route::new("web", &[upstream]).timeouts("1s", "1s")
-        ]))
-        .await;
-    let head = within(LIMIT, "the 408", async {
-        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
-        client
-            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
-            .await
-            .unwrap();
-        let (head, _) = read_response(&mut client).await;
-        read_until_closed(&mut client).await;
-        head
-    })
+    let weir = weir_with_a_short_deadline(path, reading_silent_upstream().await).await;
+    // Read until weir closes the connection.
+    let answer = raw_request(
+        weir.addrs.http,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
+        LIMIT,
+    )
     .await;
-    assert!(head.starts_with("HTTP/1.1 408"), "{}: {head}", path.name());
-    assert!(
-        head.to_ascii_lowercase().contains("connection: close"),
-        "{head}"
-    );
+    assert_closing_answer(&String::from_utf8_lossy(&answer.raw), 408, path);
     assert_eq!(
         failure_counts(&weir, "408", "body_timeout").await,
         (1.0, 0.0, 1.0),
@@ -1339,12 +1347,7 @@ async fn a_client_that_stalls_inside_its_body_gets_408(path: ForwardingPath) {
 /// at fault: `504` at the request's deadline, an upstream timeout of the
 /// role, and the client's connection closed (its upload never ended).
 async fn an_upstream_that_stops_reading_an_upload_is_a_504(path: ForwardingPath) {
-    let upstream = head_only_upstream().await;
-    let weir = path
-        .start_weir(WeirConfig::new([
-            Route::new("web", &[upstream]).timeouts("1s", "1s")
-        ]))
-        .await;
+    let weir = weir_with_a_short_deadline(path, head_only_upstream().await).await;
     let head = within(LIMIT, "the 504", async {
         let client = TcpStream::connect(weir.addrs.http).await.unwrap();
         let (mut reader, mut writer) = client.into_split();
@@ -1364,11 +1367,7 @@ async fn an_upstream_that_stops_reading_an_upload_is_a_504(path: ForwardingPath)
         head
     })
     .await;
-    assert!(head.starts_with("HTTP/1.1 504"), "{}: {head}", path.name());
-    assert!(
-        head.to_ascii_lowercase().contains("connection: close"),
-        "{head}"
-    );
+    assert_closing_answer(&head, 504, path);
     assert_eq!(
         failure_counts(&weir, "504", "body_timeout").await,
         (1.0, 1.0, 0.0),
@@ -1399,12 +1398,7 @@ async fn a_502_during_an_upload_says_the_connection_closes(path: ForwardingPath)
         read_response(&mut client).await.0
     })
     .await;
-    assert!(head.starts_with("HTTP/1.1 502"), "{}: {head}", path.name());
-    assert!(
-        head.to_ascii_lowercase().contains("connection: close"),
-        "{}: {head}",
-        path.name()
-    );
+    assert_closing_answer(&head, 502, path);
 }
 
 /// A client that leaves inside its upload while the answer streams (an
