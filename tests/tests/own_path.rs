@@ -1468,6 +1468,53 @@ async fn client_stops_inside_its_body(path: ForwardingPath, leave: bool) {
     );
 }
 
+/// The answer to a client that says it sends nothing more (`Connection:
+/// close`) goes out with the end of the stream: weir's own path holds its
+/// last bytes for the close's FIN. An answer far larger than the socket
+/// buffers, read slowly, so that its last write waits for room, still
+/// arrives whole, and then the connection ends.
+async fn a_big_answer_to_a_closing_request_arrives_whole_then_ends(path: ForwardingPath) {
+    const BODY: usize = 8 << 20;
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply {
+        bytes: [
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n").into_bytes(),
+            vec![b'x'; BODY],
+        ]
+        .concat(),
+        close: false,
+    })
+    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let raw = within(LIMIT, "the whole answer, then its end", async {
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let n = client.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break raw;
+            }
+            raw.extend_from_slice(&chunk[..n]);
+            // A slow reader: weir's writes wait for room, its last one
+            // included.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(raw.len() - end, BODY, "{}", path.name());
+    assert!(raw[end..].iter().all(|&b| b == b'x'));
+}
+
 weir_e2e::on_both_paths!(
     an_upstream_answer_before_the_upload_ends_reaches_the_client,
     a_client_still_uploading_after_an_early_answer_is_not_reset,
@@ -1494,4 +1541,5 @@ weir_e2e::on_both_paths!(
     a_502_during_an_upload_says_the_connection_closes,
     a_client_that_leaves_inside_its_body_is_not_an_upstream_error,
     a_client_that_stalls_inside_its_body_while_the_answer_streams_is_not_an_upstream_error,
+    a_big_answer_to_a_closing_request_arrives_whole_then_ends,
 );

@@ -22,8 +22,9 @@ use std::time::Duration;
 use futures_util::future::Either;
 use rustix::buffer::spare_capacity;
 use rustix::io::Errno;
-use rustix::net::RecvFlags;
+use rustix::net::{RecvFlags, SendFlags};
 use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -180,29 +181,50 @@ impl ClientSocket {
     }
 
     /// Writes what the socket takes now: `WouldBlock` when it takes
-    /// nothing.
+    /// nothing. `last`: these are the connection's last bytes, and its
+    /// close (or `shutdown`) follows at once: they are held until then, so
+    /// that the answer and the FIN go out in one segment.
     ///
     /// # Errors
     /// The write's error, `WouldBlock` included.
-    pub fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        match &mut self.state {
+    pub fn try_write(&mut self, bytes: &[u8], last: bool) -> std::io::Result<usize> {
+        match (&mut self.state, last) {
             // A non-blocking socket: std sends with `MSG_NOSIGNAL`.
-            State::Unregistered(stream) => stream.write(bytes),
-            State::Registered(stream) => stream.try_write(bytes),
-            State::Lost => Err(lost()),
+            (State::Unregistered(stream), false) => stream.write(bytes),
+            (State::Registered(stream), false) => stream.try_write(bytes),
+            (State::Unregistered(stream), true) => send_held(stream, bytes),
+            (State::Registered(stream), true) => {
+                let stream = &*stream;
+                stream.try_io(Interest::WRITABLE, || send_held(stream, bytes))
+            }
+            (State::Lost, _) => Err(lost()),
         }
     }
 
     /// A write of some of `bytes` that waits until the socket takes any,
-    /// registering it first.
+    /// registering it first; `last` as for [`ClientSocket::try_write`].
     ///
     /// # Errors
     /// The registration's error.
     pub fn write<'a>(
         &'a mut self,
         bytes: &'a [u8],
+        last: bool,
     ) -> std::io::Result<impl Future<Output = std::io::Result<usize>> + Send + 'a> {
-        Ok(self.registered()?.write(bytes))
+        let stream = self.registered()?;
+        Ok(async move {
+            if !last {
+                return stream.write(bytes).await;
+            }
+            let stream = &*stream;
+            loop {
+                stream.writable().await?;
+                match stream.try_io(Interest::WRITABLE, || send_held(stream, bytes)) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    result => return result,
+                }
+            }
+        })
     }
 
     /// Sets `SO_LINGER` to zero, so that closing the socket resets it.
@@ -229,6 +251,18 @@ impl ClientSocket {
             State::Unregistered(stream) => Ok(SockRef::from(stream)),
             State::Registered(stream) => Ok(SockRef::from(stream)),
             State::Lost => Err(lost()),
+        }
+    }
+}
+
+/// Sends `bytes` held back for what follows (`MSG_MORE`): the last bytes
+/// of a connection, whose close or `shutdown` then sends them with the FIN
+/// in one segment.
+fn send_held(stream: impl std::os::fd::AsFd, bytes: &[u8]) -> std::io::Result<usize> {
+    loop {
+        match rustix::net::send(&stream, bytes, SendFlags::MORE | SendFlags::NOSIGNAL) {
+            Err(Errno::INTR) => {}
+            result => return result.map_err(std::io::Error::from),
         }
     }
 }
@@ -342,7 +376,10 @@ mod tests {
             }
         };
         assert_eq!(&buf[..read], b"GET / HTTP/1.1\r\n\r\n");
-        assert_eq!(socket.try_write(b"HTTP/1.1 200 OK\r\n\r\n").ok(), Some(19));
+        assert_eq!(
+            socket.try_write(b"HTTP/1.1 200 OK\r\n\r\n", false).ok(),
+            Some(19)
+        );
         socket.shutdown().unwrap_or_else(|e| panic!("{e}"));
         assert!(!socket.is_registered());
         let mut answer = Vec::new();
