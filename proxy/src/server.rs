@@ -487,8 +487,16 @@ impl Listener {
         // `epoll_ctl` calls per request down from 2.0 to 0 and
         // `epoll_wait` calls from 2.5 to 0.7 (`perf stat -e
         // 'syscalls:sys_enter_*'`).
+        // Only a saving: a kernel or sandbox that refuses it is logged and
+        // served all the same.
         #[cfg(target_os = "linux")]
-        nix::sys::socket::setsockopt(&listener, defer_accept::DeferAccept, &defer_accept::SECONDS)?;
+        if let Err(error) = nix::sys::socket::setsockopt(
+            &listener,
+            defer_accept::DeferAccept,
+            &defer_accept::SECONDS,
+        ) {
+            tracing::warn!(%error, "TCP_DEFER_ACCEPT refused; connections are accepted at once");
+        }
         // Deprecated because a type whose `as_raw_fd` is not its own
         // descriptor would make it unsound; a `std::net::TcpListener` owns
         // its descriptor, which lives and closes with the `AsyncFd`.

@@ -49,6 +49,9 @@ const MAX_READ: usize = 64 * 1024;
 /// A read on the heap: the delayed watch of an unregistered socket.
 type BoxedRead<'a> = Pin<Box<dyn Future<Output = std::io::Result<usize>> + Send + 'a>>;
 
+/// A write on the heap: a connection's last bytes, waiting for room.
+type BoxedWrite<'a> = Pin<Box<dyn Future<Output = std::io::Result<usize>> + Send + 'a>>;
+
 /// A downstream socket, registered with the poller or not yet.
 #[derive(Debug)]
 pub struct ClientSocket {
@@ -210,13 +213,17 @@ impl ClientSocket {
         &'a mut self,
         bytes: &'a [u8],
         last: bool,
-    ) -> std::io::Result<impl Future<Output = std::io::Result<usize>> + Send + 'a> {
+    ) -> std::io::Result<
+        Either<impl Future<Output = std::io::Result<usize>> + Send + 'a, BoxedWrite<'a>>,
+    > {
         let stream = self.registered()?;
-        Ok(async move {
-            if !last {
-                return stream.write(bytes).await;
-            }
-            let stream = &*stream;
+        if !last {
+            return Ok(Either::Left(stream.write(bytes)));
+        }
+        // Boxed: a last write that must wait is rare, and its wait inline
+        // would add to every connection's future.
+        let stream = &*stream;
+        Ok(Either::Right(Box::pin(async move {
             loop {
                 stream.writable().await?;
                 match stream.try_io(Interest::WRITABLE, || send_held(stream, bytes)) {
@@ -224,7 +231,7 @@ impl ClientSocket {
                     result => return result,
                 }
             }
-        })
+        })))
     }
 
     /// Sets `SO_LINGER` to zero, so that closing the socket resets it.
@@ -259,8 +266,14 @@ impl ClientSocket {
 /// of a connection, whose close or `shutdown` then sends them with the FIN
 /// in one segment.
 fn send_held(stream: impl std::os::fd::AsFd, bytes: &[u8]) -> std::io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
+    // Elsewhere the bytes go at once, and the FIN after them (SIGPIPE is
+    // ignored by every Rust program).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = SendFlags::empty();
     loop {
-        match rustix::net::send(&stream, bytes, SendFlags::MORE | SendFlags::NOSIGNAL) {
+        match rustix::net::send(&stream, bytes, flags) {
             Err(Errno::INTR) => {}
             result => return result.map_err(std::io::Error::from),
         }

@@ -191,6 +191,9 @@ struct Plan {
     target_len: usize,
     framing: Framing,
     keep_alive: bool,
+    /// The client said it sends nothing more (see
+    /// [`request_head::RequestHead::client_closes`]).
+    client_closes: bool,
     expect_continue: bool,
     head_request: bool,
     /// The method is idempotent (RFC 9110 section 9.2.2): the request may
@@ -910,8 +913,7 @@ impl Conn<'_, '_> {
             // drops what it holds); when weir itself ends the connection
             // (a drain), the answer goes out at once, as ever.
             let last = matches!(body, BodyLeft::Done)
-                && !plan.keep_alive
-                && answer.close
+                && plan.client_closes
                 && !uploading
                 && self.closing == Closing::Close
                 && self.buffers.from_client.is_empty();
@@ -1304,6 +1306,7 @@ fn plan(
         target_len: head.target.len(),
         framing: head.framing,
         keep_alive: head.keep_alive,
+        client_closes: head.client_closes,
         expect_continue: head.expect_continue,
         head_request: head.method == "HEAD",
         idempotent: is_idempotent(head.method),

@@ -45,6 +45,10 @@ pub struct RequestHead<'h, 'b> {
     pub framing: Framing,
     /// Whether the client lets the connection carry another request.
     pub keep_alive: bool,
+    /// Whether the client said it sends nothing after this request
+    /// (`Connection: close`, or HTTP/1.0 without `keep-alive`), unlike a
+    /// request that ends its connection for its framing alone.
+    pub client_closes: bool,
     /// The client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
     /// The request asks to switch protocols (`Upgrade`) or to tunnel (`CONNECT`).
@@ -177,6 +181,7 @@ pub fn parse<'h, 'b>(
         len,
         framing,
         keep_alive,
+        client_closes: fields.close || (minor == 0 && !fields.keep_alive_token),
         // An HTTP/1.0 client's expectation is ignored (RFC 9110 section
         // 10.1.1): it cannot take an interim answer.
         expect_continue: fields.expect_continue && minor == 1,

@@ -193,3 +193,43 @@ fn only_a_connection_token_other_than_keep_alive_names_fields() {
     assert!(names("Connection: close\r\n"));
     assert!(names("Connection: keep-alive\r\nConnection: x-b\r\n"));
 }
+
+#[test]
+fn only_a_client_that_says_so_is_one_that_sends_nothing_more() {
+    let cases: &[(&str, bool, bool)] = &[
+        ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, false),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            false,
+            true,
+        ),
+        ("GET / HTTP/1.0\r\n\r\n", false, true),
+        (
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            true,
+            false,
+        ),
+        (
+            "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+            false,
+            true,
+        ),
+        // Closed for its framing alone: the client may have sent more.
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+            false,
+        ),
+    ];
+    for (input, keep_alive, client_closes) in cases {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Ok(Parsed::Complete(head)) = parse(input.as_bytes(), &mut headers) else {
+            panic!("{input:?} did not parse");
+        };
+        assert_eq!(
+            (head.keep_alive, head.client_closes),
+            (*keep_alive, *client_closes),
+            "{input:?}"
+        );
+    }
+}
