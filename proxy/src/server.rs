@@ -467,7 +467,8 @@ impl Listener {
     /// Takes `listener` over from tokio; must run inside a tokio runtime.
     ///
     /// # Errors
-    /// When the socket cannot be registered with the runtime's poller.
+    /// When the socket cannot be taken from tokio, have Nagle's delay
+    /// turned off, or be registered with the runtime's poller.
     pub fn new(listener: TcpListener) -> std::io::Result<Listener> {
         let listener = listener.into_std()?;
         // Answers go out as written, never held back for more: Nagle off.
@@ -495,7 +496,11 @@ impl Listener {
             defer_accept::DeferAccept,
             &defer_accept::SECONDS,
         ) {
-            tracing::warn!(%error, "TCP_DEFER_ACCEPT refused; connections are accepted at once");
+            tracing::warn!(
+                addr = ?listener.local_addr().ok(),
+                %error,
+                "TCP_DEFER_ACCEPT refused: connections are accepted before their first bytes come"
+            );
         }
         // Deprecated because a type whose `as_raw_fd` is not its own
         // descriptor would make it unsound; a `std::net::TcpListener` owns

@@ -184,14 +184,14 @@ impl ClientSocket {
     }
 
     /// Writes what the socket takes now: `WouldBlock` when it takes
-    /// nothing. `last`: these are the connection's last bytes, and its
-    /// close (or `shutdown`) follows at once: they are held until then, so
-    /// that the answer and the FIN go out in one segment.
+    /// nothing. `hold_for_close`: these are the connection's last bytes,
+    /// and its close (or `shutdown`) follows at once: they are held until
+    /// then, so that the answer and the FIN go out in one segment.
     ///
     /// # Errors
     /// The write's error, `WouldBlock` included.
-    pub fn try_write(&mut self, bytes: &[u8], last: bool) -> std::io::Result<usize> {
-        match (&mut self.state, last) {
+    pub fn try_write(&mut self, bytes: &[u8], hold_for_close: bool) -> std::io::Result<usize> {
+        match (&mut self.state, hold_for_close) {
             // A non-blocking socket: std sends with `MSG_NOSIGNAL`.
             (State::Unregistered(stream), false) => stream.write(bytes),
             (State::Registered(stream), false) => stream.try_write(bytes),
@@ -205,19 +205,20 @@ impl ClientSocket {
     }
 
     /// A write of some of `bytes` that waits until the socket takes any,
-    /// registering it first; `last` as for [`ClientSocket::try_write`].
+    /// registering it first; `hold_for_close` as for
+    /// [`ClientSocket::try_write`].
     ///
     /// # Errors
     /// The registration's error.
     pub fn write<'a>(
         &'a mut self,
         bytes: &'a [u8],
-        last: bool,
+        hold_for_close: bool,
     ) -> std::io::Result<
         Either<impl Future<Output = std::io::Result<usize>> + Send + 'a, BoxedWrite<'a>>,
     > {
         let stream = self.registered()?;
-        if !last {
+        if !hold_for_close {
             return Ok(Either::Left(stream.write(bytes)));
         }
         // Boxed: a last write that must wait is rare, and its wait inline
@@ -268,8 +269,9 @@ impl ClientSocket {
 fn send_held(stream: impl std::os::fd::AsFd, bytes: &[u8]) -> std::io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
-    // Elsewhere the bytes go at once, and the FIN after them (SIGPIPE is
-    // ignored by every Rust program).
+    // Elsewhere the bytes go at once, and the FIN after them. Without
+    // `MSG_NOSIGNAL` a reset peer would raise SIGPIPE, which the Rust
+    // runtime ignores in a binary with a normal `main`, as weir's.
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let flags = SendFlags::empty();
     loop {

@@ -912,7 +912,7 @@ impl Conn<'_, '_> {
             // place of the answer (a close with unread bytes resets, and
             // drops what it holds); when weir itself ends the connection
             // (a drain), the answer goes out at once, as ever.
-            let last = matches!(body, BodyLeft::Done)
+            let hold_for_close = matches!(body, BodyLeft::Done)
                 && plan.client_closes
                 && !uploading
                 && self.closing == Closing::Close
@@ -922,7 +922,7 @@ impl Conn<'_, '_> {
                 &mut self.client,
                 &self.buffers.to_client,
                 idle,
-                last,
+                hold_for_close,
             )
             .await
             .is_err()
@@ -1617,17 +1617,17 @@ async fn write_client(
     client: &mut ClientSocket,
     mut bytes: &[u8],
     stall: Duration,
-    last: bool,
+    hold_for_close: bool,
 ) -> std::io::Result<()> {
     // Most answers fit in the socket's buffer: one write, no clock or timer.
-    match client.try_write(bytes, last) {
+    match client.try_write(bytes, hold_for_close) {
         Ok(written) => bytes = &bytes[written..],
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
         Err(error) => return Err(error),
     }
     while !bytes.is_empty() {
         let deadline = tokio::time::Instant::now() + stall;
-        let write = client.write(bytes, last)?;
+        let write = client.write(bytes, hold_for_close)?;
         match timer.run(deadline, write).await {
             Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(Ok(written)) => bytes = &bytes[written..],

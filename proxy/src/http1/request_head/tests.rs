@@ -195,7 +195,7 @@ fn only_a_connection_token_other_than_keep_alive_names_fields() {
 }
 
 #[test]
-fn only_a_client_that_says_so_is_one_that_sends_nothing_more() {
+fn client_closes_only_when_it_says_so() {
     let cases: &[(&str, bool, bool)] = &[
         ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, false),
         (
