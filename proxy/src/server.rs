@@ -660,19 +660,30 @@ mod listener_tests {
         }
     }
 
-    #[tokio::test]
-    async fn accepted_sockets_are_non_blocking_without_nagle_with_their_peer() {
+    /// A [`Listener`] on an ephemeral loopback port, and its address.
+    async fn listening() -> (Listener, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = Listener::new(listener).unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let mut client = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
-        std::io::Write::write_all(&mut client, b"x").unwrap_or_else(|e| panic!("{e}"));
-        let (accepted, peer) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        (listener, addr)
+    }
+
+    /// The next connection `listener` accepts, within 10 s.
+    async fn accepted(listener: &Listener) -> (std::net::TcpStream, SocketAddr) {
+        tokio::time::timeout(Duration::from_secs(10), listener.accept())
             .await
             .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_are_non_blocking_without_nagle_with_their_peer() {
+        let (listener, addr) = listening().await;
+        let mut client = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        std::io::Write::write_all(&mut client, b"x").unwrap_or_else(|e| panic!("{e}"));
+        let (accepted, peer) = accepted(&listener).await;
         assert_eq!(Some(peer), client.local_addr().ok());
         assert_eq!(accepted.nodelay().ok(), Some(true), "TCP_NODELAY");
         let mut byte = [0u8; 1];
@@ -688,14 +699,10 @@ mod listener_tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_connection_is_accepted_once_its_first_bytes_have_come() {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let listener = Listener::new(listener).unwrap_or_else(|e| panic!("{e}"));
+        let (listener, addr) = listening().await;
         let set =
             nix::sys::socket::getsockopt(listener.socket.get_ref(), defer_accept::DeferAccept);
         assert_eq!(set.ok(), Some(defer_accept::SECONDS));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let mut client = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
         // Connected for the client, but held back by the kernel: well
         // within the first SYN-ACK retransmission (a second), nothing is
@@ -704,10 +711,7 @@ mod listener_tests {
         assert!(early.is_err(), "accepted before any byte came: {early:?}");
         std::io::Write::write_all(&mut client, b"GET / HTTP/1.1\r\n\r\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        let (accepted, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (accepted, _) = accepted(&listener).await;
         // The bytes are there as soon as the connection is: no wait.
         let mut head = [0u8; 64];
         let read = std::io::Read::read(&mut &accepted, &mut head).unwrap_or_else(|e| panic!("{e}"));

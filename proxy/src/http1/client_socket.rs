@@ -196,10 +196,7 @@ impl ClientSocket {
             (State::Unregistered(stream), false) => stream.write(bytes),
             (State::Registered(stream), false) => stream.try_write(bytes),
             (State::Unregistered(stream), true) => send_held(stream, bytes),
-            (State::Registered(stream), true) => {
-                let stream = &*stream;
-                stream.try_io(Interest::WRITABLE, || send_held(stream, bytes))
-            }
+            (State::Registered(stream), true) => try_send_held(stream, bytes),
             (State::Lost, _) => Err(lost()),
         }
     }
@@ -227,7 +224,7 @@ impl ClientSocket {
         Ok(Either::Right(Box::pin(async move {
             loop {
                 stream.writable().await?;
-                match stream.try_io(Interest::WRITABLE, || send_held(stream, bytes)) {
+                match try_send_held(stream, bytes) {
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                     result => return result,
                 }
@@ -280,6 +277,12 @@ fn send_held(stream: impl std::os::fd::AsFd, bytes: &[u8]) -> std::io::Result<us
             result => return result.map_err(std::io::Error::from),
         }
     }
+}
+
+/// [`send_held`] on a registered socket, clearing its readiness when the
+/// socket takes nothing.
+fn try_send_held(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+    stream.try_io(Interest::WRITABLE, || send_held(stream, bytes))
 }
 
 /// The error of a socket whose registration failed.
