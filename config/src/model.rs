@@ -279,7 +279,8 @@ pub struct Timeouts {
     pub connect: Duration,
     /// The whole response, head and body.
     pub request: Duration,
-    /// Longest gap between two body chunks (either way) once the head is sent.
+    /// Longest gap between two body chunks (either way) once the head is
+    /// sent, and longest silence inside a request body before it.
     pub idle: Duration,
 }
 

@@ -446,7 +446,8 @@ pub struct TimeoutsSpec {
     /// Time allowed for the whole response.
     #[serde(default)]
     pub request: Option<DurationSpec>,
-    /// Longest gap between two body chunks once the head is sent; default 60s.
+    /// Longest gap between two body chunks once the head is sent, and longest
+    /// silence inside a request body before it; default 60s.
     #[serde(default)]
     pub idle: Option<DurationSpec>,
 }

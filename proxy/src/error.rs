@@ -59,6 +59,11 @@ pub enum ProxyError {
     /// client's stall, not the upstream's.
     #[error("request body from the client stalled: not all of it came within {0:?}")]
     ClientBodyTimeout(std::time::Duration),
+    /// Nothing more of the client's body came for the route's idle timeout
+    /// (the `Duration`), the upstream having taken all that came: the
+    /// client's stall, as [`ProxyError::ClientBodyTimeout`].
+    #[error("request body from the client stalled: nothing more of it came for {0:?}")]
+    ClientBodyIdle(std::time::Duration),
     /// The client's request body could not be read: the client's fault, not
     /// the upstream's.
     #[error("request body from the client is broken: {0}")]
@@ -94,7 +99,9 @@ impl ProxyError {
             | ProxyError::UpstreamIo(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => StatusCode::BAD_REQUEST,
-            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyIdle(_) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
         }
     }
 
@@ -120,7 +127,9 @@ impl ProxyError {
             } else {
                 ClientErrorKind::Framing
             }),
-            ProxyError::ClientBodyTimeout(_) => Some(ClientErrorKind::BodyTimeout),
+            ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyIdle(_) => {
+                Some(ClientErrorKind::BodyTimeout)
+            }
             _ => None,
         }
     }
@@ -131,7 +140,8 @@ impl ProxyError {
             ProxyError::NoEndpoints { .. }
             | ProxyError::ClientBody(_)
             | ProxyError::ClientFraming { .. }
-            | ProxyError::ClientBodyTimeout(_) => None,
+            | ProxyError::ClientBodyTimeout(_)
+            | ProxyError::ClientBodyIdle(_) => None,
             // A failed TLS handshake, or no TLS client for the endpoint's
             // settings, is a connection not established: `connect`, one of
             // the three kinds the label has.
@@ -174,6 +184,9 @@ impl ProxyError {
             | ProxyError::UpstreamIo(_) => "upstream broke the exchange",
             ProxyError::ClientBodyTimeout(_) => {
                 "request body not received whole within the request timeout"
+            }
+            ProxyError::ClientBodyIdle(_) => {
+                "request body stalled for longer than the route's idle timeout"
             }
             ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => {
                 match self.client_error_kind() {

@@ -20,7 +20,7 @@ use crate::error::{ProxyError, local_response};
 use crate::fallback;
 use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason};
-use crate::request_body::{self, BufferedBody, Kept, RequestBody, UploadProgress};
+use crate::request_body::{self, BufferedBody, KeepError, Kept, RequestBody, UploadProgress};
 use crate::request_id::X_REQUEST_ID;
 use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
@@ -256,7 +256,7 @@ pub async fn serve(
     // deadline may still hold the body as the answer goes out.)
     let upload_cut = downstream_http1
         && match &outcome {
-            Err(ProxyError::ClientBodyTimeout(_)) => true,
+            Err(ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyIdle(_)) => true,
             Err(ProxyError::UpstreamTimeout(_)) => {
                 replay.is_none()
                     && upload
@@ -351,7 +351,9 @@ pub(crate) fn answer(
             }
             response
         }
-        Err(ProxyError::ClientBodyTimeout(timeout)) if context.grpc => {
+        Err(ProxyError::ClientBodyTimeout(timeout) | ProxyError::ClientBodyIdle(timeout))
+            if context.grpc =>
+        {
             // The call's deadline, in gRPC's terms, but the client's stall:
             // not an error of the role.
             context.span.in_scope(|| {
@@ -480,10 +482,14 @@ async fn keep_for_fallback(
     // Bounded as the upstream exchange would bound a client this slow:
     // its stall, not the role's.
     let limit = route.timeouts.request;
-    let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes))
+    let idle = route.timeouts.idle;
+    let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes, idle))
         .await
         .map_err(|_| ProxyError::ClientBodyTimeout(limit))?
-        .map_err(ProxyError::ClientBody)?;
+        .map_err(|error| match error {
+            KeepError::Broken(error) => ProxyError::ClientBody(error),
+            KeepError::Stalled => ProxyError::ClientBodyIdle(idle),
+        })?;
     match kept {
         Kept::Whole(body) => {
             let replay = Replay {
@@ -735,15 +741,34 @@ async fn forward(
             }
         }
     };
-    let (mut response, sender, in_flight) = match tokio::time::timeout_at(deadline, exchange).await
-    {
-        Ok(result) => result?,
-        // The upstream took all of the body that came, and waits for more:
-        // the client stalled, not the upstream.
-        Err(_) if upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
-            return Err(ProxyError::ClientBodyTimeout(timeouts.request));
+    let mut exchange = std::pin::pin!(exchange);
+    let (mut response, sender, in_flight) = loop {
+        // A body still to come is looked at once per idle timeout at
+        // most, and when the client has been silent that long.
+        let look = upload.as_ref().filter(|u| !u.ended()).map(|u| {
+            u.waiting_on_client_since()
+                .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)
+                + timeouts.idle
+        });
+        let until = look.map_or(deadline, |look| look.min(deadline));
+        match tokio::time::timeout_at(until, exchange.as_mut()).await {
+            Ok(result) => break result?,
+            // The upstream took all of the body that came, and waits for
+            // more: the client stalled, not the upstream.
+            Err(_) if upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ProxyError::ClientBodyTimeout(timeouts.request));
+                }
+                let silent_since = upload.as_ref().and_then(|u| u.waiting_on_client_since());
+                if silent_since.is_some_and(|since| since.elapsed() >= timeouts.idle) {
+                    return Err(ProxyError::ClientBodyIdle(timeouts.idle));
+                }
+            }
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(ProxyError::UpstreamTimeout(timeouts.request));
+            }
+            Err(_) => {}
         }
-        Err(_) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
     };
 
     // An answer refused here closes its upstream connection at once: it is

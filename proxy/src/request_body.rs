@@ -4,8 +4,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -49,6 +50,12 @@ pub struct UploadProgress {
     /// A quiet body is a stalled client: false for a request whose body
     /// may rightly stay quiet while it waits (a gRPC call's stream).
     quiet_is_stall: bool,
+    /// When tracking began: `waiting_since` counts from here.
+    tracked_at: Instant,
+    /// Microseconds from `tracked_at` to the read that found the body
+    /// waiting on its client after it had given data or not begun
+    /// (written before `state` says so).
+    waiting_since: AtomicU64,
 }
 
 /// [`UploadProgress`]: the body has not been read yet.
@@ -93,6 +100,8 @@ impl RequestBody {
         let progress = Arc::new(UploadProgress {
             state: AtomicU8::new(NOT_STARTED),
             quiet_is_stall,
+            tracked_at: Instant::now(),
+            waiting_since: AtomicU64::new(0),
         });
         let body = std::mem::replace(self, RequestBody::Buffered(BufferedBody::default()));
         *self = RequestBody::Tracked {
@@ -133,6 +142,28 @@ impl UploadProgress {
     /// or broke its framing.
     pub fn client_failed(&self) -> bool {
         self.state.load(Ordering::Acquire) == CLIENT_FAILED
+    }
+
+    /// Since when the upload has waited on its client, when it does (see
+    /// [`UploadProgress::waiting_on_client`]): the start of the client's
+    /// silence as the upload sees it.
+    pub fn waiting_on_client_since(&self) -> Option<Instant> {
+        if !self.waiting_on_client() {
+            return None;
+        }
+        let since = Duration::from_micros(self.waiting_since.load(Ordering::Acquire));
+        Some(self.tracked_at + since)
+    }
+
+    /// Notes what a read of the body gave; a read that finds the body
+    /// waiting after it gave data (or before it began) starts the client's
+    /// silence.
+    fn note(&self, state: u8) {
+        if state == WAITING_ON_CLIENT && self.state.load(Ordering::Relaxed) != WAITING_ON_CLIENT {
+            let since = u64::try_from(self.tracked_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.waiting_since.store(since, Ordering::Release);
+        }
+        self.state.store(state, Ordering::Release);
     }
 }
 
@@ -177,7 +208,7 @@ impl Body for RequestBody {
                     Poll::Pending => WAITING_ON_CLIENT,
                     Poll::Ready(Some(Err(_))) => CLIENT_FAILED,
                 };
-                progress.state.store(state, Ordering::Release);
+                progress.note(state);
                 polled
             }
         }
@@ -243,14 +274,24 @@ impl BufferedBody {
     }
 }
 
-/// Reads `body` to its end when it fits in `limit` bytes. A body whose
-/// declared length is above the limit is not read at all; one found larger
-/// while reading keeps what was read in front of the rest. Either is
-/// [`Kept::TooLarge`], to be sent once.
+/// Why [`keep`] could not read a body.
+#[derive(Debug)]
+pub enum KeepError {
+    /// The client's body broke (bad framing, cut short).
+    Broken(hyper::Error),
+    /// Nothing more of the body came for the idle time `keep` was given.
+    Stalled,
+}
+
+/// Reads `body` to its end when it fits in `limit` bytes, waiting at most
+/// `idle` for each part of it. A body whose declared length is above the
+/// limit is not read at all; one found larger while reading keeps what was
+/// read in front of the rest. Either is [`Kept::TooLarge`], to be sent
+/// once.
 ///
 /// # Errors
-/// The client's body broke (bad framing, cut short).
-pub async fn keep(mut body: Incoming, limit: u64) -> Result<Kept, hyper::Error> {
+/// The client's body broke, or stalled for `idle`.
+pub async fn keep(mut body: Incoming, limit: u64, idle: Duration) -> Result<Kept, KeepError> {
     if body.is_end_stream() {
         return Ok(Kept::Whole(BufferedBody::default()));
     }
@@ -261,8 +302,15 @@ pub async fn keep(mut body: Incoming, limit: u64) -> Result<Kept, hyper::Error> 
     let mut joined: Option<BytesMut> = None;
     let mut trailers = None;
     let mut length: u64 = 0;
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = match frame?.into_data() {
+    loop {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let Some(frame) = tokio::time::timeout(idle, next)
+            .await
+            .map_err(|_| KeepError::Stalled)?
+        else {
+            break;
+        };
+        let frame = match frame.map_err(KeepError::Broken)?.into_data() {
             Ok(data) => data,
             Err(frame) => {
                 if let Ok(t) = frame.into_trailers() {

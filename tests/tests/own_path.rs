@@ -1343,6 +1343,61 @@ async fn a_client_that_stalls_inside_its_body_gets_408(path: ForwardingPath) {
     );
 }
 
+/// A client silent inside its upload for the route's idle timeout gets
+/// `408` then, long before a 30 s deadline (the test's 20 s limit would
+/// fail it otherwise), counted as its own stall.
+async fn a_client_silent_inside_its_body_for_the_idle_timeout_gets_408(path: ForwardingPath) {
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new(
+            "web",
+            &[reading_silent_upstream().await],
+        )
+        .timeouts("1s", "30s")
+        .idle_timeout("300ms")]))
+        .await;
+    let answer = raw_request(
+        weir.addrs.http,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
+        LIMIT,
+    )
+    .await;
+    assert_closing_answer(&String::from_utf8_lossy(&answer.raw), 408, path);
+    assert_eq!(
+        failure_counts(&weir, "408", "body_timeout").await,
+        (1.0, 0.0, 1.0),
+        "{}: 408s, upstream errors, body timeouts",
+        path.name()
+    );
+}
+
+/// An upload that lasts longer than the idle timeout, each gap in it far
+/// shorter, goes through whole: the timeout bounds a gap, not the upload.
+async fn a_slow_upload_with_short_gaps_goes_through(path: ForwardingPath) {
+    const PIECES: usize = 12;
+    let (upstream, _, body) = upload_upstream(Vec::new(), PIECES).await;
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream]).idle_timeout("1s")
+        ]))
+        .await;
+    let (head, answer) = within(LIMIT, "the slow upload", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        let head =
+            format!("POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {PIECES}\r\n\r\n");
+        client.write_all(head.as_bytes()).await.unwrap();
+        // A slow client is what is tested: a byte every 150 ms, 1.8 s in all.
+        for _ in 0..PIECES {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            client.write_all(b"x").await.unwrap();
+        }
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{}: {head}", path.name());
+    assert_eq!(answer, b"ok");
+    assert_eq!(body.await.unwrap(), vec![b'x'; PIECES]);
+}
+
 /// An upstream that stops reading an upload and never answers is the one
 /// at fault: `504` at the request's deadline, an upstream timeout of the
 /// role, and the client's connection closed (its upload never ended).
@@ -1537,6 +1592,8 @@ weir_e2e::on_both_paths!(
     an_answer_over_the_chunk_extension_bound_is_cut,
     an_http_1_0_keep_alive_client_is_told_on_every_answer,
     a_client_that_stalls_inside_its_body_gets_408,
+    a_client_silent_inside_its_body_for_the_idle_timeout_gets_408,
+    a_slow_upload_with_short_gaps_goes_through,
     an_upstream_that_stops_reading_an_upload_is_a_504,
     a_502_during_an_upload_says_the_connection_closes,
     a_client_that_leaves_inside_its_body_is_not_an_upstream_error,

@@ -323,13 +323,27 @@ async fn kept_bodies_reach_the_upstream_whole() {
 /// canary failure (which the analysis would count) nor a retry on stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stalling_inside_a_kept_body_is_not_a_canary_failure() {
+    stall_inside_a_kept_body(|route| route.timeouts("1s", "1s")).await;
+}
+
+/// The same at the route's idle timeout, long before a 60 s deadline: the
+/// test's own 20 s limit would fail it otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_silent_inside_a_kept_body_for_the_idle_timeout_gets_408() {
+    stall_inside_a_kept_body(|route| route.timeouts("1s", "60s").idle_timeout("300ms")).await;
+}
+
+/// Sends a kept body's first bytes and no more to a route set up by
+/// `timeouts`, and checks the `408` and how it is counted.
+async fn stall_inside_a_kept_body(timeouts: impl FnOnce(Route) -> Route) {
     let stable = FakeUpstream::start("stable").await;
     let canary = FakeUpstream::start("canary").await;
-    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
-        .canary(&[canary.addr], 100.0)
-        .timeouts("1s", "1s")
-        .stable_fallback("{ methods: [PUT], maxBodyBytes: 1KiB, budget: 1 }")]))
-    .await;
+    let route = Route::new("web", &[stable.addr]).canary(&[canary.addr], 100.0);
+    let weir =
+        Weir::start(WeirConfig::new([timeouts(route).stable_fallback(
+            "{ methods: [PUT], maxBodyBytes: 1KiB, budget: 1 }",
+        )]))
+        .await;
     let answer = weir_e2e::raw_request(
         weir.addrs.http,
         b"PUT /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\nfirst",

@@ -667,10 +667,15 @@ impl Conn<'_, '_> {
         // on as on the hyper path. Interim 1xx answers are skipped: the
         // upload goes on, as on the hyper path.
         self.buffers.from_upstream.clear();
+        let idle = plan.routing.routes[plan.route].timeouts.idle;
         while !matches!(body, BodyLeft::Done) {
             self.buffers.to_upstream.clear();
+            // The client's silence is bounded by the route's idle timeout as
+            // well as by the deadline: a client that trickles its body holds
+            // the connection no longer than that per gap.
+            let wait = (tokio::time::Instant::now() + idle).min(deadline);
             let read = tokio::select! {
-                read = self.timer.run(deadline, self.client.read_more(&mut self.buffers.from_client)) => read,
+                read = self.timer.run(wait, self.client.read_more(&mut self.buffers.from_client)) => read,
                 early = read_more(upstream, &mut self.buffers.from_upstream) => {
                     if matches!(early, Ok(n) if n > 0) && skip_interim(&mut self.buffers.from_upstream) {
                         continue;
@@ -690,9 +695,11 @@ impl Conn<'_, '_> {
                 Ok(Ok(_)) => {}
                 Err(_) => {
                     // The upstream has all that came: the client stalled.
-                    return Err(SendError::Client(ProxyError::ClientBodyTimeout(
-                        deadline_length(plan, deadline),
-                    )));
+                    return Err(SendError::Client(if wait < deadline {
+                        ProxyError::ClientBodyIdle(idle)
+                    } else {
+                        ProxyError::ClientBodyTimeout(deadline_length(plan, deadline))
+                    }));
                 }
             }
             pump(
