@@ -403,8 +403,9 @@ impl Drop for UpstreamBody {
                 // The upstream took the request and answered before reading
                 // all of it (an ingest endpoint's `202`): the connection
                 // sends the rest, then closes, with no sender left; but no
-                // later than the request's deadline.
-                sender.release_until(self.deadline);
+                // later than the request's deadline, nor after the client
+                // left it silent for the idle timeout.
+                sender.release_until(self.deadline, self.upload.take(), self.idle_timeout);
             } else if uploading {
                 // A refusal (a 413), or an answer cut short: no more of the
                 // body goes.

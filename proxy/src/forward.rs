@@ -745,12 +745,10 @@ async fn forward(
     let (mut response, sender, in_flight) = loop {
         // A body still to come is looked at once per idle timeout at
         // most, and when the client has been silent that long.
-        let look = upload.as_ref().filter(|u| !u.ended()).map(|u| {
-            u.waiting_on_client_since()
-                .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)
-                + timeouts.idle
-        });
-        let until = look.map_or(deadline, |look| look.min(deadline));
+        let until = match upload.as_ref().filter(|u| !u.ended()) {
+            Some(u) => tokio::time::Instant::from_std(u.next_look(timeouts.idle)).min(deadline),
+            None => deadline,
+        };
         match tokio::time::timeout_at(until, exchange.as_mut()).await {
             Ok(result) => break result?,
             // The upstream took all of the body that came, and waits for
@@ -759,8 +757,7 @@ async fn forward(
                 if tokio::time::Instant::now() >= deadline {
                     return Err(ProxyError::ClientBodyTimeout(timeouts.request));
                 }
-                let silent_since = upload.as_ref().and_then(|u| u.waiting_on_client_since());
-                if silent_since.is_some_and(|since| since.elapsed() >= timeouts.idle) {
+                if upload.as_ref().is_some_and(|u| u.silent_for(timeouts.idle)) {
                     return Err(ProxyError::ClientBodyIdle(timeouts.idle));
                 }
             }

@@ -155,6 +155,22 @@ impl UploadProgress {
         Some(self.tracked_at + since)
     }
 
+    /// When to look again whether the client has left the upload silent
+    /// for `idle`: that long after its silence began when the upload waits
+    /// on it, else that long from now (a silence may begin meanwhile).
+    pub fn next_look(&self, idle: Duration) -> Instant {
+        self.waiting_on_client_since()
+            .unwrap_or_else(Instant::now)
+            .checked_add(idle)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
+    }
+
+    /// Whether the upload has waited on its client for `idle` or longer.
+    pub fn silent_for(&self, idle: Duration) -> bool {
+        self.waiting_on_client_since()
+            .is_some_and(|since| since.elapsed() >= idle)
+    }
+
     /// Notes what a read of the body gave; a read that finds the body
     /// waiting after it gave data (or before it began) starts the client's
     /// silence.

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use weir_config::{UpstreamProtocol, UpstreamTls};
 
 use crate::metrics::{EndpointMetrics, Metrics};
-use crate::request_body::RequestBody;
+use crate::request_body::{RequestBody, UploadProgress};
 
 pub mod h2;
 pub mod tls;
@@ -519,18 +519,43 @@ impl Sender {
     }
 
     /// Drops the sender and leaves the connection's task to end by itself,
-    /// but no later than `deadline` (a body still wanted is sent to its
-    /// end, within the request's deadline).
-    pub fn release_until(self, deadline: tokio::time::Instant) {
-        let connection = self.connection;
+    /// but no later than `deadline`, nor once `upload` has waited on its
+    /// client for `idle` (a body still wanted is sent to its end, as the
+    /// client sends it).
+    pub fn release_until(
+        self,
+        deadline: tokio::time::Instant,
+        upload: Option<Arc<UploadProgress>>,
+        idle: Duration,
+    ) {
+        let mut connection = self.connection;
         let stop = connection.abort_handle();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             stop.abort();
             return;
         };
         runtime.spawn(async move {
-            if tokio::time::timeout_at(deadline, connection).await.is_err() {
-                stop.abort();
+            loop {
+                let until = match &upload {
+                    Some(upload) => {
+                        tokio::time::Instant::from_std(upload.next_look(idle)).min(deadline)
+                    }
+                    None => deadline,
+                };
+                if tokio::time::timeout_at(until, &mut connection)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                if tokio::time::Instant::now() >= deadline
+                    || upload
+                        .as_ref()
+                        .is_some_and(|upload| upload.silent_for(idle))
+                {
+                    stop.abort();
+                    return;
+                }
             }
         });
     }

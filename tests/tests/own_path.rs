@@ -728,6 +728,48 @@ async fn an_upload_accepted_before_its_end_is_sent_whole(path: ForwardingPath) {
     assert_eq!(body, b"first-rest", "{}", path.name());
 }
 
+/// After an upstream accepted a request before reading its body, a client
+/// that leaves the rest of it silent for the idle timeout does not hold
+/// the upstream connection until the request's deadline (30 s here, past
+/// the test's limit): weir closes it, and the client's, at the idle
+/// timeout.
+async fn an_accepted_upload_left_silent_is_ended_at_the_idle_timeout(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let received = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut received = read_head_and_length(&mut stream).await.0;
+        stream
+            .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        received.extend(read_until_closed(&mut stream).await);
+        received
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])
+            .timeouts("1s", "30s")
+            .idle_timeout("300ms")]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    client
+        .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+        .await
+        .unwrap();
+    let head = within(LIMIT, "the 202", read_response(&mut client)).await.0;
+    assert!(head.starts_with("HTTP/1.1 202"), "{}: {head}", path.name());
+    let body = within(LIMIT, "the upstream connection's end", received)
+        .await
+        .unwrap();
+    assert_eq!(body, b"first", "{}", path.name());
+    within(
+        LIMIT,
+        "the client connection's end",
+        read_until_closed(&mut client),
+    )
+    .await;
+}
+
 /// On the own path, a client that half-closes inside its body once its
 /// answer began still gets the whole answer: the upstream sends the
 /// answer's second half only after the client shut its side.
@@ -1584,6 +1626,7 @@ weir_e2e::on_both_paths!(
     an_answer_begun_before_the_upload_ends_gets_the_rest_of_the_body,
     a_body_sent_whole_keeps_both_connections,
     an_upload_accepted_before_its_end_is_sent_whole,
+    an_accepted_upload_left_silent_is_ended_at_the_idle_timeout,
     every_answer_carries_one_date,
     a_client_gone_before_its_100_continue_is_counted_as_abandoned,
     a_client_that_stops_reading_is_cut_after_the_idle_timeout,
