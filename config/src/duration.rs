@@ -11,8 +11,32 @@ pub struct DurationError {
     reason: &'static str,
 }
 
+/// The longest duration weir takes: 87600h (ten years). A deadline that
+/// far off is as good as none, and a longer one would overflow the clock's
+/// arithmetic when a request adds it to the time it starts.
+pub const MAX_DURATION: Duration = Duration::from_secs(87_600 * 3600);
+
+/// Why a duration is refused when it is longer than [`MAX_DURATION`].
+const TOO_LONG: &str = "longer than 87600h (ten years), the most weir takes";
+
+/// A duration of `seconds` (a bare number in YAML).
+///
+/// # Errors
+/// [`DurationError`] when it is longer than [`MAX_DURATION`].
+pub fn from_seconds(seconds: u64) -> Result<Duration, DurationError> {
+    let duration = Duration::from_secs(seconds);
+    if duration > MAX_DURATION {
+        return Err(DurationError {
+            text: seconds.to_string(),
+            reason: TOO_LONG,
+        });
+    }
+    Ok(duration)
+}
+
 /// Parses a duration: one or more `<integer><unit>` parts with units
-/// `ms`, `s`, `m`, `h`, or a bare integer of seconds.
+/// `ms`, `s`, `m`, `h`, or a bare integer of seconds; at most
+/// [`MAX_DURATION`].
 ///
 /// # Errors
 /// [`DurationError`] naming the text and what is wrong with it.
@@ -26,10 +50,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(err("empty"));
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| err("too large"));
+        let seconds = s.parse::<u64>().map_err(|_| err("too large"))?;
+        return from_seconds(seconds).map_err(|_| err(TOO_LONG));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -61,6 +83,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         rest = &rest[unit_len..];
         total = total.checked_add(part).ok_or_else(|| err("too large"))?;
     }
+    if total > MAX_DURATION {
+        return Err(err(TOO_LONG));
+    }
     Ok(total)
 }
 
@@ -90,6 +115,24 @@ mod tests {
         assert!(message.contains("write `1500ms`, not `1.5s`"), "{message}");
         let message = parse_duration("2.5").expect_err("a fraction").to_string();
         assert!(message.contains("must be whole"), "{message}");
+    }
+
+    #[test]
+    fn ten_years_is_the_most_taken() {
+        assert_eq!(parse_duration("87600h"), Ok(MAX_DURATION));
+        assert_eq!(from_seconds(315_360_000), Ok(MAX_DURATION));
+        for too_long in ["87601h", "87600h1ms", "315360001", "18446744073709551615"] {
+            let message = parse_duration(too_long).expect_err(too_long).to_string();
+            assert!(
+                message.contains("longer than 87600h"),
+                "{too_long}: {message}"
+            );
+        }
+        let message = from_seconds(u64::MAX).expect_err("u64::MAX").to_string();
+        assert!(
+            message.contains("\"18446744073709551615\": longer than 87600h"),
+            "{message}"
+        );
     }
 
     #[test]

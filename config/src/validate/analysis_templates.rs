@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::condition::Condition;
-use crate::duration::parse_duration;
+use crate::duration::{from_seconds, parse_duration};
 use crate::model::analysis_templates::{
     DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_PROMETHEUS_TIMEOUT, DEFAULT_WEB_TIMEOUT,
 };
@@ -479,7 +479,7 @@ fn substitute(text: &str, values: &HashMap<String, String>) -> String {
 
 fn duration(spec: &DurationSpec) -> Result<Duration, String> {
     match spec {
-        DurationSpec::Seconds(s) => Ok(Duration::from_secs(*s)),
+        DurationSpec::Seconds(s) => from_seconds(*s).map_err(|e| e.to_string()),
         DurationSpec::Text(text) => parse_duration(text).map_err(|e| e.to_string()),
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::analysis_templates::{self, Catalog};
 use super::{Diagnostic, syntax};
-use crate::duration::parse_duration;
+use crate::duration::{from_seconds, parse_duration};
 use crate::grpc::{GRPC_CODE_NAMES, GrpcCodeSet, grpc_code_by_name};
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
@@ -417,7 +417,13 @@ impl<'a> Checker<'a> {
 
     fn duration(&mut self, path: &str, spec: &DurationSpec) -> Option<Duration> {
         match spec {
-            DurationSpec::Seconds(n) => Some(Duration::from_secs(*n)),
+            DurationSpec::Seconds(n) => match from_seconds(*n) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.error(path, e.to_string());
+                    None
+                }
+            },
             DurationSpec::Text(text) => {
                 let text = self.text(path, text)?;
                 match parse_duration(text) {

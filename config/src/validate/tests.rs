@@ -934,6 +934,20 @@ fn route_errors_are_located() {
             7,
             "invalid duration \"1d\": unknown unit",
         ),
+        (
+            format!("  - name: r\n{ok}    timeouts:\n      request: 18446744073709551615\n"),
+            "routes[0].timeouts.request",
+            8,
+            7,
+            "invalid duration \"18446744073709551615\": longer than 87600h",
+        ),
+        (
+            format!("  - name: r\n{ok}    timeouts:\n      idle: 87601h\n"),
+            "routes[0].timeouts.idle",
+            8,
+            7,
+            "invalid duration \"87601h\": longer than 87600h",
+        ),
         // Strategies.
         (
             format!("  - name: r\n{ok}    strategy:\n      steps: [setWeight: 10]\n"),
