@@ -60,8 +60,9 @@ pub enum ProxyError {
     #[error("request body from the client stalled: not all of it came within {0:?}")]
     ClientBodyTimeout(std::time::Duration),
     /// Nothing more of the client's body came for the route's idle timeout
-    /// (the `Duration`), the upstream having taken all that came: the
-    /// client's stall, as [`ProxyError::ClientBodyTimeout`].
+    /// (the `Duration`) while weir waited for it (the upstream, if any yet,
+    /// having taken all that came): the client's stall, as
+    /// [`ProxyError::ClientBodyTimeout`].
     #[error("request body from the client stalled: nothing more of it came for {0:?}")]
     ClientBodyIdle(std::time::Duration),
     /// The client's request body could not be read: the client's fault, not

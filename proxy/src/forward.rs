@@ -238,7 +238,7 @@ pub async fn serve(
     };
     let downstream_http1 = req.version() < Version::HTTP_2;
     let mut upload = None;
-    let (outcome, replay) = match keep_for_fallback(route, role, req).await {
+    let (outcome, replay) = match keep_for_fallback(route, role, req, grpc).await {
         Ok((req, replay)) => {
             let outcome = forward(route, backend, downstream, req, started, grpc, &mut upload)
                 .instrument(span.clone())
@@ -473,6 +473,7 @@ async fn keep_for_fallback(
     route: &ServedRoute,
     role: Role,
     req: Request<Incoming>,
+    grpc: bool,
 ) -> Result<(Request<RequestBody>, Option<Replay>), ProxyError> {
     let policy = match (&route.fallback, role) {
         (Some(policy), Role::Canary) if policy.may_keep(req.method(), req.headers()) => policy,
@@ -480,10 +481,12 @@ async fn keep_for_fallback(
     };
     let (parts, body) = req.into_parts();
     // Bounded as the upstream exchange would bound a client this slow:
-    // its stall, not the role's.
+    // its stall, not the role's. A gRPC call's stream may rightly stay
+    // quiet: only its deadline bounds it.
     let limit = route.timeouts.request;
     let idle = route.timeouts.idle;
-    let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes, idle))
+    let gap = (!grpc).then_some(idle);
+    let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes, gap))
         .await
         .map_err(|_| ProxyError::ClientBodyTimeout(limit))?
         .map_err(|error| match error {
@@ -743,10 +746,11 @@ async fn forward(
     };
     let mut exchange = std::pin::pin!(exchange);
     let (mut response, sender, in_flight) = loop {
-        // A body still to come is looked at once per idle timeout at
-        // most, and when the client has been silent that long.
+        // With a body still to come, woken when the client's current
+        // silence reaches the idle timeout, or that long from now when
+        // there is none.
         let until = match upload.as_ref().filter(|u| !u.ended()) {
-            Some(u) => tokio::time::Instant::from_std(u.next_look(timeouts.idle)).min(deadline),
+            Some(u) => u.next_check(timeouts.idle).min(deadline),
             None => deadline,
         };
         match tokio::time::timeout_at(until, exchange.as_mut()).await {

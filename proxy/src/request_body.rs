@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -50,8 +50,9 @@ pub struct UploadProgress {
     /// A quiet body is a stalled client: false for a request whose body
     /// may rightly stay quiet while it waits (a gRPC call's stream).
     quiet_is_stall: bool,
-    /// When tracking began: `waiting_since` counts from here.
-    tracked_at: Instant,
+    /// When tracking began: `waiting_since` counts from here (tokio's
+    /// clock, which the waits on this progress use).
+    tracked_at: tokio::time::Instant,
     /// Microseconds from `tracked_at` to the read that found the body
     /// waiting on its client after it had given data or not begun
     /// (written before `state` says so).
@@ -100,7 +101,7 @@ impl RequestBody {
         let progress = Arc::new(UploadProgress {
             state: AtomicU8::new(NOT_STARTED),
             quiet_is_stall,
-            tracked_at: Instant::now(),
+            tracked_at: tokio::time::Instant::now(),
             waiting_since: AtomicU64::new(0),
         });
         let body = std::mem::replace(self, RequestBody::Buffered(BufferedBody::default()));
@@ -147,7 +148,7 @@ impl UploadProgress {
     /// Since when the upload has waited on its client, when it does (see
     /// [`UploadProgress::waiting_on_client`]): the start of the client's
     /// silence as the upload sees it.
-    pub fn waiting_on_client_since(&self) -> Option<Instant> {
+    pub fn waiting_on_client_since(&self) -> Option<tokio::time::Instant> {
         if !self.waiting_on_client() {
             return None;
         }
@@ -155,14 +156,13 @@ impl UploadProgress {
         Some(self.tracked_at + since)
     }
 
-    /// When to look again whether the client has left the upload silent
-    /// for `idle`: that long after its silence began when the upload waits
-    /// on it, else that long from now (a silence may begin meanwhile).
-    pub fn next_look(&self, idle: Duration) -> Instant {
+    /// When to check again whether the client has left the upload silent
+    /// for `idle`: when its current silence reaches `idle`, or `idle` from
+    /// now when it is not silent (a silence may begin meanwhile).
+    pub fn next_check(&self, idle: Duration) -> tokio::time::Instant {
         self.waiting_on_client_since()
-            .unwrap_or_else(Instant::now)
-            .checked_add(idle)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
+            .unwrap_or_else(tokio::time::Instant::now)
+            + idle
     }
 
     /// Whether the upload has waited on its client for `idle` or longer.
@@ -295,19 +295,23 @@ impl BufferedBody {
 pub enum KeepError {
     /// The client's body broke (bad framing, cut short).
     Broken(hyper::Error),
-    /// Nothing more of the body came for the idle time `keep` was given.
+    /// Nothing more of the body came for the `idle` time `keep` was given.
     Stalled,
 }
 
 /// Reads `body` to its end when it fits in `limit` bytes, waiting at most
-/// `idle` for each part of it. A body whose declared length is above the
-/// limit is not read at all; one found larger while reading keeps what was
-/// read in front of the rest. Either is [`Kept::TooLarge`], to be sent
-/// once.
+/// `idle` (when given) for each part of it. A body whose declared length is
+/// above the limit is not read at all; one found larger while reading keeps
+/// what was read in front of the rest. Either is [`Kept::TooLarge`], to be
+/// sent once.
 ///
 /// # Errors
 /// The client's body broke, or stalled for `idle`.
-pub async fn keep(mut body: Incoming, limit: u64, idle: Duration) -> Result<Kept, KeepError> {
+pub async fn keep(
+    mut body: Incoming,
+    limit: u64,
+    idle: Option<Duration>,
+) -> Result<Kept, KeepError> {
     if body.is_end_stream() {
         return Ok(Kept::Whole(BufferedBody::default()));
     }
@@ -320,10 +324,13 @@ pub async fn keep(mut body: Incoming, limit: u64, idle: Duration) -> Result<Kept
     let mut length: u64 = 0;
     loop {
         let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-        let Some(frame) = tokio::time::timeout(idle, next)
-            .await
-            .map_err(|_| KeepError::Stalled)?
-        else {
+        let next = match idle {
+            Some(idle) => tokio::time::timeout(idle, next)
+                .await
+                .map_err(|_| KeepError::Stalled)?,
+            None => next.await,
+        };
+        let Some(frame) = next else {
             break;
         };
         let frame = match frame.map_err(KeepError::Broken)?.into_data() {

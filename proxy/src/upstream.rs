@@ -537,9 +537,7 @@ impl Sender {
         runtime.spawn(async move {
             loop {
                 let until = match &upload {
-                    Some(upload) => {
-                        tokio::time::Instant::from_std(upload.next_look(idle)).min(deadline)
-                    }
+                    Some(upload) => upload.next_check(idle).min(deadline),
                     None => deadline,
                 };
                 if tokio::time::timeout_at(until, &mut connection)

@@ -749,7 +749,7 @@ async fn an_accepted_upload_left_silent_is_ended_at_the_idle_timeout(path: Forwa
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream])
             .timeouts("1s", "30s")
-            .idle_timeout("300ms")]))
+            .idle_timeout("1s")]))
         .await;
     let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
     client
@@ -1403,13 +1403,50 @@ async fn a_client_silent_inside_its_body_for_the_idle_timeout_gets_408(path: For
         LIMIT,
     )
     .await;
-    assert_closing_answer(&String::from_utf8_lossy(&answer.raw), 408, path);
+    let text = String::from_utf8_lossy(&answer.raw);
+    assert_closing_answer(&text, 408, path);
+    assert!(text.contains("idle timeout"), "{}: {text}", path.name());
     assert_eq!(
         failure_counts(&weir, "408", "body_timeout").await,
         (1.0, 0.0, 1.0),
         "{}: 408s, upstream errors, body timeouts",
         path.name()
     );
+}
+
+/// Interim answers from the upstream do not stretch a client's silence:
+/// an upstream that sends `103` every 100 ms while the client's body stays
+/// silent still sees the client cut at the idle timeout, long before the
+/// deadline.
+async fn interim_answers_do_not_stretch_a_silent_body(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_through_head(&mut stream).await;
+        // The upstream's own pace, not a wait on anything.
+        while stream
+            .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])
+            .timeouts("1s", "30s")
+            .idle_timeout("500ms")]))
+        .await;
+    let answer = raw_request(
+        weir.addrs.http,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
+        LIMIT,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer.raw);
+    assert_closing_answer(&text, 408, path);
+    assert!(text.contains("idle timeout"), "{}: {text}", path.name());
 }
 
 /// An upload that lasts longer than the idle timeout, each gap in it far
@@ -1445,11 +1482,23 @@ async fn a_slow_upload_with_short_gaps_goes_through(path: ForwardingPath) {
 /// role, and the client's connection closed (its upload never ended).
 async fn an_upstream_that_stops_reading_an_upload_is_a_504(path: ForwardingPath) {
     let weir = weir_with_a_short_deadline(path, head_only_upstream().await).await;
-    let head = within(LIMIT, "the 504", async {
+    let head = upload_to_a_stopped_upstream(&weir).await;
+    assert_closing_answer(&head, 504, path);
+    assert_eq!(
+        failure_counts(&weir, "504", "body_timeout").await,
+        (1.0, 1.0, 0.0),
+        "{}: 504s, upstream errors, body timeouts",
+        path.name()
+    );
+}
+
+/// Uploads as fast as weir takes it, more than the socket buffers on the
+/// way hold (so weir's writes to an upstream that stopped reading wait,
+/// whatever the path buffers), until the answer's head comes; the head.
+async fn upload_to_a_stopped_upstream(weir: &Weir) -> String {
+    within(LIMIT, "the answer", async {
         let client = TcpStream::connect(weir.addrs.http).await.unwrap();
         let (mut reader, mut writer) = client.into_split();
-        // More than the socket buffers on the way hold, so weir's writes
-        // to the upstream wait, whatever the path buffers.
         let upload = tokio::spawn(async move {
             let head =
                 b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 1073741824\r\n\r\n";
@@ -1463,7 +1512,24 @@ async fn an_upstream_that_stops_reading_an_upload_is_a_504(path: ForwardingPath)
         upload.abort();
         head
     })
-    .await;
+    .await
+}
+
+/// The same with an idle timeout shorter than the deadline: an upstream
+/// that stops reading is still the one at fault, never the client, whose
+/// upload waits on it.
+async fn an_upstream_that_stops_reading_an_upload_is_a_504_whatever_the_idle_timeout(
+    path: ForwardingPath,
+) {
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new(
+            "web",
+            &[head_only_upstream().await],
+        )
+        .timeouts("1s", "2s")
+        .idle_timeout("300ms")]))
+        .await;
+    let head = upload_to_a_stopped_upstream(&weir).await;
     assert_closing_answer(&head, 504, path);
     assert_eq!(
         failure_counts(&weir, "504", "body_timeout").await,
@@ -1637,7 +1703,9 @@ weir_e2e::on_both_paths!(
     a_client_that_stalls_inside_its_body_gets_408,
     a_client_silent_inside_its_body_for_the_idle_timeout_gets_408,
     a_slow_upload_with_short_gaps_goes_through,
+    interim_answers_do_not_stretch_a_silent_body,
     an_upstream_that_stops_reading_an_upload_is_a_504,
+    an_upstream_that_stops_reading_an_upload_is_a_504_whatever_the_idle_timeout,
     a_502_during_an_upload_says_the_connection_closes,
     a_client_that_leaves_inside_its_body_is_not_an_upstream_error,
     a_client_that_stalls_inside_its_body_while_the_answer_streams_is_not_an_upstream_error,

@@ -323,19 +323,22 @@ async fn kept_bodies_reach_the_upstream_whole() {
 /// canary failure (which the analysis would count) nor a retry on stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stalling_inside_a_kept_body_is_not_a_canary_failure() {
-    stall_inside_a_kept_body(|route| route.timeouts("1s", "1s")).await;
+    let text = stall_inside_a_kept_body(|route| route.timeouts("1s", "1s")).await;
+    assert!(text.contains("request timeout"), "{text}");
 }
 
 /// The same at the route's idle timeout, long before a 60 s deadline: the
 /// test's own 20 s limit would fail it otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_silent_inside_a_kept_body_for_the_idle_timeout_gets_408() {
-    stall_inside_a_kept_body(|route| route.timeouts("1s", "60s").idle_timeout("300ms")).await;
+    let text =
+        stall_inside_a_kept_body(|route| route.timeouts("1s", "60s").idle_timeout("300ms")).await;
+    assert!(text.contains("idle timeout"), "{text}");
 }
 
 /// Sends a kept body's first bytes and no more to a route set up by
-/// `timeouts`, and checks the `408` and how it is counted.
-async fn stall_inside_a_kept_body(timeouts: impl FnOnce(Route) -> Route) {
+/// `timeouts`, and checks the `408` and how it is counted; the answer.
+async fn stall_inside_a_kept_body(timeouts: impl FnOnce(Route) -> Route) -> String {
     let stable = FakeUpstream::start("stable").await;
     let canary = FakeUpstream::start("canary").await;
     let route = Route::new("web", &[stable.addr]).canary(&[canary.addr], 100.0);
@@ -377,4 +380,5 @@ async fn stall_inside_a_kept_body(timeouts: impl FnOnce(Route) -> Route) {
         0,
         "nothing was sent upstream"
     );
+    text.into_owned()
 }

@@ -668,12 +668,15 @@ impl Conn<'_, '_> {
         // upload goes on, as on the hyper path.
         self.buffers.from_upstream.clear();
         let idle = plan.routing.routes[plan.route].timeouts.idle;
+        // The client's silence is bounded by the route's idle timeout as
+        // well as by the deadline: a client that trickles its body holds
+        // the connection no longer than that per gap. It runs from when
+        // weir last had all the client sent upstream (an interim answer
+        // in between does not restart it).
+        let mut waiting_since = tokio::time::Instant::now();
         while !matches!(body, BodyLeft::Done) {
             self.buffers.to_upstream.clear();
-            // The client's silence is bounded by the route's idle timeout as
-            // well as by the deadline: a client that trickles its body holds
-            // the connection no longer than that per gap.
-            let wait = (tokio::time::Instant::now() + idle).min(deadline);
+            let wait = (waiting_since + idle).min(deadline);
             let read = tokio::select! {
                 read = self.timer.run(wait, self.client.read_more(&mut self.buffers.from_client)) => read,
                 early = read_more(upstream, &mut self.buffers.from_upstream) => {
@@ -721,7 +724,7 @@ impl Conn<'_, '_> {
                 )
                 .await;
             match write {
-                Ok(Ok(BodyWrite::Written)) => {}
+                Ok(Ok(BodyWrite::Written)) => waiting_since = tokio::time::Instant::now(),
                 // The upstream answered, closed or stopped reading: its
                 // answer, if it sent one, is read next.
                 Ok(Ok(BodyWrite::Answered) | Err(_)) => {
