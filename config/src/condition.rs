@@ -134,7 +134,19 @@ struct Parser {
     at: usize,
     /// Inside `{ ... }`: `#` is allowed.
     in_predicate: bool,
+    /// How many expressions the one being read is inside.
+    nesting: usize,
 }
+
+/// The most tokens a condition may have: conditions are a line or two,
+/// and a bound on the tokens bounds the tree's depth.
+const MAX_TOKENS: usize = 2048;
+
+/// The deepest a condition may nest (parentheses, operators, indexes,
+/// calls): parsing, evaluating and dropping a condition recurse this deep,
+/// and a condition nested thousands deep would overflow the stack and end
+/// the process.
+const MAX_DEPTH: usize = 64;
 
 /// Operators, longest first so that `<=` is not read as `<`.
 const OPERATORS: [&str; 20] = [
@@ -151,12 +163,29 @@ impl Condition {
     /// [`ParseError`] with the column and what was expected there.
     pub fn parse(text: &str) -> Result<Condition, ParseError> {
         let tokens = Lexer::tokens(text)?;
+        if let Some((_, column)) = tokens.get(MAX_TOKENS) {
+            return Err(ParseError {
+                column: *column,
+                message: format!("the condition is too long: more than {MAX_TOKENS} tokens"),
+            });
+        }
         let mut parser = Parser {
             tokens,
             at: 0,
             in_predicate: false,
+            nesting: 0,
         };
         let root = parser.expression(0)?;
+        // A chain such as `a + b + c + ...` is read in a loop, not by
+        // recursion, but is as deep as it is long once read.
+        if root.depth() > MAX_DEPTH {
+            return Err(ParseError {
+                column: 1,
+                message: format!(
+                    "the condition nests more than {MAX_DEPTH} deep; split it or write it flatter"
+                ),
+            });
+        }
         let (token, column) = parser.peek();
         if *token != Token::End {
             return Err(ParseError {
@@ -488,8 +517,27 @@ impl Parser {
         }
     }
 
-    /// Precedence climbing: operators that bind tighter than `min`.
+    /// Precedence climbing: operators that bind tighter than `min`. Every
+    /// nested expression is read through here, so the nesting is counted
+    /// here.
     fn expression(&mut self, min: u8) -> Result<Expr, ParseError> {
+        if self.nesting >= MAX_DEPTH {
+            let (_, column) = self.peek();
+            return Err(ParseError {
+                column,
+                message: format!(
+                    "the condition nests more than {MAX_DEPTH} deep; split it or write it flatter"
+                ),
+            });
+        }
+        self.nesting += 1;
+        let read = self.operators(min);
+        self.nesting -= 1;
+        read
+    }
+
+    /// [`Parser::expression`] itself.
+    fn operators(&mut self, min: u8) -> Result<Expr, ParseError> {
         let mut left = self.unary()?;
         loop {
             let (token, _) = self.peek();
@@ -696,6 +744,26 @@ impl Parser {
 }
 
 // === evaluation ===
+
+// === impl Expr ===
+
+impl Expr {
+    /// How deep the tree goes below this node, this node counting one.
+    /// Its recursion is bounded by the condition's tokens ([`MAX_TOKENS`]).
+    fn depth(&self) -> usize {
+        let below = match self {
+            Expr::Literal(_) | Expr::Result | Expr::Element => 0,
+            Expr::List(items) | Expr::Call(_, items) => {
+                items.iter().map(Expr::depth).max().unwrap_or(0)
+            }
+            Expr::Unary(_, inner) | Expr::Field(inner, _) | Expr::Predicate(inner) => inner.depth(),
+            Expr::Binary(_, left, right) | Expr::Index(left, right) => {
+                left.depth().max(right.depth())
+            }
+        };
+        below + 1
+    }
+}
 
 fn eval(expr: &Expr, result: &Value, element: Option<&Value>) -> Result<Value, EvalError> {
     Ok(match expr {

@@ -146,6 +146,45 @@ fn parse_errors_name_the_column() {
     }
 }
 
+/// A condition nested or chained past the bounds is refused with its
+/// place, not parsed (or evaluated, or dropped) into a stack overflow that
+/// would end the process: deep parentheses, signs, negations, indexes, a
+/// long chain of operators, too many tokens.
+#[test]
+fn deep_or_long_conditions_are_refused_not_overflowed() {
+    let deep = |open: &str, close: &str, n: usize| {
+        format!("{}result[0]{} > 0", open.repeat(n), close.repeat(n))
+    };
+    let cases = [
+        (deep("(", ")", 500), "nests more than 64 deep"),
+        (deep("-", "", 500), "nests more than 64 deep"),
+        (deep("!", "", 500), "nests more than 64 deep"),
+        (deep("len(", ")", 500), "nests more than 64 deep"),
+        (
+            format!("result{} > 0", "[0]".repeat(100)),
+            "nests more than 64 deep",
+        ),
+        (
+            format!("result{} > 0", " + 1".repeat(100)),
+            "nests more than 64 deep",
+        ),
+        (
+            format!("result > 0{}", " || result > 0".repeat(100_000)),
+            "more than 2048 tokens",
+        ),
+        (deep("(", ")", 100_000), "more than 2048 tokens"),
+    ];
+    for (condition, part) in cases {
+        let error = Condition::parse(&condition).expect_err(part);
+        assert!(error.message.contains(part), "{part}: {error}");
+    }
+    // Nesting within the bound still parses and evaluates.
+    let nested = deep("(", ")", 60);
+    assert_eq!(check(&nested, &list(&[1.0])), Ok(true), "{nested}");
+    let chain = format!("result[0]{} > 0", " + 1".repeat(50));
+    assert_eq!(check(&chain, &list(&[1.0])), Ok(true), "{chain}");
+}
+
 /// `!` binds tighter than comparisons and `&&` tighter than `||`, as in expr.
 #[test]
 fn precedence_follows_expr() {
