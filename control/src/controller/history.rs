@@ -10,8 +10,13 @@ use crate::rollout::{LatencyHistogram, Observation, RoleTotals, RoleWindow};
 
 /// Samples younger than this (before the latest) are all kept.
 const RECENT_MS: u64 = 2_000;
-/// Older samples are kept at most this far apart.
+/// Older samples are kept at most this far apart, or a longer window's
+/// [`OLD_SAMPLES`]th part.
 const COARSE_MS: u64 = 1_000;
+/// At most about this many older samples are kept, however long the
+/// window: a day's window holds one sample every 6 minutes (its start
+/// found within that), not 86,400 of about 1 KiB each.
+const OLD_SAMPLES: u64 = 240;
 
 /// Samples of one route's cumulative counters, oldest first.
 #[derive(Debug, Default)]
@@ -31,11 +36,14 @@ pub(crate) struct Sample {
 
 impl History {
     /// Adds `sample`, dropping those older than `keep_ms` before it, and
-    /// thinning those older than [`RECENT_MS`] to one per [`COARSE_MS`]: a
-    /// window's end is always the latest sample, its start is found within
-    /// a second, and a route holds about 50 samples instead of 320 (each
-    /// about 1 KiB with its latency slots).
+    /// thinning those older than [`RECENT_MS`] to one per [`COARSE_MS`] (or
+    /// per `keep_ms / OLD_SAMPLES` when that is longer): a window's end is
+    /// always the latest sample, its start is found within a second (a
+    /// 240th of a window longer than 4 minutes), and a route holds about 50
+    /// samples instead of 320 for the default window (each about 1 KiB
+    /// with its latency slots), and at most about 260 for any window.
     pub(crate) fn push(&mut self, sample: Sample, keep_ms: u64) {
+        let coarse_ms = COARSE_MS.max(keep_ms / OLD_SAMPLES);
         self.samples.push_back(sample);
         // Keep one sample older than the window, so a window always has a start.
         while self.samples.len() > 2 && self.samples[1].at_ms + keep_ms < sample.at_ms {
@@ -47,7 +55,7 @@ impl History {
             .position(|s| s.at_ms + RECENT_MS > sample.at_ms)
             .unwrap_or(self.samples.len());
         while old_end >= 3
-            && self.samples[old_end - 1].at_ms - self.samples[old_end - 3].at_ms <= COARSE_MS
+            && self.samples[old_end - 1].at_ms - self.samples[old_end - 3].at_ms <= coarse_ms
         {
             self.samples.remove(old_end - 2);
             old_end -= 1;
@@ -225,5 +233,36 @@ mod tests {
             "{}",
             window.canary.requests
         );
+    }
+
+    #[test]
+    fn a_long_window_holds_a_bounded_number_of_samples() {
+        let counts = |requests| RoleCounts {
+            requests,
+            errors: 0,
+            latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
+        };
+        let mut history = History::default();
+        let day_ms = 86_400_000;
+        // Two hours of samples every 100 ms, one request each, towards a
+        // day's window (the window may run that long before a rollout
+        // ends, and the samples would otherwise all be kept).
+        let end = 7_200_000u64;
+        for at in (0..=end).step_by(100) {
+            history.push(
+                Sample {
+                    at_ms: at,
+                    stable: counts(0),
+                    canary: counts(at / 100),
+                },
+                day_ms,
+            );
+        }
+        assert!(history.len() <= 60, "{} samples kept", history.len());
+        // The last 2 s are exact; an hour back is found within a 240th of
+        // the day (6 minutes: 3,600 requests).
+        assert_eq!(history.observation(end - 1_500).canary.requests, 15);
+        let hour = history.observation(end - 3_600_000).canary.requests;
+        assert!((32_400..=36_000).contains(&hour), "{hour}");
     }
 }
