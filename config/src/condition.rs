@@ -142,11 +142,16 @@ struct Parser {
 /// and a bound on the tokens bounds the tree's depth.
 const MAX_TOKENS: usize = 2048;
 
-/// The deepest a condition may nest (parentheses, operators, indexes,
-/// calls): parsing, evaluating and dropping a condition recurse this deep,
-/// and a condition nested thousands deep would overflow the stack and end
-/// the process.
-const MAX_DEPTH: usize = 64;
+/// The deepest a condition may nest (parentheses, signs, calls, lists,
+/// indexes): reading it recurses this deep, and a condition nested
+/// thousands deep would overflow the stack and end the process.
+const MAX_NESTING: usize = 64;
+
+/// The deepest a condition's tree may be once read. A chain such as
+/// `a || b || c ...` is read in a loop but is as deep as it is long, and
+/// evaluating and dropping the tree recurse that deep: 256 allows a chain
+/// of some 250 terms.
+const MAX_DEPTH: usize = 256;
 
 /// Operators, longest first so that `<=` is not read as `<`.
 const OPERATORS: [&str; 20] = [
@@ -163,7 +168,10 @@ impl Condition {
     /// [`ParseError`] with the column and what was expected there.
     pub fn parse(text: &str) -> Result<Condition, ParseError> {
         let tokens = Lexer::tokens(text)?;
-        if let Some((_, column)) = tokens.get(MAX_TOKENS) {
+        // The last token is the end of the text.
+        if let Some((token, column)) = tokens.get(MAX_TOKENS)
+            && *token != Token::End
+        {
             return Err(ParseError {
                 column: *column,
                 message: format!("the condition is too long: more than {MAX_TOKENS} tokens"),
@@ -182,7 +190,7 @@ impl Condition {
             return Err(ParseError {
                 column: 1,
                 message: format!(
-                    "the condition nests more than {MAX_DEPTH} deep; split it or write it flatter"
+                    "the condition as a whole chains or nests more than {MAX_DEPTH} operations deep; split it into several metrics"
                 ),
             });
         }
@@ -521,12 +529,12 @@ impl Parser {
     /// nested expression is read through here, so the nesting is counted
     /// here.
     fn expression(&mut self, min: u8) -> Result<Expr, ParseError> {
-        if self.nesting >= MAX_DEPTH {
+        if self.nesting >= MAX_NESTING {
             let (_, column) = self.peek();
             return Err(ParseError {
                 column,
                 message: format!(
-                    "the condition nests more than {MAX_DEPTH} deep; split it or write it flatter"
+                    "the condition nests more than {MAX_NESTING} deep here (parentheses, signs, calls, lists, indexes)"
                 ),
             });
         }

@@ -161,12 +161,12 @@ fn deep_or_long_conditions_are_refused_not_overflowed() {
         (deep("!", "", 500), "nests more than 64 deep"),
         (deep("len(", ")", 500), "nests more than 64 deep"),
         (
-            format!("result{} > 0", "[0]".repeat(100)),
-            "nests more than 64 deep",
+            format!("result{} > 0", "[0]".repeat(300)),
+            "chains or nests more than 256 operations deep",
         ),
         (
-            format!("result{} > 0", " + 1".repeat(100)),
-            "nests more than 64 deep",
+            format!("result{} > 0", " + 1".repeat(300)),
+            "chains or nests more than 256 operations deep",
         ),
         (
             format!("result > 0{}", " || result > 0".repeat(100_000)),
@@ -181,8 +181,15 @@ fn deep_or_long_conditions_are_refused_not_overflowed() {
     // Nesting within the bound still parses and evaluates.
     let nested = deep("(", ")", 60);
     assert_eq!(check(&nested, &list(&[1.0])), Ok(true), "{nested}");
-    let chain = format!("result[0]{} > 0", " + 1".repeat(50));
+    let chain = format!("result[0]{} > 0", " + 1".repeat(250));
     assert_eq!(check(&chain, &list(&[1.0])), Ok(true), "{chain}");
+    let terms = vec!["result[0] == 1"; 200].join(" || ");
+    assert_eq!(check(&terms, &list(&[1.0])), Ok(true), "200 terms");
+    // Exactly the most tokens is allowed: `result` alone, then 1,023
+    // `+ 1`, 2,048 tokens (which then chain past the depth allowed).
+    let longest = format!("result{}", " + 1".repeat(1_023));
+    let error = Condition::parse(&longest).expect_err("too deep");
+    assert!(error.message.contains("chains or nests"), "{error}");
 }
 
 /// `!` binds tighter than comparisons and `&&` tighter than `||`, as in expr.

@@ -556,10 +556,14 @@ fn build_metric(
                 Some(text) => {
                     let resolved = substitute(text, values);
                     Condition::parse(&resolved).map(Some).map_err(|e| {
-                        let shown = if resolved == *text {
-                            String::new()
-                        } else {
-                            format!(" (`{}` with the arguments in place)", resolved.trim())
+                        // At most 200 characters of it: an argument may be long.
+                        let resolved = resolved.trim();
+                        let shown = match resolved.char_indices().nth(200) {
+                            _ if resolved == text.trim() => String::new(),
+                            Some((cut, _)) => {
+                                format!(" (`{}...` with the arguments in place)", &resolved[..cut])
+                            }
+                            None => format!(" (`{resolved}` with the arguments in place)"),
                         };
                         fail(key, format!("the condition does not parse{shown}: {e}"))
                     })

@@ -1460,6 +1460,22 @@ impl<'a> Checker<'a> {
             "postPromotionAnalysis",
             spec.post_promotion_analysis.as_ref(),
         );
+        let mut seconds = |key: &str, value: Option<u64>, default: Duration| match value {
+            None => Some(default),
+            Some(n) => from_seconds(n)
+                .map_err(|e| self.error(&format!("{at}.{key}"), e.to_string()))
+                .ok(),
+        };
+        let auto_promotion_delay = seconds(
+            "autoPromotionSeconds",
+            spec.auto_promotion_seconds,
+            Duration::ZERO,
+        );
+        let scale_down_delay = seconds(
+            "scaleDownDelaySeconds",
+            spec.scale_down_delay_seconds,
+            model::DEFAULT_SCALE_DOWN_DELAY,
+        );
         if !ok {
             return None;
         }
@@ -1469,10 +1485,8 @@ impl<'a> Checker<'a> {
                 header: header?,
             },
             auto_promotion_enabled: spec.auto_promotion_enabled.unwrap_or(true),
-            auto_promotion_delay: Duration::from_secs(spec.auto_promotion_seconds.unwrap_or(0)),
-            scale_down_delay: spec
-                .scale_down_delay_seconds
-                .map_or(model::DEFAULT_SCALE_DOWN_DELAY, Duration::from_secs),
+            auto_promotion_delay: auto_promotion_delay?,
+            scale_down_delay: scale_down_delay?,
             pre_promotion: pre?,
             post_promotion: post?,
         })

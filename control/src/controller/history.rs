@@ -10,13 +10,15 @@ use crate::rollout::{LatencyHistogram, Observation, RoleTotals, RoleWindow};
 
 /// Samples younger than this (before the latest) are all kept.
 const RECENT_MS: u64 = 2_000;
-/// Older samples are kept at most this far apart, or a longer window's
-/// [`OLD_SAMPLES`]th part.
+/// Older samples are kept at most this far apart, or further by their age
+/// (see [`AGE_FRACTION`]).
 const COARSE_MS: u64 = 1_000;
-/// At most about this many older samples are kept, however long the
-/// window: a day's window holds one sample every 6 minutes (its start
-/// found within that), not 86,400 of about 1 KiB each.
-const OLD_SAMPLES: u64 = 240;
+/// A sample older than 32 s is kept at most this fraction of its age from
+/// the next older one: a look back of any length (a day's window, the
+/// guardrail's last 30 s, a rollout begun a minute ago) finds its start
+/// within a 32nd of it, and a day's window holds about 390 samples of
+/// about 1 KiB, not 86,400.
+const AGE_FRACTION: u64 = 32;
 
 /// Samples of one route's cumulative counters, oldest first.
 #[derive(Debug, Default)]
@@ -36,14 +38,13 @@ pub(crate) struct Sample {
 
 impl History {
     /// Adds `sample`, dropping those older than `keep_ms` before it, and
-    /// thinning those older than [`RECENT_MS`] to one per [`COARSE_MS`] (or
-    /// per `keep_ms / OLD_SAMPLES` when that is longer): a window's end is
-    /// always the latest sample, its start is found within a second (a
-    /// 240th of a window longer than 4 minutes), and a route holds about 50
-    /// samples instead of 320 for the default window (each about 1 KiB
-    /// with its latency slots), and at most about 260 for any window.
+    /// thinning those older than [`RECENT_MS`] to one per [`COARSE_MS`], or
+    /// per [`AGE_FRACTION`]th of their age when that is longer: a window's
+    /// end is always the latest sample, its start is found within a second
+    /// for the last 32 s and within a 32nd of the look back beyond, and a
+    /// route holds about 50 samples instead of 320 for the default window
+    /// (each about 1 KiB with its latency slots), about 390 for a day's.
     pub(crate) fn push(&mut self, sample: Sample, keep_ms: u64) {
-        let coarse_ms = COARSE_MS.max(keep_ms / OLD_SAMPLES);
         self.samples.push_back(sample);
         // Keep one sample older than the window, so a window always has a start.
         while self.samples.len() > 2 && self.samples[1].at_ms + keep_ms < sample.at_ms {
@@ -54,11 +55,18 @@ impl History {
             .iter()
             .position(|s| s.at_ms + RECENT_MS > sample.at_ms)
             .unwrap_or(self.samples.len());
-        while old_end >= 3
-            && self.samples[old_end - 1].at_ms - self.samples[old_end - 3].at_ms <= coarse_ms
-        {
-            self.samples.remove(old_end - 2);
-            old_end -= 1;
+        // A sample goes when its neighbours are close enough without it
+        // for the older one's age; the oldest (a window's start) stays.
+        let mut at = 1;
+        while at + 1 < old_end {
+            let older = self.samples[at - 1].at_ms;
+            let spacing = COARSE_MS.max(sample.at_ms.saturating_sub(older) / AGE_FRACTION);
+            if self.samples[at + 1].at_ms - older <= spacing {
+                self.samples.remove(at);
+                old_end -= 1;
+            } else {
+                at += 1;
+            }
         }
     }
 
@@ -236,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn a_long_window_holds_a_bounded_number_of_samples() {
+    fn a_long_window_holds_a_bounded_number_of_samples_and_every_look_back_stays_close() {
         let counts = |requests| RoleCounts {
             requests,
             errors: 0,
@@ -244,25 +252,30 @@ mod tests {
         };
         let mut history = History::default();
         let day_ms = 86_400_000;
-        // Two hours of samples every 100 ms, one request each, towards a
-        // day's window (the window may run that long before a rollout
-        // ends, and the samples would otherwise all be kept).
-        let end = 7_200_000u64;
-        for at in (0..=end).step_by(100) {
+        // 26 hours of samples every second, one request a millisecond,
+        // with a day's window: without thinning by age, 86,400 samples.
+        let end = 26 * 3_600_000u64;
+        for at in (0..=end).step_by(1_000) {
             history.push(
                 Sample {
                     at_ms: at,
                     stable: counts(0),
-                    canary: counts(at / 100),
+                    canary: counts(at),
                 },
                 day_ms,
             );
         }
-        assert!(history.len() <= 60, "{} samples kept", history.len());
-        // The last 2 s are exact; an hour back is found within a 240th of
-        // the day (6 minutes: 3,600 requests).
-        assert_eq!(history.observation(end - 1_500).canary.requests, 15);
-        let hour = history.observation(end - 3_600_000).canary.requests;
-        assert!((32_400..=36_000).contains(&hour), "{hour}");
+        assert!(history.len() <= 400, "{} samples kept", history.len());
+        // Each look back (the guardrail's 30 s, a rollout a minute old, an
+        // hour, the whole day) counts what came since, less at most a 32nd
+        // of it (and never more).
+        for back in [30_000, 60_000, 3_600_000, day_ms] {
+            let counted = history.observation(end - back).canary.requests;
+            assert!(
+                counted <= back && counted >= back - back / AGE_FRACTION - COARSE_MS,
+                "{back} ms back: {counted} counted"
+            );
+        }
+        assert_eq!(history.observation(end - 30_000).canary.requests, 30_000);
     }
 }

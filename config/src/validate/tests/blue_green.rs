@@ -200,6 +200,13 @@ fn blue_green_errors_are_located() {
             "",
         ),
         (
+            file("preview: {hosts: [p.example.com]}\nscaleDownDelaySeconds: 315360001"),
+            "routes[0].strategy.blueGreen.scaleDownDelaySeconds",
+            line + 1,
+            9,
+            "longer than 87600h",
+        ),
+        (
             file("preview: {hosts: [p.example.com]}\npreview2: 1"),
             "routes[0].strategy.blueGreen.preview2",
             line + 1,
