@@ -770,6 +770,19 @@ struct DurationVisitor;
 
 // === impl DurationSpec ===
 
+impl DurationSpec {
+    /// The duration written, at most [`crate::duration::MAX_DURATION`].
+    ///
+    /// # Errors
+    /// The text does not parse, or the duration is too long.
+    pub fn to_duration(&self) -> Result<std::time::Duration, crate::duration::DurationError> {
+        match self {
+            DurationSpec::Seconds(seconds) => crate::duration::from_seconds(*seconds),
+            DurationSpec::Text(text) => crate::duration::parse_duration(text),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for DurationSpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(DurationVisitor)

@@ -20,7 +20,9 @@ use crate::error::{ProxyError, local_response};
 use crate::fallback;
 use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason};
-use crate::request_body::{self, BufferedBody, KeepError, Kept, RequestBody, UploadProgress};
+use crate::request_body::{
+    self, BufferedBody, KeepError, Kept, RequestBody, UploadBound, UploadProgress,
+};
 use crate::request_id::X_REQUEST_ID;
 use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
@@ -744,32 +746,17 @@ async fn forward(
             }
         }
     };
-    let mut exchange = std::pin::pin!(exchange);
-    let (mut response, sender, in_flight) = loop {
-        // With a body still to come, woken when the client's current
-        // silence reaches the idle timeout, or that long from now when
-        // there is none.
-        let until = match upload.as_ref().filter(|u| !u.ended()) {
-            Some(u) => u.next_check(timeouts.idle).min(deadline),
-            None => deadline,
-        };
-        match tokio::time::timeout_at(until, exchange.as_mut()).await {
-            Ok(result) => break result?,
-            // The upstream took all of the body that came, and waits for
-            // more: the client stalled, not the upstream.
-            Err(_) if upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(ProxyError::ClientBodyTimeout(timeouts.request));
-                }
-                if upload.as_ref().is_some_and(|u| u.silent_for(timeouts.idle)) {
-                    return Err(ProxyError::ClientBodyIdle(timeouts.idle));
-                }
-            }
-            Err(_) if tokio::time::Instant::now() >= deadline => {
-                return Err(ProxyError::UpstreamTimeout(timeouts.request));
-            }
-            Err(_) => {}
+    let bounded =
+        request_body::within_upload_bounds(exchange, upload.as_deref(), timeouts.idle, deadline);
+    let (mut response, sender, in_flight) = match bounded.await {
+        Ok(result) => result?,
+        Err(UploadBound::ClientSilent) => return Err(ProxyError::ClientBodyIdle(timeouts.idle)),
+        // The upstream took all of the body that came, and waits for more:
+        // the client stalled, not the upstream.
+        Err(UploadBound::Deadline) if upload.as_ref().is_some_and(|u| u.waiting_on_client()) => {
+            return Err(ProxyError::ClientBodyTimeout(timeouts.request));
         }
+        Err(UploadBound::Deadline) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
     };
 
     // An answer refused here closes its upstream connection at once: it is

@@ -2,6 +2,7 @@
 //! through as it arrives, or, on a route with `stableFallback`, kept whole in
 //! memory so that a failed canary attempt can be sent again to stable.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -159,14 +160,14 @@ impl UploadProgress {
     /// When to check again whether the client has left the upload silent
     /// for `idle`: when its current silence reaches `idle`, or `idle` from
     /// now when it is not silent (a silence may begin meanwhile).
-    pub fn next_check(&self, idle: Duration) -> tokio::time::Instant {
+    fn next_check(&self, idle: Duration) -> tokio::time::Instant {
         self.waiting_on_client_since()
             .unwrap_or_else(tokio::time::Instant::now)
             + idle
     }
 
     /// Whether the upload has waited on its client for `idle` or longer.
-    pub fn silent_for(&self, idle: Duration) -> bool {
+    fn silent_for(&self, idle: Duration) -> bool {
         self.waiting_on_client_since()
             .is_some_and(|since| since.elapsed() >= idle)
     }
@@ -287,6 +288,45 @@ impl BufferedBody {
             return Some(Frame::data(data));
         }
         self.trailers.take().map(Frame::trailers)
+    }
+}
+
+/// What ended a wait of [`within_upload_bounds`] before its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadBound {
+    /// The deadline passed.
+    Deadline,
+    /// The upload waited on its client for the idle timeout.
+    ClientSilent,
+}
+
+/// Runs `work` until it ends, `deadline` passes, or `upload` (until it
+/// ends) has waited on its client for `idle`. Without an upload it is a
+/// plain wait for the deadline, one timer.
+///
+/// # Errors
+/// The bound that ended the wait; the deadline when both have passed.
+pub async fn within_upload_bounds<F: Future>(
+    work: F,
+    upload: Option<&UploadProgress>,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<F::Output, UploadBound> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        let until = match upload.filter(|u| !u.ended()) {
+            Some(u) => u.next_check(idle).min(deadline),
+            None => deadline,
+        };
+        if let Ok(out) = tokio::time::timeout_at(until, work.as_mut()).await {
+            return Ok(out);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(UploadBound::Deadline);
+        }
+        if upload.is_some_and(|u| u.silent_for(idle)) {
+            return Err(UploadBound::ClientSilent);
+        }
     }
 }
 

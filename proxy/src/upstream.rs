@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use weir_config::{UpstreamProtocol, UpstreamTls};
 
 use crate::metrics::{EndpointMetrics, Metrics};
-use crate::request_body::{RequestBody, UploadProgress};
+use crate::request_body::{RequestBody, UploadProgress, within_upload_bounds};
 
 pub mod h2;
 pub mod tls;
@@ -528,32 +528,16 @@ impl Sender {
         upload: Option<Arc<UploadProgress>>,
         idle: Duration,
     ) {
-        let mut connection = self.connection;
+        let connection = self.connection;
         let stop = connection.abort_handle();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             stop.abort();
             return;
         };
         runtime.spawn(async move {
-            loop {
-                let until = match &upload {
-                    Some(upload) => upload.next_check(idle).min(deadline),
-                    None => deadline,
-                };
-                if tokio::time::timeout_at(until, &mut connection)
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-                if tokio::time::Instant::now() >= deadline
-                    || upload
-                        .as_ref()
-                        .is_some_and(|upload| upload.silent_for(idle))
-                {
-                    stop.abort();
-                    return;
-                }
+            let ended = within_upload_bounds(connection, upload.as_deref(), idle, deadline);
+            if ended.await.is_err() {
+                stop.abort();
             }
         });
     }

@@ -1362,6 +1362,32 @@ async fn weir_with_a_short_deadline(path: ForwardingPath, upstream: std::net::So
     .await
 }
 
+/// Sends the head of a 10-byte upload with its first 5 bytes and nothing
+/// more, reads until weir closes the connection, and checks that the
+/// answer is a `408` that says so; the answer.
+async fn stall_inside_the_body(weir: &Weir, path: ForwardingPath) -> String {
+    let answer = raw_request(
+        weir.addrs.http,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
+        LIMIT,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer.raw).into_owned();
+    assert_closing_answer(&text, 408, path);
+    text
+}
+
+/// Asserts one `408` counted as the client's stall (`body_timeout`), and
+/// no error of the upstream's.
+async fn assert_counted_as_the_clients_stall(weir: &Weir, path: ForwardingPath) {
+    assert_eq!(
+        failure_counts(weir, "408", "body_timeout").await,
+        (1.0, 0.0, 1.0),
+        "{}: 408s, upstream errors, body timeouts",
+        path.name()
+    );
+}
+
 /// A client that stalls inside its upload, the upstream having read all
 /// that came, gets `408` at the request's deadline and a closed
 /// connection; the stall is the client's (`body_timeout`), never an
@@ -1369,20 +1395,8 @@ async fn weir_with_a_short_deadline(path: ForwardingPath, upstream: std::net::So
 /// broken.
 async fn a_client_that_stalls_inside_its_body_gets_408(path: ForwardingPath) {
     let weir = weir_with_a_short_deadline(path, reading_silent_upstream().await).await;
-    // Read until weir closes the connection.
-    let answer = raw_request(
-        weir.addrs.http,
-        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
-        LIMIT,
-    )
-    .await;
-    assert_closing_answer(&String::from_utf8_lossy(&answer.raw), 408, path);
-    assert_eq!(
-        failure_counts(&weir, "408", "body_timeout").await,
-        (1.0, 0.0, 1.0),
-        "{}: 408s, upstream errors, body timeouts",
-        path.name()
-    );
+    stall_inside_the_body(&weir, path).await;
+    assert_counted_as_the_clients_stall(&weir, path).await;
 }
 
 /// A client silent inside its upload for the route's idle timeout gets
@@ -1397,21 +1411,9 @@ async fn a_client_silent_inside_its_body_for_the_idle_timeout_gets_408(path: For
         .timeouts("1s", "30s")
         .idle_timeout("300ms")]))
         .await;
-    let answer = raw_request(
-        weir.addrs.http,
-        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
-        LIMIT,
-    )
-    .await;
-    let text = String::from_utf8_lossy(&answer.raw);
-    assert_closing_answer(&text, 408, path);
+    let text = stall_inside_the_body(&weir, path).await;
     assert!(text.contains("idle timeout"), "{}: {text}", path.name());
-    assert_eq!(
-        failure_counts(&weir, "408", "body_timeout").await,
-        (1.0, 0.0, 1.0),
-        "{}: 408s, upstream errors, body timeouts",
-        path.name()
-    );
+    assert_counted_as_the_clients_stall(&weir, path).await;
 }
 
 /// Interim answers from the upstream do not stretch a client's silence:
@@ -1438,14 +1440,7 @@ async fn interim_answers_do_not_stretch_a_silent_body(path: ForwardingPath) {
             .timeouts("1s", "30s")
             .idle_timeout("500ms")]))
         .await;
-    let answer = raw_request(
-        weir.addrs.http,
-        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
-        LIMIT,
-    )
-    .await;
-    let text = String::from_utf8_lossy(&answer.raw);
-    assert_closing_answer(&text, 408, path);
+    let text = stall_inside_the_body(&weir, path).await;
     assert!(text.contains("idle timeout"), "{}: {text}", path.name());
 }
 

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::condition::Condition;
-use crate::duration::{from_seconds, parse_duration};
 use crate::model::analysis_templates::{
     DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_PROMETHEUS_TIMEOUT, DEFAULT_WEB_TIMEOUT,
 };
@@ -478,10 +477,7 @@ fn substitute(text: &str, values: &HashMap<String, String>) -> String {
 }
 
 fn duration(spec: &DurationSpec) -> Result<Duration, String> {
-    match spec {
-        DurationSpec::Seconds(s) => from_seconds(*s).map_err(|e| e.to_string()),
-        DurationSpec::Text(text) => parse_duration(text).map_err(|e| e.to_string()),
-    }
+    spec.to_duration().map_err(|e| e.to_string())
 }
 
 fn headers(list: &[HeaderSpec], values: &HashMap<String, String>) -> Vec<(String, String)> {
@@ -558,12 +554,13 @@ fn build_metric(
                     Condition::parse(&resolved).map(Some).map_err(|e| {
                         // At most 200 characters of it: an argument may be long.
                         let resolved = resolved.trim();
-                        let shown = match resolved.char_indices().nth(200) {
-                            _ if resolved == text.trim() => String::new(),
-                            Some((cut, _)) => {
-                                format!(" (`{}...` with the arguments in place)", &resolved[..cut])
-                            }
-                            None => format!(" (`{resolved}` with the arguments in place)"),
+                        let shown = if resolved == text.trim() {
+                            String::new()
+                        } else {
+                            let cut = resolved.char_indices().nth(200).map(|(at, _)| at);
+                            let more = if cut.is_some() { "..." } else { "" };
+                            let head = &resolved[..cut.unwrap_or(resolved.len())];
+                            format!(" (`{head}{more}` with the arguments in place)")
                         };
                         fail(key, format!("the condition does not parse{shown}: {e}"))
                     })

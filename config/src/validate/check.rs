@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::analysis_templates::{self, Catalog};
 use super::{Diagnostic, syntax};
-use crate::duration::{from_seconds, parse_duration};
+use crate::duration::from_seconds;
 use crate::grpc::{GRPC_CODE_NAMES, GrpcCodeSet, grpc_code_by_name};
 use crate::location::{LocationIndex, child_key, parent};
 use crate::model::{
@@ -416,25 +416,12 @@ impl<'a> Checker<'a> {
     }
 
     fn duration(&mut self, path: &str, spec: &DurationSpec) -> Option<Duration> {
-        match spec {
-            DurationSpec::Seconds(n) => match from_seconds(*n) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.error(path, e.to_string());
-                    None
-                }
-            },
-            DurationSpec::Text(text) => {
-                let text = self.text(path, text)?;
-                match parse_duration(text) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        self.error(path, e.to_string());
-                        None
-                    }
-                }
-            }
+        if let DurationSpec::Text(text) = spec {
+            self.text(path, text)?;
         }
+        spec.to_duration()
+            .map_err(|e| self.error(path, e.to_string()))
+            .ok()
     }
 
     /// A duration that must be more than zero; `example` shows a good value.

@@ -32,8 +32,6 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
-use weir_config::duration::{from_seconds, parse_duration};
-use weir_config::schema::DurationSpec;
 
 use super::events::{self, EventReason, RouteRef};
 use super::resource::{CanaryRoute, CanaryRouteStatus};
@@ -469,10 +467,7 @@ fn pause_lengths_ms(object: &CanaryRoute) -> Vec<Option<u64>> {
         .iter()
         .map(|step| {
             let duration = step.pause.as_ref()?.duration.as_ref()?;
-            let length = match duration {
-                DurationSpec::Seconds(seconds) => from_seconds(*seconds).ok()?,
-                DurationSpec::Text(text) => parse_duration(text).ok()?,
-            };
+            let length = duration.to_duration().ok()?;
             u64::try_from(length.as_millis()).ok()
         })
         .collect()

@@ -141,6 +141,15 @@ pub(crate) fn duration_ms(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// Counts of `requests` without errors or latencies.
+    fn counts(requests: u64) -> RoleCounts {
+        RoleCounts {
+            requests,
+            errors: 0,
+            latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
+        }
+    }
+
     #[test]
     fn a_window_starts_at_the_first_sample_after_its_start() {
         let counts = |requests, errors| RoleCounts {
@@ -204,11 +213,6 @@ mod tests {
 
     #[test]
     fn old_samples_are_thinned_to_one_a_second_and_recent_ones_kept() {
-        let counts = |requests| RoleCounts {
-            requests,
-            errors: 0,
-            latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
-        };
         let mut history = History::default();
         // 32 s of samples every 100 ms, one request each.
         for i in 0..=320u64 {
@@ -245,11 +249,6 @@ mod tests {
 
     #[test]
     fn a_long_window_holds_a_bounded_number_of_samples_and_every_look_back_stays_close() {
-        let counts = |requests| RoleCounts {
-            requests,
-            errors: 0,
-            latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
-        };
         let mut history = History::default();
         let day_ms = 86_400_000;
         // 26 hours of samples every second, one request a millisecond,
