@@ -667,6 +667,10 @@ impl Conn<'_, '_> {
         // on as on the hyper path. Interim 1xx answers are skipped: the
         // upload goes on, as on the hyper path.
         self.buffers.from_upstream.clear();
+        if matches!(body, BodyLeft::Done) {
+            // Most requests: no clock read for a body that is not there.
+            return Ok(Sent::Whole);
+        }
         let idle = plan.routing.routes[plan.route].timeouts.idle;
         // The client's silence is bounded by the route's idle timeout as
         // well as by the deadline: a client that trickles its body holds
