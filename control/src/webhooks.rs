@@ -190,6 +190,32 @@ impl Hooks {
         }
     }
 
+    /// Forgets what is known of the calls of routes for which `live` is
+    /// false (gone from the config): when their groups were last started,
+    /// their hooks' states and their `weir_webhook_calls_total` series. A
+    /// call still running for such a route records itself when it ends;
+    /// the next call of this forgets it again.
+    pub fn forget_other_routes(&self, live: impl Fn(&str) -> bool) {
+        let mut gone = Vec::new();
+        {
+            let mut table = self.lock();
+            table.asked.retain(|(route, _), _| live(route));
+            table.last.retain(|(route, hook), _| {
+                let keep = live(route);
+                if !keep {
+                    gone.push((route.clone(), hook.clone()));
+                }
+                keep
+            });
+        }
+        for (route, hook) in gone {
+            for result in ["pass", "fail", "error"] {
+                // Absent when the hook never had this result.
+                let _ = self.calls.remove_label_values(&[&route, &hook, result]);
+            }
+        }
+    }
+
     /// Calls `calls` in order, stopping at the first that does not pass.
     async fn run_group(&self, route: &str, kind: WebhookKind, calls: Vec<Call>) -> (bool, String) {
         let mut detail = String::new();

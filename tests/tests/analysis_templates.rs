@@ -318,7 +318,7 @@ async fn web_templates_read_the_json_path() {
         .path_prefix("/fail"),
     ])
     .extra(&template);
-    let weir = Weir::start(config).await;
+    let mut weir = Weir::start(config.clone()).await;
     let pass = weir
         .wait_status("pass", LIMIT, "Promoted", |s| phase(s) == "Promoted")
         .await;
@@ -350,4 +350,35 @@ async fn web_templates_read_the_json_path() {
         runs[0]["metrics"][0]["measurements"][0]["phase"], "Failed",
         "{runs:#}"
     );
+    let counted = |m: &weir_e2e::Metrics, route: &str| {
+        m.get(
+            "weir_analysis_measurements_total",
+            &[("route", route), ("phase", "Successful")],
+        )
+        .or_else(|| {
+            m.get(
+                "weir_analysis_measurements_total",
+                &[("route", route), ("phase", "Failed")],
+            )
+        })
+    };
+    let m = weir.metrics().await;
+    assert!(counted(&m, "fail").is_some(), "{}", m.text);
+
+    // A route gone from the config takes its measurement series with it.
+    let kept = WeirConfig {
+        routes: config
+            .routes
+            .iter()
+            .filter(|r| r.name == "pass")
+            .cloned()
+            .collect(),
+        ..config
+    };
+    weir.reload(&kept).await;
+    wait_until(LIMIT, "no measurement series of route fail", || async {
+        let m = weir.metrics().await;
+        (counted(&m, "fail").is_none() && counted(&m, "pass").is_some()).then_some(())
+    })
+    .await;
 }

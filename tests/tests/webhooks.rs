@@ -267,7 +267,7 @@ async fn confirm_traffic_increase_holds_the_weight_and_a_rollback_hook_aborts() 
         "",
     )
     .webhook("stop", "rollback", &receiver.url("rollback"), "");
-    let weir = Weir::start(WeirConfig::new([Route::rollout(
+    let mut weir = Weir::start(WeirConfig::new([Route::rollout(
         "web",
         &[stable.addr],
         &[canary.addr],
@@ -311,6 +311,19 @@ async fn confirm_traffic_increase_holds_the_weight_and_a_rollback_hook_aborts() 
         "{}",
         m.text
     );
+
+    // The route goes from the config: its hooks' series go with it.
+    weir.reload(&WeirConfig::new([Route::new("other", &[stable.addr])]))
+        .await;
+    wait_until(
+        LIMIT,
+        "no weir_webhook_calls_total of route web",
+        || async {
+            let m = weir.metrics().await;
+            (!m.text.contains("weir_webhook_calls_total{")).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,9 +178,13 @@ impl AnalysisRuns {
         }
     }
 
-    /// Ends every run of routes not in `routes` (removed from the config).
+    /// Ends every run of routes not in `routes` (removed from the config),
+    /// and drops their `weir_analysis_measurements_total` series.
     pub fn forget_other_routes(&self, routes: &[&str]) {
         let mut table = self.lock();
+        table
+            .measurements
+            .retain(|(route, ..), _| routes.contains(&route.as_str()));
         table.routes.retain(|name, runs| {
             let keep = routes.contains(&name.as_str());
             if !keep {

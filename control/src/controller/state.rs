@@ -650,8 +650,9 @@ impl ControlState {
         out
     }
 
-    /// Starts the webhook calls that are due (spawned; never waits). Only
-    /// the leader calls the hooks of CanaryRoutes.
+    /// Starts the webhook calls that are due (spawned; never waits), and
+    /// forgets the calls of routes gone from the config. Only the leader
+    /// calls the hooks of CanaryRoutes.
     pub fn schedule_hooks(&self, now: u64) {
         let Some(hooks) = &self.hooks else { return };
         for route in &self.config().routes {
@@ -669,6 +670,8 @@ impl ControlState {
                 hooks.schedule(route, state, now);
             }
         }
+        let routes = &self.config().routes;
+        hooks.forget_other_routes(|name| routes.iter().any(|r| *r.name == *name));
     }
 }
 
