@@ -953,7 +953,9 @@ fn host_match(host: &str) -> HostMatch {
 }
 
 /// A Gateway API duration (GEP-2257): one to four `<number><unit>` parts,
-/// units `h`, `m`, `s`, `ms`, as in `1h30m` or `500ms`.
+/// units `h`, `m`, `s`, `ms`, as in `1h30m` or `500ms`. GEP-2257 allows up
+/// to about 45 years (`99999h` four times); anything past weir's longest
+/// duration (87600h, ten years) is taken as that, which is as good as none.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut rest = text;
     let mut total = Duration::ZERO;
@@ -980,7 +982,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         total += unit * u32::try_from(number).ok()?;
         parts += 1;
     }
-    (1..=4).contains(&parts).then_some(total)
+    (1..=4)
+        .contains(&parts)
+        .then_some(total.min(weir_config::duration::MAX_DURATION))
 }
 
 fn describe_ports(ports: &[u16]) -> String {

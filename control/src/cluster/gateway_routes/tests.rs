@@ -739,6 +739,11 @@ fn gateway_api_durations() {
         ("1.5s", None),
         ("", None),
         ("123456s", None),
+        ("87600h", Some(weir_config::duration::MAX_DURATION)),
+        (
+            "99999h99999h99999h99999h",
+            Some(weir_config::duration::MAX_DURATION),
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(parse_duration(text), want, "{text}");
