@@ -21,7 +21,7 @@ use crate::fallback;
 use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason};
 use crate::request_body::{
-    self, BufferedBody, KeepError, Kept, RequestBody, UploadBound, UploadProgress,
+    self, BufferedBody, KeepError, KeepGap, Kept, RequestBody, UploadBound, UploadProgress,
 };
 use crate::request_id::X_REQUEST_ID;
 use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
@@ -484,10 +484,15 @@ async fn keep_for_fallback(
     let (parts, body) = req.into_parts();
     // Bounded as the upstream exchange would bound a client this slow:
     // its stall, not the role's. A gRPC call's stream may rightly stay
-    // quiet: only its deadline bounds it.
+    // quiet: a streaming call's client may wait for answers before it
+    // sends more, so a quiet body goes on streamed, not kept.
     let limit = route.timeouts.request;
     let idle = route.timeouts.idle;
-    let gap = (!grpc).then_some(idle);
+    let gap = if grpc {
+        KeepGap::Stream(request_body::GRPC_KEEP_GAP)
+    } else {
+        KeepGap::Stall(idle)
+    };
     let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes, gap))
         .await
         .map_err(|_| ProxyError::ClientBodyTimeout(limit))?
@@ -509,7 +514,7 @@ async fn keep_for_fallback(
                 Some(replay),
             ))
         }
-        Kept::TooLarge(body) => Ok((Request::from_parts(parts, body), None)),
+        Kept::Once(body) => Ok((Request::from_parts(parts, body), None)),
     }
 }
 

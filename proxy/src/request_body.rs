@@ -86,8 +86,9 @@ pub struct BufferedBody {
 pub enum Kept {
     /// Read whole within the limit: can be sent again.
     Whole(BufferedBody),
-    /// Declared or found larger than the limit: to be sent once.
-    TooLarge(RequestBody),
+    /// Declared or found larger than the limit, or (see [`KeepGap::Stream`])
+    /// quiet before its end: to be sent once, as it streams.
+    Once(RequestBody),
 }
 
 // === impl RequestBody ===
@@ -335,28 +336,43 @@ pub async fn within_upload_bounds<F: Future>(
 pub enum KeepError {
     /// The client's body broke (bad framing, cut short).
     Broken(hyper::Error),
-    /// Nothing more of the body came for the `idle` time `keep` was given.
+    /// Nothing more of the body came for the time [`KeepGap::Stall`] gave.
     Stalled,
 }
 
-/// Reads `body` to its end when it fits in `limit` bytes, waiting at most
-/// `idle` (when given) for each part of it. A body whose declared length is
-/// above the limit is not read at all; one found larger while reading keeps
-/// what was read in front of the rest. Either is [`Kept::TooLarge`], to be
-/// sent once.
+/// How long [`keep`] waits for each next part of a body, and what a longer
+/// quiet means.
+#[derive(Debug, Clone, Copy)]
+pub enum KeepGap {
+    /// The client has stalled: [`KeepError::Stalled`].
+    Stall(Duration),
+    /// The body streams on, with what was read in front, and is not kept:
+    /// a gRPC call's client may rightly wait for answers before it sends
+    /// more (a streaming call), where a unary call's message follows its
+    /// head at once.
+    Stream(Duration),
+}
+
+/// How long a gRPC call's body may be quiet before its end and still be
+/// kept for a retry: far longer than a unary call's message takes to
+/// follow its head, short enough that a streaming call whose client waits
+/// for an answer first is not held up for long.
+pub const GRPC_KEEP_GAP: Duration = Duration::from_millis(50);
+
+/// Reads `body` to its end when it fits in `limit` bytes, waiting for each
+/// part of it as `gap` says. A body whose declared length is above the
+/// limit is not read at all; one found larger while reading, or quiet for
+/// a [`KeepGap::Stream`] gap, keeps what was read in front of the rest.
+/// Either is [`Kept::Once`], to be sent once.
 ///
 /// # Errors
-/// The client's body broke, or stalled for `idle`.
-pub async fn keep(
-    mut body: Incoming,
-    limit: u64,
-    idle: Option<Duration>,
-) -> Result<Kept, KeepError> {
+/// The client's body broke, or stalled for a [`KeepGap::Stall`] gap.
+pub async fn keep(mut body: Incoming, limit: u64, gap: KeepGap) -> Result<Kept, KeepError> {
     if body.is_end_stream() {
         return Ok(Kept::Whole(BufferedBody::default()));
     }
     if body.size_hint().lower() > limit {
-        return Ok(Kept::TooLarge(RequestBody::Streamed(body)));
+        return Ok(Kept::Once(RequestBody::Streamed(body)));
     }
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
@@ -364,11 +380,18 @@ pub async fn keep(
     let mut length: u64 = 0;
     loop {
         let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-        let next = match idle {
-            Some(idle) => tokio::time::timeout(idle, next)
+        let next = match gap {
+            KeepGap::Stall(idle) => tokio::time::timeout(idle, next)
                 .await
                 .map_err(|_| KeepError::Stalled)?,
-            None => next.await,
+            KeepGap::Stream(quiet) => match tokio::time::timeout(quiet, next).await {
+                Ok(next) => next,
+                Err(_) => {
+                    // Trailers end a body: none were read.
+                    let head = joined.map(BytesMut::freeze).or(first);
+                    return Ok(Kept::Once(RequestBody::Prefixed { head, rest: body }));
+                }
+            },
         };
         let Some(frame) = next else {
             break;
@@ -395,7 +418,7 @@ pub async fn keep(
         }
         if length > limit {
             let head = joined.map(BytesMut::freeze).or(first);
-            return Ok(Kept::TooLarge(RequestBody::Prefixed { head, rest: body }));
+            return Ok(Kept::Once(RequestBody::Prefixed { head, rest: body }));
         }
     }
     Ok(Kept::Whole(BufferedBody {

@@ -10,6 +10,9 @@
 //! - `/weir.test.Echo/Stream`: the request's message is a big-endian `u32`
 //!   N; answers N messages, message i being `i` as a big-endian `u32`.
 //! - `/weir.test.Echo/Hang`: never answers (for deadlines).
+//! - `/weir.test.Echo/First`: answers the request's first message as soon
+//!   as it has come, without waiting for the request stream's end (as a
+//!   streaming call's server may).
 //!
 //! Any other path answers HTTP 200 with `NAME\n` (plain HTTP through the
 //! same upstream, HTTP/1.1 or HTTP/2). [`Pki`] makes a CA and a server
@@ -40,6 +43,8 @@ pub const UNARY: &str = "/weir.test.Echo/Unary";
 pub const STREAM: &str = "/weir.test.Echo/Stream";
 /// The method that never answers.
 pub const HANG: &str = "/weir.test.Echo/Hang";
+/// The method that answers the first message before the request ends.
+pub const FIRST: &str = "/weir.test.Echo/First";
 
 /// How a [`GrpcUpstream`] fails unary calls: every `every`th call (the
 /// `every`th, the `2 × every`th, ...) ends with `status`, in a
@@ -344,6 +349,29 @@ impl Server {
             self.te_trailers.fetch_add(1, Ordering::SeqCst);
         }
         let path = req.uri().path().to_owned();
+        if path == FIRST {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut body = req.into_body();
+            let mut data = BytesMut::new();
+            let first = loop {
+                if let Some(message) = unframe(data.clone().freeze()).into_iter().next() {
+                    break message;
+                }
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(chunk) = frame.into_data() {
+                            data.extend_from_slice(&chunk);
+                        }
+                    }
+                    _ => return grpc_head(3, "no whole message", true, Vec::new()),
+                }
+            };
+            let frames = vec![
+                Ok(Frame::data(frame(&first))),
+                Ok(Frame::trailers(self.trailers(0))),
+            ];
+            return grpc_response(frames);
+        }
         let body = match req.into_body().collect().await {
             Ok(body) => body.to_bytes(),
             Err(_) => return grpc_head(13, "request body broken", true, Vec::new()),

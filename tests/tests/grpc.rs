@@ -2,7 +2,8 @@
 //! (h2c) to gRPC upstreams spoken to with `protocol: h2c` or `protocol: h2`
 //! (TLS with a CA made here): unary and streaming calls, trailers as the
 //! upstream sent them, deadlines, gRPC statuses counted per role in the
-//! metrics and the analysis, and a rollout aborted on a canary's INTERNALs.
+//! metrics and the analysis, a rollout aborted on a canary's INTERNALs,
+//! and `stableFallback` on gRPC calls.
 
 use std::time::Duration;
 
@@ -539,4 +540,100 @@ async fn body_timeouts_and_upstream_errors(weir: &Weir, route: &str) -> (f64, f6
         ),
         m.sum("weir_upstream_errors_total", &[route]),
     )
+}
+
+/// `stableFallback` listing `POST` on gRPC routes whose canary takes every
+/// call: a unary call the canary refuses is answered by stable, and a
+/// streaming call whose client waits for an answer before it ends its
+/// stream is let through rather than held until its deadline for a body
+/// that cannot end first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() {
+    use futures_util::StreamExt as _;
+    use http_body_util::{BodyExt as _, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use weir_e2e::grpc::{FIRST, frame, unframe};
+
+    let stable = GrpcUpstream::h2c("stable", None).await;
+    let canary = GrpcUpstream::h2c("canary", None).await;
+    let refusing = ClosedPort::bind();
+    let route = |name: &str, canary: std::net::SocketAddr| {
+        Route::new(name, &[stable.addr])
+            .hosts(&[&format!("{name}.test")])
+            .stable_key("protocol: h2c")
+            .canary(&[canary], 100.0)
+            .canary_key("protocol: h2c")
+            .stable_fallback("{ methods: [POST], budget: 1 }")
+            .timeouts("5s", "5s")
+    };
+    let weir = Weir::start(WeirConfig::new([
+        route("live", canary.addr),
+        route("refusing", refusing.addr),
+    ]))
+    .await;
+
+    let client = GrpcClient::h2c_with_authority(weir.addrs.http, "refusing.test").await;
+    let reply = within(CALL_LIMIT, "a unary call", client.call(UNARY, b"hi", &[])).await;
+    assert_eq!(reply.status(), Some(0), "{reply:?}");
+    assert_eq!(reply.messages, [&b"hi"[..]], "{reply:?}");
+    assert_eq!(
+        reply.trailer("x-upstream-name"),
+        Some("stable"),
+        "{reply:?}"
+    );
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.sum("weir_stable_fallback_total", &[("route", "refusing")]),
+        1.0,
+        "{}",
+        m.text
+    );
+
+    // One message, the stream left open until the answer has come.
+    let stream = tokio::net::TcpStream::connect(weir.addrs.http)
+        .await
+        .expect("connecting");
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let (end_request, ended) = tokio::sync::oneshot::channel::<()>();
+    let messages = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Frame::data(frame(b"first")))
+    })
+    .chain(
+        futures_util::stream::once(async move {
+            let _ = ended.await;
+        })
+        .filter_map(|()| async { None }),
+    )
+    .boxed();
+    let request = http::Request::post(format!("http://live.test{FIRST}"))
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(StreamBody::new(messages))
+        .expect("a request");
+    let answer = within(CALL_LIMIT, "the streaming call's answer", async {
+        let response = sender.send_request(request).await.expect("an answer");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("the answer's body");
+        (parts, body.trailers().cloned(), body.to_bytes())
+    })
+    .await;
+    drop(end_request);
+    let (parts, trailers, data) = answer;
+    let status = trailers
+        .as_ref()
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| parts.headers.get("grpc-status"));
+    assert_eq!(
+        status.map(|v| v.as_bytes()),
+        Some(&b"0"[..]),
+        "{parts:?} {trailers:?}"
+    );
+    assert_eq!(unframe(data), [&b"first"[..]]);
+    assert_eq!(canary.calls(), 1, "the streaming call reached the canary");
 }
