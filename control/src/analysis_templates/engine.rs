@@ -15,7 +15,7 @@ use weir_config::AnalysisRef;
 use weir_proxy::metrics::Family;
 
 use super::providers::{self, HttpClient};
-use super::run::{Measurement, RunKey, RunPhase, RunState, judge};
+use super::run::{Measurement, RunKey, RunPhase, RunState, bounded_message, judge, shown};
 use crate::process::now_ms;
 
 /// Finished runs kept per route for the admin API.
@@ -298,9 +298,9 @@ async fn drive(runs: AnalysisRuns, route: String, key: RunKey) {
             let (phase, value, message) = match measured.value {
                 Ok(value) => {
                     let (phase, message) = judge(&metric, &value);
-                    (phase, Some(value), message)
+                    (phase, Some(shown(value)), message)
                 }
-                Err(error) => (RunPhase::Error, None, Some(error)),
+                Err(error) => (RunPhase::Error, None, Some(bounded_message(error))),
             };
             (
                 index,

@@ -179,20 +179,29 @@ pub fn prometheus_value(status: http::StatusCode, body: &[u8]) -> Result<Value, 
             .get("error")
             .and_then(|s| s.as_str())
             .unwrap_or("no error message");
-        return Err(format!("Prometheus answered {status}: {kind}: {error}"));
+        return Err(format!(
+            "Prometheus answered {status}: {}: {}",
+            excerpt(kind.as_bytes()),
+            excerpt(error.as_bytes())
+        ));
     }
     let data = json.get("data").ok_or("Prometheus' answer has no `data`")?;
     let result = data
         .get("result")
         .ok_or("Prometheus' answer has no `data.result`")?;
     let sample = |pair: &serde_json::Value| -> Result<Value, String> {
-        let text = pair
-            .get(1)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| format!("a sample is not [time, \"value\"]: {pair}"))?;
-        parse_float(text)
-            .map(Value::Number)
-            .ok_or_else(|| format!("a sample value is not a number: {text:?}"))
+        let text = pair.get(1).and_then(|v| v.as_str()).ok_or_else(|| {
+            format!(
+                "a sample is not [time, \"value\"]: {}",
+                excerpt(pair.to_string().as_bytes())
+            )
+        })?;
+        parse_float(text).map(Value::Number).ok_or_else(|| {
+            format!(
+                "a sample value is not a number: {:?}",
+                excerpt(text.as_bytes())
+            )
+        })
     };
     let series = || {
         result
@@ -225,7 +234,8 @@ pub fn prometheus_value(status: http::StatusCode, body: &[u8]) -> Result<Value, 
             .map(|s| Value::Text(s.to_owned()))
             .ok_or_else(|| "a string result is not [time, \"text\"]".to_owned()),
         other => Err(format!(
-            "Prometheus answered an unknown resultType {other:?}"
+            "Prometheus answered an unknown resultType {:?}",
+            other.map(|t| excerpt(t.as_bytes()))
         )),
     }
 }

@@ -150,6 +150,81 @@ pub struct RunState {
     pub waiting_for: Option<Arc<str>>,
 }
 
+/// Most bytes of a measured value's text kept for display, or quoted in a
+/// message. A provider may answer up to 4 MiB: kept whole in each of the
+/// last [`KEPT_MEASUREMENTS`] measurements, and quoted in an abort message
+/// that goes into a CanaryRoute's status three times, it would take memory
+/// without end and make the status too large for the API server to store.
+pub const SHOWN_VALUE_BYTES: usize = 1024;
+
+/// Most bytes of a measurement's message.
+pub const MESSAGE_BYTES: usize = 2 * SHOWN_VALUE_BYTES;
+
+/// `value` as kept with its measurement: as it is when its text is at most
+/// [`SHOWN_VALUE_BYTES`], else the start of its text, marked as cut.
+pub fn shown(value: Value) -> Value {
+    match capped_text(&value, SHOWN_VALUE_BYTES) {
+        (_, false) => value,
+        (start, true) => Value::Text(format!(
+            "{start}... (cut: the value's text is longer than {SHOWN_VALUE_BYTES} bytes)"
+        )),
+    }
+}
+
+/// The text of `value` for a message, cut at [`SHOWN_VALUE_BYTES`].
+pub fn quoted(value: &Value) -> String {
+    match capped_text(value, SHOWN_VALUE_BYTES) {
+        (text, false) => text,
+        (start, true) => format!("{start}... (cut)"),
+    }
+}
+
+/// `text` cut at [`MESSAGE_BYTES`] (on a character boundary), marked as cut.
+pub fn bounded_message(mut text: String) -> String {
+    if text.len() > MESSAGE_BYTES {
+        let mut end = MESSAGE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("... (cut)");
+    }
+    text
+}
+
+/// The text of `value`, at most `limit` bytes of it, and whether it is
+/// longer; writing stops at the limit.
+fn capped_text(value: &Value, limit: usize) -> (String, bool) {
+    struct Capped {
+        text: String,
+        limit: usize,
+        cut: bool,
+    }
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = self.limit - self.text.len();
+            if s.len() <= room {
+                self.text.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.push_str(&s[..end]);
+            self.cut = true;
+            Err(std::fmt::Error)
+        }
+    }
+    let mut capped = Capped {
+        text: String::new(),
+        limit,
+        cut: false,
+    };
+    let _ = std::fmt::Write::write_fmt(&mut capped, format_args!("{value}"));
+    (capped.text, capped.cut)
+}
+
 /// The phase of a measurement of `metric` that gave `value` (see the
 /// module documentation), and a message when a condition could not be
 /// evaluated.
@@ -157,7 +232,7 @@ pub fn judge(metric: &Metric, value: &Value) -> (RunPhase, Option<String>) {
     let eval = |condition: &Option<weir_config::condition::Condition>| {
         condition.as_ref().map(|c| {
             c.eval(value)
-                .map_err(|e| format!("condition `{c}` on {value}: {e}"))
+                .map_err(|e| bounded_message(format!("condition `{c}` on {}: {e}", quoted(value))))
         })
     };
     let success = match eval(&metric.success_condition) {

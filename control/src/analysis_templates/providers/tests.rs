@@ -54,6 +54,16 @@ fn prometheus_errors_carry_its_message() {
     )
     .expect_err("not a number");
     assert!(error.contains("not a number"), "{error}");
+
+    // A huge message is quoted cut, not whole.
+    let huge = format!(
+        r#"{{"status":"error","errorType":"execution","error":"{}"}}"#,
+        "x".repeat(1 << 20)
+    );
+    let error = prometheus_value(StatusCode::UNPROCESSABLE_ENTITY, huge.as_bytes())
+        .expect_err("an error answer");
+    assert!(error.len() < 512, "{} bytes", error.len());
+    assert!(error.starts_with("Prometheus answered 422 Unprocessable Entity: execution: xxx"));
 }
 
 #[test]

@@ -335,3 +335,33 @@ fn the_engine_replaces_a_waiting_run_once_its_templates_resolve_and_keeps_any_ot
     assert_eq!(phase, RunPhase::Running);
     assert_eq!(runs.runs("shop/checkout")[0].state.metrics.len(), 1);
 }
+
+#[test]
+fn a_huge_value_is_kept_and_quoted_cut() {
+    let huge = Value::List(vec![Value::Number(0.0); 300_000]);
+    let mut metric = metric();
+    metric.success_condition = Some(Condition::parse("result.failed == 0").expect("parses"));
+    let (phase, message) = judge(&metric, &huge);
+    assert_eq!(phase, RunPhase::Error);
+    let message = message.expect("a message");
+    assert!(
+        message.len() <= MESSAGE_BYTES + 16,
+        "{} bytes",
+        message.len()
+    );
+    assert!(message.contains("(cut)"), "{message}");
+
+    let Value::Text(kept) = shown(huge) else {
+        panic!("a huge value is kept as its cut text");
+    };
+    assert!(kept.len() <= SHOWN_VALUE_BYTES + 80, "{} bytes", kept.len());
+    assert!(kept.starts_with("[0,0,"), "{kept}");
+    assert!(kept.ends_with("longer than 1024 bytes)"), "{kept}");
+
+    let small = Value::List(vec![Value::Number(0.5)]);
+    assert_eq!(shown(small.clone()), small);
+    assert_eq!(
+        bounded_message("é".repeat(MESSAGE_BYTES)).len(),
+        MESSAGE_BYTES + 9
+    );
+}
