@@ -2,7 +2,7 @@
 //! could have received an input, and comparable outcomes of the head
 //! parsers.
 
-use weir_proxy::http1::request_head::{self, Framing, MAX_HEADERS, Parsed};
+use weir_proxy::http1::request_head::{self, Framing, Parsed};
 use weir_proxy::http1::response_head;
 
 /// Inputs up to this long have every prefix parsed; longer ones a sample,
@@ -96,7 +96,7 @@ pub enum RequestOutcome<'b> {
 
 /// Parses `input` as a request head.
 pub fn request_outcome(input: &[u8]) -> RequestOutcome<'_> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = request_head::header_slots();
     match request_head::parse(input, &mut headers) {
         Ok(Parsed::Partial) => RequestOutcome::Partial,
         Ok(Parsed::Complete(head)) => RequestOutcome::Complete {
@@ -138,7 +138,7 @@ pub struct ResponseDecision<'b> {
 
 /// Parses `input` as a response head to a `HEAD` request or another.
 pub fn response_outcome(input: &[u8], head_request: bool) -> ResponseOutcome<'_> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = request_head::header_slots();
     response_head::parse(input, &mut headers, head_request)
         .map(|head| {
             head.map(|h| ResponseDecision {

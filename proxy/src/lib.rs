@@ -25,6 +25,7 @@ pub mod request_id;
 pub mod routes;
 pub mod routing;
 pub mod server;
+pub mod signal;
 pub mod tls;
 pub mod upstream;
 pub mod write_stall;

@@ -20,7 +20,7 @@ use rustix::net::SocketFlags;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::util::Oneshot;
 use tower::{Service, ServiceBuilder, ServiceExt as _};
@@ -34,6 +34,7 @@ use crate::http1::connection::{self as own_path, Ended};
 use crate::http1::prefixed::Prefixed;
 use crate::metrics::ListenerMetrics;
 use crate::request_id::RequestIdLayer;
+use crate::signal::Signal;
 use crate::write_stall::{StallLimit, WriteStall};
 use crate::{Proxy, Shared};
 
@@ -115,11 +116,11 @@ impl Proxy {
             options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
         ));
         let graceful = GracefulShutdown::new();
-        // Turns true at the drain deadline: every connection still open is dropped.
-        let (cut_tx, cut_rx) = watch::channel(false);
-        // Turns true when the drain begins, for connections on weir's own
-        // path (hyper's are told through `graceful`).
-        let (draining_tx, draining_rx) = watch::channel(false);
+        // Raised at the drain deadline: every connection still open is dropped.
+        let cut = Arc::new(Signal::default());
+        // Raised when the drain begins, for connections on weir's own path
+        // (hyper's are told through `graceful`).
+        let draining = Arc::new(Signal::default());
         let mut backoff = AcceptBackoff::new(&options.name);
         let local_port = listener.local_addr().map_or(0, |addr| addr.port());
         tokio::pin!(shutdown);
@@ -168,12 +169,12 @@ impl Proxy {
                 .map(|tls| TlsAcceptor::from(tls.load_full()));
             let watcher = graceful.watcher();
             let handshake_timeout = options.header_read_timeout;
-            let mut cut = cut_rx.clone();
+            let cut = Arc::clone(&cut);
             let own =
                 (options.forwarding == ForwardingPath::Own && acceptor.is_none()).then(|| {
                     own_path::Limits {
                         header_read_timeout: handshake_timeout,
-                        draining: draining_rx.clone(),
+                        draining: Arc::clone(&draining),
                     }
                 });
             // Debug level, as each request's span (see `forward::serve`): at
@@ -207,8 +208,9 @@ impl Proxy {
                 tokio::spawn(Box::pin(
                     async move {
                         tokio::select! {
+                            biased;
                             () = own.serve(ClientSocket::unregistered(stream)) => {}
-                            _ = cut.wait_for(|cut| *cut) => {
+                            () = cut.raised() => {
                                 tracing::debug!("connection cut at the drain deadline");
                             }
                         }
@@ -286,8 +288,9 @@ impl Proxy {
                         }
                     };
                     tokio::select! {
+                        biased;
                         () = connection => {}
-                        _ = cut.wait_for(|cut| *cut) => {
+                        () = cut.raised() => {
                             tracing::debug!("connection cut at the drain deadline");
                         }
                     }
@@ -296,13 +299,13 @@ impl Proxy {
             ));
         }
         drop(listener);
-        let _ = draining_tx.send(true);
+        draining.raise();
         tracing::info!(listener = %options.name, connections = metrics.open.load(Relaxed), "draining");
         tokio::select! {
             () = graceful.shutdown() => 0,
             () = tokio::time::sleep(options.drain_timeout) => {
                 let open = metrics.open.load(Relaxed);
-                let _ = cut_tx.send(true);
+                cut.raise();
                 tracing::warn!(listener = %options.name, connections = open, "drain timeout reached; cutting the connections still open");
                 open
             }

@@ -25,14 +25,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use super::chunked::{ChunkedDecoder, Decoded, LAST_CHUNK, encode_chunk};
 use super::client_socket::{self, ClientSocket, read_more};
 use super::date::push_date_field;
 use super::field_is;
-use super::request_head::{self, Framing, MAX_HEAD, MAX_HEADERS, Parsed, Refusal};
+use super::request_head::{self, Framing, MAX_HEAD, Parsed, Refusal};
 use super::response_head;
 use super::spare_buffers::{self, BufferSet};
 use crate::Shared;
@@ -40,6 +39,7 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::forward::{self, About, Downstream, Pending, RequestContext};
 use crate::routing::{Routing, ServedBackend, ServedRoute};
+use crate::signal::Signal;
 use crate::upstream::{self, Endpoint};
 use weir_config::model::DEFAULT_IDLE_TIMEOUT;
 
@@ -70,9 +70,9 @@ pub enum Ended {
 pub struct Limits {
     /// A started request head must be whole within this.
     pub header_read_timeout: Duration,
-    /// Turns true when the listener drains: idle connections close, busy
-    /// ones after their current answer.
-    pub draining: watch::Receiver<bool>,
+    /// Raised when the listener drains: idle connections close, busy ones
+    /// after their current answer.
+    pub draining: Arc<Signal>,
 }
 
 /// What to do after one request.
@@ -220,10 +220,8 @@ pub async fn serve(
     client: ClientSocket,
     limits: Limits,
 ) -> Ended {
-    let mut draining = limits.draining.clone();
-    let drain = std::pin::pin!(async move {
-        let _ = draining.wait_for(|draining| *draining).await;
-    });
+    let draining = Arc::clone(&limits.draining);
+    let drain = std::pin::pin!(async move { draining.raised().await });
     let mut conn = Conn {
         shared,
         downstream,
@@ -311,7 +309,7 @@ impl Conn<'_, '_> {
                     // The header array ends with this block, before any
                     // await: it is not kept in the connection's future.
                     let planned = {
-                        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                        let mut headers = request_head::header_slots();
                         match request_head::parse(&self.buffers.from_client, &mut headers) {
                             Ok(Parsed::Complete(head)) => plan(
                                 self.shared,
@@ -383,7 +381,7 @@ impl Conn<'_, '_> {
                     // connection's first, a pipelined one): it is read
                     // without registering. Otherwise wait for one.
                     let mut read_now = None;
-                    if !self.client.is_registered() && !*self.limits.draining.borrow() {
+                    if !self.client.is_registered() && !self.limits.draining.is_raised() {
                         // Reads and writes of an unregistered socket spend
                         // none of the task's coop budget, where tokio's do;
                         // this spends it, so that a client pipelining
@@ -426,7 +424,7 @@ impl Conn<'_, '_> {
     /// the keep-alive wait. The buffers wait in this thread's spares
     /// meanwhile: an idle connection costs little more than its socket.
     async fn wait_idle(&mut self) -> Option<tokio::time::Instant> {
-        if *self.limits.draining.borrow() {
+        if self.limits.draining.is_raised() {
             return None;
         }
         // As on hyper's server, whose header timer runs from the end of the
@@ -761,7 +759,7 @@ impl Conn<'_, '_> {
         let mut received_any = !self.buffers.from_upstream.is_empty();
         loop {
             if !self.buffers.from_upstream.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut headers = request_head::header_slots();
                 match response_head::parse(
                     &self.buffers.from_upstream,
                     &mut headers,
@@ -776,7 +774,7 @@ impl Conn<'_, '_> {
                         continue;
                     }
                     Ok(Some(head)) => {
-                        let draining = *self.limits.draining.borrow();
+                        let draining = self.limits.draining.is_raised();
                         let answer = write_client_head(
                             &mut self.buffers.to_client,
                             self.downstream.tls,
@@ -1168,7 +1166,7 @@ impl Conn<'_, '_> {
             grpc: false,
         };
         let response = forward::answer(Err(error), backend, &context);
-        let keep = request_read && plan.keep_alive && !*self.limits.draining.borrow();
+        let keep = request_read && plan.keep_alive && !self.limits.draining.is_raised();
         let status = response.status().as_u16();
         let text = match response.into_body() {
             ProxyBody::Local(Some(text)) => text,
@@ -1407,7 +1405,7 @@ fn write_client_head(
 /// the upload goes on until it is known to be one).
 fn skip_interim(from_upstream: &mut Vec<u8>) -> bool {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = request_head::header_slots();
         let len = match response_head::parse(from_upstream, &mut headers, false) {
             Ok(Some(head)) if head.status < 200 && head.status != 101 => head.len,
             Ok(None) => return true,
@@ -2065,7 +2063,7 @@ mod tests {
             X-Hop: secret\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: x\r\n\
             X-Forwarded-For: 10.0.0.1\r\nX-Request-Id: abc\r\nX-Kept: yes\r\n\
             Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = request_head::header_slots();
         let Ok(Parsed::Complete(head)) = request_head::parse(input, &mut headers) else {
             panic!("not parsed");
         };

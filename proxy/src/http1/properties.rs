@@ -6,7 +6,7 @@
 //! `fastrand` with a printed seed; `HTTP1_SEED=N` replays a failure.
 
 use super::chunked::{self, ChunkedError, LAST_CHUNK, decode_split, encode_chunk};
-use super::request_head::{self, MAX_HEADERS, Parsed};
+use super::request_head::{self, Parsed};
 use super::response_head;
 
 /// Random inputs per property.
@@ -34,7 +34,7 @@ enum HeadOutcome {
 }
 
 fn head_outcome(input: &[u8]) -> HeadOutcome {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = request_head::header_slots();
     match request_head::parse(input, &mut headers) {
         Ok(Parsed::Partial) => HeadOutcome::Partial,
         Ok(Parsed::Complete(head)) => HeadOutcome::Complete {
@@ -66,7 +66,7 @@ fn response_outcome(
     input: &[u8],
     head_request: bool,
 ) -> Result<Option<(u16, usize, bool)>, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = request_head::header_slots();
     response_head::parse(input, &mut headers, head_request)
         .map(|head| head.map(|h| (h.status, h.len, h.reusable)))
         .map_err(|broken| broken.0)

@@ -12,6 +12,16 @@ pub const MAX_HEAD: usize = crate::server::MAX_REQUEST_HEAD;
 /// Most header fields in a head; more is answered 431 (hyper's limit).
 pub const MAX_HEADERS: usize = 100;
 
+/// Room for a head's header fields, left uninitialised: the parser writes
+/// only the fields it finds, where an initialised array would be
+/// [`MAX_HEADERS`] fields (3.2 KB) written for every head.
+pub type HeaderSlots<'b> = [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Empty [`HeaderSlots`], for one head.
+pub const fn header_slots<'b>() -> HeaderSlots<'b> {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 /// Largest `Content-Length` accepted, as in hyper (`u64::MAX - 2`).
 pub const MAX_LENGTH: u64 = u64::MAX - 2;
 
@@ -113,12 +123,12 @@ impl Refusal {
 /// A [`Refusal`] for a head that is malformed, ambiguous or too large.
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'h mut HeaderSlots<'b>,
 ) -> Result<Parsed<RequestHead<'h, 'b>>, Refusal> {
-    let mut req = httparse::Request::new(headers);
+    let mut req = httparse::Request::new(&mut []);
     // No further than the limit: what lies past it cannot change the
     // answer, however the bytes arrived.
-    let len = match req.parse(&buf[..buf.len().min(MAX_HEAD)]) {
+    let len = match req.parse_with_uninit_headers(&buf[..buf.len().min(MAX_HEAD)], headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= MAX_HEAD {

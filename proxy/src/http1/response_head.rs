@@ -4,7 +4,7 @@
 //! headers, a `Content-Length` that is not one number, or any syntax fault
 //! is a broken answer (502), and its connection is never reused.
 
-use super::request_head::{Framing, MAX_HEADERS, Side, judge_fields, syntax_error};
+use super::request_head::{Framing, HeaderSlots, Side, judge_fields, syntax_error};
 use super::{OTHER_CODING, answer_has_no_body, field_is, is_chunked_alone};
 
 /// Largest response head accepted from an upstream.
@@ -44,13 +44,17 @@ pub struct BrokenHead(pub &'static str);
 /// [`BrokenHead`] for a malformed, ambiguous or oversized head.
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'h mut HeaderSlots<'b>,
     head_request: bool,
 ) -> Result<Option<ResponseHead<'h, 'b>>, BrokenHead> {
-    let mut response = httparse::Response::new(headers);
+    let mut response = httparse::Response::new(&mut []);
     // No further than the limit: what lies past it cannot change the
     // answer, however the bytes arrived.
-    let len = match response.parse(&buf[..buf.len().min(MAX_HEAD)]) {
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        &buf[..buf.len().min(MAX_HEAD)],
+        headers,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= MAX_HEAD {
@@ -122,7 +126,7 @@ mod tests {
     use super::*;
 
     fn judge(input: &[u8], head_request: bool) -> Result<Option<(u16, Framing, bool)>, BrokenHead> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http1::request_head::header_slots();
         parse(input, &mut headers, head_request)
             .map(|head| head.map(|h| (h.status, h.framing, h.reusable)))
     }

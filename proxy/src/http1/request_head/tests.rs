@@ -5,7 +5,7 @@ use super::*;
 type Judged = Result<Option<(Framing, bool)>, u16>;
 
 fn judge(input: &[u8]) -> Judged {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     match parse(input, &mut headers) {
         Ok(Parsed::Complete(head)) => Ok(Some((head.framing, head.keep_alive))),
         Ok(Parsed::Partial) => Ok(None),
@@ -161,14 +161,14 @@ fn an_oversized_head_is_431_however_it_arrives() {
 
 #[test]
 fn expect_and_upgrade_are_noticed() {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let input = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n";
     let Ok(Parsed::Complete(head)) = parse(input, &mut headers) else {
         panic!("not parsed");
     };
     assert!(head.expect_continue && !head.wants_upgrade);
     assert_eq!(head.len, input.len());
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let input = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     let Ok(Parsed::Complete(head)) = parse(input, &mut headers) else {
         panic!("not parsed");
@@ -180,7 +180,7 @@ fn expect_and_upgrade_are_noticed() {
 fn only_a_connection_token_other_than_keep_alive_names_fields() {
     let names = |fields: &str| {
         let input = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         match parse(input.as_bytes(), &mut headers) {
             Ok(Parsed::Complete(head)) => head.connection_names_fields,
             _ => panic!("{fields:?} refused"),
@@ -222,7 +222,7 @@ fn client_closes_only_when_it_says_so() {
         ),
     ];
     for (input, keep_alive, client_closes) in cases {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         let Ok(Parsed::Complete(head)) = parse(input.as_bytes(), &mut headers) else {
             panic!("{input:?} did not parse");
         };
