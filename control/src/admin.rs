@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use weir_proxy::server::HyperService;
@@ -428,6 +428,19 @@ impl AdminState {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
+                let body = match read_json(req).await {
+                    Ok(body) => body,
+                    Err(response) => return response,
+                };
+                if let Some(fields) = body.as_object().filter(|o| !o.is_empty()) {
+                    let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
+                    let problem = format!(
+                        "unknown field{} {} in the promote-all body; it takes no fields",
+                        if names.len() == 1 { "" } else { "s" },
+                        names.join(", ")
+                    );
+                    return refusal(&Refusal::BadCommandBody { problem });
+                }
                 let response = self.promote_all().await;
                 self.announce_command("*", "promote --all", &response).await;
                 response
@@ -669,6 +682,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Largest admin request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
+/// How long an admin client may take to send a request head or body, and
+/// to send its first byte after connecting.
+const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most admin connections open at once; more are closed as they come. Each
+/// holds a file descriptor the proxy's listeners share: without a cap, idle
+/// connections to the admin port could take them all.
+const MAX_CONNECTIONS: usize = 256;
+
 /// Reads an optional JSON object body; empty is `{}`.
 async fn read_json<B>(req: Request<B>) -> Result<Value, Response<Full<Bytes>>>
 where
@@ -676,10 +698,15 @@ where
     B::Error: Into<BoxError>,
 {
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
-    let bytes = match limited.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+    let bytes = match tokio::time::timeout(CLIENT_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
             return Err(refusal(&Refusal::BodyTooLarge));
+        }
+        Err(_) => {
+            return Err(refusal(&Refusal::BodyTimeout {
+                seconds: CLIENT_TIMEOUT.as_secs(),
+            }));
         }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -758,13 +785,17 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
 
 /// Serves the admin API on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: every admin client (probes, Prometheus, the CLI, the
+    // dashboard) speaks it, and an HTTP/1 connection has a timeout for
+    // each request head, where an idle HTTP/2 connection would have none.
+    let mut builder = hyper::server::conn::http1::Builder::new();
     // A slow or silent client must not hold an admin connection forever.
     builder
-        .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(10))
+        .header_read_timeout(CLIENT_TIMEOUT)
         .max_buf_size(64 * 1024);
+    let builder = Arc::new(builder);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = weir_proxy::server::AcceptBackoff::new("admin");
     loop {
         let (stream, remote) = tokio::select! {
@@ -783,9 +814,24 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                 }
             },
         };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::debug!(%remote, limit = MAX_CONNECTIONS, "admin connection refused: too many open");
+            continue;
+        };
         let service = HyperService(stack::admin_stack(Arc::clone(&state), remote));
-        let builder = builder.clone();
+        let builder = Arc::clone(&builder);
         tokio::spawn(async move {
+            let _permit = permit;
+            // The head's timeout starts with its first byte: a client that
+            // connects and says nothing is dropped here.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(CLIENT_TIMEOUT, stream.peek(&mut first)).await,
+                Ok(Ok(1))
+            ) {
+                tracing::debug!(%remote, "admin connection closed: nothing sent");
+                return;
+            }
             if let Err(error) = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await

@@ -60,6 +60,11 @@ pub enum Refusal {
     ReaderCannotWrite,
     /// The body is over the limit or broke off.
     BodyTooLarge,
+    /// The body did not come whole within the time allowed.
+    BodyTimeout {
+        /// How long it had.
+        seconds: u64,
+    },
     /// The body is JSON but not an object.
     BodyNotObject,
     /// The body is not JSON.
@@ -145,6 +150,7 @@ impl Refusal {
             Refusal::LocalOnly | Refusal::ReaderCannotWrite => StatusCode::FORBIDDEN,
             Refusal::MissingToken | Refusal::WrongToken => StatusCode::UNAUTHORIZED,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Refusal::BodyNotObject
             | Refusal::BadRouteName { .. }
             | Refusal::BodyNotJson { .. }
@@ -186,6 +192,9 @@ impl fmt::Display for Refusal {
                 f.write_str("the reader token cannot change anything; use the writer token")
             }
             Refusal::BodyTooLarge => f.write_str("request body too large or broken (limit 64 KiB)"),
+            Refusal::BodyTimeout { seconds } => {
+                write!(f, "the request body did not come whole within {seconds} s")
+            }
             Refusal::BodyNotObject => {
                 f.write_str("the body must be a JSON object, e.g. {\"full\": true}")
             }

@@ -157,3 +157,74 @@ async fn a_lingering_connection_keeps_its_place_under_the_limit(path: Forwarding
 }
 
 weir_e2e::on_both_paths!(a_lingering_connection_keeps_its_place_under_the_limit);
+
+/// The admin port holds at most 256 connections: one more is closed at
+/// once, and the proxy keeps serving. A client that says nothing is let
+/// go after 10 s, one that sent a command's head but not its body gets a
+/// 408 then, and the admin API answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_caps_its_connections_and_lets_silent_ones_go() {
+    const ADMIN_CONNECTIONS: usize = 256;
+    /// The admin API's wait for a first byte or a body, and some slack.
+    const CLIENT_LIMIT: Duration = Duration::from_secs(20);
+    let upstream = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let admin = weir.addrs.admin;
+
+    let mut bodiless = TcpStream::connect(admin).await.unwrap();
+    bodiless
+        .write_all(
+            b"POST /api/v1/routes/web/pause HTTP/1.1\r\nHost: admin.test\r\nContent-Length: 10\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut silent = Vec::new();
+    for _ in 1..ADMIN_CONNECTIONS {
+        silent.push(TcpStream::connect(admin).await.unwrap());
+    }
+    let mut one_more = TcpStream::connect(admin).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = within(
+        LIMIT,
+        "the connection over the cap closed",
+        one_more.read(&mut byte),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(0) | Err(_)),
+        "the connection over the cap was served: {closed:?}"
+    );
+    let answer = within(
+        LIMIT,
+        "GET / while the admin port is full",
+        get(weir.addrs.http, "/"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200);
+
+    let mut head = Vec::new();
+    within(
+        CLIENT_LIMIT,
+        "the 408 of the command without its body",
+        bodiless.read_to_end(&mut head),
+    )
+    .await
+    .unwrap();
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("did not come whole within 10 s"), "{head}");
+    for stream in &mut silent {
+        let read = within(
+            CLIENT_LIMIT,
+            "a silent admin client let go",
+            stream.read(&mut byte),
+        )
+        .await;
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let health = within(LIMIT, "GET /healthz", get(admin, "/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+}

@@ -223,6 +223,9 @@ async fn every_path_method_and_token_answers_its_status() {
         // Promote every Paused route; reload.
         (&post, "/api/v1/promote", Reader, "", 403),
         (&get, "/api/v1/promote", Writer, "", 405),
+        (&post, "/api/v1/promote", Writer, r#"{"full": true"#, 400),
+        (&post, "/api/v1/promote", Writer, r#"{"routes": ["web"]}"#, 400),
+        (&post, "/api/v1/promote", Writer, "{}", 200),
         (&post, "/api/v1/promote", Writer, "", 200),
         (&post, "/api/v1/reload", Anonymous, "", 401),
         (&post, "/api/v1/reload", Reader, "", 403),
