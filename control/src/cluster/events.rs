@@ -195,8 +195,7 @@ fn build(
         .unwrap_or(Timestamp::UNIX_EPOCH);
     Event {
         metadata: ObjectMeta {
-            // As client-go's recorder: the object's name and a unique suffix.
-            name: Some(format!("{}.{:x}", route.name, now.as_nanosecond())),
+            name: Some(event_name(&route.name, now)),
             namespace: Some(route.namespace.clone()),
             ..ObjectMeta::default()
         },
@@ -228,6 +227,21 @@ pub async fn send(client: kube::Client, event: &Event) -> Result<(), kube::Error
     let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
     let api: Api<Event> = Api::namespaced(client, namespace);
     api.create(&PostParams::default(), event).await.map(|_| ())
+}
+
+/// Longest object name the API server takes (a DNS subdomain).
+const MAX_NAME: usize = 253;
+
+/// An Event's name: as client-go's recorder, the object's name and a
+/// unique suffix; the object's name is cut so that the whole stays a valid
+/// name for the longest object names too (253 characters), where the
+/// recorder's would be refused.
+fn event_name(object: &str, now: Timestamp) -> String {
+    let suffix = format!(".{:x}", now.as_nanosecond());
+    let kept = truncate(object, MAX_NAME - suffix.len());
+    // A name's labels end with a letter or digit.
+    let kept = kept.trim_end_matches(['-', '.']);
+    format!("{kept}{suffix}")
 }
 
 /// At most `limit` bytes of `text`, cut at a character boundary.
@@ -405,6 +419,24 @@ mod tests {
         assert_eq!(json["eventTime"], "2023-11-14T22:13:20.000000Z");
         let name = json["metadata"]["name"].as_str().expect("a name");
         assert!(name.starts_with("checkout."), "{name}");
+
+        // The longest names the API server takes give names it takes.
+        for name in [
+            format!("{}-x", "a".repeat(250)),
+            format!("{}-{}", "b".repeat(235), "c".repeat(17)),
+        ] {
+            let route = RouteRef {
+                name: name.clone(),
+                ..route.clone()
+            };
+            let paused = super::event(EventReason::Paused, "", &route, "weir-1", 1_700_000_000_000);
+            let event_name = paused.metadata.name.expect("a name");
+            assert!(event_name.len() <= MAX_NAME, "{} bytes", event_name.len());
+            assert!(
+                !event_name.contains("-.") && !event_name.contains(".."),
+                "{event_name}"
+            );
+        }
         let note = json["note"].as_str().expect("a note");
         assert!(note.len() <= 1024 && note.len() >= 1022, "{}", note.len());
     }
