@@ -136,9 +136,10 @@ impl Elector {
                 Some(stamp.clone())
             },
             renew_time: Some(stamp),
-            lease_transitions: Some(
-                spec.lease_transitions.unwrap_or_default() + i32::from(!ours && !holder.is_empty()),
-            ),
+            lease_transitions: Some(next_transitions(
+                spec.lease_transitions,
+                !ours && !holder.is_empty(),
+            )),
             ..LeaseSpec::default()
         };
         let mut lease = current;
@@ -357,7 +358,22 @@ impl Elector {
     }
 }
 
+/// `leaseTransitions` after a write: one more when the Lease changes hands.
+/// The field is an int32 the API server requires to be non-negative, and a
+/// real one may already hold `i32::MAX`: the count stops there instead of
+/// overflowing (a panic in the election task, or a negative count the
+/// server refuses), and a negative count read back is taken as 0.
+fn next_transitions(current: Option<i32>, taken_over: bool) -> i32 {
+    current
+        .unwrap_or_default()
+        .max(0)
+        .saturating_add(i32::from(taken_over))
+}
+
 /// Whole seconds, at least 1, as the Lease field wants them.
 fn duration_seconds(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs().max(1)).unwrap_or(i32::MAX)
 }
+
+#[cfg(test)]
+mod tests;

@@ -155,9 +155,9 @@ impl Cluster {
         self.resync.notify_one();
     }
 
-    /// Whether this replica leads now.
+    /// Whether this replica leads now: never once the election has ended.
     pub fn is_leader(&self) -> bool {
-        self.leadership.borrow().is_leader
+        leads(&self.leadership)
     }
 
     /// Writes `command` as the status input of CanaryRoute `route`, for the
@@ -369,6 +369,7 @@ async fn follow(
     // The problems of each invalid AnalysisTemplate, as last logged.
     let mut logged_templates: BTreeMap<ObjectKey, String> = BTreeMap::new();
     let mut leadership = cluster.leadership.clone();
+    let mut election_running = true;
     let mut guardrail = tokio::time::interval(Duration::from_millis(250));
     guardrail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refresh = tokio::time::interval(STATUS_REFRESH);
@@ -380,7 +381,11 @@ async fn follow(
                 () = stopped(&mut stop) => return,
                 () = changed.notified() => {}
                 () = cluster.resync.notified() => {}
-                _ = leadership.changed() => {}
+                () = leadership_changed(&mut leadership, &mut election_running) => {
+                    if !election_running && !*stop.borrow() {
+                        tracing::error!("the leader election ended; this replica no longer leads");
+                    }
+                }
                 _ = guardrail.tick() => {
                     guard(&process, &cluster).await;
                     continue;
@@ -407,6 +412,28 @@ async fn follow(
             first = false;
         }
     }
+}
+
+/// Whether the election says this replica leads. Once its channel is
+/// closed the election task has ended, and with it every renewal: the last
+/// value it sent no longer holds.
+fn leads(leadership: &watch::Receiver<Leadership>) -> bool {
+    leadership.has_changed().is_ok() && leadership.borrow().is_leader
+}
+
+/// Waits for the next change of leadership. The end of the election (its
+/// channel closed, `running` turned false) is one last change, to this
+/// replica not leading (see [`leads`]); after it nothing comes, where a
+/// bare `changed()` would answer at once forever and spin the loop that
+/// waits on it.
+async fn leadership_changed(leadership: &mut watch::Receiver<Leadership>, running: &mut bool) {
+    if *running && leadership.changed().await.is_ok() {
+        return;
+    }
+    if std::mem::take(running) {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// The leader writes the judgement of each CanaryRoute whose status tells
@@ -680,8 +707,9 @@ fn collect(stores: &Stores) -> ClusterObjects {
 /// is written for the leader to come.
 async fn guard(process: &Process, cluster: &Cluster) {
     let silent = {
+        let leading = cluster.is_leader();
         let leadership = cluster.leadership.borrow();
-        !leadership.is_leader
+        !leading
             && leadership
                 .heard_at
                 .is_none_or(|at| at.elapsed() >= LEADER_SILENCE)
@@ -742,6 +770,50 @@ async fn guard(process: &Process, cluster: &Cluster) {
         }
         if let Err(error) = cluster.statuses.write_input(&name, Command::Abort).await {
             tracing::warn!(%error, "guardrail: cannot write abort to the status");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a guard against a hang: under paused time it passes at once
+    /// when nothing else is left to run.
+    const GUARD: Duration = Duration::from_secs(3600);
+
+    fn leading() -> Leadership {
+        Leadership {
+            is_leader: true,
+            leader: Some("weir-0".to_owned()),
+            heard_at: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_the_election_is_one_change_then_nothing() {
+        let (election, mut leadership) = watch::channel(Leadership::default());
+        let mut running = true;
+        election.send_replace(leading());
+        tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
+            .await
+            .expect("a change of leadership");
+        assert!(running && leads(&leadership));
+
+        drop(election);
+        tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
+            .await
+            .expect("the end of the election, as a change");
+        assert!(!running, "the election is over");
+        assert!(!leads(&leadership), "no renewal: not leading any more");
+        assert!(leadership.borrow().is_leader, "the last value sent stays");
+
+        // From then on nothing: the loop waits on its other events.
+        for _ in 0..3 {
+            let waited =
+                tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
+                    .await;
+            assert!(waited.is_err(), "a closed channel is not a change");
         }
     }
 }
