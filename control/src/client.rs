@@ -205,8 +205,8 @@ impl AdminUrl {
     /// # Errors
     ///
     /// [`InvalidAdminUrl`] for anything else: no scheme, `https://` (the admin
-    /// API serves plain HTTP), another scheme, no host, port 0, credentials,
-    /// a query or a fragment.
+    /// API serves plain HTTP), another scheme, no host, a port that is empty
+    /// or not a number from 1 to 65535, credentials, a query or a fragment.
     pub fn parse(text: &str) -> Result<AdminUrl, InvalidAdminUrl> {
         let fail = |reason: &str| InvalidAdminUrl {
             url: text.to_owned(),
@@ -253,10 +253,29 @@ impl AdminUrl {
         if host.is_empty() {
             return Err(fail("no host"));
         }
-        let port = match authority.port_u16() {
-            Some(0) => return Err(fail("port 0 cannot be connected to")),
-            Some(port) => port,
+        // The authority is the host and an optional `:PORT` (credentials
+        // are refused above). `port_u16` is `None` both without a port and
+        // for one that is not a u16, so the text after the host decides.
+        let port = match authority
+            .as_str()
+            .strip_prefix(host)
+            .and_then(|rest| rest.strip_prefix(':'))
+        {
             None => 80,
+            Some("") => {
+                return Err(fail(
+                    "the port after `:` is empty; write http://HOST:PORT or leave out the `:` for port 80",
+                ));
+            }
+            Some(text) => match text.parse::<u16>() {
+                Ok(0) => return Err(fail("port 0 cannot be connected to")),
+                Ok(port) if text.bytes().all(|b| b.is_ascii_digit()) => port,
+                _ => {
+                    return Err(fail(&format!(
+                        "port `{text}` is not a number from 1 to 65535"
+                    )));
+                }
+            },
         };
         Ok(AdminUrl {
             // An IPv6 literal is bracketed in URLs but not in socket addresses.

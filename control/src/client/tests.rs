@@ -491,6 +491,51 @@ fn bad_admin_urls_say_why() {
     }
 }
 
+/// A port that is not a number from 1 to 65535 is refused, naming the URL,
+/// rather than read as no port (port 80, where the token would go).
+#[test]
+fn admin_urls_with_a_port_that_is_not_a_port_are_refused() {
+    for (text, reason) in [
+        (
+            "http://127.0.0.1:95436",
+            "port `95436` is not a number from 1 to 65535",
+        ),
+        (
+            "http://127.0.0.1:65536",
+            "port `65536` is not a number from 1 to 65535",
+        ),
+        (
+            "http://127.0.0.1:abc",
+            "port `abc` is not a number from 1 to 65535",
+        ),
+        ("http://127.0.0.1:", "the port after `:` is empty"),
+        ("http://127.0.0.1:/ops", "the port after `:` is empty"),
+        (
+            "http://[::1]:99999",
+            "port `99999` is not a number from 1 to 65535",
+        ),
+        ("http://[::1]:", "the port after `:` is empty"),
+    ] {
+        let error = match AdminUrl::parse(text) {
+            Ok(url) => panic!("{text} was taken as {url} (port {})", url.port()),
+            Err(error) => error,
+        };
+        assert_eq!(error.url, text);
+        assert!(error.reason.contains(reason), "{text}: {error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("`{text}` cannot be used as the admin URL: ")),
+            "{error}"
+        );
+    }
+    // The largest port and a leading zero are ports.
+    let url = AdminUrl::parse("http://127.0.0.1:65535").expect("port 65535");
+    assert_eq!(url.port(), 65535);
+    let url = AdminUrl::parse("http://127.0.0.1:09900").expect("port 09900");
+    assert_eq!(url.port(), 9900);
+}
+
 #[test]
 fn tokens_and_names() {
     let url = AdminUrl::default();
