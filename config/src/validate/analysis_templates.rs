@@ -480,9 +480,39 @@ fn duration(spec: &DurationSpec) -> Result<Duration, String> {
     spec.to_duration().map_err(|e| e.to_string())
 }
 
-fn headers(list: &[HeaderSpec], values: &HashMap<String, String>) -> Vec<(String, String)> {
+/// The headers of provider `at` with `values` in place; `Err((key, why))`
+/// names the first one that is not an HTTP header name and value (the run
+/// would otherwise fail at its first request).
+fn headers(
+    at: &str,
+    list: &[HeaderSpec],
+    values: &HashMap<String, String>,
+) -> Result<Vec<(String, String)>, (String, String)> {
     list.iter()
-        .map(|h| (h.key.clone(), substitute(&h.value, values)))
+        .enumerate()
+        .map(|(i, h)| {
+            if http::HeaderName::from_bytes(h.key.as_bytes()).is_err() {
+                return Err((
+                    format!("{at}.headers[{i}].key"),
+                    format!(
+                        "`{}` is not an HTTP header name (no spaces, colons or other \
+                         separators), e.g. `x-scope-orgid`",
+                        h.key.escape_debug()
+                    ),
+                ));
+            }
+            let value = substitute(&h.value, values);
+            if http::HeaderValue::from_str(&value).is_err() {
+                return Err((
+                    format!("{at}.headers[{i}].value"),
+                    format!(
+                        "`{}` is not a valid HTTP header value (control characters or non-ASCII)",
+                        value.escape_debug()
+                    ),
+                ));
+            }
+            Ok((h.key.clone(), value))
+        })
         .collect()
 }
 
@@ -615,7 +645,7 @@ fn build_metric(
                 address: address.trim_end_matches('/').to_owned(),
                 query: query.trim().to_owned(),
                 timeout,
-                headers: headers(&p.headers, values),
+                headers: headers("provider.prometheus", &p.headers, values)?,
                 basic_auth: p
                     .authentication
                     .as_ref()
@@ -662,7 +692,7 @@ fn build_metric(
             Provider::Web(WebRequest {
                 url,
                 method,
-                headers: headers(&w.headers, values),
+                headers: headers("provider.web", &w.headers, values)?,
                 body,
                 json_body: w.json_body.is_some(),
                 json_path,

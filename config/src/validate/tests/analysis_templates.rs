@@ -327,3 +327,89 @@ routes:
     assert_eq!(prometheus.address, "https://prometheus.example:9091");
     assert!(!prometheus.insecure, "verified unless `insecure: true`");
 }
+
+/// Provider headers are checked as HTTP header names and values where they
+/// are written (and, with the arguments in place, where they are used), not
+/// left to abort the rollout when the run sends its first request.
+#[test]
+fn provider_headers_must_be_http_header_names_and_values() {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: smoke
+    args: [{name: tenant}]
+    metrics:
+      - name: smoke
+        provider:
+          web:
+            url: http://127.0.0.1:8000/smoke
+            headers: [{key: x-tenant, value: "{{args.tenant}}"}]
+      - name: errors
+        provider:
+          prometheus:
+            address: http://127.0.0.1:9090
+            query: up
+            headers: [{key: x-scope, value: a}]
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - analysis: { templates: [{ templateName: smoke }], args: [{ name: tenant, value: t1 }] }
+"#;
+    let config = valid(text);
+    let Step::Analysis(step) = &config.routes[0]
+        .strategy
+        .as_ref()
+        .expect("a strategy")
+        .steps[0]
+    else {
+        panic!("an analysis step");
+    };
+    let Provider::Web(web) = &step.metrics[0].provider else {
+        panic!("a web metric");
+    };
+    assert_eq!(web.headers, vec![("x-tenant".to_owned(), "t1".to_owned())]);
+
+    let cases = vec![
+        (
+            text.replace("key: x-tenant", "key: \"X Tenant\""),
+            "analysisTemplates[0].metrics[0].provider.web.headers[0].key",
+            12,
+            24,
+            "`X Tenant` is not an HTTP header name",
+        ),
+        (
+            text.replace("key: x-tenant", "key: \"\""),
+            "analysisTemplates[0].metrics[0].provider.web.headers[0].key",
+            12,
+            24,
+            "`` is not an HTTP header name",
+        ),
+        (
+            text.replace("key: x-scope", "key: \"x:scope\""),
+            "analysisTemplates[0].metrics[1].provider.prometheus.headers[0].key",
+            18,
+            24,
+            "`x:scope` is not an HTTP header name",
+        ),
+        (
+            text.replace("value: a}", "value: \"a\\nb\"}"),
+            "analysisTemplates[0].metrics[1].provider.prometheus.headers[0].value",
+            18,
+            38,
+            "is not a valid HTTP header value (control characters or non-ASCII)",
+        ),
+        (
+            text.replace("value: t1", "value: \"t1\\r\\nx-evil: 1\""),
+            "routes[0].strategy.steps[0].analysis",
+            25,
+            11,
+            "with these arguments, analysisTemplates[0].metrics[0].provider.web.headers[0].value \
+             `t1\\r\\nx-evil: 1` is not a valid HTTP header value",
+        ),
+    ];
+    assert_cases(&cases);
+}
