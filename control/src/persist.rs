@@ -208,7 +208,9 @@ pub fn ensure_dir(state_dir: &Path) -> io::Result<()> {
     fs::create_dir_all(state_dir)
 }
 
-/// Reads the state of `route`.
+/// Reads the state of `route`: unreadable when the file cannot be read or
+/// parsed, holds another route, or holds a number out of range
+/// ([`RolloutState::check_range`]).
 pub fn load(state_dir: &Path, route: &str) -> Stored {
     let path = path_of(state_dir, route);
     let bytes = match fs::read(&path) {
@@ -219,12 +221,15 @@ pub fn load(state_dir: &Path, route: &str) -> Stored {
         }
     };
     match serde_json::from_slice::<RolloutState>(&bytes) {
-        Ok(state) if state.route == route => Stored::Found(Box::new(state)),
-        Ok(state) => Stored::Unreadable(format!(
+        Ok(state) if state.route != route => Stored::Unreadable(format!(
             "{} holds the state of route {}, not {route}",
             path.display(),
             state.route
         )),
+        Ok(state) => match state.check_range() {
+            Ok(()) => Stored::Found(Box::new(state)),
+            Err(out_of_range) => Stored::Unreadable(format!("{}: {out_of_range}", path.display())),
+        },
         Err(error) => Stored::Unreadable(format!("cannot parse {}: {error}", path.display())),
     }
 }
@@ -386,6 +391,45 @@ mod tests {
         );
         assert!(matches!(routed.load("shop/checkout"), Stored::Missing));
         assert!(matches!(routed.load("web"), Stored::Found(_)));
+    }
+
+    /// A number the machine has no room after makes the file unreadable
+    /// (the route comes up held at weight 0), with the file and the field
+    /// named.
+    #[test]
+    fn a_number_out_of_range_makes_a_state_file_unreadable() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let max = u64::MAX.to_string();
+        let cases = [
+            ("rolloutSeq", "rolloutSeq", max.as_str()),
+            ("stepIndex", "stepIndex", max.as_str()),
+            (
+                "webhooks",
+                "webhooks.wait.step",
+                r#"{"wait": {"gate": "confirm-promotion", "step": 18446744073709551615}}"#,
+            ),
+        ];
+        for (key, field, value) in cases {
+            let mut json = serde_json::to_value(state("web")).expect("serializable");
+            json[key] = serde_json::from_str(value).expect("a JSON value");
+            fs::write(path_of(dir.path(), "web"), json.to_string()).expect("written");
+            match load(dir.path(), "web") {
+                Stored::Unreadable(message) => {
+                    let file = path_of(dir.path(), "web").display().to_string();
+                    assert!(
+                        message.starts_with(&format!("{file}: {field}: 18446744073709551615 ")),
+                        "{message}"
+                    );
+                }
+                other => panic!("{field}: expected an unreadable state, got {other:?}"),
+            }
+        }
+        // One below is a state the machine goes on from.
+        let mut json = serde_json::to_value(state("web")).expect("serializable");
+        json["rolloutSeq"] = serde_json::json!(u64::MAX - 1);
+        json["stepIndex"] = serde_json::json!(u64::MAX - 1);
+        fs::write(path_of(dir.path(), "web"), json.to_string()).expect("written");
+        assert!(matches!(load(dir.path(), "web"), Stored::Found(_)));
     }
 
     #[test]

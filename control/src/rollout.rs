@@ -10,7 +10,8 @@
 //!
 //! - **Load.** For each route with a strategy: the persisted
 //!   [`RolloutState`] (serde JSON) if any, else [`RolloutState::start`]; if
-//!   the file cannot be read, [`RolloutState::unreadable`]. Then
+//!   the file cannot be read, or holds a number out of range
+//!   ([`RolloutState::check_range`]), [`RolloutState::unreadable`]. Then
 //!   [`RolloutState::reconcile`] with the route's config (also on every
 //!   reload; a [`ConfigRefused`] refuses the whole config).
 //! - **Every `analysis.interval`.** [`RolloutState::tick`] with an
@@ -34,6 +35,6 @@ pub mod stats;
 pub use analysis::{Evidence, FailKind, Judgement, Observation, RoleSummary, Verdict, judge};
 pub use machine::{
     AbortReason, BlueGreenStage, Command, CommandRefused, ConfigRefused, Gate, GateWait, Outcome,
-    Phase, RolloutState, Transition, TransitionKind, WebhookProgress,
+    Phase, RolloutState, StateOutOfRange, Transition, TransitionKind, WebhookProgress,
 };
 pub use stats::{LatencyHistogram, Quantile, RoleTotals, RoleWindow};

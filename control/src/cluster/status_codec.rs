@@ -350,9 +350,10 @@ fn abort_condition_reason(reason: AbortReason) -> &'static str {
 ///
 /// # Errors
 /// [`StatusRefused`] naming the first field that cannot be part of a
-/// rollout state: an unknown phase, a missing `seq`, a `stepIndex` past the
-/// steps, a weight outside 0 to 100, a time that does not parse, an unknown
-/// abort reason or verdict, a `rolloutId` that does not match.
+/// rollout state: an unknown phase, a missing `seq` or one at `u64::MAX`
+/// (no room for the next rollout), a `stepIndex` or `webhooks.wait.step`
+/// past the steps, a weight outside 0 to 100, a time that does not parse,
+/// an unknown abort reason or verdict, a `rolloutId` that does not match.
 pub fn decode(
     route: &str,
     status: &CanaryRouteStatus,
@@ -383,10 +384,32 @@ pub fn decode(
         Some(count) => usize::try_from(count)
             .map_err(|_| refused("stepCount", format!("{count} is negative")))?,
     };
+    if seq == u64::MAX {
+        // The machine starts the next rollout at seq + 1.
+        return Err(refused(
+            "seq",
+            format!(
+                "{seq} leaves no room for the next rollout (at most {})",
+                u64::MAX - 1
+            ),
+        ));
+    }
     let step_index = match status.step_index {
         None => None,
         Some(index) => Some(decode_step_index(phase, index, step_count)?),
     };
+    // A gate always leads to one of the steps it was written with.
+    let gate_step = status
+        .webhooks
+        .as_ref()
+        .and_then(|w| w.wait.as_ref())
+        .map(|wait| wait.step);
+    if let Some(step) = gate_step.filter(|step| *step >= step_count) {
+        return Err(refused(
+            "webhooks.wait.step",
+            format!("{step} is past {}", steps_text(step_count)),
+        ));
+    }
     let canary_weight = match status.canary_weight {
         Some(percent) => Weight::try_from_percent(percent)
             .map_err(|_| refused("canaryWeight", format!("{percent} is outside 0 to 100")))?,
@@ -509,13 +532,20 @@ fn decode_step_index(phase: Phase, index: i64, step_count: usize) -> Result<usiz
         _ => index >= step_count,
     };
     if past {
-        let steps = match step_count {
-            1 => "the 1 step".to_owned(),
-            n => format!("the {n} steps"),
-        };
-        return Err(refused("stepIndex", format!("{index} is past {steps}")));
+        return Err(refused(
+            "stepIndex",
+            format!("{index} is past {}", steps_text(step_count)),
+        ));
     }
     Ok(index)
+}
+
+/// "the 1 step", "the 5 steps".
+fn steps_text(step_count: usize) -> String {
+    match step_count {
+        1 => "the 1 step".to_owned(),
+        n => format!("the {n} steps"),
+    }
 }
 
 fn decode_analysis(analysis: &StatusAnalysis) -> Result<Judgement, StatusRefused> {

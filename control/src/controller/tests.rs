@@ -1,14 +1,17 @@
 //! The control state against an in-memory store: log lines carry their
-//! route's span; a state being written holds no reader up.
+//! route's span; a state being written holds no reader up; a state file out
+//! of range holds its route.
 
 use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use weir_config::Weight;
+
 use super::{ControlState, transitions};
 use crate::fixtures::{self, GatedStore, START_MS};
-use crate::persist::MemoryStore;
+use crate::persist::{FileStore, MemoryStore};
 use crate::rollout::{Command, Phase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,4 +120,78 @@ async fn transitions_are_logged_in_their_routes_span() {
     assert!(logged("spanned-api", "kind=Started"), "{text}");
     assert!(logged("spanned-api", "kind=Aborted"), "{text}");
     assert!(!logged("spanned-web", "kind=Aborted"), "{text}");
+}
+
+/// A state file as weir writes it, of a rollout of `canary` at step `step`.
+fn state_file(route: &str, canary: &str, seq: u64, step: u64) -> String {
+    format!(
+        r#"{{"route":"{route}","phase":"Progressing","stepIndex":{step},"canaryWeight":20,
+            "rolloutSeq":{seq},"stableRevision":"v1","canaryRevision":"{canary}",
+            "promotedRevision":null,"pauseDeadlineMs":null,"pauseRemainingMs":null,
+            "held":false,"rolloutStartedMs":{START_MS},"failures":0,"message":"at step 1",
+            "abortReason":null,"lastJudgement":null}}"#
+    )
+}
+
+/// A state file holding a number the machine has no room after (a hand
+/// edit) is unreadable: its route comes up Paused at weight 0 and runs no
+/// step, the file is kept aside, and the log names the file and the field.
+#[tokio::test]
+async fn a_state_file_with_a_number_out_of_range_holds_its_route_at_weight_zero() {
+    let captured = captured_log();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let max = u64::MAX;
+    // The config's canary v2, at a step with no next one.
+    let step_file = dir.path().join("range-step.json");
+    std::fs::write(&step_file, state_file("range-step", "v2", 1, max)).expect("written");
+    // The last rollout was of v0; the config's v2 would be rollout u64::MAX + 1.
+    let seq_file = dir.path().join("range-seq.json");
+    std::fs::write(&seq_file, state_file("range-seq", "v0", max, 0)).expect("written");
+    let routes = [
+        fixtures::route("range-step", Some("[{setWeight: 20}, {pause: {}}]")),
+        fixtures::route("range-seq", Some("[{setWeight: 20}, {pause: {}}]")),
+    ]
+    .concat();
+    let loaded = fixtures::loaded(&fixtures::config_text(None, &routes));
+    let resolved = fixtures::resolved(&loaded).await;
+    let store = FileStore::open(dir.path().to_owned()).expect("the state directory");
+    let control = ControlState::restore_with(loaded, resolved, Arc::new(store), START_MS)
+        .unwrap_or_else(|d| panic!("restore: {d:?}"));
+
+    let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
+    for (route, file, field) in [
+        ("range-step", &step_file, "stepIndex"),
+        ("range-seq", &seq_file, "rolloutSeq"),
+    ] {
+        let state = &control.rollouts[route];
+        assert_eq!(
+            (
+                state.phase,
+                state.step_index,
+                state.canary_weight,
+                state.held
+            ),
+            (Phase::Paused, None, Weight::ZERO, true),
+            "{route}"
+        );
+        assert_eq!(state.rollout_seq, 1, "{route}");
+        let named = format!("{}: {field}: {max} leaves no room", file.display());
+        assert!(state.message.contains(&named), "{route}: {}", state.message);
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("route{{route={route}}}"))
+                    && l.contains("rollout state unreadable")
+                    && l.contains(&named)),
+            "{route}: {text}"
+        );
+        let aside = std::fs::read_dir(dir.path())
+            .expect("the state directory")
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{route}.json.unreadable-"))
+            });
+        assert!(aside, "{route}: the unreadable file is kept aside");
+    }
 }

@@ -307,6 +307,22 @@ pub struct ConfigRefused {
     pub requested: String,
 }
 
+/// A number in a state read from outside (a state file, a status) that
+/// leaves the machine no room to go on: the state is unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {value} leaves no room for the next {next} (at most {max})")]
+pub struct StateOutOfRange {
+    /// The field, as persisted (`rolloutSeq`, `stepIndex`,
+    /// `webhooks.wait.step`).
+    pub field: &'static str,
+    /// The value read.
+    pub value: u64,
+    /// What could not follow it: `rollout` or `step`.
+    pub next: &'static str,
+    /// The largest value the field may hold.
+    pub max: u64,
+}
+
 // === impl Command ===
 
 impl Command {
@@ -460,6 +476,45 @@ impl RolloutState {
             );
         }
         state
+    }
+
+    /// Checks the numbers of a state read from outside (a state file, a
+    /// status) that the machine counts on: room for the next rollout's
+    /// sequence number, and for the step after the current one and after
+    /// the one a gate leads to. A step past the route's steps is not
+    /// refused: the steps may have been edited since the state was
+    /// written, and [`RolloutState::reconcile`] holds such a rollout.
+    ///
+    /// # Errors
+    /// [`StateOutOfRange`] naming the first field at its largest value: the
+    /// caller treats the state as unreadable ([`RolloutState::unreadable`]).
+    pub fn check_range(&self) -> Result<(), StateOutOfRange> {
+        if self.rollout_seq == u64::MAX {
+            return Err(StateOutOfRange {
+                field: "rolloutSeq",
+                value: self.rollout_seq,
+                next: "rollout",
+                max: u64::MAX - 1,
+            });
+        }
+        let steps = [
+            ("stepIndex", self.step_index),
+            (
+                "webhooks.wait.step",
+                self.webhooks.wait.as_ref().map(|w| w.step),
+            ),
+        ];
+        for (field, index) in steps {
+            if index == Some(usize::MAX) {
+                return Err(StateOutOfRange {
+                    field,
+                    value: as_u64(usize::MAX),
+                    next: "step",
+                    max: as_u64(usize::MAX - 1),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// True while analysis runs: Progressing or Paused.
@@ -633,7 +688,7 @@ impl RolloutState {
         let active = self.is_active();
         match command {
             Command::Promote if active => {
-                let next = self.step_index.map_or(0, |i| i + 1);
+                let next = self.step_index.map_or(0, |i| i.saturating_add(1));
                 s.enter(strategy, next, now_ms);
                 let message = match self.step_index {
                     None => format!("promote: the steps start at {}", s.position(strategy)),
@@ -896,7 +951,7 @@ impl RolloutState {
     ) -> Outcome {
         let s = &mut self;
         let before = s.position(strategy);
-        let next = s.step_index.map_or(0, |i| i + 1);
+        let next = s.step_index.map_or(0, |i| i.saturating_add(1));
         s.enter_gated(strategy, next, now_ms);
         let (kind, message) = if let Some(note) = s.gate_note(strategy) {
             (TransitionKind::Advanced, format!("{before} done; {note}"))
@@ -951,7 +1006,9 @@ impl RolloutState {
     /// Starts a new rollout of `canary`: next sequence number, step 1.
     fn start_rollout(mut self, strategy: &Strategy, canary: &str, now_ms: u64) -> Outcome {
         let before = self.clone();
-        self.rollout_seq += 1;
+        // Read from outside, the sequence may already be at its largest;
+        // a loaded state is checked (`check_range`), this only never panics.
+        self.rollout_seq = self.rollout_seq.saturating_add(1);
         self.canary_revision = Some(canary.to_owned());
         self.restart(strategy, now_ms);
         let message = format!(
@@ -1181,7 +1238,7 @@ impl RolloutState {
                     "steps changed: step {} no longer exists ({count} steps); held at weight {}%: \
                      resume or promote start the steps from step 1, promote --full promotes, \
                      abort aborts",
-                    index + 1,
+                    index.saturating_add(1),
                     self.canary_weight
                 );
                 self.blue_green_stage = self.blue_green_stage(strategy);
@@ -1473,6 +1530,10 @@ fn run_kind(strategy: &Strategy, index: usize) -> RunKind {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// A step as written in the config: `setWeight 5`, `pause 30s`, `pause {}`.

@@ -716,6 +716,58 @@ fn the_step_limit_is_the_status_step_count_then_the_specs() {
     );
 }
 
+/// Numbers the machine has no room after, or a gate before a step that is
+/// not there, are refused naming the field: the CanaryRoute comes up held
+/// at weight 0 instead of a replica panicking on them.
+#[test]
+fn a_sequence_or_gate_step_out_of_range_is_refused_naming_the_field() {
+    let waiting = |step: usize| {
+        let mut status = status_of(&State::progressing());
+        status.phase = Some("Paused".to_owned());
+        status.webhooks = Some(crate::rollout::WebhookProgress {
+            wait: Some(crate::rollout::GateWait {
+                gate: crate::rollout::Gate::ConfirmPromotion,
+                step,
+                detail: None,
+            }),
+            failures: 0,
+        });
+        status
+    };
+    let mut last = status_of(&State::progressing());
+    last.seq = Some(u64::MAX);
+    last.rollout_id = rollout_id(u64::MAX, Some("v2"));
+    let cases = [
+        (
+            last,
+            "status.seq: 18446744073709551615 leaves no room for the next rollout \
+             (at most 18446744073709551614)",
+        ),
+        (
+            waiting(5),
+            "status.webhooks.wait.step: 5 is past the 5 steps",
+        ),
+        (
+            waiting(usize::MAX),
+            "status.webhooks.wait.step: 18446744073709551615 is past the 5 steps",
+        ),
+    ];
+    for (status, expected) in cases {
+        assert_eq!(
+            decode(ROUTE, &status, 5)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(expected.to_owned())
+        );
+    }
+    // Just within range.
+    let mut below = status_of(&State::progressing());
+    below.seq = Some(u64::MAX - 1);
+    below.rollout_id = rollout_id(u64::MAX - 1, Some("v2"));
+    assert!(decode(ROUTE, &below, 5).is_ok());
+    assert!(decode(ROUTE, &waiting(4), 5).is_ok());
+}
+
 #[test]
 fn a_write_over_a_refused_status_says_so_in_a_condition() {
     let mut nonsense = status_of(&State::progressing());

@@ -280,9 +280,12 @@ impl RolloutState {
     pub(super) fn gate_note(&self, strategy: &Strategy) -> Option<String> {
         let wait = self.webhooks.wait.as_ref()?;
         let count = strategy.steps.len();
+        // A gate step read from outside may be past any steps (even the
+        // largest number): shown, never overflowing.
+        let number = wait.step.saturating_add(1);
         let step = match strategy.steps.get(wait.step) {
-            Some(step) => format!("step {}/{count} ({})", wait.step + 1, super::StepText(step)),
-            None => format!("step {}/{count}", wait.step + 1),
+            Some(step) => format!("step {number}/{count} ({})", super::StepText(step)),
+            None => format!("step {number}/{count}"),
         };
         let answer = wait
             .detail

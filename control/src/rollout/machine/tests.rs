@@ -1151,6 +1151,96 @@ fn an_unreadable_state_file_holds_at_weight_zero() {
     assert_eq!(shape(&no_canary), (Phase::Healthy, None, 0, false));
 }
 
+// --- numbers from outside ---
+
+/// A state read from a file or a status may hold any number; at the
+/// largest the machine's arithmetic has no room, and it must not panic.
+#[test]
+fn the_largest_numbers_a_state_can_hold_never_panic() {
+    // A new canary revision after rollout u64::MAX: the sequence stays.
+    let mut last = paused_indefinite();
+    last.rollout_seq = u64::MAX;
+    let next = reconcile(&last, &Fixture::new().canary(Some("v3")).0, T0 + 60 * SEC);
+    assert_eq!(
+        next.transition.map(|t| t.kind),
+        Some(TransitionKind::Started)
+    );
+    assert_eq!(next.state.rollout_seq, u64::MAX);
+
+    // A step past any steps: the rollout is held, as for steps edited away.
+    let mut past = progressing();
+    past.step_index = Some(usize::MAX);
+    let held = reconcile(&past, &route(), T0 + SEC);
+    assert_eq!(shape(&held.state), (Phase::Paused, None, 5, true));
+    assert!(
+        held.state.message.contains("no longer exists (5 steps)"),
+        "{}",
+        held.state.message
+    );
+    // Promote from there goes past the last step.
+    let promoted = ok(past.command(Command::Promote, &route(), T0 + SEC));
+    assert_eq!(promoted.state.phase, Phase::Promoted);
+
+    // A gate before a step past any steps.
+    let mut waiting = progressing();
+    waiting.phase = Phase::Paused;
+    waiting.webhooks.wait = Some(GateWait {
+        gate: Gate::ConfirmPromotion,
+        step: usize::MAX,
+        detail: None,
+    });
+    let ticked = waiting.tick(&route(), T0 + SEC, &pass());
+    assert!(
+        ticked
+            .state
+            .message
+            .starts_with("waiting for the confirm-promotion webhook before step "),
+        "{}",
+        ticked.state.message
+    );
+}
+
+/// What a state read from outside must hold for the machine to go on from
+/// it: room for the next sequence number, step and gate step.
+#[test]
+fn loaded_numbers_are_checked_naming_the_field() {
+    let fine = paused_indefinite();
+    assert_eq!(fine.check_range(), Ok(()));
+    type Edit = fn(&mut RolloutState);
+    let table: Vec<(Edit, Result<(), &str>)> = vec![
+        (|s| s.rollout_seq = u64::MAX - 1, Ok(())),
+        (
+            |s| s.rollout_seq = u64::MAX,
+            Err("rolloutSeq: 18446744073709551615 leaves no room for the next rollout"),
+        ),
+        (|s| s.step_index = Some(usize::MAX - 1), Ok(())),
+        (
+            |s| s.step_index = Some(usize::MAX),
+            Err("stepIndex: 18446744073709551615 leaves no room for the next step"),
+        ),
+        (
+            |s| {
+                s.webhooks.wait = Some(GateWait {
+                    gate: Gate::ConfirmRollout,
+                    step: usize::MAX,
+                    detail: None,
+                });
+            },
+            Err("webhooks.wait.step: 18446744073709551615 leaves no room for the next step"),
+        ),
+    ];
+    for (edit, expected) in table {
+        let mut state = fine.clone();
+        edit(&mut state);
+        let checked = state.check_range().map_err(|e| e.to_string());
+        match (checked, expected) {
+            (Ok(()), Ok(())) => {}
+            (Err(got), Err(want)) => assert!(got.starts_with(want), "{got:?}, expected {want:?}"),
+            (got, want) => panic!("{got:?}, expected {want:?}"),
+        }
+    }
+}
+
 // --- persistence ---
 
 #[test]
