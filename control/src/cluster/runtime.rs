@@ -528,9 +528,16 @@ async fn sync(
     let compiled =
         discovery::compile_cluster_routes(&objects, namespaces.as_ref(), &file_templates);
     log_template_problems(&compiled.template_problems, logged_templates);
+    let mut present = BTreeSet::new();
     for (key, route) in &objects.canary_routes {
-        cluster.statuses.observe(&key.to_string(), route);
+        let name = key.to_string();
+        cluster.statuses.observe(&name, route);
+        present.insert(name);
     }
+    // Deleted CanaryRoutes: their last status goes with them.
+    cluster
+        .statuses
+        .forget_others(|route| present.contains(route));
     let peers = discovery::peer_addresses(
         &objects,
         &cluster.settings.namespace,

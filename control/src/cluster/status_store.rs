@@ -90,14 +90,20 @@ impl StatusStore {
 
     /// Takes the CanaryRoute `route` (`NAMESPACE/NAME`) as the watch
     /// delivered it. An object older than the one already seen (a lagging
-    /// watch event after this store's own write) is ignored.
+    /// watch event after this store's own write) is ignored; an object of
+    /// another `uid` (deleted and made again under the same name) replaces
+    /// what was seen, whatever its version.
     pub fn observe(&self, route: &str, object: &CanaryRoute) {
         let incoming = object.metadata.resource_version.clone();
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
         let seen = routes.entry(route.to_owned()).or_default();
-        if is_older(incoming.as_deref(), seen.resource_version.as_deref()) {
+        let made_again =
+            seen.uid.is_some() && object.metadata.uid.is_some() && seen.uid != object.metadata.uid;
+        if made_again {
+            *seen = Seen::default();
+        } else if is_older(incoming.as_deref(), seen.resource_version.as_deref()) {
             return;
         }
         seen.status = object.status.clone().unwrap_or_default();
@@ -107,10 +113,10 @@ impl StatusStore {
         seen.pause_lengths_ms = pause_lengths_ms(object);
     }
 
-    /// Forgets a deleted CanaryRoute.
-    pub fn forget(&self, route: &str) {
+    /// Forgets the CanaryRoutes for which `present` is false (deleted).
+    pub fn forget_others(&self, present: impl Fn(&str) -> bool) {
         if let Ok(mut routes) = self.routes.lock() {
-            routes.remove(route);
+            routes.retain(|route, _| present(route));
         }
     }
 
