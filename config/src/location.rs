@@ -4,9 +4,15 @@
 //! A mapping entry is located at its key, a sequence item at the start of the
 //! item. Paths use `.key` for mapping entries and `[n]` for sequence items;
 //! the root is the empty path.
+//!
+//! Each key and item is kept once, as its parent and its own segment, and
+//! looked up by a hash of its path checked segment by segment: the index
+//! takes memory in proportion to the file however long or deep its keys
+//! (a path held whole per node would repeat a long key once per node below
+//! it), and stops growing past twice as many nodes as a valid file holds.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::fmt::Write as _;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -14,6 +20,20 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// Deepest nesting of sequences and mappings read; deeper input is refused
 /// before it can exhaust the stack of anything that walks it.
 pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Most values (keys, scalars, sequences and mappings) a document may hold
+/// once aliases are expanded; more is refused by the validation.
+pub(crate) const MAX_NODES: usize = 100_000;
+
+/// Most keys and items indexed. Each is at least one value of the document,
+/// so a document with more is refused anyway: the index stops there rather
+/// than grow with a file that cannot be valid.
+const MAX_INDEXED: usize = 2 * MAX_NODES;
+
+/// FNV-1a, which can be continued from a prefix's hash: a child's path hash
+/// is its parent's continued with the child's segment.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// A 1-based line and column in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,7 +47,11 @@ pub struct Location {
 /// Locations of every key and sequence item in a YAML document, by key path.
 #[derive(Debug, Clone, Default)]
 pub struct LocationIndex {
-    by_path: HashMap<String, Location>,
+    /// Every key and item (and the root), in the order read.
+    nodes: Vec<Indexed>,
+    /// The nodes written in the file as (hash of the path, node), sorted:
+    /// of two nodes with one path, the first read is found.
+    by_hash: Vec<(u64, usize)>,
     root: Option<RootKind>,
     syntax_error: Option<SyntaxError>,
 }
@@ -56,6 +80,30 @@ pub(crate) enum RootKind {
     Scalar,
 }
 
+/// A key, item or path start, with where it is written.
+#[derive(Debug, Clone)]
+struct Indexed {
+    segment: Segment,
+    at: Location,
+    /// The length of its path in bytes.
+    len: usize,
+    /// The FNV-1a hash of its path.
+    hash: u64,
+}
+
+/// The last segment of a node's path.
+#[derive(Debug, Clone)]
+enum Segment {
+    /// A path that starts here: the root (``), or `?` for the insides of a
+    /// key that is a sequence or mapping.
+    Start(&'static str),
+    /// Entry `key` of the mapping at `parent`: `.key`, or `key` when the
+    /// parent's path is empty.
+    Key { parent: usize, key: Box<str> },
+    /// Item `n` of the sequence at `parent`: `[n]`.
+    Item { parent: usize, n: usize },
+}
+
 /// The state of a mapping being walked: which half of an entry comes next.
 #[derive(Debug)]
 enum MapState {
@@ -63,22 +111,22 @@ enum MapState {
     Key,
     /// A key that is itself a sequence or mapping is open.
     ComplexKey,
-    /// The next node is the value of this key.
-    Value(String),
+    /// The next node is the value of this entry (its node).
+    Value(usize),
 }
 
-/// An open sequence or mapping.
+/// An open sequence or mapping, and the node of its path.
 #[derive(Debug)]
 enum Frame {
     Map {
-        path: String,
+        node: usize,
         state: MapState,
         /// A sequence item whose location may be replaced by that of its
         /// first key (a block mapping's start mark lies after its first key).
-        item: Option<String>,
+        item: Option<usize>,
     },
     Seq {
-        path: String,
+        node: usize,
         next: usize,
     },
 }
@@ -88,6 +136,8 @@ enum Frame {
 struct Builder {
     frames: Vec<Frame>,
     index: LocationIndex,
+    /// The node `?`, under which the insides of complex keys are indexed.
+    placeholder: Option<usize>,
     done: bool,
 }
 
@@ -110,6 +160,13 @@ pub(crate) fn parent(path: &str) -> Option<&str> {
         Some(at) => Some(&path[..at]),
         None => Some(""),
     }
+}
+
+/// `hash` continued with `bytes`.
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    })
 }
 
 // === impl Location ===
@@ -153,7 +210,9 @@ impl LocationIndex {
                         });
                         break;
                     }
-                    if end {
+                    // The validation refuses such a document; where its
+                    // nodes are is not needed.
+                    if end || builder.index.nodes.len() > MAX_INDEXED {
                         break;
                     }
                 }
@@ -174,15 +233,17 @@ impl LocationIndex {
                 }
             }
         }
-        builder.index
+        let mut index = builder.index;
+        index.by_hash.sort_unstable();
+        index
     }
 
     /// The location of `path`, or of its nearest indexed ancestor.
     pub fn find(&self, path: &str) -> Option<Location> {
         let mut at = Some(path);
         while let Some(p) = at {
-            if let Some(location) = self.by_path.get(p) {
-                return Some(*location);
+            if let Some(location) = self.get(p) {
+                return Some(location);
             }
             at = parent(p);
         }
@@ -191,12 +252,18 @@ impl LocationIndex {
 
     /// The location of `path` itself, if it is written in the file.
     pub fn get(&self, path: &str) -> Option<Location> {
-        self.by_path.get(path).copied()
+        let hash = fnv(FNV_OFFSET, path.as_bytes());
+        let from = self.by_hash.partition_point(|&(h, _)| h < hash);
+        self.by_hash[from..]
+            .iter()
+            .take_while(|&&(h, _)| h == hash)
+            .find(|&&(_, node)| self.is_path(node, path))
+            .map(|&(_, node)| self.nodes[node].at)
     }
 
     /// True when nothing is indexed (an empty or unparsable document).
     pub fn is_empty(&self) -> bool {
-        self.by_path.is_empty()
+        self.by_hash.is_empty()
     }
 
     /// What the top of the document is; `None` when the YAML does not parse
@@ -209,6 +276,81 @@ impl LocationIndex {
     pub(crate) fn syntax_error(&self) -> Option<&SyntaxError> {
         self.syntax_error.as_ref()
     }
+
+    /// The path of `node`, written out.
+    fn path_of(&self, node: usize) -> String {
+        let mut chain = vec![node];
+        let mut at = node;
+        while let Segment::Key { parent, .. } | Segment::Item { parent, .. } =
+            self.nodes[at].segment
+        {
+            chain.push(parent);
+            at = parent;
+        }
+        let mut path = String::with_capacity(self.nodes[node].len);
+        for &n in chain.iter().rev() {
+            match &self.nodes[n].segment {
+                Segment::Start(start) => path.push_str(start),
+                Segment::Key { key, .. } => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                }
+                Segment::Item { n, .. } => {
+                    let _ = write!(path, "[{n}]");
+                }
+            }
+        }
+        path
+    }
+
+    /// Whether the path of `node` is `path`, compared from its last segment.
+    fn is_path(&self, node: usize, path: &str) -> bool {
+        let mut rest = path;
+        let mut at = node;
+        loop {
+            let node = &self.nodes[at];
+            if node.len != rest.len() {
+                return false;
+            }
+            let (parent, up) = match &node.segment {
+                Segment::Start(start) => return rest == *start,
+                Segment::Key { parent, key } => {
+                    let up = rest.strip_suffix(&**key).and_then(|up| {
+                        if self.nodes[*parent].len == 0 {
+                            Some(up)
+                        } else {
+                            up.strip_suffix('.')
+                        }
+                    });
+                    (*parent, up)
+                }
+                Segment::Item { parent, n } => (*parent, rest.strip_suffix(&format!("[{n}]"))),
+            };
+            match up {
+                Some(up) => rest = up,
+                None => return false,
+            }
+            at = parent;
+        }
+    }
+
+    /// The bytes held on the heap, for the tests that bound them.
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        let keys: usize = self
+            .nodes
+            .iter()
+            .map(|n| match &n.segment {
+                Segment::Key { key, .. } => key.len(),
+                Segment::Start(_) | Segment::Item { .. } => 0,
+            })
+            .sum();
+        self.nodes.capacity() * std::mem::size_of::<Indexed>()
+            + self.by_hash.capacity() * std::mem::size_of::<(u64, usize)>()
+            + keys
+    }
 }
 
 // === impl Builder ===
@@ -219,60 +361,94 @@ impl Builder {
         match self.frames.last() {
             None => String::new(),
             Some(Frame::Map {
-                path,
-                state: MapState::Value(key),
+                state: MapState::Value(entry),
                 ..
-            }) => child_key(path, key),
-            Some(Frame::Map { path, .. } | Frame::Seq { path, .. }) => path.clone(),
+            }) => self.index.path_of(*entry),
+            Some(Frame::Map { node, .. } | Frame::Seq { node, .. }) => self.index.path_of(*node),
         }
     }
 
-    fn record(&mut self, path: &str, at: Location) {
-        // With a duplicate key, the first one stays: serde reports the duplicate.
-        self.index.by_path.entry(path.to_owned()).or_insert(at);
+    /// Adds a node; `written` nodes can be looked up (the others are only
+    /// the parents of written ones).
+    fn push(&mut self, segment: Segment, at: Location, written: bool) -> usize {
+        let nodes = &self.index.nodes;
+        let (len, hash) = match &segment {
+            Segment::Start(start) => (start.len(), fnv(FNV_OFFSET, start.as_bytes())),
+            Segment::Key { parent, key } => {
+                let parent = &nodes[*parent];
+                let (len, hash) = if parent.len == 0 {
+                    (0, parent.hash)
+                } else {
+                    (parent.len + 1, fnv(parent.hash, b"."))
+                };
+                (len.saturating_add(key.len()), fnv(hash, key.as_bytes()))
+            }
+            Segment::Item { parent, n } => {
+                let parent = &nodes[*parent];
+                let item = format!("[{n}]");
+                (
+                    parent.len.saturating_add(item.len()),
+                    fnv(parent.hash, item.as_bytes()),
+                )
+            }
+        };
+        let node = nodes.len();
+        self.index.nodes.push(Indexed {
+            segment,
+            at,
+            len,
+            hash,
+        });
+        if written {
+            self.index.by_hash.push((hash, node));
+        }
+        node
     }
 
-    /// Handles the start of a node (scalar, alias, sequence or mapping).
-    /// Returns the node's path when it is a value or item, `None` for a key.
+    /// Sets the state of the innermost mapping.
+    fn set_state(&mut self, next: MapState) {
+        if let Some(Frame::Map { state, .. }) = self.frames.last_mut() {
+            *state = next;
+        }
+    }
+
+    /// Handles the start of a node (scalar, alias, sequence or mapping) below
+    /// the root. Returns the node of its path when it is a value or item,
+    /// `None` for a key.
     fn node_path(
         &mut self,
         at: Location,
         scalar: Option<&str>,
         is_container: bool,
-    ) -> Option<String> {
-        let Some(frame) = self.frames.last_mut() else {
-            return Some(String::new());
-        };
-        match frame {
-            Frame::Seq { path, next } => {
-                let item = format!("{path}[{next}]");
+    ) -> Option<usize> {
+        match self.frames.last_mut()? {
+            Frame::Seq { node, next } => {
+                let segment = Segment::Item {
+                    parent: *node,
+                    n: *next,
+                };
                 *next += 1;
-                self.record(&item, at);
-                Some(item)
+                Some(self.push(segment, at, true))
             }
-            Frame::Map { path, state, item } => match state {
+            Frame::Map { node, state, item } => match state {
                 MapState::Key => {
-                    let key = scalar.unwrap_or("?").to_owned();
-                    let entry = child_key(path, &key);
-                    let fix = item.take();
-                    *state = if is_container {
-                        MapState::ComplexKey
-                    } else {
-                        MapState::Value(key)
-                    };
-                    if let Some(fix) = fix {
-                        if let Some(old) = self.index.by_path.get_mut(&fix) {
-                            *old = (*old).min(at);
-                        }
+                    let parent = *node;
+                    if let Some(fix) = item.take() {
+                        let old = &mut self.index.nodes[fix].at;
+                        *old = (*old).min(at);
                     }
-                    if !is_container {
-                        self.record(&entry, at);
+                    if is_container {
+                        self.set_state(MapState::ComplexKey);
+                    } else {
+                        let key = scalar.unwrap_or("?").into();
+                        let entry = self.push(Segment::Key { parent, key }, at, true);
+                        self.set_state(MapState::Value(entry));
                     }
                     None
                 }
                 MapState::ComplexKey => None,
-                MapState::Value(key) => {
-                    let entry = child_key(path, key);
+                MapState::Value(entry) => {
+                    let entry = *entry;
                     *state = MapState::Key;
                     Some(entry)
                 }
@@ -281,40 +457,60 @@ impl Builder {
     }
 
     /// Handles the end of a sequence or mapping.
-    fn close(&mut self) {
+    fn close(&mut self, at: Location) {
         self.frames.pop();
-        if let Some(Frame::Map { state, .. }) = self.frames.last_mut() {
-            if let MapState::ComplexKey = state {
-                *state = MapState::Value("?".to_owned());
-            }
+        if let Some(Frame::Map {
+            node,
+            state: MapState::ComplexKey,
+            ..
+        }) = self.frames.last()
+        {
+            // The value of a complex key has the path `parent.?`.
+            let parent = *node;
+            let key = "?".into();
+            let entry = self.push(Segment::Key { parent, key }, at, false);
+            self.set_state(MapState::Value(entry));
         }
     }
 
-    fn open(&mut self, path: Option<String>, is_map: bool, at_root: bool) {
-        // A container inside a complex key is walked under a placeholder path.
-        let (path, keyed) = match path {
-            Some(p) => (p, true),
-            None => ("?".to_owned(), false),
-        };
-        let item = if keyed && (at_root || path.ends_with(']')) {
-            Some(path.clone())
-        } else {
-            None
+    fn open(&mut self, node: Option<usize>, is_map: bool, at: Location) {
+        let (node, item) = match node {
+            Some(node) => {
+                let is_item = matches!(
+                    self.index.nodes[node].segment,
+                    Segment::Start(_) | Segment::Item { .. }
+                );
+                (node, is_item.then_some(node))
+            }
+            // A container inside a complex key is walked under a placeholder path.
+            None => (self.placeholder(at), None),
         };
         self.frames.push(if is_map {
             Frame::Map {
-                path,
+                node,
                 state: MapState::Key,
                 item,
             }
         } else {
-            Frame::Seq { path, next: 0 }
+            Frame::Seq { node, next: 0 }
         });
     }
 
-    fn set_root(&mut self, kind: RootKind, at: Location) {
+    /// The node of the placeholder path `?`.
+    fn placeholder(&mut self, at: Location) -> usize {
+        match self.placeholder {
+            Some(node) => node,
+            None => {
+                let node = self.push(Segment::Start("?"), at, false);
+                self.placeholder = Some(node);
+                node
+            }
+        }
+    }
+
+    fn set_root(&mut self, kind: RootKind, at: Location) -> usize {
         self.index.root = Some(kind);
-        self.record("", at);
+        self.push(Segment::Start(""), at, true)
     }
 }
 
@@ -349,18 +545,19 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(event, Event::MappingStart(..));
-                if at_root {
+                let node = if at_root {
                     let kind = if is_map {
                         RootKind::Mapping
                     } else {
                         RootKind::Sequence
                     };
-                    self.set_root(kind, at);
-                }
-                let path = self.node_path(at, None, true);
-                self.open(path, is_map, at_root);
+                    Some(self.set_root(kind, at))
+                } else {
+                    self.node_path(at, None, true)
+                };
+                self.open(node, is_map, at);
             }
-            Event::MappingEnd | Event::SequenceEnd => self.close(),
+            Event::MappingEnd | Event::SequenceEnd => self.close(at),
             Event::DocumentEnd => self.done = true,
             Event::StreamEnd => {
                 if self.index.root.is_none() {
@@ -459,6 +656,60 @@ routes:
         let error = index.syntax_error().cloned();
         assert_eq!(error.as_ref().map(|e| e.path.as_str()), Some("routes"));
         assert_eq!(error.map(|e| e.location.line), Some(4));
+    }
+
+    #[test]
+    fn a_long_key_is_kept_once_however_many_nodes_lie_below_it() {
+        // A key of 20,000 bytes over 2,000 items: held whole in each item's
+        // path, 40 MB for a 24 kB file.
+        let key = "k".repeat(20_000);
+        let text = format!("? {key}\n: [{}]\n", vec!["1"; 2_000].join(","));
+        let index = LocationIndex::build(&text);
+        assert!(
+            index.heap_bytes() < 16 * text.len(),
+            "{} bytes held for a file of {}",
+            index.heap_bytes(),
+            text.len()
+        );
+        assert_eq!(index.get(&format!("{key}[1999]")), at(2, 4 + 2 * 1_999));
+        assert_eq!(index.find(&format!("{key}[7].name")), at(2, 4 + 2 * 7));
+        assert_eq!(index.get(&format!("{key}[2000]")), None);
+    }
+
+    #[test]
+    fn the_index_stops_growing_past_its_bound() {
+        // Far more items than any valid file holds (each is a value).
+        let text = format!("a: [{}]\n", vec!["1"; MAX_INDEXED + 1_000].join(","));
+        let index = LocationIndex::build(&text);
+        assert!(
+            index.nodes.len() <= MAX_INDEXED + 1,
+            "{}",
+            index.nodes.len()
+        );
+        assert_eq!(index.get("a[0]"), at(1, 5));
+    }
+
+    #[test]
+    fn keys_with_dots_and_brackets_are_found_by_their_written_path() {
+        let text = "\
+a.b: 1
+a:
+  b: 2
+  'c[0]': 3
+  c: [x]
+? [k, l]
+: {m: 4}
+";
+        let index = LocationIndex::build(text);
+        // Of two nodes with one path, the first written is found.
+        assert_eq!(index.get("a.b"), at(1, 1));
+        assert_eq!(index.get("a"), at(2, 1));
+        assert_eq!(index.get("a.c[0]"), at(4, 3));
+        assert_eq!(index.get("a.c"), at(5, 3));
+        assert_eq!(index.get("?.m"), at(7, 4));
+        assert_eq!(index.get("?[1]"), at(6, 7));
+        assert_eq!(index.get("a.b.c"), None);
+        assert_eq!(index.find("a.b.c"), at(1, 1));
     }
 
     #[test]

@@ -188,3 +188,62 @@ fn a_kubernetes_block_lets_routes_be_empty_and_its_mistakes_are_located() {
     assert_eq!(code, Some(1), "{all}");
     assert!(all.contains("plain.yaml:4:1: routes: no routes"), "{all}");
 }
+
+#[test]
+fn small_files_that_would_take_gigabytes_are_refused_in_bounded_memory() {
+    let nested = |items: &str| {
+        let open: String = (0..63).map(|i| format!("&a{i} [")).collect();
+        format!("a: {open}{items}{}\n", "]".repeat(63))
+    };
+    let cases = [
+        // 240 kB: one key of 200,000 bytes over a list of 20,000 items. A
+        // key path held whole for each item takes 2.9 GB.
+        (
+            format!(
+                "? {}\n: [{}]\n",
+                "k".repeat(200_000),
+                vec!["1"; 20_000].join(",")
+            ),
+            "long-key.yaml:1:1: missing field `listeners`",
+        ),
+        // 200 kB: 63 anchors, one inside the other, over 99,000 items. A
+        // copy of each anchored list takes 600 MB.
+        (
+            nested(&vec!["1"; 99_000].join(",")),
+            "long-key.yaml:1:1: missing field `listeners`",
+        ),
+        // 350 kB: 50,000 aliases of a scalar of 200,000 bytes, 10 GB once
+        // expanded.
+        (
+            format!(
+                "a: &a {}\nb: [{}]\n",
+                "k".repeat(200_000),
+                vec!["*a"; 50_000].join(",")
+            ),
+            "long-key.yaml:2:65: the aliases repeat more than 4 MiB of text",
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("long-key.yaml");
+    for (text, want) in cases {
+        std::fs::write(&file, &text).expect("writing the config");
+        // At most 512 MiB of address space: past it the allocator fails,
+        // which aborts weir.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 524288 && exec \"$0\" \"$@\"")
+            .arg(weir_e2e::binary("weir"))
+            .arg("validate")
+            .arg(&file)
+            .output()
+            .expect("running weir validate");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown: String = all.chars().take(2_000).collect();
+        assert_eq!(out.status.code(), Some(1), "{want}: {shown}");
+        assert!(all.contains(want), "{want}: {shown}");
+    }
+}

@@ -592,7 +592,7 @@ impl Walk<'_> {
         };
         let mut out = Some(Mapping::new());
         let mut seen: Vec<&str> = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for entry in entries.iter() {
             if !entry.key_is_scalar {
                 self.error(
                     &child_key(path, "?"),
@@ -680,7 +680,7 @@ impl Walk<'_> {
         };
         let mut out = Some(Mapping::new());
         let mut seen: Vec<&str> = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for entry in entries.iter() {
             let key_path = child_key(path, &entry.key);
             if !entry.key_is_scalar {
                 self.error(

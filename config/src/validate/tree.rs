@@ -1,19 +1,25 @@
 //! The YAML document as a tree of located nodes, read from the parser's
 //! events without recursion.
 //!
-//! Nesting is bounded by [`MAX_DEPTH`] and alias expansion by
-//! [`MAX_NODES`], so no input can exhaust the stack or the memory.
+//! Nesting is bounded by [`MAX_DEPTH`], the values (aliases expanded) by
+//! [`MAX_NODES`], and the text that aliases repeat by [`MAX_ALIAS_BYTES`],
+//! so no input can exhaust the stack or the memory.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::Location;
-use crate::location::MAX_DEPTH;
+use crate::location::{MAX_DEPTH, MAX_NODES};
 
-/// Most nodes a document may hold once aliases are expanded.
-pub(super) const MAX_NODES: usize = 100_000;
+/// Most bytes of scalar text (keys included) that aliases may repeat. Each
+/// alias is a copy of its anchor's text, for every pass that follows, so
+/// without this a few hundred kilobytes (a long scalar and thousands of
+/// aliases of it) would take gigabytes; a weir.yaml that shares blocks
+/// through anchors repeats far less.
+pub(super) const MAX_ALIAS_BYTES: usize = 4 << 20;
 
 /// A node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +30,8 @@ pub(super) struct Node {
     pub(super) value: Value,
     /// Nodes in this subtree, itself included.
     size: usize,
+    /// Bytes of scalar text in this subtree, keys included.
+    bytes: usize,
 }
 
 /// A node's content.
@@ -31,10 +39,12 @@ pub(super) struct Node {
 pub(super) enum Value {
     /// A scalar as written.
     Scalar(Scalar),
-    /// A sequence.
-    Seq(Vec<Node>),
-    /// A mapping, entries in file order (duplicates kept, for the checks).
-    Map(Vec<Entry>),
+    /// A sequence. Shared by the node's copies (kept for an anchor, made for
+    /// an alias): anchors nested 64 deep would otherwise hold 64 copies.
+    Seq(Rc<[Node]>),
+    /// A mapping, entries in file order (duplicates kept, for the checks);
+    /// shared as a sequence is.
+    Map(Rc<[Entry]>),
 }
 
 /// A scalar's text and how it was written.
@@ -78,6 +88,7 @@ struct Open {
     /// A mapping's key read, waiting for its value.
     key: Option<(String, Location, bool)>,
     size: usize,
+    bytes: usize,
 }
 
 /// Reads the first document of `text`; `Ok(None)` when there is none.
@@ -89,7 +100,11 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each node counts once, when it starts; an alias counts the nodes it
+    // stands for.
     let mut total = 0usize;
+    let mut aliased = false;
+    let mut repeated = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     loop {
@@ -116,6 +131,10 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(too_deep(at));
                 }
+                total += 1;
+                if total > MAX_NODES {
+                    return Err(too_many(at, aliased));
+                }
                 stack.push(Open {
                     at,
                     anchor,
@@ -124,9 +143,11 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
                     entries: Vec::new(),
                     key: None,
                     size: 1,
+                    bytes: 0,
                 });
                 continue;
             }
+            // Counted when it started.
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
                 Some(open) => open.close(),
                 None => continue,
@@ -139,9 +160,14 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
                 };
                 let node = Node {
                     at,
+                    bytes: text.len(),
                     value: Value::Scalar(Scalar { text, plain }),
                     size: 1,
                 };
+                total += 1;
+                if total > MAX_NODES {
+                    return Err(too_many(at, aliased));
+                }
                 (node, anchor)
             }
             Event::Alias(id) => {
@@ -152,21 +178,28 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
                             .to_owned(),
                     });
                 };
+                aliased = true;
+                total = total.saturating_add(node.size);
+                if total > MAX_NODES {
+                    return Err(too_many(at, aliased));
+                }
+                repeated = repeated.saturating_add(node.bytes);
+                if repeated > MAX_ALIAS_BYTES {
+                    return Err(TreeError {
+                        at,
+                        message: format!(
+                            "the aliases repeat more than {} MiB of text; write the file out more simply",
+                            MAX_ALIAS_BYTES >> 20
+                        ),
+                    });
+                }
                 let mut node = node.clone();
                 node.at = at;
                 (node, 0)
             }
         };
-        total = total.saturating_add(node.size);
-        if total > MAX_NODES {
-            return Err(TreeError {
-                at,
-                message: format!(
-                    "the document holds more than {MAX_NODES} values once aliases are expanded; write it out more simply"
-                ),
-            });
-        }
         if anchor != 0 {
+            // Shares the node's items and entries: no copy of them.
             anchors.insert(anchor, node.clone());
         }
         match stack.last_mut() {
@@ -194,6 +227,7 @@ fn from_json_at(value: &serde_json::Value, at: Location, depth: usize) -> Result
     use serde_json::Value as Json;
     let scalar = |text: String, plain: bool| Node {
         at,
+        bytes: text.len(),
         value: Value::Scalar(Scalar { text, plain }),
         size: 1,
     };
@@ -209,10 +243,12 @@ fn from_json_at(value: &serde_json::Value, at: Location, depth: usize) -> Result
                 .map(|item| from_json_at(item, at, depth + 1))
                 .collect::<Result<Vec<Node>, TreeError>>()?;
             let size = 1 + items.iter().map(|n| n.size).sum::<usize>();
+            let bytes = items.iter().map(|n| n.bytes).sum();
             Node {
                 at,
-                value: Value::Seq(items),
+                value: Value::Seq(items.into()),
                 size,
+                bytes,
             }
         }
         Json::Object(map) => {
@@ -228,10 +264,12 @@ fn from_json_at(value: &serde_json::Value, at: Location, depth: usize) -> Result
                 })
                 .collect::<Result<Vec<Entry>, TreeError>>()?;
             let size = 1 + entries.iter().map(|e| e.value.size).sum::<usize>();
+            let bytes = entries.iter().map(|e| e.key.len() + e.value.bytes).sum();
             Node {
                 at,
-                value: Value::Map(entries),
+                value: Value::Map(entries.into()),
                 size,
+                bytes,
             }
         }
     };
@@ -244,20 +282,22 @@ impl Open {
     /// The finished node and its anchor id (0 for none).
     fn close(self) -> (Node, usize) {
         let value = if self.is_map {
-            Value::Map(self.entries)
+            Value::Map(self.entries.into())
         } else {
-            Value::Seq(self.items)
+            Value::Seq(self.items.into())
         };
         let node = Node {
             at: self.at,
             value,
             size: self.size,
+            bytes: self.bytes,
         };
         (node, self.anchor)
     }
 
     fn attach(&mut self, node: Node) {
         self.size = self.size.saturating_add(node.size);
+        self.bytes = self.bytes.saturating_add(node.bytes);
         if !self.is_map {
             self.items.push(node);
             return;
@@ -301,6 +341,21 @@ fn refused_tag(tag: Option<&Tag>, at: Location) -> TreeError {
             "YAML tag `{shown}` is not supported; remove it (quote a value to make it a string)"
         ),
     }
+}
+
+/// More than [`MAX_NODES`] values, counting what aliases stand for when
+/// `aliased`.
+fn too_many(at: Location, aliased: bool) -> TreeError {
+    let message = if aliased {
+        format!(
+            "the document holds more than {MAX_NODES} values once aliases are expanded; write it out more simply"
+        )
+    } else {
+        format!(
+            "the document holds more than {MAX_NODES} values (keys, values and list items), more than weir reads; a weir.yaml of a thousand routes holds fewer"
+        )
+    };
+    TreeError { at, message }
 }
 
 fn too_deep(at: Location) -> TreeError {

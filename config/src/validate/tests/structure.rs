@@ -2,6 +2,7 @@
 //! per-listener and idle-timeout keys.
 
 use super::*;
+use crate::location::MAX_NODES;
 
 /// `(path, location, message)` of each diagnostic.
 fn summary(errors: &[Diagnostic]) -> Vec<(&str, Option<Location>, &str)> {
@@ -427,9 +428,73 @@ fn deep_nesting_and_alias_bombs_are_refused_quickly() {
     let errors = invalid(&bomb);
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(
+        errors[0]
+            .message
+            .contains("more than 100000 values once aliases are expanded"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn each_value_counts_once_however_deep() {
+    // 240 routes shaped like SPEC section 2's example: some 18,700 values,
+    // the deepest six levels down.
+    let (header, route) = SPEC_EXAMPLE
+        .split_once("routes:\n")
+        .expect("the example has routes");
+    let routes: String = (0..240)
+        .map(|i| {
+            route
+                .replace("name: checkout", &format!("name: checkout-{i}"))
+                .replace("pathPrefix: / ", &format!("pathPrefix: /{i} "))
+        })
+        .collect();
+    let text = format!("{header}routes:\n{routes}");
+    let vars = [("WEIR_READER_TOKEN", "r"), ("WEIR_WRITER_TOKEN", "w")];
+    match parse_env(&text, &vars) {
+        Ok(doc) => assert_eq!(doc.config.routes.len(), 240),
+        Err(errors) => panic!("240 routes are refused:\n{errors}"),
+    }
+
+    // At the limit: a mapping, two keys, two lists and a mapping, then items.
+    let hosts = |n: usize| format!("routes:\n  - hosts: [{}]\n", vec!["a"; n].join(","));
+    let errors = invalid(&hosts(MAX_NODES - 6));
+    assert!(
+        errors.iter().all(|e| !e.message.contains("values")),
+        "{errors:#?}"
+    );
+    let errors = invalid(&hosts(MAX_NODES - 5));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].location, at(2, 13 + 2 * (MAX_NODES - 6)));
+    assert!(
         errors[0].message.contains("more than 100000 values"),
         "{errors:#?}"
     );
+    assert!(!errors[0].message.contains("alias"), "{errors:#?}");
+}
+
+#[test]
+fn aliases_repeating_long_text_are_refused_quickly() {
+    // 100 kB written once, then repeated by each alias.
+    let text = |aliases: usize| {
+        format!(
+            "a: &a {}\nb: [{}]\n",
+            "k".repeat(100_000),
+            vec!["*a"; aliases].join(", ")
+        )
+    };
+    let errors = invalid(&text(40));
+    assert!(
+        errors.iter().all(|e| !e.message.contains("repeat")),
+        "{errors:#?}"
+    );
+    let errors = invalid(&text(50_000));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        errors[0].message,
+        "the aliases repeat more than 4 MiB of text; write the file out more simply"
+    );
+    assert_eq!(errors[0].location, at(2, 5 + 4 * 41));
 }
 
 #[test]
