@@ -1,13 +1,20 @@
 //! Loading a config file: read it, validate it, and make the checks that need
 //! the outside world (TLS files, DNS), reporting every problem with its place.
+//!
+//! Files are read only when they are regular files of at most
+//! [`MAX_FILE_BYTES`]: a FIFO or a device named by mistake is refused at once
+//! rather than waited on, and a huge file before it is held in memory.
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::os::unix::fs::FileTypeExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use weir_config::{
-    Config, Diagnostic, Diagnostics, Document, EndpointAddr, RouteOverride, Snapshot, UpstreamTls,
+    Config, Diagnostic, Diagnostics, Document, EndpointAddr, Location, RouteOverride, Snapshot,
+    UpstreamTls,
 };
 
 /// A config that passed every check, with what the checks produced.
@@ -24,6 +31,112 @@ pub struct Loaded {
 /// Resolved addresses of every endpoint named by the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolved(HashMap<EndpointAddr, Vec<SocketAddr>>);
+
+/// Why a file was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Opening or reading it failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is a directory, FIFO, socket or device.
+    #[error("{} is a {kind}, not a regular file; name a regular file", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// It holds more than [`MAX_FILE_BYTES`].
+    #[error(
+        "{} is larger than {} MiB, more than weir reads; a config file or certificate is far smaller",
+        path.display(),
+        MAX_FILE_BYTES >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The largest file weir reads: the config file and the files it names
+/// (certificates, keys, CA bundles). A weir.yaml of a thousand routes is
+/// under 2 MiB and a bundle of every public CA under 1 MiB, so 16 MiB
+/// refuses no real file; it bounds what a wrong path (a log, an image)
+/// costs before validation can refuse it, as the whole file is held in
+/// memory, and a reload runs inside a process that is serving.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads `path` whole, if it is a regular file (symbolic links followed) of
+/// at most [`MAX_FILE_BYTES`]. It is opened without blocking, so a FIFO is
+/// refused instead of waited on.
+///
+/// # Errors
+/// When it cannot be opened or read, is not a regular file, or is too large.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use rustix::fs::{Mode, OFlags};
+
+    let io = |source: std::io::Error| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| io(e.into()))?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(io)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let kind = if kind.is_dir() {
+            "directory"
+        } else if kind.is_fifo() {
+            "FIFO"
+        } else if kind.is_socket() {
+            "socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "device"
+        } else {
+            "special file"
+        };
+        return Err(ReadError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    let too_large = || ReadError::TooLarge {
+        path: path.to_owned(),
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow while it is read: read one byte past the cap to know.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Why the config file at `path` was not read, as a diagnostic of the file.
+pub fn unreadable_config(path: &Path, error: ReadError) -> Diagnostics {
+    let message = match error {
+        ReadError::Io { source, .. } => format!("cannot read the config file: {source}"),
+        error => error.to_string(),
+    };
+    Diagnostics(vec![Diagnostic {
+        file: path.display().to_string(),
+        location: None,
+        path: String::new(),
+        message,
+    }])
+}
 
 // === impl Loaded ===
 
@@ -48,13 +161,31 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
 /// # Errors
 /// Every problem found, each with file, line, column and key path.
 pub fn load_with(path: &Path, kubernetes: bool) -> Result<Loaded, Diagnostics> {
+    let bytes = read_file(path).map_err(|error| unreadable_config(path, error))?;
+    load_bytes(path, bytes, kubernetes)
+}
+
+/// [`load_with`], of `bytes` read from `path` by [`read_file`].
+///
+/// # Errors
+/// Every problem found, each with file, line, column and key path; bytes
+/// that are not UTF-8 with the place of the first that is not.
+pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loaded, Diagnostics> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let text = String::from_utf8(bytes).map_err(|error| {
+        let bytes = error.as_bytes();
+        let error = error.utf8_error();
         Diagnostics(vec![Diagnostic {
             file: file.clone(),
-            location: None,
+            location: Some(utf8_error_location(bytes, error.valid_up_to())),
             path: String::new(),
-            message: format!("cannot read the config file: {error}"),
+            message: match error.error_len() {
+                Some(_) => format!(
+                    "the file is not UTF-8: byte 0x{:02X} here does not belong to a UTF-8 character; save the file as UTF-8",
+                    bytes[error.valid_up_to()]
+                ),
+                None => "the file is not UTF-8: it ends inside a character; save the file as UTF-8".to_owned(),
+            },
         }])
     })?;
     let base_dir = path
@@ -76,12 +207,13 @@ pub fn load_with(path: &Path, kubernetes: bool) -> Result<Loaded, Diagnostics> {
         .enumerate()
         .map(|(i, listener)| {
             let files = listener.tls.as_ref()?;
-            let mut read = |field: &str, path: &Path| match std::fs::read(path) {
+            let mut read = |field: &str, path: &Path| match read_file(path) {
                 Ok(bytes) => Some(bytes),
                 Err(error) => {
-                    let message = format!("cannot read {}: {error}", path.display());
-                    problems
-                        .push(document.diagnostic(&format!("listeners[{i}].tls.{field}"), message));
+                    problems.push(
+                        document
+                            .diagnostic(&format!("listeners[{i}].tls.{field}"), error.to_string()),
+                    );
                     None
                 }
             };
@@ -128,13 +260,12 @@ fn load_upstream_tls(document: &mut Document, problems: &mut Vec<Diagnostic>) {
             let at = format!("routes[{r}].{role}");
             let mut tls = UpstreamTls::clone(tls);
             if let Some(file) = &tls.ca_file {
-                match std::fs::read(file) {
+                match read_file(file) {
                     Ok(pem) => tls.ca_pem = Some(Arc::from(pem)),
                     Err(error) => {
-                        problems.push(document.diagnostic(
-                            &format!("{at}.tls.caFile"),
-                            format!("cannot read {}: {error}", file.display()),
-                        ));
+                        problems.push(
+                            document.diagnostic(&format!("{at}.tls.caFile"), error.to_string()),
+                        );
                         continue;
                     }
                 }
@@ -168,6 +299,17 @@ fn load_upstream_tls(document: &mut Document, problems: &mut Vec<Diagnostic>) {
         if let Some(upstream) = upstream {
             upstream.tls = Some(tls);
         }
+    }
+}
+
+/// The line and column of byte `offset` of `bytes`, all of whose bytes
+/// before it are UTF-8: columns count characters, as the YAML parser's do.
+fn utf8_error_location(bytes: &[u8], offset: usize) -> Location {
+    let before = String::from_utf8_lossy(&bytes[..offset]);
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    Location {
+        line: 1 + before.matches('\n').count(),
+        column: 1 + before[line_start..].chars().count(),
     }
 }
 
@@ -271,3 +413,6 @@ async fn resolve_one(endpoint: &EndpointAddr) -> Result<Vec<SocketAddr>, String>
         Err(_) => Err(format!("resolving {endpoint} timed out after 5s")),
     }
 }
+
+#[cfg(test)]
+mod tests;

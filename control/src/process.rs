@@ -50,6 +50,10 @@ pub struct Process {
     /// never interleave, and the control lock is free while a state is
     /// written.
     pub transitions: tokio::sync::Mutex<()>,
+    /// Held by a reload from before it reads the config file until it ends,
+    /// before the transition lock: reloads never interleave, so none adopts
+    /// a text read before the one in force. Only reloads wait on it.
+    pub reloading: tokio::sync::Mutex<()>,
     /// Reload outcomes.
     pub reloads: ReloadCounters,
     /// Every metric but the rollout families, for `/metrics` (see
@@ -128,6 +132,7 @@ impl Process {
             proxy,
             control: tokio::sync::Mutex::new(control),
             transitions: tokio::sync::Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(()),
             reloads,
             registry,
             clock,

@@ -2,7 +2,13 @@
 //! rename), SIGHUP or the admin API re-reads it; a file that does not validate
 //! is refused and the running config keeps serving. Endpoint names are
 //! resolved again every 10 s.
+//!
+//! Reloads run one at a time, from the read of the file to the end, so the
+//! config in force is never older than the last file read; the watcher
+//! compares the file with the text in force, so a file that differs from it
+//! is applied unless it was refused as it is.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +81,10 @@ pub enum Trigger {
     Api,
 }
 
+/// What was found at the config path: the bytes, or why they could not be
+/// read.
+type Contents = Result<Vec<u8>, String>;
+
 /// Watches the file, SIGHUP and DNS until `stop` turns true.
 pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -89,31 +99,37 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let mut resolve = tokio::time::interval(RESOLVE_INTERVAL);
     resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resolve.tick().await;
-    // The file as last attempted, so a refused file is reported once, not every poll.
-    let mut last_attempt: Option<String> = None;
+    // What the last refused reload read, so that a refused file is
+    // reported once, not every poll. Only a refusal is kept: a file that
+    // differs from the config in force and was not refused as it is now is
+    // always applied, whatever was attempted before.
+    let mut refused: Option<Contents> = None;
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return,
             _ = poll.tick() => {
-                let Ok(text) = tokio::fs::read_to_string(&process.config_path).await else { continue };
-                let unchanged = { process.control.lock().await.loaded.text == text };
-                if unchanged {
+                let Some(seen) = read_now(process.config_path.clone()).await else { continue };
+                let in_force = match &seen {
+                    Ok(bytes) => process.control.lock().await.loaded.text.as_bytes() == bytes.as_slice(),
+                    Err(_) => false,
+                };
+                if in_force {
                     // A refused file put back as the config in force is a
                     // change of the file that is applied: counted as a success.
-                    if last_attempt.take().is_some() {
+                    if refused.take().is_some() {
                         let _ = reload(&process, Trigger::FileRestored).await;
                     }
                     continue;
                 }
-                if last_attempt.as_deref() == Some(text.as_str()) {
+                if refused.as_ref() == Some(&seen) {
                     continue;
                 }
-                last_attempt = Some(text);
-                let _ = reload(&process, Trigger::FileChanged).await;
+                let (outcome, read) = attempt(&process, Trigger::FileChanged).await;
+                refused = outcome.is_err().then_some(read);
             }
             Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                last_attempt = None;
-                let _ = reload(&process, Trigger::Signal).await;
+                let (outcome, read) = attempt(&process, Trigger::Signal).await;
+                refused = outcome.is_err().then_some(read);
             }
             _ = resolve.tick() => refresh_names(&process).await,
         }
@@ -125,6 +141,16 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 /// # Errors
 /// Every problem of the file; the config in force stays.
 pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
+    attempt(process, trigger).await.0
+}
+
+/// [`reload`], with what it read at the config path.
+async fn attempt(process: &Process, trigger: Trigger) -> (Result<Outcome, Diagnostics>, Contents) {
+    // One reload at a time, from the read to the end: otherwise a reload
+    // that read the file first could adopt its text after one that read a
+    // newer text, and the older config would stay in force. Only reloads
+    // wait on this lock.
+    let _reloading = process.reloading.lock().await;
     // Reading and resolving (DNS can take seconds) happen before the control
     // state is locked, so the control loop and the admin API never wait on them.
     // The file and the TLS keys are read on the blocking pool, never on a
@@ -133,17 +159,36 @@ pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diag
     // A process that follows a cluster keeps doing so (the kubernetes block
     // is read at startup only): a file without the block may have no routes.
     let kubernetes = process.cluster.get().is_some();
-    let read = tokio::task::spawn_blocking(move || load_guarded(&path, kubernetes))
-        .await
-        .unwrap_or_else(|error| {
-            Err(Diagnostics(vec![Diagnostic {
-                file: process.config_path.display().to_string(),
-                location: None,
-                path: String::new(),
-                message: format!("the config reader failed: {error}"),
-            }]))
-        });
-    let checked = match read {
+    // What was read is kept as the watcher reads it, to be compared.
+    let (read, loaded) = tokio::task::spawn_blocking(move || match load::read_file(&path) {
+        Ok(bytes) => (Ok(bytes.clone()), load_guarded(&path, bytes, kubernetes)),
+        Err(error) => (
+            Err(error.to_string()),
+            Err(load::unreadable_config(&path, error)),
+        ),
+    })
+    .await
+    .unwrap_or_else(|error| {
+        let message = format!("the config reader failed: {error}");
+        let diagnostics = Diagnostics(vec![Diagnostic {
+            file: process.config_path.display().to_string(),
+            location: None,
+            path: String::new(),
+            message: message.clone(),
+        }]);
+        (Err(message), Err(diagnostics))
+    });
+    (finish(process, trigger, loaded).await, read)
+}
+
+/// Resolves, adopts and publishes a loaded config, or reports why not. The
+/// caller holds the reload lock.
+async fn finish(
+    process: &Process,
+    trigger: Trigger,
+    loaded: Result<load::Loaded, Diagnostics>,
+) -> Result<Outcome, Diagnostics> {
+    let checked = match loaded {
         Ok(loaded) => Resolved::resolve(&loaded.document)
             .await
             .map(|resolved| (loaded, resolved)),
@@ -252,10 +297,31 @@ async fn adopt(
     Ok(Some(process.publisher.publish(control.snapshot())))
 }
 
-/// [`load::load`], with a panic in validation turned into a refused reload:
-/// a bug in the checks must not take down a process that is serving.
-fn load_guarded(path: &std::path::Path, kubernetes: bool) -> Result<load::Loaded, Diagnostics> {
-    std::panic::catch_unwind(|| load::load_with(path, kubernetes)).unwrap_or_else(|panic| {
+/// The config file as it is now, read on the blocking pool; `None` while
+/// there is none (an editor may remove it before writing it again).
+async fn read_now(path: PathBuf) -> Option<Contents> {
+    let read = tokio::task::spawn_blocking(move || load::read_file(&path)).await;
+    match read {
+        Ok(Ok(bytes)) => Some(Ok(bytes)),
+        Ok(Err(load::ReadError::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            None
+        }
+        Ok(Err(error)) => Some(Err(error.to_string())),
+        Err(error) => Some(Err(format!("the config reader failed: {error}"))),
+    }
+}
+
+/// [`load::load_bytes`], with a panic in validation turned into a refused
+/// reload: a bug in the checks must not take down a process that is serving.
+fn load_guarded(
+    path: &std::path::Path,
+    bytes: Vec<u8>,
+    kubernetes: bool,
+) -> Result<load::Loaded, Diagnostics> {
+    let load = std::panic::AssertUnwindSafe(|| load::load_bytes(path, bytes, kubernetes));
+    std::panic::catch_unwind(load).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())

@@ -431,3 +431,208 @@ async fn the_status_is_answered_while_a_reload_writes_a_state() {
         Some("v3".to_owned())
     );
 }
+
+/// `base()` with the canary of `web` at `revision`: adopting it starts a
+/// rollout, whose state is written.
+fn with_canary(revision: &str) -> String {
+    fixtures::config_text(
+        Some(("r", "w")),
+        &[
+            web("v1", Some(revision), Some(STEPS)),
+            fixtures::route("fixed", None),
+        ]
+        .concat(),
+    )
+}
+
+/// Writes `text` as the config file by rename, as editors and deployments do.
+fn replace_file(path: &std::path::Path, text: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// Awaits `future`, failing the test after 10 s.
+async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within 10 s"))
+}
+
+#[test]
+fn a_reload_behind_another_reads_the_file_when_its_turn_comes() {
+    use std::future::Future as _;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use crate::fixtures::GatedStore;
+
+    // One blocking thread: file reads, state writes and the test's own
+    // write of the file run there one at a time, in the order asked for.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("weir.yaml");
+        let (store, entered, release) = GatedStore::new();
+        let (process, _clock) = fixtures::process_with(&base(), path.clone(), store.clone()).await;
+        let (v3, v4) = (with_canary("v3"), with_canary("v4"));
+
+        // A reload of v3 writes the state of its new rollout, holding the
+        // blocking thread until released.
+        std::fs::write(&path, &v3).expect("write");
+        store.armed.store(true, Relaxed);
+        let reloading = Arc::clone(&process);
+        let first = tokio::spawn(async move { reload(&reloading, Trigger::Api).await });
+        let (began_tx, began) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = began_tx.send(entered.recv_timeout(Duration::from_secs(10)));
+        });
+        let began = within("the first reload's state write", began).await;
+        assert!(matches!(began, Ok(Ok(()))), "{began:?}");
+        store.armed.store(false, Relaxed);
+
+        // A second reload starts meanwhile, as the watcher's would; then the
+        // file changes to v4. Had the second read the file at once, it would
+        // have read v3, ahead of the write.
+        let mut second = Box::pin(reload(&process, Trigger::FileChanged));
+        let polled = std::future::poll_fn(|cx| Poll::Ready(second.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "{polled:?}");
+        let writing = path.clone();
+        let written = tokio::task::spawn_blocking(move || std::fs::write(writing, v4.as_bytes()));
+        release.send(()).expect("release");
+
+        let first = within("the first reload", first)
+            .await
+            .expect("the first reload's task");
+        assert!(matches!(first, Ok(Outcome::Applied(_))), "{first:?}");
+        within("the write", written)
+            .await
+            .expect("the writing task")
+            .expect("write");
+        let second = within("the second reload", second).await;
+        assert!(matches!(second, Ok(Outcome::Applied(_))), "{second:?}");
+        assert_eq!(
+            process.control.lock().await.loaded.text,
+            with_canary("v4"),
+            "the config in force is the file as the second reload found it"
+        );
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_applies_a_file_that_differs_from_the_config_in_force() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, base()).expect("write");
+    let in_memory = fixtures::process(&base(), path.clone()).await;
+    let process = Arc::clone(&in_memory.process);
+    let (stop_tx, stop) = watch::channel(false);
+    let watcher = tokio::spawn(follow(Arc::clone(&process), stop));
+    let mut published = process.publisher.reader();
+    // An older text, ready to be adopted over the watcher's.
+    let stale = fixtures::loaded(&base());
+    let stale_resolved = fixtures::resolved(&stale).await;
+
+    let edited = fixtures::config_text(
+        Some(("r", "w")),
+        &base_routes().replace("127.0.0.1:9001", "127.0.0.1:9011"),
+    );
+    replace_file(&path, edited.as_bytes());
+    within("the watcher's reload", published.changed()).await;
+    assert_eq!(process.control.lock().await.loaded.text, edited);
+
+    // A reload that read the file before the edit adopts it now (as one
+    // racing the watcher could): the file differs from the config in force.
+    {
+        let _writing = process.transitions.lock().await;
+        let adopted = adopt(&process, Trigger::Api, stale, stale_resolved).await;
+        assert!(matches!(adopted, Ok(Some(_))), "{adopted:?}");
+    }
+    assert_eq!(process.control.lock().await.loaded.text, base());
+    within("the watcher applying the file again", async {
+        while process.control.lock().await.loaded.text != edited {
+            published.changed().await;
+        }
+    })
+    .await;
+
+    stop_tx.send_replace(true);
+    within("the watcher's end", watcher)
+        .await
+        .expect("the watcher's task");
+    assert_eq!(process.reloads.failure.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_refuses_a_file_that_is_not_utf8_once_and_locates_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, base()).expect("write");
+    let in_memory = fixtures::process(&base(), path.clone()).await;
+    let process = Arc::clone(&in_memory.process);
+    let version = process.publisher.current().version;
+    let mut events = process.control.lock().await.events.subscribe();
+    let (stop_tx, stop) = watch::channel(false);
+    let watcher = tokio::spawn(follow(Arc::clone(&process), stop));
+    // A Latin-1 `ï` in the name of the second route.
+    let text = base();
+    let (line, column) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| Some((i + 1, l.find("name: fixed")? + 9)))
+        .expect("the route is in the file");
+    let (before, after) = text.split_once("name: fixed").expect("the route");
+    let bad = [before.as_bytes(), b"name: fi\xEFxed", after.as_bytes()].concat();
+    replace_file(&path, &bad);
+
+    let refused = within("the refusal", next_reload(&mut events)).await;
+    assert_eq!(refused["applied"], false, "{refused}");
+    assert_eq!(refused["trigger"], "file_changed", "{refused}");
+    assert_eq!(
+        refused["errors"][0],
+        format!(
+            "{}:{line}:{column}: the file is not UTF-8: byte 0xEF here does not belong to a UTF-8 character; save the file as UTF-8",
+            path.display()
+        ),
+        "{refused}"
+    );
+    assert_eq!(process.reloads.failure.get(), 1);
+    assert_eq!(process.publisher.current().version, version);
+    assert_eq!(process.control.lock().await.loaded.text, base());
+
+    // Put back, the file is applied: the refusal was counted once.
+    replace_file(&path, base().as_bytes());
+    let restored = within("the restore", next_reload(&mut events)).await;
+    assert_eq!(refused_or_applied(&restored), (true, "file_restored"));
+    // The watcher ends once its reload has ended and been counted.
+    stop_tx.send_replace(true);
+    within("the watcher's end", watcher)
+        .await
+        .expect("the watcher's task");
+    assert_eq!(process.reloads.failure.get(), 1);
+    assert_eq!(process.reloads.success.get(), 1);
+}
+
+/// The data of the next `reload` event.
+async fn next_reload(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<crate::controller::events::Event>>,
+) -> serde_json::Value {
+    loop {
+        let event = events.recv().await.expect("the event bus");
+        if event.name == "reload" {
+            return event.data.clone();
+        }
+    }
+}
+
+/// Whether a reload event applied its config, and its trigger.
+fn refused_or_applied(event: &serde_json::Value) -> (bool, &str) {
+    (
+        event["applied"].as_bool().unwrap_or_default(),
+        event["trigger"].as_str().unwrap_or_default(),
+    )
+}
