@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -686,10 +686,35 @@ const MAX_BODY: usize = 64 * 1024;
 /// to send its first byte after connecting.
 const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Most admin connections open at once; more are closed as they come. Each
-/// holds a file descriptor the proxy's listeners share: without a cap, idle
-/// connections to the admin port could take them all.
+/// Most admin connections open at once. Each holds a file descriptor the
+/// proxy's listeners share: without a cap, idle connections to the admin
+/// port could take them all. At the cap a new connection takes the place of
+/// the oldest one that has sent nothing yet, and is closed only when every
+/// one has.
 const MAX_CONNECTIONS: usize = 256;
+
+/// How long a new connection waits for the place of a silent one to be
+/// given back (its task ends at once when told to).
+const PLACE_GIVEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The admin connections that have not sent a byte yet, oldest first, each
+/// with the signal that closes it.
+#[derive(Default)]
+struct SilentConnections {
+    next_id: u64,
+    waiting: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+}
+
+/// The oldest silent connection, taken off the list.
+fn pop_oldest(silent: &Mutex<SilentConnections>) -> Option<(u64, Arc<tokio::sync::Notify>)> {
+    silent_lock(silent).waiting.pop_front()
+}
+
+fn silent_lock(silent: &Mutex<SilentConnections>) -> std::sync::MutexGuard<'_, SilentConnections> {
+    silent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Reads an optional JSON object body; empty is `{}`.
 async fn read_json<B>(req: Request<B>) -> Result<Value, Response<Full<Bytes>>>
@@ -796,6 +821,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         .max_buf_size(64 * 1024);
     let builder = Arc::new(builder);
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let silent = Arc::new(Mutex::new(SilentConnections::default()));
     let mut backoff = weir_proxy::server::AcceptBackoff::new("admin");
     loop {
         let (stream, remote) = tokio::select! {
@@ -814,10 +840,38 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+        let permit = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // Full: the oldest connection that has said nothing yet gives
+            // its place, so that silent connections cannot keep a probe
+            // or a command out.
+            Err(_) => match pop_oldest(&silent) {
+                Some((_, leave)) => {
+                    leave.notify_one();
+                    tokio::time::timeout(
+                        PLACE_GIVEN_WITHIN,
+                        Arc::clone(&connections).acquire_owned(),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                }
+                None => None,
+            },
+        };
+        let Some(permit) = permit else {
             tracing::debug!(%remote, limit = MAX_CONNECTIONS, "admin connection refused: too many open");
             continue;
         };
+        let leave = Arc::new(tokio::sync::Notify::new());
+        let id = {
+            let mut silent = silent_lock(&silent);
+            let id = silent.next_id;
+            silent.next_id += 1;
+            silent.waiting.push_back((id, Arc::clone(&leave)));
+            id
+        };
+        let silent = Arc::clone(&silent);
         let service = HyperService(stack::admin_stack(Arc::clone(&state), remote));
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {
@@ -825,10 +879,16 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             // The head's timeout starts with its first byte: a client that
             // connects and says nothing is dropped here.
             let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(CLIENT_TIMEOUT, stream.peek(&mut first)).await,
-                Ok(Ok(1))
-            ) {
+            let spoke = tokio::select! {
+                read = tokio::time::timeout(CLIENT_TIMEOUT, stream.peek(&mut first)) => {
+                    matches!(read, Ok(Ok(1)))
+                }
+                () = leave.notified() => false,
+            };
+            silent_lock(&silent)
+                .waiting
+                .retain(|(other, _)| *other != id);
+            if !spoke {
                 tracing::debug!(%remote, "admin connection closed: nothing sent");
                 return;
             }

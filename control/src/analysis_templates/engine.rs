@@ -181,12 +181,13 @@ impl AnalysisRuns {
     /// Ends every run of routes not in `routes` (removed from the config),
     /// and drops their `weir_analysis_measurements_total` series.
     pub fn forget_other_routes(&self, routes: &[&str]) {
+        let live: std::collections::HashSet<&str> = routes.iter().copied().collect();
         let mut table = self.lock();
         table
             .measurements
-            .retain(|(route, ..), _| routes.contains(&route.as_str()));
+            .retain(|(route, ..), _| live.contains(route.as_str()));
         table.routes.retain(|name, runs| {
-            let keep = routes.contains(&name.as_str());
+            let keep = live.contains(name.as_str());
             if !keep {
                 for run in &mut runs.current {
                     if let Some(task) = run.task.take() {

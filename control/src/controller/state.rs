@@ -283,6 +283,14 @@ impl ControlState {
         let mut effective = self.loaded.config().clone();
         effective.routes.extend(self.cluster_routes.iter().cloned());
         self.effective = effective;
+        // The calls of routes gone from the config go with them (a call
+        // still running for one records itself when it ends, and is
+        // forgotten at the next change of routes).
+        if let Some(hooks) = &self.hooks {
+            let live: std::collections::HashSet<&str> =
+                self.effective.routes.iter().map(|r| &*r.name).collect();
+            hooks.forget_other_routes(|name| live.contains(name));
+        }
     }
 
     /// Whether the config in force already asks for the canary revision
@@ -650,9 +658,8 @@ impl ControlState {
         out
     }
 
-    /// Starts the webhook calls that are due (spawned; never waits), and
-    /// forgets the calls of routes gone from the config. Only the leader
-    /// calls the hooks of CanaryRoutes.
+    /// Starts the webhook calls that are due (spawned; never waits). Only
+    /// the leader calls the hooks of CanaryRoutes.
     pub fn schedule_hooks(&self, now: u64) {
         let Some(hooks) = &self.hooks else { return };
         for route in &self.config().routes {
@@ -670,8 +677,6 @@ impl ControlState {
                 hooks.schedule(route, state, now);
             }
         }
-        let routes = &self.config().routes;
-        hooks.forget_other_routes(|name| routes.iter().any(|r| *r.name == *name));
     }
 }
 
