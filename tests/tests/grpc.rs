@@ -14,6 +14,31 @@ use weir_e2e::{
 
 const CALL_LIMIT: Duration = Duration::from_secs(10);
 
+/// A request body of gRPC messages streamed as a test makes them.
+type StreamedMessages = http_body_util::StreamBody<
+    futures_util::stream::BoxStream<
+        'static,
+        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >,
+>;
+
+/// An HTTP/2 connection (prior knowledge) to `addr`, for calls whose
+/// request stream a test drives.
+async fn h2_connection(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<StreamedMessages> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connecting");
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
 /// `protocol: h2c` on `stable`.
 fn h2c_route(name: &str, upstream: &GrpcUpstream) -> Route {
     Route::new(name, &[upstream.addr]).stable_key("protocol: h2c")
@@ -423,17 +448,9 @@ async fn quiet_stream_to_a_hung_upstream(route: Route) {
     use futures_util::StreamExt as _;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let weir = Weir::start(WeirConfig::new([route.timeouts("1s", "1s")])).await;
-    let stream = tokio::net::TcpStream::connect(weir.addrs.http)
-        .await
-        .expect("connecting");
-    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP/2 handshake");
-    tokio::spawn(connection);
+    let mut sender = h2_connection(weir.addrs.http).await;
     // One message, then nothing more, the stream left open.
     let messages = futures_util::stream::once(async {
         Ok::<_, std::convert::Infallible>(Frame::data(weir_e2e::grpc::frame(b"x")))
@@ -552,7 +569,6 @@ async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() 
     use futures_util::StreamExt as _;
     use http_body_util::{BodyExt as _, StreamBody};
     use hyper::body::Frame;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use weir_e2e::grpc::{FIRST, frame, unframe};
 
     let stable = GrpcUpstream::h2c("stable", None).await;
@@ -591,14 +607,7 @@ async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() 
     );
 
     // One message, the stream left open until the answer has come.
-    let stream = tokio::net::TcpStream::connect(weir.addrs.http)
-        .await
-        .expect("connecting");
-    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP/2 handshake");
-    tokio::spawn(connection);
+    let mut sender = h2_connection(weir.addrs.http).await;
     let (end_request, ended) = tokio::sync::oneshot::channel::<()>();
     let messages = futures_util::stream::once(async {
         Ok::<_, std::convert::Infallible>(Frame::data(frame(b"first")))
