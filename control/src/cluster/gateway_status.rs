@@ -274,6 +274,12 @@ impl GatewayStatusWriter {
                     .await;
             }
         }
+        // Objects gone from the cluster: what was written of them goes too.
+        self.lock_written().retain(|(kind, key), _| match *kind {
+            "GatewayClass" => objects.gateway_classes.contains_key(key),
+            "Gateway" => objects.gateways.contains_key(key),
+            _ => objects.http_routes.contains_key(key),
+        });
         *self.lock_failed() = (failures > 0).then(|| (objects.clone(), compiled.clone()));
     }
 

@@ -210,6 +210,18 @@ async fn an_accepted_route_class_and_gateway_are_written_once_with_the_version_r
     // Nothing changed: nothing is written again.
     let again = run(&writer, &mut api, true, &objects).await;
     assert!(again.is_empty(), "{again:?}");
+    assert_eq!(writer.lock_written().len(), 3);
+
+    // The route is deleted: what was written of it is forgotten.
+    let mut without_route = objects.clone();
+    without_route.http_routes.clear();
+    run(&writer, &mut api, true, &without_route).await;
+    let kinds: Vec<&str> = writer
+        .lock_written()
+        .keys()
+        .map(|(kind, _)| *kind)
+        .collect();
+    assert_eq!(kinds, ["Gateway", "GatewayClass"]);
 }
 
 #[tokio::test]
