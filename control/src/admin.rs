@@ -746,12 +746,19 @@ where
     }
 }
 
-/// Compares two byte strings in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Compares a configured `token` with one `presented`, in time that
+/// depends on the presented one's length only: neither where they differ
+/// nor the token's length shows in it.
+fn constant_time_eq(token: &[u8], presented: &[u8]) -> bool {
+    let Some(last) = token.len().checked_sub(1) else {
+        return presented.is_empty();
+    };
+    let mut differ = u8::from(token.len() != presented.len());
+    for (i, byte) in presented.iter().enumerate() {
+        // Every presented byte is compared with some byte of the token.
+        differ |= byte ^ token[i.min(last)];
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    differ == 0
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -1210,5 +1217,9 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
+        assert!(!constant_time_eq(b"x", b""));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+        assert!(!constant_time_eq(b"secret", b"secrett"));
+        assert!(constant_time_eq(b"", b""));
     }
 }
