@@ -738,11 +738,48 @@ where
         return Ok(Value::Object(serde_json::Map::new()));
     }
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(value @ Value::Object(_)) => match serde_json::from_slice::<UniqueFields>(&bytes) {
+            Ok(_) => Ok(value),
+            Err(e) => Err(refusal(&Refusal::BadCommandBody {
+                problem: e.to_string(),
+            })),
+        },
         Ok(_) => Err(refusal(&Refusal::BodyNotObject)),
         Err(e) => Err(refusal(&Refusal::BodyNotJson {
             error: e.to_string(),
         })),
+    }
+}
+
+/// A JSON object read only to check that no field is named twice (a
+/// parsed `Value` keeps the last of them, silently).
+struct UniqueFields;
+
+impl<'de> serde::Deserialize<'de> for UniqueFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = UniqueFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueFields, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(name.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the field `{name}` is given twice"
+                        )));
+                    }
+                }
+                Ok(UniqueFields)
+            }
+        }
+        deserializer.deserialize_map(Fields)
     }
 }
 
@@ -1209,6 +1246,24 @@ mod tests {
                 Err(message) => assert!(message.contains(says), "{verb:?} {text}: {message}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_field_given_twice_is_refused_by_name() {
+        let body = r#"{"full": true, "full": false}"#;
+        let request = Request::new(Full::new(Bytes::from_static(body.as_bytes())));
+        let Err(refused) = read_json(request).await else {
+            panic!("a body with a field twice is taken");
+        };
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let text = refused
+            .into_body()
+            .collect()
+            .await
+            .expect("the body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.contains("the field `full` is given twice"), "{text}");
     }
 
     #[test]

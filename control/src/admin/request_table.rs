@@ -207,6 +207,14 @@ async fn every_path_method_and_token_answers_its_status() {
             r#"{"full": true}"#,
             400,
         ),
+        (
+            &post,
+            "/api/v1/routes/web/promote",
+            Writer,
+            r#"{"full": true, "full": false}"#,
+            400,
+        ),
+        (&post, "/api/v1/promote", Writer, r#"{"x": 1, "x": 1}"#, 400),
         (&post, "/api/v1/routes/web/promote", Writer, "{}", 200),
         (
             &post,
