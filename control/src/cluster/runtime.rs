@@ -529,9 +529,14 @@ async fn sync(
         discovery::compile_cluster_routes(&objects, namespaces.as_ref(), &file_templates);
     log_template_problems(&compiled.template_problems, logged_templates);
     let mut present = BTreeSet::new();
+    // CanaryRoutes deleted and made again since the last sync (another
+    // `uid` under the name): the rollout kept for the name is not theirs.
+    let mut made_again = Vec::new();
     for (key, route) in &objects.canary_routes {
         let name = key.to_string();
-        cluster.statuses.observe(&name, route);
+        if cluster.statuses.observe(&name, route) {
+            made_again.push(name.clone());
+        }
         present.insert(name);
     }
     // Deleted CanaryRoutes: their last status goes with them.
@@ -573,7 +578,10 @@ async fn sync(
     let _writing = process.transitions.lock().await;
     let now = process.now_ms();
     let (routes, decisions, store, conflicts) = {
-        let control = process.control.lock().await;
+        let mut control = process.control.lock().await;
+        for name in &made_again {
+            control.forget_cluster_route(name);
+        }
         // A CanaryRoute matching the same requests as a file route is not served.
         let conflicts = discovery::snapshot_routes(control.file_config(), &compiled).conflicts;
         let routes: Vec<weir_config::Route> = compiled
@@ -604,6 +612,9 @@ async fn sync(
     {
         let mut control = process.control.lock().await;
         let (mut republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
+        // What was served for the old object may not differ from the new
+        // one's state as compared, and must go all the same.
+        republish |= !made_again.is_empty();
         if let Some(gateways) = &gateways {
             republish |= control.set_gateway_routes(gateways.routes.clone());
         }

@@ -92,11 +92,12 @@ impl StatusStore {
     /// delivered it. An object older than the one already seen (a lagging
     /// watch event after this store's own write) is ignored; an object of
     /// another `uid` (deleted and made again under the same name) replaces
-    /// what was seen, whatever its version.
-    pub fn observe(&self, route: &str, object: &CanaryRoute) {
+    /// what was seen, whatever its version. Returns whether it was such an
+    /// object: the rollout state kept for the name is the old object's.
+    pub fn observe(&self, route: &str, object: &CanaryRoute) -> bool {
         let incoming = object.metadata.resource_version.clone();
         let Ok(mut routes) = self.routes.lock() else {
-            return;
+            return false;
         };
         let seen = routes.entry(route.to_owned()).or_default();
         let made_again =
@@ -104,13 +105,14 @@ impl StatusStore {
         if made_again {
             *seen = Seen::default();
         } else if is_older(incoming.as_deref(), seen.resource_version.as_deref()) {
-            return;
+            return false;
         }
         seen.status = object.status.clone().unwrap_or_default();
         seen.resource_version = incoming;
         seen.generation = object.metadata.generation;
         seen.uid = object.metadata.uid.clone();
         seen.pause_lengths_ms = pause_lengths_ms(object);
+        made_again
     }
 
     /// Forgets the CanaryRoutes for which `present` is false (deleted).

@@ -159,6 +159,14 @@ impl ControlState {
         (republish, kept)
     }
 
+    /// Forgets the rollout state and samples kept for CanaryRoute `name`:
+    /// the object of that name was deleted and made again, and what was
+    /// kept is the old object's.
+    pub fn forget_cluster_route(&mut self, name: &str) {
+        self.rollouts.remove(name);
+        self.history.remove(name);
+    }
+
     /// Marks whether this replica leads. A change of leadership forgets the
     /// CanaryRoutes' samples: a leader samples the sum of every replica's
     /// counters, the others their own, and the two do not follow each other.

@@ -564,17 +564,20 @@ fn a_blue_green_spec_counts_the_steps_its_rollout_runs() {
 #[tokio::test]
 async fn a_route_made_again_under_its_name_is_taken_whatever_its_version() {
     let (store, _api) = store();
-    store.observe(ROUTE, &route("70", &status_of(&timed_pause())));
+    assert!(!store.observe(ROUTE, &route("70", &status_of(&timed_pause()))));
     // An older version of the same object: a lagging event, ignored.
-    store.observe(ROUTE, &route("60", &status_of(&timed_pause())));
+    assert!(!store.observe(ROUTE, &route("60", &status_of(&timed_pause()))));
     assert_eq!(store.resource_version(ROUTE).as_deref(), Some("70"));
     // The same name, another object (after a restore from a backup, its
     // version may be lower).
     let mut again = object("5", &status_of(&timed_pause()));
     again["metadata"]["uid"] = json!("uid-checkout-2");
-    store.observe(
-        ROUTE,
-        &serde_json::from_value(again).expect("a CanaryRoute"),
+    assert!(
+        store.observe(
+            ROUTE,
+            &serde_json::from_value(again).expect("a CanaryRoute"),
+        ),
+        "another object under the name"
     );
     assert_eq!(store.resource_version(ROUTE).as_deref(), Some("5"));
 

@@ -261,3 +261,23 @@ async fn a_route_that_leaves_the_cluster_loses_its_state() {
             .all(|r| &*r.name != "shop/checkout")
     );
 }
+
+#[tokio::test]
+async fn a_route_made_again_under_its_name_starts_afresh() {
+    let (mut control, route) = control().await;
+    // The old object's rollout, two steps on.
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(Some(state_at(&route, 2)), vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
+    assert_eq!(control.rollouts["shop/checkout"].step_index, Some(2));
+
+    // The new object has no status yet. Kept, the old rollout would be
+    // taken for its own and written to it.
+    control.forget_cluster_route("shop/checkout");
+    lead_the_start(&mut control, &route);
+    assert_eq!(control.rollouts["shop/checkout"].step_index, Some(0));
+}
