@@ -252,12 +252,7 @@ impl Verb {
                 Verb::Promote => "only `full` (a boolean) is accepted",
                 _ => "this command takes no fields",
             };
-            return Err(format!(
-                "unknown field{} {} in the {} body; {accepted}",
-                if unknown.len() == 1 { "" } else { "s" },
-                unknown.join(", "),
-                self.as_str()
-            ));
+            return Err(unknown_fields(&unknown, self.as_str(), accepted));
         }
         Ok(match self {
             Verb::Promote if full => Command::PromoteFull,
@@ -434,11 +429,7 @@ impl AdminState {
                 };
                 if let Some(fields) = body.as_object().filter(|o| !o.is_empty()) {
                     let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
-                    let problem = format!(
-                        "unknown field{} {} in the promote-all body; it takes no fields",
-                        if names.len() == 1 { "" } else { "s" },
-                        names.join(", ")
-                    );
+                    let problem = unknown_fields(&names, "promote-all", "it takes no fields");
                     return refusal(&Refusal::BadCommandBody { problem });
                 }
                 let response = self.promote_all().await;
@@ -700,20 +691,55 @@ const PLACE_GIVEN_WITHIN: std::time::Duration = std::time::Duration::from_millis
 /// The admin connections that have not sent a byte yet, oldest first, each
 /// with the signal that closes it.
 #[derive(Default)]
-struct SilentConnections {
+struct SilentConnections(Mutex<SilentList>);
+
+#[derive(Default)]
+struct SilentList {
     next_id: u64,
     waiting: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
 }
 
-/// The oldest silent connection, taken off the list.
-fn pop_oldest(silent: &Mutex<SilentConnections>) -> Option<(u64, Arc<tokio::sync::Notify>)> {
-    silent_lock(silent).waiting.pop_front()
+impl SilentConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SilentList> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a new connection, the newest; its id and the signal that asks
+    /// it to close.
+    fn add(&self) -> (u64, Arc<tokio::sync::Notify>) {
+        let leave = Arc::new(tokio::sync::Notify::new());
+        let mut list = self.lock();
+        let id = list.next_id;
+        list.next_id += 1;
+        list.waiting.push_back((id, Arc::clone(&leave)));
+        (id, leave)
+    }
+
+    /// Takes connection `id` off the list: it spoke, or is gone.
+    fn remove(&self, id: u64) {
+        self.lock().waiting.retain(|(other, _)| *other != id);
+    }
+
+    /// Asks the oldest silent connection to close; whether there was one.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.lock().waiting.pop_front();
+        oldest.is_some_and(|(_, leave)| {
+            leave.notify_one();
+            true
+        })
+    }
 }
 
-fn silent_lock(silent: &Mutex<SilentConnections>) -> std::sync::MutexGuard<'_, SilentConnections> {
-    silent
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The refusal of a command body with fields the command does not take
+/// (`names`, quoted), saying what it `accepts`.
+fn unknown_fields(names: &[String], command: &str, accepts: &str) -> String {
+    format!(
+        "unknown field{} {} in the {command} body; {accepts}",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    )
 }
 
 /// Reads an optional JSON object body; empty is `{}`.
@@ -865,7 +891,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         .max_buf_size(64 * 1024);
     let builder = Arc::new(builder);
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let silent = Arc::new(Mutex::new(SilentConnections::default()));
+    let silent = Arc::new(SilentConnections::default());
     let mut backoff = weir_proxy::server::AcceptBackoff::new("admin");
     loop {
         let (stream, remote) = tokio::select! {
@@ -889,32 +915,19 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             // Full: the oldest connection that has said nothing yet gives
             // its place, so that silent connections cannot keep a probe
             // or a command out.
-            Err(_) => match pop_oldest(&silent) {
-                Some((_, leave)) => {
-                    leave.notify_one();
-                    tokio::time::timeout(
-                        PLACE_GIVEN_WITHIN,
-                        Arc::clone(&connections).acquire_owned(),
-                    )
+            Err(_) if silent.close_oldest() => {
+                tokio::time::timeout(PLACE_GIVEN_WITHIN, Arc::clone(&connections).acquire_owned())
                     .await
                     .ok()
                     .and_then(Result::ok)
-                }
-                None => None,
-            },
+            }
+            Err(_) => None,
         };
         let Some(permit) = permit else {
             tracing::debug!(%remote, limit = MAX_CONNECTIONS, "admin connection refused: too many open");
             continue;
         };
-        let leave = Arc::new(tokio::sync::Notify::new());
-        let id = {
-            let mut silent = silent_lock(&silent);
-            let id = silent.next_id;
-            silent.next_id += 1;
-            silent.waiting.push_back((id, Arc::clone(&leave)));
-            id
-        };
+        let (id, leave) = silent.add();
         let silent = Arc::clone(&silent);
         let service = HyperService(stack::admin_stack(Arc::clone(&state), remote));
         let builder = Arc::clone(&builder);
@@ -929,9 +942,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                 }
                 () = leave.notified() => false,
             };
-            silent_lock(&silent)
-                .waiting
-                .retain(|(other, _)| *other != id);
+            silent.remove(id);
             if !spoke {
                 tracing::debug!(%remote, "admin connection closed: nothing sent");
                 return;

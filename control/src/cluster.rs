@@ -9,6 +9,8 @@ pub mod gateway_api;
 pub mod gateway_routes;
 pub mod gateway_status;
 pub mod lease;
+#[cfg(test)]
+mod mock_api;
 pub mod peers;
 pub mod resource;
 pub mod runtime;

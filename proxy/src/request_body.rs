@@ -379,19 +379,14 @@ pub async fn keep(mut body: Incoming, limit: u64, gap: KeepGap) -> Result<Kept, 
     let mut trailers = None;
     let mut length: u64 = 0;
     loop {
+        let (KeepGap::Stall(wait) | KeepGap::Stream(wait)) = gap;
         let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-        let next = match gap {
-            KeepGap::Stall(idle) => tokio::time::timeout(idle, next)
-                .await
-                .map_err(|_| KeepError::Stalled)?,
-            KeepGap::Stream(quiet) => match tokio::time::timeout(quiet, next).await {
-                Ok(next) => next,
-                Err(_) => {
-                    // Trailers end a body: none were read.
-                    let head = joined.map(BytesMut::freeze).or(first);
-                    return Ok(Kept::Once(RequestBody::Prefixed { head, rest: body }));
-                }
-            },
+        let Ok(next) = tokio::time::timeout(wait, next).await else {
+            return match gap {
+                KeepGap::Stall(_) => Err(KeepError::Stalled),
+                // Trailers end a body: none were read.
+                KeepGap::Stream(_) => Ok(sent_once(first, joined, body)),
+            };
         };
         let Some(frame) = next else {
             break;
@@ -417,12 +412,25 @@ pub async fn keep(mut body: Incoming, limit: u64, gap: KeepGap) -> Result<Kept, 
             (_, Some(all)) => all.extend_from_slice(&frame),
         }
         if length > limit {
-            let head = joined.map(BytesMut::freeze).or(first);
-            return Ok(Kept::Once(RequestBody::Prefixed { head, rest: body }));
+            return Ok(sent_once(first, joined, body));
         }
     }
     Ok(Kept::Whole(BufferedBody {
-        data: joined.map(BytesMut::freeze).or(first),
+        data: read_so_far(first, joined),
         trailers,
     }))
+}
+
+/// What [`keep`] read of a body: its one piece as it came, or the pieces
+/// joined.
+fn read_so_far(first: Option<Bytes>, joined: Option<BytesMut>) -> Option<Bytes> {
+    joined.map(BytesMut::freeze).or(first)
+}
+
+/// A body [`keep`] gives up keeping: what it read, in front of the rest.
+fn sent_once(first: Option<Bytes>, joined: Option<BytesMut>, rest: Incoming) -> Kept {
+    Kept::Once(RequestBody::Prefixed {
+        head: read_so_far(first, joined),
+        rest,
+    })
 }

@@ -33,6 +33,8 @@ use serde::Serialize;
 use weir_config::condition::Value;
 use weir_config::{AnalysisRef, Metric};
 
+use crate::messages::truncate;
+
 /// After an errored measurement, the next one comes this much later (or
 /// after `interval` when that is shorter).
 pub const ERROR_RETRY: Duration = Duration::from_secs(10);
@@ -182,11 +184,8 @@ pub fn quoted(value: &Value) -> String {
 /// `text` cut at [`MESSAGE_BYTES`] (on a character boundary), marked as cut.
 pub fn bounded_message(mut text: String) -> String {
     if text.len() > MESSAGE_BYTES {
-        let mut end = MESSAGE_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        let kept = truncate(&text, MESSAGE_BYTES).len();
+        text.truncate(kept);
         text.push_str("... (cut)");
     }
     text
@@ -207,11 +206,7 @@ fn capped_text(value: &Value, limit: usize) -> (String, bool) {
                 self.text.push_str(s);
                 return Ok(());
             }
-            let mut end = room;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            self.text.push_str(&s[..end]);
+            self.text.push_str(truncate(s, room));
             self.cut = true;
             Err(std::fmt::Error)
         }

@@ -14,6 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
 
+use crate::messages::truncate;
 use crate::rollout::{Phase, RolloutState, TransitionKind};
 
 /// The `reportingController` of every Event weir writes.
@@ -242,18 +243,6 @@ fn event_name(object: &str, now: Timestamp) -> String {
     // A name's labels end with a letter or digit.
     let kept = kept.trim_end_matches(['-', '.']);
     format!("{kept}{suffix}")
-}
-
-/// At most `limit` bytes of `text`, cut at a character boundary.
-fn truncate(text: &str, limit: usize) -> &str {
-    if text.len() <= limit {
-        return text;
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]

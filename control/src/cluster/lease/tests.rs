@@ -2,51 +2,12 @@
 //! API server, taking the requests one by one and answering them; a request
 //! that does not come fails the test at the guard's deadline.
 
-use http::{Request, Response};
-use http_body_util::BodyExt as _;
-use kube::client::Body;
 use serde_json::{Value, json};
-use tower_test::mock;
 
 use super::*;
+use crate::cluster::mock_api::{self, next};
 
-/// Only a guard against a hang: requests come at once.
-const GUARD: Duration = Duration::from_secs(10);
 const LEASE_PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/weir/leases/weir-leader";
-
-type ApiHandle = mock::Handle<Request<Body>, Response<Body>>;
-
-/// One request the candidate sent, and the means to answer it.
-struct Sent {
-    method: http::Method,
-    path: String,
-    body: Value,
-    respond: mock::SendResponse<Response<Body>>,
-}
-
-impl Sent {
-    fn answer(self, code: u16, body: &Value) {
-        let mut response =
-            Response::new(Body::from(serde_json::to_vec(body).expect("a JSON body")));
-        *response.status_mut() = http::StatusCode::from_u16(code).expect("a status code");
-        self.respond.send_response(response);
-    }
-}
-
-async fn next(handle: &mut ApiHandle) -> Sent {
-    let (request, respond) = tokio::time::timeout(GUARD, handle.next_request())
-        .await
-        .expect("a request before the guard's deadline")
-        .expect("the service is still in use");
-    let (parts, body) = request.into_parts();
-    let bytes = body.collect().await.expect("the request body").to_bytes();
-    Sent {
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        respond,
-    }
-}
 
 /// The Lease as the API server holds it: `holder`'s, changed hands
 /// `transitions` times.
@@ -93,8 +54,7 @@ fn transitions_count_changes_of_hands_and_stay_a_valid_int32() {
 /// overflow in the election task, no negative count the server refuses.
 #[tokio::test(start_paused = true)]
 async fn a_takeover_at_the_largest_transition_count_keeps_it_there() {
-    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
+    let (client, mut handle) = mock_api::client();
     let mut elector = Elector::new(client, LeaseConfig::new("weir", "weir-leader", "weir-1"));
     let held = lease("weir-0", i32::MAX);
 

@@ -5,69 +5,22 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response};
-use http_body_util::BodyExt as _;
-use kube::client::Body;
 use serde_json::{Value, json};
-use tower_test::mock;
 use weir_config::Weight;
 
 use super::*;
+use crate::cluster::mock_api::{self, ApiHandle, GUARD, next};
 use crate::rollout::{AbortReason, Evidence, Phase};
 
-/// Only a guard against a hang: requests come at once.
-const GUARD: Duration = Duration::from_secs(10);
 const ROUTE: &str = "shop/checkout";
 const STATUS_PATH: &str = "/apis/weir.dev/v1alpha1/namespaces/shop/canaryroutes/checkout/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
 const T0: u64 = 1_700_000_000_000;
 
-type ApiHandle = mock::Handle<Request<Body>, Response<Body>>;
-
-/// One request the store sent, and the means to answer it.
-struct Sent {
-    method: http::Method,
-    path: String,
-    content_type: String,
-    body: Value,
-    respond: mock::SendResponse<Response<Body>>,
-}
-
-impl Sent {
-    fn answer(self, code: u16, body: &Value) {
-        let mut response =
-            Response::new(Body::from(serde_json::to_vec(body).expect("a JSON body")));
-        *response.status_mut() = http::StatusCode::from_u16(code).expect("a status code");
-        self.respond.send_response(response);
-    }
-}
-
 fn store() -> (Arc<StatusStore>, ApiHandle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
+    let (client, handle) = mock_api::client();
     let store = StatusStore::new(client, Handle::current(), "weir-0");
     (Arc::new(store), handle)
-}
-
-async fn next(handle: &mut ApiHandle) -> Sent {
-    let (request, respond) = tokio::time::timeout(GUARD, handle.next_request())
-        .await
-        .expect("a request before the guard's deadline")
-        .expect("the service is still in use");
-    let (parts, body) = request.into_parts();
-    let bytes = body.collect().await.expect("the request body").to_bytes();
-    Sent {
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        content_type: parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        respond,
-    }
 }
 
 /// Once every client is gone the mocked service ends: no request is left.
