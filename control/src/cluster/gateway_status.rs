@@ -11,12 +11,17 @@
 //! `resourceVersion` read (a merge patch replaces the whole `parents` list,
 //! so the precondition keeps it from dropping an entry another controller
 //! wrote meanwhile). A write that fails is logged and tried again at the
-//! next change or refresh.
+//! next change or refresh. The writes of one round run concurrently, at
+//! most [`CONCURRENT_WRITES`] at a time, so an API server that does not
+//! answer costs a round a few write timeouts, not one per object.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt as _;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde::Serialize;
@@ -33,6 +38,12 @@ use super::gateway_routes::{
 };
 use super::status_codec::format_time;
 use super::status_store::WRITE_TIMEOUT;
+
+/// How many status writes of one round may be in flight at once.
+pub const CONCURRENT_WRITES: usize = 8;
+
+/// One status write, answering 1 when it failed, else 0.
+type PendingWrite<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
 
 /// Writes the status of our GatewayClasses, Gateways and HTTPRoutes.
 pub struct GatewayStatusWriter {
@@ -237,7 +248,7 @@ impl GatewayStatusWriter {
             return;
         }
         let now = now_ms();
-        let mut failures = 0;
+        let mut writes: Vec<PendingWrite<'_>> = Vec::new();
         for (name, verdict) in &compiled.classes {
             let key = ObjectKey::new("", name);
             let Some(class) = objects.gateway_classes.get(&key) else {
@@ -245,9 +256,13 @@ impl GatewayStatusWriter {
             };
             if let Some(status) = class_status(class.status.as_ref(), verdict, now) {
                 let api: Api<GatewayClass> = Api::all(self.client.clone());
-                failures += self
-                    .patch(api, "GatewayClass", &key, &class.metadata, &status)
-                    .await;
+                writes.push(Box::pin(self.patch(
+                    api,
+                    "GatewayClass",
+                    key,
+                    &class.metadata,
+                    status,
+                )));
             }
         }
         for (key, verdict) in &compiled.gateways {
@@ -256,9 +271,13 @@ impl GatewayStatusWriter {
             };
             if let Some(status) = gateway_status(gateway.status.as_ref(), verdict, now) {
                 let api: Api<Gateway> = Api::namespaced(self.client.clone(), &key.namespace);
-                failures += self
-                    .patch(api, "Gateway", key, &gateway.metadata, &status)
-                    .await;
+                writes.push(Box::pin(self.patch(
+                    api,
+                    "Gateway",
+                    key.clone(),
+                    &gateway.metadata,
+                    status,
+                )));
             }
         }
         for (key, route) in &objects.http_routes {
@@ -269,11 +288,21 @@ impl GatewayStatusWriter {
                 .unwrap_or_default();
             if let Some(status) = route_status(route.status.as_ref(), verdicts, now) {
                 let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &key.namespace);
-                failures += self
-                    .patch(api, "HTTPRoute", key, &route.metadata, &status)
-                    .await;
+                writes.push(Box::pin(self.patch(
+                    api,
+                    "HTTPRoute",
+                    key.clone(),
+                    &route.metadata,
+                    status,
+                )));
             }
         }
+        // Each object is written at most once per round, so the writes in
+        // flight together never race each other.
+        let failures: usize = futures_util::stream::iter(writes)
+            .buffer_unordered(CONCURRENT_WRITES)
+            .fold(0, |sum, failed| async move { sum + failed })
+            .await;
         // Objects gone from the cluster: what was written of them goes too.
         self.lock_written().retain(|(kind, key), _| match *kind {
             "GatewayClass" => objects.gateway_classes.contains_key(key),
@@ -297,9 +326,9 @@ impl GatewayStatusWriter {
         &self,
         api: Api<K>,
         kind: &'static str,
-        key: &ObjectKey,
+        key: ObjectKey,
         metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-        status: &S,
+        status: S,
     ) -> usize
     where
         K: Clone + DeserializeOwned + std::fmt::Debug,

@@ -8,6 +8,13 @@
 //!
 //! Nothing here waits on the proxy: a change is compiled, decided and
 //! published as a new snapshot like a reload, through the process handle.
+//!
+//! Nor does serving wait on the status writes that are not rollout states:
+//! the problem conditions of CanaryRoutes and the Gateway API statuses are
+//! handed to one writer task, which writes them after the sync that found
+//! them has let go of the transition lock (see [`write_statuses`]). A slow
+//! or silent API server then delays neither the next sync nor an operator's
+//! command by more than the one state write it may be in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -26,9 +33,9 @@ use tokio::time::Instant;
 use weir_config::{Kubernetes, KubernetesRole};
 
 use super::conditions::ProblemReporter;
-use super::discovery::{self, ClusterObjects, ObjectKey};
+use super::discovery::{self, ClusterObjects, ObjectKey, RouteProblem};
 use super::gateway_api::{Gateway, GatewayClass, HttpRoute};
-use super::gateway_routes;
+use super::gateway_routes::{self, CompiledGateways};
 use super::gateway_status::GatewayStatusWriter;
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
@@ -86,6 +93,24 @@ pub struct Cluster {
     /// Writes the status of the Gateway API objects (the leader only).
     gateway_statuses: GatewayStatusWriter,
 }
+
+/// What one sync leaves to the status writer: the problem conditions of
+/// the CanaryRoutes and the Gateway API statuses, as of that sync.
+#[derive(Debug)]
+struct StatusRound {
+    /// Whether this replica led (and may write) when the sync decided.
+    leading: bool,
+    /// The objects the sync compiled.
+    objects: ClusterObjects,
+    /// Per CanaryRoute name, its problems (conflicts included).
+    problems: BTreeMap<String, Vec<RouteProblem>>,
+    /// What the Gateway API objects compiled to, with `gatewayApi` on.
+    gateways: Option<CompiledGateways>,
+}
+
+/// The latest round of each sync, for the status writer; `None` before the
+/// first sync.
+type Rounds = Option<Arc<StatusRound>>;
 
 /// The reflector stores of the watched kinds.
 #[derive(Clone)]
@@ -275,6 +300,13 @@ pub fn start(
     let cluster = Arc::new(Cluster::new(
         settings, client, statuses, leadership, peers, ready,
     ));
+    let (rounds_tx, rounds) = watch::channel(None);
+    tokio::spawn(write_statuses(
+        Arc::clone(&process),
+        Arc::clone(&cluster),
+        rounds,
+        stop.clone(),
+    ));
     tokio::spawn(follow(
         process,
         Arc::clone(&cluster),
@@ -282,6 +314,7 @@ pub fn start(
         changed,
         ready_tx,
         peers_tx,
+        rounds_tx,
         stop,
     ));
     cluster
@@ -350,7 +383,9 @@ where
 
 /// Keeps the process in step with the cluster until `stop`: waits for the
 /// first full lists, then recompiles and decides at every change of the
-/// watched objects or of the leadership.
+/// watched objects or of the leadership, handing each sync's other status
+/// writes to the status writer through `rounds`.
+#[allow(clippy::too_many_arguments)]
 async fn follow(
     process: Arc<Process>,
     cluster: Arc<Cluster>,
@@ -358,6 +393,7 @@ async fn follow(
     changed: Arc<Notify>,
     ready_tx: watch::Sender<bool>,
     peers_tx: watch::Sender<Vec<SocketAddr>>,
+    rounds: watch::Sender<Rounds>,
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -372,8 +408,6 @@ async fn follow(
     let mut election_running = true;
     let mut guardrail = tokio::time::interval(Duration::from_millis(250));
     guardrail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut refresh = tokio::time::interval(STATUS_REFRESH);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
     loop {
         if !first {
@@ -390,16 +424,10 @@ async fn follow(
                     guard(&process, &cluster).await;
                     continue;
                 }
-                _ = refresh.tick() => {
-                    refresh_judgements(&process, &cluster).await;
-                    cluster.problems.retry(cluster.is_leader(), &cluster.statuses).await;
-                    cluster.gateway_statuses.retry(cluster.is_leader() && cluster.settings.is_candidate()).await;
-                    continue;
-                }
             }
             tokio::time::sleep(COALESCE).await;
         }
-        sync(
+        let round = sync(
             &process,
             &cluster,
             &stores,
@@ -407,6 +435,9 @@ async fn follow(
             &mut logged_templates,
         )
         .await;
+        // The writer takes the latest round: one it has not started yet is
+        // replaced, as every round carries all it needs.
+        rounds.send_replace(Some(Arc::new(round)));
         if first {
             let _ = ready_tx.send(true);
             first = false;
@@ -436,9 +467,117 @@ async fn leadership_changed(leadership: &mut watch::Receiver<Leadership>, runnin
     std::future::pending().await
 }
 
+/// Writes, until `stop`, what the syncs hand over through `rounds` (the
+/// problem conditions of the CanaryRoutes and the Gateway API statuses),
+/// and every [`STATUS_REFRESH`] brings the judgements in the CanaryRoutes'
+/// status up to date and tries the failed writes again.
+///
+/// None of it holds the transition lock but the judgement writes, one
+/// route at a time (see [`refresh_judgements`]). The writes cannot undo a
+/// transition: a problem write is a merge patch of `status.conditions`
+/// alone, and a Gateway API status is on an object no transition writes;
+/// both carry the `resourceVersion` read as a precondition, so a status
+/// changed meanwhile (by a state write or anyone) answers 409, nothing is
+/// written and the next round writes over the newer object. A state write
+/// that loses that race to a problem write gets the 409 instead, and the
+/// next decision starts from the newer status, as after any other write.
+///
+/// This task is the only writer of those statuses and does one thing at a
+/// time: the writes of a round end (or time out) before the next round or
+/// retry starts, so a status of an older round is never written after one
+/// of a newer round. A round not started yet is replaced by a newer one.
+async fn write_statuses(
+    process: Arc<Process>,
+    cluster: Arc<Cluster>,
+    mut rounds: watch::Receiver<Rounds>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut refresh = tokio::time::interval(STATUS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // The refresh first: syncs that follow each other closely must not
+        // keep it from its turn.
+        let work = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => return,
+            _ = refresh.tick() => Work::Refresh,
+            changed = rounds.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let round = rounds.borrow_and_update().clone();
+                match round {
+                    Some(round) => Work::Round(round),
+                    None => continue,
+                }
+            }
+        };
+        let done = async {
+            match work {
+                Work::Round(round) => write_round(&cluster, &round).await,
+                Work::Refresh => {
+                    refresh_judgements(&process, &cluster).await;
+                    // A round waiting to be written supersedes the failed
+                    // one: it is written next, in full.
+                    if !rounds.has_changed().unwrap_or(false) {
+                        let leading = cluster.is_leader();
+                        tokio::join!(
+                            cluster.problems.retry(leading, &cluster.statuses),
+                            cluster
+                                .gateway_statuses
+                                .retry(leading && cluster.settings.is_candidate()),
+                        );
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            () = done => {}
+        }
+    }
+}
+
+/// What the status writer does next.
+enum Work {
+    /// Write the statuses of a sync.
+    Round(Arc<StatusRound>),
+    /// Bring the judgements up to date and retry the failed writes.
+    Refresh,
+}
+
+/// Writes the problem conditions and the Gateway API statuses of `round`;
+/// they are on different objects, so both go at once.
+async fn write_round(cluster: &Cluster, round: &StatusRound) {
+    let problems = cluster.problems.report(
+        round.leading,
+        &round.objects,
+        round.problems.clone(),
+        &cluster.statuses,
+    );
+    let gateways = async {
+        if let Some(gateways) = &round.gateways {
+            cluster
+                .gateway_statuses
+                .write(round.leading, &round.objects, gateways)
+                .await;
+        }
+    };
+    tokio::join!(problems, gateways);
+}
+
 /// The leader writes the judgement of each CanaryRoute whose status tells
 /// another verdict, reason or coverage, with the coverage of the replicas'
 /// counters; a write that loses a race (409) is retried at the next round.
+///
+/// Such a write is a rollout state write: the whole state of the route as
+/// kept in memory is encoded over the status last seen, with that status's
+/// `resourceVersion`. Without the transition lock, a state taken here
+/// before a transition and written after it would carry the version the
+/// transition's own write returned and undo the transition. So each route
+/// is taken, checked and written under the lock, but one route at a time:
+/// a command waiting for the lock waits for one write (one API timeout at
+/// most), not for every stale route.
 async fn refresh_judgements(process: &Process, cluster: &Cluster) {
     let coverage = cluster.peers.as_ref().map(|peers| {
         let (counted, known) = peers.coverage();
@@ -447,31 +586,42 @@ async fn refresh_judgements(process: &Process, cluster: &Cluster) {
             known: u32::try_from(known).unwrap_or(u32::MAX),
         }
     });
-    let _writing = process.transitions.lock().await;
-    let (stale, store) = {
+    let routes: Vec<String> = {
         let control = process.control.lock().await;
         if !control.is_leading() {
             return;
         }
-        let stale: Vec<_> = control
+        control
             .rollouts
-            .iter()
-            .filter(|(name, _)| is_cluster_route(name))
-            .filter_map(|(name, state)| {
+            .keys()
+            .filter(|name| is_cluster_route(name))
+            .inspect(|name| {
                 if let Some(coverage) = coverage {
                     cluster.statuses.set_coverage(name, coverage);
                 }
-                cluster
-                    .statuses
-                    .judgement_is_stale(state)
-                    .then(|| state.clone())
             })
-            .collect();
-        (stale, control.store())
+            .cloned()
+            .collect()
     };
-    for result in persist::save_off_runtime(store, stale).await {
-        if let Err(error) = result {
-            tracing::debug!(%error, "the judgement in the status is not updated this round");
+    for name in routes {
+        let _writing = process.transitions.lock().await;
+        let (stale, store) = {
+            let control = process.control.lock().await;
+            if !control.is_leading() {
+                return;
+            }
+            let Some(state) = control.rollouts.get(&name) else {
+                continue;
+            };
+            if !cluster.statuses.judgement_is_stale(state) {
+                continue;
+            }
+            (state.clone(), control.store())
+        };
+        for result in persist::save_off_runtime(store, vec![stale]).await {
+            if let Err(error) = result {
+                tracing::debug!(route = %name, %error, "the judgement in the status is not updated this round");
+            }
         }
     }
 }
@@ -503,14 +653,16 @@ async fn all_ready(stores: &Stores) {
 
 /// Compiles the watched objects, records the statuses seen, and brings
 /// the rollout states and the snapshot in step: decided under the control
-/// lock, written (by the leader) without it, kept and published under it.
+/// lock, written (by the leader) without it, kept and published under it,
+/// all under the transition lock. Returns the other status writes it found,
+/// for the status writer: they wait for no one and no one waits for them.
 async fn sync(
     process: &Process,
     cluster: &Cluster,
     stores: &Stores,
     peers_tx: &watch::Sender<Vec<SocketAddr>>,
     logged_templates: &mut BTreeMap<ObjectKey, String>,
-) {
+) -> StatusRound {
     let objects = collect(stores);
     let namespaces: Option<BTreeSet<String>> = cluster
         .settings
@@ -575,7 +727,9 @@ async fn sync(
     } else {
         None
     };
-    let _writing = process.transitions.lock().await;
+    // Held while deciding, writing the states decided and keeping them:
+    // that is what orders this sync with commands, ticks and reloads.
+    let writing = process.transitions.lock().await;
     let now = process.now_ms();
     let (routes, decisions, store, conflicts) = {
         let mut control = process.control.lock().await;
@@ -622,19 +776,16 @@ async fn sync(
             process.publisher.publish(control.snapshot());
         }
     }
-    let mut found = compiled.problems;
+    drop(writing);
+    let mut problems = compiled.problems;
     for (name, conflict) in conflicts {
-        found.entry(name).or_default().extend(conflict);
+        problems.entry(name).or_default().extend(conflict);
     }
-    cluster
-        .problems
-        .report(leading, &objects, found, &cluster.statuses)
-        .await;
-    if let Some(gateways) = &gateways {
-        cluster
-            .gateway_statuses
-            .write(leading, &objects, gateways)
-            .await;
+    StatusRound {
+        leading,
+        objects,
+        problems,
+        gateways,
     }
 }
 
@@ -793,45 +944,4 @@ async fn guard(process: &Process, cluster: &Cluster) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Only a guard against a hang: under paused time it passes at once
-    /// when nothing else is left to run.
-    const GUARD: Duration = Duration::from_secs(3600);
-
-    fn leading() -> Leadership {
-        Leadership {
-            is_leader: true,
-            leader: Some("weir-0".to_owned()),
-            heard_at: None,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_end_of_the_election_is_one_change_then_nothing() {
-        let (election, mut leadership) = watch::channel(Leadership::default());
-        let mut running = true;
-        election.send_replace(leading());
-        tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
-            .await
-            .expect("a change of leadership");
-        assert!(running && leads(&leadership));
-
-        drop(election);
-        tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
-            .await
-            .expect("the end of the election, as a change");
-        assert!(!running, "the election is over");
-        assert!(!leads(&leadership), "no renewal: not leading any more");
-        assert!(leadership.borrow().is_leader, "the last value sent stays");
-
-        // From then on nothing: the loop waits on its other events.
-        for _ in 0..3 {
-            let waited =
-                tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
-                    .await;
-            assert!(waited.is_err(), "a closed channel is not a change");
-        }
-    }
-}
+mod tests;

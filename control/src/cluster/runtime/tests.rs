@@ -1,0 +1,302 @@
+//! The runtime's loops: the end of the election, and a leader whose API
+//! server never answers the Gateway API status writes, run against the
+//! test API server on a real socket.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use http::{Method, Request};
+use kube::client::Body;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use weir_e2e::{
+    Cluster as TestCluster, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, wait_until, within,
+};
+
+use super::*;
+use crate::controller::transitions;
+use crate::fixtures;
+
+/// Only a guard against a hang: under paused time it passes at once
+/// when nothing else is left to run.
+const GUARD: Duration = Duration::from_secs(3600);
+
+/// From the start to the first status write that hangs: the lists, the
+/// election and one sync.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+/// What a command or a new CanaryRoute may take while status writes hang:
+/// about one API timeout, far below one per hanging write.
+const PROMPT: Duration = Duration::from_secs(3);
+
+/// HTTPRoutes whose status writes never get an answer.
+const ROUTES: usize = 15;
+
+/// The file route commanded.
+const FILE_ROUTE: &str = "web";
+
+fn leading() -> Leadership {
+    Leadership {
+        is_leader: true,
+        leader: Some("weir-0".to_owned()),
+        heard_at: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_end_of_the_election_is_one_change_then_nothing() {
+    let (election, mut leadership) = watch::channel(Leadership::default());
+    let mut running = true;
+    election.send_replace(leading());
+    tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
+        .await
+        .expect("a change of leadership");
+    assert!(running && leads(&leadership));
+
+    drop(election);
+    tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running))
+        .await
+        .expect("the end of the election, as a change");
+    assert!(!running, "the election is over");
+    assert!(!leads(&leadership), "no renewal: not leading any more");
+    assert!(leadership.borrow().is_leader, "the last value sent stays");
+
+    // From then on nothing: the loop waits on its other events.
+    for _ in 0..3 {
+        let waited =
+            tokio::time::timeout(GUARD, leadership_changed(&mut leadership, &mut running)).await;
+        assert!(waited.is_err(), "a closed channel is not a change");
+    }
+}
+
+/// The HTTPRoute status writes held by the API server: how many came, and
+/// how many are waiting now.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hung {
+    came: usize,
+    waiting: usize,
+}
+
+/// Counts one held write out when its request is dropped (the writer's
+/// timeout).
+struct Held(Arc<watch::Sender<Hung>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.send_modify(|hung| hung.waiting -= 1);
+    }
+}
+
+/// A leader following the test API server, whose HTTPRoute status writes
+/// never get an answer; every other request is answered.
+struct Leader {
+    cluster: TestCluster,
+    process: Arc<Process>,
+    hung: watch::Receiver<Hung>,
+    stop: watch::Sender<bool>,
+}
+
+impl Leader {
+    /// The API server with our GatewayClass, a Gateway of it, [`ROUTES`]
+    /// HTTPRoutes attached to it and the Services of a CanaryRoute to come;
+    /// then weir with the file route [`FILE_ROUTE`], following it with
+    /// `gatewayApi`, once its first HTTPRoute status write hangs.
+    async fn start() -> Leader {
+        let cluster = TestCluster::without_replicas().await;
+        cluster.api.put(
+            GATEWAY_CLASSES,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                   "metadata": {"name": "weir"},
+                   "spec": {"controllerName": "weir.dev/gateway-controller"}}),
+        );
+        cluster.api.put(
+            GATEWAYS,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                   "metadata": {"name": "public", "namespace": "shop"},
+                   "spec": {"gatewayClassName": "weir", "listeners": [
+                       {"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+        );
+        for i in 0..ROUTES {
+            cluster.api.put(
+                HTTP_ROUTES,
+                json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                       "metadata": {"name": format!("route-{i}"), "namespace": "shop"},
+                       "spec": {"parentRefs": [{"name": "public"}], "rules": [{
+                           "matches": [{"path": {"type": "PathPrefix",
+                                                  "value": format!("/route-{i}")}}],
+                           "backendRefs": [{"name": "web-v1", "port": 80}]}]}}),
+            );
+        }
+        for (service, port) in [("checkout-v1", 9003), ("checkout-v2", 9004)] {
+            cluster.add_service("shop", service, 80);
+            let endpoint = SocketAddr::from(([127, 0, 0, 1], port));
+            cluster.set_endpoints("shop", service, &[(endpoint, true, true, false)]);
+        }
+
+        let (hung_tx, hung) = watch::channel(Hung::default());
+        let client = holding_route_status_writes(client(&cluster).await, Arc::new(hung_tx));
+        let steps = "[{setWeight: 5}, {pause: {}}, {setWeight: 50}, {pause: {}}, {setWeight: 100}]";
+        let text = fixtures::config_text(None, &fixtures::route(FILE_ROUTE, Some(steps)));
+        let process = fixtures::process(&text, PathBuf::from("/nonexistent/weir.yaml"))
+            .await
+            .process;
+        let settings = Settings {
+            kubernetes: Kubernetes {
+                gateway_api: true,
+                ..Kubernetes::default()
+            },
+            identity: "weir-0".to_owned(),
+            namespace: "weir".to_owned(),
+        };
+        let statuses = Arc::new(StatusStore::new(
+            client.clone(),
+            tokio::runtime::Handle::current(),
+            &settings.identity,
+        ));
+        let (stop, stopping) = watch::channel(false);
+        let _ = start(
+            Arc::clone(&process),
+            client,
+            settings,
+            statuses,
+            None,
+            stopping,
+        );
+        let mut leader = Leader {
+            cluster,
+            process,
+            hung,
+            stop,
+        };
+        leader.wait_hung(1, "an HTTPRoute status write").await;
+        leader
+    }
+
+    /// Waits until `waiting` HTTPRoute status writes are held at once.
+    async fn wait_hung(&mut self, waiting: usize, what: &str) {
+        within(
+            START_LIMIT,
+            what,
+            self.hung.wait_for(|h| h.waiting >= waiting),
+        )
+        .await
+        .expect("the client is in use");
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// A client of the test API server, as `weir run` makes one.
+async fn client(cluster: &TestCluster) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(cluster.kubeconfig()).expect("a kubeconfig");
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("a usable kubeconfig");
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("a client")
+}
+
+/// `client`, but a PATCH of an HTTPRoute's status is held forever, as by an
+/// API server that never answers it, and counted in `hung`.
+fn holding_route_status_writes(
+    client: kube::Client,
+    hung: Arc<watch::Sender<Hung>>,
+) -> kube::Client {
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let (client, hung) = (client.clone(), Arc::clone(&hung));
+        async move {
+            let path = request.uri().path();
+            if request.method() == Method::PATCH
+                && path.contains("/httproutes/")
+                && path.ends_with("/status")
+            {
+                hung.send_modify(|h| {
+                    h.came += 1;
+                    h.waiting += 1;
+                });
+                let _held = Held(hung);
+                std::future::pending::<()>().await;
+            }
+            client.send(request).await
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// The SPEC's promise for a leader whose API server hangs: an operator's
+/// command on a route goes through within about one API timeout. The sync
+/// that writes the HTTPRoutes' status must not keep the transition lock
+/// while it waits for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_does_not_wait_for_status_writes_that_hang() {
+    let leader = Leader::start().await;
+    let started = Instant::now();
+    let promoted = tokio::time::timeout(
+        PROMPT,
+        transitions::command(&leader.process, FILE_ROUTE, Command::Promote),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!("the promote still waits after {PROMPT:?}, behind status writes that hang")
+    });
+    promoted.expect("the promote applies to a running rollout");
+    println!("promoted in {:?}", started.elapsed());
+    let control = leader.process.control.lock().await;
+    assert_eq!(
+        control.rollouts[FILE_ROUTE].step_index,
+        Some(1),
+        "the first step ended: the rollout waits in the pause"
+    );
+}
+
+/// A CanaryRoute made while the status writes hang is served at once: the
+/// sync that compiles it does not wait behind the previous sync's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_canary_route_is_served_while_status_writes_hang() {
+    let leader = Leader::start().await;
+    let started = Instant::now();
+    leader.cluster.apply_canary_route(
+        "shop",
+        "checkout",
+        json!({
+            "pathPrefix": "/checkout",
+            "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
+            "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+            "strategy": {"steps": [{"setWeight": 10}, {"pause": {}}]},
+        }),
+    );
+    wait_until(PROMPT, "the new CanaryRoute served", || async {
+        let snapshot = leader.process.publisher.current();
+        snapshot
+            .routes
+            .iter()
+            .any(|route| &*route.name == "shop/checkout")
+            .then_some(())
+    })
+    .await;
+    println!("served in {:?}", started.elapsed());
+}
+
+/// The HTTPRoutes' status writes of a round go out together (a bounded
+/// number at a time), so writes that hang cost the round a few API
+/// timeouts, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_writes_of_a_round_go_out_together() {
+    let mut leader = Leader::start().await;
+    leader
+        .wait_hung(
+            crate::cluster::gateway_status::CONCURRENT_WRITES,
+            "a full batch of HTTPRoute status writes at once",
+        )
+        .await;
+    let hung = *leader.hung.borrow();
+    assert!(
+        hung.waiting <= crate::cluster::gateway_status::CONCURRENT_WRITES,
+        "no more than the bound at once: {hung:?}"
+    );
+}
