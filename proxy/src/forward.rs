@@ -702,6 +702,7 @@ async fn forward(
                 &backend.endpoints,
                 req,
                 timeouts.connect,
+                deadline,
             ))
             .await;
         }
@@ -933,18 +934,28 @@ where
 /// Sends `req` on the HTTP/2 connection of `first`, or of another endpoint
 /// of the role when `first` cannot be reached. A request the connection
 /// refused unsent (a GOAWAY raced it) goes once more on a new connection.
+/// Given up at `deadline` (the future dropped) while its connection read
+/// nothing, the request leaves that connection put aside (see
+/// [`Endpoint::h2_watch`]).
 async fn exchange_h2(
     first: &Arc<Endpoint>,
     all: &[Arc<Endpoint>],
     mut req: Request<RequestBody>,
     connect_timeout: std::time::Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<(Response<Incoming>, Option<Sender>, upstream::InFlight), ProxyError> {
     let mut retried = false;
     loop {
-        let (used, (mut sender, _)) =
-            connect_with(first, all, |endpoint| endpoint.h2_sender(connect_timeout)).await?;
+        let (used, (link, _)) = connect_with(first, all, |endpoint| {
+            endpoint.h2_connection(connect_timeout)
+        })
+        .await?;
+        let mut sender = link.sender();
         let in_flight = used.start();
-        match sender.try_send_request(req).await {
+        let watch = used.h2_watch(&link, deadline);
+        let sent = sender.try_send_request(req).await;
+        watch.disarm();
+        match sent {
             Ok(response) => {
                 if response.status().is_server_error() {
                     used.record_failure(all);
@@ -956,7 +967,7 @@ async fn exchange_h2(
             Err(mut error) => match error.take_message() {
                 Some(unsent) if !retried => {
                     tracing::debug!(endpoint = %used.addr(), error = %error.error(), "HTTP/2 connection refused the request; reconnecting");
-                    used.h2_reset();
+                    used.h2_forget(&link);
                     retried = true;
                     req = unsent;
                 }

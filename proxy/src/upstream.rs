@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rand::Rng as _;
 use tokio::net::TcpStream;
 
@@ -34,7 +34,7 @@ use crate::request_body::{RequestBody, UploadProgress, within_upload_bounds};
 pub mod h2;
 pub mod tls;
 
-use self::h2::{H2Connection, H2Sender};
+use self::h2::{CountReads, H2Connection, H2Link, H2Sender};
 use self::tls::{TlsConnector, UpstreamTlsError};
 
 /// Idle pooled connections older than this are closed rather than reused.
@@ -432,24 +432,52 @@ impl Endpoint {
     ///
     /// # Errors
     /// [`ConnectError`] naming the endpoint and what failed.
-    pub async fn h2_sender(&self, timeout: Duration) -> Result<(H2Sender, bool), ConnectError> {
+    pub async fn h2_connection(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Arc<H2Link>, bool), ConnectError> {
         self.h2.get_or_open(self.connect_h2(timeout)).await
     }
 
-    /// Forgets the HTTP/2 connection after it refused a request.
-    pub fn h2_reset(&self) {
-        self.h2.reset();
+    /// Puts the HTTP/2 connection `link` aside, if it is still the
+    /// endpoint's: the next request opens a new one.
+    pub fn h2_forget(&self, link: &Arc<H2Link>) {
+        self.h2.forget(link);
     }
 
-    async fn connect_h2(&self, timeout: Duration) -> Result<H2Sender, ConnectError> {
+    /// A guard held while a request waits for its answer on the HTTP/2
+    /// connection `link`: dropped at or after `deadline` (the request given
+    /// up) with nothing read on the connection since, it puts the
+    /// connection aside, as one that may be dead, unless disarmed.
+    pub fn h2_watch<'a>(
+        &'a self,
+        link: &'a Arc<H2Link>,
+        deadline: tokio::time::Instant,
+    ) -> H2Watch<'a> {
+        H2Watch {
+            endpoint: self,
+            link,
+            reads: link.reads(),
+            deadline,
+            armed: true,
+        }
+    }
+
+    async fn connect_h2(&self, timeout: Duration) -> Result<H2Link, ConnectError> {
         let stream = self.tcp(timeout).await?;
-        match &self.tls {
-            None => http2_over(self.addr, TokioIo::new(stream)).await,
+        let reads = Arc::new(AtomicU64::new(0));
+        let sender = match &self.tls {
+            None => {
+                let stream = CountReads::new(stream, Arc::clone(&reads));
+                http2_over(self.addr, TokioIo::new(stream)).await?
+            }
             Some(connector) => {
                 let stream = self.tls_handshake(connector, stream, timeout).await?;
-                http2_over(self.addr, TokioIo::new(stream)).await
+                let stream = CountReads::new(stream, Arc::clone(&reads));
+                http2_over(self.addr, TokioIo::new(stream)).await?
             }
-        }
+        };
+        Ok(H2Link::new(sender, reads))
     }
 
     async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
@@ -543,6 +571,45 @@ impl Sender {
     }
 }
 
+/// Puts an HTTP/2 connection aside when a request on it is given up at its
+/// deadline while the connection read nothing (see [`Endpoint::h2_watch`]).
+#[derive(Debug)]
+pub struct H2Watch<'a> {
+    endpoint: &'a Endpoint,
+    link: &'a Arc<H2Link>,
+    /// The connection's reads when the request was handed to it.
+    reads: u64,
+    deadline: tokio::time::Instant,
+    armed: bool,
+}
+
+impl H2Watch<'_> {
+    /// The answer came (or the request failed by itself): nothing to do.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for H2Watch<'_> {
+    fn drop(&mut self) {
+        if !self.armed
+            || tokio::time::Instant::now() < self.deadline
+            || self.link.reads() != self.reads
+        {
+            return;
+        }
+        // Not a PING answer nor a frame of any other stream for as long as
+        // the request waited: the upstream may be gone without a word. Its
+        // streams still open keep the connection (keep-alive closes it if
+        // it is dead); new requests go on a new one.
+        tracing::warn!(
+            endpoint = %self.endpoint.addr,
+            "HTTP/2 upstream connection read nothing while a request waited until its deadline; new requests go on a new connection"
+        );
+        self.endpoint.h2_forget(self.link);
+    }
+}
+
 /// Stops an upstream connection when dropped (see [`Sender::stop_on_drop`]).
 #[derive(Debug)]
 pub struct StopOnDrop(Option<tokio::task::AbortHandle>);
@@ -597,19 +664,29 @@ where
     })
 }
 
-/// The HTTP/2 handshake on `io` (TCP or TLS); the connection runs in a
-/// task of its own.
+/// The HTTP/2 handshake on `io` (TCP or TLS), with the keep-alive PINGs of
+/// [`h2::keep_alive`] (see [`h2::KeepAlive::DEFAULT`]); the connection runs
+/// in a task of its own.
 async fn http2_over<I>(addr: SocketAddr, io: I) -> Result<H2Sender, ConnectError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let keep_alive = h2::keep_alive();
     let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(keep_alive.interval)
+        .keep_alive_timeout(keep_alive.timeout)
+        .keep_alive_while_idle(true)
         .handshake(io)
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended");
+        match connection.await {
+            Err(error) if error.is_timeout() => {
+                tracing::warn!(%addr, ?keep_alive, "upstream HTTP/2 connection left a keep-alive PING unanswered; closed");
+            }
+            Err(error) => tracing::debug!(%addr, %error, "upstream HTTP/2 connection ended"),
+            Ok(()) => {}
         }
     });
     Ok(sender)
