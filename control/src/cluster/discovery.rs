@@ -34,8 +34,14 @@ pub const INVALID: &str = "Invalid";
 /// exist: the role has no endpoints (the proxy answers 503).
 pub const SERVICE_MISSING: &str = "ServiceMissing";
 /// The `reason` of a [`RouteProblem`] for a role whose Service has no such
-/// port: the role has no endpoints (the proxy answers 503).
+/// port: the role has no endpoints (the proxy answers 503). Also that of an
+/// EndpointSlice of the Service whose endpoints are not used: it has no
+/// such port, or its `addressType` is FQDN.
 pub const PORT_MISSING: &str = "PortMissing";
+/// The `addressType` of an EndpointSlice whose addresses are DNS names:
+/// weir does not resolve them, and reports such a slice of a role's Service
+/// (as [`PORT_MISSING`], the problem of a slice whose endpoints go unused).
+pub const FQDN_ADDRESS_TYPE: &str = "FQDN";
 /// The `reason` of a [`RouteProblem`] for a CanaryRoute that matches the
 /// same hosts and path prefix as a file route or an older CanaryRoute: it
 /// is not served.
@@ -144,7 +150,8 @@ type MatchKey = (Vec<String>, String);
 /// EndpointSlices (label [`SERVICE_NAME_LABEL`]) that are ready and not
 /// terminating, or, when there are none, those serving and terminating,
 /// plus the endpoints the spec lists. A Service or port that does not exist
-/// leaves the role without them and is reported. A spec that does not
+/// leaves the role without them and is reported, as is a slice of
+/// `addressType` FQDN, whose names are not used. A spec that does not
 /// validate gives no route and a problem per field; a CanaryRoute matching
 /// the same requests as an older one (by creation time, then name) is left
 /// out. Other routes are never affected.
@@ -407,7 +414,8 @@ fn add_endpoints(upstream: &mut Upstream, found: BTreeSet<EndpointAddr>) {
 
 /// The endpoints of `service` in `namespace` for `role`: ready ones, else
 /// serving and terminating ones; none (and a problem) when the Service or
-/// its port does not exist.
+/// its port does not exist. Slices of `addressType` FQDN are skipped with a
+/// problem.
 pub(crate) fn role_endpoints(
     namespace: &str,
     role: &str,
@@ -450,6 +458,27 @@ pub(crate) fn role_endpoints(
         .into_iter()
         .flatten()
     {
+        if slice.address_type == FQDN_ADDRESS_TYPE {
+            // Names, not addresses: weir routes to the IP addresses of
+            // EndpointSlices and never resolves these, so they are left out
+            // here (where, ready, they would also hide terminating
+            // endpoints) and said to be left out.
+            if !slice.endpoints.is_empty() {
+                problems.push(RouteProblem {
+                    field_or_role: role.to_owned(),
+                    reason: PORT_MISSING,
+                    message: format!(
+                        "EndpointSlice `{namespace}/{}` of the {role} Service `{key}` has addressType FQDN, which weir does not resolve; {} not used",
+                        slice.metadata.name.as_deref().unwrap_or_default(),
+                        match slice.endpoints.len() {
+                            1 => "its 1 endpoint is".to_owned(),
+                            n => format!("its {n} endpoints are"),
+                        }
+                    ),
+                });
+            }
+            continue;
+        }
         let Some(number) = slice_port(slice, port) else {
             if !slice.endpoints.is_empty() {
                 problems.push(RouteProblem {

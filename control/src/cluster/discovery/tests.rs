@@ -516,6 +516,76 @@ fn dual_stack_slices_are_both_used() {
     );
 }
 
+/// An EndpointSlice of addressType FQDN lists names, which weir does not
+/// resolve: its endpoints are left out and the CanaryRoute says so, naming
+/// the slice. A ready name does not hide the terminating endpoints of
+/// another slice either.
+#[test]
+fn fqdn_slices_are_left_out_and_reported() {
+    let stable_fqdn = slice(
+        "shop",
+        "stable",
+        "FQDN",
+        &[(None, 8080)],
+        &[("a.example.com", READY), ("b.example.com", READY)],
+    );
+    let canary_fqdn = slice(
+        "shop",
+        "canary",
+        "FQDN",
+        &[(None, 8080)],
+        &[("c.example.com", READY)],
+    );
+    let stable_slice = ObjectKey::of(&stable_fqdn.metadata).to_string();
+    let canary_slice = ObjectKey::of(&canary_fqdn.metadata).to_string();
+    let terminating = (Some(false), Some(true), Some(true));
+    let compiled = Objects::default()
+        .route(canary_route("shop", "checkout", services_spec("/")))
+        .service(plain_service("shop", "stable"))
+        .service(plain_service("shop", "canary"))
+        // Stable: names only. Canary: names, and a pod still serving while
+        // it terminates.
+        .slice(stable_fqdn)
+        .slice(canary_fqdn)
+        .slice(plain_slice("shop", "canary", &[("10.0.2.9", terminating)]))
+        .compile();
+    assert_eq!(
+        only_route_endpoints(&compiled),
+        (vec![], vec!["10.0.2.9:8080".to_owned()])
+    );
+    assert_eq!(
+        problem_summary(&compiled),
+        [
+            (
+                "shop/checkout".to_owned(),
+                "stable".to_owned(),
+                PORT_MISSING
+            ),
+            (
+                "shop/checkout".to_owned(),
+                "canary".to_owned(),
+                PORT_MISSING
+            ),
+        ]
+    );
+    let messages: Vec<&str> = compiled.problems["shop/checkout"]
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect();
+    assert_eq!(
+        messages[0],
+        format!(
+            "EndpointSlice `{stable_slice}` of the stable Service `shop/stable` has addressType FQDN, which weir does not resolve; its 2 endpoints are not used"
+        )
+    );
+    assert!(
+        messages[1].contains(&format!("EndpointSlice `{canary_slice}` "))
+            && messages[1].ends_with("its 1 endpoint is not used"),
+        "{}",
+        messages[1]
+    );
+}
+
 #[test]
 fn endpoints_in_several_slices_or_also_listed_are_used_once() {
     let spec = json!({
