@@ -4,9 +4,10 @@
 //! it, rename it over the old one, fsync the directory), so a crash at any
 //! point leaves either the old or the new state, never a torn one.
 //!
-//! Stores block (files, later the Kubernetes API); the controller calls
-//! them through [`save_off_runtime`] and [`load_off_runtime`], on tokio's
-//! blocking pool, never on the runtime threads that serve traffic.
+//! Stores block (files, the Kubernetes API); the controller calls them
+//! through [`save_off_runtime`] and [`load_off_runtime`], on tokio's
+//! blocking pool, never on the runtime threads that serve traffic; a batch
+//! writes the states of different routes concurrently.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -260,37 +261,89 @@ pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
     File::open(state_dir)?.sync_all()
 }
 
-/// Writes each of `states` to `store`, in order, on tokio's blocking pool:
-/// the fsyncs never stall the runtime threads that serve traffic. Returns
-/// one result per state, in the same order; the caller acts on a state only
-/// after its write succeeded.
+/// How many routes' states [`save_off_runtime`] writes at once.
+pub const CONCURRENT_SAVES: usize = 8;
+
+/// Writes each of `states` to `store` on tokio's blocking pool: the fsyncs
+/// and API requests never stall the runtime threads that serve traffic.
+/// Returns one result per state, in the same order; the caller acts on a
+/// state only after its write succeeded.
+///
+/// The states of different routes are written concurrently, at most
+/// [`CONCURRENT_SAVES`] routes at a time, so a slow store (an API server
+/// that does not answer its status PATCHes) costs a batch about one write
+/// timeout rather than one per route, and the transition lock held across
+/// the batch is released that much sooner. That is safe because the writes
+/// touch different objects: each route has its own state file (and its own
+/// temporary file, renamed over it atomically), or its own CanaryRoute
+/// whose status PATCH carries that object's own `resourceVersion` as a
+/// precondition. Several states of one route (a batch may hold one route's
+/// transitions in order) are written one after the other, in their order,
+/// on one thread: a later write then starts from what the earlier one left
+/// (the newer `resourceVersion`), and the last one is what stays.
 pub async fn save_off_runtime(
     store: Arc<dyn StateStore>,
     states: Vec<RolloutState>,
 ) -> Vec<io::Result<()>> {
+    use futures_util::StreamExt as _;
+
     let count = states.len();
     if count == 0 {
         // The common case of a control-loop tick: no thread hand-off.
         return Vec::new();
     }
-    let written = tokio::task::spawn_blocking(move || {
-        states
-            .iter()
-            .map(|state| store.save(state))
-            .collect::<Vec<_>>()
-    })
-    .await;
-    match written {
-        Ok(results) => results,
-        // The writing task panicked or was cancelled: no write can be trusted.
-        Err(error) => (0..count)
-            .map(|_| {
-                Err(io::Error::other(format!(
-                    "the state writer failed: {error}"
-                )))
-            })
-            .collect(),
+    // One chain per route, in order of first appearance; each entry keeps
+    // its index in `states`.
+    let mut chains: Vec<Vec<(usize, RolloutState)>> = Vec::new();
+    let mut chain_of: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, state) in states.into_iter().enumerate() {
+        match chain_of.get(&state.route) {
+            Some(&chain) => chains[chain].push((index, state)),
+            None => {
+                chain_of.insert(state.route.clone(), chains.len());
+                chains.push(vec![(index, state)]);
+            }
+        }
     }
+    let writes = chains.into_iter().map(|chain| {
+        let store = Arc::clone(&store);
+        async move {
+            let indices: Vec<usize> = chain.iter().map(|(index, _)| *index).collect();
+            let written = tokio::task::spawn_blocking(move || {
+                chain
+                    .iter()
+                    .map(|(index, state)| (*index, store.save(state)))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            match written {
+                Ok(results) => results,
+                // The writing task panicked or was cancelled: no write of
+                // this route can be trusted.
+                Err(error) => indices
+                    .into_iter()
+                    .map(|index| {
+                        let failed = format!("the state writer failed: {error}");
+                        (index, Err(io::Error::other(failed)))
+                    })
+                    .collect(),
+            }
+        }
+    });
+    let mut results: Vec<Option<io::Result<()>>> = (0..count).map(|_| None).collect();
+    let mut done = futures_util::stream::iter(writes).buffer_unordered(CONCURRENT_SAVES);
+    while let Some(chain) = done.next().await {
+        for (index, result) in chain {
+            results[index] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| {
+            // Every index belongs to exactly one chain, and every chain answers.
+            result.unwrap_or_else(|| Err(io::Error::other("the state was not written")))
+        })
+        .collect()
 }
 
 /// Reads the state of `route` from `store`, on tokio's blocking pool.
@@ -365,6 +418,211 @@ mod tests {
             "read through the FIFO: {read}"
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A store whose saves, once begun, wait until the gate opens, and
+    /// which records what it saw meanwhile. A state whose message starts
+    /// with `refused` fails to save.
+    #[derive(Debug, Default)]
+    struct Gate {
+        seen: Mutex<Seen>,
+        changed: std::sync::Condvar,
+    }
+
+    /// What the saves of a [`Gate`] did.
+    #[derive(Debug, Default, Clone)]
+    struct Seen {
+        open: bool,
+        /// Saves in flight now, per route.
+        routes: BTreeMap<String, usize>,
+        /// Saves in flight now, and at most.
+        now: usize,
+        peak: usize,
+        /// Routes that had two saves in flight at once.
+        overlapped: Vec<String>,
+        /// The route and message of each state saved, in the order their
+        /// saves ended.
+        ended: Vec<(String, String)>,
+    }
+
+    impl Gate {
+        /// Waits until `done` holds of what the saves did, or 10 s pass;
+        /// opens the gate and fails the test then.
+        fn wait_for(&self, what: &str, done: impl Fn(&Seen) -> bool) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut seen = self.seen.lock().expect("the gate");
+            while !done(&seen) {
+                let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                    let snapshot = seen.clone();
+                    drop(seen);
+                    self.open();
+                    panic!("{what}: not within 10 s; the saves did {snapshot:?}");
+                };
+                seen = self.changed.wait_timeout(seen, left).expect("the gate").0;
+            }
+        }
+
+        /// Lets every save, waiting or to come, go on.
+        fn open(&self) {
+            self.seen.lock().expect("the gate").open = true;
+            self.changed.notify_all();
+        }
+    }
+
+    impl StateStore for Gate {
+        fn load(&self, _route: &str) -> Stored {
+            Stored::Missing
+        }
+
+        fn save(&self, state: &RolloutState) -> io::Result<()> {
+            let mut seen = self.seen.lock().expect("the gate");
+            let writing = seen.routes.entry(state.route.clone()).or_default();
+            *writing += 1;
+            if *writing > 1 {
+                seen.overlapped.push(state.route.clone());
+            }
+            seen.now += 1;
+            seen.peak = seen.peak.max(seen.now);
+            self.changed.notify_all();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !seen.open {
+                let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                    return Err(io::Error::other("the gate never opened"));
+                };
+                seen = self.changed.wait_timeout(seen, left).expect("the gate").0;
+            }
+            seen.now -= 1;
+            if let Some(writing) = seen.routes.get_mut(&state.route) {
+                *writing -= 1;
+            }
+            seen.ended
+                .push((state.route.clone(), state.message.clone()));
+            self.changed.notify_all();
+            if state.message.starts_with("refused") {
+                return Err(io::Error::other(state.message.clone()));
+            }
+            Ok(())
+        }
+
+        fn set_aside(&self, _route: &str, _now_ms: u64) -> Option<String> {
+            None
+        }
+
+        fn location(&self) -> String {
+            "gate".to_owned()
+        }
+    }
+
+    fn state_saying(route: &str, message: &str) -> RolloutState {
+        let mut state = state(route);
+        state.message = message.to_owned();
+        state
+    }
+
+    /// Writes `states` to `gate` on a task of the test's runtime.
+    fn save_in_background(
+        gate: &Arc<Gate>,
+        states: Vec<RolloutState>,
+    ) -> tokio::task::JoinHandle<Vec<io::Result<()>>> {
+        let store: Arc<dyn StateStore> = Arc::clone(gate) as Arc<dyn StateStore>;
+        tokio::spawn(save_off_runtime(store, states))
+    }
+
+    /// Waits on `gate` off the runtime threads.
+    async fn wait_for(gate: &Arc<Gate>, what: &'static str, done: fn(&Seen) -> bool) {
+        let gate = Arc::clone(gate);
+        tokio::task::spawn_blocking(move || gate.wait_for(what, done))
+            .await
+            .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+    }
+
+    /// A batch of five routes whose writes all hang has all five in flight
+    /// at once: it costs one write's time, not five, and the results still
+    /// come back in the order of the states.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_states_of_different_routes_are_written_together() {
+        let gate = Arc::new(Gate::default());
+        let states: Vec<RolloutState> = (0..5)
+            .map(|i| {
+                let verb = if i == 2 { "refused" } else { "kept" };
+                state_saying(&format!("route-{i}"), &format!("{verb} {i}"))
+            })
+            .collect();
+        let batch = save_in_background(&gate, states);
+        wait_for(&gate, "five writes in flight at once", |seen| seen.now == 5).await;
+        gate.open();
+        let results = tokio::time::timeout(std::time::Duration::from_secs(10), batch)
+            .await
+            .expect("the batch ends once the writes answer")
+            .expect("the batch task");
+        let failed: Vec<usize> = (0..results.len())
+            .filter(|&i| results[i].is_err())
+            .collect();
+        assert_eq!(
+            failed,
+            vec![2],
+            "each result is its own state's: {results:?}"
+        );
+        let seen = gate.seen.lock().expect("the gate").clone();
+        assert_eq!(seen.peak, 5, "{seen:?}");
+    }
+
+    /// Several states of one route are written one after the other, in
+    /// their order, never together; no more than [`CONCURRENT_SAVES`] routes
+    /// are written at once; every result is its own state's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_states_of_one_route_are_written_in_order_and_the_routes_are_bounded() {
+        let gate = Arc::new(Gate::default());
+        let routes = CONCURRENT_SAVES + 4;
+        let mut states: Vec<RolloutState> = (0..routes)
+            .map(|i| state_saying(&format!("route-{i}"), &format!("kept route-{i}")))
+            .collect();
+        // Two more transitions of route-1 among the others, the second
+        // refused, and one more of the last route.
+        states.insert(3, state_saying("route-1", "kept route-1 again"));
+        states.insert(7, state_saying("route-1", "refused route-1 at last"));
+        states.push(state_saying(
+            &format!("route-{}", routes - 1),
+            "refused the last route again",
+        ));
+        let messages: Vec<String> = states.iter().map(|s| s.message.clone()).collect();
+        let batch = save_in_background(&gate, states);
+        wait_for(&gate, "a full set of routes written at once", |seen| {
+            seen.now == CONCURRENT_SAVES
+        })
+        .await;
+        gate.open();
+        let results = tokio::time::timeout(std::time::Duration::from_secs(10), batch)
+            .await
+            .expect("the batch ends once the writes answer")
+            .expect("the batch task");
+        assert_eq!(results.len(), messages.len());
+        for (message, result) in messages.iter().zip(&results) {
+            assert_eq!(
+                result.is_err(),
+                message.starts_with("refused"),
+                "{message}: {result:?}"
+            );
+        }
+        let seen = gate.seen.lock().expect("the gate").clone();
+        assert_eq!(seen.peak, CONCURRENT_SAVES, "{seen:?}");
+        assert!(seen.overlapped.is_empty(), "{seen:?}");
+        let route_1: Vec<&str> = seen
+            .ended
+            .iter()
+            .filter(|(route, _)| route == "route-1")
+            .map(|(_, message)| message.as_str())
+            .collect();
+        assert_eq!(
+            route_1,
+            [
+                "kept route-1",
+                "kept route-1 again",
+                "refused route-1 at last"
+            ],
+            "{seen:?}"
+        );
+        assert_eq!(seen.ended.len(), messages.len(), "{seen:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The control state against an in-memory store: log lines carry their
-//! route's span; a state being written holds no reader up; a state file out
-//! of range holds its route.
+//! route's span; a state being written holds no reader up; a tick writes
+//! the states of its routes together; a state file out of range holds its
+//! route.
 
 use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -193,5 +194,77 @@ async fn a_state_file_with_a_number_out_of_range_holds_its_route_at_weight_zero(
                     .starts_with(&format!("{route}.json.unreadable-"))
             });
         assert!(aside, "{route}: the unreadable file is kept aside");
+    }
+}
+
+/// The routes of [`a_tick_writes_the_states_of_its_routes_together`].
+const TOGETHER: usize = 5;
+
+/// A tick that moves several routes at once writes their states together:
+/// a store whose writes hang (an API server that does not answer) holds the
+/// tick, and the transition lock every command waits for, about one write
+/// timeout, not one per route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_writes_the_states_of_its_routes_together() {
+    let (store, entered_rx, release_tx) = GatedStore::new();
+    let steps = "[{setWeight: 5}, {pause: {duration: 30s}}, {setWeight: 50}, {pause: {}}]";
+    let names: Vec<String> = (0..TOGETHER).map(|i| format!("together-{i}")).collect();
+    let routes: String = names
+        .iter()
+        .map(|name| fixtures::route(name, Some(steps)))
+        .collect();
+    let text = fixtures::config_text(None, &routes);
+    let (process, clock) =
+        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    store.armed.store(true, Relaxed);
+
+    // Every route's first step is over: one tick moves them all.
+    clock.advance(Duration::from_secs(60));
+    let ticking = Arc::clone(&process);
+    let tick = tokio::spawn(async move {
+        transitions::tick(&ticking, |_, _| weir_proxy::metrics::RoleCounts::zero()).await
+    });
+    let began = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut began = 0;
+        while began < TOGETHER {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if entered_rx.recv_timeout(left).is_err() {
+                break;
+            }
+            began += 1;
+        }
+        began
+    })
+    .await
+    .expect("the waiting task");
+    // Let every write go on, those waiting and those to come.
+    for _ in 0..TOGETHER {
+        release_tx.send(()).expect("release");
+    }
+    assert_eq!(
+        began, TOGETHER,
+        "the tick's state writes were not in flight together"
+    );
+
+    tokio::time::timeout(Duration::from_secs(10), tick)
+        .await
+        .expect("the tick ends once its writes answer")
+        .expect("the tick task");
+    let control = process.control.lock().await;
+    for name in &names {
+        assert_eq!(
+            (
+                control.rollouts[name].phase,
+                control.rollouts[name].step_index
+            ),
+            (Phase::Paused, Some(1)),
+            "{name}"
+        );
+        assert_eq!(
+            store.inner.get(name).map(|s| s.step_index),
+            Some(Some(1)),
+            "{name}: written"
+        );
     }
 }

@@ -300,3 +300,129 @@ async fn the_status_writes_of_a_round_go_out_together() {
         "no more than the bound at once: {hung:?}"
     );
 }
+
+/// A leader whose API server never answers the CanaryRoutes' status writes
+/// writes the rollout states one sync starts together (a bounded number at
+/// a time): the sync, and the transition lock every command waits behind,
+/// cost about one API timeout, not one per CanaryRoute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_states_of_a_sync_are_written_together() {
+    const CANARY_ROUTES: usize = 5;
+    let cluster = TestCluster::without_replicas().await;
+    for (service, port) in [("checkout-v1", 9003), ("checkout-v2", 9004)] {
+        cluster.add_service("shop", service, 80);
+        let endpoint = SocketAddr::from(([127, 0, 0, 1], port));
+        cluster.set_endpoints("shop", service, &[(endpoint, true, true, false)]);
+    }
+    for i in 0..CANARY_ROUTES {
+        cluster.apply_canary_route(
+            "shop",
+            &format!("checkout-{i}"),
+            json!({
+                "pathPrefix": format!("/checkout-{i}"),
+                "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
+                "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+                "strategy": {"steps": [{"setWeight": 10}, {"pause": {}}]},
+            }),
+        );
+    }
+
+    // A PATCH of a CanaryRoute's status that writes a rollout state (its
+    // body names a phase) is held forever; every other request is answered.
+    let (hung_tx, mut hung) = watch::channel(Hung::default());
+    let hung_tx = Arc::new(hung_tx);
+    let answering = client(&cluster).await;
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let (client, hung) = (answering.clone(), Arc::clone(&hung_tx));
+        async move {
+            let path = request.uri().path();
+            if request.method() != Method::PATCH
+                || !path.contains("/canaryroutes/")
+                || !path.ends_with("/status")
+            {
+                return client.send(request).await;
+            }
+            let (parts, body) = request.into_parts();
+            let bytes = http_body_util::BodyExt::collect(body)
+                .await
+                .expect("the request body")
+                .to_bytes();
+            let writes_a_state = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|body| body["status"]["phase"].is_string());
+            if writes_a_state {
+                hung.send_modify(|h| {
+                    h.came += 1;
+                    h.waiting += 1;
+                });
+                let _held = Held(hung);
+                std::future::pending::<()>().await;
+            }
+            client
+                .send(Request::from_parts(parts, Body::from(bytes.to_vec())))
+                .await
+        }
+    });
+    let client = kube::Client::new(service, "default");
+
+    let settings = Settings {
+        kubernetes: Kubernetes::default(),
+        identity: "weir-0".to_owned(),
+        namespace: "weir".to_owned(),
+    };
+    let statuses = Arc::new(StatusStore::new(
+        client.clone(),
+        tokio::runtime::Handle::current(),
+        &settings.identity,
+    ));
+    // The CanaryRoutes' states go to their status, as `weir run` keeps them.
+    let store = crate::persist::RoutedStore::new(
+        Arc::new(crate::persist::MemoryStore::default()),
+        Arc::clone(&statuses) as Arc<dyn StateStore>,
+    );
+    let steps = "[{setWeight: 5}, {pause: {}}, {setWeight: 100}]";
+    let text = fixtures::config_text(None, &fixtures::route(FILE_ROUTE, Some(steps)));
+    let (process, _clock) = fixtures::process_with(
+        &text,
+        PathBuf::from("/nonexistent/weir.yaml"),
+        Arc::new(store),
+    )
+    .await;
+    let (stop, stopping) = watch::channel(false);
+    let _ = start(
+        Arc::clone(&process),
+        client,
+        settings,
+        statuses,
+        None,
+        stopping,
+    );
+    let started = Instant::now();
+    within(
+        START_LIMIT,
+        "the rollout states of every CanaryRoute written at once",
+        hung.wait_for(|h| h.waiting >= CANARY_ROUTES),
+    )
+    .await
+    .expect("the client is in use");
+    println!(
+        "{CANARY_ROUTES} state writes in flight after {:?}",
+        started.elapsed()
+    );
+
+    // An abort of the file route waits for that one round of writes only:
+    // one write timeout (2 s), with room for a loaded machine; written one
+    // after another, the five would hold it for 10 s.
+    const ONE_ROUND: Duration = Duration::from_secs(6);
+    let started = Instant::now();
+    let aborted = tokio::time::timeout(
+        ONE_ROUND,
+        transitions::command(&process, FILE_ROUTE, Command::Abort),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!("the abort still waits after {ONE_ROUND:?}, behind state writes that hang")
+    });
+    aborted.expect("the abort applies to a running rollout");
+    println!("aborted in {:?}", started.elapsed());
+    stop.send_replace(true);
+}
