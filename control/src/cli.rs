@@ -123,8 +123,8 @@ pub struct StatusArgs {
     #[arg(long, short = 'w')]
     pub watch: bool,
     /// Print the admin API's JSON as it is (one object for ROUTE, else an
-    /// array).
-    #[arg(long, conflicts_with = "watch")]
+    /// array); with --watch, one document per line every second.
+    #[arg(long)]
     pub json: bool,
     /// Where the admin API is.
     #[command(flatten)]
@@ -238,7 +238,6 @@ mod tests {
             &["promote", "checkout", "--all"],
             &["promote", "--all", "--full"],
             &["abort"],
-            &["status", "--watch", "--json"],
             &["status", "--admin", "https://127.0.0.1:9900"],
             &["status", "--admin", "127.0.0.1:9900"],
             &["status", "--token", "two words"],

@@ -684,7 +684,79 @@ pub async fn watch<W: Write>(
     }
 }
 
+/// `weir status --watch --json`: the admin API's JSON for `route` (one
+/// object) or for every route (an array), one document per line every
+/// `interval` until `stop`, for a pipe (`jq`, a log) rather than a screen.
+/// A failed fetch is told on standard error and tried again at the next
+/// interval; a refusal (a token, an unknown route) before the first answer
+/// ends the watch with its exit code, as [`watch`] does.
+pub async fn watch_json<W: Write>(
+    client: &AdminClient,
+    route: Option<&str>,
+    interval: Duration,
+    out: &mut W,
+    stop: impl Future<Output = ()>,
+) -> Exit {
+    let mut stop = std::pin::pin!(stop);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut answered = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => return Exit::Success,
+            _ = ticker.tick() => {}
+        }
+        let fetched = tokio::select! {
+            biased;
+            () = &mut stop => return Exit::Success,
+            fetched = fetch_json(client, route) => fetched,
+        };
+        match fetched {
+            Ok(raw) => {
+                answered = true;
+                let mut line = one_line_json(&raw);
+                line.push('\n');
+                if out
+                    .write_all(line.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    return Exit::Success;
+                }
+            }
+            Err(error @ (ClientError::Refused { .. } | ClientError::InvalidToken(_)))
+                if !answered =>
+            {
+                eprintln!("weir: {error}");
+                return error.exit();
+            }
+            Err(error) => eprintln!("weir: {error}; retrying"),
+        }
+    }
+}
+
 // === helpers ===
+
+async fn fetch_json(client: &AdminClient, route: Option<&str>) -> Result<String, ClientError> {
+    match route {
+        Some(name) => client.route_json(name).await,
+        None => client.routes_json().await,
+    }
+}
+
+/// `raw` (checked JSON) on one line: as sent when it has no line break,
+/// else written again compactly (line breaks only ever lie between tokens).
+fn one_line_json(raw: &str) -> String {
+    let raw = raw.trim();
+    if !raw.contains(['\n', '\r']) {
+        return raw.to_owned();
+    }
+    serde_json::from_str::<serde_json::Value>(raw).map_or_else(
+        |_| raw.replace(['\n', '\r'], " "),
+        |value| value.to_string(),
+    )
+}
 
 async fn fetch(client: &AdminClient, route: Option<&str>) -> Result<Vec<RouteStatus>, ClientError> {
     match route {

@@ -20,7 +20,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use weir_control::client::{AdminClient, AdminUrl, ClientError, Exit, Phase, RouteCommand, watch};
+use weir_control::client::{
+    AdminClient, AdminUrl, ClientError, Exit, Phase, RouteCommand, watch, watch_json,
+};
 use weir_e2e::ClosedPort;
 
 const WRITER: &str = "writer-token";
@@ -401,6 +403,44 @@ async fn watch_draws_frames_until_stopped() {
     assert!(text.starts_with("\x1b[2J\x1b[H"), "{text}");
     assert_eq!(text.matches("\x1b[2J\x1b[H").count(), 2, "{text}");
     assert!(text.contains("Name:          search"), "{text}");
+}
+
+/// Runs `weir status --watch --json`'s loop with a 20 ms interval until
+/// `out` has its lines; fails the test if that takes 10 s.
+async fn run_watch_json(client: &AdminClient, route: Option<&str>, lines: usize) -> (Exit, String) {
+    let (mut out, stop) = Frames::new(lines);
+    let watching = watch_json(client, route, Duration::from_millis(20), &mut out, stop);
+    let exit = tokio::time::timeout(Duration::from_secs(10), watching)
+        .await
+        .expect("the watch stops");
+    (exit, out.text())
+}
+
+#[tokio::test]
+async fn watch_json_prints_one_document_per_line() {
+    let fake = start_fake_admin().await;
+    let reader = client(&fake.url, Some(READER));
+    let (exit, text) = run_watch_json(&reader, Some("checkout"), 2).await;
+    assert_eq!(exit, Exit::Success);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for line in &lines {
+        let status: Value = serde_json::from_str(line).expect("one JSON document per line");
+        assert_eq!(status["name"], "checkout", "{line}");
+    }
+
+    let (exit, text) = run_watch_json(&reader, None, 3).await;
+    assert_eq!(exit, Exit::Success);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for line in text.lines() {
+        let routes: Value = serde_json::from_str(line).expect("one JSON document per line");
+        assert_eq!(routes.as_array().map(Vec::len), Some(2), "{line}");
+    }
+    assert!(!text.contains('\x1b'), "{text}");
+
+    let (exit, text) = run_watch_json(&client(&fake.url, Some("guess")), None, 1).await;
+    assert_eq!(exit, Exit::Auth);
+    assert!(text.is_empty(), "{text}");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use super::{AdminArgs, PromoteArgs, RouteArgs, StatusArgs};
 use crate::client::{
-    AdminClient, ClientError, Exit, RouteCommand, WATCH_INTERVAL, now_ms, render, watch,
+    AdminClient, ClientError, Exit, RouteCommand, WATCH_INTERVAL, now_ms, render, watch, watch_json,
 };
 
 /// `weir status [ROUTE] [--watch] [--json]`.
@@ -17,6 +17,14 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         return Exit::Usage.into();
     };
     let route = args.route.as_deref();
+    if args.watch && args.json {
+        return block_on(async {
+            let mut stdout = io::stdout();
+            watch_json(&client, route, WATCH_INTERVAL, &mut stdout, ctrl_c())
+                .await
+                .into()
+        });
+    }
     if args.watch {
         let terminal = io::stdout().is_terminal();
         return block_on(async {
