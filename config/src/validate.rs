@@ -229,6 +229,22 @@ fn structure(
         })
 }
 
+/// Most names a message lists; past them it says how many more there are.
+/// A message is built for each problem, so a message listing every route
+/// or template of a file with thousands of them, repeated for thousands of
+/// problems, would come to gigabytes.
+const LISTED: usize = 10;
+
+/// `names` joined with `, `: the first [`LISTED`], then how many more.
+fn listed<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<&str> = names.iter().take(LISTED).map(AsRef::as_ref).collect();
+    let mut out = shown.join(", ");
+    if names.len() > LISTED {
+        out.push_str(&format!(" and {} more", names.len() - LISTED));
+    }
+    out
+}
+
 /// A `serde_path_to_error` path in our syntax: `routes[0].canary.weight`.
 fn key_path(path: &serde_path_to_error::Path) -> String {
     let mut out = String::new();

@@ -8,7 +8,7 @@
 //! Problems are reported through a callback as `(key path, message)`, so
 //! that they read like every other diagnostic, with `FILE:LINE:COL`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,8 +150,26 @@ pub(super) fn resolve(
     }
     let mut ok = true;
     let mut used: Vec<&Entry> = Vec::new();
+    // Each template once: a template named again would measure its
+    // metrics twice (and report each of its problems once per mention).
+    let mut named: HashMap<&str, usize> = HashMap::new();
+    let mut unknown = false;
+    // Sorted once, on the first unknown name, and listed in part.
+    let mut known: Option<String> = None;
     for (k, template) in templates.iter().enumerate() {
         let path = format!("{at}.templates[{k}].templateName");
+        if let Some(first) = named.get(template.template_name.as_str()) {
+            report(
+                &path,
+                format!(
+                    "template `{}` is already templates[{first}]; name each template once",
+                    template.template_name
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        named.insert(&template.template_name, k);
         match catalog.templates.get(&template.template_name) {
             Some(entry) => {
                 if let (false, Some(problem)) = (entry.valid, &entry.problem) {
@@ -161,26 +179,29 @@ pub(super) fn resolve(
                 used.push(entry);
             }
             None => {
-                let mut known: Vec<&str> = catalog.templates.keys().map(String::as_str).collect();
-                known.sort_unstable();
+                unknown = true;
+                let known = known.get_or_insert_with(|| {
+                    let mut names: Vec<&str> =
+                        catalog.templates.keys().map(String::as_str).collect();
+                    names.sort_unstable();
+                    super::listed(&names)
+                });
                 let message = match &catalog.namespace {
                     None if known.is_empty() => format!(
                         "unknown template `{}`; no template is defined (top-level `analysisTemplates`)",
                         template.template_name
                     ),
                     None => format!(
-                        "unknown template `{}`; defined: {}",
+                        "unknown template `{}`; defined: {known}",
                         template.template_name,
-                        known.join(", ")
                     ),
                     Some(namespace) if known.is_empty() => format!(
                         "there is no AnalysisTemplate `{}` in namespace `{namespace}` nor in weir.yaml (neither has any)",
                         template.template_name
                     ),
                     Some(namespace) => format!(
-                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` nor in weir.yaml (known: {})",
+                        "there is no AnalysisTemplate `{}` in namespace `{namespace}` nor in weir.yaml (known: {known})",
                         template.template_name,
-                        known.join(", ")
                     ),
                 };
                 report(&path, message);
@@ -189,6 +210,13 @@ pub(super) fn resolve(
         }
     }
     let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    let declared: HashSet<&str> = used
+        .iter()
+        .flat_map(|e| e.spec.args.iter().map(|a| a.name.as_str()))
+        .collect();
+    // An invalid template's arguments may not be known.
+    let all_known = !unknown && used.iter().all(|e| e.valid);
+    let mut users: Option<String> = None;
     for (k, arg) in args.iter().enumerate() {
         let path = format!("{at}.args[{k}].name");
         if given.insert(&arg.name, &arg.value).is_some() {
@@ -198,18 +226,13 @@ pub(super) fn resolve(
             );
             ok = false;
         }
-        let declared = used
-            .iter()
-            .any(|e| e.spec.args.iter().any(|a| a.name == arg.name));
-        // An invalid template's arguments may not be known.
-        let all_known = used.len() == templates.len() && used.iter().all(|e| e.valid);
-        if !declared && !used.is_empty() && all_known {
+        if !declared.contains(arg.name.as_str()) && !used.is_empty() && all_known {
+            let users = users.get_or_insert_with(|| names(&used));
             report(
                 &path,
                 format!(
-                    "argument `{}` is not declared by {}; remove it or declare it in the template's `args`",
+                    "argument `{}` is not declared by {users}; remove it or declare it in the template's `args`",
                     arg.name,
-                    names(&used)
                 ),
             );
             ok = false;
@@ -297,7 +320,7 @@ fn names(used: &[&Entry]) -> String {
     format!(
         "template{} {}",
         if list.len() == 1 { "" } else { "s" },
-        list.join(", ")
+        super::listed(&list)
     )
 }
 
@@ -330,6 +353,8 @@ pub(super) fn check_template(
         return false;
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
+    // The declared arguments as messages list them, once for the template.
+    let mut listed: Option<String> = None;
     for (m, metric) in spec.metrics.iter().enumerate() {
         let at = format!("{path}.metrics[{m}]");
         if metric.name.trim().is_empty() {
@@ -345,7 +370,7 @@ pub(super) fn check_template(
             );
             ok = false;
         }
-        ok &= check_metric(&at, metric, &declared, report);
+        ok &= check_metric(&at, metric, &declared, &mut listed, report);
     }
     ok
 }
@@ -382,10 +407,14 @@ fn metric_strings(spec: &MetricSpec) -> Vec<(String, String)> {
     out
 }
 
+/// Checks a metric of a template that declares `declared`; `listed` keeps
+/// the declared names as a message lists them (sorted on the first unknown
+/// name, for the whole template).
 fn check_metric(
     at: &str,
     spec: &MetricSpec,
     declared: &HashMap<&str, Option<&str>>,
+    listed: &mut Option<String>,
     report: &mut Report<'_>,
 ) -> bool {
     let mut ok = true;
@@ -394,17 +423,19 @@ fn check_metric(
             match placeholder {
                 Ok(name) if declared.contains_key(name.as_str()) => {}
                 Ok(name) => {
-                    let mut known: Vec<&str> = declared.keys().copied().collect();
-                    known.sort_unstable();
+                    let known = listed.get_or_insert_with(|| {
+                        let mut names: Vec<&str> = declared.keys().copied().collect();
+                        names.sort_unstable();
+                        if names.is_empty() {
+                            "it declares none".to_owned()
+                        } else {
+                            format!("declared: {}", super::listed(&names))
+                        }
+                    });
                     report(
                         &format!("{at}.{key}"),
                         format!(
-                            "`{{{{args.{name}}}}}` names no argument of this template ({}); declare it under `args`",
-                            if known.is_empty() {
-                                "it declares none".to_owned()
-                            } else {
-                                format!("declared: {}", known.join(", "))
-                            }
+                            "`{{{{args.{name}}}}}` names no argument of this template ({known}); declare it under `args`"
                         ),
                     );
                     ok = false;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::analysis_templates::{self, Catalog};
+use super::structure::FirstSeen;
 use super::{Diagnostic, syntax};
 use crate::duration::from_seconds;
 use crate::grpc::{GRPC_CODE_NAMES, GrpcCodeSet, grpc_code_by_name};
@@ -985,6 +986,9 @@ impl<'a> Checker<'a> {
             return None;
         }
         let mut methods: Vec<Arc<str>> = Vec::with_capacity(list.len());
+        // A set, not a scan of `methods`: a list of 100,000 names is checked
+        // in linear time.
+        let mut seen = FirstSeen::with_capacity(list.len());
         let mut ok = true;
         for (i, method) in list.iter().enumerate() {
             let problem = if method.is_empty() || !method.bytes().all(is_token_byte) {
@@ -993,7 +997,7 @@ impl<'a> Checker<'a> {
                 ))
             } else if method == "CONNECT" {
                 Some("`CONNECT` cannot be retried: it opens a tunnel".to_owned())
-            } else if methods.iter().any(|m| **m == **method) {
+            } else if !seen.first(method.as_str()) {
                 Some(format!("`{method}` is listed twice"))
             } else {
                 None
@@ -1019,19 +1023,21 @@ impl<'a> Checker<'a> {
             return Some(vec![Arc::from(DEFAULT_UPGRADE)]);
         };
         let mut upgrades: Vec<Arc<str>> = Vec::with_capacity(spec.len());
+        // As for methods: a set, so a long list is checked in linear time.
+        let mut seen = FirstSeen::with_capacity(spec.len());
         let mut ok = true;
         for (i, protocol) in spec.iter().enumerate() {
             let path = format!("{at}[{i}]");
-            let name = protocol.trim().to_ascii_lowercase();
+            let name: Arc<str> = Arc::from(protocol.trim().to_ascii_lowercase());
             let problem = if name.is_empty() || !name.bytes().all(is_token_byte) {
                 Some(format!(
                     "`{protocol}` is not a protocol name (letters, digits and !#$%&'*+-.^_`|~, no spaces or `/`)"
                 ))
-            } else if name == "h2c" || name == "h2" {
+            } else if &*name == "h2c" || &*name == "h2" {
                 Some(format!(
                     "`{protocol}` cannot be forwarded: weir serves HTTP/2 on its own listeners, and a tunnelled connection would bypass routing and metrics"
                 ))
-            } else if upgrades.iter().any(|u| **u == *name) {
+            } else if !seen.first(Arc::clone(&name)) {
                 Some(format!("`{protocol}` is listed twice"))
             } else {
                 None
@@ -1041,7 +1047,7 @@ impl<'a> Checker<'a> {
                     self.error(&path, message);
                     ok = false;
                 }
-                None => upgrades.push(Arc::from(name)),
+                None => upgrades.push(name),
             }
         }
         ok.then_some(upgrades)

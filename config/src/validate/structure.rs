@@ -8,6 +8,9 @@
 //! YAML structure is fixed before substitution, so a value holding `: ` or a
 //! newline cannot add keys.
 
+use std::collections::HashSet;
+use std::hash::Hash;
+
 use serde_yaml_ng::{Mapping, Number, Value as Typed};
 
 use super::env::{self, Env};
@@ -538,6 +541,37 @@ fn resolve_plain(text: &str) -> Plain {
     }
 }
 
+/// The keys of one mapping read so far. Each key is hashed once and looked
+/// up in constant time, so checking a mapping of n entries for duplicates
+/// takes O(n), however many keys a file writes into one mapping (comparing
+/// each key with every earlier one made over a billion comparisons for the
+/// 50,000 keys a document may hold, seconds of CPU at each reload). std's
+/// hasher is keyed at random, so no choice of keys makes them collide.
+#[derive(Debug)]
+pub(super) struct FirstSeen<K> {
+    keys: HashSet<K>,
+}
+
+impl<K: Hash + Eq> FirstSeen<K> {
+    /// Room for `n` keys without growing.
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Self {
+            keys: HashSet::with_capacity(n),
+        }
+    }
+
+    /// True the first time `key` is offered; false for a duplicate, which is
+    /// not recorded again.
+    pub(super) fn first(&mut self, key: K) -> bool {
+        self.keys.insert(key)
+    }
+
+    /// True when `key` was offered.
+    pub(super) fn contains(&self, key: K) -> bool {
+        self.keys.contains(&key)
+    }
+}
+
 // === impl Walk ===
 
 impl Walk<'_> {
@@ -591,7 +625,7 @@ impl Walk<'_> {
             return None;
         };
         let mut out = Some(Mapping::new());
-        let mut seen: Vec<&str> = Vec::with_capacity(entries.len());
+        let mut seen = FirstSeen::with_capacity(fields.len());
         for entry in entries.iter() {
             if !entry.key_is_scalar {
                 self.error(
@@ -616,7 +650,7 @@ impl Walk<'_> {
                 out = None;
                 continue;
             };
-            if seen.contains(&field.key) {
+            if !seen.first(field.key) {
                 self.error(
                     &key_path,
                     Some(entry.key_at),
@@ -625,7 +659,6 @@ impl Walk<'_> {
                 out = None;
                 continue;
             }
-            seen.push(field.key);
             // A key written without a value (`pause:`) counts as absent; the
             // location index still knows it was written.
             if !field.required && is_null(&entry.value) {
@@ -643,8 +676,8 @@ impl Walk<'_> {
         for field in fields.iter().filter(|f| f.required) {
             let excused = field
                 .unless
-                .is_some_and(|other| seen.contains(&other) || self.assumed.contains(&other));
-            if !seen.contains(&field.key) && !excused {
+                .is_some_and(|other| seen.contains(other) || self.assumed.contains(&other));
+            if !seen.contains(field.key) && !excused {
                 let at = if path.is_empty() {
                     Some(Location { line: 1, column: 1 })
                 } else {
@@ -679,7 +712,7 @@ impl Walk<'_> {
             return None;
         };
         let mut out = Some(Mapping::new());
-        let mut seen: Vec<&str> = Vec::with_capacity(entries.len());
+        let mut seen = FirstSeen::with_capacity(entries.len());
         for entry in entries.iter() {
             let key_path = child_key(path, &entry.key);
             if !entry.key_is_scalar {
@@ -691,7 +724,7 @@ impl Walk<'_> {
                 out = None;
                 continue;
             }
-            if seen.contains(&entry.key.as_str()) {
+            if !seen.first(entry.key.as_str()) {
                 self.error(
                     &key_path,
                     Some(entry.key_at),
@@ -700,7 +733,6 @@ impl Walk<'_> {
                 out = None;
                 continue;
             }
-            seen.push(&entry.key);
             let value = self.node(&entry.value, item, &key_path);
             match (&mut out, value) {
                 (Some(map), Some(value)) => {

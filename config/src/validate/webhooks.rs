@@ -2,7 +2,7 @@
 //! `notifications` (SPEC 14), converted into [`crate::hooks`] types. Every
 //! problem is recorded at its key with the accepted values.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::check::Checker;
@@ -79,6 +79,13 @@ fn url_problem(url: &str) -> Option<String> {
         return Some(format!("`{}` has no host", url.escape_debug()));
     }
     None
+}
+
+/// The file's route names, for a receiver's `routes`.
+struct KnownRoutes<'r> {
+    names: HashSet<&'r str>,
+    /// The names as a message lists them.
+    listed: String,
 }
 
 // === impl Checker ===
@@ -172,6 +179,17 @@ impl Checker<'_> {
     ) -> Option<Vec<Notification>> {
         let mut out = Some(Vec::with_capacity(specs.len()));
         let mut names: HashMap<&str, usize> = HashMap::new();
+        // Looked up by name, listed at most `LISTED` in a message: a
+        // receiver naming thousands of routes is checked in linear time.
+        let known = KnownRoutes {
+            names: routes.iter().map(|r| r.name.as_str()).collect(),
+            listed: if routes.is_empty() {
+                "none".to_owned()
+            } else {
+                let quoted: Vec<String> = routes.iter().map(|r| format!("`{}`", r.name)).collect();
+                super::listed(&quoted)
+            },
+        };
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("notifications[{i}]");
             if let Some(first) = names.get(spec.name.as_str()) {
@@ -186,7 +204,7 @@ impl Checker<'_> {
             } else {
                 names.insert(&spec.name, i);
             }
-            let receiver = self.notification(&at, spec, routes);
+            let receiver = self.notification(&at, spec, &known);
             match (&mut out, receiver) {
                 (Some(all), Some(receiver)) => all.push(receiver),
                 _ => out = None,
@@ -199,7 +217,7 @@ impl Checker<'_> {
         &mut self,
         at: &str,
         spec: &NotificationSpec,
-        routes: &[RouteSpec],
+        routes: &KnownRoutes<'_>,
     ) -> Option<Notification> {
         let name = self.hook_name(&format!("{at}.name"), &spec.name);
         let url = self.hook_url(&format!("{at}.url"), &spec.url);
@@ -213,19 +231,14 @@ impl Checker<'_> {
                 continue;
             };
             // A CanaryRoute (`NAMESPACE/NAME`) is only known once watched.
-            let known = route.contains('/') || routes.iter().any(|r| r.name == route);
+            let known = route.contains('/') || routes.names.contains(route);
             if !known {
-                let names: Vec<String> = routes.iter().map(|r| format!("`{}`", r.name)).collect();
                 self.error(
                     &path,
                     format!(
                         "no route is named `{}`; the routes are {}",
                         route.escape_debug(),
-                        if names.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            names.join(", ")
-                        }
+                        routes.listed
                     ),
                 );
                 route_names = None;

@@ -413,3 +413,105 @@ routes:
     ];
     assert_cases(&cases);
 }
+
+/// A file with `templates`, and a route whose background analysis is
+/// `analysis`.
+fn with_templates(templates: &str, analysis: &str) -> String {
+    format!(
+        "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nanalysisTemplates:\n{templates}routes:\n  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    canary: {{ revision: v2, endpoints: [b:1] }}\n    strategy:\n      steps:\n        - setWeight: 10\n      analysis: {analysis}\n"
+    )
+}
+
+/// A template named `name` declaring `args` (without values), measuring
+/// `query`.
+fn template(name: &str, args: &[String], query: &str) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("{{name: {a}}}")).collect();
+    format!(
+        "  - name: {name}\n    args: [{}]\n    metrics:\n      - name: m-{name}\n        successCondition: result > 0\n        provider:\n          prometheus:\n            address: http://127.0.0.1:9090\n            query: '{query}'\n",
+        args.join(", ")
+    )
+}
+
+#[test]
+fn a_template_named_twice_is_reported_once_not_once_per_argument() {
+    // 300 mentions of a template of 300 arguments without values: each
+    // mention asked for each value, 90,000 problems.
+    let n = 300;
+    let args: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+    let refs = vec!["{templateName: t}"; n].join(", ");
+    let errors = invalid(&with_templates(
+        &template("t", &args, "up"),
+        &format!("{{ templates: [{refs}] }}"),
+    ));
+    assert_eq!(errors.len(), n - 1, "{:#?}", &errors[..3]);
+    assert_eq!(
+        errors[0].path,
+        "routes[0].strategy.analysis.templates[1].templateName"
+    );
+    assert_eq!(
+        errors[0].message,
+        "template `t` is already templates[0]; name each template once"
+    );
+    // Named once, it asks for each value once.
+    let errors = invalid(&with_templates(
+        &template("t", &args, "up"),
+        "{ templates: [{templateName: t}] }",
+    ));
+    assert_eq!(errors.len(), n, "{:#?}", &errors[..3]);
+    assert!(
+        errors[0]
+            .message
+            .contains("needs a value for argument `a0`")
+    );
+}
+
+#[test]
+fn messages_list_some_templates_and_arguments_not_all() {
+    let n = 40;
+    let names: Vec<String> = (0..n).map(|i| format!("t{i:02}")).collect();
+    let templates: String = names.iter().map(|t| template(t, &[], "up")).collect();
+    let errors = invalid(&with_templates(
+        &templates,
+        "{ templates: [{templateName: nope}] }",
+    ));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        errors[0].message,
+        "unknown template `nope`; defined: t00, t01, t02, t03, t04, t05, t06, t07, t08, t09 and 30 more"
+    );
+
+    let refs: Vec<String> = names
+        .iter()
+        .map(|t| format!("{{templateName: {t}}}"))
+        .collect();
+    let errors = invalid(&with_templates(
+        &templates,
+        &format!(
+            "{{ templates: [{}], args: [{{name: x, value: v}}, {{name: y, value: v}}] }}",
+            refs.join(", ")
+        ),
+    ));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(
+        errors[0].message,
+        "argument `x` is not declared by templates `t00`, `t01`, `t02`, `t03`, `t04`, `t05`, `t06`, `t07`, `t08`, `t09` and 30 more; remove it or declare it in the template's `args`"
+    );
+
+    let args: Vec<String> = (0..n).map(|i| format!("a{i:02}")).collect();
+    let errors = invalid(&with_templates(
+        &template("t", &args, "{{args.b}} {{args.c}}"),
+        "{ templates: [{templateName: t}] }",
+    ));
+    let unknown: Vec<&str> = errors
+        .iter()
+        .filter(|e| e.message.contains("names no argument"))
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            "`{{args.b}}` names no argument of this template (declared: a00, a01, a02, a03, a04, a05, a06, a07, a08, a09 and 30 more); declare it under `args`",
+            "`{{args.c}}` names no argument of this template (declared: a00, a01, a02, a03, a04, a05, a06, a07, a08, a09 and 30 more); declare it under `args`",
+        ]
+    );
+}

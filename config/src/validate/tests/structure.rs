@@ -515,3 +515,110 @@ routes:
     );
     assert_eq!(config.routes[1].stable, config.routes[0].stable);
 }
+
+#[test]
+fn a_mapping_of_the_most_keys_a_file_holds_is_checked_for_duplicates_at_once() {
+    // As many `headers` as a document may hold values, every one distinct
+    // but the last, which repeats the first: a check comparing each key with
+    // every earlier one makes some 1.2 billion comparisons here.
+    let keys = (MAX_NODES - 40) / 2;
+    let mut text = String::with_capacity(keys * 16);
+    text.push_str(
+        "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nroutes:\n  - name: web\n    stable: { revision: v1, endpoints: [a:1] }\nnotifications:\n  - name: hook\n    url: http://127.0.0.1:9999/hook\n    triggers: [on-rollout-aborted]\n    headers:\n",
+    );
+    for i in 0..keys - 1 {
+        text.push_str(&format!("      x-{i}: v\n"));
+    }
+    text.push_str("      x-0: w\n");
+    let errors = invalid(&text);
+    assert_eq!(
+        summary(&errors),
+        vec![(
+            "notifications[0].headers.x-0",
+            at(12 + keys - 1, 7),
+            "duplicate key `x-0`; write each key once",
+        )]
+    );
+}
+
+#[test]
+fn a_key_is_compared_with_few_others_however_many_came_before() {
+    use std::cell::Cell;
+    use std::hash::{Hash, Hasher};
+
+    use crate::validate::structure::FirstSeen;
+
+    /// A key that counts how often it is compared.
+    struct Counted<'c> {
+        key: usize,
+        comparisons: &'c Cell<usize>,
+    }
+    impl PartialEq for Counted<'_> {
+        fn eq(&self, other: &Self) -> bool {
+            self.comparisons.set(self.comparisons.get() + 1);
+            self.key == other.key
+        }
+    }
+    impl Eq for Counted<'_> {}
+    impl Hash for Counted<'_> {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            self.key.hash(state);
+        }
+    }
+
+    let comparisons = Cell::new(0);
+    let key = |key| Counted {
+        key,
+        comparisons: &comparisons,
+    };
+    let n = 5_000;
+    let mut seen = FirstSeen::with_capacity(n);
+    for k in 0..n {
+        assert!(seen.first(key(k)), "key {k} is new");
+    }
+    for k in (0..n).rev() {
+        assert!(!seen.first(key(k)), "key {k} was seen");
+    }
+    assert!(seen.contains(key(0)));
+    assert!(!seen.contains(key(n)));
+    // Each duplicate is compared with itself, a new key with about none:
+    // comparing with every earlier key would take n² = 25,000,000.
+    assert!(
+        comparisons.get() <= 3 * n,
+        "{} comparisons for {} keys offered",
+        comparisons.get(),
+        2 * n
+    );
+}
+
+#[test]
+fn long_lists_of_methods_and_protocols_are_checked_for_repeats_at_once() {
+    // Some 90,000 names, each distinct but the last of each list: checking
+    // each against every earlier one would make 2 billion comparisons.
+    let methods = 50_000;
+    let protocols = 40_000;
+    let list = |prefix: &str, n: usize| {
+        let mut names: Vec<String> = (0..n - 1).map(|i| format!("{prefix}{i}")).collect();
+        names.push(format!("{prefix}0"));
+        names.join(",")
+    };
+    let text = format!(
+        "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    stableFallback: {{ methods: [{}] }}\n    upgrades: [{}]\n",
+        list("M", methods),
+        list("p", protocols)
+    );
+    let errors = invalid(&text);
+    let got: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|d| (d.path.as_str(), d.message.as_str()))
+        .collect();
+    let method_at = format!("routes[0].stableFallback.methods[{}]", methods - 1);
+    let protocol_at = format!("routes[0].upgrades[{}]", protocols - 1);
+    assert_eq!(
+        got,
+        vec![
+            (method_at.as_str(), "`M0` is listed twice"),
+            (protocol_at.as_str(), "`p0` is listed twice"),
+        ]
+    );
+}
