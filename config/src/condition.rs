@@ -17,7 +17,15 @@
 //! ([`Condition::parse`]); evaluation ([`Condition::eval`]) is pure. A
 //! runtime error (an index out of range, a field of a number, comparing a
 //! string with a number) makes the measurement an error, as in Argo.
+//!
+//! Evaluation borrows: `result`, its fields and elements, and `#` are read
+//! in place, never copied for each reference, so a condition that goes over
+//! the result once takes time in proportion to it. Every evaluation counts
+//! its steps and stops with an error past `MAX_STEPS` (2^26), so a
+//! condition that goes over the whole result for each of its elements
+//! cannot hold a runtime thread for hours.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -221,13 +229,20 @@ impl Condition {
     /// [`EvalError`] when the condition cannot be applied to `result`, or
     /// when it is not `true` or `false`.
     pub fn eval(&self, result: &Value) -> Result<bool, EvalError> {
-        match eval(&self.root, result, None)? {
+        self.eval_within(result, MAX_STEPS).0
+    }
+
+    /// [`Condition::eval`] within `budget` steps, and the steps taken.
+    fn eval_within(&self, result: &Value, budget: u64) -> (Result<bool, EvalError>, u64) {
+        let mut work = Work { steps: 0, budget };
+        let outcome = eval(&self.root, result, None, &mut work).and_then(|value| match *value {
             Value::Bool(b) => Ok(b),
-            other => Err(EvalError(format!(
+            ref other => Err(EvalError(format!(
                 "the condition gives {}, not true or false",
                 other.describe()
             ))),
-        }
+        });
+        (outcome, work.steps)
     }
 }
 
@@ -300,7 +315,7 @@ impl Value {
             Value::Nil => "nil".to_owned(),
             Value::Bool(b) => format!("the boolean {b}"),
             Value::Number(n) => format!("the number {}", number_text(*n)),
-            Value::Text(s) => format!("the string {s:?}"),
+            Value::Text(s) => format!("the string {}", quote(s)),
             Value::List(items) => format!("a list of {}", items.len()),
             Value::Map(_) => "an object".to_owned(),
         }
@@ -773,62 +788,156 @@ impl Expr {
     }
 }
 
-fn eval(expr: &Expr, result: &Value, element: Option<&Value>) -> Result<Value, EvalError> {
+/// The most steps one evaluation takes before it gives up with an error. A
+/// step is an expression evaluated, an element compared or copied, or 64
+/// bytes of text compared, joined, parsed or copied. A condition that goes
+/// over the result once (or a few times) takes a few steps per value of the
+/// result: some ten million for the largest answer a provider may give.
+/// One that goes over the whole result for each of its elements (`result`
+/// or `any(result, ...)` inside `all(result, {...})`) takes the square of
+/// that, hours for a large result; the bound makes it an error of the
+/// measurement after a second or so instead.
+const MAX_STEPS: u64 = 1 << 26;
+
+/// Bytes of text that count as one step.
+const BYTES_PER_STEP: usize = 64;
+
+/// The most characters of a string that an error message quotes.
+const QUOTED_CHARS: usize = 64;
+
+/// The work of one evaluation so far, and the most it may take.
+struct Work {
+    steps: u64,
+    budget: u64,
+}
+
+// === impl Work ===
+
+impl Work {
+    /// Counts `n` steps; an error once past the budget (and at every step
+    /// after, so that `default` cannot swallow it).
+    fn step(&mut self, n: u64) -> Result<(), EvalError> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > self.budget {
+            return Err(EvalError(format!(
+                "the condition takes more than {} steps on this result: it goes over the result (or part of it) again for each element; simplify it",
+                self.budget
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts the work on `n` bytes of text.
+    fn bytes(&mut self, n: usize) -> Result<(), EvalError> {
+        self.step(u64::try_from(n / BYTES_PER_STEP).unwrap_or(u64::MAX))
+    }
+
+    /// `value` as an owned value; a borrowed one is copied, its size counted
+    /// first.
+    fn owned(&mut self, value: Cow<'_, Value>) -> Result<Value, EvalError> {
+        match value {
+            Cow::Owned(value) => Ok(value),
+            Cow::Borrowed(value) => {
+                self.count(value)?;
+                Ok(value.clone())
+            }
+        }
+    }
+
+    /// Counts a step per value in `value` and the bytes of its texts.
+    /// Recurses as deep as the value nests: a JSON answer at most 128 deep
+    /// (serde_json's bound), within list literals at most [`MAX_NESTING`].
+    fn count(&mut self, value: &Value) -> Result<(), EvalError> {
+        self.step(1)?;
+        match value {
+            Value::Text(s) => self.bytes(s.len()),
+            Value::List(items) => items.iter().try_for_each(|item| self.count(item)),
+            Value::Map(map) => map.iter().try_for_each(|(key, item)| {
+                self.bytes(key.len())?;
+                self.count(item)
+            }),
+            Value::Nil | Value::Bool(_) | Value::Number(_) => Ok(()),
+        }
+    }
+}
+
+/// `expr`'s value with `result` and the predicate's `element`. A value
+/// that is part of `result`, the element or the condition is borrowed, not
+/// copied: `result` inside `all(result, {...})` costs a step per element,
+/// not a copy of the result.
+fn eval<'v>(
+    expr: &'v Expr,
+    result: &'v Value,
+    element: Option<&'v Value>,
+    work: &mut Work,
+) -> Result<Cow<'v, Value>, EvalError> {
+    work.step(1)?;
     Ok(match expr {
-        Expr::Literal(v) => v.clone(),
-        Expr::Result => result.clone(),
-        Expr::Element => element.cloned().unwrap_or(Value::Nil),
-        Expr::List(items) => Value::List(
-            items
-                .iter()
-                .map(|e| eval(e, result, element))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Predicate(inner) => eval(inner, result, element)?,
-        Expr::Unary(UnaryOp::Not, operand) => {
-            Value::Bool(!eval(operand, result, element)?.truth("`!`")?)
+        Expr::Literal(v) => Cow::Borrowed(v),
+        Expr::Result => Cow::Borrowed(result),
+        Expr::Element => element.map_or(Cow::Owned(Value::Nil), Cow::Borrowed),
+        Expr::List(items) => {
+            let mut list = Vec::with_capacity(items.len());
+            for item in items {
+                let value = eval(item, result, element, work)?;
+                list.push(work.owned(value)?);
+            }
+            Cow::Owned(Value::List(list))
         }
-        Expr::Unary(UnaryOp::Negate, operand) => {
-            Value::Number(-eval(operand, result, element)?.number("`-`")?)
+        Expr::Predicate(inner) => eval(inner, result, element, work)?,
+        Expr::Unary(UnaryOp::Not, operand) => Cow::Owned(Value::Bool(
+            !eval(operand, result, element, work)?.truth("`!`")?,
+        )),
+        Expr::Unary(UnaryOp::Negate, operand) => Cow::Owned(Value::Number(
+            -eval(operand, result, element, work)?.number("`-`")?,
+        )),
+        Expr::Binary(BinaryOp::Or, a, b) => Cow::Owned(Value::Bool(
+            eval(a, result, element, work)?.truth("`||`")?
+                || eval(b, result, element, work)?.truth("`||`")?,
+        )),
+        Expr::Binary(BinaryOp::And, a, b) => Cow::Owned(Value::Bool(
+            eval(a, result, element, work)?.truth("`&&`")?
+                && eval(b, result, element, work)?.truth("`&&`")?,
+        )),
+        Expr::Binary(BinaryOp::Coalesce, a, b) => {
+            let a = eval(a, result, element, work)?;
+            if matches!(*a, Value::Nil) {
+                eval(b, result, element, work)?
+            } else {
+                a
+            }
         }
-        Expr::Binary(BinaryOp::Or, a, b) => Value::Bool(
-            eval(a, result, element)?.truth("`||`")? || eval(b, result, element)?.truth("`||`")?,
-        ),
-        Expr::Binary(BinaryOp::And, a, b) => Value::Bool(
-            eval(a, result, element)?.truth("`&&`")? && eval(b, result, element)?.truth("`&&`")?,
-        ),
-        Expr::Binary(BinaryOp::Coalesce, a, b) => match eval(a, result, element)? {
-            Value::Nil => eval(b, result, element)?,
-            other => other,
-        },
         Expr::Binary(op, a, b) => {
-            let a = eval(a, result, element)?;
-            let b = eval(b, result, element)?;
-            binary_op(*op, &a, &b)?
+            let a = eval(a, result, element, work)?;
+            let b = eval(b, result, element, work)?;
+            Cow::Owned(binary_op(*op, &a, &b, work)?)
         }
         Expr::Index(base, index) => {
-            let base = eval(base, result, element)?;
-            let index = eval(index, result, element)?;
-            index_of(&base, &index)?
+            let base = eval(base, result, element, work)?;
+            let index = eval(index, result, element, work)?;
+            index_of(base, &index)?
         }
-        Expr::Field(base, name) => match eval(base, result, element)? {
-            Value::Map(map) => map.get(name).cloned().unwrap_or(Value::Nil),
-            Value::Nil => Value::Nil,
-            other => {
-                return Err(EvalError(format!(
-                    "cannot read field `{name}` of {}",
-                    other.describe()
-                )));
+        Expr::Field(base, name) => {
+            let base = eval(base, result, element, work)?;
+            match &*base {
+                Value::Map(_) => member(base, &Member::Key(name)),
+                Value::Nil => Cow::Owned(Value::Nil),
+                other => {
+                    return Err(EvalError(format!(
+                        "cannot read field `{name}` of {}",
+                        other.describe()
+                    )));
+                }
             }
-        },
-        Expr::Call(function, args) => call(*function, args, result, element)?,
+        }
+        Expr::Call(function, args) => call(*function, args, result, element, work)?,
     })
 }
 
-fn binary_op(op: BinaryOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
+fn binary_op(op: BinaryOp, a: &Value, b: &Value, work: &mut Work) -> Result<Value, EvalError> {
     let symbol = match op {
-        BinaryOp::Eq => return Ok(Value::Bool(equal(a, b))),
-        BinaryOp::Ne => return Ok(Value::Bool(!equal(a, b))),
+        BinaryOp::Eq => return Ok(Value::Bool(equal(a, b, work)?)),
+        BinaryOp::Ne => return Ok(Value::Bool(!equal(a, b, work)?)),
         BinaryOp::Lt => "<",
         BinaryOp::Le => "<=",
         BinaryOp::Gt => ">",
@@ -842,11 +951,19 @@ fn binary_op(op: BinaryOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
     };
     if let (Value::Text(x), Value::Text(y)) = (a, b) {
         return match op {
-            BinaryOp::Lt => Ok(Value::Bool(x < y)),
-            BinaryOp::Le => Ok(Value::Bool(x <= y)),
-            BinaryOp::Gt => Ok(Value::Bool(x > y)),
-            BinaryOp::Ge => Ok(Value::Bool(x >= y)),
-            BinaryOp::Add => Ok(Value::Text(format!("{x}{y}"))),
+            BinaryOp::Add => {
+                work.bytes(x.len() + y.len())?;
+                Ok(Value::Text(format!("{x}{y}")))
+            }
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+                work.bytes(x.len().min(y.len()))?;
+                Ok(Value::Bool(match op {
+                    BinaryOp::Lt => x < y,
+                    BinaryOp::Le => x <= y,
+                    BinaryOp::Gt => x > y,
+                    _ => x >= y,
+                }))
+            }
             _ => Err(EvalError(format!("`{symbol}` does not apply to strings"))),
         };
     }
@@ -871,17 +988,69 @@ fn binary_op(op: BinaryOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
     })
 }
 
-fn equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
+/// `==`: lists and objects element by element, each element a step (two
+/// lists of a million elements are not compared for free).
+fn equal(a: &Value, b: &Value, work: &mut Work) -> Result<bool, EvalError> {
+    work.step(1)?;
+    Ok(match (a, b) {
         (Value::List(x), Value::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
+            if x.len() != y.len() {
+                return Ok(false);
+            }
+            for (a, b) in x.iter().zip(y) {
+                if !equal(a, b, work)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            if x.len() != y.len() {
+                return Ok(false);
+            }
+            for ((ka, a), (kb, b)) in x.iter().zip(y) {
+                work.bytes(ka.len().min(kb.len()))?;
+                if ka != kb || !equal(a, b, work)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        (Value::Text(x), Value::Text(y)) => {
+            if x.len() == y.len() {
+                work.bytes(x.len())?;
+            }
+            x == y
         }
         _ => a == b,
-    }
+    })
 }
 
-fn index_of(base: &Value, index: &Value) -> Result<Value, EvalError> {
-    match (base, index) {
+/// Where [`member`] looks in a list or an object.
+enum Member<'k> {
+    /// An element of a list, by its position.
+    At(usize),
+    /// A field of an object.
+    Key(&'k str),
+}
+
+/// The member of `base` (nil when there is none): borrowed from a borrowed
+/// `base`, taken out of an owned one.
+fn member<'v>(base: Cow<'v, Value>, at: &Member<'_>) -> Cow<'v, Value> {
+    let found = match (base, at) {
+        (Cow::Borrowed(Value::List(items)), Member::At(k)) => items.get(*k).map(Cow::Borrowed),
+        (Cow::Borrowed(Value::Map(map)), Member::Key(key)) => map.get(*key).map(Cow::Borrowed),
+        (Cow::Owned(Value::List(mut items)), Member::At(k)) => {
+            (*k < items.len()).then(|| Cow::Owned(items.swap_remove(*k)))
+        }
+        (Cow::Owned(Value::Map(mut map)), Member::Key(key)) => map.remove(*key).map(Cow::Owned),
+        _ => None,
+    };
+    found.unwrap_or(Cow::Owned(Value::Nil))
+}
+
+fn index_of<'v>(base: Cow<'v, Value>, index: &Value) -> Result<Cow<'v, Value>, EvalError> {
+    match (&*base, index) {
         (Value::List(items), Value::Number(n)) => {
             if n.fract() != 0.0 {
                 return Err(EvalError(format!("index {n} is not a whole number")));
@@ -890,20 +1059,17 @@ fn index_of(base: &Value, index: &Value) -> Result<Value, EvalError> {
             let k = *n as i64;
             let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
             let at = if k < 0 { len + k } else { k };
-            usize::try_from(at)
-                .ok()
-                .and_then(|at| items.get(at))
-                .cloned()
-                .ok_or_else(|| {
-                    EvalError(format!(
-                        "index {k} out of range: the list has {} element{}",
-                        items.len(),
-                        if items.len() == 1 { "" } else { "s" }
-                    ))
-                })
+            match usize::try_from(at).ok().filter(|at| *at < items.len()) {
+                Some(at) => Ok(member(base, &Member::At(at))),
+                None => Err(EvalError(format!(
+                    "index {k} out of range: the list has {} element{}",
+                    items.len(),
+                    if items.len() == 1 { "" } else { "s" }
+                ))),
+            }
         }
-        (Value::Map(map), Value::Text(key)) => Ok(map.get(key).cloned().unwrap_or(Value::Nil)),
-        (Value::Nil, _) => Ok(Value::Nil),
+        (Value::Map(_), Value::Text(key)) => Ok(member(base, &Member::Key(key))),
+        (Value::Nil, _) => Ok(Cow::Owned(Value::Nil)),
         (base, index) => Err(EvalError(format!(
             "cannot index {} with {}",
             base.describe(),
@@ -912,18 +1078,41 @@ fn index_of(base: &Value, index: &Value) -> Result<Value, EvalError> {
     }
 }
 
-fn call(
-    function: Function,
-    args: &[Expr],
+/// True when `predicate` gives `want` for every one of `items` (`all`
+/// with `want` true, `any` negated with `want` false).
+fn each(
+    items: &[Value],
+    predicate: &Expr,
     result: &Value,
-    element: Option<&Value>,
-) -> Result<Value, EvalError> {
-    let first = || eval(&args[0], result, element);
+    want: bool,
+    what: &str,
+    work: &mut Work,
+) -> Result<bool, EvalError> {
+    for item in items {
+        if eval(predicate, result, Some(item), work)?.truth(what)? != want {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn call<'v>(
+    function: Function,
+    args: &'v [Expr],
+    result: &'v Value,
+    element: Option<&'v Value>,
+    work: &mut Work,
+) -> Result<Cow<'v, Value>, EvalError> {
+    let first = |work: &mut Work| eval(&args[0], result, element, work);
+    let number = |n: f64| Cow::Owned(Value::Number(n));
     Ok(match function {
-        Function::Len => match first()? {
-            Value::List(items) => Value::Number(items.len() as f64),
-            Value::Map(map) => Value::Number(map.len() as f64),
-            Value::Text(s) => Value::Number(s.chars().count() as f64),
+        Function::Len => match &*first(work)? {
+            Value::List(items) => number(items.len() as f64),
+            Value::Map(map) => number(map.len() as f64),
+            Value::Text(s) => {
+                work.bytes(s.len())?;
+                number(s.chars().count() as f64)
+            }
             other => {
                 return Err(EvalError(format!(
                     "len needs a list, got {}",
@@ -937,37 +1126,36 @@ fn call(
             } else {
                 "any"
             };
-            let Value::List(items) = first()? else {
+            let list = first(work)?;
+            let Value::List(items) = &*list else {
                 return Err(EvalError(format!(
                     "{name} needs a list as its first argument"
                 )));
             };
             let want = function == Function::All;
-            for item in &items {
-                if eval(&args[1], result, Some(item))?.truth(&format!("the predicate of {name}"))?
-                    != want
-                {
-                    return Ok(Value::Bool(!want));
-                }
-            }
-            Value::Bool(want)
+            let what = format!("the predicate of {name}");
+            let held = each(items, &args[1], result, want, &what, work)?;
+            Cow::Owned(Value::Bool(held == want))
         }
-        Function::IsNaN => Value::Bool(first()?.number("isNaN")?.is_nan()),
-        Function::IsInf => Value::Bool(first()?.number("isInf")?.is_infinite()),
-        Function::IsNil => Value::Bool(first()? == Value::Nil),
-        Function::Default => match first() {
+        Function::IsNaN => Cow::Owned(Value::Bool(first(work)?.number("isNaN")?.is_nan())),
+        Function::IsInf => Cow::Owned(Value::Bool(first(work)?.number("isInf")?.is_infinite())),
+        Function::IsNil => Cow::Owned(Value::Bool(matches!(*first(work)?, Value::Nil))),
+        Function::Default => match first(work) {
+            Ok(value) if !matches!(*value, Value::Nil) => value,
             // An index out of range or a missing field gives the fallback,
-            // as "no value".
-            Ok(Value::Nil) | Err(_) => eval(&args[1], result, element)?,
-            Ok(other) => other,
+            // as "no value". Past the budget, the fallback's first step
+            // fails too.
+            Ok(_) | Err(_) => eval(&args[1], result, element, work)?,
         },
-        Function::AsInt => Value::Number(match first()? {
+        Function::AsInt => number(match &*first(work)? {
             Value::Number(n) => n.trunc(),
-            Value::Text(s) => s
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| EvalError(format!("asInt: {s:?} is not a whole number")))?
-                as f64,
+            Value::Text(s) => {
+                work.bytes(s.len())?;
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| EvalError(format!("asInt: {} is not a whole number", quote(s))))?
+                    as f64
+            }
             other => {
                 return Err(EvalError(format!(
                     "asInt needs a number or a string, got {}",
@@ -975,10 +1163,13 @@ fn call(
                 )));
             }
         }),
-        Function::AsFloat => Value::Number(match first()? {
-            Value::Number(n) => n,
-            Value::Text(s) => parse_float(&s)
-                .ok_or_else(|| EvalError(format!("asFloat: {s:?} is not a number")))?,
+        Function::AsFloat => number(match &*first(work)? {
+            Value::Number(n) => *n,
+            Value::Text(s) => {
+                work.bytes(s.len())?;
+                parse_float(s)
+                    .ok_or_else(|| EvalError(format!("asFloat: {} is not a number", quote(s))))?
+            }
             other => {
                 return Err(EvalError(format!(
                     "asFloat needs a number or a string, got {}",
@@ -987,6 +1178,16 @@ fn call(
             }
         }),
     })
+}
+
+/// `text` quoted for a message, cut after [`QUOTED_CHARS`] characters: an
+/// error is built for each element a predicate fails on, and may be
+/// dropped by `default`, so it must not cost as much as a long string.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &text[..cut], text.len()),
+    }
 }
 
 /// A number as Prometheus or Go writes it, `NaN` and `+Inf` included.

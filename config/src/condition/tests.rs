@@ -209,3 +209,103 @@ fn precedence_follows_expr() {
         Ok(false)
     );
 }
+
+/// `result` inside a predicate is borrowed, not copied for each element: a
+/// condition over a large vector that names `result` in its predicate takes
+/// a few steps per element. Copying the result at each reference would
+/// take 100,000 copies of 100,000 elements here.
+#[test]
+fn result_in_a_predicate_is_not_copied_for_each_element() {
+    let n = 100_000;
+    let big = Value::List((0..n).map(|k| Value::Number(k as f64 + 1.0)).collect());
+    let cases = [
+        ("all(result, {# > 0})", true),
+        ("all(result, {# > 0 && len(result) == 100000})", true),
+        ("all(result, {# >= result[0] && # <= result[-1]})", true),
+        ("any(result, {# == result[99999]})", true),
+        ("any(result, {# > result[-1] ?? 0})", false),
+        ("all(result, {default(#, 0) > 1})", false),
+    ];
+    for (text, want) in cases {
+        let condition = Condition::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let (outcome, steps) = condition.eval_within(&big, MAX_STEPS);
+        assert_eq!(outcome, Ok(want), "{text}");
+        // A step per node of the predicate (13 at most here) and per
+        // comparison, for each element; copying `result` for each element
+        // would count 100,000 steps per element.
+        assert!(steps <= 20 * n, "{text}: {steps} steps for {n} elements");
+    }
+}
+
+/// Fields and indexes of a borrowed result are borrowed too: reading one
+/// element of a large object costs a step, not a copy of the object.
+#[test]
+fn fields_and_indexes_borrow_from_the_result() {
+    let n = 50_000;
+    let items: Vec<serde_json::Value> = (0..n).map(|k| serde_json::json!({"v": k})).collect();
+    let result = Value::from_json(&serde_json::json!({ "data": { "items": items, "limit": n } }));
+    let condition =
+        Condition::parse("all(result.data.items, {#.v < result.data.limit})").expect("parses");
+    let (outcome, steps) = condition.eval_within(&result, MAX_STEPS);
+    assert_eq!(outcome, Ok(true));
+    assert!(steps <= 20 * n as u64, "{steps} steps for {n} elements");
+    // A list written in the condition copies what it holds, and counts it.
+    let copied = Condition::parse("len([result.data.items]) == 1").expect("parses");
+    let (outcome, steps) = copied.eval_within(&result, MAX_STEPS);
+    assert_eq!(outcome, Ok(true));
+    assert!(steps > 2 * n as u64, "the copy is counted: {steps} steps");
+}
+
+/// A condition whose work grows with the square of the result (the whole
+/// result searched again for each element, or copied into a list for each
+/// element) stops at the budget with a message, instead of holding a worker
+/// for hours.
+#[test]
+fn a_condition_quadratic_in_the_result_stops_at_the_budget() {
+    let n = 20_000;
+    let big = Value::List(vec![Value::Number(1.0); n]);
+    let budget = 1_000_000;
+    for text in [
+        "all(result, {any(result, {# == 2}) || # > 0})",
+        "all(result, {len([result]) == 1})",
+        "all(result, {result == result})",
+    ] {
+        let condition = Condition::parse(text).expect("parses");
+        let (outcome, steps) = condition.eval_within(&big, budget);
+        let error = outcome.expect_err(text);
+        assert!(
+            error
+                .0
+                .contains("takes more than 1000000 steps on this result"),
+            "{text}: {error}"
+        );
+        assert!(steps <= budget + 2 * n as u64, "{text}: {steps} steps");
+    }
+    // `default` does not swallow the budget: its fallback fails too.
+    let condition =
+        Condition::parse("default(all(result, {any(result, {# == 2}) || # > 0}), true)")
+            .expect("parses");
+    let error = condition
+        .eval_within(&big, budget)
+        .0
+        .expect_err("over budget");
+    assert!(error.0.contains("steps on this result"), "{error}");
+    // The same conditions on a small result are fine.
+    let small = Value::List(vec![Value::Number(1.0); 100]);
+    let condition =
+        Condition::parse("all(result, {any(result, {# == 2}) || # > 0})").expect("parses");
+    assert_eq!(condition.eval(&small), Ok(true));
+}
+
+/// A long string is quoted cut in a message: a predicate failing on each
+/// element (inside `default`) builds a message each time.
+#[test]
+fn long_strings_are_quoted_cut() {
+    let long = "x".repeat(1 << 20);
+    let error = check("asInt(result) == 1", &Value::Text(long.clone())).expect_err("not a number");
+    assert!(error.0.len() < 200, "{} bytes", error.0.len());
+    assert!(error.0.contains("(1048576 bytes)"), "{error}");
+    let error = check("result > 1", &Value::Text(long)).expect_err("not a number");
+    assert!(error.0.len() < 200, "{} bytes", error.0.len());
+    assert_eq!(quote("short"), "\"short\"");
+}
