@@ -4,17 +4,20 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Body;
+use hyper::service::Service as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use weir_proxy::server::HyperService;
+
+use self::connections::Connections;
 
 use http_body_util::BodyExt as _;
 use serde_json::Value;
@@ -677,60 +680,9 @@ const MAX_BODY: usize = 64 * 1024;
 /// to send its first byte after connecting.
 const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Most admin connections open at once. Each holds a file descriptor the
-/// proxy's listeners share: without a cap, idle connections to the admin
-/// port could take them all. At the cap a new connection takes the place of
-/// the oldest one that has sent nothing yet, and is closed only when every
-/// one has.
-const MAX_CONNECTIONS: usize = 256;
-
-/// How long a new connection waits for the place of a silent one to be
+/// How long a new connection waits for the place of a waiting one to be
 /// given back (its task ends at once when told to).
 const PLACE_GIVEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// The admin connections that have not sent a byte yet, oldest first, each
-/// with the signal that closes it.
-#[derive(Default)]
-struct SilentConnections(Mutex<SilentList>);
-
-#[derive(Default)]
-struct SilentList {
-    next_id: u64,
-    waiting: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
-}
-
-impl SilentConnections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SilentList> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Adds a new connection, the newest; its id and the signal that asks
-    /// it to close.
-    fn add(&self) -> (u64, Arc<tokio::sync::Notify>) {
-        let leave = Arc::new(tokio::sync::Notify::new());
-        let mut list = self.lock();
-        let id = list.next_id;
-        list.next_id += 1;
-        list.waiting.push_back((id, Arc::clone(&leave)));
-        (id, leave)
-    }
-
-    /// Takes connection `id` off the list: it spoke, or is gone.
-    fn remove(&self, id: u64) {
-        self.lock().waiting.retain(|(other, _)| *other != id);
-    }
-
-    /// Asks the oldest silent connection to close; whether there was one.
-    fn close_oldest(&self) -> bool {
-        let oldest = self.lock().waiting.pop_front();
-        oldest.is_some_and(|(_, leave)| {
-            leave.notify_one();
-            true
-        })
-    }
-}
 
 /// The refusal of a command body with fields the command does not take
 /// (`names`, quoted), saying what it `accepts`.
@@ -879,7 +831,25 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
 }
 
 /// Serves the admin API on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+///
+/// At most [`MAX_CONNECTIONS`](connections::MAX_CONNECTIONS) connections
+/// are open at once, and a source keeps at most
+/// [`MAX_WAITING_PER_SOURCE`](connections::MAX_WAITING_PER_SOURCE) of them
+/// waiting for a request head; over either limit a waiting connection gives
+/// its place (see [`connections`]), so connections holding unfinished heads
+/// cannot keep a probe or a command out.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: watch::Receiver<bool>) {
+    let connections = Arc::new(Connections::new(connections::Limits::DEFAULT));
+    serve_with(listener, state, stop, connections).await;
+}
+
+/// [`serve`], with the connections kept in `connections` (and its limits).
+async fn serve_with(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut stop: watch::Receiver<bool>,
+    connections: Arc<Connections>,
+) {
     // HTTP/1.1 only: every admin client (probes, Prometheus, the CLI, the
     // dashboard) speaks it, and an HTTP/1 connection has a timeout for
     // each request head, where an idle HTTP/2 connection would have none.
@@ -890,8 +860,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         .header_read_timeout(CLIENT_TIMEOUT)
         .max_buf_size(64 * 1024);
     let builder = Arc::new(builder);
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let silent = Arc::new(SilentConnections::default());
+    let limit = connections.limits().connections;
+    let places = Arc::new(tokio::sync::Semaphore::new(limit));
     let mut backoff = weir_proxy::server::AcceptBackoff::new("admin");
     loop {
         let (stream, remote) = tokio::select! {
@@ -910,13 +880,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                 }
             },
         };
-        let permit = match Arc::clone(&connections).try_acquire_owned() {
+        let permit = match Arc::clone(&places).try_acquire_owned() {
             Ok(permit) => Some(permit),
-            // Full: the oldest connection that has said nothing yet gives
-            // its place, so that silent connections cannot keep a probe
+            // Full: a connection still waiting for a head gives its place,
+            // so that clients holding unfinished heads cannot keep a probe
             // or a command out.
-            Err(_) if silent.close_oldest() => {
-                tokio::time::timeout(PLACE_GIVEN_WITHIN, Arc::clone(&connections).acquire_owned())
+            Err(_) if connections.make_room() => {
+                tokio::time::timeout(PLACE_GIVEN_WITHIN, Arc::clone(&places).acquire_owned())
                     .await
                     .ok()
                     .and_then(Result::ok)
@@ -924,12 +894,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             Err(_) => None,
         };
         let Some(permit) = permit else {
-            tracing::debug!(%remote, limit = MAX_CONNECTIONS, "admin connection refused: too many open");
+            tracing::debug!(%remote, limit, "admin connection refused: too many open, none waiting");
             continue;
         };
-        let (id, leave) = silent.add();
-        let silent = Arc::clone(&silent);
-        let service = HyperService(stack::admin_stack(Arc::clone(&state), remote));
+        let place = connections.add(remote.ip());
+        let stack = stack::admin_stack(Arc::clone(&state), remote);
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {
             let _permit = permit;
@@ -940,24 +909,52 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                 read = tokio::time::timeout(CLIENT_TIMEOUT, stream.peek(&mut first)) => {
                     matches!(read, Ok(Ok(1)))
                 }
-                () = leave.notified() => false,
+                () = place.leave.notified() => {
+                    tracing::debug!(%remote, "admin connection closed to make room: nothing sent");
+                    return;
+                }
             };
-            silent.remove(id);
             if !spoke {
                 tracing::debug!(%remote, "admin connection closed: nothing sent");
                 return;
             }
-            if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%remote, %error, "admin connection ended with an error");
+            place.spoke();
+            // Answering from the whole head to the end of the answer's body:
+            // such a connection never gives its place.
+            let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| {
+                let answering = place.answering();
+                let answer = HyperService(stack.clone()).call(req);
+                async move {
+                    // The stack answers every failure itself (see
+                    // `stack::admin_stack`); should an error come anyway,
+                    // it is a 500.
+                    let response = answer.await.unwrap_or_else(|error| {
+                        self::error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            &format!("the admin API failed: {error}"),
+                        )
+                        .map(AdminBody::from)
+                    });
+                    Ok::<_, std::convert::Infallible>(response.map(|body| answering.body(body)))
+                }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                served = connection => {
+                    if let Err(error) = served {
+                        tracing::debug!(%remote, %error, "admin connection ended with an error");
+                    }
+                }
+                () = place.leave.notified() => {
+                    tracing::debug!(%remote, "admin connection closed to make room: no request head whole");
+                }
             }
         });
     }
 }
 
 mod cluster_commands;
+pub mod connections;
 pub mod events;
 #[cfg(test)]
 mod request_table;
