@@ -158,12 +158,13 @@ async fn a_lingering_connection_keeps_its_place_under_the_limit(path: Forwarding
 
 weir_e2e::on_both_paths!(a_lingering_connection_keeps_its_place_under_the_limit);
 
-/// The admin port holds at most 256 connections. When they are all open
-/// and silent, a health check still gets through: it takes the place of
-/// the oldest silent one, which is closed at once, while the proxy keeps
-/// serving. A client that says nothing is let go after 10 s, one that sent
-/// a command's head but not its body gets a 408 then, and the admin API
-/// answers again.
+/// The admin port holds at most 256 connections, and one source at most
+/// 32 waiting for a whole head. When one client opens 256 that say
+/// nothing, its oldest are closed as it goes, and a health check still
+/// gets through at once while the proxy keeps serving. A client that says
+/// nothing is let go after 10 s, one that sent a command's head but not
+/// its body (answering, so never the one closed) gets a 408 then, and the
+/// admin API answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_port_caps_its_connections_and_lets_silent_ones_go() {
     const ADMIN_CONNECTIONS: usize = 256;
