@@ -3,7 +3,7 @@
 //! a [`Process`] handle and know nothing of this module.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use weir_config::Diagnostics;
 use weir_proxy::{Metrics, Proxy, ServeOptions};
 
 use crate::admin::{self, AdminState};
@@ -19,6 +20,7 @@ use crate::cli::RunArgs;
 use crate::cluster::counters::Replica;
 use crate::cluster::runtime::{self, Settings};
 use crate::cluster::status_store::StatusStore;
+use crate::controller::state::RestoreError;
 use crate::controller::{self, ControlState};
 use crate::load::{self, Resolved};
 use crate::process::{Clock, Process, SystemClock};
@@ -80,16 +82,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let stop_signal = StopSignal::install()?;
     let loaded = match load::load_with(&config_path, kubernetes_flag) {
         Ok(loaded) => loaded,
-        Err(diagnostics) => {
-            for d in &diagnostics.0 {
-                tracing::error!("{d}");
-            }
-            anyhow::bail!(
-                "{} has {} error(s):\n{diagnostics}",
-                config_path.display(),
-                diagnostics.0.len()
-            );
-        }
+        Err(diagnostics) => return Err(config_errors(&config_path, &diagnostics)),
     };
     let resolved = match Resolved::resolve(&loaded.document).await {
         Ok(resolved) => resolved,
@@ -136,7 +129,11 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let control =
         match ControlState::restore_beside(loaded, resolved, cluster_store, clock.now_ms()) {
             Ok(control) => control,
-            Err(problems) => {
+            // A config behind a promotion is refused as a reload would be.
+            Err(RestoreError::Config(diagnostics)) => {
+                return Err(config_errors(&config_path, &diagnostics));
+            }
+            Err(RestoreError::State(problems)) => {
                 let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
             }
@@ -268,6 +265,19 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let _ = admin_stop_tx.send(true);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The error of a config refused at start: each diagnostic logged, and the
+/// file named with all of them.
+fn config_errors(config_path: &Path, diagnostics: &Diagnostics) -> anyhow::Error {
+    for d in &diagnostics.0 {
+        tracing::error!("{d}");
+    }
+    anyhow::anyhow!(
+        "{} has {} error(s):\n{diagnostics}",
+        config_path.display(),
+        diagnostics.0.len()
+    )
 }
 
 /// Descriptors kept out of the client budget: the admin API, the state and

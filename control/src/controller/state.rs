@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weir_config::{Config, Diagnostic, Route};
+use weir_config::{Config, Diagnostic, Diagnostics, Route};
 use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
@@ -25,6 +25,16 @@ use crate::rollout::{
 pub mod adoption;
 
 pub use adoption::Adoption;
+
+/// Why the state at startup cannot be made ([`ControlState::restore_with`]).
+#[derive(Debug)]
+pub enum RestoreError {
+    /// The config is refused as a reload would be: it brings another canary
+    /// revision while its route is behind a promotion. Nothing is written.
+    Config(Diagnostics),
+    /// The state directory cannot be used, or a state cannot be written.
+    State(Vec<Diagnostic>),
+}
 
 /// Everything control decides, guarded by one lock in
 /// [`Process`](crate::process::Process).
@@ -74,22 +84,23 @@ impl ControlState {
     /// `stateDir` (created if needed); see [`Self::restore_with`].
     ///
     /// # Errors
-    /// Diagnostics when the state directory cannot be used.
+    /// As [`Self::restore_with`], and [`RestoreError::State`] when the state
+    /// directory cannot be used.
     pub fn restore(
         loaded: Loaded,
         resolved: Resolved,
         now: u64,
-    ) -> Result<ControlState, Vec<Diagnostic>> {
+    ) -> Result<ControlState, RestoreError> {
         let state_dir = loaded.config().state_dir.clone();
         match FileStore::open(state_dir.clone()) {
             Ok(store) => ControlState::restore_with(loaded, resolved, Arc::new(store), now),
-            Err(error) => Err(vec![loaded.document.diagnostic(
+            Err(error) => Err(RestoreError::State(vec![loaded.document.diagnostic(
                 "stateDir",
                 format!(
                     "cannot create the state directory {}: {error}",
                     state_dir.display()
                 ),
-            )]),
+            )])),
         }
     }
 
@@ -98,13 +109,13 @@ impl ControlState {
     /// weir follows a cluster.
     ///
     /// # Errors
-    /// Diagnostics when the state directory cannot be used.
+    /// As [`Self::restore`].
     pub fn restore_beside(
         loaded: Loaded,
         resolved: Resolved,
         cluster: Option<Arc<dyn StateStore>>,
         now: u64,
-    ) -> Result<ControlState, Vec<Diagnostic>> {
+    ) -> Result<ControlState, RestoreError> {
         let Some(cluster) = cluster else {
             return ControlState::restore(loaded, resolved, now);
         };
@@ -114,69 +125,78 @@ impl ControlState {
                 let store = persist::RoutedStore::new(Arc::new(files), cluster);
                 ControlState::restore_with(loaded, resolved, Arc::new(store), now)
             }
-            Err(error) => Err(vec![loaded.document.diagnostic(
+            Err(error) => Err(RestoreError::State(vec![loaded.document.diagnostic(
                 "stateDir",
                 format!(
                     "cannot create the state directory {}: {error}",
                     state_dir.display()
                 ),
-            )]),
+            )])),
         }
     }
 
     /// The state at startup: persisted rollouts are restored from `store`
-    /// (an unreadable state holds its route at weight 0, a config behind its
-    /// promotion holds its route as persisted), new ones started, all
-    /// reconciled with the config and persisted. Runs before anything is
+    /// (an unreadable state holds its route at weight 0), new ones started,
+    /// all reconciled with the config and persisted. Runs before anything is
     /// served (the store is called on the current thread).
     ///
     /// # Errors
-    /// Diagnostics when a state cannot be written.
+    /// [`RestoreError::Config`] when the config is behind a promotion, as a
+    /// reload would be refused (the store is left as it was);
+    /// [`RestoreError::State`] when a state cannot be written.
     pub fn restore_with(
         loaded: Loaded,
         resolved: Resolved,
         store: Arc<dyn StateStore>,
         now: u64,
-    ) -> Result<ControlState, Vec<Diagnostic>> {
+    ) -> Result<ControlState, RestoreError> {
         let config = loaded.config();
-        let mut rollouts = BTreeMap::new();
-        let mut problems = Vec::new();
-        let mut unannounced = Vec::new();
-        for route in &config.routes {
+        // Every route is decided before anything is written, so a refused
+        // config leaves the store as it was.
+        let mut decided = Vec::new();
+        let mut refusals = Vec::new();
+        for (index, route) in config.routes.iter().enumerate() {
             if route.strategy.is_none() {
                 continue;
             }
             let _route = route_span(&route.name).entered();
-            let outcome = match store.load(&route.name) {
-                // A config behind its promotion holds that route alone, as
-                // persisted; every other route serves normally.
-                Stored::Found(state) => state.reconcile(route, now).unwrap_or_else(|refused| {
-                    tracing::warn!(
-                        "{refused}; the route is held as persisted until the config catches up"
-                    );
-                    Outcome {
-                        state: state.held_behind(&refused),
-                        transition: None,
+            let (outcome, unreadable) = match store.load(&route.name) {
+                Stored::Found(state) => match state.reconcile(route, now) {
+                    Ok(outcome) => (outcome, false),
+                    Err(refused) => {
+                        refusals.push(refused_diagnostic(&loaded, index, &refused));
+                        continue;
                     }
-                }),
-                Stored::Missing => RolloutState::start(route, now),
+                },
+                Stored::Missing => (RolloutState::start(route, now), false),
                 Stored::Unreadable(error) => {
                     tracing::error!(%error, "rollout state unreadable; holding the canary at weight 0");
-                    if let Some(aside) = store.set_aside(&route.name, now) {
-                        tracing::warn!(file = %aside, "unreadable state file kept aside");
-                    }
-                    Outcome {
-                        state: RolloutState::unreadable(route, now, &error),
+                    let state = RolloutState::unreadable(route, now, &error);
+                    let outcome = Outcome {
+                        state,
                         transition: None,
-                    }
+                    };
+                    (outcome, true)
                 }
             };
+            decided.push((route.name.to_string(), outcome, unreadable));
+        }
+        if !refusals.is_empty() {
+            return Err(RestoreError::Config(Diagnostics(refusals)));
+        }
+        let mut rollouts = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut unannounced = Vec::new();
+        for (route, outcome, unreadable) in decided {
+            let _route = route_span(&route).entered();
+            if unreadable && let Some(aside) = store.set_aside(&route, now) {
+                tracing::warn!(file = %aside, "unreadable state file kept aside");
+            }
             if let Err(error) = store.save(&outcome.state) {
                 problems.push(loaded.document.diagnostic(
                     "stateDir",
                     format!(
-                        "cannot write the state of route {} in {}: {error}",
-                        route.name,
+                        "cannot write the state of route {route} in {}: {error}",
                         store.location()
                     ),
                 ));
@@ -185,10 +205,10 @@ impl ControlState {
                 tracing::info!(kind = ?t.kind, "{}", t.message);
                 unannounced.push((t.clone(), outcome.state.clone()));
             }
-            rollouts.insert(route.name.to_string(), outcome.state);
+            rollouts.insert(route, outcome.state);
         }
         if !problems.is_empty() {
-            return Err(problems);
+            return Err(RestoreError::State(problems));
         }
         let effective = loaded.config().clone();
         Ok(ControlState {
@@ -220,9 +240,6 @@ impl ControlState {
     /// [`adoption::load_returning`]), the adoption decided
     /// ([`Self::decide_adoption`]), written ([`Adoption::write`]) and kept
     /// ([`Self::keep_adoption`]).
-    ///
-    /// A route held at startup because its config was behind a promotion
-    /// stays held while the new config asks for the same canary revision.
     ///
     /// # Errors
     /// Diagnostics naming the change needed (a config that brings another
@@ -291,17 +308,6 @@ impl ControlState {
                 self.effective.routes.iter().map(|r| &*r.name).collect();
             hooks.forget_other_routes(|name| live.contains(name));
         }
-    }
-
-    /// Whether the config in force already asks for the canary revision
-    /// `refused` names: its route was held at startup and stays held.
-    fn is_held_behind(&self, refused: &ConfigRefused) -> bool {
-        self.config()
-            .routes
-            .iter()
-            .find(|r| *r.name == *refused.route)
-            .and_then(|r| r.canary.as_ref())
-            .is_some_and(|c| *c.revision == *refused.requested)
     }
 
     /// The config in force, with the CanaryRoutes among its routes.
@@ -678,6 +684,15 @@ impl ControlState {
             }
         }
     }
+}
+
+/// The diagnostic of a config refused because route `index` is behind a
+/// promotion: the same at a reload and at a start.
+fn refused_diagnostic(loaded: &Loaded, index: usize, refused: &ConfigRefused) -> Diagnostic {
+    loaded.document.diagnostic(
+        &format!("routes[{index}].canary.revision"),
+        refused.to_string(),
+    )
 }
 
 /// Writes `outcome.state` to `store` when it is a transition (off the

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use weir_config::Weight;
 
+use super::state::RestoreError;
 use super::{ControlState, transitions};
 use crate::fixtures::{self, GatedStore, START_MS};
 use crate::persist::{FileStore, MemoryStore};
@@ -267,4 +268,86 @@ async fn a_tick_writes_the_states_of_its_routes_together() {
             "{name}: written"
         );
     }
+}
+
+/// The files of a state directory and their bytes, sorted by name.
+fn state_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("the state directory")
+        .filter_map(Result::ok)
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("a state file");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A config behind its promotion at start (the state says Promoted v2, the
+/// config still names v1 as stable and brings v3) is refused as a reload
+/// would be, naming the route and the change needed, and nothing is written:
+/// not the refused route, not a route met for the first time, not an
+/// unreadable file set aside. Naming v2 as the canary again, or as stable,
+/// starts normally.
+#[tokio::test]
+async fn a_config_behind_its_promotion_at_start_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let steps = Some("[{setWeight: 50}, {pause: {}}]");
+    let shop = fixtures::route("shop", steps);
+    let restore = |text: String| {
+        let store = FileStore::open(dir.path().to_owned()).expect("the state directory");
+        async move {
+            let loaded = fixtures::loaded(&text);
+            let resolved = fixtures::resolved(&loaded).await;
+            ControlState::restore_with(loaded, resolved, Arc::new(store), START_MS)
+        }
+    };
+    let mut control = restore(fixtures::config_text(None, &shop))
+        .await
+        .unwrap_or_else(|e| panic!("restore: {e:?}"));
+    control
+        .command("shop", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    drop(control);
+    std::fs::write(dir.path().join("broken.json"), "not json").expect("written");
+    let before = state_files(dir.path());
+
+    let with = |shop: &str| {
+        let routes = [
+            fixtures::route("fresh", steps),
+            shop.to_owned(),
+            fixtures::route("broken", steps),
+        ];
+        fixtures::config_text(None, &routes.concat())
+    };
+    let v3 = shop.replace("canary: {revision: v2", "canary: {revision: v3");
+    let diagnostics = match restore(with(&v3)).await {
+        Err(RestoreError::Config(diagnostics)) => diagnostics,
+        Err(RestoreError::State(problems)) => panic!("refused as a config: {problems:?}"),
+        Ok(control) => panic!("started: {:?}", control.rollouts.get("shop")),
+    };
+    let paths: Vec<&str> = diagnostics.0.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(paths, ["routes[1].canary.revision"], "{diagnostics}");
+    assert_eq!(
+        diagnostics.0[0].message,
+        "route shop: set stable.revision to v2 (promoted) before starting v3, \
+         or name v2 as the canary again"
+    );
+    assert_eq!(state_files(dir.path()), before, "nothing is written");
+
+    // v2 named as the canary again: still Promoted, at 100 %.
+    let control = restore(with(&shop)).await.expect("v2 as the canary");
+    let s = &control.rollouts["shop"];
+    assert_eq!((s.phase, s.canary_weight), (Phase::Promoted, Weight::FULL));
+    drop(control);
+    // v2 named as stable: caught up, and v3's rollout starts.
+    let caught_up = v3.replace("stable: {revision: v1", "stable: {revision: v2");
+    let control = restore(with(&caught_up)).await.expect("v2 as stable");
+    let s = &control.rollouts["shop"];
+    assert_eq!(
+        (s.phase, s.step_index, s.canary_revision.as_deref()),
+        (Phase::Progressing, Some(0), Some("v3"))
+    );
 }

@@ -297,7 +297,10 @@ pub struct CommandRefused {
 
 /// A config change refused because the config is behind a promotion.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("route {route}: set stable.revision to {promoted} (promoted) before starting {requested}")]
+#[error(
+    "route {route}: set stable.revision to {promoted} (promoted) before starting {requested}, \
+     or name {promoted} as the canary again"
+)]
 pub struct ConfigRefused {
     /// Route name.
     pub route: String,
@@ -589,8 +592,9 @@ impl RolloutState {
     /// # Errors
     /// [`ConfigRefused`] while Promoted, when the config brings a canary
     /// revision other than the promoted one without naming the promoted
-    /// revision as stable: a reload should be refused as a whole; at
-    /// startup the route is held instead ([`RolloutState::held_behind`]).
+    /// revision as stable: the config file is refused as a whole, at a
+    /// reload and at a start alike; a CanaryRoute, whose spec cannot be
+    /// refused, is held instead ([`RolloutState::held_behind`]).
     pub fn reconcile(&self, route: &Route, now_ms: u64) -> Result<Outcome, ConfigRefused> {
         let mut s = self.clone();
         s.route = route.name.to_string();
@@ -620,8 +624,8 @@ impl RolloutState {
             return match canary {
                 Some(c) if c == stable => Ok(self.end(s, "canary.revision equals stable.revision")),
                 Some(c) if c == promoted => {
-                    // Promoted serves the canary at 100 %, also after a
-                    // start that held the route behind at weight 0.
+                    // Promoted serves the canary at 100 %, also once a
+                    // CanaryRoute held behind at weight 0 names it again.
                     s.canary_weight = Weight::FULL;
                     s.refresh_message(strategy, now_ms);
                     Ok(Outcome::unchanged(s))
@@ -650,13 +654,14 @@ impl RolloutState {
         }
     }
 
-    /// The state of a route whose config is behind its promotion when weir
-    /// starts (`refused` came from [`RolloutState::reconcile`]): phase and
-    /// step stay as persisted and no rollout starts, but the canary weight is
-    /// 0: the promoted revision is not in the config any more, and the
-    /// revision it names instead has never been judged, so the config's
-    /// stable serves until an operator fixes the config. The message names
-    /// the change needed. Other routes are not affected.
+    /// The state of a CanaryRoute whose spec is behind its promotion
+    /// (`refused` came from [`RolloutState::reconcile`]; a config file that
+    /// is behind is refused instead): phase and step stay as persisted and
+    /// no rollout starts, but the canary weight is 0: the promoted revision
+    /// is not in the spec any more, and the revision it names instead has
+    /// never been judged, so the spec's stable serves until an operator
+    /// fixes the spec. The message names the change needed. Other routes
+    /// are not affected.
     pub fn held_behind(&self, refused: &ConfigRefused) -> RolloutState {
         let mut s = self.clone();
         s.canary_weight = Weight::ZERO;

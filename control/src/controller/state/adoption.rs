@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use weir_config::{Config, Diagnostic};
 
-use super::ControlState;
+use super::{ControlState, refused_diagnostic};
 use crate::controller::cluster_routes::is_cluster_route;
 use crate::controller::route_span;
 use crate::load::{Loaded, Resolved};
@@ -81,13 +81,7 @@ impl ControlState {
                 continue;
             }
             let reconciled = match self.rollouts.get(&*route.name) {
-                Some(state) => match state.reconcile(route, now) {
-                    Err(refused) if self.is_held_behind(&refused) => Ok(Outcome {
-                        state: state.held_behind(&refused),
-                        transition: None,
-                    }),
-                    reconciled => reconciled,
-                },
+                Some(state) => state.reconcile(route, now),
                 None => match stored.remove(&*route.name) {
                     Some(Stored::Found(state)) => state.reconcile(route, now),
                     Some(Stored::Missing | Stored::Unreadable(_)) | None => {
@@ -97,10 +91,7 @@ impl ControlState {
             };
             match reconciled {
                 Ok(outcome) => outcomes.push(outcome),
-                Err(refused) => problems.push(loaded.document.diagnostic(
-                    &format!("routes[{index}].canary.revision"),
-                    refused.to_string(),
-                )),
+                Err(refused) => problems.push(refused_diagnostic(&loaded, index, &refused)),
             }
         }
         if !problems.is_empty() {

@@ -1008,7 +1008,8 @@ fn promoted_stays_until_the_config_catches_up() {
         .expect_err("another canary before catching up");
     assert_eq!(
         refused.to_string(),
-        "route checkout: set stable.revision to v2 (promoted) before starting v3"
+        "route checkout: set stable.revision to v2 (promoted) before starting v3, \
+         or name v2 as the canary again"
     );
     assert_eq!(
         (refused.promoted.as_str(), refused.requested.as_str()),
@@ -1051,8 +1052,10 @@ fn promoted_stays_until_the_config_catches_up() {
     assert_eq!(again.state.phase, Phase::Healthy);
 }
 
+/// A CanaryRoute's spec cannot be refused as a config file is: while it is
+/// behind its promotion the route is held as persisted at weight 0.
 #[test]
-fn a_config_behind_at_start_holds_the_route_as_persisted() {
+fn a_canary_route_behind_its_promotion_is_held_at_weight_zero() {
     let p = promoted();
     let refused = reconcile_refused(&p, &Fixture::new().canary(Some("v3")).0);
     assert_eq!(
