@@ -12,8 +12,14 @@
 //!   reset, a broken exchange, timeout: weir's own 502, 503 and 504) or the
 //!   canary answered 502, 503 or 504. Such an answer has not been sent
 //!   downstream yet. A failure the client caused (a broken request body) is
-//!   never retried. The failure still counts as a canary request and error;
-//!   the retry counts as a stable request.
+//!   never retried.
+//! - **How it counts.** A retried request is counted once in
+//!   `weir_http_requests_total` and the duration histogram: as stable's
+//!   answer, the one its client got. The failed canary attempt, never
+//!   sent, still counts for the canary's analysis as a request and an
+//!   error with its latency ([`crate::metrics::RoleMetrics::record_unsent`]),
+//!   so a failing canary is aborted even when every failure is retried;
+//!   stable's answer counts for stable's analysis too (it is one).
 //! - **The budget.** Retries may not exceed `budget` times the route's
 //!   requests (both roles) over the last 10 s, counted in ten one-second
 //!   buckets of atomics ([`RetryWindow`]): a broken canary cannot add more

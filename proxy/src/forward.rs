@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -17,9 +17,9 @@ use tracing::Instrument as _;
 use crate::body::{BodyLimits, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
-use crate::fallback;
+use crate::fallback::{self, Failure, FallbackPolicy};
 use crate::grpc;
-use crate::metrics::{ClientErrorKind, RejectReason};
+use crate::metrics::{ClientErrorKind, RejectReason, RoleMetrics};
 use crate::request_body::{
     self, BufferedBody, KeepError, KeepGap, Kept, RequestBody, UploadBound, UploadProgress,
 };
@@ -239,10 +239,14 @@ pub async fn serve(
         answered: false,
     };
     let downstream_http1 = req.version() < Version::HTTP_2;
-    let mut upload = None;
+    let mut attempt = Attempt::default();
     let (outcome, replay) = match keep_for_fallback(route, role, req, grpc).await {
         Ok((req, replay)) => {
-            let outcome = forward(route, backend, downstream, req, started, grpc, &mut upload)
+            attempt.fallback = replay
+                .as_ref()
+                .and(route.fallback.as_ref())
+                .map(FallbackAttempt::new);
+            let outcome = forward(route, backend, downstream, req, started, grpc, &mut attempt)
                 .instrument(span.clone())
                 .await;
             (outcome, replay)
@@ -261,15 +265,13 @@ pub async fn serve(
             Err(ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyIdle(_)) => true,
             Err(ProxyError::UpstreamTimeout(_)) => {
                 replay.is_none()
-                    && upload
+                    && attempt
+                        .upload
                         .as_ref()
                         .is_some_and(|upload| upload.started() && !upload.ended())
             }
             _ => false,
         };
-    let failure = replay
-        .as_ref()
-        .and_then(|_| fallback::retryable_failure(&outcome));
     let context = RequestContext {
         span: &span,
         about: &about,
@@ -278,17 +280,40 @@ pub async fn serve(
         started,
         grpc,
     };
-    let mut response = answer(outcome, backend, &context);
-    if let (Some(replay), Some(failure), Some(policy)) = (replay, failure, &route.fallback) {
-        if policy.try_retry() {
+    let retry = match (attempt.fallback.as_mut(), replay) {
+        (Some(fallback), Some(replay)) => {
+            // A 502, 503 or 504 head was decided on in `forward`; an
+            // attempt that gave no answer is decided on here.
+            if outcome.is_err() {
+                if let Some(failure) = fallback::retryable_failure(&outcome) {
+                    fallback.decide(failure);
+                }
+            }
+            match fallback.decided {
+                Some((failure, true)) => Some((failure, replay)),
+                Some((failure, false)) => {
+                    span.in_scope(|| {
+                        tracing::debug!(?failure, "canary failed; stableFallback budget spent")
+                    });
+                    None
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let mut response = match retry {
+        None => answer(outcome, backend, &context),
+        Some((failure, replay)) => {
             span.in_scope(|| {
                 tracing::debug!(
                     ?failure,
                     "canary failed before answering; sending the request to stable"
                 )
             });
-            // Dropping the canary's answer unsent counts it (its body's account).
-            drop(response);
+            // The canary's answer is never sent: it counts for the canary's
+            // analysis, not as a request answered (stable's answer is).
+            drop(settle(outcome, backend, &context, Tally::Unsent));
             let stable = &route.stable;
             let mut pending = Pending {
                 metrics: &stable.metrics,
@@ -302,18 +327,14 @@ pub async fn serve(
                 replay.into_request(),
                 started,
                 grpc,
-                &mut None,
+                &mut Attempt::default(),
             )
             .instrument(span.clone())
             .await;
             pending.answered = true;
-            response = answer(outcome, stable, &context);
-        } else {
-            span.in_scope(|| {
-                tracing::debug!(?failure, "canary failed; stableFallback budget spent")
-            });
+            answer(outcome, stable, &context)
         }
-    }
+    };
 
     if upload_cut {
         response
@@ -342,14 +363,55 @@ pub(crate) fn answer(
     backend: &ServedBackend,
     context: &RequestContext<'_>,
 ) -> Response<ProxyBody> {
+    settle(outcome, backend, context, Tally::Sent)
+}
+
+/// Where [`settle`] counts an attempt's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tally {
+    /// The answer goes downstream: a request answered, in every series.
+    Sent,
+    /// Another role answers the request instead (`stableFallback`): the
+    /// attempt counts for the role's analysis only (see
+    /// [`crate::metrics::RoleMetrics::record_unsent`]).
+    Unsent,
+}
+
+impl Tally {
+    fn record(self, metrics: &RoleMetrics, code: u16, elapsed: Duration) {
+        match self {
+            Tally::Sent => metrics.record(code, elapsed),
+            Tally::Unsent => metrics.record_unsent(code, elapsed),
+        }
+    }
+
+    fn record_grpc(self, metrics: &RoleMetrics, status: u8, is_error: bool, elapsed: Duration) {
+        match self {
+            Tally::Sent => metrics.record_grpc(status, is_error, elapsed),
+            Tally::Unsent => metrics.record_grpc_unsent(is_error, elapsed),
+        }
+    }
+}
+
+/// [`answer`], counting the attempt as `tally` says. An unsent attempt is
+/// a failure `stableFallback` retries: never one the client caused, and
+/// never with a streamed body (`forward` drops a retried answer's body).
+fn settle(
+    outcome: Result<Response<ProxyBody>, ProxyError>,
+    backend: &ServedBackend,
+    context: &RequestContext<'_>,
+    tally: Tally,
+) -> Response<ProxyBody> {
     let started = context.started;
     match outcome {
         Ok(response) => {
             // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
             if !matches!(response.body(), ProxyBody::Upstream(_)) {
-                backend
-                    .metrics
-                    .record(response.status().as_u16(), started.elapsed());
+                tally.record(
+                    &backend.metrics,
+                    response.status().as_u16(),
+                    started.elapsed(),
+                );
             }
             response
         }
@@ -387,7 +449,7 @@ pub(crate) fn answer(
             metrics.record_upstream_error(crate::metrics::UpstreamErrorKind::Timeout);
             let status = grpc::DEADLINE_EXCEEDED;
             let is_error = context.route.grpc_error_codes.contains(status);
-            metrics.record_grpc(status, is_error, started.elapsed());
+            tally.record_grpc(metrics, status, is_error, started.elapsed());
             grpc::deadline_exceeded_response()
         }
         Err(error) => {
@@ -422,13 +484,11 @@ pub(crate) fn answer(
                     .flatten();
                 if let Some(grpc_status) = grpc_status {
                     let is_error = context.route.grpc_error_codes.contains(grpc_status);
-                    backend
-                        .metrics
-                        .record_grpc(grpc_status, is_error, started.elapsed());
+                    tally.record_grpc(&backend.metrics, grpc_status, is_error, started.elapsed());
                     let message = error.describe(&context.route.name, &backend.label);
                     return grpc::error_response(grpc_status, &message);
                 }
-                backend.metrics.record(status, started.elapsed());
+                tally.record(&backend.metrics, status, started.elapsed());
             }
             response
         }
@@ -445,6 +505,43 @@ pub(crate) struct RequestContext<'a> {
     /// The request is a gRPC call: a deadline passed is answered in gRPC's
     /// terms.
     pub(crate) grpc: bool,
+}
+
+/// What one attempt tells the request besides its outcome.
+#[derive(Default)]
+struct Attempt<'a> {
+    /// How far the request's body was sent, when it was streamed.
+    upload: Option<Arc<UploadProgress>>,
+    /// Set for a canary request kept whole for `stableFallback`.
+    fallback: Option<FallbackAttempt<'a>>,
+}
+
+/// A canary attempt that `stableFallback` may retry on stable.
+struct FallbackAttempt<'a> {
+    policy: &'a FallbackPolicy,
+    /// The attempt's failure, once it is known, and whether the budget
+    /// granted its retry.
+    decided: Option<(Failure, bool)>,
+}
+
+impl<'a> FallbackAttempt<'a> {
+    fn new(policy: &'a FallbackPolicy) -> FallbackAttempt<'a> {
+        FallbackAttempt {
+            policy,
+            decided: None,
+        }
+    }
+
+    /// Whether `failure` is retried on stable: decided once, taking a retry
+    /// from the budget when it allows one.
+    fn decide(&mut self, failure: Failure) -> bool {
+        if let Some((_, granted)) = self.decided {
+            return granted;
+        }
+        let granted = self.policy.try_retry();
+        self.decided = Some((failure, granted));
+        granted
+    }
 }
 
 /// A request kept for a retry on stable: its head as the client sent it
@@ -654,7 +751,7 @@ async fn forward(
     mut req: Request<RequestBody>,
     started: Instant,
     grpc: bool,
-    tracked: &mut Option<Arc<UploadProgress>>,
+    attempt: &mut Attempt<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Some(endpoint) = upstream::pick(&backend.endpoints) else {
         return Err(ProxyError::NoEndpoints {
@@ -689,7 +786,7 @@ async fn forward(
     let grpc_stream = grpc && endpoint.is_http2();
     let upload = (!http_body::Body::is_end_stream(req.body()) && !grpc_stream)
         .then(|| req.body_mut().track(!grpc));
-    tracked.clone_from(&upload);
+    attempt.upload.clone_from(&upload);
 
     let exchange = async {
         let mut req = req;
@@ -776,6 +873,20 @@ async fn forward(
     let status = response.status().as_u16();
     if status > 599 {
         return refuse(sender, ProxyError::InvalidStatus(status));
+    }
+    if let Some(fallback) = attempt.fallback.as_mut() {
+        let status = response.status();
+        if fallback::is_gateway_failure(status) && fallback.decide(Failure::Status(status)) {
+            // Retried on stable: this answer is never sent, so it is neither
+            // read nor counted here (the caller counts it for the analysis),
+            // and its connection closes as a refused answer's does.
+            drop(in_flight);
+            if let Some(sender) = sender {
+                sender.abort();
+            }
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, ProxyBody::empty()));
+        }
     }
     if response.headers().contains_key(header::TRANSFER_ENCODING)
         && response.headers().contains_key(header::CONTENT_LENGTH)

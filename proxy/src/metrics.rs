@@ -124,11 +124,16 @@ fn is_error_code(code: usize) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleCounts {
     /// Requests answered, every status, less those whose failure the client
-    /// caused (see [`ClientErrorKind`]).
+    /// caused (see [`ClientErrorKind`]), plus the attempts another role
+    /// answered instead (a canary failure retried on stable by
+    /// `stableFallback`: see [`RoleMetrics::record_unsent`]).
     pub requests: u64,
-    /// Of those, answered 5xx (weir's own 502, 503 and 504 included).
+    /// Of those, answered 5xx (weir's own 502, 503 and 504 included), gRPC
+    /// calls with an error status, and bodies that broke after a non-error
+    /// head.
     pub errors: u64,
-    /// Non-cumulative latency counts per [`LATENCY_BOUNDS_MICROS`] slot.
+    /// Non-cumulative latency counts per [`LATENCY_BOUNDS_MICROS`] slot,
+    /// unsent attempts included.
     pub latency: [u64; LATENCY_SLOTS],
 }
 
@@ -194,6 +199,22 @@ pub struct RoleMetrics {
     grpc_by_status: [AtomicU64; GRPC_CODES],
     /// Of those, the calls whose status the route counts as an error.
     grpc_errors: AtomicU64,
+    /// Attempts whose answer was never sent downstream (see
+    /// [`RoleMetrics::record_unsent`]): in the analysis counts only.
+    unsent: UnsentCounts,
+}
+
+/// The analysis-only counts of a role's attempts that another role answered
+/// instead: a failed canary attempt that `stableFallback` retried on stable.
+/// They are not in `weir_http_requests_total` nor the duration histogram,
+/// which count answers sent downstream, but the rollout analysis judges
+/// them as the role's requests and errors, with their latency.
+#[derive(Debug)]
+struct UnsentCounts {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    /// Non-cumulative counts per [`LATENCY_BOUNDS_MICROS`] slot.
+    latency: [AtomicU64; LATENCY_SLOTS],
 }
 
 // === impl UpstreamErrorKind ===
@@ -432,6 +453,11 @@ impl RoleMetrics {
             client_errors: Default::default(),
             grpc_by_status: Default::default(),
             grpc_errors: AtomicU64::new(0),
+            unsent: UnsentCounts {
+                requests: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            },
         }
     }
 
@@ -451,6 +477,38 @@ impl RoleMetrics {
             self.grpc_errors.fetch_add(1, Relaxed);
         }
         self.record_latency(elapsed);
+    }
+
+    /// Counts one attempt of this role whose answer, `code`, was never sent
+    /// downstream because another role answered the request instead (a
+    /// failed canary attempt that `stableFallback` retried on stable): a
+    /// request of the role for the analysis, an error when `code` is one,
+    /// with its latency. It is not in `weir_http_requests_total` nor the
+    /// duration histogram: those count what the client got, and the
+    /// request is counted there once, by the role that answered it.
+    pub fn record_unsent(&self, code: u16, elapsed: Duration) {
+        self.count_unsent(is_error_code(usize::from(code)), elapsed);
+    }
+
+    /// [`RoleMetrics::record_unsent`] for a gRPC call whose unsent answer
+    /// carried a status the route counts as an error when `is_error`.
+    pub fn record_grpc_unsent(&self, is_error: bool, elapsed: Duration) {
+        self.count_unsent(is_error, elapsed);
+    }
+
+    fn count_unsent(&self, is_error: bool, elapsed: Duration) {
+        // The request first, so a sample never sees more errors than requests.
+        self.unsent.requests.fetch_add(1, Relaxed);
+        if is_error {
+            self.unsent.errors.fetch_add(1, Relaxed);
+        }
+        let (slot, _) = latency_slot(elapsed);
+        self.unsent.latency[slot].fetch_add(1, Relaxed);
+    }
+
+    /// Attempts counted with [`RoleMetrics::record_unsent`] so far.
+    pub fn unsent(&self) -> u64 {
+        self.unsent.requests.load(Relaxed)
     }
 
     /// gRPC calls answered with HTTP 200 and `status` so far.
@@ -503,9 +561,7 @@ impl RoleMetrics {
     }
 
     fn record_latency(&self, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        // Binary search over 59 bounds: six comparisons.
-        let slot = LATENCY_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
+        let (slot, micros) = latency_slot(elapsed);
         self.latency[slot].fetch_add(1, Relaxed);
         self.duration_sum_micros.fetch_add(micros, Relaxed);
     }
@@ -561,12 +617,19 @@ impl RoleMetrics {
     }
 
     /// The cumulative counts of this role, read without locks: the control
-    /// loop samples these and subtracts two samples to get a window.
+    /// loop samples these and subtracts two samples to get a window. They
+    /// include the attempts whose answer was not sent (see
+    /// [`RoleMetrics::record_unsent`]).
     pub fn counts(&self) -> RoleCounts {
         let client_caused: u64 = self.client_errors.iter().map(|c| c.load(Relaxed)).sum();
         // Errors before calls: each call is counted before its error.
-        let mut errors = self.grpc_errors.load(Relaxed);
-        let mut requests: u64 = self.grpc_by_status.iter().map(|c| c.load(Relaxed)).sum();
+        let mut errors = self.grpc_errors.load(Relaxed) + self.unsent.errors.load(Relaxed);
+        let mut requests: u64 = self
+            .grpc_by_status
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum::<u64>()
+            + self.unsent.requests.load(Relaxed);
         for (slot, count) in self.by_code.iter().enumerate() {
             let count = count.load(Relaxed);
             requests += count;
@@ -574,12 +637,25 @@ impl RoleMetrics {
                 errors += count;
             }
         }
+        let mut latency = self.latency_counts();
+        for (count, unsent) in latency.iter_mut().zip(&self.unsent.latency) {
+            *count += unsent.load(Relaxed);
+        }
         RoleCounts {
             requests: requests.saturating_sub(client_caused),
             errors: errors + self.failed_bodies.load(Relaxed),
-            latency: self.latency_counts(),
+            latency,
         }
     }
+}
+
+/// The [`LATENCY_BOUNDS_MICROS`] slot of `elapsed`, and `elapsed` in
+/// microseconds.
+fn latency_slot(elapsed: Duration) -> (usize, u64) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    // Binary search over 59 bounds: six comparisons.
+    let slot = LATENCY_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
+    (slot, micros)
 }
 
 /// The slot of gRPC status `status` in a role's counts; an unknown
@@ -723,6 +799,48 @@ mod tests {
         ] {
             assert!(out.contains(want), "missing {want} in\n{out}");
         }
+    }
+
+    #[test]
+    fn unsent_attempts_count_for_the_analysis_only() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("checkout");
+        let canary = metrics.role(&route, Role::Canary);
+        canary.record(200, Duration::from_millis(1));
+        canary.record_unsent(502, Duration::from_millis(2));
+        canary.record_unsent(503, Duration::from_secs(20));
+        canary.record_grpc_unsent(true, Duration::from_millis(1));
+        canary.record_grpc_unsent(false, Duration::from_millis(1));
+
+        let counts = canary.counts();
+        assert_eq!((counts.requests, counts.errors), (5, 3));
+        assert_eq!(counts.latency.iter().sum::<u64>(), 5);
+        assert_eq!(counts.latency[LATENCY_SLOTS - 1], 0);
+        assert_eq!(
+            counts.latency[LATENCY_BOUNDS_MICROS.partition_point(|&b| b < 20_000_000)],
+            1
+        );
+        assert_eq!(canary.unsent(), 4);
+        // Exported: the one answer sent, and nothing else.
+        assert_eq!(canary.requests(), 1);
+        assert_eq!(canary.latency_counts().iter().sum::<u64>(), 1);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        let series: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("weir_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            ["weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"200\"} 1"],
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "weir_http_request_duration_seconds_count{route=\"checkout\",role=\"canary\"} 1"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

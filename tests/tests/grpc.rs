@@ -605,6 +605,24 @@ async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() 
         "{}",
         m.text
     );
+    // Counted once, as stable's answer: the canary's failure is for its
+    // analysis only.
+    assert_eq!(
+        (
+            m.sum("weir_http_requests_total", &[("route", "refusing")]),
+            m.sum(
+                "weir_http_requests_total",
+                &[
+                    ("route", "refusing"),
+                    ("role", "stable"),
+                    ("grpc_code", "OK")
+                ]
+            ),
+        ),
+        (1.0, 1.0),
+        "{}",
+        m.text
+    );
 
     // One message, the stream left open until the answer has come.
     let mut sender = h2_connection(weir.addrs.http).await;

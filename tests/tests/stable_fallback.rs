@@ -24,12 +24,18 @@ fn requests(m: &Metrics, role: &str, code: &str) -> f64 {
     )
 }
 
-/// Canary requests weir answered (or would have) with a gateway failure.
+/// Canary gateway failures sent downstream: a failure retried on stable is
+/// not one (its request counts once, as the stable answer its client got).
 fn canary_failures(m: &Metrics) -> f64 {
     ["502", "503", "504"]
         .iter()
         .map(|code| requests(m, "canary", code))
         .sum()
+}
+
+/// `weir_http_requests_total` of `route`, every role and code.
+fn route_requests(m: &Metrics) -> f64 {
+    m.sum("weir_http_requests_total", &[("route", "web")])
 }
 
 /// Builds one request of a case, afresh for each send.
@@ -100,18 +106,31 @@ async fn a_refusing_canary_costs_get_users_nothing_and_is_aborted() {
     );
     assert_eq!(counts.get(FAILED), None, "{counts:?}");
 
+    // The analysis judged the canary by every failed attempt, each of them
+    // rescued.
+    let judged = &aborted["analysis"]["canary"];
+    assert!(
+        judged["errors"].as_u64().is_some_and(|e| e > 0) && judged["errors"] == judged["requests"],
+        "the canary's analysis counts its rescued failures: {aborted:#}"
+    );
     let m = weir.metrics().await;
-    let failed = canary_failures(&m);
     let (retried, denied) = fallbacks(&m);
     assert!(
-        failed >= 20.0,
-        "the canary was tried and failed: {}",
+        retried >= 20.0,
+        "the canary was tried, failed and was retried: {}",
+        m.text
+    );
+    assert_eq!(denied, 0.0, "no retry was denied:\n{}", m.text);
+    assert_eq!(
+        canary_failures(&m),
+        0.0,
+        "no canary failure reached a client:\n{}",
         m.text
     );
     assert_eq!(
-        (retried, denied),
-        (failed, 0.0),
-        "each canary failure was retried once:\n{}",
+        route_requests(&m),
+        answered as f64,
+        "each request answered is counted once:\n{}",
         m.text
     );
     let aborts = m.sum("weir_rollout_aborts_total", &[("route", "web")])
@@ -199,12 +218,14 @@ async fn only_listed_methods_with_bodies_under_the_limit_are_retried() {
     let m = weir.metrics().await;
     let (retried, denied) = fallbacks(&m);
     assert_eq!(denied, 0.0, "{}", m.text);
+    assert!(retried > 0.0, "{}", m.text);
     assert_eq!(
-        retried + f64::from(visible),
         canary_failures(&m),
-        "every canary failure was either retried or seen:\n{}",
+        f64::from(visible),
+        "the canary's answers counted are the failures seen; the retried ones count as stable's:\n{}",
         m.text
     );
+    assert_eq!(route_requests(&m), 150.0, "{}", m.text);
     // Retried bodies reached stable whole: it read and answered each.
     assert_eq!(
         requests(&m, "stable", "200"),
@@ -247,7 +268,8 @@ async fn the_budget_caps_retries_at_its_share_of_requests() {
     );
     assert!(retried > 0.0 && denied > 0.0, "{}", m.text);
     assert_eq!(denied, visible as f64, "{}", m.text);
-    assert_eq!(retried + denied, canary_failures(&m), "{}", m.text);
+    assert_eq!(canary_failures(&m), visible as f64, "{}", m.text);
+    assert_eq!(route_requests(&m), N as f64, "{}", m.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
