@@ -5,9 +5,10 @@
 //! nesting and alias expansion); the tree is checked against the shape of the
 //! file, with `${VAR}` replaced in each value before it is typed, recording
 //! every unknown key, wrong type and missing key; then the [`crate::schema`]
-//! types are read from it and the semantic checks convert them into
-//! [`crate::model`] types, recording every problem. Locations come from a
-//! [`LocationIndex`] of the same text.
+//! types are read from what could be typed and the semantic checks convert
+//! them into [`crate::model`] types, recording every problem that is not an
+//! artefact of what the structural pass left out (see `holes`). Locations
+//! come from a [`LocationIndex`] of the same text.
 
 use std::fmt;
 use std::path::Path;
@@ -20,6 +21,7 @@ mod analysis_templates;
 mod canary_route;
 mod check;
 mod env;
+mod holes;
 mod structure;
 mod syntax;
 #[cfg(test)]
@@ -67,10 +69,14 @@ pub struct Document {
 /// # Errors
 /// Every problem found, each with its location and key path.
 ///
-/// A YAML syntax error is reported alone, as the parser stops there. Every
-/// structural problem (an unknown key, a wrong type, a missing key) is
-/// reported together, and then the semantic checks are skipped; otherwise
-/// every semantic problem is reported together. Always in file order.
+/// A YAML syntax error is reported alone, as the parser stops there.
+/// Otherwise every structural problem (an unknown key, a wrong type, a
+/// missing key) is reported together with every semantic problem of the
+/// parts that could be typed: an unknown key is left out, and a value that
+/// cannot be typed leaves out its list element (or, outside lists, its
+/// optional key), without the semantic problems that could come from
+/// leaving it out. Only when a required top-level key is missing or cannot
+/// be typed are the semantic checks skipped. Always in file order.
 pub fn parse(
     text: &str,
     file: &str,
@@ -130,11 +136,29 @@ fn parse_with(
         }
         Some(RootKind::Mapping) | None => {}
     }
-    let (spec, reported) = structure(text, file, &index, env, kubernetes)?;
-    let mut checker = check::Checker::new(file, &index, base_dir, reported);
+    let Typed {
+        spec,
+        structural,
+        environment,
+        holes,
+    } = structure(text, file, &index, env, kubernetes)?;
+    let Some(spec) = spec else {
+        let mut diagnostics = structural;
+        diagnostics.extend(environment.into_iter().map(|(path, message)| Diagnostic {
+            file: file.to_owned(),
+            location: index.find(&path),
+            path,
+            message,
+        }));
+        diagnostics.sort_by_key(|d| (d.location.is_none(), d.location));
+        return Err(Diagnostics(diagnostics));
+    };
+    let mut checker = check::Checker::new(file, &index, base_dir, environment);
     checker.assume_kubernetes(kubernetes);
+    checker.left_out(holes);
     let config = checker.config(&spec);
-    let mut diagnostics = checker.into_diagnostics();
+    let mut diagnostics = structural;
+    diagnostics.extend(checker.into_diagnostics());
     match config {
         Some(config) if diagnostics.is_empty() => Ok(Document {
             config,
@@ -154,20 +178,33 @@ fn parse_with(
     }
 }
 
+/// What the structural pass makes of a file.
+struct Typed {
+    /// The schema types of what could be typed; `None` when a required
+    /// top-level key is missing or cannot be typed.
+    spec: Option<ConfigSpec>,
+    /// Every structural problem.
+    structural: Vec<Diagnostic>,
+    /// `(path, message)` of every `${VAR}` problem.
+    environment: Vec<(String, String)>,
+    /// What `spec` leaves out.
+    holes: holes::Holes,
+}
+
 /// Reads the file's structure into the schema types, with `${VAR}`
-/// replaced; returns the `${VAR}` problems to report with the semantic ones.
+/// replaced, leaving out what cannot be typed.
 ///
 /// # Errors
-/// A YAML syntax error alone (the parser stops there), or every structural
-/// problem (unknown keys, wrong types, missing keys) together with every
-/// `${VAR}` problem.
+/// A YAML syntax error alone (the parser stops there), a document that is
+/// not read as a tree (nested too deep, too many values, a tag ...) or no
+/// document at all, or a typed value that the schema types refuse (a bug).
 fn structure(
     text: &str,
     file: &str,
     index: &LocationIndex,
     env: &dyn Fn(&str) -> Option<String>,
     kubernetes: bool,
-) -> Result<(ConfigSpec, Vec<(String, String)>), Diagnostics> {
+) -> Result<Typed, Diagnostics> {
     let single = |location: Location, path: String, message: String| {
         Diagnostics(vec![Diagnostic {
             file: file.to_owned(),
@@ -195,29 +232,31 @@ fn structure(
         Err(error) => return Err(single(error.at, String::new(), error.message)),
     };
     let (typed, problems) = structure::check(&root, file, index, env, kubernetes);
+    let structure::Problems {
+        structural,
+        environment,
+        holes,
+    } = problems;
     let Some(typed) = typed else {
-        let mut diagnostics = problems.structural;
-        diagnostics.extend(
-            problems
-                .environment
-                .into_iter()
-                .map(|(path, message)| Diagnostic {
-                    file: file.to_owned(),
-                    location: index.find(&path),
-                    path,
-                    message,
-                }),
-        );
-        diagnostics.sort_by_key(|d| (d.location.is_none(), d.location));
-        return Err(Diagnostics(diagnostics));
+        return Ok(Typed {
+            spec: None,
+            structural,
+            environment,
+            holes,
+        });
     };
     // The structural pass checked every key and type, so this only fails
     // when the schema types and that pass disagree: a bug, reported as such.
-    serde_path_to_error::deserialize(typed)
-        .map(|spec| (spec, problems.environment))
-        .map_err(|error| {
+    match serde_path_to_error::deserialize(typed) {
+        Ok(spec) => Ok(Typed {
+            spec: Some(spec),
+            structural,
+            environment,
+            holes,
+        }),
+        Err(error) => {
             let path = key_path(error.path());
-            Diagnostics(vec![Diagnostic {
+            Err(Diagnostics(vec![Diagnostic {
                 file: file.to_owned(),
                 location: index.find(&path),
                 message: format!(
@@ -225,8 +264,9 @@ fn structure(
                     error.into_inner()
                 ),
                 path,
-            }])
-        })
+            }]))
+        }
+    }
 }
 
 /// Most names a message lists; past them it says how many more there are.

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::holes::{Holes, Lost};
 use crate::condition::Condition;
 use crate::model::analysis_templates::{
     DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_PROMETHEUS_TIMEOUT, DEFAULT_WEB_TIMEOUT,
@@ -32,6 +33,9 @@ pub(super) struct Catalog {
     /// The namespace of AnalysisTemplates (Kubernetes mode); `None` for
     /// the file's `analysisTemplates`.
     namespace: Option<String>,
+    /// The file's templates that the structural pass left out: a reference
+    /// to one of them is not "unknown".
+    left_out: Option<Lost>,
 }
 
 #[derive(Debug)]
@@ -44,12 +48,23 @@ struct Entry {
     problem: Option<String>,
 }
 
-/// Checks every template; returns them by name.
-pub(super) fn catalog(specs: &[AnalysisTemplateSpec], report: &mut Report<'_>) -> Catalog {
-    let mut catalog = Catalog::default();
+/// Checks every template but the stand-ins of `holes`; returns them by
+/// name.
+pub(super) fn catalog(
+    specs: &[AnalysisTemplateSpec],
+    holes: &Holes,
+    report: &mut Report<'_>,
+) -> Catalog {
+    let mut catalog = Catalog {
+        left_out: holes.lost("analysisTemplates").cloned(),
+        ..Catalog::default()
+    };
     for (i, spec) in specs.iter().enumerate() {
         let path = format!("analysisTemplates[{i}]");
-        let mut valid = check_template(&path, spec, report);
+        if holes.is_stand_in(&path) {
+            continue;
+        }
+        let mut valid = check_template(&path, spec, holes, report);
         if spec.name.trim().is_empty() {
             report(
                 &format!("{path}.name"),
@@ -94,6 +109,7 @@ pub(super) fn namespace_catalog<'t>(
     let mut catalog = Catalog {
         templates: HashMap::new(),
         namespace: Some(namespace.to_owned()),
+        left_out: None,
     };
     for spec in file {
         catalog.templates.insert(
@@ -133,13 +149,20 @@ pub(super) fn namespace_catalog<'t>(
 }
 
 /// Resolves a reference at `at`: `None` after reporting why it cannot be.
+/// The stand-ins of `holes` resolve to nothing, silently, and a key left
+/// out of the reference may be its `templates` or `args`.
 pub(super) fn resolve(
     catalog: &Catalog,
+    holes: &Holes,
     at: &str,
     templates: &[TemplateRefSpec],
     args: &[ArgValueSpec],
     report: &mut Report<'_>,
 ) -> Option<AnalysisRef> {
+    let loose = holes.is_loose(at);
+    if templates.is_empty() && loose {
+        return None;
+    }
     if templates.is_empty() {
         report(
             &format!("{at}.templates"),
@@ -157,7 +180,13 @@ pub(super) fn resolve(
     // Sorted once, on the first unknown name, and listed in part.
     let mut known: Option<String> = None;
     for (k, template) in templates.iter().enumerate() {
-        let path = format!("{at}.templates[{k}].templateName");
+        let element = format!("{at}.templates[{k}]");
+        if holes.is_stand_in(&element) {
+            unknown = true;
+            ok = false;
+            continue;
+        }
+        let path = format!("{element}.templateName");
         if let Some(first) = named.get(template.template_name.as_str()) {
             report(
                 &path,
@@ -180,6 +209,11 @@ pub(super) fn resolve(
             }
             None => {
                 unknown = true;
+                ok = false;
+                let name = template.template_name.as_str();
+                if catalog.left_out.as_ref().is_some_and(|l| l.may_name(name)) {
+                    continue;
+                }
                 let known = known.get_or_insert_with(|| {
                     let mut names: Vec<&str> =
                         catalog.templates.keys().map(String::as_str).collect();
@@ -205,7 +239,6 @@ pub(super) fn resolve(
                     ),
                 };
                 report(&path, message);
-                ok = false;
             }
         }
     }
@@ -218,7 +251,12 @@ pub(super) fn resolve(
     let all_known = !unknown && used.iter().all(|e| e.valid);
     let mut users: Option<String> = None;
     for (k, arg) in args.iter().enumerate() {
-        let path = format!("{at}.args[{k}].name");
+        let element = format!("{at}.args[{k}]");
+        if holes.is_stand_in(&element) {
+            ok = false;
+            continue;
+        }
+        let path = format!("{element}.name");
         if given.insert(&arg.name, &arg.value).is_some() {
             report(
                 &path,
@@ -256,6 +294,7 @@ pub(super) fn resolve(
                     values.insert(arg.name.clone(), value.clone());
                     template_values.insert(arg.name.clone(), value);
                 }
+                None if args.is_empty() && loose => ok = false,
                 None => {
                     let path = if args.is_empty() {
                         at.to_owned()
@@ -325,15 +364,31 @@ fn names(used: &[&Entry]) -> String {
 }
 
 /// Checks a template on its own; false after reporting a problem.
+///
+/// With a hole in the template (`holes`), a stand-in is skipped and the
+/// template is invalid; when the declared arguments may be incomplete (a
+/// key left out of the template or of an argument, an argument left out),
+/// the metrics are not checked against them, and when a key was left out
+/// of a metric or its provider, a problem that a missing key makes is not
+/// reported.
 pub(super) fn check_template(
     path: &str,
     spec: &AnalysisTemplateSpec,
+    holes: &Holes,
     report: &mut Report<'_>,
 ) -> bool {
     let mut ok = true;
     let mut declared: HashMap<&str, Option<&str>> = HashMap::new();
+    let mut all_declared = !holes.is_loose(path);
     for (k, arg) in spec.args.iter().enumerate() {
-        let arg_path = format!("{path}.args[{k}].name");
+        let element = format!("{path}.args[{k}]");
+        if holes.is_stand_in(&element) || holes.is_loose(&element) {
+            all_declared = false;
+            if holes.is_stand_in(&element) {
+                continue;
+            }
+        }
+        let arg_path = format!("{element}.name");
         if arg.name.trim().is_empty() {
             report(&arg_path, "the argument name is empty".to_owned());
             ok = false;
@@ -355,8 +410,15 @@ pub(super) fn check_template(
     let mut seen: HashMap<&str, usize> = HashMap::new();
     // The declared arguments as messages list them, once for the template.
     let mut listed: Option<String> = None;
+    if !all_declared {
+        ok = false;
+    }
     for (m, metric) in spec.metrics.iter().enumerate() {
         let at = format!("{path}.metrics[{m}]");
+        if holes.is_stand_in(&at) {
+            ok = false;
+            continue;
+        }
         if metric.name.trim().is_empty() {
             report(&format!("{at}.name"), "the metric name is empty".to_owned());
             ok = false;
@@ -370,7 +432,9 @@ pub(super) fn check_template(
             );
             ok = false;
         }
-        ok &= check_metric(&at, metric, &declared, &mut listed, report);
+        let whole = !holes.is_loose(&at) && !holes.is_loose(&format!("{at}.provider"));
+        let declared = all_declared.then_some(&declared);
+        ok &= check_metric(&at, metric, declared, whole, &mut listed, report);
     }
     ok
 }
@@ -407,16 +471,23 @@ fn metric_strings(spec: &MetricSpec) -> Vec<(String, String)> {
     out
 }
 
-/// Checks a metric of a template that declares `declared`; `listed` keeps
-/// the declared names as a message lists them (sorted on the first unknown
-/// name, for the whole template).
+/// Checks a metric of a template that declares `declared` (`None` when
+/// they may be more); `listed` keeps the declared names as a message lists
+/// them (sorted on the first unknown name, for the whole template). Unless
+/// `whole` (no key left out of the metric or its provider), the metric is
+/// invalid and a problem that a missing key makes is not reported: the key
+/// may be there, misspelled.
 fn check_metric(
     at: &str,
     spec: &MetricSpec,
-    declared: &HashMap<&str, Option<&str>>,
+    declared: Option<&HashMap<&str, Option<&str>>>,
+    whole: bool,
     listed: &mut Option<String>,
     report: &mut Report<'_>,
 ) -> bool {
+    let Some(declared) = declared else {
+        return false;
+    };
     let mut ok = true;
     for (key, text) in metric_strings(spec) {
         for placeholder in placeholders(&text) {
@@ -462,9 +533,12 @@ fn check_metric(
         .map(|(k, v)| ((*k).to_owned(), v.unwrap_or("0").to_owned()))
         .collect();
     match build_metric("", spec, &stand_in) {
-        Ok(_) => true,
+        Ok(_) => whole,
         Err((key, why)) => {
-            report(&format!("{at}.{key}"), why);
+            // The problems that a missing provider or `interval` make.
+            if whole || !matches!(key.as_str(), "provider" | "count") {
+                report(&format!("{at}.{key}"), why);
+            }
             false
         }
     }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::holes::Holes;
 use super::{analysis_templates, check, structure, tree};
 use crate::location::LocationIndex;
 use crate::model::{Route, ServiceRef};
@@ -109,12 +110,14 @@ pub fn validate_analysis_template(
             }]
         })?;
     let mut found = Vec::new();
-    let valid = analysis_templates::check_template("spec", &template, &mut |path, message| {
-        found.push(SpecProblem {
-            path: path.to_owned(),
-            message,
+    let holes = Holes::default();
+    let valid =
+        analysis_templates::check_template("spec", &template, &holes, &mut |path, message| {
+            found.push(SpecProblem {
+                path: path.to_owned(),
+                message,
+            });
         });
-    });
     match (valid, found.is_empty()) {
         (true, _) => Ok(template),
         (false, false) => Err(found),

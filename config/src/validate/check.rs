@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::analysis_templates::{self, Catalog};
+use super::holes::{Holes, Lost};
 use super::structure::FirstSeen;
 use super::{Diagnostic, syntax};
 use crate::duration::from_seconds;
@@ -60,6 +61,9 @@ pub(super) struct Checker<'a> {
     /// resolved now, as `(path, message)`: the route is served and the
     /// analysis waits.
     waiting: Vec<(String, String)>,
+    /// What the structural pass left out: stand-ins are skipped, and no
+    /// problem that could come from a hole is reported.
+    holes: Holes,
 }
 
 /// What a route matches: no two routes may match the same.
@@ -113,6 +117,7 @@ impl<'a> Checker<'a> {
             assume_kubernetes: false,
             templates: Catalog::default(),
             waiting: Vec::new(),
+            holes: Holes::default(),
         };
         for (path, message) in reported {
             checker.error(&path, message);
@@ -125,6 +130,31 @@ impl<'a> Checker<'a> {
     /// with its defaults.
     pub(super) fn assume_kubernetes(&mut self, assume: bool) {
         self.assume_kubernetes = assume;
+    }
+
+    /// Checks the rest of a file whose structural pass left out `holes`:
+    /// the values inside a stand-in count as reported, and from now on no
+    /// problem that could come from a hole is recorded.
+    pub(super) fn left_out(&mut self, holes: Holes) {
+        self.reported.extend(holes.stand_in_paths().cloned());
+        self.holes = holes;
+    }
+
+    /// True when the list element at `path` stands in for one that could
+    /// not be typed.
+    pub(super) fn is_stand_in(&self, path: &str) -> bool {
+        self.holes.is_stand_in(path)
+    }
+
+    /// True when the mapping at `path` had a key left out (unknown, maybe a
+    /// misspelled known key): a check that a key is absent stays quiet.
+    pub(super) fn is_loose(&self, path: &str) -> bool {
+        self.holes.is_loose(path)
+    }
+
+    /// What the structural pass left out of the list at `path`, if anything.
+    pub(super) fn left_out_of(&self, path: &str) -> Option<&Lost> {
+        self.holes.lost(path)
     }
 
     /// A checker of a CanaryRoute's spec, whose paths start at `spec`,
@@ -232,9 +262,10 @@ impl<'a> Checker<'a> {
     /// Checks and converts the whole file.
     pub(super) fn config(&mut self, spec: &ConfigSpec) -> Option<Config> {
         let mut problems = Vec::new();
-        self.templates = analysis_templates::catalog(&spec.analysis_templates, &mut |p, m| {
-            problems.push((p.to_owned(), m));
-        });
+        self.templates =
+            analysis_templates::catalog(&spec.analysis_templates, &self.holes, &mut |p, m| {
+                problems.push((p.to_owned(), m));
+            });
         for (path, message) in problems {
             self.error(&path, message);
         }
@@ -377,6 +408,9 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn error(&mut self, path: &str, message: impl Into<String>) {
+        if self.holes.hides(path) {
+            return;
+        }
         self.diagnostics.push(Diagnostic {
             file: self.file.to_owned(),
             location: self.index.find(path),
@@ -479,6 +513,10 @@ impl<'a> Checker<'a> {
         let mut listeners = Some(Vec::with_capacity(specs.len()));
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("listeners[{i}]");
+            if self.is_stand_in(&at) {
+                listeners = None;
+                continue;
+            }
             let name = self.listener_name(&at, &spec.name);
             if let Some(name) = &name {
                 if let Some(first) = first_seen(&mut names, name.clone(), i) {
@@ -598,6 +636,10 @@ impl<'a> Checker<'a> {
             let address: SocketAddr = model::DEFAULT_ADMIN_ADDRESS
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9900)));
+            // With a top-level key left out, `admin` may be written after all.
+            if self.is_loose("") {
+                return None;
+            }
             if let Some(i) = bound.get(&address) {
                 self.error(
                     &format!("listeners[{i}].address"),
@@ -623,7 +665,9 @@ impl<'a> Checker<'a> {
         let reader_token = self.token("admin.readerToken", spec.reader_token.as_deref());
         let writer_token = self.token("admin.writerToken", spec.writer_token.as_deref());
         let mut ok = true;
-        if spec.reader_token.is_some() && spec.writer_token.is_none() {
+        // A key of `admin` left out may be the token.
+        let loose = self.is_loose("admin");
+        if spec.reader_token.is_some() && spec.writer_token.is_none() && !loose {
             self.error(
                 "admin.readerToken",
                 "`readerToken` is set without `writerToken`; add a `writerToken` (it may also read), or remove `readerToken`",
@@ -641,7 +685,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(address) = address {
             let no_tokens = spec.reader_token.is_none() && spec.writer_token.is_none();
-            if no_tokens && !address.ip().is_loopback() {
+            if no_tokens && !address.ip().is_loopback() && !loose {
                 self.error(
                     "admin.address",
                     format!("admin address `{address}` is not loopback and no tokens are set, so anyone could promote or abort; set `writerToken` (and optionally `readerToken`), or bind to 127.0.0.1"),
@@ -702,6 +746,10 @@ impl<'a> Checker<'a> {
         let mut routes = Some(Vec::with_capacity(specs.len()));
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("routes[{i}]");
+            if self.is_stand_in(&at) {
+                routes = None;
+                continue;
+            }
             let name = self.route_name(&at, &spec.name);
             if let Some(name) = &name {
                 if let Some(first) = first_seen(&mut names, name.clone(), i) {
@@ -872,7 +920,10 @@ impl<'a> Checker<'a> {
         };
         // With a strategy, a canary equal to stable is how a config catches
         // up with a promotion (no rollout runs); without one it is a mistake.
-        if let (Some(stable), Some(Some(c)), None) = (&stable, &canary, &spec.strategy) {
+        // A key of the route left out may be its `strategy`.
+        if let (Some(stable), Some(Some(c)), None, false) =
+            (&stable, &canary, &spec.strategy, self.is_loose(at))
+        {
             if stable.revision == c.revision {
                 self.error(
                     &format!("{at}.canary.revision"),
@@ -1339,10 +1390,13 @@ impl<'a> Checker<'a> {
     fn strategy(&mut self, at: &str, spec: &StrategySpec, has_canary: bool) -> Option<Strategy> {
         let mut ok = true;
         if !has_canary {
-            self.error(
-                at,
-                "a strategy rolls out a canary, but this route has no `canary`; add `canary` with the new revision and its endpoints, or remove `strategy`",
-            );
+            // A key of the route left out may be its `canary`.
+            if !parent(at).is_some_and(|route| self.is_loose(route)) {
+                self.error(
+                    at,
+                    "a strategy rolls out a canary, but this route has no `canary`; add `canary` with the new revision and its endpoints, or remove `strategy`",
+                );
+            }
             ok = false;
         }
         let steps_path = format!("{at}.steps");
@@ -1362,16 +1416,24 @@ impl<'a> Checker<'a> {
                 blue_green = self.blue_green(&bg_path, bg).map(|bg| Some(Arc::new(bg)));
             }
             None if spec.steps.is_empty() => {
-                self.error(
-                    &steps_path,
-                    "no steps; list at least one, e.g. `- setWeight: 10` then `- pause: {}`, or write `blueGreen` instead",
-                );
+                // A key left out may be `steps` or `blueGreen`.
+                if !self.is_loose(at) {
+                    self.error(
+                        &steps_path,
+                        "no steps; list at least one, e.g. `- setWeight: 10` then `- pause: {}`, or write `blueGreen` instead",
+                    );
+                }
                 steps = None;
             }
             None => {}
         }
         for (k, step) in spec.steps.iter().enumerate() {
-            let step = self.step(&format!("{steps_path}[{k}]"), step);
+            let path = format!("{steps_path}[{k}]");
+            if self.is_stand_in(&path) {
+                steps = None;
+                continue;
+            }
+            let step = self.step(&path, step);
             match (&mut steps, step) {
                 (Some(all), Some(step)) => all.push(step),
                 _ => steps = None,
@@ -1421,10 +1483,13 @@ impl<'a> Checker<'a> {
         };
         let mut ok = true;
         if spec.preview.hosts.is_empty() && spec.preview.header.is_none() {
-            self.error(
-                &preview_path,
-                "a preview needs `hosts`, a `header`, or both, e.g. `header: {name: x-weir-preview, value: \"1\"}`",
-            );
+            // A key of the preview left out may be `hosts` or `header`.
+            if !self.is_loose(&preview_path) {
+                self.error(
+                    &preview_path,
+                    "a preview needs `hosts`, a `header`, or both, e.g. `header: {name: x-weir-preview, value: \"1\"}`",
+                );
+            }
             ok = false;
         }
         let analysis = |checker: &mut Self, key: &str, spec: Option<&AnalysisRefSpec>| match spec {
@@ -1432,6 +1497,10 @@ impl<'a> Checker<'a> {
             Some(r) => {
                 let path = format!("{at}.{key}");
                 if r.templates.is_empty() {
+                    // A key left out may be `templates`.
+                    if checker.is_loose(&path) {
+                        return None;
+                    }
                     checker.error(
                         &path,
                         format!("`{key}` needs templates, e.g. `{key}: {{templates: [{{templateName: smoke}}]}}`"),
@@ -1542,6 +1611,8 @@ impl<'a> Checker<'a> {
             ok = false;
         }
         match written.as_slice() {
+            // A key left out may be the step's kind, misspelled.
+            [] if self.is_loose(at) => return None,
             [] => {
                 self.error(
                     at,
@@ -1620,10 +1691,16 @@ impl<'a> Checker<'a> {
         args: &[crate::schema::ArgValueSpec],
     ) -> Option<model::AnalysisRef> {
         let mut problems = Vec::new();
-        let resolved =
-            analysis_templates::resolve(&self.templates, at, templates, args, &mut |p, m| {
+        let resolved = analysis_templates::resolve(
+            &self.templates,
+            &self.holes,
+            at,
+            templates,
+            args,
+            &mut |p, m| {
                 problems.push((p.to_owned(), m));
-            });
+            },
+        );
         // A CanaryRoute's templates are other objects, which may come,
         // go or be fixed at any time: the route is served and the analysis
         // waits for them (an empty list is the route's own mistake).
@@ -1664,7 +1741,11 @@ impl<'a> Checker<'a> {
         let window_path = format!("{at}.window");
         let mut window =
             self.duration_or(&window_path, spec.window.as_ref(), defaults.window, "30s");
-        if let (Some(interval), Some(w)) = (interval, window) {
+        // A key left out may be `interval` or `window`, misspelled: the
+        // default of the other is not what was meant.
+        let defaulted = spec.interval.is_none() || spec.window.is_none();
+        if let (Some(interval), Some(w), false) = (interval, window, defaulted && self.is_loose(at))
+        {
             if w < interval {
                 self.error(
                     &window_path,

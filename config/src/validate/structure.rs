@@ -7,6 +7,10 @@
 //! types read without surprise. A substituted value stays one scalar: the
 //! YAML structure is fixed before substitution, so a value holding `: ` or a
 //! newline cannot add keys.
+//!
+//! Of a `weir.yaml` with structural problems, what can be typed is typed
+//! and the rest is left out as [`Holes`] says, so that the semantic checks
+//! run on it.
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -14,7 +18,8 @@ use std::hash::Hash;
 use serde_yaml_ng::{Mapping, Number, Value as Typed};
 
 use super::env::{self, Env};
-use super::tree::{Node, Scalar, Value};
+use super::holes::Holes;
+use super::tree::{Entry, Node, Scalar, Value};
 use crate::location::child_key;
 use crate::{Diagnostic, Location, LocationIndex};
 
@@ -379,6 +384,8 @@ pub(super) struct Problems {
     /// `(path, message)` of each `${VAR}` that could not be replaced; such a
     /// value is replaced by a harmless placeholder of its type.
     pub(super) environment: Vec<(String, String)>,
+    /// What the typed value leaves out because of the structural problems.
+    pub(super) holes: Holes,
 }
 
 /// Walks the tree.
@@ -391,6 +398,8 @@ struct Walk<'a> {
     /// Keys taken as written wherever a required key may stand in for them
     /// (`kubernetes` for `weir run --kubernetes`).
     assumed: &'static [&'static str],
+    /// How many list elements enclose the value being walked.
+    elements: usize,
 }
 
 /// What a scalar's plain text means in YAML 1.2's core schema.
@@ -403,7 +412,9 @@ enum Plain {
 }
 
 /// Checks `root` against the shape of `weir.yaml`, replacing `${VAR}` in
-/// values; returns the typed value when there is no structural problem.
+/// values; returns the typed value of what could be typed, with the holes
+/// of [`Holes`] (none when there is no structural problem), or `None` when
+/// a required top-level key is missing or cannot be typed.
 ///
 /// With `kubernetes`, the file is read as if it had a `kubernetes` block
 /// (`weir run --kubernetes`): `routes` may be left out.
@@ -420,9 +431,10 @@ pub(super) fn check(
         env: Some(env),
         problems: Problems::default(),
         assumed: if kubernetes { &["kubernetes"] } else { &[] },
+        elements: 0,
     };
     let typed = walk.shape(root, &CONFIG, "");
-    walk.finish(typed)
+    (typed, walk.problems)
 }
 
 /// Checks the `spec` of a CanaryRoute (`root`, reported at `spec...`
@@ -435,6 +447,7 @@ pub(super) fn check_cluster_route(root: &Node, index: &LocationIndex) -> (Option
         env: None,
         problems: Problems::default(),
         assumed: &[],
+        elements: 0,
     };
     let typed = walk.shape(root, &CLUSTER_ROUTE, "spec");
     walk.finish(typed)
@@ -453,6 +466,7 @@ pub(super) fn check_cluster_template(
         env: None,
         problems: Problems::default(),
         assumed: &[],
+        elements: 0,
     };
     let typed = walk.shape(root, &CLUSTER_TEMPLATE, "spec");
     walk.finish(typed)
@@ -575,7 +589,8 @@ impl<K: Hash + Eq> FirstSeen<K> {
 // === impl Walk ===
 
 impl Walk<'_> {
-    /// The typed value, kept only when no structural problem was found.
+    /// The typed value, kept only when no structural problem was found (a
+    /// CanaryRoute or AnalysisTemplate is taken whole or not at all).
     fn finish(self, typed: Option<Typed>) -> (Option<Typed>, Problems) {
         let problems = self.problems;
         let typed = if problems.structural.is_empty() {
@@ -633,7 +648,7 @@ impl Walk<'_> {
                     Some(entry.key_at),
                     "a key must be a plain name, not a list or mapping",
                 );
-                out = None;
+                self.problems.holes.loose(path);
                 continue;
             }
             let key_path = child_key(path, &entry.key);
@@ -647,7 +662,7 @@ impl Walk<'_> {
                     message.push_str(&format!("; did you mean `{suggestion}`?"));
                 }
                 self.error(&key_path, Some(entry.key_at), message);
-                out = None;
+                self.problems.holes.loose(path);
                 continue;
             };
             if !seen.first(field.key) {
@@ -656,7 +671,7 @@ impl Walk<'_> {
                     Some(entry.key_at),
                     format!("duplicate key `{}`; write each key once", field.key),
                 );
-                out = None;
+                self.problems.holes.loose(path);
                 continue;
             }
             // A key written without a value (`pause:`) counts as absent; the
@@ -669,6 +684,11 @@ impl Walk<'_> {
                     if let Some(map) = &mut out {
                         map.insert(Typed::String(field.key.to_owned()), value);
                     }
+                }
+                // Outside any list element, an optional key is left out.
+                None if self.elements == 0 && !self.needed(field, entries) => {
+                    let list = matches!(field.kind, Kind::List(_));
+                    self.problems.holes.key(path, key_path, list);
                 }
                 None => out = None,
             }
@@ -695,15 +715,49 @@ impl Walk<'_> {
             self.wrong_type(node, "a list", path, None);
             return None;
         };
-        let mut out = Some(Vec::with_capacity(items.len()));
+        let mut out = Vec::with_capacity(items.len());
         for (i, element) in items.iter().enumerate() {
-            let value = self.node(element, item, &format!("{path}[{i}]"));
-            match (&mut out, value) {
-                (Some(all), Some(value)) => all.push(value),
-                _ => out = None,
-            }
+            let element_path = format!("{path}[{i}]");
+            self.elements += 1;
+            let value = self.node(element, item, &element_path);
+            self.elements -= 1;
+            // An element that cannot be typed is left out, a stand-in in its
+            // place keeping the indices of the others.
+            let value = value.unwrap_or_else(|| {
+                let name = self.element_name(element);
+                self.problems.holes.stand_in(path, element_path, name);
+                stand_in(item)
+            });
+            out.push(value);
         }
-        out.map(Typed::Sequence)
+        Some(Typed::Sequence(out))
+    }
+
+    /// True when `field` must be in the mapping of `entries`.
+    fn needed(&self, field: &Field, entries: &[Entry]) -> bool {
+        field.required
+            && !field.unless.is_some_and(|other| {
+                self.assumed.contains(&other)
+                    || entries.iter().any(|e| e.key_is_scalar && e.key == other)
+            })
+    }
+
+    /// The `name` of a list element that cannot be typed, when it has one
+    /// that reads as text (for the references to it by name).
+    fn element_name(&self, element: &Node) -> Option<String> {
+        let Value::Map(entries) = &element.value else {
+            return None;
+        };
+        let entry = entries
+            .iter()
+            .find(|e| e.key_is_scalar && e.key == "name")?;
+        let Value::Scalar(scalar) = &entry.value.value else {
+            return None;
+        };
+        if !scalar.text.contains("${") {
+            return Some(scalar.text.clone());
+        }
+        env::expand(&scalar.text, self.env?).ok()
     }
 
     fn map(&mut self, node: &Node, item: &Kind, path: &str) -> Option<Typed> {
@@ -721,7 +775,7 @@ impl Walk<'_> {
                     Some(entry.key_at),
                     "a key must be a plain name, not a list or mapping",
                 );
-                out = None;
+                self.problems.holes.loose(path);
                 continue;
             }
             if !seen.first(entry.key.as_str()) {
@@ -730,7 +784,7 @@ impl Walk<'_> {
                     Some(entry.key_at),
                     format!("duplicate key `{}`; write each key once", entry.key),
                 );
-                out = None;
+                self.problems.holes.loose(path);
                 continue;
             }
             let value = self.node(&entry.value, item, &key_path);
@@ -867,6 +921,30 @@ impl Walk<'_> {
             Some(node.at),
             format!("invalid type: {found}, expected {expected}{from}"),
         );
+    }
+}
+
+/// A value of `kind` that the schema types read, standing in for a list
+/// element that cannot be typed (already reported): its required keys
+/// only, each empty or zero. The checks skip it.
+fn stand_in(kind: &Kind) -> Typed {
+    match kind {
+        Kind::Text => Typed::String(String::new()),
+        Kind::Number | Kind::Whole(_) | Kind::Integer(..) | Kind::Duration | Kind::Port => {
+            Typed::Number(Number::from(0u64))
+        }
+        Kind::Bool => Typed::Bool(false),
+        Kind::Any => Typed::Bool(true),
+        Kind::Json => Typed::Null,
+        Kind::List(_) => Typed::Sequence(Vec::new()),
+        Kind::Map(_) => Typed::Mapping(Mapping::new()),
+        Kind::Shape(fields) => Typed::Mapping(
+            fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| (Typed::String(f.key.to_owned()), stand_in(&f.kind)))
+                .collect(),
+        ),
     }
 }
 
@@ -1063,6 +1141,32 @@ mod tests {
         }
         if let Err(error) = serde_yaml_ng::from_value::<crate::schema::RouteSpec>(with_name) {
             panic!("a sampled spec with a name is a route: {error}");
+        }
+    }
+
+    /// A sample of `kind` whose every list holds a stand-in of its item
+    /// and then a sample of it.
+    fn with_stand_ins(kind: &Kind) -> Typed {
+        match kind {
+            Kind::List(item) => Typed::Sequence(vec![stand_in(item), with_stand_ins(item)]),
+            Kind::Shape(fields) => Typed::Mapping(
+                fields
+                    .iter()
+                    .map(|f| (Typed::String(f.key.to_owned()), with_stand_ins(&f.kind)))
+                    .collect(),
+            ),
+            _ => sample(kind),
+        }
+    }
+
+    /// Every list element that cannot be typed is replaced by a stand-in,
+    /// which the schema types must read, or the file would be reported as
+    /// a bug in weir instead of being checked.
+    #[test]
+    fn stand_ins_of_every_list_item_are_read_by_the_schema_types() {
+        let value = with_stand_ins(&Kind::Shape(&CONFIG));
+        if let Err(error) = serde_path_to_error::deserialize::<_, ConfigSpec>(value) {
+            panic!("{}: {}", error.path(), error.inner());
         }
     }
 }

@@ -1158,10 +1158,10 @@ fn each_structural_error_is_located() {
         ),
         (
             format!(
-                "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    strategy:\n      steps:\n        - setWieght: 10\n"
+                "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    canary: {{ revision: v2, endpoints: [b:1] }}\n    strategy:\n      steps:\n        - setWieght: 10\n"
             ),
             "routes[0].strategy.steps[0].setWieght",
-            9,
+            10,
             11,
             "unknown field `setWieght`, expected one of `setWeight`, `pause`",
         ),
@@ -1552,6 +1552,7 @@ routes:
 }
 
 mod analysis_templates;
+mod holes;
 mod kubernetes;
 mod structure;
 mod webhooks;

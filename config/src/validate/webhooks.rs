@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::check::Checker;
+use super::holes::Lost;
 use crate::hooks::{
     DEFAULT_HOOK_TIMEOUT, DEFAULT_RETRY_MAX, MAX_NOTIFICATION_RETRIES, MAX_WEBHOOK_RETRIES,
     Notification, Trigger, Webhook, WebhookKind, Webhooks,
@@ -86,6 +87,9 @@ struct KnownRoutes<'r> {
     names: HashSet<&'r str>,
     /// The names as a message lists them.
     listed: String,
+    /// The routes left out by the structural pass, which a receiver may
+    /// name too.
+    left_out: Option<Lost>,
 }
 
 // === impl Checker ===
@@ -97,6 +101,10 @@ impl Checker<'_> {
         let mut names: HashMap<&str, usize> = HashMap::new();
         for (i, hook) in spec.webhooks.iter().enumerate() {
             let path = format!("{at}.webhooks[{i}]");
+            if self.is_stand_in(&path) {
+                hooks = None;
+                continue;
+            }
             if let Some(first) = names.get(hook.name.as_str()) {
                 self.error(
                     &format!("{path}.name"),
@@ -181,6 +189,13 @@ impl Checker<'_> {
         let mut names: HashMap<&str, usize> = HashMap::new();
         // Looked up by name, listed at most `LISTED` in a message: a
         // receiver naming thousands of routes is checked in linear time.
+        let left_out = self.left_out_of("routes").cloned();
+        let routes: Vec<&RouteSpec> = routes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| left_out.is_none() || !self.is_stand_in(&format!("routes[{i}]")))
+            .map(|(_, r)| r)
+            .collect();
         let known = KnownRoutes {
             names: routes.iter().map(|r| r.name.as_str()).collect(),
             listed: if routes.is_empty() {
@@ -189,9 +204,14 @@ impl Checker<'_> {
                 let quoted: Vec<String> = routes.iter().map(|r| format!("`{}`", r.name)).collect();
                 super::listed(&quoted)
             },
+            left_out,
         };
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("notifications[{i}]");
+            if self.is_stand_in(&at) {
+                out = None;
+                continue;
+            }
             if let Some(first) = names.get(spec.name.as_str()) {
                 self.error(
                     &format!("{at}.name"),
@@ -232,7 +252,9 @@ impl Checker<'_> {
             };
             // A CanaryRoute (`NAMESPACE/NAME`) is only known once watched.
             let known = route.contains('/') || routes.names.contains(route);
-            if !known {
+            if !known && routes.left_out.as_ref().is_some_and(|l| l.may_name(route)) {
+                route_names = None;
+            } else if !known {
                 self.error(
                     &path,
                     format!(

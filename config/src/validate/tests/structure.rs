@@ -109,8 +109,10 @@ stateDir: 7
     );
 }
 
+/// The listener whose `tls` lacks `keyFile` is left out; the variable
+/// problem inside it is still reported, and so is the route's bad name.
 #[test]
-fn structural_errors_come_with_the_variable_problems_but_without_semantic_ones() {
+fn structural_errors_come_with_the_variable_problems_and_the_semantic_ones() {
     let text = "\
 listeners:
   - name: public
@@ -130,6 +132,11 @@ routes:
                 "environment variable `BIND` is not set; set it, or write the value in place of `${BIND}`"
             ),
             ("listeners[0].tls", at(4, 5), "missing field `keyFile`"),
+            (
+                "routes[0].name",
+                at(6, 5),
+                "route name `Bad_Name` contains `B`; use lowercase letters, digits and `-` (the name is used in URLs and metric labels), e.g. `bad-name`"
+            ),
         ]
     );
 }
@@ -363,11 +370,23 @@ routes:
     );
     assert_eq!(
         summary(&errors),
-        vec![(
-            "listeners[1].maxConnections",
-            at(7, 21),
-            "invalid type: string \"many\", expected a whole number"
-        )]
+        vec![
+            (
+                "listeners[0].maxConnections",
+                at(4, 5),
+                "`maxConnections` is 0, which would refuse every client; it must be at least 1, e.g. `10000`"
+            ),
+            (
+                "listeners[1].maxConnections",
+                at(7, 21),
+                "invalid type: string \"many\", expected a whole number"
+            ),
+            (
+                "routes[0].timeouts.idle",
+                at(11, 17),
+                "`idle` is 0; it must be more than 0, e.g. `60s`"
+            ),
+        ]
     );
     let errors = invalid(
         "\
