@@ -7,9 +7,11 @@
 //! never waits, so a slow reader only lags behind (and is told so by the
 //! admin API), never slows the control loop or other readers. Each event is
 //! encoded once, as its Server-Sent Events frame, and shared by every
-//! reader. Nothing is encoded while nobody listens; the samples and the
-//! recent events are kept regardless, so a page that opens has the last
-//! minutes to draw.
+//! reader. Transitions, verdicts, commands and reloads are built and kept
+//! among the recent events whether anyone listens or not (they come a few
+//! a second at most), so a page that opens shows what happened before it
+//! did; the rate samples are kept regardless too, but only sent as an
+//! event while someone listens.
 //!
 //! A reader subscribes under the control lock, where every event is sent,
 //! and reads the current state ([`ControlState::events_snapshot`]) under the
@@ -203,17 +205,13 @@ impl Event {
 
 impl ControlState {
     /// Announces what [`ControlState::apply`] kept for `route`: its
-    /// transition, and its new judgement if it has one. Builds nothing
-    /// while nobody listens.
+    /// transition, and its new judgement if it has one.
     pub(super) fn announce(
         &mut self,
         route: &str,
         transition: Option<&Transition>,
         previous: Option<&RolloutState>,
     ) {
-        if self.events.readers() == 0 {
-            return;
-        }
         let now = self.events.tick_ms;
         let state = self.rollouts.get(route);
         let judgement = state.and_then(|s| s.last_judgement.as_ref());
@@ -299,9 +297,6 @@ impl ControlState {
         errors: &[String],
         now: u64,
     ) {
-        if self.events.readers() == 0 {
-            return;
-        }
         let routes = match version {
             Some(_) => self.statuses(now),
             None => Vec::new(),
@@ -325,9 +320,6 @@ impl ControlState {
         status: u16,
         error: Option<&str>,
     ) {
-        if self.events.readers() == 0 {
-            return;
-        }
         let data = json!({
             "route": route,
             "command": command,
@@ -499,6 +491,36 @@ mod tests {
         assert_eq!(web["stable"]["errorRate"], 0.0, "{web}");
         let kept = process.control.lock().await.events.samples()["web"].len();
         assert_eq!(kept, 2, "and kept for a page that opens");
+    }
+
+    #[tokio::test]
+    async fn what_happened_while_nobody_listened_is_among_the_recent_events() {
+        use crate::controller::transitions;
+        use crate::rollout::Command;
+
+        let text = crate::fixtures::config_text(
+            None,
+            &crate::fixtures::route("web", Some("[{setWeight: 10}, {pause: {}}]")),
+        );
+        let in_memory = crate::fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+        let process = &in_memory.process;
+        assert_eq!(process.control.lock().await.events.readers(), 0);
+        transitions::command(process, "web", Command::Abort)
+            .await
+            .expect("an abort applies to a running rollout");
+        let control = process.control.lock().await;
+        let recent = control.events.recent();
+        assert!(
+            recent.iter().any(|e| e["event"] == "transition"
+                && e["data"]["route"] == "web"
+                && e["data"]["kind"] == "aborted"),
+            "{recent:?}"
+        );
+        let snapshot = control.events_snapshot(0);
+        assert!(
+            snapshot["recent"].as_array().is_some_and(|r| !r.is_empty()),
+            "{snapshot}"
+        );
     }
 
     #[test]
