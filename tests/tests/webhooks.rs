@@ -64,7 +64,8 @@ async fn confirm_rollout_holds_at_weight_zero_until_it_answers_2xx_with_flaggers
         .await;
     assert_eq!(phase(&s), "Paused", "{s:#}");
     assert_eq!(canary_weight(&s), 0.0, "{s:#}");
-    assert_eq!(step_index(&s), None, "{s:#}");
+    // A rollout exists, waiting before its first step: 0, not null.
+    assert_eq!(step_index(&s), Some(0), "{s:#}");
     let message = s["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("waiting for the confirm-rollout webhook before step 1/2"),
@@ -112,7 +113,8 @@ async fn confirm_rollout_holds_at_weight_zero_until_it_answers_2xx_with_flaggers
     assert_eq!(w["route"], "web", "{body:#}");
     assert_eq!(w["stableRevision"], "v1", "{body:#}");
     assert_eq!(w["canaryRevision"], "v2", "{body:#}");
-    assert_eq!(w["step"], serde_json::Value::Null, "{body:#}");
+    // A rollout exists, waiting before its first step: step 0, not null.
+    assert_eq!(w["step"], 0, "{body:#}");
     assert_eq!(w["weight"], 0.0, "{body:#}");
     assert_eq!(w["phase"], "Paused", "{body:#}");
     assert!(

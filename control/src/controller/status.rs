@@ -77,7 +77,7 @@ impl ControlState {
             Some(s) => RouteStatus {
                 name: name.to_owned(),
                 phase: s.phase,
-                step_index: s.step_index,
+                step_index: s.shown_step_index(),
                 step_count: steps.len(),
                 steps,
                 canary_weight: s.canary_weight.percent(),

@@ -525,6 +525,17 @@ impl RolloutState {
         matches!(self.phase, Phase::Progressing | Phase::Paused)
     }
 
+    /// The step index shown outside (the admin API, the dashboard, webhook
+    /// and notification bodies): as kept, and 0 while a rollout waits before
+    /// its first step (a gate holds it, it aborted there, or it is held
+    /// there): SPEC's `stepIndex` is null only without a rollout. The kept
+    /// `None` stays, as it tells the machine that step 1 was not entered.
+    pub fn shown_step_index(&self) -> Option<usize> {
+        self.step_index.or_else(|| {
+            (self.phase != Phase::Healthy && self.canary_revision.is_some()).then_some(0)
+        })
+    }
+
     /// True while Promoted: the config should name the promoted revision as
     /// stable.
     pub fn is_config_behind(&self) -> bool {

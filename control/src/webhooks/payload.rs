@@ -100,7 +100,7 @@ impl Payload {
                 phase: state.phase.as_str(),
                 stable_revision: state.stable_revision.clone(),
                 canary_revision: state.canary_revision.clone(),
-                step: state.step_index,
+                step: state.shown_step_index(),
                 weight: state.canary_weight.percent(),
                 message: message.to_owned(),
                 timestamp: format_time(now_ms),

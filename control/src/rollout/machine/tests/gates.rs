@@ -47,6 +47,9 @@ fn confirm_rollout_holds_at_weight_zero_until_it_answers_2xx() {
         s.message
             .contains("waiting for the confirm-rollout webhook before step 1/2")
     );
+    // A rollout exists: shown at step 0, not as none.
+    assert_eq!(s.shown_step_index(), Some(0));
+    assert_eq!(RolloutState::blank(&route).shown_step_index(), None);
 
     // Ticks do not go past it; a "no" keeps it waiting, with the answer.
     let s = s.tick(&route, T0 + SEC, &pass()).state;
