@@ -2,8 +2,9 @@
 //! queue ([`QUEUE_CAPACITY`]) and one task that delivers it in order. A
 //! notification is POSTed until a 2xx answer, with `timeout` per attempt
 //! and up to `retryMax` retries with exponential backoff
-//! ([`notification_backoff`]); then it counts as sent or failed. When the
-//! queue is full the oldest notification is dropped and counted, so a slow
+//! ([`notification_backoff`]); then it counts as sent, or as failed and
+//! dropped (never delivered). When the queue is full the oldest
+//! notification is dropped and counted, so a slow
 //! or dead receiver costs at most one full queue of memory and never
 //! delays a rollout: enqueuing takes a short lock and never waits.
 //!
@@ -138,11 +139,11 @@ impl Notifier {
         )?;
         let failed = counter(
             "weir_notifications_failed_total",
-            "Notifications given up after retryMax retries.",
+            "Notifications given up after retryMax retries (also counted as dropped).",
         )?;
         let dropped = counter(
             "weir_notifications_dropped_total",
-            "Notifications dropped because the receiver's queue was full.",
+            "Notifications never delivered: pushed out of a full queue, or given up after retryMax retries.",
         )?;
         let queued = IntGaugeVec::new(
             Opts::new(
@@ -317,6 +318,10 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
         if outcome.passed {
             receiver.sent.inc();
         } else {
+            // Never delivered: dropped, as one pushed out of a full queue
+            // is (counted first, so a reader that sees it failed sees it
+            // dropped).
+            receiver.dropped.inc();
             receiver.failed.inc();
             tracing::warn!(
                 receiver = %config.name,

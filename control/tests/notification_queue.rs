@@ -97,6 +97,25 @@ async fn notifications_reach_a_live_receiver_one_by_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_given_up_counts_as_failed_and_dropped() {
+    let dead = ClosedPort::bind();
+    let registry = Registry::new();
+    let notifier = Notifier::new(&registry, HookClient::new()).expect("registry");
+    let receivers = [notification("gone", format!("http://{}/", dead.addr), 0)];
+    notifier.sync(&receivers);
+    notifier.enqueue(&receivers, Trigger::RolloutAborted, "checkout", &body(0));
+    wait_until(
+        Duration::from_secs(10),
+        "the notification given up",
+        || async { (metric(&registry, "weir_notifications_failed_total") == 1.0).then_some(()) },
+    )
+    .await;
+    // Never delivered: SPEC counts it among the dropped.
+    assert_eq!(metric(&registry, "weir_notifications_dropped_total"), 1.0);
+    assert_eq!(metric(&registry, "weir_notifications_sent_total"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_is_down_costs_one_full_queue() {
     let dead = ClosedPort::bind();
     let registry = Registry::new();
