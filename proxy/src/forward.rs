@@ -798,6 +798,7 @@ async fn forward(
                 endpoint,
                 &backend.endpoints,
                 req,
+                upload.as_deref(),
                 timeouts.connect,
                 deadline,
             ))
@@ -1045,13 +1046,15 @@ where
 /// Sends `req` on the HTTP/2 connection of `first`, or of another endpoint
 /// of the role when `first` cannot be reached. A request the connection
 /// refused unsent (a GOAWAY raced it) goes once more on a new connection.
-/// Given up at `deadline` (the future dropped) while its connection read
-/// nothing, the request leaves that connection put aside (see
+/// Given up at `deadline` (the future dropped) while its connection is
+/// silent and `upload`, its body's progress when tracked, does not wait on
+/// the client, the request leaves that connection put aside (see
 /// [`Endpoint::h2_watch`]).
 async fn exchange_h2(
     first: &Arc<Endpoint>,
     all: &[Arc<Endpoint>],
     mut req: Request<RequestBody>,
+    upload: Option<&UploadProgress>,
     connect_timeout: std::time::Duration,
     deadline: tokio::time::Instant,
 ) -> Result<(Response<Incoming>, Option<Sender>, upstream::InFlight), ProxyError> {
@@ -1063,7 +1066,7 @@ async fn exchange_h2(
         .await?;
         let mut sender = link.sender();
         let in_flight = used.start();
-        let watch = used.h2_watch(&link, deadline);
+        let watch = used.h2_watch(&link, upload, deadline);
         let sent = sender.try_send_request(req).await;
         watch.disarm();
         match sent {

@@ -34,7 +34,7 @@ use crate::request_body::{RequestBody, UploadProgress, within_upload_bounds};
 pub mod h2;
 pub mod tls;
 
-use self::h2::{CountReads, H2Connection, H2Link, H2Sender};
+use self::h2::{H2Connection, H2Link, H2Sender, KeepAlive, LastRead, NoteReads};
 use self::tls::{TlsConnector, UpstreamTlsError};
 
 /// Idle pooled connections older than this are closed rather than reused.
@@ -446,18 +446,21 @@ impl Endpoint {
     }
 
     /// A guard held while a request waits for its answer on the HTTP/2
-    /// connection `link`: dropped at or after `deadline` (the request given
-    /// up) with nothing read on the connection since, it puts the
-    /// connection aside, as one that may be dead, unless disarmed.
+    /// connection `link`, `upload` tracking its body if it streams one:
+    /// dropped at or after `deadline` (the request given up) while the
+    /// connection is silent (see [`H2Link::is_silent`]) and the upload
+    /// does not wait on its client, it puts the connection aside, as one
+    /// that may be dead, unless disarmed.
     pub fn h2_watch<'a>(
         &'a self,
         link: &'a Arc<H2Link>,
+        upload: Option<&'a UploadProgress>,
         deadline: tokio::time::Instant,
     ) -> H2Watch<'a> {
         H2Watch {
             endpoint: self,
             link,
-            reads: link.reads(),
+            upload,
             deadline,
             armed: true,
         }
@@ -465,19 +468,23 @@ impl Endpoint {
 
     async fn connect_h2(&self, timeout: Duration) -> Result<H2Link, ConnectError> {
         let stream = self.tcp(timeout).await?;
-        let reads = Arc::new(AtomicU64::new(0));
-        let sender = match &self.tls {
+        let keep_alive = h2::keep_alive();
+        let (sender, last_read) = match &self.tls {
             None => {
-                let stream = CountReads::new(stream, Arc::clone(&reads));
-                http2_over(self.addr, TokioIo::new(stream)).await?
+                let last_read = Arc::new(LastRead::from_now());
+                let stream = NoteReads::new(stream, Arc::clone(&last_read));
+                let sender = http2_over(self.addr, TokioIo::new(stream), keep_alive).await?;
+                (sender, last_read)
             }
             Some(connector) => {
                 let stream = self.tls_handshake(connector, stream, timeout).await?;
-                let stream = CountReads::new(stream, Arc::clone(&reads));
-                http2_over(self.addr, TokioIo::new(stream)).await?
+                let last_read = Arc::new(LastRead::from_now());
+                let stream = NoteReads::new(stream, Arc::clone(&last_read));
+                let sender = http2_over(self.addr, TokioIo::new(stream), keep_alive).await?;
+                (sender, last_read)
             }
         };
-        Ok(H2Link::new(sender, reads))
+        Ok(H2Link::new(sender, last_read, keep_alive))
     }
 
     async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
@@ -572,13 +579,21 @@ impl Sender {
 }
 
 /// Puts an HTTP/2 connection aside when a request on it is given up at its
-/// deadline while the connection read nothing (see [`Endpoint::h2_watch`]).
+/// deadline while the connection is silent (see [`Endpoint::h2_watch`]).
+///
+/// Silent means nothing read for at least the keep-alive's `timeout` (10 s
+/// by default; see [`H2Link::is_silent`]), not merely nothing read while
+/// the request waited: a live upstream that takes longer than a short
+/// deadline (a gRPC call's 100 ms) keeps its connection, which a PING
+/// would have found alive. A request whose upload waits on its client at
+/// the deadline leaves the connection alone too: the upstream, waiting for
+/// the body, rightly sends nothing, and the timeout is the client's.
 #[derive(Debug)]
 pub struct H2Watch<'a> {
     endpoint: &'a Endpoint,
     link: &'a Arc<H2Link>,
-    /// The connection's reads when the request was handed to it.
-    reads: u64,
+    /// The request's body, when it streams one that is tracked.
+    upload: Option<&'a UploadProgress>,
     deadline: tokio::time::Instant,
     armed: bool,
 }
@@ -594,17 +609,20 @@ impl Drop for H2Watch<'_> {
     fn drop(&mut self) {
         if !self.armed
             || tokio::time::Instant::now() < self.deadline
-            || self.link.reads() != self.reads
+            || self.upload.is_some_and(UploadProgress::waiting_on_client)
+            || !self.link.is_silent()
         {
             return;
         }
-        // Not a PING answer nor a frame of any other stream for as long as
-        // the request waited: the upstream may be gone without a word. Its
-        // streams still open keep the connection (keep-alive closes it if
-        // it is dead); new requests go on a new one.
+        // Not an answer, a PING reply nor a frame of any other stream for
+        // longer than a PING's answer may take: the upstream may be gone
+        // without a word. Its streams still open keep the connection
+        // (keep-alive closes it if it is dead); new requests go on a new
+        // one.
         tracing::warn!(
             endpoint = %self.endpoint.addr,
-            "HTTP/2 upstream connection read nothing while a request waited until its deadline; new requests go on a new connection"
+            silence = ?self.link.silence(),
+            "HTTP/2 upstream connection silent for longer than a keep-alive PING answer may take when a request on it reached its deadline; new requests go on a new connection"
         );
         self.endpoint.h2_forget(self.link);
     }
@@ -665,13 +683,16 @@ where
 }
 
 /// The HTTP/2 handshake on `io` (TCP or TLS), with the keep-alive PINGs of
-/// [`h2::keep_alive`] (see [`h2::KeepAlive::DEFAULT`]); the connection runs
-/// in a task of its own.
-async fn http2_over<I>(addr: SocketAddr, io: I) -> Result<H2Sender, ConnectError>
+/// `keep_alive` (see [`h2::KeepAlive::DEFAULT`]); the connection runs in a
+/// task of its own.
+async fn http2_over<I>(
+    addr: SocketAddr,
+    io: I,
+    keep_alive: KeepAlive,
+) -> Result<H2Sender, ConnectError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let keep_alive = h2::keep_alive();
     let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(keep_alive.interval)

@@ -18,9 +18,14 @@
 //!   passed without a frame from the upstream, idle or not; no answer
 //!   within its `timeout` closes the connection, and its requests fail
 //!   (the next one opens a new connection).
-//! - A request given up at its deadline while its connection read nothing
-//!   at all puts the connection aside ([`H2Connection::forget`]): new
-//!   requests go on a new one, the streams still on it run to their end.
+//! - A request given up at its deadline puts its connection aside
+//!   ([`H2Connection::forget`]) when the connection then read nothing for
+//!   at least the keep-alive's `timeout` (see [`H2Link::is_silent`]), and
+//!   the request was not waiting on its own client's upload: new requests
+//!   go on a new connection, the streams still on it run to their end. A
+//!   connection that is merely quiet (a slow answer, no other stream: a
+//!   gRPC call's short deadline passing) is kept, and so is one whose
+//!   upstream waits for a body its client stalls in.
 //! - A connection no request used for [`IDLE_CHECK`] to twice that is put
 //!   aside too, and closes once its last stream ends.
 
@@ -44,9 +49,7 @@ pub type H2Sender = http2::SendRequest<RequestBody>;
 /// this long to twice this long) is put aside, and closes once its last
 /// stream ends: as the HTTP/1.1 pool drops connections idle for a minute.
 /// It also bounds the keep-alive PINGs an idle connection sends (two at
-/// most) under the limit of gRPC servers, which by default answer a third
-/// PING with no data in between with a GOAWAY `ENHANCE_YOUR_CALM`
-/// (`too_many_pings`) and close the connection.
+/// most) under the limit of gRPC servers (see [`KeepAlive::DEFAULT`]).
 pub const IDLE_CHECK: Duration = Duration::from_secs(30);
 
 /// When an HTTP/2 upstream connection is checked with a PING, and how long
@@ -64,12 +67,22 @@ impl KeepAlive {
     /// weir's values: a PING after 30 s without a frame, 10 s for its
     /// answer, as weir's listeners check their clients. A silent upstream
     /// is so let go of within 40 s of its last frame rather than the
-    /// kernel's 15 minutes. The interval is not shorter because gRPC
-    /// servers count PINGs that come more often than every 5 minutes
-    /// without data in between, and close the connection at the third:
-    /// with 30 s, a stream has to stay silent longer than weir's default
-    /// `timeouts.idle` (60 s) for that, and an idle connection is put
-    /// aside (see [`IDLE_CHECK`]) before.
+    /// kernel's 15 minutes.
+    ///
+    /// The interval is not shorter because gRPC servers (grpc-go and
+    /// grpc-java by default) count a PING that comes less than 5 minutes
+    /// after the previous one, with no HEADERS or DATA from the server in
+    /// between, as a strike, and close the connection at the third (a
+    /// GOAWAY `ENHANCE_YOUR_CALM`, `too_many_pings`): the fourth PING of a
+    /// silence, two minutes into it with 30 s. A response body is cut
+    /// sooner, once quiet for `timeouts.idle` (60 s by default, two
+    /// PINGs), and an idle connection is put aside within 60 s (see
+    /// [`IDLE_CHECK`]). What can still meet that limit is a request that
+    /// waits for its answer's head until the silence is two minutes old:
+    /// bounded by `timeouts.request`, not `timeouts.idle`, so only with a
+    /// `timeouts.request` above 60 s (after a connection quiet for a
+    /// minute) to 120 s (on one that had just answered); the default is
+    /// 30 s, and gRPC calls are bounded by their own deadline too.
     pub const DEFAULT: KeepAlive = KeepAlive {
         interval: Duration::from_secs(30),
         timeout: Duration::from_secs(10),
@@ -92,12 +105,16 @@ pub fn set_keep_alive(keep_alive: KeepAlive) {
     *KEEP_ALIVE.write().unwrap_or_else(PoisonError::into_inner) = keep_alive;
 }
 
-/// One open HTTP/2 connection: its sender, and how many reads brought
-/// bytes from the upstream so far.
+/// One open HTTP/2 connection: its sender, and when it last read bytes
+/// from the upstream.
 #[derive(Debug)]
 pub struct H2Link {
     sender: H2Sender,
-    reads: Arc<AtomicU64>,
+    last_read: Arc<LastRead>,
+    /// How long the connection must have read nothing to be taken for
+    /// possibly dead (see [`H2Link::is_silent`]): its keep-alive's
+    /// `timeout`.
+    silence_floor: Duration,
     /// Taken by a request since the last idle check.
     used: AtomicBool,
 }
@@ -109,24 +126,36 @@ pub struct H2Connection {
     opening: tokio::sync::Mutex<()>,
 }
 
-/// An upstream stream (TCP or TLS) that counts the reads that brought
-/// bytes: what tells a connection that is merely quiet from one that
-/// receives nothing at all.
+/// When a connection last read bytes from its upstream, as noted by
+/// [`NoteReads`].
 #[derive(Debug)]
-pub struct CountReads<S> {
+pub struct LastRead {
+    /// When the connection opened: `at_ms` counts from here.
+    opened: tokio::time::Instant,
+    /// Milliseconds from `opened` to the last read that brought bytes (0
+    /// before any).
+    at_ms: AtomicU64,
+}
+
+/// An upstream stream (TCP or TLS) that notes when a read brought bytes:
+/// what tells a connection that is merely quiet from one that receives
+/// nothing at all.
+#[derive(Debug)]
+pub struct NoteReads<S> {
     inner: S,
-    reads: Arc<AtomicU64>,
+    last_read: Arc<LastRead>,
 }
 
 // === impl H2Link ===
 
 impl H2Link {
-    /// The connection of `sender`, whose reads `reads` counts (see
-    /// [`CountReads`]).
-    pub fn new(sender: H2Sender, reads: Arc<AtomicU64>) -> H2Link {
+    /// The connection of `sender`, opened with `keep_alive`, whose reads
+    /// are noted in `last_read` (see [`NoteReads`]).
+    pub fn new(sender: H2Sender, last_read: Arc<LastRead>, keep_alive: KeepAlive) -> H2Link {
         H2Link {
             sender,
-            reads,
+            last_read,
+            silence_floor: keep_alive.timeout,
             used: AtomicBool::new(true),
         }
     }
@@ -136,9 +165,22 @@ impl H2Link {
         self.sender.clone()
     }
 
-    /// The reads that brought bytes from the upstream so far.
-    pub fn reads(&self) -> u64 {
-        self.reads.load(Relaxed)
+    /// How long the connection has read nothing from its upstream (since
+    /// it opened, if it never read).
+    pub fn silence(&self) -> Duration {
+        self.last_read.silence()
+    }
+
+    /// Whether the connection has read nothing for at least its
+    /// keep-alive's `timeout`: longer than a PING's answer may take, so a
+    /// live upstream that is merely slow to answer, on a connection with
+    /// little else on it, is not taken for a dead one by a short deadline.
+    /// (A live but quiet connection still reads nothing for up to the
+    /// keep-alive's `interval`: a request given up after waiting longer
+    /// than the `timeout` on it may put it aside, at the cost of a new
+    /// connection.)
+    pub fn is_silent(&self) -> bool {
+        self.silence() >= self.silence_floor
     }
 
     fn is_closed(&self) -> bool {
@@ -192,8 +234,8 @@ impl H2Connection {
     /// Puts `link` aside if it is still the endpoint's connection: the next
     /// request opens a new one, and `link` closes once its last stream
     /// ends. Used when the connection refused a request it was handed (a
-    /// GOAWAY raced it) or read nothing while a request waited for its
-    /// answer until its deadline.
+    /// GOAWAY raced it) or was silent (see [`H2Link::is_silent`]) when a
+    /// request waiting for its answer reached its deadline.
     pub fn forget(&self, link: &Arc<H2Link>) {
         forget_in(&self.current, link);
     }
@@ -232,16 +274,42 @@ fn put_aside_when_idle(current: Weak<ArcSwapOption<H2Link>>, link: Weak<H2Link>)
     });
 }
 
-// === impl CountReads ===
+// === impl LastRead ===
 
-impl<S> CountReads<S> {
-    /// `inner`, its reads counted in `reads`.
-    pub fn new(inner: S, reads: Arc<AtomicU64>) -> CountReads<S> {
-        CountReads { inner, reads }
+impl LastRead {
+    /// A connection opening now, which has read nothing yet.
+    pub fn from_now() -> LastRead {
+        LastRead {
+            opened: tokio::time::Instant::now(),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How long nothing was read (since the connection opened, if nothing
+    /// ever was), to the millisecond.
+    pub fn silence(&self) -> Duration {
+        let last = Duration::from_millis(self.at_ms.load(Relaxed));
+        self.opened.elapsed().saturating_sub(last)
+    }
+
+    /// Notes a read that brought bytes: one clock read and one relaxed
+    /// store.
+    fn note(&self) {
+        let now = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.store(now, Relaxed);
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for CountReads<S> {
+// === impl NoteReads ===
+
+impl<S> NoteReads<S> {
+    /// `inner`, the reads that bring bytes noted in `last_read`.
+    pub fn new(inner: S, last_read: Arc<LastRead>) -> NoteReads<S> {
+        NoteReads { inner, last_read }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for NoteReads<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -250,13 +318,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountReads<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.reads.fetch_add(1, Relaxed);
+            self.last_read.note();
         }
         polled
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for CountReads<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for NoteReads<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -5,6 +5,10 @@
 //! comes from weir is read and thrown away, so that weir closing the
 //! connection is seen), yet the socket stays open, as with a peer gone
 //! without a FIN or RST. Connections accepted later relay normally.
+//!
+//! The server answers `200 ok` at once, but only after [`SLOW`] on `/slow`
+//! and only once the whole request body came on `/upload`: a live upstream
+//! that is slow, or that waits for its client's body.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +27,9 @@ use weir_proxy::{Listener, Metrics, Proxy, ServeOptions};
 
 /// Generous bound for anything that should happen promptly.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long the server takes to answer `/slow`.
+pub(crate) const SLOW: Duration = Duration::from_secs(1);
 
 /// One relayed connection.
 pub(crate) struct Relayed {
@@ -155,7 +162,8 @@ async fn relay(from_weir: TcpStream, to_server: TcpStream, relayed: Arc<Relayed>
     tokio::join!(upstream, downstream);
 }
 
-/// A hyper HTTP/2 server (prior knowledge) answering `200 ok` to anything.
+/// A hyper HTTP/2 server (prior knowledge) answering `200 ok` to anything:
+/// after [`SLOW`] on `/slow`, once the whole body came on `/upload`.
 async fn h2_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind server");
     let addr = listener.local_addr().expect("server address");
@@ -166,7 +174,14 @@ async fn h2_server() -> SocketAddr {
             };
             tokio::spawn(async move {
                 let service =
-                    hyper::service::service_fn(|_: Request<hyper::body::Incoming>| async {
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        match req.uri().path() {
+                            "/slow" => tokio::time::sleep(SLOW).await,
+                            "/upload" => {
+                                let _ = req.into_body().collect().await;
+                            }
+                            _ => {}
+                        }
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                     });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -245,12 +260,18 @@ pub(crate) async fn start_weir(upstream: SocketAddr, request_timeout: Duration) 
 /// `GET /` through weir on a new client connection: the status, once the
 /// whole answer came.
 pub(crate) async fn get(proxy: SocketAddr) -> u16 {
+    get_path(proxy, "/").await
+}
+
+/// `GET path` through weir on a new client connection: the status, once
+/// the whole answer came.
+pub(crate) async fn get_path(proxy: SocketAddr, path: &str) -> u16 {
     let stream = TcpStream::connect(proxy).await.expect("connect proxy");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("client handshake");
     tokio::spawn(connection);
-    let request = Request::get("/")
+    let request = Request::get(path)
         .header("host", "test")
         .body(Empty::<Bytes>::new())
         .expect("a request");
@@ -264,4 +285,31 @@ pub(crate) async fn get(proxy: SocketAddr) -> u16 {
         .expect("the body in time")
         .expect("the whole body");
     status
+}
+
+/// `POST /upload` through weir on a new client connection, announcing a
+/// 10-byte body of which only 4 bytes are sent, the rest never: the status
+/// weir answers with.
+#[allow(dead_code, reason = "not every test binary stalls an upload")]
+pub(crate) async fn stalled_upload(proxy: SocketAddr) -> u16 {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect proxy");
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: 10\r\n\r\nabcd")
+        .await
+        .expect("send the head and part of the body");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read the answer");
+        assert!(n > 0, "closed before a whole head: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&answer);
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"))
 }
