@@ -835,9 +835,10 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
 /// At most [`MAX_CONNECTIONS`](connections::MAX_CONNECTIONS) connections
 /// are open at once, and a source keeps at most
 /// [`MAX_WAITING_PER_SOURCE`](connections::MAX_WAITING_PER_SOURCE) of them
-/// waiting for a request head; over either limit a waiting connection gives
-/// its place (see [`connections`]), so connections holding unfinished heads
-/// cannot keep a probe or a command out.
+/// waiting for a request head (a connection younger than
+/// [`GRACE`](connections::GRACE) is spared); over either limit a waiting
+/// connection gives its place (see [`connections`]), so connections
+/// holding unfinished heads cannot keep a probe or a command out.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: watch::Receiver<bool>) {
     let connections = Arc::new(Connections::new(connections::Limits::DEFAULT));
     serve_with(listener, state, stop, connections).await;
@@ -902,6 +903,8 @@ async fn serve_with(
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {
             let _permit = permit;
+            // Its grace ends while it is served (it never ends itself).
+            let mut grace = std::pin::pin!(place.grace());
             // The head's timeout starts with its first byte: a client that
             // connects and says nothing is dropped here.
             let mut first = [0u8; 1];
@@ -913,6 +916,7 @@ async fn serve_with(
                     tracing::debug!(%remote, "admin connection closed to make room: nothing sent");
                     return;
                 }
+                never = &mut grace => match never {},
             };
             if !spoke {
                 tracing::debug!(%remote, "admin connection closed: nothing sent");
@@ -948,6 +952,7 @@ async fn serve_with(
                 () = place.leave.notified() => {
                     tracing::debug!(%remote, "admin connection closed to make room: no request head whole");
                 }
+                never = &mut grace => match never {},
             }
         });
     }

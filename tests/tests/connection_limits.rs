@@ -160,8 +160,9 @@ weir_e2e::on_both_paths!(a_lingering_connection_keeps_its_place_under_the_limit)
 
 /// The admin port holds at most 256 connections, and one source at most
 /// 32 waiting for a whole head. When one client opens 256 that say
-/// nothing, its oldest are closed as it goes, and a health check still
-/// gets through at once while the proxy keeps serving. A client that says
+/// nothing, its oldest are closed once a second old or when the port is
+/// full, and a health check still gets through at once while the proxy
+/// keeps serving. A client that says
 /// nothing is let go after 10 s, one that sent a command's head but not
 /// its body (answering, so never the one closed) gets a 408 then, and the
 /// admin API answers again.

@@ -10,25 +10,36 @@
 //!
 //! - A source (an IPv4 address, or an IPv6 /64, which one host usually
 //!   holds whole) keeps at most [`MAX_WAITING_PER_SOURCE`] waiting
-//!   connections: one more closes its own oldest waiting one.
+//!   connections: one more closes its own oldest waiting ones over that
+//!   share. But a connection is spared this for its first [`GRACE`]: one
+//!   found over the share while younger is closed when its grace is over
+//!   if it is still waiting then, and kept if a request head has come
+//!   whole by then. A client sends its head as soon as it has connected,
+//!   so a burst of new connections from one address (parallel `curl`s,
+//!   scripts and dashboards behind `kubectl port-forward`) is answered
+//!   whole.
 //! - When all [`MAX_CONNECTIONS`] places are taken, a new connection takes
 //!   the place of the oldest waiting connection of the source that holds
-//!   the most waiting ones. Only when no connection is waiting is the new
-//!   one closed at once.
+//!   the most waiting ones, in its grace or not. Only when no connection
+//!   is waiting is the new one closed at once.
 //!
 //! So a client that holds its connections with heads it never finishes
-//! (each for up to 10 s) only ever closes its own, and a health probe or a
-//! command always gets a place; a connection answering a request is never
+//! (each for up to 10 s) only ever closes its own: those over its share
+//! once their grace is over, and at the cap its oldest first. A health
+//! probe or a command always gets a place, the connections open never
+//! outnumber the places, and a connection answering a request is never
 //! the one closed. (One whose head comes whole just as it is chosen is
 //! closed all the same, as if it had been chosen a moment earlier.)
 //! The rule is the same for every address: behind `kubectl port-forward`
 //! every client comes from 127.0.0.1, and a probe from the node's address.
 
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -44,6 +55,14 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Most connections one source may hold waiting for a request head. Far
 /// more than probes, Prometheus, the CLI and a few dashboards need at once.
 pub const MAX_WAITING_PER_SOURCE: usize = 32;
+
+/// How long a new connection is spared the per-source rule. A client sends
+/// its request head as soon as it has connected: a second is many round
+/// trips, through `kubectl port-forward` or on a loaded host, and a tenth
+/// of the 10 s an unfinished head is given. A client opening connections
+/// faster than its share allows holds the extra ones for this long at
+/// most, and only until the port is full, where its own oldest go first.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// The limits a [`Connections`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +99,11 @@ struct Open {
     id: u64,
     source: Source,
     stage: Stage,
+    /// Within its first [`GRACE`]: not closed by the per-source rule.
+    young: bool,
+    /// Found over its source's share while young: closed when its grace is
+    /// over if still waiting then. A whole head calls this off.
+    over_share: bool,
     /// Told when the connection is to close, to make room.
     leave: Arc<Notify>,
 }
@@ -169,9 +193,10 @@ impl Connections {
         at.and_then(|at| table.close(at)).is_some()
     }
 
-    /// Adds a connection from `address`, the newest; when its source then
-    /// holds more than its share of waiting connections, the oldest of them
-    /// is asked to close.
+    /// Adds a connection from `address`, the newest, in its grace; when its
+    /// source then holds more than its share of waiting connections, the
+    /// oldest of them are asked to close (those in their grace once it is
+    /// over).
     pub(super) fn add(self: &Arc<Self>, address: IpAddr) -> Place {
         let source = Source::of(address);
         let leave = Arc::new(Notify::new());
@@ -182,22 +207,11 @@ impl Connections {
             id,
             source,
             stage: Stage::Silent,
+            young: true,
+            over_share: false,
             leave: Arc::clone(&leave),
         });
-        let waiting = table
-            .open
-            .iter()
-            .filter(|o| o.source == source && o.stage != Stage::Answering)
-            .count();
-        if waiting > self.limits.waiting_per_source {
-            let oldest = table
-                .open
-                .iter()
-                .position(|o| o.source == source && o.stage != Stage::Answering);
-            if let Some(at) = oldest {
-                table.close(at);
-            }
-        }
+        table.keep_share(source, self.limits.waiting_per_source);
         Place {
             connections: Arc::clone(self),
             id,
@@ -205,10 +219,28 @@ impl Connections {
         }
     }
 
-    /// Marks connection `id`'s stage, if it is still open.
+    /// Marks connection `id`'s stage, if it is still open. A whole head
+    /// keeps a young connection over its source's share open.
     fn set(&self, id: u64, stage: Stage) {
         if let Some(open) = self.lock().open.iter_mut().find(|o| o.id == id) {
             open.stage = stage;
+            if stage == Stage::Answering {
+                open.over_share = false;
+            }
+        }
+    }
+
+    /// Connection `id`'s grace is over: it is closed if it was found over
+    /// its source's share meanwhile and is still waiting.
+    fn grace_over(&self, id: u64) {
+        let mut table = self.lock();
+        let Some(at) = table.open.iter().position(|o| o.id == id) else {
+            return;
+        };
+        let open = &mut table.open[at];
+        open.young = false;
+        if open.over_share && open.stage != Stage::Answering {
+            table.close(at);
         }
     }
 
@@ -233,6 +265,27 @@ impl Connections {
 // === impl Table ===
 
 impl Table {
+    /// Keeps `source` to `share` waiting connections: the oldest over it are
+    /// closed, or marked to close when their grace is over.
+    fn keep_share(&mut self, source: Source, share: usize) {
+        let waiting = |o: &Open| o.source == source && o.stage != Stage::Answering;
+        let mut over = self.open.iter().filter(|o| waiting(o)).count();
+        let mut at = 0;
+        while over > share && at < self.open.len() {
+            let open = &mut self.open[at];
+            if !waiting(open) {
+                at += 1;
+            } else if open.young {
+                open.over_share = true;
+                over -= 1;
+                at += 1;
+            } else {
+                self.close(at);
+                over -= 1;
+            }
+        }
+    }
+
     /// Takes the connection at `at` off the table and tells it to close.
     fn close(&mut self, at: usize) -> Option<u64> {
         let open = self.open.remove(at)?;
@@ -258,6 +311,14 @@ impl Place {
     /// The connection sent its first byte.
     pub(super) fn spoke(&self) {
         self.connections.set(self.id, Stage::Waiting);
+    }
+
+    /// Ends the connection's grace after [`GRACE`], then never ends: to be
+    /// polled for as long as the connection is served.
+    pub(super) async fn grace(&self) -> Infallible {
+        tokio::time::sleep(GRACE).await;
+        self.connections.grace_over(self.id);
+        std::future::pending().await
     }
 
     /// Marks the connection answering until the guard is dropped.
@@ -298,7 +359,7 @@ impl Drop for Answering {
 
 impl Body for TrackedBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = Infallible;
 
     fn poll_frame(
         self: Pin<&mut Self>,

@@ -25,21 +25,61 @@ fn a_source_keeps_its_share_of_waiting_connections_and_no_more() {
         connections: 100,
         waiting_per_source: 3,
     }));
+    // Past their grace (young ones are the next test's).
+    let grown = |place: &Place| connections.grace_over(place.id);
     let a: Vec<Place> = (0..3).map(|_| connections.add(ip("10.0.0.1"))).collect();
     let other = connections.add(ip("10.0.0.2"));
+    a.iter().chain([&other]).for_each(grown);
     assert!(a.iter().all(|p| !closed(p)));
     // A fourth from 10.0.0.1 closes its own oldest, not another's.
     let fourth = connections.add(ip("10.0.0.1"));
     assert!(closed(&a[0]));
     assert!(!closed(&a[1]) && !closed(&a[2]) && !closed(&other) && !closed(&fourth));
+    grown(&fourth);
     // A connection being answered is not counted, nor closed.
     let _answering = a[1].answering();
-    let _fifth = connections.add(ip("10.0.0.1"));
+    let fifth = connections.add(ip("10.0.0.1"));
     assert!(!closed(&a[1]) && !closed(&a[2]));
+    grown(&fifth);
     let _sixth = connections.add(ip("10.0.0.1"));
     assert!(!closed(&a[1]), "answering");
     assert!(closed(&a[2]));
     assert_eq!(connections.counts(), (5, 4, 1));
+}
+
+#[test]
+fn a_young_connection_over_its_share_is_closed_only_once_its_grace_is_over() {
+    let connections = Arc::new(Connections::new(Limits {
+        connections: 100,
+        waiting_per_source: 3,
+    }));
+    let burst: Vec<Place> = (0..6).map(|_| connections.add(ip("127.0.0.1"))).collect();
+    // Three over the share, none closed while young.
+    assert!(burst.iter().all(|p| !closed(p)));
+    assert_eq!(connections.counts(), (6, 6, 0));
+    // The oldest has its head whole within its grace: kept. The next two
+    // are still waiting when theirs is over: closed then, and only then.
+    let answering = burst[0].answering();
+    burst[1].spoke();
+    connections.grace_over(burst[0].id);
+    connections.grace_over(burst[1].id);
+    assert!(!closed(&burst[0]) && closed(&burst[1]) && !closed(&burst[2]));
+    for place in &burst[2..] {
+        connections.grace_over(place.id);
+    }
+    assert!(closed(&burst[2]));
+    assert!(burst[3..].iter().all(|p| !closed(p)), "within the share");
+    // Answered, waiting again for its next head. Past their grace, the
+    // oldest over the share are closed as soon as a new one comes.
+    drop(answering);
+    let late = connections.add(ip("127.0.0.1"));
+    assert!(closed(&burst[0]) && closed(&burst[3]));
+    assert!(!closed(&burst[4]) && !closed(&burst[5]) && !closed(&late));
+    // Another source has a share of its own.
+    let other: Vec<Place> = (0..3).map(|_| connections.add(ip("10.0.0.2"))).collect();
+    assert!(other.iter().all(|p| !closed(p)));
+    assert!(!closed(&burst[4]) && !closed(&burst[5]) && !closed(&late));
+    assert_eq!(connections.counts(), (6, 6, 0));
 }
 
 #[test]
@@ -191,6 +231,44 @@ async fn closed_at_once(stream: &mut TcpStream) -> bool {
 fn still_open(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_connections_from_one_address_is_answered_whole() {
+    const BURST: usize = 60;
+    const HEALTHZ: &[u8] =
+        b"GET /healthz HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\r\n";
+    const { assert!(BURST > MAX_WAITING_PER_SOURCE) };
+    let port = Port::start(Limits::DEFAULT).await;
+    // All connected, and accepted, before any sends its head.
+    let mut burst = Vec::with_capacity(BURST);
+    for _ in 0..BURST {
+        burst.push(TcpStream::connect(port.addr).await.expect("connect"));
+    }
+    let connections = Arc::clone(&port.connections);
+    weir_e2e::wait_until(AT_ONCE, "the burst accepted", || {
+        let accepted = connections.lock().next_id;
+        async move { (accepted == BURST as u64).then_some(()) }
+    })
+    .await;
+    let mut sent = Vec::with_capacity(BURST);
+    for stream in &mut burst {
+        sent.push(stream.write_all(HEALTHZ).await);
+    }
+    let mut unanswered = Vec::new();
+    for (k, (stream, sent)) in burst.iter_mut().zip(sent).enumerate() {
+        let mut answer = Vec::new();
+        let read = weir_e2e::within(AT_ONCE, "an answer", stream.read_to_end(&mut answer)).await;
+        if sent.is_err() || read.is_err() || !answer.starts_with(b"HTTP/1.1 200") {
+            unanswered.push(k);
+        }
+    }
+    assert!(
+        unanswered.is_empty(),
+        "{} of {BURST} not answered: {unanswered:?}",
+        unanswered.len()
+    );
+    port.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
