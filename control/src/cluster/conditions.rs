@@ -222,7 +222,10 @@ impl ProblemReporter {
         statuses: &StatusStore,
         now_ms: u64,
     ) -> Result<(), String> {
-        let Some(status) = statuses.status(route) else {
+        // The conditions and the version they were read at, together: the
+        // list written replaces the whole list, so it must be the one of the
+        // object the precondition names.
+        let Some((status, resource_version)) = statuses.status_and_version(route) else {
             return Ok(());
         };
         let Some(update) = update(&status.conditions, problems, now_ms) else {
@@ -231,9 +234,8 @@ impl ProblemReporter {
         let (namespace, name) = route
             .split_once('/')
             .ok_or_else(|| format!("{route:?} is not a CanaryRoute name"))?;
-        let resource_version = statuses
-            .resource_version(route)
-            .ok_or_else(|| "read without a resourceVersion".to_owned())?;
+        let resource_version =
+            resource_version.ok_or_else(|| "read without a resourceVersion".to_owned())?;
         let body = json!({
             "metadata": {"resourceVersion": resource_version},
             "status": {"conditions": update.conditions},

@@ -40,10 +40,10 @@ use super::gateway_status::GatewayStatusWriter;
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
 use super::resource::{AnalysisTemplate, CanaryRoute};
-use super::status_codec::{self, Coverage};
+use super::status_codec::Coverage;
 use super::status_store::StatusStore;
-use crate::controller::cluster_routes::{Observed, is_cluster_route};
-use crate::persist::{self, StateStore};
+use crate::controller::cluster_routes::is_cluster_route;
+use crate::persist;
 use crate::process::{Process, stopped};
 use crate::rollout::Command;
 
@@ -482,6 +482,10 @@ async fn leadership_changed(leadership: &mut watch::Receiver<Leadership>, runnin
 /// that loses that race to a problem write gets the 409 instead, and the
 /// next decision starts from the newer status, as after any other write.
 ///
+/// A refresh and a round take turns: the refresh goes first when both are
+/// due, the next refresh is due [`STATUS_REFRESH`] after it ends, and one
+/// that follows another gives way at once to a round that waits.
+///
 /// This task is the only writer of those statuses and does one thing at a
 /// time: the writes of a round end (or time out) before the next round or
 /// retry starts, so a status of an older round is never written after one
@@ -494,6 +498,9 @@ async fn write_statuses(
 ) {
     let mut refresh = tokio::time::interval(STATUS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Where the last refresh stopped short: the next one starts after it.
+    let mut refreshed_up_to = None;
+    let mut refreshed_last = false;
     loop {
         // The refresh first: syncs that follow each other closely must not
         // keep it from its turn.
@@ -512,11 +519,15 @@ async fn write_statuses(
                 }
             }
         };
+        let refreshing = matches!(work, Work::Refresh);
+        // Twice in a row, the refresh gives way to a round at once.
+        let give_way = std::mem::replace(&mut refreshed_last, refreshing);
         let done = async {
             match work {
                 Work::Round(round) => write_round(&cluster, &round).await,
                 Work::Refresh => {
-                    refresh_judgements(&process, &cluster).await;
+                    refresh_judgements(&process, &cluster, &rounds, give_way, &mut refreshed_up_to)
+                        .await;
                     // A round waiting to be written supersedes the failed
                     // one: it is written next, in full.
                     if !rounds.has_changed().unwrap_or(false) {
@@ -534,6 +545,12 @@ async fn write_statuses(
         tokio::select! {
             () = stopped(&mut stop) => return,
             () = done => {}
+        }
+        // The next refresh comes a whole period after this one ended, not at
+        // once: a refresh slowed by an API server that does not answer
+        // leaves the rounds their turn in between.
+        if refreshing {
+            refresh.reset();
         }
     }
 }
@@ -578,7 +595,26 @@ async fn write_round(cluster: &Cluster, round: &StatusRound) {
 /// is taken, checked and written under the lock, but one route at a time:
 /// a command waiting for the lock waits for one write (one API timeout at
 /// most), not for every stale route.
-async fn refresh_judgements(process: &Process, cluster: &Cluster) {
+///
+/// Nor does the status writer wait for every stale route: the refresh stops
+/// at the first write that gets no answer in time (the API server is not
+/// answering; the rest waits for the next refresh) and, after its first
+/// write (before it, when `give_way`), as soon as a newer round waits to
+/// be written or once it has run for [`STATUS_REFRESH`]. A refresh that
+/// stops short leaves in `up_to` the last route it tried, and the next one
+/// starts after it: the refreshes move on through the stale routes, and a
+/// route whose writes never get an answer does not keep the others from
+/// their turn.
+async fn refresh_judgements(
+    process: &Process,
+    cluster: &Cluster,
+    rounds: &watch::Receiver<Rounds>,
+    give_way: bool,
+    up_to: &mut Option<String>,
+) {
+    let deadline = Instant::now() + STATUS_REFRESH;
+    // A closed channel means the syncs have ended: nothing is worth waiting.
+    let round_waiting = || rounds.has_changed().unwrap_or(true);
     let coverage = cluster.peers.as_ref().map(|peers| {
         let (counted, known) = peers.coverage();
         Coverage {
@@ -586,7 +622,8 @@ async fn refresh_judgements(process: &Process, cluster: &Cluster) {
             known: u32::try_from(known).unwrap_or(u32::MAX),
         }
     });
-    let routes: Vec<String> = {
+    // In name order (the keys of a map), from the one after `up_to`.
+    let mut routes: Vec<String> = {
         let control = process.control.lock().await;
         if !control.is_leading() {
             return;
@@ -603,27 +640,52 @@ async fn refresh_judgements(process: &Process, cluster: &Cluster) {
             .cloned()
             .collect()
     };
+    if let Some(last) = up_to.as_deref() {
+        let after = routes.partition_point(|name| name.as_str() <= last);
+        routes.rotate_left(after);
+    }
+    // Whether it may stop for a round or the deadline: once it has written
+    // one route, or from the start when it gives way.
+    let mut may_stop = give_way;
     for name in routes {
+        // Stopping before `name`, the next refresh starts with it.
+        if may_stop && (round_waiting() || Instant::now() >= deadline) {
+            return;
+        }
         let _writing = process.transitions.lock().await;
+        // The lock may have come after a sync that handed over a round.
+        if may_stop && round_waiting() {
+            return;
+        }
         let (stale, store) = {
             let control = process.control.lock().await;
             if !control.is_leading() {
                 return;
             }
-            let Some(state) = control.rollouts.get(&name) else {
-                continue;
-            };
-            if !cluster.statuses.judgement_is_stale(state) {
-                continue;
-            }
-            (state.clone(), control.store())
+            let stale = control
+                .rollouts
+                .get(&name)
+                .filter(|state| cluster.statuses.judgement_is_stale(state))
+                .cloned();
+            (stale, control.store())
         };
+        *up_to = Some(name.clone());
+        let Some(stale) = stale else {
+            continue;
+        };
+        may_stop = true;
         for result in persist::save_off_runtime(store, vec![stale]).await {
             if let Err(error) = result {
+                if error.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::debug!(route = %name, %error, "no answer to a judgement write; the other stale routes wait for the next refresh");
+                    return;
+                }
                 tracing::debug!(route = %name, %error, "the judgement in the status is not updated this round");
             }
         }
     }
+    // A full pass: the next one starts from the first route again.
+    *up_to = None;
 }
 
 /// Waits until every store has applied its first full list.
@@ -744,14 +806,9 @@ async fn sync(
             .map(|c| c.route)
             .filter(|r| !conflicts.contains_key(&*r.name))
             .collect();
-        let observe = |name: &str| Observed {
-            stored: StateStore::load(&*cluster.statuses, name),
-            inputs: cluster
-                .statuses
-                .status(name)
-                .map(|status| status_codec::inputs(&status))
-                .unwrap_or_default(),
-        };
+        // The state and the inputs of one same object: the status writer
+        // may record a newer one meanwhile.
+        let observe = |name: &str| cluster.statuses.observed(name);
         let decisions = control.decide_cluster(&routes, leading, &observe, now);
         (routes, decisions, control.store(), conflicts)
     };

@@ -36,6 +36,7 @@ use tokio::runtime::Handle;
 use super::events::{self, EventReason, RouteRef};
 use super::resource::{CanaryRoute, CanaryRouteStatus};
 use super::status_codec::{self, Coverage, StatusContext, StatusRefused};
+use crate::controller::cluster_routes::Observed;
 use crate::persist::{StateStore, Stored};
 use crate::rollout::{Command, RolloutState};
 
@@ -144,6 +145,36 @@ impl StatusStore {
     /// The status of `route` as last seen.
     pub fn status(&self, route: &str) -> Option<CanaryRouteStatus> {
         Some(self.routes.lock().ok()?.get(route)?.status.clone())
+    }
+
+    /// The status of `route` as last seen, with the `resourceVersion` of
+    /// that same object: both are taken under one hold of the lock, so a
+    /// write recorded meanwhile never pairs one object's status with
+    /// another's version (a write carrying the older status under the newer
+    /// version would pass its precondition and undo the newer one).
+    pub fn status_and_version(&self, route: &str) -> Option<(CanaryRouteStatus, Option<String>)> {
+        let routes = self.routes.lock().ok()?;
+        let seen = routes.get(route)?;
+        Some((seen.status.clone(), seen.resource_version.clone()))
+    }
+
+    /// The rollout state and the command inputs of `route`'s status as
+    /// last seen, both of the same object (taken under one hold of the
+    /// lock).
+    pub fn observed(&self, route: &str) -> Observed {
+        let Ok(routes) = self.routes.lock() else {
+            return Observed {
+                stored: Stored::Unreadable("the status store's lock is poisoned".to_owned()),
+                inputs: Vec::new(),
+            };
+        };
+        let seen = routes.get(route);
+        Observed {
+            stored: stored(route, seen),
+            inputs: seen
+                .map(|s| status_codec::inputs(&s.status))
+                .unwrap_or_default(),
+        }
     }
 
     /// Writes the input of `command` into `route`'s status, from any
@@ -279,16 +310,7 @@ impl StateStore for StatusStore {
         let Ok(routes) = self.routes.lock() else {
             return Stored::Unreadable("the status store's lock is poisoned".to_owned());
         };
-        let Some(seen) = routes.get(route) else {
-            return Stored::Missing;
-        };
-        match status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len()) {
-            Ok(Some(state)) => Stored::Found(Box::new(state)),
-            Ok(None) => Stored::Missing,
-            Err(refused) => Stored::Unreadable(format!(
-                "the status of CanaryRoute {route} is refused: {refused}"
-            )),
-        }
+        stored(route, routes.get(route))
     }
 
     fn save(&self, state: &RolloutState) -> io::Result<()> {
@@ -366,6 +388,20 @@ impl fmt::Debug for StatusStore {
             .field("identity", &self.identity)
             .field("routes", &self.routes)
             .finish_non_exhaustive()
+    }
+}
+
+/// The rollout state `seen` (the route `route` as last seen) holds.
+fn stored(route: &str, seen: Option<&Seen>) -> Stored {
+    let Some(seen) = seen else {
+        return Stored::Missing;
+    };
+    match status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len()) {
+        Ok(Some(state)) => Stored::Found(Box::new(state)),
+        Ok(None) => Stored::Missing,
+        Err(refused) => Stored::Unreadable(format!(
+            "the status of CanaryRoute {route} is refused: {refused}"
+        )),
     }
 }
 

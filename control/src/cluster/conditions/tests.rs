@@ -244,4 +244,106 @@ mod against_the_api {
             Some("8")
         );
     }
+
+    /// A state write recorded while a problem write reads the status (the
+    /// state writes run on the blocking pool, beside the status writer)
+    /// must never leave the problem write with the conditions of one object
+    /// and the `resourceVersion` of the next: its precondition would pass
+    /// and its list would replace the conditions the state write made.
+    /// Another thread records newer objects as fast as it can while the
+    /// reporter writes again and again, until enough writes had a record
+    /// land while they ran; each PATCH must carry the conditions of the
+    /// version it names.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_problem_write_carries_the_conditions_of_the_version_it_names() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+        // Writes during which the other thread recorded a newer object.
+        const OVERLAPPING: usize = 200;
+        const LIMIT: Duration = Duration::from_secs(30);
+        let (service, mut api) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let statuses = Arc::new(StatusStore::new(
+            client.clone(),
+            Handle::current(),
+            "weir-0",
+        ));
+        let reporter = ProblemReporter::new(client, "weir-0");
+        // Each version's `Ready` condition names the version.
+        let template = object(
+            "1",
+            &json!([{"type": "Ready", "status": "True", "reason": "NoRollout",
+                     "message": "version 1", "lastTransitionTime": "2023-11-14T22:13:20.000Z"}]),
+        );
+        statuses.observe("shop/broken", &template);
+        let stop = Arc::new(AtomicBool::new(false));
+        let recorded = Arc::new(AtomicU64::new(1));
+        let recorder = std::thread::spawn({
+            let (statuses, stop, recorded) = (
+                Arc::clone(&statuses),
+                Arc::clone(&stop),
+                Arc::clone(&recorded),
+            );
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let version = recorded.load(Ordering::Relaxed) + 1;
+                    let mut newer = template.clone();
+                    newer.metadata.resource_version = Some(version.to_string());
+                    if let Some(status) = newer.status.as_mut() {
+                        status.conditions[0].message = format!("version {version}");
+                    }
+                    statuses.observe("shop/broken", &newer);
+                    recorded.store(version, Ordering::Relaxed);
+                }
+            }
+        });
+        let problems = [problem("spec.pathPrefix", INVALID, "not a path")];
+        let mut mismatched = Vec::new();
+        let (mut writes, mut overlapping) = (0, 0);
+        let started = std::time::Instant::now();
+        while overlapping < OVERLAPPING && started.elapsed() < LIMIT {
+            writes += 1;
+            let before = recorded.load(Ordering::Relaxed);
+            let writing =
+                reporter.write("shop/broken", Some("uid-broken"), &problems, &statuses, T0);
+            let answering = async {
+                let (method, path, body, respond) = next(&mut api).await;
+                assert_eq!((method.as_str(), path.as_str()), ("PATCH", STATUS_PATH));
+                let version = body["metadata"]["resourceVersion"]
+                    .as_str()
+                    .expect("a resourceVersion")
+                    .to_owned();
+                let read = body["status"]["conditions"][0]["message"].clone();
+                if read != format!("version {version}") {
+                    mismatched.push((version, read));
+                }
+                // Refused: the next write reads again.
+                answer(
+                    respond,
+                    409,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "Conflict", "code": 409, "message": "changed"}),
+                );
+            };
+            let (written, ()) = tokio::join!(writing, answering);
+            assert!(written.is_err(), "a refused write is an error");
+            if recorded.load(Ordering::Relaxed) > before {
+                overlapping += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        recorder.join().expect("the recorder ends");
+        assert!(
+            overlapping >= OVERLAPPING,
+            "a newer object recorded during only {overlapping} of {writes} writes in {LIMIT:?}"
+        );
+        assert!(
+            mismatched.is_empty(),
+            "{} of {writes} writes carried the conditions of another version, e.g. \
+             resourceVersion {:?} with {:?}",
+            mismatched.len(),
+            mismatched.first().map(|m| &m.0),
+            mismatched.first().map(|m| &m.1),
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! The runtime's loops: the end of the election, and a leader whose API
-//! server never answers the Gateway API status writes, run against the
-//! test API server on a real socket.
+//! server never answers the Gateway API status writes or the rollout state
+//! writes, run against the test API server on a real socket.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, Request};
 use kube::client::Body;
@@ -16,6 +17,7 @@ use weir_e2e::{
 use super::*;
 use crate::controller::transitions;
 use crate::fixtures;
+use crate::persist::StateStore;
 
 /// Only a guard against a hang: under paused time it passes at once
 /// when nothing else is left to run.
@@ -26,11 +28,16 @@ const GUARD: Duration = Duration::from_secs(3600);
 const START_LIMIT: Duration = Duration::from_secs(20);
 
 /// What a command or a new CanaryRoute may take while status writes hang:
-/// about one API timeout, far below one per hanging write.
-const PROMPT: Duration = Duration::from_secs(3);
+/// a few API timeouts at most (a sync's own state writes, 2 s, and one
+/// judgement write, 2 s, may come first), with room for a loaded machine:
+/// 3 x 2 s + 3 s. Behind the writes of a round of [`ROUTES`] HTTPRoutes it
+/// would take 64 / 8 (`CONCURRENT_WRITES`) x 2 s = 16 s, and 128 s one
+/// after another.
+const PROMPT: Duration = Duration::from_secs(9);
 
-/// HTTPRoutes whose status writes never get an answer.
-const ROUTES: usize = 15;
+/// HTTPRoutes whose status writes never get an answer: enough for a round
+/// of them to cost far more than [`PROMPT`].
+const ROUTES: usize = 64;
 
 /// The file route commanded.
 const FILE_ROUTE: &str = "web";
@@ -301,39 +308,17 @@ async fn the_status_writes_of_a_round_go_out_together() {
     );
 }
 
-/// A leader whose API server never answers the CanaryRoutes' status writes
-/// writes the rollout states one sync starts together (a bounded number at
-/// a time): the sync, and the transition lock every command waits behind,
-/// cost about one API timeout, not one per CanaryRoute.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rollout_states_of_a_sync_are_written_together() {
-    const CANARY_ROUTES: usize = 5;
-    let cluster = TestCluster::without_replicas().await;
-    for (service, port) in [("checkout-v1", 9003), ("checkout-v2", 9004)] {
-        cluster.add_service("shop", service, 80);
-        let endpoint = SocketAddr::from(([127, 0, 0, 1], port));
-        cluster.set_endpoints("shop", service, &[(endpoint, true, true, false)]);
-    }
-    for i in 0..CANARY_ROUTES {
-        cluster.apply_canary_route(
-            "shop",
-            &format!("checkout-{i}"),
-            json!({
-                "pathPrefix": format!("/checkout-{i}"),
-                "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
-                "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
-                "strategy": {"steps": [{"setWeight": 10}, {"pause": {}}]},
-            }),
-        );
-    }
-
-    // A PATCH of a CanaryRoute's status that writes a rollout state (its
-    // body names a phase) is held forever; every other request is answered.
-    let (hung_tx, mut hung) = watch::channel(Hung::default());
-    let hung_tx = Arc::new(hung_tx);
-    let answering = client(&cluster).await;
+/// `client`, but while `hold` is set a PATCH of a CanaryRoute's status that
+/// writes a rollout state (its body names a phase) is held forever, as by
+/// an API server that never answers it, and counted in `hung`; every other
+/// request is answered.
+fn holding_state_writes(
+    client: kube::Client,
+    hung: Arc<watch::Sender<Hung>>,
+    hold: Arc<AtomicBool>,
+) -> kube::Client {
     let service = tower::service_fn(move |request: Request<Body>| {
-        let (client, hung) = (answering.clone(), Arc::clone(&hung_tx));
+        let (client, hung, hold) = (client.clone(), Arc::clone(&hung), Arc::clone(&hold));
         async move {
             let path = request.uri().path();
             if request.method() != Method::PATCH
@@ -349,7 +334,7 @@ async fn the_rollout_states_of_a_sync_are_written_together() {
                 .to_bytes();
             let writes_a_state = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .is_ok_and(|body| body["status"]["phase"].is_string());
-            if writes_a_state {
+            if writes_a_state && hold.load(Ordering::SeqCst) {
                 hung.send_modify(|h| {
                     h.came += 1;
                     h.waiting += 1;
@@ -362,8 +347,49 @@ async fn the_rollout_states_of_a_sync_are_written_together() {
                 .await
         }
     });
-    let client = kube::Client::new(service, "default");
+    kube::Client::new(service, "default")
+}
 
+/// CanaryRoute `shop/NAME` of `checkout-v1` and `checkout-v2`, at its
+/// first step.
+fn apply_checkout(cluster: &TestCluster, name: &str) {
+    cluster.apply_canary_route(
+        "shop",
+        name,
+        json!({
+            "pathPrefix": format!("/{name}"),
+            "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
+            "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+            "strategy": {"steps": [{"setWeight": 10}, {"pause": {}}]},
+        }),
+    );
+}
+
+/// The API server with the Services `checkout-v1` and `checkout-v2` and
+/// `count` CanaryRoutes of them (`shop/checkout-0`, ...); then weir with the file route [`FILE_ROUTE`],
+/// following it and keeping the CanaryRoutes' states in their status as
+/// `weir run` does, through a client whose state writes hang while `hold`
+/// is set. Stops when the returned sender is dropped or set.
+async fn canary_leader(
+    count: usize,
+    hold: Arc<AtomicBool>,
+) -> (
+    TestCluster,
+    Arc<Process>,
+    watch::Receiver<Hung>,
+    watch::Sender<bool>,
+) {
+    let cluster = TestCluster::without_replicas().await;
+    for (service, port) in [("checkout-v1", 9003), ("checkout-v2", 9004)] {
+        cluster.add_service("shop", service, 80);
+        let endpoint = SocketAddr::from(([127, 0, 0, 1], port));
+        cluster.set_endpoints("shop", service, &[(endpoint, true, true, false)]);
+    }
+    for i in 0..count {
+        apply_checkout(&cluster, &format!("checkout-{i}"));
+    }
+    let (hung_tx, hung) = watch::channel(Hung::default());
+    let client = holding_state_writes(client(&cluster).await, Arc::new(hung_tx), hold);
     let settings = Settings {
         kubernetes: Kubernetes::default(),
         identity: "weir-0".to_owned(),
@@ -374,7 +400,6 @@ async fn the_rollout_states_of_a_sync_are_written_together() {
         tokio::runtime::Handle::current(),
         &settings.identity,
     ));
-    // The CanaryRoutes' states go to their status, as `weir run` keeps them.
     let store = crate::persist::RoutedStore::new(
         Arc::new(crate::persist::MemoryStore::default()),
         Arc::clone(&statuses) as Arc<dyn StateStore>,
@@ -396,6 +421,19 @@ async fn the_rollout_states_of_a_sync_are_written_together() {
         None,
         stopping,
     );
+    (cluster, process, hung, stop)
+}
+
+/// A leader whose API server never answers the CanaryRoutes' status writes
+/// writes the rollout states one sync starts together (a bounded number at
+/// a time): the sync, and the transition lock every command waits behind,
+/// cost about one API timeout, not one per CanaryRoute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_states_of_a_sync_are_written_together() {
+    // As many as one batch of `CONCURRENT_SAVES` writes at once.
+    const CANARY_ROUTES: usize = crate::persist::CONCURRENT_SAVES;
+    let hold = Arc::new(AtomicBool::new(true));
+    let (_cluster, process, mut hung, stop) = canary_leader(CANARY_ROUTES, hold).await;
     let started = Instant::now();
     within(
         START_LIMIT,
@@ -409,10 +447,11 @@ async fn the_rollout_states_of_a_sync_are_written_together() {
         started.elapsed()
     );
 
-    // An abort of the file route waits for that one round of writes only:
-    // one write timeout (2 s), with room for a loaded machine; written one
-    // after another, the five would hold it for 10 s.
-    const ONE_ROUND: Duration = Duration::from_secs(6);
+    // An abort of the file route waits for that one round of writes, and
+    // perhaps one judgement write after it: 2 x 2 s, or 3 x 2 s + 3 s with
+    // room for a loaded machine. Written one after another, the eight
+    // would hold it for 8 x 2 s = 16 s.
+    const ONE_ROUND: Duration = Duration::from_secs(9);
     let started = Instant::now();
     let aborted = tokio::time::timeout(
         ONE_ROUND,
@@ -424,5 +463,86 @@ async fn the_rollout_states_of_a_sync_are_written_together() {
     });
     aborted.expect("the abort applies to a running rollout");
     println!("aborted in {:?}", started.elapsed());
+    stop.send_replace(true);
+}
+
+/// A refresh of the judgements stops at the first write the API server
+/// does not answer: the status writer goes on with the next round (here
+/// the problem condition of a new CanaryRoute) instead of waiting one API
+/// timeout per stale route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_gives_up_at_the_first_judgement_write_that_hangs() {
+    // Stale routes a refresh would write one after another: 10 x 2 s.
+    const CANARY_ROUTES: usize = 10;
+    // The refresh write in flight (2 s), the state write of the sync that
+    // compiles the new CanaryRoute (2 s), with room for one more write and
+    // a loaded machine: 3 x 2 s + 3 s. The refresh going through every
+    // stale route would keep the round waiting for the 9 writes after the
+    // first: 9 x 2 s = 18 s.
+    const ROUND_WRITTEN: Duration = Duration::from_secs(9);
+    let hold = Arc::new(AtomicBool::new(false));
+    let (cluster, _process, mut hung, stop) = canary_leader(CANARY_ROUTES, Arc::clone(&hold)).await;
+    for i in 0..CANARY_ROUTES {
+        let name = format!("checkout-{i}");
+        wait_until(START_LIMIT, "every rollout state written", || async {
+            (cluster.status("shop", &name)["leader"] == "weir-0").then_some(())
+        })
+        .await;
+    }
+
+    // From now on no state write gets an answer, and every status names
+    // another leader: each judgement is stale, for the refresh to write.
+    hold.store(true, Ordering::SeqCst);
+    for i in 0..CANARY_ROUTES {
+        cluster
+            .patch_status(
+                "shop",
+                &format!("checkout-{i}"),
+                json!({"status": {"leader": "weir-1"}}),
+            )
+            .await;
+    }
+    within(
+        START_LIMIT,
+        "a judgement write that hangs",
+        hung.wait_for(|h| h.waiting >= 1),
+    )
+    .await
+    .expect("the client is in use");
+
+    // A CanaryRoute naming a Service that does not exist: the round of the
+    // sync that compiles it writes its `ServiceMissing` condition.
+    let started = Instant::now();
+    cluster.apply_canary_route(
+        "shop",
+        "broken",
+        json!({
+            "pathPrefix": "/broken",
+            "stable": {"revision": "v1", "service": {"name": "nowhere", "port": 80}},
+            "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+            "strategy": {"steps": [{"setWeight": 10}, {"pause": {}}]},
+        }),
+    );
+    wait_until(
+        ROUND_WRITTEN,
+        "the ServiceMissing condition of the new CanaryRoute",
+        || async {
+            let status = cluster.status("shop", "broken");
+            status["conditions"]
+                .as_array()
+                .is_some_and(|conditions| {
+                    conditions
+                        .iter()
+                        .any(|c| c["type"] == "ServiceMissing" && c["status"] == "True")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    println!(
+        "condition written in {:?}, after {} state writes that hang",
+        started.elapsed(),
+        hung.borrow().came
+    );
     stop.send_replace(true);
 }
