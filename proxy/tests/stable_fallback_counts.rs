@@ -16,16 +16,15 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use weir_config::{
     Backend, RouteSnapshot, Snapshot, Split, StableFallback, Timeouts, UpstreamProtocol, Weight,
 };
 use weir_proxy::http1::ForwardingPath;
 use weir_proxy::metrics::RoleCounts;
-use weir_proxy::{Listener, Metrics, Proxy, Role, ServeOptions};
+use weir_proxy::{Proxy, Role, ServeOptions};
 
 mod support;
-use support::closed_port;
+use support::{Running, closed_port};
 
 /// Generous bound for anything that should happen promptly.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -100,41 +99,16 @@ fn snapshot(stable: SocketAddr, canary: SocketAddr, percent: u32, budget: f64) -
     }
 }
 
-/// A proxy serving `snapshot` on an ephemeral loopback port.
-struct Running {
-    proxy: Proxy,
-    addr: SocketAddr,
-    _stop: watch::Sender<bool>,
-    _publisher: weir_config::Publisher,
-}
-
+/// A proxy serving `snapshot` on the `forwarding` path.
 async fn start(snapshot: Snapshot, forwarding: ForwardingPath) -> Running {
-    let (publisher, reader) = weir_config::channel(snapshot);
-    let proxy = Proxy::new(reader, Arc::new(Metrics::new()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy address");
-    let (stop, mut stop_rx) = watch::channel(false);
-    let serving = proxy.clone();
-    tokio::spawn(async move {
-        serving
-            .serve(
-                Listener::new(listener).expect("registering the listener"),
-                ServeOptions {
-                    forwarding,
-                    ..ServeOptions::default()
-                },
-                async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                },
-            )
-            .await
-    });
-    Running {
-        proxy,
-        addr,
-        _stop: stop,
-        _publisher: publisher,
-    }
+    support::start(
+        snapshot,
+        ServeOptions {
+            forwarding,
+            ..ServeOptions::default()
+        },
+    )
+    .await
 }
 
 /// Sends `n` GETs on one keep-alive connection, each read to its end (by

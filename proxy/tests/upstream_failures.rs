@@ -19,12 +19,11 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
-use weir_proxy::{Listener, Metrics, Proxy, Role, ServeOptions};
+use weir_proxy::{Proxy, Role, ServeOptions};
 
 mod support;
-use support::closed_port;
+use support::{closed_port, start};
 
 /// Generous bound for anything that should happen promptly.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -160,41 +159,6 @@ fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
             gateway: None,
             preview: None,
         }],
-    }
-}
-
-struct Running {
-    proxy: Proxy,
-    addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    served: tokio::task::JoinHandle<usize>,
-    _publisher: weir_config::Publisher,
-}
-
-async fn start(snapshot: Snapshot, options: ServeOptions) -> Running {
-    let (publisher, reader) = weir_config::channel(snapshot);
-    let proxy = Proxy::new(reader, Arc::new(Metrics::new()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, mut stop_rx) = watch::channel(false);
-    let serving = proxy.clone();
-    let served = tokio::spawn(async move {
-        serving
-            .serve(
-                Listener::new(listener).expect("registering the listener"),
-                options,
-                async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                },
-            )
-            .await
-    });
-    Running {
-        proxy,
-        addr,
-        stop,
-        served,
-        _publisher: publisher,
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use weir_proxy::upstream::h2::{KeepAlive, set_keep_alive};
 
 mod h2_relay;
+mod support;
 use h2_relay::{DEADLINE, Relay, get, start_weir};
 
 /// The keep-alive of this binary's connections: a silent upstream is let

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 #[allow(dead_code, reason = "no connection is frozen here")]
 mod h2_relay;
+mod support;
 use h2_relay::{Relay, get, get_path, start_weir};
 
 /// The requests' timeout: far shorter than the 1 s `/slow` takes.

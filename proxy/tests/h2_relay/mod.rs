@@ -23,7 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
-use weir_proxy::{Listener, Metrics, Proxy, ServeOptions};
+use weir_proxy::ServeOptions;
+
+use crate::support::Running;
 
 /// Generous bound for anything that should happen promptly.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
@@ -193,14 +195,6 @@ async fn h2_server() -> SocketAddr {
     addr
 }
 
-/// A running proxy with one route to `upstream` over `h2c`.
-pub(crate) struct Running {
-    /// The proxy's listener.
-    pub(crate) addr: SocketAddr,
-    _stop: watch::Sender<bool>,
-    _publisher: weir_config::Publisher,
-}
-
 /// Starts weir with one route to `upstream`, spoken to over `h2c`, whose
 /// requests time out after `request_timeout`.
 pub(crate) async fn start_weir(upstream: SocketAddr, request_timeout: Duration) -> Running {
@@ -234,27 +228,7 @@ pub(crate) async fn start_weir(upstream: SocketAddr, request_timeout: Duration) 
             preview: None,
         }],
     };
-    let (publisher, reader) = weir_config::channel(snapshot);
-    let proxy = Proxy::new(reader, Arc::new(Metrics::new()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy address");
-    let (stop, mut stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        proxy
-            .serve(
-                Listener::new(listener).expect("registering the listener"),
-                ServeOptions::default(),
-                async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                },
-            )
-            .await
-    });
-    Running {
-        addr,
-        _stop: stop,
-        _publisher: publisher,
-    }
+    crate::support::start(snapshot, ServeOptions::default()).await
 }
 
 /// `GET /` through weir on a new client connection: the status, once the

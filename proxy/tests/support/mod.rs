@@ -1,8 +1,14 @@
-//! Helpers shared by the proxy's integration tests.
+//! Helpers shared by the proxy's integration tests. Each test binary
+//! uses its part of them, so the rest would be dead code there.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use tokio::net::TcpSocket;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use weir_config::Snapshot;
+use weir_proxy::{Listener, Metrics, Proxy, ServeOptions};
 
 /// A loopback port held bound but not listening, without `SO_REUSEADDR`:
 /// connections to it are refused and nothing else can bind it while the
@@ -15,4 +21,46 @@ pub(crate) fn closed_port() -> (TcpSocket, SocketAddr) {
         .expect("binding 127.0.0.1:0");
     let addr = socket.local_addr().expect("bound address");
     (socket, addr)
+}
+
+/// A proxy serving a snapshot on an ephemeral loopback port, until `stop`
+/// is set or the value is dropped.
+pub(crate) struct Running {
+    /// The proxy, for its metrics and snapshot swaps.
+    pub(crate) proxy: Proxy,
+    /// Its listener.
+    pub(crate) addr: SocketAddr,
+    /// Set to true to drain and stop.
+    pub(crate) stop: watch::Sender<bool>,
+    /// The serve task; it answers how many connections the drain cut.
+    pub(crate) served: tokio::task::JoinHandle<usize>,
+    _publisher: weir_config::Publisher,
+}
+
+/// Starts a proxy serving `snapshot` with `options` on 127.0.0.1:0.
+pub(crate) async fn start(snapshot: Snapshot, options: ServeOptions) -> Running {
+    let (publisher, reader) = weir_config::channel(snapshot);
+    let proxy = Proxy::new(reader, Arc::new(Metrics::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let (stop, mut stop_rx) = watch::channel(false);
+    let serving = proxy.clone();
+    let served = tokio::spawn(async move {
+        serving
+            .serve(
+                Listener::new(listener).expect("registering the listener"),
+                options,
+                async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                },
+            )
+            .await
+    });
+    Running {
+        proxy,
+        addr,
+        stop,
+        served,
+        _publisher: publisher,
+    }
 }
