@@ -628,23 +628,13 @@ pub async fn watch<W: Write>(
     terminal: bool,
     stop: impl Future<Output = ()>,
 ) -> Exit {
-    let mut stop = std::pin::pin!(stop);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = Ticks::new(interval, stop);
     let admin = client.url().to_string();
     let mut last: Option<(Vec<RouteStatus>, u64)> = None;
     let mut frames = 0u64;
     loop {
-        // Biased: a stop wins over a due tick or a finished fetch.
-        tokio::select! {
-            biased;
-            () = &mut stop => return Exit::Success,
-            _ = ticker.tick() => {}
-        }
-        let fetched = tokio::select! {
-            biased;
-            () = &mut stop => return Exit::Success,
-            fetched = fetch(client, route) => fetched,
+        let Some(fetched) = ticks.next(fetch(client, route)).await else {
+            return Exit::Success;
         };
         let now = now_ms();
         let header = render::watch_header(&admin, route, now);
@@ -697,20 +687,11 @@ pub async fn watch_json<W: Write>(
     out: &mut W,
     stop: impl Future<Output = ()>,
 ) -> Exit {
-    let mut stop = std::pin::pin!(stop);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = Ticks::new(interval, stop);
     let mut answered = false;
     loop {
-        tokio::select! {
-            biased;
-            () = &mut stop => return Exit::Success,
-            _ = ticker.tick() => {}
-        }
-        let fetched = tokio::select! {
-            biased;
-            () = &mut stop => return Exit::Success,
-            fetched = fetch_json(client, route) => fetched,
+        let Some(fetched) = ticks.next(fetch_json(client, route)).await else {
+            return Exit::Success;
         };
         match fetched {
             Ok(raw) => {
@@ -737,6 +718,38 @@ pub async fn watch_json<W: Write>(
 }
 
 // === helpers ===
+
+/// The rhythm of a watch: a fetch at each tick of `interval` until `stop`.
+struct Ticks<S> {
+    ticker: tokio::time::Interval,
+    stop: std::pin::Pin<Box<S>>,
+}
+
+impl<S: Future<Output = ()>> Ticks<S> {
+    fn new(interval: Duration, stop: S) -> Ticks<S> {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ticks {
+            ticker,
+            stop: Box::pin(stop),
+        }
+    }
+
+    /// Waits for the next tick and runs `fetch`; `None` once `stop` ended
+    /// (biased: a stop wins over a due tick or a finished fetch).
+    async fn next<F: Future>(&mut self, fetch: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            () = &mut self.stop => return None,
+            _ = self.ticker.tick() => {}
+        }
+        tokio::select! {
+            biased;
+            () = &mut self.stop => None,
+            fetched = fetch => Some(fetched),
+        }
+    }
+}
 
 async fn fetch_json(client: &AdminClient, route: Option<&str>) -> Result<String, ClientError> {
     match route {
