@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::analysis_templates::{self, Catalog};
-use super::holes::{Holes, Lost};
+use super::holes::Holes;
 use super::structure::FirstSeen;
 use super::{Diagnostic, syntax};
 use crate::duration::from_seconds;
@@ -63,7 +63,7 @@ pub(super) struct Checker<'a> {
     waiting: Vec<(String, String)>,
     /// What the structural pass left out: stand-ins are skipped, and no
     /// problem that could come from a hole is reported.
-    holes: Holes,
+    pub(super) holes: Holes,
 }
 
 /// What a route matches: no two routes may match the same.
@@ -138,23 +138,6 @@ impl<'a> Checker<'a> {
     pub(super) fn left_out(&mut self, holes: Holes) {
         self.reported.extend(holes.stand_in_paths().cloned());
         self.holes = holes;
-    }
-
-    /// True when the list element at `path` stands in for one that could
-    /// not be typed.
-    pub(super) fn is_stand_in(&self, path: &str) -> bool {
-        self.holes.is_stand_in(path)
-    }
-
-    /// True when the mapping at `path` had a key left out (unknown, maybe a
-    /// misspelled known key): a check that a key is absent stays quiet.
-    pub(super) fn is_loose(&self, path: &str) -> bool {
-        self.holes.is_loose(path)
-    }
-
-    /// What the structural pass left out of the list at `path`, if anything.
-    pub(super) fn left_out_of(&self, path: &str) -> Option<&Lost> {
-        self.holes.lost(path)
     }
 
     /// A checker of a CanaryRoute's spec, whose paths start at `spec`,
@@ -513,7 +496,7 @@ impl<'a> Checker<'a> {
         let mut listeners = Some(Vec::with_capacity(specs.len()));
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("listeners[{i}]");
-            if self.is_stand_in(&at) {
+            if self.holes.is_stand_in(&at) {
                 listeners = None;
                 continue;
             }
@@ -637,7 +620,7 @@ impl<'a> Checker<'a> {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9900)));
             // With a top-level key left out, `admin` may be written after all.
-            if self.is_loose("") {
+            if self.holes.is_loose("") {
                 return None;
             }
             if let Some(i) = bound.get(&address) {
@@ -666,7 +649,7 @@ impl<'a> Checker<'a> {
         let writer_token = self.token("admin.writerToken", spec.writer_token.as_deref());
         let mut ok = true;
         // A key of `admin` left out may be the token.
-        let loose = self.is_loose("admin");
+        let loose = self.holes.is_loose("admin");
         if spec.reader_token.is_some() && spec.writer_token.is_none() && !loose {
             self.error(
                 "admin.readerToken",
@@ -746,7 +729,7 @@ impl<'a> Checker<'a> {
         let mut routes = Some(Vec::with_capacity(specs.len()));
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("routes[{i}]");
-            if self.is_stand_in(&at) {
+            if self.holes.is_stand_in(&at) {
                 routes = None;
                 continue;
             }
@@ -922,7 +905,7 @@ impl<'a> Checker<'a> {
         // up with a promotion (no rollout runs); without one it is a mistake.
         // A key of the route left out may be its `strategy`.
         if let (Some(stable), Some(Some(c)), None, false) =
-            (&stable, &canary, &spec.strategy, self.is_loose(at))
+            (&stable, &canary, &spec.strategy, self.holes.is_loose(at))
         {
             if stable.revision == c.revision {
                 self.error(
@@ -1391,7 +1374,7 @@ impl<'a> Checker<'a> {
         let mut ok = true;
         if !has_canary {
             // A key of the route left out may be its `canary`.
-            if !parent(at).is_some_and(|route| self.is_loose(route)) {
+            if !parent(at).is_some_and(|route| self.holes.is_loose(route)) {
                 self.error(
                     at,
                     "a strategy rolls out a canary, but this route has no `canary`; add `canary` with the new revision and its endpoints, or remove `strategy`",
@@ -1417,7 +1400,7 @@ impl<'a> Checker<'a> {
             }
             None if spec.steps.is_empty() => {
                 // A key left out may be `steps` or `blueGreen`.
-                if !self.is_loose(at) {
+                if !self.holes.is_loose(at) {
                     self.error(
                         &steps_path,
                         "no steps; list at least one, e.g. `- setWeight: 10` then `- pause: {}`, or write `blueGreen` instead",
@@ -1429,7 +1412,7 @@ impl<'a> Checker<'a> {
         }
         for (k, step) in spec.steps.iter().enumerate() {
             let path = format!("{steps_path}[{k}]");
-            if self.is_stand_in(&path) {
+            if self.holes.is_stand_in(&path) {
                 steps = None;
                 continue;
             }
@@ -1484,7 +1467,7 @@ impl<'a> Checker<'a> {
         let mut ok = true;
         if spec.preview.hosts.is_empty() && spec.preview.header.is_none() {
             // A key of the preview left out may be `hosts` or `header`.
-            if !self.is_loose(&preview_path) {
+            if !self.holes.is_loose(&preview_path) {
                 self.error(
                     &preview_path,
                     "a preview needs `hosts`, a `header`, or both, e.g. `header: {name: x-weir-preview, value: \"1\"}`",
@@ -1498,7 +1481,7 @@ impl<'a> Checker<'a> {
                 let path = format!("{at}.{key}");
                 if r.templates.is_empty() {
                     // A key left out may be `templates`.
-                    if checker.is_loose(&path) {
+                    if checker.holes.is_loose(&path) {
                         return None;
                     }
                     checker.error(
@@ -1612,7 +1595,7 @@ impl<'a> Checker<'a> {
         }
         match written.as_slice() {
             // A key left out may be the step's kind, misspelled.
-            [] if self.is_loose(at) => return None,
+            [] if self.holes.is_loose(at) => return None,
             [] => {
                 self.error(
                     at,
@@ -1744,7 +1727,8 @@ impl<'a> Checker<'a> {
         // A key left out may be `interval` or `window`, misspelled: the
         // default of the other is not what was meant.
         let defaulted = spec.interval.is_none() || spec.window.is_none();
-        if let (Some(interval), Some(w), false) = (interval, window, defaulted && self.is_loose(at))
+        if let (Some(interval), Some(w), false) =
+            (interval, window, defaulted && self.holes.is_loose(at))
         {
             if w < interval {
                 self.error(

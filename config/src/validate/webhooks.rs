@@ -101,7 +101,7 @@ impl Checker<'_> {
         let mut names: HashMap<&str, usize> = HashMap::new();
         for (i, hook) in spec.webhooks.iter().enumerate() {
             let path = format!("{at}.webhooks[{i}]");
-            if self.is_stand_in(&path) {
+            if self.holes.is_stand_in(&path) {
                 hooks = None;
                 continue;
             }
@@ -189,11 +189,11 @@ impl Checker<'_> {
         let mut names: HashMap<&str, usize> = HashMap::new();
         // Looked up by name, listed at most `LISTED` in a message: a
         // receiver naming thousands of routes is checked in linear time.
-        let left_out = self.left_out_of("routes").cloned();
+        let left_out = self.holes.lost("routes").cloned();
         let routes: Vec<&RouteSpec> = routes
             .iter()
             .enumerate()
-            .filter(|(i, _)| left_out.is_none() || !self.is_stand_in(&format!("routes[{i}]")))
+            .filter(|(i, _)| left_out.is_none() || !self.holes.is_stand_in(&format!("routes[{i}]")))
             .map(|(_, r)| r)
             .collect();
         let known = KnownRoutes {
@@ -208,7 +208,7 @@ impl Checker<'_> {
         };
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("notifications[{i}]");
-            if self.is_stand_in(&at) {
+            if self.holes.is_stand_in(&at) {
                 out = None;
                 continue;
             }
