@@ -15,12 +15,17 @@
 //! whole list, so the list written is the one read with the problem
 //! conditions changed, and the precondition keeps it from replacing
 //! conditions written meanwhile. A write that fails is logged and tried
-//! again at the next change or judgement refresh.
+//! again at the next change or judgement refresh. At most
+//! [`CONCURRENT_WRITES`] routes are written at once, so a round over many
+//! broken routes does not open a request per route against the API server.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt as _;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -30,6 +35,7 @@ use super::discovery::{
     RouteProblem, SERVICE_MISSING,
 };
 use super::events::{self, RouteRef};
+use super::gateway_status::CONCURRENT_WRITES;
 use super::resource::{CanaryRoute, StatusCondition};
 use super::status_codec::format_time;
 use super::status_store::{EVENT_TIMEOUT, StatusStore, WRITE_TIMEOUT};
@@ -63,6 +69,9 @@ pub struct ProblemReporter {
     /// at the next [`ProblemReporter::retry`].
     failed: Mutex<Option<Pending>>,
 }
+
+/// One route's problem write, answering the route and what became of it.
+type RouteWrite<'a> = Pin<Box<dyn Future<Output = (&'a str, Result<(), String>)> + Send + 'a>>;
 
 /// What a failed round needs to be tried again.
 struct Pending {
@@ -195,18 +204,25 @@ impl ProblemReporter {
             return;
         }
         let now_ms = now_ms();
-        let writes = pending.routes.iter().map(|(route, uid)| {
+        let mut writes: Vec<RouteWrite<'_>> = Vec::with_capacity(pending.routes.len());
+        for (route, uid) in &pending.routes {
             let problems = pending.problems.get(route).map_or(&[][..], Vec::as_slice);
-            self.write(route, uid.as_deref(), problems, statuses, now_ms)
-        });
-        let results = futures_util::future::join_all(writes).await;
+            writes.push(Box::pin(async move {
+                let result = self
+                    .write(route, uid.as_deref(), problems, statuses, now_ms)
+                    .await;
+                (route.as_str(), result)
+            }));
+        }
+        let mut done = futures_util::stream::iter(writes).buffer_unordered(CONCURRENT_WRITES);
         let mut any_failed = false;
-        for (route, result) in pending.routes.keys().zip(results) {
+        while let Some((route, result)) = done.next().await {
             if let Err(error) = result {
                 tracing::warn!(route, %error, "cannot write the problem conditions; trying again at the next change");
                 any_failed = true;
             }
         }
+        drop(done);
         if let Ok(mut failed) = self.failed.lock() {
             *failed = any_failed.then_some(pending);
         }

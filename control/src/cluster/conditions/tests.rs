@@ -245,6 +245,81 @@ mod against_the_api {
         );
     }
 
+    /// A round over many broken routes writes at most
+    /// [`CONCURRENT_WRITES`] of them at once, and all of them in the end.
+    #[tokio::test]
+    async fn a_round_writes_a_bounded_number_of_routes_at_once() {
+        const ROUTES: usize = CONCURRENT_WRITES + 4;
+        let (service, mut api) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let statuses = Arc::new(StatusStore::new(
+            client.clone(),
+            Handle::current(),
+            "weir-0",
+        ));
+        let reporter = Arc::new(ProblemReporter::new(client, "weir-0"));
+        let mut objects = ClusterObjects::default();
+        let mut problems = BTreeMap::new();
+        for i in 0..ROUTES {
+            let name = format!("broken-{i}");
+            let mut seen = object("1", &json!([]));
+            seen.metadata.name = Some(name.clone());
+            statuses.observe(&format!("shop/{name}"), &seen);
+            objects
+                .canary_routes
+                .insert(ObjectKey::new("shop", &name), Arc::new(seen));
+            problems.insert(
+                format!("shop/{name}"),
+                vec![problem("spec.pathPrefix", INVALID, "not a path")],
+            );
+        }
+        let reporting = tokio::spawn({
+            let (reporter, statuses) = (Arc::clone(&reporter), Arc::clone(&statuses));
+            async move { reporter.report(true, &objects, problems, &statuses).await }
+        });
+
+        let mut held = Vec::new();
+        while held.len() < CONCURRENT_WRITES {
+            let (method, path, body, respond) = next(&mut api).await;
+            assert_eq!(method, "PATCH", "{path}");
+            held.push((path, body, respond));
+        }
+        let more = tokio::time::timeout(Duration::from_millis(300), api.next_request()).await;
+        assert!(
+            more.is_err(),
+            "a write beyond the first {CONCURRENT_WRITES} started before any ended"
+        );
+
+        let (mut patched, mut events) = (std::collections::BTreeSet::new(), 0);
+        let mut answer_patch = |path: String, body: Value, respond| {
+            let name = path
+                .trim_end_matches("/status")
+                .rsplit('/')
+                .next()
+                .expect("a name")
+                .to_owned();
+            let mut written = object("2", &body["status"]["conditions"]);
+            written.metadata.name = Some(name.clone());
+            answer(respond, 200, &serde_json::to_value(&written).expect("JSON"));
+            assert!(patched.insert(name), "{path} written twice");
+        };
+        for (path, body, respond) in held {
+            answer_patch(path, body, respond);
+        }
+        while events < ROUTES {
+            let (method, path, body, respond) = next(&mut api).await;
+            if method == "PATCH" {
+                answer_patch(path, body, respond);
+            } else {
+                assert_eq!((method.as_str(), path.as_str()), ("POST", EVENTS_PATH));
+                answer(respond, 201, &body);
+                events += 1;
+            }
+        }
+        reporting.await.expect("the report ends");
+        assert_eq!(patched.len(), ROUTES, "{patched:?}");
+    }
+
     /// A state write recorded while a problem write reads the status (the
     /// state writes run on the blocking pool, beside the status writer)
     /// must never leave the problem write with the conditions of one object
