@@ -14,7 +14,9 @@
 //!
 //! Each save also sends the transition's Event: before the status write for
 //! an abort, after it for the others; a failed or slow Event is logged and
-//! never stops the status write.
+//! never stops the status write. An abort whose status write failed (a 409
+//! after another write landed first) is decided again from the newer
+//! status; its Event went out already and is not sent a second time.
 //!
 //! [`StateStore`] is synchronous and called on tokio's blocking pool: the
 //! request runs as a task on the runtime whose handle the store keeps, and
@@ -64,6 +66,9 @@ struct Seen {
     /// One entry per step: a timed pause's length in milliseconds.
     pause_lengths_ms: Vec<Option<u64>>,
     coverage: Option<Coverage>,
+    /// The abort (`rollout_seq`, `rollout_started_ms`) whose Event went
+    /// out before a status write that has not landed yet.
+    abort_announced: Option<(u64, u64)>,
 }
 
 /// Everything one status write needs, taken from the store under its lock.
@@ -252,11 +257,11 @@ impl StatusStore {
     fn prepare(&self, state: &RolloutState, now_ms: u64) -> io::Result<Write> {
         let route = &state.route;
         let (namespace, name) = split_route(route)?;
-        let routes = self
+        let mut routes = self
             .routes
             .lock()
             .map_err(|_| io::Error::other("the status store's lock is poisoned"))?;
-        let seen = routes.get(route.as_str()).ok_or_else(|| {
+        let seen = routes.get_mut(route.as_str()).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("CanaryRoute {route} has not been read yet; its status cannot be written"),
@@ -275,10 +280,14 @@ impl StatusStore {
             &self.context(seen, decoded.as_ref().err(), now_ms),
         );
         // Over a refused status the change is unknown: no Event is made up.
+        let this_abort = (state.rollout_seq, state.rollout_started_ms);
         let event = decoded
             .ok()
             .and_then(|previous| events::transition_between(previous.as_ref(), state))
             .and_then(|kind| EventReason::from_transition(kind, state.phase))
+            .filter(|&reason| {
+                reason != EventReason::Aborted || seen.abort_announced != Some(this_abort)
+            })
             .map(|reason| {
                 let regarding = RouteRef {
                     namespace: namespace.to_owned(),
@@ -290,6 +299,9 @@ impl StatusStore {
                     events::event(reason, &state.message, &regarding, &self.identity, now_ms);
                 (reason, event)
             });
+        if matches!(event, Some((EventReason::Aborted, _))) {
+            seen.abort_announced = Some(this_abort);
+        }
         Ok(Write {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -297,6 +309,16 @@ impl StatusStore {
             resource_version,
             event,
         })
+    }
+
+    /// Notes that a status write of `route` landed: an abort announced
+    /// before it is in the status now, and a later one is news again.
+    fn landed(&self, route: &str) {
+        if let Ok(mut routes) = self.routes.lock()
+            && let Some(seen) = routes.get_mut(route)
+        {
+            seen.abort_announced = None;
+        }
     }
 
     /// Keeps the CanaryRoute the API server answered a write with.
@@ -351,6 +373,7 @@ impl StateStore for StatusStore {
         match waited {
             Ok(Ok(Ok(object))) => {
                 self.record(&route, &object);
+                self.landed(&route);
                 Ok(())
             }
             Ok(Ok(Err(kube::Error::Api(status)))) if status.code == 409 => {

@@ -294,6 +294,73 @@ async fn an_abort_sends_its_event_then_writes_the_status() {
     no_more_requests(api).await;
 }
 
+/// An abort whose status write met a 409 (a problem-condition write landed
+/// first) is decided again from the newer status: its Event went out
+/// already, so the second try is the status write alone. Once written, a
+/// later abort (after a retry) is told again.
+#[tokio::test]
+async fn an_abort_written_again_after_a_conflict_is_announced_once() {
+    let (store, mut api) = store();
+    let progressing = status_of(&state(Phase::Progressing, Some(0), 5));
+    store.observe(ROUTE, &route("7", &progressing));
+
+    let saving = save_in_background(&store, aborted());
+    let event = next(&mut api).await;
+    assert_eq!(event.body["reason"], "Aborted");
+    event.answer(201, &json!({}));
+    let patch = next(&mut api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    patch.answer(409, &conflict());
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect_err("a conflict fails the save");
+
+    store.observe(ROUTE, &route("8", &progressing));
+    let saving = save_in_background(&store, aborted());
+    let patch = next(&mut api).await;
+    assert_eq!(
+        (patch.method.clone(), patch.path.as_str()),
+        (http::Method::PATCH, STATUS_PATH),
+        "the abort's Event is not sent twice"
+    );
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "8");
+    assert_eq!(patch.body["status"]["phase"], "Aborted");
+    let answered = object("9", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the second save succeeded");
+
+    // Retried, then aborted again: a new abort, a new Event.
+    let mut retried = state(Phase::Progressing, Some(0), 5);
+    retried.rollout_started_ms = T0 + 60_000;
+    store.observe(ROUTE, &route("10", &status_of(&retried)));
+    let mut again = aborted();
+    again.rollout_started_ms = T0 + 60_000;
+    let saving = save_in_background(&store, again);
+    let event = next(&mut api).await;
+    assert_eq!(
+        (event.method.clone(), event.path.as_str()),
+        (http::Method::POST, EVENTS_PATH)
+    );
+    assert_eq!(event.body["reason"], "Aborted");
+    event.answer(201, &json!({}));
+    let patch = next(&mut api).await;
+    let answered = object("11", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the third save succeeded");
+    drop(store);
+    no_more_requests(api).await;
+}
+
 #[tokio::test]
 async fn a_refused_event_does_not_stop_the_aborts_status_write() {
     let (store, mut api) = store();
