@@ -13,8 +13,9 @@
 //!   connections: one more closes its own oldest waiting ones over that
 //!   share. But a connection is spared this for its first [`GRACE`]: one
 //!   found over the share while younger is closed when its grace is over
-//!   if it is still waiting then, and kept if a request head has come
-//!   whole by then. A client sends its head as soon as it has connected,
+//!   if it is still waiting then and its source still holds more than its
+//!   share, and kept if a request head has come whole by then or enough
+//!   of the others have closed. A client sends its head as soon as it has connected,
 //!   so a burst of new connections from one address (parallel `curl`s,
 //!   scripts and dashboards behind `kubectl port-forward`) is answered
 //!   whole.
@@ -231,7 +232,9 @@ impl Connections {
     }
 
     /// Connection `id`'s grace is over: it is closed if it was found over
-    /// its source's share meanwhile and is still waiting.
+    /// its source's share meanwhile, is still waiting, and its source still
+    /// holds more than its share of waiting connections (others may have
+    /// closed since).
     fn grace_over(&self, id: u64) {
         let mut table = self.lock();
         let Some(at) = table.open.iter().position(|o| o.id == id) else {
@@ -239,7 +242,16 @@ impl Connections {
         };
         let open = &mut table.open[at];
         open.young = false;
-        if open.over_share && open.stage != Stage::Answering {
+        if !std::mem::take(&mut open.over_share) || open.stage == Stage::Answering {
+            return;
+        }
+        let source = open.source;
+        let waiting = table
+            .open
+            .iter()
+            .filter(|o| o.source == source && o.stage != Stage::Answering)
+            .count();
+        if waiting > self.limits.waiting_per_source {
             table.close(at);
         }
     }

@@ -83,6 +83,25 @@ fn a_young_connection_over_its_share_is_closed_only_once_its_grace_is_over() {
 }
 
 #[test]
+fn a_young_connection_is_kept_when_its_source_is_back_within_its_share() {
+    let connections = Arc::new(Connections::new(Limits {
+        connections: 100,
+        waiting_per_source: 3,
+    }));
+    let mut burst: Vec<Place> = (0..5).map(|_| connections.add(ip("127.0.0.1"))).collect();
+    // Two over the share, marked while young; then the client closes two
+    // others before their grace is over.
+    burst.truncate(3);
+    for place in &burst {
+        connections.grace_over(place.id);
+    }
+    assert!(burst.iter().all(|p| !closed(p)), "back within the share");
+    // Marked once only: over the share later, the oldest go as usual.
+    let late = connections.add(ip("127.0.0.1"));
+    assert!(closed(&burst[0]) && !closed(&burst[1]) && !closed(&late));
+}
+
+#[test]
 fn at_the_cap_the_source_with_the_most_waiting_gives_a_place() {
     let connections = Arc::new(Connections::new(Limits {
         connections: 6,
