@@ -8,6 +8,7 @@
 //! Problems are reported through a callback as `(key path, message)`, so
 //! that they read like every other diagnostic, with `FILE:LINE:COL`.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,26 @@ use crate::schema::{
 
 /// Where a problem is and what it is.
 pub(super) type Report<'r> = dyn FnMut(&str, String) + 'r;
+
+/// The most text one field of a resolved metric (a query, a URL, a body, a
+/// header, a condition) may hold with its arguments in place: far above
+/// any real query, and it keeps a short file from naming one long argument
+/// thousands of times in a field.
+pub(crate) const MAX_RESOLVED_FIELD: usize = 1 << 20;
+
+/// The most text the references of one config may resolve to in all. Each
+/// reference gets its own copy of its templates with its arguments in
+/// place, so thousands of routes sharing a large template would otherwise
+/// turn a small file into gigabytes held by every snapshot.
+pub(crate) const MAX_RESOLVED_TOTAL: usize = 64 << 20;
+
+/// The text resolved so far, against [`MAX_RESOLVED_TOTAL`].
+#[derive(Debug, Default)]
+pub(super) struct ResolvedText {
+    bytes: Cell<usize>,
+    /// The total was found over the limit, and said so once.
+    reported: bool,
+}
 
 /// The templates of the file, by name, as written; those with a problem
 /// are known (a reference to one is not "unknown") but never resolved.
@@ -149,7 +170,9 @@ pub(super) fn namespace_catalog<'t>(
 }
 
 /// Resolves a reference at `at`: `None` after reporting why it cannot be.
-/// The stand-ins of `holes` resolve to nothing, silently, and a key left
+/// What it resolves to is counted in `resolved`: past
+/// [`MAX_RESOLVED_TOTAL`], this reference is refused and said so, and the
+/// later ones are refused silently. The stand-ins of `holes` resolve to nothing, silently, and a key left
 /// out of the reference may be its `templates` or `args`.
 pub(super) fn resolve(
     catalog: &Catalog,
@@ -157,6 +180,7 @@ pub(super) fn resolve(
     at: &str,
     templates: &[TemplateRefSpec],
     args: &[ArgValueSpec],
+    resolved: &mut ResolvedText,
     report: &mut Report<'_>,
 ) -> Option<AnalysisRef> {
     let loose = holes.is_loose(at);
@@ -276,7 +300,7 @@ pub(super) fn resolve(
             ok = false;
         }
     }
-    if !ok {
+    if !ok || resolved.reported {
         return None;
     }
     let mut values: BTreeMap<String, String> = BTreeMap::new();
@@ -328,7 +352,7 @@ pub(super) fn resolve(
                 ok = false;
                 continue;
             }
-            match build_metric(&entry.spec.name, spec, &template_values) {
+            match build_metric(&entry.spec.name, spec, &template_values, &resolved.bytes) {
                 Ok(metric) => metrics.push(Arc::new(metric)),
                 Err((key, why)) => {
                     report(
@@ -339,6 +363,19 @@ pub(super) fn resolve(
                 }
             }
         }
+    }
+    if resolved.bytes.get() > MAX_RESOLVED_TOTAL {
+        report(
+            at,
+            format!(
+                "the analysis templates of this config come to more than {} MiB with their \
+                 arguments in place (each reference holds its own copy); use fewer or \
+                 shorter templates",
+                MAX_RESOLVED_TOTAL >> 20
+            ),
+        );
+        resolved.reported = true;
+        return None;
     }
     if !ok {
         return None;
@@ -532,7 +569,7 @@ fn check_metric(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.unwrap_or("0").to_owned()))
         .collect();
-    match build_metric("", spec, &stand_in) {
+    match build_metric("", spec, &stand_in, &Cell::new(0)) {
         Ok(_) => whole,
         Err((key, why)) => {
             // The problems that a missing provider or `interval` make.
@@ -562,23 +599,39 @@ fn placeholders(text: &str) -> Vec<Result<String, String>> {
     out
 }
 
-/// `text` with every `{{args.NAME}}` replaced by its value.
-fn substitute(text: &str, values: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(text.len());
+/// `text` with every `{{args.NAME}}` replaced by its value, its length
+/// added to `resolved_bytes`; `Err` when it would be longer than [`MAX_RESOLVED_FIELD`].
+fn substitute(
+    text: &str,
+    values: &HashMap<String, String>,
+    resolved_bytes: &Cell<usize>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len().min(MAX_RESOLVED_FIELD));
     let mut rest = text;
+    let push = |out: &mut String, piece: &str| {
+        if out.len() + piece.len() > MAX_RESOLVED_FIELD {
+            return Err(format!(
+                "is more than {} MiB; a field of a resolved template is kept under that",
+                MAX_RESOLVED_FIELD >> 20
+            ));
+        }
+        out.push_str(piece);
+        Ok(())
+    };
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else { break };
-        out.push_str(&rest[..start]);
+        push(&mut out, &rest[..start])?;
         let inner = after[..end].trim();
         match inner.strip_prefix("args.").and_then(|n| values.get(n)) {
-            Some(value) => out.push_str(value),
-            None => out.push_str(&rest[start..start + 2 + end + 2]),
+            Some(value) => push(&mut out, value)?,
+            None => push(&mut out, &rest[start..start + 2 + end + 2])?,
         }
         rest = &after[end + 2..];
     }
-    out.push_str(rest);
-    out
+    push(&mut out, rest)?;
+    resolved_bytes.set(resolved_bytes.get().saturating_add(out.len()));
+    Ok(out)
 }
 
 fn duration(spec: &DurationSpec) -> Result<Duration, String> {
@@ -592,6 +645,7 @@ fn headers(
     at: &str,
     list: &[HeaderSpec],
     values: &HashMap<String, String>,
+    resolved_bytes: &Cell<usize>,
 ) -> Result<Vec<(String, String)>, (String, String)> {
     list.iter()
         .enumerate()
@@ -606,7 +660,8 @@ fn headers(
                     ),
                 ));
             }
-            let value = substitute(&h.value, values);
+            let value = substitute(&h.value, values, resolved_bytes)
+                .map_err(|why| (format!("{at}.headers[{i}].value"), why))?;
             if http::HeaderValue::from_str(&value).is_err() {
                 return Err((
                     format!("{at}.headers[{i}].value"),
@@ -634,12 +689,13 @@ fn http_url(text: &str) -> Result<String, String> {
     }
 }
 
-/// The metric with `values` in place; `Err((key, why))` names the first
-/// problem.
+/// The metric with `values` in place, the text it holds added to
+/// `resolved_bytes`; `Err((key, why))` names the first problem.
 fn build_metric(
     template: &str,
     spec: &MetricSpec,
     values: &HashMap<String, String>,
+    resolved_bytes: &Cell<usize>,
 ) -> Result<Metric, (String, String)> {
     let fail = |key: &str, why: String| (key.to_owned(), why);
     let interval = match &spec.interval {
@@ -685,7 +741,8 @@ fn build_metric(
                 None => Ok(None),
                 Some(text) if text.trim().is_empty() => Ok(None),
                 Some(text) => {
-                    let resolved = substitute(text, values);
+                    let resolved =
+                        substitute(text, values, resolved_bytes).map_err(|e| fail(key, e))?;
                     Condition::parse(&resolved).map(Some).map_err(|e| {
                         // At most 200 characters of it: an argument may be long.
                         let resolved = resolved.trim();
@@ -727,9 +784,11 @@ fn build_metric(
     )?;
     let provider = match (&spec.provider.prometheus, &spec.provider.web) {
         (Some(p), None) => {
-            let address = http_url(&substitute(&p.address, values))
+            let address = substitute(&p.address, values, resolved_bytes)
+                .and_then(|a| http_url(&a))
                 .map_err(|e| fail("provider.prometheus.address", e))?;
-            let query = substitute(&p.query, values);
+            let query = substitute(&p.query, values, resolved_bytes)
+                .map_err(|e| fail("provider.prometheus.query", e))?;
             if query.trim().is_empty() {
                 return Err(fail(
                     "provider.prometheus.query",
@@ -750,7 +809,7 @@ fn build_metric(
                 address: address.trim_end_matches('/').to_owned(),
                 query: query.trim().to_owned(),
                 timeout,
-                headers: headers("provider.prometheus", &p.headers, values)?,
+                headers: headers("provider.prometheus", &p.headers, values, resolved_bytes)?,
                 basic_auth: p
                     .authentication
                     .as_ref()
@@ -760,8 +819,9 @@ fn build_metric(
             })
         }
         (None, Some(w)) => {
-            let url =
-                http_url(&substitute(&w.url, values)).map_err(|e| fail("provider.web.url", e))?;
+            let url = substitute(&w.url, values, resolved_bytes)
+                .and_then(|u| http_url(&u))
+                .map_err(|e| fail("provider.web.url", e))?;
             let method = w.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
             if !matches!(method.as_str(), "GET" | "POST" | "PUT") {
                 return Err(fail(
@@ -780,8 +840,14 @@ fn build_metric(
                 Some(p) => Some(JsonPath::parse(p).map_err(|e| fail("provider.web.jsonPath", e))?),
             };
             let body = match (&w.body, &w.json_body) {
-                (Some(b), _) => Some(substitute(b, values)),
-                (None, Some(j)) => Some(substitute(&j.to_string(), values)),
+                (Some(b), _) => Some(
+                    substitute(b, values, resolved_bytes)
+                        .map_err(|e| fail("provider.web.body", e))?,
+                ),
+                (None, Some(j)) => Some(
+                    substitute(&j.to_string(), values, resolved_bytes)
+                        .map_err(|e| fail("provider.web.jsonBody", e))?,
+                ),
                 (None, None) => None,
             };
             let timeout = match w.timeout_seconds {
@@ -797,7 +863,7 @@ fn build_metric(
             Provider::Web(WebRequest {
                 url,
                 method,
-                headers: headers("provider.web", &w.headers, values)?,
+                headers: headers("provider.web", &w.headers, values, resolved_bytes)?,
                 body,
                 json_body: w.json_body.is_some(),
                 json_path,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::analysis_templates::{self, Catalog};
+use super::analysis_templates::{self, Catalog, ResolvedText};
 use super::holes::Holes;
 use super::structure::FirstSeen;
 use super::{Diagnostic, syntax};
@@ -61,6 +61,8 @@ pub(super) struct Checker<'a> {
     /// resolved now, as `(path, message)`: the route is served and the
     /// analysis waits.
     waiting: Vec<(String, String)>,
+    /// The text the references to templates resolved to so far.
+    resolved_text: ResolvedText,
     /// What the structural pass left out: stand-ins are skipped, and no
     /// problem that could come from a hole is reported.
     pub(super) holes: Holes,
@@ -117,6 +119,7 @@ impl<'a> Checker<'a> {
             assume_kubernetes: false,
             templates: Catalog::default(),
             waiting: Vec::new(),
+            resolved_text: ResolvedText::default(),
             holes: Holes::default(),
         };
         for (path, message) in reported {
@@ -1680,6 +1683,7 @@ impl<'a> Checker<'a> {
             at,
             templates,
             args,
+            &mut self.resolved_text,
             &mut |p, m| {
                 problems.push((p.to_owned(), m));
             },

@@ -515,3 +515,65 @@ fn messages_list_some_templates_and_arguments_not_all() {
         ]
     );
 }
+
+/// A file with template `big` whose query is `query`, and `routes` routes
+/// that each name it with argument `x` = `x`.
+fn amplifying_file(query: &str, x: &str, routes: usize) -> String {
+    let mut text = format!(
+        "listeners:\n  - name: public\n    address: 127.0.0.1:8080\n\
+         analysisTemplates:\n  - name: big\n    args: [{{name: x}}]\n    metrics:\n\
+         \x20     - name: m\n        provider:\n          prometheus:\n\
+         \x20           address: http://127.0.0.1:9090\n            query: '{query}'\n\
+         routes:\n"
+    );
+    for i in 0..routes {
+        text.push_str(&format!(
+            "  - name: r{i}\n    pathPrefix: /r{i}\n\
+             \x20   stable: {{ revision: v1, endpoints: [a:1] }}\n\
+             \x20   canary: {{ revision: v2, endpoints: [b:1] }}\n\
+             \x20   strategy:\n      steps:\n        - setWeight: 10\n\
+             \x20       - analysis: {{ templates: [{{ templateName: big }}], args: [{{ name: x, value: '{x}' }}] }}\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn an_argument_repeated_in_a_field_cannot_make_it_huge() {
+    // 200 KB of file; the query would be 2 MB with the argument in place.
+    let query = "{{args.x}}".repeat(20_000);
+    let errors = invalid(&amplifying_file(&query, &"y".repeat(100), 1));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "routes[0].strategy.steps[1].analysis");
+    assert!(
+        errors[0].message.contains(
+            "with these arguments, analysisTemplates[0].metrics[0].provider.prometheus.query \
+             is more than 1 MiB"
+        ),
+        "{}",
+        errors[0].message
+    );
+    // Within the limit, the same template resolves.
+    valid(&amplifying_file(
+        &"{{args.x}}".repeat(1_000),
+        &"y".repeat(100),
+        1,
+    ));
+}
+
+#[test]
+fn many_routes_sharing_a_large_template_are_refused_once_past_the_total() {
+    // 100 KB of query held once per route: 700 routes come to 70 MB from
+    // a file of 200 KB.
+    let query = format!("sum(up) + {}0", "0 + ".repeat(25_000));
+    let errors = invalid(&amplifying_file(&query, "y", 700));
+    assert_eq!(errors.len(), 1, "one error, not one per route: {errors:?}");
+    assert!(
+        errors[0].message.contains("more than 64 MiB"),
+        "{}",
+        errors[0].message
+    );
+    assert!(errors[0].path.ends_with(".strategy.steps[1].analysis"));
+    // Far fewer routes stay well within it.
+    valid(&amplifying_file(&query, "y", 20));
+}
