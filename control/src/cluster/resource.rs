@@ -272,10 +272,56 @@ pub struct StatusCondition {
 /// # Errors
 /// When a definition cannot be serialized (never, for these types).
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
-    use kube::CustomResourceExt as _;
-    let canary_route = serde_yaml_ng::to_string(&CanaryRoute::crd())?;
-    let analysis_template = serde_yaml_ng::to_string(&AnalysisTemplate::crd())?;
+    let canary_route = serde_yaml_ng::to_string(&canary_route_crd())?;
+    let analysis_template = serde_yaml_ng::to_string(&analysis_template_crd())?;
     Ok(format!("{canary_route}---\n{analysis_template}"))
+}
+
+/// The CanaryRoute CRD, its integers bounded (see [`bound_integers`]).
+pub fn canary_route_crd() -> serde_json::Value {
+    use kube::CustomResourceExt as _;
+    let mut crd = serde_json::to_value(CanaryRoute::crd()).unwrap_or_default();
+    bound_integers(&mut crd);
+    crd
+}
+
+/// The AnalysisTemplate CRD, its integers bounded (see [`bound_integers`]).
+pub fn analysis_template_crd() -> serde_json::Value {
+    use kube::CustomResourceExt as _;
+    let mut crd = serde_json::to_value(AnalysisTemplate::crd()).unwrap_or_default();
+    bound_integers(&mut crd);
+    crd
+}
+
+/// Gives every integer of a narrower type than the API server's 64 bits
+/// (`format: uint32`, `int32`, ...) the bounds of its type. The API server
+/// ignores the format but checks `minimum` and `maximum`: without them it
+/// would store a `failureLimit` of 9999999999, which weir cannot read, and
+/// one such object would fail every replica's list of all CanaryRoutes.
+/// With them, `kubectl apply` and `kubectl patch` refuse it at once.
+pub fn bound_integers(schema: &mut serde_json::Value) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            let bounds: Option<(i64, i64)> = match map.get("format").and_then(|f| f.as_str()) {
+                Some("uint8") => Some((0, u8::MAX.into())),
+                Some("uint16") => Some((0, u16::MAX.into())),
+                Some("uint32") => Some((0, u32::MAX.into())),
+                Some("int8") => Some((i8::MIN.into(), i8::MAX.into())),
+                Some("int16") => Some((i16::MIN.into(), i16::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds
+                && map.get("type").and_then(|t| t.as_str()) == Some("integer")
+            {
+                map.entry("minimum").or_insert(min.into());
+                map.insert("maximum".to_owned(), max.into());
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
 }
 
 // === impl AnalysisTemplateSpec ===

@@ -1,10 +1,9 @@
-use kube::CustomResourceExt as _;
 use serde_json::{Value, json};
 
 use super::*;
 
 fn crd() -> Value {
-    serde_json::to_value(CanaryRoute::crd()).expect("the CRD serializes")
+    canary_route_crd()
 }
 
 fn version_schema(crd: &Value) -> &Value {
@@ -241,13 +240,56 @@ fn crd_yaml_is_the_two_crds() {
     let parsed: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
         .map(|document| Value::deserialize(document).expect("YAML"))
         .collect();
-    let template = serde_json::to_value(AnalysisTemplate::crd()).expect("the CRD serializes");
-    assert_eq!(parsed, [crd(), template]);
+    assert_eq!(parsed, [crd(), analysis_template_crd()]);
+}
+
+/// Every 32-bit integer the API server would otherwise store unbounded.
+fn narrow_integers<'v>(node: &'v Value, path: &str, found: &mut Vec<(String, &'v Value)>) {
+    match node {
+        Value::Object(map) => {
+            if map.get("format") == Some(&json!("uint32")) {
+                found.push((path.to_owned(), node));
+            }
+            for (key, value) in map {
+                narrow_integers(value, &format!("{path}.{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                narrow_integers(item, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_32_bit_integer_of_the_crd_is_bounded_for_the_api_server() {
+    let crd = crd();
+    let mut found = Vec::new();
+    narrow_integers(version_schema(&crd), "", &mut found);
+    let paths: Vec<&str> = found.iter().map(|(path, _)| path.as_str()).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with("analysis.properties.failureLimit")),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with("status.properties.failures")),
+        "{paths:?}"
+    );
+    for (path, node) in &found {
+        assert_eq!(node["maximum"], json!(4_294_967_295_u64), "{path}");
+        assert_eq!(node["minimum"].as_f64(), Some(0.0), "{path}");
+    }
 }
 
 #[test]
 fn the_analysis_template_schema_is_structural_and_has_the_keys_of_a_template_but_name() {
-    let crd = serde_json::to_value(AnalysisTemplate::crd()).expect("the CRD serializes");
+    let crd = analysis_template_crd();
     assert_eq!(crd["metadata"]["name"], "analysistemplates.weir.dev");
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     let root = version_schema(&crd);
