@@ -652,6 +652,9 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
     })
     .await;
 
+    // The route has an `analysis` block: its preview ends once the judge
+    // passes on the preview's own traffic.
+    let preview_load = ActiveLoad::start(weir.addrs.http, "preview.post.test");
     let released = Instant::now();
     let next = weir
         .config
@@ -756,4 +759,5 @@ async fn a_failing_post_promotion_analysis_swaps_back_to_the_old_revision() {
         post_runs, 1,
         "no post-promotion analysis for v3 before its swap: {runs:#}"
     );
+    drop(preview_load);
 }

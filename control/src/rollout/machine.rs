@@ -27,7 +27,8 @@
 //! `analysis` block in the config (`Strategy::gated_by_analysis`) an
 //! inconclusive judgement (fewer than `minRequests` canary requests) holds
 //! the step too, except at weight 0, where the canary has no traffic to
-//! judge. Without one, steps go by time and commands alone, as in Argo
+//! judge (a blue-green preview, served to its own clients at weight 0, is
+//! judged like any step). Without one, steps go by time and commands alone, as in Argo
 //! Rollouts, and the default thresholds only abort a failing canary.
 //!
 //! At most one step completes per tick; entering the next step happens at
@@ -39,7 +40,7 @@
 //!
 //! | command | applies in | effect |
 //! | --- | --- | --- |
-//! | `promote` | Progressing, Paused (held or not) | the current step ends, the next is entered; releases a hold |
+//! | `promote` | Progressing, Paused (held or not) | the current step ends, the next is entered once its gates pass; past a waiting gate; releases a hold |
 //! | `promote --full` | Progressing, Paused | Promoted: weight 100 |
 //! | `abort` | Progressing, Paused, Promoted | Aborted: weight 0 (from Promoted: back to stable) |
 //! | `retry` | Aborted | step 1 again, new window start (`rollout_started_ms`), failures and evidence reset, same `rollout_seq` |
@@ -704,8 +705,16 @@ impl RolloutState {
         let active = self.is_active();
         match command {
             Command::Promote if active => {
-                let next = self.step_index.map_or(0, |i| i.saturating_add(1));
-                s.enter(strategy, next, now_ms);
+                // Past a waiting gate (the operator decides); otherwise the
+                // current step ends and the gates before the next one are
+                // asked, as when a step ends by itself.
+                match self.webhooks.wait.as_ref() {
+                    Some(wait) => s.enter(strategy, wait.step, now_ms),
+                    None => {
+                        let next = self.step_index.map_or(0, |i| i.saturating_add(1));
+                        s.enter_gated(strategy, next, now_ms);
+                    }
+                }
                 let message = match self.step_index {
                     None => format!("promote: the steps start at {}", s.position(strategy)),
                     Some(_) => format!(
@@ -817,9 +826,16 @@ impl RolloutState {
         // time and commands, as in Argo Rollouts. At weight 0 the canary gets
         // no traffic to judge (a pause before the first setWeight, or
         // `setWeight: 0`): an inconclusive judgement must not hold such a
-        // step forever either.
-        let judged_ok =
-            !strategy.gated_by_analysis || verdict.is_pass() || s.canary_weight.is_zero();
+        // step forever either. A blue-green preview is the exception: at
+        // weight 0 it serves the new revision to the preview's clients, and
+        // it is judged on that traffic before anything else moves.
+        let previewing = strategy
+            .blue_green
+            .as_ref()
+            .is_some_and(|bg| bg.stage_at(s.step_index) == BlueGreenStage::Preview);
+        let judged_ok = !strategy.gated_by_analysis
+            || verdict.is_pass()
+            || (s.canary_weight.is_zero() && !previewing);
         let done = judged_ok
             && !s.held
             && s.webhooks.wait.is_none()
@@ -949,7 +965,13 @@ impl RolloutState {
                 outcome.state.message = note;
                 outcome
             }
-            RunPhase::Successful if !self.held && run.kind != RunKind::Background => {
+            // Once the step is done and a gate before the next one waits,
+            // the run's success has been acted on.
+            RunPhase::Successful
+                if !self.held
+                    && self.webhooks.wait.is_none()
+                    && run.kind != RunKind::Background =>
+            {
                 s.advance(self, strategy, now_ms, " (analysis run Successful)")
             }
             _ => unchanged(),

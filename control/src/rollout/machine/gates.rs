@@ -13,8 +13,10 @@
 //! it waiting with a message; a failed `pre-rollout` or `rollout` check
 //! counts, and aborts (`webhook`) once the count exceeds
 //! `strategy.threshold`; a `rollback` hook that answers 2xx aborts
-//! (`webhook_rollback`). `promote` goes past a waiting gate (the operator
-//! decides); `pause` holds it, and `resume` waits again.
+//! (`webhook_rollback`). `promote` ends the current step, and the gates of
+//! the next are asked as when the step ends by itself; `promote` while a
+//! gate waits goes past it (the operator decides). `pause` holds a waiting
+//! gate, and `resume` waits again.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

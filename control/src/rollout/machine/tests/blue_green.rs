@@ -715,3 +715,84 @@ fn an_edit_that_moves_the_stages_holds_the_rollout_where_it_is() {
         Some(TransitionKind::StepsChanged)
     );
 }
+
+/// With an `analysis` block, the preview is judged on the preview's own
+/// traffic: it does not end on an inconclusive judgement (weight 0 does
+/// not exempt it, as it exempts a canary's `setWeight: 0`), and it ends on
+/// a pass.
+#[test]
+fn the_preview_waits_for_the_judge_to_pass_on_its_traffic() {
+    let route = manual_route();
+    let s = preview();
+    let waiting = s.tick(&route, T0 + SEC, &inconclusive());
+    assert!(waiting.transition.is_none());
+    assert_eq!(
+        bg_shape(&waiting.state),
+        (
+            Phase::Progressing,
+            Some(0),
+            0,
+            false,
+            BlueGreenStage::Preview
+        )
+    );
+    let waiting = waiting.state.tick(&route, T0 + 2 * SEC, &inconclusive());
+    assert_eq!(stage(&waiting.state, &route), BlueGreenStage::Preview);
+    let passed = waiting.state.tick(&route, T0 + 3 * SEC, &pass()).state;
+    assert_eq!(stage(&passed, &route), BlueGreenStage::PrePromotion);
+
+    // Without an analysis block, steps go by time and commands as before.
+    let mut ungated = route.clone();
+    if let Some(strategy) = &mut ungated.strategy {
+        strategy.gated_by_analysis = false;
+    }
+    let s = RolloutState::start(&ungated, T0).state;
+    let moved = s.tick(&ungated, T0 + SEC, &inconclusive()).state;
+    assert_eq!(stage(&moved, &ungated), BlueGreenStage::PrePromotion);
+}
+
+/// `promote` at the wait for promotion asks `confirm-promotion` before the
+/// swap; a "no" holds it there, and a second `promote` goes past the gate.
+#[test]
+fn promote_asks_confirm_promotion_before_the_swap() {
+    let route = Bg {
+        hooks: vec![WebhookKind::ConfirmPromotion],
+        ..Bg::manual()
+    }
+    .route();
+    let s = RolloutState::start(&route, T0).state;
+    let s = s.tick(&route, T0 + SEC, &pass()).state;
+    let s = run_result(
+        &s,
+        &route,
+        RunKind::PrePromotion(1),
+        RunPhase::Successful,
+        T0 + 2 * SEC,
+    )
+    .state;
+    assert_eq!(stage(&s, &route), BlueGreenStage::AwaitingPromotion);
+    assert_eq!(s.waiting_gate(), None, "the pause waits for promote");
+
+    let promoted = ok(s.command(Command::Promote, &route, T0 + 3 * SEC)).state;
+    assert_eq!(promoted.waiting_gate(), Some(Gate::ConfirmPromotion));
+    assert_eq!(promoted.canary_weight, Weight::ZERO, "not swapped yet");
+    assert_eq!(stage(&promoted, &route), BlueGreenStage::AwaitingPromotion);
+    let no = promoted.on_gate_result(
+        &route,
+        WebhookKind::ConfirmPromotion,
+        false,
+        "HTTP 500",
+        T0 + 4 * SEC,
+    );
+    assert_eq!(no.state.canary_weight, Weight::ZERO);
+    assert!(
+        no.state.message.contains("last answer: HTTP 500"),
+        "{}",
+        no.state.message
+    );
+
+    let overridden = ok(no.state.command(Command::Promote, &route, T0 + 5 * SEC)).state;
+    assert_eq!(overridden.waiting_gate(), None);
+    assert_eq!(overridden.canary_weight, Weight::FULL);
+    assert_eq!(stage(&overridden, &route), BlueGreenStage::PostPromotion);
+}

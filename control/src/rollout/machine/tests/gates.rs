@@ -254,3 +254,70 @@ fn a_wait_survives_a_restart() {
 fn cmd_on(s: &RolloutState, route: &Route, command: Command, now: u64) -> RolloutState {
     ok(s.command(command, route, now)).state
 }
+
+/// A gate that waits after an analysis step's run succeeded: later results
+/// of the same run, handed in at every tick, change nothing (one
+/// step-completed transition, then a quiet wait).
+#[test]
+fn a_gate_after_a_successful_analysis_step_waits_quietly() {
+    use WebhookKind::*;
+    let analysis = Arc::new(weir_config::AnalysisRef {
+        templates: vec![Arc::from("ok")],
+        args: Vec::new(),
+        metrics: Vec::new(),
+        waiting_for: None,
+    });
+    let steps = vec![
+        Step::SetWeight(pct(10)),
+        Step::Analysis(analysis),
+        Step::SetWeight(pct(100)),
+    ];
+    let route = with_hooks(steps, &[ConfirmPromotion], 0);
+    let s = RolloutState::start(&route, T0).state;
+    let s = s.tick(&route, T0 + SEC, &pass()).state;
+    assert_eq!(s.step_index, Some(1));
+    let key = RunKey {
+        rollout_seq: s.rollout_seq,
+        rollout_started_ms: s.rollout_started_ms,
+        kind: RunKind::Step(1),
+    };
+    let done = s.on_analysis_result(&route, &key, RunPhase::Successful, "ok", T0 + 2 * SEC);
+    assert_eq!(
+        done.transition.as_ref().map(|t| t.kind),
+        Some(TransitionKind::Advanced)
+    );
+    assert_eq!(done.state.waiting_gate(), Some(Gate::ConfirmPromotion));
+    let no = answer(&done.state, &route, ConfirmPromotion, false, T0 + 3 * SEC).state;
+    for i in 4..8 {
+        let again = no.on_analysis_result(&route, &key, RunPhase::Successful, "ok", T0 + i * SEC);
+        assert!(
+            again.transition.is_none(),
+            "tick {i}: {:?}",
+            again.transition
+        );
+        assert_eq!(again.state, no);
+    }
+    assert!(no.message.contains("last answer: 503"), "{}", no.message);
+}
+
+/// `promote` ends a pause before the last step; the gates before the next
+/// step are then asked, and a second `promote` goes past them.
+#[test]
+fn promote_from_a_pause_asks_the_gates_of_the_next_step() {
+    use WebhookKind::*;
+    let steps = vec![
+        Step::SetWeight(pct(20)),
+        Step::Pause(None),
+        Step::SetWeight(pct(100)),
+    ];
+    let route = with_hooks(steps, &[ConfirmPromotion], 0);
+    let s = RolloutState::start(&route, T0).state;
+    let s = s.tick(&route, T0 + SEC, &pass()).state;
+    assert_eq!(shape(&s), (Phase::Paused, Some(1), 20, false));
+    let promoted = cmd_on(&s, &route, Command::Promote, T0 + 2 * SEC);
+    assert_eq!(promoted.waiting_gate(), Some(Gate::ConfirmPromotion));
+    assert_eq!(shape(&promoted), (Phase::Paused, Some(1), 20, false));
+    let past = cmd_on(&promoted, &route, Command::Promote, T0 + 3 * SEC);
+    assert_eq!(past.waiting_gate(), None);
+    assert_eq!(shape(&past), (Phase::Progressing, Some(2), 100, false));
+}
