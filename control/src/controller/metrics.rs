@@ -85,7 +85,7 @@ impl ControlState {
             .rollouts
             .iter()
             .filter_map(|(name, state)| {
-                let step = state.step_index?;
+                let step = state.shown_step_index()?;
                 Some(ROLLOUT_STEP.gauge(&[name], step as f64))
             })
             .collect();

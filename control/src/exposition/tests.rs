@@ -122,3 +122,27 @@ async fn a_blue_green_route_exports_its_stage() {
         "only blue-green routes have a stage:\n{page}"
     );
 }
+
+/// A rollout waiting at a gate before its first step is at step 0, in the
+/// metric as in the status (`stepIndex` is null only without a rollout).
+#[tokio::test]
+async fn a_rollout_waiting_before_its_first_step_is_at_step_0() {
+    let gated = "  - name: gated\n    stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n    \
+         canary: {revision: v2, endpoints: [127.0.0.1:9002]}\n    strategy:\n      \
+         steps: [{setWeight: 5}]\n      \
+         webhooks: [{name: ask, type: confirm-rollout, url: 'http://127.0.0.1:9/'}]\n";
+    let text = config_text(None, &format!("{}{gated}", route("fixed", None)));
+    let in_memory = process(&text, PathBuf::from("/nonexistent/weir.yaml")).await;
+    let page = in_memory.process.render_metrics().await;
+    assert_eq!(
+        value(&page, "weir_rollout_step{route=\"gated\"}"),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        value(&page, "weir_rollout_phase{route=\"gated\",phase=\"Paused\"}"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(value(&page, "weir_rollout_step{route=\"fixed\"}"), None);
+}
