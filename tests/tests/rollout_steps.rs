@@ -204,8 +204,9 @@ async fn steps_timed_pause_indefinite_pause_promote_and_config_catch_up() {
         "Promoted: all to the canary: {c:?}"
     );
 
-    // The config catches up: v2 is stable now. (A canary with the stable
-    // revision is invalid, and a strategy needs a canary: both go.)
+    // The config catches up: v2 is stable now, with no canary and no
+    // strategy left (a route may also keep its strategy for the next
+    // release).
     let caught_up = config.with_route("web", |r| {
         let mut r = r.stable("v2", &[v2.addr]);
         r.canary = None;

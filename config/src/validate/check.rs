@@ -936,9 +936,7 @@ impl<'a> Checker<'a> {
         let upgrades = self.upgrades(&format!("{at}.upgrades"), spec.upgrades.as_deref());
         let strategy = match &spec.strategy {
             None => Some(None),
-            Some(s) => self
-                .strategy(&format!("{at}.strategy"), s, spec.canary.is_some())
-                .map(Some),
+            Some(s) => self.strategy(&format!("{at}.strategy"), s).map(Some),
         };
         let stable_fallback = match &spec.stable_fallback {
             None => Some(None),
@@ -1373,18 +1371,10 @@ impl<'a> Checker<'a> {
 
     // --- strategy ---
 
-    fn strategy(&mut self, at: &str, spec: &StrategySpec, has_canary: bool) -> Option<Strategy> {
-        let mut ok = true;
-        if !has_canary {
-            // A key of the route left out may be its `canary`.
-            if !parent(at).is_some_and(|route| self.holes.is_loose(route)) {
-                self.error(
-                    at,
-                    "a strategy rolls out a canary, but this route has no `canary`; add `canary` with the new revision and its endpoints, or remove `strategy`",
-                );
-            }
-            ok = false;
-        }
+    /// The route's `strategy`. A route may keep its strategy without a
+    /// `canary` (after a promotion, between releases): its next canary
+    /// revision starts a rollout.
+    fn strategy(&mut self, at: &str, spec: &StrategySpec) -> Option<Strategy> {
         let steps_path = format!("{at}.steps");
         let bg_path = format!("{at}.blueGreen");
         let steps_written = !spec.steps.is_empty() || self.index.get(&steps_path).is_some();
@@ -1433,9 +1423,6 @@ impl<'a> Checker<'a> {
                 .map(|r| Some(Arc::new(r))),
             _ => Some(None),
         };
-        if !ok {
-            return None;
-        }
         let blue_green = blue_green?;
         let steps = match &blue_green {
             Some(bg) => bg.steps(),

@@ -950,13 +950,6 @@ fn route_errors_are_located() {
         ),
         // Strategies.
         (
-            format!("  - name: r\n{ok}    strategy:\n      steps: [setWeight: 10]\n"),
-            "routes[0].strategy",
-            7,
-            5,
-            "this route has no `canary`",
-        ),
-        (
             format!("  - name: r\n{with_canary}    strategy:\n      steps: []\n"),
             "routes[0].strategy.steps",
             9,

@@ -188,11 +188,6 @@ fn each_kind_of_problem_names_its_field() {
             "no steps; list at least one",
         ),
         (
-            json!({"stable": stable_service(), "strategy": {"steps": [{"setWeight": 10}]}}),
-            "spec.strategy",
-            "this route has no `canary`",
-        ),
-        (
             json!("checkout"),
             "spec",
             "invalid type: string \"checkout\", expected a mapping",

@@ -218,7 +218,7 @@ fn blue_green_errors_are_located() {
 }
 
 #[test]
-fn steps_and_blue_green_exclude_each_other_and_blue_green_needs_a_canary() {
+fn steps_and_blue_green_exclude_each_other_and_either_is_kept_without_a_canary() {
     let both = file("preview: {hosts: [p.example.com]}").replace(
         "      blueGreen:\n",
         "      steps: [{setWeight: 10}]\n      blueGreen:\n",
@@ -234,11 +234,17 @@ fn steps_and_blue_green_exclude_each_other_and_blue_green_needs_a_canary() {
 
     let no_canary = file("preview: {hosts: [p.example.com]}")
         .replace("    canary: { revision: v2, endpoints: [b:1] }\n", "");
-    let errors = invalid(&no_canary);
-    assert!(
-        errors
-            .iter()
-            .any(|d| d.path == "routes[0].strategy" && d.message.contains("no `canary`")),
-        "{errors:?}"
-    );
+    // Between releases a route keeps its strategy: the next canary
+    // revision starts a rollout.
+    let config = valid(&no_canary);
+    assert!(config.routes[0].canary.is_none());
+    assert!(config.routes[0].strategy.is_some());
+    let steps_only = file("preview: {hosts: [p.example.com]}")
+        .replace("    canary: { revision: v2, endpoints: [b:1] }\n", "")
+        .replace(
+            "      blueGreen:\n        preview: {hosts: [p.example.com]}\n",
+            "      steps: [{setWeight: 10}]\n",
+        );
+    let config = valid(&steps_only);
+    assert!(config.routes[0].strategy.is_some(), "{steps_only}");
 }
