@@ -690,7 +690,7 @@ impl ControlState {
 /// promotion: the same at a reload and at a start.
 fn refused_diagnostic(loaded: &Loaded, index: usize, refused: &ConfigRefused) -> Diagnostic {
     loaded.document.diagnostic(
-        &format!("routes[{index}].canary.revision"),
+        &format!("routes[{index}].{}", refused.key()),
         refused.to_string(),
     )
 }

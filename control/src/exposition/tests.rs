@@ -140,7 +140,10 @@ async fn a_rollout_waiting_before_its_first_step_is_at_step_0() {
         "{page}"
     );
     assert_eq!(
-        value(&page, "weir_rollout_phase{route=\"gated\",phase=\"Paused\"}"),
+        value(
+            &page,
+            "weir_rollout_phase{route=\"gated\",phase=\"Paused\"}"
+        ),
         Some(1.0),
         "{page}"
     );

@@ -297,18 +297,48 @@ pub struct CommandRefused {
 }
 
 /// A config change refused because the config is behind a promotion.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "route {route}: set stable.revision to {promoted} (promoted) before starting {requested}, \
-     or name {promoted} as the canary again"
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigRefused {
     /// Route name.
     pub route: String,
     /// The promoted revision the config must name as stable.
     pub promoted: String,
-    /// The canary revision the config asked for.
-    pub requested: String,
+    /// The canary revision the config asked for; `None` when it names no
+    /// canary, or no strategy, so that nothing would serve the promoted
+    /// revision any more.
+    pub requested: Option<String>,
+}
+
+impl fmt::Display for ConfigRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (route, promoted) = (&self.route, &self.promoted);
+        match &self.requested {
+            Some(requested) => write!(
+                f,
+                "route {route}: set stable.revision to {promoted} (promoted) before starting \
+                 {requested}, or name {promoted} as the canary again"
+            ),
+            None => write!(
+                f,
+                "route {route}: set stable.revision to {promoted} (promoted) before removing the \
+                 canary or the strategy, or name {promoted} as the canary again; {promoted} \
+                 serves every request until then"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigRefused {}
+
+impl ConfigRefused {
+    /// The key of the route the refusal is about: the canary revision
+    /// asked for, or the stable revision to change.
+    pub fn key(&self) -> &'static str {
+        match self.requested {
+            Some(_) => "canary.revision",
+            None => "stable.revision",
+        }
+    }
 }
 
 /// A number in a state read from outside (a state file, a status) that
@@ -611,6 +641,28 @@ impl RolloutState {
         let mut s = self.clone();
         s.route = route.name.to_string();
         s.stable_revision = route.stable.revision.to_string();
+        if self.phase == Phase::Promoted {
+            // A config that names the promoted revision nowhere (no canary,
+            // or no strategy, with stable still the old revision) would
+            // silently send everything back to the old revision.
+            // The canary named again (with a strategy or as a fixed split)
+            // or made stable is taken; another canary is refused below.
+            let promoted = self.promoted_name();
+            let stable = &*route.stable.revision;
+            let canary = route
+                .canary
+                .as_ref()
+                .map(|c| &*c.revision)
+                .filter(|c| *c != stable);
+            let named = stable == promoted || canary == Some(promoted.as_str());
+            if !named && (route.strategy.is_none() || canary.is_none()) {
+                return Err(ConfigRefused {
+                    route: s.route,
+                    promoted,
+                    requested: canary.map(str::to_owned),
+                });
+            }
+        }
         let Some(strategy) = &route.strategy else {
             return Ok(self.end(s, "the route has no strategy any more (a fixed split)"));
         };
@@ -618,11 +670,7 @@ impl RolloutState {
         let canary = route.canary.as_ref().map(|c| &*c.revision);
 
         if self.phase == Phase::Promoted {
-            let promoted = self
-                .promoted_revision
-                .clone()
-                .or_else(|| self.canary_revision.clone())
-                .unwrap_or_default();
+            let promoted = self.promoted_name();
             if stable == promoted {
                 let caught_up = self.caught_up(s, &promoted);
                 return Ok(match canary {
@@ -634,7 +682,6 @@ impl RolloutState {
                 });
             }
             return match canary {
-                Some(c) if c == stable => Ok(self.end(s, "canary.revision equals stable.revision")),
                 Some(c) if c == promoted => {
                     // Promoted serves the canary at 100 %, also once a
                     // CanaryRoute held behind at weight 0 names it again.
@@ -642,12 +689,13 @@ impl RolloutState {
                     s.refresh_message(strategy, now_ms);
                     Ok(Outcome::unchanged(s))
                 }
-                Some(c) => Err(ConfigRefused {
+                // Another canary (no canary, or stable as the canary, was
+                // refused above).
+                other => Err(ConfigRefused {
                     route: s.route,
                     promoted,
-                    requested: c.to_owned(),
+                    requested: other.filter(|c| *c != stable).map(str::to_owned),
                 }),
-                None => Ok(self.end(s, "the canary left the config")),
             };
         }
 
@@ -677,14 +725,24 @@ impl RolloutState {
     pub fn held_behind(&self, refused: &ConfigRefused) -> RolloutState {
         let mut s = self.clone();
         s.canary_weight = Weight::ZERO;
+        let promoted = &refused.promoted;
+        let change = match &refused.requested {
+            Some(requested) => format!("starting {requested}"),
+            None => "removing the canary or the strategy".to_owned(),
+        };
         s.message = format!(
             "held at weight 0: the config is behind a promotion: set stable.revision to \
-             {promoted} (promoted) before starting {requested}; stable serves every request \
-             until then",
-            promoted = refused.promoted,
-            requested = refused.requested,
+             {promoted} (promoted) before {change}; stable serves every request until then",
         );
         s
+    }
+
+    /// The revision a Promoted rollout promoted.
+    fn promoted_name(&self) -> String {
+        self.promoted_revision
+            .clone()
+            .or_else(|| self.canary_revision.clone())
+            .unwrap_or_default()
     }
 
     /// Applies an operator command.

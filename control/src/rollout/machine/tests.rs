@@ -980,7 +980,8 @@ fn a_removed_canary_brings_the_route_to_healthy() {
     let no_canary = Fixture::new().canary(None).0;
     let same_as_stable = Fixture::new().canary(Some("v1")).0;
     for route in [&no_canary, &same_as_stable] {
-        for state in [progressing(), held(), aborted(), promoted()] {
+        // Promoted: see the next tests.
+        for state in [progressing(), held(), aborted()] {
             let outcome = reconcile(&state, route, T0 + 10 * SEC);
             assert_eq!(shape(&outcome.state), (Phase::Healthy, None, 0, false));
             assert_eq!(outcome.state.canary_revision, None);
@@ -1012,8 +1013,8 @@ fn promoted_stays_until_the_config_catches_up() {
          or name v2 as the canary again"
     );
     assert_eq!(
-        (refused.promoted.as_str(), refused.requested.as_str()),
-        ("v2", "v3")
+        (refused.promoted.as_str(), refused.requested.as_deref()),
+        ("v2", Some("v3"))
     );
 
     // Stable is now v2 (canary still v2, or removed): Healthy, weight 0.
@@ -1052,6 +1053,45 @@ fn promoted_stays_until_the_config_catches_up() {
     assert_eq!(again.state.phase, Phase::Healthy);
 }
 
+/// While Promoted with stable still the old revision, a config that names
+/// the promoted revision nowhere (no canary, or no strategy) is refused: it
+/// would silently send everything back to the old revision. Naming the
+/// promoted revision as stable, or as the canary of a fixed split, is a
+/// choice and is taken.
+#[test]
+fn a_config_behind_its_promotion_cannot_drop_the_promoted_revision() {
+    let s = promoted();
+    let no_canary = Fixture::new().canary(None).0;
+    let same_as_stable = Fixture::new().canary(Some("v1")).0;
+    let neither = Fixture::new().canary(None).no_strategy().0;
+    for (what, route) in [
+        ("no canary", &no_canary),
+        ("the canary is stable", &same_as_stable),
+        ("neither canary nor strategy", &neither),
+    ] {
+        let refused = s.reconcile(route, T0).expect_err(what);
+        assert_eq!(refused.requested, None, "{what}");
+        assert_eq!(refused.key(), "stable.revision");
+        assert_eq!(
+            refused.to_string(),
+            "route checkout: set stable.revision to v2 (promoted) before removing the canary \
+             or the strategy, or name v2 as the canary again; v2 serves every request until then"
+        );
+    }
+    // Another canary without a strategy: refused, naming it.
+    let other = Fixture::new().canary(Some("v3")).no_strategy().0;
+    let refused = s.reconcile(&other, T0).expect_err("v3 as a fixed split");
+    assert_eq!(refused.requested.as_deref(), Some("v3"));
+    assert_eq!(refused.key(), "canary.revision");
+
+    // The canary v2 as a fixed split: the config's own weight.
+    let fixed = reconcile(&s, &Fixture::new().no_strategy().0, T0);
+    assert_eq!(fixed.state.phase, Phase::Healthy);
+    // Stable v2 without a canary or a strategy: caught up.
+    let caught = Fixture::new().stable("v2").canary(None).no_strategy().0;
+    assert_eq!(reconcile(&s, &caught, T0).state.phase, Phase::Healthy);
+}
+
 /// A CanaryRoute's spec cannot be refused as a config file is: while it is
 /// behind its promotion the route is held as persisted at weight 0.
 #[test]
@@ -1059,8 +1099,8 @@ fn a_canary_route_behind_its_promotion_is_held_at_weight_zero() {
     let p = promoted();
     let refused = reconcile_refused(&p, &Fixture::new().canary(Some("v3")).0);
     assert_eq!(
-        (refused.promoted.as_str(), refused.requested.as_str()),
-        ("v2", "v3")
+        (refused.promoted.as_str(), refused.requested.as_deref()),
+        ("v2", Some("v3"))
     );
     let held = p.held_behind(&refused);
     assert_eq!(held.phase, Phase::Promoted);
