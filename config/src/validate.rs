@@ -109,6 +109,9 @@ fn parse_with(
     env: &dyn Fn(&str) -> Option<String>,
     kubernetes: bool,
 ) -> Result<Document, Diagnostics> {
+    // A byte order mark before the stream, as some editors write: YAML
+    // allows it, and it is no part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let index = LocationIndex::build(text);
     let whole = |message: &str| {
         Diagnostics(vec![Diagnostic {

@@ -148,6 +148,23 @@ fn addr(text: &str) -> SocketAddr {
     text.parse().expect("test addresses are valid")
 }
 
+/// A byte order mark before the file, as some editors on Windows write,
+/// is not part of the first key; locations stay those the editor shows.
+#[test]
+fn a_byte_order_mark_before_the_file_is_skipped() {
+    let vars = [("WEIR_WRITER_TOKEN", "w"), ("WEIR_READER_TOKEN", "r")];
+    let plain = parse_env(SPEC_EXAMPLE, &vars).unwrap_or_else(|e| panic!("{e}"));
+    let marked =
+        parse_env(&format!("\u{feff}{SPEC_EXAMPLE}"), &vars).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(marked.config, plain.config);
+    let errors = invalid("\u{feff}listeners: []\nroutes: []\nbogus: 1\n");
+    let bogus = errors
+        .iter()
+        .find(|d| d.path == "bogus")
+        .unwrap_or_else(|| panic!("{errors:?}"));
+    assert_eq!(bogus.location, at(3, 1));
+}
+
 #[test]
 fn spec_example_parses_into_the_model() {
     let vars = [
