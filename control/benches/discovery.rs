@@ -7,7 +7,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use weir_control::cluster::discovery::{
-    ClusterObjects, ObjectKey, SERVICE_NAME_LABEL, compile_cluster_routes,
+    ClusterObjects, LastValid, ObjectKey, SERVICE_NAME_LABEL, compile_cluster_routes,
 };
 
 /// A CanaryRoute in `shop` whose roles are Services `stable` and `canary`.
@@ -94,11 +94,11 @@ fn objects(routes: usize, endpoints: usize) -> ClusterObjects {
 fn rebuild(c: &mut Criterion) {
     let one_service = objects(1, 1_000);
     c.bench_function("discovery/one_service_1000_endpoints_10_slices", |b| {
-        b.iter(|| compile_cluster_routes(black_box(&one_service), None, &[]))
+        b.iter(|| compile_cluster_routes(black_box(&one_service), None, &[], &LastValid::new()))
     });
     let many_routes = objects(1_000, 3);
     c.bench_function("discovery/1000_canary_routes", |b| {
-        b.iter(|| compile_cluster_routes(black_box(&many_routes), None, &[]))
+        b.iter(|| compile_cluster_routes(black_box(&many_routes), None, &[], &LastValid::new()))
     });
 }
 

@@ -28,7 +28,7 @@ use super::resource::{AnalysisTemplate, CanaryRoute};
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// The `reason` of a [`RouteProblem`] for a spec that does not validate: the
-/// CanaryRoute is not served.
+/// CanaryRoute is not served, or served with its last spec that validated.
 pub const INVALID: &str = "Invalid";
 /// The `reason` of a [`RouteProblem`] for a role whose Service does not
 /// exist: the role has no endpoints (the proxy answers 503).
@@ -93,6 +93,24 @@ pub struct CompiledCluster {
     /// Per AnalysisTemplate that does not validate, its problems, each
     /// naming its field.
     pub template_problems: BTreeMap<ObjectKey, Vec<SpecProblem>>,
+    /// Per CanaryRoute, the last spec of it that validated: the next
+    /// compilation serves it while an edit does not validate.
+    pub last_valid: LastValid,
+}
+
+/// Per CanaryRoute, the last spec of it that validated.
+pub type LastValid = BTreeMap<ObjectKey, ValidSpec>;
+
+/// A CanaryRoute's spec that validated, and which object it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSpec {
+    /// The object's `uid`: a CanaryRoute made again under the name is
+    /// another object, and never served with this spec.
+    pub uid: Option<String>,
+    /// The `metadata.generation` of the spec.
+    pub generation: Option<i64>,
+    /// The spec, as the API server returned it.
+    pub spec: serde_json::Value,
 }
 
 /// A route compiled from a CanaryRoute.
@@ -152,13 +170,17 @@ type MatchKey = (Vec<String>, String);
 /// plus the endpoints the spec lists. A Service or port that does not exist
 /// leaves the role without them and is reported, as is a slice of
 /// `addressType` FQDN, whose names are not used. A spec that does not
-/// validate gives no route and a problem per field; a CanaryRoute matching
-/// the same requests as an older one (by creation time, then name) is left
-/// out. Other routes are never affected.
+/// validate gives a problem per field, and no route unless an earlier spec
+/// of the same object validated (in `last_valid`, the previous
+/// compilation's): that one is served meanwhile, as a config file that
+/// fails to reload leaves the running config serving. A CanaryRoute
+/// matching the same requests as an older one (by creation time, then
+/// name) is left out. Other routes are never affected.
 pub fn compile_cluster_routes(
     objects: &ClusterObjects,
     namespaces: Option<&BTreeSet<String>>,
     file_templates: &[AnalysisTemplateSpec],
+    last_valid: &LastValid,
 ) -> CompiledCluster {
     let slices = slices_by_service(objects);
     let mut compiled = CompiledCluster::default();
@@ -183,19 +205,55 @@ pub fn compile_cluster_routes(
         let mut problems = Vec::new();
         let none = NamespaceTemplates::new(&key.namespace).with_file_templates(file_templates);
         let templates = templates.get(key.namespace.as_str()).unwrap_or(&none);
-        if let Some(route) = compile_one(
-            key,
-            canary_route,
-            templates,
-            objects,
-            &slices,
-            &mut problems,
-        ) {
+        let spec = spec_of(canary_route, &mut problems);
+        let compiled_now = spec
+            .as_ref()
+            .and_then(|spec| compile_one(key, spec, templates, objects, &slices, &mut problems));
+        let served = match (compiled_now, spec) {
+            (Some(route), Some(spec)) => {
+                let generation = canary_route.metadata.generation;
+                compiled.last_valid.insert(
+                    key.clone(),
+                    ValidSpec {
+                        uid: canary_route.metadata.uid.clone(),
+                        generation,
+                        spec,
+                    },
+                );
+                Some((route, generation))
+            }
+            _ => last_valid
+                .get(key)
+                .filter(|last| last.uid == canary_route.metadata.uid)
+                .and_then(|last| {
+                    let mut served_problems = Vec::new();
+                    let route = compile_one(
+                        key,
+                        &last.spec,
+                        templates,
+                        objects,
+                        &slices,
+                        &mut served_problems,
+                    )?;
+                    problems.extend(served_problems);
+                    problems.push(RouteProblem {
+                        field_or_role: "spec".to_owned(),
+                        reason: INVALID,
+                        message: format!(
+                            "the last spec that validated ({}) is served until this one does",
+                            last.generation
+                                .map_or("an earlier generation".to_owned(), |g| format!(
+                                    "generation {g}"
+                                ))
+                        ),
+                    });
+                    compiled.last_valid.insert(key.clone(), last.clone());
+                    Some((route, last.generation))
+                }),
+        };
+        if let Some((route, generation)) = served {
             candidates.push((
-                ClusterRoute {
-                    route,
-                    generation: canary_route.metadata.generation,
-                },
+                ClusterRoute { route, generation },
                 canary_route.metadata.creation_timestamp.as_ref(),
             ));
         }
@@ -352,29 +410,37 @@ fn host_text(host: &HostMatch) -> String {
     }
 }
 
-/// Validates one CanaryRoute and gives its roles their endpoints; records
-/// its problems.
-fn compile_one(
-    key: &ObjectKey,
+/// The spec of a CanaryRoute as JSON, for validation; `None` (and a
+/// problem) when it cannot be written as JSON.
+fn spec_of(
     canary_route: &CanaryRoute,
-    templates: &NamespaceTemplates,
-    objects: &ClusterObjects,
-    slices: &BTreeMap<(&str, &str), Vec<&EndpointSlice>>,
     problems: &mut Vec<RouteProblem>,
-) -> Option<Route> {
-    let spec = match serde_json::to_value(&canary_route.spec) {
-        Ok(spec) => spec,
+) -> Option<serde_json::Value> {
+    match serde_json::to_value(&canary_route.spec) {
+        Ok(spec) => Some(spec),
         Err(error) => {
             problems.push(RouteProblem {
                 field_or_role: "spec".to_owned(),
                 reason: INVALID,
                 message: format!("the spec cannot be read: {error}"),
             });
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Validates the spec of the CanaryRoute `key` and gives its roles their
+/// endpoints; records its problems.
+fn compile_one(
+    key: &ObjectKey,
+    spec: &serde_json::Value,
+    templates: &NamespaceTemplates,
+    objects: &ClusterObjects,
+    slices: &BTreeMap<(&str, &str), Vec<&EndpointSlice>>,
+    problems: &mut Vec<RouteProblem>,
+) -> Option<Route> {
     let valid =
-        match weir_config::validate_canary_route_in(&key.namespace, &key.name, &spec, templates) {
+        match weir_config::validate_canary_route_in(&key.namespace, &key.name, spec, templates) {
             Ok(valid) => valid,
             Err(invalid) => {
                 problems.extend(invalid.into_iter().map(|problem| RouteProblem {

@@ -92,6 +92,9 @@ pub struct Cluster {
     resync: Notify,
     /// Writes the status of the Gateway API objects (the leader only).
     gateway_statuses: GatewayStatusWriter,
+    /// Per CanaryRoute, its last spec that validated, from the last sync:
+    /// served while an edit does not validate.
+    last_valid: std::sync::Mutex<discovery::LastValid>,
 }
 
 /// What one sync leaves to the status writer: the problem conditions of
@@ -171,6 +174,7 @@ impl Cluster {
             problems,
             resync: Notify::new(),
             gateway_statuses: GatewayStatusWriter::new(client),
+            last_valid: std::sync::Mutex::default(),
         }
     }
 
@@ -739,8 +743,23 @@ async fn sync(
         .file_config()
         .analysis_templates
         .clone();
-    let compiled =
-        discovery::compile_cluster_routes(&objects, namespaces.as_ref(), &file_templates);
+    let last_valid = std::mem::take(
+        &mut *cluster
+            .last_valid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let mut compiled = discovery::compile_cluster_routes(
+        &objects,
+        namespaces.as_ref(),
+        &file_templates,
+        &last_valid,
+    );
+    *cluster
+        .last_valid
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        std::mem::take(&mut compiled.last_valid);
     log_template_problems(&compiled.template_problems, logged_templates);
     let mut present = BTreeSet::new();
     // CanaryRoutes deleted and made again since the last sync (another

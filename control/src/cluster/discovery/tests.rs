@@ -168,7 +168,7 @@ impl Objects {
     }
 
     fn compile(&self) -> CompiledCluster {
-        compile_cluster_routes(&self.0, None, &[])
+        compile_cluster_routes(&self.0, None, &[], &LastValid::new())
     }
 }
 
@@ -668,10 +668,10 @@ fn only_canary_routes_of_watched_namespaces_are_compiled() {
         .both_services("shop")
         .both_services("billing");
     let watched: BTreeSet<String> = ["shop".to_owned()].into();
-    let compiled = compile_cluster_routes(&objects.0, Some(&watched), &[]);
+    let compiled = compile_cluster_routes(&objects.0, Some(&watched), &[], &LastValid::new());
     assert_eq!(route_names(&compiled), ["shop/checkout"]);
     assert!(compiled.problems.is_empty());
-    let all = compile_cluster_routes(&objects.0, None, &[]);
+    let all = compile_cluster_routes(&objects.0, None, &[], &LastValid::new());
     // Same hosts and prefix in two namespaces: the older serves.
     assert_eq!(route_names(&all), ["billing/invoices"]);
 }
@@ -1054,4 +1054,64 @@ fn analysis_templates_resolve_in_their_namespace_and_a_bad_one_holds_only_its_us
     };
     assert_eq!(analysis.waiting_for, None);
     assert_eq!(analysis.metrics.len(), 1);
+}
+
+/// The CanaryRoute `shop/cart` at `generation`, of object `uid`.
+fn cart_at(generation: i64, uid: &str, spec: Value) -> Arc<CanaryRoute> {
+    let mut object = (*canary_route("shop", "cart", spec)).clone();
+    object.metadata.generation = Some(generation);
+    object.metadata.uid = Some(uid.to_owned());
+    Arc::new(object)
+}
+
+/// An edit that does not validate leaves the CanaryRoute served with its
+/// last spec that did, as a config file that fails to reload: the edit's
+/// problems are reported, with a note of what is served. A CanaryRoute
+/// made again under the name is another object: never served with the old
+/// spec.
+#[test]
+fn an_invalid_edit_keeps_the_last_valid_spec_served() {
+    let mut broken = services_spec("/cart");
+    broken["strategy"] = json!({"steps": [{"setWeight": 150}]});
+    let first = compile_cluster_routes(
+        &Objects::default()
+            .route(cart_at(4, "uid-1", services_spec("/cart")))
+            .both_services("shop")
+            .0,
+        None,
+        &[],
+        &LastValid::new(),
+    );
+    assert_eq!(route_names(&first), ["shop/cart"]);
+
+    let edited = Objects::default()
+        .route(cart_at(5, "uid-1", broken.clone()))
+        .both_services("shop");
+    let second = compile_cluster_routes(&edited.0, None, &[], &first.last_valid);
+    assert_eq!(route_names(&second), ["shop/cart"], "still served");
+    assert_eq!(second.routes[0].generation, Some(4));
+    assert_eq!(second.routes[0].route.path_prefix, "/cart");
+    let problems = &second.problems["shop/cart"];
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.reason == INVALID && p.field_or_role.starts_with("spec.strategy.steps[0]")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.message
+            == "the last spec that validated (generation 4) is served until this one does"),
+        "{problems:?}"
+    );
+    // Kept for the next sync too, until an edit validates.
+    let third = compile_cluster_routes(&edited.0, None, &[], &second.last_valid);
+    assert_eq!(route_names(&third), ["shop/cart"]);
+
+    // Deleted and made again, broken: not served.
+    let made_again = Objects::default()
+        .route(cart_at(1, "uid-2", broken))
+        .both_services("shop");
+    let fourth = compile_cluster_routes(&made_again.0, None, &[], &third.last_valid);
+    assert_eq!(route_names(&fourth), Vec::<String>::new());
+    assert!(fourth.last_valid.is_empty());
 }
