@@ -1,7 +1,9 @@
 //! weir as a Gateway API implementation (SPEC section 11), end to end
 //! against the test API server: a GatewayClass of weir's controller, a
 //! Gateway whose listener is on weir's port, an HTTPRoute with two
-//! weighted Services, as Argo Rollouts' plugin and Flagger write them.
+//! weighted Services, as Argo Rollouts' plugin and Flagger write them; and
+//! an HTTPRoute that gains a rule weir does not support, whose other rules
+//! stay served.
 
 use std::time::Duration;
 
@@ -73,12 +75,14 @@ fn difference(after: &Counts, before: &Counts) -> Counts {
     diff
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_weight_change_by_another_controller_takes_effect_under_load_without_a_failure() {
+/// The upstreams `web-v1` and `web-v2`, a cluster of one replica with their
+/// Services, weir's GatewayClass and the Gateway `shop/public` on the
+/// replica's HTTP port.
+async fn gateway_cluster() -> (FakeUpstream, FakeUpstream, Cluster) {
     let v1 = FakeUpstream::start("web-v1").await;
     let v2 = FakeUpstream::start("web-v2").await;
     let cluster = Cluster::start_with_gateway_api(1).await;
-    let weir = cluster.replica(0);
+    let port = cluster.replica(0).addrs.http.port();
     for (name, upstream) in [("web-v1", &v1), ("web-v2", &v2)] {
         cluster.add_service(NAMESPACE, name, 80);
         cluster.set_endpoints(NAMESPACE, name, &[(upstream.addr, true, true, false)]);
@@ -93,8 +97,15 @@ async fn a_weight_change_by_another_controller_takes_effect_under_load_without_a
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
                "metadata": {"name": "public", "namespace": NAMESPACE},
                "spec": {"gatewayClassName": "weir", "listeners": [
-                   {"name": "http", "port": weir.addrs.http.port(), "protocol": "HTTP"}]}}),
+                   {"name": "http", "port": port, "protocol": "HTTP"}]}}),
     );
+    (v1, v2, cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weight_change_by_another_controller_takes_effect_under_load_without_a_failure() {
+    let (_v1, _v2, cluster) = gateway_cluster().await;
+    let weir = cluster.replica(0);
     cluster.api.apply(HTTP_ROUTES, http_route(100, 0));
 
     // Served as the route says, and the leader says so in every status.
@@ -189,4 +200,104 @@ async fn a_weight_change_by_another_controller_takes_effect_under_load_without_a
         served("web-v1") > 0.0 && served("web-v2") > 0.0,
         "{metrics:?}"
     );
+}
+
+/// The HTTPRoute `shop/web`: `/` to `web-v1`, `/api` to `web-v2`, then
+/// `extra` rules.
+fn two_path_route(extra: &[Value]) -> Value {
+    let mut rules = vec![
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+               "backendRefs": [{"name": "web-v1", "port": 80}]}),
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+               "backendRefs": [{"name": "web-v2", "port": 80}]}),
+    ];
+    rules.extend_from_slice(extra);
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": NAMESPACE},
+        "spec": {"parentRefs": [{"name": "public"}], "rules": rules},
+    })
+}
+
+/// Our entry of the route's status once its `Accepted` condition is
+/// `True` at `generation`.
+async fn accepted_at(cluster: &Cluster, generation: u64) -> Value {
+    wait_until(
+        START_LIMIT,
+        &format!("the HTTPRoute accepted at generation {generation}"),
+        || async {
+            let route = cluster.api.get(HTTP_ROUTES, NAMESPACE, "web")?;
+            let entry = our_parent(&route)?;
+            let accepted = condition(&entry["conditions"], "Accepted");
+            (accepted["status"] == "True" && accepted["observedGeneration"] == generation)
+                .then_some(entry)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_weir_does_not_support_is_dropped_and_the_other_rules_stay_served() {
+    let (_v1, _v2, cluster) = gateway_cluster().await;
+    let weir = cluster.replica(0);
+    let served = || async {
+        let root = send_many(weir.addrs.http, "/", &[], 10, 1).await.ok()?;
+        let api = send_many(weir.addrs.http, "/api/items", &[], 10, 1)
+            .await
+            .ok()?;
+        (count(&root, "web-v1", 200) == 10 && count(&api, "web-v2", 200) == 10).then_some(())
+    };
+    cluster.api.apply(HTTP_ROUTES, two_path_route(&[]));
+    wait_until(START_LIMIT, "both rules served", served).await;
+    let entry = accepted_at(&cluster, 1).await;
+    assert_eq!(
+        condition(&entry["conditions"], "PartiallyInvalid"),
+        &Value::Null,
+        "{entry:#}"
+    );
+
+    // A rule with a URLRewrite filter is added to the live route.
+    let rewrite = json!({
+        "matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+        "filters": [{"type": "URLRewrite",
+                     "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}}}],
+        "backendRefs": [{"name": "web-v2", "port": 80}],
+    });
+    cluster.api.apply(HTTP_ROUTES, two_path_route(&[rewrite]));
+    let entry = accepted_at(&cluster, 2).await;
+    let partial = condition(&entry["conditions"], "PartiallyInvalid");
+    assert_eq!(partial["status"], "True", "{entry:#}");
+    assert_eq!(partial["reason"], "UnsupportedValue", "{entry:#}");
+    assert_eq!(partial["observedGeneration"], 2, "{entry:#}");
+    let message = partial["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Dropped Rule spec.rules[2]: spec.rules[2].filters[0].type: filter `URLRewrite`"
+        ),
+        "{message}"
+    );
+    // The status is written after the snapshot of generation 2 is
+    // published: the other rules are served by it.
+    served()
+        .await
+        .expect("`/` and `/api` still served by their backends");
+    let dropped = send_many(weir.addrs.http, "/old/page", &[], 10, 1)
+        .await
+        .expect("answers");
+    assert_eq!(
+        count(&dropped, "web-v1", 200),
+        10,
+        "the dropped rule's requests go where the other rules send them: {dropped:?}"
+    );
+
+    // The rule is removed: the condition goes.
+    cluster.api.apply(HTTP_ROUTES, two_path_route(&[]));
+    let entry = accepted_at(&cluster, 3).await;
+    assert_eq!(
+        condition(&entry["conditions"], "PartiallyInvalid"),
+        &Value::Null,
+        "{entry:#}"
+    );
+    served().await.expect("both rules served");
 }

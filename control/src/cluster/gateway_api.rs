@@ -366,7 +366,7 @@ pub struct RouteParentStatus {
     pub parent_ref: ParentReference,
     /// The controller that wrote the entry.
     pub controller_name: String,
-    /// `Accepted`, `ResolvedRefs`.
+    /// `Accepted`, `ResolvedRefs`, `PartiallyInvalid`.
     pub conditions: Vec<Condition>,
     /// Other fields, kept as read.
     #[serde(flatten)]

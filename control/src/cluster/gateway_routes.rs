@@ -16,10 +16,14 @@
 //!   Gateway API's remaining order: a method match first, then more header
 //!   matches, then the oldest route, then by namespace and name, then rule
 //!   and match order.
-//! - A route asking for anything weir does not do (another filter, a
-//!   regular expression, query parameters, an unknown field) is not served
-//!   at all, and says so (`Accepted: False`, `UnsupportedValue`, naming the
-//!   field): serving the rest could send its requests to the wrong backend.
+//! - A rule asking for anything weir does not do (another filter, a
+//!   regular-expression path, query parameters, an unknown field) is left
+//!   out, whole, and the other rules of its route are served: the route
+//!   stays `Accepted` and gets `PartiallyInvalid: True` (`UnsupportedValue`,
+//!   a message starting `Dropped Rule` that names each rule left out and
+//!   why), the Gateway API's "drop rules" way. Requests the rule would have
+//!   taken go wherever the remaining rules send them. When no rule is left,
+//!   the route is not served (`Accepted: False`, `UnsupportedValue`).
 //! - A backend that does not resolve (no such Service or port, not a
 //!   Service, another namespace) keeps its weight and its share is answered
 //!   500, as the Gateway API asks (`ResolvedRefs: False`).
@@ -55,6 +59,8 @@ pub const INVALID_KIND: &str = "InvalidKind";
 pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
 /// Reason: the route asks for something weir does not do.
 pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+/// Condition type: an accepted route has rules weir leaves out.
+pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
 /// Reason: no listener of the parent matches the route's `sectionName` or `port`.
 pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
 /// Reason: no listener host name intersects the route's.
@@ -139,6 +145,9 @@ pub struct ParentVerdict {
     pub accepted: Verdict,
     /// `ResolvedRefs`.
     pub resolved_refs: Verdict,
+    /// `PartiallyInvalid`: set (always `True`) only while the route is
+    /// accepted and some of its rules are left out; absent otherwise.
+    pub partially_invalid: Option<Verdict>,
 }
 
 /// A listener a route is attached to: its port and the host names served
@@ -274,6 +283,7 @@ pub fn compile_gateways(
         // Per weir listener port: any host, or these host names.
         let mut by_port: BTreeMap<u16, (bool, Vec<HostMatch>)> = BTreeMap::new();
         let checked = check_rules(route);
+        let (refused, partially_invalid) = (checked.refused(), checked.partially_invalid());
         let resolved = resolve_backends(key, route, objects, &slices);
         for parent in &route.spec.parent_refs {
             if !parent.is_gateway() {
@@ -293,7 +303,7 @@ pub fn compile_gateways(
                 &gateway,
                 &served,
                 gateway_verdict,
-                &checked,
+                refused.as_ref(),
             );
             if let Ok(intersections) = &accepted {
                 for (port, found) in intersections {
@@ -310,14 +320,24 @@ pub fn compile_gateways(
                     }
                 }
             }
+            let (accepted, partial) = match accepted {
+                Ok(_) if partially_invalid.is_some() => (
+                    Verdict::yes(
+                        ACCEPTED,
+                        "the route is served but for the rules `PartiallyInvalid` names",
+                    ),
+                    partially_invalid.clone(),
+                ),
+                Ok(_) => (Verdict::yes(ACCEPTED, "the route is served"), None),
+                // The Gateway API sets `PartiallyInvalid` on accepted routes only.
+                Err(verdict) => (verdict, None),
+            };
             verdicts.push(ParentVerdict {
                 parent_ref: parent.clone(),
                 generation: route.metadata.generation,
-                accepted: match accepted {
-                    Ok(_) => Verdict::yes(ACCEPTED, "the route is served"),
-                    Err(verdict) => verdict,
-                },
+                accepted,
                 resolved_refs: resolved.verdict.clone(),
+                partially_invalid: partial,
             });
         }
         if verdicts.is_empty() {
@@ -325,9 +345,9 @@ pub fn compile_gateways(
         }
         let attached = verdicts.iter().any(|v| v.accepted.status);
         compiled.http_routes.insert(key.clone(), verdicts);
-        let (Ok(rules), true) = (&checked, attached) else {
+        if !attached {
             continue;
-        };
+        }
         // Ports with the same host names share their routes.
         let mut served_on: Vec<(Vec<HostMatch>, Vec<u16>)> = Vec::new();
         for (port, (any_host, hosts)) in by_port {
@@ -338,9 +358,13 @@ pub fn compile_gateways(
             }
         }
         let name: Arc<str> = Arc::from(key.to_string());
-        for ((rule_index, rule), (hosts, ports)) in rules
+        // Rules left out keep their index: it picks their backends and
+        // orders their matches.
+        for ((rule_index, rule), (hosts, ports)) in checked
+            .rules
             .iter()
             .enumerate()
+            .filter_map(|(i, rule)| Some((i, rule.as_ref()?)))
             .flat_map(|r| served_on.iter().map(move |s| (r, s)))
         {
             let backends = &resolved.rules[rule_index];
@@ -429,11 +453,24 @@ struct CheckedMatch {
     header_patterns: Vec<(String, String)>,
 }
 
-/// The rules of `route` as weir serves them, or a verdict naming every
-/// field weir does not support.
-fn check_rules(route: &HttpRoute) -> Result<Vec<CheckedRule>, Verdict> {
-    let mut unsupported = Vec::new();
-    let mut rules = Vec::new();
+/// What weir makes of the rules of a route.
+#[derive(Debug, Clone)]
+struct CheckedRules {
+    /// Per rule of the spec (one default rule when it has none), in order:
+    /// the rule as weir serves it, or `None` when it is left out.
+    rules: Vec<Option<CheckedRule>>,
+    /// Per rule left out: where it is (`spec.rules[i]`, with its name if
+    /// any) and every field weir does not support in it.
+    dropped: Vec<(String, Vec<String>)>,
+}
+
+/// The rules of `route`, each as weir serves it or left out with every
+/// field weir does not support in it named.
+fn check_rules(route: &HttpRoute) -> CheckedRules {
+    let mut checked_rules = CheckedRules {
+        rules: Vec::new(),
+        dropped: Vec::new(),
+    };
     let default_rule = [HttpRouteRule::default()];
     let spec_rules = if route.spec.rules.is_empty() {
         &default_rule[..]
@@ -441,6 +478,7 @@ fn check_rules(route: &HttpRoute) -> Result<Vec<CheckedRule>, Verdict> {
         &route.spec.rules[..]
     };
     for (i, rule) in spec_rules.iter().enumerate() {
+        let mut unsupported = Vec::new();
         let at = format!("spec.rules[{i}]");
         for field in rule
             .other
@@ -588,16 +626,18 @@ fn check_rules(route: &HttpRoute) -> Result<Vec<CheckedRule>, Verdict> {
                 }
             }
         }
-        rules.push(checked);
+        if unsupported.is_empty() {
+            checked_rules.rules.push(Some(checked));
+        } else {
+            let named = match &rule.name {
+                Some(name) => format!("{at} (`{name}`)"),
+                None => at,
+            };
+            checked_rules.rules.push(None);
+            checked_rules.dropped.push((named, unsupported));
+        }
     }
-    if unsupported.is_empty() {
-        Ok(rules)
-    } else {
-        Err(Verdict::no(
-            UNSUPPORTED_VALUE,
-            format!("the route is not served: {}", unsupported.join("; ")),
-        ))
-    }
+    checked_rules
 }
 
 /// Adds a header modifier's edits, refusing invalid names and values.
@@ -810,7 +850,7 @@ fn resolve_one(
 
 /// Attaches `route` to the listeners of `gateway` its `parent` names: per
 /// listener, its port and the host names served (`None`: any host), or why
-/// none admits it.
+/// none admits it, or `refused` when no rule of the route is served.
 #[allow(clippy::too_many_arguments)]
 fn attach(
     key: &ObjectKey,
@@ -819,7 +859,7 @@ fn attach(
     gateway: &ObjectKey,
     served: &[ServedListener<'_>],
     verdict: &mut GatewayVerdict,
-    checked: &Result<Vec<CheckedRule>, Verdict>,
+    refused: Option<&Verdict>,
 ) -> Result<Vec<Attached>, Verdict> {
     let named: Vec<&ServedListener<'_>> = served
         .iter()
@@ -881,7 +921,7 @@ fn attach(
             ),
         ));
     }
-    if let Err(unsupported) = checked {
+    if let Some(unsupported) = refused {
         return Err(unsupported.clone());
     }
     for listener in &mut verdict.listeners {
@@ -996,6 +1036,52 @@ fn describe_ports(ports: &[u16]) -> String {
         .map(u16::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+// === impl CheckedRules ===
+
+impl CheckedRules {
+    /// `Accepted: False` when no rule is served, naming every field weir
+    /// does not support; `None` when at least one rule is served.
+    fn refused(&self) -> Option<Verdict> {
+        if self.rules.iter().any(Option::is_some) {
+            return None;
+        }
+        let unsupported: Vec<&str> = self
+            .dropped
+            .iter()
+            .flat_map(|(_, problems)| problems.iter().map(String::as_str))
+            .collect();
+        Some(Verdict::no(
+            UNSUPPORTED_VALUE,
+            format!("the route is not served: {}", unsupported.join("; ")),
+        ))
+    }
+
+    /// `PartiallyInvalid: True` when some rules are left out and others
+    /// served: the message starts `Dropped Rule`, as the Gateway API asks,
+    /// and names each rule left out and why. `None` when every rule is
+    /// served, or none is.
+    fn partially_invalid(&self) -> Option<Verdict> {
+        if self.dropped.is_empty() || self.refused().is_some() {
+            return None;
+        }
+        let names: Vec<&str> = self.dropped.iter().map(|(at, _)| at.as_str()).collect();
+        let unsupported: Vec<&str> = self
+            .dropped
+            .iter()
+            .flat_map(|(_, problems)| problems.iter().map(String::as_str))
+            .collect();
+        Some(Verdict::yes(
+            UNSUPPORTED_VALUE,
+            format!(
+                "Dropped Rule{} {}: {}; the other rules are served",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                unsupported.join("; ")
+            ),
+        ))
+    }
 }
 
 // === impl Verdict ===

@@ -2,8 +2,10 @@
 //! written by the leader only: GatewayClass `Accepted`; Gateway `Accepted`
 //! and `Programmed` with one entry per listener; on each HTTPRoute, one
 //! `status.parents` entry per parent of ours (`controllerName`
-//! `weir.dev/gateway-controller`) with `Accepted` and `ResolvedRefs`, the
-//! entries of other controllers kept as they were read.
+//! `weir.dev/gateway-controller`) with `Accepted` and `ResolvedRefs`, plus
+//! `PartiallyInvalid` while some rules of an accepted route are left out
+//! (removed, not set `False`, once none is: the Gateway API allows it only
+//! `True`), the entries of other controllers kept as they were read.
 //!
 //! Each condition carries the `observedGeneration` judged and keeps its
 //! `lastTransitionTime` while its status stays. A status is written only
@@ -34,7 +36,7 @@ use super::gateway_api::{
     HttpRoute, HttpRouteStatus, ListenerStatus, RouteGroupKind, RouteParentStatus,
 };
 use super::gateway_routes::{
-    CompiledGateways, GatewayVerdict, ObjectVerdict, ParentVerdict, Verdict,
+    CompiledGateways, GatewayVerdict, ObjectVerdict, PARTIALLY_INVALID, ParentVerdict, Verdict,
 };
 use super::status_codec::format_time;
 use super::status_store::WRITE_TIMEOUT;
@@ -162,18 +164,27 @@ pub fn route_status(
             .parents
             .iter()
             .find(|p| p.controller_name == CONTROLLER_NAME && p.parent_ref == verdict.parent_ref);
+        let mut set = vec![
+            ("Accepted", &verdict.accepted),
+            ("ResolvedRefs", &verdict.resolved_refs),
+        ];
+        if let Some(partial) = &verdict.partially_invalid {
+            set.push((PARTIALLY_INVALID, partial));
+        }
+        let mut conditions = merge(
+            before.map(|p| p.conditions.as_slice()).unwrap_or_default(),
+            &set,
+            verdict.generation,
+            now_ms,
+        );
+        if verdict.partially_invalid.is_none() {
+            // The Gateway API allows `PartiallyInvalid` only while `True`.
+            conditions.retain(|c| c.type_ != PARTIALLY_INVALID);
+        }
         parents.push(RouteParentStatus {
             parent_ref: verdict.parent_ref.clone(),
             controller_name: CONTROLLER_NAME.to_owned(),
-            conditions: merge(
-                before.map(|p| p.conditions.as_slice()).unwrap_or_default(),
-                &[
-                    ("Accepted", &verdict.accepted),
-                    ("ResolvedRefs", &verdict.resolved_refs),
-                ],
-                verdict.generation,
-                now_ms,
-            ),
+            conditions,
             other: before.map(|p| p.other.clone()).unwrap_or_default(),
         });
     }

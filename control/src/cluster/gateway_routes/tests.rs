@@ -162,6 +162,7 @@ fn weights_70_30_become_two_backends_with_their_endpoints() {
     assert!(verdict.accepted.status, "{verdict:?}");
     assert_eq!(verdict.accepted.reason, ACCEPTED);
     assert_eq!(verdict.resolved_refs.reason, RESOLVED_REFS);
+    assert_eq!(verdict.partially_invalid, None, "every rule is served");
     assert_eq!(verdict.generation, Some(3));
     let gateway = &compiled.gateways[&ObjectKey::new("shop", "public")];
     assert!(gateway.accepted.status && gateway.programmed.status);
@@ -627,7 +628,159 @@ fn anything_unsupported_is_named_and_the_route_not_served() {
             verdict.accepted.message,
             format!("the route is not served: {want}")
         );
+        assert_eq!(verdict.partially_invalid, None, "{want}");
     }
+}
+
+#[test]
+fn unsupported_rules_are_dropped_and_the_other_rules_of_the_route_served() {
+    let mut objects = cluster();
+    route(
+        &mut objects,
+        "web",
+        "2024-01-01T00:00:00Z",
+        json!({
+            "parentRefs": [{"name": "public"}, {"name": "public", "sectionName": "missing"}],
+            "hostnames": ["shop.example.com"],
+            "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                 "backendRefs": [backend("web-v1", json!(1))]},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/"},
+                              "queryParams": [{"name": "canary", "value": "1"}]}],
+                 "backendRefs": [backend("web-v2", json!(1))]},
+                {"name": "rewrite",
+                 "matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+                 "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}}}],
+                 "backendRefs": [backend("web-v2", json!(1))]},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                 "backendRefs": [backend("web-v1", json!(20)), backend("web-v2", json!(80))]},
+            ],
+        }),
+    );
+    let compiled = compile(&objects);
+
+    // Rules 0 and 3 are served, with their own backends, on the route's host.
+    let served: Vec<_> = compiled
+        .routes
+        .iter()
+        .map(|r| (r.path_prefix.as_str(), backends(r)))
+        .collect();
+    assert_eq!(
+        served,
+        [
+            (
+                "/",
+                vec![("web-v1".to_owned(), 1, true, vec![addr("10.0.0.1:8000")])]
+            ),
+            (
+                "/api",
+                vec![
+                    ("web-v1".to_owned(), 20, true, vec![addr("10.0.0.1:8000")]),
+                    ("web-v2".to_owned(), 80, true, vec![addr("10.0.0.2:8000")]),
+                ]
+            ),
+        ],
+        "{:#?}",
+        compiled.routes
+    );
+    assert!(
+        compiled
+            .routes
+            .iter()
+            .all(|r| r.hosts == [HostMatch::Exact("shop.example.com".to_owned())])
+    );
+
+    // Accepted, with the rules left out named in `PartiallyInvalid`.
+    let verdicts = &compiled.http_routes[&ObjectKey::new("shop", "web")];
+    let verdict = &verdicts[0];
+    assert_eq!(
+        (verdict.accepted.status, verdict.accepted.reason),
+        (true, ACCEPTED)
+    );
+    assert_eq!(verdict.generation, Some(3));
+    assert_eq!(
+        verdict.partially_invalid,
+        Some(Verdict::yes(
+            UNSUPPORTED_VALUE,
+            "Dropped Rules spec.rules[1], spec.rules[2] (`rewrite`): \
+             spec.rules[1].matches[0].queryParams: query parameter matches are not supported by weir; \
+             spec.rules[2].filters[0].type: filter `URLRewrite` is not supported by weir \
+             (RequestHeaderModifier and ResponseHeaderModifier are); the other rules are served"
+        ))
+    );
+    let gateway = &compiled.gateways[&ObjectKey::new("shop", "public")];
+    assert_eq!(gateway.listeners[0].attached_routes, 1);
+
+    // A parent the route does not attach to says why, without `PartiallyInvalid`.
+    assert_eq!(
+        (verdicts[1].accepted.status, verdicts[1].accepted.reason),
+        (false, NO_MATCHING_PARENT)
+    );
+    assert_eq!(verdicts[1].partially_invalid, None);
+}
+
+#[test]
+fn one_dropped_rule_is_named_in_the_singular() {
+    let mut objects = cluster();
+    route(
+        &mut objects,
+        "web",
+        "2024-01-01T00:00:00Z",
+        json!({
+            "parentRefs": [{"name": "public"}],
+            "rules": [
+                {"backendRefs": [backend("web-v1", json!(1))]},
+                {"matches": [{"path": {"type": "RegularExpression", "value": "/v[0-9]+"}}],
+                 "backendRefs": [backend("web-v2", json!(1))]},
+            ],
+        }),
+    );
+    let compiled = compile(&objects);
+    assert_eq!(compiled.routes.len(), 1, "{:#?}", compiled.routes);
+    assert_eq!(
+        backends(&compiled.routes[0]),
+        [("web-v1".to_owned(), 1, true, vec![addr("10.0.0.1:8000")])]
+    );
+    let partial = parent_verdict(&compiled, "web")
+        .partially_invalid
+        .expect("PartiallyInvalid");
+    assert_eq!(
+        partial.message,
+        "Dropped Rule spec.rules[1]: spec.rules[1].matches[0].path.type: `RegularExpression` \
+         is not supported by weir (PathPrefix and Exact are); the other rules are served"
+    );
+}
+
+#[test]
+fn a_route_with_every_rule_unsupported_is_not_accepted_and_names_every_rule() {
+    let mut objects = cluster();
+    route(
+        &mut objects,
+        "web",
+        "2024-01-01T00:00:00Z",
+        json!({
+            "parentRefs": [{"name": "public"}],
+            "rules": [
+                {"retry": {"attempts": 3}, "backendRefs": [backend("web-v1", json!(1))]},
+                {"matches": [{"queryParams": [{"name": "canary", "value": "1"}]}],
+                 "backendRefs": [backend("web-v2", json!(1))]},
+            ],
+        }),
+    );
+    let compiled = compile(&objects);
+    assert!(compiled.routes.is_empty(), "{:#?}", compiled.routes);
+    let verdict = parent_verdict(&compiled, "web");
+    assert_eq!(
+        verdict.accepted,
+        Verdict::no(
+            UNSUPPORTED_VALUE,
+            "the route is not served: spec.rules[0].retry: not supported by weir; \
+             spec.rules[1].matches[0].queryParams: query parameter matches are not supported by weir"
+        )
+    );
+    assert_eq!(verdict.partially_invalid, None);
+    let gateway = &compiled.gateways[&ObjectKey::new("shop", "public")];
+    assert_eq!(gateway.listeners[0].attached_routes, 0);
 }
 
 #[test]

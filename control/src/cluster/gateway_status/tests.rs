@@ -26,6 +26,11 @@ type ApiHandle = mock::Handle<Request<Body>, Response<Body>>;
 /// the Service `web-v1` and the HTTPRoute `shop/web` with `rule`, whose
 /// status already holds an entry of another controller.
 fn objects(controller: &str, rule: Value) -> ClusterObjects {
+    objects_with_rules(controller, json!([rule]))
+}
+
+/// As [`objects`], with the HTTPRoute's whole list of `rules`.
+fn objects_with_rules(controller: &str, rules: Value) -> ClusterObjects {
     let mut objects = ClusterObjects::default();
     objects.gateway_classes.insert(
         ObjectKey::new("", "weir"),
@@ -63,7 +68,7 @@ fn objects(controller: &str, rule: Value) -> ClusterObjects {
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": "web", "namespace": "shop", "generation": 4, "resourceVersion": "12"},
-                "spec": {"parentRefs": [{"name": "public"}], "rules": [rule]},
+                "spec": {"parentRefs": [{"name": "public"}], "rules": rules},
                 "status": {"parents": [other_entry()]},
             }))
             .expect("an HTTPRoute"),
@@ -273,6 +278,126 @@ async fn an_unsupported_filter_is_written_as_not_accepted() {
     assert!(
         message.contains("spec.rules[0].filters[0].type: filter `URLRewrite` is not supported"),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_partly_unsupported_route_is_written_accepted_and_partially_invalid() {
+    let (writer, mut api) = pair();
+    let objects = objects_with_rules(
+        CONTROLLER_NAME,
+        json!([
+            {"backendRefs": [{"name": "web-v1", "port": 80}]},
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+             "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "x"}}],
+             "backendRefs": [{"name": "web-v1", "port": 80}]},
+        ]),
+    );
+    let seen = run(&writer, &mut api, true, &objects).await;
+    let body = route_write(&seen);
+    // `ours` checks `observedGeneration` (4) and the times of each condition.
+    assert_eq!(
+        ours(&body),
+        [
+            condition("Accepted", "True", "Accepted"),
+            condition("ResolvedRefs", "True", "ResolvedRefs"),
+            condition("PartiallyInvalid", "True", "UnsupportedValue"),
+        ]
+    );
+    let message = body["status"]["parents"][1]["conditions"][2]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Dropped Rule spec.rules[1]: spec.rules[1].filters[0].type: filter `URLRewrite` is not supported"
+        ),
+        "{message}"
+    );
+    let gateway = seen
+        .iter()
+        .find(|(_, path, _)| path == GATEWAY_STATUS)
+        .expect("a write of the Gateway's status");
+    assert_eq!(gateway.2["status"]["listeners"][0]["attachedRoutes"], 1);
+}
+
+/// The verdict of our one parent `public`, at `generation`.
+fn parent(generation: i64, partially_invalid: Option<Verdict>) -> ParentVerdict {
+    ParentVerdict {
+        parent_ref: serde_json::from_value(json!({"name": "public"})).expect("a parentRef"),
+        generation: Some(generation),
+        accepted: Verdict::yes("Accepted", "the route is served"),
+        resolved_refs: Verdict::yes("ResolvedRefs", "every backend resolves"),
+        partially_invalid,
+    }
+}
+
+#[test]
+fn partially_invalid_is_removed_once_every_rule_is_served_again() {
+    let dropped = Verdict::yes(
+        "UnsupportedValue",
+        "Dropped Rule spec.rules[1]: spec.rules[1].retry: not supported by weir; the other rules are served",
+    );
+    let first =
+        route_status(None, &[parent(4, Some(dropped.clone()))], 1_000).expect("a first status");
+    let types: Vec<(&str, &str, Option<i64>)> = first.parents[0]
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.observed_generation))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("Accepted", "True", Some(4)),
+            ("ResolvedRefs", "True", Some(4)),
+            ("PartiallyInvalid", "True", Some(4)),
+        ]
+    );
+    assert_eq!(
+        route_status(Some(&first), &[parent(4, Some(dropped))], 9_000),
+        None,
+        "unchanged"
+    );
+
+    // Generation 5 fixes the rule: the condition goes, `Accepted` stays
+    // `True` since 1 000 ms, at the new generation.
+    let fixed = route_status(Some(&first), &[parent(5, None)], 9_000).expect("a change");
+    let conditions = &fixed.parents[0].conditions;
+    let types: Vec<(&str, Option<i64>)> = conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.observed_generation))
+        .collect();
+    assert_eq!(types, [("Accepted", Some(5)), ("ResolvedRefs", Some(5))]);
+    assert_eq!(conditions[0].last_transition_time, format_time(1_000));
+}
+
+#[test]
+fn partially_invalid_is_removed_when_the_route_is_no_longer_accepted() {
+    let dropped = Verdict::yes(
+        "UnsupportedValue",
+        "Dropped Rule spec.rules[1]: spec.rules[1].retry: not supported by weir; the other rules are served",
+    );
+    let first = route_status(None, &[parent(4, Some(dropped))], 1_000).expect("a first status");
+    let mut refused = parent(5, None);
+    refused.accepted = Verdict::no(
+        "UnsupportedValue",
+        "the route is not served: spec.rules[0].retry: not supported by weir",
+    );
+    let next = route_status(Some(&first), &[refused], 9_000).expect("a change");
+    let types: Vec<(&str, &str, &str)> = next.parents[0]
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("Accepted", "False", "UnsupportedValue"),
+            ("ResolvedRefs", "True", "ResolvedRefs"),
+        ]
+    );
+    assert_eq!(
+        next.parents[0].conditions[0].last_transition_time,
+        format_time(9_000)
     );
 }
 
