@@ -34,8 +34,8 @@ pub use snapshot::{
     Snapshot, Split, WeightedBackend, cohort_seed,
 };
 pub use validate::{
-    ClusterRouteSpec, Diagnostic, Diagnostics, Document, NamespaceTemplates, SpecProblem, parse,
-    parse_with_kubernetes, validate_analysis_template, validate_canary_route,
-    validate_canary_route_in,
+    ClusterRouteSpec, Diagnostic, Diagnostics, Document, MachineCheck, NamespaceTemplates,
+    SpecProblem, machine_checks, parse, parse_with_kubernetes, validate_analysis_template,
+    validate_canary_route, validate_canary_route_in,
 };
 pub use weight::Weight;

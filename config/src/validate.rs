@@ -22,6 +22,7 @@ mod canary_route;
 mod check;
 mod env;
 mod holes;
+mod machine;
 mod structure;
 mod syntax;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use canary_route::{
     ClusterRouteSpec, NamespaceTemplates, SpecProblem, validate_analysis_template,
     validate_canary_route, validate_canary_route_in,
 };
+pub use machine::{MachineCheck, machine_checks};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use weir_config::{
-    Config, Diagnostic, Diagnostics, Document, EndpointAddr, Location, RouteOverride, Snapshot,
-    UpstreamTls,
+    Config, Diagnostic, Diagnostics, Document, EndpointAddr, Location, MachineCheck, RouteOverride,
+    Snapshot, UpstreamTls,
 };
 
 /// A config that passed every check, with what the checks produced.
@@ -193,10 +193,20 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let env = |name: &str| std::env::var(name).ok();
-    let mut document = if kubernetes {
-        weir_config::parse_with_kubernetes(&text, &file, base_dir, &env)?
+    let parsed = if kubernetes {
+        weir_config::parse_with_kubernetes(&text, &file, base_dir, &env)
     } else {
-        weir_config::parse(&text, &file, base_dir, &env)?
+        weir_config::parse(&text, &file, base_dir, &env)
+    };
+    let mut document = match parsed {
+        Ok(document) => document,
+        Err(Diagnostics(mut problems)) => {
+            // The files it names are checked all the same: one run says
+            // every error.
+            let checks = weir_config::machine_checks(&text, base_dir);
+            problems.extend(unreadable_files(&checks, &file, &problems));
+            return Err(in_file_order(problems));
+        }
     };
 
     let mut problems = Vec::new();
@@ -244,6 +254,65 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
     } else {
         Err(Diagnostics(problems))
     }
+}
+
+/// The files among `checks` that cannot be read, as problems of `file`,
+/// but for the keys `known` already has a problem at.
+fn unreadable_files(checks: &[MachineCheck], file: &str, known: &[Diagnostic]) -> Vec<Diagnostic> {
+    checks
+        .iter()
+        .filter_map(|check| match check {
+            MachineCheck::File {
+                path,
+                at,
+                file: name,
+            } => {
+                let error = read_file(name).err()?;
+                Some(machine_problem(file, path, *at, error.to_string()))
+            }
+            MachineCheck::Endpoint { .. } => None,
+        })
+        .filter(|problem| known.iter().all(|k| k.path != problem.path))
+        .collect()
+}
+
+/// The endpoints among `checks` whose host does not resolve, as problems
+/// of `file`, but for the keys `known` already has a problem at: for a
+/// file that does not load, so that `weir validate` says every error.
+pub async fn unresolved_endpoints(
+    checks: &[MachineCheck],
+    file: &str,
+    known: &[Diagnostic],
+) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    for check in checks {
+        if let MachineCheck::Endpoint { path, at, endpoint } = check
+            && known.iter().all(|k| k.path != *path)
+            && let Err(message) = resolve_one(endpoint).await
+        {
+            problems.push(machine_problem(file, path, *at, message));
+        }
+    }
+    problems
+}
+
+fn machine_problem(file: &str, path: &str, at: Location, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        location: Some(at),
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// `problems` sorted by place (those without a place last), each place's
+/// in the order found.
+pub fn in_file_order(mut problems: Vec<Diagnostic>) -> Diagnostics {
+    problems.sort_by_key(|p| {
+        p.location
+            .map_or((usize::MAX, usize::MAX), |l| (l.line, l.column))
+    });
+    Diagnostics(problems)
 }
 
 /// Reads the `caFile` of every role that has one into the config (the

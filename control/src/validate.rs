@@ -1,24 +1,38 @@
 //! `weir validate FILE`: every error with its place, or a one-line summary.
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use weir_config::Diagnostics;
 
 use crate::cli::ValidateArgs;
 use crate::load;
 
 /// Runs the command: exit 0 with a summary when valid, 1 with every error otherwise.
 pub fn main(args: &ValidateArgs) -> ExitCode {
-    let checked = load::load(&args.file).and_then(|loaded| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        match runtime {
-            Ok(runtime) => runtime
-                .block_on(load::Resolved::resolve(&loaded.document))
-                .map(|_| loaded),
-            // Without a runtime names cannot be resolved; the rest was checked.
-            Err(_) => Ok(loaded),
+    // Without a runtime names cannot be resolved; the rest is checked.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok();
+    let checked = match (load::load(&args.file), &runtime) {
+        (Ok(loaded), Some(runtime)) => runtime
+            .block_on(load::Resolved::resolve(&loaded.document))
+            .map(|_| loaded),
+        (Ok(loaded), None) => Ok(loaded),
+        // The names of a file that does not load are resolved all the same:
+        // one run says every error.
+        (Err(Diagnostics(mut problems)), Some(runtime)) => {
+            if let Ok(text) = std::fs::read_to_string(&args.file) {
+                let checks = weir_config::machine_checks(&text, Path::new("."));
+                let file = args.file.display().to_string();
+                let names = runtime.block_on(load::unresolved_endpoints(&checks, &file, &problems));
+                problems.extend(names);
+            }
+            Err(load::in_file_order(problems))
         }
-    });
+        (Err(diagnostics), None) => Err(diagnostics),
+    };
     let loaded = match checked {
         Ok(loaded) => loaded,
         Err(diagnostics) => {

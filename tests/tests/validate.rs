@@ -247,3 +247,33 @@ fn small_files_that_would_take_gigabytes_are_refused_in_bounded_memory() {
         assert!(all.contains(want), "{want}: {shown}");
     }
 }
+
+/// The files and names a file names are checked even when the file has
+/// errors of its own: one run says every error, in file order.
+#[test]
+fn missing_files_and_unknown_names_are_reported_beside_the_files_own_errors() {
+    let text = "listeners:\n  - name: public\n    address: 127.0.0.1:18080\n    tls:\n      \
+                certFile: no-such.crt\n      keyFile: no-such.key\nadmin:\n  address: \
+                127.0.0.1:19900\nroutes:\n  - name: web\n    pathPrefix: nope\n    stable: { \
+                revision: v1, endpoints: [no-such-host.invalid:80] }\n";
+    let (code, stderr) = validate_text("every.yaml", text);
+    assert_eq!(code, Some(1), "{stderr}");
+    let paths: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.ends_with("error(s)"))
+        .filter_map(|line| line.split(": ").nth(1))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "listeners[0].tls.certFile",
+            "listeners[0].tls.keyFile",
+            "routes[0].pathPrefix",
+            "routes[0].stable.endpoints[0]",
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    assert!(stderr.contains("no-such-host.invalid"), "{stderr}");
+    assert!(stderr.contains("every.yaml: 4 error(s)"), "{stderr}");
+}
