@@ -64,6 +64,10 @@ struct Entry {
     spec: AnalysisTemplateSpec,
     path: String,
     valid: bool,
+    /// The template's `args` are known whole (even when the template is
+    /// not valid for another reason): a reference's arguments can be
+    /// checked against them.
+    args_known: bool,
     /// Why an AnalysisTemplate is not valid (a file template's problems
     /// are reported where it is written).
     problem: Option<String>,
@@ -103,17 +107,35 @@ pub(super) fn catalog(
             );
             continue;
         }
+        let args_known = declares_all_args(&path, spec, holes);
         catalog.templates.insert(
             spec.name.clone(),
             Entry {
                 spec: spec.clone(),
                 path,
                 valid,
+                args_known,
                 problem: None,
             },
         );
     }
     catalog
+}
+
+/// Whether the `args` of the template at `path` are known whole: none
+/// left out by the structural pass, none without a name or named twice.
+fn declares_all_args(path: &str, spec: &AnalysisTemplateSpec, holes: &Holes) -> bool {
+    if holes.is_loose(path) {
+        return false;
+    }
+    let mut names = HashSet::new();
+    spec.args.iter().enumerate().all(|(k, arg)| {
+        let element = format!("{path}.args[{k}]");
+        !holes.is_stand_in(&element)
+            && !holes.is_loose(&element)
+            && !arg.name.trim().is_empty()
+            && names.insert(arg.name.as_str())
+    })
 }
 
 /// The templates a CanaryRoute of `namespace` may name: the valid
@@ -139,6 +161,7 @@ pub(super) fn namespace_catalog<'t>(
                 spec: spec.clone(),
                 path: format!("the weir.yaml template `{}`", spec.name),
                 valid: true,
+                args_known: true,
                 problem: None,
             },
         );
@@ -162,6 +185,7 @@ pub(super) fn namespace_catalog<'t>(
                 spec,
                 path: format!("AnalysisTemplate `{namespace}/{name}` spec"),
                 valid: problem.is_none(),
+                args_known: problem.is_none(),
                 problem,
             },
         );
@@ -271,8 +295,9 @@ pub(super) fn resolve(
         .iter()
         .flat_map(|e| e.spec.args.iter().map(|a| a.name.as_str()))
         .collect();
-    // An invalid template's arguments may not be known.
-    let all_known = !unknown && used.iter().all(|e| e.valid);
+    // A template left out, or whose `args` are not whole, may declare
+    // arguments unseen.
+    let all_known = !unknown && used.iter().all(|e| e.args_known);
     let mut users: Option<String> = None;
     for (k, arg) in args.iter().enumerate() {
         let element = format!("{at}.args[{k}]");
@@ -300,6 +325,31 @@ pub(super) fn resolve(
             ok = false;
         }
     }
+    // Every argument a template declares needs a value, also when the
+    // template has problems of its own (reported where it is written).
+    for entry in used.iter().filter(|e| e.args_known) {
+        for arg in &entry.spec.args {
+            if given.contains_key(arg.name.as_str()) || arg.value.is_some() {
+                continue;
+            }
+            ok = false;
+            if args.is_empty() && loose {
+                continue;
+            }
+            let path = if args.is_empty() {
+                at.to_owned()
+            } else {
+                format!("{at}.args")
+            };
+            report(
+                &path,
+                format!(
+                    "template `{}` needs a value for argument `{}` (`{{{{args.{}}}}}`); add `{{name: {}, value: ...}}` to `args`",
+                    entry.spec.name, arg.name, arg.name, arg.name
+                ),
+            );
+        }
+    }
     if !ok || resolved.reported {
         return None;
     }
@@ -313,31 +363,10 @@ pub(super) fn resolve(
                 .get(arg.name.as_str())
                 .map(|v| (*v).to_owned())
                 .or_else(|| arg.value.clone());
-            match value {
-                Some(value) => {
-                    values.insert(arg.name.clone(), value.clone());
-                    template_values.insert(arg.name.clone(), value);
-                }
-                None if args.is_empty() && loose => ok = false,
-                None => {
-                    let path = if args.is_empty() {
-                        at.to_owned()
-                    } else {
-                        format!("{at}.args")
-                    };
-                    report(
-                        &path,
-                        format!(
-                            "template `{}` needs a value for argument `{}` (`{{{{args.{}}}}}`); add `{{name: {}, value: ...}}` to `args`",
-                            entry.spec.name, arg.name, arg.name, arg.name
-                        ),
-                    );
-                    ok = false;
-                }
+            if let Some(value) = value {
+                values.insert(arg.name.clone(), value.clone());
+                template_values.insert(arg.name.clone(), value);
             }
-        }
-        if !ok {
-            continue;
         }
         for (m, spec) in entry.spec.metrics.iter().enumerate() {
             let metric_path = format!("{}.metrics[{m}]", entry.path);

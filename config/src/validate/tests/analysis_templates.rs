@@ -135,11 +135,11 @@ fn template_problems_are_located() {
                 GOOD_CONDITION,
                 "1",
                 GOOD_STEP,
-                "{ templates: [{ templateName: errors }], args: [{ name: rout, value: r }] }",
+                "{ templates: [{ templateName: errors }], args: [{ name: route, value: r }, { name: rout, value: r }] }",
             ),
-            "routes[0].strategy.analysis.args[0].name",
+            "routes[0].strategy.analysis.args[1].name",
             24,
-            67,
+            94,
             "argument `rout` is not declared by template `errors`",
         ),
         (
@@ -443,15 +443,22 @@ fn a_template_named_twice_is_reported_once_not_once_per_argument() {
         &template("t", &args, "up"),
         &format!("{{ templates: [{refs}] }}"),
     ));
-    assert_eq!(errors.len(), n - 1, "{:#?}", &errors[..3]);
+    // Each mention after the first once, and each missing value once.
+    assert_eq!(errors.len(), 2 * n - 1, "{:#?}", &errors[..3]);
+    let twice: Vec<&Diagnostic> = errors
+        .iter()
+        .filter(|e| e.message == "template `t` is already templates[0]; name each template once")
+        .collect();
+    assert_eq!(twice.len(), n - 1);
     assert_eq!(
-        errors[0].path,
+        twice[0].path,
         "routes[0].strategy.analysis.templates[1].templateName"
     );
-    assert_eq!(
-        errors[0].message,
-        "template `t` is already templates[0]; name each template once"
-    );
+    let missing = errors
+        .iter()
+        .filter(|e| e.message.contains("needs a value for argument"))
+        .count();
+    assert_eq!(missing, n);
     // Named once, it asks for each value once.
     let errors = invalid(&with_templates(
         &template("t", &args, "up"),
@@ -576,4 +583,39 @@ fn many_routes_sharing_a_large_template_are_refused_once_past_the_total() {
     assert!(errors[0].path.ends_with(".strategy.steps[1].analysis"));
     // Far fewer routes stay well within it.
     valid(&amplifying_file(&query, "y", 20));
+}
+
+/// A template with a problem of its own still declares its arguments: a
+/// reference that leaves one without a value, or gives one it does not
+/// declare, is told in the same run.
+#[test]
+fn the_arguments_of_a_reference_are_checked_even_when_its_template_has_a_problem() {
+    let args = ["route".to_owned(), "max".to_owned()];
+    let broken = template("t", &args, "sum(up{route=\"{{args.nope}}\"})");
+    let errors = invalid(&with_templates(
+        &broken,
+        "{ templates: [{templateName: t}], args: [{name: max, value: '1'}, {name: bogus, value: x}] }",
+    ));
+    let said: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(errors.len(), 3, "{said:#?}");
+    assert!(
+        said.iter()
+            .any(|(p, m)| p.starts_with("analysisTemplates[0].metrics[0]") && m.contains("nope")),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|(p, m)| *p == "routes[0].strategy.analysis.args"
+                && m.contains("needs a value for argument `route`")),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|(p, m)| *p == "routes[0].strategy.analysis.args[1].name"
+                && m.contains("argument `bogus` is not declared")),
+        "{said:#?}"
+    );
 }
