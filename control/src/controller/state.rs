@@ -157,6 +157,13 @@ impl ControlState {
         let mut refusals = Vec::new();
         for (index, route) in config.routes.iter().enumerate() {
             if route.strategy.is_none() {
+                // A route whose strategy left the config while it was
+                // Promoted: refused as at a reload, not a silent rollback.
+                if let Stored::Found(state) = store.load(&route.name)
+                    && let Err(refused) = state.reconcile(route, now)
+                {
+                    refusals.push(refused_diagnostic(&loaded, index, &refused));
+                }
                 continue;
             }
             let _route = route_span(&route.name).entered();

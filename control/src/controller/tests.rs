@@ -337,6 +337,34 @@ async fn a_config_behind_its_promotion_at_start_is_refused_and_nothing_is_writte
     );
     assert_eq!(state_files(dir.path()), before, "nothing is written");
 
+    // The strategy (and the canary) dropped, stable still v1: refused too,
+    // at `stable.revision`, rather than everything going back to v1.
+    // (v2 as the canary of a fixed split would serve at its weight, 10 %.)
+    let fixed = fixtures::route("shop", None);
+    let dropped = shop
+        .lines()
+        .take_while(|l| !l.starts_with("    canary"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    for (what, route) in [("a fixed split", &fixed), ("no canary", &dropped)] {
+        let diagnostics = match restore(with(route)).await {
+            Err(RestoreError::Config(diagnostics)) => diagnostics,
+            Err(RestoreError::State(problems)) => panic!("{what}: {problems:?}"),
+            Ok(control) => panic!("{what}: started: {:?}", control.rollouts.get("shop")),
+        };
+        let paths: Vec<&str> = diagnostics.0.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["routes[1].stable.revision"],
+            "{what}: {diagnostics}"
+        );
+        assert_eq!(
+            state_files(dir.path()),
+            before,
+            "{what}: nothing is written"
+        );
+    }
+
     // v2 named as the canary again: still Promoted, at 100 %.
     let control = restore(with(&shop)).await.expect("v2 as the canary");
     let s = &control.rollouts["shop"];

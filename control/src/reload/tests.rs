@@ -270,6 +270,30 @@ async fn a_config_behind_a_promotion_is_refused_until_it_catches_up() {
     assert_eq!(control.rollouts["web"], promoted, "the state stays");
     assert_eq!(store.get("web").as_ref(), Some(&promoted));
 
+    // The strategy dropped, v1 still stable (v2 as a fixed split, or no
+    // canary): refused too, not a silent return to v1.
+    for (what, route) in [
+        ("a fixed split", web("v1", Some("v2"), None)),
+        ("no canary", web("v1", None, None)),
+    ] {
+        let text = fixtures::config_text(
+            Some(("r", "w")),
+            &[route, fixtures::route("fixed", None)].concat(),
+        );
+        let new = fixtures::loaded(&text);
+        let resolved = fixtures::resolved(&new).await;
+        let refused = control.adopt(new, resolved, START_MS + 2_000).await;
+        let problems = refused.err().unwrap_or_default();
+        assert!(
+            problems
+                .iter()
+                .any(|d| d.path == "routes[0].stable.revision"),
+            "{what}: {problems:?}"
+        );
+        assert_eq!(control.rollouts["web"], promoted, "{what}: the state stays");
+        assert_eq!(store.get("web").as_ref(), Some(&promoted));
+    }
+
     // Caught up: v2 is the stable revision now, and v3 may start.
     let caught_up = fixtures::config_text(
         Some(("r", "w")),

@@ -322,7 +322,7 @@ impl fmt::Display for ConfigRefused {
                 f,
                 "route {route}: set stable.revision to {promoted} (promoted) before removing the \
                  canary or the strategy, or name {promoted} as the canary again; {promoted} \
-                 serves every request until then"
+                 serves every request until then (to go back instead, abort the route first)"
             ),
         }
     }
@@ -645,8 +645,8 @@ impl RolloutState {
             // A config that names the promoted revision nowhere (no canary,
             // or no strategy, with stable still the old revision) would
             // silently send everything back to the old revision.
-            // The canary named again (with a strategy or as a fixed split)
-            // or made stable is taken; another canary is refused below.
+            // The canary named again (with the strategy) or made stable is
+            // taken; another canary is refused below.
             let promoted = self.promoted_name();
             let stable = &*route.stable.revision;
             let canary = route
@@ -654,12 +654,16 @@ impl RolloutState {
                 .as_ref()
                 .map(|c| &*c.revision)
                 .filter(|c| *c != stable);
-            let named = stable == promoted || canary == Some(promoted.as_str());
+            // Without a strategy the canary would serve at the config's
+            // fixed weight (0 unless written): refused too.
+            let named = stable == promoted
+                || (canary == Some(promoted.as_str()) && route.strategy.is_some());
             if !named && (route.strategy.is_none() || canary.is_none()) {
+                let requested = canary.filter(|c| *c != promoted).map(str::to_owned);
                 return Err(ConfigRefused {
                     route: s.route,
                     promoted,
-                    requested: canary.map(str::to_owned),
+                    requested,
                 });
             }
         }

@@ -94,27 +94,31 @@ impl ControlState {
                 Err(refused) => problems.push(refused_diagnostic(&loaded, index, &refused)),
             }
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
         // A route that keeps its name but loses its strategy ends its rollout;
-        // the ended state is written so a restart does not resurrect it.
+        // the ended state is written so a restart does not resurrect it. One
+        // that was Promoted with the config behind is refused instead: it
+        // would silently go back to the old revision.
         let mut ended = Vec::new();
         for (name, state) in &self.rollouts {
-            let Some(route) = loaded
+            let Some((index, route)) = loaded
                 .config()
                 .routes
                 .iter()
-                .find(|r| &*r.name == name.as_str())
+                .enumerate()
+                .find(|(_, r)| &*r.name == name.as_str())
             else {
                 continue;
             };
             if route.strategy.is_some() {
                 continue;
             }
-            if let Ok(outcome) = state.reconcile(route, now) {
-                ended.push(outcome);
+            match state.reconcile(route, now) {
+                Ok(outcome) => ended.push(outcome),
+                Err(refused) => problems.push(refused_diagnostic(&loaded, index, &refused)),
             }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
         }
         Ok(Adoption {
             loaded,

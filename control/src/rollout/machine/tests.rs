@@ -1075,7 +1075,8 @@ fn a_config_behind_its_promotion_cannot_drop_the_promoted_revision() {
         assert_eq!(
             refused.to_string(),
             "route checkout: set stable.revision to v2 (promoted) before removing the canary \
-             or the strategy, or name v2 as the canary again; v2 serves every request until then"
+             or the strategy, or name v2 as the canary again; v2 serves every request until then \
+             (to go back instead, abort the route first)"
         );
     }
     // Another canary without a strategy: refused, naming it.
@@ -1084,9 +1085,12 @@ fn a_config_behind_its_promotion_cannot_drop_the_promoted_revision() {
     assert_eq!(refused.requested.as_deref(), Some("v3"));
     assert_eq!(refused.key(), "canary.revision");
 
-    // The canary v2 as a fixed split: the config's own weight.
-    let fixed = reconcile(&s, &Fixture::new().no_strategy().0, T0);
-    assert_eq!(fixed.state.phase, Phase::Healthy);
+    // The canary v2 as a fixed split would serve at the config's weight:
+    // refused too.
+    let fixed = s
+        .reconcile(&Fixture::new().no_strategy().0, T0)
+        .expect_err("v2 as a fixed split");
+    assert_eq!(fixed.requested, None);
     // Stable v2 without a canary or a strategy: caught up.
     let caught = Fixture::new().stable("v2").canary(None).no_strategy().0;
     assert_eq!(reconcile(&s, &caught, T0).state.phase, Phase::Healthy);
