@@ -152,7 +152,8 @@ pub enum AbortReason {
 
 /// How the message of a rollout held by an Inconclusive analysis run ends;
 /// the message is kept for as long as the hold lasts.
-const INCONCLUSIVE_HOLD: &str = "for an operator: promote goes on to the next step, abort aborts";
+const INCONCLUSIVE_HOLD: &str =
+    "for an operator: promote goes on to the next step (its gates asked first), abort aborts";
 
 /// The persisted rollout state of one route (JSON, camelCase keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -770,12 +771,12 @@ impl RolloutState {
                 // Past a waiting gate (the operator decides); otherwise the
                 // current step ends and the gates before the next one are
                 // asked, as when a step ends by itself.
-                match self.webhooks.wait.as_ref() {
-                    Some(wait) => s.enter(strategy, wait.step, now_ms),
-                    None => {
-                        let next = self.step_index.map_or(0, |i| i.saturating_add(1));
-                        s.enter_gated(strategy, next, now_ms);
-                    }
+                // Held before step 1 (an unreadable state, changed steps),
+                // the steps start as `resume` starts them.
+                match (self.webhooks.wait.as_ref(), self.step_index) {
+                    (Some(wait), _) => s.enter(strategy, wait.step, now_ms),
+                    (None, None) => s.enter(strategy, 0, now_ms),
+                    (None, Some(i)) => s.enter_gated(strategy, i.saturating_add(1), now_ms),
                 }
                 let message = match self.step_index {
                     None => format!("promote: the steps start at {}", s.position(strategy)),
@@ -938,8 +939,11 @@ impl RolloutState {
         if let Some(background) = &strategy.background {
             wanted.push((key(RunKind::Background), std::sync::Arc::clone(background)));
         }
+        // A step whose gate to the next step waits is done: its run is not
+        // wanted any more.
         if let Some((index, Step::Analysis(analysis))) = self
             .step_index
+            .filter(|_| self.webhooks.wait.is_none())
             .and_then(|i| strategy.steps.get(i).map(|step| (i, step)))
         {
             wanted.push((
@@ -976,7 +980,10 @@ impl RolloutState {
         }
         let (what, reason) = match run.kind {
             RunKind::Step(index) | RunKind::PrePromotion(index) | RunKind::PostPromotion(index) => {
+                // Once a gate before a later step waits, the step is done
+                // (its run passed, or `promote` ended it).
                 let is_current = self.step_index == Some(index)
+                    && self.webhooks.wait.is_none()
                     && matches!(strategy.steps.get(index), Some(Step::Analysis(_)))
                     && run.kind == run_kind(strategy, index);
                 if !is_current {
@@ -1027,13 +1034,7 @@ impl RolloutState {
                 outcome.state.message = note;
                 outcome
             }
-            // Once the step is done and a gate before the next one waits,
-            // the run's success has been acted on.
-            RunPhase::Successful
-                if !self.held
-                    && self.webhooks.wait.is_none()
-                    && run.kind != RunKind::Background =>
-            {
+            RunPhase::Successful if !self.held && run.kind != RunKind::Background => {
                 s.advance(self, strategy, now_ms, " (analysis run Successful)")
             }
             _ => unchanged(),

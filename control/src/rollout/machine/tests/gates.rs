@@ -321,3 +321,73 @@ fn promote_from_a_pause_asks_the_gates_of_the_next_step() {
     assert_eq!(past.waiting_gate(), None);
     assert_eq!(shape(&past), (Phase::Progressing, Some(2), 100, false));
 }
+
+/// `promote` after an Inconclusive analysis step asks the gate before the
+/// next step; the step is done, so its run is no longer wanted and later
+/// results of it hold nothing again.
+#[test]
+fn promote_after_an_inconclusive_step_waits_on_the_gate_not_on_the_run() {
+    use WebhookKind::*;
+    let analysis = Arc::new(weir_config::AnalysisRef {
+        templates: vec![Arc::from("ok")],
+        args: Vec::new(),
+        metrics: Vec::new(),
+        waiting_for: None,
+    });
+    let steps = vec![
+        Step::SetWeight(pct(10)),
+        Step::Analysis(analysis),
+        Step::SetWeight(pct(100)),
+    ];
+    let route = with_hooks(steps, &[ConfirmPromotion], 0);
+    let strategy = route.strategy.as_ref().expect("a strategy");
+    let s = RolloutState::start(&route, T0).state;
+    let s = s.tick(&route, T0 + SEC, &pass()).state;
+    let key = RunKey {
+        rollout_seq: s.rollout_seq,
+        rollout_started_ms: s.rollout_started_ms,
+        kind: RunKind::Step(1),
+    };
+    let held = s
+        .on_analysis_result(
+            &route,
+            &key,
+            RunPhase::Inconclusive,
+            "no data",
+            T0 + 2 * SEC,
+        )
+        .state;
+    assert!(held.held);
+    let promoted = cmd_on(&held, &route, Command::Promote, T0 + 3 * SEC);
+    assert_eq!(promoted.waiting_gate(), Some(Gate::ConfirmPromotion));
+    assert!(
+        promoted
+            .wanted_analysis_runs(strategy)
+            .iter()
+            .all(|(k, _)| k.kind != RunKind::Step(1)),
+        "the step's run is not wanted while the gate waits"
+    );
+    for phase in [
+        RunPhase::Inconclusive,
+        RunPhase::Failed,
+        RunPhase::Successful,
+    ] {
+        let again = promoted.on_analysis_result(&route, &key, phase, "late", T0 + 4 * SEC);
+        assert!(again.transition.is_none(), "{phase:?}");
+        assert_eq!(again.state, promoted, "{phase:?}");
+    }
+}
+
+/// Held before step 1 (an unreadable state), `promote` starts the steps as
+/// `resume` does: the gates of the rollout's start are not asked again.
+#[test]
+fn promote_before_step_one_starts_the_steps_as_resume_does() {
+    use WebhookKind::*;
+    let route = with_hooks(two_steps(), &[ConfirmRollout], 0);
+    let held = RolloutState::unreadable(&route, T0, "garbage");
+    let promoted = cmd_on(&held, &route, Command::Promote, T0 + SEC);
+    let resumed = cmd_on(&held, &route, Command::Resume, T0 + SEC);
+    assert_eq!(promoted.waiting_gate(), None);
+    assert_eq!(shape(&promoted), shape(&resumed));
+    assert_eq!(promoted.step_index, Some(0));
+}
