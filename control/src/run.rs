@@ -103,9 +103,8 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
         .or_else(|| kubernetes_flag.then(weir_config::Kubernetes::default));
     let cluster_parts = match kubernetes {
         Some(kubernetes) => {
-            let mut kube_config = kube::Config::infer().await.context(
-                "no Kubernetes credentials: neither an in-cluster service account nor a usable KUBECONFIG",
-            )?;
+            let service_host = std::env::var("KUBERNETES_SERVICE_HOST").ok();
+            let mut kube_config = kube_config(credentials(service_host.as_deref())).await?;
             // kube's own retry of 429/503/504 (15 times, up to minutes) would
             // hide an API server that answers 503 from the watchers' backoff
             // and its log line; every caller here retries on its own.
@@ -267,6 +266,52 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     Ok(())
 }
 
+/// Where the Kubernetes credentials come from (SPEC section 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credentials {
+    /// The pod's service account.
+    InCluster,
+    /// `KUBECONFIG`, else `~/.kube/config`.
+    Kubeconfig,
+}
+
+/// The credentials to use, given `KUBERNETES_SERVICE_HOST`: in a pod (the
+/// variable set and not empty) its service account, even when a kubeconfig
+/// is around too; elsewhere the kubeconfig.
+fn credentials(service_host: Option<&str>) -> Credentials {
+    match service_host {
+        Some(host) if !host.trim().is_empty() => Credentials::InCluster,
+        _ => Credentials::Kubeconfig,
+    }
+}
+
+/// The client configuration from `credentials`. A pod whose service
+/// account cannot be used (its token or CA not mounted) falls back to the
+/// kubeconfig, saying why; the error names both when neither works.
+async fn kube_config(credentials: Credentials) -> anyhow::Result<kube::Config> {
+    match credentials {
+        Credentials::InCluster => match kube::Config::incluster() {
+            Ok(mut config) => {
+                config.apply_debug_overrides();
+                Ok(config)
+            }
+            Err(in_cluster) => {
+                tracing::warn!(error = %in_cluster, "KUBERNETES_SERVICE_HOST is set but the pod's service account cannot be used; trying KUBECONFIG");
+                kube::Config::infer().await.with_context(|| {
+                    format!(
+                        "no Kubernetes credentials: the in-cluster service account cannot be \
+                         used ({in_cluster}) and there is no usable KUBECONFIG"
+                    )
+                })
+            }
+        },
+        Credentials::Kubeconfig => kube::Config::infer().await.context(
+            "no Kubernetes credentials: not in a pod (KUBERNETES_SERVICE_HOST is not set) and no \
+             usable KUBECONFIG",
+        ),
+    }
+}
+
 /// The error of a config refused at start: each diagnostic logged, and the
 /// file named with all of them.
 fn config_errors(config_path: &Path, diagnostics: &Diagnostics) -> anyhow::Error {
@@ -358,5 +403,25 @@ fn forwarding_path() -> anyhow::Result<weir_proxy::http1::ForwardingPath> {
         Err(_) => Ok(weir_proxy::http1::ForwardingPath::default()),
         Ok(name) => weir_proxy::http1::ForwardingPath::from_name(&name)
             .context("environment variable WEIR_FORWARDING_PATH"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SPEC section 10: the in-cluster service account, else `KUBECONFIG`.
+    /// A pod that also has a kubeconfig (mounted, or `KUBECONFIG` set) uses
+    /// its service account all the same.
+    #[test]
+    fn a_pod_uses_its_service_account_before_any_kubeconfig() {
+        assert_eq!(credentials(Some("10.96.0.1")), Credentials::InCluster);
+        assert_eq!(
+            credentials(Some("kubernetes.default.svc")),
+            Credentials::InCluster
+        );
+        assert_eq!(credentials(None), Credentials::Kubeconfig);
+        assert_eq!(credentials(Some("")), Credentials::Kubeconfig);
+        assert_eq!(credentials(Some(" ")), Credentials::Kubeconfig);
     }
 }
