@@ -28,9 +28,11 @@ const NOTE_LIMIT: usize = 1024;
 pub enum EventReason {
     /// A rollout started, or started again after `retry`.
     RolloutStarted,
-    /// A step completed (or `promote` ended it) and the next began.
+    /// A step completed (or `promote` ended it) and the next began, one
+    /// that moves on by itself (a weight or an analysis).
     StepAdvanced,
-    /// The rollout is held (`pause`, or its step left the spec).
+    /// The rollout is held: it reached a pause step, or was held (`pause`,
+    /// its step left the spec, an inconclusive analysis).
     Paused,
     /// Every step done, or `promote --full`: 100 % canary.
     Promoted,
@@ -62,6 +64,11 @@ impl EventReason {
             TransitionKind::Started | TransitionKind::Retried => Some(EventReason::RolloutStarted),
             TransitionKind::Advanced | TransitionKind::Promoted if to == Phase::Promoted => {
                 Some(EventReason::Promoted)
+            }
+            // The step reached is a pause (or waits on a gate): the rollout
+            // is held there, and that is what the Event tells.
+            TransitionKind::Advanced | TransitionKind::Promoted if to == Phase::Paused => {
+                Some(EventReason::Paused)
             }
             TransitionKind::Advanced | TransitionKind::Promoted => Some(EventReason::StepAdvanced),
             TransitionKind::Completed | TransitionKind::PromotedFull => Some(EventReason::Promoted),
@@ -283,8 +290,10 @@ mod tests {
         let table = [
             (K::Started, Phase::Progressing, Some(E::RolloutStarted)),
             (K::Retried, Phase::Progressing, Some(E::RolloutStarted)),
-            (K::Advanced, Phase::Paused, Some(E::StepAdvanced)),
+            (K::Advanced, Phase::Progressing, Some(E::StepAdvanced)),
+            (K::Advanced, Phase::Paused, Some(E::Paused)),
             (K::Promoted, Phase::Progressing, Some(E::StepAdvanced)),
+            (K::Promoted, Phase::Paused, Some(E::Paused)),
             (K::Promoted, Phase::Promoted, Some(E::Promoted)),
             (K::Completed, Phase::Promoted, Some(E::Promoted)),
             (K::PromotedFull, Phase::Promoted, Some(E::Promoted)),

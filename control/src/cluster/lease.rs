@@ -65,6 +65,14 @@ pub struct Elector {
     observed: Option<Observed>,
 }
 
+/// Whether the reads of the Lease are failing: the first failure of a run
+/// of them is a warning, the others are logged at debug level, and the
+/// first read that succeeds again says so.
+#[derive(Debug, Default)]
+struct ReadFailures {
+    failing: bool,
+}
+
 /// The Lease as last read, and when its record last changed by our clock.
 #[derive(Debug, Clone)]
 struct Observed {
@@ -200,28 +208,34 @@ impl Elector {
 
     /// Runs the election until `shutdown` turns true, publishing every
     /// change of leadership; releases the Lease on the way out if held.
+    ///
+    /// A read that fails or gets no answer tells nothing new: the holder
+    /// last read stays the leader (until its record expires by this
+    /// replica's clock) and `heard_at` stays when it was last heard from,
+    /// so that silence is measured from the last time a leader was heard.
     pub async fn run(
         mut self,
         leadership: watch::Sender<Leadership>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut last_renewal: Option<Instant> = None;
+        let mut failures = ReadFailures::default();
         loop {
             // A round that hangs (a server that does not answer, a client
             // that retries) must not keep a leader leading past its deadline.
             let attempt = self.config.renew_deadline / 2;
             let result = tokio::time::timeout(attempt, self.try_acquire_or_renew()).await;
             let now = Instant::now();
-            let answered = matches!(result, Ok(Ok(_)));
             match result {
-                Ok(Ok(true)) => last_renewal = Some(now),
-                Ok(Ok(false)) => last_renewal = None,
-                Ok(Err(error)) => {
-                    tracing::warn!(lease = %self.config.name, %error, "cannot read or renew the leader Lease");
+                Ok(Ok(taken)) => {
+                    failures.answered(&self.config.name);
+                    last_renewal = taken.then_some(now);
                 }
-                Err(_) => {
-                    tracing::warn!(lease = %self.config.name, ?attempt, "no answer from the API server about the leader Lease");
-                }
+                Ok(Err(error)) => failures.failed(&self.config.name, &error),
+                Err(_) => failures.failed(
+                    &self.config.name,
+                    &format!("no answer within {} s", attempt.as_secs_f64()),
+                ),
             }
             // A leader that could not renew keeps leading only until the
             // renew deadline, which ends before any other may take over.
@@ -230,12 +244,12 @@ impl Elector {
             if !is_leader {
                 last_renewal = None;
             }
+            // A record naming this replica that it no longer renews is no
+            // leader anyone hears.
             let leader = if is_leader {
                 Some(self.config.identity.clone())
-            } else if answered {
-                self.holder()
             } else {
-                None
+                self.holder().filter(|h| *h != self.config.identity)
             };
             let heard_at = if is_leader {
                 last_renewal
@@ -270,15 +284,22 @@ impl Elector {
     /// Follows the election without taking part (a follower: it never
     /// leads): reads the Lease every retry period and publishes who holds
     /// it and when the holder was last heard from, until `shutdown`.
+    ///
+    /// A follower often cannot read the Lease (it lives in the gateway's
+    /// namespace, and a sidecar's ServiceAccount has no Role there): a
+    /// failed read keeps what was last read, and is logged once as a
+    /// warning, then at debug level until a read succeeds again.
     pub async fn observe(
         mut self,
         leadership: watch::Sender<Leadership>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut failures = ReadFailures::default();
         loop {
             let attempt = self.config.renew_deadline / 2;
             match tokio::time::timeout(attempt, self.api.get_opt(&self.config.name)).await {
                 Ok(Ok(lease)) => {
+                    failures.answered(&self.config.name);
                     let spec = lease.and_then(|l| l.spec).unwrap_or_default();
                     if self.observed.as_ref().is_none_or(|o| o.spec != spec) {
                         self.observed = Some(Observed {
@@ -287,12 +308,11 @@ impl Elector {
                         });
                     }
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!(lease = %self.config.name, %error, "cannot read the leader Lease");
-                }
-                Err(_) => {
-                    tracing::warn!(lease = %self.config.name, ?attempt, "no answer from the API server about the leader Lease");
-                }
+                Ok(Err(error)) => failures.failed(&self.config.name, &error),
+                Err(_) => failures.failed(
+                    &self.config.name,
+                    &format!("no answer within {} s", attempt.as_secs_f64()),
+                ),
             }
             let leader = self.holder();
             let heard_at = leader
@@ -355,6 +375,26 @@ impl Elector {
                 .unwrap_or(self.config.lease_duration.as_secs());
             now.duration_since(o.changed_at) >= Duration::from_secs(seconds)
         })
+    }
+}
+
+// === impl ReadFailures ===
+
+impl ReadFailures {
+    /// Logs a failed read of the Lease `lease`.
+    fn failed(&mut self, lease: &str, error: &dyn std::fmt::Display) {
+        if std::mem::replace(&mut self.failing, true) {
+            tracing::debug!(lease, %error, "cannot read the leader Lease (still)");
+        } else {
+            tracing::warn!(lease, %error, "cannot read the leader Lease; the leader last read is kept, and this is logged again at debug level until a read succeeds");
+        }
+    }
+
+    /// Notes a read of the Lease `lease` that was answered.
+    fn answered(&mut self, lease: &str) {
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(lease, "the leader Lease is read again");
+        }
     }
 }
 

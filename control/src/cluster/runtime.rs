@@ -45,7 +45,7 @@ use super::status_store::StatusStore;
 use crate::controller::cluster_routes::is_cluster_route;
 use crate::persist;
 use crate::process::{Process, stopped};
-use crate::rollout::Command;
+use crate::rollout::{Command, RolloutState};
 
 /// How long the leader may be silent before the guardrail may act.
 pub const LEADER_SILENCE: Duration = Duration::from_secs(5);
@@ -55,7 +55,8 @@ pub const GUARDRAIL_ERROR_RATE: f64 = 0.5;
 /// The guardrail's fewest canary requests.
 pub const GUARDRAIL_MIN_REQUESTS: u64 = 50;
 /// How often the leader brings the judgement in the status up to date
-/// (when its verdict, reason or coverage changed).
+/// (when its verdict, reason or coverage changed, or the spec served is of
+/// another generation than the status reports).
 pub const STATUS_REFRESH: Duration = Duration::from_secs(2);
 /// Changes that arrive together are compiled once.
 const COALESCE: Duration = Duration::from_millis(20);
@@ -425,7 +426,7 @@ async fn follow(
                     }
                 }
                 _ = guardrail.tick() => {
-                    guard(&process, &cluster).await;
+                    guard(&process, &cluster, started).await;
                     continue;
                 }
             }
@@ -588,8 +589,10 @@ async fn write_round(cluster: &Cluster, round: &StatusRound) {
 }
 
 /// The leader writes the judgement of each CanaryRoute whose status tells
-/// another verdict, reason or coverage, with the coverage of the replicas'
-/// counters; a write that loses a race (409) is retried at the next round.
+/// another verdict, reason or coverage (or another generation than the
+/// spec served; see [`StatusStore::judgement_is_stale`]), with the coverage
+/// of the replicas' counters; a write that loses a race (409) is retried at
+/// the next round.
 ///
 /// Such a write is a rollout state write: the whole state of the route as
 /// kept in memory is encoded over the status last seen, with that status's
@@ -776,6 +779,13 @@ async fn sync(
     cluster
         .statuses
         .forget_others(|route| present.contains(route));
+    // A status reports the generation of the spec served, which is an
+    // earlier one while an edit does not validate.
+    for served in &compiled.routes {
+        cluster
+            .statuses
+            .set_served_generation(&served.route.name, served.generation);
+    }
     let peers = discovery::peer_addresses(
         &objects,
         &cluster.settings.namespace,
@@ -831,14 +841,32 @@ async fn sync(
         let decisions = control.decide_cluster(&routes, leading, &observe, now);
         (routes, decisions, control.store(), conflicts)
     };
-    let to_write: Vec<_> = decisions
+    let mut to_write: Vec<_> = decisions
         .iter()
         .filter_map(|(_, d)| match d {
             crate::controller::cluster_routes::ClusterDecision::Write(o) => Some(o.state.clone()),
             _ => None,
         })
         .collect();
-    let written = persist::save_off_runtime(store, to_write).await;
+    // A CanaryRoute without a strategy has no rollout state, but a status
+    // all the same: the leader writes it (Healthy, at the fixed weight)
+    // with the decided states, after them, and keeps nothing of it.
+    let decided = to_write.len();
+    if leading {
+        to_write.extend(
+            routes
+                .iter()
+                .filter(|route| route.strategy.is_none())
+                .map(|route| fixed_split_state(route, now))
+                .filter(|state| cluster.statuses.fixed_split_is_stale(state)),
+        );
+    }
+    let mut written = persist::save_off_runtime(store, to_write).await;
+    for result in written.split_off(decided.min(written.len())) {
+        if let Err(error) = result {
+            tracing::debug!(%error, "the status of a CanaryRoute without a strategy is not written this round");
+        }
+    }
     {
         let mut control = process.control.lock().await;
         let (mut republish, _kept) = control.apply_cluster(routes, leading, decisions, written);
@@ -863,6 +891,28 @@ async fn sync(
         problems,
         gateways,
     }
+}
+
+/// The status of CanaryRoute `route`, which has no strategy: no rollout,
+/// Healthy, with the canary at its fixed weight (0 without a canary).
+fn fixed_split_state(route: &weir_config::Route, now: u64) -> RolloutState {
+    let mut state = RolloutState::start(route, now).state;
+    let stable = &route.stable.revision;
+    match route.canary.as_ref().filter(|c| c.revision != *stable) {
+        Some(canary) => {
+            state.canary_weight = route.fixed_weight;
+            state.canary_revision = Some(canary.revision.to_string());
+            state.message = format!(
+                "no rollout (no strategy): a fixed split, {}% to canary {}",
+                route.fixed_weight, canary.revision
+            );
+        }
+        None => {
+            state.canary_weight = weir_config::Weight::ZERO;
+            state.message = format!("no rollout (no strategy): all traffic to stable {stable}");
+        }
+    }
+    state
 }
 
 /// Logs each AnalysisTemplate that does not validate, once per set of
@@ -947,17 +997,38 @@ fn collect(stores: &Stores) -> ClusterObjects {
     objects
 }
 
+/// Whether the guardrail may act: this replica does not lead, and no
+/// leader has been heard from for [`LEADER_SILENCE`]. A leader is heard
+/// through each time in `heard` (the Lease's holder renewing, a leader's
+/// status write coming in); before anything is heard, the silence counts
+/// from `listening_since`, when this replica began to follow the cluster.
+fn leader_is_silent(
+    leading: bool,
+    heard: &[Option<Instant>],
+    listening_since: Instant,
+    now: Instant,
+) -> bool {
+    let last = heard
+        .iter()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(listening_since);
+    !leading && now.saturating_duration_since(last) >= LEADER_SILENCE
+}
+
 /// The guardrail: while the leader is silent, a canary failing badly on
 /// this replica's own traffic is aborted here and now, and `abort: true`
 /// is written for the leader to come.
-async fn guard(process: &Process, cluster: &Cluster) {
+async fn guard(process: &Process, cluster: &Cluster, listening_since: Instant) {
     let silent = {
-        let leading = cluster.is_leader();
-        let leadership = cluster.leadership.borrow();
-        !leading
-            && leadership
-                .heard_at
-                .is_none_or(|at| at.elapsed() >= LEADER_SILENCE)
+        let lease_heard_at = cluster.leadership.borrow().heard_at;
+        leader_is_silent(
+            cluster.is_leader(),
+            &[lease_heard_at, cluster.statuses.leader_heard_at()],
+            listening_since,
+            Instant::now(),
+        )
     };
     if !silent {
         return;

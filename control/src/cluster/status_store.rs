@@ -34,13 +34,14 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
+use tokio::time::Instant;
 
 use super::events::{self, EventReason, RouteRef};
 use super::resource::{CanaryRoute, CanaryRouteStatus};
 use super::status_codec::{self, Coverage, StatusContext, StatusRefused};
 use crate::controller::cluster_routes::Observed;
 use crate::persist::{StateStore, Stored};
-use crate::rollout::{Command, RolloutState};
+use crate::rollout::{Command, Phase, RolloutState};
 
 /// How long a status write may take before it counts as failed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,6 +55,8 @@ pub struct StatusStore {
     runtime: Handle,
     identity: String,
     routes: Mutex<BTreeMap<String, Seen>>,
+    /// When a status written by a leader was last seen come in.
+    leader_heard_at: Mutex<Option<Instant>>,
 }
 
 /// A CanaryRoute as last seen (from the watch or the answer to a write).
@@ -62,6 +65,9 @@ struct Seen {
     status: CanaryRouteStatus,
     resource_version: Option<String>,
     generation: Option<i64>,
+    /// The generation of the spec served (the last that validated), as the
+    /// last sync compiled it; `None` before: `generation` counts.
+    served_generation: Option<i64>,
     uid: Option<String>,
     /// One entry per step: a timed pause's length in milliseconds.
     pause_lengths_ms: Vec<Option<u64>>,
@@ -91,6 +97,7 @@ impl StatusStore {
             runtime,
             identity: identity.to_owned(),
             routes: Mutex::new(BTreeMap::new()),
+            leader_heard_at: Mutex::new(None),
         }
     }
 
@@ -113,12 +120,42 @@ impl StatusStore {
         } else if is_older(incoming.as_deref(), seen.resource_version.as_deref()) {
             return false;
         }
-        seen.status = object.status.clone().unwrap_or_default();
+        let status = object.status.clone().unwrap_or_default();
+        if is_leader_write(
+            &seen.status,
+            seen.resource_version.as_deref(),
+            &status,
+            incoming.as_deref(),
+        ) && let Ok(mut heard) = self.leader_heard_at.lock()
+        {
+            *heard = Some(Instant::now());
+        }
+        seen.status = status;
         seen.resource_version = incoming;
         seen.generation = object.metadata.generation;
         seen.uid = object.metadata.uid.clone();
         seen.pause_lengths_ms = pause_lengths_ms(object);
         made_again
+    }
+
+    /// When this store last saw a leader's status write come in (a new
+    /// version of a status already seen, changed beyond the command inputs
+    /// and naming a leader), by this replica's clock; `None` before the
+    /// first. The statuses found at the first read are not counted: when
+    /// they were written is unknown.
+    pub fn leader_heard_at(&self) -> Option<Instant> {
+        *self.leader_heard_at.lock().ok()?
+    }
+
+    /// Records that `route` is served from its spec of `generation` (the
+    /// last that validated), which its status reports as
+    /// `observedGeneration`.
+    pub fn set_served_generation(&self, route: &str, generation: Option<i64>) {
+        if let Ok(mut routes) = self.routes.lock()
+            && let Some(seen) = routes.get_mut(route)
+        {
+            seen.served_generation = generation;
+        }
     }
 
     /// Forgets the CanaryRoutes for which `present` is false (deleted).
@@ -213,9 +250,13 @@ impl StatusStore {
     }
 
     /// Whether the status seen for `state`'s route tells another judgement
-    /// than `state` holds (verdict, reason or coverage), or names another
-    /// leader: the leader then writes it again, so `kubectl get` shows the
-    /// analysis in force and who leads.
+    /// than `state` holds (verdict, reason or coverage), names another
+    /// leader, or reports another generation than the spec served (an edit
+    /// that made no transition): the leader then writes it again, so
+    /// `kubectl get` shows the analysis in force, who leads and which spec
+    /// is reconciled (`observedGeneration`). An edit that does not validate
+    /// leaves the last spec that did served, and `observedGeneration` at
+    /// its generation.
     pub fn judgement_is_stale(&self, state: &RolloutState) -> bool {
         let Ok(routes) = self.routes.lock() else {
             return false;
@@ -233,6 +274,35 @@ impl StatusStore {
         // A new leader names itself at once, even when nothing else changed.
         summary(&encoded) != summary(&seen.status)
             || seen.status.leader.as_deref() != Some(self.identity.as_str())
+            || seen
+                .served_generation
+                .or(seen.generation)
+                .is_some_and(|served| seen.status.observed_generation != Some(served))
+    }
+
+    /// Whether `state`, the status of a CanaryRoute without a strategy (no
+    /// rollout: Healthy at its fixed weight), is to be written: the route
+    /// has been read, its status holds no other phase than Healthy (the
+    /// state of an earlier rollout is left as it is), and it says anything
+    /// else than `state` would (a first status, another weight, generation
+    /// or leader).
+    pub fn fixed_split_is_stale(&self, state: &RolloutState) -> bool {
+        let Ok(routes) = self.routes.lock() else {
+            return false;
+        };
+        let Some(seen) = routes.get(state.route.as_str()) else {
+            return false;
+        };
+        let healthy = Phase::Healthy.as_str();
+        if seen
+            .status
+            .phase
+            .as_deref()
+            .is_some_and(|phase| phase != healthy)
+        {
+            return false;
+        }
+        status_codec::encode(state, &seen.status, &self.context(seen, None, 0)) != seen.status
     }
 
     /// What encoding a state for the route `seen` needs besides the state.
@@ -244,7 +314,7 @@ impl StatusStore {
     ) -> StatusContext<'a> {
         StatusContext {
             leader: &self.identity,
-            observed_generation: seen.generation,
+            observed_generation: seen.served_generation.or(seen.generation),
             pause_lengths_ms: &seen.pause_lengths_ms,
             coverage: seen.coverage,
             refused,
@@ -485,6 +555,29 @@ fn split_route(route: &str) -> io::Result<(&str, &str)> {
                 format!("{route:?} is not a CanaryRoute name (NAMESPACE/NAME)"),
             )
         })
+}
+
+/// Whether `next` (at `next_version`) is a leader's write over `previous`
+/// (at `previous_version`): a newer version of a status already seen, that
+/// names a leader and changed more than the command inputs, which any
+/// replica writes.
+fn is_leader_write(
+    previous: &CanaryRouteStatus,
+    previous_version: Option<&str>,
+    next: &CanaryRouteStatus,
+    next_version: Option<&str>,
+) -> bool {
+    let without_inputs = |status: &CanaryRouteStatus| CanaryRouteStatus {
+        abort: None,
+        promote_full: None,
+        paused: None,
+        promote: None,
+        ..status.clone()
+    };
+    previous_version.is_some()
+        && next_version != previous_version
+        && next.leader.is_some()
+        && without_inputs(previous) != without_inputs(next)
 }
 
 /// True when both versions are numbers and `incoming` is below `seen`

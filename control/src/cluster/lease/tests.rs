@@ -91,3 +91,139 @@ async fn a_takeover_at_the_largest_transition_count_keeps_it_there() {
     assert_eq!(written["spec"]["leaseTransitions"], i32::MAX);
     assert_eq!(written["metadata"]["resourceVersion"], "7");
 }
+
+/// The API server's refusal of a read the ServiceAccount may not make.
+fn forbidden() -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "leases.coordination.k8s.io \"weir-leader\" is forbidden",
+        "reason": "Forbidden", "code": 403,
+    })
+}
+
+/// A candidate whose reads of the Lease fail (refused, then unanswered)
+/// keeps the leader it last read and when it last heard from it: the
+/// guardrail measures the leader's silence from there, not from the
+/// first failed read.
+#[tokio::test(start_paused = true)]
+async fn a_failed_read_keeps_the_leader_and_when_it_was_last_heard() {
+    let (client, mut handle) = mock_api::client();
+    let elector = Elector::new(client, LeaseConfig::new("weir", "weir-leader", "weir-1"));
+    let (leadership_tx, leadership) = watch::channel(Leadership::default());
+    let (stop, stopping) = watch::channel(false);
+    let running = tokio::spawn(elector.run(leadership_tx, stopping));
+
+    let read = next(&mut handle).await;
+    read.answer(200, &lease("weir-0", 0));
+    // Each round publishes before it sleeps and reads again.
+    let read = next(&mut handle).await;
+    let heard = leadership.borrow().clone();
+    assert_eq!(heard.leader.as_deref(), Some("weir-0"));
+    assert!(!heard.is_leader);
+    assert!(heard.heard_at.is_some(), "weir-0 was heard");
+
+    read.answer(403, &forbidden());
+    let unanswered = next(&mut handle).await;
+    assert_eq!(
+        *leadership.borrow(),
+        heard,
+        "a refused read tells nothing new"
+    );
+
+    // No answer: the round gives up after half the renew deadline.
+    let read = next(&mut handle).await;
+    drop(unanswered);
+    assert_eq!(
+        *leadership.borrow(),
+        heard,
+        "nor does a read without answer"
+    );
+
+    // The record stays unchanged for the lease duration by this replica's
+    // clock: weir-0 has expired, whatever the reads answer.
+    read.answer(403, &forbidden());
+    for _ in 0..5 {
+        next(&mut handle).await.answer(403, &forbidden());
+    }
+    let read = next(&mut handle).await;
+    assert_eq!(
+        *leadership.borrow(),
+        Leadership::default(),
+        "weir-0 expired"
+    );
+    stop.send_replace(true);
+    drop(read);
+    tokio::time::timeout(mock_api::GUARD, running)
+        .await
+        .expect("the election stops")
+        .expect("the election ran");
+}
+
+/// Log lines captured by a test's subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("the capture").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The lines of the election captured so far at `level`.
+    fn count(&self, level: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().expect("the capture")).into_owned();
+        text.lines()
+            .filter(|line| line.contains(level) && line.contains("weir_control::cluster::lease:"))
+            .count()
+    }
+}
+
+/// A follower that may not read the Lease (a sidecar's ServiceAccount has
+/// no Role in weir's namespace) warns once, not at every read; a read that
+/// succeeds again says so, and a new run of failures warns again.
+#[tokio::test(start_paused = true)]
+async fn a_follower_refused_the_lease_warns_once_per_run_of_failures() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let (client, mut handle) = mock_api::client();
+    let elector = Elector::new(client, LeaseConfig::new("weir", "weir-leader", "weir-9"));
+    let (leadership_tx, leadership) = watch::channel(Leadership::default());
+    let (stop, stopping) = watch::channel(false);
+    let running = tokio::spawn(elector.observe(leadership_tx, stopping));
+
+    for _ in 0..5 {
+        let read = next(&mut handle).await;
+        assert_eq!(
+            (&read.method, read.path.as_str()),
+            (&http::Method::GET, LEASE_PATH)
+        );
+        read.answer(403, &forbidden());
+    }
+    next(&mut handle).await.answer(200, &lease("weir-0", 0));
+    next(&mut handle).await.answer(403, &forbidden());
+    let read = next(&mut handle).await;
+    assert_eq!(leadership.borrow().leader.as_deref(), Some("weir-0"));
+    stop.send_replace(true);
+    read.answer(403, &forbidden());
+    tokio::time::timeout(mock_api::GUARD, running)
+        .await
+        .expect("the follower stops")
+        .expect("the follower ran");
+
+    assert_eq!(captured.count(" WARN "), 2, "one per run of failures");
+    assert_eq!(captured.count(" DEBUG "), 5, "the other failures");
+    assert_eq!(captured.count(" INFO "), 1, "read again");
+}

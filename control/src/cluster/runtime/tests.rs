@@ -76,6 +76,35 @@ async fn the_end_of_the_election_is_one_change_then_nothing() {
     }
 }
 
+/// The guardrail acts only once no leader has been heard from for 5 s:
+/// not through the Lease, not through a status write, and, before either
+/// was heard, not since this replica began to follow the cluster.
+#[test]
+fn the_leader_is_silent_five_seconds_after_it_was_last_heard() {
+    let start = Instant::now();
+    let at = |seconds| start + Duration::from_secs(seconds);
+    assert!(!leader_is_silent(false, &[None, None], start, at(4)));
+    assert!(leader_is_silent(false, &[None, None], start, at(5)));
+    // The latest of the Lease's holder and the leader's status writes.
+    let heard = [Some(at(1)), Some(at(8))];
+    assert!(!leader_is_silent(false, &heard, start, at(12)));
+    assert!(leader_is_silent(false, &heard, start, at(13)));
+    assert!(!leader_is_silent(
+        false,
+        &[None, Some(at(8))],
+        start,
+        at(12)
+    ));
+    assert!(!leader_is_silent(
+        false,
+        &[Some(at(8)), None],
+        start,
+        at(12)
+    ));
+    // The leader never is.
+    assert!(!leader_is_silent(true, &[None, None], start, at(60)));
+}
+
 /// The HTTPRoute status writes held by the API server: how many came, and
 /// how many are waiting now.
 #[derive(Debug, Clone, Copy, Default)]
@@ -545,4 +574,108 @@ async fn a_refresh_gives_up_at_the_first_judgement_write_that_hangs() {
         hung.borrow().came
     );
     stop.send_replace(true);
+}
+
+/// An edit that moves the rollout nowhere (here another path) is reported
+/// all the same: the leader writes the new `observedGeneration` at its next
+/// refresh, with no transition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_without_a_transition_is_reported_as_observed() {
+    let hold = Arc::new(AtomicBool::new(false));
+    let (cluster, _process, _hung, _stop) = canary_leader(1, hold).await;
+    let name = "checkout-0";
+    // The test's clock stands still: the rollout stays at its first step.
+    let started = cluster
+        .wait_status("shop", name, START_LIMIT, "the rollout started", |s| {
+            s["phase"] == "Progressing" && s["stepIndex"] == 0
+        })
+        .await;
+    let before = cluster.canary_route("shop", name)["metadata"]["generation"].clone();
+    assert_eq!(started["observedGeneration"], before, "{started:#}");
+
+    let edited = cluster.apply_canary_route(
+        "shop",
+        name,
+        json!({
+            "pathPrefix": "/edited",
+            "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
+            "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80}},
+            "strategy": {"steps": [{"setWeight": 10}, {"pause": {}}]},
+        }),
+    );
+    let generation = edited["metadata"]["generation"].clone();
+    assert_ne!(generation, before, "the edit is a new generation");
+    let seq = started["seq"].clone();
+    let status = cluster
+        .wait_status(
+            "shop",
+            name,
+            2 * STATUS_REFRESH + Duration::from_secs(3),
+            "the edit's generation observed",
+            |s| s["observedGeneration"] == generation,
+        )
+        .await;
+    assert_eq!(
+        (&status["phase"], &status["stepIndex"], &status["seq"]),
+        (&json!("Progressing"), &json!(0), &seq),
+        "no transition: {status:#}"
+    );
+}
+
+/// A CanaryRoute without a strategy (a fixed split) has a status all the
+/// same: Healthy at its fixed weight, with the generation served and a
+/// `Ready` condition, written again when its spec changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_route_without_a_strategy_gets_a_healthy_status() {
+    let hold = Arc::new(AtomicBool::new(false));
+    let (cluster, _process, _hung, _stop) = canary_leader(0, hold).await;
+    let fixed = |weight: u32| {
+        json!({
+            "pathPrefix": "/fixed",
+            "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
+            "canary": {"revision": "v2", "service": {"name": "checkout-v2", "port": 80},
+                       "weight": weight},
+        })
+    };
+    let stable_only = json!({
+        "pathPrefix": "/stable",
+        "stable": {"revision": "v1", "service": {"name": "checkout-v1", "port": 80}},
+    });
+    let applied = cluster.apply_canary_route("shop", "fixed", fixed(25));
+    cluster.apply_canary_route("shop", "stable-only", stable_only);
+
+    let generation = applied["metadata"]["generation"].clone();
+    let status = cluster
+        .wait_status("shop", "fixed", START_LIMIT, "a Healthy status", |s| {
+            s["phase"] == "Healthy"
+        })
+        .await;
+    assert_eq!(status["canaryWeight"], 25.0, "{status:#}");
+    assert_eq!(status["observedGeneration"], generation, "{status:#}");
+    assert_eq!(status["leader"], "weir-0", "{status:#}");
+    assert_eq!(status["canaryRevision"], "v2", "{status:#}");
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["status"], "True", "{status:#}");
+    let status = cluster
+        .wait_status(
+            "shop",
+            "stable-only",
+            START_LIMIT,
+            "a Healthy status",
+            |s| s["phase"] == "Healthy",
+        )
+        .await;
+    assert_eq!(status["canaryWeight"], 0.0, "{status:#}");
+
+    let edited = cluster.apply_canary_route("shop", "fixed", fixed(40));
+    let generation = edited["metadata"]["generation"].clone();
+    cluster
+        .wait_status("shop", "fixed", START_LIMIT, "the new weight", |s| {
+            s["canaryWeight"] == 40.0 && s["observedGeneration"] == generation
+        })
+        .await;
 }

@@ -608,3 +608,110 @@ async fn a_route_made_again_under_its_name_is_taken_whatever_its_version() {
         "a deleted route is forgotten"
     );
 }
+
+/// A follower that cannot read the Lease hears the leader through its
+/// status writes: a newer version of a status already seen, changed
+/// beyond the command inputs. The statuses of the first read, the same
+/// version seen again and a command input written by any replica are not
+/// the leader's voice.
+#[tokio::test(start_paused = true)]
+async fn a_leaders_status_write_is_heard_and_a_command_input_is_not() {
+    let (store, api) = store();
+    let paused = status_of(&timed_pause());
+    store.observe(ROUTE, &route("7", &paused));
+    assert_eq!(store.leader_heard_at(), None, "written when, unknown");
+    store.observe(ROUTE, &route("7", &paused));
+    assert_eq!(store.leader_heard_at(), None, "the same write again");
+    let mut input = paused.clone();
+    input["abort"] = json!(true);
+    store.observe(ROUTE, &route("8", &input));
+    assert_eq!(store.leader_heard_at(), None, "an input, from anyone");
+
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let advanced = status_of(&state(Phase::Progressing, Some(2), 25));
+    store.observe(ROUTE, &route("9", &advanced));
+    assert_eq!(store.leader_heard_at(), Some(tokio::time::Instant::now()));
+
+    // An older version delivered late is not news.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    store.observe(ROUTE, &route("8", &input));
+    assert!(store.leader_heard_at() < Some(tokio::time::Instant::now()));
+    drop(store);
+    no_more_requests(api).await;
+}
+
+/// Reaching a pause step (timed or not) is told as `Paused`, not as
+/// `StepAdvanced`: the rollout is held there.
+#[tokio::test]
+async fn reaching_a_pause_step_sends_a_paused_event() {
+    let (store, mut api) = store();
+    store.observe(
+        ROUTE,
+        &route("7", &status_of(&state(Phase::Progressing, Some(0), 5))),
+    );
+    let saving = save_in_background(&store, timed_pause());
+    let patch = next(&mut api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    assert_eq!(patch.body["status"]["phase"], "Paused");
+    let answered = object("8", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
+
+    let event = next(&mut api).await;
+    assert_eq!(event.path, EVENTS_PATH);
+    assert_eq!(event.body["reason"], "Paused");
+    assert_eq!(event.body["action"], "HoldRollout");
+    assert_eq!(event.body["type"], "Normal");
+    event.answer(201, &json!({}));
+    drop(store);
+    no_more_requests(api).await;
+}
+
+/// A spec edit that makes no transition (a new generation, the same
+/// rollout position) leaves `observedGeneration` behind: the status is
+/// stale, and the leader's refresh writes it with the generation seen.
+#[tokio::test]
+async fn a_spec_edit_without_a_transition_makes_the_status_stale() {
+    let (store, mut api) = store();
+    let paused = timed_pause();
+    store.observe(ROUTE, &route("7", &status_of(&paused)));
+    assert!(!store.judgement_is_stale(&paused), "generation 2 observed");
+
+    let mut edited = object("8", &status_of(&paused));
+    edited["metadata"]["generation"] = json!(3);
+    let edited: CanaryRoute = serde_json::from_value(edited).expect("a CanaryRoute");
+    store.observe(ROUTE, &edited);
+    assert!(
+        store.judgement_is_stale(&paused),
+        "generation 3 not observed"
+    );
+
+    // While generation 3 does not validate, generation 2 is served: the
+    // status says so already.
+    store.set_served_generation(ROUTE, Some(2));
+    assert!(!store.judgement_is_stale(&paused), "generation 2 served");
+    store.set_served_generation(ROUTE, Some(3));
+    assert!(store.judgement_is_stale(&paused), "generation 3 served");
+
+    let saving = save_in_background(&store, paused.clone());
+    let patch = next(&mut api).await;
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "8");
+    assert_eq!(patch.body["status"]["observedGeneration"], 3);
+    let mut answered = object("9", &patch.body["status"]);
+    answered["metadata"]["generation"] = json!(3);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
+    assert!(!store.judgement_is_stale(&paused), "written: up to date");
+
+    // No transition, no Event.
+    drop(store);
+    no_more_requests(api).await;
+}
