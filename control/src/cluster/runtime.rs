@@ -782,9 +782,11 @@ async fn sync(
     // A status reports the generation of the spec served, which is an
     // earlier one while an edit does not validate.
     for served in &compiled.routes {
-        cluster
-            .statuses
-            .set_served_generation(&served.route.name, served.generation);
+        cluster.statuses.set_served(
+            &served.route.name,
+            served.generation,
+            pause_lengths_ms(&served.route),
+        );
     }
     let peers = discovery::peer_addresses(
         &objects,
@@ -891,6 +893,20 @@ async fn sync(
         problems,
         gateways,
     }
+}
+
+/// Per step of `route`'s strategy, a timed pause's length in milliseconds.
+fn pause_lengths_ms(route: &weir_config::Route) -> Vec<Option<u64>> {
+    route.strategy.as_ref().map_or_else(Vec::new, |strategy| {
+        strategy
+            .steps
+            .iter()
+            .map(|step| match step {
+                weir_config::Step::Pause(Some(length)) => u64::try_from(length.as_millis()).ok(),
+                _ => None,
+            })
+            .collect()
+    })
 }
 
 /// The status of CanaryRoute `route`, which has no strategy: no rollout,

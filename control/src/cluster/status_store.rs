@@ -68,6 +68,9 @@ struct Seen {
     /// The generation of the spec served (the last that validated), as the
     /// last sync compiled it; `None` before: `generation` counts.
     served_generation: Option<i64>,
+    /// Per step of the spec served, a timed pause's length: the steps the
+    /// status counts while an edit that does not validate is not served.
+    served_pause_lengths_ms: Option<Vec<Option<u64>>>,
     uid: Option<String>,
     /// One entry per step: a timed pause's length in milliseconds.
     pause_lengths_ms: Vec<Option<u64>>,
@@ -75,6 +78,20 @@ struct Seen {
     /// The abort (`rollout_seq`, `rollout_started_ms`) whose Event went
     /// out before a status write that has not landed yet.
     abort_announced: Option<(u64, u64)>,
+}
+
+// === impl Seen ===
+
+impl Seen {
+    /// Per step of the spec served, a timed pause's length: the served
+    /// spec's while the object holds another generation (an edit that does
+    /// not validate), else the object's own.
+    fn pause_lengths(&self) -> &[Option<u64>] {
+        match &self.served_pause_lengths_ms {
+            Some(served) if self.served_generation != self.generation => served,
+            _ => &self.pause_lengths_ms,
+        }
+    }
 }
 
 /// Everything one status write needs, taken from the store under its lock.
@@ -149,12 +166,19 @@ impl StatusStore {
 
     /// Records that `route` is served from its spec of `generation` (the
     /// last that validated), which its status reports as
-    /// `observedGeneration`.
-    pub fn set_served_generation(&self, route: &str, generation: Option<i64>) {
+    /// `observedGeneration`, with its steps' timed pauses (`pause_lengths_ms`,
+    /// one entry per step): the status counts the steps of the spec served.
+    pub fn set_served(
+        &self,
+        route: &str,
+        generation: Option<i64>,
+        pause_lengths_ms: Vec<Option<u64>>,
+    ) {
         if let Ok(mut routes) = self.routes.lock()
             && let Some(seen) = routes.get_mut(route)
         {
             seen.served_generation = generation;
+            seen.served_pause_lengths_ms = Some(pause_lengths_ms);
         }
     }
 
@@ -315,7 +339,7 @@ impl StatusStore {
         StatusContext {
             leader: &self.identity,
             observed_generation: seen.served_generation.or(seen.generation),
-            pause_lengths_ms: &seen.pause_lengths_ms,
+            pause_lengths_ms: seen.pause_lengths(),
             coverage: seen.coverage,
             refused,
             now_ms,
@@ -343,7 +367,7 @@ impl StatusStore {
                  written safely"
             ))
         })?;
-        let decoded = status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len());
+        let decoded = status_codec::decode(route, &seen.status, seen.pause_lengths().len());
         let status = status_codec::encode(
             state,
             &seen.status,
@@ -489,7 +513,7 @@ fn stored(route: &str, seen: Option<&Seen>) -> Stored {
     let Some(seen) = seen else {
         return Stored::Missing;
     };
-    match status_codec::decode(route, &seen.status, seen.pause_lengths_ms.len()) {
+    match status_codec::decode(route, &seen.status, seen.pause_lengths().len()) {
         Ok(Some(state)) => Stored::Found(Box::new(state)),
         Ok(None) => Stored::Missing,
         Err(refused) => Stored::Unreadable(format!(

@@ -692,9 +692,9 @@ async fn a_spec_edit_without_a_transition_makes_the_status_stale() {
 
     // While generation 3 does not validate, generation 2 is served: the
     // status says so already.
-    store.set_served_generation(ROUTE, Some(2));
+    store.set_served(ROUTE, Some(2), five_steps());
     assert!(!store.judgement_is_stale(&paused), "generation 2 served");
-    store.set_served_generation(ROUTE, Some(3));
+    store.set_served(ROUTE, Some(3), five_steps());
     assert!(store.judgement_is_stale(&paused), "generation 3 served");
 
     let saving = save_in_background(&store, paused.clone());
@@ -714,4 +714,43 @@ async fn a_spec_edit_without_a_transition_makes_the_status_stale() {
     // No transition, no Event.
     drop(store);
     no_more_requests(api).await;
+}
+
+/// The timed pauses of [`object`]'s five steps.
+fn five_steps() -> Vec<Option<u64>> {
+    vec![None, Some(30_000), None, None, None]
+}
+
+/// While an edit that does not validate is not served (its spec has two
+/// steps), the status counts the steps of the spec served (five): a state
+/// at step 4 is written with `stepCount` 5, so that it is not read back as
+/// past the last step.
+#[tokio::test]
+async fn the_status_counts_the_steps_of_the_spec_served() {
+    let (store, mut api) = store();
+    let at_step_4 = state(Phase::Progressing, Some(3), 25);
+    let mut edited = object("7", &status_of(&at_step_4));
+    edited["metadata"]["generation"] = json!(3);
+    edited["spec"]["strategy"]["steps"] = json!([{"setWeight": 5}, {"setWeight": 150}]);
+    let edited: CanaryRoute = serde_json::from_value(edited).expect("a CanaryRoute");
+    store.observe(ROUTE, &edited);
+    store.set_served(ROUTE, Some(2), five_steps());
+    match store.load(ROUTE) {
+        Stored::Found(found) => assert_eq!(found.step_index, Some(3)),
+        other => panic!("the state at step 4, not {other:?}"),
+    }
+    let mut ahead = at_step_4.clone();
+    ahead.step_index = Some(4);
+    ahead.canary_weight = Weight::FULL;
+    let saving = save_in_background(&store, ahead);
+    let patch = next(&mut api).await;
+    assert_eq!(patch.body["status"]["stepCount"], 5);
+    assert_eq!(patch.body["status"]["observedGeneration"], 2);
+    let answered = object("8", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
 }
