@@ -393,6 +393,11 @@ pub(super) fn resolve(
             }
         }
     }
+    // The reference keeps its arguments too (shown with its runs).
+    let kept: usize = values.iter().map(|(k, v)| k.len() + v.len()).sum();
+    resolved
+        .bytes
+        .set(resolved.bytes.get().saturating_add(kept));
     if resolved.bytes.get() > MAX_RESOLVED_TOTAL {
         report(
             at,

@@ -619,3 +619,30 @@ fn the_arguments_of_a_reference_are_checked_even_when_its_template_has_a_problem
         "{said:#?}"
     );
 }
+
+/// A reference keeps its arguments, defaults included: a long default
+/// named by many routes counts against the total even when no field uses
+/// it.
+#[test]
+fn long_arguments_kept_by_many_references_count_against_the_total() {
+    let long = "x".repeat(200_000);
+    let templates = format!(
+        "  - name: big\n    args: [{{name: unused, value: '{long}'}}]\n    metrics:\n      - name: m\n        provider:\n          prometheus:\n            address: http://127.0.0.1:9090\n            query: up\n"
+    );
+    let mut routes = String::new();
+    for i in 0..400 {
+        routes.push_str(&format!(
+            "  - name: r{i}\n    pathPrefix: /r{i}\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    canary: {{ revision: v2, endpoints: [b:1] }}\n    strategy:\n      steps:\n        - setWeight: 10\n        - analysis: {{ templates: [{{ templateName: big }}] }}\n"
+        ));
+    }
+    let text = format!(
+        "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nanalysisTemplates:\n{templates}routes:\n{routes}"
+    );
+    let errors = invalid(&text);
+    assert_eq!(errors.len(), 1, "{:?}", &errors[..errors.len().min(3)]);
+    assert!(
+        errors[0].message.contains("more than 64 MiB"),
+        "{}",
+        errors[0].message
+    );
+}
