@@ -101,6 +101,9 @@ struct Write {
     resource_version: String,
     body: Value,
     event: Option<(EventReason, k8s_openapi::api::events::v1::Event)>,
+    /// The abort (`rollout_seq`, `rollout_started_ms`) whose Event goes out
+    /// before the write.
+    abort: Option<(u64, u64)>,
 }
 
 // === impl StatusStore ===
@@ -146,6 +149,15 @@ impl StatusStore {
         ) && let Ok(mut heard) = self.leader_heard_at.lock()
         {
             *heard = Some(Instant::now());
+        }
+        // Another leader wrote since: what this replica announced is its
+        // own past, and an abort it decides next is news.
+        if status
+            .leader
+            .as_deref()
+            .is_some_and(|leader| leader != self.identity)
+        {
+            seen.abort_announced = None;
         }
         seen.status = status;
         seen.resource_version = incoming;
@@ -393,25 +405,30 @@ impl StatusStore {
                     events::event(reason, &state.message, &regarding, &self.identity, now_ms);
                 (reason, event)
             });
-        if matches!(event, Some((EventReason::Aborted, _))) {
-            seen.abort_announced = Some(this_abort);
-        }
+        let abort = matches!(event, Some((EventReason::Aborted, _))).then_some(this_abort);
         Ok(Write {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             body: status_patch(&seen.status, &status, &resource_version)?,
             resource_version,
             event,
+            abort,
         })
     }
 
-    /// Notes that a status write of `route` landed: an abort announced
-    /// before it is in the status now, and a later one is news again.
-    fn landed(&self, route: &str) {
+    /// Notes what became of a write of `route`: when it landed, an abort
+    /// announced before it is in the status now and a later one is news
+    /// again; when it did not, `announced` (the abort whose Event went out
+    /// before it) is not to be announced a second time.
+    fn after_write(&self, route: &str, landed: bool, announced: Option<(u64, u64)>) {
         if let Ok(mut routes) = self.routes.lock()
             && let Some(seen) = routes.get_mut(route)
         {
-            seen.abort_announced = None;
+            if landed {
+                seen.abort_announced = None;
+            } else if announced.is_some() {
+                seen.abort_announced = announced;
+            }
         }
     }
 
@@ -443,14 +460,19 @@ impl StateStore for StatusStore {
                 resource_version: _,
                 body,
                 event,
+                abort,
             } = write;
             let (before, after) = match event {
                 Some((EventReason::Aborted, event)) => (Some(event), None),
                 other => (None, other.map(|(_, event)| event)),
             };
-            if let Some(event) = before {
-                send_event(client.clone(), event, &task_route).await;
-            }
+            let announced = match before {
+                Some(event) => send_event(client.clone(), event, &task_route)
+                    .await
+                    .then_some(abort)
+                    .flatten(),
+                None => None,
+            };
             let api: Api<CanaryRoute> = Api::namespaced(client.clone(), &namespace);
             let written = tokio::time::timeout(
                 WRITE_TIMEOUT,
@@ -461,13 +483,16 @@ impl StateStore for StatusStore {
                 let route = task_route.clone();
                 tokio::spawn(async move { send_event(client, event, &route).await });
             }
-            let _ = answer_tx.send(written);
+            let _ = answer_tx.send((written, announced));
         });
         let waited = answer.recv_timeout(EVENT_TIMEOUT + WRITE_TIMEOUT + Duration::from_secs(1));
-        match waited {
+        if let Ok((written, announced)) = &waited {
+            let landed = matches!(written, Ok(Ok(_)));
+            self.after_write(&route, landed, *announced);
+        }
+        match waited.map(|(written, _)| written) {
             Ok(Ok(Ok(object))) => {
                 self.record(&route, &object);
-                self.landed(&route);
                 Ok(())
             }
             Ok(Ok(Err(kube::Error::Api(status)))) if status.code == 409 => {
@@ -522,16 +547,23 @@ fn stored(route: &str, seen: Option<&Seen>) -> Stored {
     }
 }
 
-/// Sends an Event within [`EVENT_TIMEOUT`]; a failure is logged, nothing more.
-async fn send_event(client: kube::Client, event: k8s_openapi::api::events::v1::Event, route: &str) {
+/// Sends an Event within [`EVENT_TIMEOUT`]; a failure is logged, nothing
+/// more. Whether it was sent.
+async fn send_event(
+    client: kube::Client,
+    event: k8s_openapi::api::events::v1::Event,
+    route: &str,
+) -> bool {
     let reason = event.reason.clone().unwrap_or_default();
     match tokio::time::timeout(EVENT_TIMEOUT, events::send(client, &event)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => true,
         Ok(Err(error)) => {
             tracing::warn!(route, reason, %error, "cannot send the Event");
+            false
         }
         Err(_) => {
             tracing::warn!(route, reason, timeout = ?EVENT_TIMEOUT, "no answer to the Event in time");
+            false
         }
     }
 }

@@ -754,3 +754,61 @@ async fn the_status_counts_the_steps_of_the_spec_served() {
         .expect("the save ran")
         .expect("the save succeeded");
 }
+
+/// An abort's Event that was refused has not been told: decided again
+/// after a 409, the abort sends it again. Once another leader has written
+/// the status, an abort this replica decides is news too.
+#[tokio::test]
+async fn an_abort_is_announced_again_when_its_event_failed_or_another_leader_wrote() {
+    let (store, mut api) = store();
+    let progressing = status_of(&state(Phase::Progressing, Some(0), 5));
+    store.observe(ROUTE, &route("7", &progressing));
+    let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "message": "events is forbidden", "reason": "Forbidden", "code": 403});
+
+    // The Event refused, then the write refused (409).
+    let saving = save_in_background(&store, aborted());
+    let event = next(&mut api).await;
+    assert_eq!(event.path, EVENTS_PATH);
+    event.answer(403, &forbidden);
+    let patch = next(&mut api).await;
+    patch.answer(409, &conflict());
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect_err("a conflict fails the save");
+
+    // Decided again: the Event goes out this time; the write fails again.
+    store.observe(ROUTE, &route("8", &progressing));
+    let saving = save_in_background(&store, aborted());
+    let event = next(&mut api).await;
+    assert_eq!(event.path, EVENTS_PATH, "the refused Event is sent again");
+    event.answer(201, &json!({}));
+    let patch = next(&mut api).await;
+    patch.answer(409, &conflict());
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect_err("a conflict fails the save");
+
+    // Another leader wrote meanwhile: the abort decided here is news.
+    let mut other = progressing.clone();
+    other["leader"] = json!("weir-1");
+    store.observe(ROUTE, &route("9", &other));
+    let saving = save_in_background(&store, aborted());
+    let event = next(&mut api).await;
+    assert_eq!(event.path, EVENTS_PATH, "after another leader, told again");
+    event.answer(201, &json!({}));
+    let patch = next(&mut api).await;
+    let answered = object("10", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
+    drop(store);
+    no_more_requests(api).await;
+}
