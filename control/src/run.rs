@@ -16,7 +16,7 @@ use weir_config::Diagnostics;
 use weir_proxy::{Metrics, Proxy, ServeOptions};
 
 use crate::admin::{self, AdminState};
-use crate::cli::RunArgs;
+use crate::cli::{LogFormat, RunArgs};
 use crate::cluster::counters::Replica;
 use crate::cluster::runtime::{self, Settings};
 use crate::cluster::status_store::StatusStore;
@@ -34,7 +34,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the proxy until a signal stops it; exit 0 after a clean drain.
 pub fn main(args: RunArgs) -> ExitCode {
-    telemetry::init(args.log_format);
+    let log_format = args.log_format;
+    telemetry::init(log_format);
     // One multi-threaded runtime (a worker per CPU weir may use), not one
     // current-thread runtime per core with its own SO_REUSEPORT listener
     // and pools. Both were measured, with a prototype of the second (each
@@ -67,9 +68,13 @@ pub fn main(args: RunArgs) -> ExitCode {
     };
     match runtime.block_on(serve(args.config, args.kubernetes)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Said once: as a log record in JSON (every line of stderr is one),
+        // as plain lines for a person otherwise.
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("weir: {error:#}");
+            match log_format {
+                LogFormat::Json => tracing::error!("{error:#}"),
+                LogFormat::Text => eprintln!("weir: {error:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -315,9 +320,6 @@ async fn kube_config(credentials: Credentials) -> anyhow::Result<kube::Config> {
 /// The error of a config refused at start: each diagnostic logged, and the
 /// file named with all of them.
 fn config_errors(config_path: &Path, diagnostics: &Diagnostics) -> anyhow::Error {
-    for d in &diagnostics.0 {
-        tracing::error!("{d}");
-    }
     anyhow::anyhow!(
         "{} has {} error(s):\n{diagnostics}",
         config_path.display(),

@@ -120,6 +120,15 @@ async fn tokens_guard_reads_and_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_a_non_loopback_admin_address_without_tokens() {
+    for format in ["text", "json"] {
+        refused_with_log_format(format).await;
+    }
+}
+
+/// `weir run` with admin address 0.0.0.0 and no tokens, `--log-format
+/// FORMAT`: refused, the error said once; in JSON every line of stderr is
+/// a JSON object.
+async fn refused_with_log_format(format: &str) {
     let v1 = FakeUpstream::start("v1").await;
     let dir = tempfile::tempdir().unwrap();
     // Reserved for the whole test: should weir wrongly start, it binds
@@ -140,7 +149,7 @@ async fn refuses_a_non_loopback_admin_address_without_tokens() {
         .arg("run")
         .arg("--config")
         .arg(&path)
-        .args(["--log-format", "text"])
+        .args(["--log-format", format])
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -161,5 +170,18 @@ async fn refuses_a_non_loopback_admin_address_without_tokens() {
         said.contains("admin") && said.contains("token") && said.contains("loopback"),
         "the message should name the admin address, loopback and tokens:\n{stderr}{stdout}"
     );
+    assert_eq!(
+        said.matches("is not loopback").count(),
+        1,
+        "{format}: the error said once:\n{stderr}"
+    );
+    if format == "json" {
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "not a JSON log line: {line}"
+            );
+        }
+    }
     eprintln!("weir said: {}", stderr.trim());
 }
