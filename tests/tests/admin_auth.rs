@@ -130,7 +130,7 @@ async fn refuses_a_non_loopback_admin_address_without_tokens() {
 /// a JSON object.
 async fn refused_with_log_format(format: &str) {
     let v1 = FakeUpstream::start("v1").await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     // Reserved for the whole test: should weir wrongly start, it binds
     // these ports and not one another test is using.
     let http = ReservedPort::bind();
@@ -143,7 +143,7 @@ async fn refused_with_log_format(format: &str) {
     };
     let config = WeirConfig::new([Route::new("web", &[v1.addr])]);
     let path = dir.path().join("weir.yaml");
-    std::fs::write(&path, config.render(&addrs)).unwrap();
+    std::fs::write(&path, config.render(&addrs)).expect("the config written");
     let mut command = tokio::process::Command::from(weir_command());
     command
         .arg("run")
@@ -158,7 +158,7 @@ async fn refused_with_log_format(format: &str) {
         .unwrap_or_else(|_| {
             panic!("weir started with admin address 0.0.0.0:{admin_port} and no tokens")
         })
-        .unwrap();
+        .expect("weir runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
