@@ -72,8 +72,9 @@ pub struct Kubernetes {
     pub role: KubernetesRole,
     /// Whether weir serves the Gateway API (GatewayClasses whose
     /// `controllerName` is `weir.dev/gateway-controller`, their Gateways
-    /// and HTTPRoutes).
-    pub gateway_api: bool,
+    /// and HTTPRoutes); `None`: when the cluster serves it, as found at
+    /// the start.
+    pub gateway_api: Option<bool>,
 }
 
 /// What a replica may do in the cluster.
@@ -450,7 +451,7 @@ impl Default for Kubernetes {
             lease: DEFAULT_LEASE.to_owned(),
             peers: DEFAULT_PEERS.to_owned(),
             role: KubernetesRole::Candidate,
-            gateway_api: false,
+            gateway_api: None,
         }
     }
 }

@@ -253,7 +253,8 @@ pub struct KubernetesSpec {
     /// `candidate` (may lead) or `follower` (never leads); default `candidate`.
     #[serde(default)]
     pub role: Option<String>,
-    /// Serve the Gateway API (GatewayClass, Gateway, HTTPRoute); default false.
+    /// Serve the Gateway API (GatewayClass, Gateway, HTTPRoute); default:
+    /// when the cluster serves it.
     #[serde(default)]
     pub gateway_api: Option<bool>,
 }

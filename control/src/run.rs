@@ -116,6 +116,10 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             kube_config.default_retry = false;
             let client = kube::Client::try_from(kube_config)
                 .context("cannot build the Kubernetes client")?;
+            let mut kubernetes = kubernetes;
+            if kubernetes.gateway_api.is_none() {
+                kubernetes.gateway_api = Some(runtime::gateway_api_served(&client).await);
+            }
             let settings = Settings::from_env(kubernetes);
             tracing::info!(identity = %settings.identity, namespace = %settings.namespace, candidate = settings.is_candidate(), "following the cluster");
             let statuses = Arc::new(StatusStore::new(

@@ -323,7 +323,7 @@ impl<'a> Checker<'a> {
             lease: lease?,
             peers: peers?,
             role: role?,
-            gateway_api: spec.gateway_api.unwrap_or(false),
+            gateway_api: spec.gateway_api,
         })
     }
 

@@ -147,6 +147,12 @@ impl Settings {
         }
     }
 
+    /// Whether the Gateway API is served: as the config says, or, when it
+    /// says nothing, as [`gateway_api_served`] found at the start.
+    pub fn serves_gateway_api(&self) -> bool {
+        self.kubernetes.gateway_api == Some(true)
+    }
+
     /// Whether this replica may lead.
     pub fn is_candidate(&self) -> bool {
         self.kubernetes.role == KubernetesRole::Candidate
@@ -200,6 +206,61 @@ impl Cluster {
     }
 }
 
+/// The API group of the Gateway API, at the version weir reads.
+const GATEWAY_API_GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+/// How long the start waits to learn whether the cluster serves the
+/// Gateway API.
+const GATEWAY_API_PROBE: Duration = Duration::from_secs(10);
+
+/// Whether the cluster serves the Gateway API (`gateway.networking.k8s.io/v1`
+/// with GatewayClasses, Gateways and HTTPRoutes), asked of the API
+/// server's discovery at the start, for a `kubernetes` block that does not
+/// say. Not installed: false, logged. No answer within
+/// [`GATEWAY_API_PROBE`] (tried every second): false, with a warning
+/// naming the setting that turns it on.
+pub async fn gateway_api_served(client: &Client) -> bool {
+    let deadline = tokio::time::Instant::now() + GATEWAY_API_PROBE;
+    loop {
+        let asked = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.list_api_group_resources(GATEWAY_API_GROUP_VERSION),
+        )
+        .await;
+        let last_error = match asked {
+            Ok(Ok(list)) => {
+                let served = ["gatewayclasses", "gateways", "httproutes"]
+                    .iter()
+                    .all(|kind| list.resources.iter().any(|r| r.name == *kind));
+                tracing::info!(
+                    served,
+                    "the cluster serves {GATEWAY_API_GROUP_VERSION}; Gateway API {}",
+                    if served {
+                        "served"
+                    } else {
+                        "not served: a kind is missing"
+                    }
+                );
+                return served;
+            }
+            Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+                tracing::info!(
+                    "the cluster does not serve {GATEWAY_API_GROUP_VERSION}: Gateway API not served \
+                     (set kubernetes.gatewayApi once its CRDs are installed, or restart)"
+                );
+                return false;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer within 2 s".to_owned(),
+        };
+        if tokio::time::Instant::now() + Duration::from_secs(1) >= deadline {
+            tracing::warn!(error = %last_error, "cannot tell whether the cluster serves the Gateway API; not serving it (set kubernetes.gatewayApi: true to serve it)");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Starts the watchers, the election, the counters of the peers and the
 /// loops that keep the process in step with the cluster; returns the handle
 /// at once (it is ready when [`Cluster::ready`] turns true).
@@ -222,7 +283,7 @@ pub fn start(
         gateways: Vec::new(),
         http_routes: Vec::new(),
     };
-    if settings.kubernetes.gateway_api {
+    if settings.serves_gateway_api() {
         stores
             .gateway_classes
             .push(reflect(Api::all(client.clone()), &changed, stop.clone()));
@@ -802,7 +863,7 @@ async fn sync(
     });
 
     let leading = cluster.is_leader() && cluster.settings.is_candidate();
-    let gateways = if cluster.settings.kubernetes.gateway_api {
+    let gateways = if cluster.settings.serves_gateway_api() {
         let ports: Vec<u16> = {
             let control = process.control.lock().await;
             control

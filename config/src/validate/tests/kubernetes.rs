@@ -24,7 +24,7 @@ fn the_block_with_every_key_is_read_into_the_model() {
             lease: "weir.leader-1".to_owned(),
             peers: "weir-replicas".to_owned(),
             role: KubernetesRole::Follower,
-            gateway_api: true,
+            gateway_api: Some(true),
         })
     );
     assert!(config.routes.is_empty());

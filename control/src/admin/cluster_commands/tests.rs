@@ -90,7 +90,7 @@ async fn replica() -> Replica {
             lease: "weir-leader".to_owned(),
             peers: "weir-peers".to_owned(),
             role: KubernetesRole::Candidate,
-            gateway_api: false,
+            gateway_api: Some(false),
         },
         identity: "weir-1".to_owned(),
         namespace: "weir".to_owned(),

@@ -178,7 +178,7 @@ impl Leader {
             .process;
         let settings = Settings {
             kubernetes: Kubernetes {
-                gateway_api: true,
+                gateway_api: Some(true),
                 ..Kubernetes::default()
             },
             identity: "weir-0".to_owned(),
@@ -678,4 +678,45 @@ async fn a_canary_route_without_a_strategy_gets_a_healthy_status() {
             s["canaryWeight"] == 40.0 && s["observedGeneration"] == generation
         })
         .await;
+}
+
+/// Whether the Gateway API is served, when the config does not say: as the
+/// API server's discovery answers for `gateway.networking.k8s.io/v1`.
+#[tokio::test]
+async fn the_gateway_api_is_served_when_the_cluster_serves_its_three_kinds() {
+    use crate::cluster::mock_api::{self, next};
+    let resources = |kinds: &[&str]| {
+        json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "gateway.networking.k8s.io/v1",
+            "resources": kinds.iter().map(|kind| json!({
+                "name": kind, "singularName": "", "namespaced": *kind != "gatewayclasses",
+                "kind": "Kind", "verbs": ["get", "list", "watch"],
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "message": "the server could not find the requested resource",
+                           "reason": "NotFound", "code": 404});
+    for (answer, code, served) in [
+        (
+            resources(&["gatewayclasses", "gateways", "httproutes"]),
+            200,
+            true,
+        ),
+        (resources(&["gatewayclasses", "gateways"]), 200, false),
+        (not_found, 404, false),
+    ] {
+        let (client, mut api) = mock_api::client();
+        let asking = tokio::spawn(async move { gateway_api_served(&client).await });
+        let request = next(&mut api).await;
+        assert_eq!(request.path, "/apis/gateway.networking.k8s.io/v1");
+        request.answer(code, &answer);
+        let found = tokio::time::timeout(Duration::from_secs(10), asking)
+            .await
+            .expect("in time")
+            .expect("the probe");
+        assert_eq!(found, served, "{answer}");
+    }
 }
