@@ -311,11 +311,13 @@ pub fn bound_integers(schema: &mut serde_json::Value) {
                 Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
                 _ => None,
             };
+            // As numbers of the schema's type (`JSONSchemaProps` reads
+            // them as floating point), exact for these bounds.
             if let Some((min, max)) = bounds
                 && map.get("type").and_then(|t| t.as_str()) == Some("integer")
             {
-                map.entry("minimum").or_insert(min.into());
-                map.insert("maximum".to_owned(), max.into());
+                map.entry("minimum").or_insert(serde_json::json!(min as f64));
+                map.insert("maximum".to_owned(), serde_json::json!(max as f64));
             }
             map.values_mut().for_each(bound_integers);
         }
