@@ -12,7 +12,7 @@ use weir_config::Route;
 use super::ControlState;
 use super::route_span;
 use crate::persist::Stored;
-use crate::rollout::{Command, Outcome, RolloutState, Transition};
+use crate::rollout::{Command, Outcome, Phase, RolloutState, Transition};
 
 /// Whether `route` names a CanaryRoute (`NAMESPACE/NAME`).
 pub fn is_cluster_route(route: &str) -> bool {
@@ -83,13 +83,19 @@ impl ControlState {
         let mut decisions = Vec::new();
         for route in routes {
             let name: &str = &route.name;
-            if route.strategy.is_none() {
+            let local = self.rollouts.get(name);
+            let observed = observe(name);
+            // A route without a strategy has no rollout, but one it had is
+            // ended (or, Promoted with the spec behind, held) as for a route
+            // with one, and its status says so.
+            let had_rollout = |state: &RolloutState| state.phase != Phase::Healthy;
+            let ran = local.is_some_and(had_rollout)
+                || matches!(&observed.stored, Stored::Found(seen) if had_rollout(seen));
+            if route.strategy.is_none() && !ran {
                 decisions.push((name.to_owned(), ClusterDecision::Drop));
                 continue;
             }
             let _route = route_span(name).entered();
-            let local = self.rollouts.get(name);
-            let observed = observe(name);
             let decision = if leading {
                 lead(route, local, observed, now)
             } else {
@@ -226,7 +232,7 @@ fn lead(
             tracing::warn!("{refused}; the route is held until the spec catches up");
             rewrite = true;
             Outcome {
-                state: state.held_behind(&refused),
+                state: state.held_behind(&refused, route),
                 transition: None,
             }
         }),

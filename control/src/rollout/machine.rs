@@ -720,25 +720,39 @@ impl RolloutState {
     }
 
     /// The state of a CanaryRoute whose spec is behind its promotion
-    /// (`refused` came from [`RolloutState::reconcile`]; a config file that
-    /// is behind is refused instead): phase and step stay as persisted and
-    /// no rollout starts, but the canary weight is 0: the promoted revision
-    /// is not in the spec any more, and the revision it names instead has
-    /// never been judged, so the spec's stable serves until an operator
-    /// fixes the spec. The message names the change needed. Other routes
-    /// are not affected.
-    pub fn held_behind(&self, refused: &ConfigRefused) -> RolloutState {
+    /// (`refused` came from [`RolloutState::reconcile`] for `route`; a config
+    /// file that is behind is refused instead): phase and step stay as
+    /// persisted and no rollout starts. When the spec still names the
+    /// promoted revision as its canary (its strategy dropped), that revision
+    /// keeps serving every request. Otherwise the canary weight is 0: the
+    /// promoted revision is not in the spec any more, and the revision the
+    /// spec names instead has never been judged, so the spec's stable
+    /// serves until an operator fixes the spec. The message names the
+    /// change needed. Other routes are not affected.
+    pub fn held_behind(&self, refused: &ConfigRefused, route: &Route) -> RolloutState {
         let mut s = self.clone();
-        s.canary_weight = Weight::ZERO;
         let promoted = &refused.promoted;
         let change = match &refused.requested {
             Some(requested) => format!("starting {requested}"),
             None => "removing the canary or the strategy".to_owned(),
         };
-        s.message = format!(
-            "held at weight 0: the config is behind a promotion: set stable.revision to \
-             {promoted} (promoted) before {change}; stable serves every request until then",
-        );
+        let named = route
+            .canary
+            .as_ref()
+            .is_some_and(|c| *c.revision == **promoted);
+        if named {
+            s.canary_weight = Weight::FULL;
+            s.message = format!(
+                "the config is behind a promotion: set stable.revision to {promoted} (promoted) \
+                 before {change}; {promoted} serves every request until then"
+            );
+        } else {
+            s.canary_weight = Weight::ZERO;
+            s.message = format!(
+                "held at weight 0: the config is behind a promotion: set stable.revision to \
+                 {promoted} (promoted) before {change}; stable serves every request until then",
+            );
+        }
         s
     }
 

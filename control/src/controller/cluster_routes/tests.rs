@@ -281,3 +281,86 @@ async fn a_route_made_again_under_its_name_starts_afresh() {
     lead_the_start(&mut control, &route);
     assert_eq!(control.rollouts["shop/checkout"].step_index, Some(0));
 }
+
+/// A CanaryRoute whose strategy is dropped: a rollout it had is ended, and
+/// its status says so; one Promoted with the spec still naming the old
+/// stable is held, its promoted revision serving while the spec names it
+/// as the canary; without any rollout, nothing is written.
+#[tokio::test]
+async fn a_route_that_drops_its_strategy_ends_its_rollout_or_is_held_behind_its_promotion() {
+    let (mut control, route) = control().await;
+    let mut fixed = route.clone();
+    fixed.strategy = None;
+    fixed.fixed_weight = Weight::from_percent_int(10);
+
+    // Mid-rollout: ended, written Healthy.
+    let progressing = state_at(&route, 0);
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&fixed),
+        true,
+        &seen(Some(progressing), vec![]),
+        START_MS,
+    );
+    match &decisions[0].1 {
+        ClusterDecision::Write(outcome) => {
+            assert_eq!(outcome.state.phase, Phase::Healthy);
+            assert_eq!(
+                outcome.transition.as_ref().map(|t| t.kind),
+                Some(TransitionKind::Ended)
+            );
+        }
+        other => panic!("a write of the ended rollout, not {other:?}"),
+    }
+
+    // Promoted v2, the spec still stable v1 with v2 as a fixed split: held,
+    // v2 serving every request.
+    let promoted = state_at(&route, 0)
+        .command(Command::PromoteFull, &route, START_MS)
+        .expect("promote --full")
+        .state;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&fixed),
+        true,
+        &seen(Some(promoted.clone()), vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![fixed.clone()], true, decisions, vec![Ok(())]);
+    assert_eq!(control.rollouts["shop/checkout"].phase, Phase::Promoted);
+    assert_eq!(canary_weight(&control, "shop/checkout"), Weight::FULL);
+
+    // No canary at all: held at weight 0, the message naming the change.
+    let mut bare = fixed.clone();
+    bare.canary = None;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&bare),
+        true,
+        &seen(Some(promoted), vec![]),
+        START_MS,
+    );
+    match &decisions[0].1 {
+        ClusterDecision::Write(outcome) => {
+            assert_eq!(outcome.state.canary_weight, Weight::ZERO);
+            assert!(
+                outcome.state.message.contains("set stable.revision to v2"),
+                "{}",
+                outcome.state.message
+            );
+        }
+        other => panic!("a write of the held state, not {other:?}"),
+    }
+
+    // Healthy (no rollout), nothing kept either: nothing to decide.
+    let (fresh, _) = self::control().await;
+    let healthy = RolloutState::start(&fixed, START_MS).state;
+    let decisions = fresh.decide_cluster(
+        std::slice::from_ref(&fixed),
+        true,
+        &seen(Some(healthy), vec![]),
+        START_MS,
+    );
+    assert!(
+        matches!(decisions[0].1, ClusterDecision::Drop),
+        "{:?}",
+        decisions[0].1
+    );
+}

@@ -1106,7 +1106,7 @@ fn a_canary_route_behind_its_promotion_is_held_at_weight_zero() {
         (refused.promoted.as_str(), refused.requested.as_deref()),
         ("v2", Some("v3"))
     );
-    let held = p.held_behind(&refused);
+    let held = p.held_behind(&refused, &Fixture::new().canary(Some("v3")).0);
     assert_eq!(held.phase, Phase::Promoted);
     assert_eq!(held.step_index, p.step_index);
     assert!(held.canary_weight.is_zero(), "the config's stable serves");
