@@ -68,6 +68,48 @@ pub(super) struct Checker<'a> {
     pub(super) holes: Holes,
 }
 
+/// A route's hosts and its blue-green preview's hosts (with their index in
+/// the preview's list), for the preview checks.
+struct RouteHosts {
+    index: usize,
+    name: String,
+    hosts: Vec<HostMatch>,
+    preview: Vec<(usize, HostMatch)>,
+}
+
+impl RouteHosts {
+    /// Those of the validated route at `index`.
+    fn of(index: usize, route: &Route) -> RouteHosts {
+        let preview = route
+            .strategy
+            .as_ref()
+            .and_then(|s| s.blue_green.as_ref())
+            .map(|bg| bg.preview.hosts.iter().cloned().enumerate().collect())
+            .unwrap_or_default();
+        RouteHosts {
+            index,
+            name: route.name.to_string(),
+            hosts: route.hosts.clone(),
+            preview,
+        }
+    }
+}
+
+/// The preview hosts of a route as written, those that read as hosts (a
+/// `${VAR}` or a malformed one is left to the route's own checks).
+fn written_preview_hosts(spec: &RouteSpec) -> Vec<(usize, HostMatch)> {
+    let Some(bg) = spec.strategy.as_ref().and_then(|s| s.blue_green.as_ref()) else {
+        return Vec::new();
+    };
+    bg.preview
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, text)| !text.contains("${"))
+        .filter_map(|(k, text)| syntax::host_match(text).ok().map(|host| (k, host)))
+        .collect()
+}
+
 /// What a route matches: no two routes may match the same.
 #[derive(PartialEq, Eq, Hash)]
 struct RouteKey {
@@ -730,6 +772,9 @@ impl<'a> Checker<'a> {
         let mut names = HashMap::new();
         let mut matches: HashMap<RouteKey, usize> = HashMap::new();
         let mut routes = Some(Vec::with_capacity(specs.len()));
+        // What each route's hosts and preview hosts are, as far as they can
+        // be read: the preview checks run on these when a route fails.
+        let mut known = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("routes[{i}]");
             if self.holes.is_stand_in(&at) {
@@ -760,14 +805,28 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
+            known.push(RouteHosts {
+                index: i,
+                name: spec.name.clone(),
+                hosts: hosts.clone().unwrap_or_default(),
+                preview: written_preview_hosts(spec),
+            });
             let route = self.route(&at, spec, name, hosts, path_prefix);
             match (&mut routes, route) {
                 (Some(all), Some(route)) => all.push(route),
                 _ => routes = None,
             }
         }
-        if let Some(all) = &routes {
-            self.preview_hosts_unique(all);
+        match &routes {
+            Some(all) => {
+                let compiled: Vec<RouteHosts> = all
+                    .iter()
+                    .enumerate()
+                    .map(|(index, route)| RouteHosts::of(index, route))
+                    .collect();
+                self.preview_hosts_unique(&compiled);
+            }
+            None => self.preview_hosts_unique(&known),
         }
         routes
     }
@@ -775,25 +834,29 @@ impl<'a> Checker<'a> {
     /// A blue-green preview host must reach only its own route's preview:
     /// not another route's host, nor another preview, nor its own route's
     /// hosts (every request would then be a preview request).
-    fn preview_hosts_unique(&mut self, routes: &[Route]) {
+    fn preview_hosts_unique(&mut self, routes: &[RouteHosts]) {
         let mut owners: HashMap<&HostMatch, (usize, &str)> = HashMap::new();
-        for (i, route) in routes.iter().enumerate() {
+        for route in routes {
             for host in &route.hosts {
-                owners.entry(host).or_insert((i, "hosts"));
+                owners.entry(host).or_insert((route.index, "hosts"));
             }
         }
-        for (i, route) in routes.iter().enumerate() {
-            let Some(bg) = route.strategy.as_ref().and_then(|s| s.blue_green.as_ref()) else {
-                continue;
-            };
-            for (k, host) in bg.preview.hosts.iter().enumerate() {
+        let name_of = |index: usize| {
+            routes
+                .iter()
+                .find(|r| r.index == index)
+                .map_or("", |r| r.name.as_str())
+        };
+        for route in routes {
+            let i = route.index;
+            for (k, host) in &route.preview {
                 let path = format!("routes[{i}].strategy.blueGreen.preview.hosts[{k}]");
                 match owners.get(host) {
                     Some((j, what)) => {
                         let owner = if *j == i {
                             "this route".to_owned()
                         } else {
-                            format!("routes[{j}] (`{}`)", routes[*j].name)
+                            format!("routes[{j}] (`{}`)", name_of(*j))
                         };
                         self.error(
                             &path,

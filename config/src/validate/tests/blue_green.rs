@@ -248,3 +248,31 @@ fn steps_and_blue_green_exclude_each_other_and_either_is_kept_without_a_canary()
     let config = valid(&steps_only);
     assert!(config.routes[0].strategy.is_some(), "{steps_only}");
 }
+
+/// Preview hosts are checked against the other routes' hosts even when a
+/// route has another error: one run reports every error.
+#[test]
+fn preview_host_collisions_are_reported_beside_other_errors() {
+    let text = "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nroutes:\n  \
+- name: a\n    hosts: [a.example.com]\n    stable: { revision: v1, endpoints: [a:1] }\n    \
+canary: { revision: v2, endpoints: [b:1] }\n    strategy:\n      blueGreen:\n        \
+preview: {hosts: [b.example.com]}\n      analysis: {grpcErrorCodes: [BOGUS]}\n  \
+- name: b\n    hosts: [b.example.com]\n    stable: { revision: v1, endpoints: [c:1] }\n    \
+canary: { revision: v2, endpoints: [d:1] }\n    strategy:\n      blueGreen:\n        \
+preview: {hosts: [a.example.com]}\n";
+    let errors = invalid(text);
+    let paths: Vec<&str> = errors.iter().map(|d| d.path.as_str()).collect();
+    assert!(
+        paths.contains(&"routes[0].strategy.blueGreen.preview.hosts[0]"),
+        "{errors:?}"
+    );
+    assert!(
+        paths.contains(&"routes[1].strategy.blueGreen.preview.hosts[0]"),
+        "{errors:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.contains("grpcErrorCodes")),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}
