@@ -316,7 +316,8 @@ pub fn bound_integers(schema: &mut serde_json::Value) {
             if let Some((min, max)) = bounds
                 && map.get("type").and_then(|t| t.as_str()) == Some("integer")
             {
-                map.entry("minimum").or_insert(serde_json::json!(min as f64));
+                map.entry("minimum")
+                    .or_insert(serde_json::json!(min as f64));
                 map.insert("maximum".to_owned(), serde_json::json!(max as f64));
             }
             map.values_mut().for_each(bound_integers);
