@@ -104,6 +104,35 @@ pub struct AllowedRoutes {
     /// From which namespaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<RouteNamespaces>,
+    /// Which kinds of route; empty: those the listener's protocol takes.
+    /// Read entry by entry: one that is not `{group?, kind}` is kept as
+    /// read, never failing the whole Gateway.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "tolerant_kinds"
+    )]
+    pub kinds: Vec<AllowedKind>,
+}
+
+/// One entry of a listener's `allowedRoutes.kinds`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AllowedKind {
+    /// A well-formed `{group?, kind}`.
+    Kind(RouteKindRef),
+    /// Anything else, as read.
+    Malformed(Value),
+}
+
+/// A kind of route as a listener names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteKindRef {
+    /// Default `gateway.networking.k8s.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The kind (`HTTPRoute`, `GRPCRoute`, ...).
+    pub kind: String,
 }
 
 /// The namespaces a listener admits routes from.
@@ -144,7 +173,7 @@ pub struct ListenerStatus {
 }
 
 /// A kind of route.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RouteGroupKind {
     /// The API group.
@@ -435,6 +464,49 @@ gateway_resource!(
 gateway_resource!(Gateway, "Gateway", "gateways", NamespaceResourceScope);
 gateway_resource!(HttpRoute, "HTTPRoute", "httproutes", NamespaceResourceScope);
 
+/// `allowedRoutes.kinds` read entry by entry: `null` is none, an entry
+/// that is not `{group?, kind}` (or a `kinds` that is not a list) is kept
+/// as [`AllowedKind::Malformed`].
+fn tolerant_kinds<'de, D>(deserializer: D) -> Result<Vec<AllowedKind>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let entry = |value: Value| match serde_json::from_value::<RouteKindRef>(value.clone()) {
+        Ok(kind) => AllowedKind::Kind(kind),
+        Err(_) => AllowedKind::Malformed(value),
+    };
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items.into_iter().map(entry).collect(),
+        other => vec![AllowedKind::Malformed(other)],
+    })
+}
+
+// === impl AllowedKind ===
+
+impl AllowedKind {
+    /// The group and kind named, `None` when the entry is malformed.
+    pub fn group_kind(&self) -> Option<(&str, &str)> {
+        match self {
+            AllowedKind::Kind(k) => Some((k.group.as_deref().unwrap_or(GROUP), k.kind.as_str())),
+            AllowedKind::Malformed(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AllowedKind {
+    /// `group/Kind` (`core/Kind` for the core group), or the entry as read.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllowedKind::Kind(k) => match k.group.as_deref().unwrap_or(GROUP) {
+                "" => write!(f, "core/{}", k.kind),
+                group => write!(f, "{group}/{}", k.kind),
+            },
+            AllowedKind::Malformed(value) => write!(f, "{value}"),
+        }
+    }
+}
+
 // === impl ParentReference ===
 
 impl ParentReference {
@@ -477,5 +549,53 @@ mod tests {
         let written = serde_json::to_value(&status.parents[0]).expect("JSON");
         assert_eq!(written["vendorField"], 1);
         assert!(status.parents[0].parent_ref.is_gateway());
+    }
+
+    #[test]
+    fn malformed_allowed_route_kinds_are_kept_as_read_never_failing_the_gateway() {
+        let gateway = |kinds: Value| -> Gateway {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "public", "namespace": "shop"},
+                "spec": {"gatewayClassName": "weir", "listeners": [{
+                    "name": "http", "port": 8080, "protocol": "HTTP",
+                    "allowedRoutes": {"namespaces": {"from": "All"}, "kinds": kinds},
+                }]},
+            }))
+            .expect("a Gateway")
+        };
+        let kinds = |g: &Gateway| -> Vec<String> {
+            g.spec.listeners[0]
+                .allowed_routes
+                .as_ref()
+                .expect("allowedRoutes")
+                .kinds
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let read = gateway(serde_json::json!([
+            {"kind": "HTTPRoute"},
+            {"group": "", "kind": "Service"},
+            {"group": "example.com", "kind": "FooRoute"},
+            {"group": 7, "kind": "HTTPRoute"},
+            "HTTPRoute",
+        ]));
+        assert_eq!(
+            kinds(&read),
+            [
+                "gateway.networking.k8s.io/HTTPRoute",
+                "core/Service",
+                "example.com/FooRoute",
+                r#"{"group":7,"kind":"HTTPRoute"}"#,
+                r#""HTTPRoute""#,
+            ]
+        );
+        assert_eq!(kinds(&gateway(Value::Null)), Vec::<String>::new());
+        assert_eq!(
+            kinds(&gateway(serde_json::json!("HTTPRoute"))),
+            [r#""HTTPRoute""#]
+        );
+        let written = serde_json::to_value(&read.spec.listeners[0]).expect("JSON");
+        assert_eq!(written["allowedRoutes"]["kinds"][3]["group"], 7);
     }
 }

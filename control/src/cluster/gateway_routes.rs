@@ -7,8 +7,15 @@
 //!   a listener on its port (weir's listeners come from `weir.yaml`); the
 //!   routes attached to it are served on that weir listener only.
 //! - An HTTPRoute attaches to a listener of one of our Gateways that admits
-//!   its namespace and shares a host name with it (exact names and `*.`
-//!   wildcards; the route is served for the intersection).
+//!   its kind and namespace and shares a host name with it (exact names
+//!   and `*.` wildcards; the route is served for the intersection). A
+//!   listener admits HTTPRoutes when its `allowedRoutes.kinds` is empty or
+//!   lists them; a kind listed there that weir does not support (any but
+//!   HTTPRoute, or an entry it cannot read) is left out of the listener's
+//!   `supportedKinds` and named in `ResolvedRefs: False`
+//!   (`InvalidRouteKinds`). A route whose parent names only listeners that
+//!   do not admit it is not attached (`Accepted: False`,
+//!   `NotAllowedByListeners`) and not counted in their `attachedRoutes`.
 //! - Each match of each rule is one route of the snapshot, named
 //!   `NAMESPACE/NAME`, with the rule's weighted backends (role label = the
 //!   Service's name). The proxy's table orders by host, then exact path
@@ -41,8 +48,8 @@ use weir_config::{
 
 use super::discovery::{ClusterObjects, ObjectKey, role_endpoints, slices_by_service};
 use super::gateway_api::{
-    CONTROLLER_NAME, GatewayListener, HeaderModifier, HttpBackendRef, HttpRoute, HttpRouteFilter,
-    HttpRouteRule, ParentReference,
+    CONTROLLER_NAME, GROUP, GatewayListener, HeaderModifier, HttpBackendRef, HttpRoute,
+    HttpRouteFilter, HttpRouteRule, ParentReference, RouteGroupKind,
 };
 
 /// Reason: accepted.
@@ -65,8 +72,12 @@ pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
 pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
 /// Reason: no listener host name intersects the route's.
 pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
-/// Reason: the listeners do not admit routes of the route's namespace.
+/// Reason: the listeners do not admit routes of the route's kind or namespace.
 pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
+/// Reason: a listener's `allowedRoutes.kinds` lists kinds weir does not support.
+pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+/// The only kind of route weir serves (group `gateway.networking.k8s.io`).
+pub const HTTP_ROUTE: &str = "HTTPRoute";
 /// Reason: a listener's protocol is not `HTTP`.
 pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
 /// Reason: weir has no listener on a listener's port.
@@ -132,6 +143,11 @@ pub struct ListenerVerdict {
     pub attached_routes: i32,
     /// `Accepted` (and `Programmed`, which says the same here).
     pub accepted: Verdict,
+    /// The kinds of route it admits that weir supports.
+    pub supported_kinds: Vec<RouteGroupKind>,
+    /// `ResolvedRefs`: `False` (`InvalidRouteKinds`) when it lists kinds
+    /// weir does not support.
+    pub resolved_refs: Verdict,
 }
 
 /// What weir says about a route under one of its parents.
@@ -158,6 +174,8 @@ type Attached = (u16, Option<Vec<HostMatch>>);
 struct ServedListener<'a> {
     gateway: ObjectKey,
     listener: &'a GatewayListener,
+    /// Whether its `allowedRoutes.kinds` admits HTTPRoutes.
+    admits_http_routes: bool,
 }
 
 /// A route match ready to be ordered.
@@ -202,6 +220,7 @@ pub fn compile_gateways(
         }
         let mut listeners = Vec::new();
         for listener in &gateway.spec.listeners {
+            let (supported_kinds, resolved_refs) = route_kinds(listener);
             let verdict = if listener.protocol != "HTTP" {
                 Verdict::no(
                     UNSUPPORTED_PROTOCOL,
@@ -224,6 +243,7 @@ pub fn compile_gateways(
                 served.push(ServedListener {
                     gateway: key.clone(),
                     listener,
+                    admits_http_routes: !supported_kinds.is_empty(),
                 });
                 Verdict::yes(ACCEPTED, format!("listener `{}` is served", listener.name))
             };
@@ -231,6 +251,8 @@ pub fn compile_gateways(
                 name: listener.name.clone(),
                 attached_routes: 0,
                 accepted: verdict,
+                supported_kinds,
+                resolved_refs,
             });
         }
         let invalid: Vec<&str> = listeners
@@ -889,8 +911,23 @@ fn attach(
             ),
         ));
     }
-    let admitted: Vec<&&ServedListener<'_>> = named
-        .iter()
+    let of_kind: Vec<&&ServedListener<'_>> =
+        named.iter().filter(|s| s.admits_http_routes).collect();
+    if of_kind.is_empty() {
+        return Err(Verdict::no(
+            NOT_ALLOWED_BY_LISTENERS,
+            format!(
+                "the listeners of the Gateway `{gateway}` the route names ({}) do not admit HTTPRoutes: their allowedRoutes.kinds leave them out",
+                named
+                    .iter()
+                    .map(|s| format!("`{}`", s.listener.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let admitted: Vec<&&ServedListener<'_>> = of_kind
+        .into_iter()
         .filter(|s| admits(s.listener, &gateway.namespace, &key.namespace))
         .collect();
     if admitted.is_empty() {
@@ -930,6 +967,60 @@ fn attach(
         }
     }
     Ok(found)
+}
+
+/// What a listener's `allowedRoutes.kinds` comes to: the kinds weir
+/// supports among them (HTTPRoute only; HTTPRoute when none is listed) and
+/// the `ResolvedRefs` verdict, `False` (`InvalidRouteKinds`) naming each
+/// kind listed that weir does not support.
+fn route_kinds(listener: &GatewayListener) -> (Vec<RouteGroupKind>, Verdict) {
+    let listed = listener
+        .allowed_routes
+        .as_ref()
+        .map(|a| a.kinds.as_slice())
+        .unwrap_or_default();
+    let http_route = RouteGroupKind {
+        group: GROUP.to_owned(),
+        kind: HTTP_ROUTE.to_owned(),
+    };
+    if listed.is_empty() {
+        return (
+            vec![http_route],
+            Verdict::yes(RESOLVED_REFS, "the listener takes HTTPRoutes"),
+        );
+    }
+    let mut supported = Vec::new();
+    let mut unsupported: Vec<String> = Vec::new();
+    for kind in listed {
+        if kind.group_kind() == Some((GROUP, HTTP_ROUTE)) {
+            if supported.is_empty() {
+                supported.push(http_route.clone());
+            }
+        } else {
+            let named = format!("`{kind}`");
+            if !unsupported.contains(&named) {
+                unsupported.push(named);
+            }
+        }
+    }
+    let verdict = if unsupported.is_empty() {
+        Verdict::yes(RESOLVED_REFS, "the listener takes HTTPRoutes")
+    } else {
+        Verdict::no(
+            INVALID_ROUTE_KINDS,
+            format!(
+                "listener `{}`: allowedRoutes.kinds lists {} that weir does not support (weir supports {GROUP}/{HTTP_ROUTE}); {}",
+                listener.name,
+                unsupported.join(", "),
+                if supported.is_empty() {
+                    "no route attaches to this listener"
+                } else {
+                    "HTTPRoutes attach, the other kinds are ignored"
+                }
+            ),
+        )
+    };
+    (supported, verdict)
 }
 
 /// Whether `listener` of a Gateway in `gateway_namespace` admits routes of

@@ -1,6 +1,9 @@
 //! The status of the Gateway API objects weir owns (SPEC section 11),
 //! written by the leader only: GatewayClass `Accepted`; Gateway `Accepted`
-//! and `Programmed` with one entry per listener; on each HTTPRoute, one
+//! and `Programmed` with one entry per listener (`supportedKinds`,
+//! `attachedRoutes`, `Accepted`, `Programmed`, and `ResolvedRefs`, `False`
+//! with `InvalidRouteKinds` when its `allowedRoutes.kinds` lists kinds weir
+//! does not support); on each HTTPRoute, one
 //! `status.parents` entry per parent of ours (`controllerName`
 //! `weir.dev/gateway-controller`) with `Accepted` and `ResolvedRefs`, plus
 //! `PartiallyInvalid` while some rules of an accepted route are left out
@@ -32,8 +35,8 @@ use serde_json::json;
 
 use super::discovery::{ClusterObjects, ObjectKey};
 use super::gateway_api::{
-    CONTROLLER_NAME, Condition, ConditionsStatus, GROUP, Gateway, GatewayClass, GatewayStatus,
-    HttpRoute, HttpRouteStatus, ListenerStatus, RouteGroupKind, RouteParentStatus,
+    CONTROLLER_NAME, Condition, ConditionsStatus, Gateway, GatewayClass, GatewayStatus, HttpRoute,
+    HttpRouteStatus, ListenerStatus, RouteParentStatus,
 };
 use super::gateway_routes::{
     CompiledGateways, GatewayVerdict, ObjectVerdict, PARTIALLY_INVALID, ParentVerdict, Verdict,
@@ -106,20 +109,16 @@ pub fn gateway_status(
             } else {
                 Verdict::no("Invalid", listener.accepted.message.clone())
             };
-            let resolved = Verdict::yes("ResolvedRefs", "nothing to resolve");
             ListenerStatus {
                 name: listener.name.clone(),
-                supported_kinds: vec![RouteGroupKind {
-                    group: GROUP.to_owned(),
-                    kind: "HTTPRoute".to_owned(),
-                }],
+                supported_kinds: listener.supported_kinds.clone(),
                 attached_routes: listener.attached_routes,
                 conditions: merge(
                     before,
                     &[
                         ("Accepted", &listener.accepted),
                         ("Programmed", &programmed),
-                        ("ResolvedRefs", &resolved),
+                        ("ResolvedRefs", &listener.resolved_refs),
                     ],
                     verdict.generation,
                     now_ms,

@@ -879,6 +879,182 @@ fn foreign_classes_wrong_ports_and_listeners_are_told_apart() {
     assert!(compiled.routes.is_empty());
 }
 
+/// The listener `http` of the Gateway `name` (port 8080, routes from all
+/// namespaces) with `allowedRoutes.kinds` set to `kinds`.
+fn gateway_with_kinds(objects: &mut ClusterObjects, name: &str, kinds: Value) {
+    gateway(
+        objects,
+        name,
+        "weir",
+        json!([{"name": "http", "port": 8080, "protocol": "HTTP",
+                "allowedRoutes": {"namespaces": {"from": "All"}, "kinds": kinds}}]),
+    );
+}
+
+fn http_route_kind() -> Vec<RouteGroupKind> {
+    vec![RouteGroupKind {
+        group: GROUP.to_owned(),
+        kind: HTTP_ROUTE.to_owned(),
+    }]
+}
+
+#[test]
+fn allowed_route_kinds_set_supported_kinds_resolved_refs_and_attachment() {
+    let mut objects = cluster();
+    gateway_with_kinds(
+        &mut objects,
+        "only-invalid",
+        json!([{"kind": "InvalidRoute"}]),
+    );
+    gateway_with_kinds(
+        &mut objects,
+        "supported-and-invalid",
+        json!([{"kind": "InvalidRoute"}, {"kind": "HTTPRoute"}]),
+    );
+    gateway_with_kinds(
+        &mut objects,
+        "listed",
+        json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]),
+    );
+    gateway_with_kinds(
+        &mut objects,
+        "other-groups",
+        json!([{"group": "example.com", "kind": "HTTPRoute"}, {"group": "", "kind": "HTTPRoute"},
+               {"group": 7, "kind": "HTTPRoute"}]),
+    );
+    for (name, parent) in [
+        ("to-only-invalid", "only-invalid"),
+        ("to-supported-and-invalid", "supported-and-invalid"),
+        ("to-listed", "listed"),
+        ("to-other-groups", "other-groups"),
+    ] {
+        route(
+            &mut objects,
+            name,
+            "2024-01-01T00:00:00Z",
+            json!({"parentRefs": [{"name": parent, "sectionName": "http"}],
+                   "hostnames": [format!("{name}.example.com")],
+                   "rules": [{"backendRefs": [backend("web-v1", json!(1))]}]}),
+        );
+    }
+    let compiled = compile(&objects);
+    let listener = |gateway: &str| -> ListenerVerdict {
+        compiled.gateways[&ObjectKey::new("shop", gateway)].listeners[0].clone()
+    };
+
+    // No `kinds`: HTTPRoutes, resolved.
+    let public = listener("public");
+    assert_eq!(public.supported_kinds, http_route_kind());
+    assert_eq!(
+        (public.resolved_refs.status, public.resolved_refs.reason),
+        (true, RESOLVED_REFS)
+    );
+
+    // Only a kind weir does not support: nothing supported, nothing attached.
+    let only = listener("only-invalid");
+    assert!(only.supported_kinds.is_empty());
+    assert_eq!(
+        (only.resolved_refs.status, only.resolved_refs.reason),
+        (false, INVALID_ROUTE_KINDS)
+    );
+    assert_eq!(
+        only.resolved_refs.message,
+        "listener `http`: allowedRoutes.kinds lists `gateway.networking.k8s.io/InvalidRoute` that weir does not support (weir supports gateway.networking.k8s.io/HTTPRoute); no route attaches to this listener"
+    );
+    assert_eq!(only.attached_routes, 0);
+    let refused = parent_verdict(&compiled, "to-only-invalid");
+    assert_eq!(
+        (refused.accepted.status, refused.accepted.reason),
+        (false, NOT_ALLOWED_BY_LISTENERS)
+    );
+    assert!(refused.accepted.message.contains("do not admit HTTPRoutes"));
+
+    // HTTPRoute and a kind weir does not support: HTTPRoutes attach, the
+    // other kind is named.
+    let mixed = listener("supported-and-invalid");
+    assert_eq!(mixed.supported_kinds, http_route_kind());
+    assert_eq!(
+        (mixed.resolved_refs.status, mixed.resolved_refs.reason),
+        (false, INVALID_ROUTE_KINDS)
+    );
+    assert!(mixed.resolved_refs.message.contains("HTTPRoutes attach"));
+    assert_eq!(mixed.attached_routes, 1);
+    assert!(
+        parent_verdict(&compiled, "to-supported-and-invalid")
+            .accepted
+            .status
+    );
+
+    // HTTPRoute named with its group: resolved.
+    let listed = listener("listed");
+    assert_eq!(listed.supported_kinds, http_route_kind());
+    assert!(listed.resolved_refs.status);
+    assert_eq!(listed.attached_routes, 1);
+
+    // HTTPRoute of another group (or the core group), and an entry weir
+    // cannot read, are not weir's HTTPRoute.
+    let other = listener("other-groups");
+    assert!(other.supported_kinds.is_empty());
+    assert_eq!(other.resolved_refs.reason, INVALID_ROUTE_KINDS);
+    assert!(
+        other.resolved_refs.message.contains(
+            r#"`example.com/HTTPRoute`, `core/HTTPRoute`, `{"group":7,"kind":"HTTPRoute"}`"#
+        ),
+        "{}",
+        other.resolved_refs.message
+    );
+    assert_eq!(other.attached_routes, 0);
+    assert_eq!(
+        parent_verdict(&compiled, "to-other-groups").accepted.reason,
+        NOT_ALLOWED_BY_LISTENERS
+    );
+
+    // The listeners themselves stay accepted; only the admitted routes are
+    // served.
+    assert!(only.accepted.status && mixed.accepted.status && other.accepted.status);
+    let served: BTreeSet<&str> = compiled.routes.iter().map(|r| &*r.name).collect();
+    assert_eq!(
+        served,
+        BTreeSet::from(["shop/to-listed", "shop/to-supported-and-invalid"])
+    );
+}
+
+#[test]
+fn a_route_attaches_only_to_the_listeners_that_admit_httproutes() {
+    let mut objects = cluster();
+    gateway(
+        &mut objects,
+        "split",
+        "weir",
+        json!([
+            {"name": "grpc", "port": 8080, "protocol": "HTTP", "hostname": "grpc.example.com",
+             "allowedRoutes": {"kinds": [{"kind": "GRPCRoute"}]}},
+            {"name": "web", "port": 8080, "protocol": "HTTP", "hostname": "web.example.com"},
+        ]),
+    );
+    route(
+        &mut objects,
+        "everywhere",
+        "2024-01-01T00:00:00Z",
+        json!({"parentRefs": [{"name": "split"}],
+               "rules": [{"backendRefs": [backend("web-v1", json!(1))]}]}),
+    );
+    let compiled = compile(&objects);
+    let split = &compiled.gateways[&ObjectKey::new("shop", "split")];
+    let attached: Vec<(&str, i32)> = split
+        .listeners
+        .iter()
+        .map(|l| (l.name.as_str(), l.attached_routes))
+        .collect();
+    assert_eq!(attached, [("grpc", 0), ("web", 1)]);
+    assert!(parent_verdict(&compiled, "everywhere").accepted.status);
+    let hosts: Vec<&[HostMatch]> = compiled.routes.iter().map(|r| &r.hosts[..]).collect();
+    assert_eq!(
+        hosts,
+        [&[HostMatch::Exact("web.example.com".to_owned())][..]]
+    );
+}
+
 #[test]
 fn gateway_api_durations() {
     let cases = [

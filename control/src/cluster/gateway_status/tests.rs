@@ -202,6 +202,14 @@ async fn an_accepted_route_class_and_gateway_are_written_once_with_the_version_r
         .collect();
     assert_eq!(types, [("Accepted", "True"), ("Programmed", "True")]);
     assert_eq!(gateway["listeners"][0]["attachedRoutes"], 1);
+    assert_eq!(
+        listener_write(&seen),
+        (
+            json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]),
+            json!(1),
+            ("True".to_owned(), "ResolvedRefs".to_owned())
+        )
+    );
     let body = route_write(&seen);
     assert_eq!(body["metadata"], json!({"resourceVersion": "12"}));
     assert_eq!(
@@ -398,6 +406,97 @@ fn partially_invalid_is_removed_when_the_route_is_no_longer_accepted() {
     assert_eq!(
         next.parents[0].conditions[0].last_transition_time,
         format_time(9_000)
+    );
+}
+
+/// `objects` with the listener of `shop/public` admitting routes of `kinds`.
+fn with_listener_kinds(mut objects: ClusterObjects, kinds: Value) -> ClusterObjects {
+    let key = ObjectKey::new("shop", "public");
+    let mut gateway = Gateway::clone(&objects.gateways[&key]);
+    gateway.spec.listeners[0].allowed_routes =
+        Some(serde_json::from_value(json!({"kinds": kinds})).expect("allowedRoutes"));
+    objects.gateways.insert(key, Arc::new(gateway));
+    objects
+}
+
+/// The listener of a Gateway status write: its `supportedKinds`, its
+/// `attachedRoutes` and its `ResolvedRefs` as (status, reason).
+fn listener_write(seen: &[(String, String, Value)]) -> (Value, Value, (String, String)) {
+    let (_, _, body) = seen
+        .iter()
+        .find(|(_, path, _)| path == GATEWAY_STATUS)
+        .expect("a write of the Gateway's status");
+    let listener = &body["status"]["listeners"][0];
+    let resolved = listener["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "ResolvedRefs")
+        .expect("ResolvedRefs");
+    (
+        listener["supportedKinds"].clone(),
+        listener["attachedRoutes"].clone(),
+        (
+            resolved["status"].as_str().unwrap_or_default().to_owned(),
+            resolved["reason"].as_str().unwrap_or_default().to_owned(),
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_listener_with_only_unsupported_route_kinds_is_written_invalid_route_kinds() {
+    let (writer, mut api) = pair();
+    let objects = with_listener_kinds(
+        objects(
+            CONTROLLER_NAME,
+            json!({"backendRefs": [{"name": "web-v1", "port": 80}]}),
+        ),
+        json!([{"kind": "InvalidRoute"}]),
+    );
+    let seen = run(&writer, &mut api, true, &objects).await;
+    let (kinds, attached, resolved) = listener_write(&seen);
+    assert_eq!(kinds, json!([]));
+    assert_eq!(attached, 0);
+    assert_eq!(
+        resolved,
+        ("False".to_owned(), "InvalidRouteKinds".to_owned())
+    );
+    assert_eq!(
+        ours(&route_write(&seen)),
+        [
+            condition("Accepted", "False", "NotAllowedByListeners"),
+            condition("ResolvedRefs", "True", "ResolvedRefs"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_listener_with_httproute_and_an_unsupported_kind_takes_the_route() {
+    let (writer, mut api) = pair();
+    let objects = with_listener_kinds(
+        objects(
+            CONTROLLER_NAME,
+            json!({"backendRefs": [{"name": "web-v1", "port": 80}]}),
+        ),
+        json!([{"kind": "InvalidRoute"}, {"kind": "HTTPRoute"}]),
+    );
+    let seen = run(&writer, &mut api, true, &objects).await;
+    let (kinds, attached, resolved) = listener_write(&seen);
+    assert_eq!(
+        kinds,
+        json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])
+    );
+    assert_eq!(attached, 1);
+    assert_eq!(
+        resolved,
+        ("False".to_owned(), "InvalidRouteKinds".to_owned())
+    );
+    assert_eq!(
+        ours(&route_write(&seen)),
+        [
+            condition("Accepted", "True", "Accepted"),
+            condition("ResolvedRefs", "True", "ResolvedRefs"),
+        ]
     );
 }
 
