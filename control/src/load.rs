@@ -285,9 +285,13 @@ pub async fn unresolved_endpoints(
     known: &[Diagnostic],
 ) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
+    // Each name once: a name listed again (or repeated by aliases) is
+    // reported at its first place.
+    let mut asked = std::collections::HashSet::new();
     for check in checks {
         if let MachineCheck::Endpoint { path, at, endpoint } = check
             && known.iter().all(|k| k.path != *path)
+            && asked.insert(endpoint.clone())
             && let Err(message) = resolve_one(endpoint).await
         {
             problems.push(machine_problem(file, path, *at, message));

@@ -23,7 +23,11 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
         // The names of a file that does not load are resolved all the same:
         // one run says every error.
         (Err(Diagnostics(mut problems)), Some(runtime)) => {
-            if let Ok(text) = std::fs::read_to_string(&args.file) {
+            // Read as the load reads (a regular file, bounded in size).
+            let text = load::read_file(&args.file)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            if let Some(text) = text {
                 let checks = weir_config::machine_checks(&text, Path::new("."));
                 let file = args.file.display().to_string();
                 let names = runtime.block_on(load::unresolved_endpoints(&checks, &file, &problems));

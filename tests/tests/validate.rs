@@ -277,3 +277,21 @@ fn missing_files_and_unknown_names_are_reported_beside_the_files_own_errors() {
     assert!(stderr.contains("no-such-host.invalid"), "{stderr}");
     assert!(stderr.contains("every.yaml: 4 error(s)"), "{stderr}");
 }
+
+/// A device or FIFO named as the config is refused, and nothing reads it
+/// afterwards (`/dev/zero` would never end).
+#[tokio::test]
+async fn a_device_named_as_the_config_is_refused_without_reading_it() {
+    let mut command = tokio::process::Command::from(weir_command());
+    command
+        .args(["validate", "/dev/zero"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
+        .await
+        .expect("weir validate /dev/zero ends")
+        .expect("running weir validate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/dev/zero"), "{stderr}");
+}
