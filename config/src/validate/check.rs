@@ -101,12 +101,15 @@ fn written_preview_hosts(spec: &RouteSpec) -> Vec<(usize, HostMatch)> {
     let Some(bg) = spec.strategy.as_ref().and_then(|s| s.blue_green.as_ref()) else {
         return Vec::new();
     };
+    // A host listed twice in the preview is the preview's own error.
+    let mut seen = HashSet::new();
     bg.preview
         .hosts
         .iter()
         .enumerate()
         .filter(|(_, text)| !text.contains("${"))
         .filter_map(|(k, text)| syntax::host_match(text).ok().map(|host| (k, host)))
+        .filter(|(_, host)| seen.insert(host.clone()))
         .collect()
 }
 

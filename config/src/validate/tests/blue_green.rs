@@ -276,3 +276,11 @@ preview: {hosts: [a.example.com]}\n";
     );
     assert_eq!(errors.len(), 3, "{errors:?}");
 }
+
+/// A preview host listed twice is one error, the preview's own.
+#[test]
+fn a_preview_host_listed_twice_is_one_error() {
+    let errors = invalid(&file("preview: {hosts: [p.example.com, p.example.com]}"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("already listed"), "{errors:?}");
+}
