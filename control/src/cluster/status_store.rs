@@ -156,6 +156,12 @@ impl StatusStore {
             .leader
             .as_deref()
             .is_some_and(|leader| leader != self.identity)
+            && is_leader_write(
+                &seen.status,
+                seen.resource_version.as_deref(),
+                &status,
+                incoming.as_deref(),
+            )
         {
             seen.abort_announced = None;
         }

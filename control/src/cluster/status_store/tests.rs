@@ -812,3 +812,46 @@ async fn an_abort_is_announced_again_when_its_event_failed_or_another_leader_wro
     drop(store);
     no_more_requests(api).await;
 }
+
+/// A new leader whose abort met a 409 (an `abort: true` input written
+/// meanwhile, the status still naming the old leader) does not take that
+/// input's version for another leader's write: the abort is told once.
+#[tokio::test]
+async fn an_input_written_over_the_old_leaders_status_does_not_tell_the_abort_again() {
+    let (store, mut api) = store();
+    let mut progressing = status_of(&state(Phase::Progressing, Some(0), 5));
+    progressing["leader"] = json!("weir-1");
+    store.observe(ROUTE, &route("7", &progressing));
+
+    let saving = save_in_background(&store, aborted());
+    let event = next(&mut api).await;
+    assert_eq!(event.path, EVENTS_PATH);
+    event.answer(201, &json!({}));
+    let patch = next(&mut api).await;
+    patch.answer(409, &conflict());
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect_err("a conflict fails the save");
+
+    let mut with_input = progressing.clone();
+    with_input["abort"] = json!(true);
+    store.observe(ROUTE, &route("8", &with_input));
+    let saving = save_in_background(&store, aborted());
+    let patch = next(&mut api).await;
+    assert_eq!(
+        (patch.method.clone(), patch.path.as_str()),
+        (http::Method::PATCH, STATUS_PATH),
+        "the abort's Event is not sent twice"
+    );
+    let answered = object("9", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the save succeeded");
+    drop(store);
+    no_more_requests(api).await;
+}
