@@ -323,7 +323,8 @@ impl fmt::Display for ConfigRefused {
                 f,
                 "route {route}: set stable.revision to {promoted} (promoted) before removing the \
                  canary or the strategy, or name {promoted} as the canary again; {promoted} \
-                 serves every request until then (to go back instead, abort the route first)"
+                 serves every request until then (to go back instead, abort the rollout while its \
+                 strategy is in force)"
             ),
         }
     }

@@ -1076,7 +1076,8 @@ fn a_config_behind_its_promotion_cannot_drop_the_promoted_revision() {
             refused.to_string(),
             "route checkout: set stable.revision to v2 (promoted) before removing the canary \
              or the strategy, or name v2 as the canary again; v2 serves every request until then \
-             (to go back instead, abort the route first)"
+             (to go back instead, abort the rollout while its \
+             strategy is in force)"
         );
     }
     // Another canary without a strategy: refused, naming it.
