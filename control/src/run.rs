@@ -68,11 +68,20 @@ pub fn main(args: RunArgs) -> ExitCode {
     };
     match runtime.block_on(serve(args.config, args.kubernetes)) {
         Ok(()) => ExitCode::SUCCESS,
-        // Said once: as a log record in JSON (every line of stderr is one),
-        // as plain lines for a person otherwise.
+        // Said once, whatever `RUST_LOG` lets through: as a record of the
+        // log's JSON shape (every line of stderr is one), as plain lines
+        // for a person otherwise.
         Err(error) => {
             match log_format {
-                LogFormat::Json => tracing::error!("{error:#}"),
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "timestamp": k8s_openapi::jiff::Timestamp::now().to_string(),
+                        "level": "ERROR",
+                        "message": format!("{error:#}"),
+                        "target": module_path!(),
+                    })
+                ),
                 LogFormat::Text => eprintln!("weir: {error:#}"),
             }
             ExitCode::FAILURE
@@ -116,10 +125,6 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             kube_config.default_retry = false;
             let client = kube::Client::try_from(kube_config)
                 .context("cannot build the Kubernetes client")?;
-            let mut kubernetes = kubernetes;
-            if kubernetes.gateway_api.is_none() {
-                kubernetes.gateway_api = Some(runtime::gateway_api_served(&client).await);
-            }
             let settings = Settings::from_env(kubernetes);
             tracing::info!(identity = %settings.identity, namespace = %settings.namespace, candidate = settings.is_candidate(), "following the cluster");
             let statuses = Arc::new(StatusStore::new(
@@ -229,25 +234,36 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     tokio::spawn(reload::follow(Arc::clone(&process), stop_rx.clone()));
     tokio::spawn(controller::run(Arc::clone(&process), stop_rx.clone()));
     match cluster_parts {
-        Some((client, settings, statuses)) => {
+        Some((client, mut settings, statuses)) => {
             let token = config
                 .admin
                 .reader_token
                 .clone()
                 .or_else(|| config.admin.writer_token.clone());
-            let cluster = runtime::start(
-                Arc::clone(&process),
-                client,
-                settings,
-                statuses,
-                token,
-                stop_rx.clone(),
-            );
-            let _ = process.cluster.set(Arc::clone(&cluster));
-            // Ready once the first full lists of every watched kind are applied.
+            let process = Arc::clone(&process);
             let admin_state = Arc::clone(&admin_state);
-            let mut ready = cluster.ready.clone();
+            let mut stop = stop_rx.clone();
             tokio::spawn(async move {
+                // A config that does not say whether to serve the Gateway
+                // API: asked of the cluster first (`/readyz` waits for it).
+                if settings.kubernetes.gateway_api.is_none() {
+                    let served = tokio::select! {
+                        served = runtime::gateway_api_served(&client) => served,
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                    };
+                    settings.kubernetes.gateway_api = Some(served);
+                }
+                let cluster = runtime::start(
+                    Arc::clone(&process),
+                    client,
+                    settings,
+                    statuses,
+                    token,
+                    stop,
+                );
+                let _ = process.cluster.set(Arc::clone(&cluster));
+                // Ready once the first full lists of every watched kind are applied.
+                let mut ready = cluster.ready.clone();
                 if ready.wait_for(|ready| *ready).await.is_ok() {
                     admin_state.set_ready(true);
                 }

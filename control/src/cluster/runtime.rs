@@ -209,25 +209,27 @@ impl Cluster {
 /// The API group of the Gateway API, at the version weir reads.
 const GATEWAY_API_GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
 
-/// How long the start waits to learn whether the cluster serves the
-/// Gateway API.
-const GATEWAY_API_PROBE: Duration = Duration::from_secs(10);
+/// After this long without a clear answer from discovery, the start says
+/// it is still waiting.
+const GATEWAY_API_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Whether the cluster serves the Gateway API (`gateway.networking.k8s.io/v1`
 /// with GatewayClasses, Gateways and HTTPRoutes), asked of the API
 /// server's discovery at the start, for a `kubernetes` block that does not
-/// say. Not installed: false, logged. No answer within
-/// [`GATEWAY_API_PROBE`] (tried every second): false, with a warning
-/// naming the setting that turns it on.
+/// say. Only a clear answer decides: the group served, or not found (404).
+/// Anything else (no answer, an error) is asked again every 2 s, with a
+/// warning once [`GATEWAY_API_PATIENCE`] has passed, as the watchers
+/// retry: the replica is not ready meanwhile.
 pub async fn gateway_api_served(client: &Client) -> bool {
-    let deadline = tokio::time::Instant::now() + GATEWAY_API_PROBE;
+    let started = tokio::time::Instant::now();
+    let mut warned = false;
     loop {
         let asked = tokio::time::timeout(
             Duration::from_secs(2),
             client.list_api_group_resources(GATEWAY_API_GROUP_VERSION),
         )
         .await;
-        let last_error = match asked {
+        let error = match asked {
             Ok(Ok(list)) => {
                 let served = ["gatewayclasses", "gateways", "httproutes"]
                     .iter()
@@ -253,11 +255,11 @@ pub async fn gateway_api_served(client: &Client) -> bool {
             Ok(Err(error)) => error.to_string(),
             Err(_) => "no answer within 2 s".to_owned(),
         };
-        if tokio::time::Instant::now() + Duration::from_secs(1) >= deadline {
-            tracing::warn!(error = %last_error, "cannot tell whether the cluster serves the Gateway API; not serving it (set kubernetes.gatewayApi: true to serve it)");
-            return false;
+        if !warned && started.elapsed() >= GATEWAY_API_PATIENCE {
+            warned = true;
+            tracing::warn!(%error, "cannot tell yet whether the cluster serves the Gateway API; asking again every 2 s (kubernetes.gatewayApi decides without asking)");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

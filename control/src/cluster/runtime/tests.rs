@@ -719,4 +719,25 @@ async fn the_gateway_api_is_served_when_the_cluster_serves_its_three_kinds() {
             .expect("the probe");
         assert_eq!(found, served, "{answer}");
     }
+
+    // An error is no answer: asked again, decided by the next clear one.
+    let (client, mut api) = mock_api::client();
+    let asking = tokio::spawn(async move { gateway_api_served(&client).await });
+    let request = next(&mut api).await;
+    request.answer(
+        503,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "unavailable", "reason": "ServiceUnavailable", "code": 503}),
+    );
+    let again = next(&mut api).await;
+    assert_eq!(again.path, "/apis/gateway.networking.k8s.io/v1");
+    again.answer(
+        200,
+        &resources(&["gatewayclasses", "gateways", "httproutes"]),
+    );
+    let found = tokio::time::timeout(Duration::from_secs(10), asking)
+        .await
+        .expect("in time")
+        .expect("the probe");
+    assert!(found, "served, once asked again");
 }
