@@ -304,18 +304,7 @@ async fn an_abort_written_again_after_a_conflict_is_announced_once() {
     let progressing = status_of(&state(Phase::Progressing, Some(0), 5));
     store.observe(ROUTE, &route("7", &progressing));
 
-    let saving = save_in_background(&store, aborted());
-    let event = next(&mut api).await;
-    assert_eq!(event.body["reason"], "Aborted");
-    event.answer(201, &json!({}));
-    let patch = next(&mut api).await;
-    assert_eq!(patch.path, STATUS_PATH);
-    patch.answer(409, &conflict());
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect_err("a conflict fails the save");
+    abort_meets_a_conflict(&store, &mut api, 201).await;
 
     store.observe(ROUTE, &route("8", &progressing));
     let saving = save_in_background(&store, aborted());
@@ -763,35 +752,14 @@ async fn an_abort_is_announced_again_when_its_event_failed_or_another_leader_wro
     let (store, mut api) = store();
     let progressing = status_of(&state(Phase::Progressing, Some(0), 5));
     store.observe(ROUTE, &route("7", &progressing));
-    let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                           "message": "events is forbidden", "reason": "Forbidden", "code": 403});
 
     // The Event refused, then the write refused (409).
-    let saving = save_in_background(&store, aborted());
-    let event = next(&mut api).await;
-    assert_eq!(event.path, EVENTS_PATH);
-    event.answer(403, &forbidden);
-    let patch = next(&mut api).await;
-    patch.answer(409, &conflict());
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect_err("a conflict fails the save");
+    abort_meets_a_conflict(&store, &mut api, 403).await;
 
-    // Decided again: the Event goes out this time; the write fails again.
+    // Decided again: the Event goes out this time (the helper expects it
+    // first); the write fails again.
     store.observe(ROUTE, &route("8", &progressing));
-    let saving = save_in_background(&store, aborted());
-    let event = next(&mut api).await;
-    assert_eq!(event.path, EVENTS_PATH, "the refused Event is sent again");
-    event.answer(201, &json!({}));
-    let patch = next(&mut api).await;
-    patch.answer(409, &conflict());
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect_err("a conflict fails the save");
+    abort_meets_a_conflict(&store, &mut api, 201).await;
 
     // Another leader wrote meanwhile: the abort decided here is news.
     let mut other = progressing.clone();
@@ -822,18 +790,7 @@ async fn an_input_written_over_the_old_leaders_status_does_not_tell_the_abort_ag
     let mut progressing = status_of(&state(Phase::Progressing, Some(0), 5));
     progressing["leader"] = json!("weir-1");
     store.observe(ROUTE, &route("7", &progressing));
-
-    let saving = save_in_background(&store, aborted());
-    let event = next(&mut api).await;
-    assert_eq!(event.path, EVENTS_PATH);
-    event.answer(201, &json!({}));
-    let patch = next(&mut api).await;
-    patch.answer(409, &conflict());
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect_err("a conflict fails the save");
+    abort_meets_a_conflict(&store, &mut api, 201).await;
 
     let mut with_input = progressing.clone();
     with_input["abort"] = json!(true);
@@ -854,4 +811,28 @@ async fn an_input_written_over_the_old_leaders_status_does_not_tell_the_abort_ag
         .expect("the save succeeded");
     drop(store);
     no_more_requests(api).await;
+}
+
+/// Saves [`aborted`] in the background as the API server answers its Event
+/// with `event_code` and its status write with 409; the save fails.
+async fn abort_meets_a_conflict(store: &Arc<StatusStore>, api: &mut ApiHandle, event_code: u16) {
+    let saving = save_in_background(store, aborted());
+    let event = next(api).await;
+    assert_eq!(event.path, EVENTS_PATH);
+    assert_eq!(event.body["reason"], "Aborted");
+    let answer = if event_code == 201 {
+        json!({})
+    } else {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": "events is forbidden", "reason": "Forbidden", "code": event_code})
+    };
+    event.answer(event_code, &answer);
+    let patch = next(api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    patch.answer(409, &conflict());
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect_err("a conflict fails the save");
 }

@@ -261,26 +261,7 @@ fn cmd_on(s: &RolloutState, route: &Route, command: Command, now: u64) -> Rollou
 #[test]
 fn a_gate_after_a_successful_analysis_step_waits_quietly() {
     use WebhookKind::*;
-    let analysis = Arc::new(weir_config::AnalysisRef {
-        templates: vec![Arc::from("ok")],
-        args: Vec::new(),
-        metrics: Vec::new(),
-        waiting_for: None,
-    });
-    let steps = vec![
-        Step::SetWeight(pct(10)),
-        Step::Analysis(analysis),
-        Step::SetWeight(pct(100)),
-    ];
-    let route = with_hooks(steps, &[ConfirmPromotion], 0);
-    let s = RolloutState::start(&route, T0).state;
-    let s = s.tick(&route, T0 + SEC, &pass()).state;
-    assert_eq!(s.step_index, Some(1));
-    let key = RunKey {
-        rollout_seq: s.rollout_seq,
-        rollout_started_ms: s.rollout_started_ms,
-        kind: RunKind::Step(1),
-    };
+    let (route, s, key) = at_an_analysis_step_before_confirm_promotion();
     let done = s.on_analysis_result(&route, &key, RunPhase::Successful, "ok", T0 + 2 * SEC);
     assert_eq!(
         done.transition.as_ref().map(|t| t.kind),
@@ -327,27 +308,8 @@ fn promote_from_a_pause_asks_the_gates_of_the_next_step() {
 /// results of it hold nothing again.
 #[test]
 fn promote_after_an_inconclusive_step_waits_on_the_gate_not_on_the_run() {
-    use WebhookKind::*;
-    let analysis = Arc::new(weir_config::AnalysisRef {
-        templates: vec![Arc::from("ok")],
-        args: Vec::new(),
-        metrics: Vec::new(),
-        waiting_for: None,
-    });
-    let steps = vec![
-        Step::SetWeight(pct(10)),
-        Step::Analysis(analysis),
-        Step::SetWeight(pct(100)),
-    ];
-    let route = with_hooks(steps, &[ConfirmPromotion], 0);
+    let (route, s, key) = at_an_analysis_step_before_confirm_promotion();
     let strategy = route.strategy.as_ref().expect("a strategy");
-    let s = RolloutState::start(&route, T0).state;
-    let s = s.tick(&route, T0 + SEC, &pass()).state;
-    let key = RunKey {
-        rollout_seq: s.rollout_seq,
-        rollout_started_ms: s.rollout_started_ms,
-        kind: RunKind::Step(1),
-    };
     let held = s
         .on_analysis_result(
             &route,
@@ -390,4 +352,31 @@ fn promote_before_step_one_starts_the_steps_as_resume_does() {
     assert_eq!(promoted.waiting_gate(), None);
     assert_eq!(shape(&promoted), shape(&resumed));
     assert_eq!(promoted.step_index, Some(0));
+}
+
+/// Steps `setWeight: 10`, an analysis, `setWeight: 100`, with a
+/// `confirm-promotion` hook: the route, its rollout at the analysis step,
+/// and the key of that step's run.
+fn at_an_analysis_step_before_confirm_promotion() -> (Route, RolloutState, RunKey) {
+    let analysis = Arc::new(weir_config::AnalysisRef {
+        templates: vec![Arc::from("ok")],
+        args: Vec::new(),
+        metrics: Vec::new(),
+        waiting_for: None,
+    });
+    let steps = vec![
+        Step::SetWeight(pct(10)),
+        Step::Analysis(analysis),
+        Step::SetWeight(pct(100)),
+    ];
+    let route = with_hooks(steps, &[WebhookKind::ConfirmPromotion], 0);
+    let s = RolloutState::start(&route, T0).state;
+    let s = s.tick(&route, T0 + SEC, &pass()).state;
+    assert_eq!(s.step_index, Some(1));
+    let key = RunKey {
+        rollout_seq: s.rollout_seq,
+        rollout_started_ms: s.rollout_started_ms,
+        kind: RunKind::Step(1),
+    };
+    (route, s, key)
 }
