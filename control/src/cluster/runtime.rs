@@ -209,19 +209,14 @@ impl Cluster {
 /// The API group of the Gateway API, at the version weir reads.
 const GATEWAY_API_GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
 
-/// After this long without a clear answer from discovery, the start says
-/// it is still waiting.
-const GATEWAY_API_PATIENCE: Duration = Duration::from_secs(10);
-
 /// Whether the cluster serves the Gateway API (`gateway.networking.k8s.io/v1`
 /// with GatewayClasses, Gateways and HTTPRoutes), asked of the API
 /// server's discovery at the start, for a `kubernetes` block that does not
 /// say. Only a clear answer decides: the group served, or not found (404).
 /// Anything else (no answer, an error) is asked again every 2 s, with a
-/// warning once [`GATEWAY_API_PATIENCE`] has passed, as the watchers
-/// retry: the replica is not ready meanwhile.
+/// warning the first time, as the watchers retry: the replica is not
+/// ready meanwhile.
 pub async fn gateway_api_served(client: &Client) -> bool {
-    let started = tokio::time::Instant::now();
     let mut warned = false;
     loop {
         let asked = tokio::time::timeout(
@@ -255,9 +250,9 @@ pub async fn gateway_api_served(client: &Client) -> bool {
             Ok(Err(error)) => error.to_string(),
             Err(_) => "no answer within 2 s".to_owned(),
         };
-        if !warned && started.elapsed() >= GATEWAY_API_PATIENCE {
+        if !warned {
             warned = true;
-            tracing::warn!(%error, "cannot tell yet whether the cluster serves the Gateway API; asking again every 2 s (kubernetes.gatewayApi decides without asking)");
+            tracing::warn!(%error, "cannot tell yet whether the cluster serves the Gateway API; asking again every 2 s before watching (kubernetes.gatewayApi decides without asking)");
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
