@@ -155,6 +155,27 @@ pub enum AbortReason {
 const INCONCLUSIVE_HOLD: &str =
     "for an operator: promote goes on to the next step (its gates asked first), abort aborts";
 
+/// How requests reach a blue-green preview, for messages: "host
+/// preview.shop.example or header x-weir-preview: 1".
+fn preview_reach(preview: &weir_config::Preview) -> String {
+    let hosts: Vec<String> = preview
+        .hosts
+        .iter()
+        .map(|host| match host {
+            weir_config::HostMatch::Exact(name) => name.clone(),
+            weir_config::HostMatch::Suffix(suffix) => format!("*{suffix}"),
+        })
+        .collect();
+    let mut ways = Vec::new();
+    if !hosts.is_empty() {
+        ways.push(format!("host {}", hosts.join(", ")));
+    }
+    if let Some(header) = &preview.header {
+        ways.push(format!("header {}: {}", header.name, header.value));
+    }
+    ways.join(" or ")
+}
+
 /// The persisted rollout state of one route (JSON, camelCase keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1477,7 +1498,19 @@ impl RolloutState {
             None if gated => "waiting for the first judgement".to_owned(),
             Some(Verdict::Pass { .. }) => "analysis passing".to_owned(),
             Some(Verdict::Inconclusive { reason }) if gated => {
-                format!("the step waits for minRequests: {reason}")
+                match strategy
+                    .blue_green
+                    .as_ref()
+                    .filter(|bg| bg.stage_at(self.step_index) == BlueGreenStage::Preview)
+                {
+                    // Only the preview's own clients reach the new revision.
+                    Some(bg) => format!(
+                        "the preview waits for minRequests: {reason}; send it requests ({}) or \
+                         promote",
+                        preview_reach(&bg.preview)
+                    ),
+                    None => format!("the step waits for minRequests: {reason}"),
+                }
             }
             // Without an analysis block nothing waits on the judgement.
             None | Some(Verdict::Inconclusive { .. }) => {

@@ -738,6 +738,14 @@ fn the_preview_waits_for_the_judge_to_pass_on_its_traffic() {
     );
     let waiting = waiting.state.tick(&route, T0 + 2 * SEC, &inconclusive());
     assert_eq!(stage(&waiting.state, &route), BlueGreenStage::Preview);
+    assert!(
+        waiting.state.message.contains(
+            "the preview waits for minRequests: 5 canary requests in the window, need 20; send it \
+             requests (host preview.shop or header x-preview: 1) or promote"
+        ),
+        "{}",
+        waiting.state.message
+    );
     let passed = waiting.state.tick(&route, T0 + 3 * SEC, &pass()).state;
     assert_eq!(stage(&passed, &route), BlueGreenStage::PrePromotion);
 
