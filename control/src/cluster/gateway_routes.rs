@@ -16,6 +16,8 @@
 //!   (`InvalidRouteKinds`). A route whose parent names only listeners that
 //!   do not admit it is not attached (`Accepted: False`,
 //!   `NotAllowedByListeners`) and not counted in their `attachedRoutes`.
+//!   A route attached is counted there even when it is not accepted for
+//!   its rules (every rule unsupported), as the Gateway API counts.
 //! - Each match of each rule is one route of the snapshot, named
 //!   `NAMESPACE/NAME`, with the rule's weighted backends (role label = the
 //!   Service's name). The proxy's table orders by host, then exact path
@@ -958,13 +960,16 @@ fn attach(
             ),
         ));
     }
-    if let Some(unsupported) = refused {
-        return Err(unsupported.clone());
-    }
+    // Attached, even when the route is not accepted for what its rules
+    // ask: the Gateway API counts attachment by allowedRoutes and
+    // parentRefs alone.
     for listener in &mut verdict.listeners {
         if attached_to.contains(&listener.name) {
             listener.attached_routes += 1;
         }
+    }
+    if let Some(unsupported) = refused {
+        return Err(unsupported.clone());
     }
     Ok(found)
 }

@@ -779,8 +779,10 @@ fn a_route_with_every_rule_unsupported_is_not_accepted_and_names_every_rule() {
         )
     );
     assert_eq!(verdict.partially_invalid, None);
+    // Attached all the same: attachment is counted by allowedRoutes and
+    // parentRefs, whatever the route's own status.
     let gateway = &compiled.gateways[&ObjectKey::new("shop", "public")];
-    assert_eq!(gateway.listeners[0].attached_routes, 0);
+    assert_eq!(gateway.listeners[0].attached_routes, 1);
 }
 
 #[test]
