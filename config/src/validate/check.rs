@@ -775,8 +775,8 @@ impl<'a> Checker<'a> {
         let mut names = HashMap::new();
         let mut matches: HashMap<RouteKey, usize> = HashMap::new();
         let mut routes = Some(Vec::with_capacity(specs.len()));
-        // What each route's hosts and preview hosts are, as far as they can
-        // be read: the preview checks run on these when a route fails.
+        // Each route's hosts and preview hosts, for the preview checks: as
+        // validated, or as far as they can be read when the route fails.
         let mut known = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("routes[{i}]");
@@ -808,29 +808,23 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            known.push(RouteHosts {
-                index: i,
-                name: spec.name.clone(),
-                hosts: hosts.clone().unwrap_or_default(),
-                preview: written_preview_hosts(spec),
-            });
+            let written_hosts = hosts.clone().unwrap_or_default();
             let route = self.route(&at, spec, name, hosts, path_prefix);
+            known.push(match &route {
+                Some(route) => RouteHosts::of(i, route),
+                None => RouteHosts {
+                    index: i,
+                    name: spec.name.clone(),
+                    hosts: written_hosts,
+                    preview: written_preview_hosts(spec),
+                },
+            });
             match (&mut routes, route) {
                 (Some(all), Some(route)) => all.push(route),
                 _ => routes = None,
             }
         }
-        match &routes {
-            Some(all) => {
-                let compiled: Vec<RouteHosts> = all
-                    .iter()
-                    .enumerate()
-                    .map(|(index, route)| RouteHosts::of(index, route))
-                    .collect();
-                self.preview_hosts_unique(&compiled);
-            }
-            None => self.preview_hosts_unique(&known),
-        }
+        self.preview_hosts_unique(&known);
         routes
     }
 

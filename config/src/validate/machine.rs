@@ -45,8 +45,8 @@ pub fn machine_checks(text: &str, base_dir: &Path) -> Vec<MachineCheck> {
         return Vec::new();
     };
     let mut checks = Vec::new();
-    for (i, listener) in items(get(&root, "listeners")) {
-        let tls = get(listener, "tls");
+    for (i, listener) in items(get(Some(&root), "listeners")) {
+        let tls = get(Some(listener), "tls");
         for key in ["certFile", "keyFile"] {
             file(
                 &mut checks,
@@ -56,10 +56,10 @@ pub fn machine_checks(text: &str, base_dir: &Path) -> Vec<MachineCheck> {
             );
         }
     }
-    for (r, route) in items(get(&root, "routes")) {
+    for (r, route) in items(get(Some(&root), "routes")) {
         for role in ["stable", "canary"] {
-            let upstream = get(route, role);
-            for (e, node) in items(get_opt(upstream, "endpoints")) {
+            let upstream = get(Some(route), role);
+            for (e, node) in items(get(upstream, "endpoints")) {
                 let Some(text) = written(node) else { continue };
                 if let Ok(endpoint) = syntax::endpoint(text) {
                     checks.push(MachineCheck::Endpoint {
@@ -69,7 +69,7 @@ pub fn machine_checks(text: &str, base_dir: &Path) -> Vec<MachineCheck> {
                     });
                 }
             }
-            let tls = get_opt(upstream, "tls");
+            let tls = get(upstream, "tls");
             file(
                 &mut checks,
                 &format!("routes[{r}].{role}.tls.caFile"),
@@ -117,12 +117,8 @@ fn entry<'n>(node: &'n Node, key: &str) -> Option<&'n Entry> {
 }
 
 /// The value of `key` in the mapping `node`, if any.
-fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
-    entry(node, key).map(|e| &e.value)
-}
-
-fn get_opt<'n>(node: Option<&'n Node>, key: &str) -> Option<&'n Node> {
-    node.and_then(|n| get(n, key))
+fn get<'n>(node: Option<&'n Node>, key: &str) -> Option<&'n Node> {
+    entry(node?, key).map(|e| &e.value)
 }
 
 /// The items of the sequence `node`, with their indexes.

@@ -142,6 +142,23 @@ mod against_the_api {
         .expect("a CanaryRoute")
     }
 
+    /// A status store and a problem reporter of `weir-0` writing through
+    /// kube's mocked client, and the handle that answers for the API server.
+    fn reporter() -> (Arc<StatusStore>, Arc<ProblemReporter>, ApiHandle) {
+        let (service, api) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let statuses = Arc::new(StatusStore::new(
+            client.clone(),
+            Handle::current(),
+            "weir-0",
+        ));
+        (
+            statuses,
+            Arc::new(ProblemReporter::new(client, "weir-0")),
+            api,
+        )
+    }
+
     async fn next(
         handle: &mut ApiHandle,
     ) -> (String, String, Value, mock::SendResponse<Response<Body>>) {
@@ -168,14 +185,7 @@ mod against_the_api {
 
     #[tokio::test]
     async fn the_leader_writes_the_whole_list_with_the_resource_version_then_one_event() {
-        let (service, mut api) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "default");
-        let statuses = Arc::new(StatusStore::new(
-            client.clone(),
-            Handle::current(),
-            "weir-0",
-        ));
-        let reporter = Arc::new(ProblemReporter::new(client, "weir-0"));
+        let (statuses, reporter, mut api) = reporter();
         let ready = json!([{"type": "Ready", "status": "True", "reason": "NoRollout",
                             "message": "no rollout", "lastTransitionTime": "2023-11-14T22:13:20.000Z"}]);
         let seen = object("7", &ready);
@@ -250,14 +260,7 @@ mod against_the_api {
     #[tokio::test]
     async fn a_round_writes_a_bounded_number_of_routes_at_once() {
         const ROUTES: usize = CONCURRENT_WRITES + 4;
-        let (service, mut api) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "default");
-        let statuses = Arc::new(StatusStore::new(
-            client.clone(),
-            Handle::current(),
-            "weir-0",
-        ));
-        let reporter = Arc::new(ProblemReporter::new(client, "weir-0"));
+        let (statuses, reporter, mut api) = reporter();
         let mut objects = ClusterObjects::default();
         let mut problems = BTreeMap::new();
         for i in 0..ROUTES {
@@ -336,14 +339,7 @@ mod against_the_api {
         // Writes during which the other thread recorded a newer object.
         const OVERLAPPING: usize = 200;
         const LIMIT: Duration = Duration::from_secs(30);
-        let (service, mut api) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "default");
-        let statuses = Arc::new(StatusStore::new(
-            client.clone(),
-            Handle::current(),
-            "weir-0",
-        ));
-        let reporter = ProblemReporter::new(client, "weir-0");
+        let (statuses, reporter, mut api) = reporter();
         // Each version's `Ready` condition names the version.
         let template = object(
             "1",
