@@ -469,19 +469,16 @@ impl Endpoint {
     async fn connect_h2(&self, timeout: Duration) -> Result<H2Link, ConnectError> {
         let stream = self.tcp(timeout).await?;
         let keep_alive = h2::keep_alive();
-        let (sender, last_read) = match &self.tls {
+        let last_read = Arc::new(LastRead::from_now());
+        let sender = match &self.tls {
             None => {
-                let last_read = Arc::new(LastRead::from_now());
                 let stream = NoteReads::new(stream, Arc::clone(&last_read));
-                let sender = http2_over(self.addr, TokioIo::new(stream), keep_alive).await?;
-                (sender, last_read)
+                http2_over(self.addr, TokioIo::new(stream), keep_alive).await?
             }
             Some(connector) => {
                 let stream = self.tls_handshake(connector, stream, timeout).await?;
-                let last_read = Arc::new(LastRead::from_now());
                 let stream = NoteReads::new(stream, Arc::clone(&last_read));
-                let sender = http2_over(self.addr, TokioIo::new(stream), keep_alive).await?;
-                (sender, last_read)
+                http2_over(self.addr, TokioIo::new(stream), keep_alive).await?
             }
         };
         Ok(H2Link::new(sender, last_read, keep_alive))
