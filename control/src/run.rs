@@ -246,12 +246,15 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             tokio::spawn(async move {
                 // A config that does not say whether to serve the Gateway
                 // API: asked of the cluster first (`/readyz` waits for it).
+                // Not served, it stays unsaid: `start` asks again later.
                 if settings.kubernetes.gateway_api.is_none() {
                     let served = tokio::select! {
                         served = runtime::gateway_api_served(&client) => served,
                         _ = stop.wait_for(|stopped| *stopped) => return,
                     };
-                    settings.kubernetes.gateway_api = Some(served);
+                    if served {
+                        settings.kubernetes.gateway_api = Some(true);
+                    }
                 }
                 let cluster = runtime::start(
                     Arc::clone(&process),

@@ -125,6 +125,8 @@ struct Store {
     /// Watches from before this version get 410 Gone.
     compacted: u64,
     down: bool,
+    /// Whether discovery lists the Gateway API kinds (its CRDs installed).
+    gateway_api_served: bool,
     uid: u64,
     log: Vec<Recorded>,
 }
@@ -311,6 +313,12 @@ impl KubeApi {
         self.state.changed.send_modify(|_| {});
     }
 
+    /// Whether discovery of `gateway.networking.k8s.io/v1` lists the Gateway
+    /// API kinds (as once its CRDs are installed) or answers 404 (the start).
+    pub fn set_gateway_api_served(&self, served: bool) {
+        self.state.lock().gateway_api_served = served;
+    }
+
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().log.clone()
@@ -414,6 +422,17 @@ impl Shared {
                 StatusCode::OK,
                 json!({"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "linux/amd64"}),
             ));
+        }
+        if path == GATEWAY_API_DISCOVERY {
+            return if self.lock().gateway_api_served {
+                Ok(Answer::Json(StatusCode::OK, gateway_api_resources()))
+            } else {
+                Err(Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ))
+            };
         }
         let target = parse_path(path).ok_or_else(|| {
             Failure::new(
@@ -798,6 +817,25 @@ impl Target {
             (_, false) => Write::Whole,
         }
     }
+}
+
+/// The discovery path of the Gateway API group at the version weir reads.
+const GATEWAY_API_DISCOVERY: &str = "/apis/gateway.networking.k8s.io/v1";
+
+/// The discovery answer for [`GATEWAY_API_DISCOVERY`] once served.
+fn gateway_api_resources() -> Value {
+    let verbs = json!(["delete", "get", "list", "patch", "update", "watch"]);
+    let resource = |name: &str, singular: &str, kind: &str, namespaced: bool| json!({"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind, "verbs": verbs});
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "gateway.networking.k8s.io/v1",
+        "resources": [
+            resource("gatewayclasses", "gatewayclass", "GatewayClass", false),
+            resource("gateways", "gateway", "Gateway", true),
+            resource("httproutes", "httproute", "HTTPRoute", true),
+        ],
+    })
 }
 
 /// Reads `/api/v1/...` and `/apis/GROUP/VERSION/...` paths.

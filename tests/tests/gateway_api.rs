@@ -79,9 +79,16 @@ fn difference(after: &Counts, before: &Counts) -> Counts {
 /// Services, weir's GatewayClass and the Gateway `shop/public` on the
 /// replica's HTTP port.
 async fn gateway_cluster() -> (FakeUpstream, FakeUpstream, Cluster) {
+    let cluster = Cluster::start_with_gateway_api(1).await;
+    let (v1, v2) = gateway_objects(&cluster).await;
+    (v1, v2, cluster)
+}
+
+/// The upstreams `web-v1` and `web-v2` with their Services, weir's
+/// GatewayClass and the Gateway `shop/public` on replica 0's HTTP port.
+async fn gateway_objects(cluster: &Cluster) -> (FakeUpstream, FakeUpstream) {
     let v1 = FakeUpstream::start("web-v1").await;
     let v2 = FakeUpstream::start("web-v2").await;
-    let cluster = Cluster::start_with_gateway_api(1).await;
     let port = cluster.replica(0).addrs.http.port();
     for (name, upstream) in [("web-v1", &v1), ("web-v2", &v2)] {
         cluster.add_service(NAMESPACE, name, 80);
@@ -99,7 +106,7 @@ async fn gateway_cluster() -> (FakeUpstream, FakeUpstream, Cluster) {
                "spec": {"gatewayClassName": "weir", "listeners": [
                    {"name": "http", "port": port, "protocol": "HTTP"}]}}),
     );
-    (v1, v2, cluster)
+    (v1, v2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,4 +307,46 @@ async fn a_rule_weir_does_not_support_is_dropped_and_the_other_rules_stay_served
         "{entry:#}"
     );
     served().await.expect("both rules served");
+}
+
+/// From the Gateway API CRDs installed to the route served: the replica
+/// asks discovery again every 10 s.
+const INSTALLED_LIMIT: Duration = Duration::from_secs(25);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_crds_installed_after_the_start_are_served_without_a_restart() {
+    // The config does not say `gatewayApi`, and discovery answers 404.
+    let cluster = Cluster::start(1, "").await;
+    let weir = cluster.replica(0);
+    let (_v1, _v2) = gateway_objects(&cluster).await;
+    cluster.api.apply(HTTP_ROUTES, http_route(1, 0));
+    let before = send_many(weir.addrs.http, "/", &[], 5, 1)
+        .await
+        .expect("answers");
+    assert_eq!(
+        count(&before, "-", 404),
+        5,
+        "no route before the Gateway API is served: {before:?}"
+    );
+
+    cluster.api.set_gateway_api_served(true);
+    let installed = Instant::now();
+    wait_until(INSTALLED_LIMIT, "the HTTPRoute served", || async {
+        let counts = send_many(weir.addrs.http, "/", &[], 5, 1).await.ok()?;
+        (count(&counts, "web-v1", 200) == 5).then_some(())
+    })
+    .await;
+    println!("served {:?} after the CRDs came", installed.elapsed());
+    let entry = accepted_at(&cluster, 1).await;
+    assert_eq!(
+        condition(&entry["conditions"], "ResolvedRefs")["status"],
+        "True",
+        "{entry:#}"
+    );
+    assert!(
+        weir.log()
+            .contains("the cluster now serves gateway.networking.k8s.io/v1"),
+        "{}",
+        weir.log()
+    );
 }

@@ -123,10 +123,9 @@ struct Stores {
     analysis_templates: Vec<Store<AnalysisTemplate>>,
     services: Vec<Store<Service>>,
     endpoint_slices: Vec<Store<EndpointSlice>>,
-    /// Empty unless `kubernetes.gatewayApi`.
-    gateway_classes: Vec<Store<GatewayClass>>,
-    gateways: Vec<Store<Gateway>>,
-    http_routes: Vec<Store<HttpRoute>>,
+    /// While the Gateway API is served (`kubernetes.gatewayApi`, or the
+    /// cluster serving it when the config does not say).
+    gateway_api: Option<GatewayStores>,
 }
 
 // === impl Settings ===
@@ -147,8 +146,8 @@ impl Settings {
         }
     }
 
-    /// Whether the Gateway API is served: as the config says, or, when it
-    /// says nothing, as [`gateway_api_served`] found at the start.
+    /// Whether the Gateway API is served from the start: as the config
+    /// says, or, when it says nothing, as [`gateway_api_served`] found.
     pub fn serves_gateway_api(&self) -> bool {
         self.kubernetes.gateway_api == Some(true)
     }
@@ -212,10 +211,12 @@ const GATEWAY_API_GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// Whether the cluster serves the Gateway API (`gateway.networking.k8s.io/v1`
 /// with GatewayClasses, Gateways and HTTPRoutes), asked of the API
 /// server's discovery at the start, for a `kubernetes` block that does not
-/// say. Only a clear answer decides: the group served, or not found (404).
-/// Anything else (no answer, an error) is asked again every 2 s, with a
-/// warning the first time, as the watchers retry: the replica is not
-/// ready meanwhile.
+/// say. Only a clear answer decides: the group served, or not (404, or a
+/// kind missing). Anything else (no answer, an error) is asked again every
+/// 2 s, with a warning the first time, as the watchers retry: the replica
+/// is not ready meanwhile. When it is not served, [`start`] keeps asking in
+/// the background, so that CRDs installed later are served without a
+/// restart.
 pub async fn gateway_api_served(client: &Client) -> bool {
     let mut warned = false;
     loop {
@@ -226,16 +227,14 @@ pub async fn gateway_api_served(client: &Client) -> bool {
         .await;
         let error = match asked {
             Ok(Ok(list)) => {
-                let served = ["gatewayclasses", "gateways", "httproutes"]
-                    .iter()
-                    .all(|kind| list.resources.iter().any(|r| r.name == *kind));
+                let served = serves_gateway_kinds(&list);
                 tracing::info!(
                     served,
                     "the cluster serves {GATEWAY_API_GROUP_VERSION}; Gateway API {}",
                     if served {
                         "served"
                     } else {
-                        "not served: a kind is missing"
+                        "not served yet: a kind is missing (asked again every 10 s)"
                     }
                 );
                 return served;
@@ -243,7 +242,7 @@ pub async fn gateway_api_served(client: &Client) -> bool {
             Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
                 tracing::info!(
                     "the cluster does not serve {GATEWAY_API_GROUP_VERSION}: Gateway API not served \
-                     (set kubernetes.gatewayApi once its CRDs are installed, or restart)"
+                     yet (asked again every 10 s; kubernetes.gatewayApi decides without asking)"
                 );
                 return false;
             }
@@ -256,6 +255,106 @@ pub async fn gateway_api_served(client: &Client) -> bool {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// Whether a discovery answer for `gateway.networking.k8s.io/v1` lists
+/// every kind weir reads.
+fn serves_gateway_kinds(
+    list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
+) -> bool {
+    ["gatewayclasses", "gateways", "httproutes"]
+        .iter()
+        .all(|kind| list.resources.iter().any(|r| r.name == *kind))
+}
+
+/// How often a replica whose cluster did not serve the Gateway API at the
+/// start asks again.
+const GATEWAY_API_ASKED_AGAIN: Duration = Duration::from_secs(10);
+
+/// The watched Gateway API kinds, one store per watched namespace (one for
+/// the GatewayClasses, which have none).
+#[derive(Clone)]
+struct GatewayStores {
+    gateway_classes: Vec<Store<GatewayClass>>,
+    gateways: Vec<Store<Gateway>>,
+    http_routes: Vec<Store<HttpRoute>>,
+}
+
+impl GatewayStores {
+    /// Starts watching the Gateway API kinds in `namespaces`.
+    fn watch(
+        client: &Client,
+        namespaces: &[Option<String>],
+        changed: &Arc<Notify>,
+        stop: &watch::Receiver<bool>,
+    ) -> GatewayStores {
+        GatewayStores {
+            gateway_classes: vec![reflect(Api::all(client.clone()), changed, stop.clone())],
+            gateways: namespaces
+                .iter()
+                .map(|namespace| reflect(api(client, namespace.as_deref()), changed, stop.clone()))
+                .collect(),
+            http_routes: namespaces
+                .iter()
+                .map(|namespace| reflect(api(client, namespace.as_deref()), changed, stop.clone()))
+                .collect(),
+        }
+    }
+
+    /// Waits for the first full list of every kind.
+    async fn ready(&self) {
+        for store in &self.gateway_classes {
+            let _ = store.wait_until_ready().await;
+        }
+        for store in &self.gateways {
+            let _ = store.wait_until_ready().await;
+        }
+        for store in &self.http_routes {
+            let _ = store.wait_until_ready().await;
+        }
+    }
+}
+
+/// For a cluster that did not serve the Gateway API at the start: asks its
+/// discovery again every [`GATEWAY_API_ASKED_AGAIN`] and, once the CRDs are
+/// there, watches the kinds and hands their stores over when first listed.
+async fn watch_gateway_api_once_served(
+    client: Client,
+    namespaces: Vec<Option<String>>,
+    changed: Arc<Notify>,
+    found: tokio::sync::oneshot::Sender<GatewayStores>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            () = tokio::time::sleep(GATEWAY_API_ASKED_AGAIN) => {}
+        }
+        let asked = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.list_api_group_resources(GATEWAY_API_GROUP_VERSION),
+        )
+        .await;
+        match asked {
+            Ok(Ok(list)) if serves_gateway_kinds(&list) => break,
+            Ok(Ok(_) | Err(kube::Error::Api(_))) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot ask whether the cluster serves the Gateway API")
+            }
+            Err(_) => tracing::debug!(
+                "no answer within 2 s to whether the cluster serves the Gateway API"
+            ),
+        }
+    }
+    tracing::info!(
+        "the cluster now serves {GATEWAY_API_GROUP_VERSION}: watching GatewayClasses, Gateways and HTTPRoutes"
+    );
+    let stores = GatewayStores::watch(&client, &namespaces, &changed, &stop);
+    tokio::select! {
+        () = stopped(&mut stop) => return,
+        () = stores.ready() => {}
+    }
+    let _ = found.send(stores);
 }
 
 /// Starts the watchers, the election, the counters of the peers and the
@@ -276,26 +375,23 @@ pub fn start(
         analysis_templates: Vec::new(),
         services: Vec::new(),
         endpoint_slices: Vec::new(),
-        gateway_classes: Vec::new(),
-        gateways: Vec::new(),
-        http_routes: Vec::new(),
+        gateway_api: None,
     };
+    // A config that says nothing and a cluster that did not serve the
+    // Gateway API at the start: its CRDs may come later.
+    let mut gateway_api_later = None;
     if settings.serves_gateway_api() {
-        stores
-            .gateway_classes
-            .push(reflect(Api::all(client.clone()), &changed, stop.clone()));
-        for namespace in &namespaces {
-            stores.gateways.push(reflect(
-                api(&client, namespace.as_deref()),
-                &changed,
-                stop.clone(),
-            ));
-            stores.http_routes.push(reflect(
-                api(&client, namespace.as_deref()),
-                &changed,
-                stop.clone(),
-            ));
-        }
+        stores.gateway_api = Some(GatewayStores::watch(&client, &namespaces, &changed, &stop));
+    } else if settings.kubernetes.gateway_api.is_none() {
+        let (found, later) = tokio::sync::oneshot::channel();
+        gateway_api_later = Some(later);
+        tokio::spawn(watch_gateway_api_once_served(
+            client.clone(),
+            namespaces.clone(),
+            Arc::clone(&changed),
+            found,
+            stop.clone(),
+        ));
     }
     for namespace in &namespaces {
         stores.canary_routes.push(reflect(
@@ -374,6 +470,7 @@ pub fn start(
         process,
         Arc::clone(&cluster),
         stores,
+        gateway_api_later,
         changed,
         ready_tx,
         peers_tx,
@@ -452,7 +549,8 @@ where
 async fn follow(
     process: Arc<Process>,
     cluster: Arc<Cluster>,
-    stores: Stores,
+    mut stores: Stores,
+    mut gateway_api_later: Option<tokio::sync::oneshot::Receiver<GatewayStores>>,
     changed: Arc<Notify>,
     ready_tx: watch::Sender<bool>,
     peers_tx: watch::Sender<Vec<SocketAddr>>,
@@ -478,6 +576,9 @@ async fn follow(
                 () = stopped(&mut stop) => return,
                 () = changed.notified() => {}
                 () = cluster.resync.notified() => {}
+                found = gateway_api_found(&mut gateway_api_later) => {
+                    stores.gateway_api = found;
+                }
                 () = leadership_changed(&mut leadership, &mut election_running) => {
                     if !election_running && !*stop.borrow() {
                         tracing::error!("the leader election ended; this replica no longer leads");
@@ -506,6 +607,23 @@ async fn follow(
             first = false;
         }
     }
+}
+
+/// Waits for the Gateway API stores of a cluster that began serving it
+/// after the start; pending forever when none are coming.
+async fn gateway_api_found(
+    later: &mut Option<tokio::sync::oneshot::Receiver<GatewayStores>>,
+) -> Option<GatewayStores> {
+    let Some(receiver) = later else {
+        return std::future::pending().await;
+    };
+    let found = receiver.await.ok();
+    *later = None;
+    if found.is_none() {
+        // The search ended with the process: nothing more will come.
+        return std::future::pending().await;
+    }
+    found
 }
 
 /// Whether the election says this replica leads. Once its channel is
@@ -767,14 +885,8 @@ async fn all_ready(stores: &Stores) {
     for store in &stores.endpoint_slices {
         let _ = store.wait_until_ready().await;
     }
-    for store in &stores.gateway_classes {
-        let _ = store.wait_until_ready().await;
-    }
-    for store in &stores.gateways {
-        let _ = store.wait_until_ready().await;
-    }
-    for store in &stores.http_routes {
-        let _ = store.wait_until_ready().await;
+    if let Some(gateway_api) = &stores.gateway_api {
+        gateway_api.ready().await;
     }
 }
 
@@ -860,7 +972,7 @@ async fn sync(
     });
 
     let leading = cluster.is_leader() && cluster.settings.is_candidate();
-    let gateways = if cluster.settings.serves_gateway_api() {
+    let gateways = if stores.gateway_api.is_some() {
         let ports: Vec<u16> = {
             let control = process.control.lock().await;
             control
@@ -1047,21 +1159,24 @@ fn collect(stores: &Stores) -> ClusterObjects {
                 .insert(ObjectKey::of(&slice.metadata), slice);
         }
     }
-    for store in &stores.gateway_classes {
+    let Some(gateway_api) = &stores.gateway_api else {
+        return objects;
+    };
+    for store in &gateway_api.gateway_classes {
         for class in store.state() {
             objects
                 .gateway_classes
                 .insert(ObjectKey::of(&class.metadata), class);
         }
     }
-    for store in &stores.gateways {
+    for store in &gateway_api.gateways {
         for gateway in store.state() {
             objects
                 .gateways
                 .insert(ObjectKey::of(&gateway.metadata), gateway);
         }
     }
-    for store in &stores.http_routes {
+    for store in &gateway_api.http_routes {
         for route in store.state() {
             objects
                 .http_routes
