@@ -66,6 +66,16 @@ impl GrpcCodeSet {
         (code as usize) < GRPC_CODES && self.0 & (1 << code) != 0
     }
 
+    /// Whether a call answered with gRPC status `status` is in the set: a
+    /// status past 16, which clients read as UNKNOWN, counts as UNKNOWN.
+    pub const fn contains_status(self, status: u8) -> bool {
+        if (status as usize) < GRPC_CODES {
+            self.contains(status)
+        } else {
+            self.contains(GRPC_UNKNOWN)
+        }
+    }
+
     /// The codes in the set, ascending.
     pub fn codes(self) -> impl Iterator<Item = u8> {
         (0..GRPC_CODES as u8).filter(move |&code| self.contains(code))
@@ -123,5 +133,15 @@ mod tests {
         assert_eq!(grpc_code_by_name("UNAUTHENTICATED"), Some(16));
         assert_eq!(grpc_code_by_name("NOPE"), None);
         assert!(!GrpcCodeSet::EMPTY.with(17).contains(17));
+    }
+
+    #[test]
+    fn a_status_past_16_is_judged_as_unknown() {
+        assert!(GrpcCodeSet::DEFAULT_ERRORS.contains_status(42));
+        assert!(GrpcCodeSet::DEFAULT_ERRORS.contains_status(255));
+        assert!(!GrpcCodeSet::DEFAULT_ERRORS.contains_status(5));
+        let without_unknown = GrpcCodeSet::EMPTY.with(14);
+        assert!(!without_unknown.contains_status(42));
+        assert!(without_unknown.contains_status(14));
     }
 }

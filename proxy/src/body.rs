@@ -363,7 +363,7 @@ impl UpstreamBody {
             if let (Some(status), Some(account)) = (status, self.account.take()) {
                 account.metrics.record_grpc(
                     status,
-                    grpc.errors.contains(status),
+                    grpc.errors.contains_status(status),
                     account.started.elapsed(),
                 );
                 if let Some(kind) = failure {

@@ -448,7 +448,7 @@ fn settle(
             let metrics = &backend.metrics;
             metrics.record_upstream_error(crate::metrics::UpstreamErrorKind::Timeout);
             let status = grpc::DEADLINE_EXCEEDED;
-            let is_error = context.route.grpc_error_codes.contains(status);
+            let is_error = context.route.grpc_error_codes.contains_status(status);
             tally.record_grpc(metrics, status, is_error, started.elapsed());
             grpc::deadline_exceeded_response()
         }
@@ -483,7 +483,7 @@ fn settle(
                     .then(|| grpc::status_for(response.status()))
                     .flatten();
                 if let Some(grpc_status) = grpc_status {
-                    let is_error = context.route.grpc_error_codes.contains(grpc_status);
+                    let is_error = context.route.grpc_error_codes.contains_status(grpc_status);
                     tally.record_grpc(&backend.metrics, grpc_status, is_error, started.elapsed());
                     let message = error.describe(&context.route.name, &backend.label);
                     return grpc::error_response(grpc_status, &message);

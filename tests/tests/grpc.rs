@@ -153,13 +153,25 @@ async fn an_upstream_that_sends_goaway_gets_a_new_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_from_the_canary_counts_as_a_canary_error() {
+    canary_failures_are_counted(14, true, "UNAVAILABLE").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_past_16_from_the_canary_counts_as_unknown_and_an_error() {
+    canary_failures_are_counted(42, false, "UNKNOWN").await;
+}
+
+/// Three calls to a canary that fails each with `status` (in the head when
+/// `trailers_only`, else in the trailers) pass the status through, are in
+/// the metrics as `grpc_code` = `name`, and are errors of the canary.
+async fn canary_failures_are_counted(status: u8, trailers_only: bool, name: &str) {
     let stable = GrpcUpstream::h2c("v1", None).await;
-    let unavailable = Failure {
+    let failure = Failure {
         every: 1,
-        status: 14,
-        trailers_only: true,
+        status,
+        trailers_only,
     };
-    let canary = GrpcUpstream::h2c("v2", Some(unavailable)).await;
+    let canary = GrpcUpstream::h2c("v2", Some(failure)).await;
     let route = h2c_route("grpc", &stable)
         .canary(&[canary.addr], 100.0)
         .canary_key("protocol: h2c");
@@ -169,7 +181,7 @@ async fn unavailable_from_the_canary_counts_as_a_canary_error() {
     for _ in 0..3 {
         let reply = within(CALL_LIMIT, "a call", client.call(UNARY, b"x", &[])).await;
         assert_eq!(reply.http_status, 200, "{reply:?}");
-        assert_eq!(reply.status(), Some(14), "{reply:?}");
+        assert_eq!(reply.status(), Some(status), "{reply:?}");
         assert_eq!(reply.trailer("grpc-message"), Some("injected failure"));
     }
     assert_eq!(canary.calls(), 3);
@@ -180,7 +192,7 @@ async fn unavailable_from_the_canary_counts_as_a_canary_error() {
         ("route", "grpc"),
         ("role", "canary"),
         ("code", "200"),
-        ("grpc_code", "UNAVAILABLE"),
+        ("grpc_code", name),
     ];
     assert_eq!(
         m.get("weir_http_requests_total", &labels),
