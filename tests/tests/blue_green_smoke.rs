@@ -1,7 +1,8 @@
 //! A blue-green route in the real binary, end to end in one pass: the
 //! preview reaches the new revision by host and by header while active
 //! traffic stays on the old one, `promote` swaps, and the stage shows in
-//! the status, `weir status` and the metrics. (The full behaviour under
+//! the status, `weir status` and the metrics, and the switch-back window
+//! ends. (The full behaviour under
 //! load is in `blue_green.rs`.)
 
 use std::time::Duration;
@@ -40,7 +41,8 @@ async fn awaiting_promotion(blue: &FakeUpstream, green: &FakeUpstream) -> Weir {
     assert!(fixed.contains("      weight: 0\n"), "{fixed}");
     let blue_green = fixed.replacen("      weight: 0\n", "", 1)
         + "    strategy:\n      blueGreen:\n        preview:\n          hosts: [preview.shop.test]\n          \
-           header: {name: x-weir-preview, value: \"1\"}\n        autoPromotionEnabled: false\n";
+           header: {name: x-weir-preview, value: \"1\"}\n        autoPromotionEnabled: false\n        \
+           scaleDownDelaySeconds: 1\n";
     weir.write_text(&blue_green, false);
     weir.wait_status("shop", LIMIT, "stage AwaitingPromotion", |s| {
         stage(s) == "AwaitingPromotion"
@@ -118,6 +120,24 @@ async fn the_preview_reaches_the_new_revision_until_promote_swaps() {
     for _ in 0..5 {
         assert_eq!(upstream_of(&weir, "shop.test", &[]).await, "green");
     }
+    // Once `scaleDownDelaySeconds` is over, the message stops offering the
+    // switch-back, as abort no longer does it.
+    let s = weir
+        .wait_status("shop", LIMIT, "the switch-back window over", |s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("scaleDownDelaySeconds is over"))
+        })
+        .await;
+    assert!(
+        !s["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("swaps back"),
+        "{s:#}"
+    );
+    let answer = weir.command("shop", "abort", None).await;
+    assert_eq!(answer.status, 409, "{}", answer.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

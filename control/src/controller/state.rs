@@ -18,7 +18,7 @@ use crate::load::{Loaded, Resolved};
 use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
 use crate::rollout::{
-    AbortReason, Command, CommandRefused, ConfigRefused, Outcome, RolloutState, Transition,
+    AbortReason, Command, CommandRefused, ConfigRefused, Outcome, Phase, RolloutState, Transition,
     TransitionKind,
 };
 
@@ -513,7 +513,10 @@ impl ControlState {
             let (Some(strategy), Some(state)) = (&route.strategy, self.rollouts.get(name)) else {
                 continue;
             };
-            if !state.is_active() {
+            // A blue-green promotion is ticked for its message alone: it
+            // counts down the switch-back window.
+            let switching_back = state.phase == Phase::Promoted && strategy.blue_green.is_some();
+            if !state.is_active() && !switching_back {
                 continue;
             }
             let interval = duration_ms(strategy.analysis.interval);

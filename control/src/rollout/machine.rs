@@ -892,7 +892,13 @@ impl RolloutState {
             return Outcome::unchanged(self.clone());
         };
         if !self.is_active() {
-            return Outcome::unchanged(self.clone());
+            let mut s = self.clone();
+            // A blue-green promotion's message counts down the switch-back
+            // window, and says when it is over.
+            if s.phase == Phase::Promoted && strategy.blue_green.is_some() {
+                s.refresh_message(strategy, now_ms);
+            }
+            return Outcome::unchanged(s);
         }
         let mut s = self.clone();
         let judgement = analysis::judge(&strategy.analysis, obs, &mut s.evidence);

@@ -257,6 +257,28 @@ fn the_stages_follow_each_other_with_the_weight_and_the_preview() {
 }
 
 #[test]
+fn the_promoted_message_counts_down_the_switch_back_and_says_when_it_is_over() {
+    let route = manual_route();
+    let at = done().promoted_ms.expect("promoted at the swap");
+    let during = done().tick(&route, at + 20 * SEC, &pass()).state;
+    assert!(
+        during.message.contains("abort swaps back to v1 for 10 s"),
+        "{}",
+        during.message
+    );
+    let after = during.tick(&route, at + 31 * SEC, &pass()).state;
+    assert!(
+        after
+            .message
+            .contains("scaleDownDelaySeconds is over: v1 is no longer the switch-back target"),
+        "{}",
+        after.message
+    );
+    assert!(!after.message.contains("swaps back"), "{}", after.message);
+    assert_eq!(after.phase, Phase::Promoted);
+}
+
+#[test]
 fn every_command_in_every_stage() {
     use Command::*;
     use Phase::*;
