@@ -382,3 +382,54 @@ async fn web_templates_read_the_json_path() {
     })
     .await;
 }
+
+/// A web provider whose URL is wholly an argument: weir starts with it,
+/// and the run calls the URL the step gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_url_wholly_from_an_argument_is_called_as_the_step_gives_it() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let smoke = smoke_server().await;
+    let template = r#"analysisTemplates:
+  - name: smoke
+    args: [{name: url}]
+    metrics:
+      - name: smoke
+        successCondition: result.failed == 0
+        provider:
+          web: {url: "{{args.url}}", jsonPath: "{$.summary}", timeoutSeconds: 5}
+"#;
+    let config = WeirConfig::new([Route::rollout(
+        "whole",
+        &[stable.addr],
+        &[canary.addr],
+        Strategy::new([
+            Step::SetWeight(10.0),
+            Step::Raw(format!(
+                "analysis: {{ templates: [{{ templateName: smoke }}], args: [{{ name: url, value: \"http://{smoke}/smoke\" }}] }}"
+            )),
+            Step::SetWeight(100.0),
+        ]),
+    )
+    .path_prefix("/whole")])
+    .extra(template);
+    let weir = Weir::start(config).await;
+    let whole = weir
+        .wait_status("whole", LIMIT, "Promoted", |s| phase(s) != "Progressing")
+        .await;
+    assert_eq!(phase(&whole), "Promoted", "{whole:#}\n{}", weir.log());
+    let runs = analysis_runs(&weir, "whole").await;
+    assert_eq!(runs[0]["phase"], "Successful", "{runs:#}");
+    let metric = &runs[0]["metrics"][0];
+    assert_eq!(
+        metric["request"],
+        format!("GET http://{smoke}/smoke"),
+        "{runs:#}"
+    );
+    assert_eq!(metric["measurements"][0]["phase"], "Successful", "{runs:#}");
+    assert_eq!(
+        metric["measurements"][0]["value"],
+        serde_json::json!({"failed": 0, "passed": 12}),
+        "{runs:#}"
+    );
+}

@@ -1,9 +1,18 @@
 //! Checks of `analysisTemplates` and of the references to them (canary
-//! `analysis` steps, `strategy.analysis.templates`): every template on its
-//! own (names, limits, durations, providers, `{{args.NAME}}` naming a
-//! declared argument, conditions that parse), then each reference resolved
-//! into an [`AnalysisRef`] (known templates, every argument given a value,
-//! the conditions parsed again with the values in place).
+//! `analysis` steps, `strategy.analysis.templates`, blue-green pre- and
+//! post-promotion analysis): every template on its own (names, limits,
+//! durations, providers, `{{args.NAME}}` naming a declared argument,
+//! conditions that parse), then each reference resolved into an
+//! [`AnalysisRef`] (known templates, every argument given a value, every
+//! field checked again with the values in place).
+//!
+//! A template on its own is checked with the defaults of its arguments. A
+//! field naming an argument without a default (a condition, an address
+//! that is wholly `{{args.addr}}`) cannot be checked before a reference
+//! gives the value: it is checked at each reference, and a problem there is
+//! told where the reference gives the value, quoting the field as written
+//! and what it resolves to. Only what no value can make right (an address
+//! starting `127.0.0.1:{{args.port}}`) is told at the template.
 //!
 //! Problems are reported through a callback as `(key path, message)`, so
 //! that they read like every other diagnostic, with `FILE:LINE:COL`.
@@ -290,7 +299,8 @@ pub(super) fn resolve(
             }
         }
     }
-    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    // Each argument's value, and where in `args` it is given.
+    let mut given: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
     let declared: HashSet<&str> = used
         .iter()
         .flat_map(|e| e.spec.args.iter().map(|a| a.name.as_str()))
@@ -306,7 +316,7 @@ pub(super) fn resolve(
             continue;
         }
         let path = format!("{element}.name");
-        if given.insert(&arg.name, &arg.value).is_some() {
+        if given.insert(&arg.name, (k, &arg.value)).is_some() {
             report(
                 &path,
                 format!("argument `{}` is given twice; give it once", arg.name),
@@ -361,7 +371,7 @@ pub(super) fn resolve(
         for arg in &entry.spec.args {
             let value = given
                 .get(arg.name.as_str())
-                .map(|v| (*v).to_owned())
+                .map(|(_, v)| (*v).to_owned())
                 .or_else(|| arg.value.clone());
             if let Some(value) = value {
                 values.insert(arg.name.clone(), value.clone());
@@ -381,11 +391,33 @@ pub(super) fn resolve(
                 ok = false;
                 continue;
             }
-            match build_metric(&entry.spec.name, spec, &template_values, &resolved.bytes) {
+            let args = Args {
+                values: &template_values,
+                alone: false,
+                bytes: &resolved.bytes,
+            };
+            match build_metric(&entry.spec.name, spec, &args) {
                 Ok(metric) => metrics.push(Arc::new(metric)),
                 Err((key, why)) => {
+                    // Where the value that makes it wrong is written: the
+                    // reference's argument, or its mention of the template
+                    // (a default of the template's).
+                    let written = metric_strings(spec)
+                        .into_iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, text)| text)
+                        .unwrap_or_default();
+                    let argument = placeholders(&written)
+                        .into_iter()
+                        .flatten()
+                        .find_map(|name| given.get(name.as_str()).map(|(k, _)| *k));
+                    let place = match (argument, named.get(entry.spec.name.as_str())) {
+                        (Some(k), _) => format!("{at}.args[{k}].value"),
+                        (None, Some(k)) => format!("{at}.templates[{k}].templateName"),
+                        (None, None) => at.to_owned(),
+                    };
                     report(
-                        at,
+                        &place,
                         format!("with these arguments, {metric_path}.{key} {why}"),
                     );
                     ok = false;
@@ -597,13 +629,20 @@ fn check_metric(
     if !ok {
         return false;
     }
-    // The template alone: arguments without a default stand in as `0`, so
-    // that a condition's syntax is checked where it is written.
-    let stand_in: HashMap<String, String> = declared
+    // The template alone, with the defaults of its arguments: a field
+    // naming an argument without one is checked at each reference, with
+    // the reference's value (only what no value can change is checked
+    // here).
+    let defaults: HashMap<String, String> = declared
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.unwrap_or("0").to_owned()))
+        .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v.to_owned())))
         .collect();
-    match build_metric("", spec, &stand_in, &Cell::new(0)) {
+    let args = Args {
+        values: &defaults,
+        alone: true,
+        bytes: &Cell::new(0),
+    };
+    match build_metric("", spec, &args) {
         Ok(_) => whole,
         Err((key, why)) => {
             // The problems that a missing provider or `interval` make.
@@ -633,53 +672,134 @@ fn placeholders(text: &str) -> Vec<Result<String, String>> {
     out
 }
 
-/// `text` with every `{{args.NAME}}` replaced by its value, its length
-/// added to `resolved_bytes`; `Err` when it would be longer than [`MAX_RESOLVED_FIELD`].
-fn substitute(
-    text: &str,
-    values: &HashMap<String, String>,
-    resolved_bytes: &Cell<usize>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len().min(MAX_RESOLVED_FIELD));
-    let mut rest = text;
-    let push = |out: &mut String, piece: &str| {
-        if out.len() + piece.len() > MAX_RESOLVED_FIELD {
-            return Err(format!(
-                "is more than {} MiB; a field of a resolved template is kept under that",
-                MAX_RESOLVED_FIELD >> 20
-            ));
-        }
-        out.push_str(piece);
-        Ok(())
-    };
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        push(&mut out, &rest[..start])?;
-        let inner = after[..end].trim();
-        match inner.strip_prefix("args.").and_then(|n| values.get(n)) {
-            Some(value) => push(&mut out, value)?,
-            None => push(&mut out, &rest[start..start + 2 + end + 2])?,
-        }
-        rest = &after[end + 2..];
+/// The arguments a metric is built with.
+struct Args<'a> {
+    /// The value of each argument: at a reference, every one the template
+    /// declares; for the template alone, those with a default.
+    values: &'a HashMap<String, String>,
+    /// The template is checked alone: a field naming an argument without a
+    /// value is not checked here (what the value makes of it is not known
+    /// yet) but at each reference, with the reference's value.
+    alone: bool,
+    /// The text resolved so far, against [`MAX_RESOLVED_TOTAL`].
+    bytes: &'a Cell<usize>,
+}
+
+/// A field of a metric with the arguments in place.
+struct Field<'t> {
+    /// As the template writes it.
+    written: &'t str,
+    /// With every `{{args.NAME}}` that has a value replaced by it.
+    resolved: String,
+    /// When the field names an argument without a value (the template
+    /// checked alone): where in `resolved` the first such `{{args.NAME}}`
+    /// starts, left as written. Only what comes before it is known.
+    pending: Option<usize>,
+}
+
+/// At most this many characters of a field are quoted in a message: an
+/// argument may be long.
+const QUOTED_CHARS: usize = 200;
+
+/// `text` trimmed and cut to [`QUOTED_CHARS`], for a message; control
+/// characters escaped with `escape`.
+fn quoted(text: &str, escape: bool) -> String {
+    let text = text.trim();
+    let cut = text.char_indices().nth(QUOTED_CHARS).map(|(at, _)| at);
+    let head = &text[..cut.unwrap_or(text.len())];
+    let more = if cut.is_some() { "..." } else { "" };
+    if escape {
+        format!("{}{more}", head.escape_debug())
+    } else {
+        format!("{head}{more}")
     }
-    push(&mut out, rest)?;
-    resolved_bytes.set(resolved_bytes.get().saturating_add(out.len()));
-    Ok(out)
 }
 
-fn duration(spec: &DurationSpec) -> Result<Duration, String> {
-    spec.to_duration().map_err(|e| e.to_string())
+// === impl Args ===
+
+impl Args<'_> {
+    /// `text` with every `{{args.NAME}}` that has a value replaced by it,
+    /// its length added to the text resolved; `Err` when it would be
+    /// longer than [`MAX_RESOLVED_FIELD`].
+    fn field<'t>(&self, text: &'t str) -> Result<Field<'t>, String> {
+        let mut out = String::with_capacity(text.len().min(MAX_RESOLVED_FIELD));
+        let mut pending = None;
+        let mut rest = text;
+        let push = |out: &mut String, piece: &str| {
+            if out.len() + piece.len() > MAX_RESOLVED_FIELD {
+                return Err(format!(
+                    "is more than {} MiB; a field of a resolved template is kept under that",
+                    MAX_RESOLVED_FIELD >> 20
+                ));
+            }
+            out.push_str(piece);
+            Ok(())
+        };
+        while let Some(start) = rest.find("{{") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else { break };
+            push(&mut out, &rest[..start])?;
+            let name = after[..end].trim().strip_prefix("args.");
+            match name.and_then(|n| self.values.get(n)) {
+                Some(value) => push(&mut out, value)?,
+                None => {
+                    if self.alone && name.is_some() && pending.is_none() {
+                        pending = Some(out.len());
+                    }
+                    push(&mut out, &rest[start..start + 2 + end + 2])?;
+                }
+            }
+            rest = &after[end + 2..];
+        }
+        push(&mut out, rest)?;
+        self.bytes.set(self.bytes.get().saturating_add(out.len()));
+        Ok(Field {
+            written: text,
+            resolved: out,
+            pending,
+        })
+    }
 }
 
-/// The headers of provider `at` with `values` in place; `Err((key, why))`
-/// names the first one that is not an HTTP header name and value (the run
-/// would otherwise fail at its first request).
+// === impl Field ===
+
+impl Field<'_> {
+    /// What is wrong with the field, `reason` going on from "`TEXT` ...":
+    /// the text as written and, when the arguments change it, what it
+    /// resolves to.
+    fn problem(&self, reason: &str, escape: bool) -> String {
+        let written = quoted(self.written, escape);
+        if self.resolved.trim() == self.written.trim() {
+            format!("`{written}` {reason}")
+        } else {
+            let resolved = quoted(&self.resolved, escape);
+            format!("`{written}` resolves to `{resolved}`, which {reason}")
+        }
+    }
+
+    /// The field as an http:// or https:// URL with a host. With an
+    /// argument still without a value, only a start that no value can
+    /// make right (`127.0.0.1:{{args.port}}`) is a problem.
+    fn http_url(&self) -> Result<String, String> {
+        match self.pending {
+            None => http_url(&self.resolved).map_err(|reason| self.problem(&reason, false)),
+            Some(at) if never_http_url(&self.resolved[..at]) => Err(self.problem(
+                "cannot be an http:// or https:// URL with a host, whatever its arguments are, \
+                 e.g. `http://127.0.0.1:9090`",
+                false,
+            )),
+            Some(_) => Ok(self.resolved.clone()),
+        }
+    }
+}
+
+/// The headers of provider `at` with the arguments in place; `Err((key,
+/// why))` names the first one that is not an HTTP header name and value
+/// (the run would otherwise fail at its first request).
 fn headers(
     at: &str,
     list: &[HeaderSpec],
-    values: &HashMap<String, String>,
-    resolved_bytes: &Cell<usize>,
+    args: &Args<'_>,
 ) -> Result<Vec<(String, String)>, (String, String)> {
     list.iter()
         .enumerate()
@@ -694,22 +814,24 @@ fn headers(
                     ),
                 ));
             }
-            let value = substitute(&h.value, values, resolved_bytes)
-                .map_err(|why| (format!("{at}.headers[{i}].value"), why))?;
-            if http::HeaderValue::from_str(&value).is_err() {
+            let key = format!("{at}.headers[{i}].value");
+            let value = args.field(&h.value).map_err(|why| (key.clone(), why))?;
+            if value.pending.is_none() && http::HeaderValue::from_str(&value.resolved).is_err() {
                 return Err((
-                    format!("{at}.headers[{i}].value"),
-                    format!(
-                        "`{}` is not a valid HTTP header value (control characters or non-ASCII)",
-                        value.escape_debug()
+                    key,
+                    value.problem(
+                        "is not a valid HTTP header value (control characters or non-ASCII)",
+                        true,
                     ),
                 ));
             }
-            Ok((h.key.clone(), value))
+            Ok((h.key.clone(), value.resolved))
         })
         .collect()
 }
 
+/// `text` trimmed when it is an http:// or https:// URL with a host; else
+/// why not, going on from "`TEXT` ...".
 fn http_url(text: &str) -> Result<String, String> {
     let trimmed = text.trim();
     let rest = trimmed
@@ -717,19 +839,40 @@ fn http_url(text: &str) -> Result<String, String> {
         .or_else(|| trimmed.strip_prefix("https://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_owned()),
-        _ => Err(format!(
-            "`{trimmed}` is not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
-        )),
+        _ => Err(
+            "is not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
+                .to_owned(),
+        ),
     }
 }
 
-/// The metric with `values` in place, the text it holds added to
-/// `resolved_bytes`; `Err((key, why))` names the first problem.
+/// Whether no text after `start` makes an http:// or https:// URL with a
+/// host: `start` is neither the beginning of `http://` or `https://` nor
+/// one of them followed by a host's first character.
+fn never_http_url(start: &str) -> bool {
+    let start = start.trim_start();
+    ["http://", "https://"].iter().all(|scheme| {
+        if scheme.starts_with(start) {
+            return false;
+        }
+        start
+            .strip_prefix(scheme)
+            .is_none_or(|rest| rest.starts_with('/'))
+    })
+}
+
+fn duration(spec: &DurationSpec) -> Result<Duration, String> {
+    spec.to_duration().map_err(|e| e.to_string())
+}
+
+/// The metric with `args` in place, the text it holds added to the text
+/// resolved; `Err((key, why))` names the first problem. For the template
+/// alone ([`Args::alone`]) the metric is only checked: a field naming an
+/// argument without a value is left as written, unchecked.
 fn build_metric(
     template: &str,
     spec: &MetricSpec,
-    values: &HashMap<String, String>,
-    resolved_bytes: &Cell<usize>,
+    args: &Args<'_>,
 ) -> Result<Metric, (String, String)> {
     let fail = |key: &str, why: String| (key.to_owned(), why);
     let interval = match &spec.interval {
@@ -775,18 +918,17 @@ fn build_metric(
                 None => Ok(None),
                 Some(text) if text.trim().is_empty() => Ok(None),
                 Some(text) => {
-                    let resolved =
-                        substitute(text, values, resolved_bytes).map_err(|e| fail(key, e))?;
-                    Condition::parse(&resolved).map(Some).map_err(|e| {
-                        // At most 200 characters of it: an argument may be long.
-                        let resolved = resolved.trim();
+                    let field = args.field(text).map_err(|e| fail(key, e))?;
+                    if field.pending.is_some() {
+                        return Ok(None);
+                    }
+                    let resolved = field.resolved.trim();
+                    Condition::parse(resolved).map(Some).map_err(|e| {
                         let shown = if resolved == text.trim() {
                             String::new()
                         } else {
-                            let cut = resolved.char_indices().nth(200).map(|(at, _)| at);
-                            let more = if cut.is_some() { "..." } else { "" };
-                            let head = &resolved[..cut.unwrap_or(resolved.len())];
-                            format!(" (`{head}{more}` with the arguments in place)")
+                            let resolved = quoted(resolved, false);
+                            format!(" (`{resolved}` with the arguments in place)")
                         };
                         fail(key, format!("the condition does not parse{shown}: {e}"))
                     })
@@ -818,11 +960,14 @@ fn build_metric(
     )?;
     let provider = match (&spec.provider.prometheus, &spec.provider.web) {
         (Some(p), None) => {
-            let address = substitute(&p.address, values, resolved_bytes)
-                .and_then(|a| http_url(&a))
+            let address = args
+                .field(&p.address)
+                .and_then(|a| a.http_url())
                 .map_err(|e| fail("provider.prometheus.address", e))?;
-            let query = substitute(&p.query, values, resolved_bytes)
-                .map_err(|e| fail("provider.prometheus.query", e))?;
+            let query = args
+                .field(&p.query)
+                .map_err(|e| fail("provider.prometheus.query", e))?
+                .resolved;
             if query.trim().is_empty() {
                 return Err(fail(
                     "provider.prometheus.query",
@@ -843,7 +988,7 @@ fn build_metric(
                 address: address.trim_end_matches('/').to_owned(),
                 query: query.trim().to_owned(),
                 timeout,
-                headers: headers("provider.prometheus", &p.headers, values, resolved_bytes)?,
+                headers: headers("provider.prometheus", &p.headers, args)?,
                 basic_auth: p
                     .authentication
                     .as_ref()
@@ -853,8 +998,9 @@ fn build_metric(
             })
         }
         (None, Some(w)) => {
-            let url = substitute(&w.url, values, resolved_bytes)
-                .and_then(|u| http_url(&u))
+            let url = args
+                .field(&w.url)
+                .and_then(|u| u.http_url())
                 .map_err(|e| fail("provider.web.url", e))?;
             let method = w.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
             if !matches!(method.as_str(), "GET" | "POST" | "PUT") {
@@ -875,12 +1021,14 @@ fn build_metric(
             };
             let body = match (&w.body, &w.json_body) {
                 (Some(b), _) => Some(
-                    substitute(b, values, resolved_bytes)
-                        .map_err(|e| fail("provider.web.body", e))?,
+                    args.field(b)
+                        .map_err(|e| fail("provider.web.body", e))?
+                        .resolved,
                 ),
                 (None, Some(j)) => Some(
-                    substitute(&j.to_string(), values, resolved_bytes)
-                        .map_err(|e| fail("provider.web.jsonBody", e))?,
+                    args.field(&j.to_string())
+                        .map_err(|e| fail("provider.web.jsonBody", e))?
+                        .resolved,
                 ),
                 (None, None) => None,
             };
@@ -897,7 +1045,7 @@ fn build_metric(
             Provider::Web(WebRequest {
                 url,
                 method,
-                headers: headers("provider.web", &w.headers, values, resolved_bytes)?,
+                headers: headers("provider.web", &w.headers, args)?,
                 body,
                 json_body: w.json_body.is_some(),
                 json_path,

@@ -527,6 +527,44 @@ fn a_name_in_both_the_namespace_and_weir_yaml_is_refused_where_it_is_used() {
     assert!(analysis_step(&valid).waiting_for.is_some());
 }
 
+/// An AnalysisTemplate whose web URL is wholly an argument is valid; each
+/// CanaryRoute naming it has the URL checked with its own value.
+#[test]
+fn an_analysis_template_url_wholly_from_an_argument_is_checked_where_it_is_used() {
+    let mut whole = smoke_template();
+    whole["metrics"][0]["provider"]["web"]["url"] = json!("{{args.path}}");
+    let mut templates = NamespaceTemplates::new("shop");
+    templates
+        .insert("smoke", &whole)
+        .expect("a URL that is wholly an argument waits for its value");
+    let route = |value: &str| {
+        let mut route = analysis_route();
+        route["strategy"]["steps"][1]["analysis"]["args"][0]["value"] = json!(value);
+        validate_canary_route_in("shop", "checkout", &route, &templates)
+            .expect("the route is valid")
+    };
+    let valid = route("http://smoke.shop:8000/ok");
+    assert!(valid.waiting.is_empty(), "{:?}", valid.waiting);
+    match &analysis_step(&valid).metrics[0].provider {
+        crate::Provider::Web(web) => assert_eq!(web.url, "http://smoke.shop:8000/ok"),
+        other => panic!("expected the web provider, got {other:?}"),
+    }
+    let valid = route("/ok");
+    let [waiting] = valid.waiting.as_slice() else {
+        panic!("expected one waiting reference, got {:?}", valid.waiting);
+    };
+    assert_eq!(
+        waiting.path,
+        "spec.strategy.steps[1].analysis.args[0].value"
+    );
+    assert_eq!(
+        waiting.message,
+        "with these arguments, AnalysisTemplate `shop/smoke` spec.metrics[0].provider.web.url \
+         `{{args.path}}` resolves to `/ok`, which is not an http:// or https:// URL with a host, \
+         e.g. `http://127.0.0.1:9090`"
+    );
+}
+
 #[test]
 fn an_empty_template_list_is_still_the_routes_own_mistake() {
     let spec = json!({

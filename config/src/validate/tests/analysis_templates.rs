@@ -1,7 +1,7 @@
 //! `analysisTemplates` and the references to them, valid and invalid.
 
 use super::*;
-use crate::model::{Provider, Step};
+use crate::model::{AnalysisRef, Provider, Step};
 
 /// A file with one template and a route that uses it in a step and in the
 /// background; `{COND}`, `{LIMIT}`, `{STEP}` and `{BG}` are replaced.
@@ -163,10 +163,12 @@ fn template_problems_are_located() {
                 GOOD_STEP,
                 "{ templates: [{ templateName: errors }], args: [{ name: route, value: r }, { name: max, value: 'x y' }] }",
             ),
-            "routes[0].strategy.analysis",
+            "routes[0].strategy.analysis.args[1].value",
             24,
-            7,
-            "the condition does not parse",
+            105,
+            "with these arguments, analysisTemplates[0].metrics[0].successCondition the condition \
+             does not parse (`len(result) == 0 || isNaN(result[0]) || result[0] <= x y` with the \
+             arguments in place)",
         ),
         (
             file(GOOD_CONDITION, "-2", GOOD_STEP, GOOD_BG),
@@ -404,11 +406,11 @@ routes:
         ),
         (
             text.replace("value: t1", "value: \"t1\\r\\nx-evil: 1\""),
-            "routes[0].strategy.steps[0].analysis",
+            "routes[0].strategy.steps[0].analysis.args[0].value",
             25,
-            11,
+            84,
             "with these arguments, analysisTemplates[0].metrics[0].provider.web.headers[0].value \
-             `t1\\r\\nx-evil: 1` is not a valid HTTP header value",
+             `{{args.tenant}}` resolves to `t1\\r\\nx-evil: 1`, which is not a valid HTTP header value",
         ),
     ];
     assert_cases(&cases);
@@ -551,7 +553,10 @@ fn an_argument_repeated_in_a_field_cannot_make_it_huge() {
     let query = "{{args.x}}".repeat(20_000);
     let errors = invalid(&amplifying_file(&query, &"y".repeat(100), 1));
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(errors[0].path, "routes[0].strategy.steps[1].analysis");
+    assert_eq!(
+        errors[0].path,
+        "routes[0].strategy.steps[1].analysis.args[0].value"
+    );
     assert!(
         errors[0].message.contains(
             "with these arguments, analysisTemplates[0].metrics[0].provider.prometheus.query \
@@ -645,4 +650,281 @@ fn long_arguments_kept_by_many_references_count_against_the_total() {
         "{}",
         errors[0].message
     );
+}
+
+/// A template whose Prometheus address and web URL are wholly argument
+/// `addr`, and four routes naming it: a canary `analysis` step, a
+/// background run, and blue-green pre- and post-promotion analysis, each
+/// giving `addr` the value `{ADDR}`. The step's `args` are on line 19,
+/// the background's on 20, the blue-green ones on 28 and 29.
+const WHOLE_ADDRESS_FILE: &str = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: t
+    args: [{name: addr}]
+    metrics:
+      - {name: m, successCondition: "true", provider: {prometheus: {address: "{{args.addr}}", query: "vector(0.5)"}}}
+      - {name: w, successCondition: "true", provider: {web: {url: "{{args.addr}}"}}}
+routes:
+  - name: canary
+    pathPrefix: /canary
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - setWeight: 10
+        - analysis: {templates: [{templateName: t}],
+            args: [{name: addr, value: "{ADDR}"}]}
+      analysis: {templates: [{templateName: t}], args: [{name: addr, value: "{ADDR}"}]}
+  - name: blue-green
+    hosts: [shop.example.com]
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      blueGreen:
+        preview: {hosts: [preview.shop.example.com]}
+        prePromotionAnalysis: {templates: [{templateName: t}], args: [{name: addr, value: "{ADDR}"}]}
+        postPromotionAnalysis: {templates: [{templateName: t}], args: [{name: addr, value: "{ADDR}"}]}
+"#;
+
+/// The four references of [`WHOLE_ADDRESS_FILE`]: the key path of each
+/// one's argument value, and where it is written.
+const WHOLE_ADDRESS_REFERENCES: [(&str, usize, usize); 4] = [
+    ("routes[0].strategy.steps[1].analysis.args[0].value", 19, 33),
+    ("routes[0].strategy.analysis.args[0].value", 20, 70),
+    (
+        "routes[1].strategy.blueGreen.prePromotionAnalysis.args[0].value",
+        28,
+        84,
+    ),
+    (
+        "routes[1].strategy.blueGreen.postPromotionAnalysis.args[0].value",
+        29,
+        85,
+    ),
+];
+
+/// The analysis references of [`WHOLE_ADDRESS_FILE`] resolved, in the
+/// order of [`WHOLE_ADDRESS_REFERENCES`].
+fn whole_address_references(config: &Config) -> Vec<Arc<AnalysisRef>> {
+    let canary = config.routes[0].strategy.as_ref().expect("a strategy");
+    let Step::Analysis(step) = &canary.steps[1] else {
+        panic!("step 2 is an analysis step: {:?}", canary.steps[1]);
+    };
+    let blue_green = config.routes[1]
+        .strategy
+        .as_ref()
+        .and_then(|s| s.blue_green.as_deref())
+        .expect("a blue-green strategy");
+    vec![
+        Arc::clone(step),
+        Arc::clone(canary.background.as_ref().expect("a background run")),
+        Arc::clone(blue_green.pre_promotion.as_ref().expect("pre-promotion")),
+        Arc::clone(blue_green.post_promotion.as_ref().expect("post-promotion")),
+    ]
+}
+
+/// An address that is wholly an argument has no value until a reference
+/// gives one: it is checked, and resolved, there.
+#[test]
+fn an_address_wholly_from_an_argument_is_accepted_and_resolved_at_each_reference() {
+    let config = valid(&WHOLE_ADDRESS_FILE.replace("{ADDR}", "http://127.0.0.1:50091"));
+    for reference in whole_address_references(&config) {
+        let Provider::Prometheus(prometheus) = &reference.metrics[0].provider else {
+            panic!("a Prometheus metric: {reference:?}");
+        };
+        assert_eq!(prometheus.address, "http://127.0.0.1:50091");
+        let Provider::Web(web) = &reference.metrics[1].provider else {
+            panic!("a web metric: {reference:?}");
+        };
+        assert_eq!(web.url, "http://127.0.0.1:50091");
+    }
+    // Partly an argument, before or after the scheme.
+    let config = valid(
+        &WHOLE_ADDRESS_FILE
+            .replace("\"{{args.addr}}\"", "\"{{args.addr}}/x\"")
+            .replace("{ADDR}", "https://prometheus.example"),
+    );
+    let Provider::Web(web) = &whole_address_references(&config)[0].metrics[1].provider else {
+        panic!("a web metric");
+    };
+    assert_eq!(web.url, "https://prometheus.example/x");
+    valid(
+        &WHOLE_ADDRESS_FILE
+            .replace("\"{{args.addr}}\"", "\"http://{{args.addr}}\"")
+            .replace("{ADDR}", "127.0.0.1:9090"),
+    );
+}
+
+/// A reference whose value makes the address no URL is told so where it
+/// gives the value, with the template's field, its text and what it
+/// resolves to.
+#[test]
+fn a_reference_whose_argument_is_no_url_is_told_where_it_gives_it() {
+    let errors = invalid(&WHOLE_ADDRESS_FILE.replace("{ADDR}", "foo"));
+    let mut want = Vec::new();
+    for (path, line, column) in WHOLE_ADDRESS_REFERENCES {
+        for field in [
+            "metrics[0].provider.prometheus.address",
+            "metrics[1].provider.web.url",
+        ] {
+            want.push(format!(
+                "weir.yaml:{line}:{column}: {path}: with these arguments, \
+                 analysisTemplates[0].{field} `{{{{args.addr}}}}` resolves to `foo`, which is \
+                 not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
+            ));
+        }
+    }
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(got, want);
+}
+
+/// A template is checked alone with the defaults of its arguments; what
+/// depends on an argument without a default waits for the references, and
+/// no message quotes a value that no one wrote.
+#[test]
+fn a_template_alone_never_quotes_a_value_no_one_wrote() {
+    let template = |args: &str, address: &str, url: &str, condition: &str, header: &str| {
+        format!(
+            "listeners:\n  - name: public\n    address: 127.0.0.1:8080\n\
+             analysisTemplates:\n  - name: t\n    args: [{args}]\n    metrics:\n\
+             \x20     - {{name: m, successCondition: '{condition}', provider: {{prometheus: {{address: '{address}', query: up}}}}}}\n\
+             \x20     - {{name: w, provider: {{web: {{url: '{url}', headers: [{{key: x-h, value: '{header}'}}]}}}}}}\n"
+        )
+    };
+    let alone = |template: String| {
+        format!(
+            "{template}routes:\n  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n"
+        )
+    };
+    // Unreferenced, every field wholly or partly an argument: nothing to
+    // check until a reference gives the values.
+    for (address, url, condition, header) in [
+        ("{{args.a}}", "{{args.a}}", "{{args.a}}", "{{args.a}}"),
+        (
+            "{{args.a}}/x",
+            "{{args.a}}:9090",
+            "result {{args.a}} 1",
+            "a\t{{args.a}}",
+        ),
+        (
+            "https://{{args.a}}",
+            "http:/{{args.a}}",
+            "result > {{args.a}}",
+            "{{args.a}}",
+        ),
+    ] {
+        valid(&alone(template(
+            "{name: a}",
+            address,
+            url,
+            condition,
+            header,
+        )));
+    }
+    // What no value can make right is told where it is written, quoting
+    // the template's own text.
+    let errors = invalid(&alone(template(
+        "{name: a}",
+        "127.0.0.1:{{args.a}}",
+        "ftp://{{args.a}}",
+        "true",
+        "h",
+    )));
+    let got: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "analysisTemplates[0].metrics[0].provider.prometheus.address",
+                "`127.0.0.1:{{args.a}}` cannot be an http:// or https:// URL with a host, \
+                 whatever its arguments are, e.g. `http://127.0.0.1:9090`"
+            ),
+            (
+                "analysisTemplates[0].metrics[1].provider.web.url",
+                "`ftp://{{args.a}}` cannot be an http:// or https:// URL with a host, \
+                 whatever its arguments are, e.g. `http://127.0.0.1:9090`"
+            ),
+        ]
+    );
+    // A default is a value written: the template is checked with it.
+    let with_default = |address: &str, condition: &str| {
+        let errors = invalid(&alone(template(
+            "{name: a, value: nope}",
+            address,
+            "http://h",
+            condition,
+            "h",
+        )));
+        let got: Vec<(String, String)> = errors
+            .iter()
+            .map(|e| (e.path.clone(), e.message.clone()))
+            .collect();
+        got
+    };
+    assert_eq!(
+        with_default("{{args.a}}", "true"),
+        [(
+            "analysisTemplates[0].metrics[0].provider.prometheus.address".to_owned(),
+            "`{{args.a}}` resolves to `nope`, which is not an http:// or https:// URL with a \
+             host, e.g. `http://127.0.0.1:9090`"
+                .to_owned()
+        )]
+    );
+    assert_eq!(
+        with_default("http://p", "result {{args.a}} 1"),
+        [(
+            "analysisTemplates[0].metrics[0].successCondition".to_owned(),
+            "the condition does not parse (`result nope 1` with the arguments in place): \
+             at column 8: unexpected `nope`; expected an operator or the end"
+                .to_owned()
+        )]
+    );
+    // What an argument without a default makes of a condition or a
+    // header is told at the reference, with its value.
+    let referenced = |value: &str| {
+        format!(
+            "{}routes:\n  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    \
+             canary: {{ revision: v2, endpoints: [b:1] }}\n    strategy:\n      steps:\n        \
+             - analysis: {{templates: [{{templateName: t}}], args: [{{name: a, value: '{value}'}}]}}\n",
+            template(
+                "{name: a}",
+                "http://p",
+                "http://w",
+                "result {{args.a}} 1",
+                "{{args.a}}"
+            )
+        )
+    };
+    valid(&referenced(">"));
+    let errors = invalid(&referenced("=>"));
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with(
+            "weir.yaml:16:71: routes[0].strategy.steps[0].analysis.args[0].value: with these \
+             arguments, analysisTemplates[0].metrics[0].successCondition the condition does not \
+             parse (`result => 1` with the arguments in place)"
+        ),
+        "{got:#?}"
+    );
+    for errors in [
+        invalid(&WHOLE_ADDRESS_FILE.replace("{ADDR}", "foo")),
+        invalid(
+            &WHOLE_ADDRESS_FILE
+                .replace("\"{{args.addr}}\"", "\"{{args.addr}}/x\"")
+                .replace("{ADDR}", "foo"),
+        ),
+    ] {
+        for error in &errors {
+            assert!(
+                !error.path.starts_with("analysisTemplates") && !error.message.contains("`0"),
+                "{error}"
+            );
+        }
+    }
 }
