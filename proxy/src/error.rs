@@ -28,8 +28,9 @@ pub enum ProxyError {
     /// The upstream broke the exchange.
     #[error("upstream exchange failed: {0}")]
     Protocol(#[source] hyper::Error),
-    /// The upstream switched protocols though the client did not ask to.
-    #[error("upstream answered 101 Switching Protocols to a request without an upgrade")]
+    /// The upstream switched protocols though the client did not ask to,
+    /// or to a protocol the request did not offer.
+    #[error("upstream answered 101 Switching Protocols to a protocol the request did not offer")]
     UnexpectedUpgrade,
     /// The upstream answered a status code outside 100 to 599.
     #[error("upstream answered status {0}, outside 100 to 599")]

@@ -914,6 +914,11 @@ async fn forward(
         let Some(downstream_upgrade) = downstream_upgrade else {
             return refuse(sender, ProxyError::UnexpectedUpgrade);
         };
+        // RFC 9110 section 7.8: only to a protocol the request offered.
+        if !switches_to_offered(response.headers(), &downstream_upgrade.offered) {
+            return refuse(sender, ProxyError::UnexpectedUpgrade);
+        }
+        let downstream_upgrade = downstream_upgrade.downstream;
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(bridge_upgrade(downstream_upgrade, upstream_upgrade));
         let (parts, _) = response.into_parts();
@@ -1199,7 +1204,7 @@ fn prepare_request<B>(
     downstream: &Downstream,
     endpoint: &Endpoint,
     upgrades: &[Arc<str>],
-) -> Option<OnUpgrade> {
+) -> Option<PendingUpgrade> {
     // The Host header's value is reused as is (a reference-counted copy);
     // only an HTTP/2 authority needs a new value.
     let original_host = match req.uri().authority() {
@@ -1211,13 +1216,11 @@ fn prepare_request<B>(
     } else {
         None
     };
-    let wants_upgrade = upgrade.is_some();
-
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, true);
-    if let Some(upgrade) = upgrade {
+    if let Some(upgrade) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, upgrade);
+        headers.insert(header::UPGRADE, upgrade.clone());
     }
     // Append the client to any chain already present.
     // Several X-Forwarded-For lines form one list (RFC 9110 §5.3).
@@ -1258,11 +1261,43 @@ fn prepare_request<B>(
         }
     }
     *req.version_mut() = Version::HTTP_11;
-    if wants_upgrade {
-        Some(hyper::upgrade::on(req))
-    } else {
-        None
+    upgrade.map(|offered| PendingUpgrade {
+        downstream: hyper::upgrade::on(req),
+        offered,
+    })
+}
+
+/// A request's pending switch of protocols: the client's side, and the
+/// `Upgrade` offered to the upstream.
+struct PendingUpgrade {
+    downstream: OnUpgrade,
+    offered: HeaderValue,
+}
+
+/// Whether a 101's `Upgrade` names at least one protocol, and only
+/// protocols in `offered` (by name, any case).
+fn switches_to_offered(response: &HeaderMap, offered: &HeaderValue) -> bool {
+    fn name(token: &str) -> &str {
+        token.split('/').next().unwrap_or_default().trim()
     }
+    let offered = offered.to_str().unwrap_or_default();
+    let mut chosen = 0;
+    for value in response.get_all(header::UPGRADE) {
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        for token in value.split(',').map(name) {
+            if token.is_empty()
+                || !offered
+                    .split(',')
+                    .any(|o| name(o).eq_ignore_ascii_case(token))
+            {
+                return false;
+            }
+            chosen += 1;
+        }
+    }
+    chosen > 0
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.

@@ -395,6 +395,48 @@ async fn an_upstream_101_to_a_stripped_upgrade_is_a_502() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_101_to_a_protocol_the_request_did_not_offer_is_a_502() {
+    // RFC 9110 section 7.8: the server switches only to a protocol the
+    // client listed; a 101 without `Upgrade` names none.
+    for answer in [
+        &b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"[..],
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+    ] {
+        let upstream = raw_upstream_with(answer).await;
+        let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+        let r = raw_request(
+            weir.addrs.http,
+            b"GET /bad HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            LIMIT,
+        )
+        .await;
+        let text = String::from_utf8_lossy(&r.raw).into_owned();
+        assert_eq!(r.status, 502, "{text}");
+        assert!(!text.contains(" 101 "), "{text}");
+        let received = upstream.received();
+        assert_eq!(received.len(), 1, "{received:?}");
+        assert!(
+            received[0]
+                .head
+                .to_ascii_lowercase()
+                .contains("upgrade: websocket"),
+            "the upgrade was offered: {received:?}"
+        );
+        let m = weir.metrics().await;
+        assert_eq!(
+            m.get(
+                "weir_upstream_errors_total",
+                &[("route", "web"), ("role", "stable"), ("kind", "protocol")]
+            ),
+            Some(1.0),
+            "{}",
+            m.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_with_both_lengths_is_sent_chunked_and_its_connection_closed() {
     let upstream = raw_upstream_with(b"").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
