@@ -4,15 +4,17 @@
 //! the route page with live charts but disables the buttons, saying why;
 //! the writer token promotes (with a confirmation) and the new step shows
 //! without a reload; an abort caused by a failing canary shows by itself.
-//! Without tokens in the config, the page asks for none and acts.
+//! Without tokens in the config, the page asks for none and acts. What no
+//! event carries (a gate's last answer, a background run's measurements)
+//! follows the API on the route page without a reload.
 //! Screenshots go to `target/dashboard-screenshots/`.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use weir_e2e::{
-    Browser, Load, LoadtestUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index,
-    wait_until, workspace_root,
+    Answer, Browser, FakeUpstream, HookReceiver, Load, LoadtestUpstream, Route, Step, Strategy,
+    Weir, WeirConfig, phase, step_index, wait_until, workspace_root,
 };
 
 const READER: &str = "dashboard-reader-token";
@@ -362,5 +364,99 @@ async fn without_tokens_the_page_asks_for_none_and_acts() {
     .await;
     let s = weir.status("web").await;
     assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_page_follows_a_gates_answers_and_a_runs_measurements() {
+    let _one = ONE_BROWSER.lock().await;
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let receiver = HookReceiver::start().await;
+    receiver.answer("gate", Answer::Status(403));
+    // A background run measuring every 300 ms; with no condition, each
+    // answer of the receiver is a success.
+    let templates = format!(
+        "analysisTemplates:
+  - name: probe
+    metrics:
+      - name: probe
+        interval: 300ms
+        provider:
+          web: {{url: \"{}\"}}
+",
+        receiver.url("probe")
+    );
+    let strategy = Strategy::new([Step::SetWeight(50.0), Step::Pause(None)])
+        .background("templates: [{templateName: probe}]")
+        .webhook("gate", "confirm-rollout", &receiver.url("gate"), "");
+    let weir = Weir::start(
+        WeirConfig::new([Route::rollout(
+            "web",
+            &[stable.addr],
+            &[canary.addr],
+            strategy,
+        )])
+        .extra(&templates),
+    )
+    .await;
+    weir.wait_status("web", SHOWN, "the gate's 403 in the status", |s| {
+        s["webhooks"][0]["statusCode"] == 403
+    })
+    .await;
+
+    let browser = Browser::start(1024, 800).await;
+    browser
+        .goto(&format!("http://{}/ui/#/routes/web", weir.addrs.admin))
+        .await;
+    // The gate's line on the page, once it says `answer`.
+    let gate = |answer: &str| {
+        format!(
+            "const w = [...document.querySelectorAll('#webhooks li')]
+                .find((li) => li.textContent.startsWith('gate '));
+             return w && w.textContent.includes('{answer}') && w.textContent;"
+        )
+    };
+    shown(&browser, "the gate's 403 on the page", &gate("HTTP 403")).await;
+
+    // The gate answers otherwise: no event says so, the page does.
+    receiver.answer("gate", Answer::Status(500));
+    weir.wait_status("web", SHOWN, "the gate's 500 in the status", |s| {
+        s["webhooks"][0]["statusCode"] == 500
+    })
+    .await;
+    let answered = shown(
+        &browser,
+        "the gate's new answer on the page",
+        &gate("HTTP 500"),
+    )
+    .await;
+    assert!(
+        answered.as_str().is_some_and(|t| t.contains("waited on")),
+        "{answered}"
+    );
+
+    // The run keeps measuring: the page shows as many successes as the API
+    // counted, and the latest measurements.
+    let runs = weir
+        .admin()
+        .get("/api/v1/routes/web/analysisruns")
+        .await
+        .expect("the analysis runs")
+        .json();
+    let counted = runs[0]["metrics"][0]["successful"].as_u64().unwrap_or(0);
+    assert!(counted > 0, "{runs:#}");
+    let successes = shown(
+        &browser,
+        &format!("at least {counted} successful measurements on the page"),
+        &format!(
+            "const m = document.querySelector('#runs li[data-metric=\"probe\"]');
+             const n = m && m.textContent.match(/(\\d+) successful/);
+             return n && Number(n[1]) >= {counted}
+                && m.querySelectorAll('.measurements li[data-phase=\"Successful\"]').length;"
+        ),
+    )
+    .await;
+    assert!(successes.as_u64().is_some_and(|n| n >= 2), "{successes}");
     browser.quit().await;
 }

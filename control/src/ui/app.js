@@ -1,12 +1,21 @@
 // weir's dashboard: the route list and a route page, kept live by the
 // admin API's event stream (GET /api/v1/events), read with fetch() so the
-// token travels in a header (EventSource cannot send one). The token stays
-// in this tab (sessionStorage) and never goes in a URL.
+// token travels in a header (EventSource cannot send one). What no event
+// carries (a webhook's last answer, an analysis run's measurements, the
+// window's counts) is read again from the API: soon after an event about
+// the shown route, and every few seconds while the tab is visible. The
+// token stays in this tab (sessionStorage) and never goes in a URL.
 "use strict";
 
 const TOKEN_KEY = "weir-token";
 const CHART_SECONDS = 180;
 const RECENT_SHOWN = 50;
+// The shown route (or the list) is read again this often while visible.
+const REFRESH_MS = 2000;
+// Events this close together share one read of the route.
+const SOON_MS = 500;
+// Measurements shown per metric of a run, newest first.
+const MEASUREMENTS_SHOWN = 5;
 
 const state = {
   routes: new Map(),   // name -> route status
@@ -16,6 +25,11 @@ const state = {
   access: null,        // "read" | "write" once connected
   tokens: true,        // whether weir asks for tokens
   runs: new Map(),     // name -> analysis runs, when weir has them
+  runsText: new Map(), // name -> the runs as last answered, to skip redraws
+  epoch: 0,            // counts statuses set by events and commands
+  changed: new Map(),  // name -> the epoch its status was last set at
+  replaced: 0,         // the epoch all statuses were last replaced at
+  live: false,         // whether the event stream is open
   notice: null,        // {text, error} about the last command
 };
 // What a test reads back: ms from an event's stamp to the frame showing it.
@@ -136,6 +150,7 @@ function retry(controller, why) {
 }
 
 function setLive(on, text) {
+  state.live = on;
   $("live").className = "live " + (on ? "on" : "off");
   $("live").textContent = text;
 }
@@ -160,13 +175,14 @@ function dispatch(block) {
 function handle(name, data, id) {
   switch (name) {
     case "snapshot":
-      state.routes = new Map(data.routes.map((r) => [r.name, r]));
+      setStatuses(data.routes);
       state.samples = new Map(Object.entries(data.samples || {}));
       state.events = [];
       state.verdicts = new Map();
       for (const e of data.recent || []) remember(e.event, e.data, e.id);
       state.access = data.access;
       state.tokens = data.tokens;
+      refreshSoon("runs");
       break;
     case "samples":
       for (const [route, sample] of Object.entries(data.routes)) {
@@ -184,16 +200,30 @@ function handle(name, data, id) {
       }
       break;
     case "transition":
-      if (data.status) state.routes.set(data.route, data.status);
+      if (data.status) setStatus(data.route, data.status);
       remember(name, data, id);
-      if (data.route === currentRoute()) loadRuns();
+      if (data.route === currentRoute()) refreshSoon("runs");
       break;
     case "reload":
-      if (data.applied) state.routes = new Map(data.routes.map((r) => [r.name, r]));
+      if (data.applied) setStatuses(data.routes);
       remember(name, data, id);
+      refreshSoon("runs");
       break;
-    case "verdict": case "command":
+    case "verdict": {
+      // The list's last verdict follows at once; the window's counts come
+      // with the next read of the route.
+      const r = state.routes.get(data.route);
+      if (r) {
+        setStatus(data.route, Object.assign({}, r, { analysis: Object.assign({}, r.analysis,
+          { verdict: data.verdict, reason: data.reason, failures: data.failures }) }));
+      }
       remember(name, data, id);
+      if (data.route === currentRoute()) refreshSoon("route");
+      break;
+    }
+    case "command":
+      remember(name, data, id);
+      if (data.route === currentRoute() || data.route === "*") refreshSoon("route");
       break;
     case "lagged":
       return; // the stream ends; the reconnect brings a fresh snapshot
@@ -224,7 +254,7 @@ function currentRoute() {
   return m ? decodeURIComponent(m[1]) : null;
 }
 
-window.addEventListener("hashchange", () => { state.notice = null; render(); loadRuns(); });
+window.addEventListener("hashchange", () => { state.notice = null; render(); refreshShown(); });
 
 function render() {
   $("token-button").hidden = !state.tokens;
@@ -403,22 +433,39 @@ function chartCard(field, title) {
       " · up to the last " + CHART_SECONDS / 60 + " minutes"));
 }
 
+// A value or message cut to `n` characters, so one answer cannot swell the page.
+function short(text, n) {
+  return text.length > n ? text.slice(0, n - 1) + "…" : text;
+}
+
 function runsCard(name) {
   const runs = state.runs.get(name);
   if (!Array.isArray(runs) || !runs.length) return null;
   return h("div", { class: "card wide" }, h("h2", {}, "Analysis runs"),
     h("ul", { class: "events", id: "runs" }, runs.slice(-10).reverse().map((run) =>
-      h("li", {}, h("strong", {}, run.name || "run"), " ",
+      h("li", { "data-run": run.name || null }, h("strong", {}, run.name || "run"), " ",
         (run.templates || []).join(", "), " ",
-        h("span", { class: "phase" }, run.phase || ""), " ", run.message || "",
+        h("span", { class: "phase " + (run.phase || "") }, run.phase || ""), " ", run.message || "",
         h("ul", {}, (run.metrics || []).map((m) => {
-          const last = (m.measurements || []).slice(-1)[0];
-          const value = last && last.value !== undefined && last.value !== null ? " last " + JSON.stringify(last.value) : "";
-          return h("li", { class: "muted" }, m.name + " " + (m.phase || "") + ": " +
-            (m.successful || 0) + " successful, " + (m.failed || 0) + " failed, " +
-            (m.inconclusive || 0) + " inconclusive, " + (m.error || 0) + " errors" + value +
-            (last && last.message ? " (" + last.message + ")" : ""));
+          const all = m.measurements || [];
+          const older = all.length - MEASUREMENTS_SHOWN;
+          return h("li", { "data-metric": m.name },
+            h("span", { class: "muted" }, m.name + " " + (m.phase || "") + ": " +
+              (m.successful || 0) + " successful, " + (m.failed || 0) + " failed, " +
+              (m.inconclusive || 0) + " inconclusive, " + (m.error || 0) + " errors"),
+            all.length ? h("ul", { class: "measurements" },
+              all.slice(-MEASUREMENTS_SHOWN).reverse().map(measurementLine),
+              older > 0 ? h("li", { class: "muted" }, "and " + older + " earlier") : null) : null);
         }))))));
+}
+
+function measurementLine(x) {
+  const at = Date.parse(x.finishedAt || x.startedAt);
+  const value = x.value !== undefined && x.value !== null ? " " + short(JSON.stringify(x.value), 80) : "";
+  return h("li", { "data-phase": x.phase || null },
+    h("time", {}, Number.isNaN(at) ? "" : clock(at) + " "),
+    h("span", { class: "phase " + (x.phase || "") }, x.phase || ""), value,
+    x.message ? h("span", { class: "muted" }, " " + short(x.message, 200)) : null);
 }
 
 function webhooksCard(r) {
@@ -427,9 +474,11 @@ function webhooksCard(r) {
   const list = Array.isArray(hooks) ? hooks : Object.entries(hooks).map(([name, v]) => Object.assign({ name }, v));
   return h("div", { class: "card wide" }, h("h2", {}, "Webhooks"),
     h("ul", { class: "events", id: "webhooks" }, list.map((w) =>
-      h("li", {}, h("strong", {}, w.name || w.type || "hook"), " ", w.type && w.name ? "(" + w.type + ") " : "",
+      h("li", { "data-hook": w.name || null }, h("strong", {}, w.name || w.type || "hook"), " ", w.type && w.name ? "(" + w.type + ") " : "",
         w.waiting ? "waited on · " : "", w.lastResult || "not called yet",
-        w.attempts > 1 ? " after " + w.attempts + " attempts" : "", " ", w.message || ""))));
+        w.attempts > 1 ? " after " + w.attempts + " attempts" : "", " ", w.message || "",
+        w.calls ? h("span", { class: "muted" }, " · " + w.calls + (w.calls === 1 ? " call" : " calls") +
+          (w.lastCalledMs ? ", the last at " + clock(w.lastCalledMs) : "")) : null))));
 }
 
 // === charts ===
@@ -512,7 +561,7 @@ async function runCommand(name, verb, body) {
   }
   if (res.ok) {
     const status = await res.json();
-    if (status && status.name) state.routes.set(status.name, status);
+    if (status && status.name) setStatus(status.name, status);
     state.notice = { text: clock(Date.now()) + " " + verb + (body.full ? " --full" : "") + " done.", error: false };
   } else {
     const why = await errorOf(res);
@@ -522,19 +571,103 @@ async function runCommand(name, verb, body) {
   render();
 }
 
-// === analysis runs (shown when weir has them) ===
+// === reads of what no event carries ===
 
+// A route's status from an event or a command's answer: newer than any
+// read of it still under way, which then leaves it as it is.
+function setStatus(name, status) {
+  state.routes.set(name, status);
+  state.changed.set(name, ++state.epoch);
+}
+
+// Every route's status, from a snapshot or a reload.
+function setStatuses(routes) {
+  state.routes = new Map(routes.map((r) => [r.name, r]));
+  state.changed = new Map();
+  state.replaced = ++state.epoch;
+}
+
+// Whether route `name`'s status was set since `epoch`.
+function setSince(name, epoch) {
+  return state.replaced > epoch || (state.changed.get(name) || 0) > epoch;
+}
+
+// Per kind: at most one request in flight; asked again meanwhile, it
+// makes one more when that one ends. `timer`: a read soon, already set.
+const reads = {
+  list: { load: loadList, busy: false, again: false, timer: null },
+  route: { load: loadRoute, busy: false, again: false, timer: null },
+  runs: { load: loadRuns, busy: false, again: false, timer: null },
+};
+
+function refresh(kind) {
+  const r = reads[kind];
+  if (r.busy) { r.again = true; return; }
+  r.busy = true;
+  r.again = false;
+  r.load().catch(() => { /* unreachable or cut: the next read tries again */ }).finally(() => {
+    r.busy = false;
+    if (r.again) refresh(kind);
+  });
+}
+
+// One read for all the events of the next SOON_MS.
+function refreshSoon(kind) {
+  const r = reads[kind];
+  if (r.timer !== null) return;
+  r.timer = setTimeout(() => { r.timer = null; refresh(kind); }, SOON_MS);
+}
+
+// What the page shows now, read again (not while the tab is hidden, nor
+// while the stream is down: it brings a fresh snapshot when it is back).
+function refreshShown() {
+  if (document.hidden || !state.live) return;
+  if (currentRoute() === null) refresh("list");
+  else { refresh("route"); refresh("runs"); }
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+async function loadList() {
+  if (currentRoute() !== null) return;
+  const epoch = state.epoch;
+  const res = await fetch("/api/v1/routes", { headers: headers(), cache: "no-store" });
+  if (!res.ok) return;
+  const body = await res.json();
+  if (!Array.isArray(body) || state.replaced > epoch || currentRoute() !== null) return;
+  const routes = new Map(body.map((r) => [r.name, setSince(r.name, epoch) && state.routes.get(r.name) || r]));
+  if (same([...routes], [...state.routes])) return;
+  state.routes = routes;
+  render();
+}
+
+async function loadRoute() {
+  const name = currentRoute();
+  if (name === null) return;
+  const epoch = state.epoch;
+  const res = await fetch("/api/v1/routes/" + encodeURIComponent(name), { headers: headers(), cache: "no-store" });
+  if (!res.ok) return;
+  const status = await res.json();
+  if (setSince(name, epoch) || name !== currentRoute() || same(status, state.routes.get(name))) return;
+  state.routes.set(name, status);
+  render();
+}
+
+// Analysis runs, shown when weir has them.
 async function loadRuns() {
   const name = currentRoute();
   if (name === null) return;
-  try {
-    const res = await fetch("/api/v1/routes/" + encodeURIComponent(name) + "/analysisruns", { headers: headers() });
-    if (!res.ok) return;
-    const body = await res.json();
-    state.runs.set(name, Array.isArray(body) ? body : []);
-    render();
-  } catch (_) { /* not there: nothing to show */ }
+  const res = await fetch("/api/v1/routes/" + encodeURIComponent(name) + "/analysisruns", { headers: headers(), cache: "no-store" });
+  if (!res.ok) return;
+  const text = await res.text();
+  if (text === state.runsText.get(name)) return;
+  let body;
+  try { body = JSON.parse(text); } catch (_) { return; }
+  state.runsText.set(name, text);
+  state.runs.set(name, Array.isArray(body) ? body : []);
+  if (name === currentRoute()) render();
 }
 
+setInterval(refreshShown, REFRESH_MS);
+document.addEventListener("visibilitychange", refreshShown);
 connect();
-loadRuns();
