@@ -1133,7 +1133,7 @@ fn to_http2<B>(req: &mut Request<B>, endpoint: &Endpoint, te_trailers: bool) {
 
 /// Checks what RFC 9112 section 3.2 asks of a request's host before the
 /// request is routed: exactly one `Host` in HTTP/1.1, at most one otherwise,
-/// and no userinfo in it or in an absolute-form target.
+/// no userinfo in it or in an absolute-form target, and a host that is one.
 fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
@@ -1150,6 +1150,9 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
         || host.is_some_and(|h| h.as_bytes().contains(&b'@'));
     if userinfo {
         return Err(RejectReason::HostUserinfo);
+    }
+    if host.is_some_and(|h| !http1::is_valid_host(h.as_bytes())) {
+        return Err(RejectReason::InvalidHost);
     }
     // RFC 9112 section 6.1: weir (like its upstreams) decodes `chunked`
     // alone; any other coding, in one line or several, is a 501.
@@ -1186,6 +1189,9 @@ pub(crate) fn reason_text(reason: RejectReason) -> &'static str {
         RejectReason::MissingHost => "bad request: an HTTP/1.1 request needs a Host header",
         RejectReason::DuplicateHost => "bad request: more than one Host header",
         RejectReason::HostUserinfo => "bad request: userinfo (user@) is not allowed in the host",
+        RejectReason::InvalidHost => {
+            "bad request: the Host header is not a host name or IP address with an optional port"
+        }
         RejectReason::UnsupportedTransferCoding => {
             "not implemented: a Transfer-Encoding other than chunked"
         }

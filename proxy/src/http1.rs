@@ -43,6 +43,67 @@ impl ForwardingPath {
     }
 }
 
+/// Whether a `Host` value is `host [":" port]` as RFC 9110 section 7.2 and
+/// RFC 3986 section 3.2 write it, userinfo aside (refused apart): an IPv6
+/// literal in brackets, or a name of unreserved characters, sub-delims and
+/// percent-escapes with no empty label (one trailing dot allowed), then
+/// an optional port of at most 65535. Anything else (spaces, `/`, `?`,
+/// `<`, a second colon, an empty value) is not a host: routing by it or
+/// passing it upstream in `Host` and `X-Forwarded-Host` would hand on what
+/// the client made up.
+pub(crate) fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = std::str::from_utf8(&rest[..end]).unwrap_or_default();
+        if literal.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (None, port),
+            _ => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (Some(&value[..colon]), &value[colon + 1..]),
+            None => (Some(value), &b""[..]),
+        }
+    };
+    let port_ok = port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+        && port.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= u32::from(u16::MAX);
+    port_ok && host.is_none_or(is_valid_reg_name)
+}
+
+/// A host name of RFC 3986's `reg-name` characters, not empty, without an
+/// empty label but for one trailing dot.
+fn is_valid_reg_name(name: &[u8]) -> bool {
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.split(|&b| b == b'.').any(<[u8]>::is_empty) {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let escaped = name.get(i + 1..i + 3);
+                if !escaped.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The codings of `Transfer-Encoding` lines `values`, in order, trimmed;
 /// an empty element of a list is an empty coding.
 pub(crate) fn transfer_codings<'a>(
@@ -102,7 +163,55 @@ mod properties;
 
 #[cfg(test)]
 mod tests {
-    use super::field_is;
+    use super::{field_is, is_valid_host};
+
+    #[test]
+    fn a_host_is_a_name_or_an_address_with_an_optional_port() {
+        for host in [
+            "shop.test",
+            "shop.test.",
+            "SHOP.Test:8080",
+            "a:",
+            "127.0.0.1",
+            "127.0.0.1:65535",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]",
+            "xn--bcher-kva.example",
+            "under_score.test",
+            "a%41.test",
+            "a,b",
+            "localhost",
+        ] {
+            assert!(is_valid_host(host.as_bytes()), "{host:?} is a host");
+        }
+        for host in [
+            "",
+            ".",
+            "a b",
+            "a/b",
+            "a?b#c",
+            "[::1",
+            "[::1]x",
+            "[nothost]",
+            "a:b:c",
+            "a:99999",
+            "a:65536",
+            "a:123456",
+            "x:80:80",
+            "<script>",
+            "a\\b",
+            ".example.org",
+            "a..b",
+            "a.b..",
+            "a%4",
+            "a%zz",
+            "a\tb",
+            "caf\u{e9}.test",
+        ] {
+            assert!(!is_valid_host(host.as_bytes()), "{host:?} is not a host");
+        }
+    }
 
     #[test]
     fn a_field_name_matches_in_any_case_and_nothing_else_does() {

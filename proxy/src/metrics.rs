@@ -94,6 +94,8 @@ pub enum RejectReason {
     DuplicateHost,
     /// Userinfo (`user@`) in the target's authority or in `Host`.
     HostUserinfo,
+    /// A `Host` that is not `host [":" port]` (RFC 9110 section 7.2).
+    InvalidHost,
     /// A `Transfer-Encoding` with a coding other than `chunked` (RFC 9112
     /// section 6.1: 501); forwarding it as plain chunked would hand the
     /// upstream coded bytes as if they were not.
@@ -158,7 +160,7 @@ pub struct Metrics {
     series: Mutex<SeriesMap>,
     listeners: Mutex<BTreeMap<String, Arc<ListenerMetrics>>>,
     endpoints: Mutex<BTreeMap<SocketAddr, Arc<EndpointMetrics>>>,
-    rejected: [AtomicU64; 4],
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     fallbacks: Mutex<BTreeMap<Arc<str>, Arc<FallbackCounters>>>,
 }
 
@@ -271,10 +273,11 @@ impl ClientErrorKind {
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 4] = [
+    pub const ALL: [RejectReason; 5] = [
         RejectReason::MissingHost,
         RejectReason::DuplicateHost,
         RejectReason::HostUserinfo,
+        RejectReason::InvalidHost,
         RejectReason::UnsupportedTransferCoding,
     ];
 
@@ -284,6 +287,7 @@ impl RejectReason {
             RejectReason::MissingHost => "missing_host",
             RejectReason::DuplicateHost => "duplicate_host",
             RejectReason::HostUserinfo => "host_userinfo",
+            RejectReason::InvalidHost => "invalid_host",
             RejectReason::UnsupportedTransferCoding => "unsupported_transfer_coding",
         }
     }

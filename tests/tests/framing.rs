@@ -134,7 +134,7 @@ async fn host_problems_get_400_before_routing() {
     let stable = FakeUpstream::start("stable").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
 
-    let cases: [(&str, &[u8], &str); 4] = [
+    let cases: [(&str, &[u8], &str); 8] = [
         (
             "missing_host",
             b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -155,6 +155,26 @@ async fn host_problems_get_400_before_routing() {
             b"GET / HTTP/1.1\r\nHost: a@b.test\r\nConnection: close\r\n\r\n",
             "userinfo",
         ),
+        (
+            "invalid_host",
+            b"GET / HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+            "not a host name",
+        ),
+        (
+            "invalid_host",
+            b"GET / HTTP/1.1\r\nHost: a/b?c\r\nConnection: close\r\n\r\n",
+            "not a host name",
+        ),
+        (
+            "invalid_host",
+            b"GET / HTTP/1.1\r\nHost: b.test:99999\r\nConnection: close\r\n\r\n",
+            "not a host name",
+        ),
+        (
+            "invalid_host",
+            b"GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+            "not a host name",
+        ),
     ];
     for (reason, request, says) in cases {
         let r = raw_request(weir.addrs.http, request, LIMIT).await;
@@ -173,6 +193,7 @@ async fn host_problems_get_400_before_routing() {
         ("missing_host", 1.0),
         ("duplicate_host", 1.0),
         ("host_userinfo", 2.0),
+        ("invalid_host", 4.0),
     ] {
         assert_eq!(
             m.get("weir_rejected_requests_total", &[("reason", reason)]),
@@ -186,7 +207,15 @@ async fn host_problems_get_400_before_routing() {
 
     let r = raw_request(weir.addrs.http, &get_request("/next"), LIMIT).await;
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
-    assert_eq!(stable.hits(), 1);
+    // A name, an address in brackets, with a port and spaces around it.
+    let r = raw_request(
+        weir.addrs.http,
+        b"GET / HTTP/1.1\r\nHost:  [::1]:8080 \r\nConnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(stable.hits(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

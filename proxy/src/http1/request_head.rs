@@ -171,6 +171,9 @@ pub fn parse<'h, 'b>(
     if authority_userinfo || fields.host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::rejected(RejectReason::HostUserinfo));
     }
+    if fields.host.is_some_and(|h| !super::is_valid_host(h)) {
+        return Err(Refusal::rejected(RejectReason::InvalidHost));
+    }
     if fields.other_coding {
         return Err(Refusal::rejected(RejectReason::UnsupportedTransferCoding));
     }
