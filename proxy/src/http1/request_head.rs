@@ -152,8 +152,14 @@ pub fn parse<'h, 'b>(
         Some(end) if target.starts_with('/') => &target[..end],
         _ => target,
     };
-    if target.starts_with('/') && !is_valid_origin_form(target.as_bytes()) {
-        return Err(bad("invalid character in the request target"));
+    if target.starts_with('/') {
+        if !is_valid_origin_form(target.as_bytes()) {
+            return Err(bad("invalid character in the request target"));
+        }
+    } else if !is_other_form(method, target) {
+        return Err(bad(
+            "the request target is none of /path, http://host/path, * (OPTIONS) or host:port (CONNECT)",
+        ));
     }
     let headers: &'h [httparse::Header<'b>] = req.headers;
     let fields = judge_fields(headers, minor, Side::Request)?;
@@ -203,6 +209,24 @@ pub fn parse<'h, 'b>(
         host: fields.host,
         connection_names_fields: fields.connection_names_fields,
     }))
+}
+
+/// Whether a target that does not start with `/` is one of the other
+/// forms of RFC 9112 section 3.2: absolute-form (`http://host/path`),
+/// authority-form for CONNECT (`host:port`), or asterisk-form for OPTIONS
+/// (`*`). Such requests go on to hyper, which reads them; anything else is
+/// refused here with a reason rather than by hyper without one.
+fn is_other_form(method: &str, target: &str) -> bool {
+    if target == "*" {
+        return method == "OPTIONS";
+    }
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        return false;
+    };
+    if method == "CONNECT" {
+        return uri.scheme().is_none() && uri.authority().is_some();
+    }
+    uri.scheme().is_some() && uri.authority().is_some()
 }
 
 /// Whether an origin-form target (no fragment) holds only what the `http`

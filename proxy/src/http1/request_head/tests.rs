@@ -129,6 +129,32 @@ fn request_lines_versions_and_hosts() {
         ),
         (b"GET / HTTP/1.1\r\nHost: a\r\n", Ok(Option::None)),
         (b"GET / HTT", Ok(Option::None)),
+        // The other forms of a target, each where it belongs.
+        (
+            b"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            Ok(Some((None, true))),
+        ),
+        (
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            Ok(Some((None, true))),
+        ),
+        (
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+            Ok(Some((None, true))),
+        ),
+        (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
+        (b"GET a:443 HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
+        (b"GET raw/a HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
+        (b"GET ?a HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
+        (b"GET http:/x HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
+        // A Host that is not one.
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Err(400)),
+        (b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", Err(400)),
+        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", Err(400)),
+        (
+            b"GET / HTTP/1.0\r\nHost: [::1]:80\r\n\r\n",
+            Ok(Some((None, false))),
+        ),
     ] {
         assert_eq!(judge(input), want, "{:?}", String::from_utf8_lossy(input));
     }
