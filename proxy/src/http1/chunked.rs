@@ -86,7 +86,9 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or of the final CRLF).
     TrailerStart,
-    /// Inside a trailer line.
+    /// Inside a trailer field's name, before its colon.
+    TrailerName,
+    /// Inside a trailer field's value, after its colon.
     TrailerLine,
     /// After the CR of a trailer line.
     TrailerLf,
@@ -243,15 +245,24 @@ impl ChunkedDecoder {
                 },
                 _ => return Err(MissingDataCrlf),
             },
-            State::TrailerStart | State::TrailerLine | State::TrailerLf => {
+            State::TrailerStart | State::TrailerName | State::TrailerLine | State::TrailerLf => {
                 self.line += 1;
                 if self.line > MAX_TRAILERS {
                     return Err(InvalidTrailers);
                 }
                 match (self.state, byte) {
                     (State::TrailerStart, b'\r') => State::EndLf,
-                    // A trailer line may not start with whitespace (obs-fold).
-                    (State::TrailerStart, b' ' | b'\t' | b':') => return Err(InvalidTrailers),
+                    // A field name is a token, then a colon: a line that
+                    // starts with whitespace (obs-fold), has none, or puts
+                    // anything else before it is no field.
+                    (State::TrailerStart | State::TrailerName, _) if is_token_byte(byte) => {
+                        State::TrailerName
+                    }
+                    (State::TrailerName, b':') => State::TrailerLine,
+                    (State::TrailerStart | State::TrailerName, b'\n') => {
+                        return Err(BareLineEnding);
+                    }
+                    (State::TrailerStart | State::TrailerName, _) => return Err(InvalidTrailers),
                     (State::TrailerLf, b'\n') => {
                         self.trailer_fields += 1;
                         if self.trailer_fields > MAX_TRAILER_FIELDS {
@@ -275,6 +286,11 @@ impl ChunkedDecoder {
         };
         Ok(())
     }
+}
+
+/// Whether `byte` may be in a field name (RFC 9110 section 5.6.2, `tchar`).
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {

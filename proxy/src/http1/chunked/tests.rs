@@ -26,6 +26,7 @@ fn valid_bodies_decode_to_their_data_and_length() {
             49,
         ),
         (b"5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n", b"hello", 29),
+        (b"5\r\nhello\r\n0\r\nX-Empty:\r\nY:z\r\n\r\n", b"hello", 30),
         (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789", 20),
         (b"00005\r\nhello\r\n0\r\n\r\n", b"hello", 19),
         (b"5 \r\nhello\r\n0\r\n\r\n", b"hello", 16),
@@ -63,6 +64,13 @@ fn malformed_bodies_are_refused_with_their_fault() {
         (b"5\r\nhello\r\n0\r\nX: a\nb\r\n\r\n", BareLineEnding),
         (b"5\r\nhello\r\n0\r\n folded\r\n\r\n", InvalidTrailers),
         (b"5\r\nhello\r\n0\r\nX: a\0\r\n\r\n", InvalidTrailers),
+        // A trailer line is a field: a token, then a colon.
+        (b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n", InvalidTrailers),
+        (b"5\r\nhello\r\n0\r\nnocolon\r\n\r\n", InvalidTrailers),
+        (b"5\r\nhello\r\n0\r\n: v\r\n\r\n", InvalidTrailers),
+        (b"5\r\nhello\r\n0\r\nX : v\r\n\r\n", InvalidTrailers),
+        (b"5\r\nhello\r\n0\r\nX(y): v\r\n\r\n", InvalidTrailers),
+        (b"5\r\nhello\r\n0\r\nX\n\r\n", BareLineEnding),
     ] {
         assert_eq!(
             decode_every_split(input),
