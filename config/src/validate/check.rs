@@ -478,6 +478,17 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
+        // No file system takes a NUL byte in a path: it would be cut there.
+        if value.contains('\0') {
+            self.error(
+                path,
+                format!(
+                    "`{}` contains a NUL character (\\0), which no path can hold; give the path of {what}",
+                    last_key(path)
+                ),
+            );
+            return None;
+        }
         Some(self.base_dir.join(value))
     }
 

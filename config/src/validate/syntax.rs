@@ -33,7 +33,8 @@ pub(super) fn route_name(name: &str) -> Result<(), String> {
     }
     if name.len() > MAX_ROUTE_NAME {
         return Err(format!(
-            "route name `{name}` has {} characters; the limit is {MAX_ROUTE_NAME}",
+            "route name `{}…` has {} characters; the limit is {MAX_ROUTE_NAME}",
+            &name[..MAX_ROUTE_NAME],
             name.len()
         ));
     }

@@ -595,6 +595,15 @@ fn top_level_errors_are_located() {
             "`stateDir` is empty",
         ),
         (
+            format!(
+                "listeners:\n  - name: a\n    address: 127.0.0.1:1\nstateDir: \"a\\0b\"\n{route}"
+            ),
+            "stateDir",
+            4,
+            1,
+            "`stateDir` contains a NUL character",
+        ),
+        (
             "listeners:\n  - name: a\n    address: 127.0.0.1:1\nroutes: []\n".to_owned(),
             "routes",
             4,
@@ -608,6 +617,10 @@ fn top_level_errors_are_located() {
 #[test]
 fn route_errors_are_located() {
     let ok = "    stable: { revision: v1, endpoints: [a:1] }\n";
+    let long_name_message = format!(
+        "route name `{}…` has 100000 characters; the limit is 63",
+        "a".repeat(63)
+    );
     let with_canary = "    stable: { revision: v1, endpoints: [a:1] }\n    canary: { revision: v2, endpoints: [b:1] }\n";
     let cases: Vec<(String, &str, usize, usize, &str)> = vec![
         // Names.
@@ -659,6 +672,14 @@ fn route_errors_are_located() {
             5,
             5,
             "the limit is 63",
+        ),
+        (
+            // A long name is shown cut at the limit, not whole.
+            format!("  - name: {}\n{ok}", "a".repeat(100_000)),
+            "routes[0].name",
+            5,
+            5,
+            long_name_message.as_str(),
         ),
         (
             format!("  - name: web\n{ok}  - name: web\n    pathPrefix: /b\n{ok}"),
