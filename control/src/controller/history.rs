@@ -17,7 +17,7 @@ const COARSE_MS: u64 = 1_000;
 /// the next older one: a look back of any length (a day's window, the
 /// guardrail's last 30 s, a rollout begun a minute ago) finds its start
 /// within a 32nd of it, and a day's window holds about 390 samples of
-/// about 1 KiB, not 86,400.
+/// about 6 KiB, not 86,400.
 const AGE_FRACTION: u64 = 32;
 
 /// Samples of one route's cumulative counters, oldest first.
@@ -43,7 +43,8 @@ impl History {
     /// end is always the latest sample, its start is found within a second
     /// for the last 32 s and within a 32nd of the look back beyond, and a
     /// route holds about 50 samples instead of 320 for the default window
-    /// (each about 1 KiB with its latency slots), about 390 for a day's.
+    /// (each about 6 KiB with its 382 latency slots per role), about 390 for
+    /// a day's.
     pub(crate) fn push(&mut self, sample: Sample, keep_ms: u64) {
         self.samples.push_back(sample);
         // Keep one sample older than the window, so a window always has a start.

@@ -7,7 +7,7 @@
 //! Why a collector over weir's atomics rather than `IntCounterVec` and
 //! `HistogramVec` handles: the request path already does exactly one atomic
 //! add per counter on handles bound once per (route, role) when a snapshot is
-//! applied, and the same atomics feed the rollout analysis (59 latency slots,
+//! applied, and the same atomics feed the rollout analysis (382 latency slots,
 //! where the exported histogram has 14 buckets). Bound `prometheus` handles
 //! would either add a second set of atomic adds per request, or need one
 //! `IntCounter` per status code bound in advance (900 per role) to keep the

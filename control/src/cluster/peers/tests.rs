@@ -341,7 +341,7 @@ fn an_answer_with_other_latency_slots_is_refused_and_changes_nothing() {
         web.canary.latency.push(0);
     }
     let later = now + Duration::from_secs(3);
-    let refused = tally.record(a, &odd, later).expect_err("61 slots");
+    let refused = tally.record(a, &odd, later).expect_err("one slot too many");
     tally.failed(a, &PeerError::from(refused));
     assert_eq!(tally.sum("web", Role::Canary).requests, 2);
     assert_eq!(
@@ -351,7 +351,10 @@ fn an_answer_with_other_latency_slots_is_refused_and_changes_nothing() {
     );
     let why = tally.failures.get(&a).cloned().unwrap_or_default();
     assert!(
-        why.contains("route web, role canary: 61 latency slots"),
+        why.contains(&format!(
+            "route web, role canary: {} latency slots",
+            LATENCY_SLOTS + 1
+        )),
         "{why}"
     );
 }

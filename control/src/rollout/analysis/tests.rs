@@ -133,12 +133,26 @@ fn judgements_on_crafted_counts() {
             Expect::Pass,
         ),
         (
+            // Every canary request took 105 to 112 ms: under a 120 ms
+            // limit, whatever the buckets (they are at most 5 % wide).
+            "p99 latency just under a limit between buckets",
+            Analysis {
+                max_latency_p99: Some(Duration::from_millis(120)),
+                ..Analysis::default()
+            },
+            with_latency(
+                obs((300, 0), (2700, 0)),
+                &[(105_000, 100), (108_000, 100), (112_400, 100)],
+            ),
+            Expect::Pass,
+        ),
+        (
             "p99 latency above the limit",
             thresholds(),
             with_latency(obs((300, 0), (2700, 0)), &[(20_000, 290), (730_000, 10)]),
             Expect::Fail(
                 FailKind::Latency,
-                "canary p99 latency 705 ms above 500 ms (300 requests)",
+                "canary p99 latency 742 ms above 500 ms (300 requests)",
             ),
         ),
         (
@@ -200,11 +214,11 @@ fn error_rate_failure_names_the_lower_bound() {
 #[test]
 fn summaries_carry_p99_in_milliseconds() {
     let mut evidence = Evidence::new();
-    // 100 requests in (750 µs, 1 ms]: the 99th is interpolated to 997.5 µs.
+    // 100 requests in (975 µs, 1 ms]: the 99th is interpolated to 999.75 µs.
     let o = with_latency(obs((100, 0), (0, 0)), &[(1_000, 100)]);
     let j = judge(&thresholds(), &o, &mut evidence);
     let p99 = j.canary.latency_p99_ms.expect("latency recorded");
-    assert!((p99 - 0.9975).abs() < 1e-9, "{p99}");
+    assert!((p99 - 0.99975).abs() < 1e-9, "{p99}");
     assert_eq!(j.stable.latency_p99_ms, None);
     assert_eq!(j.stable.error_rate, None);
 }
