@@ -149,3 +149,30 @@ async fn a_rollout_waiting_before_its_first_step_is_at_step_0() {
     );
     assert_eq!(value(&page, "weir_rollout_step{route=\"fixed\"}"), None);
 }
+
+/// Series come in label-value order, whatever the config's order of routes
+/// or the order of phases in a rollout.
+#[tokio::test]
+async fn series_are_in_label_value_order() {
+    let text = config_text(
+        None,
+        &format!(
+            "{}{}",
+            route("zeta", Some("[{setWeight: 5}, {pause: {}}]")),
+            route("alpha", Some("[{setWeight: 5}, {pause: {}}]"))
+        ),
+    );
+    let in_memory = process(&text, PathBuf::from("/nonexistent/weir.yaml")).await;
+    let page = in_memory.process.render_metrics().await;
+    for family in ["weir_rollout_phase{", "weir_rollout_aborts_total{"] {
+        let series: Vec<&str> = page
+            .lines()
+            .filter(|line| line.starts_with(family))
+            .map(|line| line.split_once(' ').map_or(line, |(series, _)| series))
+            .collect();
+        assert!(series.len() >= 4, "{family}: {page}");
+        let mut sorted = series.clone();
+        sorted.sort_unstable();
+        assert_eq!(series, sorted, "{family} in label-value order");
+    }
+}

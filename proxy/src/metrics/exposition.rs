@@ -172,8 +172,14 @@ impl Family {
         )
     }
 
-    /// The family with `samples`.
-    pub fn with(&self, samples: Vec<proto::Metric>) -> MetricFamily {
+    /// The family with `samples`, in label-value order.
+    pub fn with(&self, mut samples: Vec<proto::Metric>) -> MetricFamily {
+        samples.sort_by(|a, b| {
+            a.get_label()
+                .iter()
+                .map(proto::LabelPair::value)
+                .cmp(b.get_label().iter().map(proto::LabelPair::value))
+        });
         let mut family = MetricFamily::default();
         family.set_name(self.name.to_owned());
         family.set_help(self.help.to_owned());
