@@ -6,15 +6,16 @@
 //! without a reload; an abort caused by a failing canary shows by itself.
 //! Without tokens in the config, the page asks for none and acts. What no
 //! event carries (a gate's last answer, a background run's measurements)
-//! follows the API on the route page without a reload.
+//! follows the API on the route page without a reload. A CanaryRoute
+//! deleted while its page is shown (no event says so) shows as unknown.
 //! Screenshots go to `target/dashboard-screenshots/`.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use weir_e2e::{
-    Answer, Browser, FakeUpstream, HookReceiver, Load, LoadtestUpstream, Route, Step, Strategy,
-    Weir, WeirConfig, phase, step_index, wait_until, workspace_root,
+    Answer, Browser, CANARY_ROUTES, Cluster, FakeUpstream, HookReceiver, Load, LoadtestUpstream,
+    Route, Step, Strategy, Weir, WeirConfig, phase, step_index, wait_until, workspace_root,
 };
 
 const READER: &str = "dashboard-reader-token";
@@ -458,5 +459,47 @@ async fn the_route_page_follows_a_gates_answers_and_a_runs_measurements() {
     )
     .await;
     assert!(successes.as_u64().is_some_and(|n| n >= 2), "{successes}");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_route_deleted_while_shown_shows_as_unknown() {
+    let _one = ONE_BROWSER.lock().await;
+    let cluster = Cluster::start(1, "").await;
+    cluster.add_service("shop", "v1", 80);
+    cluster.add_service("shop", "v2", 80);
+    for (name, prefix) in [("a", "/a"), ("b", "/b")] {
+        let spec = json!({
+            "pathPrefix": prefix,
+            "stable": {"revision": "v1", "service": {"name": "v1", "port": 80}},
+            "canary": {"revision": "v2", "service": {"name": "v2", "port": 80}},
+            "strategy": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+        });
+        cluster.apply_canary_route("shop", name, spec);
+    }
+    let browser = Browser::start(1024, 800).await;
+    let admin = cluster.replica(0).addrs.admin;
+    browser
+        .goto(&format!("http://{admin}/ui/#/routes/shop%2Fb"))
+        .await;
+    shown(
+        &browser,
+        "the route page of shop/b with its buttons",
+        "return document.getElementById('phase')
+            && document.querySelectorAll('#actions button').length;",
+    )
+    .await;
+
+    assert!(cluster.api.delete(CANARY_ROUTES, "shop", "b"));
+    let page = shown(
+        &browser,
+        "shop/b shown as unknown, without buttons",
+        "const v = document.getElementById('view').textContent;
+         return v.includes('No route named shop/b')
+            && !document.querySelector('#actions button')
+            && document.querySelector('#view a[href=\"#/\"]') && v;",
+    )
+    .await;
+    assert!(!page.as_str().unwrap_or("").contains("Paused"), "{page}");
     browser.quit().await;
 }

@@ -31,6 +31,8 @@ const state = {
   replaced: 0,         // the epoch all statuses were last replaced at
   live: false,         // whether the event stream is open
   notice: null,        // {text, error} about the last command
+  missing: null,       // the shown route, once weir answered 404 for it
+  refused: false,      // whether a read's 401 asked for a token already
 };
 // What a test reads back: ms from an event's stamp to the frame showing it.
 window.weirShown = [];
@@ -76,6 +78,7 @@ $("token-form").addEventListener("submit", (e) => {
   $("token-input").value = "";
   if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
   $("token-form").hidden = true;
+  state.refused = false;
   reconnect();
 });
 
@@ -254,7 +257,17 @@ function currentRoute() {
   return m ? decodeURIComponent(m[1]) : null;
 }
 
-window.addEventListener("hashchange", () => { state.notice = null; render(); refreshShown(); });
+window.addEventListener("hashchange", () => {
+  state.notice = null;
+  state.missing = null;
+  // Only the shown route's runs are kept.
+  const name = currentRoute();
+  for (const cache of [state.runs, state.runsText]) {
+    for (const other of [...cache.keys()]) if (other !== name) cache.delete(other);
+  }
+  render();
+  refreshShown();
+});
 
 function render() {
   $("token-button").hidden = !state.tokens;
@@ -622,8 +635,18 @@ function refreshSoon(kind) {
 // while the stream is down: it brings a fresh snapshot when it is back).
 function refreshShown() {
   if (document.hidden || !state.live) return;
-  if (currentRoute() === null) refresh("list");
-  else { refresh("route"); refresh("runs"); }
+  const name = currentRoute();
+  if (name === null) refresh("list");
+  // A route that answered 404 is read again only once an event brings it back.
+  else if (state.missing !== name || state.routes.has(name)) { refresh("route"); refresh("runs"); }
+}
+
+// A periodic read answered 401 (the tokens changed, e.g. by a reload):
+// ask for a token once, not at every read.
+async function refusedRead(res) {
+  if (state.refused) return;
+  state.refused = true;
+  askToken("The token was refused (" + (await errorOf(res)) + "). Enter the reader or the writer token.");
 }
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -632,6 +655,7 @@ async function loadList() {
   if (currentRoute() !== null) return;
   const epoch = state.epoch;
   const res = await fetch("/api/v1/routes", { headers: headers(), cache: "no-store" });
+  if (res.status === 401) return refusedRead(res);
   if (!res.ok) return;
   const body = await res.json();
   if (!Array.isArray(body) || state.replaced > epoch || currentRoute() !== null) return;
@@ -646,6 +670,17 @@ async function loadRoute() {
   if (name === null) return;
   const epoch = state.epoch;
   const res = await fetch("/api/v1/routes/" + encodeURIComponent(name), { headers: headers(), cache: "no-store" });
+  if (res.status === 401) return refusedRead(res);
+  if (res.status === 404 && !setSince(name, epoch)) {
+    // Gone (a CanaryRoute deleted sends no reload): shown as unknown.
+    state.routes.delete(name);
+    state.runs.delete(name);
+    state.runsText.delete(name);
+    if (name !== currentRoute()) return;
+    state.missing = name;
+    render();
+    return;
+  }
   if (!res.ok) return;
   const status = await res.json();
   if (setSince(name, epoch) || name !== currentRoute() || same(status, state.routes.get(name))) return;
@@ -658,6 +693,7 @@ async function loadRuns() {
   const name = currentRoute();
   if (name === null) return;
   const res = await fetch("/api/v1/routes/" + encodeURIComponent(name) + "/analysisruns", { headers: headers(), cache: "no-store" });
+  if (res.status === 401) return refusedRead(res);
   if (!res.ok) return;
   const text = await res.text();
   if (text === state.runsText.get(name)) return;
