@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use weir_proxy::metrics::{LATENCY_SLOTS, RoleCounts};
+use weir_proxy::metrics::{LATENCY_BOUNDS_MICROS, LATENCY_SLOTS, RoleCounts};
 use weir_proxy::{Metrics, Role};
 
 /// One replica's counters since it started.
@@ -41,7 +41,7 @@ pub struct RouteCounters {
 }
 
 /// The cumulative counts of one role, as [`RoleCounts`] in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Counts {
     /// Requests answered (client-caused failures excluded).
@@ -49,8 +49,18 @@ pub struct Counts {
     /// Of those, errors of the role (5xx and broken bodies).
     pub errors: u64,
     /// Non-cumulative counts per latency slot
-    /// ([`weir_proxy::metrics::LATENCY_BOUNDS_MICROS`], then one above).
+    /// ([`weir_proxy::metrics::LATENCY_BOUNDS_MICROS`], then one above):
+    /// every slot, or with [`Counts::latency_from`] the run from that slot
+    /// to the last one counted in (the others are zero).
     pub latency: Vec<u64>,
+    /// The slot of `latency[0]` when only a run of slots is sent; absent,
+    /// `latency` holds every slot (as earlier builds send it).
+    #[serde(
+        rename = "latencyFrom",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub latency_from: Option<usize>,
 }
 
 /// Who this replica is, as its counters answer says.
@@ -129,32 +139,63 @@ impl ReplicaCounters {
 
 // === impl Counts ===
 
-impl Default for Counts {
-    fn default() -> Counts {
-        Counts::from(&RoleCounts::zero())
-    }
-}
-
 impl From<&RoleCounts> for Counts {
+    /// Only the run of slots counted in: a route's requests fall in some
+    /// dozens of the 382, and peers read every route's counts four times a
+    /// second.
     fn from(counts: &RoleCounts) -> Counts {
+        let first = counts.latency.iter().position(|&n| n > 0).unwrap_or(0);
+        let end = counts
+            .latency
+            .iter()
+            .rposition(|&n| n > 0)
+            .map_or(first, |last| last + 1);
         Counts {
             requests: counts.requests,
             errors: counts.errors,
-            latency: counts.latency.to_vec(),
+            latency: counts.latency[first..end].to_vec(),
+            latency_from: Some(first),
         }
     }
 }
 
 impl Counts {
-    /// The counts as [`RoleCounts`]; `Err(slots)` when the latency does not
-    /// have [`LATENCY_SLOTS`] slots. An empty latency reads as all zero.
+    /// The counts as [`RoleCounts`]; `Err(slots)` when the latency has
+    /// neither [`LATENCY_SLOTS`] slots nor the 60 of earlier builds, whose
+    /// bounds are among this build's (each is counted in the slot with the
+    /// same upper bound, so a rolling upgrade keeps its coverage). An empty
+    /// latency reads as all zero.
     fn to_role_counts(&self) -> Result<RoleCounts, usize> {
         let mut latency = [0; LATENCY_SLOTS];
-        if !self.latency.is_empty() {
-            if self.latency.len() != LATENCY_SLOTS {
-                return Err(self.latency.len());
+        if let Some(from) = self.latency_from {
+            let run = from
+                .checked_add(self.latency.len())
+                .filter(|&end| end <= LATENCY_SLOTS)
+                .map(|end| &mut latency[from..end]);
+            let Some(run) = run else {
+                return Err(from.saturating_add(self.latency.len()));
+            };
+            run.copy_from_slice(&self.latency);
+            return Ok(RoleCounts {
+                requests: self.requests,
+                errors: self.errors,
+                latency,
+            });
+        }
+        match self.latency.len() {
+            0 => {}
+            LATENCY_SLOTS => latency.copy_from_slice(&self.latency),
+            n if n == EARLIER_BOUNDS_MICROS.len() + 1 => {
+                for (i, &count) in self.latency.iter().enumerate() {
+                    let slot = EARLIER_BOUNDS_MICROS
+                        .get(i)
+                        .map_or(LATENCY_SLOTS - 1, |bound| {
+                            LATENCY_BOUNDS_MICROS.partition_point(|&b| b < *bound)
+                        });
+                    latency[slot] += count;
+                }
             }
-            latency.copy_from_slice(&self.latency);
+            n => return Err(n),
         }
         Ok(RoleCounts {
             requests: self.requests,
@@ -163,6 +204,20 @@ impl Counts {
         })
     }
 }
+
+/// The latency bounds of builds before the 5 % buckets, in microseconds:
+/// 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 per decade from 100 µs to 60 s.
+const EARLIER_BOUNDS_MICROS: [u64; 59] = [
+    100, 125, 150, 200, 250, 300, 400, 500, 600, 750, //
+    1_000, 1_250, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 7_500, //
+    10_000, 12_500, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 60_000, 75_000, //
+    100_000, 125_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000, 600_000,
+    750_000, //
+    1_000_000, 1_250_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 4_000_000, 5_000_000,
+    6_000_000, 7_500_000, //
+    10_000_000, 12_500_000, 15_000_000, 20_000_000, 25_000_000, 30_000_000, 40_000_000, 50_000_000,
+    60_000_000,
+];
 
 // === impl Replica ===
 
@@ -256,6 +311,27 @@ mod tests {
             message.contains("route web, role stable: 2 latency slots"),
             "{message}"
         );
+
+        // An earlier build's 60 slots: each count lands in the slot with its
+        // upper bound (125 µs, 1 ms, 60 s, above 60 s).
+        let mut earlier = vec![0u64; 60];
+        earlier[1] = 3;
+        earlier[10] = 5;
+        earlier[58] = 7;
+        earlier[59] = 11;
+        let text = format!(
+            r#"{{"replica": "a", "startedAt": 5,
+            "routes": {{"web": {{"stable": {{"requests": 26, "errors": 0, "latency": {earlier:?}}}}}}}}}"#
+        );
+        let answer: ReplicaCounters = serde_json::from_str(&text).expect("decodes");
+        let counts = answer.role_counts().expect("an earlier build's slots");
+        let latency = counts[&("web".to_owned(), Role::Stable)].latency;
+        let slot_of = |bound: u64| LATENCY_BOUNDS_MICROS.iter().position(|&b| b == bound);
+        assert_eq!(latency[slot_of(125).expect("a bound")], 3);
+        assert_eq!(latency[slot_of(1_000).expect("a bound")], 5);
+        assert_eq!(latency[slot_of(60_000_000).expect("a bound")], 7);
+        assert_eq!(latency[LATENCY_SLOTS - 1], 11);
+        assert_eq!(latency.iter().sum::<u64>(), 26);
 
         let missing = serde_json::from_str::<ReplicaCounters>(r#"{"replica": "a"}"#)
             .expect_err("startedAt is needed to notice restarts");

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use weir_proxy::metrics::{LATENCY_BOUNDS_MICROS, RoleCounts};
+use weir_proxy::metrics::{LATENCY_BOUNDS_MICROS, LATENCY_SLOTS, RoleCounts};
 
 use crate::rollout::{LatencyHistogram, Observation, RoleTotals, RoleWindow};
 
@@ -16,14 +16,36 @@ const COARSE_MS: u64 = 1_000;
 /// A sample older than 32 s is kept at most this fraction of its age from
 /// the next older one: a look back of any length (a day's window, the
 /// guardrail's last 30 s, a rollout begun a minute ago) finds its start
-/// within a 32nd of it, and a day's window holds about 390 samples of
-/// about 6 KiB, not 86,400.
+/// within a 32nd of it, and a day's window holds about 390 samples, not
+/// 86,400.
 const AGE_FRACTION: u64 = 32;
 
 /// Samples of one route's cumulative counters, oldest first.
 #[derive(Debug, Default)]
 pub struct History {
-    samples: VecDeque<Sample>,
+    samples: VecDeque<Kept>,
+}
+
+/// A [`Sample`] as kept: each role's latency slots from the first to the
+/// last it has counted in (see [`KeptCounts`]).
+#[derive(Debug)]
+struct Kept {
+    at_ms: u64,
+    stable: KeptCounts,
+    canary: KeptCounts,
+}
+
+/// One role's cumulative counts, compact: a route's requests fall in some
+/// dozens of the 382 latency slots, so only the run from the first slot
+/// ever counted in to the last is kept; the others are zero. A sample
+/// takes about a kilobyte or less instead of 6 KiB.
+#[derive(Debug)]
+struct KeptCounts {
+    requests: u64,
+    errors: u64,
+    /// The slot of `latency[0]`.
+    first_slot: usize,
+    latency: Box<[u64]>,
 }
 
 /// The counters of both roles at one time.
@@ -43,10 +65,14 @@ impl History {
     /// end is always the latest sample, its start is found within a second
     /// for the last 32 s and within a 32nd of the look back beyond, and a
     /// route holds about 50 samples instead of 320 for the default window
-    /// (each about 6 KiB with its 382 latency slots per role), about 390 for
-    /// a day's.
+    /// (each a few hundred bytes, see [`KeptCounts`]), about 390 for a
+    /// day's.
     pub(crate) fn push(&mut self, sample: Sample, keep_ms: u64) {
-        self.samples.push_back(sample);
+        self.samples.push_back(Kept {
+            at_ms: sample.at_ms,
+            stable: KeptCounts::of(&sample.stable),
+            canary: KeptCounts::of(&sample.canary),
+        });
         // Keep one sample older than the window, so a window always has a start.
         while self.samples.len() > 2 && self.samples[1].at_ms + keep_ms < sample.at_ms {
             self.samples.pop_front();
@@ -101,12 +127,36 @@ impl History {
     }
 }
 
-fn window(from: &RoleCounts, to: &RoleCounts) -> RoleWindow {
-    let counts = to
-        .latency
-        .iter()
-        .zip(&from.latency)
-        .map(|(b, a)| b.saturating_sub(*a))
+// === impl KeptCounts ===
+
+impl KeptCounts {
+    fn of(counts: &RoleCounts) -> KeptCounts {
+        let first_slot = counts.latency.iter().position(|&n| n > 0).unwrap_or(0);
+        let end = counts
+            .latency
+            .iter()
+            .rposition(|&n| n > 0)
+            .map_or(first_slot, |last| last + 1);
+        KeptCounts {
+            requests: counts.requests,
+            errors: counts.errors,
+            first_slot,
+            latency: counts.latency[first_slot..end].into(),
+        }
+    }
+
+    /// The count of `slot`.
+    fn latency(&self, slot: usize) -> u64 {
+        slot.checked_sub(self.first_slot)
+            .and_then(|i| self.latency.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+fn window(from: &KeptCounts, to: &KeptCounts) -> RoleWindow {
+    let counts = (0..LATENCY_SLOTS)
+        .map(|slot| to.latency(slot).saturating_sub(from.latency(slot)))
         .collect();
     RoleWindow {
         requests: to.requests.saturating_sub(from.requests),
@@ -116,7 +166,7 @@ fn window(from: &RoleCounts, to: &RoleCounts) -> RoleWindow {
     }
 }
 
-fn totals(counts: &RoleCounts) -> RoleTotals {
+fn totals(counts: &KeptCounts) -> RoleTotals {
     RoleTotals {
         requests: counts.requests,
         errors: counts.errors,
@@ -179,6 +229,47 @@ mod tests {
         assert_eq!((obs.stable.requests, obs.canary_total.requests), (135, 50));
         let all = history.observation(0);
         assert_eq!(all.canary.requests, 40);
+    }
+
+    #[test]
+    fn a_window_counts_latency_slots_kept_from_either_sample() {
+        let with = |slots: &[(usize, u64)]| {
+            let mut latency = [0; weir_proxy::metrics::LATENCY_SLOTS];
+            for &(slot, n) in slots {
+                latency[slot] = n;
+            }
+            RoleCounts {
+                requests: latency.iter().sum(),
+                errors: 0,
+                latency,
+            }
+        };
+        let mut history = History::default();
+        // The first sample counted in slots 100 and 120 only; the second
+        // also in 90 and 381 (above the last bound), outside that run.
+        for (at, slots) in [
+            (1_000, vec![(100, 5), (120, 2)]),
+            (1_100, vec![(90, 1), (100, 7), (120, 2), (381, 4)]),
+        ] {
+            history.push(
+                Sample {
+                    at_ms: at,
+                    stable: with(&[]),
+                    canary: with(&slots),
+                },
+                60_000,
+            );
+        }
+        let kept = &history.samples[0].canary;
+        assert_eq!((kept.first_slot, kept.latency.len()), (100, 21));
+        let obs = history.observation(1_000);
+        assert_eq!(obs.canary.requests, 7);
+        let window = with(&[(90, 1), (100, 2), (381, 4)]);
+        let want =
+            LatencyHistogram::from_counts(LATENCY_BOUNDS_MICROS.to_vec(), window.latency.to_vec())
+                .expect("valid");
+        assert_eq!(obs.canary.latency, want);
+        assert_eq!(obs.stable.latency.total(), 0);
     }
 
     #[test]

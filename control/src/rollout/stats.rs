@@ -103,12 +103,12 @@ impl RoleTotals {
 // === impl LatencyHistogram ===
 
 impl LatencyHistogram {
-    /// The proxy's latency bucket bounds, in microseconds: 1, 1.25, 1.5, 2, 2.5, 3, 4,
-    /// 5, 6, 7.5 per decade from 100 µs to 60 s. Neighbouring bounds differ by
-    /// at most a third, so an interpolated quantile is off by less than its
-    /// bucket's width; Prometheus' usual bounds (0.5 ms … 10 s, as in the
-    /// proxy's `weir_http_request_duration_seconds`) are all among them, and
-    /// so is every round limit such as 200 ms, 250 ms, 300 ms, 500 ms, 1 s.
+    /// The proxy's latency bucket bounds, in microseconds, from 100 µs to
+    /// 60 s (see [`weir_proxy::metrics::LATENCY_BOUNDS_MICROS`]). Each is at
+    /// most 5 % above the one before, so an interpolated quantile is within
+    /// 5 % of the true one; Prometheus' usual bounds (0.5 ms … 10 s, as in
+    /// the proxy's `weir_http_request_duration_seconds`) are all among them,
+    /// and so is every round limit such as 120 ms, 200 ms, 250 ms, 1 s.
     pub const DEFAULT_BOUNDS_MICROS: &'static [u64] = &weir_proxy::metrics::LATENCY_BOUNDS_MICROS;
 
     /// An empty histogram with the given bounds (microseconds).

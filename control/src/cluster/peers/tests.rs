@@ -25,6 +25,7 @@ fn counts(requests: u64, errors: u64) -> Counts {
         requests,
         errors,
         latency,
+        latency_from: None,
     }
 }
 
