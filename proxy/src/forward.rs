@@ -1154,6 +1154,15 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     if host.is_some_and(|h| !http1::is_valid_host(h.as_bytes())) {
         return Err(RejectReason::InvalidHost);
     }
+    // RFC 9112 section 3.2: `*` is for OPTIONS, `host:port` for CONNECT.
+    let uri = req.uri();
+    let asterisk = uri.authority().is_none() && uri.path() == "*";
+    let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+    if (asterisk && req.method() != http::Method::OPTIONS)
+        || (authority_form && req.method() != http::Method::CONNECT)
+    {
+        return Err(RejectReason::InvalidTarget);
+    }
     // RFC 9112 section 6.1: weir (like its upstreams) decodes `chunked`
     // alone; any other coding, in one line or several, is a 501.
     if names_other_coding(req.headers()) {
@@ -1191,6 +1200,9 @@ pub(crate) fn reason_text(reason: RejectReason) -> &'static str {
         RejectReason::HostUserinfo => "bad request: userinfo (user@) is not allowed in the host",
         RejectReason::InvalidHost => {
             "bad request: the Host header is not a host name or IP address with an optional port"
+        }
+        RejectReason::InvalidTarget => {
+            "bad request: the request target is none of /path, http://host/path, * (OPTIONS) or host:port (CONNECT)"
         }
         RejectReason::UnsupportedTransferCoding => {
             "not implemented: a Transfer-Encoding other than chunked"
@@ -1292,11 +1304,11 @@ fn switches_to_offered(response: &HeaderMap, offered: &HeaderValue) -> bool {
         let Ok(value) = value.to_str() else {
             return false;
         };
-        for token in value.split(',').map(name) {
-            if token.is_empty()
-                || !offered
-                    .split(',')
-                    .any(|o| name(o).eq_ignore_ascii_case(token))
+        // Empty list elements are allowed and skipped (RFC 9110 section 5.6.1).
+        for token in value.split(',').map(name).filter(|t| !t.is_empty()) {
+            if !offered
+                .split(',')
+                .any(|o| name(o).eq_ignore_ascii_case(token))
             {
                 return false;
             }
@@ -1411,6 +1423,37 @@ async fn bridge_upgrade(downstream: OnUpgrade, upstream: OnUpgrade) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_101_switches_only_to_an_offered_protocol() {
+        let answer = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::UPGRADE,
+                    HeaderValue::from_str(value).expect("value"),
+                );
+            }
+            headers
+        };
+        let offered = HeaderValue::from_static("websocket, foo/2");
+        for (values, ok) in [
+            (&["websocket"][..], true),
+            (&["WebSocket/13"], true),
+            (&["websocket,"], true),
+            (&[", websocket", "foo"], true),
+            (&["bar"], false),
+            (&["websocket, bar"], false),
+            (&[], false),
+            (&[","], false),
+        ] {
+            assert_eq!(
+                switches_to_offered(&answer(values), &offered),
+                ok,
+                "{values:?}"
+            );
+        }
+    }
 
     fn head(version: Version, target: &str, hosts: &[&str]) -> Request<()> {
         let mut builder = Request::get(target).version(version);

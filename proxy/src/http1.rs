@@ -44,20 +44,24 @@ impl ForwardingPath {
 }
 
 /// Whether a `Host` value is `host [":" port]` as RFC 9110 section 7.2 and
-/// RFC 3986 section 3.2 write it, userinfo aside (refused apart): an IPv6
-/// literal in brackets, or a name of unreserved characters, sub-delims and
-/// percent-escapes with no empty label (one trailing dot allowed), then
-/// an optional port of at most 65535. Anything else (spaces, `/`, `?`,
-/// `<`, a second colon, an empty value) is not a host: routing by it or
-/// passing it upstream in `Host` and `X-Forwarded-Host` would hand on what
-/// the client made up.
+/// RFC 3986 section 3.2 write it, userinfo aside (refused apart): empty
+/// (RFC 9112 section 3.2: a target without an authority), an IP literal
+/// in brackets (IPv6, with a zone as RFC 6874 writes it, or IPvFuture), or
+/// a name of unreserved characters, sub-delims and percent-escapes with no
+/// empty label (one trailing dot allowed; RFC 3986 would allow `a..b`, no
+/// DNS name has one), then an optional port of at most 65535. Anything
+/// else (spaces, `/`, `?`, `<`, a second colon) is not a host: routing by
+/// it or passing it upstream in `Host` and `X-Forwarded-Host` would hand
+/// on what the client made up.
 pub(crate) fn is_valid_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
     let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
         let Some(end) = rest.iter().position(|&b| b == b']') else {
             return false;
         };
-        let literal = std::str::from_utf8(&rest[..end]).unwrap_or_default();
-        if literal.parse::<std::net::Ipv6Addr>().is_err() {
+        if !is_valid_ip_literal(&rest[..end]) {
             return false;
         }
         match &rest[end + 1..] {
@@ -71,37 +75,85 @@ pub(crate) fn is_valid_host(value: &[u8]) -> bool {
             None => (Some(value), &b""[..]),
         }
     };
-    let port_ok = port.len() <= 5
-        && port.iter().all(u8::is_ascii_digit)
-        && port.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= u32::from(u16::MAX);
+    let port_ok = port.iter().all(u8::is_ascii_digit)
+        && port
+            .iter()
+            .try_fold(0u32, |n, d| {
+                let n = n * 10 + u32::from(d - b'0');
+                (n <= u32::from(u16::MAX)).then_some(n)
+            })
+            .is_some();
     port_ok && host.is_none_or(is_valid_reg_name)
+}
+
+/// Whether the inside of `[...]` is an IPv6 address with an optional zone
+/// (`%25` then unreserved characters or escapes, RFC 6874), or an
+/// IPvFuture literal (`v` HEXDIG+ `.` then unreserved, sub-delims or `:`).
+fn is_valid_ip_literal(literal: &[u8]) -> bool {
+    if let Some(future) = literal
+        .strip_prefix(b"v")
+        .or_else(|| literal.strip_prefix(b"V"))
+    {
+        let Some(dot) = future.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, rest) = (&future[..dot], &future[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !rest.is_empty()
+            && rest
+                .iter()
+                .all(|&b| b == b':' || is_unreserved(b) || is_sub_delim(b));
+    }
+    let (address, zone) = match literal.windows(3).position(|w| w == b"%25") {
+        Some(at) => (&literal[..at], Some(&literal[at + 3..])),
+        None => (literal, None),
+    };
+    let address = std::str::from_utf8(address).unwrap_or_default();
+    address.parse::<std::net::Ipv6Addr>().is_ok()
+        && zone.is_none_or(|zone| !zone.is_empty() && is_escaped_text(zone, is_unreserved))
+}
+
+/// Whether `text` is made of bytes `allowed` accepts and `%XX` escapes.
+fn is_escaped_text(text: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'%' {
+            let escaped = text.get(i + 1..i + 3);
+            if !escaped.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !allowed(text[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// RFC 3986 `unreserved`.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 `sub-delims`.
+fn is_sub_delim(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 /// A host name of RFC 3986's `reg-name` characters, not empty, without an
 /// empty label but for one trailing dot.
 fn is_valid_reg_name(name: &[u8]) -> bool {
     let name = name.strip_suffix(b".").unwrap_or(name);
-    if name.is_empty() || name.split(|&b| b == b'.').any(<[u8]>::is_empty) {
-        return false;
-    }
-    let mut i = 0;
-    while i < name.len() {
-        match name[i] {
-            b'%' => {
-                let escaped = name.get(i + 1..i + 3);
-                if !escaped.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {}
-            _ => return false,
-        }
-        i += 1;
-    }
-    true
+    !name.is_empty()
+        && !name.split(|&b| b == b'.').any(<[u8]>::is_empty)
+        && is_escaped_text(name, |b| is_unreserved(b) || is_sub_delim(b))
 }
 
 /// The codings of `Transfer-Encoding` lines `values`, in order, trimmed;
@@ -182,12 +234,21 @@ mod tests {
             "a%41.test",
             "a,b",
             "localhost",
+            "",
+            "[fe80::1%25eth0]",
+            "[fe80::1%25eth0]:80",
+            "[v1.fe80::a+en1]",
+            "a:0080",
+            "a:000000080",
         ] {
             assert!(is_valid_host(host.as_bytes()), "{host:?} is a host");
         }
         for host in [
-            "",
             ".",
+            "[fe80::1%eth0]",
+            "[fe80::1%25]",
+            "[v1.]",
+            "[vx.a]",
             "a b",
             "a/b",
             "a?b#c",

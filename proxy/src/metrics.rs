@@ -122,6 +122,9 @@ pub enum RejectReason {
     HostUserinfo,
     /// A `Host` that is not `host [":" port]` (RFC 9110 section 7.2).
     InvalidHost,
+    /// A request target of no form RFC 9112 section 3.2 allows for its
+    /// method: `*` but for OPTIONS, `host:port` but for CONNECT.
+    InvalidTarget,
     /// A `Transfer-Encoding` with a coding other than `chunked` (RFC 9112
     /// section 6.1: 501); forwarding it as plain chunked would hand the
     /// upstream coded bytes as if they were not.
@@ -299,11 +302,12 @@ impl ClientErrorKind {
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::MissingHost,
         RejectReason::DuplicateHost,
         RejectReason::HostUserinfo,
         RejectReason::InvalidHost,
+        RejectReason::InvalidTarget,
         RejectReason::UnsupportedTransferCoding,
     ];
 
@@ -314,6 +318,7 @@ impl RejectReason {
             RejectReason::DuplicateHost => "duplicate_host",
             RejectReason::HostUserinfo => "host_userinfo",
             RejectReason::InvalidHost => "invalid_host",
+            RejectReason::InvalidTarget => "invalid_target",
             RejectReason::UnsupportedTransferCoding => "unsupported_transfer_coding",
         }
     }

@@ -134,7 +134,7 @@ async fn host_problems_get_400_before_routing() {
     let stable = FakeUpstream::start("stable").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
 
-    let cases: [(&str, &[u8], &str); 8] = [
+    let cases: [(&str, &[u8], &str); 10] = [
         (
             "missing_host",
             b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -172,8 +172,18 @@ async fn host_problems_get_400_before_routing() {
         ),
         (
             "invalid_host",
-            b"GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a..b\r\nConnection: close\r\n\r\n",
             "not a host name",
+        ),
+        (
+            "invalid_target",
+            b"GET * HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "* (OPTIONS)",
+        ),
+        (
+            "invalid_target",
+            b"GET b.test:80 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "host:port (CONNECT)",
         ),
     ];
     for (reason, request, says) in cases {
@@ -194,6 +204,7 @@ async fn host_problems_get_400_before_routing() {
         ("duplicate_host", 1.0),
         ("host_userinfo", 2.0),
         ("invalid_host", 4.0),
+        ("invalid_target", 2.0),
     ] {
         assert_eq!(
             m.get("weir_rejected_requests_total", &[("reason", reason)]),

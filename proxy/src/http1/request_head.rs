@@ -152,14 +152,8 @@ pub fn parse<'h, 'b>(
         Some(end) if target.starts_with('/') => &target[..end],
         _ => target,
     };
-    if target.starts_with('/') {
-        if !is_valid_origin_form(target.as_bytes()) {
-            return Err(bad("invalid character in the request target"));
-        }
-    } else if !is_other_form(method, target) {
-        return Err(bad(
-            "the request target is none of /path, http://host/path, * (OPTIONS) or host:port (CONNECT)",
-        ));
+    if target.starts_with('/') && !is_valid_origin_form(target.as_bytes()) {
+        return Err(bad("invalid character in the request target"));
     }
     let headers: &'h [httparse::Header<'b>] = req.headers;
     let fields = judge_fields(headers, minor, Side::Request)?;
@@ -179,6 +173,10 @@ pub fn parse<'h, 'b>(
     }
     if fields.host.is_some_and(|h| !super::is_valid_host(h)) {
         return Err(Refusal::rejected(RejectReason::InvalidHost));
+    }
+    // Checked in the same order as on the hyper path (`check_head`).
+    if !target.starts_with('/') && !is_other_form(method, target) {
+        return Err(Refusal::rejected(RejectReason::InvalidTarget));
     }
     if fields.other_coding {
         return Err(Refusal::rejected(RejectReason::UnsupportedTransferCoding));

@@ -150,7 +150,9 @@ fn request_lines_versions_and_hosts() {
         // A Host that is not one.
         (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Err(400)),
         (b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", Err(400)),
-        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", Err(400)),
+        (b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", Err(400)),
+        // Empty: a target without an authority (RFC 9112 section 3.2).
+        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", Ok(Some((None, true)))),
         (
             b"GET / HTTP/1.0\r\nHost: [::1]:80\r\n\r\n",
             Ok(Some((None, false))),
