@@ -801,9 +801,10 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("weir_upstream_errors_total{"))
             .collect();
+        // In label-value order.
         let mut want = Vec::new();
-        for role in ["stable", "canary"] {
-            for kind in ["connect", "timeout", "protocol"] {
+        for role in ["canary", "stable"] {
+            for kind in ["connect", "protocol", "timeout"] {
                 want.push(format!(
                     "weir_upstream_errors_total{{route=\"checkout\",role=\"{role}\",kind=\"{kind}\"}} 0"
                 ));
