@@ -179,6 +179,18 @@ impl RoleCounts {
             latency: [0; LATENCY_SLOTS],
         }
     }
+
+    /// The latency slots from the first counted in to the last: the others
+    /// are zero (an empty range at 0 when none is).
+    pub fn counted_slots(&self) -> std::ops::Range<usize> {
+        let first = self.latency.iter().position(|&n| n > 0).unwrap_or(0);
+        let end = self
+            .latency
+            .iter()
+            .rposition(|&n| n > 0)
+            .map_or(first, |last| last + 1);
+        first..end
+    }
 }
 
 /// All proxy metrics: one [`RoleMetrics`] per (route, role) ever served,

@@ -144,17 +144,12 @@ impl From<&RoleCounts> for Counts {
     /// dozens of the 382, and peers read every route's counts four times a
     /// second.
     fn from(counts: &RoleCounts) -> Counts {
-        let first = counts.latency.iter().position(|&n| n > 0).unwrap_or(0);
-        let end = counts
-            .latency
-            .iter()
-            .rposition(|&n| n > 0)
-            .map_or(first, |last| last + 1);
+        let slots = counts.counted_slots();
         Counts {
             requests: counts.requests,
             errors: counts.errors,
-            latency: counts.latency[first..end].to_vec(),
-            latency_from: Some(first),
+            latency_from: Some(slots.start),
+            latency: counts.latency[slots].to_vec(),
         }
     }
 }

@@ -131,17 +131,12 @@ impl History {
 
 impl KeptCounts {
     fn of(counts: &RoleCounts) -> KeptCounts {
-        let first_slot = counts.latency.iter().position(|&n| n > 0).unwrap_or(0);
-        let end = counts
-            .latency
-            .iter()
-            .rposition(|&n| n > 0)
-            .map_or(first_slot, |last| last + 1);
+        let slots = counts.counted_slots();
         KeptCounts {
             requests: counts.requests,
             errors: counts.errors,
-            first_slot,
-            latency: counts.latency[first_slot..end].into(),
+            first_slot: slots.start,
+            latency: counts.latency[slots].into(),
         }
     }
 
