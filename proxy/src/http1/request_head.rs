@@ -164,10 +164,13 @@ pub fn parse<'h, 'b>(
         return Err(Refusal::rejected(RejectReason::MissingHost));
     }
     // Only an absolute-form target has an authority.
-    let authority_userinfo = !target.starts_with('/')
-        && target
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|a| a.contains('@')));
+    // Only a target in another form than /path has an authority: read as
+    // hyper reads it (`http://a?x@y/` has none with userinfo).
+    let other_form = (!target.starts_with('/')).then(|| target.parse::<http::Uri>().ok());
+    let authority_userinfo = other_form
+        .as_ref()
+        .and_then(|uri| uri.as_ref()?.authority())
+        .is_some_and(|a| a.as_str().contains('@'));
     if authority_userinfo || fields.host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::rejected(RejectReason::HostUserinfo));
     }
@@ -175,8 +178,10 @@ pub fn parse<'h, 'b>(
         return Err(Refusal::rejected(RejectReason::InvalidHost));
     }
     // Checked in the same order as on the hyper path (`check_head`).
-    if !target.starts_with('/') && !is_other_form(method, target) {
-        return Err(Refusal::rejected(RejectReason::InvalidTarget));
+    if let Some(uri) = &other_form {
+        if !is_other_form(method, target, uri.as_ref()) {
+            return Err(Refusal::rejected(RejectReason::InvalidTarget));
+        }
     }
     if fields.other_coding {
         return Err(Refusal::rejected(RejectReason::UnsupportedTransferCoding));
@@ -209,16 +214,17 @@ pub fn parse<'h, 'b>(
     }))
 }
 
-/// Whether a target that does not start with `/` is one of the other
+/// Whether a target that does not start with `/`, parsed as `uri` (`None`
+/// when it does not parse), is one of the other
 /// forms of RFC 9112 section 3.2: absolute-form (`http://host/path`),
 /// authority-form for CONNECT (`host:port`), or asterisk-form for OPTIONS
 /// (`*`). Such requests go on to hyper, which reads them; anything else is
 /// refused here with a reason rather than by hyper without one.
-fn is_other_form(method: &str, target: &str) -> bool {
+fn is_other_form(method: &str, target: &str, uri: Option<&http::Uri>) -> bool {
     if target == "*" {
         return method == "OPTIONS";
     }
-    let Ok(uri) = target.parse::<http::Uri>() else {
+    let Some(uri) = uri else {
         return false;
     };
     if method == "CONNECT" {

@@ -123,6 +123,11 @@ fn request_lines_versions_and_hosts() {
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", Err(400)),
         (b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", Err(400)),
         (b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", Err(400)),
+        // The `@` is in the query: no userinfo, as hyper reads it.
+        (
+            b"GET http://a?x@y/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            Ok(Some((None, true))),
+        ),
         (
             b"GET /a@b HTTP/1.1\r\nHost: a\r\n\r\n",
             Ok(Some((None, true))),
