@@ -407,18 +407,32 @@ pub(super) fn resolve(
                         .find(|(k, _)| *k == key)
                         .map(|(_, text)| text)
                         .unwrap_or_default();
-                    let argument = placeholders(&written)
-                        .into_iter()
-                        .flatten()
-                        .find_map(|name| given.get(name.as_str()).map(|(k, _)| *k));
-                    let place = match (argument, named.get(entry.spec.name.as_str())) {
-                        (Some(k), _) => format!("{at}.args[{k}].value"),
+                    // Every argument of this reference the field takes, in
+                    // the order the field names them; the error is placed
+                    // at the first and names them all when there are more.
+                    let mut used: Vec<(usize, String)> = Vec::new();
+                    for name in placeholders(&written).into_iter().flatten() {
+                        if let Some((k, _)) = given.get(name.as_str()) {
+                            if !used.iter().any(|(seen, _)| seen == k) {
+                                used.push((*k, name));
+                            }
+                        }
+                    }
+                    let place = match (used.first(), named.get(entry.spec.name.as_str())) {
+                        (Some((k, _)), _) => format!("{at}.args[{k}].value"),
                         (None, Some(k)) => format!("{at}.templates[{k}].templateName"),
                         (None, None) => at.to_owned(),
                     };
+                    let from = if used.len() > 1 {
+                        let names: Vec<String> =
+                            used.iter().map(|(_, name)| format!("`{name}`")).collect();
+                        format!(" (it takes {} from these arguments)", names.join(", "))
+                    } else {
+                        String::new()
+                    };
                     report(
                         &place,
-                        format!("with these arguments, {metric_path}.{key} {why}"),
+                        format!("with these arguments, {metric_path}.{key} {why}{from}"),
                     );
                     ok = false;
                 }
@@ -837,8 +851,17 @@ fn http_url(text: &str) -> Result<String, String> {
     let rest = trimmed
         .strip_prefix("http://")
         .or_else(|| trimmed.strip_prefix("https://"));
+    // As the request will read it: a URL `http::Uri` cannot parse (a
+    // space or a `<` in it, say) could never be asked.
+    let parses = || {
+        trimmed
+            .parse::<http::Uri>()
+            .is_ok_and(|uri| uri.host().is_some_and(|host| !host.is_empty()))
+    };
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_owned()),
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && parses() => {
+            Ok(trimmed.to_owned())
+        }
         _ => Err(
             "is not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
                 .to_owned(),

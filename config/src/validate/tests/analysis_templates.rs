@@ -928,3 +928,54 @@ fn a_template_alone_never_quotes_a_value_no_one_wrote() {
         }
     }
 }
+
+/// A field that takes several arguments of a reference names them all in
+/// its error, placed at the first it takes.
+#[test]
+fn a_field_made_of_several_arguments_names_them_all() {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: t
+    args: [{name: scheme}, {name: host}]
+    metrics:
+      - {name: w, successCondition: "true", provider: {web: {url: "{{args.scheme}}://{{args.host}}/x"}}}
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - analysis: {templates: [{templateName: t}],
+            args: [{name: host, value: ""}, {name: scheme, value: http}]}
+"#;
+    let errors = invalid(text);
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("weir.yaml:16:60: routes[0].strategy.steps[0].analysis.args[1].value:"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].ends_with("(it takes `scheme`, `host` from these arguments)"),
+        "{}",
+        got[0]
+    );
+}
+
+/// A URL that could never be asked (a space in its host) is refused with
+/// the value it resolves to.
+#[test]
+fn a_url_that_cannot_be_parsed_is_refused() {
+    let errors = invalid(&WHOLE_ADDRESS_FILE.replace("{ADDR}", "http://a b/x"));
+    assert!(!errors.is_empty());
+    for error in &errors {
+        let text = error.to_string();
+        assert!(
+            text.contains("resolves to `http://a b/x`, which is not an http:// or https:// URL"),
+            "{text}"
+        );
+    }
+}
