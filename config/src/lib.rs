@@ -35,7 +35,7 @@ pub use snapshot::{
 };
 pub use validate::{
     ClusterRouteSpec, Diagnostic, Diagnostics, Document, MachineCheck, NamespaceTemplates,
-    SpecProblem, machine_checks, parse, parse_with_kubernetes, validate_analysis_template,
-    validate_canary_route, validate_canary_route_in,
+    SpecProblem, is_token_byte, machine_checks, parse, parse_with_kubernetes,
+    validate_analysis_template, validate_canary_route, validate_canary_route_in,
 };
 pub use weight::Weight;

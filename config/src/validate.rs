@@ -34,6 +34,7 @@ pub use canary_route::{
     ClusterRouteSpec, NamespaceTemplates, SpecProblem, validate_analysis_template,
     validate_canary_route, validate_canary_route_in,
 };
+pub use check::is_token_byte;
 pub use machine::{MachineCheck, machine_checks};
 
 /// One problem in a config file.

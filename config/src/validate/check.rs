@@ -1951,7 +1951,8 @@ fn parse_byte_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large; {expected}"))
 }
 
-/// A byte of an RFC 9110 token (`tchar`).
-fn is_token_byte(b: u8) -> bool {
+/// Whether `b` is a byte of an RFC 9110 token (`tchar`): a method, a
+/// field name.
+pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource};
@@ -117,7 +118,6 @@ struct StatusRound {
 type Rounds = Option<Arc<StatusRound>>;
 
 /// The reflector stores of the watched kinds.
-#[derive(Clone)]
 struct Stores {
     canary_routes: Vec<Store<CanaryRoute>>,
     analysis_templates: Vec<Store<AnalysisTemplate>>,
@@ -220,11 +220,7 @@ const GATEWAY_API_GROUP_VERSION: &str = "gateway.networking.k8s.io/v1";
 pub async fn gateway_api_served(client: &Client) -> bool {
     let mut warned = false;
     loop {
-        let asked = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.list_api_group_resources(GATEWAY_API_GROUP_VERSION),
-        )
-        .await;
+        let asked = ask_gateway_api(client).await;
         let error = match asked {
             Ok(Ok(list)) => {
                 let served = serves_gateway_kinds(&list);
@@ -257,11 +253,21 @@ pub async fn gateway_api_served(client: &Client) -> bool {
     }
 }
 
+/// The API server's discovery answer for `gateway.networking.k8s.io/v1`,
+/// or `Err` when none came within 2 s.
+async fn ask_gateway_api(
+    client: &Client,
+) -> Result<Result<APIResourceList, kube::Error>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        client.list_api_group_resources(GATEWAY_API_GROUP_VERSION),
+    )
+    .await
+}
+
 /// Whether a discovery answer for `gateway.networking.k8s.io/v1` lists
 /// every kind weir reads.
-fn serves_gateway_kinds(
-    list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
-) -> bool {
+fn serves_gateway_kinds(list: &APIResourceList) -> bool {
     ["gatewayclasses", "gateways", "httproutes"]
         .iter()
         .all(|kind| list.resources.iter().any(|r| r.name == *kind))
@@ -273,7 +279,6 @@ const GATEWAY_API_ASKED_AGAIN: Duration = Duration::from_secs(10);
 
 /// The watched Gateway API kinds, one store per watched namespace (one for
 /// the GatewayClasses, which have none).
-#[derive(Clone)]
 struct GatewayStores {
     gateway_classes: Vec<Store<GatewayClass>>,
     gateways: Vec<Store<Gateway>>,
@@ -303,15 +308,9 @@ impl GatewayStores {
 
     /// Waits for the first full list of every kind.
     async fn ready(&self) {
-        for store in &self.gateway_classes {
-            let _ = store.wait_until_ready().await;
-        }
-        for store in &self.gateways {
-            let _ = store.wait_until_ready().await;
-        }
-        for store in &self.http_routes {
-            let _ = store.wait_until_ready().await;
-        }
+        listed(&self.gateway_classes).await;
+        listed(&self.gateways).await;
+        listed(&self.http_routes).await;
     }
 }
 
@@ -330,11 +329,7 @@ async fn watch_gateway_api_once_served(
             () = stopped(&mut stop) => return,
             () = tokio::time::sleep(GATEWAY_API_ASKED_AGAIN) => {}
         }
-        let asked = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.list_api_group_resources(GATEWAY_API_GROUP_VERSION),
-        )
-        .await;
+        let asked = ask_gateway_api(&client).await;
         match asked {
             Ok(Ok(list)) if serves_gateway_kinds(&list) => break,
             Ok(Ok(_) | Err(kube::Error::Api(_))) => {}
@@ -873,20 +868,23 @@ async fn refresh_judgements(
 
 /// Waits until every store has applied its first full list.
 async fn all_ready(stores: &Stores) {
-    for store in &stores.canary_routes {
-        let _ = store.wait_until_ready().await;
-    }
-    for store in &stores.analysis_templates {
-        let _ = store.wait_until_ready().await;
-    }
-    for store in &stores.services {
-        let _ = store.wait_until_ready().await;
-    }
-    for store in &stores.endpoint_slices {
-        let _ = store.wait_until_ready().await;
-    }
+    listed(&stores.canary_routes).await;
+    listed(&stores.analysis_templates).await;
+    listed(&stores.services).await;
+    listed(&stores.endpoint_slices).await;
     if let Some(gateway_api) = &stores.gateway_api {
         gateway_api.ready().await;
+    }
+}
+
+/// Waits for the first full list of each of `stores`.
+async fn listed<K>(stores: &[Store<K>])
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    for store in stores {
+        let _ = store.wait_until_ready().await;
     }
 }
 

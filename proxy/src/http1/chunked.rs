@@ -13,6 +13,8 @@
 
 use std::ops::Range;
 
+use weir_config::is_token_byte;
+
 /// Longest chunk-size line, extensions included.
 pub const MAX_SIZE_LINE: usize = 4096;
 /// Largest trailer section.
@@ -286,11 +288,6 @@ impl ChunkedDecoder {
         };
         Ok(())
     }
-}
-
-/// Whether `byte` may be in a field name (RFC 9110 section 5.6.2, `tchar`).
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
