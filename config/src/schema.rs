@@ -22,6 +22,17 @@ pub enum DurationSpec {
     Text(String),
 }
 
+/// A whole number as a template writes it: a bare integer, or a string
+/// that holds one once its `{{args.NAME}}` are replaced (Argo's
+/// int-or-string `count` and limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntegerSpec {
+    /// A bare integer.
+    Number(i64),
+    /// A string such as `"5"` or `"{{args.count}}"`.
+    Text(String),
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -89,7 +100,7 @@ pub struct MetricSpec {
     pub initial_delay: Option<DurationSpec>,
     /// Measurements to take; absent with `interval`: until the run ends.
     #[serde(default)]
-    pub count: Option<u64>,
+    pub count: Option<IntegerSpec>,
     /// True means the measurement succeeded.
     #[serde(default)]
     pub success_condition: Option<String>,
@@ -98,13 +109,13 @@ pub struct MetricSpec {
     pub failure_condition: Option<String>,
     /// Failed measurements tolerated; default 0, -1 never fails.
     #[serde(default)]
-    pub failure_limit: Option<i64>,
+    pub failure_limit: Option<IntegerSpec>,
     /// Inconclusive measurements tolerated; default 0.
     #[serde(default)]
-    pub inconclusive_limit: Option<u64>,
+    pub inconclusive_limit: Option<IntegerSpec>,
     /// Consecutive errored measurements tolerated; default 4.
     #[serde(default)]
-    pub consecutive_error_limit: Option<u64>,
+    pub consecutive_error_limit: Option<IntegerSpec>,
     /// Measured and shown, never failing the run.
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -754,6 +765,54 @@ impl JsonSchema for DurationSpec {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         int_or_string("A duration such as `500ms`, `30s`, `5m` or `1h`, or whole seconds.")
+    }
+}
+
+impl JsonSchema for IntegerSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntegerSpec".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        int_or_string("A whole number, or a string that holds one, e.g. `\"{{args.count}}\"`.")
+    }
+}
+
+impl<'de> Deserialize<'de> for IntegerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(IntegerVisitor)
+    }
+}
+
+/// Accepts an integer or a string for [`IntegerSpec`].
+struct IntegerVisitor;
+
+impl Visitor<'_> for IntegerVisitor {
+    type Value = IntegerSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number, or a string such as `\"{{args.count}}\"`")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntegerSpec, E> {
+        // Beyond i64 is beyond every bound; kept as text for the message.
+        Ok(i64::try_from(v).map_or_else(|_| IntegerSpec::Text(v.to_string()), IntegerSpec::Number))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntegerSpec, E> {
+        Ok(IntegerSpec::Number(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<IntegerSpec, E> {
+        Ok(IntegerSpec::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<IntegerSpec, E> {
+        Ok(IntegerSpec::Text(v))
     }
 }
 

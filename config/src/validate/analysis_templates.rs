@@ -29,7 +29,8 @@ use crate::model::analysis_templates::{
 };
 use crate::model::{AnalysisRef, JsonPath, Metric, PrometheusQuery, Provider, WebRequest};
 use crate::schema::{
-    AnalysisTemplateSpec, ArgValueSpec, DurationSpec, HeaderSpec, MetricSpec, TemplateRefSpec,
+    AnalysisTemplateSpec, ArgValueSpec, DurationSpec, HeaderSpec, IntegerSpec, MetricSpec,
+    TemplateRefSpec,
 };
 
 /// Where a problem is and what it is.
@@ -560,6 +561,24 @@ pub(super) fn check_template(
 fn metric_strings(spec: &MetricSpec) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut push = |key: &str, value: &str| out.push((key.to_owned(), value.to_owned()));
+    for (key, duration) in [
+        ("interval", &spec.interval),
+        ("initialDelay", &spec.initial_delay),
+    ] {
+        if let Some(DurationSpec::Text(text)) = duration {
+            push(key, text);
+        }
+    }
+    for (key, number) in [
+        ("count", &spec.count),
+        ("failureLimit", &spec.failure_limit),
+        ("inconclusiveLimit", &spec.inconclusive_limit),
+        ("consecutiveErrorLimit", &spec.consecutive_error_limit),
+    ] {
+        if let Some(IntegerSpec::Text(text)) = number {
+            push(key, text);
+        }
+    }
     if let Some(c) = &spec.success_condition {
         push("successCondition", c);
     }
@@ -570,11 +589,18 @@ fn metric_strings(spec: &MetricSpec) -> Vec<(String, String)> {
         push("provider.prometheus.address", &p.address);
         push("provider.prometheus.query", &p.query);
         for (k, h) in p.headers.iter().enumerate() {
+            push(&format!("provider.prometheus.headers[{k}].key"), &h.key);
             push(&format!("provider.prometheus.headers[{k}].value"), &h.value);
         }
     }
     if let Some(w) = &spec.provider.web {
         push("provider.web.url", &w.url);
+        if let Some(m) = &w.method {
+            push("provider.web.method", m);
+        }
+        if let Some(p) = &w.json_path {
+            push("provider.web.jsonPath", p);
+        }
         if let Some(b) = &w.body {
             push("provider.web.body", b);
         }
@@ -582,6 +608,7 @@ fn metric_strings(spec: &MetricSpec) -> Vec<(String, String)> {
             push("provider.web.jsonBody", &b.to_string());
         }
         for (k, h) in w.headers.iter().enumerate() {
+            push(&format!("provider.web.headers[{k}].key"), &h.key);
             push(&format!("provider.web.headers[{k}].value"), &h.value);
         }
     }
@@ -791,6 +818,18 @@ impl Field<'_> {
         }
     }
 
+    /// `error`, after what the field resolves to when the arguments
+    /// change it.
+    fn resolved_from(&self, error: impl std::fmt::Display) -> String {
+        if self.resolved.trim() == self.written.trim() {
+            error.to_string()
+        } else {
+            let written = quoted(self.written, true);
+            let resolved = quoted(&self.resolved, true);
+            format!("`{written}` resolves to `{resolved}`: {error}")
+        }
+    }
+
     /// The field as an http:// or https:// URL with a host. With an
     /// argument still without a value, only a start that no value can
     /// make right (`127.0.0.1:{{args.port}}`) is a problem.
@@ -818,13 +857,17 @@ fn headers(
     list.iter()
         .enumerate()
         .map(|(i, h)| {
-            if http::HeaderName::from_bytes(h.key.as_bytes()).is_err() {
+            let key = format!("{at}.headers[{i}].key");
+            let name = args.field(&h.key).map_err(|why| (key.clone(), why))?;
+            if name.pending.is_none()
+                && http::HeaderName::from_bytes(name.resolved.as_bytes()).is_err()
+            {
                 return Err((
-                    format!("{at}.headers[{i}].key"),
-                    format!(
-                        "`{}` is not an HTTP header name (no spaces, colons or other \
-                         separators), e.g. `x-scope-orgid`",
-                        h.key.escape_debug()
+                    key,
+                    name.problem(
+                        "is not an HTTP header name (no spaces, colons or other separators), \
+                         e.g. `x-scope-orgid`",
+                        true,
                     ),
                 ));
             }
@@ -839,7 +882,7 @@ fn headers(
                     ),
                 ));
             }
-            Ok((h.key.clone(), value.resolved))
+            Ok((name.resolved, value.resolved))
         })
         .collect()
 }
@@ -884,8 +927,45 @@ fn never_http_url(start: &str) -> bool {
     })
 }
 
-fn duration(spec: &DurationSpec) -> Result<Duration, String> {
-    spec.to_duration().map_err(|e| e.to_string())
+/// A duration field with the arguments in place; `Ok(None)` while one
+/// has no value (the template alone).
+fn duration_field(spec: &DurationSpec, args: &Args<'_>) -> Result<Option<Duration>, String> {
+    let DurationSpec::Text(text) = spec else {
+        return spec.to_duration().map(Some).map_err(|e| e.to_string());
+    };
+    let field = args.field(text)?;
+    if field.pending.is_some() {
+        return Ok(None);
+    }
+    crate::duration::parse_duration(&field.resolved)
+        .map(Some)
+        .map_err(|e| field.resolved_from(e))
+}
+
+/// A whole-number field with the arguments in place, from `min` up to
+/// `u32::MAX`; `Ok(None)` while an argument has no value (the template
+/// alone).
+fn integer_field(spec: &IntegerSpec, args: &Args<'_>, min: i64) -> Result<Option<i64>, String> {
+    let wanted = format!("a whole number from {min} to {}", u32::MAX);
+    match spec {
+        IntegerSpec::Number(n) if (min..=i64::from(u32::MAX)).contains(n) => Ok(Some(*n)),
+        IntegerSpec::Number(n) => Err(format!("`{n}` is not {wanted}")),
+        IntegerSpec::Text(text) => {
+            let field = args.field(text)?;
+            if field.pending.is_some() {
+                return Ok(None);
+            }
+            match field.resolved.trim().parse::<i64>() {
+                Ok(n) if (min..=i64::from(u32::MAX)).contains(&n) => Ok(Some(n)),
+                _ => Err(field.problem(&format!("is not {wanted}"), true)),
+            }
+        }
+    }
+}
+
+/// `n`, known to be from 0 to `u32::MAX`, as a `u32`.
+fn whole(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The metric with `args` in place, the text it holds added to the text
@@ -898,43 +978,49 @@ fn build_metric(
     args: &Args<'_>,
 ) -> Result<Metric, (String, String)> {
     let fail = |key: &str, why: String| (key.to_owned(), why);
+    // A field naming an argument without a value (the template alone) is
+    // `None` here: it is checked at each reference.
     let interval = match &spec.interval {
         None => None,
-        Some(d) => {
-            let d = duration(d).map_err(|e| fail("interval", e))?;
-            if d.is_zero() {
+        Some(d) => match duration_field(d, args).map_err(|e| fail("interval", e))? {
+            Some(d) if d.is_zero() => {
                 return Err(fail(
                     "interval",
                     "`interval` is 0; it must be more than 0, e.g. `30s`".to_owned(),
                 ));
             }
-            Some(d)
-        }
+            Some(d) => Some(Some(d)),
+            None => Some(None),
+        },
     };
     let initial_delay = match &spec.initial_delay {
         None => Duration::ZERO,
-        Some(d) => duration(d).map_err(|e| fail("initialDelay", e))?,
+        Some(d) => duration_field(d, args)
+            .map_err(|e| fail("initialDelay", e))?
+            .unwrap_or(Duration::ZERO),
     };
-    let count = match spec.count {
+    let count = match &spec.count {
         None => None,
-        Some(0) => {
-            return Err(fail(
-                "count",
-                "`count` is 0; it must be at least 1 (leave it out with `interval` to measure until the run ends)".to_owned(),
-            ));
-        }
-        Some(n) if n > 1 && interval.is_none() => {
-            return Err(fail(
-                "count",
-                format!(
-                    "`count` {n} needs an `interval` between the measurements, e.g. `interval: 30s`"
-                ),
-            ));
-        }
-        Some(n) => {
-            Some(u32::try_from(n).map_err(|_| fail("count", format!("`count` {n} is too large")))?)
-        }
+        Some(n) => match integer_field(n, args, 0).map_err(|e| fail("count", e))? {
+            None => None,
+            Some(0) => {
+                return Err(fail(
+                    "count",
+                    "`count` is 0; it must be at least 1 (leave it out with `interval` to measure until the run ends)".to_owned(),
+                ));
+            }
+            Some(n) if n > 1 && interval.is_none() => {
+                return Err(fail(
+                    "count",
+                    format!(
+                        "`count` {n} needs an `interval` between the measurements, e.g. `interval: 30s`"
+                    ),
+                ));
+            }
+            Some(n) => Some(whole(n)),
+        },
     };
+    let interval = interval.flatten();
     let condition =
         |key: &str, text: &Option<String>| -> Result<Option<Condition>, (String, String)> {
             match text {
@@ -960,25 +1046,24 @@ fn build_metric(
         };
     let success_condition = condition("successCondition", &spec.success_condition)?;
     let failure_condition = condition("failureCondition", &spec.failure_condition)?;
-    let failure_limit = match spec.failure_limit {
+    let failure_limit = match &spec.failure_limit {
         None => Some(0),
-        Some(-1) => None,
-        Some(n) => Some(u32::try_from(n).map_err(|_| {
-            fail(
-                "failureLimit",
-                format!("`failureLimit` {n} must be -1 (never fail) or from 0 up"),
-            )
-        })?),
+        Some(n) => match integer_field(n, args, -1).map_err(|e| fail("failureLimit", e))? {
+            Some(-1) => None,
+            Some(n) => Some(whole(n)),
+            None => Some(0),
+        },
     };
-    let limit = |key: &str, value: Option<u64>, default: u32| {
-        value.map_or(Ok(default), |n| {
-            u32::try_from(n).map_err(|_| fail(key, format!("`{key}` {n} is too large")))
-        })
+    let limit = |key: &str, value: &Option<IntegerSpec>, default: u32| match value {
+        None => Ok(default),
+        Some(n) => integer_field(n, args, 0)
+            .map(|n| n.map_or(default, whole))
+            .map_err(|e| fail(key, e)),
     };
-    let inconclusive_limit = limit("inconclusiveLimit", spec.inconclusive_limit, 0)?;
+    let inconclusive_limit = limit("inconclusiveLimit", &spec.inconclusive_limit, 0)?;
     let consecutive_error_limit = limit(
         "consecutiveErrorLimit",
-        spec.consecutive_error_limit,
+        &spec.consecutive_error_limit,
         DEFAULT_CONSECUTIVE_ERROR_LIMIT,
     )?;
     let provider = match (&spec.provider.prometheus, &spec.provider.web) {
@@ -1025,13 +1110,23 @@ fn build_metric(
                 .field(&w.url)
                 .and_then(|u| u.http_url())
                 .map_err(|e| fail("provider.web.url", e))?;
-            let method = w.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
-            if !matches!(method.as_str(), "GET" | "POST" | "PUT") {
-                return Err(fail(
-                    "provider.web.method",
-                    format!("method `{method}` is not supported; write GET, POST or PUT"),
-                ));
-            }
+            let method = match &w.method {
+                None => "GET".to_owned(),
+                Some(m) => {
+                    let field = args.field(m).map_err(|e| fail("provider.web.method", e))?;
+                    let method = field.resolved.trim().to_ascii_uppercase();
+                    if field.pending.is_none() && !matches!(method.as_str(), "GET" | "POST" | "PUT")
+                    {
+                        return Err(fail(
+                            "provider.web.method",
+                            field.resolved_from(format!(
+                                "method `{method}` is not supported; write GET, POST or PUT"
+                            )),
+                        ));
+                    }
+                    method
+                }
+            };
             if w.body.is_some() && w.json_body.is_some() {
                 return Err(fail(
                     "provider.web.jsonBody",
@@ -1040,7 +1135,18 @@ fn build_metric(
             }
             let json_path = match &w.json_path {
                 None => None,
-                Some(p) => Some(JsonPath::parse(p).map_err(|e| fail("provider.web.jsonPath", e))?),
+                Some(p) => {
+                    let field = args
+                        .field(p)
+                        .map_err(|e| fail("provider.web.jsonPath", e))?;
+                    if field.pending.is_some() {
+                        None
+                    } else {
+                        let parsed = JsonPath::parse(&field.resolved)
+                            .map_err(|e| fail("provider.web.jsonPath", field.resolved_from(e)))?;
+                        Some(parsed)
+                    }
+                }
             };
             let body = match (&w.body, &w.json_body) {
                 (Some(b), _) => Some(

@@ -32,8 +32,9 @@ enum Kind {
     Number,
     /// A whole number from 0 to the bound.
     Whole(u64),
-    /// A whole number within the bounds (may be negative).
-    Integer(i64, i64),
+    /// A whole number within the bounds, or a text that holds one once its
+    /// `{{args.NAME}}` are replaced (Argo's int-or-string counts).
+    IntegerOrText(i64, i64),
     /// Any YAML value, kept as written (a JSON body).
     Json,
     /// `true` or `false`.
@@ -217,12 +218,15 @@ static METRIC: [Field; 11] = [
     required("name", Kind::Text),
     optional("interval", Kind::Duration),
     optional("initialDelay", Kind::Duration),
-    optional("count", Kind::Whole(u32::MAX as u64)),
+    optional("count", Kind::IntegerOrText(0, u32::MAX as i64)),
     optional("successCondition", Kind::Text),
     optional("failureCondition", Kind::Text),
-    optional("failureLimit", Kind::Integer(-1, u32::MAX as i64)),
-    optional("inconclusiveLimit", Kind::Whole(u32::MAX as u64)),
-    optional("consecutiveErrorLimit", Kind::Whole(u32::MAX as u64)),
+    optional("failureLimit", Kind::IntegerOrText(-1, u32::MAX as i64)),
+    optional("inconclusiveLimit", Kind::IntegerOrText(0, u32::MAX as i64)),
+    optional(
+        "consecutiveErrorLimit",
+        Kind::IntegerOrText(0, u32::MAX as i64),
+    ),
     optional("dryRun", Kind::Bool),
     required("provider", Kind::Shape(&PROVIDER)),
 ];
@@ -621,7 +625,7 @@ impl Walk<'_> {
             Kind::Text
             | Kind::Number
             | Kind::Whole(_)
-            | Kind::Integer(..)
+            | Kind::IntegerOrText(..)
             | Kind::Bool
             | Kind::Duration
             | Kind::Port => {
@@ -857,7 +861,7 @@ impl Walk<'_> {
                     }
                 }
             }
-            (Kind::Integer(min, max), Plain::Integer(n)) => match i64::try_from(*n) {
+            (Kind::IntegerOrText(min, max), Plain::Integer(n)) => match i64::try_from(*n) {
                 Ok(n) if (*min..=*max).contains(&n) => Some(Typed::Number(Number::from(n))),
                 _ => {
                     self.error(
@@ -871,7 +875,9 @@ impl Walk<'_> {
                     return None;
                 }
             },
-            (Kind::Duration | Kind::Port, Plain::Text) => Some(Typed::String(text.clone())),
+            (Kind::Duration | Kind::Port | Kind::IntegerOrText(..), Plain::Text) => {
+                Some(Typed::String(text.clone()))
+            }
             (Kind::Port, Plain::Integer(n)) => match u16::try_from(*n) {
                 Ok(n) => Some(Typed::Number(Number::from(n))),
                 Err(_) => {
@@ -930,7 +936,7 @@ impl Walk<'_> {
 fn stand_in(kind: &Kind) -> Typed {
     match kind {
         Kind::Text => Typed::String(String::new()),
-        Kind::Number | Kind::Whole(_) | Kind::Integer(..) | Kind::Duration | Kind::Port => {
+        Kind::Number | Kind::Whole(_) | Kind::IntegerOrText(..) | Kind::Duration | Kind::Port => {
             Typed::Number(Number::from(0u64))
         }
         Kind::Bool => Typed::Bool(false),
@@ -953,7 +959,7 @@ fn stand_in(kind: &Kind) -> Typed {
 fn placeholder(kind: &Kind, text: &str) -> Typed {
     match kind {
         Kind::Number => Typed::Number(Number::from(0u64)),
-        Kind::Whole(_) | Kind::Integer(..) | Kind::Duration | Kind::Port => {
+        Kind::Whole(_) | Kind::IntegerOrText(..) | Kind::Duration | Kind::Port => {
             Typed::Number(Number::from(1u64))
         }
         Kind::Bool | Kind::Any => Typed::Bool(true),
@@ -1018,7 +1024,8 @@ fn describe_kind(kind: &Kind) -> &'static str {
     match kind {
         Kind::Text => "a string",
         Kind::Number => "a number",
-        Kind::Whole(_) | Kind::Integer(..) => "a whole number",
+        Kind::Whole(_) => "a whole number",
+        Kind::IntegerOrText(..) => "a whole number, or a text such as `{{args.NAME}}`",
         Kind::Json => "a value",
         Kind::Bool => "`true` or `false`",
         Kind::Duration => {
@@ -1042,7 +1049,7 @@ mod tests {
             Kind::Text => Typed::String("x".to_owned()),
             Kind::Number
             | Kind::Whole(_)
-            | Kind::Integer(..)
+            | Kind::IntegerOrText(..)
             | Kind::Duration
             | Kind::Any
             | Kind::Json

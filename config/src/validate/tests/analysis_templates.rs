@@ -979,3 +979,116 @@ fn a_url_that_cannot_be_parsed_is_refused() {
         );
     }
 }
+
+/// A template whose numbers, durations, method, JSON path and header names
+/// are arguments, as Argo's int-or-string and string fields allow;
+/// `{VALUES}` is the reference's argument list.
+const NUMBERS_FILE: &str = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: t
+    args: [{name: every}, {name: wait, value: 2s}, {name: times}, {name: fails},
+           {name: unsure, value: "3"}, {name: errors}, {name: verb}, {name: path}, {name: header}]
+    metrics:
+      - name: w
+        interval: "{{args.every}}"
+        initialDelay: "{{args.wait}}"
+        count: "{{args.times}}"
+        failureLimit: "{{args.fails}}"
+        inconclusiveLimit: "{{args.unsure}}"
+        consecutiveErrorLimit: "{{args.errors}}"
+        successCondition: "true"
+        provider:
+          web: {url: "http://127.0.0.1:8000/x", method: "{{args.verb}}", jsonPath: "{{args.path}}",
+                headers: [{key: "{{args.header}}", value: v}]}
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - analysis: {templates: [{templateName: t}], args: {VALUES}}
+"#;
+
+fn numbers_file(every: &str, times: &str, fails: &str, verb: &str) -> String {
+    let values = format!(
+        "[{{name: every, value: '{every}'}}, {{name: times, value: '{times}'}}, \
+         {{name: fails, value: '{fails}'}}, {{name: errors, value: '7'}}, \
+         {{name: verb, value: '{verb}'}}, {{name: path, value: '{{$.summary}}'}}, \
+         {{name: header, value: x-tenant}}]"
+    );
+    NUMBERS_FILE.replace("{VALUES}", &values)
+}
+
+/// Numbers, durations, the method, the JSON path and header names take
+/// `{{args.NAME}}` (Argo's int-or-string counts and limits, its string
+/// durations): each reference resolves them, and a value that makes one
+/// wrong is refused where the reference gives it, with what it resolves to.
+#[test]
+fn numbers_durations_and_names_take_arguments() {
+    let config = valid(&numbers_file("30s", "5", "-1", "post"));
+    let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
+    let Step::Analysis(step) = &strategy.steps[0] else {
+        panic!("an analysis step: {:?}", strategy.steps[0]);
+    };
+    let metric = &step.metrics[0];
+    assert_eq!(metric.interval, Some(Duration::from_secs(30)));
+    assert_eq!(metric.initial_delay, Duration::from_secs(2));
+    assert_eq!(metric.count, Some(5));
+    assert_eq!(metric.failure_limit, None, "-1 never fails");
+    assert_eq!(metric.inconclusive_limit, 3);
+    assert_eq!(metric.consecutive_error_limit, 7);
+    let Provider::Web(web) = &metric.provider else {
+        panic!("a web metric: {metric:?}");
+    };
+    assert_eq!(web.method, "POST");
+    assert_eq!(
+        web.json_path.as_ref().map(|p| p.text.as_str()),
+        Some("{$.summary}")
+    );
+    assert_eq!(web.headers, vec![("x-tenant".to_owned(), "v".to_owned())]);
+
+    let cases = [
+        (
+            numbers_file("soon", "5", "0", "GET"),
+            "args[0].value",
+            "interval `{{args.every}}` resolves to `soon`: invalid duration",
+        ),
+        (
+            numbers_file("30s", "many", "0", "GET"),
+            "args[1].value",
+            "count `{{args.times}}` resolves to `many`, which is not a whole number from 0 to 4294967295",
+        ),
+        (
+            numbers_file("30s", "5", "-2", "GET"),
+            "args[2].value",
+            "failureLimit `{{args.fails}}` resolves to `-2`, which is not a whole number from -1 to 4294967295",
+        ),
+        (
+            numbers_file("30s", "5", "0", "PATCH"),
+            "args[4].value",
+            "method `{{args.verb}}` resolves to `PATCH`: method `PATCH` is not supported",
+        ),
+    ];
+    for (text, argument, wanted) in cases {
+        let got: Vec<String> = invalid(&text).iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].contains(&format!(
+                "routes[0].strategy.steps[0].analysis.{argument}: with these arguments"
+            )) && got[0].contains(wanted),
+            "wanted {argument} and {wanted:?} in {}",
+            got[0]
+        );
+    }
+
+    // A name that the template does not declare is refused in the template.
+    let text = numbers_file("30s", "5", "0", "GET").replace("{{args.times}}", "{{args.time}}");
+    let got: Vec<String> = invalid(&text).iter().map(ToString::to_string).collect();
+    assert!(
+        got.iter().any(|e| e
+            .contains("analysisTemplates[0].metrics[0].count: `{{args.time}}` names no argument")),
+        "{got:#?}"
+    );
+}
