@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use weir_proxy::server::HyperService;
 
 use self::connections::Connections;
+use self::explained_errors::ExplainedErrors;
 
 use http_body_util::BodyExt as _;
 use serde_json::Value;
@@ -942,6 +943,7 @@ async fn serve_with(
                     Ok::<_, std::convert::Infallible>(response.map(|body| answering.body(body)))
                 }
             });
+            let stream = ExplainedErrors::new(stream);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 served = connection => {
@@ -961,6 +963,7 @@ async fn serve_with(
 mod cluster_commands;
 pub mod connections;
 pub mod events;
+pub mod explained_errors;
 #[cfg(test)]
 mod request_table;
 pub mod stack;

@@ -3,7 +3,7 @@
 //! a promote body with `full` not a boolean or an unknown field is 400
 //! naming it and changes nothing; an empty body and `{}` are a plain
 //! promote; HEAD answers as GET without a body; a 405 names the allowed
-//! methods in `Allow`.
+//! methods in `Allow`; a request that cannot be parsed gets a JSON error.
 
 use weir_e2e::{FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, step_index};
 
@@ -225,5 +225,45 @@ async fn a_405_names_the_methods_the_path_answers() {
             })
             .map(str::trim);
         assert_eq!(allowed, Some(allow), "{method} {path}:\n{head}");
+    }
+}
+
+/// Requests that cannot be parsed as HTTP/1.1 (hyper answers them before
+/// the admin service sees them) get the same JSON error as every other
+/// admin error, with their status: a bad request line, a control
+/// character in a header value, two Content-Lengths, a target too long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_be_parsed_get_a_json_error() {
+    let (weir, _v1, _v2) = start().await;
+    let long_target = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "a".repeat(100_000));
+    let cases: [(&[u8], u16, &str); 4] = [
+        (b"GARBAGE\r\n\r\n", 400, "malformed"),
+        (
+            b"GET /healthz HTTP/1.1\r\nhost: a\r\nx: a\x01b\r\n\r\n",
+            400,
+            "malformed",
+        ),
+        (
+            b"POST /api/v1/reload HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+            400,
+            "malformed",
+        ),
+        (long_target.as_bytes(), 414, "too long"),
+    ];
+    for (request, status, says) in cases {
+        let answer = weir_e2e::raw_request(
+            weir.addrs.admin,
+            request,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+        let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+        assert_eq!(answer.status, status, "{shown}");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "{shown}"
+        );
+        assert!(error_of(&answer.text()).contains(says), "{shown}");
     }
 }
