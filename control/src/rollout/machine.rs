@@ -54,7 +54,9 @@
 //! revision, and from the last promoted revision; also on a first start with
 //! no state. A canary revision equal to `stable.revision` never starts one.
 //! A canary removed from the config, or equal to stable, brings the route to
-//! `Healthy`. Edits to the steps apply from the next step entered; if the
+//! `Healthy`. Edits to the steps apply from the next step entered, except
+//! that a current step edited into another one (another kind, another
+//! weight, a pause now timed or not) is entered again as written; if the
 //! current step no longer exists, the rollout is held before step 1 at its
 //! current weight. Routes without a strategy are fixed splits, not managed
 //! here.
@@ -1229,6 +1231,10 @@ impl RolloutState {
                     Step::SetWeight(_) | Step::Analysis(_) => Phase::Progressing,
                     Step::Pause(_) => Phase::Paused,
                 };
+                // The step may have been edited while held.
+                if let Step::SetWeight(weight) = step {
+                    self.canary_weight = *weight;
+                }
                 if let Step::Pause(Some(_)) = step {
                     let remaining = self.pause_remaining_ms.take().unwrap_or(0);
                     self.pause_deadline_ms = Some(now_ms.saturating_add(remaining));
@@ -1396,10 +1402,53 @@ impl RolloutState {
                     state: self,
                 }
             }
+            Some(index)
+                if self.is_active()
+                    && !self.held
+                    && self.webhooks.wait.is_none()
+                    && !self.is_in(&strategy.steps[index]) =>
+            {
+                // The step at the current index is now another one (a pause
+                // where a setWeight was, another weight): entered as it is
+                // now written, so that phase, weight and step agree.
+                self.enter(strategy, index, now_ms);
+                self.blue_green_stage = self.blue_green_stage(strategy);
+                self.refresh_message(strategy, now_ms);
+                let message = format!(
+                    "steps changed: the current step is now {}; entered as written",
+                    self.position(strategy)
+                );
+                Outcome {
+                    transition: Some(Transition::between(
+                        before,
+                        &self,
+                        TransitionKind::StepsChanged,
+                        message,
+                    )),
+                    state: self,
+                }
+            }
             _ => {
                 self.refresh_message(strategy, now_ms);
                 Outcome::unchanged(self)
             }
+        }
+    }
+
+    /// Whether the state (not held, no gate waiting) is what entering
+    /// `step` makes: Progressing at its weight for a `setWeight`, Paused
+    /// with or without a deadline as the pause is timed or not, Progressing
+    /// for an analysis step.
+    fn is_in(&self, step: &Step) -> bool {
+        match step {
+            Step::SetWeight(weight) => {
+                self.phase == Phase::Progressing && self.canary_weight == *weight
+            }
+            Step::Pause(duration) => {
+                self.phase == Phase::Paused
+                    && self.pause_deadline_ms.is_some() == duration.is_some()
+            }
+            Step::Analysis(_) => self.phase == Phase::Progressing,
         }
     }
 

@@ -1166,6 +1166,83 @@ fn steps_edited_away_hold_the_rollout() {
     );
 }
 
+/// The step at the current index edited into another one is entered as
+/// written: a setWeight where an indefinite pause waited sets its weight
+/// and judges it (it is never marked done at the old weight), a pause
+/// where a setWeight was judged pauses (and `promote --all` then finds
+/// it Paused), another weight for the current setWeight is applied.
+#[test]
+fn the_current_step_edited_into_another_is_entered_as_written() {
+    // Step 4 (pause {}) at weight 25 becomes setWeight 40.
+    let s = paused_indefinite();
+    let mut steps = spec_steps();
+    steps[3] = Step::SetWeight(pct(40));
+    let edited = Fixture::new().steps(steps).0;
+    let outcome = reconcile(&s, &edited, T0 + 60 * SEC);
+    assert_eq!(
+        shape(&outcome.state),
+        (Phase::Progressing, Some(3), 40, false)
+    );
+    let transition = outcome.transition.expect("a transition");
+    assert_eq!(transition.kind, TransitionKind::StepsChanged);
+    assert_eq!(
+        transition.message,
+        "steps changed: the current step is now step 4/5 (setWeight 40); entered as written"
+    );
+    let next = outcome.state.tick(&edited, T0 + 61 * SEC, &pass());
+    assert_eq!(
+        shape(&next.state),
+        (Phase::Progressing, Some(4), 100, false)
+    );
+
+    // Step 1 (setWeight 5, being judged) becomes pause {}.
+    let s = progressing();
+    let mut steps = spec_steps();
+    steps[0] = Step::Pause(None);
+    let edited = Fixture::new().steps(steps).0;
+    let outcome = reconcile(&s, &edited, T0 + 2 * SEC);
+    assert_eq!(shape(&outcome.state), (Phase::Paused, Some(0), 5, false));
+    assert_eq!(outcome.state.pause_deadline_ms, None);
+    let waiting = outcome.state.tick(&edited, T0 + 90 * SEC, &pass());
+    assert_eq!(waiting.transition, None, "an indefinite pause waits");
+    let promoted = ok(waiting
+        .state
+        .command(Command::Promote, &edited, T0 + 91 * SEC));
+    assert_eq!(shape(&promoted.state), (Phase::Paused, Some(1), 5, false));
+
+    // Step 1's weight edited from 5 to 15: applied at once.
+    let mut steps = spec_steps();
+    steps[0] = Step::SetWeight(pct(15));
+    let edited = Fixture::new().steps(steps).0;
+    let outcome = reconcile(&progressing(), &edited, T0 + 2 * SEC);
+    assert_eq!(
+        shape(&outcome.state),
+        (Phase::Progressing, Some(0), 15, false)
+    );
+
+    // An edit that leaves the current step as it is changes nothing.
+    let mut steps = spec_steps();
+    steps[4] = Step::SetWeight(pct(60));
+    let edited = Fixture::new().steps(steps).0;
+    let outcome = reconcile(&paused_timed(), &edited, T0 + 5 * SEC);
+    assert_eq!(outcome.transition, None);
+    assert_eq!(outcome.state.pause_deadline_ms, Some(T0 + 31 * SEC));
+
+    // Held, the step is read as written when released: its new weight.
+    let mut steps = spec_steps();
+    steps[0] = Step::SetWeight(pct(15));
+    let edited = Fixture::new().steps(steps).0;
+    let outcome = reconcile(&held(), &edited, T0 + 2 * SEC);
+    assert_eq!(outcome.transition, None, "a hold is kept");
+    let resumed = ok(outcome
+        .state
+        .command(Command::Resume, &edited, T0 + 3 * SEC));
+    assert_eq!(
+        shape(&resumed.state),
+        (Phase::Progressing, Some(0), 15, false)
+    );
+}
+
 // --- state file lost ---
 
 #[test]
