@@ -36,6 +36,10 @@ pub enum RestoreError {
     State(Vec<Diagnostic>),
 }
 
+/// How often a state that took effect without being written (an abort
+/// the store refused) is written again.
+pub const UNPERSISTED_RETRY_MS: u64 = 1_000;
+
 /// Everything control decides, guarded by one lock in
 /// [`Process`](crate::process::Process).
 #[derive(Debug)]
@@ -70,6 +74,10 @@ pub struct ControlState {
     /// Transitions made before the hooks were set (at startup), announced
     /// when they are.
     unannounced: Vec<(Transition, RolloutState)>,
+    /// Routes whose kept state is not in the store (an abort that took
+    /// effect though its write failed), with when the write is tried again
+    /// (ms since the epoch).
+    unpersisted: BTreeMap<String, u64>,
     /// The analysis template runs of every route.
     pub analysis_runs: AnalysisRuns,
     /// The live events of transitions, verdicts and rates (see
@@ -233,6 +241,7 @@ impl ControlState {
             effective,
             hooks: None,
             unannounced,
+            unpersisted: BTreeMap::new(),
             analysis_runs: AnalysisRuns::new(),
             events: super::events::EventBus::new(),
         })
@@ -378,7 +387,13 @@ impl ControlState {
                     tracing::error!("{failed}; the transition is not applied");
                     return Err(failed);
                 }
-                tracing::error!("{failed}; aborting anyway");
+                tracing::error!(
+                    "{failed}; aborting anyway, and writing the state again until it is written"
+                );
+                // Tried again at the next tick, then every second.
+                self.unpersisted.insert(route.to_owned(), 0);
+            } else {
+                self.unpersisted.remove(route);
             }
             tracing::info!(
                 kind = ?transition.kind,
@@ -440,6 +455,58 @@ impl ControlState {
         state
             .command(command, config_route, now)
             .map_err(CommandError::Refused)
+    }
+
+    /// The kept states that are not in the store and are due to be
+    /// written again at `now`; write them, then hand the results to
+    /// [`Self::persisted_again`].
+    pub fn unpersisted_due(&mut self, now: u64) -> Vec<RolloutState> {
+        let rollouts = &self.rollouts;
+        self.unpersisted
+            .retain(|route, _| rollouts.contains_key(route));
+        self.unpersisted
+            .iter()
+            .filter(|&(_, due)| *due <= now)
+            .filter_map(|(route, _)| rollouts.get(route).cloned())
+            .collect()
+    }
+
+    /// Records the results of writing `states` again: a written one is
+    /// persisted at last; another is tried again later.
+    pub fn persisted_again(
+        &mut self,
+        states: &[RolloutState],
+        written: Vec<std::io::Result<()>>,
+        now: u64,
+    ) {
+        for (state, result) in states.iter().zip(written) {
+            match result {
+                Ok(()) => {
+                    self.unpersisted.remove(&state.route);
+                    tracing::info!(
+                        route = state.route.as_str(),
+                        "the state of route {} is written to {} at last ({:?}, weight {})",
+                        state.route,
+                        self.store.location(),
+                        state.phase,
+                        state.canary_weight
+                    );
+                }
+                Err(error) => {
+                    self.unpersisted.insert(
+                        state.route.clone(),
+                        now.saturating_add(UNPERSISTED_RETRY_MS),
+                    );
+                    tracing::warn!(
+                        route = state.route.as_str(),
+                        %error,
+                        "the state of route {} is still not written to {}",
+                        state.route,
+                        self.store.location()
+                    );
+                }
+            }
+        }
     }
 
     /// Samples the proxy's counters and judges every route whose interval

@@ -122,9 +122,18 @@ pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) 
         republish |= process.control.lock().await.apply_judged(answered, written);
     }
     let judged = process.control.lock().await.judge(sample, now);
-    let written = write_judged(store, &judged).await;
+    let written = write_judged(Arc::clone(&store), &judged).await;
     let mut control = process.control.lock().await;
     republish |= control.apply_judged(judged, written);
+    // An abort that took effect without being written is written again,
+    // so that a restart finds it.
+    let again = control.unpersisted_due(now);
+    if !again.is_empty() {
+        drop(control);
+        let written = crate::persist::save_off_runtime(store, again.clone()).await;
+        control = process.control.lock().await;
+        control.persisted_again(&again, written, now);
+    }
     control.schedule_hooks(now);
     control.sample_rates(now);
     republish.then(|| process.publisher.publish(control.snapshot()))
