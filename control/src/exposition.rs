@@ -15,7 +15,11 @@ use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use weir_config::Reader;
 use weir_proxy::Proxy;
+use weir_proxy::metrics::exposition::PROXY_FAMILIES;
 use weir_proxy::metrics::{Family, ProxyCollector};
+
+use crate::analysis_templates::engine::ANALYSIS_MEASUREMENTS;
+use crate::controller::metrics::{BLUE_GREEN_STAGE, ROLLOUT_FAMILIES};
 
 use crate::process::Process;
 
@@ -134,13 +138,58 @@ impl Process {
         let mut families = self.registry.gather();
         families.extend(rollout);
         families.sort_by(|a, b| a.name().cmp(b.name()));
+        // A family without series yet is listed by its `# HELP` and
+        // `# TYPE` lines alone, in its place, so that every family is on
+        // the page from the first scrape (the encoder refuses an empty one).
+        let mut bare: Vec<&Family> = every_family()
+            .filter(|f| !families.iter().any(|m| m.name() == f.name))
+            .collect();
+        bare.sort_by_key(|f| f.name);
+        let mut bare = bare.into_iter().peekable();
         let mut out = String::with_capacity(8 * 1024);
-        if let Err(error) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
-            // Only an empty family or name fails, and neither is built.
-            tracing::error!(%error, "metrics could not be encoded");
+        let encoder = prometheus::TextEncoder::new();
+        for family in &families {
+            while let Some(listed) = bare.next_if(|b| b.name < family.name()) {
+                write_bare(&mut out, listed);
+            }
+            if let Err(error) = encoder.encode_utf8(std::slice::from_ref(family), &mut out) {
+                // Only an empty family or name fails, and neither is built.
+                tracing::error!(%error, "metrics could not be encoded");
+            }
+        }
+        for listed in bare {
+            write_bare(&mut out, listed);
         }
         out
     }
+}
+
+/// Every family weir writes.
+fn every_family() -> impl Iterator<Item = &'static Family> {
+    static OTHERS: [&Family; 4] = [
+        &BLUE_GREEN_STAGE,
+        &ANALYSIS_MEASUREMENTS,
+        &CANARY_WEIGHT,
+        &CONFIG_RELOADS,
+    ];
+    static PROXY: [Family; PROXY_FAMILIES.len()] = PROXY_FAMILIES;
+    static ROLLOUT: [Family; ROLLOUT_FAMILIES.len()] = ROLLOUT_FAMILIES;
+    PROXY.iter().chain(&ROLLOUT).chain(OTHERS.iter().copied())
+}
+
+/// The `# HELP` and `# TYPE` lines of `family`, as the encoder writes them.
+fn write_bare(out: &mut String, family: &Family) {
+    let kind = match family.kind {
+        MetricType::COUNTER => "counter",
+        MetricType::GAUGE => "gauge",
+        MetricType::HISTOGRAM => "histogram",
+        MetricType::SUMMARY => "summary",
+        MetricType::UNTYPED => "untyped",
+    };
+    out.push_str(&format!(
+        "# HELP {} {}\n# TYPE {} {kind}\n",
+        family.name, family.help, family.name
+    ));
 }
 
 #[cfg(test)]

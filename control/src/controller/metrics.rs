@@ -42,7 +42,7 @@ pub const BLUE_GREEN_STAGE: Family = Family {
 };
 
 /// Every rollout family of every config (the page lists families in name
-/// order); [`BLUE_GREEN_STAGE`] is there only with a blue-green route.
+/// order); [`BLUE_GREEN_STAGE`] has series only with a blue-green route.
 pub const ROLLOUT_FAMILIES: [Family; 3] = [ROLLOUT_PHASE, ROLLOUT_STEP, ROLLOUT_ABORTS];
 
 // === impl ControlState ===

@@ -176,3 +176,30 @@ async fn series_are_in_label_value_order() {
         assert_eq!(series, sorted, "{family} in label-value order");
     }
 }
+
+/// Before any request, and with no route in a rollout, every family is on
+/// the page: those without series by their `# HELP` and `# TYPE` lines
+/// alone, in name order with the others.
+#[tokio::test]
+async fn families_without_series_are_listed_from_the_first_scrape() {
+    let text = config_text(None, &route("fixed", None));
+    let in_memory = process(&text, PathBuf::from("/nonexistent/weir.yaml")).await;
+    let page = in_memory.process.render_metrics().await;
+    for family in PROXY_FAMILIES
+        .iter()
+        .chain(&ROLLOUT_FAMILIES)
+        .chain([&CANARY_WEIGHT, &CONFIG_RELOADS])
+    {
+        let kind = format!("{:?}", family.kind).to_lowercase();
+        let lines = format!(
+            "# HELP {} {}\n# TYPE {} {kind}\n",
+            family.name, family.help, family.name
+        );
+        assert_eq!(page.matches(&lines).count(), 1, "{lines:?} once in\n{page}");
+    }
+    assert!(!page.contains("weir_rollout_step{"), "no series:\n{page}");
+    let type_lines: Vec<&str> = page.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let mut sorted = type_lines.clone();
+    sorted.sort_unstable();
+    assert_eq!(type_lines, sorted, "families in name order");
+}
