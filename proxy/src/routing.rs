@@ -214,12 +214,7 @@ impl Routing {
                                 .map(|name| (name, Arc::clone(&h.value)))
                         }),
                         sticky: route.stickiness.as_ref().map(|s| {
-                            StickyCookie::new(
-                                Arc::clone(&s.cookie),
-                                cookie::time::Duration::seconds(
-                                    i64::try_from(s.max_age.as_secs()).unwrap_or(i64::MAX),
-                                ),
-                            )
+                            StickyCookie::new(Arc::clone(&s.cookie), cookie_max_age(s.max_age))
                         }),
                         timeouts: route.timeouts,
                         upgrades: route.upgrades.iter().cloned().collect(),
@@ -391,6 +386,13 @@ impl ServedHeaderEdits {
             headers.append(name.clone(), value.clone());
         }
     }
+}
+
+/// A sticky cookie's `Max-Age` for `max_age`: whole seconds, a part of
+/// one rounded up (never down to an expiry at once).
+fn cookie_max_age(max_age: std::time::Duration) -> cookie::time::Duration {
+    let seconds = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+    cookie::time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX))
 }
 
 // === impl StickyCookie ===
@@ -607,6 +609,24 @@ mod tests {
         let parsed = cookie::Cookie::parse(issued.to_str().unwrap()).unwrap();
         assert_eq!((parsed.name(), parsed.value()), ("weir-web", key));
         assert_eq!(parsed.max_age(), Some(sticky.max_age));
+    }
+
+    #[test]
+    fn max_age_rounds_a_part_of_a_second_up() {
+        let cases = [
+            (1_000, 1),
+            (1_500, 2),
+            (1_001, 2),
+            (86_400_000, 86_400),
+            (999, 1),
+        ];
+        for (ms, seconds) in cases {
+            assert_eq!(
+                cookie_max_age(std::time::Duration::from_millis(ms)),
+                cookie::time::Duration::seconds(seconds),
+                "{ms} ms"
+            );
+        }
     }
 
     #[test]

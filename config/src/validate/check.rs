@@ -1369,12 +1369,29 @@ impl<'a> Checker<'a> {
                         None
                     }
                 });
-        let max_age = self.duration_or(
-            &format!("{at}.maxAge"),
-            spec.max_age.as_ref(),
-            model::DEFAULT_STICKY_MAX_AGE,
-            "24h",
-        );
+        let max_age_path = format!("{at}.maxAge");
+        let max_age = self
+            .duration_or(
+                &max_age_path,
+                spec.max_age.as_ref(),
+                model::DEFAULT_STICKY_MAX_AGE,
+                "24h",
+            )
+            .and_then(|max_age| {
+                if max_age < Duration::from_secs(1) {
+                    self.error(
+                        &max_age_path,
+                        format!(
+                            "`maxAge` {}ms is under a second: the cookie's Max-Age counts whole \
+                             seconds, so the cookie would expire at once and clients would \
+                             change role from one request to the next; write 1s or more, e.g. `24h`",
+                            max_age.as_millis()
+                        ),
+                    );
+                    return None;
+                }
+                Some(max_age)
+            });
         Some(Stickiness {
             cookie: Arc::from(cookie?),
             max_age: max_age?,

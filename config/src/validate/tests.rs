@@ -915,6 +915,13 @@ fn route_errors_are_located() {
             "`maxAge` is 0; it must be more than 0",
         ),
         (
+            format!("  - name: r\n{ok}    stickiness: {{ cookie: k, maxAge: 500ms }}\n"),
+            "routes[0].stickiness.maxAge",
+            7,
+            30,
+            "`maxAge` 500ms is under a second",
+        ),
+        (
             format!(
                 "  - name: r\n{with_canary}    canaryByHeader: {{ name: 'x:canary', value: on }}\n"
             ),
