@@ -15,6 +15,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr, for every command.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// The subcommands.
@@ -76,9 +79,6 @@ pub struct RunArgs {
     /// The config file (weir.yaml).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
     /// Watch CanaryRoutes, Services and EndpointSlices even when the config
     /// has no `kubernetes` block (its defaults apply).
     #[arg(long)]

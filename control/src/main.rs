@@ -9,8 +9,14 @@ use weir_control::client::RouteCommand;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    weir_control::telemetry::init(cli.log_format, level);
     match cli.command {
-        Command::Run(args) => weir_control::run::main(args),
+        Command::Run(args) => weir_control::run::main(args, cli.log_format),
         Command::Validate(args) => weir_control::validate::main(&args),
         Command::Status(args) => commands::status(&args),
         Command::Promote(args) => commands::promote(&args),

@@ -25,7 +25,6 @@ use crate::controller::{self, ControlState};
 use crate::load::{self, Resolved};
 use crate::process::{Clock, Process, SystemClock};
 use crate::reload;
-use crate::telemetry;
 
 pub use crate::process::stopped;
 
@@ -33,9 +32,9 @@ pub use crate::process::stopped;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the proxy until a signal stops it; exit 0 after a clean drain.
-pub fn main(args: RunArgs) -> ExitCode {
-    let log_format = args.log_format;
-    telemetry::init(log_format);
+/// Logging is set up by the caller ([`crate::telemetry::init`]) with
+/// `log_format`, which also shapes the refusals printed before serving.
+pub fn main(args: RunArgs, log_format: LogFormat) -> ExitCode {
     // One multi-threaded runtime (a worker per CPU weir may use), not one
     // current-thread runtime per core with its own SO_REUSEPORT listener
     // and pools. Both were measured, with a prototype of the second (each

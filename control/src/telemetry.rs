@@ -1,4 +1,6 @@
-//! Logging to stderr with `tracing`, filtered by `RUST_LOG` (default `info`).
+//! Logging to stderr with `tracing`, filtered by `RUST_LOG` (default `info`
+//! for `weir run`, `warn` for the other commands, whose output is their
+//! answer).
 
 use std::io::IsTerminal as _;
 
@@ -6,9 +8,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// Installs the global subscriber; a second call is ignored.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber, `default` the level without `RUST_LOG`;
+/// a second call is ignored.
+pub fn init(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,6 +1,7 @@
 //! The `weir` CLI against a running weir: `status --json`, `promote`,
 //! `abort`, `retry`, `promote --all`, and its exit codes (0 ok, 1 other API
-//! error, 3 conflict, 4 not found, 5 auth, 6 unreachable).
+//! error, 3 conflict, 4 not found, 5 auth, 6 unreachable); `--log-format`
+//! on every command.
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -133,6 +134,18 @@ async fn status_promote_abort_retry_and_exit_codes() {
     let closed = ClosedPort::bind();
     let out = cli(&format!("http://{}", closed.addr), &["status"], None).await;
     expect_exit(&out, 6, "weir status against nothing");
+
+    // `--log-format` is taken by every command, before or after its name.
+    let out = cli(
+        &admin,
+        &["status", "web", "--json", "--log-format", "json"],
+        None,
+    )
+    .await;
+    expect_exit(&out, 0, "weir status web --json --log-format json");
+    assert_eq!(stdout_json(&out, "with --log-format json")["name"], "web");
+    let out = cli(&admin, &["--log-format", "text", "status", "web"], None).await;
+    expect_exit(&out, 0, "weir --log-format text status web");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
