@@ -91,7 +91,7 @@ fn check(run: &RunData, aborts: &[AbortSummary], e: &Expectation) -> (String, bo
             }
         }
         Expectation::ReachedStep(e) => {
-            let mut expected = format!("{} reaches step {}", e.route, e.step);
+            let mut expected = format!("{} reaches stepIndex {}", e.route, e.step);
             if let Some(by) = e.by {
                 expected.push_str(&format!(" by {by}"));
             }
@@ -108,7 +108,7 @@ fn check(run: &RunData, aborts: &[AbortSummary], e: &Expectation) -> (String, bo
                         expected,
                         in_time,
                         format!(
-                            "step {} ({}) first seen at {t:.2} s",
+                            "stepIndex {} ({}) first seen at {t:.2} s",
                             r.step.map_or("-".to_owned(), |s| s.to_string()),
                             r.phase
                         ),
@@ -118,7 +118,7 @@ fn check(run: &RunData, aborts: &[AbortSummary], e: &Expectation) -> (String, bo
                     expected,
                     false,
                     match max_step {
-                        Some(s) => format!("highest step seen: {s}"),
+                        Some(s) => format!("highest stepIndex seen: {s}"),
                         None => never_seen(&e.route),
                     },
                 ),

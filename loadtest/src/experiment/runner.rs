@@ -643,8 +643,11 @@ pub(crate) fn changes(t: f64, before: Option<&RouteState>, now: &RouteState) -> 
         revision: None,
         text,
     };
+    // Numbered from 1 as weir's own messages and `weir status` number
+    // them (the report's values stay the 0-based `stepIndex`).
     let step_text = |r: &RouteState| match r.step {
-        Some(s) => format!("step {s}/{}", r.step_count),
+        Some(s) if s < r.step_count => format!("step {}/{}", s + 1, r.step_count),
+        Some(_) => format!("all {} steps done", r.step_count),
         None => "no step".to_owned(),
     };
     let Some(before) = before else {
@@ -881,6 +884,23 @@ mod tests {
         let first = changes(1.0, None, &routes[0]);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].kind, EventKind::Phase);
+        // Steps are numbered as weir numbers them: stepIndex 0 is step 1.
+        assert_eq!(
+            first[0].text,
+            "web: Progressing at step 1/5, weight 20 %, canary v2"
+        );
+        let mut next = routes[0].clone();
+        next.step = Some(1);
+        let step = &changes(1.5, Some(&routes[0]), &next)[0];
+        assert_eq!(step.kind, EventKind::Step);
+        assert_eq!(step.text, "web: step 1/5 → step 2/5");
+        assert_eq!(
+            (step.from.clone(), step.to.clone()),
+            (Some(Value::from(0)), Some(Value::from(1)))
+        );
+        next.step = Some(5);
+        let done = &changes(1.7, Some(&routes[0]), &next)[0];
+        assert_eq!(done.text, "web: step 1/5 → all 5 steps done");
         let mut aborted = routes[0].clone();
         aborted.phase = "Aborted".into();
         aborted.weight = 0.0;
