@@ -1953,6 +1953,9 @@ fn parse_byte_size(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(split);
     let expected =
         "write a number of bytes or a size such as `64KiB` or `1MiB` (units B, KiB, MiB, kB, MB)";
+    if text.starts_with('-') {
+        return Err(format!("`{text}` is negative; {expected}"));
+    }
     let multiplier = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1024,

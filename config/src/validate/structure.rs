@@ -846,7 +846,13 @@ impl Walk<'_> {
                     Ok(n) if n <= bound => Some(Typed::Number(Number::from(n))),
                     _ => {
                         let what = match kind {
-                            Kind::Duration => "a duration of 0 seconds or more".to_owned(),
+                            Kind::Duration if *n < 0 => {
+                                "a duration of 0 seconds or more".to_owned()
+                            }
+                            Kind::Duration => format!(
+                                "a duration of at most {} seconds (87600h, ten years)",
+                                crate::duration::MAX_DURATION.as_secs()
+                            ),
                             _ => format!("a whole number from 0 to {bound}"),
                         };
                         self.error(

@@ -923,6 +923,15 @@ fn route_errors_are_located() {
         ),
         (
             format!(
+                "  - name: r\n{ok}    stickiness: {{ cookie: k, maxAge: 99999999999999999999 }}\n"
+            ),
+            "routes[0].stickiness.maxAge",
+            7,
+            38,
+            "expected a duration of at most 315360000 seconds (87600h, ten years)",
+        ),
+        (
+            format!(
                 "  - name: r\n{with_canary}    canaryByHeader: {{ name: 'x:canary', value: on }}\n"
             ),
             "routes[0].canaryByHeader.name",
@@ -1702,6 +1711,13 @@ fn stable_fallback_has_defaults_and_located_errors() {
             7,
             23,
             "unknown unit `GiB`",
+        ),
+        (
+            format!("{HEADER}{route}    stableFallback: {{ maxBodyBytes: -5 }}\n"),
+            "routes[0].stableFallback.maxBodyBytes",
+            7,
+            23,
+            "`-5` is negative",
         ),
         (
             format!("{HEADER}{route}    stableFallback: {{ maxBodyBytes: 17MiB }}\n"),
