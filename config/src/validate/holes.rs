@@ -11,15 +11,16 @@
 //!   without `writerToken`, a reference without templates or arguments, a
 //!   metric without provider ...), stays quiet: the key may be there,
 //!   misspelled.
-//! - A value of the wrong type (or out of range), or a mapping without a
+//! - An optional key whose value cannot be typed (the wrong type, out of
+//!   range) is left out, and its mapping is loose: the rest of the mapping,
+//!   and of the route or step that holds it, is still checked.
+//! - A required key whose value cannot be typed, or a mapping without a
 //!   required key, leaves out the innermost list element containing it (a
 //!   step, a route, a listener, an endpoint, a template ...). The element is
 //!   replaced by a *stand-in* of its kind, so that every other element keeps
 //!   its index in paths and messages; the checks skip stand-ins, and a
-//!   value inside one counts as already reported.
-//! - Outside any list element, an optional key whose value cannot be typed
-//!   is left out, and its mapping is loose; a required one leaves nothing
-//!   to check (the semantic checks are skipped).
+//!   value inside one counts as already reported. Outside any list element,
+//!   it leaves nothing to check (the semantic checks are skipped).
 //! - A semantic diagnostic is dropped when its path is within a stand-in or
 //!   a left-out key, or within a list that lost an element but not within
 //!   one of that list's surviving elements: with `routes[0]` left out,

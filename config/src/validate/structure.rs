@@ -402,8 +402,6 @@ struct Walk<'a> {
     /// Keys taken as written wherever a required key may stand in for them
     /// (`kubernetes` for `weir run --kubernetes`).
     assumed: &'static [&'static str],
-    /// How many list elements enclose the value being walked.
-    elements: usize,
 }
 
 /// What a scalar's plain text means in YAML 1.2's core schema.
@@ -435,7 +433,6 @@ pub(super) fn check(
         env: Some(env),
         problems: Problems::default(),
         assumed: if kubernetes { &["kubernetes"] } else { &[] },
-        elements: 0,
     };
     let typed = walk.shape(root, &CONFIG, "");
     (typed, walk.problems)
@@ -451,7 +448,6 @@ pub(super) fn check_cluster_route(root: &Node, index: &LocationIndex) -> (Option
         env: None,
         problems: Problems::default(),
         assumed: &[],
-        elements: 0,
     };
     let typed = walk.shape(root, &CLUSTER_ROUTE, "spec");
     walk.finish(typed)
@@ -470,7 +466,6 @@ pub(super) fn check_cluster_template(
         env: None,
         problems: Problems::default(),
         assumed: &[],
-        elements: 0,
     };
     let typed = walk.shape(root, &CLUSTER_TEMPLATE, "spec");
     walk.finish(typed)
@@ -689,8 +684,8 @@ impl Walk<'_> {
                         map.insert(Typed::String(field.key.to_owned()), value);
                     }
                 }
-                // Outside any list element, an optional key is left out.
-                None if self.elements == 0 && !self.needed(field, entries) => {
+                // An optional key is left out; its mapping is loose.
+                None if !self.needed(field, entries) => {
                     let list = matches!(field.kind, Kind::List(_));
                     self.problems.holes.key(path, key_path, list);
                 }
@@ -722,9 +717,7 @@ impl Walk<'_> {
         let mut out = Vec::with_capacity(items.len());
         for (i, element) in items.iter().enumerate() {
             let element_path = format!("{path}[{i}]");
-            self.elements += 1;
             let value = self.node(element, item, &element_path);
-            self.elements -= 1;
             // An element that cannot be typed is left out, a stand-in in its
             // place keeping the indices of the others.
             let value = value.unwrap_or_else(|| {

@@ -152,8 +152,8 @@ listeners:
     address: 127.0.0.1:23080
 routes:
   - name: a
-    stable: {revision: v1, endpoints: [127.0.0.1:23001]}
-    canary: {revision: v2, endpoints: [127.0.0.1:23002], weight: ten}
+    stable: {revision: v1, endpoints: ten}
+    canary: {revision: v2, endpoints: [127.0.0.1:23002]}
   - name: a
     stable: {revision: v1, endpoints: [127.0.0.1:23001]}
   - name: a
@@ -169,7 +169,7 @@ notifications:
     assert_eq!(
         shown(text),
         vec![
-            "weir.yaml:7:66: routes[0].canary.weight: invalid type: string \"ten\", expected a number",
+            "weir.yaml:6:39: routes[0].stable.endpoints: invalid type: string \"ten\", expected a list",
             "weir.yaml:10:5: routes[2].name: route name `a` is already used by routes[1]; route names must be unique",
             "weir.yaml:13:58: routes[2].canary.weight: weight 101 is outside 0 to 100; write a percentage from 0 to 100 with at most four decimals, e.g. `10` or `0.5`",
             "weir.yaml:18:17: notifications[0].routes[1]: no route is named `zz`; the routes are `a`, `a`",
@@ -184,8 +184,8 @@ listeners:
     address: 127.0.0.1:23080
 routes:
   - name: a
-    stable: {revision: v1, endpoints: [127.0.0.1:23001]}
-    canary: {revision: v2, endpoints: [127.0.0.1:23002], weight: ten}
+    stable: {revision: v1, endpoints: ten}
+    canary: {revision: v2, endpoints: [127.0.0.1:23002]}
   - name: a
     stable: {revision: v1, endpoints: [127.0.0.1:23001]}
   - name: c
@@ -200,7 +200,7 @@ notifications:
     assert_eq!(
         shown(text),
         vec![
-            "weir.yaml:7:66: routes[0].canary.weight: invalid type: string \"ten\", expected a number",
+            "weir.yaml:6:39: routes[0].stable.endpoints: invalid type: string \"ten\", expected a list",
             "weir.yaml:12:13: routes[2].stable: invalid type: a list, expected a mapping",
         ]
     );
@@ -386,5 +386,39 @@ routes:
         got.len() == want.len()
             && got[1].starts_with("weir.yaml:9:20: analysisTemplates[0].metrics[0].provider.prometeus: unknown field `prometeus`"),
         "{got:#?}"
+    );
+}
+
+/// An optional key that cannot be typed is left out alone: the other
+/// problems of its route, its analysis and its steps are reported too.
+#[test]
+fn an_optional_key_that_cannot_be_typed_hides_nothing_else() {
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:23080
+routes:
+  - name: c
+    stable: {revision: v1, endpoints: [127.0.0.1:23001], tls: {serverName: 'bad name!', insecureSkipVerify: 'yes'}}
+    canary: {revision: v2, endpoints: [127.0.0.1:23002]}
+    strategy:
+      steps: [{setWeight: 200}]
+      analysis: {minRequests: -5, maxErrorRate: 1.5}
+";
+    let shown = shown(text);
+    let paths: Vec<&str> = shown
+        .iter()
+        .map(|line| line.split(": ").nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "routes[0].stable.tls.serverName",
+            "routes[0].stable.tls.insecureSkipVerify",
+            "routes[0].strategy.steps[0].setWeight",
+            "routes[0].strategy.analysis.minRequests",
+            "routes[0].strategy.analysis.maxErrorRate",
+        ],
+        "{shown:#?}"
     );
 }
