@@ -442,6 +442,15 @@ impl Scenario {
         }
         let mut out = self.clone();
         out.duration = self.duration.scaled(speed);
+        if out.duration.secs() < 1.0 {
+            return Err(fail(format!(
+                "--speed {speed}: the run of {:.0} s would last {:.3} s, too short to measure; \
+                 use a speed of at most {:.0}",
+                self.duration.secs(),
+                out.duration.secs(),
+                self.duration.secs().floor().max(1.0)
+            )));
+        }
         out.weir.config = scale_config(&self.weir.config, speed)
             .map_err(|e| fail(format!("weir.config: {e}")))?;
         for (i, action) in out.timeline.iter_mut().enumerate() {

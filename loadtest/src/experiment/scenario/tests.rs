@@ -60,6 +60,17 @@ fn the_demo_parses_and_scales() {
     assert!(short.weir.config.contains("${WEIR_LISTEN}"));
     assert_eq!(s.scaled(1.0, "demo").unwrap(), s);
     assert!(s.scaled(0.0, "demo").is_err());
+    // A speed that leaves less than a second of load is refused, saying
+    // the most it may be.
+    let most = s.duration.secs().floor();
+    let too_fast = s.scaled(1_000_000.0, "demo").unwrap_err().to_string();
+    assert!(
+        too_fast.contains(&format!(
+            "too short to measure; use a speed of at most {most}"
+        )),
+        "{too_fast}"
+    );
+    assert!(s.scaled(most, "demo").is_ok());
 }
 
 #[test]
