@@ -222,7 +222,22 @@ pub fn compile_gateways(
         }
         let mut listeners = Vec::new();
         for listener in &gateway.spec.listeners {
-            let (supported_kinds, resolved_refs) = route_kinds(listener);
+            let (mut supported_kinds, mut resolved_refs) = route_kinds(listener);
+            if listener.protocol != "HTTP" {
+                // No route kind is supported on a protocol weir does not
+                // serve (upstream: the kinds supported "for that Listener
+                // configuration").
+                supported_kinds.clear();
+                if resolved_refs.status {
+                    resolved_refs = Verdict::yes(
+                        RESOLVED_REFS,
+                        format!(
+                            "listener `{}` takes no routes: protocol `{}` is not served",
+                            listener.name, listener.protocol
+                        ),
+                    );
+                }
+            }
             let verdict = if listener.protocol != "HTTP" {
                 Verdict::no(
                     UNSUPPORTED_PROTOCOL,

@@ -869,6 +869,13 @@ fn foreign_classes_wrong_ports_and_listeners_are_told_apart() {
     assert_eq!(mixed.accepted.reason, LISTENERS_NOT_VALID);
     let reasons: Vec<&str> = mixed.listeners.iter().map(|l| l.accepted.reason).collect();
     assert_eq!(reasons, [ACCEPTED, UNSUPPORTED_PROTOCOL, PORT_UNAVAILABLE]);
+    // A protocol weir does not serve supports no route kind.
+    let kinds: Vec<usize> = mixed
+        .listeners
+        .iter()
+        .map(|l| l.supported_kinds.len())
+        .collect();
+    assert_eq!(kinds, [1, 0, 1]);
     assert_eq!(
         mixed.listeners[2].accepted.message,
         "listener `admin`: weir has no listener on port 9000 (its ports: 8080)"
