@@ -1223,9 +1223,18 @@ impl RolloutState {
             self.phase = Phase::Paused;
             return;
         }
-        match self.step_index.and_then(|i| strategy.steps.get(i)) {
+        match self
+            .step_index
+            .and_then(|i| strategy.steps.get(i).map(|s| (i, s)))
+        {
             None => self.enter(strategy, 0, now_ms),
-            Some(step) => {
+            // The step was edited while held into one that raises the
+            // weight: its gate is asked before the weight moves.
+            Some((index, _)) if self.edit_raises_weight(strategy, index) => {
+                self.held = false;
+                self.wait_on(Gate::ConfirmTrafficIncrease, index);
+            }
+            Some((_, step)) => {
                 self.held = false;
                 self.phase = match step {
                     Step::SetWeight(_) | Step::Analysis(_) => Phase::Progressing,
@@ -1410,8 +1419,9 @@ impl RolloutState {
             {
                 // The step at the current index is now another one (a pause
                 // where a setWeight was, another weight): entered as it is
-                // now written, so that phase, weight and step agree.
-                self.enter(strategy, index, now_ms);
+                // now written, so that phase, weight and step agree; a
+                // higher weight asks `confirm-traffic-increase` first.
+                self.enter_edited(strategy, index, now_ms);
                 self.blue_green_stage = self.blue_green_stage(strategy);
                 self.refresh_message(strategy, now_ms);
                 let message = format!(

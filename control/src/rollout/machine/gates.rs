@@ -148,7 +148,27 @@ impl RolloutState {
         }
     }
 
-    fn wait_on(&mut self, gate: Gate, step: usize) {
+    /// Whether entering step `index` again, after an edit, raises the
+    /// weight of a canary-steps route with a `confirm-traffic-increase`
+    /// hook: that gate is asked first (the gates passed when the step was
+    /// first entered are not asked again).
+    pub(super) fn edit_raises_weight(&self, strategy: &Strategy, index: usize) -> bool {
+        strategy.blue_green.is_none()
+            && matches!(strategy.steps.get(index), Some(Step::SetWeight(w)) if *w > self.canary_weight)
+            && strategy.webhooks.has(Gate::ConfirmTrafficIncrease.kind())
+    }
+
+    /// Enters step `index` again after an edit made it another step:
+    /// through `confirm-traffic-increase` when it now raises the weight.
+    pub(super) fn enter_edited(&mut self, strategy: &Strategy, index: usize, now_ms: u64) {
+        if self.edit_raises_weight(strategy, index) {
+            self.wait_on(Gate::ConfirmTrafficIncrease, index);
+        } else {
+            self.enter(strategy, index, now_ms);
+        }
+    }
+
+    pub(super) fn wait_on(&mut self, gate: Gate, step: usize) {
         self.phase = Phase::Paused;
         self.held = false;
         self.pause_deadline_ms = None;

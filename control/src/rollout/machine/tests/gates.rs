@@ -380,3 +380,41 @@ fn at_an_analysis_step_before_confirm_promotion() -> (Route, RolloutState, RunKe
     };
     (route, s, key)
 }
+
+/// A current step edited into one that raises the weight asks
+/// `confirm-traffic-increase` before the weight moves, held or not; an
+/// edit that lowers it does not.
+#[test]
+fn a_step_edited_into_a_higher_weight_asks_confirm_traffic_increase() {
+    use WebhookKind::*;
+    let route = with_hooks(two_steps(), &[ConfirmTrafficIncrease], 0);
+    let s = RolloutState::start(&route, T0).state;
+    let s = answer(&s, &route, ConfirmTrafficIncrease, true, T0 + SEC).state;
+    assert_eq!(shape(&s), (Phase::Progressing, Some(0), 20, false));
+
+    let raised = with_hooks(
+        vec![Step::SetWeight(pct(50)), Step::SetWeight(pct(60))],
+        &[ConfirmTrafficIncrease],
+        0,
+    );
+    let edited = s.reconcile(&raised, T0 + 2 * SEC).expect("taken").state;
+    assert_eq!(shape(&edited), (Phase::Paused, Some(0), 20, false));
+    assert_eq!(edited.waiting_gate(), Some(Gate::ConfirmTrafficIncrease));
+    let passed = answer(&edited, &raised, ConfirmTrafficIncrease, true, T0 + 3 * SEC).state;
+    assert_eq!(shape(&passed), (Phase::Progressing, Some(0), 50, false));
+
+    let lowered = with_hooks(
+        vec![Step::SetWeight(pct(10)), Step::SetWeight(pct(60))],
+        &[ConfirmTrafficIncrease],
+        0,
+    );
+    let edited = s.reconcile(&lowered, T0 + 2 * SEC).expect("taken").state;
+    assert_eq!(shape(&edited), (Phase::Progressing, Some(0), 10, false));
+
+    // Held, then resumed after the edit: the gate first.
+    let held = ok(s.command(Command::Pause, &route, T0 + 2 * SEC)).state;
+    let kept = held.reconcile(&raised, T0 + 3 * SEC).expect("taken").state;
+    let resumed = ok(kept.command(Command::Resume, &raised, T0 + 4 * SEC)).state;
+    assert_eq!(shape(&resumed), (Phase::Paused, Some(0), 20, false));
+    assert_eq!(resumed.waiting_gate(), Some(Gate::ConfirmTrafficIncrease));
+}
