@@ -390,8 +390,13 @@ impl ControlState {
                 tracing::error!(
                     "{failed}; aborting anyway, and writing the state again until it is written"
                 );
-                // Tried again at the next tick, then every second.
-                self.unpersisted.insert(route.to_owned(), 0);
+                // A file route's state is tried again at the next tick,
+                // then every second. A CanaryRoute's status is not: the
+                // leader decides again from the status it reads (and a
+                // write with an older resourceVersion must fail).
+                if !is_cluster_route(route) {
+                    self.unpersisted.insert(route.to_owned(), 0);
+                }
             } else {
                 self.unpersisted.remove(route);
             }

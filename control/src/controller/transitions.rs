@@ -125,16 +125,20 @@ pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) 
     let written = write_judged(Arc::clone(&store), &judged).await;
     let mut control = process.control.lock().await;
     republish |= control.apply_judged(judged, written);
+    control.schedule_hooks(now);
+    control.sample_rates(now);
+    let published = republish.then(|| process.publisher.publish(control.snapshot()));
     // An abort that took effect without being written is written again,
-    // so that a restart finds it.
+    // after this tick's weights are published, so that a restart finds it.
     let again = control.unpersisted_due(now);
     if !again.is_empty() {
         drop(control);
         let written = crate::persist::save_off_runtime(store, again.clone()).await;
-        control = process.control.lock().await;
-        control.persisted_again(&again, written, now);
+        process
+            .control
+            .lock()
+            .await
+            .persisted_again(&again, written, now);
     }
-    control.schedule_hooks(now);
-    control.sample_rates(now);
-    republish.then(|| process.publisher.publish(control.snapshot()))
+    published
 }
