@@ -946,7 +946,11 @@ fn duration_field(spec: &DurationSpec, args: &Args<'_>) -> Result<Option<Duratio
 /// `u32::MAX`; `Ok(None)` while an argument has no value (the template
 /// alone).
 fn integer_field(spec: &IntegerSpec, args: &Args<'_>, min: i64) -> Result<Option<i64>, String> {
-    let wanted = format!("a whole number from {min} to {}", u32::MAX);
+    let wanted = if min < 0 {
+        format!("-1 (never fail) or a whole number from 0 to {}", u32::MAX)
+    } else {
+        format!("a whole number from {min} to {}", u32::MAX)
+    };
     match spec {
         IntegerSpec::Number(n) if (min..=i64::from(u32::MAX)).contains(n) => Ok(Some(*n)),
         IntegerSpec::Number(n) => Err(format!("`{n}` is not {wanted}")),

@@ -806,7 +806,11 @@ impl<'a> Checker<'a> {
             }
             let hosts = self.hosts(&at, &spec.hosts);
             let path_prefix = self.path_prefix(&at, spec.path_prefix.as_deref());
-            if let (Some(hosts), Some(path_prefix)) = (&hosts, &path_prefix) {
+            // A route whose hosts or prefix were left out (not typed) would
+            // be compared by their defaults: it takes no part.
+            let match_known = !self.holes.is_left_out(&format!("{at}.hosts"))
+                && !self.holes.is_left_out(&format!("{at}.pathPrefix"));
+            if match_known && let (Some(hosts), Some(path_prefix)) = (&hosts, &path_prefix) {
                 let key = RouteKey::new(hosts, path_prefix);
                 let described = key.describe_hosts();
                 if let Some(first) = first_seen(&mut matches, key, i) {

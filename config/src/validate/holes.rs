@@ -97,6 +97,11 @@ impl Holes {
         self.stand_ins.contains(path)
     }
 
+    /// True when the optional key at `path` was left out.
+    pub(super) fn is_left_out(&self, path: &str) -> bool {
+        self.keys.contains(path)
+    }
+
     /// True when the mapping at `path` had a key left out.
     pub(super) fn is_loose(&self, path: &str) -> bool {
         self.loose.contains(path)

@@ -1063,7 +1063,7 @@ fn numbers_durations_and_names_take_arguments() {
         (
             numbers_file("30s", "5", "-2", "GET"),
             "args[2].value",
-            "failureLimit `{{args.fails}}` resolves to `-2`, which is not a whole number from -1 to 4294967295",
+            "failureLimit `{{args.fails}}` resolves to `-2`, which is not -1 (never fail) or a whole number from 0 to 4294967295",
         ),
         (
             numbers_file("30s", "5", "0", "PATCH"),

@@ -422,3 +422,36 @@ routes:
         "{shown:#?}"
     );
 }
+
+/// A route whose `hosts` or `pathPrefix` cannot be typed is not compared
+/// with the others by the defaults it would otherwise have.
+#[test]
+fn a_route_whose_match_was_left_out_matches_nothing_else() {
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:23080
+routes:
+  - name: a
+    stable: {revision: v1, endpoints: [127.0.0.1:23001]}
+  - name: b
+    hosts: shop.example.com
+    stable: {revision: v1, endpoints: [127.0.0.1:23001]}
+  - name: c
+    pathPrefix: [/api]
+    stable: {revision: v1, endpoints: [127.0.0.1:23001]}
+  - name: d
+    pathPrefix: /d
+    stable: {revision: v1, endpoints: [127.0.0.1:23001]}
+";
+    let shown = shown(text);
+    let paths: Vec<&str> = shown
+        .iter()
+        .map(|line| line.split(": ").nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        paths,
+        vec!["routes[1].hosts", "routes[2].pathPrefix"],
+        "{shown:#?}"
+    );
+}
