@@ -20,6 +20,10 @@ use weir_proxy::metrics::{Family, ProxyCollector};
 
 use crate::analysis_templates::engine::ANALYSIS_MEASUREMENTS;
 use crate::controller::metrics::{BLUE_GREEN_STAGE, ROLLOUT_FAMILIES};
+use crate::notifications::{
+    NOTIFICATIONS_DROPPED, NOTIFICATIONS_FAILED, NOTIFICATIONS_QUEUED, NOTIFICATIONS_SENT,
+};
+use crate::webhooks::WEBHOOK_CALLS;
 
 use crate::process::Process;
 
@@ -166,11 +170,16 @@ impl Process {
 
 /// Every family weir writes.
 fn every_family() -> impl Iterator<Item = &'static Family> {
-    static OTHERS: [&Family; 4] = [
+    static OTHERS: [&Family; 9] = [
         &BLUE_GREEN_STAGE,
         &ANALYSIS_MEASUREMENTS,
         &CANARY_WEIGHT,
         &CONFIG_RELOADS,
+        &WEBHOOK_CALLS,
+        &NOTIFICATIONS_SENT,
+        &NOTIFICATIONS_FAILED,
+        &NOTIFICATIONS_DROPPED,
+        &NOTIFICATIONS_QUEUED,
     ];
     static PROXY: [Family; PROXY_FAMILIES.len()] = PROXY_FAMILIES;
     static ROLLOUT: [Family; ROLLOUT_FAMILIES.len()] = ROLLOUT_FAMILIES;

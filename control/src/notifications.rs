@@ -18,12 +18,46 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus::proto::MetricType;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::Notify;
 use weir_config::{Notification, Trigger};
+use weir_proxy::metrics::Family;
 
 use crate::rollout::{AbortReason, Phase, Transition, TransitionKind};
 use crate::webhooks::HookClient;
+
+/// `weir_notifications_sent_total{receiver}`.
+pub const NOTIFICATIONS_SENT: Family = Family {
+    name: "weir_notifications_sent_total",
+    help: "Notifications a receiver answered with 2xx.",
+    kind: MetricType::COUNTER,
+    labels: &["receiver"],
+};
+
+/// `weir_notifications_failed_total{receiver}`.
+pub const NOTIFICATIONS_FAILED: Family = Family {
+    name: "weir_notifications_failed_total",
+    help: "Notifications given up after retryMax retries (also counted as dropped).",
+    kind: MetricType::COUNTER,
+    labels: &["receiver"],
+};
+
+/// `weir_notifications_dropped_total{receiver}`.
+pub const NOTIFICATIONS_DROPPED: Family = Family {
+    name: "weir_notifications_dropped_total",
+    help: "Notifications never delivered: pushed out of a full queue, or given up after retryMax retries.",
+    kind: MetricType::COUNTER,
+    labels: &["receiver"],
+};
+
+/// `weir_notifications_queued{receiver}`.
+pub const NOTIFICATIONS_QUEUED: Family = Family {
+    name: "weir_notifications_queued",
+    help: "Notifications waiting in a receiver's queue.",
+    kind: MetricType::GAUGE,
+    labels: &["receiver"],
+};
 
 /// The most notifications queued per receiver; beyond it the oldest is
 /// dropped.
@@ -128,29 +162,17 @@ impl Notifier {
     /// # Errors
     /// When a family is already registered.
     pub fn new(registry: &Registry, client: HookClient) -> prometheus::Result<Notifier> {
-        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
-            let family = IntCounterVec::new(Opts::new(name, help), &["receiver"])?;
-            registry.register(Box::new(family.clone()))?;
-            Ok(family)
+        let counter = |family: &Family| -> prometheus::Result<IntCounterVec> {
+            let vec = IntCounterVec::new(Opts::new(family.name, family.help), family.labels)?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok(vec)
         };
-        let sent = counter(
-            "weir_notifications_sent_total",
-            "Notifications a receiver answered with 2xx.",
-        )?;
-        let failed = counter(
-            "weir_notifications_failed_total",
-            "Notifications given up after retryMax retries (also counted as dropped).",
-        )?;
-        let dropped = counter(
-            "weir_notifications_dropped_total",
-            "Notifications never delivered: pushed out of a full queue, or given up after retryMax retries.",
-        )?;
+        let sent = counter(&NOTIFICATIONS_SENT)?;
+        let failed = counter(&NOTIFICATIONS_FAILED)?;
+        let dropped = counter(&NOTIFICATIONS_DROPPED)?;
         let queued = IntGaugeVec::new(
-            Opts::new(
-                "weir_notifications_queued",
-                "Notifications waiting in a receiver's queue.",
-            ),
-            &["receiver"],
+            Opts::new(NOTIFICATIONS_QUEUED.name, NOTIFICATIONS_QUEUED.help),
+            NOTIFICATIONS_QUEUED.labels,
         )?;
         registry.register(Box::new(queued.clone()))?;
         Ok(Notifier {

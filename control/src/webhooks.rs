@@ -23,9 +23,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus::proto::MetricType;
 use prometheus::{IntCounterVec, Opts, Registry};
 use weir_config::status::WebhookStatus;
 use weir_config::{Notification, Route, Strategy, WebhookKind};
+use weir_proxy::metrics::Family;
 
 use crate::notifications::{Notifier, triggers_of};
 use crate::rollout::{Phase, RolloutState, Transition, TransitionKind};
@@ -36,8 +38,13 @@ pub mod payload;
 pub use call::{CallOutcome, HookClient};
 pub use payload::Payload;
 
-/// The name of `weir_webhook_calls_total{route, hook, result}`.
-pub const WEBHOOK_CALLS: &str = "weir_webhook_calls_total";
+/// `weir_webhook_calls_total{route, hook, result}`.
+pub const WEBHOOK_CALLS: Family = Family {
+    name: "weir_webhook_calls_total",
+    help: "Webhook calls (after their retries), by route, hook and result (pass, fail, error).",
+    kind: MetricType::COUNTER,
+    labels: &["route", "hook", "result"],
+};
 
 /// The backoff before the n-th retry of a webhook (0-based): 200 ms,
 /// doubling, at most 2 s.
@@ -106,11 +113,8 @@ impl Hooks {
     /// When a metric family is already registered.
     pub fn new(registry: &Registry, notifications: &[Notification]) -> prometheus::Result<Hooks> {
         let calls = IntCounterVec::new(
-            Opts::new(
-                WEBHOOK_CALLS,
-                "Webhook calls (after their retries), by route, hook and result (pass, fail, error).",
-            ),
-            &["route", "hook", "result"],
+            Opts::new(WEBHOOK_CALLS.name, WEBHOOK_CALLS.help),
+            WEBHOOK_CALLS.labels,
         )?;
         registry.register(Box::new(calls.clone()))?;
         let client = HookClient::new();

@@ -120,8 +120,10 @@ fn explained(written: &[u8]) -> Option<Vec<u8>> {
              bad or repeated Content-Length, ...)"
         }
         414 => "the request target is too long for the admin API (its head is at most 64 KiB)",
-        431 => "the request head is larger than 64 KiB, the most the admin API reads",
-        505 => "the HTTP version is not supported; the admin API speaks HTTP/1.1",
+        431 => {
+            "the request head has more than 100 header fields or is larger than 64 KiB, the \
+             most the admin API reads"
+        }
         _ => "the request could not be read",
     };
     let body = serde_json::json!({ "error": message }).to_string();
@@ -195,7 +197,11 @@ mod tests {
             "GET / HTTP/1.1\r\nhost: a\r\nx: {}\r\n\r\n",
             "a".repeat(200_000)
         );
-        let cases: [(&[u8], &str, &str); 5] = [
+        let many_fields: String = std::iter::once("GET / HTTP/1.1\r\nhost: a\r\n".to_owned())
+            .chain((0..120).map(|i| format!("x-h{i}: v\r\n")))
+            .chain(std::iter::once("\r\n".to_owned()))
+            .collect();
+        let cases: [(&[u8], &str, &str); 6] = [
             (b"BAD\r\n\r\n", "HTTP/1.1 400 ", "malformed"),
             (
                 b"GET / HTTP/1.1\r\nx: a\x01b\r\n\r\n",
@@ -209,6 +215,11 @@ mod tests {
             ),
             (long_target.as_bytes(), "HTTP/1.1 414 ", "too long"),
             (big_head.as_bytes(), "HTTP/1.1 431 ", "larger than 64 KiB"),
+            (
+                many_fields.as_bytes(),
+                "HTTP/1.1 431 ",
+                "more than 100 header fields",
+            ),
         ];
         for (request, status, says) in cases {
             let answer = answer_to(request).await;

@@ -185,11 +185,12 @@ async fn families_without_series_are_listed_from_the_first_scrape() {
     let text = config_text(None, &route("fixed", None));
     let in_memory = process(&text, PathBuf::from("/nonexistent/weir.yaml")).await;
     let page = in_memory.process.render_metrics().await;
-    for family in PROXY_FAMILIES
-        .iter()
-        .chain(&ROLLOUT_FAMILIES)
-        .chain([&CANARY_WEIGHT, &CONFIG_RELOADS])
-    {
+    for family in PROXY_FAMILIES.iter().chain(&ROLLOUT_FAMILIES).chain([
+        &CANARY_WEIGHT,
+        &CONFIG_RELOADS,
+        &crate::webhooks::WEBHOOK_CALLS,
+        &crate::notifications::NOTIFICATIONS_DROPPED,
+    ]) {
         let kind = format!("{:?}", family.kind).to_lowercase();
         let lines = format!(
             "# HELP {} {}\n# TYPE {} {kind}\n",
