@@ -17,7 +17,9 @@
 //!   do not admit it is not attached (`Accepted: False`,
 //!   `NotAllowedByListeners`) and not counted in their `attachedRoutes`.
 //!   A route attached is counted there even when it is not accepted for
-//!   its rules (every rule unsupported), as the Gateway API counts.
+//!   its rules (every rule unsupported) or the listener is not served, as
+//!   the Gateway API counts; attached only to listeners weir does not
+//!   serve, it is `Accepted: False` (`NoMatchingParent`, saying why).
 //! - Each match of each rule is one route of the snapshot, named
 //!   `NAMESPACE/NAME`, with the rule's weighted backends (role label = the
 //!   Service's name). The proxy's table orders by host, then exact path
@@ -172,12 +174,15 @@ pub struct ParentVerdict {
 /// there (`None`: any host).
 type Attached = (u16, Option<Vec<HostMatch>>);
 
-/// A listener weir serves.
-struct ServedListener<'a> {
+/// A listener of one of our Gateways, served or not: routes attach to it
+/// (and are counted in its `attachedRoutes`) either way.
+struct OurListener<'a> {
     gateway: ObjectKey,
     listener: &'a GatewayListener,
     /// Whether its `allowedRoutes.kinds` admits HTTPRoutes.
     admits_http_routes: bool,
+    /// Why weir does not serve it (its `Accepted: False` message), if so.
+    not_served: Option<String>,
 }
 
 /// A route match ready to be ordered.
@@ -215,7 +220,7 @@ pub fn compile_gateways(
         .collect();
 
     // Our Gateways and the listeners weir serves.
-    let mut served: Vec<ServedListener<'_>> = Vec::new();
+    let mut our_listeners: Vec<OurListener<'_>> = Vec::new();
     for (key, gateway) in &objects.gateways {
         if !watched(&key.namespace) || !ours.contains(gateway.spec.gateway_class_name.as_str()) {
             continue;
@@ -257,13 +262,14 @@ pub fn compile_gateways(
                     ),
                 )
             } else {
-                served.push(ServedListener {
-                    gateway: key.clone(),
-                    listener,
-                    admits_http_routes: !supported_kinds.is_empty(),
-                });
                 Verdict::yes(ACCEPTED, format!("listener `{}` is served", listener.name))
             };
+            our_listeners.push(OurListener {
+                gateway: key.clone(),
+                listener,
+                admits_http_routes: !supported_kinds.is_empty(),
+                not_served: (!verdict.status).then(|| verdict.message.clone()),
+            });
             listeners.push(ListenerVerdict {
                 name: listener.name.clone(),
                 attached_routes: 0,
@@ -340,7 +346,7 @@ pub fn compile_gateways(
                 route,
                 parent,
                 &gateway,
-                &served,
+                &our_listeners,
                 gateway_verdict,
                 refused.as_ref(),
             );
@@ -896,11 +902,11 @@ fn attach(
     route: &HttpRoute,
     parent: &ParentReference,
     gateway: &ObjectKey,
-    served: &[ServedListener<'_>],
+    listeners: &[OurListener<'_>],
     verdict: &mut GatewayVerdict,
     refused: Option<&Verdict>,
 ) -> Result<Vec<Attached>, Verdict> {
-    let named: Vec<&ServedListener<'_>> = served
+    let named: Vec<&OurListener<'_>> = listeners
         .iter()
         .filter(|s| s.gateway == *gateway)
         .filter(|s| {
@@ -915,7 +921,7 @@ fn attach(
         return Err(Verdict::no(
             NO_MATCHING_PARENT,
             format!(
-                "the Gateway `{gateway}` has no served listener{}{}",
+                "the Gateway `{gateway}` has no listener{}{}",
                 parent
                     .section_name
                     .as_ref()
@@ -928,8 +934,7 @@ fn attach(
             ),
         ));
     }
-    let of_kind: Vec<&&ServedListener<'_>> =
-        named.iter().filter(|s| s.admits_http_routes).collect();
+    let of_kind: Vec<&&OurListener<'_>> = named.iter().filter(|s| s.admits_http_routes).collect();
     if of_kind.is_empty() {
         return Err(Verdict::no(
             NOT_ALLOWED_BY_LISTENERS,
@@ -943,7 +948,7 @@ fn attach(
             ),
         ));
     }
-    let admitted: Vec<&&ServedListener<'_>> = of_kind
+    let admitted: Vec<&&OurListener<'_>> = of_kind
         .into_iter()
         .filter(|s| admits(s.listener, &gateway.namespace, &key.namespace))
         .collect();
@@ -958,15 +963,21 @@ fn attach(
     }
     let mut found = Vec::new();
     let mut attached_to = Vec::new();
+    let mut not_served = Vec::new();
     for listener in admitted {
         if let Some(hosts) = intersect(listener.listener.hostname.as_deref(), &route.spec.hostnames)
         {
-            let port = u16::try_from(listener.listener.port).unwrap_or_default();
-            found.push((port, hosts));
             attached_to.push(listener.listener.name.clone());
+            match &listener.not_served {
+                None => {
+                    let port = u16::try_from(listener.listener.port).unwrap_or_default();
+                    found.push((port, hosts));
+                }
+                Some(why) => not_served.push(why.clone()),
+            }
         }
     }
-    if found.is_empty() {
+    if attached_to.is_empty() {
         return Err(Verdict::no(
             NO_MATCHING_LISTENER_HOSTNAME,
             format!(
@@ -982,6 +993,16 @@ fn attach(
         if attached_to.contains(&listener.name) {
             listener.attached_routes += 1;
         }
+    }
+    if found.is_empty() {
+        return Err(Verdict::no(
+            NO_MATCHING_PARENT,
+            format!(
+                "the route attaches only to listeners of the Gateway `{gateway}` that weir does \
+                 not serve: {}",
+                not_served.join("; ")
+            ),
+        ));
     }
     if let Some(unsupported) = refused {
         return Err(unsupported.clone());

@@ -885,6 +885,16 @@ fn foreign_classes_wrong_ports_and_listeners_are_told_apart() {
         (verdict.accepted.status, verdict.accepted.reason),
         (false, NO_MATCHING_PARENT)
     );
+    assert_eq!(
+        verdict.accepted.message,
+        "the route attaches only to listeners of the Gateway `shop/mixed` that weir does not \
+         serve: listener `admin`: weir has no listener on port 9000 (its ports: 8080)"
+    );
+    // Attached all the same: counted on the listener it names, served or
+    // not (the Gateway API counts attachment by parentRefs and
+    // allowedRoutes alone).
+    let attached: Vec<i32> = mixed.listeners.iter().map(|l| l.attached_routes).collect();
+    assert_eq!(attached, [0, 0, 1]);
     assert!(compiled.routes.is_empty());
 }
 
