@@ -242,15 +242,27 @@ fn lead(
         }
     };
     for command in observed.inputs {
-        rewrite = true;
         match outcome.state.command(command, route, now) {
             Ok(next) => {
+                rewrite = true;
                 outcome = Outcome {
                     state: next.state,
                     transition: next.transition.or(outcome.transition),
                 };
             }
-            Err(refused) => tracing::info!("status input not applied: {refused}"),
+            // An `abort` the state refuses (a blue-green promotion past its
+            // switch-back window) stays in the status as written until the
+            // next rollout, which clears it: writing the same status back
+            // at every sync would change nothing.
+            Err(refused) if command == Command::Abort => {
+                tracing::debug!("status input not applied: {refused}");
+            }
+            // Any other refused input is cleared by the write, so that it
+            // does not apply later, when it was not asked for.
+            Err(refused) => {
+                rewrite = true;
+                tracing::info!("status input not applied: {refused}");
+            }
         }
     }
     if outcome.transition.is_some() || rewrite {

@@ -364,3 +364,49 @@ async fn a_route_that_drops_its_strategy_ends_its_rollout_or_is_held_behind_its_
         decisions[0].1
     );
 }
+
+/// An `abort` input the state refuses (a blue-green promotion past its
+/// switch-back window) is not written back at every sync; a refused
+/// `promote` is, to clear it.
+#[tokio::test]
+async fn a_refused_abort_input_is_not_written_back_at_every_sync() {
+    let text = fixtures::config_text(
+        None,
+        "  - name: checkout\n    pathPrefix: /checkout\n    stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n    canary: {revision: v2, endpoints: [127.0.0.1:9002]}\n    strategy:\n      blueGreen: {preview: {header: {name: x-preview, value: \"1\"}}, autoPromotionEnabled: false, scaleDownDelaySeconds: 30}\n",
+    );
+    let loaded = fixtures::loaded(&text);
+    let resolved = fixtures::resolved(&loaded).await;
+    let mut route = loaded.config().routes[0].clone();
+    route.name = Arc::from("shop/checkout");
+    let single = fixtures::loaded(&fixtures::config_text(None, &fixtures::route("web", None)));
+    let control =
+        ControlState::restore_with(single, resolved, Arc::new(MemoryStore::default()), START_MS)
+            .expect("restores");
+    let promoted = RolloutState::start(&route, START_MS)
+        .state
+        .command(Command::PromoteFull, &route, START_MS)
+        .expect("promote --full applies")
+        .state;
+    assert_eq!(promoted.phase, Phase::Promoted);
+    let later = START_MS + 60_000;
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(Some(promoted.clone()), vec![Command::Abort]),
+        later,
+    );
+    assert!(
+        matches!(decisions.as_slice(), [(_, ClusterDecision::Keep(s))] if s.phase == Phase::Promoted),
+        "{decisions:?}"
+    );
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(Some(promoted), vec![Command::Promote]),
+        later,
+    );
+    assert!(
+        matches!(decisions.as_slice(), [(_, ClusterDecision::Write(_))]),
+        "{decisions:?}"
+    );
+}
