@@ -1374,15 +1374,7 @@ impl RolloutState {
             );
             self.blue_green_stage = self.blue_green_stage(strategy);
             let message = self.message.clone();
-            return Outcome {
-                transition: Some(Transition::between(
-                    before,
-                    &self,
-                    TransitionKind::StepsChanged,
-                    message,
-                )),
-                state: self,
-            };
+            return self.steps_changed(before, message);
         }
         match self.step_index.or(gate_gone.then_some(count)) {
             Some(index) if self.is_active() && (index >= count || gate_gone) => {
@@ -1401,15 +1393,7 @@ impl RolloutState {
                 );
                 self.blue_green_stage = self.blue_green_stage(strategy);
                 let message = self.message.clone();
-                Outcome {
-                    transition: Some(Transition::between(
-                        before,
-                        &self,
-                        TransitionKind::StepsChanged,
-                        message,
-                    )),
-                    state: self,
-                }
+                self.steps_changed(before, message)
             }
             Some(index)
                 if self.is_active()
@@ -1428,20 +1412,26 @@ impl RolloutState {
                     "steps changed: the current step is now {}; entered as written",
                     self.position(strategy)
                 );
-                Outcome {
-                    transition: Some(Transition::between(
-                        before,
-                        &self,
-                        TransitionKind::StepsChanged,
-                        message,
-                    )),
-                    state: self,
-                }
+                self.steps_changed(before, message)
             }
             _ => {
                 self.refresh_message(strategy, now_ms);
                 Outcome::unchanged(self)
             }
+        }
+    }
+
+    /// The state, with a `StepsChanged` transition from `before` saying
+    /// `message`.
+    fn steps_changed(self, before: &RolloutState, message: String) -> Outcome {
+        Outcome {
+            transition: Some(Transition::between(
+                before,
+                &self,
+                TransitionKind::StepsChanged,
+                message,
+            )),
+            state: self,
         }
     }
 

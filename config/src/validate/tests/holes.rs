@@ -406,10 +406,7 @@ routes:
       analysis: {minRequests: -5, maxErrorRate: 1.5}
 ";
     let shown = shown(text);
-    let paths: Vec<&str> = shown
-        .iter()
-        .map(|line| line.split(": ").nth(1).unwrap_or(""))
-        .collect();
+    let paths = key_paths(&shown);
     assert_eq!(
         paths,
         vec![
@@ -445,13 +442,18 @@ routes:
     stable: {revision: v1, endpoints: [127.0.0.1:23001]}
 ";
     let shown = shown(text);
-    let paths: Vec<&str> = shown
-        .iter()
-        .map(|line| line.split(": ").nth(1).unwrap_or(""))
-        .collect();
+    let paths = key_paths(&shown);
     assert_eq!(
         paths,
         vec!["routes[1].hosts", "routes[2].pathPrefix"],
         "{shown:#?}"
     );
+}
+
+/// The key path of each message `shown` prints (`FILE:LINE:COL: PATH: ...`).
+fn key_paths(shown: &[String]) -> Vec<&str> {
+    shown
+        .iter()
+        .map(|line| line.split(": ").nth(1).unwrap_or(""))
+        .collect()
 }
