@@ -445,10 +445,23 @@ impl AdminState {
                     return response;
                 }
                 match reload::reload(&self.process, Trigger::Api).await {
-                    Ok(outcome) => json(
-                        StatusCode::OK,
-                        &serde_json::json!({ "reloaded": matches!(outcome, reload::Outcome::Applied(_)) }),
-                    ),
+                    Ok(outcome) => {
+                        let mut body = serde_json::json!({
+                            "reloaded": matches!(outcome, reload::Outcome::Applied(_))
+                        });
+                        // What the config in force asks that only a
+                        // restart applies (also when a file change was
+                        // applied before this call).
+                        let restart = {
+                            let control = self.process.control.lock().await;
+                            self.process.restart_needed(control.file_config())
+                        };
+                        if !restart.is_empty() {
+                            body["restartNeeded"] = serde_json::json!(restart);
+                            body["message"] = serde_json::json!(messages::RESTART_NEEDED);
+                        }
+                        json(StatusCode::OK, &body)
+                    }
                     Err(diagnostics) => {
                         let errors: Vec<String> =
                             diagnostics.0.iter().map(ToString::to_string).collect();

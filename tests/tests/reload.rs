@@ -1,7 +1,9 @@
 //! Config reloads: a storm of rewrites under load drops nothing; an invalid
 //! file is refused, counted and located in the log while the old split keeps
 //! serving; a route name that once crashed validation is refused the same way;
-//! putting the running file back after a refused one counts as a success.
+//! putting the running file back after a refused one counts as a success;
+//! `POST /api/v1/reload` says which keys of the config in force wait for a
+//! restart.
 
 use std::time::Duration;
 
@@ -241,4 +243,46 @@ async fn putting_back_the_running_file_after_a_refused_one_counts_a_successful_r
     .await;
     assert_eq!(successes, successes_before + 1.0);
     assert_eq!(weir.reloads("failure").await, failures_before + 1.0);
+}
+
+/// A config that moves the admin address is applied (its routes) but the
+/// address waits for a restart: `POST /api/v1/reload` says so, also after
+/// the file watcher applied the change first; the old address keeps
+/// answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_says_which_keys_wait_for_a_restart() {
+    let v1 = FakeUpstream::start("v1").await;
+    let config = WeirConfig::new([Route::new("web", &[v1.addr])]);
+    let mut weir = Weir::start(config.clone()).await;
+    let admin = weir.admin();
+    let answer = admin.post("/api/v1/reload", None).await.expect("reload");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.json().get("restartNeeded").is_none(),
+        "{}",
+        answer.text()
+    );
+
+    let text = config
+        .render(&weir.addrs)
+        .replace(&weir.addrs.admin.to_string(), "127.0.0.1:1");
+    assert!(
+        text.contains("127.0.0.1:1"),
+        "the admin address is in the file:\n{text}"
+    );
+    weir.write_text(&text, false);
+    let answer = admin.post("/api/v1/reload", None).await.expect("reload");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(
+        body["restartNeeded"],
+        serde_json::json!(["admin.address"]),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("take effect at the next restart")),
+        "{body}"
+    );
 }
