@@ -76,7 +76,7 @@ pub fn notification_backoff(retry: u32) -> Duration {
 /// | started, retried | `on-rollout-updated`, `on-analysis-run-running` |
 /// | a step completed (by time, analysis, a gate or `promote`); for blue-green, each stage change | `on-rollout-step-completed` |
 /// | promoted (last step, `promote --full`) | `on-rollout-completed` |
-/// | aborted | `on-rollout-aborted`; by analysis also `on-analysis-run-failed` |
+/// | aborted | `on-rollout-aborted`; by analysis also `on-analysis-run-failed`, or `on-analysis-run-error` when a template run ended `Error` |
 /// | a failed judgement within `failureLimit` | `on-analysis-run-failed` |
 /// | a failed webhook check within `threshold` | `on-analysis-run-error` |
 /// | an analysis template run ended Inconclusive | `on-rollout-paused` (it holds) |
@@ -92,6 +92,9 @@ pub fn triggers_of(transition: &Transition) -> Vec<Trigger> {
         }
         TransitionKind::Advanced | TransitionKind::Promoted => {
             triggers.push(Trigger::RolloutStepCompleted);
+        }
+        TransitionKind::Aborted(_) if transition.run_errored => {
+            triggers.extend([Trigger::RolloutAborted, Trigger::AnalysisRunError]);
         }
         TransitionKind::Aborted(reason) => {
             triggers.push(Trigger::RolloutAborted);

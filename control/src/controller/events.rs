@@ -414,6 +414,7 @@ mod tests {
             to_step: Some(0),
             canary_weight: Weight::ZERO,
             message: String::new(),
+            run_errored: false,
         }
     }
 

@@ -20,6 +20,7 @@ fn transition(
         to_step: steps.1,
         canary_weight: Weight::ZERO,
         message: String::new(),
+        run_errored: false,
     }
 }
 
@@ -150,6 +151,19 @@ fn each_transition_fires_its_triggers() {
                 at(3, 3),
             ),
             vec![RolloutAborted, AnalysisRunFailed],
+        ),
+        // A template run that ended Error, not Failed.
+        (
+            Transition {
+                run_errored: true,
+                ..transition(
+                    TransitionKind::Aborted(AbortReason::AnalysisRun),
+                    Progressing,
+                    Aborted,
+                    at(1, 1),
+                )
+            },
+            vec![RolloutAborted, AnalysisRunError],
         ),
     ];
     for (t, want) in cases {

@@ -268,6 +268,9 @@ pub struct Transition {
     pub canary_weight: Weight,
     /// A one-line description with the numbers.
     pub message: String,
+    /// An abort because an analysis template run ended `Error` (not
+    /// `Failed`): notified as `on-analysis-run-error`.
+    pub run_errored: bool,
 }
 
 /// What a [`Transition`] was.
@@ -1057,7 +1060,11 @@ impl RolloutState {
         match phase {
             RunPhase::Failed | RunPhase::Error => {
                 let detail = format!("{what} is {phase}: {message}");
-                s.abort(self, strategy, now_ms, reason, detail)
+                let mut outcome = s.abort(self, strategy, now_ms, reason, detail);
+                if let Some(transition) = &mut outcome.transition {
+                    transition.run_errored = phase == RunPhase::Error;
+                }
+                outcome
             }
             RunPhase::Inconclusive if !self.held => {
                 let mut s = s;
@@ -1657,6 +1664,7 @@ impl Transition {
             to_step: after.step_index,
             canary_weight: after.canary_weight,
             message,
+            run_errored: false,
         }
     }
 }

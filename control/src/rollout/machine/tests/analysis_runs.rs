@@ -125,6 +125,8 @@ fn a_failed_or_errored_run_aborts() {
             let outcome = result(&at_analysis_step(), kind, phase);
             let t = outcome.transition.expect("a transition");
             assert_eq!(t.kind, TransitionKind::Aborted(AbortReason::AnalysisRun));
+            // Told apart for `on-analysis-run-error`.
+            assert_eq!(t.run_errored, phase == RunPhase::Error);
             assert_eq!(outcome.state.phase, Phase::Aborted);
             assert_eq!(outcome.state.canary_weight, Weight::ZERO);
             assert!(
