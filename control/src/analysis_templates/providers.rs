@@ -170,6 +170,15 @@ pub fn prometheus_value(status: http::StatusCode, body: &[u8]) -> Result<Value, 
             excerpt(body)
         )
     })?;
+    if json.get("status").and_then(|s| s.as_str()) != Some("error")
+        && json.get("status").and_then(|s| s.as_str()) != Some("success")
+    {
+        return Err(format!(
+            "Prometheus answered {status} with JSON that is not a query answer (no `status` \
+             of `success` or `error`): {}",
+            excerpt(body)
+        ));
+    }
     if json.get("status").and_then(|s| s.as_str()) != Some("success") {
         let kind = json
             .get("errorType")
@@ -233,10 +242,12 @@ pub fn prometheus_value(status: http::StatusCode, body: &[u8]) -> Result<Value, 
             .and_then(|v| v.as_str())
             .map(|s| Value::Text(s.to_owned()))
             .ok_or_else(|| "a string result is not [time, \"text\"]".to_owned()),
-        other => Err(format!(
-            "Prometheus answered an unknown resultType {:?}",
-            other.map(|t| excerpt(t.as_bytes()))
+        Some(other) => Err(format!(
+            "Prometheus answered a resultType weir does not read: `{}` (it reads vector, \
+             scalar, matrix and string)",
+            excerpt(other.as_bytes())
         )),
+        None => Err("Prometheus' answer has no `data.resultType`".to_owned()),
     }
 }
 

@@ -54,6 +54,23 @@ fn prometheus_errors_carry_its_message() {
     )
     .expect_err("not a number");
     assert!(error.contains("not a number"), "{error}");
+    // Another resultType, and JSON that is no query answer, are named.
+    let error = prometheus_value(
+        StatusCode::OK,
+        br#"{"status":"success","data":{"resultType":"histogram","result":[]}}"#,
+    )
+    .expect_err("a resultType not read");
+    assert_eq!(
+        error,
+        "Prometheus answered a resultType weir does not read: `histogram` (it reads vector, \
+         scalar, matrix and string)"
+    );
+    let error = prometheus_value(StatusCode::OK, b"[1,2,3]").expect_err("not a query answer");
+    assert_eq!(
+        error,
+        "Prometheus answered 200 OK with JSON that is not a query answer (no `status` of \
+         `success` or `error`): [1,2,3]"
+    );
 
     // A huge message is quoted cut, not whole.
     let huge = format!(
