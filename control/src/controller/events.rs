@@ -35,7 +35,9 @@ pub const EVENT_BUFFER: usize = 512;
 pub const SAMPLE_EVERY_MS: u64 = 1_000;
 /// Rate samples kept per route for a page that opens: three minutes.
 pub const SAMPLES_KEPT: usize = 180;
-/// Events (samples aside) kept for a page that opens.
+/// Events (samples aside) kept for a page that opens: this many verdicts,
+/// and as many of the other kinds, so that the verdicts every active route
+/// makes each second never push a transition out.
 pub const RECENT_KEPT: usize = 50;
 
 /// Where control's events go: the broadcast channel, the recent events
@@ -45,6 +47,7 @@ pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
     next_id: u64,
     recent: VecDeque<Arc<Event>>,
+    recent_verdicts: VecDeque<Arc<Event>>,
     samples: BTreeMap<String, VecDeque<RateSample>>,
     last_sample_ms: u64,
     /// The time of the latest control loop tick: the "now" of the route
@@ -126,6 +129,7 @@ impl EventBus {
             sender,
             next_id: 1,
             recent: VecDeque::new(),
+            recent_verdicts: VecDeque::new(),
             samples: BTreeMap::new(),
             last_sample_ms: 0,
             tick_ms: 0,
@@ -156,11 +160,16 @@ impl EventBus {
         }
         let event = Arc::new(Event::new(self.next_id, name, data));
         self.next_id += 1;
-        if name != "samples" {
-            if self.recent.len() == RECENT_KEPT {
-                self.recent.pop_front();
+        let kept = match name {
+            "samples" => None,
+            "verdict" => Some(&mut self.recent_verdicts),
+            _ => Some(&mut self.recent),
+        };
+        if let Some(kept) = kept {
+            if kept.len() == RECENT_KEPT {
+                kept.pop_front();
             }
-            self.recent.push_back(Arc::clone(&event));
+            kept.push_back(Arc::clone(&event));
         }
         // No reader is no error: the event is kept among the recent ones.
         let _ = self.sender.send(event);
@@ -169,8 +178,9 @@ impl EventBus {
     /// The recent events (samples aside), oldest first, as
     /// `{id, event, data}` objects.
     pub fn recent(&self) -> Vec<Value> {
-        self.recent
-            .iter()
+        let mut kept: Vec<&Arc<Event>> = self.recent.iter().chain(&self.recent_verdicts).collect();
+        kept.sort_by_key(|e| e.id);
+        kept.iter()
             .map(|e| json!({ "id": e.id, "event": e.name, "data": e.data }))
             .collect()
     }
@@ -454,6 +464,29 @@ mod tests {
         assert_eq!(recent.len(), RECENT_KEPT, "samples are not kept");
         assert_eq!(recent[0]["data"]["n"], 3, "the oldest ones went first");
         assert_eq!(bus.next_id(), (RECENT_KEPT + 5) as u64);
+    }
+
+    /// The verdicts active routes make every second are kept apart: they
+    /// never push a transition or a command out of the recent events.
+    #[test]
+    fn verdicts_never_push_other_events_out() {
+        let mut bus = EventBus::new();
+        bus.send("transition", json!({ "n": "aborted" }));
+        for i in 0..3 * RECENT_KEPT {
+            bus.send("verdict", json!({ "n": i }));
+        }
+        bus.send("command", json!({ "n": "retry" }));
+        let recent = bus.recent();
+        assert_eq!(recent.len(), RECENT_KEPT + 2);
+        assert_eq!(recent[0]["event"], "transition", "kept, and first by id");
+        assert_eq!(recent[RECENT_KEPT + 1]["event"], "command");
+        let ids: Vec<u64> = recent.iter().filter_map(|e| e["id"].as_u64()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+        assert_eq!(
+            recent[1]["data"]["n"],
+            2 * RECENT_KEPT,
+            "the newest verdicts"
+        );
     }
 
     #[tokio::test]

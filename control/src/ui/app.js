@@ -239,15 +239,19 @@ function handle(name, data, id) {
   }
 }
 
+// Verdicts (every active route makes one a second) are kept per route,
+// apart from the other events, so that they never push a route's
+// transitions out of its recent events.
 function remember(name, data, id) {
-  state.events.push({ event: name, data, id });
-  if (state.events.length > RECENT_SHOWN) state.events.shift();
   if (name === "verdict") {
     const list = state.verdicts.get(data.route) || [];
-    list.push(data);
+    list.push({ event: name, data, id });
     if (list.length > 10) list.shift();
     state.verdicts.set(data.route, list);
+    return;
   }
+  state.events.push({ event: name, data, id });
+  if (state.events.length > RECENT_SHOWN) state.events.shift();
 }
 
 // === views ===
@@ -385,12 +389,13 @@ function routeView(name) {
     return h("li", { class: cls || null, "aria-current": cls === "current" ? "step" : null }, (i + 1) + ". " + stepLabel(s));
   });
   const a = r.analysis || {};
-  const verdicts = (state.verdicts.get(name) || []).slice().reverse();
+  const kept = state.verdicts.get(name) || [];
+  const verdicts = kept.map((e) => e.data).reverse();
   const lastVerdicts = verdicts.length
     ? verdicts.map((v) => h("li", {}, h("time", {}, clock(v.at) + " "), h("span", { class: "verdict " + v.verdict }, v.verdict), " ", v.reason))
     : a.verdict ? [h("li", {}, h("span", { class: "verdict " + a.verdict }, a.verdict), " ", a.reason || "")] : [h("li", { class: "muted" }, "none yet")];
   const events = state.events.filter((e) => !e.data.route || e.data.route === name || e.data.route === "*")
-    .slice().reverse().map(eventLine);
+    .concat(kept).sort((x, y) => x.id - y.id).reverse().map(eventLine);
   return h("section", {},
     h("p", {}, h("a", { href: "#/" }, "← routes")),
     h("h1", {}, name, " ", h("span", { id: "phase", class: "phase " + r.phase }, r.phase)),
