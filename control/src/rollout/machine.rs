@@ -808,6 +808,38 @@ impl RolloutState {
         let mut s = self.clone();
         let active = self.is_active();
         match command {
+            // A blue-green rollout swaps on the pre-promotion analysis'
+            // success and is judged by the post-promotion analysis after
+            // it: `promote` does not skip either (SPEC 12), `promote
+            // --full` does.
+            Command::Promote
+                if active
+                    && self.webhooks.wait.is_none()
+                    && self.step_index.is_some_and(|i| {
+                        matches!(
+                            run_kind(strategy, i),
+                            RunKind::PrePromotion(_) | RunKind::PostPromotion(_)
+                        )
+                    }) =>
+            {
+                let stage = self
+                    .blue_green_stage(strategy)
+                    .map_or("", BlueGreenStage::as_str);
+                let which = match self.step_index.map(|i| run_kind(strategy, i)) {
+                    Some(RunKind::PrePromotion(_)) => "pre",
+                    _ => "post",
+                };
+                Err(CommandRefused {
+                    command,
+                    phase: Some(self.phase),
+                    message: format!(
+                        "promote does not skip a blue-green analysis; {} is in blue-green {stage}: \
+                         the {which}-promotion analysis decides (promote --full skips it and \
+                         promotes, abort aborts)",
+                        self.route
+                    ),
+                })
+            }
             Command::Promote if active => {
                 // Past a waiting gate (the operator decides); otherwise the
                 // current step ends and the gates before the next one are
@@ -1677,6 +1709,10 @@ impl RolloutState {
         let phase = self.phase;
         let applies = match command {
             Command::Promote | Command::PromoteFull => "a Progressing or Paused rollout",
+            Command::Abort if strategy.blue_green.is_some() => {
+                "a Progressing or Paused rollout, or a Promoted one within its \
+                 scaleDownDelaySeconds"
+            }
             Command::Abort => "a Progressing, Paused or Promoted rollout",
             Command::Retry => "an Aborted rollout",
             Command::Pause => "a Progressing or Paused rollout that is not held",

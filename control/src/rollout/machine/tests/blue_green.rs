@@ -307,7 +307,10 @@ fn every_command_in_every_stage() {
             no_resume,
         ],
         [
-            Ok((Paused, Some(2), 0, false, AwaitingPromotion)),
+            // The pre-promotion analysis decides: promote does not skip it.
+            Err(
+                "promote does not skip a blue-green analysis; checkout is in blue-green PrePromotion: the pre-promotion analysis decides",
+            ),
             promoted,
             Ok((Aborted, Some(1), 0, false, PrePromotion)),
             no_retry,
@@ -339,7 +342,10 @@ fn every_command_in_every_stage() {
             no_resume,
         ],
         [
-            promoted,
+            // Nor the post-promotion analysis.
+            Err(
+                "promote does not skip a blue-green analysis; checkout is in blue-green PostPromotion: the post-promotion analysis decides",
+            ),
             promoted,
             Ok((Aborted, Some(4), 0, false, PostPromotion)),
             no_retry,
@@ -363,7 +369,7 @@ fn every_command_in_every_stage() {
                 "promote --full applies only to a Progressing or Paused rollout; checkout is Aborted",
             ),
             Err(
-                "abort applies only to a Progressing, Paused or Promoted rollout; checkout is Aborted (already)",
+                "abort applies only to a Progressing or Paused rollout, or a Promoted one within its scaleDownDelaySeconds; checkout is Aborted (already)",
             ),
             // Retry starts again at the preview.
             Ok((Progressing, Some(0), 0, false, BlueGreenStage::Preview)),
