@@ -1271,6 +1271,13 @@ fn prepare_request<B>(
         headers.insert(header::HOST, authority);
     }
 
+    // An HTTP/2 request may carry its cookies in several `cookie` fields;
+    // an HTTP/1.1 request carries one, the values joined by "; " (RFC 9113
+    // section 8.2.3, RFC 6265 section 5.4).
+    if req.version() == Version::HTTP_2 {
+        join_cookies(req.headers_mut());
+    }
+
     // The upstream speaks HTTP/1.1 and wants origin-form.
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
         let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -1283,6 +1290,24 @@ fn prepare_request<B>(
         downstream: hyper::upgrade::on(req),
         offered,
     })
+}
+
+/// Replaces several `cookie` fields by one, their values joined by "; ".
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = Vec::with_capacity(first.len() * 2);
+    for (i, value) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 /// A request's pending switch of protocols: the client's side, and the

@@ -1,6 +1,6 @@
 //! What the upstream sees: `X-Forwarded-*` set, hop-by-hop headers removed
 //! (the fixed list and any header named in `Connection`), end-to-end headers
-//! kept.
+//! kept; the cookies of an HTTP/2 request in one `Cookie` line.
 
 use std::time::Duration;
 
@@ -92,4 +92,30 @@ async fn forwarded_for_lines_are_kept_and_extended() {
         Some("203.0.113.7, 198.51.100.2, 192.0.2.9, 127.0.0.1"),
         "{seen:#}"
     );
+}
+
+/// An HTTP/2 client may split its cookies over several `cookie` fields; an
+/// HTTP/1.1 upstream gets them in one line, joined by "; " (RFC 9113
+/// section 8.2.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_requests_cookies_reach_an_http1_upstream_in_one_line() {
+    let upstream = weir_e2e::RecordingUpstream::named("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])])).await;
+    let url = format!("http://{}/c", weir.addrs.http);
+    let (body, code) = weir_e2e::curl(
+        &[
+            "--http2-prior-knowledge",
+            "-H",
+            "Cookie: a=b",
+            "-H",
+            "Cookie: c=d",
+            &url,
+        ],
+        "%{http_code} %{http_version}",
+    )
+    .await;
+    assert_eq!(code, "200 2", "{body}");
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].header_values("cookie"), ["a=b; c=d"]);
 }
