@@ -166,7 +166,7 @@ impl Process {
     pub fn restart_needed(&self, config: &weir_config::Config) -> Vec<&'static str> {
         let started = &self.started_with;
         let mut keys = Vec::new();
-        if config.listeners != started.listeners {
+        if crate::reload::listeners_differ(&started.listeners, &config.listeners) {
             keys.push("listeners");
         }
         if config.admin.address != started.admin_address {

@@ -338,6 +338,29 @@ fn load_guarded(
     })
 }
 
+/// Whether `new` binds other listeners than `old`, which only a restart
+/// applies: a name, address, connection limit or TLS on or off that
+/// differs, whatever the order. New certificate and key paths are not a
+/// difference: a reload reads them.
+pub fn listeners_differ(old: &[weir_config::Listener], new: &[weir_config::Listener]) -> bool {
+    let shape = |listeners: &[weir_config::Listener]| {
+        let mut shape: Vec<_> = listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    l.address,
+                    l.max_connections,
+                    l.tls.is_some(),
+                )
+            })
+            .collect();
+        shape.sort();
+        shape
+    };
+    shape(old) != shape(new)
+}
+
 /// Logs `change`, in the span of its route when it has one.
 fn log_change(trigger: Trigger, change: &Change) {
     let route = match change {
@@ -361,7 +384,7 @@ fn log_change(trigger: Trigger, change: &Change) {
 /// reload decisions start here.
 pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
     let mut changes = Vec::new();
-    if old.listeners != new.listeners {
+    if listeners_differ(&old.listeners, &new.listeners) {
         changes.push(Change::RestartNeeded("listeners"));
     }
     if old.admin.address != new.admin.address {

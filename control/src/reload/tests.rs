@@ -159,6 +159,15 @@ async fn every_kind_of_change_is_decided() {
             Then::Adopted(&[("web", Some(Phase::Progressing))]),
         ),
         (
+            "a listener added",
+            base().replace(
+                "listeners:\n  - name: public\n    address: 127.0.0.1:0\n",
+                "listeners:\n  - name: other\n    address: 127.0.0.1:2\n  - name: public\n    address: 127.0.0.1:0\n",
+            ),
+            vec![Change::RestartNeeded("listeners")],
+            Then::Adopted(&[("web", Some(Phase::Progressing))]),
+        ),
+        (
             "admin address changed",
             base().replace(
                 "  address: 127.0.0.1:0\n  readerToken",
@@ -654,4 +663,41 @@ fn refused_or_applied(event: &serde_json::Value) -> (bool, &str) {
         event["applied"].as_bool().unwrap_or_default(),
         event["trigger"].as_str().unwrap_or_default(),
     )
+}
+
+/// A reload reads new certificate and key paths itself, and the order of
+/// the listeners means nothing: neither waits for a restart. An address,
+/// a connection limit, a name or TLS turned on does.
+#[test]
+fn only_what_a_restart_applies_makes_listeners_differ() {
+    use weir_config::{Listener, TlsFiles};
+    let listener = |name: &str, port: u16, tls: Option<&str>| Listener {
+        name: name.to_owned(),
+        address: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        tls: tls.map(|dir| TlsFiles {
+            cert_file: format!("{dir}/cert.pem").into(),
+            key_file: format!("{dir}/key.pem").into(),
+        }),
+        max_connections: 10_000,
+    };
+    let old = [listener("a", 1, None), listener("b", 2, Some("/etc/old"))];
+    let same = [listener("b", 2, Some("/etc/new")), listener("a", 1, None)];
+    assert!(!super::listeners_differ(&old, &same));
+    for new in [
+        [listener("a", 3, None), listener("b", 2, Some("/etc/old"))],
+        [
+            listener("a", 1, Some("/etc/a")),
+            listener("b", 2, Some("/etc/old")),
+        ],
+        [listener("c", 1, None), listener("b", 2, Some("/etc/old"))],
+        [
+            Listener {
+                max_connections: 5,
+                ..listener("a", 1, None)
+            },
+            listener("b", 2, Some("/etc/old")),
+        ],
+    ] {
+        assert!(super::listeners_differ(&old, &new), "{new:?}");
+    }
 }

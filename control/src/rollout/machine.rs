@@ -810,10 +810,13 @@ impl RolloutState {
         match command {
             // A blue-green rollout swaps on the pre-promotion analysis'
             // success and is judged by the post-promotion analysis after
-            // it: `promote` does not skip either (SPEC 12), `promote
-            // --full` does.
+            // it: `promote` does not skip either while it runs (SPEC 12),
+            // `promote --full` does.
+            // Held (the run ended Inconclusive, or `pause`), `promote` goes
+            // on as the hold's message says.
             Command::Promote
                 if active
+                    && !self.held
                     && self.webhooks.wait.is_none()
                     && self.step_index.is_some_and(|i| {
                         matches!(

@@ -21,7 +21,7 @@ const state = {
   routes: new Map(),   // name -> route status
   samples: new Map(),  // name -> [{at, stable, canary}]
   events: [],          // recent events, newest last: {id, event, data}
-  verdicts: new Map(), // name -> [verdict data], newest last
+  verdicts: new Map(), // name -> [{event, data, id}] of its verdicts, newest last
   access: null,        // "read" | "write" once connected
   tokens: true,        // whether weir asks for tokens
   runs: new Map(),     // name -> analysis runs, when weir has them

@@ -832,3 +832,34 @@ fn promote_asks_confirm_promotion_before_the_swap() {
     assert_eq!(overridden.canary_weight, Weight::FULL);
     assert_eq!(stage(&overridden, &route), BlueGreenStage::PostPromotion);
 }
+
+/// Held in a stage whose analysis ran (an Inconclusive run, or `pause`),
+/// `promote` goes on to the next stage, as the hold's message says; only
+/// a running analysis is not skipped by it.
+#[test]
+fn promote_goes_on_from_an_inconclusive_or_paused_analysis_stage() {
+    let route = manual_route();
+    let held = run_result(
+        &pre_promotion(),
+        &route,
+        RunKind::PrePromotion(1),
+        RunPhase::Inconclusive,
+        T0 + 2 * SEC,
+    )
+    .state;
+    assert_eq!(
+        bg_shape(&held),
+        (Phase::Paused, Some(1), 0, true, PrePromotion)
+    );
+    let promoted = bg_cmd(&held, Command::Promote, T0 + 3 * SEC);
+    assert_eq!(
+        bg_shape(&promoted),
+        (Phase::Paused, Some(2), 0, false, AwaitingPromotion)
+    );
+    let paused = bg_cmd(&pre_promotion(), Command::Pause, T0 + 2 * SEC);
+    let promoted = bg_cmd(&paused, Command::Promote, T0 + 3 * SEC);
+    assert_eq!(
+        bg_shape(&promoted),
+        (Phase::Paused, Some(2), 0, false, AwaitingPromotion)
+    );
+}
