@@ -44,8 +44,9 @@ pub const SHORT_SPEED: f64 = 3.0;
 /// Command-line options of `weir-loadtest experiment`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Exit status: 0 when every expectation holds, 1 when one fails, \
-                        2 for a bad scenario or a failure to start."
+    after_help = "Exit status: 0 when every expectation holds and every timeline action \
+                        takes, 1 when an expectation fails or an action does not take (a \
+                        command weir refuses), 2 for a bad scenario or a failure to start."
 )]
 pub struct ExperimentArgs {
     /// The scenario file (YAML).

@@ -1,7 +1,7 @@
 //! `weir-loadtest experiment` on the real binaries: a short scenario whose
 //! expectations hold exits 0, the same run judged against an expectation
-//! that cannot hold exits 1, and a bad scenario or a weir that cannot start
-//! exits 2.
+//! that cannot hold exits 1, so does one whose timeline command weir
+//! refuses, and a bad scenario or a weir that cannot start exits 2.
 
 mod common;
 
@@ -140,6 +140,36 @@ async fn an_expectation_that_cannot_hold_fails() {
     assert!(
         failed["detail"].as_str().unwrap().contains("Promoted"),
         "{failed}"
+    );
+}
+
+/// A timeline command weir refuses (a route it does not have) fails the
+/// run, though every expectation holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_command_weir_refuses_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = scenario("  - maxErrorRate: {below: 0.01}\n").replace(
+        "command: {route: web, action: promote}",
+        "command: {route: nosuch, action: promote}",
+    );
+    let (output, report) = experiment(dir.path(), &text, &["--quiet"]).await;
+    let shown = shown(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("PASS expect[0] maxErrorRate"), "{shown}");
+    assert!(
+        stdout.contains("FAIL timeline[0]: promote nosuch → 404"),
+        "{shown}"
+    );
+    assert!(
+        stdout.contains("verdict: a timeline action did not take"),
+        "{shown}"
+    );
+    assert_eq!(report["passed"], false, "{report:#}");
+    assert_eq!(
+        report["failedActions"].as_array().map(Vec::len),
+        Some(1),
+        "{report:#}"
     );
 }
 

@@ -28,8 +28,12 @@ pub struct ExperimentReport {
     pub speed: f64,
     /// How long the load ran, in seconds.
     pub duration_seconds: f64,
-    /// True when every expectation held.
+    /// True when every expectation held and every timeline action took.
     pub passed: bool,
+    /// The timeline actions that did not take (a command weir refused, a
+    /// config that could not be written), as their event lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_actions: Vec<String>,
     /// The weir process.
     pub weir: WeirInfo,
     /// The fake upstreams.
@@ -285,6 +289,9 @@ pub(crate) struct RunData {
     pub(crate) events: Vec<Event>,
     /// When each timeline action was applied (`None`: never).
     pub(crate) actions: Vec<Option<f64>>,
+    /// The timeline actions that did not take (a command weir refused, a
+    /// config that could not be written): their event lines.
+    pub(crate) failed_actions: Vec<String>,
     /// The config texts in force, each from when it was written.
     pub(crate) configs: Vec<(f64, String)>,
     /// The variables weir's config could use.
@@ -324,7 +331,7 @@ pub(crate) struct RouteState {
 pub(crate) fn build(run: &RunData) -> ExperimentReport {
     let aborts = aborts(run);
     let expectations = check::evaluate(run, &aborts);
-    let passed = expectations.iter().all(|e| e.passed);
+    let passed = expectations.iter().all(|e| e.passed) && run.failed_actions.is_empty();
     let mut upstreams = BTreeMap::new();
     for (i, name) in run.recorded.names.iter().enumerate() {
         let (responses, errors) = run
@@ -353,6 +360,7 @@ pub(crate) fn build(run: &RunData) -> ExperimentReport {
         speed: run.speed,
         duration_seconds: run.scenario.duration.secs(),
         passed,
+        failed_actions: run.failed_actions.clone(),
         weir: run.weir.clone(),
         upstreams: run.upstreams.clone(),
         load: LoadInfo {
@@ -664,15 +672,17 @@ impl ExperimentReport {
                 e.detail
             );
         }
-        let _ = writeln!(
-            out,
-            "verdict: {}",
-            if self.passed {
-                "all expectations passed"
-            } else {
-                "an expectation failed"
-            }
-        );
+        for failed in &self.failed_actions {
+            let _ = writeln!(out, "FAIL {failed}");
+        }
+        let verdict = if self.passed {
+            "all expectations passed"
+        } else if self.expectations.iter().all(|e| e.passed) {
+            "a timeline action did not take"
+        } else {
+            "an expectation failed"
+        };
+        let _ = writeln!(out, "verdict: {verdict}");
         out
     }
 }

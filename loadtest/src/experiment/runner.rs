@@ -94,6 +94,8 @@ struct Timeline {
 struct Applied {
     actions: Vec<Option<f64>>,
     configs: Vec<(f64, String)>,
+    /// The actions that did not take: their event lines.
+    failed: Vec<String>,
 }
 
 /// Runs the plan and writes `report.json` and `report.html` into its
@@ -227,6 +229,7 @@ async fn run_with(plan: &Plan, upstreams: &[Running]) -> Result<ExperimentReport
     let applied = Arc::new(Mutex::new(Applied {
         actions: vec![None; scenario.timeline.len()],
         configs: Vec::new(),
+        failed: Vec::new(),
     }));
     let timeline = tokio::spawn(
         Timeline {
@@ -351,6 +354,7 @@ async fn run_with(plan: &Plan, upstreams: &[Running]) -> Result<ExperimentReport
         samples,
         events: all_events,
         actions: applied.actions,
+        failed_actions: applied.failed,
         configs,
         env,
         upstream_stats: states.iter().map(|s| s.stats()).collect(),
@@ -444,7 +448,7 @@ impl Timeline {
             let action = &scenario.timeline[i];
             sleep_until(start + action.at.0).await;
             let Some(kind) = action.kind() else { continue };
-            let (t, event_kind, route, text) = match kind {
+            let (t, event_kind, route, text, took) = match kind {
                 ActionKind::Config(text) => {
                     let copy = dir.join(format!("weir.timeline-{i}.yaml"));
                     let next = dir.join("weir.yaml.next");
@@ -452,6 +456,7 @@ impl Timeline {
                         .and_then(|()| std::fs::write(&next, text))
                         .and_then(|()| std::fs::rename(&next, &config_path));
                     let t = since(start);
+                    let took = written.is_ok();
                     let text = match written {
                         Ok(()) => {
                             lock().configs.push((t, text.to_owned()));
@@ -459,7 +464,7 @@ impl Timeline {
                         }
                         Err(e) => format!("timeline[{i}]: config NOT rewritten: {e}"),
                     };
-                    (t, EventKind::Config, None, text)
+                    (t, EventKind::Config, None, text, took)
                 }
                 ActionKind::Fault(fault) => {
                     let update = FaultsUpdate {
@@ -468,7 +473,8 @@ impl Timeline {
                         latency_ms: None,
                         fail_after_ms: None,
                     };
-                    let text = match upstreams.iter().find(|(n, _)| *n == fault.upstream) {
+                    let found = upstreams.iter().find(|(n, _)| *n == fault.upstream);
+                    let text = match found {
                         Some((_, state)) => {
                             let now = state.update_faults(&update);
                             format!(
@@ -478,13 +484,13 @@ impl Timeline {
                         }
                         None => format!("timeline[{i}]: no upstream {}", fault.upstream),
                     };
-                    (since(start), EventKind::Fault, None, text)
+                    (since(start), EventKind::Fault, None, text, found.is_some())
                 }
                 ActionKind::Command(command) => {
                     let t = since(start);
                     let (verb, body) = command.action.endpoint();
                     let path = format!("/api/v1/routes/{}/{verb}", command.route);
-                    let outcome = match admin.post(&path, body).await {
+                    let (outcome, took) = match admin.post(&path, body).await {
                         Ok((status, body)) => {
                             let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                             let said = json
@@ -493,9 +499,9 @@ impl Timeline {
                                 .and_then(Value::as_str)
                                 .unwrap_or("")
                                 .to_owned();
-                            format!("{status} {said}")
+                            (format!("{status} {said}"), status.is_success())
                         }
-                        Err(e) => format!("failed: {e}"),
+                        Err(e) => (format!("failed: {e}"), false),
                     };
                     (
                         t,
@@ -507,11 +513,15 @@ impl Timeline {
                             command.route,
                             outcome.trim()
                         ),
+                        took,
                     )
                 }
             };
             if let Some(slot) = lock().actions.get_mut(i) {
                 *slot = Some(t);
+            }
+            if !took {
+                lock().failed.push(text.clone());
             }
             events.push(Event {
                 t,

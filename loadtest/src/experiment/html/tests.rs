@@ -70,6 +70,7 @@ fn report() -> ExperimentReport {
         speed: 1.0,
         duration_seconds: 10.0,
         passed: false,
+        failed_actions: Vec::new(),
         weir: WeirInfo {
             binary: "/bin/weir".into(),
             listen: "127.0.0.1:1".into(),
