@@ -67,18 +67,10 @@ pub struct Process {
     /// The Kubernetes side, once started (SPEC section 10); unset without
     /// a `kubernetes` block.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::runtime::Cluster>>,
-    /// What the process bound and opened at startup, which reloads do not
-    /// change (see [`Process::restart_needed`]).
-    started_with: StartedWith,
-}
-
-/// The parts of the config a reload does not apply: the listeners, the
-/// admin address and `stateDir` as the process started with them.
-#[derive(Debug)]
-struct StartedWith {
-    listeners: Vec<weir_config::Listener>,
-    admin_address: std::net::SocketAddr,
-    state_dir: PathBuf,
+    /// The config file the process started with: its listeners, admin
+    /// address and `stateDir` are what it bound and opened, which reloads
+    /// do not change (see [`Process::restart_needed`]).
+    started_with: weir_config::Config,
 }
 
 /// Wall-clock milliseconds since the UNIX epoch.
@@ -138,12 +130,7 @@ impl Process {
         clock: Arc<dyn Clock>,
     ) -> prometheus::Result<Process> {
         let (registry, reloads) = crate::exposition::registry(&proxy, publisher.reader())?;
-        let config = control.file_config();
-        let started_with = StartedWith {
-            listeners: config.listeners.clone(),
-            admin_address: config.admin.address,
-            state_dir: config.state_dir.clone(),
-        };
+        let started_with = control.file_config().clone();
         Ok(Process {
             config_path,
             publisher,
@@ -164,18 +151,7 @@ impl Process {
     /// with and take effect only at the next restart: `listeners`,
     /// `admin.address`, `stateDir`.
     pub fn restart_needed(&self, config: &weir_config::Config) -> Vec<&'static str> {
-        let started = &self.started_with;
-        let mut keys = Vec::new();
-        if crate::reload::listeners_differ(&started.listeners, &config.listeners) {
-            keys.push("listeners");
-        }
-        if config.admin.address != started.admin_address {
-            keys.push("admin.address");
-        }
-        if config.state_dir != started.state_dir {
-            keys.push("stateDir");
-        }
-        keys
+        crate::reload::restart_keys(&self.started_with, config)
     }
 
     /// The process with the TLS config cells of its HTTPS listeners, which

@@ -338,11 +338,27 @@ fn load_guarded(
     })
 }
 
+/// The keys in which `new` differs from `old` that only a restart applies:
+/// `listeners`, `admin.address`, `stateDir`.
+pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if listeners_differ(&old.listeners, &new.listeners) {
+        keys.push("listeners");
+    }
+    if old.admin.address != new.admin.address {
+        keys.push("admin.address");
+    }
+    if old.state_dir != new.state_dir {
+        keys.push("stateDir");
+    }
+    keys
+}
+
 /// Whether `new` binds other listeners than `old`, which only a restart
 /// applies: a name, address, connection limit or TLS on or off that
 /// differs, whatever the order. New certificate and key paths are not a
 /// difference: a reload reads them.
-pub fn listeners_differ(old: &[weir_config::Listener], new: &[weir_config::Listener]) -> bool {
+fn listeners_differ(old: &[weir_config::Listener], new: &[weir_config::Listener]) -> bool {
     let shape = |listeners: &[weir_config::Listener]| {
         let mut shape: Vec<_> = listeners
             .iter()
@@ -383,16 +399,10 @@ fn log_change(trigger: Trigger, change: &Change) {
 /// then the new ones; empty when nothing does. Pure: the table tests of
 /// reload decisions start here.
 pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if listeners_differ(&old.listeners, &new.listeners) {
-        changes.push(Change::RestartNeeded("listeners"));
-    }
-    if old.admin.address != new.admin.address {
-        changes.push(Change::RestartNeeded("admin.address"));
-    }
-    if old.state_dir != new.state_dir {
-        changes.push(Change::RestartNeeded("stateDir"));
-    }
+    let mut changes: Vec<Change> = restart_keys(old, new)
+        .into_iter()
+        .map(Change::RestartNeeded)
+        .collect();
     if (&old.admin.reader_token, &old.admin.writer_token)
         != (&new.admin.reader_token, &new.admin.writer_token)
     {

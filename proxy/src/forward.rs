@@ -1294,18 +1294,12 @@ fn prepare_request<B>(
 
 /// Replaces several `cookie` fields by one, their values joined by "; ".
 fn join_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+    let cookies = headers.get_all(header::COOKIE);
+    if cookies.iter().nth(1).is_none() {
         return;
-    };
-    let mut joined = Vec::with_capacity(first.len() * 2);
-    for (i, value) in headers.get_all(header::COOKIE).iter().enumerate() {
-        if i > 0 {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(value.as_bytes());
     }
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+    let values: Vec<&[u8]> = cookies.iter().map(HeaderValue::as_bytes).collect();
+    if let Ok(value) = HeaderValue::from_bytes(&values.join(&b"; "[..])) {
         headers.insert(header::COOKIE, value);
     }
 }

@@ -228,7 +228,7 @@ pub fn compile_gateways(
         let mut listeners = Vec::new();
         for listener in &gateway.spec.listeners {
             let (mut supported_kinds, mut resolved_refs) = route_kinds(listener);
-            if listener.protocol != "HTTP" {
+            let verdict = if listener.protocol != "HTTP" {
                 // No route kind is supported on a protocol weir does not
                 // serve (upstream: the kinds supported "for that Listener
                 // configuration").
@@ -242,8 +242,6 @@ pub fn compile_gateways(
                         ),
                     );
                 }
-            }
-            let verdict = if listener.protocol != "HTTP" {
                 Verdict::no(
                     UNSUPPORTED_PROTOCOL,
                     format!(

@@ -38,7 +38,7 @@ pub enum RestoreError {
 
 /// How often a state that took effect without being written (an abort
 /// the store refused) is written again.
-pub const UNPERSISTED_RETRY_MS: u64 = 1_000;
+const UNPERSISTED_RETRY_MS: u64 = 1_000;
 
 /// Everything control decides, guarded by one lock in
 /// [`Process`](crate::process::Process).

@@ -807,32 +807,22 @@ impl RolloutState {
         };
         let mut s = self.clone();
         let active = self.is_active();
-        match command {
-            // A blue-green rollout swaps on the pre-promotion analysis'
-            // success and is judged by the post-promotion analysis after
-            // it: `promote` does not skip either while it runs (SPEC 12),
-            // `promote --full` does.
-            // Held (the run ended Inconclusive, or `pause`), `promote` goes
-            // on as the hold's message says.
-            Command::Promote
-                if active
-                    && !self.held
-                    && self.webhooks.wait.is_none()
-                    && self.step_index.is_some_and(|i| {
-                        matches!(
-                            run_kind(strategy, i),
-                            RunKind::PrePromotion(_) | RunKind::PostPromotion(_)
-                        )
-                    }) =>
-            {
+        // A blue-green rollout swaps on the pre-promotion analysis' success
+        // and is judged by the post-promotion analysis after it: `promote`
+        // does not skip either while it runs (SPEC 12), `promote --full`
+        // does. Held there (the run ended Inconclusive, or `pause`),
+        // `promote` goes on as the hold's message says.
+        if command == Command::Promote && active && !self.held && self.webhooks.wait.is_none() {
+            let which = match self.step_index.map(|i| run_kind(strategy, i)) {
+                Some(RunKind::PrePromotion(_)) => Some("pre"),
+                Some(RunKind::PostPromotion(_)) => Some("post"),
+                _ => None,
+            };
+            if let Some(which) = which {
                 let stage = self
                     .blue_green_stage(strategy)
                     .map_or("", BlueGreenStage::as_str);
-                let which = match self.step_index.map(|i| run_kind(strategy, i)) {
-                    Some(RunKind::PrePromotion(_)) => "pre",
-                    _ => "post",
-                };
-                Err(CommandRefused {
+                return Err(CommandRefused {
                     command,
                     phase: Some(self.phase),
                     message: format!(
@@ -841,8 +831,10 @@ impl RolloutState {
                          promotes, abort aborts)",
                         self.route
                     ),
-                })
+                });
             }
+        }
+        match command {
             Command::Promote if active => {
                 // Past a waiting gate (the operator decides); otherwise the
                 // current step ends and the gates before the next one are
@@ -1273,7 +1265,6 @@ impl RolloutState {
             // The step was edited while held into one that raises the
             // weight: its gate is asked before the weight moves.
             Some((index, _)) if self.edit_raises_weight(strategy, index) => {
-                self.held = false;
                 self.wait_on(Gate::ConfirmTrafficIncrease, index);
             }
             Some((_, step)) => {

@@ -163,7 +163,6 @@ pub fn parse<'h, 'b>(
     if fields.hosts == 0 && minor == 1 {
         return Err(Refusal::rejected(RejectReason::MissingHost));
     }
-    // Only an absolute-form target has an authority.
     // Only a target in another form than /path has an authority: read as
     // hyper reads it (`http://a?x@y/` has none with userinfo).
     let other_form = (!target.starts_with('/')).then(|| target.parse::<http::Uri>().ok());
