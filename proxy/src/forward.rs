@@ -254,23 +254,24 @@ pub async fn serve(
         Err(error) => (Err(error), None),
     };
     pending.answered = true;
-    // A deadline passed while the client was still sending its body: the
-    // connection cannot carry another request, and the answer says so.
-    // (Other failures drop the body before the answer, and hyper's server
-    // then reads what is left of it if it has all come, or else closes
-    // and says so itself; but the upstream connection given up on at the
-    // deadline may still hold the body as the answer goes out.)
+    // weir's own answer to a request whose body had not all been read
+    // (a deadline passed while the client was still sending it, or the
+    // upstream failed inside it) says the connection closes: what is left
+    // of the body cannot be read as the next request. hyper's server would
+    // close the connection anyway, but it says so in the answer only if it
+    // noticed the body dropped before the answer was ready, a race. A body
+    // kept whole for `stableFallback` was read to its end.
     let upload_cut = downstream_http1
         && match &outcome {
             Err(ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyIdle(_)) => true,
-            Err(ProxyError::UpstreamTimeout(_)) => {
+            Err(_) => {
                 replay.is_none()
                     && attempt
                         .upload
                         .as_ref()
-                        .is_some_and(|upload| upload.started() && !upload.ended())
+                        .is_some_and(|upload| !upload.ended())
             }
-            _ => false,
+            Ok(_) => false,
         };
     let context = RequestContext {
         span: &span,
