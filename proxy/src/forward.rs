@@ -254,13 +254,16 @@ pub async fn serve(
         Err(error) => (Err(error), None),
     };
     pending.answered = true;
-    // weir's own answer to a request whose body had not all been read
-    // (a deadline passed while the client was still sending it, or the
-    // upstream failed inside it) says the connection closes: what is left
-    // of the body cannot be read as the next request. hyper's server would
-    // close the connection anyway, but it says so in the answer only if it
-    // noticed the body dropped before the answer was ready, a race. A body
-    // kept whole for `stableFallback` was read to its end.
+    // weir's own answer to a request whose body was being sent when it
+    // failed (a deadline passed while the client was still sending it, or
+    // the upstream failed inside it) says the connection closes: what is
+    // left of the body cannot be read as the next request. (hyper's server
+    // would close the connection anyway if the rest has not come, but it
+    // says so in the answer only if it noticed the body dropped before the
+    // answer was ready, a race.) A body never started, as when the upstream
+    // could not be reached, is left to hyper, which reads it to its end
+    // and keeps the connection if it has all come; a body kept whole for
+    // `stableFallback` was read to its end.
     let upload_cut = downstream_http1
         && match &outcome {
             Err(ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyIdle(_)) => true,
@@ -269,7 +272,7 @@ pub async fn serve(
                     && attempt
                         .upload
                         .as_ref()
-                        .is_some_and(|upload| !upload.ended())
+                        .is_some_and(|upload| upload.started() && !upload.ended())
             }
             Ok(_) => false,
         };
