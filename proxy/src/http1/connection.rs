@@ -903,13 +903,25 @@ impl Conn<'_, '_> {
         // The answer's own framing broke: the upstream's fault whatever the
         // client did.
         let mut answer_broken = false;
+        // Counted before the client has the end of the answer, so a client
+        // that reads the counters once it has it finds the request there
+        // (as on the hyper path); the final write's few microseconds are
+        // left out of the duration.
+        let mut counted = false;
+        let metrics = &backend.metrics;
         loop {
-            if matches!(body, BodyLeft::Done) && !(uploading && accepted) {
-                // Back in the pool before the client sees the end, so its
-                // next request finds it there.
-                if let Some(upstream) = upstream.take() {
-                    if answer.reusable && self.buffers.from_upstream.is_empty() {
-                        endpoint.put_raw_idle(upstream);
+            if matches!(body, BodyLeft::Done) {
+                if !counted {
+                    metrics.record(code, plan.started.elapsed());
+                    counted = true;
+                }
+                if !(uploading && accepted) {
+                    // Back in the pool before the client sees the end, so
+                    // its next request finds it there.
+                    if let Some(upstream) = upstream.take() {
+                        if answer.reusable && self.buffers.from_upstream.is_empty() {
+                            endpoint.put_raw_idle(upstream);
+                        }
                     }
                 }
             }
@@ -941,7 +953,9 @@ impl Conn<'_, '_> {
             {
                 // The client left, or stopped reading: counted with the
                 // code it was sent.
-                backend.metrics.record(code, plan.started.elapsed());
+                if !counted {
+                    metrics.record(code, plan.started.elapsed());
+                }
                 self.closing = Closing::Close;
                 return Next::Close;
             }
@@ -986,7 +1000,9 @@ impl Conn<'_, '_> {
                         // exchange: counted with the code the client was
                         // sent, as when it leaves.
                         tracing::debug!(what, "client body broken while its answer streamed");
-                        backend.metrics.record(code, plan.started.elapsed());
+                        if !counted {
+                            metrics.record(code, plan.started.elapsed());
+                        }
                         // Part of the request is unread: `closing` stays
                         // `Linger`.
                         return Next::Close;
@@ -1031,8 +1047,9 @@ impl Conn<'_, '_> {
                 break;
             }
         }
-        let metrics = &backend.metrics;
-        metrics.record(code, plan.started.elapsed());
+        if !counted {
+            metrics.record(code, plan.started.elapsed());
+        }
         if let Some(kind) = failure {
             tracing::debug!(endpoint = %endpoint.addr(), ?kind, client_stopped, "upstream body broken; closing the client connection");
             if answer_broken || !client_stopped {
