@@ -209,7 +209,6 @@ async fn finish(
         Ok(Some(version)) => version,
         Ok(None) => return Ok(Outcome::Unchanged),
         Err(diagnostics) => {
-            process.reloads.failure.inc();
             tracing::error!(
                 ?trigger,
                 errors = diagnostics.0.len(),
@@ -219,6 +218,9 @@ async fn finish(
             for d in &diagnostics.0 {
                 tracing::error!("{d}");
             }
+            // Counted once the reasons are logged: whoever sees the count
+            // finds them in the log.
+            process.reloads.failure.inc();
             let errors: Vec<String> = diagnostics.0.iter().map(ToString::to_string).collect();
             let mut control = process.control.lock().await;
             control.announce_reload(&format!("{trigger:?}"), None, &errors, process.now_ms());
@@ -240,8 +242,8 @@ async fn finish(
     );
     drop(control);
     process.wait_applied(version).await;
-    process.reloads.success.inc();
     tracing::info!(?trigger, version, "config reloaded");
+    process.reloads.success.inc();
     Ok(Outcome::Applied(version))
 }
 
