@@ -137,7 +137,12 @@ async fn a_receiver_that_is_down_costs_one_full_queue() {
          {dropped} dropped; RSS {before} KiB -> {after} KiB (+{} KiB, debug build)",
         after.saturating_sub(before)
     );
-    assert_eq!(queued, QUEUE_CAPACITY);
+    // Full, less one if the delivery task gave up on one and took the next
+    // since the last push.
+    assert!(
+        (QUEUE_CAPACITY - 1..=QUEUE_CAPACITY).contains(&queued),
+        "{queued} queued, capacity {QUEUE_CAPACITY}"
+    );
     // One is with the delivery task, retrying.
     assert!(dropped >= (pushed - QUEUE_CAPACITY - 1) as f64, "{dropped}");
     assert_eq!(metric(&registry, "weir_notifications_sent_total"), 0.0);

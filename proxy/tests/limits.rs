@@ -34,9 +34,10 @@ async fn start() -> std::net::SocketAddr {
     addr
 }
 
-/// Reads until the server closes; returns what it sent and how long it took.
-async fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
-    let started = Instant::now();
+/// Reads until the server closes; returns what it sent and how long it took
+/// from `started` (taken before the connection was opened, so the server's
+/// timers started after it whatever the scheduling).
+async fn read_until_closed(stream: &mut TcpStream, started: Instant) -> (Vec<u8>, Duration) {
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -54,12 +55,13 @@ async fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
 #[tokio::test]
 async fn a_slow_request_head_is_dropped() {
     let addr = start().await;
+    let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: slow.test\r\n")
         .await
         .expect("partial head");
-    let (_, elapsed) = read_until_closed(&mut stream).await;
+    let (_, elapsed) = read_until_closed(&mut stream, started).await;
     assert!(
         elapsed >= HEADER_READ_TIMEOUT - Duration::from_millis(50),
         "closed too early: {elapsed:?}"
@@ -69,8 +71,9 @@ async fn a_slow_request_head_is_dropped() {
 #[tokio::test]
 async fn a_silent_connection_is_dropped() {
     let addr = start().await;
+    let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let (seen, elapsed) = read_until_closed(&mut stream).await;
+    let (seen, elapsed) = read_until_closed(&mut stream, started).await;
     assert!(
         seen.is_empty() || seen.starts_with(b"HTTP/1.1 408"),
         "{:?}",
@@ -85,12 +88,13 @@ async fn a_silent_connection_is_dropped() {
 #[tokio::test]
 async fn an_unmatched_request_gets_a_404_naming_host_and_path() {
     let addr = start().await;
+    let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
         .write_all(b"GET /missing HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n")
         .await
         .expect("request");
-    let (seen, _) = read_until_closed(&mut stream).await;
+    let (seen, _) = read_until_closed(&mut stream, started).await;
     let text = String::from_utf8_lossy(&seen);
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
     assert!(
@@ -102,12 +106,13 @@ async fn an_unmatched_request_gets_a_404_naming_host_and_path() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_dropped() {
     let addr = start().await;
+    let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
         .write_all(b"GET /missing HTTP/1.1\r\nHost: idle.test\r\n\r\n")
         .await
         .expect("request");
-    let (seen, elapsed) = read_until_closed(&mut stream).await;
+    let (seen, elapsed) = read_until_closed(&mut stream, started).await;
     assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 404"));
     assert!(
         elapsed >= HEADER_READ_TIMEOUT - Duration::from_millis(50),

@@ -18,7 +18,9 @@ use weir_e2e::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let slow = FakeUpstream::start("stable").await;
-    slow.set_delay(Duration::from_secs(3));
+    // Long enough for the checks below to run while it is in flight on a
+    // loaded machine; short of the 10 s drain timeout.
+    slow.set_delay(Duration::from_secs(6));
     let mut weir = Weir::start(WeirConfig::new([Route::new("web", &[slow.addr])])).await;
     let http = weir.addrs.http;
     let admin = weir.addrs.admin;

@@ -117,12 +117,14 @@ async fn upstream_faults_change_at_runtime_and_after_fail_after() {
     })
     .await;
 
-    let failing = LoadtestUpstream::start("gamma", &["--fail-after", "500ms"]);
+    // Long enough for the first request to come before it on a loaded
+    // machine (the clock starts with the process).
+    let failing = LoadtestUpstream::start("gamma", &["--fail-after", "3s"]);
     within(LIMIT, "--fail-after", async {
         let r = weir_e2e::get(failing.addr, "/").await.unwrap();
         assert_eq!(r.status, 200, "fails before --fail-after");
         wait_until(
-            Duration::from_secs(5),
+            Duration::from_secs(15),
             "--fail-after to take effect",
             || async {
                 let r = weir_e2e::get(failing.addr, "/").await.unwrap();

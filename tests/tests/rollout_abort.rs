@@ -11,8 +11,9 @@ use weir_e2e::{
 };
 
 /// From the fault to weight 0: a 200 ms interval plus enough failures to be
-/// significant is well under a second; the rest is slack for 2 cores.
-const ABORT_LIMIT: Duration = Duration::from_secs(5);
+/// significant is well under a second (the demo measures it); the rest is
+/// slack for a debug build sharing 2 cores with the rest of the suite.
+const ABORT_LIMIT: Duration = Duration::from_secs(10);
 
 const REASONS: [&str; 3] = [
     "analysis_error_rate",

@@ -31,7 +31,7 @@ use crate::support::Running;
 pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long the server takes to answer `/slow`.
-pub(crate) const SLOW: Duration = Duration::from_secs(1);
+pub(crate) const SLOW: Duration = Duration::from_secs(3);
 
 /// One relayed connection.
 pub(crate) struct Relayed {
