@@ -30,7 +30,7 @@ use crate::model::analysis_templates::{
 use crate::model::{AnalysisRef, JsonPath, Metric, PrometheusQuery, Provider, WebRequest};
 use crate::schema::{
     AnalysisTemplateSpec, ArgValueSpec, DurationSpec, HeaderSpec, IntegerSpec, MetricSpec,
-    TemplateRefSpec,
+    PrometheusProviderSpec, TemplateRefSpec, WebProviderSpec,
 };
 
 /// Where a problem is and what it is.
@@ -399,42 +399,44 @@ pub(super) fn resolve(
             };
             match build_metric(&entry.spec.name, spec, &args) {
                 Ok(metric) => metrics.push(Arc::new(metric)),
-                Err((key, why)) => {
-                    // Where the value that makes it wrong is written: the
-                    // reference's argument, or its mention of the template
-                    // (a default of the template's).
-                    let written = metric_strings(spec)
-                        .into_iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, text)| text)
-                        .unwrap_or_default();
-                    // Every argument of this reference the field takes, in
-                    // the order the field names them; the error is placed
-                    // at the first and names them all when there are more.
-                    let mut used: Vec<(usize, String)> = Vec::new();
-                    for name in placeholders(&written).into_iter().flatten() {
-                        if let Some((k, _)) = given.get(name.as_str()) {
-                            if !used.iter().any(|(seen, _)| seen == k) {
-                                used.push((*k, name));
+                Err(problems) => {
+                    for (key, why) in problems {
+                        // Where the value that makes it wrong is written: the
+                        // reference's argument, or its mention of the template
+                        // (a default of the template's).
+                        let written = metric_strings(spec)
+                            .into_iter()
+                            .find(|(k, _)| *k == key)
+                            .map(|(_, text)| text)
+                            .unwrap_or_default();
+                        // Every argument of this reference the field takes, in
+                        // the order the field names them; the error is placed
+                        // at the first and names them all when there are more.
+                        let mut used: Vec<(usize, String)> = Vec::new();
+                        for name in placeholders(&written).into_iter().flatten() {
+                            if let Some((k, _)) = given.get(name.as_str()) {
+                                if !used.iter().any(|(seen, _)| seen == k) {
+                                    used.push((*k, name));
+                                }
                             }
                         }
+                        let place = match (used.first(), named.get(entry.spec.name.as_str())) {
+                            (Some((k, _)), _) => format!("{at}.args[{k}].value"),
+                            (None, Some(k)) => format!("{at}.templates[{k}].templateName"),
+                            (None, None) => at.to_owned(),
+                        };
+                        let from = if used.len() > 1 {
+                            let names: Vec<String> =
+                                used.iter().map(|(_, name)| format!("`{name}`")).collect();
+                            format!(" (it takes {} from these arguments)", names.join(", "))
+                        } else {
+                            String::new()
+                        };
+                        report(
+                            &place,
+                            format!("with these arguments, {metric_path}.{key} {why}{from}"),
+                        );
                     }
-                    let place = match (used.first(), named.get(entry.spec.name.as_str())) {
-                        (Some((k, _)), _) => format!("{at}.args[{k}].value"),
-                        (None, Some(k)) => format!("{at}.templates[{k}].templateName"),
-                        (None, None) => at.to_owned(),
-                    };
-                    let from = if used.len() > 1 {
-                        let names: Vec<String> =
-                            used.iter().map(|(_, name)| format!("`{name}`")).collect();
-                        format!(" (it takes {} from these arguments)", names.join(", "))
-                    } else {
-                        String::new()
-                    };
-                    report(
-                        &place,
-                        format!("with these arguments, {metric_path}.{key} {why}{from}"),
-                    );
                     ok = false;
                 }
             }
@@ -632,7 +634,9 @@ fn check_metric(
     let Some(declared) = declared else {
         return false;
     };
-    let mut ok = true;
+    // The keys whose placeholders are wrong: reported here, and not again
+    // as the metric is checked for its other problems.
+    let mut misnamed: Vec<String> = Vec::new();
     for (key, text) in metric_strings(spec) {
         for placeholder in placeholders(&text) {
             match placeholder {
@@ -653,7 +657,7 @@ fn check_metric(
                             "`{{{{args.{name}}}}}` names no argument of this template ({known}); declare it under `args`"
                         ),
                     );
-                    ok = false;
+                    misnamed.push(key.clone());
                 }
                 Err(written) => {
                     report(
@@ -662,13 +666,10 @@ fn check_metric(
                             "`{written}` is not a placeholder weir knows; write `{{{{args.NAME}}}}`"
                         ),
                     );
-                    ok = false;
+                    misnamed.push(key.clone());
                 }
             }
         }
-    }
-    if !ok {
-        return false;
     }
     // The template alone, with the defaults of its arguments: a field
     // naming an argument without one is checked at each reference, with
@@ -684,11 +685,14 @@ fn check_metric(
         bytes: &Cell::new(0),
     };
     match build_metric("", spec, &args) {
-        Ok(_) => whole,
-        Err((key, why)) => {
-            // The problems that a missing provider or `interval` make.
-            if whole || !matches!(key.as_str(), "provider" | "count") {
-                report(&format!("{at}.{key}"), why);
+        Ok(_) => whole && misnamed.is_empty(),
+        Err(problems) => {
+            for (key, why) in problems {
+                // The problems that a missing provider or `interval` make.
+                let left_out = !whole && matches!(key.as_str(), "provider" | "count");
+                if !left_out && !misnamed.contains(&key) {
+                    report(&format!("{at}.{key}"), why);
+                }
             }
             false
         }
@@ -973,58 +977,63 @@ fn whole(n: i64) -> u32 {
 }
 
 /// The metric with `args` in place, the text it holds added to the text
-/// resolved; `Err((key, why))` names the first problem. For the template
-/// alone ([`Args::alone`]) the metric is only checked: a field naming an
-/// argument without a value is left as written, unchecked.
+/// resolved; `Err` names every problem, each as `(key, why)`. For the
+/// template alone ([`Args::alone`]) the metric is only checked: a field
+/// naming an argument without a value is left as written, unchecked.
 fn build_metric(
     template: &str,
     spec: &MetricSpec,
     args: &Args<'_>,
-) -> Result<Metric, (String, String)> {
+) -> Result<Metric, Vec<(String, String)>> {
+    let mut problems: Vec<(String, String)> = Vec::new();
     let fail = |key: &str, why: String| (key.to_owned(), why);
     // A field naming an argument without a value (the template alone) is
     // `None` here: it is checked at each reference.
     let interval = match &spec.interval {
-        None => None,
-        Some(d) => match duration_field(d, args).map_err(|e| fail("interval", e))? {
-            Some(d) if d.is_zero() => {
-                return Err(fail(
-                    "interval",
-                    "`interval` is 0; it must be more than 0, e.g. `30s`".to_owned(),
-                ));
-            }
-            Some(d) => Some(Some(d)),
-            None => Some(None),
+        None => Ok(None),
+        Some(d) => match duration_field(d, args).map_err(|e| fail("interval", e)) {
+            Ok(Some(d)) if d.is_zero() => Err(fail(
+                "interval",
+                "`interval` is 0; it must be more than 0, e.g. `30s`".to_owned(),
+            )),
+            Ok(Some(d)) => Ok(Some(Some(d))),
+            Ok(None) => Ok(Some(None)),
+            Err(problem) => Err(problem),
         },
     };
-    let initial_delay = match &spec.initial_delay {
-        None => Duration::ZERO,
-        Some(d) => duration_field(d, args)
-            .map_err(|e| fail("initialDelay", e))?
-            .unwrap_or(Duration::ZERO),
-    };
-    let count = match &spec.count {
-        None => None,
-        Some(n) => match integer_field(n, args, 0).map_err(|e| fail("count", e))? {
-            None => None,
-            Some(0) => {
-                return Err(fail(
+    // A wrong `interval` is still one written, for `count`.
+    let interval_written = !matches!(interval, Ok(None));
+    let interval = noted(&mut problems, interval);
+    let initial_delay = noted(
+        &mut problems,
+        match &spec.initial_delay {
+            None => Ok(Duration::ZERO),
+            Some(d) => duration_field(d, args)
+                .map(|d| d.unwrap_or(Duration::ZERO))
+                .map_err(|e| fail("initialDelay", e)),
+        },
+    );
+    let count = noted(
+        &mut problems,
+        match &spec.count {
+            None => Ok(None),
+            Some(n) => match integer_field(n, args, 0).map_err(|e| fail("count", e)) {
+                Ok(None) => Ok(None),
+                Ok(Some(0)) => Err(fail(
                     "count",
                     "`count` is 0; it must be at least 1 (leave it out with `interval` to measure until the run ends)".to_owned(),
-                ));
-            }
-            Some(n) if n > 1 && interval.is_none() => {
-                return Err(fail(
+                )),
+                Ok(Some(n)) if n > 1 && !interval_written => Err(fail(
                     "count",
                     format!(
                         "`count` {n} needs an `interval` between the measurements, e.g. `interval: 30s`"
                     ),
-                ));
-            }
-            Some(n) => Some(whole(n)),
+                )),
+                Ok(Some(n)) => Ok(Some(whole(n))),
+                Err(problem) => Err(problem),
+            },
         },
-    };
-    let interval = interval.flatten();
+    );
     let condition =
         |key: &str, text: &Option<String>| -> Result<Option<Condition>, (String, String)> {
             match text {
@@ -1048,161 +1057,94 @@ fn build_metric(
                 }
             }
         };
-    let success_condition = condition("successCondition", &spec.success_condition)?;
-    let failure_condition = condition("failureCondition", &spec.failure_condition)?;
-    let failure_limit = match &spec.failure_limit {
-        None => Some(0),
-        Some(n) => match integer_field(n, args, -1).map_err(|e| fail("failureLimit", e))? {
-            Some(-1) => None,
-            Some(n) => Some(whole(n)),
-            None => Some(0),
+    let success_condition = noted(
+        &mut problems,
+        condition("successCondition", &spec.success_condition),
+    );
+    let failure_condition = noted(
+        &mut problems,
+        condition("failureCondition", &spec.failure_condition),
+    );
+    let failure_limit = noted(
+        &mut problems,
+        match &spec.failure_limit {
+            None => Ok(Some(0)),
+            Some(n) => integer_field(n, args, -1)
+                .map(|n| match n {
+                    Some(-1) => None,
+                    Some(n) => Some(whole(n)),
+                    None => Some(0),
+                })
+                .map_err(|e| fail("failureLimit", e)),
         },
-    };
+    );
     let limit = |key: &str, value: &Option<IntegerSpec>, default: u32| match value {
         None => Ok(default),
         Some(n) => integer_field(n, args, 0)
             .map(|n| n.map_or(default, whole))
             .map_err(|e| fail(key, e)),
     };
-    let inconclusive_limit = limit("inconclusiveLimit", &spec.inconclusive_limit, 0)?;
-    let consecutive_error_limit = limit(
-        "consecutiveErrorLimit",
-        &spec.consecutive_error_limit,
-        DEFAULT_CONSECUTIVE_ERROR_LIMIT,
-    )?;
+    let inconclusive_limit = noted(
+        &mut problems,
+        limit("inconclusiveLimit", &spec.inconclusive_limit, 0),
+    );
+    let consecutive_error_limit = noted(
+        &mut problems,
+        limit(
+            "consecutiveErrorLimit",
+            &spec.consecutive_error_limit,
+            DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+        ),
+    );
     let provider = match (&spec.provider.prometheus, &spec.provider.web) {
-        (Some(p), None) => {
-            let address = args
-                .field(&p.address)
-                .and_then(|a| a.http_url())
-                .map_err(|e| fail("provider.prometheus.address", e))?;
-            let query = args
-                .field(&p.query)
-                .map_err(|e| fail("provider.prometheus.query", e))?
-                .resolved;
-            if query.trim().is_empty() {
-                return Err(fail(
-                    "provider.prometheus.query",
-                    "the query is empty; write a PromQL query".to_owned(),
-                ));
-            }
-            let timeout = match p.timeout {
-                None => DEFAULT_PROMETHEUS_TIMEOUT,
-                Some(0) => {
-                    return Err(fail(
-                        "provider.prometheus.timeout",
-                        "`timeout` is 0 seconds; it must be at least 1, e.g. `30`".to_owned(),
-                    ));
-                }
-                Some(s) => Duration::from_secs(s),
-            };
-            Provider::Prometheus(PrometheusQuery {
-                address: address.trim_end_matches('/').to_owned(),
-                query: query.trim().to_owned(),
-                timeout,
-                headers: headers("provider.prometheus", &p.headers, args)?,
-                basic_auth: p
-                    .authentication
-                    .as_ref()
-                    .and_then(|a| a.basic.as_ref())
-                    .map(|b| (b.username.clone(), b.password.clone())),
-                insecure: p.insecure.unwrap_or(false),
-            })
-        }
-        (None, Some(w)) => {
-            let url = args
-                .field(&w.url)
-                .and_then(|u| u.http_url())
-                .map_err(|e| fail("provider.web.url", e))?;
-            let method = match &w.method {
-                None => "GET".to_owned(),
-                Some(m) => {
-                    let field = args.field(m).map_err(|e| fail("provider.web.method", e))?;
-                    let method = field.resolved.trim().to_ascii_uppercase();
-                    if field.pending.is_none() && !matches!(method.as_str(), "GET" | "POST" | "PUT")
-                    {
-                        return Err(fail(
-                            "provider.web.method",
-                            field.resolved_from(format!(
-                                "method `{method}` is not supported; write GET, POST or PUT"
-                            )),
-                        ));
-                    }
-                    method
-                }
-            };
-            if w.body.is_some() && w.json_body.is_some() {
-                return Err(fail(
-                    "provider.web.jsonBody",
-                    "`body` and `jsonBody` are both set; keep one".to_owned(),
-                ));
-            }
-            let json_path = match &w.json_path {
-                None => None,
-                Some(p) => {
-                    let field = args
-                        .field(p)
-                        .map_err(|e| fail("provider.web.jsonPath", e))?;
-                    if field.pending.is_some() {
-                        None
-                    } else {
-                        let parsed = JsonPath::parse(&field.resolved)
-                            .map_err(|e| fail("provider.web.jsonPath", field.resolved_from(e)))?;
-                        Some(parsed)
-                    }
-                }
-            };
-            let body = match (&w.body, &w.json_body) {
-                (Some(b), _) => Some(
-                    args.field(b)
-                        .map_err(|e| fail("provider.web.body", e))?
-                        .resolved,
-                ),
-                (None, Some(j)) => Some(
-                    args.field(&j.to_string())
-                        .map_err(|e| fail("provider.web.jsonBody", e))?
-                        .resolved,
-                ),
-                (None, None) => None,
-            };
-            let timeout = match w.timeout_seconds {
-                None => DEFAULT_WEB_TIMEOUT,
-                Some(0) => {
-                    return Err(fail(
-                        "provider.web.timeoutSeconds",
-                        "`timeoutSeconds` is 0; it must be at least 1, e.g. `10`".to_owned(),
-                    ));
-                }
-                Some(s) => Duration::from_secs(s),
-            };
-            Provider::Web(WebRequest {
-                url,
-                method,
-                headers: headers("provider.web", &w.headers, args)?,
-                body,
-                json_body: w.json_body.is_some(),
-                json_path,
-                timeout,
-                insecure: w.insecure.unwrap_or(false),
-            })
-        }
+        (Some(p), None) => prometheus_provider(p, args, &mut problems),
+        (None, Some(w)) => web_provider(w, args, &mut problems),
         (Some(_), Some(_)) => {
-            return Err(fail(
+            problems.push(fail(
                 "provider",
                 "`prometheus` and `web` are both set; a metric has one provider".to_owned(),
             ));
+            None
         }
         (None, None) => {
-            return Err(fail(
+            problems.push(fail(
                 "provider",
                 "no provider; set `prometheus: {address, query}` or `web: {url}`".to_owned(),
             ));
+            None
         }
     };
+    let (
+        Some(interval),
+        Some(initial_delay),
+        Some(count),
+        Some(success_condition),
+        Some(failure_condition),
+        Some(failure_limit),
+        Some(inconclusive_limit),
+        Some(consecutive_error_limit),
+        Some(provider),
+    ) = (
+        interval,
+        initial_delay,
+        count,
+        success_condition,
+        failure_condition,
+        failure_limit,
+        inconclusive_limit,
+        consecutive_error_limit,
+        provider,
+    )
+    else {
+        return Err(problems);
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     Ok(Metric {
         template: Arc::from(template),
         name: Arc::from(spec.name.as_str()),
-        interval,
+        interval: interval.flatten(),
         initial_delay,
         count,
         success_condition,
@@ -1213,4 +1155,170 @@ fn build_metric(
         dry_run: spec.dry_run.unwrap_or(false),
         provider,
     })
+}
+
+/// The value of `result`, or `None` with its problem added to `problems`.
+fn noted<T>(
+    problems: &mut Vec<(String, String)>,
+    result: Result<T, (String, String)>,
+) -> Option<T> {
+    result.map_err(|problem| problems.push(problem)).ok()
+}
+
+/// A metric's Prometheus provider with `args` in place; `None` with its
+/// problems added to `problems`.
+fn prometheus_provider(
+    p: &PrometheusProviderSpec,
+    args: &Args<'_>,
+    problems: &mut Vec<(String, String)>,
+) -> Option<Provider> {
+    let fail = |key: &str, why: String| (key.to_owned(), why);
+    let address = noted(
+        problems,
+        args.field(&p.address)
+            .and_then(|a| a.http_url())
+            .map_err(|e| fail("provider.prometheus.address", e)),
+    );
+    let query = noted(
+        problems,
+        args.field(&p.query)
+            .map_err(|e| fail("provider.prometheus.query", e))
+            .and_then(|field| {
+                if field.resolved.trim().is_empty() {
+                    Err(fail(
+                        "provider.prometheus.query",
+                        "the query is empty; write a PromQL query".to_owned(),
+                    ))
+                } else {
+                    Ok(field.resolved)
+                }
+            }),
+    );
+    let timeout = noted(
+        problems,
+        match p.timeout {
+            None => Ok(DEFAULT_PROMETHEUS_TIMEOUT),
+            Some(0) => Err(fail(
+                "provider.prometheus.timeout",
+                "`timeout` is 0 seconds; it must be at least 1, e.g. `30`".to_owned(),
+            )),
+            Some(s) => Ok(Duration::from_secs(s)),
+        },
+    );
+    let headers = noted(problems, headers("provider.prometheus", &p.headers, args));
+    Some(Provider::Prometheus(PrometheusQuery {
+        address: address?.trim_end_matches('/').to_owned(),
+        query: query?.trim().to_owned(),
+        timeout: timeout?,
+        headers: headers?,
+        basic_auth: p
+            .authentication
+            .as_ref()
+            .and_then(|a| a.basic.as_ref())
+            .map(|b| (b.username.clone(), b.password.clone())),
+        insecure: p.insecure.unwrap_or(false),
+    }))
+}
+
+/// A metric's web provider with `args` in place; `None` with its problems
+/// added to `problems`.
+fn web_provider(
+    w: &WebProviderSpec,
+    args: &Args<'_>,
+    problems: &mut Vec<(String, String)>,
+) -> Option<Provider> {
+    let fail = |key: &str, why: String| (key.to_owned(), why);
+    let url = noted(
+        problems,
+        args.field(&w.url)
+            .and_then(|u| u.http_url())
+            .map_err(|e| fail("provider.web.url", e)),
+    );
+    let method = noted(
+        problems,
+        match &w.method {
+            None => Ok("GET".to_owned()),
+            Some(m) => args
+                .field(m)
+                .map_err(|e| fail("provider.web.method", e))
+                .and_then(|field| {
+                    let method = field.resolved.trim().to_ascii_uppercase();
+                    if field.pending.is_none() && !matches!(method.as_str(), "GET" | "POST" | "PUT")
+                    {
+                        Err(fail(
+                            "provider.web.method",
+                            field.resolved_from(format!(
+                                "method `{method}` is not supported; write GET, POST or PUT"
+                            )),
+                        ))
+                    } else {
+                        Ok(method)
+                    }
+                }),
+        },
+    );
+    let both_bodies = w.body.is_some() && w.json_body.is_some();
+    if both_bodies {
+        problems.push(fail(
+            "provider.web.jsonBody",
+            "`body` and `jsonBody` are both set; keep one".to_owned(),
+        ));
+    }
+    let json_path = noted(
+        problems,
+        match &w.json_path {
+            None => Ok(None),
+            Some(p) => args
+                .field(p)
+                .map_err(|e| fail("provider.web.jsonPath", e))
+                .and_then(|field| {
+                    if field.pending.is_some() {
+                        Ok(None)
+                    } else {
+                        JsonPath::parse(&field.resolved)
+                            .map(Some)
+                            .map_err(|e| fail("provider.web.jsonPath", field.resolved_from(e)))
+                    }
+                }),
+        },
+    );
+    let body = noted(
+        problems,
+        match (&w.body, &w.json_body) {
+            (Some(b), _) => args
+                .field(b)
+                .map(|field| Some(field.resolved))
+                .map_err(|e| fail("provider.web.body", e)),
+            (None, Some(j)) => args
+                .field(&j.to_string())
+                .map(|field| Some(field.resolved))
+                .map_err(|e| fail("provider.web.jsonBody", e)),
+            (None, None) => Ok(None),
+        },
+    );
+    let timeout = noted(
+        problems,
+        match w.timeout_seconds {
+            None => Ok(DEFAULT_WEB_TIMEOUT),
+            Some(0) => Err(fail(
+                "provider.web.timeoutSeconds",
+                "`timeoutSeconds` is 0; it must be at least 1, e.g. `10`".to_owned(),
+            )),
+            Some(s) => Ok(Duration::from_secs(s)),
+        },
+    );
+    let headers = noted(problems, headers("provider.web", &w.headers, args));
+    if both_bodies {
+        return None;
+    }
+    Some(Provider::Web(WebRequest {
+        url: url?,
+        method: method?,
+        headers: headers?,
+        body: body?,
+        json_body: w.json_body.is_some(),
+        json_path: json_path?,
+        timeout: timeout?,
+        insecure: w.insecure.unwrap_or(false),
+    }))
 }

@@ -1092,3 +1092,53 @@ fn numbers_durations_and_names_take_arguments() {
         "{got:#?}"
     );
 }
+
+#[test]
+fn every_problem_of_a_metric_is_reported_not_only_the_first() {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: t
+    args: [{name: limit}]
+    metrics:
+      - name: m
+        interval: 5q
+        failureLimit: "{{args.limit}}"
+        successCondition: "result[0] <"
+        provider:
+          web: { url: nourl, timeoutSeconds: 0 }
+      - name: n
+        interval: 5s
+        successCondition: "result[0] < {{args.other}}"
+        initialDelay: soon
+        provider:
+          prometheus: { address: "not a url", query: " " }
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - setWeight: 10
+        - analysis: { templates: [{ templateName: t }], args: [{ name: limit, value: "many" }] }
+"#;
+    let errors = invalid(text);
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for path in [
+        "analysisTemplates[0].metrics[0].interval",
+        "analysisTemplates[0].metrics[0].successCondition",
+        "analysisTemplates[0].metrics[0].provider.web.url",
+        "analysisTemplates[0].metrics[0].provider.web.timeoutSeconds",
+        "analysisTemplates[0].metrics[1].successCondition",
+        "analysisTemplates[0].metrics[1].initialDelay",
+        "analysisTemplates[0].metrics[1].provider.prometheus.address",
+        "analysisTemplates[0].metrics[1].provider.prometheus.query",
+    ] {
+        assert_eq!(
+            paths.iter().filter(|p| **p == path).count(),
+            1,
+            "{path} reported once: {errors:#?}"
+        );
+    }
+}
