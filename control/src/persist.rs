@@ -45,6 +45,82 @@ pub struct FileStore {
     dir: PathBuf,
 }
 
+/// A state directory held by this process: two processes writing the same
+/// rollout states would each undo the other's transitions, and whichever
+/// restarted next would take the other's phase for its own. Held with an
+/// advisory lock on a file in the directory, which the kernel releases
+/// when the process ends however it ends (a `kill -9` too).
+#[derive(Debug)]
+pub struct StateDirLock {
+    /// The open lock file; the lock lasts as long as it is open.
+    _file: File,
+}
+
+/// The lock file's name in `stateDir` (no route's state file can have it:
+/// route names do not begin with a dot).
+pub const STATE_DIR_LOCK: &str = ".weir.lock";
+
+/// Why a state directory could not be held.
+#[derive(Debug)]
+pub enum StateDirLockError {
+    /// Another process holds it; its pid when it wrote one.
+    Held(Option<u32>),
+    /// The directory or its lock file could not be used.
+    Io(io::Error),
+}
+
+impl fmt::Display for StateDirLockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateDirLockError::Held(Some(pid)) => write!(
+                f,
+                "it is in use by another weir process (pid {pid}); give each process its own stateDir"
+            ),
+            StateDirLockError::Held(None) => f.write_str(
+                "it is in use by another weir process; give each process its own stateDir",
+            ),
+            StateDirLockError::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+// === impl StateDirLock ===
+
+impl StateDirLock {
+    /// Holds `dir` (created if needed) for this process, writing its pid in
+    /// the lock file for the message another process gives.
+    ///
+    /// # Errors
+    /// [`StateDirLockError::Held`] when another process holds it, else the
+    /// I/O error.
+    pub fn acquire(dir: &Path) -> Result<StateDirLock, StateDirLockError> {
+        ensure_dir(dir).map_err(StateDirLockError::Io)?;
+        let path = dir.join(STATE_DIR_LOCK);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(StateDirLockError::Io)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let pid = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok());
+                return Err(StateDirLockError::Held(pid));
+            }
+            Err(errno) => return Err(StateDirLockError::Io(errno.into())),
+        }
+        // The pid is only for messages: a failure to write it loses nothing.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        Ok(StateDirLock { _file: file })
+    }
+}
+
 /// States held in memory: for tests, and for a process that must not
 /// write (nothing survives a restart).
 #[derive(Debug, Default)]

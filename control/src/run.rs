@@ -138,6 +138,9 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let cluster_store = cluster_parts
         .as_ref()
         .map(|(_, _, statuses)| Arc::clone(statuses) as Arc<dyn crate::persist::StateStore>);
+    // Held until the process ends: one process per state directory.
+    let _state_dir_lock = crate::persist::StateDirLock::acquire(&config.state_dir)
+        .map_err(|error| anyhow::anyhow!("stateDir {}: {error}", config.state_dir.display()))?;
     let control =
         match ControlState::restore_beside(loaded, resolved, cluster_store, clock.now_ms()) {
             Ok(control) => control,

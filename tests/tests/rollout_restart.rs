@@ -173,3 +173,58 @@ async fn an_unreadable_state_file_holds_the_canary_at_weight_zero() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(canary_weight(&r.json()), 30.0, "{}", r.text());
 }
+
+/// A second process on the same state directory is refused before it
+/// binds or writes anything, naming the directory and the process that
+/// holds it; the first goes on serving with its state as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_state_dir_is_refused() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let strategy = Strategy::new([Step::SetWeight(30.0), Step::Pause(None)])
+        .analysis("250ms", "5s")
+        .min_requests(100_000);
+    let mut weir = Weir::start(WeirConfig::new([Route::new("web", &[v1.addr])
+        .canary(&[v2.addr], 0.0)
+        .strategy(strategy)]))
+    .await;
+    let r = weir.command("web", "promote", None).await;
+    assert_eq!(r.status, 200, "promote: {}", r.text());
+    let state_file = weir.dir().join("state").join("web.json");
+    let kept = std::fs::read(&state_file).expect("the route's state file");
+
+    // The same config file again: the same stateDir (and the same ports,
+    // which would fail later, once the state was restored).
+    let second = within(
+        Duration::from_secs(20),
+        "the second process to exit",
+        tokio::process::Command::new(weir_e2e::binary("weir"))
+            .args(["run", "--config"])
+            .arg(weir.config_path())
+            .output(),
+    )
+    .await
+    .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "in use by another weir process (pid {}); give each process its own stateDir",
+            weir.pid()
+        )) && stderr.contains("stateDir"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&state_file).expect("the route's state file"),
+        kept,
+        "the first process's state is untouched"
+    );
+    let s = weir.status("web").await;
+    assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+
+    // Released however the holder ends: a restart after `kill -9` holds it.
+    weir.kill9();
+    weir.restart().await;
+    let s = weir.status("web").await;
+    assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+}
