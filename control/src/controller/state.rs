@@ -453,8 +453,9 @@ impl ControlState {
             });
         };
         let Some(state) = self.rollouts.get(route) else {
-            return Err(CommandError::Refused(CommandRefused::fixed_split(
-                route, command,
+            return Err(CommandError::Refused(CommandRefused::without_strategy(
+                config_route,
+                command,
             )));
         };
         state

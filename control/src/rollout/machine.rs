@@ -480,15 +480,19 @@ impl CommandRefused {
     /// The HTTP status of every refusal: 409 Conflict.
     pub const HTTP_STATUS: u16 = 409;
 
-    /// The refusal of any command on a route without strategy (a fixed split).
-    pub fn fixed_split(route: &str, command: Command) -> CommandRefused {
+    /// The refusal of any command on a route without strategy: a fixed
+    /// split, or a route without a canary.
+    pub fn without_strategy(route: &Route, command: Command) -> CommandRefused {
+        let name = &route.name;
+        let what = if route.canary.is_some() {
+            format!("{name} is a fixed split (edit canary.weight in the config)")
+        } else {
+            format!("{name} has no canary (add one with a strategy in the config)")
+        };
         CommandRefused {
             command,
             phase: None,
-            message: format!(
-                "{command} applies only to a route with a strategy; {route} is a fixed split \
-                 (edit canary.weight in the config)"
-            ),
+            message: format!("{command} applies only to a route with a strategy; {what}"),
         }
     }
 
@@ -803,7 +807,7 @@ impl RolloutState {
         now_ms: u64,
     ) -> Result<Outcome, CommandRefused> {
         let Some(strategy) = &route.strategy else {
-            return Err(CommandRefused::fixed_split(&route.name, command));
+            return Err(CommandRefused::without_strategy(route, command));
         };
         let mut s = self.clone();
         let active = self.is_active();
@@ -875,7 +879,7 @@ impl RolloutState {
                 if active
                     || (self.phase == Phase::Promoted && self.can_swap_back(strategy, now_ms)) =>
             {
-                let detail = format!("abort command at {}", self.position(strategy));
+                let detail = format!("abort command, {}", self.position(strategy));
                 Ok(s.abort(self, strategy, now_ms, AbortReason::Manual, detail))
             }
             Command::Retry if self.phase == Phase::Aborted => {

@@ -431,6 +431,18 @@ fn commands_on_a_fixed_split_are_refused() {
             "{refused}"
         );
     }
+    // A route without a canary is not called a fixed split.
+    let mut alone = fixed.clone();
+    alone.canary = None;
+    let refused = state
+        .command(Command::Promote, &alone, T0)
+        .expect_err("a route without a canary has no rollout");
+    assert!(
+        refused
+            .message()
+            .ends_with("checkout has no canary (add one with a strategy in the config)"),
+        "{refused}"
+    );
 }
 
 // --- starting ---
@@ -777,7 +789,7 @@ fn abort_sets_weight_zero_at_once() {
     assert_eq!(t.canary_weight, Weight::ZERO);
     assert_eq!(
         s.message,
-        "aborted (manual): abort command at step 4/5 (pause {}); weight 0; retry starts the steps again"
+        "aborted (manual): abort command, step 4/5 (pause {}); weight 0; retry starts the steps again"
     );
     // Aborted is not judged.
     assert_eq!(s.tick(&route(), T0 + 51 * SEC, &pass()).state, *s);
