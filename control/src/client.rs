@@ -46,7 +46,7 @@ Exit status:
   1  the admin API refused the request (a 4xx or 5xx answer not listed below)
   2  usage error, or an unusable --admin URL
   3  the command does not apply in the route's current phase (409)
-  4  unknown route (404)
+  4  unknown route (404 naming the route; any other 404 is 1)
   5  authentication failed: missing or wrong token, or a reader token on a
      writer command (401, 403)
   6  weir cannot be reached at --admin (connection refused, or no answer
@@ -361,9 +361,14 @@ impl ClientError {
     pub fn exit(&self) -> Exit {
         match self {
             ClientError::Unreachable { .. } | ClientError::Timeout { .. } => Exit::Unreachable,
-            ClientError::Refused { status, .. } => match Exit::for_status(*status) {
+            ClientError::Refused { status, message } => match Exit::for_status(*status) {
                 // A "success" status is never a refusal; it cannot get here.
                 Exit::Success => Exit::Refused,
+                // Another 404 (a wrong `--admin` path, or not weir) is not
+                // an unknown route.
+                Exit::UnknownRoute if !message.starts_with(crate::messages::NO_ROUTE_NAMED) => {
+                    Exit::Refused
+                }
                 exit => exit,
             },
             ClientError::BadAnswer { .. } => Exit::Refused,

@@ -11,6 +11,10 @@ use weir_config::Weight;
 
 use crate::rollout::CommandRefused;
 
+/// How the refusal of an unknown route begins, before the route's name: the
+/// CLI tells it from other 404s (a wrong `--admin` path) by it.
+pub const NO_ROUTE_NAMED: &str = "no route named ";
+
 /// Why the admin API refused a request, with the status it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -180,7 +184,7 @@ impl fmt::Display for Refusal {
             Refusal::MethodNotAllowed { method, path } => {
                 write!(f, "{method} is not allowed on {path}")
             }
-            Refusal::NoRoute { route } => write!(f, "no route named {route}"),
+            Refusal::NoRoute { route } => write!(f, "{NO_ROUTE_NAMED}{route}"),
             Refusal::LocalOnly => {
                 f.write_str("without tokens the admin API answers only local callers")
             }

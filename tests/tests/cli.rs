@@ -130,6 +130,9 @@ async fn status_promote_abort_retry_and_exit_codes() {
     expect_exit(&out, 4, "weir abort nosuch (404)");
     let out = cli(&admin, &["status", "nosuch"], None).await;
     expect_exit(&out, 4, "weir status nosuch (404)");
+    // A wrong path in `--admin` is a 404 too, but names no route.
+    let out = cli(&format!("{admin}/foo"), &["status", "web"], None).await;
+    expect_exit(&out, 1, "weir status with a wrong --admin path (404)");
 
     let closed = ClosedPort::bind();
     let out = cli(&format!("http://{}", closed.addr), &["status"], None).await;

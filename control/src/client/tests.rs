@@ -401,9 +401,24 @@ fn exit_codes() {
     for (status, exit, code) in cases {
         assert_eq!(Exit::for_status(status), exit, "{status}");
         assert_eq!(exit.code(), code);
-        if !status.is_success() {
+        if !status.is_success() && status != StatusCode::NOT_FOUND {
             assert_eq!(ClientError::from_answer(status, b"").exit(), exit);
         }
+    }
+    // A 404 is an unknown route only when it names one: a wrong `--admin`
+    // path, or a server that is not weir, is a refusal.
+    for (body, exit) in [
+        (&br#"{"error":"no route named web"}"#[..], Exit::UnknownRoute),
+        (br#"{"error":"no admin endpoint /foo/api/v1/routes/web"}"#, Exit::Refused),
+        (b"<html>Not Found</html>", Exit::Refused),
+        (b"", Exit::Refused),
+    ] {
+        assert_eq!(
+            ClientError::from_answer(StatusCode::NOT_FOUND, body).exit(),
+            exit,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
     assert_eq!(Exit::Usage.code(), 2);
     let unreachable = ClientError::Unreachable {
