@@ -138,11 +138,13 @@ impl JsonPath {
     /// What is wrong, for the validation message.
     pub fn parse(text: &str) -> Result<JsonPath, String> {
         let trimmed = text.trim();
-        let inner = trimmed
-            .strip_prefix('{')
-            .and_then(|t| t.strip_suffix('}'))
-            .unwrap_or(trimmed)
-            .trim();
+        let inner = match trimmed.strip_prefix('{') {
+            Some(braced) => match braced.strip_suffix('}') {
+                Some(inner) => inner.trim(),
+                None => return Err("`{` without a closing `}`, e.g. `{$.data.value}`".to_owned()),
+            },
+            None => trimmed,
+        };
         let Some(mut rest) = inner.strip_prefix('$') else {
             return Err("a JSON path starts with `$`, e.g. `{$.data.value}`".to_owned());
         };

@@ -274,6 +274,17 @@ routes:
         ),
         Ok(())
     );
+    let bad = text.replace("\"{$.summary}\"", "\"{$.items[\"");
+    assert_eq!(
+        check_single(
+            &bad,
+            "analysisTemplates[0].metrics[0].provider.web.jsonPath",
+            15,
+            13,
+            "`{` without a closing `}`"
+        ),
+        Ok(())
+    );
     let bad = text.replace("method: POST", "method: PATCH");
     assert_eq!(
         check_single(
