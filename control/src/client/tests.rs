@@ -408,8 +408,14 @@ fn exit_codes() {
     // A 404 is an unknown route only when it names one: a wrong `--admin`
     // path, or a server that is not weir, is a refusal.
     for (body, exit) in [
-        (&br#"{"error":"no route named web"}"#[..], Exit::UnknownRoute),
-        (br#"{"error":"no admin endpoint /foo/api/v1/routes/web"}"#, Exit::Refused),
+        (
+            &br#"{"error":"no route named web"}"#[..],
+            Exit::UnknownRoute,
+        ),
+        (
+            br#"{"error":"no admin endpoint /foo/api/v1/routes/web"}"#,
+            Exit::Refused,
+        ),
         (b"<html>Not Found</html>", Exit::Refused),
         (b"", Exit::Refused),
     ] {
