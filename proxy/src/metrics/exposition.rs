@@ -80,7 +80,7 @@ pub const CLIENT_ERRORS: Family = Family {
 /// `weir_rejected_requests_total{reason}`.
 pub const REJECTED_REQUESTS: Family = Family {
     name: "weir_rejected_requests_total",
-    help: "Request heads refused with 400 before routing, by reason.",
+    help: "Request heads refused before routing (400, or 501 for a transfer coding weir does not forward), by reason; heads too large (431) and unparsable ones are not counted here.",
     kind: MetricType::COUNTER,
     labels: &["reason"],
 };
