@@ -1605,9 +1605,24 @@ impl RolloutState {
                 }
             }
             // Without an analysis block nothing waits on the judgement.
-            None | Some(Verdict::Inconclusive { .. }) => {
-                "no analysis block: steps go by time and commands".to_owned()
-            }
+            None | Some(Verdict::Inconclusive { .. }) => match &strategy.blue_green {
+                Some(bg) if bg.pre_promotion.is_some() || bg.post_promotion.is_some() => {
+                    "no analysis block: the stages go by commands, autoPromotionSeconds and \
+                     their analysis runs"
+                        .to_owned()
+                }
+                Some(_) => "no analysis block: the stages go by commands and autoPromotionSeconds"
+                    .to_owned(),
+                None if strategy.background.is_some()
+                    || strategy
+                        .steps
+                        .iter()
+                        .any(|s| matches!(s, Step::Analysis(_))) =>
+                {
+                    "no analysis block: steps go by time, commands and analysis runs".to_owned()
+                }
+                None => "no analysis block: steps go by time and commands".to_owned(),
+            },
             Some(Verdict::Fail { reason, .. }) => format!(
                 "analysis failed ({} of {} tolerated): {reason}",
                 self.failures, strategy.analysis.failure_limit

@@ -248,6 +248,27 @@ fn the_stages_follow_each_other_with_the_weight_and_the_preview() {
         "{}",
         awaiting().message
     );
+    // Without an analysis block, the stages are not called steps that go
+    // by time.
+    let mut unjudged = manual_route();
+    if let Some(s) = &mut unjudged.strategy {
+        s.gated_by_analysis = false;
+    }
+    let mut state = awaiting();
+    state.last_judgement = None;
+    assert_eq!(
+        state.analysis_note(strategy(&unjudged)),
+        "no analysis block: the stages go by commands, autoPromotionSeconds and their \
+         analysis runs"
+    );
+    let mut auto = Bg::auto().route();
+    if let Some(s) = &mut auto.strategy {
+        s.gated_by_analysis = false;
+    }
+    assert_eq!(
+        state.analysis_note(strategy(&auto)),
+        "no analysis block: the stages go by commands and autoPromotionSeconds"
+    );
     assert_eq!(done().promoted_revision.as_deref(), Some("v2"));
     assert!(
         done().message.contains("abort swaps back to v1 for 30 s"),
