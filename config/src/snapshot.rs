@@ -163,8 +163,10 @@ pub struct RouteOverride {
     pub canary_weight: Weight,
     /// Rollout sequence number.
     pub rollout_seq: u64,
-    /// A blue-green route's preview sends its requests to the canary.
-    pub preview_live: bool,
+    /// Requests that ask for the canary reach it: a blue-green route's
+    /// preview, and `canaryByHeader`. False once the rollout is aborted
+    /// (or its state unreadable): every client is back on stable.
+    pub canary_reachable: bool,
 }
 
 /// The sticky-cookie hash seed of a rollout: route name, canary revision and,
@@ -257,7 +259,7 @@ impl Snapshot {
                     .map(|bg| PreviewSnapshot {
                         hosts: bg.preview.hosts.clone(),
                         header: bg.preview.header.clone(),
-                        live: route.canary.is_some() && over.is_some_and(|o| o.preview_live),
+                        live: route.canary.is_some() && over.is_some_and(|o| o.canary_reachable),
                     });
                 let (canary_weight, seq) = match (over, &route.strategy) {
                     (Some(o), _) => (o.canary_weight, Some(o.rollout_seq)),
@@ -281,7 +283,12 @@ impl Snapshot {
                         canary,
                         cohort_seed: cohort_seed(&route.name, canary_revision, seq),
                     },
-                    canary_by_header: route.canary_by_header.clone(),
+                    // An aborted rollout takes the header's way to the
+                    // canary away with the weight, as it does the preview's.
+                    canary_by_header: route
+                        .canary_by_header
+                        .clone()
+                        .filter(|_| over.is_none_or(|o| o.canary_reachable)),
                     stickiness: route.stickiness.clone(),
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.clone(),

@@ -83,3 +83,38 @@ async fn header_override_beats_weight_and_cookie() {
     })
     .await;
 }
+
+/// An abort takes the header's way to the canary away with the weight:
+/// every client is back on stable, header or not; `retry` gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_rollout_sends_header_requests_to_stable() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let strategy =
+        weir_e2e::Strategy::new([weir_e2e::Step::SetWeight(10.0), weir_e2e::Step::Pause(None)])
+            .analysis("250ms", "5s")
+            .min_requests(100_000);
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])
+        .canary(&[canary.addr], 0.0)
+        .strategy(strategy)
+        .canary_by_header("x-canary", "always")]))
+    .await;
+    let addr = weir.addrs.http;
+    let header = [("x-canary", "always")];
+    let n = 20;
+    within(Duration::from_secs(30), "header requests", async {
+        let c = send_many(addr, "/", &header, n, 2).await.unwrap();
+        assert_eq!(count(&c, "canary", 200), n, "during the rollout: {c:?}");
+
+        let r = weir.command("web", "abort", None).await;
+        assert_eq!(r.status, 200, "abort: {}", r.text());
+        let c = send_many(addr, "/", &header, n, 2).await.unwrap();
+        assert_eq!(count(&c, "stable", 200), n, "after the abort: {c:?}");
+
+        let r = weir.command("web", "retry", None).await;
+        assert_eq!(r.status, 200, "retry: {}", r.text());
+        let c = send_many(addr, "/", &header, n, 2).await.unwrap();
+        assert_eq!(count(&c, "canary", 200), n, "after retry: {c:?}");
+    })
+    .await;
+}
