@@ -164,8 +164,8 @@ pub struct RouteOverride {
     /// Rollout sequence number.
     pub rollout_seq: u64,
     /// Requests that ask for the canary reach it: a blue-green route's
-    /// preview, and `canaryByHeader`. False once the rollout is aborted
-    /// (or its state unreadable): every client is back on stable.
+    /// preview, and `canaryByHeader`. False once the rollout is aborted:
+    /// every client is back on stable.
     pub canary_reachable: bool,
 }
 
