@@ -138,9 +138,28 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let cluster_store = cluster_parts
         .as_ref()
         .map(|(_, _, statuses)| Arc::clone(statuses) as Arc<dyn crate::persist::StateStore>);
-    // Held until the process ends: one process per state directory.
-    let _state_dir_lock = crate::persist::StateDirLock::acquire(&config.state_dir)
-        .map_err(|error| anyhow::anyhow!("stateDir {}: {error}", config.state_dir.display()))?;
+    // Held until the process ends: one process per state directory. A
+    // directory where no lock file can be made (read-only, say) is not
+    // refused for it: a config whose routes never transition writes
+    // nothing there, and a failed state write is reported when it happens.
+    let _state_dir_lock = match crate::persist::StateDirLock::acquire(&config.state_dir) {
+        Ok(lock) => Some(lock),
+        Err(held @ crate::persist::StateDirLockError::Held(_)) => {
+            let diagnostic = loaded.document.diagnostic(
+                "stateDir",
+                format!("{}: {held}", config.state_dir.display()),
+            );
+            anyhow::bail!("{diagnostic}");
+        }
+        Err(crate::persist::StateDirLockError::Io(error)) => {
+            tracing::warn!(
+                state_dir = %config.state_dir.display(),
+                %error,
+                "the state directory cannot be locked; another weir process started on it would not be stopped"
+            );
+            None
+        }
+    };
     let control =
         match ControlState::restore_beside(loaded, resolved, cluster_store, clock.now_ms()) {
             Ok(control) => control,
