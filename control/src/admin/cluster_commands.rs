@@ -266,9 +266,14 @@ pub(super) fn annotate(cluster: &Cluster, statuses: &mut [RouteStatus]) {
 pub(super) fn not_written(name: &str, command: Command, why: &NotWritten) -> Response<Full<Bytes>> {
     let (status, message) = match why {
         NotWritten::Refused(refused) => (refused.status(), refused.to_string()),
+        // Begins as every unknown route's 404 does, which the CLI tells
+        // from other 404s by.
         NotWritten::Gone(error) => (
             StatusCode::NOT_FOUND,
-            format!("{error}; {command} is not written"),
+            format!(
+                "{}{name}: {error}; {command} is not written",
+                crate::messages::NO_ROUTE_NAMED
+            ),
         ),
         NotWritten::Follower => (
             StatusCode::CONFLICT,

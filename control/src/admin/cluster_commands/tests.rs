@@ -296,6 +296,13 @@ async fn an_api_server_that_does_not_take_the_input_is_503_and_a_gone_route_404(
     assert!(
         gone.body["error"]
             .as_str()
+            .is_some_and(|e| e.starts_with("no route named shop/checkout: ")),
+        "the CLI's unknown route: {}",
+        gone.body
+    );
+    assert!(
+        gone.body["error"]
+            .as_str()
             .is_some_and(|e| e.contains("CanaryRoute shop/checkout does not exist")),
         "{}",
         gone.body
