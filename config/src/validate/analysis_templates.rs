@@ -850,45 +850,67 @@ impl Field<'_> {
     }
 }
 
-/// The headers of provider `at` with the arguments in place; `Err((key,
-/// why))` names the first one that is not an HTTP header name and value
-/// (the run would otherwise fail at its first request).
+/// The headers of provider `at` with the arguments in place; `None` with a
+/// problem added to `problems` for each name or value that is not an HTTP
+/// header's (the run would otherwise fail at its first request).
 fn headers(
     at: &str,
     list: &[HeaderSpec],
     args: &Args<'_>,
-) -> Result<Vec<(String, String)>, (String, String)> {
-    list.iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let key = format!("{at}.headers[{i}].key");
-            let name = args.field(&h.key).map_err(|why| (key.clone(), why))?;
-            if name.pending.is_none()
-                && http::HeaderName::from_bytes(name.resolved.as_bytes()).is_err()
-            {
-                return Err((
-                    key,
-                    name.problem(
-                        "is not an HTTP header name (no spaces, colons or other separators), \
-                         e.g. `x-scope-orgid`",
-                        true,
-                    ),
-                ));
-            }
-            let key = format!("{at}.headers[{i}].value");
-            let value = args.field(&h.value).map_err(|why| (key.clone(), why))?;
-            if value.pending.is_none() && http::HeaderValue::from_str(&value.resolved).is_err() {
-                return Err((
-                    key,
-                    value.problem(
-                        "is not a valid HTTP header value (control characters or non-ASCII)",
-                        true,
-                    ),
-                ));
-            }
-            Ok((name.resolved, value.resolved))
-        })
-        .collect()
+    problems: &mut Vec<(String, String)>,
+) -> Option<Vec<(String, String)>> {
+    let before = problems.len();
+    let mut headers = Vec::with_capacity(list.len());
+    for (i, h) in list.iter().enumerate() {
+        let key = format!("{at}.headers[{i}].key");
+        let name = noted(
+            problems,
+            args.field(&h.key)
+                .map_err(|why| (key.clone(), why))
+                .and_then(|name| {
+                    if name.pending.is_none()
+                        && http::HeaderName::from_bytes(name.resolved.as_bytes()).is_err()
+                    {
+                        Err((
+                            key,
+                            name.problem(
+                                "is not an HTTP header name (no spaces, colons or other \
+                                 separators), e.g. `x-scope-orgid`",
+                                true,
+                            ),
+                        ))
+                    } else {
+                        Ok(name.resolved)
+                    }
+                }),
+        );
+        let key = format!("{at}.headers[{i}].value");
+        let value = noted(
+            problems,
+            args.field(&h.value)
+                .map_err(|why| (key.clone(), why))
+                .and_then(|value| {
+                    if value.pending.is_none()
+                        && http::HeaderValue::from_str(&value.resolved).is_err()
+                    {
+                        Err((
+                            key,
+                            value.problem(
+                                "is not a valid HTTP header value (control characters or \
+                                 non-ASCII)",
+                                true,
+                            ),
+                        ))
+                    } else {
+                        Ok(value.resolved)
+                    }
+                }),
+        );
+        if let (Some(name), Some(value)) = (name, value) {
+            headers.push((name, value));
+        }
+    }
+    (problems.len() == before).then_some(headers)
 }
 
 /// `text` trimmed when it is an http:// or https:// URL with a host; else
@@ -1205,7 +1227,7 @@ fn prometheus_provider(
             Some(s) => Ok(Duration::from_secs(s)),
         },
     );
-    let headers = noted(problems, headers("provider.prometheus", &p.headers, args));
+    let headers = headers("provider.prometheus", &p.headers, args, problems);
     Some(Provider::Prometheus(PrometheusQuery {
         address: address?.trim_end_matches('/').to_owned(),
         query: query?.trim().to_owned(),
@@ -1307,7 +1329,7 @@ fn web_provider(
             Some(s) => Ok(Duration::from_secs(s)),
         },
     );
-    let headers = noted(problems, headers("provider.web", &w.headers, args));
+    let headers = headers("provider.web", &w.headers, args, problems);
     if both_bodies {
         return None;
     }

@@ -1124,7 +1124,10 @@ analysisTemplates:
         successCondition: "result[0] < {{args.other}}"
         initialDelay: soon
         provider:
-          prometheus: { address: "not a url", query: " " }
+          prometheus:
+            address: "not a url"
+            query: " "
+            headers: [{ key: "a b", value: x }, { key: "c d", value: y }]
 routes:
   - name: r
     stable: { revision: v1, endpoints: [a:1] }
@@ -1145,6 +1148,8 @@ routes:
         "analysisTemplates[0].metrics[1].initialDelay",
         "analysisTemplates[0].metrics[1].provider.prometheus.address",
         "analysisTemplates[0].metrics[1].provider.prometheus.query",
+        "analysisTemplates[0].metrics[1].provider.prometheus.headers[0].key",
+        "analysisTemplates[0].metrics[1].provider.prometheus.headers[1].key",
     ] {
         assert_eq!(
             paths.iter().filter(|p| **p == path).count(),
