@@ -1105,8 +1105,18 @@ impl<'a> Checker<'a> {
                 Some(format!(
                     "`{method}` is not an HTTP method (letters, digits and !#$%&'*+-.^_`|~, no spaces)"
                 ))
-            } else if method == "CONNECT" {
+            } else if method.eq_ignore_ascii_case("CONNECT") {
                 Some("`CONNECT` cannot be retried: it opens a tunnel".to_owned())
+            } else if method.bytes().any(|b| b.is_ascii_lowercase())
+                && STANDARD_METHODS
+                    .iter()
+                    .any(|standard| standard.eq_ignore_ascii_case(method))
+            {
+                // Methods are case-sensitive: `get` would match no GET.
+                Some(format!(
+                    "`{method}` matches no {upper} request: methods are case-sensitive; write `{upper}`",
+                    upper = method.to_ascii_uppercase()
+                ))
             } else if !seen.first(method.as_str()) {
                 Some(format!("`{method}` is listed twice"))
             } else {
@@ -1946,6 +1956,12 @@ impl RouteKey {
 
 /// The protocol a route lets clients upgrade to when `upgrades` is unset.
 const DEFAULT_UPGRADE: &str = "websocket";
+
+/// The methods of RFC 9110 and PATCH: one of them written in lowercase
+/// in a method list is a mistake (methods are case-sensitive).
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 /// A size in bytes: a whole number, optionally followed by `B`, `KiB`,
 /// `MiB` (powers of 1024) or `kB`, `MB` (powers of 1000).

@@ -1741,6 +1741,13 @@ fn stable_fallback_has_defaults_and_located_errors() {
             "`CONNECT` cannot be retried",
         ),
         (
+            format!("{HEADER}{route}    stableFallback: {{ methods: [GET, post] }}\n"),
+            "routes[0].stableFallback.methods[1]",
+            7,
+            38,
+            "`post` matches no POST request: methods are case-sensitive; write `POST`",
+        ),
+        (
             format!("{HEADER}{route}    stableFallback: {{ methods: [GET, GET] }}\n"),
             "routes[0].stableFallback.methods[1]",
             7,
