@@ -160,20 +160,9 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             None
         }
     };
-    let control =
-        match ControlState::restore_beside(loaded, resolved, cluster_store, clock.now_ms()) {
-            Ok(control) => control,
-            // A config behind a promotion is refused as a reload would be.
-            Err(RestoreError::Config(diagnostics)) => {
-                return Err(config_errors(&config_path, &diagnostics));
-            }
-            Err(RestoreError::State(problems)) => {
-                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
-            }
-        };
-
-    // Bind everything before serving anything, so a taken port fails the start.
+    // Bind everything before serving anything, so a taken port fails the
+    // start; and before the state is restored, which may start a rollout
+    // and write it: a start that fails leaves the state directory as it was.
     let mut listeners = Vec::new();
     let mut listener_tls = Vec::new();
     for (listener, tls) in config.listeners.iter().zip(&tls_configs) {
@@ -196,6 +185,20 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let admin_socket = bind(config.admin.address)
         .with_context(|| format!("admin API on {}", config.admin.address))?;
 
+    let forwarding = forwarding_path()?;
+    let control =
+        match ControlState::restore_beside(loaded, resolved, cluster_store, clock.now_ms()) {
+            Ok(control) => control,
+            // A config behind a promotion is refused as a reload would be.
+            Err(RestoreError::Config(diagnostics)) => {
+                return Err(config_errors(&config_path, &diagnostics));
+            }
+            Err(RestoreError::State(problems)) => {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
+            }
+        };
+
     let snapshot = control.snapshot();
     let (publisher, reader) = weir_config::channel(snapshot);
     let metrics = Arc::new(Metrics::new());
@@ -212,7 +215,6 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let (stop_tx, stop_rx) = watch::channel(false);
     // The admin API outlives the listeners, so /readyz can say 503 during the drain.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-    let forwarding = forwarding_path()?;
     let mut servers = tokio::task::JoinSet::new();
     for (name, socket, tls, max_connections) in listeners {
         let proxy = proxy.clone();

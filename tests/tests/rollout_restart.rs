@@ -196,7 +196,7 @@ async fn a_second_process_on_the_same_state_dir_is_refused() {
     let kept = std::fs::read(&state_file).expect("the route's state file");
 
     // The same config file again: the same stateDir (and the same ports,
-    // which would fail later, once the state was restored).
+    // which are bound after the lock is taken).
     let second = within(
         Duration::from_secs(20),
         "the second process to exit",
@@ -229,4 +229,52 @@ async fn a_second_process_on_the_same_state_dir_is_refused() {
     weir.restart().await;
     let s = weir.status("web").await;
     assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+}
+
+/// A start that fails on a taken port leaves the state directory as it
+/// was: the new canary revision's rollout is not started (its clock not
+/// run) by a process that never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_taken_port_writes_no_state() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let v3 = FakeUpstream::start("v3").await;
+    let strategy = Strategy::unjudged([Step::SetWeight(30.0), Step::Pause(Some("1h".into()))]);
+    let config = WeirConfig::new([Route::new("web", &[v1.addr])
+        .canary(&[v2.addr], 0.0)
+        .strategy(strategy)]);
+    let mut weir = Weir::start(config.clone()).await;
+    weir.sigterm();
+    let stopped = weir.wait_exit(Duration::from_secs(20)).await;
+    assert!(stopped.success(), "a clean stop: {stopped}");
+    let state_file = weir.dir().join("state").join("web.json");
+    let kept = std::fs::read(&state_file).expect("the route's state file");
+
+    // v3 would start a new rollout, but the proxy's port is taken.
+    let taken = tokio::net::TcpListener::bind(weir.addrs.http)
+        .await
+        .expect("the stopped weir's port bound again");
+    weir.write_config(
+        &config.with_route("web", |r| r.canary(&[v3.addr], 0.0).canary_revision("v3")),
+    );
+    let refused = within(
+        Duration::from_secs(20),
+        "the start to fail",
+        tokio::process::Command::new(weir_e2e::binary("weir"))
+            .args(["run", "--config"])
+            .arg(weir.config_path())
+            .output(),
+    )
+    .await
+    .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("listener"), "names the listener: {stderr}");
+    assert!(!stderr.contains("rollout"), "no rollout started: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(&state_file).expect("the state file")),
+        String::from_utf8_lossy(&kept),
+        "the state is left as it was"
+    );
+    drop(taken);
 }
