@@ -912,6 +912,14 @@ async fn forward(
     {
         return refuse(sender, ProxyError::BrokenAnswer(http1::OTHER_CODING));
     }
+    // hyper reads a head past its buffer limit when it arrives in one read;
+    // the own path's limit is on the head's bytes, so it is checked here.
+    if !endpoint.is_http2() && http1_head_len(&response) > http1::response_head::MAX_HEAD {
+        return refuse(
+            sender,
+            ProxyError::BrokenAnswer(http1::response_head::TOO_LARGE),
+        );
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch the client did not ask for (or cannot take, over HTTP/2)
         // would leave both sides speaking different protocols.
@@ -1240,6 +1248,9 @@ fn prepare_request<B>(
     };
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, true);
+    // An expectation is answered by weir's own server (`100 Continue` once
+    // the body is read), as on the own path; the upstream is not asked again.
+    headers.remove(header::EXPECT);
     if let Some(upgrade) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());
@@ -1339,6 +1350,25 @@ fn switches_to_offered(response: &HeaderMap, offered: &HeaderValue) -> bool {
         }
     }
     chosen > 0
+}
+
+/// The bytes of `response`'s head as an HTTP/1.1 upstream wrote it (one
+/// space after each colon, no folding): its status line, fields and empty
+/// line.
+fn http1_head_len<B>(response: &Response<B>) -> usize {
+    // hyper keeps a reason phrase only when it is not the usual one.
+    let reason = response
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|reason| reason.as_bytes().len())
+        .or_else(|| response.status().canonical_reason().map(str::len))
+        .unwrap_or(0);
+    let fields: usize = response
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    "HTTP/1.1 200 \r\n".len() + reason + fields + 2
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.

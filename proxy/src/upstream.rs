@@ -665,6 +665,9 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (send, connection) = http1::Builder::new()
+        // An answer's head is read up to the size the own path reads, so
+        // both paths refuse the same heads (hyper's default is ~400 KB).
+        .max_buf_size(crate::http1::response_head::MAX_HEAD)
         .handshake(io)
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;

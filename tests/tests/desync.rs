@@ -786,6 +786,25 @@ fn response_cases() -> Vec<(&'static str, &'static str, Reply, Answered)> {
             Reply::keep("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello"),
             Answered::Served(304, b""),
         ),
+        // Both paths read an answer's head up to 64 KiB, as a request's.
+        (
+            "a head of 60 KiB",
+            "GET",
+            Reply::keep(format!(
+                "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 5\r\n\r\nhello",
+                "v".repeat(60 * 1024)
+            )),
+            Answered::Served(200, b"hello"),
+        ),
+        (
+            "a head over 64 KiB",
+            "GET",
+            Reply::keep(format!(
+                "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 5\r\n\r\nhello",
+                "v".repeat(70 * 1024)
+            )),
+            Answered::BadGateway,
+        ),
     ]
 }
 
@@ -999,6 +1018,9 @@ async fn expect_100_continue_gets_the_body_forwarded_once(path: ForwardingPath) 
     let reached = upstream.requests();
     assert_eq!(reached.len(), 1, "{reached:?}");
     assert_eq!(reached[0].body, b"hello");
+    // weir answered the expectation itself: the upstream is not asked it
+    // again (and would answer a 100 Continue nobody waits for).
+    assert_eq!(reached[0].header_values("expect"), Vec::<&str>::new());
     assert_eq!(upstream.violations(), vec![]);
 }
 

@@ -10,6 +10,9 @@ use super::{OTHER_CODING, answer_has_no_body, field_is, is_chunked_alone};
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
 
+/// Why a head over [`MAX_HEAD`] is refused, on both paths.
+pub const TOO_LARGE: &str = "response head too large";
+
 /// A parsed and accepted response head, borrowing the upstream buffer.
 #[derive(Debug)]
 pub struct ResponseHead<'h, 'b> {
@@ -58,7 +61,7 @@ pub fn parse<'h, 'b>(
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= MAX_HEAD {
-                return Err(BrokenHead("response head too large"));
+                return Err(BrokenHead(TOO_LARGE));
             }
             return Ok(None);
         }
@@ -248,7 +251,7 @@ mod tests {
         let mut input = b"HTTP/1.1 200 OK\r\nX-Long: ".to_vec();
         input.resize(MAX_HEAD + 10, b'a');
         input.extend_from_slice(b"\0\r\n\r\n");
-        let too_large = Err(BrokenHead("response head too large"));
+        let too_large = Err(BrokenHead(TOO_LARGE));
         assert_eq!(judge(&input[..MAX_HEAD], false), too_large);
         assert_eq!(judge(&input, false), too_large);
     }
