@@ -73,3 +73,49 @@ async fn a_failed_state_write_refuses_the_transition_but_not_an_abort() {
     assert_eq!(count(&c, "v1", 200), 40, "{c:?}");
     assert_eq!(v2.hits(), hits, "the canary got traffic after the abort");
 }
+
+/// A pause's end that cannot be written leaves the rollout where it was,
+/// and its status says why, until the write succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_step_that_cannot_be_written_says_so_in_the_status() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let strategy = Strategy::unjudged([Step::Pause(Some("5s".into())), Step::SetWeight(60.0)]);
+    let config = WeirConfig::new([Route::rollout("web", &[v1.addr], &[v2.addr], strategy)]);
+    let weir = Weir::start(config).await;
+    let blocker = weir.dir().join("state").join(".web.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+
+    let s = weir_e2e::wait_until(Duration::from_secs(30), "the status to tell", || async {
+        let s = weir.status("web").await;
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot persist the state of route web"))
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (phase(&s), step_index(&s), canary_weight(&s)),
+        ("Paused", Some(0), 0.0),
+        "{s:#}"
+    );
+
+    std::fs::remove_dir(&blocker).unwrap();
+    let s = weir_e2e::wait_until(Duration::from_secs(30), "the next step", || async {
+        let s = weir.status("web").await;
+        (step_index(&s) == Some(1)).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (phase(&s), canary_weight(&s)),
+        ("Progressing", 60.0),
+        "{s:#}"
+    );
+    assert!(
+        !s["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot persist"),
+        "{s:#}"
+    );
+}

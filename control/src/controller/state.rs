@@ -385,6 +385,12 @@ impl ControlState {
                 };
                 if !matches!(transition.kind, TransitionKind::Aborted(_)) {
                     tracing::error!("{failed}; the transition is not applied");
+                    // The status says why the rollout does not move (a
+                    // timer's transition is tried again at every tick).
+                    if let Some(kept) = self.rollouts.get_mut(route) {
+                        kept.message =
+                            format!("{failed}; not in force until it is: {}", transition.message);
+                    }
                     return Err(failed);
                 }
                 tracing::error!(
