@@ -40,6 +40,7 @@ fn state(phase: Phase, step: Option<usize>, percent: u32) -> RolloutState {
         promoted_revision: None,
         pause_deadline_ms: None,
         pause_remaining_ms: None,
+        pause_length_ms: None,
         held: false,
         rollout_started_ms: 1_700_000_000_000,
         failures: 0,

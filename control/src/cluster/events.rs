@@ -270,6 +270,7 @@ mod tests {
             promoted_revision: None,
             pause_deadline_ms: None,
             pause_remaining_ms: None,
+            pause_length_ms: None,
             held: false,
             rollout_started_ms: 1,
             failures: 0,

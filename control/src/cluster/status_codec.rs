@@ -115,9 +115,11 @@ pub fn encode(
     previous: &CanaryRouteStatus,
     ctx: &StatusContext<'_>,
 ) -> CanaryRouteStatus {
-    let pause_length = state
-        .step_index
-        .and_then(|index| ctx.pause_lengths_ms.get(index).copied().flatten());
+    let pause_length = state.pause_length_ms.or_else(|| {
+        state
+            .step_index
+            .and_then(|index| ctx.pause_lengths_ms.get(index).copied().flatten())
+    });
     let pause_start = state
         .pause_deadline_ms
         .zip(pause_length)
@@ -435,12 +437,15 @@ pub fn decode(
             ));
         }
     }
-    // Checked although the state keeps no pause start: nonsense is refused
-    // wherever it is.
-    status
+    let pause_start_ms = status
         .pause_start_time
         .as_deref()
         .map(|t| parse_time("pauseStartTime", t))
+        .transpose()?;
+    let pause_deadline_ms = status
+        .pause_deadline
+        .as_deref()
+        .map(|t| parse_time("pauseDeadline", t))
         .transpose()?;
     let abort_reason = status
         .abort_reason
@@ -470,12 +475,12 @@ pub fn decode(
         stable_revision: status.stable_revision.clone().unwrap_or_default(),
         canary_revision,
         promoted_revision: status.promoted_revision.clone(),
-        pause_deadline_ms: status
-            .pause_deadline
-            .as_deref()
-            .map(|t| parse_time("pauseDeadline", t))
-            .transpose()?,
+        pause_deadline_ms,
         pause_remaining_ms: status.pause_remaining_ms,
+        // The pause's length as it was entered, for an edit of its duration.
+        pause_length_ms: pause_deadline_ms
+            .zip(pause_start_ms)
+            .and_then(|(deadline, start)| deadline.checked_sub(start)),
         held: status.held.unwrap_or(false),
         rollout_started_ms: status
             .rollout_start_time

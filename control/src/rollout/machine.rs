@@ -211,6 +211,12 @@ pub struct RolloutState {
     pub pause_deadline_ms: Option<u64>,
     /// While held in a timed pause: the time it had left.
     pub pause_remaining_ms: Option<u64>,
+    /// The length of the current timed pause as it was entered (or last
+    /// edited): with the deadline, or the time left while held, it says
+    /// when the pause started, so an edit of its duration counts from
+    /// there. `None` outside a timed pause, and in states written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_length_ms: Option<u64>,
     /// Held by the `pause` command.
     pub held: bool,
     /// When the rollout started or was retried, ms since the UNIX epoch: the
@@ -1171,6 +1177,7 @@ impl RolloutState {
             promoted_revision: None,
             pause_deadline_ms: None,
             pause_remaining_ms: None,
+            pause_length_ms: None,
             held: false,
             rollout_started_ms: 0,
             failures: 0,
@@ -1222,6 +1229,7 @@ impl RolloutState {
         self.held = false;
         self.webhooks.wait = None;
         self.pause_remaining_ms = None;
+        self.pause_length_ms = None;
         self.pause_deadline_ms = None;
         let Some(step) = strategy.steps.get(index) else {
             self.complete(strategy, now_ms);
@@ -1235,7 +1243,8 @@ impl RolloutState {
             }
             Step::Pause(duration) => {
                 self.phase = Phase::Paused;
-                self.pause_deadline_ms = duration.map(|d| now_ms.saturating_add(millis(d)));
+                self.pause_length_ms = duration.map(millis);
+                self.pause_deadline_ms = self.pause_length_ms.map(|l| now_ms.saturating_add(l));
             }
             // The weight stays; the step waits for its run.
             Step::Analysis(_) => self.phase = Phase::Progressing,
@@ -1253,6 +1262,7 @@ impl RolloutState {
         self.webhooks.wait = None;
         self.pause_deadline_ms = None;
         self.pause_remaining_ms = None;
+        self.pause_length_ms = None;
     }
 
     fn release(&mut self, strategy: &Strategy, now_ms: u64) {
@@ -1313,6 +1323,7 @@ impl RolloutState {
         self.webhooks.wait = None;
         self.pause_deadline_ms = None;
         self.pause_remaining_ms = None;
+        self.pause_length_ms = None;
         self.abort_reason = Some(reason);
         let message = format!("aborted ({}): {detail}", reason.metric_label());
         self.finish(
@@ -1339,6 +1350,7 @@ impl RolloutState {
         s.webhooks.wait = None;
         s.pause_deadline_ms = None;
         s.pause_remaining_ms = None;
+        s.pause_length_ms = None;
         s.abort_reason = None;
         s.message = format!("no rollout: all traffic to stable {}", s.stable_revision);
         s.blue_green_stage = s.blue_green_stage.map(|_| BlueGreenStage::Done);
@@ -1404,6 +1416,7 @@ impl RolloutState {
             self.held = true;
             self.pause_deadline_ms = None;
             self.pause_remaining_ms = None;
+            self.pause_length_ms = None;
             self.message = format!(
                 "the strategy changed under the rollout ({from} would now be {to}); held at \
                  weight {}%: resume or promote start again from step 1, promote --full \
@@ -1422,6 +1435,7 @@ impl RolloutState {
                 self.held = true;
                 self.pause_deadline_ms = None;
                 self.pause_remaining_ms = None;
+                self.pause_length_ms = None;
                 self.message = format!(
                     "steps changed: step {} no longer exists ({count} steps); held at weight {}%: \
                      resume or promote start the steps from step 1, promote --full promotes, \
@@ -1452,11 +1466,52 @@ impl RolloutState {
                 );
                 self.steps_changed(before, message)
             }
+            Some(index) if self.is_active() && self.webhooks.wait.is_none() => {
+                let Step::Pause(Some(duration)) = &strategy.steps[index] else {
+                    self.refresh_message(strategy, now_ms);
+                    return Outcome::unchanged(self);
+                };
+                if !self.retime_pause(millis(*duration)) {
+                    self.refresh_message(strategy, now_ms);
+                    return Outcome::unchanged(self);
+                }
+                self.refresh_message(strategy, now_ms);
+                let message = format!(
+                    "steps changed: the current step is now {}, counted from the pause's start",
+                    self.position(strategy)
+                );
+                self.steps_changed(before, message)
+            }
             _ => {
                 self.refresh_message(strategy, now_ms);
                 Outcome::unchanged(self)
             }
         }
+    }
+
+    /// Gives the current timed pause the length `length_ms`, counted from
+    /// when it started (as Argo Rollouts does): the deadline moves, or the
+    /// time left while held. Whether anything changed; a state that does
+    /// not know its pause's length (written before it was kept) keeps its
+    /// deadline.
+    fn retime_pause(&mut self, length_ms: u64) -> bool {
+        let Some(old) = self.pause_length_ms else {
+            return false;
+        };
+        if old == length_ms {
+            return false;
+        }
+        if let Some(deadline) = self.pause_deadline_ms {
+            let started = deadline.saturating_sub(old);
+            self.pause_deadline_ms = Some(started.saturating_add(length_ms));
+        } else if let Some(remaining) = self.pause_remaining_ms {
+            let elapsed = old.saturating_sub(remaining);
+            self.pause_remaining_ms = Some(length_ms.saturating_sub(elapsed));
+        } else {
+            return false;
+        }
+        self.pause_length_ms = Some(length_ms);
+        true
     }
 
     /// The state, with a `StepsChanged` transition from `before` saying

@@ -55,6 +55,7 @@ impl State {
             promoted_revision: Some("v1".to_owned()),
             pause_deadline_ms: None,
             pause_remaining_ms: None,
+            pause_length_ms: None,
             held: false,
             rollout_started_ms: T0 + 250,
             failures: 1,
@@ -87,6 +88,7 @@ impl State {
         s.phase = Phase::Paused;
         s.step_index = Some(1);
         s.pause_deadline_ms = Some(T0 + 30_250);
+        s.pause_length_ms = Some(30_000);
         State(s)
     }
 
@@ -95,6 +97,8 @@ impl State {
         s.held = true;
         s.pause_deadline_ms = None;
         s.pause_remaining_ms = Some(12_345);
+        // A held pause's status has no start: its length is not read back.
+        s.pause_length_ms = None;
         State(s)
     }
 

@@ -50,6 +50,7 @@ fn state(phase: Phase, step: Option<usize>, percent: u32) -> RolloutState {
         promoted_revision: None,
         pause_deadline_ms: None,
         pause_remaining_ms: None,
+        pause_length_ms: None,
         held: false,
         rollout_started_ms: T0,
         failures: 0,
@@ -66,6 +67,7 @@ fn state(phase: Phase, step: Option<usize>, percent: u32) -> RolloutState {
 fn timed_pause() -> RolloutState {
     let mut s = state(Phase::Paused, Some(1), 5);
     s.pause_deadline_ms = Some(T0 + 30_000);
+    s.pause_length_ms = Some(30_000);
     s
 }
 

@@ -173,6 +173,7 @@ impl RolloutState {
         self.held = false;
         self.pause_deadline_ms = None;
         self.pause_remaining_ms = None;
+        self.pause_length_ms = None;
         self.webhooks.wait = Some(GateWait {
             gate,
             step,

@@ -1255,6 +1255,60 @@ fn the_current_step_edited_into_another_is_entered_as_written() {
     );
 }
 
+#[test]
+fn the_current_pause_edited_to_another_length_counts_from_its_start() {
+    // Step 2 (pause 30s) entered at T0 + 1 s, so its deadline is T0 + 31 s.
+    let s = paused_timed();
+    assert_eq!(s.pause_deadline_ms, Some(T0 + 31 * SEC));
+    let with_pause = |secs: u64| {
+        let mut steps = spec_steps();
+        steps[1] = Step::Pause(Some(Duration::from_secs(secs)));
+        Fixture::new().steps(steps).0
+    };
+
+    // Shortened to 10 s at T0 + 5 s: it ends at T0 + 11 s.
+    let shorter = with_pause(10);
+    let outcome = reconcile(&s, &shorter, T0 + 5 * SEC);
+    assert_eq!(outcome.state.pause_deadline_ms, Some(T0 + 11 * SEC));
+    let transition = outcome.transition.expect("a transition to persist");
+    assert_eq!(transition.kind, TransitionKind::StepsChanged);
+    assert_eq!(
+        transition.message,
+        "steps changed: the current step is now step 2/5 (pause 10s), counted from the pause's start"
+    );
+    assert!(
+        outcome.state.message.contains("6 s left"),
+        "{}",
+        outcome.state.message
+    );
+    let again = reconcile(&outcome.state, &shorter, T0 + 6 * SEC);
+    assert_eq!(again.transition, None, "the same length changes nothing");
+    let next = again.state.tick(&shorter, T0 + 11 * SEC, &pass());
+    assert_eq!(shape(&next.state), (Phase::Progressing, Some(2), 25, false));
+
+    // Shortened below what already ran: over at the next tick.
+    let outcome = reconcile(&s, &with_pause(2), T0 + 5 * SEC);
+    assert_eq!(outcome.state.pause_deadline_ms, Some(T0 + 3 * SEC));
+    let next = outcome.state.tick(&with_pause(2), T0 + 6 * SEC, &pass());
+    assert_eq!(next.state.step_index, Some(2));
+
+    // Held 10 s into the pause (20 s left), lengthened to 60 s: 50 s left.
+    let held = cmd(&s, Command::Pause, T0 + 11 * SEC);
+    assert_eq!(held.pause_remaining_ms, Some(20 * SEC));
+    let outcome = reconcile(&held, &with_pause(60), T0 + 20 * SEC);
+    assert_eq!(outcome.state.pause_remaining_ms, Some(50 * SEC));
+    assert!(outcome.state.held, "still held");
+    let resumed = cmd(&outcome.state, Command::Resume, T0 + 30 * SEC);
+    assert_eq!(resumed.pause_deadline_ms, Some(T0 + 80 * SEC));
+
+    // A state written before lengths were kept keeps its deadline.
+    let mut old = paused_timed();
+    old.pause_length_ms = None;
+    let outcome = reconcile(&old, &shorter, T0 + 5 * SEC);
+    assert_eq!(outcome.transition, None);
+    assert_eq!(outcome.state.pause_deadline_ms, Some(T0 + 31 * SEC));
+}
+
 // --- state file lost ---
 
 #[test]
