@@ -254,15 +254,14 @@ pub async fn serve(
         Err(error) => (Err(error), None),
     };
     pending.answered = true;
-    // weir's own answer to a request whose body was being sent when it
-    // failed (a deadline passed while the client was still sending it, or
-    // the upstream failed inside it) says the connection closes: what is
-    // left of the body cannot be read as the next request. (hyper's server
-    // would close the connection anyway if the rest has not come, but it
-    // says so in the answer only if it noticed the body dropped before the
-    // answer was ready, a race.) A body never started, as when the upstream
-    // could not be reached, is left to hyper, which reads it to its end
-    // and keeps the connection if it has all come; a body kept whole for
+    // weir's own answer to a request whose body was not read to its end
+    // when it failed (a deadline passed while the client was still sending
+    // it, the upstream failed inside it, or could not be reached before it)
+    // says the connection closes: what is left of the body cannot be read
+    // as the next request. (hyper's server would close the connection
+    // anyway if the rest has not all come, but it says so in the answer
+    // only if it noticed the body dropped before the answer was ready, a
+    // race; the own path answers the same.) A body kept whole for
     // `stableFallback` was read to its end.
     let upload_cut = downstream_http1
         && match &outcome {
@@ -272,7 +271,7 @@ pub async fn serve(
                     && attempt
                         .upload
                         .as_ref()
-                        .is_some_and(|upload| upload.started() && !upload.ended())
+                        .is_some_and(|upload| !upload.ended())
             }
             Ok(_) => false,
         };
@@ -1163,15 +1162,24 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     if userinfo {
         return Err(RejectReason::HostUserinfo);
     }
-    if host.is_some_and(|h| !http1::is_valid_host(h.as_bytes())) {
+    // The target's authority (absolute-form, or HTTP/2's `:authority`)
+    // routes the request and becomes the upstream's Host: checked as a Host.
+    if host.is_some_and(|h| !http1::is_valid_host(h.as_bytes()))
+        || req
+            .uri()
+            .authority()
+            .is_some_and(|a| !http1::is_valid_host(a.as_str().as_bytes()))
+    {
         return Err(RejectReason::InvalidHost);
     }
-    // RFC 9112 section 3.2: `*` is for OPTIONS, `host:port` for CONNECT.
+    // RFC 9112 section 3.2: `*` is for OPTIONS, `host:port` for CONNECT
+    // and for nothing else.
     let uri = req.uri();
     let asterisk = uri.authority().is_none() && uri.path() == "*";
     let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+    let connect = req.method() == http::Method::CONNECT;
     if (asterisk && req.method() != http::Method::OPTIONS)
-        || (authority_form && req.method() != http::Method::CONNECT)
+        || (authority_form != connect && req.version() < Version::HTTP_2)
     {
         return Err(RejectReason::InvalidTarget);
     }

@@ -134,7 +134,7 @@ async fn host_problems_get_400_before_routing() {
     let stable = FakeUpstream::start("stable").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
 
-    let cases: [(&str, &[u8], &str); 10] = [
+    let cases: [(&str, &[u8], &str); 12] = [
         (
             "missing_host",
             b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -175,10 +175,21 @@ async fn host_problems_get_400_before_routing() {
             b"GET / HTTP/1.1\r\nHost: a..b\r\nConnection: close\r\n\r\n",
             "not a host name",
         ),
+        // An absolute-form target's authority is the request's host.
+        (
+            "invalid_host",
+            b"GET http://a..b/ HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "not a host name",
+        ),
         (
             "invalid_target",
             b"GET * HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
             "* (OPTIONS)",
+        ),
+        (
+            "invalid_target",
+            b"CONNECT http://b.test:443/ HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "host:port (CONNECT)",
         ),
         (
             "invalid_target",
@@ -203,8 +214,8 @@ async fn host_problems_get_400_before_routing() {
         ("missing_host", 1.0),
         ("duplicate_host", 1.0),
         ("host_userinfo", 2.0),
-        ("invalid_host", 4.0),
-        ("invalid_target", 2.0),
+        ("invalid_host", 5.0),
+        ("invalid_target", 3.0),
     ] {
         assert_eq!(
             m.get("weir_rejected_requests_total", &[("reason", reason)]),

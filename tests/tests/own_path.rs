@@ -1575,6 +1575,23 @@ async fn a_502_during_an_upload_says_the_connection_closes(path: ForwardingPath)
     })
     .await;
     assert_closing_answer(&head, 502, path);
+
+    // An upstream that cannot be reached: the body is never started, and
+    // the rest of it still to come is not read as a next request.
+    let refusing = weir_e2e::ClosedPort::bind();
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[refusing.addr])]))
+        .await;
+    let head = within(LIMIT, "the 502 of an upstream not reached", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100000\r\n\r\nfirst bytes")
+            .await
+            .unwrap();
+        read_response(&mut client).await.0
+    })
+    .await;
+    assert_closing_answer(&head, 502, path);
 }
 
 /// A client that leaves inside its upload while the answer streams (an
