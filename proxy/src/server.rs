@@ -121,6 +121,12 @@ impl Proxy {
         // Raised when the drain begins, for connections on weir's own path
         // (hyper's are told through `graceful`).
         let draining = Arc::new(Signal::default());
+        // Should this future be dropped before its end (its task aborted),
+        // its connections end as at a cut, not live on unseen.
+        let _raised_if_dropped = [
+            RaiseOnDrop(Arc::clone(&draining)),
+            RaiseOnDrop(Arc::clone(&cut)),
+        ];
         let mut backoff = AcceptBackoff::new(&options.name);
         let local_port = listener.local_addr().map_or(0, |addr| addr.port());
         tokio::pin!(shutdown);
@@ -310,6 +316,15 @@ impl Proxy {
                 open
             }
         }
+    }
+}
+
+/// Raises its signal when dropped.
+struct RaiseOnDrop(Arc<Signal>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.raise();
     }
 }
 
