@@ -346,18 +346,64 @@ pub enum KeepError {
 pub enum KeepGap {
     /// The client has stalled: [`KeepError::Stalled`].
     Stall(Duration),
-    /// The body streams on, with what was read in front, and is not kept:
-    /// a gRPC call's client may rightly wait for answers before it sends
-    /// more (a streaming call), where a unary call's message follows its
-    /// head at once.
+    /// A gRPC call's body: quiet for this long between its messages, it
+    /// streams on, with what was read in front, and is not kept: a
+    /// streaming call's client may rightly wait for answers before it
+    /// sends more, where a unary call's message follows its head at once.
+    /// Inside a message (its length prefix read, not all of it yet) the
+    /// rest is waited for, however it is spread over the network's round
+    /// trips.
     Stream(Duration),
 }
 
-/// How long a gRPC call's body may be quiet before its end and still be
-/// kept for a retry: far longer than a unary call's message takes to
-/// follow its head, short enough that a streaming call whose client waits
-/// for an answer first is not held up for long.
+/// How long a gRPC call's body may be quiet before a message, or after one
+/// before its end, and still be kept for a retry: far longer than a unary
+/// call's message takes to follow its head, short enough that a streaming
+/// call whose client waits for an answer first is not held up for long.
 pub const GRPC_KEEP_GAP: Duration = Duration::from_millis(50);
+
+/// Where a gRPC body's bytes stand in its length-prefixed messages (a flag
+/// byte, a 4-byte big-endian length, then the message).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct GrpcMessages {
+    /// Bytes of the current message's 5-byte prefix read so far.
+    prefix_read: usize,
+    /// The length read so far from the prefix.
+    length: u64,
+    /// Bytes of the current message still to come.
+    remaining: u64,
+}
+
+impl GrpcMessages {
+    /// Reads `data`, the body's next bytes.
+    fn read(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let taken =
+                    usize::try_from(self.remaining).map_or(data.len(), |r| r.min(data.len()));
+                self.remaining -= taken as u64;
+                data = &data[taken..];
+                continue;
+            }
+            // A prefix byte: the flag first, then four of length.
+            if self.prefix_read > 0 {
+                self.length = (self.length << 8) | u64::from(data[0]);
+            }
+            self.prefix_read += 1;
+            data = &data[1..];
+            if self.prefix_read == 5 {
+                self.remaining = self.length;
+                self.prefix_read = 0;
+                self.length = 0;
+            }
+        }
+    }
+
+    /// Whether the bytes read end between two messages.
+    fn between_messages(&self) -> bool {
+        self.prefix_read == 0 && self.remaining == 0
+    }
+}
 
 /// Reads `body` to its end when it fits in `limit` bytes, waiting for each
 /// part of it as `gap` says. A body whose declared length is above the
@@ -378,15 +424,22 @@ pub async fn keep(mut body: Incoming, limit: u64, gap: KeepGap) -> Result<Kept, 
     let mut joined: Option<BytesMut> = None;
     let mut trailers = None;
     let mut length: u64 = 0;
+    let mut messages = GrpcMessages::default();
     loop {
-        let (KeepGap::Stall(wait) | KeepGap::Stream(wait)) = gap;
         let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-        let Ok(next) = tokio::time::timeout(wait, next).await else {
-            return match gap {
-                KeepGap::Stall(_) => Err(KeepError::Stalled),
-                // Trailers end a body: none were read.
-                KeepGap::Stream(_) => Ok(sent_once(first, joined, body)),
-            };
+        let next = match gap {
+            KeepGap::Stall(wait) => tokio::time::timeout(wait, next)
+                .await
+                .map_err(|_| KeepError::Stalled)?,
+            KeepGap::Stream(wait) if messages.between_messages() => {
+                match tokio::time::timeout(wait, next).await {
+                    Ok(next) => next,
+                    // Trailers end a body: none were read.
+                    Err(_) => return Ok(sent_once(first, joined, body)),
+                }
+            }
+            // Bounded by the caller's deadline, as the call would be.
+            KeepGap::Stream(_) => next.await,
         };
         let Some(frame) = next else {
             break;
@@ -401,6 +454,9 @@ pub async fn keep(mut body: Incoming, limit: u64, gap: KeepGap) -> Result<Kept, 
             }
         };
         length = length.saturating_add(frame.len() as u64);
+        if matches!(gap, KeepGap::Stream(_)) {
+            messages.read(&frame);
+        }
         // A single frame is kept as it is; only a second one is copied.
         match (&mut first, &mut joined) {
             (None, None) => first = Some(frame),
@@ -433,4 +489,47 @@ fn sent_once(first: Option<Bytes>, joined: Option<BytesMut>, rest: Incoming) -> 
         head: read_so_far(first, joined),
         rest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GrpcMessages;
+
+    /// A message of `n` bytes with its prefix.
+    fn message(n: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&u32::try_from(n).expect("small").to_be_bytes());
+        bytes.resize(5 + n, b'x');
+        bytes
+    }
+
+    #[test]
+    fn message_boundaries_are_found_however_the_bytes_are_cut() {
+        let mut body = message(300);
+        body.extend(message(0));
+        body.extend(message(70_000));
+        let ends = [305, 310, body.len()];
+        for cut in [1, 2, 3, 5, 7, 64, 1000, body.len()] {
+            let mut messages = GrpcMessages::default();
+            assert!(messages.between_messages());
+            let mut read = 0;
+            for piece in body.chunks(cut) {
+                messages.read(piece);
+                read += piece.len();
+                assert_eq!(
+                    messages.between_messages(),
+                    ends.contains(&read),
+                    "pieces of {cut}, {read} bytes read"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_length_past_memory_is_only_waited_for() {
+        let mut messages = GrpcMessages::default();
+        messages.read(&[1, 0xff, 0xff, 0xff, 0xff, b'x']);
+        assert_eq!(messages.remaining, u64::from(u32::MAX) - 1);
+        assert!(!messages.between_messages());
+    }
 }

@@ -636,6 +636,38 @@ async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() 
         m.text
     );
 
+    // A unary call whose message comes in two parts, far apart (as over a
+    // long round trip): kept whole and retried on stable.
+    let mut sender = h2_connection(weir.addrs.http).await;
+    let message = frame(&[b'm'; 3000]);
+    let (front, back) = (message.slice(..1000), message.slice(1000..));
+    let parts = futures_util::stream::iter([front])
+        .chain(futures_util::stream::once(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            back
+        }))
+        .map(|bytes| Ok::<_, std::convert::Infallible>(Frame::data(bytes)))
+        .boxed();
+    let request = http::Request::post(format!("http://refusing.test{UNARY}"))
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(StreamBody::new(parts))
+        .expect("a request");
+    let (parts, trailers, data) = within(CALL_LIMIT, "the split call's answer", async {
+        let response = sender.send_request(request).await.expect("an answer");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("the answer's body");
+        (parts, body.trailers().cloned(), body.to_bytes())
+    })
+    .await;
+    assert_eq!(
+        trailers.as_ref().and_then(|t| t.get("x-upstream-name")),
+        Some(&http::HeaderValue::from_static("stable")),
+        "{parts:?} {trailers:?}"
+    );
+    assert_eq!(unframe(data), [&[b'm'; 3000][..]]);
+
     // One message, the stream left open until the answer has come.
     let mut sender = h2_connection(weir.addrs.http).await;
     let (end_request, ended) = tokio::sync::oneshot::channel::<()>();
