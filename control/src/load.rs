@@ -284,15 +284,26 @@ pub async fn unresolved_endpoints(
     file: &str,
     known: &[Diagnostic],
 ) -> Vec<Diagnostic> {
+    let endpoints: Vec<(&String, &Location, &EndpointAddr)> = checks
+        .iter()
+        .filter_map(|check| match check {
+            MachineCheck::Endpoint { path, at, endpoint }
+                if known.iter().all(|k| k.path != *path) =>
+            {
+                Some((path, at, endpoint))
+            }
+            _ => None,
+        })
+        .collect();
+    let hosts: Vec<&str> = endpoints.iter().map(|(_, _, e)| e.host.as_str()).collect();
+    let lookups = look_up(&hosts).await;
     let mut problems = Vec::new();
-    // Each name once: a name listed again (or repeated by aliases) is
+    // Each endpoint once: one listed again (or repeated by aliases) is
     // reported at its first place.
     let mut asked = std::collections::HashSet::new();
-    for check in checks {
-        if let MachineCheck::Endpoint { path, at, endpoint } = check
-            && known.iter().all(|k| k.path != *path)
-            && asked.insert(endpoint.clone())
-            && let Err(message) = resolve_one(endpoint).await
+    for (path, at, endpoint) in endpoints {
+        if asked.insert(endpoint)
+            && let Err(message) = addresses(endpoint, &lookups)
         {
             problems.push(machine_problem(file, path, *at, message));
         }
@@ -395,9 +406,17 @@ impl Resolved {
     /// # Errors
     /// One diagnostic per endpoint that did not resolve.
     pub async fn resolve(document: &Document) -> Result<Resolved, Diagnostics> {
+        let routes = &document.config.routes;
+        let hosts: Vec<&str> = routes
+            .iter()
+            .flat_map(|route| std::iter::once(&route.stable).chain(&route.canary))
+            .flat_map(|upstream| &upstream.endpoints)
+            .map(|endpoint| endpoint.host.as_str())
+            .collect();
+        let lookups = look_up(&hosts).await;
         let mut resolved = HashMap::new();
         let mut problems = Vec::new();
-        for (r, route) in document.config.routes.iter().enumerate() {
+        for (r, route) in routes.iter().enumerate() {
             let upstreams = std::iter::once(("stable", &route.stable))
                 .chain(route.canary.iter().map(|c| ("canary", c)));
             for (role, upstream) in upstreams {
@@ -405,7 +424,7 @@ impl Resolved {
                     if resolved.contains_key(endpoint) {
                         continue;
                     }
-                    match resolve_one(endpoint).await {
+                    match addresses(endpoint, &lookups) {
                         Ok(addrs) => {
                             resolved.insert(endpoint.clone(), addrs);
                         }
@@ -427,12 +446,11 @@ impl Resolved {
     /// Resolves the names again, keeping the previous addresses of a name
     /// that fails this time.
     pub async fn refresh(&self) -> Resolved {
+        let hosts: Vec<&str> = self.0.keys().map(|e| e.host.as_str()).collect();
+        let lookups = look_up(&hosts).await;
         let mut next = self.0.clone();
         for (endpoint, addrs) in &mut next {
-            if endpoint.host.parse::<IpAddr>().is_ok() {
-                continue;
-            }
-            match resolve_one(endpoint).await {
+            match addresses(endpoint, &lookups) {
                 Ok(fresh) => *addrs = fresh,
                 Err(message) => {
                     tracing::warn!(%endpoint, %message, "keeping the previous addresses")
@@ -466,24 +484,81 @@ impl Resolved {
     }
 }
 
-async fn resolve_one(endpoint: &EndpointAddr) -> Result<Vec<SocketAddr>, String> {
+/// How long one name may take to resolve.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Names looked up at the same time: a config of many names that do not
+/// resolve (or a resolver that does not answer) costs a few lookup
+/// timeouts in all, not one per name.
+const LOOKUPS_AT_ONCE: usize = 64;
+
+/// What looking a host name up gave.
+#[derive(Debug, Clone)]
+enum Lookup {
+    /// Its addresses, sorted, without duplicates.
+    Found(Vec<IpAddr>),
+    /// The resolver's error.
+    Failed(String),
+    /// No answer within [`LOOKUP_TIMEOUT`].
+    TimedOut,
+}
+
+/// Looks up each distinct name among `hosts` once (IP addresses need no
+/// lookup), [`LOOKUPS_AT_ONCE`] at a time.
+async fn look_up(hosts: &[&str]) -> HashMap<String, Lookup> {
+    use futures_util::StreamExt as _;
+    let mut names: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.parse::<IpAddr>().is_err())
+        .map(|h| (*h).to_owned())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    futures_util::stream::iter(names)
+        .map(look_up_one)
+        .buffer_unordered(LOOKUPS_AT_ONCE)
+        .collect()
+        .await
+}
+
+/// Looks `name` up, within [`LOOKUP_TIMEOUT`].
+async fn look_up_one(name: String) -> (String, Lookup) {
+    // The port is needed by the call only; the answer's addresses are the
+    // same for every port.
+    let lookup = tokio::net::lookup_host((name.as_str(), 0));
+    let found = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(addrs)) => {
+            let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            ips.sort_unstable();
+            ips.dedup();
+            Lookup::Found(ips)
+        }
+        Ok(Err(error)) => Lookup::Failed(error.to_string()),
+        Err(_) => Lookup::TimedOut,
+    };
+    (name, found)
+}
+
+/// The addresses of `endpoint`, from its IP address or its name's lookup.
+fn addresses(
+    endpoint: &EndpointAddr,
+    lookups: &HashMap<String, Lookup>,
+) -> Result<Vec<SocketAddr>, String> {
     if let Ok(ip) = endpoint.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, endpoint.port)]);
     }
-    let lookup = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port));
-    match tokio::time::timeout(std::time::Duration::from_secs(5), lookup).await {
-        Ok(Ok(addrs)) => {
-            let mut addrs: Vec<SocketAddr> = addrs.collect();
-            addrs.sort();
-            addrs.dedup();
-            if addrs.is_empty() {
-                Err(format!("{endpoint} resolves to no address"))
-            } else {
-                Ok(addrs)
-            }
-        }
-        Ok(Err(error)) => Err(format!("cannot resolve {endpoint}: {error}")),
-        Err(_) => Err(format!("resolving {endpoint} timed out after 5s")),
+    match lookups.get(endpoint.host.as_str()) {
+        Some(Lookup::Found(ips)) if !ips.is_empty() => Ok(ips
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, endpoint.port))
+            .collect()),
+        Some(Lookup::Found(_)) => Err(format!("{endpoint} resolves to no address")),
+        Some(Lookup::Failed(error)) => Err(format!("cannot resolve {endpoint}: {error}")),
+        Some(Lookup::TimedOut) => Err(format!(
+            "resolving {endpoint} timed out after {}s",
+            LOOKUP_TIMEOUT.as_secs()
+        )),
+        None => Err(format!("{endpoint} was not looked up")),
     }
 }
 

@@ -278,6 +278,45 @@ fn missing_files_and_unknown_names_are_reported_beside_the_files_own_errors() {
     assert!(stderr.contains("every.yaml: 4 error(s)"), "{stderr}");
 }
 
+/// Each name is looked up once, whatever its ports: every endpoint of a
+/// name that does not resolve is reported at its place, with its port, and
+/// the endpoints of a name that does are fine.
+#[test]
+fn every_endpoint_of_an_unknown_name_is_reported_with_its_port() {
+    let text = "admin:\n  address: 127.0.0.1:19900\nroutes:\n  - name: web\n    stable: { \
+                revision: v1, endpoints: [gone.invalid:80, localhost:81, gone.invalid:81] }\n    \
+                canary: { revision: v2, endpoints: [gone.invalid:82, other.invalid:80] }\n";
+    let (code, stderr) = validate_text("names.yaml", text);
+    assert_eq!(code, Some(1), "{stderr}");
+    let problems: Vec<(&str, &str)> = stderr
+        .lines()
+        .filter(|line| !line.ends_with("error(s)"))
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ": ");
+            Some((parts.nth(1)?, parts.next()?))
+        })
+        .collect();
+    let paths: Vec<&str> = problems.iter().map(|(path, _)| *path).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[0].stable.endpoints[0]",
+            "routes[0].stable.endpoints[2]",
+            "routes[0].canary.endpoints[0]",
+            "routes[0].canary.endpoints[1]",
+        ],
+        "{stderr}"
+    );
+    for ((_, message), endpoint) in problems.iter().zip([
+        "gone.invalid:80",
+        "gone.invalid:81",
+        "gone.invalid:82",
+        "other.invalid:80",
+    ]) {
+        assert!(message.contains(endpoint), "{endpoint}: {stderr}");
+    }
+}
+
 /// A device or FIFO named as the config is refused, and nothing reads it
 /// afterwards (`/dev/zero` would never end).
 #[tokio::test]
