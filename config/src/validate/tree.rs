@@ -309,12 +309,24 @@ impl Open {
                     Value::Seq(_) | Value::Map(_) => ("?".to_owned(), node.at, false),
                 });
             }
-            Some((key, key_at, key_is_scalar)) => self.entries.push(Entry {
-                key,
-                key_at,
-                key_is_scalar,
-                value: node,
-            }),
+            Some((key, key_at, key_is_scalar)) => {
+                let mut value = node;
+                // A key with nothing after it: the parser places the empty
+                // value at the next token, lines further on (past blank
+                // lines and comments, or at the file's end); it is said
+                // where the key is.
+                if matches!(&value.value, Value::Scalar(s) if s.plain && s.text.is_empty())
+                    && value.at.line > key_at.line
+                {
+                    value.at = key_at;
+                }
+                self.entries.push(Entry {
+                    key,
+                    key_at,
+                    key_is_scalar,
+                    value,
+                });
+            }
         }
     }
 }

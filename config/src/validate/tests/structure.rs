@@ -641,3 +641,34 @@ fn long_lists_of_methods_and_protocols_are_checked_for_repeats_at_once() {
         ]
     );
 }
+
+#[test]
+fn a_key_with_nothing_after_it_is_reported_where_the_key_is() {
+    let text = "\
+admin: { address: 127.0.0.1:9900 }
+routes:
+  - name: web
+    stable:
+      revision: v1
+      endpoints:
+
+      # the endpoints were to come here
+    pathPrefix: /x
+listeners:
+";
+    let errors = invalid(text);
+    let got = summary(&errors);
+    assert!(
+        got.contains(&(
+            "routes[0].stable.endpoints",
+            at(6, 7),
+            "invalid type: nothing (null), expected a list"
+        )),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(path, place, _)| *path == "listeners" && *place == at(10, 1)),
+        "{got:#?}"
+    );
+}
