@@ -165,6 +165,13 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     // and write it: a start that fails leaves the state directory as it was.
     let mut listeners = Vec::new();
     let mut listener_tls = Vec::new();
+    let addresses: Vec<SocketAddr> = config
+        .listeners
+        .iter()
+        .map(|l| l.address)
+        .chain([config.admin.address])
+        .collect();
+    let bind = |address: SocketAddr| bind(address, &addresses);
     for (listener, tls) in config.listeners.iter().zip(&tls_configs) {
         let socket = bind(listener.address)
             .and_then(weir_proxy::Listener::new)
@@ -410,11 +417,24 @@ fn descriptor_budget(listeners_total: usize) -> Option<Arc<tokio::sync::Semaphor
 
 /// Binds a listening socket with `SO_REUSEADDR`, so a restart does not wait
 /// for old connections in TIME_WAIT.
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds `address`, one of `all` the process binds. `[::]` takes IPv4 too
+/// (the system's default), unless an IPv4 address of `all` has its port:
+/// then it takes IPv6 only, so that `0.0.0.0:80` and `[::]:80` side by
+/// side both bind, as with nginx's `ipv6only`.
+fn bind(address: SocketAddr, all: &[SocketAddr]) -> std::io::Result<TcpListener> {
     let socket = match address {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
+    if address.is_ipv6()
+        && address.ip().is_unspecified()
+        && address.port() != 0
+        && all
+            .iter()
+            .any(|other| other.is_ipv4() && other.port() == address.port())
+    {
+        rustix::net::sockopt::set_ipv6_v6only(&socket, true)?;
+    }
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(1024)

@@ -132,6 +132,70 @@ fn first_seen<K: Eq + Hash>(seen: &mut HashMap<K, usize>, key: K, index: usize) 
     }
 }
 
+/// Why two different addresses on one port cannot both be bound.
+const OVERLAP_RULE: &str =
+    "an unspecified address (0.0.0.0 or [::]) holds its port on every address of its kind";
+
+/// The first addresses bound on one port, by kind, with their listener's
+/// index: enough to tell whether another address on the port overlaps one
+/// of them, however many there are.
+#[derive(Debug, Default)]
+struct PortUse {
+    v4: Option<(SocketAddr, usize)>,
+    v6: Option<(SocketAddr, usize)>,
+    v4_unspecified: Option<(SocketAddr, usize)>,
+    v6_unspecified: Option<(SocketAddr, usize)>,
+}
+
+impl PortUse {
+    /// An address bound before on the port that `address` (not the same
+    /// address) cannot be bound beside.
+    fn overlap(&self, address: SocketAddr) -> Option<(SocketAddr, usize)> {
+        // `[::]` takes IPv4 too only when no IPv4 address shares its port
+        // (`weir run` binds it IPv6-only then), so the kinds never clash.
+        match (address.ip(), address.ip().is_unspecified()) {
+            (std::net::IpAddr::V4(_), true) => self.v4,
+            (std::net::IpAddr::V4(_), false) => self.v4_unspecified,
+            (std::net::IpAddr::V6(_), true) => self.v6,
+            (std::net::IpAddr::V6(_), false) => self.v6_unspecified,
+        }
+    }
+
+    /// Notes `address`, bound by listener `index`.
+    fn record(&mut self, address: SocketAddr, index: usize) {
+        let (any, unspecified) = match address.ip() {
+            std::net::IpAddr::V4(_) => (&mut self.v4, &mut self.v4_unspecified),
+            std::net::IpAddr::V6(_) => (&mut self.v6, &mut self.v6_unspecified),
+        };
+        any.get_or_insert((address, index));
+        if address.ip().is_unspecified() {
+            unspecified.get_or_insert((address, index));
+        }
+    }
+}
+
+/// The first listener (by index) among `bound` whose address `address`
+/// (not one of them) cannot be bound beside.
+fn overlapping_listener(
+    bound: &HashMap<SocketAddr, usize>,
+    address: SocketAddr,
+) -> Option<(SocketAddr, usize)> {
+    if address.port() == 0 {
+        return None;
+    }
+    let mut on_port: Vec<(usize, SocketAddr)> = bound
+        .iter()
+        .filter(|(a, _)| a.port() == address.port())
+        .map(|(&a, &i)| (i, a))
+        .collect();
+    on_port.sort_unstable();
+    let mut port = PortUse::default();
+    for (i, listener) in on_port {
+        port.record(listener, i);
+    }
+    port.overlap(address)
+}
+
 /// The last key of a path, for messages: `routes[0].timeouts.connect` → `connect`.
 fn last_key(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
@@ -552,6 +616,7 @@ impl<'a> Checker<'a> {
             return (None, bound);
         }
         let mut names = HashMap::new();
+        let mut ports: HashMap<u16, PortUse> = HashMap::new();
         let mut listeners = Some(Vec::with_capacity(specs.len()));
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("listeners[{i}]");
@@ -572,12 +637,19 @@ impl<'a> Checker<'a> {
             if let Some(address) = address {
                 // Port 0 asks the system for a free port, so it never clashes.
                 if address.port() != 0 {
+                    let port = ports.entry(address.port()).or_default();
                     if let Some(first) = first_seen(&mut bound, address, i) {
                         self.error(
                             &format!("{at}.address"),
                             format!("address `{address}` is already used by listeners[{first}]; give each listener its own address"),
                         );
+                    } else if let Some((other, first)) = port.overlap(address) {
+                        self.error(
+                            &format!("{at}.address"),
+                            format!("address `{address}` overlaps `{other}` of listeners[{first}]: {OVERLAP_RULE}; give each listener its own port"),
+                        );
                     }
+                    port.record(address, i);
                 }
             }
             let tls = match &spec.tls {
@@ -689,6 +761,13 @@ impl<'a> Checker<'a> {
                 );
                 return None;
             }
+            if let Some((other, i)) = overlapping_listener(bound, address) {
+                self.error(
+                    &format!("listeners[{i}].address"),
+                    format!("`{other}` overlaps the admin API's default address `{address}`: {OVERLAP_RULE}; use another port here, or set `admin.address`"),
+                );
+                return None;
+            }
             return Some(Admin {
                 address,
                 reader_token: None,
@@ -701,6 +780,11 @@ impl<'a> Checker<'a> {
                 self.error(
                     "admin.address",
                     format!("`{address}` is also the address of listeners[{i}]; give the admin API its own port"),
+                );
+            } else if let Some((other, i)) = overlapping_listener(bound, address) {
+                self.error(
+                    "admin.address",
+                    format!("`{address}` overlaps `{other}` of listeners[{i}]: {OVERLAP_RULE}; give the admin API its own port"),
                 );
             }
         }

@@ -481,6 +481,40 @@ fn top_level_errors_are_located() {
             "address `127.0.0.1:1` is already used by listeners[0]",
         ),
         (
+            format!(
+                "listeners:\n  - name: a\n    address: 0.0.0.0:1\n  - name: b\n    address: 127.0.0.1:1\n{route}"
+            ),
+            "listeners[1].address",
+            5,
+            5,
+            "address `127.0.0.1:1` overlaps `0.0.0.0:1` of listeners[0]",
+        ),
+        (
+            format!(
+                "listeners:\n  - name: a\n    address: '[::1]:1'\n  - name: b\n    address: '[::]:1'\n{route}"
+            ),
+            "listeners[1].address",
+            5,
+            5,
+            "address `[::]:1` overlaps `[::1]:1` of listeners[0]",
+        ),
+        (
+            format!(
+                "listeners:\n  - name: a\n    address: 0.0.0.0:1\nadmin:\n  address: 127.0.0.1:1\n{route}"
+            ),
+            "admin.address",
+            5,
+            3,
+            "`127.0.0.1:1` overlaps `0.0.0.0:1` of listeners[0]",
+        ),
+        (
+            format!("listeners:\n  - name: a\n    address: 0.0.0.0:9900\n{route}"),
+            "listeners[0].address",
+            3,
+            5,
+            "`0.0.0.0:9900` overlaps the admin API's default address",
+        ),
+        (
             format!("listeners:\n  - name: a\n    address: localhost:8080\n{route}"),
             "listeners[0].address",
             3,
