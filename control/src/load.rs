@@ -245,6 +245,9 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
         })
         .collect();
     load_upstream_tls(&mut document, &mut problems);
+    if let Some(problem) = state_dir_problem(&document.config.state_dir) {
+        problems.push(document.diagnostic("stateDir", problem));
+    }
     if problems.is_empty() {
         Ok(Loaded {
             document,
@@ -253,6 +256,23 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
         })
     } else {
         Err(Diagnostics(problems))
+    }
+}
+
+/// Why `dir` could never be the state directory: something other than a
+/// directory is there, or on its way. A directory that does not exist yet
+/// is made when a state is first written.
+fn state_dir_problem(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Some(format!(
+            "{} exists and is not a directory; name a directory (made if missing)",
+            dir.display()
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotADirectory => Some(format!(
+            "{}: a part of the path is not a directory",
+            dir.display()
+        )),
+        _ => None,
     }
 }
 

@@ -317,6 +317,28 @@ fn every_endpoint_of_an_unknown_name_is_reported_with_its_port() {
     }
 }
 
+/// A stateDir that a file stands in the way of is an error where it is
+/// written, as `weir run` would fail on it.
+#[test]
+fn a_state_dir_that_is_a_file_is_an_error() {
+    for state_dir in ["occupied", "occupied/rollouts"] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("occupied"), "a file").expect("a file");
+        let file = dir.path().join("weir.yaml");
+        let text = format!(
+            "listeners:\n  - name: public\n    address: 127.0.0.1:18080\nstateDir: {state_dir}\nroutes:\n  - name: web\n    stable: {{ revision: v1, endpoints: [127.0.0.1:9001] }}\n"
+        );
+        std::fs::write(&file, text).expect("writing the config");
+        let out = validate(&file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{state_dir}: {stderr}");
+        assert!(
+            stderr.contains("weir.yaml:4:1: stateDir: ") && stderr.contains("not a directory"),
+            "{state_dir}: {stderr}"
+        );
+    }
+}
+
 /// A device or FIFO named as the config is refused, and nothing reads it
 /// afterwards (`/dev/zero` would never end).
 #[tokio::test]
