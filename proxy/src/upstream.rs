@@ -584,7 +584,11 @@ impl Sender {
 /// deadline (a gRPC call's 100 ms) keeps its connection, which a PING
 /// would have found alive. A request whose upload waits on its client at
 /// the deadline leaves the connection alone too: the upstream, waiting for
-/// the body, rightly sends nothing, and the timeout is the client's.
+/// the body, rightly sends nothing, and the timeout is the client's. A
+/// gRPC call's stream is not tracked so (its quiet is no stall): a
+/// client-streaming call quiet past its deadline on a connection silent
+/// for 10 s still has the connection put aside, and the next request
+/// opens another.
 #[derive(Debug)]
 pub struct H2Watch<'a> {
     endpoint: &'a Endpoint,
