@@ -116,7 +116,7 @@ pub struct AdminArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Only this route.
-    #[arg(value_name = "ROUTE")]
+    #[arg(value_name = "ROUTE", value_parser = parse_route)]
     pub route: Option<String>,
     /// Redraw every second until Ctrl-C, with every step marked done (✔),
     /// current (▶) or pending (○).
@@ -138,7 +138,8 @@ pub struct PromoteArgs {
     #[arg(
         value_name = "ROUTE",
         required_unless_present = "all",
-        conflicts_with = "all"
+        conflicts_with = "all",
+        value_parser = parse_route
     )]
     pub route: Option<String>,
     /// Skip the remaining steps: 100 % canary, phase Promoted.
@@ -156,7 +157,7 @@ pub struct PromoteArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RouteArgs {
     /// The route.
-    #[arg(value_name = "ROUTE")]
+    #[arg(value_name = "ROUTE", value_parser = parse_route)]
     pub route: String,
     /// Where the admin API is.
     #[command(flatten)]
@@ -174,6 +175,16 @@ pub enum LogFormat {
 
 /// Accepts a token an HTTP header can carry (visible ASCII, no spaces); an
 /// empty one means none.
+/// A route name as given: a file route's name or a CanaryRoute's
+/// `NAMESPACE/NAME`, never empty.
+fn parse_route(route: &str) -> Result<String, String> {
+    if route.is_empty() {
+        Err("a route name is not empty (`weir status` lists them)".to_owned())
+    } else {
+        Ok(route.to_owned())
+    }
+}
+
 fn parse_token(token: &str) -> Result<String, String> {
     if token.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(token.to_owned())
@@ -241,6 +252,9 @@ mod tests {
             &["status", "--admin", "https://127.0.0.1:9900"],
             &["status", "--admin", "127.0.0.1:9900"],
             &["status", "--token", "two words"],
+            &["promote", ""],
+            &["abort", ""],
+            &["status", ""],
         ] {
             let error = parse(args).expect_err("a usage error");
             assert_eq!(error.exit_code(), 2, "{args:?}");
