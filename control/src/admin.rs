@@ -15,10 +15,10 @@ use hyper::service::Service as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use weir_proxy::explained_errors::{ErrorBody, ExplainedErrors};
 use weir_proxy::server::HyperService;
 
 use self::connections::Connections;
-use self::explained_errors::ExplainedErrors;
 
 use http_body_util::BodyExt as _;
 use serde_json::Value;
@@ -956,7 +956,7 @@ async fn serve_with(
                     Ok::<_, std::convert::Infallible>(response.map(|body| answering.body(body)))
                 }
             });
-            let stream = ExplainedErrors::new(stream);
+            let stream = ExplainedErrors::new(stream, ErrorBody::Json);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 served = connection => {
@@ -976,7 +976,6 @@ async fn serve_with(
 mod cluster_commands;
 pub mod connections;
 pub mod events;
-pub mod explained_errors;
 #[cfg(test)]
 mod request_table;
 pub mod stack;

@@ -15,6 +15,7 @@ use weir_config::{Reader, Snapshot};
 pub mod body;
 pub mod decision;
 pub mod error;
+pub mod explained_errors;
 pub mod fallback;
 pub mod forward;
 pub mod grpc;

@@ -27,6 +27,7 @@ use tower::{Service, ServiceBuilder, ServiceExt as _};
 use tracing::Instrument as _;
 
 use crate::body::ProxyBody;
+use crate::explained_errors::{ErrorBody, ExplainedErrors};
 use crate::forward::{self, Downstream};
 use crate::http1::ForwardingPath;
 use crate::http1::client_socket::ClientSocket;
@@ -258,7 +259,7 @@ impl Proxy {
                             None => {
                                 watcher
                                     .watch(builder.serve_connection_with_upgrades(
-                                        TokioIo::new(stream),
+                                        TokioIo::new(ExplainedErrors::new(stream, ErrorBody::Text)),
                                         service,
                                     ))
                                     .await
@@ -273,7 +274,10 @@ impl Proxy {
                                     Ok(Ok(tls)) => {
                                         watcher
                                             .watch(builder.serve_connection_with_upgrades(
-                                                TokioIo::new(tls),
+                                                TokioIo::new(ExplainedErrors::new(
+                                                    tls,
+                                                    ErrorBody::Text,
+                                                )),
                                                 service,
                                             ))
                                             .await
@@ -378,12 +382,14 @@ impl OwnConnection {
         let Some(watcher) = self.watcher.take() else {
             return;
         };
-        let result =
-            Box::pin(watcher.watch(self.builder.serve_connection_with_upgrades(
-                TokioIo::new(Prefixed::new(read, stream)),
-                service,
-            )))
-            .await;
+        let result = Box::pin(watcher.watch(self.builder.serve_connection_with_upgrades(
+            TokioIo::new(ExplainedErrors::new(
+                Prefixed::new(read, stream),
+                ErrorBody::Text,
+            )),
+            service,
+        )))
+        .await;
         if let Err(error) = result {
             tracing::debug!(%error, "downstream connection ended with an error");
         }

@@ -1103,7 +1103,46 @@ async fn weirs_own_answers_to_head_have_no_body(path: ForwardingPath) {
     }
 }
 
+/// A request neither path can read gets its status with a body that says
+/// what is wrong (on the hyper path hyper answers it, with an empty body
+/// that weir fills), and the connection closes.
+async fn unreadable_requests_are_answered_with_a_reason(path: ForwardingPath) {
+    let upstream = echoing_target("stable").await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let many_fields: String = (0..120).map(|i| format!("X-F{i}: v\r\n")).collect();
+    for (request, status) in [
+        (
+            "GET / HTTP/1.1\r\nHost: shop.test\r\nX-Bad: a\x01b\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: shop.test\r\nX-Bad : v\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: shop.test\r\n{many_fields}\r\n"),
+            431,
+        ),
+    ] {
+        let (raw, closed) = exchange(weir.addrs.http, request.as_bytes()).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        assert!(closed, "{request:?}: {text:?}");
+        let responses = split_responses(&raw, &[]);
+        assert_eq!(responses.len(), 1, "{request:?}: {text:?}");
+        assert_eq!(responses[0].status, status, "{request:?}: {text:?}");
+        let body = String::from_utf8_lossy(&responses[0].body);
+        assert!(
+            body.starts_with(&status.to_string()) && body.len() > 20,
+            "{request:?}: a body that says what is wrong: {text:?}"
+        );
+    }
+    assert_eq!(upstream.requests(), vec![], "nothing reached the upstream");
+}
+
 weir_e2e::on_both_paths!(
+    unreadable_requests_are_answered_with_a_reason,
     client_framing_table,
     forwarded_framing_is_normalised,
     upstream_framing_table,

@@ -1,14 +1,18 @@
-//! The admin connection's stream, which gives hyper's own answers to a
-//! request it cannot parse (a bad request line or header field, a head over
-//! the limit) the JSON body every other admin error has.
+//! A connection's stream that gives hyper's own answers to a request it
+//! cannot parse (a bad request line or header field, a head over the
+//! limit) a body saying what is wrong, as weir's other refusals have: JSON
+//! on the admin API, text on the proxy's listeners (as weir's own HTTP/1
+//! path answers).
 //!
-//! hyper answers such a request itself, before the admin service sees it,
-//! with an empty body: `HTTP/1.1 400 Bad Request`, then exactly
-//! `connection: close`, `content-length: 0` and `date`. The service never
-//! answers an error without a body, so a head of that shape written to the
-//! stream is hyper's, and is replaced by the same status with
-//! `{"error": "..."}`. hyper writes the head in one write (the stream is
-//! not vectored, so hyper flattens what it writes) and then closes.
+//! hyper answers such a request itself, before the service sees it, with
+//! an empty body: `HTTP/1.1 400 Bad Request`, then exactly
+//! `connection: close`, `content-length: 0` and `date`. Neither service
+//! writes an error head of that shape (the admin API's errors and weir's
+//! own answers have bodies; a forwarded answer keeps its fields before the
+//! `connection` hyper adds), so a head of that shape written to the stream
+//! is hyper's, and is replaced by the same status with a body. hyper
+//! writes that head in one write (alone in a vectored write when the
+//! stream takes those) and then closes.
 
 use std::io;
 use std::pin::Pin;
@@ -16,10 +20,20 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A stream whose bodiless error answers from hyper are given a JSON body.
+/// How the body of a replaced answer is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorBody {
+    /// `{"error": "..."}`, as the admin API's errors.
+    Json,
+    /// A line of text, as weir's own refusals on the proxy's listeners.
+    Text,
+}
+
+/// A stream whose bodiless error answers from hyper are given a body.
 #[derive(Debug)]
 pub struct ExplainedErrors<S> {
     inner: S,
+    body: ErrorBody,
     /// The answer written in place of hyper's, and how much of it is out.
     replacement: Vec<u8>,
     sent: usize,
@@ -28,10 +42,11 @@ pub struct ExplainedErrors<S> {
 // === impl ExplainedErrors ===
 
 impl<S> ExplainedErrors<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> ExplainedErrors<S> {
+    /// Wraps `inner`; replaced answers get bodies written as `body` says.
+    pub fn new(inner: S, body: ErrorBody) -> ExplainedErrors<S> {
         ExplainedErrors {
             inner,
+            body,
             replacement: Vec::new(),
             sent: 0,
         }
@@ -50,6 +65,18 @@ impl<S: AsyncWrite + Unpin> ExplainedErrors<S> {
             self.sent += n;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// When `written` is hyper's bodiless error head: starts writing its
+    /// replacement and says `written` is taken (the rest goes out on the
+    /// flush that follows).
+    fn replace(&mut self, cx: &mut Context<'_>, written: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        self.replacement = explained(written, self.body)?;
+        self.sent = 0;
+        Some(match self.poll_replacement(cx) {
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            _ => Poll::Ready(Ok(written.len())),
+        })
     }
 }
 
@@ -70,16 +97,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ExplainedErrors<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_replacement(cx))?;
-        if let Some(replacement) = explained(buf) {
-            self.replacement = replacement;
-            self.sent = 0;
-            // The rest goes out on the flush that follows.
-            if let Poll::Ready(Err(error)) = self.poll_replacement(cx) {
-                return Poll::Ready(Err(error));
-            }
-            return Poll::Ready(Ok(buf.len()));
+        if let Some(taken) = self.replace(cx, buf) {
+            return taken;
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_replacement(cx))?;
+        if let [only] = bufs {
+            if let Some(taken) = self.replace(cx, only) {
+                return taken;
+            }
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -95,7 +134,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ExplainedErrors<S> {
 
 /// The answer to write instead of `written` when it is hyper's bodiless
 /// answer to a request it could not parse.
-fn explained(written: &[u8]) -> Option<Vec<u8>> {
+fn explained(written: &[u8], body: ErrorBody) -> Option<Vec<u8>> {
+    // Most writes are not heads of hyper's errors: one comparison says so.
+    if !written.starts_with(b"HTTP/1.1 4") && !written.starts_with(b"HTTP/1.1 5") {
+        return None;
+    }
     let head = std::str::from_utf8(written)
         .ok()?
         .strip_suffix("\r\n\r\n")?;
@@ -113,25 +156,46 @@ fn explained(written: &[u8]) -> Option<Vec<u8>> {
     if lines.next().is_some() {
         return None;
     }
-    let message = match code {
-        400 => {
-            "the request is not HTTP/1.1 the admin API can read: its request line or a \
-             header field is malformed (a control character, a space before a colon, a \
-             bad or repeated Content-Length, ...)"
+    let (content_type, text) = match body {
+        ErrorBody::Json => {
+            let message = match code {
+                400 => {
+                    "the request is not HTTP/1.1 the admin API can read: its request line or a \
+                     header field is malformed (a control character, a space before a colon, a \
+                     bad or repeated Content-Length, ...)"
+                }
+                414 => {
+                    "the request target is too long for the admin API (its head is at most 64 KiB)"
+                }
+                431 => {
+                    "the request head has more than 100 header fields or is larger than 64 KiB, \
+                     the most the admin API reads"
+                }
+                _ => "the request could not be read",
+            };
+            (
+                "application/json",
+                serde_json::json!({ "error": message }).to_string(),
+            )
         }
-        414 => "the request target is too long for the admin API (its head is at most 64 KiB)",
-        431 => {
-            "the request head has more than 100 header fields or is larger than 64 KiB, the \
-             most the admin API reads"
+        ErrorBody::Text => {
+            let message = match code {
+                400 => {
+                    "bad request: the request line or a header field is malformed (a control \
+                     character, a space before a colon, a bad or repeated Content-Length, ...)"
+                }
+                414 => "the request target is too long (a head is at most 64 KiB)",
+                431 => "the request head has more than 100 header fields or is larger than 64 KiB",
+                _ => "the request could not be read",
+            };
+            ("text/plain; charset=utf-8", format!("{rest} {message}\n"))
         }
-        _ => "the request could not be read",
     };
-    let body = serde_json::json!({ "error": message }).to_string();
     Some(
         format!(
-            "{status_line}\r\nconnection: close\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\ndate: {date}\r\n\r\n{body}",
-            body.len()
+            "{status_line}\r\nconnection: close\r\ncontent-type: {content_type}\r\n\
+             content-length: {}\r\ndate: {date}\r\n\r\n{text}",
+            text.len()
         )
         .into_bytes(),
     )
@@ -159,7 +223,7 @@ mod tests {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.max_buf_size(64 * 1024);
         let served = tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(ExplainedErrors::new(server));
+            let io = hyper_util::rt::TokioIo::new(ExplainedErrors::new(server, ErrorBody::Json));
             builder.serve_connection(io, service).await
         });
         client.write_all(request).await.expect("written");
@@ -246,7 +310,17 @@ mod tests {
         let hypers = format!(
             "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n{date}\r\n\r\n"
         );
-        assert!(explained(hypers.as_bytes()).is_some());
+        assert!(explained(hypers.as_bytes(), ErrorBody::Json).is_some());
+        let text = explained(hypers.as_bytes(), ErrorBody::Text).expect("replaced");
+        let text = String::from_utf8(text).expect("UTF-8");
+        assert!(
+            text.ends_with("\r\n\r\n400 Bad Request bad request: the request line or a header field is malformed (a control character, a space before a colon, a bad or repeated Content-Length, ...)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n"),
+            "{text}"
+        );
         for other in [
             format!("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n{date}\r\n\r\n"),
             format!("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n{date}\r\n\r\n"),
@@ -260,7 +334,10 @@ mod tests {
                 "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n{date}\r\n"
             ),
         ] {
-            assert!(explained(other.as_bytes()).is_none(), "{other}");
+            assert!(
+                explained(other.as_bytes(), ErrorBody::Json).is_none(),
+                "{other}"
+            );
         }
     }
 }
