@@ -227,6 +227,7 @@ fn lead(
             )
         }
     };
+    let seq_read = base.as_ref().map(|state| state.rollout_seq);
     let mut outcome = match base {
         Some(state) => state.reconcile(route, now).unwrap_or_else(|refused| {
             tracing::warn!("{refused}; the route is held until the spec catches up");
@@ -241,7 +242,22 @@ fn lead(
             RolloutState::start(route, now)
         }
     };
-    for command in observed.inputs {
+    // The inputs were written against the rollout the status held: one the
+    // spec has just replaced (a new canary revision) is not theirs to
+    // steer, and the write clears them.
+    let inputs = if seq_read.is_some_and(|seq| seq != outcome.state.rollout_seq) {
+        if !observed.inputs.is_empty() {
+            rewrite = true;
+            tracing::info!(
+                inputs = ?observed.inputs,
+                "status inputs of the rollout before this one are not applied"
+            );
+        }
+        Vec::new()
+    } else {
+        observed.inputs
+    };
+    for command in inputs {
         match outcome.state.command(command, route, now) {
             Ok(next) => {
                 rewrite = true;

@@ -402,11 +402,34 @@ async fn a_refused_abort_input_is_not_written_back_at_every_sync() {
     let decisions = control.decide_cluster(
         std::slice::from_ref(&route),
         true,
-        &seen(Some(promoted), vec![Command::Promote]),
+        &seen(Some(promoted.clone()), vec![Command::Promote]),
         later,
     );
     assert!(
         matches!(decisions.as_slice(), [(_, ClusterDecision::Write(_))]),
         "{decisions:?}"
     );
+
+    // The spec moves on (v2 stable, v3 the new revision) while the refused
+    // abort is still in the status: the new rollout starts, unaborted, and
+    // the write clears the old input.
+    let mut next = route.clone();
+    next.stable.revision = Arc::from("v2");
+    if let Some(canary) = next.canary.as_mut() {
+        canary.revision = Arc::from("v3");
+    }
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&next),
+        true,
+        &seen(Some(promoted.clone()), vec![Command::Abort]),
+        later + 1_000,
+    );
+    match decisions.as_slice() {
+        [(_, ClusterDecision::Write(outcome))] => {
+            assert_ne!(outcome.state.phase, Phase::Aborted, "{outcome:?}");
+            assert_eq!(outcome.state.canary_revision.as_deref(), Some("v3"));
+            assert_eq!(outcome.state.rollout_seq, promoted.rollout_seq + 1);
+        }
+        other => panic!("a write of the new rollout, not {other:?}"),
+    }
 }
