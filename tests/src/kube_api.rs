@@ -125,6 +125,9 @@ struct Store {
     /// Watches from before this version get 410 Gone.
     compacted: u64,
     down: bool,
+    /// How many of the next rollout-state writes to fail (see
+    /// [`KubeApi::fail_state_writes`]).
+    failing_state_writes: usize,
     /// Whether discovery lists the Gateway API kinds (its CRDs installed).
     gateway_api_served: bool,
     uid: u64,
@@ -313,6 +316,14 @@ impl KubeApi {
         self.state.changed.send_modify(|_| {});
     }
 
+    /// The next `n` writes of a rollout state to a `/status` subresource (a
+    /// body whose `status` names a `phase`) are answered 500 and change
+    /// nothing, as an API server that failed them; other writes (command
+    /// inputs, conditions) go through.
+    pub fn fail_state_writes(&self, n: usize) {
+        self.state.lock().failing_state_writes = n;
+    }
+
     /// Whether discovery of `gateway.networking.k8s.io/v1` lists the Gateway
     /// API kinds (as once its CRDs are installed) or answers 404 (the start).
     pub fn set_gateway_api_served(&self, served: bool) {
@@ -353,6 +364,16 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether a rollout-state write is to fail, counting it.
+    fn take_failing_state_write(&self) -> bool {
+        let mut store = self.lock();
+        if store.failing_state_writes == 0 {
+            return false;
+        }
+        store.failing_state_writes -= 1;
+        true
+    }
+
     fn notify(&self, store: &Store) {
         self.changed.send_replace(store.version);
     }
@@ -375,11 +396,20 @@ impl Shared {
         let path = parts.uri.path().to_owned();
         let params = parse_query(&query);
 
+        let is_state_write = matches!(parts.method, Method::PATCH | Method::PUT)
+            && path.ends_with("/status")
+            && !body["status"]["phase"].is_null();
         let response = if self.lock().down {
             Err(Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 "the test API server is down",
+            ))
+        } else if is_state_write && self.take_failing_state_write() {
+            Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the test API server failed this write",
             ))
         } else {
             self.route(&parts.method, &path, &params, &content_type, body.clone())

@@ -424,3 +424,55 @@ async fn an_api_server_lost_later_keeps_the_last_snapshot_and_no_step_advances()
         .await;
     wait_serving_only(&cluster, 0, "/", "v2").await;
 }
+
+/// A decision whose status write fails without a conflict (an API server
+/// error, nothing written) brings no watch event; the leader tries it again
+/// by itself every second, so a command waits for the API server, not for
+/// some unrelated change in the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_whose_status_write_failed_is_made_again_without_a_watch_event() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let cluster = Cluster::start(1, "").await;
+    cluster.add_service(NAMESPACE, "checkout-v1", 80);
+    cluster.add_service(NAMESPACE, "checkout-v2", 80);
+    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
+    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.apply_canary_route(
+        NAMESPACE,
+        "checkout",
+        json!({
+            "pathPrefix": "/",
+            "stable": {"revision": "v1", "service": service("checkout-v1")},
+            "canary": {"revision": "v2", "service": service("checkout-v2")},
+            "strategy": {"steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]},
+        }),
+    );
+    cluster
+        .wait_status(NAMESPACE, "checkout", ACT_LIMIT, "the pause at 20 %", |s| {
+            s["phase"] == "Paused" && step_index(s) == Some(1)
+        })
+        .await;
+
+    // The leader's write of the promotion fails five times in a row.
+    cluster.api.fail_state_writes(5);
+    cluster
+        .patch_status(NAMESPACE, "checkout", json!({"status": {"promote": true}}))
+        .await;
+    cluster
+        .wait_status(
+            NAMESPACE,
+            "checkout",
+            ACT_LIMIT,
+            "the promotion written",
+            |s| step_index(s) == Some(3) && canary_weight(s) == 60.0,
+        )
+        .await;
+    let failed = cluster
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.status == 500 && r.path.ends_with("/checkout/status"))
+        .count();
+    assert_eq!(failed, 5, "five state writes were failed");
+}

@@ -62,6 +62,12 @@ pub const STATUS_REFRESH: Duration = Duration::from_secs(2);
 /// Changes that arrive together are compiled once.
 const COALESCE: Duration = Duration::from_millis(20);
 
+/// How soon a sync whose decided status writes did not all land runs again:
+/// a write that timed out or failed without a conflict brings no watch
+/// event, and the decision (a command, a step) would otherwise wait for an
+/// unrelated change.
+const UNWRITTEN_RETRY: Duration = Duration::from_secs(1);
+
 /// Who this replica is in the cluster, and what it follows.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -565,12 +571,14 @@ async fn follow(
     let mut guardrail = tokio::time::interval(Duration::from_millis(250));
     guardrail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         if !first {
             tokio::select! {
                 () = stopped(&mut stop) => return,
                 () = changed.notified() => {}
                 () = cluster.resync.notified() => {}
+                () = wait_until(retry_at) => {}
                 found = gateway_api_found(&mut gateway_api_later) => {
                     stores.gateway_api = found;
                 }
@@ -586,7 +594,7 @@ async fn follow(
             }
             tokio::time::sleep(COALESCE).await;
         }
-        let round = sync(
+        let (round, unwritten) = sync(
             &process,
             &cluster,
             &stores,
@@ -594,6 +602,7 @@ async fn follow(
             &mut logged_templates,
         )
         .await;
+        retry_at = unwritten.then(|| tokio::time::Instant::now() + UNWRITTEN_RETRY);
         // The writer takes the latest round: one it has not started yet is
         // replaced, as every round carries all it needs.
         rounds.send_replace(Some(Arc::new(round)));
@@ -601,6 +610,14 @@ async fn follow(
             let _ = ready_tx.send(true);
             first = false;
         }
+    }
+}
+
+/// Ends at `at`; never without one.
+async fn wait_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -899,7 +916,7 @@ async fn sync(
     stores: &Stores,
     peers_tx: &watch::Sender<Vec<SocketAddr>>,
     logged_templates: &mut BTreeMap<ObjectKey, String>,
-) -> StatusRound {
+) -> (StatusRound, bool) {
     let objects = collect(stores);
     let namespaces: Option<BTreeSet<String>> = cluster
         .settings
@@ -1032,6 +1049,7 @@ async fn sync(
         );
     }
     let mut written = persist::save_off_runtime(store, to_write).await;
+    let unwritten = written.iter().any(Result::is_err);
     for result in written.split_off(decided.min(written.len())) {
         if let Err(error) = result {
             tracing::debug!(%error, "the status of a CanaryRoute without a strategy is not written this round");
@@ -1055,12 +1073,13 @@ async fn sync(
     for (name, conflict) in conflicts {
         problems.entry(name).or_default().extend(conflict);
     }
-    StatusRound {
+    let round = StatusRound {
         leading,
         objects,
         problems,
         gateways,
-    }
+    };
+    (round, unwritten)
 }
 
 /// Per step of `route`'s strategy, a timed pause's length in milliseconds.
