@@ -155,8 +155,7 @@ impl ControlState {
             .cloned()
             .collect();
         for name in gone {
-            self.rollouts.remove(&name);
-            self.history.remove(&name);
+            self.forget_cluster_route(&name);
             republish = true;
         }
         self.cluster_routes = routes;
@@ -165,12 +164,15 @@ impl ControlState {
         (republish, kept)
     }
 
-    /// Forgets the rollout state and samples kept for CanaryRoute `name`:
-    /// the object of that name was deleted and made again, and what was
-    /// kept is the old object's.
+    /// Forgets everything kept for CanaryRoute `name` (its rollout state,
+    /// samples, last judgement time and abort counts): the object is gone,
+    /// or was deleted and made again, and what was kept is the old
+    /// object's. Routes made and deleted by the thousand leave nothing.
     pub fn forget_cluster_route(&mut self, name: &str) {
         self.rollouts.remove(name);
         self.history.remove(name);
+        self.last_judged.remove(name);
+        self.aborts.retain(|(route, _), _| route != name);
     }
 
     /// Marks whether this replica leads. A change of leadership forgets the

@@ -55,7 +55,7 @@ pub struct ControlState {
     /// `weir_rollout_aborts_total` by (route, reason).
     pub aborts: BTreeMap<(String, AbortReason), u64>,
     /// When each route was last judged (ms since the epoch).
-    last_judged: BTreeMap<String, u64>,
+    pub(crate) last_judged: BTreeMap<String, u64>,
     /// Where state is persisted: fixed at startup.
     store: Arc<dyn StateStore>,
     /// The CanaryRoutes in force, compiled (after the file's routes).

@@ -433,3 +433,37 @@ async fn a_refused_abort_input_is_not_written_back_at_every_sync() {
         other => panic!("a write of the new rollout, not {other:?}"),
     }
 }
+
+/// A CanaryRoute that is gone leaves nothing behind: its state, its abort
+/// counts and its last judgement time go with it.
+#[tokio::test]
+async fn a_gone_canary_route_leaves_nothing_behind() {
+    let (mut control, route) = control().await;
+    lead_the_start(&mut control, &route);
+    let aborted = state_at(&route, 0)
+        .command(Command::Abort, &route, START_MS + 1_000)
+        .expect("abort applies");
+    let decisions = vec![("shop/checkout".to_owned(), ClusterDecision::Write(aborted))];
+    control.apply_cluster(vec![route.clone()], true, decisions, vec![Ok(())]);
+    control
+        .last_judged
+        .insert("shop/checkout".to_owned(), START_MS);
+    assert!(
+        control
+            .aborts
+            .keys()
+            .any(|(name, _)| name == "shop/checkout")
+    );
+
+    control.apply_cluster(Vec::new(), true, Vec::new(), Vec::new());
+    assert!(!control.rollouts.contains_key("shop/checkout"));
+    assert!(!control.last_judged.contains_key("shop/checkout"));
+    assert!(
+        !control
+            .aborts
+            .keys()
+            .any(|(name, _)| name == "shop/checkout"),
+        "{:?}",
+        control.aborts
+    );
+}
