@@ -1258,8 +1258,8 @@ async fn guard(process: &Process, cluster: &Cluster, listening_since: Instant) {
             .map(|(name, _)| name.clone())
             .collect()
     };
-    for name in failing {
-        crate::controller::route_span(&name).in_scope(|| {
+    for name in &failing {
+        crate::controller::route_span(name).in_scope(|| {
             tracing::warn!(
                 "guardrail: the canary fails on this replica and no leader has been heard from for 5 s; aborting"
             );
@@ -1275,7 +1275,7 @@ async fn guard(process: &Process, cluster: &Cluster, listening_since: Instant) {
             let aborted = route.and_then(|route| {
                 control
                     .rollouts
-                    .get(&name)
+                    .get(name)
                     .and_then(|s| s.command(Command::Abort, &route, now).ok())
             });
             match aborted {
@@ -1290,10 +1290,17 @@ async fn guard(process: &Process, cluster: &Cluster, listening_since: Instant) {
             let control = process.control.lock().await;
             process.publisher.publish(control.snapshot());
         }
-        if let Err(error) = cluster.statuses.write_input(&name, Command::Abort).await {
-            tracing::warn!(%error, "guardrail: cannot write abort to the status");
-        }
     }
+    // Written side by side: the sync loop that awaits this waits for one
+    // write's time, however many routes fail.
+    let writes = failing.iter().map(|name| async move {
+        if let Err(error) = cluster.statuses.write_input(name, Command::Abort).await {
+            crate::controller::route_span(name).in_scope(|| {
+                tracing::warn!(%error, "guardrail: cannot write abort to the status");
+            });
+        }
+    });
+    futures_util::future::join_all(writes).await;
 }
 
 #[cfg(test)]
