@@ -1044,7 +1044,18 @@ async fn sync(
             routes
                 .iter()
                 .filter(|route| route.strategy.is_none())
-                .map(|route| fixed_split_state(route, now))
+                .map(|route| {
+                    let mut state = fixed_split_state(route, now);
+                    // The sequence goes on from the last rollout, so the
+                    // next one gets a rollout id (a cohort) of its own.
+                    if let crate::persist::Stored::Found(seen) =
+                        cluster.statuses.observed(&route.name).stored
+                    {
+                        state.rollout_seq = seen.rollout_seq;
+                        state.promoted_revision = seen.promoted_revision;
+                    }
+                    state
+                })
                 .filter(|state| cluster.statuses.fixed_split_is_stale(state)),
         );
     }

@@ -671,13 +671,27 @@ async fn a_canary_route_without_a_strategy_gets_a_healthy_status() {
         .await;
     assert_eq!(status["canaryWeight"], 0.0, "{status:#}");
 
+    // Its last rollout was the third (the strategy since dropped): the
+    // sequence goes on from there, not back to 0.
+    cluster
+        .patch_status(
+            "shop",
+            "fixed",
+            json!({"status": {"seq": 3, "rolloutId": "3-v2"}}),
+        )
+        .await;
     let edited = cluster.apply_canary_route("shop", "fixed", fixed(40));
     let generation = edited["metadata"]["generation"].clone();
-    cluster
+    let status = cluster
         .wait_status("shop", "fixed", START_LIMIT, "the new weight", |s| {
             s["canaryWeight"] == 40.0 && s["observedGeneration"] == generation
         })
         .await;
+    assert_eq!(
+        (&status["seq"], &status["rolloutId"]),
+        (&json!(3), &json!("3-v2")),
+        "{status:#}"
+    );
 }
 
 /// Whether the Gateway API is served, when the config does not say: as the
