@@ -232,10 +232,15 @@ fn lead(
     let seq_read = base.as_ref().map(|state| state.rollout_seq);
     let mut outcome = match base {
         Some(state) => state.reconcile(route, now).unwrap_or_else(|refused| {
-            tracing::warn!("{refused}; the route is held until the spec catches up");
-            rewrite = true;
+            let held = state.held_behind(&refused, route);
+            // Written once: a status that already says so is left alone,
+            // not patched again at every sync while the spec stays behind.
+            if !(same_position(&held, &state) && held.message == state.message) {
+                tracing::warn!("{refused}; the route is held until the spec catches up");
+                rewrite = true;
+            }
             Outcome {
-                state: state.held_behind(&refused, route),
+                state: held,
                 transition: None,
             }
         }),

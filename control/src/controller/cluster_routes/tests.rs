@@ -337,7 +337,7 @@ async fn a_route_that_drops_its_strategy_ends_its_rollout_or_is_held_behind_its_
         &seen(Some(promoted), vec![]),
         START_MS,
     );
-    match &decisions[0].1 {
+    let held = match &decisions[0].1 {
         ClusterDecision::Write(outcome) => {
             assert_eq!(outcome.state.canary_weight, Weight::ZERO);
             assert!(
@@ -345,9 +345,22 @@ async fn a_route_that_drops_its_strategy_ends_its_rollout_or_is_held_behind_its_
                 "{}",
                 outcome.state.message
             );
+            outcome.state.clone()
         }
         other => panic!("a write of the held state, not {other:?}"),
-    }
+    };
+    // Once the status says so, later syncs leave it alone.
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&bare),
+        true,
+        &seen(Some(held), vec![]),
+        START_MS + 1_000,
+    );
+    assert!(
+        matches!(decisions[0].1, ClusterDecision::Keep(_)),
+        "{:?}",
+        decisions[0].1
+    );
 
     // Healthy (no rollout), nothing kept either: nothing to decide.
     let (fresh, _) = self::control().await;
