@@ -92,6 +92,9 @@ pub struct BlueGreenStatus {
     pub preview_hosts: Vec<String>,
     /// The preview header, `name: value`.
     pub preview_header: Option<PreviewHeaderStatus>,
+    /// While promoted: until when (ms since the UNIX epoch) `abort` swaps
+    /// back to the old revision (`scaleDownDelaySeconds` after the swap).
+    pub switch_back_until_ms: Option<u64>,
 }
 
 /// The preview header of a blue-green route.

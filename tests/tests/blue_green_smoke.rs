@@ -110,6 +110,13 @@ async fn the_preview_reaches_the_new_revision_until_promote_swaps() {
     promtool_check(&metrics.text);
 
     // Promote: the swap, then Done (no post-promotion analysis).
+    let epoch_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis()
+    };
+    let promoted_after = epoch_ms();
     let answer = weir.command("shop", "promote", None).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let s = weir
@@ -117,6 +124,16 @@ async fn the_preview_reaches_the_new_revision_until_promote_swaps() {
         .await;
     assert_eq!(s["phase"], "Promoted", "{s:#}");
     assert_eq!(s["canaryWeight"], 100.0, "{s:#}");
+    // Until when abort swaps back (for the dashboard's Abort button): the
+    // swap's time plus scaleDownDelaySeconds (1 s).
+    let until = s["blueGreen"]["switchBackUntilMs"]
+        .as_u64()
+        .map(u128::from)
+        .unwrap_or_else(|| panic!("switchBackUntilMs while promoted: {s:#}"));
+    assert!(
+        (promoted_after..=epoch_ms() + 1000).contains(&until),
+        "{until} is the swap's time plus 1 s: {s:#}"
+    );
     for _ in 0..5 {
         assert_eq!(upstream_of(&weir, "shop.test", &[]).await, "green");
     }

@@ -321,12 +321,23 @@ async fn without_tokens_the_page_asks_for_none_and_acts() {
     let weir = Weir::start(WeirConfig::new([
         Route::rollout("web", &[stable.addr], &[canary.addr], strategy),
         Route::new("api", &[stable.addr]).path_prefix("/api"),
+        Route::new("tiny", &[stable.addr])
+            .path_prefix("/tiny")
+            .canary(&[canary.addr], 0.0005),
     ]))
     .await;
     let browser = Browser::start(1024, 800).await;
     browser
         .goto(&format!("http://{}/ui/#/", weir.addrs.admin))
         .await;
+    // Weights have four decimals, and are shown with all of them.
+    shown(
+        &browser,
+        "a weight of one request in 200,000 shown as written",
+        "const cells = document.querySelectorAll('tr[data-route=\"tiny\"] td');
+         return [...cells].some((c) => c.textContent.startsWith('0.0005 % '));",
+    )
+    .await;
     // A route with no canary is not called a split, as `weir status` says.
     shown(
         &browser,
@@ -346,6 +357,28 @@ async fn without_tokens_the_page_asks_for_none_and_acts() {
     )
     .await;
     assert_eq!(promote, true);
+    // The page is drawn again at every event; a button that did not change
+    // stays the same element, so a click under way is not lost.
+    read(
+        &browser,
+        "window.keptPromote = document.querySelector('#actions button[data-command=\"promote\"]');
+         window.drawnBefore = window.weirShown.length;
+         return true;",
+    )
+    .await;
+    shown(
+        &browser,
+        "three events drawn since",
+        "return window.weirShown.length >= window.drawnBefore + 3;",
+    )
+    .await;
+    let kept = read(
+        &browser,
+        "return window.keptPromote.isConnected
+            && window.keptPromote === document.querySelector('#actions button[data-command=\"promote\"]');",
+    )
+    .await;
+    assert_eq!(kept, true, "the Promote button was drawn anew");
     let asked = read(
         &browser,
         "return [document.getElementById('token-form').hidden,

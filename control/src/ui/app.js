@@ -21,6 +21,7 @@ const state = {
   routes: new Map(),   // name -> route status
   samples: new Map(),  // name -> [{at, stable, canary}]
   events: [],          // recent events, newest last: {id, event, data}
+  switchBackTimer: null, // the switch-back window's end a redraw is set for
   verdicts: new Map(), // name -> [{event, data, id}] of its verdicts, newest last
   access: null,        // "read" | "write" once connected
   tokens: true,        // whether weir asks for tokens
@@ -258,7 +259,8 @@ function remember(name, data, id) {
 
 function currentRoute() {
   const m = location.hash.match(/^#\/routes\/(.+)$/);
-  return m ? decodeURIComponent(m[1]) : null;
+  if (!m) return null;
+  try { return decodeURIComponent(m[1]); } catch (_) { return m[1]; }
 }
 
 window.addEventListener("hashchange", () => {
@@ -279,12 +281,62 @@ function render() {
     : state.access === "write" ? (state.tokens ? "writer token" : "") : "";
   const view = $("view");
   const name = currentRoute();
+  // A command asked about a route that is gone is not confirmed.
+  if (name !== null && state.access && !state.routes.has(name)) $("confirm").hidden = true;
   const page = name === null ? listView() : routeView(name);
-  view.replaceChildren(page);
+  page.dataset.view = name === null ? "list" : "route " + name;
+  const old = view.firstElementChild;
+  if (old && old.dataset.view === page.dataset.view) {
+    // Events redraw the page several times a second: what did not change
+    // stays the same element, so a button being pressed, the focus and a
+    // scrolled list are not lost to a redraw.
+    const focused = document.activeElement;
+    const key = focused && old.contains(focused) ? focusKey(focused) : null;
+    morph(old, page);
+    if (key && !focused.isConnected) {
+      const again = view.querySelector(key);
+      if (again) again.focus();
+    }
+  } else {
+    view.replaceChildren(page);
+  }
   drawCharts();
 }
 
-const pct = (v) => (v === null || v === undefined ? "–" : (+v).toFixed(v % 1 ? 2 : 0) + " %");
+// Makes `old` (shown) show what `fresh` shows, keeping every element that
+// would be drawn the same: an element whose own attributes or number of
+// children changed is replaced (with its listeners), one that did not is
+// kept and its children compared in turn.
+function morph(old, fresh) {
+  if (old.isEqualNode(fresh)) return;
+  if (old.nodeType !== Node.ELEMENT_NODE || old.nodeName !== fresh.nodeName
+      || old.nodeName === "CANVAS" || !sameAttributes(old, fresh)
+      || old.childNodes.length !== fresh.childNodes.length) {
+    const top = old.nodeType === Node.ELEMENT_NODE ? old.scrollTop : 0;
+    old.replaceWith(fresh);
+    if (top) fresh.scrollTop = top;
+    return;
+  }
+  const olds = [...old.childNodes];
+  const freshes = [...fresh.childNodes];
+  olds.forEach((child, i) => morph(child, freshes[i]));
+}
+
+function sameAttributes(a, b) {
+  if (a.attributes.length !== b.attributes.length) return false;
+  for (const attr of a.attributes) if (b.getAttribute(attr.name) !== attr.value) return false;
+  return true;
+}
+
+// A selector that finds `el` again in a redrawn page.
+function focusKey(el) {
+  if (el.id) return "#" + CSS.escape(el.id);
+  if (el.dataset && el.dataset.command) return '[data-command="' + CSS.escape(el.dataset.command) + '"]';
+  return null;
+}
+
+// Weights have up to four decimals (one request in a million): all shown.
+const pct = (v) => (v === null || v === undefined ? "–" : String(+(+v).toFixed(4)) + " %");
 const rate = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(2) + " %");
 const ms = (v) => (v === null || v === undefined ? "–" : (+v).toFixed(1) + " ms");
 const clock = (at) => new Date(at).toLocaleTimeString();
@@ -360,7 +412,14 @@ function applies(r, verb, body) {
   const active = r.phase === "Progressing" || r.phase === "Paused";
   switch (verb) {
     case "promote": return active;
-    case "abort": return active || r.phase === "Promoted";
+    case "abort": {
+      if (active) return true;
+      if (r.phase !== "Promoted") return false;
+      // A blue-green route swaps back only within scaleDownDelaySeconds.
+      if (!r.blueGreen) return true;
+      const until = r.blueGreen.switchBackUntilMs;
+      return !!until && Date.now() < until;
+    }
     case "retry": return r.phase === "Aborted";
     case "pause": return active && !r.held;
     case "resume": return !!r.held;
@@ -372,17 +431,26 @@ function routeView(name) {
   const r = state.routes.get(name);
   if (!r) {
     return h("section", {}, h("p", {}, h("a", { href: "#/" }, "← routes")),
-      h("p", { class: "muted" }, state.access ? "No route named " + name + "." : "Waiting for weir…"));
+      h("p", { class: "muted" }, state.access ? "No route named " + name + "." : "Waiting for weir…"),
+      state.notice ? h("p", { id: "notice", class: state.notice.error ? "error" : "muted" }, state.notice.text) : null);
   }
   const writable = state.access === "write";
   const why = state.access === "read"
     ? "The reader token shows but cannot act: use the writer token to run commands."
     : "";
+  // The switch-back window's end disables Abort: drawn again then.
+  const until = r.blueGreen && r.phase === "Promoted" && r.blueGreen.switchBackUntilMs;
+  if (until && until > Date.now() && state.switchBackTimer !== until) {
+    state.switchBackTimer = until;
+    setTimeout(render, until - Date.now() + 50);
+  }
   const buttons = COMMANDS.map(([verb, label, body, question]) =>
     h("button", { type: "button", "data-command": label.toLowerCase().replace(" ", "-"),
       class: verb === "abort" ? "danger" : null, disabled: !writable || !applies(r, verb, body),
       title: why || (applies(r, verb, body) ? null : label + " does not apply to a route " + (r.held ? "held" : r.phase)),
-      onclick: () => confirmCommand(question.replace("%s", name), () => runCommand(name, verb, body)) }, label));
+      onclick: () => confirmCommand(
+        (verb === "abort" && r.blueGreen ? "Abort %s: all traffic back to the old revision?" : question).replace("%s", name),
+        () => runCommand(name, verb, body)) }, label));
   const steps = (r.steps || []).map((s, i) => {
     const at = r.stepIndex;
     const cls = at === null || at === undefined ? "" : i < at ? "done" : i === at ? "current" : "";
