@@ -444,6 +444,16 @@ impl AdminState {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
+                // Read as every command's body is: a reload takes none.
+                let body = match read_json(req).await {
+                    Ok(body) => body,
+                    Err(response) => return response,
+                };
+                if let Some(fields) = body.as_object().filter(|o| !o.is_empty()) {
+                    let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
+                    let problem = unknown_fields(&names, "reload", "it takes no fields");
+                    return refusal(&Refusal::BadCommandBody { problem });
+                }
                 match reload::reload(&self.process, Trigger::Api).await {
                     Ok(outcome) => {
                         let mut body = serde_json::json!({

@@ -105,6 +105,8 @@ async fn every_path_method_and_token_answers_its_status() {
     let local = peer([127, 0, 0, 1]);
     // (method, path, caller, body, status), in order: commands change the
     // state later rows see.
+    // Over the 64 KiB an admin body may have.
+    let big_body = format!("{{\"x\": \"{}\"}}", "a".repeat(70_000));
     let table: Vec<(&Method, &str, Caller, &str, u16)> = vec![
         // Open endpoints: any caller.
         (&get, "/healthz", Anonymous, "", 200),
@@ -244,6 +246,9 @@ async fn every_path_method_and_token_answers_its_status() {
         (&post, "/api/v1/reload", Anonymous, "", 401),
         (&post, "/api/v1/reload", Reader, "", 403),
         (&get, "/api/v1/reload", Writer, "", 405),
+        // A reload takes no body: fields, or more than 64 KiB, are refused.
+        (&post, "/api/v1/reload", Writer, big_body.as_str(), 413),
+        (&post, "/api/v1/reload", Writer, "[1]", 400),
         // The config file does not exist: refused, the config in force stays.
         (&post, "/api/v1/reload", Writer, "", 400),
     ];
