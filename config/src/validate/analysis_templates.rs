@@ -922,19 +922,41 @@ fn http_url(text: &str) -> Result<String, String> {
         .or_else(|| trimmed.strip_prefix("https://"));
     // As the request will read it: a URL `http::Uri` cannot parse (a
     // space or a `<` in it, say) could never be asked.
-    let parses = || {
+    let parsed = || {
         trimmed
             .parse::<http::Uri>()
-            .is_ok_and(|uri| uri.host().is_some_and(|host| !host.is_empty()))
+            .ok()
+            .filter(|uri| uri.host().is_some_and(|host| !host.is_empty()))
     };
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && parses() => {
-            Ok(trimmed.to_owned())
-        }
-        _ => Err(
+    match rest
+        .filter(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        .and_then(|_| parsed())
+    {
+        Some(uri) if port_in_range(&uri) => Ok(trimmed.to_owned()),
+        Some(_) => Err("has a port outside 1 to 65535".to_owned()),
+        None => Err(
             "is not an http:// or https:// URL with a host, e.g. `http://127.0.0.1:9090`"
                 .to_owned(),
         ),
+    }
+}
+
+/// Whether `uri`'s port, when it names one, is 1 to 65535 (`http::Uri`
+/// takes any digits, and reads a port past 65535 as none at all).
+pub(super) fn port_in_range(uri: &http::Uri) -> bool {
+    let Some(authority) = uri.authority() else {
+        return true;
+    };
+    // After any userinfo, and after an IPv6 literal's `]`: their colons
+    // are not the port's.
+    let text = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let after_host = text.rfind(']').map_or(0, |at| at + 1);
+    match text[after_host..].rfind(':') {
+        None => true,
+        Some(colon) => {
+            let port = &text[after_host + colon + 1..];
+            port.is_empty() || port.parse::<u16>().is_ok_and(|n| n != 0)
+        }
     }
 }
 

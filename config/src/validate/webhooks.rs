@@ -79,6 +79,12 @@ fn url_problem(url: &str) -> Option<String> {
     if parsed.host().is_none_or(str::is_empty) {
         return Some(format!("`{}` has no host", url.escape_debug()));
     }
+    if !super::analysis_templates::port_in_range(&parsed) {
+        return Some(format!(
+            "`{}` has a port outside 1 to 65535",
+            url.escape_debug()
+        ));
+    }
     None
 }
 

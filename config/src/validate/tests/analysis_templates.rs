@@ -991,6 +991,29 @@ fn a_url_that_cannot_be_parsed_is_refused() {
     }
 }
 
+/// A port past 65535 (which `http::Uri` reads as no port) or 0 is refused;
+/// userinfo and IPv6 literals keep their colons.
+#[test]
+fn a_url_whose_port_is_out_of_range_is_refused() {
+    for bad in ["http://p:99999", "http://p:0/", "http://[::1]:70000"] {
+        let errors = invalid(&WHOLE_ADDRESS_FILE.replace("{ADDR}", bad));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains("a port outside 1 to 65535")),
+            "{bad}: {errors:?}"
+        );
+    }
+    for good in [
+        "http://u:pw@p:9090",
+        "http://[::1]:9090",
+        "http://[::1]",
+        "http://p",
+    ] {
+        valid(&WHOLE_ADDRESS_FILE.replace("{ADDR}", good));
+    }
+}
+
 /// A template whose numbers, durations, method, JSON path and header names
 /// are arguments, as Argo's int-or-string and string fields allow;
 /// `{VALUES}` is the reference's argument list.

@@ -122,6 +122,13 @@ fn bad_webhooks_are_refused_at_their_place() {
             "has no scheme",
         ),
         (
+            hook("        - { name: a, type: rollout, url: 'http://x:99999/' }\n"),
+            "routes[0].strategy.webhooks[0].url",
+            13,
+            37,
+            "has a port outside 1 to 65535",
+        ),
+        (
             hook(
                 "        - { name: a, type: rollout, url: http://x/ }\n        - { name: a, type: event, url: http://y/ }\n",
             ),
