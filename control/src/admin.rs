@@ -661,11 +661,12 @@ impl AdminState {
                 Err(refusal(&Refusal::LocalOnly))
             };
         }
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token);
+        let mut authorizations = req.headers().get_all(header::AUTHORIZATION).iter();
+        let first = authorizations.next();
+        if authorizations.next().is_some() {
+            return Err(refusal(&Refusal::SeveralAuthorizations));
+        }
+        let presented = first.and_then(|v| v.to_str().ok()).and_then(bearer_token);
         let Some(presented) = presented else {
             return Err(refusal(&Refusal::MissingToken));
         };

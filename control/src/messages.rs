@@ -58,6 +58,9 @@ pub enum Refusal {
     LocalOnly,
     /// No `Authorization: Bearer` header.
     MissingToken,
+    /// More than one `Authorization` header: which one counts would be a
+    /// guess (RFC 9110 allows one).
+    SeveralAuthorizations,
     /// A bearer token that is neither the reader's nor the writer's.
     WrongToken,
     /// The reader token on a command that changes something.
@@ -153,6 +156,7 @@ impl Refusal {
             Refusal::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::LocalOnly | Refusal::ReaderCannotWrite => StatusCode::FORBIDDEN,
             Refusal::MissingToken | Refusal::WrongToken => StatusCode::UNAUTHORIZED,
+            Refusal::SeveralAuthorizations => StatusCode::BAD_REQUEST,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Refusal::BodyNotObject
@@ -192,6 +196,9 @@ impl fmt::Display for Refusal {
                 f.write_str("missing bearer token (Authorization: Bearer TOKEN)")
             }
             Refusal::WrongToken => f.write_str("wrong bearer token"),
+            Refusal::SeveralAuthorizations => f.write_str(
+                "more than one Authorization header; send one (Authorization: Bearer TOKEN)",
+            ),
             Refusal::ReaderCannotWrite => {
                 f.write_str("the reader token cannot change anything; use the writer token")
             }

@@ -28,6 +28,8 @@ enum Caller {
     Wrong,
     Reader,
     Writer,
+    /// Two `Authorization` headers: the reader's and the writer's.
+    Both,
 }
 
 struct Answer {
@@ -52,8 +54,11 @@ async fn call(
         Caller::Anonymous => None,
         Caller::Wrong => Some("nope"),
         Caller::Reader => Some(READER),
-        Caller::Writer => Some(WRITER),
+        Caller::Writer | Caller::Both => Some(WRITER),
     };
+    if matches!(caller, Caller::Both) {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {READER}"));
+    }
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -120,6 +125,9 @@ async fn every_path_method_and_token_answers_its_status() {
         // Reading: a token is needed, either one will do.
         (&get, "/api/v1/routes", Anonymous, "", 401),
         (&get, "/api/v1/routes", Wrong, "", 401),
+        // Which of two Authorization headers counts would be a guess.
+        (&get, "/api/v1/routes", Both, "", 400),
+        (&post, "/api/v1/routes/web/pause", Both, "", 400),
         (&get, "/api/v1/routes", Reader, "", 200),
         (&get, "/api/v1/routes", Writer, "", 200),
         (&get, "/api/v1/routes/", Reader, "", 200),
