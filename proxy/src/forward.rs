@@ -1256,9 +1256,6 @@ fn prepare_request<B>(
     };
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, true);
-    // An expectation is answered by weir's own server (`100 Continue` once
-    // the body is read), as on the own path; the upstream is not asked again.
-    headers.remove(header::EXPECT);
     if let Some(upgrade) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());
@@ -1379,7 +1376,10 @@ fn http1_head_len<B>(response: &Response<B>) -> usize {
     "HTTP/1.1 200 \r\n".len() + reason + fields + 2
 }
 
-/// Removes hop-by-hop headers, including those named in `Connection`.
+/// Removes hop-by-hop headers, including those named in `Connection`; on
+/// a request also `Expect`, which weir's own server answers (`100
+/// Continue` once the body is read), as the own path does: the upstream is
+/// not asked again.
 fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     // Most messages carry none of them: one pass over the names present is
     // cheaper than a hash lookup per hop-by-hop name.
@@ -1390,7 +1390,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
             || name == header::TRANSFER_ENCODING
             || name == header::UPGRADE
             || name == header::PROXY_AUTHENTICATE
-            || (request && name == header::PROXY_AUTHORIZATION)
+            || (request && (name == header::PROXY_AUTHORIZATION || name == header::EXPECT))
             || name == KEEP_ALIVE
             || name == PROXY_CONNECTION
     };
@@ -1421,6 +1421,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     }
     if request {
         headers.remove(header::PROXY_AUTHORIZATION);
+        headers.remove(header::EXPECT);
     }
 }
 

@@ -442,6 +442,15 @@ impl Cluster {
         response.json()
     }
 
+    /// The Services `checkout-v1` and `checkout-v2` (port 80) of
+    /// `namespace`, each with one ready endpoint: `v1` and `v2`.
+    pub fn add_checkout_services(&self, namespace: &str, v1: SocketAddr, v2: SocketAddr) {
+        self.add_service(namespace, "checkout-v1", 80);
+        self.add_service(namespace, "checkout-v2", 80);
+        self.set_endpoints(namespace, "checkout-v1", &[(v1, true, true, false)]);
+        self.set_endpoints(namespace, "checkout-v2", &[(v2, true, true, false)]);
+    }
+
     /// The `events.k8s.io/v1` Events in `namespace`.
     pub fn events(&self, namespace: &str) -> Vec<Value> {
         self.api.list(EVENTS, Some(namespace))

@@ -112,10 +112,7 @@ async fn a_namespaced_template_runs_and_a_missing_one_holds_until_it_is_applied(
           web: {url: "http://{{args.host}}/smoke", jsonPath: "{$.summary}", timeoutSeconds: 5}
 "#;
     let mut cluster = Cluster::start(1, file_template).await;
-    cluster.add_service(NAMESPACE, "checkout-v1", 80);
-    cluster.add_service(NAMESPACE, "checkout-v2", 80);
-    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
-    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.add_checkout_services(NAMESPACE, v1.addr, v2.addr);
 
     // `cart` names a good template; `checkout` one that does not exist yet.
     cluster.apply_analysis_template(NAMESPACE, "ok", smoke_template("result.failed == 0"));

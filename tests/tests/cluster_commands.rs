@@ -95,10 +95,7 @@ async fn the_cli_against_a_replica_that_does_not_lead_shows_aborts_and_retries_a
     let v2 = FakeUpstream::start("v2").await;
     let base = WeirConfig::default().tokens(Some(READER), Some(WRITER));
     let cluster = Cluster::start_with(3, base, "").await;
-    cluster.add_service(NAMESPACE, "checkout-v1", 80);
-    cluster.add_service(NAMESPACE, "checkout-v2", 80);
-    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
-    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.add_checkout_services(NAMESPACE, v1.addr, v2.addr);
     cluster.apply_canary_route(
         NAMESPACE,
         NAME,
@@ -213,10 +210,7 @@ async fn a_follower_routes_by_the_leaders_status_and_never_writes() {
     let base = WeirConfig::default().tokens(Some(READER), Some(WRITER));
     let mut cluster = Cluster::start_with(1, base.clone(), "").await;
     let sidecar = cluster.start_follower(base).await;
-    cluster.add_service(NAMESPACE, "checkout-v1", 80);
-    cluster.add_service(NAMESPACE, "checkout-v2", 80);
-    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
-    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.add_checkout_services(NAMESPACE, v1.addr, v2.addr);
     cluster.apply_canary_route(
         NAMESPACE,
         NAME,

@@ -246,10 +246,7 @@ async fn nonsense_patched_into_a_status_is_refused_with_a_condition_and_written_
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
     let cluster = Cluster::start(2, "").await;
-    cluster.add_service(NAMESPACE, "checkout-v1", 80);
-    cluster.add_service(NAMESPACE, "checkout-v2", 80);
-    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
-    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.add_checkout_services(NAMESPACE, v1.addr, v2.addr);
     cluster.apply_canary_route(
         NAMESPACE,
         "checkout",
@@ -348,10 +345,7 @@ async fn an_api_server_lost_later_keeps_the_last_snapshot_and_no_step_advances()
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
     let cluster = Cluster::start(1, "").await;
-    cluster.add_service(NAMESPACE, "checkout-v1", 80);
-    cluster.add_service(NAMESPACE, "checkout-v2", 80);
-    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
-    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.add_checkout_services(NAMESPACE, v1.addr, v2.addr);
     cluster.apply_canary_route(
         NAMESPACE,
         "checkout",
@@ -434,10 +428,7 @@ async fn a_decision_whose_status_write_failed_is_made_again_without_a_watch_even
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
     let cluster = Cluster::start(1, "").await;
-    cluster.add_service(NAMESPACE, "checkout-v1", 80);
-    cluster.add_service(NAMESPACE, "checkout-v2", 80);
-    cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
-    cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
+    cluster.add_checkout_services(NAMESPACE, v1.addr, v2.addr);
     cluster.apply_canary_route(
         NAMESPACE,
         "checkout",

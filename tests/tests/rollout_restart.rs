@@ -21,6 +21,13 @@ const KEPT: [&str; 8] = [
     "held",
 ];
 
+/// Another `weir run` on `weir`'s config file, to its exit.
+async fn run_on_its_config(weir: &Weir) -> std::process::Output {
+    let config = weir.config_path();
+    let args = ["run", "--config", config.to_str().expect("UTF-8")];
+    weir_e2e::run_within(&weir_e2e::binary("weir"), &args, Duration::from_secs(20)).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_keeps_phase_step_weight_and_pause_deadline() {
     let v1 = FakeUpstream::start("v1").await;
@@ -197,16 +204,7 @@ async fn a_second_process_on_the_same_state_dir_is_refused() {
 
     // The same config file again: the same stateDir (and the same ports,
     // which are bound after the lock is taken).
-    let second = within(
-        Duration::from_secs(20),
-        "the second process to exit",
-        tokio::process::Command::new(weir_e2e::binary("weir"))
-            .args(["run", "--config"])
-            .arg(weir.config_path())
-            .output(),
-    )
-    .await
-    .expect("weir runs");
+    let second = run_on_its_config(&weir).await;
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(
@@ -257,16 +255,7 @@ async fn a_start_on_a_taken_port_writes_no_state() {
     weir.write_config(
         &config.with_route("web", |r| r.canary(&[v3.addr], 0.0).canary_revision("v3")),
     );
-    let refused = within(
-        Duration::from_secs(20),
-        "the start to fail",
-        tokio::process::Command::new(weir_e2e::binary("weir"))
-            .args(["run", "--config"])
-            .arg(weir.config_path())
-            .output(),
-    )
-    .await
-    .expect("weir runs");
+    let refused = run_on_its_config(&weir).await;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("listener"), "names the listener: {stderr}");

@@ -1209,6 +1209,22 @@ fn noted<T>(
     result.map_err(|problem| problems.push(problem)).ok()
 }
 
+/// The URL field `text` at `key` with `args` in place, an http:// or
+/// https:// URL; `None` with its problem added to `problems`.
+fn url_field(
+    text: &str,
+    args: &Args<'_>,
+    key: &str,
+    problems: &mut Vec<(String, String)>,
+) -> Option<String> {
+    noted(
+        problems,
+        args.field(text)
+            .and_then(|field| field.http_url())
+            .map_err(|why| (key.to_owned(), why)),
+    )
+}
+
 /// A metric's Prometheus provider with `args` in place; `None` with its
 /// problems added to `problems`.
 fn prometheus_provider(
@@ -1217,12 +1233,7 @@ fn prometheus_provider(
     problems: &mut Vec<(String, String)>,
 ) -> Option<Provider> {
     let fail = |key: &str, why: String| (key.to_owned(), why);
-    let address = noted(
-        problems,
-        args.field(&p.address)
-            .and_then(|a| a.http_url())
-            .map_err(|e| fail("provider.prometheus.address", e)),
-    );
+    let address = url_field(&p.address, args, "provider.prometheus.address", problems);
     let query = noted(
         problems,
         args.field(&p.query)
@@ -1272,12 +1283,7 @@ fn web_provider(
     problems: &mut Vec<(String, String)>,
 ) -> Option<Provider> {
     let fail = |key: &str, why: String| (key.to_owned(), why);
-    let url = noted(
-        problems,
-        args.field(&w.url)
-            .and_then(|u| u.http_url())
-            .map_err(|e| fail("provider.web.url", e)),
-    );
+    let url = url_field(&w.url, args, "provider.web.url", problems);
     let method = noted(
         problems,
         match &w.method {

@@ -1224,13 +1224,18 @@ impl RolloutState {
         self.enter_gated(strategy, 0, now_ms);
     }
 
+    /// No timed pause: no deadline, no time left, no length.
+    fn clear_pause(&mut self) {
+        self.pause_deadline_ms = None;
+        self.pause_remaining_ms = None;
+        self.pause_length_ms = None;
+    }
+
     /// Enters step `index`, or completes the rollout past the last step.
     fn enter(&mut self, strategy: &Strategy, index: usize, now_ms: u64) {
         self.held = false;
         self.webhooks.wait = None;
-        self.pause_remaining_ms = None;
-        self.pause_length_ms = None;
-        self.pause_deadline_ms = None;
+        self.clear_pause();
         let Some(step) = strategy.steps.get(index) else {
             self.complete(strategy, now_ms);
             return;
@@ -1260,9 +1265,7 @@ impl RolloutState {
         self.promoted_revision = self.canary_revision.clone();
         self.held = false;
         self.webhooks.wait = None;
-        self.pause_deadline_ms = None;
-        self.pause_remaining_ms = None;
-        self.pause_length_ms = None;
+        self.clear_pause();
     }
 
     fn release(&mut self, strategy: &Strategy, now_ms: u64) {
@@ -1321,9 +1324,7 @@ impl RolloutState {
         self.canary_weight = Weight::ZERO;
         self.held = false;
         self.webhooks.wait = None;
-        self.pause_deadline_ms = None;
-        self.pause_remaining_ms = None;
-        self.pause_length_ms = None;
+        self.clear_pause();
         self.abort_reason = Some(reason);
         let message = format!("aborted ({}): {detail}", reason.metric_label());
         self.finish(
@@ -1348,9 +1349,7 @@ impl RolloutState {
         s.canary_revision = None;
         s.held = false;
         s.webhooks.wait = None;
-        s.pause_deadline_ms = None;
-        s.pause_remaining_ms = None;
-        s.pause_length_ms = None;
+        s.clear_pause();
         s.abort_reason = None;
         s.message = format!("no rollout: all traffic to stable {}", s.stable_revision);
         s.blue_green_stage = s.blue_green_stage.map(|_| BlueGreenStage::Done);
@@ -1414,9 +1413,7 @@ impl RolloutState {
             self.step_index = None;
             self.phase = Phase::Paused;
             self.held = true;
-            self.pause_deadline_ms = None;
-            self.pause_remaining_ms = None;
-            self.pause_length_ms = None;
+            self.clear_pause();
             self.message = format!(
                 "the strategy changed under the rollout ({from} would now be {to}); held at \
                  weight {}%: resume or promote start again from step 1, promote --full \
@@ -1433,9 +1430,7 @@ impl RolloutState {
                 self.step_index = None;
                 self.phase = Phase::Paused;
                 self.held = true;
-                self.pause_deadline_ms = None;
-                self.pause_remaining_ms = None;
-                self.pause_length_ms = None;
+                self.clear_pause();
                 self.message = format!(
                     "steps changed: step {} no longer exists ({count} steps); held at weight {}%: \
                      resume or promote start the steps from step 1, promote --full promotes, \

@@ -171,9 +171,7 @@ impl RolloutState {
     pub(super) fn wait_on(&mut self, gate: Gate, step: usize) {
         self.phase = Phase::Paused;
         self.held = false;
-        self.pause_deadline_ms = None;
-        self.pause_remaining_ms = None;
-        self.pause_length_ms = None;
+        self.clear_pause();
         self.webhooks.wait = Some(GateWait {
             gate,
             step,
