@@ -673,10 +673,23 @@ impl Walk<'_> {
                 self.problems.holes.loose(path);
                 continue;
             }
-            // A key written without a value (`pause:`) counts as absent; the
-            // location index still knows it was written.
-            if !field.required && is_null(&entry.value) {
-                continue;
+            // A key written without a value (`pause:`, `pause: ~`) counts as
+            // absent; the location index still knows it was written. A
+            // required text key without one (`revision: null`) is empty
+            // text, as `revision:` is, for the checks to name.
+            if is_null(&entry.value) {
+                if !field.required {
+                    continue;
+                }
+                if matches!(field.kind, Kind::Text) {
+                    if let Some(map) = &mut out {
+                        map.insert(
+                            Typed::String(field.key.to_owned()),
+                            Typed::String(String::new()),
+                        );
+                    }
+                    continue;
+                }
             }
             match self.node(&entry.value, &field.kind, &key_path) {
                 Some(value) => {

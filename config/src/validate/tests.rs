@@ -828,6 +828,22 @@ fn route_errors_are_located() {
             15,
             "the revision is empty",
         ),
+        // A plain null is no value, as in YAML's core schema, not the
+        // text `null`.
+        (
+            "  - name: r\n    stable: { revision: null, endpoints: [a:1] }\n".to_owned(),
+            "routes[0].stable.revision",
+            6,
+            15,
+            "the revision is empty",
+        ),
+        (
+            "  - name: r\n    stable:\n      revision: ~\n      endpoints: [a:1]\n".to_owned(),
+            "routes[0].stable.revision",
+            7,
+            7,
+            "the revision is empty",
+        ),
         (
             "  - name: r\n    stable: { revision: v1, endpoints: [] }\n".to_owned(),
             "routes[0].stable.endpoints",
