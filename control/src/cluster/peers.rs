@@ -19,7 +19,12 @@
 //!   ends: it is counted in [`PeerCounters::coverage`] while its last answer
 //!   is at most 2 s old.
 //! - A route missing from an answer (removed from that replica's config)
-//!   keeps its last counts.
+//!   keeps its last counts, until [`PeerCounters::forget_routes`] forgets
+//!   the routes gone from this replica's own config (a deleted
+//!   CanaryRoute). A replica's counters of a route run on across its
+//!   removal and return, so a peer that names a forgotten route again is
+//!   counted from that answer on: what it counted before belongs to no
+//!   window of ours.
 //!
 //! The decisions are in [`Tally`], a plain value fed answers and times, so
 //! they are tested without sockets; [`PeerCounters`] only fetches.
@@ -95,6 +100,9 @@ pub struct Tally {
     /// The processes (address, `startedAt`) counted before they left: if
     /// one comes back, what it counted is already in `departed`.
     departed_processes: BTreeSet<(SocketAddr, u64)>,
+    /// Routes whose counts were forgotten: a peer that names one again,
+    /// without a restart, is counted from that answer on.
+    forgotten: BTreeSet<String>,
 }
 
 /// One peer's answers.
@@ -181,6 +189,12 @@ impl PeerCounters {
     /// counting began; never goes down.
     pub fn sum(&self, route: &str, role: Role) -> RoleCounts {
         self.lock().sum(route, role)
+    }
+
+    /// Forgets what peers counted of the routes `keep` refuses (see
+    /// [`Tally::forget_routes`]).
+    pub fn forget_routes(&self, keep: impl Fn(&str) -> bool) {
+        self.lock().forget_routes(keep);
     }
 
     /// (replicas counted, replicas known): how many of the peers now known
@@ -319,6 +333,34 @@ impl Tally {
             failures: BTreeMap::new(),
             departed: BTreeMap::new(),
             departed_processes: BTreeSet::new(),
+            forgotten: BTreeSet::new(),
+        }
+    }
+
+    /// Drops what every peer counted of the routes `keep` refuses. The sum
+    /// of such a route starts again from zero; a peer that names it again
+    /// is counted from that answer on.
+    pub fn forget_routes(&mut self, keep: impl Fn(&str) -> bool) {
+        let Tally {
+            peers,
+            departed,
+            forgotten,
+            ..
+        } = self;
+        let mut retain = |map: &mut CountsByRole| {
+            map.retain(|(route, _), _| {
+                let kept = keep(route);
+                if !kept && !forgotten.contains(route) {
+                    forgotten.insert(route.clone());
+                }
+                kept
+            });
+        };
+        retain(departed);
+        for peer in peers.values_mut() {
+            retain(&mut peer.baseline);
+            retain(&mut peer.last);
+            retain(&mut peer.banked);
         }
     }
 
@@ -379,7 +421,9 @@ impl Tally {
                     },
                 );
             }
-            Some(peer) => return Ok(peer.update(answer.started_at, counts, now)),
+            Some(peer) => {
+                return Ok(peer.update(answer.started_at, counts, now, &self.forgotten));
+            }
         }
         Ok(Recorded::First)
     }
@@ -423,8 +467,16 @@ impl Tally {
 // === impl Peer ===
 
 impl Peer {
-    /// Takes a new answer; a restart banks what the old process counted.
-    fn update(&mut self, started_at: u64, counts: CountsByRole, now: Instant) -> Recorded {
+    /// Takes a new answer; a restart banks what the old process counted. A
+    /// route in `forgotten` named again by the same process is counted from
+    /// here on.
+    fn update(
+        &mut self,
+        started_at: u64,
+        counts: CountsByRole,
+        now: Instant,
+        forgotten: &BTreeSet<String>,
+    ) -> Recorded {
         let went_down = counts.iter().any(|(key, new)| {
             self.last.get(key).is_some_and(|old| {
                 new.requests < old.requests
@@ -441,6 +493,12 @@ impl Peer {
             self.baseline.clear();
             self.last.clear();
             self.started_at = started_at;
+        } else {
+            for (key, counted) in &counts {
+                if !self.last.contains_key(key) && forgotten.contains(&key.0) {
+                    self.baseline.insert(key.clone(), *counted);
+                }
+            }
         }
         // A route missing from the answer keeps its last counts.
         self.last.extend(counts);

@@ -16,15 +16,24 @@ use crate::process::{Process, stopped};
 /// How often the proxy's counters are sampled: the granularity of windows.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Every how many samples the peers' counts of routes gone from the config
+/// (deleted CanaryRoutes) are forgotten: every 5 s.
+const FORGET_EVERY: u32 = 50;
+
 /// Runs the control loop until `stop` turns true: sample, judge, publish.
 pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let metrics = Arc::clone(process.proxy.metrics());
+    let mut ticks: u32 = 0;
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return,
             _ = ticker.tick() => {}
+        }
+        ticks = ticks.wrapping_add(1);
+        if ticks % FORGET_EVERY == 0 {
+            forget_gone_routes(&process).await;
         }
         // The leader judges CanaryRoutes on the sum of every replica's
         // counters; everything else on this replica's own.
@@ -46,4 +55,22 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
         // Published without waiting: nothing answers a caller here.
         let _ = transitions::tick(&process, sample).await;
     }
+}
+
+/// Drops what the peers counted of routes no longer in this replica's
+/// config, so that deleted CanaryRoutes do not stay in memory.
+async fn forget_gone_routes(process: &Process) {
+    let Some(peers) = process.cluster.get().and_then(|c| c.peers.as_ref()) else {
+        return;
+    };
+    let names: std::collections::HashSet<Arc<str>> = {
+        let control = process.control.lock().await;
+        control
+            .config()
+            .routes
+            .iter()
+            .map(|route| Arc::clone(&route.name))
+            .collect()
+    };
+    peers.forget_routes(|route| names.contains(route));
 }

@@ -331,6 +331,66 @@ fn a_route_missing_from_an_answer_keeps_its_counts_and_is_no_restart() {
 }
 
 #[test]
+fn a_forgotten_route_is_dropped_and_counted_again_only_from_its_return() {
+    let now = Instant::now();
+    let (a, b, c) = (addr(1), addr(2), addr(3));
+    let mut tally = tally_of(&[a, b, c]);
+    let both =
+        |web: u64, gone: u64| answer(EARLIER, &[("web", web, 0, 0, 0), ("gone", gone, 1, 0, 0)]);
+    record(&mut tally, a, &both(10, 100), now);
+    record(&mut tally, b, &both(10, 50), now);
+    record(&mut tally, a, &both(12, 130), now);
+    record(&mut tally, b, &both(11, 60), now);
+    // c answered, then left: its counts of `gone` are kept as departed.
+    record(
+        &mut tally,
+        c,
+        &answer(SINCE_MS + 1, &[("gone", 7, 0, 0, 0)]),
+        now,
+    );
+    tally.set_peers(&[a, b]);
+    assert_eq!(tally.sum("gone", Role::Stable).requests, 30 + 10 + 7);
+    // `gone` was deleted: everything counted of it is dropped.
+    tally.forget_routes(|route| route == "web");
+    assert_eq!(tally.sum("gone", Role::Stable).requests, 0);
+    assert!(
+        tally
+            .peers
+            .values()
+            .all(|peer| peer.keys().iter().all(|(route, _)| route == "web")),
+        "{:?}",
+        tally.peers
+    );
+    assert!(tally.departed.keys().all(|(route, _)| route == "web"));
+    assert_eq!(tally.sum("web", Role::Stable).requests, 3);
+    // a still has it in its config (its counters ran on): counted only
+    // from the answer that names it again, not from its start.
+    record(&mut tally, a, &both(13, 140), now);
+    assert_eq!(tally.sum("gone", Role::Stable).requests, 0);
+    record(&mut tally, a, &both(14, 145), now);
+    assert_eq!(tally.sum("gone", Role::Stable).requests, 5);
+    // b had dropped it from its config and adds it back later.
+    record(
+        &mut tally,
+        b,
+        &answer(EARLIER, &[("web", 12, 0, 0, 0)]),
+        now,
+    );
+    record(&mut tally, b, &both(13, 61), now);
+    record(&mut tally, b, &both(13, 64), now);
+    assert_eq!(tally.sum("gone", Role::Stable).requests, 5 + 3);
+    // A restarted replica counts everything after its restart, as ever.
+    record(
+        &mut tally,
+        b,
+        &answer(SINCE_MS + 5, &[("gone", 2, 0, 0, 0)]),
+        now,
+    );
+    assert_eq!(tally.sum("gone", Role::Stable).requests, 5 + 3 + 2);
+    assert_eq!(tally.sum("web", Role::Stable).requests, 4 + 3);
+}
+
+#[test]
 fn an_answer_with_other_latency_slots_is_refused_and_changes_nothing() {
     let now = Instant::now();
     let a = addr(1);
