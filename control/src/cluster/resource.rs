@@ -166,6 +166,11 @@ pub struct CanaryRouteStatus {
     /// While held in a timed pause: the milliseconds it had left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_remaining_ms: Option<u64>,
+    /// The current timed pause's length as it was entered, in
+    /// milliseconds: an edit of its duration counts from its start, held
+    /// or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_length_ms: Option<u64>,
     /// Held by the `pause` command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<bool>,

@@ -140,6 +140,9 @@ pub fn encode(
         pause_start_time: pause_start.map(format_time),
         pause_deadline: state.pause_deadline_ms.map(format_time),
         pause_remaining_ms: state.pause_remaining_ms,
+        pause_length_ms: state
+            .pause_length_ms
+            .filter(|_| state.pause_deadline_ms.is_some() || state.pause_remaining_ms.is_some()),
         held: Some(state.held),
         failures: Some(state.failures),
         webhooks: (state.webhooks != crate::rollout::WebhookProgress::default())
@@ -447,6 +450,14 @@ pub fn decode(
         .as_deref()
         .map(|t| parse_time("pauseDeadline", t))
         .transpose()?;
+    if let (Some(length), Some(remaining)) = (status.pause_length_ms, status.pause_remaining_ms) {
+        if length < remaining {
+            return Err(refused(
+                "pauseLengthMs",
+                format!("{length} is shorter than pauseRemainingMs {remaining}"),
+            ));
+        }
+    }
     let abort_reason = status
         .abort_reason
         .as_deref()
@@ -477,10 +488,13 @@ pub fn decode(
         promoted_revision: status.promoted_revision.clone(),
         pause_deadline_ms,
         pause_remaining_ms: status.pause_remaining_ms,
-        // The pause's length as it was entered, for an edit of its duration.
-        pause_length_ms: pause_deadline_ms
-            .zip(pause_start_ms)
-            .and_then(|(deadline, start)| deadline.checked_sub(start)),
+        // The pause's length as it was entered, for an edit of its
+        // duration; written on its own since a held pause has no deadline.
+        pause_length_ms: status.pause_length_ms.or_else(|| {
+            pause_deadline_ms
+                .zip(pause_start_ms)
+                .and_then(|(deadline, start)| deadline.checked_sub(start))
+        }),
         held: status.held.unwrap_or(false),
         rollout_started_ms: status
             .rollout_start_time

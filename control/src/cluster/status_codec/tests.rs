@@ -97,8 +97,8 @@ impl State {
         s.held = true;
         s.pause_deadline_ms = None;
         s.pause_remaining_ms = Some(12_345);
-        // A held pause's status has no start: its length is not read back.
-        s.pause_length_ms = None;
+        // Its length is kept beside the time left: an edit of its
+        // duration after a failover still counts from its start.
         State(s)
     }
 
@@ -627,6 +627,14 @@ fn nonsense_is_refused_naming_the_field() {
             "rollout id of another rollout",
             |s| s.rollout_id = Some("2-v2".to_owned()),
             "status.rolloutId: \"2-v2\" does not match seq 3 and canaryRevision v2 (expected \"3-v2\")",
+        ),
+        (
+            "held pause shorter than its time left",
+            |s| {
+                s.pause_length_ms = Some(1_000);
+                s.pause_remaining_ms = Some(2_000);
+            },
+            "status.pauseLengthMs: 1000 is shorter than pauseRemainingMs 2000",
         ),
         (
             "unparsable deadline",
