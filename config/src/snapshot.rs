@@ -163,10 +163,9 @@ pub struct RouteOverride {
     pub canary_weight: Weight,
     /// Rollout sequence number.
     pub rollout_seq: u64,
-    /// Requests that ask for the canary reach it: a blue-green route's
-    /// preview, and `canaryByHeader`. False once the rollout is aborted:
-    /// every client is back on stable.
-    pub canary_reachable: bool,
+    /// A blue-green route's preview sends its requests to the new
+    /// revision; false once the rollout is aborted.
+    pub preview_live: bool,
 }
 
 /// The sticky-cookie hash seed of a rollout: route name, canary revision and,
@@ -259,7 +258,7 @@ impl Snapshot {
                     .map(|bg| PreviewSnapshot {
                         hosts: bg.preview.hosts.clone(),
                         header: bg.preview.header.clone(),
-                        live: route.canary.is_some() && over.is_some_and(|o| o.canary_reachable),
+                        live: route.canary.is_some() && over.is_some_and(|o| o.preview_live),
                     });
                 let (canary_weight, seq) = match (over, &route.strategy) {
                     (Some(o), _) => (o.canary_weight, Some(o.rollout_seq)),
@@ -283,12 +282,9 @@ impl Snapshot {
                         canary,
                         cohort_seed: cohort_seed(&route.name, canary_revision, seq),
                     },
-                    // An aborted rollout takes the header's way to the
-                    // canary away with the weight, as it does the preview's.
-                    canary_by_header: route
-                        .canary_by_header
-                        .clone()
-                        .filter(|_| over.is_none_or(|o| o.canary_reachable)),
+                    // SPEC section 3: the header decides first, in every
+                    // phase, an aborted rollout's too.
+                    canary_by_header: route.canary_by_header.clone(),
                     stickiness: route.stickiness.clone(),
                     timeouts: route.timeouts,
                     upgrades: route.upgrades.clone(),

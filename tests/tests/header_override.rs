@@ -84,10 +84,11 @@ async fn header_override_beats_weight_and_cookie() {
     .await;
 }
 
-/// An abort takes the header's way to the canary away with the weight:
-/// every client is back on stable, header or not; `retry` gives it back.
+/// SPEC section 3: the header decides before anything else, in every
+/// phase: after an abort the weight is 0 and requests without the header
+/// all go to stable, while those with it still reach the canary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_aborted_rollout_sends_header_requests_to_stable() {
+async fn the_header_decides_first_after_an_abort_too() {
     let stable = FakeUpstream::start("stable").await;
     let canary = FakeUpstream::start("canary").await;
     let strategy =
@@ -109,7 +110,9 @@ async fn an_aborted_rollout_sends_header_requests_to_stable() {
         let r = weir.command("web", "abort", None).await;
         assert_eq!(r.status, 200, "abort: {}", r.text());
         let c = send_many(addr, "/", &header, n, 2).await.unwrap();
-        assert_eq!(count(&c, "stable", 200), n, "after the abort: {c:?}");
+        assert_eq!(count(&c, "canary", 200), n, "after the abort: {c:?}");
+        let c = send_many(addr, "/", &[], n, 2).await.unwrap();
+        assert_eq!(count(&c, "stable", 200), n, "without the header: {c:?}");
 
         let r = weir.command("web", "retry", None).await;
         assert_eq!(r.status, 200, "retry: {}", r.text());

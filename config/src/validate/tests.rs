@@ -1594,7 +1594,7 @@ fn compiled_snapshot_has_the_configured_split() {
         (route == "api").then_some(RouteOverride {
             canary_weight: Weight::from_percent_int(25),
             rollout_seq: 3,
-            canary_reachable: false,
+            preview_live: false,
         })
     });
     assert_eq!(

@@ -143,7 +143,7 @@ pub(crate) fn blue_green_status(
         .unwrap_or(BlueGreenStage::Done);
     let preview_live = state
         .and_then(RolloutState::route_override)
-        .is_some_and(|o| o.canary_reachable);
+        .is_some_and(|o| o.preview_live);
     Some(BlueGreenStatus {
         stage: Some(stage),
         preview_live,

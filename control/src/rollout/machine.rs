@@ -618,9 +618,8 @@ impl RolloutState {
             canary_weight: self.canary_weight,
             rollout_seq: self.rollout_seq,
             // A blue-green preview serves the new revision from the start
-            // of the rollout, `canaryByHeader` at every step; an abort takes
-            // both away with the weight.
-            canary_reachable: matches!(
+            // of the rollout; an abort takes it away with the weight.
+            preview_live: matches!(
                 self.phase,
                 Phase::Progressing | Phase::Paused | Phase::Promoted
             ),

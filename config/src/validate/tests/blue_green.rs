@@ -122,7 +122,7 @@ fn the_snapshot_carries_the_preview_and_whether_it_is_live() {
             (name == "shop").then_some(RouteOverride {
                 canary_weight: Weight::ZERO,
                 rollout_seq: 1,
-                canary_reachable: live,
+                preview_live: live,
             })
         });
         let preview = snapshot.routes[0].preview.as_ref().expect("a preview");

@@ -713,7 +713,7 @@ fn promote_full_skips_the_remaining_steps() {
         Some(RouteOverride {
             canary_weight: Weight::FULL,
             rollout_seq: 1,
-            canary_reachable: true,
+            preview_live: true,
         })
     );
     let t = outcome.transition.expect("a transition");
@@ -781,7 +781,7 @@ fn abort_sets_weight_zero_at_once() {
         Some(RouteOverride {
             canary_weight: Weight::ZERO,
             rollout_seq: 1,
-            canary_reachable: false,
+            preview_live: false,
         })
     );
     let t = outcome.transition.expect("a transition");
@@ -1325,7 +1325,7 @@ fn an_unreadable_state_file_holds_at_weight_zero() {
         Some(RouteOverride {
             canary_weight: Weight::ZERO,
             rollout_seq: 1,
-            canary_reachable: true,
+            preview_live: true,
         })
     );
     // Passing judgements never start the steps.

@@ -235,7 +235,7 @@ fn the_stages_follow_each_other_with_the_weight_and_the_preview() {
         assert_eq!(bg_shape(&state), want, "{name}");
         // The stage is persisted with the state.
         assert_eq!(state.blue_green_stage, Some(want.4), "{name}");
-        let live = state.route_override().is_some_and(|o| o.canary_reachable);
+        let live = state.route_override().is_some_and(|o| o.preview_live);
         assert_eq!(live, name != "aborted", "{name}: preview live");
         assert!(
             state.message.contains("blue-green") || name == "done" || name == "aborted",
@@ -525,11 +525,7 @@ fn a_failed_or_errored_pre_promotion_analysis_aborts_before_any_active_traffic()
             "{}",
             out.state.message
         );
-        assert!(
-            !out.state
-                .route_override()
-                .is_some_and(|o| o.canary_reachable)
-        );
+        assert!(!out.state.route_override().is_some_and(|o| o.preview_live));
     }
     // Inconclusive holds for an operator, still at weight 0.
     let held = run_result(
@@ -644,7 +640,7 @@ fn the_webhook_gates_run_against_the_preview_and_before_the_swap() {
         (BlueGreenStage::Preview, Weight::ZERO)
     );
     assert!(
-        s.route_override().is_some_and(|o| o.canary_reachable),
+        s.route_override().is_some_and(|o| o.preview_live),
         "the gate tests the preview"
     );
     // A failing pre-rollout gate aborts at weight 0.
