@@ -328,7 +328,17 @@ pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
     let tmp = state_dir.join(format!(".{}.json.tmp", state.route));
     let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = match File::create(&tmp) {
+            // The directory was removed under the running process: made
+            // again, so that states are kept rather than lost until a
+            // restart (which would then resume from nothing).
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                ensure_dir(state_dir)?;
+                tracing::warn!(dir = %state_dir.display(), "the state directory was gone; created it again");
+                File::create(&tmp)?
+            }
+            created => created?,
+        };
         file.write_all(&json)?;
         file.sync_all()?;
     }
@@ -442,6 +452,25 @@ mod tests {
                "abortReason":null,"lastJudgement":null}}"#
         );
         serde_json::from_str(&text).expect("fixture parses")
+    }
+
+    /// A state directory removed under the running process is made again
+    /// by the next write, so states are kept instead of failing until a
+    /// restart.
+    #[test]
+    fn a_removed_state_dir_is_made_again_by_the_next_write() {
+        let dir = std::env::temp_dir().join(format!("weir-persist-gone-{}", std::process::id()));
+        let store = FileStore::open(dir.clone()).expect("made");
+        store.save(&state("web")).expect("first write");
+        fs::remove_dir_all(&dir).expect("removed");
+        let mut aborted = state("web");
+        aborted.phase = crate::rollout::Phase::Aborted;
+        store.save(&aborted).expect("written again");
+        match store.load("web") {
+            Stored::Found(found) => assert_eq!(found.phase, crate::rollout::Phase::Aborted),
+            other => panic!("not found again: {other:?}"),
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     /// The temporary file is a FIFO, so opening it for writing blocks until
