@@ -62,6 +62,13 @@ async fn a_failed_state_write_refuses_the_transition_but_not_an_abort() {
     );
     let s = r.json();
     assert_eq!((phase(&s), canary_weight(&s)), ("Aborted", 0.0), "{s:#}");
+    // The answer says the abort is not yet written.
+    assert!(
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not yet written to")),
+        "{s:#}"
+    );
     let hits = v2.hits();
     let c = within(
         Duration::from_secs(30),
@@ -72,6 +79,21 @@ async fn a_failed_state_write_refuses_the_transition_but_not_an_abort() {
     .unwrap();
     assert_eq!(count(&c, "v1", 200), 40, "{c:?}");
     assert_eq!(v2.hits(), hits, "the canary got traffic after the abort");
+
+    // Once the state can be written, it is, and the status stops saying so.
+    std::fs::remove_dir(&blocker).unwrap();
+    let s = weir_e2e::wait_until(Duration::from_secs(30), "the abort written", || async {
+        let s = weir.status("web").await;
+        (!s["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not yet written"))
+        .then_some(s)
+    })
+    .await;
+    assert_eq!((phase(&s), canary_weight(&s)), ("Aborted", 0.0), "{s:#}");
+    let written = std::fs::read_to_string(weir.dir().join("state").join("web.json")).unwrap();
+    assert!(written.contains("\"Aborted\""), "{written}");
 }
 
 /// A pause's end that cannot be written leaves the rollout where it was,

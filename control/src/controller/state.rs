@@ -75,9 +75,10 @@ pub struct ControlState {
     /// when they are.
     unannounced: Vec<(Transition, RolloutState)>,
     /// Routes whose kept state is not in the store (an abort that took
-    /// effect though its write failed), with when the write is tried again
-    /// (ms since the epoch).
-    unpersisted: BTreeMap<String, u64>,
+    /// effect though its write failed): when the write is tried again (ms
+    /// since the epoch), and why the last one failed, which the route's
+    /// status tells.
+    pub(crate) unpersisted: BTreeMap<String, (u64, String)>,
     /// The analysis template runs of every route.
     pub analysis_runs: AnalysisRuns,
     /// The live events of transitions, verdicts and rates (see
@@ -401,7 +402,11 @@ impl ControlState {
                 // leader decides again from the status it reads (and a
                 // write with an older resourceVersion must fail).
                 if !is_cluster_route(route) {
-                    self.unpersisted.insert(route.to_owned(), 0);
+                    let why = match &failed {
+                        CommandError::NotPersisted { error, .. } => error.clone(),
+                        other => other.to_string(),
+                    };
+                    self.unpersisted.insert(route.to_owned(), (0, why));
                 }
             } else {
                 self.unpersisted.remove(route);
@@ -478,7 +483,7 @@ impl ControlState {
             .retain(|route, _| rollouts.contains_key(route));
         self.unpersisted
             .iter()
-            .filter(|&(_, due)| *due <= now)
+            .filter(|&(_, (due, _))| *due <= now)
             .filter_map(|(route, _)| rollouts.get(route).cloned())
             .collect()
     }
@@ -507,7 +512,7 @@ impl ControlState {
                 Err(error) => {
                     self.unpersisted.insert(
                         state.route.clone(),
-                        now.saturating_add(UNPERSISTED_RETRY_MS),
+                        (now.saturating_add(UNPERSISTED_RETRY_MS), error.to_string()),
                     );
                     tracing::warn!(
                         route = state.route.as_str(),

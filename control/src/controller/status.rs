@@ -89,7 +89,14 @@ impl ControlState {
                 pause_deadline_ms: s.pause_deadline_ms,
                 rollout_seq: Some(s.rollout_seq),
                 strategy: true,
-                message: s.message.clone(),
+                message: match self.unpersisted.get(name) {
+                    Some((_, why)) => format!(
+                        "{}; not yet written to {} ({why}), tried again every second",
+                        s.message,
+                        self.store().location()
+                    ),
+                    None => s.message.clone(),
+                },
                 analysis: Some(analysis),
                 leader: None,
                 coverage: None,
