@@ -1183,6 +1183,9 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     {
         return Err(RejectReason::InvalidTarget);
     }
+    if http1::has_dot_segment(uri.path().as_bytes()) {
+        return Err(RejectReason::DotSegment);
+    }
     // RFC 9112 section 6.1: weir (like its upstreams) decodes `chunked`
     // alone; any other coding, in one line or several, is a 501.
     if names_other_coding(req.headers()) {
@@ -1226,6 +1229,9 @@ pub(crate) fn reason_text(reason: RejectReason) -> &'static str {
         }
         RejectReason::UnsupportedTransferCoding => {
             "not implemented: a Transfer-Encoding other than chunked"
+        }
+        RejectReason::DotSegment => {
+            "bad request: the path has a `.` or `..` segment (or `%2e`); send it resolved"
         }
     }
 }

@@ -43,6 +43,35 @@ impl ForwardingPath {
     }
 }
 
+/// Whether the path of `target` (up to any `?`) has a `.` or `..`
+/// segment, plain or percent-encoded: RFC 3986 section 5.2.4 removes them
+/// when a reference is resolved, so clients send none, and an upstream
+/// that resolves them itself would serve another path than weir routed.
+pub(crate) fn has_dot_segment(target: &[u8]) -> bool {
+    let path = match target.iter().position(|&b| b == b'?') {
+        Some(at) => &target[..at],
+        None => target,
+    };
+    path.split(|&b| b == b'/').any(is_dot_segment)
+}
+
+/// Whether `segment` is `.` or `..`, each dot plain or `%2e`/`%2E`.
+fn is_dot_segment(mut segment: &[u8]) -> bool {
+    let mut dots = 0;
+    while !segment.is_empty() {
+        segment = match segment {
+            [b'.', rest @ ..] => rest,
+            [b'%', b'2', e, rest @ ..] if e.eq_ignore_ascii_case(&b'e') => rest,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
+}
+
 /// Whether a `Host` value is `host [":" port]` as RFC 9110 section 7.2 and
 /// RFC 3986 section 3.2 write it, userinfo aside (refused apart): empty
 /// (RFC 9112 section 3.2: a target without an authority), an IP literal

@@ -129,6 +129,10 @@ pub enum RejectReason {
     /// section 6.1: 501); forwarding it as plain chunked would hand the
     /// upstream coded bytes as if they were not.
     UnsupportedTransferCoding,
+    /// A path with a `.` or `..` segment, plain or percent-encoded: routed
+    /// as written, it would reach another path at an upstream that
+    /// resolves it (RFC 3986 section 5.2.4).
+    DotSegment,
 }
 
 /// Counters by (route, role label): `stable` and `canary`, or a Gateway
@@ -314,13 +318,14 @@ impl ClientErrorKind {
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::MissingHost,
         RejectReason::DuplicateHost,
         RejectReason::HostUserinfo,
         RejectReason::InvalidHost,
         RejectReason::InvalidTarget,
         RejectReason::UnsupportedTransferCoding,
+        RejectReason::DotSegment,
     ];
 
     /// The `reason` label value.
@@ -332,6 +337,7 @@ impl RejectReason {
             RejectReason::InvalidHost => "invalid_host",
             RejectReason::InvalidTarget => "invalid_target",
             RejectReason::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            RejectReason::DotSegment => "dot_segment",
         }
     }
 

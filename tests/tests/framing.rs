@@ -134,7 +134,7 @@ async fn host_problems_get_400_before_routing() {
     let stable = FakeUpstream::start("stable").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
 
-    let cases: [(&str, &[u8], &str); 12] = [
+    let cases: [(&str, &[u8], &str); 13] = [
         (
             "missing_host",
             b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -196,6 +196,11 @@ async fn host_problems_get_400_before_routing() {
             b"GET b.test:80 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
             "host:port (CONNECT)",
         ),
+        (
+            "dot_segment",
+            b"GET /a/%2e%2e/b HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "`..` segment",
+        ),
     ];
     for (reason, request, says) in cases {
         let r = raw_request(weir.addrs.http, request, LIMIT).await;
@@ -216,6 +221,7 @@ async fn host_problems_get_400_before_routing() {
         ("host_userinfo", 2.0),
         ("invalid_host", 5.0),
         ("invalid_target", 3.0),
+        ("dot_segment", 1.0),
     ] {
         assert_eq!(
             m.get("weir_rejected_requests_total", &[("reason", reason)]),

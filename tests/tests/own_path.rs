@@ -476,7 +476,9 @@ async fn a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout
 /// A request target is read as hyper (the `http` crate) reads it: a
 /// fragment is cut off before routing and forwarding, and a character it
 /// refuses (`<`, `>` or a backtick in the path; `"`, `<` or `>` in the
-/// query) is a 400 that reaches no upstream.
+/// query) is a 400 that reaches no upstream. So is a `.` or `..` segment
+/// (plain or `%2e`): routed as written, it would reach another path at an
+/// upstream that resolves it.
 async fn a_request_target_is_read_the_same_on_both_paths(path: ForwardingPath) {
     let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
     let weir = path
@@ -491,6 +493,15 @@ async fn a_request_target_is_read_the_same_on_both_paths(path: ForwardingPath) {
         ("/a`b", 400, None),
         ("/a?q=\"x\"", 400, None),
         ("/a?q=<x>", 400, None),
+        ("/a/../b", 400, None),
+        ("/a/./b", 400, None),
+        ("/a/..", 400, None),
+        ("/a/%2e%2E/b", 400, None),
+        ("/a/.%2e/b?x", 400, None),
+        ("http://shop.test/a/../b", 400, None),
+        ("/a/..b/...", 200, Some("/a/..b/...")),
+        ("/a/b?next=/../c", 200, Some("/a/b?next=/../c")),
+        ("/a/.well-known/x", 200, Some("/a/.well-known/x")),
     ] {
         let before = upstream.requests().len();
         let raw = within(LIMIT, target, async {

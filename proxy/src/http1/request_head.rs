@@ -182,6 +182,13 @@ pub fn parse<'h, 'b>(
             return Err(Refusal::rejected(RejectReason::InvalidTarget));
         }
     }
+    let path = match &other_form {
+        Some(uri) => uri.as_ref().map_or(&b""[..], |uri| uri.path().as_bytes()),
+        None => target.as_bytes(),
+    };
+    if super::has_dot_segment(path) {
+        return Err(Refusal::rejected(RejectReason::DotSegment));
+    }
     if fields.other_coding {
         return Err(Refusal::rejected(RejectReason::UnsupportedTransferCoding));
     }
