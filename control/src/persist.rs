@@ -161,6 +161,14 @@ impl FileStore {
         Ok(FileStore { dir })
     }
 
+    /// The store in `dir` when it is a directory already; creates nothing
+    /// (for `weir validate`, which only reads).
+    pub fn existing(dir: &Path) -> Option<FileStore> {
+        dir.is_dir().then(|| FileStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

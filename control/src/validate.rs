@@ -45,6 +45,23 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A config behind a promotion kept in `stateDir` is refused by `weir
+    // run` and at a reload: said here too.
+    if let Some(store) = crate::persist::FileStore::existing(&loaded.config().state_dir) {
+        let refusals =
+            crate::controller::state::promotion_refusals(&loaded, &store, crate::process::now_ms());
+        if !refusals.is_empty() {
+            let diagnostics = Diagnostics(refusals);
+            eprint!("{diagnostics}");
+            eprintln!(
+                "{}: {} error(s) against the rollout states in {}",
+                args.file.display(),
+                diagnostics.0.len(),
+                loaded.config().state_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let config = loaded.config();
     let canaries = config.routes.iter().filter(|r| r.canary.is_some()).count();
     let rollouts = config

@@ -2,8 +2,8 @@
 //! v2, the config still names v1 as stable and brings a new canary v3) is
 //! refused as a reload would be: `weir run` exits non-zero before serving,
 //! naming the route and the change needed, and the state file is left as it
-//! was (Promoted, weight 100). Once the config names v2 as stable, weir
-//! starts and v3's rollout begins from v2.
+//! was (Promoted, weight 100); `weir validate` says so too. Once the
+//! config names v2 as stable, weir starts and v3's rollout begins from v2.
 
 use std::time::Duration;
 
@@ -59,9 +59,27 @@ async fn a_config_behind_its_promotion_is_refused_at_start() {
     );
     assert_eq!(v3.hits(), 0, "the never-judged v3 gets nothing");
 
+    // `weir validate` says the same, from the states in stateDir, and
+    // writes nothing there.
+    let path = config_path.to_str().expect("UTF-8");
+    let validated = run_within(&binary("weir"), &["validate", path], LIMIT).await;
+    assert_eq!(validated.status.code(), Some(1), "{}", shown(&validated));
+    assert!(
+        String::from_utf8_lossy(&validated.stderr)
+            .contains("route shop: set stable.revision to v2 (promoted) before starting v3"),
+        "{}",
+        shown(&validated)
+    );
+    assert_eq!(
+        std::fs::read(&state_file).expect("the state file"),
+        promoted
+    );
+
     // The fixed config: v2 is stable, v3 starts its rollout.
     let caught_up = behind.with_route("shop", |r| r.stable("v2", &[v2.addr]));
     weir.write_config(&caught_up);
+    let validated = run_within(&binary("weir"), &["validate", path], LIMIT).await;
+    assert_eq!(validated.status.code(), Some(0), "{}", shown(&validated));
     within(LIMIT, "a start with v2 as stable", weir.restart()).await;
     let s = weir.status("shop").await;
     assert_eq!(

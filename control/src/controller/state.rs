@@ -175,6 +175,8 @@ impl ControlState {
                 }
                 continue;
             }
+            // (`promotion_refusals` makes the same checks for `weir
+            // validate`.)
             let _route = route_span(&route.name).entered();
             let (outcome, unreadable) = match store.load(&route.name) {
                 Stored::Found(state) => match state.reconcile(route, now) {
@@ -778,6 +780,21 @@ impl ControlState {
             }
         }
     }
+}
+
+/// What `weir run` would refuse in `loaded` given the states kept in
+/// `store`: a route behind a promotion (see [`ControlState::restore_with`]).
+/// Reads the store, writes nothing.
+pub fn promotion_refusals(loaded: &Loaded, store: &dyn StateStore, now: u64) -> Vec<Diagnostic> {
+    let mut refusals = Vec::new();
+    for (index, route) in loaded.config().routes.iter().enumerate() {
+        if let Stored::Found(state) = store.load(&route.name)
+            && let Err(refused) = state.reconcile(route, now)
+        {
+            refusals.push(refused_diagnostic(loaded, index, &refused));
+        }
+    }
+    refusals
 }
 
 /// The diagnostic of a config refused because route `index` is behind a
