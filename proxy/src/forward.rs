@@ -152,16 +152,7 @@ pub async fn serve(
             .as_ref()
             .is_none_or(|rule| rule.accepts(downstream.local_port, req.method(), req.headers()))
     };
-    // A preview host finds its blue-green route first: another route's
-    // wildcard or catch-all may cover it too.
-    let preview_index = if routing.preview_table.is_empty() {
-        None
-    } else {
-        routing.preview_table.find(host, req.uri().path())
-    };
-    let Some(index) =
-        preview_index.or_else(|| routing.table.find_where(host, req.uri().path(), accepts))
-    else {
+    let Some((index, by_preview_host)) = routing.find(host, req.uri().path(), accepts) else {
         downstream.note_idle_timeout(weir_config::model::DEFAULT_IDLE_TIMEOUT, req.version());
         return local_response(
             StatusCode::NOT_FOUND,
@@ -178,7 +169,7 @@ pub async fn serve(
     let mut backend_response_edits = None;
     let (role, backend) = match route.rule.as_deref() {
         None => {
-            let role = if is_preview_request(route, preview_index.is_some(), &req) {
+            let role = if is_preview_request(route, by_preview_host, &req) {
                 // The preview pins no one: no sticky cookie is issued.
                 Role::Canary
             } else {

@@ -22,6 +22,19 @@ pub struct RouteTable {
     any_host: Vec<Entry>,
 }
 
+/// How closely a table's host matcher named a host: an exact name beats
+/// a longer `*.suffix`, which beats a shorter one, which beats a route for
+/// any host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HostRank {
+    /// A route for any host.
+    AnyHost,
+    /// A `*.suffix` of this length.
+    Suffix(usize),
+    /// The exact name.
+    Exact,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     prefix: Box<str>,
@@ -136,6 +149,18 @@ impl RouteTable {
         path: &str,
         accepts: impl Fn(usize) -> bool,
     ) -> Option<usize> {
+        self.find_ranked(host, path, accepts)
+            .map(|(index, _)| index)
+    }
+
+    /// As [`RouteTable::find_where`], with how closely the host matcher
+    /// that found the route named the host.
+    pub fn find_ranked(
+        &self,
+        host: &str,
+        path: &str,
+        accepts: impl Fn(usize) -> bool,
+    ) -> Option<(usize, HostRank)> {
         let host = normalize_host(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -149,17 +174,17 @@ impl RouteTable {
             .get(host)
             .and_then(|entries| longest_prefix(entries, path, &accepts))
         {
-            return Some(index);
+            return Some((index, HostRank::Exact));
         }
         for (suffix, entries) in &self.suffixes {
             // `*.example.com` matches `a.example.com`, not `example.com` itself.
             if host.len() > suffix.len() && host.ends_with(&**suffix) {
                 if let Some(index) = longest_prefix(entries, path, &accepts) {
-                    return Some(index);
+                    return Some((index, HostRank::Suffix(suffix.len())));
                 }
             }
         }
-        longest_prefix(&self.any_host, path, &accepts)
+        longest_prefix(&self.any_host, path, &accepts).map(|index| (index, HostRank::AnyHost))
     }
 }
 

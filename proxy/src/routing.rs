@@ -152,6 +152,34 @@ pub struct StickyCookie {
 // === impl Routing ===
 
 impl Routing {
+    /// The route serving `host` and `path`, and whether it was found by a
+    /// blue-green preview host. A preview host is taken when it names the
+    /// host at least as closely as the routes' own hosts do: an exact
+    /// preview name beats another route's `*.suffix` or catch-all, while a
+    /// wildcard preview never takes a host that a route names exactly
+    /// (its own route's included). `accepts` may refuse a route by index
+    /// (a Gateway API rule's conditions).
+    pub fn find(
+        &self,
+        host: &str,
+        path: &str,
+        accepts: impl Fn(usize) -> bool,
+    ) -> Option<(usize, bool)> {
+        let preview = if self.preview_table.is_empty() {
+            None
+        } else {
+            self.preview_table.find_ranked(host, path, |_| true)
+        };
+        let routed = self.table.find_ranked(host, path, accepts);
+        match (preview, routed) {
+            (Some((index, preview_rank)), Some((_, rank))) if preview_rank >= rank => {
+                Some((index, true))
+            }
+            (Some((index, _)), None) => Some((index, true)),
+            (_, routed) => routed.map(|(index, _)| (index, false)),
+        }
+    }
+
     /// Builds the served form of `snapshot`, resolving endpoint and metric handles.
     pub fn build(snapshot: &Snapshot, registry: &Registry, metrics: &Metrics) -> Routing {
         let table = RouteTable::with_exact(snapshot.routes.iter().map(|r| {

@@ -245,3 +245,54 @@ async fn a_live_preview_reaches_the_canary_by_host_and_by_header_and_pins_no_one
         assert_eq!(body, "green", "{host} after the swap");
     }
 }
+
+#[tokio::test]
+async fn a_wildcard_preview_host_takes_no_host_a_route_names_exactly_on_the_own_path() {
+    a_wildcard_preview_host_takes_no_host_a_route_names_exactly(ForwardingPath::Own).await;
+}
+
+#[tokio::test]
+async fn a_wildcard_preview_host_takes_no_host_a_route_names_exactly_on_hyper() {
+    a_wildcard_preview_host_takes_no_host_a_route_names_exactly(ForwardingPath::Hyper).await;
+}
+
+/// A preview host is taken when it names the host at least as closely as
+/// the routes do: `*.test` as the preview of `shop` reaches its new
+/// revision for `other.test`, while `shop.test` (its own host) and
+/// `office.test` (another route's) keep their routes, and a catch-all
+/// route never takes a preview host.
+async fn a_wildcard_preview_host_takes_no_host_a_route_names_exactly(forwarding: ForwardingPath) {
+    let addrs = [
+        upstream("blue").await,
+        upstream("green").await,
+        upstream("rest").await,
+    ];
+    let office_addr = upstream("office").await;
+    let mut snap = snapshot(addrs, 0, true);
+    if let Some(preview) = snap.routes[0].preview.as_mut() {
+        preview.hosts = vec![HostMatch::Suffix(".test".to_owned())];
+    }
+    let office = route(
+        "office",
+        vec![HostMatch::Exact("office.test".to_owned())],
+        Split {
+            stable: backend("office", office_addr),
+            canary: None,
+            canary_weight: Weight::ZERO,
+            cohort_seed: 0,
+        },
+    );
+    snap.routes.insert(1, office);
+    let (_publisher, _proxy, _metrics, addr, _stop) = start_proxy(snap, forwarding).await;
+    for (host, want) in [
+        ("other.test", "green"),
+        ("a.b.test", "green"),
+        ("shop.test", "blue"),
+        ("SHOP.test:80", "blue"),
+        ("office.test", "office"),
+        ("elsewhere.example", "rest"),
+    ] {
+        let (body, _) = get(addr, host, None).await;
+        assert_eq!(body, want, "{host}");
+    }
+}

@@ -1273,20 +1273,15 @@ fn plan(
     let host = std::str::from_utf8(host).unwrap_or("");
     let path = head.target.split('?').next().unwrap_or(head.target);
     let has_rule = Cell::new(false);
-    // A preview host finds its blue-green route first, as on the hyper path.
-    let preview_index = if routing.preview_table.is_empty() {
-        None
-    } else {
-        routing.preview_table.find(host, path)
-    };
-    let found = preview_index.or_else(|| {
-        routing.table.find_where(host, path, |index| {
-            if routing.routes[index].rule.is_some() {
-                has_rule.set(true);
-            }
-            true
-        })
+    // A preview host finds its blue-green route as on the hyper path.
+    let found = routing.find(host, path, |index| {
+        if routing.routes[index].rule.is_some() {
+            has_rule.set(true);
+        }
+        true
     });
+    let by_preview_host = found.is_some_and(|(_, by_preview_host)| by_preview_host);
+    let found = found.map(|(index, _)| index);
     if has_rule.get() {
         return Planned::HandOff;
     }
@@ -1312,7 +1307,7 @@ fn plan(
         return Planned::HandOff;
     }
     let mut issued_key = None;
-    let role = if forward::is_preview_request_from(route, preview_index.is_some(), |name| {
+    let role = if forward::is_preview_request_from(route, by_preview_host, |name| {
         header_value(head.headers, name.as_str())
     }) {
         // The preview pins no one: no sticky cookie is issued.
