@@ -8,11 +8,18 @@
 //! or dead receiver costs at most one full queue of memory and never
 //! delays a rollout: enqueuing takes a short lock and never waits.
 //!
+//! Notifications not delivered when weir stops (queued, or being sent)
+//! are written to `stateDir/notifications.json` after the drain and queued
+//! again, first, by the next start ([`Notifier::save_pending`],
+//! [`Notifier::restore_pending`]): at least once across a restart too.
+//! One being sent at the stop may then arrive twice.
+//!
 //! Metrics, per receiver: `weir_notifications_sent_total`,
 //! `weir_notifications_failed_total`, `weir_notifications_dropped_total`
 //! and the gauge `weir_notifications_queued`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -149,6 +156,8 @@ pub struct Notifier {
 struct Receiver {
     config: Mutex<Notification>,
     queue: Mutex<VecDeque<Bytes>>,
+    /// The notification being sent, until its outcome.
+    in_flight: Mutex<Option<Bytes>>,
     wake: Notify,
     removed: AtomicBool,
     sent: IntCounter,
@@ -226,6 +235,7 @@ impl Notifier {
         let receiver = Arc::new(Receiver {
             config: Mutex::new(notification.clone()),
             queue: Mutex::new(VecDeque::new()),
+            in_flight: Mutex::new(None),
             wake: Notify::new(),
             removed: AtomicBool::new(false),
             sent: self.sent.with_label_values(&[name]),
@@ -274,6 +284,112 @@ impl Notifier {
         }
     }
 
+    /// Every receiver's undelivered notifications, oldest first: the one
+    /// being sent, then its queue.
+    pub fn pending(&self) -> BTreeMap<String, Vec<Bytes>> {
+        let receivers = self
+            .receivers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        receivers
+            .iter()
+            .map(|(name, receiver)| {
+                let mut bodies: Vec<Bytes> = receiver
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .cloned()
+                    .collect();
+                bodies.extend(
+                    receiver
+                        .queue
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .cloned(),
+                );
+                (name.clone(), bodies)
+            })
+            .filter(|(_, bodies)| !bodies.is_empty())
+            .collect()
+    }
+
+    /// Writes [`Self::pending`] to `dir`'s `notifications.json` (atomic
+    /// replace), or removes that file when nothing is pending. Returns how
+    /// many were written.
+    ///
+    /// # Errors
+    /// The I/O error, naming the file.
+    pub fn save_pending(&self, dir: &Path) -> std::io::Result<usize> {
+        let path = pending_path(dir);
+        let pending = self.pending();
+        if pending.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+                _ => Ok(0),
+            };
+        }
+        let count = pending.values().map(Vec::len).sum();
+        let texts: BTreeMap<&str, Vec<String>> = pending
+            .iter()
+            .map(|(name, bodies)| {
+                let texts = bodies
+                    .iter()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect();
+                (name.as_str(), texts)
+            })
+            .collect();
+        let json = serde_json::to_vec_pretty(&texts).map_err(std::io::Error::other)?;
+        let tmp = dir.join(".notifications.json.tmp");
+        let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path));
+        written.map_err(|error| {
+            std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+        })?;
+        Ok(count)
+    }
+
+    /// Queues again, ahead of anything queued since, what
+    /// [`Self::save_pending`] left in `dir`, and removes the file. A
+    /// receiver no longer in the config has its notifications dropped
+    /// (logged). Returns how many were queued again.
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed (it is left in place).
+    pub fn restore_pending(&self, dir: &Path) -> Result<usize, String> {
+        let path = pending_path(dir);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        };
+        let pending: BTreeMap<String, Vec<String>> = serde_json::from_slice(&bytes)
+            .map_err(|error| format!("cannot parse {}: {error}", path.display()))?;
+        let mut queued = 0;
+        for (name, bodies) in pending {
+            let receiver = self
+                .receivers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&name)
+                .cloned();
+            let Some(receiver) = receiver else {
+                tracing::warn!(
+                    receiver = %name,
+                    count = bodies.len(),
+                    "notifications left from the last run dropped: the receiver is no longer configured"
+                );
+                continue;
+            };
+            queued += bodies.len();
+            receiver.push_front(bodies.into_iter().map(Bytes::from));
+        }
+        std::fs::remove_file(&path)
+            .map_err(|error| format!("cannot remove {}: {error}", path.display()))?;
+        Ok(queued)
+    }
+
     /// Notifications queued for `receiver`, if it exists.
     pub fn queued(&self, receiver: &str) -> Option<usize> {
         let receivers = self
@@ -306,6 +422,24 @@ impl Receiver {
         self.wake.notify_one();
     }
 
+    /// Queues `bodies` (oldest first) ahead of what is queued; the oldest
+    /// are dropped and counted past [`QUEUE_CAPACITY`].
+    fn push_front(&self, bodies: impl DoubleEndedIterator<Item = Bytes>) {
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            for body in bodies.rev() {
+                if queue.len() >= QUEUE_CAPACITY {
+                    self.dropped.inc();
+                    continue;
+                }
+                queue.push_front(body);
+            }
+            self.queued
+                .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
+        }
+        self.wake.notify_one();
+    }
+
     fn pop(&self) -> Option<Bytes> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let next = queue.pop_front();
@@ -330,6 +464,10 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        *receiver
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(body.clone());
         let outcome = client
             .post(
                 &config.url,
@@ -340,6 +478,10 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
                 notification_backoff,
             )
             .await;
+        *receiver
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         if outcome.passed {
             receiver.sent.inc();
         } else {
@@ -356,6 +498,11 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
             );
         }
     }
+}
+
+/// Where undelivered notifications wait for the next start.
+fn pending_path(dir: &Path) -> PathBuf {
+    dir.join("notifications.json")
 }
 
 #[cfg(test)]

@@ -215,9 +215,17 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             .context("metrics registry")?
             .with_listener_tls(listener_tls),
     );
-    let hooks = crate::webhooks::Hooks::new(&process.registry, &config.notifications)
-        .context("metrics registry")?;
-    process.control.lock().await.set_hooks(Arc::new(hooks));
+    let hooks = Arc::new(
+        crate::webhooks::Hooks::new(&process.registry, &config.notifications)
+            .context("metrics registry")?,
+    );
+    // Notifications the last run could not deliver go first.
+    match hooks.notifier.restore_pending(&config.state_dir) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "notifications left from the last run queued again"),
+        Err(error) => tracing::warn!("{error}; those notifications are not sent"),
+    }
+    process.control.lock().await.set_hooks(Arc::clone(&hooks));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // The admin API outlives the listeners, so /readyz can say 503 during the drain.
@@ -320,6 +328,12 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
         );
     }
     let _ = admin_stop_tx.send(true);
+    // What is not delivered yet waits in stateDir for the next start.
+    match hooks.notifier.save_pending(&config.state_dir) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "undelivered notifications kept for the next start"),
+        Err(error) => tracing::warn!(%error, "undelivered notifications are lost"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -437,3 +437,65 @@ async fn a_gate_that_never_answers_times_out_and_says_so() {
     assert_eq!(step_index(&s), Some(0), "{s:#}");
     assert_eq!(canary_weight(&s), 50.0, "{s:#}");
 }
+
+/// A notification not delivered when weir stops (its receiver failing) is
+/// kept in stateDir and delivered after the restart: at least once across
+/// a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let receiver = HookReceiver::start().await;
+    receiver.answer("notify", Answer::Status(500));
+    let config = WeirConfig::new([Route::rollout(
+        "web",
+        &[stable.addr],
+        &[canary.addr],
+        strategy([Step::SetWeight(50.0), Step::Pause(None)]),
+    )])
+    .extra(&format!(
+        "notifications:\n  - name: chat\n    url: {}\n    triggers: [on-rollout-updated]\n    retryMax: 20\n",
+        receiver.url("notify")
+    ));
+    let mut weir = Weir::start(config).await;
+    let tried = receiver.wait_for("notify", 1, LIMIT).await;
+    assert_eq!(
+        tried[0].json["weir"]["event"], "on-rollout-updated",
+        "{:#}",
+        tried[0].json
+    );
+    weir.sigterm();
+    let stopped = weir.wait_exit(LIMIT).await;
+    assert!(stopped.success(), "a clean stop: {stopped}");
+    let kept = std::fs::read_to_string(weir.dir().join("state").join("notifications.json"))
+        .expect("the undelivered notification is kept");
+    assert!(kept.contains("on-rollout-updated"), "{kept}");
+
+    receiver.answer("notify", Answer::Status(200));
+    let before = receiver.count("notify");
+    within(LIMIT, "the restart", weir.restart()).await;
+    let delivered = receiver.wait_for("notify", before + 1, LIMIT).await;
+    let last = &delivered[before];
+    assert_eq!(
+        last.json["weir"]["event"], "on-rollout-updated",
+        "{:#}",
+        last.json
+    );
+    let m = wait_until(
+        LIMIT,
+        "weir_notifications_sent_total{receiver=chat} 1",
+        || async {
+            let m = weir.metrics().await;
+            (m.sum("weir_notifications_sent_total", &[("receiver", "chat")]) == 1.0).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(
+        m.sum("weir_notifications_dropped_total", &[("receiver", "chat")]),
+        0.0
+    );
+    assert!(
+        !weir.dir().join("state").join("notifications.json").exists(),
+        "the file is removed once its notifications are queued again"
+    );
+}

@@ -254,3 +254,55 @@ fn backoffs_grow_and_are_capped() {
         .collect();
     assert_eq!(hook, [200, 400, 800, 1600, 2000, 2000]);
 }
+
+/// What is not delivered when weir stops is written to stateDir and queued
+/// again, oldest first and ahead of newer ones, by the next start; a
+/// receiver gone from the config has its notifications dropped.
+#[test]
+fn undelivered_notifications_wait_in_the_state_dir_for_the_next_start() {
+    let dir = std::env::temp_dir().join(format!("weir-pending-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let receivers = [receiver("slack"), receiver("gone")];
+    let registry = Registry::new();
+    let before = Notifier::new(&registry, HookClient::new()).expect("registry");
+    before.sync(&receivers);
+    for n in 0..3 {
+        let body = Bytes::from(format!("{{\"n\":{n}}}"));
+        before.enqueue(&receivers, Trigger::RolloutAborted, "checkout", &body);
+    }
+    // The first is being sent when weir stops: it is kept too.
+    let first = before.receivers.lock().expect("lock")["slack"]
+        .pop()
+        .expect("queued");
+    *before.receivers.lock().expect("lock")["slack"]
+        .in_flight
+        .lock()
+        .expect("lock") = Some(first);
+    assert_eq!(before.save_pending(&dir).expect("saved"), 6);
+
+    let after = Notifier::new(&Registry::new(), HookClient::new()).expect("registry");
+    after.sync(&receivers[..1]);
+    after.enqueue(
+        &receivers[..1],
+        Trigger::RolloutAborted,
+        "checkout",
+        &Bytes::from("new"),
+    );
+    assert_eq!(after.restore_pending(&dir).expect("restored"), 3);
+    let receivers = after.receivers.lock().expect("lock");
+    let queue = receivers["slack"].queue.lock().expect("lock");
+    let bodies: Vec<String> = queue
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(bodies, ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}", "new"]);
+    assert!(
+        !dir.join("notifications.json").exists(),
+        "the file is removed once queued again"
+    );
+    // Nothing pending: no file is left behind.
+    let empty = Notifier::new(&Registry::new(), HookClient::new()).expect("registry");
+    assert_eq!(empty.save_pending(&dir).expect("saved"), 0);
+    assert!(!dir.join("notifications.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
