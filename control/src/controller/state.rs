@@ -606,7 +606,12 @@ impl ControlState {
                 continue;
             }
             let interval = duration_ms(strategy.analysis.interval);
-            let last = self.last_judged.get(name).copied().unwrap_or(0);
+            let mut last = self.last_judged.get(name).copied().unwrap_or(0);
+            // A blue-green preview lasts at least one interval from its
+            // start, a first start's too (nothing judged before it).
+            if state.blue_green_stage(strategy) == Some(crate::rollout::BlueGreenStage::Preview) {
+                last = last.max(state.rollout_started_ms);
+            }
             if now.saturating_sub(last) < interval {
                 continue;
             }

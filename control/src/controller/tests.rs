@@ -453,3 +453,40 @@ async fn an_abort_that_could_not_be_written_is_written_once_the_store_takes_it()
     transitions::tick(&process, zero).await;
     assert_eq!(written(&store), Some((Phase::Aborted, Weight::ZERO)));
 }
+
+/// A blue-green preview started by the first load lasts at least one
+/// analysis interval (1 s here), as one started by a reload does: nothing
+/// was judged before it to count from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_started_at_the_first_load_lasts_an_interval() {
+    let route = "  - name: web\n    pathPrefix: /web\n    stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n    canary: {revision: v2, endpoints: [127.0.0.1:9002]}\n    strategy:\n      blueGreen:\n        preview: {header: {name: x-preview, value: \"1\"}}\n";
+    let text = fixtures::config_text(None, route);
+    let fixtures::InMemory { process, clock, .. } =
+        fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+    let stage = |process: &Arc<crate::process::Process>| {
+        let process = Arc::clone(process);
+        async move {
+            let control = process.control.lock().await;
+            let status = control.status("web", process.now_ms()).expect("route");
+            status.blue_green.and_then(|bg| bg.stage)
+        }
+    };
+    let zero = |_: &str, _: weir_proxy::Role| weir_proxy::metrics::RoleCounts::zero();
+    for _ in 0..9 {
+        clock.advance(Duration::from_millis(100));
+        transitions::tick(&process, zero).await;
+        assert_eq!(
+            stage(&process).await,
+            Some(crate::rollout::BlueGreenStage::Preview),
+            "at {} ms",
+            process.now_ms() - START_MS
+        );
+    }
+    clock.advance(Duration::from_millis(200));
+    transitions::tick(&process, zero).await;
+    assert_ne!(
+        stage(&process).await,
+        Some(crate::rollout::BlueGreenStage::Preview),
+        "the preview ends once an interval has passed"
+    );
+}
