@@ -618,11 +618,17 @@ impl RolloutState {
             canary_weight: self.canary_weight,
             rollout_seq: self.rollout_seq,
             // A blue-green preview serves the new revision from the start
-            // of the rollout; an abort takes it away with the weight.
+            // of the rollout, once `confirm-rollout` said yes (the
+            // `pre-rollout` tests run against it); an abort takes it away
+            // with the weight.
             preview_live: matches!(
                 self.phase,
                 Phase::Progressing | Phase::Paused | Phase::Promoted
-            ),
+            ) && !self
+                .webhooks
+                .wait
+                .as_ref()
+                .is_some_and(|wait| wait.gate == Gate::ConfirmRollout),
         })
     }
 

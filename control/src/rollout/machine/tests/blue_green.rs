@@ -625,6 +625,38 @@ fn stale_and_foreign_run_results_are_ignored() {
     assert_eq!(kinds(&done()), vec![]);
 }
 
+/// `confirm-rollout` comes before anything of the new revision is
+/// reachable: the preview is live only once it said yes (and while
+/// `pre-rollout` tests it).
+#[test]
+fn the_preview_is_not_live_until_confirm_rollout_says_yes() {
+    use WebhookKind::*;
+    let route = Bg {
+        hooks: vec![ConfirmRollout, PreRollout],
+        ..Bg::auto()
+    }
+    .route();
+    let s = RolloutState::start(&route, T0).state;
+    assert_eq!(s.waiting_gate(), Some(Gate::ConfirmRollout));
+    assert!(
+        !s.route_override().is_some_and(|o| o.preview_live),
+        "confirm-rollout has not said yes"
+    );
+    let said_no = s
+        .on_gate_result(&route, ConfirmRollout, false, "403", T0 + SEC)
+        .state;
+    assert_eq!(said_no.waiting_gate(), Some(Gate::ConfirmRollout));
+    assert!(!said_no.route_override().is_some_and(|o| o.preview_live));
+    let confirmed = said_no
+        .on_gate_result(&route, ConfirmRollout, true, "200", T0 + 2 * SEC)
+        .state;
+    assert_eq!(confirmed.waiting_gate(), Some(Gate::PreRollout));
+    assert!(
+        confirmed.route_override().is_some_and(|o| o.preview_live),
+        "pre-rollout tests the preview"
+    );
+}
+
 #[test]
 fn the_webhook_gates_run_against_the_preview_and_before_the_swap() {
     use WebhookKind::*;
