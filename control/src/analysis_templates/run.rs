@@ -544,10 +544,22 @@ impl RunState {
         let mut worst = RunPhase::Successful;
         let mut message = String::new();
         let mut all_done = true;
+        // Dry runs that did not succeed: told, never failing the run.
+        let mut dry_failures = Vec::new();
         for metric in &self.metrics {
             let phase = match metric.phase {
                 // A dry run never fails the run.
-                p if metric.metric.dry_run && p.is_completed() => RunPhase::Successful,
+                p if metric.metric.dry_run && p.is_completed() => {
+                    if p != RunPhase::Successful {
+                        dry_failures.push(format!(
+                            "dry-run metric {} {}: {}",
+                            metric.metric.name,
+                            p.as_str(),
+                            metric.message
+                        ));
+                    }
+                    RunPhase::Successful
+                }
                 p => p,
             };
             all_done &= phase.is_completed();
@@ -562,10 +574,13 @@ impl RunState {
         ) || all_done;
         if ended {
             self.phase = worst;
-            self.message = if message.is_empty() {
-                "every metric successful".to_owned()
-            } else {
-                message
+            self.message = match (message.is_empty(), dry_failures.is_empty()) {
+                (true, true) => "every metric successful".to_owned(),
+                (true, false) => format!(
+                    "every metric successful but dry runs ({})",
+                    dry_failures.join("; ")
+                ),
+                _ => message,
             };
             self.finished_ms = Some(now_ms);
         } else {

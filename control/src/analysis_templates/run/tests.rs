@@ -255,6 +255,14 @@ fn a_run_is_the_worst_of_its_metrics_and_dry_runs_never_fail_it() {
     assert_eq!(state.next_due(), Some((5_000, vec![0])));
     state.record(0, measurement(&analysis.metrics[0], Good, 5_000));
     assert_eq!(state.phase, S);
+    // Its message tells of the failed dry run all the same.
+    assert!(
+        state
+            .message
+            .starts_with("every metric successful but dry runs (dry-run metric b Failed: "),
+        "{}",
+        state.message
+    );
     assert_eq!(state.finished_ms, Some(5_000));
     assert_eq!(state.next_due(), None);
 
