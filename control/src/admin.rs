@@ -728,9 +728,10 @@ where
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     let bytes = match tokio::time::timeout(CLIENT_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => {
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
             return Err(refusal(&Refusal::BodyTooLarge));
         }
+        Ok(Err(_)) => return Err(refusal(&Refusal::BodyBroken)),
         Err(_) => {
             return Err(refusal(&Refusal::BodyTimeout {
                 seconds: CLIENT_TIMEOUT.as_secs(),

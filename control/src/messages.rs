@@ -65,8 +65,10 @@ pub enum Refusal {
     WrongToken,
     /// The reader token on a command that changes something.
     ReaderCannotWrite,
-    /// The body is over the limit or broke off.
+    /// The body is over the limit.
     BodyTooLarge,
+    /// The body broke off or its framing is broken (a bad chunk).
+    BodyBroken,
     /// The body did not come whole within the time allowed.
     BodyTimeout {
         /// How long it had.
@@ -158,6 +160,7 @@ impl Refusal {
             Refusal::MissingToken | Refusal::WrongToken => StatusCode::UNAUTHORIZED,
             Refusal::SeveralAuthorizations => StatusCode::BAD_REQUEST,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyBroken => StatusCode::BAD_REQUEST,
             Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Refusal::BodyNotObject
             | Refusal::BadRouteName { .. }
@@ -202,7 +205,10 @@ impl fmt::Display for Refusal {
             Refusal::ReaderCannotWrite => {
                 f.write_str("the reader token cannot change anything; use the writer token")
             }
-            Refusal::BodyTooLarge => f.write_str("request body too large or broken (limit 64 KiB)"),
+            Refusal::BodyTooLarge => f.write_str("request body too large (limit 64 KiB)"),
+            Refusal::BodyBroken => {
+                f.write_str("request body broken: it ended early or a chunk is malformed")
+            }
             Refusal::BodyTimeout { seconds } => {
                 write!(f, "the request body did not come whole within {seconds} s")
             }

@@ -236,8 +236,22 @@ async fn a_405_names_the_methods_the_path_answers() {
 async fn requests_that_cannot_be_parsed_get_a_json_error() {
     let (weir, _v1, _v2) = start().await;
     let long_target = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "a".repeat(100_000));
-    let cases: [(&[u8], u16, &str); 4] = [
+    let authorization = format!("authorization: Bearer {WRITER}\r\n");
+    let mut big = format!("POST /api/v1/reload HTTP/1.1\r\nhost: a\r\n{authorization}transfer-encoding: chunked\r\nconnection: close\r\n\r\n10000\r\n").into_bytes();
+    big.extend(std::iter::repeat_n(b'x', 0x10000));
+    big.extend_from_slice(b"\r\n1\r\nx\r\n0\r\n\r\n");
+    let broken = format!(
+        "POST /api/v1/routes/web/promote HTTP/1.1\r\nhost: a\r\n{authorization}transfer-encoding: chunked\r\nconnection: close\r\n\r\nzz\r\n"
+    );
+    let cases: [(&[u8], u16, &str); 6] = [
         (b"GARBAGE\r\n\r\n", 400, "malformed"),
+        // A broken chunk is not a body too large, and says so.
+        (
+            broken.as_bytes(),
+            400,
+            "request body broken",
+        ),
+        (&big, 413, "too large (limit 64 KiB)"),
         (
             b"GET /healthz HTTP/1.1\r\nhost: a\r\nx: a\x01b\r\n\r\n",
             400,
