@@ -277,7 +277,7 @@ impl ProblemReporter {
                 ));
             }
         };
-        statuses.observe(route, &object);
+        statuses.observe_own(route, &object);
         let regarding = RouteRef {
             namespace: namespace.to_owned(),
             name: name.to_owned(),

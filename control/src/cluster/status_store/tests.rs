@@ -352,6 +352,48 @@ async fn an_abort_written_again_after_a_conflict_is_announced_once() {
     no_more_requests(api).await;
 }
 
+/// Right after a failover the status still names the old leader; this
+/// replica's own write of its conditions over it is no other leader's
+/// write: an abort it announced before a conflict is not announced again,
+/// and it does not count as the leader heard.
+#[tokio::test]
+async fn a_write_of_its_own_conditions_is_no_other_leaders_write() {
+    let (store, mut api) = store();
+    let mut progressing = status_of(&state(Phase::Progressing, Some(0), 5));
+    progressing["leader"] = json!("weir-old");
+    store.observe(ROUTE, &route("7", &progressing));
+    abort_meets_a_conflict(&store, &mut api, 201).await;
+
+    let mut with_condition = progressing.clone();
+    with_condition["conditions"]
+        .as_array_mut()
+        .expect("conditions")
+        .push(
+            json!({"type": "Conflict", "status": "True", "reason": "HostTaken",
+                     "message": "taken", "lastTransitionTime": "2023-11-14T22:13:20Z"}),
+        );
+    store.observe_own(ROUTE, &route("8", &with_condition));
+    assert_eq!(store.leader_heard_at(), None, "its own write");
+
+    let saving = save_in_background(&store, aborted());
+    let patch = next(&mut api).await;
+    assert_eq!(
+        (patch.method.clone(), patch.path.as_str()),
+        (http::Method::PATCH, STATUS_PATH),
+        "the abort's Event is not sent twice"
+    );
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "8");
+    let answered = object("9", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the second save succeeded");
+    drop(store);
+    no_more_requests(api).await;
+}
+
 #[tokio::test]
 async fn a_refused_event_does_not_stop_the_aborts_status_write() {
     let (store, mut api) = store();
