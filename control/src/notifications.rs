@@ -9,7 +9,7 @@
 //! delays a rollout: enqueuing takes a short lock and never waits.
 //!
 //! Notifications not delivered when weir stops (queued, or being sent)
-//! are written to `stateDir/notifications.json` after the drain and queued
+//! are written to `stateDir/.notifications.json` after the drain and queued
 //! again, first, by the next start ([`Notifier::save_pending`],
 //! [`Notifier::restore_pending`]): at least once across a restart too.
 //! One being sent at the stop may then arrive twice.
@@ -315,7 +315,7 @@ impl Notifier {
             .collect()
     }
 
-    /// Writes [`Self::pending`] to `dir`'s `notifications.json` (atomic
+    /// Writes [`Self::pending`] to `dir`'s `.notifications.json` (atomic
     /// replace), or removes that file when nothing is pending. Returns how
     /// many were written.
     ///
@@ -342,7 +342,7 @@ impl Notifier {
             })
             .collect();
         let json = serde_json::to_vec_pretty(&texts).map_err(std::io::Error::other)?;
-        let tmp = dir.join(".notifications.json.tmp");
+        let tmp = dir.join(".notifications.json.new");
         let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path));
         written.map_err(|error| {
             std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
@@ -500,9 +500,10 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
     }
 }
 
-/// Where undelivered notifications wait for the next start.
+/// Where undelivered notifications wait for the next start: a hidden
+/// name, which no route's state file (`ROUTE.json`, `[a-z0-9-]+`) can have.
 fn pending_path(dir: &Path) -> PathBuf {
-    dir.join("notifications.json")
+    dir.join(".notifications.json")
 }
 
 #[cfg(test)]

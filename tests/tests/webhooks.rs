@@ -467,7 +467,7 @@ async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
     weir.sigterm();
     let stopped = weir.wait_exit(LIMIT).await;
     assert!(stopped.success(), "a clean stop: {stopped}");
-    let kept = std::fs::read_to_string(weir.dir().join("state").join("notifications.json"))
+    let kept = std::fs::read_to_string(weir.dir().join("state").join(".notifications.json"))
         .expect("the undelivered notification is kept");
     assert!(kept.contains("on-rollout-updated"), "{kept}");
 
@@ -495,7 +495,11 @@ async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
         0.0
     );
     assert!(
-        !weir.dir().join("state").join("notifications.json").exists(),
+        !weir
+            .dir()
+            .join("state")
+            .join(".notifications.json")
+            .exists(),
         "the file is removed once its notifications are queued again"
     );
 }

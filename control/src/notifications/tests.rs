@@ -297,12 +297,12 @@ fn undelivered_notifications_wait_in_the_state_dir_for_the_next_start() {
         .collect();
     assert_eq!(bodies, ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}", "new"]);
     assert!(
-        !dir.join("notifications.json").exists(),
+        !dir.join(".notifications.json").exists(),
         "the file is removed once queued again"
     );
     // Nothing pending: no file is left behind.
     let empty = Notifier::new(&Registry::new(), HookClient::new()).expect("registry");
     assert_eq!(empty.save_pending(&dir).expect("saved"), 0);
-    assert!(!dir.join("notifications.json").exists());
+    assert!(!dir.join(".notifications.json").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
