@@ -360,7 +360,11 @@ impl UpstreamBody {
                 (None, None, true) => Some(weir_config::grpc::GRPC_CANCELLED),
                 (None, None, false) => Some(weir_config::grpc::GRPC_UNKNOWN),
             };
-            if let (Some(status), Some(account)) = (status, self.account.take()) {
+            // The account is taken only for a status: without one it is
+            // counted below, by its HTTP code.
+            if let Some(status) = status
+                && let Some(account) = self.account.take()
+            {
                 account.metrics.record_grpc(
                     status,
                     grpc.errors.contains_status(status),

@@ -34,8 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// The body the test server answers with.
-type ServerBody = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<FrameResult>>>;
-type FrameResult = Result<Frame<Bytes>, Infallible>;
+type ServerBody =
+    StreamBody<std::pin::Pin<Box<dyn futures_util::Stream<Item = FrameResult> + Send>>>;
+type FrameResult = Result<Frame<Bytes>, std::io::Error>;
 
 /// The unary method.
 pub const UNARY: &str = "/weir.test.Echo/Unary";
@@ -45,6 +46,9 @@ pub const STREAM: &str = "/weir.test.Echo/Stream";
 pub const HANG: &str = "/weir.test.Echo/Hang";
 /// The method that answers the first message before the request ends.
 pub const FIRST: &str = "/weir.test.Echo/First";
+/// The method whose answer breaks after its head and one message (the
+/// server resets the stream), as a crashing server's does.
+pub const BREAK: &str = "/weir.test.Echo/Break";
 
 /// How a [`GrpcUpstream`] fails unary calls: every `every`th call (the
 /// `every`th, the `2 × every`th, ...) ends with `status`, in a
@@ -400,6 +404,17 @@ impl Server {
                 grpc_response(frames)
             }
             HANG => std::future::pending().await,
+            BREAK => {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                // The head and the message go out first; the break comes
+                // once they are on their way.
+                let first = futures_util::stream::iter([Ok(Frame::data(frame(&request)))]);
+                let broken = futures_util::stream::once(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Err(std::io::Error::other("the server broke"))
+                });
+                grpc_streamed(futures_util::StreamExt::chain(first, broken))
+            }
             _ => grpc_head(12, "unknown method", true, Vec::new()),
         }
     }
@@ -421,11 +436,22 @@ impl Server {
 
 fn plain(name: &str) -> Response<ServerBody> {
     let body = vec![Ok(Frame::data(Bytes::from(format!("{name}\n"))))];
-    Response::new(StreamBody::new(futures_util::stream::iter(body)))
+    let frames: std::pin::Pin<Box<dyn futures_util::Stream<Item = FrameResult> + Send>> =
+        Box::pin(futures_util::stream::iter(body));
+    Response::new(StreamBody::new(frames))
 }
 
 fn grpc_response(frames: Vec<FrameResult>) -> Response<ServerBody> {
-    let mut response = Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+    grpc_streamed(futures_util::stream::iter(frames))
+}
+
+/// A gRPC answer whose body frames come from `frames`.
+fn grpc_streamed(
+    frames: impl futures_util::Stream<Item = FrameResult> + Send + 'static,
+) -> Response<ServerBody> {
+    let frames: std::pin::Pin<Box<dyn futures_util::Stream<Item = FrameResult> + Send>> =
+        Box::pin(frames);
+    let mut response = Response::new(StreamBody::new(frames));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
@@ -537,6 +563,39 @@ impl GrpcClient {
             messages: unframe(data.freeze()),
             trailers,
         }
+    }
+}
+
+impl GrpcClient {
+    /// Calls `method` with `message`; `Err` with what broke when the
+    /// answer or its body fails at the HTTP/2 level (a reset stream).
+    pub async fn try_call(&self, method: &str, message: &[u8]) -> Result<GrpcReply, String> {
+        let request = Request::post(format!("http://{}{method}", self.authority))
+            .version(http::Version::HTTP_2)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(Full::new(frame(message)))
+            .expect("a request");
+        let mut sender = self.sender.clone();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, mut body) = response.into_parts();
+        let mut data = BytesMut::new();
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            match frame.map_err(|e| e.to_string())?.into_data() {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        Ok(GrpcReply {
+            http_status: parts.status.as_u16(),
+            headers: parts.headers,
+            messages: unframe(data.freeze()),
+            trailers,
+        })
     }
 }
 

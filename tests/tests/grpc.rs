@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use weir_e2e::grpc::{Failure, GrpcClient, GrpcUpstream, HANG, STREAM, UNARY};
+use weir_e2e::grpc::{BREAK, Failure, GrpcClient, GrpcUpstream, HANG, STREAM, UNARY};
 use weir_e2e::{
     ClosedPort, Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check, wait_until, within,
 };
@@ -197,6 +197,43 @@ async fn canary_failures_are_counted(status: u8, trailers_only: bool, name: &str
     assert_eq!(
         m.get("weir_http_requests_total", &labels),
         Some(3.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(counters(&weir, "grpc", "canary").await, (3, 3));
+}
+
+/// A call whose answer breaks after its head (the upstream resets the
+/// stream) is one request and one error of its role, as a broken plain
+/// answer is: a canary that crashes mid-answer is judged on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_answer_breaks_after_its_head_counts_as_an_error() {
+    let stable = GrpcUpstream::h2c("v1", None).await;
+    let canary = GrpcUpstream::h2c("v2", None).await;
+    let route = h2c_route("grpc", &stable)
+        .canary(&[canary.addr], 100.0)
+        .canary_key("protocol: h2c");
+    let weir = Weir::start(WeirConfig::new([route])).await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    for _ in 0..3 {
+        let _ = within(CALL_LIMIT, "a call", client.try_call(BREAK, b"x")).await;
+    }
+    assert_eq!(canary.calls(), 3);
+    let m = weir_e2e::wait_until(CALL_LIMIT, "three counted calls", || async {
+        let m = weir.metrics().await;
+        (m.sum(
+            "weir_http_requests_total",
+            &[("route", "grpc"), ("role", "canary")],
+        ) == 3.0)
+            .then_some(m)
+    })
+    .await;
+    assert_eq!(
+        m.sum(
+            "weir_upstream_errors_total",
+            &[("route", "grpc"), ("role", "canary"), ("kind", "protocol")]
+        ),
+        3.0,
         "{}",
         m.text
     );
