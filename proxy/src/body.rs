@@ -365,9 +365,17 @@ impl UpstreamBody {
             if let Some(status) = status
                 && let Some(account) = self.account.take()
             {
+                // A body broken or cut by weir's own timeout is an error of
+                // the role whatever the list says; the client's deadline is
+                // counted by the list.
+                let weirs_failure = match failure {
+                    Some(UpstreamErrorKind::Timeout) => !grpc.client_deadline,
+                    Some(_) => true,
+                    None => false,
+                };
                 account.metrics.record_grpc(
                     status,
-                    grpc.errors.contains_status(status),
+                    weirs_failure || grpc.errors.contains_status(status),
                     account.started.elapsed(),
                 );
                 if let Some(kind) = failure {

@@ -442,7 +442,11 @@ fn settle(
             let metrics = &backend.metrics;
             metrics.record_upstream_error(crate::metrics::UpstreamErrorKind::Timeout);
             let status = grpc::DEADLINE_EXCEEDED;
-            let is_error = context.route.grpc_error_codes.contains_status(status);
+            // The route's own timeout is an error of the role whatever the
+            // list says (SPEC section 3); the client's shorter deadline is
+            // counted by the list.
+            let clients = timeout < context.route.timeouts.request;
+            let is_error = !clients || context.route.grpc_error_codes.contains_status(status);
             tally.record_grpc(metrics, status, is_error, started.elapsed());
             grpc::deadline_exceeded_response()
         }
@@ -477,8 +481,9 @@ fn settle(
                     .then(|| grpc::status_for(response.status()))
                     .flatten();
                 if let Some(grpc_status) = grpc_status {
-                    let is_error = context.route.grpc_error_codes.contains_status(grpc_status);
-                    tally.record_grpc(&backend.metrics, grpc_status, is_error, started.elapsed());
+                    // weir's own 502, 503 or 504: an error of the role
+                    // whatever `grpcErrorCodes` says (SPEC section 3).
+                    tally.record_grpc(&backend.metrics, grpc_status, true, started.elapsed());
                     let message = error.describe(&context.route.name, &backend.label);
                     return grpc::error_response(grpc_status, &message);
                 }
@@ -769,6 +774,7 @@ async fn forward(
             timeouts.request = timeouts.request.min(deadline);
         }
     }
+    let client_deadline = timeouts.request < route.timeouts.request;
     // `timeouts.request` bounds the whole response, head and body.
     let deadline = tokio::time::Instant::now() + timeouts.request;
     // A body to stream is tracked: an answer that ends before it was all
@@ -964,6 +970,7 @@ async fn forward(
             errors: route.grpc_error_codes,
             // A trailers-only answer has its status in the head.
             status: grpc::status(response.headers()),
+            client_deadline,
         }),
     };
     let limits = BodyLimits {

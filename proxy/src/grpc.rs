@@ -32,6 +32,11 @@ pub struct GrpcAccount {
     pub errors: GrpcCodeSet,
     /// The call's status, once seen.
     pub status: Option<u8>,
+    /// The call's deadline is the client's `grpc-timeout`, shorter than
+    /// the route's request timeout: its passing is the client's choice,
+    /// counted by `errors`, where weir's own timeout is always an error of
+    /// the role (SPEC section 3).
+    pub client_deadline: bool,
 }
 
 /// Whether a request is a gRPC call: `content-type: application/grpc`,

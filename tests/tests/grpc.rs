@@ -240,6 +240,65 @@ async fn a_call_whose_answer_breaks_after_its_head_counts_as_an_error() {
     assert_eq!(counters(&weir, "grpc", "canary").await, (3, 3));
 }
 
+/// SPEC 3: an unreachable upstream and weir's own timeout are errors of
+/// the role whatever `grpcErrorCodes` lists; a deadline the client chose
+/// (its `grpc-timeout`, shorter than the route's) is counted by the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weirs_own_failures_are_errors_whatever_the_grpc_error_codes() {
+    let stable = GrpcUpstream::h2c("v1", None).await;
+    let canary = GrpcUpstream::h2c("v2", None).await;
+    let dead = ClosedPort::bind();
+    let strategy = || {
+        Strategy::unjudged([Step::SetWeight(100.0), Step::Pause(None)])
+            .background("grpcErrorCodes: [NOT_FOUND]")
+    };
+    let unreachable = h2c_route("dead", &stable)
+        .hosts(&["dead.test"])
+        .canary(&[dead.addr], 0.0)
+        .canary_key("protocol: h2c")
+        .strategy(strategy());
+    let slow = h2c_route("slow", &stable)
+        .hosts(&["slow.test"])
+        .canary(&[canary.addr], 0.0)
+        .canary_key("protocol: h2c")
+        .timeouts("1s", "700ms")
+        .strategy(strategy());
+    let weir = Weir::start(WeirConfig::new([unreachable, slow])).await;
+
+    let client = GrpcClient::h2c_with_authority(weir.addrs.http, "dead.test").await;
+    for _ in 0..2 {
+        let reply = within(CALL_LIMIT, "a call", client.call(UNARY, b"x", &[])).await;
+        assert_eq!(reply.status(), Some(14), "{reply:?}");
+    }
+    assert_eq!(counters(&weir, "dead", "canary").await, (2, 2));
+
+    let client = GrpcClient::h2c_with_authority(weir.addrs.http, "slow.test").await;
+    let reply = within(
+        CALL_LIMIT,
+        "a call past its own deadline",
+        client.call(HANG, b"x", &[("grpc-timeout", "200m")]),
+    )
+    .await;
+    assert_eq!(reply.status(), Some(4), "{reply:?}");
+    assert_eq!(
+        counters(&weir, "slow", "canary").await,
+        (1, 0),
+        "the client's deadline, DEADLINE_EXCEEDED not listed"
+    );
+    let reply = within(
+        CALL_LIMIT,
+        "a call past the route's timeout",
+        client.call(HANG, b"x", &[]),
+    )
+    .await;
+    assert_eq!(reply.status(), Some(4), "{reply:?}");
+    assert_eq!(
+        counters(&weir, "slow", "canary").await,
+        (2, 1),
+        "weir's own timeout"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_streaming_call_of_1000_messages_arrives_whole() {
     let upstream = GrpcUpstream::h2c("v1", None).await;
