@@ -284,6 +284,21 @@ pub async fn serve(
                 }
             }
             match fallback.decided {
+                // A call whose own deadline has passed is over for its
+                // client: not sent again, and stable not charged with it.
+                Some((failure, true))
+                    if grpc
+                        && grpc::timeout(&replay.headers)
+                            .is_some_and(|d| d <= started.elapsed()) =>
+                {
+                    span.in_scope(|| {
+                        tracing::debug!(
+                            ?failure,
+                            "canary failed after the call's deadline; not sent to stable"
+                        )
+                    });
+                    None
+                }
                 Some((failure, true)) => Some((failure, replay)),
                 Some((failure, false)) => {
                     span.in_scope(|| {
@@ -314,11 +329,20 @@ pub async fn serve(
                 started,
                 answered: false,
             };
+            let mut again = replay.into_request();
+            // The call's deadline counts from its start: stable has what
+            // is left of it, told in `grpc-timeout` as a proxy should.
+            if grpc
+                && let Some(left) = grpc::timeout(again.headers())
+                    .and_then(|d| grpc::remaining_timeout(d, started.elapsed()))
+            {
+                again.headers_mut().insert(grpc::GRPC_TIMEOUT.clone(), left);
+            }
             let outcome = forward(
                 route,
                 stable,
                 downstream,
-                replay.into_request(),
+                again,
                 started,
                 grpc,
                 &mut Attempt::default(),

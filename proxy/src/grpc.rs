@@ -80,6 +80,28 @@ pub fn timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
+/// What is left of a call's `grpc-timeout` of `timeout`, `elapsed` after
+/// the call began, as a `grpc-timeout` value (in the finest unit whose
+/// eight digits hold it); `None` once nothing is left.
+pub fn remaining_timeout(timeout: Duration, elapsed: Duration) -> Option<HeaderValue> {
+    let left = timeout
+        .checked_sub(elapsed)
+        .filter(|left| !left.is_zero())?;
+    const MAX: u128 = 99_999_999;
+    let text = [
+        (left.as_nanos(), 'n'),
+        (left.as_micros(), 'u'),
+        (left.as_millis(), 'm'),
+        (u128::from(left.as_secs()), 'S'),
+        (u128::from(left.as_secs() / 60), 'M'),
+        (u128::from(left.as_secs() / 3600), 'H'),
+    ]
+    .into_iter()
+    .find(|&(amount, _)| amount > 0 && amount <= MAX)
+    .map(|(amount, unit)| format!("{amount}{unit}"))?;
+    HeaderValue::from_str(&text).ok()
+}
+
 /// The `grpc-status` in `headers` (trailers, or a trailers-only head), if
 /// it is a number; a number above 16 is kept as is (counted as UNKNOWN).
 pub fn status(headers: &HeaderMap) -> Option<u8> {
@@ -168,6 +190,28 @@ fn percent_encode(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_left_of_a_deadline_is_written_in_the_finest_unit_that_holds_it() {
+        let ms = Duration::from_millis;
+        let left = |t, e| remaining_timeout(t, e).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(left(ms(500), ms(200)).as_deref(), Some("300000u"));
+        assert_eq!(left(ms(2), ms(1)).as_deref(), Some("1000000n"));
+        assert_eq!(
+            left(Duration::from_secs(10), ms(1)).as_deref(),
+            Some("9999000u")
+        );
+        assert_eq!(
+            left(Duration::from_secs(200_000), ms(0)).as_deref(),
+            Some("200000S")
+        );
+        assert_eq!(left(ms(500), ms(500)), None);
+        assert_eq!(left(ms(500), ms(900)), None);
+        // What it writes reads back as itself.
+        let mut headers = HeaderMap::new();
+        headers.insert(&GRPC_TIMEOUT, remaining_timeout(ms(1500), ms(250)).unwrap());
+        assert_eq!(timeout(&headers), Some(ms(1250)));
+    }
 
     fn headers(name: &'static str, value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();

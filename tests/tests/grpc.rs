@@ -672,6 +672,32 @@ async fn body_timeouts_and_upstream_errors(weir: &Weir, route: &str) -> (f64, f6
 /// streaming call whose client waits for an answer before it ends its
 /// stream is let through rather than held until its deadline for a body
 /// that cannot end first.
+/// A call whose canary failed once its own deadline had passed is not
+/// sent to stable: its client has given up, and stable would be charged
+/// with a timeout that is not its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stable_fallback_sends_no_call_past_its_deadline() {
+    let stable = GrpcUpstream::h2c("stable", None).await;
+    let canary = GrpcUpstream::h2c("canary", None).await;
+    let route = Route::new("late", &[stable.addr])
+        .stable_key("protocol: h2c")
+        .canary(&[canary.addr], 100.0)
+        .canary_key("protocol: h2c")
+        .stable_fallback("{ methods: [POST], budget: 1 }")
+        .timeouts("5s", "5s");
+    let weir = Weir::start(WeirConfig::new([route])).await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    let reply = within(
+        CALL_LIMIT,
+        "a call past its deadline",
+        client.call(HANG, b"x", &[("grpc-timeout", "300m")]),
+    )
+    .await;
+    assert_eq!(reply.status(), Some(4), "{reply:?}");
+    assert_eq!(stable.connections(), 0, "stable was not tried");
+    assert_eq!(counters(&weir, "late", "stable").await, (0, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() {
     use futures_util::StreamExt as _;
