@@ -315,7 +315,9 @@ impl UpstreamBody {
             grpc.status = Some(crate::grpc::DEADLINE_EXCEEDED);
         }
         self.count(Some(UpstreamErrorKind::Timeout));
-        Poll::Ready(Some(Ok(Frame::trailers(crate::grpc::deadline_trailers()))))
+        Poll::Ready(Some(Ok(Frame::trailers(
+            crate::grpc::deadline_during_answer_trailers(),
+        ))))
     }
 
     fn cut_at_deadline(&mut self) -> BodyError {

@@ -25,6 +25,9 @@ pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// The `grpc-message` of a call weir ends at its deadline.
 const DEADLINE_MESSAGE: &str = "deadline exceeded before the upstream answered (weir)";
 
+/// The `grpc-message` of a call whose deadline passed during its answer.
+const DEADLINE_DURING_ANSWER: &str = "deadline exceeded while the upstream answered (weir)";
+
 /// How a gRPC call is counted once its response ends.
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcAccount {
@@ -115,12 +118,19 @@ pub fn status(headers: &HeaderMap) -> Option<u8> {
 
 /// The trailers that end a call at its deadline: DEADLINE_EXCEEDED.
 pub fn deadline_trailers() -> HeaderMap {
+    deadline_trailers_saying(DEADLINE_MESSAGE)
+}
+
+/// The trailers ending a call whose deadline passed after its answer
+/// began: DEADLINE_EXCEEDED, saying so.
+pub fn deadline_during_answer_trailers() -> HeaderMap {
+    deadline_trailers_saying(DEADLINE_DURING_ANSWER)
+}
+
+fn deadline_trailers_saying(message: &'static str) -> HeaderMap {
     let mut trailers = HeaderMap::with_capacity(2);
     trailers.insert(GRPC_STATUS.clone(), HeaderValue::from_static("4"));
-    trailers.insert(
-        GRPC_MESSAGE.clone(),
-        HeaderValue::from_static(DEADLINE_MESSAGE),
-    );
+    trailers.insert(GRPC_MESSAGE.clone(), HeaderValue::from_static(message));
     trailers
 }
 

@@ -49,6 +49,8 @@ pub const FIRST: &str = "/weir.test.Echo/First";
 /// The method whose answer breaks after its head and one message (the
 /// server resets the stream), as a crashing server's does.
 pub const BREAK: &str = "/weir.test.Echo/Break";
+/// The method that answers its head and one message, then nothing more.
+pub const STALL: &str = "/weir.test.Echo/Stall";
 
 /// How a [`GrpcUpstream`] fails unary calls: every `every`th call (the
 /// `every`th, the `2 × every`th, ...) ends with `status`, in a
@@ -404,6 +406,14 @@ impl Server {
                 grpc_response(frames)
             }
             HANG => std::future::pending().await,
+            STALL => {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let first = futures_util::stream::iter([Ok(Frame::data(frame(&request)))]);
+                grpc_streamed(futures_util::StreamExt::chain(
+                    first,
+                    futures_util::stream::pending(),
+                ))
+            }
             BREAK => {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 // The head and the message go out first; the break comes

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use weir_e2e::grpc::{BREAK, Failure, GrpcClient, GrpcUpstream, HANG, STREAM, UNARY};
+use weir_e2e::grpc::{BREAK, Failure, GrpcClient, GrpcUpstream, HANG, STALL, STREAM, UNARY};
 use weir_e2e::{
     ClosedPort, Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check, wait_until, within,
 };
@@ -672,6 +672,28 @@ async fn body_timeouts_and_upstream_errors(weir: &Weir, route: &str) -> (f64, f6
 /// streaming call whose client waits for an answer before it ends its
 /// stream is let through rather than held until its deadline for a body
 /// that cannot end first.
+/// A deadline that passes after the answer began ends the stream with
+/// DEADLINE_EXCEEDED trailers saying so, after what had come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_passing_during_the_answer_ends_it_saying_so() {
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    let weir = Weir::start(WeirConfig::new([h2c_route("grpc", &upstream)])).await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    let reply = within(
+        CALL_LIMIT,
+        "a call that stalls mid-answer",
+        client.call(STALL, b"hi", &[("grpc-timeout", "300m")]),
+    )
+    .await;
+    assert_eq!(reply.messages, [&b"hi"[..]], "{reply:?}");
+    assert_eq!(reply.status(), Some(4), "{reply:?}");
+    assert_eq!(
+        reply.trailer("grpc-message"),
+        Some("deadline exceeded while the upstream answered (weir)"),
+        "{reply:?}"
+    );
+}
+
 /// A call whose canary failed once its own deadline had passed is not
 /// sent to stable: its client has given up, and stable would be charged
 /// with a timeout that is not its own.
