@@ -51,6 +51,8 @@ pub const FIRST: &str = "/weir.test.Echo/First";
 pub const BREAK: &str = "/weir.test.Echo/Break";
 /// The method that answers its head and one message, then nothing more.
 pub const STALL: &str = "/weir.test.Echo/Stall";
+/// The method whose answer head carries a 40,000-byte field `x-big`.
+pub const BIG_HEAD: &str = "/weir.test.Echo/BigHead";
 
 /// How a [`GrpcUpstream`] fails unary calls: every `every`th call (the
 /// `every`th, the `2 × every`th, ...) ends with `status`, in a
@@ -406,6 +408,17 @@ impl Server {
                 grpc_response(frames)
             }
             HANG => std::future::pending().await,
+            BIG_HEAD => {
+                let mut response = grpc_response(vec![
+                    Ok(Frame::data(frame(&request))),
+                    Ok(Frame::trailers(self.trailers(0))),
+                ]);
+                response.headers_mut().insert(
+                    "x-big",
+                    HeaderValue::from_str(&"b".repeat(40_000)).expect("a header value"),
+                );
+                response
+            }
             STALL => {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 let first = futures_util::stream::iter([Ok(Frame::data(frame(&request)))]);
@@ -532,6 +545,7 @@ impl GrpcClient {
         let stream = TcpStream::connect(addr).await.expect("connecting");
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(64 * 1024)
             .handshake(TokioIo::new(stream))
             .await
             .expect("HTTP/2 handshake");

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use weir_e2e::grpc::{BREAK, Failure, GrpcClient, GrpcUpstream, HANG, STALL, STREAM, UNARY};
+use weir_e2e::grpc::{
+    BIG_HEAD, BREAK, Failure, GrpcClient, GrpcUpstream, HANG, STALL, STREAM, UNARY,
+};
 use weir_e2e::{
     ClosedPort, Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check, wait_until, within,
 };
@@ -672,6 +674,19 @@ async fn body_timeouts_and_upstream_errors(weir: &Weir, route: &str) -> (f64, f6
 /// streaming call whose client waits for an answer before it ends its
 /// stream is let through rather than held until its deadline for a body
 /// that cannot end first.
+/// An answer head from an HTTP/2 upstream may be as large as from an
+/// HTTP/1 one (64 KiB), not only h2's default 16 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_40_kb_answer_head_passes_from_an_h2c_upstream() {
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    let weir = Weir::start(WeirConfig::new([h2c_route("grpc", &upstream)])).await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    let reply = within(CALL_LIMIT, "a call", client.call(BIG_HEAD, b"hi", &[])).await;
+    assert_eq!(reply.http_status, 200, "{:?}", reply.trailers);
+    assert_eq!(reply.status(), Some(0), "{:?}", reply.trailers);
+    assert_eq!(reply.headers.get("x-big").map(|v| v.len()), Some(40_000));
+}
+
 /// A deadline that passes after the answer began ends the stream with
 /// DEADLINE_EXCEEDED trailers saying so, after what had come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
