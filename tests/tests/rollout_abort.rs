@@ -70,6 +70,13 @@ async fn a_failing_canary_is_aborted_and_gets_no_more_traffic() {
             .is_some_and(|r| !r.is_empty()),
         "a failed verdict has a reason: {s:#}"
     );
+    // The counts beside it are live; the verdict is the last one.
+    assert!(
+        s["analysis"]["reason"].as_str().is_some_and(
+            |r| r.ends_with("(the last judgement: the rollout is Aborted and judged no more)")
+        ),
+        "{s:#}"
+    );
     let canary_stats = &s["analysis"]["canary"];
     assert!(
         canary_stats["errors"].as_u64().unwrap_or(0) > 0

@@ -54,12 +54,22 @@ impl ControlState {
             .map(|h| h.observation(since))
             .unwrap_or_else(empty_observation);
         let judgement = state.and_then(|s| s.last_judgement.as_ref());
-        let (verdict, reason) = match judgement.map(|j| &j.verdict) {
+        let (verdict, mut reason) = match judgement.map(|j| &j.verdict) {
             Some(Verdict::Pass { reason }) => (Some("pass"), Some(reason.clone())),
             Some(Verdict::Inconclusive { reason }) => (Some("inconclusive"), Some(reason.clone())),
             Some(Verdict::Fail { reason, .. }) => (Some("fail"), Some(reason.clone())),
             None => (None, None),
         };
+        // A rollout that ended (Promoted, Aborted) is judged no more: its
+        // verdict is the last one, whatever the live counts beside it say.
+        if let (Some(s), Some(reason)) = (state, reason.as_mut()) {
+            if !s.is_active() {
+                reason.push_str(&format!(
+                    " (the last judgement: the rollout is {} and judged no more)",
+                    s.phase.as_str()
+                ));
+            }
+        }
         let analysis = Analysis {
             window_seconds: (now.saturating_sub(since)).min(window_ms) as f64 / 1000.0,
             stable: Some(role_stats(RoleSummary::of(&observation.stable))),
