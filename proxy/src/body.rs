@@ -357,8 +357,10 @@ impl UpstreamBody {
         if let Some(grpc) = self.account.as_ref().and_then(|a| a.grpc) {
             let status = match (grpc.status, failure, dropped) {
                 (Some(status), _, _) => Some(status),
-                // A broken body is counted as one, by its HTTP code.
-                (None, Some(_), _) => None,
+                // A call whose answer broke ended without a status: as a
+                // gRPC client sees it, UNKNOWN (an error of the role, as
+                // weir's own failure).
+                (None, Some(_), _) => Some(weir_config::grpc::GRPC_UNKNOWN),
                 (None, None, true) => Some(weir_config::grpc::GRPC_CANCELLED),
                 (None, None, false) => Some(weir_config::grpc::GRPC_UNKNOWN),
             };

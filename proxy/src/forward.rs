@@ -233,10 +233,14 @@ pub async fn serve(
     let mut attempt = Attempt::default();
     let (outcome, replay) = match keep_for_fallback(route, role, req, grpc).await {
         Ok((req, replay)) => {
+            let deadline = grpc
+                .then(|| grpc::timeout(req.headers()))
+                .flatten()
+                .map(|timeout| started + timeout);
             attempt.fallback = replay
                 .as_ref()
                 .and(route.fallback.as_ref())
-                .map(FallbackAttempt::new);
+                .map(|policy| FallbackAttempt::new(policy, deadline));
             let outcome = forward(route, backend, downstream, req, started, grpc, &mut attempt)
                 .instrument(span.clone())
                 .await;
@@ -284,25 +288,13 @@ pub async fn serve(
                 }
             }
             match fallback.decided {
-                // A call whose own deadline has passed is over for its
-                // client: not sent again, and stable not charged with it.
-                Some((failure, true))
-                    if grpc
-                        && grpc::timeout(&replay.headers)
-                            .is_some_and(|d| d <= started.elapsed()) =>
-                {
-                    span.in_scope(|| {
-                        tracing::debug!(
-                            ?failure,
-                            "canary failed after the call's deadline; not sent to stable"
-                        )
-                    });
-                    None
-                }
                 Some((failure, true)) => Some((failure, replay)),
                 Some((failure, false)) => {
                     span.in_scope(|| {
-                        tracing::debug!(?failure, "canary failed; stableFallback budget spent")
+                        tracing::debug!(
+                            ?failure,
+                            "canary failed; not retried on stable (the stableFallback budget is spent, or the call's deadline passed)"
+                        )
                     });
                     None
                 }
@@ -545,21 +537,33 @@ struct FallbackAttempt<'a> {
     /// The attempt's failure, once it is known, and whether the budget
     /// granted its retry.
     decided: Option<(Failure, bool)>,
+    /// A gRPC call's own deadline (its start and `grpc-timeout`): past
+    /// it, the call is over for its client and is not retried.
+    deadline: Option<Instant>,
 }
 
 impl<'a> FallbackAttempt<'a> {
-    fn new(policy: &'a FallbackPolicy) -> FallbackAttempt<'a> {
+    fn new(policy: &'a FallbackPolicy, deadline: Option<Instant>) -> FallbackAttempt<'a> {
         FallbackAttempt {
             policy,
             decided: None,
+            deadline,
         }
     }
 
     /// Whether `failure` is retried on stable: decided once, taking a retry
-    /// from the budget when it allows one.
+    /// from the budget when it allows one. A call past its own deadline is
+    /// not retried and takes nothing from the budget.
     fn decide(&mut self, failure: Failure) -> bool {
         if let Some((_, granted)) = self.decided {
             return granted;
+        }
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.decided = Some((failure, false));
+            return false;
         }
         let granted = self.policy.try_retry();
         self.decided = Some((failure, granted));

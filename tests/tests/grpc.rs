@@ -239,6 +239,20 @@ async fn a_call_whose_answer_breaks_after_its_head_counts_as_an_error() {
         "{}",
         m.text
     );
+    // Ended without a status: UNKNOWN, as its client sees it.
+    assert_eq!(
+        m.sum(
+            "weir_http_requests_total",
+            &[
+                ("route", "grpc"),
+                ("role", "canary"),
+                ("grpc_code", "UNKNOWN")
+            ]
+        ),
+        3.0,
+        "{}",
+        m.text
+    );
     assert_eq!(counters(&weir, "grpc", "canary").await, (3, 3));
 }
 
@@ -733,6 +747,13 @@ async fn stable_fallback_sends_no_call_past_its_deadline() {
     assert_eq!(reply.status(), Some(4), "{reply:?}");
     assert_eq!(stable.connections(), 0, "stable was not tried");
     assert_eq!(counters(&weir, "late", "stable").await, (0, 0));
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.sum("weir_stable_fallback_total", &[("route", "late")]),
+        0.0,
+        "no retry counted, none taken from the budget: {}",
+        m.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
