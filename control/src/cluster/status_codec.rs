@@ -489,12 +489,13 @@ pub fn decode(
         pause_deadline_ms,
         pause_remaining_ms: status.pause_remaining_ms,
         // The pause's length as it was entered, for an edit of its
-        // duration; written on its own since a held pause has no deadline.
-        pause_length_ms: status.pause_length_ms.or_else(|| {
-            pause_deadline_ms
-                .zip(pause_start_ms)
-                .and_then(|(deadline, start)| deadline.checked_sub(start))
-        }),
+        // duration: from its deadline and start while it runs (a leader
+        // that does not know `pauseLengthMs` leaves an old one behind),
+        // from `pauseLengthMs` while held (no deadline then).
+        pause_length_ms: pause_deadline_ms
+            .zip(pause_start_ms)
+            .and_then(|(deadline, start)| deadline.checked_sub(start))
+            .or(status.pause_length_ms),
         held: status.held.unwrap_or(false),
         rollout_started_ms: status
             .rollout_start_time

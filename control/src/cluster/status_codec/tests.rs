@@ -153,6 +153,18 @@ fn status_of(state: &State) -> CanaryRouteStatus {
 
 // --- round trip ---
 
+/// A leader that does not know `pauseLengthMs` leaves an old one behind:
+/// a running pause's length comes from its deadline and start.
+#[test]
+fn a_running_pause_takes_its_length_from_its_deadline_and_start() {
+    let mut status = status_of(&State::timed_pause());
+    status.pause_length_ms = Some(60_000);
+    let decoded = decode(ROUTE, &status, 5)
+        .expect("readable")
+        .expect("a state");
+    assert_eq!(decoded.pause_length_ms, Some(30_000));
+}
+
 #[test]
 fn every_phase_round_trips_through_the_status_and_its_json() {
     for (name, state) in State::every_phase() {
