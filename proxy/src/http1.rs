@@ -44,19 +44,51 @@ impl ForwardingPath {
 }
 
 /// Whether the path of `target` (up to any `?`) has a `.` or `..`
-/// segment, plain or percent-encoded: RFC 3986 section 5.2.4 removes them
-/// when a reference is resolved, so clients send none, and an upstream
-/// that resolves them itself would serve another path than weir routed.
+/// segment: RFC 3986 section 5.2.4 removes them when a reference is
+/// resolved, so clients send none, and an upstream that resolves them
+/// itself would serve another path than weir routed. Read as the most
+/// lenient upstream reads a path: a dot may be `%2e`, a segment may end at
+/// `/`, `\`, `%2f` or `%5c`, and its `;params` are left out (`..;/`).
 pub(crate) fn has_dot_segment(target: &[u8]) -> bool {
     let path = match target.iter().position(|&b| b == b'?') {
         Some(at) => &target[..at],
         None => target,
     };
-    path.split(|&b| b == b'/').any(is_dot_segment)
+    // A dot segment needs a dot, plain or encoded.
+    if !path.iter().any(|&b| b == b'.' || b == b'%') {
+        return false;
+    }
+    let mut segment_start = 0;
+    let mut at = 0;
+    while at <= path.len() {
+        let separator = match &path[at..] {
+            [] => Some(0),
+            [b'/' | b'\\', ..] => Some(1),
+            [b'%', b'2', f, ..] if f.eq_ignore_ascii_case(&b'f') => Some(3),
+            [b'%', b'5', c, ..] if c.eq_ignore_ascii_case(&b'c') => Some(3),
+            _ => None,
+        };
+        match separator {
+            Some(length) => {
+                if is_dot_segment(&path[segment_start..at]) {
+                    return true;
+                }
+                at += length.max(1);
+                segment_start = at;
+            }
+            None => at += 1,
+        }
+    }
+    false
 }
 
-/// Whether `segment` is `.` or `..`, each dot plain or `%2e`/`%2E`.
-fn is_dot_segment(mut segment: &[u8]) -> bool {
+/// Whether `segment` (its `;params` left out) is `.` or `..`, each dot
+/// plain or `%2e`/`%2E`.
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let mut segment = match segment.iter().position(|&b| b == b';') {
+        Some(at) => &segment[..at],
+        None => segment,
+    };
     let mut dots = 0;
     while !segment.is_empty() {
         segment = match segment {
@@ -244,7 +276,41 @@ mod properties;
 
 #[cfg(test)]
 mod tests {
-    use super::{field_is, is_valid_host};
+    use super::{field_is, has_dot_segment, is_valid_host};
+
+    #[test]
+    fn dot_segments_are_found_however_they_are_written() {
+        for path in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/..",
+            "/a/%2e%2E/b",
+            "/a/.%2e",
+            "/app/..%2Fadmin",
+            "/a/%2e%2e%2fb",
+            "/app/..;/admin",
+            "/app/.;x=1/admin",
+            "/a\\..\\b",
+            "/a%5c..%5Cb",
+            "/a/../b?x=1",
+        ] {
+            assert!(has_dot_segment(path.as_bytes()), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/a/..b/...",
+            "/a/.well-known/x",
+            "/a/b?next=/../c",
+            "/a/%2e%2e%2e",
+            "/a/b.c/d..e",
+            "/a/%2fb",
+            "/a/;/b",
+        ] {
+            assert!(!has_dot_segment(path.as_bytes()), "{path}");
+        }
+    }
 
     #[test]
     fn a_host_is_a_name_or_an_address_with_an_optional_port() {
