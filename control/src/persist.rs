@@ -341,7 +341,16 @@ pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
             // again, so that states are kept rather than lost until a
             // restart (which would then resume from nothing).
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                ensure_dir(state_dir)?;
+                // Its lock went with it: taken again (and held until the
+                // process ends), so that a second process still cannot
+                // start on it; if one already has, this one writes nothing.
+                match StateDirLock::acquire(state_dir) {
+                    Ok(lock) => std::mem::forget(lock),
+                    Err(StateDirLockError::Io(error)) => return Err(error),
+                    Err(held @ StateDirLockError::Held(_)) => {
+                        return Err(io::Error::other(held.to_string()));
+                    }
+                }
                 tracing::warn!(dir = %state_dir.display(), "the state directory was gone; created it again");
                 File::create(&tmp)?
             }
@@ -478,6 +487,11 @@ mod tests {
             Stored::Found(found) => assert_eq!(found.phase, crate::rollout::Phase::Aborted),
             other => panic!("not found again: {other:?}"),
         }
+        // Its lock is held again: no second process starts on it.
+        assert!(
+            matches!(StateDirLock::acquire(&dir), Err(StateDirLockError::Held(_))),
+            "the lock was taken again"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
