@@ -294,6 +294,12 @@ impl Notifier {
         receivers
             .iter()
             .map(|(name, receiver)| {
+                // The queue's lock first, as `pop` takes them: a body is
+                // in one or the other, never in neither.
+                let queue = receiver
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let mut bodies: Vec<Bytes> = receiver
                     .in_flight
                     .lock()
@@ -301,14 +307,7 @@ impl Notifier {
                     .iter()
                     .cloned()
                     .collect();
-                bodies.extend(
-                    receiver
-                        .queue
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .iter()
-                        .cloned(),
-                );
+                bodies.extend(queue.iter().cloned());
                 (name.clone(), bodies)
             })
             .filter(|(_, bodies)| !bodies.is_empty())
@@ -353,7 +352,7 @@ impl Notifier {
     /// Queues again, ahead of anything queued since, what
     /// [`Self::save_pending`] left in `dir`, and removes the file. A
     /// receiver no longer in the config has its notifications dropped
-    /// (logged). Returns how many were queued again.
+    /// (logged and counted). Returns how many were queued again.
     ///
     /// # Errors
     /// The file cannot be read or parsed (it is left in place).
@@ -366,6 +365,10 @@ impl Notifier {
         };
         let pending: BTreeMap<String, Vec<String>> = serde_json::from_slice(&bytes)
             .map_err(|error| format!("cannot parse {}: {error}", path.display()))?;
+        // Removed first: what is queued is not queued a second time after
+        // a crash.
+        std::fs::remove_file(&path)
+            .map_err(|error| format!("cannot remove {}: {error}", path.display()))?;
         let mut queued = 0;
         for (name, bodies) in pending {
             let receiver = self
@@ -375,6 +378,9 @@ impl Notifier {
                 .get(&name)
                 .cloned();
             let Some(receiver) = receiver else {
+                self.dropped
+                    .with_label_values(&[name.as_str()])
+                    .inc_by(u64::try_from(bodies.len()).unwrap_or(u64::MAX));
                 tracing::warn!(
                     receiver = %name,
                     count = bodies.len(),
@@ -385,8 +391,6 @@ impl Notifier {
             queued += bodies.len();
             receiver.push_front(bodies.into_iter().map(Bytes::from));
         }
-        std::fs::remove_file(&path)
-            .map_err(|error| format!("cannot remove {}: {error}", path.display()))?;
         Ok(queued)
     }
 
@@ -440,9 +444,16 @@ impl Receiver {
         self.wake.notify_one();
     }
 
+    /// The next notification, which becomes the one in flight.
     fn pop(&self) -> Option<Bytes> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let next = queue.pop_front();
+        if next.is_some() {
+            *self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = next.clone();
+        }
         self.queued
             .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
         next
@@ -464,10 +475,6 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        *receiver
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(body.clone());
         let outcome = client
             .post(
                 &config.url,
