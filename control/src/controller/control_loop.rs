@@ -65,11 +65,19 @@ async fn forget_gone_routes(process: &Process) {
     };
     let names: std::collections::HashSet<Arc<str>> = {
         let control = process.control.lock().await;
+        // Every route served: the config's (CanaryRoutes included) and
+        // the Gateway API's.
         control
             .config()
             .routes
             .iter()
             .map(|route| Arc::clone(&route.name))
+            .chain(
+                control
+                    .gateway_routes
+                    .iter()
+                    .map(|route| Arc::clone(&route.name)),
+            )
             .collect()
     };
     peers.forget_routes(|route| names.contains(route));
