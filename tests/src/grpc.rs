@@ -561,6 +561,19 @@ impl GrpcClient {
     /// # Panics
     /// When the exchange fails at the HTTP/2 level.
     pub async fn call(&self, method: &str, message: &[u8], metadata: &[(&str, &str)]) -> GrpcReply {
+        self.try_call(method, message, metadata)
+            .await
+            .unwrap_or_else(|error| panic!("the call of {method} failed: {error}"))
+    }
+
+    /// As [`GrpcClient::call`]; `Err` with what broke when the answer or
+    /// its body fails at the HTTP/2 level (a reset stream).
+    pub async fn try_call(
+        &self,
+        method: &str,
+        message: &[u8],
+        metadata: &[(&str, &str)],
+    ) -> Result<GrpcReply, String> {
         let mut builder = Request::post(format!("http://{}{method}", self.authority))
             .version(http::Version::HTTP_2)
             .header(http::header::CONTENT_TYPE, "application/grpc")
@@ -569,37 +582,6 @@ impl GrpcClient {
             builder = builder.header(*name, *value);
         }
         let request = builder.body(Full::new(frame(message))).expect("a request");
-        let mut sender = self.sender.clone();
-        let response = sender.send_request(request).await.expect("an answer");
-        let (parts, mut body) = response.into_parts();
-        let mut data = BytesMut::new();
-        let mut trailers = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.expect("a body frame");
-            match frame.into_data() {
-                Ok(chunk) => data.extend_from_slice(&chunk),
-                Err(frame) => trailers = frame.into_trailers().ok(),
-            }
-        }
-        GrpcReply {
-            http_status: parts.status.as_u16(),
-            headers: parts.headers,
-            messages: unframe(data.freeze()),
-            trailers,
-        }
-    }
-}
-
-impl GrpcClient {
-    /// Calls `method` with `message`; `Err` with what broke when the
-    /// answer or its body fails at the HTTP/2 level (a reset stream).
-    pub async fn try_call(&self, method: &str, message: &[u8]) -> Result<GrpcReply, String> {
-        let request = Request::post(format!("http://{}{method}", self.authority))
-            .version(http::Version::HTTP_2)
-            .header(http::header::CONTENT_TYPE, "application/grpc")
-            .header(http::header::TE, "trailers")
-            .body(Full::new(frame(message)))
-            .expect("a request");
         let mut sender = self.sender.clone();
         let response = sender
             .send_request(request)

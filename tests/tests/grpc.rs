@@ -218,7 +218,7 @@ async fn a_call_whose_answer_breaks_after_its_head_counts_as_an_error() {
     let weir = Weir::start(WeirConfig::new([route])).await;
     let client = GrpcClient::h2c(weir.addrs.http).await;
     for _ in 0..3 {
-        let _ = within(CALL_LIMIT, "a call", client.try_call(BREAK, b"x")).await;
+        let _ = within(CALL_LIMIT, "a call", client.try_call(BREAK, b"x", &[])).await;
     }
     assert_eq!(canary.calls(), 3);
     let m = weir_e2e::wait_until(CALL_LIMIT, "three counted calls", || async {

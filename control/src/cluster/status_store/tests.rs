@@ -309,22 +309,7 @@ async fn an_abort_written_again_after_a_conflict_is_announced_once() {
     abort_meets_a_conflict(&store, &mut api, 201).await;
 
     store.observe(ROUTE, &route("8", &progressing));
-    let saving = save_in_background(&store, aborted());
-    let patch = next(&mut api).await;
-    assert_eq!(
-        (patch.method.clone(), patch.path.as_str()),
-        (http::Method::PATCH, STATUS_PATH),
-        "the abort's Event is not sent twice"
-    );
-    assert_eq!(patch.body["metadata"]["resourceVersion"], "8");
-    assert_eq!(patch.body["status"]["phase"], "Aborted");
-    let answered = object("9", &patch.body["status"]);
-    patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the second save succeeded");
+    abort_written_again_without_its_event(&store, &mut api).await;
 
     // Retried, then aborted again: a new abort, a new Event.
     let mut retried = state(Phase::Progressing, Some(0), 5);
@@ -377,21 +362,7 @@ async fn a_write_of_its_own_conditions_is_no_other_leaders_write() {
     store.observe_own(ROUTE, &route("8", &with_condition));
     assert_eq!(store.leader_heard_at(), None, "its own write");
 
-    let saving = save_in_background(&store, aborted());
-    let patch = next(&mut api).await;
-    assert_eq!(
-        (patch.method.clone(), patch.path.as_str()),
-        (http::Method::PATCH, STATUS_PATH),
-        "the abort's Event is not sent twice"
-    );
-    assert_eq!(patch.body["metadata"]["resourceVersion"], "8");
-    let answered = object("9", &patch.body["status"]);
-    patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the second save succeeded");
+    abort_written_again_without_its_event(&store, &mut api).await;
     drop(store);
     no_more_requests(api).await;
 }
@@ -861,6 +832,27 @@ async fn an_input_written_over_the_old_leaders_status_does_not_tell_the_abort_ag
 
 /// Saves [`aborted`] in the background as the API server answers its Event
 /// with `event_code` and its status write with 409; the save fails.
+/// The abort saved again over the status at version 8 is one status
+/// patch, Aborted, with no Event before it: its Event went out already.
+async fn abort_written_again_without_its_event(store: &Arc<StatusStore>, api: &mut ApiHandle) {
+    let saving = save_in_background(store, aborted());
+    let patch = next(api).await;
+    assert_eq!(
+        (patch.method.clone(), patch.path.as_str()),
+        (http::Method::PATCH, STATUS_PATH),
+        "the abort's Event is not sent twice"
+    );
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "8");
+    assert_eq!(patch.body["status"]["phase"], "Aborted");
+    let answered = object("9", &patch.body["status"]);
+    patch.answer(200, &answered);
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+        .expect("the second save succeeded");
+}
+
 async fn abort_meets_a_conflict(store: &Arc<StatusStore>, api: &mut ApiHandle, event_code: u16) {
     let saving = save_in_background(store, aborted());
     let event = next(api).await;
