@@ -427,14 +427,8 @@ impl AdminState {
                 if let Err(response) = self.authorize(&req, Access::Write).await {
                     return response;
                 }
-                let body = match read_json(req).await {
-                    Ok(body) => body,
-                    Err(response) => return response,
-                };
-                if let Some(fields) = body.as_object().filter(|o| !o.is_empty()) {
-                    let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
-                    let problem = unknown_fields(&names, "promote-all", "it takes no fields");
-                    return refusal(&Refusal::BadCommandBody { problem });
+                if let Err(response) = read_no_fields(req, "promote-all").await {
+                    return response;
                 }
                 let response = self.promote_all().await;
                 self.announce_command("*", "promote --all", &response).await;
@@ -445,14 +439,8 @@ impl AdminState {
                     return response;
                 }
                 // Read as every command's body is: a reload takes none.
-                let body = match read_json(req).await {
-                    Ok(body) => body,
-                    Err(response) => return response,
-                };
-                if let Some(fields) = body.as_object().filter(|o| !o.is_empty()) {
-                    let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
-                    let problem = unknown_fields(&names, "reload", "it takes no fields");
-                    return refusal(&Refusal::BadCommandBody { problem });
+                if let Err(response) = read_no_fields(req, "reload").await {
+                    return response;
                 }
                 match reload::reload(&self.process, Trigger::Api).await {
                     Ok(outcome) => {
@@ -717,6 +705,23 @@ fn unknown_fields(names: &[String], command: &str, accepts: &str) -> String {
         if names.len() == 1 { "" } else { "s" },
         names.join(", ")
     )
+}
+
+/// Reads the body of `command`, which takes no fields: empty or `{}`.
+async fn read_no_fields<B>(req: Request<B>, command: &str) -> Result<(), Response<Full<Bytes>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let body = read_json(req).await?;
+    match body.as_object().filter(|o| !o.is_empty()) {
+        Some(fields) => {
+            let names: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
+            let problem = unknown_fields(&names, command, "it takes no fields");
+            Err(refusal(&Refusal::BadCommandBody { problem }))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Reads an optional JSON object body; empty is `{}`.

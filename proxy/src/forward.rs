@@ -461,8 +461,8 @@ fn settle(
             // The route's own timeout is an error of the role whatever the
             // list says (SPEC section 3); the client's shorter deadline is
             // counted by the list.
-            let clients = timeout < context.route.timeouts.request;
-            let is_error = !clients || context.route.grpc_error_codes.contains_status(status);
+            let is_error = !is_clients_deadline(timeout, context.route)
+                || context.route.grpc_error_codes.contains_status(status);
             tally.record_grpc(metrics, status, is_error, started.elapsed());
             grpc::deadline_exceeded_response()
         }
@@ -508,6 +508,14 @@ fn settle(
             response
         }
     }
+}
+
+/// Whether a gRPC call bounded by `bound` was bounded by its client's
+/// `grpc-timeout` (shorter than the route's request timeout) rather than
+/// by the route: its passing is then counted by `grpcErrorCodes`, where
+/// the route's own timeout is always an error of the role (SPEC 3).
+fn is_clients_deadline(bound: Duration, route: &ServedRoute) -> bool {
+    bound < route.timeouts.request
 }
 
 /// What [`answer`] needs to log and time an attempt.
@@ -802,7 +810,7 @@ async fn forward(
             timeouts.request = timeouts.request.min(deadline);
         }
     }
-    let client_deadline = timeouts.request < route.timeouts.request;
+    let client_deadline = is_clients_deadline(timeouts.request, route);
     // `timeouts.request` bounds the whole response, head and body.
     let deadline = tokio::time::Instant::now() + timeouts.request;
     // A body to stream is tracked: an answer that ends before it was all

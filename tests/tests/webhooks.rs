@@ -12,6 +12,19 @@ use weir_e2e::{
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// The metrics once `weir_notifications_sent_total{receiver="chat"}` is 1.
+async fn one_notification_sent_to_chat(weir: &Weir) -> weir_e2e::Metrics {
+    wait_until(
+        LIMIT,
+        "weir_notifications_sent_total{receiver=chat} 1",
+        || async {
+            let m = weir.metrics().await;
+            (m.sum("weir_notifications_sent_total", &[("receiver", "chat")]) == 1.0).then_some(m)
+        },
+    )
+    .await
+}
+
 /// Steps moved by time and commands alone (no `analysis` block); gates
 /// are asked again every second (the default interval).
 fn strategy(steps: impl IntoIterator<Item = Step>) -> Strategy {
@@ -226,15 +239,7 @@ async fn a_failing_pre_rollout_aborts_before_any_canary_request_and_notifies_at_
         assert_eq!(n.headers["x-token"], "secret");
         assert_eq!(n.json["name"], "web");
     }
-    let m = wait_until(
-        LIMIT,
-        "weir_notifications_sent_total{receiver=chat} 1",
-        || async {
-            let m = weir.metrics().await;
-            (m.sum("weir_notifications_sent_total", &[("receiver", "chat")]) == 1.0).then_some(m)
-        },
-    )
-    .await;
+    let m = one_notification_sent_to_chat(&weir).await;
     assert_eq!(
         m.sum("weir_notifications_failed_total", &[("receiver", "chat")]),
         0.0
@@ -481,15 +486,7 @@ async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
         "{:#}",
         last.json
     );
-    let m = wait_until(
-        LIMIT,
-        "weir_notifications_sent_total{receiver=chat} 1",
-        || async {
-            let m = weir.metrics().await;
-            (m.sum("weir_notifications_sent_total", &[("receiver", "chat")]) == 1.0).then_some(m)
-        },
-    )
-    .await;
+    let m = one_notification_sent_to_chat(&weir).await;
     assert_eq!(
         m.sum("weir_notifications_dropped_total", &[("receiver", "chat")]),
         0.0

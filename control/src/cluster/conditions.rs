@@ -277,7 +277,7 @@ impl ProblemReporter {
                 ));
             }
         };
-        statuses.observe_own(route, &object);
+        statuses.observe(route, &object);
         let regarding = RouteRef {
             namespace: namespace.to_owned(),
             name: name.to_owned(),

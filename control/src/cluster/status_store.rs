@@ -128,20 +128,6 @@ impl StatusStore {
     /// what was seen, whatever its version. Returns whether it was such an
     /// object: the rollout state kept for the name is the old object's.
     pub fn observe(&self, route: &str, object: &CanaryRoute) -> bool {
-        self.take(route, object, false)
-    }
-
-    /// Takes the CanaryRoute the API server answered this replica's own
-    /// write of something other than the rollout state with (its
-    /// conditions): kept as [`Self::observe`] keeps it, but it is no
-    /// leader's write, whatever `leader` it still names, so it neither
-    /// counts as the leader heard nor makes an abort this replica
-    /// announced news again.
-    pub fn observe_own(&self, route: &str, object: &CanaryRoute) {
-        self.take(route, object, true);
-    }
-
-    fn take(&self, route: &str, object: &CanaryRoute, own: bool) -> bool {
         let incoming = object.metadata.resource_version.clone();
         let Ok(mut routes) = self.routes.lock() else {
             return false;
@@ -155,24 +141,21 @@ impl StatusStore {
             return false;
         }
         let status = object.status.clone().unwrap_or_default();
-        if !own
-            && is_leader_write(
-                &seen.status,
-                seen.resource_version.as_deref(),
-                &status,
-                incoming.as_deref(),
-            )
-            && let Ok(mut heard) = self.leader_heard_at.lock()
+        if is_leader_write(
+            &seen.status,
+            seen.resource_version.as_deref(),
+            &status,
+            incoming.as_deref(),
+        ) && let Ok(mut heard) = self.leader_heard_at.lock()
         {
             *heard = Some(Instant::now());
         }
         // Another leader wrote since: what this replica announced is its
         // own past, and an abort it decides next is news.
-        if !own
-            && status
-                .leader
-                .as_deref()
-                .is_some_and(|leader| leader != self.identity)
+        if status
+            .leader
+            .as_deref()
+            .is_some_and(|leader| leader != self.identity)
             && is_leader_write(
                 &seen.status,
                 seen.resource_version.as_deref(),
@@ -646,9 +629,9 @@ fn is_leader_write(
     next: &CanaryRouteStatus,
     next_version: Option<&str>,
 ) -> bool {
-    // The command inputs are anyone's; the conditions are also written by
-    // a replica that does not lead (a spec that does not validate), which
-    // the watch may deliver before that replica's own answer.
+    // The command inputs are anyone's; the conditions are written by any
+    // replica too (a spec that does not validate), the status still naming
+    // the last leader.
     let without_inputs = |status: &CanaryRouteStatus| CanaryRouteStatus {
         abort: None,
         promote_full: None,

@@ -179,12 +179,7 @@ pub(crate) fn blue_green_status(
         }),
         switch_back_until_ms: state
             .filter(|s| s.phase == Phase::Promoted)
-            .and_then(|s| s.promoted_ms)
-            .map(|at| {
-                at.saturating_add(
-                    u64::try_from(bg.scale_down_delay.as_millis()).unwrap_or(u64::MAX),
-                )
-            }),
+            .and_then(|s| s.switch_back_until_ms(strategy)),
     })
 }
 

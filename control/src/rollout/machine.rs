@@ -662,12 +662,18 @@ impl RolloutState {
     /// blue-green rollout only within `scaleDownDelaySeconds` of the
     /// promotion, while the old revision is the switch-back target.
     fn can_swap_back(&self, strategy: &Strategy, now_ms: u64) -> bool {
-        match &strategy.blue_green {
-            None => true,
-            Some(bg) => self
-                .promoted_ms
-                .is_some_and(|at| now_ms < at.saturating_add(millis(bg.scale_down_delay))),
-        }
+        strategy.blue_green.is_none()
+            || self
+                .switch_back_until_ms(strategy)
+                .is_some_and(|until| now_ms < until)
+    }
+
+    /// When a promoted blue-green rollout's old revision stops being the
+    /// switch-back target: `scaleDownDelaySeconds` after the promotion.
+    pub fn switch_back_until_ms(&self, strategy: &Strategy) -> Option<u64> {
+        let bg = strategy.blue_green.as_ref()?;
+        self.promoted_ms
+            .map(|at| at.saturating_add(millis(bg.scale_down_delay)))
     }
 
     /// Follows a (re)loaded config: starts a rollout for a new canary
@@ -1582,8 +1588,7 @@ impl RolloutState {
                 self.message = format!(
                     "{v} promoted, 100% canary; the config is behind: set stable.revision to {v}"
                 );
-                if let (Some(bg), Some(at)) = (&strategy.blue_green, self.promoted_ms) {
-                    let until = at.saturating_add(millis(bg.scale_down_delay));
+                if let Some(until) = self.switch_back_until_ms(strategy) {
                     let note = if now_ms < until {
                         format!(
                             "; abort swaps back to {} for {}",

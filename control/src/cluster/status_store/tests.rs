@@ -357,9 +357,9 @@ async fn a_write_of_its_own_conditions_is_no_other_leaders_write() {
             json!({"type": "Conflict", "status": "True", "reason": "HostTaken",
                      "message": "taken", "lastTransitionTime": "2023-11-14T22:13:20Z"}),
         );
-    // The watch may deliver the write before its own answer comes back.
+    // Seen twice: through the watch and in the write's own answer.
     store.observe(ROUTE, &route("8", &with_condition));
-    store.observe_own(ROUTE, &route("8", &with_condition));
+    store.observe(ROUTE, &route("8", &with_condition));
     assert_eq!(store.leader_heard_at(), None, "its own write");
 
     abort_written_again_without_its_event(&store, &mut api).await;
