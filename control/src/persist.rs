@@ -14,6 +14,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::controller::cluster_routes::is_cluster_route;
@@ -37,12 +38,23 @@ pub trait StateStore: fmt::Debug + Send + Sync {
 
     /// Where the states are, for messages (a directory, a resource).
     fn location(&self) -> String;
+
+    /// Whether the store lost the states written to it since it was last
+    /// asked (its directory was removed under the running process, and is
+    /// made again): every state kept must then be written again for a
+    /// restart to find it. Looks now, and may block.
+    fn lost_states(&self) -> bool {
+        false
+    }
 }
 
 /// The state files in one directory (`stateDir`).
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    /// Set when the directory was found gone and made again; taken by
+    /// [`StateStore::lost_states`].
+    remade: Arc<AtomicBool>,
 }
 
 /// A state directory held by this process: two processes writing the same
@@ -158,7 +170,10 @@ impl FileStore {
     /// The I/O error, for the caller to report with the directory's name.
     pub fn open(dir: PathBuf) -> io::Result<FileStore> {
         ensure_dir(&dir)?;
-        Ok(FileStore { dir })
+        Ok(FileStore {
+            dir,
+            remade: Arc::default(),
+        })
     }
 
     /// The store in `dir` when it is a directory already; creates nothing
@@ -166,12 +181,30 @@ impl FileStore {
     pub fn existing(dir: &Path) -> Option<FileStore> {
         dir.is_dir().then(|| FileStore {
             dir: dir.to_path_buf(),
+            remade: Arc::default(),
         })
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Makes the directory again after it was removed under the running
+    /// process, with its lock: taken again (and held until the process
+    /// ends), so that a second process still cannot start on it; if one
+    /// already has, this one writes nothing.
+    fn remake(&self) -> io::Result<()> {
+        match StateDirLock::acquire(&self.dir) {
+            Ok(lock) => std::mem::forget(lock),
+            Err(StateDirLockError::Io(error)) => return Err(error),
+            Err(held @ StateDirLockError::Held(_)) => {
+                return Err(io::Error::other(held.to_string()));
+            }
+        }
+        self.remade.store(true, Ordering::Relaxed);
+        tracing::warn!(dir = %self.dir.display(), "the state directory was gone; made it again, and every state is written again");
+        Ok(())
     }
 }
 
@@ -181,7 +214,16 @@ impl StateStore for FileStore {
     }
 
     fn save(&self, state: &RolloutState) -> io::Result<()> {
-        save(&self.dir, state)
+        match save(&self.dir, state) {
+            // The directory was removed under the running process: made
+            // again, so that states are kept rather than lost until a
+            // restart (which would then resume from nothing).
+            Err(error) if error.kind() == io::ErrorKind::NotFound && !self.dir.exists() => {
+                self.remake()?;
+                save(&self.dir, state)
+            }
+            written => written,
+        }
     }
 
     fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
@@ -190,6 +232,15 @@ impl StateStore for FileStore {
 
     fn location(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    fn lost_states(&self) -> bool {
+        if !self.dir.exists() {
+            if let Err(error) = self.remake() {
+                tracing::warn!(dir = %self.dir.display(), %error, "the state directory is gone and cannot be made again");
+            }
+        }
+        self.remade.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -271,6 +322,10 @@ impl StateStore for RoutedStore {
         self.store_of(route).set_aside(route, now_ms)
     }
 
+    fn lost_states(&self) -> bool {
+        self.files.lost_states()
+    }
+
     fn location(&self) -> String {
         format!(
             "{} (file routes) or {} (CanaryRoutes)",
@@ -336,26 +391,7 @@ pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
     let tmp = state_dir.join(format!(".{}.json.tmp", state.route));
     let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     {
-        let mut file = match File::create(&tmp) {
-            // The directory was removed under the running process: made
-            // again, so that states are kept rather than lost until a
-            // restart (which would then resume from nothing).
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                // Its lock went with it: taken again (and held until the
-                // process ends), so that a second process still cannot
-                // start on it; if one already has, this one writes nothing.
-                match StateDirLock::acquire(state_dir) {
-                    Ok(lock) => std::mem::forget(lock),
-                    Err(StateDirLockError::Io(error)) => return Err(error),
-                    Err(held @ StateDirLockError::Held(_)) => {
-                        return Err(io::Error::other(held.to_string()));
-                    }
-                }
-                tracing::warn!(dir = %state_dir.display(), "the state directory was gone; created it again");
-                File::create(&tmp)?
-            }
-            created => created?,
-        };
+        let mut file = File::create(&tmp)?;
         file.write_all(&json)?;
         file.sync_all()?;
     }
@@ -473,7 +509,7 @@ mod tests {
 
     /// A state directory removed under the running process is made again
     /// by the next write, so states are kept instead of failing until a
-    /// restart.
+    /// restart, and the store tells that the states written before are lost.
     #[test]
     fn a_removed_state_dir_is_made_again_by_the_next_write() {
         let dir = std::env::temp_dir().join(format!("weir-persist-gone-{}", std::process::id()));
@@ -492,6 +528,14 @@ mod tests {
             matches!(StateDirLock::acquire(&dir), Err(StateDirLockError::Held(_))),
             "the lock was taken again"
         );
+        // The other states are lost: said once.
+        assert!(store.lost_states(), "the loss is told");
+        assert!(!store.lost_states(), "the loss is told once");
+        // Asking finds a removal with no write since, and makes the
+        // directory again.
+        fs::remove_dir_all(&dir).expect("removed");
+        assert!(store.lost_states(), "a removal is found by asking");
+        assert!(dir.is_dir(), "made again by asking");
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -525,7 +569,8 @@ mod tests {
                 });
                 // A FIFO cannot be fsynced, so the save itself fails; what
                 // matters is that the reader ran meanwhile.
-                let store: Arc<dyn StateStore> = Arc::new(FileStore { dir: state_dir });
+                let store: Arc<dyn StateStore> =
+                    Arc::new(FileStore::existing(&state_dir).expect("a directory"));
                 let _ = save_off_runtime(store, vec![state("web")]).await;
                 let read = reader.await.expect("the reader task ran");
                 let _ = done_tx.send(read);

@@ -267,3 +267,53 @@ async fn a_start_on_a_taken_port_writes_no_state() {
     );
     drop(taken);
 }
+
+/// A `stateDir` removed under the running process is made again with
+/// every route's state, not only those of routes that change later: a
+/// restart then resumes each rollout where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_state_dir_is_written_again_whole() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let strategy = || Strategy::unjudged([Step::SetWeight(30.0), Step::Pause(None)]);
+    let route = |name: &str| {
+        Route::new(name, &[v1.addr])
+            .path_prefix(&format!("/{name}"))
+            .canary(&[v2.addr], 0.0)
+            .strategy(strategy())
+    };
+    let mut weir = Weir::start(WeirConfig::new([route("paused"), route("ab")])).await;
+    let r = weir.command("paused", "promote", None).await;
+    assert_eq!(r.status, 200, "promote: {}", r.text());
+    let r = weir.command("ab", "abort", None).await;
+    assert_eq!(r.status, 200, "abort: {}", r.text());
+    let before = [weir.status("paused").await, weir.status("ab").await];
+    assert_eq!(phase(&before[0]), "Paused", "{:#}", before[0]);
+
+    // Nothing changes after the removal: no route writes by itself.
+    let state_dir = weir.dir().join("state");
+    std::fs::remove_dir_all(&state_dir).expect("stateDir removed");
+    weir_e2e::wait_until(
+        Duration::from_secs(30),
+        "the states written again",
+        || async {
+            ["paused", "ab"]
+                .iter()
+                .all(|name| state_dir.join(format!("{name}.json")).is_file())
+                .then_some(())
+        },
+    )
+    .await;
+
+    weir.kill9();
+    within(Duration::from_secs(30), "restart", weir.restart()).await;
+    for (old, name) in before.iter().zip(["paused", "ab"]) {
+        let new = weir.status(name).await;
+        for key in KEPT {
+            assert_eq!(
+                new[key], old[key],
+                "route {name}: `{key}` changed across the removal and a restart\nbefore: {old:#}\nafter: {new:#}"
+            );
+        }
+    }
+}

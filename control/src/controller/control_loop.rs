@@ -20,6 +20,10 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 /// (deleted CanaryRoutes) are forgotten: every 5 s.
 const FORGET_EVERY: u32 = 50;
 
+/// Every how many samples the state store is asked whether it lost the
+/// states written to it (a removed `stateDir`): every second.
+const LOST_STATES_EVERY: u32 = 10;
+
 /// Runs the control loop until `stop` turns true: sample, judge, publish.
 pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
@@ -34,6 +38,9 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
         ticks = ticks.wrapping_add(1);
         if ticks % FORGET_EVERY == 0 {
             forget_gone_routes(&process).await;
+        }
+        if ticks % LOST_STATES_EVERY == 0 {
+            write_lost_states_again(&process).await;
         }
         // The leader judges CanaryRoutes on the sum of every replica's
         // counters; everything else on this replica's own.
@@ -54,6 +61,20 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
         };
         // Published without waiting: nothing answers a caller here.
         let _ = transitions::tick(&process, sample).await;
+    }
+}
+
+/// Has every kept state written again (by this tick) when the store lost
+/// them: a `stateDir` removed under the running process is made again by
+/// the store, and a restart must still find every route's state, not only
+/// those that changed since.
+async fn write_lost_states_again(process: &Process) {
+    let store = process.control.lock().await.store();
+    let lost = tokio::task::spawn_blocking(move || store.lost_states())
+        .await
+        .unwrap_or(false);
+    if lost {
+        process.control.lock().await.states_lost();
     }
 }
 

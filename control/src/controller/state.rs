@@ -476,6 +476,24 @@ impl ControlState {
             .map_err(CommandError::Refused)
     }
 
+    /// Marks the kept state of every file route as not in the store (its
+    /// directory was removed under the running process and made again
+    /// empty): [`Self::unpersisted_due`] has them written again at once.
+    pub fn states_lost(&mut self) {
+        for route in self
+            .rollouts
+            .keys()
+            .filter(|route| !is_cluster_route(route))
+        {
+            self.unpersisted.entry(route.clone()).or_insert_with(|| {
+                (
+                    0,
+                    "the state directory was removed under the running process".to_owned(),
+                )
+            });
+        }
+    }
+
     /// The kept states that are not in the store and are due to be
     /// written again at `now`; write them, then hand the results to
     /// [`Self::persisted_again`].
