@@ -70,6 +70,11 @@ async fn a_certificate_from_another_ca_is_refused_with_502_and_kind_connect() {
     let upstream_pki = Pki::new();
     let other = Pki::new();
     let upstream = GrpcUpstream::tls("v1", None, upstream_pki.server_config()).await;
+    // A server that chooses no protocol by ALPN (it would serve HTTP/2
+    // read from the preface): `protocol: h2` is not spoken to it.
+    let mut no_alpn = (*upstream_pki.server_config()).clone();
+    no_alpn.alpn_protocols.clear();
+    let no_alpn = GrpcUpstream::tls("v1", None, std::sync::Arc::new(no_alpn)).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let wrong_ca = write_ca(dir.path(), &other);
     let right_ca = dir.path().join("right-ca.pem");
@@ -82,6 +87,12 @@ async fn a_certificate_from_another_ca_is_refused_with_502_and_kind_connect() {
             .path_prefix("/named")
             .stable_key(&format!(
                 "tls: {{ caFile: {right_ca:?}, serverName: other.test }}"
+            )),
+        Route::new("unagreed", &[no_alpn.addr])
+            .path_prefix("/unagreed")
+            .stable_key("protocol: h2")
+            .stable_key(&format!(
+                "tls: {{ caFile: {right_ca:?}, serverName: localhost }}"
             )),
     ]))
     .await;
@@ -103,9 +114,23 @@ async fn a_certificate_from_another_ca_is_refused_with_502_and_kind_connect() {
     })
     .await;
 
+    let (body, code) = weir_e2e::curl(&[&weir.url("/unagreed")], "%{http_code}").await;
+    assert_eq!(code, "502", "{body}");
+    assert!(body.contains("upstream TLS handshake failed"), "{body}");
+    wait_until(
+        Duration::from_secs(5),
+        "the ALPN reason in the log",
+        || async {
+            weir.log()
+                .contains("the server did not choose h2 by ALPN")
+                .then_some(())
+        },
+    )
+    .await;
+
     let m = weir.metrics().await;
     // A failed handshake is a connection not established: kind `connect`.
-    for route in ["named", "web"] {
+    for route in ["named", "web", "unagreed"] {
         let labels = [("route", route), ("role", "stable"), ("kind", "connect")];
         assert_eq!(
             m.get("weir_upstream_errors_total", &labels),

@@ -43,6 +43,9 @@ pub enum UpstreamTlsError {
 pub struct TlsConnector {
     connector: tokio_rustls::TlsConnector,
     server_name: ServerName<'static>,
+    /// Whether the endpoint must agree to `h2` by ALPN (RFC 9113 section
+    /// 3.2): HTTP/2 is not spoken to a server that did not say it speaks it.
+    requires_h2: bool,
 }
 
 impl std::fmt::Debug for TlsConnector {
@@ -84,6 +87,7 @@ impl TlsConnector {
         Ok(TlsConnector {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             server_name,
+            requires_h2: protocol.is_http2(),
         })
     }
 
@@ -91,11 +95,20 @@ impl TlsConnector {
     ///
     /// # Errors
     /// The handshake's error: rustls' reason (unknown issuer, a name the
-    /// certificate is not valid for, ...) inside an `io::Error`.
+    /// certificate is not valid for, ...) inside an `io::Error`; for an
+    /// HTTP/2 endpoint, also a server that did not choose `h2` by ALPN.
     pub async fn connect(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
-        self.connector
+        let stream = self
+            .connector
             .connect(self.server_name.clone(), stream)
-            .await
+            .await?;
+        if self.requires_h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(std::io::Error::other(
+                "the server did not choose h2 by ALPN: it does not speak HTTP/2 over TLS \
+                 (protocol: h2); use protocol: http1 with tls for it",
+            ));
+        }
+        Ok(stream)
     }
 
     /// The name sent as SNI and checked in the certificate.
