@@ -103,6 +103,9 @@ pub enum Trigger {
     AnalysisRunError,
     /// A rollout began to be judged (started or retried).
     AnalysisRunRunning,
+    /// Argo's ReplicaSet scaling: weir scales nothing, so it never fires;
+    /// accepted so that Argo's notification settings load unchanged.
+    ScalingReplicaSet,
 }
 
 // === impl WebhookKind ===
@@ -174,7 +177,7 @@ impl Webhooks {
 
 impl Trigger {
     /// Every trigger.
-    pub const ALL: [Trigger; 8] = [
+    pub const ALL: [Trigger; 9] = [
         Trigger::RolloutUpdated,
         Trigger::RolloutStepCompleted,
         Trigger::RolloutPaused,
@@ -183,6 +186,7 @@ impl Trigger {
         Trigger::AnalysisRunFailed,
         Trigger::AnalysisRunError,
         Trigger::AnalysisRunRunning,
+        Trigger::ScalingReplicaSet,
     ];
 
     /// The name as written in the config (Argo Rollouts').
@@ -196,6 +200,7 @@ impl Trigger {
             Trigger::AnalysisRunFailed => "on-analysis-run-failed",
             Trigger::AnalysisRunError => "on-analysis-run-error",
             Trigger::AnalysisRunRunning => "on-analysis-run-running",
+            Trigger::ScalingReplicaSet => "on-scaling-replica-set",
         }
     }
 

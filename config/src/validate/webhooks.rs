@@ -330,15 +330,10 @@ impl Checker<'_> {
                     }
                 }
                 None => {
-                    let hint = if name == "on-scaling-replica-set" {
-                        " (weir scales no ReplicaSets; this trigger does not apply)"
-                    } else {
-                        ""
-                    };
                     self.error(
                         &path,
                         format!(
-                            "unknown trigger `{}`{hint}; expected {}",
+                            "unknown trigger `{}`; expected {}",
                             name.escape_debug(),
                             listed(Trigger::ALL.iter().map(|t| t.as_str()))
                         ),
