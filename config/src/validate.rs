@@ -115,6 +115,25 @@ fn parse_with(
     // A byte order mark before the stream, as some editors write: YAML
     // allows it, and it is no part of the first key.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // YAML allows no NUL character, and the parser would stop at the first
+    // one, silently reading only the part of the file before it (a file a
+    // crash left with NUL bytes at its end would lose its last routes).
+    if let Some(at) = text.find('\0') {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before[before.rfind('\n').map_or(0, |n| n + 1)..]
+            .chars()
+            .count()
+            + 1;
+        return Err(Diagnostics(vec![Diagnostic {
+            file: file.to_owned(),
+            location: Some(Location { line, column }),
+            path: String::new(),
+            message: "a NUL byte (0x00), which YAML does not allow: the file may be damaged \
+                      (a crash or a full disk can leave NUL bytes in it); nothing of it is used"
+                .to_owned(),
+        }]));
+    }
     let index = LocationIndex::build(text);
     let whole = |message: &str| {
         Diagnostics(vec![Diagnostic {

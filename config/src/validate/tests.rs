@@ -1357,6 +1357,17 @@ fn each_structural_error_is_located() {
             1,
             "more than one YAML document",
         ),
+        // Everything after a NUL byte would be read as absent: the
+        // strategy here, and the unknown key after it.
+        (
+            format!(
+                "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    \0strategy: {{ steps: [] }}\n    bogus: 1\n"
+            ),
+            "",
+            7,
+            5,
+            "a NUL byte (0x00), which YAML does not allow",
+        ),
     ];
     assert_cases(&cases);
 }
