@@ -724,12 +724,19 @@ where
     }
 }
 
-/// Reads an optional JSON object body; empty is `{}`.
+/// Reads a command's optional JSON object body; empty is `{}`. A query
+/// string is refused: a command's options are in its body.
 async fn read_json<B>(req: Request<B>) -> Result<Value, Response<Full<Bytes>>>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    // `promote?full=true` would otherwise be a plain promote.
+    if let Some(query) = req.uri().query() {
+        return Err(refusal(&Refusal::QueryGiven {
+            query: query.to_owned(),
+        }));
+    }
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     let bytes = match tokio::time::timeout(CLIENT_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -1309,6 +1316,29 @@ mod tests {
             .to_bytes();
         let text = String::from_utf8_lossy(&text);
         assert!(text.contains("the field `full` is given twice"), "{text}");
+    }
+
+    /// `promote?full=true` is refused, not taken as a plain promote.
+    #[tokio::test]
+    async fn a_command_with_a_query_string_is_refused() {
+        let request = Request::post("/api/v1/routes/web/promote?full=true")
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let Err(refused) = read_json(request).await else {
+            panic!("a command with a query string is taken");
+        };
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let text = refused
+            .into_body()
+            .collect()
+            .await
+            .expect("the body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("a command takes no query string (`?full=true`)"),
+            "{text}"
+        );
     }
 
     #[test]

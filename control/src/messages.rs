@@ -81,6 +81,11 @@ pub enum Refusal {
         /// The parser's message.
         error: String,
     },
+    /// A command given a query string: its options go in its JSON body.
+    QueryGiven {
+        /// The query, as sent.
+        query: String,
+    },
     /// The body's fields do not fit the command.
     BadCommandBody {
         /// What is wrong with them.
@@ -165,6 +170,7 @@ impl Refusal {
             Refusal::BodyNotObject
             | Refusal::BadRouteName { .. }
             | Refusal::BodyNotJson { .. }
+            | Refusal::QueryGiven { .. }
             | Refusal::BadCommandBody { .. } => StatusCode::BAD_REQUEST,
             Refusal::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -216,6 +222,12 @@ impl fmt::Display for Refusal {
                 f.write_str("the body must be a JSON object, e.g. {\"full\": true}")
             }
             Refusal::BodyNotJson { error } => write!(f, "the body is not valid JSON: {error}"),
+            Refusal::QueryGiven { query } => write!(
+                f,
+                "a command takes no query string (`?{}`); give its options in a JSON body, \
+                 e.g. {{\"full\": true}}",
+                query.escape_debug()
+            ),
             Refusal::BadCommandBody { problem } => f.write_str(problem),
             Refusal::Busy { limit } => write!(
                 f,
