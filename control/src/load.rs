@@ -233,12 +233,26 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
             match weir_proxy::tls::server_config(&cert, &key) {
                 Ok(config) => Some(config),
                 Err(error) => {
-                    let message = format!(
-                        "cannot use {} with {}: {error}",
-                        files.cert_file.display(),
-                        files.key_file.display()
-                    );
-                    problems.push(document.diagnostic(&format!("listeners[{i}].tls"), message));
+                    use weir_proxy::tls::TlsFile;
+                    let (at, message) = match error.file() {
+                        Some(TlsFile::Certificate) => (
+                            "tls.certFile",
+                            format!("{}: {error}", files.cert_file.display()),
+                        ),
+                        Some(TlsFile::Key) => (
+                            "tls.keyFile",
+                            format!("{}: {error}", files.key_file.display()),
+                        ),
+                        None => (
+                            "tls",
+                            format!(
+                                "cannot use {} with {}: {error}",
+                                files.cert_file.display(),
+                                files.key_file.display()
+                            ),
+                        ),
+                    };
+                    problems.push(document.diagnostic(&format!("listeners[{i}].{at}"), message));
                     None
                 }
             }

@@ -10,14 +10,43 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The certificate file holds no PEM certificate.
-    #[error("no PEM certificate found")]
+    #[error("no PEM certificate found (a `BEGIN CERTIFICATE` section)")]
     NoCertificate,
-    /// A PEM section could not be read.
+    /// A PEM section of the certificate file could not be read.
     #[error("bad PEM: {0}")]
-    Pem(#[from] rustls::pki_types::pem::Error),
+    CertificatePem(rustls::pki_types::pem::Error),
+    /// The key file holds no PEM private key.
+    #[error(
+        "no PEM private key found (a `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY` section)"
+    )]
+    NoKey,
+    /// A PEM section of the key file could not be read.
+    #[error("bad PEM: {0}")]
+    KeyPem(rustls::pki_types::pem::Error),
     /// rustls refused the certificate or key (e.g. they do not match).
     #[error("{0}")]
     Rustls(#[from] rustls::Error),
+}
+
+/// Which file of a listener's `tls` a [`TlsError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFile {
+    /// `certFile`.
+    Certificate,
+    /// `keyFile`.
+    Key,
+}
+
+impl TlsError {
+    /// The file at fault; `None` when it is the two together (a key that
+    /// does not match the certificate).
+    pub fn file(&self) -> Option<TlsFile> {
+        match self {
+            TlsError::NoCertificate | TlsError::CertificatePem(_) => Some(TlsFile::Certificate),
+            TlsError::NoKey | TlsError::KeyPem(_) => Some(TlsFile::Key),
+            TlsError::Rustls(_) => None,
+        }
+    }
 }
 
 /// A server config for the certificate chain and private key, both PEM.
@@ -28,11 +57,16 @@ pub fn server_config(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>()?;
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TlsError::CertificatePem)?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| match error {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey,
+        other => TlsError::KeyPem(other),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -89,6 +89,32 @@ fn files_that_are_not_regular_are_refused_at_once_naming_the_field() {
     );
 }
 
+/// A certificate given as the key file is refused at `keyFile`, saying
+/// that it holds no private key.
+#[test]
+fn a_key_file_without_a_key_is_refused_at_key_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = dir.path().join("tls.crt");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(
+        &path,
+        config(", tls: {certFile: tls.crt, keyFile: tls.crt}", ""),
+    )
+    .expect("write");
+    let all = refused(&path);
+    assert!(
+        all.iter().any(|d| d.path == "listeners[0].tls.keyFile"
+            && d.message
+                .contains(&format!("{}: no PEM private key found", cert.display()))),
+        "{all:#?}"
+    );
+}
+
 #[test]
 fn files_larger_than_the_cap_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
