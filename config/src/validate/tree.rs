@@ -120,7 +120,7 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
                 if documents > 1 {
                     return Err(TreeError {
                         at,
-                        message: "the file holds more than one YAML document (a `---` line after the first); weir reads one: remove the others".to_owned(),
+                        message: "the file holds more than one YAML document (a `---` line after the first, or content after a `...` line); weir reads one: remove the others".to_owned(),
                     });
                 }
                 continue;
