@@ -363,11 +363,28 @@ impl fmt::Display for Diagnostic {
             Some(at) => write!(f, "{file}:{at}")?,
             None => write!(f, "{file}")?,
         }
-        if path.is_empty() {
-            write!(f, ": {message}")
-        } else {
-            write!(f, ": {path}: {message}")
+        if !path.is_empty() {
+            write!(f, ": {}", Visible(path))?;
         }
+        write!(f, ": {}", Visible(message))
+    }
+}
+
+/// Text shown with its control characters escaped (`\u{1}`, `\t`): a key
+/// or value quoted from a damaged file cannot garble the terminal or split
+/// a diagnostic over lines.
+struct Visible<'a>(&'a str);
+
+impl fmt::Display for Visible<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
     }
 }
 

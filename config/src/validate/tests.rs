@@ -1954,3 +1954,19 @@ fn upstream_protocol_and_tls_errors_are_located() {
     ]);
 }
 mod blue_green;
+
+/// A control character in a key is shown escaped, not written raw.
+#[test]
+fn control_characters_are_shown_escaped() {
+    let text = format!(
+        "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: [a:1] }}\n    \u{1}bad: 1\n"
+    );
+    let errors = invalid(&text);
+    let shown = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(shown.contains("\\u{1}bad"), "{shown}");
+    assert!(!shown.contains('\u{1}'), "{shown}");
+}
