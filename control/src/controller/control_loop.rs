@@ -8,7 +8,6 @@ use tokio::sync::watch;
 use weir_proxy::Role;
 use weir_proxy::metrics::RoleCounts;
 
-use super::cluster_routes::is_cluster_route;
 use super::transitions;
 use crate::cluster::peers::enough_coverage;
 use crate::process::{Process, stopped};
@@ -43,24 +42,32 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             write_lost_states_again(&process).await;
         }
         // The leader judges CanaryRoutes on the sum of every replica's
-        // counters; everything else on this replica's own.
+        // counters; everything else on this replica's own. Which one a
+        // route gets is decided with the leadership, under the control
+        // lock (see `judge_counted`), not here.
         let peers = match process.cluster.get().and_then(|c| c.peers.as_ref()) {
             Some(peers) => {
                 let (counted, known) = peers.coverage();
-                let mut control = process.control.lock().await;
-                control.set_cluster_coverage(enough_coverage(counted, known));
-                control.is_leading().then_some(peers)
+                process
+                    .control
+                    .lock()
+                    .await
+                    .set_cluster_coverage(enough_coverage(counted, known));
+                Some(peers)
             }
             None => None,
         };
-        let sample = |route: &str, role: Role| match peers {
-            Some(peers) if is_cluster_route(route) => peers.sum(route, role),
-            _ => metrics
+        let own = |route: &str, role: Role| {
+            metrics
                 .get(route, role)
-                .map_or_else(RoleCounts::zero, |m| m.counts()),
+                .map_or_else(RoleCounts::zero, |m| m.counts())
+        };
+        let summed = |route: &str, role: Role| match peers {
+            Some(peers) => peers.sum(route, role),
+            None => own(route, role),
         };
         // Published without waiting: nothing answers a caller here.
-        let _ = transitions::tick(&process, sample).await;
+        let _ = transitions::tick_counted(&process, &own, &summed).await;
     }
 }
 

@@ -586,11 +586,31 @@ impl ControlState {
         sample: impl Fn(&str, Role) -> RoleCounts,
         now: u64,
     ) -> Vec<(String, Outcome)> {
+        self.judge_counted(&sample, &sample, now)
+    }
+
+    /// [`Self::judge`], reading a CanaryRoute's counts from `summed` (every
+    /// replica's) while this replica leads and from `own` otherwise, every
+    /// other route's from `own`. Chosen here, under the same hold of the
+    /// control lock as the leadership (whose change clears the histories):
+    /// a history never starts with one replica's totals and goes on with
+    /// every replica's, which would judge a window of traffic long past.
+    pub fn judge_counted(
+        &mut self,
+        own: &dyn Fn(&str, Role) -> RoleCounts,
+        summed: &dyn Fn(&str, Role) -> RoleCounts,
+        now: u64,
+    ) -> Vec<(String, Outcome)> {
         // Borrow the config's routes field by field (no copy of the config
         // every 100 ms).
         let mut judged = Vec::new();
         for route in &self.effective.routes {
             let name: &str = &route.name;
+            let sample = if is_cluster_route(name) && self.cluster_leading {
+                summed
+            } else {
+                own
+            };
             let at = Sample {
                 at_ms: now,
                 stable: sample(name, Role::Stable),

@@ -107,7 +107,21 @@ pub async fn promote_paused(process: &Process) -> PromotedAll {
 /// One tick of the control loop: samples the counters and judges under
 /// the control lock, writes the transitions without it, keeps them and
 /// publishes under it again. Returns the version published, if any.
-pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) -> Option<u64> {
+pub async fn tick(
+    process: &Process,
+    sample: impl Fn(&str, Role) -> RoleCounts + Sync,
+) -> Option<u64> {
+    tick_counted(process, &sample, &sample).await
+}
+
+/// [`tick`], with a CanaryRoute's counts read from `summed` (every
+/// replica's) while this replica leads, from `own` otherwise
+/// ([`ControlState::judge_counted`](super::ControlState::judge_counted)).
+pub async fn tick_counted(
+    process: &Process,
+    own: &(dyn Fn(&str, Role) -> RoleCounts + Sync),
+    summed: &(dyn Fn(&str, Role) -> RoleCounts + Sync),
+) -> Option<u64> {
     let _writing = process.transitions.lock().await;
     let now = process.now_ms();
     // Webhook answers first, kept on their own: the judgement below then
@@ -121,7 +135,7 @@ pub async fn tick(process: &Process, sample: impl Fn(&str, Role) -> RoleCounts) 
         let written = write_judged(Arc::clone(&store), &answered).await;
         republish |= process.control.lock().await.apply_judged(answered, written);
     }
-    let judged = process.control.lock().await.judge(sample, now);
+    let judged = process.control.lock().await.judge_counted(own, summed, now);
     let written = write_judged(Arc::clone(&store), &judged).await;
     let mut control = process.control.lock().await;
     republish |= control.apply_judged(judged, written);

@@ -480,3 +480,62 @@ async fn a_gone_canary_route_leaves_nothing_behind() {
         control.aborts
     );
 }
+
+/// A replica made leader while a tick waits judges the whole window on the
+/// sum of every replica's counts: the counts a tick reads are chosen with
+/// the leadership, not before it. A history that began with this replica's
+/// own totals and went on with every replica's would judge the difference,
+/// traffic long past (here an earlier rollout's 600 canary errors).
+#[tokio::test]
+async fn a_new_leader_never_judges_its_own_counts_against_every_replicas() {
+    let (mut control, route) = control().await;
+    let status = state_at(&route, 0);
+    // A follower, serving the leader's status.
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        false,
+        &seen(Some(status.clone()), vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route.clone()], false, decisions, vec![]);
+    control.set_cluster_coverage(true);
+    // Made leader by a sync between the tick's start and its judgement.
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        true,
+        &seen(Some(status), vec![]),
+        START_MS,
+    );
+    control.apply_cluster(vec![route.clone()], true, decisions, vec![]);
+
+    let counts = |requests: u64, errors: u64| RoleCounts {
+        requests,
+        errors,
+        latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
+    };
+    // This replica's totals since it started, and every replica's.
+    let own = move |_: &str, role: weir_proxy::Role| match role {
+        weir_proxy::Role::Canary => counts(1_000, 0),
+        weir_proxy::Role::Stable => counts(19_000, 0),
+    };
+    let summed = move |_: &str, role: weir_proxy::Role| match role {
+        weir_proxy::Role::Canary => counts(3_000, 600),
+        weir_proxy::Role::Stable => counts(57_000, 0),
+    };
+    let t0 = START_MS + 5_000;
+    let _ = control.judge_counted(&own, &summed, t0);
+    // No request was served since.
+    let judged = control.judge_counted(&own, &summed, t0 + 1_000);
+    let (_, outcome) = judged
+        .iter()
+        .find(|(name, _)| name == "shop/checkout")
+        .expect("the leader judges shop/checkout");
+    let judgement = outcome.state.last_judgement.as_ref().expect("a judgement");
+    assert_eq!(
+        (judgement.canary.requests, judgement.canary.errors),
+        (0, 0),
+        "no request was served in the window, yet it counts {:?} ({:?})",
+        judgement.canary,
+        judgement.verdict
+    );
+}
