@@ -740,6 +740,10 @@ impl RolloutState {
                     // Promoted serves the canary at 100 %, also once a
                     // CanaryRoute held behind at weight 0 names it again.
                     s.canary_weight = Weight::FULL;
+                    // It stands just past the last step as now written
+                    // (fewer steps too): a status naming a step past them
+                    // cannot be read.
+                    s.step_index = s.step_index.map(|i| i.min(strategy.steps.len()));
                     s.refresh_message(strategy, now_ms);
                     Ok(Outcome::unchanged(s))
                 }
@@ -1489,6 +1493,11 @@ impl RolloutState {
                 self.steps_changed(before, message)
             }
             _ => {
+                // An aborted rollout's index stays within the steps as now
+                // written: a status naming a step past them cannot be read.
+                if self.phase == Phase::Aborted && self.step_index.is_some_and(|i| i >= count) {
+                    self.step_index = count.checked_sub(1);
+                }
                 self.refresh_message(strategy, now_ms);
                 Outcome::unchanged(self)
             }

@@ -539,3 +539,63 @@ async fn a_new_leader_never_judges_its_own_counts_against_every_replicas() {
         judgement.verdict
     );
 }
+
+/// A promoted CanaryRoute whose spec then loses steps (its canary the
+/// same) keeps a step index within them, and the status written from it
+/// reads back: otherwise the leader rewrote an unreadable status at every
+/// sync, and a new leader with no state of its own held the promoted
+/// revision at weight 0.
+#[tokio::test]
+async fn a_promoted_route_whose_steps_shrink_keeps_a_status_that_reads_back() {
+    let (mut control, route) = control().await;
+    lead_the_start(&mut control, &route);
+    let promoted = control.rollouts["shop/checkout"]
+        .command(Command::PromoteFull, &route, START_MS)
+        .expect("promote --full applies")
+        .state;
+    assert_eq!(promoted.phase, Phase::Promoted);
+    let mut shorter = route.clone();
+    if let Some(strategy) = shorter.strategy.as_mut() {
+        strategy.steps.truncate(2);
+    }
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&shorter),
+        true,
+        &seen(Some(promoted.clone()), vec![]),
+        START_MS + 1_000,
+    );
+    let state = match &decisions[0].1 {
+        ClusterDecision::Keep(s) => s.clone(),
+        ClusterDecision::Write(o) => o.state.clone(),
+        ClusterDecision::Drop => panic!("dropped"),
+    };
+    assert_eq!(
+        (state.phase, state.step_index),
+        (Phase::Promoted, Some(2)),
+        "2 steps now (was {:?})",
+        promoted.step_index
+    );
+
+    // An abort at step 4, then steps trimmed to 2 (before a retry): the
+    // index names the last step as now written.
+    let aborted = state_at(&route, 3)
+        .command(Command::Abort, &route, START_MS)
+        .expect("abort applies")
+        .state;
+    assert_eq!(
+        (aborted.phase, aborted.step_index),
+        (Phase::Aborted, Some(3))
+    );
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&shorter),
+        true,
+        &seen(Some(aborted), vec![]),
+        START_MS + 2_000,
+    );
+    let state = match &decisions[0].1 {
+        ClusterDecision::Keep(s) => s.clone(),
+        ClusterDecision::Write(o) => o.state.clone(),
+        ClusterDecision::Drop => panic!("dropped"),
+    };
+    assert_eq!((state.phase, state.step_index), (Phase::Aborted, Some(1)));
+}
