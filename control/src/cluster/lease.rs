@@ -117,10 +117,13 @@ impl Elector {
     /// When the API server cannot be reached or refuses the read; a lost
     /// race for the Lease (409) is `Ok(false)`, not an error.
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
-        let now = Instant::now();
         let Some(current) = self.api.get_opt(&self.config.name).await? else {
-            return self.create(now).await;
+            return self.create(Instant::now()).await;
         };
+        // Seen now, after the read: a holder's silence is counted from when
+        // this candidate saw its record, never from before (a slow read
+        // would otherwise shorten the lease others grant it).
+        let now = Instant::now();
         let spec = current.spec.clone().unwrap_or_default();
         let changed = self.observed.as_ref().is_none_or(|o| o.spec != spec);
         if changed {
@@ -222,14 +225,20 @@ impl Elector {
         let mut failures = ReadFailures::default();
         loop {
             // A round that hangs (a server that does not answer, a client
-            // that retries) must not keep a leader leading past its deadline.
-            let attempt = self.config.renew_deadline / 2;
+            // that retries) must not keep a leader leading past its
+            // deadline: a leader's round ends by it at the latest.
+            let started = Instant::now();
+            let deadline = last_renewal.map(|at| at + self.config.renew_deadline);
+            let attempt = (self.config.renew_deadline / 2)
+                .min(deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(started)));
             let result = tokio::time::timeout(attempt, self.try_acquire_or_renew()).await;
             let now = Instant::now();
             match result {
                 Ok(Ok(taken)) => {
                     failures.answered(&self.config.name);
-                    last_renewal = taken.then_some(now);
+                    // Counted from before the request: the server may have
+                    // stamped the renewal as soon as it was sent.
+                    last_renewal = taken.then_some(started);
                 }
                 Ok(Err(error)) => failures.failed(&self.config.name, &error),
                 Err(_) => failures.failed(
@@ -268,8 +277,15 @@ impl Elector {
                 current.leader = leader;
                 true
             });
+            // A leader wakes by its renew deadline at the latest, to step
+            // down then if the next round cannot renew.
+            let pause = last_renewal.map_or(self.config.retry_period, |at| {
+                self.config
+                    .retry_period
+                    .min((at + self.config.renew_deadline).saturating_duration_since(now))
+            });
             tokio::select! {
-                () = tokio::time::sleep(self.config.retry_period) => {}
+                () = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
         }

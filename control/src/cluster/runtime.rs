@@ -986,7 +986,6 @@ async fn sync(
         true
     });
 
-    let leading = cluster.is_leader() && cluster.settings.is_candidate();
     let gateways = if stores.gateway_api.is_some() {
         let ports: Vec<u16> = {
             let control = process.control.lock().await;
@@ -1008,6 +1007,9 @@ async fn sync(
     // Held while deciding, writing the states decided and keeping them:
     // that is what orders this sync with commands, ticks and reloads.
     let writing = process.transitions.lock().await;
+    // Read once the lock is held: leadership may have changed while this
+    // sync waited for it, and the decisions and writes below follow it.
+    let leading = cluster.is_leader() && cluster.settings.is_candidate();
     let now = process.now_ms();
     let (routes, decisions, store, conflicts) = {
         let mut control = process.control.lock().await;

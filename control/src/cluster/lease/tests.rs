@@ -227,3 +227,58 @@ async fn a_follower_refused_the_lease_warns_once_per_run_of_failures() {
     assert_eq!(captured.count(" DEBUG "), 5, "the other failures");
     assert_eq!(captured.count(" INFO "), 1, "read again");
 }
+
+/// A leader whose renewals get no answer stops leading at its renew
+/// deadline (10 s after its last renewal), not when a hung round ends
+/// (it led up to 14 s): other candidates may take over 15 s after they
+/// last saw its record.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewals_hang_stops_leading_at_the_renew_deadline() {
+    let (client, mut handle) = mock_api::client();
+    let elector = Elector::new(client, LeaseConfig::new("weir", "weir-leader", "weir-1"));
+    let (leadership_tx, leadership) = watch::channel(Leadership::default());
+    let (stop, stopping) = watch::channel(false);
+    let asked_at = tokio::time::Instant::now();
+    let running = tokio::spawn(elector.run(leadership_tx, stopping));
+
+    // First round: no Lease yet; this candidate creates it and leads.
+    let get = next(&mut handle).await;
+    assert_eq!(get.method, http::Method::GET);
+    get.answer(
+        404,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "leases.coordination.k8s.io \"weir-leader\" not found",
+            "reason": "NotFound", "code": 404,
+        }),
+    );
+    let post = next(&mut handle).await;
+    assert_eq!(post.method, http::Method::POST);
+    let mut created = post.body.clone();
+    created["metadata"]["resourceVersion"] = json!("1");
+    post.answer(201, &created);
+
+    // From now on the API server takes the requests and never answers.
+    let hung = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Some(request) = handle.next_request().await {
+            kept.push(request);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        leadership.borrow().is_leader,
+        "weir-1 leads after creating the Lease"
+    );
+
+    // The renewal counts from before its request was sent, at the latest.
+    tokio::time::sleep_until(asked_at + Duration::from_millis(10_050)).await;
+    let late = leadership.borrow().is_leader;
+    stop.send_replace(true);
+    hung.abort();
+    let _ = tokio::time::timeout(mock_api::GUARD, running).await;
+    assert!(
+        !late,
+        "still leading 10 s after the last renewal was asked for (renew deadline 10 s)"
+    );
+}
