@@ -619,7 +619,7 @@ fn describe_ports(ports: &[ServicePort]) -> String {
 
 /// The admin addresses of the replicas: the ready endpoints of the peers
 /// Service `service` in `namespace`, on each slice's port named `admin` (or
-/// its only port), sorted.
+/// its only port), of one address family, sorted.
 pub fn peer_addresses(objects: &ClusterObjects, namespace: &str, service: &str) -> Vec<SocketAddr> {
     let mut gathered = Gathered::default();
     let slices = slices_by_service(objects);
@@ -646,6 +646,12 @@ pub fn peer_addresses(objects: &ClusterObjects, namespace: &str, service: &str) 
         .iter()
         .filter_map(|e| Some(SocketAddr::new(e.host.parse().ok()?, e.port)))
         .collect();
+    // A dual-stack Service has a slice per family, each replica in both:
+    // one family only (IPv4 when there is any), or every replica would be
+    // counted twice.
+    if addresses.iter().any(SocketAddr::is_ipv4) {
+        addresses.retain(SocketAddr::is_ipv4);
+    }
     addresses.sort_unstable();
     addresses
 }

@@ -1115,3 +1115,44 @@ fn an_invalid_edit_keeps_the_last_valid_spec_served() {
     assert_eq!(route_names(&fourth), Vec::<String>::new());
     assert!(fourth.last_valid.is_empty());
 }
+
+/// A dual-stack peers Service has a slice per family with each replica in
+/// both: every replica is asked once, at its IPv4 address; an IPv6-only
+/// Service is used as it is.
+#[test]
+fn a_dual_stack_peers_service_gives_each_replica_once() {
+    let admin = [(Some("admin"), 9900)];
+    let objects = Objects::default()
+        .slice(slice(
+            "weir",
+            "weir-peers",
+            "IPv4",
+            &admin,
+            &[("10.0.0.1", READY), ("10.0.0.2", READY)],
+        ))
+        .slice(slice(
+            "weir",
+            "weir-peers",
+            "IPv6",
+            &admin,
+            &[("fd00::1", READY), ("fd00::2", READY)],
+        ));
+    let addresses: Vec<String> = peer_addresses(&objects.0, "weir", "weir-peers")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(addresses, ["10.0.0.1:9900", "10.0.0.2:9900"]);
+
+    let v6_only = Objects::default().slice(slice(
+        "weir",
+        "weir-peers",
+        "IPv6",
+        &admin,
+        &[("fd00::1", READY)],
+    ));
+    let addresses: Vec<String> = peer_addresses(&v6_only.0, "weir", "weir-peers")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(addresses, ["[fd00::1]:9900"]);
+}
