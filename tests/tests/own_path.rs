@@ -1719,7 +1719,63 @@ async fn a_big_answer_to_a_closing_request_arrives_whole_then_ends(path: Forward
     assert!(raw[end..].iter().all(|&b| b == b'x'));
 }
 
+/// An answer that streams without a pause, the upstream always ahead and
+/// the client reading steadily but slower (64 KiB every 5 ms), is still
+/// cut at the request timeout (2 s here) and counted as a timeout: the
+/// upstream's reads never waited, the client's writes waited only for
+/// their idle timeout.
+async fn an_answer_streaming_without_pause_is_cut_at_the_request_timeout(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let _ = read_through_head(&mut stream).await;
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n";
+        if stream.write_all(head).await.is_err() {
+            return;
+        }
+        let chunk = vec![b'x'; 64 * 1024];
+        while stream.write_all(&chunk).await.is_ok() {}
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])
+            .timeouts("1s", "2s")
+            .idle_timeout("1s")]))
+        .await;
+    // A small receive buffer: weir's writes to the client wait at times.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut client = socket.connect(weir.addrs.http).await.unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut read = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut pace = tokio::time::interval(Duration::from_millis(5));
+    within(LIMIT, "the answer's cut", async {
+        loop {
+            pace.tick().await;
+            match client.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+    assert!(read > 0, "{}: nothing of the answer came", path.name());
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.sum("weir_upstream_errors_total", &[("kind", "timeout")]),
+        1.0,
+        "{}: {}",
+        path.name(),
+        m.text
+    );
+}
+
 weir_e2e::on_both_paths!(
+    an_answer_streaming_without_pause_is_cut_at_the_request_timeout,
     an_upstream_answer_before_the_upload_ends_reaches_the_client,
     a_client_still_uploading_after_an_early_answer_is_not_reset,
     a_client_still_uploading_after_a_404_is_not_reset,

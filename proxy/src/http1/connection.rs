@@ -967,7 +967,13 @@ impl Conn<'_, '_> {
                 break;
             };
             let read = loop {
-                let wait = (tokio::time::Instant::now() + idle).min(deadline);
+                let now = tokio::time::Instant::now();
+                // An answer whose reads and writes are always ready never
+                // lets the timer fire: its deadline is checked here too.
+                if now >= deadline {
+                    break Err(TimedOut);
+                }
+                let wait = (now + idle).min(deadline);
                 let Some(upload) = upload.as_deref_mut().filter(|_| uploading) else {
                     break self
                         .timer
