@@ -984,6 +984,7 @@ async fn forward(
         None
     };
     remove_hop_by_hop(response.headers_mut(), false);
+    one_content_length(response.headers_mut());
     if downstream_http1
         && !endpoint.is_http2()
         && upload.as_ref().is_some_and(|upload| !upload.ended())
@@ -1414,6 +1415,27 @@ fn http1_head_len<B>(response: &Response<B>) -> usize {
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
         .sum();
     "HTTP/1.1 200 \r\n".len() + reason + fields + 2
+}
+
+/// A `Content-Length` an upstream wrote as a list of one value, or in
+/// several fields (hyper takes those only when they agree), is passed on as
+/// one number: RFC 9110 section 8.6 lets a recipient take the list as that
+/// value, and forbids forwarding it.
+fn one_content_length(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return;
+    };
+    if values.next().is_none() && first.as_bytes().iter().all(u8::is_ascii_digit) {
+        return;
+    }
+    let number = std::str::from_utf8(first.as_bytes())
+        .ok()
+        .and_then(|value| value.split(',').next())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if let Some(number) = number {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(number));
+    }
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`; on

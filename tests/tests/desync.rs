@@ -1141,7 +1141,70 @@ async fn unreadable_requests_are_answered_with_a_reason(path: ForwardingPath) {
     assert_eq!(upstream.requests(), vec![], "nothing reached the upstream");
 }
 
+/// An upstream's `Content-Length` written as a list of one value (RFC 9110
+/// section 8.6 lets a recipient take it as that value) reaches the client
+/// as one number, never as the list: with a body, without one (`0`), and
+/// on the answer to HEAD.
+async fn a_repeated_content_length_is_passed_on_as_one_number(path: ForwardingPath) {
+    let scripted = std::sync::Arc::new(std::sync::Mutex::new(Reply::ok("unset")));
+    let upstream = RecordingUpstream::start({
+        let scripted = std::sync::Arc::clone(&scripted);
+        move |_: &UpstreamRequest| scripted.lock().unwrap().clone()
+    })
+    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let cases = [
+        (
+            "GET",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
+            "2",
+        ),
+        (
+            "GET",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0, 0\r\n\r\n",
+            "0",
+        ),
+        (
+            "HEAD",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+            "5",
+        ),
+        (
+            "HEAD",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "5",
+        ),
+    ];
+    for (method, reply, want) in cases {
+        *scripted.lock().unwrap() = Reply::keep(reply);
+        let request =
+            format!("{method} /x HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+        let (raw, _) = exchange(weir.addrs.http, request.as_bytes()).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let lengths: Vec<&str> = text
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then_some(value.trim())
+            })
+            .collect();
+        assert_eq!(
+            lengths,
+            [want],
+            "{}: {method} answered {reply:?}; the client got {text:?}",
+            path.name()
+        );
+    }
+}
+
 weir_e2e::on_both_paths!(
+    a_repeated_content_length_is_passed_on_as_one_number,
     unreadable_requests_are_answered_with_a_reason,
     client_framing_table,
     forwarded_framing_is_normalised,

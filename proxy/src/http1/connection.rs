@@ -1373,9 +1373,11 @@ fn write_client_head(
     let names_fields = head.connection_names_fields;
     for field in head.headers {
         let name = field.name;
+        // The length is written below as one number: never a list as the
+        // upstream wrote it (RFC 9110 section 8.6).
         if is_hop_by_hop(name, false)
             || (names_fields && named_in_connection(head.headers, name))
-            || (field_is(name.as_bytes(), b"content-length") && !keep_length)
+            || field_is(name.as_bytes(), b"content-length")
         {
             continue;
         }
@@ -1391,16 +1393,20 @@ fn write_client_head(
         cookie.push_set_cookie(out, key, tls);
         out.extend_from_slice(b"\r\n");
     }
-    match head.framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked if downstream_chunked => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        _ => {}
+    // An answer without a body keeps the length it announces (a HEAD
+    // answer's is the GET's), 204 aside.
+    let length = match head.framing {
+        Framing::Length(n) => Some(n),
+        _ if keep_length => head.length,
+        _ => None,
+    };
+    if let Some(n) = length {
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
+    if head.framing == Framing::Chunked && downstream_chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");

@@ -26,6 +26,9 @@ pub struct ResponseHead<'h, 'b> {
     pub len: usize,
     /// How the body is delimited, given the request's method.
     pub framing: Framing,
+    /// The `Content-Length`, one number (a list of one value repeated, as
+    /// RFC 9110 section 8.6 allows, is that value).
+    pub length: Option<u64>,
     /// Whether the upstream connection may carry another request after
     /// this response's body (HTTP/1.1 without `Connection: close`, and a
     /// length-delimited body).
@@ -119,6 +122,7 @@ pub fn parse<'h, 'b>(
         headers,
         len,
         framing,
+        length: fields.length,
         reusable,
         connection_names_fields: fields.connection_names_fields,
     }))
