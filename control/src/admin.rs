@@ -1300,6 +1300,18 @@ mod tests {
         }
     }
 
+    /// The body of `refused`, which must be a 400.
+    async fn bad_request_text(refused: Response<Full<Bytes>>) -> String {
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let body = refused
+            .into_body()
+            .collect()
+            .await
+            .expect("the body")
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     #[tokio::test]
     async fn a_field_given_twice_is_refused_by_name() {
         let body = r#"{"full": true, "full": false}"#;
@@ -1307,14 +1319,7 @@ mod tests {
         let Err(refused) = read_json(request).await else {
             panic!("a body with a field twice is taken");
         };
-        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-        let text = refused
-            .into_body()
-            .collect()
-            .await
-            .expect("the body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&text);
+        let text = bad_request_text(refused).await;
         assert!(text.contains("the field `full` is given twice"), "{text}");
     }
 
@@ -1327,14 +1332,7 @@ mod tests {
         let Err(refused) = read_json(request).await else {
             panic!("a command with a query string is taken");
         };
-        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-        let text = refused
-            .into_body()
-            .collect()
-            .await
-            .expect("the body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&text);
+        let text = bad_request_text(refused).await;
         assert!(
             text.contains("a command takes no query string (`?full=true`)"),
             "{text}"

@@ -540,6 +540,15 @@ async fn a_new_leader_never_judges_its_own_counts_against_every_replicas() {
     );
 }
 
+/// The state a decision keeps or writes.
+fn decided_state(decision: &ClusterDecision) -> RolloutState {
+    match decision {
+        ClusterDecision::Keep(state) => state.clone(),
+        ClusterDecision::Write(outcome) => outcome.state.clone(),
+        ClusterDecision::Drop => panic!("dropped"),
+    }
+}
+
 /// A promoted CanaryRoute whose spec then loses steps (its canary the
 /// same) keeps a step index within them, and the status written from it
 /// reads back: otherwise the leader rewrote an unreadable status at every
@@ -564,11 +573,7 @@ async fn a_promoted_route_whose_steps_shrink_keeps_a_status_that_reads_back() {
         &seen(Some(promoted.clone()), vec![]),
         START_MS + 1_000,
     );
-    let state = match &decisions[0].1 {
-        ClusterDecision::Keep(s) => s.clone(),
-        ClusterDecision::Write(o) => o.state.clone(),
-        ClusterDecision::Drop => panic!("dropped"),
-    };
+    let state = decided_state(&decisions[0].1);
     assert_eq!(
         (state.phase, state.step_index),
         (Phase::Promoted, Some(2)),
@@ -592,10 +597,6 @@ async fn a_promoted_route_whose_steps_shrink_keeps_a_status_that_reads_back() {
         &seen(Some(aborted), vec![]),
         START_MS + 2_000,
     );
-    let state = match &decisions[0].1 {
-        ClusterDecision::Keep(s) => s.clone(),
-        ClusterDecision::Write(o) => o.state.clone(),
-        ClusterDecision::Drop => panic!("dropped"),
-    };
+    let state = decided_state(&decisions[0].1);
     assert_eq!((state.phase, state.step_index), (Phase::Aborted, Some(1)));
 }
