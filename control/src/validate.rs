@@ -7,6 +7,7 @@ use weir_config::Diagnostics;
 
 use crate::cli::ValidateArgs;
 use crate::load;
+use crate::persist::StateStore as _;
 
 /// Runs the command: exit 0 with a summary when valid, 1 with every error otherwise.
 pub fn main(args: &ValidateArgs) -> ExitCode {
@@ -60,6 +61,24 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
                 loaded.config().state_dir.display()
             );
             return ExitCode::FAILURE;
+        }
+        // An unreadable state is no error of the file, but `weir run` holds
+        // that route's canary at weight 0 until an operator acts: said here.
+        for route in loaded
+            .config()
+            .routes
+            .iter()
+            .filter(|r| r.strategy.is_some())
+        {
+            if let crate::persist::Stored::Unreadable(why) = store.load(&route.name) {
+                eprintln!(
+                    "{}: warning: the rollout state of route {} cannot be read ({why}); \
+                     weir run holds its canary at weight 0 until an operator acts (resume or \
+                     promote start the steps from step 1, promote --full promotes, abort aborts)",
+                    args.file.display(),
+                    route.name
+                );
+            }
         }
     }
     let config = loaded.config();

@@ -159,6 +159,20 @@ async fn an_unreadable_state_file_holds_the_canary_at_weight_zero() {
         state_file.display()
     );
     std::fs::write(&state_file, b"{ this is not a rollout state").unwrap();
+    // `weir validate` finds the file valid, and warns of the state.
+    let config = weir.config_path();
+    let validated = weir_e2e::run_within(
+        &weir_e2e::binary("weir"),
+        &["validate", config.to_str().expect("UTF-8")],
+        Duration::from_secs(20),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&validated.stderr);
+    assert_eq!(validated.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: the rollout state of route web cannot be read"),
+        "{stderr}"
+    );
     weir.restart().await;
 
     let s = weir.status("web").await;
