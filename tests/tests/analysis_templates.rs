@@ -433,3 +433,52 @@ async fn a_web_url_wholly_from_an_argument_is_called_as_the_step_gives_it() {
         "{runs:#}"
     );
 }
+
+/// A background run ends when a reload takes the route's strategy away:
+/// it does not go on measuring (and calling its provider) for a rollout
+/// that no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_run_ends_when_a_reload_removes_the_strategy() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let smoke = smoke_server().await;
+    let template = format!(
+        r#"analysisTemplates:
+  - name: smoke
+    metrics:
+      - name: smoke
+        interval: 1s
+        successCondition: result.failed == 0
+        provider:
+          web: {{url: "http://{smoke}/smoke", jsonPath: "{{$.summary}}", timeoutSeconds: 5}}
+"#
+    );
+    let config = WeirConfig::new([Route::rollout(
+        "bg",
+        &[stable.addr],
+        &[canary.addr],
+        Strategy::new([Step::SetWeight(10.0), Step::Pause(None)])
+            .background("templates: [{templateName: smoke}]"),
+    )])
+    .extra(&template);
+    let mut weir = Weir::start(config.clone()).await;
+    wait_until(LIMIT, "the background run measuring", || async {
+        let runs = analysis_runs(&weir, "bg").await;
+        let run = &runs[0];
+        (run["phase"] == "Running" && run["metrics"][0]["measurements"][0].is_object())
+            .then_some(())
+    })
+    .await;
+
+    let fixed = config.with_route("bg", |mut route| {
+        route.strategy = None;
+        route
+    });
+    weir.reload(&fixed).await;
+    let runs = wait_until(LIMIT, "the background run ended", || async {
+        let runs = analysis_runs(&weir, "bg").await;
+        (runs[0]["phase"] != "Running").then_some(runs)
+    })
+    .await;
+    assert!(runs[0]["finishedAt"].is_string(), "{runs:#}");
+}

@@ -685,10 +685,17 @@ impl ControlState {
         for route in &self.effective.routes {
             let name: &str = &route.name;
             names.push(name);
+            // Runs this replica must not make (any more) are ended, not
+            // left measuring: another replica leads, or a reload took the
+            // strategy away.
             if is_cluster_route(name) && !self.cluster_leading {
+                self.analysis_runs
+                    .keep_only(name, &[], now, "led by another replica");
                 continue;
             }
             let Some(strategy) = &route.strategy else {
+                self.analysis_runs
+                    .keep_only(name, &[], now, "over: the route has no strategy");
                 continue;
             };
             let position = judged.iter().position(|(n, _)| n == name);
@@ -696,6 +703,7 @@ impl ControlState {
                 .map(|i| judged[i].1.state.clone())
                 .or_else(|| self.rollouts.get(name).cloned())
             else {
+                self.analysis_runs.keep_only(name, &[], now, "over");
                 continue;
             };
             let mut transition = None;
