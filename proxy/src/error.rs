@@ -112,12 +112,7 @@ impl ProxyError {
     pub fn client_error_kind(&self) -> Option<ClientErrorKind> {
         match self {
             ProxyError::ClientBody(error) => {
-                let incomplete = error_chain(error).any(|e| {
-                    e.downcast_ref::<hyper::Error>()
-                        .is_some_and(hyper::Error::is_incomplete_message)
-                        || e.downcast_ref::<std::io::Error>()
-                            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
-                });
+                let incomplete = ends_before_its_length(error);
                 Some(if incomplete {
                     ClientErrorKind::IncompleteBody
                 } else {
@@ -230,6 +225,17 @@ pub fn local_response(status: StatusCode, text: String) -> Response<ProxyBody> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// Whether a client body's error is its end before its declared length
+/// (the client closed inside it), not broken framing.
+pub(crate) fn ends_before_its_length(error: &(dyn std::error::Error + 'static)) -> bool {
+    error_chain(error).any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    })
 }
 
 #[cfg(test)]

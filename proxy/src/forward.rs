@@ -889,7 +889,25 @@ async fn forward(
     let bounded =
         request_body::within_upload_bounds(exchange, upload.as_deref(), timeouts.idle, deadline);
     let (mut response, sender, in_flight) = match bounded.await {
-        Ok(result) => result?,
+        Ok(Ok(result)) => result,
+        // A body the client broke made hyper's HTTP/2 client reset the
+        // stream, which reads as the upstream's fault: it is the client's
+        // (an HTTP/1 exchange says so itself).
+        Ok(Err(error))
+            if error.client_error_kind().is_none()
+                && let Some(incomplete) = upload.as_ref().and_then(|u| u.client_failure()) =>
+        {
+            tracing::debug!(%error, "the request body broke; the exchange with it");
+            return Err(ProxyError::ClientFraming {
+                what: if incomplete {
+                    "the client closed inside it"
+                } else {
+                    "a bad chunk, or more data than its declared length"
+                },
+                incomplete,
+            });
+        }
+        Ok(Err(error)) => return Err(error),
         Err(UploadBound::ClientSilent) => return Err(ProxyError::ClientBodyIdle(timeouts.idle)),
         // The upstream took all of the body that came, and waits for more:
         // the client stalled, not the upstream.

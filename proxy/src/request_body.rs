@@ -68,9 +68,11 @@ const SENDING: u8 = 1;
 const WAITING_ON_CLIENT: u8 = 2;
 /// [`UploadProgress`]: the body has been read to its end.
 const ENDED: u8 = 3;
-/// [`UploadProgress`]: the body could not be read (the client closed
-/// inside it, or broke its framing).
+/// [`UploadProgress`]: the body's framing was broken.
 const CLIENT_FAILED: u8 = 4;
+/// [`UploadProgress`]: the body ended before its declared length (the
+/// client closed inside it).
+const CLIENT_CUT: u8 = 5;
 
 /// A whole request body: its data and trailers, cheap to clone (`Bytes`).
 #[derive(Debug, Clone, Default)]
@@ -144,7 +146,18 @@ impl UploadProgress {
     /// Whether the body could not be read: the client closed inside it,
     /// or broke its framing.
     pub fn client_failed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == CLIENT_FAILED
+        self.client_failure().is_some()
+    }
+
+    /// How the body could not be read, if it could not: `Some(true)` when
+    /// it ended before its declared length, `Some(false)` when its framing
+    /// broke.
+    pub fn client_failure(&self) -> Option<bool> {
+        match self.state.load(Ordering::Acquire) {
+            CLIENT_CUT => Some(true),
+            CLIENT_FAILED => Some(false),
+            _ => None,
+        }
     }
 
     /// Since when the upload has waited on its client, when it does (see
@@ -224,6 +237,11 @@ impl Body for RequestBody {
                         }
                     }
                     Poll::Pending => WAITING_ON_CLIENT,
+                    Poll::Ready(Some(Err(error)))
+                        if crate::error::ends_before_its_length(error) =>
+                    {
+                        CLIENT_CUT
+                    }
                     Poll::Ready(Some(Err(_))) => CLIENT_FAILED,
                 };
                 progress.note(state);

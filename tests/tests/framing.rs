@@ -656,3 +656,83 @@ async fn a_route_forwards_the_upgrades_it_lists_and_strips_the_others() {
     );
     assert_eq!((tunnel.hits(), plain.hits()), (1, 1));
 }
+
+/// An HTTP/2 (h2c) upstream that reads the whole body before it answers.
+async fn h2c_reading_upstream() -> std::net::SocketAddr {
+    use http_body_util::BodyExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let read = req.into_body().collect().await.map(|b| b.to_bytes().len());
+                        let text = format!("read {read:?}");
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(text)),
+                        ))
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A body the client breaks on its way to an HTTP/2 upstream is the
+/// client's fault, as towards an HTTP/1 one: 400, counted in
+/// `weir_client_errors_total`, never a 502 of the upstream (hyper's HTTP/2
+/// client resets the stream, which read as the upstream breaking it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_body_to_an_http_2_upstream_is_the_clients_fault() {
+    let upstream = h2c_reading_upstream().await;
+    let weir = Weir::start(WeirConfig::new([
+        Route::new("web", &[upstream]).stable_key("protocol: h2c")
+    ]))
+    .await;
+    let broken = b"POST /up HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n";
+    let r = raw_request(weir.addrs.http, broken, LIMIT).await;
+    assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(&r.raw));
+    // A body cut short: the client closes its side inside it.
+    let mut stream = tokio::net::TcpStream::connect(weir.addrs.http)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let mut raw = Vec::new();
+    within(LIMIT, "the answer to a cut body", async {
+        use tokio::io::AsyncReadExt as _;
+        let _ = stream.read_to_end(&mut raw).await;
+    })
+    .await;
+    assert!(
+        raw.is_empty() || raw.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    let m = wait_until(LIMIT, "both requests counted", || async {
+        let m = weir.metrics().await;
+        (m.sum("weir_client_errors_total", &[("route", "web")]) == 2.0).then_some(m)
+    })
+    .await;
+    for kind in ["framing", "incomplete_body"] {
+        assert_eq!(
+            m.sum(
+                "weir_client_errors_total",
+                &[("route", "web"), ("kind", kind)]
+            ),
+            1.0,
+            "{kind}: {}",
+            m.text
+        );
+    }
+    assert_eq!(upstream_errors(&m, "web"), 0.0, "{}", m.text);
+}
