@@ -482,3 +482,97 @@ async fn a_background_run_ends_when_a_reload_removes_the_strategy() {
     .await;
     assert!(runs[0]["finishedAt"].is_string(), "{runs:#}");
 }
+
+/// A web endpoint answering `{"failed": N}`, N as `failed` holds.
+async fn failed_count_server(failed: std::sync::Arc<std::sync::atomic::AtomicU64>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the count server");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let failed = std::sync::Arc::clone(&failed);
+            tokio::spawn(async move {
+                let service = service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
+                    let n = failed.load(std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        let body = format!(r#"{{"failed": {n}}}"#);
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A background run that held the rollout Inconclusive is started again
+/// once an operator releases the hold, as Argo Rollouts starts a new run:
+/// its old result does not hold every later step again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_run_released_from_inconclusive_runs_again() {
+    let stable = LoadtestUpstream::start("stable", &[]);
+    let canary = LoadtestUpstream::start("canary", &[]);
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(2));
+    let server = failed_count_server(std::sync::Arc::clone(&failed)).await;
+    let template = format!(
+        r#"analysisTemplates:
+  - name: tests
+    metrics:
+      - name: tests
+        interval: 1s
+        successCondition: result.failed == 0
+        failureCondition: result.failed > 5
+        provider:
+          web: {{url: "http://{server}/", timeoutSeconds: 5}}
+"#
+    );
+    let config = WeirConfig::new([Route::rollout(
+        "bg",
+        &[stable.addr],
+        &[canary.addr],
+        Strategy::new([
+            Step::SetWeight(10.0),
+            Step::Pause(None),
+            Step::SetWeight(20.0),
+            Step::Pause(None),
+        ])
+        .background("templates: [{templateName: tests}]"),
+    )])
+    .extra(&template);
+    let weir = Weir::start(config).await;
+    let held = weir
+        .wait_status("bg", LIMIT, "held by the Inconclusive run", |s| {
+            s["held"] == true
+                && s["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Inconclusive"))
+        })
+        .await;
+    let held_at = step_index(&held);
+
+    // The tests pass now; the operator goes on.
+    failed.store(0, std::sync::atomic::Ordering::SeqCst);
+    let r = weir.command("bg", "promote", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let runs = wait_until(LIMIT, "a new background run measuring", || async {
+        let runs = analysis_runs(&weir, "bg").await;
+        let found = runs.as_array().is_some_and(|list| {
+            list.iter().any(|run| {
+                run["phase"] == "Running"
+                    && run["metrics"][0]["measurements"][0]["phase"] == "Successful"
+            })
+        });
+        found.then_some(runs)
+    })
+    .await;
+    let s = weir.status("bg").await;
+    assert_eq!(
+        s["held"], false,
+        "held again by the old result: {s:#}\n{runs:#}"
+    );
+    assert!(step_index(&s) > held_at, "{s:#}");
+}

@@ -66,6 +66,8 @@ struct RouteRuns {
 struct Current {
     view: RunView,
     task: Option<tokio::task::AbortHandle>,
+    /// The run ended Inconclusive and the rollout was seen held on it.
+    held_the_rollout: bool,
 }
 
 impl std::fmt::Debug for AnalysisRuns {
@@ -97,29 +99,45 @@ impl AnalysisRuns {
 
     /// The phase and message of run `key` of `route`, starting it (a task
     /// on the current tokio runtime) when it is not known yet, or when it
-    /// was waiting for templates that `analysis` now resolves. Never waits
-    /// on a measurement.
+    /// was waiting for templates that `analysis` now resolves, or when it is
+    /// a background run that held the rollout Inconclusive and an operator
+    /// released the hold (`held` false again): as Argo Rollouts starts a
+    /// new run, so that its old result does not hold every later step.
+    /// Never waits on a measurement.
     pub fn ensure(
         &self,
         route: &str,
         key: &RunKey,
         analysis: &AnalysisRef,
+        held: bool,
         now_ms: u64,
     ) -> (RunPhase, String) {
         let mut table = self.lock();
         let runs = table.routes.entry(route.to_owned()).or_default();
         if let Some(i) = runs.current.iter().position(|c| c.view.key == *key) {
-            let state = &runs.current[i].view.state;
+            let current = &mut runs.current[i];
+            let inconclusive = current.view.state.phase == RunPhase::Inconclusive
+                && key.kind == super::RunKind::Background;
+            current.held_the_rollout |= inconclusive && held;
+            let released = inconclusive && current.held_the_rollout && !held;
+            let state = &current.view.state;
             // A run waiting for its templates is replaced once they are
             // resolved (or waits with the new reason); any other run keeps
             // the templates it started with.
-            let replace = state.waiting_for.is_some() && state.waiting_for != analysis.waiting_for;
+            let replace = released
+                || (state.waiting_for.is_some() && state.waiting_for != analysis.waiting_for);
             if !replace {
                 return (state.phase, state.message.clone());
             }
-            let waited = runs.current.remove(i);
-            if let Some(task) = waited.task {
+            let replaced = runs.current.remove(i);
+            if let Some(task) = replaced.task {
                 task.abort();
+            }
+            if released {
+                runs.finished.push_back(replaced.view);
+                if runs.finished.len() > KEPT_FINISHED_RUNS {
+                    runs.finished.pop_front();
+                }
             }
         }
         let state = RunState::new(analysis, now_ms);
@@ -140,8 +158,23 @@ impl AnalysisRuns {
                 state,
             },
             task,
+            held_the_rollout: false,
         });
         answer
+    }
+
+    /// Notes that run `key` of `route`, Inconclusive, has just held the
+    /// rollout: once an operator releases the hold, [`Self::ensure`]
+    /// starts a background run again.
+    pub fn held_the_rollout(&self, route: &str, key: &RunKey) {
+        let mut table = self.lock();
+        if let Some(current) = table
+            .routes
+            .get_mut(route)
+            .and_then(|runs| runs.current.iter_mut().find(|c| c.view.key == *key))
+        {
+            current.held_the_rollout = true;
+        }
     }
 
     /// Ends the runs of `route` other than `keep` (terminating those still

@@ -13,7 +13,7 @@ use weir_proxy::metrics::RoleCounts;
 use super::cluster_routes::is_cluster_route;
 use super::history::{History, Sample, duration_ms, empty_observation};
 use super::route_span;
-use crate::analysis_templates::AnalysisRuns;
+use crate::analysis_templates::{AnalysisRuns, RunPhase};
 use crate::load::{Loaded, Resolved};
 use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
@@ -709,8 +709,13 @@ impl ControlState {
             let mut transition = None;
             let wanted = state.wanted_analysis_runs(strategy);
             for (key, analysis) in &wanted {
-                let (phase, message) = self.analysis_runs.ensure(name, key, analysis, now);
+                let (phase, message) = self
+                    .analysis_runs
+                    .ensure(name, key, analysis, state.held, now);
                 let outcome = state.on_analysis_result(route, key, phase, &message, now);
+                if phase == RunPhase::Inconclusive && !state.held && outcome.state.held {
+                    self.analysis_runs.held_the_rollout(name, key);
+                }
                 if outcome.transition.is_some() {
                     transition = outcome.transition;
                 }

@@ -327,19 +327,19 @@ fn the_engine_replaces_a_waiting_run_once_its_templates_resolve_and_keeps_any_ot
         waiting_for: None,
     };
     let runs = AnalysisRuns::new();
-    let (phase, message) = runs.ensure("shop/checkout", &key, &waiting("missing"), 0);
+    let (phase, message) = runs.ensure("shop/checkout", &key, &waiting("missing"), false, 0);
     assert_eq!(phase, RunPhase::Pending);
     assert!(message.ends_with("missing"), "{message}");
-    let (_, message) = runs.ensure("shop/checkout", &key, &waiting("invalid"), 1);
+    let (_, message) = runs.ensure("shop/checkout", &key, &waiting("invalid"), false, 1);
     assert!(message.ends_with("invalid"), "the new reason: {message}");
-    let (phase, _) = runs.ensure("shop/checkout", &key, &resolved, 2);
+    let (phase, _) = runs.ensure("shop/checkout", &key, &resolved, false, 2);
     assert_eq!(phase, RunPhase::Running);
     let view = runs.runs("shop/checkout");
     assert_eq!(view.len(), 1, "the waiting run is replaced, not kept");
     assert_eq!(view[0].state.metrics.len(), 1);
     assert_eq!(view[0].state.started_ms, 2);
     // A template changed (or gone) later: the run keeps what it started with.
-    let (phase, _) = runs.ensure("shop/checkout", &key, &waiting("gone"), 3);
+    let (phase, _) = runs.ensure("shop/checkout", &key, &waiting("gone"), false, 3);
     assert_eq!(phase, RunPhase::Running);
     assert_eq!(runs.runs("shop/checkout")[0].state.metrics.len(), 1);
 }
