@@ -233,14 +233,14 @@ pub async fn serve(
     let mut attempt = Attempt::default();
     let (outcome, replay) = match keep_for_fallback(route, role, req, grpc).await {
         Ok((req, replay)) => {
-            let deadline = grpc
-                .then(|| grpc::timeout(req.headers()))
-                .flatten()
-                .map(|timeout| started + timeout);
-            attempt.fallback = replay
-                .as_ref()
-                .and(route.fallback.as_ref())
-                .map(|policy| FallbackAttempt::new(policy, deadline));
+            // Only a request kept for a retry reads its call's deadline.
+            attempt.fallback = replay.as_ref().and(route.fallback.as_ref()).map(|policy| {
+                let deadline = grpc
+                    .then(|| grpc::timeout(req.headers()))
+                    .flatten()
+                    .map(|timeout| started + timeout);
+                FallbackAttempt::new(policy, deadline)
+            });
             let outcome = forward(route, backend, downstream, req, started, grpc, &mut attempt)
                 .instrument(span.clone())
                 .await;

@@ -245,23 +245,23 @@ async fn analysis_runs(weir: &Weir, route: &str) -> serde_json::Value {
     answer.json()
 }
 
-/// A web endpoint answering `{"summary": {"failed": N}}` with N = 0 on
-/// `/smoke` and 2 elsewhere.
-async fn smoke_server() -> SocketAddr {
+/// A web endpoint answering each request with the JSON `answer` gives for
+/// its path.
+async fn json_server(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("binding the smoke server");
+        .expect("binding the JSON server");
     let addr = listener.local_addr().expect("an address");
+    let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = std::sync::Arc::clone(&answer);
             tokio::spawn(async move {
-                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let failed = if req.uri().path() == "/smoke" { 0 } else { 2 };
-                    let body = format!(r#"{{"summary": {{"failed": {failed}, "passed": 12}}}}"#);
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let body = answer(req.uri().path());
+                    async move {
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -270,6 +270,16 @@ async fn smoke_server() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A web endpoint answering `{"summary": {"failed": N}}` with N = 0 on
+/// `/smoke` and 2 elsewhere.
+async fn smoke_server() -> SocketAddr {
+    json_server(|path| {
+        let failed = if path == "/smoke" { 0 } else { 2 };
+        format!(r#"{{"summary": {{"failed": {failed}, "passed": 12}}}}"#)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,32 +493,6 @@ async fn a_background_run_ends_when_a_reload_removes_the_strategy() {
     assert!(runs[0]["finishedAt"].is_string(), "{runs:#}");
 }
 
-/// A web endpoint answering `{"failed": N}`, N as `failed` holds.
-async fn failed_count_server(failed: std::sync::Arc<std::sync::atomic::AtomicU64>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding the count server");
-    let addr = listener.local_addr().expect("an address");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let failed = std::sync::Arc::clone(&failed);
-            tokio::spawn(async move {
-                let service = service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
-                    let n = failed.load(std::sync::atomic::Ordering::SeqCst);
-                    async move {
-                        let body = format!(r#"{{"failed": {n}}}"#);
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 /// A background run that held the rollout Inconclusive is started again
 /// once an operator releases the hold, as Argo Rollouts starts a new run:
 /// its old result does not hold every later step again.
@@ -517,7 +501,14 @@ async fn a_background_run_released_from_inconclusive_runs_again() {
     let stable = LoadtestUpstream::start("stable", &[]);
     let canary = LoadtestUpstream::start("canary", &[]);
     let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(2));
-    let server = failed_count_server(std::sync::Arc::clone(&failed)).await;
+    let server = json_server({
+        let failed = std::sync::Arc::clone(&failed);
+        move |_| {
+            let n = failed.load(std::sync::atomic::Ordering::SeqCst);
+            format!(r#"{{"failed": {n}}}"#)
+        }
+    })
+    .await;
     let template = format!(
         r#"analysisTemplates:
   - name: tests

@@ -115,11 +115,11 @@ impl AnalysisRuns {
         let mut table = self.lock();
         let runs = table.routes.entry(route.to_owned()).or_default();
         if let Some(i) = runs.current.iter().position(|c| c.view.key == *key) {
-            let current = &mut runs.current[i];
-            let inconclusive = current.view.state.phase == RunPhase::Inconclusive
-                && key.kind == super::RunKind::Background;
-            current.held_the_rollout |= inconclusive && held;
-            let released = inconclusive && current.held_the_rollout && !held;
+            let current = &runs.current[i];
+            let released = key.kind == super::RunKind::Background
+                && current.view.state.phase == RunPhase::Inconclusive
+                && current.held_the_rollout
+                && !held;
             let state = &current.view.state;
             // A run waiting for its templates is replaced once they are
             // resolved (or waits with the new reason); any other run keeps
@@ -163,8 +163,8 @@ impl AnalysisRuns {
         answer
     }
 
-    /// Notes that run `key` of `route`, Inconclusive, has just held the
-    /// rollout: once an operator releases the hold, [`Self::ensure`]
+    /// Notes that the rollout is held while run `key` of `route` is
+    /// Inconclusive: once an operator releases the hold, [`Self::ensure`]
     /// starts a background run again.
     pub fn held_the_rollout(&self, route: &str, key: &RunKey) {
         let mut table = self.lock();

@@ -713,7 +713,7 @@ impl ControlState {
                     .analysis_runs
                     .ensure(name, key, analysis, state.held, now);
                 let outcome = state.on_analysis_result(route, key, phase, &message, now);
-                if phase == RunPhase::Inconclusive && !state.held && outcome.state.held {
+                if phase == RunPhase::Inconclusive && outcome.state.held {
                     self.analysis_runs.held_the_rollout(name, key);
                 }
                 if outcome.transition.is_some() {

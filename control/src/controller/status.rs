@@ -1,5 +1,6 @@
 //! The status of each route, as the admin API answers it.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use weir_config::status::{
@@ -64,10 +65,11 @@ impl ControlState {
         // verdict is the last one, whatever the live counts beside it say.
         if let (Some(s), Some(reason)) = (state, reason.as_mut()) {
             if !s.is_active() {
-                reason.push_str(&format!(
+                let _ = write!(
+                    reason,
                     " (the last judgement: the rollout is {} and judged no more)",
                     s.phase.as_str()
-                ));
+                );
             }
         }
         let analysis = Analysis {

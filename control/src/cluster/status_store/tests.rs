@@ -145,6 +145,14 @@ fn save_in_background(
     tokio::task::spawn_blocking(move || store.save(&state))
 }
 
+/// What the save `saving` ([`save_in_background`]) gave, within the guard.
+async fn saved(saving: tokio::task::JoinHandle<io::Result<()>>) -> io::Result<()> {
+    tokio::time::timeout(GUARD, saving)
+        .await
+        .expect("in time")
+        .expect("the save ran")
+}
+
 #[tokio::test]
 async fn a_step_advance_is_one_status_patch_carrying_the_resource_version() {
     let (store, mut api) = store();
@@ -172,8 +180,7 @@ async fn a_step_advance_is_one_status_patch_carrying_the_resource_version() {
     let answered = object("8", status);
     patch.answer(200, &answered);
 
-    let written = tokio::time::timeout(GUARD, saving).await.expect("in time");
-    written.expect("the save ran").expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
     assert_eq!(store.resource_version(ROUTE).as_deref(), Some("8"));
     match store.load(ROUTE) {
         Stored::Found(found) => assert_eq!(found.step_index, Some(2)),
@@ -207,11 +214,7 @@ async fn a_conflict_keeps_nothing_and_the_next_save_carries_the_newer_version() 
     let patch = next(&mut api).await;
     assert_eq!(patch.body["metadata"]["resourceVersion"], "7");
     patch.answer(409, &conflict());
-    let refused = tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect_err("a conflict fails the save");
+    let refused = saved(saving).await.expect_err("a conflict fails the save");
     assert!(
         refused.to_string().contains("changed since it was read"),
         "{refused}"
@@ -240,11 +243,7 @@ async fn a_conflict_keeps_nothing_and_the_next_save_carries_the_newer_version() 
     );
     let answered = object("10", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the second save succeeded");
+    saved(saving).await.expect("the second save succeeded");
     assert_eq!(store.resource_version(ROUTE).as_deref(), Some("10"));
 
     let event = next(&mut api).await;
@@ -287,11 +286,7 @@ async fn an_abort_sends_its_event_then_writes_the_status() {
     assert_eq!(patch.body["status"]["abortReason"], "analysis_error_rate");
     let answered = object("8", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
     drop(store);
     no_more_requests(api).await;
 }
@@ -328,11 +323,7 @@ async fn an_abort_written_again_after_a_conflict_is_announced_once() {
     let patch = next(&mut api).await;
     let answered = object("11", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the third save succeeded");
+    saved(saving).await.expect("the third save succeeded");
     drop(store);
     no_more_requests(api).await;
 }
@@ -387,10 +378,8 @@ async fn a_refused_event_does_not_stop_the_aborts_status_write() {
     assert_eq!(patch.path, STATUS_PATH);
     let answered = object("8", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
+    saved(saving)
         .await
-        .expect("in time")
-        .expect("the save ran")
         .expect("the status was written all the same");
     drop(store);
     no_more_requests(api).await;
@@ -478,11 +467,7 @@ async fn a_write_over_a_refused_status_names_the_refusal_and_sends_no_event() {
     );
     let answered = object("6", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
     drop(store);
     no_more_requests(api).await;
 }
@@ -661,11 +646,7 @@ async fn reaching_a_pause_step_sends_a_paused_event() {
     assert_eq!(patch.body["status"]["phase"], "Paused");
     let answered = object("8", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
 
     let event = next(&mut api).await;
     assert_eq!(event.path, EVENTS_PATH);
@@ -710,11 +691,7 @@ async fn a_spec_edit_without_a_transition_makes_the_status_stale() {
     let mut answered = object("9", &patch.body["status"]);
     answered["metadata"]["generation"] = json!(3);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
     assert!(!store.judgement_is_stale(&paused), "written: up to date");
 
     // No transition, no Event.
@@ -754,11 +731,7 @@ async fn the_status_counts_the_steps_of_the_spec_served() {
     assert_eq!(patch.body["status"]["observedGeneration"], 2);
     let answered = object("8", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
 }
 
 /// An abort's Event that was refused has not been told: decided again
@@ -789,11 +762,7 @@ async fn an_abort_is_announced_again_when_its_event_failed_or_another_leader_wro
     let patch = next(&mut api).await;
     let answered = object("10", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
     drop(store);
     no_more_requests(api).await;
 }
@@ -821,11 +790,7 @@ async fn an_input_written_over_the_old_leaders_status_does_not_tell_the_abort_ag
     );
     let answered = object("9", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the save succeeded");
+    saved(saving).await.expect("the save succeeded");
     drop(store);
     no_more_requests(api).await;
 }
@@ -846,11 +811,7 @@ async fn abort_written_again_without_its_event(store: &Arc<StatusStore>, api: &m
     assert_eq!(patch.body["status"]["phase"], "Aborted");
     let answered = object("9", &patch.body["status"]);
     patch.answer(200, &answered);
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect("the second save succeeded");
+    saved(saving).await.expect("the second save succeeded");
 }
 
 async fn abort_meets_a_conflict(store: &Arc<StatusStore>, api: &mut ApiHandle, event_code: u16) {
@@ -868,9 +829,5 @@ async fn abort_meets_a_conflict(store: &Arc<StatusStore>, api: &mut ApiHandle, e
     let patch = next(api).await;
     assert_eq!(patch.path, STATUS_PATH);
     patch.answer(409, &conflict());
-    tokio::time::timeout(GUARD, saving)
-        .await
-        .expect("in time")
-        .expect("the save ran")
-        .expect_err("a conflict fails the save");
+    saved(saving).await.expect_err("a conflict fails the save");
 }
