@@ -4,7 +4,7 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,6 +30,10 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ProxyBody {
     /// Streamed from an upstream.
     Upstream(UpstreamBody),
+    /// Streamed from an upstream to an HTTP/2 client, and shared with the
+    /// connection's [`BodyWatch`], which cuts it at its deadline even while
+    /// hyper does not poll it (see [`BodyWatch`]).
+    Watched(Arc<Mutex<UpstreamBody>>),
     /// Made by weir (errors, 404); `None` once sent.
     Local(Option<Bytes>),
 }
@@ -37,7 +41,8 @@ pub enum ProxyBody {
 /// An upstream response body and the connection it arrives on.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    body: Incoming,
+    /// `None` once [`BodyWatch`] let go of it at the deadline.
+    body: Option<Incoming>,
     /// Returned to the endpoint's pool when the body was read to its end
     /// (HTTP/1.1; an HTTP/2 connection is shared and never pooled).
     sender: Option<Sender>,
@@ -132,7 +137,7 @@ impl ProxyBody {
         account: ResponseAccount,
     ) -> ProxyBody {
         ProxyBody::Upstream(UpstreamBody {
-            body,
+            body: Some(body),
             sender,
             upload,
             accepted: (200..300).contains(&account.code),
@@ -145,6 +150,17 @@ impl ProxyBody {
             account: Some(account),
             first: None,
         })
+    }
+
+    /// The same body, watched by `watch` (an HTTP/2 downstream's) so that it
+    /// ends at its deadline whether or not hyper polls it; a body made by
+    /// weir is returned as it is.
+    #[must_use]
+    pub fn watched_by(self, watch: &BodyWatch) -> ProxyBody {
+        match self {
+            ProxyBody::Upstream(up) => watch.watch(up),
+            other => other,
+        }
     }
 
     /// Puts back the first frame of an upstream body, read before answering
@@ -171,20 +187,23 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Upstream(up) => up.poll_frame(cx),
+            ProxyBody::Watched(up) => lock(up).poll_frame(cx),
             ProxyBody::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream(up) => up.first.is_none() && (up.done || up.body.is_end_stream()),
+            ProxyBody::Upstream(up) => up.is_end_stream(),
+            ProxyBody::Watched(up) => lock(up).is_end_stream(),
             ProxyBody::Local(data) => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream(up) => up.body.size_hint(),
+            ProxyBody::Upstream(up) => up.size_hint(),
+            ProxyBody::Watched(up) => lock(up).size_hint(),
             ProxyBody::Local(Some(data)) => SizeHint::with_exact(data.len() as u64),
             ProxyBody::Local(None) => SizeHint::with_exact(0),
         }
@@ -194,6 +213,20 @@ impl Body for ProxyBody {
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && (self.done || self.upstream_ended())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.as_ref().map(Body::size_hint).unwrap_or_default()
+    }
+
+    /// Whether the upstream's body is known to have ended (hyper knows it
+    /// only for a known length).
+    fn upstream_ended(&self) -> bool {
+        self.body.as_ref().is_some_and(Body::is_end_stream)
+    }
+
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
@@ -204,14 +237,19 @@ impl UpstreamBody {
         if self.done {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut self.body).poll_frame(cx) {
+        let Some(body) = self.body.as_mut() else {
+            // Let go of at the deadline by the connection's watch, which
+            // counted it.
+            return Poll::Ready(Some(Err(ResponseDeadline(self.request_timeout).into())));
+        };
+        match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     self.note_grpc_status(trailers);
                 }
                 // Trailers end a body; hyper's `is_end_stream` says so only
                 // for a known length.
-                if frame.is_trailers() || self.body.is_end_stream() {
+                if frame.is_trailers() || self.upstream_ended() {
                     self.done = true;
                     self.count(None);
                     return Poll::Ready(Some(Ok(frame)));
@@ -328,6 +366,28 @@ impl UpstreamBody {
         ResponseDeadline(self.request_timeout).into()
     }
 
+    /// Ends the exchange at its deadline on behalf of a client that
+    /// stopped taking the body (see [`BodyWatch`]): the upstream connection
+    /// or stream is let go of and the request counted as at the deadline;
+    /// the client gets the end when it takes more (a gRPC call its
+    /// DEADLINE_EXCEEDED trailers, anything else a reset stream).
+    fn expire(&mut self) {
+        if self.done || self.body.is_none() {
+            return;
+        }
+        if self.is_grpc_call() {
+            if let Poll::Ready(Some(Ok(trailers))) = self.grpc_deadline_trailers() {
+                self.first = Some(trailers);
+            }
+        } else {
+            let _ = self.cut_at_deadline();
+        }
+        // Dropped, an HTTP/2 upstream's stream is reset, and what it had
+        // sent no longer holds the connection's window; an HTTP/1.1
+        // upstream's connection was closed above.
+        self.body = None;
+    }
+
     /// Whether the answer waits on the client: the upload beside it took
     /// all that came and waits for more (never for a gRPC call, whose
     /// request stream may rightly stay quiet: see
@@ -405,14 +465,14 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // Not polled to its end (a HEAD answer, or a client that left):
         // counted with the code it was sent with.
-        let dropped = !(self.done || self.body.is_end_stream());
+        let dropped = !(self.done || self.upstream_ended());
         self.count_ended(None, dropped);
         // Only a connection whose exchange ended whole, its response read
         // to the end and its request body sent, may carry the next request;
         // any other is closed.
         let uploading = self.upload.as_ref().is_some_and(|upload| !upload.ended());
         if let Some(sender) = self.sender.take() {
-            let whole = self.done || self.body.is_end_stream();
+            let whole = self.done || self.upstream_ended();
             if whole && !uploading {
                 self.in_flight.endpoint().put_idle(sender);
             } else if whole && self.accepted {
@@ -429,6 +489,104 @@ impl Drop for UpstreamBody {
             }
             // Otherwise dropped: the client left mid-answer, and the
             // connection ends by itself, as hyper closes it.
+        }
+    }
+}
+
+/// An upstream body shared with a [`BodyWatch`], locked for one call; a
+/// poisoned lock (a panic while polling) is taken as it is.
+fn lock(body: &Mutex<UpstreamBody>) -> std::sync::MutexGuard<'_, UpstreamBody> {
+    body.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The upstream bodies one downstream connection streams over HTTP/2,
+/// each ended at its request's deadline by [`BodyWatch::run`].
+///
+/// hyper's HTTP/2 server asks a body for its next frame only while the
+/// client's flow-control window is open: a client that shuts it (sends no
+/// `WINDOW_UPDATE`) leaves the body unpolled, so the body's own timers
+/// never run, and the upstream exchange (an HTTP/1.1 connection, or an
+/// HTTP/2 stream whose unread data holds that connection's window for
+/// every other stream on it) would be held for as long as the client
+/// likes. The watch lets go of it at the deadline instead, as the body
+/// itself would have.
+///
+/// Registering costs a lock and a push; the list is purged of ended bodies
+/// as it grows (so it holds at most about twice the bodies in flight), and
+/// the watch wakes only at the earliest deadline, or when a body with an
+/// earlier one arrives.
+#[derive(Debug, Default)]
+pub struct BodyWatch {
+    watched: Mutex<Watched>,
+    earlier: tokio::sync::Notify,
+}
+
+/// The bodies a [`BodyWatch`] follows.
+#[derive(Debug, Default)]
+struct Watched {
+    bodies: Vec<(Instant, Weak<Mutex<UpstreamBody>>)>,
+    /// How many bodies the list held after its last purge.
+    kept: usize,
+    /// The earliest deadline the watch sleeps until; `None` when it sleeps
+    /// until a body comes.
+    wakes_at: Option<Instant>,
+}
+
+// === impl BodyWatch ===
+
+impl BodyWatch {
+    /// Shares `body` with the watch.
+    fn watch(&self, body: UpstreamBody) -> ProxyBody {
+        let deadline = body.deadline;
+        let body = Arc::new(Mutex::new(body));
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        if watched.bodies.len() >= 2 * watched.kept + 16 {
+            watched.bodies.retain(|(_, body)| body.strong_count() > 0);
+            watched.kept = watched.bodies.len();
+        }
+        watched.bodies.push((deadline, Arc::downgrade(&body)));
+        if watched.wakes_at.is_none_or(|at| deadline < at) {
+            watched.wakes_at = Some(deadline);
+            drop(watched);
+            self.earlier.notify_one();
+        }
+        ProxyBody::Watched(body)
+    }
+
+    /// Ends each watched body at its deadline; runs beside the connection
+    /// and is dropped with it.
+    pub async fn run(&self) -> std::convert::Infallible {
+        let mut due = Vec::new();
+        loop {
+            let wakes_at = {
+                let now = Instant::now();
+                let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+                watched.bodies.retain(|(deadline, body)| {
+                    if *deadline <= now {
+                        due.push(body.clone());
+                        return false;
+                    }
+                    body.strong_count() > 0
+                });
+                watched.kept = watched.bodies.len();
+                watched.wakes_at = watched.bodies.iter().map(|(deadline, _)| *deadline).min();
+                watched.wakes_at
+            };
+            // Outside the list's lock: a body's lock is never taken under it.
+            for body in due.drain(..) {
+                if let Some(body) = body.upgrade() {
+                    lock(&body).expire();
+                }
+            }
+            match wakes_at {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.earlier.notified() => {}
+                    }
+                }
+                None => self.earlier.notified().await,
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::Instrument as _;
 
-use crate::body::{BodyLimits, ProxyBody, ResponseAccount};
+use crate::body::{BodyLimits, BodyWatch, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
 use crate::error::{ProxyError, local_response};
 use crate::fallback::{self, Failure, FallbackPolicy};
@@ -46,6 +46,9 @@ pub struct Downstream {
     /// The write timeout of a connection served by hyper, told the idle
     /// limit of each request's route.
     pub write_stall: Option<Arc<StallLimit>>,
+    /// The deadlines of the bodies a connection served by hyper streams to
+    /// an HTTP/2 client (see [`BodyWatch`]).
+    pub body_watch: Option<Arc<BodyWatch>>,
 }
 
 // === impl Downstream ===
@@ -61,6 +64,13 @@ impl Downstream {
     /// [`crate::write_stall`]).
     pub fn with_write_stall(mut self, limit: Arc<StallLimit>) -> Downstream {
         self.write_stall = Some(limit);
+        self
+    }
+
+    /// The same downstream, the bodies it streams over HTTP/2 ended at
+    /// their deadlines by `watch`.
+    pub fn with_body_watch(mut self, watch: Arc<BodyWatch>) -> Downstream {
+        self.body_watch = Some(watch);
         self
     }
 
@@ -82,6 +92,7 @@ impl Downstream {
             tls,
             span,
             write_stall: None,
+            body_watch: None,
         }
     }
 }
@@ -416,7 +427,7 @@ fn settle(
     match outcome {
         Ok(response) => {
             // A streamed upstream body is counted when it ends (see `ProxyBody::upstream`).
-            if !matches!(response.body(), ProxyBody::Upstream(_)) {
+            if matches!(response.body(), ProxyBody::Local(_)) {
                 tally.record(
                     &backend.metrics,
                     response.status().as_u16(),
@@ -1037,6 +1048,9 @@ async fn forward(
     let mut body = ProxyBody::upstream(body, sender, upload, in_flight, limits, account);
     if let Some(first) = first {
         body = body.with_first_frame(first);
+    }
+    if !downstream_http1 && let Some(watch) = &downstream.body_watch {
+        body = body.watched_by(watch);
     }
     Ok(Response::from_parts(parts, body))
 }

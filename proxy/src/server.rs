@@ -26,7 +26,7 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 use tracing::Instrument as _;
 
-use crate::body::ProxyBody;
+use crate::body::{BodyWatch, ProxyBody};
 use crate::explained_errors::{ErrorBody, ExplainedErrors};
 use crate::forward::{self, Downstream};
 use crate::http1::ForwardingPath;
@@ -251,18 +251,23 @@ impl Proxy {
                             return;
                         }
                         let limit = Arc::new(StallLimit::default());
-                        let downstream = downstream.with_write_stall(Arc::clone(&limit));
+                        let body_watch = Arc::new(BodyWatch::default());
+                        let downstream = downstream
+                            .with_write_stall(Arc::clone(&limit))
+                            .with_body_watch(Arc::clone(&body_watch));
                         let stream = WriteStall::new(stream, limit).holding(place);
                         let service =
                             HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
                         let result = match acceptor {
                             None => {
-                                watcher
-                                    .watch(builder.serve_connection_with_upgrades(
+                                watched(
+                                    &body_watch,
+                                    watcher.watch(builder.serve_connection_with_upgrades(
                                         TokioIo::new(ExplainedErrors::new(stream, ErrorBody::Text)),
                                         service,
-                                    ))
-                                    .await
+                                    )),
+                                )
+                                .await
                             }
                             Some(acceptor) => {
                                 match tokio::time::timeout(
@@ -272,15 +277,17 @@ impl Proxy {
                                 .await
                                 {
                                     Ok(Ok(tls)) => {
-                                        watcher
-                                            .watch(builder.serve_connection_with_upgrades(
+                                        watched(
+                                            &body_watch,
+                                            watcher.watch(builder.serve_connection_with_upgrades(
                                                 TokioIo::new(ExplainedErrors::new(
                                                     tls,
                                                     ErrorBody::Text,
                                                 )),
                                                 service,
-                                            ))
-                                            .await
+                                            )),
+                                        )
+                                        .await
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, "TLS handshake failed");
@@ -371,7 +378,12 @@ impl OwnConnection {
             Ended::HandOff { stream, read } => (stream, read),
         };
         let limit = Arc::new(StallLimit::default());
-        let downstream = self.downstream.clone().with_write_stall(Arc::clone(&limit));
+        let body_watch = Arc::new(BodyWatch::default());
+        let downstream = self
+            .downstream
+            .clone()
+            .with_write_stall(Arc::clone(&limit))
+            .with_body_watch(Arc::clone(&body_watch));
         let stream = WriteStall::new(stream, limit).holding(self.place.take());
         let service = HyperService(proxy_stack(Arc::new(Connection {
             shared: Arc::clone(&self.shared),
@@ -382,17 +394,30 @@ impl OwnConnection {
         let Some(watcher) = self.watcher.take() else {
             return;
         };
-        let result = Box::pin(watcher.watch(self.builder.serve_connection_with_upgrades(
-            TokioIo::new(ExplainedErrors::new(
-                Prefixed::new(read, stream),
-                ErrorBody::Text,
+        let result = Box::pin(watched(
+            &body_watch,
+            watcher.watch(self.builder.serve_connection_with_upgrades(
+                TokioIo::new(ExplainedErrors::new(
+                    Prefixed::new(read, stream),
+                    ErrorBody::Text,
+                )),
+                service,
             )),
-            service,
-        )))
+        ))
         .await;
         if let Err(error) = result {
             tracing::debug!(%error, "downstream connection ended with an error");
         }
+    }
+}
+
+/// Serves a connection with hyper, `watch` ending the bodies it streams
+/// over HTTP/2 at their deadlines meanwhile (see [`BodyWatch`]).
+async fn watched<F: Future>(watch: &BodyWatch, connection: F) -> F::Output {
+    tokio::select! {
+        biased;
+        served = connection => served,
+        never = watch.run() => match never {},
     }
 }
 

@@ -50,24 +50,39 @@ enum Behaviour {
     SlowBody,
 }
 
-/// A fake upstream speaking raw HTTP/1.1; counts the requests it reads.
+/// A fake upstream speaking raw HTTP/1.1; counts the requests it reads
+/// and the connections it saw end.
 struct RawUpstream {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
+}
+
+/// Counts a connection's end when dropped with the connection's task.
+struct CountsEnd(Arc<AtomicUsize>);
+
+impl Drop for CountsEnd {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 async fn raw_upstream(behaviour: Behaviour) -> RawUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&requests);
+    let ends = Arc::clone(&ended);
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
             let counter = Arc::clone(&counter);
+            let end = CountsEnd(Arc::clone(&ends));
             tokio::spawn(async move {
+                let _end = end;
                 let mut buf = vec![0u8; 8192];
                 let mut seen = Vec::new();
                 loop {
@@ -129,7 +144,11 @@ async fn raw_upstream(behaviour: Behaviour) -> RawUpstream {
             });
         }
     });
-    RawUpstream { addr, requests }
+    RawUpstream {
+        addr,
+        requests,
+        ended,
+    }
 }
 
 fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
@@ -292,6 +311,53 @@ async fn a_response_longer_than_the_request_timeout_is_cut_though_data_flows() {
     let out = rendered(&running.proxy);
     let want = "weir_upstream_errors_total{route=\"web\",role=\"stable\",kind=\"timeout\"} 1";
     assert!(out.contains(want), "missing {want} in\n{out}");
+}
+
+#[tokio::test]
+async fn an_http2_client_that_shuts_its_window_holds_the_upstream_no_longer_than_the_deadline() {
+    // hyper's server asks for the body only while the client's window is
+    // open: the deadline must cut the exchange without that.
+    let upstream = raw_upstream(Behaviour::Drip).await;
+    let timeouts = Timeouts {
+        request: Duration::from_millis(500),
+        idle: Duration::from_secs(30),
+        ..Timeouts::default()
+    };
+    let running = start(
+        snapshot(&[upstream.addr], timeouts),
+        ServeOptions::default(),
+    )
+    .await;
+    let stream = TcpStream::connect(running.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://test/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = tokio::time::timeout(DEADLINE, sender.send_request(req))
+        .await
+        .expect("a response head in time")
+        .expect("a response head");
+    assert_eq!(response.status(), 200);
+
+    // The body is never read, and the stream's window never opens.
+    wait_for_errors(&running.proxy, 1).await;
+    let out = rendered(&running.proxy);
+    let want = "weir_upstream_errors_total{route=\"web\",role=\"stable\",kind=\"timeout\"} 1";
+    assert!(out.contains(want), "missing {want} in\n{out}");
+    tokio::time::timeout(DEADLINE, async {
+        while upstream.ended.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the upstream connection is closed at the deadline");
+    drop(response);
 }
 
 #[tokio::test]
