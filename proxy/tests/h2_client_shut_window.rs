@@ -1,0 +1,145 @@
+//! HTTP/2 clients that shut their stream's flow-control window (send no
+//! `WINDOW_UPDATE`) in front of an `h2c` upstream, on real loopback
+//! sockets: hyper's server stops asking weir for their bodies, yet each
+//! upstream stream is reset at the request's deadline, so the data the
+//! upstream sent for it stops holding the shared upstream connection's
+//! window, and another client's answer on that connection comes whole.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use weir_proxy::Role;
+
+#[allow(dead_code, reason = "only the proxy's start is used here")]
+mod h2_relay;
+mod support;
+
+/// Generous bound for anything that should happen promptly.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The requests' timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Clients that shut their window: with hyper's client windows (2 MiB per
+/// stream, 5 MiB per connection) their unread streams would fill the
+/// upstream connection's window.
+const STALLED_CLIENTS: usize = 3;
+
+/// The size of `/sized`: more than the upstream connection's window left
+/// while the stalled streams held theirs.
+const SIZED: usize = 3 * 1024 * 1024;
+
+/// An `h2c` server: `/endless` streams 64 KiB frames for as long as it is
+/// read, anything else answers [`SIZED`] bytes.
+async fn h2_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let body: BoxBody<Bytes, Infallible> = if req.uri().path() == "/endless" {
+                            let frames = futures_util::stream::repeat_with(|| {
+                                Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+                                    &[b'x'; 65_536],
+                                )))
+                            });
+                            StreamBody::new(frames).boxed()
+                        } else {
+                            Full::new(Bytes::from(vec![b'y'; SIZED])).boxed()
+                        };
+                        Ok::<_, Infallible>(Response::new(body))
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn streams_of_clients_that_shut_their_window_are_reset_upstream_at_the_deadline() {
+    let upstream = h2_upstream().await;
+    let weir = h2_relay::start_weir(upstream, REQUEST_TIMEOUT).await;
+
+    let mut held = Vec::new();
+    for _ in 0..STALLED_CLIENTS {
+        let stream = TcpStream::connect(weir.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get("http://test/endless")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = tokio::time::timeout(DEADLINE, sender.send_request(req))
+            .await
+            .expect("a response head in time")
+            .expect("a response head");
+        assert_eq!(response.status(), 200);
+        // Kept, its body never read: the stream's window stays shut.
+        held.push((sender, response));
+    }
+
+    // Each is cut at its deadline though hyper never asks for its body.
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let counts = weir
+                .proxy
+                .metrics()
+                .get("web", Role::Stable)
+                .map(|m| m.counts());
+            if counts.is_some_and(|c| c.errors >= STALLED_CLIENTS as u64) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every stalled stream counted as a timeout at its deadline");
+
+    // Their streams were reset: the shared upstream connection's window
+    // is free for another client's answer, which comes whole in time.
+    let stream = TcpStream::connect(weir.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/sized")
+        .header("host", "test")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = tokio::time::timeout(DEADLINE, sender.send_request(req))
+        .await
+        .expect("a response head in time")
+        .expect("a response head");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(DEADLINE, response.into_body().collect())
+        .await
+        .expect("the body in time")
+        .expect("the whole body, not cut at the deadline")
+        .to_bytes();
+    assert_eq!(body.len(), SIZED);
+    drop(held);
+}
