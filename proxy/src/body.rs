@@ -2,6 +2,7 @@
 //! through (returning its connection to the pool once fully read), or a short
 //! body made by weir itself.
 
+use std::collections::VecDeque;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -52,7 +53,8 @@ pub struct UpstreamBody {
     /// The answer is a 2xx: the upstream took the request, and may still be
     /// reading its body when the answer ends.
     accepted: bool,
-    in_flight: InFlight,
+    /// `None` once [`BodyWatch`] let go of the upstream exchange.
+    in_flight: Option<InFlight>,
     /// The body ended cleanly (hyper's `is_end_stream` is only true for a
     /// known length, so chunked bodies are tracked here).
     done: bool,
@@ -66,8 +68,13 @@ pub struct UpstreamBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// The request's counters, until it is counted.
     account: Option<ResponseAccount>,
-    /// A frame read before the head was answered, sent first.
-    first: Option<Frame<Bytes>>,
+    /// Frames read but not yet sent, sent first: one read before the head
+    /// was answered, or those [`BodyWatch`] found the upstream had sent.
+    held: VecDeque<Frame<Bytes>>,
+    /// A frame went downstream since the body last waited on the upstream:
+    /// hyper has yet to ask for the next, so it is the client (its
+    /// flow-control window) the body waits on, not the upstream.
+    waits_on_downstream: bool,
 }
 
 /// Where and how a proxied response is counted once its body ends.
@@ -141,14 +148,16 @@ impl ProxyBody {
             sender,
             upload,
             accepted: (200..300).contains(&account.code),
-            in_flight,
+            in_flight: Some(in_flight),
             done: false,
             idle_timeout: limits.idle,
             request_timeout: limits.request,
             deadline: limits.deadline,
             timer: None,
             account: Some(account),
-            first: None,
+            held: VecDeque::new(),
+            // Not asked for yet: the client's window is first.
+            waits_on_downstream: true,
         })
     }
 
@@ -156,7 +165,7 @@ impl ProxyBody {
     /// ends at its deadline whether or not hyper polls it; a body made by
     /// weir is returned as it is.
     #[must_use]
-    pub fn watched_by(self, watch: &BodyWatch) -> ProxyBody {
+    pub fn watched_by(self, watch: &Arc<BodyWatch>) -> ProxyBody {
         match self {
             ProxyBody::Upstream(up) => watch.watch(up),
             other => other,
@@ -169,7 +178,7 @@ impl ProxyBody {
     pub fn with_first_frame(mut self, first: Option<Frame<Bytes>>) -> ProxyBody {
         if let ProxyBody::Upstream(up) = &mut self {
             match first {
-                Some(frame) => up.first = Some(frame),
+                Some(frame) => up.held.push_back(frame),
                 None => up.done = true,
             }
         }
@@ -214,7 +223,7 @@ impl Body for ProxyBody {
 
 impl UpstreamBody {
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && (self.done || self.upstream_ended())
+        self.held.is_empty() && (self.done || self.upstream_ended())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -231,12 +240,14 @@ impl UpstreamBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if let Some(frame) = self.first.take() {
+        if let Some(frame) = self.held.pop_front() {
+            self.waits_on_downstream = true;
             return Poll::Ready(Some(Ok(frame)));
         }
         if self.done {
             return Poll::Ready(None);
         }
+        self.waits_on_downstream = false;
         let Some(body) = self.body.as_mut() else {
             // Let go of at the deadline by the connection's watch, which
             // counted it.
@@ -267,6 +278,7 @@ impl UpstreamBody {
                         .as_mut()
                         .reset((now + self.idle_timeout).min(self.deadline));
                 }
+                self.waits_on_downstream = true;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
@@ -286,7 +298,7 @@ impl UpstreamBody {
                     .upload
                     .as_ref()
                     .is_some_and(|upload| upload.client_failed());
-                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), %error, client_failed, "upstream body broken");
+                tracing::debug!(endpoint = %self.endpoint_addr(), %error, client_failed, "upstream body broken");
                 self.close_connection();
                 if client_failed {
                     // Counted as a client that left (a gRPC call as
@@ -313,7 +325,7 @@ impl UpstreamBody {
                     }
                     return Poll::Ready(Some(Err(self.cut_at_deadline())));
                 }
-                tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?idle, client_stalled = self.waits_on_client(), "upstream body stalled");
+                tracing::debug!(endpoint = %self.endpoint_addr(), timeout = ?idle, client_stalled = self.waits_on_client(), "upstream body stalled");
                 // The connection is mid-response: never reuse it.
                 self.close_connection();
                 let failure = self.stall_failure();
@@ -346,7 +358,7 @@ impl UpstreamBody {
     /// Ends a gRPC call at its deadline with DEADLINE_EXCEEDED trailers, as
     /// a gRPC client expects, rather than a reset stream.
     fn grpc_deadline_trailers(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
+        tracing::debug!(endpoint = %self.endpoint_addr(), timeout = ?self.request_timeout, "gRPC call exceeded its deadline");
         self.close_connection();
         self.done = true;
         if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
@@ -359,33 +371,113 @@ impl UpstreamBody {
     }
 
     fn cut_at_deadline(&mut self) -> BodyError {
-        tracing::debug!(endpoint = %self.in_flight.endpoint().addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
+        tracing::debug!(endpoint = %self.endpoint_addr(), timeout = ?self.request_timeout, "upstream response exceeded the request timeout");
         self.close_connection();
         let failure = self.stall_failure();
         self.count(failure);
         ResponseDeadline(self.request_timeout).into()
     }
 
-    /// Ends the exchange at its deadline on behalf of a client that
-    /// stopped taking the body (see [`BodyWatch`]): the upstream connection
-    /// or stream is let go of and the request counted as at the deadline;
-    /// the client gets the end when it takes more (a gRPC call its
-    /// DEADLINE_EXCEEDED trailers, anything else a reset stream).
+    /// The endpoint the exchange went to (unspecified once [`BodyWatch`]
+    /// let go of it).
+    fn endpoint_addr(&self) -> std::net::SocketAddr {
+        self.in_flight
+            .as_ref()
+            .map_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |in_flight| {
+                in_flight.endpoint().addr()
+            })
+    }
+
+    /// Ends the upstream exchange at its deadline while hyper does not ask
+    /// for the body (see [`BodyWatch`]). What the upstream already sent is
+    /// kept for the client: an answer whose end came is not cut, its
+    /// connection goes back to the pool. Otherwise the upstream connection
+    /// is closed, or its stream reset, and the client gets the end when it
+    /// next takes the body: a gRPC call DEADLINE_EXCEEDED trailers after
+    /// what came, anything else a reset stream. Cut while a frame waited
+    /// for the client's window, the request is counted as one its client
+    /// left (the window is the client's), not as the upstream's timeout.
     fn expire(&mut self) {
         if self.done || self.body.is_none() {
             return;
         }
-        if self.is_grpc_call() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while let Some(body) = self.body.as_mut() {
+            match Pin::new(body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        self.note_grpc_status(trailers);
+                    }
+                    let ends = frame.is_trailers() || self.upstream_ended();
+                    self.held.push_back(frame);
+                    self.waits_on_downstream = true;
+                    if ends {
+                        self.done = true;
+                    }
+                }
+                Poll::Ready(None) => self.done = true,
+                Poll::Ready(Some(Err(_))) | Poll::Pending => break,
+            }
+            if self.done {
+                self.count(None);
+                self.release_upstream();
+                self.in_flight = None;
+                return;
+            }
+        }
+        tracing::debug!(endpoint = %self.endpoint_addr(), timeout = ?self.request_timeout, waits_on_client = self.waits_on_downstream, "response not taken by its HTTP/2 client within the request timeout");
+        self.close_connection();
+        let grpc = self.is_grpc_call();
+        if self.waits_on_downstream {
+            // Counted first: a call without a status as CANCELLED.
+            self.count_ended(None, true);
+            if grpc {
+                self.held.push_back(Frame::trailers(
+                    crate::grpc::deadline_during_answer_trailers(),
+                ));
+                self.done = true;
+            }
+        } else if grpc {
             if let Poll::Ready(Some(Ok(trailers))) = self.grpc_deadline_trailers() {
-                self.first = Some(trailers);
+                self.held.push_back(trailers);
             }
         } else {
             let _ = self.cut_at_deadline();
         }
         // Dropped, an HTTP/2 upstream's stream is reset, and what it had
-        // sent no longer holds the connection's window; an HTTP/1.1
-        // upstream's connection was closed above.
+        // sent no longer holds the connection's window.
         self.body = None;
+        self.in_flight = None;
+    }
+
+    /// Hands the upstream connection back, or closes it, once the answer
+    /// is done with: only a connection whose exchange ended whole, its
+    /// response read to the end and its request body sent, may carry the
+    /// next request.
+    fn release_upstream(&mut self) {
+        let uploading = self.upload.as_ref().is_some_and(|upload| !upload.ended());
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        let whole = self.done || self.upstream_ended();
+        if whole && !uploading {
+            if let Some(in_flight) = &self.in_flight {
+                in_flight.endpoint().put_idle(sender);
+            }
+        } else if whole && self.accepted {
+            // The upstream took the request and answered before reading
+            // all of it (an ingest endpoint's `202`): the connection
+            // sends the rest, then closes, with no sender left; but no
+            // later than the request's deadline, nor after the client
+            // left it silent for the idle timeout.
+            sender.release_until(self.deadline, self.upload.take(), self.idle_timeout);
+        } else if uploading {
+            // A refusal (a 413), or an answer cut short: no more of the
+            // body goes.
+            sender.abort();
+        }
+        // Otherwise dropped: the client left mid-answer, and the
+        // connection ends by itself, as hyper closes it.
     }
 
     /// Whether the answer waits on the client: the upload beside it took
@@ -467,29 +559,7 @@ impl Drop for UpstreamBody {
         // counted with the code it was sent with.
         let dropped = !(self.done || self.upstream_ended());
         self.count_ended(None, dropped);
-        // Only a connection whose exchange ended whole, its response read
-        // to the end and its request body sent, may carry the next request;
-        // any other is closed.
-        let uploading = self.upload.as_ref().is_some_and(|upload| !upload.ended());
-        if let Some(sender) = self.sender.take() {
-            let whole = self.done || self.upstream_ended();
-            if whole && !uploading {
-                self.in_flight.endpoint().put_idle(sender);
-            } else if whole && self.accepted {
-                // The upstream took the request and answered before reading
-                // all of it (an ingest endpoint's `202`): the connection
-                // sends the rest, then closes, with no sender left; but no
-                // later than the request's deadline, nor after the client
-                // left it silent for the idle timeout.
-                sender.release_until(self.deadline, self.upload.take(), self.idle_timeout);
-            } else if uploading {
-                // A refusal (a 413), or an answer cut short: no more of the
-                // body goes.
-                sender.abort();
-            }
-            // Otherwise dropped: the client left mid-answer, and the
-            // connection ends by itself, as hyper closes it.
-        }
+        self.release_upstream();
     }
 }
 
@@ -512,14 +582,20 @@ fn lock(body: &Mutex<UpstreamBody>) -> std::sync::MutexGuard<'_, UpstreamBody> {
 /// itself would have.
 ///
 /// Registering costs a lock and a push; the list is purged of ended bodies
-/// as it grows (so it holds at most about twice the bodies in flight), and
-/// the watch wakes only at the earliest deadline, or when a body with an
-/// earlier one arrives.
+/// as it grows (so it holds at most about twice the bodies in flight). The
+/// watch's task starts with the connection's first watched body (an
+/// HTTP/1 connection never has one, and pays for no task), wakes only at
+/// the earliest deadline or when a body with an earlier one arrives, and
+/// is stopped by the connection's [`EndsWatch`].
 #[derive(Debug, Default)]
 pub struct BodyWatch {
     watched: Mutex<Watched>,
     earlier: tokio::sync::Notify,
 }
+
+/// Stops a [`BodyWatch`]'s task when dropped with its connection.
+#[derive(Debug)]
+pub struct EndsWatch(Arc<BodyWatch>);
 
 /// The bodies a [`BodyWatch`] follows.
 #[derive(Debug, Default)]
@@ -530,13 +606,22 @@ struct Watched {
     /// The earliest deadline the watch sleeps until; `None` when it sleeps
     /// until a body comes.
     wakes_at: Option<Instant>,
+    /// The watch's task, once started.
+    task: Option<tokio::task::AbortHandle>,
 }
 
 // === impl BodyWatch ===
 
 impl BodyWatch {
+    /// A watch for one connection, and what stops it when the connection
+    /// ends.
+    pub fn for_connection() -> (Arc<BodyWatch>, EndsWatch) {
+        let watch = Arc::new(BodyWatch::default());
+        (Arc::clone(&watch), EndsWatch(watch))
+    }
+
     /// Shares `body` with the watch.
-    fn watch(&self, body: UpstreamBody) -> ProxyBody {
+    fn watch(self: &Arc<Self>, body: UpstreamBody) -> ProxyBody {
         let deadline = body.deadline;
         let body = Arc::new(Mutex::new(body));
         let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
@@ -545,6 +630,10 @@ impl BodyWatch {
             watched.kept = watched.bodies.len();
         }
         watched.bodies.push((deadline, Arc::downgrade(&body)));
+        if watched.task.is_none() {
+            let watch = Arc::clone(self);
+            watched.task = Some(tokio::spawn(async move { watch.run().await }).abort_handle());
+        }
         if watched.wakes_at.is_none_or(|at| deadline < at) {
             watched.wakes_at = Some(deadline);
             drop(watched);
@@ -553,9 +642,8 @@ impl BodyWatch {
         ProxyBody::Watched(body)
     }
 
-    /// Ends each watched body at its deadline; runs beside the connection
-    /// and is dropped with it.
-    pub async fn run(&self) -> std::convert::Infallible {
+    /// Ends each watched body at its deadline, until stopped.
+    async fn run(&self) {
         let mut due = Vec::new();
         loop {
             let wakes_at = {
@@ -587,6 +675,23 @@ impl BodyWatch {
                 }
                 None => self.earlier.notified().await,
             }
+        }
+    }
+}
+
+// === impl EndsWatch ===
+
+impl Drop for EndsWatch {
+    fn drop(&mut self) {
+        let task = self
+            .0
+            .watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .task
+            .take();
+        if let Some(task) = task {
+            task.abort();
         }
     }
 }

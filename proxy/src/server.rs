@@ -251,7 +251,7 @@ impl Proxy {
                             return;
                         }
                         let limit = Arc::new(StallLimit::default());
-                        let body_watch = Arc::new(BodyWatch::default());
+                        let (body_watch, _ends_watch) = BodyWatch::for_connection();
                         let downstream = downstream
                             .with_write_stall(Arc::clone(&limit))
                             .with_body_watch(Arc::clone(&body_watch));
@@ -260,14 +260,12 @@ impl Proxy {
                             HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
                         let result = match acceptor {
                             None => {
-                                watched(
-                                    &body_watch,
-                                    watcher.watch(builder.serve_connection_with_upgrades(
+                                watcher
+                                    .watch(builder.serve_connection_with_upgrades(
                                         TokioIo::new(ExplainedErrors::new(stream, ErrorBody::Text)),
                                         service,
-                                    )),
-                                )
-                                .await
+                                    ))
+                                    .await
                             }
                             Some(acceptor) => {
                                 match tokio::time::timeout(
@@ -277,17 +275,15 @@ impl Proxy {
                                 .await
                                 {
                                     Ok(Ok(tls)) => {
-                                        watched(
-                                            &body_watch,
-                                            watcher.watch(builder.serve_connection_with_upgrades(
+                                        watcher
+                                            .watch(builder.serve_connection_with_upgrades(
                                                 TokioIo::new(ExplainedErrors::new(
                                                     tls,
                                                     ErrorBody::Text,
                                                 )),
                                                 service,
-                                            )),
-                                        )
-                                        .await
+                                            ))
+                                            .await
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, "TLS handshake failed");
@@ -378,7 +374,7 @@ impl OwnConnection {
             Ended::HandOff { stream, read } => (stream, read),
         };
         let limit = Arc::new(StallLimit::default());
-        let body_watch = Arc::new(BodyWatch::default());
+        let (body_watch, _ends_watch) = BodyWatch::for_connection();
         let downstream = self
             .downstream
             .clone()
@@ -394,30 +390,17 @@ impl OwnConnection {
         let Some(watcher) = self.watcher.take() else {
             return;
         };
-        let result = Box::pin(watched(
-            &body_watch,
-            watcher.watch(self.builder.serve_connection_with_upgrades(
-                TokioIo::new(ExplainedErrors::new(
-                    Prefixed::new(read, stream),
-                    ErrorBody::Text,
-                )),
-                service,
+        let result = Box::pin(watcher.watch(self.builder.serve_connection_with_upgrades(
+            TokioIo::new(ExplainedErrors::new(
+                Prefixed::new(read, stream),
+                ErrorBody::Text,
             )),
-        ))
+            service,
+        )))
         .await;
         if let Err(error) = result {
             tracing::debug!(%error, "downstream connection ended with an error");
         }
-    }
-}
-
-/// Serves a connection with hyper, `watch` ending the bodies it streams
-/// over HTTP/2 at their deadlines meanwhile (see [`BodyWatch`]).
-async fn watched<F: Future>(watch: &BodyWatch, connection: F) -> F::Output {
-    tokio::select! {
-        biased;
-        served = connection => served,
-        never = watch.run() => match never {},
     }
 }
 
