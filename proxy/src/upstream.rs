@@ -355,8 +355,8 @@ impl Endpoint {
     }
 
     /// A pooled raw connection of weir's own HTTP/1 path that is still
-    /// open and silent, if any.
-    pub fn take_raw_idle(&self) -> Option<TcpStream> {
+    /// open and silent at `now`, if any.
+    pub fn take_raw_idle(&self, now: Instant) -> Option<TcpStream> {
         let mut idle = self
             .raw_idle
             .lock()
@@ -371,7 +371,7 @@ impl Endpoint {
                     let mut probe = [0u8; 1];
                     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
                 };
-            if silent && since.elapsed() < IDLE_TIMEOUT {
+            if silent && now.saturating_duration_since(since) < IDLE_TIMEOUT {
                 return Some(stream);
             }
         }
@@ -379,17 +379,17 @@ impl Endpoint {
     }
 
     /// Returns a raw connection whose last exchange was read cleanly to its
-    /// end, with nothing after it.
-    pub fn put_raw_idle(&self, stream: TcpStream) {
+    /// end, with nothing after it, at `now`.
+    pub fn put_raw_idle(&self, stream: TcpStream, now: Instant) {
         let mut idle = self
             .raw_idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if idle.len() >= MAX_IDLE_PER_ENDPOINT {
-            idle.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+            idle.retain(|(_, since)| now.saturating_duration_since(*since) < IDLE_TIMEOUT);
         }
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push((stream, Instant::now()));
+            idle.push((stream, now));
         }
     }
 
