@@ -314,6 +314,9 @@ impl Conn<'_, '_> {
                     }
                 } else {
                     let started = Instant::now();
+                    // A later keep-alive wait counts from this request's
+                    // answer, whoever makes it (a local 404 sets none).
+                    self.answered_at = None;
                     // The header array ends with this block, before any
                     // await: it is not kept in the connection's future.
                     let planned = {
@@ -337,11 +340,7 @@ impl Conn<'_, '_> {
                             self.refuse(refusal).await;
                             return Err(Next::Close);
                         }
-                        Planned::Forward(plan) => {
-                            // A later wait counts from this request's answer.
-                            self.answered_at = None;
-                            return Ok(Some(plan));
-                        }
+                        Planned::Forward(plan) => return Ok(Some(plan)),
                         Planned::HandOff => return Err(Next::HandOff),
                         Planned::NoRoute {
                             text,
@@ -512,6 +511,7 @@ impl Conn<'_, '_> {
             false,
         )
         .await
+        .map(drop)
     }
 
     /// Forwards the planned request and streams the answer back.
@@ -964,7 +964,7 @@ impl Conn<'_, '_> {
                 && !uploading
                 && self.closing == Closing::Close
                 && self.buffers.from_client.is_empty();
-            if write_client(
+            match write_client(
                 &mut self.timer,
                 &mut self.client,
                 &self.buffers.to_client,
@@ -972,15 +972,20 @@ impl Conn<'_, '_> {
                 hold_for_close,
             )
             .await
-            .is_err()
             {
-                // The client left, or stopped reading: counted with the
-                // code it was sent.
-                if !counted {
-                    metrics.record(code, plan.started.elapsed());
+                Err(_) => {
+                    // The client left, or stopped reading: counted with the
+                    // code it was sent.
+                    if !counted {
+                        metrics.record(code, plan.started.elapsed());
+                    }
+                    self.closing = Closing::Close;
+                    return Next::Close;
                 }
-                self.closing = Closing::Close;
-                return Next::Close;
+                // The keep-alive wait runs from when the client had the
+                // whole answer: after a wait for it, not from the count.
+                Ok(Waited::Yes) => self.answered_at = None,
+                Ok(Waited::No) => {}
             }
             self.buffers.to_client.clear();
             if matches!(body, BodyLeft::Done) {
@@ -1667,6 +1672,15 @@ fn is_reset(error: &std::io::Error) -> bool {
     )
 }
 
+/// Whether a write to the client had to wait for room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    /// The socket took the bytes at once.
+    No,
+    /// The client took them only after a wait.
+    Yes,
+}
+
 /// Writes all of `bytes` to the client. A client that takes none of them
 /// for `stall` (it stopped reading, its window is shut) is reset rather
 /// than waited for: the answer's upstream connection and buffers are not
@@ -1677,12 +1691,15 @@ async fn write_client(
     mut bytes: &[u8],
     stall: Duration,
     hold_for_close: bool,
-) -> std::io::Result<()> {
+) -> std::io::Result<Waited> {
     // Most answers fit in the socket's buffer: one write, no clock or timer.
     match client.try_write(bytes, hold_for_close) {
         Ok(written) => bytes = &bytes[written..],
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
         Err(error) => return Err(error),
+    }
+    if bytes.is_empty() {
+        return Ok(Waited::No);
     }
     while !bytes.is_empty() {
         let deadline = tokio::time::Instant::now() + stall;
@@ -1701,7 +1718,7 @@ async fn write_client(
             }
         }
     }
-    Ok(())
+    Ok(Waited::Yes)
 }
 
 /// Moves what `input` holds of the body into `out` (chunk data re-framed
