@@ -51,33 +51,23 @@ pub fn main(args: RunArgs, log_format: LogFormat) -> ExitCode {
     // worker cannot hand work to an idle one), which shows in p99. On one
     // CPU (the shared peer harness, weir alone on CPU 1, `ka` and `sticky`)
     // the multi-threaded runtime has one worker, and the process three
-    // threads (main, worker, the blocking pool's). A measurement of the
-    // whole process on a current-thread runtime found it slower: 15.7 and
-    // 15.1 µs per request against 15.1 and 14.2 µs, though it ran 3 %
-    // fewer user-space instructions (callgrind, 17,765 against 18,350);
-    // its blocking pool still kept a thread, so the process was still
-    // multi-threaded. With one CPU, weir now runs on one thread: a
-    // current-thread runtime, and a blocking pool whose thread ends 1 ms
-    // after each use (the config file's poll and the state directory's
-    // check, every 250 and 100 ms). A single-threaded process spares the
-    // kernel the atomic reference counts on every socket call (`fdget`
-    // and `fput`: 1.5 % of the proxy's CPU against 0.7 % for HAProxy,
-    // `perf record`). Ten interleaved 8 s `ka` runs, weir alone on CPU 1:
-    // 8.78 against 8.85 µs per request (means; the runtime was the one
-    // change, and won 7 of 10; an earlier ten with a 20 ms keep-alive, 8.48
-    // against 8.55, won 8).
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1);
-    let built = if one_cpu {
-        // One thread; the blocking pool's ends between uses (see above).
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_keep_alive(Duration::from_millis(1))
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    };
+    // threads (main, worker, the blocking pool's, kept warm by the config
+    // file's poll every 250 ms). A single-threaded process would spare the
+    // kernel the atomic reference counts on every socket call (`fdget` and
+    // `fput`: 1.5 % of the proxy's CPU against 0.7 % for HAProxy, `perf
+    // record`). A current-thread runtime whose blocking pool's thread ends
+    // 1 ms after each use was measured: ten interleaved 8 s `ka` runs,
+    // weir alone on CPU 1, 8.78 against 8.85 µs per request (means; it won
+    // 7 of 10). Not kept: with the pool empty nearly all the time, a
+    // thread that cannot be made (`EAGAIN` from a pids limit the pod
+    // shares) panics the task that asked for it, where a warm pool thread
+    // takes the work, and the tasks that ask (the config watcher, the
+    // control loop) must not die for 1 %. An earlier measurement of a
+    // current-thread runtime with a warm pool thread found it slower: 15.7
+    // and 15.1 µs per request against 15.1 and 14.2 µs.
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
     let runtime = match built {
         Ok(runtime) => runtime,
         Err(error) => {
