@@ -83,23 +83,8 @@ async fn streams_of_clients_that_shut_their_window_are_reset_upstream_at_the_dea
 
     let mut held = Vec::new();
     for _ in 0..STALLED_CLIENTS {
-        let stream = TcpStream::connect(weir.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(0)
-            .handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = Request::get("http://test/endless")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let response = tokio::time::timeout(DEADLINE, sender.send_request(req))
-            .await
-            .expect("a response head in time")
-            .expect("a response head");
-        assert_eq!(response.status(), 200);
         // Kept, its body never read: the stream's window stays shut.
-        held.push((sender, response));
+        held.push(support::get_with_shut_window(weir.addr, "/endless").await);
     }
 
     // Each is cut at its deadline though hyper never asks for its body, and

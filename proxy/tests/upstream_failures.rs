@@ -23,7 +23,7 @@ use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
 use weir_proxy::{Proxy, Role, ServeOptions};
 
 mod support;
-use support::{closed_port, start};
+use support::{closed_port, get_with_shut_window, start};
 
 /// Generous bound for anything that should happen promptly.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -333,7 +333,7 @@ async fn an_http2_client_that_shuts_its_window_holds_the_upstream_no_longer_than
         ServeOptions::default(),
     )
     .await;
-    let response = get_with_shut_window(running.addr).await;
+    let response = get_with_shut_window(running.addr, "/").await;
 
     // The body is never read, and the stream's window never opens.
     tokio::time::timeout(DEADLINE, async {
@@ -374,7 +374,7 @@ async fn an_answer_whose_end_came_is_not_cut_though_its_http2_client_shut_its_wi
         ServeOptions::default(),
     )
     .await;
-    let response = get_with_shut_window(running.addr).await;
+    let response = get_with_shut_window(running.addr, "/").await;
     // Counted at the deadline, by the watch, as the whole answer it is.
     tokio::time::timeout(DEADLINE, async {
         loop {
@@ -406,33 +406,6 @@ async fn an_answer_whose_end_came_is_not_cut_though_its_http2_client_shut_its_wi
     let (status, body) = (response.status(), response.into_body());
     assert_eq!(status, 200);
     drop(body);
-}
-
-/// `GET /` through weir over HTTP/2 with a stream window of 0: the
-/// response head, whose body the client never takes.
-async fn get_with_shut_window(proxy: SocketAddr) -> hyper::Response<hyper::body::Incoming> {
-    let stream = TcpStream::connect(proxy).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(0)
-            .handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-    // The connection lives on after this returns, its client with it.
-    let client = sender.clone();
-    tokio::spawn(async move {
-        let _client = client;
-        let _ = conn.await;
-    });
-    let req = Request::get("http://test/")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = tokio::time::timeout(DEADLINE, sender.send_request(req))
-        .await
-        .expect("a response head in time")
-        .expect("a response head");
-    assert_eq!(response.status(), 200);
-    response
 }
 
 #[tokio::test]

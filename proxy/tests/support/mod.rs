@@ -64,3 +64,38 @@ pub(crate) async fn start(snapshot: Snapshot, options: ServeOptions) -> Running 
         _publisher: publisher,
     }
 }
+
+/// `GET path` through the proxy at `proxy` over HTTP/2 with a stream
+/// window of 0: the response head, whose body the client never takes (the
+/// stream's window stays shut). The connection lives on after this
+/// returns, its client with it.
+pub(crate) async fn get_with_shut_window(
+    proxy: SocketAddr,
+    path: &str,
+) -> hyper::Response<hyper::body::Incoming> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let stream = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect proxy");
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("client handshake");
+    let client = sender.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get(format!("http://test{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("a request");
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(req))
+            .await
+            .expect("a response head in time")
+            .expect("a response head");
+    assert_eq!(response.status(), 200);
+    response
+}
