@@ -6,8 +6,8 @@
 //! process handle without holding the control lock across a write
 //! ([`transitions`]). Every transition is persisted
 //! through a [`StateStore`](crate::persist::StateStore) before it is acted
-//! on, on tokio's blocking pool (the fsyncs never stall the runtime threads
-//! that serve traffic).
+//! on, off the runtime (see [`crate::off_runtime`]: the fsyncs never stall
+//! the runtime threads that serve traffic).
 
 pub mod cluster_routes;
 pub mod control_loop;

@@ -17,6 +17,7 @@ mod fixtures;
 pub mod load;
 pub mod messages;
 pub mod notifications;
+pub mod off_runtime;
 pub mod persist;
 pub mod process;
 pub mod reload;

@@ -559,10 +559,10 @@ async fn look_up(hosts: &[&str]) -> HashMap<String, Lookup> {
 async fn look_up_one(name: String) -> (String, Lookup) {
     // The port is needed by the call only; the answer's addresses are the
     // same for every port.
-    let lookup = tokio::net::lookup_host((name.as_str(), 0));
+    let lookup = crate::off_runtime::look_up(name.clone(), 0);
     let found = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
         Ok(Ok(addrs)) => {
-            let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            let mut ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
             ips.sort_unstable();
             ips.dedup();
             Lookup::Found(ips)

@@ -5,8 +5,8 @@
 //! point leaves either the old or the new state, never a torn one.
 //!
 //! Stores block (files, the Kubernetes API); the controller calls them
-//! through [`save_off_runtime`] and [`load_off_runtime`], on tokio's
-//! blocking pool, never on the runtime threads that serve traffic; a batch
+//! through [`save_off_runtime`] and [`load_off_runtime`], off the runtime
+//! ([`crate::off_runtime`]), never on the threads that serve traffic; a batch
 //! writes the states of different routes concurrently.
 
 use std::collections::BTreeMap;
@@ -403,7 +403,7 @@ pub fn save(state_dir: &Path, state: &RolloutState) -> io::Result<()> {
 /// How many routes' states [`save_off_runtime`] writes at once.
 pub const CONCURRENT_SAVES: usize = 8;
 
-/// Writes each of `states` to `store` on tokio's blocking pool: the fsyncs
+/// Writes each of `states` to `store` off the runtime: the fsyncs
 /// and API requests never stall the runtime threads that serve traffic.
 /// Returns one result per state, in the same order; the caller acts on a
 /// state only after its write succeeded.
@@ -448,7 +448,7 @@ pub async fn save_off_runtime(
         let store = Arc::clone(&store);
         async move {
             let indices: Vec<usize> = chain.iter().map(|(index, _)| *index).collect();
-            let written = tokio::task::spawn_blocking(move || {
+            let written = crate::off_runtime::run(move || {
                 chain
                     .iter()
                     .map(|(index, state)| (*index, store.save(state)))
@@ -457,8 +457,8 @@ pub async fn save_off_runtime(
             .await;
             match written {
                 Ok(results) => results,
-                // The writing task panicked or was cancelled: no write of
-                // this route can be trusted.
+                // The writer could not start or panicked: no write of this
+                // route can be trusted.
                 Err(error) => indices
                     .into_iter()
                     .map(|index| {
@@ -485,9 +485,9 @@ pub async fn save_off_runtime(
         .collect()
 }
 
-/// Reads the state of `route` from `store`, on tokio's blocking pool.
+/// Reads the state of `route` from `store`, off the runtime.
 pub async fn load_off_runtime(store: Arc<dyn StateStore>, route: String) -> Stored {
-    tokio::task::spawn_blocking(move || store.load(&route))
+    crate::off_runtime::run(move || store.load(&route))
         .await
         .unwrap_or_else(|error| Stored::Unreadable(format!("the state reader failed: {error}")))
 }

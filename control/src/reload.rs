@@ -153,14 +153,14 @@ async fn attempt(process: &Process, trigger: Trigger) -> (Result<Outcome, Diagno
     let _reloading = process.reloading.lock().await;
     // Reading and resolving (DNS can take seconds) happen before the control
     // state is locked, so the control loop and the admin API never wait on them.
-    // The file and the TLS keys are read on the blocking pool, never on a
-    // runtime thread that serves traffic.
+    // The file and the TLS keys are read off the runtime, never on a thread
+    // that serves traffic.
     let path = process.config_path.clone();
     // A process that follows a cluster keeps doing so (the kubernetes block
     // is read at startup only): a file without the block may have no routes.
     let kubernetes = process.cluster.get().is_some();
     // What was read is kept as the watcher reads it, to be compared.
-    let (read, loaded) = tokio::task::spawn_blocking(move || match load::read_file(&path) {
+    let (read, loaded) = crate::off_runtime::run(move || match load::read_file(&path) {
         Ok(bytes) => (Ok(bytes.clone()), load_guarded(&path, bytes, kubernetes)),
         Err(error) => (
             Err(error.to_string()),
@@ -299,10 +299,10 @@ async fn adopt(
     Ok(Some(process.publisher.publish(control.snapshot())))
 }
 
-/// The config file as it is now, read on the blocking pool; `None` while
-/// there is none (an editor may remove it before writing it again).
+/// The config file as it is now, read off the runtime; `None` while there
+/// is none (an editor may remove it before writing it again).
 async fn read_now(path: PathBuf) -> Option<Contents> {
-    let read = tokio::task::spawn_blocking(move || load::read_file(&path)).await;
+    let read = crate::off_runtime::run(move || load::read_file(&path)).await;
     match read {
         Ok(Ok(bytes)) => Some(Ok(bytes)),
         Ok(Err(load::ReadError::Io { source, .. }))

@@ -203,18 +203,25 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
         .with_context(|| format!("admin API on {}", config.admin.address))?;
 
     let forwarding = forwarding_path()?;
-    let control =
-        match ControlState::restore_beside(loaded, resolved, cluster_store, clock.now_ms()) {
-            Ok(control) => control,
-            // A config behind a promotion is refused as a reload would be.
-            Err(RestoreError::Config(diagnostics)) => {
-                return Err(config_errors(&config_path, &diagnostics));
-            }
-            Err(RestoreError::State(problems)) => {
-                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
-            }
-        };
+    // Off the runtime: the store may wait for a task of the runtime (the
+    // cluster's status writes), which must not need the waiting thread.
+    let now = clock.now_ms();
+    let restored = crate::off_runtime::run(move || {
+        ControlState::restore_beside(loaded, resolved, cluster_store, now)
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("cannot restore the rollout state: {error}"))?;
+    let control = match restored {
+        Ok(control) => control,
+        // A config behind a promotion is refused as a reload would be.
+        Err(RestoreError::Config(diagnostics)) => {
+            return Err(config_errors(&config_path, &diagnostics));
+        }
+        Err(RestoreError::State(problems)) => {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::bail!("cannot restore the rollout state:\n{}", list.join("\n"));
+        }
+    };
 
     let snapshot = control.snapshot();
     let (publisher, reader) = weir_config::channel(snapshot);

@@ -18,6 +18,8 @@ use weir_config::condition::{Value, parse_float};
 use weir_config::{PrometheusQuery, Provider, UpstreamTls, WebRequest};
 use weir_proxy::upstream::tls::UpstreamTlsError;
 
+use crate::off_runtime::Resolver;
+
 /// The clients every measurement uses (pooled): `http://` and `https://`
 /// verified against the system's roots, and one accepting any certificate
 /// for providers with `insecure: true`. The TLS settings are those of
@@ -25,10 +27,13 @@ use weir_proxy::upstream::tls::UpstreamTlsError;
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     /// Verifies certificates; `Err` says why it cannot (no system roots).
-    verified: Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, Arc<str>>,
+    verified: Result<PooledClient, Arc<str>>,
     /// Accepts any certificate (Argo's `insecure`).
-    insecure: Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, Arc<str>>,
+    insecure: Result<PooledClient, Arc<str>>,
 }
+
+/// One of [`HttpClient`]'s clients.
+type PooledClient = Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>;
 
 /// Largest answer read from a provider.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -58,7 +63,7 @@ pub fn client() -> HttpClient {
                 ),
                 other => Arc::from(format!("no TLS client: {other}")),
             })?;
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Resolver);
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(5)));

@@ -18,7 +18,7 @@
 //! after another write landed first) is decided again from the newer
 //! status; its Event went out already and is not sent a second time.
 //!
-//! [`StateStore`] is synchronous and called on tokio's blocking pool: the
+//! [`StateStore`] is synchronous and called off the runtime: the
 //! request runs as a task on the runtime whose handle the store keeps, and
 //! the calling thread waits for its answer (2 s at most). Waiting on a
 //! channel rather than `Handle::block_on` keeps a call from a runtime thread

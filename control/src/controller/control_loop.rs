@@ -77,7 +77,7 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 /// those that changed since.
 async fn write_lost_states_again(process: &Process) {
     let store = process.control.lock().await.store();
-    let lost = tokio::task::spawn_blocking(move || store.lost_states())
+    let lost = crate::off_runtime::run(move || store.lost_states())
         .await
         .unwrap_or(false);
     if lost {

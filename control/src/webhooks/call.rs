@@ -12,6 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::off_runtime::Resolver;
+
 /// The most of an answer's body read (and the first 200 bytes kept for the
 /// status message).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -22,7 +24,7 @@ const SHOWN_BODY_BYTES: usize = 200;
 /// (its connections are pooled).
 #[derive(Clone, Debug)]
 pub struct HookClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
 }
 
 /// How one call ended, after its retries.
@@ -80,7 +82,7 @@ impl HookClient {
                 }
             }
         };
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Resolver);
         http.enforce_http(false);
         http.set_nodelay(true);
         let connector = builder.https_or_http().enable_http1().wrap_connector(http);

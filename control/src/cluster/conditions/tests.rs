@@ -324,7 +324,7 @@ mod against_the_api {
     }
 
     /// A state write recorded while a problem write reads the status (the
-    /// state writes run on the blocking pool, beside the status writer)
+    /// state writes run off the runtime, beside the status writer)
     /// must never leave the problem write with the conditions of one object
     /// and the `resourceVersion` of the next: its precondition would pass
     /// and its list would replace the conditions the state write made.

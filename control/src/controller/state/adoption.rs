@@ -1,7 +1,7 @@
 //! Adopting a reloaded config in three steps, so that a reload holds the
 //! control lock only to decide and to keep, never while states are written:
 //! [`ControlState::decide_adoption`] (no I/O), [`Adoption::write`] (the
-//! store, on the blocking pool, without the lock) and
+//! store, off the runtime, without the lock) and
 //! [`ControlState::keep_adoption`]. The caller holds the process's
 //! transition lock from the first step to the last, so no other change of
 //! rollout state comes in between.

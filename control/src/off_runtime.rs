@@ -1,0 +1,147 @@
+//! Blocking work (reading files, looking names up) done off the runtime's
+//! threads, each call on a thread started for it.
+//!
+//! Not tokio's blocking pool: a pool whose threads are all gone (tokio ends
+//! them 10 s after their last use) panics the task that asks for work when
+//! the system cannot start a thread (`EAGAIN` from a pids limit a pod's
+//! containers share); here that is an error of the one call, reported like
+//! any other failure to read, write or look up, and the next poll tries
+//! again. The calls are rare (the config file's poll every 250 ms, the
+//! state directory's check every tick, name lookups), so starting a thread
+//! for each (some 30 µs) costs nothing that shows.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::dns::Name;
+
+/// Why work sent off the runtime gave no result.
+#[derive(Debug)]
+pub enum OffRuntimeError {
+    /// No thread could be started for it.
+    NoThread(io::Error),
+    /// It panicked.
+    Panicked,
+}
+
+impl std::fmt::Display for OffRuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OffRuntimeError::NoThread(error) => {
+                write!(f, "no thread could be started for it: {error}")
+            }
+            OffRuntimeError::Panicked => f.write_str("it panicked"),
+        }
+    }
+}
+
+impl std::error::Error for OffRuntimeError {}
+
+impl From<OffRuntimeError> for io::Error {
+    fn from(error: OffRuntimeError) -> io::Error {
+        match error {
+            OffRuntimeError::NoThread(error) => error,
+            OffRuntimeError::Panicked => io::Error::other(OffRuntimeError::Panicked),
+        }
+    }
+}
+
+/// Runs `work` on a thread started for it and waits for its result without
+/// holding a runtime thread. Dropping the future leaves the work to finish
+/// on its own.
+pub async fn run<T, W>(work: W) -> Result<T, OffRuntimeError>
+where
+    T: Send + 'static,
+    W: FnOnce() -> T + Send + 'static,
+{
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("weir-blocking".to_owned())
+        .spawn(move || {
+            // The caller may have gone; the result then has no one to read it.
+            let _ = result_tx.send(work());
+        })
+        .map_err(OffRuntimeError::NoThread)?;
+    // A panic drops the sender unsent.
+    result_rx.await.map_err(|_| OffRuntimeError::Panicked)
+}
+
+/// The addresses of `host` (a name or an IP address), looked up off the
+/// runtime; each with port `port`.
+pub async fn look_up(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
+    run(move || {
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+    })
+    .await?
+}
+
+/// The name resolver of weir's HTTP clients (webhooks, metric providers):
+/// hyper's default looks names up on tokio's blocking pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resolver;
+
+impl tower::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let host = name.as_str().to_owned();
+        // The connector sets the port of each address.
+        Box::pin(async move { Ok(look_up(host, 0).await?.into_iter()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn work_runs_on_a_thread_of_its_own_and_its_result_comes_back() {
+        let caller = std::thread::current().id();
+        let (ran_on, sum) = run(|| (std::thread::current().id(), 2 + 2))
+            .await
+            .expect("a thread could be started");
+        assert_ne!(ran_on, caller, "the work ran on the runtime's thread");
+        assert_eq!(sum, 4);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panic_in_the_work_is_an_error_not_a_panic_of_the_caller() {
+        let outcome = run(|| -> u32 { panic!("a bug in the work") }).await;
+        assert!(
+            matches!(outcome, Err(OffRuntimeError::Panicked)),
+            "{outcome:?}"
+        );
+    }
+
+    /// A runtime thread stays free while the work blocks: a task on the
+    /// same single-threaded runtime runs meanwhile and is what unblocks it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn blocking_work_leaves_the_runtime_thread_free() {
+        let (unblock_tx, unblock_rx) = std::sync::mpsc::channel::<()>();
+        let work = run(move || unblock_rx.recv_timeout(std::time::Duration::from_secs(10)));
+        let unblocker = tokio::spawn(async move { unblock_tx.send(()) });
+        assert!(work.await.expect("a thread").is_ok(), "the work timed out");
+        unblocker.await.expect("the task ran").expect("sent");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_ip_address_is_its_own_lookup_and_a_name_with_a_nul_an_error() {
+        let found = look_up("127.0.0.1".to_owned(), 80)
+            .await
+            .expect("an address");
+        assert_eq!(found, vec![SocketAddr::from(([127, 0, 0, 1], 80))]);
+        let refused = look_up("bad\0host".to_owned(), 80).await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+}
