@@ -6,7 +6,8 @@
 //! the system cannot start a thread (`EAGAIN` from a pids limit a pod's
 //! containers share); here that is an error of the one call, reported like
 //! any other failure to read, write or look up, and the next poll tries
-//! again. The calls are rare (the config file's poll every 250 ms, the
+//! again. And a process on one CPU runs on one thread (see `run::main`)
+//! only while no pool thread waits for work. The calls are rare (the config file's poll every 250 ms, the
 //! state directory's check every tick, name lookups), so starting a thread
 //! for each (some 30 µs) costs nothing that shows.
 

@@ -48,27 +48,33 @@ pub fn main(args: RunArgs, log_format: LogFormat) -> ExitCode {
     //                  p99 5.4 / 4.0 ms.
     // The cost per request is the same within the noise; per-core listeners
     // balance worse (the kernel hashes connections to listeners, a busy
-    // worker cannot hand work to an idle one), which shows in p99. On one
-    // CPU (the shared peer harness, weir alone on CPU 1, `ka` and `sticky`)
-    // the multi-threaded runtime has one worker, and the process three
-    // threads (main, worker, the blocking pool's, kept warm by the config
-    // file's poll every 250 ms). A single-threaded process would spare the
-    // kernel the atomic reference counts on every socket call (`fdget` and
+    // worker cannot hand work to an idle one), which shows in p99.
+    //
+    // On one CPU (the shared peer harness, weir alone on CPU 1) the
+    // multi-threaded runtime has one worker beside the main thread, and
+    // the process is multi-threaded; so the kernel takes and drops an
+    // atomic reference on the socket at every socket call (`fdget` and
     // `fput`: 1.5 % of the proxy's CPU against 0.7 % for HAProxy, `perf
-    // record`). A current-thread runtime whose blocking pool's thread ends
-    // 1 ms after each use was measured: ten interleaved 8 s `ka` runs,
-    // weir alone on CPU 1, 8.78 against 8.85 µs per request (means; it won
-    // 7 of 10). Not kept: with the pool empty nearly all the time, a
-    // thread that cannot be made (`EAGAIN` from a pids limit the pod
-    // shares) panics the task that asked for it, where a warm pool thread
-    // takes the work, and the tasks that ask (the config watcher, the
-    // control loop) must not die for 1 %. An earlier measurement of a
-    // current-thread runtime with a warm pool thread found it slower: 15.7
-    // and 15.1 µs per request against 15.1 and 14.2 µs.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // record`). With one CPU weir therefore runs on one thread: a
+    // current-thread runtime, and no thread waiting for blocking work
+    // between uses (blocking work gets a thread per call, see
+    // `off_runtime`). Measured with `perf record -e cpu-clock -F 4000`
+    // on weir alone on CPU 1, `wrk -t1 -c64 -d8` on CPU 0: `fdget` and
+    // `fput` fell from 173 to 102 ns per request, some 0.7 % of the
+    // 10 µs a keep-alive request costs; eight interleaved 8 s runs of the
+    // whole process were the same within their noise (10.08 against
+    // 10.11 µs per request, runs ranging over ±0.3 µs).
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1);
+    let built = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the runtime");

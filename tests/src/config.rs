@@ -23,6 +23,8 @@ pub struct WeirConfig {
     pub max_connections: Option<usize>,
     /// The open-file limit (`ulimit -n`) weir is started with.
     pub open_file_limit: Option<u64>,
+    /// The one CPU weir is started on (`taskset -c`), so that it sees one.
+    pub cpu: Option<usize>,
     /// Top-level YAML appended after `routes` as written (for example a
     /// `kubernetes:` block).
     pub extra: String,

@@ -1,5 +1,6 @@
 //! A `weir run` process with its own temp dir, config file and log.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -481,17 +482,19 @@ fn spawn(dir: &Path, config: &WeirConfig, append: bool) -> Child {
             File::create(path).expect("creating log")
         }
     };
-    let mut command = match config.open_file_limit {
-        None => Command::new(binary("weir")),
-        Some(limit) => {
-            let mut sh = Command::new("sh");
-            sh.arg("-c")
-                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-                .arg(binary("weir"));
-            sh
-        }
-    };
+    // Each wrapper ends by executing the next, so the pid stays weir's.
+    let mut program: Vec<OsString> = vec![binary("weir").into()];
+    if let Some(cpu) = config.cpu {
+        let taskset = ["taskset".into(), "-c".into(), cpu.to_string().into()];
+        program.splice(0..0, taskset);
+    }
+    if let Some(limit) = config.open_file_limit {
+        let ulimit = format!("ulimit -n {limit} && exec \"$0\" \"$@\"");
+        program.splice(0..0, ["sh".into(), "-c".into(), ulimit.into()]);
+    }
+    let mut command = Command::new(&program[0]);
     command
+        .args(&program[1..])
         .arg("run")
         .arg("--config")
         .arg(dir.join("weir.yaml"))
