@@ -9,23 +9,33 @@
 //! again. And a process on one CPU runs on one thread (see `run::main`)
 //! only while no pool thread waits for work. The calls are rare (the config file's poll every 250 ms, the
 //! state directory's check every tick, name lookups), so starting a thread
-//! for each (some 30 µs) costs nothing that shows.
+//! for each (some 30 µs) costs nothing that shows. At most
+//! [`MAX_THREADS`] run at once (a resolver that hangs must not use up a
+//! pids limit); further calls wait for one to end.
 
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
+use tokio::sync::Semaphore;
+
+/// The most threads of blocking work at once.
+pub const MAX_THREADS: usize = 64;
+
+/// One permit per thread of blocking work running.
+static THREADS: Semaphore = Semaphore::const_new(MAX_THREADS);
 
 /// Why work sent off the runtime gave no result.
 #[derive(Debug)]
 pub enum OffRuntimeError {
     /// No thread could be started for it.
     NoThread(io::Error),
-    /// It panicked.
-    Panicked,
+    /// It panicked, with this message.
+    Panicked(String),
 }
 
 impl std::fmt::Display for OffRuntimeError {
@@ -34,7 +44,7 @@ impl std::fmt::Display for OffRuntimeError {
             OffRuntimeError::NoThread(error) => {
                 write!(f, "no thread could be started for it: {error}")
             }
-            OffRuntimeError::Panicked => f.write_str("it panicked"),
+            OffRuntimeError::Panicked(message) => write!(f, "it panicked: {message}"),
         }
     }
 }
@@ -43,10 +53,12 @@ impl std::error::Error for OffRuntimeError {}
 
 impl From<OffRuntimeError> for io::Error {
     fn from(error: OffRuntimeError) -> io::Error {
-        match error {
-            OffRuntimeError::NoThread(error) => error,
-            OffRuntimeError::Panicked => io::Error::other(OffRuntimeError::Panicked),
-        }
+        // The kind stays; the message says it was no failure of the work.
+        let kind = match &error {
+            OffRuntimeError::NoThread(cause) => cause.kind(),
+            OffRuntimeError::Panicked(_) => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, error)
     }
 }
 
@@ -58,16 +70,35 @@ where
     T: Send + 'static,
     W: FnOnce() -> T + Send + 'static,
 {
+    let permit = THREADS
+        .acquire()
+        .await
+        .map_err(|closed| OffRuntimeError::NoThread(io::Error::other(closed)))?;
     let (result_tx, result_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("weir-blocking".to_owned())
         .spawn(move || {
+            let _permit = permit;
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(work));
             // The caller may have gone; the result then has no one to read it.
-            let _ = result_tx.send(work());
+            let _ = result_tx.send(outcome.map_err(|payload| panic_message(payload.as_ref())));
         })
         .map_err(OffRuntimeError::NoThread)?;
-    // A panic drops the sender unsent.
-    result_rx.await.map_err(|_| OffRuntimeError::Panicked)
+    match result_rx.await {
+        Ok(outcome) => outcome.map_err(OffRuntimeError::Panicked),
+        // The thread ended without sending: it cannot, but is no result.
+        Err(_) => Err(OffRuntimeError::Panicked("no result".to_owned())),
+    }
+}
+
+/// The message of a panic's payload (a `&str` or a `String`, as `panic!`
+/// makes them).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a payload that is not text".to_owned())
 }
 
 /// The addresses of `host` (a name or an IP address), looked up off the
@@ -120,7 +151,7 @@ mod tests {
     async fn a_panic_in_the_work_is_an_error_not_a_panic_of_the_caller() {
         let outcome = run(|| -> u32 { panic!("a bug in the work") }).await;
         assert!(
-            matches!(outcome, Err(OffRuntimeError::Panicked)),
+            matches!(&outcome, Err(OffRuntimeError::Panicked(message)) if message == "a bug in the work"),
             "{outcome:?}"
         );
     }

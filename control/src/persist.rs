@@ -486,10 +486,15 @@ pub async fn save_off_runtime(
 }
 
 /// Reads the state of `route` from `store`, off the runtime.
-pub async fn load_off_runtime(store: Arc<dyn StateStore>, route: String) -> Stored {
-    crate::off_runtime::run(move || store.load(&route))
-        .await
-        .unwrap_or_else(|error| Stored::Unreadable(format!("the state reader failed: {error}")))
+///
+/// # Errors
+/// When the store could not be asked (no thread for it) or the read
+/// panicked: nothing is known of the state, which may well be there.
+pub async fn load_off_runtime(
+    store: Arc<dyn StateStore>,
+    route: String,
+) -> Result<Stored, crate::off_runtime::OffRuntimeError> {
+    crate::off_runtime::run(move || store.load(&route)).await
 }
 
 #[cfg(test)]

@@ -279,7 +279,9 @@ async fn adopt(
             control.store(),
         )
     };
-    let stored = adoption::load_returning(Arc::clone(&store), returning).await;
+    let stored = adoption::load_returning(Arc::clone(&store), returning, &loaded)
+        .await
+        .map_err(Diagnostics)?;
     let now = process.now_ms();
     let adoption = process
         .control

@@ -271,7 +271,7 @@ impl ControlState {
         now: u64,
     ) -> Result<(), Vec<Diagnostic>> {
         let returning = self.returning_strategies(loaded.config());
-        let stored = adoption::load_returning(self.store(), returning).await;
+        let stored = adoption::load_returning(self.store(), returning, &loaded).await?;
         let adoption = self.decide_adoption(loaded, resolved, stored, now)?;
         adoption.write(self.store()).await?;
         self.keep_adoption(adoption);

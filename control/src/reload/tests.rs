@@ -11,7 +11,7 @@ use weir_config::status::Phase;
 use super::*;
 use crate::controller::ControlState;
 use crate::fixtures::{self, START_MS};
-use crate::persist::MemoryStore;
+use crate::persist::{MemoryStore, StateStore};
 use crate::rollout::Command;
 
 const STEPS: &str = "[{setWeight: 20}, {pause: {}}]";
@@ -342,6 +342,70 @@ async fn a_state_that_cannot_be_saved_refuses_the_config() {
         "{problems:?}"
     );
     assert_eq!(control.rollouts["web"], before, "the state stays");
+}
+
+/// A store whose reads panic while `failing` is set.
+#[derive(Debug, Default)]
+struct FailingLoads {
+    inner: MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl StateStore for FailingLoads {
+    fn load(&self, route: &str) -> crate::persist::Stored {
+        assert!(!self.failing.load(Relaxed), "a bug in the store");
+        self.inner.load(route)
+    }
+
+    fn save(&self, state: &crate::rollout::RolloutState) -> std::io::Result<()> {
+        self.inner.save(state)
+    }
+
+    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
+        self.inner.set_aside(route, now_ms)
+    }
+
+    fn location(&self) -> String {
+        "failing loads".to_owned()
+    }
+}
+
+/// A route that gains a strategy has its kept state read first; when that
+/// read gives nothing (here it panics; likewise when no thread can be
+/// started for it), the config is refused, naming the route, rather than
+/// starting the rollout over and writing that over the kept state.
+#[tokio::test]
+async fn a_state_that_cannot_be_read_refuses_the_config() {
+    let store = Arc::new(FailingLoads::default());
+    let loaded = fixtures::loaded(&base());
+    let resolved = fixtures::resolved(&loaded).await;
+    let mut control = ControlState::restore_with(loaded, resolved, store.clone(), START_MS)
+        .unwrap_or_else(|d| panic!("restore: {d:?}"));
+    store.failing.store(true, Relaxed);
+    let text = fixtures::config_text(
+        Some(("r", "w")),
+        &[
+            web("v1", Some("v2"), Some(STEPS)),
+            fixtures::route("fixed", Some(STEPS)),
+        ]
+        .concat(),
+    );
+    let new = fixtures::loaded(&text);
+    let resolved = fixtures::resolved(&new).await;
+    let refused = control.adopt(new, resolved, START_MS + 1_000).await;
+    let problems = refused.err().unwrap_or_default();
+    assert!(
+        problems.iter().any(|d| d.path == "stateDir"
+            && d.message.contains("route fixed")
+            && d.message.contains("a bug in the store")),
+        "{problems:?}"
+    );
+    assert!(!control.rollouts.contains_key("fixed"), "no rollout began");
+    store.failing.store(false, Relaxed);
+    assert!(
+        matches!(store.inner.load("fixed"), crate::persist::Stored::Missing),
+        "nothing was written"
+    );
 }
 
 #[tokio::test]

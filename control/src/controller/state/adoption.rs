@@ -34,16 +34,29 @@ pub struct Adoption {
 /// Reads the persisted state of each route in `routes` (off the runtime
 /// threads): a strategy that comes back finds its route's last state
 /// (sequence, promoted revision).
+///
+/// # Errors
+/// A diagnostic of `loaded` when a state could not be asked for: deciding
+/// without it would start the route's rollout over and write that start
+/// over its state.
 pub async fn load_returning(
     store: Arc<dyn StateStore>,
     routes: Vec<String>,
-) -> BTreeMap<String, Stored> {
+    loaded: &Loaded,
+) -> Result<BTreeMap<String, Stored>, Vec<Diagnostic>> {
     let mut stored = BTreeMap::new();
     for route in routes {
-        let found = persist::load_off_runtime(Arc::clone(&store), route.clone()).await;
-        stored.insert(route, found);
+        match persist::load_off_runtime(Arc::clone(&store), route.clone()).await {
+            Ok(found) => {
+                stored.insert(route, found);
+            }
+            Err(error) => {
+                let message = format!("cannot read the rollout state of route {route}: {error}");
+                return Err(vec![loaded.document.diagnostic("stateDir", message)]);
+            }
+        }
     }
-    stored
+    Ok(stored)
 }
 
 // === impl ControlState ===
