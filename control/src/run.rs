@@ -28,6 +28,10 @@ use crate::reload;
 
 pub use crate::process::stopped;
 
+/// How long an idle thread of tokio's blocking pool is kept (see `main`):
+/// for as long as weir runs, in practice.
+const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How long in-flight requests may run after SIGTERM.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,16 +68,22 @@ pub fn main(args: RunArgs, log_format: LogFormat) -> ExitCode {
     // 10 µs a keep-alive request costs; eight interleaved 8 s runs of the
     // whole process were the same within their noise (10.08 against
     // 10.11 µs per request, runs ranging over ±0.3 µs).
+    //
+    // weir's own blocking work never uses tokio's blocking pool; the
+    // Kubernetes client still does (a kubeconfig naming its API server by
+    // name, exec credentials). A pool thread, once made, is kept: tokio
+    // panics the task that asks for one when the pool has none and none
+    // can be made, and that task would be a watcher or the elector.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1);
-    let built = if one_cpu {
+    let mut builder = if one_cpu {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
     };
+    let built = builder
+        .enable_all()
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
+        .build();
     let runtime = match built {
         Ok(runtime) => runtime,
         Err(error) => {
