@@ -1,17 +1,17 @@
 //! Blocking work (reading files, looking names up) done off the runtime's
 //! threads, each call on a thread started for it.
 //!
-//! Not tokio's blocking pool: a pool whose threads are all gone (tokio ends
-//! them 10 s after their last use) panics the task that asks for work when
-//! the system cannot start a thread (`EAGAIN` from a pids limit a pod's
-//! containers share); here that is an error of the one call, reported like
+//! Not tokio's blocking pool: when that pool has no thread (none made yet,
+//! or all ended after their keep-alive) and the system cannot start one
+//! (`EAGAIN` from a pids limit a pod's containers share), tokio panics the
+//! task that asked. Here that is an error of the one call, reported like
 //! any other failure to read, write or look up, and the next poll tries
 //! again. And a process on one CPU runs on one thread (see `run::main`)
-//! only while no pool thread waits for work. The calls are rare (the config file's poll every 250 ms, the
-//! state directory's check every tick, name lookups), so starting a thread
-//! for each (some 30 µs) costs nothing that shows. At most
-//! [`MAX_THREADS`] run at once (a resolver that hangs must not use up a
-//! pids limit); further calls wait for one to end.
+//! only while no pool thread waits for work. The calls are rare (the
+//! config file's poll every 250 ms, the state directory's check every
+//! tick, name lookups), so starting a thread for each (some 30 µs) costs
+//! nothing that shows. At most [`MAX_THREADS`] run at once (a resolver that
+//! hangs must not use up a pids limit); further calls wait for one to end.
 
 use std::future::Future;
 use std::io;
