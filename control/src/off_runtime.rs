@@ -10,8 +10,10 @@
 //! only while no pool thread waits for work. The calls are rare (the
 //! config file's poll every 250 ms, the state directory's check every
 //! tick, name lookups), so starting a thread for each (some 30 µs) costs
-//! nothing that shows. At most [`MAX_THREADS`] run at once (a resolver that
-//! hangs must not use up a pids limit); further calls wait for one to end.
+//! nothing that shows. At most [`MAX_THREADS`] run at once for files and
+//! as many for name lookups (a resolver that hangs must neither use up a
+//! pids limit nor hold up a state write); further calls wait for one to
+//! end.
 
 use std::future::Future;
 use std::io;
@@ -23,11 +25,15 @@ use std::task::{Context, Poll};
 use hyper_util::client::legacy::connect::dns::Name;
 use tokio::sync::Semaphore;
 
-/// The most threads of blocking work at once.
+/// The most threads of blocking work at once, of each kind (files,
+/// name lookups).
 pub const MAX_THREADS: usize = 64;
 
-/// One permit per thread of blocking work running.
-static THREADS: Semaphore = Semaphore::const_new(MAX_THREADS);
+/// One permit per thread of blocking work on files running.
+static FILE_THREADS: Semaphore = Semaphore::const_new(MAX_THREADS);
+
+/// One permit per thread of name lookups running.
+static LOOKUP_THREADS: Semaphore = Semaphore::const_new(MAX_THREADS);
 
 /// Why work sent off the runtime gave no result.
 #[derive(Debug)]
@@ -70,7 +76,16 @@ where
     T: Send + 'static,
     W: FnOnce() -> T + Send + 'static,
 {
-    let permit = THREADS
+    run_counted(&FILE_THREADS, work).await
+}
+
+/// [`run`], with a permit of `threads` held while the thread runs.
+async fn run_counted<T, W>(threads: &'static Semaphore, work: W) -> Result<T, OffRuntimeError>
+where
+    T: Send + 'static,
+    W: FnOnce() -> T + Send + 'static,
+{
+    let permit = threads
         .acquire()
         .await
         .map_err(|closed| OffRuntimeError::NoThread(io::Error::other(closed)))?;
@@ -104,7 +119,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// The addresses of `host` (a name or an IP address), looked up off the
 /// runtime; each with port `port`.
 pub async fn look_up(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
-    run(move || {
+    run_counted(&LOOKUP_THREADS, move || {
         (host.as_str(), port)
             .to_socket_addrs()
             .map(Iterator::collect)
@@ -165,6 +180,18 @@ mod tests {
         let unblocker = tokio::spawn(async move { unblock_tx.send(()) });
         assert!(work.await.expect("a thread").is_ok(), "the work timed out");
         unblocker.await.expect("the task ran").expect("sent");
+    }
+
+    /// Lookups that hang (every lookup thread taken) hold up no read or
+    /// write of a file.
+    #[tokio::test(flavor = "current_thread")]
+    async fn file_work_runs_while_every_lookup_thread_is_taken() {
+        let all = u32::try_from(MAX_THREADS).expect("a small count");
+        let held = LOOKUP_THREADS.acquire_many(all).await.expect("the permits");
+        let ran = tokio::time::timeout(std::time::Duration::from_secs(10), run(|| 7)).await;
+        drop(held);
+        let ran = ran.expect("the file work waited for the lookups");
+        assert_eq!(ran.expect("a thread"), 7);
     }
 
     #[tokio::test(flavor = "current_thread")]
