@@ -8,17 +8,16 @@
 )]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use weir_config::{Backend, HostMatch, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
+use weir_config::{HostMatch, Timeouts};
 use weir_proxy::ServeOptions;
 use weir_proxy::http1::ForwardingPath;
 
 mod support;
-use support::start;
+use support::{one_route, start, take_request_head};
 
 /// The listener's header timeout, which bounds the keep-alive wait.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,16 +30,7 @@ async fn ok_upstream() -> SocketAddr {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    seen.drain(..end);
+                while take_request_head(&mut stream, &mut seen).await {
                     let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                     if stream.write_all(answer).await.is_err() {
                         return;
@@ -50,37 +40,6 @@ async fn ok_upstream() -> SocketAddr {
         }
     });
     addr
-}
-
-/// One route, for host `web.test` only, to `upstream`.
-fn snapshot(upstream: SocketAddr) -> Snapshot {
-    Snapshot {
-        version: 0,
-        routes: vec![RouteSnapshot {
-            name: Arc::from("web"),
-            hosts: vec![HostMatch::Exact("web.test".to_owned())],
-            path_prefix: "/".to_owned(),
-            split: Split {
-                stable: Backend {
-                    revision: Arc::from("v1"),
-                    endpoints: vec![upstream],
-                    protocol: weir_config::UpstreamProtocol::Http1,
-                    tls: None,
-                },
-                canary: None,
-                canary_weight: Weight::from_percent_int(0),
-                cohort_seed: 1,
-            },
-            canary_by_header: None,
-            stickiness: None,
-            timeouts: Timeouts::default(),
-            upgrades: vec![],
-            stable_fallback: None,
-            grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
-            gateway: None,
-            preview: None,
-        }],
-    }
 }
 
 /// Writes `bytes` on `stream`, then reads one whole answer (every answer
@@ -126,7 +85,12 @@ async fn a_local_answer_starts_the_keep_alive_wait_again(path: ForwardingPath) {
         forwarding: path,
         ..ServeOptions::default()
     };
-    let running = start(snapshot(upstream), options).await;
+    let web_only = vec![HostMatch::Exact("web.test".to_owned())];
+    let running = start(
+        one_route(&[upstream], web_only, Timeouts::default()),
+        options,
+    )
+    .await;
     let mut stream = TcpStream::connect(running.addr).await.unwrap();
 
     let first = exchange(&mut stream, b"GET / HTTP/1.1\r\nhost: web.test\r\n\r\nG").await;

@@ -19,11 +19,11 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
+use weir_config::{Snapshot, Timeouts};
 use weir_proxy::{Proxy, Role, ServeOptions};
 
 mod support;
-use support::{closed_port, get_with_shut_window, start};
+use support::{closed_port, get_with_shut_window, one_route, start, take_request_head};
 
 /// Generous bound for anything that should happen promptly.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -85,18 +85,12 @@ async fn raw_upstream(behaviour: Behaviour) -> RawUpstream {
             let end = CountsEnd(Arc::clone(&ends));
             tokio::spawn(async move {
                 let _end = end;
-                let mut buf = vec![0u8; 8192];
                 let mut seen = Vec::new();
                 loop {
-                    // Read one request head (the proxy sends no body here).
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
+                    // One request head (the proxy sends no body here).
+                    if !take_request_head(&mut stream, &mut seen).await {
+                        return;
                     }
-                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    seen.drain(..end);
                     counter.fetch_add(1, Ordering::SeqCst);
                     let answer: &[u8] = match behaviour {
                         Behaviour::Truncated => {
@@ -157,33 +151,7 @@ async fn raw_upstream(behaviour: Behaviour) -> RawUpstream {
 }
 
 fn snapshot(stable: &[SocketAddr], timeouts: Timeouts) -> Snapshot {
-    Snapshot {
-        version: 0,
-        routes: vec![RouteSnapshot {
-            name: Arc::from("web"),
-            hosts: vec![],
-            path_prefix: "/".to_owned(),
-            split: Split {
-                stable: Backend {
-                    revision: Arc::from("v1"),
-                    endpoints: stable.to_vec(),
-                    protocol: weir_config::UpstreamProtocol::Http1,
-                    tls: None,
-                },
-                canary: None,
-                canary_weight: Weight::from_percent_int(0),
-                cohort_seed: 1,
-            },
-            canary_by_header: None,
-            stickiness: None,
-            timeouts,
-            upgrades: vec![Arc::from("websocket")],
-            stable_fallback: None,
-            grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
-            gateway: None,
-            preview: None,
-        }],
-    }
+    one_route(stable, vec![], timeouts)
 }
 
 type Client = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;

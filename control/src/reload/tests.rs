@@ -59,6 +59,20 @@ fn phase_of(control: &ControlState, route: &str) -> Option<Phase> {
     control.rollouts.get(route).map(|s| s.phase)
 }
 
+/// Has `control` adopt, at `now`, a config of route `web` (as [`web`]
+/// writes it) and the route `fixed` with `fixed_steps`.
+async fn adopt_web_and_fixed(
+    control: &mut ControlState,
+    web: String,
+    fixed_steps: Option<&str>,
+    now: u64,
+) -> Result<(), Vec<weir_config::Diagnostic>> {
+    let routes = [web, fixtures::route("fixed", fixed_steps)].concat();
+    let new = fixtures::loaded(&fixtures::config_text(Some(("r", "w")), &routes));
+    let resolved = fixtures::resolved(&new).await;
+    control.adopt(new, resolved, now).await
+}
+
 /// What adopting the new config must leave behind.
 #[derive(Debug)]
 enum Then {
@@ -223,18 +237,8 @@ async fn every_kind_of_change_is_decided() {
 async fn a_new_canary_revision_starts_a_new_rollout() {
     let (mut control, store) = control(&base()).await;
     let before = control.rollouts["web"].rollout_seq;
-    let text = fixtures::config_text(
-        Some(("r", "w")),
-        &[
-            web("v1", Some("v3"), Some(STEPS)),
-            fixtures::route("fixed", None),
-        ]
-        .concat(),
-    );
-    let new = fixtures::loaded(&text);
-    let resolved = fixtures::resolved(&new).await;
-    control
-        .adopt(new, resolved, START_MS + 1_000)
+    let web_v3 = web("v1", Some("v3"), Some(STEPS));
+    adopt_web_and_fixed(&mut control, web_v3, None, START_MS + 1_000)
         .await
         .expect("adopted");
     let web = &control.rollouts["web"];
@@ -277,13 +281,7 @@ async fn a_config_behind_a_promotion_is_refused_until_it_catches_up() {
             "routes[0].stable.revision",
         ),
     ] {
-        let text = fixtures::config_text(
-            Some(("r", "w")),
-            &[route, fixtures::route("fixed", None)].concat(),
-        );
-        let new = fixtures::loaded(&text);
-        let resolved = fixtures::resolved(&new).await;
-        let refused = control.adopt(new, resolved, START_MS + 2_000).await;
+        let refused = adopt_web_and_fixed(&mut control, route, None, START_MS + 2_000).await;
         let problems = refused.err().unwrap_or_default();
         assert!(
             problems.iter().any(|d| d.path == key),
@@ -299,18 +297,8 @@ async fn a_config_behind_a_promotion_is_refused_until_it_catches_up() {
     }
 
     // Caught up: v2 is the stable revision now, and v3 may start.
-    let caught_up = fixtures::config_text(
-        Some(("r", "w")),
-        &[
-            web("v2", Some("v3"), Some(STEPS)),
-            fixtures::route("fixed", None),
-        ]
-        .concat(),
-    );
-    let new = fixtures::loaded(&caught_up);
-    let resolved = fixtures::resolved(&new).await;
-    control
-        .adopt(new, resolved, START_MS + 3_000)
+    let caught_up = web("v2", Some("v3"), Some(STEPS));
+    adopt_web_and_fixed(&mut control, caught_up, None, START_MS + 3_000)
         .await
         .expect("caught up");
     assert_eq!(phase_of(&control, "web"), Some(Phase::Progressing));
@@ -325,17 +313,8 @@ async fn a_state_that_cannot_be_saved_refuses_the_config() {
     let (mut control, store) = control(&base()).await;
     let before = control.rollouts["web"].clone();
     store.fail_saves(true);
-    let text = fixtures::config_text(
-        Some(("r", "w")),
-        &[
-            web("v1", Some("v3"), Some(STEPS)),
-            fixtures::route("fixed", None),
-        ]
-        .concat(),
-    );
-    let new = fixtures::loaded(&text);
-    let resolved = fixtures::resolved(&new).await;
-    let refused = control.adopt(new, resolved, START_MS + 1_000).await;
+    let web_v3 = web("v1", Some("v3"), Some(STEPS));
+    let refused = adopt_web_and_fixed(&mut control, web_v3, None, START_MS + 1_000).await;
     let problems = refused.err().unwrap_or_default();
     assert!(
         problems.iter().any(|d| d.path == "stateDir"),
@@ -382,17 +361,8 @@ async fn a_state_that_cannot_be_read_refuses_the_config() {
     let mut control = ControlState::restore_with(loaded, resolved, store.clone(), START_MS)
         .unwrap_or_else(|d| panic!("restore: {d:?}"));
     store.failing.store(true, Relaxed);
-    let text = fixtures::config_text(
-        Some(("r", "w")),
-        &[
-            web("v1", Some("v2"), Some(STEPS)),
-            fixtures::route("fixed", Some(STEPS)),
-        ]
-        .concat(),
-    );
-    let new = fixtures::loaded(&text);
-    let resolved = fixtures::resolved(&new).await;
-    let refused = control.adopt(new, resolved, START_MS + 1_000).await;
+    let web_v2 = web("v1", Some("v2"), Some(STEPS));
+    let refused = adopt_web_and_fixed(&mut control, web_v2, Some(STEPS), START_MS + 1_000).await;
     let problems = refused.err().unwrap_or_default();
     assert!(
         problems.iter().any(|d| d.path == "stateDir"

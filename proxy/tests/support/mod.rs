@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
-use weir_config::Snapshot;
+use weir_config::{Backend, HostMatch, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
 use weir_proxy::{Listener, Metrics, Proxy, ServeOptions};
 
 /// A loopback port held bound but not listening, without `SO_REUSEADDR`:
@@ -21,6 +22,59 @@ pub(crate) fn closed_port() -> (TcpSocket, SocketAddr) {
         .expect("binding 127.0.0.1:0");
     let addr = socket.local_addr().expect("bound address");
     (socket, addr)
+}
+
+/// One route `web` for `hosts` (any host when empty) sending everything to
+/// the HTTP/1 endpoints `stable`, with `timeouts`.
+pub(crate) fn one_route(
+    stable: &[SocketAddr],
+    hosts: Vec<HostMatch>,
+    timeouts: Timeouts,
+) -> Snapshot {
+    Snapshot {
+        version: 0,
+        routes: vec![RouteSnapshot {
+            name: Arc::from("web"),
+            hosts,
+            path_prefix: "/".to_owned(),
+            split: Split {
+                stable: Backend {
+                    revision: Arc::from("v1"),
+                    endpoints: stable.to_vec(),
+                    protocol: weir_config::UpstreamProtocol::Http1,
+                    tls: None,
+                },
+                canary: None,
+                canary_weight: Weight::from_percent_int(0),
+                cohort_seed: 1,
+            },
+            canary_by_header: None,
+            stickiness: None,
+            timeouts,
+            upgrades: vec![Arc::from("websocket")],
+            stable_fallback: None,
+            grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
+            gateway: None,
+            preview: None,
+        }],
+    }
+}
+
+/// Reads from `stream` into `seen` until it holds a whole request head,
+/// then takes that head off `seen` (a raw upstream's read of a request
+/// without a body); `false` when the stream ends first.
+pub(crate) async fn take_request_head(stream: &mut TcpStream, seen: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            seen.drain(..end + 4);
+            return true;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// A proxy serving a snapshot on an ephemeral loopback port, until `stop`
