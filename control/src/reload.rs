@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weir_config::{Config, Diagnostic, Diagnostics};
 
+use self::file_watch::FileWatch;
 use crate::controller::state::adoption;
 use crate::load::{self, Resolved};
 use crate::messages;
@@ -22,8 +23,6 @@ use crate::process::{Process, stopped};
 
 pub use crate::process::ReloadCounters;
 
-/// How often the config file is read to look for a change.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often endpoint names are resolved again.
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -94,8 +93,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             None
         }
     };
-    let mut poll = tokio::time::interval(POLL_INTERVAL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut file = FileWatch::start(process.config_path.clone()).await;
     let mut resolve = tokio::time::interval(RESOLVE_INTERVAL);
     resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resolve.tick().await;
@@ -107,7 +105,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return,
-            _ = poll.tick() => {
+            () = file.changed() => {
                 let Some(seen) = read_now(process.config_path.clone()).await else { continue };
                 let in_force = match &seen {
                     Ok(bytes) => process.control.lock().await.loaded.text.as_bytes() == bytes.as_slice(),
@@ -475,5 +473,6 @@ async fn refresh_names(process: &Process) {
     }
 }
 
+pub mod file_watch;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,220 @@
+//! The config file's watch on real files: each kind of change is seen
+//! without a poll (the polls here come once an hour), unrelated changes are
+//! not, and the path's links are followed as they change.
+
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::time::Duration;
+
+use super::*;
+
+/// No poll comes during a test: what is seen, inotify reported.
+const NO_POLL: Periods = Periods {
+    backstop: Duration::from_secs(3600),
+    poll: Duration::from_secs(3600),
+};
+
+/// How long a change may take to be seen.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// A watch on `path` whose first look (at once) is taken.
+async fn watching(path: &Path) -> FileWatch {
+    let mut watch = FileWatch::with_periods(path.to_path_buf(), NO_POLL).await;
+    assert!(
+        watch.armed,
+        "the watches could not be placed for {}",
+        path.display()
+    );
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("the first look is at once");
+    watch
+}
+
+async fn seen(watch: &mut FileWatch, what: &str) {
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .unwrap_or_else(|_| panic!("{what} was not seen within {DEADLINE:?}"));
+}
+
+/// Waits a while for a change that must not be reported.
+async fn not_seen(watch: &mut FileWatch, what: &str) {
+    let waited = SETTLE * 3;
+    let reported = tokio::time::timeout(waited, watch.changed()).await;
+    assert!(
+        reported.is_err(),
+        "{what} was reported as a change of the config file"
+    );
+}
+
+#[tokio::test]
+async fn an_edit_in_place_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    std::fs::write(&path, "b").unwrap();
+    seen(&mut watch, "an edit in place").await;
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_is_seen_and_then_its_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    let next = dir.path().join(".weir.yaml.swp");
+    std::fs::write(&next, "b").unwrap();
+    std::fs::rename(&next, &path).unwrap();
+    seen(&mut watch, "a rename over the file").await;
+    // The new file is watched, not the one replaced.
+    std::fs::write(&path, "c").unwrap();
+    seen(&mut watch, "an edit of the new file").await;
+}
+
+#[tokio::test]
+async fn a_write_not_yet_closed_is_seen_once_it_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    let mut open = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    open.write_all(b"b").unwrap();
+    seen(&mut watch, "a write still open").await;
+    drop(open);
+}
+
+#[tokio::test]
+async fn a_removed_file_written_again_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    std::fs::remove_file(&path).unwrap();
+    seen(&mut watch, "the removal").await;
+    std::fs::write(&path, "b").unwrap();
+    seen(&mut watch, "the new file").await;
+    std::fs::write(&path, "c").unwrap();
+    seen(&mut watch, "an edit of the new file").await;
+}
+
+#[tokio::test]
+async fn other_files_in_the_directory_are_not_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    std::fs::write(dir.path().join("other.yaml"), "x").unwrap();
+    std::fs::rename(dir.path().join("other.yaml"), dir.path().join("third.yaml")).unwrap();
+    not_seen(&mut watch, "a change of other files").await;
+}
+
+/// A ConfigMap volume: `config.yaml -> ..data/config.yaml`, `..data ->
+/// ..<timestamp>`; an update writes a new timestamped directory and renames
+/// a new `..data` link over the old one.
+#[tokio::test]
+async fn a_config_map_update_is_seen_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = |n: u32, text: &str| {
+        let versioned = dir.path().join(format!("..2026_12_06_{n}"));
+        std::fs::create_dir(&versioned).unwrap();
+        std::fs::write(versioned.join("config.yaml"), text).unwrap();
+        let link = dir.path().join("..data_tmp");
+        symlink(format!("..2026_12_06_{n}"), &link).unwrap();
+        std::fs::rename(&link, dir.path().join("..data")).unwrap();
+    };
+    version(1, "a");
+    symlink("..data/config.yaml", dir.path().join("config.yaml")).unwrap();
+    let path = dir.path().join("config.yaml");
+    let mut watch = watching(&path).await;
+    version(2, "b");
+    seen(&mut watch, "the first update").await;
+    std::fs::remove_dir_all(dir.path().join("..2026_12_06_1")).unwrap();
+    version(3, "c");
+    seen(&mut watch, "the second update").await;
+    // The watches follow the link to the newest directory.
+    let newest = dir.path().join("..2026_12_06_3");
+    let entries = path_entries(&path).unwrap();
+    assert_eq!(
+        entries.last(),
+        Some(&(newest.clone(), OsString::from("config.yaml"))),
+        "{entries:?}"
+    );
+    std::fs::write(newest.join("config.yaml"), "d").unwrap();
+    seen(&mut watch, "an edit in the newest directory").await;
+}
+
+#[test]
+fn the_entries_of_a_path_are_its_links_and_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("real")).unwrap();
+    std::fs::write(root.join("real/weir.yaml"), "a").unwrap();
+    symlink("real", root.join("current")).unwrap();
+    symlink(root.join("current/weir.yaml"), root.join("weir.yaml")).unwrap();
+    let entries = path_entries(&root.join("weir.yaml")).unwrap();
+    assert_eq!(
+        entries,
+        vec![
+            (root.clone(), OsString::from("weir.yaml")),
+            (root.clone(), OsString::from("current")),
+            (root.join("real"), OsString::from("weir.yaml")),
+        ]
+    );
+    // `..` after a link is taken from where the link leads.
+    let entries = path_entries(&root.join("current/../real/./weir.yaml")).unwrap();
+    assert_eq!(
+        entries,
+        vec![
+            (root.clone(), OsString::from("current")),
+            (root.join("real"), OsString::from("weir.yaml")),
+        ]
+    );
+}
+
+#[test]
+fn a_loop_of_links_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    symlink("b", dir.path().join("a")).unwrap();
+    symlink("a", dir.path().join("b")).unwrap();
+    let error = path_entries(&dir.path().join("a")).unwrap_err();
+    assert!(error.to_string().contains("links"), "{error}");
+}
+
+#[test]
+fn network_filesystems_are_not_local() {
+    // tmpfs, ext4 and overlayfs (containers) are; NFS, SMB and FUSE are not.
+    assert!(is_local_type(0x0102_1994));
+    assert!(is_local_type(0xEF53));
+    assert!(is_local_type(0x794C_7630));
+    assert!(!is_local_type(0x6969));
+    assert!(!is_local_type(0xFE53_4D42));
+    assert!(!is_local_type(0x6573_5546));
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_watched_is_polled_until_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-yet/weir.yaml");
+    let periods = Periods {
+        backstop: Duration::from_secs(3600),
+        poll: Duration::from_millis(50),
+    };
+    let mut watch = FileWatch::with_periods(path.clone(), periods).await;
+    assert!(!watch.armed, "a directory that does not exist was watched");
+    seen(&mut watch, "the first look").await;
+    // Only a poll can see this, and it places the watches.
+    std::fs::create_dir(dir.path().join("not-yet")).unwrap();
+    std::fs::write(&path, "a").unwrap();
+    seen(&mut watch, "the file's creation").await;
+    assert!(
+        watch.armed,
+        "the watches were not placed once they could be"
+    );
+    assert_eq!(watch.period, periods.backstop);
+    std::fs::write(&path, "b").unwrap();
+    seen(&mut watch, "an edit").await;
+}
