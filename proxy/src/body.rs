@@ -341,6 +341,10 @@ impl UpstreamBody {
         if let Some(sender) = self.sender.take() {
             sender.abort();
         }
+        // Towards HTTP/2 the stream's upload, if still going, stops.
+        if let Some(upload) = &self.upload {
+            upload.stop_after_answer();
+        }
     }
 
     fn is_grpc_call(&self) -> bool {
@@ -456,10 +460,20 @@ impl UpstreamBody {
     /// next request.
     fn release_upstream(&mut self) {
         let uploading = self.upload.as_ref().is_some_and(|upload| !upload.ended());
+        let whole = self.done || self.upstream_ended();
         let Some(sender) = self.sender.take() else {
+            // Towards HTTP/2 hyper sends the upload from a task of its own,
+            // which the upload's bounds end as the branches below end an
+            // HTTP/1 connection's.
+            if let Some(upload) = self.upload.as_ref().filter(|_| uploading) {
+                if whole && self.accepted {
+                    upload.bound_after_answer();
+                } else {
+                    upload.stop_after_answer();
+                }
+            }
             return;
         };
-        let whole = self.done || self.upstream_ended();
         if whole && !uploading {
             if let Some(in_flight) = &self.in_flight {
                 in_flight.endpoint().put_idle(sender);

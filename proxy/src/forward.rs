@@ -21,13 +21,15 @@ use crate::fallback::{self, Failure, FallbackPolicy};
 use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason, RoleMetrics};
 use crate::request_body::{
-    self, BufferedBody, KeepError, KeepGap, Kept, RequestBody, UploadBound, UploadProgress,
+    self, BufferedBody, H2Upload, KeepError, KeepGap, Kept, RequestBody, UploadBound,
+    UploadProgress,
 };
 use crate::request_id::X_REQUEST_ID;
 use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
 use crate::write_stall::StallLimit;
 use crate::{Role, Shared, http1};
+use weir_config::Timeouts;
 
 /// What the proxy knows about the downstream connection.
 #[derive(Debug, Clone)]
@@ -845,8 +847,8 @@ async fn forward(
                 endpoint,
                 &backend.endpoints,
                 req,
-                upload.as_deref(),
-                timeouts.connect,
+                upload.as_ref(),
+                timeouts,
                 deadline,
             ))
             .await;
@@ -934,6 +936,9 @@ async fn forward(
         if let Some(sender) = sender {
             sender.abort();
         }
+        if let Some(upload) = &upload {
+            upload.stop_after_answer();
+        }
         Err(error)
     };
     let status = response.status().as_u16();
@@ -949,6 +954,9 @@ async fn forward(
             drop(in_flight);
             if let Some(sender) = sender {
                 sender.abort();
+            }
+            if let Some(upload) = &upload {
+                upload.stop_after_answer();
             }
             let (parts, _) = response.into_parts();
             return Ok(Response::from_parts(parts, ProxyBody::empty()));
@@ -1136,15 +1144,19 @@ where
 async fn exchange_h2(
     first: &Arc<Endpoint>,
     all: &[Arc<Endpoint>],
-    mut req: Request<RequestBody>,
-    upload: Option<&UploadProgress>,
-    connect_timeout: std::time::Duration,
+    req: Request<RequestBody>,
+    upload: Option<&Arc<UploadProgress>>,
+    timeouts: Timeouts,
     deadline: tokio::time::Instant,
 ) -> Result<(Response<Incoming>, Option<Sender>, upstream::InFlight), ProxyError> {
+    // The answer's side ends the upload when it is done with the exchange
+    // (see `ProxyBody::upstream`): hyper sends it from a task of its own.
+    let mut req = req.map(|body| H2Upload::new(body, upload.cloned(), timeouts.idle, deadline));
+    let upload = upload.map(Arc::as_ref);
     let mut retried = false;
     loop {
         let (used, (link, _)) = connect_with(first, all, |endpoint| {
-            endpoint.h2_connection(connect_timeout)
+            endpoint.h2_connection(timeouts.connect)
         })
         .await?;
         let mut sender = link.sender();

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -58,6 +59,14 @@ pub struct UploadProgress {
     /// waiting on its client after it had given data or not begun
     /// (written before `state` says so).
     waiting_since: AtomicU64,
+    /// What the answer's side, done with the exchange, asks of an upload
+    /// still going: one of the `AFTER_ANSWER_` states below. Only an
+    /// upload towards HTTP/2 ([`H2Upload`]) reads it: hyper sends that
+    /// upload from a task of its own, which only the body it reads can
+    /// stop (towards HTTP/1 the answer's side stops the connection).
+    after_answer: AtomicU8,
+    /// Wakes the task sending the upload when `after_answer` changes.
+    after_answer_waker: AtomicWaker,
 }
 
 /// [`UploadProgress`]: the body has not been read yet.
@@ -73,6 +82,16 @@ const CLIENT_FAILED: u8 = 4;
 /// [`UploadProgress`]: the body ended before its declared length (the
 /// client closed inside it).
 const CLIENT_CUT: u8 = 5;
+
+/// [`UploadProgress::after_answer`]: the answer's side is not done yet.
+const AFTER_ANSWER_GO_ON: u8 = 0;
+/// [`UploadProgress::after_answer`]: the upstream accepted the request
+/// before reading all of it; the rest goes until the deadline, or until
+/// the client leaves it silent for the idle timeout.
+const AFTER_ANSWER_BOUNDED: u8 = 1;
+/// [`UploadProgress::after_answer`]: no more of the body goes (a refusal,
+/// an answer cut short, a client that left).
+const AFTER_ANSWER_STOP: u8 = 2;
 
 /// A whole request body: its data and trailers, cheap to clone (`Bytes`).
 #[derive(Debug, Clone, Default)]
@@ -107,6 +126,8 @@ impl RequestBody {
             quiet_is_stall,
             tracked_at: tokio::time::Instant::now(),
             waiting_since: AtomicU64::new(0),
+            after_answer: AtomicU8::new(AFTER_ANSWER_GO_ON),
+            after_answer_waker: AtomicWaker::new(),
         });
         let body = std::mem::replace(self, RequestBody::Buffered(BufferedBody::default()));
         *self = RequestBody::Tracked {
@@ -196,6 +217,28 @@ impl UploadProgress {
         }
         self.state.store(state, Ordering::Release);
     }
+
+    /// The answer's side is done and the upstream accepted the request
+    /// (a `2xx`) before reading all of it: an upload towards HTTP/2 goes on
+    /// until the deadline, or until the client leaves it silent for the
+    /// idle timeout, as an HTTP/1 connection's does (`Sender::release_until`).
+    pub fn bound_after_answer(&self) {
+        self.tell_after_answer(AFTER_ANSWER_BOUNDED);
+    }
+
+    /// The answer's side is done without accepting the rest (a refusal, an
+    /// answer cut short, a client that left): an upload towards HTTP/2
+    /// stops, its stream reset, as an HTTP/1 connection would be closed.
+    pub fn stop_after_answer(&self) {
+        self.tell_after_answer(AFTER_ANSWER_STOP);
+    }
+
+    fn tell_after_answer(&self, state: u8) {
+        // A stop is never turned back into a bound.
+        if self.after_answer.fetch_max(state, Ordering::AcqRel) < state {
+            self.after_answer_waker.wake();
+        }
+    }
 }
 
 impl From<Incoming> for RequestBody {
@@ -277,6 +320,157 @@ impl Body for RequestBody {
             }
             RequestBody::Tracked { body, .. } => body.size_hint(),
         }
+    }
+}
+
+/// A request body on its way to an HTTP/2 upstream. hyper sends it from a
+/// task of its own, which goes on after the answer's head; a tracked upload
+/// is ended as an HTTP/1 connection's would be once the answer's side is
+/// done with the exchange (see [`UploadProgress::bound_after_answer`] and
+/// [`UploadProgress::stop_after_answer`]): its next read is an error, on
+/// which hyper resets the stream.
+///
+/// hyper reads the body only while the stream's window is open: an
+/// upstream that stops reading after its answer holds the rest of the
+/// upload back past these bounds, until its connection ends.
+#[derive(Debug)]
+pub struct H2Upload {
+    /// The body itself.
+    body: RequestBody,
+    /// Its bounds after the answer, when it is tracked.
+    bounds: Option<Box<UploadBounds>>,
+}
+
+/// The bounds of an [`H2Upload`] after its answer.
+#[derive(Debug)]
+struct UploadBounds {
+    /// The upload's progress, and what the answer's side asks of it.
+    progress: Arc<UploadProgress>,
+    /// The most the client may leave the upload silent.
+    idle: Duration,
+    /// The request's deadline.
+    deadline: tokio::time::Instant,
+    /// When to look at the bounds again while the body waits.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// Why an [`H2Upload`] was ended after its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadEnd {
+    /// The answer's side asked for no more of it.
+    Stopped,
+    /// The request's deadline passed.
+    Deadline,
+    /// The client left it silent for the idle timeout.
+    ClientSilent,
+}
+
+impl std::fmt::Display for UploadEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UploadEnd::Stopped => "the upload was stopped: its answer refused it or was cut short",
+            UploadEnd::Deadline => "the request's deadline passed before the upload ended",
+            UploadEnd::ClientSilent => "the client left the upload silent for the idle timeout",
+        })
+    }
+}
+
+impl std::error::Error for UploadEnd {}
+
+// === impl H2Upload ===
+
+impl H2Upload {
+    /// `body`, ended after its answer as `progress` is told to (when it is
+    /// tracked): at `deadline`, or after `idle` of the client's silence.
+    pub fn new(
+        body: RequestBody,
+        progress: Option<Arc<UploadProgress>>,
+        idle: Duration,
+        deadline: tokio::time::Instant,
+    ) -> H2Upload {
+        H2Upload {
+            body,
+            bounds: progress.map(|progress| {
+                Box::new(UploadBounds {
+                    progress,
+                    idle,
+                    deadline,
+                    timer: None,
+                })
+            }),
+        }
+    }
+}
+
+impl Body for H2Upload {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(bounds) = this.bounds.as_deref_mut()
+            && let Some(end) = bounds.end(cx)
+        {
+            return Poll::Ready(Some(Err(Box::new(end))));
+        }
+        // A client's broken body stays hyper's own error, boxed, so the
+        // exchange's error still names it as its source.
+        let polled = Pin::new(&mut this.body)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|frame| frame.map_err(Into::into)));
+        if polled.is_pending()
+            && let Some(bounds) = this.bounds.as_deref_mut()
+            && bounds.wait(cx)
+        {
+            // A bound passed while the body was read: looked at again now.
+            cx.waker().wake_by_ref();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+// === impl UploadBounds ===
+
+impl UploadBounds {
+    /// Whether the upload must end now; registers the task for news of
+    /// the answer's side.
+    fn end(&self, cx: &Context<'_>) -> Option<UploadEnd> {
+        self.progress.after_answer_waker.register(cx.waker());
+        match self.progress.after_answer.load(Ordering::Acquire) {
+            AFTER_ANSWER_STOP => Some(UploadEnd::Stopped),
+            AFTER_ANSWER_BOUNDED if tokio::time::Instant::now() >= self.deadline => {
+                Some(UploadEnd::Deadline)
+            }
+            AFTER_ANSWER_BOUNDED if self.progress.silent_for(self.idle) => {
+                Some(UploadEnd::ClientSilent)
+            }
+            _ => None,
+        }
+    }
+
+    /// While the upload is bounded and its body waits, sets the timer for
+    /// the next look at the bounds; true when that time has come already.
+    fn wait(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.progress.after_answer.load(Ordering::Acquire) != AFTER_ANSWER_BOUNDED {
+            return false;
+        }
+        let at = self.progress.next_check(self.idle).min(self.deadline);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        timer.as_mut().reset(at);
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 

@@ -40,10 +40,10 @@ use arc_swap::ArcSwapOption;
 use hyper::client::conn::http2;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::request_body::RequestBody;
+use crate::request_body::H2Upload;
 
 /// The sending half of an HTTP/2 upstream connection.
-pub type H2Sender = http2::SendRequest<RequestBody>;
+pub type H2Sender = http2::SendRequest<H2Upload>;
 
 /// A connection that no request used over a whole period this long (so for
 /// this long to twice this long) is put aside, and closes once its last
