@@ -8,7 +8,6 @@
 //! compares the file with the text in force, so a file that differs from it
 //! is applied unless it was refused as it is.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +92,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             None
         }
     };
-    let mut file = FileWatch::start(process.config_path.clone()).await;
+    let mut file = FileWatch::start(process.config_path.clone());
     let mut resolve = tokio::time::interval(RESOLVE_INTERVAL);
     resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resolve.tick().await;
@@ -106,7 +105,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             () = stopped(&mut stop) => return,
             () = file.changed() => {
-                let Some(seen) = read_now(process.config_path.clone()).await else { continue };
+                let Some(seen) = contents(file.read().await) else { continue };
                 let in_force = match &seen {
                     Ok(bytes) => process.control.lock().await.loaded.text.as_bytes() == bytes.as_slice(),
                     Err(_) => false,
@@ -299,10 +298,11 @@ async fn adopt(
     Ok(Some(process.publisher.publish(control.snapshot())))
 }
 
-/// The config file as it is now, read off the runtime; `None` while there
-/// is none (an editor may remove it before writing it again).
-async fn read_now(path: PathBuf) -> Option<Contents> {
-    let read = crate::off_runtime::run(move || load::read_file(&path)).await;
+/// What a read of the config file found; `None` while there is none (an
+/// editor may remove it before writing it again).
+fn contents(
+    read: Result<Result<Vec<u8>, load::ReadError>, crate::off_runtime::OffRuntimeError>,
+) -> Option<Contents> {
     match read {
         Ok(Ok(bytes)) => Some(Ok(bytes)),
         Ok(Err(load::ReadError::Io { source, .. }))

@@ -24,9 +24,13 @@
 //!   seen by the watch on the file, not by its directory's (checked by
 //!   hand with `mount --bind`, which needs root, so it is not a test).
 //!
-//! A write not yet closed, and a file just created, are read
-//! [`SETTLE`] later, so that an editor's half-written file is not refused
-//! before it is whole. On a filesystem whose changes made by another machine
+//! A write not yet closed, and a file just created, are read [`SETTLE`]
+//! after the last write (at most [`SETTLE_AT_MOST`] after the first), so
+//! that a file written in several pieces is not read, and refused, half
+//! written; one written over longer than that can be. Each read places the
+//! watches again when an event said the path may lead elsewhere, and so
+//! does each poll's: a directory on the path replaced by rename (a deploy
+//! swapping directories) tells its old watch nothing. On a filesystem whose changes made by another machine
 //! inotify cannot see (NFS, SMB, FUSE, anything not known to be local) the
 //! file is also read every 250 ms, as before; so it is when inotify cannot
 //! be used at all (no instances or watches left).
@@ -47,12 +51,19 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Interval, Sleep};
 
+use crate::load;
+use crate::off_runtime::OffRuntimeError;
+
 /// How often the file is read where inotify cannot be relied on.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the file is read while inotify watches it.
 pub const BACKSTOP_INTERVAL: Duration = Duration::from_secs(1);
-/// How long after a write not yet closed, or a file's creation, it is read.
+/// How long after a write not yet closed, or a file's creation, it is read
+/// when nothing more is written.
 pub const SETTLE: Duration = Duration::from_millis(100);
+/// The longest a file still being written waits to be read, from its first
+/// write.
+pub const SETTLE_AT_MOST: Duration = Duration::from_millis(500);
 
 /// The most links followed on the path, as the kernel's `ELOOP` limit.
 const MAX_LINKS: usize = 40;
@@ -89,11 +100,13 @@ pub struct FileWatch {
     poll: Interval,
     /// The period of `poll`.
     period: Duration,
-    /// A write or creation seen, to be read when it has settled.
-    settling: Option<Pin<Box<Sleep>>>,
+    /// A write or creation seen, to be read when it has settled, and when
+    /// the first such was seen.
+    settling: Option<(Pin<Box<Sleep>>, Instant)>,
     /// A read is owed; kept here so that a dropped `changed` loses nothing.
     due: bool,
-    /// The watches must be placed again before that read (the path changed).
+    /// The watches must be placed again at the next read (the path may
+    /// lead elsewhere).
     rearm: bool,
     /// The poll periods, fixed for tests.
     periods: Periods,
@@ -160,13 +173,14 @@ struct Armed {
 }
 
 impl FileWatch {
-    /// Watches `path`; the first [`FileWatch::changed`] returns at once.
-    pub async fn start(path: PathBuf) -> FileWatch {
-        FileWatch::with_periods(path, Periods::default()).await
+    /// Watches `path`; the first [`FileWatch::changed`] returns at once,
+    /// and the first [`FileWatch::read`] places the watches.
+    pub fn start(path: PathBuf) -> FileWatch {
+        FileWatch::with_periods(path, Periods::default())
     }
 
     /// [`FileWatch::start`] with the given poll periods.
-    pub async fn with_periods(path: PathBuf, periods: Periods) -> FileWatch {
+    pub fn with_periods(path: PathBuf, periods: Periods) -> FileWatch {
         let inotify = match new_inotify() {
             Ok(inotify) => Some(inotify),
             Err(error) => {
@@ -174,39 +188,35 @@ impl FileWatch {
                 None
             }
         };
-        let mut watch = FileWatch {
+        FileWatch {
             path,
             inotify,
             watched: Watched::new(),
             armed: false,
+            // The first look is at once: the first poll is now.
             poll: polls(Instant::now(), periods.poll),
             period: periods.poll,
             settling: None,
             due: false,
-            rearm: false,
+            rearm: true,
             periods,
             failure_said: false,
-        };
-        watch.arm().await;
-        // The first look is at once: the first poll is now.
-        watch.poll = polls(Instant::now(), watch.period);
-        watch
+        }
     }
 
-    /// Waits until the file may have changed. Cancel safe: a change seen by
-    /// a call that was dropped is returned by the next.
+    /// Waits until the file may have changed. Cancel safe, and does no
+    /// blocking work: a change seen by a call that was dropped is returned
+    /// by the next.
     pub async fn changed(&mut self) {
         loop {
             if self.due {
-                if self.rearm {
-                    self.arm().await;
-                    self.rearm = false;
-                }
                 self.due = false;
                 return;
             }
             let seen = tokio::select! {
-                _ = self.poll.tick() => Ok(Seen { now: true, rearm: !self.armed, settle: false }),
+                // A poll also places the watches again: a directory on the
+                // path replaced by rename tells its old watch nothing.
+                _ = self.poll.tick() => Ok(Seen { now: true, rearm: true, settle: false }),
                 () = settled(&mut self.settling) => Ok(Seen { now: true, ..Seen::default() }),
                 ready = readable(self.inotify.as_ref()) => ready.and_then(|mut guard| {
                     let seen = read_events(guard.get_inner(), &self.watched);
@@ -223,28 +233,59 @@ impl FileWatch {
             if seen.now {
                 self.due = true;
                 self.settling = None;
-            } else if seen.settle && self.settling.is_none() {
-                self.settling = Some(Box::pin(tokio::time::sleep(SETTLE)));
+            } else if seen.settle {
+                self.settle_later();
             }
         }
     }
 
-    /// Places the watches for the path as it is now, off the runtime (a
-    /// path lookup can hang on a network filesystem), and sets the poll
-    /// period to match.
-    async fn arm(&mut self) {
-        let armed = match &self.inotify {
-            Some(inotify) => {
-                let inotify = Arc::clone(inotify.get_ref());
-                let path = self.path.clone();
-                let old = self.watched.clone();
-                crate::off_runtime::run(move || arm(&inotify, &path, &old))
-                    .await
-                    .map_err(io::Error::from)
-                    .and_then(|armed| armed)
-            }
-            None => Err(io::Error::other("no inotify instance")),
-        };
+    /// Reads the file as it is now, on a thread off the runtime (a network
+    /// filesystem can hang), after placing the watches again on the same
+    /// thread when the path may lead elsewhere.
+    ///
+    /// # Errors
+    /// No thread could be started, or the work panicked.
+    pub async fn read(&mut self) -> Result<Result<Vec<u8>, load::ReadError>, OffRuntimeError> {
+        let path = self.path.clone();
+        let arming = self.rearm.then(|| {
+            (
+                self.inotify
+                    .as_ref()
+                    .map(|inotify| Arc::clone(inotify.get_ref())),
+                self.watched.clone(),
+            )
+        });
+        let (armed, read) = crate::off_runtime::run(move || {
+            let armed = arming.map(|(inotify, old)| match inotify {
+                Some(inotify) => arm(&inotify, &path, &old),
+                None => Err(io::Error::other("no inotify instance")),
+            });
+            (armed, load::read_file(&path))
+        })
+        .await?;
+        if let Some(armed) = armed {
+            self.rearm = false;
+            self.take_armed(armed);
+        }
+        Ok(read)
+    }
+
+    /// Starts or extends the wait after a write not yet closed, or a file's
+    /// creation: [`SETTLE`] after the last, at most [`SETTLE_AT_MOST`] after
+    /// the first.
+    fn settle_later(&mut self) {
+        let now = Instant::now();
+        let (sleep, first) = self
+            .settling
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep_until(now + SETTLE)), now));
+        sleep
+            .as_mut()
+            .reset((now + SETTLE).min(*first + SETTLE_AT_MOST));
+    }
+
+    /// Keeps what placing the watches gave, and sets the poll period to
+    /// match.
+    fn take_armed(&mut self, armed: io::Result<Armed>) {
         let period = match armed {
             Ok(armed) => {
                 self.watched = armed.watched;
@@ -302,9 +343,9 @@ async fn readable(
 }
 
 /// Waits for a settling write's time; never, without one.
-async fn settled(settling: &mut Option<Pin<Box<Sleep>>>) {
+async fn settled(settling: &mut Option<(Pin<Box<Sleep>>, Instant)>) {
     match settling {
-        Some(sleep) => sleep.await,
+        Some((sleep, _)) => sleep.await,
         None => std::future::pending().await,
     }
 }
@@ -401,10 +442,13 @@ fn arm(inotify: &OwnedFd, path: &Path, old: &Watched) -> io::Result<Armed> {
     }
     // An editor may have removed the file for a moment; its directory's
     // watch sees it come back.
-    if let Some((directory, name)) = entries.last()
-        && let Ok(wd) = inotify::add_watch(inotify, directory.join(name).as_path(), FILE_EVENTS)
-    {
-        watched.insert(wd, Watch::File);
+    if let Some((directory, name)) = entries.last() {
+        let file = directory.join(name);
+        if let Ok(wd) = inotify::add_watch(inotify, file.as_path(), FILE_EVENTS) {
+            watched.insert(wd, Watch::File);
+            // A file bind-mounted from another filesystem.
+            local &= is_local(&file);
+        }
     }
     for wd in old.keys().filter(|wd| !watched.contains_key(wd)) {
         // A watch whose inode is gone is removed already.
@@ -475,10 +519,10 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
     }
 }
 
-/// Whether `directory` is on a filesystem where inotify sees every change:
-/// one whose files only this machine writes.
-fn is_local(directory: &Path) -> bool {
-    rustix::fs::statfs(directory).is_ok_and(|stat| {
+/// Whether `path` is on a filesystem where inotify sees every change: one
+/// whose files only this machine writes.
+fn is_local(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|stat| {
         // The magic numbers are 32-bit; `f_type` is as wide as a long.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         is_local_type(stat.f_type as u32)

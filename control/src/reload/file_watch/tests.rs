@@ -17,24 +17,27 @@ const NO_POLL: Periods = Periods {
 /// How long a change may take to be seen.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// A watch on `path` whose first look (at once) is taken.
+/// A watch on `path` whose first look (at once, placing the watches) is
+/// taken.
 async fn watching(path: &Path) -> FileWatch {
-    let mut watch = FileWatch::with_periods(path.to_path_buf(), NO_POLL).await;
+    let mut watch = FileWatch::with_periods(path.to_path_buf(), NO_POLL);
+    seen(&mut watch, "the first look").await;
     assert!(
         watch.armed,
         "the watches could not be placed for {}",
         path.display()
     );
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("the first look is at once");
     watch
 }
 
+/// Waits for a change to be reported, then reads the file as the config
+/// watcher does (which places the watches again when needed).
 async fn seen(watch: &mut FileWatch, what: &str) {
     tokio::time::timeout(DEADLINE, watch.changed())
         .await
         .unwrap_or_else(|_| panic!("{what} was not seen within {DEADLINE:?}"));
+    // The file may be missing for a moment (removed, not yet written).
+    let _ = watch.read().await.expect("a thread for the read");
 }
 
 /// Waits a while for a change that must not be reported.
@@ -203,9 +206,9 @@ async fn a_path_that_cannot_be_watched_is_polled_until_it_can() {
         backstop: Duration::from_secs(3600),
         poll: Duration::from_millis(50),
     };
-    let mut watch = FileWatch::with_periods(path.clone(), periods).await;
-    assert!(!watch.armed, "a directory that does not exist was watched");
+    let mut watch = FileWatch::with_periods(path.clone(), periods);
     seen(&mut watch, "the first look").await;
+    assert!(!watch.armed, "a directory that does not exist was watched");
     // Only a poll can see this, and it places the watches.
     std::fs::create_dir(dir.path().join("not-yet")).unwrap();
     std::fs::write(&path, "a").unwrap();
@@ -217,4 +220,94 @@ async fn a_path_that_cannot_be_watched_is_polled_until_it_can() {
     assert_eq!(watch.period, periods.backstop);
     std::fs::write(&path, "b").unwrap();
     seen(&mut watch, "an edit").await;
+}
+
+/// Writes `pieces` to the open `path`, `gap` apart; the task's result is
+/// the file, still open (closed, it would be read at once).
+fn write_in_pieces(
+    path: &Path,
+    pieces: usize,
+    gap: Duration,
+) -> tokio::task::JoinHandle<std::fs::File> {
+    let mut open = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    tokio::spawn(async move {
+        for _ in 0..pieces {
+            open.write_all(b"x").unwrap();
+            tokio::time::sleep(gap).await;
+        }
+        open
+    })
+}
+
+#[tokio::test]
+async fn a_file_written_in_pieces_is_read_after_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    let began = Instant::now();
+    // Three pieces 60 ms apart: the last at 120 ms, so no read before 220.
+    let writer = write_in_pieces(&path, 3, Duration::from_millis(60));
+    seen(&mut watch, "the pieces").await;
+    let waited = began.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200),
+        "read {waited:?} after the first piece, before the last had settled"
+    );
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_written_on_and_on_is_read_within_the_longest_settle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    // A piece every 50 ms for 3 s: each would put the read off again.
+    let writer = write_in_pieces(&path, 60, Duration::from_millis(50));
+    let seen_in = tokio::time::timeout(Duration::from_secs(2), watch.changed()).await;
+    assert!(
+        seen_in.is_ok(),
+        "a file still being written was not read within 2 s"
+    );
+    writer.abort();
+}
+
+#[tokio::test]
+async fn a_directory_on_the_path_replaced_is_watched_after_a_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, text: &str| {
+        std::fs::create_dir_all(dir.path().join(name).join("conf")).unwrap();
+        std::fs::write(dir.path().join(name).join("conf/weir.yaml"), text).unwrap();
+    };
+    make("app", "a");
+    let path = dir.path().join("app/conf/weir.yaml");
+    let mut watch = watching(&path).await;
+    // A deploy swaps the directory above the file's: no watch hears it.
+    make("app.new", "b");
+    std::fs::rename(dir.path().join("app"), dir.path().join("app.old")).unwrap();
+    std::fs::rename(dir.path().join("app.new"), dir.path().join("app")).unwrap();
+    // What a poll does: it asks for the watches again, and the read places them.
+    watch.rearm = true;
+    watch.read().await.unwrap().unwrap();
+    std::fs::write(&path, "c").unwrap();
+    seen(&mut watch, "an edit in the new directory").await;
+}
+
+#[tokio::test]
+async fn a_poll_places_the_watches_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let periods = Periods {
+        backstop: Duration::from_millis(50),
+        poll: Duration::from_millis(50),
+    };
+    let mut watch = FileWatch::with_periods(path, periods);
+    seen(&mut watch, "the first look").await;
+    assert!(!watch.rearm, "the first read left the watches to place");
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .unwrap();
+    assert!(watch.rearm, "a poll did not ask for the watches again");
 }
