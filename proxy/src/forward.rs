@@ -1022,14 +1022,12 @@ async fn forward(
     };
     remove_hop_by_hop(response.headers_mut(), false);
     one_content_length(response.headers_mut());
-    if downstream_http1
-        && !endpoint.is_http2()
-        && upload.as_ref().is_some_and(|upload| !upload.ended())
-    {
+    if downstream_http1 && upload.as_ref().is_some_and(|upload| !upload.ended()) {
         // Answered before the upload ended: the upstream connection closes
-        // at the answer's end, and the rest of the body goes with it, so
-        // the client's connection cannot carry another request (as on the
-        // own path).
+        // (the HTTP/2 stream is reset) at the answer's end, or after a 2xx
+        // once the rest is sent, and the client's connection cannot carry
+        // another request (as on the own path). Said, a client still
+        // sending knows to stop rather than find its connection closed.
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

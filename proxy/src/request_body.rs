@@ -365,9 +365,29 @@ pub enum UploadEnd {
     ClientSilent,
 }
 
-impl std::fmt::Display for UploadEnd {
+/// The error an [`H2Upload`] ends with: why, and the code its stream is
+/// reset with, `CANCEL` (hyper takes the code from an `h2::Error` among
+/// the error's sources, `INTERNAL_ERROR` without one).
+#[derive(Debug)]
+pub struct UploadEnded {
+    /// Why the upload was ended.
+    pub why: UploadEnd,
+    /// The reset's code, as hyper looks for it.
+    reset: h2::Error,
+}
+
+impl UploadEnded {
+    fn new(why: UploadEnd) -> UploadEnded {
+        UploadEnded {
+            why,
+            reset: h2::Error::from(h2::Reason::CANCEL),
+        }
+    }
+}
+
+impl std::fmt::Display for UploadEnded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.write_str(match self.why {
             UploadEnd::Stopped => "the upload was stopped: its answer refused it or was cut short",
             UploadEnd::Deadline => "the request's deadline passed before the upload ended",
             UploadEnd::ClientSilent => "the client left the upload silent for the idle timeout",
@@ -375,7 +395,11 @@ impl std::fmt::Display for UploadEnd {
     }
 }
 
-impl std::error::Error for UploadEnd {}
+impl std::error::Error for UploadEnded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.reset)
+    }
+}
 
 // === impl H2Upload ===
 
@@ -414,7 +438,7 @@ impl Body for H2Upload {
         if let Some(bounds) = this.bounds.as_deref_mut()
             && let Some(end) = bounds.end(cx)
         {
-            return Poll::Ready(Some(Err(Box::new(end))));
+            return Poll::Ready(Some(Err(Box::new(UploadEnded::new(end)))));
         }
         // A client's broken body stays hyper's own error, boxed, so the
         // exchange's error still names it as its source.

@@ -12,7 +12,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -43,7 +43,7 @@ async fn start_weir_with(upstream: SocketAddr, timeouts: Timeouts) -> Running {
 #[derive(Debug)]
 struct Upload {
     bytes: Vec<u8>,
-    /// `Err` with hyper's message when the stream was reset.
+    /// `Err` with hyper's error, debug-printed, when the stream was reset.
     ended: Result<(), String>,
 }
 
@@ -75,7 +75,8 @@ async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Upload>) {
                                         bytes.extend_from_slice(&data);
                                     }
                                 }
-                                Some(Err(error)) => break Err(error.to_string()),
+                                // With the h2 error (and its reset code) inside.
+                                Some(Err(error)) => break Err(format!("{error:?}")),
                             }
                         };
                         let _ = uploads.send(Upload { bytes, ended });
@@ -99,7 +100,8 @@ async fn upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Upload>) {
 
 /// Sends `POST path` announcing 10 bytes of body, sends the first 5, and
 /// reads the answer's head: the client's connection (still open, silent)
-/// and the status.
+/// and the status. The head must say `connection: close`: the client's
+/// connection cannot carry another request.
 async fn upload_half(proxy: SocketAddr, path: &str) -> (TcpStream, u16) {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     let head = format!("POST {path} HTTP/1.1\r\nhost: test\r\ncontent-length: 10\r\n\r\nfirst");
@@ -120,6 +122,11 @@ async fn upload_half(proxy: SocketAddr, path: &str) -> (TcpStream, u16) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "an early answer to an upload still going without `connection: close`: {head:?}"
+    );
     (stream, status)
 }
 
@@ -142,34 +149,51 @@ fn timeouts(request: u64, idle: u64) -> Timeouts {
 
 /// Sends half an upload to `path` through a weir with `timeouts`, checks
 /// the answer's `status`, then leaves the client connected and silent:
-/// the upstream must see the upload reset, after the half that came.
-async fn half_upload_ends(path: &str, timeouts: Timeouts, status: u16) {
+/// the upstream must see the upload reset with `CANCEL`, after the half
+/// that came. How long after the answer it was reset.
+async fn half_upload_ends(path: &str, timeouts: Timeouts, status: u16) -> Duration {
     let (addr, mut uploads) = upstream().await;
     let weir = start_weir_with(addr, timeouts).await;
     let (_client, answered) = upload_half(weir.addr, path).await;
+    let answered_at = Instant::now();
     assert_eq!(answered, status);
     let upload = upload_end(&mut uploads, DEADLINE).await;
+    let after = answered_at.elapsed();
     assert_eq!(upload.bytes, b"first");
-    assert!(
-        upload.ended.is_err(),
-        "the upload ended cleanly: {upload:?}"
-    );
+    let reset = upload.ended.expect_err("the upload ended cleanly");
+    assert!(reset.contains("CANCEL"), "reset otherwise: {reset}");
+    after
+}
+
+/// A little less than a bound, for timers that fire a tick early.
+fn nearly(bound: Duration) -> Duration {
+    bound - Duration::from_millis(100)
 }
 
 #[tokio::test]
 async fn an_accepted_upload_left_silent_ends_at_the_idle_timeout() {
-    half_upload_ends("/ingest", timeouts(60, 1), 202).await;
+    let after = half_upload_ends("/ingest", timeouts(60, 1), 202).await;
+    assert!(
+        after >= nearly(Duration::from_secs(1)),
+        "ended {after:?} after the answer"
+    );
 }
 
 #[tokio::test]
 async fn an_accepted_upload_ends_at_the_deadline() {
-    half_upload_ends("/ingest", timeouts(1, 60), 202).await;
+    let after = half_upload_ends("/ingest", timeouts(1, 60), 202).await;
+    // The deadline counts from the request, a few ms before the answer.
+    assert!(
+        after >= nearly(nearly(Duration::from_secs(1))),
+        "ended {after:?} after the answer"
+    );
 }
 
 #[tokio::test]
 async fn a_refused_upload_stops_at_once() {
     // Neither bound comes during the test: the refusal alone stops it.
-    half_upload_ends("/refuse", timeouts(60, 60), 413).await;
+    let after = half_upload_ends("/refuse", timeouts(60, 60), 413).await;
+    assert!(after < DEADLINE);
 }
 
 #[tokio::test]
