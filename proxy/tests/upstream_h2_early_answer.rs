@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use weir_config::{Timeouts, UpstreamProtocol};
@@ -106,22 +106,7 @@ async fn upload_half(proxy: SocketAddr, path: &str) -> (TcpStream, u16) {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     let head = format!("POST {path} HTTP/1.1\r\nhost: test\r\ncontent-length: 10\r\n\r\nfirst");
     stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
-            .await
-            .expect("an answer in time")
-            .unwrap();
-        assert!(n > 0, "closed before a whole head: {answer:?}");
-        answer.extend_from_slice(&buf[..n]);
-    }
-    let head = String::from_utf8_lossy(&answer);
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let (head, status) = support::read_answer_head(&mut stream, DEADLINE).await;
     assert!(
         head.to_ascii_lowercase()
             .contains("\r\nconnection: close\r\n"),

@@ -271,19 +271,7 @@ pub(crate) async fn stalled_upload(proxy: SocketAddr) -> u16 {
         .write_all(b"POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: 10\r\n\r\nabcd")
         .await
         .expect("send the head and part of the body");
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
-            .await
-            .expect("an answer in time")
-            .expect("read the answer");
-        assert!(n > 0, "closed before a whole head: {answer:?}");
-        answer.extend_from_slice(&buf[..n]);
-    }
-    let head = String::from_utf8_lossy(&answer);
-    head.split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"))
+    crate::support::read_answer_head(&mut stream, DEADLINE)
+        .await
+        .1
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -75,6 +76,28 @@ pub(crate) async fn take_request_head(stream: &mut TcpStream, seen: &mut Vec<u8>
             Ok(n) => seen.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// Reads an answer's head from `stream` (a raw client's read), each read
+/// within `limit`: the head as text, and its status.
+pub(crate) async fn read_answer_head(stream: &mut TcpStream, limit: Duration) -> (String, u16) {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(limit, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read the answer");
+        assert!(n > 0, "closed before a whole head: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&answer).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    (head, status)
 }
 
 /// A proxy serving a snapshot on an ephemeral loopback port, until `stop`
