@@ -84,6 +84,40 @@ impl StateStore for GatedStore {
     }
 }
 
+/// A store whose reads panic while `loads_panic` is set (a bug in the
+/// store), and whose saves fail while `saves_fail` is set (a full disk).
+#[derive(Debug, Default)]
+pub(crate) struct FaultyStore {
+    /// Where the states go.
+    pub(crate) inner: MemoryStore,
+    /// Whether reads panic.
+    pub(crate) loads_panic: AtomicBool,
+    /// Whether saves fail.
+    pub(crate) saves_fail: AtomicBool,
+}
+
+impl StateStore for FaultyStore {
+    fn load(&self, route: &str) -> Stored {
+        assert!(!self.loads_panic.load(Relaxed), "a bug in the store");
+        self.inner.load(route)
+    }
+
+    fn save(&self, state: &RolloutState) -> std::io::Result<()> {
+        if self.saves_fail.load(Relaxed) {
+            return Err(std::io::Error::other("no space left on device"));
+        }
+        self.inner.save(state)
+    }
+
+    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
+        self.inner.set_aside(route, now_ms)
+    }
+
+    fn location(&self) -> String {
+        "faulty".to_owned()
+    }
+}
+
 /// A config of `routes` (YAML list items, indented by four), with the
 /// admin tokens given, listeners and admin on ephemeral loopback ports.
 pub(crate) fn config_text(tokens: Option<(&str, &str)>, routes: &str) -> String {

@@ -10,12 +10,12 @@
 //! only while no pool thread waits for work. The calls are rare (a read
 //! of the config file when it may have changed and once a second, the
 //! state directory's check once a second, name lookups). A thread for each
-//! is not free: reading the config file every 250 ms this way cost an idle
-//! weir about 0.3 of its 2.1 ms of CPU a second, one reason the file is
-//! watched with inotify (`reload::file_watch`). At most [`MAX_THREADS`] run at once for files and
-//! as many for name lookups (a resolver that hangs must neither use up a
-//! pids limit nor hold up a state write); further calls wait for one to
-//! end.
+//! is not free: reading the config file every 250 ms this way cost an
+//! idle weir about 0.3 of its 2.1 ms of CPU a second, one reason the file
+//! is watched with inotify (`reload::file_watch`). At most
+//! [`MAX_THREADS`] run at once for files and as many for name lookups (a
+//! resolver that hangs must neither use up a pids limit nor hold up a
+//! state write); further calls wait for one to end.
 
 use std::future::Future;
 use std::io;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::Instrument as _;
+use weir_config::Timeouts;
 
 use crate::body::{BodyLimits, BodyWatch, ProxyBody, ResponseAccount};
 use crate::decision::{self, HeaderVerdict};
@@ -29,7 +30,6 @@ use crate::routing::{RuleChoice, ServedBackend, ServedRoute};
 use crate::upstream::{self, Endpoint, Sender};
 use crate::write_stall::StallLimit;
 use crate::{Role, Shared, http1};
-use weir_config::Timeouts;
 
 /// What the proxy knows about the downstream connection.
 #[derive(Debug, Clone)]
@@ -930,15 +930,19 @@ async fn forward(
         Err(UploadBound::Deadline) => return Err(ProxyError::UpstreamTimeout(timeouts.request)),
     };
 
-    // An answer refused here closes its upstream connection at once: it is
-    // never reused, nor left sending the client's body.
-    let refuse = |sender: Option<Sender>, error: ProxyError| {
+    // An answer not passed on ends its exchange at once: the HTTP/1
+    // connection is closed, never reused, the HTTP/2 upload stopped; neither
+    // goes on sending the client's body.
+    let end_exchange = |sender: Option<Sender>| {
         if let Some(sender) = sender {
             sender.abort();
         }
         if let Some(upload) = &upload {
             upload.stop_after_answer();
         }
+    };
+    let refuse = |sender: Option<Sender>, error: ProxyError| {
+        end_exchange(sender);
         Err(error)
     };
     let status = response.status().as_u16();
@@ -952,12 +956,7 @@ async fn forward(
             // read nor counted here (the caller counts it for the analysis),
             // and its connection closes as a refused answer's does.
             drop(in_flight);
-            if let Some(sender) = sender {
-                sender.abort();
-            }
-            if let Some(upload) = &upload {
-                upload.stop_after_answer();
-            }
+            end_exchange(sender);
             let (parts, _) = response.into_parts();
             return Ok(Response::from_parts(parts, ProxyBody::empty()));
         }

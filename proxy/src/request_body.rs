@@ -356,13 +356,11 @@ struct UploadBounds {
 
 /// Why an [`H2Upload`] was ended after its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadEnd {
+enum UploadEnd {
     /// The answer's side asked for no more of it.
     Stopped,
-    /// The request's deadline passed.
-    Deadline,
-    /// The client left it silent for the idle timeout.
-    ClientSilent,
+    /// The upload passed one of its bounds.
+    Passed(UploadBound),
 }
 
 /// The error an [`H2Upload`] ends with: why, and the code its stream is
@@ -371,7 +369,7 @@ pub enum UploadEnd {
 #[derive(Debug)]
 pub struct UploadEnded {
     /// Why the upload was ended.
-    pub why: UploadEnd,
+    why: UploadEnd,
     /// The reset's code, as hyper looks for it.
     reset: h2::Error,
 }
@@ -389,8 +387,12 @@ impl std::fmt::Display for UploadEnded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.why {
             UploadEnd::Stopped => "the upload was stopped: its answer refused it or was cut short",
-            UploadEnd::Deadline => "the request's deadline passed before the upload ended",
-            UploadEnd::ClientSilent => "the client left the upload silent for the idle timeout",
+            UploadEnd::Passed(UploadBound::Deadline) => {
+                "the request's deadline passed before the upload ended"
+            }
+            UploadEnd::Passed(UploadBound::ClientSilent) => {
+                "the client left the upload silent for the idle timeout"
+            }
         })
     }
 }
@@ -473,11 +475,8 @@ impl UploadBounds {
         self.progress.after_answer_waker.register(cx.waker());
         match self.progress.after_answer.load(Ordering::Acquire) {
             AFTER_ANSWER_STOP => Some(UploadEnd::Stopped),
-            AFTER_ANSWER_BOUNDED if tokio::time::Instant::now() >= self.deadline => {
-                Some(UploadEnd::Deadline)
-            }
-            AFTER_ANSWER_BOUNDED if self.progress.silent_for(self.idle) => {
-                Some(UploadEnd::ClientSilent)
+            AFTER_ANSWER_BOUNDED => {
+                passed_bound(Some(&self.progress), self.idle, self.deadline).map(UploadEnd::Passed)
             }
             _ => None,
         }
@@ -489,7 +488,7 @@ impl UploadBounds {
         if self.progress.after_answer.load(Ordering::Acquire) != AFTER_ANSWER_BOUNDED {
             return false;
         }
-        let at = self.progress.next_check(self.idle).min(self.deadline);
+        let at = next_look(Some(&self.progress), self.idle, self.deadline);
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
@@ -551,19 +550,42 @@ pub async fn within_upload_bounds<F: Future>(
 ) -> Result<F::Output, UploadBound> {
     let mut work = std::pin::pin!(work);
     loop {
-        let until = match upload.filter(|u| !u.ended()) {
-            Some(u) => u.next_check(idle).min(deadline),
-            None => deadline,
-        };
+        let until = next_look(upload, idle, deadline);
         if let Ok(out) = tokio::time::timeout_at(until, work.as_mut()).await {
             return Ok(out);
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(UploadBound::Deadline);
+        if let Some(bound) = passed_bound(upload, idle, deadline) {
+            return Err(bound);
         }
-        if upload.is_some_and(|u| u.silent_for(idle)) {
-            return Err(UploadBound::ClientSilent);
-        }
+    }
+}
+
+/// The bound passed, if any: `deadline`, or `idle` of the client's silence
+/// in `upload`; the deadline when both.
+fn passed_bound(
+    upload: Option<&UploadProgress>,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) -> Option<UploadBound> {
+    if tokio::time::Instant::now() >= deadline {
+        Some(UploadBound::Deadline)
+    } else if upload.is_some_and(|u| u.silent_for(idle)) {
+        Some(UploadBound::ClientSilent)
+    } else {
+        None
+    }
+}
+
+/// When to look at the bounds again: at `deadline`, or sooner when the
+/// client's silence in `upload` (until it ends) may reach `idle` first.
+fn next_look(
+    upload: Option<&UploadProgress>,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) -> tokio::time::Instant {
+    match upload.filter(|u| !u.ended()) {
+        Some(u) => u.next_check(idle).min(deadline),
+        None => deadline,
     }
 }
 

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use weir_config::{Timeouts, UpstreamProtocol};
+use weir_config::Timeouts;
 use weir_proxy::ServeOptions;
 
 mod support;
@@ -34,9 +34,11 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// Starts weir with one route to `upstream`, spoken to over `h2c`, with
 /// these timeouts.
 async fn start_weir_with(upstream: SocketAddr, timeouts: Timeouts) -> Running {
-    let mut snapshot = support::one_route(&[upstream], vec![], timeouts);
-    snapshot.routes[0].split.stable.protocol = UpstreamProtocol::H2c;
-    support::start(snapshot, ServeOptions::default()).await
+    support::start(
+        support::one_h2c_route(upstream, timeouts),
+        ServeOptions::default(),
+    )
+    .await
 }
 
 /// What the upstream read of a request body, and how the body ended.

@@ -380,53 +380,26 @@ async fn a_config_behind_its_promotion_at_start_is_refused_and_nothing_is_writte
     );
 }
 
-/// A store whose saves fail while `failing` is set.
-#[derive(Debug, Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-impl crate::persist::StateStore for FlakyStore {
-    fn load(&self, route: &str) -> crate::persist::Stored {
-        self.inner.load(route)
-    }
-
-    fn save(&self, state: &crate::rollout::RolloutState) -> std::io::Result<()> {
-        if self.failing.load(Relaxed) {
-            return Err(std::io::Error::other("no space left on device"));
-        }
-        self.inner.save(state)
-    }
-
-    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
-        self.inner.set_aside(route, now_ms)
-    }
-
-    fn location(&self) -> String {
-        "flaky".to_owned()
-    }
-}
-
 /// An abort takes effect though its state cannot be written, and is
 /// written once the store takes writes again: a restart then finds the
 /// route aborted, not back at its canary weight.
 #[tokio::test]
 async fn an_abort_that_could_not_be_written_is_written_once_the_store_takes_it() {
-    let store = Arc::new(FlakyStore::default());
+    let store = Arc::new(fixtures::FaultyStore::default());
     let text = fixtures::config_text(
         None,
         &fixtures::route("web", Some("[{setWeight: 50}, {pause: {}}]")),
     );
     let (process, clock) =
         fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
-    let written = |store: &FlakyStore| store.inner.get("web").map(|s| (s.phase, s.canary_weight));
+    let written =
+        |store: &fixtures::FaultyStore| store.inner.get("web").map(|s| (s.phase, s.canary_weight));
     assert_eq!(
         written(&store),
         Some((Phase::Progressing, Weight::from_percent_int(50)))
     );
 
-    store.failing.store(true, Relaxed);
+    store.saves_fail.store(true, Relaxed);
     transitions::command(&process, "web", Command::Abort)
         .await
         .expect("an abort takes effect though it cannot be written");
@@ -448,7 +421,7 @@ async fn an_abort_that_could_not_be_written_is_written_once_the_store_takes_it()
         "still failing"
     );
 
-    store.failing.store(false, Relaxed);
+    store.saves_fail.store(false, Relaxed);
     clock.advance(Duration::from_secs(1));
     transitions::tick(&process, zero).await;
     assert_eq!(written(&store), Some((Phase::Aborted, Weight::ZERO)));

@@ -323,44 +323,18 @@ async fn a_state_that_cannot_be_saved_refuses_the_config() {
     assert_eq!(control.rollouts["web"], before, "the state stays");
 }
 
-/// A store whose reads panic while `failing` is set.
-#[derive(Debug, Default)]
-struct FailingLoads {
-    inner: MemoryStore,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-impl StateStore for FailingLoads {
-    fn load(&self, route: &str) -> crate::persist::Stored {
-        assert!(!self.failing.load(Relaxed), "a bug in the store");
-        self.inner.load(route)
-    }
-
-    fn save(&self, state: &crate::rollout::RolloutState) -> std::io::Result<()> {
-        self.inner.save(state)
-    }
-
-    fn set_aside(&self, route: &str, now_ms: u64) -> Option<String> {
-        self.inner.set_aside(route, now_ms)
-    }
-
-    fn location(&self) -> String {
-        "failing loads".to_owned()
-    }
-}
-
 /// A route that gains a strategy has its kept state read first; when that
 /// read gives nothing (here it panics; likewise when no thread can be
 /// started for it), the config is refused, naming the route, rather than
 /// starting the rollout over and writing that over the kept state.
 #[tokio::test]
 async fn a_state_that_cannot_be_read_refuses_the_config() {
-    let store = Arc::new(FailingLoads::default());
+    let store = Arc::new(fixtures::FaultyStore::default());
     let loaded = fixtures::loaded(&base());
     let resolved = fixtures::resolved(&loaded).await;
     let mut control = ControlState::restore_with(loaded, resolved, store.clone(), START_MS)
         .unwrap_or_else(|d| panic!("restore: {d:?}"));
-    store.failing.store(true, Relaxed);
+    store.loads_panic.store(true, Relaxed);
     let web_v2 = web("v1", Some("v2"), Some(STEPS));
     let refused = adopt_web_and_fixed(&mut control, web_v2, Some(STEPS), START_MS + 1_000).await;
     let problems = refused.err().unwrap_or_default();
@@ -371,7 +345,7 @@ async fn a_state_that_cannot_be_read_refuses_the_config() {
         "{problems:?}"
     );
     assert!(!control.rollouts.contains_key("fixed"), "no rollout began");
-    store.failing.store(false, Relaxed);
+    store.loads_panic.store(false, Relaxed);
     assert!(
         matches!(store.inner.load("fixed"), crate::persist::Stored::Missing),
         "nothing was written"

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use weir_config::{Backend, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
+use weir_config::Timeouts;
 use weir_proxy::ServeOptions;
 
 use crate::support::Running;
@@ -198,36 +198,11 @@ async fn h2_server() -> SocketAddr {
 /// Starts weir with one route to `upstream`, spoken to over `h2c`, whose
 /// requests time out after `request_timeout`.
 pub(crate) async fn start_weir(upstream: SocketAddr, request_timeout: Duration) -> Running {
-    let snapshot = Snapshot {
-        version: 0,
-        routes: vec![RouteSnapshot {
-            name: Arc::from("web"),
-            hosts: vec![],
-            path_prefix: "/".to_owned(),
-            split: Split {
-                stable: Backend {
-                    revision: Arc::from("v1"),
-                    endpoints: vec![upstream],
-                    protocol: weir_config::UpstreamProtocol::H2c,
-                    tls: None,
-                },
-                canary: None,
-                canary_weight: Weight::from_percent_int(0),
-                cohort_seed: 1,
-            },
-            canary_by_header: None,
-            stickiness: None,
-            timeouts: Timeouts {
-                request: request_timeout,
-                ..Timeouts::default()
-            },
-            upgrades: vec![],
-            stable_fallback: None,
-            grpc_error_codes: weir_config::GrpcCodeSet::DEFAULT_ERRORS,
-            gateway: None,
-            preview: None,
-        }],
+    let timeouts = Timeouts {
+        request: request_timeout,
+        ..Timeouts::default()
     };
+    let snapshot = crate::support::one_h2c_route(upstream, timeouts);
     crate::support::start(snapshot, ServeOptions::default()).await
 }
 

@@ -61,6 +61,14 @@ pub(crate) fn one_route(
     }
 }
 
+/// One route `web` for any host sending everything to `upstream`, spoken
+/// to over `h2c`, with `timeouts`.
+pub(crate) fn one_h2c_route(upstream: SocketAddr, timeouts: Timeouts) -> Snapshot {
+    let mut snapshot = one_route(&[upstream], vec![], timeouts);
+    snapshot.routes[0].split.stable.protocol = weir_config::UpstreamProtocol::H2c;
+    snapshot
+}
+
 /// Reads from `stream` into `seen` until it holds a whole request head,
 /// then takes that head off `seen` (a raw upstream's read of a request
 /// without a body); `false` when the stream ends first.
