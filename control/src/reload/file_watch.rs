@@ -68,6 +68,12 @@ pub const SETTLE_AT_MOST: Duration = Duration::from_millis(500);
 /// The most links followed on the path, as the kernel's `ELOOP` limit.
 const MAX_LINKS: usize = 40;
 
+/// The most inotify events read in one turn of the runtime. A directory on
+/// the path with a flood of changes to other files (the config kept in a
+/// busy directory) then costs the runtime's thread a bounded slice at a
+/// time, the rest read after the requests waiting meanwhile.
+const EVENTS_PER_TURN: usize = 256;
+
 /// What a directory's entry changing means, for the entries on the path.
 const DIRECTORY_EVENTS: WatchFlags = WatchFlags::CLOSE_WRITE
     .union(WatchFlags::MOVED_TO)
@@ -213,15 +219,20 @@ impl FileWatch {
                 self.due = false;
                 return;
             }
+            let mut more_events = false;
             let seen = tokio::select! {
                 // A poll also places the watches again: a directory on the
                 // path replaced by rename tells its old watch nothing.
                 _ = self.poll.tick() => Ok(Seen { now: true, rearm: true, settle: false }),
                 () = settled(&mut self.settling) => Ok(Seen { now: true, ..Seen::default() }),
                 ready = readable(self.inotify.as_ref()) => ready.and_then(|mut guard| {
-                    let seen = read_events(guard.get_inner(), &self.watched);
-                    guard.clear_ready();
-                    seen
+                    let (seen, drained) = read_events(guard.get_inner(), &self.watched)?;
+                    if drained {
+                        guard.clear_ready();
+                    } else {
+                        more_events = true;
+                    }
+                    Ok(seen)
                 }),
             };
             let seen = seen.unwrap_or_else(|error| {
@@ -235,6 +246,10 @@ impl FileWatch {
                 self.settling = None;
             } else if seen.settle {
                 self.settle_later();
+            }
+            if more_events && !self.due {
+                // The rest of the events after the other tasks' turn.
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -350,14 +365,21 @@ async fn settled(settling: &mut Option<(Pin<Box<Sleep>>, Instant)>) {
     }
 }
 
-/// Reads every pending event and says what they ask for.
-fn read_events(inotify: &OwnedFd, watched: &Watched) -> io::Result<Seen> {
+/// Reads pending events, about [`EVENTS_PER_TURN`] at most (the rest of
+/// the last buffer read is never dropped), and says what they ask for, and
+/// whether none is left.
+fn read_events(inotify: &OwnedFd, watched: &Watched) -> io::Result<(Seen, bool)> {
     let mut buffer = [MaybeUninit::<u8>::uninit(); 4096];
     let mut events = inotify::Reader::new(inotify, &mut buffer);
     let mut seen = Seen::default();
+    let mut read = 0;
     loop {
+        if read >= EVENTS_PER_TURN && events.is_buffer_empty() {
+            return Ok((seen, false));
+        }
         match events.next() {
             Ok(event) => {
+                read += 1;
                 seen = seen.merge(judge(
                     watched,
                     event.wd(),
@@ -365,7 +387,7 @@ fn read_events(inotify: &OwnedFd, watched: &Watched) -> io::Result<Seen> {
                     event.file_name(),
                 ));
             }
-            Err(rustix::io::Errno::AGAIN) => return Ok(seen),
+            Err(rustix::io::Errno::AGAIN) => return Ok((seen, true)),
             Err(rustix::io::Errno::INTR) => {}
             Err(error) => return Err(error.into()),
         }

@@ -311,3 +311,30 @@ async fn a_poll_places_the_watches_again() {
         .unwrap();
     assert!(watch.rearm, "a poll did not ask for the watches again");
 }
+
+/// A flood of changes to other files in the config's directory is read
+/// a bounded batch at a time, and a change of the config file inside it is
+/// still seen.
+#[tokio::test]
+async fn a_flood_of_events_is_read_a_batch_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    // Each write of a new file is two events (created, closed).
+    let flood = |from: usize| {
+        for n in from..from + EVENTS_PER_TURN * 2 {
+            std::fs::write(dir.path().join(format!("other-{n}")), "x").unwrap();
+        }
+    };
+    flood(0);
+    let inotify = Arc::clone(watch.inotify.as_ref().unwrap().get_ref());
+    let (asked, drained) = read_events(&inotify, &watch.watched).unwrap();
+    assert_eq!(asked, Seen::default(), "other files are not changes");
+    assert!(!drained, "a flood was read whole in one turn");
+    flood(EVENTS_PER_TURN * 2);
+    std::fs::write(&path, "b").unwrap();
+    flood(EVENTS_PER_TURN * 4);
+    seen(&mut watch, "an edit inside a flood").await;
+    not_seen(&mut watch, "the rest of the flood").await;
+}
