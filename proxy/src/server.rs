@@ -478,7 +478,9 @@ fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .max_header_list_size(crate::http1::request_head::h2_header_list_size(
+            MAX_REQUEST_HEAD,
+        ))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     builder

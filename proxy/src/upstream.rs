@@ -704,7 +704,9 @@ where
         .keep_alive_while_idle(true)
         // An answer head as large as an HTTP/1 upstream may send (64 KiB),
         // not h2's 16 KiB default: the protocol does not change what passes.
-        .max_header_list_size(crate::http1::response_head::MAX_HEAD as u32)
+        .max_header_list_size(crate::http1::request_head::h2_header_list_size(
+            crate::http1::response_head::MAX_HEAD,
+        ))
         .handshake(io)
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;

@@ -683,11 +683,6 @@ async fn body_timeouts_and_upstream_errors(weir: &Weir, route: &str) -> (f64, f6
     )
 }
 
-/// `stableFallback` listing `POST` on gRPC routes whose canary takes every
-/// call: a unary call the canary refuses is answered by stable, and a
-/// streaming call whose client waits for an answer before it ends its
-/// stream is let through rather than held until its deadline for a body
-/// that cannot end first.
 /// An answer head from an HTTP/2 upstream may be as large as from an
 /// HTTP/1 one (64 KiB), not only h2's default 16 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -756,6 +751,11 @@ async fn stable_fallback_sends_no_call_past_its_deadline() {
     );
 }
 
+/// `stableFallback` listing `POST` on gRPC routes whose canary takes every
+/// call: a unary call the canary refuses is answered by stable, and a
+/// streaming call whose client waits for an answer before it ends its
+/// stream is let through rather than held until its deadline for a body
+/// that cannot end first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() {
     use futures_util::StreamExt as _;

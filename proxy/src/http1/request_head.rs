@@ -12,6 +12,21 @@ pub const MAX_HEAD: usize = crate::server::MAX_REQUEST_HEAD;
 /// Most header fields in a head; more is answered 431 (hyper's limit).
 pub const MAX_HEADERS: usize = 100;
 
+/// The HTTP/2 header list size (RFC 9113, section 6.5.2: each field's
+/// bytes and 32 more) that lets through any head HTTP/1 lets through: at
+/// most `head_bytes` bytes in [`MAX_HEADERS`] fields. HTTP/2 then still
+/// takes heads of more, smaller fields than HTTP/1 would.
+pub const fn h2_header_list_size(head_bytes: usize) -> u32 {
+    let size = head_bytes + 32 * MAX_HEADERS;
+    assert!(
+        size <= u32::MAX as usize,
+        "a header list size fits in 32 bits"
+    );
+    #[allow(clippy::cast_possible_truncation, reason = "checked just above")]
+    let size = size as u32;
+    size
+}
+
 /// Room for a head's header fields, left uninitialised: the parser writes
 /// only the fields it finds, where an initialised array would be
 /// [`MAX_HEADERS`] fields (3.2 KB) written for every head.
