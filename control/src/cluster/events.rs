@@ -280,6 +280,7 @@ mod tests {
             evidence: Evidence::new(),
             webhooks: Default::default(),
             promoted_ms: None,
+            scale_down_deadline_ms: None,
             blue_green_stage: None,
         }
     }

@@ -77,6 +77,10 @@ pub struct BlueGreenStatus {
     /// `Preview`, `PrePromotion`, `AwaitingPromotion`, `PostPromotion` or `Done`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// Once promoted: until when `abort` swaps back to the old revision
+    /// (RFC 3339), fixed at the promotion by `scaleDownDelaySeconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_down_deadline: Option<String>,
 }
 
 // The fields are kept as written and validated by weir (not by serde), so

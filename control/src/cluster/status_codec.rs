@@ -150,6 +150,7 @@ pub fn encode(
         promoted_time: state.promoted_ms.map(format_time),
         blue_green: state.blue_green_stage.map(|stage| BlueGreenStatus {
             stage: Some(stage.as_str().to_owned()),
+            scale_down_deadline: state.scale_down_deadline_ms.map(format_time),
         }),
         abort_reason: state.abort_reason.map(|r| r.metric_label().to_owned()),
         message: Some(state.message.clone()),
@@ -513,6 +514,12 @@ pub fn decode(
             .promoted_time
             .as_deref()
             .map(|t| parse_time("promotedTime", t))
+            .transpose()?,
+        scale_down_deadline_ms: status
+            .blue_green
+            .as_ref()
+            .and_then(|bg| bg.scale_down_deadline.as_deref())
+            .map(|t| parse_time("blueGreen.scaleDownDeadline", t))
             .transpose()?,
         blue_green_stage: status
             .blue_green

@@ -240,6 +240,15 @@ pub struct RolloutState {
     /// `abort` swaps back until `scaleDownDelaySeconds` after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_ms: Option<u64>,
+    /// When a promoted blue-green rollout's old revision stops being the
+    /// switch-back target, ms since the UNIX epoch: fixed at the promotion
+    /// from the `scaleDownDelaySeconds` of that moment (as Argo Rollouts'
+    /// scale-down deadline), so that a later edit of the delay neither opens
+    /// again a window that closed (the old revision may be gone) nor cuts
+    /// one short. A state written before it was kept has none, and its
+    /// window counts from `promoted_ms` with the delay configured now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_deadline_ms: Option<u64>,
     /// A blue-green rollout's stage as of the last transition (the stage
     /// follows from the phase, the step and the gate waited on; see
     /// [`RolloutState::blue_green_stage`]).
@@ -669,11 +678,14 @@ impl RolloutState {
     }
 
     /// When a promoted blue-green rollout's old revision stops being the
-    /// switch-back target: `scaleDownDelaySeconds` after the promotion.
+    /// switch-back target: `scaleDownDelaySeconds` after the promotion, as
+    /// the delay was then (see [`RolloutState::scale_down_deadline_ms`]).
     pub fn switch_back_until_ms(&self, strategy: &Strategy) -> Option<u64> {
         let bg = strategy.blue_green.as_ref()?;
-        self.promoted_ms
-            .map(|at| at.saturating_add(millis(bg.scale_down_delay)))
+        self.scale_down_deadline_ms.or_else(|| {
+            self.promoted_ms
+                .map(|at| at.saturating_add(millis(bg.scale_down_delay)))
+        })
     }
 
     /// Follows a (re)loaded config: starts a rollout for a new canary
@@ -1205,6 +1217,7 @@ impl RolloutState {
             evidence: Evidence::new(),
             webhooks: WebhookProgress::default(),
             promoted_ms: None,
+            scale_down_deadline_ms: None,
             blue_green_stage: None,
         }
     }
@@ -1274,6 +1287,10 @@ impl RolloutState {
     /// Promoted: weight 100, past the last step.
     fn complete(&mut self, strategy: &Strategy, now_ms: u64) {
         self.promoted_ms = Some(now_ms);
+        self.scale_down_deadline_ms = strategy
+            .blue_green
+            .as_ref()
+            .map(|bg| now_ms.saturating_add(millis(bg.scale_down_delay)));
         self.phase = Phase::Promoted;
         self.canary_weight = Weight::FULL;
         self.step_index = Some(strategy.steps.len());

@@ -67,6 +67,7 @@ impl State {
             evidence: Evidence::new(),
             webhooks: Default::default(),
             promoted_ms: None,
+            scale_down_deadline_ms: None,
             blue_green_stage: None,
         })
     }
@@ -134,6 +135,15 @@ impl State {
         State(s)
     }
 
+    /// A blue-green rollout promoted at `T0`, swapping back for 30 s.
+    fn blue_green_done() -> State {
+        let mut s = State::promoted().0;
+        s.promoted_ms = Some(T0);
+        s.scale_down_deadline_ms = Some(T0 + 30_000);
+        s.blue_green_stage = Some(crate::rollout::BlueGreenStage::Done);
+        State(s)
+    }
+
     fn every_phase() -> Vec<(&'static str, State)> {
         vec![
             ("healthy", State::healthy()),
@@ -143,6 +153,7 @@ impl State {
             ("held before the steps", State::held_before_steps()),
             ("aborted", State::aborted()),
             ("promoted", State::promoted()),
+            ("blue-green done", State::blue_green_done()),
         ]
     }
 }

@@ -60,6 +60,7 @@ fn state(phase: Phase, step: Option<usize>, percent: u32) -> RolloutState {
         evidence: Evidence::new(),
         webhooks: Default::default(),
         promoted_ms: None,
+        scale_down_deadline_ms: None,
         blue_green_stage: None,
     }
 }

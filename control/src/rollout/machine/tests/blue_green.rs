@@ -462,6 +462,48 @@ fn abort_after_the_scale_down_delay_is_refused() {
     );
 }
 
+/// `route` with `scaleDownDelaySeconds` set to `secs`.
+fn with_scale_down_delay(mut route: Route, secs: u64) -> Route {
+    let strategy = route.strategy.as_mut().expect("a strategy");
+    let mut bg = (**strategy.blue_green.as_ref().expect("blue-green")).clone();
+    bg.scale_down_delay = Duration::from_secs(secs);
+    strategy.blue_green = Some(Arc::new(bg));
+    route
+}
+
+/// The switch-back window is fixed at the swap: raising
+/// `scaleDownDelaySeconds` once it closed does not open it again (the old
+/// revision may be gone by then), and lowering it does not cut it short.
+#[test]
+fn the_switch_back_window_is_fixed_at_the_swap() {
+    let promoted_at = T0 + 5 * SEC;
+    assert_eq!(done().scale_down_deadline_ms, Some(promoted_at + 30 * SEC));
+    let raised = with_scale_down_delay(manual_route(), 600);
+    let late = done()
+        .command(Command::Abort, &raised, promoted_at + 31 * SEC)
+        .expect_err("abort after the window closed, the delay raised since");
+    assert!(
+        late.message().contains("scaleDownDelaySeconds is over"),
+        "{}",
+        late.message()
+    );
+    let lowered = with_scale_down_delay(manual_route(), 1);
+    let within = ok(done().command(Command::Abort, &lowered, promoted_at + 20 * SEC));
+    assert_eq!(within.state.canary_weight, Weight::ZERO);
+    // Kept across a restart.
+    let json = serde_json::to_string(&done()).expect("serializable");
+    let back: RolloutState = serde_json::from_str(&json).expect("deserializable");
+    assert_eq!(back.scale_down_deadline_ms, Some(promoted_at + 30 * SEC));
+    // A state kept before the deadline was counts from the promotion with
+    // the delay configured now.
+    let mut older = done();
+    older.scale_down_deadline_ms = None;
+    assert_eq!(
+        older.switch_back_until_ms(strategy(&raised)),
+        Some(promoted_at + 600 * SEC)
+    );
+}
+
 #[test]
 fn automatic_promotion_swaps_after_the_preview_and_its_delay() {
     let route = Bg::auto().route();
