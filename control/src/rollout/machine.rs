@@ -1423,6 +1423,9 @@ impl RolloutState {
 
     /// The same rollout continues; hold it if its current step is gone.
     fn check_steps(mut self, before: &RolloutState, strategy: &Strategy, now_ms: u64) -> Outcome {
+        if let Some(outcome) = self.follow_post_promotion(before, strategy, now_ms) {
+            return outcome;
+        }
         let count = strategy.steps.len();
         let gate_gone = self.webhooks.wait.as_ref().is_some_and(|w| w.step >= count);
         // A blue-green edit that adds or removes a stage (or a switch
@@ -1519,6 +1522,54 @@ impl RolloutState {
                 Outcome::unchanged(self)
             }
         }
+    }
+
+    /// A blue-green rollout past its swap (all traffic on the new revision)
+    /// whose edited strategy moved or removed the post-promotion analysis:
+    /// the analysis starts again at its new place, or, removed, the rollout
+    /// is complete. Held instead, as other moved stages are, it would show
+    /// the stage `Preview` with all traffic on the new revision, and
+    /// `resume` would swap back and forth. `None` when this does not apply.
+    fn follow_post_promotion(
+        &self,
+        before: &RolloutState,
+        strategy: &Strategy,
+        now_ms: u64,
+    ) -> Option<Outcome> {
+        let bg = strategy.blue_green.as_ref()?;
+        let index = self.step_index?;
+        let post = bg.post_promotion_step();
+        let in_place = index == bg.swap_step() || Some(index) == post;
+        if !self.is_active()
+            || self.blue_green_stage != Some(BlueGreenStage::PostPromotion)
+            || self.webhooks.wait.is_some()
+            || in_place
+        {
+            return None;
+        }
+        let mut s = self.clone();
+        let outcome = match post {
+            Some(post) => {
+                // Held by `pause`, it stays held.
+                s.step_index = Some(post);
+                s.refresh_message(strategy, now_ms);
+                s.blue_green_stage = s.blue_green_stage(strategy);
+                let message = format!(
+                    "steps changed: the post-promotion analysis is now {}; it starts again",
+                    s.position(strategy)
+                );
+                s.steps_changed(before, message)
+            }
+            None => {
+                s.complete(strategy, now_ms);
+                let message = format!(
+                    "steps changed: no post-promotion analysis after the swap; {} promoted",
+                    s.canary_name()
+                );
+                s.finish(before, strategy, now_ms, TransitionKind::Completed, message)
+            }
+        };
+        Some(outcome)
     }
 
     /// Gives the current timed pause the length `length_ms`, counted from

@@ -839,6 +839,67 @@ fn an_edit_that_moves_the_stages_holds_the_rollout_where_it_is() {
     );
 }
 
+/// An edit after the swap follows the post-promotion analysis: removed,
+/// the rollout is complete; moved (the pre-promotion analysis removed), it
+/// starts again at its new place. Traffic stays on the new revision.
+#[test]
+fn an_edit_after_the_swap_follows_the_post_promotion_analysis() {
+    let no_post = Bg {
+        post: false,
+        ..Bg::manual()
+    }
+    .route();
+    let out = post_promotion()
+        .reconcile(&no_post, T0 + 6 * SEC)
+        .expect("same revision");
+    assert_eq!(
+        out.transition.as_ref().map(|t| t.kind),
+        Some(TransitionKind::Completed)
+    );
+    assert_eq!(
+        bg_shape(&out.state),
+        (Phase::Promoted, Some(4), 100, false, Done),
+        "{}",
+        out.state.message
+    );
+    assert_eq!(out.state.promoted_ms, Some(T0 + 6 * SEC));
+
+    let no_pre = Bg {
+        pre: false,
+        ..Bg::manual()
+    }
+    .route();
+    let out = post_promotion()
+        .reconcile(&no_pre, T0 + 6 * SEC)
+        .expect("same revision");
+    assert_eq!(
+        out.transition.as_ref().map(|t| t.kind),
+        Some(TransitionKind::StepsChanged)
+    );
+    assert_eq!(
+        bg_shape(&out.state),
+        (Phase::Progressing, Some(3), 100, false, PostPromotion),
+        "{}",
+        out.state.message
+    );
+    assert_eq!(
+        out.state.wanted_analysis_runs(strategy(&no_pre)).len(),
+        1,
+        "the analysis runs at its new place"
+    );
+    // Held by `pause`, it stays held where it now is.
+    let held = ok(post_promotion().command(Command::Pause, &manual_route(), T0 + 5 * SEC)).state;
+    let out = held
+        .reconcile(&no_pre, T0 + 6 * SEC)
+        .expect("same revision");
+    assert_eq!(
+        bg_shape(&out.state),
+        (Phase::Paused, Some(3), 100, true, PostPromotion),
+        "{}",
+        out.state.message
+    );
+}
+
 /// With an `analysis` block, the preview is judged on the preview's own
 /// traffic: it does not end on an inconclusive judgement (weight 0 does
 /// not exempt it, as it exempts a canary's `setWeight: 0`), and it ends on
