@@ -8,11 +8,14 @@
 //! or dead receiver costs at most one full queue of memory and never
 //! delays a rollout: enqueuing takes a short lock and never waits.
 //!
-//! Notifications not delivered when weir stops (queued, or being sent)
-//! are written to `stateDir/.notifications.json` after the drain and queued
-//! again, first, by the next start ([`Notifier::save_pending`],
-//! [`Notifier::restore_pending`]): at least once across a restart too.
-//! One being sent at the stop may then arrive twice.
+//! Notifications not yet delivered (queued, or being sent) are kept in
+//! `stateDir/.notifications.json` as they change ([`Notifier::journal`]:
+//! written off the runtime, at most every [`JOURNAL_GAP`]), once more after
+//! the drain at a stop ([`Notifier::save_pending`]), and queued again,
+//! first, by the next start ([`Notifier::restore_pending`]): at least once
+//! across a restart, and across a `kill -9` but for what changed in the
+//! last write's few milliseconds. One delivered since the last write, or
+//! being sent at the stop, may then arrive twice.
 //!
 //! Metrics, per receiver: `weir_notifications_sent_total`,
 //! `weir_notifications_failed_total`, `weir_notifications_dropped_total`
@@ -69,6 +72,10 @@ pub const NOTIFICATIONS_QUEUED: Family = Family {
 /// The most notifications queued per receiver; beyond it the oldest is
 /// dropped.
 pub const QUEUE_CAPACITY: usize = 10_000;
+
+/// The least time between two writes of the pending notifications by
+/// [`Notifier::journal`]: a burst of changes is one write.
+pub const JOURNAL_GAP: Duration = Duration::from_millis(100);
 
 /// The backoff before the n-th retry of a notification (0-based): 500 ms,
 /// doubling, at most 30 s.
@@ -145,6 +152,8 @@ pub fn triggers_of(transition: &Transition) -> Vec<Trigger> {
 pub struct Notifier {
     client: HookClient,
     receivers: Mutex<HashMap<String, Arc<Receiver>>>,
+    /// Told whenever what is pending changes, for [`Notifier::journal`].
+    changed: Arc<Notify>,
     sent: IntCounterVec,
     failed: IntCounterVec,
     dropped: IntCounterVec,
@@ -159,6 +168,8 @@ struct Receiver {
     /// The notification being sent, until its outcome.
     in_flight: Mutex<Option<Bytes>>,
     wake: Notify,
+    /// The notifier's: told whenever what is pending changes.
+    changed: Arc<Notify>,
     removed: AtomicBool,
     sent: IntCounter,
     failed: IntCounter,
@@ -190,6 +201,7 @@ impl Notifier {
         Ok(Notifier {
             client,
             receivers: Mutex::new(HashMap::new()),
+            changed: Arc::new(Notify::new()),
             sent,
             failed,
             dropped,
@@ -237,6 +249,7 @@ impl Notifier {
             queue: Mutex::new(VecDeque::new()),
             in_flight: Mutex::new(None),
             wake: Notify::new(),
+            changed: Arc::clone(&self.changed),
             removed: AtomicBool::new(false),
             sent: self.sent.with_label_values(&[name]),
             failed: self.failed.with_label_values(&[name]),
@@ -316,43 +329,56 @@ impl Notifier {
 
     /// Writes [`Self::pending`] to `dir`'s `.notifications.json` (atomic
     /// replace), or removes that file when nothing is pending. Returns how
-    /// many were written.
+    /// many were written. Blocks: for the stop, once [`Self::journal`]
+    /// has ended.
     ///
     /// # Errors
     /// The I/O error, naming the file.
     pub fn save_pending(&self, dir: &Path) -> std::io::Result<usize> {
-        let path = pending_path(dir);
-        let pending = self.pending();
-        if pending.is_empty() {
-            return match std::fs::remove_file(&path) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
-                _ => Ok(0),
-            };
-        }
-        let count = pending.values().map(Vec::len).sum();
-        let texts: BTreeMap<&str, Vec<String>> = pending
-            .iter()
-            .map(|(name, bodies)| {
-                let texts = bodies
-                    .iter()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .collect();
-                (name.as_str(), texts)
-            })
-            .collect();
-        let json = serde_json::to_vec_pretty(&texts).map_err(std::io::Error::other)?;
-        let tmp = dir.join(".notifications.json.new");
-        let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path));
-        written.map_err(|error| {
-            std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-        })?;
-        Ok(count)
+        write_pending(dir, &self.pending())
     }
 
-    /// Queues again, ahead of anything queued since, what
-    /// [`Self::save_pending`] left in `dir`, and removes the file. A
-    /// receiver no longer in the config has its notifications dropped
-    /// (logged and counted). Returns how many were queued again.
+    /// Keeps `dir`'s `.notifications.json` up to date with what is pending
+    /// until `stop` is raised: written at once, then after each change, at
+    /// most every [`JOURNAL_GAP`], each time on a thread off the runtime
+    /// (a write in progress ends before this returns). A failed write is
+    /// logged once until one succeeds.
+    pub async fn journal(&self, dir: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut failing = false;
+        loop {
+            let pending = self.pending();
+            let into = dir.clone();
+            let written = crate::off_runtime::run(move || write_pending(&into, &pending)).await;
+            match written {
+                Ok(Ok(_)) => failing = false,
+                Ok(Err(error)) if !failing => {
+                    tracing::warn!(%error, "undelivered notifications cannot be kept; a crash would lose them");
+                    failing = true;
+                }
+                Err(error) if !failing => {
+                    tracing::warn!(%error, "undelivered notifications cannot be kept; a crash would lose them");
+                    failing = true;
+                }
+                Ok(Err(_)) | Err(_) => {}
+            }
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => return,
+                () = tokio::time::sleep(JOURNAL_GAP) => {}
+            }
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => return,
+                () = self.changed.notified() => {}
+            }
+        }
+    }
+
+    /// Queues again, ahead of anything queued since, what the last run
+    /// left pending in `dir` ([`Self::journal`], [`Self::save_pending`]);
+    /// the file is then replaced by the journal's first write. A receiver
+    /// no longer in the config has its notifications dropped (logged and
+    /// counted). Returns how many were queued again.
     ///
     /// # Errors
     /// The file cannot be read or parsed (it is left in place).
@@ -365,10 +391,8 @@ impl Notifier {
         };
         let pending: BTreeMap<String, Vec<String>> = serde_json::from_slice(&bytes)
             .map_err(|error| format!("cannot parse {}: {error}", path.display()))?;
-        // Removed first: what is queued is not queued a second time after
-        // a crash.
-        std::fs::remove_file(&path)
-            .map_err(|error| format!("cannot remove {}: {error}", path.display()))?;
+        // The file stays until the journal writes what is pending now: a
+        // crash before then queues these again (at least once).
         let mut queued = 0;
         for (name, bodies) in pending {
             let receiver = self
@@ -424,6 +448,7 @@ impl Receiver {
                 .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
         }
         self.wake.notify_one();
+        self.changed.notify_one();
     }
 
     /// Queues `bodies` (oldest first) ahead of what is queued; the oldest
@@ -442,6 +467,7 @@ impl Receiver {
                 .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
         }
         self.wake.notify_one();
+        self.changed.notify_one();
     }
 
     /// The next notification, which becomes the one in flight.
@@ -489,6 +515,7 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
             .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
+        receiver.changed.notify_one();
         if outcome.passed {
             receiver.sent.inc();
         } else {
@@ -505,6 +532,36 @@ async fn deliver(receiver: Arc<Receiver>, client: HookClient) {
             );
         }
     }
+}
+
+/// Writes `pending` to `dir`'s `.notifications.json` (atomic replace), or
+/// removes that file when nothing is pending. Returns how many were written.
+fn write_pending(dir: &Path, pending: &BTreeMap<String, Vec<Bytes>>) -> std::io::Result<usize> {
+    let path = pending_path(dir);
+    if pending.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(0),
+        };
+    }
+    let count = pending.values().map(Vec::len).sum();
+    let texts: BTreeMap<&str, Vec<String>> = pending
+        .iter()
+        .map(|(name, bodies)| {
+            let texts = bodies
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+            (name.as_str(), texts)
+        })
+        .collect();
+    let json = serde_json::to_vec_pretty(&texts).map_err(std::io::Error::other)?;
+    let tmp = dir.join(".notifications.json.new");
+    let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path));
+    written.map_err(|error| {
+        std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+    })?;
+    Ok(count)
 }
 
 /// Where undelivered notifications wait for the next start: a hidden

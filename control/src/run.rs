@@ -258,6 +258,14 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
         Ok(count) => tracing::info!(count, "notifications left from the last run queued again"),
         Err(error) => tracing::warn!("{error}; those notifications are not sent"),
     }
+    // What is not delivered yet is kept in stateDir as it changes, so that
+    // a crash loses (almost) none of it.
+    let (journal_stop, journal_stop_rx) = watch::channel(false);
+    let journal = tokio::spawn({
+        let hooks = Arc::clone(&hooks);
+        let dir = config.state_dir.clone();
+        async move { hooks.notifier.journal(dir, journal_stop_rx).await }
+    });
     process.control.lock().await.set_hooks(Arc::clone(&hooks));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -361,7 +369,10 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
         );
     }
     let _ = admin_stop_tx.send(true);
-    // What is not delivered yet waits in stateDir for the next start.
+    // What is not delivered yet waits in stateDir for the next start,
+    // written once more after the journal's last write.
+    let _ = journal_stop.send(true);
+    let _ = journal.await;
     match hooks.notifier.save_pending(&config.state_dir) {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, "undelivered notifications kept for the next start"),

@@ -491,12 +491,53 @@ async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
         m.sum("weir_notifications_dropped_total", &[("receiver", "chat")]),
         0.0
     );
-    assert!(
-        !weir
-            .dir()
-            .join("state")
-            .join(".notifications.json")
-            .exists(),
-        "the file is removed once its notifications are queued again"
+    let kept = weir.dir().join("state").join(".notifications.json");
+    wait_until(
+        LIMIT,
+        "the file removed once nothing is pending",
+        || async { (!kept.exists()).then_some(()) },
+    )
+    .await;
+}
+
+/// A notification not delivered when weir is killed (`kill -9`, no drain)
+/// was kept in stateDir as it was queued, and is delivered after the
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_undelivered_at_a_crash_is_delivered_after_the_restart() {
+    let stable = FakeUpstream::start("stable").await;
+    let canary = FakeUpstream::start("canary").await;
+    let receiver = HookReceiver::start().await;
+    receiver.answer("notify", Answer::Status(500));
+    let config = WeirConfig::new([Route::rollout(
+        "web",
+        &[stable.addr],
+        &[canary.addr],
+        strategy([Step::SetWeight(50.0), Step::Pause(None)]),
+    )])
+    .extra(&format!(
+        "notifications:\n  - name: chat\n    url: {}\n    triggers: [on-rollout-updated]\n    retryMax: 20\n",
+        receiver.url("notify")
+    ));
+    let mut weir = Weir::start(config).await;
+    receiver.wait_for("notify", 1, LIMIT).await;
+    let kept = weir.dir().join("state").join(".notifications.json");
+    wait_until(LIMIT, "the undelivered notification kept", || async {
+        std::fs::read_to_string(&kept)
+            .ok()
+            .filter(|text| text.contains("on-rollout-updated"))
+    })
+    .await;
+    weir.kill9();
+
+    receiver.answer("notify", Answer::Status(200));
+    let before = receiver.count("notify");
+    within(LIMIT, "the restart", weir.restart()).await;
+    let delivered = receiver.wait_for("notify", before + 1, LIMIT).await;
+    assert_eq!(
+        delivered[before].json["weir"]["event"], "on-rollout-updated",
+        "{:#}",
+        delivered[before].json
     );
+    one_notification_sent_to_chat(&weir).await;
 }
