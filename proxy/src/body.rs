@@ -178,7 +178,20 @@ impl ProxyBody {
     pub fn with_first_frame(mut self, first: Option<Frame<Bytes>>) -> ProxyBody {
         if let ProxyBody::Upstream(up) = &mut self {
             match first {
-                Some(frame) => up.held.push_back(frame),
+                // As read by `poll_frame`: a gRPC status in trailers is
+                // noted, and a frame that ends the body counts it.
+                Some(frame) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        up.note_grpc_status(trailers);
+                    }
+                    let ends = frame.is_trailers() || up.upstream_ended();
+                    up.held.push_back(frame);
+                    if ends {
+                        up.done = true;
+                        up.count(None);
+                        up.release_upstream();
+                    }
+                }
                 None => up.done = true,
             }
         }
@@ -226,8 +239,27 @@ impl UpstreamBody {
         self.held.is_empty() && (self.done || self.upstream_ended())
     }
 
+    /// What is left of the upstream's body and what is held of it: with a
+    /// first frame taken before the head, an exact length still matches
+    /// the head's `content-length` (hyper's server checks it).
     fn size_hint(&self) -> SizeHint {
-        self.body.as_ref().map(Body::size_hint).unwrap_or_default()
+        let rest = match &self.body {
+            Some(body) => body.size_hint(),
+            None if self.done => SizeHint::with_exact(0),
+            None => SizeHint::default(),
+        };
+        let held: u64 = self
+            .held
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|data| data.len() as u64)
+            .sum();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(held));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(held));
+        }
+        hint
     }
 
     /// Whether the upstream's body is known to have ended (hyper knows it

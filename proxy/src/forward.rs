@@ -1004,12 +1004,14 @@ async fn forward(
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
-    // A chunked body is framed frame by frame, so an error in it would only
-    // show after a 200 head went out. What already arrived with the head is
-    // decoded by now: take a first frame that is ready (never wait for one,
-    // a streamed response may rightly take its time) so a broken one is a
-    // 502 rather than a cut connection.
-    let first = if response.headers().contains_key(header::TRANSFER_ENCODING) {
+    // A chunked body is framed frame by frame, and an HTTP/2 one checked
+    // against its `content-length` and resets frame by frame, so an error
+    // in it would only show after a 200 head went out. What already
+    // arrived with the head is decoded by now: take a first frame that is
+    // ready (never wait for one, a streamed response may rightly take its
+    // time) so a broken one is a 502 rather than a cut connection.
+    let first = if endpoint.is_http2() || response.headers().contains_key(header::TRANSFER_ENCODING)
+    {
         match response.body_mut().frame().now_or_never() {
             Some(Some(Ok(frame))) => Some(Some(frame)),
             Some(None) => Some(None),

@@ -1,0 +1,161 @@
+//! An HTTP/2 upstream whose answer is broken in what came with its head (a
+//! body longer or shorter than its `content-length`, a reset right after
+//! the head) gets the client a 502, counted as 502, as a broken first
+//! chunk from an HTTP/1 upstream does: not an empty reply counted as the
+//! head's 200.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use weir_config::{Backend, StableFallback, Timeouts, UpstreamProtocol, Weight};
+use weir_proxy::{Role, ServeOptions};
+
+mod support;
+use support::{read_answer_head, take_request_head};
+
+/// How long an answer may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How an upstream breaks its answer after a `200` head.
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    /// `content-length: 3`, then 5 bytes and the end.
+    Longer,
+    /// `content-length: 10`, then 5 bytes and the end.
+    Shorter,
+    /// `content-length: 10`, 3 bytes, then `RST_STREAM`.
+    Reset,
+}
+
+/// An HTTP/2 (prior knowledge) upstream answering every request with
+/// `broken`, the head and what follows it sent at once.
+async fn broken_upstream(broken: Broken) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    let length = match broken {
+                        Broken::Longer => "3",
+                        Broken::Shorter | Broken::Reset => "10",
+                    };
+                    let head = http::Response::builder()
+                        .status(200)
+                        .header("content-length", length)
+                        .body(())
+                        .unwrap();
+                    let mut body = respond.send_response(head, false).unwrap();
+                    match broken {
+                        Broken::Longer | Broken::Shorter => {
+                            body.send_data(Bytes::from_static(b"hello"), true).unwrap();
+                        }
+                        Broken::Reset => {
+                            body.send_data(Bytes::from_static(b"hel"), false).unwrap();
+                            body.send_reset(h2::Reason::INTERNAL_ERROR);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_answer_broken_with_its_head_is_a_502() {
+    for broken in [Broken::Longer, Broken::Shorter, Broken::Reset] {
+        let upstream = broken_upstream(broken).await;
+        let weir = support::start(
+            support::one_h2c_route(upstream, Timeouts::default()),
+            ServeOptions::default(),
+        )
+        .await;
+        let (head, status) = get(weir.addr).await;
+        assert_eq!(status, 502, "{broken:?}: {head}");
+        let stable = weir.proxy.metrics().get("web", Role::Stable).unwrap();
+        assert_eq!(
+            (
+                stable.requests_with_code(502),
+                stable.requests_with_code(200)
+            ),
+            (1, 0),
+            "{broken:?}: counted as the 502 sent"
+        );
+    }
+}
+
+/// `GET /` through weir at `proxy` on a new connection: the answer's head
+/// and status.
+async fn get(proxy: SocketAddr) -> (String, u16) {
+    let mut client = TcpStream::connect(proxy).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    read_answer_head(&mut client, DEADLINE).await
+}
+
+/// An HTTP/1 upstream answering every request `200 stable`.
+async fn stable_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while take_request_head(&mut stream, &mut seen).await {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstable";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.read(&mut [0u8; 1]).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Broken before any byte reached the client, a canary's answer is
+/// retried on stable under `stableFallback`, and counted for the canary.
+#[tokio::test]
+async fn a_canary_answer_broken_with_its_head_is_retried_on_stable() {
+    let stable = stable_upstream().await;
+    let canary = broken_upstream(Broken::Longer).await;
+    let mut snapshot = support::one_route(&[stable], vec![], Timeouts::default());
+    let route = &mut snapshot.routes[0];
+    route.split.canary = Some(Backend {
+        revision: Arc::from("v2"),
+        endpoints: vec![canary],
+        protocol: UpstreamProtocol::H2c,
+        tls: None,
+    });
+    route.split.canary_weight = Weight::FULL;
+    route.stable_fallback = Some(StableFallback {
+        methods: vec![Arc::from("GET")],
+        max_body_bytes: 64 * 1024,
+        budget: 1.0,
+    });
+    let weir = support::start(snapshot, ServeOptions::default()).await;
+    let (head, status) = get(weir.addr).await;
+    assert_eq!(status, 200, "{head}");
+    let canary = weir.proxy.metrics().get("web", Role::Canary).unwrap();
+    assert_eq!(
+        canary.requests_with_code(200),
+        0,
+        "the canary's 200 never went out"
+    );
+}
