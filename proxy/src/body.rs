@@ -207,11 +207,14 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
+        // Trailers lose the fields no trailer may carry, towards either
+        // protocol.
+        let polled = match self.get_mut() {
             ProxyBody::Upstream(up) => up.poll_frame(cx),
             ProxyBody::Watched(up) => lock(up).poll_frame(cx),
             ProxyBody::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-        }
+        };
+        polled.map(|frame| frame.map(|frame| frame.map(crate::forward::forwardable)))
     }
 
     fn is_end_stream(&self) -> bool {

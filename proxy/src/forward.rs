@@ -1530,6 +1530,25 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     }
 }
 
+/// A trailers frame with the fields no trailer may carry taken out (RFC
+/// 9110 section 6.5.1: framing, routing and connection fields; HTTP/2
+/// refuses connection fields outright, and an HTTP/2 peer would be sent an
+/// upload it can never end); any other frame as it is.
+pub(crate) fn forwardable(frame: http_body::Frame<bytes::Bytes>) -> http_body::Frame<bytes::Bytes> {
+    if !frame.is_trailers() {
+        return frame;
+    }
+    match frame.into_trailers() {
+        Ok(mut trailers) => {
+            remove_hop_by_hop(&mut trailers, true);
+            trailers.remove(header::HOST);
+            trailers.remove(header::CONTENT_LENGTH);
+            http_body::Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    }
+}
+
 /// The protocols of the `Upgrade` header (with their versions, in the
 /// client's order) whose names `allowed` lists, any case; `None` when none
 /// is.

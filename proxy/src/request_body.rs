@@ -255,12 +255,18 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let forwardable = |polled: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>| {
+            polled.map(|frame| frame.map(|frame| frame.map(crate::forward::forwardable)))
+        };
         match self.get_mut() {
-            RequestBody::Streamed(body) => Pin::new(body).poll_frame(cx),
-            RequestBody::Buffered(body) => Poll::Ready(body.next_frame().map(Ok)),
+            RequestBody::Streamed(body) => forwardable(Pin::new(body).poll_frame(cx)),
+            RequestBody::Buffered(body) => Poll::Ready(
+                body.next_frame()
+                    .map(|frame| Ok(crate::forward::forwardable(frame))),
+            ),
             RequestBody::Prefixed { head, rest } => match head.take() {
                 Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                None => Pin::new(rest).poll_frame(cx),
+                None => forwardable(Pin::new(rest).poll_frame(cx)),
             },
             RequestBody::Tracked { body, progress } => {
                 let polled = Pin::new(body.as_mut()).poll_frame(cx);
