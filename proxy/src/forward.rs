@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -852,6 +852,18 @@ async fn forward(
                 deadline,
             ))
             .await;
+        }
+        // hyper's HTTP/1 client sends no body for a GET or HEAD of unknown
+        // length (it takes it for none) unless told to chunk it: the
+        // client's body goes on whole, as on the own path.
+        if matches!(*req.method(), Method::GET | Method::HEAD)
+            && !http_body::Body::is_end_stream(req.body())
+            && http_body::Body::size_hint(req.body()).exact().is_none()
+        {
+            req.headers_mut().insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
         }
         // A pooled connection may have been closed by the upstream since it
         // was parked; such a request is handed back unsent and goes on a fresh one.
