@@ -1394,10 +1394,16 @@ fn prepare_request<B>(
         join_cookies(req.headers_mut());
     }
 
-    // The upstream speaks HTTP/1.1 and wants origin-form.
+    // The upstream speaks HTTP/1.1 and wants origin-form; an empty path is
+    // `/` (RFC 9112 section 3.2.1), a query after it included.
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
         let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        if let Ok(uri) = path.parse::<Uri>() {
+        let origin = if path.starts_with('/') {
+            path.parse::<Uri>()
+        } else {
+            format!("/{path}").parse::<Uri>()
+        };
+        if let Ok(uri) = origin {
             *req.uri_mut() = uri;
         }
     }

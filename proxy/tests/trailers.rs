@@ -46,12 +46,13 @@ async fn h2_upstream() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                let service = hyper::service::service_fn(
+                    |request: Request<hyper::body::Incoming>| async move {
                         let body = request.into_body().collect().await.unwrap();
                         let seen = names(body.trailers());
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(seen))))
-                    });
+                    },
+                );
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
