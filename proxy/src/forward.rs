@@ -810,6 +810,7 @@ async fn forward(
     let te_trailers = endpoint.is_http2() && grpc::asks_for_trailers(req.headers());
     let head_request = req.method() == http::Method::HEAD;
     let downstream_http1 = req.version() < http::Version::HTTP_2;
+    let downstream_http10 = req.version() == http::Version::HTTP_10;
     let mut downstream_upgrade = prepare_request(&mut req, downstream, endpoint, &route.upgrades);
     if endpoint.is_http2() {
         // An HTTP/2 stream cannot be upgraded.
@@ -1041,6 +1042,21 @@ async fn forward(
         // once the rest is sent, and the client's connection cannot carry
         // another request (as on the own path). Said, a client still
         // sending knows to stop rather than find its connection closed.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    // An HTTP/1.0 client takes no chunks: a body of unknown length ends
+    // with the connection, which the answer says. (hyper's server adds
+    // keep-alive to an HTTP/1.1 head for a client that asked for it, even
+    // to one saying close; an HTTP/1.0 head without keep-alive it closes.)
+    let status = response.status();
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if downstream_http10 && !bodiless && !response.headers().contains_key(header::CONTENT_LENGTH) {
+        *response.version_mut() = Version::HTTP_10;
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
