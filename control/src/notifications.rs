@@ -381,16 +381,39 @@ impl Notifier {
     /// counted). Returns how many were queued again.
     ///
     /// # Errors
-    /// The file cannot be read or parsed (it is left in place).
+    /// The file cannot be read or parsed: it is moved aside, to
+    /// `.notifications.json.bad` (the journal would replace it), for a
+    /// person to look at.
     pub fn restore_pending(&self, dir: &Path) -> Result<usize, String> {
         let path = pending_path(dir);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        let read = std::fs::read(&path).map_err(|error| {
+            (
+                error.kind(),
+                format!("cannot read {}: {error}", path.display()),
+            )
+        });
+        let parsed = read.and_then(|bytes| {
+            serde_json::from_slice::<BTreeMap<String, Vec<String>>>(&bytes).map_err(|error| {
+                (
+                    std::io::ErrorKind::InvalidData,
+                    format!("cannot parse {}: {error}", path.display()),
+                )
+            })
+        });
+        let pending = match parsed {
+            Ok(pending) => pending,
+            Err((std::io::ErrorKind::NotFound, _)) => return Ok(0),
+            Err((_, problem)) => {
+                let aside = dir.join(".notifications.json.bad");
+                return Err(match std::fs::rename(&path, &aside) {
+                    Ok(()) => format!("{problem}; kept as {}", aside.display()),
+                    Err(error) => format!(
+                        "{problem}; it could not be kept as {}: {error}",
+                        aside.display()
+                    ),
+                });
+            }
         };
-        let pending: BTreeMap<String, Vec<String>> = serde_json::from_slice(&bytes)
-            .map_err(|error| format!("cannot parse {}: {error}", path.display()))?;
         // The file stays until the journal writes what is pending now: a
         // crash before then queues these again (at least once).
         let mut queued = 0;

@@ -172,27 +172,24 @@ impl ProxyBody {
         }
     }
 
-    /// Puts back the first frame of an upstream body, read before answering
-    /// to check the body's framing; `None` when the body had already ended.
+    /// Puts back the first frames of an upstream body, read before
+    /// answering to check the body's framing; `ended` when the body ended
+    /// with them.
     #[must_use]
-    pub fn with_first_frame(mut self, first: Option<Frame<Bytes>>) -> ProxyBody {
+    pub fn with_first_frames(mut self, frames: Vec<Frame<Bytes>>, ended: bool) -> ProxyBody {
         if let ProxyBody::Upstream(up) = &mut self {
-            match first {
-                // As read by `poll_frame`: a gRPC status in trailers is
-                // noted, and a frame that ends the body counts it.
-                Some(frame) => {
-                    if let Some(trailers) = frame.trailers_ref() {
-                        up.note_grpc_status(trailers);
-                    }
-                    let ends = frame.is_trailers() || up.upstream_ended();
-                    up.held.push_back(frame);
-                    if ends {
-                        up.done = true;
-                        up.count(None);
-                        up.release_upstream();
-                    }
+            // As read by `poll_frame`: a gRPC status in trailers is noted,
+            // and the end of the body counts it.
+            for frame in frames {
+                if let Some(trailers) = frame.trailers_ref() {
+                    up.note_grpc_status(trailers);
                 }
-                None => up.done = true,
+                up.held.push_back(frame);
+            }
+            if ended || up.upstream_ended() {
+                up.done = true;
+                up.count(None);
+                up.release_upstream();
             }
         }
         self

@@ -88,6 +88,19 @@ impl ProxyError {
         }
     }
 
+    /// The client broke its upload (`incomplete`: it closed inside it),
+    /// found from the exchange with the upstream, which it made fail.
+    pub fn upload_broken(incomplete: bool) -> ProxyError {
+        ProxyError::ClientFraming {
+            what: if incomplete {
+                "the client closed inside it"
+            } else {
+                "a bad chunk, or more data than its declared length"
+            },
+            incomplete,
+        }
+    }
+
     /// The status sent downstream.
     pub fn status(&self) -> StatusCode {
         match self {

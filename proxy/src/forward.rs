@@ -135,6 +135,24 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Makes an answer to an HTTP/1.0 client that says `connection: close`
+/// an HTTP/1.0 one. hyper's server adds `keep-alive` to an HTTP/1.1 head
+/// for an HTTP/1.0 client that asked for it, even beside `close` (the
+/// connection closes all the same); an HTTP/1.0 head without `keep-alive`
+/// it sends as it is, and closes.
+pub(crate) fn closing_for_http10(response: &mut Response<ProxyBody>) {
+    let closes = response
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"));
+    if closes {
+        *response.version_mut() = Version::HTTP_10;
+    }
+}
+
 /// Serves one downstream request. Never fails: every error is a response.
 pub async fn serve(
     shared: &Shared,
@@ -855,9 +873,13 @@ async fn forward(
             .await;
         }
         // hyper's HTTP/1 client sends no body for a GET or HEAD of unknown
-        // length (it takes it for none) unless told to chunk it: the
-        // client's body goes on whole, as on the own path.
-        if matches!(*req.method(), Method::GET | Method::HEAD)
+        // length (it takes it for none) unless told to chunk it: an HTTP/1
+        // client's chunked body goes on whole, as on the own path. (An
+        // HTTP/2 client's GET that leaves its stream open is sent without
+        // a body, as before: an upstream that ignores bodies on a GET
+        // would take a chunked one for its next request.)
+        if downstream_http1
+            && matches!(*req.method(), Method::GET | Method::HEAD)
             && !http_body::Body::is_end_stream(req.body())
             && http_body::Body::size_hint(req.body()).exact().is_none()
         {
@@ -924,14 +946,7 @@ async fn forward(
                 && let Some(incomplete) = upload.as_ref().and_then(|u| u.client_failure()) =>
         {
             tracing::debug!(%error, "the request body broke; the exchange with it");
-            return Err(ProxyError::ClientFraming {
-                what: if incomplete {
-                    "the client closed inside it"
-                } else {
-                    "a bad chunk, or more data than its declared length"
-                },
-                incomplete,
-            });
+            return Err(ProxyError::upload_broken(incomplete));
         }
         Ok(Err(error)) => return Err(error),
         Err(UploadBound::ClientSilent) => return Err(ProxyError::ClientBodyIdle(timeouts.idle)),
@@ -1020,17 +1035,35 @@ async fn forward(
     // A chunked body is framed frame by frame, and an HTTP/2 one checked
     // against its `content-length` and resets frame by frame, so an error
     // in it would only show after a 200 head went out. What already
-    // arrived with the head is decoded by now: take a first frame that is
-    // ready (never wait for one, a streamed response may rightly take its
-    // time) so a broken one is a 502 rather than a cut connection.
+    // arrived with the head is decoded by now: take the frames that are
+    // ready, up to [`READY_FRAMES_AT_MOST`] bytes (never wait for one, a
+    // streamed response may rightly take its time), so a broken one is a
+    // 502 rather than a cut connection.
     let first = if endpoint.is_http2() || response.headers().contains_key(header::TRANSFER_ENCODING)
     {
-        match response.body_mut().frame().now_or_never() {
-            Some(Some(Ok(frame))) => Some(Some(frame)),
-            Some(None) => Some(None),
-            Some(Some(Err(error))) => return refuse(sender, ProxyError::Protocol(error)),
-            None => None,
+        let mut first = FirstFrames::default();
+        while first.bytes < READY_FRAMES_AT_MOST && !first.ended {
+            match response.body_mut().frame().now_or_never() {
+                Some(Some(Ok(frame))) => {
+                    first.bytes += frame.data_ref().map_or(0, bytes::Buf::remaining);
+                    let trailers = frame.is_trailers();
+                    first.frames.push(frame);
+                    first.ended = trailers;
+                }
+                Some(None) => first.ended = true,
+                // A body the client broke reset the stream: the client's
+                // fault, as when the exchange itself fails so.
+                Some(Some(Err(error))) => {
+                    if let Some(incomplete) = upload.as_ref().and_then(|u| u.client_failure()) {
+                        tracing::debug!(%error, "the request body broke; the answer with it");
+                        return refuse(sender, ProxyError::upload_broken(incomplete));
+                    }
+                    return refuse(sender, ProxyError::Protocol(error));
+                }
+                None => break,
+            }
         }
+        Some(first)
     } else {
         None
     };
@@ -1047,16 +1080,13 @@ async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     // An HTTP/1.0 client takes no chunks: a body of unknown length ends
-    // with the connection, which the answer says. (hyper's server adds
-    // keep-alive to an HTTP/1.1 head for a client that asked for it, even
-    // to one saying close; an HTTP/1.0 head without keep-alive it closes.)
+    // with the connection, which the answer says.
     let status = response.status();
     let bodiless = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if downstream_http10 && !bodiless && !response.headers().contains_key(header::CONTENT_LENGTH) {
-        *response.version_mut() = Version::HTTP_10;
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -1082,12 +1112,28 @@ async fn forward(
     let (parts, body) = response.into_parts();
     let mut body = ProxyBody::upstream(body, sender, upload, in_flight, limits, account);
     if let Some(first) = first {
-        body = body.with_first_frame(first);
+        body = body.with_first_frames(first.frames, first.ended);
     }
     if !downstream_http1 && let Some(watch) = &downstream.body_watch {
         body = body.watched_by(watch);
     }
     Ok(Response::from_parts(parts, body))
+}
+
+/// The most bytes of an answer's body taken before its head is passed on,
+/// when they are there already (see [`FirstFrames`]).
+const READY_FRAMES_AT_MOST: usize = 64 * 1024;
+
+/// The frames of an answer's body that had come with its head, taken
+/// before the head is passed on so that a body broken in them is a 502.
+#[derive(Debug, Default)]
+struct FirstFrames {
+    /// The frames, in order.
+    frames: Vec<http_body::Frame<bytes::Bytes>>,
+    /// Their data's length.
+    bytes: usize,
+    /// The body ended with them.
+    ended: bool,
 }
 
 /// How long a pooled connection may take to become ready before another

@@ -427,13 +427,20 @@ fn proxy_stack(
         // Takes the client's `x-request-id` or makes one; it goes upstream
         // and into the request's span.
         .layer(RequestIdLayer)
-        .service(tower::service_fn(move |req| {
-            let connection = Arc::clone(&connection);
-            async move {
-                let Connection { shared, downstream } = &*connection;
-                Ok(forward::serve(shared, downstream, req).await)
-            }
-        }))
+        .service(tower::service_fn(
+            move |req: http::Request<hyper::body::Incoming>| {
+                let connection = Arc::clone(&connection);
+                async move {
+                    let Connection { shared, downstream } = &*connection;
+                    let http10 = req.version() == http::Version::HTTP_10;
+                    let mut response = forward::serve(shared, downstream, req).await;
+                    if http10 {
+                        forward::closing_for_http10(&mut response);
+                    }
+                    Ok(response)
+                }
+            },
+        ))
 }
 
 /// A tower service as hyper calls it: hyper's `call` takes `&self`, tower's

@@ -80,3 +80,37 @@ async fn an_answer_without_a_length_to_an_http10_client_says_it_closes() {
         assert_eq!(body, "hello", "{forwarding:?}");
     }
 }
+
+/// weir's own answer that closes (a refused head) says only `close` to an
+/// HTTP/1.0 client that asked for keep-alive, on both paths.
+#[tokio::test]
+async fn a_closing_answer_to_an_http10_client_says_only_close() {
+    for forwarding in [ForwardingPath::Own, ForwardingPath::Hyper] {
+        let upstream = chunked_upstream().await;
+        let weir = support::start(
+            support::one_route(&[upstream], vec![], Timeouts::default()),
+            ServeOptions {
+                forwarding,
+                ..ServeOptions::default()
+            },
+        )
+        .await;
+        let mut client = TcpStream::connect(weir.addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.0\r\nhost: a..b\r\nconnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, client.read_to_end(&mut answer))
+            .await
+            .expect("the answer, then the connection's end")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        let head = text.split("\r\n\r\n").next().unwrap();
+        assert!(head.contains(" 400 "), "{forwarding:?}: {head}");
+        assert!(
+            head.contains("connection: close") && !head.contains("keep-alive"),
+            "{forwarding:?}: {head}"
+        );
+    }
+}

@@ -150,7 +150,10 @@ pub fn encode(
         promoted_time: state.promoted_ms.map(format_time),
         blue_green: state.blue_green_stage.map(|stage| BlueGreenStatus {
             stage: Some(stage.as_str().to_owned()),
-            scale_down_deadline: state.scale_down_deadline_ms.map(format_time),
+            scale_down_deadline: state
+                .scale_down_deadline_ms
+                .filter(|_| state.phase == Phase::Promoted)
+                .map(format_time),
         }),
         abort_reason: state.abort_reason.map(|r| r.metric_label().to_owned()),
         message: Some(state.message.clone()),

@@ -308,3 +308,23 @@ fn undelivered_notifications_wait_in_the_state_dir_for_the_next_start() {
     assert!(!dir.join(".notifications.json").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A pending file that cannot be parsed is moved aside, not left for the
+/// journal's first write to replace, and the error names where it went.
+#[test]
+fn an_unreadable_pending_file_is_kept_aside() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join(".notifications.json");
+    std::fs::write(&path, "{not json").expect("written");
+    let notifier = Notifier::new(&Registry::new(), HookClient::new()).expect("registry");
+    let error = notifier
+        .restore_pending(dir.path())
+        .expect_err("an unparsable file");
+    assert!(
+        error.contains("cannot parse") && error.contains(".notifications.json.bad"),
+        "{error}"
+    );
+    assert!(!path.exists(), "moved away from the journal's path");
+    let kept = std::fs::read_to_string(dir.path().join(".notifications.json.bad")).expect("kept");
+    assert_eq!(kept, "{not json");
+}

@@ -1247,6 +1247,8 @@ impl RolloutState {
         self.abort_reason = None;
         self.last_judgement = None;
         self.webhooks = WebhookProgress::default();
+        // The last promotion's switch-back window is not this rollout's.
+        self.scale_down_deadline_ms = None;
         // Not the last rollout's step while a gate holds step 1.
         self.step_index = None;
         self.enter_gated(strategy, 0, now_ms);

@@ -490,6 +490,11 @@ fn the_switch_back_window_is_fixed_at_the_swap() {
     let lowered = with_scale_down_delay(manual_route(), 1);
     let within = ok(done().command(Command::Abort, &lowered, promoted_at + 20 * SEC));
     assert_eq!(within.state.canary_weight, Weight::ZERO);
+    // A retry is a rollout of its own: the last window is not its.
+    let retried = ok(within
+        .state
+        .command(Command::Retry, &lowered, promoted_at + 21 * SEC));
+    assert_eq!(retried.state.scale_down_deadline_ms, None);
     // Kept across a restart.
     let json = serde_json::to_string(&done()).expect("serializable");
     let back: RolloutState = serde_json::from_str(&json).expect("deserializable");
