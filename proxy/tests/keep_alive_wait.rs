@@ -11,35 +11,20 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use weir_config::{HostMatch, Timeouts};
 use weir_proxy::ServeOptions;
 use weir_proxy::http1::ForwardingPath;
 
 mod support;
-use support::{one_route, start, take_request_head};
+use support::{one_route, start};
 
 /// The listener's header timeout, which bounds the keep-alive wait.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// An upstream answering every request head it reads with `200 ok`.
 async fn ok_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while take_request_head(&mut stream, &mut seen).await {
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
+    support::fixed_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await
 }
 
 /// Writes `bytes` on `stream`, then reads one whole answer (every answer

@@ -18,7 +18,6 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use weir_config::Timeouts;
 use weir_proxy::ServeOptions;
@@ -71,21 +70,14 @@ async fn request_trailers_lose_the_fields_no_trailer_may_carry() {
         ServeOptions::default(),
     )
     .await;
-    let mut client = TcpStream::connect(weir.addr).await.unwrap();
-    client
-        .write_all(
-            b"POST / HTTP/1.1\r\nhost: test\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+    let answer = support::send_until_closed(
+        weir.addr,
+        b"POST / HTTP/1.1\r\nhost: test\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
               5\r\nhello\r\n0\r\ntransfer-encoding: chunked\r\nconnection: close\r\nkeep-alive: 1\r\n\
               te: gzip\r\nhost: evil\r\ncontent-length: 99\r\nx-checksum: 1\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, client.read_to_end(&mut answer))
-        .await
-        .expect("the answer, then the connection's end")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+        DEADLINE,
+    )
+    .await;
     let (head, seen) = answer.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(seen, "x-checksum", "the trailers the upstream got");
@@ -95,22 +87,11 @@ async fn request_trailers_lose_the_fields_no_trailer_may_carry() {
 /// fields reaches an HTTP/2 client whole, with its other trailers.
 #[tokio::test]
 async fn answer_trailers_lose_the_fields_no_trailer_may_carry() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while support::take_request_head(&mut stream, &mut seen).await {
-                    let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n\
-                        5\r\nhello\r\n0\r\nconnection: close\r\ntransfer-encoding: chunked\r\nx-sum: 5\r\n\r\n";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let upstream = support::fixed_upstream(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n\
+          5\r\nhello\r\n0\r\nconnection: close\r\ntransfer-encoding: chunked\r\nx-sum: 5\r\n\r\n",
+    )
+    .await;
     let weir = support::start(
         support::one_route(&[upstream], vec![], Timeouts::default()),
         ServeOptions::default(),

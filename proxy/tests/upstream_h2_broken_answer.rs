@@ -16,16 +16,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use weir_config::{Backend, StableFallback, Timeouts, UpstreamProtocol, Weight};
 use weir_proxy::{Role, ServeOptions};
 
 mod support;
-use support::{read_answer_head, take_request_head};
+use support::{fixed_upstream, send_until_closed};
 
 /// How long an answer may take.
 const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The request every test here sends.
+const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
 
 /// How an upstream breaks its answer after a `200` head.
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +88,8 @@ async fn an_answer_broken_with_its_head_is_a_502() {
             ServeOptions::default(),
         )
         .await;
-        let (head, status) = get(weir.addr).await;
-        assert_eq!(status, 502, "{broken:?}: {head}");
+        let answer = send_until_closed(weir.addr, GET, DEADLINE).await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{broken:?}: {answer}");
         let stable = weir.proxy.metrics().get("web", Role::Stable).unwrap();
         assert_eq!(
             (
@@ -100,43 +102,11 @@ async fn an_answer_broken_with_its_head_is_a_502() {
     }
 }
 
-/// `GET /` through weir at `proxy` on a new connection: the answer's head
-/// and status.
-async fn get(proxy: SocketAddr) -> (String, u16) {
-    let mut client = TcpStream::connect(proxy).await.unwrap();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    read_answer_head(&mut client, DEADLINE).await
-}
-
-/// An HTTP/1 upstream answering every request `200 stable`.
-async fn stable_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while take_request_head(&mut stream, &mut seen).await {
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstable";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = stream.read(&mut [0u8; 1]).await;
-            });
-        }
-    });
-    addr
-}
-
 /// Broken before any byte reached the client, a canary's answer is
 /// retried on stable under `stableFallback`, and counted for the canary.
 #[tokio::test]
 async fn a_canary_answer_broken_with_its_head_is_retried_on_stable() {
-    let stable = stable_upstream().await;
+    let stable = fixed_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstable").await;
     let canary = broken_upstream(Broken::Longer).await;
     let mut snapshot = support::one_route(&[stable], vec![], Timeouts::default());
     let route = &mut snapshot.routes[0];
@@ -153,8 +123,8 @@ async fn a_canary_answer_broken_with_its_head_is_retried_on_stable() {
         budget: 1.0,
     });
     let weir = support::start(snapshot, ServeOptions::default()).await;
-    let (head, status) = get(weir.addr).await;
-    assert_eq!(status, 200, "{head}");
+    let answer = send_until_closed(weir.addr, GET, DEADLINE).await;
+    assert!(answer.ends_with("stable"), "{answer}");
     let canary = weir.proxy.metrics().get("web", Role::Canary).unwrap();
     assert_eq!(
         canary.requests_with_code(200),

@@ -443,11 +443,9 @@ async fn a_gate_that_never_answers_times_out_and_says_so() {
     assert_eq!(canary_weight(&s), 50.0, "{s:#}");
 }
 
-/// A notification not delivered when weir stops (its receiver failing) is
-/// kept in stateDir and delivered after the restart: at least once across
-/// a restart too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
+/// weir with a rollout route (its upstreams returned to be kept) and a
+/// notification receiver `chat` that answers 500, started and asked once.
+async fn weir_with_failing_chat() -> (Weir, HookReceiver, [FakeUpstream; 2]) {
     let stable = FakeUpstream::start("stable").await;
     let canary = FakeUpstream::start("canary").await;
     let receiver = HookReceiver::start().await;
@@ -462,13 +460,22 @@ async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
         "notifications:\n  - name: chat\n    url: {}\n    triggers: [on-rollout-updated]\n    retryMax: 20\n",
         receiver.url("notify")
     ));
-    let mut weir = Weir::start(config).await;
+    let weir = Weir::start(config).await;
     let tried = receiver.wait_for("notify", 1, LIMIT).await;
     assert_eq!(
         tried[0].json["weir"]["event"], "on-rollout-updated",
         "{:#}",
         tried[0].json
     );
+    (weir, receiver, [stable, canary])
+}
+
+/// A notification not delivered when weir stops (its receiver failing) is
+/// kept in stateDir and delivered after the restart: at least once across
+/// a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
+    let (mut weir, receiver, _upstreams) = weir_with_failing_chat().await;
     weir.sigterm();
     let stopped = weir.wait_exit(LIMIT).await;
     assert!(stopped.success(), "a clean stop: {stopped}");
@@ -505,22 +512,7 @@ async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
 /// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_undelivered_at_a_crash_is_delivered_after_the_restart() {
-    let stable = FakeUpstream::start("stable").await;
-    let canary = FakeUpstream::start("canary").await;
-    let receiver = HookReceiver::start().await;
-    receiver.answer("notify", Answer::Status(500));
-    let config = WeirConfig::new([Route::rollout(
-        "web",
-        &[stable.addr],
-        &[canary.addr],
-        strategy([Step::SetWeight(50.0), Step::Pause(None)]),
-    )])
-    .extra(&format!(
-        "notifications:\n  - name: chat\n    url: {}\n    triggers: [on-rollout-updated]\n    retryMax: 20\n",
-        receiver.url("notify")
-    ));
-    let mut weir = Weir::start(config).await;
-    receiver.wait_for("notify", 1, LIMIT).await;
+    let (mut weir, receiver, _upstreams) = weir_with_failing_chat().await;
     let kept = weir.dir().join("state").join(".notifications.json");
     wait_until(LIMIT, "the undelivered notification kept", || async {
         std::fs::read_to_string(&kept)

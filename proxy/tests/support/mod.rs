@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use weir_config::{Backend, HostMatch, RouteSnapshot, Snapshot, Split, Timeouts, Weight};
+use weir_proxy::http1::ForwardingPath;
 use weir_proxy::{Listener, Metrics, Proxy, ServeOptions};
 
 /// A loopback port held bound but not listening, without `SO_REUSEADDR`:
@@ -148,6 +149,106 @@ pub(crate) async fn start(snapshot: Snapshot, options: ServeOptions) -> Running 
         served,
         _publisher: publisher,
     }
+}
+
+/// Starts a proxy serving `snapshot` on the `forwarding` path, with the
+/// other options as they default.
+pub(crate) async fn start_on(snapshot: Snapshot, forwarding: ForwardingPath) -> Running {
+    let options = ServeOptions {
+        forwarding,
+        ..ServeOptions::default()
+    };
+    start(snapshot, options).await
+}
+
+/// An upstream answering every request head it reads (requests here have
+/// no body) with `answer`.
+pub(crate) async fn fixed_upstream(answer: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while take_request_head(&mut stream, &mut seen).await {
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A raw upstream that reports the bytes of each request it reads (its
+/// head, and a chunked body when the head says so; a chunked body here
+/// ends with its last chunk, without trailers), and answers each `200`
+/// without a body.
+pub(crate) async fn recording_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+                    let mut whole = end + 4;
+                    if head.contains("transfer-encoding: chunked") {
+                        // The body here always ends with its last chunk.
+                        while !bytes[whole..].windows(5).any(|w| w == b"0\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let tail = bytes[whole..].windows(5).position(|w| w == b"0\r\n\r\n");
+                        whole += tail.expect("found just above") + 5;
+                    }
+                    let _ = seen_tx.send(bytes.drain(..whole).collect());
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Writes `request` on a new connection to `proxy` and reads until the
+/// connection ends, within `limit`: all that came back, as text.
+pub(crate) async fn send_until_closed(
+    proxy: SocketAddr,
+    request: &[u8],
+    limit: Duration,
+) -> String {
+    let mut client = TcpStream::connect(proxy)
+        .await
+        .expect("connect to the proxy");
+    client.write_all(request).await.expect("send the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(limit, client.read_to_end(&mut answer))
+        .await
+        .expect("the answer, then the connection's end, in time")
+        .expect("read the answer");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// `GET path` through the proxy at `proxy` over HTTP/2 with a stream
