@@ -449,7 +449,7 @@ impl AdminClient {
     /// As [`Self::routes`]; an unknown route is a 404 refusal.
     pub async fn route(&self, name: &str) -> Result<RouteStatus, ClientError> {
         let body = self.route_json(name).await?;
-        self.decode(body.as_bytes())
+        self.status_of(name, body.as_bytes())
     }
 
     /// `GET /api/v1/routes` as the server sent it (checked to be JSON).
@@ -498,7 +498,7 @@ impl AdminClient {
     ) -> Result<RouteStatus, ClientError> {
         let path = format!("/api/v1/routes/{}/{}", encode_segment(name), command.name());
         let body = self.call(Method::POST, &path, command.body()).await?;
-        self.decode(&body)
+        self.status_of(name, &body)
     }
 
     /// `POST /api/v1/promote`: promotes every `Paused` route.
@@ -592,6 +592,19 @@ impl AdminClient {
 
     fn decode<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, ClientError> {
         serde_json::from_slice(body).map_err(|e| self.bad_answer(e))
+    }
+
+    /// `body` read as the status of route `name`: an answer that names
+    /// another route, or none (not weir's admin API), is a bad answer.
+    fn status_of(&self, name: &str, body: &[u8]) -> Result<RouteStatus, ClientError> {
+        let status: RouteStatus = self.decode(body)?;
+        if status.name != name {
+            return Err(self.bad_answer(format!(
+                "not the status of route {name:?} (it names {:?})",
+                status.name
+            )));
+        }
+        Ok(status)
     }
 
     /// The body as text, once checked to be one JSON document.

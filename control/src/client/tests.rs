@@ -704,3 +704,49 @@ fn a_route_without_a_canary_is_not_called_a_fixed_split() {
         "{text}"
     );
 }
+
+/// A server that answers JSON but not a route's status (not weir's admin
+/// API, or another route's) is a bad answer, not a status of `Unknown`.
+#[tokio::test]
+async fn an_answer_that_is_not_the_routes_status_is_a_bad_answer() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let bodies: [&[u8]; 2] = [br#"{"stable1": 1}"#, br#"{"name": "other"}"#];
+        for body in bodies {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body).await;
+        }
+    });
+    let url = AdminUrl::parse(&format!("http://{addr}")).expect("a URL");
+    let client = AdminClient::new(url, None).expect("a client");
+    for answer in ["no name", "another route's"] {
+        let error = client
+            .command("main", RouteCommand::Abort)
+            .await
+            .expect_err(answer);
+        assert!(
+            matches!(error, ClientError::BadAnswer { .. }),
+            "{answer}: {error}"
+        );
+        assert_eq!(error.exit(), Exit::Refused, "{answer}");
+        assert!(
+            error
+                .to_string()
+                .contains("not the status of route \"main\""),
+            "{answer}: {error}"
+        );
+    }
+}
