@@ -103,6 +103,13 @@ impl<'a> Endpoint<'a> {
                 segment: (*dots).to_owned(),
             });
         }
+        // An empty segment (`routes//promote`) names no route: not read as
+        // a route "" and a verb.
+        if segments.iter().any(|segment| segment.is_empty()) {
+            return Err(Refusal::NoEndpoint {
+                path: path.to_owned(),
+            });
+        }
         // HEAD is GET without the body (hyper leaves the body out), as
         // every HTTP server answers it: `curl -I .../healthz` works.
         let get = method == Method::GET || method == Method::HEAD;
@@ -1130,7 +1137,7 @@ mod tests {
         let not_an_escape = |written: &str, at: usize| {
             format!("`{written}` at byte {at} is not a percent-escape (% and two hex digits)")
         };
-        let refused: [(&Method, &str, Refusal, u16); 24] = [
+        let refused: [(&Method, &str, Refusal, u16); 26] = [
             (
                 &post,
                 "/api/v1/events",
@@ -1212,6 +1219,18 @@ mod tests {
                 404,
             ),
             (&post, "/api/v1/routes/web/launch", no_command.clone(), 404),
+            (
+                &get,
+                "/api/v1/routes//main",
+                nowhere("/api/v1/routes//main"),
+                404,
+            ),
+            (
+                &post,
+                "/api/v1/routes//promote",
+                nowhere("/api/v1/routes//promote"),
+                404,
+            ),
             (&get, "/api/v1/routes/web/launch", no_command, 404),
             (
                 &get,
