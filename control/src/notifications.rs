@@ -348,18 +348,17 @@ impl Notifier {
         loop {
             let pending = self.pending();
             let into = dir.clone();
-            let written = crate::off_runtime::run(move || write_pending(&into, &pending)).await;
+            let written = crate::off_runtime::run(move || write_pending(&into, &pending))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|written| written);
             match written {
-                Ok(Ok(_)) => failing = false,
-                Ok(Err(error)) if !failing => {
-                    tracing::warn!(%error, "undelivered notifications cannot be kept; a crash would lose them");
-                    failing = true;
-                }
+                Ok(_) => failing = false,
                 Err(error) if !failing => {
                     tracing::warn!(%error, "undelivered notifications cannot be kept; a crash would lose them");
                     failing = true;
                 }
-                Ok(Err(_)) | Err(_) => {}
+                Err(_) => {}
             }
             tokio::select! {
                 biased;
@@ -386,34 +385,22 @@ impl Notifier {
     /// person to look at.
     pub fn restore_pending(&self, dir: &Path) -> Result<usize, String> {
         let path = pending_path(dir);
-        let read = std::fs::read(&path).map_err(|error| {
-            (
-                error.kind(),
-                format!("cannot read {}: {error}", path.display()),
-            )
-        });
-        let parsed = read.and_then(|bytes| {
-            serde_json::from_slice::<BTreeMap<String, Vec<String>>>(&bytes).map_err(|error| {
-                (
-                    std::io::ErrorKind::InvalidData,
-                    format!("cannot parse {}: {error}", path.display()),
-                )
-            })
-        });
-        let pending = match parsed {
-            Ok(pending) => pending,
-            Err((std::io::ErrorKind::NotFound, _)) => return Ok(0),
-            Err((_, problem)) => {
-                let aside = dir.join(".notifications.json.bad");
-                return Err(match std::fs::rename(&path, &aside) {
-                    Ok(()) => format!("{problem}; kept as {}", aside.display()),
-                    Err(error) => format!(
-                        "{problem}; it could not be kept as {}: {error}",
-                        aside.display()
-                    ),
-                });
-            }
+        let parsed = match std::fs::read(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+            Ok(bytes) => serde_json::from_slice::<BTreeMap<String, Vec<String>>>(&bytes)
+                .map_err(|error| format!("cannot parse {}: {error}", path.display())),
         };
+        let pending = parsed.map_err(|problem| {
+            let aside = dir.join(".notifications.json.bad");
+            match std::fs::rename(&path, &aside) {
+                Ok(()) => format!("{problem}; kept as {}", aside.display()),
+                Err(error) => format!(
+                    "{problem}; it could not be kept as {}: {error}",
+                    aside.display()
+                ),
+            }
+        })?;
         // The file stays until the journal writes what is pending now: a
         // crash before then queues these again (at least once).
         let mut queued = 0;

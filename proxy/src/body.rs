@@ -176,16 +176,16 @@ impl ProxyBody {
     /// answering to check the body's framing; `ended` when the body ended
     /// with them.
     #[must_use]
-    pub fn with_first_frames(mut self, frames: Vec<Frame<Bytes>>, ended: bool) -> ProxyBody {
+    pub fn with_first_frames(mut self, frames: VecDeque<Frame<Bytes>>, ended: bool) -> ProxyBody {
         if let ProxyBody::Upstream(up) = &mut self {
             // As read by `poll_frame`: a gRPC status in trailers is noted,
             // and the end of the body counts it.
-            for frame in frames {
-                if let Some(trailers) = frame.trailers_ref() {
-                    up.note_grpc_status(trailers);
-                }
-                up.held.push_back(frame);
+            for trailers in frames.iter().filter_map(Frame::trailers_ref) {
+                up.note_grpc_status(trailers);
             }
+            // Held as they are: nothing was held yet.
+            debug_assert!(up.held.is_empty());
+            up.held = frames;
             if ended || up.upstream_ended() {
                 up.done = true;
                 up.count(None);
@@ -211,7 +211,7 @@ impl Body for ProxyBody {
             ProxyBody::Watched(up) => lock(up).poll_frame(cx),
             ProxyBody::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
-        polled.map(|frame| frame.map(|frame| frame.map(crate::forward::forwardable)))
+        crate::forward::forwardable_polled(polled)
     }
 
     fn is_end_stream(&self) -> bool {

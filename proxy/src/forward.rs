@@ -1042,13 +1042,13 @@ async fn forward(
     let first = if endpoint.is_http2() || response.headers().contains_key(header::TRANSFER_ENCODING)
     {
         let mut first = FirstFrames::default();
-        while first.bytes < READY_FRAMES_AT_MOST && !first.ended {
+        let mut bytes = 0;
+        while bytes < READY_FRAMES_AT_MOST && !first.ended {
             match response.body_mut().frame().now_or_never() {
                 Some(Some(Ok(frame))) => {
-                    first.bytes += frame.data_ref().map_or(0, bytes::Buf::remaining);
-                    let trailers = frame.is_trailers();
-                    first.frames.push(frame);
-                    first.ended = trailers;
+                    bytes += frame.data_ref().map_or(0, bytes::Buf::remaining);
+                    first.ended = frame.is_trailers();
+                    first.frames.push_back(frame);
                 }
                 Some(None) => first.ended = true,
                 // A body the client broke reset the stream: the client's
@@ -1128,10 +1128,8 @@ const READY_FRAMES_AT_MOST: usize = 64 * 1024;
 /// before the head is passed on so that a body broken in them is a 502.
 #[derive(Debug, Default)]
 struct FirstFrames {
-    /// The frames, in order.
-    frames: Vec<http_body::Frame<bytes::Bytes>>,
-    /// Their data's length.
-    bytes: usize,
+    /// The frames, in order: the body's held frames, as they are.
+    frames: std::collections::VecDeque<http_body::Frame<bytes::Bytes>>,
     /// The body ended with them.
     ended: bool,
 }
@@ -1614,7 +1612,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
 /// 9110 section 6.5.1: framing, routing and connection fields; HTTP/2
 /// refuses connection fields outright, and an HTTP/2 peer would be sent an
 /// upload it can never end); any other frame as it is.
-pub(crate) fn forwardable(frame: http_body::Frame<bytes::Bytes>) -> http_body::Frame<bytes::Bytes> {
+fn forwardable(frame: http_body::Frame<bytes::Bytes>) -> http_body::Frame<bytes::Bytes> {
     if !frame.is_trailers() {
         return frame;
     }
@@ -1627,6 +1625,13 @@ pub(crate) fn forwardable(frame: http_body::Frame<bytes::Bytes>) -> http_body::F
         }
         Err(frame) => frame,
     }
+}
+
+/// A polled body frame made [`forwardable`], for both directions' bodies.
+pub(crate) fn forwardable_polled<E>(
+    polled: std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, E>>>,
+) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, E>>> {
+    polled.map(|frame| frame.map(|frame| frame.map(forwardable)))
 }
 
 /// The protocols of the `Upgrade` header (with their versions, in the

@@ -255,18 +255,14 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let forwardable = |polled: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>| {
-            polled.map(|frame| frame.map(|frame| frame.map(crate::forward::forwardable)))
-        };
-        match self.get_mut() {
-            RequestBody::Streamed(body) => forwardable(Pin::new(body).poll_frame(cx)),
-            RequestBody::Buffered(body) => Poll::Ready(
-                body.next_frame()
-                    .map(|frame| Ok(crate::forward::forwardable(frame))),
-            ),
+        // Trailers lose the fields no trailer may carry (a tracked body's
+        // twice, which changes nothing the second time).
+        let polled = match self.get_mut() {
+            RequestBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Buffered(body) => Poll::Ready(body.next_frame().map(Ok)),
             RequestBody::Prefixed { head, rest } => match head.take() {
                 Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                None => forwardable(Pin::new(rest).poll_frame(cx)),
+                None => Pin::new(rest).poll_frame(cx),
             },
             RequestBody::Tracked { body, progress } => {
                 let polled = Pin::new(body.as_mut()).poll_frame(cx);
@@ -296,7 +292,8 @@ impl Body for RequestBody {
                 progress.note(state);
                 polled
             }
-        }
+        };
+        crate::forward::forwardable_polled(polled)
     }
 
     fn is_end_stream(&self) -> bool {

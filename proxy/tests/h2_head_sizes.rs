@@ -8,7 +8,6 @@
     reason = "in a test, a failed unwrap is a failed assertion"
 )]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use weir_config::Timeouts;
 use weir_proxy::ServeOptions;
 
@@ -51,44 +50,19 @@ fn big_fields_in(headers: &http::HeaderMap) -> usize {
 /// every request `200` with, as its body, how many of the big fields the
 /// request had; with the big fields in the answer's head on `/big`.
 async fn upstream(h2: bool) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |request: Request<hyper::body::Incoming>| async move {
-                        let seen = big_fields_in(request.headers());
-                        let mut response = Response::builder();
-                        if request.uri().path() == "/big" {
-                            for (name, value) in big_fields() {
-                                response = response.header(name, value);
-                            }
-                        }
-                        Ok::<_, Infallible>(
-                            response
-                                .body(Full::new(Bytes::from(seen.to_string())))
-                                .unwrap(),
-                        )
-                    },
-                );
-                let io = TokioIo::new(stream);
-                if h2 {
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, service)
-                        .await;
-                } else {
-                    // weir adds its own fields (`x-request-id`,
-                    // `x-forwarded-*`) to the client's.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .max_headers(2 * FIELDS)
-                        .serve_connection(io, service)
-                        .await;
-                }
-            });
+    support::hyper_upstream(h2, |request: Request<hyper::body::Incoming>| async move {
+        let seen = big_fields_in(request.headers());
+        let mut response = Response::builder();
+        if request.uri().path() == "/big" {
+            for (name, value) in big_fields() {
+                response = response.header(name, value);
+            }
         }
-    });
-    addr
+        response
+            .body(Full::new(Bytes::from(seen.to_string())))
+            .unwrap()
+    })
+    .await
 }
 
 /// A request for `path` through weir at `proxy`, over HTTP/2 (prior

@@ -9,7 +9,6 @@
     reason = "in a test, a failed unwrap is a failed assertion"
 )]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use weir_config::Timeouts;
 use weir_proxy::ServeOptions;
 
@@ -39,25 +38,11 @@ fn names(trailers: Option<&HeaderMap>) -> String {
 /// An `h2c` upstream answering each request, once its body and trailers
 /// came, with the names of the trailer fields it got.
 async fn h2_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |request: Request<hyper::body::Incoming>| async move {
-                        let body = request.into_body().collect().await.unwrap();
-                        let seen = names(body.trailers());
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(seen))))
-                    },
-                );
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    support::hyper_upstream(true, |request: Request<hyper::body::Incoming>| async move {
+        let body = request.into_body().collect().await.unwrap();
+        Response::new(Full::new(Bytes::from(names(body.trailers()))))
+    })
+    .await
 }
 
 /// An HTTP/1 chunked upload whose trailers carry connection, framing and

@@ -232,6 +232,49 @@ pub(crate) async fn recording_upstream() -> (SocketAddr, mpsc::UnboundedReceiver
     (addr, seen)
 }
 
+/// The most header fields a [`hyper_upstream`] takes over HTTP/1: weir
+/// adds its own (`x-request-id`, `x-forwarded-*`) to a client's.
+pub(crate) const HYPER_UPSTREAM_MAX_HEADERS: usize = 200;
+
+/// A hyper server, over HTTP/2 (prior knowledge) when `h2`, answering each
+/// request with what `answer` makes of it.
+pub(crate) async fn hyper_upstream<F, Fut>(h2: bool, answer: F) -> SocketAddr
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let answer = answer.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(request).await) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if h2 {
+                    let executor = hyper_util::rt::TokioExecutor::new();
+                    let _ = hyper::server::conn::http2::Builder::new(executor)
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .max_headers(HYPER_UPSTREAM_MAX_HEADERS)
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// Writes `request` on a new connection to `proxy` and reads until the
 /// connection ends, within `limit`: all that came back, as text.
 pub(crate) async fn send_until_closed(
