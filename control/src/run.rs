@@ -103,11 +103,11 @@ pub fn main(args: RunArgs, log_format: LogFormat) -> ExitCode {
                     serde_json::json!({
                         "timestamp": k8s_openapi::jiff::Timestamp::now().to_string(),
                         "level": "ERROR",
-                        "message": format!("{error:#}"),
+                        "message": error_line(&error),
                         "target": module_path!(),
                     })
                 ),
-                LogFormat::Text => eprintln!("weir: {error:#}"),
+                LogFormat::Text => eprintln!("weir: {}", error_line(&error)),
             }
             ExitCode::FAILURE
         }
@@ -428,6 +428,24 @@ async fn kube_config(credentials: Credentials) -> anyhow::Result<kube::Config> {
     }
 }
 
+/// An error and its causes on one line, as anyhow's `{:#}` writes them,
+/// without a cause the line already says: some errors (kube's, for one)
+/// write their own cause, which the chain would repeat.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The error of a config refused at start: each diagnostic logged, and the
 /// file named with all of them.
 fn config_errors(config_path: &Path, diagnostics: &Diagnostics) -> anyhow::Error {
@@ -549,5 +567,45 @@ mod tests {
         assert_eq!(credentials(None), Credentials::Kubeconfig);
         assert_eq!(credentials(Some("")), Credentials::Kubeconfig);
         assert_eq!(credentials(Some(" ")), Credentials::Kubeconfig);
+    }
+
+    /// An error that writes its own cause, as kube's do.
+    #[derive(Debug)]
+    struct SaysItsCause(std::io::Error);
+
+    impl std::fmt::Display for SaysItsCause {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "failed to read kubeconfig: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for SaysItsCause {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(SaysItsCause(missing())).context("no credentials");
+        assert_eq!(
+            format!("{error:#}"),
+            "no credentials: failed to read kubeconfig: no such file: no such file",
+            "anyhow's own line repeats the cause"
+        );
+        assert_eq!(
+            error_line(&error),
+            "no credentials: failed to read kubeconfig: no such file"
+        );
+
+        let plain = anyhow::Error::new(missing())
+            .context("reading weir.yaml")
+            .context("cannot start");
+        assert_eq!(
+            error_line(&plain),
+            "cannot start: reading weir.yaml: no such file",
+            "a cause not yet said is kept"
+        );
     }
 }
