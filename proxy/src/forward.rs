@@ -141,14 +141,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// connection closes all the same); an HTTP/1.0 head without `keep-alive`
 /// it sends as it is, and closes.
 pub(crate) fn closing_for_http10(response: &mut Response<ProxyBody>) {
-    let closes = response
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("close"));
-    if closes {
+    if connection_names(response.headers(), "close") {
         *response.version_mut() = Version::HTTP_10;
     }
 }
@@ -1081,12 +1074,10 @@ async fn forward(
     }
     // An HTTP/1.0 client takes no chunks: a body of unknown length ends
     // with the connection, which the answer says.
-    let status = response.status();
-    let bodiless = head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if downstream_http10 && !bodiless && !response.headers().contains_key(header::CONTENT_LENGTH) {
+    if downstream_http10
+        && !crate::http1::answer_has_no_body(head_request, response.status().as_u16())
+        && !response.headers().contains_key(header::CONTENT_LENGTH)
+    {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -1656,13 +1647,17 @@ fn allowed_upgrade(headers: &HeaderMap, allowed: &[Arc<str>]) -> Option<HeaderVa
 }
 
 fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+    headers.contains_key(header::UPGRADE) && connection_names(headers, "upgrade")
+}
+
+/// Whether a `Connection` line of `headers` has `token`, any case.
+fn connection_names(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|named| named.trim().eq_ignore_ascii_case(token))
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute-form)

@@ -9,11 +9,10 @@
 
 use std::time::Duration;
 
-use weir_config::Timeouts;
 use weir_proxy::http1::ForwardingPath;
 
 mod support;
-use support::{one_route, recording_upstream, send_until_closed, start_on};
+use support::{send_until_closed, start_recorded};
 
 /// How long anything may take.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -26,12 +25,7 @@ async fn an_absolute_form_target_goes_upstream_in_origin_form() {
         ("http://test/a/b?c=d", "GET /a/b?c=d HTTP/1.1"),
     ];
     for forwarding in [ForwardingPath::Own, ForwardingPath::Hyper] {
-        let (upstream, mut requests) = recording_upstream().await;
-        let weir = start_on(
-            one_route(&[upstream], vec![], Timeouts::default()),
-            forwarding,
-        )
-        .await;
+        let (weir, mut requests) = start_recorded(forwarding).await;
         for (target, want) in cases {
             let request =
                 format!("GET {target} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use weir_config::Timeouts;
 use weir_proxy::http1::ForwardingPath;
 
 mod support;
-use support::{one_route, read_answer_head, recording_upstream, start_on};
+use support::{read_answer_head, start_recorded};
 
 /// How long anything may take.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -26,12 +25,7 @@ const CHUNKED_BODY: &[u8] = b"5\r\nhello\r\n0\r\n\r\n";
 #[tokio::test]
 async fn a_get_or_head_with_a_chunked_body_keeps_it() {
     for forwarding in [ForwardingPath::Own, ForwardingPath::Hyper] {
-        let (upstream, mut seen) = recording_upstream().await;
-        let weir = start_on(
-            one_route(&[upstream], vec![], Timeouts::default()),
-            forwarding,
-        )
-        .await;
+        let (weir, mut seen) = start_recorded(forwarding).await;
         for method in ["GET", "HEAD"] {
             let mut client = TcpStream::connect(weir.addr).await.unwrap();
             let mut request = format!(

@@ -232,6 +232,20 @@ pub(crate) async fn recording_upstream() -> (SocketAddr, mpsc::UnboundedReceiver
     (addr, seen)
 }
 
+/// A proxy on the `forwarding` path with one route to a
+/// [`recording_upstream`]: the proxy, and what the upstream reads.
+pub(crate) async fn start_recorded(
+    forwarding: ForwardingPath,
+) -> (Running, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let (upstream, requests) = recording_upstream().await;
+    let proxy = start_on(
+        one_route(&[upstream], vec![], Timeouts::default()),
+        forwarding,
+    )
+    .await;
+    (proxy, requests)
+}
+
 /// The most header fields a [`hyper_upstream`] takes over HTTP/1: weir
 /// adds its own (`x-request-id`, `x-forwarded-*`) to a client's.
 pub(crate) const HYPER_UPSTREAM_MAX_HEADERS: usize = 200;
