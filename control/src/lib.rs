@@ -14,6 +14,7 @@ pub mod demo;
 pub mod exposition;
 #[cfg(test)]
 mod fixtures;
+pub mod listeners;
 pub mod load;
 pub mod messages;
 pub mod notifications;

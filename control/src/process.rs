@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
-
 use tokio::sync::watch;
 use weir_config::Publisher;
 use weir_proxy::Proxy;
@@ -61,15 +59,14 @@ pub struct Process {
     pub registry: prometheus::Registry,
     /// Where control reads the time.
     pub clock: Arc<dyn Clock>,
-    /// The TLS config of each HTTPS listener, by listener name; a reload
-    /// stores the certificate it read, used by new connections.
-    pub listener_tls: Vec<(String, Arc<ArcSwap<rustls::ServerConfig>>)>,
+    /// The data plane's listeners: started by `run`, changed by reloads.
+    pub listeners: crate::listeners::Listeners,
     /// The Kubernetes side, once started (SPEC section 10); unset without
     /// a `kubernetes` block.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::runtime::Cluster>>,
-    /// The config file the process started with: its listeners, admin
-    /// address and `stateDir` are what it bound and opened, which reloads
-    /// do not change (see [`Process::restart_needed`]).
+    /// The config file the process started with: its admin address and
+    /// `stateDir` are what it bound and opened, which reloads do not change
+    /// (see [`Process::restart_needed`]).
     started_with: weir_config::Config,
 }
 
@@ -141,28 +138,17 @@ impl Process {
             reloads,
             registry,
             clock,
-            listener_tls: Vec::new(),
+            listeners: crate::listeners::Listeners::default(),
             cluster: std::sync::OnceLock::new(),
             started_with,
         })
     }
 
     /// The keys of `config` that differ from what the process started
-    /// with and take effect only at the next restart: `listeners`,
-    /// `admin.address`, `stateDir`.
+    /// with and take effect only at the next restart: `admin.address`,
+    /// `stateDir`.
     pub fn restart_needed(&self, config: &weir_config::Config) -> Vec<&'static str> {
         crate::reload::restart_keys(&self.started_with, config)
-    }
-
-    /// The process with the TLS config cells of its HTTPS listeners, which
-    /// reloads update.
-    #[must_use]
-    pub fn with_listener_tls(
-        mut self,
-        listener_tls: Vec<(String, Arc<ArcSwap<rustls::ServerConfig>>)>,
-    ) -> Process {
-        self.listener_tls = listener_tls;
-        self
     }
 
     /// The time now, from the process's clock.

@@ -59,9 +59,12 @@ pub enum Change {
     StrategyAdded(String),
     /// A route lost its strategy: its rollout ends, the ended state is kept.
     StrategyRemoved(String),
-    /// Listeners, the admin address or `stateDir` changed: logged, applied
-    /// at the next restart. Names the key.
+    /// The admin address or `stateDir` changed: logged, applied at the
+    /// next restart. Names the key.
     RestartNeeded(&'static str),
+    /// Listeners were added, removed or changed: served at once, the ones
+    /// gone draining.
+    Listeners,
     /// The admin tokens changed: applied at once.
     Tokens,
 }
@@ -244,9 +247,10 @@ async fn finish(
     Ok(Outcome::Applied(version))
 }
 
-/// Adopts a valid config: decided under the control lock, the changed
-/// rollout states written without it, then kept and published under it
-/// again, with the certificates read. Returns the snapshot version
+/// Adopts a valid config: its new listeners bound, decided under the
+/// control lock, the changed rollout states written without it, then kept
+/// and published under it again, the listeners served and the
+/// certificates read applied. Returns the snapshot version
 /// published, or `None` for a file change that changes nothing. The caller
 /// holds the transition lock.
 async fn adopt(
@@ -255,14 +259,6 @@ async fn adopt(
     loaded: load::Loaded,
     resolved: Resolved,
 ) -> Result<Option<u64>, Diagnostics> {
-    // Certificates are read again at every reload; applied once it succeeds.
-    let certificates: Vec<(String, Arc<rustls::ServerConfig>)> = loaded
-        .config()
-        .listeners
-        .iter()
-        .zip(&loaded.tls)
-        .filter_map(|(l, tls)| Some((l.name.clone(), Arc::clone(tls.as_ref()?))))
-        .collect();
     let (returning, store) = {
         let control = process.control.lock().await;
         if loaded.text == control.loaded.text && trigger == Trigger::FileChanged {
@@ -276,6 +272,13 @@ async fn adopt(
             control.store(),
         )
     };
+    // The listeners the file adds or changes are bound before anything is
+    // decided: a port that cannot be had refuses the file, and nothing
+    // changes. Closed again if the file is refused later.
+    let bound = process
+        .listeners
+        .bind(&loaded.document, &loaded.tls)
+        .map_err(Diagnostics)?;
     let stored = adoption::load_returning(Arc::clone(&store), returning, &loaded)
         .await
         .map_err(Diagnostics)?;
@@ -290,11 +293,9 @@ async fn adopt(
 
     let mut control = process.control.lock().await;
     control.keep_adoption(adoption);
-    for (name, cell) in &process.listener_tls {
-        if let Some((_, config)) = certificates.iter().find(|(n, _)| n == name) {
-            cell.store(Arc::clone(config));
-        }
-    }
+    // New listeners serve, the ones gone drain; certificates are read again
+    // at every reload and applied here.
+    process.listeners.commit(bound);
     Ok(Some(process.publisher.publish(control.snapshot())))
 }
 
@@ -341,12 +342,9 @@ fn load_guarded(
 }
 
 /// The keys in which `new` differs from `old` that only a restart applies:
-/// `listeners`, `admin.address`, `stateDir`.
+/// `admin.address`, `stateDir`.
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut keys = Vec::new();
-    if listeners_differ(&old.listeners, &new.listeners) {
-        keys.push("listeners");
-    }
     if old.admin.address != new.admin.address {
         keys.push("admin.address");
     }
@@ -356,10 +354,9 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     keys
 }
 
-/// Whether `new` binds other listeners than `old`, which only a restart
-/// applies: a name, address, connection limit or TLS on or off that
-/// differs, whatever the order. New certificate and key paths are not a
-/// difference: a reload reads them.
+/// Whether `new` serves other listeners than `old`: a name, address,
+/// connection limit or TLS on or off that differs, whatever the order. New
+/// certificate and key paths are not a difference: a reload reads them.
 fn listeners_differ(old: &[weir_config::Listener], new: &[weir_config::Listener]) -> bool {
     let shape = |listeners: &[weir_config::Listener]| {
         let mut shape: Vec<_> = listeners
@@ -388,7 +385,7 @@ fn log_change(trigger: Trigger, change: &Change) {
         | Change::StrategyAdded(r)
         | Change::StrategyRemoved(r)
         | Change::CanaryRevision { route: r, .. } => Some(r.as_str()),
-        Change::RestartNeeded(_) | Change::Tokens => None,
+        Change::RestartNeeded(_) | Change::Listeners | Change::Tokens => None,
     };
     let _route = route.map(|r| crate::controller::route_span(r).entered());
     match change {
@@ -401,10 +398,15 @@ fn log_change(trigger: Trigger, change: &Change) {
 /// then the new ones; empty when nothing does. Pure: the table tests of
 /// reload decisions start here.
 pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
-    let mut changes: Vec<Change> = restart_keys(old, new)
-        .into_iter()
-        .map(Change::RestartNeeded)
-        .collect();
+    let mut changes: Vec<Change> = Vec::new();
+    if listeners_differ(&old.listeners, &new.listeners) {
+        changes.push(Change::Listeners);
+    }
+    changes.extend(
+        restart_keys(old, new)
+            .into_iter()
+            .map(Change::RestartNeeded),
+    );
     if (&old.admin.reader_token, &old.admin.writer_token)
         != (&new.admin.reader_token, &new.admin.writer_token)
     {

@@ -2,18 +2,15 @@
 //! changes, and drain on SIGTERM or SIGINT. Only wiring: the parts share
 //! a [`Process`] handle and know nothing of this module.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_config::Diagnostics;
-use weir_proxy::{Metrics, Proxy, ServeOptions};
+use weir_proxy::{Metrics, Proxy};
 
 use crate::admin::{self, AdminState};
 use crate::cli::{LogFormat, RunArgs};
@@ -22,6 +19,7 @@ use crate::cluster::runtime::{self, Settings};
 use crate::cluster::status_store::StatusStore;
 use crate::controller::state::RestoreError;
 use crate::controller::{self, ControlState};
+use crate::listeners::{Bound, ServeSettings, addresses, bind};
 use crate::load::{self, Resolved};
 use crate::process::{Clock, Process, SystemClock};
 use crate::reload;
@@ -132,7 +130,6 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = loaded.config().clone();
-    let tls_configs = loaded.tls.clone();
     // The Kubernetes client is made before anything is restored: the
     // CanaryRoutes' states live in their status. Reaching the API server is
     // left to the watchers, which retry (readiness waits for them).
@@ -189,25 +186,10 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     // Bind everything before serving anything, so a taken port fails the
     // start; and before the state is restored, which may start a rollout
     // and write it: a start that fails leaves the state directory as it was.
-    let mut listeners = Vec::new();
-    let mut listener_tls = Vec::new();
-    let addresses: Vec<SocketAddr> = config
-        .listeners
-        .iter()
-        .map(|l| l.address)
-        .chain([config.admin.address])
-        .collect();
-    let bind = |address: SocketAddr| bind(address, &addresses);
-    for (listener, tls) in config.listeners.iter().zip(&tls_configs) {
-        let socket = bind(listener.address)
-            .and_then(weir_proxy::Listener::new)
-            .with_context(|| format!("listener {} on {}", listener.name, listener.address))?;
-        let tls = tls.clone().map(|config| Arc::new(ArcSwap::new(config)));
-        if let Some(cell) = &tls {
-            listener_tls.push((listener.name.clone(), Arc::clone(cell)));
-        }
-        listeners.push((listener.name.clone(), socket, tls, listener.max_connections));
-    }
+    let listeners = match Bound::all(&loaded.document, &loaded.tls) {
+        Ok(bound) => bound,
+        Err(diagnostics) => anyhow::bail!("{}", Diagnostics(diagnostics)),
+    };
     let shared_limit = descriptor_budget(
         config
             .listeners
@@ -215,7 +197,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             .map(|l| l.max_connections)
             .fold(0, usize::saturating_add),
     );
-    let admin_socket = bind(config.admin.address)
+    let admin_socket = bind(config.admin.address, &addresses(&config))
         .with_context(|| format!("admin API on {}", config.admin.address))?;
 
     let forwarding = forwarding_path()?;
@@ -245,8 +227,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let proxy = Proxy::new(reader, Arc::clone(&metrics));
     let process = Arc::new(
         Process::new(config_path, publisher, proxy.clone(), control, clock)
-            .context("metrics registry")?
-            .with_listener_tls(listener_tls),
+            .context("metrics registry")?,
     );
     let hooks = Arc::new(
         crate::webhooks::Hooks::new(&process.registry, &config.notifications)
@@ -271,33 +252,15 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     let (stop_tx, stop_rx) = watch::channel(false);
     // The admin API outlives the listeners, so /readyz can say 503 during the drain.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-    let mut servers = tokio::task::JoinSet::new();
-    for (name, socket, tls, max_connections) in listeners {
-        let proxy = proxy.clone();
-        let mut stop = stop_rx.clone();
-        match socket.local_addr() {
-            Ok(local) => {
-                tracing::info!(listener = %name, address = %local, tls = tls.is_some(), "listening");
-            }
-            Err(error) => {
-                tracing::info!(listener = %name, %error, tls = tls.is_some(), "listening; its address is unknown");
-            }
-        }
-        let options = ServeOptions {
-            name,
-            tls,
-            drain_timeout: DRAIN_TIMEOUT,
-            max_connections,
-            shared_limit: shared_limit.clone(),
+    process.listeners.start(
+        ServeSettings {
+            proxy: proxy.clone(),
             forwarding,
-            ..ServeOptions::default()
-        };
-        servers.spawn(async move {
-            proxy
-                .serve(socket, options, async move { stopped(&mut stop).await })
-                .await
-        });
-    }
+            shared_limit,
+            drain_timeout: DRAIN_TIMEOUT,
+        },
+        listeners,
+    );
 
     let replica = Replica::detect(admin_socket.local_addr().ok(), started_at);
     let admin_state = Arc::new(AdminState::new(Arc::clone(&process)).with_replica(replica));
@@ -358,10 +321,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     tracing::info!("stopping: no new connections; draining in-flight requests");
     admin_state.set_ready(false);
     let _ = stop_tx.send(true);
-    let mut cut = 0;
-    while let Some(result) = servers.join_next().await {
-        cut += result.unwrap_or(0);
-    }
+    let cut = process.listeners.shut_down().await;
     if cut > 0 {
         tracing::warn!(
             connections = cut,
@@ -489,31 +449,6 @@ fn descriptor_budget(listeners_total: usize) -> Option<Arc<tokio::sync::Semaphor
         "the listeners' maxConnections add up to more than the open-file limit allows; client connections are capped"
     );
     Some(Arc::new(tokio::sync::Semaphore::new(budget)))
-}
-
-/// Binds a listening socket with `SO_REUSEADDR`, so a restart does not wait
-/// for old connections in TIME_WAIT.
-/// Binds `address`, one of `all` the process binds. `[::]` takes IPv4 too
-/// (the system's default), unless an IPv4 address of `all` has its port:
-/// then it takes IPv6 only, so that `0.0.0.0:80` and `[::]:80` side by
-/// side both bind, as with nginx's `ipv6only`.
-fn bind(address: SocketAddr, all: &[SocketAddr]) -> std::io::Result<TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    if address.is_ipv6()
-        && address.ip().is_unspecified()
-        && address.port() != 0
-        && all
-            .iter()
-            .any(|other| other.is_ipv4() && other.port() == address.port())
-    {
-        rustix::net::sockopt::set_ipv6_v6only(&socket, true)?;
-    }
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
 }
 
 /// SIGTERM and SIGINT, installed once.

@@ -371,6 +371,14 @@ impl Weir {
         self.wait_for_reload("success", before).await;
     }
 
+    /// Writes `text` (by rename) as the config file and waits for a
+    /// successful reload.
+    pub async fn reload_text(&mut self, text: &str) {
+        let before = self.reloads("success").await;
+        self.write_text(text, false);
+        self.wait_for_reload("success", before).await;
+    }
+
     /// weir's stderr so far, without ANSI colour codes.
     pub fn log(&self) -> String {
         let raw = std::fs::read(self.dir_path.join("weir.stderr.log")).unwrap_or_default();

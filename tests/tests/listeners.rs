@@ -1,10 +1,23 @@
-//! Listeners on the same port in both address families: `0.0.0.0:P` and
-//! `[::]:P` side by side both bind (`[::]` then takes IPv6 only), and each
-//! serves its own family.
+//! Listeners on the real binary: on the same port in both address
+//! families, `0.0.0.0:P` and `[::]:P` side by side both bind (`[::]` then
+//! takes IPv6 only), and each serves its own family; a reload starts the
+//! listeners it adds, serves a changed one anew on the same socket, stops
+//! the ones it removes, and is refused whole when a port cannot be had.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use weir_e2e::{FakeUpstream, ReservedPort, Route, Weir, WeirConfig, raw_request};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use weir_e2e::{
+    FakeUpstream, RELOAD_LIMIT, ReservedPort, Route, Weir, WeirConfig, get, raw_request,
+    wait_until, within,
+};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -49,4 +62,134 @@ async fn an_ipv4_and_an_ipv6_listener_share_a_port() {
         log.contains("listener=any-v4") && log.contains("listener=any-v6"),
         "{log}"
     );
+}
+
+/// A `GET /` through `address`: answered by the stable upstream.
+async fn served(address: SocketAddr) {
+    let answer = within(LIMIT, "GET /", get(address, "/")).await.unwrap();
+    assert_eq!(answer.status, 200, "{address}: {}", answer.text());
+    assert_eq!(answer.text(), "stable\n", "{address}");
+}
+
+/// The config file with `listeners` in place of its listener block.
+fn with_listeners(text: &str, listeners: &str) -> String {
+    let admin = text.find("admin:").expect("an admin block");
+    assert!(text.starts_with("listeners:\n"), "{text}");
+    format!("listeners:\n{listeners}{}", &text[admin..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_starts_added_listeners_changes_and_stops_others() {
+    let stable = FakeUpstream::start("stable").await;
+    let mut weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    let first = weir.addrs.http;
+    let text = std::fs::read_to_string(weir.config_path()).expect("weir.yaml");
+    let plain = &text["listeners:\n".len()..text.find("admin:").unwrap()];
+
+    // Added: served once the reload is counted, nothing left for a restart.
+    let reserved = ReservedPort::bind();
+    let second = reserved.addr;
+    let before = weir.reloads("success").await;
+    weir.write_text(
+        &with_listeners(
+            &text,
+            &format!("{plain}  - {{ name: second, address: '{second}' }}\n"),
+        ),
+        false,
+    );
+    weir.wait_for_reload("success", before).await;
+    drop(reserved);
+    served(first).await;
+    served(second).await;
+    let answer = weir.admin().post("/api/v1/reload", None).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.json().get("restartNeeded").is_none(),
+        "{}",
+        answer.text()
+    );
+
+    // Changed in place (a limit of one): the same port, served by the new
+    // loop, which holds a second client off while one is open.
+    weir.reload_text(&with_listeners(
+        &text,
+        &format!("{plain}  - {{ name: second, address: '{second}', maxConnections: 1 }}\n"),
+    ))
+    .await;
+    let mut held = TcpStream::connect(second).await.unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: held.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    within(
+        LIMIT,
+        "the held client's answer",
+        held.read_exact(&mut head),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        &head,
+        b"HTTP/1.1 200",
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut over = TcpStream::connect(second).await.unwrap();
+    let _ = over
+        .write_all(b"GET / HTTP/1.1\r\nHost: over.test\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    let read = within(
+        LIMIT,
+        "the client over the limit closed",
+        over.read(&mut buf),
+    )
+    .await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(held);
+
+    // Removed: its port stops accepting, the other serves on.
+    weir.reload_text(&with_listeners(
+        &text,
+        &format!("  - {{ name: second, address: '{second}' }}\n"),
+    ))
+    .await;
+    wait_until(
+        RELOAD_LIMIT,
+        "the removed listener's port closed",
+        || async { TcpStream::connect(first).await.is_err().then_some(()) },
+    )
+    .await;
+    served(second).await;
+    let log = weir.log();
+    assert!(
+        log.contains("listener=plain") && log.contains("draining"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_whose_port_is_taken_refuses_the_reload() {
+    let stable = FakeUpstream::start("stable").await;
+    let mut weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    let text = std::fs::read_to_string(weir.config_path()).expect("weir.yaml");
+    let plain = &text["listeners:\n".len()..text.find("admin:").unwrap()];
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+
+    weir.write_text(
+        &with_listeners(
+            &text,
+            &format!("{plain}  - {{ name: second, address: '{address}' }}\n"),
+        ),
+        false,
+    );
+    let answer = weir.admin().post("/api/v1/reload", None).await.unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    let expected = format!("listeners[1].address: listener `second` cannot listen on {address}");
+    assert!(answer.text().contains(&expected), "{}", answer.text());
+    served(weir.addrs.http).await;
+    let status = weir.status("web").await;
+    assert_eq!(status["phase"], "Healthy", "{status}");
+    drop(taken);
 }

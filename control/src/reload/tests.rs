@@ -169,7 +169,7 @@ async fn every_kind_of_change_is_decided() {
         (
             "listeners changed",
             base().replacen("127.0.0.1:0", "127.0.0.1:1", 1),
-            vec![Change::RestartNeeded("listeners")],
+            vec![Change::Listeners],
             Then::Adopted(&[("web", Some(Phase::Progressing))]),
         ),
         (
@@ -178,7 +178,7 @@ async fn every_kind_of_change_is_decided() {
                 "listeners:\n  - name: public\n    address: 127.0.0.1:0\n",
                 "listeners:\n  - name: other\n    address: 127.0.0.1:2\n  - name: public\n    address: 127.0.0.1:0\n",
             ),
-            vec![Change::RestartNeeded("listeners")],
+            vec![Change::Listeners],
             Then::Adopted(&[("web", Some(Phase::Progressing))]),
         ),
         (

@@ -1,0 +1,354 @@
+//! The data plane's listeners, as the config file names them.
+//!
+//! All are bound at start, before anything is served. At a reload, the
+//! listeners the new file adds or changes are bound before the file is
+//! adopted, so a port that cannot be had refuses the reload and nothing
+//! changes; once the file is adopted they start serving, and the ones it
+//! removes or replaces stop accepting and drain their connections as at
+//! shutdown (in-flight requests run for up to the drain timeout).
+//!
+//! A listener whose address stays the same while its name, connection
+//! limit or TLS changes is served anew from the same socket (a duplicate
+//! of its descriptor, kept for this), so the port never closes: a client
+//! connecting during the change reaches one of the two serve loops.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use weir_config::{Config, Diagnostic, Document};
+use weir_proxy::http1::ForwardingPath;
+use weir_proxy::{Listener, Proxy, ServeOptions};
+
+/// The TLS config of one HTTPS listener, read by each new connection; a
+/// reload stores the certificate it read.
+type TlsCell = Arc<ArcSwap<rustls::ServerConfig>>;
+
+/// The listeners a process serves, and the serve loops still draining.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    inner: Mutex<Inner>,
+}
+
+/// What serving needs besides a socket: the same for every listener.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// The data plane.
+    pub proxy: Proxy,
+    /// Which code forwards HTTP/1.1 on cleartext listeners.
+    pub forwarding: ForwardingPath,
+    /// The descriptor budget shared by every listener, when one is needed
+    /// (decided at start from the listeners then).
+    pub shared_limit: Option<Arc<Semaphore>>,
+    /// How long in-flight requests may run once a listener stops.
+    pub drain_timeout: Duration,
+}
+
+/// Sockets bound for a config, ready to be served by [`Listeners::commit`]
+/// or closed by being dropped.
+#[derive(Debug, Default)]
+pub struct Bound {
+    /// Per listener of the config, in its order.
+    listeners: Vec<BoundListener>,
+}
+
+#[derive(Debug)]
+struct BoundListener {
+    shape: Shape,
+    /// The certificate read for this config, when HTTPS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    socket: Socket,
+}
+
+/// Where a listener of the new config is served from.
+#[derive(Debug)]
+enum Socket {
+    /// The running listener with the same shape goes on as it is.
+    Kept,
+    /// A new serve loop: the socket it accepts on and a duplicate of it,
+    /// kept for the next change of this address.
+    New {
+        serving: Listener,
+        spare: std::net::TcpListener,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    running: Vec<Running>,
+    /// Every serve loop, running or draining; each ends with the number of
+    /// connections cut at its drain deadline.
+    tasks: JoinSet<usize>,
+    /// Set once [`Listeners::start`] ran; a process built in memory (tests)
+    /// has none, and its reloads leave listeners alone.
+    settings: Option<ServeSettings>,
+    /// Shutdown began: nothing new is served.
+    stopping: bool,
+}
+
+#[derive(Debug)]
+struct Running {
+    shape: Shape,
+    /// A duplicate of the serving socket's descriptor.
+    spare: std::net::TcpListener,
+    tls: Option<TlsCell>,
+    stop: watch::Sender<bool>,
+}
+
+/// What makes a listener: a change of any of it is a new serve loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    name: String,
+    address: SocketAddr,
+    max_connections: usize,
+    tls: bool,
+}
+
+// === impl Listeners ===
+
+impl Listeners {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while held leaves nothing half-done worth refusing.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts serving what `bound` holds (the listeners of the config the
+    /// process starts with), with `settings` for these and later ones.
+    pub fn start(&self, settings: ServeSettings, bound: Bound) {
+        self.lock().settings = Some(settings);
+        self.commit(bound);
+    }
+
+    /// Binds what `document`'s listeners need beyond those running: a new
+    /// address is bound, a changed listener on the same address gets a
+    /// duplicate of its socket, an unchanged one is kept. `tls` holds each
+    /// listener's certificate, in the config's order. A process whose
+    /// listeners were never started (one built in memory) binds nothing;
+    /// the first listeners are bound by [`Bound::all`].
+    ///
+    /// # Errors
+    /// One diagnostic per listener that cannot be bound, at its address.
+    pub fn bind(
+        &self,
+        document: &Document,
+        tls: &[Option<Arc<rustls::ServerConfig>>],
+    ) -> Result<Bound, Vec<Diagnostic>> {
+        let inner = self.lock();
+        if inner.settings.is_none() {
+            return Ok(Bound::default());
+        }
+        bind_config(document, tls, &inner.running)
+    }
+
+    /// Serves `bound`: new serve loops start, then the listeners it does
+    /// not keep stop accepting and drain; kept HTTPS listeners take the
+    /// certificate it read.
+    pub fn commit(&self, bound: Bound) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(settings) = inner.settings.clone() else {
+            return;
+        };
+        if inner.stopping {
+            return;
+        }
+        while inner.tasks.try_join_next().is_some() {}
+        let mut before = std::mem::take(&mut inner.running);
+        let mut running = Vec::with_capacity(bound.listeners.len());
+        let mut started = Vec::new();
+        for listener in bound.listeners {
+            match listener.socket {
+                Socket::Kept => {
+                    let Some(at) = before.iter().position(|r| r.shape == listener.shape) else {
+                        // Bound against another set of running listeners: not
+                        // served, rather than served twice.
+                        tracing::warn!(listener = %listener.shape.name, "listener not found to keep; bind it again with a reload");
+                        continue;
+                    };
+                    let kept = before.swap_remove(at);
+                    if let (Some(cell), Some(config)) = (&kept.tls, listener.tls) {
+                        cell.store(config);
+                    }
+                    running.push(kept);
+                }
+                Socket::New { serving, spare } => {
+                    let tls = listener.tls.map(|config| Arc::new(ArcSwap::new(config)));
+                    let (stop, stopped) = watch::channel(false);
+                    started.push((listener.shape.clone(), serving, tls.clone(), stopped));
+                    running.push(Running {
+                        shape: listener.shape,
+                        spare,
+                        tls,
+                        stop,
+                    });
+                }
+            }
+        }
+        for (shape, serving, tls, mut stopped) in started {
+            match serving.local_addr() {
+                Ok(local) => {
+                    tracing::info!(listener = %shape.name, address = %local, tls = tls.is_some(), "listening");
+                }
+                Err(error) => {
+                    tracing::info!(listener = %shape.name, %error, tls = tls.is_some(), "listening; its address is unknown");
+                }
+            }
+            let options = ServeOptions {
+                name: shape.name,
+                tls,
+                drain_timeout: settings.drain_timeout,
+                max_connections: shape.max_connections,
+                shared_limit: settings.shared_limit.clone(),
+                forwarding: settings.forwarding,
+                ..ServeOptions::default()
+            };
+            let proxy = settings.proxy.clone();
+            inner.tasks.spawn(async move {
+                proxy
+                    .serve(serving, options, async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            });
+        }
+        for gone in before {
+            tracing::info!(listener = %gone.shape.name, address = %gone.shape.address, "listener removed or changed by the config: no new connections; draining");
+            let _ = gone.stop.send(true);
+        }
+        inner.running = running;
+    }
+
+    /// Stops every listener and waits for their drains; returns the number
+    /// of connections cut at the drain deadline.
+    pub async fn shut_down(&self) -> usize {
+        let mut tasks = {
+            let mut inner = self.lock();
+            inner.stopping = true;
+            // Each spare descriptor is closed with its listener's: the port
+            // closes as the drain begins.
+            for running in inner.running.drain(..) {
+                let _ = running.stop.send(true);
+            }
+            std::mem::take(&mut inner.tasks)
+        };
+        let mut cut = 0;
+        while let Some(result) = tasks.join_next().await {
+            cut += result.unwrap_or(0);
+        }
+        cut
+    }
+}
+
+// === impl Bound ===
+
+impl Bound {
+    /// Binds every listener of `document` (the process's first config).
+    ///
+    /// # Errors
+    /// One diagnostic per listener that cannot be bound, at its address.
+    pub fn all(
+        document: &Document,
+        tls: &[Option<Arc<rustls::ServerConfig>>],
+    ) -> Result<Bound, Vec<Diagnostic>> {
+        bind_config(document, tls, &[])
+    }
+}
+
+/// Binds the listeners of `document` that `running` cannot serve as they are.
+fn bind_config(
+    document: &Document,
+    tls: &[Option<Arc<rustls::ServerConfig>>],
+    running: &[Running],
+) -> Result<Bound, Vec<Diagnostic>> {
+    let config: &Config = &document.config;
+    let addresses = addresses(config);
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    let mut errors = Vec::new();
+    for (i, listener) in config.listeners.iter().enumerate() {
+        let shape = Shape {
+            name: listener.name.clone(),
+            address: listener.address,
+            max_connections: listener.max_connections,
+            tls: listener.tls.is_some(),
+        };
+        let socket = if running.iter().any(|r| r.shape == shape) {
+            Ok(Socket::Kept)
+        } else {
+            // Port 0 asks for a new port each time: never the same socket.
+            let same_address = running
+                .iter()
+                .find(|r| shape.address.port() != 0 && r.shape.address == shape.address);
+            let socket = match same_address {
+                Some(r) => r.spare.try_clone(),
+                None => bind(shape.address, &addresses).and_then(TcpListener::into_std),
+            };
+            socket.and_then(serve_from)
+        };
+        match socket {
+            Ok(socket) => listeners.push(BoundListener {
+                shape,
+                tls: tls.get(i).cloned().flatten(),
+                socket,
+            }),
+            Err(error) => errors.push(document.diagnostic(
+                &format!("listeners[{i}].address"),
+                format!(
+                    "listener `{}` cannot listen on {}: {error}",
+                    listener.name, listener.address
+                ),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Bound { listeners })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A serve loop's socket from `socket`, with a duplicate kept aside.
+fn serve_from(socket: std::net::TcpListener) -> std::io::Result<Socket> {
+    let spare = socket.try_clone()?;
+    let serving = Listener::new(TcpListener::from_std(socket)?)?;
+    Ok(Socket::New { serving, spare })
+}
+
+/// Every address `config` binds: its listeners' and the admin API's.
+pub fn addresses(config: &Config) -> Vec<SocketAddr> {
+    config
+        .listeners
+        .iter()
+        .map(|l| l.address)
+        .chain([config.admin.address])
+        .collect()
+}
+
+/// Binds and listens on `address`. An IPv6 wildcard that shares its port
+/// with an IPv4 address of `all` is made IPv6-only, so both can be bound.
+///
+/// # Errors
+/// The system's, when the socket cannot be made, bound or listened on.
+pub fn bind(address: SocketAddr, all: &[SocketAddr]) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if address.is_ipv6()
+        && address.ip().is_unspecified()
+        && address.port() != 0
+        && all
+            .iter()
+            .any(|other| other.is_ipv4() && other.port() == address.port())
+    {
+        rustix::net::sockopt::set_ipv6_v6only(&socket, true)?;
+    }
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
