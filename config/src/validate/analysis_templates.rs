@@ -594,6 +594,16 @@ fn metric_strings(spec: &MetricSpec) -> Vec<(String, String)> {
             push(&format!("provider.prometheus.headers[{k}].key"), &h.key);
             push(&format!("provider.prometheus.headers[{k}].value"), &h.value);
         }
+        if let Some(basic) = p.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
+            push(
+                "provider.prometheus.authentication.basic.username",
+                &basic.username,
+            );
+            push(
+                "provider.prometheus.authentication.basic.password",
+                &basic.password,
+            );
+        }
     }
     if let Some(w) = &spec.provider.web {
         push("provider.web.url", &w.url);
@@ -1261,16 +1271,29 @@ fn prometheus_provider(
         },
     );
     let headers = headers("provider.prometheus", &p.headers, args, problems);
+    let basic_auth = match p.authentication.as_ref().and_then(|a| a.basic.as_ref()) {
+        None => Some(None),
+        Some(basic) => {
+            let at = "provider.prometheus.authentication.basic";
+            let mut part = |key: &str, text: &str| {
+                noted(
+                    problems,
+                    args.field(text)
+                        .map(|field| field.resolved)
+                        .map_err(|why| (format!("{at}.{key}"), why)),
+                )
+            };
+            let username = part("username", &basic.username);
+            let password = part("password", &basic.password);
+            Some(Some((username?, password?)))
+        }
+    };
     Some(Provider::Prometheus(PrometheusQuery {
         address: address?.trim_end_matches('/').to_owned(),
         query: query?.trim().to_owned(),
         timeout: timeout?,
         headers: headers?,
-        basic_auth: p
-            .authentication
-            .as_ref()
-            .and_then(|a| a.basic.as_ref())
-            .map(|b| (b.username.clone(), b.password.clone())),
+        basic_auth: basic_auth?,
         insecure: p.insecure.unwrap_or(false),
     }))
 }

@@ -1181,3 +1181,41 @@ routes:
         );
     }
 }
+
+/// Prometheus' basic credentials take `{{args.NAME}}` like every other
+/// field of a provider, and an undeclared name in them is reported there.
+#[test]
+fn basic_credentials_take_arguments() {
+    let with_auth = |password: &str| {
+        file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG).replace(
+            "            address: http://127.0.0.1:9090\n",
+            &format!(
+                "            address: http://127.0.0.1:9090\n            authentication: \
+                 {{ basic: {{ username: '{{{{args.route}}}}', password: '{password}' }} }}\n"
+            ),
+        )
+    };
+    let config = valid(&with_auth("{{args.max}}"));
+    let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
+    let Step::Analysis(step) = &strategy.steps[1] else {
+        panic!("step 2 is an analysis step: {:?}", strategy.steps[1]);
+    };
+    let Provider::Prometheus(query) = &step.metrics[0].provider else {
+        panic!("a Prometheus metric");
+    };
+    assert_eq!(query.basic_auth, Some(("r".to_owned(), "0.01".to_owned())));
+
+    let errors = invalid(&with_auth("{{args.zzz}}"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].path,
+        "analysisTemplates[0].metrics[0].provider.prometheus.authentication.basic.password"
+    );
+    assert!(
+        errors[0]
+            .message
+            .starts_with("`{{args.zzz}}` names no argument of this template"),
+        "{}",
+        errors[0].message
+    );
+}
