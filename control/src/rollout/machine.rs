@@ -1753,11 +1753,17 @@ impl RolloutState {
                 }
                 Some(_) => "no analysis block: the stages go by commands and autoPromotionSeconds"
                     .to_owned(),
-                None if strategy.background.is_some()
-                    || strategy
-                        .steps
-                        .iter()
-                        .any(|s| matches!(s, Step::Analysis(_))) =>
+                // An `analysis` block of templates alone runs them in the
+                // background; only its built-in keys gate the steps.
+                None if strategy.background.is_some() => {
+                    "the analysis block names templates only, no built-in keys (interval, \
+                     window, minRequests, ...): steps go by time, commands and analysis runs"
+                        .to_owned()
+                }
+                None if strategy
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Analysis(_))) =>
                 {
                     "no analysis block: steps go by time, commands and analysis runs".to_owned()
                 }

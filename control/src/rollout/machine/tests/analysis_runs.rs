@@ -282,3 +282,26 @@ fn every_result_in_every_phase() {
         }
     }
 }
+
+/// An `analysis` block of templates alone does not gate the steps, and the
+/// status says so rather than that there is no block.
+#[test]
+fn a_block_of_templates_alone_says_steps_go_by_time() {
+    let mut route = Fixture::new().without_analysis_block().0;
+    if let Some(s) = &mut route.strategy {
+        s.background = Some(analysis());
+    }
+    let no_canary_traffic = observation((0, 0), (0, 0));
+    let s = RolloutState::start(&route, T0).state;
+    let s = s.tick(&route, T0 + SEC, &no_canary_traffic).state;
+    assert_eq!((s.step_index, s.phase), (Some(1), Phase::Paused));
+    let s = s.tick(&route, T0 + 2 * SEC, &no_canary_traffic).state;
+    assert!(
+        s.message.ends_with(
+            "the analysis block names templates only, no built-in keys (interval, window, \
+             minRequests, ...): steps go by time, commands and analysis runs"
+        ),
+        "{}",
+        s.message
+    );
+}
