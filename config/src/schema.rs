@@ -73,6 +73,19 @@ pub struct AnalysisTemplateSpec {
     pub args: Vec<TemplateArgSpec>,
     /// The metrics, at least one.
     pub metrics: Vec<MetricSpec>,
+    /// Argo's dry-run rules: the metrics whose names a rule's pattern
+    /// matches are measured and shown but never fail a run.
+    #[serde(default)]
+    pub dry_run: Vec<DryRunSpec>,
+}
+
+/// One of a template's dry-run rules, as Argo writes them.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DryRunSpec {
+    /// A regular expression, found anywhere in a metric's name (Argo's
+    /// `regexp.MatchString`): `.*` matches every metric.
+    pub metric_name: String,
 }
 
 /// An argument of a template: without `value`, every use must give one.

@@ -181,6 +181,7 @@ pub(super) fn namespace_catalog<'t>(
             name: name.to_owned(),
             args: Vec::new(),
             metrics: Vec::new(),
+            dry_run: Vec::new(),
         });
         let problem = if catalog.templates.contains_key(name) {
             Some(format!(
@@ -398,7 +399,10 @@ pub(super) fn resolve(
                 bytes: &resolved.bytes,
             };
             match build_metric(&entry.spec.name, spec, &args) {
-                Ok(metric) => metrics.push(Arc::new(metric)),
+                Ok(mut metric) => {
+                    metric.dry_run |= dry_run_by_rule(&entry.spec, &spec.name);
+                    metrics.push(Arc::new(metric));
+                }
                 Err(problems) => {
                     for (key, why) in problems {
                         // Where the value that makes it wrong is written: the
@@ -526,6 +530,37 @@ pub(super) fn check_template(
             "no metrics; a template measures at least one".to_owned(),
         );
         return false;
+    }
+    for (r, rule) in spec.dry_run.iter().enumerate() {
+        let at = format!("{path}.dryRun[{r}].metricName");
+        match regex::Regex::new(&rule.metric_name) {
+            Err(error) => {
+                report(
+                    &at,
+                    format!(
+                        "`{}` is not a regular expression: {error}",
+                        quoted(&rule.metric_name, true)
+                    ),
+                );
+                ok = false;
+            }
+            // Argo refuses a rule that matches no metric: a misspelled name
+            // would leave a metric able to fail the run.
+            Ok(pattern) if !spec.metrics.iter().any(|m| pattern.is_match(&m.name)) => {
+                let mut names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+                names.sort_unstable();
+                report(
+                    &at,
+                    format!(
+                        "`{}` matches no metric of this template ({})",
+                        quoted(&rule.metric_name, true),
+                        super::listed(&names)
+                    ),
+                );
+                ok = false;
+            }
+            Ok(_) => {}
+        }
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     // The declared arguments as messages list them, once for the template.
@@ -1208,6 +1243,14 @@ fn build_metric(
         consecutive_error_limit,
         dry_run: spec.dry_run.unwrap_or(false),
         provider,
+    })
+}
+
+/// Whether a dry-run rule of `template` matches the metric `name` (the
+/// rules were checked with the template).
+fn dry_run_by_rule(template: &AnalysisTemplateSpec, name: &str) -> bool {
+    template.dry_run.iter().any(|rule| {
+        regex::Regex::new(&rule.metric_name).is_ok_and(|pattern| pattern.is_match(name))
     })
 }
 

@@ -232,18 +232,23 @@ static METRIC: [Field; 11] = [
 ];
 static METRIC_KIND: Kind = Kind::Shape(&METRIC);
 
-static TEMPLATE: [Field; 3] = [
+static DRY_RUN: [Field; 1] = [required("metricName", Kind::Text)];
+static DRY_RUN_KIND: Kind = Kind::Shape(&DRY_RUN);
+
+static TEMPLATE: [Field; 4] = [
     required("name", Kind::Text),
     optional("args", Kind::List(&TEMPLATE_ARG_KIND)),
     required("metrics", Kind::List(&METRIC_KIND)),
+    optional("dryRun", Kind::List(&DRY_RUN_KIND)),
 ];
 static TEMPLATE_KIND: Kind = Kind::Shape(&TEMPLATE);
 
 /// The `spec` of an AnalysisTemplate: a template of `weir.yaml` without
 /// `name` (its `metadata.name`).
-static CLUSTER_TEMPLATE: [Field; 2] = [
+static CLUSTER_TEMPLATE: [Field; 3] = [
     optional("args", Kind::List(&TEMPLATE_ARG_KIND)),
     required("metrics", Kind::List(&METRIC_KIND)),
+    optional("dryRun", Kind::List(&DRY_RUN_KIND)),
 ];
 
 static ANALYSIS: [Field; 11] = [
@@ -1132,7 +1137,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 46, "every mapping of the file is checked");
+        assert_eq!(checked, 47, "every mapping of the file is checked");
     }
 
     /// A CanaryRoute's spec is a route without `name`: its tables name the

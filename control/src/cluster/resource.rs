@@ -12,8 +12,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weir_config::schema::{
-    CanarySpec, HeaderOverrideSpec, MetricSpec, StableFallbackSpec, StableSpec, StickinessSpec,
-    StrategySpec, TemplateArgSpec, TimeoutsSpec,
+    CanarySpec, DryRunSpec, HeaderOverrideSpec, MetricSpec, StableFallbackSpec, StableSpec,
+    StickinessSpec, StrategySpec, TemplateArgSpec, TimeoutsSpec,
 };
 
 /// What a CanaryRoute asks for: a `weir.yaml` route without `name`, whose
@@ -114,6 +114,11 @@ pub struct AnalysisTemplateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Vec<MetricSpec>")]
     pub metrics: Option<serde_json::Value>,
+    /// Argo's dry-run rules: the metrics whose names a rule's pattern
+    /// matches are measured and shown but never fail a run.
+    #[serde(default, rename = "dryRun", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<DryRunSpec>>")]
+    pub dry_run: Option<serde_json::Value>,
     /// Keys weir does not know, kept to be reported.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -352,6 +357,9 @@ impl AnalysisTemplateSpec {
         }
         if let Some(metrics) = &self.metrics {
             map.insert("metrics".to_owned(), metrics.clone());
+        }
+        if let Some(dry_run) = &self.dry_run {
+            map.insert("dryRun".to_owned(), dry_run.clone());
         }
         serde_json::Value::Object(map)
     }

@@ -1219,3 +1219,56 @@ fn basic_credentials_take_arguments() {
         errors[0].message
     );
 }
+
+/// Argo's template-level `dryRun: [{metricName: PATTERN}]`: the metrics a
+/// pattern finds in their name are dry runs; a pattern that is no regular
+/// expression, or matches no metric, is refused where it is written.
+#[test]
+fn dry_run_rules_follow_argo() {
+    let with_rule = |pattern: &str| {
+        file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG).replace(
+            "    metrics:\n",
+            &format!("    dryRun: [{{ metricName: '{pattern}' }}]\n    metrics:\n"),
+        )
+    };
+    for (pattern, dry_run) in [("ratio", true), (".*", true), ("^error-ratio$", true)] {
+        let config = valid(&with_rule(pattern));
+        let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
+        let Step::Analysis(step) = &strategy.steps[1] else {
+            panic!("step 2 is an analysis step: {:?}", strategy.steps[1]);
+        };
+        assert_eq!(step.metrics[0].dry_run, dry_run, "{pattern}");
+        let background = strategy.background.as_ref().expect("a background run");
+        assert_eq!(background.metrics[0].dry_run, dry_run, "{pattern}");
+    }
+    let config = valid(&file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG));
+    let Step::Analysis(step) = &config.routes[0]
+        .strategy
+        .as_ref()
+        .expect("a strategy")
+        .steps[1]
+    else {
+        panic!("an analysis step");
+    };
+    assert!(!step.metrics[0].dry_run, "no rule, no dry run");
+
+    for (pattern, message) in [
+        ("(", "`(` is not a regular expression"),
+        (
+            "^latency$",
+            "`^latency$` matches no metric of this template (error-ratio)",
+        ),
+    ] {
+        let errors = invalid(&with_rule(pattern));
+        assert_eq!(errors.len(), 1, "{pattern}: {errors:?}");
+        assert_eq!(
+            errors[0].path, "analysisTemplates[0].dryRun[0].metricName",
+            "{pattern}"
+        );
+        assert!(
+            errors[0].message.starts_with(message),
+            "{pattern}: {}",
+            errors[0].message
+        );
+    }
+}

@@ -334,7 +334,7 @@ routes:
             "weir.yaml:6:30: analysisTemplates[0].args[1].name: invalid type: a list, expected a string",
             "weir.yaml:12:89: analysisTemplates[1].metrics[0].provider.prometheus.timeout: invalid type: string \"x\", expected a whole number",
             "weir.yaml:13:5: analysisTemplates[2]: missing field `metrics`",
-            "weir.yaml:14:5: analysisTemplates[2].metric: unknown field `metric`, expected one of `name`, `args`, `metrics`; did you mean `metrics`?",
+            "weir.yaml:14:5: analysisTemplates[2].metric: unknown field `metric`, expected one of `name`, `args`, `metrics`, `dryRun`; did you mean `metrics`?",
             "weir.yaml:22:92: routes[0].strategy.steps[0].analysis.templates[3].templateName: unknown template `v`; defined: t, u",
         ]
     );

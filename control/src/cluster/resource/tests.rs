@@ -303,7 +303,7 @@ fn the_analysis_template_schema_is_structural_and_has_the_keys_of_a_template_but
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, ["args", "metrics"]);
+    assert_eq!(keys, ["args", "dryRun", "metrics"]);
     // Unknown keys reach weir, which names them, instead of being pruned.
     assert_eq!(spec["x-kubernetes-preserve-unknown-fields"], json!(true));
     let metric = &spec["properties"]["metrics"]["items"]["properties"];
@@ -320,13 +320,13 @@ fn an_analysis_template_is_read_whatever_its_fields_hold() {
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "AnalysisTemplate",
         "metadata": {"name": "errors", "namespace": "shop"},
-        "spec": {"metrics": "not a list", "dryRun": [{"metricName": "x"}]}
+        "spec": {"metrics": "not a list", "measurementRetention": [{"metricName": "x", "limit": 5}]}
     });
     let template: AnalysisTemplate = serde_json::from_value(object).expect("read");
     let problems = weir_config::validate_analysis_template("errors", &template.spec.as_json())
         .expect_err("refused");
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-    assert!(paths.contains(&"spec.dryRun"), "{problems:?}");
+    assert!(paths.contains(&"spec.measurementRetention"), "{problems:?}");
 }
 
 #[test]
