@@ -165,6 +165,21 @@ pub fn status_for(http: StatusCode) -> Option<u8> {
     }
 }
 
+/// The gRPC status a client reads from an answer with HTTP status `code`
+/// other than 200 and no `grpc-status` (gRPC's HTTP-to-gRPC status
+/// mapping): 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+/// 404 UNIMPLEMENTED, 429, 502, 503 and 504 UNAVAILABLE, any other UNKNOWN.
+pub fn status_of_http(code: u16) -> u8 {
+    match code {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => UNAVAILABLE,
+        _ => weir_config::grpc::GRPC_UNKNOWN,
+    }
+}
+
 /// A trailers-only answer made by weir: HTTP 200, `content-type:
 /// application/grpc`, `grpc-status: status` and `grpc-message: message`
 /// (percent-encoded as gRPC asks). For the error path only: it allocates.

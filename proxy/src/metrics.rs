@@ -246,6 +246,11 @@ pub struct RoleMetrics {
     grpc_by_status: [AtomicU64; GRPC_CODES],
     /// Of those, the calls whose status the route counts as an error.
     grpc_errors: AtomicU64,
+    /// gRPC calls answered with another HTTP code than 200, by code slot
+    /// as `by_code` (and not in it); made at the first such answer.
+    grpc_by_http: std::sync::OnceLock<Box<[AtomicU64]>>,
+    /// Of those, the calls the route counts as errors.
+    grpc_http_errors: AtomicU64,
     /// Attempts whose answer was never sent downstream (see
     /// [`RoleMetrics::record_unsent`]): in the analysis counts only.
     unsent: UnsentCounts,
@@ -506,6 +511,8 @@ impl RoleMetrics {
             client_errors: Default::default(),
             grpc_by_status: Default::default(),
             grpc_errors: AtomicU64::new(0),
+            grpc_by_http: std::sync::OnceLock::new(),
+            grpc_http_errors: AtomicU64::new(0),
             unsent: UnsentCounts {
                 requests: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
@@ -530,6 +537,31 @@ impl RoleMetrics {
             self.grpc_errors.fetch_add(1, Relaxed);
         }
         self.record_latency(elapsed);
+    }
+
+    /// Counts one gRPC call answered with HTTP `code`, not 200 (exported
+    /// with `code` and the status a gRPC client reads from it), an error of
+    /// the role when `is_error`.
+    pub fn record_grpc_http(&self, code: u16, is_error: bool, elapsed: Duration) {
+        let slot = usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE);
+        let by_code = self
+            .grpc_by_http
+            .get_or_init(|| (0..CODE_SLOTS).map(|_| AtomicU64::new(0)).collect());
+        // The call first, so a sample never sees more errors than calls.
+        by_code[slot].fetch_add(1, Relaxed);
+        if is_error {
+            self.grpc_http_errors.fetch_add(1, Relaxed);
+        }
+        self.record_latency(elapsed);
+    }
+
+    /// Every HTTP code other than 200 that answered gRPC calls, with its
+    /// count, in code order.
+    pub fn grpc_http_codes_counted(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        (MIN_CODE..=MAX_CODE)
+            .zip(self.grpc_by_http.get().into_iter().flat_map(|c| c.iter()))
+            .map(|(code, count)| (code, count.load(Relaxed)))
+            .filter(|&(_, count)| count > 0)
     }
 
     /// Counts one attempt of this role whose answer, `code`, was never sent
@@ -657,6 +689,12 @@ impl RoleMetrics {
                 .iter()
                 .map(|c| c.load(Relaxed))
                 .sum::<u64>()
+            + self.grpc_http_calls()
+    }
+
+    /// gRPC calls answered with another HTTP code than 200 so far.
+    fn grpc_http_calls(&self) -> u64 {
+        self.grpc_http_codes_counted().map(|(_, count)| count).sum()
     }
 
     /// Upstream failures of `kind` so far.
@@ -676,12 +714,15 @@ impl RoleMetrics {
     pub fn counts(&self) -> RoleCounts {
         let client_caused: u64 = self.client_errors.iter().map(|c| c.load(Relaxed)).sum();
         // Errors before calls: each call is counted before its error.
-        let mut errors = self.grpc_errors.load(Relaxed) + self.unsent.errors.load(Relaxed);
+        let mut errors = self.grpc_errors.load(Relaxed)
+            + self.grpc_http_errors.load(Relaxed)
+            + self.unsent.errors.load(Relaxed);
         let mut requests: u64 = self
             .grpc_by_status
             .iter()
             .map(|c| c.load(Relaxed))
             .sum::<u64>()
+            + self.grpc_http_calls()
             + self.unsent.requests.load(Relaxed);
         for (slot, count) in self.by_code.iter().enumerate() {
             let count = count.load(Relaxed);
@@ -802,6 +843,38 @@ mod tests {
             "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"NOT_FOUND\"} 1",
             "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"200\",grpc_code=\"UNKNOWN\"} 1",
             "weir_upstream_errors_total{route=\"grpc\",role=\"canary\",kind=\"protocol\"} 0",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
+    }
+
+    /// SPEC 16: every gRPC call carries `grpc_code`, also one answered with
+    /// another HTTP code than 200: the status a gRPC client reads from it.
+    #[test]
+    fn grpc_calls_answered_with_another_code_carry_the_status_read_from_it() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("grpc");
+        let canary = metrics.role(&route, Role::Canary);
+        canary.record_grpc_http(503, true, Duration::from_millis(1));
+        canary.record_grpc_http(404, false, Duration::from_millis(1));
+        canary.record_grpc_http(404, false, Duration::from_millis(1));
+        canary.record(503, Duration::from_millis(1));
+
+        let counts = canary.counts();
+        assert_eq!((counts.requests, counts.errors), (4, 2));
+        assert_eq!(canary.requests(), 4);
+        assert_eq!(
+            canary.requests_with_code(503),
+            1,
+            "the call is not an HTTP request"
+        );
+
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for want in [
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"503\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"503\",grpc_code=\"UNAVAILABLE\"} 1",
+            "weir_http_requests_total{route=\"grpc\",role=\"canary\",code=\"404\",grpc_code=\"UNIMPLEMENTED\"} 2",
         ] {
             assert!(out.contains(want), "missing {want} in\n{out}");
         }

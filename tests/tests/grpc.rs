@@ -11,7 +11,8 @@ use weir_e2e::grpc::{
     BIG_HEAD, BREAK, Failure, GrpcClient, GrpcUpstream, HANG, STALL, STREAM, UNARY,
 };
 use weir_e2e::{
-    ClosedPort, Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check, wait_until, within,
+    ClosedPort, FakeUpstream, Route, Step, Strategy, Weir, WeirConfig, phase, promtool_check,
+    wait_until, within,
 };
 
 const CALL_LIMIT: Duration = Duration::from_secs(10);
@@ -887,4 +888,33 @@ async fn stable_fallback_retries_unary_calls_and_lets_streaming_calls_through() 
     );
     assert_eq!(unframe(data), [&b"first"[..]]);
     assert_eq!(canary.calls(), 1, "the streaming call reached the canary");
+}
+
+/// SPEC 16: a gRPC call carries `grpc_code` in `weir_http_requests_total`
+/// also when its upstream answered with plain HTTP: the status a gRPC
+/// client reads from the code (503 UNAVAILABLE, an error of the role; 404
+/// UNIMPLEMENTED, not one by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_answered_with_plain_http_is_counted_with_the_status_read_from_it() {
+    let upstream = FakeUpstream::failing_every("plain", 1).await;
+    upstream.fail_with(503);
+    let weir = Weir::start(WeirConfig::new([Route::new("plain", &[upstream.addr])])).await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    for _ in 0..2 {
+        let reply = within(CALL_LIMIT, "a call", client.call(UNARY, b"x", &[])).await;
+        assert_ne!(reply.status(), Some(0), "{reply:?}");
+    }
+    upstream.fail_with(404);
+    within(CALL_LIMIT, "a call", client.call(UNARY, b"x", &[])).await;
+
+    let metrics = weir.metrics().await;
+    let calls = |code: &str, name: &str| {
+        metrics.sum(
+            "weir_http_requests_total",
+            &[("route", "plain"), ("code", code), ("grpc_code", name)],
+        )
+    };
+    assert_eq!(calls("503", "UNAVAILABLE"), 2.0);
+    assert_eq!(calls("404", "UNIMPLEMENTED"), 1.0);
+    assert_eq!(counters(&weir, "plain", "stable").await, (3, 2));
 }

@@ -339,6 +339,13 @@ impl Metrics {
                 let name = weir_config::grpc::grpc_code_name(status).unwrap_or("UNKNOWN");
                 requests.push(HTTP_REQUESTS_GRPC.counter(&[route, role, "200", name], count));
             }
+            for (code, count) in m.grpc_http_codes_counted() {
+                let status = crate::grpc::status_of_http(code);
+                let name = weir_config::grpc::grpc_code_name(status).unwrap_or("UNKNOWN");
+                requests.push(
+                    HTTP_REQUESTS_GRPC.counter(&[route, role, &code.to_string(), name], count),
+                );
+            }
             durations.push(m.duration_sample(route, role));
             for kind in UpstreamErrorKind::ALL {
                 let count = m.upstream_errors[kind.slot()].load(Relaxed);
