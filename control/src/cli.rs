@@ -54,6 +54,70 @@ pub enum Command {
     Crd,
 }
 
+/// The commands that talk to a running weir, and so take `--admin` and
+/// `--token`.
+const ADMIN_COMMANDS: [&str; 6] = ["status", "promote", "abort", "retry", "pause", "resume"];
+
+impl Cli {
+    /// Parses the process's arguments, exiting with clap's message on an
+    /// error (see [`Cli::parse_args`]).
+    pub fn from_env() -> Cli {
+        match Cli::parse_args(std::env::args_os()) {
+            Ok(cli) => cli,
+            Err(error) => error.exit(),
+        }
+    }
+
+    /// Parses `args` (the program's name first). `--admin` and `--token`
+    /// written before a command that takes them (`weir --admin URL status`)
+    /// are read as written after it, like `--log-format`.
+    ///
+    /// # Errors
+    /// clap's, for arguments that do not parse.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString>,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        Cli::try_parse_from(admin_options_after_the_command(args))
+    }
+}
+
+/// `args` with any `--admin`/`--token` (and their values) that come before
+/// a command of [`ADMIN_COMMANDS`] moved to just after it; unchanged when
+/// there is no such command.
+fn admin_options_after_the_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(command) = args
+        .iter()
+        .position(|a| a.to_str().is_some_and(|a| ADMIN_COMMANDS.contains(&a)))
+    else {
+        return args;
+    };
+    let mut before = Vec::with_capacity(command);
+    let mut moved = Vec::new();
+    let mut i = 0;
+    while i < command {
+        let arg = &args[i];
+        let text = arg.to_str().unwrap_or("");
+        if i > 0 && (text == "--admin" || text == "--token") && i + 1 < command {
+            moved.extend([arg.clone(), args[i + 1].clone()]);
+            i += 2;
+            continue;
+        }
+        if i > 0 && (text.starts_with("--admin=") || text.starts_with("--token=")) {
+            moved.push(arg.clone());
+        } else {
+            before.push(arg.clone());
+        }
+        i += 1;
+    }
+    before.push(args[command].clone());
+    before.extend(moved);
+    before.extend(args[command + 1..].iter().cloned());
+    before
+}
+
 /// The built-in experiments of `weir demo --scenario NAME`.
 pub const DEMO_SCENARIOS: [&str; 2] = ["demo", "blue-green"];
 
@@ -195,12 +259,57 @@ fn parse_token(token: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
 
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("weir").chain(args.iter().copied()))
+        Cli::parse_args(std::iter::once("weir").chain(args.iter().copied()))
+    }
+
+    /// SPEC 8: the commands that talk to a running weir take `--admin`
+    /// and `--token`, also when written before the command.
+    #[test]
+    fn admin_options_may_come_before_the_command() {
+        for args in [
+            &[
+                "--admin",
+                "http://10.0.0.1:9000",
+                "--token",
+                "t",
+                "status",
+                "checkout",
+            ][..],
+            &[
+                "--admin=http://10.0.0.1:9000",
+                "--token=t",
+                "status",
+                "checkout",
+            ],
+            &[
+                "--log-format",
+                "json",
+                "--admin",
+                "http://10.0.0.1:9000",
+                "status",
+                "checkout",
+                "--token",
+                "t",
+            ],
+        ] {
+            let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let Command::Status(status) = cli.command else {
+                panic!("{args:?}: status");
+            };
+            assert_eq!(
+                status.admin.admin.to_string(),
+                "http://10.0.0.1:9000",
+                "{args:?}"
+            );
+            assert_eq!(status.admin.token.as_deref(), Some("t"), "{args:?}");
+            assert_eq!(status.route.as_deref(), Some("checkout"), "{args:?}");
+        }
+        // A command without them still refuses them.
+        assert!(parse(&["--admin", "http://10.0.0.1:9000", "validate", "weir.yaml"]).is_err());
     }
 
     #[test]

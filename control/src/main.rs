@@ -2,13 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use weir_control::cli::commands;
 use weir_control::cli::{Cli, Command};
 use weir_control::client::RouteCommand;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     let level = if matches!(cli.command, Command::Run(_)) {
         "info"
     } else {
