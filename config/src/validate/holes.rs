@@ -14,8 +14,11 @@
 //! - An optional key whose value cannot be typed (the wrong type, out of
 //!   range) is left out, and its mapping is loose: the rest of the mapping,
 //!   and of the route or step that holds it, is still checked.
-//! - A required key whose value cannot be typed, or a mapping without a
-//!   required key, leaves out the innermost list element containing it (a
+//! - A required text key missing from a mapping (a `name` excepted) is
+//!   left out as an optional key is, typed as empty text: the mapping's
+//!   other keys are still checked.
+//! - A required key whose value cannot be typed, or a mapping without
+//!   another required key, leaves out the innermost list element containing it (a
 //!   step, a route, a listener, an endpoint, a template ...). The element is
 //!   replaced by a *stand-in* of its kind, so that every other element keeps
 //!   its index in paths and messages; the checks skip stand-ins, and a

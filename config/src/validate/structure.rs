@@ -721,7 +721,23 @@ impl Walk<'_> {
                     self.index.get(path).or(Some(node.at))
                 };
                 self.error(path, at, format!("missing field `{}`", field.key));
-                out = None;
+                // A missing text key other than a name (which references
+                // may use) is typed as empty and left out, so that the
+                // checks of the mapping's other keys still run; whatever
+                // they say of the key itself is an artefact, not reported.
+                if matches!(field.kind, Kind::Text) && field.key != "name" {
+                    if let Some(map) = &mut out {
+                        map.insert(
+                            Typed::String(field.key.to_owned()),
+                            Typed::String(String::new()),
+                        );
+                    }
+                    self.problems
+                        .holes
+                        .key(path, child_key(path, field.key), false);
+                } else {
+                    out = None;
+                }
             }
         }
         out.map(Typed::Mapping)

@@ -457,3 +457,34 @@ fn key_paths(shown: &[String]) -> Vec<&str> {
         .map(|line| line.split(": ").nth(1).unwrap_or(""))
         .collect()
 }
+
+/// A mapping without a required text key (other than a name) still has
+/// its other keys checked: every error is printed, not only the missing
+/// key.
+#[test]
+fn a_missing_text_key_does_not_hide_its_siblings_problems() {
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:23080
+routes:
+  - name: a
+    stable: {endpoints: ['127.0.0.1:0']}
+    canary: {revision: v2, endpoints: [127.0.0.1:23002]}
+    stickiness:
+      maxAge: 1d
+    canaryByHeader:
+      name: bad header
+";
+    assert_eq!(
+        shown(text),
+        vec![
+            "weir.yaml:6:5: routes[0].stable: missing field `revision`",
+            "weir.yaml:6:26: routes[0].stable.endpoints[0]: endpoint `127.0.0.1:0`: port `0` is not a number from 1 to 65535",
+            "weir.yaml:8:5: routes[0].stickiness: missing field `cookie`",
+            "weir.yaml:9:7: routes[0].stickiness.maxAge: invalid duration \"1d\": unknown unit (write e.g. 500ms, 30s, 5m, 1h)",
+            "weir.yaml:10:5: routes[0].canaryByHeader: missing field `value`",
+            "weir.yaml:11:7: routes[0].canaryByHeader.name: header name `bad header` contains a space; use letters, digits and !#$%&'*+-.^_`|~, e.g. `x-canary`",
+        ]
+    );
+}
