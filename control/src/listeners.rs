@@ -140,7 +140,8 @@ impl Listeners {
         tls: &[Option<Arc<rustls::ServerConfig>>],
     ) -> Result<Bound, Vec<Diagnostic>> {
         let inner = self.lock();
-        if inner.settings.is_none() {
+        // Built in memory, or stopping: the listeners stay as they are.
+        if inner.settings.is_none() || inner.stopping {
             return Ok(Bound::default());
         }
         bind_config(document, tls, &inner.running)
@@ -277,18 +278,62 @@ fn bind_config(
             max_connections: listener.max_connections,
             tls: listener.tls.is_some(),
         };
-        let socket = if running.iter().any(|r| r.shape == shape) {
-            Ok(Socket::Kept)
-        } else {
-            // Port 0 asks for a new port each time: never the same socket.
-            let same_address = running
+        // The listener as it runs, else one on the same address; port 0
+        // asks for a new port each time, so a changed one gets a new socket.
+        let same_address = running.iter().find(|r| r.shape == shape).or_else(|| {
+            running
                 .iter()
-                .find(|r| shape.address.port() != 0 && r.shape.address == shape.address);
-            let socket = match same_address {
-                Some(r) => r.spare.try_clone(),
-                None => bind(shape.address, &addresses).and_then(TcpListener::into_std),
-            };
-            socket.and_then(serve_from)
+                .find(|r| shape.address.port() != 0 && r.shape.address == shape.address)
+        });
+        let v6_only = needs_v6_only(shape.address, &addresses);
+        let socket = match same_address {
+            // An IPv6 wildcard that must start or stop taking IPv4 (an IPv4
+            // listener on its port came or went) needs a socket of its own,
+            // which cannot be bound while this one listens.
+            Some(r) if is_v6_wildcard(shape.address) && v6_only_of(&r.spare) != Some(v6_only) => {
+                Err(format!(
+                    "listener `{}` on {} would have to {} IPv4 connections as well, as an IPv4 \
+                     listener on port {} came or went: that takes a restart, or two reloads \
+                     (remove the listener, then add it back)",
+                    listener.name,
+                    listener.address,
+                    if v6_only { "stop taking" } else { "take" },
+                    shape.address.port()
+                ))
+            }
+            Some(r) if r.shape == shape => Ok(Socket::Kept),
+            Some(r) => r.spare.try_clone().and_then(serve_from).map_err(|error| {
+                format!(
+                    "listener `{}` cannot listen on {}: {error}",
+                    listener.name, listener.address
+                )
+            }),
+            None => bind(shape.address, &addresses)
+                .and_then(TcpListener::into_std)
+                .and_then(serve_from)
+                .map_err(|error| {
+                    let mut message = format!(
+                        "listener `{}` cannot listen on {}: {error}",
+                        listener.name, listener.address
+                    );
+                    // weir's own listener on an overlapping address (the same
+                    // port on another address, a wildcard) holds the port
+                    // until the reload is adopted.
+                    if let Some(r) = running.iter().find(|r| {
+                        error.kind() == std::io::ErrorKind::AddrInUse
+                            && r.shape.address.port() == shape.address.port()
+                    }) {
+                        message.push_str(&format!(
+                            "; weir's listener `{}` on {} holds port {}: moving a listener \
+                             to an overlapping address takes a restart, or two reloads \
+                             (remove it, then add the new one)",
+                            r.shape.name,
+                            r.shape.address,
+                            shape.address.port()
+                        ));
+                    }
+                    message
+                }),
         };
         match socket {
             Ok(socket) => listeners.push(BoundListener {
@@ -296,13 +341,9 @@ fn bind_config(
                 tls: tls.get(i).cloned().flatten(),
                 socket,
             }),
-            Err(error) => errors.push(document.diagnostic(
-                &format!("listeners[{i}].address"),
-                format!(
-                    "listener `{}` cannot listen on {}: {error}",
-                    listener.name, listener.address
-                ),
-            )),
+            Err(message) => {
+                errors.push(document.diagnostic(&format!("listeners[{i}].address"), message));
+            }
         }
     }
     if errors.is_empty() {
@@ -317,6 +358,27 @@ fn serve_from(socket: std::net::TcpListener) -> std::io::Result<Socket> {
     let spare = socket.try_clone()?;
     let serving = Listener::new(TcpListener::from_std(socket)?)?;
     Ok(Socket::New { serving, spare })
+}
+
+/// Whether `address` is the IPv6 wildcard (`[::]:P`).
+fn is_v6_wildcard(address: SocketAddr) -> bool {
+    address.is_ipv6() && address.ip().is_unspecified()
+}
+
+/// Whether `address` must be bound IPv6-only: an IPv6 wildcard sharing its
+/// port with an IPv4 address of `all`, which takes IPv4 then.
+fn needs_v6_only(address: SocketAddr, all: &[SocketAddr]) -> bool {
+    is_v6_wildcard(address)
+        && address.port() != 0
+        && all
+            .iter()
+            .any(|other| other.is_ipv4() && other.port() == address.port())
+}
+
+/// Whether `socket` (an IPv6 one) takes IPv6 only; `None` when it cannot
+/// be told.
+fn v6_only_of(socket: &std::net::TcpListener) -> Option<bool> {
+    rustix::net::sockopt::ipv6_v6only(socket).ok()
 }
 
 /// Every address `config` binds: its listeners' and the admin API's.
@@ -339,13 +401,7 @@ pub fn bind(address: SocketAddr, all: &[SocketAddr]) -> std::io::Result<TcpListe
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    if address.is_ipv6()
-        && address.ip().is_unspecified()
-        && address.port() != 0
-        && all
-            .iter()
-            .any(|other| other.is_ipv4() && other.port() == address.port())
-    {
+    if needs_v6_only(address, all) {
         rustix::net::sockopt::set_ipv6_v6only(&socket, true)?;
     }
     socket.set_reuseaddr(true)?;

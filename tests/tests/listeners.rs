@@ -62,6 +62,25 @@ async fn an_ipv4_and_an_ipv6_listener_share_a_port() {
         log.contains("listener=any-v4") && log.contains("listener=any-v6"),
         "{log}"
     );
+
+    // Without the IPv4 listener, `[::]` would have to take IPv4 as well: a
+    // socket of its own, which a reload cannot bind while the old one
+    // listens. Refused, saying what would do it; both families still served.
+    let text = std::fs::read_to_string(weir.config_path()).expect("weir.yaml");
+    let v4 = format!("  - {{ name: any-v4, address: '0.0.0.0:{port}' }}\n");
+    assert!(text.contains(&v4), "{text}");
+    weir.write_text(&text.replacen(&v4, "", 1), false);
+    let answer = weir.admin().post("/api/v1/reload", None).await.unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(
+        answer
+            .text()
+            .contains("would have to take IPv4 connections as well"),
+        "{}",
+        answer.text()
+    );
+    served(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    served(format!("[::1]:{port}").parse().unwrap()).await;
 }
 
 /// A `GET /` through `address`: answered by the stable upstream.
@@ -192,4 +211,19 @@ async fn a_listener_whose_port_is_taken_refuses_the_reload() {
     let status = weir.status("web").await;
     assert_eq!(status["phase"], "Healthy", "{status}");
     drop(taken);
+
+    // Moved to an overlapping address (the wildcard of its own port) in
+    // one reload: weir's own socket holds the port, and the refusal says so.
+    let first = weir.addrs.http;
+    let moved = text.replace(&first.to_string(), &format!("0.0.0.0:{}", first.port()));
+    assert_ne!(moved, text);
+    weir.write_text(&moved, false);
+    let answer = weir.admin().post("/api/v1/reload", None).await.unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    let expected = format!(
+        "weir's listener `plain` on {first} holds port {}",
+        first.port()
+    );
+    assert!(answer.text().contains(&expected), "{}", answer.text());
+    served(first).await;
 }
