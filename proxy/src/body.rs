@@ -89,9 +89,9 @@ pub struct ResponseAccount {
     /// For a gRPC call answered 200: its status, counted with the gRPC
     /// code rather than the HTTP one.
     pub grpc: Option<GrpcAccount>,
-    /// For a gRPC call answered with another code: the statuses the route
-    /// counts as errors, for the status a gRPC client reads from the code.
-    pub grpc_by_http: Option<weir_config::GrpcCodeSet>,
+    /// A gRPC call answered with another code than 200: counted with the
+    /// code and the status a gRPC client reads from it.
+    pub grpc_by_http: bool,
 }
 
 /// How long an upstream body may take.
@@ -591,19 +591,23 @@ impl UpstreamBody {
         }
         if let Some(account) = self.account.take() {
             // The request first, so a sample never sees more errors than requests.
-            match account.grpc_by_http {
-                Some(errors) => {
-                    let status = crate::grpc::status_of_http(account.code);
-                    account.metrics.record_grpc_http(
-                        account.code,
-                        (500..=599).contains(&account.code) || errors.contains_status(status),
-                        account.started.elapsed(),
-                    );
+            if account.grpc_by_http {
+                // An error of the role as the HTTP code says (a 5xx), or
+                // when its body broke: the gRPC status read from the code
+                // names it, but a 4xx stays the client's, as for HTTP.
+                account.metrics.record_grpc_http(
+                    account.code,
+                    (500..=599).contains(&account.code) || failure.is_some(),
+                    account.started.elapsed(),
+                );
+                if let Some(kind) = failure {
+                    account.metrics.record_upstream_error(kind);
                 }
-                None => account
-                    .metrics
-                    .record(account.code, account.started.elapsed()),
+                return;
             }
+            account
+                .metrics
+                .record(account.code, account.started.elapsed());
             if let Some(kind) = failure {
                 account.metrics.record_upstream_error(kind);
                 account.metrics.record_failed_body(account.code);

@@ -1094,7 +1094,7 @@ async fn forward(
             status: grpc::status(response.headers()),
             client_deadline,
         }),
-        grpc_by_http: (grpc && code != 200).then_some(route.grpc_error_codes),
+        grpc_by_http: grpc && code != 200,
     };
     let limits = BodyLimits {
         idle: timeouts.idle,
