@@ -368,6 +368,23 @@ pub(super) fn resolve(
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     let mut metrics: Vec<Arc<Metric>> = Vec::new();
     let mut seen_metrics: HashMap<String, String> = HashMap::new();
+    // Argo's dry-run rules of every template of the run, each for every
+    // metric of the run (checked as regular expressions with their
+    // template), and whether it matched one.
+    let mut dry_runs: Vec<(&str, &str, regex::Regex, bool)> = used
+        .iter()
+        .flat_map(|e| {
+            e.spec.dry_run.iter().filter_map(|rule| {
+                let pattern = regex::Regex::new(&rule.metric_name).ok()?;
+                Some((
+                    e.spec.name.as_str(),
+                    rule.metric_name.as_str(),
+                    pattern,
+                    false,
+                ))
+            })
+        })
+        .collect();
     for entry in &used {
         let mut template_values = HashMap::new();
         for arg in &entry.spec.args {
@@ -400,7 +417,12 @@ pub(super) fn resolve(
             };
             match build_metric(&entry.spec.name, spec, &args) {
                 Ok(mut metric) => {
-                    metric.dry_run |= dry_run_by_rule(&entry.spec, &spec.name);
+                    for (_, _, pattern, matched) in &mut dry_runs {
+                        if pattern.is_match(&spec.name) {
+                            metric.dry_run = true;
+                            *matched = true;
+                        }
+                    }
                     metrics.push(Arc::new(metric));
                 }
                 Err(problems) => {
@@ -444,6 +466,24 @@ pub(super) fn resolve(
                     ok = false;
                 }
             }
+        }
+    }
+    // As Argo, a rule that matches no metric of the run refuses it: a
+    // misspelled name would leave a metric able to fail the run.
+    for (template, text, _, matched) in &dry_runs {
+        if !matched && ok {
+            let mut run: Vec<&str> = metrics.iter().map(|m| &*m.name).collect();
+            run.sort_unstable();
+            report(
+                at,
+                format!(
+                    "the dryRun rule `{}` of template `{template}` matches no metric of this \
+                     run ({})",
+                    quoted(text, true),
+                    super::listed(&run)
+                ),
+            );
+            ok = false;
         }
     }
     // The reference keeps its arguments too (shown with its runs).
@@ -531,35 +571,19 @@ pub(super) fn check_template(
         );
         return false;
     }
+    // Whether a rule matches a metric is known only with the run's other
+    // templates (Argo applies the rules of them all to all their metrics):
+    // checked at each reference.
     for (r, rule) in spec.dry_run.iter().enumerate() {
-        let at = format!("{path}.dryRun[{r}].metricName");
-        match regex::Regex::new(&rule.metric_name) {
-            Err(error) => {
-                report(
-                    &at,
-                    format!(
-                        "`{}` is not a regular expression: {error}",
-                        quoted(&rule.metric_name, true)
-                    ),
-                );
-                ok = false;
-            }
-            // Argo refuses a rule that matches no metric: a misspelled name
-            // would leave a metric able to fail the run.
-            Ok(pattern) if !spec.metrics.iter().any(|m| pattern.is_match(&m.name)) => {
-                let mut names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
-                names.sort_unstable();
-                report(
-                    &at,
-                    format!(
-                        "`{}` matches no metric of this template ({})",
-                        quoted(&rule.metric_name, true),
-                        super::listed(&names)
-                    ),
-                );
-                ok = false;
-            }
-            Ok(_) => {}
+        if let Err(error) = regex::Regex::new(&rule.metric_name) {
+            report(
+                &format!("{path}.dryRun[{r}].metricName"),
+                format!(
+                    "`{}` is not a regular expression: {error}",
+                    quoted(&rule.metric_name, true)
+                ),
+            );
+            ok = false;
         }
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -1243,14 +1267,6 @@ fn build_metric(
         consecutive_error_limit,
         dry_run: spec.dry_run.unwrap_or(false),
         provider,
-    })
-}
-
-/// Whether a dry-run rule of `template` matches the metric `name` (the
-/// rules were checked with the template).
-fn dry_run_by_rule(template: &AnalysisTemplateSpec, name: &str) -> bool {
-    template.dry_run.iter().any(|rule| {
-        regex::Regex::new(&rule.metric_name).is_ok_and(|pattern| pattern.is_match(name))
     })
 }
 

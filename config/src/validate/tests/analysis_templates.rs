@@ -1252,23 +1252,72 @@ fn dry_run_rules_follow_argo() {
     };
     assert!(!step.metrics[0].dry_run, "no rule, no dry run");
 
-    for (pattern, message) in [
-        ("(", "`(` is not a regular expression"),
-        (
-            "^latency$",
-            "`^latency$` matches no metric of this template (error-ratio)",
-        ),
-    ] {
-        let errors = invalid(&with_rule(pattern));
-        assert_eq!(errors.len(), 1, "{pattern}: {errors:?}");
+    let errors = invalid(&with_rule("("));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "analysisTemplates[0].dryRun[0].metricName");
+    assert!(
+        errors[0]
+            .message
+            .starts_with("`(` is not a regular expression"),
+        "{}",
+        errors[0].message
+    );
+
+    // A rule that matches no metric refuses each run that has it.
+    let errors = invalid(&with_rule("^latency$"));
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[0].strategy.steps[1].analysis",
+            "routes[0].strategy.analysis"
+        ],
+        "{errors:?}"
+    );
+    for error in &errors {
         assert_eq!(
-            errors[0].path, "analysisTemplates[0].dryRun[0].metricName",
-            "{pattern}"
-        );
-        assert!(
-            errors[0].message.starts_with(message),
-            "{pattern}: {}",
-            errors[0].message
+            error.message,
+            "the dryRun rule `^latency$` of template `errors` matches no metric of this run \
+             (error-ratio)"
         );
     }
+}
+
+/// As Argo, the rules of every template of a run apply to every metric of
+/// the run: a rule may name another template's metric.
+#[test]
+fn dry_run_rules_apply_across_the_templates_of_a_run() {
+    let text = r#"listeners:
+  - name: public
+    address: 127.0.0.1:8080
+analysisTemplates:
+  - name: a
+    dryRun: [{ metricName: '^b$' }]
+    metrics:
+      - name: a
+        provider: { web: { url: 'http://127.0.0.1:1/a' } }
+  - name: b
+    metrics:
+      - name: b
+        provider: { web: { url: 'http://127.0.0.1:1/b' } }
+routes:
+  - name: r
+    stable: { revision: v1, endpoints: [a:1] }
+    canary: { revision: v2, endpoints: [b:1] }
+    strategy:
+      steps:
+        - setWeight: 10
+        - analysis: { templates: [{ templateName: a }, { templateName: b }] }
+"#;
+    let config = valid(text);
+    let Step::Analysis(step) = &config.routes[0]
+        .strategy
+        .as_ref()
+        .expect("a strategy")
+        .steps[1]
+    else {
+        panic!("an analysis step");
+    };
+    let dry: Vec<(&str, bool)> = step.metrics.iter().map(|m| (&*m.name, m.dry_run)).collect();
+    assert_eq!(dry, [("a", false), ("b", true)]);
 }
