@@ -11,6 +11,10 @@
 //! limit or TLS changes is served anew from the same socket (a duplicate
 //! of its descriptor, kept for this), so the port never closes: a client
 //! connecting during the change reaches one of the two serve loops.
+//!
+//! The admin API moves the same way when `admin.address` changes: bound
+//! before the file is adopted, then served, the old socket closed (its
+//! open connections finish).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,6 +31,9 @@ use weir_proxy::{Listener, Proxy, ServeOptions};
 /// The TLS config of one HTTPS listener, read by each new connection; a
 /// reload stores the certificate it read.
 type TlsCell = Arc<ArcSwap<rustls::ServerConfig>>;
+
+/// Serves the admin API on a socket until its stop signal turns true.
+pub type AdminStarter = Box<dyn Fn(TcpListener, watch::Receiver<bool>) + Send + Sync>;
 
 /// The listeners a process serves, and the serve loops still draining.
 #[derive(Debug, Default)]
@@ -54,6 +61,8 @@ pub struct ServeSettings {
 pub struct Bound {
     /// Per listener of the config, in its order.
     listeners: Vec<BoundListener>,
+    /// The admin API's new socket, when its address changed.
+    admin: Option<(SocketAddr, TcpListener)>,
 }
 
 #[derive(Debug)]
@@ -77,9 +86,13 @@ enum Socket {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     running: Vec<Running>,
+    /// The admin API's address as configured, and its stop signal.
+    admin: Option<(SocketAddr, watch::Sender<bool>)>,
+    /// Starts the admin API on a new socket; set by [`Listeners::serve_admin`].
+    admin_starter: Option<AdminStarter>,
     /// Every serve loop, running or draining; each ends with the number of
     /// connections cut at its drain deadline.
     tasks: JoinSet<usize>,
@@ -88,6 +101,17 @@ struct Inner {
     settings: Option<ServeSettings>,
     /// Shutdown began: nothing new is served.
     stopping: bool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("running", &self.running)
+            .field("admin", &self.admin.as_ref().map(|(address, _)| address))
+            .field("tasks", &self.tasks.len())
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -125,6 +149,26 @@ impl Listeners {
         self.commit(bound);
     }
 
+    /// Serves the admin API on `socket`, bound for the configured
+    /// `address`, with `starter`, which a reload that moves the API uses
+    /// again.
+    pub fn serve_admin(&self, address: SocketAddr, socket: TcpListener, starter: AdminStarter) {
+        let mut inner = self.lock();
+        let (stop, stopped) = watch::channel(false);
+        log_admin(&socket);
+        starter(socket, stopped);
+        inner.admin = Some((address, stop));
+        inner.admin_starter = Some(starter);
+    }
+
+    /// Stops the admin API from accepting (its open connections finish):
+    /// the last step of a shutdown.
+    pub fn stop_admin(&self) {
+        if let Some((_, stop)) = self.lock().admin.take() {
+            let _ = stop.send(true);
+        }
+    }
+
     /// Binds what `document`'s listeners need beyond those running: a new
     /// address is bound, a changed listener on the same address gets a
     /// duplicate of its socket, an unchanged one is kept. `tls` holds each
@@ -144,7 +188,41 @@ impl Listeners {
         if inner.settings.is_none() || inner.stopping {
             return Ok(Bound::default());
         }
-        bind_config(document, tls, &inner.running)
+        let listeners = bind_config(document, tls, &inner.running);
+        let address = document.config.admin.address;
+        let admin = match &inner.admin {
+            Some((running, _)) if *running != address => {
+                match bind(address, &addresses(&document.config)) {
+                    Ok(socket) => Ok(Some((address, socket))),
+                    Err(error) => {
+                        let mut message =
+                            format!("the admin API cannot listen on {address}: {error}");
+                        if error.kind() == std::io::ErrorKind::AddrInUse
+                            && running.port() == address.port()
+                        {
+                            message.push_str(&format!(
+                                "; the admin API on {running} holds port {}: moving it to an \
+                                 overlapping address takes a restart",
+                                address.port()
+                            ));
+                        }
+                        Err(document.diagnostic("admin.address", message))
+                    }
+                }
+            }
+            _ => Ok(None),
+        };
+        match (listeners, admin) {
+            (Ok(mut bound), Ok(admin)) => {
+                bound.admin = admin;
+                Ok(bound)
+            }
+            (Ok(_), Err(admin)) => Err(vec![admin]),
+            (Err(mut errors), admin) => {
+                errors.extend(admin.err());
+                Err(errors)
+            }
+        }
     }
 
     /// Serves `bound`: new serve loops start, then the listeners it does
@@ -223,6 +301,15 @@ impl Listeners {
             let _ = gone.stop.send(true);
         }
         inner.running = running;
+        if let (Some((address, socket)), Some(starter)) = (bound.admin, &inner.admin_starter) {
+            let (stop, stopped) = watch::channel(false);
+            log_admin(&socket);
+            starter(socket, stopped);
+            if let Some((before, stop)) = inner.admin.replace((address, stop)) {
+                tracing::info!(address = %before, "admin API moved by the config: no new connections on its old address");
+                let _ = stop.send(true);
+            }
+        }
     }
 
     /// Stops every listener and waits for their drains; returns the number
@@ -347,9 +434,20 @@ fn bind_config(
         }
     }
     if errors.is_empty() {
-        Ok(Bound { listeners })
+        Ok(Bound {
+            listeners,
+            admin: None,
+        })
     } else {
         Err(errors)
+    }
+}
+
+/// Logs where the admin API listens.
+fn log_admin(socket: &TcpListener) {
+    match socket.local_addr() {
+        Ok(local) => tracing::info!(address = %local, "admin API listening"),
+        Err(error) => tracing::info!(%error, "admin API listening; its address is unknown"),
     }
 }
 

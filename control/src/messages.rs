@@ -117,10 +117,9 @@ pub enum CommandError {
     },
 }
 
-/// The log line of a config whose admin address or `stateDir` changed:
-/// those take effect at the next restart.
-pub const RESTART_NEEDED: &str =
-    "admin address and stateDir changes take effect at the next restart";
+/// The log line of a config whose `stateDir` changed: that takes effect
+/// at the next restart.
+pub const RESTART_NEEDED: &str = "stateDir changes take effect at the next restart";
 
 /// The log line of a refused config.
 pub const CONFIG_REFUSED: &str = "config refused; the running config keeps serving";

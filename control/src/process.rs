@@ -64,9 +64,9 @@ pub struct Process {
     /// The Kubernetes side, once started (SPEC section 10); unset without
     /// a `kubernetes` block.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::runtime::Cluster>>,
-    /// The config file the process started with: its admin address and
-    /// `stateDir` are what it bound and opened, which reloads do not change
-    /// (see [`Process::restart_needed`]).
+    /// The config file the process started with: its `stateDir` is the
+    /// one it opened, which reloads do not change (see
+    /// [`Process::restart_needed`]).
     started_with: weir_config::Config,
 }
 
@@ -145,8 +145,7 @@ impl Process {
     }
 
     /// The keys of `config` that differ from what the process started
-    /// with and take effect only at the next restart: `admin.address`,
-    /// `stateDir`.
+    /// with and take effect only at the next restart: `stateDir`.
     pub fn restart_needed(&self, config: &weir_config::Config) -> Vec<&'static str> {
         crate::reload::restart_keys(&self.started_with, config)
     }

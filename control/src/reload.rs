@@ -59,9 +59,11 @@ pub enum Change {
     StrategyAdded(String),
     /// A route lost its strategy: its rollout ends, the ended state is kept.
     StrategyRemoved(String),
-    /// The admin address or `stateDir` changed: logged, applied at the
-    /// next restart. Names the key.
+    /// `stateDir` changed: logged, applied at the next restart. Names the
+    /// key.
     RestartNeeded(&'static str),
+    /// The admin API moved: served at its new address, the old one closed.
+    AdminAddress,
     /// Listeners were added, removed or changed: served at once, the ones
     /// gone draining.
     Listeners,
@@ -342,12 +344,9 @@ fn load_guarded(
 }
 
 /// The keys in which `new` differs from `old` that only a restart applies:
-/// `admin.address`, `stateDir`.
+/// `stateDir`.
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut keys = Vec::new();
-    if old.admin.address != new.admin.address {
-        keys.push("admin.address");
-    }
     if old.state_dir != new.state_dir {
         keys.push("stateDir");
     }
@@ -385,7 +384,9 @@ fn log_change(trigger: Trigger, change: &Change) {
         | Change::StrategyAdded(r)
         | Change::StrategyRemoved(r)
         | Change::CanaryRevision { route: r, .. } => Some(r.as_str()),
-        Change::RestartNeeded(_) | Change::Listeners | Change::Tokens => None,
+        Change::RestartNeeded(_) | Change::Listeners | Change::AdminAddress | Change::Tokens => {
+            None
+        }
     };
     let _route = route.map(|r| crate::controller::route_span(r).entered());
     match change {
@@ -401,6 +402,9 @@ pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
     let mut changes: Vec<Change> = Vec::new();
     if listeners_differ(&old.listeners, &new.listeners) {
         changes.push(Change::Listeners);
+    }
+    if old.admin.address != new.admin.address {
+        changes.push(Change::AdminAddress);
     }
     changes.extend(
         restart_keys(old, new)

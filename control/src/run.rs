@@ -250,8 +250,6 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
     process.control.lock().await.set_hooks(Arc::clone(&hooks));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    // The admin API outlives the listeners, so /readyz can say 503 during the drain.
-    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     process.listeners.start(
         ServeSettings {
             proxy: proxy.clone(),
@@ -264,15 +262,17 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
 
     let replica = Replica::detect(admin_socket.local_addr().ok(), started_at);
     let admin_state = Arc::new(AdminState::new(Arc::clone(&process)).with_replica(replica));
-    match admin_socket.local_addr() {
-        Ok(local) => tracing::info!(address = %local, "admin API listening"),
-        Err(error) => tracing::info!(%error, "admin API listening; its address is unknown"),
-    }
-    tokio::spawn(admin::serve(
+    // Weak: the process holds the starter, and the admin state the process.
+    let state = Arc::downgrade(&admin_state);
+    process.listeners.serve_admin(
+        config.admin.address,
         admin_socket,
-        Arc::clone(&admin_state),
-        admin_stop_rx,
-    ));
+        Box::new(move |socket, stop| {
+            if let Some(state) = state.upgrade() {
+                tokio::spawn(admin::serve(socket, state, stop));
+            }
+        }),
+    );
     tokio::spawn(reload::follow(Arc::clone(&process), stop_rx.clone()));
     tokio::spawn(controller::run(Arc::clone(&process), stop_rx.clone()));
     match cluster_parts {
@@ -328,7 +328,8 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             "drain deadline reached with connections still open"
         );
     }
-    let _ = admin_stop_tx.send(true);
+    // The admin API outlives the listeners, so /readyz can say 503 during the drain.
+    process.listeners.stop_admin();
     // What is not delivered yet waits in stateDir for the next start,
     // written once more after the journal's last write.
     let _ = journal_stop.send(true);

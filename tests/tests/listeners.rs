@@ -227,3 +227,45 @@ async fn a_listener_whose_port_is_taken_refuses_the_reload() {
     assert!(answer.text().contains(&expected), "{}", answer.text());
     served(first).await;
 }
+
+/// The admin API moves at a reload (here the file watcher's): the new
+/// address answers, with nothing left for a restart, and the old one
+/// closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_admin_api() {
+    let stable = FakeUpstream::start("stable").await;
+    let mut weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    let old = weir.addrs.admin;
+    let reserved = ReservedPort::bind();
+    let new = reserved.addr;
+    let text = std::fs::read_to_string(weir.config_path()).expect("weir.yaml");
+    let moved = text.replace(&old.to_string(), &new.to_string());
+    assert_ne!(moved, text);
+    weir.write_text(&moved, false);
+    wait_until(RELOAD_LIMIT, "the admin API at its new address", || async {
+        get(new, "/healthz")
+            .await
+            .ok()
+            .filter(|answer| answer.status == 200)
+    })
+    .await;
+    drop(reserved);
+    wait_until(RELOAD_LIMIT, "the old admin address closed", || async {
+        TcpStream::connect(old).await.is_err().then_some(())
+    })
+    .await;
+    let answer = within(
+        LIMIT,
+        "POST /api/v1/reload",
+        weir_e2e::Admin::new(new, None).post("/api/v1/reload", None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.json().get("restartNeeded").is_none(),
+        "{}",
+        answer.text()
+    );
+    served(weir.addrs.http).await;
+}

@@ -187,7 +187,7 @@ async fn every_kind_of_change_is_decided() {
                 "  address: 127.0.0.1:0\n  readerToken",
                 "  address: 127.0.0.1:1\n  readerToken",
             ),
-            vec![Change::RestartNeeded("admin.address")],
+            vec![Change::AdminAddress],
             Then::Adopted(&[("web", Some(Phase::Progressing))]),
         ),
         (
