@@ -178,14 +178,7 @@ pub async fn serve(
     };
     let Some((index, by_preview_host)) = routing.find(host, req.uri().path(), accepts) else {
         downstream.note_idle_timeout(weir_config::model::DEFAULT_IDLE_TIMEOUT, req.version());
-        return local_response(
-            StatusCode::NOT_FOUND,
-            format!(
-                "404 no route for host {:?} path {:?}\n",
-                host,
-                req.uri().path()
-            ),
-        );
+        return local_response(StatusCode::NOT_FOUND, no_route_text(host, req.uri().path()));
     };
     let route = &routing.routes[index];
     downstream.note_idle_timeout(route.timeouts.idle, req.version());
@@ -754,6 +747,21 @@ where
         }
         None => decision::decide(route.split, header, None, decision::draw()),
     }
+}
+
+/// The most characters of a host or path a `404` repeats.
+const NO_ROUTE_SHOWN: usize = 256;
+
+/// The body of the `404` for a request that matches no route: a short
+/// text naming its host and path, each cut to [`NO_ROUTE_SHOWN`]
+/// characters (a request line may be tens of kilobytes). Shared by both
+/// forwarding paths.
+pub(crate) fn no_route_text(host: &str, path: &str) -> String {
+    let cut = |text: &str| match text.char_indices().nth(NO_ROUTE_SHOWN) {
+        Some((at, _)) => format!("{:?}...", &text[..at]),
+        None => format!("{text:?}"),
+    };
+    format!("404 no route for host {} path {}\n", cut(host), cut(path))
 }
 
 /// What a warning about a request says about it, kept while the request

@@ -29,6 +29,19 @@ async fn unmatched_host_or_path_gets_404_naming_both() {
                 "404 body for {host}{path} does not name both: {body:?}"
             );
         }
+        // A long path is named, cut: the body stays short.
+        let long = format!("/{}", "x".repeat(6000));
+        let r = conn
+            .get(&long, &[("host", "shop.example.com")])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404);
+        let body = r.text();
+        assert!(
+            body.len() < 600 && body.contains(&format!("\"/{}\"...", "x".repeat(255))),
+            "{} bytes: {body:?}",
+            body.len()
+        );
         // The route itself works.
         let r = conn
             .get("/shop/cart", &[("host", "shop.example.com")])

@@ -1328,7 +1328,7 @@ fn plan(
         let with_body = !matches!(head.framing, Framing::None | Framing::Length(0));
         let keep_alive = head.keep_alive && !with_body;
         return Planned::NoRoute {
-            text: format!("404 no route for host {host:?} path {path:?}\n"),
+            text: forward::no_route_text(host, path),
             head_len: head.len,
             keep_alive,
             minor: head.minor,
