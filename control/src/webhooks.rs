@@ -173,7 +173,15 @@ impl Hooks {
                 table.in_flight.insert(key.clone());
                 table.asked.insert(key, now_ms);
             }
-            let calls = hook_calls(strategy, kind, &route.name, state, &state.message, now_ms);
+            let calls = hook_calls(
+                strategy,
+                kind,
+                &route.name,
+                state,
+                &state.message,
+                false,
+                now_ms,
+            );
             let hooks = Arc::clone(self);
             let route = route.name.to_string();
             let started = state.rollout_started_ms;
@@ -309,6 +317,7 @@ impl Hooks {
                     &route.name,
                     state,
                     &transition.message,
+                    is_warning(transition.kind),
                     now_ms,
                 );
                 // Each on its own: a hanging hook delays no other.
@@ -363,23 +372,39 @@ fn hook_calls(
     route: &str,
     state: &RolloutState,
     message: &str,
+    warning: bool,
     now_ms: u64,
 ) -> Vec<Call> {
     let base = Payload::new(route, state, message, now_ms);
     strategy
         .webhooks
         .of(kind)
-        .map(|hook| Call {
-            name: hook.name.to_string(),
-            url: hook.url.to_string(),
-            timeout: hook.timeout,
-            retries: hook.retries,
-            body: base
+        .map(|hook| {
+            let body = base
                 .clone()
-                .for_hook(&hook.name, kind, &hook.metadata, now_ms)
-                .to_bytes(),
+                .for_hook(&hook.name, kind, &hook.metadata, now_ms);
+            let body = if warning { body.as_warning() } else { body };
+            Call {
+                name: hook.name.to_string(),
+                url: hook.url.to_string(),
+                timeout: hook.timeout,
+                retries: hook.retries,
+                body: body.to_bytes(),
+            }
         })
         .collect()
+}
+
+/// Whether `event` hooks tell of `kind` as Flagger's `Warning` events do: a
+/// failure counted or fatal, or a run that held the rollout.
+fn is_warning(kind: TransitionKind) -> bool {
+    matches!(
+        kind,
+        TransitionKind::Aborted(_)
+            | TransitionKind::FailureCounted
+            | TransitionKind::WebhookFailureCounted
+            | TransitionKind::AnalysisInconclusive
+    )
 }
 
 /// Whether `answer` is about the rollout `state` is in now and, for a
@@ -472,6 +497,11 @@ mod tests {
         assert_eq!(json["metadata"]["eventMessage"], "started");
         assert_eq!(json["metadata"]["eventType"], "Normal");
         assert_eq!(json["metadata"]["timestamp"], "2000");
+        // A tolerated failure is a Warning, as Flagger's halted step is.
+        let json = serde_json::to_value(event.as_warning()).expect("JSON");
+        assert_eq!(json["metadata"]["eventType"], "Warning");
+        assert!(is_warning(TransitionKind::WebhookFailureCounted));
+        assert!(!is_warning(TransitionKind::Advanced));
 
         let notice = Payload::new("checkout", &state, "x", 1).for_event("on-rollout-aborted");
         let json = serde_json::to_value(&notice).expect("JSON");

@@ -137,6 +137,16 @@ impl Payload {
         self
     }
 
+    /// An `event` hook's body marked `eventType: Warning`, as Flagger marks
+    /// a halted or failed step; other bodies are left as they are.
+    #[must_use]
+    pub fn as_warning(mut self) -> Payload {
+        if let Some(kind) = self.metadata.get_mut("eventType") {
+            "Warning".clone_into(kind);
+        }
+        self
+    }
+
     /// The body for a notification of `event`.
     #[must_use]
     pub fn for_event(mut self, event: &'static str) -> Payload {
