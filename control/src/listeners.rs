@@ -169,15 +169,16 @@ impl Listeners {
         }
     }
 
-    /// Binds what `document`'s listeners need beyond those running: a new
-    /// address is bound, a changed listener on the same address gets a
-    /// duplicate of its socket, an unchanged one is kept. `tls` holds each
-    /// listener's certificate, in the config's order. A process whose
-    /// listeners were never started (one built in memory) binds nothing;
-    /// the first listeners are bound by [`Bound::all`].
+    /// Binds what `document`'s listeners and admin API need beyond those
+    /// running: a new address is bound, a changed listener on the same
+    /// address gets a duplicate of its socket, an unchanged one is kept.
+    /// `tls` holds each listener's certificate, in the config's order. A
+    /// process whose listeners were never started (one built in memory)
+    /// binds nothing; the first listeners are bound by [`Bound::all`].
     ///
     /// # Errors
-    /// One diagnostic per listener that cannot be bound, at its address.
+    /// One diagnostic per listener that cannot be bound, at its address,
+    /// and one at `admin.address` when the admin API's new address cannot.
     pub fn bind(
         &self,
         document: &Document,
