@@ -4,13 +4,15 @@
 //! listeners the new file adds or changes are bound before the file is
 //! adopted, so a port that cannot be had refuses the reload and nothing
 //! changes; once the file is adopted they start serving, and the ones it
-//! removes or replaces stop accepting and drain their connections as at
-//! shutdown (in-flight requests run for up to the drain timeout).
+//! removes stop accepting (their port closes) and drain their connections
+//! as at shutdown (in-flight requests run for up to the drain timeout).
 //!
 //! A listener whose address stays the same while its name, connection
 //! limit or TLS changes is served anew from the same socket (a duplicate
 //! of its descriptor, kept for this), so the port never closes: a client
-//! connecting during the change reaches one of the two serve loops.
+//! connecting during the change reaches one of the two serve loops. The
+//! old loop's connections, idle keep-alive ones included, go on under the
+//! old settings until they close: none is closed under a request.
 //!
 //! The admin API moves the same way when `admin.address` changes: bound
 //! before the file is adopted, then served, the old socket closed (its
@@ -96,6 +98,9 @@ struct Inner {
     /// Every serve loop, running or draining; each ends with the number of
     /// connections cut at its drain deadline.
     tasks: JoinSet<usize>,
+    /// The serve loops that handed their socket over and still have open
+    /// connections, to be drained at shutdown.
+    handed_over: Vec<watch::Sender<Stop>>,
     /// Set once [`Listeners::start`] ran; a process built in memory (tests)
     /// has none, and its reloads leave listeners alone.
     settings: Option<ServeSettings>,
@@ -120,7 +125,19 @@ struct Running {
     /// A duplicate of the serving socket's descriptor.
     spare: std::net::TcpListener,
     tls: Option<TlsCell>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
+}
+
+/// What a serve loop is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Accept and serve.
+    Serving,
+    /// Another serve loop took the socket over: stop accepting, and leave
+    /// the open connections be until they close (or the process drains).
+    HandedOver,
+    /// Stop accepting and drain the open connections.
+    Draining,
 }
 
 /// What makes a listener: a change of any of it is a new serve loop.
@@ -239,6 +256,8 @@ impl Listeners {
             return;
         }
         while inner.tasks.try_join_next().is_some() {}
+        // A loop whose last connection closed has ended.
+        inner.handed_over.retain(|stop| !stop.is_closed());
         let mut before = std::mem::take(&mut inner.running);
         let mut running = Vec::with_capacity(bound.listeners.len());
         let mut started = Vec::new();
@@ -259,7 +278,7 @@ impl Listeners {
                 }
                 Socket::New { serving, spare } => {
                     let tls = listener.tls.map(|config| Arc::new(ArcSwap::new(config)));
-                    let (stop, stopped) = watch::channel(false);
+                    let (stop, stopped) = watch::channel(Stop::Serving);
                     started.push((listener.shape.clone(), serving, tls.clone(), stopped));
                     running.push(Running {
                         shape: listener.shape,
@@ -270,7 +289,7 @@ impl Listeners {
                 }
             }
         }
-        for (shape, serving, tls, mut stopped) in started {
+        for (shape, serving, tls, stopped) in started {
             match serving.local_addr() {
                 Ok(local) => {
                     tracing::info!(listener = %shape.name, address = %local, tls = tls.is_some(), "listening");
@@ -289,17 +308,45 @@ impl Listeners {
                 ..ServeOptions::default()
             };
             let proxy = settings.proxy.clone();
+            let mut draining = stopped.clone();
+            let mut handed_over = stopped;
             inner.tasks.spawn(async move {
                 proxy
-                    .serve(serving, options, async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    })
+                    .serve_handing_over(
+                        serving,
+                        options,
+                        // Told, or no one is left to tell it: drain.
+                        async move {
+                            let _ = draining.wait_for(|stop| *stop == Stop::Draining).await;
+                        },
+                        async move {
+                            if handed_over
+                                .wait_for(|stop| *stop == Stop::HandedOver)
+                                .await
+                                .is_err()
+                            {
+                                std::future::pending::<()>().await;
+                            }
+                        },
+                    )
                     .await
             });
         }
         for gone in before {
-            tracing::info!(listener = %gone.shape.name, address = %gone.shape.address, "listener removed or changed by the config: no new connections; draining");
-            let _ = gone.stop.send(true);
+            // The same socket goes on in a new serve loop (port 0 never
+            // shares one): the old loop's clients keep their connections.
+            let same_socket = gone.shape.address.port() != 0
+                && running
+                    .iter()
+                    .any(|r| r.shape.address == gone.shape.address);
+            if same_socket {
+                tracing::info!(listener = %gone.shape.name, address = %gone.shape.address, "listener changed by the config: new connections get the new settings, open ones keep theirs");
+                let _ = gone.stop.send(Stop::HandedOver);
+                inner.handed_over.push(gone.stop);
+            } else {
+                tracing::info!(listener = %gone.shape.name, address = %gone.shape.address, "listener removed by the config: no new connections; draining");
+                let _ = gone.stop.send(Stop::Draining);
+            }
         }
         inner.running = running;
         if let (Some((address, socket)), Some(starter)) = (bound.admin, &inner.admin_starter) {
@@ -322,7 +369,10 @@ impl Listeners {
             // Each spare descriptor is closed with its listener's: the port
             // closes as the drain begins.
             for running in inner.running.drain(..) {
-                let _ = running.stop.send(true);
+                let _ = running.stop.send(Stop::Draining);
+            }
+            for stop in inner.handed_over.drain(..) {
+                let _ = stop.send(Stop::Draining);
             }
             std::mem::take(&mut inner.tasks)
         };

@@ -111,6 +111,23 @@ impl Proxy {
         options: ServeOptions,
         shutdown: impl Future<Output = ()>,
     ) -> usize {
+        self.serve_handing_over(listener, options, shutdown, std::future::pending())
+            .await
+    }
+
+    /// [`Proxy::serve`] that may hand its socket over: when `hand_over`
+    /// completes first, it stops accepting (another serve loop goes on with
+    /// the same socket) but leaves its connections be, idle keep-alive ones
+    /// included, so that no client finds its connection closed under a
+    /// request; it ends once they have all closed, or drains them as
+    /// `serve` does when `shutdown` completes.
+    pub async fn serve_handing_over(
+        &self,
+        listener: Listener,
+        options: ServeOptions,
+        shutdown: impl Future<Output = ()>,
+        hand_over: impl Future<Output = ()>,
+    ) -> usize {
         let builder = Arc::new(http_builder(&options));
         let metrics = self.shared.metrics.listener(&options.name);
         let own_limit = Arc::new(Semaphore::new(
@@ -131,9 +148,15 @@ impl Proxy {
         let mut backoff = AcceptBackoff::new(&options.name);
         let local_port = listener.local_addr().map_or(0, |addr| addr.port());
         tokio::pin!(shutdown);
+        tokio::pin!(hand_over);
+        let mut handed_over = false;
         loop {
             let (stream, remote) = tokio::select! {
                 () = &mut shutdown => break,
+                () = &mut hand_over => {
+                    handed_over = true;
+                    break;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => {
                         backoff.succeeded();
@@ -143,6 +166,10 @@ impl Proxy {
                         let pause = backoff.failed(&error);
                         tokio::select! {
                             () = &mut shutdown => break,
+                            () = &mut hand_over => {
+                                handed_over = true;
+                                break;
+                            }
                             () = tokio::time::sleep(pause) => continue,
                         }
                     }
@@ -312,6 +339,18 @@ impl Proxy {
             ));
         }
         drop(listener);
+        if handed_over {
+            tracing::info!(listener = %options.name, connections = metrics.open.load(Relaxed), "socket handed over; open connections go on until they close");
+            // Every connection holds one of this loop's places: all of them
+            // free means none is left.
+            let every_place =
+                u32::try_from(options.max_connections.clamp(1, Semaphore::MAX_PERMITS))
+                    .unwrap_or(u32::MAX);
+            tokio::select! {
+                () = &mut shutdown => {}
+                _ = own_limit.acquire_many(every_place) => return 0,
+            }
+        }
         draining.raise();
         tracing::info!(listener = %options.name, connections = metrics.open.load(Relaxed), "draining");
         tokio::select! {

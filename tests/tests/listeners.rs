@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use weir_e2e::{
-    FakeUpstream, RELOAD_LIMIT, ReservedPort, Route, Weir, WeirConfig, get, raw_request,
+    Conn, FakeUpstream, RELOAD_LIMIT, ReservedPort, Route, Weir, WeirConfig, get, raw_request,
     wait_until, within,
 };
 
@@ -129,7 +129,13 @@ async fn a_reload_starts_added_listeners_changes_and_stops_others() {
     );
 
     // Changed in place (a limit of one): the same port, served by the new
-    // loop, which holds a second client off while one is open.
+    // loop, which holds a second client off while one is open; a client of
+    // the old loop keeps its keep-alive connection and is answered on it.
+    let mut kept = Conn::open(second).await.unwrap();
+    let before = within(LIMIT, "a first request", kept.get("/", &[]))
+        .await
+        .unwrap();
+    assert_eq!(before.status, 200);
     weir.reload_text(&with_listeners(
         &text,
         &format!("{plain}  - {{ name: second, address: '{second}', maxConnections: 1 }}\n"),
@@ -166,6 +172,15 @@ async fn a_reload_starts_added_listeners_changes_and_stops_others() {
     .await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     drop(held);
+    let after = within(
+        LIMIT,
+        "a request on the kept connection",
+        kept.get("/", &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(after.status, 200, "{}", after.text());
+    drop(kept);
 
     // Removed: its port stops accepting, the other serves on.
     weir.reload_text(&with_listeners(
