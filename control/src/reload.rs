@@ -118,7 +118,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                 if in_force {
                     // A refused file put back as the config in force is a
                     // change of the file that is applied: counted as a success.
-                    if refused.take().is_some() {
+                    if puts_back(refused.take(), &seen) {
                         let _ = reload(&process, Trigger::FileRestored).await;
                     }
                     continue;
@@ -136,6 +136,14 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             _ = resolve.tick() => refresh_names(&process).await,
         }
     }
+}
+
+/// Whether `seen`, the text in force, puts back a file that was refused
+/// (`refused`): not when the refusal was of this very text (a SIGHUP or
+/// `POST /api/v1/reload` refused for a certificate, say), which a read of
+/// the unchanged file must not attempt again.
+fn puts_back(refused: Option<Contents>, seen: &Contents) -> bool {
+    refused.is_some_and(|refused| refused != *seen)
 }
 
 /// Re-reads the config file and publishes it if valid.

@@ -709,3 +709,19 @@ fn only_what_a_restart_applies_makes_listeners_differ() {
         assert!(super::listeners_differ(&old, &new), "{new:?}");
     }
 }
+
+/// A refusal of the text in force (a certificate that no longer matches
+/// its key, reloaded by SIGHUP) is not put back by a later read of the
+/// same file: one refusal, one failure counted. Another refused text put
+/// back is.
+#[test]
+fn only_another_refused_text_is_put_back() {
+    let in_force: Contents = Ok(b"routes: []".to_vec());
+    assert!(!puts_back(None, &in_force));
+    assert!(!puts_back(Some(in_force.clone()), &in_force));
+    assert!(puts_back(Some(Ok(b"routes: [".to_vec())), &in_force));
+    assert!(puts_back(
+        Some(Err("cannot read weir.yaml".to_owned())),
+        &in_force
+    ));
+}
