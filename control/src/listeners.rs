@@ -206,23 +206,20 @@ impl Listeners {
         if inner.settings.is_none() || inner.stopping {
             return Ok(Bound::default());
         }
-        let listeners = bind_config(document, tls, &inner.running);
+        let running_admin = inner.admin.as_ref().map(|(address, _)| *address);
+        let listeners = bind_config(document, tls, &inner.running, running_admin);
         let address = document.config.admin.address;
-        let admin = match &inner.admin {
-            Some((running, _)) if *running != address => {
+        let admin = match running_admin {
+            Some(running) if running != address => {
                 match bind(address, &addresses(&document.config)) {
                     Ok(socket) => Ok(Some((address, socket))),
                     Err(error) => {
                         let mut message =
                             format!("the admin API cannot listen on {address}: {error}");
-                        if error.kind() == std::io::ErrorKind::AddrInUse
-                            && running.port() == address.port()
+                        if let Some(holder) =
+                            held_by(&error, address, &inner.running, Some(running))
                         {
-                            message.push_str(&format!(
-                                "; the admin API on {running} holds port {}: moving it to an \
-                                 overlapping address takes a restart",
-                                address.port()
-                            ));
+                            message.push_str(&holder);
                         }
                         Err(document.diagnostic("admin.address", message))
                     }
@@ -395,7 +392,7 @@ impl Bound {
         document: &Document,
         tls: &[Option<Arc<rustls::ServerConfig>>],
     ) -> Result<Bound, Vec<Diagnostic>> {
-        bind_config(document, tls, &[])
+        bind_config(document, tls, &[], None)
     }
 }
 
@@ -404,6 +401,7 @@ fn bind_config(
     document: &Document,
     tls: &[Option<Arc<rustls::ServerConfig>>],
     running: &[Running],
+    admin: Option<SocketAddr>,
 ) -> Result<Bound, Vec<Diagnostic>> {
     let config: &Config = &document.config;
     let addresses = addresses(config);
@@ -454,21 +452,8 @@ fn bind_config(
                         "listener `{}` cannot listen on {}: {error}",
                         listener.name, listener.address
                     );
-                    // weir's own listener on an overlapping address (the same
-                    // port on another address, a wildcard) holds the port
-                    // until the reload is adopted.
-                    if let Some(r) = running.iter().find(|r| {
-                        error.kind() == std::io::ErrorKind::AddrInUse
-                            && r.shape.address.port() == shape.address.port()
-                    }) {
-                        message.push_str(&format!(
-                            "; weir's listener `{}` on {} holds port {}: moving a listener \
-                             to an overlapping address takes a restart, or two reloads \
-                             (remove it, then add the new one)",
-                            r.shape.name,
-                            r.shape.address,
-                            shape.address.port()
-                        ));
+                    if let Some(holder) = held_by(&error, shape.address, running, admin) {
+                        message.push_str(&holder);
                     }
                     message
                 }),
@@ -500,6 +485,35 @@ fn log_admin(socket: &TcpListener) {
         Ok(local) => tracing::info!(address = %local, "admin API listening"),
         Err(error) => tracing::info!(%error, "admin API listening; its address is unknown"),
     }
+}
+
+/// When binding `address` failed with `error` because one of weir's own
+/// sockets holds its port (a listener of `running`, or the admin API on
+/// `admin`), until the reload is adopted: what to add to the message.
+fn held_by(
+    error: &std::io::Error,
+    address: SocketAddr,
+    running: &[Running],
+    admin: Option<SocketAddr>,
+) -> Option<String> {
+    if error.kind() != std::io::ErrorKind::AddrInUse || address.port() == 0 {
+        return None;
+    }
+    let holder = running
+        .iter()
+        .find(|r| r.shape.address.port() == address.port())
+        .map(|r| format!("weir's listener `{}` on {}", r.shape.name, r.shape.address))
+        .or_else(|| {
+            admin
+                .filter(|a| a.port() == address.port())
+                .map(|a| format!("weir's admin API on {a}"))
+        })?;
+    Some(format!(
+        "; {holder} holds port {} until this reload is adopted: moving a port between \
+         listeners and the admin API, or to an overlapping address, takes a restart or two \
+         reloads (first free the port, then take it)",
+        address.port()
+    ))
 }
 
 /// A serve loop's socket from `socket`, with a duplicate kept aside.

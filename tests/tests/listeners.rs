@@ -241,6 +241,28 @@ async fn a_listener_whose_port_is_taken_refuses_the_reload() {
     );
     assert!(answer.text().contains(&expected), "{}", answer.text());
     served(first).await;
+
+    // The listener and the admin API swap ports in one reload: each port
+    // is held by the other until the reload is adopted, and both
+    // refusals say so.
+    let admin = weir.addrs.admin;
+    let swapped = text
+        .replace(&first.to_string(), "FIRST")
+        .replace(&admin.to_string(), &first.to_string())
+        .replace("FIRST", &admin.to_string());
+    weir.write_text(&swapped, false);
+    let answer = weir.admin().post("/api/v1/reload", None).await.unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    for expected in [
+        format!("weir's admin API on {admin} holds port {}", admin.port()),
+        format!(
+            "weir's listener `plain` on {first} holds port {}",
+            first.port()
+        ),
+    ] {
+        assert!(answer.text().contains(&expected), "{}", answer.text());
+    }
+    served(first).await;
 }
 
 /// The admin API moves at a reload (here the file watcher's): the new
