@@ -463,13 +463,17 @@ impl Metrics {
         self.rejected[reason.slot()].load(Relaxed)
     }
 
-    /// Every listener's counters, by name.
+    /// The counters of every listener a serve loop or a connection still
+    /// uses, by name. A listener a reload removed leaves the exposition
+    /// once its last connection has closed; its counters are kept, for
+    /// the name's return.
     fn listeners_by_name(&self) -> Vec<(String, Arc<ListenerMetrics>)> {
         let map = self
             .listeners
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.iter()
+            .filter(|(_, m)| Arc::strong_count(m) > 1)
             .map(|(name, m)| (name.clone(), Arc::clone(m)))
             .collect()
     }
@@ -907,14 +911,17 @@ mod tests {
     #[test]
     fn listener_names_are_escaped_in_labels() {
         let metrics = Metrics::new();
-        metrics
-            .listener("a \"quoted\" \\ name")
-            .refused
-            .fetch_add(2, Relaxed);
+        let listener = metrics.listener("a \"quoted\" \\ name");
+        listener.refused.fetch_add(2, Relaxed);
         let mut out = String::new();
         metrics.render(&mut out);
         let want = "weir_connections_refused_total{listener=\"a \\\"quoted\\\" \\\\ name\"} 2";
         assert!(out.contains(want), "missing {want} in\n{out}");
+        // Once no serve loop nor connection holds it, it is not shown.
+        drop(listener);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(!out.contains("quoted"), "{out}");
     }
 
     #[test]
@@ -997,7 +1004,8 @@ mod tests {
         metrics
             .role(&route, Role::Stable)
             .record(200, Duration::from_millis(2));
-        metrics.listener("public");
+        // Held as a serve loop holds it: a listener no one uses is not shown.
+        let _listener = metrics.listener("public");
         metrics.endpoint(SocketAddr::from(([127, 0, 0, 1], 9001)));
         metrics.fallback(&route);
         let registry = prometheus::Registry::new();

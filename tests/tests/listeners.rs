@@ -200,6 +200,25 @@ async fn a_reload_starts_added_listeners_changes_and_stops_others() {
         log.contains("listener=plain") && log.contains("draining"),
         "{log}"
     );
+    // Its series leave the exposition once it has drained.
+    wait_until(
+        RELOAD_LIMIT,
+        "the removed listener's series gone",
+        || async {
+            let metrics = weir.metrics().await;
+            metrics
+                .get("weir_connections_open", &[("listener", "plain")])
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let metrics = weir.metrics().await;
+    assert!(
+        metrics
+            .get("weir_connections_open", &[("listener", "second")])
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,8 @@ async fn the_page_has_every_family_once_with_its_type() {
     metrics
         .role(&"fixed".into(), Role::Canary)
         .record(503, Duration::from_millis(3));
-    metrics.listener("public");
+    // Held as a serve loop holds it: a listener no one uses is not shown.
+    let _listener = metrics.listener("public");
     // As a snapshot with `stableFallback` on the route would.
     metrics.fallback(&"fixed".into());
     process.reloads.failure.inc();
