@@ -240,9 +240,10 @@ impl Listeners {
         }
     }
 
-    /// Serves `bound`: new serve loops start, then the listeners it does
-    /// not keep stop accepting and drain; kept HTTPS listeners take the
-    /// certificate it read.
+    /// Serves `bound`: new serve loops start; then the listeners it
+    /// removes stop accepting and drain, and those it changes hand their
+    /// socket over, their open connections going on; kept HTTPS listeners
+    /// take the certificate it read.
     pub fn commit(&self, bound: Bound) {
         let mut inner = self.lock();
         let inner = &mut *inner;
