@@ -61,6 +61,9 @@ pub struct Process {
     pub clock: Arc<dyn Clock>,
     /// The data plane's listeners: started by `run`, changed by reloads.
     pub listeners: crate::listeners::Listeners,
+    /// How the certificate files of the config in force looked when they
+    /// were read (see `reload`): a change of them is a reload.
+    certificate_stamps: std::sync::Mutex<Option<crate::reload::CertificateStamps>>,
     /// The Kubernetes side, once started (SPEC section 10); unset without
     /// a `kubernetes` block.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::runtime::Cluster>>,
@@ -139,6 +142,7 @@ impl Process {
             registry,
             clock,
             listeners: crate::listeners::Listeners::default(),
+            certificate_stamps: std::sync::Mutex::new(None),
             cluster: std::sync::OnceLock::new(),
             started_with,
         })
@@ -148,6 +152,21 @@ impl Process {
     /// with and take effect only at the next restart: `stateDir`.
     pub fn restart_needed(&self, config: &weir_config::Config) -> Vec<&'static str> {
         crate::reload::restart_keys(&self.started_with, config)
+    }
+
+    /// How the certificate files of the config in force looked when read;
+    /// `None` before the first look.
+    pub fn certificate_stamps(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<crate::reload::CertificateStamps>> {
+        self.certificate_stamps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `stamps` as how the certificate files in force look.
+    pub fn keep_certificate_stamps(&self, stamps: crate::reload::CertificateStamps) {
+        *self.certificate_stamps() = Some(stamps);
     }
 
     /// The time now, from the process's clock.

@@ -8,6 +8,7 @@
 //! compares the file with the text in force, so a file that differs from it
 //! is applied unless it was refused as it is.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,11 +83,52 @@ pub enum Trigger {
     Signal,
     /// `POST /api/v1/reload`.
     Api,
+    /// A listener's certificate or key file changed (a Secret rotated),
+    /// the config file not.
+    CertificatesChanged,
 }
 
 /// What was found at the config path: the bytes, or why they could not be
 /// read.
 type Contents = Result<Vec<u8>, String>;
+
+/// What the certificate and key files of the listeners look like on disk:
+/// per path, its device, inode, length and modification time (the file a
+/// link leads to), or `None` when it cannot be read. A Secret's volume
+/// swaps a `..data` link, which changes the inode.
+pub type CertificateStamps = Vec<(PathBuf, Option<(u64, u64, u64, i128)>)>;
+
+/// Reads [`CertificateStamps`] of `paths`; blocking, for a thread off the
+/// runtime.
+fn stamps(paths: Vec<PathBuf>) -> CertificateStamps {
+    use std::os::unix::fs::MetadataExt as _;
+    paths
+        .into_iter()
+        .map(|path| {
+            let stamp = std::fs::metadata(&path).ok().map(|m| {
+                let modified = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+                (m.dev(), m.ino(), m.len(), modified)
+            });
+            (path, stamp)
+        })
+        .collect()
+}
+
+/// How the certificate and key files of `config`'s listeners look now;
+/// blocking (for the start, before serving).
+pub fn certificate_stamps_of(config: &Config) -> CertificateStamps {
+    stamps(certificate_paths(config))
+}
+
+/// The certificate and key files the listeners of `config` read.
+fn certificate_paths(config: &Config) -> Vec<PathBuf> {
+    config
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref())
+        .flat_map(|tls| [tls.cert_file.clone(), tls.key_file.clone()])
+        .collect()
+}
 
 /// Watches the file, SIGHUP and DNS until `stop` turns true.
 pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
@@ -106,11 +148,21 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     // differs from the config in force and was not refused as it is now is
     // always applied, whatever was attempted before.
     let mut refused: Option<Contents> = None;
+    // The certificate files as the last look found them, when they differed
+    // from those in force: a change is applied once it has held for one
+    // look (about a second), so that a certificate and its key written one
+    // after the other are not refused as a pair that does not match.
+    let mut certificates_seen: Option<CertificateStamps> = None;
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return,
             () = file.changed() => {
-                let Some(seen) = contents(file.read().await) else { continue };
+                let paths = certificate_paths(process.control.lock().await.file_config());
+                let (read, certificates) = match file.read_with(move || stamps(paths)).await {
+                    Ok((read, certificates)) => (Ok(read), Some(certificates)),
+                    Err(error) => (Err(error), None),
+                };
+                let Some(seen) = contents(read) else { continue };
                 let in_force = match &seen {
                     Ok(bytes) => process.control.lock().await.loaded.text.as_bytes() == bytes.as_slice(),
                     Err(_) => false,
@@ -120,6 +172,18 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                     // change of the file that is applied: counted as a success.
                     if puts_back(refused.take(), &seen) {
                         let _ = reload(&process, Trigger::FileRestored).await;
+                        continue;
+                    }
+                    let Some(certificates) = certificates else { continue };
+                    if !certificates_changed(&process, &certificates) {
+                        certificates_seen = None;
+                    } else if certificates_seen.as_ref() == Some(&certificates) {
+                        // Applied or refused, these files are not tried again.
+                        certificates_seen = None;
+                        let _ = reload(&process, Trigger::CertificatesChanged).await;
+                        process.keep_certificate_stamps(certificates);
+                    } else {
+                        certificates_seen = Some(certificates);
                     }
                     continue;
                 }
@@ -169,13 +233,30 @@ async fn attempt(process: &Process, trigger: Trigger) -> (Result<Outcome, Diagno
     // A process that follows a cluster keeps doing so (the kubernetes block
     // is read at startup only): a file without the block may have no routes.
     let kubernetes = process.cluster.get().is_some();
+    // The certificate files as they are before they are read (those the
+    // file names now, when it names others), so that one changed during
+    // the read is seen as changed afterwards.
+    let paths_in_force = certificate_paths(process.control.lock().await.file_config());
     // What was read is kept as the watcher reads it, to be compared.
-    let (read, loaded) = crate::off_runtime::run(move || match load::read_file(&path) {
-        Ok(bytes) => (Ok(bytes.clone()), load_guarded(&path, bytes, kubernetes)),
-        Err(error) => (
-            Err(error.to_string()),
-            Err(load::unreadable_config(&path, error)),
-        ),
+    let (read, loaded, certificates) = crate::off_runtime::run(move || {
+        let before = stamps(paths_in_force.clone());
+        match load::read_file(&path) {
+            Ok(bytes) => {
+                let loaded = load_guarded(&path, bytes.clone(), kubernetes);
+                let certificates = match &loaded {
+                    Ok(loaded) if certificate_paths(loaded.config()) != paths_in_force => {
+                        stamps(certificate_paths(loaded.config()))
+                    }
+                    _ => before,
+                };
+                (Ok(bytes), loaded, Some(certificates))
+            }
+            Err(error) => (
+                Err(error.to_string()),
+                Err(load::unreadable_config(&path, error)),
+                None,
+            ),
+        }
     })
     .await
     .unwrap_or_else(|error| {
@@ -186,9 +267,26 @@ async fn attempt(process: &Process, trigger: Trigger) -> (Result<Outcome, Diagno
             path: String::new(),
             message: message.clone(),
         }]);
-        (Err(message), Err(diagnostics))
+        (Err(message), Err(diagnostics), None)
     });
-    (finish(process, trigger, loaded).await, read)
+    let outcome = finish(process, trigger, loaded).await;
+    if let (Ok(_), Some(certificates)) = (&outcome, certificates) {
+        process.keep_certificate_stamps(certificates);
+    }
+    (outcome, read)
+}
+
+/// Whether the certificate files now (`certificates`) differ from those
+/// of the config in force; the first look keeps them as those in force.
+fn certificates_changed(process: &Process, certificates: &CertificateStamps) -> bool {
+    let mut in_force = process.certificate_stamps();
+    match in_force.as_ref() {
+        Some(in_force) => in_force != certificates,
+        None => {
+            in_force.replace(certificates.clone());
+            false
+        }
+    }
 }
 
 /// Resolves, adopts and publishes a loaded config, or reports why not. The

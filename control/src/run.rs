@@ -229,6 +229,8 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
         Process::new(config_path, publisher, proxy.clone(), control, clock)
             .context("metrics registry")?,
     );
+    // The certificates read at the start: a change of their files is a reload.
+    process.keep_certificate_stamps(reload::certificate_stamps_of(&config));
     let hooks = Arc::new(
         crate::webhooks::Hooks::new(&process.registry, &config.notifications)
             .context("metrics registry")?,

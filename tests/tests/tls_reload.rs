@@ -161,6 +161,32 @@ async fn a_reload_serves_the_new_certificate_to_new_connections() {
     assert!(get(&mut after).await.starts_with("HTTP/1.1 200"));
 }
 
+/// A certificate and key replaced on disk (as a Secret volume or
+/// cert-manager does), with the config file unchanged, are served to new
+/// connections without a reload asked for; written one after the other,
+/// they are applied once, together, with no failed reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_certificate_files_are_served_without_a_reload_asked_for() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])]).with_tls()).await;
+    let https = weir.addrs.https.unwrap();
+    let (_, first) = connect(https).await;
+    let failures = weir.reloads("failure").await;
+    let successes = weir.reloads("success").await;
+
+    let next = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(weir.dir().join("tls.crt"), next.cert.pem()).unwrap();
+    std::fs::write(weir.dir().join("tls.key"), next.signing_key.serialize_pem()).unwrap();
+    let served = weir_e2e::wait_until(Duration::from_secs(10), "the new certificate", || async {
+        let (_, now) = connect(https).await;
+        (now != first).then_some(now)
+    })
+    .await;
+    assert_eq!(served, next.cert.der().as_ref());
+    assert_eq!(weir.reloads("failure").await, failures);
+    assert_eq!(weir.reloads("success").await, successes + 1.0);
+}
+
 /// A TLS client that stops reading a large answer is cut after the route's
 /// idle timeout, as a cleartext one is (`own_path.rs`): the write limit sits
 /// under rustls, and the upstream connection is closed with it.

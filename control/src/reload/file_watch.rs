@@ -261,6 +261,18 @@ impl FileWatch {
     /// # Errors
     /// No thread could be started, or the work panicked.
     pub async fn read(&mut self) -> Result<Result<Vec<u8>, load::ReadError>, OffRuntimeError> {
+        self.read_with(|| ()).await.map(|(read, ())| read)
+    }
+
+    /// [`FileWatch::read`], with `also` run on the same thread after it (a
+    /// look at other files, with no thread of its own).
+    ///
+    /// # Errors
+    /// No thread could be started, or the work panicked.
+    pub async fn read_with<T: Send + 'static>(
+        &mut self,
+        also: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(Result<Vec<u8>, load::ReadError>, T), OffRuntimeError> {
         let path = self.path.clone();
         let arming = self.rearm.then(|| {
             (
@@ -270,19 +282,19 @@ impl FileWatch {
                 self.watched.clone(),
             )
         });
-        let (armed, read) = crate::off_runtime::run(move || {
+        let (armed, read, also) = crate::off_runtime::run(move || {
             let armed = arming.map(|(inotify, old)| match inotify {
                 Some(inotify) => arm(&inotify, &path, &old),
                 None => Err(io::Error::other("no inotify instance")),
             });
-            (armed, load::read_file(&path))
+            (armed, load::read_file(&path), also())
         })
         .await?;
         if let Some(armed) = armed {
             self.rearm = false;
             self.take_armed(armed);
         }
-        Ok(read)
+        Ok((read, also))
     }
 
     /// Starts or extends the wait after a write not yet closed, or a file's
