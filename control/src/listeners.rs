@@ -108,6 +108,26 @@ struct Inner {
     stopping: bool,
 }
 
+impl Inner {
+    /// Serves the admin API on `socket`, bound for `address`; the one it
+    /// served before stops accepting.
+    fn start_admin(&mut self, address: SocketAddr, socket: TcpListener) {
+        let Some(starter) = &self.admin_starter else {
+            return;
+        };
+        let (stop, stopped) = watch::channel(false);
+        match socket.local_addr() {
+            Ok(local) => tracing::info!(address = %local, "admin API listening"),
+            Err(error) => tracing::info!(%error, "admin API listening; its address is unknown"),
+        }
+        starter(socket, stopped);
+        if let Some((before, stop)) = self.admin.replace((address, stop)) {
+            tracing::info!(address = %before, "admin API moved by the config: no new connections on its old address");
+            let _ = stop.send(true);
+        }
+    }
+}
+
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner")
@@ -140,13 +160,36 @@ enum Stop {
     Draining,
 }
 
-/// What makes a listener: a change of any of it is a new serve loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What makes a listener: a change of any of it is a new serve loop. New
+/// certificate and key paths are not: a reload reads them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Shape {
     name: String,
     address: SocketAddr,
     max_connections: usize,
     tls: bool,
+}
+
+impl Shape {
+    fn of(listener: &weir_config::Listener) -> Shape {
+        Shape {
+            name: listener.name.clone(),
+            address: listener.address,
+            max_connections: listener.max_connections,
+            tls: listener.tls.is_some(),
+        }
+    }
+}
+
+/// Whether `new` serves other listeners than `old`: one whose [`Shape`]
+/// differs, whatever the order.
+pub fn listeners_differ(old: &[weir_config::Listener], new: &[weir_config::Listener]) -> bool {
+    let shapes = |listeners: &[weir_config::Listener]| {
+        let mut shapes: Vec<Shape> = listeners.iter().map(Shape::of).collect();
+        shapes.sort();
+        shapes
+    };
+    shapes(old) != shapes(new)
 }
 
 // === impl Listeners ===
@@ -171,11 +214,8 @@ impl Listeners {
     /// again.
     pub fn serve_admin(&self, address: SocketAddr, socket: TcpListener, starter: AdminStarter) {
         let mut inner = self.lock();
-        let (stop, stopped) = watch::channel(false);
-        log_admin(&socket);
-        starter(socket, stopped);
-        inner.admin = Some((address, stop));
         inner.admin_starter = Some(starter);
+        inner.start_admin(address, socket);
     }
 
     /// Stops the admin API from accepting (its open connections finish):
@@ -347,14 +387,8 @@ impl Listeners {
             }
         }
         inner.running = running;
-        if let (Some((address, socket)), Some(starter)) = (bound.admin, &inner.admin_starter) {
-            let (stop, stopped) = watch::channel(false);
-            log_admin(&socket);
-            starter(socket, stopped);
-            if let Some((before, stop)) = inner.admin.replace((address, stop)) {
-                tracing::info!(address = %before, "admin API moved by the config: no new connections on its old address");
-                let _ = stop.send(true);
-            }
+        if let Some((address, socket)) = bound.admin {
+            inner.start_admin(address, socket);
         }
     }
 
@@ -409,12 +443,7 @@ fn bind_config(
     let mut listeners = Vec::with_capacity(config.listeners.len());
     let mut errors = Vec::new();
     for (i, listener) in config.listeners.iter().enumerate() {
-        let shape = Shape {
-            name: listener.name.clone(),
-            address: listener.address,
-            max_connections: listener.max_connections,
-            tls: listener.tls.is_some(),
-        };
+        let shape = Shape::of(listener);
         // The listener as it runs, else one on the same address; port 0
         // asks for a new port each time, so a changed one gets a new socket.
         let same_address = running.iter().find(|r| r.shape == shape).or_else(|| {
@@ -477,14 +506,6 @@ fn bind_config(
         })
     } else {
         Err(errors)
-    }
-}
-
-/// Logs where the admin API listens.
-fn log_admin(socket: &TcpListener) {
-    match socket.local_addr() {
-        Ok(local) => tracing::info!(address = %local, "admin API listening"),
-        Err(error) => tracing::info!(%error, "admin API listening; its address is unknown"),
     }
 }
 

@@ -154,19 +154,26 @@ impl Process {
         crate::reload::restart_keys(&self.started_with, config)
     }
 
-    /// How the certificate files of the config in force looked when read;
-    /// `None` before the first look.
-    pub fn certificate_stamps(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Option<crate::reload::CertificateStamps>> {
-        self.certificate_stamps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Whether the certificate files, as `now` finds them, differ from how
+    /// they looked when the config in force read them; never before they
+    /// are first kept (at the start, by `run`).
+    pub fn certificates_differ(&self, now: &crate::reload::CertificateStamps) -> bool {
+        self.certificate_stamps()
+            .as_ref()
+            .is_some_and(|in_force| in_force != now)
     }
 
     /// Keeps `stamps` as how the certificate files in force look.
     pub fn keep_certificate_stamps(&self, stamps: crate::reload::CertificateStamps) {
         *self.certificate_stamps() = Some(stamps);
+    }
+
+    fn certificate_stamps(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<crate::reload::CertificateStamps>> {
+        self.certificate_stamps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The time now, from the process's clock.

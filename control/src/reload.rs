@@ -175,7 +175,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                         continue;
                     }
                     let Some(certificates) = certificates else { continue };
-                    if !certificates_changed(&process, &certificates) {
+                    if !process.certificates_differ(&certificates) {
                         certificates_seen = None;
                     } else if certificates_seen.as_ref() == Some(&certificates) {
                         // Applied or refused, these files are not tried again.
@@ -274,19 +274,6 @@ async fn attempt(process: &Process, trigger: Trigger) -> (Result<Outcome, Diagno
         process.keep_certificate_stamps(certificates);
     }
     (outcome, read)
-}
-
-/// Whether the certificate files now (`certificates`) differ from those
-/// of the config in force; the first look keeps them as those in force.
-fn certificates_changed(process: &Process, certificates: &CertificateStamps) -> bool {
-    let mut in_force = process.certificate_stamps();
-    match in_force.as_ref() {
-        Some(in_force) => in_force != certificates,
-        None => {
-            in_force.replace(certificates.clone());
-            false
-        }
-    }
 }
 
 /// Resolves, adopts and publishes a loaded config, or reports why not. The
@@ -459,28 +446,6 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     keys
 }
 
-/// Whether `new` serves other listeners than `old`: a name, address,
-/// connection limit or TLS on or off that differs, whatever the order. New
-/// certificate and key paths are not a difference: a reload reads them.
-fn listeners_differ(old: &[weir_config::Listener], new: &[weir_config::Listener]) -> bool {
-    let shape = |listeners: &[weir_config::Listener]| {
-        let mut shape: Vec<_> = listeners
-            .iter()
-            .map(|l| {
-                (
-                    l.name.clone(),
-                    l.address,
-                    l.max_connections,
-                    l.tls.is_some(),
-                )
-            })
-            .collect();
-        shape.sort();
-        shape
-    };
-    shape(old) != shape(new)
-}
-
 /// Logs `change`, in the span of its route when it has one.
 fn log_change(trigger: Trigger, change: &Change) {
     let route = match change {
@@ -506,7 +471,7 @@ fn log_change(trigger: Trigger, change: &Change) {
 /// reload decisions start here.
 pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
     let mut changes: Vec<Change> = Vec::new();
-    if listeners_differ(&old.listeners, &new.listeners) {
+    if crate::listeners::listeners_differ(&old.listeners, &new.listeners) {
         changes.push(Change::Listeners);
     }
     if old.admin.address != new.admin.address {

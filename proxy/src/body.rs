@@ -592,12 +592,9 @@ impl UpstreamBody {
         if let Some(account) = self.account.take() {
             // The request first, so a sample never sees more errors than requests.
             if account.grpc_by_http {
-                // An error of the role as the HTTP code says (a 5xx), or
-                // when its body broke: the gRPC status read from the code
-                // names it, but a 4xx stays the client's, as for HTTP.
                 account.metrics.record_grpc_http(
                     account.code,
-                    (500..=599).contains(&account.code) || failure.is_some(),
+                    failure.is_some(),
                     account.started.elapsed(),
                 );
                 if let Some(kind) = failure {

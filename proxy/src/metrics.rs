@@ -544,16 +544,18 @@ impl RoleMetrics {
     }
 
     /// Counts one gRPC call answered with HTTP `code`, not 200 (exported
-    /// with `code` and the status a gRPC client reads from it), an error of
-    /// the role when `is_error`.
-    pub fn record_grpc_http(&self, code: u16, is_error: bool, elapsed: Duration) {
+    /// with `code` and the status a gRPC client reads from it). It is an
+    /// error of the role as an HTTP request with that code is (a 5xx), or
+    /// when its body `broke`: the status read from the code names it, but
+    /// a 4xx stays the client's.
+    pub fn record_grpc_http(&self, code: u16, broke: bool, elapsed: Duration) {
         let slot = usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE);
         let by_code = self
             .grpc_by_http
             .get_or_init(|| (0..CODE_SLOTS).map(|_| AtomicU64::new(0)).collect());
         // The call first, so a sample never sees more errors than calls.
         by_code[slot].fetch_add(1, Relaxed);
-        if is_error {
+        if broke || is_error_code(usize::from(MIN_CODE) + slot) {
             self.grpc_http_errors.fetch_add(1, Relaxed);
         }
         self.record_latency(elapsed);

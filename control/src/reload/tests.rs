@@ -690,7 +690,7 @@ fn only_what_a_restart_applies_makes_listeners_differ() {
     };
     let old = [listener("a", 1, None), listener("b", 2, Some("/etc/old"))];
     let same = [listener("b", 2, Some("/etc/new")), listener("a", 1, None)];
-    assert!(!super::listeners_differ(&old, &same));
+    assert!(!crate::listeners::listeners_differ(&old, &same));
     for new in [
         [listener("a", 3, None), listener("b", 2, Some("/etc/old"))],
         [
@@ -706,7 +706,7 @@ fn only_what_a_restart_applies_makes_listeners_differ() {
             listener("b", 2, Some("/etc/old")),
         ],
     ] {
-        assert!(super::listeners_differ(&old, &new), "{new:?}");
+        assert!(crate::listeners::listeners_differ(&old, &new), "{new:?}");
     }
 }
 

@@ -36,6 +36,19 @@ const GOOD_STEP: &str =
     "{ templates: [{ templateName: errors }], args: [{ name: route, value: r }] }";
 const GOOD_BG: &str = "{ templates: [{ templateName: errors }], args: [{ name: route, value: r }, { name: max, value: '0.5' }] }";
 
+/// The analysis step at `index` of the first route's strategy.
+fn analysis_step(config: &Config, index: usize) -> &AnalysisRef {
+    let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
+    let Step::Analysis(step) = &strategy.steps[index] else {
+        panic!(
+            "step {} is not an analysis step: {:?}",
+            index + 1,
+            strategy.steps[index]
+        );
+    };
+    step
+}
+
 fn file(condition: &str, limit: &str, step: &str, background: &str) -> String {
     TEMPLATE_FILE
         .replace("{COND}", condition)
@@ -92,14 +105,7 @@ fn a_template_resolves_into_steps_and_background_runs() {
     assert!(!strategy.gated_by_analysis);
     // -1 turns the failure limit off.
     let config = valid(&file(GOOD_CONDITION, "-1", GOOD_STEP, GOOD_BG));
-    let Step::Analysis(step) = &config.routes[0]
-        .strategy
-        .as_ref()
-        .expect("a strategy")
-        .steps[1]
-    else {
-        panic!("an analysis step");
-    };
+    let step = analysis_step(&config, 1);
     assert_eq!(step.metrics[0].failure_limit, None);
 }
 
@@ -237,14 +243,7 @@ routes:
         - analysis: { templates: [{ templateName: smoke }] }
 "#;
     let config = valid(text);
-    let Step::Analysis(step) = &config.routes[0]
-        .strategy
-        .as_ref()
-        .expect("a strategy")
-        .steps[0]
-    else {
-        panic!("an analysis step");
-    };
+    let step = analysis_step(&config, 0);
     let Provider::Web(web) = &step.metrics[0].provider else {
         panic!("a web metric");
     };
@@ -321,14 +320,7 @@ routes:
         - analysis: { templates: [{ templateName: both }] }
 "#;
     let config = valid(text);
-    let Step::Analysis(step) = &config.routes[0]
-        .strategy
-        .as_ref()
-        .expect("a strategy")
-        .steps[0]
-    else {
-        panic!("an analysis step");
-    };
+    let step = analysis_step(&config, 0);
     let Provider::Web(web) = &step.metrics[0].provider else {
         panic!("a web metric");
     };
@@ -373,14 +365,7 @@ routes:
         - analysis: { templates: [{ templateName: smoke }], args: [{ name: tenant, value: t1 }] }
 "#;
     let config = valid(text);
-    let Step::Analysis(step) = &config.routes[0]
-        .strategy
-        .as_ref()
-        .expect("a strategy")
-        .steps[0]
-    else {
-        panic!("an analysis step");
-    };
+    let step = analysis_step(&config, 0);
     let Provider::Web(web) = &step.metrics[0].provider else {
         panic!("a web metric");
     };
@@ -1196,10 +1181,7 @@ fn basic_credentials_take_arguments() {
         )
     };
     let config = valid(&with_auth("{{args.max}}"));
-    let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
-    let Step::Analysis(step) = &strategy.steps[1] else {
-        panic!("step 2 is an analysis step: {:?}", strategy.steps[1]);
-    };
+    let step = analysis_step(&config, 1);
     let Provider::Prometheus(query) = &step.metrics[0].provider else {
         panic!("a Prometheus metric");
     };
@@ -1233,23 +1215,14 @@ fn dry_run_rules_follow_argo() {
     };
     for (pattern, dry_run) in [("ratio", true), (".*", true), ("^error-ratio$", true)] {
         let config = valid(&with_rule(pattern));
-        let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
-        let Step::Analysis(step) = &strategy.steps[1] else {
-            panic!("step 2 is an analysis step: {:?}", strategy.steps[1]);
-        };
+        let step = analysis_step(&config, 1);
         assert_eq!(step.metrics[0].dry_run, dry_run, "{pattern}");
+        let strategy = config.routes[0].strategy.as_ref().expect("a strategy");
         let background = strategy.background.as_ref().expect("a background run");
         assert_eq!(background.metrics[0].dry_run, dry_run, "{pattern}");
     }
     let config = valid(&file(GOOD_CONDITION, "1", GOOD_STEP, GOOD_BG));
-    let Step::Analysis(step) = &config.routes[0]
-        .strategy
-        .as_ref()
-        .expect("a strategy")
-        .steps[1]
-    else {
-        panic!("an analysis step");
-    };
+    let step = analysis_step(&config, 1);
     assert!(!step.metrics[0].dry_run, "no rule, no dry run");
 
     let errors = invalid(&with_rule("("));
@@ -1310,14 +1283,7 @@ routes:
         - analysis: { templates: [{ templateName: a }, { templateName: b }] }
 "#;
     let config = valid(text);
-    let Step::Analysis(step) = &config.routes[0]
-        .strategy
-        .as_ref()
-        .expect("a strategy")
-        .steps[1]
-    else {
-        panic!("an analysis step");
-    };
+    let step = analysis_step(&config, 1);
     let dry: Vec<(&str, bool)> = step.metrics.iter().map(|m| (&*m.name, m.dry_run)).collect();
     assert_eq!(dry, [("a", false), ("b", true)]);
 }
