@@ -244,6 +244,7 @@ pub async fn serve(
     let mut pending = Pending {
         metrics: &backend.metrics,
         started,
+        grpc,
         answered: false,
     };
     let downstream_http1 = req.version() < Version::HTTP_2;
@@ -336,6 +337,7 @@ pub async fn serve(
             let mut pending = Pending {
                 metrics: &stable.metrics,
                 started,
+                grpc,
                 answered: false,
             };
             let mut again = replay.into_request();
@@ -1070,6 +1072,12 @@ async fn forward(
     };
     remove_hop_by_hop(response.headers_mut(), false);
     one_content_length(response.headers_mut());
+    // A 204 carries no length (RFC 9110 section 8.6), whatever its
+    // upstream wrote: an HTTP/2 client resets a stream whose 204 has one.
+    // The own path drops it likewise.
+    if response.status() == StatusCode::NO_CONTENT {
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     if downstream_http1 && upload.as_ref().is_some_and(|upload| !upload.ended()) {
         // Answered before the upload ended: the upstream connection closes
         // (the HTTP/2 stream is reset) at the answer's end, or after a 2xx
@@ -1142,6 +1150,8 @@ const POOLED_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(
 pub(crate) struct Pending<'a> {
     pub(crate) metrics: &'a crate::metrics::RoleMetrics,
     pub(crate) started: Instant,
+    /// A gRPC call: counted with `grpc_code="CANCELLED"` as well.
+    pub(crate) grpc: bool,
     pub(crate) answered: bool,
 }
 
@@ -1150,11 +1160,16 @@ impl Drop for Pending<'_> {
         if !self.answered {
             // Not an error of the role, but the time waited stays in the
             // latency: a hanging upstream shows through p99 and 504s.
-            self.metrics.record_client_error(
-                ClientErrorKind::Abandoned,
-                CLIENT_CLOSED,
-                self.started.elapsed(),
-            );
+            let elapsed = self.started.elapsed();
+            if self.grpc {
+                self.metrics.record_grpc_abandoned(elapsed);
+            } else {
+                self.metrics.record_client_error(
+                    ClientErrorKind::Abandoned,
+                    CLIENT_CLOSED,
+                    elapsed,
+                );
+            }
         }
     }
 }

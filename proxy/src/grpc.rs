@@ -168,7 +168,9 @@ pub fn status_for(http: StatusCode) -> Option<u8> {
 /// The gRPC status a client reads from an answer with HTTP status `code`
 /// other than 200 and no `grpc-status` (gRPC's HTTP-to-gRPC status
 /// mapping): 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
-/// 404 UNIMPLEMENTED, 429, 502, 503 and 504 UNAVAILABLE, any other UNKNOWN.
+/// 404 UNIMPLEMENTED, 429, 502, 503 and 504 UNAVAILABLE, any other UNKNOWN;
+/// and 499, which weir counts for a call its client left before any
+/// answer, CANCELLED (an upstream's own 499 reads so too).
 pub fn status_of_http(code: u16) -> u8 {
     match code {
         400 => 13,
@@ -176,6 +178,9 @@ pub fn status_of_http(code: u16) -> u8 {
         403 => 7,
         404 => 12,
         429 | 502 | 503 | 504 => UNAVAILABLE,
+        // Client closed request: weir's own count of a call its client
+        // left before any answer (the mapping gRPC gateways use).
+        499 => weir_config::grpc::GRPC_CANCELLED,
         _ => weir_config::grpc::GRPC_UNKNOWN,
     }
 }

@@ -549,16 +549,31 @@ impl RoleMetrics {
     /// when its body `broke`: the status read from the code names it, but
     /// a 4xx stays the client's.
     pub fn record_grpc_http(&self, code: u16, broke: bool, elapsed: Duration) {
-        let slot = usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE);
-        let by_code = self
-            .grpc_by_http
-            .get_or_init(|| (0..CODE_SLOTS).map(|_| AtomicU64::new(0)).collect());
         // The call first, so a sample never sees more errors than calls.
-        by_code[slot].fetch_add(1, Relaxed);
-        if broke || is_error_code(usize::from(MIN_CODE) + slot) {
+        self.grpc_http_calls_of(code).fetch_add(1, Relaxed);
+        if broke || is_error_code(usize::from(code.clamp(MIN_CODE, MAX_CODE))) {
             self.grpc_http_errors.fetch_add(1, Relaxed);
         }
         self.record_latency(elapsed);
+    }
+
+    /// Counts one gRPC call its client left before any answer: `code="499"`
+    /// with `grpc_code="CANCELLED"` (see [`crate::grpc::status_of_http`]),
+    /// the client's doing as [`RoleMetrics::record_client_error`] counts
+    /// it, the time it waited kept in the latency.
+    pub fn record_grpc_abandoned(&self, elapsed: Duration) {
+        // The call first: `counts` never sees more client errors than calls.
+        self.grpc_http_calls_of(499).fetch_add(1, Relaxed);
+        self.client_errors[ClientErrorKind::Abandoned.slot()].fetch_add(1, Relaxed);
+        self.record_latency(elapsed);
+    }
+
+    /// The count of gRPC calls answered with HTTP `code`.
+    fn grpc_http_calls_of(&self, code: u16) -> &AtomicU64 {
+        let by_code = self
+            .grpc_by_http
+            .get_or_init(|| (0..CODE_SLOTS).map(|_| AtomicU64::new(0)).collect());
+        &by_code[usize::from(code.clamp(MIN_CODE, MAX_CODE) - MIN_CODE)]
     }
 
     /// Every HTTP code other than 200 that answered gRPC calls, with its

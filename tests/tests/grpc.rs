@@ -620,6 +620,50 @@ async fn quiet_stream_to_a_hung_upstream(route: Route) {
     assert_eq!(counters(&weir, "grpc", "stable").await, (1, 1));
 }
 
+/// A call its client leaves before any answer is counted as `code="499"`
+/// with `grpc_code="CANCELLED"`, as a gRPC request, and is not an error of
+/// the role (nor a request in the analysis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_client_leaves_before_the_answer_counts_as_cancelled() {
+    use futures_util::StreamExt as _;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    let weir = Weir::start(WeirConfig::new([h2c_route("grpc", &upstream)])).await;
+    let mut sender = h2_connection(weir.addrs.http).await;
+    let message = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Frame::data(weir_e2e::grpc::frame(b"x")))
+    })
+    .boxed();
+    let request = http::Request::post(format!("http://{}{HANG}", weir.addrs.http))
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(StreamBody::new(message))
+        .expect("a request");
+    // The client gives up: its stream is reset.
+    let left = tokio::time::timeout(Duration::from_millis(300), sender.send_request(request)).await;
+    assert!(left.is_err(), "the hung call was answered: {left:?}");
+    let cancelled = wait_until(CALL_LIMIT, "the left call counted", || async {
+        let m = weir.metrics().await;
+        let labels = [
+            ("route", "grpc"),
+            ("code", "499"),
+            ("grpc_code", "CANCELLED"),
+        ];
+        (m.sum("weir_http_requests_total", &labels) == 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        cancelled.sum("weir_http_requests_total", &[("route", "grpc")]),
+        1.0,
+        "{}",
+        cancelled.text
+    );
+    assert_eq!(counters(&weir, "grpc", "stable").await, (0, 0));
+}
+
 /// A plain HTTP/1.1 upload towards an HTTP/2 upstream that stalls inside
 /// its body gets `408`, the client's fault, as towards HTTP/1.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,9 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use weir_e2e::{FakeUpstream, LargeBodyUpstream, Route, Weir, WeirConfig, within};
+use weir_e2e::{
+    FakeUpstream, LargeBodyUpstream, RecordingUpstream, Reply, Route, Weir, WeirConfig, within,
+};
 
 /// Runs curl with `args`; returns (body, "<http_version> <http_code>").
 async fn curl(args: &[&str]) -> (String, String) {
@@ -56,6 +58,23 @@ async fn tls_listener_negotiates_h2_and_http11() {
     assert_eq!(version, "1.1 200");
     assert_eq!(body, "stable\n");
     assert_eq!(stable.hits(), 3);
+}
+
+/// A 204 whose upstream gave it a `Content-Length` (RFC 9110 section 8.6
+/// forbids one) reaches HTTP/2 clients without it: curl, as any HTTP/2
+/// client, resets a stream whose 204 has one, and would get no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_204_reaches_http2_clients_without_the_length_its_upstream_gave_it() {
+    let upstream = RecordingUpstream::start(|_| {
+        Reply::keep("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+    })
+    .await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[upstream.addr])]).with_tls()).await;
+    let (body, version) = curl(&["--http2-prior-knowledge", &weir.url("/none")]).await;
+    assert_eq!((body.as_str(), version.as_str()), ("", "2 204"), "h2c");
+    let (body, version) = curl(&["--http2", "-k", &weir.https_url("/none")]).await;
+    assert_eq!((body.as_str(), version.as_str()), ("", "2 204"), "h2");
+    assert_eq!(upstream.requests().len(), 2);
 }
 
 /// A client socket whose reads stop for good once `paused` is set: a

@@ -295,6 +295,8 @@ impl Conn<'_, '_> {
         let mut pending = Pending {
             metrics: &backend.metrics,
             started: plan.started,
+            // gRPC calls go to hyper.
+            grpc: false,
             answered: false,
         };
         let next = self.exchange(&plan, route, backend).await;
