@@ -528,9 +528,25 @@ fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
             MAX_REQUEST_HEAD,
         ))
         .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10));
+        .keep_alive_timeout(Duration::from_secs(10))
+        // What an HTTP/2 client may hold of weir's memory by opening wide
+        // windows and not reading: each stream buffers up to this much of
+        // its answer before its upstream is read no further (hyper's 400
+        // KiB by default; 200 streams of it were 120 MB a connection).
+        // 64 KiB a stream is what weir's own HTTP/1 path reads at once.
+        .max_send_buf_size(H2_SEND_BUFFER_PER_STREAM)
+        // HAProxy's default, and under nginx's 128: with the buffer above,
+        // at most 6.4 MB of answers buffered per connection.
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
     builder
 }
+
+/// The most of its answer an HTTP/2 stream buffers for a client that does
+/// not read (see `http_builder`).
+const H2_SEND_BUFFER_PER_STREAM: usize = 64 * 1024;
+
+/// The most streams an HTTP/2 client may have open on one connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// A listening socket for [`Proxy::serve`], accepting connections that
 /// are not registered with the runtime's poller: weir's own path registers
