@@ -104,7 +104,9 @@ impl ProxyError {
     /// The status sent downstream.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoints { .. } | ProxyError::Connect(ConnectError::NoSocket { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect(_)
             | ProxyError::Protocol(_)
             | ProxyError::UnexpectedUpgrade
@@ -144,10 +146,18 @@ impl ProxyError {
         }
     }
 
+    /// Whether weir failed the request itself, out of sockets of its own:
+    /// answered `503`, never an error of the role nor a request its
+    /// analysis judges (a flood of clients must not abort a rollout).
+    pub fn is_weirs_own(&self) -> bool {
+        matches!(self, ProxyError::Connect(ConnectError::NoSocket { .. }))
+    }
+
     /// The `kind` label of `weir_upstream_errors_total`, if the error counts there.
     pub fn metric_kind(&self) -> Option<UpstreamErrorKind> {
         match self {
             ProxyError::NoEndpoints { .. }
+            | ProxyError::Connect(ConnectError::NoSocket { .. })
             | ProxyError::ClientBody(_)
             | ProxyError::ClientFraming { .. }
             | ProxyError::ClientBodyTimeout(_)
@@ -181,6 +191,9 @@ impl ProxyError {
     pub fn describe(&self, route: &str, role: impl std::fmt::Display) -> String {
         let what = match self {
             ProxyError::NoEndpoints { .. } => "no upstream endpoint available",
+            ProxyError::Connect(ConnectError::NoSocket { .. }) => {
+                "weir is out of connections to upstreams"
+            }
             ProxyError::Connect(ConnectError::Tls { .. } | ConnectError::TlsConfig { .. }) => {
                 "upstream TLS handshake failed"
             }

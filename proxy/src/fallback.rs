@@ -211,7 +211,10 @@ pub fn retryable_failure<T>(outcome: &Result<http::Response<T>, ProxyError>) -> 
         Ok(response) => {
             is_gateway_failure(response.status()).then(|| Failure::Status(response.status()))
         }
-        Err(error) if error.client_error_kind().is_none() => Some(Failure::NoResponse),
+        // Nor weir's own shortage of sockets, which stable would meet too.
+        Err(error) if error.client_error_kind().is_none() && !error.is_weirs_own() => {
+            Some(Failure::NoResponse)
+        }
         Err(_) => None,
     }
 }

@@ -485,6 +485,36 @@ fn settle(
             tally.record_grpc(metrics, status, is_error, started.elapsed());
             grpc::deadline_exceeded_response()
         }
+        Err(error) if error.is_weirs_own() => {
+            warning_span(
+                context.span.clone(),
+                context.about,
+                context.downstream,
+                context.route,
+                &backend.label,
+            )
+            .in_scope(|| {
+                tracing::warn!(%error, "no upstream connection could be made: weir is out of sockets")
+            });
+            let response = error.to_response(&context.route.name, &backend.label);
+            let grpc_status = context
+                .grpc
+                .then(|| grpc::status_for(response.status()))
+                .flatten();
+            // An attempt another role answers instead is not counted.
+            if matches!(tally, Tally::Sent) {
+                backend
+                    .metrics
+                    .record_weirs_own(response.status().as_u16(), grpc_status);
+            }
+            match grpc_status {
+                Some(status) => grpc::error_response(
+                    status,
+                    &error.describe(&context.route.name, &backend.label),
+                ),
+                None => response,
+            }
+        }
         Err(error) => {
             let response = error.to_response(&context.route.name, &backend.label);
             let status = response.status().as_u16();
@@ -1203,6 +1233,9 @@ where
 {
     match open(first).await {
         Ok(connection) => Ok((Arc::clone(first), connection)),
+        // weir's own shortage: no endpoint is at fault, and another would
+        // fare no better.
+        Err(error @ crate::upstream::ConnectError::NoSocket { .. }) => Err(error.into()),
         Err(error) => {
             first.record_failure(all);
             let Some(other) = upstream::pick_other(all, first) else {

@@ -75,6 +75,19 @@ impl Proxy {
             }
             tracing::debug!("snapshot publisher gone; serving the last snapshot");
         });
+        // Ends with the proxy: it holds it only while it sweeps.
+        let pools = Arc::downgrade(&proxy.shared);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(upstream::IDLE_SWEEP_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(shared) = pools.upgrade() else {
+                    return;
+                };
+                shared.registry.close_expired_idle();
+            }
+        });
         proxy
     }
 

@@ -254,6 +254,9 @@ pub struct RoleMetrics {
     /// Attempts whose answer was never sent downstream (see
     /// [`RoleMetrics::record_unsent`]): in the analysis counts only.
     unsent: UnsentCounts,
+    /// Requests weir failed itself (see [`RoleMetrics::record_weirs_own`]),
+    /// counted in `by_code` or `grpc_by_status` as errors too.
+    weirs_own: AtomicU64,
 }
 
 /// The analysis-only counts of a role's attempts that another role answered
@@ -513,6 +516,7 @@ impl RoleMetrics {
             upstream_errors: Default::default(),
             failed_bodies: AtomicU64::new(0),
             client_errors: Default::default(),
+            weirs_own: AtomicU64::new(0),
             grpc_by_status: Default::default(),
             grpc_errors: AtomicU64::new(0),
             grpc_by_http: std::sync::OnceLock::new(),
@@ -555,6 +559,24 @@ impl RoleMetrics {
             self.grpc_http_errors.fetch_add(1, Relaxed);
         }
         self.record_latency(elapsed);
+    }
+
+    /// Counts one request weir failed itself, out of sockets of its own,
+    /// answered with HTTP `code` (or, for a gRPC call, HTTP 200 with
+    /// `grpc_status`): in `weir_http_requests_total` as sent, but neither
+    /// a request nor an error for the role's analysis, whose endpoints
+    /// were never tried.
+    pub fn record_weirs_own(&self, code: u16, grpc_status: Option<u8>) {
+        // The answer, as an error, first: `counts` reads this count
+        // before them, so it never takes away more than they add.
+        match grpc_status {
+            Some(status) => {
+                self.grpc_by_status[grpc_slot(status)].fetch_add(1, Relaxed);
+                self.grpc_errors.fetch_add(1, Relaxed);
+            }
+            None => self.count_code(code),
+        }
+        self.weirs_own.fetch_add(1, Relaxed);
     }
 
     /// Counts one gRPC call its client left before any answer: `code="499"`
@@ -734,6 +756,7 @@ impl RoleMetrics {
     /// [`RoleMetrics::record_unsent`]).
     pub fn counts(&self) -> RoleCounts {
         let client_caused: u64 = self.client_errors.iter().map(|c| c.load(Relaxed)).sum();
+        let weirs_own = self.weirs_own.load(Relaxed);
         // Errors before calls: each call is counted before its error.
         let mut errors = self.grpc_errors.load(Relaxed)
             + self.grpc_http_errors.load(Relaxed)
@@ -757,8 +780,8 @@ impl RoleMetrics {
             *count += unsent.load(Relaxed);
         }
         RoleCounts {
-            requests: requests.saturating_sub(client_caused),
-            errors: errors + self.failed_bodies.load(Relaxed),
+            requests: requests.saturating_sub(client_caused + weirs_own),
+            errors: (errors + self.failed_bodies.load(Relaxed)).saturating_sub(weirs_own),
             latency,
         }
     }

@@ -41,6 +41,10 @@ use self::tls::{TlsConnector, UpstreamTlsError};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At most this many idle connections are kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+/// How often idle pooled connections past [`IDLE_TIMEOUT`] are closed
+/// (see [`Registry::close_expired_idle`]): an idle connection holds its
+/// socket 60 to 70 s after its last use, as nginx's upstream `keepalive_timeout`.
+pub const IDLE_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// Consecutive failures (connect errors or 5xx answers) that eject an endpoint.
 pub const EJECT_AFTER_FAILURES: u32 = 5;
 /// How long a first ejection lasts; each further one in a row doubles it.
@@ -115,6 +119,17 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// weir could make no socket for the connection: it has used up its
+    /// own open files, the system's, or its local ports. The endpoint is
+    /// not at fault.
+    #[error("no socket for a connection to {addr}: {source}")]
+    NoSocket {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The TCP connect did not finish in time.
     #[error("connect to {addr} timed out after {timeout:?}")]
     Timeout {
@@ -153,6 +168,16 @@ pub enum ConnectError {
         #[source]
         source: hyper::Error,
     },
+}
+
+/// Whether `error`, from making an upstream connection, says weir ran out
+/// of something of its own (open files, the system's files, memory for
+/// sockets, local ports) rather than that the endpoint failed.
+fn is_own_exhaustion(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// Counts a request as outstanding on an endpoint until dropped.
@@ -206,6 +231,23 @@ impl Registry {
         // Forget endpoints no snapshot names any more.
         endpoints.retain(|_, weak| weak.strong_count() > 0);
         fresh
+    }
+
+    /// Closes every endpoint's idle pooled connections that have waited
+    /// past [`IDLE_TIMEOUT`]. Without it, a pool filled by a burst would
+    /// keep its sockets (open files weir may need) until its next use.
+    pub fn close_expired_idle(&self) {
+        let live: Vec<Arc<Endpoint>> = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let now = Instant::now();
+        for endpoint in live {
+            endpoint.close_expired_idle(now);
+        }
     }
 }
 
@@ -354,6 +396,20 @@ impl Endpoint {
         }
     }
 
+    /// Closes the idle pooled connections that have waited past
+    /// [`IDLE_TIMEOUT`] at `now`, or whose upstream closed them.
+    fn close_expired_idle(&self, now: Instant) {
+        let fresh = |since: &Instant| now.saturating_duration_since(*since) < IDLE_TIMEOUT;
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(sender, since)| !sender.is_closed() && fresh(since));
+        self.raw_idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(_, since)| fresh(since));
+    }
+
     /// A pooled raw connection of weir's own HTTP/1 path that is still
     /// open and silent at `now`, if any.
     pub fn take_raw_idle(&self, now: Instant) -> Option<TcpStream> {
@@ -494,6 +550,9 @@ impl Endpoint {
         }
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
+            Ok(Err(source)) if is_own_exhaustion(&source) => {
+                return Err(ConnectError::NoSocket { addr, source });
+            }
             Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
             Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
         };
@@ -977,6 +1036,45 @@ mod tests {
             matches!(&ended, Ok(Err(error)) if error.is_cancelled()),
             "the connection was not stopped: {ended:?}"
         );
+    }
+
+    /// The sweep closes a pooled connection idle past [`IDLE_TIMEOUT`]
+    /// (its upstream sees the close) and keeps a younger one.
+    #[tokio::test]
+    async fn the_sweep_closes_idle_connections_past_the_idle_timeout() {
+        use tokio::io::AsyncReadExt as _;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Metrics::new();
+        let registry = Registry::default();
+        let endpoint = registry.endpoint(addr, &metrics);
+        let mut accepted = Vec::new();
+        let now = Instant::now();
+        let stale = now
+            .checked_sub(IDLE_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or_else(|| panic!("a clock this young cannot tell"));
+        for since in [stale, now] {
+            let stream = endpoint
+                .connect_tcp(Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|e| panic!("connect: {e}"));
+            accepted.push(listener.accept().await.unwrap_or_else(|e| panic!("{e}")).0);
+            endpoint.put_raw_idle(stream, since);
+        }
+        registry.close_expired_idle();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), accepted[0].read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "the stale one was not closed: {read:?}"
+        );
+        let read =
+            tokio::time::timeout(Duration::from_millis(100), accepted[1].read(&mut byte)).await;
+        assert!(read.is_err(), "the young one was closed: {read:?}");
+        assert!(endpoint.take_raw_idle(Instant::now()).is_some());
     }
 
     #[test]

@@ -238,3 +238,90 @@ async fn the_admin_port_caps_its_connections_and_lets_silent_ones_go() {
         .unwrap();
     assert_eq!(health.status, 200);
 }
+
+/// One HTTP/2 client whose 100 streams would each need an upstream
+/// connection, against a weir with 96 open files and a hung upstream: the
+/// requests weir can make no socket for are answered `503` at once and are
+/// weir's own failure, not the upstream's. No connect error is counted and
+/// the role's analysis counts neither a request nor an error for them, so
+/// a few clients cannot abort a rollout this way; the others time out
+/// (`504`), the upstream's failure, counted as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_weir_has_no_socket_for_are_its_own_503_not_the_upstreams_errors() {
+    let stable = FakeUpstream::start("stable").await;
+    stable.set_delay(Duration::from_secs(3));
+    let weir = Weir::start(
+        WeirConfig::new([Route::new("web", &[stable.addr]).timeouts("1s", "1s")])
+            .open_file_limit(96),
+    )
+    .await;
+    let stream = TcpStream::connect(weir.addrs.http).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                stream,
+            ))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let calls = (0..100).map(|i| {
+        let mut sender = sender.clone();
+        let url = format!("http://{}/call/{i}", weir.addrs.http);
+        async move {
+            let request = http::Request::get(url)
+                .version(http::Version::HTTP_2)
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            sender
+                .send_request(request)
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = within(
+        Duration::from_secs(30),
+        "100 streams answered",
+        futures_util::future::join_all(calls),
+    )
+    .await;
+    let answered = |code| statuses.iter().filter(|&&s| s == code).count();
+    let (timed_out, own) = (answered(504), answered(503));
+    assert_eq!(timed_out + own, 100, "{statuses:?}");
+    assert!(
+        own > 0 && timed_out > 0,
+        "{timed_out} timed out, {own} out of sockets"
+    );
+    assert!(
+        weir.log().contains("out of sockets"),
+        "no warning:\n{}",
+        weir.log()
+    );
+    let metrics = weir.metrics().await;
+    let errors = |kind| {
+        metrics.sum(
+            "weir_upstream_errors_total",
+            &[("route", "web"), ("kind", kind)],
+        )
+    };
+    assert_eq!(
+        (errors("connect"), errors("timeout")),
+        (0.0, timed_out as f64),
+        "{}",
+        metrics.text
+    );
+    let sent = ("role", "stable");
+    assert_eq!(
+        metrics.sum("weir_http_requests_total", &[sent, ("code", "503")]),
+        own as f64
+    );
+    let counters = weir.admin().get("/api/v1/counters").await.unwrap().json();
+    let counts = &counters["routes"]["web"]["stable"];
+    let timed_out = Some(timed_out as u64);
+    assert_eq!(
+        (counts["requests"].as_u64(), counts["errors"].as_u64()),
+        (timed_out, timed_out),
+        "{counters}"
+    );
+}
