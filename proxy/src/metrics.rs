@@ -567,8 +567,10 @@ impl RoleMetrics {
     /// a request nor an error for the role's analysis, whose endpoints
     /// were never tried.
     pub fn record_weirs_own(&self, code: u16, grpc_status: Option<u8>) {
-        // The answer, as an error, first: `counts` reads this count
-        // before them, so it never takes away more than they add.
+        // This count first, the answer (an error) after: `counts` reads
+        // them the other way round, so it may miss one such error for a
+        // moment but never counts it against the role.
+        self.weirs_own.fetch_add(1, Relaxed);
         match grpc_status {
             Some(status) => {
                 self.grpc_by_status[grpc_slot(status)].fetch_add(1, Relaxed);
@@ -576,7 +578,6 @@ impl RoleMetrics {
             }
             None => self.count_code(code),
         }
-        self.weirs_own.fetch_add(1, Relaxed);
     }
 
     /// Counts one gRPC call its client left before any answer: `code="499"`
@@ -756,7 +757,6 @@ impl RoleMetrics {
     /// [`RoleMetrics::record_unsent`]).
     pub fn counts(&self) -> RoleCounts {
         let client_caused: u64 = self.client_errors.iter().map(|c| c.load(Relaxed)).sum();
-        let weirs_own = self.weirs_own.load(Relaxed);
         // Errors before calls: each call is counted before its error.
         let mut errors = self.grpc_errors.load(Relaxed)
             + self.grpc_http_errors.load(Relaxed)
@@ -779,6 +779,8 @@ impl RoleMetrics {
         for (count, unsent) in latency.iter_mut().zip(&self.unsent.latency) {
             *count += unsent.load(Relaxed);
         }
+        // Read after the answers it takes away (see `record_weirs_own`).
+        let weirs_own = self.weirs_own.load(Relaxed);
         RoleCounts {
             requests: requests.saturating_sub(client_caused + weirs_own),
             errors: (errors + self.failed_bodies.load(Relaxed)).saturating_sub(weirs_own),
@@ -962,6 +964,31 @@ mod tests {
         let mut out = String::new();
         metrics.render(&mut out);
         assert!(!out.contains("quoted"), "{out}");
+    }
+
+    #[test]
+    fn weirs_own_failures_are_sent_but_stay_out_of_the_analysis_counts() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = Arc::from("checkout");
+        let canary = metrics.role(&route, Role::Canary);
+        canary.record(200, Duration::from_millis(1));
+        canary.record(502, Duration::from_millis(1));
+        canary.record_weirs_own(503, None);
+        canary.record_weirs_own(503, Some(crate::grpc::UNAVAILABLE));
+        canary.record_grpc_abandoned(Duration::from_millis(1));
+
+        let counts = canary.counts();
+        assert_eq!((counts.requests, counts.errors), (2, 1));
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for want in [
+            "weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"503\"} 1",
+            "weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"200\",grpc_code=\"UNAVAILABLE\"} 1",
+            "weir_http_requests_total{route=\"checkout\",role=\"canary\",code=\"499\",grpc_code=\"CANCELLED\"} 1",
+            "weir_client_errors_total{route=\"checkout\",role=\"canary\",kind=\"abandoned\"} 1",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
     }
 
     #[test]
