@@ -923,8 +923,14 @@ async fn forward(
         }
         // A pooled connection may have been closed by the upstream since it
         // was parked; such a request is handed back unsent and goes on a fresh one.
+        // One the upstream closes after taking the request, unanswered, may
+        // have been acted on: only an idempotent request without a body is
+        // sent again, once, on a fresh connection (RFC 9112 section 9.3.1),
+        // as on the own path.
+        let mut stale = false;
         loop {
-            let (used, mut sender, fresh) = match endpoint.take_idle() {
+            let idle = if stale { None } else { endpoint.take_idle() };
+            let (used, mut sender, fresh) = match idle {
                 Some(sender) => (Arc::clone(endpoint), sender, false),
                 None => {
                     // Boxed, as the HTTP/2 exchange above: a new connection
@@ -950,6 +956,10 @@ async fn forward(
             // client left), the connection stops at once rather than going
             // on sending the body to an upstream no one waits for.
             let unanswered = sender.stop_on_drop();
+            let again = (!fresh
+                && is_idempotent(req.method().as_str())
+                && http_body::Body::is_end_stream(req.body()))
+            .then(|| without_body(&req));
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     unanswered.disarm();
@@ -960,8 +970,13 @@ async fn forward(
                     }
                     return Ok((response, Some(sender), in_flight));
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if !fresh => req = unsent,
+                Err(mut error) => match (error.take_message(), again) {
+                    (Some(unsent), _) if !fresh => req = unsent,
+                    (_, Some(again)) if error.error().is_incomplete_message() => {
+                        tracing::debug!(error = %error.error(), "pooled connection closed unanswered; the request goes again on a fresh one");
+                        stale = true;
+                        req = again;
+                    }
                     _ => return Err(ProxyError::from_exchange(error.into_error())),
                 },
             }
@@ -1303,6 +1318,24 @@ async fn exchange_h2(
             },
         }
     }
+}
+
+/// Whether `method` is idempotent (RFC 9110 section 9.2.2): a request
+/// that may be sent again after a connection closed on it unanswered.
+pub(crate) fn is_idempotent(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(&method)
+}
+
+/// A copy of `req`, whose body is empty, to send again.
+fn without_body(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut copy = Request::new(RequestBody::Buffered(
+        crate::request_body::BufferedBody::default(),
+    ));
+    copy.method_mut().clone_from(req.method());
+    copy.uri_mut().clone_from(req.uri());
+    *copy.version_mut() = req.version();
+    copy.headers_mut().clone_from(req.headers());
+    copy
 }
 
 /// Turns a request prepared for HTTP/1.1 into one for an HTTP/2 upstream:

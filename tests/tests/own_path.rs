@@ -317,6 +317,50 @@ async fn a_post_the_upstream_closed_on_unanswered_is_not_sent_again(path: Forwar
     assert_eq!(posts, 1, "the POST reached the upstream {posts} times");
 }
 
+/// A GET sent on a pooled connection that the upstream closes without
+/// answering is sent once more, on a fresh connection, and answered: the
+/// upstream cannot have acted on it any differently (RFC 9112 section
+/// 9.3.1).
+async fn a_get_the_upstream_closed_on_unanswered_is_sent_again_once(path: ForwardingPath) {
+    let closed_once = std::sync::atomic::AtomicBool::new(false);
+    let upstream = RecordingUpstream::start(move |r: &UpstreamRequest| {
+        if r.target == "/flaky" && !closed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Reply::close(Vec::new())
+        } else {
+            Reply::ok(&format!("answered {}", r.target))
+        }
+    })
+    .await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let (head, body) = within(LIMIT, "the requests", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        // Leaves an idle upstream connection in the pool.
+        client
+            .write_all(b"GET /warm HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        client
+            .write_all(b"GET /flaky HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(&mut client).await
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"answered /flaky");
+    let flaky: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.target == "/flaky")
+        .collect();
+    assert_eq!(flaky.len(), 2, "{flaky:?}");
+    assert_ne!(flaky[0].connection, flaky[1].connection);
+}
+
 /// An HTTP/1.0 client cannot take an interim answer: its
 /// `Expect: 100-continue` is ignored (RFC 9110 section 10.1.1), as hyper does.
 async fn an_http_1_0_client_is_never_sent_100_continue(path: ForwardingPath) {
@@ -1780,6 +1824,7 @@ weir_e2e::on_both_paths!(
     a_client_still_uploading_after_an_early_answer_is_not_reset,
     a_client_still_uploading_after_a_404_is_not_reset,
     a_post_the_upstream_closed_on_unanswered_is_not_sent_again,
+    a_get_the_upstream_closed_on_unanswered_is_sent_again_once,
     an_http_1_0_client_is_never_sent_100_continue,
     every_request_is_counted_once_with_its_code,
     a_connection_that_never_sends_a_head_is_closed_after_the_header_timeout,

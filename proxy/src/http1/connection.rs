@@ -1369,7 +1369,7 @@ fn plan(
         client_closes: head.client_closes,
         expect_continue: head.expect_continue,
         head_request: head.method == "HEAD",
-        idempotent: is_idempotent(head.method),
+        idempotent: forward::is_idempotent(head.method),
         minor: head.minor,
         issued_key,
         started,
@@ -1802,11 +1802,6 @@ fn chunked_fault(error: super::chunked::ChunkedError) -> &'static str {
         MissingDataCrlf => "chunk data not followed by CRLF",
         InvalidTrailers => "invalid trailer section",
     }
-}
-
-/// Whether `method` is idempotent (RFC 9110 section 9.2.2).
-fn is_idempotent(method: &str) -> bool {
-    ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(&method)
 }
 
 /// Whether a route needs what only the hyper path does.
