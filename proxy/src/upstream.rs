@@ -120,8 +120,8 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// weir could make no socket for the connection: it has used up its
-    /// own open files, the system's, or its local ports. The endpoint is
-    /// not at fault.
+    /// own open files, the system's, or the memory for sockets. The
+    /// endpoint is not at fault.
     #[error("no socket for a connection to {addr}: {source}")]
     NoSocket {
         /// The endpoint.
@@ -172,11 +172,14 @@ pub enum ConnectError {
 
 /// Whether `error`, from making an upstream connection, says weir ran out
 /// of something of its own (open files, the system's files, memory for
-/// sockets, local ports) rather than that the endpoint failed.
+/// sockets) rather than that the endpoint failed. Not `EADDRNOTAVAIL`:
+/// besides local ports running out, it is what an endpoint no local
+/// address can reach gives (an IPv6 one on a host without IPv6), which is
+/// the role's failure.
 fn is_own_exhaustion(error: &std::io::Error) -> bool {
     matches!(
         error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
 }
 
