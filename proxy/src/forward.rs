@@ -923,10 +923,10 @@ async fn forward(
         }
         // A pooled connection may have been closed by the upstream since it
         // was parked; such a request is handed back unsent and goes on a fresh one.
-        // One the upstream closes after taking the request, unanswered, may
-        // have been acted on: only an idempotent request without a body is
-        // sent again, once, on a fresh connection (RFC 9112 section 9.3.1),
-        // as on the own path.
+        // One the upstream closes after taking the request, before a byte
+        // of its answer, may have been acted on: only an idempotent request
+        // without a body is sent again, once, on a fresh connection (RFC
+        // 9112 section 9.3.1), as on the own path.
         let mut stale = false;
         loop {
             let idle = if stale { None } else { endpoint.take_idle() };
@@ -960,6 +960,7 @@ async fn forward(
                 && is_idempotent(req.method().as_str())
                 && http_body::Body::is_end_stream(req.body()))
             .then(|| without_body(&req));
+            let read_before = sender.bytes_read();
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     unanswered.disarm();
@@ -972,7 +973,11 @@ async fn forward(
                 }
                 Err(mut error) => match (error.take_message(), again) {
                     (Some(unsent), _) if !fresh => req = unsent,
-                    (_, Some(again)) if error.error().is_incomplete_message() => {
+                    // Closed before a byte of its answer, as on the own path.
+                    (_, Some(again))
+                        if error.error().is_incomplete_message()
+                            && sender.bytes_read() == read_before =>
+                    {
                         tracing::debug!(error = %error.error(), "pooled connection closed unanswered; the request goes again on a fresh one");
                         stale = true;
                         req = again;

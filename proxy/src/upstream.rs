@@ -17,13 +17,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rand::Rng as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use weir_config::{UpstreamProtocol, UpstreamTls};
@@ -61,6 +64,8 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 pub struct Sender {
     send: http1::SendRequest<RequestBody>,
     connection: tokio::task::JoinHandle<()>,
+    /// Bytes read from the upstream so far (see [`CountReads`]).
+    read: Arc<AtomicU64>,
 }
 
 /// One upstream address with its connection pool.
@@ -478,10 +483,10 @@ impl Endpoint {
     pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
         let stream = self.tcp(timeout).await?;
         match &self.tls {
-            None => http1_over(self.addr, TokioIo::new(stream)).await,
+            None => http1_over(self.addr, stream).await,
             Some(connector) => {
                 let stream = self.tls_handshake(connector, stream, timeout).await?;
-                http1_over(self.addr, TokioIo::new(stream)).await
+                http1_over(self.addr, stream).await
             }
         }
     }
@@ -599,6 +604,11 @@ impl Drop for Endpoint {
 // === impl Sender ===
 
 impl Sender {
+    /// Bytes read from the upstream on this connection so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Relaxed)
+    }
+
     /// Closes the connection at once, whatever it is still doing: sending
     /// a body its answer no longer needs, reading a broken answer.
     pub fn abort(self) {
@@ -726,10 +736,15 @@ impl std::ops::DerefMut for Sender {
 
 /// The HTTP/1.1 handshake on `io` (TCP or TLS); the connection runs in a
 /// task of its own.
-async fn http1_over<I>(addr: SocketAddr, io: I) -> Result<Sender, ConnectError>
+async fn http1_over<S>(addr: SocketAddr, stream: S) -> Result<Sender, ConnectError>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let read = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(CountReads {
+        inner: stream,
+        read: Arc::clone(&read),
+    });
     let (send, connection) = http1::Builder::new()
         // An answer's head is read up to the size the own path reads, so
         // both paths refuse the same heads (hyper's default is ~400 KB).
@@ -745,7 +760,60 @@ where
     Ok(Sender {
         send,
         connection: task,
+        read,
     })
+}
+
+/// An upstream stream (TCP or TLS) that counts the bytes read from it:
+/// whether a connection that closed on a request had sent any of its
+/// answer first.
+struct CountReads<S> {
+    inner: S,
+    read: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CountReads<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        self.read.fetch_add(read as u64, Relaxed);
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountReads<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The HTTP/2 handshake on `io` (TCP or TLS), with the keep-alive PINGs of
