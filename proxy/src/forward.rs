@@ -485,36 +485,6 @@ fn settle(
             tally.record_grpc(metrics, status, is_error, started.elapsed());
             grpc::deadline_exceeded_response()
         }
-        Err(error) if error.is_weirs_own() => {
-            warning_span(
-                context.span.clone(),
-                context.about,
-                context.downstream,
-                context.route,
-                &backend.label,
-            )
-            .in_scope(|| {
-                tracing::warn!(%error, "no upstream connection could be made: weir is out of sockets")
-            });
-            let response = error.to_response(&context.route.name, &backend.label);
-            let grpc_status = context
-                .grpc
-                .then(|| grpc::status_for(response.status()))
-                .flatten();
-            // An attempt another role answers instead is not counted.
-            if matches!(tally, Tally::Sent) {
-                backend
-                    .metrics
-                    .record_weirs_own(response.status().as_u16(), grpc_status);
-            }
-            match grpc_status {
-                Some(status) => grpc::error_response(
-                    status,
-                    &error.describe(&context.route.name, &backend.label),
-                ),
-                None => response,
-            }
-        }
         Err(error) => {
             let response = error.to_response(&context.route.name, &backend.label);
             let status = response.status().as_u16();
@@ -527,7 +497,8 @@ fn settle(
                     .record_client_error(kind, status, started.elapsed());
             } else {
                 // An answer weir made up (502, 503, 504) is worth a warning:
-                // the upstream is down, slow or broken.
+                // the upstream is down, slow or broken, or weir is out of
+                // sockets.
                 warning_span(
                     context.span.clone(),
                     context.about,
@@ -545,14 +516,23 @@ fn settle(
                     .grpc
                     .then(|| grpc::status_for(response.status()))
                     .flatten();
-                if let Some(grpc_status) = grpc_status {
+                if error.is_weirs_own() {
+                    // Sent, but not the role's doing; an attempt another
+                    // role answers instead is not counted at all.
+                    if matches!(tally, Tally::Sent) {
+                        backend.metrics.record_weirs_own(status, grpc_status);
+                    }
+                } else if let Some(grpc_status) = grpc_status {
                     // weir's own 502, 503 or 504: an error of the role
                     // whatever `grpcErrorCodes` says (SPEC section 3).
                     tally.record_grpc(&backend.metrics, grpc_status, true, started.elapsed());
+                } else {
+                    tally.record(&backend.metrics, status, started.elapsed());
+                }
+                if let Some(grpc_status) = grpc_status {
                     let message = error.describe(&context.route.name, &backend.label);
                     return grpc::error_response(grpc_status, &message);
                 }
-                tally.record(&backend.metrics, status, started.elapsed());
             }
             response
         }

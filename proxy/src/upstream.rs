@@ -37,7 +37,7 @@ use crate::request_body::{RequestBody, UploadProgress, within_upload_bounds};
 pub mod h2;
 pub mod tls;
 
-use self::h2::{H2Connection, H2Link, H2Sender, KeepAlive, LastRead, NoteReads};
+use self::h2::{H2Connection, H2Link, H2Sender, KeepAlive, LastRead};
 use self::tls::{TlsConnector, UpstreamTlsError};
 
 /// Idle pooled connections older than this are closed rather than reused.
@@ -64,7 +64,7 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 pub struct Sender {
     send: http1::SendRequest<RequestBody>,
     connection: tokio::task::JoinHandle<()>,
-    /// Bytes read from the upstream so far (see [`CountReads`]).
+    /// Bytes read from the upstream so far (see [`NoteReads`]).
     read: Arc<AtomicU64>,
 }
 
@@ -127,7 +127,7 @@ pub enum ConnectError {
     /// weir could make no socket for the connection: it has used up its
     /// own open files, the system's, or the memory for sockets. The
     /// endpoint is not at fault.
-    #[error("no socket for a connection to {addr}: {source}")]
+    #[error("weir is out of sockets for a connection to {addr}: {source}")]
     NoSocket {
         /// The endpoint.
         addr: SocketAddr,
@@ -741,10 +741,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let read = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(CountReads {
-        inner: stream,
-        read: Arc::clone(&read),
-    });
+    let io = TokioIo::new(NoteReads::new(stream, Arc::clone(&read)));
     let (send, connection) = http1::Builder::new()
         // An answer's head is read up to the size the own path reads, so
         // both paths refuse the same heads (hyper's default is ~400 KB).
@@ -764,15 +761,35 @@ where
     })
 }
 
-/// An upstream stream (TCP or TLS) that counts the bytes read from it:
-/// whether a connection that closed on a request had sent any of its
-/// answer first.
-struct CountReads<S> {
-    inner: S,
-    read: Arc<AtomicU64>,
+/// What the reads of an upstream stream are noted in (see [`NoteReads`]).
+pub trait ReadNote {
+    /// Notes a read that brought `bytes` (0 at the end of the stream).
+    fn note_read(&self, bytes: usize);
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for CountReads<S> {
+/// A count of the bytes read from an upstream: whether a connection that
+/// closed on a request had sent any of its answer first.
+impl ReadNote for AtomicU64 {
+    fn note_read(&self, bytes: usize) {
+        self.fetch_add(bytes as u64, Relaxed);
+    }
+}
+
+/// An upstream stream (TCP or TLS) whose reads are noted in `N`.
+#[derive(Debug)]
+pub struct NoteReads<S, N> {
+    inner: S,
+    note: Arc<N>,
+}
+
+impl<S, N> NoteReads<S, N> {
+    /// `inner`, its reads noted in `note`.
+    pub fn new(inner: S, note: Arc<N>) -> NoteReads<S, N> {
+        NoteReads { inner, note }
+    }
+}
+
+impl<S: AsyncRead + Unpin, N: ReadNote> AsyncRead for NoteReads<S, N> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -780,13 +797,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountReads<S> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = buf.filled().len().saturating_sub(before);
-        self.read.fetch_add(read as u64, Relaxed);
+        if matches!(polled, Poll::Ready(Ok(()))) {
+            self.note
+                .note_read(buf.filled().len().saturating_sub(before));
+        }
         polled
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for CountReads<S> {
+impl<S: AsyncWrite + Unpin, N: Unpin> AsyncWrite for NoteReads<S, N> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -42,6 +42,27 @@ async fn h2_connection(
     sender
 }
 
+/// A call of `HANG` through `addr` whose request stream is one message,
+/// then left open when `left_open`, else ended.
+fn hang_call(addr: std::net::SocketAddr, left_open: bool) -> http::Request<StreamedMessages> {
+    use futures_util::StreamExt as _;
+
+    let message = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(weir_e2e::grpc::frame(b"x")))
+    });
+    let messages = if left_open {
+        message.chain(futures_util::stream::pending()).boxed()
+    } else {
+        message.boxed()
+    };
+    http::Request::post(format!("http://{addr}{HANG}"))
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(http_body_util::StreamBody::new(messages))
+        .expect("a request")
+}
+
 /// `protocol: h2c` on `stable`.
 fn h2c_route(name: &str, upstream: &GrpcUpstream) -> Route {
     Route::new(name, &[upstream.addr]).stable_key("protocol: h2c")
@@ -570,24 +591,10 @@ async fn a_quiet_grpc_request_stream_to_an_http_1_1_upstream_does_not_hide_it_ei
 /// timeout added) with one message and the stream left open; asserts the
 /// deadline counts against the upstream.
 async fn quiet_stream_to_a_hung_upstream(route: Route) {
-    use futures_util::StreamExt as _;
-    use http_body_util::StreamBody;
-    use hyper::body::Frame;
-
     let weir = Weir::start(WeirConfig::new([route.timeouts("1s", "1s")])).await;
     let mut sender = h2_connection(weir.addrs.http).await;
     // One message, then nothing more, the stream left open.
-    let messages = futures_util::stream::once(async {
-        Ok::<_, std::convert::Infallible>(Frame::data(weir_e2e::grpc::frame(b"x")))
-    })
-    .chain(futures_util::stream::pending())
-    .boxed();
-    let request = http::Request::post(format!("http://{}{HANG}", weir.addrs.http))
-        .version(http::Version::HTTP_2)
-        .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header(http::header::TE, "trailers")
-        .body(StreamBody::new(messages))
-        .expect("a request");
+    let request = hang_call(weir.addrs.http, true);
     let response = within(
         CALL_LIMIT,
         "the stalled call's answer",
@@ -625,23 +632,10 @@ async fn quiet_stream_to_a_hung_upstream(route: Route) {
 /// the role (nor a request in the analysis).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_its_client_leaves_before_the_answer_counts_as_cancelled() {
-    use futures_util::StreamExt as _;
-    use http_body_util::StreamBody;
-    use hyper::body::Frame;
-
     let upstream = GrpcUpstream::h2c("v1", None).await;
     let weir = Weir::start(WeirConfig::new([h2c_route("grpc", &upstream)])).await;
     let mut sender = h2_connection(weir.addrs.http).await;
-    let message = futures_util::stream::once(async {
-        Ok::<_, std::convert::Infallible>(Frame::data(weir_e2e::grpc::frame(b"x")))
-    })
-    .boxed();
-    let request = http::Request::post(format!("http://{}{HANG}", weir.addrs.http))
-        .version(http::Version::HTTP_2)
-        .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header(http::header::TE, "trailers")
-        .body(StreamBody::new(message))
-        .expect("a request");
+    let request = hang_call(weir.addrs.http, false);
     // The client gives up: its stream is reset.
     let left = tokio::time::timeout(Duration::from_millis(300), sender.send_request(request)).await;
     assert!(left.is_err(), "the hung call was answered: {left:?}");

@@ -276,6 +276,24 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// Sends `GET /warm` on a new client connection, which leaves an idle
+/// upstream connection in the pool, then `request` on the same client
+/// connection; the answer to `request`.
+async fn after_a_pooled_exchange(weir: &Weir, request: &[u8]) -> (String, Vec<u8>) {
+    within(LIMIT, "the requests", async {
+        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+        client
+            .write_all(b"GET /warm HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_response(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        client.write_all(request).await.unwrap();
+        read_response(&mut client).await
+    })
+    .await
+}
+
 /// A POST sent whole on a pooled connection that the upstream closes
 /// without answering may have been acted on: it is answered 502, never
 /// sent a second time (RFC 9112 section 9.3.1).
@@ -292,21 +310,10 @@ async fn a_post_the_upstream_closed_on_unanswered_is_not_sent_again(path: Forwar
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
         .await;
-    let head = within(LIMIT, "the requests", async {
-        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
-        // Leaves an idle upstream connection in the pool.
-        client
-            .write_all(b"GET /warm HTTP/1.1\r\nHost: shop.test\r\n\r\n")
-            .await
-            .unwrap();
-        let (head, _) = read_response(&mut client).await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        client
-            .write_all(b"POST /pay HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\n\r\nmoney")
-            .await
-            .unwrap();
-        read_response(&mut client).await.0
-    })
+    let (head, _) = after_a_pooled_exchange(
+        &weir,
+        b"POST /pay HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\n\r\nmoney",
+    )
     .await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let posts = upstream
@@ -334,22 +341,8 @@ async fn a_get_the_upstream_closed_on_unanswered_is_sent_again_once(path: Forwar
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
         .await;
-    let (head, body) = within(LIMIT, "the requests", async {
-        let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
-        // Leaves an idle upstream connection in the pool.
-        client
-            .write_all(b"GET /warm HTTP/1.1\r\nHost: shop.test\r\n\r\n")
-            .await
-            .unwrap();
-        let (head, _) = read_response(&mut client).await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        client
-            .write_all(b"GET /flaky HTTP/1.1\r\nHost: shop.test\r\n\r\n")
-            .await
-            .unwrap();
-        read_response(&mut client).await
-    })
-    .await;
+    let (head, body) =
+        after_a_pooled_exchange(&weir, b"GET /flaky HTTP/1.1\r\nHost: shop.test\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, b"answered /flaky");
     let flaky: Vec<_> = upstream

@@ -29,16 +29,12 @@
 //! - A connection no request used for [`IDLE_CHECK`] to twice that is put
 //!   aside too, and closes once its last stream ends.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use hyper::client::conn::http2;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::request_body::H2Upload;
 
@@ -127,7 +123,8 @@ pub struct H2Connection {
 }
 
 /// When a connection last read bytes from its upstream, as noted by
-/// [`NoteReads`].
+/// [`super::NoteReads`]: what tells a connection that is merely quiet from
+/// one that receives nothing at all.
 #[derive(Debug)]
 pub struct LastRead {
     /// When the connection opened: `at_ms` counts from here.
@@ -135,15 +132,6 @@ pub struct LastRead {
     /// Milliseconds from `opened` to the last read that brought bytes (0
     /// before any).
     at_ms: AtomicU64,
-}
-
-/// An upstream stream (TCP or TLS) that notes when a read brought bytes:
-/// what tells a connection that is merely quiet from one that receives
-/// nothing at all.
-#[derive(Debug)]
-pub struct NoteReads<S> {
-    inner: S,
-    last_read: Arc<LastRead>,
 }
 
 // === impl H2Link ===
@@ -300,56 +288,11 @@ impl LastRead {
     }
 }
 
-// === impl NoteReads ===
-
-impl<S> NoteReads<S> {
-    /// `inner`, the reads that bring bytes noted in `last_read`.
-    pub fn new(inner: S, last_read: Arc<LastRead>) -> NoteReads<S> {
-        NoteReads { inner, last_read }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for NoteReads<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.last_read.note();
+impl super::ReadNote for LastRead {
+    /// A read that brought bytes is noted (see [`LastRead::note`]).
+    fn note_read(&self, bytes: usize) {
+        if bytes > 0 {
+            self.note();
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for NoteReads<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
