@@ -5,7 +5,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -55,6 +56,11 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins.
     pub drain_timeout: Duration,
+    /// A connection served by hyper (HTTP/2, and HTTP/1 over TLS) that has
+    /// had no request open for this long is closed gracefully: an HTTP/2
+    /// client gets a `GOAWAY`. HTTP/1 connections end sooner, at the
+    /// header timeout, when no next request comes.
+    pub idle_timeout: Duration,
     /// Client connections this listener keeps open at once; more are closed
     /// as soon as they are accepted.
     pub max_connections: usize,
@@ -73,12 +79,18 @@ impl Default for ServeOptions {
             tls: None,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: weir_config::model::DEFAULT_MAX_CONNECTIONS,
             shared_limit: None,
             forwarding: ForwardingPath::default(),
         }
     }
 }
+
+/// How long a client connection served by hyper may stay without an open
+/// request (see [`ServeOptions::idle_timeout`]): nginx's
+/// `keepalive_timeout`, which it applies to HTTP/2 connections too.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Shortest and longest pause after a failed accept (out of descriptors).
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -136,8 +148,10 @@ impl Proxy {
         let graceful = GracefulShutdown::new();
         // Raised at the drain deadline: every connection still open is dropped.
         let cut = Arc::new(Signal::default());
-        // Raised when the drain begins, for connections on weir's own path
-        // (hyper's are told through `graceful`).
+        // Raised when the drain begins: each connection then ends after its
+        // request in flight. `graceful` only counts the open connections
+        // (each holds one of its watchers), so the drain knows when all
+        // have ended.
         let draining = Arc::new(Signal::default());
         // Should this future be dropped before its end (its task aborted),
         // its connections end as at a cut, not live on unseen.
@@ -202,6 +216,10 @@ impl Proxy {
                 .as_ref()
                 .map(|tls| TlsAcceptor::from(tls.load_full()));
             let watcher = graceful.watcher();
+            let ends = ConnectionEnds {
+                draining: Arc::clone(&draining),
+                idle_timeout: options.idle_timeout,
+            };
             let handshake_timeout = options.header_read_timeout;
             let cut = Arc::clone(&cut);
             let own =
@@ -228,8 +246,9 @@ impl Proxy {
                     shared,
                     downstream,
                     builder,
-                    watcher: Some(watcher),
+                    _watcher: watcher,
                     limits,
+                    ends,
                     place: Some(open),
                 };
                 // Boxed: tokio moves a task's future by value about eight
@@ -259,6 +278,8 @@ impl Proxy {
                     // Moved into the connection's socket once it has one;
                     // dropped with the connection before that.
                     let place = Some(open);
+                    // Held until the connection ends: the drain waits for it.
+                    let _watcher = watcher;
                     let connection = async move {
                         let stream = match TcpStream::from_std(stream) {
                             Ok(stream) => stream,
@@ -283,16 +304,16 @@ impl Proxy {
                             .with_write_stall(Arc::clone(&limit))
                             .with_body_watch(Arc::clone(&body_watch));
                         let stream = WriteStall::new(stream, limit).holding(place);
-                        let service =
-                            HyperService(proxy_stack(Arc::new(Connection { shared, downstream })));
+                        let connection = Connection::new(shared, downstream);
                         let result = match acceptor {
                             None => {
-                                watcher
-                                    .watch(builder.serve_connection_with_upgrades(
-                                        TokioIo::new(ExplainedErrors::new(stream, ErrorBody::Text)),
-                                        service,
-                                    ))
-                                    .await
+                                serve_with_hyper(
+                                    &builder,
+                                    ExplainedErrors::new(stream, ErrorBody::Text),
+                                    connection,
+                                    &ends,
+                                )
+                                .await
                             }
                             Some(acceptor) => {
                                 match tokio::time::timeout(
@@ -302,15 +323,13 @@ impl Proxy {
                                 .await
                                 {
                                     Ok(Ok(tls)) => {
-                                        watcher
-                                            .watch(builder.serve_connection_with_upgrades(
-                                                TokioIo::new(ExplainedErrors::new(
-                                                    tls,
-                                                    ErrorBody::Text,
-                                                )),
-                                                service,
-                                            ))
-                                            .await
+                                        serve_with_hyper(
+                                            &builder,
+                                            ExplainedErrors::new(tls, ErrorBody::Text),
+                                            connection,
+                                            &ends,
+                                        )
+                                        .await
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, "TLS handshake failed");
@@ -380,9 +399,11 @@ struct OwnConnection {
     shared: Arc<Shared>,
     downstream: Downstream,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    /// Taken when the connection is handed to hyper's server.
-    watcher: Option<hyper_util::server::graceful::Watcher>,
+    /// Held while the connection is open, so the drain waits for it.
+    _watcher: hyper_util::server::graceful::Watcher,
     limits: own_path::Limits,
+    /// When hyper's server, once handed the connection, closes it.
+    ends: ConnectionEnds,
     /// The connection's place under the listener's limits; handed to the
     /// socket with the connection (see [`WriteStall::holding`]).
     place: Option<OpenConnection>,
@@ -399,8 +420,6 @@ impl OwnConnection {
     /// keeps a reference, not a second copy (a future keeps its arguments
     /// as passed and as bound; on every connection, idle ones included).
     async fn serve(&mut self, stream: ClientSocket) {
-        // The watcher is held while weir's own path serves, so the drain
-        // waits for this connection too.
         let (stream, read) = match own_path::serve(
             &self.shared,
             &self.downstream,
@@ -420,22 +439,15 @@ impl OwnConnection {
             .with_write_stall(Arc::clone(&limit))
             .with_body_watch(Arc::clone(&body_watch));
         let stream = WriteStall::new(stream, limit).holding(self.place.take());
-        let service = HyperService(proxy_stack(Arc::new(Connection {
-            shared: Arc::clone(&self.shared),
-            downstream,
-        })));
+        let connection = Connection::new(Arc::clone(&self.shared), downstream);
         // Boxed: hyper's connection state is paid for only by the
         // connections handed to it.
-        let Some(watcher) = self.watcher.take() else {
-            return;
-        };
-        let result = Box::pin(watcher.watch(self.builder.serve_connection_with_upgrades(
-            TokioIo::new(ExplainedErrors::new(
-                Prefixed::new(read, stream),
-                ErrorBody::Text,
-            )),
-            service,
-        )))
+        let result = Box::pin(serve_with_hyper(
+            &self.builder,
+            ExplainedErrors::new(Prefixed::new(read, stream), ErrorBody::Text),
+            connection,
+            &self.ends,
+        ))
         .await;
         if let Err(error) = result {
             tracing::debug!(%error, "downstream connection ended with an error");
@@ -447,6 +459,151 @@ impl OwnConnection {
 struct Connection {
     shared: Arc<Shared>,
     downstream: Downstream,
+    /// Requests of the connection not yet wholly answered, and since when
+    /// it has had none.
+    open: OpenRequests,
+}
+
+/// When a connection served by hyper is closed, besides by its client.
+#[derive(Clone)]
+struct ConnectionEnds {
+    /// Raised when the listener drains.
+    draining: Arc<Signal>,
+    /// See [`ServeOptions::idle_timeout`].
+    idle_timeout: Duration,
+}
+
+/// Counts a connection's requests from their call until their answer's
+/// body is sent or dropped, and notes when the count last fell to zero.
+/// The idle wait reads both when its timer fires and re-arms from the
+/// note, so no timer is touched per request.
+struct OpenRequests {
+    count: AtomicUsize,
+    /// When the connection last had no request open, in milliseconds since
+    /// `since`.
+    idle_at_ms: AtomicU64,
+    since: tokio::time::Instant,
+}
+
+/// One request counted in [`OpenRequests`] until dropped; travels with the
+/// answer's body.
+struct OpenRequest(Arc<Connection>);
+
+// === impl Connection ===
+
+impl Connection {
+    fn new(shared: Arc<Shared>, downstream: Downstream) -> Arc<Connection> {
+        Arc::new(Connection {
+            shared,
+            downstream,
+            open: OpenRequests {
+                count: AtomicUsize::new(0),
+                idle_at_ms: AtomicU64::new(0),
+                since: tokio::time::Instant::now(),
+            },
+        })
+    }
+}
+
+// === impl OpenRequests ===
+
+impl OpenRequests {
+    fn begin(connection: &Arc<Connection>) -> OpenRequest {
+        connection.open.count.fetch_add(1, Relaxed);
+        OpenRequest(Arc::clone(connection))
+    }
+
+    /// Ends once the connection has had no request open for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        let mut wake = tokio::time::Instant::now() + timeout;
+        loop {
+            tokio::time::sleep_until(wake).await;
+            let now = tokio::time::Instant::now();
+            wake = if self.count.load(Acquire) == 0 {
+                let idle_at = self.since + Duration::from_millis(self.idle_at_ms.load(Acquire));
+                if idle_at + timeout <= now {
+                    return;
+                }
+                idle_at + timeout
+            } else {
+                now + timeout
+            };
+        }
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        let open = &self.0.open;
+        // Noted at every end, before the count falls: an idle wait that
+        // reads a zero count then reads when the last request ended, or a
+        // later time.
+        let elapsed = u64::try_from(open.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        open.idle_at_ms.store(elapsed, Release);
+        open.count.fetch_sub(1, Release);
+    }
+}
+
+/// An answer's body, counted as an open request of its connection until
+/// it is sent or dropped.
+struct CountedBody {
+    body: ProxyBody,
+    _open: OpenRequest,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BodyError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves `io` with hyper until the client closes it, or it is closed
+/// gracefully when the listener drains or after it has had no request
+/// open for the idle timeout.
+async fn serve_with_hyper<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    connection: Arc<Connection>,
+    ends: &ConnectionEnds,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let idle = connection.open.idle_for(ends.idle_timeout);
+    let service = HyperService(proxy_stack(Arc::clone(&connection)));
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut served = std::pin::pin!(served);
+    let mut idle = std::pin::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            result = served.as_mut() => return result,
+            () = ends.draining.raised(), if !closing => {
+                served.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = idle.as_mut(), if !closing => {
+                tracing::debug!(idle_timeout = ?ends.idle_timeout, "closing a connection idle for the idle timeout");
+                served.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
 }
 
 /// The tower stack of a proxy listener, built for each connection:
@@ -456,7 +613,7 @@ fn proxy_stack(
     connection: Arc<Connection>,
 ) -> impl Service<
     Request<Incoming>,
-    Response = Response<ProxyBody>,
+    Response = Response<CountedBody>,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
@@ -470,13 +627,16 @@ fn proxy_stack(
             move |req: http::Request<hyper::body::Incoming>| {
                 let connection = Arc::clone(&connection);
                 async move {
-                    let Connection { shared, downstream } = &*connection;
+                    let open = OpenRequests::begin(&connection);
+                    let Connection {
+                        shared, downstream, ..
+                    } = &*connection;
                     let http10 = req.version() == http::Version::HTTP_10;
                     let mut response = forward::serve(shared, downstream, req).await;
                     if http10 {
                         forward::closing_for_http10(&mut response);
                     }
-                    Ok(response)
+                    Ok(response.map(|body| CountedBody { body, _open: open }))
                 }
             },
         ))
