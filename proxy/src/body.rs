@@ -75,6 +75,13 @@ pub struct UpstreamBody {
     /// hyper has yet to ask for the next, so it is the client (its
     /// flow-control window) the body waits on, not the upstream.
     waits_on_downstream: bool,
+    /// When the last frame read from the upstream went downstream, until
+    /// hyper asks for the next.
+    handed_at: Option<Instant>,
+    /// How long hyper took in all to ask for the next frame after one
+    /// went downstream: the client's pace (its socket buffer or window
+    /// full), left out of the request's latency.
+    downstream_waited: Duration,
 }
 
 /// Where and how a proxied response is counted once its body ends.
@@ -161,6 +168,8 @@ impl ProxyBody {
             held: VecDeque::new(),
             // Not asked for yet: the client's window is first.
             waits_on_downstream: true,
+            handed_at: None,
+            downstream_waited: Duration::ZERO,
         })
     }
 
@@ -275,6 +284,9 @@ impl UpstreamBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(handed_at) = self.handed_at.take() {
+            self.downstream_waited += handed_at.elapsed();
+        }
         if let Some(frame) = self.held.pop_front() {
             self.waits_on_downstream = true;
             return Poll::Ready(Some(Ok(frame)));
@@ -314,6 +326,7 @@ impl UpstreamBody {
                         .reset((now + self.idle_timeout).min(self.deadline));
                 }
                 self.waits_on_downstream = true;
+                self.handed_at = Some(now);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
@@ -380,6 +393,18 @@ impl UpstreamBody {
         if let Some(upload) = &self.upload {
             upload.stop_after_answer();
         }
+    }
+
+    /// How long the request waited on its client: for its body's parts
+    /// (see [`UploadProgress::client_waited`]) and for hyper to ask for
+    /// the next part of the answer, the wait going on included.
+    fn client_waited(&self) -> Duration {
+        let asking = self.handed_at.map_or(Duration::ZERO, |at| at.elapsed());
+        let uploading = self
+            .upload
+            .as_ref()
+            .map_or(Duration::ZERO, |upload| upload.client_waited());
+        self.downstream_waited + asking + uploading
     }
 
     fn is_grpc_call(&self) -> bool {
@@ -555,6 +580,10 @@ impl UpstreamBody {
     /// CANCELLED, and one that ended cleanly without a status as UNKNOWN,
     /// as a gRPC client sees them.
     fn count_ended(&mut self, failure: Option<UpstreamErrorKind>, dropped: bool) {
+        let Some(started) = self.account.as_ref().map(|account| account.started) else {
+            return;
+        };
+        let took = started.elapsed().saturating_sub(self.client_waited());
         if let Some(grpc) = self.account.as_ref().and_then(|a| a.grpc) {
             let status = match (grpc.status, failure, dropped) {
                 (Some(status), _, _) => Some(status),
@@ -581,7 +610,7 @@ impl UpstreamBody {
                 account.metrics.record_grpc(
                     status,
                     weirs_failure || grpc.errors.contains_status(status),
-                    account.started.elapsed(),
+                    took,
                 );
                 if let Some(kind) = failure {
                     account.metrics.record_upstream_error(kind);
@@ -592,19 +621,15 @@ impl UpstreamBody {
         if let Some(account) = self.account.take() {
             // The request first, so a sample never sees more errors than requests.
             if account.grpc_by_http {
-                account.metrics.record_grpc_http(
-                    account.code,
-                    failure.is_some(),
-                    account.started.elapsed(),
-                );
+                account
+                    .metrics
+                    .record_grpc_http(account.code, failure.is_some(), took);
                 if let Some(kind) = failure {
                     account.metrics.record_upstream_error(kind);
                 }
                 return;
             }
-            account
-                .metrics
-                .record(account.code, account.started.elapsed());
+            account.metrics.record(account.code, took);
             if let Some(kind) = failure {
                 account.metrics.record_upstream_error(kind);
                 account.metrics.record_failed_body(account.code);

@@ -239,17 +239,29 @@ pub async fn serve(
         policy.record_request();
     }
     let grpc = grpc::is_grpc(req.headers());
+    // What of the request's time its client takes (the silences of its
+    // body, the read of a body kept whole) is left out of its latency: a
+    // client that sends slowly must not make its role look slow.
+    let pace = (!http_body::Body::is_end_stream(req.body())).then(|| UploadProgress::new(!grpc));
     // Counts the request even if the client goes away before the answer
     // (the future is dropped): a hanging upstream must show in the counters.
     let mut pending = Pending {
         metrics: &backend.metrics,
         started,
+        pace: pace.clone(),
         grpc,
         answered: false,
     };
     let downstream_http1 = req.version() < Version::HTTP_2;
-    let mut attempt = Attempt::default();
-    let (outcome, replay) = match keep_for_fallback(route, role, req, grpc).await {
+    let mut attempt = Attempt {
+        pace: pace.clone(),
+        ..Attempt::default()
+    };
+    let kept = keep_for_fallback(route, role, req, grpc).await;
+    if let Some(pace) = &pace {
+        pace.add_client_wait(started.elapsed());
+    }
+    let (outcome, replay) = match kept {
         Ok((req, replay)) => {
             // Only a request kept for a retry reads its call's deadline.
             attempt.fallback = replay.as_ref().and(route.fallback.as_ref()).map(|policy| {
@@ -293,7 +305,11 @@ pub async fn serve(
         about: &about,
         downstream,
         route,
-        started,
+        // Counted from later by what the client took.
+        started: started
+            + pace
+                .as_deref()
+                .map_or(Duration::ZERO, UploadProgress::client_waited),
         grpc,
     };
     let retry = match (attempt.fallback.as_mut(), replay) {
@@ -337,6 +353,7 @@ pub async fn serve(
             let mut pending = Pending {
                 metrics: &stable.metrics,
                 started,
+                pace: pace.clone(),
                 grpc,
                 answered: false,
             };
@@ -356,7 +373,16 @@ pub async fn serve(
                 again,
                 started,
                 grpc,
-                &mut Attempt::default(),
+                // The body is sent afresh, and tracked afresh; what the
+                // client took of the request's time so far carries over.
+                &mut Attempt {
+                    pace: pace.as_deref().map(|pace| {
+                        let again = UploadProgress::new(!grpc);
+                        again.add_client_wait(pace.client_waited());
+                        again
+                    }),
+                    ..Attempt::default()
+                },
             )
             .instrument(span.clone())
             .await;
@@ -564,6 +590,10 @@ pub(crate) struct RequestContext<'a> {
 struct Attempt<'a> {
     /// How far the request's body was sent, when it was streamed.
     upload: Option<Arc<UploadProgress>>,
+    /// What tracks the body when it is streamed, made before the attempt
+    /// so that the request's other counts read the client's waits too;
+    /// one is made for the attempt when `None`.
+    pace: Option<Arc<UploadProgress>>,
     /// Set for a canary request kept whole for `stableFallback`.
     fallback: Option<FallbackAttempt<'a>>,
 }
@@ -865,8 +895,15 @@ async fn forward(
     // call): its stalls are not told apart, and towards HTTP/2, where
     // nothing else needs it, it is not tracked at all.
     let grpc_stream = grpc && endpoint.is_http2();
-    let upload = (!http_body::Body::is_end_stream(req.body()) && !grpc_stream)
-        .then(|| req.body_mut().track(!grpc));
+    let upload = (!http_body::Body::is_end_stream(req.body()) && !grpc_stream).then(|| {
+        match &attempt.pace {
+            Some(pace) => {
+                req.body_mut().track_with(Arc::clone(pace));
+                Arc::clone(pace)
+            }
+            None => req.body_mut().track(!grpc),
+        }
+    });
     attempt.upload.clone_from(&upload);
 
     let exchange = async {
@@ -1180,6 +1217,9 @@ const POOLED_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(
 pub(crate) struct Pending<'a> {
     pub(crate) metrics: &'a crate::metrics::RoleMetrics,
     pub(crate) started: Instant,
+    /// The request body's progress, when it has one: what of the time its
+    /// client took is left out of the latency.
+    pub(crate) pace: Option<Arc<UploadProgress>>,
     /// A gRPC call: counted with `grpc_code="CANCELLED"` as well.
     pub(crate) grpc: bool,
     pub(crate) answered: bool,
@@ -1190,7 +1230,11 @@ impl Drop for Pending<'_> {
         if !self.answered {
             // Not an error of the role, but the time waited stays in the
             // latency: a hanging upstream shows through p99 and 504s.
-            let elapsed = self.started.elapsed();
+            let client_waited = self
+                .pace
+                .as_deref()
+                .map_or(Duration::ZERO, UploadProgress::client_waited);
+            let elapsed = self.started.elapsed().saturating_sub(client_waited);
             if self.grpc {
                 self.metrics.record_grpc_abandoned(elapsed);
             } else {

@@ -59,6 +59,11 @@ pub struct UploadProgress {
     /// waiting on its client after it had given data or not begun
     /// (written before `state` says so).
     waiting_since: AtomicU64,
+    /// Microseconds the request waited on its client in all: the upload's
+    /// silences that ended, and a body's read before it was sent (see
+    /// [`UploadProgress::add_client_wait`]). Left out of the request's
+    /// latency.
+    client_waited: AtomicU64,
     /// What the answer's side, done with the exchange, asks of an upload
     /// still going: one of the `AFTER_ANSWER_` states below. Only an
     /// upload towards HTTP/2 ([`H2Upload`]) reads it: hyper sends that
@@ -121,26 +126,58 @@ impl RequestBody {
     /// that client's stall (not for a gRPC call, whose stream may rightly
     /// stay quiet).
     pub fn track(&mut self, quiet_is_stall: bool) -> Arc<UploadProgress> {
-        let progress = Arc::new(UploadProgress {
-            state: AtomicU8::new(NOT_STARTED),
-            quiet_is_stall,
-            tracked_at: tokio::time::Instant::now(),
-            waiting_since: AtomicU64::new(0),
-            after_answer: AtomicU8::new(AFTER_ANSWER_GO_ON),
-            after_answer_waker: AtomicWaker::new(),
-        });
+        let progress = UploadProgress::new(quiet_is_stall);
+        self.track_with(Arc::clone(&progress));
+        progress
+    }
+
+    /// [`RequestBody::track`] with a progress made before (see
+    /// [`UploadProgress::new`]).
+    pub fn track_with(&mut self, progress: Arc<UploadProgress>) {
         let body = std::mem::replace(self, RequestBody::Buffered(BufferedBody::default()));
         *self = RequestBody::Tracked {
             body: Box::new(body),
-            progress: Arc::clone(&progress),
+            progress,
         };
-        progress
     }
 }
 
 // === impl UploadProgress ===
 
 impl UploadProgress {
+    /// The progress of a body not read yet, for [`RequestBody::track_with`];
+    /// `quiet_is_stall` as for [`RequestBody::track`].
+    pub fn new(quiet_is_stall: bool) -> Arc<UploadProgress> {
+        Arc::new(UploadProgress {
+            state: AtomicU8::new(NOT_STARTED),
+            quiet_is_stall,
+            tracked_at: tokio::time::Instant::now(),
+            waiting_since: AtomicU64::new(0),
+            client_waited: AtomicU64::new(0),
+            after_answer: AtomicU8::new(AFTER_ANSWER_GO_ON),
+            after_answer_waker: AtomicWaker::new(),
+        })
+    }
+
+    /// How long the request has waited on its client so far: the upload's
+    /// silences, the one going on included, and what
+    /// [`UploadProgress::add_client_wait`] added.
+    pub fn client_waited(&self) -> Duration {
+        let mut micros = self.client_waited.load(Ordering::Acquire);
+        if self.state.load(Ordering::Acquire) == WAITING_ON_CLIENT {
+            let now = micros_since(self.tracked_at);
+            micros += now.saturating_sub(self.waiting_since.load(Ordering::Acquire));
+        }
+        Duration::from_micros(micros)
+    }
+
+    /// Adds `waited` to the time the request waited on its client: the
+    /// read of a body kept whole before it was sent.
+    pub fn add_client_wait(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.client_waited.fetch_add(micros, Ordering::AcqRel);
+    }
+
     /// Whether the body has been read at all.
     pub fn started(&self) -> bool {
         self.state.load(Ordering::Acquire) != NOT_STARTED
@@ -211,9 +248,19 @@ impl UploadProgress {
     /// waiting after it gave data (or before it began) starts the client's
     /// silence.
     fn note(&self, state: u8) {
-        if state == WAITING_ON_CLIENT && self.state.load(Ordering::Relaxed) != WAITING_ON_CLIENT {
-            let since = u64::try_from(self.tracked_at.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.waiting_since.store(since, Ordering::Release);
+        let was_waiting = self.state.load(Ordering::Relaxed) == WAITING_ON_CLIENT;
+        if state == WAITING_ON_CLIENT && !was_waiting {
+            self.waiting_since
+                .store(micros_since(self.tracked_at), Ordering::Release);
+        } else if state != WAITING_ON_CLIENT && was_waiting {
+            // The silence ended: added once the state says so, so that
+            // `client_waited` may miss it for a moment but never counts it
+            // twice.
+            let silence = micros_since(self.tracked_at)
+                .saturating_sub(self.waiting_since.load(Ordering::Relaxed));
+            self.state.store(state, Ordering::Release);
+            self.client_waited.fetch_add(silence, Ordering::AcqRel);
+            return;
         }
         self.state.store(state, Ordering::Release);
     }
@@ -563,6 +610,11 @@ pub async fn within_upload_bounds<F: Future>(
     }
 }
 
+/// Microseconds from `from` to now.
+fn micros_since(from: tokio::time::Instant) -> u64 {
+    u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The bound passed, if any: `deadline`, or `idle` of the client's silence
 /// in `upload`; the deadline when both.
 fn passed_bound(
@@ -754,7 +806,57 @@ fn sent_once(first: Option<Bytes>, joined: Option<BytesMut>, rest: Incoming) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::GrpcMessages;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{ENDED, GrpcMessages, SENDING, UploadProgress, WAITING_ON_CLIENT};
+
+    /// Notes a silence of the client of at least `at_least`: returns the
+    /// most it can have been measured as.
+    async fn silence(progress: &UploadProgress, at_least: Duration) -> Duration {
+        let before = Instant::now();
+        progress.note(WAITING_ON_CLIENT);
+        tokio::time::sleep(at_least).await;
+        progress.note(SENDING);
+        before.elapsed()
+    }
+
+    #[tokio::test]
+    async fn the_client_waits_are_its_silences_and_what_was_added() {
+        const SILENCE: Duration = Duration::from_millis(30);
+        let progress = UploadProgress::new(true);
+        progress.note(SENDING);
+        let first = silence(&progress, SILENCE).await;
+        // Time the body gives data is not the client's wait.
+        tokio::time::sleep(SILENCE * 3).await;
+        let waited = progress.client_waited();
+        assert!(
+            waited >= SILENCE && waited <= first,
+            "one silence of {SILENCE:?} to {first:?} measured as {waited:?}"
+        );
+        let second = silence(&progress, SILENCE).await;
+        progress.note(ENDED);
+        tokio::time::sleep(SILENCE).await;
+        let waited = progress.client_waited();
+        assert!(
+            waited >= SILENCE * 2 && waited <= first + second,
+            "two silences of {SILENCE:?} to {:?} measured as {waited:?}",
+            first + second
+        );
+        // A silence going on counts as far as it went.
+        let before = Instant::now();
+        progress.note(WAITING_ON_CLIENT);
+        tokio::time::sleep(SILENCE).await;
+        let waited_now = progress.client_waited();
+        assert!(
+            waited_now >= waited + SILENCE && waited_now <= waited + before.elapsed(),
+            "a silence going on of {SILENCE:?} measured as {:?}",
+            waited_now - waited
+        );
+        progress.add_client_wait(Duration::from_secs(5));
+        assert!(progress.client_waited() >= waited_now + Duration::from_secs(5));
+    }
 
     /// A message of `n` bytes with its prefix.
     fn message(n: usize) -> Vec<u8> {

@@ -109,6 +109,11 @@ struct Conn<'s, 'd> {
     /// When the last request's answer was counted: the start of the
     /// keep-alive wait after it, without another read of the clock.
     answered_at: Option<Instant>,
+    /// How long the request being served waited on its client: for the
+    /// parts of its body, and for room to write its answer. Left out of
+    /// its latency, so a client that sends or reads slowly does not make
+    /// its role look slow.
+    client_waited: Duration,
 }
 
 /// How a connection's last answer is followed.
@@ -239,6 +244,7 @@ pub async fn serve(
         timer: Timer::new(),
         closing: Closing::Close,
         answered_at: None,
+        client_waited: Duration::ZERO,
     };
     loop {
         match conn.one_request().await {
@@ -295,13 +301,23 @@ impl Conn<'_, '_> {
         let mut pending = Pending {
             metrics: &backend.metrics,
             started: plan.started,
+            // What the client took is in `client_waited`.
+            pace: None,
             // gRPC calls go to hyper.
             grpc: false,
             answered: false,
         };
+        self.client_waited = Duration::ZERO;
         let next = self.exchange(&plan, route, backend).await;
         pending.answered = !matches!(next, Next::ClientGone);
+        pending.started = self.latency_from(&plan);
         next
+    }
+
+    /// When the request's latency counts from: its start, moved later by
+    /// what its client made it wait (see `client_waited`).
+    fn latency_from(&self, plan: &Plan) -> Instant {
+        plan.started + self.client_waited
     }
 
     /// Waits for a whole head and plans its request. `Ok(None)`: the
@@ -511,6 +527,7 @@ impl Conn<'_, '_> {
             &self.buffers.to_client,
             DEFAULT_IDLE_TIMEOUT,
             false,
+            &mut self.client_waited,
         )
         .await
         .map(drop)
@@ -550,6 +567,7 @@ impl Conn<'_, '_> {
                 b"HTTP/1.1 100 Continue\r\n\r\n",
                 route.timeouts.idle,
                 false,
+                &mut self.client_waited,
             )
             .await
             .is_err()
@@ -718,7 +736,8 @@ impl Conn<'_, '_> {
                         incomplete: true,
                     }));
                 }
-                Ok(Ok(_)) => {}
+                // The upstream had all that came: the wait was the client's.
+                Ok(Ok(_)) => self.client_waited += waiting_since.elapsed(),
                 Err(_) => {
                     // The upstream has all that came: the client stalled.
                     return Err(SendError::Client(if wait < deadline {
@@ -936,7 +955,7 @@ impl Conn<'_, '_> {
                 // keep-alive wait that follows.
                 let now = Instant::now();
                 if !counted {
-                    metrics.record(code, now.saturating_duration_since(plan.started));
+                    metrics.record(code, now.saturating_duration_since(self.latency_from(plan)));
                     counted = true;
                     self.answered_at = Some(now);
                 }
@@ -972,6 +991,7 @@ impl Conn<'_, '_> {
                 &self.buffers.to_client,
                 idle,
                 hold_for_close,
+                &mut self.client_waited,
             )
             .await
             {
@@ -979,7 +999,7 @@ impl Conn<'_, '_> {
                     // The client left, or stopped reading: counted with the
                     // code it was sent.
                     if !counted {
-                        metrics.record(code, plan.started.elapsed());
+                        metrics.record(code, self.latency_from(plan).elapsed());
                     }
                     self.closing = Closing::Close;
                     return Next::Close;
@@ -1037,7 +1057,7 @@ impl Conn<'_, '_> {
                         // sent, as when it leaves.
                         tracing::debug!(what, "client body broken while its answer streamed");
                         if !counted {
-                            metrics.record(code, plan.started.elapsed());
+                            metrics.record(code, self.latency_from(plan).elapsed());
                         }
                         // Part of the request is unread: `closing` stays
                         // `Linger`.
@@ -1084,7 +1104,7 @@ impl Conn<'_, '_> {
             }
         }
         if !counted {
-            metrics.record(code, plan.started.elapsed());
+            metrics.record(code, self.latency_from(plan).elapsed());
         }
         if let Some(kind) = failure {
             tracing::debug!(endpoint = %endpoint.addr(), ?kind, client_stopped, "upstream body broken; closing the client connection");
@@ -1215,7 +1235,7 @@ impl Conn<'_, '_> {
             about: &about,
             downstream: self.downstream,
             route,
-            started: plan.started,
+            started: self.latency_from(plan),
             grpc: false,
         };
         let response = forward::answer(Err(error), backend, &context);
@@ -1252,6 +1272,7 @@ impl Conn<'_, '_> {
             &self.buffers.to_client,
             route.timeouts.idle,
             false,
+            &mut self.client_waited,
         )
         .await;
         if written.is_err() || !keep {
@@ -1686,13 +1707,15 @@ enum Waited {
 /// Writes all of `bytes` to the client. A client that takes none of them
 /// for `stall` (it stopped reading, its window is shut) is reset rather
 /// than waited for: the answer's upstream connection and buffers are not
-/// held for it, and the kernel drops what is queued for it.
+/// held for it, and the kernel drops what is queued for it. The time spent
+/// waiting for room, whatever the outcome, is added to `waited`.
 async fn write_client(
     timer: &mut Timer,
     client: &mut ClientSocket,
     mut bytes: &[u8],
     stall: Duration,
     hold_for_close: bool,
+    waited: &mut Duration,
 ) -> std::io::Result<Waited> {
     // Most answers fit in the socket's buffer: one write, no clock or timer.
     match client.try_write(bytes, hold_for_close) {
@@ -1703,24 +1726,32 @@ async fn write_client(
     if bytes.is_empty() {
         return Ok(Waited::No);
     }
-    while !bytes.is_empty() {
+    let waiting_since = tokio::time::Instant::now();
+    let written = loop {
+        if bytes.is_empty() {
+            break Ok(Waited::Yes);
+        }
         let deadline = tokio::time::Instant::now() + stall;
-        let write = client.write(bytes, hold_for_close)?;
+        let write = match client.write(bytes, hold_for_close) {
+            Ok(write) => write,
+            Err(error) => break Err(error),
+        };
         match timer.run(deadline, write).await {
-            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(0)) => break Err(std::io::ErrorKind::WriteZero.into()),
             Ok(Ok(written)) => bytes = &bytes[written..],
-            Ok(Err(error)) => return Err(error),
+            Ok(Err(error)) => break Err(error),
             Err(TimedOut) => {
                 tracing::debug!(
                     ?stall,
                     "client took nothing within the idle timeout; resetting it"
                 );
                 let _ = client.set_zero_linger();
-                return Err(std::io::ErrorKind::TimedOut.into());
+                break Err(std::io::ErrorKind::TimedOut.into());
             }
         }
-    }
-    Ok(Waited::Yes)
+    };
+    *waited += waiting_since.elapsed();
+    written
 }
 
 /// Moves what `input` holds of the body into `out` (chunk data re-framed
