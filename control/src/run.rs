@@ -419,15 +419,17 @@ fn config_errors(config_path: &Path, diagnostics: &Diagnostics) -> anyhow::Error
     )
 }
 
-/// Descriptors kept out of the client budget: the admin API, the state and
-/// config files, the runtime's own.
+/// Descriptors the proxy's connections never use: the admin API's, the
+/// state and config files', the control plane's connections, the
+/// runtime's own.
 const RESERVED_DESCRIPTORS: u64 = 64;
 
-/// Raises the soft limit of open files to the hard limit, and returns a
-/// limit shared by every listener when their `maxConnections` add up to more
-/// than half of what is left after [`RESERVED_DESCRIPTORS`] (each client
-/// connection may need an upstream connection too). `None`: no shared limit
-/// is needed.
+/// Raises the soft limit of open files to the hard limit, keeps the last
+/// [`RESERVED_DESCRIPTORS`] from the proxy's connections (see
+/// `weir_proxy::descriptors`), and returns a limit shared by every listener
+/// when their `maxConnections` add up to more than half of what is left
+/// (each client connection may need an upstream connection too). `None`:
+/// no shared limit is needed.
 fn descriptor_budget(listeners_total: usize) -> Option<Arc<tokio::sync::Semaphore>> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
@@ -441,6 +443,9 @@ fn descriptor_budget(listeners_total: usize) -> Option<Arc<tokio::sync::Semaphor
         }
     }
     let nofile = getrlimit(Resource::Nofile).current?;
+    // The proxy's connections, clients' and upstreams' together, stay
+    // below the reserve, however many HTTP/2 streams need upstreams.
+    weir_proxy::descriptors::keep_from(nofile.saturating_sub(RESERVED_DESCRIPTORS));
     let budget = nofile.saturating_sub(RESERVED_DESCRIPTORS) / 2;
     let budget = usize::try_from(budget).unwrap_or(usize::MAX).max(1);
     if listeners_total <= budget {

@@ -14,6 +14,7 @@ use weir_config::{Reader, Snapshot};
 
 pub mod body;
 pub mod decision;
+pub mod descriptors;
 pub mod error;
 pub mod explained_errors;
 pub mod fallback;

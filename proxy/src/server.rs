@@ -189,6 +189,11 @@ impl Proxy {
                     }
                 },
             };
+            // The last descriptors are kept for weir's own work.
+            if crate::descriptors::is_kept(std::os::fd::AsRawFd::as_raw_fd(&stream)) {
+                refuse(&metrics, &options.name, remote, stream);
+                continue;
+            }
             let shared_permit = match &options.shared_limit {
                 None => None,
                 Some(limit) => match Arc::clone(limit).try_acquire_owned() {

@@ -556,7 +556,24 @@ impl Endpoint {
                 source: source.clone(),
             });
         }
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        };
+        let socket = match socket {
+            Ok(socket) => socket,
+            Err(source) if is_own_exhaustion(&source) => {
+                return Err(ConnectError::NoSocket { addr, source });
+            }
+            Err(source) => return Err(ConnectError::Io { addr, source }),
+        };
+        if crate::descriptors::is_kept(std::os::fd::AsRawFd::as_raw_fd(&socket)) {
+            return Err(ConnectError::NoSocket {
+                addr,
+                source: crate::descriptors::kept_error(),
+            });
+        }
+        let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) if is_own_exhaustion(&source) => {
                 return Err(ConnectError::NoSocket { addr, source });

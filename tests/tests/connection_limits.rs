@@ -1,8 +1,9 @@
 //! Client connection limits on the real binary: a listener over its
 //! `maxConnections` closes new clients at once and counts them, the admin
-//! API keeps answering, a connection that lingers keeps its place, and a
+//! API keeps answering, a connection that lingers keeps its place, a
 //! process with few file descriptors caps its clients below the limit
-//! instead of running out.
+//! instead of running out, and the last descriptors stay for the admin API
+//! and reloads however many upstream sockets HTTP/2 streams ask for.
 
 #![allow(
     clippy::unwrap_used,
@@ -239,6 +240,39 @@ async fn the_admin_port_caps_its_connections_and_lets_silent_ones_go() {
     assert_eq!(health.status, 200);
 }
 
+/// An HTTP/2 client connection to `addr`.
+async fn h2_client(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// `GET /call/{i}` on the HTTP/2 connection of `sender` to `addr`: the
+/// answer's status.
+async fn h2_get(
+    mut sender: hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    addr: SocketAddr,
+    i: usize,
+) -> u16 {
+    let request = http::Request::get(format!("http://{addr}/call/{i}"))
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// One HTTP/2 client whose 100 streams would each need an upstream
 /// connection, against a weir with 96 open files and a hung upstream: the
 /// requests weir can make no socket for are answered `503` at once and are
@@ -255,31 +289,8 @@ async fn requests_weir_has_no_socket_for_are_its_own_503_not_the_upstreams_error
             .open_file_limit(96),
     )
     .await;
-    let stream = TcpStream::connect(weir.addrs.http).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
-                stream,
-            ))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let calls = (0..100).map(|i| {
-        let mut sender = sender.clone();
-        let url = format!("http://{}/call/{i}", weir.addrs.http);
-        async move {
-            let request = http::Request::get(url)
-                .version(http::Version::HTTP_2)
-                .body(http_body_util::Empty::new())
-                .unwrap();
-            sender
-                .send_request(request)
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
+    let sender = h2_client(weir.addrs.http).await;
+    let calls = (0..100).map(|i| h2_get(sender.clone(), weir.addrs.http, i));
     let statuses = within(
         Duration::from_secs(30),
         "100 streams answered",
@@ -324,4 +335,73 @@ async fn requests_weir_has_no_socket_for_are_its_own_503_not_the_upstreams_error
         (timed_out, timed_out),
         "{counters}"
     );
+}
+
+/// With 110 open files, the last 64 kept for weir's own work, one HTTP/2
+/// client whose 100 streams hang on their upstream takes every descriptor
+/// the proxy's connections may use: its other streams get weir's own `503`
+/// at once, and while the streams hang the admin API answers, its metrics
+/// render and a reload reads the config file, where without the reserve
+/// each of them would find no descriptor left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_holding_every_upstream_socket_leave_the_admin_api_and_reloads_working() {
+    // Fewer than weir's own descriptors, the client's connection and 100
+    // upstream connections.
+    const OPEN_FILES: u64 = 110;
+    let stable = FakeUpstream::start("stable").await;
+    stable.set_delay(Duration::from_secs(60));
+    let route = || Route::new("web", &[stable.addr]).timeouts("1s", "30s");
+    let mut weir = Weir::start(WeirConfig::new([route()]).open_file_limit(OPEN_FILES)).await;
+    let sender = h2_client(weir.addrs.http).await;
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let call = h2_get(sender.clone(), weir.addrs.http, i);
+            let refused = std::sync::Arc::clone(&refused);
+            tokio::spawn(async move {
+                let status = call.await;
+                if status == 503 {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                status
+            })
+        })
+        .collect();
+    let refused_now = || refused.load(std::sync::atomic::Ordering::SeqCst);
+    wait_until(LIMIT, "each stream at its upstream or refused", || async {
+        (stable.hits() + refused_now() >= 100).then_some(())
+    })
+    .await;
+    assert!(
+        stable.hits() > 0 && refused_now() > 0,
+        "{} streams reached the upstream, {} were refused",
+        stable.hits(),
+        refused_now()
+    );
+
+    for path in ["/healthz", "/api/v1/routes", "/metrics"] {
+        let answer = within(LIMIT, path, get(weir.addrs.admin, path))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{path}: {:?}", answer.body);
+    }
+    within(
+        LIMIT,
+        "a reload",
+        weir.reload(&WeirConfig::new([route().timeouts("2s", "30s")]).open_file_limit(OPEN_FILES)),
+    )
+    .await;
+    assert!(
+        !weir.log().contains("Too many open files"),
+        "weir ran out of descriptors:\n{}",
+        weir.log()
+    );
+    assert!(
+        weir.log().contains("kept for the admin API"),
+        "the refusals are not explained:\n{}",
+        weir.log()
+    );
+    for call in calls {
+        call.abort();
+    }
 }
