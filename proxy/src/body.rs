@@ -168,7 +168,9 @@ impl ProxyBody {
             held: VecDeque::new(),
             // Not asked for yet: the client's window is first.
             waits_on_downstream: true,
-            handed_at: None,
+            // The head goes to hyper now: until hyper asks for the body,
+            // the wait is the client's.
+            handed_at: Some(Instant::now()),
             downstream_waited: Duration::ZERO,
         })
     }
@@ -289,6 +291,7 @@ impl UpstreamBody {
         }
         if let Some(frame) = self.held.pop_front() {
             self.waits_on_downstream = true;
+            self.handed_at = Some(Instant::now());
             return Poll::Ready(Some(Ok(frame)));
         }
         if self.done {

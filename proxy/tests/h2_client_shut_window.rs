@@ -4,6 +4,8 @@
 //! upstream stream is reset at the request's deadline, so the data the
 //! upstream sent for it stops holding the shared upstream connection's
 //! window, and another client's answer on that connection comes whole.
+//! Before their deadline, many such streams hold only a small part of that
+//! window: other clients' answers on the connection do not wait for them.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,6 +24,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use weir_proxy::Role;
+use weir_proxy::metrics::LATENCY_BOUNDS_MICROS;
 
 #[allow(dead_code, reason = "only the proxy's start is used here")]
 mod h2_relay;
@@ -33,10 +36,10 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// The requests' timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Clients that shut their window: with hyper's client windows (2 MiB per
-/// stream, 5 MiB per connection) their unread streams would fill the
-/// upstream connection's window.
-const STALLED_CLIENTS: usize = 3;
+/// Clients that shut their window: with weir's windows towards the
+/// upstream (256 KiB a stream, 32 MiB the connection) their unread streams
+/// fill the upstream connection's window, until they are reset.
+const STALLED_CLIENTS: usize = 130;
 
 /// The size of `/sized`: more than the upstream connection's window left
 /// while the stalled streams held theirs.
@@ -74,6 +77,81 @@ async fn h2_upstream() -> SocketAddr {
         }
     });
     addr
+}
+
+/// How long the client of [`a_shut_window_s_wait_is_not_the_answers_latency`]
+/// keeps its window shut before it leaves.
+const HOLD: Duration = Duration::from_secs(1);
+
+/// A client that keeps its stream's window shut from the start, so that
+/// hyper never asks weir for the answer's body, then leaves: the request
+/// is counted, and the time its answer waited on the client is left out
+/// of its latency.
+#[tokio::test]
+async fn a_shut_window_s_wait_is_not_the_answers_latency() {
+    let upstream = h2_upstream().await;
+    let weir = h2_relay::start_weir(upstream, Duration::from_secs(60)).await;
+    let held = support::get_with_shut_window(weir.addr, "/sized").await;
+    assert_eq!(held.status(), 200);
+    tokio::time::sleep(HOLD).await;
+    drop(held);
+    let counts = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let counts = weir
+                .proxy
+                .metrics()
+                .get("web", Role::Stable)
+                .map(|m| m.counts());
+            if let Some(counts) = counts.filter(|c| c.requests >= 1) {
+                return counts;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the request counted once its client left");
+    assert_eq!(counts.requests, 1);
+    // Slot `i` counts latencies above bound `i - 1`.
+    let slow: u64 = counts
+        .latency
+        .iter()
+        .enumerate()
+        .filter(|&(slot, _)| {
+            slot > 0
+                && LATENCY_BOUNDS_MICROS[slot - 1] >= u64::try_from(HOLD.as_micros()).unwrap() / 2
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        slow, 0,
+        "the client's wait counted as latency: {:?}",
+        counts.latency
+    );
+}
+
+/// Clients whose streams each hold a whole stream window of the shared
+/// upstream connection: more than hyper's window (5 MiB) would take.
+const MANY_STALLED_CLIENTS: usize = 60;
+
+/// Many clients with shut windows, each of whose `/endless` answers would
+/// take all the upstream sends until its stream's window is full, hold
+/// the shared upstream connection's window only in part: another client's
+/// 3 MiB answer on it comes whole at once, long before their deadline.
+#[tokio::test]
+async fn many_streams_of_clients_that_shut_their_window_leave_others_room_on_the_upstream() {
+    let upstream = h2_upstream().await;
+    let weir = h2_relay::start_weir(upstream, Duration::from_secs(60)).await;
+    let mut held = Vec::new();
+    for _ in 0..MANY_STALLED_CLIENTS {
+        held.push(support::get_with_shut_window(weir.addr, "/endless").await);
+    }
+    let started = tokio::time::Instant::now();
+    let status = tokio::time::timeout(DEADLINE, h2_relay::get_path(weir.addr, "/sized"))
+        .await
+        .expect("another client's answer whole while the stalled streams wait");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < DEADLINE);
+    drop(held);
 }
 
 #[tokio::test]
