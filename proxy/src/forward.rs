@@ -1170,12 +1170,17 @@ async fn forward(
         metrics: Arc::clone(&backend.metrics),
         code,
         started,
-        // A gRPC status rides on a 200; any other code is counted as HTTP.
-        grpc: (grpc && code == 200).then(|| grpc::GrpcAccount {
-            errors: route.grpc_error_codes,
-            // A trailers-only answer has its status in the head.
-            status: grpc::status(response.headers()),
-            client_deadline,
+        // A gRPC status rides on a 200 gRPC answer; any other code is
+        // counted as HTTP, and so is a 200 that is no gRPC answer: a
+        // service that does not speak gRPC, asked by a client that says
+        // it does, answered as it answers anyone.
+        grpc: (grpc && code == 200 && grpc::is_grpc_answer(response.headers())).then(|| {
+            grpc::GrpcAccount {
+                errors: route.grpc_error_codes,
+                // A trailers-only answer has its status in the head.
+                status: grpc::status(response.headers()),
+                client_deadline,
+            }
         }),
         grpc_by_http: grpc && code != 200,
     };

@@ -45,10 +45,29 @@ pub struct GrpcAccount {
 /// Whether a request is a gRPC call: `content-type: application/grpc`,
 /// alone or with a suffix (`application/grpc+proto`, ...).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).is_some_and(|value| {
-        let value = value.as_bytes();
-        value.len() >= 16 && value[..16].eq_ignore_ascii_case(b"application/grpc")
-    })
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| is_grpc_content_type(value.as_bytes()))
+}
+
+/// Whether an answer's head is a gRPC answer's: a gRPC `content-type`, or
+/// a `grpc-status` (a trailers-only answer of a server that left the type
+/// out).
+pub fn is_grpc_answer(headers: &HeaderMap) -> bool {
+    is_grpc(headers) || headers.contains_key(&GRPC_STATUS)
+}
+
+/// Whether a `content-type` value is gRPC's: `application/grpc`, alone or
+/// with a `+format` or parameters (case aside). Not gRPC-Web's
+/// (`application/grpc-web...`), whose trailers travel in the body.
+pub fn is_grpc_content_type(value: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    value.len() >= GRPC.len()
+        && value[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && matches!(
+            value.get(GRPC.len()),
+            None | Some(b'+' | b';' | b' ' | b'\t')
+        )
 }
 
 /// Whether the request's `TE` says the client takes trailers (gRPC
@@ -255,8 +274,13 @@ mod tests {
             ("application/grpc", true),
             ("application/grpc+proto", true),
             ("Application/GRPC", true),
+            ("application/grpc; charset=utf-8", true),
             ("application/json", false),
             ("application/grp", false),
+            ("application/grpcx", false),
+            ("application/grpc-web", false),
+            ("application/grpc-web+proto", false),
+            ("application/grpc-web-text", false),
         ] {
             assert_eq!(is_grpc(&headers("content-type", value)), want, "{value}");
         }

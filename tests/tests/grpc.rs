@@ -956,3 +956,57 @@ async fn a_call_answered_with_plain_http_is_counted_with_the_status_read_from_it
     assert_eq!(calls("404", "UNIMPLEMENTED"), 1.0);
     assert_eq!(counters(&weir, "plain", "stable").await, (3, 2));
 }
+
+/// A client that calls a service which does not speak gRPC, and answers
+/// it `200` with plain text as it answers anyone, cannot make that role
+/// fail: the answer is no gRPC answer, so it is counted by its HTTP code
+/// (no `grpc_code`, not `UNKNOWN`), and neither is gRPC-Web's
+/// `application/grpc-web`, whose trailers travel in the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_a_plain_http_service_answers_200_are_counted_by_their_http_code() {
+    let upstream = FakeUpstream::start("plain").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("plain", &[upstream.addr])])).await;
+    let client = GrpcClient::h2c(weir.addrs.http).await;
+    for _ in 0..3 {
+        let reply = within(CALL_LIMIT, "a call", client.call(UNARY, b"x", &[])).await;
+        assert_eq!(reply.status(), None, "{reply:?}");
+    }
+    let url = weir.url("/web");
+    for (protocol, content_type) in [
+        ("--http1.1", "application/grpc"),
+        ("--http1.1", "application/grpc-web+proto"),
+        ("--http2-prior-knowledge", "application/grpc-web-text"),
+    ] {
+        let header = format!("content-type: {content_type}");
+        let (_, written) = weir_e2e::curl(
+            &[
+                protocol,
+                "-H",
+                &header,
+                "--data-binary",
+                "x",
+                "-o",
+                "/dev/null",
+                &url,
+            ],
+            "%{http_code}",
+        )
+        .await;
+        assert_eq!(written, "200", "{protocol} {content_type}");
+    }
+
+    let metrics = weir.metrics().await;
+    let route = ("route", "plain");
+    assert_eq!(
+        metrics.sum("weir_http_requests_total", &[route, ("code", "200")]),
+        6.0,
+        "{}",
+        metrics.text
+    );
+    assert!(
+        !metrics.text.contains("grpc_code"),
+        "counted as gRPC calls:\n{}",
+        metrics.text
+    );
+    assert_eq!(counters(&weir, "plain", "stable").await, (6, 0));
+}

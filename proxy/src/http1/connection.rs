@@ -1859,14 +1859,12 @@ fn is_visible(value: &[u8]) -> bool {
     value.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
 }
 
-/// `content-type: application/grpc...`, as [`crate::grpc::is_grpc`].
+/// A gRPC `content-type`, as [`crate::grpc::is_grpc`].
 fn is_grpc(headers: &[httparse::Header<'_>]) -> bool {
     headers
         .iter()
         .find(|h| field_is(h.name.as_bytes(), b"content-type"))
-        .is_some_and(|h| {
-            h.value.len() >= 16 && h.value[..16].eq_ignore_ascii_case(b"application/grpc")
-        })
+        .is_some_and(|h| crate::grpc::is_grpc_content_type(h.value))
 }
 
 /// The first value of header `name`.
