@@ -892,17 +892,14 @@ async fn forward(
     // sent closes an HTTP/1.1 connection (see `ProxyBody::upstream`), and
     // a deadline that passes while it waits on the client is the client's.
     // A gRPC call's request stream may rightly stay quiet (a bidirectional
-    // call): its stalls are not told apart, and towards HTTP/2, where
-    // nothing else needs it, it is not tracked at all.
-    let grpc_stream = grpc && endpoint.is_http2();
-    let upload = (!http_body::Body::is_end_stream(req.body()) && !grpc_stream).then(|| {
-        match &attempt.pace {
-            Some(pace) => {
-                req.body_mut().track_with(Arc::clone(pace));
-                Arc::clone(pace)
-            }
-            None => req.body_mut().track(!grpc),
+    // call): its stalls are not told apart, but its silences are still the
+    // client's time, not its role's latency.
+    let upload = (!http_body::Body::is_end_stream(req.body())).then(|| match &attempt.pace {
+        Some(pace) => {
+            req.body_mut().track_with(Arc::clone(pace));
+            Arc::clone(pace)
         }
+        None => req.body_mut().track(!grpc),
     });
     attempt.upload.clone_from(&upload);
 

@@ -1010,3 +1010,64 @@ async fn calls_a_plain_http_service_answers_200_are_counted_by_their_http_code()
     );
     assert_eq!(counters(&weir, "plain", "stable").await, (6, 0));
 }
+
+/// A unary call whose client sends its message in pieces, a second and
+/// more in all: the call's latency leaves that time out (it is the
+/// client's), so a client that sends slowly cannot make its role look
+/// slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_client_sends_slowly_does_not_count_that_time_as_latency() {
+    use futures_util::StreamExt as _;
+    use http_body_util::BodyExt as _;
+
+    const GAP: Duration = Duration::from_millis(300);
+    let upstream = GrpcUpstream::h2c("v1", None).await;
+    let weir = Weir::start(WeirConfig::new([h2c_route("grpc", &upstream)])).await;
+    let mut sender = h2_connection(weir.addrs.http).await;
+    let message = weir_e2e::grpc::frame(b"sent slowly, a piece at a time");
+    let pieces: Vec<bytes::Bytes> = message
+        .chunks(8)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    assert!(pieces.len() >= 4);
+    let body = futures_util::stream::iter(pieces)
+        .then(|piece| async move {
+            tokio::time::sleep(GAP).await;
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(piece))
+        })
+        .boxed();
+    let request = http::Request::post(format!("http://{}{UNARY}", weir.addrs.http))
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::StreamBody::new(body))
+        .unwrap();
+    let response = within(CALL_LIMIT, "the call", sender.send_request(request))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = within(CALL_LIMIT, "the answer", response.into_body().collect())
+        .await
+        .unwrap();
+    let status = answer
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.as_bytes().to_vec());
+    assert_eq!(status.as_deref(), Some(&b"0"[..]));
+
+    let metrics = weir.metrics().await;
+    let labels = [("route", "grpc"), ("role", "stable")];
+    let count = metrics.get("weir_http_request_duration_seconds_count", &labels);
+    let fast = metrics.get(
+        "weir_http_request_duration_seconds_bucket",
+        &[("route", "grpc"), ("role", "stable"), ("le", "0.5")],
+    );
+    assert_eq!(count, Some(1.0), "{}", metrics.text);
+    assert_eq!(
+        fast,
+        Some(1.0),
+        "the client's {:?} counted as the call's latency:\n{}",
+        GAP * 4,
+        metrics.text
+    );
+}
