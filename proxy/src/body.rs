@@ -71,12 +71,9 @@ pub struct UpstreamBody {
     /// Frames read but not yet sent, sent first: one read before the head
     /// was answered, or those [`BodyWatch`] found the upstream had sent.
     held: VecDeque<Frame<Bytes>>,
-    /// A frame went downstream since the body last waited on the upstream:
-    /// hyper has yet to ask for the next, so it is the client (its
-    /// flow-control window) the body waits on, not the upstream.
-    waits_on_downstream: bool,
-    /// When the last frame read from the upstream went downstream, until
-    /// hyper asks for the next.
+    /// When the head or a frame last went downstream, until hyper asks for
+    /// the next: while set, it is the client (its flow-control window) the
+    /// body waits on, not the upstream.
     handed_at: Option<Instant>,
     /// How long hyper took in all to ask for the next frame after one
     /// went downstream: the client's pace (its socket buffer or window
@@ -166,10 +163,8 @@ impl ProxyBody {
             timer: None,
             account: Some(account),
             held: VecDeque::new(),
-            // Not asked for yet: the client's window is first.
-            waits_on_downstream: true,
             // The head goes to hyper now: until hyper asks for the body,
-            // the wait is the client's.
+            // the wait is the client's (its window is first).
             handed_at: Some(Instant::now()),
             downstream_waited: Duration::ZERO,
         })
@@ -290,14 +285,12 @@ impl UpstreamBody {
             self.downstream_waited += handed_at.elapsed();
         }
         if let Some(frame) = self.held.pop_front() {
-            self.waits_on_downstream = true;
             self.handed_at = Some(Instant::now());
             return Poll::Ready(Some(Ok(frame)));
         }
         if self.done {
             return Poll::Ready(None);
         }
-        self.waits_on_downstream = false;
         let Some(body) = self.body.as_mut() else {
             // Let go of at the deadline by the connection's watch, which
             // counted it.
@@ -328,7 +321,6 @@ impl UpstreamBody {
                         .as_mut()
                         .reset((now + self.idle_timeout).min(self.deadline));
                 }
-                self.waits_on_downstream = true;
                 self.handed_at = Some(now);
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -477,7 +469,7 @@ impl UpstreamBody {
                     }
                     let ends = frame.is_trailers() || self.upstream_ended();
                     self.held.push_back(frame);
-                    self.waits_on_downstream = true;
+                    self.handed_at.get_or_insert_with(Instant::now);
                     if ends {
                         self.done = true;
                     }
@@ -492,10 +484,10 @@ impl UpstreamBody {
                 return;
             }
         }
-        tracing::debug!(endpoint = %self.endpoint_addr(), timeout = ?self.request_timeout, waits_on_client = self.waits_on_downstream, "response not taken by its HTTP/2 client within the request timeout");
+        tracing::debug!(endpoint = %self.endpoint_addr(), timeout = ?self.request_timeout, waits_on_client = self.handed_at.is_some(), "response not taken by its HTTP/2 client within the request timeout");
         self.close_connection();
         let grpc = self.is_grpc_call();
-        if self.waits_on_downstream {
+        if self.handed_at.is_some() {
             // Counted first: a call without a status as CANCELLED.
             self.count_ended(None, true);
             if grpc {

@@ -579,6 +579,8 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) about: &'a About,
     pub(crate) downstream: &'a Downstream,
     pub(crate) route: &'a ServedRoute,
+    /// What the attempt's latency counts from: the request's start, moved
+    /// later by the time its client made weir wait.
     pub(crate) started: Instant,
     /// The request is a gRPC call: a deadline passed is answered in gRPC's
     /// terms.
