@@ -257,11 +257,7 @@ pub async fn serve(
         pace: pace.clone(),
         ..Attempt::default()
     };
-    let kept = keep_for_fallback(route, role, req, grpc).await;
-    if let Some(pace) = &pace {
-        pace.add_client_wait(started.elapsed());
-    }
-    let (outcome, replay) = match kept {
+    let (outcome, replay) = match keep_for_fallback(route, role, req, grpc, pace.as_deref()).await {
         Ok((req, replay)) => {
             // Only a request kept for a retry reads its call's deadline.
             attempt.fallback = replay.as_ref().and(route.fallback.as_ref()).map(|policy| {
@@ -376,11 +372,7 @@ pub async fn serve(
                 // The body is sent afresh, and tracked afresh; what the
                 // client took of the request's time so far carries over.
                 &mut Attempt {
-                    pace: pace.as_deref().map(|pace| {
-                        let again = UploadProgress::new(!grpc);
-                        again.add_client_wait(pace.client_waited());
-                        again
-                    }),
+                    pace: pace.as_deref().map(UploadProgress::afresh),
                     ..Attempt::default()
                 },
             )
@@ -669,6 +661,7 @@ async fn keep_for_fallback(
     role: Role,
     req: Request<Incoming>,
     grpc: bool,
+    pace: Option<&UploadProgress>,
 ) -> Result<(Request<RequestBody>, Option<Replay>), ProxyError> {
     let policy = match (&route.fallback, role) {
         (Some(policy), Role::Canary) if policy.may_keep(req.method(), req.headers()) => policy,
@@ -686,8 +679,14 @@ async fn keep_for_fallback(
     } else {
         KeepGap::Stall(idle)
     };
-    let kept = tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes, gap))
-        .await
+    let reading = Instant::now();
+    let kept =
+        tokio::time::timeout(limit, request_body::keep(body, policy.max_body_bytes, gap)).await;
+    // The read waits on the client alone: its time is the client's.
+    if let Some(pace) = pace {
+        pace.add_client_wait(reading.elapsed());
+    }
+    let kept = kept
         .map_err(|_| ProxyError::ClientBodyTimeout(limit))?
         .map_err(|error| match error {
             KeepError::Broken(error) => ProxyError::ClientBody(error),

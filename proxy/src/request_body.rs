@@ -159,6 +159,14 @@ impl UploadProgress {
         })
     }
 
+    /// The progress of the same body sent again (a `stableFallback`
+    /// retry), not read yet, carrying what the client took so far.
+    pub fn afresh(&self) -> Arc<UploadProgress> {
+        let again = UploadProgress::new(self.quiet_is_stall);
+        again.add_client_wait(self.client_waited());
+        again
+    }
+
     /// How long the request has waited on its client so far: the upload's
     /// silences, the one going on included, and what
     /// [`UploadProgress::add_client_wait`] added.

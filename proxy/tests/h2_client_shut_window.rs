@@ -24,7 +24,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use weir_proxy::Role;
-use weir_proxy::metrics::LATENCY_BOUNDS_MICROS;
+use weir_proxy::metrics::{LATENCY_BOUNDS_MICROS, RoleCounts};
 
 #[allow(dead_code, reason = "only the proxy's start is used here")]
 mod h2_relay;
@@ -79,6 +79,26 @@ async fn h2_upstream() -> SocketAddr {
     addr
 }
 
+/// The stable role's counts once they hold `requests` requests or more,
+/// within [`DEADLINE`] (`what` is waited for).
+async fn stable_counts_once(weir: &support::Running, requests: u64, what: &str) -> RoleCounts {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let counts = weir
+                .proxy
+                .metrics()
+                .get("web", Role::Stable)
+                .map(|m| m.counts());
+            if let Some(counts) = counts.filter(|c| c.requests >= requests) {
+                return counts;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"))
+}
+
 /// How long the client of [`a_shut_window_s_wait_is_not_the_answers_latency`]
 /// keeps its window shut before it leaves.
 const HOLD: Duration = Duration::from_secs(1);
@@ -95,21 +115,7 @@ async fn a_shut_window_s_wait_is_not_the_answers_latency() {
     assert_eq!(held.status(), 200);
     tokio::time::sleep(HOLD).await;
     drop(held);
-    let counts = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let counts = weir
-                .proxy
-                .metrics()
-                .get("web", Role::Stable)
-                .map(|m| m.counts());
-            if let Some(counts) = counts.filter(|c| c.requests >= 1) {
-                return counts;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the request counted once its client left");
+    let counts = stable_counts_once(&weir, 1, "the request counted once its client left").await;
     assert_eq!(counts.requests, 1);
     // Slot `i` counts latencies above bound `i - 1`.
     let slow: u64 = counts
@@ -167,22 +173,13 @@ async fn streams_of_clients_that_shut_their_window_are_reset_upstream_at_the_dea
 
     // Each is cut at its deadline though hyper never asks for its body, and
     // counted as a request its client left: the window is the client's.
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            let counts = weir
-                .proxy
-                .metrics()
-                .get("web", Role::Stable)
-                .map(|m| m.counts());
-            if counts.is_some_and(|c| c.requests >= STALLED_CLIENTS as u64) {
-                assert_eq!(counts.map(|c| c.errors), Some(0), "counted as errors");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("every stalled stream counted at its deadline");
+    let counts = stable_counts_once(
+        &weir,
+        STALLED_CLIENTS as u64,
+        "every stalled stream counted at its deadline",
+    )
+    .await;
+    assert_eq!(counts.errors, 0, "counted as errors");
 
     // Their streams were reset: the shared upstream connection's window
     // is free for another client's answer, which comes whole in time.

@@ -136,6 +136,31 @@ async fn held_answer(options: ServeOptions) -> HeldAnswer {
     }
 }
 
+/// Lets the upstream send the rest of the held answer, and checks that it
+/// comes whole.
+async fn end_held(release: &Notify, held: hyper::body::Incoming) {
+    release.notify_one();
+    let rest = tokio::time::timeout(DEADLINE, held.collect())
+        .await
+        .expect("the held answer's end in time")
+        .expect("the held answer whole")
+        .to_bytes();
+    assert_eq!(rest, "last");
+}
+
+/// Waits for the client's `connection` to end (`what`), and checks that
+/// it ended without an error: a `GOAWAY`, then the close.
+async fn closed_gracefully(
+    connection: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    what: &str,
+) {
+    let ended = tokio::time::timeout(DEADLINE, connection)
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .unwrap();
+    assert!(ended.is_ok(), "a graceful close, not {ended:?}");
+}
+
 fn get(path: &str) -> hyper::Request<Empty<Bytes>> {
     hyper::Request::get(format!("http://test{path}"))
         .body(Empty::new())
@@ -172,21 +197,11 @@ async fn a_connection_is_closed_once_idle_and_never_while_an_answer_is_sent(path
     let quick = quick.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(quick, "ok");
 
-    release.notify_one();
-    let rest = tokio::time::timeout(DEADLINE, held.collect())
-        .await
-        .expect("the held answer's end in time")
-        .unwrap()
-        .to_bytes();
-    assert_eq!(rest, "last");
+    end_held(&release, held).await;
     let idle_from = Instant::now();
 
     // Now idle: closed by weir, gracefully, after the idle timeout.
-    let ended = tokio::time::timeout(DEADLINE, connection)
-        .await
-        .expect("the idle connection closed by weir in time")
-        .unwrap();
-    assert!(ended.is_ok(), "a graceful close, not {ended:?}");
+    closed_gracefully(connection, "the idle connection closed by weir").await;
     assert!(
         idle_from.elapsed() >= IDLE_TIMEOUT,
         "closed {:?} after its last answer, before the idle timeout",
@@ -232,13 +247,7 @@ async fn a_drain_lets_the_answer_in_flight_end_then_closes_the_connection(path: 
     .await;
     assert!(refused.is_ok(), "the drain sent no GOAWAY");
 
-    release.notify_one();
-    let rest = tokio::time::timeout(DEADLINE, held.collect())
-        .await
-        .expect("the held answer's end in time")
-        .expect("the held answer whole")
-        .to_bytes();
-    assert_eq!(rest, "last");
+    end_held(&release, held).await;
     let cut = tokio::time::timeout(DEADLINE, weir.served)
         .await
         .expect("the drain's end in time")
@@ -247,11 +256,7 @@ async fn a_drain_lets_the_answer_in_flight_end_then_closes_the_connection(path: 
         cut, 0,
         "the connection was cut at the drain deadline, not closed after its answer"
     );
-    let ended = tokio::time::timeout(DEADLINE, connection)
-        .await
-        .expect("the connection closed in time")
-        .unwrap();
-    assert!(ended.is_ok(), "a graceful close, not {ended:?}");
+    closed_gracefully(connection, "the connection closed").await;
 }
 
 #[tokio::test]
