@@ -15,6 +15,7 @@ pub mod date;
 pub mod prefixed;
 pub mod request_head;
 pub mod response_head;
+pub mod socket_calls;
 pub mod spare_buffers;
 
 /// Which code forwards HTTP/1.1 requests on a cleartext listener.

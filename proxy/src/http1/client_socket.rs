@@ -14,19 +14,16 @@
 //! socket.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::future::Either;
-use rustix::buffer::spare_capacity;
-use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendFlags};
+use rustix::net::SendFlags;
 use socket2::SockRef;
-use tokio::io::Interest;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+use super::socket_calls;
 
 /// How long an answer may be awaited before a client not yet registered is
 /// registered to be watched (a client that leaves meanwhile gives its
@@ -48,9 +45,6 @@ const MAX_READ: usize = 64 * 1024;
 
 /// A read on the heap: the delayed watch of an unregistered socket.
 type BoxedRead<'a> = Pin<Box<dyn Future<Output = std::io::Result<usize>> + Send + 'a>>;
-
-/// A write on the heap: a connection's last bytes, waiting for room.
-type BoxedWrite<'a> = Pin<Box<dyn Future<Output = std::io::Result<usize>> + Send + 'a>>;
 
 /// A downstream socket, registered with the poller or not yet.
 #[derive(Debug)]
@@ -119,13 +113,8 @@ impl ClientSocket {
     pub fn try_read(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         let spare = make_room(buf);
         let read = match &mut self.state {
-            State::Unregistered(stream) => loop {
-                match rustix::net::recv(&*stream, spare_capacity(buf), RecvFlags::empty()) {
-                    Err(Errno::INTR) => {}
-                    result => break result.map(|(read, _)| read).map_err(std::io::Error::from),
-                }
-            },
-            State::Registered(stream) => stream.try_read_buf(buf),
+            State::Unregistered(stream) => socket_calls::recv_now(&*stream, buf),
+            State::Registered(stream) => socket_calls::try_recv(stream, buf),
             State::Lost => Err(lost()),
         }?;
         grow_if_filled(buf, read, spare);
@@ -147,7 +136,7 @@ impl ClientSocket {
         // Awaited here rather than through `read_more`: every connection's
         // future holds this one's room, and a nested future adds to it.
         let spare = make_room(buf);
-        let read = self.registered()?.read_buf(buf).await?;
+        let read = socket_calls::recv(self.registered()?, buf).await?;
         grow_if_filled(buf, read, spare);
         Ok(read)
     }
@@ -180,7 +169,7 @@ impl ClientSocket {
     pub fn readable(
         &mut self,
     ) -> std::io::Result<impl Future<Output = std::io::Result<()>> + Send + '_> {
-        Ok(self.registered()?.readable())
+        Ok(socket_calls::readable(self.registered()?))
     }
 
     /// Writes what the socket takes now: `WouldBlock` when it takes
@@ -192,11 +181,12 @@ impl ClientSocket {
     /// The write's error, `WouldBlock` included.
     pub fn try_write(&mut self, bytes: &[u8], hold_for_close: bool) -> std::io::Result<usize> {
         match (&mut self.state, hold_for_close) {
-            // A non-blocking socket: std sends with `MSG_NOSIGNAL`.
-            (State::Unregistered(stream), false) => stream.write(bytes),
-            (State::Registered(stream), false) => stream.try_write(bytes),
-            (State::Unregistered(stream), true) => send_held(stream, bytes),
-            (State::Registered(stream), true) => try_send_held(stream, bytes),
+            (State::Unregistered(stream), _) => {
+                socket_calls::send_now(&*stream, bytes, send_flags(hold_for_close))
+            }
+            (State::Registered(stream), _) => {
+                socket_calls::try_send(stream, bytes, send_flags(hold_for_close))
+            }
             (State::Lost, _) => Err(lost()),
         }
     }
@@ -211,25 +201,13 @@ impl ClientSocket {
         &'a mut self,
         bytes: &'a [u8],
         hold_for_close: bool,
-    ) -> std::io::Result<
-        Either<impl Future<Output = std::io::Result<usize>> + Send + 'a, BoxedWrite<'a>>,
-    > {
-        let stream = self.registered()?;
-        if !hold_for_close {
-            return Ok(Either::Left(stream.write(bytes)));
-        }
-        // Boxed: a last write that must wait is rare, and its wait inline
-        // would add to every connection's future.
-        let stream = &*stream;
-        Ok(Either::Right(Box::pin(async move {
-            loop {
-                stream.writable().await?;
-                match try_send_held(stream, bytes) {
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                    result => return result,
-                }
-            }
-        })))
+    ) -> std::io::Result<impl Future<Output = std::io::Result<usize>> + Send + 'a> {
+        let stream = &*self.registered()?;
+        Ok(socket_calls::send(
+            stream,
+            bytes,
+            send_flags(hold_for_close),
+        ))
     }
 
     /// Sets `SO_LINGER` to zero, so that closing the socket resets it.
@@ -260,29 +238,23 @@ impl ClientSocket {
     }
 }
 
-/// Sends `bytes` held back for what follows (`MSG_MORE`): the last bytes
-/// of a connection, whose close or `shutdown` then sends them with the FIN
-/// in one segment.
-fn send_held(stream: impl std::os::fd::AsFd, bytes: &[u8]) -> std::io::Result<usize> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
-    // Elsewhere the bytes go at once, and the FIN after them. Without
-    // `MSG_NOSIGNAL` a reset peer would raise SIGPIPE, which the Rust
-    // runtime ignores in a binary with a normal `main`, as weir's.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = SendFlags::empty();
-    loop {
-        match rustix::net::send(&stream, bytes, flags) {
-            Err(Errno::INTR) => {}
-            result => return result.map_err(std::io::Error::from),
-        }
+/// The flags of a write: `MSG_MORE` when `hold_for_close`, so that the
+/// connection's last bytes are held back and its close or `shutdown` sends
+/// them with the FIN in one segment. Elsewhere than Linux the bytes go at
+/// once, and the FIN after them.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_flags(hold_for_close: bool) -> SendFlags {
+    if hold_for_close {
+        SendFlags::MORE
+    } else {
+        SendFlags::empty()
     }
 }
 
-/// [`send_held`] on a registered socket, clearing its readiness when the
-/// socket takes nothing.
-fn try_send_held(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
-    stream.try_io(Interest::WRITABLE, || send_held(stream, bytes))
+/// [`send_flags`] elsewhere: the bytes go at once.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_flags(_hold_for_close: bool) -> SendFlags {
+    SendFlags::empty()
 }
 
 /// The error of a socket whose registration failed.
@@ -317,7 +289,7 @@ fn grow_if_filled(buf: &mut Vec<u8>, read: usize, spare: usize) {
 /// The read's error.
 pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let spare = make_room(buf);
-    let read = stream.read_buf(buf).await?;
+    let read = socket_calls::recv(stream, buf).await?;
     grow_if_filled(buf, read, spare);
     Ok(read)
 }
@@ -357,6 +329,8 @@ pub async fn linger(stream: &TcpStream) {
 mod tests {
     use std::io::{Read as _, Write as _};
     use std::net::{TcpListener, TcpStream as StdStream};
+
+    use tokio::io::AsyncReadExt as _;
 
     use super::*;
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt as _;
+use rustix::net::SendFlags;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -33,6 +33,7 @@ use super::date::push_date_field;
 use super::field_is;
 use super::request_head::{self, Framing, MAX_HEAD, Parsed, Refusal};
 use super::response_head;
+use super::socket_calls;
 use super::spare_buffers::{self, BufferSet};
 use crate::Shared;
 use crate::body::ProxyBody;
@@ -688,7 +689,10 @@ impl Conn<'_, '_> {
     ) -> Result<Sent, SendError> {
         let write = self
             .timer
-            .run(deadline, upstream.write_all(&self.buffers.to_upstream))
+            .run(
+                deadline,
+                socket_calls::send_all(upstream, &self.buffers.to_upstream),
+            )
             .await;
         match write {
             Ok(Ok(())) => {}
@@ -1513,7 +1517,7 @@ async fn write_body(
     from_upstream: &mut Vec<u8>,
 ) -> std::io::Result<BodyWrite> {
     while !to_upstream.is_empty() {
-        match upstream.try_write(to_upstream) {
+        match socket_calls::try_send(upstream, to_upstream, SendFlags::empty()) {
             Ok(written) => {
                 to_upstream.drain(..written);
                 continue;
@@ -1533,7 +1537,7 @@ async fn write_body(
         .await?;
         if readable {
             from_upstream.reserve(4096);
-            match upstream.try_read_buf(from_upstream) {
+            match socket_calls::try_recv(upstream, from_upstream) {
                 Ok(0) => return Ok(BodyWrite::Answered),
                 Ok(_) if !skip_interim(from_upstream) => return Ok(BodyWrite::Answered),
                 Ok(_) => {}
@@ -1593,13 +1597,13 @@ async fn upload_beside_answer(
     loop {
         // The answer first: the client is waiting for it.
         from_upstream.reserve(4096);
-        match upstream.try_read_buf(from_upstream) {
+        match socket_calls::try_recv(upstream, from_upstream) {
             Ok(read) => return Ok(Moved::Answer(read)),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(error) => return Err(error),
         }
         if !to_upstream.is_empty() {
-            match upstream.try_write(to_upstream) {
+            match socket_calls::try_send(upstream, to_upstream, SendFlags::empty()) {
                 Ok(written) => {
                     to_upstream.drain(..written);
                     return Ok(Moved::Upload);
@@ -1609,7 +1613,7 @@ async fn upload_beside_answer(
             }
         } else if !matches!(upload, BodyLeft::Done) {
             from_client.reserve(4096);
-            match client.try_read_buf(from_client) {
+            match socket_calls::try_recv(client, from_client) {
                 Ok(0) => return Ok(Moved::ClientClosed),
                 Ok(_) => {
                     return Ok(match pump(upload, from_client, to_upstream, true) {
