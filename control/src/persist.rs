@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,14 @@ pub trait StateStore: fmt::Debug + Send + Sync {
     fn lost_states(&self) -> bool {
         false
     }
+
+    /// Whether a look that cannot block finds the store has lost nothing,
+    /// so that [`StateStore::lost_states`] need not be asked now; `false`
+    /// when such a look cannot tell. A store that cannot lose its states
+    /// needs no look.
+    fn intact_at_a_glance(&self) -> bool {
+        true
+    }
 }
 
 /// The state files in one directory (`stateDir`).
@@ -55,6 +64,12 @@ pub struct FileStore {
     /// Set when the directory was found gone and made again; taken by
     /// [`StateStore::lost_states`].
     remade: Arc<AtomicBool>,
+    /// An open handle on the directory, for
+    /// [`StateStore::intact_at_a_glance`]: a removed directory has no
+    /// links left. Held only where the directory is on a local filesystem,
+    /// where a look at an open handle cannot block; replaced when the
+    /// directory is made again.
+    held: Arc<Mutex<Option<File>>>,
 }
 
 /// A state directory held by this process: two processes writing the same
@@ -171,6 +186,7 @@ impl FileStore {
     pub fn open(dir: PathBuf) -> io::Result<FileStore> {
         ensure_dir(&dir)?;
         Ok(FileStore {
+            held: Arc::new(Mutex::new(hold(&dir))),
             dir,
             remade: Arc::default(),
         })
@@ -182,6 +198,7 @@ impl FileStore {
         dir.is_dir().then(|| FileStore {
             dir: dir.to_path_buf(),
             remade: Arc::default(),
+            held: Arc::default(),
         })
     }
 
@@ -203,6 +220,9 @@ impl FileStore {
             }
         }
         self.remade.store(true, Ordering::Relaxed);
+        if let Ok(mut held) = self.held.lock() {
+            *held = hold(&self.dir);
+        }
         tracing::warn!(dir = %self.dir.display(), "the state directory was gone; made it again, and every state is written again");
         Ok(())
     }
@@ -242,6 +262,26 @@ impl StateStore for FileStore {
         }
         self.remade.swap(false, Ordering::Relaxed)
     }
+
+    fn intact_at_a_glance(&self) -> bool {
+        if self.remade.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Ok(held) = self.held.lock() else {
+            return false;
+        };
+        held.as_ref()
+            .is_some_and(|dir| dir.metadata().is_ok_and(|found| found.nlink() > 0))
+    }
+}
+
+/// An open handle on `dir` when it is on a local filesystem (see
+/// [`FileStore`]'s `held`).
+fn hold(dir: &Path) -> Option<File> {
+    if !crate::reload::file_watch::is_local(dir) {
+        return None;
+    }
+    File::open(dir).ok()
 }
 
 // === impl MemoryStore ===
@@ -324,6 +364,10 @@ impl StateStore for RoutedStore {
 
     fn lost_states(&self) -> bool {
         self.files.lost_states()
+    }
+
+    fn intact_at_a_glance(&self) -> bool {
+        self.files.intact_at_a_glance()
     }
 
     fn location(&self) -> String {
@@ -519,6 +563,10 @@ mod tests {
     fn a_removed_state_dir_is_made_again_by_the_next_write() {
         let dir = std::env::temp_dir().join(format!("weir-persist-gone-{}", std::process::id()));
         let store = FileStore::open(dir.clone()).expect("made");
+        assert!(
+            store.intact_at_a_glance(),
+            "a directory on a local filesystem is held and seen in place"
+        );
         store.save(&state("web")).expect("first write");
         fs::remove_dir_all(&dir).expect("removed");
         let mut aborted = state("web");
@@ -537,10 +585,16 @@ mod tests {
         assert!(store.lost_states(), "the loss is told");
         assert!(!store.lost_states(), "the loss is told once");
         // Asking finds a removal with no write since, and makes the
-        // directory again.
+        // directory again; a glance finds it without asking.
+        assert!(
+            store.intact_at_a_glance(),
+            "the directory made again is held"
+        );
         fs::remove_dir_all(&dir).expect("removed");
+        assert!(!store.intact_at_a_glance(), "a glance sees the removal");
         assert!(store.lost_states(), "a removal is found by asking");
         assert!(dir.is_dir(), "made again by asking");
+        assert!(store.intact_at_a_glance(), "the new directory is held");
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -19,9 +19,21 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 /// (deleted CanaryRoutes) are forgotten: every 5 s.
 const FORGET_EVERY: u32 = 50;
 
-/// Every how many samples the state store is asked whether it lost the
-/// states written to it (a removed `stateDir`): every second.
+/// Every how many samples the state store is looked at for the states
+/// written to it being lost (a removed `stateDir`): every second, with a
+/// glance that cannot block ([`StateStore::intact_at_a_glance`]: a
+/// removed directory has no links left), and asked off the runtime when
+/// the glance cannot tell or sees a removal.
+///
+/// [`StateStore::intact_at_a_glance`]: crate::persist::StateStore::intact_at_a_glance
 const LOST_STATES_EVERY: u32 = 10;
+
+/// Every how many samples the state store is asked anyway, off the runtime:
+/// every 10 s. A glance does not see a directory renamed away (it keeps its
+/// links), nor one of the directories above it; asking looks up the path.
+/// Each ask starts a thread (`off_runtime`), which cost an idle weir about
+/// a sixth of its CPU when made every second.
+const LOST_STATES_ASKED_EVERY: u32 = 100;
 
 /// Runs the control loop until `stop` turns true: sample, judge, publish.
 pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
@@ -39,7 +51,7 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             forget_gone_routes(&process).await;
         }
         if ticks % LOST_STATES_EVERY == 0 {
-            write_lost_states_again(&process).await;
+            write_lost_states_again(&process, ticks % LOST_STATES_ASKED_EVERY == 0).await;
         }
         // The leader judges CanaryRoutes on the sum of every replica's
         // counters; everything else on this replica's own. Which one a
@@ -74,9 +86,13 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
 /// Has every kept state written again (by this tick) when the store lost
 /// them: a `stateDir` removed under the running process is made again by
 /// the store, and a restart must still find every route's state, not only
-/// those that changed since.
-async fn write_lost_states_again(process: &Process) {
+/// those that changed since. Unless `ask`, a store seen intact at a
+/// glance is not asked.
+async fn write_lost_states_again(process: &Process, ask: bool) {
     let store = process.control.lock().await.store();
+    if !ask && store.intact_at_a_glance() {
+        return;
+    }
     let lost = crate::off_runtime::run(move || store.lost_states())
         .await
         .unwrap_or(false);

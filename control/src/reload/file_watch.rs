@@ -554,8 +554,9 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
 }
 
 /// Whether `path` is on a filesystem where inotify sees every change: one
-/// whose files only this machine writes.
-fn is_local(path: &Path) -> bool {
+/// whose files only this machine writes (and whose open files a look
+/// cannot block on a server).
+pub(crate) fn is_local(path: &Path) -> bool {
     rustix::fs::statfs(path).is_ok_and(|stat| {
         // The magic numbers are 32-bit; `f_type` is as wide as a long.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
