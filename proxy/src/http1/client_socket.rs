@@ -180,14 +180,11 @@ impl ClientSocket {
     /// # Errors
     /// The write's error, `WouldBlock` included.
     pub fn try_write(&mut self, bytes: &[u8], hold_for_close: bool) -> std::io::Result<usize> {
-        match (&mut self.state, hold_for_close) {
-            (State::Unregistered(stream), _) => {
-                socket_calls::send_now(&*stream, bytes, send_flags(hold_for_close))
-            }
-            (State::Registered(stream), _) => {
-                socket_calls::try_send(stream, bytes, send_flags(hold_for_close))
-            }
-            (State::Lost, _) => Err(lost()),
+        let flags = send_flags(hold_for_close);
+        match &self.state {
+            State::Unregistered(stream) => socket_calls::send_now(stream, bytes, flags),
+            State::Registered(stream) => socket_calls::try_send(stream, bytes, flags),
+            State::Lost => Err(lost()),
         }
     }
 
