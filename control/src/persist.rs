@@ -22,7 +22,8 @@ use crate::controller::cluster_routes::is_cluster_route;
 use crate::rollout::RolloutState;
 
 /// Loads, saves and sets aside the [`RolloutState`] of routes. Every
-/// method may block; call them off the runtime threads.
+/// method but [`StateStore::intact_at_a_glance`] may block; call them off
+/// the runtime threads.
 pub trait StateStore: fmt::Debug + Send + Sync {
     /// Reads the state of `route`.
     fn load(&self, route: &str) -> Stored;

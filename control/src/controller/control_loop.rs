@@ -31,8 +31,9 @@ const LOST_STATES_EVERY: u32 = 10;
 /// Every how many samples the state store is asked anyway, off the runtime:
 /// every 10 s. A glance does not see a directory renamed away (it keeps its
 /// links), nor one of the directories above it; asking looks up the path.
-/// Each ask starts a thread (`off_runtime`), which cost an idle weir about
-/// a sixth of its CPU when made every second.
+/// Each ask starts a thread (`off_runtime`): asked every second, they
+/// cost an idle weir 0.3 to 0.5 ms of its 3 ms of CPU a second (`perf
+/// stat` on two idle weirs side by side, 30 and 40 s runs).
 const LOST_STATES_ASKED_EVERY: u32 = 100;
 
 /// Runs the control loop until `stop` turns true: sample, judge, publish.
