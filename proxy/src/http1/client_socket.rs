@@ -284,7 +284,7 @@ fn grow_if_filled(buf: &mut Vec<u8>, read: usize, spare: usize) {
 ///
 /// # Errors
 /// The read's error.
-pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+pub async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let spare = make_room(buf);
     let read = socket_calls::recv(stream, buf).await?;
     grow_if_filled(buf, read, spare);

@@ -28,15 +28,21 @@ use tokio::net::TcpStream;
 /// a read into no room would return 0, which means the peer closed.
 const ROOM_WHEN_FULL: usize = 64;
 
+/// Makes [`ROOM_WHEN_FULL`] in `buf` when it has none; returns its room.
+fn make_room(buf: &mut Vec<u8>) -> usize {
+    if buf.len() == buf.capacity() {
+        buf.reserve(ROOM_WHEN_FULL);
+    }
+    buf.capacity() - buf.len()
+}
+
 /// `recv` into the spare room of `buf` (made when there is none), retried
 /// when a signal interrupts it; `buf` grows by what is read.
 ///
 /// # Errors
 /// The call's error, `WouldBlock` included.
 pub fn recv_now(socket: impl AsFd, buf: &mut Vec<u8>) -> io::Result<usize> {
-    if buf.len() == buf.capacity() {
-        buf.reserve(ROOM_WHEN_FULL);
-    }
+    make_room(buf);
     loop {
         match rustix::net::recv(&socket, spare_capacity(buf), RecvFlags::empty()) {
             Err(Errno::INTR) => {}
@@ -65,10 +71,7 @@ pub fn send_now(socket: impl AsFd, bytes: &[u8], flags: SendFlags) -> io::Result
 /// # Errors
 /// The read's error, `WouldBlock` included.
 pub fn try_recv(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    if buf.len() == buf.capacity() {
-        buf.reserve(ROOM_WHEN_FULL);
-    }
-    let room = buf.capacity() - buf.len();
+    let room = make_room(buf);
     try_call(stream, Interest::READABLE, room, || recv_now(stream, buf))
 }
 
