@@ -70,6 +70,11 @@ pub enum ProxyError {
     /// the upstream's.
     #[error("request body from the client is broken: {0}")]
     ClientBody(#[source] hyper::Error),
+    /// The client reset its connection inside its request body, found
+    /// from the exchange with the upstream, which it made fail: the client
+    /// has left.
+    #[error("the client reset its connection inside its request body")]
+    ClientReset,
 }
 
 // === impl ProxyError ===
@@ -88,16 +93,20 @@ impl ProxyError {
         }
     }
 
-    /// The client broke its upload (`incomplete`: it closed inside it),
-    /// found from the exchange with the upstream, which it made fail.
-    pub fn upload_broken(incomplete: bool) -> ProxyError {
-        ProxyError::ClientFraming {
-            what: if incomplete {
-                "the client closed inside it"
-            } else {
-                "a bad chunk, or more data than its declared length"
+    /// The client broke its upload as `how` says (framing, an early end,
+    /// or a reset), found from the exchange with the upstream, which it
+    /// made fail.
+    pub fn upload_broken(how: ClientErrorKind) -> ProxyError {
+        match how {
+            ClientErrorKind::Abandoned => ProxyError::ClientReset,
+            ClientErrorKind::IncompleteBody => ProxyError::ClientFraming {
+                what: "the client closed inside it",
+                incomplete: true,
             },
-            incomplete,
+            ClientErrorKind::Framing | ClientErrorKind::BodyTimeout => ProxyError::ClientFraming {
+                what: "a bad chunk, or more data than its declared length",
+                incomplete: false,
+            },
         }
     }
 
@@ -115,7 +124,9 @@ impl ProxyError {
             | ProxyError::BrokenAnswer(_)
             | ProxyError::UpstreamIo(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody(_)
+            | ProxyError::ClientFraming { .. }
+            | ProxyError::ClientReset => StatusCode::BAD_REQUEST,
             ProxyError::ClientBodyTimeout(_) | ProxyError::ClientBodyIdle(_) => {
                 StatusCode::REQUEST_TIMEOUT
             }
@@ -126,6 +137,7 @@ impl ProxyError {
     /// the failure; such a failure is never an upstream error.
     pub fn client_error_kind(&self) -> Option<ClientErrorKind> {
         match self {
+            _ if self.client_reset() => Some(ClientErrorKind::Abandoned),
             ProxyError::ClientBody(error) => {
                 let incomplete = ends_before_its_length(error);
                 Some(if incomplete {
@@ -146,6 +158,16 @@ impl ProxyError {
         }
     }
 
+    /// Whether the client's body could not be read because the client
+    /// reset its connection: it has left, and no answer can reach it.
+    pub fn client_reset(&self) -> bool {
+        match self {
+            ProxyError::ClientReset => true,
+            ProxyError::ClientBody(error) => is_reset_error(error),
+            _ => false,
+        }
+    }
+
     /// Whether weir failed the request itself, out of sockets of its own:
     /// answered `503`, never an error of the role nor a request its
     /// analysis judges (a flood of clients must not abort a rollout).
@@ -160,6 +182,7 @@ impl ProxyError {
             | ProxyError::Connect(ConnectError::NoSocket { .. })
             | ProxyError::ClientBody(_)
             | ProxyError::ClientFraming { .. }
+            | ProxyError::ClientReset
             | ProxyError::ClientBodyTimeout(_)
             | ProxyError::ClientBodyIdle(_) => None,
             // A failed TLS handshake, or no TLS client for the endpoint's
@@ -211,14 +234,17 @@ impl ProxyError {
             ProxyError::ClientBodyIdle(_) => {
                 "request body stalled for longer than the route's idle timeout"
             }
-            ProxyError::ClientBody(_) | ProxyError::ClientFraming { .. } => {
-                match self.client_error_kind() {
-                    Some(ClientErrorKind::IncompleteBody) => {
-                        "request body ended before its declared length"
-                    }
-                    _ => "request body framing is invalid",
+            ProxyError::ClientBody(_)
+            | ProxyError::ClientFraming { .. }
+            | ProxyError::ClientReset => match self.client_error_kind() {
+                Some(ClientErrorKind::IncompleteBody) => {
+                    "request body ended before its declared length"
                 }
-            }
+                Some(ClientErrorKind::Abandoned) => {
+                    "the client reset its connection inside the request body"
+                }
+                _ => "request body framing is invalid",
+            },
         };
         // The client's own mistake is named precisely (hyper's innermost
         // cause, e.g. "Invalid chunk size line"); an upstream's is not
@@ -262,6 +288,22 @@ pub(crate) fn ends_before_its_length(error: &(dyn std::error::Error + 'static)) 
             || e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
     })
+}
+
+/// Whether `error` or one of its causes is the peer's reset of the
+/// connection.
+pub(crate) fn is_reset_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    error_chain(error).any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(is_reset))
+}
+
+/// Whether an I/O error means the peer reset or aborted the connection.
+pub(crate) fn is_reset(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
 }
 
 #[cfg(test)]

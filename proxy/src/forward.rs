@@ -503,6 +503,23 @@ fn settle(
             tally.record_grpc(metrics, status, is_error, started.elapsed());
             grpc::deadline_exceeded_response()
         }
+        Err(error) if error.client_reset() => {
+            // No answer can reach the client: counted as abandoned (499),
+            // as a request whose client left while it waited.
+            context
+                .span
+                .in_scope(|| tracing::debug!(%error, "client left inside its body"));
+            if context.grpc {
+                backend.metrics.record_grpc_abandoned(started.elapsed());
+            } else {
+                backend.metrics.record_client_error(
+                    ClientErrorKind::Abandoned,
+                    CLIENT_CLOSED,
+                    started.elapsed(),
+                );
+            }
+            error.to_response(&context.route.name, &backend.label)
+        }
         Err(error) => {
             let response = error.to_response(&context.route.name, &backend.label);
             let status = response.status().as_u16();
@@ -1011,10 +1028,10 @@ async fn forward(
         // (an HTTP/1 exchange says so itself).
         Ok(Err(error))
             if error.client_error_kind().is_none()
-                && let Some(incomplete) = upload.as_ref().and_then(|u| u.client_failure()) =>
+                && let Some(how) = upload.as_ref().and_then(|u| u.client_failure()) =>
         {
             tracing::debug!(%error, "the request body broke; the exchange with it");
-            return Err(ProxyError::upload_broken(incomplete));
+            return Err(ProxyError::upload_broken(how));
         }
         Ok(Err(error)) => return Err(error),
         Err(UploadBound::ClientSilent) => return Err(ProxyError::ClientBodyIdle(timeouts.idle)),
@@ -1122,9 +1139,9 @@ async fn forward(
                 // A body the client broke reset the stream: the client's
                 // fault, as when the exchange itself fails so.
                 Some(Some(Err(error))) => {
-                    if let Some(incomplete) = upload.as_ref().and_then(|u| u.client_failure()) {
+                    if let Some(how) = upload.as_ref().and_then(|u| u.client_failure()) {
                         tracing::debug!(%error, "the request body broke; the answer with it");
-                        return refuse(sender, ProxyError::upload_broken(incomplete));
+                        return refuse(sender, ProxyError::upload_broken(how));
                     }
                     return refuse(sender, ProxyError::Protocol(error));
                 }

@@ -15,6 +15,8 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::metrics::ClientErrorKind;
+
 /// A request body on its way upstream.
 #[derive(Debug)]
 pub enum RequestBody {
@@ -87,6 +89,8 @@ const CLIENT_FAILED: u8 = 4;
 /// [`UploadProgress`]: the body ended before its declared length (the
 /// client closed inside it).
 const CLIENT_CUT: u8 = 5;
+/// [`UploadProgress`]: the client reset its connection inside the body.
+const CLIENT_RESET: u8 = 6;
 
 /// [`UploadProgress::after_answer`]: the answer's side is not done yet.
 const AFTER_ANSWER_GO_ON: u8 = 0;
@@ -209,19 +213,20 @@ impl UploadProgress {
         self.quiet_is_stall && self.state.load(Ordering::Acquire) == WAITING_ON_CLIENT
     }
 
-    /// Whether the body could not be read: the client closed inside it,
-    /// or broke its framing.
+    /// Whether the body could not be read: the client closed or reset its
+    /// connection inside it, or broke its framing.
     pub fn client_failed(&self) -> bool {
         self.client_failure().is_some()
     }
 
-    /// How the body could not be read, if it could not: `Some(true)` when
-    /// it ended before its declared length, `Some(false)` when its framing
-    /// broke.
-    pub fn client_failure(&self) -> Option<bool> {
+    /// How the body could not be read, if it could not: it ended before
+    /// its declared length, its framing broke, or its client reset the
+    /// connection (abandoned).
+    pub fn client_failure(&self) -> Option<ClientErrorKind> {
         match self.state.load(Ordering::Acquire) {
-            CLIENT_CUT => Some(true),
-            CLIENT_FAILED => Some(false),
+            CLIENT_CUT => Some(ClientErrorKind::IncompleteBody),
+            CLIENT_FAILED => Some(ClientErrorKind::Framing),
+            CLIENT_RESET => Some(ClientErrorKind::Abandoned),
             _ => None,
         }
     }
@@ -341,6 +346,9 @@ impl Body for RequestBody {
                         if crate::error::ends_before_its_length(error) =>
                     {
                         CLIENT_CUT
+                    }
+                    Poll::Ready(Some(Err(error))) if crate::error::is_reset_error(error) => {
+                        CLIENT_RESET
                     }
                     Poll::Ready(Some(Err(_))) => CLIENT_FAILED,
                 };

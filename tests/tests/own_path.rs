@@ -1192,6 +1192,39 @@ async fn a_client_gone_before_its_100_continue_is_counted_as_abandoned(path: For
     assert_eq!(abandoned, 1.0);
 }
 
+/// A client that resets its connection inside its body has left: no
+/// answer can reach it, so the request is counted as abandoned (499), not
+/// as a broken body (400) nor as an upstream error, on both paths.
+async fn a_client_that_resets_inside_its_body_is_counted_as_abandoned(path: ForwardingPath) {
+    let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("x")).await;
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
+        .await;
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    {
+        // weir is served half the body and the reset at once: the rest of
+        // the body can only fail.
+        let _stopped = Stopped::new(weir.pid());
+        client
+            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
+            .await
+            .unwrap();
+        client.set_zero_linger().unwrap();
+        drop(client);
+    }
+    let counts = codes_once_counted(&weir, 1.0).await;
+    assert_eq!(counts, [("499".to_owned(), 1.0)], "{}", path.name());
+    let metrics = weir.metrics().await;
+    let abandoned = metrics.sum("weir_client_errors_total", &[("kind", "abandoned")]);
+    assert_eq!(abandoned, 1.0, "{}", path.name());
+    assert_eq!(
+        metrics.sum("weir_upstream_errors_total", &[]),
+        0.0,
+        "{}",
+        path.name()
+    );
+}
+
 /// A client that reads the head of a big answer and then stops reading
 /// holds neither the upstream connection nor weir's buffers: once nothing
 /// could be written to it for the route's `timeouts.idle`, weir closes
@@ -1830,6 +1863,7 @@ weir_e2e::on_both_paths!(
     an_accepted_upload_left_silent_is_ended_at_the_idle_timeout,
     every_answer_carries_one_date,
     a_client_gone_before_its_100_continue_is_counted_as_abandoned,
+    a_client_that_resets_inside_its_body_is_counted_as_abandoned,
     a_client_that_stops_reading_is_cut_after_the_idle_timeout,
     chunk_extensions_are_bounded_per_body,
     an_interim_head_split_across_reads_does_not_cut_the_upload,

@@ -37,7 +37,7 @@ use super::socket_calls;
 use super::spare_buffers::{self, BufferSet};
 use crate::Shared;
 use crate::body::ProxyBody;
-use crate::error::ProxyError;
+use crate::error::{ProxyError, is_reset};
 use crate::forward::{self, About, Downstream, Pending, RequestContext};
 use crate::routing::{Routing, ServedBackend, ServedRoute};
 use crate::signal::Signal;
@@ -635,6 +635,7 @@ impl Conn<'_, '_> {
                 Err(SendError::Client(error)) => {
                     return self.fail(plan, route, backend, error, false).await;
                 }
+                Err(SendError::ClientGone) => return Next::ClientGone,
             };
             // The answer's head; a pooled connection that closes before a
             // byte of it may not have seen the request.
@@ -734,6 +735,8 @@ impl Conn<'_, '_> {
                 }
             };
             match read {
+                // A reset: no answer can reach the client.
+                Ok(Err(error)) if is_reset(&error) => return Err(SendError::ClientGone),
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     return Err(SendError::Client(ProxyError::ClientFraming {
                         what: "the connection closed inside the body",
@@ -1662,6 +1665,8 @@ enum SendError {
     Upstream(ProxyError),
     /// The client's body failed, or the exchange timed out.
     Client(ProxyError),
+    /// The client reset its connection inside its body.
+    ClientGone,
 }
 
 /// Why no answer head was had.
@@ -1687,16 +1692,6 @@ struct Answer {
 /// The route's request timeout, as the error names it.
 fn deadline_length(plan: &Plan, _deadline: tokio::time::Instant) -> Duration {
     plan.routing.routes[plan.route].timeouts.request
-}
-
-/// Whether the read error means the peer reset or closed the connection.
-fn is_reset(error: &std::io::Error) -> bool {
-    matches!(
-        error.kind(),
-        std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe
-    )
 }
 
 /// Whether a write to the client had to wait for room.
