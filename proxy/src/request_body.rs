@@ -828,6 +828,10 @@ mod tests {
 
     use super::{ENDED, GrpcMessages, SENDING, UploadProgress, WAITING_ON_CLIENT};
 
+    /// What a silence's measure may be off by, either way: it is the
+    /// difference of two readings of the clock in whole microseconds.
+    const GRAIN: Duration = Duration::from_micros(1);
+
     /// Notes a silence of the client of at least `at_least`: returns the
     /// most it can have been measured as.
     async fn silence(progress: &UploadProgress, at_least: Duration) -> Duration {
@@ -835,7 +839,7 @@ mod tests {
         progress.note(WAITING_ON_CLIENT);
         tokio::time::sleep(at_least).await;
         progress.note(SENDING);
-        before.elapsed()
+        before.elapsed() + GRAIN
     }
 
     #[tokio::test]
@@ -848,7 +852,7 @@ mod tests {
         tokio::time::sleep(SILENCE * 3).await;
         let waited = progress.client_waited();
         assert!(
-            waited >= SILENCE && waited <= first,
+            waited >= SILENCE - GRAIN && waited <= first,
             "one silence of {SILENCE:?} to {first:?} measured as {waited:?}"
         );
         let second = silence(&progress, SILENCE).await;
@@ -856,7 +860,7 @@ mod tests {
         tokio::time::sleep(SILENCE).await;
         let waited = progress.client_waited();
         assert!(
-            waited >= SILENCE * 2 && waited <= first + second,
+            waited >= (SILENCE - GRAIN) * 2 && waited <= first + second,
             "two silences of {SILENCE:?} to {:?} measured as {waited:?}",
             first + second
         );
@@ -866,7 +870,8 @@ mod tests {
         tokio::time::sleep(SILENCE).await;
         let waited_now = progress.client_waited();
         assert!(
-            waited_now >= waited + SILENCE && waited_now <= waited + before.elapsed(),
+            waited_now >= waited + SILENCE - GRAIN
+                && waited_now <= waited + before.elapsed() + GRAIN,
             "a silence going on of {SILENCE:?} measured as {:?}",
             waited_now - waited
         );
