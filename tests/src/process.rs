@@ -31,3 +31,57 @@ pub fn shown(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Holds a process stopped (SIGSTOP) until dropped (SIGCONT): what peers
+/// send meanwhile waits in its sockets, so it finds bytes and a reset
+/// already there when it goes on.
+pub struct Stopped(u32);
+
+impl Stopped {
+    /// How long the kernel may take to show the process stopped.
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    /// Stops `pid` and returns once the kernel shows it stopped: a signal
+    /// is delivered later than `kill` returns.
+    ///
+    /// # Panics
+    /// When `kill` fails, or the process is not seen stopped in time.
+    pub fn new(pid: u32) -> Stopped {
+        signal(pid, "-STOP");
+        let deadline = std::time::Instant::now() + Self::LIMIT;
+        // Every thread: the state follows the command name, which is in
+        // parentheses.
+        let all_stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap_or_else(|e| panic!("/proc/{pid}/task: {e}"))
+                .all(|task| {
+                    task.ok().is_none_or(|task| {
+                        let stat =
+                            std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                        stat.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T'))
+                    })
+                })
+        };
+        while !all_stopped() {
+            assert!(std::time::Instant::now() < deadline, "{pid} not stopped");
+            std::thread::yield_now();
+        }
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `pid` with `kill`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill {signal} {pid}: {e}"));
+    assert!(status.success(), "kill {signal} {pid}");
+}

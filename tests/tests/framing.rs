@@ -14,8 +14,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
-    FakeUpstream, LoadtestUpstream, Metrics, RawUpstream, Route, Weir, WeirConfig, raw_request,
-    wait_until, within,
+    FakeUpstream, LoadtestUpstream, Metrics, RawUpstream, Route, Stopped, Weir, WeirConfig,
+    raw_request, wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -687,7 +687,8 @@ async fn h2c_reading_upstream() -> std::net::SocketAddr {
 /// A body the client breaks on its way to an HTTP/2 upstream is the
 /// client's fault, as towards an HTTP/1 one: 400, counted in
 /// `weir_client_errors_total`, never a 502 of the upstream (hyper's HTTP/2
-/// client resets the stream, which read as the upstream breaking it).
+/// client resets the stream, which read as the upstream breaking it); a
+/// client that resets its connection inside its body has left (499).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_body_to_an_http_2_upstream_is_the_clients_fault() {
     let upstream = h2c_reading_upstream().await;
@@ -718,12 +719,37 @@ async fn a_broken_body_to_an_http_2_upstream_is_the_clients_fault() {
         "{:?}",
         String::from_utf8_lossy(&raw)
     );
-    let m = wait_until(LIMIT, "both requests counted", || async {
+    // A reset inside the body: weir is served the head, half the body and
+    // the reset at once.
+    let mut stream = tokio::net::TcpStream::connect(weir.addrs.http)
+        .await
+        .unwrap();
+    {
+        let _stopped = Stopped::new(weir.pid());
+        stream
+            .write_all(
+                b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\n0123456789",
+            )
+            .await
+            .unwrap();
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+    }
+    let m = wait_until(LIMIT, "the three requests counted", || async {
         let m = weir.metrics().await;
-        (m.sum("weir_client_errors_total", &[("route", "web")]) == 2.0).then_some(m)
+        (m.sum("weir_client_errors_total", &[("route", "web")]) == 3.0).then_some(m)
     })
     .await;
-    for kind in ["framing", "incomplete_body"] {
+    assert_eq!(
+        m.sum(
+            "weir_http_requests_total",
+            &[("route", "web"), ("code", "499")]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    for kind in ["framing", "incomplete_body", "abandoned"] {
         assert_eq!(
             m.sum(
                 "weir_client_errors_total",

@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
     ClosedPort, ForwardingPath, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream, RecordingUpstream,
-    Reply, Route, UpstreamRequest, Weir, WeirConfig, raw_request, read_through_head, wait_until,
-    within,
+    Reply, Route, Stopped, UpstreamRequest, Weir, WeirConfig, raw_request, read_through_head,
+    wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -1081,51 +1081,6 @@ async fn every_answer_carries_one_date(path: ForwardingPath) {
             );
         }
     }
-}
-
-/// Holds a process stopped (SIGSTOP) until dropped (SIGCONT): what peers
-/// send meanwhile waits in its sockets, so it finds bytes and a reset
-/// already there when it goes on.
-struct Stopped(u32);
-
-impl Stopped {
-    /// Stops `pid` and returns once the kernel shows it stopped: a signal
-    /// is delivered later than `kill` returns.
-    fn new(pid: u32) -> Stopped {
-        signal(pid, "-STOP");
-        let deadline = std::time::Instant::now() + LIMIT;
-        // Every thread: the state follows the command name, which is in
-        // parentheses.
-        let all_stopped = || {
-            std::fs::read_dir(format!("/proc/{pid}/task"))
-                .unwrap()
-                .all(|task| {
-                    let stat = std::fs::read_to_string(task.unwrap().path().join("stat"))
-                        .unwrap_or_default();
-                    stat.rsplit_once(") ")
-                        .is_some_and(|(_, rest)| rest.starts_with('T'))
-                })
-        };
-        while !all_stopped() {
-            assert!(std::time::Instant::now() < deadline, "{pid} not stopped");
-            std::thread::yield_now();
-        }
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        signal(self.0, "-CONT");
-    }
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
 }
 
 /// The counts of `weir_http_requests_total` by code, once they add up to
