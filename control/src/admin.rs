@@ -507,12 +507,27 @@ impl AdminState {
         control.announce_command(route, command, status, error.as_deref());
     }
 
+    /// The control state, its counter history sampled now where the
+    /// control loop samples only once a second
+    /// ([`ControlState::sample_if_settled`]): for a read of the status.
+    ///
+    /// [`ControlState::sample_if_settled`]: crate::controller::ControlState::sample_if_settled
+    async fn control_sampled(&self, now: u64) -> crate::process::ControlGuard<'_> {
+        let mut control = self.process.control.lock().await;
+        if self.process.cluster.get().is_none() {
+            let metrics = self.process.proxy.metrics();
+            control.sample_if_settled(
+                &|route, role| crate::controller::control_loop::own_counts(metrics, route, role),
+                now,
+            );
+        }
+        control
+    }
+
     /// Every route's status, CanaryRoutes with their leader and coverage.
     async fn statuses(&self) -> Vec<RouteStatus> {
-        let mut statuses = {
-            let control = self.process.control.lock().await;
-            control.statuses(self.process.now_ms())
-        };
+        let now = self.process.now_ms();
+        let mut statuses = self.control_sampled(now).await.statuses(now);
         if let Some(cluster) = self.process.cluster.get() {
             cluster_commands::annotate(cluster, &mut statuses);
         }
@@ -522,10 +537,8 @@ impl AdminState {
     /// The status of route `name`, a CanaryRoute's with its leader and
     /// coverage; `None` for an unknown route.
     async fn status(&self, name: &str) -> Option<RouteStatus> {
-        let status = {
-            let control = self.process.control.lock().await;
-            control.status(name, self.process.now_ms())
-        };
+        let now = self.process.now_ms();
+        let status = self.control_sampled(now).await.status(name, now);
         let mut statuses: Vec<RouteStatus> = status.into_iter().collect();
         if let Some(cluster) = self.process.cluster.get() {
             cluster_commands::annotate(cluster, &mut statuses);

@@ -31,6 +31,82 @@ pub struct SystemClock;
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicU64);
 
+/// The control state behind its lock: a hold of it that ends tells
+/// whoever waits in [`ControlLock::touched`] (the control loop, when it
+/// samples slowly) that the state may have changed.
+#[derive(Debug)]
+pub struct ControlLock {
+    /// The state.
+    state: tokio::sync::Mutex<ControlState>,
+    /// Told when a hold of the state ends.
+    touched: tokio::sync::Notify,
+}
+
+/// A hold of the control state; its end tells [`ControlLock::touched`].
+pub struct ControlGuard<'a> {
+    /// The hold itself.
+    guard: tokio::sync::MutexGuard<'a, ControlState>,
+    /// Told when the hold ends.
+    touched: &'a tokio::sync::Notify,
+}
+
+impl ControlLock {
+    /// `state` behind the lock.
+    pub fn new(state: ControlState) -> ControlLock {
+        ControlLock {
+            state: tokio::sync::Mutex::new(state),
+            touched: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits for the state, and holds it until the guard is dropped.
+    pub async fn lock(&self) -> ControlGuard<'_> {
+        ControlGuard {
+            guard: self.state.lock().await,
+            touched: &self.touched,
+        }
+    }
+
+    /// Waits for the state, and holds it without telling
+    /// [`ControlLock::touched`]: for the control loop's own look.
+    pub async fn lock_unheard(&self) -> tokio::sync::MutexGuard<'_, ControlState> {
+        self.state.lock().await
+    }
+
+    /// Returns once a hold of the state has ended since the last return
+    /// (or since [`ControlLock::forget_touches`]): at once if one has.
+    pub async fn touched(&self) {
+        self.touched.notified().await;
+    }
+
+    /// Forgets the holds that ended so far: [`ControlLock::touched`] then
+    /// waits for the next one.
+    pub fn forget_touches(&self) {
+        use futures_util::FutureExt as _;
+        let _ = self.touched.notified().now_or_never();
+    }
+}
+
+impl std::ops::Deref for ControlGuard<'_> {
+    type Target = ControlState;
+
+    fn deref(&self) -> &ControlState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for ControlGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ControlState {
+        &mut self.guard
+    }
+}
+
+impl Drop for ControlGuard<'_> {
+    fn drop(&mut self) {
+        self.touched.notify_one();
+    }
+}
+
 /// What the running process shares between its tasks.
 #[derive(Debug)]
 pub struct Process {
@@ -41,8 +117,10 @@ pub struct Process {
     /// The data plane.
     pub proxy: Proxy,
     /// The config in force, its resolved endpoints and the rollout states;
-    /// held briefly, never across a write or a wait for the proxy.
-    pub control: tokio::sync::Mutex<ControlState>,
+    /// held briefly, never across a write or a wait for the proxy. Every
+    /// hold of it tells the control loop, which looks again at once when
+    /// it was sampling slowly (see `controller::control_loop`).
+    pub control: ControlLock,
     /// Held by whoever changes rollout states (commands, the control loop,
     /// reloads) for the whole change, before the control lock: changes
     /// never interleave, and the control lock is free while a state is
@@ -135,7 +213,7 @@ impl Process {
             config_path,
             publisher,
             proxy,
-            control: tokio::sync::Mutex::new(control),
+            control: ControlLock::new(control),
             transitions: tokio::sync::Mutex::new(()),
             reloading: tokio::sync::Mutex::new(()),
             reloads,

@@ -132,6 +132,12 @@ impl Hooks {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether no call is running and no answer waits to be taken.
+    pub fn is_idle(&self) -> bool {
+        let table = self.lock();
+        table.in_flight.is_empty() && table.answers.is_empty()
+    }
+
     /// The answers that came in since the last call, oldest first.
     pub fn take_answers(&self) -> Vec<GateAnswer> {
         std::mem::take(&mut self.lock().answers)

@@ -141,6 +141,11 @@ impl EventBus {
         self.sender.subscribe()
     }
 
+    /// The time of the latest control loop tick (ms).
+    pub fn last_tick_ms(&self) -> u64 {
+        self.tick_ms
+    }
+
     /// How many readers are subscribed.
     pub fn readers(&self) -> usize {
         self.sender.receiver_count()
@@ -267,8 +272,14 @@ impl ControlState {
         if now < self.events.last_sample_ms + SAMPLE_EVERY_MS {
             return;
         }
+        // From the previous sample on: the counters are sampled once a
+        // second while the control state is settled, and a second back
+        // from now would find no sample older than this one.
+        let since = match self.events.last_sample_ms {
+            0 => now.saturating_sub(SAMPLE_EVERY_MS),
+            last => last.min(now.saturating_sub(SAMPLE_EVERY_MS)),
+        };
         self.events.last_sample_ms = now;
-        let since = now.saturating_sub(SAMPLE_EVERY_MS);
         let mut sampled = serde_json::Map::new();
         let mut kept = BTreeMap::new();
         let mut previous = std::mem::take(&mut self.events.samples);
@@ -525,6 +536,39 @@ mod tests {
         assert_eq!(web["stable"]["errorRate"], 0.0, "{web}");
         let kept = process.control.lock().await.events.samples()["web"].len();
         assert_eq!(kept, 2, "and kept for a page that opens");
+    }
+
+    #[tokio::test]
+    async fn rates_sampled_a_second_apart_are_kept_whole() {
+        use crate::controller::transitions;
+        use weir_proxy::Role;
+        use weir_proxy::metrics::{LATENCY_SLOTS, RoleCounts};
+
+        // A settled fixed split: the loop samples about once a second,
+        // each sample a little more than a second after the last.
+        let text = crate::fixtures::config_text(None, &crate::fixtures::route("web", None));
+        let in_memory = crate::fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+        let process = &in_memory.process;
+        for second in 0..=3u64 {
+            let sample = move |_: &str, role: Role| RoleCounts {
+                requests: second * if role == Role::Stable { 900 } else { 100 },
+                errors: 0,
+                latency: [0; LATENCY_SLOTS],
+            };
+            transitions::tick(process, sample).await;
+            in_memory
+                .clock
+                .advance(std::time::Duration::from_millis(1_005));
+        }
+        let control = process.control.lock().await;
+        let kept: Vec<&RateSample> = control.events.samples()["web"].iter().collect();
+        assert_eq!(kept.len(), 4, "{kept:?}");
+        for sample in &kept[1..] {
+            let stable = f64::from(sample.stable.rps);
+            assert!((stable - 900.0 / 1.005).abs() < 0.01, "{kept:?}");
+            let canary = f64::from(sample.canary.rps);
+            assert!((canary - 100.0 / 1.005).abs() < 0.01, "{kept:?}");
+        }
     }
 
     #[tokio::test]

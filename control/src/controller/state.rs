@@ -494,6 +494,50 @@ impl ControlState {
         }
     }
 
+    /// Keeps a sample of every route's counters from `own` at `now`, when
+    /// the state is settled and the control loop samples only once a
+    /// second: a read of the status then counts up to its own moment, as
+    /// when the loop samples every 100 ms. The caller knows there is no
+    /// cluster (whose leader judges on every replica's counters).
+    pub fn sample_if_settled(&mut self, own: &dyn Fn(&str, Role) -> RoleCounts, now: u64) {
+        if !self.is_settled() {
+            return;
+        }
+        for route in &self.effective.routes {
+            let name: &str = &route.name;
+            let at = Sample {
+                at_ms: now,
+                stable: own(name, Role::Stable),
+                canary: own(name, Role::Canary),
+            };
+            self.history
+                .entry(name.to_owned())
+                .or_default()
+                .push(at, history_keep_ms(route));
+        }
+    }
+
+    /// Whether nothing the control loop does here is due sooner than its
+    /// slow sample (see `control_loop`): no rollout is under way or
+    /// switching back, no webhook call runs or waits to be taken, no state
+    /// waits to be written again, and nobody follows the event stream
+    /// (whose `samples` come every second from the counters' history).
+    pub fn is_settled(&self) -> bool {
+        let rollouts_settled = self.effective.routes.iter().all(|route| {
+            let (Some(strategy), Some(state)) = (&route.strategy, self.rollouts.get(&*route.name))
+            else {
+                return true;
+            };
+            // A blue-green promotion counts down its switch-back window.
+            let switching_back = state.phase == Phase::Promoted && strategy.blue_green.is_some();
+            !(state.is_active() || switching_back)
+        });
+        rollouts_settled
+            && self.unpersisted.is_empty()
+            && self.hooks.as_ref().is_none_or(|hooks| hooks.is_idle())
+            && self.events.readers() == 0
+    }
+
     /// The kept states that are not in the store and are due to be
     /// written again at `now`; write them, then hand the results to
     /// [`Self::persisted_again`].
@@ -616,11 +660,7 @@ impl ControlState {
                 stable: sample(name, Role::Stable),
                 canary: sample(name, Role::Canary),
             };
-            let keep_ms = route
-                .strategy
-                .as_ref()
-                .map_or(30_000, |s| duration_ms(s.analysis.window))
-                + 2_000;
+            let keep_ms = history_keep_ms(route);
             match self.history.get_mut(name) {
                 Some(history) => history.push(at, keep_ms),
                 None => self
@@ -836,6 +876,16 @@ impl ControlState {
             }
         }
     }
+}
+
+/// How long a route's counter history is kept back: its analysis window
+/// (30 s without a strategy) and 2 s.
+fn history_keep_ms(route: &Route) -> u64 {
+    route
+        .strategy
+        .as_ref()
+        .map_or(30_000, |s| duration_ms(s.analysis.window))
+        + 2_000
 }
 
 /// What `weir run` would refuse in `loaded` given the states kept in

@@ -463,3 +463,49 @@ async fn a_preview_started_at_the_first_load_lasts_an_interval() {
         "the preview ends once an interval has passed"
     );
 }
+
+/// A settled state (no rollout under way) is sampled once a second by the
+/// control loop; a read of the status samples it first, so the status
+/// counts every request answered before the read, as when the loop
+/// samples every 100 ms. A state with a rollout under way is left to the
+/// loop.
+#[tokio::test]
+async fn a_status_read_of_a_settled_state_counts_up_to_its_own_moment() {
+    use weir_proxy::Role;
+    use weir_proxy::metrics::{LATENCY_SLOTS, RoleCounts};
+
+    let counts = |stable: u64, canary: u64| {
+        move |_: &str, role: Role| RoleCounts {
+            requests: if role == Role::Stable { stable } else { canary },
+            errors: 0,
+            latency: [0; LATENCY_SLOTS],
+        }
+    };
+    let requests = |control: &ControlState, now: u64| {
+        let analysis = control
+            .status("web", now)
+            .and_then(|s| s.analysis)
+            .expect("every route has an analysis block");
+        (
+            analysis.stable.map(|r| r.requests),
+            analysis.canary.map(|r| r.requests),
+        )
+    };
+
+    let text = fixtures::config_text(None, &fixtures::route("web", None));
+    let in_memory = fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+    let mut control = in_memory.process.control.lock().await;
+    assert!(control.is_settled());
+    control.sample_if_settled(&counts(0, 0), START_MS);
+    control.sample_if_settled(&counts(90, 10), START_MS + 300);
+    assert_eq!(requests(&control, START_MS + 300), (Some(90), Some(10)));
+    drop(control);
+
+    let text = fixtures::config_text(None, &fixtures::route("web", Some("[{pause: {}}]")));
+    let in_memory = fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+    let mut control = in_memory.process.control.lock().await;
+    assert!(!control.is_settled(), "a rollout is under way");
+    control.sample_if_settled(&counts(0, 0), START_MS);
+    control.sample_if_settled(&counts(90, 10), START_MS + 300);
+    assert_eq!(requests(&control, START_MS + 300), (Some(0), Some(0)));
+}
