@@ -504,16 +504,7 @@ impl ControlState {
             return;
         }
         for route in &self.effective.routes {
-            let name: &str = &route.name;
-            let at = Sample {
-                at_ms: now,
-                stable: own(name, Role::Stable),
-                canary: own(name, Role::Canary),
-            };
-            self.history
-                .entry(name.to_owned())
-                .or_default()
-                .push(at, history_keep_ms(route));
+            keep_sample(&mut self.history, route, own, now);
         }
     }
 
@@ -655,20 +646,7 @@ impl ControlState {
             } else {
                 own
             };
-            let at = Sample {
-                at_ms: now,
-                stable: sample(name, Role::Stable),
-                canary: sample(name, Role::Canary),
-            };
-            let keep_ms = history_keep_ms(route);
-            match self.history.get_mut(name) {
-                Some(history) => history.push(at, keep_ms),
-                None => self
-                    .history
-                    .entry(name.to_owned())
-                    .or_default()
-                    .push(at, keep_ms),
-            }
+            keep_sample(&mut self.history, route, sample, now);
 
             // Only the leader judges CanaryRoutes; the others follow its status.
             if is_cluster_route(name) && !self.cluster_leading {
@@ -878,14 +856,34 @@ impl ControlState {
     }
 }
 
-/// How long a route's counter history is kept back: its analysis window
-/// (30 s without a strategy) and 2 s.
-fn history_keep_ms(route: &Route) -> u64 {
-    route
+/// Adds to `route`'s counter history a sample of its counts from
+/// `counts` at `now`, keeping its analysis window (30 s without a
+/// strategy) and 2 s back.
+fn keep_sample(
+    history: &mut BTreeMap<String, History>,
+    route: &Route,
+    counts: &dyn Fn(&str, Role) -> RoleCounts,
+    now: u64,
+) {
+    let name: &str = &route.name;
+    let at = Sample {
+        at_ms: now,
+        stable: counts(name, Role::Stable),
+        canary: counts(name, Role::Canary),
+    };
+    let keep_ms = route
         .strategy
         .as_ref()
         .map_or(30_000, |s| duration_ms(s.analysis.window))
-        + 2_000
+        + 2_000;
+    // No new key (an allocation) but for a route's first sample.
+    match history.get_mut(name) {
+        Some(history) => history.push(at, keep_ms),
+        None => history
+            .entry(name.to_owned())
+            .or_default()
+            .push(at, keep_ms),
+    }
 }
 
 /// What `weir run` would refuse in `loaded` given the states kept in
