@@ -509,15 +509,7 @@ fn settle(
             context
                 .span
                 .in_scope(|| tracing::debug!(%error, "client left inside its body"));
-            if context.grpc {
-                backend.metrics.record_grpc_abandoned(started.elapsed());
-            } else {
-                backend.metrics.record_client_error(
-                    ClientErrorKind::Abandoned,
-                    CLIENT_CLOSED,
-                    started.elapsed(),
-                );
-            }
+            record_abandoned(&backend.metrics, context.grpc, started.elapsed());
             error.to_response(&context.route.name, &backend.label)
         }
         Err(error) => {
@@ -1255,16 +1247,18 @@ impl Drop for Pending<'_> {
                 .as_deref()
                 .map_or(Duration::ZERO, UploadProgress::client_waited);
             let elapsed = self.started.elapsed().saturating_sub(client_waited);
-            if self.grpc {
-                self.metrics.record_grpc_abandoned(elapsed);
-            } else {
-                self.metrics.record_client_error(
-                    ClientErrorKind::Abandoned,
-                    CLIENT_CLOSED,
-                    elapsed,
-                );
-            }
+            record_abandoned(self.metrics, self.grpc, elapsed);
         }
+    }
+}
+
+/// Counts a request whose client left before its answer, after
+/// `elapsed`: status 499, a gRPC call (`grpc`) with `CANCELLED` as well.
+fn record_abandoned(metrics: &crate::metrics::RoleMetrics, grpc: bool, elapsed: Duration) {
+    if grpc {
+        metrics.record_grpc_abandoned(elapsed);
+    } else {
+        metrics.record_client_error(ClientErrorKind::Abandoned, CLIENT_CLOSED, elapsed);
     }
 }
 

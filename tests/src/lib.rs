@@ -54,7 +54,7 @@ pub use hook_receiver::{Answer, HookReceiver, Received as HookRequest};
 pub use kube_api::{KubeApi, Recorded};
 pub use load::{FAILED, Load};
 pub use metrics::{Metrics, Sample, promtool_check};
-pub use process::{Stopped, run_within, shown};
+pub use process::{Stopped, run_within, send_then_reset_while_stopped, shown};
 pub use prometheus::{PROMETHEUS_BINARY, Prometheus};
 pub use raw::{RawResponse, RawUpstream, Received, raw_request, read_through_head};
 pub use recording_upstream::{

@@ -85,3 +85,26 @@ fn signal(pid: u32, signal: &str) {
         .unwrap_or_else(|e| panic!("kill {signal} {pid}: {e}"));
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+/// Sends `bytes` on `client` and resets the connection (zero linger)
+/// while `pid` is stopped: the process finds both in its socket at once
+/// when it goes on.
+///
+/// # Panics
+/// When the process cannot be stopped, or the write or the linger fails.
+pub async fn send_then_reset_while_stopped(
+    pid: u32,
+    mut client: tokio::net::TcpStream,
+    bytes: &[u8],
+) {
+    use tokio::io::AsyncWriteExt as _;
+    let _stopped = Stopped::new(pid);
+    client
+        .write_all(bytes)
+        .await
+        .unwrap_or_else(|e| panic!("writing to a stopped process: {e}"));
+    client
+        .set_zero_linger()
+        .unwrap_or_else(|e| panic!("zero linger: {e}"));
+    drop(client);
+}

@@ -14,8 +14,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
-    FakeUpstream, LoadtestUpstream, Metrics, RawUpstream, Route, Stopped, Weir, WeirConfig,
-    raw_request, wait_until, within,
+    FakeUpstream, LoadtestUpstream, Metrics, RawUpstream, Route, Weir, WeirConfig, raw_request,
+    send_then_reset_while_stopped, wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -721,20 +721,15 @@ async fn a_broken_body_to_an_http_2_upstream_is_the_clients_fault() {
     );
     // A reset inside the body: weir is served the head, half the body and
     // the reset at once.
-    let mut stream = tokio::net::TcpStream::connect(weir.addrs.http)
+    let stream = tokio::net::TcpStream::connect(weir.addrs.http)
         .await
         .unwrap();
-    {
-        let _stopped = Stopped::new(weir.pid());
-        stream
-            .write_all(
-                b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\n0123456789",
-            )
-            .await
-            .unwrap();
-        stream.set_zero_linger().unwrap();
-        drop(stream);
-    }
+    send_then_reset_while_stopped(
+        weir.pid(),
+        stream,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await;
     let m = wait_until(LIMIT, "the three requests counted", || async {
         let m = weir.metrics().await;
         (m.sum("weir_client_errors_total", &[("route", "web")]) == 3.0).then_some(m)

@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use weir_e2e::{
     ClosedPort, ForwardingPath, LARGE_BODY, LargeBodyUpstream, LoadtestUpstream, RecordingUpstream,
-    Reply, Route, Stopped, UpstreamRequest, Weir, WeirConfig, raw_request, read_through_head,
-    wait_until, within,
+    Reply, Route, UpstreamRequest, Weir, WeirConfig, raw_request, read_through_head,
+    send_then_reset_while_stopped, wait_until, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -1124,19 +1124,14 @@ async fn a_client_gone_before_its_100_continue_is_counted_as_abandoned(path: For
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     })
     .await;
-    {
-        // weir is served the head and the reset at once: its 100 Continue
-        // can only fail.
-        let _stopped = Stopped::new(weir.pid());
-        client
-            .write_all(
-                b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        client.set_zero_linger().unwrap();
-        drop(client);
-    }
+    // weir is served the head and the reset at once: its 100 Continue can
+    // only fail.
+    send_then_reset_while_stopped(
+        weir.pid(),
+        client,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
     let counts = codes_once_counted(&weir, 2.0).await;
     let want = [("200", 1.0), ("499", 1.0)].map(|(code, n)| (code.to_owned(), n));
     assert_eq!(counts, want, "{}", path.name());
@@ -1155,18 +1150,15 @@ async fn a_client_that_resets_inside_its_body_is_counted_as_abandoned(path: Forw
     let weir = path
         .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
         .await;
-    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
-    {
-        // weir is served half the body and the reset at once: the rest of
-        // the body can only fail.
-        let _stopped = Stopped::new(weir.pid());
-        client
-            .write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst")
-            .await
-            .unwrap();
-        client.set_zero_linger().unwrap();
-        drop(client);
-    }
+    let client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    // weir is served half the body and the reset at once: the rest of the
+    // body can only fail.
+    send_then_reset_while_stopped(
+        weir.pid(),
+        client,
+        b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 10\r\n\r\nfirst",
+    )
+    .await;
     let counts = codes_once_counted(&weir, 1.0).await;
     assert_eq!(counts, [("499".to_owned(), 1.0)], "{}", path.name());
     let metrics = weir.metrics().await;

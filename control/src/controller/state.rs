@@ -519,9 +519,7 @@ impl ControlState {
             else {
                 return true;
             };
-            // A blue-green promotion counts down its switch-back window.
-            let switching_back = state.phase == Phase::Promoted && strategy.blue_green.is_some();
-            !(state.is_active() || switching_back)
+            !is_ticked(state, strategy)
         });
         rollouts_settled
             && self.unpersisted.is_empty()
@@ -655,10 +653,7 @@ impl ControlState {
             let (Some(strategy), Some(state)) = (&route.strategy, self.rollouts.get(name)) else {
                 continue;
             };
-            // A blue-green promotion is ticked for its message alone: it
-            // counts down the switch-back window.
-            let switching_back = state.phase == Phase::Promoted && strategy.blue_green.is_some();
-            if !state.is_active() && !switching_back {
+            if !is_ticked(state, strategy) {
                 continue;
             }
             let interval = duration_ms(strategy.analysis.interval);
@@ -854,6 +849,14 @@ impl ControlState {
             }
         }
     }
+}
+
+/// Whether the control loop ticks a rollout in `state` under `strategy`:
+/// one under way, or a blue-green promotion, ticked for its message alone
+/// as it counts down the switch-back window.
+fn is_ticked(state: &RolloutState, strategy: &weir_config::Strategy) -> bool {
+    let switching_back = state.phase == Phase::Promoted && strategy.blue_green.is_some();
+    state.is_active() || switching_back
 }
 
 /// Adds to `route`'s counter history a sample of its counts from
