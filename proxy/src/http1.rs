@@ -119,33 +119,79 @@ pub(crate) fn is_valid_host(value: &[u8]) -> bool {
     if value.is_empty() {
         return true;
     }
-    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+    if let Some(rest) = value.strip_prefix(b"[") {
         let Some(end) = rest.iter().position(|&b| b == b']') else {
             return false;
         };
         if !is_valid_ip_literal(&rest[..end]) {
             return false;
         }
-        match &rest[end + 1..] {
-            [] => return true,
-            [b':', port @ ..] => (None, port),
-            _ => return false,
+        return match &rest[end + 1..] {
+            [] => true,
+            [b':', port @ ..] => is_valid_port(port),
+            _ => false,
+        };
+    }
+    // A name in one pass over its bytes (every request has one): each
+    // byte a name byte, a dot ending a label that is not empty, or an
+    // escape; then the port.
+    let mut label = 0;
+    let mut i = 0;
+    while let Some(&byte) = value.get(i) {
+        if REG_NAME_BYTE[usize::from(byte)] {
+            label += 1;
+            i += 1;
+        } else if byte == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+            i += 1;
+        } else if byte == b'%' {
+            if !value
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            label += 1;
+            i += 3;
+        } else if byte == b':' {
+            return i > 0 && is_valid_port(&value[i + 1..]);
+        } else {
+            return false;
         }
-    } else {
-        match value.iter().position(|&b| b == b':') {
-            Some(colon) => (Some(&value[..colon]), &value[colon + 1..]),
-            None => (Some(value), &b""[..]),
+    }
+    true
+}
+
+/// The bytes of a `reg-name` other than the dot and the escape's `%`:
+/// RFC 3986 `unreserved` and `sub-delims`, one lookup per byte.
+const REG_NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b != b'.' && (is_unreserved(b) || is_sub_delim(b));
+        byte += 1;
+    }
+    table
+};
+
+/// Whether `port` (after a host's colon) is empty or digits of at most
+/// 65535, leading zeros allowed.
+fn is_valid_port(port: &[u8]) -> bool {
+    let mut n = 0u32;
+    for &digit in port {
+        if !digit.is_ascii_digit() {
+            return false;
         }
-    };
-    let port_ok = port.iter().all(u8::is_ascii_digit)
-        && port
-            .iter()
-            .try_fold(0u32, |n, d| {
-                let n = n * 10 + u32::from(d - b'0');
-                (n <= u32::from(u16::MAX)).then_some(n)
-            })
-            .is_some();
-    port_ok && host.is_none_or(is_valid_reg_name)
+        n = n * 10 + u32::from(digit - b'0');
+        if n > u32::from(u16::MAX) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether the inside of `[...]` is an IPv6 address with an optional zone
@@ -197,25 +243,16 @@ fn is_escaped_text(text: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
 }
 
 /// RFC 3986 `unreserved`.
-fn is_unreserved(byte: u8) -> bool {
+const fn is_unreserved(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
 /// RFC 3986 `sub-delims`.
-fn is_sub_delim(byte: u8) -> bool {
+const fn is_sub_delim(byte: u8) -> bool {
     matches!(
         byte,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
     )
-}
-
-/// A host name of RFC 3986's `reg-name` characters, not empty, without an
-/// empty label but for one trailing dot.
-fn is_valid_reg_name(name: &[u8]) -> bool {
-    let name = name.strip_suffix(b".").unwrap_or(name);
-    !name.is_empty()
-        && !name.split(|&b| b == b'.').any(<[u8]>::is_empty)
-        && is_escaped_text(name, |b| is_unreserved(b) || is_sub_delim(b))
 }
 
 /// The codings of `Transfer-Encoding` lines `values`, in order, trimmed;
@@ -277,7 +314,90 @@ mod properties;
 
 #[cfg(test)]
 mod tests {
-    use super::{field_is, has_dot_segment, is_valid_host};
+    use super::{
+        field_is, has_dot_segment, is_escaped_text, is_sub_delim, is_unreserved, is_valid_host,
+        is_valid_ip_literal,
+    };
+
+    /// `is_valid_host` as first written, from the grammar's parts: the
+    /// one-pass check must agree with it on every input.
+    fn host_by_the_grammar(value: &[u8]) -> bool {
+        if value.is_empty() {
+            return true;
+        }
+        let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            if !is_valid_ip_literal(&rest[..end]) {
+                return false;
+            }
+            match &rest[end + 1..] {
+                [] => return true,
+                [b':', port @ ..] => (None, port),
+                _ => return false,
+            }
+        } else {
+            match value.iter().position(|&b| b == b':') {
+                Some(colon) => (Some(&value[..colon]), &value[colon + 1..]),
+                None => (Some(value), &b""[..]),
+            }
+        };
+        let port_ok = port.iter().all(u8::is_ascii_digit)
+            && port
+                .iter()
+                .try_fold(0u32, |n, d| {
+                    let n = n * 10 + u32::from(d - b'0');
+                    (n <= u32::from(u16::MAX)).then_some(n)
+                })
+                .is_some();
+        let reg_name = |name: &[u8]| {
+            let name = name.strip_suffix(b".").unwrap_or(name);
+            !name.is_empty()
+                && !name.split(|&b| b == b'.').any(<[u8]>::is_empty)
+                && is_escaped_text(name, |b| is_unreserved(b) || is_sub_delim(b))
+        };
+        port_ok && host.is_none_or(reg_name)
+    }
+
+    #[test]
+    fn the_one_pass_host_check_agrees_with_the_grammar() {
+        let seed = std::env::var("HTTP1_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fastrand::u64(..));
+        println!("HTTP1_SEED={seed}");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        // Bytes that matter to the grammar, weighted towards them, and now
+        // and then any byte.
+        let alphabet = b"aZ09-._~!$&'()*+,;=%:[]/?# \tF5e\x80";
+        for _ in 0..50_000 {
+            let len = rng.usize(0..12);
+            let value: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.u8(..) < 8 {
+                        rng.u8(..)
+                    } else {
+                        alphabet[rng.usize(..alphabet.len())]
+                    }
+                })
+                .collect();
+            assert_eq!(
+                is_valid_host(&value),
+                host_by_the_grammar(&value),
+                "{:?}",
+                String::from_utf8_lossy(&value)
+            );
+        }
+        for port in ["", "0", "65535", "65536", "000065535", "99999", "1a"] {
+            let value = format!("a.b:{port}");
+            assert_eq!(
+                is_valid_host(value.as_bytes()),
+                host_by_the_grammar(value.as_bytes()),
+                "{value}"
+            );
+        }
+    }
 
     #[test]
     fn dot_segments_are_found_however_they_are_written() {
