@@ -174,12 +174,10 @@ static COOKIE_OCTET: [bool; 256] = {
 /// from the operating system): a key is a client's identity, so it must not
 /// be guessable from keys seen before.
 pub fn new_client_key() -> [u8; 32] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bits: u128 = rand::rng().random();
     let mut key = [0u8; 32];
-    for (i, slot) in key.iter_mut().enumerate() {
-        *slot = HEX[((bits >> (4 * i)) & 0xf) as usize];
-    }
+    key[..16].copy_from_slice(&crate::hex::hex_digits((bits >> 64) as u64));
+    key[16..].copy_from_slice(&crate::hex::hex_digits(bits as u64));
     key
 }
 

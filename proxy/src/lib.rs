@@ -20,6 +20,7 @@ pub mod explained_errors;
 pub mod fallback;
 pub mod forward;
 pub mod grpc;
+pub mod hex;
 pub mod http1;
 pub mod metrics;
 pub mod request_body;

@@ -38,19 +38,19 @@ pub fn new_request_id() -> HeaderValue {
 
 /// The text of a new request id (see [`new_request_id`]), without allocating.
 pub fn new_request_id_text() -> [u8; 36] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let random: u128 = rand::rng().random();
     // RFC 9562: version 4 in bits 48-51, variant 0b10 in bits 64-65.
     let bits = (random & !(0xf << 76) | (0x4 << 76)) & !(0b11 << 62) | (0b10 << 62);
-    // Two hex digits per byte, most significant first; dashes after the
-    // 4th, 6th, 8th and 10th byte (8-4-4-4-12).
+    // 32 hex digits, most significant first, with dashes after the 8th,
+    // 12th, 16th and 20th (8-4-4-4-12).
+    let high = crate::hex::hex_digits((bits >> 64) as u64);
+    let low = crate::hex::hex_digits(bits as u64);
     let mut text = [b'-'; 36];
-    let mut at = 0;
-    for (i, byte) in bits.to_be_bytes().into_iter().enumerate() {
-        text[at] = HEX[usize::from(byte >> 4)];
-        text[at + 1] = HEX[usize::from(byte & 0xf)];
-        at += if matches!(i, 3 | 5 | 7 | 9) { 3 } else { 2 };
-    }
+    text[..8].copy_from_slice(&high[..8]);
+    text[9..13].copy_from_slice(&high[8..12]);
+    text[14..18].copy_from_slice(&high[12..]);
+    text[19..23].copy_from_slice(&low[..4]);
+    text[24..].copy_from_slice(&low[4..]);
     text
 }
 
@@ -112,7 +112,8 @@ mod tests {
             let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
             assert_eq!(lengths, [8, 4, 4, 4, 12], "{id}");
             assert!(
-                id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+                id.chars()
+                    .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)),
                 "{id}"
             );
             assert!(groups[2].starts_with('4'), "version 4: {id}");
