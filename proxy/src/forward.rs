@@ -176,7 +176,8 @@ pub async fn serve(
             .as_ref()
             .is_none_or(|rule| rule.accepts(downstream.local_port, req.method(), req.headers()))
     };
-    let Some((index, by_preview_host)) = routing.find(host, req.uri().path(), accepts) else {
+    let Some((index, by_preview_host)) = routing.find(host.as_bytes(), req.uri().path(), accepts)
+    else {
         downstream.note_idle_timeout(weir_config::model::DEFAULT_IDLE_TIMEOUT, req.version());
         return local_response(StatusCode::NOT_FOUND, no_route_text(host, req.uri().path()));
     };

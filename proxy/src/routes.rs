@@ -16,9 +16,11 @@ use weir_config::HostMatch;
 /// Route indices by host, each list ordered by path prefix, longest first.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    exact: HashMap<Box<str>, Vec<Entry>>,
+    /// Keyed by the lowercase name's bytes: a host is looked up as it
+    /// came, unconverted.
+    exact: HashMap<Box<[u8]>, Vec<Entry>>,
     /// Ordered by suffix length, longest first.
-    suffixes: Vec<(Box<str>, Vec<Entry>)>,
+    suffixes: Vec<(Box<[u8]>, Vec<Entry>)>,
     any_host: Vec<Entry>,
 }
 
@@ -106,15 +108,19 @@ impl RouteTable {
                 match host {
                     HostMatch::Exact(name) => table
                         .exact
-                        .entry(name.as_str().into())
+                        .entry(name.as_bytes().into())
                         .or_default()
                         .push(entry.clone()),
                     HostMatch::Suffix(suffix) => {
-                        match table.suffixes.iter_mut().find(|(s, _)| **s == **suffix) {
+                        match table
+                            .suffixes
+                            .iter_mut()
+                            .find(|(s, _)| **s == *suffix.as_bytes())
+                        {
                             Some((_, entries)) => entries.push(entry.clone()),
                             None => table
                                 .suffixes
-                                .push((suffix.as_str().into(), vec![entry.clone()])),
+                                .push((suffix.as_bytes().into(), vec![entry.clone()])),
                         }
                     }
                 }
@@ -149,23 +155,23 @@ impl RouteTable {
         path: &str,
         accepts: impl Fn(usize) -> bool,
     ) -> Option<usize> {
-        self.find_ranked(host, path, accepts)
+        self.find_ranked(host.as_bytes(), path, accepts)
             .map(|(index, _)| index)
     }
 
     /// As [`RouteTable::find_where`], with how closely the host matcher
-    /// that found the route named the host.
+    /// that found the route named the host; `host` as its bytes came.
     pub fn find_ranked(
         &self,
-        host: &str,
+        host: &[u8],
         path: &str,
         accepts: impl Fn(usize) -> bool,
     ) -> Option<(usize, HostRank)> {
         let host = normalize_host(host);
         let lowered;
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        let host = if host.iter().any(u8::is_ascii_uppercase) {
             lowered = host.to_ascii_lowercase();
-            lowered.as_str()
+            lowered.as_slice()
         } else {
             host
         };
@@ -178,7 +184,7 @@ impl RouteTable {
         }
         for (suffix, entries) in &self.suffixes {
             // `*.example.com` matches `a.example.com`, not `example.com` itself.
-            if host.len() > suffix.len() && host.ends_with(&**suffix) {
+            if host.len() > suffix.len() && host.ends_with(suffix) {
                 if let Some(index) = longest_prefix(entries, path, &accepts) {
                     return Some((index, HostRank::Suffix(suffix.len())));
                 }
@@ -216,14 +222,17 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
 }
 
 /// Strips the port and a trailing dot from a Host value.
-fn normalize_host(host: &str) -> &str {
-    let without_port = if let Some(v6) = host.strip_prefix('[') {
+fn normalize_host(host: &[u8]) -> &[u8] {
+    let without_port = if let Some(v6) = host.strip_prefix(b"[") {
         // `[::1]:8080` -> `::1`
-        v6.split(']').next().unwrap_or(v6)
+        v6.split(|&b| b == b']').next().unwrap_or(v6)
     } else {
-        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+        match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => &host[..colon],
+            None => host,
+        }
     };
-    without_port.strip_suffix('.').unwrap_or(without_port)
+    without_port.strip_suffix(b".").unwrap_or(without_port)
 }
 
 #[cfg(test)]

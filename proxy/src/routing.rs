@@ -161,7 +161,7 @@ impl Routing {
     /// (a Gateway API rule's conditions).
     pub fn find(
         &self,
-        host: &str,
+        host: &[u8],
         path: &str,
         accepts: impl Fn(usize) -> bool,
     ) -> Option<(usize, bool)> {

@@ -1333,9 +1333,15 @@ fn plan(
     {
         return Planned::HandOff;
     }
-    let host = head.host.filter(|h| is_visible(h)).unwrap_or(b"");
-    let host = std::str::from_utf8(host).unwrap_or("");
-    let path = head.target.split('?').next().unwrap_or(head.target);
+    // The host as its bytes came: `is_valid_host` let it through, so it is
+    // visible ASCII, as the hyper path's `HeaderValue::to_str` takes it;
+    // routing compares bytes, so no conversion to text on every request.
+    let host = head.host.unwrap_or(b"");
+    debug_assert!(is_visible(host));
+    let path = match head.target.bytes().position(|b| b == b'?') {
+        Some(query) => &head.target[..query],
+        None => head.target,
+    };
     let has_rule = Cell::new(false);
     // A preview host finds its blue-green route as on the hyper path.
     let found = routing.find(host, path, |index| {
@@ -1358,7 +1364,7 @@ fn plan(
         let with_body = !matches!(head.framing, Framing::None | Framing::Length(0));
         let keep_alive = head.keep_alive && !with_body;
         return Planned::NoRoute {
-            text: forward::no_route_text(host, path),
+            text: forward::no_route_text(std::str::from_utf8(host).unwrap_or(""), path),
             head_len: head.len,
             keep_alive,
             minor: head.minor,

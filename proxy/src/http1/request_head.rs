@@ -163,7 +163,7 @@ pub fn parse<'h, 'b>(
     // An origin-form target as hyper reads it (the `http` crate): the
     // fragment cut off, so both paths route and forward the same target,
     // and the characters it refuses refused here too.
-    let target = match target.find('#') {
+    let target = match target.bytes().position(|b| b == b'#') {
         Some(end) if target.starts_with('/') => &target[..end],
         _ => target,
     };
