@@ -79,6 +79,18 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// # Errors
 /// When it cannot be opened or read, is not a regular file, or is too large.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
+    read_file_keeping(path).map(|(bytes, _, _)| bytes)
+}
+
+/// [`read_file`], also giving the file, open, and how it looked when
+/// opened, before it was read (so that a write during the read shows as a
+/// change of the file against what was read).
+///
+/// # Errors
+/// As [`read_file`].
+pub fn read_file_keeping(
+    path: &Path,
+) -> Result<(Vec<u8>, std::fs::File, std::fs::Metadata), ReadError> {
     use rustix::fs::{Mode, OFlags};
 
     let io = |source: std::io::Error| ReadError::Io {
@@ -115,13 +127,14 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // The file may grow while it is read: read one byte past the cap to know.
-    file.take(MAX_FILE_BYTES + 1)
+    (&file)
+        .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large());
     }
-    Ok(bytes)
+    Ok((bytes, file, meta))
 }
 
 /// Why the config file at `path` was not read, as a diagnostic of the file.

@@ -68,7 +68,8 @@ impl ControlLock {
     }
 
     /// Waits for the state, and holds it without telling
-    /// [`ControlLock::touched`]: for the control loop's own look.
+    /// [`ControlLock::touched`]: for a look that changes nothing (the
+    /// control loop's own, the config watcher's comparison).
     pub async fn lock_unheard(&self) -> tokio::sync::MutexGuard<'_, ControlState> {
         self.state.lock().await
     }

@@ -153,16 +153,31 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     // look (about a second), so that a certificate and its key written one
     // after the other are not refused as a pair that does not match.
     let mut certificates_seen: Option<CertificateStamps> = None;
+    // The file's text as the last read found it: a config put in force by
+    // another trigger (the API, SIGHUP) that differs from it has the file
+    // read again at once, as it would be at the next poll if polls read.
+    let mut file_text: Option<Vec<u8>> = None;
+    let mut published = process.publisher.reader();
     loop {
         tokio::select! {
             () = stopped(&mut stop) => return,
+            true = published.changed() => {
+                // A file refused as it is stays refused, whatever is in force.
+                if let Some(text) = &file_text
+                    && refused.as_ref().is_none_or(|refused| refused.as_ref().ok() != Some(text))
+                    && process.control.lock_unheard().await.loaded.text.as_bytes() != text.as_slice()
+                {
+                    file.read_soon();
+                }
+            }
             () = file.changed() => {
                 let paths = certificate_paths(process.control.lock().await.file_config());
-                let (read, certificates) = match file.read_with(move || stamps(paths)).await {
+                let (read, certificates) = match file.read_with(paths.clone(), move || stamps(paths)).await {
                     Ok((read, certificates)) => (Ok(read), Some(certificates)),
                     Err(error) => (Err(error), None),
                 };
                 let Some(seen) = contents(read) else { continue };
+                file_text = seen.as_ref().ok().cloned();
                 let in_force = match &seen {
                     Ok(bytes) => process.control.lock().await.loaded.text.as_bytes() == bytes.as_slice(),
                     Err(_) => false,
@@ -184,6 +199,8 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                         process.keep_certificate_stamps(certificates);
                     } else {
                         certificates_seen = Some(certificates);
+                        // The change must hold until the next poll's read.
+                        file.read_at_next_poll();
                     }
                     continue;
                 }

@@ -34,6 +34,18 @@
 //! inotify cannot see (NFS, SMB, FUSE, anything not known to be local) the
 //! file is also read every 250 ms, as before; so it is when inotify cannot
 //! be used at all (no instances or watches left).
+//!
+//! The once-a-second read started a thread each time (the read, and the
+//! placing of the watches, may block on a filesystem mounted over the path
+//! since). Where the file, and the files read with it (the certificates),
+//! are on local filesystems, the second's poll glances instead at them as
+//! the last read left them open: `fstat` on an open file of a local
+//! filesystem cannot block, and any write (a memory-mapped one included)
+//! changes its change time, a removal its link count. The file is read
+//! when the glance sees a change, and every [`DEEP_READ_EVERY`] anyway (a
+//! directory above the file's own renamed away and kept, a filesystem
+//! mounted over the path: changes the open files do not show). An idle
+//! weir's CPU fell from 0.55 to 0.33 ms a second (see the README).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, OsStr, OsString};
@@ -56,8 +68,12 @@ use crate::off_runtime::OffRuntimeError;
 
 /// How often the file is read where inotify cannot be relied on.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// How often the file is read while inotify watches it.
+/// How often the file is looked at while inotify watches it: a glance
+/// at the open files where they are local, a read otherwise.
 pub const BACKSTOP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the file is read, and the watches placed again, while a
+/// glance would do.
+pub const DEEP_READ_EVERY: Duration = Duration::from_secs(10);
 /// How long after a write not yet closed, or a file's creation, it is read
 /// when nothing more is written.
 pub const SETTLE: Duration = Duration::from_millis(100);
@@ -118,6 +134,12 @@ pub struct FileWatch {
     periods: Periods,
     /// The last arming failed and was logged.
     failure_said: bool,
+    /// The files the last read looked at, kept open for the polls to
+    /// glance at; none when one of them could not be opened or is not on a
+    /// local filesystem.
+    glance: Option<Glance>,
+    /// When the last read began.
+    read_at: Instant,
 }
 
 /// The poll periods of a [`FileWatch`].
@@ -127,6 +149,8 @@ pub struct Periods {
     pub backstop: Duration,
     /// Where it cannot.
     pub poll: Duration,
+    /// The longest between reads while the backstop's polls glance.
+    pub deep: Duration,
 }
 
 impl Default for Periods {
@@ -134,6 +158,7 @@ impl Default for Periods {
         Periods {
             backstop: BACKSTOP_INTERVAL,
             poll: POLL_INTERVAL,
+            deep: DEEP_READ_EVERY,
         }
     }
 }
@@ -207,6 +232,8 @@ impl FileWatch {
             rearm: true,
             periods,
             failure_said: false,
+            glance: None,
+            read_at: Instant::now(),
         }
     }
 
@@ -221,9 +248,7 @@ impl FileWatch {
             }
             let mut more_events = false;
             let seen = tokio::select! {
-                // A poll also places the watches again: a directory on the
-                // path replaced by rename tells its old watch nothing.
-                _ = self.poll.tick() => Ok(Seen { now: true, rearm: true, settle: false }),
+                _ = self.poll.tick() => Ok(self.polled()),
                 () = settled(&mut self.settling) => Ok(Seen { now: true, ..Seen::default() }),
                 ready = readable(self.inotify.as_ref()) => ready.and_then(|mut guard| {
                     let (seen, drained) = read_events(guard.get_inner(), &self.watched)?;
@@ -254,6 +279,18 @@ impl FileWatch {
         }
     }
 
+    /// Has the next [`FileWatch::changed`] return at once: something other
+    /// than the file says it may differ from what was read.
+    pub fn read_soon(&mut self) {
+        self.due = true;
+    }
+
+    /// Has the next poll read the file rather than glance at it (until the
+    /// read after it): a change seen must hold for a look.
+    pub fn read_at_next_poll(&mut self) {
+        self.glance = None;
+    }
+
     /// Reads the file as it is now, on a thread off the runtime (a network
     /// filesystem can hang), after placing the watches again on the same
     /// thread when the path may lead elsewhere.
@@ -261,18 +298,24 @@ impl FileWatch {
     /// # Errors
     /// No thread could be started, or the work panicked.
     pub async fn read(&mut self) -> Result<Result<Vec<u8>, load::ReadError>, OffRuntimeError> {
-        self.read_with(|| ()).await.map(|(read, ())| read)
+        self.read_with(Vec::new(), || ())
+            .await
+            .map(|(read, ())| read)
     }
 
     /// [`FileWatch::read`], with `also` run on the same thread after it (a
-    /// look at other files, with no thread of its own).
+    /// look at other files, with no thread of its own); the files at
+    /// `glanced_too` are opened and kept with the config file for the polls
+    /// to glance at (a change of one of them is a change).
     ///
     /// # Errors
     /// No thread could be started, or the work panicked.
     pub async fn read_with<T: Send + 'static>(
         &mut self,
+        glanced_too: Vec<PathBuf>,
         also: impl FnOnce() -> T + Send + 'static,
     ) -> Result<(Result<Vec<u8>, load::ReadError>, T), OffRuntimeError> {
+        self.read_at = Instant::now();
         let path = self.path.clone();
         let arming = self.rearm.then(|| {
             (
@@ -282,19 +325,41 @@ impl FileWatch {
                 self.watched.clone(),
             )
         });
-        let (armed, read, also) = crate::off_runtime::run(move || {
+        let (armed, read, glance, also) = crate::off_runtime::run(move || {
             let armed = arming.map(|(inotify, old)| match inotify {
                 Some(inotify) => arm(&inotify, &path, &old),
                 None => Err(io::Error::other("no inotify instance")),
             });
-            (armed, load::read_file(&path), also())
+            let (read, glance) = match load::read_file_keeping(&path) {
+                Ok((bytes, file, stamp)) => (Ok(bytes), Glance::open(file, &stamp, &glanced_too)),
+                Err(error) => (Err(error), None),
+            };
+            (armed, read, glance, also())
         })
         .await?;
+        self.glance = glance;
         if let Some(armed) = armed {
             self.rearm = false;
             self.take_armed(armed);
         }
         Ok((read, also))
+    }
+
+    /// What a poll asks for: nothing while the watches are in place on
+    /// local filesystems, the last read is recent ([`Periods::deep`]) and a
+    /// glance at the files it read finds them as they were; otherwise a
+    /// read, placing the watches again (a directory on the path replaced
+    /// by rename tells its old watch nothing).
+    fn polled(&self) -> Seen {
+        let glanced = self.armed
+            && self.period == self.periods.backstop
+            && self.read_at.elapsed() < self.periods.deep
+            && self.glance.as_ref().is_some_and(Glance::unchanged);
+        Seen {
+            now: !glanced,
+            rearm: !glanced,
+            settle: false,
+        }
     }
 
     /// Starts or extends the wait after a write not yet closed, or a file's
@@ -338,6 +403,72 @@ impl FileWatch {
             self.period = period;
             self.poll = polls(Instant::now() + period, period);
         }
+    }
+}
+
+/// Files as a read left them, open: the config file and those read with
+/// it, each with how it looked then.
+struct Glance {
+    files: Vec<(std::fs::File, FileStamp)>,
+}
+
+/// What a glance compares: which file it is, its length, when its data
+/// and its inode last changed, and its links (none once removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    links: u64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt as _;
+        FileStamp {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            links: meta.nlink(),
+        }
+    }
+}
+
+impl Glance {
+    /// Keeps `config` (which looked as `stamp` when opened) and opens the
+    /// files at `others`; blocking. None when one cannot be opened or one
+    /// is not on a local filesystem (a glance at it could block, or miss
+    /// another machine's writes).
+    fn open(
+        config: std::fs::File,
+        stamp: &std::fs::Metadata,
+        others: &[PathBuf],
+    ) -> Option<Glance> {
+        use rustix::fs::{Mode, OFlags};
+        let mut files = vec![(config, FileStamp::of(stamp))];
+        for path in others {
+            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+            let file = std::fs::File::from(rustix::fs::open(path, flags, Mode::empty()).ok()?);
+            let stamp = FileStamp::of(&file.metadata().ok()?);
+            files.push((file, stamp));
+        }
+        let local = files
+            .iter()
+            .all(|(file, _)| rustix::fs::fstatfs(file).is_ok_and(|stat| is_local_stat(&stat)));
+        local.then_some(Glance { files })
+    }
+
+    /// Whether every file looks as it did: one `fstat` each, which does
+    /// not block on a local filesystem.
+    fn unchanged(&self) -> bool {
+        self.files.iter().all(|(file, stamp)| {
+            file.metadata()
+                .is_ok_and(|meta| FileStamp::of(&meta) == *stamp)
+        })
     }
 }
 
@@ -557,11 +688,15 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
 /// whose files only this machine writes (and whose open files a look
 /// cannot block on a server).
 pub(crate) fn is_local(path: &Path) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|stat| {
-        // The magic numbers are 32-bit; `f_type` is as wide as a long.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        is_local_type(stat.f_type as u32)
-    })
+    rustix::fs::statfs(path).is_ok_and(|stat| is_local_stat(&stat))
+}
+
+/// Whether `statfs`'s answer names a filesystem whose files only this
+/// machine writes.
+fn is_local_stat(stat: &rustix::fs::StatFs) -> bool {
+    // The magic numbers are 32-bit; `f_type` is as wide as a long.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    is_local_type(stat.f_type as u32)
 }
 
 /// Whether a filesystem type (`statfs`'s `f_type`) is one whose files only

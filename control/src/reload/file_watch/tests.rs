@@ -12,6 +12,7 @@ use super::*;
 const NO_POLL: Periods = Periods {
     backstop: Duration::from_secs(3600),
     poll: Duration::from_secs(3600),
+    deep: Duration::from_secs(3600),
 };
 
 /// How long a change may take to be seen.
@@ -205,6 +206,7 @@ async fn a_path_that_cannot_be_watched_is_polled_until_it_can() {
     let periods = Periods {
         backstop: Duration::from_secs(3600),
         poll: Duration::from_millis(50),
+        deep: Duration::from_secs(3600),
     };
     let mut watch = FileWatch::with_periods(path.clone(), periods);
     seen(&mut watch, "the first look").await;
@@ -302,6 +304,7 @@ async fn a_poll_places_the_watches_again() {
     let periods = Periods {
         backstop: Duration::from_millis(50),
         poll: Duration::from_millis(50),
+        deep: Duration::from_millis(50),
     };
     let mut watch = FileWatch::with_periods(path, periods);
     seen(&mut watch, "the first look").await;
@@ -310,6 +313,147 @@ async fn a_poll_places_the_watches_again() {
         .await
         .unwrap();
     assert!(watch.rearm, "a poll did not ask for the watches again");
+}
+
+/// Polls that glance: every 50 ms, reading only every hour.
+const GLANCING: Periods = Periods {
+    backstop: Duration::from_millis(50),
+    poll: Duration::from_millis(50),
+    deep: Duration::from_secs(3600),
+};
+
+/// A watch on `path` (and `also`, as the certificate files) with glancing
+/// polls, its first look taken, and inotify's reports no longer heard: what
+/// is seen from then on, a glance saw.
+async fn glancing(path: &Path, also: &[PathBuf]) -> FileWatch {
+    let mut watch = FileWatch::with_periods(path.to_path_buf(), GLANCING);
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("the first look");
+    watch
+        .read_with(also.to_vec(), || ())
+        .await
+        .expect("a thread for the read")
+        .0
+        .expect("the file is read");
+    assert!(watch.armed, "the watches were not placed");
+    assert!(watch.glance.is_some(), "nothing to glance at");
+    // Events of watch descriptors not in the table are not heard.
+    watch.watched.clear();
+    watch
+}
+
+#[tokio::test]
+async fn an_unchanged_file_is_glanced_at_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = glancing(&path, &[]).await;
+    // Some ten polls, none of which asks for a read.
+    not_seen(&mut watch, "a poll of an unchanged file").await;
+    // The same polls without a glance read the file each time.
+    watch.glance = None;
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("a poll without a glance reads");
+}
+
+#[tokio::test]
+async fn a_change_inotify_did_not_report_is_seen_at_a_glance() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = glancing(&path, &[]).await;
+    // Same length, in place: its change time tells.
+    std::fs::write(&path, "b").unwrap();
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("an edit was not seen at a glance");
+    assert!(
+        watch.rearm,
+        "a read after a glance places the watches again"
+    );
+    assert_eq!(watch.read().await.unwrap().unwrap(), b"b");
+}
+
+#[tokio::test]
+async fn a_file_replaced_is_seen_at_a_glance() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = glancing(&path, &[]).await;
+    // The file read is removed (the new one is a new inode).
+    std::fs::write(dir.path().join("new.yaml"), "a").unwrap();
+    std::fs::rename(dir.path().join("new.yaml"), &path).unwrap();
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("a replaced file was not seen at a glance");
+}
+
+#[tokio::test]
+async fn a_change_of_a_file_read_with_it_is_seen_at_a_glance() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    let certificate = dir.path().join("tls.crt");
+    std::fs::write(&path, "a").unwrap();
+    std::fs::write(&certificate, "one").unwrap();
+    let mut watch = glancing(&path, std::slice::from_ref(&certificate)).await;
+    not_seen(&mut watch, "a poll of unchanged files").await;
+    std::fs::write(&certificate, "two").unwrap();
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("a certificate's change was not seen at a glance");
+}
+
+#[tokio::test]
+async fn a_read_asked_for_the_next_poll_is_made_though_nothing_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = glancing(&path, &[]).await;
+    // A certificate change seen once must hold for the next look.
+    watch.read_at_next_poll();
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("the next poll did not read");
+    watch.read().await.unwrap().unwrap();
+    assert!(watch.glance.is_some(), "the read did not glance again");
+}
+
+#[tokio::test]
+async fn a_missing_file_read_with_it_leaves_nothing_to_glance_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = FileWatch::with_periods(path, GLANCING);
+    seen(&mut watch, "the first look").await;
+    let missing = dir.path().join("tls.crt");
+    watch
+        .read_with(vec![missing], || ())
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+    assert!(
+        watch.glance.is_none(),
+        "a glance cannot see a missing file come"
+    );
+}
+
+#[tokio::test]
+async fn the_file_is_read_at_the_deep_period_however_it_looks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = glancing(&path, &[]).await;
+    watch.periods.deep = Duration::from_millis(200);
+    tokio::time::timeout(DEADLINE, watch.changed())
+        .await
+        .expect("no read at the deep period");
+    assert!(
+        watch.read_at.elapsed() >= Duration::from_millis(200),
+        "read before the deep period"
+    );
 }
 
 /// A flood of changes to other files in the config's directory is read
