@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod analysis_templates;
+pub mod beat;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -27,8 +27,18 @@ use crate::process::{Process, stopped};
 /// How often the proxy's counters are sampled: the granularity of windows.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How often the counters are sampled while the control state is settled.
-pub const SETTLED_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the counters are sampled while the control state is settled:
+/// on the process's beat.
+pub const SETTLED_SAMPLE_INTERVAL: Duration = crate::beat::BEAT;
+
+/// How far ahead of now the next beat of a settled sample is looked for:
+/// a wake-up on a beat waits for the next one, not for the one it met.
+const BEAT_AHEAD: Duration = Duration::from_millis(10);
+
+/// How early periodic work of the loop is done: a settled loop wakes once a
+/// second on the beat, a few milliseconds late or early against the last
+/// wake-up, and what is due every second must not slip to every other.
+const DUE_EARLY: Duration = SAMPLE_INTERVAL;
 
 /// How often the peers' counts of routes gone from the config (deleted
 /// CanaryRoutes) are forgotten.
@@ -59,6 +69,10 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let started = tokio::time::Instant::now();
     let mut forgotten = started;
     let (mut glanced, mut asked) = (started, started);
+    // The fast samples were left for the slow ones: they start again from
+    // the next, not in a burst. (Reset while it is not waited on, the
+    // ticker would still wake the process 100 ms after each slow sample.)
+    let mut ticker_left = false;
     loop {
         // Holds that ended so far (this loop's own among them) are seen by
         // the look below; a later one ends a slow wait at once.
@@ -66,27 +80,33 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
         let settled =
             process.cluster.get().is_none() && process.control.lock_unheard().await.is_settled();
         if settled {
+            // On the process's beat, with the config file's glance; the
+            // next beat at least a little ahead, not the one just met.
+            let next = crate::beat::next_beat(tokio::time::Instant::now() + BEAT_AHEAD);
             tokio::select! {
                 () = stopped(&mut stop) => return,
-                () = tokio::time::sleep(SETTLED_SAMPLE_INTERVAL) => {}
+                () = tokio::time::sleep_until(next) => {}
                 () = process.control.touched() => {}
             }
-            // The fast samples start again from here, not in a burst.
-            ticker.reset();
+            ticker_left = true;
         } else {
+            if ticker_left {
+                ticker_left = false;
+                ticker.reset();
+            }
             tokio::select! {
                 () = stopped(&mut stop) => return,
                 _ = ticker.tick() => {}
             }
         }
         let now = tokio::time::Instant::now();
-        if now >= forgotten + FORGET_EVERY {
+        if now + DUE_EARLY >= forgotten + FORGET_EVERY {
             forgotten = now;
             forget_gone_routes(&process).await;
         }
-        if now >= glanced + LOST_STATES_EVERY {
+        if now + DUE_EARLY >= glanced + LOST_STATES_EVERY {
             glanced = now;
-            let ask = now >= asked + LOST_STATES_ASKED_EVERY;
+            let ask = now + DUE_EARLY >= asked + LOST_STATES_ASKED_EVERY;
             if ask {
                 asked = now;
             }
@@ -225,11 +245,12 @@ mod tests {
         let running = tokio::spawn(super::run(Arc::clone(&process), stop));
         let_it_start().await;
 
-        let at = advance(clock, super::SETTLED_SAMPLE_INTERVAL).await;
-        assert!(
-            ticked_at(&process, at, None).await,
-            "sampled after a second"
-        );
+        // On the process's beat, at most a second away.
+        let beat = crate::beat::next_beat(tokio::time::Instant::now() + super::BEAT_AHEAD);
+        let wait = beat - tokio::time::Instant::now();
+        assert!(wait <= super::SETTLED_SAMPLE_INTERVAL + super::BEAT_AHEAD);
+        let at = advance(clock, wait).await;
+        assert!(ticked_at(&process, at, None).await, "sampled on the beat");
         // Half a second on: no sample (a settled tick writes nothing: it
         // would be done in a few turns).
         let quiet = advance(clock, Duration::from_millis(500)).await;

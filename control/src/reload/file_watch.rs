@@ -475,6 +475,12 @@ impl Glance {
 /// Polls every `period` from `start`; one missed while a reload ran is
 /// made up once, not in a burst.
 fn polls(start: Instant, period: Duration) -> Interval {
+    // Once a second, on the process's beat, with the control loop's sample.
+    let start = if period == crate::beat::BEAT {
+        crate::beat::next_beat(start)
+    } else {
+        start
+    };
     let mut polls = tokio::time::interval_at(start, period);
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     polls
