@@ -245,11 +245,13 @@ mod tests {
         let running = tokio::spawn(super::run(Arc::clone(&process), stop));
         let_it_start().await;
 
-        // On the process's beat, at most a second away.
+        // On the process's beat, at most a second away. The beat's clock
+        // may have started in another test's runtime, off this one's
+        // millisecond ticks: its timer fires at the next tick.
         let beat = crate::beat::next_beat(tokio::time::Instant::now() + super::BEAT_AHEAD);
         let wait = beat - tokio::time::Instant::now();
         assert!(wait <= super::SETTLED_SAMPLE_INTERVAL + super::BEAT_AHEAD);
-        let at = advance(clock, wait).await;
+        let at = advance(clock, wait + Duration::from_millis(1)).await;
         assert!(ticked_at(&process, at, None).await, "sampled on the beat");
         // Half a second on: no sample (a settled tick writes nothing: it
         // would be done in a few turns).
