@@ -280,6 +280,9 @@ impl ControlState {
             last => last.min(now.saturating_sub(SAMPLE_EVERY_MS)),
         };
         self.events.last_sample_ms = now;
+        // Written as JSON only for a reader: an idle weir samples every
+        // second, with nobody following.
+        let send = self.events.readers() > 0;
         let mut sampled = serde_json::Map::new();
         let mut kept = BTreeMap::new();
         let mut previous = std::mem::take(&mut self.events.samples);
@@ -290,19 +293,21 @@ impl ControlState {
             let Some(sample) = self.history.get(&*route.name).and_then(|h| rates(h, since)) else {
                 continue;
             };
-            if let Ok(value) = serde_json::to_value(sample) {
+            if send && let Ok(value) = serde_json::to_value(sample) {
                 sampled.insert(route.name.to_string(), value);
             }
-            let mut ring = previous.remove(&*route.name).unwrap_or_default();
+            let (name, mut ring) = previous
+                .remove_entry(&*route.name)
+                .unwrap_or_else(|| (route.name.to_string(), VecDeque::new()));
             if ring.len() == SAMPLES_KEPT {
                 ring.pop_front();
             }
             ring.push_back(sample);
-            kept.insert(route.name.to_string(), ring);
+            kept.insert(name, ring);
         }
         // Routes that left the config leave with their samples.
         self.events.samples = kept;
-        if self.events.readers() > 0 {
+        if send {
             self.events
                 .send("samples", json!({ "routes": Value::Object(sampled) }));
         }
