@@ -174,11 +174,7 @@ static COOKIE_OCTET: [bool; 256] = {
 /// from the operating system): a key is a client's identity, so it must not
 /// be guessable from keys seen before.
 pub fn new_client_key() -> [u8; 32] {
-    let bits: u128 = rand::rng().random();
-    let mut key = [0u8; 32];
-    key[..16].copy_from_slice(&crate::hex::hex_digits((bits >> 64) as u64));
-    key[16..].copy_from_slice(&crate::hex::hex_digits(bits as u64));
-    key
+    crate::hex::hex_digits_128(rand::rng().random())
 }
 
 /// A weighted draw in `0..BUCKETS` from the thread-local generator.

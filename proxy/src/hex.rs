@@ -2,10 +2,18 @@
 //! over the digits: the client keys and request ids made per request.
 
 /// The 16 lowercase hex digits of `n`, most significant first.
-pub fn hex_digits(n: u64) -> [u8; 16] {
+fn hex_digits(n: u64) -> [u8; 16] {
     let mut text = [0u8; 16];
     text[..8].copy_from_slice(&nibbles_as_hex((n >> 32) as u32).to_be_bytes());
     text[8..].copy_from_slice(&nibbles_as_hex(n as u32).to_be_bytes());
+    text
+}
+
+/// The 32 lowercase hex digits of `n`, most significant first.
+pub fn hex_digits_128(n: u128) -> [u8; 32] {
+    let mut text = [0u8; 32];
+    text[..16].copy_from_slice(&hex_digits((n >> 64) as u64));
+    text[16..].copy_from_slice(&hex_digits(n as u64));
     text
 }
 
@@ -25,7 +33,7 @@ fn nibbles_as_hex(n: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::hex_digits;
+    use super::{hex_digits, hex_digits_128};
 
     #[test]
     fn the_digits_are_what_format_writes() {
@@ -43,6 +51,12 @@ mod tests {
         ];
         for n in fixed.into_iter().chain((0..10_000).map(|_| rng.u64(..))) {
             assert_eq!(hex_digits(n), *format!("{n:016x}").as_bytes(), "{n:#x}");
+            let wide = u128::from(n) << 64 | u128::from(!n);
+            assert_eq!(
+                hex_digits_128(wide),
+                *format!("{wide:032x}").as_bytes(),
+                "{wide:#x}"
+            );
         }
     }
 }

@@ -43,14 +43,13 @@ pub fn new_request_id_text() -> [u8; 36] {
     let bits = (random & !(0xf << 76) | (0x4 << 76)) & !(0b11 << 62) | (0b10 << 62);
     // 32 hex digits, most significant first, with dashes after the 8th,
     // 12th, 16th and 20th (8-4-4-4-12).
-    let high = crate::hex::hex_digits((bits >> 64) as u64);
-    let low = crate::hex::hex_digits(bits as u64);
+    let digits = crate::hex::hex_digits_128(bits);
     let mut text = [b'-'; 36];
-    text[..8].copy_from_slice(&high[..8]);
-    text[9..13].copy_from_slice(&high[8..12]);
-    text[14..18].copy_from_slice(&high[12..]);
-    text[19..23].copy_from_slice(&low[..4]);
-    text[24..].copy_from_slice(&low[4..]);
+    text[..8].copy_from_slice(&digits[..8]);
+    text[9..13].copy_from_slice(&digits[8..12]);
+    text[14..18].copy_from_slice(&digits[12..16]);
+    text[19..23].copy_from_slice(&digits[16..20]);
+    text[24..].copy_from_slice(&digits[20..]);
     text
 }
 

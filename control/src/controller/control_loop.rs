@@ -100,16 +100,11 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             }
         }
         let now = tokio::time::Instant::now();
-        if now + DUE_EARLY >= forgotten + FORGET_EVERY {
-            forgotten = now;
+        if is_due(&mut forgotten, FORGET_EVERY, now) {
             forget_gone_routes(&process).await;
         }
-        if now + DUE_EARLY >= glanced + LOST_STATES_EVERY {
-            glanced = now;
-            let ask = now + DUE_EARLY >= asked + LOST_STATES_ASKED_EVERY;
-            if ask {
-                asked = now;
-            }
+        if is_due(&mut glanced, LOST_STATES_EVERY, now) {
+            let ask = is_due(&mut asked, LOST_STATES_ASKED_EVERY, now);
             write_lost_states_again(&process, ask).await;
         }
         // The leader judges CanaryRoutes on the sum of every replica's
@@ -136,6 +131,16 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
         // Published without waiting: nothing answers a caller here.
         let _ = transitions::tick_counted(&process, &own, &summed).await;
     }
+}
+
+/// Whether work done `every` so long, last at `last`, is due at `now`
+/// ([`DUE_EARLY`] early at most); when it is, `now` becomes its last time.
+fn is_due(last: &mut tokio::time::Instant, every: Duration, now: tokio::time::Instant) -> bool {
+    let due = now + DUE_EARLY >= *last + every;
+    if due {
+        *last = now;
+    }
+    due
 }
 
 /// This replica's own counters of `route`'s `role` (zero before its

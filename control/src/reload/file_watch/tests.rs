@@ -31,12 +31,17 @@ async fn watching(path: &Path) -> FileWatch {
     watch
 }
 
-/// Waits for a change to be reported, then reads the file as the config
-/// watcher does (which places the watches again when needed).
-async fn seen(watch: &mut FileWatch, what: &str) {
+/// Waits for a change to be reported.
+async fn reported(watch: &mut FileWatch, what: &str) {
     tokio::time::timeout(DEADLINE, watch.changed())
         .await
         .unwrap_or_else(|_| panic!("{what} was not seen within {DEADLINE:?}"));
+}
+
+/// Waits for a change to be reported, then reads the file as the config
+/// watcher does (which places the watches again when needed).
+async fn seen(watch: &mut FileWatch, what: &str) {
+    reported(watch, what).await;
     // The file may be missing for a moment (removed, not yet written).
     let _ = watch.read().await.expect("a thread for the read");
 }
@@ -327,9 +332,7 @@ const GLANCING: Periods = Periods {
 /// is seen from then on, a glance saw.
 async fn glancing(path: &Path, also: &[PathBuf]) -> FileWatch {
     let mut watch = FileWatch::with_periods(path.to_path_buf(), GLANCING);
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("the first look");
+    reported(&mut watch, "the first look").await;
     watch
         .read_with(also.to_vec(), || ())
         .await
@@ -343,32 +346,31 @@ async fn glancing(path: &Path, also: &[PathBuf]) -> FileWatch {
     watch
 }
 
-#[tokio::test]
-async fn an_unchanged_file_is_glanced_at_not_read() {
+/// A config file written in a new directory, and a glancing watch on it.
+async fn a_glanced_file() -> (tempfile::TempDir, PathBuf, FileWatch) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weir.yaml");
     std::fs::write(&path, "a").unwrap();
-    let mut watch = glancing(&path, &[]).await;
+    let watch = glancing(&path, &[]).await;
+    (dir, path, watch)
+}
+
+#[tokio::test]
+async fn an_unchanged_file_is_glanced_at_not_read() {
+    let (_dir, _, mut watch) = a_glanced_file().await;
     // Some ten polls, none of which asks for a read.
     not_seen(&mut watch, "a poll of an unchanged file").await;
     // The same polls without a glance read the file each time.
     watch.glance = None;
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("a poll without a glance reads");
+    reported(&mut watch, "a poll without a glance (it reads)").await;
 }
 
 #[tokio::test]
 async fn a_change_inotify_did_not_report_is_seen_at_a_glance() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weir.yaml");
-    std::fs::write(&path, "a").unwrap();
-    let mut watch = glancing(&path, &[]).await;
+    let (_dir, path, mut watch) = a_glanced_file().await;
     // Same length, in place: its change time tells.
     std::fs::write(&path, "b").unwrap();
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("an edit was not seen at a glance");
+    reported(&mut watch, "an edit, at a glance,").await;
     assert!(
         watch.rearm,
         "a read after a glance places the watches again"
@@ -378,16 +380,11 @@ async fn a_change_inotify_did_not_report_is_seen_at_a_glance() {
 
 #[tokio::test]
 async fn a_file_replaced_is_seen_at_a_glance() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weir.yaml");
-    std::fs::write(&path, "a").unwrap();
-    let mut watch = glancing(&path, &[]).await;
+    let (dir, path, mut watch) = a_glanced_file().await;
     // The file read is removed (the new one is a new inode).
     std::fs::write(dir.path().join("new.yaml"), "a").unwrap();
     std::fs::rename(dir.path().join("new.yaml"), &path).unwrap();
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("a replaced file was not seen at a glance");
+    reported(&mut watch, "a replaced file, at a glance,").await;
 }
 
 #[tokio::test]
@@ -400,22 +397,15 @@ async fn a_change_of_a_file_read_with_it_is_seen_at_a_glance() {
     let mut watch = glancing(&path, std::slice::from_ref(&certificate)).await;
     not_seen(&mut watch, "a poll of unchanged files").await;
     std::fs::write(&certificate, "two").unwrap();
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("a certificate's change was not seen at a glance");
+    reported(&mut watch, "a certificate's change, at a glance,").await;
 }
 
 #[tokio::test]
 async fn a_read_asked_for_the_next_poll_is_made_though_nothing_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weir.yaml");
-    std::fs::write(&path, "a").unwrap();
-    let mut watch = glancing(&path, &[]).await;
+    let (_dir, _, mut watch) = a_glanced_file().await;
     // A certificate change seen once must hold for the next look.
     watch.read_at_next_poll();
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("the next poll did not read");
+    reported(&mut watch, "the read asked for the next poll").await;
     watch.read().await.unwrap().unwrap();
     assert!(watch.glance.is_some(), "the read did not glance again");
 }
@@ -442,14 +432,9 @@ async fn a_missing_file_read_with_it_leaves_nothing_to_glance_at() {
 
 #[tokio::test]
 async fn the_file_is_read_at_the_deep_period_however_it_looks() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weir.yaml");
-    std::fs::write(&path, "a").unwrap();
-    let mut watch = glancing(&path, &[]).await;
+    let (_dir, _, mut watch) = a_glanced_file().await;
     watch.periods.deep = Duration::from_millis(200);
-    tokio::time::timeout(DEADLINE, watch.changed())
-        .await
-        .expect("no read at the deep period");
+    reported(&mut watch, "the read at the deep period").await;
     assert!(
         watch.read_at.elapsed() >= Duration::from_millis(200),
         "read before the deep period"
