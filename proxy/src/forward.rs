@@ -146,6 +146,20 @@ pub(crate) fn closing_for_http10(response: &mut Response<ProxyBody>) {
     }
 }
 
+/// Empties a body weir made itself (a 404, a 400, a 502 or 504) in the
+/// answer to a HEAD request, keeping the `Content-Length` a GET would get
+/// (RFC 9110 section 9.3.2). hyper's HTTP/1 server leaves any HEAD
+/// answer's body out itself; its HTTP/2 server sends what it is given, and
+/// a client reading a HEAD answer takes DATA after it as a protocol error.
+/// An upstream's answer to a HEAD has no body to take.
+pub(crate) fn without_local_body(response: &mut Response<ProxyBody>) {
+    if let ProxyBody::Local(Some(text)) = response.body() {
+        let len = HeaderValue::from(text.len());
+        response.headers_mut().insert(header::CONTENT_LENGTH, len);
+        *response.body_mut() = ProxyBody::empty();
+    }
+}
+
 /// Serves one downstream request. Never fails: every error is a response.
 pub async fn serve(
     shared: &Shared,

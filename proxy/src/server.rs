@@ -637,9 +637,13 @@ fn proxy_stack(
                         shared, downstream, ..
                     } = &*connection;
                     let http10 = req.version() == http::Version::HTTP_10;
+                    let head_request = req.method() == http::Method::HEAD;
                     let mut response = forward::serve(shared, downstream, req).await;
                     if http10 {
                         forward::closing_for_http10(&mut response);
+                    }
+                    if head_request {
+                        forward::without_local_body(&mut response);
                     }
                     Ok(response.map(|body| CountedBody { body, _open: open }))
                 }

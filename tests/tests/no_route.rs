@@ -59,3 +59,62 @@ async fn unmatched_host_or_path_gets_404_naming_both() {
         "only the routed request is counted"
     );
 }
+
+/// weir's own answers to a HEAD request (a 404, a refused head) are heads
+/// alone, with the length a GET would get, on both forwarding paths: over
+/// HTTP/2 a body after a HEAD answer is a protocol error to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weirs_own_answers_to_head_have_no_body_on_either_path() {
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([
+        Route::new("shop", &[stable.addr]).hosts(&["shop.example.com"])
+    ]))
+    .await;
+    let url = format!("http://{}/nothing", weir.addrs.http);
+
+    // HTTP/2 (hyper's path): real curl fails on a body after a HEAD answer.
+    let (body, code) = weir_e2e::curl(
+        &[
+            "-I",
+            "--http2-prior-knowledge",
+            "-H",
+            "Host: other.test",
+            &url,
+        ],
+        "%{http_code} %{http_version}",
+    )
+    .await;
+    assert_eq!(code, "404 2", "{body}");
+    let length = body
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .map(str::trim);
+    let get = format!(
+        "404 no route for host {:?} path {:?}\n",
+        "other.test", "/nothing"
+    );
+    assert_eq!(length, Some(get.len().to_string().as_str()), "{body}");
+
+    // HTTP/1.1 (weir's own path): a refused head, and a 404.
+    for (request, status) in [
+        (
+            &b"HEAD /a/../b HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"[..],
+            400,
+        ),
+        (
+            &b"HEAD /x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n"[..],
+            404,
+        ),
+    ] {
+        let r = weir_e2e::raw_request(weir.addrs.http, request, Duration::from_secs(10)).await;
+        let shown = String::from_utf8_lossy(&r.raw).into_owned();
+        assert_eq!(r.status, status, "{shown}");
+        assert!(r.body.is_empty(), "a body after a HEAD answer: {shown}");
+        let length: usize = r
+            .header("content-length")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no length: {shown}"));
+        assert!(length > 0, "{shown}");
+    }
+    assert_eq!(stable.hits(), 0);
+}

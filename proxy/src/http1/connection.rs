@@ -527,8 +527,11 @@ impl Conn<'_, '_> {
         } else {
             format!("{} bad request: {}\n", refusal.status, refusal.what)
         };
+        // A refused head still says HEAD when its request line does: the
+        // client reads the answer as a HEAD answer, with no body.
+        let head_request = self.buffers.from_client.starts_with(b"HEAD ");
         let written = self
-            .answer_locally(refusal.status, &text, true, 1, false)
+            .answer_locally(refusal.status, &text, true, 1, head_request)
             .await;
         if written.is_ok() {
             self.closing = Closing::Linger;
