@@ -1580,10 +1580,15 @@ fn prepare_request<B>(
         // §3.2.2): the upstream sees the host the request was routed by.
         headers.insert(header::HOST, host.clone());
         headers.insert(X_FORWARDED_HOST.clone(), host);
-    } else if let Ok(authority) = HeaderValue::try_from(endpoint.addr().to_string()) {
-        // HTTP/1.0 may omit Host; the HTTP/1.1 request sent upstream must
-        // not (RFC 9112 §3.2): name the endpoint it goes to.
-        headers.insert(header::HOST, authority);
+    } else {
+        // No host to pass on: what the client wrote as its forwarded host
+        // is not passed on either.
+        headers.remove(&X_FORWARDED_HOST);
+        if let Ok(authority) = HeaderValue::try_from(endpoint.addr().to_string()) {
+            // HTTP/1.0 may omit Host; the HTTP/1.1 request sent upstream
+            // must not (RFC 9112 §3.2): name the endpoint it goes to.
+            headers.insert(header::HOST, authority);
+        }
     }
 
     // An HTTP/2 request may carry its cookies in several `cookie` fields;

@@ -251,9 +251,10 @@ async fn http10_without_host_is_sent_upstream_with_the_endpoint_as_host() {
     let stable = FakeUpstream::start("stable").await;
     let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
 
+    // A forwarded host the client made up is not passed on either.
     let r = raw_request(
         weir.addrs.http,
-        b"GET /__upstream/headers HTTP/1.0\r\n\r\n",
+        b"GET /__upstream/headers HTTP/1.0\r\nX-Forwarded-Host: evil.test\r\n\r\n",
         LIMIT,
     )
     .await;
