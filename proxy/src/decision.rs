@@ -79,9 +79,11 @@ pub fn cohort_bucket(key: &[u8], cohort_seed: u64) -> u32 {
     (xxhash_rust::xxh3::xxh3_64_with_seed(key, cohort_seed) % u64::from(BUCKETS)) as u32
 }
 
-/// Reads the header override: `value` selects canary, `never` selects stable.
+/// Reads the header override: `value` selects canary, `never` selects
+/// stable. The whitespace around a request's value is not part of it: an
+/// HTTP/1 parser takes it off, and an HTTP/2 value may keep it.
 pub fn header_verdict(configured_value: &str, request_value: Option<&[u8]>) -> HeaderVerdict {
-    match request_value {
+    match request_value.map(trim_ascii) {
         Some(v) if v == configured_value.as_bytes() => HeaderVerdict::Canary,
         Some(v) if v.eq_ignore_ascii_case(b"never") => HeaderVerdict::Stable,
         _ => HeaderVerdict::None,

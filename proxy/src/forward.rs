@@ -1463,12 +1463,20 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     }
     // RFC 9112 section 3.2: `*` is for OPTIONS, `host:port` for CONNECT
     // and for nothing else.
+    // An HTTP/2 request's `:path` must be one of those too (RFC 9113
+    // section 8.3.1): `*` comes with its `:authority`, and a `:path` such as
+    // `?q` would reach the upstream as `/?q`.
     let uri = req.uri();
-    let asterisk = uri.authority().is_none() && uri.path() == "*";
+    let asterisk = uri.path() == "*";
     let authority_form = uri.scheme().is_none() && uri.authority().is_some();
     let connect = req.method() == http::Method::CONNECT;
+    let http2_path_not_absolute = req.version() == Version::HTTP_2
+        && uri
+            .path_and_query()
+            .is_some_and(|target| !target.as_str().starts_with('/') && !asterisk);
     if (asterisk && req.method() != http::Method::OPTIONS)
         || (authority_form != connect && req.version() < Version::HTTP_2)
+        || http2_path_not_absolute
     {
         return Err(RejectReason::InvalidTarget);
     }
@@ -1987,6 +1995,38 @@ mod tests {
                 check_head(&head(version, target, hosts)),
                 want,
                 "{version:?} {target} {hosts:?}"
+            );
+        }
+    }
+
+    /// An HTTP/2 request as hyper's server builds it from its pseudo-fields.
+    fn http2_head(method: Method, path: &str) -> Request<()> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(http::uri::Authority::from_static("a.test"));
+        parts.path_and_query = Some(path.parse().unwrap_or_else(|e| panic!("{path}: {e}")));
+        let uri = Uri::from_parts(parts).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut req = Request::new(());
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_2;
+        req
+    }
+
+    #[test]
+    fn an_http2_path_is_absolute_or_an_options_asterisk() {
+        for (method, path, want) in [
+            (Method::GET, "/", Ok(())),
+            (Method::GET, "/a?q", Ok(())),
+            (Method::OPTIONS, "*", Ok(())),
+            (Method::GET, "*", Err(RejectReason::InvalidTarget)),
+            (Method::DELETE, "*", Err(RejectReason::InvalidTarget)),
+            (Method::GET, "?q", Err(RejectReason::InvalidTarget)),
+        ] {
+            assert_eq!(
+                check_head(&http2_head(method.clone(), path)),
+                want,
+                "{method} {path}"
             );
         }
     }

@@ -138,6 +138,24 @@ fn header_verdict_reads_value_and_never() {
     assert_eq!(header_verdict("always", None), HeaderVerdict::None);
 }
 
+/// An HTTP/2 field value may keep the whitespace around it, which an
+/// HTTP/1 parser takes off: both paths decide alike.
+#[test]
+fn header_verdict_ignores_whitespace_around_the_value() {
+    assert_eq!(
+        header_verdict("always", Some(b" \talways ")),
+        HeaderVerdict::Canary
+    );
+    assert_eq!(
+        header_verdict("always", Some(b"\tnever ")),
+        HeaderVerdict::Stable
+    );
+    assert_eq!(
+        header_verdict("always", Some(b"al ways")),
+        HeaderVerdict::None
+    );
+}
+
 #[test]
 fn finds_cookie_among_others_and_rejects_mangled_values() {
     let headers: [&[u8]; 2] = [b"a=1; b=2", b"SRV=abc123 ; other=x"];
