@@ -168,10 +168,20 @@ impl RouteTable {
         accepts: impl Fn(usize) -> bool,
     ) -> Option<(usize, HostRank)> {
         let host = normalize_host(host);
-        let lowered;
-        let host = if host.iter().any(u8::is_ascii_uppercase) {
-            lowered = host.to_ascii_lowercase();
-            lowered.as_slice()
+        let rewritten;
+        let host = if host.contains(&b':') {
+            // Only an IPv6 literal keeps a colon: matched in its canonical
+            // text, as the config's literals are kept.
+            match std::str::from_utf8(host).map(str::parse::<std::net::Ipv6Addr>) {
+                Ok(Ok(v6)) => {
+                    rewritten = v6.to_string().into_bytes();
+                    rewritten.as_slice()
+                }
+                _ => host,
+            }
+        } else if host.iter().any(u8::is_ascii_uppercase) {
+            rewritten = host.to_ascii_lowercase();
+            rewritten.as_slice()
         } else {
             host
         };
@@ -255,6 +265,7 @@ mod tests {
             (vec![suffix(".example.com")], "/static"),  // 4
             (vec![suffix(".eu.example.com")], "/"),     // 5
             (vec![exact("api.example.com")], "/v2"),    // 6
+            (vec![exact("2001:db8::1")], "/"),          // 7
         ];
         RouteTable::new(routes.iter().map(|(h, p)| (h.as_slice(), *p)))
     }
@@ -275,6 +286,11 @@ mod tests {
             ("api.example.com", "/api/users", Some(1)),
             ("unknown", "/apix", Some(0)),
             ("[::1]:80", "/api", Some(1)),
+            // An IPv6 literal is matched in its canonical text.
+            ("[2001:db8::1]", "/", Some(7)),
+            ("[2001:DB8:0:0::1]:8080", "/", Some(7)),
+            ("[2001:db8::2]", "/", Some(0)),
+            ("[fe80::1%25eth0]", "/", Some(0)),
         ];
         for (host, path, want) in cases {
             assert_eq!(t.find(host, path), want, "{host} {path}");

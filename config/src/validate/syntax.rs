@@ -80,6 +80,15 @@ pub(super) fn host_match(text: &str) -> Result<HostMatch, String> {
                 .to_owned(),
         );
     }
+    // An IPv6 literal, with or without its brackets, as its canonical
+    // text: a request's literal is matched in that form.
+    let literal = text
+        .strip_prefix('[')
+        .and_then(|inside| inside.strip_suffix(']'))
+        .unwrap_or(text);
+    if let Ok(v6) = literal.parse::<Ipv6Addr>() {
+        return Ok(HostMatch::Exact(v6.to_string()));
+    }
     if text.contains(':') {
         return Err(format!(
             "host `{text}` has a port; write the host name alone (a route matches the host on every listener)"

@@ -382,7 +382,7 @@ fn defaults_apply_when_keys_are_absent() {
 fn values_are_normalised() {
     let config = valid(&format!(
         "{HEADER}  - name: web
-    hosts: [Shop.Example.COM., '*.Example.org', 10.0.0.1]
+    hosts: [Shop.Example.COM., '*.Example.org', 10.0.0.1, '[2001:DB8:0::1]', '::1']
     pathPrefix: /api/v1
     stable: {{ revision: v1, endpoints: ['[::1]:9000', App.Internal:80, 10.1.2.3:8080] }}
     canary: {{ revision: v2, endpoints: [b:1], weight: 0.0001 }}
@@ -400,6 +400,8 @@ fn values_are_normalised() {
             HostMatch::Exact("shop.example.com".to_owned()),
             HostMatch::Suffix(".example.org".to_owned()),
             HostMatch::Exact("10.0.0.1".to_owned()),
+            HostMatch::Exact("2001:db8::1".to_owned()),
+            HostMatch::Exact("::1".to_owned()),
         ]
     );
     assert_eq!(
