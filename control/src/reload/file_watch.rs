@@ -356,14 +356,29 @@ impl FileWatch {
     /// read, placing the watches again (a directory on the path replaced
     /// by rename tells its old watch nothing).
     fn polled(&self) -> Seen {
-        let glanced = self.armed
+        let glancing = self.armed
             && self.period == self.periods.backstop
-            && self.read_at.elapsed() < self.periods.deep
-            && self.glance.as_ref().is_some_and(Glance::unchanged);
-        Seen {
-            now: !glanced,
-            rearm: !glanced,
-            settle: false,
+            && self.read_at.elapsed() < self.periods.deep;
+        match &self.glance {
+            Some(glance) if glancing => {
+                if glance.unchanged() {
+                    Seen::default()
+                } else {
+                    // Changed, perhaps still being written (a write through
+                    // a memory map tells inotify nothing): read once it
+                    // settles, as after an event.
+                    Seen {
+                        now: false,
+                        rearm: true,
+                        settle: true,
+                    }
+                }
+            }
+            _ => Seen {
+                now: true,
+                rearm: true,
+                settle: false,
+            },
         }
     }
 
@@ -567,11 +582,23 @@ fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> 
         // A watch removed by the last arming.
         return Seen::default();
     };
-    // The watched directory or file itself went away or moved: the path
-    // leads elsewhere now.
-    if events.intersects(
-        ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF | ReadFlags::UNMOUNT,
-    ) {
+    // The file removed or moved away, or its entry on the path: nothing to
+    // read until something takes its place. A file renamed over it, or
+    // written and closed, is read at once; read now, the path may already
+    // lead to a file made but not yet written, refused as empty. One still
+    // gone is read once the wait settles.
+    let gone = Seen {
+        rearm: true,
+        ..settle
+    };
+    if events.contains(ReadFlags::UNMOUNT) {
+        return now(true);
+    }
+    // A directory on the path itself went away or moved: the path leads
+    // elsewhere now.
+    if matches!(watch, Watch::Directory(_))
+        && events.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF)
+    {
         return now(true);
     }
     match watch {
@@ -583,15 +610,22 @@ fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> 
             } else if events.contains(ReadFlags::CREATE) && !events.contains(ReadFlags::ISDIR) {
                 // A new file is written after it is made; a new link is
                 // whole at once but its watches must be placed.
-                Seen {
-                    rearm: true,
-                    ..settle
-                }
+                gone
+            } else if events.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+                gone
             } else {
                 now(true)
             }
         }
-        Watch::File if events.contains(ReadFlags::MODIFY) => settle,
+        Watch::File
+            if events
+                .intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) =>
+        {
+            gone
+        }
+        // A write not yet closed, and a change of the file's links or
+        // mode (a removal shows first as its link count falling).
+        Watch::File if events.intersects(ReadFlags::MODIFY | ReadFlags::ATTRIB) => settle,
         Watch::File => now(false),
     }
 }

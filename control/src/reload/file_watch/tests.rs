@@ -110,6 +110,31 @@ async fn a_removed_file_written_again_is_seen() {
     seen(&mut watch, "an edit of the new file").await;
 }
 
+/// A file removed and made again at once, as some programs save, is read
+/// once it is written and closed, not while it is new and still empty
+/// (which would be refused, and counted, as a config with no settings).
+#[tokio::test]
+async fn a_file_removed_and_made_again_is_read_once_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    std::fs::remove_file(&path).unwrap();
+    let mut made = std::fs::File::create(&path).unwrap();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        made.write_all(b"b").unwrap();
+    });
+    reported(&mut watch, "the new file").await;
+    let read = watch.read().await.expect("a thread for the read");
+    assert_eq!(
+        read.ok().as_deref(),
+        Some(&b"b"[..]),
+        "the file was read before it was written"
+    );
+    writer.await.unwrap();
+}
+
 #[tokio::test]
 async fn other_files_in_the_directory_are_not_changes() {
     let dir = tempfile::tempdir().unwrap();
