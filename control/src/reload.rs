@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use weir_config::{Config, Diagnostic, Diagnostics};
@@ -157,6 +157,12 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     // another trigger (the API, SIGHUP) that differs from it has the file
     // read again at once, as it would be at the next poll if polls read.
     let mut file_text: Option<Vec<u8>> = None;
+    // When a read first found the file gone, and whether that was
+    // reported: an editor may remove the file before writing it again, so
+    // a file is reported gone (a refused reload, logged and counted once)
+    // only when it is still gone [`GONE_REPORTED_AFTER`] later.
+    let mut gone_since: Option<Instant> = None;
+    let mut gone_said = false;
     let mut published = process.publisher.reader();
     loop {
         tokio::select! {
@@ -176,7 +182,17 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                     Ok((read, certificates)) => (Ok(read), Some(certificates)),
                     Err(error) => (Err(error), None),
                 };
-                let Some(seen) = contents(read) else { continue };
+                let Some(seen) = contents(read) else {
+                    let since = *gone_since.get_or_insert_with(Instant::now);
+                    if !gone_said && since.elapsed() >= GONE_REPORTED_AFTER {
+                        gone_said = true;
+                        let (outcome, read) = attempt(&process, Trigger::FileChanged).await;
+                        refused = outcome.is_err().then_some(read);
+                    }
+                    continue;
+                };
+                gone_since = None;
+                gone_said = false;
                 file_text = seen.as_ref().ok().cloned();
                 let in_force = match &seen {
                     Ok(bytes) => process.control.lock().await.loaded.text.as_bytes() == bytes.as_slice(),
@@ -410,6 +426,11 @@ async fn adopt(
     process.listeners.commit(bound);
     Ok(Some(process.publisher.publish(control.snapshot())))
 }
+
+/// How long the config file may be gone before that is reported (see
+/// `follow`): a poll's period, so a file gone is reported at the first or
+/// second poll after.
+const GONE_REPORTED_AFTER: Duration = file_watch::BACKSTOP_INTERVAL;
 
 /// What a read of the config file found; `None` while there is none (an
 /// editor may remove it before writing it again).

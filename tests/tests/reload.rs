@@ -245,6 +245,50 @@ async fn putting_back_the_running_file_after_a_refused_one_counts_a_successful_r
     assert_eq!(weir.reloads("failure").await, failures_before + 1.0);
 }
 
+/// A config file removed is reported once, as a refused reload naming the
+/// file, while the config in force keeps serving; put back, it counts a
+/// successful reload, and the failure is not counted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_config_file_is_reported_once_and_its_return_applied() {
+    let stable = FakeUpstream::start("stable").await;
+    let config = WeirConfig::new([Route::new("web", &[stable.addr])]);
+    let mut weir = Weir::start(config.clone()).await;
+    let limit = Duration::from_secs(30);
+    let failures_before = weir.reloads("failure").await;
+    let successes_before = weir.reloads("success").await;
+
+    let path = weir.config_path();
+    std::fs::remove_file(&path).unwrap();
+    within(
+        limit,
+        "the removal reported",
+        weir.wait_for_reload("failure", failures_before),
+    )
+    .await;
+    let log = weir.log();
+    assert!(
+        log.contains(&path.display().to_string()) && log.contains("No such file"),
+        "the log does not name the file gone:\n{log}"
+    );
+    let c = within(
+        limit,
+        "requests",
+        send_many(weir.addrs.http, "/", &[], 10, 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&c, "stable", 200), 10, "{c:?}");
+
+    weir.write_config_in_place(&config);
+    within(
+        limit,
+        "the return applied",
+        weir.wait_for_reload("success", successes_before),
+    )
+    .await;
+    assert_eq!(weir.reloads("failure").await, failures_before + 1.0);
+}
+
 /// A config that moves `stateDir` is applied (its routes) but the new
 /// directory waits for a restart: `POST /api/v1/reload` says so, also
 /// after the file watcher applied the change first.
