@@ -13,7 +13,7 @@ pub enum TlsError {
     #[error("no PEM certificate found (a `BEGIN CERTIFICATE` section)")]
     NoCertificate,
     /// A PEM section of the certificate file could not be read.
-    #[error("bad PEM: {0}")]
+    #[error("bad PEM: {}", pem_error_text(.0))]
     CertificatePem(rustls::pki_types::pem::Error),
     /// The key file holds no PEM private key.
     #[error(
@@ -21,11 +21,32 @@ pub enum TlsError {
     )]
     NoKey,
     /// A PEM section of the key file could not be read.
-    #[error("bad PEM: {0}")]
+    #[error("bad PEM: {}", pem_error_text(.0))]
     KeyPem(rustls::pki_types::pem::Error),
     /// rustls refused the certificate or key (e.g. they do not match).
     #[error("{0}")]
     Rustls(#[from] rustls::Error),
+}
+
+/// A PEM error as text: the parser shows the lines it names as lists of
+/// byte values.
+fn pem_error_text(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { end_marker } => {
+            let label = String::from_utf8_lossy(end_marker);
+            format!(
+                "a `{label}` section has no `-----END {label}-----` line (is the file cut short?)"
+            )
+        }
+        Error::IllegalSectionStart { line } => {
+            format!(
+                "a section starts with a malformed line: {:?}",
+                String::from_utf8_lossy(line)
+            )
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Which file of a listener's `tls` a [`TlsError`] is about.
@@ -74,4 +95,20 @@ pub fn server_config(
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pem_cut_short_is_named_in_words() {
+        let cut = b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n";
+        let error = server_config(cut, b"").expect_err("a cut certificate");
+        assert_eq!(error.file(), Some(TlsFile::Certificate));
+        assert_eq!(
+            error.to_string(),
+            "bad PEM: a `CERTIFICATE` section has no `-----END CERTIFICATE-----` line (is the file cut short?)"
+        );
+    }
 }
