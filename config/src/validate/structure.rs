@@ -645,6 +645,9 @@ impl Walk<'_> {
         };
         let mut out = Some(Mapping::new());
         let mut seen = FirstSeen::with_capacity(fields.len());
+        // The keys an unknown key of this mapping may be, misspelled: one
+        // of them missing is not reported again as missing.
+        let mut suggested: Vec<&'static str> = Vec::new();
         for entry in entries.iter() {
             if !entry.key_is_scalar {
                 self.error(
@@ -664,6 +667,7 @@ impl Walk<'_> {
                 );
                 if let Some(suggestion) = suggest_key(&entry.key, fields) {
                     message.push_str(&format!("; did you mean `{suggestion}`?"));
+                    suggested.push(suggestion);
                 }
                 self.error(&key_path, Some(entry.key_at), message);
                 self.problems.holes.loose(path);
@@ -715,12 +719,14 @@ impl Walk<'_> {
                 .unless
                 .is_some_and(|other| seen.contains(other) || self.assumed.contains(&other));
             if !seen.contains(field.key) && !excused {
-                let at = if path.is_empty() {
-                    Some(Location { line: 1, column: 1 })
-                } else {
-                    self.index.get(path).or(Some(node.at))
-                };
-                self.error(path, at, format!("missing field `{}`", field.key));
+                if !suggested.contains(&field.key) {
+                    let at = if path.is_empty() {
+                        Some(Location { line: 1, column: 1 })
+                    } else {
+                        self.index.get(path).or(Some(node.at))
+                    };
+                    self.error(path, at, format!("missing field `{}`", field.key));
+                }
                 // A missing text key other than a name (which references
                 // may use) is typed as empty and left out, so that the
                 // checks of the mapping's other keys still run; whatever

@@ -260,6 +260,31 @@ fn a_misspelled_key_is_not_also_reported_as_missing() {
     }
 }
 
+/// A required key misspelled is reported once, as the unknown key that
+/// names it (`did you mean ...?`), not also as missing.
+#[test]
+fn a_misspelled_required_key_is_reported_once() {
+    let text = format!("{LISTENERS}routez:\n{}", route("a"));
+    let got = shown(&text);
+    assert!(
+        got.len() == 1
+            && got[0].starts_with("weir.yaml:5:1: routez: unknown field `routez`")
+            && got[0].ends_with("did you mean `routes`?"),
+        "{got:#?}"
+    );
+    let text = format!(
+        "{LISTENERS}routes:\n  - name: a\n    stabel: {{revision: v1, endpoints: [127.0.0.1:23001]}}\n"
+    );
+    let got = shown(&text);
+    assert!(
+        got.len() == 2
+            && got[0] == MAX_CONNECTIONS
+            && got[1].starts_with("weir.yaml:7:5: routes[0].stabel: unknown field `stabel`")
+            && got[1].ends_with("did you mean `stable`?"),
+        "{got:#?}"
+    );
+}
+
 /// Outside any list, a wrong-typed optional key is left out, without the
 /// problems its absence could bring; a wrong-typed required one leaves
 /// nothing to check.
@@ -333,7 +358,6 @@ routes:
         vec![
             "weir.yaml:6:30: analysisTemplates[0].args[1].name: invalid type: a list, expected a string",
             "weir.yaml:12:89: analysisTemplates[1].metrics[0].provider.prometheus.timeout: invalid type: string \"x\", expected a whole number",
-            "weir.yaml:13:5: analysisTemplates[2]: missing field `metrics`",
             "weir.yaml:14:5: analysisTemplates[2].metric: unknown field `metric`, expected one of `name`, `args`, `metrics`, `dryRun`; did you mean `metrics`?",
             "weir.yaml:22:92: routes[0].strategy.steps[0].analysis.templates[3].templateName: unknown template `v`; defined: t, u",
         ]

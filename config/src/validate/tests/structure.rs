@@ -52,7 +52,6 @@ stateDir: 7
             at(4, 5),
             "unknown field `maxConnection`, expected one of `name`, `address`, `tls`, `maxConnections`; did you mean `maxConnections`?",
         ),
-        ("admin", at(5, 1), "missing field `address`"),
         (
             "admin.adress",
             at(6, 3),
