@@ -24,10 +24,12 @@
 //!   seen by the watch on the file, not by its directory's (checked by
 //!   hand with `mount --bind`, which needs root, so it is not a test).
 //!
-//! A write not yet closed, and a file just created, are read [`SETTLE`]
-//! after the last write (at most [`SETTLE_AT_MOST`] after the first), so
-//! that a file written in several pieces is not read, and refused, half
-//! written; one written over longer than that can be. Each read places the
+//! A write not yet closed, a file just created, and a file removed or
+//! moved away (nothing to read until something takes its place: a file
+//! renamed over it is read at once) are read [`SETTLE`] after the last
+//! write (at most [`SETTLE_AT_MOST`] after the first), so that a file
+//! written in several pieces, or removed and written again, is not read,
+//! and refused, half written; one written over longer than that can be. Each read places the
 //! watches again when an event said the path may lead elsewhere, and so
 //! does each poll's: a directory on the path replaced by rename (a deploy
 //! swapping directories) tells its old watch nothing. On a filesystem whose changes made by another machine
@@ -607,11 +609,12 @@ fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> 
                 name.is_some_and(|name| names.contains(OsStr::from_bytes(name.to_bytes())));
             if !on_path {
                 Seen::default()
-            } else if events.contains(ReadFlags::CREATE) && !events.contains(ReadFlags::ISDIR) {
-                // A new file is written after it is made; a new link is
-                // whole at once but its watches must be placed.
-                gone
-            } else if events.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+            } else if events.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM)
+                || (events.contains(ReadFlags::CREATE) && !events.contains(ReadFlags::ISDIR))
+            {
+                // Gone, or made anew: a new file is written after it is
+                // made (a new link is whole at once, but its watches must
+                // be placed).
                 gone
             } else {
                 now(true)
