@@ -663,7 +663,12 @@ impl ControlState {
             if state.blue_green_stage(strategy) == Some(crate::rollout::BlueGreenStage::Preview) {
                 last = last.max(state.rollout_started_ms);
             }
-            if now.saturating_sub(last) < interval {
+            // A timed pause ends at its deadline (at this 100 ms sample),
+            // not at the first judgement after it: up to an interval later.
+            let pause_ended = state
+                .pause_deadline_ms
+                .is_some_and(|deadline| deadline <= now && deadline > last);
+            if now.saturating_sub(last) < interval && !pause_ended {
                 continue;
             }
             self.last_judged.insert(name.to_owned(), now);

@@ -464,6 +464,43 @@ async fn a_preview_started_at_the_first_load_lasts_an_interval() {
     );
 }
 
+/// A timed pause ends at its deadline, at the control loop's next 100 ms
+/// sample, not at the first judgement after it (a judgement a second here,
+/// so 500 ms late for a pause of 1.5 s entered at a judgement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_pause_ends_at_its_deadline_not_at_the_next_judgement() {
+    let route = "  - name: web\n    pathPrefix: /web\n    stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n    canary: {revision: v2, endpoints: [127.0.0.1:9002]}\n    strategy:\n      steps: [{setWeight: 10}, {pause: {duration: 1500ms}}, {setWeight: 20}, {pause: {}}]\n";
+    let text = fixtures::config_text(None, route);
+    let fixtures::InMemory { process, clock, .. } =
+        fixtures::process(&text, "/nonexistent/weir.yaml".into()).await;
+    let zero = |_: &str, _: weir_proxy::Role| weir_proxy::metrics::RoleCounts::zero();
+    let step = |process: &Arc<crate::process::Process>| {
+        let process = Arc::clone(process);
+        async move {
+            let control = process.control.lock().await;
+            let status = control.status("web", process.now_ms()).expect("route");
+            (status.step_index, status.pause_deadline_ms)
+        }
+    };
+    let mut deadline = None;
+    for _ in 0..40 {
+        clock.advance(Duration::from_millis(100));
+        transitions::tick(&process, zero).await;
+        let (index, pause_deadline) = step(&process).await;
+        match index {
+            Some(1) => deadline = deadline.or(pause_deadline),
+            Some(2..) => {
+                let deadline = deadline.expect("the pause had a deadline");
+                let late = process.now_ms().saturating_sub(deadline);
+                assert!(late < 100, "the pause ended {late} ms after its deadline");
+                return;
+            }
+            _ => {}
+        }
+    }
+    panic!("the pause did not end within 4 s");
+}
+
 /// A settled state (no rollout under way) is sampled once a second by the
 /// control loop; a read of the status samples it first, so the status
 /// counts every request answered before the read, as when the loop
