@@ -197,8 +197,10 @@ async fn a_connection_is_closed_once_idle_and_never_while_an_answer_is_sent(path
     let quick = quick.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(quick, "ok");
 
-    end_held(&release, held).await;
+    // From before the held answer ends: weir's idle time starts when it
+    // has sent the answer's end, which this client reads a little later.
     let idle_from = Instant::now();
+    end_held(&release, held).await;
 
     // Now idle: closed by weir, gracefully, after the idle timeout.
     closed_gracefully(connection, "the idle connection closed by weir").await;
