@@ -1443,6 +1443,16 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     if host.is_none() && req.version() == Version::HTTP_11 {
         return Err(RejectReason::MissingHost);
     }
+    // An HTTP/2 request names its host in `:authority`; a `host` field
+    // naming another makes it malformed (RFC 9113 section 8.3.1).
+    if req.version() == Version::HTTP_2
+        && let (Some(host), Some(authority)) = (host, req.uri().authority())
+        && !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
+        return Err(RejectReason::DuplicateHost);
+    }
     let userinfo = req
         .uri()
         .authority()
@@ -2011,6 +2021,23 @@ mod tests {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_2;
         req
+    }
+
+    #[test]
+    fn an_http2_host_field_names_the_authority_or_nothing() {
+        let with_host = |value: &'static str| {
+            let mut req = http2_head(Method::GET, "/");
+            req.headers_mut()
+                .insert(header::HOST, HeaderValue::from_static(value));
+            req
+        };
+        assert_eq!(check_head(&http2_head(Method::GET, "/")), Ok(()));
+        assert_eq!(check_head(&with_host("a.test")), Ok(()));
+        assert_eq!(check_head(&with_host("A.Test")), Ok(()));
+        assert_eq!(
+            check_head(&with_host("b.test")),
+            Err(RejectReason::DuplicateHost)
+        );
     }
 
     #[test]
