@@ -167,18 +167,16 @@ impl RouteTable {
         path: &str,
         accepts: impl Fn(usize) -> bool,
     ) -> Option<(usize, HostRank)> {
+        let bracketed = host.starts_with(b"[");
         let host = normalize_host(host);
         let rewritten;
-        let host = if host.contains(&b':') {
-            // Only an IPv6 literal keeps a colon: matched in its canonical
-            // text, as the config's literals are kept.
-            match std::str::from_utf8(host).map(str::parse::<std::net::Ipv6Addr>) {
-                Ok(Ok(v6)) => {
-                    rewritten = v6.to_string().into_bytes();
-                    rewritten.as_slice()
-                }
-                _ => host,
-            }
+        // An IPv6 literal is matched in its canonical text, as the
+        // config's are kept; a name in lower case.
+        let host = if bracketed
+            && let Ok(Ok(v6)) = std::str::from_utf8(host).map(str::parse::<std::net::Ipv6Addr>)
+        {
+            rewritten = v6.to_string().into_bytes();
+            rewritten.as_slice()
         } else if host.iter().any(u8::is_ascii_uppercase) {
             rewritten = host.to_ascii_lowercase();
             rewritten.as_slice()

@@ -27,10 +27,6 @@ use crate::process::{Process, stopped};
 /// How often the proxy's counters are sampled: the granularity of windows.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How often the counters are sampled while the control state is settled:
-/// on the process's beat.
-pub const SETTLED_SAMPLE_INTERVAL: Duration = crate::beat::BEAT;
-
 /// How far ahead of now the next beat of a settled sample is looked for:
 /// a wake-up on a beat waits for the next one, not for the one it met.
 const BEAT_AHEAD: Duration = Duration::from_millis(10);
@@ -255,7 +251,7 @@ mod tests {
         // millisecond ticks: its timer fires at the next tick.
         let beat = crate::beat::next_beat(tokio::time::Instant::now() + super::BEAT_AHEAD);
         let wait = beat - tokio::time::Instant::now();
-        assert!(wait <= super::SETTLED_SAMPLE_INTERVAL + super::BEAT_AHEAD);
+        assert!(wait <= crate::beat::BEAT + super::BEAT_AHEAD);
         let at = advance(clock, wait + Duration::from_millis(1)).await;
         assert!(ticked_at(&process, at, None).await, "sampled on the beat");
         // Half a second on: no sample (a settled tick writes nothing: it

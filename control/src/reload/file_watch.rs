@@ -194,6 +194,25 @@ struct Seen {
 }
 
 impl Seen {
+    /// Read the file now, placing the watches again first when `rearm`.
+    const fn now(rearm: bool) -> Seen {
+        Seen {
+            now: true,
+            rearm,
+            settle: false,
+        }
+    }
+
+    /// Read the file once the write settles, placing the watches again
+    /// first when `rearm`.
+    const fn settle(rearm: bool) -> Seen {
+        Seen {
+            now: false,
+            rearm,
+            settle: true,
+        }
+    }
+
     fn merge(self, other: Seen) -> Seen {
         Seen {
             now: self.now || other.now,
@@ -256,7 +275,7 @@ impl FileWatch {
             let mut more_events = false;
             let seen = tokio::select! {
                 _ = self.poll.tick() => Ok(self.polled()),
-                () = settled(&mut self.settling) => Ok(Seen { now: true, ..Seen::default() }),
+                () = settled(&mut self.settling) => Ok(Seen::now(false)),
                 ready = readable(self.inotify.as_ref()) => ready.and_then(|mut guard| {
                     let (seen, drained) = read_events(guard.get_inner(), &self.watched)?;
                     if drained {
@@ -270,7 +289,7 @@ impl FileWatch {
             let seen = seen.unwrap_or_else(|error| {
                 tracing::warn!(%error, "cannot read the config file's inotify events; it is read every {:?}", self.periods.poll);
                 self.inotify = None;
-                Seen { now: true, rearm: true, settle: false }
+                Seen::now(true)
             });
             self.rearm |= seen.rearm;
             if seen.now {
@@ -369,18 +388,10 @@ impl FileWatch {
                     // Changed, perhaps still being written (a write through
                     // a memory map tells inotify nothing): read once it
                     // settles, as after an event.
-                    Seen {
-                        now: false,
-                        rearm: true,
-                        settle: true,
-                    }
+                    Seen::settle(true)
                 }
             }
-            _ => Seen {
-                now: true,
-                rearm: true,
-                settle: false,
-            },
+            _ => Seen::now(true),
         }
     }
 
@@ -567,18 +578,9 @@ fn read_events(inotify: &OwnedFd, watched: &Watched) -> io::Result<(Seen, bool)>
 
 /// What one event asks for.
 fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> Seen {
-    let now = |rearm| Seen {
-        now: true,
-        rearm,
-        settle: false,
-    };
-    let settle = Seen {
-        settle: true,
-        ..Seen::default()
-    };
     // Events were lost: anything may have changed.
     if events.contains(ReadFlags::QUEUE_OVERFLOW) {
-        return now(true);
+        return Seen::now(true);
     }
     let Some(watch) = watched.get(&wd) else {
         // A watch removed by the last arming.
@@ -589,19 +591,16 @@ fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> 
     // written and closed, is read at once; read now, the path may already
     // lead to a file made but not yet written, refused as empty. One still
     // gone is read once the wait settles.
-    let gone = Seen {
-        rearm: true,
-        ..settle
-    };
+    let gone = Seen::settle(true);
     if events.contains(ReadFlags::UNMOUNT) {
-        return now(true);
+        return Seen::now(true);
     }
     // A directory on the path itself went away or moved: the path leads
     // elsewhere now.
     if matches!(watch, Watch::Directory(_))
         && events.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF)
     {
-        return now(true);
+        return Seen::now(true);
     }
     match watch {
         Watch::Directory(names) => {
@@ -617,7 +616,7 @@ fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> 
                 // be placed).
                 gone
             } else {
-                now(true)
+                Seen::now(true)
             }
         }
         Watch::File
@@ -628,8 +627,10 @@ fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> 
         }
         // A write not yet closed, and a change of the file's links or
         // mode (a removal shows first as its link count falling).
-        Watch::File if events.intersects(ReadFlags::MODIFY | ReadFlags::ATTRIB) => settle,
-        Watch::File => now(false),
+        Watch::File if events.intersects(ReadFlags::MODIFY | ReadFlags::ATTRIB) => {
+            Seen::settle(false)
+        }
+        Watch::File => Seen::now(false),
     }
 }
 
