@@ -1453,6 +1453,21 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     {
         return Err(RejectReason::DuplicateHost);
     }
+    // HTTP/1 parsing drops the whitespace around a field value; HTTP/2
+    // carries it, and a request with it is malformed (RFC 9113 section
+    // 8.2.1): passed on, an HTTP/2 upstream would see what weir did not
+    // route by (a `canaryByHeader` value, a cookie).
+    if req.version() == Version::HTTP_2
+        && req.headers().values().any(|value| {
+            let edges = [value.as_bytes().first(), value.as_bytes().last()];
+            edges
+                .into_iter()
+                .flatten()
+                .any(|b| matches!(b, b' ' | b'\t'))
+        })
+    {
+        return Err(RejectReason::FieldValueWhitespace);
+    }
     let userinfo = req
         .uri()
         .authority()
@@ -1539,6 +1554,9 @@ pub(crate) fn reason_text(reason: RejectReason) -> &'static str {
         }
         RejectReason::DotSegment => {
             "bad request: the path has a `.` or `..` segment (or `%2e`); send it resolved"
+        }
+        RejectReason::FieldValueWhitespace => {
+            "bad request: an HTTP/2 field value starts or ends with a space or a tab"
         }
     }
 }
@@ -2021,6 +2039,36 @@ mod tests {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_2;
         req
+    }
+
+    #[test]
+    fn an_http2_field_value_has_no_whitespace_at_its_edges() {
+        let with_field = |value: &'static str| {
+            let mut req = http2_head(Method::GET, "/");
+            req.headers_mut()
+                .append("x-canary", HeaderValue::from_static("always"));
+            req.headers_mut()
+                .append("x-canary", HeaderValue::from_static(value));
+            check_head(&req)
+        };
+        for value in ["a", "a b", "a\tb", ""] {
+            assert_eq!(with_field(value), Ok(()), "{value:?}");
+        }
+        for value in [" a", "a ", "\ta", "a\t", " "] {
+            assert_eq!(
+                with_field(value),
+                Err(RejectReason::FieldValueWhitespace),
+                "{value:?}"
+            );
+        }
+        // HTTP/1 parsing has already dropped it.
+        let mut req = http2_head(Method::GET, "/");
+        *req.version_mut() = Version::HTTP_11;
+        req.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("a.test"));
+        req.headers_mut()
+            .insert("x-canary", HeaderValue::from_static("a "));
+        assert_eq!(check_head(&req), Ok(()));
     }
 
     #[test]

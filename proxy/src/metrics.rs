@@ -133,6 +133,9 @@ pub enum RejectReason {
     /// as written, it would reach another path at an upstream that
     /// resolves it (RFC 3986 section 5.2.4).
     DotSegment,
+    /// An HTTP/2 field value that starts or ends with a space or a tab,
+    /// which makes the request malformed (RFC 9113 section 8.2.1).
+    FieldValueWhitespace,
 }
 
 /// Counters by (route, role label): `stable` and `canary`, or a Gateway
@@ -326,7 +329,7 @@ impl ClientErrorKind {
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::MissingHost,
         RejectReason::DuplicateHost,
         RejectReason::HostUserinfo,
@@ -334,6 +337,7 @@ impl RejectReason {
         RejectReason::InvalidTarget,
         RejectReason::UnsupportedTransferCoding,
         RejectReason::DotSegment,
+        RejectReason::FieldValueWhitespace,
     ];
 
     /// The `reason` label value.
@@ -346,6 +350,7 @@ impl RejectReason {
             RejectReason::InvalidTarget => "invalid_target",
             RejectReason::UnsupportedTransferCoding => "unsupported_transfer_coding",
             RejectReason::DotSegment => "dot_segment",
+            RejectReason::FieldValueWhitespace => "field_value_whitespace",
         }
     }
 

@@ -758,3 +758,61 @@ async fn a_broken_body_to_an_http_2_upstream_is_the_clients_fault() {
     }
     assert_eq!(upstream_errors(&m, "web"), 0.0, "{}", m.text);
 }
+
+/// An HTTP/2 field value with a space or tab at either end makes the
+/// request malformed (RFC 9113 section 8.2.1): `400`, counted as
+/// `field_value_whitespace`, nothing upstream. Over HTTP/1 that whitespace
+/// is dropped in parsing, and the request is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_field_value_with_whitespace_at_an_edge_is_refused() {
+    use http_body_util::BodyExt as _;
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    for (value, status) in [("always", 200), ("always ", 400), ("\talways", 400)] {
+        let stream = tokio::net::TcpStream::connect(weir.addrs.http)
+            .await
+            .unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::get("http://shop.test/")
+            .header("x-canary", value)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = within(LIMIT, "the HTTP/2 answer", sender.send_request(request))
+            .await
+            .unwrap();
+        let got = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(got, status, "{value:?}: {body}");
+        if status == 400 {
+            assert!(
+                body.contains("starts or ends with a space or a tab"),
+                "{body}"
+            );
+        }
+    }
+    let r = raw_request(
+        weir.addrs.http,
+        b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Canary: always \r\nConnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(stable.hits(), 2);
+    let m = weir.metrics().await;
+    assert_eq!(
+        m.get(
+            "weir_rejected_requests_total",
+            &[("reason", "field_value_whitespace")]
+        ),
+        Some(2.0),
+        "{}",
+        m.text
+    );
+}
