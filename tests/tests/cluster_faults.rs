@@ -113,6 +113,29 @@ async fn a_canary_route_that_does_not_validate_gets_a_condition_and_one_event_an
         }),
     );
 
+    // A field this weir does not know (as from a newer CRD: the test API
+    // server, like a cluster whose CRD is newer than weir, stores it)
+    // makes that object Invalid, naming the field; the watch of every
+    // CanaryRoute goes on.
+    cluster.apply_canary_route(
+        NAMESPACE,
+        "newer",
+        json!({
+            "pathPrefix": "/newer",
+            "stable": {"revision": "v1", "service": service("checkout-v1")},
+            "trafficMirror": {"percent": 5},
+        }),
+    );
+    cluster
+        .wait_status(
+            NAMESPACE,
+            "newer",
+            ACT_LIMIT,
+            "an Invalid condition naming the unknown field",
+            |s| is_true(s, "Invalid", "trafficMirror"),
+        )
+        .await;
+
     let field = "spec.strategy.steps[1].pause.duration";
     let status = cluster
         .wait_status(

@@ -205,24 +205,22 @@ pub fn compile_cluster_routes(
         let mut problems = Vec::new();
         let none = NamespaceTemplates::new(&key.namespace).with_file_templates(file_templates);
         let templates = templates.get(key.namespace.as_str()).unwrap_or(&none);
-        let spec = spec_of(canary_route, &mut problems);
-        let compiled_now = spec
-            .as_ref()
-            .and_then(|spec| compile_one(key, spec, templates, objects, &slices, &mut problems));
-        let served = match (compiled_now, spec) {
-            (Some(route), Some(spec)) => {
+        let spec = canary_route.spec.as_json();
+        let compiled_now = compile_one(key, spec, templates, objects, &slices, &mut problems);
+        let served = match compiled_now {
+            Some(route) => {
                 let generation = canary_route.metadata.generation;
                 compiled.last_valid.insert(
                     key.clone(),
                     ValidSpec {
                         uid: canary_route.metadata.uid.clone(),
                         generation,
-                        spec,
+                        spec: spec.clone(),
                     },
                 );
                 Some((route, generation))
             }
-            _ => last_valid
+            None => last_valid
                 .get(key)
                 .filter(|last| last.uid == canary_route.metadata.uid)
                 .and_then(|last| {
@@ -407,25 +405,6 @@ fn host_text(host: &HostMatch) -> String {
     match host {
         HostMatch::Exact(name) => name.clone(),
         HostMatch::Suffix(suffix) => format!("*{suffix}"),
-    }
-}
-
-/// The spec of a CanaryRoute as JSON, for validation; `None` (and a
-/// problem) when it cannot be written as JSON.
-fn spec_of(
-    canary_route: &CanaryRoute,
-    problems: &mut Vec<RouteProblem>,
-) -> Option<serde_json::Value> {
-    match serde_json::to_value(&canary_route.spec) {
-        Ok(spec) => Some(spec),
-        Err(error) => {
-            problems.push(RouteProblem {
-                field_or_role: "spec".to_owned(),
-                reason: INVALID,
-                message: format!("the spec cannot be read: {error}"),
-            });
-            None
-        }
     }
 }
 

@@ -16,10 +16,13 @@ use weir_config::schema::{
     StickinessSpec, StrategySpec, TemplateArgSpec, TimeoutsSpec,
 };
 
-/// What a CanaryRoute asks for: a `weir.yaml` route without `name`, whose
-/// `stable` and `canary` may name a Service instead of (or besides)
-/// endpoints.
-#[derive(CustomResource, Debug, Clone, Deserialize, Serialize, JsonSchema)]
+/// What a CanaryRoute asks for, kept as the API server gave it and read by
+/// weir's validation, which names a wrong field: the schema is
+/// [`CanaryRouteFields`]. A spec weir's types cannot read (a field from a
+/// newer CRD than this binary) thus makes its object `Invalid` rather than
+/// every list and watch of CanaryRoutes unreadable.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(transparent)]
 #[kube(
     group = "weir.dev",
     version = "v1alpha1",
@@ -37,8 +40,17 @@ use weir_config::schema::{
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryRouteSpec {
+    /// The spec as written.
+    json: serde_json::Value,
+}
+
+/// What a CanaryRoute asks for: a `weir.yaml` route without `name`, whose
+/// `stable` and `canary` may name a Service instead of (or besides)
+/// endpoints.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryRouteFields {
     /// Exact host names and `*.suffix` wildcards; empty = any host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
@@ -338,6 +350,38 @@ pub fn bound_integers(schema: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(bound_integers),
         _ => {}
+    }
+}
+
+// === impl CanaryRouteSpec ===
+
+impl CanaryRouteSpec {
+    /// A spec holding `json` as written.
+    pub fn new(json: serde_json::Value) -> CanaryRouteSpec {
+        CanaryRouteSpec { json }
+    }
+
+    /// The spec as written, for validation.
+    pub fn as_json(&self) -> &serde_json::Value {
+        &self.json
+    }
+
+    /// The spec read into its fields.
+    ///
+    /// # Errors
+    /// When a field is unknown or of the wrong type.
+    pub fn fields(&self) -> Result<CanaryRouteFields, serde_json::Error> {
+        CanaryRouteFields::deserialize(&self.json)
+    }
+}
+
+impl JsonSchema for CanaryRouteSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        CanaryRouteFields::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        CanaryRouteFields::json_schema(generator)
     }
 }
 

@@ -682,7 +682,7 @@ fn blue_green_pause_lengths_ms(bg: &weir_config::schema::BlueGreenSpec) -> Vec<O
 
 /// Per step of the CanaryRoute's strategy: a timed pause's length.
 fn pause_lengths_ms(object: &CanaryRoute) -> Vec<Option<u64>> {
-    let Some(strategy) = &object.spec.strategy else {
+    let Some(strategy) = object.spec.fields().ok().and_then(|fields| fields.strategy) else {
         return Vec::new();
     };
     if let Some(bg) = &strategy.blue_green {

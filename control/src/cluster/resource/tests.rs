@@ -177,7 +177,7 @@ fn argo_rollouts_steps_lists_are_accepted_by_the_schema_and_parse() {
     let crd = crd();
     let schema = &version_schema(&crd)["properties"]["spec"];
     assert_eq!(validate(&spec, schema, "spec"), Ok(()));
-    let parsed: CanaryRouteSpec = serde_json::from_value(spec).expect("the spec parses");
+    let parsed: CanaryRouteFields = serde_json::from_value(spec).expect("the spec parses");
     let strategy = parsed.strategy.expect("strategy");
     assert_eq!(strategy.steps.len(), 18);
     assert_eq!(strategy.steps[15].set_weight, Some(33.3333));
