@@ -191,9 +191,9 @@ fn measurements_wait_for_initial_delay_interval_and_error_retry() {
     assert_eq!(times, vec![3_000, 33_000, 43_000, 53_000]);
     let mut m = metric();
     m.interval = Some(Duration::from_secs(2));
-    let (_, times) = run(m, &[Err, Good]);
-    // An interval shorter than 10 s is the retry time.
-    assert_eq!(times, vec![1_000, 3_000]);
+    let (_, times) = run(m, &[Err, Good, Good]);
+    // An interval shorter than 10 s does not shorten the error retry.
+    assert_eq!(times, vec![1_000, 11_000, 13_000]);
 }
 
 #[test]
