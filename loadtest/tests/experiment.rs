@@ -144,14 +144,26 @@ async fn an_expectation_that_cannot_hold_fails() {
 }
 
 /// A timeline command weir refuses (a route it does not have) fails the
-/// run, though every expectation holds.
+/// run, though every expectation holds; so does a timeline config weir
+/// refuses (a weight of 400), which it keeps serving without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeline_command_weir_refuses_fails_the_run() {
+async fn a_timeline_command_or_config_weir_refuses_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let text = scenario("  - maxErrorRate: {below: 0.01}\n").replace(
-        "command: {route: web, action: promote}",
-        "command: {route: nosuch, action: promote}",
-    );
+    let refused_config = r#"  - at: 2500ms
+    config: |
+      listeners: [{name: public, address: "${WEIR_LISTEN}"}]
+      admin: {address: "${WEIR_ADMIN}"}
+      routes:
+        - name: web
+          stable: {revision: v1, endpoints: ["${UPSTREAM_V1}"]}
+          canary: {revision: v2, endpoints: ["${UPSTREAM_V2}"], weight: 400}
+"#;
+    let text = scenario("  - maxErrorRate: {below: 0.01}\n")
+        .replace(
+            "command: {route: web, action: promote}",
+            "command: {route: nosuch, action: promote}",
+        )
+        .replace("expect:\n", &format!("{refused_config}expect:\n"));
     let (output, report) = experiment(dir.path(), &text, &["--quiet"]).await;
     let shown = shown(&output);
     assert_eq!(output.status.code(), Some(1), "{shown}");
@@ -162,13 +174,19 @@ async fn a_timeline_command_weir_refuses_fails_the_run() {
         "{shown}"
     );
     assert!(
+        stdout.contains("FAIL timeline[2]: config rewritten")
+            && stdout.contains("but refused by weir → 400")
+            && stdout.contains("routes[0].canary.weight"),
+        "{shown}"
+    );
+    assert!(
         stdout.contains("verdict: a timeline action did not take"),
         "{shown}"
     );
     assert_eq!(report["passed"], false, "{report:#}");
     assert_eq!(
         report["failedActions"].as_array().map(Vec::len),
-        Some(1),
+        Some(2),
         "{report:#}"
     );
 }

@@ -456,13 +456,37 @@ impl Timeline {
                         .and_then(|()| std::fs::write(&next, text))
                         .and_then(|()| std::fs::rename(&next, &config_path));
                     let t = since(start);
-                    let took = written.is_ok();
-                    let text = match written {
-                        Ok(()) => {
-                            lock().configs.push((t, text.to_owned()));
-                            format!("timeline[{i}]: config rewritten ({})", copy.display())
-                        }
-                        Err(e) => format!("timeline[{i}]: config NOT rewritten: {e}"),
+                    // weir follows the file by itself; the reload asked for
+                    // here says whether it took the new one.
+                    let (took, text) = match written {
+                        Ok(()) => match admin.post("/api/v1/reload", "{}").await {
+                            Ok((status, _)) if status.is_success() => {
+                                lock().configs.push((t, text.to_owned()));
+                                (
+                                    true,
+                                    format!(
+                                        "timeline[{i}]: config rewritten and applied ({})",
+                                        copy.display()
+                                    ),
+                                )
+                            }
+                            Ok((status, body)) => (
+                                false,
+                                format!(
+                                    "timeline[{i}]: config rewritten ({}) but refused by weir → {status} {}",
+                                    copy.display(),
+                                    refusal_text(&body)
+                                ),
+                            ),
+                            Err(e) => (
+                                false,
+                                format!(
+                                    "timeline[{i}]: config rewritten ({}), its reload not confirmed: {e}",
+                                    copy.display()
+                                ),
+                            ),
+                        },
+                        Err(e) => (false, format!("timeline[{i}]: config NOT rewritten: {e}")),
                     };
                     (t, EventKind::Config, None, text, took)
                 }
@@ -491,16 +515,10 @@ impl Timeline {
                     let (verb, body) = command.action.endpoint();
                     let path = format!("/api/v1/routes/{}/{verb}", command.route);
                     let (outcome, took) = match admin.post(&path, body).await {
-                        Ok((status, body)) => {
-                            let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            let said = json
-                                .get("error")
-                                .or_else(|| json.get("phase"))
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_owned();
-                            (format!("{status} {said}"), status.is_success())
-                        }
+                        Ok((status, body)) => (
+                            format!("{status} {}", refusal_text(&body)),
+                            status.is_success(),
+                        ),
                         Err(e) => (format!("failed: {e}"), false),
                     };
                     (
@@ -535,6 +553,16 @@ impl Timeline {
             });
         }
     }
+}
+
+/// What an admin answer says: its `error`, or else the route's `phase`.
+fn refusal_text(body: &[u8]) -> String {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    json.get("error")
+        .or_else(|| json.get("phase"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// Samples the routes and the upstreams' counters every
