@@ -15,7 +15,7 @@ use hyper::service::Service as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use weir_proxy::explained_errors::{ErrorBody, ExplainedErrors};
+use weir_proxy::explained_errors::{ErrorBody, ExplainedErrors, head_too_large};
 use weir_proxy::server::HyperService;
 
 use self::connections::Connections;
@@ -985,18 +985,28 @@ async fn serve_with(
             // such a connection never gives its place.
             let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| {
                 let answering = place.answering();
-                let answer = HyperService(stack.clone()).call(req);
+                let answer = (!head_too_large(&req)).then(|| HyperService(stack.clone()).call(req));
                 async move {
                     // The stack answers every failure itself (see
                     // `stack::admin_stack`); should an error come anyway,
                     // it is a 500.
-                    let response = answer.await.unwrap_or_else(|error| {
-                        self::error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            &format!("the admin API failed: {error}"),
-                        )
-                        .map(AdminBody::from)
-                    });
+                    let response = match answer {
+                        Some(answer) => answer.await.unwrap_or_else(|error| {
+                            self::error(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                &format!("the admin API failed: {error}"),
+                            )
+                            .map(AdminBody::from)
+                        }),
+                        None => {
+                            let mut refused = refusal(&Refusal::HeadTooLarge);
+                            refused.headers_mut().insert(
+                                header::CONNECTION,
+                                header::HeaderValue::from_static("close"),
+                            );
+                            refused.map(AdminBody::from)
+                        }
+                    };
                     Ok::<_, std::convert::Infallible>(response.map(|body| answering.body(body)))
                 }
             });

@@ -65,6 +65,8 @@ pub enum Refusal {
     WrongToken,
     /// The reader token on a command that changes something.
     ReaderCannotWrite,
+    /// The request head is over the limit.
+    HeadTooLarge,
     /// The body is over the limit.
     BodyTooLarge,
     /// The body broke off or its framing is broken (a bad chunk).
@@ -163,6 +165,7 @@ impl Refusal {
             Refusal::LocalOnly | Refusal::ReaderCannotWrite => StatusCode::FORBIDDEN,
             Refusal::MissingToken | Refusal::WrongToken => StatusCode::UNAUTHORIZED,
             Refusal::SeveralAuthorizations => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyBroken => StatusCode::BAD_REQUEST,
             Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -209,6 +212,9 @@ impl fmt::Display for Refusal {
             ),
             Refusal::ReaderCannotWrite => {
                 f.write_str("the reader token cannot change anything; use the writer token")
+            }
+            Refusal::HeadTooLarge => {
+                f.write_str("the request head is larger than 64 KiB, the most the admin API reads")
             }
             Refusal::BodyTooLarge => f.write_str("request body too large (limit 64 KiB)"),
             Refusal::BodyBroken => {

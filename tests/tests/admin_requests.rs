@@ -231,7 +231,8 @@ async fn a_405_names_the_methods_the_path_answers() {
 /// Requests that cannot be parsed as HTTP/1.1 (hyper answers them before
 /// the admin service sees them) get the same JSON error as every other
 /// admin error, with their status: a bad request line, a control
-/// character in a header value, two Content-Lengths, a target too long.
+/// character in a header value, two Content-Lengths, a target too long, a
+/// head over 64 KiB (however much of it one read brings).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_cannot_be_parsed_get_a_json_error() {
     let (weir, _v1, _v2) = start().await;
@@ -243,8 +244,18 @@ async fn requests_that_cannot_be_parsed_get_a_json_error() {
     let broken = format!(
         "POST /api/v1/routes/web/promote HTTP/1.1\r\nhost: a\r\n{authorization}transfer-encoding: chunked\r\nconnection: close\r\n\r\nzz\r\n"
     );
-    let cases: [(&[u8], u16, &str); 6] = [
+    // A head just over 64 KiB, and one far over it, each in one write.
+    let head = |value_len: usize| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nhost: a\r\nx: {}\r\n\r\n",
+            "a".repeat(value_len)
+        )
+    };
+    let (just_over, far_over) = (head(65_500), head(110_000));
+    let cases: [(&[u8], u16, &str); 8] = [
         (b"GARBAGE\r\n\r\n", 400, "malformed"),
+        (just_over.as_bytes(), 431, "larger than 64 KiB"),
+        (far_over.as_bytes(), 431, "larger than 64 KiB"),
         // A broken chunk is not a body too large, and says so.
         (
             broken.as_bytes(),

@@ -1125,6 +1125,14 @@ async fn unreadable_requests_are_answered_with_a_reason(path: ForwardingPath) {
             format!("GET / HTTP/1.1\r\nHost: shop.test\r\n{many_fields}\r\n"),
             431,
         ),
+        // Far over 64 KiB, in one write.
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: shop.test\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(110_000)
+            ),
+            431,
+        ),
     ] {
         let (raw, closed) = exchange(weir.addrs.http, request.as_bytes()).await;
         let text = String::from_utf8_lossy(&raw).into_owned();
