@@ -133,6 +133,12 @@ pub struct Process {
     pub reloading: tokio::sync::Mutex<()>,
     /// Reload outcomes.
     pub reloads: ReloadCounters,
+    /// What the last reload read at the config path when it was refused,
+    /// whatever asked for it (the file watch, SIGHUP, the API); `None`
+    /// after one that was applied or found nothing to do. The file watch
+    /// does not try a refused text again, and counts the config in force
+    /// put back after a refusal as a successful reload.
+    pub(crate) refused_read: std::sync::Mutex<Option<crate::reload::Contents>>,
     /// Every metric but the rollout families, for `/metrics` (see
     /// [`crate::exposition`]).
     pub registry: prometheus::Registry,
@@ -218,6 +224,7 @@ impl Process {
             transitions: tokio::sync::Mutex::new(()),
             reloading: tokio::sync::Mutex::new(()),
             reloads,
+            refused_read: std::sync::Mutex::new(None),
             registry,
             clock,
             listeners: crate::listeners::Listeners::default(),

@@ -90,7 +90,7 @@ pub enum Trigger {
 
 /// What was found at the config path: the bytes, or why they could not be
 /// read.
-type Contents = Result<Vec<u8>, String>;
+pub(crate) type Contents = Result<Vec<u8>, String>;
 
 /// What the certificate and key files of the listeners look like on disk:
 /// per path, its device, inode, length and modification time (the file a
@@ -143,11 +143,18 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
     let mut resolve = tokio::time::interval(RESOLVE_INTERVAL);
     resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resolve.tick().await;
-    // What the last refused reload read, so that a refused file is
-    // reported once, not every poll. Only a refusal is kept: a file that
-    // differs from the config in force and was not refused as it is now is
-    // always applied, whatever was attempted before.
-    let mut refused: Option<Contents> = None;
+    // What the last refused reload read (`Process::refused_read`), so that
+    // a refused file is reported once, not every poll. Only a refusal is
+    // kept: a file that differs from the config in force and was not
+    // refused as it is now is always applied, whatever was attempted
+    // before.
+    let refused = || {
+        process
+            .refused_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
     // The certificate files as the last look found them, when they differed
     // from those in force: a change is applied once it has held for one
     // look (about a second), so that a certificate and its key written one
@@ -170,7 +177,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
             true = published.changed() => {
                 // A file refused as it is stays refused, whatever is in force.
                 if let Some(text) = &file_text
-                    && refused.as_ref().is_none_or(|refused| refused.as_ref().ok() != Some(text))
+                    && refused().is_none_or(|refused| refused.as_ref().ok() != Some(text))
                     && process.control.lock_unheard().await.loaded.text.as_bytes() != text.as_slice()
                 {
                     file.read_soon();
@@ -186,8 +193,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                     let since = *gone_since.get_or_insert_with(Instant::now);
                     if !gone_said && since.elapsed() >= GONE_REPORTED_AFTER {
                         gone_said = true;
-                        let (outcome, read) = attempt(&process, Trigger::FileChanged).await;
-                        refused = outcome.is_err().then_some(read);
+                        let _ = reload(&process, Trigger::FileChanged).await;
                     }
                     continue;
                 };
@@ -201,7 +207,7 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                 if in_force {
                     // A refused file put back as the config in force is a
                     // change of the file that is applied: counted as a success.
-                    if puts_back(refused.take(), &seen) {
+                    if puts_back(refused(), &seen) {
                         let _ = reload(&process, Trigger::FileRestored).await;
                         continue;
                     }
@@ -220,15 +226,13 @@ pub async fn follow(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                     }
                     continue;
                 }
-                if refused.as_ref() == Some(&seen) {
+                if refused().as_ref() == Some(&seen) {
                     continue;
                 }
-                let (outcome, read) = attempt(&process, Trigger::FileChanged).await;
-                refused = outcome.is_err().then_some(read);
+                let _ = reload(&process, Trigger::FileChanged).await;
             }
             Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                let (outcome, read) = attempt(&process, Trigger::Signal).await;
-                refused = outcome.is_err().then_some(read);
+                let _ = reload(&process, Trigger::Signal).await;
             }
             _ = resolve.tick() => refresh_names(&process).await,
         }
@@ -243,16 +247,12 @@ fn puts_back(refused: Option<Contents>, seen: &Contents) -> bool {
     refused.is_some_and(|refused| refused != *seen)
 }
 
-/// Re-reads the config file and publishes it if valid.
+/// Re-reads the config file and publishes it if valid; what it read is
+/// kept in `Process::refused_read` when it is refused.
 ///
 /// # Errors
 /// Every problem of the file; the config in force stays.
 pub async fn reload(process: &Process, trigger: Trigger) -> Result<Outcome, Diagnostics> {
-    attempt(process, trigger).await.0
-}
-
-/// [`reload`], with what it read at the config path.
-async fn attempt(process: &Process, trigger: Trigger) -> (Result<Outcome, Diagnostics>, Contents) {
     // One reload at a time, from the read to the end: otherwise a reload
     // that read the file first could adopt its text after one that read a
     // newer text, and the older config would stay in force. Only reloads
@@ -306,7 +306,11 @@ async fn attempt(process: &Process, trigger: Trigger) -> (Result<Outcome, Diagno
     if let (Ok(_), Some(certificates)) = (&outcome, certificates) {
         process.keep_certificate_stamps(certificates);
     }
-    (outcome, read)
+    *process
+        .refused_read
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = outcome.is_err().then_some(read);
+    outcome
 }
 
 /// Resolves, adopts and publishes a loaded config, or reports why not. The

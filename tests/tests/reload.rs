@@ -247,7 +247,8 @@ async fn putting_back_the_running_file_after_a_refused_one_counts_a_successful_r
 
 /// A config file removed is reported once, as a refused reload naming the
 /// file, while the config in force keeps serving; put back, it counts a
-/// successful reload, and the failure is not counted again.
+/// successful reload, and the failure is not counted again. So is a file
+/// put back after `POST /api/v1/reload` refused its absence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_config_file_is_reported_once_and_its_return_applied() {
     let stable = FakeUpstream::start("stable").await;
@@ -287,6 +288,27 @@ async fn a_removed_config_file_is_reported_once_and_its_return_applied() {
     )
     .await;
     assert_eq!(weir.reloads("failure").await, failures_before + 1.0);
+
+    // Moved away, refused by `POST /api/v1/reload`, and put back before
+    // the watch would report it: the return is counted too.
+    let failures_before = weir.reloads("failure").await;
+    let successes_before = weir.reloads("success").await;
+    let aside = path.with_extension("aside");
+    std::fs::rename(&path, &aside).unwrap();
+    let answer = weir
+        .admin()
+        .post("/api/v1/reload", None)
+        .await
+        .expect("reload");
+    std::fs::rename(&aside, &path).unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    within(
+        limit,
+        "the return after the API's refusal applied",
+        weir.wait_for_reload("success", successes_before),
+    )
+    .await;
+    assert!(weir.reloads("failure").await > failures_before);
 }
 
 /// A config that moves `stateDir` is applied (its routes) but the new
