@@ -303,8 +303,9 @@ fn state_dir_problem(dir: &Path) -> Option<String> {
     }
 }
 
-/// The files among `checks` that cannot be read, as problems of `file`,
-/// but for the keys `known` already has a problem at.
+/// The files among `checks` that cannot be read, and a `stateDir` that
+/// something stands in the way of, as problems of `file`, but for the keys
+/// `known` already has a problem at.
 fn unreadable_files(checks: &[MachineCheck], file: &str, known: &[Diagnostic]) -> Vec<Diagnostic> {
     checks
         .iter()
@@ -316,6 +317,10 @@ fn unreadable_files(checks: &[MachineCheck], file: &str, known: &[Diagnostic]) -
             } => {
                 let error = read_file(name).err()?;
                 Some(machine_problem(file, path, *at, error.to_string()))
+            }
+            MachineCheck::StateDir { at, dir } => {
+                let problem = state_dir_problem(dir)?;
+                Some(machine_problem(file, "stateDir", *at, problem))
             }
             MachineCheck::Endpoint { .. } => None,
         })

@@ -1,5 +1,5 @@
-//! What a file names that only the machine can check (files to read, host
-//! names to resolve), found in the YAML as written, so that a file that
+//! What a file names that only the machine can check (files to read, the
+//! state directory, host names to resolve), found in the YAML as written, so that a file that
 //! does not validate still gets those checked: `weir validate` reports
 //! every error in one run, not the file's own first and the machine's once
 //! they are fixed.
@@ -26,6 +26,13 @@ pub enum MachineCheck {
         /// The file, relative to the config's directory when written so.
         file: PathBuf,
     },
+    /// The `stateDir` written, which must be a directory or not exist.
+    StateDir {
+        /// Where the value is written.
+        at: Location,
+        /// The directory, relative to the config's directory when written so.
+        dir: PathBuf,
+    },
     /// A role's endpoint, whose host must resolve.
     Endpoint {
         /// The key path (`routes[1].canary.endpoints[0]`).
@@ -45,6 +52,14 @@ pub fn machine_checks(text: &str, base_dir: &Path) -> Vec<MachineCheck> {
         return Vec::new();
     };
     let mut checks = Vec::new();
+    if let Some(entry) = entry(&root, "stateDir")
+        && let Some(dir) = written(&entry.value)
+    {
+        checks.push(MachineCheck::StateDir {
+            at: entry.key_at,
+            dir: base_dir.join(dir),
+        });
+    }
     for (i, listener) in items(get(Some(&root), "listeners")) {
         let tls = get(Some(listener), "tls");
         for key in ["certFile", "keyFile"] {
@@ -135,14 +150,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_files_and_endpoints_of_a_file_that_does_not_validate_are_found() {
-        let text = "listeners:\n  - name: public\n    address: nope\n    tls:\n      certFile: a.crt\n      keyFile: ${KEY}\nroutes:\n  - name: r\n    pathPrefix: nope\n    stable: { revision: v1, endpoints: [db.invalid:80, 'bad', 10.0.0.1:80] }\n    canary:\n      revision: v2\n      endpoints: [c:1]\n      tls: {caFile: /etc/ca.pem}\n";
+    fn the_files_state_dir_and_endpoints_of_a_file_that_does_not_validate_are_found() {
+        let text = "stateDir: state\nlisteners:\n  - name: public\n    address: nope\n    tls:\n      certFile: a.crt\n      keyFile: ${KEY}\nroutes:\n  - name: r\n    pathPrefix: nope\n    stable: { revision: v1, endpoints: [db.invalid:80, 'bad', 10.0.0.1:80] }\n    canary:\n      revision: v2\n      endpoints: [c:1]\n      tls: {caFile: /etc/ca.pem}\n";
         let checks = machine_checks(text, Path::new("/srv"));
         let found: Vec<String> = checks
             .iter()
             .map(|c| match c {
                 MachineCheck::File { path, at, file } => {
                     format!("{path} {}:{} {}", at.line, at.column, file.display())
+                }
+                MachineCheck::StateDir { at, dir } => {
+                    format!("stateDir {}:{} {}", at.line, at.column, dir.display())
                 }
                 MachineCheck::Endpoint { path, at, endpoint } => {
                     format!("{path} {}:{} {endpoint}", at.line, at.column)
@@ -152,11 +170,12 @@ mod tests {
         assert_eq!(
             found,
             [
-                "listeners[0].tls.certFile 5:7 /srv/a.crt",
-                "routes[0].stable.endpoints[0] 10:41 db.invalid:80",
-                "routes[0].stable.endpoints[2] 10:63 10.0.0.1:80",
-                "routes[0].canary.endpoints[0] 13:19 c:1",
-                "routes[0].canary.tls.caFile 14:13 /etc/ca.pem",
+                "stateDir 1:1 /srv/state",
+                "listeners[0].tls.certFile 6:7 /srv/a.crt",
+                "routes[0].stable.endpoints[0] 11:41 db.invalid:80",
+                "routes[0].stable.endpoints[2] 11:63 10.0.0.1:80",
+                "routes[0].canary.endpoints[0] 14:19 c:1",
+                "routes[0].canary.tls.caFile 15:13 /etc/ca.pem",
             ]
         );
         assert!(machine_checks("a: [", Path::new(".")).is_empty());

@@ -1,6 +1,6 @@
 //! What is read and how it is refused: files that are not regular, files
-//! over the size cap, and config bytes that are not UTF-8, each with its
-//! place.
+//! over the size cap, a `stateDir` in the way, and config bytes that are
+//! not UTF-8, each with its place.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -113,6 +113,27 @@ fn a_key_file_without_a_key_is_refused_at_key_file() {
                 .contains(&format!("{}: no PEM private key found", cert.display()))),
         "{all:#?}"
     );
+}
+
+/// A `stateDir` that a file stands in the way of is reported with the
+/// file's other problems, not only once they are fixed.
+#[test]
+fn a_state_dir_in_the_way_is_reported_with_other_problems() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("afile"), "").expect("write");
+    let path = dir.path().join("weir.yaml");
+    for name in ["web", "Web"] {
+        let text = format!("stateDir: afile\n{}", config("", ""))
+            .replace("name: web", &format!("name: {name}"));
+        std::fs::write(&path, &text).expect("write");
+        let all = refused(&path);
+        assert!(
+            all.iter().any(|d| d.path == "stateDir"
+                && d.message.contains("exists and is not a directory")
+                && d.location.is_some_and(|at| at.line == 1)),
+            "{name}: {all:#?}"
+        );
+    }
 }
 
 #[test]
