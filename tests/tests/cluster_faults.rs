@@ -148,6 +148,19 @@ async fn a_canary_route_that_does_not_validate_gets_a_condition_and_one_event_an
         .await;
     let invalid = condition(&status, "Invalid").expect("the condition");
     assert!(invalid["lastTransitionTime"].is_string(), "{status:#}");
+    // Never valid, it is not served, and not Ready.
+    cluster
+        .wait_status(
+            NAMESPACE,
+            "broken",
+            ACT_LIMIT,
+            "Ready False, not served",
+            |s| {
+                condition(s, "Ready")
+                    .is_some_and(|c| c["status"] == "False" && c["reason"] == "NotServed")
+            },
+        )
+        .await;
     wait_serving_only(&cluster, 0, "/", "v1").await;
     let events = wait_until(ACT_LIMIT, "the Invalid Event", || async {
         let events = events_of(&cluster, "broken", "Invalid");
@@ -189,8 +202,11 @@ async fn a_canary_route_that_does_not_validate_gets_a_condition_and_one_event_an
             NAMESPACE,
             "broken",
             ACT_LIMIT,
-            "Invalid turned False",
-            |s| condition(s, "Invalid").is_some_and(|c| c["status"] == "False"),
+            "Invalid turned False and Ready True",
+            |s| {
+                condition(s, "Invalid").is_some_and(|c| c["status"] == "False")
+                    && condition(s, "Ready").is_some_and(|c| c["status"] == "True")
+            },
         )
         .await;
 }

@@ -19,7 +19,7 @@
 //! [`CONCURRENT_WRITES`] routes are written at once, so a round over many
 //! broken routes does not open a request per route against the API server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -37,7 +37,7 @@ use super::discovery::{
 use super::events::{self, RouteRef};
 use super::gateway_status::CONCURRENT_WRITES;
 use super::resource::{CanaryRoute, StatusCondition};
-use super::status_codec::format_time;
+use super::status_codec::{NOT_SERVED, format_time};
 use super::status_store::{EVENT_TIMEOUT, StatusStore, WRITE_TIMEOUT};
 
 /// The condition types of problems, one per [`RouteProblem::reason`].
@@ -77,17 +77,48 @@ type RouteWrite<'a> = Pin<Box<dyn Future<Output = (&'a str, Result<(), String>)>
 struct Pending {
     routes: BTreeMap<String, Option<String>>,
     problems: BTreeMap<String, Vec<RouteProblem>>,
+    served: BTreeSet<String>,
 }
 
 /// The problem conditions for `problems` over `previous` (the conditions
-/// read), at `now_ms`; `None` when nothing is to change.
+/// read), at `now_ms`; `None` when nothing is to change. A route not
+/// `served` (a spec that never validated, a conflict) is also not `Ready`
+/// ([`NOT_SERVED`]); once served again, the next write of its rollout
+/// state sets `Ready` from its phase.
 pub fn update(
     previous: &[StatusCondition],
     problems: &[RouteProblem],
+    served: bool,
     now_ms: u64,
 ) -> Option<ConditionUpdate> {
     let mut conditions = previous.to_vec();
     let mut appeared = Vec::new();
+    if !served {
+        let reasons: Vec<&str> = PROBLEM_CONDITIONS
+            .into_iter()
+            .filter(|type_| problems.iter().any(|p| p.reason == *type_))
+            .collect();
+        let message = format!(
+            "the route is not served: see the {} condition",
+            reasons.join(" and ")
+        );
+        let current = conditions.iter().position(|c| c.type_ == "Ready");
+        let kept_time = current
+            .map(|i| &conditions[i])
+            .filter(|c| c.status == "False")
+            .and_then(|c| c.last_transition_time.clone());
+        let ready = StatusCondition {
+            type_: "Ready".to_owned(),
+            status: "False".to_owned(),
+            reason: NOT_SERVED.to_owned(),
+            message,
+            last_transition_time: Some(kept_time.unwrap_or_else(|| format_time(now_ms))),
+        };
+        match current {
+            Some(i) => conditions[i] = ready,
+            None => conditions.push(ready),
+        }
+    }
     for type_ in PROBLEM_CONDITIONS {
         let found: Vec<String> = problems
             .iter()
@@ -169,7 +200,8 @@ impl ProblemReporter {
     }
 
     /// Brings the problem conditions of every CanaryRoute of `objects` in
-    /// step with `problems` (by route name), when `leading`; the statuses
+    /// step with `problems` (by route name), and `Ready` with whether it is
+    /// among the `served`, when `leading`; the statuses
     /// and `resourceVersion`s are those `statuses` last saw, and it keeps
     /// the objects the API server answers with.
     pub async fn report(
@@ -177,6 +209,7 @@ impl ProblemReporter {
         leading: bool,
         objects: &ClusterObjects,
         problems: BTreeMap<String, Vec<RouteProblem>>,
+        served: BTreeSet<String>,
         statuses: &StatusStore,
     ) {
         let routes = objects
@@ -184,8 +217,12 @@ impl ProblemReporter {
             .iter()
             .map(|(key, route): (&ObjectKey, _)| (key.to_string(), route.metadata.uid.clone()))
             .collect();
-        self.run(leading, Pending { routes, problems }, statuses)
-            .await;
+        let pending = Pending {
+            routes,
+            problems,
+            served,
+        };
+        self.run(leading, pending, statuses).await;
     }
 
     /// Tries the last round again when one of its writes failed.
@@ -207,9 +244,10 @@ impl ProblemReporter {
         let mut writes: Vec<RouteWrite<'_>> = Vec::with_capacity(pending.routes.len());
         for (route, uid) in &pending.routes {
             let problems = pending.problems.get(route).map_or(&[][..], Vec::as_slice);
+            let served = pending.served.contains(route);
             writes.push(Box::pin(async move {
                 let result = self
-                    .write(route, uid.as_deref(), problems, statuses, now_ms)
+                    .write(route, uid.as_deref(), problems, served, statuses, now_ms)
                     .await;
                 (route.as_str(), result)
             }));
@@ -235,6 +273,7 @@ impl ProblemReporter {
         route: &str,
         uid: Option<&str>,
         problems: &[RouteProblem],
+        served: bool,
         statuses: &StatusStore,
         now_ms: u64,
     ) -> Result<(), String> {
@@ -244,7 +283,7 @@ impl ProblemReporter {
         let Some((status, resource_version)) = statuses.status_and_version(route) else {
             return Ok(());
         };
-        let Some(update) = update(&status.conditions, problems, now_ms) else {
+        let Some(update) = update(&status.conditions, problems, served, now_ms) else {
             return Ok(());
         };
         let (namespace, name) = route

@@ -115,6 +115,8 @@ struct StatusRound {
     objects: ClusterObjects,
     /// Per CanaryRoute name, its problems (conflicts included).
     problems: BTreeMap<String, Vec<RouteProblem>>,
+    /// The CanaryRoutes served, by name.
+    served: BTreeSet<String>,
     /// What the Gateway API objects compiled to, with `gatewayApi` on.
     gateways: Option<CompiledGateways>,
 }
@@ -763,6 +765,7 @@ async fn write_round(cluster: &Cluster, round: &StatusRound) {
         round.leading,
         &round.objects,
         round.problems.clone(),
+        round.served.clone(),
         &cluster.statuses,
     );
     let gateways = async {
@@ -1011,7 +1014,7 @@ async fn sync(
     // sync waited for it, and the decisions and writes below follow it.
     let leading = cluster.is_leader() && cluster.settings.is_candidate();
     let now = process.now_ms();
-    let (routes, decisions, store, conflicts) = {
+    let (routes, decisions, store, conflicts, served) = {
         let mut control = process.control.lock().await;
         for name in &made_again {
             control.forget_cluster_route(name);
@@ -1028,7 +1031,8 @@ async fn sync(
         // may record a newer one meanwhile.
         let observe = |name: &str| cluster.statuses.observed(name);
         let decisions = control.decide_cluster(&routes, leading, &observe, now);
-        (routes, decisions, control.store(), conflicts)
+        let served = routes.iter().map(|r| r.name.to_string()).collect();
+        (routes, decisions, control.store(), conflicts, served)
     };
     let mut to_write: Vec<_> = decisions
         .iter()
@@ -1090,6 +1094,7 @@ async fn sync(
         leading,
         objects,
         problems,
+        served,
         gateways,
     };
     (round, unwritten)

@@ -51,6 +51,20 @@ use crate::rollout::{
 /// Service) is kept as it is.
 pub const PHASE_CONDITIONS: [&str; 3] = ["Progressing", "Aborted", "Ready"];
 
+/// The reason of the `Ready` condition of a CanaryRoute that is not served
+/// (set by the problem conditions' writer).
+pub const NOT_SERVED: &str = "NotServed";
+
+/// Whether `status` says its route is not served ([`NOT_SERVED`]): its
+/// next rollout state is written even if unchanged, which sets `Ready`
+/// from the phase again.
+pub fn marked_not_served(status: &CanaryRouteStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == NOT_SERVED)
+}
+
 /// The condition type telling that the status written over was refused
 /// (nonsense patched by hand): `True` with the field and the problem, then
 /// `False` once a write follows a readable status.

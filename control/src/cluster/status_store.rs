@@ -250,6 +250,7 @@ impl StatusStore {
             return Observed {
                 stored: Stored::Unreadable("the status store's lock is poisoned".to_owned()),
                 inputs: Vec::new(),
+                marked_not_served: false,
             };
         };
         let seen = routes.get(route);
@@ -258,6 +259,7 @@ impl StatusStore {
             inputs: seen
                 .map(|s| status_codec::inputs(&s.status))
                 .unwrap_or_default(),
+            marked_not_served: seen.is_some_and(|s| status_codec::marked_not_served(&s.status)),
         }
     }
 

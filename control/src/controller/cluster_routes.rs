@@ -38,6 +38,9 @@ pub struct Observed {
     pub stored: Stored,
     /// The commands its inputs ask for, in order.
     pub inputs: Vec<Command>,
+    /// Whether the status says the route is not served, from a time it
+    /// was not: the leader writes its state again, which sets `Ready`.
+    pub marked_not_served: bool,
 }
 
 /// Whether two states put the rollout at the same place (what the status
@@ -212,7 +215,7 @@ fn lead(
     observed: Observed,
     now: u64,
 ) -> ClusterDecision {
-    let mut rewrite = false;
+    let mut rewrite = observed.marked_not_served;
     let base = match observed.stored {
         Stored::Found(seen) => match local {
             Some(local) if same_position(local, &seen) => Some(local.clone()),

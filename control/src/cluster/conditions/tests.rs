@@ -39,7 +39,7 @@ fn a_problem_becomes_a_true_condition_beside_the_phase_conditions() {
             "the canary Service `shop/b` does not exist",
         ),
     ];
-    let update = update(&previous, &problems, T0 + 5).expect("a change");
+    let update = update(&previous, &problems, true, T0 + 5).expect("a change");
     assert_eq!(update.conditions.len(), 2, "{update:?}");
     assert_eq!(update.conditions[0], previous[0]);
     let missing = &update.conditions[1];
@@ -64,9 +64,9 @@ fn a_condition_already_written_changes_nothing_and_tells_no_event() {
         INVALID,
         "not a duration",
     )];
-    let first = update(&[], &problems, T0).expect("a change");
+    let first = update(&[], &problems, true, T0).expect("a change");
     assert_eq!(first.appeared.len(), 1);
-    assert_eq!(update(&first.conditions, &problems, T0 + 1000), None);
+    assert_eq!(update(&first.conditions, &problems, true, T0 + 1000), None);
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn a_problem_gone_sets_its_condition_false_and_one_never_set_stays_absent() {
         condition("Invalid", "True", "spec.pathPrefix: bad", T0),
         condition("Progressing", "False", "no rollout", T0),
     ];
-    let update = update(&previous, &[], T0 + 10).expect("a change");
+    let update = update(&previous, &[], true, T0 + 10).expect("a change");
     assert_eq!(update.conditions.len(), 2, "{update:?}");
     let invalid = &update.conditions[0];
     assert_eq!(
@@ -88,7 +88,7 @@ fn a_problem_gone_sets_its_condition_false_and_one_never_set_stays_absent() {
     );
     assert_eq!(invalid.last_transition_time, Some(format_time(T0 + 10)));
     assert!(update.appeared.is_empty());
-    assert_eq!(super::update(&update.conditions, &[], T0 + 20), None);
+    assert_eq!(super::update(&update.conditions, &[], true, T0 + 20), None);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn a_changed_message_is_told_again_and_keeps_the_transition_time() {
         T0,
     )];
     let problems = [problem("stable", PORT_MISSING, "no port `admin`")];
-    let update = update(&previous, &problems, T0 + 10).expect("a change");
+    let update = update(&previous, &problems, true, T0 + 10).expect("a change");
     assert_eq!(update.conditions[0].message, "stable: no port `admin`");
     assert_eq!(
         update.conditions[0].last_transition_time,
@@ -177,6 +177,15 @@ mod against_the_api {
         )
     }
 
+    /// Every CanaryRoute of `objects`, as served.
+    fn served_all(objects: &ClusterObjects) -> BTreeSet<String> {
+        objects
+            .canary_routes
+            .keys()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     fn answer(respond: mock::SendResponse<Response<Body>>, code: u16, body: &Value) {
         let mut response = Response::new(Body::from(serde_json::to_vec(body).expect("JSON")));
         *response.status_mut() = http::StatusCode::from_u16(code).expect("a code");
@@ -206,7 +215,13 @@ mod against_the_api {
 
         // A follower writes nothing.
         reporter
-            .report(false, &objects, problems.clone(), &statuses)
+            .report(
+                false,
+                &objects,
+                problems.clone(),
+                served_all(&objects),
+                &statuses,
+            )
             .await;
         assert!(futures_util::FutureExt::now_or_never(api.next_request()).is_none());
 
@@ -217,7 +232,11 @@ mod against_the_api {
                 objects.clone(),
                 problems.clone(),
             );
-            async move { reporter.report(true, &objects, problems, &statuses).await }
+            async move {
+                reporter
+                    .report(true, &objects, problems, served_all(&objects), &statuses)
+                    .await
+            }
         });
         let (method, path, body, respond) = next(&mut api).await;
         assert_eq!((method.as_str(), path.as_str()), ("PATCH", STATUS_PATH));
@@ -247,7 +266,9 @@ mod against_the_api {
         reporting.await.expect("the report ends");
 
         // Written once: the same problems again send nothing.
-        reporter.report(true, &objects, problems, &statuses).await;
+        reporter
+            .report(true, &objects, problems, served_all(&objects), &statuses)
+            .await;
         assert!(futures_util::FutureExt::now_or_never(api.next_request()).is_none());
         assert_eq!(
             statuses.resource_version("shop/broken").as_deref(),
@@ -278,7 +299,11 @@ mod against_the_api {
         }
         let reporting = tokio::spawn({
             let (reporter, statuses) = (Arc::clone(&reporter), Arc::clone(&statuses));
-            async move { reporter.report(true, &objects, problems, &statuses).await }
+            async move {
+                reporter
+                    .report(true, &objects, problems, served_all(&objects), &statuses)
+                    .await
+            }
         });
 
         let mut held = Vec::new();
@@ -375,8 +400,14 @@ mod against_the_api {
         while overlapping < OVERLAPPING && started.elapsed() < LIMIT {
             writes += 1;
             let before = recorded.load(Ordering::Relaxed);
-            let writing =
-                reporter.write("shop/broken", Some("uid-broken"), &problems, &statuses, T0);
+            let writing = reporter.write(
+                "shop/broken",
+                Some("uid-broken"),
+                &problems,
+                true,
+                &statuses,
+                T0,
+            );
             let answering = async {
                 let (method, path, body, respond) = next(&mut api).await;
                 assert_eq!((method.as_str(), path.as_str()), ("PATCH", STATUS_PATH));
@@ -417,4 +448,35 @@ mod against_the_api {
             mismatched.first().map(|m| &m.1),
         );
     }
+}
+
+#[test]
+fn a_route_not_served_is_not_ready_and_says_why() {
+    let previous = vec![condition("Ready", "True", "no rollout", T0)];
+    let problems = [problem("spec.pathPrefix", INVALID, "must start with /")];
+    let update = update(&previous, &problems, false, T0 + 5).expect("a change");
+    let ready = &update.conditions[0];
+    assert_eq!(
+        (
+            ready.type_.as_str(),
+            ready.status.as_str(),
+            ready.reason.as_str()
+        ),
+        ("Ready", "False", NOT_SERVED)
+    );
+    assert_eq!(
+        ready.message,
+        "the route is not served: see the Invalid condition"
+    );
+    assert_eq!(ready.last_transition_time, Some(format_time(T0 + 5)));
+    // Written once; served again, Ready is left to the rollout state's
+    // write.
+    assert_eq!(
+        super::update(&update.conditions, &problems, false, T0 + 9),
+        None
+    );
+    assert_eq!(
+        super::update(&update.conditions, &problems, true, T0 + 9),
+        None
+    );
 }

@@ -506,6 +506,7 @@ async fn a_followers_tick_makes_no_request() {
         let observe = |name: &str| Observed {
             stored: StateStore::load(&*store, name),
             inputs: Vec::new(),
+            marked_not_served: false,
         };
         let routes = vec![cluster_route];
         let decisions = control.decide_cluster(&routes, false, &observe, process.now_ms());

@@ -39,6 +39,7 @@ fn seen(state: Option<RolloutState>, inputs: Vec<Command>) -> impl Fn(&str) -> O
             None => Stored::Missing,
         },
         inputs: inputs.clone(),
+        marked_not_served: false,
     }
 }
 
@@ -196,6 +197,7 @@ async fn a_leader_writes_its_state_back_over_a_status_it_cannot_read() {
     let nonsense = |_: &str| Observed {
         stored: Stored::Unreadable("status.stepIndex: 7 is past the 4 steps".to_owned()),
         inputs: vec![],
+        marked_not_served: false,
     };
     let decisions = control.decide_cluster(&[route], true, &nonsense, START_MS);
     let [(_, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
@@ -219,6 +221,26 @@ async fn a_leader_keeps_its_own_state_when_the_status_matches_it() {
         decisions,
         vec![("shop/checkout".to_owned(), ClusterDecision::Keep(mine))]
     );
+}
+
+/// A status that says its route is not served, from a time it was not,
+/// is written again though the state matches: the write sets `Ready` from
+/// the phase.
+#[tokio::test]
+async fn a_leader_writes_its_state_over_a_status_marked_not_served() {
+    let (mut control, route) = control().await;
+    lead_the_start(&mut control, &route);
+    let mine = control.rollouts["shop/checkout"].clone();
+    let marked = |_: &str| Observed {
+        stored: Stored::Found(Box::new(mine.clone())),
+        inputs: vec![],
+        marked_not_served: true,
+    };
+    let decisions = control.decide_cluster(&[route], true, &marked, START_MS);
+    let [(_, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
+        panic!("a rewrite expected: {decisions:?}");
+    };
+    assert_eq!(outcome.state, mine);
 }
 
 #[tokio::test]
