@@ -103,6 +103,10 @@ pub struct Cluster {
     /// Per CanaryRoute, its last spec that validated, from the last sync:
     /// served while an edit does not validate.
     last_valid: std::sync::Mutex<discovery::LastValid>,
+    /// The CanaryRoutes this replica's guardrail aborted whose `abort`
+    /// input could not be written: kept aborted here (the status still says
+    /// otherwise), and the write tried again, while no leader is heard.
+    guardrail_aborted: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// What one sync leaves to the status writer: the problem conditions of
@@ -189,7 +193,16 @@ impl Cluster {
             resync: Notify::new(),
             gateway_statuses: GatewayStatusWriter::new(client),
             last_valid: std::sync::Mutex::default(),
+            guardrail_aborted: std::sync::Mutex::default(),
         }
+    }
+
+    /// The CanaryRoutes the guardrail aborted and could not say so in
+    /// their status.
+    fn guardrail_aborted(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.guardrail_aborted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Compiles the cluster's objects again soon: the file config changed
@@ -1029,7 +1042,12 @@ async fn sync(
             .collect();
         // The state and the inputs of one same object: the status writer
         // may record a newer one meanwhile.
-        let observe = |name: &str| cluster.statuses.observed(name);
+        let aborted_here = cluster.guardrail_aborted().clone();
+        let observe = |name: &str| {
+            let mut observed = cluster.statuses.observed(name);
+            observed.aborted_here = aborted_here.contains(name);
+            observed
+        };
         let decisions = control.decide_cluster(&routes, leading, &observe, now);
         let served = routes.iter().map(|r| r.name.to_string()).collect();
         (routes, decisions, control.store(), conflicts, served)
@@ -1255,6 +1273,8 @@ async fn guard(process: &Process, cluster: &Cluster, listening_since: Instant) {
         )
     };
     if !silent {
+        // A leader is heard: the status (and its judgement) rules again.
+        cluster.guardrail_aborted().clear();
         return;
     }
     let now = process.now_ms();
@@ -1310,15 +1330,27 @@ async fn guard(process: &Process, cluster: &Cluster, listening_since: Instant) {
         }
     }
     // Written side by side: the sync loop that awaits this waits for one
-    // write's time, however many routes fail.
-    let writes = failing.iter().map(|name| async move {
-        if let Err(error) = cluster.statuses.write_input(name, Command::Abort).await {
-            crate::controller::route_span(name).in_scope(|| {
+    // write's time, however many routes fail. An abort whose write failed
+    // is kept here, and tried again, until it lands or a leader is heard.
+    let mut to_write = cluster.guardrail_aborted().clone();
+    to_write.extend(failing);
+    let writes = to_write.into_iter().map(|name| async move {
+        let written = cluster.statuses.write_input(&name, Command::Abort).await;
+        if let Err(error) = &written {
+            crate::controller::route_span(&name).in_scope(|| {
                 tracing::warn!(%error, "guardrail: cannot write abort to the status");
             });
         }
+        (name, written.is_ok())
     });
-    futures_util::future::join_all(writes).await;
+    for (name, written) in futures_util::future::join_all(writes).await {
+        let mut aborted = cluster.guardrail_aborted();
+        if written {
+            aborted.remove(&name);
+        } else {
+            aborted.insert(name);
+        }
+    }
 }
 
 #[cfg(test)]

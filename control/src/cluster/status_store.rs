@@ -251,6 +251,7 @@ impl StatusStore {
                 stored: Stored::Unreadable("the status store's lock is poisoned".to_owned()),
                 inputs: Vec::new(),
                 marked_not_served: false,
+                aborted_here: false,
             };
         };
         let seen = routes.get(route);
@@ -260,6 +261,7 @@ impl StatusStore {
                 .map(|s| status_codec::inputs(&s.status))
                 .unwrap_or_default(),
             marked_not_served: seen.is_some_and(|s| status_codec::marked_not_served(&s.status)),
+            aborted_here: false,
         }
     }
 

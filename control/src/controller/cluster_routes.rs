@@ -41,6 +41,10 @@ pub struct Observed {
     /// Whether the status says the route is not served, from a time it
     /// was not: the leader writes its state again, which sets `Ready`.
     pub marked_not_served: bool,
+    /// Whether this replica's guardrail aborted the route and could not
+    /// write its `abort` input: the local abort stands over the status's
+    /// older state of the same rollout.
+    pub aborted_here: bool,
 }
 
 /// Whether two states put the rollout at the same place (what the status
@@ -299,7 +303,9 @@ fn lead(
 }
 
 /// A replica that does not lead takes the state the status holds; an
-/// `abort` input takes effect at once, before the leader acts on it.
+/// `abort` input takes effect at once, before the leader acts on it, and
+/// so does this replica's own guardrail abort that the status does not
+/// hold yet.
 fn follow(
     route: &Route,
     local: Option<&RolloutState>,
@@ -320,6 +326,15 @@ fn follow(
             None => return ClusterDecision::Drop,
         },
     };
+    // The guardrail's abort, not yet in the status, is not undone by it.
+    if observed.aborted_here
+        && let Some(local) = local
+        && local.phase == Phase::Aborted
+        && local.rollout_seq == state.rollout_seq
+        && state.is_active()
+    {
+        return ClusterDecision::Keep(local.clone());
+    }
     if observed.inputs.contains(&Command::Abort) && state.is_active() {
         if let Ok(aborted) = state.command(Command::Abort, route, now) {
             return ClusterDecision::Keep(aborted.state);

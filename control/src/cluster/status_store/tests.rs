@@ -507,6 +507,7 @@ async fn a_followers_tick_makes_no_request() {
             stored: StateStore::load(&*store, name),
             inputs: Vec::new(),
             marked_not_served: false,
+            aborted_here: false,
         };
         let routes = vec![cluster_route];
         let decisions = control.decide_cluster(&routes, false, &observe, process.now_ms());

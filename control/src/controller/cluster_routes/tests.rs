@@ -40,6 +40,7 @@ fn seen(state: Option<RolloutState>, inputs: Vec<Command>) -> impl Fn(&str) -> O
         },
         inputs: inputs.clone(),
         marked_not_served: false,
+        aborted_here: false,
     }
 }
 
@@ -172,6 +173,46 @@ async fn a_follower_aborts_at_once_on_an_abort_input() {
     assert_eq!(state.canary_weight, Weight::ZERO);
 }
 
+/// The guardrail's abort, whose `abort` input could not be written, is
+/// not undone by the status's older state of the same rollout; once a
+/// leader is heard (the flag off), the status rules again.
+#[tokio::test]
+async fn a_follower_keeps_its_guardrail_abort_over_the_status_until_a_leader_is_heard() {
+    let (mut control, route) = control().await;
+    let status = state_at(&route, 2);
+    let aborted = status
+        .command(Command::Abort, &route, START_MS)
+        .expect("an active rollout aborts")
+        .state;
+    control
+        .rollouts
+        .insert("shop/checkout".to_owned(), aborted.clone());
+    let observed = |aborted_here: bool| {
+        let status = status.clone();
+        move |_: &str| Observed {
+            stored: Stored::Found(Box::new(status.clone())),
+            inputs: vec![],
+            marked_not_served: false,
+            aborted_here,
+        }
+    };
+    let decisions = control.decide_cluster(
+        std::slice::from_ref(&route),
+        false,
+        &observed(true),
+        START_MS,
+    );
+    assert_eq!(
+        decisions,
+        vec![("shop/checkout".to_owned(), ClusterDecision::Keep(aborted))]
+    );
+    let decisions = control.decide_cluster(&[route], false, &observed(false), START_MS);
+    assert_eq!(
+        decisions,
+        vec![("shop/checkout".to_owned(), ClusterDecision::Keep(status))]
+    );
+}
+
 #[tokio::test]
 async fn a_leader_acts_on_a_promote_input_and_writes_the_next_step() {
     let (control, route) = control().await;
@@ -198,6 +239,7 @@ async fn a_leader_writes_its_state_back_over_a_status_it_cannot_read() {
         stored: Stored::Unreadable("status.stepIndex: 7 is past the 4 steps".to_owned()),
         inputs: vec![],
         marked_not_served: false,
+        aborted_here: false,
     };
     let decisions = control.decide_cluster(&[route], true, &nonsense, START_MS);
     let [(_, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
@@ -235,6 +277,7 @@ async fn a_leader_writes_its_state_over_a_status_marked_not_served() {
         stored: Stored::Found(Box::new(mine.clone())),
         inputs: vec![],
         marked_not_served: true,
+        aborted_here: false,
     };
     let decisions = control.decide_cluster(&[route], true, &marked, START_MS);
     let [(_, ClusterDecision::Write(outcome))] = decisions.as_slice() else {
