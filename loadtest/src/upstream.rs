@@ -154,7 +154,8 @@ type Body = Full<Bytes>;
 /// SIGINT or SIGTERM.
 ///
 /// # Errors
-/// When the address cannot be bound or the name is not a valid header value.
+/// When the address cannot be bound or the name is empty or not a valid
+/// header value.
 pub async fn main(args: UpstreamArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
@@ -276,8 +277,17 @@ impl Upstream {
     /// starts now.
     ///
     /// # Errors
-    /// When the name cannot be sent as a header value.
+    /// When the name is empty, has whitespace at its ends, or cannot be
+    /// sent as a header value.
     pub fn new(args: &UpstreamArgs) -> anyhow::Result<Self> {
+        // An upstream names itself in every answer: a name that is empty or
+        // has whitespace at its ends would not read back as written.
+        if args.name.trim() != args.name || args.name.is_empty() {
+            anyhow::bail!(
+                "upstream name {:?} is empty or starts or ends with whitespace; give it a name",
+                args.name
+            );
+        }
         let tag = HeaderValue::from_str(&args.name).with_context(|| {
             format!("upstream name {:?} is not a valid header value", args.name)
         })?;
@@ -557,6 +567,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("above the maximum"), "{err}");
+    }
+
+    #[test]
+    fn an_upstream_has_a_name_it_can_say() {
+        let named = |name: &str| {
+            Upstream::new(&UpstreamArgs {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                name: name.into(),
+                error_rate: 0.0,
+                latency: "0s".parse().unwrap(),
+                fail_after: None,
+            })
+            .map(|u| u.name.clone())
+            .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(named("v2 canary"), Ok("v2 canary".to_owned()));
+        for bad in ["", " ", " v2", "v2\t"] {
+            let err = named(bad).unwrap_err();
+            assert!(err.contains("give it a name"), "{bad:?}: {err}");
+        }
+        let err = named("v2\n").unwrap_err();
+        assert!(err.contains("whitespace"), "{err}");
+        let err = named("v\u{1}2").unwrap_err();
+        assert!(err.contains("not a valid header value"), "{err}");
     }
 
     fn upstream(latency: &str) -> Upstream {
