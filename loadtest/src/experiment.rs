@@ -155,6 +155,14 @@ async fn main_inner(args: &ExperimentArgs) -> Result<ExperimentReport, Failure> 
         .and_then(|s| s.scaled(speed, &origin))
         .map_err(Failure::Scenario)?;
     let weir = match &args.weir {
+        // Checked before anything is made: a run directory left empty
+        // behind a mistyped path helps no one.
+        Some(path) if !path.is_file() => {
+            return Err(Failure::Start(format!(
+                "--weir {}: no such file",
+                path.display()
+            )));
+        }
         Some(path) => path.clone(),
         None => find_weir().ok_or_else(|| {
             Failure::Start(

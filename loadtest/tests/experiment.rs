@@ -223,7 +223,14 @@ async fn a_bad_scenario_or_a_failed_start_exits_2() {
     .await;
     let text = shown(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert!(text.contains("could not start"), "{text}");
+    assert!(
+        text.contains("could not start") && text.contains("/nonexistent/weir"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("run").exists(),
+        "a run directory made for nothing"
+    );
 }
 
 /// A scenario that asks for Prometheus where its binary is missing stops
