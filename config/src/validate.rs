@@ -254,7 +254,7 @@ fn structure(
                 "the file has no settings; it needs at least `listeners` and `routes`".to_owned(),
             ));
         }
-        Err(error) => return Err(single(error.at, String::new(), error.message)),
+        Err(error) => return Err(single(error.at, error.path, error.message)),
     };
     let (typed, problems) = structure::check(&root, file, index, env, kubernetes);
     let structure::Problems {

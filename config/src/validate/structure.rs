@@ -648,6 +648,9 @@ impl Walk<'_> {
         // The keys an unknown key of this mapping may be, misspelled: one
         // of them missing is not reported again as missing.
         let mut suggested: Vec<&'static str> = Vec::new();
+        // A YAML merge key (`<<: *defaults`) brings keys weir does not
+        // read: none of them is reported missing.
+        let merged = entries.iter().any(|e| e.key_is_scalar && e.key == "<<");
         for entry in entries.iter() {
             if !entry.key_is_scalar {
                 self.error(
@@ -660,6 +663,15 @@ impl Walk<'_> {
             }
             let key_path = child_key(path, &entry.key);
             let Some(field) = fields.iter().find(|f| f.key == entry.key) else {
+                if entry.key == "<<" {
+                    self.error(
+                        &key_path,
+                        Some(entry.key_at),
+                        "YAML merge keys (`<<`) are not supported; write the keys out",
+                    );
+                    self.problems.holes.loose(path);
+                    continue;
+                }
                 let mut message = format!(
                     "unknown field `{}`, {}",
                     entry.key.escape_debug(),
@@ -719,7 +731,7 @@ impl Walk<'_> {
                 .unless
                 .is_some_and(|other| seen.contains(other) || self.assumed.contains(&other));
             if !seen.contains(field.key) && !excused {
-                if !suggested.contains(&field.key) {
+                if !suggested.contains(&field.key) && !merged {
                     let at = if path.is_empty() {
                         Some(Location { line: 1, column: 1 })
                     } else {

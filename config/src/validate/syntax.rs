@@ -40,8 +40,8 @@ pub(super) fn route_name(name: &str) -> Result<(), String> {
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Err(format!(
-            "route name `{name}` starts or ends with `-`; {RULE}, e.g. `{}`",
-            name.trim_matches('-')
+            "route name `{name}` starts or ends with `-` (a command line would read it as an option); {RULE}, e.g. `{}`",
+            suggested_route_name(name)
         ));
     }
     Ok(())

@@ -693,7 +693,14 @@ fn route_errors_are_located() {
             "routes[0].name",
             5,
             5,
-            "starts or ends with `-`",
+            "starts or ends with `-` (a command line would read it as an option); use lowercase letters, digits and `-`, e.g. `checkout`",
+        ),
+        (
+            format!("  - name: '-'\n{ok}"),
+            "routes[0].name",
+            5,
+            5,
+            "starts or ends with `-` (a command line would read it as an option); use lowercase letters, digits and `-`, e.g. `checkout`",
         ),
         (
             format!("  - name: ''\n{ok}"),

@@ -74,6 +74,8 @@ pub(super) struct Entry {
 pub(super) struct TreeError {
     /// Where.
     pub(super) at: Location,
+    /// The key path open there (`routes[0].stable.revision`).
+    pub(super) path: String,
     /// What is wrong.
     pub(super) message: String,
 }
@@ -97,8 +99,34 @@ struct Open {
 /// A YAML syntax error, nesting deeper than [`MAX_DEPTH`], aliases that
 /// expand beyond [`MAX_NODES`], a tag, or a second document.
 pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
-    let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Open> = Vec::new();
+    read_into(text, &mut stack).map_err(|mut error| {
+        error.path = open_path(&stack);
+        error
+    })
+}
+
+/// The key path of the value being read, from the open sequences and
+/// mappings: up to the last mapping waiting for a key.
+fn open_path(stack: &[Open]) -> String {
+    let mut path = String::new();
+    for open in stack {
+        if !open.is_map {
+            path.push_str(&format!("[{}]", open.items.len()));
+            continue;
+        }
+        let Some((key, _, _)) = &open.key else { break };
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+    }
+    path
+}
+
+/// [`read`], with the open sequences and mappings in `stack`.
+fn read_into(text: &str, stack: &mut Vec<Open>) -> Result<Option<Node>, TreeError> {
+    let mut parser = Parser::new_from_str(text);
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     // Each node counts once, when it starts; an alias counts the nodes it
     // stands for.
@@ -109,6 +137,7 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
     let mut documents = 0usize;
     loop {
         let (event, mark) = parser.next_token().map_err(|error| TreeError {
+            path: String::new(),
             at: location(*error.marker()),
             message: format!("invalid YAML: {}", error.info()),
         })?;
@@ -119,6 +148,7 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
                 documents += 1;
                 if documents > 1 {
                     return Err(TreeError {
+                        path: String::new(),
                         at,
                         message: "the file holds more than one YAML document (a `---` line after the first, or content after a `...` line); weir reads one: remove the others".to_owned(),
                     });
@@ -173,6 +203,7 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
             Event::Alias(id) => {
                 let Some(node) = anchors.get(&id) else {
                     return Err(TreeError {
+                        path: String::new(),
                         at,
                         message: "an alias names an anchor that is not defined before it"
                             .to_owned(),
@@ -186,6 +217,7 @@ pub(super) fn read(text: &str) -> Result<Option<Node>, TreeError> {
                 repeated = repeated.saturating_add(node.bytes);
                 if repeated > MAX_ALIAS_BYTES {
                     return Err(TreeError {
+                        path: String::new(),
                         at,
                         message: format!(
                             "the aliases repeat more than {} MiB of text; write the file out more simply",
@@ -348,6 +380,7 @@ fn refused_tag(tag: Option<&Tag>, at: Location) -> TreeError {
         format!("{handle}{}", t.suffix)
     });
     TreeError {
+        path: String::new(),
         at,
         message: format!(
             "YAML tag `{shown}` is not supported; remove it (quote a value to make it a string)"
@@ -367,11 +400,16 @@ fn too_many(at: Location, aliased: bool) -> TreeError {
             "the document holds more than {MAX_NODES} values (keys, values and list items), more than weir reads; a weir.yaml of a thousand routes holds fewer"
         )
     };
-    TreeError { at, message }
+    TreeError {
+        at,
+        path: String::new(),
+        message,
+    }
 }
 
 fn too_deep(at: Location) -> TreeError {
     TreeError {
+        path: String::new(),
         at,
         message: format!(
             "the YAML nests deeper than {MAX_DEPTH} levels; a weir.yaml needs fewer than 10"

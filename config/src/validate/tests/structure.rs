@@ -165,10 +165,30 @@ fn duplicate_and_complex_keys_and_tags_are_structural_errors() {
             format!(
                 "{HEADER}  - name: !!binary cg==\n    stable: {{ revision: v1, endpoints: [a:1] }}\n"
             ),
-            "",
+            "routes[0].name",
             5,
             20,
             "YAML tag `!!binary` is not supported",
+        ),
+        (
+            format!(
+                "{HEADER}  - name: r\n    stable: {{ revision: v1, endpoints: !!set [a:1] }}\n"
+            ),
+            "routes[0].stable.endpoints",
+            6,
+            46,
+            "YAML tag `!!set` is not supported",
+        ),
+        // A merge key is named as such, and the keys it would have brought
+        // are not reported missing.
+        (
+            format!(
+                "{HEADER}  - name: r\n    stable: {{ <<: {{revision: v1}}, endpoints: [a:1] }}\n"
+            ),
+            "routes[0].stable.<<",
+            6,
+            15,
+            "YAML merge keys (`<<`) are not supported; write the keys out",
         ),
     ];
     assert_cases(&cases);
