@@ -143,8 +143,8 @@ async fn an_expectation_that_cannot_hold_fails() {
     );
 }
 
-/// A timeline command weir refuses (a route it does not have) fails the
-/// run, though every expectation holds; so does a timeline config weir
+/// A timeline command weir refuses (`retry` of a rollout that did not
+/// abort) fails the run, though every expectation holds; so does a timeline config weir
 /// refuses (a weight of 400), which it keeps serving without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeline_command_or_config_weir_refuses_fails_the_run() {
@@ -161,7 +161,7 @@ async fn a_timeline_command_or_config_weir_refuses_fails_the_run() {
     let text = scenario("  - maxErrorRate: {below: 0.01}\n")
         .replace(
             "command: {route: web, action: promote}",
-            "command: {route: nosuch, action: promote}",
+            "command: {route: web, action: retry}",
         )
         .replace("expect:\n", &format!("{refused_config}expect:\n"));
     let (output, report) = experiment(dir.path(), &text, &["--quiet"]).await;
@@ -170,7 +170,7 @@ async fn a_timeline_command_or_config_weir_refuses_fails_the_run() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("PASS expect[0] maxErrorRate"), "{shown}");
     assert!(
-        stdout.contains("FAIL timeline[0]: promote nosuch → 404"),
+        stdout.contains("FAIL timeline[0]: retry web → 409"),
         "{shown}"
     );
     assert!(

@@ -421,6 +421,25 @@ impl Scenario {
         self.upstreams.iter().find(|u| u.name == name)
     }
 
+    /// The names of the routes of the weir config and of every config the
+    /// timeline writes; `None` when one of them cannot be read so (weir
+    /// says why), or follows a cluster, whose routes are not in the file.
+    fn route_names(&self) -> Option<BTreeSet<String>> {
+        let configs = std::iter::once(&self.weir.config)
+            .chain(self.timeline.iter().filter_map(|a| a.config.as_ref()));
+        let mut names = BTreeSet::new();
+        for text in configs {
+            let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
+            if value.get("kubernetes").is_some() {
+                return None;
+            }
+            for route in value.get("routes")?.as_sequence()? {
+                names.insert(route.get("name")?.as_str()?.to_owned());
+            }
+        }
+        Some(names)
+    }
+
     /// The same scenario `speed` times faster: `duration`, every `at`, every
     /// `by` and every `pause.duration` in the weir configs divided by
     /// `speed`. Analysis settings, latencies and `within` stay: they
@@ -472,6 +491,7 @@ impl Scenario {
 
     /// Every check beyond the schema, as `path: message`.
     fn problems(&self) -> Vec<String> {
+        let routes = self.route_names();
         let mut problems = Vec::new();
         let mut problem = |path: String, message: &str| problems.push(format!("{path}: {message}"));
         if !is_name(&self.name) {
@@ -600,10 +620,25 @@ impl Scenario {
                     );
                 }
             }
-            if let Some(command) = &action.command
-                && command.route.is_empty()
+            if let Some(command) = &action.command {
+                if command.route.is_empty() {
+                    problem(format!("{path}.command.route"), "must not be empty");
+                } else if routes.as_ref().is_some_and(|r| !r.contains(&command.route)) {
+                    problem(
+                        format!("{path}.command.route"),
+                        "names no route of the weir config",
+                    );
+                }
+            }
+        }
+        for (i, expectation) in self.expect.iter().enumerate() {
+            if let Some(route) = expectation.route()
+                && routes.as_ref().is_some_and(|r| !r.contains(route))
             {
-                problem(format!("{path}.command.route"), "must not be empty");
+                problem(
+                    format!("expect[{i}].{}.route", expectation.kind()),
+                    "names no route of the weir config",
+                );
             }
         }
         for (i, expectation) in self.expect.iter().enumerate() {
@@ -773,6 +808,19 @@ impl TryFrom<ExpectationSpec> for Expectation {
 }
 
 impl Expectation {
+    /// The route it is about, if one.
+    pub fn route(&self) -> Option<&str> {
+        match self {
+            Self::FinalPhase(e) => Some(&e.route),
+            Self::ReachedPhase(e) => Some(&e.route),
+            Self::ReachedStep(e) => Some(&e.route),
+            Self::AbortedWithin(e) => Some(&e.route),
+            Self::NoCanaryAfterAbort(e) => Some(&e.route),
+            Self::ReachedStage(e) => Some(&e.route),
+            Self::MaxErrorRate(_) => None,
+        }
+    }
+
     /// The key it is written with.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -153,6 +153,39 @@ fn schema_errors_name_the_key_path() {
     assert!(p[0].contains("bogus"), "{p:?}");
 }
 
+/// A command or an expectation naming a route that neither the weir config
+/// nor a config of the timeline has is refused before the run.
+#[test]
+fn commands_and_expectations_name_routes_of_the_configs() {
+    let routes = MINIMAL.replace(
+        "    admin: {address: \"${WEIR_ADMIN}\"}\n",
+        "    admin: {address: \"${WEIR_ADMIN}\"}\n    routes: [{name: web, stable: {revision: v1, endpoints: [\"${UPSTREAM_V1}\"]}}]\n",
+    );
+    let text = format!(
+        "{routes}timeline:
+  - at: 1s
+    command: {{route: wbe, action: abort}}
+  - at: 2s
+    config: |
+      routes: [{{name: later, stable: {{revision: v1, endpoints: [\"${{UPSTREAM_V1}}\"]}}}}]
+  - at: 3s
+    command: {{route: later, action: abort}}
+expect:
+  - finalPhase: {{route: web, phase: Healthy}}
+  - reachedPhase: {{route: nope, phase: Aborted}}
+"
+    );
+    let p = problems(&text);
+    assert_eq!(
+        p,
+        [
+            "timeline[0].command.route: names no route of the weir config",
+            "expect[1].reachedPhase.route: names no route of the weir config",
+        ],
+        "{p:#?}"
+    );
+}
+
 #[test]
 fn checks_report_every_problem_with_its_path() {
     let text = format!(
@@ -306,4 +339,20 @@ fn prometheus_and_the_smoke_tester_must_be_asked_for() {
     let stage = "expect: [{reachedStage: {route: web, stage: Previewing}}]\n";
     let found = problems(&format!("{MINIMAL}{stage}"));
     assert!(found[0].contains("expect[0]"), "{found:?}");
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let origin = path.display().to_string();
+        if let Err(e) = parse(&text, &origin) {
+            panic!("{origin}: {:#?}", e.problems);
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen} scenarios in {}", dir.display());
 }
