@@ -822,8 +822,12 @@ async fn print_seconds(
                 r.name,
                 r.weight,
                 r.phase,
-                r.step
-                    .map_or("-".to_owned(), |s| format!("{s}/{}", r.step_count))
+                // Numbered from 1, as the events above number them.
+                r.step.map_or("-".to_owned(), |s| format!(
+                    "{}/{}",
+                    (s + 1).min(r.step_count),
+                    r.step_count
+                ))
             ));
         }
         for (i, name) in names.iter().enumerate() {
