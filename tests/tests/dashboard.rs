@@ -318,14 +318,14 @@ async fn without_tokens_the_page_asks_for_none_and_acts() {
     let stable = LoadtestUpstream::start("stable", &[]);
     let canary = LoadtestUpstream::start("canary", &[]);
     let strategy = Strategy::unjudged([Step::SetWeight(20.0), Step::Pause(None)]);
-    let weir = Weir::start(WeirConfig::new([
+    let config = WeirConfig::new([
         Route::rollout("web", &[stable.addr], &[canary.addr], strategy),
         Route::new("api", &[stable.addr]).path_prefix("/api"),
         Route::new("tiny", &[stable.addr])
             .path_prefix("/tiny")
             .canary(&[canary.addr], 0.0005),
-    ]))
-    .await;
+    ]);
+    let mut weir = Weir::start(config.clone()).await;
     let browser = Browser::start(1024, 800).await;
     browser
         .goto(&format!("http://{}/ui/#/", weir.addrs.admin))
@@ -398,6 +398,18 @@ async fn without_tokens_the_page_asks_for_none_and_acts() {
     .await;
     let s = weir.status("web").await;
     assert_eq!((phase(&s), step_index(&s)), ("Paused", Some(1)), "{s:#}");
+
+    // Tokens added by a reload while the page is open: it asks for one, and
+    // its buttons are disabled, saying why, until one is given.
+    weir.write_config(&config.tokens(Some("reader-token"), Some("writer-token")));
+    shown(
+        &browser,
+        "the buttons disabled for want of a token",
+        "const b = document.querySelector('#actions button[data-command=\"abort\"]');
+         return b && b.disabled && (b.title || '').includes('asks for a token')
+            && !document.getElementById('token-form').hidden;",
+    )
+    .await;
     browser.quit().await;
 }
 

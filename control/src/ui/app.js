@@ -23,7 +23,7 @@ const state = {
   events: [],          // recent events, newest last: {id, event, data}
   switchBackTimer: null, // the switch-back window's end a redraw is set for
   verdicts: new Map(), // name -> [{event, data, id}] of its verdicts, newest last
-  access: null,        // "read" | "write" once connected
+  access: null,        // "read" | "write" once connected; "none" once a token is refused
   tokens: true,        // whether weir asks for tokens
   runs: new Map(),     // name -> analysis runs, when weir has them
   runsText: new Map(), // name -> the runs as last answered, to skip redraws
@@ -89,6 +89,14 @@ $("token-button").addEventListener("click", () => {
     : "Enter another token.");
 });
 
+// weir answered 401 (its tokens changed, e.g. by a reload): once it had
+// answered, nothing acts until a token is taken again.
+function tokenRefused(message) {
+  if (state.access) state.access = "none";
+  askToken(message);
+  render();
+}
+
 async function errorOf(res) {
   try { return (await res.json()).error || res.statusText; } catch (_) { return res.statusText; }
 }
@@ -117,7 +125,7 @@ async function connect() {
   if (res.status === 401) {
     const why = await errorOf(res);
     const had = token();
-    askToken(had
+    tokenRefused(had
       ? "The token was refused (" + why + "). Enter the reader or the writer token."
       : "This weir asks for a token: the reader token shows, the writer token acts.");
     if (had) $("token-message").className = "error";
@@ -278,7 +286,8 @@ window.addEventListener("hashchange", () => {
 function render() {
   $("token-button").hidden = !state.tokens;
   $("access").textContent = state.access === "read" ? "reader token: read-only"
-    : state.access === "write" ? (state.tokens ? "writer token" : "") : "";
+    : state.access === "write" ? (state.tokens ? "writer token" : "")
+    : state.access === "none" ? "no valid token" : "";
   const view = $("view");
   const name = currentRoute();
   // A command asked about a route that is gone is not confirmed.
@@ -437,6 +446,7 @@ function routeView(name) {
   const writable = state.access === "write";
   const why = state.access === "read"
     ? "The reader token shows but cannot act: use the writer token to run commands."
+    : state.access === "none" ? "This weir asks for a token: enter the writer token to run commands."
     : "";
   // The switch-back window's end disables Abort: drawn again then.
   const until = r.blueGreen && r.phase === "Promoted" && r.blueGreen.switchBackUntilMs;
@@ -652,7 +662,7 @@ async function runCommand(name, verb, body) {
   } else {
     const why = await errorOf(res);
     state.notice = { text: clock(Date.now()) + " " + verb + " refused (" + res.status + "): " + why, error: true };
-    if (res.status === 401) askToken("The token was refused (" + why + ").");
+    if (res.status === 401) tokenRefused("The token was refused (" + why + ").");
   }
   render();
 }
@@ -719,7 +729,7 @@ function refreshShown() {
 async function refusedRead(res) {
   if (state.refused) return;
   state.refused = true;
-  askToken("The token was refused (" + (await errorOf(res)) + "). Enter the reader or the writer token.");
+  tokenRefused("The token was refused (" + (await errorOf(res)) + "). Enter the reader or the writer token.");
 }
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
