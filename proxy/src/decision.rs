@@ -85,7 +85,7 @@ pub fn cohort_bucket(key: &[u8], cohort_seed: u64) -> u32 {
 pub fn header_verdict(configured_value: &str, request_value: Option<&[u8]>) -> HeaderVerdict {
     match request_value.map(trim_ascii) {
         Some(v) if v == configured_value.as_bytes() => HeaderVerdict::Canary,
-        Some(v) if v.eq_ignore_ascii_case(b"never") => HeaderVerdict::Stable,
+        Some(b"never") => HeaderVerdict::Stable,
         _ => HeaderVerdict::None,
     }
 }

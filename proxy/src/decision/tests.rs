@@ -127,9 +127,15 @@ fn header_verdict_reads_value_and_never() {
         header_verdict("always", Some(b"never")),
         HeaderVerdict::Stable
     );
+    // Both values are compared exactly, as SPEC 3 writes them (and as
+    // ingress-nginx reads `never`): another case is another value.
     assert_eq!(
         header_verdict("always", Some(b"NEVER")),
-        HeaderVerdict::Stable
+        HeaderVerdict::None
+    );
+    assert_eq!(
+        header_verdict("always", Some(b"Always")),
+        HeaderVerdict::None
     );
     assert_eq!(
         header_verdict("always", Some(b"sometimes")),
