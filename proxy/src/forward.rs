@@ -1760,12 +1760,15 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, request: bool) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
+    // A request's `x-request-id` is weir's by now: one its `Connection`
+    // named was replaced (see `request_id`), and the new one goes on.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !(request && *name == X_REQUEST_ID))
         .collect();
     for name in named {
         headers.remove(name);

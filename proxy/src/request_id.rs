@@ -68,10 +68,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // A client's id that its `Connection` names is hop-by-hop: not
+        // passed on, so replaced (and the replacement is kept upstream).
+        let hop_by_hop = named_in_connection(req.headers());
         // One lookup: the entry is either the client's id or where ours goes.
         match req.headers_mut().entry(&X_REQUEST_ID) {
             Entry::Occupied(mut id) => {
-                if id.get().is_empty() {
+                if id.get().is_empty() || hop_by_hop {
                     id.insert(new_request_id());
                 }
             }
@@ -81,6 +84,19 @@ where
         }
         self.inner.call(req)
     }
+}
+
+/// Whether a `Connection` header of `headers` names `x-request-id`.
+fn named_in_connection(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|token| {
+            token
+                .trim_ascii()
+                .eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes())
+        })
 }
 
 // === impl RequestIdLayer ===

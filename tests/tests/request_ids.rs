@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use weir_e2e::{ClosedPort, Conn, FakeUpstream, Route, Weir, WeirConfig, wait_until, within};
+use weir_e2e::{
+    ClosedPort, Conn, FakeUpstream, ForwardingPath, Route, Weir, WeirConfig, wait_until, within,
+};
 
 /// The `x-request-id` the upstream received for a request with `headers`.
 async fn id_upstream_got(weir: &Weir, headers: &[(&str, &str)]) -> String {
@@ -48,6 +50,25 @@ async fn the_upstream_gets_the_clients_request_id_or_a_new_one() {
         made.insert(id);
     }
     assert_eq!(made.len(), 3, "every new request id differs: {made:?}");
+}
+
+/// A client's `x-request-id` that its `Connection` header names is
+/// hop-by-hop: replaced by a new one, which goes upstream, on both
+/// forwarding paths (hyper's removed it and sent none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hop_by_hop_request_id_is_replaced_on_both_paths() {
+    let stable = FakeUpstream::start("stable").await;
+    for path in [ForwardingPath::Own, ForwardingPath::Hyper] {
+        let weir = path
+            .start_weir(WeirConfig::new([Route::new("web", &[stable.addr])]))
+            .await;
+        let id = id_upstream_got(
+            &weir,
+            &[("connection", "x-request-id"), ("x-request-id", "abc")],
+        )
+        .await;
+        assert!(is_uuid_v4(&id), "{path:?}: {id:?}");
+    }
 }
 
 /// The JSON log lines of `weir` at `level` whose message is `message`.
