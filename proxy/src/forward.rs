@@ -1447,9 +1447,7 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     // naming another makes it malformed (RFC 9113 section 8.3.1).
     if req.version() == Version::HTTP_2
         && let (Some(host), Some(authority)) = (host, req.uri().authority())
-        && !host
-            .as_bytes()
-            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        && !names_same_authority(host.as_bytes(), authority, req.uri().scheme())
     {
         return Err(RejectReason::DuplicateHost);
     }
@@ -1516,6 +1514,27 @@ fn check_head<B>(req: &Request<B>) -> Result<(), RejectReason> {
     Ok(())
 }
 
+/// Whether the `host` field names the same host and port as `authority`
+/// (RFC 3986 section 6.2.3: any case, and the scheme's default port
+/// written or not). A `host` that is no authority is left to the host
+/// check.
+fn names_same_authority(
+    host: &[u8],
+    authority: &http::uri::Authority,
+    scheme: Option<&http::uri::Scheme>,
+) -> bool {
+    let Ok(host) = http::uri::Authority::try_from(host) else {
+        return true;
+    };
+    let default_port = if scheme == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    let port = |a: &http::uri::Authority| a.port_u16().unwrap_or(default_port);
+    host.host().eq_ignore_ascii_case(authority.host()) && port(&host) == port(authority)
+}
+
 /// Whether `headers` name a transfer coding other than `chunked`, in one
 /// `Transfer-Encoding` line or several.
 fn names_other_coding(headers: &HeaderMap) -> bool {
@@ -1541,7 +1560,9 @@ pub(crate) fn reason_status(reason: RejectReason) -> StatusCode {
 pub(crate) fn reason_text(reason: RejectReason) -> &'static str {
     match reason {
         RejectReason::MissingHost => "bad request: an HTTP/1.1 request needs a Host header",
-        RejectReason::DuplicateHost => "bad request: more than one Host header",
+        RejectReason::DuplicateHost => {
+            "bad request: more than one Host header, or an HTTP/2 host field naming another host than :authority"
+        }
         RejectReason::HostUserinfo => "bad request: userinfo (user@) is not allowed in the host",
         RejectReason::InvalidHost => {
             "bad request: the Host header is not a host name or IP address with an optional port"
@@ -2085,6 +2106,12 @@ mod tests {
         assert_eq!(check_head(&http2_head(Method::GET, "/")), Ok(()));
         assert_eq!(check_head(&with_host("a.test")), Ok(()));
         assert_eq!(check_head(&with_host("A.Test")), Ok(()));
+        // The scheme's default port, written or not, is the same host.
+        assert_eq!(check_head(&with_host("a.test:80")), Ok(()));
+        assert_eq!(
+            check_head(&with_host("a.test:8080")),
+            Err(RejectReason::DuplicateHost)
+        );
         assert_eq!(
             check_head(&with_host("b.test")),
             Err(RejectReason::DuplicateHost)
