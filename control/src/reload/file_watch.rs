@@ -24,6 +24,11 @@
 //!   seen by the watch on the file, not by its directory's (checked by
 //!   hand with `mount --bind`, which needs root, so it is not a test).
 //!
+//! The paths of the files read with it (the certificates) are watched the
+//! same way, by the names on them: a link re-pointed to a new file (certbot
+//! renewing `live/` into `archive/`, the old file kept) tells the old file
+//! nothing, and was seen only by the read every [`DEEP_READ_EVERY`].
+//!
 //! A write not yet closed, a file just created, and a file removed or
 //! moved away (nothing to read until something takes its place: a file
 //! renamed over it is read at once) are read [`SETTLE`] after the last
@@ -147,6 +152,10 @@ pub struct FileWatch {
     glance: Option<Glance>,
     /// When the last read began.
     read_at: Instant,
+    /// The files read with the config file whose paths the watches follow
+    /// too (the certificates): a link on one re-pointed, a file renamed
+    /// over one, is a change.
+    also_armed: Vec<PathBuf>,
 }
 
 /// The poll periods of a [`FileWatch`].
@@ -260,6 +269,7 @@ impl FileWatch {
             failure_said: false,
             glance: None,
             read_at: Instant::now(),
+            also_armed: Vec::new(),
         }
     }
 
@@ -343,21 +353,25 @@ impl FileWatch {
     ) -> Result<(Result<Vec<u8>, load::ReadError>, T), OffRuntimeError> {
         self.read_at = Instant::now();
         let path = self.path.clone();
+        // Other files than those watched: their paths are watched too.
+        self.rearm |= glanced_too != self.also_armed;
         let arming = self.rearm.then(|| {
             (
                 self.inotify
                     .as_ref()
                     .map(|inotify| Arc::clone(inotify.get_ref())),
                 self.watched.clone(),
+                glanced_too.clone(),
             )
         });
+        let opened_too = glanced_too.clone();
         let (armed, read, glance, also) = crate::off_runtime::run(move || {
-            let armed = arming.map(|(inotify, old)| match inotify {
-                Some(inotify) => arm(&inotify, &path, &old),
+            let armed = arming.map(|(inotify, old, also_paths)| match inotify {
+                Some(inotify) => arm(&inotify, &path, &also_paths, &old),
                 None => Err(io::Error::other("no inotify instance")),
             });
             let (read, glance) = match load::read_file_keeping(&path) {
-                Ok((bytes, file, stamp)) => (Ok(bytes), Glance::open(file, &stamp, &glanced_too)),
+                Ok((bytes, file, stamp)) => (Ok(bytes), Glance::open(file, &stamp, &opened_too)),
                 Err(error) => (Err(error), None),
             };
             (armed, read, glance, also())
@@ -366,6 +380,9 @@ impl FileWatch {
         self.glance = glance;
         if let Some(armed) = armed {
             self.rearm = false;
+            if armed.is_ok() {
+                self.also_armed = glanced_too;
+            }
             self.take_armed(armed);
         }
         Ok((read, also))
@@ -637,19 +654,23 @@ fn judge(watched: &Watched, wd: i32, events: ReadFlags, name: Option<&CStr>) -> 
 /// Places a watch on every directory holding a link on `path` or the file
 /// at its end, and on the file, and removes the watches of `old` no longer
 /// needed. Blocking.
-fn arm(inotify: &OwnedFd, path: &Path, old: &Watched) -> io::Result<Armed> {
+fn arm(inotify: &OwnedFd, path: &Path, also: &[PathBuf], old: &Watched) -> io::Result<Armed> {
     let entries = path_entries(path)?;
+    // The links and files on the paths of `also` are watched by their
+    // names in their directories, as the config file's are; one that
+    // cannot be followed now (missing) is left to the reads and glances.
+    let also_entries = also.iter().filter_map(|p| path_entries(p).ok()).flatten();
     let mut watched = Watched::new();
     let mut local = true;
-    for (directory, name) in &entries {
+    for (directory, name) in entries.iter().cloned().chain(also_entries) {
         let wd = inotify::add_watch(inotify, directory.as_path(), DIRECTORY_EVENTS)?;
-        local &= is_local(directory);
+        local &= is_local(&directory);
         match watched
             .entry(wd)
             .or_insert_with(|| Watch::Directory(HashSet::new()))
         {
             Watch::Directory(names) => {
-                names.insert(name.clone());
+                names.insert(name);
             }
             Watch::File => {}
         }

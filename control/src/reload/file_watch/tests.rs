@@ -425,6 +425,34 @@ async fn a_change_of_a_file_read_with_it_is_seen_at_a_glance() {
     reported(&mut watch, "a certificate's change, at a glance,").await;
 }
 
+/// A certificate behind a link re-pointed to a new file (certbot's
+/// `live/` into `archive/`, the old file kept) is a change seen at once,
+/// without a poll: the old file, which a glance looks at, did not change.
+#[tokio::test]
+async fn a_link_to_a_file_read_with_it_re_pointed_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let (live, archive) = (dir.path().join("live"), dir.path().join("archive"));
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::write(archive.join("cert1.pem"), "one").unwrap();
+    std::fs::write(archive.join("cert2.pem"), "two").unwrap();
+    let certificate = live.join("cert.pem");
+    symlink("../archive/cert1.pem", &certificate).unwrap();
+    let mut watch = watching(&path).await;
+    watch
+        .read_with(vec![certificate.clone()], || ())
+        .await
+        .expect("a thread for the read")
+        .0
+        .expect("the file is read");
+    not_seen(&mut watch, "a read with the certificate").await;
+    symlink("../archive/cert2.pem", live.join("cert.pem.new")).unwrap();
+    std::fs::rename(live.join("cert.pem.new"), &certificate).unwrap();
+    reported(&mut watch, "the certificate's link re-pointed").await;
+}
+
 #[tokio::test]
 async fn a_read_asked_for_the_next_poll_is_made_though_nothing_changed() {
     let (_dir, _, mut watch) = a_glanced_file().await;
