@@ -197,8 +197,17 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             .map(|l| l.max_connections)
             .fold(0, usize::saturating_add),
     );
-    let admin_socket = bind(config.admin.address, &addresses(&config))
-        .with_context(|| format!("admin API on {}", config.admin.address))?;
+    // Named as a reload names it: the file, the line, the key.
+    let admin_socket = match bind(config.admin.address, &addresses(&config)) {
+        Ok(socket) => socket,
+        Err(error) => {
+            let message = format!(
+                "the admin API cannot listen on {}: {error}",
+                config.admin.address
+            );
+            anyhow::bail!("{}", loaded.document.diagnostic("admin.address", message));
+        }
+    };
 
     let forwarding = forwarding_path()?;
     // Off the runtime: the store may wait for a task of the runtime (the

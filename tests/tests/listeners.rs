@@ -325,3 +325,25 @@ async fn a_reload_moves_the_admin_api() {
     );
     served(weir.addrs.http).await;
 }
+
+/// A start whose admin port is taken is refused naming the file, the line
+/// and `admin.address`, as a reload names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_admin_port_is_taken_names_admin_address() {
+    let stable = FakeUpstream::start("stable").await;
+    let mut weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])])).await;
+    weir.sigterm();
+    let stopped = weir.wait_exit(LIMIT).await;
+    assert!(stopped.success(), "a clean stop: {stopped}");
+    let _taken = std::net::TcpListener::bind(weir.addrs.admin).unwrap();
+    let config_path = weir.config_path();
+    let args = ["run", "--config", config_path.to_str().expect("UTF-8")];
+    let refused = weir_e2e::run_within(&weir_e2e::binary("weir"), &args, LIMIT).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("weir.yaml:")
+            && stderr.contains(": admin.address: the admin API cannot listen on"),
+        "{stderr}"
+    );
+}
