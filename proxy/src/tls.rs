@@ -20,6 +20,12 @@ pub enum TlsError {
         "no PEM private key found (a `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY` section)"
     )]
     NoKey,
+    /// The key file holds an encrypted private key, which weir cannot
+    /// read without its passphrase.
+    #[error(
+        "the private key is encrypted (a `BEGIN ENCRYPTED PRIVATE KEY` section); weir reads unencrypted keys: write one with `openssl pkcs8 -in KEY -out PLAIN.key` and name that"
+    )]
+    EncryptedKey,
     /// A PEM section of the key file could not be read.
     #[error("bad PEM: {}", pem_error_text(.0))]
     KeyPem(rustls::pki_types::pem::Error),
@@ -64,7 +70,7 @@ impl TlsError {
     pub fn file(&self) -> Option<TlsFile> {
         match self {
             TlsError::NoCertificate | TlsError::CertificatePem(_) => Some(TlsFile::Certificate),
-            TlsError::NoKey | TlsError::KeyPem(_) => Some(TlsFile::Key),
+            TlsError::NoKey | TlsError::EncryptedKey | TlsError::KeyPem(_) => Some(TlsFile::Key),
             TlsError::Rustls(_) => None,
         }
     }
@@ -85,6 +91,13 @@ pub fn server_config(
         return Err(TlsError::NoCertificate);
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| match error {
+        rustls::pki_types::pem::Error::NoItemsFound
+            if key_pem
+                .windows(b"-----BEGIN ENCRYPTED PRIVATE KEY-----".len())
+                .any(|w| w == b"-----BEGIN ENCRYPTED PRIVATE KEY-----") =>
+        {
+            TlsError::EncryptedKey
+        }
         rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey,
         other => TlsError::KeyPem(other),
     })?;
@@ -109,6 +122,26 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "bad PEM: a `CERTIFICATE` section has no `-----END CERTIFICATE-----` line (is the file cut short?)"
+        );
+    }
+
+    #[test]
+    fn an_encrypted_key_is_named_as_such() {
+        let cert = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let encrypted =
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let error = server_config(cert, encrypted).expect_err("an encrypted key");
+        assert_eq!(error.file(), Some(TlsFile::Key));
+        assert!(
+            error
+                .to_string()
+                .starts_with("the private key is encrypted"),
+            "{error}"
+        );
+        let error = server_config(cert, b"nothing").expect_err("no key");
+        assert!(
+            error.to_string().starts_with("no PEM private key found"),
+            "{error}"
         );
     }
 }
