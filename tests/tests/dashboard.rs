@@ -401,13 +401,27 @@ async fn without_tokens_the_page_asks_for_none_and_acts() {
 
     // Tokens added by a reload while the page is open: it asks for one, and
     // its buttons are disabled, saying why, until one is given.
-    weir.write_config(&config.tokens(Some("reader-token"), Some("writer-token")));
+    weir.write_config(
+        &config
+            .clone()
+            .tokens(Some("reader-token"), Some("writer-token")),
+    );
     shown(
         &browser,
         "the buttons disabled for want of a token",
         "const b = document.querySelector('#actions button[data-command=\"abort\"]');
          return b && b.disabled && (b.title || '').includes('asks for a token')
             && !document.getElementById('token-form').hidden;",
+    )
+    .await;
+    // Removed again: the page, which asks weir again now and then, no
+    // longer asks, and acts.
+    weir.write_config(&config);
+    shown(
+        &browser,
+        "the buttons enabled once no token is asked for",
+        "const b = document.querySelector('#actions button[data-command=\"abort\"]');
+         return b && !b.disabled && document.getElementById('token-form').hidden;",
     )
     .await;
     browser.quit().await;

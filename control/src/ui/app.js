@@ -14,6 +14,8 @@ const RECENT_SHOWN = 50;
 const REFRESH_MS = 2000;
 // Events this close together share one read of the route.
 const SOON_MS = 500;
+// How often a stream refused for its token is opened again meanwhile.
+const TOKEN_RETRY_MS = 5000;
 // Measurements shown per metric of a run, newest first.
 const MEASUREMENTS_SHOWN = 5;
 
@@ -34,6 +36,7 @@ const state = {
   notice: null,        // {text, error} about the last command
   missing: null,       // the shown route, once weir answered 404 for it
   refused: false,      // whether a read's 401 asked for a token already
+  asked: false,        // whether a 401 asked for a token not yet taken
 };
 // What a test reads back: ms from an event's stamp to the frame showing it.
 window.weirShown = [];
@@ -93,6 +96,7 @@ $("token-button").addEventListener("click", () => {
 // answered, nothing acts until a token is taken again.
 function tokenRefused(message) {
   if (state.access) state.access = "none";
+  state.asked = true;
   askToken(message);
   render();
 }
@@ -130,6 +134,9 @@ async function connect() {
       : "This weir asks for a token: the reader token shows, the writer token acts.");
     if (had) $("token-message").className = "error";
     setLive(false, "needs a token");
+    // Asked again now and then: a reload may remove the tokens, or bring
+    // back the one this tab holds.
+    setTimeout(() => { if (stream === controller) connect(); }, TOKEN_RETRY_MS);
     return;
   }
   if (!res.ok) return retry(controller, "events answered " + res.status + ": " + (await errorOf(res)));
@@ -194,6 +201,13 @@ function handle(name, data, id) {
       for (const e of data.recent || []) remember(e.event, e.data, e.id);
       state.access = data.access;
       state.tokens = data.tokens;
+      // Taken without the token asked for (the tokens changed back): the
+      // question is gone.
+      if (state.asked) {
+        state.asked = false;
+        state.refused = false;
+        $("token-form").hidden = true;
+      }
       refreshSoon("runs");
       break;
     case "samples":
