@@ -39,7 +39,8 @@ use crate::messages::truncate;
 /// SPEC 13 says, whatever the metric's `interval`: Argo retries after the
 /// `interval` when it is shorter, so a metric measured every second ends in
 /// `Error` (and aborts its rollout) after a four-second restart of its
-/// Prometheus; here it takes about 30 s of errors.
+/// Prometheus; here, with the default `consecutiveErrorLimit` of 4, it
+/// takes 40 s of errors (five in a row).
 pub const ERROR_RETRY: Duration = Duration::from_secs(10);
 
 /// The phase of a measurement, a metric or a run (Argo's names).
