@@ -303,6 +303,14 @@ impl Proxy {
                             tracing::debug!("no request within the header timeout");
                             return;
                         }
+                        // A TLS connection starts with a handshake record;
+                        // a letter is a plain HTTP request, told so in
+                        // plain HTTP, as nginx tells it (a TLS alert says
+                        // nothing to an HTTP client).
+                        if acceptor.is_some() && first[0].is_ascii_uppercase() {
+                            answer_plain_http_on_tls(stream).await;
+                            return;
+                        }
                         let limit = Arc::new(StallLimit::default());
                         let (body_watch, _ends_watch) = BodyWatch::for_connection();
                         let downstream = downstream
@@ -681,6 +689,39 @@ fn refuse(
     metrics.refused.fetch_add(1, Relaxed);
     tracing::debug!(%listener, %remote, "connection limit reached; connection closed");
     drop(stream);
+}
+
+/// Answers a plain HTTP request sent to a TLS listener with a `400` that
+/// says so, then reads what the client still sends for a moment before
+/// closing, so that the answer is not lost to a reset.
+async fn answer_plain_http_on_tls(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const TEXT: &str = "400 bad request: plain HTTP sent to a TLS listener; use https://\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{TEXT}",
+        TEXT.len()
+    );
+    let written = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut read = 0;
+        while read < 64 * 1024 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+    tracing::debug!("plain HTTP on a TLS listener answered 400");
 }
 
 fn http_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {

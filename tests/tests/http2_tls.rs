@@ -1,6 +1,6 @@
 //! HTTP/2 and TLS through real curl: h2c with prior knowledge on the plain
 //! listener, and h2 and HTTP/1.1 negotiated by ALPN on a TLS listener with a
-//! self-signed certificate; and an h2c client that stops reading is cut
+//! self-signed certificate (plain HTTP sent to it answered `400`, saying so); and an h2c client that stops reading is cut
 //! as an HTTP/1 one is.
 
 #![allow(
@@ -57,6 +57,12 @@ async fn tls_listener_negotiates_h2_and_http11() {
     let (body, version) = curl(&[&weir.url("/plain")]).await;
     assert_eq!(version, "1.1 200");
     assert_eq!(body, "stable\n");
+
+    // Plain HTTP to the TLS listener is told so, in plain HTTP.
+    let plain_to_tls = url.replacen("https://", "http://", 1);
+    let (body, version) = curl(&[&plain_to_tls]).await;
+    assert_eq!(version, "1.1 400", "{body}");
+    assert!(body.contains("plain HTTP sent to a TLS listener"), "{body}");
     assert_eq!(stable.hits(), 3);
 }
 
