@@ -217,7 +217,7 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
             // The files it names are checked all the same: one run says
             // every error.
             let checks = weir_config::machine_checks(&text, base_dir);
-            problems.extend(unreadable_files(&checks, &file, &problems));
+            problems.extend(file_problems(&checks, &file, &problems));
             return Err(in_file_order(problems));
         }
     };
@@ -306,7 +306,7 @@ fn state_dir_problem(dir: &Path) -> Option<String> {
 /// The files among `checks` that cannot be read, and a `stateDir` that
 /// something stands in the way of, as problems of `file`, but for the keys
 /// `known` already has a problem at.
-fn unreadable_files(checks: &[MachineCheck], file: &str, known: &[Diagnostic]) -> Vec<Diagnostic> {
+fn file_problems(checks: &[MachineCheck], file: &str, known: &[Diagnostic]) -> Vec<Diagnostic> {
     checks
         .iter()
         .filter_map(|check| match check {

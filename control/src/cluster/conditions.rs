@@ -102,22 +102,14 @@ pub fn update(
             "the route is not served: see the {} condition",
             reasons.join(" and ")
         );
-        let current = conditions.iter().position(|c| c.type_ == "Ready");
-        let kept_time = current
-            .map(|i| &conditions[i])
-            .filter(|c| c.status == "False")
-            .and_then(|c| c.last_transition_time.clone());
-        let ready = StatusCondition {
-            type_: "Ready".to_owned(),
-            status: "False".to_owned(),
-            reason: NOT_SERVED.to_owned(),
+        set(
+            &mut conditions,
+            "Ready",
+            "False",
+            NOT_SERVED,
             message,
-            last_transition_time: Some(kept_time.unwrap_or_else(|| format_time(now_ms))),
-        };
-        match current {
-            Some(i) => conditions[i] = ready,
-            None => conditions.push(ready),
-        }
+            now_ms,
+        );
     }
     for type_ in PROBLEM_CONDITIONS {
         let found: Vec<String> = problems
@@ -136,32 +128,46 @@ pub fn update(
         } else {
             ("True", type_, found.join("; "))
         };
-        let kept_time = current
-            .map(|i| &conditions[i])
-            .filter(|c| c.status == status)
-            .and_then(|c| c.last_transition_time.clone());
         if status == "True"
             && current
                 .is_none_or(|i| conditions[i].status != "True" || conditions[i].message != message)
         {
             appeared.push((type_, message.clone()));
         }
-        let condition = StatusCondition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            last_transition_time: Some(kept_time.unwrap_or_else(|| format_time(now_ms))),
-        };
-        match current {
-            Some(i) => conditions[i] = condition,
-            None => conditions.push(condition),
-        }
+        set(&mut conditions, type_, status, reason, message, now_ms);
     }
     (conditions != previous).then_some(ConditionUpdate {
         conditions,
         appeared,
     })
+}
+
+/// Sets condition `type_` in `conditions`, in its place or at the end; its
+/// transition time stays while its status does, and is `now_ms` otherwise.
+fn set(
+    conditions: &mut Vec<StatusCondition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    now_ms: u64,
+) {
+    let current = conditions.iter().position(|c| c.type_ == type_);
+    let kept_time = current
+        .map(|i| &conditions[i])
+        .filter(|c| c.status == status)
+        .and_then(|c| c.last_transition_time.clone());
+    let condition = StatusCondition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: Some(kept_time.unwrap_or_else(|| format_time(now_ms))),
+    };
+    match current {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
 }
 
 /// The reason of a problem condition set back to `False`.

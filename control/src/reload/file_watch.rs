@@ -361,20 +361,18 @@ impl FileWatch {
                     .as_ref()
                     .map(|inotify| Arc::clone(inotify.get_ref())),
                 self.watched.clone(),
-                glanced_too.clone(),
             )
         });
-        let opened_too = glanced_too.clone();
-        let (armed, read, glance, also) = crate::off_runtime::run(move || {
-            let armed = arming.map(|(inotify, old, also_paths)| match inotify {
-                Some(inotify) => arm(&inotify, &path, &also_paths, &old),
+        let (armed, read, glance, also, glanced_too) = crate::off_runtime::run(move || {
+            let armed = arming.map(|(inotify, old)| match inotify {
+                Some(inotify) => arm(&inotify, &path, &glanced_too, &old),
                 None => Err(io::Error::other("no inotify instance")),
             });
             let (read, glance) = match load::read_file_keeping(&path) {
-                Ok((bytes, file, stamp)) => (Ok(bytes), Glance::open(file, &stamp, &opened_too)),
+                Ok((bytes, file, stamp)) => (Ok(bytes), Glance::open(file, &stamp, &glanced_too)),
                 Err(error) => (Err(error), None),
             };
-            (armed, read, glance, also())
+            (armed, read, glance, also(), glanced_too)
         })
         .await?;
         self.glance = glance;
