@@ -94,7 +94,7 @@ async fn a_canary_route_that_does_not_validate_gets_a_condition_and_one_event_an
 {
     let v1 = FakeUpstream::start("v1").await;
     let v1_new = FakeUpstream::start("v1-new").await;
-    let cluster = Cluster::start(1, "").await;
+    let mut cluster = Cluster::start(1, "").await;
     cluster.add_service(NAMESPACE, "checkout-v1", 80);
     cluster.set_endpoints(NAMESPACE, "checkout-v1", &[(v1.addr, true, true, false)]);
     cluster.apply_canary_route(
@@ -188,13 +188,17 @@ async fn a_canary_route_that_does_not_validate_gets_a_condition_and_one_event_an
         "one Event per problem"
     );
 
-    // Fixed, the condition turns False and the route serves.
+    // Fixed, the condition turns False and the route serves (from a
+    // Service of its own, told apart from the `/` route's).
+    let fixed = FakeUpstream::start("fixed").await;
+    cluster.add_service(NAMESPACE, "fixed-v1", 80);
+    cluster.set_endpoints(NAMESPACE, "fixed-v1", &[(fixed.addr, true, true, false)]);
     cluster.apply_canary_route(
         NAMESPACE,
         "broken",
         json!({
             "pathPrefix": "/broken",
-            "stable": {"revision": "v1", "service": service("checkout-v1")},
+            "stable": {"revision": "v1", "service": service("fixed-v1")},
         }),
     );
     cluster
@@ -209,6 +213,45 @@ async fn a_canary_route_that_does_not_validate_gets_a_condition_and_one_event_an
             },
         )
         .await;
+    wait_serving_only(&cluster, 0, "/broken", "fixed").await;
+
+    // The status keeps the spec served; broken again, a replica started
+    // since serves it all the same (not only the one that remembers it).
+    let valid_generation =
+        cluster.canary_route(NAMESPACE, "broken")["metadata"]["generation"].clone();
+    cluster
+        .wait_status(
+            NAMESPACE,
+            "broken",
+            ACT_LIMIT,
+            "lastValidSpec of the fixed generation",
+            |s| {
+                s["lastValidSpec"]["generation"] == valid_generation
+                    && s["lastValidSpec"]["spec"]["pathPrefix"] == "/broken"
+            },
+        )
+        .await;
+    cluster.apply_canary_route(
+        NAMESPACE,
+        "broken",
+        json!({
+            "pathPrefix": "/broken",
+            "stable": {"revision": "v1", "service": service("fixed-v1")},
+            "strategy": {"steps": [{"setWeight": 150}]},
+        }),
+    );
+    cluster
+        .wait_status(
+            NAMESPACE,
+            "broken",
+            ACT_LIMIT,
+            "an Invalid condition for the new edit",
+            |s| is_true(s, "Invalid", "spec.strategy.steps[0]"),
+        )
+        .await;
+    cluster.kill(0);
+    cluster.restart(0).await;
+    wait_serving_only(&cluster, 0, "/broken", "fixed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

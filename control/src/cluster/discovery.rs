@@ -172,7 +172,8 @@ type MatchKey = (Vec<String>, String);
 /// `addressType` FQDN, whose names are not used. A spec that does not
 /// validate gives a problem per field, and no route unless an earlier spec
 /// of the same object validated (in `last_valid`, the previous
-/// compilation's): that one is served meanwhile, as a config file that
+/// compilation's, or in its status's `lastValidSpec`): that one is served
+/// meanwhile, as a config file that
 /// fails to reload leaves the running config serving. A CanaryRoute
 /// matching the same requests as an older one (by creation time, then
 /// name) is left out. Other routes are never affected.
@@ -220,34 +221,31 @@ pub fn compile_cluster_routes(
                 );
                 Some((route, generation))
             }
-            None => last_valid
-                .get(key)
-                .filter(|last| last.uid == canary_route.metadata.uid)
-                .and_then(|last| {
-                    let mut served_problems = Vec::new();
-                    let route = compile_one(
-                        key,
-                        &last.spec,
-                        templates,
-                        objects,
-                        &slices,
-                        &mut served_problems,
-                    )?;
-                    problems.extend(served_problems);
-                    problems.push(RouteProblem {
-                        field_or_role: "spec".to_owned(),
-                        reason: INVALID,
-                        message: format!(
-                            "the last spec that validated ({}) is served until this one does",
-                            last.generation
-                                .map_or("an earlier generation".to_owned(), |g| format!(
-                                    "generation {g}"
-                                ))
-                        ),
-                    });
-                    compiled.last_valid.insert(key.clone(), last.clone());
-                    Some((route, last.generation))
-                }),
+            None => earlier_valid(canary_route, last_valid.get(key)).and_then(|last| {
+                let mut served_problems = Vec::new();
+                let route = compile_one(
+                    key,
+                    &last.spec,
+                    templates,
+                    objects,
+                    &slices,
+                    &mut served_problems,
+                )?;
+                problems.extend(served_problems);
+                problems.push(RouteProblem {
+                    field_or_role: "spec".to_owned(),
+                    reason: INVALID,
+                    message: format!(
+                        "the last spec that validated ({}) is served until this one does",
+                        last.generation
+                            .map_or("an earlier generation".to_owned(), |g| format!(
+                                "generation {g}"
+                            ))
+                    ),
+                });
+                compiled.last_valid.insert(key.clone(), last.clone());
+                Some((route, last.generation))
+            }),
         };
         if let Some((route, generation)) = served {
             candidates.push((
@@ -289,6 +287,33 @@ pub fn compile_cluster_routes(
         .routes
         .sort_by(|a, b| a.route.name.cmp(&b.route.name));
     compiled
+}
+
+/// The last spec of `canary_route` that validated: the one this replica
+/// served (`remembered`, when of the same object), or the one its status
+/// keeps (`lastValidSpec`, written by the leader), whichever is of the
+/// later generation, so that a replica started while an edit does not
+/// validate serves what the others serve. Either is validated again before
+/// it is served.
+fn earlier_valid(canary_route: &CanaryRoute, remembered: Option<&ValidSpec>) -> Option<ValidSpec> {
+    let remembered = remembered.filter(|last| last.uid == canary_route.metadata.uid);
+    let recorded = canary_route
+        .status
+        .as_ref()
+        .and_then(|status| status.last_valid_spec.as_ref())
+        .filter(|kept| kept.spec.is_object())
+        .map(|kept| ValidSpec {
+            uid: canary_route.metadata.uid.clone(),
+            generation: kept.generation,
+            spec: kept.spec.clone(),
+        });
+    match (remembered, recorded) {
+        (Some(remembered), Some(recorded)) if recorded.generation > remembered.generation => {
+            Some(recorded)
+        }
+        (Some(remembered), _) => Some(remembered.clone()),
+        (None, recorded) => recorded,
+    }
 }
 
 /// The routes of a snapshot: the file's routes first, in file order, then

@@ -223,6 +223,10 @@ pub struct CanaryRouteStatus {
     /// `Progressing`, `Aborted`, `Ready`, and problems with the spec.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<StatusCondition>,
+    /// The spec the leader serves: the last that validated. A replica that
+    /// starts while a later edit does not validate serves this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_valid_spec: Option<LastValidSpec>,
     /// Input: abort the rollout (`false` again while Aborted: retry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abort: Option<bool>,
@@ -235,6 +239,28 @@ pub struct CanaryRouteStatus {
     /// Input: end the current pause and go on to the next step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promote: Option<bool>,
+}
+
+/// The last spec of a CanaryRoute that validated, as its status keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LastValidSpec {
+    /// The `metadata.generation` of that spec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// The spec, as the API server returned it (its fields are those of
+    /// `spec`; weir's validation reads it again before serving it).
+    #[schemars(schema_with = "any_object")]
+    pub spec: serde_json::Value,
+}
+
+/// The schema of an object kept as written: `spec`'s own schema would
+/// double the CRD's size.
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// The last judgement of a CanaryRoute's canary.

@@ -40,7 +40,7 @@ use super::gateway_routes::{self, CompiledGateways};
 use super::gateway_status::GatewayStatusWriter;
 use super::lease::{Elector, Leadership, LeaseConfig};
 use super::peers::PeerCounters;
-use super::resource::{AnalysisTemplate, CanaryRoute};
+use super::resource::{AnalysisTemplate, CanaryRoute, LastValidSpec};
 use super::status_codec::Coverage;
 use super::status_store::StatusStore;
 use crate::controller::cluster_routes::is_cluster_route;
@@ -959,11 +959,7 @@ async fn sync(
         &file_templates,
         &last_valid,
     );
-    *cluster
-        .last_valid
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-        std::mem::take(&mut compiled.last_valid);
+    let last_valid = std::mem::take(&mut compiled.last_valid);
     log_template_problems(&compiled.template_problems, logged_templates);
     let mut present = BTreeSet::new();
     // CanaryRoutes deleted and made again since the last sync (another
@@ -981,14 +977,33 @@ async fn sync(
         .statuses
         .forget_others(|route| present.contains(route));
     // A status reports the generation of the spec served, which is an
-    // earlier one while an edit does not validate.
+    // earlier one while an edit does not validate, and keeps that spec.
     for served in &compiled.routes {
-        cluster.statuses.set_served(
-            &served.route.name,
-            served.generation,
-            pause_lengths_ms(&served.route),
-        );
+        let Some(valid) = served
+            .route
+            .name
+            .split_once('/')
+            .and_then(|(namespace, name)| {
+                last_valid.get(&ObjectKey {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            })
+        else {
+            continue;
+        };
+        let spec = LastValidSpec {
+            generation: valid.generation,
+            spec: valid.spec.clone(),
+        };
+        cluster
+            .statuses
+            .set_served(&served.route.name, spec, pause_lengths_ms(&served.route));
     }
+    *cluster
+        .last_valid
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = last_valid;
     let peers = discovery::peer_addresses(
         &objects,
         &cluster.settings.namespace,

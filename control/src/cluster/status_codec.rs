@@ -39,7 +39,8 @@ use k8s_openapi::jiff::Timestamp;
 use weir_config::Weight;
 
 use super::resource::{
-    BlueGreenStatus, CanaryRouteStatus, StatusAnalysis, StatusCondition, StatusRoleStats,
+    BlueGreenStatus, CanaryRouteStatus, LastValidSpec, StatusAnalysis, StatusCondition,
+    StatusRoleStats,
 };
 use crate::rollout::{
     AbortReason, BlueGreenStage, Command, Evidence, FailKind, Judgement, Phase, RoleSummary,
@@ -83,6 +84,9 @@ pub struct StatusContext<'a> {
     pub pause_lengths_ms: &'a [Option<u64>],
     /// Replicas counted and known in the last judgement, when known.
     pub coverage: Option<Coverage>,
+    /// The spec served (the last that validated), written as
+    /// `lastValidSpec`; `None` keeps the one written over.
+    pub last_valid_spec: Option<&'a LastValidSpec>,
     /// Why the status written over was refused, if it was: reported in
     /// the `StatusRefused` condition.
     pub refused: Option<&'a StatusRefused>,
@@ -177,6 +181,10 @@ pub fn encode(
             .as_ref()
             .map(|j| encode_analysis(j, ctx.coverage, previous.analysis.as_ref())),
         conditions: conditions(state, &previous.conditions, ctx.refused, ctx.now_ms),
+        last_valid_spec: ctx
+            .last_valid_spec
+            .or(previous.last_valid_spec.as_ref())
+            .cloned(),
         abort: Some(settled_abort(previous, state)),
         promote_full: previous.promote_full.map(|_| false),
         paused: Some(state.held),

@@ -37,7 +37,7 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::events::{self, EventReason, RouteRef};
-use super::resource::{CanaryRoute, CanaryRouteStatus};
+use super::resource::{CanaryRoute, CanaryRouteStatus, LastValidSpec};
 use super::status_codec::{self, Coverage, StatusContext, StatusRefused};
 use crate::controller::cluster_routes::Observed;
 use crate::persist::{StateStore, Stored};
@@ -71,6 +71,9 @@ struct Seen {
     /// Per step of the spec served, a timed pause's length: the steps the
     /// status counts while an edit that does not validate is not served.
     served_pause_lengths_ms: Option<Vec<Option<u64>>>,
+    /// The spec served, as the last sync compiled it: written as
+    /// `lastValidSpec`.
+    served_spec: Option<LastValidSpec>,
     uid: Option<String>,
     /// One entry per step: a timed pause's length in milliseconds.
     pause_lengths_ms: Vec<Option<u64>>,
@@ -182,20 +185,17 @@ impl StatusStore {
         *self.leader_heard_at.lock().ok()?
     }
 
-    /// Records that `route` is served from its spec of `generation` (the
-    /// last that validated), which its status reports as
-    /// `observedGeneration`, with its steps' timed pauses (`pause_lengths_ms`,
-    /// one entry per step): the status counts the steps of the spec served.
-    pub fn set_served(
-        &self,
-        route: &str,
-        generation: Option<i64>,
-        pause_lengths_ms: Vec<Option<u64>>,
-    ) {
+    /// Records that `route` is served from `spec` (the last that
+    /// validated), whose generation its status reports as
+    /// `observedGeneration` and which it keeps as `lastValidSpec`, with its
+    /// steps' timed pauses (`pause_lengths_ms`, one entry per step): the
+    /// status counts the steps of the spec served.
+    pub fn set_served(&self, route: &str, spec: LastValidSpec, pause_lengths_ms: Vec<Option<u64>>) {
         if let Ok(mut routes) = self.routes.lock()
             && let Some(seen) = routes.get_mut(route)
         {
-            seen.served_generation = generation;
+            seen.served_generation = spec.generation;
+            seen.served_spec = Some(spec);
             seen.served_pause_lengths_ms = Some(pause_lengths_ms);
         }
     }
@@ -324,6 +324,7 @@ impl StatusStore {
                 .served_generation
                 .or(seen.generation)
                 .is_some_and(|served| seen.status.observed_generation != Some(served))
+            || !same_spec_kept(&encoded, &seen.status)
     }
 
     /// Whether `state`, the status of a CanaryRoute without a strategy (no
@@ -348,7 +349,13 @@ impl StatusStore {
         {
             return false;
         }
-        status_codec::encode(state, &seen.status, &self.context(seen, None, 0)) != seen.status
+        let mut encoded = status_codec::encode(state, &seen.status, &self.context(seen, None, 0));
+        if same_spec_kept(&encoded, &seen.status) {
+            encoded
+                .last_valid_spec
+                .clone_from(&seen.status.last_valid_spec);
+        }
+        encoded != seen.status
     }
 
     /// What encoding a state for the route `seen` needs besides the state.
@@ -363,6 +370,7 @@ impl StatusStore {
             observed_generation: seen.served_generation.or(seen.generation),
             pause_lengths_ms: seen.pause_lengths(),
             coverage: seen.coverage,
+            last_valid_spec: seen.served_spec.as_ref(),
             refused,
             now_ms,
         }
@@ -576,6 +584,16 @@ async fn send_event(
             false
         }
     }
+}
+
+/// Whether `next` keeps the same generation as `lastValidSpec` as
+/// `previous`: its text is compared by generation only, so that an API
+/// server writing the spec back in another form (number formats, defaults)
+/// never makes a write of its own at every round.
+fn same_spec_kept(next: &CanaryRouteStatus, previous: &CanaryRouteStatus) -> bool {
+    let generation =
+        |status: &CanaryRouteStatus| status.last_valid_spec.as_ref().map(|s| s.generation);
+    generation(next) == generation(previous)
 }
 
 /// The merge patch writing `next` over `previous` with the precondition

@@ -9,6 +9,15 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::cluster::resource::{CanaryRouteStatus, LastValidSpec};
+
+/// The key of `namespace/name`.
+fn key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
+}
 
 /// Conditions of an endpoint: `ready`, `serving`, `terminating` (`None`
 /// leaves the field out).
@@ -1114,6 +1123,86 @@ fn an_invalid_edit_keeps_the_last_valid_spec_served() {
     let fourth = compile_cluster_routes(&made_again.0, None, &[], &third.last_valid);
     assert_eq!(route_names(&fourth), Vec::<String>::new());
     assert!(fourth.last_valid.is_empty());
+}
+
+/// A replica that starts while an edit does not validate serves the spec
+/// the status keeps (`lastValidSpec`, written by the leader), validated
+/// again; its own memory wins when it holds a later generation, and a kept
+/// spec that does not validate is not served.
+#[test]
+fn a_replica_started_after_an_invalid_edit_serves_the_spec_the_status_keeps() {
+    let mut broken = services_spec("/cart");
+    broken["strategy"] = json!({"steps": [{"setWeight": 150}]});
+    let with_kept = |generation: i64, kept: Value| {
+        let mut object = (*cart_at(7, "uid-1", broken.clone())).clone();
+        object.status = Some(CanaryRouteStatus {
+            last_valid_spec: Some(LastValidSpec {
+                generation: Some(generation),
+                spec: kept,
+            }),
+            ..CanaryRouteStatus::default()
+        });
+        Objects::default()
+            .route(Arc::new(object))
+            .both_services("shop")
+    };
+    let started = compile_cluster_routes(
+        &with_kept(5, services_spec("/cart")).0,
+        None,
+        &[],
+        &LastValid::new(),
+    );
+    assert_eq!(
+        route_names(&started),
+        ["shop/cart"],
+        "served from the status"
+    );
+    assert_eq!(started.routes[0].generation, Some(5));
+    assert_eq!(started.last_valid[&key("shop", "cart")].generation, Some(5));
+    assert!(
+        started.problems["shop/cart"].iter().any(|p| p.message
+            == "the last spec that validated (generation 5) is served until this one does"),
+        "{:?}",
+        started.problems
+    );
+
+    // This replica's own memory of generation 6 is later than the status's.
+    let mut remembered = LastValid::new();
+    let mut six = services_spec("/cart");
+    six["pathPrefix"] = json!("/cart6");
+    remembered.insert(
+        key("shop", "cart"),
+        ValidSpec {
+            uid: Some("uid-1".to_owned()),
+            generation: Some(6),
+            spec: six,
+        },
+    );
+    let later = compile_cluster_routes(
+        &with_kept(5, services_spec("/cart")).0,
+        None,
+        &[],
+        &remembered,
+    );
+    assert_eq!(later.routes[0].generation, Some(6));
+    assert_eq!(later.routes[0].route.path_prefix, "/cart6");
+
+    // A kept spec is validated again: nonsense written into the status by
+    // hand is not served.
+    let nonsense = compile_cluster_routes(
+        &with_kept(5, broken.clone()).0,
+        None,
+        &[],
+        &LastValid::new(),
+    );
+    assert_eq!(route_names(&nonsense), Vec::<String>::new());
+    let not_an_object = compile_cluster_routes(
+        &with_kept(5, json!("/cart")).0,
+        None,
+        &[],
+        &LastValid::new(),
+    );
+    assert_eq!(route_names(&not_an_object), Vec::<String>::new());
 }
 
 /// A dual-stack peers Service has a slice per family with each replica in

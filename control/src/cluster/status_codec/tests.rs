@@ -14,6 +14,7 @@ fn ctx(now_ms: u64) -> StatusContext<'static> {
             counted: 3,
             known: 3,
         }),
+        last_valid_spec: None,
         refused: None,
         now_ms,
     }

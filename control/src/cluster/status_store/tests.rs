@@ -120,6 +120,7 @@ fn status_of(state: &RolloutState) -> Value {
             observed_generation: Some(2),
             pause_lengths_ms: &[None, Some(30_000), None, None, None],
             coverage: None,
+            last_valid_spec: None,
             refused: None,
             now_ms: T0,
         },
@@ -673,6 +674,7 @@ async fn a_spec_edit_without_a_transition_makes_the_status_stale() {
 
     let mut edited = object("8", &status_of(&paused));
     edited["metadata"]["generation"] = json!(3);
+    edited["status"]["lastValidSpec"] = serde_json::to_value(served_spec(2)).expect("JSON");
     let edited: CanaryRoute = serde_json::from_value(edited).expect("a CanaryRoute");
     store.observe(ROUTE, &edited);
     assert!(
@@ -682,24 +684,46 @@ async fn a_spec_edit_without_a_transition_makes_the_status_stale() {
 
     // While generation 3 does not validate, generation 2 is served: the
     // status says so already.
-    store.set_served(ROUTE, Some(2), five_steps());
+    store.set_served(ROUTE, served_spec(2), five_steps());
     assert!(!store.judgement_is_stale(&paused), "generation 2 served");
-    store.set_served(ROUTE, Some(3), five_steps());
+    store.set_served(ROUTE, served_spec(3), five_steps());
     assert!(store.judgement_is_stale(&paused), "generation 3 served");
 
     let saving = save_in_background(&store, paused.clone());
     let patch = next(&mut api).await;
     assert_eq!(patch.body["metadata"]["resourceVersion"], "8");
     assert_eq!(patch.body["status"]["observedGeneration"], 3);
+    assert_eq!(
+        patch.body["status"]["lastValidSpec"],
+        serde_json::to_value(served_spec(3)).expect("JSON"),
+        "the spec served is kept with its generation"
+    );
     let mut answered = object("9", &patch.body["status"]);
     answered["metadata"]["generation"] = json!(3);
     patch.answer(200, &answered);
     saved(saving).await.expect("the save succeeded");
     assert!(!store.judgement_is_stale(&paused), "written: up to date");
 
+    // A status without the spec served (as an older weir wrote it) is
+    // stale.
+    let mut older = object("10", &status_of(&paused));
+    older["metadata"]["generation"] = json!(3);
+    older["status"]["observedGeneration"] = json!(3);
+    let older: CanaryRoute = serde_json::from_value(older).expect("a CanaryRoute");
+    store.observe(ROUTE, &older);
+    assert!(store.judgement_is_stale(&paused), "no lastValidSpec");
+
     // No transition, no Event.
     drop(store);
     no_more_requests(api).await;
+}
+
+/// The spec of `generation` as served.
+fn served_spec(generation: i64) -> LastValidSpec {
+    LastValidSpec {
+        generation: Some(generation),
+        spec: json!({"pathPrefix": "/", "stable": {"revision": "v1"}}),
+    }
 }
 
 /// The timed pauses of [`object`]'s five steps.
@@ -720,7 +744,7 @@ async fn the_status_counts_the_steps_of_the_spec_served() {
     edited["spec"]["strategy"]["steps"] = json!([{"setWeight": 5}, {"setWeight": 150}]);
     let edited: CanaryRoute = serde_json::from_value(edited).expect("a CanaryRoute");
     store.observe(ROUTE, &edited);
-    store.set_served(ROUTE, Some(2), five_steps());
+    store.set_served(ROUTE, served_spec(2), five_steps());
     match store.load(ROUTE) {
         Stored::Found(found) => assert_eq!(found.step_index, Some(3)),
         other => panic!("the state at step 4, not {other:?}"),
