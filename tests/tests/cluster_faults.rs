@@ -305,15 +305,31 @@ async fn a_missing_service_answers_503_for_its_role_until_it_exists() {
     })
     .await;
 
+    // The Service made, with no endpoint yet: that is said in turn.
     cluster.add_service(NAMESPACE, "checkout-v2", 80);
+    cluster
+        .wait_status(
+            NAMESPACE,
+            "checkout",
+            ACT_LIMIT,
+            "ServiceMissing turned False, EndpointsMissing True",
+            |s| {
+                condition(s, "ServiceMissing").is_some_and(|c| c["status"] == "False")
+                    && is_true(s, "EndpointsMissing", "shop/checkout-v2")
+            },
+        )
+        .await;
     cluster.set_endpoints(NAMESPACE, "checkout-v2", &[(v2.addr, true, true, false)]);
     cluster
         .wait_status(
             NAMESPACE,
             "checkout",
             ACT_LIMIT,
-            "ServiceMissing turned False",
-            |s| condition(s, "ServiceMissing").is_some_and(|c| c["status"] == "False"),
+            "EndpointsMissing turned False",
+            |s| {
+                condition(s, "EndpointsMissing")
+                    .is_some_and(|c| c["status"] == "False" && c["reason"] == "EndpointsFound")
+            },
         )
         .await;
     wait_until(ACT_LIMIT, "the canary role to answer from v2", || async {

@@ -3,7 +3,8 @@
 //! conditions in their `status` and as Events (SPEC section 10).
 //!
 //! One condition per kind of problem (`Invalid`, `ServiceMissing`,
-//! `PortMissing`, `Conflict`, `AnalysisTemplateUnresolved`): `True` with the kind as reason and a message
+//! `PortMissing`, `EndpointsMissing`, `Conflict`,
+//! `AnalysisTemplateUnresolved`): `True` with the kind as reason and a message
 //! naming each field or role, `False` once the problem is gone (a condition
 //! never set stays absent). A `Warning` Event goes out when a condition
 //! turns `True` or its message changes, after the status write that says
@@ -31,8 +32,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::discovery::{
-    ANALYSIS_TEMPLATE_UNRESOLVED, CONFLICT, ClusterObjects, INVALID, ObjectKey, PORT_MISSING,
-    RouteProblem, SERVICE_MISSING,
+    ANALYSIS_TEMPLATE_UNRESOLVED, CONFLICT, ClusterObjects, ENDPOINTS_MISSING, INVALID, ObjectKey,
+    PORT_MISSING, RouteProblem, SERVICE_MISSING,
 };
 use super::events::{self, RouteRef};
 use super::gateway_status::CONCURRENT_WRITES;
@@ -41,10 +42,11 @@ use super::status_codec::{NOT_SERVED, format_time};
 use super::status_store::{EVENT_TIMEOUT, StatusStore, WRITE_TIMEOUT};
 
 /// The condition types of problems, one per [`RouteProblem::reason`].
-pub const PROBLEM_CONDITIONS: [&str; 5] = [
+pub const PROBLEM_CONDITIONS: [&str; 6] = [
     INVALID,
     SERVICE_MISSING,
     PORT_MISSING,
+    ENDPOINTS_MISSING,
     CONFLICT,
     ANALYSIS_TEMPLATE_UNRESOLVED,
 ];
@@ -176,6 +178,7 @@ fn resolved_reason(type_: &str) -> &'static str {
         INVALID => "Valid",
         SERVICE_MISSING => "ServiceFound",
         PORT_MISSING => "PortFound",
+        ENDPOINTS_MISSING => "EndpointsFound",
         ANALYSIS_TEMPLATE_UNRESOLVED => "AnalysisTemplatesResolved",
         _ => "NoConflict",
     }
@@ -186,6 +189,7 @@ fn resolved_message(type_: &str) -> String {
         INVALID => "the spec validates".to_owned(),
         SERVICE_MISSING => "every Service named exists".to_owned(),
         PORT_MISSING => "every Service port named exists".to_owned(),
+        ENDPOINTS_MISSING => "every Service named has an endpoint to serve".to_owned(),
         ANALYSIS_TEMPLATE_UNRESOLVED => {
             "every AnalysisTemplate named exists and validates".to_owned()
         }

@@ -38,6 +38,10 @@ pub const SERVICE_MISSING: &str = "ServiceMissing";
 /// EndpointSlice of the Service whose endpoints are not used: it has no
 /// such port, or its `addressType` is FQDN.
 pub const PORT_MISSING: &str = "PortMissing";
+/// The `reason` of a [`RouteProblem`] for a role whose Service and port
+/// exist but have no endpoint that is ready, or serving while terminating,
+/// and that lists none of its own: the role answers 503.
+pub const ENDPOINTS_MISSING: &str = "EndpointsMissing";
 /// The `addressType` of an EndpointSlice whose addresses are DNS names:
 /// weir does not resolve them, and reports such a slice of a role's Service
 /// (as [`PORT_MISSING`], the problem of a slice whose endpoints go unused).
@@ -130,7 +134,8 @@ pub struct RouteProblem {
     /// `canary`) it is about.
     pub field_or_role: String,
     /// One CamelCase word: [`INVALID`], [`SERVICE_MISSING`],
-    /// [`PORT_MISSING`] or [`CONFLICT`].
+    /// [`PORT_MISSING`], [`ENDPOINTS_MISSING`], [`CONFLICT`] or
+    /// [`ANALYSIS_TEMPLATE_UNRESOLVED`].
     pub reason: &'static str,
     /// What is wrong, for a human.
     pub message: String,
@@ -465,14 +470,59 @@ fn compile_one(
     }));
     let mut route = valid.route;
     if let Some(service) = &valid.stable_service {
+        let known = problems.len();
         let found = role_endpoints(&key.namespace, "stable", service, objects, slices, problems);
+        no_endpoints(
+            &key.namespace,
+            "stable",
+            service,
+            &route.stable,
+            &found,
+            known,
+            problems,
+        );
         add_endpoints(&mut route.stable, found);
     }
     if let (Some(canary), Some(service)) = (&mut route.canary, &valid.canary_service) {
+        let known = problems.len();
         let found = role_endpoints(&key.namespace, "canary", service, objects, slices, problems);
+        no_endpoints(
+            &key.namespace,
+            "canary",
+            service,
+            canary,
+            &found,
+            known,
+            problems,
+        );
         add_endpoints(canary, found);
     }
     Some(route)
+}
+
+/// Reports [`ENDPOINTS_MISSING`] for `role` when its Service gave no
+/// endpoint (`found`), the role lists none of its own, and nothing else
+/// was said about it since `problems` held `known` entries (a missing
+/// Service or port says why already).
+fn no_endpoints(
+    namespace: &str,
+    role: &str,
+    service: &ServiceRef,
+    upstream: &Upstream,
+    found: &BTreeSet<EndpointAddr>,
+    known: usize,
+    problems: &mut Vec<RouteProblem>,
+) {
+    if found.is_empty() && upstream.endpoints.is_empty() && problems.len() == known {
+        problems.push(RouteProblem {
+            field_or_role: role.to_owned(),
+            reason: ENDPOINTS_MISSING,
+            message: format!(
+                "the {role} Service `{namespace}/{}` has no endpoint that is ready (or serving while terminating); the {role} role answers 503 until it has",
+                service.name
+            ),
+        });
+    }
 }
 
 /// The role's endpoints: those listed and those found, sorted, each once.

@@ -344,6 +344,51 @@ fn a_missing_service_leaves_its_role_empty_and_says_which() {
     );
 }
 
+/// A Service that exists with its port but has no endpoint to serve (no
+/// slice, or only endpoints neither ready nor serving) is said, unless the
+/// role lists endpoints of its own.
+#[test]
+fn a_service_without_endpoints_says_so_unless_the_role_lists_some() {
+    let not_serving = (Some(false), Some(false), Some(false));
+    let compiled = Objects::default()
+        .route(canary_route("shop", "checkout", services_spec("/")))
+        .service(plain_service("shop", "stable"))
+        .slice(plain_slice("shop", "stable", &[("10.0.1.1", not_serving)]))
+        .service(plain_service("shop", "canary"))
+        .compile();
+    assert_eq!(only_route_endpoints(&compiled), (vec![], vec![]));
+    assert_eq!(
+        problem_summary(&compiled),
+        [
+            (
+                "shop/checkout".to_owned(),
+                "stable".to_owned(),
+                ENDPOINTS_MISSING
+            ),
+            (
+                "shop/checkout".to_owned(),
+                "canary".to_owned(),
+                ENDPOINTS_MISSING
+            ),
+        ]
+    );
+    assert_eq!(
+        compiled.problems["shop/checkout"][1].message,
+        "the canary Service `shop/canary` has no endpoint that is ready (or serving while \
+         terminating); the canary role answers 503 until it has"
+    );
+
+    let mut listed = services_spec("/");
+    listed["canary"]["endpoints"] = json!(["10.0.9.9:80"]);
+    let compiled = Objects::default()
+        .route(canary_route("shop", "checkout", listed))
+        .service(plain_service("shop", "stable"))
+        .slice(plain_slice("shop", "stable", &[("10.0.1.1", READY)]))
+        .service(plain_service("shop", "canary"))
+        .compile();
+    assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
+}
+
 #[test]
 fn a_missing_port_leaves_its_role_empty_and_says_which() {
     let spec = json!({
