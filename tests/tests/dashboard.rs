@@ -228,6 +228,24 @@ async fn the_dashboard_shows_a_live_rollout_and_acts_with_the_writer_token() {
         question.as_str().is_some_and(|q| q.contains("Promote web")),
         "{question}"
     );
+    // Escape cancels, as in any dialog; asked again, Confirm goes on.
+    browser
+        .type_into("#confirm-yes", "\u{E00C}")
+        .await
+        .expect("Escape typed");
+    shown(
+        &browser,
+        "the confirmation closed by Escape",
+        "return document.getElementById('confirm').hidden;",
+    )
+    .await;
+    click(&browser, "#actions button[data-command=\"promote\"]").await;
+    shown(
+        &browser,
+        "the confirmation asked again",
+        "return !document.getElementById('confirm').hidden;",
+    )
+    .await;
     click(&browser, "#confirm-yes").await;
     let step = shown(
         &browser,

@@ -651,12 +651,25 @@ function drawChart(canvas, samples, field) {
 // === commands ===
 
 function confirmCommand(question, action) {
+  // Cancelled, the focus goes back to the button that asked.
+  const opener = document.activeElement;
   $("confirm-text").textContent = question;
   $("confirm").hidden = false;
   $("confirm-yes").onclick = () => { $("confirm").hidden = true; action(); };
-  $("confirm-no").onclick = () => { $("confirm").hidden = true; };
+  $("confirm-no").onclick = () => {
+    $("confirm").hidden = true;
+    if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+  };
   $("confirm-yes").focus();
 }
+
+// Escape answers a confirmation with Cancel, as in any dialog.
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && !$("confirm").hidden) {
+    e.preventDefault();
+    $("confirm-no").click();
+  }
+});
 
 async function runCommand(name, verb, body) {
   state.notice = { text: verb + "…", error: false };
