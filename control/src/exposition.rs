@@ -43,6 +43,15 @@ pub const CONFIG_RELOADS: Family = Family {
     labels: &["result"],
 };
 
+/// `weir_tls_certificate_expiry_timestamp_seconds{listener}`: when the
+/// certificate a TLS listener serves expires, to alert on before it does.
+pub const CERTIFICATE_EXPIRY: Family = Family {
+    name: "weir_tls_certificate_expiry_timestamp_seconds",
+    help: "When the certificate a TLS listener serves expires (its notAfter), in seconds since the UNIX epoch.",
+    kind: MetricType::GAUGE,
+    labels: &["listener"],
+};
+
 /// Counts of reload outcomes (the initial load is not counted): the two
 /// series of `weir_config_reloads_total`, bound once.
 #[derive(Debug, Clone)]
@@ -133,12 +142,17 @@ impl Collector for CanaryWeights {
 impl Process {
     /// The Prometheus text exposition of every weir metric.
     pub async fn render_metrics(&self) -> String {
-        let (rollout, runs) = {
+        let (rollout, runs, expiries) = {
             let control = self.control.lock().await;
-            (control.metric_families(), control.analysis_runs.clone())
+            (
+                control.metric_families(),
+                control.analysis_runs.clone(),
+                certificate_expiries(&control.loaded),
+            )
         };
         let mut rollout = rollout;
         rollout.extend(runs.metric_families());
+        rollout.extend(expiries);
         let mut families = self.registry.gather();
         families.extend(rollout);
         families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -168,10 +182,28 @@ impl Process {
     }
 }
 
+/// The expiry of each TLS listener's certificate in `loaded` (the config in
+/// force), if any listener has TLS.
+fn certificate_expiries(loaded: &crate::load::Loaded) -> Option<MetricFamily> {
+    let samples: Vec<_> = loaded
+        .config()
+        .listeners
+        .iter()
+        .zip(&loaded.certificates)
+        .filter_map(|(listener, validity)| {
+            let validity = validity.as_ref()?;
+            #[allow(clippy::cast_precision_loss)] // exact below 2^53 s
+            Some(CERTIFICATE_EXPIRY.gauge(&[&listener.name], validity.not_after as f64))
+        })
+        .collect();
+    (!samples.is_empty()).then(|| CERTIFICATE_EXPIRY.with(samples))
+}
+
 /// Every family weir writes.
 fn every_family() -> impl Iterator<Item = &'static Family> {
-    static OTHERS: [&Family; 9] = [
+    static OTHERS: [&Family; 10] = [
         &BLUE_GREEN_STAGE,
+        &CERTIFICATE_EXPIRY,
         &ANALYSIS_MEASUREMENTS,
         &CANARY_WEIGHT,
         &CONFIG_RELOADS,

@@ -152,6 +152,7 @@ pub(crate) fn try_loaded(text: &str) -> Result<Loaded, weir_config::Diagnostics>
     let document = weir_config::parse(text, "weir.yaml", Path::new("/weir"), &|_| None)?;
     Ok(Loaded {
         tls: document.config.listeners.iter().map(|_| None).collect(),
+        certificates: document.config.listeners.iter().map(|_| None).collect(),
         document,
         text: text.to_owned(),
     })

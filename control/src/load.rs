@@ -16,6 +16,7 @@ use weir_config::{
     Config, Diagnostic, Diagnostics, Document, EndpointAddr, Location, MachineCheck, RouteOverride,
     Snapshot, UpstreamTls,
 };
+use weir_proxy::tls::CertificateValidity;
 
 /// A config that passed every check, with what the checks produced.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct Loaded {
     pub document: Document,
     /// Per listener, its TLS config (same order as `config.listeners`).
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// Per listener, when the certificate it serves is valid (same order).
+    pub certificates: Vec<Option<CertificateValidity>>,
     /// The file's bytes, to tell a real change from a touch.
     pub text: String,
 }
@@ -151,12 +154,61 @@ pub fn unreadable_config(path: &Path, error: ReadError) -> Diagnostics {
     }])
 }
 
+/// Logs each of [`Loaded::certificate_warnings`] now, as a warning.
+pub fn log_certificate_warnings(loaded: &Loaded) {
+    for warning in loaded.certificate_warnings(now_s()) {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// Seconds since the UNIX epoch, by the system clock.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 // === impl Loaded ===
 
 impl Loaded {
     /// The validated config.
     pub fn config(&self) -> &Config {
         &self.document.config
+    }
+
+    /// A sentence per listener whose certificate is not valid at `now_s`
+    /// (seconds since the UNIX epoch): expired, or not valid yet. Clients
+    /// that check certificates refuse it; weir serves it all the same, as
+    /// nginx and HAProxy do, and says so.
+    pub fn certificate_warnings(&self, now_s: i64) -> Vec<String> {
+        let listeners = &self.config().listeners;
+        listeners
+            .iter()
+            .zip(&self.certificates)
+            .filter_map(|(listener, validity)| {
+                let validity = validity.as_ref()?;
+                let file = listener.tls.as_ref()?.cert_file.display();
+                let when = |s: i64| {
+                    k8s_openapi::jiff::Timestamp::from_second(s)
+                        .map_or_else(|_| format!("{s} s after 1970"), |t| t.to_string())
+                };
+                if now_s > validity.not_after {
+                    Some(format!(
+                        "listener {}: the certificate in {file} expired at {}; clients that check certificates refuse it",
+                        listener.name,
+                        when(validity.not_after)
+                    ))
+                } else if now_s < validity.not_before {
+                    Some(format!(
+                        "listener {}: the certificate in {file} is not valid before {}; clients that check certificates refuse it until then",
+                        listener.name,
+                        when(validity.not_before)
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 }
 
@@ -244,7 +296,7 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
             let key = read("keyFile", &files.key_file);
             let (cert, key) = (cert?, key?);
             match weir_proxy::tls::server_config(&cert, &key) {
-                Ok(config) => Some(config),
+                Ok(config) => Some((config, weir_proxy::tls::certificate_validity(&cert))),
                 Err(error) => {
                     use weir_proxy::tls::TlsFile;
                     let (at, message) = match error.file() {
@@ -270,7 +322,14 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
                 }
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let (tls, certificates) = tls
+        .into_iter()
+        .map(|served| match served {
+            Some((config, validity)) => (Some(config), validity),
+            None => (None, None),
+        })
+        .unzip();
     load_upstream_tls(&mut document, &mut problems);
     if let Some(problem) = state_dir_problem(&document.config.state_dir) {
         problems.push(document.diagnostic("stateDir", problem));
@@ -279,6 +338,7 @@ pub fn load_bytes(path: &Path, bytes: Vec<u8>, kubernetes: bool) -> Result<Loade
         Ok(Loaded {
             document,
             tls,
+            certificates,
             text,
         })
     } else {

@@ -415,6 +415,7 @@ async fn adopt(
         .await
         .map_err(Diagnostics)?;
     let now = process.now_ms();
+    let certificate_warnings = loaded.certificate_warnings(load::now_s());
     let adoption = process
         .control
         .lock()
@@ -428,6 +429,9 @@ async fn adopt(
     // New listeners serve, the ones gone drain; certificates are read again
     // at every reload and applied here.
     process.listeners.commit(bound);
+    for warning in certificate_warnings {
+        tracing::warn!("{warning}");
+    }
     Ok(Some(process.publisher.publish(control.snapshot())))
 }
 

@@ -128,6 +128,7 @@ async fn serve(config_path: PathBuf, kubernetes_flag: bool) -> anyhow::Result<()
             config_path.display()
         ),
     };
+    load::log_certificate_warnings(&loaded);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = loaded.config().clone();
     // The Kubernetes client is made before anything is restored: the

@@ -81,6 +81,9 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             }
         }
     }
+    for warning in loaded.certificate_warnings(load::now_s()) {
+        eprintln!("{}: warning: {warning}", args.file.display());
+    }
     let config = loaded.config();
     let canaries = config.routes.iter().filter(|r| r.canary.is_some()).count();
     let rollouts = config

@@ -110,6 +110,29 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// When a certificate may be used: its `notBefore` and `notAfter`, in
+/// seconds since the UNIX epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateValidity {
+    /// The first second it is valid.
+    pub not_before: i64,
+    /// The last second it is valid.
+    pub not_after: i64,
+}
+
+/// The validity of the first certificate of a PEM chain (the one served),
+/// `None` when there is none or it does not parse as X.509 (rustls has
+/// refused such a chain before this is asked).
+pub fn certificate_validity(cert_pem: &[u8]) -> Option<CertificateValidity> {
+    let first = CertificateDer::pem_slice_iter(cert_pem).next()?.ok()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(&first).ok()?;
+    let validity = certificate.validity();
+    Some(CertificateValidity {
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

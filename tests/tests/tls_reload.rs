@@ -227,3 +227,62 @@ async fn a_tls_client_that_stops_reading_is_cut_after_the_idle_timeout() {
         "{received} bytes reached the client after it stopped reading"
     );
 }
+
+/// A certificate that has expired is served all the same (as nginx and
+/// HAProxy serve it) and said: by `weir validate`, in the log of the reload
+/// that applies it, and in the gauge of each listener's `notAfter`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_served_said_and_its_expiry_is_a_metric() {
+    const EXPIRY: &str = "weir_tls_certificate_expiry_timestamp_seconds";
+    let stable = FakeUpstream::start("stable").await;
+    let weir = Weir::start(WeirConfig::new([Route::new("web", &[stable.addr])]).with_tls()).await;
+    let https = weir.addrs.https.unwrap();
+    let valid_until = weir.metrics().await.get(EXPIRY, &[("listener", "secure")]);
+    assert!(
+        valid_until.is_some_and(|t| t > 1.9e9),
+        "the served certificate's notAfter: {valid_until:?}"
+    );
+    assert_eq!(
+        weir.metrics().await.get(EXPIRY, &[("listener", "plain")]),
+        None,
+        "no series for a listener without TLS"
+    );
+
+    // Valid from 2020-01-01 to 2021-01-01 (1609459200).
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let expired = params.self_signed(&key).unwrap();
+    std::fs::write(weir.dir().join("tls.crt"), expired.pem()).unwrap();
+    std::fs::write(weir.dir().join("tls.key"), key.serialize_pem()).unwrap();
+
+    let validated = std::process::Command::new(weir_e2e::binary("weir"))
+        .arg("validate")
+        .arg(weir.config_path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&validated.stderr);
+    assert!(validated.status.success(), "{said}");
+    let file = weir.dir().join("tls.crt");
+    let warning = format!(
+        "listener secure: the certificate in {} expired at 2021-01-01T00:00:00Z; clients that \
+         check certificates refuse it",
+        file.display()
+    );
+    assert!(said.contains(&format!("warning: {warning}")), "{said}");
+
+    let reload = within(LIMIT, "reload", weir.admin().post("/api/v1/reload", None))
+        .await
+        .unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let (mut fresh, served) = connect(https).await;
+    assert_eq!(served, expired.der().as_ref(), "the expired one is served");
+    assert!(get(&mut fresh).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        weir.metrics().await.get(EXPIRY, &[("listener", "secure")]),
+        Some(1_609_459_200.0)
+    );
+    let log = weir.log();
+    assert!(log.contains(&warning), "{log}");
+}
