@@ -2,6 +2,7 @@
 //! changes, and drain on SIGTERM or SIGINT. Only wiring: the parts share
 //! a [`Process`] handle and know nothing of this module.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -94,19 +95,20 @@ pub fn main(args: RunArgs, log_format: LogFormat) -> ExitCode {
         // Said once, whatever `RUST_LOG` lets through: as a record of the
         // log's JSON shape (every line of stderr is one), as plain lines
         // for a person otherwise.
+        // A stderr that cannot be written loses the line, and the exit
+        // code still tells.
         Err(error) => {
-            match log_format {
-                LogFormat::Json => eprintln!(
-                    "{}",
-                    serde_json::json!({
-                        "timestamp": k8s_openapi::jiff::Timestamp::now().to_string(),
-                        "level": "ERROR",
-                        "message": error_line(&error),
-                        "target": module_path!(),
-                    })
-                ),
-                LogFormat::Text => eprintln!("weir: {}", error_line(&error)),
-            }
+            let line = match log_format {
+                LogFormat::Json => serde_json::json!({
+                    "timestamp": k8s_openapi::jiff::Timestamp::now().to_string(),
+                    "level": "ERROR",
+                    "message": error_line(&error),
+                    "target": module_path!(),
+                })
+                .to_string(),
+                LogFormat::Text => format!("weir: {}", error_line(&error)),
+            };
+            let _ = writeln!(std::io::stderr(), "{line}");
             ExitCode::FAILURE
         }
     }

@@ -30,6 +30,8 @@ pub struct WeirConfig {
     pub extra: String,
     /// Start weir with `--log-format json` instead of `text`.
     pub log_json: bool,
+    /// Start weir with its stderr on `/dev/full`, where every write fails.
+    pub stderr_unwritable: bool,
 }
 
 /// A route's `strategy`: steps and analysis. Analysis keys left `None` are
@@ -186,6 +188,14 @@ impl WeirConfig {
         if !self.extra.ends_with('\n') {
             self.extra.push('\n');
         }
+        self
+    }
+
+    /// Starts weir with its stderr on `/dev/full`: every log line fails to
+    /// be written (and none is kept).
+    #[must_use]
+    pub fn stderr_unwritable(mut self) -> Self {
+        self.stderr_unwritable = true;
         self
     }
 

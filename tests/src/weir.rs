@@ -514,7 +514,14 @@ fn spawn(dir: &Path, config: &WeirConfig, append: bool) -> Child {
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log("weir.stdout.log"))
-        .stderr(log("weir.stderr.log"))
+        .stderr(if config.stderr_unwritable {
+            File::options()
+                .write(true)
+                .open("/dev/full")
+                .expect("opening /dev/full")
+        } else {
+            log("weir.stderr.log")
+        })
         .spawn()
         .expect("spawning weir")
 }
