@@ -31,10 +31,12 @@
 //!
 //! A write not yet closed, a file just created, and a file removed or
 //! moved away (nothing to read until something takes its place: a file
-//! renamed over it is read at once) are read [`SETTLE`] after the last
-//! write (at most [`SETTLE_AT_MOST`] after the first), so that a file
-//! written in several pieces, or removed and written again, is not read,
-//! and refused, half written; one written over longer than that can be. Each read places the
+//! renamed over it is read at once) are read when the writer closes the
+//! file, or [`SETTLE`] after the last write (at most [`SETTLE_AT_MOST`]
+//! after the first), so that a file written in several pieces, or removed
+//! and written again, is not read half written: refused, or worse, applied
+//! when its first half is a valid config. One written in two opens (`>`
+//! then `>>`) is read at the first close. Each read places the
 //! watches again when an event said the path may lead elsewhere, and so
 //! does each poll's: a directory on the path replaced by rename (a deploy
 //! swapping directories) tells its old watch nothing. On a filesystem whose changes made by another machine
@@ -87,11 +89,16 @@ pub const BACKSTOP_INTERVAL: Duration = Duration::from_secs(1);
 /// glance would do.
 pub const DEEP_READ_EVERY: Duration = Duration::from_secs(10);
 /// How long after a write not yet closed, or a file's creation, it is read
-/// when nothing more is written.
-pub const SETTLE: Duration = Duration::from_millis(100);
+/// when nothing more is written and its writer has not closed it (a
+/// writer's close is read at once). A script writing through one redirect
+/// may pause a few hundred milliseconds half-way (it was 100 ms: such a
+/// half file, valid, was applied, and a strategy cut off ended its
+/// rollout); an editor that keeps the file open after writing it is read
+/// this long after.
+pub const SETTLE: Duration = Duration::from_millis(500);
 /// The longest a file still being written waits to be read, from its first
-/// write.
-pub const SETTLE_AT_MOST: Duration = Duration::from_millis(500);
+/// write, when its writer neither closes it nor stops.
+pub const SETTLE_AT_MOST: Duration = Duration::from_secs(3);
 
 /// The most links followed on the path, as the kernel's `ELOOP` limit.
 const MAX_LINKS: usize = 40;
@@ -397,12 +404,14 @@ impl FileWatch {
             && self.read_at.elapsed() < self.periods.deep;
         match &self.glance {
             Some(glance) if glancing => {
-                if glance.unchanged() {
+                if glance.unchanged() || self.settling.is_some() {
                     Seen::default()
                 } else {
                     // Changed, perhaps still being written (a write through
                     // a memory map tells inotify nothing): read once it
-                    // settles, as after an event.
+                    // settles, as after an event. A glance seeing the same
+                    // change again (it compares with the last read) does
+                    // not put the read off.
                     Seen::settle(true)
                 }
             }

@@ -96,6 +96,29 @@ async fn a_write_not_yet_closed_is_seen_once_it_settles() {
     drop(open);
 }
 
+/// A writer that pauses half-way through the file (a script writing
+/// through one redirect, a slow download) is read once it closes the file,
+/// not at the pause: the first half may be a valid config, which would be
+/// applied (a route's strategy cut off ends its rollout).
+#[tokio::test]
+async fn a_write_that_pauses_is_read_once_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, "a").unwrap();
+    let mut watch = watching(&path).await;
+    let mut open = std::fs::File::create(&path).unwrap();
+    open.write_all(b"first half").unwrap();
+    // The writer's pause, part of the scenario: a change reported meanwhile
+    // would be read half written.
+    let early = tokio::time::timeout(Duration::from_millis(300), watch.changed()).await;
+    assert!(early.is_err(), "read while its writer paused");
+    open.write_all(b", second half").unwrap();
+    drop(open);
+    reported(&mut watch, "the closed write").await;
+    let read = watch.read().await.expect("a thread for the read");
+    assert_eq!(read.expect("the file"), b"first half, second half");
+}
+
 #[tokio::test]
 async fn a_removed_file_written_again_is_seen() {
     let dir = tempfile::tempdir().unwrap();
@@ -295,12 +318,15 @@ async fn a_file_written_on_and_on_is_read_within_the_longest_settle() {
     let path = dir.path().join("weir.yaml");
     std::fs::write(&path, "a").unwrap();
     let mut watch = watching(&path).await;
-    // A piece every 50 ms for 3 s: each would put the read off again.
-    let writer = write_in_pieces(&path, 60, Duration::from_millis(50));
-    let seen_in = tokio::time::timeout(Duration::from_secs(2), watch.changed()).await;
+    // A piece every 50 ms for longer than the longest settle: each would
+    // put the read off again.
+    let pieces = usize::try_from((SETTLE_AT_MOST * 2).as_millis() / 50).unwrap();
+    let writer = write_in_pieces(&path, pieces, Duration::from_millis(50));
+    let limit = SETTLE_AT_MOST + Duration::from_secs(1);
+    let seen_in = tokio::time::timeout(limit, watch.changed()).await;
     assert!(
         seen_in.is_ok(),
-        "a file still being written was not read within 2 s"
+        "a file still being written was not read within {limit:?}"
     );
     writer.abort();
 }
