@@ -55,6 +55,20 @@ pub struct Leadership {
     /// When a leader was last heard from: this replica's own renewal, or
     /// the last change of the holder's record, by this replica's clock.
     pub heard_at: Option<Instant>,
+    /// While this replica leads: when its leadership ends unless renewed
+    /// (its last renewal plus the renew deadline), by its own clock.
+    pub leads_until: Option<Instant>,
+}
+
+impl Leadership {
+    /// Whether this replica leads at this instant: the election said so
+    /// and its renewal has not run out since. A process stopped past its
+    /// renew deadline (SIGSTOP, a VM paused) and woken again reads `false`
+    /// before its election's next round says so, so that nothing it had
+    /// decided as leader is written over the next leader's status.
+    pub fn leads_now(&self) -> bool {
+        self.is_leader && self.leads_until.is_some_and(|until| Instant::now() < until)
+    }
 }
 
 /// One candidate in the election.
@@ -267,8 +281,10 @@ impl Elector {
                     .as_ref()
                     .and(self.observed.as_ref().map(|o| o.changed_at))
             };
+            let leads_until = last_renewal.map(|at| at + self.config.renew_deadline);
             leadership.send_if_modified(|current| {
                 current.heard_at = heard_at;
+                current.leads_until = leads_until;
                 if current.is_leader == is_leader && current.leader == leader {
                     return false;
                 }

@@ -444,6 +444,7 @@ pub fn start(
     }
 
     let (leadership_tx, leadership) = watch::channel(Leadership::default());
+    statuses.follow_leadership(leadership.clone());
     let elector = Elector::new(
         client.clone(),
         LeaseConfig::new(
@@ -657,7 +658,7 @@ async fn gateway_api_found(
 /// closed the election task has ended, and with it every renewal: the last
 /// value it sent no longer holds.
 fn leads(leadership: &watch::Receiver<Leadership>) -> bool {
-    leadership.has_changed().is_ok() && leadership.borrow().is_leader
+    leadership.has_changed().is_ok() && leadership.borrow().leads_now()
 }
 
 /// Waits for the next change of leadership. The end of the election (its
@@ -870,7 +871,9 @@ async fn refresh_judgements(
         }
         let (stale, store) = {
             let control = process.control.lock().await;
-            if !control.is_leading() {
+            // The election's word now, not the last sync's: a replica woken
+            // past its renew deadline writes nothing it decided as leader.
+            if !control.is_leading() || !cluster.is_leader() {
                 return;
             }
             let stale = control

@@ -27,16 +27,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::events::{self, EventReason, RouteRef};
+use super::lease::Leadership;
 use super::resource::{CanaryRoute, CanaryRouteStatus, LastValidSpec};
 use super::status_codec::{self, Coverage, StatusContext, StatusRefused};
 use crate::controller::cluster_routes::Observed;
@@ -57,6 +59,9 @@ pub struct StatusStore {
     routes: Mutex<BTreeMap<String, Seen>>,
     /// When a status written by a leader was last seen come in.
     leader_heard_at: Mutex<Option<Instant>>,
+    /// The election's word, once the cluster runs: a rollout state is
+    /// written only while this replica leads at that instant.
+    leadership: OnceLock<watch::Receiver<Leadership>>,
 }
 
 /// A CanaryRoute as last seen (from the watch or the answer to a write).
@@ -121,6 +126,27 @@ impl StatusStore {
             identity: identity.to_owned(),
             routes: Mutex::new(BTreeMap::new()),
             leader_heard_at: Mutex::new(None),
+            leadership: OnceLock::new(),
+        }
+    }
+
+    /// Writes rollout states from now on only while `leadership` says this
+    /// replica leads (see [`Leadership::leads_now`]), checked as each
+    /// write is sent: a replica deposed while it decided (stopped past its
+    /// renew deadline, then woken) would otherwise write what it decided
+    /// as leader over the next leader's status, with the `resourceVersion`
+    /// of that newer status once its first try failed. A second call is
+    /// ignored.
+    pub fn follow_leadership(&self, leadership: watch::Receiver<Leadership>) {
+        let _ = self.leadership.set(leadership);
+    }
+
+    /// `Ok` unless the election is followed and says this replica does not
+    /// lead now.
+    fn may_write_state(&self, route: &str) -> io::Result<()> {
+        match self.leadership.get() {
+            Some(leadership) if !leadership.borrow().leads_now() => Err(not_leading(route)),
+            _ => Ok(()),
         }
     }
 
@@ -466,9 +492,11 @@ impl StateStore for StatusStore {
 
     fn save(&self, state: &RolloutState) -> io::Result<()> {
         let route = state.route.clone();
+        self.may_write_state(&route)?;
         let write = self.prepare(state, now_ms())?;
         let resource_version = write.resource_version.clone();
         let client = self.client.clone();
+        let leadership = self.leadership.get().cloned();
         let (answer_tx, answer) = std::sync::mpsc::channel();
         let task_route = route.clone();
         let task = self.runtime.spawn(async move {
@@ -491,13 +519,23 @@ impl StateStore for StatusStore {
                     .flatten(),
                 None => None,
             };
+            // Checked again as the write goes: an abort's Event may have
+            // taken half a second.
+            if leadership.is_some_and(|l| !l.borrow().leads_now()) {
+                let _ = answer_tx.send((Sent::NotLeading, announced));
+                return;
+            }
             let api: Api<CanaryRoute> = Api::namespaced(client.clone(), &namespace);
-            let written = tokio::time::timeout(
+            let written = match tokio::time::timeout(
                 WRITE_TIMEOUT,
                 api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)),
             )
-            .await;
-            if let (Ok(Ok(_)), Some(event)) = (&written, after) {
+            .await
+            {
+                Ok(answer) => Sent::Answered(answer.map(Box::new)),
+                Err(_) => Sent::NoAnswer,
+            };
+            if let (Sent::Answered(Ok(_)), Some(event)) = (&written, after) {
                 let route = task_route.clone();
                 tokio::spawn(async move { send_event(client, event, &route).await });
             }
@@ -505,25 +543,26 @@ impl StateStore for StatusStore {
         });
         let waited = answer.recv_timeout(EVENT_TIMEOUT + WRITE_TIMEOUT + Duration::from_secs(1));
         if let Ok((written, announced)) = &waited {
-            let landed = matches!(written, Ok(Ok(_)));
+            let landed = matches!(written, Sent::Answered(Ok(_)));
             self.after_write(&route, landed, *announced);
         }
         match waited.map(|(written, _)| written) {
-            Ok(Ok(Ok(object))) => {
+            Ok(Sent::Answered(Ok(object))) => {
                 self.record(&route, &object);
                 Ok(())
             }
-            Ok(Ok(Err(kube::Error::Api(status)))) if status.code == 409 => {
+            Ok(Sent::NotLeading) => Err(not_leading(&route)),
+            Ok(Sent::Answered(Err(kube::Error::Api(status)))) if status.code == 409 => {
                 Err(io::Error::other(format!(
                     "the status of CanaryRoute {route} changed since it was read \
                      (resourceVersion {resource_version}); nothing was written, the next \
                      decision starts from the newer status"
                 )))
             }
-            Ok(Ok(Err(error))) => Err(io::Error::other(format!(
+            Ok(Sent::Answered(Err(error))) => Err(io::Error::other(format!(
                 "cannot write the status of CanaryRoute {route}: {error}"
             ))),
-            Ok(Err(_)) => Err(no_answer(&route)),
+            Ok(Sent::NoAnswer) => Err(no_answer(&route)),
             Err(_) => {
                 task.abort();
                 Err(no_answer(&route))
@@ -563,6 +602,23 @@ fn stored(route: &str, seen: Option<&Seen>) -> Stored {
             "the status of CanaryRoute {route} is refused: {refused}"
         )),
     }
+}
+
+/// What became of a rollout state's write.
+enum Sent {
+    /// The API server's answer.
+    Answered(Result<Box<CanaryRoute>, kube::Error>),
+    /// No answer within [`WRITE_TIMEOUT`].
+    NoAnswer,
+    /// Not sent: this replica no longer leads.
+    NotLeading,
+}
+
+/// The refusal of a rollout state write by a replica that does not lead.
+fn not_leading(route: &str) -> io::Error {
+    io::Error::other(format!(
+        "this replica no longer leads; the status of CanaryRoute {route} is the leader's to write"
+    ))
 }
 
 /// Sends an Event within [`EVENT_TIMEOUT`]; a failure is logged, nothing

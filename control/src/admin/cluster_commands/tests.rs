@@ -82,6 +82,7 @@ async fn replica() -> Replica {
         is_leader: false,
         leader: Some("weir-0".to_owned()),
         heard_at: None,
+        leads_until: None,
     });
     let (ready_tx, ready) = watch::channel(true);
     let settings = Settings {

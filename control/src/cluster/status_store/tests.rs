@@ -858,3 +858,42 @@ async fn abort_meets_a_conflict(store: &Arc<StatusStore>, api: &mut ApiHandle, e
     patch.answer(409, &conflict());
     saved(saving).await.expect_err("a conflict fails the save");
 }
+
+/// A replica whose leadership ran out (stopped past its renew deadline and
+/// woken before its election's next round) writes no rollout state, and
+/// says why; leading again, it writes.
+#[tokio::test]
+async fn a_replica_whose_leadership_ran_out_writes_no_state() {
+    let (store, mut api) = store();
+    store.observe(
+        ROUTE,
+        &route("7", &status_of(&state(Phase::Progressing, Some(0), 5))),
+    );
+    let now = tokio::time::Instant::now();
+    let (election, leadership) = tokio::sync::watch::channel(Leadership {
+        is_leader: true,
+        leader: Some("weir-0".to_owned()),
+        heard_at: Some(now),
+        leads_until: Some(now),
+    });
+    store.follow_leadership(leadership);
+    let refused = saved(save_in_background(&store, timed_pause()))
+        .await
+        .expect_err("not written");
+    assert!(
+        refused.to_string().contains("this replica no longer leads"),
+        "{refused}"
+    );
+
+    election.send_modify(|l| l.leads_until = Some(now + std::time::Duration::from_secs(3600)));
+    let saving = save_in_background(&store, timed_pause());
+    let patch = next(&mut api).await;
+    assert_eq!(patch.path, STATUS_PATH);
+    let answered = object("8", &patch.body["status"]);
+    patch.answer(200, &answered);
+    saved(saving).await.expect("written while leading");
+    let event = next(&mut api).await;
+    event.answer(201, &json!({}));
+    drop(store);
+    no_more_requests(api).await;
+}
