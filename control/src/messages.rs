@@ -146,6 +146,11 @@ pub fn too_few_replicas(counted: usize, known: usize) -> String {
     format!("counters from {counted} of {known} replicas; need {need}")
 }
 
+/// Whether a judgement's `reason` is [`too_few_replicas`]'s.
+pub fn is_too_few_replicas(reason: &str) -> bool {
+    reason.starts_with("counters from ") && reason.contains(" replicas; need ")
+}
+
 /// The message of a state that could not be persisted.
 pub fn not_persisted(route: &str, error: &dyn fmt::Display) -> String {
     format!("cannot persist the state of route {route}: {error}")

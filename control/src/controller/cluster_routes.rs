@@ -203,10 +203,12 @@ impl ControlState {
         true
     }
 
-    /// Records whether the leader counts enough replicas (two thirds) to
-    /// judge CanaryRoutes; without them their judgements are inconclusive.
-    pub fn set_cluster_coverage(&mut self, enough: bool) {
-        self.cluster_coverage_ok = enough;
+    /// Records how many replicas the leader counts of those known: with
+    /// fewer than two thirds, CanaryRoutes' judgements are inconclusive,
+    /// saying so.
+    pub fn set_cluster_coverage(&mut self, counted: usize, known: usize) {
+        self.cluster_coverage_short = (!crate::cluster::peers::enough_coverage(counted, known))
+            .then(|| crate::messages::too_few_replicas(counted, known));
     }
 }
 

@@ -21,7 +21,6 @@ use weir_proxy::Role;
 use weir_proxy::metrics::{Metrics, RoleCounts};
 
 use super::transitions;
-use crate::cluster::peers::enough_coverage;
 use crate::process::{Process, stopped};
 
 /// How often the proxy's counters are sampled: the granularity of windows.
@@ -114,7 +113,7 @@ pub async fn run(process: Arc<Process>, mut stop: watch::Receiver<bool>) {
                     .control
                     .lock()
                     .await
-                    .set_cluster_coverage(enough_coverage(counted, known));
+                    .set_cluster_coverage(counted, known);
                 Some(peers)
             }
             None => None,

@@ -123,6 +123,7 @@ impl History {
             canary: window(&first.canary, &last.canary),
             stable_total: totals(&last.stable),
             canary_total: totals(&last.canary),
+            unjudgeable: None,
         }
     }
 }
@@ -175,6 +176,7 @@ pub(crate) fn empty_observation() -> Observation {
         canary: RoleWindow::empty(),
         stable_total: RoleTotals::default(),
         canary_total: RoleTotals::default(),
+        unjudgeable: None,
     }
 }
 

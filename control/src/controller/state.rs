@@ -18,8 +18,8 @@ use crate::load::{Loaded, Resolved};
 use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
 use crate::rollout::{
-    AbortReason, Command, CommandRefused, ConfigRefused, Outcome, Phase, RolloutState, Transition,
-    TransitionKind,
+    AbortReason, Command, CommandRefused, ConfigRefused, Observation, Outcome, Phase, RolloutState,
+    Transition, TransitionKind,
 };
 
 pub mod adoption;
@@ -62,8 +62,9 @@ pub struct ControlState {
     pub(super) cluster_routes: Vec<Route>,
     /// Whether this replica leads the CanaryRoutes' rollouts.
     pub(super) cluster_leading: bool,
-    /// Whether the leader counts enough replicas to judge CanaryRoutes.
-    pub(super) cluster_coverage_ok: bool,
+    /// Why the leader cannot judge CanaryRoutes now, if it cannot: it
+    /// counts too few replicas (`counters from 1 of 3 replicas; need 2`).
+    pub(super) cluster_coverage_short: Option<String>,
     /// The routes of the Gateway API's HTTPRoutes, served after every other.
     pub(super) gateway_routes: Vec<weir_config::RouteSnapshot>,
     /// The file's config with the CanaryRoutes appended: every route served.
@@ -239,7 +240,7 @@ impl ControlState {
             store,
             cluster_routes: Vec::new(),
             cluster_leading: false,
-            cluster_coverage_ok: true,
+            cluster_coverage_short: None,
             gateway_routes: Vec::new(),
             effective,
             hooks: None,
@@ -677,11 +678,13 @@ impl ControlState {
                 .max(state.rollout_started_ms);
             // Without the counters of two thirds of the replicas, a
             // CanaryRoute's judgement is inconclusive.
-            let observation = match self.history.get(name) {
-                Some(h) if self.cluster_coverage_ok || !is_cluster_route(name) => {
-                    h.observation(since)
-                }
-                _ => empty_observation(),
+            let observation = match (self.history.get(name), &self.cluster_coverage_short) {
+                (_, Some(short)) if is_cluster_route(name) => Observation {
+                    unjudgeable: Some(short.clone()),
+                    ..empty_observation()
+                },
+                (Some(h), _) => h.observation(since),
+                (None, _) => empty_observation(),
             };
             let outcome = state.tick(route, now, &observation);
             if let Some(judgement) = &outcome.state.last_judgement {

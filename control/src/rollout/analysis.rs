@@ -121,6 +121,9 @@ pub struct Observation {
     pub stable_total: RoleTotals,
     /// Canary's monotonic counters now (same origin as `stable_total`).
     pub canary_total: RoleTotals,
+    /// Why these counters cannot be judged, when they cannot (a leader
+    /// reading too few replicas): the verdict is inconclusive, saying so.
+    pub unjudgeable: Option<String>,
 }
 
 /// The outcome of one judgement.
@@ -402,7 +405,11 @@ pub fn judge(analysis: &Analysis, obs: &Observation, evidence: &mut Evidence) ->
             None
         }
     };
-    let verdict = if let Some(fail) = analysis
+    let verdict = if let Some(reason) = &obs.unjudgeable {
+        Verdict::Inconclusive {
+            reason: reason.clone(),
+        }
+    } else if let Some(fail) = analysis
         .max_excess_errors
         .and_then(|limit| excess_failure(limit, obs))
     {

@@ -1741,6 +1741,9 @@ impl RolloutState {
                          promote",
                         preview_reach(&bg.preview)
                     ),
+                    None if crate::messages::is_too_few_replicas(reason) => {
+                        format!("the step waits for the replicas' counters: {reason}")
+                    }
                     None => format!("the step waits for minRequests: {reason}"),
                 }
             }

@@ -109,6 +109,7 @@ pub fn run(scenario: &Scenario, uniform: &mut dyn FnMut() -> f64) -> Option<Abor
             canary: role_window(sum.canary),
             stable_total: totals.stable,
             canary_total: totals.canary,
+            unjudgeable: None,
         };
         let now_ms = START_MS + tick * interval_ms;
         let outcome = state.tick(&route, now_ms, &obs);

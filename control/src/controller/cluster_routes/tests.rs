@@ -563,7 +563,7 @@ async fn a_new_leader_never_judges_its_own_counts_against_every_replicas() {
         START_MS,
     );
     control.apply_cluster(vec![route.clone()], false, decisions, vec![]);
-    control.set_cluster_coverage(true);
+    control.set_cluster_coverage(3, 3);
     // Made leader by a sync between the tick's start and its judgement.
     let decisions = control.decide_cluster(
         std::slice::from_ref(&route),
@@ -602,6 +602,36 @@ async fn a_new_leader_never_judges_its_own_counts_against_every_replicas() {
         "no request was served in the window, yet it counts {:?} ({:?})",
         judgement.canary,
         judgement.verdict
+    );
+}
+
+/// A leader counting too few replicas judges inconclusive and says so:
+/// it said "0 canary requests in the window, need 20" (its minRequests),
+/// blaming the traffic for what the missing counters did.
+#[tokio::test]
+async fn a_leader_counting_too_few_replicas_says_so() {
+    let (mut control, route) = control().await;
+    lead_the_start(&mut control, &route);
+    control.set_cluster_coverage(1, 3);
+    let counts = |requests: u64| RoleCounts {
+        requests,
+        errors: 0,
+        latency: [0; weir_proxy::metrics::LATENCY_SLOTS],
+    };
+    let own = move |_: &str, _: weir_proxy::Role| counts(500);
+    let t0 = START_MS + 5_000;
+    let _ = control.judge_counted(&own, &own, t0);
+    let judged = control.judge_counted(&own, &own, t0 + 1_000);
+    let (_, outcome) = judged
+        .iter()
+        .find(|(name, _)| name == "shop/checkout")
+        .expect("the leader judges shop/checkout");
+    let judgement = outcome.state.last_judgement.as_ref().expect("a judgement");
+    assert_eq!(
+        judgement.verdict,
+        crate::rollout::Verdict::Inconclusive {
+            reason: "counters from 1 of 3 replicas; need 2".to_owned()
+        }
     );
 }
 

@@ -16,6 +16,7 @@ fn obs(canary: (u64, u64), stable: (u64, u64)) -> Observation {
         canary: window(canary),
         stable_total: total(stable),
         canary_total: total(canary),
+        unjudgeable: None,
     }
 }
 
