@@ -480,6 +480,15 @@ struct StopSignal {
 impl StopSignal {
     fn install() -> anyhow::Result<StopSignal> {
         use tokio::signal::unix::{SignalKind, signal};
+        // SIGHUP asks for a reload, and is followed once the reloads are
+        // (`reload::follow`). Its handler is installed here, first, and
+        // stays for the process's lifetime: a SIGHUP during the start (a
+        // `systemctl reload` right after a start) killed weir, as SIGHUP's
+        // default action does. One that comes before this is read again
+        // by the reload's first look at the file.
+        if let Err(error) = signal(SignalKind::hangup()) {
+            tracing::warn!(%error, "cannot install the SIGHUP handler yet");
+        }
         Ok(StopSignal {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
