@@ -665,7 +665,7 @@ pub async fn watch<W: Write>(
             Err(error @ (ClientError::Refused { .. } | ClientError::InvalidToken(_)))
                 if last.is_none() =>
             {
-                eprintln!("weir: {error}");
+                crate::output::say(format_args!("weir: {error}"));
                 return error.exit();
             }
             Err(error) => {
@@ -682,12 +682,8 @@ pub async fn watch<W: Write>(
         }
         text.push_str(&frame);
         frames += 1;
-        if out
-            .write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return Exit::Success;
+        if let Some(exit) = written(out, &text) {
+            return exit;
         }
     }
 }
@@ -716,26 +712,38 @@ pub async fn watch_json<W: Write>(
                 answered = true;
                 let mut line = one_line_json(&raw);
                 line.push('\n');
-                if out
-                    .write_all(line.as_bytes())
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    return Exit::Success;
+                if let Some(exit) = written(out, &line) {
+                    return exit;
                 }
             }
             Err(error @ (ClientError::Refused { .. } | ClientError::InvalidToken(_)))
                 if !answered =>
             {
-                eprintln!("weir: {error}");
+                crate::output::say(format_args!("weir: {error}"));
                 return error.exit();
             }
-            Err(error) => eprintln!("weir: {error}; retrying"),
+            Err(error) => crate::output::say(format_args!("weir: {error}; retrying")),
         }
     }
 }
 
 // === helpers ===
+
+/// Writes a watch's `text` to `out`: `None` to go on, or how the watch
+/// ends: quietly when the reader is gone (a closed pipe), with exit 1 and
+/// the failure said on stderr otherwise (a full disk).
+fn written<W: Write>(out: &mut W, text: &str) -> Option<Exit> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => None,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Some(Exit::Success),
+        Err(error) => {
+            crate::output::say(format_args!(
+                "weir: cannot write the answer to standard output: {error}"
+            ));
+            Some(Exit::Refused)
+        }
+    }
+}
 
 /// The rhythm of a watch: a fetch at each tick of `interval` until `stop`.
 struct Ticks<S> {

@@ -17,14 +17,16 @@ pub fn main(args: &DemoArgs) -> ExitCode {
     let weir = match std::env::current_exe() {
         Ok(path) => path,
         Err(error) => {
-            eprintln!("weir demo: cannot find the weir executable: {error}");
+            crate::output::say(format_args!(
+                "weir demo: cannot find the weir executable: {error}"
+            ));
             return ExitCode::FAILURE;
         }
     };
     let loadtest = match find_loadtest(&weir) {
         Ok(path) => path,
         Err(message) => {
-            eprintln!("weir demo: {message}");
+            crate::output::say(format_args!("weir demo: {message}"));
             return ExitCode::FAILURE;
         }
     };
@@ -44,7 +46,10 @@ pub fn main(args: &DemoArgs) -> ExitCode {
             .and_then(|c| u8::try_from(c).ok())
             .map_or(ExitCode::FAILURE, ExitCode::from),
         Err(error) => {
-            eprintln!("weir demo: cannot run {}: {error}", loadtest.display());
+            crate::output::say(format_args!(
+                "weir demo: cannot run {}: {error}",
+                loadtest.display()
+            ));
             ExitCode::FAILURE
         }
     }
@@ -67,7 +72,7 @@ fn find_loadtest(weir: &Path) -> Result<PathBuf, String> {
         ));
     };
     let release = dir.file_name().is_some_and(|name| name == "release");
-    eprintln!("weir demo: building weir-loadtest (once)...");
+    crate::output::say(format_args!("weir demo: building weir-loadtest (once)..."));
     let mut build = Command::new(cargo);
     build.args(["build", "-p", "weir-loadtest"]);
     if release {

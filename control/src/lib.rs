@@ -20,6 +20,7 @@ pub mod load;
 pub mod messages;
 pub mod notifications;
 pub mod off_runtime;
+pub mod output;
 pub mod persist;
 pub mod process;
 pub mod reload;

@@ -25,12 +25,9 @@ fn main() -> ExitCode {
         Command::Resume(args) => commands::route_command(&args, RouteCommand::Resume),
         Command::Demo(args) => weir_control::demo::main(&args),
         Command::Crd => match weir_control::cluster::resource::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
+            Ok(yaml) => weir_control::output::answer(&yaml),
             Err(error) => {
-                eprintln!("weir: cannot render the CRD: {error}");
+                weir_control::output::say(format_args!("weir: cannot render the CRD: {error}"));
                 ExitCode::FAILURE
             }
         },

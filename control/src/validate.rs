@@ -41,8 +41,12 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
     let loaded = match checked {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
-            eprint!("{diagnostics}");
-            eprintln!("{}: {} error(s)", args.file.display(), diagnostics.0.len());
+            crate::output::say_text(format_args!("{diagnostics}"));
+            crate::output::say(format_args!(
+                "{}: {} error(s)",
+                args.file.display(),
+                diagnostics.0.len()
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -53,13 +57,13 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             crate::controller::state::promotion_refusals(&loaded, &store, crate::process::now_ms());
         if !refusals.is_empty() {
             let diagnostics = Diagnostics(refusals);
-            eprint!("{diagnostics}");
-            eprintln!(
+            crate::output::say_text(format_args!("{diagnostics}"));
+            crate::output::say(format_args!(
                 "{}: {} error(s) against the rollout states in {}",
                 args.file.display(),
                 diagnostics.0.len(),
                 loaded.config().state_dir.display()
-            );
+            ));
             return ExitCode::FAILURE;
         }
         // An unreadable state is no error of the file, but `weir run` holds
@@ -71,18 +75,18 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             .filter(|r| r.strategy.is_some())
         {
             if let crate::persist::Stored::Unreadable(why) = store.load(&route.name) {
-                eprintln!(
+                crate::output::say(format_args!(
                     "{}: warning: the rollout state of route {} cannot be read ({why}); \
                      weir run holds its canary at weight 0 until an operator acts (resume or \
                      promote start the steps from step 1, promote --full promotes, abort aborts)",
                     args.file.display(),
                     route.name
-                );
+                ));
             }
         }
     }
     for warning in loaded.certificate_warnings(load::now_s()) {
-        eprintln!("{}: warning: {warning}", args.file.display());
+        crate::output::say(format_args!("{}: warning: {warning}", args.file.display()));
     }
     let config = loaded.config();
     let canaries = config.routes.iter().filter(|r| r.canary.is_some()).count();
@@ -99,13 +103,12 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             watched.iter().cloned().collect::<Vec<_>>().join(", ")
         ),
     };
-    println!(
-        "{}: valid: {} listener(s), {} route(s), {} with a canary, {} with a rollout strategy{cluster}",
+    crate::output::answer(&format!(
+        "{}: valid: {} listener(s), {} route(s), {} with a canary, {} with a rollout strategy{cluster}\n",
         args.file.display(),
         config.listeners.len(),
         config.routes.len(),
         canaries,
         rollouts
-    );
-    ExitCode::SUCCESS
+    ))
 }

@@ -179,3 +179,59 @@ async fn tokens_from_flag_and_environment() {
     let out = cli(&admin, &["resume", "web"], Some(WRITER)).await;
     expect_exit(&out, 0, "weir resume with WEIR_TOKEN=WRITER");
 }
+
+/// Runs `weir ARGS` (no `--admin`) with stdout, or stderr when `on_stderr`,
+/// on `/dev/full`, where every write fails.
+fn with_full_output(args: &[&str], on_stderr: bool) -> Output {
+    let full = || {
+        std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .expect("opening /dev/full")
+    };
+    let mut command = weir_command();
+    command
+        .args(args)
+        .env_remove("WEIR_TOKEN")
+        .stdin(Stdio::null());
+    if on_stderr {
+        command.stdout(Stdio::piped()).stderr(full());
+    } else {
+        command.stdout(full()).stderr(Stdio::piped());
+    }
+    command.output().expect("running weir")
+}
+
+/// An answer that cannot be written (a full disk) is the command's failure,
+/// exit 1 and said on stderr, not exit 0 with nothing written, nor a panic
+/// (exit 101); a message that cannot be written on stderr is lost and the
+/// exit code still tells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_cannot_be_written_fails_the_command() {
+    let v1 = FakeUpstream::start("v1").await;
+    let v2 = FakeUpstream::start("v2").await;
+    let weir = Weir::start(config(&v1, &v2)).await;
+    let admin = format!("http://{}", weir.addrs.admin);
+    let config_path = weir.config_path();
+    let config_path = config_path.to_str().expect("a UTF-8 path");
+    for args in [
+        vec!["status", "--admin", &admin, "--token", READER],
+        vec!["status", "--json", "--admin", &admin, "--token", READER],
+        vec!["validate", config_path],
+        vec!["crd"],
+    ] {
+        let output = with_full_output(&args, false);
+        expect_exit(&output, 1, &format!("weir {args:?} > /dev/full"));
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            said.contains("cannot write the answer to standard output"),
+            "weir {args:?}: {said}"
+        );
+    }
+    // An error told on a stderr that cannot be written: its code stays.
+    let output = with_full_output(
+        &["status", "nosuch", "--admin", &admin, "--token", READER],
+        true,
+    );
+    expect_exit(&output, 4, "weir status nosuch 2> /dev/full");
+}

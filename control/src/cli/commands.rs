@@ -3,7 +3,7 @@
 //! a current-thread runtime and maps the outcome to an [`Exit`] code.
 
 use std::future::Future;
-use std::io::{self, IsTerminal as _, Write as _};
+use std::io::{self, IsTerminal as _};
 use std::process::ExitCode;
 
 use super::{AdminArgs, PromoteArgs, RouteArgs, StatusArgs};
@@ -80,7 +80,7 @@ pub fn promote(args: &PromoteArgs) -> ExitCode {
                 .map(|status| render::command_line(&status)),
             (None, false) => {
                 // clap requires one of the two; kept for callers building args by hand.
-                eprintln!("weir: promote needs a ROUTE or --all");
+                crate::output::say(format_args!("weir: promote needs a ROUTE or --all"));
                 return Exit::Usage.into();
             }
         };
@@ -109,7 +109,7 @@ fn client(args: &AdminArgs) -> Option<AdminClient> {
     match AdminClient::new(args.admin.clone(), args.token.as_deref()) {
         Ok(client) => Some(client),
         Err(error) => {
-            eprintln!("weir: {error}");
+            crate::output::say(format_args!("weir: {error}"));
             None
         }
     }
@@ -124,7 +124,7 @@ fn block_on(future: impl Future<Output = ExitCode>) -> ExitCode {
     {
         Ok(runtime) => runtime.block_on(future),
         Err(error) => {
-            eprintln!("weir: cannot start the runtime: {error}");
+            crate::output::say(format_args!("weir: cannot start the runtime: {error}"));
             Exit::Refused.into()
         }
     }
@@ -138,15 +138,12 @@ fn finish(outcome: Result<String, ClientError>) -> ExitCode {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            let mut stdout = io::stdout().lock();
-            // A closed stdout (`| head`) is not the command's failure.
-            let _ = stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush());
-            Exit::Success.into()
+            // A closed stdout (`| head`) is not the command's failure; a
+            // full disk is.
+            crate::output::answer(&text)
         }
         Err(error) => {
-            eprintln!("weir: {error}");
+            crate::output::say(format_args!("weir: {error}"));
             error.exit().into()
         }
     }
