@@ -363,6 +363,33 @@ fn state_dir_problem(dir: &Path) -> Option<String> {
     }
 }
 
+/// Why this process could not write rollout states in `dir`, if it could
+/// not: `access(2)` on the directory, or, when it is to be made, on the
+/// nearest directory above it that exists (write and search permission; a
+/// read-only filesystem says so too). Blocking.
+pub fn state_dir_unwritable(dir: &Path) -> Option<String> {
+    use rustix::fs::{Access, access};
+    let mut at = dir;
+    let existing = loop {
+        match std::fs::metadata(at) {
+            Ok(meta) if meta.is_dir() => break at,
+            Ok(_) => return None,
+            Err(_) => at = at.parent().filter(|p| !p.as_os_str().is_empty())?,
+        }
+    };
+    let error = access(existing, Access::WRITE_OK | Access::EXEC_OK).err()?;
+    let error = std::io::Error::from(error);
+    Some(if existing == dir {
+        format!("cannot write in {}: {error}", dir.display())
+    } else {
+        format!(
+            "cannot make {}: cannot write in {}: {error}",
+            dir.display(),
+            existing.display()
+        )
+    })
+}
+
 /// The files among `checks` that cannot be read, and a `stateDir` that
 /// something stands in the way of, as problems of `file`, but for the keys
 /// `known` already has a problem at.

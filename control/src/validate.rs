@@ -50,6 +50,30 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `weir run` writes the state of every route with a strategy in
+    // `stateDir`, and refuses to start when it cannot: said here too.
+    let state_dir = &loaded.config().state_dir;
+    let with_rollouts: Vec<&str> = loaded
+        .config()
+        .routes
+        .iter()
+        .filter(|r| r.strategy.is_some())
+        .map(|r| &*r.name)
+        .collect();
+    if !with_rollouts.is_empty()
+        && let Some(problem) = load::state_dir_unwritable(state_dir)
+    {
+        let diagnostics = Diagnostics(vec![loaded.document.diagnostic(
+            "stateDir",
+            format!(
+                "{problem}; weir run writes the rollout state of {} there",
+                with_rollouts.join(", ")
+            ),
+        )]);
+        crate::output::say_text(&diagnostics);
+        crate::output::say(format_args!("{}: 1 error(s)", args.file.display()));
+        return ExitCode::FAILURE;
+    }
     // A config behind a promotion kept in `stateDir` is refused by `weir
     // run` and at a reload: said here too.
     if let Some(store) = crate::persist::FileStore::existing(&loaded.config().state_dir) {

@@ -356,3 +356,43 @@ async fn a_device_named_as_the_config_is_refused_without_reading_it() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("/dev/zero"), "{stderr}");
 }
+
+/// A `stateDir` this process cannot write in (a read-only place; here a
+/// directory to be made under `/proc/self`, which not even root may write)
+/// is an error of the file when a route has a rollout strategy, as `weir
+/// run` refuses to start on it; without one, nothing is written there and
+/// the file is valid.
+#[test]
+fn a_state_dir_that_cannot_be_written_is_an_error_for_rollouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.yaml");
+    let route = |strategy: &str| {
+        format!(
+            "listeners:\n  - name: public\n    address: 127.0.0.1:18080\nadmin:\n  address: \
+             127.0.0.1:19900\nstateDir: /proc/self/weir-state\nroutes:\n  - name: web\n    \
+             stable: {{revision: v1, endpoints: [127.0.0.1:9001]}}\n    canary: {{revision: v2, \
+             endpoints: [127.0.0.1:9101]{strategy}}}\n"
+        )
+    };
+    std::fs::write(&file, route(", weight: 10")).unwrap();
+    let out = validate(&file);
+    assert!(
+        out.status.success(),
+        "no rollout, nothing written: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(&file, route("}\n    strategy: {steps: [{setWeight: 10}]")).unwrap();
+    let out = validate(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":6:") && stderr.contains("stateDir"),
+        "the key and its line: {stderr}"
+    );
+    assert!(
+        stderr.contains("cannot make /proc/self/weir-state: cannot write in /proc/self: ")
+            && stderr.contains("weir run writes the rollout state of web there"),
+        "{stderr}"
+    );
+}
