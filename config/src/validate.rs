@@ -375,16 +375,41 @@ impl fmt::Display for Diagnostic {
 /// a diagnostic over lines.
 struct Visible<'a>(&'a str);
 
+/// The most characters of a diagnostic's text shown whole; a longer one
+/// (a multi-megabyte value quoted) keeps its start and its end, where the
+/// advice is.
+const SHOWN_CHARS: usize = 1024;
+
 impl fmt::Display for Visible<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_debug())?;
-            } else {
-                fmt::Write::write_char(f, c)?;
+        let show = |f: &mut fmt::Formatter<'_>, text: &str| -> fmt::Result {
+            for c in text.chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_debug())?;
+                } else {
+                    fmt::Write::write_char(f, c)?;
+                }
             }
+            Ok(())
+        };
+        let count = self.0.chars().count();
+        if count <= SHOWN_CHARS {
+            return show(f, self.0);
         }
-        Ok(())
+        let (head, tail) = (SHOWN_CHARS / 2, SHOWN_CHARS / 4);
+        let head_end = self
+            .0
+            .char_indices()
+            .nth(head)
+            .map_or(self.0.len(), |(i, _)| i);
+        let tail_start = self
+            .0
+            .char_indices()
+            .nth(count - tail)
+            .map_or(self.0.len(), |(i, _)| i);
+        show(f, &self.0[..head_end])?;
+        write!(f, "[... {} characters left out ...]", count - head - tail)?;
+        show(f, &self.0[tail_start..])
     }
 }
 

@@ -407,7 +407,16 @@ struct Walk<'a> {
     /// Keys taken as written wherever a required key may stand in for them
     /// (`kubernetes` for `weir run --kubernetes`).
     assumed: &'static [&'static str],
+    /// The text `${VAR}` substitutions have added so far, each alias's
+    /// repetition counted: bounded by [`MAX_SUBSTITUTED_BYTES`].
+    substituted: usize,
 }
+
+/// The most text `${VAR}` substitutions may add to a document, counting each
+/// repetition of an alias, as [`super::tree::MAX_ALIAS_BYTES`] bounds what
+/// aliases repeat: a large variable behind an alias repeated a thousand
+/// times took a minute and a gigabyte to check.
+pub(super) const MAX_SUBSTITUTED_BYTES: usize = 4 << 20;
 
 /// What a scalar's plain text means in YAML 1.2's core schema.
 enum Plain {
@@ -438,6 +447,7 @@ pub(super) fn check(
         env: Some(env),
         problems: Problems::default(),
         assumed: if kubernetes { &["kubernetes"] } else { &[] },
+        substituted: 0,
     };
     let typed = walk.shape(root, &CONFIG, "");
     (typed, walk.problems)
@@ -453,6 +463,7 @@ pub(super) fn check_cluster_route(root: &Node, index: &LocationIndex) -> (Option
         env: None,
         problems: Problems::default(),
         assumed: &[],
+        substituted: 0,
     };
     let typed = walk.shape(root, &CLUSTER_ROUTE, "spec");
     walk.finish(typed)
@@ -471,6 +482,7 @@ pub(super) fn check_cluster_template(
         env: None,
         problems: Problems::default(),
         assumed: &[],
+        substituted: 0,
     };
     let typed = walk.shape(root, &CLUSTER_TEMPLATE, "spec");
     walk.finish(typed)
@@ -851,8 +863,28 @@ impl Walk<'_> {
         // Substitution comes before typing, so `${VAR}` can give a number.
         let env = self.env.filter(|_| scalar.text.contains("${"));
         let (text, from) = if let Some(env) = env {
+            if self.substituted > MAX_SUBSTITUTED_BYTES {
+                // Said once, when crossed; the rest are placeholders.
+                return Some(placeholder(kind, &scalar.text));
+            }
             match env::expand(&scalar.text, env) {
-                Ok(expanded) => (expanded, Some(scalar.text.as_str())),
+                Ok(expanded) => {
+                    self.substituted += expanded.len().saturating_sub(scalar.text.len());
+                    if self.substituted > MAX_SUBSTITUTED_BYTES {
+                        self.problems.environment.push((
+                            path.to_owned(),
+                            format!(
+                                "the `${{VAR}}` substitutions add more than {} MiB of text to \
+                                 the document (each repetition of an alias counted); a \
+                                 weir.yaml needs far less: look for a large variable behind an \
+                                 alias",
+                                MAX_SUBSTITUTED_BYTES >> 20
+                            ),
+                        ));
+                        return Some(placeholder(kind, &scalar.text));
+                    }
+                    (expanded, Some(scalar.text.as_str()))
+                }
                 Err(messages) => {
                     self.problems
                         .environment

@@ -535,6 +535,49 @@ fn aliases_repeating_long_text_are_refused_quickly() {
     assert_eq!(errors[0].location, at(2, 5 + 4 * 41));
 }
 
+/// A large variable behind an alias repeated many times: what the
+/// substitutions add is bounded as what aliases repeat is, said once, and
+/// each diagnostic quoting the value shows its start and end only.
+#[test]
+fn substitutions_repeated_by_aliases_are_bounded() {
+    let big = "h".repeat(100_000);
+    let text = |aliases: usize| {
+        format!(
+            "listeners:\n  - name: public\n    address: 127.0.0.1:8080\nadmin:\n  address: \
+             127.0.0.1:9900\nroutes:\n  - name: web\n    hosts: [&h '${{BIG}}', {}]\n    \
+             stable: {{ revision: v1, endpoints: [a:1] }}\n",
+            vec!["*h"; aliases].join(", ")
+        )
+    };
+    let errors = errors_with_env(&text(2_000), &[("BIG", &big)]);
+    let bounded: Vec<&Diagnostic> = errors
+        .iter()
+        .filter(|e| e.message.contains("substitutions add more than 4 MiB"))
+        .collect();
+    assert_eq!(bounded.len(), 1, "said once: {errors:#?}");
+    assert!(
+        bounded[0].path.starts_with("routes[0].hosts["),
+        "{bounded:#?}"
+    );
+    // The hosts that were substituted are each refused for their text;
+    // shown, each keeps the start and end of its message only.
+    for error in &errors {
+        let shown = error.to_string();
+        assert!(
+            shown.len() < 4_000,
+            "{} bytes: {}",
+            shown.len(),
+            &shown[..200]
+        );
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("characters left out")),
+        "a long message is shortened"
+    );
+}
+
 #[test]
 fn anchors_and_aliases_share_values() {
     let config = valid(
