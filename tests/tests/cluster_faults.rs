@@ -368,6 +368,9 @@ async fn nonsense_patched_into_a_status_is_refused_with_a_condition_and_written_
     for (patch, field) in [
         (json!({"status": {"stepIndex": 99}}), "stepIndex"),
         (json!({"status": {"phase": "Exploded"}}), "phase"),
+        // A wrong type, as an older CRD's schema lets through: kube could
+        // not decode the object, and every list of CanaryRoutes failed.
+        (json!({"status": {"canaryWeight": "fifty"}}), "canaryWeight"),
     ] {
         cluster
             .patch_status(NAMESPACE, "checkout", patch.clone())

@@ -28,7 +28,7 @@ use weir_config::schema::{
     version = "v1alpha1",
     kind = "CanaryRoute",
     namespaced,
-    status = "CanaryRouteStatus",
+    status = "StatusRead",
     shortname = "cnr",
     doc = "A route whose traffic weir splits between a stable and a canary upstream, with the rollout that moves the split.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -135,6 +135,21 @@ pub struct AnalysisTemplateSpec {
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// A CanaryRoute's status as read from the API server: its fields of the
+/// right type, and those of a wrong type (written by hand past an older
+/// CRD's schema, or by another weir version) left out and named. kube
+/// cannot decode an object whose status does not fit [`CanaryRouteStatus`],
+/// and such an object fails the whole list of CanaryRoutes and every watch
+/// event after it: one bad status made every replica that started since
+/// unready.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusRead {
+    /// The fields that could be read.
+    pub status: CanaryRouteStatus,
+    /// `(field, problem)` of each field left out, in the order written.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// The rollout state of a CanaryRoute, shared by every replica: written by
@@ -376,6 +391,104 @@ pub fn bound_integers(schema: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(bound_integers),
         _ => {}
+    }
+}
+
+// === impl StatusRead ===
+
+impl StatusRead {
+    /// Reads `value`: whole when it fits, else key by key, leaving out
+    /// (and naming) each key whose value does not fit.
+    pub fn from_json(value: serde_json::Value) -> StatusRead {
+        if let Ok(status) = CanaryRouteStatus::deserialize(&value) {
+            return StatusRead {
+                status,
+                unreadable: Vec::new(),
+            };
+        }
+        let serde_json::Value::Object(fields) = value else {
+            return StatusRead {
+                status: CanaryRouteStatus::default(),
+                unreadable: vec![(
+                    String::new(),
+                    format!("{} is not an object", kind_of(&value)),
+                )],
+            };
+        };
+        let mut kept = serde_json::Map::new();
+        let mut unreadable = Vec::new();
+        for (key, field) in fields {
+            let alone =
+                serde_json::Value::Object(serde_json::Map::from_iter([(key.clone(), field)]));
+            match CanaryRouteStatus::deserialize(&alone) {
+                Ok(_) => {
+                    if let serde_json::Value::Object(mut alone) = alone {
+                        kept.append(&mut alone);
+                    }
+                }
+                Err(error) => unreadable.push((key, error.to_string())),
+            }
+        }
+        let status =
+            CanaryRouteStatus::deserialize(&serde_json::Value::Object(kept)).unwrap_or_default();
+        StatusRead { status, unreadable }
+    }
+}
+
+/// What a JSON value is, for a message.
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl From<CanaryRouteStatus> for StatusRead {
+    fn from(status: CanaryRouteStatus) -> StatusRead {
+        StatusRead {
+            status,
+            unreadable: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for StatusRead {
+    type Target = CanaryRouteStatus;
+
+    fn deref(&self) -> &CanaryRouteStatus {
+        &self.status
+    }
+}
+
+impl std::ops::DerefMut for StatusRead {
+    fn deref_mut(&mut self) -> &mut CanaryRouteStatus {
+        &mut self.status
+    }
+}
+
+impl Serialize for StatusRead {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.status.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusRead {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(StatusRead::from_json)
+    }
+}
+
+impl JsonSchema for StatusRead {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        CanaryRouteStatus::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        CanaryRouteStatus::json_schema(generator)
     }
 }
 

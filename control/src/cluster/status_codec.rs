@@ -109,7 +109,7 @@ pub struct Coverage {
 #[error("status.{field}: {problem}")]
 pub struct StatusRefused {
     /// The field, relative to `status` (`stepIndex`, `analysis.verdict`).
-    pub field: &'static str,
+    pub field: String,
     /// What is wrong with it.
     pub problem: String,
 }
@@ -735,8 +735,11 @@ fn parse_time(field: &'static str, text: &str) -> Result<u64, StatusRefused> {
         .map_err(|_| refused(field, format!("{text:?} is before 1970")))
 }
 
-fn refused(field: &'static str, problem: String) -> StatusRefused {
-    StatusRefused { field, problem }
+fn refused(field: &str, problem: String) -> StatusRefused {
+    StatusRefused {
+        field: field.to_owned(),
+        problem,
+    }
 }
 
 fn to_i64(n: usize) -> i64 {

@@ -79,6 +79,10 @@ struct Seen {
     /// The spec served, as the last sync compiled it: written as
     /// `lastValidSpec`.
     served_spec: Option<LastValidSpec>,
+    /// `(field, problem)` of each status field of a wrong type, left out of
+    /// `status`: the status is refused, and the leader's next write
+    /// removes them.
+    unreadable: Vec<(String, String)>,
     uid: Option<String>,
     /// One entry per step: a timed pause's length in milliseconds.
     pause_lengths_ms: Vec<Option<u64>>,
@@ -91,6 +95,18 @@ struct Seen {
 // === impl Seen ===
 
 impl Seen {
+    /// The rollout state the status holds: refused for a field of a wrong
+    /// type (the first, named) as for a value out of its range.
+    fn decoded(&self, route: &str) -> Result<Option<RolloutState>, StatusRefused> {
+        if let Some((field, problem)) = self.unreadable.first() {
+            return Err(StatusRefused {
+                field: field.clone(),
+                problem: format!("{problem}; the field is left out"),
+            });
+        }
+        status_codec::decode(route, &self.status, self.pause_lengths().len())
+    }
+
     /// Per step of the spec served, a timed pause's length: the served
     /// spec's while the object holds another generation (an edit that does
     /// not validate), else the object's own.
@@ -169,7 +185,8 @@ impl StatusStore {
         } else if is_older(incoming.as_deref(), seen.resource_version.as_deref()) {
             return false;
         }
-        let status = object.status.clone().unwrap_or_default();
+        let read = object.status.clone().unwrap_or_default();
+        let status = read.status;
         if is_leader_write(
             &seen.status,
             seen.resource_version.as_deref(),
@@ -195,6 +212,7 @@ impl StatusStore {
             seen.abort_announced = None;
         }
         seen.status = status;
+        seen.unreadable = read.unreadable;
         seen.resource_version = incoming;
         seen.generation = object.metadata.generation;
         seen.uid = object.metadata.uid.clone();
@@ -423,7 +441,7 @@ impl StatusStore {
                  written safely"
             ))
         })?;
-        let decoded = status_codec::decode(route, &seen.status, seen.pause_lengths().len());
+        let decoded = seen.decoded(route);
         let status = status_codec::encode(
             state,
             &seen.status,
@@ -453,7 +471,7 @@ impl StatusStore {
         Ok(Write {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            body: status_patch(&seen.status, &status, &resource_version)?,
+            body: status_patch(&seen.status, &seen.unreadable, &status, &resource_version)?,
             resource_version,
             event,
             abort,
@@ -595,7 +613,7 @@ fn stored(route: &str, seen: Option<&Seen>) -> Stored {
     let Some(seen) = seen else {
         return Stored::Missing;
     };
-    match status_codec::decode(route, &seen.status, seen.pause_lengths().len()) {
+    match seen.decoded(route) {
         Ok(Some(state)) => Stored::Found(Box::new(state)),
         Ok(None) => Stored::Missing,
         Err(refused) => Stored::Unreadable(format!(
@@ -654,15 +672,22 @@ fn same_spec_kept(next: &CanaryRouteStatus, previous: &CanaryRouteStatus) -> boo
 
 /// The merge patch writing `next` over `previous` with the precondition
 /// `resourceVersion`: fields `previous` had and `next` has not are `null`,
-/// since a merge patch keeps what it does not mention.
+/// since a merge patch keeps what it does not mention, and so are the
+/// fields of a wrong type left out of `previous` (`unreadable`).
 fn status_patch(
     previous: &CanaryRouteStatus,
+    unreadable: &[(String, String)],
     next: &CanaryRouteStatus,
     resource_version: &str,
 ) -> io::Result<Value> {
     let previous = serde_json::to_value(previous).map_err(io::Error::other)?;
     let mut status = serde_json::to_value(next).map_err(io::Error::other)?;
     null_removed(&previous, &mut status);
+    if let Value::Object(fields) = &mut status {
+        for (field, _) in unreadable.iter().filter(|(field, _)| !field.is_empty()) {
+            fields.entry(field.clone()).or_insert(Value::Null);
+        }
+    }
     Ok(json!({
         "metadata": { "resourceVersion": resource_version },
         "status": status,

@@ -1180,13 +1180,16 @@ fn a_replica_started_after_an_invalid_edit_serves_the_spec_the_status_keeps() {
     broken["strategy"] = json!({"steps": [{"setWeight": 150}]});
     let with_kept = |generation: i64, kept: Value| {
         let mut object = (*cart_at(7, "uid-1", broken.clone())).clone();
-        object.status = Some(CanaryRouteStatus {
-            last_valid_spec: Some(LastValidSpec {
-                generation: Some(generation),
-                spec: kept,
-            }),
-            ..CanaryRouteStatus::default()
-        });
+        object.status = Some(
+            CanaryRouteStatus {
+                last_valid_spec: Some(LastValidSpec {
+                    generation: Some(generation),
+                    spec: kept,
+                }),
+                ..CanaryRouteStatus::default()
+            }
+            .into(),
+        );
         Objects::default()
             .route(Arc::new(object))
             .both_services("shop")

@@ -233,6 +233,68 @@ fn status_round_trips_and_reads_what_it_does_not_know() {
     assert_eq!(with_extra.phase.as_deref(), Some("Healthy"));
 }
 
+/// A status field of a wrong type (past an older CRD's schema, or from
+/// another weir version) is left out and named; the other fields are
+/// read, and a list holding such an object reads whole: kube fails the
+/// whole list, and every watch event after it, on one object it cannot
+/// decode.
+#[test]
+fn a_status_field_of_a_wrong_type_is_left_out_and_named() {
+    let read = StatusRead::from_json(json!({
+        "phase": "Paused",
+        "canaryWeight": "fifty",
+        "seq": 3,
+        "promote": 7,
+    }));
+    assert_eq!(read.phase.as_deref(), Some("Paused"));
+    assert_eq!(read.seq, Some(3));
+    assert_eq!(read.canary_weight, None);
+    let named: Vec<&str> = read.unreadable.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(named, ["canaryWeight", "promote"]);
+    assert!(
+        read.unreadable[0]
+            .1
+            .contains("invalid type: string \"fifty\""),
+        "{:?}",
+        read.unreadable
+    );
+    assert_eq!(
+        StatusRead::from_json(json!({"phase": "Healthy"})).unreadable,
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(StatusRead::from_json(json!("nope")).unreadable.len(), 1);
+
+    let list = json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "CanaryRouteList",
+        "metadata": {},
+        "items": [
+            {
+                "apiVersion": "weir.dev/v1alpha1", "kind": "CanaryRoute",
+                "metadata": {"name": "bad", "namespace": "shop"},
+                "spec": {"stable": {"revision": "v1"}},
+                "status": {"canaryWeight": "fifty"},
+            },
+            {
+                "apiVersion": "weir.dev/v1alpha1", "kind": "CanaryRoute",
+                "metadata": {"name": "good", "namespace": "shop"},
+                "spec": {"stable": {"revision": "v1"}},
+                "status": {"phase": "Healthy"},
+            },
+        ],
+    });
+    let list: kube::core::ObjectList<CanaryRoute> =
+        serde_json::from_value(list).expect("the list reads");
+    assert_eq!(list.items.len(), 2);
+    assert_eq!(
+        list.items[1]
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref()),
+        Some("Healthy")
+    );
+}
+
 #[test]
 fn crd_yaml_is_the_two_crds() {
     use serde::Deserialize as _;

@@ -734,7 +734,7 @@ fn the_step_limit_is_the_status_step_count_then_the_specs() {
     assert_eq!(
         decode(ROUTE, &past, 5).map(|_| ()),
         Err(StatusRefused {
-            field: "stepIndex",
+            field: "stepIndex".to_owned(),
             problem: "6 is past the 5 steps".to_owned()
         })
     );

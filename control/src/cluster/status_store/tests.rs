@@ -474,6 +474,53 @@ async fn a_write_over_a_refused_status_names_the_refusal_and_sends_no_event() {
     no_more_requests(api).await;
 }
 
+/// A status field of a wrong type (`canaryWeight: "fifty"`, `promote: 7`,
+/// past an older CRD's schema) refuses the status, naming the field, and
+/// the write of the state kept removes the fields it does not write.
+#[tokio::test]
+async fn a_status_field_of_a_wrong_type_is_refused_and_written_over() {
+    let (store, mut api) = store();
+    let mut nonsense = status_of(&state(Phase::Progressing, Some(0), 5));
+    nonsense["canaryWeight"] = json!("fifty");
+    nonsense["promote"] = json!(7);
+    store.observe(ROUTE, &route("5", &nonsense));
+    match store.load(ROUTE) {
+        Stored::Unreadable(message) => assert!(
+            message.starts_with(
+                "the status of CanaryRoute shop/checkout is refused: status.canaryWeight: \
+                 invalid type: string \"fifty\""
+            ),
+            "{message}"
+        ),
+        other => panic!("refused, not {other:?}"),
+    }
+
+    let saving = save_in_background(&store, state(Phase::Progressing, Some(0), 5));
+    let patch = next(&mut api).await;
+    assert_eq!(patch.body["status"]["canaryWeight"], 5.0);
+    assert_eq!(patch.body["status"]["promote"], Value::Null, "removed");
+    let refusal = patch.body["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == "StatusRefused"))
+        .cloned()
+        .expect("a StatusRefused condition");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("status.canaryWeight: invalid type")),
+        "{refusal}"
+    );
+    let answered = object("6", &patch.body["status"]);
+    patch.answer(200, &answered);
+    saved(saving).await.expect("the save succeeded");
+    assert!(
+        matches!(store.load(ROUTE), Stored::Found(_)),
+        "readable again"
+    );
+    drop(store);
+    no_more_requests(api).await;
+}
+
 /// A follower's tick sends nothing, even with a timed pause past its end:
 /// only the leader writes. The same tick as leader sends the advance, so
 /// the mocked API server would see a follower's request.
