@@ -63,17 +63,39 @@ pub struct ConditionUpdate {
     pub appeared: Vec<(&'static str, String)>,
 }
 
+/// The problems that may be passing: a CanaryRoute applied with its
+/// Services (`kubectl apply -f dir/`) may be read before them, and a new
+/// Service before its EndpointSlices. Each turns its condition `True` (and
+/// sends its Warning Event) only once it has lasted [`GRACE`]; its role
+/// answers 503 meanwhile all the same.
+const GRACED: [&str; 3] = [SERVICE_MISSING, PORT_MISSING, ENDPOINTS_MISSING];
+
+/// How long a problem of [`GRACED`] lasts before it is said.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Writes the problem conditions of the CanaryRoutes the leader sees.
 pub struct ProblemReporter {
     client: kube::Client,
     identity: String,
-    /// The last problems reported, when a write of them failed: tried again
-    /// at the next [`ProblemReporter::retry`].
+    /// The last problems reported, when a write of them failed or some were
+    /// held back for [`GRACE`]: tried again at the next
+    /// [`ProblemReporter::retry`].
     failed: Mutex<Option<Pending>>,
+    /// When each problem of [`GRACED`] not yet said was first seen, by
+    /// route and kind.
+    first_seen: Mutex<BTreeMap<(String, &'static str), tokio::time::Instant>>,
 }
 
 /// One route's problem write, answering the route and what became of it.
-type RouteWrite<'a> = Pin<Box<dyn Future<Output = (&'a str, Result<(), String>)> + Send + 'a>>;
+type RouteWrite<'a> = Pin<Box<dyn Future<Output = (&'a str, Result<Written, String>)> + Send + 'a>>;
+
+/// What a route's problem write did.
+enum Written {
+    /// Every problem is said (or there was nothing to write).
+    All,
+    /// Some problem was held back for [`GRACE`].
+    SomeHeldBack,
+}
 
 /// What a failed round needs to be tried again.
 struct Pending {
@@ -206,6 +228,7 @@ impl ProblemReporter {
             client,
             identity: identity.to_owned(),
             failed: Mutex::new(None),
+            first_seen: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -265,15 +288,60 @@ impl ProblemReporter {
         let mut done = futures_util::stream::iter(writes).buffer_unordered(CONCURRENT_WRITES);
         let mut any_failed = false;
         while let Some((route, result)) = done.next().await {
-            if let Err(error) = result {
-                tracing::warn!(route, %error, "cannot write the problem conditions; trying again at the next change");
-                any_failed = true;
+            match result {
+                Ok(Written::All) => {}
+                // Written again at the next retry, once its grace is over.
+                Ok(Written::SomeHeldBack) => any_failed = true,
+                Err(error) => {
+                    tracing::warn!(route, %error, "cannot write the problem conditions; trying again at the next change");
+                    any_failed = true;
+                }
             }
         }
         drop(done);
+        if let Ok(mut first_seen) = self.first_seen.lock() {
+            first_seen.retain(|(route, _), _| pending.routes.contains_key(route));
+        }
         if let Ok(mut failed) = self.failed.lock() {
             *failed = any_failed.then_some(pending);
         }
+    }
+
+    /// The problems of `route` to say now: those of [`GRACED`] whose
+    /// condition is not `True` yet are held back until they have lasted
+    /// [`GRACE`]. Returns them, and whether any was held back.
+    fn graced(
+        &self,
+        route: &str,
+        problems: &[RouteProblem],
+        conditions: &[StatusCondition],
+    ) -> (Vec<RouteProblem>, bool) {
+        let now = tokio::time::Instant::now();
+        let Ok(mut first_seen) = self.first_seen.lock() else {
+            return (problems.to_vec(), false);
+        };
+        first_seen
+            .retain(|(r, reason), _| r != route || problems.iter().any(|p| p.reason == *reason));
+        let mut held_back = false;
+        let said = problems
+            .iter()
+            .filter(|problem| {
+                let said_already = conditions
+                    .iter()
+                    .any(|c| c.type_ == problem.reason && c.status == "True");
+                if !GRACED.contains(&problem.reason) || said_already {
+                    return true;
+                }
+                let first = *first_seen
+                    .entry((route.to_owned(), problem.reason))
+                    .or_insert(now);
+                let lasted = now.duration_since(first) >= GRACE;
+                held_back |= !lasted;
+                lasted
+            })
+            .cloned()
+            .collect();
+        (said, held_back)
     }
 
     /// Writes `route`'s problem conditions when they change, then the
@@ -286,15 +354,21 @@ impl ProblemReporter {
         served: bool,
         statuses: &StatusStore,
         now_ms: u64,
-    ) -> Result<(), String> {
+    ) -> Result<Written, String> {
         // The conditions and the version they were read at, together: the
         // list written replaces the whole list, so it must be the one of the
         // object the precondition names.
         let Some((status, resource_version)) = statuses.status_and_version(route) else {
-            return Ok(());
+            return Ok(Written::All);
         };
-        let Some(update) = update(&status.conditions, problems, served, now_ms) else {
-            return Ok(());
+        let (problems, held_back) = self.graced(route, problems, &status.conditions);
+        let written = if held_back {
+            Written::SomeHeldBack
+        } else {
+            Written::All
+        };
+        let Some(update) = update(&status.conditions, &problems, served, now_ms) else {
+            return Ok(written);
         };
         let (namespace, name) = route
             .split_once('/')
@@ -306,12 +380,12 @@ impl ProblemReporter {
             "status": {"conditions": update.conditions},
         });
         let api: Api<CanaryRoute> = Api::namespaced(self.client.clone(), namespace);
-        let written = tokio::time::timeout(
+        let answered = tokio::time::timeout(
             WRITE_TIMEOUT,
             api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body)),
         )
         .await;
-        let object = match written {
+        let object = match answered {
             Ok(Ok(object)) => object,
             Ok(Err(kube::Error::Api(status))) if status.code == 409 => {
                 return Err(format!(
@@ -345,7 +419,7 @@ impl ProblemReporter {
                 Err(_) => tracing::warn!(route, reason = type_, "no answer to the Event in time"),
             }
         }
-        Ok(())
+        Ok(written)
     }
 }
 

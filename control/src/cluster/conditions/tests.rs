@@ -276,6 +276,69 @@ mod against_the_api {
         );
     }
 
+    /// A missing Service is said once it has lasted [`GRACE`]: a
+    /// CanaryRoute applied with its Services may be read before them, and
+    /// one that appears meanwhile is never said.
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_service_is_said_once_it_has_lasted_the_grace() {
+        let (statuses, reporter, mut api) = reporter();
+        let seen = object("7", &json!([]));
+        statuses.observe("shop/broken", &seen);
+        let mut objects = ClusterObjects::default();
+        objects
+            .canary_routes
+            .insert(ObjectKey::new("shop", "broken"), Arc::new(seen));
+        let missing: BTreeMap<String, Vec<RouteProblem>> = [(
+            "shop/broken".to_owned(),
+            vec![problem("canary", SERVICE_MISSING, "no Service `shop/v2`")],
+        )]
+        .into();
+        let report = |problems: &BTreeMap<String, Vec<RouteProblem>>| {
+            let (reporter, statuses, objects, problems) = (
+                Arc::clone(&reporter),
+                Arc::clone(&statuses),
+                objects.clone(),
+                problems.clone(),
+            );
+            async move {
+                reporter
+                    .report(true, &objects, problems, served_all(&objects), &statuses)
+                    .await;
+            }
+        };
+
+        // Found within the grace: nothing is written.
+        report(&missing).await;
+        assert!(futures_util::FutureExt::now_or_never(api.next_request()).is_none());
+        tokio::time::advance(GRACE / 2).await;
+        report(&BTreeMap::new()).await;
+        tokio::time::advance(GRACE).await;
+        reporter.retry(true, &statuses).await;
+        assert!(futures_util::FutureExt::now_or_never(api.next_request()).is_none());
+
+        // Missing for the whole grace: said at the next retry.
+        report(&missing).await;
+        tokio::time::advance(GRACE / 2).await;
+        reporter.retry(true, &statuses).await;
+        assert!(futures_util::FutureExt::now_or_never(api.next_request()).is_none());
+        tokio::time::advance(GRACE / 2).await;
+        let retrying = tokio::spawn({
+            let (reporter, statuses) = (Arc::clone(&reporter), Arc::clone(&statuses));
+            async move { reporter.retry(true, &statuses).await }
+        });
+        let (method, path, body, respond) = next(&mut api).await;
+        assert_eq!((method.as_str(), path.as_str()), ("PATCH", STATUS_PATH));
+        let conditions = body["status"]["conditions"].as_array().expect("a list");
+        assert_eq!(conditions[0]["type"], "ServiceMissing");
+        assert_eq!(conditions[0]["status"], "True");
+        let written = object("8", &body["status"]["conditions"]);
+        answer(respond, 200, &serde_json::to_value(&written).expect("JSON"));
+        let (_, path, event, respond) = next(&mut api).await;
+        assert_eq!(path, EVENTS_PATH);
+        answer(respond, 201, &event);
+        retrying.await.expect("the retry ends");
+    }
+
     /// A round over many broken routes writes at most
     /// [`CONCURRENT_WRITES`] of them at once, and all of them in the end.
     #[tokio::test]
