@@ -239,6 +239,17 @@ fn structure(
         }])
     };
     if let Some(syntax) = index.syntax_error() {
+        // The scanner names the tab where its look-ahead stopped (the end
+        // of the line before): the tab itself is easier to find.
+        if syntax.message.contains("found a tab")
+            && let Some(tab) = tab_in_indentation(text, syntax.location.line)
+        {
+            return Err(single(
+                tab,
+                String::new(),
+                "invalid YAML: a tab in the indentation; YAML indents with spaces only".to_owned(),
+            ));
+        }
         return Err(single(
             syntax.location,
             syntax.path.clone(),
@@ -368,6 +379,23 @@ impl fmt::Display for Diagnostic {
         }
         write!(f, ": {}", Visible(message))
     }
+}
+
+/// The first tab in the indentation of a line from `from_line` (1-based)
+/// on, within the next few lines.
+fn tab_in_indentation(text: &str, from_line: usize) -> Option<Location> {
+    text.lines()
+        .enumerate()
+        .skip(from_line.saturating_sub(1))
+        .take(3)
+        .find_map(|(index, line)| {
+            let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+            let column = line[..indent].find('\t')?;
+            Some(Location {
+                line: index + 1,
+                column: column + 1,
+            })
+        })
 }
 
 /// Text shown with its control characters escaped (`\u{1}`, `\t`): a key

@@ -1335,6 +1335,14 @@ fn each_structural_error_is_located() {
             12,
             "invalid YAML: mapping values are not allowed in this context",
         ),
+        (
+            // The tab itself, not where the scanner's look-ahead stopped.
+            "listeners:\n  - name: public\n\taddress: 127.0.0.1:8080\nroutes: []\n".to_owned(),
+            "",
+            3,
+            1,
+            "invalid YAML: a tab in the indentation; YAML indents with spaces only",
+        ),
         ("".to_owned(), "", 1, 1, "the file has no settings"),
         (
             "# nothing yet\n".to_owned(),
