@@ -377,17 +377,23 @@ impl ClientError {
     }
 
     /// The refusal for an error answer: the `error` of its JSON body, else
-    /// its first line of text, else the status's reason.
+    /// its first line of text, else the status's reason; an answer that is
+    /// not weir's (no JSON `error`) says so, since `--admin` may name
+    /// something else.
     pub fn from_answer(status: StatusCode, body: &[u8]) -> ClientError {
         let message = match serde_json::from_slice::<api::ErrorBody>(body) {
             Ok(parsed) if !parsed.error.is_empty() => parsed.error,
             _ => {
                 let text = String::from_utf8_lossy(body);
                 let line = text.lines().map(str::trim).find(|l| !l.is_empty());
-                match line {
+                let said = match line {
                     Some(line) => line.chars().take(200).collect(),
                     None => status.canonical_reason().unwrap_or("error").to_owned(),
-                }
+                };
+                format!(
+                    "{said} (not an answer of weir's admin API, which says why in JSON: is \
+                     --admin the admin address of a weir?)"
+                )
             }
         };
         ClientError::Refused { status, message }

@@ -458,10 +458,13 @@ fn error_text_comes_from_the_json_body() {
         error.to_string(),
         "409: retry applies only to an Aborted rollout; checkout is Progressing"
     );
+    // Not weir's answer (another server at `--admin`): said so.
+    let not_weir = " (not an answer of weir's admin API, which says why in JSON: is --admin the \
+                    admin address of a weir?)";
     let plain = ClientError::from_answer(StatusCode::BAD_GATEWAY, b"\n  upstream down\nmore\n");
-    assert_eq!(plain.to_string(), "502: upstream down");
+    assert_eq!(plain.to_string(), format!("502: upstream down{not_weir}"));
     let empty = ClientError::from_answer(StatusCode::NOT_FOUND, b"");
-    assert_eq!(empty.to_string(), "404: Not Found");
+    assert_eq!(empty.to_string(), format!("404: Not Found{not_weir}"));
 }
 
 // --- URLs ---
