@@ -258,6 +258,13 @@ impl ProblemReporter {
         self.run(leading, pending, statuses).await;
     }
 
+    /// When the first problem held back for [`GRACE`] is due to be said,
+    /// if any is: the status writer retries the last round then.
+    pub fn next_due(&self) -> Option<tokio::time::Instant> {
+        let first_seen = self.first_seen.lock().ok()?;
+        first_seen.values().min().map(|first| *first + GRACE)
+    }
+
     /// Tries the last round again when one of its writes failed.
     pub async fn retry(&self, leading: bool, statuses: &StatusStore) {
         let pending = self.failed.lock().ok().and_then(|mut f| f.take());
@@ -270,6 +277,10 @@ impl ProblemReporter {
         if !leading {
             if let Ok(mut failed) = self.failed.lock() {
                 *failed = None;
+            }
+            // Leading again later, a problem is timed from then.
+            if let Ok(mut first_seen) = self.first_seen.lock() {
+                first_seen.clear();
             }
             return;
         }
@@ -326,16 +337,20 @@ impl ProblemReporter {
         let said = problems
             .iter()
             .filter(|problem| {
+                if !GRACED.contains(&problem.reason) {
+                    return true;
+                }
+                let key = (route.to_owned(), problem.reason);
                 let said_already = conditions
                     .iter()
                     .any(|c| c.type_ == problem.reason && c.status == "True");
-                if !GRACED.contains(&problem.reason) || said_already {
-                    return true;
+                let first = *first_seen.entry(key.clone()).or_insert(now);
+                let lasted = said_already || now.duration_since(first) >= GRACE;
+                // Only what is held back stays timed: `next_due` wakes the
+                // status writer for it.
+                if lasted {
+                    first_seen.remove(&key);
                 }
-                let first = *first_seen
-                    .entry((route.to_owned(), problem.reason))
-                    .or_insert(now);
-                let lasted = now.duration_since(first) >= GRACE;
                 held_back |= !lasted;
                 lasted
             })
@@ -359,6 +374,9 @@ impl ProblemReporter {
         // list written replaces the whole list, so it must be the one of the
         // object the precondition names.
         let Some((status, resource_version)) = statuses.status_and_version(route) else {
+            if let Ok(mut first_seen) = self.first_seen.lock() {
+                first_seen.retain(|(r, _), _| r != route);
+            }
             return Ok(Written::All);
         };
         let (problems, held_back) = self.graced(route, problems, &status.conditions);

@@ -713,10 +713,13 @@ async fn write_statuses(
     loop {
         // The refresh first: syncs that follow each other closely must not
         // keep it from its turn.
+        let grace_due = cluster.problems.next_due();
         let work = tokio::select! {
             biased;
             () = stopped(&mut stop) => return,
             _ = refresh.tick() => Work::Refresh,
+            // A problem held back for its grace is said when it is due.
+            () = wait_until(grace_due) => Work::Retry,
             changed = rounds.changed() => {
                 if changed.is_err() {
                     return;
@@ -734,6 +737,12 @@ async fn write_statuses(
         let done = async {
             match work {
                 Work::Round(round) => write_round(&cluster, &round).await,
+                Work::Retry => {
+                    cluster
+                        .problems
+                        .retry(cluster.is_leader(), &cluster.statuses)
+                        .await;
+                }
                 Work::Refresh => {
                     refresh_judgements(&process, &cluster, &rounds, give_way, &mut refreshed_up_to)
                         .await;
@@ -770,6 +779,8 @@ enum Work {
     Round(Arc<StatusRound>),
     /// Bring the judgements up to date and retry the failed writes.
     Refresh,
+    /// Retry the problem writes, one held back for its grace being due.
+    Retry,
 }
 
 /// Writes the problem conditions and the Gateway API statuses of `round`;

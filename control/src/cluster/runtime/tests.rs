@@ -509,7 +509,9 @@ async fn a_refresh_gives_up_at_the_first_judgement_write_that_hangs() {
     // a loaded machine: 3 x 2 s + 3 s. The refresh going through every
     // stale route would keep the round waiting for the 9 writes after the
     // first: 9 x 2 s = 18 s.
-    const ROUND_WRITTEN: Duration = Duration::from_secs(9);
+    // A missing Service is said once it has lasted its grace.
+    const ROUND_WRITTEN: Duration =
+        Duration::from_secs(9).saturating_add(crate::cluster::conditions::GRACE);
     let hold = Arc::new(AtomicBool::new(false));
     let (cluster, _process, mut hung, stop) = canary_leader(CANARY_ROUTES, Arc::clone(&hold)).await;
     for i in 0..CANARY_ROUTES {
