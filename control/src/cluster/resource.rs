@@ -148,8 +148,20 @@ pub struct AnalysisTemplateSpec {
 pub struct StatusRead {
     /// The fields that could be read.
     pub status: CanaryRouteStatus,
-    /// `(field, problem)` of each field left out, in the order written.
-    pub unreadable: Vec<(String, String)>,
+    /// Each field left out, in the order written.
+    pub unreadable: Vec<UnreadableField>,
+}
+
+/// A status field of a wrong type, left out of a [`StatusRead`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableField {
+    /// Its key in `status` (empty: the status itself is not an object).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// Its value as written, so that a write over it can remove what the
+    /// write does not replace (a merge patch keeps what it does not name).
+    pub written: serde_json::Value,
 }
 
 /// The rollout state of a CanaryRoute, shared by every replica: written by
@@ -409,24 +421,29 @@ impl StatusRead {
         let serde_json::Value::Object(fields) = value else {
             return StatusRead {
                 status: CanaryRouteStatus::default(),
-                unreadable: vec![(
-                    String::new(),
-                    format!("{} is not an object", kind_of(&value)),
-                )],
+                unreadable: vec![UnreadableField {
+                    field: String::new(),
+                    problem: format!("{} is not an object", kind_of(&value)),
+                    written: value,
+                }],
             };
         };
         let mut kept = serde_json::Map::new();
         let mut unreadable = Vec::new();
         for (key, field) in fields {
-            let alone =
-                serde_json::Value::Object(serde_json::Map::from_iter([(key.clone(), field)]));
+            let alone = serde_json::Value::Object(serde_json::Map::from_iter([(
+                key.clone(),
+                field.clone(),
+            )]));
             match CanaryRouteStatus::deserialize(&alone) {
                 Ok(_) => {
-                    if let serde_json::Value::Object(mut alone) = alone {
-                        kept.append(&mut alone);
-                    }
+                    kept.insert(key, field);
                 }
-                Err(error) => unreadable.push((key, error.to_string())),
+                Err(error) => unreadable.push(UnreadableField {
+                    field: key,
+                    problem: error.to_string(),
+                    written: field,
+                }),
             }
         }
         let status =

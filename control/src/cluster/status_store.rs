@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use super::events::{self, EventReason, RouteRef};
 use super::lease::Leadership;
-use super::resource::{CanaryRoute, CanaryRouteStatus, LastValidSpec};
+use super::resource::{CanaryRoute, CanaryRouteStatus, LastValidSpec, UnreadableField};
 use super::status_codec::{self, Coverage, StatusContext, StatusRefused};
 use crate::controller::cluster_routes::Observed;
 use crate::persist::{StateStore, Stored};
@@ -62,6 +62,11 @@ pub struct StatusStore {
     /// The election's word, once the cluster runs: a rollout state is
     /// written only while this replica leads at that instant.
     leadership: OnceLock<watch::Receiver<Leadership>>,
+    /// The API server dropped the `lastValidSpec` a write sent: its CRD is
+    /// older than this weir (`weir crd` not applied since the upgrade).
+    /// The spec is then taken as kept, or every refresh would write it
+    /// again, for ever.
+    spec_dropped: std::sync::atomic::AtomicBool,
 }
 
 /// A CanaryRoute as last seen (from the watch or the answer to a write).
@@ -82,7 +87,7 @@ struct Seen {
     /// `(field, problem)` of each status field of a wrong type, left out of
     /// `status`: the status is refused, and the leader's next write
     /// removes them.
-    unreadable: Vec<(String, String)>,
+    unreadable: Vec<UnreadableField>,
     uid: Option<String>,
     /// One entry per step: a timed pause's length in milliseconds.
     pause_lengths_ms: Vec<Option<u64>>,
@@ -98,10 +103,10 @@ impl Seen {
     /// The rollout state the status holds: refused for a field of a wrong
     /// type (the first, named) as for a value out of its range.
     fn decoded(&self, route: &str) -> Result<Option<RolloutState>, StatusRefused> {
-        if let Some((field, problem)) = self.unreadable.first() {
+        if let Some(unreadable) = self.unreadable.first() {
             return Err(StatusRefused {
-                field: field.clone(),
-                problem: format!("{problem}; the field is left out"),
+                field: unreadable.field.clone(),
+                problem: format!("{}; the field is left out", unreadable.problem),
             });
         }
         status_codec::decode(route, &self.status, self.pause_lengths().len())
@@ -128,6 +133,8 @@ struct Write {
     /// The abort (`rollout_seq`, `rollout_started_ms`) whose Event goes out
     /// before the write.
     abort: Option<(u64, u64)>,
+    /// The status written holds `lastValidSpec`.
+    sends_spec: bool,
 }
 
 // === impl StatusStore ===
@@ -143,6 +150,40 @@ impl StatusStore {
             routes: Mutex::new(BTreeMap::new()),
             leader_heard_at: Mutex::new(None),
             leadership: OnceLock::new(),
+            spec_dropped: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `next` keeps the same generation as `lastValidSpec` as
+    /// `previous`: its text is compared by generation only, so that an API
+    /// server writing the spec back in another form (number formats,
+    /// defaults) never makes a write of its own at every round; and always,
+    /// once the API server is known to drop the field.
+    fn spec_kept(&self, next: &CanaryRouteStatus, previous: &CanaryRouteStatus) -> bool {
+        let generation =
+            |status: &CanaryRouteStatus| status.last_valid_spec.as_ref().map(|s| s.generation);
+        self.spec_dropped.load(std::sync::atomic::Ordering::Relaxed)
+            || generation(next) == generation(previous)
+    }
+
+    /// Notes a landed write whose answer lacks the `lastValidSpec` it sent
+    /// (`sent`): said once, with what to do.
+    fn check_spec_kept(&self, sent: bool, answered: &CanaryRoute) {
+        let kept = answered
+            .status
+            .as_ref()
+            .is_some_and(|s| s.last_valid_spec.is_some());
+        if sent
+            && !kept
+            && !self
+                .spec_dropped
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "the API server drops status.lastValidSpec: the CanaryRoute CRD is older than \
+                 this weir; apply `weir crd` so that replicas started while an edit does not \
+                 validate serve the last spec that did"
+            );
         }
     }
 
@@ -368,7 +409,7 @@ impl StatusStore {
                 .served_generation
                 .or(seen.generation)
                 .is_some_and(|served| seen.status.observed_generation != Some(served))
-            || !same_spec_kept(&encoded, &seen.status)
+            || !self.spec_kept(&encoded, &seen.status)
     }
 
     /// Whether `state`, the status of a CanaryRoute without a strategy (no
@@ -394,7 +435,7 @@ impl StatusStore {
             return false;
         }
         let mut encoded = status_codec::encode(state, &seen.status, &self.context(seen, None, 0));
-        if same_spec_kept(&encoded, &seen.status) {
+        if self.spec_kept(&encoded, &seen.status) {
             encoded
                 .last_valid_spec
                 .clone_from(&seen.status.last_valid_spec);
@@ -475,6 +516,7 @@ impl StatusStore {
             resource_version,
             event,
             abort,
+            sends_spec: status.last_valid_spec.is_some(),
         })
     }
 
@@ -513,6 +555,7 @@ impl StateStore for StatusStore {
         self.may_write_state(&route)?;
         let write = self.prepare(state, now_ms())?;
         let resource_version = write.resource_version.clone();
+        let sends_spec = write.sends_spec;
         let client = self.client.clone();
         let leadership = self.leadership.get().cloned();
         let (answer_tx, answer) = std::sync::mpsc::channel();
@@ -525,11 +568,17 @@ impl StateStore for StatusStore {
                 body,
                 event,
                 abort,
+                sends_spec: _,
             } = write;
             let (before, after) = match event {
                 Some((EventReason::Aborted, event)) => (Some(event), None),
                 other => (None, other.map(|(_, event)| event)),
             };
+            // A replica that no longer leads announces nothing either.
+            if leadership.as_ref().is_some_and(|l| !l.borrow().leads_now()) {
+                let _ = answer_tx.send((Sent::NotLeading, None));
+                return;
+            }
             let announced = match before {
                 Some(event) => send_event(client.clone(), event, &task_route)
                     .await
@@ -566,6 +615,7 @@ impl StateStore for StatusStore {
         }
         match waited.map(|(written, _)| written) {
             Ok(Sent::Answered(Ok(object))) => {
+                self.check_spec_kept(sends_spec, &object);
                 self.record(&route, &object);
                 Ok(())
             }
@@ -660,23 +710,13 @@ async fn send_event(
     }
 }
 
-/// Whether `next` keeps the same generation as `lastValidSpec` as
-/// `previous`: its text is compared by generation only, so that an API
-/// server writing the spec back in another form (number formats, defaults)
-/// never makes a write of its own at every round.
-fn same_spec_kept(next: &CanaryRouteStatus, previous: &CanaryRouteStatus) -> bool {
-    let generation =
-        |status: &CanaryRouteStatus| status.last_valid_spec.as_ref().map(|s| s.generation);
-    generation(next) == generation(previous)
-}
-
 /// The merge patch writing `next` over `previous` with the precondition
 /// `resourceVersion`: fields `previous` had and `next` has not are `null`,
 /// since a merge patch keeps what it does not mention, and so are the
 /// fields of a wrong type left out of `previous` (`unreadable`).
 fn status_patch(
     previous: &CanaryRouteStatus,
-    unreadable: &[(String, String)],
+    unreadable: &[UnreadableField],
     next: &CanaryRouteStatus,
     resource_version: &str,
 ) -> io::Result<Value> {
@@ -684,8 +724,16 @@ fn status_patch(
     let mut status = serde_json::to_value(next).map_err(io::Error::other)?;
     null_removed(&previous, &mut status);
     if let Value::Object(fields) = &mut status {
-        for (field, _) in unreadable.iter().filter(|(field, _)| !field.is_empty()) {
-            fields.entry(field.clone()).or_insert(Value::Null);
+        for unreadable in unreadable.iter().filter(|u| !u.field.is_empty()) {
+            // Replaced by what the write holds, with the keys written
+            // inside it that the write does not name removed; removed
+            // whole when the write does not hold it.
+            match fields.get_mut(&unreadable.field) {
+                Some(next) => null_removed(&unreadable.written, next),
+                None => {
+                    fields.insert(unreadable.field.clone(), Value::Null);
+                }
+            }
         }
     }
     Ok(json!({

@@ -249,18 +249,19 @@ fn a_status_field_of_a_wrong_type_is_left_out_and_named() {
     assert_eq!(read.phase.as_deref(), Some("Paused"));
     assert_eq!(read.seq, Some(3));
     assert_eq!(read.canary_weight, None);
-    let named: Vec<&str> = read.unreadable.iter().map(|(f, _)| f.as_str()).collect();
+    let named: Vec<&str> = read.unreadable.iter().map(|u| u.field.as_str()).collect();
     assert_eq!(named, ["canaryWeight", "promote"]);
+    assert_eq!(read.unreadable[1].written, json!(7), "kept as written");
     assert!(
         read.unreadable[0]
-            .1
+            .problem
             .contains("invalid type: string \"fifty\""),
         "{:?}",
         read.unreadable
     );
     assert_eq!(
         StatusRead::from_json(json!({"phase": "Healthy"})).unreadable,
-        Vec::<(String, String)>::new()
+        Vec::new()
     );
     assert_eq!(StatusRead::from_json(json!("nope")).unreadable.len(), 1);
 

@@ -944,3 +944,70 @@ async fn a_replica_whose_leadership_ran_out_writes_no_state() {
     drop(store);
     no_more_requests(api).await;
 }
+
+/// An API server whose CRD is older than this weir drops the
+/// `lastValidSpec` a write sends: that is taken as kept from then on, or
+/// every refresh would write it again, for ever.
+#[tokio::test]
+async fn a_last_valid_spec_the_api_server_drops_is_written_once() {
+    let (store, mut api) = store();
+    let paused = timed_pause();
+    store.observe(ROUTE, &route("7", &status_of(&paused)));
+    store.set_served(ROUTE, served_spec(2), five_steps());
+    assert!(store.judgement_is_stale(&paused), "no lastValidSpec yet");
+
+    let saving = save_in_background(&store, paused.clone());
+    let patch = next(&mut api).await;
+    assert!(patch.body["status"]["lastValidSpec"].is_object());
+    // The old schema prunes the field it does not know.
+    let mut pruned = patch.body["status"].clone();
+    if let Some(fields) = pruned.as_object_mut() {
+        fields.remove("lastValidSpec");
+    }
+    patch.answer(200, &object("8", &pruned));
+    saved(saving).await.expect("the save succeeded");
+    assert!(
+        !store.judgement_is_stale(&paused),
+        "not written again at every refresh"
+    );
+    drop(store);
+    no_more_requests(api).await;
+}
+
+/// A field of a wrong type nested in an object (`analysis.reason: 5`): the
+/// write over it removes what it does not replace, or the merge patch would
+/// keep the bad value and the status would be refused again for ever.
+#[test]
+fn a_write_removes_the_nested_keys_of_a_field_left_out() {
+    let unreadable = [UnreadableField {
+        field: "analysis".to_owned(),
+        problem: "invalid type: integer `5`, expected a string".to_owned(),
+        written: json!({"verdict": "Pass", "reason": 5}),
+    }];
+    let next = CanaryRouteStatus {
+        analysis: Some(crate::cluster::resource::StatusAnalysis {
+            verdict: Some("Pass".to_owned()),
+            ..Default::default()
+        }),
+        ..CanaryRouteStatus::default()
+    };
+    let patch =
+        status_patch(&CanaryRouteStatus::default(), &unreadable, &next, "9").expect("a patch");
+    assert_eq!(patch["status"]["analysis"]["verdict"], "Pass");
+    assert_eq!(patch["status"]["analysis"]["reason"], Value::Null);
+    assert!(
+        patch["status"]["analysis"]
+            .as_object()
+            .is_some_and(|a| a.contains_key("reason")),
+        "{patch:#}"
+    );
+    // Not written at all: removed whole.
+    let patch = status_patch(
+        &CanaryRouteStatus::default(),
+        &unreadable,
+        &CanaryRouteStatus::default(),
+        "9",
+    )
+    .expect("a patch");
+    assert_eq!(patch["status"]["analysis"], Value::Null);
+}
