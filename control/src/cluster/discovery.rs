@@ -306,7 +306,15 @@ fn earlier_valid(canary_route: &CanaryRoute, remembered: Option<&ValidSpec>) -> 
         .status
         .as_ref()
         .and_then(|status| status.last_valid_spec.as_ref())
-        .filter(|kept| kept.spec.is_object())
+        // An earlier generation than the object's own, as the leader
+        // writes it: one patched in by hand with a later one is not
+        // taken over what this replica remembers.
+        .filter(|kept| {
+            kept.spec.is_object()
+                && kept
+                    .generation
+                    .is_some_and(|g| canary_route.metadata.generation.is_none_or(|now| g <= now))
+        })
         .map(|kept| ValidSpec {
             uid: canary_route.metadata.uid.clone(),
             generation: kept.generation,

@@ -1235,6 +1235,23 @@ fn a_replica_started_after_an_invalid_edit_serves_the_spec_the_status_keeps() {
     assert_eq!(later.routes[0].generation, Some(6));
     assert_eq!(later.routes[0].route.path_prefix, "/cart6");
 
+    // A kept spec of a later generation than the object's own (patched in
+    // by hand: the leader writes earlier ones) is not taken.
+    let later = compile_cluster_routes(
+        &with_kept(99, services_spec("/elsewhere")).0,
+        None,
+        &[],
+        &remembered,
+    );
+    assert_eq!(later.routes[0].route.path_prefix, "/cart6");
+    let none = compile_cluster_routes(
+        &with_kept(99, services_spec("/elsewhere")).0,
+        None,
+        &[],
+        &LastValid::new(),
+    );
+    assert_eq!(route_names(&none), Vec::<String>::new());
+
     // A kept spec is validated again: nonsense written into the status by
     // hand is not served.
     let nonsense = compile_cluster_routes(
