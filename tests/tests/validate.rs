@@ -359,11 +359,11 @@ async fn a_device_named_as_the_config_is_refused_without_reading_it() {
 
 /// A `stateDir` this process cannot write in (a read-only place; here a
 /// directory to be made under `/proc/self`, which not even root may write)
-/// is an error of the file when a route has a rollout strategy, as `weir
-/// run` refuses to start on it; without one, nothing is written there and
-/// the file is valid.
+/// is a warning when a route has a rollout strategy, as `weir run` could
+/// not write its states there; not an error, since `weir validate` may run
+/// as another user than `weir run`. Without a strategy, nothing is said.
 #[test]
-fn a_state_dir_that_cannot_be_written_is_an_error_for_rollouts() {
+fn a_state_dir_that_cannot_be_written_is_a_warning_for_rollouts() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("weir.yaml");
     let route = |strategy: &str| {
@@ -376,22 +376,16 @@ fn a_state_dir_that_cannot_be_written_is_an_error_for_rollouts() {
     };
     std::fs::write(&file, route(", weight: 10")).unwrap();
     let out = validate(&file);
-    assert!(
-        out.status.success(),
-        "no rollout, nothing written: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "no rollout: {stderr}");
+    assert!(!stderr.contains("warning"), "no rollout: {stderr}");
 
     std::fs::write(&file, route("}\n    strategy: {steps: [{setWeight: 10}]")).unwrap();
     let out = validate(&file);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.status.success(), "a warning only: {stderr}");
     assert!(
-        stderr.contains(":6:") && stderr.contains("stateDir"),
-        "the key and its line: {stderr}"
-    );
-    assert!(
-        stderr.contains("cannot make /proc/self/weir-state: cannot write in /proc/self: ")
+        stderr.contains(":6:1: stateDir: warning: cannot make /proc/self/weir-state: cannot write in /proc/self: ")
             && stderr.contains("weir run writes the rollout state of web there"),
         "{stderr}"
     );
