@@ -239,6 +239,12 @@ async fn the_dashboard_shows_a_live_rollout_and_acts_with_the_writer_token() {
         "return document.getElementById('confirm').hidden;",
     )
     .await;
+    let focused = read(
+        &browser,
+        "return document.activeElement && document.activeElement.dataset.command || null;",
+    )
+    .await;
+    assert_eq!(focused, json!("promote"), "the focus is back on Promote");
     click(&browser, "#actions button[data-command=\"promote\"]").await;
     shown(
         &browser,
