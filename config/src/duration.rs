@@ -34,6 +34,9 @@ pub fn from_seconds(seconds: u64) -> Result<Duration, DurationError> {
     Ok(duration)
 }
 
+/// Why `10us` or `10µs` is refused.
+const MICROSECONDS: &str = "microseconds are finer than weir counts; write milliseconds (`1ms`)";
+
 /// Parses a duration: one or more `<integer><unit>` parts with units
 /// `ms`, `s`, `m`, `h`, or a bare integer of seconds; at most
 /// [`MAX_DURATION`].
@@ -52,6 +55,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         let seconds = s.parse::<u64>().map_err(|_| err("too large"))?;
         return from_seconds(seconds).map_err(|_| err(TOO_LONG));
+    }
+    if s.starts_with('-') {
+        return Err(err("a duration cannot be negative"));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -77,6 +83,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
                 .checked_mul(3600)
                 .map(Duration::from_secs)
                 .ok_or_else(|| err("too large"))?,
+            "us" => return Err(err(MICROSECONDS)),
+            "" if rest.starts_with(['\u{b5}', '\u{3bc}']) => return Err(err(MICROSECONDS)),
             "" => return Err(err("a number needs a unit")),
             _ => return Err(err("unknown unit")),
         };
@@ -139,6 +147,23 @@ mod tests {
     fn rejects_garbage() {
         for bad in ["", "s", "10x", "1.5s", "-1s", "10 s", "ms10", "1d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_negative_duration_and_microseconds_are_named() {
+        let said = |text: &str| parse_duration(text).expect_err(text).to_string();
+        assert!(
+            said("-1s").contains("cannot be negative"),
+            "{}",
+            said("-1s")
+        );
+        for micro in ["10us", "10\u{b5}s", "10\u{3bc}s", "1s10us"] {
+            assert!(
+                said(micro).contains("microseconds"),
+                "{micro}: {}",
+                said(micro)
+            );
         }
     }
 }

@@ -98,7 +98,7 @@ routes:
         vec![
             "weir.yaml:11:22: routes[0].strategy.steps[0].setWeight: invalid type: string \"50\", expected a number",
             "weir.yaml:12:18: routes[0].strategy.steps[1].pause: invalid type: string \"30s\", expected a mapping",
-            "weir.yaml:21:19: routes[1].strategy.steps[1].pause.duration: invalid duration \"-5s\": expected a number (write e.g. 500ms, 30s, 5m, 1h)",
+            "weir.yaml:21:19: routes[1].strategy.steps[1].pause.duration: invalid duration \"-5s\": a duration cannot be negative (write e.g. 500ms, 30s, 5m, 1h)",
             "weir.yaml:22:11: routes[1].strategy.steps[2].setWeight: weight 300 is outside 0 to 100; write a percentage from 0 to 100 with at most four decimals, e.g. `10` or `0.5`",
         ]
     );
