@@ -890,10 +890,13 @@ impl<'a> Checker<'a> {
             }
             let hosts = self.hosts(&at, &spec.hosts);
             let path_prefix = self.path_prefix(&at, spec.path_prefix.as_deref());
-            // A route whose hosts or prefix were left out (not typed) would
-            // be compared by their defaults: it takes no part.
+            // A route whose hosts or prefix were left out (not typed), or
+            // with an unknown key or a merge key (perhaps `pathPrefx`, or
+            // what `<<` would bring), would be compared by defaults it may
+            // not have meant: it takes no part.
             let match_known = !self.holes.is_left_out(&format!("{at}.hosts"))
-                && !self.holes.is_left_out(&format!("{at}.pathPrefix"));
+                && !self.holes.is_left_out(&format!("{at}.pathPrefix"))
+                && !self.holes.is_loose(&at);
             if match_known && let (Some(hosts), Some(path_prefix)) = (&hosts, &path_prefix) {
                 let key = RouteKey::new(hosts, path_prefix);
                 let described = key.describe_hosts();

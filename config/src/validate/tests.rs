@@ -829,6 +829,22 @@ fn route_errors_are_located() {
             5,
             "already matches any host with pathPrefix `/api`",
         ),
+        // A route with a misspelled key or a merge key is not compared by
+        // the defaults it may not have meant: its error is the only one.
+        (
+            format!("  - name: a\n    pathPrefx: /a\n{ok}  - name: b\n{ok}"),
+            "routes[0].pathPrefx",
+            6,
+            5,
+            "did you mean `pathPrefix`?",
+        ),
+        (
+            format!("  - name: a\n{ok}  - name: b\n    <<: {{pathPrefix: /b}}\n{ok}"),
+            "routes[1].<<",
+            8,
+            5,
+            "YAML merge keys (`<<`) are not supported",
+        ),
         // Upstreams.
         (
             "  - name: r\n    stable: { revision: '', endpoints: [a:1] }\n".to_owned(),
