@@ -62,6 +62,12 @@ async fn the_short_demo_passes_with_a_full_report() {
         assert!(!html.contains(banned), "report.html contains {banned:?}");
     }
     assert!(html.contains("PASS"));
+
+    // The config weir started with is kept beside the one in force.
+    let initial = std::fs::read_to_string(out.join("weir.initial.yaml")).unwrap();
+    let last = std::fs::read_to_string(out.join("weir.yaml")).unwrap();
+    assert_ne!(initial, last, "the timeline changed the config");
+    assert!(initial.contains("v2"), "{initial}");
 }
 
 /// `weir demo --scenario blue-green`, three times faster: v2 is swapped in

@@ -145,8 +145,14 @@ async fn run_with(plan: &Plan, upstreams: &[Running]) -> Result<ExperimentReport
         None => None,
     };
     let config_path = plan.dir.join("weir.yaml");
-    std::fs::write(&config_path, &scenario.weir.config)
-        .map_err(|e| Failure::Start(format!("writing {}: {e}", config_path.display())))?;
+    // `weir.yaml` is the config in force, rewritten by the timeline (each
+    // change also kept as `weir.timeline-N.yaml`); the one weir started
+    // with is kept too.
+    let initial_path = plan.dir.join("weir.initial.yaml");
+    for path in [&initial_path, &config_path] {
+        std::fs::write(path, &scenario.weir.config)
+            .map_err(|e| Failure::Start(format!("writing {}: {e}", path.display())))?;
+    }
     let starting = Instant::now();
     let weir = Weir::start(
         &plan.weir,
