@@ -250,7 +250,7 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "outcome     {answered} responses, {} errors",
+            "outcome     {answered} responses (any status), {} requests without one",
             self.errors
         )?;
         if !self.error_kinds.is_empty() {
@@ -289,7 +289,7 @@ impl fmt::Display for Report {
                 let _ = write!(line, "  {name}[{}]", statuses_text(statuses));
             }
             if s.errors > 0 {
-                let _ = write!(line, "  errors={}", s.errors);
+                let _ = write!(line, "  unanswered={}", s.errors);
             }
             writeln!(f, "{line}")?;
         }
