@@ -644,17 +644,28 @@ impl ExperimentReport {
             let _ = writeln!(out, "aborts: none");
         }
         for a in &s.aborts {
+            // What the time counts from, in words: an abort without a
+            // failure (a latency limit, an analysis run) counts from the
+            // rollout's start.
+            let from = match a.first_failure_from.as_str() {
+                "first5xx" => "the first failure (its first 5xx",
+                "fault" => "the fault (no 5xx came back; the fault",
+                _ => "the rollout's start (no fault and no 5xx; the start",
+            };
+            let counted = if a.fault_at.is_some() {
+                "from the fault on"
+            } else {
+                "from the rollout's start on"
+            };
             let _ = writeln!(
                 out,
-                "abort of {} (canary {}, upstream {}) at {:.2} s: {:.2} s from the first failure \
-                 ({}, {:.2} s) to weight 0 ({:.2} s); from the fault on {} requests went to it, \
-                 {} failed",
+                "abort of {} (canary {}, upstream {}) at {:.2} s: {:.2} s from {from} at {:.2} s) \
+                 to weight 0 ({:.2} s); {counted} {} requests went to it, {} failed",
                 a.route,
                 a.revision.as_deref().unwrap_or("?"),
                 a.upstream.as_deref().unwrap_or("?"),
                 a.aborted_at,
                 a.seconds_to_weight_zero,
-                a.first_failure_from,
                 a.first_failure_at,
                 a.weight_zero_at,
                 a.canary_requests,
