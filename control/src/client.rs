@@ -688,7 +688,7 @@ pub async fn watch<W: Write>(
         }
         text.push_str(&frame);
         frames += 1;
-        if let Some(exit) = written(out, &text) {
+        if let Some(exit) = crate::output::written(out, &text) {
             return exit;
         }
     }
@@ -718,7 +718,7 @@ pub async fn watch_json<W: Write>(
                 answered = true;
                 let mut line = one_line_json(&raw);
                 line.push('\n');
-                if let Some(exit) = written(out, &line) {
+                if let Some(exit) = crate::output::written(out, &line) {
                     return exit;
                 }
             }
@@ -734,22 +734,6 @@ pub async fn watch_json<W: Write>(
 }
 
 // === helpers ===
-
-/// Writes a watch's `text` to `out`: `None` to go on, or how the watch
-/// ends: quietly when the reader is gone (a closed pipe), with exit 1 and
-/// the failure said on stderr otherwise (a full disk).
-fn written<W: Write>(out: &mut W, text: &str) -> Option<Exit> {
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => None,
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Some(Exit::Success),
-        Err(error) => {
-            crate::output::say(format_args!(
-                "weir: cannot write the answer to standard output: {error}"
-            ));
-            Some(Exit::Refused)
-        }
-    }
-}
 
 /// The rhythm of a watch: a fetch at each tick of `interval` until `stop`.
 struct Ticks<S> {

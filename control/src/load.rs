@@ -156,16 +156,9 @@ pub fn unreadable_config(path: &Path, error: ReadError) -> Diagnostics {
 
 /// Logs each of [`Loaded::certificate_warnings`] now, as a warning.
 pub fn log_certificate_warnings(loaded: &Loaded) {
-    for warning in loaded.certificate_warnings(now_s()) {
+    for warning in loaded.certificate_warnings(crate::process::now_ms()) {
         tracing::warn!("{warning}");
     }
-}
-
-/// Seconds since the UNIX epoch, by the system clock.
-pub fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 // === impl Loaded ===
@@ -176,11 +169,12 @@ impl Loaded {
         &self.document.config
     }
 
-    /// A sentence per listener whose certificate is not valid at `now_s`
-    /// (seconds since the UNIX epoch): expired, or not valid yet. Clients
+    /// A sentence per listener whose certificate is not valid at `now_ms`
+    /// (milliseconds since the UNIX epoch): expired, or not valid yet. Clients
     /// that check certificates refuse it; weir serves it all the same, as
     /// nginx and HAProxy do, and says so.
-    pub fn certificate_warnings(&self, now_s: i64) -> Vec<String> {
+    pub fn certificate_warnings(&self, now_ms: u64) -> Vec<String> {
+        let now_s = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let listeners = &self.config().listeners;
         listeners
             .iter()

@@ -10,33 +10,28 @@ use std::process::ExitCode;
 
 use crate::client::Exit;
 
-/// Writes `text` to `out` and flushes it: `Ok` also when the reader is gone
-/// (a closed pipe); another failure (a full disk) is returned.
-///
-/// # Errors
-/// The write's or the flush's failure, but a broken pipe.
-pub fn write_answer(out: &mut impl Write, text: &str) -> io::Result<()> {
+/// Writes `text` to `out` and flushes it: `None` when written, else how
+/// the command ends: quietly when the reader is gone (a closed pipe), with
+/// exit 1 and the failure said on stderr otherwise (a full disk).
+pub fn written(out: &mut impl Write, text: &str) -> Option<Exit> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
+        Ok(()) => None,
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Some(Exit::Success),
+        Err(error) => {
+            say(format_args!(
+                "weir: cannot write the answer to standard output: {error}"
+            ));
+            Some(Exit::Refused)
+        }
     }
 }
 
-/// Writes `text` to stdout (see [`write_answer`]): exit 0, or 1 with the
+/// Writes `text` to stdout (see [`written`]): exit 0, or 1 with the
 /// failure said on stderr.
 pub fn answer(text: &str) -> ExitCode {
-    match write_answer(&mut io::stdout().lock(), text) {
-        Ok(()) => Exit::Success.into(),
-        Err(error) => unwritten(&error),
-    }
-}
-
-/// Says on stderr that the answer could not be written; exit 1.
-pub fn unwritten(error: &io::Error) -> ExitCode {
-    say(format_args!(
-        "weir: cannot write the answer to standard output: {error}"
-    ));
-    Exit::Refused.into()
+    written(&mut io::stdout().lock(), text)
+        .unwrap_or(Exit::Success)
+        .into()
 }
 
 /// Writes `message` and a newline to stderr; a stderr that cannot be

@@ -415,7 +415,7 @@ async fn adopt(
         .await
         .map_err(Diagnostics)?;
     let now = process.now_ms();
-    let certificate_warnings = loaded.certificate_warnings(load::now_s());
+    let certificate_warnings = loaded.certificate_warnings(crate::process::now_ms());
     let adoption = process
         .control
         .lock()

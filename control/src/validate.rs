@@ -110,7 +110,7 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             }
         }
     }
-    for warning in loaded.certificate_warnings(load::now_s()) {
+    for warning in loaded.certificate_warnings(crate::process::now_ms()) {
         crate::output::say(format_args!("{}: warning: {warning}", args.file.display()));
     }
     let config = loaded.config();

@@ -1864,7 +1864,7 @@ fn is_upgrade_request(headers: &HeaderMap) -> bool {
 }
 
 /// Whether a `Connection` line of `headers` has `token`, any case.
-fn connection_names(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn connection_names(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()

@@ -70,7 +70,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // A client's id that its `Connection` names is hop-by-hop: not
         // passed on, so replaced (and the replacement is kept upstream).
-        let hop_by_hop = named_in_connection(req.headers());
+        let hop_by_hop = crate::forward::connection_names(req.headers(), X_REQUEST_ID.as_str());
         // One lookup: the entry is either the client's id or where ours goes.
         match req.headers_mut().entry(&X_REQUEST_ID) {
             Entry::Occupied(mut id) => {
@@ -84,19 +84,6 @@ where
         }
         self.inner.call(req)
     }
-}
-
-/// Whether a `Connection` header of `headers` names `x-request-id`.
-fn named_in_connection(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .any(|token| {
-            token
-                .trim_ascii()
-                .eq_ignore_ascii_case(X_REQUEST_ID.as_str().as_bytes())
-        })
 }
 
 // === impl RequestIdLayer ===

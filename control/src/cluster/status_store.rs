@@ -201,10 +201,10 @@ impl StatusStore {
     /// `Ok` unless the election is followed and says this replica does not
     /// lead now.
     fn may_write_state(&self, route: &str) -> io::Result<()> {
-        match self.leadership.get() {
-            Some(leadership) if !leadership.borrow().leads_now() => Err(not_leading(route)),
-            _ => Ok(()),
+        if deposed(self.leadership.get()) {
+            return Err(not_leading(route));
         }
+        Ok(())
     }
 
     /// Takes the CanaryRoute `route` (`NAMESPACE/NAME`) as the watch
@@ -575,7 +575,7 @@ impl StateStore for StatusStore {
                 other => (None, other.map(|(_, event)| event)),
             };
             // A replica that no longer leads announces nothing either.
-            if leadership.as_ref().is_some_and(|l| !l.borrow().leads_now()) {
+            if deposed(leadership.as_ref()) {
                 let _ = answer_tx.send((Sent::NotLeading, None));
                 return;
             }
@@ -588,7 +588,7 @@ impl StateStore for StatusStore {
             };
             // Checked again as the write goes: an abort's Event may have
             // taken half a second.
-            if leadership.is_some_and(|l| !l.borrow().leads_now()) {
+            if deposed(leadership.as_ref()) {
                 let _ = answer_tx.send((Sent::NotLeading, announced));
                 return;
             }
@@ -680,6 +680,12 @@ enum Sent {
     NoAnswer,
     /// Not sent: this replica no longer leads.
     NotLeading,
+}
+
+/// Whether the election, when followed, says this replica does not lead
+/// now (see [`Leadership::leads_now`]).
+fn deposed(leadership: Option<&watch::Receiver<Leadership>>) -> bool {
+    leadership.is_some_and(|l| !l.borrow().leads_now())
 }
 
 /// The refusal of a rollout state write by a replica that does not lead.

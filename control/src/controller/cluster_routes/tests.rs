@@ -591,11 +591,7 @@ async fn a_new_leader_never_judges_its_own_counts_against_every_replicas() {
     let _ = control.judge_counted(&own, &summed, t0);
     // No request was served since.
     let judged = control.judge_counted(&own, &summed, t0 + 1_000);
-    let (_, outcome) = judged
-        .iter()
-        .find(|(name, _)| name == "shop/checkout")
-        .expect("the leader judges shop/checkout");
-    let judgement = outcome.state.last_judgement.as_ref().expect("a judgement");
+    let judgement = checkout_judgement(&judged);
     assert_eq!(
         (judgement.canary.requests, judgement.canary.errors),
         (0, 0),
@@ -622,17 +618,22 @@ async fn a_leader_counting_too_few_replicas_says_so() {
     let t0 = START_MS + 5_000;
     let _ = control.judge_counted(&own, &own, t0);
     let judged = control.judge_counted(&own, &own, t0 + 1_000);
-    let (_, outcome) = judged
-        .iter()
-        .find(|(name, _)| name == "shop/checkout")
-        .expect("the leader judges shop/checkout");
-    let judgement = outcome.state.last_judgement.as_ref().expect("a judgement");
+    let judgement = checkout_judgement(&judged);
     assert_eq!(
         judgement.verdict,
         crate::rollout::Verdict::Inconclusive {
             reason: "counters from 1 of 3 replicas; need 2".to_owned()
         }
     );
+}
+
+/// The judgement of `shop/checkout` among a tick's.
+fn checkout_judgement(judged: &[(String, crate::rollout::Outcome)]) -> &crate::rollout::Judgement {
+    let (_, outcome) = judged
+        .iter()
+        .find(|(name, _)| name == "shop/checkout")
+        .expect("the leader judges shop/checkout");
+    outcome.state.last_judgement.as_ref().expect("a judgement")
 }
 
 /// The state a decision keeps or writes.
