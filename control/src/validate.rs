@@ -110,6 +110,29 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             }
         }
     }
+    // `stickiness` and `canaryByHeader` choose between two upstreams; on a
+    // route without a canary they are accepted (a route between rollouts
+    // may keep them) and do nothing until it has one: said here.
+    for (i, route) in loaded.config().routes.iter().enumerate() {
+        if route.canary.is_some() {
+            continue;
+        }
+        for (key, set) in [
+            ("stickiness", route.stickiness.is_some()),
+            ("canaryByHeader", route.canary_by_header.is_some()),
+        ] {
+            if set {
+                let diagnostic = loaded.document.diagnostic(
+                    &format!("routes[{i}].{key}"),
+                    format!(
+                        "warning: route {} has no canary, so `{key}` does nothing until it has one",
+                        route.name
+                    ),
+                );
+                crate::output::say(&diagnostic);
+            }
+        }
+    }
     for warning in loaded.certificate_warnings(crate::process::now_ms()) {
         crate::output::say(format_args!("{}: warning: {warning}", args.file.display()));
     }

@@ -390,3 +390,21 @@ fn a_state_dir_that_cannot_be_written_is_a_warning_for_rollouts() {
         "{stderr}"
     );
 }
+
+#[test]
+fn stickiness_and_canary_by_header_on_a_route_without_a_canary_are_warned_of() {
+    let text = "listeners:\n  - name: public\n    address: 127.0.0.1:18080\nroutes:\n  - name: web\n    stable: { revision: v1, endpoints: [127.0.0.1:9001] }\n    stickiness: { cookie: weir-web }\n    canaryByHeader: { name: x-canary, value: always }\n  - name: api\n    pathPrefix: /api\n    stable: { revision: v1, endpoints: [127.0.0.1:9002] }\n    canary: { revision: v2, endpoints: [127.0.0.1:9102], weight: 5 }\n    stickiness: { cookie: weir-api }\n";
+    let (code, all) = validate_text("no-canary.yaml", text);
+    assert_eq!(code, Some(0), "warnings only: {all}");
+    assert!(
+        all.contains("no-canary.yaml:7:5: routes[0].stickiness: warning: route web has no canary, so `stickiness` does nothing until it has one"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "no-canary.yaml:8:5: routes[0].canaryByHeader: warning: route web has no canary"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("route api has no canary"), "{all}");
+}
