@@ -1161,6 +1161,14 @@ async fn forward(
     };
     remove_hop_by_hop(response.headers_mut(), false);
     one_content_length(response.headers_mut());
+    // An intermediary sends its own version (RFC 9110 section 2.5):
+    // hyper's server writes an HTTP/1.0 answer's status line as it is, so
+    // an HTTP/1.1 client read the connection by HTTP/1.0's rules. (An
+    // HTTP/1.0 client's closing answer is made HTTP/1.0 again by
+    // `closing_for_http10`.)
+    if response.version() == Version::HTTP_10 {
+        *response.version_mut() = Version::HTTP_11;
+    }
     // A 204 carries no length (RFC 9110 section 8.6), whatever its
     // upstream wrote: an HTTP/2 client resets a stream whose 204 has one.
     // The own path drops it likewise.

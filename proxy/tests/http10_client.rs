@@ -68,3 +68,45 @@ async fn a_closing_answer_to_an_http10_client_says_only_close() {
         assert!(head.contains(" 400 "), "{head}");
     }
 }
+
+/// An upstream that answers in HTTP/1.0, its body running to the close.
+async fn http10_upstream() -> std::net::SocketAddr {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                if support::take_request_head(&mut stream, &mut seen).await {
+                    let _ = stream
+                        .write_all(b"HTTP/1.0 200 OK\r\nx-v: 10\r\n\r\nhttp10body")
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An intermediary sends its own version (RFC 9110 section 2.5): an
+/// HTTP/1.1 client gets an HTTP/1.1 status line for an upstream's HTTP/1.0
+/// answer, on both paths (the hyper path passed `HTTP/1.0` on).
+#[tokio::test]
+async fn an_http10_answer_reaches_an_http11_client_as_http11() {
+    for forwarding in [ForwardingPath::Own, ForwardingPath::Hyper] {
+        let upstream = http10_upstream().await;
+        let weir = start_on(
+            one_route(&[upstream], vec![], Timeouts::default()),
+            forwarding,
+        )
+        .await;
+        let request = b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
+        let answer = send_until_closed(weir.addr, request, DEADLINE).await;
+        let answer = answer.to_ascii_lowercase();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("http/1.1 200 "), "{forwarding:?}: {head}");
+        assert!(head.contains("x-v: 10"), "{forwarding:?}: {head}");
+        assert!(body.contains("http10body"), "{forwarding:?}: {body}");
+    }
+}
