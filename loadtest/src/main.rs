@@ -58,7 +58,7 @@ fn run_command(command: Command) -> anyhow::Result<u8> {
     runtime.block_on(async {
         match command {
             Command::Upstream(args) => upstream::main(args).await.map(|()| 0),
-            Command::Run(args) => run::main(args).await.map(|()| 0),
+            Command::Run(args) => run::main(args).await,
             Command::Experiment(args) => Ok(experiment::main(args).await),
         }
     })

@@ -163,11 +163,29 @@ type Sender = SendRequest<Empty<Bytes>>;
 
 /// Runs the load and prints the report: text, or JSON with `--json`.
 ///
+/// Returns the exit code: 0 when the run was made (whatever it
+/// observed), 2 when the options are refused, as the argument parser
+/// refuses the ones it checks itself (`--rate -5`), so that a script tells
+/// a usage error from a failed run.
+///
 /// # Errors
-/// When the options are out of range, the target is not an `http://` URL,
-/// or it is not on loopback without `--allow-remote`.
-pub async fn main(args: RunArgs) -> anyhow::Result<()> {
-    let report = execute(&args).await?;
+/// When the report cannot be encoded.
+pub async fn main(args: RunArgs) -> anyhow::Result<u8> {
+    let refused = match check_args(&args) {
+        Ok(()) => resolve_target(&args.target, args.allow_remote).await.err(),
+        Err(error) => Some(error),
+    };
+    if let Some(error) = refused {
+        eprintln!("error: {error:#}");
+        return Ok(2);
+    }
+    let report = match execute(&args).await {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Ok(1);
+        }
+    };
     if args.json {
         println!(
             "{}",
@@ -176,14 +194,15 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     } else {
         print!("{report}");
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Runs the load described by `args` and returns what it observed. Progress
 /// goes to stderr: a line per second, and a live bar on a terminal.
 ///
 /// # Errors
-/// As [`main`].
+/// When the options are out of range, the target is not an `http://` URL,
+/// or it is not on loopback without `--allow-remote`.
 pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
     execute_with(args, Hooks::default()).await
 }
@@ -192,7 +211,7 @@ pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
 /// progress switch.
 ///
 /// # Errors
-/// As [`main`].
+/// As [`execute`].
 pub async fn execute_with(args: &RunArgs, hooks: Hooks) -> anyhow::Result<Report> {
     check_args(args)?;
     let target = resolve_target(&args.target, args.allow_remote).await?;

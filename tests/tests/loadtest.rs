@@ -235,6 +235,10 @@ async fn run_counts_failures_and_stops_within_its_grace() {
     assert_eq!(r["total"], 50, "{r:#}");
     assert_eq!(r["errors"], 50, "{r:#}");
     assert_eq!(r["errorKinds"]["connect"], 50, "{r:#}");
+    // Nothing answered: no latency, not one of 0 ms.
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(r["latencyMs"][key].is_null(), "{key}: {r:#}");
+    }
 
     // An upstream slower than the run: 4 connections stay busy, the rest
     // never leave; the run still ends at duration + at most 5 s of grace.
@@ -275,7 +279,31 @@ async fn run_refuses_non_loopback_targets() {
         "1s",
     ])
     .await;
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--allow-remote"), "{stderr}");
+}
+
+/// Options refused by the run's own checks exit 2, as those the argument
+/// parser refuses do: a script tells a usage error from a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_options_out_of_range_with_exit_2() {
+    let closed = ClosedPort::bind();
+    let target = format!("http://{}/", closed.addr);
+    for (options, said) in [
+        (&["--rate", "0", "--duration", "1s"][..], "--rate"),
+        (&["--rate", "-5", "--duration", "1s"][..], "-5"),
+        (&["--rate", "5", "--duration", "0s"][..], "--duration"),
+        (
+            &["--rate", "5", "--duration", "1s", "--users", "0"][..],
+            "--users",
+        ),
+    ] {
+        let mut args = vec!["run", "--target", &target];
+        args.extend_from_slice(options);
+        let out = loadtest(&args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{options:?}: {stderr}");
+        assert!(stderr.contains(said), "{options:?}: {stderr}");
+    }
 }

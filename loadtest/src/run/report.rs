@@ -63,19 +63,21 @@ pub struct SecondReport {
     pub errors: u64,
 }
 
-/// Latency percentiles in milliseconds; all 0 when nothing was answered.
+/// Latency percentiles in milliseconds; each `null` (in text, `-`) when
+/// no request was answered: a run against a target that is down has no
+/// latency, not one of 0 ms.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
-    pub p50: f64,
+    pub p50: Option<f64>,
     /// 90th percentile.
-    pub p90: f64,
+    pub p90: Option<f64>,
     /// 99th percentile.
-    pub p99: f64,
+    pub p99: Option<f64>,
     /// 99.9th percentile.
-    pub p999: f64,
+    pub p999: Option<f64>,
     /// Largest.
-    pub max: f64,
+    pub max: Option<f64>,
 }
 
 /// Collects outcomes while the run goes on.
@@ -202,22 +204,16 @@ impl Recorder {
         let errors = self.errors.values().sum();
         let answered: u64 = by_upstream.values().flat_map(|s| s.values()).sum();
         let ms = |us: u64| us as f64 / 1000.0;
-        let latency_ms = if self.histogram.is_empty() {
-            Latency {
-                p50: 0.0,
-                p90: 0.0,
-                p99: 0.0,
-                p999: 0.0,
-                max: 0.0,
-            }
-        } else {
-            Latency {
-                p50: ms(self.histogram.value_at_quantile(0.50)),
-                p90: ms(self.histogram.value_at_quantile(0.90)),
-                p99: ms(self.histogram.value_at_quantile(0.99)),
-                p999: ms(self.histogram.value_at_quantile(0.999)),
-                max: ms(self.histogram.max()),
-            }
+        let answered_latency = !self.histogram.is_empty();
+        let at = |quantile: f64| {
+            answered_latency.then(|| ms(self.histogram.value_at_quantile(quantile)))
+        };
+        let latency_ms = Latency {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: answered_latency.then(|| ms(self.histogram.max())),
         };
         Report {
             target: target.to_owned(),
@@ -263,10 +259,15 @@ impl fmt::Display for Report {
         }
         writeln!(f)?;
         let l = &self.latency_ms;
+        let shown = |ms: Option<f64>| ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}"));
         writeln!(
             f,
-            "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-            l.p50, l.p90, l.p99, l.p999, l.max
+            "latency ms  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            shown(l.p50),
+            shown(l.p90),
+            shown(l.p99),
+            shown(l.p999),
+            shown(l.max)
         )?;
         writeln!(f, "by upstream")?;
         for (name, statuses) in &self.by_upstream {
@@ -327,8 +328,8 @@ mod tests {
         assert_eq!(report.per_second[1].total, 1);
         assert_eq!(report.per_second[0].total, 2);
         assert_eq!(report.error_kinds["connect"], 1);
-        assert!((report.latency_ms.max - 6.0).abs() < 0.01);
-        assert!((report.latency_ms.p50 - 4.0).abs() < 0.01);
+        assert!((report.latency_ms.max.unwrap() - 6.0).abs() < 0.01);
+        assert!((report.latency_ms.p50.unwrap() - 4.0).abs() < 0.01);
         let json = serde_json::to_value(&report).unwrap();
         for key in ["total", "byUpstream", "perSecond", "latencyMs", "errors"] {
             assert!(json.get(key).is_some(), "{key} missing");
@@ -336,6 +337,22 @@ mod tests {
         assert!(json["latencyMs"].get("p999").is_some());
         let text = report.to_string();
         assert!(text.contains("stable"), "{text}");
+    }
+
+    #[test]
+    fn a_run_without_an_answer_has_no_latency_not_zero() {
+        let mut r = Recorder::new();
+        r.error(0, ErrorKind::Connect);
+        let report = r.report("http://127.0.0.1:1/", 1.0, Duration::from_secs(1));
+        let json = serde_json::to_value(&report).unwrap();
+        for key in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(json["latencyMs"][key].is_null(), "{key}: {json}");
+        }
+        let text = report.to_string();
+        assert!(
+            text.contains("latency ms  p50 -  p90 -  p99 -  p99.9 -  max -"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -356,6 +373,6 @@ mod tests {
         assert!(p99 < Duration::from_millis(3), "{p99:?}");
         // The whole-run histogram keeps everything.
         let report = r.report("t", 1.0, Duration::from_secs(2));
-        assert!(report.latency_ms.max >= 99.0, "{report:?}");
+        assert!(report.latency_ms.max.unwrap() >= 99.0, "{report:?}");
     }
 }
