@@ -371,7 +371,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         {
             message = rest.to_owned();
         }
-        let problem = if path == "." {
+        // A syntax error before any key has no path (`?`), and the YAML
+        // parser leaves some of them without a place: it is added.
+        if !message.contains(" at line ")
+            && let Some(at) = e.inner().location()
+        {
+            message = format!("{message} at line {} column {}", at.line(), at.column());
+        }
+        let problem = if path == "." || path == "?" {
             message
         } else {
             format!("{path}: {message}")

@@ -356,3 +356,18 @@ fn every_shipped_scenario_parses() {
     }
     assert!(seen >= 5, "{seen} scenarios in {}", dir.display());
 }
+
+#[test]
+fn a_yaml_syntax_error_says_where() {
+    let garbage = problems(": : :\n\t- [");
+    assert_eq!(
+        garbage,
+        ["did not find expected key, while parsing a block mapping at line 1 column 1"]
+    );
+    let cut = problems("duration: 10s\nupstreams: [\n");
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert!(
+        cut[0].starts_with("upstreams: ") && cut[0].contains(" at line 3 column 1"),
+        "{cut:?}"
+    );
+}
