@@ -473,7 +473,7 @@ fn header(page: &mut String, report: &ExperimentReport) {
     } else {
         page.push_str(
             "<table><tr><th>abort</th><th>canary</th><th>upstream</th><th>first failure (s)</th>\
-             <th>weight 0 (s)</th><th>first failure → weight 0</th><th>requests to it since the fault</th>\
+             <th>weight 0 (s)</th><th>first failure → weight 0</th><th>answers from it since the fault</th>\
              <th>errors</th><th>reason</th></tr>\n",
         );
         for a in &s.aborts {

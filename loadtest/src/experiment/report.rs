@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::check;
-use super::observe::Recorded;
+use super::observe::{Recorded, Response};
 use super::scenario::{ActionKind, Scenario};
 use crate::upstream::Stats;
 
@@ -267,7 +267,7 @@ pub struct AbortSummary {
     pub first_failure_from: String,
     /// `weightZeroAt - firstFailureAt`.
     pub seconds_to_weight_zero: f64,
-    /// Responses from the upstream to requests sent from the fault (or the
+    /// Responses from the upstream that came from the fault (or the
     /// rollout's start) on: what the bad canary cost.
     pub canary_requests: u64,
     /// Of those, 5xx.
@@ -592,9 +592,7 @@ fn aborts(run: &RunData) -> Vec<AbortSummary> {
             (None, Some((_, t))) => (t, "fault"),
             (None, None) => (rollout_start, "rolloutStart"),
         };
-        let (canary_requests, canary_errors) = from_upstream()
-            .filter(|r| r.sent_us >= since_us)
-            .fold((0, 0), |(n, e), r| (n + 1, e + u64::from(r.is_error())));
+        let (canary_requests, canary_errors) = answered_since(from_upstream(), since_us);
         out.push(AbortSummary {
             route: route.to_owned(),
             revision,
@@ -612,6 +610,15 @@ fn aborts(run: &RunData) -> Vec<AbortSummary> {
         });
     }
     out
+}
+
+/// Responses, and of them 5xx, that came at `since_us` or later. Counted
+/// by when they came, not when they were sent: a request sent a moment
+/// before a fault and handled after it met the fault.
+fn answered_since<'a>(responses: impl Iterator<Item = &'a Response>, since_us: u32) -> (u64, u64) {
+    responses
+        .filter(|r| r.done_us >= since_us)
+        .fold((0, 0), |(n, e), r| (n + 1, e + u64::from(r.is_error())))
 }
 
 // === impl ExperimentReport ===
@@ -660,7 +667,7 @@ impl ExperimentReport {
             let _ = writeln!(
                 out,
                 "abort of {} (canary {}, upstream {}) at {:.2} s: {:.2} s from {from} at {:.2} s) \
-                 to weight 0 ({:.2} s); {counted} {} requests went to it, {} failed",
+                 to weight 0 ({:.2} s); {counted} it answered {} requests, {} failed",
                 a.route,
                 a.revision.as_deref().unwrap_or("?"),
                 a.upstream.as_deref().unwrap_or("?"),
@@ -718,6 +725,24 @@ mod tests {
         assert_eq!(percentile_ms(&mut v, 0.99), Some(99.0));
         assert_eq!(percentile_ms(&mut [], 0.5), None);
         assert_eq!(percentile_ms(&mut [7000], 0.99), Some(7.0));
+    }
+
+    #[test]
+    fn an_aborts_cost_counts_what_came_after_the_fault_even_if_sent_before() {
+        let response = |sent_us, done_us, status| Response {
+            upstream: 0,
+            status,
+            scheduled_us: sent_us,
+            sent_us,
+            done_us,
+        };
+        let responses = [
+            response(900, 950, 200),   // before the fault
+            response(990, 1_010, 500), // sent before it, met it
+            response(1_020, 1_030, 500),
+            response(1_040, 1_050, 200),
+        ];
+        assert_eq!(answered_since(responses.iter(), 1_000), (3, 2));
     }
 
     #[test]
