@@ -267,6 +267,16 @@ async fn the_dashboard_shows_a_live_rollout_and_acts_with_the_writer_token() {
         step_index(&s).is_some_and(|i| i >= 2),
         "the rollout moved on: {s:#}"
     );
+    // Answered, the confirmation is disarmed: a second click sends nothing.
+    assert_eq!(
+        read(
+            &browser,
+            "return document.getElementById('confirm-yes').onclick === null;"
+        )
+        .await,
+        true,
+        "Confirm still armed after its command"
+    );
     let promoted_ms = shown_after(&browser, "transition", "promoted").await;
     eprintln!("promote: weir's transition to the page's next frame: {promoted_ms} ms");
     assert_eq!(

@@ -655,9 +655,16 @@ function confirmCommand(question, action) {
   const opener = document.activeElement;
   $("confirm-text").textContent = question;
   $("confirm").hidden = false;
-  $("confirm-yes").onclick = () => { $("confirm").hidden = true; action(); };
-  $("confirm-no").onclick = () => {
+  // Either answer disarms both: a double click on Confirm, or a click on
+  // the hidden panel, sends the command once.
+  const close = () => {
     $("confirm").hidden = true;
+    $("confirm-yes").onclick = null;
+    $("confirm-no").onclick = null;
+  };
+  $("confirm-yes").onclick = () => { close(); action(); };
+  $("confirm-no").onclick = () => {
+    close();
     if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
   };
   $("confirm-yes").focus();
