@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod hooks;
 pub mod location;
 pub mod model;
+pub mod path;
 pub mod schema;
 pub mod snapshot;
 pub mod status;

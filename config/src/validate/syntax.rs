@@ -263,7 +263,8 @@ pub(super) fn endpoint(text: &str) -> Result<EndpointAddr, String> {
     Ok(EndpointAddr { host, port })
 }
 
-/// A path prefix: starts with `/`, no whitespace, control characters, `?` or `#`.
+/// A path prefix: starts with `/`, no whitespace, control characters,
+/// `?` or `#`, and no dot segment.
 pub(super) fn path_prefix(text: &str) -> Result<(), String> {
     if !text.starts_with('/') {
         return Err(format!(
@@ -284,6 +285,13 @@ pub(super) fn path_prefix(text: &str) -> Result<(), String> {
     if let Some(c) = text.chars().find(|c| matches!(c, '?' | '#')) {
         return Err(format!(
             "pathPrefix `{text}` contains `{c}`; a prefix matches the path only, without query or fragment"
+        ));
+    }
+    if crate::path::has_dot_segment(text.as_bytes()) {
+        return Err(format!(
+            "pathPrefix `{text}` has a `.` or `..` segment (or `%2e`); weir refuses every \
+             request whose path has one (400), so no request could reach this route: write \
+             the path resolved"
         ));
     }
     Ok(())

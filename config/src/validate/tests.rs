@@ -810,6 +810,20 @@ fn route_errors_are_located() {
             5,
             "contains a space",
         ),
+        (
+            format!("  - name: r\n    pathPrefix: /a/../b\n{ok}"),
+            "routes[0].pathPrefix",
+            6,
+            5,
+            "has a `.` or `..` segment (or `%2e`); weir refuses every request",
+        ),
+        (
+            format!("  - name: r\n    pathPrefix: /a/%2E\n{ok}"),
+            "routes[0].pathPrefix",
+            6,
+            5,
+            "no request could reach this route",
+        ),
         // Two routes matching the same requests.
         (
             format!(
