@@ -31,6 +31,10 @@ use crate::schema::{
 };
 use crate::{HostMatch, Weight};
 
+/// The longest `revision`: room for a registry path with a tag and a
+/// digest, not for a document.
+const MAX_REVISION_BYTES: usize = 512;
+
 /// Step kinds of Argo Rollouts that weir refuses by name.
 const REFUSED_STEPS: [&str; 5] = [
     "experiment",
@@ -685,7 +689,7 @@ impl<'a> Checker<'a> {
         if name.chars().any(char::is_control) {
             self.error(
                 &path,
-                "the listener name contains a control character; use letters, digits and `-`",
+                "the listener name contains a control character; remove it",
             );
             return None;
         }
@@ -1290,6 +1294,17 @@ impl<'a> Checker<'a> {
                 self.error(
                     &path,
                     format!("revision `{}` contains a control character; use a plain label such as `v2`", revision.escape_debug()),
+                );
+                None
+            } else if revision.len() > MAX_REVISION_BYTES {
+                // It is in every status, state file, event and log line of
+                // its route.
+                self.error(
+                    &path,
+                    format!(
+                        "the revision is {} bytes long, more than {MAX_REVISION_BYTES}; use a label such as `v2`, an image tag or a digest",
+                        revision.len()
+                    ),
                 );
                 None
             } else {

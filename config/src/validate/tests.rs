@@ -884,6 +884,16 @@ fn route_errors_are_located() {
             "the revision is empty",
         ),
         (
+            format!(
+                "  - name: r\n    stable: {{ revision: {}, endpoints: [a:1] }}\n",
+                "v".repeat(513)
+            ),
+            "routes[0].stable.revision",
+            6,
+            15,
+            "the revision is 513 bytes long, more than 512",
+        ),
+        (
             "  - name: r\n    stable: { revision: v1, endpoints: [] }\n".to_owned(),
             "routes[0].stable.endpoints",
             6,
