@@ -1217,7 +1217,11 @@ async fn forward(
     let limits = BodyLimits {
         idle: timeouts.idle,
         request: timeouts.request,
-        deadline,
+        // Moved later by what the request waited on its client, as for
+        // the head.
+        deadline: upload
+            .as_ref()
+            .map_or(deadline, |upload| upload.answer_deadline(deadline)),
     };
     let (parts, body) = response.into_parts();
     let mut body = ProxyBody::upstream(body, sender, upload, in_flight, limits, account);

@@ -190,6 +190,21 @@ impl UploadProgress {
         self.client_waited.fetch_add(micros, Ordering::AcqRel);
     }
 
+    /// When the answer to a request whose deadline is `deadline` must
+    /// come by: once the upload has ended, the deadline moved later by
+    /// the time the request waited on its client, so that a client that
+    /// sends its body slowly (just before the deadline, say) does not use
+    /// up its upstream's time and make a healthy role time out; the upload
+    /// itself stays bounded by `deadline`. Not for a body whose quiet is
+    /// no stall: a gRPC call's deadline is its client's own.
+    pub fn answer_deadline(&self, deadline: tokio::time::Instant) -> tokio::time::Instant {
+        if self.quiet_is_stall && self.ended() {
+            deadline + self.client_waited()
+        } else {
+            deadline
+        }
+    }
+
     /// Whether the body has been read at all.
     pub fn started(&self) -> bool {
         self.state.load(Ordering::Acquire) != NOT_STARTED
@@ -631,13 +646,15 @@ fn micros_since(from: tokio::time::Instant) -> u64 {
     u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The bound passed, if any: `deadline`, or `idle` of the client's silence
+/// The bound passed, if any: `deadline` (once the upload ended, moved by
+/// [`UploadProgress::answer_deadline`]), or `idle` of the client's silence
 /// in `upload`; the deadline when both.
 fn passed_bound(
     upload: Option<&UploadProgress>,
     idle: Duration,
     deadline: tokio::time::Instant,
 ) -> Option<UploadBound> {
+    let deadline = upload.map_or(deadline, |u| u.answer_deadline(deadline));
     if tokio::time::Instant::now() >= deadline {
         Some(UploadBound::Deadline)
     } else if upload.is_some_and(|u| u.silent_for(idle)) {
@@ -647,15 +664,17 @@ fn passed_bound(
     }
 }
 
-/// When to look at the bounds again: at `deadline`, or sooner when the
+/// When to look at the bounds again: at `deadline` (once the upload ended,
+/// moved by [`UploadProgress::answer_deadline`]), or sooner when the
 /// client's silence in `upload` (until it ends) may reach `idle` first.
 fn next_look(
     upload: Option<&UploadProgress>,
     idle: Duration,
     deadline: tokio::time::Instant,
 ) -> tokio::time::Instant {
-    match upload.filter(|u| !u.ended()) {
-        Some(u) => u.next_check(idle).min(deadline),
+    match upload {
+        Some(u) if !u.ended() => u.next_check(idle).min(deadline),
+        Some(u) => u.answer_deadline(deadline),
         None => deadline,
     }
 }

@@ -622,7 +622,7 @@ impl Conn<'_, '_> {
         // Send the request; a pooled connection the upstream closed while it
         // sat idle gets a whole request once more on a fresh connection.
         let mut retried = false;
-        let (endpoint, upstream, _in_flight, answer, cut) = loop {
+        let (endpoint, upstream, _in_flight, answer, cut, answer_deadline) = loop {
             // After a stale pooled connection, a fresh one.
             let idle = if retried {
                 None
@@ -669,13 +669,25 @@ impl Conn<'_, '_> {
                 }
                 Err(SendError::ClientGone) => return Next::ClientGone,
             };
+            // The upstream has all of the request: its answer is bounded
+            // by the deadline moved later by what the request waited on
+            // its client, so a client that sends its body slowly (just
+            // before the deadline, say) does not use up the upstream's
+            // time and make a healthy role time out. The upload itself
+            // stayed bounded by `deadline` (408). An answer that came
+            // before the upload ended keeps the deadline.
+            let answer_deadline = if cut {
+                deadline
+            } else {
+                deadline + self.client_waited
+            };
             // The answer's head; a pooled connection that closes before a
             // byte of it may not have seen the request.
             match self
-                .read_response_head(&mut upstream, plan, deadline, cut)
+                .read_response_head(&mut upstream, plan, answer_deadline, cut)
                 .await
             {
-                Ok(answer) => break (endpoint, upstream, in_flight, answer, cut),
+                Ok(answer) => break (endpoint, upstream, in_flight, answer, cut, answer_deadline),
                 // Only an idempotent request: the upstream may have acted on
                 // it before closing (RFC 9112 section 9.3.1).
                 Err(HeadError::ClosedSilently)
@@ -706,7 +718,7 @@ impl Conn<'_, '_> {
             upstream,
             answer,
             cut.then_some(&mut body),
-            deadline,
+            answer_deadline,
             timeouts.idle,
         )
         .await

@@ -1,0 +1,65 @@
+//! A client that sends its body slowly does not use up its upstream's
+//! time: the request's deadline is moved later by the time the request
+//! waited on its client's upload, so a healthy upstream answers in time,
+//! on both paths. Otherwise any client could make a healthy role time out
+//! (`504`, an error of the role) by sending its body just before the
+//! deadline.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed assertion"
+)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use weir_config::Timeouts;
+use weir_proxy::http1::ForwardingPath;
+
+mod support;
+use support::{hyper_upstream, one_route, start_on};
+
+/// The route's request timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// How long the client waits between its head and its body.
+const CLIENT_PAUSE: Duration = Duration::from_millis(800);
+/// How long the upstream takes once it has the whole request.
+const UPSTREAM_TAKES: Duration = Duration::from_millis(400);
+
+#[tokio::test]
+async fn a_slow_upload_leaves_the_upstream_its_whole_timeout() {
+    for forwarding in [ForwardingPath::Own, ForwardingPath::Hyper] {
+        let upstream = hyper_upstream(false, |request| async move {
+            use http_body_util::BodyExt as _;
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            tokio::time::sleep(UPSTREAM_TAKES).await;
+            hyper::Response::new(http_body_util::Full::new(body))
+        })
+        .await;
+        let timeouts = Timeouts {
+            request: REQUEST_TIMEOUT,
+            ..Timeouts::default()
+        };
+        let weir = start_on(one_route(&[upstream], vec![], timeouts), forwarding).await;
+        let mut client = tokio::net::TcpStream::connect(weir.addr).await.unwrap();
+        client
+            .write_all(
+                b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(CLIENT_PAUSE).await;
+        client.write_all(b"hello").await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+            .await
+            .expect("the answer in time")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 "),
+            "{forwarding:?}: {answer}"
+        );
+        assert!(answer.ends_with("hello"), "{forwarding:?}: {answer}");
+    }
+}
