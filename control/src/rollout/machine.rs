@@ -1355,6 +1355,13 @@ impl RolloutState {
             stage => stage,
         });
         self.phase = Phase::Aborted;
+        // Aborted past the last step (a promotion within its scale-down
+        // delay), it stands at the last step, as a restart reads an
+        // aborted rollout's index: the step is the same before and after.
+        let count = strategy.steps.len();
+        if self.step_index.is_some_and(|i| i >= count) {
+            self.step_index = count.checked_sub(1);
+        }
         self.canary_weight = Weight::ZERO;
         self.held = false;
         self.webhooks.wait = None;

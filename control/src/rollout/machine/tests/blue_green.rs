@@ -378,8 +378,9 @@ fn every_command_in_every_stage() {
             Err(
                 "promote --full applies only to a Progressing or Paused rollout; checkout is Promoted",
             ),
-            // Within scaleDownDelaySeconds: swapped back at once.
-            Ok((Aborted, Some(5), 0, false, PostPromotion)),
+            // Within scaleDownDelaySeconds: swapped back at once, at the
+            // last step (the post-promotion analysis).
+            Ok((Aborted, Some(4), 0, false, PostPromotion)),
             no_retry,
             Err("pause applies only to a Progressing or Paused rollout that is not held"),
             no_resume,
@@ -405,6 +406,10 @@ fn every_command_in_every_stage() {
             match (want, before.command(*command, &route, now)) {
                 (Ok(shape_want), Ok(outcome)) => {
                     assert_eq!(bg_shape(&outcome.state), *shape_want, "{name}: {command}");
+                    // What a command leaves is what a restart reads back.
+                    let restored = outcome.state.reconcile(&route, now).expect("reconciled");
+                    assert!(restored.transition.is_none(), "{name}: {command}");
+                    assert_eq!(restored.state, outcome.state, "{name}: {command}");
                     let t = outcome.transition.expect("a transition");
                     assert_eq!(t.canary_weight, outcome.state.canary_weight);
                     assert_eq!(
