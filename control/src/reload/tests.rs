@@ -280,6 +280,14 @@ async fn a_config_behind_a_promotion_is_refused_until_it_catches_up() {
             web("v1", None, None),
             "routes[0].stable.revision",
         ),
+        // Renamed, it would start its steps again at 50 % of v1; removed,
+        // its requests would go elsewhere.
+        (
+            "renamed",
+            web("v1", Some("v2"), Some(STEPS)).replace("name: web", "name: shop"),
+            "routes",
+        ),
+        ("removed", String::new(), "routes"),
     ] {
         let refused = adopt_web_and_fixed(&mut control, route, None, START_MS + 2_000).await;
         let problems = refused.err().unwrap_or_default();

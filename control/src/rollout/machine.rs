@@ -822,7 +822,7 @@ impl RolloutState {
     }
 
     /// The revision a Promoted rollout promoted.
-    fn promoted_name(&self) -> String {
+    pub fn promoted_name(&self) -> String {
         self.promoted_revision
             .clone()
             .or_else(|| self.canary_revision.clone())

@@ -16,7 +16,7 @@ use crate::controller::cluster_routes::is_cluster_route;
 use crate::controller::route_span;
 use crate::load::{Loaded, Resolved};
 use crate::persist::{self, StateStore, Stored};
-use crate::rollout::{Outcome, RolloutState};
+use crate::rollout::{Outcome, Phase, RolloutState};
 
 /// A reloaded config, decided: the rollout state of every route with a
 /// strategy, and the ended states of routes that lost theirs. Nothing is
@@ -120,6 +120,22 @@ impl ControlState {
                 .enumerate()
                 .find(|(_, r)| &*r.name == name.as_str())
             else {
+                // A route removed, or renamed, while Promoted with the
+                // config behind: its requests would go back to the old
+                // revision (a renamed one starts its steps again), as the
+                // guard above refuses for a route that stays.
+                if state.phase == Phase::Promoted && !is_cluster_route(name) {
+                    problems.push(loaded.document.diagnostic(
+                        "routes",
+                        format!(
+                            "route {name} is Promoted to {promoted} and the file no longer has \
+                             it: removed or renamed, its requests would go back to {stable}; set \
+                             its stable.revision to {promoted} first, then remove or rename it",
+                            promoted = state.promoted_name(),
+                            stable = state.stable_revision,
+                        ),
+                    ));
+                }
                 continue;
             };
             if route.strategy.is_some() {
