@@ -926,6 +926,9 @@ async fn forward(
         }
         None => req.body_mut().track(!grpc),
     });
+    if let Some(upload) = &upload {
+        upload.start_answer_clock(!client_deadline);
+    }
     attempt.upload.clone_from(&upload);
 
     let exchange = async {

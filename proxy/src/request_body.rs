@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -74,6 +74,15 @@ pub struct UploadProgress {
     after_answer: AtomicU8,
     /// Wakes the task sending the upload when `after_answer` changes.
     after_answer_waker: AtomicWaker,
+    /// `client_waited`, in microseconds, when the attempt's deadline was
+    /// set (see [`UploadProgress::start_answer_clock`]): what came before
+    /// (a body read whole for a retry, an earlier attempt) is not inside
+    /// that deadline and does not move it.
+    waited_before_deadline: AtomicU64,
+    /// Whether the attempt's deadline may move (see
+    /// [`UploadProgress::answer_deadline`]): not when it is a gRPC
+    /// client's own.
+    deadline_movable: AtomicBool,
 }
 
 /// [`UploadProgress`]: the body has not been read yet.
@@ -160,6 +169,8 @@ impl UploadProgress {
             client_waited: AtomicU64::new(0),
             after_answer: AtomicU8::new(AFTER_ANSWER_GO_ON),
             after_answer_waker: AtomicWaker::new(),
+            waited_before_deadline: AtomicU64::new(0),
+            deadline_movable: AtomicBool::new(false),
         })
     }
 
@@ -190,19 +201,32 @@ impl UploadProgress {
         self.client_waited.fetch_add(micros, Ordering::AcqRel);
     }
 
+    /// Marks the start of an attempt's deadline: the waits on the client
+    /// from now on may move it (see [`UploadProgress::answer_deadline`]),
+    /// when `movable`: not for a deadline that is a gRPC client's own
+    /// (`grpc-timeout`), which its client keeps.
+    pub fn start_answer_clock(&self, movable: bool) {
+        let waited = u64::try_from(self.client_waited().as_micros()).unwrap_or(u64::MAX);
+        self.waited_before_deadline.store(waited, Ordering::Release);
+        self.deadline_movable.store(movable, Ordering::Release);
+    }
+
     /// When the answer to a request whose deadline is `deadline` must
     /// come by: once the upload has ended, the deadline moved later by
-    /// the time the request waited on its client, so that a client that
-    /// sends its body slowly (just before the deadline, say) does not use
-    /// up its upstream's time and make a healthy role time out; the upload
-    /// itself stays bounded by `deadline`. Not for a body whose quiet is
-    /// no stall: a gRPC call's deadline is its client's own.
+    /// the time the request waited on its client since the deadline was
+    /// set, so that a client that sends its body slowly (just before the
+    /// deadline, say) does not use up its upstream's time and make a
+    /// healthy role time out; the upload itself stays bounded by
+    /// `deadline`. Pass the deadline as set, never one already moved.
     pub fn answer_deadline(&self, deadline: tokio::time::Instant) -> tokio::time::Instant {
-        if self.quiet_is_stall && self.ended() {
-            deadline + self.client_waited()
-        } else {
-            deadline
+        if !(self.deadline_movable.load(Ordering::Acquire) && self.ended()) {
+            return deadline;
         }
+        let before = self.waited_before_deadline.load(Ordering::Acquire);
+        deadline
+            + self
+                .client_waited()
+                .saturating_sub(Duration::from_micros(before))
     }
 
     /// Whether the body has been read at all.

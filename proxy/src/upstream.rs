@@ -697,8 +697,13 @@ impl H2Watch<'_> {
 
 impl Drop for H2Watch<'_> {
     fn drop(&mut self) {
+        // The deadline as the request had it: moved by its client's waits
+        // once its upload ended (see `UploadProgress::answer_deadline`).
+        let deadline = self.upload.map_or(self.deadline, |upload| {
+            upload.answer_deadline(self.deadline)
+        });
         if !self.armed
-            || tokio::time::Instant::now() < self.deadline
+            || tokio::time::Instant::now() < deadline
             || self.upload.is_some_and(UploadProgress::waiting_on_client)
             || !self.link.is_silent()
         {

@@ -63,3 +63,52 @@ async fn a_slow_upload_leaves_the_upstream_its_whole_timeout() {
         assert!(answer.ends_with("hello"), "{forwarding:?}: {answer}");
     }
 }
+
+/// The deadline moves by the client's wait, and by no more: an upstream
+/// that never answers gets its `504` once `timeouts.request` has passed
+/// after the body came, not at the old deadline and not later.
+#[tokio::test]
+async fn an_upstream_that_never_answers_times_out_a_request_after_the_body() {
+    for forwarding in [ForwardingPath::Own, ForwardingPath::Hyper] {
+        let upstream = hyper_upstream(false, |_request| async move {
+            std::future::pending::<()>().await;
+            hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()))
+        })
+        .await;
+        let timeouts = Timeouts {
+            request: REQUEST_TIMEOUT,
+            ..Timeouts::default()
+        };
+        let weir = start_on(one_route(&[upstream], vec![], timeouts), forwarding).await;
+        let mut client = tokio::net::TcpStream::connect(weir.addr).await.unwrap();
+        client
+            .write_all(
+                b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let head_sent = std::time::Instant::now();
+        tokio::time::sleep(CLIENT_PAUSE).await;
+        client.write_all(b"hello").await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+            .await
+            .expect("the answer in time")
+            .unwrap();
+        let took = head_sent.elapsed();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 504 "),
+            "{forwarding:?}: {answer}"
+        );
+        // The old deadline was at 1 s; the moved one is at 1.8 s.
+        assert!(
+            took >= REQUEST_TIMEOUT + CLIENT_PAUSE - Duration::from_millis(100),
+            "{forwarding:?}: 504 after {took:?}"
+        );
+        assert!(
+            took < REQUEST_TIMEOUT + CLIENT_PAUSE + Duration::from_millis(900),
+            "{forwarding:?}: 504 after {took:?}"
+        );
+    }
+}
