@@ -733,3 +733,36 @@ fn only_another_refused_text_is_put_back() {
         &in_force
     ));
 }
+
+#[tokio::test]
+async fn a_promoted_route_renamed_and_caught_up_in_one_change_is_taken() {
+    let (mut control, _store) = control(&base()).await;
+    control
+        .command("web", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    // Its hosts and prefix, now named `shop`, with v2 (promoted) as stable.
+    let renamed = web("v2", None, Some(STEPS)).replace("name: web", "name: shop");
+    adopt_web_and_fixed(&mut control, renamed, None, START_MS + 2_000)
+        .await
+        .expect("renamed and caught up");
+    assert_eq!(phase_of(&control, "shop"), Some(Phase::Healthy));
+    // Renamed with another prefix: not the same route, refused.
+    let (mut control, _store) = self::control(&base()).await;
+    control
+        .command("web", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    let elsewhere = web("v2", None, Some(STEPS))
+        .replace("name: web", "name: shop")
+        .replace("pathPrefix: /web", "pathPrefix: /shop");
+    let refused = adopt_web_and_fixed(&mut control, elsewhere, None, START_MS + 2_000).await;
+    assert!(
+        refused
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .any(|d| d.path == "routes"),
+        "refused at routes"
+    );
+}

@@ -121,17 +121,24 @@ impl ControlState {
                 .find(|(_, r)| &*r.name == name.as_str())
             else {
                 // A route removed, or renamed, while Promoted with the
-                // config behind: its requests would go back to the old
-                // revision (a renamed one starts its steps again), as the
-                // guard above refuses for a route that stays.
-                if state.phase == Phase::Promoted && !is_cluster_route(name) {
+                // config behind: renamed, it would start its steps again
+                // on the old revision; removed, its requests would leave
+                // the promoted revision with nothing said. Taken when a
+                // route of the file takes its hosts and prefix with the
+                // promoted revision as stable (renamed and caught up).
+                let promoted = state.promoted_name();
+                if state.phase == Phase::Promoted
+                    && !is_cluster_route(name)
+                    && !self.taken_over(name, loaded.config(), &promoted)
+                {
                     problems.push(loaded.document.diagnostic(
                         "routes",
                         format!(
-                            "route {name} is Promoted to {promoted} and the file no longer has \
-                             it: removed or renamed, its requests would go back to {stable}; set \
-                             its stable.revision to {promoted} first, then remove or rename it",
-                            promoted = state.promoted_name(),
+                            "route {name} is Promoted to {promoted} (its stable.revision is \
+                             still {stable}) and the file no longer has it: set its \
+                             stable.revision to {promoted} first, then remove or rename it (a \
+                             route with its hosts and pathPrefix and stable.revision \
+                             {promoted} is taken as it renamed)",
                             stable = state.stable_revision,
                         ),
                     ));
@@ -154,6 +161,21 @@ impl ControlState {
             resolved,
             outcomes,
             ended,
+        })
+    }
+
+    /// Whether a route of `config` matches the requests route `name` of
+    /// the config in force matched (the same hosts and `pathPrefix`) with
+    /// `promoted` as its stable revision: `name` renamed, caught up with
+    /// its promotion.
+    fn taken_over(&self, name: &str, config: &Config, promoted: &str) -> bool {
+        let Some(old) = self.config().routes.iter().find(|r| &*r.name == name) else {
+            return false;
+        };
+        config.routes.iter().any(|r| {
+            r.hosts == old.hosts
+                && r.path_prefix == old.path_prefix
+                && *r.stable.revision == *promoted
         })
     }
 
