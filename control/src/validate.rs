@@ -111,10 +111,11 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
         }
     }
     // `stickiness` and `canaryByHeader` choose between two upstreams; on a
-    // route without a canary they are accepted (a route between rollouts
-    // may keep them) and do nothing until it has one: said here.
+    // route without a canary they are accepted and do nothing until it has
+    // one: said here, unless the route has a strategy (between rollouts it
+    // keeps them for the next).
     for (i, route) in loaded.config().routes.iter().enumerate() {
-        if route.canary.is_some() {
+        if route.canary.is_some() || route.strategy.is_some() {
             continue;
         }
         for (key, set) in [

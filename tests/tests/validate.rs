@@ -407,4 +407,12 @@ fn stickiness_and_canary_by_header_on_a_route_without_a_canary_are_warned_of() {
         "{all}"
     );
     assert!(!all.contains("route api has no canary"), "{all}");
+    // Between rollouts, a route with a strategy keeps them for the next.
+    let resting = text.replace(
+        "    canaryByHeader: { name: x-canary, value: always }\n",
+        "    canaryByHeader: { name: x-canary, value: always }\n    strategy: { steps: [{setWeight: 10}] }\n",
+    );
+    let (code, all) = validate_text("resting.yaml", &resting);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(!all.contains("has no canary"), "{all}");
 }
