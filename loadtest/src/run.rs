@@ -171,15 +171,14 @@ type Sender = SendRequest<Empty<Bytes>>;
 /// # Errors
 /// When the report cannot be encoded.
 pub async fn main(args: RunArgs) -> anyhow::Result<u8> {
-    let refused = match check_args(&args) {
-        Ok(()) => resolve_target(&args.target, args.allow_remote).await.err(),
-        Err(error) => Some(error),
+    let target = match checked_target(&args).await {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Ok(2);
+        }
     };
-    if let Some(error) = refused {
-        eprintln!("error: {error:#}");
-        return Ok(2);
-    }
-    let report = match execute(&args).await {
+    let report = match run_to(&args, target, Hooks::default()).await {
         Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -213,8 +212,18 @@ pub async fn execute(args: &RunArgs) -> anyhow::Result<Report> {
 /// # Errors
 /// As [`execute`].
 pub async fn execute_with(args: &RunArgs, hooks: Hooks) -> anyhow::Result<Report> {
+    let target = checked_target(args).await?;
+    run_to(args, target, hooks).await
+}
+
+/// The target of `args`, once the options are checked.
+async fn checked_target(args: &RunArgs) -> anyhow::Result<Target> {
     check_args(args)?;
-    let target = resolve_target(&args.target, args.allow_remote).await?;
+    resolve_target(&args.target, args.allow_remote).await
+}
+
+/// Runs the load of `args` against `target`, already checked.
+async fn run_to(args: &RunArgs, target: Target, hooks: Hooks) -> anyhow::Result<Report> {
     let mut headers = HeaderMap::new();
     headers.insert(HOST, target.host.clone());
     for (name, value) in &args.headers {
