@@ -49,6 +49,12 @@ pub trait StateStore: fmt::Debug + Send + Sync {
         false
     }
 
+    /// The routes of the config file that have a state here, in no
+    /// particular order (CanaryRoutes' states are not listed). May block.
+    fn file_routes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether a look that cannot block finds the store has lost nothing,
     /// so that [`StateStore::lost_states`] need not be asked now; `false`
     /// when such a look cannot tell. A store that cannot lose its states
@@ -234,6 +240,20 @@ impl StateStore for FileStore {
         load(&self.dir, route)
     }
 
+    fn file_routes(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let route = name.strip_suffix(".json")?;
+                (!route.is_empty() && !route.starts_with('.')).then(|| route.to_owned())
+            })
+            .collect()
+    }
+
     fn save(&self, state: &RolloutState) -> io::Result<()> {
         match save(&self.dir, state) {
             // The directory was removed under the running process: made
@@ -311,6 +331,19 @@ impl StateStore for MemoryStore {
         }
     }
 
+    fn file_routes(&self) -> Vec<String> {
+        self.states
+            .lock()
+            .map(|states| {
+                states
+                    .keys()
+                    .filter(|route| !is_cluster_route(route))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn save(&self, state: &RolloutState) -> io::Result<()> {
         if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(io::Error::other("the store refuses writes"));
@@ -365,6 +398,10 @@ impl StateStore for RoutedStore {
 
     fn lost_states(&self) -> bool {
         self.files.lost_states()
+    }
+
+    fn file_routes(&self) -> Vec<String> {
+        self.files.file_routes()
     }
 
     fn intact_at_a_glance(&self) -> bool {

@@ -91,6 +91,9 @@ pub fn main(args: &ValidateArgs) -> ExitCode {
             ));
             return ExitCode::FAILURE;
         }
+        for warning in crate::controller::state::promoted_routes_missing(loaded.config(), &store) {
+            crate::output::say(format_args!("{}: warning: {warning}", args.file.display()));
+        }
         // An unreadable state is no error of the file, but `weir run` holds
         // that route's canary at weight 0 until an operator acts: said here.
         for route in loaded

@@ -203,6 +203,9 @@ impl ControlState {
         if !refusals.is_empty() {
             return Err(RestoreError::Config(Diagnostics(refusals)));
         }
+        for warning in promoted_routes_missing(config, &*store) {
+            tracing::warn!("{warning}");
+        }
         let mut rollouts = BTreeMap::new();
         let mut problems = Vec::new();
         let mut unannounced = Vec::new();
@@ -910,6 +913,41 @@ pub fn promotion_refusals(loaded: &Loaded, store: &dyn StateStore, now: u64) -> 
         }
     }
     refusals
+}
+
+/// Warnings for states in `store` of routes the config no longer has that
+/// were `Promoted` with the config behind: a route renamed or removed
+/// while weir was stopped (a reload refuses that), whose requests no
+/// longer reach the promoted revision. Said at a start and by `weir
+/// validate`; a start is not refused for it, as the config cannot name
+/// the route's old hosts and prefix to catch up. Reads the store.
+pub fn promoted_routes_missing(
+    config: &weir_config::Config,
+    store: &dyn StateStore,
+) -> Vec<String> {
+    let mut missing: Vec<String> = store
+        .file_routes()
+        .into_iter()
+        .filter(|name| !config.routes.iter().any(|r| *r.name == **name))
+        .filter_map(|name| match store.load(&name) {
+            Stored::Found(state) if state.phase == crate::rollout::Phase::Promoted => {
+                Some(format!(
+                    "the state of route {name} in {} says it was Promoted to {} (stable.revision \
+                 still {}), and the config has no route {name}: renamed or removed while weir \
+                 was stopped, its requests no longer reach {}; if that was not meant, add the \
+                 route back with stable.revision {}",
+                    store.location(),
+                    state.promoted_name(),
+                    state.stable_revision,
+                    state.promoted_name(),
+                    state.promoted_name(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    missing.sort();
+    missing
 }
 
 /// The diagnostic of a config refused because route `index` is behind a

@@ -546,3 +546,52 @@ async fn a_status_read_of_a_settled_state_counts_up_to_its_own_moment() {
     control.sample_if_settled(&counts(90, 10), START_MS + 300);
     assert_eq!(requests(&control, START_MS + 300), (Some(0), Some(0)));
 }
+
+/// A state file of a route the config no longer has, `Promoted` with the
+/// config behind (renamed or removed while weir was stopped), is said at a
+/// start and by `weir validate`; other states of missing routes are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_state_of_a_route_gone_from_the_config_is_said() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let steps = Some("[{setWeight: 50}, {pause: {}}]");
+    let routes = [
+        fixtures::route("shop", steps),
+        fixtures::route("cart", steps),
+    ]
+    .concat();
+    let loaded = fixtures::loaded(&fixtures::config_text(None, &routes));
+    let resolved = fixtures::resolved(&loaded).await;
+    let store = Arc::new(FileStore::open(dir.path().to_owned()).expect("the state directory"));
+    let mut control = ControlState::restore_with(loaded, resolved, store.clone(), START_MS)
+        .unwrap_or_else(|e| panic!("restore: {e:?}"));
+    control
+        .command("shop", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    drop(control);
+    std::fs::write(dir.path().join("broken.json"), "not json").expect("written");
+
+    let said = |routes: &str| {
+        let loaded = fixtures::loaded(&fixtures::config_text(None, routes));
+        super::state::promoted_routes_missing(loaded.config(), &*store)
+    };
+    // Both routes there: nothing to say.
+    assert_eq!(said(&routes), Vec::<String>::new());
+    // `shop` gone (renamed to `store`): said; `cart` (Progressing) and the
+    // unreadable `broken` are not.
+    let renamed = [
+        fixtures::route("store", steps),
+        fixtures::route("cart", steps),
+    ]
+    .concat();
+    let warnings = said(&renamed);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("the state of route shop in ")
+            && warnings[0].contains("Promoted to v2 (stable.revision still v1)")
+            && warnings[0].contains("add the route back with stable.revision v2"),
+        "{warnings:?}"
+    );
+    let only_shop = fixtures::route("shop", steps);
+    assert_eq!(said(&only_shop), Vec::<String>::new());
+}
