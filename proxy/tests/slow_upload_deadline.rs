@@ -26,6 +26,39 @@ const CLIENT_PAUSE: Duration = Duration::from_millis(800);
 /// How long the upstream takes once it has the whole request.
 const UPSTREAM_TAKES: Duration = Duration::from_millis(400);
 
+/// Through weir on `forwarding`, with a request timeout of
+/// [`REQUEST_TIMEOUT`], in front of `upstream`: a POST whose 5-byte body
+/// comes [`CLIENT_PAUSE`] after its head. The whole answer, and how long
+/// after the head it ended.
+async fn post_slowly(
+    upstream: std::net::SocketAddr,
+    forwarding: ForwardingPath,
+) -> (String, Duration) {
+    let timeouts = Timeouts {
+        request: REQUEST_TIMEOUT,
+        ..Timeouts::default()
+    };
+    let weir = start_on(one_route(&[upstream], vec![], timeouts), forwarding).await;
+    let mut client = tokio::net::TcpStream::connect(weir.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head_sent = std::time::Instant::now();
+    // The client's own pause: what the test is about, not a wait for weir.
+    tokio::time::sleep(CLIENT_PAUSE).await;
+    client.write_all(b"hello").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+        .await
+        .expect("the answer in time")
+        .unwrap();
+    let took = head_sent.elapsed();
+    (String::from_utf8_lossy(&answer).into_owned(), took)
+}
+
 #[tokio::test]
 async fn a_slow_upload_leaves_the_upstream_its_whole_timeout() {
     for forwarding in [ForwardingPath::Own, ForwardingPath::Hyper] {
@@ -36,26 +69,7 @@ async fn a_slow_upload_leaves_the_upstream_its_whole_timeout() {
             hyper::Response::new(http_body_util::Full::new(body))
         })
         .await;
-        let timeouts = Timeouts {
-            request: REQUEST_TIMEOUT,
-            ..Timeouts::default()
-        };
-        let weir = start_on(one_route(&[upstream], vec![], timeouts), forwarding).await;
-        let mut client = tokio::net::TcpStream::connect(weir.addr).await.unwrap();
-        client
-            .write_all(
-                b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(CLIENT_PAUSE).await;
-        client.write_all(b"hello").await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
-            .await
-            .expect("the answer in time")
-            .unwrap();
-        let answer = String::from_utf8_lossy(&answer);
+        let (answer, _) = post_slowly(upstream, forwarding).await;
         assert!(
             answer.starts_with("HTTP/1.1 200 "),
             "{forwarding:?}: {answer}"
@@ -75,28 +89,7 @@ async fn an_upstream_that_never_answers_times_out_a_request_after_the_body() {
             hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()))
         })
         .await;
-        let timeouts = Timeouts {
-            request: REQUEST_TIMEOUT,
-            ..Timeouts::default()
-        };
-        let weir = start_on(one_route(&[upstream], vec![], timeouts), forwarding).await;
-        let mut client = tokio::net::TcpStream::connect(weir.addr).await.unwrap();
-        client
-            .write_all(
-                b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        let head_sent = std::time::Instant::now();
-        tokio::time::sleep(CLIENT_PAUSE).await;
-        client.write_all(b"hello").await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
-            .await
-            .expect("the answer in time")
-            .unwrap();
-        let took = head_sent.elapsed();
-        let answer = String::from_utf8_lossy(&answer);
+        let (answer, took) = post_slowly(upstream, forwarding).await;
         assert!(
             answer.starts_with("HTTP/1.1 504 "),
             "{forwarding:?}: {answer}"

@@ -929,21 +929,22 @@ pub fn promoted_routes_missing(
         .file_routes()
         .into_iter()
         .filter(|name| !config.routes.iter().any(|r| *r.name == **name))
-        .filter_map(|name| match store.load(&name) {
-            Stored::Found(state) if state.phase == crate::rollout::Phase::Promoted => {
-                Some(format!(
-                    "the state of route {name} in {} says it was Promoted to {} (stable.revision \
-                 still {}), and the config has no route {name}: renamed or removed while weir \
-                 was stopped, its requests no longer reach {}; if that was not meant, add the \
-                 route back with stable.revision {}",
-                    store.location(),
-                    state.promoted_name(),
-                    state.stable_revision,
-                    state.promoted_name(),
-                    state.promoted_name(),
-                ))
+        .filter_map(|name| {
+            let Stored::Found(state) = store.load(&name) else {
+                return None;
+            };
+            if state.phase != crate::rollout::Phase::Promoted {
+                return None;
             }
-            _ => None,
+            let promoted = state.promoted_name();
+            Some(format!(
+                "the state of route {name} in {} says it was Promoted to {promoted} \
+                 (stable.revision still {}), and the config has no route {name}: renamed or \
+                 removed while weir was stopped, its requests no longer reach {promoted}; if \
+                 that was not meant, add the route back with stable.revision {promoted}",
+                store.location(),
+                state.stable_revision,
+            ))
         })
         .collect();
     missing.sort();

@@ -296,12 +296,8 @@ async fn a_config_behind_its_promotion_at_start_is_refused_and_nothing_is_writte
     let steps = Some("[{setWeight: 50}, {pause: {}}]");
     let shop = fixtures::route("shop", steps);
     let restore = |text: String| {
-        let store = FileStore::open(dir.path().to_owned()).expect("the state directory");
-        async move {
-            let loaded = fixtures::loaded(&text);
-            let resolved = fixtures::resolved(&loaded).await;
-            ControlState::restore_with(loaded, resolved, Arc::new(store), START_MS)
-        }
+        let store = Arc::new(FileStore::open(dir.path().to_owned()).expect("the state directory"));
+        restored(text, store)
     };
     let mut control = restore(fixtures::config_text(None, &shop))
         .await
@@ -559,10 +555,9 @@ async fn a_promoted_state_of_a_route_gone_from_the_config_is_said() {
         fixtures::route("cart", steps),
     ]
     .concat();
-    let loaded = fixtures::loaded(&fixtures::config_text(None, &routes));
-    let resolved = fixtures::resolved(&loaded).await;
     let store = Arc::new(FileStore::open(dir.path().to_owned()).expect("the state directory"));
-    let mut control = ControlState::restore_with(loaded, resolved, store.clone(), START_MS)
+    let mut control = restored(fixtures::config_text(None, &routes), store.clone())
+        .await
         .unwrap_or_else(|e| panic!("restore: {e:?}"));
     control
         .command("shop", Command::PromoteFull, START_MS + 1_000)
@@ -594,4 +589,12 @@ async fn a_promoted_state_of_a_route_gone_from_the_config_is_said() {
     );
     let only_shop = fixtures::route("shop", steps);
     assert_eq!(said(&only_shop), Vec::<String>::new());
+}
+
+/// The control state restored at [`START_MS`] from the config `text` and
+/// the states in `store`.
+async fn restored(text: String, store: Arc<FileStore>) -> Result<ControlState, RestoreError> {
+    let loaded = fixtures::loaded(&text);
+    let resolved = fixtures::resolved(&loaded).await;
+    ControlState::restore_with(loaded, resolved, store, START_MS)
 }

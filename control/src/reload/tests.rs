@@ -55,6 +55,16 @@ async fn control(text: &str) -> (ControlState, Arc<MemoryStore>) {
     (control, store)
 }
 
+/// [`control`] of [`base`], its route `web` promoted (`promote --full`).
+async fn promoted_web() -> (ControlState, Arc<MemoryStore>) {
+    let (mut control, store) = control(&base()).await;
+    control
+        .command("web", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    (control, store)
+}
+
 fn phase_of(control: &ControlState, route: &str) -> Option<Phase> {
     control.rollouts.get(route).map(|s| s.phase)
 }
@@ -251,11 +261,7 @@ async fn a_new_canary_revision_starts_a_new_rollout() {
 
 #[tokio::test]
 async fn a_config_behind_a_promotion_is_refused_until_it_catches_up() {
-    let (mut control, store) = control(&base()).await;
-    control
-        .command("web", Command::PromoteFull, START_MS + 1_000)
-        .await
-        .expect("promoted");
+    let (mut control, store) = promoted_web().await;
     assert_eq!(phase_of(&control, "web"), Some(Phase::Promoted));
     let in_force = control.config().clone();
     let promoted = control.rollouts["web"].clone();
@@ -736,11 +742,7 @@ fn only_another_refused_text_is_put_back() {
 
 #[tokio::test]
 async fn a_promoted_route_renamed_and_caught_up_in_one_change_is_taken() {
-    let (mut control, _store) = control(&base()).await;
-    control
-        .command("web", Command::PromoteFull, START_MS + 1_000)
-        .await
-        .expect("promoted");
+    let (mut control, _store) = promoted_web().await;
     // Its hosts and prefix, now named `shop`, with v2 (promoted) as stable.
     let renamed = web("v2", None, Some(STEPS)).replace("name: web", "name: shop");
     adopt_web_and_fixed(&mut control, renamed, None, START_MS + 2_000)
@@ -748,11 +750,7 @@ async fn a_promoted_route_renamed_and_caught_up_in_one_change_is_taken() {
         .expect("renamed and caught up");
     assert_eq!(phase_of(&control, "shop"), Some(Phase::Healthy));
     // Renamed with another prefix: not the same route, refused.
-    let (mut control, _store) = self::control(&base()).await;
-    control
-        .command("web", Command::PromoteFull, START_MS + 1_000)
-        .await
-        .expect("promoted");
+    let (mut control, _store) = promoted_web().await;
     let elsewhere = web("v2", None, Some(STEPS))
         .replace("name: web", "name: shop")
         .replace("pathPrefix: /web", "pathPrefix: /shop");
