@@ -764,3 +764,28 @@ async fn a_promoted_route_renamed_and_caught_up_in_one_change_is_taken() {
         "refused at routes"
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_only_the_stable_revision_rewrites_the_state_file() {
+    let (mut control, store) = control(&base()).await;
+    let written = |store: &MemoryStore| match store.load("web") {
+        crate::persist::Stored::Found(state) => state,
+        other => panic!("web's state: {other:?}"),
+    };
+    assert_eq!(written(&store).stable_revision, "v1");
+    adopt_web_and_fixed(
+        &mut control,
+        web("v0", Some("v2"), Some(STEPS)),
+        None,
+        START_MS + 1_000,
+    )
+    .await
+    .expect("adopted");
+    let state = written(&store);
+    assert_eq!(phase_of(&control, "web"), Some(Phase::Progressing));
+    assert_eq!(
+        state.stable_revision, "v0",
+        "the file says the status's stable"
+    );
+    assert!(state.writes_as(&control.rollouts["web"]));
+}

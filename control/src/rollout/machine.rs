@@ -614,6 +614,19 @@ impl RolloutState {
         })
     }
 
+    /// Whether `self` holds what `written` holds but for what each judgement
+    /// changes (the message, the last judgement, the evidence), which is
+    /// written only with a transition.
+    pub fn writes_as(&self, written: &RolloutState) -> bool {
+        let unjudged = |state: &RolloutState| RolloutState {
+            message: String::new(),
+            last_judgement: None,
+            evidence: Evidence::default(),
+            ..state.clone()
+        };
+        unjudged(self) == unjudged(written)
+    }
+
     /// True while Promoted: the config should name the promoted revision as
     /// stable.
     pub fn is_config_behind(&self) -> bool {

@@ -27,6 +27,11 @@ pub struct Adoption {
     resolved: Resolved,
     /// One per route with a strategy in the new config.
     outcomes: Vec<Outcome>,
+    /// Routes whose outcome changes nothing of the rollout but what its
+    /// state file holds of the config (its stable revision, a step index
+    /// clamped to fewer steps): written with the transitions, so the file
+    /// says what the status does.
+    restated: Vec<String>,
     /// Routes that keep their name but lose their strategy: their rollout ends.
     ended: Vec<Outcome>,
 }
@@ -88,22 +93,32 @@ impl ControlState {
         now: u64,
     ) -> Result<Adoption, Vec<Diagnostic>> {
         let mut outcomes = Vec::new();
+        let mut restated = Vec::new();
         let mut problems = Vec::new();
         for (index, route) in loaded.config().routes.iter().enumerate() {
             if route.strategy.is_none() {
                 continue;
             }
-            let reconciled = match self.rollouts.get(&*route.name) {
-                Some(state) => state.reconcile(route, now),
+            let returning = match self.rollouts.get(&*route.name) {
+                Some(state) => Some(state.clone()),
                 None => match stored.remove(&*route.name) {
-                    Some(Stored::Found(state)) => state.reconcile(route, now),
-                    Some(Stored::Missing | Stored::Unreadable(_)) | None => {
-                        Ok(RolloutState::start(route, now))
-                    }
+                    Some(Stored::Found(state)) => Some(*state),
+                    Some(Stored::Missing | Stored::Unreadable(_)) | None => None,
                 },
             };
+            let reconciled = match &returning {
+                Some(state) => state.reconcile(route, now),
+                None => Ok(RolloutState::start(route, now)),
+            };
             match reconciled {
-                Ok(outcome) => outcomes.push(outcome),
+                Ok(outcome) => {
+                    if outcome.transition.is_none()
+                        && returning.is_some_and(|before| !outcome.state.writes_as(&before))
+                    {
+                        restated.push(outcome.state.route.clone());
+                    }
+                    outcomes.push(outcome);
+                }
                 Err(refused) => problems.push(refused_diagnostic(&loaded, index, &refused)),
             }
         }
@@ -160,6 +175,7 @@ impl ControlState {
             loaded,
             resolved,
             outcomes,
+            restated,
             ended,
         })
     }
@@ -187,6 +203,7 @@ impl ControlState {
             resolved,
             outcomes,
             ended,
+            ..
         } = adoption;
         for outcome in ended {
             if let Some(t) = &outcome.transition {
@@ -257,7 +274,7 @@ impl Adoption {
         let changed: Vec<RolloutState> = self
             .outcomes
             .iter()
-            .filter(|o| o.transition.is_some())
+            .filter(|o| o.transition.is_some() || self.restated.contains(&o.state.route))
             .map(|o| o.state.clone())
             .collect();
         let written = persist::save_off_runtime(Arc::clone(&store), changed.clone()).await;
