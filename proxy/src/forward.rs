@@ -146,6 +146,24 @@ pub(crate) fn closing_for_http10(response: &mut Response<ProxyBody>) {
     }
 }
 
+/// Ends an HTTP/1 client connection served by hyper after the answer to a
+/// request with a chunked body. hyper's server reads a chunked body's
+/// trailer section until a CRLF CRLF and takes a bare LF inside it for
+/// part of a field, where a reader that ends lines at a bare LF (RFC 9112
+/// section 2.2 allows it) sees the section end: the next request's head
+/// would be read as trailers, and its body as a request of its own. hyper
+/// also reads a body weir did not (a local answer's) that way, to reach
+/// the next request. Nothing after such a body is read: the connection
+/// closes once it is answered. A switch of protocols is left alone; weir's
+/// own path checks the trailers and keeps the connection.
+pub(crate) fn closing_after_chunked_upload(response: &mut Response<ProxyBody>) {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
 /// Empties a body weir made itself (a 404, a 400, a 502 or 504) in the
 /// answer to a HEAD request, keeping the `Content-Length` a GET would get
 /// (RFC 9110 section 9.3.2). hyper's HTTP/1 server leaves any HEAD

@@ -646,9 +646,14 @@ fn proxy_stack(
                     } = &*connection;
                     let http10 = req.version() == http::Version::HTTP_10;
                     let head_request = req.method() == http::Method::HEAD;
+                    let chunked_http1 = req.version() != http::Version::HTTP_2
+                        && req.headers().contains_key(http::header::TRANSFER_ENCODING);
                     let mut response = forward::serve(shared, downstream, req).await;
                     if http10 {
                         forward::closing_for_http10(&mut response);
+                    }
+                    if chunked_http1 {
+                        forward::closing_after_chunked_upload(&mut response);
                     }
                     if head_request {
                         forward::without_local_body(&mut response);

@@ -35,6 +35,12 @@ enum Outcome {
     /// first `reached` requests (the ones before the bad one) reach the
     /// upstream.
     Refused { status: u16, reached: usize },
+    /// A request whose trailer section a reader that ends lines at a bare
+    /// LF sees end earlier: refused (400, the upstream saw no whole
+    /// request, at most one cut inside its body), or forwarded alone with
+    /// its body (`len` bytes) and answered 200; either way the connection
+    /// then closes and nothing after the request reaches the upstream.
+    AloneOrRefused { len: usize },
 }
 
 /// One row of the table.
@@ -247,6 +253,32 @@ fn request_cases() -> Vec<Case> {
             "bare LF in chunk lines",
             post("Transfer-Encoding: chunked\r\n", "5\nhello\n0\n\n"),
             refused(0),
+        ),
+        // A reader that took the bare LF for a line's end, as RFC 9112
+        // section 2.2 allows, sees the trailer section end there and the
+        // next request begin; one that waits for a CRLF CRLF swallows that
+        // request's head as trailers and reads its body as a request.
+        case(
+            "bare LF ending a trailer field",
+            format!(
+                "POST /c HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 5\r\nhello\r\n0\r\nX-T: 1\n\r\n\
+                 POST /b HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {}\r\n\r\n{}",
+                get("/smuggled").len(),
+                get("/smuggled")
+            ),
+            Outcome::AloneOrRefused { len: 5 },
+        ),
+        case(
+            "bare LF after a trailer field's CRLF",
+            format!(
+                "POST /c HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 5\r\nhello\r\n0\r\nX-T: 1\r\n\n\
+                 POST /b HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {}\r\n\r\n{}",
+                get("/smuggled").len(),
+                get("/smuggled")
+            ),
+            Outcome::AloneOrRefused { len: 5 },
         ),
         // The head.
         case(
@@ -471,6 +503,7 @@ async fn echoing_target(name: &'static str) -> RecordingUpstream {
 /// description of what went wrong, if anything.
 async fn run_case(weir: &Weir, upstream: &RecordingUpstream, case: &Case) -> Result<(), String> {
     let before = upstream.requests().len();
+    let violations_before = upstream.violations();
     // Every case ends its connection (a close, an HTTP/1.0 request or a
     // refusal), so a request written after it must never be read.
     let mut request = case.request.clone();
@@ -488,8 +521,15 @@ async fn run_case(weir: &Weir, upstream: &RecordingUpstream, case: &Case) -> Res
             "a request after the case reached the upstream: {reached:?}"
         ));
     }
-    let violations = upstream.violations();
-    if !violations.is_empty() {
+    let violations: Vec<(usize, String)> = upstream
+        .violations()
+        .into_iter()
+        .filter(|v| !violations_before.contains(v))
+        .collect();
+    let cut_inside =
+        |v: &[(usize, String)]| v.len() == 1 && v[0].1.starts_with("closed inside a request");
+    let allowed = matches!(case.outcome, Outcome::AloneOrRefused { .. }) && cut_inside(&violations);
+    if !violations.is_empty() && !allowed {
         return fail(format!("the upstream saw ambiguous bytes: {violations:?}"));
     }
     match case.outcome {
@@ -513,6 +553,18 @@ async fn run_case(weir: &Weir, upstream: &RecordingUpstream, case: &Case) -> Res
                         request.target
                     ));
                 }
+            }
+        }
+        Outcome::AloneOrRefused { len } => {
+            let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+            let lengths: Vec<usize> = reached.iter().map(|r| r.body.len()).collect();
+            let refused = statuses == [400] && lengths.is_empty();
+            let alone = statuses == [200] && lengths == [len];
+            if !refused && !alone {
+                return fail(format!(
+                    "statuses {statuses:?}, upstream body lengths {lengths:?}: want 400 and \
+                     none, or 200 and one of {len}"
+                ));
             }
         }
         Outcome::Refused { status, reached: n } => {
@@ -542,7 +594,12 @@ async fn client_framing_table(path: ForwardingPath) {
         .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
         .await;
     let mut failures = Vec::new();
-    for case in request_cases() {
+    for mut case in request_cases() {
+        // hyper's path closes a connection after a chunked request (see
+        // `closing_after_chunked_upload`): the pipeline ends with `/p3`.
+        if path == ForwardingPath::Hyper && case.name == "pipelined requests" {
+            case.outcome = Outcome::Forwarded(&[0, 5, 3]);
+        }
         if let Err(why) = run_case(&weir, &upstream, &case).await {
             failures.push(why);
         }
@@ -630,6 +687,12 @@ enum Answered {
     /// is cut short and the client connection closed, so the client sees
     /// the failure; the upstream connection is never used again.
     CutShort,
+    /// Whatever the status, the bytes after the fault never reach the
+    /// client and the upstream connection is never used again: weir's own
+    /// path answers 502; hyper's reads the trailer section to a CRLF CRLF,
+    /// swallowing the stray answer's head, and closes the connection on
+    /// the bytes left over.
+    NotReused,
 }
 
 /// The response-side table: (name, method, raw upstream reply, outcome).
@@ -747,6 +810,15 @@ fn response_cases() -> Vec<(&'static str, &'static str, Reply, Answered)> {
             Answered::CutShort,
         ),
         (
+            "bare LF ending a trailer field, an answer after it",
+            "GET",
+            Reply::keep(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\n\r\n\
+                 HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
+            ),
+            Answered::NotReused,
+        ),
+        (
             "close mid-chunk",
             "GET",
             Reply::close("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nabc"),
@@ -854,6 +926,7 @@ async fn upstream_framing_table(path: ForwardingPath) {
                         length.is_none_or(|n| body.len() < n)
                     }
                 }
+                Answered::NotReused => !text.contains("smuggled"),
             };
         if !ok {
             failures.push(format!("{name}: want {answered:?}, client got {text:?}"));
@@ -915,8 +988,8 @@ async fn pipelined_requests_across_routes_and_roles_are_answered_in_order(path: 
         ]))
         .await;
 
-    // Each request names where it must go; bodies of both framings in
-    // between, a HEAD whose answer has no body, and the last one closes.
+    // Each request names where it must go; bodies of both framings (on
+    // the own path) in between, a HEAD whose answer has no body, and the last one closes.
     let plan: [(&str, &str, &str); 6] = [
         ("GET", "/one", "stable"),
         ("POST", "/two", "canary"),
@@ -925,6 +998,7 @@ async fn pipelined_requests_across_routes_and_roles_are_answered_in_order(path: 
         ("POST", "/api/five", "other"),
         ("GET", "/six", "stable"),
     ];
+    let own_path = path == ForwardingPath::Own;
     let mut request = String::new();
     for (i, (method, path, role)) in plan.iter().enumerate() {
         request.push_str(&format!("{method} {path} HTTP/1.1\r\nHost: shop.test\r\n"));
@@ -934,8 +1008,11 @@ async fn pipelined_requests_across_routes_and_roles_are_answered_in_order(path: 
         if i == plan.len() - 1 {
             request.push_str("Connection: close\r\n");
         }
-        match (*method, i % 2) {
-            ("POST", 0) => request.push_str("Content-Length: 5\r\n\r\nhello"),
+        // hyper's path ends a connection after a chunked request (see
+        // `client_framing_table`): there both bodies have a length.
+        let chunked = i % 2 == 1 && own_path;
+        match (*method, chunked) {
+            ("POST", false) => request.push_str("Content-Length: 5\r\n\r\nhello"),
             ("POST", _) => request.push_str(&format!(
                 "Transfer-Encoding: chunked\r\n\r\n{HELLO_CHUNKED}"
             )),

@@ -877,7 +877,9 @@ async fn a_client_that_half_closes_inside_its_body_gets_the_whole_answer() {
 /// Requests whose bodies went whole, however framed (a length, chunks,
 /// chunks with trailers), keep the client's connection and the
 /// upstream's: the end of each body is seen, so none is taken for an
-/// upload still going.
+/// upload still going. On hyper's path the client's connection ends after
+/// a chunked request (hyper's reading of a trailer section is looser than
+/// weir's: `closing_after_chunked_upload`); the upstream's stays.
 async fn a_body_sent_whole_keeps_both_connections(path: ForwardingPath) {
     let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("stable")).await;
     let weir = path
@@ -895,12 +897,18 @@ async fn a_body_sent_whole_keeps_both_connections(path: ForwardingPath) {
             client.write_all(request).await.unwrap();
             let (head, body) = read_response(&mut client).await;
             assert!(head.starts_with("HTTP/1.1 200"), "{}: {head}", path.name());
-            assert!(
-                !head.to_ascii_lowercase().contains("connection: close"),
+            let chunked = request.windows(8).any(|w| w == b"chunked\r");
+            let closes = path == ForwardingPath::Hyper && chunked;
+            assert_eq!(
+                head.to_ascii_lowercase().contains("connection: close"),
+                closes,
                 "{}: {head}",
                 path.name()
             );
             assert_eq!(body, b"stable");
+            if closes {
+                client = TcpStream::connect(weir.addrs.http).await.unwrap();
+            }
         }
     })
     .await;
