@@ -58,6 +58,12 @@ pub struct UpstreamBody {
     /// The body ended cleanly (hyper's `is_end_stream` is only true for a
     /// known length, so chunked bodies are tracked here).
     done: bool,
+    /// The body ended with trailers. hyper's HTTP/1 client reads a trailer
+    /// section to a CRLF CRLF, taking a bare LF inside it for part of a
+    /// field: what a reader that ends lines at a bare LF sees after the
+    /// section's end may have been read into it, so such a connection is
+    /// not used again.
+    had_trailers: bool,
     /// Longest wait for the next frame before the body is cut.
     idle_timeout: Duration,
     /// The route's request timeout, for messages.
@@ -157,6 +163,7 @@ impl ProxyBody {
             accepted: (200..300).contains(&account.code),
             in_flight: Some(in_flight),
             done: false,
+            had_trailers: false,
             idle_timeout: limits.idle,
             request_timeout: limits.request,
             deadline: limits.deadline,
@@ -190,7 +197,7 @@ impl ProxyBody {
             // As read by `poll_frame`: a gRPC status in trailers is noted,
             // and the end of the body counts it.
             for trailers in frames.iter().filter_map(Frame::trailers_ref) {
-                up.note_grpc_status(trailers);
+                up.note_trailers(trailers);
             }
             // Held as they are: nothing was held yet.
             debug_assert!(up.held.is_empty());
@@ -299,7 +306,7 @@ impl UpstreamBody {
         match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    self.note_grpc_status(trailers);
+                    self.note_trailers(trailers);
                 }
                 // Trailers end a body; hyper's `is_end_stream` says so only
                 // for a known length.
@@ -406,7 +413,10 @@ impl UpstreamBody {
         self.account.as_ref().is_some_and(|a| a.grpc.is_some())
     }
 
-    fn note_grpc_status(&mut self, trailers: &http::HeaderMap) {
+    /// Notes the trailers that end the body: a gRPC status in them, and
+    /// that there were some (see [`UpstreamBody::had_trailers`]).
+    fn note_trailers(&mut self, trailers: &http::HeaderMap) {
+        self.had_trailers = true;
         if let Some(grpc) = self.account.as_mut().and_then(|a| a.grpc.as_mut()) {
             if let Some(status) = crate::grpc::status(trailers) {
                 grpc.status = Some(status);
@@ -465,7 +475,7 @@ impl UpstreamBody {
             match Pin::new(body).poll_frame(&mut cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(trailers) = frame.trailers_ref() {
-                        self.note_grpc_status(trailers);
+                        self.note_trailers(trailers);
                     }
                     let ends = frame.is_trailers() || self.upstream_ended();
                     self.held.push_back(frame);
@@ -529,10 +539,13 @@ impl UpstreamBody {
             }
             return;
         };
-        if whole && !uploading {
+        if whole && !uploading && !self.had_trailers {
             if let Some(in_flight) = &self.in_flight {
                 in_flight.endpoint().put_idle(sender);
             }
+        } else if whole && !uploading {
+            // Ended with trailers: closed (see `had_trailers`).
+            drop(sender);
         } else if whole && self.accepted {
             // The upstream took the request and answered before reading
             // all of it (an ingest endpoint's `202`): the connection
