@@ -805,12 +805,14 @@ impl<'de> serde::Deserialize<'de> for UniqueFields {
             ) -> Result<UniqueFields, A::Error> {
                 let mut seen = std::collections::HashSet::new();
                 while let Some(name) = map.next_key::<String>()? {
-                    map.next_value::<serde::de::IgnoredAny>()?;
+                    // Refused before its value is read, so the position
+                    // the error names is the second name's.
                     if !seen.insert(name.clone()) {
                         return Err(serde::de::Error::custom(format!(
                             "the field `{name}` is given twice"
                         )));
                     }
+                    map.next_value::<serde::de::IgnoredAny>()?;
                 }
                 Ok(UniqueFields)
             }
@@ -1362,7 +1364,11 @@ mod tests {
             panic!("a body with a field twice is taken");
         };
         let text = bad_request_text(refused).await;
-        assert!(text.contains("the field `full` is given twice"), "{text}");
+        // The second `full` ends at column 21; the object at column 29.
+        assert!(
+            text.contains("the field `full` is given twice at line 1 column 21"),
+            "{text}"
+        );
     }
 
     /// `promote?full=true` is refused, not taken as a plain promote.
