@@ -987,12 +987,17 @@ async fn serve_with(
             // such a connection never gives its place.
             let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| {
                 let answering = place.answering();
+                // hyper reads a chunked body's trailer section to a CRLF
+                // CRLF, taking a bare LF inside it for part of a field (see
+                // `closing_after_chunked_upload` of the proxy): nothing
+                // after such a body is read.
+                let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
                 let answer = (!head_too_large(&req)).then(|| HyperService(stack.clone()).call(req));
                 async move {
                     // The stack answers every failure itself (see
                     // `stack::admin_stack`); should an error come anyway,
                     // it is a 500.
-                    let response = match answer {
+                    let mut response = match answer {
                         Some(answer) => answer.await.unwrap_or_else(|error| {
                             self::error(
                                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -1009,6 +1014,12 @@ async fn serve_with(
                             refused.map(AdminBody::from)
                         }
                     };
+                    if chunked {
+                        response.headers_mut().insert(
+                            header::CONNECTION,
+                            header::HeaderValue::from_static("close"),
+                        );
+                    }
                     Ok::<_, std::convert::Infallible>(response.map(|body| answering.body(body)))
                 }
             });

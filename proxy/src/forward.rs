@@ -154,14 +154,13 @@ pub(crate) fn closing_for_http10(response: &mut Response<ProxyBody>) {
 /// would be read as trailers, and its body as a request of its own. hyper
 /// also reads a body weir did not (a local answer's) that way, to reach
 /// the next request. Nothing after such a body is read: the connection
-/// closes once it is answered. A switch of protocols is left alone; weir's
-/// own path checks the trailers and keeps the connection.
+/// closes once it is answered (such a request is offered no switch of
+/// protocols: `prepare_request`). weir's own path checks the trailers
+/// itself and keeps its connections.
 pub(crate) fn closing_after_chunked_upload(response: &mut Response<ProxyBody>) {
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// Empties a body weir made itself (a 404, a 400, a 502 or 504) in the
@@ -1634,11 +1633,16 @@ fn prepare_request<B>(
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let upgrade = if req.version() == Version::HTTP_11 && is_upgrade_request(req.headers()) {
-        allowed_upgrade(req.headers(), upgrades)
-    } else {
-        None
-    };
+    // A request with a chunked body offers no switch: its connection
+    // closes after the answer (see `closing_after_chunked_upload`), where a
+    // switch would hand what hyper read past the body to the tunnel.
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let upgrade =
+        if req.version() == Version::HTTP_11 && !chunked && is_upgrade_request(req.headers()) {
+            allowed_upgrade(req.headers(), upgrades)
+        } else {
+            None
+        };
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, true);
     if let Some(upgrade) = &upgrade {

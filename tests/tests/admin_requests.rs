@@ -292,3 +292,37 @@ async fn requests_that_cannot_be_parsed_get_a_json_error() {
         assert!(error_of(&answer.text()).contains(says), "{shown}");
     }
 }
+
+/// A chunked command whose trailer section a bare LF would end for a front
+/// end that ends lines there: nothing after its body is read, so the
+/// command hidden in the next request's body never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_after_a_chunked_command_is_read() {
+    let (weir, _v1, _v2) = start().await;
+    let authorization = format!("authorization: Bearer {WRITER}\r\n");
+    let hidden = format!(
+        "POST /api/v1/routes/web/abort HTTP/1.1\r\nhost: a\r\n{authorization}content-length: 0\r\n\r\n"
+    );
+    let request = format!(
+        "POST /api/v1/routes/web/pause HTTP/1.1\r\nhost: a\r\n{authorization}transfer-encoding: chunked\r\n\r\n\
+         0\r\nx-t: 1\n\r\n\
+         POST /api/v1/healthz HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{hidden}",
+        hidden.len()
+    );
+    let answer = weir_e2e::raw_request(
+        weir.addrs.admin,
+        request.as_bytes(),
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+    assert_eq!(answer.status, 200, "{shown}");
+    assert_eq!(answer.header("connection"), Some("close"), "{shown}");
+    assert_eq!(shown.matches("HTTP/1.1 ").count(), 1, "{shown}");
+    let admin = format!("http://{}", weir.addrs.admin);
+    let auth = format!("authorization: Bearer {READER}");
+    let (status, body) = curl(&["-H", &auth, &format!("{admin}/api/v1/routes/web")]).await;
+    assert_eq!(status, 200, "{body}");
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(phase(&s), "Paused", "the hidden abort ran: {s:#}");
+}

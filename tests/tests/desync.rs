@@ -1288,7 +1288,40 @@ async fn a_repeated_content_length_is_passed_on_as_one_number(path: ForwardingPa
     }
 }
 
+/// A chunked body weir does not read (its request answered `404`, no
+/// route for its host): nothing after it is read, however a trailer
+/// section in it would end for a reader that ends lines at a bare LF.
+async fn nothing_after_an_unread_chunked_body_is_read(path: ForwardingPath) {
+    let upstream = echoing_target("stable").await;
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("web", &[upstream.addr]).hosts(&["shop.test"])
+        ]))
+        .await;
+    let request = format!(
+        "POST /c HTTP/1.1\r\nHost: elsewhere.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\nX-T: 1\n\r\n\
+         POST /b HTTP/1.1\r\nHost: elsewhere.test\r\nContent-Length: {}\r\n\r\n{}",
+        get("/smuggled").len(),
+        get("/smuggled")
+    );
+    let (raw, closed) = exchange(weir.addrs.http, request.as_bytes()).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(closed, "{}: not closed: {text}", path.name());
+    let statuses: Vec<u16> = split_responses(&raw, &[])
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        statuses == [404] || statuses == [400],
+        "{}: {statuses:?} {text}",
+        path.name()
+    );
+    assert_eq!(upstream.requests(), vec![], "{}", path.name());
+}
+
 weir_e2e::on_both_paths!(
+    nothing_after_an_unread_chunked_body_is_read,
     a_repeated_content_length_is_passed_on_as_one_number,
     unreadable_requests_are_answered_with_a_reason,
     client_framing_table,
