@@ -539,13 +539,12 @@ impl UpstreamBody {
             }
             return;
         };
-        if whole && !uploading && !self.had_trailers {
-            if let Some(in_flight) = &self.in_flight {
+        if whole && !uploading {
+            // Pooled, unless it ended with trailers (see `had_trailers`):
+            // dropped, it closes.
+            if let Some(in_flight) = self.in_flight.as_ref().filter(|_| !self.had_trailers) {
                 in_flight.endpoint().put_idle(sender);
             }
-        } else if whole && !uploading {
-            // Ended with trailers: closed (see `had_trailers`).
-            drop(sender);
         } else if whole && self.accepted {
             // The upstream took the request and answered before reading
             // all of it (an ingest endpoint's `202`): the connection

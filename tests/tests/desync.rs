@@ -71,6 +71,18 @@ fn get(path: &str) -> String {
 
 const HELLO_CHUNKED: &str = "5\r\nhello\r\n0\r\n\r\n";
 
+/// `POST /c` to `host` with the chunked `body`, then a `POST /b` whose
+/// body is a `GET /smuggled`: what a reader that ends the body earlier or
+/// later than its last CRLF CRLF takes for a request of its own.
+fn hiding_a_request(host: &str, body: &str) -> String {
+    let hidden = get("/smuggled");
+    format!(
+        "POST /c HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n{body}\
+         POST /b HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{hidden}",
+        hidden.len()
+    )
+}
+
 fn case(name: &'static str, request: impl Into<Vec<u8>>, outcome: Outcome) -> Case {
     Case {
         name,
@@ -260,24 +272,12 @@ fn request_cases() -> Vec<Case> {
         // request's head as trailers and reads its body as a request.
         case(
             "bare LF ending a trailer field",
-            format!(
-                "POST /c HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n\
-                 5\r\nhello\r\n0\r\nX-T: 1\n\r\n\
-                 POST /b HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {}\r\n\r\n{}",
-                get("/smuggled").len(),
-                get("/smuggled")
-            ),
+            hiding_a_request("shop.test", "5\r\nhello\r\n0\r\nX-T: 1\n\r\n"),
             Outcome::AloneOrRefused { len: 5 },
         ),
         case(
             "bare LF after a trailer field's CRLF",
-            format!(
-                "POST /c HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n\
-                 5\r\nhello\r\n0\r\nX-T: 1\r\n\n\
-                 POST /b HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {}\r\n\r\n{}",
-                get("/smuggled").len(),
-                get("/smuggled")
-            ),
+            hiding_a_request("shop.test", "5\r\nhello\r\n0\r\nX-T: 1\r\n\n"),
             Outcome::AloneOrRefused { len: 5 },
         ),
         // The head.
@@ -1298,13 +1298,7 @@ async fn nothing_after_an_unread_chunked_body_is_read(path: ForwardingPath) {
             Route::new("web", &[upstream.addr]).hosts(&["shop.test"])
         ]))
         .await;
-    let request = format!(
-        "POST /c HTTP/1.1\r\nHost: elsewhere.test\r\nTransfer-Encoding: chunked\r\n\r\n\
-         0\r\nX-T: 1\n\r\n\
-         POST /b HTTP/1.1\r\nHost: elsewhere.test\r\nContent-Length: {}\r\n\r\n{}",
-        get("/smuggled").len(),
-        get("/smuggled")
-    );
+    let request = hiding_a_request("elsewhere.test", "0\r\nX-T: 1\n\r\n");
     let (raw, closed) = exchange(weir.addrs.http, request.as_bytes()).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
     assert!(closed, "{}: not closed: {text}", path.name());

@@ -55,6 +55,13 @@ fn body(bytes: usize) -> weir_e2e::Body {
         .boxed_unsync()
 }
 
+/// A new client connection to `addr`.
+async fn connected(addr: std::net::SocketAddr) -> Conn {
+    within(Duration::from_secs(5), "a connection", Conn::open(addr))
+        .await
+        .expect("connected")
+}
+
 /// Whether `response` says its connection closes.
 fn says_close(response: &weir_e2e::Response) -> bool {
     response.headers.get("connection").map(|v| v.as_bytes()) == Some(&b"close"[..])
@@ -159,13 +166,7 @@ async fn only_listed_methods_with_bodies_under_the_limit_are_retried() {
         .stable_fallback("{ methods: [GET, PUT], maxBodyBytes: 1KiB, budget: 1 }")]))
     .await;
 
-    let mut conn = within(
-        Duration::from_secs(5),
-        "a connection",
-        Conn::open(weir.addrs.http),
-    )
-    .await
-    .expect("connected");
+    let mut conn = connected(weir.addrs.http).await;
     // (what, request, retried)
     let mut visible = 0;
     let cases: [(&str, MakeRequest, bool); 5] = [
@@ -207,17 +208,10 @@ async fn only_listed_methods_with_bodies_under_the_limit_are_retried() {
                 // which `stableFallback` routes take (see
                 // `closing_after_chunked_upload`); no other does.
                 assert_eq!(says_close(&response), chunked, "{what}");
-            }
-            if response.status == 200 && chunked {
-                conn = within(
-                    Duration::from_secs(5),
-                    "a new connection",
-                    Conn::open(weir.addrs.http),
-                )
-                .await
-                .expect("connected");
-            }
-            if response.status != 200 {
+                if chunked {
+                    conn = connected(weir.addrs.http).await;
+                }
+            } else {
                 assert!(
                     matches!(response.status.as_u16(), 502 | 503),
                     "{what}: {} {}",
@@ -234,13 +228,7 @@ async fn only_listed_methods_with_bodies_under_the_limit_are_retried() {
                     response.headers
                 );
                 failed += 1;
-                conn = within(
-                    Duration::from_secs(5),
-                    "a new connection",
-                    Conn::open(weir.addrs.http),
-                )
-                .await
-                .expect("connected");
+                conn = connected(weir.addrs.http).await;
             }
         }
         eprintln!("{what}: {failed} of 30 failed visibly");
@@ -330,13 +318,7 @@ async fn kept_bodies_reach_the_upstream_whole() {
     ]))
     .await;
 
-    let mut conn = within(
-        Duration::from_secs(5),
-        "a connection",
-        Conn::open(weir.addrs.http),
-    )
-    .await
-    .expect("connected");
+    let mut conn = connected(weir.addrs.http).await;
     // (host, body, length, the upstream that answers)
     let cases: [(&str, weir_e2e::Body, usize, &str); 7] = [
         ("kept.test", body(500), 500, "canary"),
@@ -361,13 +343,7 @@ async fn kept_bodies_reach_the_upstream_whole() {
         // no other does.
         assert_eq!(says_close(&response), chunked, "{host} {length}");
         if chunked {
-            conn = within(
-                Duration::from_secs(5),
-                "a new connection",
-                Conn::open(weir.addrs.http),
-            )
-            .await
-            .expect("connected");
+            conn = connected(weir.addrs.http).await;
         }
         assert_eq!(response.status, 200, "{host} {length}: {}", response.text());
         assert_eq!(response.upstream(), upstream, "{host} {length}");
