@@ -299,7 +299,15 @@ async fn a_config_behind_its_promotion_at_start_is_refused_and_nothing_is_writte
         let store = Arc::new(FileStore::open(dir.path().to_owned()).expect("the state directory"));
         restored(text, store)
     };
-    shop_promoted_beside_a_broken_state(dir.path(), &shop).await;
+    let mut control = restore(fixtures::config_text(None, &shop))
+        .await
+        .unwrap_or_else(|e| panic!("restore: {e:?}"));
+    control
+        .command("shop", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    drop(control);
+    std::fs::write(dir.path().join("broken.json"), "not json").expect("written");
     let before = state_files(dir.path());
 
     let with = |shop: &str| {
@@ -547,8 +555,16 @@ async fn a_promoted_state_of_a_route_gone_from_the_config_is_said() {
         fixtures::route("cart", steps),
     ]
     .concat();
-    shop_promoted_beside_a_broken_state(dir.path(), &routes).await;
     let store = Arc::new(FileStore::open(dir.path().to_owned()).expect("the state directory"));
+    let mut control = restored(fixtures::config_text(None, &routes), store.clone())
+        .await
+        .unwrap_or_else(|e| panic!("restore: {e:?}"));
+    control
+        .command("shop", Command::PromoteFull, START_MS + 1_000)
+        .await
+        .expect("promoted");
+    drop(control);
+    std::fs::write(dir.path().join("broken.json"), "not json").expect("written");
 
     let said = |routes: &str| {
         let loaded = fixtures::loaded(&fixtures::config_text(None, routes));
@@ -573,22 +589,6 @@ async fn a_promoted_state_of_a_route_gone_from_the_config_is_said() {
     );
     let only_shop = fixtures::route("shop", steps);
     assert_eq!(said(&only_shop), Vec::<String>::new());
-}
-
-/// Leaves in `dir` the states of a start with `routes` (which have a route
-/// `shop`) after `promote --full` of `shop`, and a state file that cannot
-/// be read (`broken.json`).
-async fn shop_promoted_beside_a_broken_state(dir: &std::path::Path, routes: &str) {
-    let store = Arc::new(FileStore::open(dir.to_owned()).expect("the state directory"));
-    let mut control = restored(fixtures::config_text(None, routes), store)
-        .await
-        .unwrap_or_else(|e| panic!("restore: {e:?}"));
-    control
-        .command("shop", Command::PromoteFull, START_MS + 1_000)
-        .await
-        .expect("promoted");
-    drop(control);
-    std::fs::write(dir.join("broken.json"), "not json").expect("written");
 }
 
 /// The control state restored at [`START_MS`] from the config `text` and
