@@ -27,5 +27,7 @@ pub mod reload;
 pub mod rollout;
 pub mod run;
 pub mod telemetry;
+#[cfg(test)]
+mod test_log;
 pub mod validate;
 pub mod webhooks;

@@ -3,9 +3,8 @@
 //! the states of its routes together; a state file out of range holds its
 //! route; an abort whose write failed is written once the store takes it.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir_config::Weight;
@@ -15,6 +14,7 @@ use super::{ControlState, transitions};
 use crate::fixtures::{self, GatedStore, START_MS};
 use crate::persist::{FileStore, MemoryStore};
 use crate::rollout::{Command, Phase};
+use crate::test_log::capture_this_thread;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_is_answered_while_a_state_is_written() {
@@ -61,43 +61,9 @@ async fn the_status_is_answered_while_a_state_is_written() {
     );
 }
 
-/// Log output collected in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut buffer) = self.0.lock() {
-            buffer.extend_from_slice(bytes);
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this test binary, from a global subscriber (a scoped
-/// one races with other tests over tracing's per-callsite interest cache).
-fn captured_log() -> Captured {
-    static LOG: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        captured
-    })
-    .clone()
-}
-
 #[tokio::test]
 async fn transitions_are_logged_in_their_routes_span() {
-    let captured = captured_log();
+    let captured = capture_this_thread();
     let routes = [
         fixtures::route("spanned-web", Some("[{setWeight: 20}, {pause: {}}]")),
         fixtures::route("spanned-api", Some("[{setWeight: 20}, {pause: {}}]")),
@@ -113,7 +79,7 @@ async fn transitions_are_logged_in_their_routes_span() {
         .await
         .expect("aborted");
 
-    let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
+    let text = captured.text();
     let logged = |route: &str, kind: &str| {
         text.lines()
             .any(|l| l.contains(&format!("route{{route={route}}}")) && l.contains(kind))
@@ -140,7 +106,7 @@ fn state_file(route: &str, canary: &str, seq: u64, step: u64) -> String {
 /// step, the file is kept aside, and the log names the file and the field.
 #[tokio::test]
 async fn a_state_file_with_a_number_out_of_range_holds_its_route_at_weight_zero() {
-    let captured = captured_log();
+    let captured = capture_this_thread();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let max = u64::MAX;
     // The config's canary v2, at a step with no next one.
@@ -160,7 +126,7 @@ async fn a_state_file_with_a_number_out_of_range_holds_its_route_at_weight_zero(
     let control = ControlState::restore_with(loaded, resolved, Arc::new(store), START_MS)
         .unwrap_or_else(|d| panic!("restore: {d:?}"));
 
-    let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
+    let text = captured.text();
     for (route, file, field) in [
         ("range-step", &step_file, "stepIndex"),
         ("range-seq", &seq_file, "rolloutSeq"),

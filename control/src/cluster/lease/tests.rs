@@ -159,29 +159,11 @@ async fn a_failed_read_keeps_the_leader_and_when_it_was_last_heard() {
         .expect("the election ran");
 }
 
-/// Log lines captured by a test's subscriber.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("the capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The lines of the election captured so far at `level`.
-    fn count(&self, level: &str) -> usize {
-        let text = String::from_utf8_lossy(&self.0.lock().expect("the capture")).into_owned();
-        text.lines()
-            .filter(|line| line.contains(level) && line.contains("weir_control::cluster::lease:"))
-            .count()
-    }
+/// The election's lines in `text` at `level`.
+fn count(text: &str, level: &str) -> usize {
+    text.lines()
+        .filter(|line| line.contains(level) && line.contains("weir_control::cluster::lease:"))
+        .count()
 }
 
 /// A follower that may not read the Lease (a sidecar's ServiceAccount has
@@ -189,14 +171,7 @@ impl Captured {
 /// succeeds again says so, and a new run of failures warns again.
 #[tokio::test(start_paused = true)]
 async fn a_follower_refused_the_lease_warns_once_per_run_of_failures() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let captured = crate::test_log::capture_this_thread();
 
     let (client, mut handle) = mock_api::client();
     let elector = Elector::new(client, LeaseConfig::new("weir", "weir-leader", "weir-9"));
@@ -223,9 +198,10 @@ async fn a_follower_refused_the_lease_warns_once_per_run_of_failures() {
         .expect("the follower stops")
         .expect("the follower ran");
 
-    assert_eq!(captured.count(" WARN "), 2, "one per run of failures");
-    assert_eq!(captured.count(" DEBUG "), 5, "the other failures");
-    assert_eq!(captured.count(" INFO "), 1, "read again");
+    let text = captured.text();
+    assert_eq!(count(&text, " WARN "), 2, "one per run of failures: {text}");
+    assert_eq!(count(&text, " DEBUG "), 5, "the other failures: {text}");
+    assert_eq!(count(&text, " INFO "), 1, "read again: {text}");
 }
 
 /// A leader whose renewals get no answer stops leading at its renew
