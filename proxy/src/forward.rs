@@ -22,7 +22,7 @@ use crate::fallback::{self, Failure, FallbackPolicy};
 use crate::grpc;
 use crate::metrics::{ClientErrorKind, RejectReason, RoleMetrics};
 use crate::request_body::{
-    self, BufferedBody, H2Upload, KeepError, KeepGap, Kept, RequestBody, UploadBound,
+    self, BufferedBody, ClientBody, H2Upload, KeepError, KeepGap, Kept, RequestBody, UploadBound,
     UploadProgress,
 };
 use crate::request_id::X_REQUEST_ID;
@@ -147,16 +147,18 @@ pub(crate) fn closing_for_http10(response: &mut Response<ProxyBody>) {
 }
 
 /// Ends an HTTP/1 client connection served by hyper after the answer to a
-/// request with a chunked body. hyper's server reads a chunked body's
-/// trailer section until a CRLF CRLF and takes a bare LF inside it for
-/// part of a field, where a reader that ends lines at a bare LF (RFC 9112
-/// section 2.2 allows it) sees the section end: the next request's head
-/// would be read as trailers, and its body as a request of its own. hyper
-/// also reads a body weir did not (a local answer's) that way, to reach
-/// the next request. Nothing after such a body is read: the connection
-/// closes once it is answered (such a request is offered no switch of
-/// protocols: `prepare_request`). weir's own path checks the trailers
-/// itself and keeps its connections.
+/// request whose chunked body was not read to a plain end by the time the
+/// answer came (see [`crate::request_body::BodyEnding`]): it had trailers,
+/// broke, or was still going or never read (a local answer's). hyper's
+/// server reads a chunked body's trailer section until a CRLF CRLF and
+/// takes a bare LF inside it for part of a field, where a reader that ends
+/// lines at a bare LF (RFC 9112 section 2.2 allows it) sees the section
+/// end: the next request's head would be read as trailers, and its body as
+/// a request of its own. hyper also reads a body weir did not (a local
+/// answer's) that way, to reach the next request. Nothing after such a
+/// body is read: the connection closes once it is answered (a chunked
+/// request is offered no switch of protocols: `prepare_request`). weir's
+/// own path checks the trailers itself and keeps its connections.
 pub(crate) fn closing_after_chunked_upload(response: &mut Response<ProxyBody>) {
     response
         .headers_mut()
@@ -181,7 +183,7 @@ pub(crate) fn without_local_body(response: &mut Response<ProxyBody>) {
 pub async fn serve(
     shared: &Shared,
     downstream: &Downstream,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     if let Err(reason) = check_head(&req) {
@@ -700,7 +702,7 @@ impl Replay {
 async fn keep_for_fallback(
     route: &ServedRoute,
     role: Role,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     grpc: bool,
     pace: Option<&UploadProgress>,
 ) -> Result<(Request<RequestBody>, Option<Replay>), ProxyError> {
@@ -1633,8 +1635,8 @@ fn prepare_request<B>(
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    // A request with a chunked body offers no switch: its connection
-    // closes after the answer (see `closing_after_chunked_upload`), where a
+    // A request with a chunked body offers no switch: its connection may
+    // close after the answer (see `closing_after_chunked_upload`), and a
     // switch would hand what hyper read past the body to the tunnel.
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
     let upgrade =

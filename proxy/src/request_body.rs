@@ -22,7 +22,7 @@ use crate::metrics::ClientErrorKind;
 pub enum RequestBody {
     /// The client's body, streamed as it arrives (every route without
     /// `stableFallback`, and stable requests).
-    Streamed(Incoming),
+    Streamed(ClientBody),
     /// A body read to its end before sending: it can be sent again.
     Buffered(BufferedBody),
     /// The start of a body that turned out larger than the limit while being
@@ -31,7 +31,7 @@ pub enum RequestBody {
         /// What was read before the limit was passed; `None` once sent.
         head: Option<Bytes>,
         /// The rest of the client's body.
-        rest: Incoming,
+        rest: ClientBody,
     },
     /// A body still to be read when sent upstream, whose progress is noted
     /// for the answer's side (see [`RequestBody::track`]): an answer that
@@ -340,9 +340,99 @@ impl UploadProgress {
     }
 }
 
-impl From<Incoming> for RequestBody {
-    fn from(body: Incoming) -> Self {
+impl From<ClientBody> for RequestBody {
+    fn from(body: ClientBody) -> Self {
         RequestBody::Streamed(body)
+    }
+}
+
+/// A client's request body as hyper reads it, noting how it ended when
+/// the connection asked (see [`BodyEnding`]).
+#[derive(Debug)]
+pub struct ClientBody {
+    /// The body itself.
+    body: Incoming,
+    /// Where its end is noted, if the connection asked.
+    end: Option<Arc<BodyEnding>>,
+}
+
+impl ClientBody {
+    /// `body`, its end noted nowhere.
+    pub fn new(body: Incoming) -> Self {
+        ClientBody { body, end: None }
+    }
+
+    /// `body`, its end noted in `end`.
+    pub fn watched(body: Incoming, end: Arc<BodyEnding>) -> Self {
+        ClientBody {
+            body,
+            end: Some(end),
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Some(end) = &this.end {
+            match &polled {
+                Poll::Ready(None) => end.note(BodyEnding::PLAIN),
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                    end.note(BodyEnding::DOUBTFUL);
+                }
+                Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => {
+                    end.note(BodyEnding::PLAIN);
+                }
+                Poll::Ready(Some(Err(_))) => end.note(BodyEnding::DOUBTFUL),
+                Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// How a client's request body ended, as far as it was read: whether what
+/// follows it on the connection can be trusted to start at the right place.
+/// hyper's HTTP/1 server reads a chunked body's trailer section until a
+/// CRLF CRLF, taking a bare LF inside it for part of a field, where a
+/// reader that ends lines at a bare LF (RFC 9112 section 2.2 allows it)
+/// sees the section end and another request begin. A body read to its last
+/// chunk with no trailer section leaves no such doubt.
+#[derive(Debug, Default)]
+pub struct BodyEnding(AtomicU8);
+
+impl BodyEnding {
+    /// Not read to its end yet.
+    const OPEN: u8 = 0;
+    /// Read to its end, without trailers.
+    const PLAIN: u8 = 1;
+    /// Trailers came, or the body broke: what follows may be misread.
+    /// Never turned back.
+    const DOUBTFUL: u8 = 2;
+
+    /// Whether the body was read to its end without trailers or errors.
+    pub fn ended_plainly(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::PLAIN
+    }
+
+    fn note(&self, state: u8) {
+        debug_assert!(state != Self::OPEN);
+        self.0.fetch_max(state, Ordering::AcqRel);
     }
 }
 
@@ -785,7 +875,7 @@ impl GrpcMessages {
 ///
 /// # Errors
 /// The client's body broke, or stalled for a [`KeepGap::Stall`] gap.
-pub async fn keep(mut body: Incoming, limit: u64, gap: KeepGap) -> Result<Kept, KeepError> {
+pub async fn keep(mut body: ClientBody, limit: u64, gap: KeepGap) -> Result<Kept, KeepError> {
     if body.is_end_stream() {
         return Ok(Kept::Whole(BufferedBody::default()));
     }
@@ -856,7 +946,7 @@ fn read_so_far(first: Option<Bytes>, joined: Option<BytesMut>) -> Option<Bytes> 
 }
 
 /// A body [`keep`] gives up keeping: what it read, in front of the rest.
-fn sent_once(first: Option<Bytes>, joined: Option<BytesMut>, rest: Incoming) -> Kept {
+fn sent_once(first: Option<Bytes>, joined: Option<BytesMut>, rest: ClientBody) -> Kept {
     Kept::Once(RequestBody::Prefixed {
         head: read_so_far(first, joined),
         rest,

@@ -35,6 +35,7 @@ use crate::http1::client_socket::ClientSocket;
 use crate::http1::connection::{self as own_path, Ended};
 use crate::http1::prefixed::Prefixed;
 use crate::metrics::ListenerMetrics;
+use crate::request_body::{BodyEnding, ClientBody};
 use crate::request_id::RequestIdLayer;
 use crate::signal::Signal;
 use crate::write_stall::{StallLimit, WriteStall};
@@ -648,11 +649,21 @@ fn proxy_stack(
                     let head_request = req.method() == http::Method::HEAD;
                     let chunked_http1 = req.version() != http::Version::HTTP_2
                         && req.headers().contains_key(http::header::TRANSFER_ENCODING);
+                    let (req, upload_end) = if chunked_http1 {
+                        let end = Arc::new(BodyEnding::default());
+                        let watched = Arc::clone(&end);
+                        (
+                            req.map(|body| ClientBody::watched(body, watched)),
+                            Some(end),
+                        )
+                    } else {
+                        (req.map(ClientBody::new), None)
+                    };
                     let mut response = forward::serve(shared, downstream, req).await;
                     if http10 {
                         forward::closing_for_http10(&mut response);
                     }
-                    if chunked_http1 {
+                    if upload_end.is_some_and(|end| !end.ended_plainly()) {
                         forward::closing_after_chunked_upload(&mut response);
                     }
                     if head_request {

@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use weir_e2e::{
     ForwardingPath, Framing, RecordingUpstream, Reply, Route, UpstreamRequest, Weir, WeirConfig,
+    within,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -594,12 +595,7 @@ async fn client_framing_table(path: ForwardingPath) {
         .start_weir(WeirConfig::new([Route::new("web", &[upstream.addr])]))
         .await;
     let mut failures = Vec::new();
-    for mut case in request_cases() {
-        // hyper's path closes a connection after a chunked request (see
-        // `closing_after_chunked_upload`): the pipeline ends with `/p3`.
-        if path == ForwardingPath::Hyper && case.name == "pipelined requests" {
-            case.outcome = Outcome::Forwarded(&[0, 5, 3]);
-        }
+    for case in request_cases() {
         if let Err(why) = run_case(&weir, &upstream, &case).await {
             failures.push(why);
         }
@@ -1314,8 +1310,64 @@ async fn nothing_after_an_unread_chunked_body_is_read(path: ForwardingPath) {
     assert_eq!(upstream.requests(), vec![], "{}", path.name());
 }
 
+/// An upstream that answers a chunked upload before its end (here at once
+/// after the head): weir cannot yet know how the body ends, and an upload
+/// still going when answered ends its connection, so nothing the client
+/// sends after the body, here a request hidden behind a bare-LF trailer,
+/// reaches the upstream.
+async fn nothing_after_a_chunked_body_answered_early_is_read(path: ForwardingPath) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recording = std::sync::Arc::clone(&seen);
+    let accepting = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let recording = std::sync::Arc::clone(&recording);
+            tokio::spawn(async move {
+                let mut answered = false;
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                    let whole_head = {
+                        let mut all = recording.lock().unwrap();
+                        all.extend_from_slice(&chunk[..n]);
+                        all.windows(4).any(|w| w == b"\r\n\r\n")
+                    };
+                    if !answered && whole_head {
+                        answered = true;
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly";
+                        let _ = stream.write_all(answer).await;
+                    }
+                }
+            });
+        }
+    });
+    let weir = path
+        .start_weir(WeirConfig::new([Route::new("web", &[upstream])]))
+        .await;
+    let request = hiding_a_request("shop.test", "5\r\nhello\r\n0\r\nX-T: 1\n\r\n");
+    let (first, rest) = request.split_at(request.find("0\r\nX-T").unwrap());
+    let mut client = TcpStream::connect(weir.addrs.http).await.unwrap();
+    client.write_all(first.as_bytes()).await.unwrap();
+    let head = within(
+        LIMIT,
+        "the early answer",
+        weir_e2e::read_through_head(&mut client),
+    )
+    .await;
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{}: {head}", path.name());
+    let _ = client.write_all(rest.as_bytes()).await;
+    let (_, closed) = read_to_close(&mut client, tokio::time::Instant::now() + LIMIT).await;
+    assert!(closed, "{}: the connection stayed open", path.name());
+    let seen = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert!(!seen.contains("/smuggled"), "{}: {seen}", path.name());
+    assert!(!seen.contains("POST /b"), "{}: {seen}", path.name());
+    accepting.abort();
+}
+
 weir_e2e::on_both_paths!(
     nothing_after_an_unread_chunked_body_is_read,
+    nothing_after_a_chunked_body_answered_early_is_read,
     a_repeated_content_length_is_passed_on_as_one_number,
     unreadable_requests_are_answered_with_a_reason,
     client_framing_table,
