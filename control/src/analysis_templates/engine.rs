@@ -68,6 +68,9 @@ struct Current {
     task: Option<tokio::task::AbortHandle>,
     /// The run ended Inconclusive and the rollout was seen held on it.
     held_the_rollout: bool,
+    /// A state in force (written, or held in memory) wanted the run, not
+    /// only a decision still to be written (see [`AnalysisRuns::entered`]).
+    entered: bool,
 }
 
 impl std::fmt::Debug for AnalysisRuns {
@@ -159,8 +162,25 @@ impl AnalysisRuns {
             },
             task,
             held_the_rollout: false,
+            entered: false,
         });
         answer
+    }
+
+    /// Notes that the state in force of `route` wants runs `keys`: a run
+    /// started for a decision whose write then failed (a step the rollout
+    /// never entered) is never noted, and [`Self::keep_only`] drops it
+    /// when it ends without having measured anything, rather than keep it
+    /// among the rollout's runs.
+    pub fn entered(&self, route: &str, keys: &[RunKey]) {
+        let mut table = self.lock();
+        if let Some(runs) = table.routes.get_mut(route) {
+            for run in &mut runs.current {
+                if keys.contains(&run.view.key) {
+                    run.entered = true;
+                }
+            }
+        }
     }
 
     /// Notes that the rollout is held while run `key` of `route` is
@@ -179,7 +199,8 @@ impl AnalysisRuns {
 
     /// Ends the runs of `route` other than `keep` (terminating those still
     /// measuring, the rollout being in `phase`) and keeps them among the
-    /// finished runs.
+    /// finished runs; one no state in force wanted that measured nothing
+    /// is dropped (see [`Self::entered`]).
     pub fn keep_only(&self, route: &str, keep: &[RunKey], now_ms: u64, phase: &str) {
         let mut table = self.lock();
         let Some(runs) = table.routes.get_mut(route) else {
@@ -195,6 +216,15 @@ impl AnalysisRuns {
         for mut run in ended {
             if let Some(task) = run.task.take() {
                 task.abort();
+            }
+            let measured = run
+                .view
+                .state
+                .metrics
+                .iter()
+                .any(|m| !m.measurements.is_empty());
+            if !run.entered && !measured {
+                continue;
             }
             let why = match run.view.key.kind {
                 super::RunKind::Step(_) => format!("the rollout left the step (it is {phase})"),

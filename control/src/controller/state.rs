@@ -433,8 +433,28 @@ impl ControlState {
         }
         let changed = outcome.state.route_override() != old_override;
         let previous = self.rollouts.insert(route.to_owned(), outcome.state);
+        self.note_runs_in_force(route);
         self.announce(route, outcome.transition.as_ref(), previous.as_ref());
         Ok(changed)
+    }
+
+    /// Notes, for the analysis runs of `route`, which of them the state in
+    /// force wants (see [`AnalysisRuns::entered`]).
+    fn note_runs_in_force(&self, route: &str) {
+        let strategy = self
+            .effective
+            .routes
+            .iter()
+            .find(|r| &*r.name == route)
+            .and_then(|r| r.strategy.as_ref());
+        if let (Some(in_force), Some(strategy)) = (self.rollouts.get(route), strategy) {
+            let keys: Vec<_> = in_force
+                .wanted_analysis_runs(strategy)
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect();
+            self.analysis_runs.entered(route, &keys);
+        }
     }
 
     /// Applies an operator command to `route`; the new state is written
@@ -745,6 +765,9 @@ impl ControlState {
                 }
                 state = outcome.state;
             }
+            // The runs the state in force wants, not only a decision still
+            // to be written (a state restored at start has no `apply`).
+            self.note_runs_in_force(name);
             // The state may have moved on (a step completed, an abort).
             let still: Vec<_> = state
                 .wanted_analysis_runs(strategy)

@@ -389,6 +389,89 @@ async fn an_abort_that_could_not_be_written_is_written_once_the_store_takes_it()
     assert_eq!(written(&store), Some((Phase::Aborted, Weight::ZERO)));
 }
 
+/// An analysis run started for a step the rollout never entered (the
+/// transition into it could not be written) and ended before it measured
+/// anything is dropped, not kept among the route's runs as a terminated
+/// one; a run of a step the rollout did enter is kept when it ends.
+#[tokio::test]
+async fn an_analysis_run_of_a_step_never_entered_is_not_kept() {
+    // A provider that takes the connection and never answers: no run
+    // measures anything during the test.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let address = silent.local_addr().expect("its address");
+    let store = Arc::new(fixtures::FaultyStore::default());
+    let steps = "[{setWeight: 20}, {analysis: {templates: [{templateName: smoke}]}}, {pause: {}}]";
+    let routes = [
+        fixtures::route("web", Some(steps)),
+        fixtures::route("api", Some(steps)),
+    ]
+    .concat();
+    let templates = format!(
+        "analysisTemplates:\n  - name: smoke\n    metrics:\n      - name: up\n        \
+         successCondition: result == 1\n        provider:\n          \
+         web: {{url: \"http://{address}/up\", jsonPath: \"{{$.up}}\", timeoutSeconds: 60}}\n"
+    );
+    let text = fixtures::config_text(None, &format!("{routes}{templates}"));
+    let (process, clock) =
+        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    let zero = |_: &str, _| weir_proxy::metrics::RoleCounts::zero();
+    let runs = |control: &ControlState, route: &str| {
+        control
+            .analysis_runs
+            .runs(route)
+            .iter()
+            .map(|run| (run.key.kind, run.state.phase, run.state.message.clone()))
+            .collect::<Vec<_>>()
+    };
+    let tick = async |by: Duration| {
+        clock.advance(by);
+        transitions::tick(&process, zero).await;
+    };
+
+    // Both decide to enter the analysis step, start its run, and cannot
+    // write it.
+    store.saves_fail.store(true, Relaxed);
+    tick(Duration::from_millis(100)).await;
+    {
+        let control = process.control.lock().await;
+        for route in ["web", "api"] {
+            assert_eq!(control.rollouts[route].step_index, Some(0), "{route}");
+            assert_eq!(runs(&control, route).len(), 1, "{route}: being retried");
+        }
+    }
+    // `web` never enters it: aborted (in force though not written).
+    transitions::command(&process, "web", Command::Abort)
+        .await
+        .expect("an abort takes effect");
+    store.saves_fail.store(false, Relaxed);
+    tick(Duration::from_secs(1)).await;
+    tick(Duration::from_secs(1)).await;
+    {
+        let control = process.control.lock().await;
+        assert_eq!(
+            runs(&control, "web"),
+            vec![],
+            "no run of a step never entered"
+        );
+        assert_eq!(
+            control.rollouts["api"].step_index,
+            Some(1),
+            "api entered it"
+        );
+    }
+    // `api` did enter it: its run is kept when the rollout ends it.
+    transitions::command(&process, "api", Command::Abort)
+        .await
+        .expect("aborted");
+    tick(Duration::from_secs(1)).await;
+    let control = process.control.lock().await;
+    let kept = runs(&control, "api");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].1, crate::analysis_templates::RunPhase::Successful);
+    assert!(kept[0].2.starts_with("terminated: "), "{kept:?}");
+    drop(silent);
+}
+
 /// A blue-green preview started by the first load lasts at least one
 /// analysis interval (1 s here), as one started by a reload does: nothing
 /// was judged before it to count from.
