@@ -281,6 +281,14 @@ fn request_cases() -> Vec<Case> {
             hiding_a_request("shop.test", "5\r\nhello\r\n0\r\nX-T: 1\r\n\n"),
             Outcome::AloneOrRefused { len: 5 },
         ),
+        // A trailer section of no field, ended by a bare LF: hyper hands
+        // it over as empty trailers, which its path must not take for a
+        // plain end.
+        case(
+            "bare LF ending an empty trailer section",
+            hiding_a_request("shop.test", "5\r\nhello\r\n0\r\n\n"),
+            Outcome::AloneOrRefused { len: 5 },
+        ),
         // The head.
         case(
             "bare LF line endings in the head",
