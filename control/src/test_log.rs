@@ -58,6 +58,9 @@ pub(crate) fn capture_this_thread() -> Captured {
             .finish();
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other global subscriber in this test binary");
+        // A callsite first reached on another thread while the global was
+        // being set may have been cached as of no interest.
+        tracing::callsite::rebuild_interest_cache();
     });
     let captured = Captured::default();
     CAPTURE.set(Some(captured.clone()));

@@ -203,12 +203,14 @@ async fn a_namespaced_template_runs_and_a_missing_one_holds_until_it_is_applied(
         .as_array()
         .expect("a list of runs")
         .iter()
-        // A run that measured: one started with a transition whose status
-        // write met a conflict is terminated, measuring nothing.
+        // A run that measured: one ended before it measured (the rollout
+        // left its step) is terminated with nothing to read.
         .find(|r| {
             r["phase"] == "Successful"
                 && r["templates"] == json!(["smoke"])
-                && r["metrics"].as_array().is_some_and(|m| !m.is_empty())
+                && r["metrics"][0]["measurements"]
+                    .as_array()
+                    .is_some_and(|m| !m.is_empty())
         })
         .unwrap_or_else(|| panic!("a Successful run of `smoke`: {runs:#}"));
     let measured = &passed["metrics"][0]["measurements"][0];

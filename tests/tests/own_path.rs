@@ -878,8 +878,9 @@ async fn a_client_that_half_closes_inside_its_body_gets_the_whole_answer() {
 /// chunks with trailers), keep the client's connection and the
 /// upstream's: the end of each body is seen, so none is taken for an
 /// upload still going. On hyper's path the client's connection ends after
-/// a chunked request (hyper's reading of a trailer section is looser than
-/// weir's: `closing_after_chunked_upload`); the upstream's stays.
+/// a chunked body with trailers (hyper's reading of a trailer section is
+/// looser than weir's: `closing_after_chunked_upload`); the upstream's
+/// stays.
 async fn a_body_sent_whole_keeps_both_connections(path: ForwardingPath) {
     let upstream = RecordingUpstream::start(|_: &UpstreamRequest| Reply::ok("stable")).await;
     let weir = path
