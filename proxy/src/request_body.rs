@@ -347,7 +347,9 @@ impl From<ClientBody> for RequestBody {
 }
 
 /// A client's request body as hyper reads it, noting how it ended when
-/// the connection asked (see [`BodyEnding`]).
+/// the connection asked (see [`BodyEnding`]): only chunked bodies are
+/// watched, and hyper ends those with `None`, never with a frame after
+/// which `is_end_stream` holds.
 #[derive(Debug)]
 pub struct ClientBody {
     /// The body itself.
@@ -386,9 +388,6 @@ impl Body for ClientBody {
                 Poll::Ready(None) => end.note(BodyEnding::PLAIN),
                 Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
                     end.note(BodyEnding::DOUBTFUL);
-                }
-                Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => {
-                    end.note(BodyEnding::PLAIN);
                 }
                 Poll::Ready(Some(Err(_))) => end.note(BodyEnding::DOUBTFUL),
                 Poll::Ready(Some(Ok(_))) | Poll::Pending => {}

@@ -447,7 +447,15 @@ impl ControlState {
             .iter()
             .find(|r| &*r.name == route)
             .and_then(|r| r.strategy.as_ref());
-        if let (Some(in_force), Some(strategy)) = (self.rollouts.get(route), strategy) {
+        if let Some(strategy) = strategy {
+            self.note_runs_wanted_under(route, strategy);
+        }
+    }
+
+    /// [`Self::note_runs_in_force`] for `route`, whose strategy is
+    /// `strategy`.
+    fn note_runs_wanted_under(&self, route: &str, strategy: &weir_config::Strategy) {
+        if let Some(in_force) = self.rollouts.get(route) {
             let keys: Vec<_> = in_force
                 .wanted_analysis_runs(strategy)
                 .into_iter()
@@ -767,7 +775,7 @@ impl ControlState {
             }
             // The runs the state in force wants, not only a decision still
             // to be written (a state restored at start has no `apply`).
-            self.note_runs_in_force(name);
+            self.note_runs_wanted_under(name, strategy);
             // The state may have moved on (a step completed, an abort).
             let still: Vec<_> = state
                 .wanted_analysis_runs(strategy)
