@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use weir_proxy::explained_errors::{ErrorBody, ExplainedErrors, head_too_large};
+use weir_proxy::request_body::watching_chunked_end;
 use weir_proxy::server::HyperService;
 
 use self::connections::Connections;
@@ -989,9 +990,9 @@ async fn serve_with(
                 let answering = place.answering();
                 // hyper reads a chunked body's trailer section to a CRLF
                 // CRLF, taking a bare LF inside it for part of a field (see
-                // `closing_after_chunked_upload` of the proxy): nothing
-                // after such a body is read.
-                let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+                // `BodyEnding`): nothing after a chunked body is read unless
+                // it was read to its last chunk with no trailers.
+                let (req, chunked_end) = watching_chunked_end(req);
                 let answer = (!head_too_large(&req)).then(|| HyperService(stack.clone()).call(req));
                 async move {
                     // The stack answers every failure itself (see
@@ -1014,7 +1015,7 @@ async fn serve_with(
                             refused.map(AdminBody::from)
                         }
                     };
-                    if chunked {
+                    if chunked_end.is_some_and(|end| !end.ended_plainly()) {
                         response.headers_mut().insert(
                             header::CONNECTION,
                             header::HeaderValue::from_static("close"),

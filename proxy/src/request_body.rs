@@ -373,6 +373,25 @@ impl ClientBody {
     }
 }
 
+/// `req` with its body as a [`ClientBody`]; for an HTTP/1 chunked body,
+/// also where the body notes how it ended, for the connection to ask when
+/// it answers (see [`BodyEnding`]).
+pub fn watching_chunked_end(
+    req: http::Request<Incoming>,
+) -> (http::Request<ClientBody>, Option<Arc<BodyEnding>>) {
+    let chunked_http1 = req.version() != http::Version::HTTP_2
+        && req.headers().contains_key(http::header::TRANSFER_ENCODING);
+    if !chunked_http1 {
+        return (req.map(ClientBody::new), None);
+    }
+    let end = Arc::new(BodyEnding::default());
+    let watched = Arc::clone(&end);
+    (
+        req.map(|body| ClientBody::watched(body, watched)),
+        Some(end),
+    )
+}
+
 impl Body for ClientBody {
     type Data = Bytes;
     type Error = hyper::Error;

@@ -35,7 +35,7 @@ use crate::http1::client_socket::ClientSocket;
 use crate::http1::connection::{self as own_path, Ended};
 use crate::http1::prefixed::Prefixed;
 use crate::metrics::ListenerMetrics;
-use crate::request_body::{BodyEnding, ClientBody};
+use crate::request_body::watching_chunked_end;
 use crate::request_id::RequestIdLayer;
 use crate::signal::Signal;
 use crate::write_stall::{StallLimit, WriteStall};
@@ -647,18 +647,7 @@ fn proxy_stack(
                     } = &*connection;
                     let http10 = req.version() == http::Version::HTTP_10;
                     let head_request = req.method() == http::Method::HEAD;
-                    let chunked_http1 = req.version() != http::Version::HTTP_2
-                        && req.headers().contains_key(http::header::TRANSFER_ENCODING);
-                    let (req, upload_end) = if chunked_http1 {
-                        let end = Arc::new(BodyEnding::default());
-                        let watched = Arc::clone(&end);
-                        (
-                            req.map(|body| ClientBody::watched(body, watched)),
-                            Some(end),
-                        )
-                    } else {
-                        (req.map(ClientBody::new), None)
-                    };
+                    let (req, upload_end) = watching_chunked_end(req);
                     let mut response = forward::serve(shared, downstream, req).await;
                     if http10 {
                         forward::closing_for_http10(&mut response);

@@ -326,3 +326,42 @@ async fn nothing_after_a_chunked_command_is_read() {
     let s: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(phase(&s), "Paused", "the hidden abort ran: {s:#}");
 }
+
+/// A chunked command read to its last chunk without trailers leaves no
+/// doubt where the next request starts: the connection stays open and a
+/// request pipelined after it is answered. A chunked body the API never
+/// reads (a probe's) still closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_chunked_command_keeps_its_connection() {
+    let (weir, _v1, _v2) = start().await;
+    let request = format!(
+        "POST /api/v1/routes/web/pause HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {WRITER}\r\ntransfer-encoding: chunked\r\n\r\n\
+         0\r\n\r\n\
+         GET /api/v1/routes/web HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {READER}\r\nconnection: close\r\n\r\n"
+    );
+    let answer = weir_e2e::raw_request(
+        weir.addrs.admin,
+        request.as_bytes(),
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+    assert_eq!(answer.status, 200, "{shown}");
+    assert_eq!(answer.header("connection"), None, "{shown}");
+    assert_eq!(shown.matches("HTTP/1.1 200 ").count(), 2, "{shown}");
+    assert!(shown.contains("\"Paused\""), "{shown}");
+
+    let unread = "GET /healthz HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+                  3\r\nabc\r\n0\r\n\r\n\
+                  GET /healthz HTTP/1.1\r\nhost: a\r\n\r\n";
+    let answer = weir_e2e::raw_request(
+        weir.addrs.admin,
+        unread.as_bytes(),
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+    assert_eq!(answer.status, 200, "{shown}");
+    assert_eq!(answer.header("connection"), Some("close"), "{shown}");
+    assert_eq!(shown.matches("HTTP/1.1 ").count(), 1, "{shown}");
+}

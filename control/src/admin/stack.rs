@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, Response, header};
-use hyper::body::Incoming;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tower::util::{Either, Oneshot};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt as _};
+use weir_proxy::request_body::ClientBody;
 
 use super::{AdminBody, AdminState, refusal};
 use crate::messages::Refusal;
@@ -47,12 +47,12 @@ pub struct ProbesLayer<P> {
 pub fn admin_stack(
     state: Arc<AdminState>,
     peer: SocketAddr,
-) -> impl Service<Request<Incoming>, Response = Response<AdminBody>, Error = BoxError, Future: Send>
+) -> impl Service<Request<ClientBody>, Response = Response<AdminBody>, Error = BoxError, Future: Send>
 + Clone
 + Send
 + 'static {
     let slots = Arc::clone(&state.in_flight);
-    let api = tower::service_fn(move |req: Request<Incoming>| {
+    let api = tower::service_fn(move |req: Request<ClientBody>| {
         let state = Arc::clone(&state);
         async move { Ok::<_, BoxError>(state.handle(req, peer).await) }
     });
