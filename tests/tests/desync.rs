@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use weir_e2e::{
-    ForwardingPath, Framing, RecordingUpstream, Reply, Route, UpstreamRequest, Weir, WeirConfig,
-    within,
+    ClosedPort, ForwardingPath, Framing, RecordingUpstream, Reply, Route, UpstreamRequest, Weir,
+    WeirConfig, within,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -1370,9 +1370,61 @@ async fn nothing_after_a_chunked_body_answered_early_is_read(path: ForwardingPat
     accepting.abort();
 }
 
+/// The rows that hide a request behind a trailer section, on a
+/// `stableFallback` route, whose bodies weir reads whole itself to keep
+/// them for a retry: once kept and sent to a working canary, once retried
+/// on stable after the canary refused the connection.
+async fn hidden_requests_stay_hidden_on_stable_fallback_routes(path: ForwardingPath) {
+    let fallback = "{ methods: [POST], maxBodyBytes: 1KiB, budget: 1 }";
+    let stable = echoing_target("stable").await;
+    let canary = echoing_target("canary").await;
+    let refusing = ClosedPort::bind();
+    let weir = path
+        .start_weir(WeirConfig::new([
+            Route::new("kept", &[stable.addr])
+                .hosts(&["shop.test"])
+                .canary(&[canary.addr], 100.0)
+                .stable_fallback(fallback),
+            Route::new("retried", &[stable.addr])
+                .hosts(&["rtry.test"])
+                .canary(&[refusing.addr], 100.0)
+                .stable_fallback(fallback),
+        ]))
+        .await;
+    let hiding: Vec<Case> = request_cases()
+        .into_iter()
+        .filter(|case| matches!(case.outcome, Outcome::AloneOrRefused { .. }))
+        .collect();
+    assert!(hiding.len() >= 3, "{} rows hide a request", hiding.len());
+    let mut failures = Vec::new();
+    for case in &hiding {
+        if let Err(why) = run_case(&weir, &canary, case).await {
+            failures.push(format!("kept: {why}"));
+        }
+        let retried = Case {
+            name: case.name,
+            request: String::from_utf8_lossy(&case.request)
+                .replace("shop.test", "rtry.test")
+                .into_bytes(),
+            outcome: case.outcome,
+        };
+        if let Err(why) = run_case(&weir, &stable, &retried).await {
+            failures.push(format!("retried: {why}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}: {} cases failed:\n{}",
+        path.name(),
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
 weir_e2e::on_both_paths!(
     nothing_after_an_unread_chunked_body_is_read,
     nothing_after_a_chunked_body_answered_early_is_read,
+    hidden_requests_stay_hidden_on_stable_fallback_routes,
     a_repeated_content_length_is_passed_on_as_one_number,
     unreadable_requests_are_answered_with_a_reason,
     client_framing_table,
