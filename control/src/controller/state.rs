@@ -13,7 +13,7 @@ use weir_proxy::metrics::RoleCounts;
 use super::cluster_routes::is_cluster_route;
 use super::history::{History, Sample, duration_ms, empty_observation};
 use super::route_span;
-use crate::analysis_templates::{AnalysisRuns, RunPhase};
+use crate::analysis_templates::{AnalysisRuns, RunKey, RunPhase};
 use crate::load::{Loaded, Resolved};
 use crate::messages::CommandError;
 use crate::persist::{self, FileStore, StateStore, Stored};
@@ -56,6 +56,11 @@ pub struct ControlState {
     pub aborts: BTreeMap<(String, AbortReason), u64>,
     /// When each route was last judged (ms since the epoch).
     pub(crate) last_judged: BTreeMap<String, u64>,
+    /// The analysis runs a route's last decision wants, while that
+    /// decision is not in force because it could not be written: they go
+    /// on measuring until the route is decided again, rather than end at
+    /// the next tick and start afresh at the next judgement.
+    unwritten_decision_runs: BTreeMap<String, Vec<RunKey>>,
     /// Where state is persisted: fixed at startup.
     store: Arc<dyn StateStore>,
     /// The CanaryRoutes in force, compiled (after the file's routes).
@@ -240,6 +245,7 @@ impl ControlState {
             history: BTreeMap::new(),
             aborts: BTreeMap::new(),
             last_judged: BTreeMap::new(),
+            unwritten_decision_runs: BTreeMap::new(),
             store,
             cluster_routes: Vec::new(),
             cluster_leading: false,
@@ -392,6 +398,14 @@ impl ControlState {
                 };
                 if !matches!(transition.kind, TransitionKind::Aborted(_)) {
                     tracing::error!("{failed}; the transition is not applied");
+                    let wanted = self
+                        .strategy_of(route)
+                        .map(|strategy| outcome.state.wanted_analysis_runs(strategy))
+                        .unwrap_or_default();
+                    self.unwritten_decision_runs.insert(
+                        route.to_owned(),
+                        wanted.into_iter().map(|(key, _)| key).collect(),
+                    );
                     // The status says why the rollout does not move (a
                     // timer's transition is tried again at every tick).
                     if let Some(kept) = self.rollouts.get_mut(route) {
@@ -432,6 +446,7 @@ impl ControlState {
             self.notify_hooks(route, transition, &outcome.state, crate::process::now_ms());
         }
         let changed = outcome.state.route_override() != old_override;
+        self.unwritten_decision_runs.remove(route);
         let previous = self.rollouts.insert(route.to_owned(), outcome.state);
         self.note_runs_in_force(route);
         self.announce(route, outcome.transition.as_ref(), previous.as_ref());
@@ -441,15 +456,18 @@ impl ControlState {
     /// Notes, for the analysis runs of `route`, which of them the state in
     /// force wants (see [`AnalysisRuns::entered`]).
     fn note_runs_in_force(&self, route: &str) {
-        let strategy = self
-            .effective
+        if let Some(strategy) = self.strategy_of(route) {
+            self.note_runs_wanted_under(route, strategy);
+        }
+    }
+
+    /// The strategy of `route` in the config in force, if it has one.
+    fn strategy_of(&self, route: &str) -> Option<&weir_config::Strategy> {
+        self.effective
             .routes
             .iter()
             .find(|r| &*r.name == route)
-            .and_then(|r| r.strategy.as_ref());
-        if let Some(strategy) = strategy {
-            self.note_runs_wanted_under(route, strategy);
-        }
+            .and_then(|r| r.strategy.as_ref())
     }
 
     /// [`Self::note_runs_in_force`] for `route`, whose strategy is
@@ -704,6 +722,9 @@ impl ControlState {
                 continue;
             }
             self.last_judged.insert(name.to_owned(), now);
+            // Decided again now: what an unwritten decision wanted is
+            // wanted again or not at all.
+            self.unwritten_decision_runs.remove(name);
             let since = now
                 .saturating_sub(duration_ms(strategy.analysis.window))
                 .max(state.rollout_started_ms);
@@ -777,11 +798,18 @@ impl ControlState {
             // to be written (a state restored at start has no `apply`).
             self.note_runs_wanted_under(name, strategy);
             // The state may have moved on (a step completed, an abort).
-            let still: Vec<_> = state
+            let mut still: Vec<_> = state
                 .wanted_analysis_runs(strategy)
                 .into_iter()
                 .map(|(key, _)| key)
                 .collect();
+            // A decision not written yet is made again at the route's next
+            // judgement; its runs wait for it while the rollout goes on.
+            if is_ticked(&state, strategy)
+                && let Some(unwritten) = self.unwritten_decision_runs.get(name)
+            {
+                still.extend(unwritten.iter().cloned());
+            }
             self.analysis_runs
                 .keep_only(name, &still, now, state.phase.as_str());
             match (position, transition) {

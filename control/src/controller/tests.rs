@@ -472,6 +472,63 @@ async fn an_analysis_run_of_a_step_never_entered_is_not_kept() {
     drop(silent);
 }
 
+/// While a decision to enter an analysis step cannot be written, the run
+/// it started goes on measuring until the decision is made again: it is
+/// not ended at the next tick and started afresh at each judgement, which
+/// would query its provider again every interval and fill the finished
+/// runs with copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_run_waits_for_its_unwritten_decision_to_be_made_again() {
+    let captured = capture_this_thread();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let address = silent.local_addr().expect("its address");
+    let store = Arc::new(fixtures::FaultyStore::default());
+    let steps = "[{setWeight: 20}, {analysis: {templates: [{templateName: smoke}]}}, {pause: {}}]";
+    let templates = format!(
+        "analysisTemplates:\n  - name: smoke\n    metrics:\n      - name: up\n        \
+         successCondition: result == 1\n        provider:\n          \
+         web: {{url: \"http://{address}/up\", jsonPath: \"{{$.up}}\", timeoutSeconds: 60}}\n"
+    );
+    let routes = fixtures::route("web", Some(steps));
+    let text = fixtures::config_text(None, &format!("{routes}{templates}"));
+    let (process, clock) =
+        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    let zero = |_: &str, _| weir_proxy::metrics::RoleCounts::zero();
+
+    // Three and a half analysis intervals (1 s) of ticks, every write failing.
+    store.saves_fail.store(true, Relaxed);
+    for _ in 0..35 {
+        clock.advance(Duration::from_millis(100));
+        transitions::tick(&process, zero).await;
+    }
+    {
+        let control = process.control.lock().await;
+        assert_eq!(control.rollouts["web"].step_index, Some(0), "never written");
+        let runs = control.analysis_runs.runs("web");
+        assert_eq!(runs.len(), 1, "{runs:#?}");
+        assert_eq!(
+            runs[0].state.phase,
+            crate::analysis_templates::RunPhase::Running,
+            "{runs:#?}"
+        );
+    }
+    let log = captured.text();
+    assert_eq!(log.matches("analysis run started").count(), 1, "{log}");
+
+    // Once written, the rollout enters the step with that same run.
+    store.saves_fail.store(false, Relaxed);
+    for _ in 0..10 {
+        clock.advance(Duration::from_millis(100));
+        transitions::tick(&process, zero).await;
+    }
+    let control = process.control.lock().await;
+    assert_eq!(control.rollouts["web"].step_index, Some(1));
+    assert_eq!(control.analysis_runs.runs("web").len(), 1);
+    let log = captured.text();
+    assert_eq!(log.matches("analysis run started").count(), 1, "{log}");
+    drop(silent);
+}
+
 /// A blue-green preview started by the first load lasts at least one
 /// analysis interval (1 s here), as one started by a reload does: nothing
 /// was judged before it to count from.
