@@ -539,7 +539,23 @@ mod tests {
         let notice = Payload::new("checkout", &state, "x", 1).for_event("on-rollout-aborted");
         let mut want = keys(&hook);
         want.push("event".to_owned());
+        want.push("id".to_owned());
         want.sort();
         assert_eq!(keys(&notice), want);
+    }
+
+    #[test]
+    fn each_notification_has_an_id_of_its_own() {
+        let route = checkout();
+        let state = RolloutState::start(&route, 1_000).state;
+        let id = |payload: Payload| {
+            let json = serde_json::to_value(payload).expect("JSON");
+            json["weir"]["id"].as_str().expect("an id").to_owned()
+        };
+        let base = Payload::new("checkout", &state, "x", 1);
+        let first = id(base.clone().for_event("on-rollout-updated"));
+        let second = id(base.for_event("on-analysis-run-running"));
+        assert_eq!(first.len(), 36, "{first}");
+        assert_ne!(first, second);
     }
 }

@@ -239,6 +239,10 @@ async fn a_failing_pre_rollout_aborts_before_any_canary_request_and_notifies_at_
         assert_eq!(n.headers["x-token"], "secret");
         assert_eq!(n.json["name"], "web");
     }
+    // The retry is the same notification: a receiver can drop it by id.
+    let id = notified[0].json["weir"]["id"].as_str().unwrap_or_default();
+    assert_eq!(id.len(), 36, "{:#}", notified[0].json);
+    assert_eq!(notified[1].json["weir"]["id"], id, "{:#}", notified[1].json);
     let m = one_notification_sent_to_chat(&weir).await;
     assert_eq!(
         m.sum("weir_notifications_failed_total", &[("receiver", "chat")]),
@@ -492,6 +496,15 @@ async fn a_notification_undelivered_at_a_stop_is_delivered_after_the_restart() {
         last.json["weir"]["event"], "on-rollout-updated",
         "{:#}",
         last.json
+    );
+    assert!(
+        delivered[0].json["weir"]["id"].is_string(),
+        "{:#}",
+        delivered[0].json
+    );
+    assert_eq!(
+        last.json["weir"]["id"], delivered[0].json["weir"]["id"],
+        "the notification tried before the stop, by its id"
     );
     let m = one_notification_sent_to_chat(&weir).await;
     assert_eq!(

@@ -53,6 +53,12 @@ pub struct WeirFields {
     /// The trigger of a notification (`on-rollout-aborted`); absent for a hook.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<&'static str>,
+    /// A notification's own id, a random UUID: the same in every delivery
+    /// of it (to each receiver, on each retry, after a restart), so that a
+    /// receiver can drop the duplicates at-least-once delivery allows.
+    /// Absent for a hook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The route's name in weir (`NAMESPACE/NAME` for a CanaryRoute).
     pub route: String,
     /// weir's phase.
@@ -96,6 +102,7 @@ impl Payload {
                 hook: None,
                 kind: None,
                 event: None,
+                id: None,
                 route: route.to_owned(),
                 phase: state.phase.as_str(),
                 stable_revision: state.stable_revision.clone(),
@@ -147,10 +154,12 @@ impl Payload {
         self
     }
 
-    /// The body for a notification of `event`.
+    /// The body for a notification of `event`, with a new id.
     #[must_use]
     pub fn for_event(mut self, event: &'static str) -> Payload {
         self.weir.event = Some(event);
+        let id = weir_proxy::request_id::new_request_id_text();
+        self.weir.id = Some(String::from_utf8_lossy(&id).into_owned());
         self
     }
 
