@@ -183,6 +183,16 @@ impl AnalysisRuns {
         }
     }
 
+    /// Whether a state in force of `route` wanted its current run `key`
+    /// (see [`Self::entered`]).
+    pub fn is_entered(&self, route: &str, key: &RunKey) -> bool {
+        self.lock().routes.get(route).is_some_and(|runs| {
+            runs.current
+                .iter()
+                .any(|run| run.view.key == *key && run.entered)
+        })
+    }
+
     /// Notes that the rollout is held while run `key` of `route` is
     /// Inconclusive: once an operator releases the hold, [`Self::ensure`]
     /// starts a background run again.
@@ -227,6 +237,12 @@ impl AnalysisRuns {
                 continue;
             }
             let why = match run.view.key.kind {
+                // Started for a decision whose write failed, then decided
+                // otherwise.
+                _ if !run.entered => format!(
+                    "the rollout never entered it: the state that would have was not written \
+                     (it is {phase})"
+                ),
                 super::RunKind::Step(_) => format!("the rollout left the step (it is {phase})"),
                 super::RunKind::PrePromotion(_) | super::RunKind::PostPromotion(_) => {
                     format!("the rollout left the stage (it is {phase})")

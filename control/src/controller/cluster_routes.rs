@@ -179,6 +179,7 @@ impl ControlState {
         self.rollouts.remove(name);
         self.history.remove(name);
         self.last_judged.remove(name);
+        self.unwritten_decision_runs.remove(name);
         self.aborts.retain(|(route, _), _| route != name);
     }
 

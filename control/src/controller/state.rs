@@ -60,7 +60,7 @@ pub struct ControlState {
     /// decision is not in force because it could not be written: they go
     /// on measuring until the route is decided again, rather than end at
     /// the next tick and start afresh at the next judgement.
-    unwritten_decision_runs: BTreeMap<String, Vec<RunKey>>,
+    pub(super) unwritten_decision_runs: BTreeMap<String, Vec<RunKey>>,
     /// Where state is persisted: fixed at startup.
     store: Arc<dyn StateStore>,
     /// The CanaryRoutes in force, compiled (after the file's routes).
@@ -402,10 +402,15 @@ impl ControlState {
                         .strategy_of(route)
                         .map(|strategy| outcome.state.wanted_analysis_runs(strategy))
                         .unwrap_or_default();
-                    self.unwritten_decision_runs.insert(
-                        route.to_owned(),
-                        wanted.into_iter().map(|(key, _)| key).collect(),
-                    );
+                    let waiting = self
+                        .unwritten_decision_runs
+                        .entry(route.to_owned())
+                        .or_default();
+                    for (key, _) in wanted {
+                        if !waiting.contains(&key) {
+                            waiting.push(key);
+                        }
+                    }
                     // The status says why the rollout does not move (a
                     // timer's transition is tried again at every tick).
                     if let Some(kept) = self.rollouts.get_mut(route) {
@@ -431,6 +436,9 @@ impl ControlState {
             } else {
                 self.unpersisted.remove(route);
             }
+            // A transition in force: what an unwritten one wanted is
+            // decided again from it.
+            self.unwritten_decision_runs.remove(route);
             tracing::info!(
                 kind = ?transition.kind,
                 from = transition.from.as_str(),
@@ -446,7 +454,6 @@ impl ControlState {
             self.notify_hooks(route, transition, &outcome.state, crate::process::now_ms());
         }
         let changed = outcome.state.route_override() != old_override;
-        self.unwritten_decision_runs.remove(route);
         let previous = self.rollouts.insert(route.to_owned(), outcome.state);
         self.note_runs_in_force(route);
         self.announce(route, outcome.transition.as_ref(), previous.as_ref());
@@ -785,6 +792,13 @@ impl ControlState {
                 let (phase, message) = self
                     .analysis_runs
                     .ensure(name, key, analysis, state.held, now);
+                // A run that passed while the decision to enter its step
+                // could not be written completes that step only once the
+                // step is in force, with a transition of its own (a failure
+                // aborts at once, written or not).
+                if phase == RunPhase::Successful && !self.analysis_runs.is_entered(name, key) {
+                    continue;
+                }
                 let outcome = state.on_analysis_result(route, key, phase, &message, now);
                 if phase == RunPhase::Inconclusive && outcome.state.held {
                     self.analysis_runs.held_the_rollout(name, key);

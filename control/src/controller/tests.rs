@@ -529,6 +529,80 @@ async fn a_step_run_waits_for_its_unwritten_decision_to_be_made_again() {
     drop(silent);
 }
 
+/// A step run that passed while the decision to enter its step could not
+/// be written completes the step only once the step is in force: the
+/// rollout enters the step with a transition of its own, then leaves it,
+/// rather than jump over it in one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_run_that_passed_before_its_step_was_written_completes_it_after() {
+    let provider = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let address = provider.local_addr().expect("its address");
+    let answering = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = provider.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::io::AsyncReadExt::read(&mut stream, &mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                              content-length: 8\r\nconnection: close\r\n\r\n{\"up\":1}";
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, answer.as_bytes()).await;
+            });
+        }
+    });
+    let store = Arc::new(fixtures::FaultyStore::default());
+    let steps = "[{setWeight: 20}, {analysis: {templates: [{templateName: smoke}]}}, {pause: {}}]";
+    let templates = format!(
+        "analysisTemplates:\n  - name: smoke\n    metrics:\n      - name: up\n        \
+         successCondition: result == 1\n        provider:\n          \
+         web: {{url: \"http://{address}/up\", jsonPath: \"{{$.up}}\"}}\n"
+    );
+    let routes = fixtures::route("web", Some(steps));
+    let text = fixtures::config_text(None, &format!("{routes}{templates}"));
+    let (process, clock) =
+        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    let zero = |_: &str, _| weir_proxy::metrics::RoleCounts::zero();
+    let step = async || process.control.lock().await.rollouts["web"].step_index;
+
+    // Every write fails until the run has passed.
+    store.saves_fail.store(true, Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        clock.advance(Duration::from_millis(100));
+        transitions::tick(&process, zero).await;
+        let runs = process.control.lock().await.analysis_runs.runs("web");
+        if runs
+            .iter()
+            .any(|run| run.state.phase == crate::analysis_templates::RunPhase::Successful)
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{runs:#?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(step().await, Some(0), "never written");
+
+    // Written now: the step is entered first, then completed.
+    store.saves_fail.store(false, Relaxed);
+    let mut steps_taken = vec![];
+    for _ in 0..40 {
+        clock.advance(Duration::from_millis(100));
+        transitions::tick(&process, zero).await;
+        let now = step().await;
+        if steps_taken.last() != Some(&now) && now != Some(0) {
+            steps_taken.push(now);
+        }
+    }
+    assert_eq!(steps_taken, vec![Some(1), Some(2)]);
+    answering.abort();
+}
+
 /// A blue-green preview started by the first load lasts at least one
 /// analysis interval (1 s here), as one started by a reload does: nothing
 /// was judged before it to count from.

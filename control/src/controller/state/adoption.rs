@@ -239,6 +239,8 @@ impl ControlState {
         self.history.retain(|name, _| names.contains(name));
         self.last_judged
             .retain(|name, _| rollouts.contains_key(name));
+        self.unwritten_decision_runs
+            .retain(|name, _| rollouts.contains_key(name));
         self.rollouts = rollouts;
         self.loaded = loaded;
         self.resolved = resolved;
