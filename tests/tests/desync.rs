@@ -1419,6 +1419,22 @@ async fn hidden_requests_stay_hidden_on_stable_fallback_routes(path: ForwardingP
         failures.len(),
         failures.join("\n\n")
     );
+    // Nothing after a case reached either upstream (the smuggled `GET`
+    // would go to the canary of `kept`, never retried).
+    for upstream in [&stable, &canary] {
+        let reached = upstream.requests();
+        assert!(
+            reached.iter().all(|r| r.target == "/c"),
+            "{}: {reached:?}",
+            path.name()
+        );
+    }
+    // hyper's path reads these bodies to their end (weir's own refuses
+    // them at parse time): every case was kept, or retried, and forwarded.
+    if path == ForwardingPath::Hyper {
+        assert_eq!(canary.requests().len(), hiding.len(), "kept");
+        assert_eq!(stable.requests().len(), hiding.len(), "retried");
+    }
 }
 
 weir_e2e::on_both_paths!(
