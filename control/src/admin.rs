@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use weir_proxy::explained_errors::{ErrorBody, ExplainedErrors, head_too_large};
+use weir_proxy::forward::names_other_coding;
 use weir_proxy::request_body::watching_chunked_end;
 use weir_proxy::server::HyperService;
 
@@ -993,7 +994,18 @@ async fn serve_with(
                 // `BodyEnding`): nothing after a chunked body is read unless
                 // it was read to its last chunk with no trailers.
                 let (req, chunked_end) = watching_chunked_end(req);
-                let answer = (!head_too_large(&req)).then(|| HyperService(stack.clone()).call(req));
+                // A body under another coding is not what it seems once
+                // de-chunked: refused, as the proxy refuses it (501).
+                let refused = if head_too_large(&req) {
+                    Some(Refusal::HeadTooLarge)
+                } else if names_other_coding(req.headers()) {
+                    Some(Refusal::UnsupportedTransferCoding)
+                } else {
+                    None
+                };
+                let answer = refused
+                    .is_none()
+                    .then(|| HyperService(stack.clone()).call(req));
                 async move {
                     // The stack answers every failure itself (see
                     // `stack::admin_stack`); should an error come anyway,
@@ -1007,7 +1019,8 @@ async fn serve_with(
                             .map(AdminBody::from)
                         }),
                         None => {
-                            let mut refused = refusal(&Refusal::HeadTooLarge);
+                            let why = refused.unwrap_or(Refusal::HeadTooLarge);
+                            let mut refused = refusal(&why);
                             refused.headers_mut().insert(
                                 header::CONNECTION,
                                 header::HeaderValue::from_static("close"),

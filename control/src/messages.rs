@@ -67,6 +67,8 @@ pub enum Refusal {
     ReaderCannotWrite,
     /// The request head is over the limit.
     HeadTooLarge,
+    /// `Transfer-Encoding` names a coding other than `chunked`.
+    UnsupportedTransferCoding,
     /// The body is over the limit.
     BodyTooLarge,
     /// The body broke off or its framing is broken (a bad chunk).
@@ -171,6 +173,7 @@ impl Refusal {
             Refusal::MissingToken | Refusal::WrongToken => StatusCode::UNAUTHORIZED,
             Refusal::SeveralAuthorizations => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyBroken => StatusCode::BAD_REQUEST,
             Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -221,6 +224,9 @@ impl fmt::Display for Refusal {
             Refusal::HeadTooLarge => {
                 f.write_str("the request head is larger than 64 KiB, the most the admin API reads")
             }
+            Refusal::UnsupportedTransferCoding => f.write_str(
+                "Transfer-Encoding names a coding other than chunked; the admin API decodes only chunked",
+            ),
             Refusal::BodyTooLarge => f.write_str("request body too large (limit 64 KiB)"),
             Refusal::BodyBroken => {
                 f.write_str("request body broken: it ended early or a chunk is malformed")

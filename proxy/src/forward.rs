@@ -1571,7 +1571,7 @@ fn names_same_authority(
 
 /// Whether `headers` name a transfer coding other than `chunked`, in one
 /// `Transfer-Encoding` line or several.
-fn names_other_coding(headers: &HeaderMap) -> bool {
+pub fn names_other_coding(headers: &HeaderMap) -> bool {
     http1::transfer_codings(
         headers
             .get_all(header::TRANSFER_ENCODING)

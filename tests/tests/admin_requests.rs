@@ -232,7 +232,8 @@ async fn a_405_names_the_methods_the_path_answers() {
 /// the admin service sees them) get the same JSON error as every other
 /// admin error, with their status: a bad request line, a control
 /// character in a header value, two Content-Lengths, a target too long, a
-/// head over 64 KiB (however much of it one read brings).
+/// head over 64 KiB (however much of it one read brings); a transfer
+/// coding other than chunked is refused with 501.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_cannot_be_parsed_get_a_json_error() {
     let (weir, _v1, _v2) = start().await;
@@ -252,7 +253,10 @@ async fn requests_that_cannot_be_parsed_get_a_json_error() {
         )
     };
     let (just_over, far_over) = (head(65_500), head(110_000));
-    let cases: [(&[u8], u16, &str); 8] = [
+    let gzipped = format!(
+        "POST /api/v1/routes/web/pause HTTP/1.1\r\nhost: a\r\n{authorization}transfer-encoding: gzip, chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+    );
+    let cases: [(&[u8], u16, &str); 9] = [
         (b"GARBAGE\r\n\r\n", 400, "malformed"),
         (just_over.as_bytes(), 431, "larger than 64 KiB"),
         (far_over.as_bytes(), 431, "larger than 64 KiB"),
@@ -274,6 +278,8 @@ async fn requests_that_cannot_be_parsed_get_a_json_error() {
             "malformed",
         ),
         (long_target.as_bytes(), 414, "too long"),
+        // A body under another coding is not decoded: refused, not run.
+        (gzipped.as_bytes(), 501, "coding other than chunked"),
     ];
     for (request, status, says) in cases {
         let answer = weir_e2e::raw_request(
@@ -291,6 +297,12 @@ async fn requests_that_cannot_be_parsed_get_a_json_error() {
         );
         assert!(error_of(&answer.text()).contains(says), "{shown}");
     }
+    let admin = format!("http://{}", weir.addrs.admin);
+    let auth = format!("authorization: Bearer {READER}");
+    let (status, body) = curl(&["-H", &auth, &format!("{admin}/api/v1/routes/web")]).await;
+    assert_eq!(status, 200, "{body}");
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(phase(&s), "Paused", "the gzip-coded pause ran: {s:#}");
 }
 
 /// A chunked command whose trailer section a bare LF would end for a front
