@@ -818,11 +818,16 @@ impl ControlState {
                 .map(|(key, _)| key)
                 .collect();
             // A decision not written yet is made again at the route's next
-            // judgement; its runs wait for it while the rollout goes on.
+            // judgement; its runs wait for it while the same rollout goes
+            // on (not one a reload or a retry started since).
             if is_ticked(&state, strategy)
                 && let Some(unwritten) = self.unwritten_decision_runs.get(name)
             {
-                still.extend(unwritten.iter().cloned());
+                let same_rollout = |key: &&RunKey| {
+                    key.rollout_seq == state.rollout_seq
+                        && key.rollout_started_ms == state.rollout_started_ms
+                };
+                still.extend(unwritten.iter().filter(same_rollout).cloned());
             }
             self.analysis_runs
                 .keep_only(name, &still, now, state.phase.as_str());
