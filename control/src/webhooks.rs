@@ -539,13 +539,12 @@ mod tests {
         let notice = Payload::new("checkout", &state, "x", 1).for_event("on-rollout-aborted");
         let mut want = keys(&hook);
         want.push("event".to_owned());
-        want.push("id".to_owned());
         want.sort();
         assert_eq!(keys(&notice), want);
     }
 
     #[test]
-    fn each_notification_has_an_id_of_its_own() {
+    fn each_call_and_notification_has_an_id_of_its_own() {
         let route = checkout();
         let state = RolloutState::start(&route, 1_000).state;
         let id = |payload: Payload| {
@@ -554,8 +553,10 @@ mod tests {
         };
         let base = Payload::new("checkout", &state, "x", 1);
         let first = id(base.clone().for_event("on-rollout-updated"));
-        let second = id(base.for_event("on-analysis-run-running"));
+        let second = id(base.clone().for_event("on-analysis-run-running"));
+        let call = id(base.for_hook("gate", WebhookKind::Rollout, &BTreeMap::new(), 1));
         assert_eq!(first.len(), 36, "{first}");
         assert_ne!(first, second);
+        assert_ne!(call, first);
     }
 }

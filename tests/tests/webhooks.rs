@@ -212,6 +212,16 @@ async fn a_failing_pre_rollout_aborts_before_any_canary_request_and_notifies_at_
     assert_eq!(gate["attempts"], 2, "one retry per check: {s:#}");
     // threshold 1: the second failed check aborts; each check tried twice.
     assert_eq!(receiver.count("test"), 4);
+    // A retry is the same call (its id); the second check is another.
+    let calls = receiver.wait_for("test", 4, LIMIT).await;
+    let ids: Vec<&str> = calls
+        .iter()
+        .map(|c| c.json["weir"]["id"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        ids[0].len() == 36 && ids[0] == ids[1] && ids[2] == ids[3] && ids[1] != ids[2],
+        "{ids:?}"
+    );
     let _ = within(LIMIT, "the load", load).await;
     assert_eq!(canary.hits(), 0, "no request reached the canary");
     let m = weir.metrics().await;

@@ -53,10 +53,11 @@ pub struct WeirFields {
     /// The trigger of a notification (`on-rollout-aborted`); absent for a hook.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<&'static str>,
-    /// A notification's own id, a random UUID: the same in every delivery
-    /// of it (to each receiver, on each retry, after a restart), so that a
-    /// receiver can drop the duplicates at-least-once delivery allows.
-    /// Absent for a hook.
+    /// The call's or notification's own id, a random UUID: the same in
+    /// every delivery of it (a call's retries; a notification to each
+    /// receiver, on each retry, after a restart), so that a receiver can
+    /// drop the duplicates at-least-once delivery allows. Set by
+    /// [`Payload::for_hook`] and [`Payload::for_event`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The route's name in weir (`NAMESPACE/NAME` for a CanaryRoute).
@@ -126,6 +127,7 @@ impl Payload {
     ) -> Payload {
         self.weir.hook = Some(name.to_owned());
         self.weir.kind = Some(kind.as_str());
+        self.weir.id = Some(new_id());
         self.metadata = metadata.clone();
         if kind == WebhookKind::Event {
             // Flagger's event hooks carry these three.
@@ -158,8 +160,7 @@ impl Payload {
     #[must_use]
     pub fn for_event(mut self, event: &'static str) -> Payload {
         self.weir.event = Some(event);
-        let id = weir_proxy::request_id::new_request_id_text();
-        self.weir.id = Some(String::from_utf8_lossy(&id).into_owned());
+        self.weir.id = Some(new_id());
         self
     }
 
@@ -168,6 +169,11 @@ impl Payload {
         // Strings, numbers and maps of strings: serializing cannot fail.
         bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
+}
+
+/// A new id of a call or notification: a random UUID.
+fn new_id() -> String {
+    String::from_utf8_lossy(&weir_proxy::request_id::new_request_id_text()).into_owned()
 }
 
 /// Flagger's phase name for the situation of `state`.
