@@ -26,6 +26,28 @@ fn error_of(body: &str) -> String {
         .to_owned()
 }
 
+/// Writes `request` to the admin listener and reads until weir closes the
+/// connection (10 s at most): the answer, and all that was read as text.
+async fn raw_admin(weir: &Weir, request: &[u8]) -> (weir_e2e::RawResponse, String) {
+    let answer = weir_e2e::raw_request(
+        weir.addrs.admin,
+        request,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+    (answer, shown)
+}
+
+/// The status of route `web`, read with the reader token.
+async fn web_status(weir: &Weir) -> serde_json::Value {
+    let admin = format!("http://{}", weir.addrs.admin);
+    let auth = format!("authorization: Bearer {READER}");
+    let (status, body) = curl(&["-H", &auth, &format!("{admin}/api/v1/routes/web")]).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not a route status ({e}): {body}"))
+}
+
 async fn start() -> (Weir, FakeUpstream, FakeUpstream) {
     let v1 = FakeUpstream::start("v1").await;
     let v2 = FakeUpstream::start("v2").await;
@@ -282,13 +304,7 @@ async fn requests_that_cannot_be_parsed_get_a_json_error() {
         (gzipped.as_bytes(), 501, "coding other than chunked"),
     ];
     for (request, status, says) in cases {
-        let answer = weir_e2e::raw_request(
-            weir.addrs.admin,
-            request,
-            std::time::Duration::from_secs(10),
-        )
-        .await;
-        let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+        let (answer, shown) = raw_admin(&weir, request).await;
         assert_eq!(answer.status, status, "{shown}");
         assert_eq!(
             answer.header("content-type"),
@@ -297,11 +313,7 @@ async fn requests_that_cannot_be_parsed_get_a_json_error() {
         );
         assert!(error_of(&answer.text()).contains(says), "{shown}");
     }
-    let admin = format!("http://{}", weir.addrs.admin);
-    let auth = format!("authorization: Bearer {READER}");
-    let (status, body) = curl(&["-H", &auth, &format!("{admin}/api/v1/routes/web")]).await;
-    assert_eq!(status, 200, "{body}");
-    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let s = web_status(&weir).await;
     assert_ne!(phase(&s), "Paused", "the gzip-coded pause ran: {s:#}");
 }
 
@@ -321,21 +333,11 @@ async fn nothing_after_a_chunked_command_is_read() {
          POST /api/v1/healthz HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{hidden}",
         hidden.len()
     );
-    let answer = weir_e2e::raw_request(
-        weir.addrs.admin,
-        request.as_bytes(),
-        std::time::Duration::from_secs(10),
-    )
-    .await;
-    let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+    let (answer, shown) = raw_admin(&weir, request.as_bytes()).await;
     assert_eq!(answer.status, 200, "{shown}");
     assert_eq!(answer.header("connection"), Some("close"), "{shown}");
     assert_eq!(shown.matches("HTTP/1.1 ").count(), 1, "{shown}");
-    let admin = format!("http://{}", weir.addrs.admin);
-    let auth = format!("authorization: Bearer {READER}");
-    let (status, body) = curl(&["-H", &auth, &format!("{admin}/api/v1/routes/web")]).await;
-    assert_eq!(status, 200, "{body}");
-    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let s = web_status(&weir).await;
     assert_eq!(phase(&s), "Paused", "the hidden abort ran: {s:#}");
 }
 
@@ -351,13 +353,7 @@ async fn a_plain_chunked_command_keeps_its_connection() {
          0\r\n\r\n\
          GET /api/v1/routes/web HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {READER}\r\nconnection: close\r\n\r\n"
     );
-    let answer = weir_e2e::raw_request(
-        weir.addrs.admin,
-        request.as_bytes(),
-        std::time::Duration::from_secs(10),
-    )
-    .await;
-    let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+    let (answer, shown) = raw_admin(&weir, request.as_bytes()).await;
     assert_eq!(answer.status, 200, "{shown}");
     assert_eq!(answer.header("connection"), None, "{shown}");
     assert_eq!(shown.matches("HTTP/1.1 200 ").count(), 2, "{shown}");
@@ -366,13 +362,7 @@ async fn a_plain_chunked_command_keeps_its_connection() {
     let unread = "GET /healthz HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
                   3\r\nabc\r\n0\r\n\r\n\
                   GET /healthz HTTP/1.1\r\nhost: a\r\n\r\n";
-    let answer = weir_e2e::raw_request(
-        weir.addrs.admin,
-        unread.as_bytes(),
-        std::time::Duration::from_secs(10),
-    )
-    .await;
-    let shown = String::from_utf8_lossy(&answer.raw).into_owned();
+    let (answer, shown) = raw_admin(&weir, unread.as_bytes()).await;
     assert_eq!(answer.status, 200, "{shown}");
     assert_eq!(answer.header("connection"), Some("close"), "{shown}");
     assert_eq!(shown.matches("HTTP/1.1 ").count(), 1, "{shown}");

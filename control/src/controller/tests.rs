@@ -389,6 +389,37 @@ async fn an_abort_that_could_not_be_written_is_written_once_the_store_takes_it()
     assert_eq!(written(&store), Some((Phase::Aborted, Weight::ZERO)));
 }
 
+/// A process whose routes `names` each run an analysis step of template
+/// `smoke` (metric `up`, passing on `result == 1`, read from
+/// `http://{provider}/up`, `options` added to its web provider) between
+/// `setWeight: 20` and a pause, with a store whose writes can be made to
+/// fail.
+async fn process_with_smoke_step(
+    names: &[&str],
+    provider: std::net::SocketAddr,
+    options: &str,
+) -> (
+    Arc<crate::process::Process>,
+    Arc<crate::process::ManualClock>,
+    Arc<fixtures::FaultyStore>,
+) {
+    let store = Arc::new(fixtures::FaultyStore::default());
+    let steps = "[{setWeight: 20}, {analysis: {templates: [{templateName: smoke}]}}, {pause: {}}]";
+    let routes: String = names
+        .iter()
+        .map(|name| fixtures::route(name, Some(steps)))
+        .collect();
+    let templates = format!(
+        "analysisTemplates:\n  - name: smoke\n    metrics:\n      - name: up\n        \
+         successCondition: result == 1\n        provider:\n          \
+         web: {{url: \"http://{provider}/up\", jsonPath: \"{{$.up}}\"{options}}}\n"
+    );
+    let text = fixtures::config_text(None, &format!("{routes}{templates}"));
+    let (process, clock) =
+        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    (process, clock, store)
+}
+
 /// An analysis run started for a step the rollout never entered (the
 /// transition into it could not be written) and ended before it measured
 /// anything is dropped, not kept among the route's runs as a terminated
@@ -399,21 +430,8 @@ async fn an_analysis_run_of_a_step_never_entered_is_not_kept() {
     // measures anything during the test.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
     let address = silent.local_addr().expect("its address");
-    let store = Arc::new(fixtures::FaultyStore::default());
-    let steps = "[{setWeight: 20}, {analysis: {templates: [{templateName: smoke}]}}, {pause: {}}]";
-    let routes = [
-        fixtures::route("web", Some(steps)),
-        fixtures::route("api", Some(steps)),
-    ]
-    .concat();
-    let templates = format!(
-        "analysisTemplates:\n  - name: smoke\n    metrics:\n      - name: up\n        \
-         successCondition: result == 1\n        provider:\n          \
-         web: {{url: \"http://{address}/up\", jsonPath: \"{{$.up}}\", timeoutSeconds: 60}}\n"
-    );
-    let text = fixtures::config_text(None, &format!("{routes}{templates}"));
-    let (process, clock) =
-        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    let (process, clock, store) =
+        process_with_smoke_step(&["web", "api"], address, ", timeoutSeconds: 60").await;
     let zero = |_: &str, _| weir_proxy::metrics::RoleCounts::zero();
     let runs = |control: &ControlState, route: &str| {
         control
@@ -482,17 +500,8 @@ async fn a_step_run_waits_for_its_unwritten_decision_to_be_made_again() {
     let captured = capture_this_thread();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
     let address = silent.local_addr().expect("its address");
-    let store = Arc::new(fixtures::FaultyStore::default());
-    let steps = "[{setWeight: 20}, {analysis: {templates: [{templateName: smoke}]}}, {pause: {}}]";
-    let templates = format!(
-        "analysisTemplates:\n  - name: smoke\n    metrics:\n      - name: up\n        \
-         successCondition: result == 1\n        provider:\n          \
-         web: {{url: \"http://{address}/up\", jsonPath: \"{{$.up}}\", timeoutSeconds: 60}}\n"
-    );
-    let routes = fixtures::route("web", Some(steps));
-    let text = fixtures::config_text(None, &format!("{routes}{templates}"));
-    let (process, clock) =
-        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    let (process, clock, store) =
+        process_with_smoke_step(&["web"], address, ", timeoutSeconds: 60").await;
     let zero = |_: &str, _| weir_proxy::metrics::RoleCounts::zero();
 
     // Three and a half analysis intervals (1 s) of ticks, every write failing.
@@ -556,17 +565,7 @@ async fn a_step_run_that_passed_before_its_step_was_written_completes_it_after()
             });
         }
     });
-    let store = Arc::new(fixtures::FaultyStore::default());
-    let steps = "[{setWeight: 20}, {analysis: {templates: [{templateName: smoke}]}}, {pause: {}}]";
-    let templates = format!(
-        "analysisTemplates:\n  - name: smoke\n    metrics:\n      - name: up\n        \
-         successCondition: result == 1\n        provider:\n          \
-         web: {{url: \"http://{address}/up\", jsonPath: \"{{$.up}}\"}}\n"
-    );
-    let routes = fixtures::route("web", Some(steps));
-    let text = fixtures::config_text(None, &format!("{routes}{templates}"));
-    let (process, clock) =
-        fixtures::process_with(&text, "/nonexistent/weir.yaml".into(), store.clone()).await;
+    let (process, clock, store) = process_with_smoke_step(&["web"], address, "").await;
     let zero = |_: &str, _| weir_proxy::metrics::RoleCounts::zero();
     let step = async || process.control.lock().await.rollouts["web"].step_index;
 
